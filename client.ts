@@ -1,0 +1,165 @@
+// Copyright the ptkit authors. MIT license.
+
+/**
+ * The client runtime: the seed's Transport Factory and Connection Factory.
+ * {@linkcode createConnector} configures a transport's client side once;
+ * {@linkcode Connector.dial} opens connections through it that look like
+ * `Deno.Conn`.
+ *
+ * @example Dialing a server through a transport
+ * ```ts
+ * import { createConnector } from "@ptkit/ptkit/client";
+ * import { listen } from "@ptkit/ptkit/server";
+ * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+ * const connector = await createConnector(plain, listener.clientOptions);
+ * await using conn = await connector.dial({ hostname: "127.0.0.1", port: listener.addr.port });
+ * await using accepted = await listener.accept();
+ * await conn.writable.getWriter().write(new TextEncoder().encode("ping"));
+ * const { value } = await accepted.readable.getReader().read();
+ * deepStrictEqual(new TextDecoder().decode(value), "ping");
+ * ```
+ *
+ * @module
+ */
+
+import type {
+  ClientTransport,
+  Transport,
+  TransportEnvironment,
+  TransportOptions,
+} from "./transports/transport.ts";
+import { checkPort } from "./net/address.ts";
+import { type Dialer, tcpDialer } from "./net/net_conn.ts";
+import { TransportConn } from "./net/transport_conn.ts";
+
+export type { ConnStats } from "./net/transport_conn.ts";
+export { TransportConn } from "./net/transport_conn.ts";
+export type { Dialer, DialTarget, NetConn } from "./net/net_conn.ts";
+
+/** Options for {@linkcode createConnector}. */
+export interface ConnectorOptions {
+  /** Long-term storage and out-of-band signals for the transport. Defaults to none. */
+  readonly env?: TransportEnvironment;
+  /**
+   * Opens the network connections transports run over. Defaults to a direct
+   * `Deno.connect`; replace it to use an upstream proxy.
+   */
+  readonly dialer?: Dialer;
+}
+
+/** Options for {@linkcode Connector.dial}. */
+export interface DialOptions {
+  /** The server's host. Defaults to `"127.0.0.1"`. */
+  readonly hostname?: string;
+  /** The server's port. */
+  readonly port: number;
+  /** Per-connection settings for the transport. Defaults to none. */
+  readonly settings?: TransportOptions;
+}
+
+/**
+ * A configured transport client (the seed's Connection Factory): dials as
+ * many connections as needed with one configuration.
+ *
+ * @example Dialing twice with one connector
+ * ```ts
+ * import { createConnector } from "@ptkit/ptkit/client";
+ * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const connector = await createConnector(plain, {});
+ * for (let i = 0; i < 2; i++) {
+ *   await using conn = await connector.dial({ port: listener.addr.port });
+ *   (await listener.accept()).close();
+ *   deepStrictEqual(conn.remoteAddr.transport, "tcp");
+ * }
+ * deepStrictEqual(connector.name, "plain");
+ * ```
+ */
+export class Connector {
+  #side: ClientTransport;
+  #dialer: Dialer;
+  #name: string;
+
+  /**
+   * Use {@linkcode createConnector}, which validates the configuration.
+   *
+   * @param name The transport's name.
+   * @param side The configured client side.
+   * @param dialer The network dialer.
+   */
+  constructor(name: string, side: ClientTransport, dialer: Dialer) {
+    this.#name = name;
+    this.#side = side;
+    this.#dialer = dialer;
+  }
+
+  /** The transport's name (the seed's connection factory type name). */
+  get name(): string {
+    return this.#name;
+  }
+
+  /**
+   * Open a connection to a server through the transport.
+   *
+   * @param options Where to connect, and per-connection settings.
+   * @returns The connection, ready to use (a handshake, if any, runs as the
+   * first bytes flow).
+   * @throws {TypeError} When the options are malformed.
+   * @throws {RangeError} When the port is out of range.
+   */
+  async dial(options: DialOptions): Promise<TransportConn> {
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError(`Cannot dial: options must be an object, got ${typeof options}`);
+    }
+    const hostname = options.hostname ?? "127.0.0.1";
+    if (typeof hostname !== "string" || hostname === "") {
+      throw new TypeError(`Cannot dial: invalid hostname ${JSON.stringify(hostname)}`);
+    }
+    const port = checkPort(options.port, "dial", 1);
+    // Make the pair first: bad settings fail before any packet is sent.
+    const pair = this.#side.pair(options.settings ?? {});
+    let net;
+    try {
+      net = await this.#dialer({ hostname, port });
+    } catch (error) {
+      await Promise.allSettled([
+        pair.encode.writable.abort(error),
+        pair.decode.writable.abort(error),
+      ]);
+      throw error;
+    }
+    return new TransportConn(net, pair, { name: this.#name });
+  }
+}
+
+/**
+ * Configure a transport's client side (the seed's Transport Factory).
+ *
+ * @param transport The transport.
+ * @param config Its client configuration (a bridge line's arguments).
+ * @param options Storage, signals and the network dialer.
+ * @returns A connector that dials through the transport.
+ * @throws {TypeError} When the transport rejects the configuration.
+ *
+ * @example Refusing a bad configuration
+ * ```ts
+ * import { createConnector } from "@ptkit/ptkit/client";
+ * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { rejects } from "node:assert";
+ *
+ * await rejects(createConnector(plain, { cert: "x" }), TypeError);
+ * ```
+ */
+export async function createConnector(
+  transport: Transport,
+  config: TransportOptions,
+  options: ConnectorOptions = {},
+): Promise<Connector> {
+  const side = await transport.client(config, options.env);
+  return new Connector(transport.name, side, options.dialer ?? tcpDialer);
+}

@@ -1,0 +1,114 @@
+// Copyright the ptkit authors. MIT license.
+
+/** A host and a port, as `Deno.connect` takes them. */
+export interface HostPort {
+  /** An IP literal (IPv6 without brackets) or a host name. */
+  readonly hostname: string;
+  /** The port, 0-65535. */
+  readonly port: number;
+}
+
+/**
+ * Parse `host:port`, `[ipv6]:port` or `ip:port` into a {@linkcode HostPort}.
+ *
+ * @param text The address to parse.
+ * @param what What the address is, for the error message.
+ * @returns The parsed address; IPv6 hosts are returned without brackets.
+ * @throws {SyntaxError} When the text is not of that form.
+ * @throws {RangeError} When the port is out of 0-65535.
+ *
+ * @example Parsing addresses
+ * ```ts
+ * import { parseHostPort } from "@ptkit/ptkit/net";
+ * import { deepStrictEqual, throws } from "node:assert";
+ *
+ * deepStrictEqual(parseHostPort("127.0.0.1:9050"), { hostname: "127.0.0.1", port: 9050 });
+ * deepStrictEqual(parseHostPort("[::1]:443"), { hostname: "::1", port: 443 });
+ * throws(() => parseHostPort("1.2.3"), SyntaxError);
+ * ```
+ */
+export function parseHostPort(text: string, what = "address"): HostPort {
+  if (typeof text !== "string") {
+    throw new TypeError(`Cannot parse ${what}: expected a string, got ${typeof text}`);
+  }
+  let hostname: string;
+  let portText: string;
+  if (text.startsWith("[")) {
+    const end = text.indexOf("]");
+    if (end < 0 || text[end + 1] !== ":") {
+      throw new SyntaxError(`Cannot parse ${what} ${JSON.stringify(text)}: expected [ipv6]:port`);
+    }
+    hostname = text.slice(1, end);
+    portText = text.slice(end + 2);
+    if (!hostname.includes(":")) {
+      throw new SyntaxError(
+        `Cannot parse ${what} ${JSON.stringify(text)}: brackets hold no IPv6 address`,
+      );
+    }
+  } else {
+    const colon = text.lastIndexOf(":");
+    if (colon < 0 || text.indexOf(":") !== colon) {
+      throw new SyntaxError(
+        `Cannot parse ${what} ${JSON.stringify(text)}: expected host:port (IPv6 in brackets)`,
+      );
+    }
+    hostname = text.slice(0, colon);
+    portText = text.slice(colon + 1);
+  }
+  if (hostname === "" || !/^[A-Za-z0-9._:%-]+$/.test(hostname)) {
+    throw new SyntaxError(`Cannot parse ${what} ${JSON.stringify(text)}: invalid host`);
+  }
+  if (!/^[0-9]{1,5}$/.test(portText)) {
+    throw new SyntaxError(`Cannot parse ${what} ${JSON.stringify(text)}: invalid port`);
+  }
+  return { hostname, port: checkPort(Number(portText), `${what} ${JSON.stringify(text)}`) };
+}
+
+/**
+ * Format a host and port as `host:port`, bracketing IPv6 literals.
+ *
+ * @param address The address to format.
+ * @returns The text form.
+ *
+ * @example Formatting addresses
+ * ```ts
+ * import { formatHostPort } from "@ptkit/ptkit/net";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * deepStrictEqual(formatHostPort({ hostname: "::1", port: 80 }), "[::1]:80");
+ * deepStrictEqual(formatHostPort({ hostname: "127.0.0.1", port: 80 }), "127.0.0.1:80");
+ * ```
+ */
+export function formatHostPort(address: HostPort): string {
+  const { hostname, port } = address;
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}
+
+/**
+ * Check that `port` is an integer in `min`-65535.
+ *
+ * @param port The value to check.
+ * @param what What the port belongs to, for the error message.
+ * @param min The lowest port allowed (1 for a destination, 0 to listen).
+ * @returns The port.
+ * @throws {TypeError} When `port` is not a number.
+ * @throws {RangeError} When it is not an integer in range.
+ *
+ * @example Checking a port
+ * ```ts
+ * import { checkPort } from "@ptkit/ptkit/net";
+ * import { throws } from "node:assert";
+ *
+ * checkPort(443, "target");
+ * throws(() => checkPort(70000, "target"), RangeError);
+ * ```
+ */
+export function checkPort(port: unknown, what: string, min = 0): number {
+  if (typeof port !== "number") {
+    throw new TypeError(`Invalid port for ${what}: expected a number, got ${typeof port}`);
+  }
+  if (!Number.isInteger(port) || port < min || port > 65535) {
+    throw new RangeError(`Invalid port ${port} for ${what}: must be an integer in ${min}-65535`);
+  }
+  return port;
+}

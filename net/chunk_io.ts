@@ -1,0 +1,150 @@
+// Copyright the ptkit authors. MIT license.
+// Internal: chunk sources and sinks over sockets and Web Streams, and the
+// pump that moves chunks from one to the other. Not part of the public API.
+
+import type { NetConn } from "./net_conn.ts";
+
+/** Something chunks can be read from. `null` means end of stream. */
+export interface ChunkSource {
+  read(): Promise<Uint8Array | null>;
+  cancel(reason: unknown): void;
+}
+
+/** Something chunks can be written to. `end` is a half-close. */
+export interface ChunkSink {
+  write(chunk: Uint8Array): Promise<void>;
+  end(): Promise<void>;
+  abort(reason: unknown): void;
+}
+
+const MIN_READ = 16 * 1024;
+const MAX_READ = 256 * 1024;
+
+/**
+ * Reads a socket into fresh buffers. Buffers start small (idle connections
+ * hold little memory) and double while reads fill them.
+ */
+export function connSource(conn: NetConn): ChunkSource {
+  let size = MIN_READ;
+  return {
+    async read() {
+      const buffer = new Uint8Array(size);
+      const n = await conn.read(buffer);
+      if (n === null) return null;
+      if (n === size) size = Math.min(size * 2, MAX_READ);
+      else if (n < size / 4) {
+        if (size > MIN_READ) size /= 2;
+        return buffer.slice(0, n);
+      }
+      return buffer.subarray(0, n);
+    },
+    cancel() {},
+  };
+}
+
+/** Writes whole chunks to a socket; `end` shuts its write side. */
+export function connSink(conn: NetConn): ChunkSink {
+  return {
+    async write(chunk) {
+      let offset = 0;
+      while (offset < chunk.byteLength) {
+        offset += await conn.write(offset === 0 ? chunk : chunk.subarray(offset));
+      }
+    },
+    async end() {
+      await conn.closeWrite();
+    },
+    abort() {},
+  };
+}
+
+/** Reads a `ReadableStream`, checking that every chunk is a `Uint8Array`. */
+export function streamSource(readable: ReadableStream<Uint8Array>, what: string): ChunkSource {
+  const reader = readable.getReader();
+  return {
+    async read() {
+      const { value, done } = await reader.read();
+      if (done) return null;
+      if (!(value instanceof Uint8Array)) {
+        const error = new TypeError(
+          `${what} produced a chunk that is not a Uint8Array: ${describe(value)}`,
+        );
+        reader.cancel(error).catch(() => {});
+        throw error;
+      }
+      return value;
+    },
+    cancel(reason) {
+      reader.cancel(reason).catch(() => {});
+    },
+  };
+}
+
+/**
+ * Writes to a `WritableStream` without waiting for each write to finish, only
+ * for its backpressure (`ready`); a failed write surfaces on the next call.
+ */
+export function streamSink(writable: WritableStream<Uint8Array>): ChunkSink {
+  const writer = writable.getWriter();
+  return {
+    async write(chunk) {
+      await writer.ready;
+      writer.write(chunk).catch(() => {});
+    },
+    async end() {
+      await writer.close();
+    },
+    abort(reason) {
+      writer.abort(reason).catch(() => {});
+    },
+  };
+}
+
+/**
+ * Move chunks from `source` to `sink` until end of stream, then end the sink.
+ * One chunk is in flight at a time, so memory is bounded by the chunk size.
+ * On failure the other side is cancelled or aborted with the same error, and
+ * the error is rethrown.
+ */
+export async function pump(
+  source: ChunkSource,
+  sink: ChunkSink,
+  count: (bytes: number) => void,
+): Promise<void> {
+  let chunk: Uint8Array | null;
+  try {
+    chunk = await source.read();
+  } catch (error) {
+    sink.abort(error);
+    throw error;
+  }
+  while (chunk !== null) {
+    try {
+      await sink.write(chunk);
+    } catch (error) {
+      source.cancel(error);
+      throw error;
+    }
+    count(chunk.byteLength);
+    try {
+      chunk = await source.read();
+    } catch (error) {
+      sink.abort(error);
+      throw error;
+    }
+  }
+  try {
+    await sink.end();
+  } catch (error) {
+    source.cancel(error);
+    throw error;
+  }
+}
+
+/** A short description of a value, for error messages. */
+export function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value === "object") return value.constructor?.name ?? "object";
+  if (typeof value === "string") return `string ${JSON.stringify(value.slice(0, 20))}`;
+  return `${typeof value} ${String(value)}`;
+}

@@ -1,0 +1,26 @@
+// Copyright the ptkit authors. MIT license.
+
+/**
+ * The network runtime under `client.ts` and `server.ts`: connections through
+ * transports ({@linkcode TransportConn}), listeners, the relay that joins two
+ * connections with half-close, dialers, and address parsing. These use
+ * `Deno.*`; transports themselves do not.
+ *
+ * @example Relaying between two sockets
+ * ```ts
+ * import { relay } from "@ptkit/ptkit/net";
+ * import { ok } from "node:assert";
+ *
+ * ok(typeof relay === "function");
+ * ```
+ *
+ * @module
+ */
+
+export * from "./address.ts";
+export * from "./net_conn.ts";
+export * from "./relay.ts";
+export * from "./transport_conn.ts";
+export * from "./transport_listener.ts";
+export * from "./server_manager.ts";
+export type { ServerStats } from "./server_stats.ts";

@@ -1,0 +1,65 @@
+// Copyright the ptkit authors. MIT license.
+
+/**
+ * The part of `Deno.Conn` the runtime uses for the network side of a
+ * connection. `Deno.Conn` satisfies it, and so does anything a custom
+ * {@linkcode Dialer} returns (a connection through an upstream proxy, say).
+ *
+ * The runtime reads and writes with `read` and `write`, never with
+ * `readable`/`writable`: a `Deno.Conn`'s `readable` closes the whole socket at
+ * end of stream, which would break half-close.
+ */
+export interface NetConn {
+  /** Read into `p`; resolves to the count read, or `null` at end of stream. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Write some of `p`; resolves to the count written. */
+  write(p: Uint8Array): Promise<number>;
+  /** Shut down the write side (send FIN). */
+  closeWrite(): Promise<void>;
+  /** Close the connection. */
+  close(): void;
+  /** The local address. */
+  readonly localAddr: Deno.Addr;
+  /** The remote address. */
+  readonly remoteAddr: Deno.Addr;
+}
+
+/** The address a {@linkcode Dialer} is asked to reach. */
+export interface DialTarget {
+  /** Host name or IP literal (IPv6 without brackets). */
+  readonly hostname: string;
+  /** Port, 1-65535. */
+  readonly port: number;
+}
+
+/**
+ * Opens the network connection a transport runs over. The default is
+ * `Deno.connect`; replace it to go through an upstream proxy or to bind a
+ * source address.
+ *
+ * @param target Where to connect.
+ * @returns The open connection.
+ */
+export type Dialer = (target: DialTarget) => Promise<NetConn>;
+
+/**
+ * The default {@linkcode Dialer}: a direct TCP connection with `Deno.connect`.
+ *
+ * @param target Where to connect.
+ * @returns The open connection.
+ *
+ * @example Dialing a listener
+ * ```ts
+ * import { tcpDialer } from "@ptkit/ptkit/net";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const conn = await tcpDialer({ hostname: "127.0.0.1", port: listener.addr.port });
+ * (await listener.accept()).close();
+ * deepStrictEqual(conn.remoteAddr.transport, "tcp");
+ * conn.close();
+ * ```
+ */
+export function tcpDialer(target: DialTarget): Promise<NetConn> {
+  return Deno.connect({ hostname: target.hostname, port: target.port, transport: "tcp" });
+}

@@ -1,0 +1,145 @@
+// Copyright the ptkit authors. MIT license.
+
+import {
+  type ChunkSink,
+  type ChunkSource,
+  connSink,
+  connSource,
+  pump,
+  streamSink,
+  streamSource,
+} from "./chunk_io.ts";
+import type { NetConn } from "./net_conn.ts";
+
+/**
+ * A connection defined by Web Streams, such as a {@linkcode TransportConn}:
+ * closing `writable` half-closes it.
+ */
+export interface StreamConn {
+  /** Bytes from the peer. */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Bytes to the peer; closing it is a half-close. */
+  readonly writable: WritableStream<Uint8Array>;
+  /** Close both directions at once. */
+  close(): void;
+}
+
+/** Either end of a {@linkcode relay}. */
+export type RelayEnd = NetConn | StreamConn;
+
+/** How many bytes a {@linkcode relay} moved each way. */
+export interface RelayResult {
+  /** Bytes read from `a` and written to `b`. */
+  readonly aToB: number;
+  /** Bytes read from `b` and written to `a`. */
+  readonly bToA: number;
+}
+
+/** Options for {@linkcode relay}. */
+export interface RelayOptions {
+  /** Aborting it ends the relay and closes both ends. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Copy bytes both ways between two connections until both directions end,
+ * then close both.
+ *
+ * End of stream on one side half-closes the other (FIN travels through), so
+ * a peer can still answer after the other finished writing. An error on
+ * either side closes both and rejects with that error. One chunk per
+ * direction is in flight at a time, so memory stays bounded however slow a
+ * reader is.
+ *
+ * `Deno.Conn` ends are read and written with `read`/`write` (their streams
+ * close the socket at end of stream, which would break half-close).
+ *
+ * @param a One end.
+ * @param b The other end.
+ * @param options An abort signal.
+ * @returns The byte counts once both directions have ended.
+ *
+ * @example Joining two TCP connections
+ * ```ts
+ * import { relay } from "@ptkit/ptkit/net";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const left = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * const leftPeer = await listener.accept();
+ * const right = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * const rightPeer = await listener.accept();
+ * const done = relay(leftPeer, rightPeer);
+ * await left.write(new Uint8Array([1, 2, 3]));
+ * await left.closeWrite();
+ * const buffer = new Uint8Array(8);
+ * deepStrictEqual(await right.read(buffer), 3);
+ * await right.closeWrite();
+ * deepStrictEqual(await left.read(buffer), null);
+ * deepStrictEqual(await done, { aToB: 3, bToA: 0 });
+ * left.close();
+ * right.close();
+ * ```
+ */
+export async function relay(
+  a: RelayEnd,
+  b: RelayEnd,
+  options: RelayOptions = {},
+): Promise<RelayResult> {
+  let aToB = 0;
+  let bToA = 0;
+  const ea = endpoint(a);
+  const eb = endpoint(b);
+  const closeBoth = () => {
+    closeQuietly(a);
+    closeQuietly(b);
+  };
+  const { signal } = options;
+  const onAbort = () => {
+    const reason = signal?.reason ?? new Error("Relay aborted");
+    ea.source.cancel(reason);
+    eb.source.cancel(reason);
+    ea.sink.abort(reason);
+    eb.sink.abort(reason);
+    closeBoth();
+  };
+  if (signal?.aborted) onAbort();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const forward = pump(ea.source, eb.sink, (n) => aToB += n);
+  const backward = pump(eb.source, ea.sink, (n) => bToA += n);
+  try {
+    // The first failure rejects at once; closing both ends then unblocks the
+    // other direction.
+    await new Promise<void>((resolve, reject) => {
+      let pending = 2;
+      const finished = () => --pending === 0 && resolve();
+      forward.then(finished, reject);
+      backward.then(finished, reject);
+    });
+    if (signal?.aborted) throw signal.reason;
+    return { aToB, bToA };
+  } catch (error) {
+    throw signal?.aborted ? signal.reason : error;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    closeBoth();
+    forward.catch(() => {});
+    backward.catch(() => {});
+  }
+}
+
+function endpoint(end: RelayEnd): { source: ChunkSource; sink: ChunkSink } {
+  if ("read" in end && typeof end.read === "function") {
+    return { source: connSource(end), sink: connSink(end) };
+  }
+  const conn = end as StreamConn;
+  return { source: streamSource(conn.readable, "Relay source"), sink: streamSink(conn.writable) };
+}
+
+function closeQuietly(end: RelayEnd): void {
+  try {
+    end.close();
+  } catch {
+    // Already closed.
+  }
+}

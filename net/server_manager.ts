@@ -1,0 +1,86 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { TransportOptions } from "../transports/transport.ts";
+import type { ServerStats } from "./server_stats.ts";
+
+/**
+ * A live server (the seed's Server Manager): its address, what clients need
+ * to reach it, statistics, and a way to stop it.
+ *
+ * @example Stopping a proxy
+ * ```ts
+ * import { proxy } from "@ptkit/ptkit/server";
+ * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const manager = await proxy(plain, {}, {
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   target: { hostname: "127.0.0.1", port: 9 },
+ * });
+ * deepStrictEqual(manager.stats().connectionsOpen, 0);
+ * await manager.close();
+ * ```
+ */
+export class ServerManager implements AsyncDisposable {
+  #addr: Deno.NetAddr;
+  #clientOptions: TransportOptions;
+  #stats: () => ServerStats;
+  #close: () => Promise<void>;
+  #closing: Promise<void> | undefined;
+
+  /**
+   * Use `proxy` from `@ptkit/ptkit/server`, which makes one.
+   *
+   * @param addr The listening address.
+   * @param clientOptions What clients need to reach the server.
+   * @param stats Returns the statistics.
+   * @param close Stops the server.
+   */
+  constructor(
+    addr: Deno.NetAddr,
+    clientOptions: TransportOptions,
+    stats: () => ServerStats,
+    close: () => Promise<void>,
+  ) {
+    this.#addr = addr;
+    this.#clientOptions = clientOptions;
+    this.#stats = stats;
+    this.#close = close;
+  }
+
+  /** The address the server listens on. */
+  get addr(): Deno.NetAddr {
+    return this.#addr;
+  }
+
+  /** What a client needs to reach this server (its bridge line arguments). */
+  get clientOptions(): TransportOptions {
+    return this.#clientOptions;
+  }
+
+  /**
+   * Statistics over every connection so far.
+   *
+   * @returns A snapshot of the counters.
+   */
+  stats(): ServerStats {
+    return this.#stats();
+  }
+
+  /**
+   * Stop the server: stop accepting, end open connections, and wait until
+   * they are closed. Calling it again returns the same promise.
+   *
+   * @returns Resolves when everything is closed.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  /** Stop the server. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,271 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { TransportPair } from "../transports/transport.ts";
+import { connSink, connSource, describe, pump, streamSink, streamSource } from "./chunk_io.ts";
+import type { NetConn } from "./net_conn.ts";
+
+/** Byte counts and age of one transport connection. */
+export interface ConnStats {
+  /** When the connection was set up, in milliseconds since the epoch. */
+  readonly startTime: number;
+  /** Application bytes the application wrote (before encoding). */
+  readonly appBytesWritten: number;
+  /** Application bytes the application read (after decoding). */
+  readonly appBytesRead: number;
+  /** Bytes sent on the network (after encoding). */
+  readonly wireBytesWritten: number;
+  /** Bytes received from the network (before decoding). */
+  readonly wireBytesRead: number;
+}
+
+/** Options for {@linkcode TransportConn}. */
+export interface TransportConnOptions {
+  /** The transport's name, used in error messages. Defaults to `"transport"`. */
+  readonly name?: string;
+}
+
+/**
+ * A connection through a transport: application bytes written to `writable`
+ * are encoded and sent on the network connection, and bytes received are
+ * decoded and come out of `readable`. It looks like a `Deno.Conn` (streams,
+ * `close`, `closeWrite`, addresses, `await using`) plus {@linkcode stats}.
+ *
+ * Errors end the whole connection: a network error, or a transport stream
+ * that throws, errors both `readable` and `writable` with the cause and
+ * closes the network connection.
+ *
+ * @example Wrapping a TCP connection in the plain transport
+ * ```ts
+ * import { TransportConn } from "@ptkit/ptkit/net";
+ * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const tcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * const peer = await listener.accept();
+ * await using conn = new TransportConn(tcp, (await plain.client({})).pair({}));
+ * const writer = conn.writable.getWriter();
+ * await writer.write(new TextEncoder().encode("hi"));
+ * const buffer = new Uint8Array(2);
+ * deepStrictEqual(await peer.read(buffer), 2);
+ * deepStrictEqual(conn.stats().wireBytesWritten, 2);
+ * peer.close();
+ * ```
+ */
+export class TransportConn implements AsyncDisposable {
+  #net: NetConn;
+  #startTime = Date.now();
+  #appBytesWritten = 0;
+  #appBytesRead = 0;
+  #wireBytesWritten = 0;
+  #wireBytesRead = 0;
+  #closed = false;
+  #closedByUser = false;
+  #error: unknown = undefined;
+  #netClosed = false;
+  #wireIn: Promise<void>;
+  #wireOut: Promise<void>;
+  #done: Promise<void>;
+  #abortEncode: (reason: unknown) => void;
+  #abortDecode: (reason: unknown) => void;
+  #readable: ReadableStream<Uint8Array>;
+  #ready: Promise<void>;
+  #writable: WritableStream<Uint8Array>;
+
+  /**
+   * Wrap a network connection in one side of a transport.
+   *
+   * @param net The network connection (a `Deno.Conn`, or what a dialer gave).
+   * @param pair This connection's encode/decode pair.
+   * @param options The transport name for error messages.
+   */
+  constructor(net: NetConn, pair: TransportPair, options: TransportConnOptions = {}) {
+    const name = options.name ?? "transport";
+    this.#net = net;
+    this.#ready = pair.ready ?? Promise.resolve();
+    this.#ready.catch((error) => this.#fail(error));
+
+    const encodeSource = streamSource(pair.encode.readable, `Transport '${name}' encoder`);
+    this.#abortEncode = (reason) => encodeSource.cancel(reason);
+    this.#wireOut = pump(encodeSource, connSink(net), (n) => this.#wireBytesWritten += n);
+
+    const decodeSink = streamSink(pair.decode.writable);
+    this.#abortDecode = (reason) => decodeSink.abort(reason);
+    this.#wireIn = pump(connSource(net), decodeSink, (n) => this.#wireBytesRead += n);
+
+    this.#wireOut.catch((error) => this.#fail(error));
+    this.#wireIn.catch((error) => this.#fail(error));
+    this.#done = Promise.allSettled([this.#wireIn, this.#wireOut]).then(() => this.#closeNet());
+
+    const encoder = pair.encode.writable.getWriter();
+    this.#writable = new WritableStream<Uint8Array>({
+      write: async (chunk) => {
+        if (!(chunk instanceof Uint8Array)) {
+          const error = new TypeError(
+            `Cannot write to transport connection: chunk must be a Uint8Array, got ${
+              describe(chunk)
+            }`,
+          );
+          this.#fail(error);
+          throw error;
+        }
+        await encoder.ready;
+        this.#appBytesWritten += chunk.byteLength;
+        encoder.write(chunk).catch(() => {});
+      },
+      close: async () => {
+        await encoder.close();
+        await this.#wireOut;
+      },
+      abort: (reason) => {
+        encoder.abort(reason).catch(() => {});
+      },
+    });
+
+    const decoder = pair.decode.readable.getReader();
+    this.#readable = new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        let result: ReadableStreamReadResult<Uint8Array>;
+        try {
+          result = await decoder.read();
+        } catch (error) {
+          if (this.#closedByUser) {
+            controller.close();
+            return;
+          }
+          throw error;
+        }
+        const { value, done } = result;
+        if (done) {
+          controller.close();
+          return;
+        }
+        if (!(value instanceof Uint8Array)) {
+          const error = new TypeError(
+            `Transport '${name}' decoder produced a chunk that is not a Uint8Array: ${
+              describe(value)
+            }`,
+          );
+          this.#fail(error);
+          throw error;
+        }
+        this.#appBytesRead += value.byteLength;
+        controller.enqueue(value);
+      },
+      cancel: (reason) => {
+        decoder.cancel(reason).catch(() => {});
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /** Decoded bytes from the peer. */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable;
+  }
+
+  /** Bytes to encode and send to the peer. Closing it half-closes the connection. */
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writable;
+  }
+
+  /** The local address of the network connection. */
+  get localAddr(): Deno.Addr {
+    return this.#net.localAddr;
+  }
+
+  /** The remote address of the network connection. */
+  get remoteAddr(): Deno.Addr {
+    return this.#net.remoteAddr;
+  }
+
+  /**
+   * Resolves once the transport's handshake has completed (at once for a
+   * transport without one); rejects when it failed, and the connection is
+   * then closed.
+   */
+  get ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  /**
+   * Resolves once the network connection is closed, however that happened.
+   * Never rejects.
+   */
+  get closed(): Promise<void> {
+    return this.#done;
+  }
+
+  /** The error that ended the connection, or `undefined` while none has. */
+  get error(): unknown {
+    return this.#error;
+  }
+
+  /**
+   * Finish writing: flush the encoder and shut the network write side. Reading
+   * goes on until the peer finishes too.
+   *
+   * @returns Resolves when the write side is shut.
+   */
+  async closeWrite(): Promise<void> {
+    const writer = this.#writable.getWriter();
+    try {
+      await writer.close();
+    } finally {
+      writer.releaseLock();
+    }
+  }
+
+  /**
+   * Close the connection at once, in both directions. Pending reads end, and
+   * writes fail. Calling it again does nothing.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closedByUser = true;
+    const reason = new Error("Transport connection closed");
+    this.#abortEncode(reason);
+    this.#abortDecode(reason);
+    this.#closeNet();
+  }
+
+  /**
+   * Byte counts so far.
+   *
+   * @returns A snapshot of the counters.
+   */
+  stats(): ConnStats {
+    return {
+      startTime: this.#startTime,
+      appBytesWritten: this.#appBytesWritten,
+      appBytesRead: this.#appBytesRead,
+      wireBytesWritten: this.#wireBytesWritten,
+      wireBytesRead: this.#wireBytesRead,
+    };
+  }
+
+  /** Close the connection and wait until it is. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    await this.#done;
+  }
+
+  #fail(error: unknown): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#error = error;
+    this.#abortEncode(error);
+    this.#abortDecode(error);
+    this.#closeNet();
+  }
+
+  #closeNet(): void {
+    if (this.#netClosed) return;
+    this.#netClosed = true;
+    try {
+      this.#net.close();
+    } catch {
+      // Already closed.
+    }
+  }
+}

@@ -1,0 +1,206 @@
+// Copyright the ptkit authors. MIT license.
+
+/**
+ * The server runtime: the seed's Server Factory. {@linkcode listen} yields
+ * decoded connections to the application; {@linkcode proxy} relays each one
+ * to a fixed target (or to whatever a function connects) and returns a
+ * {@linkcode ServerManager}.
+ *
+ * @example Putting a TCP service behind a transport
+ * ```ts
+ * import { proxy } from "@ptkit/ptkit/server";
+ * import { createConnector } from "@ptkit/ptkit/client";
+ * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * using service = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * await using manager = await proxy(plain, {}, {
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   target: { hostname: "127.0.0.1", port: service.addr.port },
+ * });
+ * const connector = await createConnector(plain, manager.clientOptions);
+ * await using conn = await connector.dial({ port: manager.addr.port });
+ * await conn.writable.getWriter().write(new Uint8Array([42]));
+ * using backend = await service.accept();
+ * const buffer = new Uint8Array(1);
+ * deepStrictEqual(await backend.read(buffer), 1);
+ * deepStrictEqual(buffer[0], 42);
+ * ```
+ *
+ * @module
+ */
+
+import type { Transport, TransportEnvironment, TransportOptions } from "./transports/transport.ts";
+import { checkPort } from "./net/address.ts";
+import { type Dialer, type DialTarget, tcpDialer } from "./net/net_conn.ts";
+import { relay, type RelayEnd } from "./net/relay.ts";
+import { ServerManager } from "./net/server_manager.ts";
+import type { TransportConn } from "./net/transport_conn.ts";
+import { TransportListener } from "./net/transport_listener.ts";
+
+export { TransportListener } from "./net/transport_listener.ts";
+export { ServerManager } from "./net/server_manager.ts";
+export type { ServerStats } from "./net/server_stats.ts";
+export type { ConnStats, TransportConn } from "./net/transport_conn.ts";
+
+/** Options for {@linkcode listen}. */
+export interface ListenOptions {
+  /** The address to listen on. Defaults to `"0.0.0.0"`, as `Deno.listen` does. */
+  readonly hostname?: string;
+  /** The port to listen on; 0 picks a free one. */
+  readonly port: number;
+  /** Long-term storage and out-of-band signals for the transport. Defaults to none. */
+  readonly env?: TransportEnvironment;
+}
+
+/**
+ * Where {@linkcode proxy} sends each connection: a fixed address, or a
+ * function that connects whatever it likes for that connection (after the
+ * transport's handshake succeeded).
+ */
+export type ProxyTarget = DialTarget | ((conn: TransportConn) => Promise<RelayEnd>);
+
+/** Options for {@linkcode proxy}. */
+export interface ProxyOptions extends ListenOptions {
+  /** Where decoded connections go. */
+  readonly target: ProxyTarget;
+  /** Opens connections to a fixed target. Defaults to `Deno.connect`. */
+  readonly dialer?: Dialer;
+  /**
+   * Called when one connection fails (handshake, target, relay). The error
+   * names the cause; the connection is already closed. Defaults to ignoring.
+   * Never called for connections ended by {@linkcode ServerManager.close}.
+   */
+  readonly onError?: (error: unknown) => void;
+}
+
+/**
+ * Listen for transport connections (the seed's `listen`).
+ *
+ * @param transport The transport.
+ * @param config Its server configuration.
+ * @param options Where to listen, storage and signals.
+ * @returns The listener; its `clientOptions` are what clients need.
+ * @throws {TypeError} When the transport rejects the configuration.
+ * @throws {RangeError} When the port is out of range.
+ *
+ * @example Listening on a free port
+ * ```ts
+ * import { listen } from "@ptkit/ptkit/server";
+ * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { ok } from "node:assert";
+ *
+ * await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+ * ok(listener.addr.port > 0);
+ * ```
+ */
+export async function listen(
+  transport: Transport,
+  config: TransportOptions,
+  options: ListenOptions,
+): Promise<TransportListener> {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`Cannot listen: options must be an object, got ${typeof options}`);
+  }
+  const port = checkPort(options.port, "listen");
+  const side = await transport.server(config, options.env);
+  const tcp = Deno.listen({ hostname: options.hostname ?? "0.0.0.0", port, transport: "tcp" });
+  return new TransportListener(tcp, side, transport.name);
+}
+
+/**
+ * Accept transport connections and relay each, decoded, to a target (the
+ * seed's `proxy`). Half-close travels both ways; a connection whose
+ * handshake fails never reaches the target.
+ *
+ * @param transport The transport.
+ * @param config Its server configuration.
+ * @param options Where to listen and where to relay to.
+ * @returns The running server's manager.
+ * @throws {TypeError} When the transport rejects the configuration or the
+ * target is malformed.
+ *
+ * @example Relaying to a local service
+ * ```ts
+ * import { proxy } from "@ptkit/ptkit/server";
+ * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * await using manager = await proxy(plain, {}, {
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   target: { hostname: "127.0.0.1", port: 8080 },
+ * });
+ * deepStrictEqual(manager.addr.hostname, "127.0.0.1");
+ * ```
+ */
+export async function proxy(
+  transport: Transport,
+  config: TransportOptions,
+  options: ProxyOptions,
+): Promise<ServerManager> {
+  const { target, onError } = options;
+  let connectTarget: (conn: TransportConn) => Promise<RelayEnd>;
+  if (typeof target === "function") {
+    connectTarget = target;
+  } else if (typeof target === "object" && target !== null) {
+    if (typeof target.hostname !== "string" || target.hostname === "") {
+      throw new TypeError(
+        `Cannot proxy: invalid target hostname ${JSON.stringify(target.hostname)}`,
+      );
+    }
+    const fixed = { hostname: target.hostname, port: checkPort(target.port, "proxy target", 1) };
+    const dialer = options.dialer ?? tcpDialer;
+    connectTarget = () => dialer(fixed);
+  } else {
+    throw new TypeError(
+      `Cannot proxy: target must be an address or a function, got ${typeof target}`,
+    );
+  }
+  const listener = await listen(transport, config, options);
+  const closing = new AbortController();
+  const relays = new Set<Promise<void>>();
+  let failures = 0;
+
+  const serve = async (conn: TransportConn) => {
+    let end: RelayEnd | undefined;
+    try {
+      await conn.ready;
+      end = await connectTarget(conn);
+      if (closing.signal.aborted) throw closing.signal.reason;
+      await relay(conn, end, { signal: closing.signal });
+    } catch (error) {
+      conn.close();
+      try {
+        end?.close();
+      } catch {
+        // Already closed.
+      }
+      if (!closing.signal.aborted) {
+        failures++;
+        onError?.(error);
+      }
+    }
+  };
+
+  const acceptLoop = (async () => {
+    for await (const conn of listener) {
+      const task = serve(conn);
+      relays.add(task);
+      task.finally(() => relays.delete(task));
+    }
+  })();
+
+  return new ServerManager(listener.addr, listener.clientOptions, () => ({
+    ...listener.stats(),
+    connectionsFailed: failures,
+  }), async () => {
+    listener.close();
+    closing.abort(new Error("Server closed"));
+    for (const conn of listener.connections) conn.close();
+    await acceptLoop.catch(() => {});
+    await Promise.allSettled(relays);
+    await Promise.allSettled([...listener.connections].map((conn) => conn.closed));
+  });
+}

@@ -1,0 +1,35 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+/**
+ * Everything a transport author needs: the contract ({@linkcode Transport},
+ * {@linkcode TransportPair}), helpers that make the common case a few lines
+ * ({@linkcode defineTransport}, {@linkcode mapChunks}), layering
+ * ({@linkcode layerTransports}), and storage for the `local` argument
+ * ({@linkcode MemoryStore}). Nothing here uses `Deno.*`: transports run in any
+ * runtime with Web Streams.
+ *
+ * @example A complete transport in a few lines
+ * ```ts
+ * import { defineTransport, mapChunks } from "@ptkit/ptkit/transports";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const flip = (c: Uint8Array) => c.map((b) => b ^ 0xff);
+ * const xor = defineTransport({
+ *   name: "xor",
+ *   parseConfig: () => undefined,
+ *   pair: () => ({ encode: mapChunks(flip), decode: mapChunks(flip) }),
+ * });
+ * deepStrictEqual(xor.name, "xor");
+ * ```
+ *
+ * @module
+ */
+
+export * from "./transport.ts";
+export * from "./transport_name.ts";
+export * from "./define_transport.ts";
+export * from "./map_chunks.ts";
+export * from "./layer.ts";
+export * from "./memory_store.ts";
+export * from "./plain.ts";

@@ -1,0 +1,169 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+/**
+ * The transport contract: what a pluggable transport author implements.
+ *
+ * A transport turns one byte stream into another. For every connection each
+ * side (client and server) yields a {@linkcode TransportPair}: an `encode`
+ * stream that turns application bytes into wire bytes and a `decode` stream
+ * that turns wire bytes back into application bytes. Everything else
+ * (sockets, SOCKS, Tor's IPC) is the runtime's job.
+ *
+ * @module
+ */
+
+/**
+ * An opaque key-value map of strings: a client or server configuration, or
+ * per-connection settings (the seed's "opaque" arguments).
+ */
+export type TransportOptions = Readonly<Record<string, string>>;
+
+/**
+ * The pair of streams one side of one connection uses.
+ *
+ * `encode` takes the application's bytes and emits wire bytes; `decode` takes
+ * wire bytes and emits the application's bytes. The two may share
+ * per-connection state (a handshake is the first bytes `encode` emits and the
+ * peer's `decode` consumes), may hold output back to coalesce small writes,
+ * and must honour backpressure. Closing `encode`'s writable side means the
+ * application has finished writing (half-close); a stream that errors ends
+ * the connection with that error.
+ */
+export interface TransportPair {
+  /** Application bytes in, wire bytes out. */
+  readonly encode: TransformStream<Uint8Array, Uint8Array>;
+  /** Wire bytes in, application bytes out. */
+  readonly decode: TransformStream<Uint8Array, Uint8Array>;
+  /**
+   * Resolves once the transport's handshake has completed (on a server: the
+   * client proved it knows the bridge's secret), rejects when it failed.
+   * A server runtime waits for it before it connects the target, so probes
+   * never reach the service behind. Omit it when there is no handshake.
+   */
+  readonly ready?: Promise<void>;
+}
+
+/**
+ * Long-term storage a transport may ask for (the seed's `local` argument):
+ * small named values such as keys or state files. Keys are file-name-like
+ * strings (`obfs4_state.json`).
+ */
+export interface LocalStore {
+  /** Read a value, or `undefined` when nothing is stored under `key`. */
+  get(key: string): Promise<string | undefined>;
+  /** Store `value` under `key`, replacing what was there. */
+  set(key: string, value: string): Promise<void>;
+}
+
+/**
+ * An unreliable out-of-band message pipe to the other side (the seed's
+ * `signals` argument): messages the transport writes go to the peer's
+ * operator, messages from the peer arrive on `readable`. Delivery may take
+ * manual action and may never happen.
+ */
+export interface SignalPipe {
+  /** Messages from the other side. */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Messages to the other side. */
+  readonly writable: WritableStream<Uint8Array>;
+}
+
+/** The advanced factory arguments a transport may use. */
+export interface TransportEnvironment {
+  /** Long-term local storage; absent when the application provides none. */
+  readonly local?: LocalStore;
+  /** Out-of-band message pipe; absent when the application provides none. */
+  readonly signals?: SignalPipe;
+}
+
+/** The client side of a transport, configured and ready to make pairs. */
+export interface ClientTransport {
+  /**
+   * Make the pair for one new connection.
+   *
+   * @param settings The per-connection settings (empty when there are none).
+   * @returns The encode/decode pair for that connection.
+   */
+  pair(settings: TransportOptions): TransportPair;
+}
+
+/** The server side of a transport, configured and ready to make pairs. */
+export interface ServerTransport {
+  /**
+   * The arguments a client needs to reach this server (the `ARGS:` of an
+   * `SMETHOD` line, or the client configuration of a bridge line).
+   */
+  readonly clientOptions: TransportOptions;
+  /**
+   * Make the pair for one accepted connection.
+   *
+   * @returns The encode/decode pair for that connection.
+   */
+  pair(): TransportPair;
+}
+
+/** A matching client and server configuration (spec "generate configuration"). */
+export interface GeneratedConfig {
+  /** What the client side takes. */
+  readonly client: TransportOptions;
+  /** What the server side takes. */
+  readonly server: TransportOptions;
+}
+
+/**
+ * A pluggable transport: a name, a client side and a server side.
+ *
+ * Both factories validate their configuration up front and throw a
+ * `TypeError` or `RangeError` naming the bad value; a returned side is ready
+ * to make pairs for any number of connections.
+ *
+ * @example Implementing a transport that XORs every byte
+ * ```ts
+ * import { defineTransport, mapChunks } from "@ptkit/ptkit/transports";
+ * import type { Transport } from "@ptkit/ptkit/transports";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const xor = (chunk: Uint8Array) => chunk.map((b) => b ^ 0x5a);
+ * const transport: Transport = defineTransport({
+ *   name: "xor",
+ *   parseConfig: () => undefined,
+ *   pair: () => ({ encode: mapChunks(xor), decode: mapChunks(xor) }),
+ * });
+ * const { encode } = (await transport.client({})).pair({});
+ * encode.writable.getWriter().write(new Uint8Array([0x5a]));
+ * const { value } = await encode.readable.getReader().read();
+ * deepStrictEqual(value, new Uint8Array([0]));
+ * ```
+ */
+export interface Transport {
+  /** The transport's name: a C identifier (spec 3.1). */
+  readonly name: string;
+  /**
+   * Configure the client side.
+   *
+   * @param config The client configuration (bridge line arguments).
+   * @param env Long-term storage and out-of-band signals, when given.
+   * @returns The configured client side.
+   */
+  client(
+    config: TransportOptions,
+    env?: TransportEnvironment,
+  ): ClientTransport | Promise<ClientTransport>;
+  /**
+   * Configure the server side.
+   *
+   * @param config The server configuration (server transport options).
+   * @param env Long-term storage and out-of-band signals, when given.
+   * @returns The configured server side.
+   */
+  server(
+    config: TransportOptions,
+    env?: TransportEnvironment,
+  ): ServerTransport | Promise<ServerTransport>;
+  /**
+   * Generate a matching client and server configuration, when the transport
+   * needs one (keys, shared secrets).
+   */
+  generateConfig?(env?: TransportEnvironment): GeneratedConfig | Promise<GeneratedConfig>;
+}
