@@ -133,6 +133,7 @@ export class TransportConn implements AsyncDisposable {
             controller.close();
             return;
           }
+          this.#fail(error);
           throw error;
         }
         const { value, done } = result;

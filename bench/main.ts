@@ -1,0 +1,139 @@
+// Copyright the ptkit authors. MIT license.
+// `deno task bench`: throughput and connection rate through ptkit, printed as
+// ratios against baselines measured in the same run. Not a test: timings vary
+// on shared machines, so only the ratios are meaningful.
+
+import { createConnector } from "../client.ts";
+import { proxy } from "../server.ts";
+import { relay } from "../net/relay.ts";
+import { plain } from "../transports/plain.ts";
+
+const TOTAL = Number(Deno.env.get("BENCH_MIB") ?? "512") * 1024 * 1024;
+const ROUNDS = 3;
+const SHORT = 500;
+const chunk = crypto.getRandomValues(new Uint8Array(65536));
+
+type Server = { port: number; close(): void };
+
+/** A sink that counts bytes and answers every connection's end with 1 KiB. */
+function sink(): Server {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        const buffer = new Uint8Array(256 * 1024);
+        while (await conn.read(buffer) !== null) { /* discard */ }
+        await conn.write(chunk.subarray(0, 1024));
+        conn.close();
+      })().catch(() => {});
+    }
+  })().catch(() => {});
+  return { port: listener.addr.port, close: () => listener.close() };
+}
+
+/** A relay hop with the platform's own `pipeTo`, both ways. */
+function pipeToHop(targetPort: number): Server {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        const out = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
+        await Promise.allSettled([
+          conn.readable.pipeTo(out.writable),
+          out.readable.pipeTo(conn.writable),
+        ]);
+      })().catch(() => {});
+    }
+  })().catch(() => {});
+  return { port: listener.addr.port, close: () => listener.close() };
+}
+
+/** A client hop: raw TCP in, dialed through `plain` to the proxy. */
+async function ptClientHop(proxyPort: number): Promise<Server> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const connector = await createConnector(plain, {});
+  (async () => {
+    for await (const conn of listener) {
+      connector.dial({ port: proxyPort }).then((out) => relay(conn, out)).catch(() => {});
+    }
+  })().catch(() => {});
+  return { port: listener.addr.port, close: () => listener.close() };
+}
+
+/** Send TOTAL bytes to `port`, wait for the answer; MB/s. */
+async function upload(port: number): Promise<number> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const start = performance.now();
+  for (let sent = 0; sent < TOTAL; sent += chunk.byteLength) {
+    let offset = 0;
+    while (offset < chunk.byteLength) offset += await conn.write(chunk.subarray(offset));
+  }
+  await conn.closeWrite();
+  const buffer = new Uint8Array(2048);
+  while (await conn.read(buffer) !== null) { /* the answer */ }
+  const seconds = (performance.now() - start) / 1000;
+  conn.close();
+  return TOTAL / 1e6 / seconds;
+}
+
+/** Short connections per second: connect, 1 KiB each way, close. */
+async function shortRate(port: number): Promise<number> {
+  const start = performance.now();
+  for (let i = 0; i < SHORT; i++) {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(chunk.subarray(0, 1024));
+    await conn.closeWrite();
+    const buffer = new Uint8Array(2048);
+    while (await conn.read(buffer) !== null) { /* the answer */ }
+    conn.close();
+  }
+  return SHORT / ((performance.now() - start) / 1000);
+}
+
+async function best(fn: () => Promise<number>): Promise<number> {
+  let top = 0;
+  for (let i = 0; i < ROUNDS; i++) top = Math.max(top, await fn());
+  return top;
+}
+
+const target = sink();
+const hopB = pipeToHop(target.port);
+const hopA = pipeToHop(hopB.port);
+const manager = await proxy(plain, {}, {
+  hostname: "127.0.0.1",
+  port: 0,
+  target: { hostname: "127.0.0.1", port: target.port },
+});
+const client = await ptClientHop(manager.addr.port);
+
+const raw = await best(() => upload(target.port));
+const twoHop = await best(() => upload(hopA.port));
+const viaPlain = await best(() => upload(client.port));
+const rawRate = await best(() => shortRate(target.port));
+const twoHopRate = await best(() => shortRate(hopA.port));
+const plainRate = await best(() => shortRate(client.port));
+
+const row = (name: string, value: number, unit: string, base: number) =>
+  console.log(
+    `${name.padEnd(44)} ${value.toFixed(0).padStart(8)} ${unit.padEnd(7)} ratio ${
+      (value / base).toFixed(2)
+    }`,
+  );
+console.log(`ptkit core bench: ${TOTAL / 1024 / 1024} MiB per run, best of ${ROUNDS}`);
+console.log("Throughput (ratio to the raw two-hop pipeTo chain; goal >= 0.9):");
+row("raw loopback, one connection to the sink", raw, "MB/s", twoHop);
+row("raw two-hop pipeTo relay chain", twoHop, "MB/s", twoHop);
+row("two hops: ptkit dial(plain) + proxy(plain)", viaPlain, "MB/s", twoHop);
+console.log(
+  `Short connections (connect, 1 KiB each way, close; ${SHORT} per run; ratio to the raw two-hop chain):`,
+);
+row("raw loopback, one connection to the sink", rawRate, "conn/s", twoHopRate);
+row("raw two-hop pipeTo relay chain", twoHopRate, "conn/s", twoHopRate);
+row("two hops: ptkit dial(plain) + proxy(plain)", plainRate, "conn/s", twoHopRate);
+
+client.close();
+await manager.close();
+hopA.close();
+hopB.close();
+target.close();
+Deno.exit(0);

@@ -1,0 +1,127 @@
+// Copyright the ptkit authors. MIT license.
+// Shared test helpers: deterministic data, hashing, and real TCP peers.
+
+import { createHash } from "node:crypto";
+
+/** A deterministic pseudo-random chunk generator (xorshift32), `total` bytes. */
+export function* pseudoRandomChunks(
+  total: number,
+  seed: number,
+  chunkSize = 64 * 1024,
+): Generator<Uint8Array> {
+  let x = seed >>> 0 || 1;
+  for (let sent = 0; sent < total; sent += chunkSize) {
+    const size = Math.min(chunkSize, total - sent);
+    const chunk = new Uint8Array(size);
+    const words = new Uint32Array(chunk.buffer, 0, size >>> 2);
+    for (let i = 0; i < words.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      words[i] = x >>> 0;
+    }
+    yield chunk;
+  }
+}
+
+/** SHA-256 hex of a sequence of chunks. */
+export function hashOf(chunks: Iterable<Uint8Array>): string {
+  const hash = createHash("sha256");
+  for (const chunk of chunks) hash.update(chunk);
+  return hash.digest("hex");
+}
+
+/** Hashes chunks as they come. */
+export class Hasher {
+  #hash = createHash("sha256");
+  bytes = 0;
+  update(chunk: Uint8Array): void {
+    this.#hash.update(chunk);
+    this.bytes += chunk.byteLength;
+  }
+  digest(): string {
+    return this.#hash.digest("hex");
+  }
+}
+
+/** Write chunks to a WritableStream, then close it. */
+export async function writeAll(
+  writable: WritableStream<Uint8Array>,
+  chunks: Iterable<Uint8Array>,
+): Promise<void> {
+  const writer = writable.getWriter();
+  for (const chunk of chunks) await writer.write(chunk);
+  await writer.close();
+}
+
+/** Read a ReadableStream to its end, hashing it. */
+export async function hashReadable(readable: ReadableStream<Uint8Array>): Promise<Hasher> {
+  const hasher = new Hasher();
+  for await (const chunk of readable) hasher.update(chunk);
+  return hasher;
+}
+
+/** Write chunks to a Deno.Conn with write(), then half-close it. */
+export async function connWriteAll(conn: Deno.Conn, chunks: Iterable<Uint8Array>): Promise<void> {
+  for (const chunk of chunks) {
+    let offset = 0;
+    while (offset < chunk.byteLength) offset += await conn.write(chunk.subarray(offset));
+  }
+  await conn.closeWrite();
+}
+
+/** Read a Deno.Conn with read() to end of stream, hashing it. */
+export async function connHash(conn: Deno.Conn): Promise<Hasher> {
+  const hasher = new Hasher();
+  const buffer = new Uint8Array(64 * 1024);
+  let n: number | null;
+  while ((n = await conn.read(buffer)) !== null) hasher.update(buffer.subarray(0, n));
+  return hasher;
+}
+
+/** A TCP server on loopback that runs `handle` for every connection. */
+export function tcpServer(handle: (conn: Deno.Conn) => Promise<void>): {
+  port: number;
+  accepted: () => number;
+  close: () => Promise<void>;
+} {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const tasks = new Set<Promise<void>>();
+  let accepted = 0;
+  const loop = (async () => {
+    for await (const conn of listener) {
+      accepted++;
+      const task = handle(conn).catch(() => {}).finally(() => {
+        try {
+          conn.close();
+        } catch {
+          // Already closed.
+        }
+      });
+      tasks.add(task);
+      task.finally(() => tasks.delete(task));
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    accepted: () => accepted,
+    close: async () => {
+      listener.close();
+      await loop.catch(() => {});
+      await Promise.allSettled(tasks);
+    },
+  };
+}
+
+/** A TCP echo server on loopback (echoes, half-closes after the client does). */
+export function echoServer(): ReturnType<typeof tcpServer> {
+  return tcpServer(async (conn) => {
+    const buffer = new Uint8Array(64 * 1024);
+    let n: number | null;
+    while ((n = await conn.read(buffer)) !== null) {
+      let offset = 0;
+      while (offset < n) offset += await conn.write(buffer.subarray(offset, n));
+    }
+    await conn.closeWrite();
+  });
+}

@@ -1,0 +1,199 @@
+// Copyright the ptkit authors. MIT license.
+// Acceptance 2-5 of the core: half-close, backpressure, errors that end one
+// connection only, exact stats.
+
+import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert";
+import { createConnector } from "../client.ts";
+import { listen, proxy } from "../server.ts";
+import { plain } from "../transports/plain.ts";
+import { rot } from "./rot_transport.ts";
+import {
+  echoServer,
+  hashOf,
+  hashReadable,
+  pseudoRandomChunks,
+  tcpServer,
+  writeAll,
+} from "./_util.ts";
+
+Deno.test("TransportConn propagates half-close: the reply arrives after the client closes its write side", async () => {
+  const target = tcpServer(async (conn) => {
+    // Read to end of stream, then answer with what was received, reversed.
+    const got: number[] = [];
+    const buffer = new Uint8Array(1024);
+    let n: number | null;
+    while ((n = await conn.read(buffer)) !== null) got.push(...buffer.subarray(0, n));
+    const reply = new Uint8Array(got.reverse());
+    for (let i = 0; i < 100; i++) await conn.write(reply);
+    await conn.closeWrite();
+  });
+  await using manager = await proxy(rot, { n: "5" }, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: { hostname: "127.0.0.1", port: target.port },
+  });
+  const connector = await createConnector(rot, manager.clientOptions);
+  await using conn = await connector.dial({ port: manager.addr.port });
+  const writer = conn.writable.getWriter();
+  await writer.write(new TextEncoder().encode("abc"));
+  writer.releaseLock();
+  await conn.closeWrite();
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of conn.readable) chunks.push(chunk);
+  const text = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+  strictEqual(text, "cba".repeat(100));
+  await manager.close();
+  await target.close();
+});
+
+Deno.test("TransportConn half-close over listen: server sees end of stream, client gets the full reply", async () => {
+  await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+  const server = (async () => {
+    await using conn = await listener.accept();
+    const received = await hashReadable(conn.readable); // ends only on the client's FIN
+    await writeAll(conn.writable, pseudoRandomChunks(4 * 1024 * 1024, 9));
+    return received.bytes;
+  })();
+  const connector = await createConnector(plain, {});
+  await using conn = await connector.dial({ port: listener.addr.port });
+  await writeAll(conn.writable, pseudoRandomChunks(1000, 8, 100));
+  const reply = await hashReadable(conn.readable);
+  strictEqual(await server, 1000);
+  strictEqual(reply.digest(), hashOf(pseudoRandomChunks(4 * 1024 * 1024, 9)));
+});
+
+Deno.test("TransportConn honours backpressure: a stalled reader does not grow memory", async () => {
+  // Measured in a fresh process, so garbage from other tests does not count.
+  const probe = new URL("./backpressure_probe.ts", import.meta.url);
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net=127.0.0.1", probe.pathname],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  strictEqual(code, 0, new TextDecoder().decode(stderr));
+  const result = JSON.parse(new TextDecoder().decode(stdout));
+  strictEqual(result.received, 256 * 1024 * 1024);
+  strictEqual(result.digestOk, true);
+  ok(
+    result.growthMiB < 64,
+    `resident memory grew by ${result.growthMiB.toFixed(1)} MiB (limit 64)`,
+  );
+});
+
+Deno.test("proxy reports a refused target by name and closes only that connection", async () => {
+  // A port that refuses: bind, note the port, close.
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const refusedPort = closed.addr.port;
+  closed.close();
+  const errors: unknown[] = [];
+  await using manager = await proxy(plain, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: { hostname: "127.0.0.1", port: refusedPort },
+    onError: (error) => errors.push(error),
+  });
+  const connector = await createConnector(plain, {});
+  await using conn = await connector.dial({ port: manager.addr.port });
+  const chunks = [];
+  for await (const chunk of conn.readable) chunks.push(chunk);
+  strictEqual(chunks.length, 0);
+  strictEqual(errors.length, 1);
+  ok(errors[0] instanceof Deno.errors.ConnectionRefused, String(errors[0]));
+  match(String(errors[0]), /refused/i);
+  strictEqual(manager.stats().connectionsFailed, 1);
+});
+
+Deno.test("TransportConn errors name the cause: peer reset and a throwing decoder; 20 others complete", async () => {
+  const echo = echoServer();
+  await using manager = await proxy(rot, { n: "9" }, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: { hostname: "127.0.0.1", port: echo.port },
+  });
+  const connector = await createConnector(rot, manager.clientOptions);
+
+  // 20 well-behaved connections, 1 MiB each way, running meanwhile.
+  const good = Array.from({ length: 20 }, async (_, i) => {
+    await using conn = await connector.dial({ port: manager.addr.port });
+    const [echoed] = await Promise.all([
+      hashReadable(conn.readable),
+      writeAll(conn.writable, pseudoRandomChunks(1024 * 1024, 100 + i, 4096)),
+    ]);
+    strictEqual(echoed.digest(), hashOf(pseudoRandomChunks(1024 * 1024, 100 + i, 4096)));
+  });
+
+  // A peer that resets: it closes with unread data, so the kernel sends RST.
+  const resetter = tcpServer(async (conn) => {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    conn.close();
+  });
+  const resetConnector = await createConnector(plain, {});
+  const resetConn = await resetConnector.dial({ port: resetter.port });
+  const resetWriter = resetConn.writable.getWriter();
+  const resetError = await (async () => {
+    try {
+      for (let i = 0; i < 1000; i++) await resetWriter.write(new Uint8Array(65536));
+      for await (const _ of resetConn.readable) { /* drain */ }
+    } catch (error) {
+      return error;
+    }
+  })();
+  ok(
+    resetError instanceof Deno.errors.ConnectionReset ||
+      resetError instanceof Deno.errors.BrokenPipe,
+    `expected a reset, got ${resetError}`,
+  );
+  match(String(resetError), /reset|broken pipe/i);
+  resetConn.close();
+  await resetter.close();
+
+  // A transport whose decoder throws on bad input.
+  const poisoned = await createConnector(rot, { n: "9", poison: "0" });
+  await using bad = await poisoned.dial({ port: manager.addr.port });
+  const badWriter = bad.writable.getWriter();
+  await badWriter.write(new Uint8Array([1, 2, 0, 3]));
+  await rejects(
+    (async () => {
+      for await (const _ of bad.readable) { /* read until the poison byte is echoed */ }
+    })(),
+    (error: unknown) => error instanceof SyntaxError && /poison byte 0x0/.test(error.message),
+  );
+  await bad.closed;
+  ok(bad.error instanceof SyntaxError);
+
+  await Promise.all(good);
+  await manager.close();
+  await echo.close();
+});
+
+Deno.test("TransportConn.stats and ServerStats count exact bytes", async () => {
+  await using listener = await listen(rot, { n: "1" }, { hostname: "127.0.0.1", port: 0 });
+  const connector = await createConnector(rot, listener.clientOptions);
+  await using conn = await connector.dial({ port: listener.addr.port });
+  await using accepted = await listener.accept();
+  const server = (async () => {
+    const received = await hashReadable(accepted.readable);
+    await writeAll(accepted.writable, pseudoRandomChunks(12345, 2, 1000));
+    return received.bytes;
+  })();
+  await writeAll(conn.writable, pseudoRandomChunks(777777, 1, 5000));
+  const reply = await hashReadable(conn.readable);
+  strictEqual(await server, 777777);
+  strictEqual(reply.bytes, 12345);
+  const { startTime, ...counts } = conn.stats();
+  ok(startTime <= Date.now() && startTime > Date.now() - 60_000);
+  deepStrictEqual(counts, {
+    appBytesWritten: 777777,
+    appBytesRead: 12345,
+    wireBytesWritten: 777777,
+    wireBytesRead: 12345,
+  });
+  await accepted.closed;
+  const stats = listener.stats();
+  strictEqual(stats.connectionsAccepted, 1);
+  strictEqual(stats.connectionsOpen, 0);
+  strictEqual(stats.appBytesRead, 777777);
+  strictEqual(stats.appBytesWritten, 12345);
+  strictEqual(stats.wireBytesRead, 777777);
+  strictEqual(stats.wireBytesWritten, 12345);
+});

@@ -1,0 +1,151 @@
+// Copyright the ptkit authors. MIT license.
+// Bad input to the core: wrong chunk types, configurations that fail
+// validation, addresses that do not parse. Each gives a clear TypeError,
+// RangeError or SyntaxError naming the value, and nothing leaks (the
+// resource sanitizer stays on).
+
+import { match, ok, rejects, strictEqual, throws } from "node:assert";
+import { createConnector } from "../client.ts";
+import { listen, proxy } from "../server.ts";
+import { checkPort, formatHostPort, parseHostPort } from "../net/address.ts";
+import { assertTransportName, defineTransport, layerTransports } from "../transports/mod.ts";
+import { plain } from "../transports/plain.ts";
+import { rot } from "./rot_transport.ts";
+
+Deno.test("TransportConn rejects chunks that are not Uint8Array with a TypeError naming the type", async () => {
+  await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+  const connector = await createConnector(plain, {});
+  for (const bad of ["text", 42, { length: 1 }, new ArrayBuffer(4), null]) {
+    await using conn = await connector.dial({ port: listener.addr.port });
+    await using accepted = await listener.accept();
+    const writer = conn.writable.getWriter();
+    await rejects(
+      writer.write(bad as unknown as Uint8Array),
+      (error: unknown) =>
+        error instanceof TypeError && /chunk must be a Uint8Array, got /.test(error.message),
+    );
+    // The connection is ended with that error, and the peer sees it close.
+    for await (const _ of accepted.readable) { /* drain until closed */ }
+    ok(conn.error instanceof TypeError);
+  }
+});
+
+Deno.test("TransportConn reports a transport that emits non-Uint8Array chunks", async () => {
+  const broken = defineTransport({
+    name: "broken",
+    parseConfig: () => undefined,
+    pair: () => ({
+      encode: new TransformStream<Uint8Array, Uint8Array>({
+        transform: (_chunk, c) => c.enqueue("oops" as unknown as Uint8Array),
+      }),
+      decode: new TransformStream(),
+    }),
+  });
+  await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+  const connector = await createConnector(broken, {});
+  await using conn = await connector.dial({ port: listener.addr.port });
+  await using _accepted = await listener.accept();
+  const writer = conn.writable.getWriter();
+  await writer.write(new Uint8Array([1])).catch(() => {});
+  await conn.closed;
+  ok(conn.error instanceof TypeError);
+  match(
+    String(conn.error),
+    /Transport 'broken' encoder produced a chunk that is not a Uint8Array: string/,
+  );
+});
+
+Deno.test("createConnector and listen reject configurations that fail validation", async () => {
+  await rejects(
+    createConnector(rot, { n: "0" }),
+    (e: unknown) => e instanceof RangeError && /n must be 1-255, got "0"/.test(e.message),
+  );
+  await rejects(
+    createConnector(plain, { cert: "x" }),
+    (e: unknown) => e instanceof TypeError && /unknown option 'cert'/.test(e.message),
+  );
+  await rejects(
+    createConnector(plain, { n: 3 } as unknown as Record<string, string>),
+    (e: unknown) =>
+      e instanceof TypeError && /option 'n' must be a string, got number/.test(e.message),
+  );
+  await rejects(createConnector(plain, null as unknown as Record<string, string>), TypeError);
+  await rejects(listen(rot, { n: "256" }, { hostname: "127.0.0.1", port: 0 }), RangeError);
+  await rejects(
+    listen(plain, {}, { hostname: "127.0.0.1", port: -1 }),
+    (e: unknown) => e instanceof RangeError && /Invalid port -1 for listen/.test(e.message),
+  );
+});
+
+Deno.test("Connector.dial rejects bad addresses and settings before connecting", async () => {
+  const connector = await createConnector(rot, { n: "2" });
+  await rejects(
+    connector.dial({ port: 70000 }),
+    (e: unknown) => e instanceof RangeError && /Invalid port 70000 for dial/.test(e.message),
+  );
+  await rejects(connector.dial({ port: 0 }), RangeError);
+  await rejects(connector.dial({ port: "80" as unknown as number }), TypeError);
+  await rejects(
+    connector.dial({ hostname: "", port: 80 }),
+    (e: unknown) => e instanceof TypeError && /invalid hostname ""/.test(e.message),
+  );
+  await rejects(
+    connector.dial({ port: 1, settings: { x: 1 } as unknown as Record<string, string> }),
+    TypeError,
+  );
+});
+
+Deno.test("proxy rejects a malformed target", async () => {
+  await rejects(
+    proxy(plain, {}, { port: 0, target: { hostname: "127.0.0.1", port: 0 } }),
+    (e: unknown) => e instanceof RangeError && /proxy target/.test(e.message),
+  );
+  await rejects(
+    proxy(plain, {}, {
+      port: 0,
+      target: "127.0.0.1:80" as unknown as { hostname: string; port: number },
+    }),
+    TypeError,
+  );
+});
+
+Deno.test("parseHostPort parses and rejects addresses with the value in the message", () => {
+  strictEqual(formatHostPort(parseHostPort("[::1]:9050")), "[::1]:9050");
+  strictEqual(formatHostPort(parseHostPort("example.org:443")), "example.org:443");
+  for (
+    const bad of [
+      "1.2.3",
+      "",
+      ":80",
+      "host:",
+      "host:port",
+      "[::1]80",
+      "::1:80",
+      "[1.2.3.4]:80",
+      "a b:1",
+    ]
+  ) {
+    throws(
+      () => parseHostPort(bad, "bridge address"),
+      (e: unknown) =>
+        e instanceof SyntaxError && e.message.startsWith("Cannot parse bridge address") &&
+        e.message.includes(JSON.stringify(bad)),
+    );
+  }
+  throws(() => parseHostPort("127.0.0.1:65536"), RangeError);
+  throws(() => checkPort(1.5, "x"), RangeError);
+});
+
+Deno.test("assertTransportName and layerTransports refuse bad names and layer keys", async () => {
+  for (const bad of ["", "1abc", "a-b", "a b", "é"]) {
+    throws(() => assertTransportName(bad), TypeError);
+  }
+  throws(() => layerTransports("x", []), TypeError);
+  throws(() => layerTransports("x", [plain, plain]), /two layers share a name/);
+  const stacked = layerTransports("stack", [rot, plain]);
+  await rejects(
+    Promise.resolve().then(() => stacked.client({ n: "3" })),
+    /option 'n' names no layer/,
+  );
+  await rejects(Promise.resolve().then(() => stacked.client({ "rot_by_N.n": "0" })), RangeError);
+});

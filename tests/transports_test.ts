@@ -1,0 +1,84 @@
+// Copyright the ptkit authors. MIT license.
+// Unit tests of the transport helpers, on in-memory streams.
+
+import { deepStrictEqual, strictEqual } from "node:assert";
+import { layerPairs, layerTransports, mapChunks, MemoryStore } from "../transports/mod.ts";
+import { plain } from "../transports/plain.ts";
+import { rot } from "./rot_transport.ts";
+
+async function roundTrip(
+  encode: TransformStream<Uint8Array, Uint8Array>,
+  decode: TransformStream<Uint8Array, Uint8Array>,
+  input: Uint8Array[],
+): Promise<{ wire: Uint8Array; out: Uint8Array }> {
+  const wireChunks: Uint8Array[] = [];
+  const tee = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, c) {
+      wireChunks.push(chunk.slice());
+      c.enqueue(chunk);
+    },
+  });
+  const writing = (async () => {
+    const w = encode.writable.getWriter();
+    for (const chunk of input) await w.write(chunk);
+    await w.close();
+  })();
+  const outChunks: Uint8Array[] = [];
+  await Promise.all([
+    writing,
+    encode.readable.pipeThrough(tee).pipeTo(decode.writable),
+    (async () => {
+      for await (const chunk of decode.readable) outChunks.push(chunk);
+    })(),
+  ]);
+  const join = (cs: Uint8Array[]) => new Uint8Array(cs.flatMap((c) => [...c]));
+  return { wire: join(wireChunks), out: join(outChunks) };
+}
+
+Deno.test("layerTransports stacks rot over rot: bytes change on the wire and come back", async () => {
+  const outer = { ...rot, name: "outer" };
+  const stacked = layerTransports("double", [rot, outer]);
+  const server = await stacked.server({ "rot_by_N.n": "1", "outer.n": "2" });
+  deepStrictEqual(server.clientOptions, { "rot_by_N.n": "1", "outer.n": "2" });
+  const client = await stacked.client(server.clientOptions);
+  const c = client.pair({});
+  const s = server.pair();
+  const { wire, out } = await roundTrip(c.encode, s.decode, [new Uint8Array([0, 1, 254])]);
+  deepStrictEqual(wire, new Uint8Array([3, 4, 1]));
+  deepStrictEqual(out, new Uint8Array([0, 1, 254]));
+});
+
+Deno.test("layerPairs combines ready promises and propagates errors", async () => {
+  let fail!: (e: unknown) => void;
+  const failing = new Promise<void>((_, reject) => fail = reject);
+  failing.catch(() => {});
+  const pair = layerPairs(
+    { encode: new TransformStream(), decode: new TransformStream(), ready: Promise.resolve() },
+    { encode: new TransformStream(), decode: new TransformStream(), ready: failing },
+  );
+  fail(new Error("bad handshake"));
+  let message = "";
+  await pair.ready!.catch((e: Error) => message = e.message);
+  strictEqual(message, "bad handshake");
+});
+
+Deno.test("mapChunks drops empty results and plain passes bytes unchanged", async () => {
+  const { out } = await roundTrip(
+    mapChunks((c) => c.subarray(1)),
+    new TransformStream(),
+    [new Uint8Array([9]), new Uint8Array([1, 2])],
+  );
+  deepStrictEqual(out, new Uint8Array([2]));
+  const client = (await plain.client({})).pair({});
+  const server = (await plain.server({})).pair();
+  const result = await roundTrip(client.encode, server.decode, [new Uint8Array([5, 6, 7])]);
+  deepStrictEqual(result.wire, new Uint8Array([5, 6, 7]));
+});
+
+Deno.test("MemoryStore keeps values per key", async () => {
+  const store = new MemoryStore();
+  await store.set("a", "1");
+  await store.set("a", "2");
+  strictEqual(await store.get("a"), "2");
+  strictEqual(await store.get("b"), undefined);
+});
