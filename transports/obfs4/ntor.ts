@@ -72,8 +72,12 @@ function finish(
  * import { x25519 } from "@noble/curves/ed25519.js";
  * import { deepStrictEqual } from "node:assert";
  *
- * const [x, y, b] = [1, 2, 3].map((n) => new Uint8Array(32).fill(n));
- * const [X, Y, B] = [x, y, b].map((k) => x25519.getPublicKey(k));
+ * const x = new Uint8Array(32).fill(1);
+ * const y = new Uint8Array(32).fill(2);
+ * const b = new Uint8Array(32).fill(3);
+ * const X = x25519.getPublicKey(x);
+ * const Y = x25519.getPublicKey(y);
+ * const B = x25519.getPublicKey(b);
  * const id = new Uint8Array(20);
  * deepStrictEqual(ntorClient(x, X, Y, B, id), ntorServer(y, Y, b, X, B, id));
  * ```
@@ -104,8 +108,12 @@ export function ntorClient(
  * import { x25519 } from "@noble/curves/ed25519.js";
  * import { strictEqual } from "node:assert";
  *
- * const [x, y, b] = [1, 2, 3].map((n) => new Uint8Array(32).fill(n));
- * const [X, Y, B] = [x, y, b].map((k) => x25519.getPublicKey(k));
+ * const x = new Uint8Array(32).fill(1);
+ * const y = new Uint8Array(32).fill(2);
+ * const b = new Uint8Array(32).fill(3);
+ * const X = x25519.getPublicKey(x);
+ * const Y = x25519.getPublicKey(y);
+ * const B = x25519.getPublicKey(b);
  * strictEqual(ntorServer(y, Y, b, X, B, new Uint8Array(20))?.auth.length, 32);
  * ```
  *
