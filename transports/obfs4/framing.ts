@@ -79,16 +79,29 @@ export class FrameEncoder {
    * @returns The frame's wire bytes.
    */
   encode(payload: Uint8Array): Uint8Array {
+    const out = new Uint8Array(payload.length + FRAME_OVERHEAD);
+    this.encodeInto(payload, out, 0);
+    return out;
+  }
+
+  /**
+   * Seal one frame into `dest` at `offset`.
+   *
+   * @param payload At most {@linkcode MAX_FRAME_PAYLOAD} bytes.
+   * @param dest Where the frame goes; needs `payload.length + 18` bytes of room.
+   * @param offset Where in `dest` the frame starts.
+   * @returns The frame's length.
+   */
+  encodeInto(payload: Uint8Array, dest: Uint8Array, offset: number): number {
     if (payload.length > MAX_FRAME_PAYLOAD) {
       throw new RangeError(`Cannot encode frame: payload of ${payload.length} bytes is too long`);
     }
     const sealed = this.#box.seal(payload, this.#nonce.next(), this.#key);
-    const out = new Uint8Array(2 + sealed.length);
     const length = sealed.length ^ this.#drbg.nextMask();
-    out[0] = length >> 8;
-    out[1] = length & 0xff;
-    out.set(sealed, 2);
-    return out;
+    dest[offset] = length >> 8;
+    dest[offset + 1] = length & 0xff;
+    dest.set(sealed, offset + 2);
+    return 2 + sealed.length;
   }
 }
 

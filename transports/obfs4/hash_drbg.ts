@@ -21,7 +21,8 @@ export const DRBG_SEED_LENGTH = 24;
  */
 export class HashDrbg {
   #sip: SipHash;
-  #ofb: Uint8Array;
+  #hi: number;
+  #lo: number;
 
   /**
    * Seed a DRBG.
@@ -35,7 +36,9 @@ export class HashDrbg {
       );
     }
     this.#sip = new SipHash(seed.subarray(0, 16));
-    this.#ofb = seed.slice(16, 24);
+    const view = new DataView(seed.buffer, seed.byteOffset + 16, 8);
+    this.#lo = view.getUint32(0, true);
+    this.#hi = view.getUint32(4, true);
   }
 
   /**
@@ -44,9 +47,17 @@ export class HashDrbg {
    * @returns A fresh 8-byte array.
    */
   nextBlock(): Uint8Array {
-    this.#sip.update(this.#ofb);
-    this.#ofb = this.#sip.digest();
-    return this.#ofb.slice();
+    this.#next();
+    const out = new Uint8Array(8);
+    const view = new DataView(out.buffer);
+    view.setUint32(0, this.#lo, true);
+    view.setUint32(4, this.#hi, true);
+    return out;
+  }
+
+  #next(): void {
+    this.#hi = this.#sip.absorbWordAndDigest(this.#hi, this.#lo);
+    this.#lo = this.#sip.lastLow;
   }
 
   /**
@@ -55,8 +66,9 @@ export class HashDrbg {
    * @returns A 16-bit mask.
    */
   nextMask(): number {
-    const block = this.nextBlock();
-    return (block[0]! << 8) | block[1]!;
+    this.#next();
+    // Bytes 0 and 1 of the little-endian block.
+    return ((this.#lo & 0xff) << 8) | ((this.#lo >>> 8) & 0xff);
   }
 
   /**

@@ -33,8 +33,8 @@ const DECODE_READABLE: QueuingStrategy<Uint8Array> = { highWaterMark: 1 };
 export interface Obfs4Options {
   /** The clock, in milliseconds since the epoch. Defaults to `Date.now`. */
   readonly now?: () => number;
-  /** Random byte source. Defaults to `crypto.getRandomValues`. */
-  readonly random?: RandomFill;
+  /** Fills its argument with random bytes. Defaults to `crypto.getRandomValues`. */
+  readonly random?: (bytes: Uint8Array) => void;
   /**
    * How long, in milliseconds after it was accepted, a server connection
    * whose handshake failed or did not finish is kept (reading and discarding)

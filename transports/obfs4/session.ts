@@ -83,6 +83,7 @@ export class Session {
   #iatDist: WeightedDist;
   #acceptSeed: boolean;
   #buffer: Uint8Array = new Uint8Array(0);
+  #scratch = new Uint8Array(MAX_FRAME_PAYLOAD);
   #offset = 0;
 
   /**
@@ -105,12 +106,26 @@ export class Session {
   }
 
   #packet(type: number, payload: Uint8Array, padding: number): Uint8Array {
-    const packet = new Uint8Array(PACKET_OVERHEAD + payload.length + padding);
+    const out = new Uint8Array(HEADER_LENGTH + payload.length + padding);
+    this.#packetInto(type, payload, padding, out, 0);
+    return out;
+  }
+
+  #packetInto(
+    type: number,
+    payload: Uint8Array,
+    padding: number,
+    dest: Uint8Array,
+    offset: number,
+  ): number {
+    const length = PACKET_OVERHEAD + payload.length + padding;
+    const packet = this.#scratch.subarray(0, length);
     packet[0] = type;
     packet[1] = payload.length >> 8;
     packet[2] = payload.length & 0xff;
     packet.set(payload, PACKET_OVERHEAD);
-    return this.#encoder.encode(packet);
+    packet.fill(0, PACKET_OVERHEAD + payload.length);
+    return this.#encoder.encodeInto(packet, dest, offset);
   }
 
   /**
@@ -147,24 +162,26 @@ export class Session {
    * wait {@linkcode Session.iatDelay} between them.
    */
   encode(data: Uint8Array): Uint8Array[] {
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    for (let i = 0; i < data.length; i += MAX_PACKET_PAYLOAD) {
-      const frame = this.#packet(
-        TYPE_PAYLOAD,
-        data.subarray(i, Math.min(data.length, i + MAX_PACKET_PAYLOAD)),
-        0,
-      );
-      parts.push(frame);
-      total += frame.length;
-    }
+    const full = Math.floor(data.length / MAX_PACKET_PAYLOAD);
+    const rest = data.length % MAX_PACKET_PAYLOAD;
+    let total = full * MAX_SEGMENT_LENGTH + (rest > 0 ? HEADER_LENGTH + rest : 0);
+    const pads: number[] = [];
     if (this.#iatMode !== 2) {
-      for (const frame of this.#pad(total, this.#lengthDist.sample())) {
-        parts.push(frame);
-        total += frame.length;
-      }
+      const padTo = this.#lengthDist.sample();
+      const tail = total % MAX_SEGMENT_LENGTH;
+      const padLength = padTo >= tail ? padTo - tail : MAX_SEGMENT_LENGTH - tail + padTo;
+      if (padLength > HEADER_LENGTH) pads.push(padLength - HEADER_LENGTH);
+      else if (padLength > 0) pads.push(MAX_PACKET_PAYLOAD, padLength);
+      for (const p of pads) total += HEADER_LENGTH + p;
     }
-    let burst = concat(parts, total);
+    let burst: Uint8Array = new Uint8Array(total);
+    let offset = 0;
+    for (let i = 0; i < data.length; i += MAX_PACKET_PAYLOAD) {
+      const payload = data.subarray(i, Math.min(data.length, i + MAX_PACKET_PAYLOAD));
+      offset += this.#packetInto(TYPE_PAYLOAD, payload, 0, burst, offset);
+    }
+    const empty = new Uint8Array(0);
+    for (const p of pads) offset += this.#packetInto(TYPE_PAYLOAD, empty, p, burst, offset);
     if (this.#iatMode === 0) return burst.length > 0 ? [burst] : [];
     const writes: Uint8Array[] = [];
     if (this.#iatMode === 1) {
@@ -173,7 +190,7 @@ export class Session {
       }
       return writes;
     }
-    let offset = 0;
+    offset = 0;
     while (offset < burst.length) {
       const target = this.#lengthDist.sample();
       const remaining = burst.length - offset;

@@ -98,6 +98,9 @@ export class SipHash {
   #tail = new Uint8Array(8);
   #tailLength = 0;
   #length = 0;
+  #scratch = new Uint32Array(8);
+  #outHi = 0;
+  #outLo = 0;
 
   /**
    * Make a state keyed with `key`.
@@ -150,21 +153,49 @@ export class SipHash {
    * @returns The 8-byte hash.
    */
   digest(): Uint8Array {
-    const v = this.#v.slice();
     const last = new Uint8Array(8);
     last.set(this.#tail.subarray(0, this.#tailLength));
     last[7] = this.#length & 0xff;
     const [mh, ml] = readLE(last, 0);
+    this.#finish(mh, ml);
+    const out = new Uint8Array(8);
+    const view = new DataView(out.buffer);
+    view.setUint32(0, this.#outLo, true);
+    view.setUint32(4, this.#outHi, true);
+    return out;
+  }
+
+  #finish(mh: number, ml: number): void {
+    const v = this.#scratch;
+    v.set(this.#v);
     compress(v, mh, ml);
     v[5] = (v[5]! ^ 0xff) >>> 0;
     rounds(v, 4);
-    const hi = (v[0]! ^ v[2]! ^ v[4]! ^ v[6]!) >>> 0;
-    const lo = (v[1]! ^ v[3]! ^ v[5]! ^ v[7]!) >>> 0;
-    const out = new Uint8Array(8);
-    const view = new DataView(out.buffer);
-    view.setUint32(0, lo, true);
-    view.setUint32(4, hi, true);
-    return out;
+    this.#outHi = (v[0]! ^ v[2]! ^ v[4]! ^ v[6]!) >>> 0;
+    this.#outLo = (v[1]! ^ v[3]! ^ v[5]! ^ v[7]!) >>> 0;
+  }
+
+  /**
+   * Absorb one 8-byte block given as its little-endian 64-bit value split
+   * into high and low 32-bit words, then return the new hash's high word
+   * (its low word is {@linkcode SipHash.lastLow}). Only valid while the
+   * absorbed length is a multiple of 8; avoids allocation for the DRBG.
+   *
+   * @param hi The block's high 32 bits.
+   * @param lo The block's low 32 bits.
+   * @returns The high 32 bits of the hash of everything absorbed.
+   */
+  absorbWordAndDigest(hi: number, lo: number): number {
+    if (this.#tailLength !== 0) throw new RangeError("Cannot absorb a word: input is unaligned");
+    compress(this.#v, hi, lo);
+    this.#length += 8;
+    this.#finish(((this.#length & 0xff) << 24) >>> 0, 0);
+    return this.#outHi;
+  }
+
+  /** The low 32 bits of the hash {@linkcode SipHash.absorbWordAndDigest} last returned. */
+  get lastLow(): number {
+    return this.#outLo;
   }
 }
 

@@ -1,0 +1,16 @@
+import { Session } from "./transports/obfs4/session.ts";
+import { loadSecretbox } from "./transports/obfs4/secretbox.ts";
+import { WeightedDist } from "./transports/obfs4/weighted_dist.ts";
+const box = await loadSecretbox();
+const dist = new WeightedDist(new Uint8Array(24), 0, 1448);
+const a = new Uint8Array(72).fill(1), b = new Uint8Array(72).fill(2);
+const common = { box, iatMode: 0 as const, lengthDist: dist, iatDist: dist };
+const c = new Session({ ...common, sendKeys: a, receiveKeys: b, acceptSeed: true });
+const s = new Session({ ...common, sendKeys: b, receiveKeys: a, acceptSeed: false });
+const data = crypto.getRandomValues(new Uint8Array(65536));
+let t = performance.now(); const wires: Uint8Array[] = [];
+for (let i = 0; i < 512; i++) wires.push(...c.encode(data));
+let dt = performance.now() - t; console.log("encode MB/s", (512 * 65536 / 1e6 / (dt / 1000)).toFixed(0));
+t = performance.now(); let n = 0;
+for (const w of wires) n += s.decode(w).length;
+dt = performance.now() - t; console.log("decode MB/s", (n / 1e6 / (dt / 1000)).toFixed(0));
