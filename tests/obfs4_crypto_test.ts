@@ -6,6 +6,7 @@ import { SipHash, sipHash24 } from "../transports/obfs4/siphash.ts";
 import { HashDrbg } from "../transports/obfs4/hash_drbg.ts";
 import { GoRand } from "../transports/obfs4/go_rand.ts";
 import { WeightedDist } from "../transports/obfs4/weighted_dist.ts";
+import { bridgeCloseDelay } from "../transports/obfs4/mod.ts";
 import { ntorClient, ntorKdf, ntorServer } from "../transports/obfs4/ntor.ts";
 import {
   generateRepresentableKeyPair,
@@ -143,4 +144,17 @@ Deno.test("generateRepresentableKeyPair dirty keys differ from clean keys in low
     if (hex(pair.publicKey) !== hex(x25519.getPublicKey(pair.secretKey))) dirty++;
   }
   ok(dirty > 8, `expected most keys dirty, got ${dirty}/16`);
+});
+
+Deno.test("bridgeCloseDelay matches obfs4proxy's measured close delays", () => {
+  // Seeds given to obfs4proxy 0.0.14 in obfs4_state.json; it closed garbage
+  // connections after 37, 42, 63 and 71 s (30 s + delay).
+  const unhex = (s: string) => Uint8Array.from(s.match(/../g)!, (x) => parseInt(x, 16));
+  const measured: [string, number][] = [
+    ["34ef457b6c73a2f3802934d9acfa3545a3015857d64bbdcf", 7],
+    ["55b13952dc98227aeda869d56d69422ac424f3113d77391b", 12],
+    ["3b45f1f6a3c8f0148edefb34452e6e18c14e9dd61373163a", 33],
+    ["fd2a221c3ee4970fefd804117e8ad3df9e93d41773bdc97f", 41],
+  ];
+  for (const [seed, delay] of measured) strictEqual(bridgeCloseDelay(unhex(seed)), delay);
 });

@@ -5,7 +5,7 @@
 import { ok, strictEqual } from "node:assert";
 import { createConnector } from "../client.ts";
 import { proxy } from "../server.ts";
-import { obfs4 } from "../transports/obfs4/mod.ts";
+import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
 import {
   connStreams,
@@ -168,5 +168,50 @@ Deno.test("obfs4 server started on obfs4proxy's state accepts obfs4proxy clients
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("obfs4 server over TCP answers garbage with silence and closes only after the delay", async () => {
+  let dialed = 0;
+  const errors: unknown[] = [];
+  const transport = createObfs4({ probeCloseDelay: () => 700 });
+  const manager = await proxy(transport, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    env: { local: new MemoryStore() },
+    target: () => {
+      dialed++;
+      return Promise.reject(new Error("must not be dialed"));
+    },
+    onError: (e) => errors.push(e),
+  });
+  try {
+    const conns = await Promise.all([20, 5000, 20_000].map(async (size) => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: manager.addr.port });
+      const start = Date.now();
+      await conn.write(crypto.getRandomValues(new Uint8Array(size)));
+      return { conn, start };
+    }));
+    const results = await Promise.all(conns.map(async ({ conn, start }) => {
+      const buf = new Uint8Array(1024);
+      let received = 0;
+      // Keep sending a little: the server must keep reading, not reset.
+      const more = await conn.write(new Uint8Array(10));
+      for (;;) {
+        const n = await conn.read(buf).catch(() => null);
+        if (n === null) break;
+        received += n;
+      }
+      conn.close();
+      return { received, elapsed: Date.now() - start, more };
+    }));
+    for (const r of results) {
+      strictEqual(r.received, 0);
+      strictEqual(r.more, 10);
+      ok(r.elapsed >= 600, `closed after ${r.elapsed} ms`);
+    }
+    strictEqual(dialed, 0);
+  } finally {
+    await manager.close();
   }
 });

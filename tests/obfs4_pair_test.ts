@@ -193,3 +193,67 @@ Deno.test("obfs4 client drops the connection on a tampered frame", async () => {
   await sr.cancel().catch(() => {});
   await up;
 });
+
+Deno.test("obfs4 server rejects malformed, truncated and inconsistent state", async () => {
+  const good = JSON.parse(
+    await (async () => {
+      const store = new MemoryStore();
+      await obfs4.server({}, { local: store });
+      return (await store.get("obfs4_state.json"))!;
+    })(),
+  );
+  const cases: [Record<string, unknown> | string, ErrorConstructor][] = [
+    ["", SyntaxError],
+    ["[]", TypeError],
+    ["null", SyntaxError],
+    [JSON.stringify(good).slice(0, 40), SyntaxError],
+    [{ ...good, "node-id": good["node-id"].slice(2) }, TypeError],
+    [{ ...good, "private-key": "zz" + good["private-key"].slice(2) }, TypeError],
+    [{ ...good, "drbg-seed": good["drbg-seed"] + "00" }, TypeError],
+    [{ ...good, "public-key": "00".repeat(32) }, SyntaxError],
+    [{ ...good, "iat-mode": 7 }, RangeError],
+    [{ ...good, "node-id": 5 }, TypeError],
+  ];
+  for (const [state, type] of cases) {
+    const store = new MemoryStore();
+    await store.set("obfs4_state.json", typeof state === "string" ? state : JSON.stringify(state));
+    await rejects(
+      async () => await obfs4.server({}, { local: store }),
+      type,
+      JSON.stringify(state),
+    );
+  }
+  await rejects(
+    async () =>
+      await obfs4.server({
+        "node-id": "00".repeat(20),
+        "private-key": "11".repeat(32),
+        "drbg-seed": "22",
+      }),
+    TypeError,
+  );
+  const store = new MemoryStore();
+  await store.set("obfs4_state.json", JSON.stringify(good));
+  const side = await obfs4.server({ "iat-mode": "2" }, { local: store });
+  strictEqual(side.clientOptions["iat-mode"], "2");
+});
+
+Deno.test("obfs4 client rejects an oversized server answer without a mark", async () => {
+  const server = await obfs4.server({}, { local: new MemoryStore() });
+  const client = (await obfs4.client(server.clientOptions)).pair({});
+  const w = client.decode.writable.getWriter();
+  w.write(crypto.getRandomValues(new Uint8Array(5000))).catch(() => {});
+  w.write(crypto.getRandomValues(new Uint8Array(5000))).catch(() => {});
+  await rejects(() => client.ready!, /mark not found/);
+  await client.encode.readable.cancel().catch(() => {});
+});
+
+Deno.test("obfs4 client reports a server that closes during the handshake", async () => {
+  const server = await obfs4.server({}, { local: new MemoryStore() });
+  const client = (await obfs4.client(server.clientOptions)).pair({});
+  const w = client.decode.writable.getWriter();
+  await w.write(new Uint8Array(50));
+  w.close().catch(() => {});
+  await rejects(() => client.ready!, /closed the connection/);
+  await client.encode.readable.cancel().catch(() => {});
+});

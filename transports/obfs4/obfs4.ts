@@ -23,7 +23,6 @@ import { WeightedDist } from "./weighted_dist.ts";
 
 const CLIENT_HANDSHAKE_TIMEOUT_MS = 60_000;
 const SERVER_HANDSHAKE_TIMEOUT_MS = 30_000;
-const MAX_CLOSE_DELAY_BYTES = 8192;
 const MAX_CLOSE_DELAY_SECONDS = 60;
 const MAX_IAT_DELAY = 100;
 // Room for one decoded chunk, so the handshake proceeds before anyone reads.
@@ -77,9 +76,8 @@ interface ServerShared {
  * @returns Seconds in [0, 60).
  */
 export function bridgeCloseDelay(drbgSeed: Uint8Array): number {
-  const rng = new GoRand(new HashDrbg(drbgSeed));
-  rng.intn(MAX_CLOSE_DELAY_BYTES);
-  return rng.intn(MAX_CLOSE_DELAY_SECONDS);
+  // Checked live against obfs4proxy 0.0.14: the first draw.
+  return new GoRand(new HashDrbg(drbgSeed)).intn(MAX_CLOSE_DELAY_SECONDS);
 }
 
 function randomSeed(random: RandomFill): Uint8Array {
