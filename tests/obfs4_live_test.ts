@@ -157,6 +157,17 @@ Deno.test("obfs4 server started on obfs4proxy's state accepts obfs4proxy clients
       const result = await echoTransfer(conn, 1000);
       strictEqual(result.received, result.sent);
       await conn.closed;
+      // The legacy bridge arguments name the same keys.
+      const state = JSON.parse(await Deno.readTextFile(`${dir}/obfs4_state.json`));
+      const legacy = await createConnector(obfs4, {
+        "node-id": state["node-id"],
+        "public-key": state["public-key"],
+        "iat-mode": "0",
+      });
+      const conn2 = await legacy.dial({ hostname: "127.0.0.1", port });
+      const result2 = await echoTransfer(conn2, 3000);
+      strictEqual(result2.received, result2.sent);
+      await conn2.closed;
     }, dir);
     const store = new MemoryStore();
     await store.set("obfs4_state.json", await Deno.readTextFile(`${dir}/obfs4_state.json`));
