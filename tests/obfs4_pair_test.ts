@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
 import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
 import type { TransportPair } from "../transports/transport.ts";
@@ -256,4 +256,15 @@ Deno.test("obfs4 client reports a server that closes during the handshake", asyn
   w.close().catch(() => {});
   await rejects(() => client.ready!, /closed the connection/);
   await client.encode.readable.cancel().catch(() => {});
+});
+
+Deno.test("obfs4 client takes the bridge from per-connection settings", async () => {
+  const server = await obfs4.server({}, { local: new MemoryStore() });
+  const client = await obfs4.client({});
+  throws(() => client.pair({}), TypeError);
+  throws(() => client.pair({ cert: server.clientOptions.cert! }), TypeError);
+  await roundTrip(client.pair(server.clientOptions), server.pair(), [2000]);
+  const other = await obfs4.server({}, { local: new MemoryStore() });
+  const fixed = await obfs4.client(other.clientOptions);
+  await roundTrip(fixed.pair(server.clientOptions), server.pair(), [10]);
 });

@@ -3,7 +3,7 @@
 
 import { sha256 } from "@noble/hashes/sha2.js";
 import { defineTransport } from "../define_transport.ts";
-import type { Transport, TransportPair } from "../transport.ts";
+import type { Transport, TransportOptions, TransportPair } from "../transport.ts";
 import {
   type ClientConfig,
   encodeCert,
@@ -47,6 +47,9 @@ export interface Obfs4Options {
 
 interface Parsed {
   readonly box: Secretbox;
+  /** The client options as given (per-connection settings are merged over them). */
+  readonly clientOptions?: TransportOptions;
+  /** The parsed client options; absent when the bridge comes with each connection. */
   readonly client?: ClientConfig;
   readonly server?: ServerShared;
 }
@@ -341,8 +344,12 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
     name: "obfs4",
     async parseConfig(config, role, env): Promise<Parsed> {
       if (role === "client") {
-        const client = parseClientConfig(config);
-        return { box: await loadSecretbox(), client };
+        // Empty options: every connection's settings name the bridge (as
+        // Tor's SOCKS arguments do).
+        const client = Object.keys(config).length === 0 ? undefined : parseClientConfig(config);
+        return client === undefined
+          ? { box: await loadSecretbox(), clientOptions: config }
+          : { box: await loadSecretbox(), clientOptions: config, client };
       }
       const server = await loadServerConfig(config, env.local, options.random);
       const iatSeed = sha256(server.drbgSeed).slice(0, 24);
@@ -357,10 +364,12 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
         },
       };
     },
-    pair(parsed, role) {
-      return role === "client"
-        ? clientPair(parsed.client!, parsed.box, options)
-        : serverPair(parsed.server!, parsed.box, options);
+    pair(parsed, role, settings) {
+      if (role === "server") return serverPair(parsed.server!, parsed.box, options);
+      const client = Object.keys(settings).length === 0 && parsed.client !== undefined
+        ? parsed.client
+        : parseClientConfig({ ...parsed.clientOptions, ...settings });
+      return clientPair(client, parsed.box, options);
     },
     clientOptions: (parsed) => ({
       cert: encodeCert(parsed.server!.config.keys),
@@ -386,7 +395,8 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
  * The obfs4 transport, wire-compatible with obfs4proxy 0.0.14 and lyrebird.
  *
  * Client options: `cert` and `iat-mode` from the bridge line (or the legacy
- * `node-id` and `public-key`). Server options: `node-id`, `private-key` and
+ * `node-id` and `public-key`); they may instead come with each connection's
+ * settings (merged over the client options), as Tor's SOCKS arguments do. Server options: `node-id`, `private-key` and
  * `drbg-seed` (all or none) and `iat-mode`; without keys the server reads
  * `obfs4_state.json` from `env.local`, creating it and
  * `obfs4_bridgeline.txt` when missing.
