@@ -226,3 +226,41 @@ Deno.test("obfs4 server over TCP answers garbage with silence and closes only af
     await manager.close();
   }
 });
+
+Deno.test("obfs4 carries 8 concurrent connections each way with obfs4proxy", async () => {
+  await withObfs4proxyServer("0", async (port, args) => {
+    const connector = await createConnector(obfs4, { cert: args.cert!, "iat-mode": "0" });
+    await Promise.all(Array.from({ length: 8 }, async (_, i) => {
+      const conn = await connector.dial({ hostname: "127.0.0.1", port });
+      const r = await echoTransfer(conn, 512 * 1024 + i);
+      strictEqual(r.received, r.sent);
+      await conn.closed;
+    }));
+  });
+  await withPtkitServer({}, new MemoryStore(), async (port, cert) => {
+    const dir = await Deno.makeTempDir({ prefix: "ptkit_obfs4c_" });
+    const pt = await startObfs4proxy({
+      TOR_PT_CLIENT_TRANSPORTS: "obfs4",
+      TOR_PT_STATE_LOCATION: dir,
+    });
+    try {
+      const [host, socksPort] = pt.method[1]!.split(":");
+      await Promise.all(Array.from({ length: 8 }, async (_, i) => {
+        const conn = await socks5Connect(
+          { hostname: host!, port: Number(socksPort) },
+          { hostname: "127.0.0.1", port },
+          { username: `cert=${cert};iat-mode=0`, password: "\0" },
+        );
+        try {
+          const r = await echoTransfer(connStreams(conn), 512 * 1024 + i);
+          strictEqual(r.received, r.sent);
+        } finally {
+          conn.close();
+        }
+      }));
+    } finally {
+      await pt.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
