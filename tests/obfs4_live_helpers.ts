@@ -37,15 +37,12 @@ export async function startObfs4proxy(env: Record<string, string>): Promise<Mana
   };
   const stop = async () => {
     await stdin.close().catch(() => {});
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Exited.
-      }
-    }, 2000);
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Already exited on stdin close.
+    }
     await Promise.all([drain(), child.status]);
-    clearTimeout(timer);
   };
   try {
     while (method === undefined || !/METHODS DONE/.test(text)) {

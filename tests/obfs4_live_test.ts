@@ -264,3 +264,41 @@ Deno.test("obfs4 carries 8 concurrent connections each way with obfs4proxy", asy
     }
   });
 });
+
+Deno.test("obfs4 completes 100 handshakes each way with obfs4proxy (random representatives)", async () => {
+  await withObfs4proxyServer("0", async (port, args) => {
+    const connector = await createConnector(obfs4, { cert: args.cert!, "iat-mode": "0" });
+    for (let i = 0; i < 100; i++) {
+      const conn = await connector.dial({ hostname: "127.0.0.1", port });
+      const r = await echoTransfer(conn, 16);
+      strictEqual(r.received, r.sent, `connection ${i}`);
+      await conn.closed;
+    }
+  });
+  await withPtkitServer({}, new MemoryStore(), async (port, cert) => {
+    const dir = await Deno.makeTempDir({ prefix: "ptkit_obfs4c_" });
+    const pt = await startObfs4proxy({
+      TOR_PT_CLIENT_TRANSPORTS: "obfs4",
+      TOR_PT_STATE_LOCATION: dir,
+    });
+    try {
+      const [host, socksPort] = pt.method[1]!.split(":");
+      for (let i = 0; i < 100; i++) {
+        const conn = await socks5Connect(
+          { hostname: host!, port: Number(socksPort) },
+          { hostname: "127.0.0.1", port },
+          { username: `cert=${cert};iat-mode=0`, password: "\0" },
+        );
+        try {
+          const r = await echoTransfer(connStreams(conn), 16);
+          strictEqual(r.received, r.sent, `connection ${i}`);
+        } finally {
+          conn.close();
+        }
+      }
+    } finally {
+      await pt.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
