@@ -25,6 +25,7 @@ const CLIENT_HANDSHAKE_TIMEOUT_MS = 60_000;
 const SERVER_HANDSHAKE_TIMEOUT_MS = 30_000;
 const MAX_CLOSE_DELAY_SECONDS = 60;
 const MAX_IAT_DELAY = 100;
+const MAX_BURST = 32 * 1024;
 // Room for one decoded chunk, so the handshake proceeds before anyone reads.
 const DECODE_READABLE: QueuingStrategy<Uint8Array> = { highWaterMark: 1 };
 
@@ -114,15 +115,18 @@ async function send(
   chunk: Uint8Array,
   controller: TransformStreamDefaultController<Uint8Array>,
 ): Promise<void> {
-  if (chunk.length === 0) return;
-  const writes = session.encode(chunk);
-  if (session.iatMode === 0) {
-    for (const w of writes) controller.enqueue(w);
-    return;
-  }
-  for (const w of writes) {
-    controller.enqueue(w);
-    await sleep(session.iatDelay());
+  // obfs4proxy copies with 32 KiB buffers and pads once per write: do the
+  // same, which also bounds the memory one burst takes.
+  for (let offset = 0; offset < chunk.length; offset += MAX_BURST) {
+    const writes = session.encode(chunk.subarray(offset, offset + MAX_BURST));
+    if (session.iatMode === 0) {
+      for (const w of writes) controller.enqueue(w);
+      continue;
+    }
+    for (const w of writes) {
+      controller.enqueue(w);
+      await sleep(session.iatDelay());
+    }
   }
 }
 
