@@ -1,0 +1,132 @@
+// Copyright the ptkit authors. MIT license.
+
+import { deepStrictEqual, ok, strictEqual, throws } from "node:assert";
+import { FrameDecoder, FrameEncoder } from "../transports/obfs4/framing.ts";
+import { loadSecretbox } from "../transports/obfs4/secretbox.ts";
+import { Session } from "../transports/obfs4/session.ts";
+import { WeightedDist } from "../transports/obfs4/weighted_dist.ts";
+import { ClientHandshake, ServerHandshake } from "../transports/obfs4/handshake.ts";
+import { ReplayFilter } from "../transports/obfs4/replay_filter.ts";
+import { generateServerConfig } from "../transports/obfs4/config.ts";
+import { HashDrbg } from "../transports/obfs4/hash_drbg.ts";
+
+const box = await loadSecretbox();
+const keys = Uint8Array.from({ length: 72 }, (_, i) => i);
+
+Deno.test("FrameDecoder waits for truncated frames and decodes them byte by byte", () => {
+  const wire = new FrameEncoder(keys, box).encode(new Uint8Array([1, 2, 3]));
+  strictEqual(wire.length, 2 + 16 + 3);
+  const decoder = new FrameDecoder(keys, box);
+  for (let n = 0; n < wire.length; n++) {
+    strictEqual(decoder.decode(wire.subarray(0, n), 0), undefined);
+  }
+  deepStrictEqual(decoder.decode(wire, 0), { payload: new Uint8Array([1, 2, 3]), consumed: 21 });
+});
+
+Deno.test("FrameDecoder rejects lengths outside [16, 1446] and bad tags", () => {
+  for (const length of [0, 15, 1447, 0xffff]) {
+    const mask = new HashDrbg(keys.slice(48, 72)).nextMask();
+    const wire = new Uint8Array([(length ^ mask) >> 8, (length ^ mask) & 0xff]);
+    throws(() => new FrameDecoder(keys, box).decode(wire, 0), SyntaxError);
+  }
+  const wire = new FrameEncoder(keys, box).encode(new Uint8Array(100));
+  wire[50]! ^= 1;
+  throws(() => new FrameDecoder(keys, box).decode(wire, 0), /bad tag/);
+  throws(() => new FrameEncoder(keys, box).encode(new Uint8Array(1431)), RangeError);
+  throws(() => new FrameEncoder(new Uint8Array(71), box), RangeError);
+});
+
+Deno.test("Session rejects packets shorter than the header or with a bad length", () => {
+  const dist = new WeightedDist(new Uint8Array(24), 0, 1448);
+  const session = new Session({
+    sendKeys: new Uint8Array(72),
+    receiveKeys: keys,
+    box,
+    iatMode: 0,
+    lengthDist: dist,
+    iatDist: dist,
+    acceptSeed: true,
+  });
+  throws(() => session.decode(new FrameEncoder(keys, box).encode(new Uint8Array(2))), /too short/);
+  const other = new Session({
+    sendKeys: new Uint8Array(72),
+    receiveKeys: keys,
+    box,
+    iatMode: 0,
+    lengthDist: dist,
+    iatDist: dist,
+    acceptSeed: true,
+  });
+  throws(
+    () => other.decode(new FrameEncoder(keys, box).encode(new Uint8Array([0, 0, 9, 1]))),
+    /invalid payload length 9/,
+  );
+});
+
+Deno.test("Session pads every burst and writes paranoid bursts in sampled sizes", () => {
+  const dist = new WeightedDist(new Uint8Array(24).fill(3), 0, 1448);
+  const make = (iatMode: 0 | 1 | 2, send: Uint8Array, receive: Uint8Array) =>
+    new Session({
+      sendKeys: send,
+      receiveKeys: receive,
+      box,
+      iatMode,
+      lengthDist: dist,
+      iatDist: dist,
+      acceptSeed: false,
+    });
+  const b = new Uint8Array(72).fill(7);
+  for (const mode of [0, 1, 2] as const) {
+    const sender = make(mode, keys, b);
+    const receiver = make(0, b, keys);
+    for (const size of [1, 1427, 3000]) {
+      const data = crypto.getRandomValues(new Uint8Array(size));
+      const writes = sender.encode(data);
+      const wire = writes.reduce((n, w) => n + w.length, 0);
+      ok(wire >= size + 21, `mode ${mode}: ${wire} wire bytes for ${size}`);
+      if (mode === 1) ok(writes.every((w) => w.length <= 1448));
+      const got = writes.map((w) => receiver.decode(w));
+      deepStrictEqual(
+        Uint8Array.from(got.flatMap((g) => [...g])),
+        data,
+      );
+    }
+  }
+});
+
+Deno.test("ServerHandshake accepts a client clock one hour off, not two", () => {
+  const config = generateServerConfig(0);
+  const hour = 3_600_000;
+  const now = 1_700_000_000_000;
+  for (
+    const [skew, accepted] of [[0, true], [hour, true], [-hour, true], [2 * hour, false]] as const
+  ) {
+    const client = new ClientHandshake(config.keys, now + skew);
+    const server = new ServerHandshake(config.keys, new ReplayFilter(), () => now);
+    if (accepted) {
+      const step = server.parse(client.message);
+      ok(step.done);
+      const result = client.parse(step.response);
+      deepStrictEqual(result?.keys, step.keys);
+    } else {
+      throws(() => server.parse(client.message), /MAC mismatch/);
+    }
+  }
+});
+
+Deno.test("ServerHandshake waits for a split handshake and refuses trailing bytes", () => {
+  const config = generateServerConfig(0);
+  const client = new ClientHandshake(config.keys, Date.now(), undefined, 77);
+  strictEqual(client.message.length, 32 + 77 + 32);
+  const server = new ServerHandshake(config.keys, new ReplayFilter());
+  for (let n = 0; n < client.message.length; n += 20) {
+    strictEqual(server.parse(client.message.subarray(0, n)).done, false);
+  }
+  ok(server.parse(client.message).done);
+  const padded = new ClientHandshake(config.keys, Date.now(), undefined, 8128);
+  strictEqual(padded.message.length, 8192);
+  ok(new ServerHandshake(config.keys, new ReplayFilter()).parse(padded.message).done);
+  const extra = new Uint8Array(8200);
+  extra.set(padded.message);
+  throws(() => new ServerHandshake(config.keys, new ReplayFilter()).parse(extra), SyntaxError);
+});

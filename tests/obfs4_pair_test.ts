@@ -1,0 +1,270 @@
+// Copyright the ptkit authors. MIT license.
+
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
+import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
+import { MemoryStore } from "../transports/memory_store.ts";
+import type { TransportPair } from "../transports/transport.ts";
+import { ClientHandshake } from "../transports/obfs4/handshake.ts";
+import { parseClientConfig } from "../transports/obfs4/config.ts";
+
+async function collect(readable: ReadableStream<Uint8Array>, n: number): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  let got = 0;
+  const reader = readable.getReader();
+  while (got < n) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out.set(value.subarray(0, n - got), got);
+    got += value.length;
+  }
+  reader.releaseLock();
+  strictEqual(got, n);
+  return out;
+}
+
+async function roundTrip(client: TransportPair, server: TransportPair, sizes: number[]) {
+  const up = client.encode.readable.pipeTo(server.decode.writable);
+  const down = server.encode.readable.pipeTo(client.decode.writable);
+  await Promise.all([client.ready, server.ready]);
+  const cw = client.encode.writable.getWriter();
+  const sw = server.encode.writable.getWriter();
+  for (const size of sizes) {
+    const data = new Uint8Array(size);
+    for (let i = 0; i < size; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
+    const [, got] = await Promise.all([cw.write(data), collect(server.decode.readable, size)]);
+    deepStrictEqual(got, data);
+    const [, back] = await Promise.all([sw.write(data), collect(client.decode.readable, size)]);
+    deepStrictEqual(back, data);
+  }
+  await cw.close();
+  await sw.close();
+  await Promise.all([up, down]);
+}
+
+Deno.test("obfs4 pairs round-trip data in IAT mode 0", async () => {
+  const server = await obfs4.server({}, { local: new MemoryStore() });
+  strictEqual(server.clientOptions["iat-mode"], "0");
+  const client = await obfs4.client(server.clientOptions);
+  await roundTrip(client.pair({}), server.pair(), [1, 100, 1427, 1428, 4096, 65536, 300_000]);
+});
+
+for (const mode of ["1", "2"]) {
+  Deno.test(`obfs4 pairs round-trip data in IAT mode ${mode}`, async () => {
+    const server = await obfs4.server({ "iat-mode": mode }, { local: new MemoryStore() });
+    strictEqual(server.clientOptions["iat-mode"], mode);
+    const client = await obfs4.client(server.clientOptions);
+    await roundTrip(client.pair({}), server.pair(), [1, 1427, 5000, 20_000]);
+  });
+}
+
+Deno.test("obfs4 server reuses the state it stored and takes explicit keys", async () => {
+  const store = new MemoryStore();
+  const first = await obfs4.server({}, { local: store });
+  const second = await obfs4.server({}, { local: store });
+  deepStrictEqual(second.clientOptions, first.clientOptions);
+  ok((await store.get("obfs4_bridgeline.txt"))!.includes(`cert=${first.clientOptions.cert}`));
+  const generated = await obfs4.generateConfig!();
+  const server = await obfs4.server(generated.server);
+  deepStrictEqual(server.clientOptions, generated.client);
+  const client = await obfs4.client(generated.client);
+  await roundTrip(client.pair({}), server.pair(), [10]);
+});
+
+Deno.test("obfs4 client accepts legacy node-id and public-key", async () => {
+  const generated = await obfs4.generateConfig!();
+  const server = await obfs4.server(generated.server);
+  const { identity } = parseClientConfig(generated.client);
+  const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  const client = await obfs4.client({
+    "node-id": hex(identity.nodeId),
+    "public-key": hex(identity.publicKey),
+    "iat-mode": "0",
+  });
+  await roundTrip(client.pair({}), server.pair(), [3000]);
+});
+
+Deno.test("obfs4 rejects bad configurations", async () => {
+  await rejects(async () => await obfs4.client({ "iat-mode": "0" }), TypeError);
+  await rejects(async () => await obfs4.client({ cert: "A".repeat(70) }), TypeError);
+  await rejects(
+    async () => await obfs4.client({ cert: "A".repeat(70), "iat-mode": "3" }),
+    RangeError,
+  );
+  await rejects(
+    async () => await obfs4.client({ cert: "!".repeat(70), "iat-mode": "0" }),
+    TypeError,
+  );
+  await rejects(
+    async () => await obfs4.client({ cert: "A".repeat(70), "iat-mode": "0", x: "1" }),
+    TypeError,
+  );
+  await rejects(async () => await obfs4.server({ "node-id": "00".repeat(20) }), TypeError);
+  const store = new MemoryStore();
+  await store.set("obfs4_state.json", "{not json");
+  await rejects(async () => await obfs4.server({}, { local: store }), SyntaxError);
+});
+
+async function probe(garbage: Uint8Array[], delay: number) {
+  const transport = createObfs4({ probeCloseDelay: () => delay });
+  const server = (await transport.server({}, { local: new MemoryStore() })).pair();
+  const start = Date.now();
+  const writer = server.decode.writable.getWriter();
+  const reader = server.encode.readable.getReader();
+  let emitted = 0;
+  const reading = (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      emitted += value.length;
+    }
+  })();
+  for (const chunk of garbage) await writer.write(chunk);
+  // The server is still consuming: more writes are accepted.
+  await writer.write(new Uint8Array(100));
+  await rejects(() => server.ready!);
+  await rejects(() => reading);
+  strictEqual(emitted, 0);
+  return Date.now() - start;
+}
+
+Deno.test("obfs4 server answers nothing to garbage and errors only after the delay", async () => {
+  const elapsed = await probe([crypto.getRandomValues(new Uint8Array(10_000))], 300);
+  ok(elapsed >= 250, `closed after ${elapsed} ms`);
+});
+
+Deno.test("obfs4 server answers nothing to a handshake for another bridge", async () => {
+  const other = await obfs4.generateConfig!();
+  const hs = new ClientHandshake(parseClientConfig(other.client).identity);
+  await probe([hs.message], 200);
+});
+
+Deno.test("obfs4 server refuses a replayed handshake", async () => {
+  const transport = createObfs4({ probeCloseDelay: () => 200 });
+  const side = await transport.server({}, { local: new MemoryStore() });
+  const hs = new ClientHandshake(parseClientConfig(side.clientOptions).identity);
+  const first = side.pair();
+  const w1 = first.decode.writable.getWriter();
+  await w1.write(hs.message);
+  await first.ready;
+  const r1 = first.encode.readable.getReader();
+  ok(((await r1.read()).value?.length ?? 0) > 96);
+  await w1.close();
+  await r1.cancel();
+  const second = side.pair();
+  const w2 = second.decode.writable.getWriter();
+  await w2.write(hs.message);
+  await rejects(() => second.ready!);
+  await w2.abort().catch(() => {});
+});
+
+Deno.test("obfs4 client fails on a corrupted server answer", async () => {
+  const server = await obfs4.server({}, { local: new MemoryStore() });
+  const clientSide = await obfs4.client(server.clientOptions);
+  const client = clientSide.pair({});
+  const pair = server.pair();
+  const up = client.encode.readable.pipeTo(pair.decode.writable).catch(() => {});
+  const sr = pair.encode.readable.getReader();
+  const cw = client.decode.writable.getWriter();
+  const { value } = await sr.read();
+  const bad = value!.slice();
+  bad[40]! ^= 1; // inside AUTH
+  cw.write(bad).catch(() => {});
+  await rejects(() => client.ready!, /AUTH mismatch|MAC mismatch/);
+  await sr.cancel().catch(() => {});
+  await up;
+});
+
+Deno.test("obfs4 client drops the connection on a tampered frame", async () => {
+  const server = await obfs4.server({}, { local: new MemoryStore() });
+  const client = (await obfs4.client(server.clientOptions)).pair({});
+  const pair = server.pair();
+  const up = client.encode.readable.pipeTo(pair.decode.writable).catch(() => {});
+  const sr = pair.encode.readable.getReader();
+  const cw = client.decode.writable.getWriter();
+  cw.write((await sr.read()).value!).catch(() => {});
+  await client.ready;
+  const sw = pair.encode.writable.getWriter();
+  sw.write(new Uint8Array(50)).catch(() => {});
+  const frame = (await sr.read()).value!.slice();
+  frame[10]! ^= 0xff;
+  const reading = client.decode.readable.getReader().read();
+  cw.write(frame).catch(() => {});
+  await rejects(() => reading, SyntaxError);
+  await sr.cancel().catch(() => {});
+  await up;
+});
+
+Deno.test("obfs4 server rejects malformed, truncated and inconsistent state", async () => {
+  const good = JSON.parse(
+    await (async () => {
+      const store = new MemoryStore();
+      await obfs4.server({}, { local: store });
+      return (await store.get("obfs4_state.json"))!;
+    })(),
+  );
+  const cases: [Record<string, unknown> | string, ErrorConstructor][] = [
+    ["", SyntaxError],
+    ["[]", TypeError],
+    ["null", SyntaxError],
+    [JSON.stringify(good).slice(0, 40), SyntaxError],
+    [{ ...good, "node-id": good["node-id"].slice(2) }, TypeError],
+    [{ ...good, "private-key": "zz" + good["private-key"].slice(2) }, TypeError],
+    [{ ...good, "drbg-seed": good["drbg-seed"] + "00" }, TypeError],
+    [{ ...good, "public-key": "00".repeat(32) }, SyntaxError],
+    [{ ...good, "iat-mode": 7 }, RangeError],
+    [{ ...good, "node-id": 5 }, TypeError],
+  ];
+  for (const [state, type] of cases) {
+    const store = new MemoryStore();
+    await store.set("obfs4_state.json", typeof state === "string" ? state : JSON.stringify(state));
+    await rejects(
+      async () => await obfs4.server({}, { local: store }),
+      type,
+      JSON.stringify(state),
+    );
+  }
+  await rejects(
+    async () =>
+      await obfs4.server({
+        "node-id": "00".repeat(20),
+        "private-key": "11".repeat(32),
+        "drbg-seed": "22",
+      }),
+    TypeError,
+  );
+  const store = new MemoryStore();
+  await store.set("obfs4_state.json", JSON.stringify(good));
+  const side = await obfs4.server({ "iat-mode": "2" }, { local: store });
+  strictEqual(side.clientOptions["iat-mode"], "2");
+});
+
+Deno.test("obfs4 client rejects an oversized server answer without a mark", async () => {
+  const server = await obfs4.server({}, { local: new MemoryStore() });
+  const client = (await obfs4.client(server.clientOptions)).pair({});
+  const w = client.decode.writable.getWriter();
+  w.write(crypto.getRandomValues(new Uint8Array(5000))).catch(() => {});
+  w.write(crypto.getRandomValues(new Uint8Array(5000))).catch(() => {});
+  await rejects(() => client.ready!, /mark not found/);
+  await client.encode.readable.cancel().catch(() => {});
+});
+
+Deno.test("obfs4 client reports a server that closes during the handshake", async () => {
+  const server = await obfs4.server({}, { local: new MemoryStore() });
+  const client = (await obfs4.client(server.clientOptions)).pair({});
+  const w = client.decode.writable.getWriter();
+  await w.write(new Uint8Array(50));
+  w.close().catch(() => {});
+  await rejects(() => client.ready!, /closed the connection/);
+  await client.encode.readable.cancel().catch(() => {});
+});
+
+Deno.test("obfs4 client takes the bridge from per-connection settings", async () => {
+  const server = await obfs4.server({}, { local: new MemoryStore() });
+  const client = await obfs4.client({});
+  throws(() => client.pair({}), TypeError);
+  throws(() => client.pair({ cert: server.clientOptions.cert! }), TypeError);
+  await roundTrip(client.pair(server.clientOptions), server.pair(), [2000]);
+  const other = await obfs4.server({}, { local: new MemoryStore() });
+  const fixed = await obfs4.client(other.clientOptions);
+  await roundTrip(fixed.pair(server.clientOptions), server.pair(), [10]);
+});

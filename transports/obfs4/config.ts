@@ -1,0 +1,348 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+import { x25519 } from "@noble/curves/ed25519.js";
+import type { LocalStore, TransportOptions } from "../transport.ts";
+import type { BridgeIdentity, BridgeKeys, RandomFill } from "./handshake.ts";
+import type { IatMode } from "./session.ts";
+
+/** The file obfs4 keeps its server state in (obfs4proxy's format). */
+export const STATE_FILE = "obfs4_state.json";
+/** The file with the bridge line a server writes next to its state. */
+export const BRIDGE_LINE_FILE = "obfs4_bridgeline.txt";
+
+const NODE_ID_LENGTH = 20;
+const KEY_LENGTH = 32;
+const SEED_LENGTH = 24;
+
+/** A parsed obfs4 client configuration. */
+export interface ClientConfig {
+  /** The bridge's node ID and public key. */
+  readonly identity: BridgeIdentity;
+  /** The IAT mode for what the client sends. */
+  readonly iatMode: IatMode;
+}
+
+/** A parsed obfs4 server configuration. */
+export interface ServerConfig {
+  /** The bridge's long-term keys. */
+  readonly keys: BridgeKeys;
+  /** The seed of the length and IAT distributions, sent to every client. */
+  readonly drbgSeed: Uint8Array;
+  /** The IAT mode for what the server sends. */
+  readonly iatMode: IatMode;
+}
+
+function toHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function fromHex(name: string, value: unknown, length: number): Uint8Array {
+  if (typeof value !== "string" || !/^[0-9a-fA-F]*$/.test(value) || value.length !== length * 2) {
+    throw new TypeError(
+      `Cannot configure transport 'obfs4': '${name}' must be ${length} bytes of hex`,
+    );
+  }
+  return Uint8Array.from(value.match(/../g) ?? [], (h) => parseInt(h, 16));
+}
+
+function parseIatMode(value: unknown): IatMode {
+  const text = typeof value === "number" ? String(value) : value;
+  if (text === "0" || text === "1" || text === "2") return Number(text) as IatMode;
+  throw new RangeError(
+    `Cannot configure transport 'obfs4': invalid iat-mode ${
+      JSON.stringify(value)
+    } (want 0, 1 or 2)`,
+  );
+}
+
+/**
+ * The `cert` argument of a bridge line: base64 of node ID and public key,
+ * without padding.
+ *
+ * @example Encoding a cert
+ * ```ts
+ * import { encodeCert } from "./config.ts";
+ * import { strictEqual } from "node:assert";
+ *
+ * strictEqual(encodeCert({ nodeId: new Uint8Array(20), publicKey: new Uint8Array(32) }).length, 70);
+ * ```
+ *
+ * @param identity The bridge's node ID and public key.
+ * @returns The cert string.
+ */
+export function encodeCert(identity: BridgeIdentity): string {
+  const bytes = new Uint8Array(NODE_ID_LENGTH + KEY_LENGTH);
+  bytes.set(identity.nodeId);
+  bytes.set(identity.publicKey, NODE_ID_LENGTH);
+  return btoa(String.fromCharCode(...bytes)).replace(/=+$/, "");
+}
+
+function decodeCert(cert: string): BridgeIdentity {
+  let bytes: Uint8Array;
+  try {
+    if (!/^[A-Za-z0-9+/]{70}(==)?$/.test(cert)) throw new Error();
+    bytes = Uint8Array.from(atob(cert.slice(0, 70) + "=="), (c) => c.charCodeAt(0));
+  } catch {
+    throw new TypeError(
+      "Cannot configure transport 'obfs4': 'cert' must be 70 characters of base64",
+    );
+  }
+  return { nodeId: bytes.slice(0, NODE_ID_LENGTH), publicKey: bytes.slice(NODE_ID_LENGTH) };
+}
+
+function checkKnown(options: TransportOptions, known: string[]): void {
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new TypeError(`Cannot configure transport 'obfs4': unknown option '${key}'`);
+    }
+  }
+}
+
+/**
+ * Parse an obfs4 client configuration: `cert` and `iat-mode`, or the legacy
+ * `node-id` and `public-key` (hex) with `iat-mode`.
+ *
+ * @example Parsing a bridge line's arguments
+ * ```ts
+ * import { parseClientConfig } from "./config.ts";
+ * import { strictEqual } from "node:assert";
+ *
+ * const cert = "A".repeat(70);
+ * strictEqual(parseClientConfig({ cert, "iat-mode": "1" }).iatMode, 1);
+ * ```
+ *
+ * @param options The client options.
+ * @returns The parsed configuration.
+ */
+export function parseClientConfig(options: TransportOptions): ClientConfig {
+  checkKnown(options, ["cert", "iat-mode", "node-id", "public-key"]);
+  if (options["iat-mode"] === undefined) {
+    throw new TypeError("Cannot configure transport 'obfs4': missing option 'iat-mode'");
+  }
+  const iatMode = parseIatMode(options["iat-mode"]);
+  if (options.cert !== undefined) {
+    if (options["node-id"] !== undefined || options["public-key"] !== undefined) {
+      throw new TypeError(
+        "Cannot configure transport 'obfs4': give either 'cert' or 'node-id' and 'public-key'",
+      );
+    }
+    return { identity: decodeCert(options.cert), iatMode };
+  }
+  if (options["node-id"] === undefined || options["public-key"] === undefined) {
+    throw new TypeError(
+      "Cannot configure transport 'obfs4': missing option 'cert' (or 'node-id' and 'public-key')",
+    );
+  }
+  return {
+    identity: {
+      nodeId: fromHex("node-id", options["node-id"], NODE_ID_LENGTH),
+      publicKey: fromHex("public-key", options["public-key"], KEY_LENGTH),
+    },
+    iatMode,
+  };
+}
+
+function fromSecret(
+  nodeId: Uint8Array,
+  secretKey: Uint8Array,
+  drbgSeed: Uint8Array,
+  iatMode: IatMode,
+): ServerConfig {
+  return {
+    keys: { nodeId, secretKey, publicKey: x25519.getPublicKey(secretKey) },
+    drbgSeed,
+    iatMode,
+  };
+}
+
+/**
+ * Serialize a server configuration as obfs4proxy's `obfs4_state.json`.
+ *
+ * @example Writing state
+ * ```ts
+ * import { formatState, parseState } from "./config.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const state = parseState(formatState(parseState(JSON.stringify({
+ *   "node-id": "00".repeat(20), "private-key": "11".repeat(32),
+ *   "drbg-seed": "22".repeat(24), "iat-mode": 0,
+ * }))));
+ * deepStrictEqual(state.keys.nodeId, new Uint8Array(20));
+ * ```
+ *
+ * @param config The server configuration.
+ * @returns The JSON text.
+ */
+export function formatState(config: ServerConfig): string {
+  return JSON.stringify({
+    "node-id": toHex(config.keys.nodeId),
+    "private-key": toHex(config.keys.secretKey),
+    "public-key": toHex(config.keys.publicKey),
+    "drbg-seed": toHex(config.drbgSeed),
+    "iat-mode": config.iatMode,
+  });
+}
+
+/**
+ * Parse obfs4proxy's `obfs4_state.json`.
+ *
+ * @example Reading state
+ * ```ts
+ * import { parseState } from "./config.ts";
+ * import { throws } from "node:assert";
+ *
+ * throws(() => parseState("{"), SyntaxError);
+ * ```
+ *
+ * @param text The JSON text.
+ * @returns The server configuration.
+ */
+export function parseState(text: string): ServerConfig {
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new SyntaxError(`Cannot parse ${STATE_FILE}: invalid JSON`);
+  }
+  if (typeof json !== "object" || json === null) {
+    throw new SyntaxError(`Cannot parse ${STATE_FILE}: not an object`);
+  }
+  const config = fromSecret(
+    fromHex("node-id", json["node-id"], NODE_ID_LENGTH),
+    fromHex("private-key", json["private-key"], KEY_LENGTH),
+    fromHex("drbg-seed", json["drbg-seed"], SEED_LENGTH),
+    parseIatMode(json["iat-mode"] ?? 0),
+  );
+  if (json["public-key"] !== undefined) {
+    const stored = fromHex("public-key", json["public-key"], KEY_LENGTH);
+    if (toHex(stored) !== toHex(config.keys.publicKey)) {
+      throw new SyntaxError(`Cannot parse ${STATE_FILE}: public-key does not match private-key`);
+    }
+  }
+  return config;
+}
+
+/**
+ * Generate a fresh server configuration.
+ *
+ * @example Generating keys
+ * ```ts
+ * import { generateServerConfig } from "./config.ts";
+ * import { strictEqual } from "node:assert";
+ *
+ * strictEqual(generateServerConfig(0).keys.publicKey.length, 32);
+ * ```
+ *
+ * @param iatMode The IAT mode.
+ * @param random Random byte source. Defaults to `crypto.getRandomValues`.
+ * @returns The configuration.
+ */
+export function generateServerConfig(
+  iatMode: IatMode,
+  random: RandomFill = (b) => crypto.getRandomValues(b),
+): ServerConfig {
+  const nodeId = new Uint8Array(NODE_ID_LENGTH);
+  const secretKey = new Uint8Array(KEY_LENGTH);
+  const drbgSeed = new Uint8Array(SEED_LENGTH);
+  random(nodeId);
+  random(secretKey);
+  random(drbgSeed);
+  return fromSecret(nodeId, secretKey, drbgSeed, iatMode);
+}
+
+/**
+ * The text of `obfs4_bridgeline.txt` for a server configuration.
+ *
+ * @example Making a bridge line
+ * ```ts
+ * import { bridgeLine, generateServerConfig } from "./config.ts";
+ * import { ok } from "node:assert";
+ *
+ * ok(bridgeLine(generateServerConfig(0)).includes("iat-mode=0"));
+ * ```
+ *
+ * @param config The server configuration.
+ * @returns The file's text.
+ */
+export function bridgeLine(config: ServerConfig): string {
+  return [
+    "# obfs4 bridge line (written by ptkit).",
+    "#",
+    "# Fill in <IP ADDRESS>, <PORT> and <FINGERPRINT> with the bridge's public",
+    "# address, obfs4 port and relay fingerprint before handing it out.",
+    "",
+    `Bridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert=${
+      encodeCert(config.keys)
+    } iat-mode=${config.iatMode}`,
+    "",
+  ].join("\n");
+}
+
+/**
+ * Resolve an obfs4 server configuration: from `node-id`, `private-key` and
+ * `drbg-seed` (hex, all or none) and `iat-mode` options, else from
+ * `obfs4_state.json` in `local` (created with `obfs4_bridgeline.txt` when
+ * missing), else freshly generated.
+ *
+ * @example Creating state in a store
+ * ```ts
+ * import { loadServerConfig } from "./config.ts";
+ * import { MemoryStore } from "../memory_store.ts";
+ * import { ok } from "node:assert";
+ *
+ * const store = new MemoryStore();
+ * await loadServerConfig({}, store);
+ * ok(await store.get("obfs4_state.json"));
+ * ```
+ *
+ * @param options The server transport options.
+ * @param local Long-term storage, if any.
+ * @param random Random byte source. Defaults to `crypto.getRandomValues`.
+ * @returns The configuration.
+ */
+export async function loadServerConfig(
+  options: TransportOptions,
+  local?: LocalStore,
+  random?: RandomFill,
+): Promise<ServerConfig> {
+  checkKnown(options, ["node-id", "private-key", "drbg-seed", "iat-mode", "public-key"]);
+  const iatOption = options["iat-mode"] === undefined
+    ? undefined
+    : parseIatMode(options["iat-mode"]);
+  const keyNames = ["node-id", "private-key", "drbg-seed"] as const;
+  const given = keyNames.filter((k) => options[k] !== undefined);
+  if (given.length > 0) {
+    if (given.length !== keyNames.length) {
+      throw new TypeError(
+        "Cannot configure transport 'obfs4': give all of 'node-id', 'private-key' and 'drbg-seed' or none",
+      );
+    }
+    const config = fromSecret(
+      fromHex("node-id", options["node-id"], NODE_ID_LENGTH),
+      fromHex("private-key", options["private-key"], KEY_LENGTH),
+      fromHex("drbg-seed", options["drbg-seed"], SEED_LENGTH),
+      iatOption ?? 0,
+    );
+    if (
+      options["public-key"] !== undefined &&
+      options["public-key"].toLowerCase() !== toHex(config.keys.publicKey)
+    ) {
+      throw new TypeError(
+        "Cannot configure transport 'obfs4': 'public-key' does not match 'private-key'",
+      );
+    }
+    return config;
+  }
+  const stored = await local?.get(STATE_FILE);
+  if (stored !== undefined) {
+    const config = parseState(stored);
+    return iatOption === undefined ? config : { ...config, iatMode: iatOption };
+  }
+  const config = generateServerConfig(iatOption ?? 0, random);
+  if (local !== undefined) {
+    await local.set(STATE_FILE, formatState(config));
+    await local.set(BRIDGE_LINE_FILE, bridgeLine(config));
+  }
+  return config;
+}

@@ -1,0 +1,176 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+import { HashDrbg } from "./hash_drbg.ts";
+import type { Secretbox } from "./secretbox.ts";
+
+/** The largest frame on the wire. */
+export const MAX_SEGMENT_LENGTH = 1448;
+/** Bytes a frame adds: the 2-byte length and the 16-byte tag. */
+export const FRAME_OVERHEAD = 18;
+/** The largest frame payload. */
+export const MAX_FRAME_PAYLOAD = MAX_SEGMENT_LENGTH - FRAME_OVERHEAD;
+/** The length of one direction's key material: key, nonce prefix, DRBG seed. */
+export const FRAME_KEY_LENGTH = 72;
+
+const TAG_LENGTH = 16;
+
+class Nonce {
+  bytes = new Uint8Array(24);
+  #view = new DataView(this.bytes.buffer);
+  #counter = 1n;
+
+  constructor(prefix: Uint8Array) {
+    this.bytes.set(prefix);
+  }
+
+  next(): Uint8Array {
+    if (this.#counter > 0xffffffffffffffffn) {
+      throw new RangeError("Cannot use frame nonce: counter wrapped");
+    }
+    this.#view.setBigUint64(16, this.#counter++, false);
+    return this.bytes;
+  }
+}
+
+function checkKeys(keys: Uint8Array): void {
+  if (!(keys instanceof Uint8Array) || keys.length !== FRAME_KEY_LENGTH) {
+    throw new RangeError(`Cannot make frame codec: keys must be 72 bytes, got ${keys?.length}`);
+  }
+}
+
+/**
+ * Seals obfs4 frames: 2-byte masked length, then a secretbox.
+ *
+ * @example Sealing a frame
+ * ```ts
+ * import { FrameEncoder } from "./framing.ts";
+ * import { loadSecretbox } from "./secretbox.ts";
+ * import { strictEqual } from "node:assert";
+ *
+ * const encoder = new FrameEncoder(new Uint8Array(72), await loadSecretbox());
+ * strictEqual(encoder.encode(new Uint8Array(10)).length, 28);
+ * ```
+ */
+export class FrameEncoder {
+  #key: Uint8Array;
+  #nonce: Nonce;
+  #drbg: HashDrbg;
+  #box: Secretbox;
+
+  /**
+   * Make an encoder.
+   *
+   * @param keys 72 bytes: secretbox key, nonce prefix, length-mask DRBG seed.
+   * @param box The secretbox implementation.
+   */
+  constructor(keys: Uint8Array, box: Secretbox) {
+    checkKeys(keys);
+    this.#key = keys.slice(0, 32);
+    this.#nonce = new Nonce(keys.subarray(32, 48));
+    this.#drbg = new HashDrbg(keys.slice(48, 72));
+    this.#box = box;
+  }
+
+  /**
+   * Seal one frame.
+   *
+   * @param payload At most {@linkcode MAX_FRAME_PAYLOAD} bytes.
+   * @returns The frame's wire bytes.
+   */
+  encode(payload: Uint8Array): Uint8Array {
+    const out = new Uint8Array(payload.length + FRAME_OVERHEAD);
+    this.encodeInto(payload, out, 0);
+    return out;
+  }
+
+  /**
+   * Seal one frame into `dest` at `offset`.
+   *
+   * @param payload At most {@linkcode MAX_FRAME_PAYLOAD} bytes.
+   * @param dest Where the frame goes; needs `payload.length + 18` bytes of room.
+   * @param offset Where in `dest` the frame starts.
+   * @returns The frame's length.
+   */
+  encodeInto(payload: Uint8Array, dest: Uint8Array, offset: number): number {
+    if (payload.length > MAX_FRAME_PAYLOAD) {
+      throw new RangeError(`Cannot encode frame: payload of ${payload.length} bytes is too long`);
+    }
+    const sealed = this.#box.seal(payload, this.#nonce.next(), this.#key);
+    const length = sealed.length ^ this.#drbg.nextMask();
+    dest[offset] = length >> 8;
+    dest[offset + 1] = length & 0xff;
+    dest.set(sealed, offset + 2);
+    return 2 + sealed.length;
+  }
+}
+
+/**
+ * Opens obfs4 frames from a byte stream.
+ *
+ * @example Opening what an encoder sealed
+ * ```ts
+ * import { FrameDecoder, FrameEncoder } from "./framing.ts";
+ * import { loadSecretbox } from "./secretbox.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const box = await loadSecretbox();
+ * const wire = new FrameEncoder(new Uint8Array(72), box).encode(new Uint8Array([7]));
+ * const decoder = new FrameDecoder(new Uint8Array(72), box);
+ * deepStrictEqual(decoder.decode(wire, 0), { payload: new Uint8Array([7]), consumed: 19 });
+ * ```
+ */
+export class FrameDecoder {
+  #key: Uint8Array;
+  #nonce: Nonce;
+  #drbg: HashDrbg;
+  #box: Secretbox;
+  #pending = -1;
+
+  /**
+   * Make a decoder.
+   *
+   * @param keys 72 bytes: secretbox key, nonce prefix, length-mask DRBG seed.
+   * @param box The secretbox implementation.
+   */
+  constructor(keys: Uint8Array, box: Secretbox) {
+    checkKeys(keys);
+    this.#key = keys.slice(0, 32);
+    this.#nonce = new Nonce(keys.subarray(32, 48));
+    this.#drbg = new HashDrbg(keys.slice(48, 72));
+    this.#box = box;
+  }
+
+  /**
+   * Open the frame at `offset` of `buffer` if it is complete.
+   *
+   * @param buffer Received bytes.
+   * @param offset Where the next frame starts.
+   * @returns The payload and how many bytes the frame took, or `undefined`
+   * when more bytes are needed. Throws a `SyntaxError` for a bad frame.
+   */
+  decode(
+    buffer: Uint8Array,
+    offset: number,
+  ): { payload: Uint8Array; consumed: number } | undefined {
+    const available = buffer.length - offset;
+    if (this.#pending < 0) {
+      if (available < 2) return undefined;
+      const length = ((buffer[offset]! << 8) | buffer[offset + 1]!) ^ this.#drbg.nextMask();
+      if (length < TAG_LENGTH || length > MAX_SEGMENT_LENGTH - 2) {
+        throw new SyntaxError(`Cannot decode obfs4 frame: invalid length ${length}`);
+      }
+      this.#pending = length;
+    }
+    const length = this.#pending;
+    if (available < 2 + length) return undefined;
+    const payload = this.#box.open(
+      buffer.subarray(offset + 2, offset + 2 + length),
+      this.#nonce.next(),
+      this.#key,
+    );
+    if (payload === undefined) throw new SyntaxError("Cannot decode obfs4 frame: bad tag");
+    this.#pending = -1;
+    return { payload, consumed: 2 + length };
+  }
+}

@@ -1,0 +1,296 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+import { hmac } from "@noble/hashes/hmac.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { generateRepresentableKeyPair, representativeToPublicKey } from "./elligator2.ts";
+import { ntorClient, ntorKdf, ntorServer } from "./ntor.ts";
+import type { ReplayFilter } from "./replay_filter.ts";
+
+const MAX_HANDSHAKE_LENGTH = 8192;
+const KEY_LENGTH = 32;
+const MARK_LENGTH = 16;
+const MAC_LENGTH = 16;
+const AUTH_LENGTH = 32;
+/** The shortest client handshake padding. */
+export const CLIENT_MIN_PADDING = 77;
+/** The longest client handshake padding. */
+export const CLIENT_MAX_PADDING = 8128;
+const SERVER_MAX_PADDING = 8051;
+const SERVER_MIN_LENGTH = KEY_LENGTH + AUTH_LENGTH + MARK_LENGTH + MAC_LENGTH;
+
+/** Random bytes: fills its argument. */
+export type RandomFill = (bytes: Uint8Array) => void;
+
+/** The long-term identity of an obfs4 bridge as a client knows it. */
+export interface BridgeIdentity {
+  /** The 20-byte node ID. */
+  readonly nodeId: Uint8Array;
+  /** The bridge's X25519 public key B. */
+  readonly publicKey: Uint8Array;
+}
+
+/** What a completed handshake gives. */
+export interface HandshakeResult {
+  /** 144 bytes: client-to-server keys (72), then server-to-client keys (72). */
+  readonly keys: Uint8Array;
+  /** How many received bytes the handshake took; the rest are frames. */
+  readonly consumed: number;
+}
+
+const encoder = new TextEncoder();
+
+function epochHour(now: number, offset = 0): Uint8Array {
+  return encoder.encode(String(Math.floor(now / 3_600_000) + offset));
+}
+
+function macKey(identity: BridgeIdentity): Uint8Array {
+  const key = new Uint8Array(KEY_LENGTH + 20);
+  key.set(identity.publicKey);
+  key.set(identity.nodeId, KEY_LENGTH);
+  return key;
+}
+
+function mac(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
+  const h = hmac.create(sha256, key);
+  for (const part of parts) h.update(part);
+  return h.digest().subarray(0, MAC_LENGTH);
+}
+
+function equal(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
+  return diff === 0;
+}
+
+function indexOf(haystack: Uint8Array, needle: Uint8Array, from: number, to: number): number {
+  outer: for (let i = from; i + needle.length <= to; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+function randomInt(random: RandomFill, min: number, max: number): number {
+  const b = new Uint32Array(1);
+  random(new Uint8Array(b.buffer));
+  return min + (b[0]! % (max - min + 1));
+}
+
+function randomBytes(random: RandomFill, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) random(out.subarray(i, Math.min(n, i + 65536)));
+  return out;
+}
+
+/**
+ * The client side of the obfs4 handshake: the message to send, then the
+ * check of the server's answer.
+ *
+ * @example Making a client handshake
+ * ```ts
+ * import { ClientHandshake } from "./handshake.ts";
+ * import { ok } from "node:assert";
+ *
+ * const hs = new ClientHandshake({ nodeId: new Uint8Array(20), publicKey: new Uint8Array(32).fill(9) });
+ * ok(hs.message.length >= 32 + 77 + 32);
+ * ```
+ */
+export class ClientHandshake {
+  #identity: BridgeIdentity;
+  #key: Uint8Array;
+  #secret: Uint8Array;
+  #public: Uint8Array;
+  #epoch: Uint8Array;
+  #message: Uint8Array;
+
+  /**
+   * Generate a client handshake.
+   *
+   * @param identity The bridge's node ID and public key.
+   * @param now The time in milliseconds since the epoch. Defaults to `Date.now()`.
+   * @param random Random byte source. Defaults to `crypto.getRandomValues`.
+   * @param padding The padding length. Defaults to a random one in [77, 8128].
+   */
+  constructor(
+    identity: BridgeIdentity,
+    now: number = Date.now(),
+    random: RandomFill = (b) => crypto.getRandomValues(b),
+    padding?: number,
+  ) {
+    this.#identity = identity;
+    this.#key = macKey(identity);
+    const pair = generateRepresentableKeyPair(random);
+    this.#secret = pair.secretKey;
+    this.#public = pair.publicKey;
+    this.#epoch = epochHour(now);
+    const padLength = padding ?? randomInt(random, CLIENT_MIN_PADDING, CLIENT_MAX_PADDING);
+    const pad = randomBytes(random, padLength);
+    const mark = mac(this.#key, pair.representative);
+    const tag = mac(this.#key, pair.representative, pad, mark, this.#epoch);
+    const message = new Uint8Array(KEY_LENGTH + padLength + MARK_LENGTH + MAC_LENGTH);
+    message.set(pair.representative);
+    message.set(pad, KEY_LENGTH);
+    message.set(mark, KEY_LENGTH + padLength);
+    message.set(tag, KEY_LENGTH + padLength + MARK_LENGTH);
+    this.#message = message;
+  }
+
+  /** The bytes to send. */
+  get message(): Uint8Array {
+    return this.#message;
+  }
+
+  /**
+   * Look for the server's complete answer at the start of `received`.
+   *
+   * @param received Everything received so far.
+   * @returns The session keys, or `undefined` when more bytes are needed.
+   * Throws a `SyntaxError` when the answer is invalid.
+   */
+  parse(received: Uint8Array): HandshakeResult | undefined {
+    if (received.length < SERVER_MIN_LENGTH) return undefined;
+    const representative = received.subarray(0, KEY_LENGTH);
+    const mark = mac(this.#key, representative);
+    const end = Math.min(received.length, MAX_HANDSHAKE_LENGTH);
+    const pos = indexOf(received, mark, KEY_LENGTH + AUTH_LENGTH, end - MAC_LENGTH);
+    if (pos < 0) {
+      if (received.length >= MAX_HANDSHAKE_LENGTH) {
+        throw new SyntaxError("Cannot complete obfs4 handshake: server mark not found");
+      }
+      return undefined;
+    }
+    const tag = received.subarray(pos + MARK_LENGTH, pos + MARK_LENGTH + MAC_LENGTH);
+    if (!equal(tag, mac(this.#key, received.subarray(0, pos + MARK_LENGTH), this.#epoch))) {
+      throw new SyntaxError("Cannot complete obfs4 handshake: server MAC mismatch");
+    }
+    const Y = representativeToPublicKey(representative);
+    const result = ntorClient(
+      this.#secret,
+      this.#public,
+      Y,
+      this.#identity.publicKey,
+      this.#identity.nodeId,
+    );
+    const auth = received.subarray(KEY_LENGTH, KEY_LENGTH + AUTH_LENGTH);
+    if (result === undefined || !equal(result.auth, auth)) {
+      throw new SyntaxError("Cannot complete obfs4 handshake: ntor AUTH mismatch");
+    }
+    return { keys: ntorKdf(result.keySeed), consumed: pos + MARK_LENGTH + MAC_LENGTH };
+  }
+}
+
+/** A bridge's long-term keys, as its server side holds them. */
+export interface BridgeKeys extends BridgeIdentity {
+  /** The bridge's X25519 secret key b. */
+  readonly secretKey: Uint8Array;
+}
+
+/** What a server handshake step yields. */
+export type ServerHandshakeStep =
+  | { readonly done: false }
+  | { readonly done: true; readonly keys: Uint8Array; readonly response: Uint8Array };
+
+/**
+ * The server side of the obfs4 handshake: finds and checks the client's
+ * message, then makes the answer.
+ *
+ * @example Refusing garbage
+ * ```ts
+ * import { ServerHandshake } from "./handshake.ts";
+ * import { ReplayFilter } from "./replay_filter.ts";
+ * import { throws } from "node:assert";
+ *
+ * const keys = { nodeId: new Uint8Array(20), publicKey: new Uint8Array(32), secretKey: new Uint8Array(32) };
+ * const hs = new ServerHandshake(keys, new ReplayFilter());
+ * throws(() => hs.parse(new Uint8Array(8192)), SyntaxError);
+ * ```
+ */
+export class ServerHandshake {
+  #keys: BridgeKeys;
+  #key: Uint8Array;
+  #filter: ReplayFilter;
+  #now: () => number;
+  #random: RandomFill;
+  #mark: Uint8Array | undefined;
+
+  /**
+   * Prepare to answer one client.
+   *
+   * @param keys The bridge's keys.
+   * @param filter The bridge's replay filter.
+   * @param now The clock, in milliseconds since the epoch. Defaults to `Date.now`.
+   * @param random Random byte source. Defaults to `crypto.getRandomValues`.
+   */
+  constructor(
+    keys: BridgeKeys,
+    filter: ReplayFilter,
+    now: () => number = Date.now,
+    random: RandomFill = (b) => crypto.getRandomValues(b),
+  ) {
+    this.#keys = keys;
+    this.#key = macKey(keys);
+    this.#filter = filter;
+    this.#now = now;
+    this.#random = random;
+  }
+
+  /**
+   * Look at everything received so far.
+   *
+   * @param received The bytes received.
+   * @returns Whether the handshake is complete and, if so, the session keys
+   * and the answer to send. Throws a `SyntaxError` for an invalid or replayed
+   * handshake.
+   */
+  parse(received: Uint8Array): ServerHandshakeStep {
+    const fail = (why: string) => new SyntaxError(`Cannot accept obfs4 handshake: ${why}`);
+    if (received.length < KEY_LENGTH + CLIENT_MIN_PADDING + MARK_LENGTH + MAC_LENGTH) {
+      return { done: false };
+    }
+    this.#mark ??= mac(this.#key, received.subarray(0, KEY_LENGTH));
+    const end = Math.min(received.length, MAX_HANDSHAKE_LENGTH);
+    const pos = end - MARK_LENGTH - MAC_LENGTH;
+    if (!equal(received.subarray(pos, pos + MARK_LENGTH), this.#mark)) {
+      if (received.length >= MAX_HANDSHAKE_LENGTH) throw fail("mark not found");
+      return { done: false };
+    }
+    const tag = received.subarray(pos + MARK_LENGTH, end);
+    const now = this.#now();
+    let epoch: Uint8Array | undefined;
+    for (const offset of [0, -1, 1]) {
+      const candidate = epochHour(now, offset);
+      if (equal(tag, mac(this.#key, received.subarray(0, pos + MARK_LENGTH), candidate))) {
+        if (this.#filter.testAndSet(now, tag)) throw fail("replayed handshake");
+        epoch = candidate;
+        break;
+      }
+    }
+    if (epoch === undefined) throw fail("MAC mismatch");
+    if (received.length !== end) throw fail("trailing data after the MAC");
+    const X = representativeToPublicKey(received.subarray(0, KEY_LENGTH));
+    const pair = generateRepresentableKeyPair(this.#random);
+    const keys = this.#keys;
+    const result = ntorServer(
+      pair.secretKey,
+      pair.publicKey,
+      keys.secretKey,
+      X,
+      keys.publicKey,
+      keys.nodeId,
+    );
+    if (result === undefined) throw fail("invalid client key");
+    const padLength = randomInt(this.#random, 0, SERVER_MAX_PADDING);
+    const pad = randomBytes(this.#random, padLength);
+    const mark = mac(this.#key, pair.representative);
+    const tagOut = mac(this.#key, pair.representative, result.auth, pad, mark, epoch);
+    const response = new Uint8Array(SERVER_MIN_LENGTH + padLength);
+    response.set(pair.representative);
+    response.set(result.auth, KEY_LENGTH);
+    response.set(pad, KEY_LENGTH + AUTH_LENGTH);
+    response.set(mark, KEY_LENGTH + AUTH_LENGTH + padLength);
+    response.set(tagOut, KEY_LENGTH + AUTH_LENGTH + padLength + MARK_LENGTH);
+    return { done: true, keys: ntorKdf(result.keySeed), response };
+  }
+}

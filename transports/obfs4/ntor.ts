@@ -1,0 +1,155 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+import { x25519 } from "@noble/curves/ed25519.js";
+import { hkdf } from "@noble/hashes/hkdf.js";
+import { hmac } from "@noble/hashes/hmac.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+
+const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+const PROTOID = text("ntor-curve25519-sha256-1");
+const T_MAC = text("ntor-curve25519-sha256-1:mac");
+const T_KEY = text("ntor-curve25519-sha256-1:key_extract");
+const T_VERIFY = text("ntor-curve25519-sha256-1:key_verify");
+const M_EXPAND = text("ntor-curve25519-sha256-1:key_expand");
+const SERVER = text("Server");
+
+/** The length of the key material {@linkcode ntorKdf} derives. */
+export const NTOR_OKM_LENGTH = 144;
+
+/** What an ntor handshake yields on both sides. */
+export interface NtorResult {
+  /** KEY_SEED, the input of {@linkcode ntorKdf}. */
+  readonly keySeed: Uint8Array;
+  /** AUTH, which the server sends and the client checks. */
+  readonly auth: Uint8Array;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+function shared(secret: Uint8Array, pub: Uint8Array): Uint8Array | undefined {
+  let out: Uint8Array;
+  try {
+    out = x25519.getSharedSecret(secret, pub);
+  } catch {
+    return undefined;
+  }
+  return out.some((b) => b !== 0) ? out : undefined;
+}
+
+function finish(
+  exp1: Uint8Array | undefined,
+  exp2: Uint8Array | undefined,
+  nodeId: Uint8Array,
+  B: Uint8Array,
+  X: Uint8Array,
+  Y: Uint8Array,
+): NtorResult | undefined {
+  if (exp1 === undefined || exp2 === undefined) return undefined;
+  // obfs4's transcript: B || B || X || Y || PROTOID || NODEID.
+  const suffix = concat(B, B, X, Y, PROTOID, nodeId);
+  const secretInput = concat(exp1, exp2, suffix);
+  const keySeed = hmac(sha256, T_KEY, secretInput);
+  const verify = hmac(sha256, T_VERIFY, secretInput);
+  const auth = hmac(sha256, T_MAC, concat(verify, suffix, SERVER));
+  return { keySeed, auth };
+}
+
+/**
+ * The client side of obfs4's ntor handshake.
+ *
+ * @example Both sides agree
+ * ```ts
+ * import { ntorClient, ntorServer } from "./ntor.ts";
+ * import { x25519 } from "@noble/curves/ed25519.js";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const x = new Uint8Array(32).fill(1);
+ * const y = new Uint8Array(32).fill(2);
+ * const b = new Uint8Array(32).fill(3);
+ * const X = x25519.getPublicKey(x);
+ * const Y = x25519.getPublicKey(y);
+ * const B = x25519.getPublicKey(b);
+ * const id = new Uint8Array(20);
+ * deepStrictEqual(ntorClient(x, X, Y, B, id), ntorServer(y, Y, b, X, B, id));
+ * ```
+ *
+ * @param x The client's ephemeral secret key.
+ * @param X The client's ephemeral public key as sent.
+ * @param Y The server's ephemeral public key as received.
+ * @param B The server's identity public key.
+ * @param nodeId The server's 20-byte node ID.
+ * @returns The result, or `undefined` when a shared secret is zero.
+ */
+export function ntorClient(
+  x: Uint8Array,
+  X: Uint8Array,
+  Y: Uint8Array,
+  B: Uint8Array,
+  nodeId: Uint8Array,
+): NtorResult | undefined {
+  return finish(shared(x, Y), shared(x, B), nodeId, B, X, Y);
+}
+
+/**
+ * The server side of obfs4's ntor handshake.
+ *
+ * @example Deriving a server result
+ * ```ts
+ * import { ntorServer } from "./ntor.ts";
+ * import { x25519 } from "@noble/curves/ed25519.js";
+ * import { strictEqual } from "node:assert";
+ *
+ * const x = new Uint8Array(32).fill(1);
+ * const y = new Uint8Array(32).fill(2);
+ * const b = new Uint8Array(32).fill(3);
+ * const X = x25519.getPublicKey(x);
+ * const Y = x25519.getPublicKey(y);
+ * const B = x25519.getPublicKey(b);
+ * strictEqual(ntorServer(y, Y, b, X, B, new Uint8Array(20))?.auth.length, 32);
+ * ```
+ *
+ * @param y The server's ephemeral secret key.
+ * @param Y The server's ephemeral public key as sent.
+ * @param b The server's identity secret key.
+ * @param X The client's ephemeral public key as received.
+ * @param B The server's identity public key.
+ * @param nodeId The server's 20-byte node ID.
+ * @returns The result, or `undefined` when a shared secret is zero.
+ */
+export function ntorServer(
+  y: Uint8Array,
+  Y: Uint8Array,
+  b: Uint8Array,
+  X: Uint8Array,
+  B: Uint8Array,
+  nodeId: Uint8Array,
+): NtorResult | undefined {
+  return finish(shared(y, X), shared(b, X), nodeId, B, X, Y);
+}
+
+/**
+ * Expand KEY_SEED into obfs4's 144 bytes of session keys.
+ *
+ * @example Expanding
+ * ```ts
+ * import { ntorKdf } from "./ntor.ts";
+ * import { strictEqual } from "node:assert";
+ *
+ * strictEqual(ntorKdf(new Uint8Array(32)).length, 144);
+ * ```
+ *
+ * @param keySeed KEY_SEED from the handshake.
+ * @returns The 144-byte OKM.
+ */
+export function ntorKdf(keySeed: Uint8Array): Uint8Array {
+  return hkdf(sha256, keySeed, T_KEY, M_EXPAND, NTOR_OKM_LENGTH);
+}

@@ -1,0 +1,96 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+import { GoRand } from "./go_rand.ts";
+import { HashDrbg } from "./hash_drbg.ts";
+
+const MAX_VALUES = 100;
+
+/**
+ * obfs4's weighted distribution over the integers [min, max]: a seed picks up
+ * to 100 values and their weights (as obfs4proxy does with Go's `math/rand`
+ * over {@linkcode HashDrbg}); samples are drawn with a CSPRNG through Vose
+ * alias tables.
+ *
+ * @example Sampling packet lengths
+ * ```ts
+ * import { WeightedDist } from "./weighted_dist.ts";
+ * import { ok } from "node:assert";
+ *
+ * const dist = new WeightedDist(new Uint8Array(24), 0, 1448);
+ * const n = dist.sample();
+ * ok(n >= 0 && n <= 1448);
+ * ```
+ */
+export class WeightedDist {
+  #min: number;
+  #max: number;
+  #values: number[] = [];
+  #prob: number[] = [];
+  #alias: number[] = [];
+  #random = new Uint32Array(256);
+  #randomUsed = 256;
+
+  /**
+   * Build a distribution.
+   *
+   * @param seed The 24-byte DRBG seed.
+   * @param min The smallest value.
+   * @param max The largest value (> min).
+   */
+  constructor(seed: Uint8Array, min: number, max: number) {
+    if (!(max > min)) throw new RangeError(`Cannot build distribution: bad range [${min}, ${max}]`);
+    this.#min = min;
+    this.#max = max;
+    this.reset(seed);
+  }
+
+  /**
+   * Rebuild the tables from a new seed.
+   *
+   * @param seed The 24-byte DRBG seed.
+   */
+  reset(seed: Uint8Array): void {
+    const rng = new GoRand(new HashDrbg(seed));
+    const count = this.#max + 1 - this.#min;
+    const perm = rng.perm(count);
+    const n = rng.intn(Math.min(Math.max(count, 1), MAX_VALUES)) + 1;
+    const values = perm.slice(0, n).map((v) => v + this.#min);
+    const weights = values.map(() => rng.float64());
+    // Vose's alias method.
+    const sum = weights.reduce((a, b) => a + b, 0);
+    const scaled = weights.map((w) => (w * n) / sum);
+    const prob = new Array<number>(n).fill(1);
+    const alias = new Array<number>(n).fill(0);
+    const small: number[] = [];
+    const large: number[] = [];
+    scaled.forEach((p, i) => (p < 1 ? small : large).push(i));
+    while (small.length > 0 && large.length > 0) {
+      const l = small.pop()!;
+      const g = large.pop()!;
+      prob[l] = scaled[l]!;
+      alias[l] = g;
+      scaled[g] = scaled[g]! + scaled[l]! - 1;
+      (scaled[g]! < 1 ? small : large).push(g);
+    }
+    this.#values = values;
+    this.#prob = prob;
+    this.#alias = alias;
+  }
+
+  #uint32(): number {
+    if (this.#randomUsed === this.#random.length) {
+      crypto.getRandomValues(this.#random);
+      this.#randomUsed = 0;
+    }
+    return this.#random[this.#randomUsed++]!;
+  }
+
+  /** @returns One value drawn from the distribution. */
+  sample(): number {
+    const n = this.#values.length;
+    let i = Math.floor((this.#uint32() / 2 ** 32) * n);
+    if (this.#uint32() / 2 ** 32 >= this.#prob[i]!) i = this.#alias[i]!;
+    return this.#values[i]!;
+  }
+}
