@@ -122,6 +122,9 @@ export class TransportConn implements AsyncDisposable {
       },
     });
 
+    // One chunk is read ahead, so a transport whose handshake runs in its
+    // decoder makes progress (and resolves `ready`) before the application
+    // reads anything.
     const decoder = pair.decode.readable.getReader();
     this.#readable = new ReadableStream<Uint8Array>({
       pull: async (controller) => {
@@ -156,7 +159,7 @@ export class TransportConn implements AsyncDisposable {
       cancel: (reason) => {
         decoder.cancel(reason).catch(() => {});
       },
-    }, { highWaterMark: 0 });
+    }, { highWaterMark: 1 });
   }
 
   /** Decoded bytes from the peer. */
