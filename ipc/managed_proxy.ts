@@ -227,6 +227,11 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     }
 
     // 4. Transports.
+    const watch = new ShutdownWatch({
+      exitOnStdinClose,
+      process: options.process ?? true,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
     const running = await startClient({
       transports,
       registry: options.registry ?? defaultRegistry,
@@ -239,12 +244,7 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     }, output);
 
     // 5. Serve until told to stop.
-    return await serveUntilShutdown(running, {
-      exitOnStdinClose,
-      process: options.process ?? true,
-      ...(options.signal === undefined ? {} : { signal: options.signal }),
-      output,
-    });
+    return await watch.serve(running, output);
   } catch (error) {
     if (error instanceof Exit) return error.code;
     throw error;
@@ -255,61 +255,89 @@ interface ShutdownOptions {
   readonly exitOnStdinClose: boolean;
   readonly process: boolean;
   readonly signal?: AbortSignal;
-  readonly output: IpcOutput;
 }
 
-async function serveUntilShutdown(
-  running: RunningProxy,
-  options: ShutdownOptions,
-): Promise<number> {
-  const { output } = options;
-  const cleanups: (() => void)[] = [];
-  try {
-    await new Promise<void>((resolve) => {
-      const now = (why: string) => {
-        output.log("notice", `Shutting down: ${why}`);
-        running.close().then(resolve, resolve);
-      };
-      if (options.signal) {
-        if (options.signal.aborted) return now("aborted");
-        options.signal.addEventListener("abort", () => now("aborted"), { once: true });
+/**
+ * Watches what should end the proxy. Started before any transport so that a
+ * signal arriving during start-up is not lost (Deno's default action would
+ * kill the process with a non-zero status).
+ */
+class ShutdownWatch {
+  #cleanups: (() => void)[] = [];
+  #pending: "now" | "drain" | undefined;
+  #why = "";
+  #onEvent: ((kind: "now" | "drain", why: string) => void) | undefined;
+
+  constructor(options: ShutdownOptions) {
+    const fire = (kind: "now" | "drain", why: string) => {
+      if (this.#onEvent) this.#onEvent(kind, why);
+      else if (this.#pending !== "now") {
+        this.#pending = kind;
+        this.#why = why;
       }
-      if (!options.process) return;
-      const onTerm = () => now("SIGTERM");
-      Deno.addSignalListener("SIGTERM", onTerm);
-      cleanups.push(() => Deno.removeSignalListener("SIGTERM", onTerm));
-      let interrupts = 0;
-      const onInt = () => {
-        if (++interrupts > 1) return now("second SIGINT");
-        output.log("notice", "SIGINT: no new connections; waiting for open ones to end");
-        running.drain().then(resolve, resolve);
-      };
-      Deno.addSignalListener("SIGINT", onInt);
-      cleanups.push(() => Deno.removeSignalListener("SIGINT", onInt));
-      if (options.exitOnStdinClose) {
-        (async () => {
-          const buffer = new Uint8Array(1024);
-          try {
-            while (await Deno.stdin.read(buffer) !== null) {
-              // Parent input is ignored; only its end matters.
-            }
-          } catch {
-            // A broken stdin counts as closed.
+    };
+    if (options.signal) {
+      if (options.signal.aborted) fire("now", "aborted");
+      else options.signal.addEventListener("abort", () => fire("now", "aborted"), { once: true });
+    }
+    if (!options.process) return;
+    const onTerm = () => fire("now", "SIGTERM");
+    Deno.addSignalListener("SIGTERM", onTerm);
+    this.#cleanups.push(() => Deno.removeSignalListener("SIGTERM", onTerm));
+    let interrupts = 0;
+    const onInt = () => {
+      if (++interrupts > 1) fire("now", "second SIGINT");
+      else fire("drain", "SIGINT");
+    };
+    Deno.addSignalListener("SIGINT", onInt);
+    this.#cleanups.push(() => Deno.removeSignalListener("SIGINT", onInt));
+    if (options.exitOnStdinClose) {
+      (async () => {
+        const buffer = new Uint8Array(1024);
+        try {
+          while (await Deno.stdin.read(buffer) !== null) {
+            // Parent input is ignored; only its end matters.
           }
-          now("stdin closed");
-        })();
-      } else {
-        const parent = Deno.ppid;
-        const timer = setInterval(() => {
-          if (Deno.ppid !== parent) now("parent process exited");
-        }, 1000);
-        cleanups.push(() => clearInterval(timer));
-      }
-    });
-  } finally {
-    for (const cleanup of cleanups) cleanup();
+        } catch {
+          // A broken stdin counts as closed.
+        }
+        fire("now", "stdin closed");
+      })();
+    } else {
+      const parent = Deno.ppid;
+      const timer = setInterval(() => {
+        if (Deno.ppid !== parent) fire("now", "parent process exited");
+      }, 1000);
+      this.#cleanups.push(() => clearInterval(timer));
+    }
   }
-  return ExitCode.ok;
+
+  /** Serve until an event says stop; returns the exit code. */
+  async serve(running: RunningProxy, output: IpcOutput): Promise<number> {
+    try {
+      await new Promise<void>((resolve) => {
+        const handle = (kind: "now" | "drain", why: string) => {
+          if (kind === "now") {
+            output.log("notice", `Shutting down: ${why}`);
+            running.close().then(resolve, resolve);
+          } else {
+            const drained = running.drain();
+            output.log("notice", "SIGINT: no new connections; waiting for open ones to end");
+            drained.then(resolve, resolve);
+          }
+        };
+        this.#onEvent = handle;
+        if (this.#pending !== undefined) handle(this.#pending, this.#why);
+      });
+    } finally {
+      this.dispose();
+    }
+    return ExitCode.ok;
+  }
+
+  dispose(): void {
+    for (const cleanup of this.#cleanups.splice(0)) cleanup();
+  }
 }
 
 function writeAll(target: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
