@@ -45,8 +45,9 @@ const MAX_CONNECTORS = 64;
  * transport, a SOCKS4/5 front end (per-connection arguments are the
  * transport's client configuration, one connector cached per distinct
  * configuration) or a transparent-TCP listener that relays to a fixed PT
- * server. Reports `CMETHOD` / `CMETHOD-ERROR` lines and `CMETHODS DONE`.
- * Never logs addresses.
+ * server. Reports `CMETHOD` / `CMETHOD-ERROR` lines and `CMETHODS DONE`; a
+ * failed connection gives `STATUS TRANSPORT=<name> CONNECT=Failed ERRSTR=...`
+ * and a `LOG` line. Never logs addresses.
  *
  * @param settings The validated configuration.
  * @param output Where protocol lines go.
@@ -118,6 +119,9 @@ export async function startClient(
               return await connector.dial({ hostname: request.hostname, port: request.port });
             },
             onError: (error, stage) => {
+              if (stage === "connect") {
+                output.status(name, { CONNECT: "Failed", ERRSTR: describe(error) });
+              }
               output.log(
                 stage === "handshake" ? "info" : "warning",
                 `${name}: SOCKS ${stage} failed: ${describe(error)}`,

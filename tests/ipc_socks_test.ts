@@ -266,6 +266,7 @@ Deno.test("main.ts SOCKS replies name the real failure", async () => {
   await pt.closeStdin();
   const { code, lines } = await pt.exit();
   deepStrictEqual(code, 0);
+  ok(lines.some((l) => /^STATUS TRANSPORT=plain CONNECT=Failed ERRSTR="/.test(l)), String(lines));
   // Failures are logged, but never with an address.
   for (const line of lines) {
     ok(!/127\.0\.0\.1:[0-9]/.test(line) || line.startsWith("CMETHOD "), line);
