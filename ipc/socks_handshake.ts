@@ -355,17 +355,20 @@ class HandshakeReader {
   #conn: NetConn;
   #buffer: Uint8Array;
   #length = 0;
+  #max: number;
   #signal: AbortSignal | undefined;
 
   constructor(conn: NetConn, max: number, signal: AbortSignal | undefined) {
     this.#conn = conn;
-    this.#buffer = new Uint8Array(max);
+    this.#max = max;
+    // Start small (most handshakes are a few bytes); grow up to `max`.
+    this.#buffer = new Uint8Array(Math.min(512, max));
     this.#signal = signal;
   }
 
   /** Wait until at least `n` bytes are buffered; returns the buffer view. */
   async need(n: number): Promise<Uint8Array> {
-    if (n > this.#buffer.length) {
+    if (n > this.#max) {
       throw new SocksReplyError(
         SocksReply.generalFailure,
         "Cannot parse SOCKS handshake: too long",
@@ -373,6 +376,11 @@ class HandshakeReader {
     }
     while (this.#length < n) {
       this.#signal?.throwIfAborted();
+      if (this.#length === this.#buffer.length) {
+        const next = new Uint8Array(Math.min(this.#max, Math.max(n, this.#buffer.length * 2)));
+        next.set(this.#buffer.subarray(0, this.#length));
+        this.#buffer = next;
+      }
       let count: number | null;
       try {
         count = await this.#conn.read(this.#buffer.subarray(this.#length));
@@ -413,7 +421,7 @@ class HandshakeReader {
   }
 
   /** Index of the first NUL at or after `from`, reading on as needed. */
-  async findZero(from: number, limit = this.#buffer.length): Promise<number> {
+  async findZero(from: number, limit = this.#max): Promise<number> {
     let i = from;
     for (;;) {
       const b = await this.need(i + 1);
