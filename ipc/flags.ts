@@ -1,0 +1,216 @@
+// Copyright the ptkit authors. MIT license.
+
+/** One command-line flag of the managed proxy, and the variable it overrides. */
+export interface FlagSpec {
+  /** Names, without dashes (`-name` and `--name` both work; case is ignored). */
+  readonly names: readonly string[];
+  /** The key the value is stored under. */
+  readonly key: string;
+  /** Whether the flag takes no value (`-flag` or `-flag=true|false`). */
+  readonly boolean?: boolean;
+  /** The environment variable the flag overrides, if any. */
+  readonly env?: string;
+  /** Placeholder for the value in the usage text. */
+  readonly value?: string;
+  /** One-line description for the usage text. */
+  readonly help: string;
+}
+
+/** The flags `main.ts` understands, in usage order. */
+export const FLAGS: readonly FlagSpec[] = [
+  {
+    names: ["client"],
+    key: "client",
+    boolean: true,
+    help: "run the client side (the default)",
+  },
+  {
+    names: ["server"],
+    key: "server",
+    boolean: true,
+    help: "run the server side (not implemented yet)",
+  },
+  {
+    names: ["ptversion", "version"],
+    key: "version",
+    env: "TOR_PT_MANAGED_TRANSPORT_VER",
+    value: "LIST",
+    help: "PT versions the parent supports, comma-separated (1 or 2)",
+  },
+  {
+    names: ["transports"],
+    key: "transports",
+    env: "TOR_PT_CLIENT_TRANSPORTS",
+    value: "LIST",
+    help: "transports to start, comma-separated; unknown names are ignored",
+  },
+  {
+    names: ["state"],
+    key: "state",
+    env: "TOR_PT_STATE_LOCATION",
+    value: "DIR",
+    help: "state directory, created 0700 (default: the working directory)",
+  },
+  {
+    names: ["exit-on-stdin-close"],
+    key: "exitOnStdinClose",
+    boolean: true,
+    env: "TOR_PT_EXIT_ON_STDIN_CLOSE",
+    help: "exit when stdin closes",
+  },
+  {
+    names: ["proxy"],
+    key: "proxy",
+    env: "TOR_PT_PROXY",
+    value: "URI",
+    help:
+      "upstream proxy: socks5://[user:pass@]ip:port, socks4a://ip:port, http://[user:pass@]ip:port",
+  },
+  {
+    names: ["options"],
+    key: "options",
+    env: "TOR_PT_SERVER_TRANSPORT_OPTIONS",
+    value: "OPTS",
+    help: 'transport options: name:k=v;name:k=v, or JSON {"name":{"k":"v"}} or {"k":"v"}',
+  },
+  {
+    names: ["mode"],
+    key: "mode",
+    value: "MODE",
+    help: "socks5 (default) or transparent-TCP",
+  },
+  {
+    names: ["proxylistenaddr"],
+    key: "proxyListenAddr",
+    value: "IP:PORT",
+    help: "address to listen on (default 127.0.0.1, a free port)",
+  },
+  {
+    names: ["target"],
+    key: "target",
+    value: "HOST:PORT",
+    help: "transparent-TCP: the PT server to dial",
+  },
+  {
+    names: ["logLevel"],
+    key: "logLevel",
+    value: "LEVEL",
+    help: "least severe LOG line sent: error, warning, notice (default), info, debug",
+  },
+  { names: ["help", "h"], key: "help", boolean: true, help: "print this help and exit" },
+];
+
+/** Every environment variable the managed proxy reads. */
+export const ENV_VARS: readonly string[] = [
+  "TOR_PT_MANAGED_TRANSPORT_VER",
+  "TOR_PT_STATE_LOCATION",
+  "TOR_PT_EXIT_ON_STDIN_CLOSE",
+  "TOR_PT_CLIENT_TRANSPORTS",
+  "TOR_PT_SERVER_TRANSPORTS",
+  "TOR_PT_PROXY",
+  "TOR_PT_SERVER_TRANSPORT_OPTIONS",
+  "TOR_PT_SERVER_BINDADDR",
+  "TOR_PT_ORPORT",
+  "TOR_PT_EXTENDED_SERVER_PORT",
+  "TOR_PT_AUTH_COOKIE_FILE",
+  "TOR_PT_OUTBOUND_BIND_ADDRESS_V4",
+  "TOR_PT_OUTBOUND_BIND_ADDRESS_V6",
+];
+
+/** The result of {@linkcode parseFlags}. */
+export interface ParsedFlags {
+  /** Values by {@linkcode FlagSpec.key}; booleans are `"true"` or `"false"`. */
+  readonly values: Readonly<Record<string, string>>;
+  /** Problems found (unknown flags, missing values), in order. */
+  readonly errors: readonly string[];
+}
+
+/**
+ * Parse command-line flags against {@linkcode FLAGS}: `-name value`,
+ * `-name=value`, `--name value` and `--name=value`. Problems are collected,
+ * not thrown, so the caller can report them after version negotiation.
+ *
+ * @param args The arguments.
+ * @returns The values and the problems.
+ *
+ * @example Parsing single- and double-dash flags
+ * ```ts
+ * import { parseFlags } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const { values, errors } = parseFlags(["-client", "--transports=plain", "-state", "/tmp/s"]);
+ * deepStrictEqual(values, { client: "true", transports: "plain", state: "/tmp/s" });
+ * deepStrictEqual(errors, []);
+ * deepStrictEqual(parseFlags(["-bogus"]).errors, ["Unknown flag -bogus"]);
+ * ```
+ */
+export function parseFlags(args: readonly string[]): ParsedFlags {
+  const values: Record<string, string> = {};
+  const errors: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const match = /^--?([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(arg);
+    if (match === null) {
+      errors.push(`Unexpected argument ${JSON.stringify(arg)}`);
+      continue;
+    }
+    const [, name, inline] = match;
+    const lower = name!.toLowerCase();
+    const spec = FLAGS.find((f) => f.names.some((n) => n.toLowerCase() === lower));
+    if (spec === undefined) {
+      errors.push(`Unknown flag -${name}`);
+      continue;
+    }
+    if (spec.boolean) {
+      if (inline === undefined || /^(true|1)$/i.test(inline)) values[spec.key] = "true";
+      else if (/^(false|0)$/i.test(inline)) values[spec.key] = "false";
+      else errors.push(`Flag -${name} takes no value, got ${JSON.stringify(inline)}`);
+    } else if (inline !== undefined) {
+      values[spec.key] = inline;
+    } else if (i + 1 < args.length) {
+      values[spec.key] = args[++i]!;
+    } else {
+      errors.push(`Flag -${name} needs a value`);
+    }
+  }
+  return { values, errors };
+}
+
+/**
+ * The usage text: every flag and the variable it overrides.
+ *
+ * @param command How the program is invoked, for the first line.
+ * @returns The text, ending with a newline.
+ *
+ * @example Listing the flags
+ * ```ts
+ * import { usage } from "@ptkit/ptkit/ipc";
+ * import { ok } from "node:assert";
+ *
+ * ok(usage("main.ts").includes("-proxylistenaddr"));
+ * ```
+ */
+export function usage(command: string): string {
+  const lines = [
+    `Usage: ${command} [flags]`,
+    "",
+    "A Pluggable Transports managed proxy (tor's ClientTransportPlugin, PT 1.0 and 2.0 IPC).",
+    "Flags override the TOR_PT_* environment variables; -flag and --flag both work.",
+    "",
+  ];
+  for (const flag of FLAGS) {
+    const name = `${flag.names.map((n) => `-${n}`).join(", ")}${
+      flag.value ? ` ${flag.value}` : ""
+    }`;
+    const env = flag.env ? ` [${flag.env}]` : "";
+    lines.push(`  ${name.padEnd(26)} ${flag.help}${env}`);
+  }
+  lines.push(
+    "",
+    "Example:",
+    `  ${command} -client -transports plain -mode transparent-TCP \\`,
+    "    -proxylistenaddr 127.0.0.1:5000 -target 127.0.0.1:6000 -state /tmp/pt",
+    "",
+  );
+  return lines.join("\n");
+}

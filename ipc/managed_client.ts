@@ -1,0 +1,249 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { Transport, TransportOptions } from "../transports/transport.ts";
+import type { Dialer } from "../net/net_conn.ts";
+import { formatHostPort, type HostPort } from "../net/address.ts";
+import { relay } from "../net/relay.ts";
+import { type Connector, createConnector } from "../client.ts";
+import type { IpcOutput } from "./ipc_output.ts";
+import { FileStore } from "./file_store.ts";
+import { SocksServer } from "./socks_server.ts";
+import { SocksReply, SocksReplyError } from "./socks_reply.ts";
+
+/** What {@linkcode startClient} needs, already validated. */
+export interface ClientSettings {
+  /** Requested transport names, in order (unknown ones are skipped). */
+  readonly transports: readonly string[];
+  /** The transports on offer, by name. */
+  readonly registry: ReadonlyMap<string, Transport>;
+  /** `socks5`: a SOCKS front end per transport; `transparent-TCP`: relay to `target`. */
+  readonly mode: "socks5" | "transparent-TCP";
+  /** Where to listen (port 0: a free one). */
+  readonly listen: HostPort;
+  /** transparent-TCP: the PT server to dial. */
+  readonly target?: HostPort;
+  /** Options per transport name (`*` applies to all), from `-options`. */
+  readonly options: ReadonlyMap<string, TransportOptions>;
+  /** Dials the network (directly, or through the upstream proxy). */
+  readonly dialer: Dialer;
+  /** The state directory, which exists. */
+  readonly stateDir: string;
+}
+
+/** A running managed proxy (client or server side). */
+export interface RunningProxy {
+  /** Stop accepting; resolves once open connections have ended. */
+  drain(): Promise<void>;
+  /** Close everything at once. */
+  close(): Promise<void>;
+}
+
+const MAX_CONNECTORS = 64;
+
+/**
+ * Start the client side of the managed proxy: for each known requested
+ * transport, a SOCKS4/5 front end (per-connection arguments are the
+ * transport's client configuration, one connector cached per distinct
+ * configuration) or a transparent-TCP listener that relays to a fixed PT
+ * server. Reports `CMETHOD` / `CMETHOD-ERROR` lines and `CMETHODS DONE`; a
+ * failed connection gives `STATUS TRANSPORT=<name> CONNECT=Failed ERRSTR=...`
+ * and a `LOG` line. Never logs addresses.
+ *
+ * @param settings The validated configuration.
+ * @param output Where protocol lines go.
+ * @returns The running proxy.
+ *
+ * @example Starting a SOCKS front end for `plain`
+ * ```ts
+ * import { IpcOutput, registry, startClient } from "@ptkit/ptkit/ipc";
+ * import { tcpDialer } from "@ptkit/ptkit/net";
+ * import { ok } from "node:assert";
+ *
+ * const lines: string[] = [];
+ * const running = await startClient({
+ *   transports: ["plain", "bogus"],
+ *   registry,
+ *   mode: "socks5",
+ *   listen: { hostname: "127.0.0.1", port: 0 },
+ *   options: new Map(),
+ *   dialer: tcpDialer,
+ *   stateDir: ".",
+ * }, new IpcOutput({ stdout: (l) => lines.push(l) }));
+ * ok(lines[0]!.startsWith("CMETHOD plain socks5 127.0.0.1:"));
+ * ok(lines[1] === "CMETHODS DONE\n");
+ * await running.close();
+ * ```
+ */
+export async function startClient(
+  settings: ClientSettings,
+  output: IpcOutput,
+): Promise<RunningProxy> {
+  const running: RunningProxy[] = [];
+  const env = { local: new FileStore(settings.stateDir) };
+  const seen = new Set<string>();
+  for (const name of settings.transports) {
+    const transport = settings.registry.get(name);
+    if (transport === undefined || seen.has(name)) continue;
+    seen.add(name);
+    const base = { ...settings.options.get("*"), ...settings.options.get(name) };
+    try {
+      if (settings.mode === "socks5") {
+        const connectors = new Map<string, Promise<Connector>>();
+        const connectorFor = (config: TransportOptions): Promise<Connector> => {
+          const key = JSON.stringify(Object.entries(config).sort(([a], [b]) => a < b ? -1 : 1));
+          let connector = connectors.get(key);
+          if (connector === undefined) {
+            connector = createConnector(transport, config, { env, dialer: settings.dialer })
+              .catch((error) => {
+                connectors.delete(key);
+                throw new SocksReplyError(
+                  SocksReply.settingsInvalid,
+                  `Transport '${name}' rejected its arguments: ${(error as Error).message}`,
+                  { cause: error },
+                );
+              });
+            if (connectors.size >= MAX_CONNECTORS) {
+              connectors.delete(connectors.keys().next().value!);
+            }
+          } else {
+            connectors.delete(key);
+          }
+          connectors.set(key, connector);
+          return connector;
+        };
+        const server = new SocksServer(
+          Deno.listen({ hostname: settings.listen.hostname, port: settings.listen.port }),
+          {
+            connect: async (request) => {
+              const connector = await connectorFor({ ...base, ...request.settings });
+              return await connector.dial({ hostname: request.hostname, port: request.port });
+            },
+            onError: (error, stage) => {
+              if (stage === "connect") {
+                output.status(name, { CONNECT: "Failed", ERRSTR: describe(error) });
+              }
+              output.log(
+                stage === "handshake" ? "info" : "warning",
+                `${name}: SOCKS ${stage} failed: ${describe(error)}`,
+              );
+            },
+          },
+        );
+        running.push(server);
+        output.cmethod(name, "socks5", formatHostPort(server.addr));
+      } else {
+        const connector = await createConnector(transport, base, {
+          env,
+          dialer: settings.dialer,
+        });
+        const forwarder = new Forwarder(
+          Deno.listen({ hostname: settings.listen.hostname, port: settings.listen.port }),
+          async () => await connector.dial(settings.target!),
+          (error) => output.log("warning", `${name}: connection failed: ${describe(error)}`),
+        );
+        running.push(forwarder);
+        output.cmethod(name, "transparent-TCP", formatHostPort(forwarder.addr));
+      }
+    } catch (error) {
+      output.error("CMETHOD-ERROR", `${name} ${describe(error)}`);
+    }
+  }
+  output.line("CMETHODS", "DONE");
+  return {
+    drain: async () => {
+      await Promise.allSettled(running.map((r) => r.drain()));
+    },
+    close: async () => {
+      await Promise.allSettled(running.map((r) => r.close()));
+    },
+  };
+}
+
+function describe(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  // Strip anything that looks like an address: logs must not hold client IPs.
+  return message
+    .replace(/\[?[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\]?(:[0-9]+)?/g, "[address]")
+    .replace(/\b[0-9]{1,3}(\.[0-9]{1,3}){3}(:[0-9]+)?\b/g, "[address]");
+}
+
+/** Accepts TCP connections and relays each to whatever `dial` returns. */
+class Forwarder implements RunningProxy {
+  #listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
+  #tasks = new Set<Promise<void>>();
+  #conns = new Set<Deno.Conn>();
+  #abort = new AbortController();
+  #loop: Promise<void>;
+  #closed = false;
+
+  constructor(
+    listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>,
+    dial: () => Promise<{ close(): void } & Parameters<typeof relay>[1]>,
+    onError: (error: unknown) => void,
+  ) {
+    this.#listener = listener;
+    this.#loop = (async () => {
+      for (;;) {
+        let conn: Deno.Conn;
+        try {
+          conn = await listener.accept();
+        } catch {
+          if (this.#closed) return;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          continue;
+        }
+        this.#conns.add(conn);
+        const task = (async () => {
+          try {
+            const end = await dial();
+            if (this.#abort.signal.aborted) {
+              end.close();
+              return;
+            }
+            await relay(conn, end, { signal: this.#abort.signal });
+          } catch (error) {
+            if (!this.#abort.signal.aborted) onError(error);
+          }
+        })().finally(() => {
+          try {
+            conn.close();
+          } catch {
+            // Already closed.
+          }
+          this.#conns.delete(conn);
+          this.#tasks.delete(task);
+        });
+        this.#tasks.add(task);
+      }
+    })();
+  }
+
+  get addr(): Deno.NetAddr {
+    return this.#listener.addr;
+  }
+
+  async drain(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      try {
+        this.#listener.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    await this.#loop;
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+  }
+
+  async close(): Promise<void> {
+    this.#abort.abort(new Error("Closed"));
+    for (const conn of this.#conns) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    await this.drain();
+  }
+}

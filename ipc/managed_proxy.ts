@@ -1,0 +1,350 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { Transport, TransportOptions } from "../transports/transport.ts";
+import { type HostPort, parseHostPort } from "../net/address.ts";
+import { type Dialer, tcpDialer } from "../net/net_conn.ts";
+import { ENV_VARS, FLAGS, parseFlags, usage } from "./flags.ts";
+import { IpcOutput, type LogSeverity, parseLogSeverity } from "./ipc_output.ts";
+import { type RunningProxy, startClient } from "./managed_client.ts";
+import { registry as defaultRegistry } from "./registry.ts";
+import { parseTransportOptions } from "./settings.ts";
+import { parseUpstreamProxy, upstreamProxyDialer } from "./upstream_proxy.ts";
+
+/** Exit codes of the managed proxy (PT 2.0 draft 1, sysexits.h). */
+export const ExitCode = {
+  /** Graceful exit. */
+  ok: 0,
+  /** `ENV-ERROR`, bad flags, or no parent at all (EX_USAGE). */
+  usage: 64,
+  /** `PROXY-ERROR` (EX_UNAVAILABLE). */
+  unavailable: 69,
+  /** `VERSION-ERROR` (EX_CONFIG). */
+  config: 78,
+} as const;
+
+/** Options for {@linkcode runManagedProxy}. */
+export interface ManagedProxyOptions {
+  /** Command-line arguments. */
+  readonly args: readonly string[];
+  /** Reads an environment variable. Defaults to `Deno.env.get`. */
+  readonly getEnv?: (name: string) => string | undefined;
+  /** The transports on offer. Defaults to {@linkcode registry}. */
+  readonly registry?: ReadonlyMap<string, Transport>;
+  /** How the program is invoked, for the usage text. Defaults to `main.ts`. */
+  readonly command?: string;
+  /** Where lines go. Defaults to the process's stdout and stderr. */
+  readonly stdout?: (line: string) => void;
+  /** Where error lines (version 2) and plain text go. */
+  readonly stderr?: (line: string) => void;
+  /**
+   * Aborting it shuts the proxy down at once (as SIGTERM does). The process
+   * signals, stdin and parent watch are only used when `process` is true.
+   */
+  readonly signal?: AbortSignal;
+  /** Watch SIGTERM, SIGINT, stdin and the parent process. Defaults to true. */
+  readonly process?: boolean;
+}
+
+class Exit extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}
+
+/**
+ * Run the managed proxy until it should exit, and return the exit code:
+ * read the configuration from flags and `TOR_PT_*` variables (flags win),
+ * negotiate the version, check the upstream proxy, start the transports,
+ * report them on stdout, then serve until stdin closes (with
+ * `TOR_PT_EXIT_ON_STDIN_CLOSE=1`), SIGTERM, SIGINT (drain; a second one
+ * exits), or the parent dies.
+ *
+ * @param options Arguments, environment and output.
+ * @returns The exit code (see {@linkcode ExitCode}).
+ *
+ * @example Refusing a parent that speaks no known version
+ * ```ts
+ * import { runManagedProxy } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const lines: string[] = [];
+ * const code = await runManagedProxy({
+ *   args: ["-ptversion", "3", "-transports", "plain"],
+ *   getEnv: () => undefined,
+ *   stdout: (line) => lines.push(line),
+ *   process: false,
+ * });
+ * deepStrictEqual([code, lines], [78, ["VERSION-ERROR no-version\n"]]);
+ * ```
+ */
+export async function runManagedProxy(options: ManagedProxyOptions): Promise<number> {
+  const getEnv = options.getEnv ?? ((name: string) => Deno.env.get(name));
+  const command = options.command ?? "main.ts";
+  const flags = parseFlags(options.args);
+  const env: Record<string, string> = {};
+  for (const name of ENV_VARS) {
+    const value = getEnv(name);
+    if (value !== undefined) env[name] = value;
+  }
+  const plainOut = options.stdout ??
+    ((line: string) => writeAll(Deno.stdout, new TextEncoder().encode(line)));
+  const plainErr = options.stderr ??
+    ((line: string) => writeAll(Deno.stderr, new TextEncoder().encode(line)));
+  if (flags.values.help === "true") {
+    plainOut(usage(command));
+    return ExitCode.ok;
+  }
+  if (options.args.length === 0 && Object.keys(env).length === 0) {
+    plainErr(usage(command));
+    plainErr("No configuration: this program is started by tor or with flags.\n");
+    return ExitCode.usage;
+  }
+  const value = (key: string): string | undefined => {
+    const flag = FLAGS.find((f) => f.key === key);
+    return flags.values[key] ?? (flag?.env === undefined ? undefined : env[flag.env]);
+  };
+
+  let logLevel: LogSeverity = "notice";
+  let logLevelError: string | undefined;
+  try {
+    logLevel = parseLogSeverity(value("logLevel") ?? "notice");
+  } catch (error) {
+    logLevelError = (error as Error).message;
+  }
+  const output = new IpcOutput({ stdout: plainOut, stderr: plainErr, logLevel });
+
+  try {
+    // 1. Version.
+    const offered = value("version");
+    let versions: string[];
+    if (offered === undefined) {
+      if (Object.keys(env).length > 0) {
+        output.error("VERSION-ERROR", "no-version");
+        throw new Exit(ExitCode.config);
+      }
+      versions = ["2"]; // Standalone use with flags only.
+    } else {
+      versions = offered.split(",");
+      if (!versions.every((v) => /^[\x21-\x2b\x2d-\x7e]+$/.test(v))) {
+        output.error("VERSION-ERROR", "no-version (malformed version list)");
+        throw new Exit(ExitCode.config);
+      }
+    }
+    const version = versions.includes("2") ? "2" : versions.includes("1") ? "1" : undefined;
+    if (version === undefined) {
+      output.error("VERSION-ERROR", "no-version");
+      throw new Exit(ExitCode.config);
+    }
+    output.version(version);
+
+    // 2. Configuration.
+    const envError = (message: string): never => {
+      output.error("ENV-ERROR", message);
+      throw new Exit(ExitCode.usage);
+    };
+    if (flags.errors.length > 0) envError(flags.errors.join("; "));
+    if (logLevelError !== undefined) envError(logLevelError);
+    const serverFlag = flags.values.server === "true";
+    const clientFlag = flags.values.client === "true";
+    if (serverFlag && clientFlag) envError("Both -client and -server given");
+    if (
+      !clientFlag && env.TOR_PT_CLIENT_TRANSPORTS !== undefined &&
+      env.TOR_PT_SERVER_TRANSPORTS !== undefined
+    ) {
+      envError("Both TOR_PT_CLIENT_TRANSPORTS and TOR_PT_SERVER_TRANSPORTS are set");
+    }
+    const server = serverFlag ||
+      (!clientFlag && env.TOR_PT_SERVER_TRANSPORTS !== undefined &&
+        env.TOR_PT_CLIENT_TRANSPORTS === undefined);
+    if (server) envError("Server mode is not implemented yet");
+    const transportList = flags.values.transports ?? env.TOR_PT_CLIENT_TRANSPORTS;
+    if (transportList === undefined || transportList.trim() === "") {
+      envError("No transports requested (TOR_PT_CLIENT_TRANSPORTS or -transports)");
+    }
+    const transports = transportList!.split(",").map((t) => t.trim()).filter((t) => t !== "");
+
+    const exitOnStdinClose = flags.values.exitOnStdinClose !== undefined
+      ? flags.values.exitOnStdinClose === "true"
+      : env.TOR_PT_EXIT_ON_STDIN_CLOSE === "1";
+
+    const mode = flags.values.mode ?? "socks5";
+    if (mode !== "socks5" && mode !== "transparent-TCP") {
+      envError(`Invalid -mode ${JSON.stringify(mode)}: expected socks5 or transparent-TCP`);
+    }
+    let listen: HostPort = { hostname: "127.0.0.1", port: 0 };
+    if (flags.values.proxyListenAddr !== undefined) {
+      try {
+        listen = parseHostPort(flags.values.proxyListenAddr, "-proxylistenaddr");
+      } catch (error) {
+        envError((error as Error).message);
+      }
+      const known = transports.filter((t) => (options.registry ?? defaultRegistry).has(t));
+      if (listen.port !== 0 && new Set(known).size > 1) {
+        envError("-proxylistenaddr with a fixed port allows only one transport");
+      }
+    }
+    let target: HostPort | undefined;
+    if (flags.values.target !== undefined) {
+      if (mode !== "transparent-TCP") envError("-target needs -mode transparent-TCP");
+      try {
+        target = parseHostPort(flags.values.target, "-target");
+        if (target.port === 0) throw new RangeError("Invalid -target: port 0");
+      } catch (error) {
+        envError((error as Error).message);
+      }
+    } else if (mode === "transparent-TCP") {
+      envError("-mode transparent-TCP needs -target");
+    }
+    let transportOptions = new Map<string, TransportOptions>();
+    const optionsText = value("options");
+    if (optionsText !== undefined) {
+      try {
+        transportOptions = parseTransportOptions(optionsText);
+      } catch (error) {
+        envError((error as Error).message);
+      }
+    }
+
+    let stateDir = value("state") ?? Deno.cwd();
+    if (!stateDir.startsWith("/")) stateDir = `${Deno.cwd()}/${stateDir}`;
+    try {
+      await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      envError(`Cannot create state directory: ${(error as Error).message}`);
+    }
+
+    // 3. Upstream proxy, before any transport starts.
+    let dialer: Dialer = tcpDialer;
+    const proxyText = value("proxy");
+    if (proxyText !== undefined && proxyText !== "") {
+      try {
+        dialer = upstreamProxyDialer(parseUpstreamProxy(proxyText));
+      } catch (error) {
+        output.error("PROXY-ERROR", (error as Error).message);
+        throw new Exit(ExitCode.unavailable);
+      }
+      output.line("PROXY", "DONE");
+    }
+
+    // 4. Transports.
+    const watch = new ShutdownWatch({
+      exitOnStdinClose,
+      process: options.process ?? true,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+    const running = await startClient({
+      transports,
+      registry: options.registry ?? defaultRegistry,
+      mode: mode as "socks5" | "transparent-TCP",
+      listen,
+      ...(target === undefined ? {} : { target }),
+      options: transportOptions,
+      dialer,
+      stateDir,
+    }, output);
+
+    // 5. Serve until told to stop.
+    return await watch.serve(running, output);
+  } catch (error) {
+    if (error instanceof Exit) return error.code;
+    throw error;
+  }
+}
+
+interface ShutdownOptions {
+  readonly exitOnStdinClose: boolean;
+  readonly process: boolean;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Watches what should end the proxy. Started before any transport so that a
+ * signal arriving during start-up is not lost (Deno's default action would
+ * kill the process with a non-zero status).
+ */
+class ShutdownWatch {
+  #cleanups: (() => void)[] = [];
+  #pending: "now" | "drain" | undefined;
+  #why = "";
+  #onEvent: ((kind: "now" | "drain", why: string) => void) | undefined;
+
+  constructor(options: ShutdownOptions) {
+    const fire = (kind: "now" | "drain", why: string) => {
+      if (this.#onEvent) this.#onEvent(kind, why);
+      else if (this.#pending !== "now") {
+        this.#pending = kind;
+        this.#why = why;
+      }
+    };
+    if (options.signal) {
+      if (options.signal.aborted) fire("now", "aborted");
+      else options.signal.addEventListener("abort", () => fire("now", "aborted"), { once: true });
+    }
+    if (!options.process) return;
+    const onTerm = () => fire("now", "SIGTERM");
+    Deno.addSignalListener("SIGTERM", onTerm);
+    this.#cleanups.push(() => Deno.removeSignalListener("SIGTERM", onTerm));
+    let interrupts = 0;
+    const onInt = () => {
+      if (++interrupts > 1) fire("now", "second SIGINT");
+      else fire("drain", "SIGINT");
+    };
+    Deno.addSignalListener("SIGINT", onInt);
+    this.#cleanups.push(() => Deno.removeSignalListener("SIGINT", onInt));
+    if (options.exitOnStdinClose) {
+      (async () => {
+        const buffer = new Uint8Array(1024);
+        try {
+          while (await Deno.stdin.read(buffer) !== null) {
+            // Parent input is ignored; only its end matters.
+          }
+        } catch {
+          // A broken stdin counts as closed.
+        }
+        fire("now", "stdin closed");
+      })();
+    } else {
+      const parent = Deno.ppid;
+      const timer = setInterval(() => {
+        if (Deno.ppid !== parent) fire("now", "parent process exited");
+      }, 1000);
+      this.#cleanups.push(() => clearInterval(timer));
+    }
+  }
+
+  /** Serve until an event says stop; returns the exit code. */
+  async serve(running: RunningProxy, output: IpcOutput): Promise<number> {
+    try {
+      await new Promise<void>((resolve) => {
+        const handle = (kind: "now" | "drain", why: string) => {
+          if (kind === "now") {
+            output.log("notice", `Shutting down: ${why}`);
+            running.close().then(resolve, resolve);
+          } else {
+            const drained = running.drain();
+            output.log("notice", "SIGINT: no new connections; waiting for open ones to end");
+            drained.then(resolve, resolve);
+          }
+        };
+        this.#onEvent = handle;
+        if (this.#pending !== undefined) handle(this.#pending, this.#why);
+      });
+    } finally {
+      this.dispose();
+    }
+    return ExitCode.ok;
+  }
+
+  dispose(): void {
+    for (const cleanup of this.#cleanups.splice(0)) cleanup();
+  }
+}
+
+function writeAll(target: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
+  try {
+    let offset = 0;
+    while (offset < bytes.length) offset += target.writeSync(bytes.subarray(offset));
+  } catch {
+    // The parent stopped reading (it exited): nothing to tell it any more.
+  }
+}

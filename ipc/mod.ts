@@ -1,0 +1,46 @@
+// Copyright the ptkit authors. MIT license.
+
+/**
+ * Tor's managed-proxy IPC (PT 1.0 and PT 2.0 draft 1), client side: what
+ * `main.ts` runs when tor (or anything else) launches it as a pluggable
+ * transport. Configuration from `TOR_PT_*` variables and flags, the
+ * `VERSION`/`CMETHOD`/`LOG` lines, a SOCKS4/5 front end that carries
+ * per-connection transport arguments, transparent-TCP mode, upstream
+ * proxies, and the shutdown rules.
+ *
+ * @example Running the client side in-process
+ * ```ts
+ * import { runManagedProxy } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual, ok } from "node:assert";
+ *
+ * const lines: string[] = [];
+ * const stop = new AbortController();
+ * const done = runManagedProxy({
+ *   args: ["-ptversion", "1", "-transports", "plain", "-state", await Deno.makeTempDir()],
+ *   getEnv: () => undefined,
+ *   stdout: (line) => {
+ *     lines.push(line);
+ *     if (line === "CMETHODS DONE\n") stop.abort();
+ *   },
+ *   signal: stop.signal,
+ *   process: false,
+ * });
+ * deepStrictEqual(await done, 0);
+ * deepStrictEqual(lines[0], "VERSION 1\n");
+ * ok(lines[1]!.startsWith("CMETHOD plain socks5 127.0.0.1:"));
+ * ```
+ *
+ * @module
+ */
+
+export * from "./registry.ts";
+export * from "./settings.ts";
+export * from "./flags.ts";
+export * from "./ipc_output.ts";
+export * from "./file_store.ts";
+export * from "./socks_reply.ts";
+export * from "./socks_handshake.ts";
+export * from "./socks_server.ts";
+export * from "./upstream_proxy.ts";
+export * from "./managed_client.ts";
+export * from "./managed_proxy.ts";

@@ -1,0 +1,464 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { TransportOptions } from "../transports/transport.ts";
+import type { NetConn } from "../net/net_conn.ts";
+import { parseJsonSettings, parseTorArgs } from "./settings.ts";
+import { SocksReply, socksReplyCode, SocksReplyError } from "./socks_reply.ts";
+
+/** How the client passed per-connection settings. */
+export type SocksAuthMethod = "none" | "userpass" | "json" | "socks4";
+
+/** A parsed SOCKS CONNECT request, waiting for its reply. */
+export interface SocksRequest {
+  /** 4 (SOCKS4/4a) or 5. */
+  readonly version: 4 | 5;
+  /** The destination host: an IP literal (IPv6 without brackets) or a name. */
+  readonly hostname: string;
+  /** The destination port. */
+  readonly port: number;
+  /** Per-connection settings (empty when none were sent). */
+  readonly settings: TransportOptions;
+  /** How the settings arrived. */
+  readonly method: SocksAuthMethod;
+  /**
+   * Send the reply: `0` for success (the connection then carries data),
+   * else a SOCKS5 reply code (SOCKS4 clients get `0x5b`). After a failure
+   * the caller closes the connection.
+   */
+  reply(code: number): Promise<void>;
+}
+
+/** Options for {@linkcode socksHandshake}. */
+export interface SocksHandshakeOptions {
+  /**
+   * Largest settings block accepted, in bytes (JSON body, SOCKS4 user id).
+   * Defaults to 16384. RFC 1929 settings are limited to 510 bytes anyway.
+   */
+  readonly maxSettingsBytes?: number;
+  /** Aborting it ends the handshake (the caller then closes the connection). */
+  readonly signal?: AbortSignal;
+}
+
+const METHOD_NONE = 0x00;
+const METHOD_USERPASS = 0x02;
+const METHOD_JSON = 0x09;
+const METHOD_JSON_OLD = 0x80;
+const NO_METHOD = 0xff;
+
+/**
+ * Read a SOCKS5 or SOCKS4/4a CONNECT request from a client, with its
+ * per-connection transport settings: RFC 1929 user name and password in
+ * tor's `k=v;k=v` form (split at 255 bytes, a password of one NUL byte
+ * meaning none), PT 2.0 JSON after method `0x80` or `0x09` (with or without
+ * a 4-byte big-endian length), or a SOCKS4 user id.
+ *
+ * Protocol errors are answered with the matching reply where the protocol
+ * allows one (`07` command, `08` address type, `12` settings that do not
+ * parse, `10` too large, `0x5b` for SOCKS4) and then rejected with a
+ * {@linkcode SocksReplyError}; the caller closes the connection. Bytes sent
+ * before a reply is due (pipelining) are an error. Nothing here logs.
+ *
+ * @param conn The client connection.
+ * @param options Limits and an abort signal.
+ * @returns The request; call its `reply` once the destination is connected.
+ * @throws {SocksReplyError} On malformed input.
+ *
+ * @example Reading a SOCKS5 request
+ * ```ts
+ * import { socksHandshake } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * using server = await listener.accept();
+ * await client.write(new Uint8Array([5, 1, 0]));
+ * const handshake = socksHandshake(server);
+ * const choice = new Uint8Array(2);
+ * await client.read(choice);
+ * await client.write(new Uint8Array([5, 1, 0, 1, 127, 0, 0, 1, 0, 80]));
+ * const request = await handshake;
+ * deepStrictEqual([request.hostname, request.port], ["127.0.0.1", 80]);
+ * await request.reply(0);
+ * ```
+ */
+export async function socksHandshake(
+  conn: NetConn,
+  options: SocksHandshakeOptions = {},
+): Promise<SocksRequest> {
+  const maxSettings = options.maxSettingsBytes ?? 16384;
+  const reader = new HandshakeReader(conn, maxSettings + 600, options.signal);
+  const version = (await reader.need(1))[0];
+  if (version === 5) return await socks5(conn, reader, maxSettings);
+  if (version === 4) return await socks4(conn, reader);
+  throw new SocksReplyError(
+    SocksReply.generalFailure,
+    `Cannot parse SOCKS greeting: unsupported version 0x${hex(version!)}`,
+  );
+}
+
+async function socks5(conn: NetConn, reader: HandshakeReader, maxSettings: number) {
+  const [, count] = await reader.need(2);
+  const methods = (await reader.need(2 + count!)).subarray(2);
+  reader.consume(2 + count!);
+  reader.noPipelining("greeting");
+  let method = NO_METHOD;
+  for (const preferred of [METHOD_JSON, METHOD_JSON_OLD, METHOD_USERPASS, METHOD_NONE]) {
+    if (methods.includes(preferred)) {
+      method = preferred;
+      break;
+    }
+  }
+  await writeAll(conn, new Uint8Array([5, method]));
+  if (method === NO_METHOD) {
+    throw new SocksReplyError(
+      SocksReply.generalFailure,
+      "Cannot parse SOCKS5 greeting: no acceptable authentication method",
+    );
+  }
+
+  let settings: TransportOptions = {};
+  let settingsError: SocksReplyError | undefined;
+  let kind: SocksAuthMethod = "none";
+  if (method === METHOD_USERPASS) {
+    kind = "userpass";
+    const [subVersion, ulen] = await reader.need(2);
+    if (subVersion !== 1) {
+      throw new SocksReplyError(
+        SocksReply.generalFailure,
+        `Cannot parse SOCKS5 user/password: unsupported version 0x${hex(subVersion!)}`,
+      );
+    }
+    const plen = (await reader.need(3 + ulen!))[2 + ulen!]!;
+    const all = await reader.need(3 + ulen! + plen);
+    const user = all.slice(2, 2 + ulen!);
+    const pass = all.slice(3 + ulen!, 3 + ulen! + plen);
+    reader.consume(3 + ulen! + plen);
+    reader.noPipelining("user/password");
+    const bytes = pass.length === 1 && pass[0] === 0 ? user : concat(user, pass);
+    try {
+      settings = parseTorArgs(decodeUtf8(bytes));
+    } catch (error) {
+      settingsError = new SocksReplyError(
+        SocksReply.settingsParseError,
+        (error as Error).message,
+        { cause: error },
+      );
+    }
+    // Authentication itself always succeeds; bad settings fail the request.
+    await writeAll(conn, new Uint8Array([1, 0]));
+  } else if (method === METHOD_JSON || method === METHOD_JSON_OLD) {
+    kind = "json";
+    const first = (await reader.need(1))[0]!;
+    let body: Uint8Array;
+    if (first === 0x7b) {
+      const length = await reader.jsonObjectLength(maxSettings);
+      if (length < 0) {
+        await reply5(conn, SocksReply.settingsTooLarge);
+        throw new SocksReplyError(
+          SocksReply.settingsTooLarge,
+          `Cannot parse SOCKS5 settings: JSON longer than ${maxSettings} bytes`,
+        );
+      }
+      body = (await reader.need(length)).slice(0, length);
+      reader.consume(length);
+    } else {
+      const head = await reader.need(4);
+      const length = new DataView(head.buffer, head.byteOffset, 4).getUint32(0);
+      if (length > maxSettings) {
+        await reply5(conn, SocksReply.settingsTooLarge);
+        throw new SocksReplyError(
+          SocksReply.settingsTooLarge,
+          `Cannot parse SOCKS5 settings: length ${length} exceeds ${maxSettings}`,
+        );
+      }
+      body = (await reader.need(4 + length)).slice(4, 4 + length);
+      reader.consume(4 + length);
+    }
+    try {
+      settings = parseJsonSettings(decodeUtf8(body));
+    } catch (error) {
+      settingsError = new SocksReplyError(
+        SocksReply.settingsParseError,
+        (error as Error).message,
+        { cause: error },
+      );
+    }
+  }
+
+  const head = await reader.need(4);
+  const [ver, command, , atyp] = head;
+  if (ver !== 5) {
+    throw new SocksReplyError(
+      SocksReply.generalFailure,
+      `Cannot parse SOCKS5 request: unsupported version 0x${hex(ver!)}`,
+    );
+  }
+  let hostname: string;
+  let end: number;
+  if (atyp === 1) {
+    const b = await reader.need(10);
+    hostname = `${b[4]}.${b[5]}.${b[6]}.${b[7]}`;
+    end = 10;
+  } else if (atyp === 4) {
+    const b = await reader.need(22);
+    const groups: string[] = [];
+    for (let i = 4; i < 20; i += 2) groups.push(((b[i]! << 8) | b[i + 1]!).toString(16));
+    hostname = groups.join(":");
+    end = 22;
+  } else if (atyp === 3) {
+    const len = (await reader.need(5))[4]!;
+    const b = await reader.need(5 + len + 2);
+    hostname = new TextDecoder().decode(b.subarray(5, 5 + len));
+    end = 5 + len + 2;
+    if (len === 0 || !/^[A-Za-z0-9._-]+$/.test(hostname)) {
+      reader.consume(end);
+      await reply5(conn, SocksReply.generalFailure);
+      throw new SocksReplyError(
+        SocksReply.generalFailure,
+        `Cannot parse SOCKS5 request: invalid domain name of ${len} bytes`,
+      );
+    }
+  } else {
+    await reply5(conn, SocksReply.addressTypeNotSupported);
+    throw new SocksReplyError(
+      SocksReply.addressTypeNotSupported,
+      `Cannot parse SOCKS5 request: unsupported address type 0x${hex(atyp!)}`,
+    );
+  }
+  const all = await reader.need(end);
+  const port = (all[end - 2]! << 8) | all[end - 1]!;
+  reader.consume(end);
+  if (command !== 1) {
+    await reply5(conn, SocksReply.commandNotSupported);
+    throw new SocksReplyError(
+      SocksReply.commandNotSupported,
+      `Cannot parse SOCKS5 request: unsupported command 0x${hex(command!)}`,
+    );
+  }
+  try {
+    reader.noPipelining("request");
+  } catch (error) {
+    await reply5(conn, SocksReply.generalFailure);
+    throw error;
+  }
+  if (settingsError !== undefined) {
+    await reply5(conn, settingsError.code);
+    throw settingsError;
+  }
+  if (port === 0) {
+    await reply5(conn, SocksReply.generalFailure);
+    throw new SocksReplyError(SocksReply.generalFailure, "Cannot parse SOCKS5 request: port 0");
+  }
+  return {
+    version: 5,
+    hostname,
+    port,
+    settings,
+    method: kind,
+    reply: (code: number) => reply5(conn, code),
+  } satisfies SocksRequest;
+}
+
+async function socks4(conn: NetConn, reader: HandshakeReader): Promise<SocksRequest> {
+  const head = await reader.need(8);
+  const command = head[1]!;
+  const port = (head[2]! << 8) | head[3]!;
+  const ip = head.slice(4, 8);
+  let offset = 8;
+  const userEnd = await reader.findZero(offset);
+  const userId = (await reader.need(userEnd)).slice(offset, userEnd);
+  offset = userEnd + 1;
+  let hostname = `${ip[0]}.${ip[1]}.${ip[2]}.${ip[3]}`;
+  if (ip[0] === 0 && ip[1] === 0 && ip[2] === 0 && ip[3] !== 0) {
+    const nameEnd = await reader.findZero(offset, 255);
+    hostname = new TextDecoder().decode((await reader.need(nameEnd)).slice(offset, nameEnd));
+    offset = nameEnd + 1;
+    if (!/^[A-Za-z0-9._-]+$/.test(hostname)) {
+      reader.consume(offset);
+      await reply4(conn, 1);
+      throw new SocksReplyError(
+        SocksReply.generalFailure,
+        "Cannot parse SOCKS4a request: invalid domain name",
+      );
+    }
+  }
+  reader.consume(offset);
+  const fail = async (code: number, message: string) => {
+    await reply4(conn, code);
+    return new SocksReplyError(code, message);
+  };
+  if (command !== 1) {
+    throw await fail(
+      SocksReply.commandNotSupported,
+      `Cannot parse SOCKS4 request: unsupported command 0x${hex(command)}`,
+    );
+  }
+  try {
+    reader.noPipelining("request");
+  } catch (error) {
+    await reply4(conn, 1);
+    throw error;
+  }
+  let settings: TransportOptions;
+  try {
+    settings = parseTorArgs(decodeUtf8(userId));
+  } catch (error) {
+    throw await fail(SocksReply.settingsParseError, (error as Error).message);
+  }
+  if (port === 0) {
+    throw await fail(SocksReply.generalFailure, "Cannot parse SOCKS4 request: port 0");
+  }
+  return {
+    version: 4,
+    hostname,
+    port,
+    settings,
+    method: "socks4",
+    reply: (code: number) => reply4(conn, code),
+  } satisfies SocksRequest;
+}
+
+function reply5(conn: NetConn, code: number): Promise<void> {
+  return writeAll(conn, new Uint8Array([5, code, 0, 1, 0, 0, 0, 0, 0, 0]));
+}
+
+function reply4(conn: NetConn, code: number): Promise<void> {
+  return writeAll(conn, new Uint8Array([0, code === 0 ? 0x5a : 0x5b, 0, 0, 0, 0, 0, 0]));
+}
+
+async function writeAll(conn: NetConn, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+function decodeUtf8(bytes: Uint8Array): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new SyntaxError("Cannot parse SOCKS settings: not valid UTF-8");
+  }
+}
+
+function hex(byte: number): string {
+  return byte.toString(16).padStart(2, "0");
+}
+
+/** Buffers a client's handshake bytes, bounded, failing cleanly on EOF. */
+class HandshakeReader {
+  #conn: NetConn;
+  #buffer: Uint8Array;
+  #length = 0;
+  #max: number;
+  #signal: AbortSignal | undefined;
+
+  constructor(conn: NetConn, max: number, signal: AbortSignal | undefined) {
+    this.#conn = conn;
+    this.#max = max;
+    // Start small (most handshakes are a few bytes); grow up to `max`.
+    this.#buffer = new Uint8Array(Math.min(512, max));
+    this.#signal = signal;
+  }
+
+  /** Wait until at least `n` bytes are buffered; returns the buffer view. */
+  async need(n: number): Promise<Uint8Array> {
+    if (n > this.#max) {
+      throw new SocksReplyError(
+        SocksReply.generalFailure,
+        "Cannot parse SOCKS handshake: too long",
+      );
+    }
+    while (this.#length < n) {
+      this.#signal?.throwIfAborted();
+      if (this.#length === this.#buffer.length) {
+        const next = new Uint8Array(Math.min(this.#max, Math.max(n, this.#buffer.length * 2)));
+        next.set(this.#buffer.subarray(0, this.#length));
+        this.#buffer = next;
+      }
+      let count: number | null;
+      try {
+        count = await this.#conn.read(this.#buffer.subarray(this.#length));
+      } catch (error) {
+        this.#signal?.throwIfAborted();
+        throw new SocksReplyError(
+          socksReplyCode(error),
+          "Cannot read SOCKS handshake: connection failed",
+          { cause: error },
+        );
+      }
+      if (count === null) {
+        throw new SocksReplyError(
+          SocksReply.generalFailure,
+          "Cannot parse SOCKS handshake: connection closed after " +
+            `${this.#length} of ${n} bytes`,
+        );
+      }
+      this.#length += count;
+    }
+    return this.#buffer.subarray(0, this.#length);
+  }
+
+  /** Drop the first `n` bytes (a message fully parsed). */
+  consume(n: number): void {
+    this.#buffer.copyWithin(0, n, this.#length);
+    this.#length -= n;
+  }
+
+  /** Fail when the client sent more than the message before our reply. */
+  noPipelining(what: string): void {
+    if (this.#length > 0) {
+      throw new SocksReplyError(
+        SocksReply.generalFailure,
+        `Cannot parse SOCKS ${what}: ${this.#length} unexpected bytes before the reply`,
+      );
+    }
+  }
+
+  /** Index of the first NUL at or after `from`, reading on as needed. */
+  async findZero(from: number, limit = this.#max): Promise<number> {
+    let i = from;
+    for (;;) {
+      const b = await this.need(i + 1);
+      while (i < b.length) {
+        if (b[i] === 0) return i;
+        if (++i - from > limit) {
+          throw new SocksReplyError(
+            SocksReply.generalFailure,
+            "Cannot parse SOCKS4 request: field too long",
+          );
+        }
+      }
+    }
+  }
+
+  /**
+   * Length of the JSON object at the start of the buffer (which starts with
+   * `{`), reading on as needed; -1 when longer than `max`.
+   */
+  async jsonObjectLength(max: number): Promise<number> {
+    let depth = 0;
+    let inString = false;
+    let escaped = false;
+    let i = 0;
+    for (;;) {
+      if (i >= max) return -1;
+      const c = (await this.need(i + 1))[i]!;
+      i++;
+      if (inString) {
+        if (escaped) escaped = false;
+        else if (c === 0x5c) escaped = true;
+        else if (c === 0x22) inString = false;
+      } else if (c === 0x22) inString = true;
+      else if (c === 0x7b || c === 0x5b) depth++;
+      else if (c === 0x7d || c === 0x5d) {
+        if (--depth === 0) return i;
+      }
+    }
+  }
+}

@@ -1,0 +1,112 @@
+// Copyright the ptkit authors. MIT license.
+
+/** SOCKS5 reply codes (RFC 1928, and PT 2.0 draft 3 for `0x10`-`0x13`). */
+export const SocksReply = {
+  /** Succeeded. */
+  succeeded: 0x00,
+  /** General SOCKS server failure. */
+  generalFailure: 0x01,
+  /** Connection not allowed by ruleset. */
+  notAllowed: 0x02,
+  /** Network unreachable. */
+  networkUnreachable: 0x03,
+  /** Host unreachable. */
+  hostUnreachable: 0x04,
+  /** Connection refused. */
+  connectionRefused: 0x05,
+  /** TTL expired (used for timeouts). */
+  ttlExpired: 0x06,
+  /** Command not supported. */
+  commandNotSupported: 0x07,
+  /** Address type not supported. */
+  addressTypeNotSupported: 0x08,
+  /** PT 2.0: parameter block too large. */
+  settingsTooLarge: 0x10,
+  /** PT 2.0: timeout reading the parameter block. */
+  settingsTimeout: 0x11,
+  /** PT 2.0: the settings could not be parsed. */
+  settingsParseError: 0x12,
+  /** PT 2.0: the settings have invalid or missing keys. */
+  settingsInvalid: 0x13,
+} as const;
+
+/**
+ * An error that carries the SOCKS5 reply code to send for it: thrown by
+ * upstream-proxy dialers (passing on the proxy's own code) and by the SOCKS
+ * handshake.
+ *
+ * @example Carrying a reply code
+ * ```ts
+ * import { SocksReply, SocksReplyError, socksReplyCode } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const error = new SocksReplyError(SocksReply.connectionRefused, "Upstream proxy refused");
+ * deepStrictEqual(socksReplyCode(error), 0x05);
+ * ```
+ */
+export class SocksReplyError extends Error {
+  /** The SOCKS5 reply code. */
+  readonly code: number;
+
+  /**
+   * Make the error.
+   *
+   * @param code The SOCKS5 reply code.
+   * @param message What happened.
+   * @param options The cause, if any.
+   */
+  constructor(code: number, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "SocksReplyError";
+    this.code = code;
+  }
+}
+
+/**
+ * Map the error a dial failed with to the SOCKS5 reply code that names it:
+ * refused or reset `05`, host unreachable or unresolvable `04`, network
+ * unreachable `03`, timed out `06`, address not available `08`, a
+ * {@linkcode SocksReplyError}'s own code, anything else `01`.
+ *
+ * @param error The error.
+ * @returns The reply code.
+ *
+ * @example Mapping a refused connection
+ * ```ts
+ * import { socksReplyCode } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * deepStrictEqual(socksReplyCode(new Deno.errors.ConnectionRefused("refused")), 0x05);
+ * deepStrictEqual(socksReplyCode(new Error("other")), 0x01);
+ * ```
+ */
+export function socksReplyCode(error: unknown): number {
+  if (error instanceof SocksReplyError) return error.code;
+  if (error instanceof Deno.errors.ConnectionRefused) return SocksReply.connectionRefused;
+  if (error instanceof Deno.errors.ConnectionReset) return SocksReply.connectionRefused;
+  if (error instanceof Deno.errors.TimedOut) return SocksReply.ttlExpired;
+  if (error instanceof Deno.errors.NetworkUnreachable) return SocksReply.networkUnreachable;
+  if (error instanceof Deno.errors.AddrNotAvailable) return SocksReply.addressTypeNotSupported;
+  const code = (error as { code?: unknown })?.code;
+  switch (code) {
+    case "ECONNREFUSED":
+    case "ECONNRESET":
+      return SocksReply.connectionRefused;
+    case "EHOSTUNREACH":
+    case "EHOSTDOWN":
+      return SocksReply.hostUnreachable;
+    case "ENETUNREACH":
+    case "ENETDOWN":
+      return SocksReply.networkUnreachable;
+    case "ETIMEDOUT":
+      return SocksReply.ttlExpired;
+    case "EADDRNOTAVAIL":
+      return SocksReply.addressTypeNotSupported;
+  }
+  const message = error instanceof Error ? error.message : "";
+  if (/No route to host|os error 113/.test(message)) return SocksReply.hostUnreachable;
+  if (/lookup address|Name or service not known|os error -2/.test(message)) {
+    return SocksReply.hostUnreachable;
+  }
+  return SocksReply.generalFailure;
+}

@@ -1,0 +1,302 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { Dialer, DialTarget, NetConn } from "../net/net_conn.ts";
+import { formatHostPort } from "../net/address.ts";
+import { SocksReply, SocksReplyError } from "./socks_reply.ts";
+
+/** A parsed `TOR_PT_PROXY` URI. */
+export interface UpstreamProxy {
+  /** The proxy protocol. */
+  readonly scheme: "socks5" | "socks4a" | "http";
+  /** The proxy's IP address (IPv6 without brackets). */
+  readonly hostname: string;
+  /** The proxy's port. */
+  readonly port: number;
+  /** User name, when given. */
+  readonly username?: string;
+  /** Password, when given. */
+  readonly password?: string;
+}
+
+const URI =
+  /^([A-Za-z0-9+.-]+):\/\/(?:([^:@\/]*)(?::([^@\/]*))?@)?(\[[^\]\/]*\]|[^:\/@]*)(?::([^\/]*))?(\/.*)?$/;
+
+/**
+ * Parse and validate an upstream proxy URI
+ * (`scheme://[user[:pass]@]ip:port`): `socks5` (user and password 1-255
+ * bytes each, both or neither), `socks4a` (no password) or `http`
+ * (`CONNECT`, optional basic authentication). The host must be an IP
+ * literal; path, query and fragment are refused.
+ *
+ * @param text The URI.
+ * @returns The proxy.
+ * @throws {SyntaxError} When the URI is malformed.
+ * @throws {RangeError} When the scheme is unsupported or a field is out of range.
+ *
+ * @example Parsing proxies
+ * ```ts
+ * import { parseUpstreamProxy } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual, throws } from "node:assert";
+ *
+ * deepStrictEqual(parseUpstreamProxy("socks5://tor:test1234@198.51.100.1:8000"), {
+ *   scheme: "socks5",
+ *   hostname: "198.51.100.1",
+ *   port: 8000,
+ *   username: "tor",
+ *   password: "test1234",
+ * });
+ * throws(() => parseUpstreamProxy("socks5://proxy.example:1080"), SyntaxError);
+ * throws(() => parseUpstreamProxy("ftp://127.0.0.1:21"), RangeError);
+ * ```
+ */
+export function parseUpstreamProxy(text: string): UpstreamProxy {
+  const match = URI.exec(text);
+  const fail = (why: string) =>
+    new SyntaxError(`Cannot parse proxy URI ${JSON.stringify(redact(text))}: ${why}`);
+  if (match === null) throw fail("expected scheme://[user[:pass]@]ip:port");
+  const [, schemeText, userText, passText, hostText, portText, path] = match;
+  const scheme = schemeText!.toLowerCase();
+  if (scheme !== "socks5" && scheme !== "socks4a" && scheme !== "http") {
+    throw new RangeError(
+      `Unsupported proxy scheme ${JSON.stringify(scheme)}: expected socks5, socks4a or http`,
+    );
+  }
+  if (path !== undefined && path !== "/") throw fail("a path, query or fragment is not allowed");
+  if (text.includes("?") || text.includes("#")) {
+    throw fail("a query or fragment is not allowed");
+  }
+  let hostname = hostText!;
+  if (hostname.startsWith("[")) {
+    hostname = hostname.slice(1, -1);
+    if (!/^[0-9A-Fa-f:.]+$/.test(hostname) || !hostname.includes(":")) {
+      throw fail("invalid IPv6 address");
+    }
+  } else if (!isIPv4(hostname)) {
+    throw fail("the host must be an IP address");
+  }
+  if (portText === undefined || !/^[0-9]{1,5}$/.test(portText)) throw fail("missing or bad port");
+  const port = Number(portText);
+  if (port < 1 || port > 65535) throw new RangeError(`Invalid proxy port ${port}: must be 1-65535`);
+  let username: string | undefined;
+  let password: string | undefined;
+  try {
+    if (userText !== undefined) username = decodeURIComponent(userText);
+    if (passText !== undefined) password = decodeURIComponent(passText);
+  } catch {
+    throw fail("bad percent-encoding in the credentials");
+  }
+  const bytes = (s: string) => new TextEncoder().encode(s).length;
+  if (scheme === "socks4a" && password !== undefined) {
+    throw new RangeError("Invalid socks4a proxy: SOCKS4a has no password");
+  }
+  if (scheme === "socks5" && (username !== undefined || password !== undefined)) {
+    if (username === undefined || password === undefined) {
+      throw new RangeError("Invalid socks5 proxy: give both a user name and a password");
+    }
+    if (
+      bytes(username) < 1 || bytes(username) > 255 || bytes(password) < 1 || bytes(password) > 255
+    ) {
+      throw new RangeError("Invalid socks5 proxy: user name and password must be 1-255 bytes");
+    }
+  }
+  return {
+    scheme,
+    hostname,
+    port,
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password }),
+  };
+}
+
+/**
+ * A {@linkcode Dialer} that opens every connection through an upstream
+ * proxy. It fails closed: when the proxy is down or refuses, the dial
+ * rejects (with a {@linkcode SocksReplyError} carrying the proxy's answer
+ * where there is one) and nothing is ever dialed directly.
+ *
+ * @param proxy The proxy, from {@linkcode parseUpstreamProxy}.
+ * @returns The dialer.
+ *
+ * @example A dialer through a SOCKS5 proxy that is not running
+ * ```ts
+ * import { parseUpstreamProxy, upstreamProxyDialer } from "@ptkit/ptkit/ipc";
+ * import { rejects } from "node:assert";
+ *
+ * const port = (() => {
+ *   using l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ *   return l.addr.port;
+ * })();
+ * const dial = upstreamProxyDialer(parseUpstreamProxy(`socks5://127.0.0.1:${port}`));
+ * await rejects(dial({ hostname: "127.0.0.1", port: 80 }));
+ * ```
+ */
+export function upstreamProxyDialer(proxy: UpstreamProxy): Dialer {
+  return async (target: DialTarget): Promise<NetConn> => {
+    const conn = await Deno.connect({ hostname: proxy.hostname, port: proxy.port });
+    try {
+      if (proxy.scheme === "socks5") await socks5Connect(conn, proxy, target);
+      else if (proxy.scheme === "socks4a") await socks4aConnect(conn, proxy, target);
+      else await httpConnect(conn, proxy, target);
+      return conn;
+    } catch (error) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+      throw error;
+    }
+  };
+}
+
+async function socks5Connect(conn: Deno.Conn, proxy: UpstreamProxy, target: DialTarget) {
+  const encoder = new TextEncoder();
+  const auth = proxy.username !== undefined && proxy.password !== undefined;
+  await writeAll(conn, new Uint8Array(auth ? [5, 2, 0, 2] : [5, 1, 0]));
+  const choice = await readExactly(conn, 2);
+  if (choice[0] !== 5) throw upstreamError("SOCKS5 proxy sent a bad method reply");
+  if (choice[1] === 2 && auth) {
+    const user = encoder.encode(proxy.username);
+    const pass = encoder.encode(proxy.password);
+    await writeAll(conn, new Uint8Array([1, user.length, ...user, pass.length, ...pass]));
+    const status = await readExactly(conn, 2);
+    if (status[1] !== 0) {
+      throw new SocksReplyError(SocksReply.notAllowed, "SOCKS5 proxy refused the credentials");
+    }
+  } else if (choice[1] !== 0) {
+    throw new SocksReplyError(SocksReply.notAllowed, "SOCKS5 proxy accepts none of our methods");
+  }
+  let address: number[];
+  if (isIPv4(target.hostname)) {
+    address = [1, ...target.hostname.split(".").map(Number)];
+  } else if (target.hostname.includes(":")) {
+    address = [4, ...ipv6Bytes(target.hostname)];
+  } else {
+    const name = encoder.encode(target.hostname);
+    if (name.length > 255) {
+      throw new SocksReplyError(SocksReply.generalFailure, "Host name too long");
+    }
+    address = [3, name.length, ...name];
+  }
+  await writeAll(
+    conn,
+    new Uint8Array([5, 1, 0, ...address, target.port >> 8, target.port & 0xff]),
+  );
+  const head = await readExactly(conn, 5);
+  if (head[0] !== 5) throw upstreamError("SOCKS5 proxy sent a bad reply");
+  if (head[1] !== 0) {
+    throw new SocksReplyError(head[1]!, `SOCKS5 proxy failed the request with code ${head[1]}`);
+  }
+  const rest = head[3] === 1 ? 3 + 2 : head[3] === 4 ? 15 + 2 : head[3] === 3 ? head[4]! + 2 : -1;
+  if (rest < 0) throw upstreamError("SOCKS5 proxy sent a bad address type");
+  await readExactly(conn, rest);
+}
+
+async function socks4aConnect(conn: Deno.Conn, proxy: UpstreamProxy, target: DialTarget) {
+  const encoder = new TextEncoder();
+  if (target.hostname.includes(":")) {
+    throw new SocksReplyError(
+      SocksReply.addressTypeNotSupported,
+      "SOCKS4a proxy cannot reach IPv6 addresses",
+    );
+  }
+  const ip = isIPv4(target.hostname) ? target.hostname.split(".").map(Number) : [0, 0, 0, 1];
+  const user = encoder.encode(proxy.username ?? "");
+  const name = isIPv4(target.hostname) ? [] : [...encoder.encode(target.hostname), 0];
+  await writeAll(
+    conn,
+    new Uint8Array([4, 1, target.port >> 8, target.port & 0xff, ...ip, ...user, 0, ...name]),
+  );
+  const reply = await readExactly(conn, 8);
+  if (reply[1] !== 0x5a) {
+    throw new SocksReplyError(
+      reply[1] === 0x5c || reply[1] === 0x5d ? SocksReply.notAllowed : SocksReply.generalFailure,
+      `SOCKS4a proxy failed the request with code 0x${reply[1]!.toString(16)}`,
+    );
+  }
+}
+
+async function httpConnect(conn: Deno.Conn, proxy: UpstreamProxy, target: DialTarget) {
+  const authority = formatHostPort(target);
+  let request = `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n`;
+  if (proxy.username !== undefined) {
+    const credentials = new TextEncoder().encode(`${proxy.username}:${proxy.password ?? ""}`);
+    request += `Proxy-Authorization: Basic ${btoa(String.fromCharCode(...credentials))}\r\n`;
+  }
+  await writeAll(conn, new TextEncoder().encode(request + "\r\n"));
+  // Read the head one byte at a time so no tunnelled byte is swallowed.
+  const head: number[] = [];
+  const one = new Uint8Array(1);
+  while (head.length < 8192) {
+    const n = await conn.read(one);
+    if (n === null) throw upstreamError("HTTP proxy closed the connection");
+    head.push(one[0]!);
+    const l = head.length;
+    if (
+      l >= 4 && head[l - 4] === 13 && head[l - 3] === 10 && head[l - 2] === 13 && head[l - 1] === 10
+    ) {
+      const status = /^HTTP\/1\.[01] ([0-9]{3})/.exec(String.fromCharCode(...head));
+      if (status === null) throw upstreamError("HTTP proxy sent a bad status line");
+      const code = Number(status[1]);
+      if (code >= 200 && code < 300) return;
+      throw new SocksReplyError(
+        code === 403 || code === 407
+          ? SocksReply.notAllowed
+          : code === 504
+          ? SocksReply.ttlExpired
+          : code === 502 || code === 503
+          ? SocksReply.hostUnreachable
+          : SocksReply.generalFailure,
+        `HTTP proxy refused CONNECT with status ${code}`,
+      );
+    }
+  }
+  throw upstreamError("HTTP proxy sent a response head over 8192 bytes");
+}
+
+function upstreamError(message: string): SocksReplyError {
+  return new SocksReplyError(SocksReply.generalFailure, message);
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+}
+
+async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
+  const buffer = new Uint8Array(n);
+  let offset = 0;
+  while (offset < n) {
+    const count = await conn.read(buffer.subarray(offset));
+    if (count === null) throw upstreamError("Upstream proxy closed the connection");
+    offset += count;
+  }
+  return buffer;
+}
+
+function isIPv4(text: string): boolean {
+  const parts = text.split(".");
+  return parts.length === 4 &&
+    parts.every((p) => /^[0-9]{1,3}$/.test(p) && Number(p) <= 255);
+}
+
+function ipv6Bytes(text: string): number[] {
+  const [head = "", tail] = text.split("::");
+  const parse = (s: string) => s === "" ? [] : s.split(":");
+  const left = parse(head);
+  const right = tail === undefined ? [] : parse(tail);
+  const groups = tail === undefined
+    ? left
+    : [...left, ...Array(8 - left.length - right.length).fill("0"), ...right];
+  if (groups.length !== 8 || !groups.every((g) => /^[0-9A-Fa-f]{1,4}$/.test(g))) {
+    throw new SocksReplyError(SocksReply.addressTypeNotSupported, "Unsupported IPv6 address form");
+  }
+  return groups.flatMap((g) => {
+    const v = parseInt(g, 16);
+    return [v >> 8, v & 0xff];
+  });
+}
+
+function redact(text: string): string {
+  return text.replace(/\/\/[^@\/]*@/, "//***@");
+}

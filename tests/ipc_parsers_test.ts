@@ -1,0 +1,200 @@
+// Copyright the ptkit authors. MIT license.
+// Unit tests of the IPC parsers and line writer: good, malformed, truncated
+// and oversized input.
+
+import { deepStrictEqual, ok, throws } from "node:assert";
+import {
+  formatTorArgs,
+  IpcOutput,
+  parseFlags,
+  parseJsonSettings,
+  parseTorArgs,
+  parseTransportOptions,
+  parseUpstreamProxy,
+  socksHandshake,
+  SocksReplyError,
+  SocksServer,
+} from "../ipc/mod.ts";
+import { readN } from "./ipc_util.ts";
+
+Deno.test("parseTorArgs accepts escapes and refuses malformed text", () => {
+  deepStrictEqual(parseTorArgs(""), {});
+  deepStrictEqual(parseTorArgs("a=b"), { a: "b" });
+  deepStrictEqual(parseTorArgs("a="), { a: "" });
+  deepStrictEqual(parseTorArgs("a=b=c"), { a: "b=c" });
+  deepStrictEqual(parseTorArgs("a\\=x=1;b=\\;\\\\"), { "a=x": "1", b: ";\\" });
+  for (const bad of ["a", "=b", "a=b;", ";", "a=b;;c=d", "a=\\", "a=1;a=2", "a=1;b"]) {
+    throws(() => parseTorArgs(bad), SyntaxError, bad);
+  }
+  const big = "k=" + "v".repeat(100000);
+  deepStrictEqual(parseTorArgs(big).k!.length, 100000);
+});
+
+Deno.test("formatTorArgs round-trips awkward keys and values", () => {
+  const options = { "a;b": "c=d;e\\", "x=y": "\u00e9", "k\\": "" };
+  deepStrictEqual(parseTorArgs(formatTorArgs(options)), options);
+  deepStrictEqual(formatTorArgs({ k: "v;w" }), "k=v\\;w");
+});
+
+Deno.test("parseJsonSettings refuses anything but an object of scalars", () => {
+  deepStrictEqual(parseJsonSettings('{"a":"b","n":1.5,"t":true}'), { a: "b", n: "1.5", t: "true" });
+  for (const bad of ["", "{", "[]", "null", '"s"', "1", '{"a":{}}', '{"a":null}', '{"a":[1]}']) {
+    throws(() => parseJsonSettings(bad), SyntaxError, bad);
+  }
+});
+
+Deno.test("parseTransportOptions reads tor's form and JSON", () => {
+  const parsed = parseTransportOptions(
+    "scramblesuit:key=banana;automata:rule=110;automata:depth=3",
+  );
+  deepStrictEqual(parsed.get("scramblesuit"), { key: "banana" });
+  deepStrictEqual(parsed.get("automata"), { rule: "110", depth: "3" });
+  deepStrictEqual(parseTransportOptions("t:k=a\\;b\\:c").get("t"), { k: "a;b:c" });
+  deepStrictEqual(parseTransportOptions('{"k":"v"}').get("*"), { k: "v" });
+  deepStrictEqual(parseTransportOptions('{"t":{"k":"v"}}').get("t"), { k: "v" });
+  deepStrictEqual(parseTransportOptions("").size, 0);
+  for (const bad of ["noname", ":k=v", "t:k", "t:k=v;", "t:k=1;t:k=2", "{", '{"t":[1]}']) {
+    throws(() => parseTransportOptions(bad), SyntaxError, bad);
+  }
+});
+
+Deno.test("parseUpstreamProxy accepts the three schemes and refuses the rest", () => {
+  deepStrictEqual(parseUpstreamProxy("socks4a://127.0.0.1:1080"), {
+    scheme: "socks4a",
+    hostname: "127.0.0.1",
+    port: 1080,
+  });
+  deepStrictEqual(parseUpstreamProxy("http://u:p%40ss@[::1]:3128"), {
+    scheme: "http",
+    hostname: "::1",
+    port: 3128,
+    username: "u",
+    password: "p@ss",
+  });
+  deepStrictEqual(parseUpstreamProxy("SOCKS5://127.0.0.1:1080/").scheme, "socks5");
+  const bad = [
+    "",
+    "127.0.0.1:1080",
+    "socks5://",
+    "socks5://127.0.0.1",
+    "socks5://127.0.0.1:",
+    "socks5://127.0.0.1:0",
+    "socks5://127.0.0.1:65536",
+    "socks5://256.0.0.1:1080",
+    "socks5://localhost:1080",
+    "socks5://127.0.0.1:1080/x",
+    "socks5://127.0.0.1:1080?x",
+    "socks5://127.0.0.1:1080#x",
+    "socks5://u@127.0.0.1:1080",
+    "socks5://:p@127.0.0.1:1080",
+    `socks5://u:${"p".repeat(256)}@127.0.0.1:1080`,
+    "socks4a://u:p@127.0.0.1:1080",
+    "socks4://127.0.0.1:1080",
+    "https://127.0.0.1:443",
+    "http://u:%zz@127.0.0.1:80",
+    "socks5://[zz]:1080",
+    "socks5://" + "1".repeat(100000) + ":1",
+  ];
+  for (const text of bad) {
+    throws(() => parseUpstreamProxy(text), (e: unknown) => {
+      ok(e instanceof SyntaxError || e instanceof RangeError, String(e));
+      // Credentials never appear in the message.
+      ok(!(e as Error).message.includes("pppp"), (e as Error).message);
+      return true;
+    }, text.slice(0, 60));
+  }
+});
+
+Deno.test("parseFlags takes single and double dashes, = and separate values", () => {
+  deepStrictEqual(
+    parseFlags([
+      "--ptversion=1,2",
+      "-logLevel",
+      "debug",
+      "-LOGLEVEL=info",
+      "-exit-on-stdin-close=false",
+      "-options",
+      "a:b=c",
+    ]).values,
+    { version: "1,2", logLevel: "info", exitOnStdinClose: "false", options: "a:b=c" },
+  );
+  deepStrictEqual(parseFlags(["stray"]).errors, ['Unexpected argument "stray"']);
+  deepStrictEqual(parseFlags(["-client=maybe"]).errors, [
+    'Flag -client takes no value, got "maybe"',
+  ]);
+  deepStrictEqual(parseFlags(["---x"]).errors, ['Unexpected argument "---x"']);
+  deepStrictEqual(parseFlags(["-target"]).errors, ["Flag -target needs a value"]);
+});
+
+Deno.test("IpcOutput never lets an argument break a line", () => {
+  const out: string[] = [];
+  const ipc = new IpcOutput({ stdout: (l) => out.push(l), logLevel: "debug" });
+  ipc.log("debug", 'a\nb\u0000c\u00e9"\\');
+  ipc.error("ENV-ERROR", "bad\nVERSION 2");
+  ipc.status("plain", { CONNECT: "Success", ERRSTR: 'x "y"\n' });
+  deepStrictEqual(out, [
+    'LOG SEVERITY=debug MESSAGE="a\\nb?c?\\"\\\\"\n',
+    "ENV-ERROR bad VERSION 2\n",
+    'STATUS TRANSPORT=plain CONNECT=Success ERRSTR="x \\"y\\"\\n"\n',
+  ]);
+  throws(() => ipc.line("BAD KEYWORD"), TypeError);
+  const quiet: string[] = [];
+  new IpcOutput({ stdout: (l) => quiet.push(l) }).log("info", "hidden");
+  deepStrictEqual(quiet, []);
+});
+
+Deno.test("socksHandshake reads a request sent one byte at a time", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  using client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  using server = await listener.accept();
+  const handshake = socksHandshake(server);
+  const send = async (bytes: number[]) => {
+    for (const b of bytes) await client.write(new Uint8Array([b]));
+  };
+  await send([5, 2, 0, 2]);
+  deepStrictEqual(await readN(client, 2), new Uint8Array([5, 2]));
+  const user = [...new TextEncoder().encode("k=v")];
+  await send([1, user.length, ...user, 1, 0]);
+  deepStrictEqual(await readN(client, 2), new Uint8Array([1, 0]));
+  await send([5, 1, 0, 4, ...new Array(15).fill(0), 1, 0x01, 0xbb]);
+  const request = await handshake;
+  deepStrictEqual(
+    [request.hostname, request.port, request.settings, request.method],
+    ["0:0:0:0:0:0:0:1", 443, { k: "v" }, "userpass"],
+  );
+});
+
+Deno.test("socksHandshake rejects a client that hangs up mid-request", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  using server = await listener.accept();
+  await client.write(new Uint8Array([4, 1, 0, 80, 127, 0, 0, 1, 0x61]));
+  client.close();
+  let error: unknown;
+  await socksHandshake(server).catch((e) => error = e);
+  ok(error instanceof SocksReplyError, String(error));
+});
+
+Deno.test("SocksServer drain waits for open connections; close ends them", async () => {
+  using service = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const server = new SocksServer(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
+    connect: (r) => Deno.connect({ hostname: r.hostname, port: r.port }),
+  });
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  const p = service.addr.port;
+  await client.write(new Uint8Array([5, 1, 0]));
+  await readN(client, 2);
+  await client.write(new Uint8Array([5, 1, 0, 1, 127, 0, 0, 1, p >> 8, p & 255]));
+  using peer = await service.accept();
+  deepStrictEqual((await readN(client, 10))[1], 0);
+  deepStrictEqual(server.connections, 1);
+  let drained = false;
+  const draining = server.drain().then(() => drained = true);
+  await client.write(new Uint8Array([9]));
+  deepStrictEqual(await readN(peer, 1), new Uint8Array([9]));
+  deepStrictEqual(drained, false);
+  await server.close();
+  await draining;
+  deepStrictEqual(await readN(client, 1), new Uint8Array());
+  client.close();
+});

@@ -1,0 +1,158 @@
+// Copyright the ptkit authors. MIT license.
+// Acceptance (e): how main.ts ends: stdin close (only when asked), SIGTERM,
+// SIGINT (drain, a second one exits), parent death; exit codes.
+
+import { deepStrictEqual, ok, rejects } from "node:assert";
+import { MAIN, PtProcess, readN } from "./ipc_util.ts";
+
+const bytes = (...b: number[]) => new Uint8Array(b);
+
+async function start(env: Record<string, string> = {}) {
+  const state = await Deno.makeTempDir();
+  const pt = new PtProcess([], {
+    TOR_PT_MANAGED_TRANSPORT_VER: "1",
+    TOR_PT_CLIENT_TRANSPORTS: "plain",
+    TOR_PT_STATE_LOCATION: state,
+    ...env,
+  });
+  return { pt, port: (await pt.cmethod("plain")).port, state };
+}
+
+/** Open a relayed connection through the PT to a fresh service. */
+async function openRelay(port: number) {
+  const service = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const p = service.addr.port;
+  await conn.write(bytes(5, 1, 0));
+  await readN(conn, 2);
+  await conn.write(bytes(5, 1, 0, 1, 127, 0, 0, 1, p >> 8, p & 255));
+  const peer = await service.accept();
+  deepStrictEqual((await readN(conn, 10))[1], 0);
+  service.close();
+  const roundTrip = async () => {
+    await conn.write(bytes(7));
+    deepStrictEqual(await readN(peer, 1), bytes(7));
+    await peer.write(bytes(8));
+    deepStrictEqual(await readN(conn, 1), bytes(8));
+  };
+  await roundTrip();
+  return { conn, peer, roundTrip };
+}
+
+Deno.test("main.ts exits 0 when stdin closes with TOR_PT_EXIT_ON_STDIN_CLOSE=1", async () => {
+  const { pt, port, state } = await start({ TOR_PT_EXIT_ON_STDIN_CLOSE: "1" });
+  await using _ = pt;
+  const { conn, peer } = await openRelay(port);
+  const started = Date.now();
+  await pt.closeStdin();
+  const { code, stderr } = await pt.exit();
+  console.log(`exited ${Date.now() - started} ms after stdin closed`);
+  deepStrictEqual([code, stderr], [0, ""]);
+  conn.close();
+  peer.close();
+  await Deno.remove(state, { recursive: true });
+});
+
+Deno.test("main.ts ignores stdin close without TOR_PT_EXIT_ON_STDIN_CLOSE, exits 0 on SIGTERM", async () => {
+  const { pt, port, state } = await start({ TOR_PT_EXIT_ON_STDIN_CLOSE: "0" });
+  await using _ = pt;
+  await pt.closeStdin();
+  // Still serving after stdin closed.
+  const { conn, peer, roundTrip } = await openRelay(port);
+  await roundTrip();
+  pt.child.kill("SIGTERM");
+  const { code, stderr } = await pt.exit();
+  deepStrictEqual([code, stderr], [0, ""]);
+  // The open connection was closed too.
+  deepStrictEqual(await readN(conn, 1), bytes());
+  conn.close();
+  peer.close();
+  await Deno.remove(state, { recursive: true });
+});
+
+Deno.test("main.ts drains on SIGINT: no new connections, open ones go on, then exits 0", async () => {
+  const { pt, port, state } = await start();
+  await using _ = pt;
+  const { conn, peer, roundTrip } = await openRelay(port);
+  pt.child.kill("SIGINT");
+  await pt.waitFor(/^LOG SEVERITY=notice MESSAGE="SIGINT: no new connections/);
+  // A new client is refused, or (if it raced the listener's close) hung up on
+  // without a SOCKS answer.
+  try {
+    using late = await Deno.connect({ hostname: "127.0.0.1", port });
+    await late.write(bytes(5, 1, 0)).catch(() => {});
+    deepStrictEqual(await readN(late, 2).catch(() => bytes()), bytes());
+  } catch (error) {
+    ok(error instanceof Deno.errors.ConnectionRefused, String(error));
+  }
+  await rejects(Deno.connect({ hostname: "127.0.0.1", port }), Deno.errors.ConnectionRefused);
+  await roundTrip();
+  // Ending the last connection lets the process exit.
+  conn.close();
+  peer.close();
+  const { code, stderr } = await pt.exit();
+  deepStrictEqual([code, stderr], [0, ""]);
+  await Deno.remove(state, { recursive: true });
+});
+
+Deno.test("main.ts exits 0 on a second SIGINT while connections are open", async () => {
+  const { pt, port, state } = await start();
+  await using _ = pt;
+  const { conn, peer } = await openRelay(port);
+  pt.child.kill("SIGINT");
+  await pt.waitFor(/SIGINT: no new connections/);
+  pt.child.kill("SIGINT");
+  const { code } = await pt.exit();
+  deepStrictEqual(code, 0);
+  deepStrictEqual(await readN(conn, 1), bytes());
+  conn.close();
+  peer.close();
+  await Deno.remove(state, { recursive: true });
+});
+
+Deno.test("main.ts exits when its parent dies (stdin not watched)", async () => {
+  const state = await Deno.makeTempDir();
+  const log = `${state}/stdout`;
+  // The shell starts main.ts in the background, prints its pid, then becomes
+  // `sleep` (same pid), which is main.ts's parent.
+  const parent = new Deno.Command("/bin/sh", {
+    args: ["-c", `"$0" >"$1" 2>&1 </dev/null & echo $!; exec sleep 600`, MAIN, log],
+    env: {
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      HOME: Deno.env.get("HOME") ?? "/",
+      TOR_PT_MANAGED_TRANSPORT_VER: "1",
+      TOR_PT_CLIENT_TRANSPORTS: "plain",
+      TOR_PT_STATE_LOCATION: state,
+    },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = parent.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let pidText = "";
+  while (!pidText.includes("\n")) pidText += (await reader.read()).value ?? "";
+  const pid = Number(pidText.trim());
+  ok(pid > 0);
+  // Wait for the PT to be up, then kill its parent.
+  while (!(await Deno.readTextFile(log).catch(() => "")).includes("CMETHODS DONE")) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  parent.kill("SIGKILL");
+  await parent.status;
+  await reader.cancel();
+  const alive = async () => {
+    const status = await Deno.readTextFile(`/proc/${pid}/status`).catch(() => "");
+    return status !== "" && !/^State:\s+Z/m.test(status);
+  };
+  // Poll until gone; a process that never notices would fail the test here.
+  let rounds = 0;
+  while (await alive()) {
+    if (++rounds > 600) {
+      Deno.kill(pid, "SIGKILL");
+      throw new Error("main.ts outlived its parent by a minute");
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  ok((await Deno.readTextFile(log)).includes("Shutting down: parent process exited"));
+  await Deno.remove(state, { recursive: true });
+});

@@ -1,0 +1,284 @@
+// Copyright the ptkit authors. MIT license.
+// Acceptance (d): TOR_PT_PROXY through real microsocks (SOCKS5), an HTTP
+// CONNECT proxy written here, and SOCKS4a. Stopping the upstream makes new
+// connections fail with a SOCKS error, and nothing reaches the target
+// directly (fail closed).
+
+import { deepStrictEqual, notStrictEqual } from "node:assert";
+import { relay } from "../net/relay.ts";
+import { SocksServer } from "../ipc/socks_server.ts";
+import { PtProcess, readN, requireBinary } from "./ipc_util.ts";
+
+/** An echo service that counts the connections it accepted. */
+class CountingEcho {
+  readonly listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  accepted = 0;
+  #conns = new Set<Deno.Conn>();
+  #loop = (async () => {
+    for await (const conn of this.listener) {
+      this.accepted++;
+      this.#conns.add(conn);
+      (async () => {
+        const buffer = new Uint8Array(1024);
+        try {
+          for (;;) {
+            const n = await conn.read(buffer);
+            if (n === null) break;
+            await conn.write(buffer.subarray(0, n));
+          }
+        } catch {
+          // Closed.
+        } finally {
+          this.#conns.delete(conn);
+          conn.close();
+        }
+      })();
+    }
+  })();
+  get port(): number {
+    return this.listener.addr.port;
+  }
+  async close(): Promise<void> {
+    this.listener.close();
+    for (const conn of this.#conns) conn.close();
+    await this.#loop;
+  }
+}
+
+/** SOCKS5 CONNECT through the PT; returns the reply code (and echoes when 0). */
+async function socksEcho(ptPort: number, targetPort: number): Promise<number> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: ptPort });
+  await conn.write(new Uint8Array([5, 1, 0]));
+  deepStrictEqual(await readN(conn, 2), new Uint8Array([5, 0]));
+  await conn.write(
+    new Uint8Array([5, 1, 0, 1, 127, 0, 0, 1, targetPort >> 8, targetPort & 255]),
+  );
+  const code = (await readN(conn, 10))[1]!;
+  if (code === 0) {
+    await conn.write(new TextEncoder().encode("echo me"));
+    deepStrictEqual(new TextDecoder().decode(await readN(conn, 7)), "echo me");
+  }
+  return code;
+}
+
+function freePort(): number {
+  using l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return l.addr.port;
+}
+
+async function waitListening(port: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+  throw new Error(`Nothing listens on port ${port}`);
+}
+
+async function startPt(proxy: string): Promise<{ pt: PtProcess; port: number; state: string }> {
+  const state = await Deno.makeTempDir();
+  const pt = new PtProcess([], {
+    TOR_PT_MANAGED_TRANSPORT_VER: "1",
+    TOR_PT_CLIENT_TRANSPORTS: "plain",
+    TOR_PT_STATE_LOCATION: state,
+    TOR_PT_EXIT_ON_STDIN_CLOSE: "1",
+    TOR_PT_PROXY: proxy,
+  });
+  await pt.waitFor(/^PROXY DONE$/);
+  return { pt, port: (await pt.cmethod("plain")).port, state };
+}
+
+Deno.test("main.ts dials through microsocks with user and password, and fails closed when it stops", async () => {
+  const microsocks = requireBinary("microsocks", "microsocks");
+  const echo = new CountingEcho();
+  const port = freePort();
+  const upstream = new Deno.Command(microsocks, {
+    args: ["-i", "127.0.0.1", "-p", String(port), "-u", "ptuser", "-P", "pt pass"],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await waitListening(port);
+  const { pt, port: ptPort, state } = await startPt(
+    `socks5://ptuser:pt%20pass@127.0.0.1:${port}`,
+  );
+  await using _ = pt;
+  deepStrictEqual(await socksEcho(ptPort, echo.port), 0);
+  deepStrictEqual(await socksEcho(ptPort, echo.port), 0);
+  deepStrictEqual(echo.accepted, 2);
+
+  upstream.kill("SIGTERM");
+  await upstream.status;
+  deepStrictEqual(await socksEcho(ptPort, echo.port), 0x05);
+  deepStrictEqual(echo.accepted, 2, "a connection bypassed the stopped proxy");
+
+  await pt.closeStdin();
+  deepStrictEqual((await pt.exit()).code, 0);
+  await echo.close();
+  await Deno.remove(state, { recursive: true });
+});
+
+Deno.test("main.ts reports a SOCKS error when microsocks refuses the credentials", async () => {
+  const microsocks = requireBinary("microsocks", "microsocks");
+  const echo = new CountingEcho();
+  const port = freePort();
+  const upstream = new Deno.Command(microsocks, {
+    args: ["-i", "127.0.0.1", "-p", String(port), "-u", "ptuser", "-P", "right"],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await waitListening(port);
+  const { pt, port: ptPort, state } = await startPt(`socks5://ptuser:wrong@127.0.0.1:${port}`);
+  await using _ = pt;
+  notStrictEqual(await socksEcho(ptPort, echo.port), 0);
+  deepStrictEqual(echo.accepted, 0);
+  await pt.closeStdin();
+  deepStrictEqual((await pt.exit()).code, 0);
+  upstream.kill("SIGTERM");
+  await upstream.status;
+  await echo.close();
+  await Deno.remove(state, { recursive: true });
+});
+
+/** A small HTTP CONNECT proxy with optional basic authentication. */
+class ConnectProxy {
+  readonly listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  requests: string[] = [];
+  #tasks = new Set<Promise<void>>();
+  #conns = new Set<Deno.Conn>();
+  #loop: Promise<void>;
+  constructor(auth?: string) {
+    this.#loop = (async () => {
+      for await (const conn of this.listener) {
+        this.#conns.add(conn);
+        const task = this.#serve(conn, auth).finally(() => {
+          this.#conns.delete(conn);
+          this.#tasks.delete(task);
+        });
+        this.#tasks.add(task);
+      }
+    })();
+  }
+  async #serve(conn: Deno.Conn, auth?: string): Promise<void> {
+    try {
+      const head: number[] = [];
+      const one = new Uint8Array(1);
+      while (!new TextDecoder().decode(new Uint8Array(head)).endsWith("\r\n\r\n")) {
+        if ((await conn.read(one)) === null) return conn.close();
+        head.push(one[0]!);
+      }
+      const text = new TextDecoder().decode(new Uint8Array(head));
+      this.requests.push(text);
+      const match = /^CONNECT ([0-9.]+):([0-9]+) HTTP\/1\.1\r\n/.exec(text);
+      const encoder = new TextEncoder();
+      if (match === null) {
+        await conn.write(encoder.encode("HTTP/1.1 400 Bad Request\r\n\r\n"));
+        return conn.close();
+      }
+      if (
+        auth !== undefined && !text.includes(`\r\nProxy-Authorization: Basic ${btoa(auth)}\r\n`)
+      ) {
+        await conn.write(encoder.encode("HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"));
+        return conn.close();
+      }
+      let target: Deno.Conn;
+      try {
+        target = await Deno.connect({ hostname: match[1]!, port: Number(match[2]) });
+      } catch {
+        await conn.write(encoder.encode("HTTP/1.1 502 Bad Gateway\r\n\r\n"));
+        return conn.close();
+      }
+      await conn.write(encoder.encode("HTTP/1.1 200 Connection established\r\n\r\n"));
+      await relay(conn, target);
+    } catch {
+      try {
+        conn.close();
+      } catch {
+        // Closed.
+      }
+    }
+  }
+  get port(): number {
+    return this.listener.addr.port;
+  }
+  async close(): Promise<void> {
+    this.listener.close();
+    for (const conn of this.#conns) {
+      try {
+        conn.close();
+      } catch {
+        // Closed.
+      }
+    }
+    await this.#loop;
+    await Promise.allSettled([...this.#tasks]);
+  }
+}
+
+Deno.test("main.ts dials through an HTTP CONNECT proxy, and fails closed when it stops", async () => {
+  const echo = new CountingEcho();
+  const upstream = new ConnectProxy("tor:s3cret");
+  const { pt, port: ptPort, state } = await startPt(
+    `http://tor:s3cret@127.0.0.1:${upstream.port}`,
+  );
+  await using _ = pt;
+  deepStrictEqual(await socksEcho(ptPort, echo.port), 0);
+  deepStrictEqual(echo.accepted, 1);
+  deepStrictEqual(upstream.requests.length, 1);
+  deepStrictEqual(
+    upstream.requests[0]!.split("\r\n")[0],
+    `CONNECT 127.0.0.1:${echo.port} HTTP/1.1`,
+  );
+
+  // The target is down: the proxy's 502 becomes "host unreachable".
+  const closed = freePort();
+  deepStrictEqual(await socksEcho(ptPort, closed), 0x04);
+
+  await upstream.close();
+  deepStrictEqual(await socksEcho(ptPort, echo.port), 0x05);
+  deepStrictEqual(echo.accepted, 1, "a connection bypassed the stopped proxy");
+
+  await pt.closeStdin();
+  deepStrictEqual((await pt.exit()).code, 0);
+  await echo.close();
+  await Deno.remove(state, { recursive: true });
+});
+
+Deno.test("main.ts maps an HTTP proxy's 407 to SOCKS reply 02", async () => {
+  const echo = new CountingEcho();
+  const upstream = new ConnectProxy("tor:s3cret");
+  const { pt, port: ptPort, state } = await startPt(`http://127.0.0.1:${upstream.port}`);
+  await using _ = pt;
+  deepStrictEqual(await socksEcho(ptPort, echo.port), 0x02);
+  deepStrictEqual(echo.accepted, 0);
+  await pt.closeStdin();
+  deepStrictEqual((await pt.exit()).code, 0);
+  await upstream.close();
+  await echo.close();
+  await Deno.remove(state, { recursive: true });
+});
+
+Deno.test("main.ts dials through a SOCKS4a proxy", async () => {
+  const echo = new CountingEcho();
+  const requests: string[] = [];
+  // ptkit's own SOCKS server, connecting directly, stands in for a SOCKS4a proxy.
+  const upstream = new SocksServer(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
+    connect: (request) => {
+      requests.push(`${request.version} ${request.hostname}:${request.port}`);
+      return Deno.connect({ hostname: request.hostname, port: request.port });
+    },
+  });
+  const { pt, port: ptPort, state } = await startPt(`socks4a://127.0.0.1:${upstream.addr.port}`);
+  await using _ = pt;
+  deepStrictEqual(await socksEcho(ptPort, echo.port), 0);
+  deepStrictEqual(requests, [`4 127.0.0.1:${echo.port}`]);
+  await upstream.close();
+  deepStrictEqual(await socksEcho(ptPort, echo.port), 0x05);
+  deepStrictEqual(echo.accepted, 1);
+  await pt.closeStdin();
+  deepStrictEqual((await pt.exit()).code, 0);
+  await echo.close();
+  await Deno.remove(state, { recursive: true });
+});
