@@ -7,6 +7,7 @@ import { createConnector } from "../client.ts";
 import { proxy } from "../server.ts";
 import { relay } from "../net/relay.ts";
 import { plain } from "../transports/plain.ts";
+import { ipcBench } from "./ipc_bench.ts";
 
 const TOTAL = Number(Deno.env.get("BENCH_MIB") ?? "512") * 1024 * 1024;
 const ROUNDS = 3;
@@ -61,8 +62,12 @@ async function ptClientHop(proxyPort: number): Promise<Server> {
 }
 
 /** Send TOTAL bytes to `port`, wait for the answer; MB/s. */
-async function upload(port: number): Promise<number> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+function upload(port: number): Promise<number> {
+  return Deno.connect({ hostname: "127.0.0.1", port }).then(uploadOver);
+}
+
+/** Send TOTAL bytes over an open connection, wait for the answer; MB/s. */
+async function uploadOver(conn: Deno.Conn): Promise<number> {
   const start = performance.now();
   for (let sent = 0; sent < TOTAL; sent += chunk.byteLength) {
     let offset = 0;
@@ -115,7 +120,7 @@ const plainRate = await best(() => shortRate(client.port));
 
 const row = (name: string, value: number, unit: string, base: number) =>
   console.log(
-    `${name.padEnd(44)} ${value.toFixed(0).padStart(8)} ${unit.padEnd(7)} ratio ${
+    `${name.padEnd(48)} ${value.toFixed(value < 10 ? 2 : 0).padStart(8)} ${unit.padEnd(7)} ratio ${
       (value / base).toFixed(2)
     }`,
   );
@@ -130,6 +135,9 @@ console.log(
 row("raw loopback, one connection to the sink", rawRate, "conn/s", twoHopRate);
 row("raw two-hop pipeTo relay chain", twoHopRate, "conn/s", twoHopRate);
 row("two hops: ptkit dial(plain) + proxy(plain)", plainRate, "conn/s", twoHopRate);
+
+console.log();
+await ipcBench(uploadOver, target.port, hopB.port, row);
 
 client.close();
 await manager.close();
