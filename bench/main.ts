@@ -8,6 +8,7 @@ import { proxy } from "../server.ts";
 import { relay } from "../net/relay.ts";
 import { plain } from "../transports/plain.ts";
 import { ipcBench } from "./ipc_bench.ts";
+import { pipeToHop } from "./pipe_hop.ts";
 
 const TOTAL = Number(Deno.env.get("BENCH_MIB") ?? "512") * 1024 * 1024;
 const ROUNDS = 3;
@@ -26,23 +27,6 @@ function sink(): Server {
         while (await conn.read(buffer) !== null) { /* discard */ }
         await conn.write(chunk.subarray(0, 1024));
         conn.close();
-      })().catch(() => {});
-    }
-  })().catch(() => {});
-  return { port: listener.addr.port, close: () => listener.close() };
-}
-
-/** A relay hop with the platform's own `pipeTo`, both ways. */
-function pipeToHop(targetPort: number): Server {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  (async () => {
-    for await (const conn of listener) {
-      (async () => {
-        const out = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
-        await Promise.allSettled([
-          conn.readable.pipeTo(out.writable),
-          out.readable.pipeTo(conn.writable),
-        ]);
       })().catch(() => {});
     }
   })().catch(() => {});
