@@ -160,6 +160,8 @@ export class Flow {
       startTime: this.#startTime,
       lastActivity: this.#lastActivity,
       ...(this.#closeReason === undefined ? {} : { closeReason: this.#closeReason }),
+      queuedDatagrams: this.#queue.length - this.#queueHead,
+      queuedBytes: this.#queuedBytes,
       datagramsToTunnel: c.datagramsToTunnel,
       bytesToTunnel: c.bytesToTunnel,
       datagramsFromTunnel: c.datagramsFromTunnel,

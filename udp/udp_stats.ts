@@ -100,6 +100,10 @@ export interface UdpFlowStats extends UdpCounters {
   readonly lastActivity: number;
   /** Why it closed, once it has. */
   readonly closeReason?: UdpCloseReason;
+  /** Datagrams waiting to be written to the transport connection. */
+  readonly queuedDatagrams: number;
+  /** Their framed bytes. */
+  readonly queuedBytes: number;
 }
 
 /** A pool's statistics: its flows' counters summed, open and closed. */
