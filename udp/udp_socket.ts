@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import dgram from "node:dgram";
+import { setUdpBufferSize } from "./socket_buffer.ts";
 
 /** A UDP address. */
 export interface UdpAddress {
@@ -18,7 +19,13 @@ export interface UdpSocketOptions {
   readonly port?: number;
   /** Connect to this peer: only its datagrams are received, and `send` needs no address. */
   readonly connect?: UdpAddress;
-  /** Kernel receive and send buffer size in bytes. Defaults to the system's. */
+  /**
+   * Kernel receive and send buffer size in bytes. Defaults to the system's
+   * (Linux: net.core.rmem_default, often 212,992 bytes, a few hundred small
+   * datagrams). Deno's `node:dgram` does not apply this, so on Linux it is
+   * set through libc when the process has `--allow-ffi`, and left alone
+   * otherwise; see {@linkcode UdpSocket.bufferSize}.
+   */
   readonly bufferSize?: number;
 }
 
@@ -51,6 +58,8 @@ export class UdpSocket implements AsyncDisposable {
   #closed = false;
   #closing: Promise<void> | undefined;
   #connected: boolean;
+  #lastSend: Promise<unknown> = Promise.resolve();
+  #bufferSize: number | undefined;
 
   /** Called with each datagram received and its sender. */
   onmessage: ((data: Uint8Array, from: UdpAddress) => void) | undefined;
@@ -61,7 +70,9 @@ export class UdpSocket implements AsyncDisposable {
     this.#socket = socket;
     this.#connected = connected;
     socket.on("message", (message: Uint8Array, rinfo: dgram.RemoteInfo) => {
-      const data = new Uint8Array(message.buffer, message.byteOffset, message.byteLength);
+      // Copy: Deno's node:dgram hands each datagram in its own 64 KiB buffer.
+      const data = new Uint8Array(message.byteLength);
+      data.set(message);
       this.onmessage?.(data, { hostname: rinfo.address, port: rinfo.port });
     });
     socket.on("error", (error: Error) => this.onerror?.(error));
@@ -78,9 +89,9 @@ export class UdpSocket implements AsyncDisposable {
     const hostname = options.hostname ?? (peer && isIPv6(peer.hostname) ? "::1" : "127.0.0.1");
     const type = isIPv6(hostname) ? "udp6" : "udp4";
     const size = options.bufferSize;
-    const socket = dgram.createSocket(
-      size === undefined ? { type } : { type, recvBufferSize: size, sendBufferSize: size },
-    );
+    // Not recvBufferSize: Deno's node:dgram does not apply it to the socket,
+    // but allocates a buffer that large for every datagram it receives.
+    const socket = dgram.createSocket({ type });
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once("error", reject);
@@ -107,7 +118,18 @@ export class UdpSocket implements AsyncDisposable {
       });
       throw error;
     }
-    return new UdpSocket(socket, peer !== undefined);
+    const udp = new UdpSocket(socket, peer !== undefined);
+    if (size !== undefined) udp.#bufferSize = setUdpBufferSize(socket.address().port, size);
+    return udp;
+  }
+
+  /**
+   * The receive buffer size the kernel granted when `bufferSize` was
+   * applied, or `undefined` when it was not asked for or could not be set
+   * (not Linux, or no `--allow-ffi`).
+   */
+  get bufferSize(): number | undefined {
+    return this.#bufferSize;
   }
 
   /** The local address. */
@@ -125,15 +147,21 @@ export class UdpSocket implements AsyncDisposable {
    * when that failed.
    */
   send(data: Uint8Array, to?: UdpAddress): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const done = (error: Error | null) => error ? reject(error) : resolve();
-      try {
-        if (to && !this.#connected) this.#socket.send(data, to.port, to.hostname, done);
-        else this.#socket.send(data, done);
-      } catch (error) {
-        reject(error);
-      }
-    });
+    // One send at a time: Deno's node:dgram may reorder a burst of sends
+    // issued in the same tick (seen on a socket's first sends).
+    const sent = this.#lastSend.then(() =>
+      new Promise<void>((resolve, reject) => {
+        const done = (error: Error | null) => error ? reject(error) : resolve();
+        try {
+          if (to && !this.#connected) this.#socket.send(data, to.port, to.hostname, done);
+          else this.#socket.send(data, done);
+        } catch (error) {
+          reject(error);
+        }
+      })
+    );
+    this.#lastSend = sent.catch(() => {});
+    return sent;
   }
 
   /**
