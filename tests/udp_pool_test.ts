@@ -469,3 +469,69 @@ Deno.test("UdpSocket keeps a burst of sends in order", async () => {
   await waitFor(() => got.length === 50, "50 datagrams");
   deepStrictEqual(got, Array.from({ length: 50 }, (_, i) => i));
 });
+
+Deno.test("maxFlows bounds flows on both sides, counting what it refuses", async () => {
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+    maxFlows: 1,
+  });
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: server.addr.port },
+    framing: "length",
+    maxFlows: 2,
+  });
+  await using a = await appSocket(client.addr);
+  await using b = await appSocket(client.addr);
+  await using c = await appSocket(client.addr);
+  await a.send(new Uint8Array([1]));
+  await waitFor(() => a.replies.length === 1, "a's reply");
+  await b.send(new Uint8Array([2])); // the client opens a second flow; the server refuses it
+  await waitFor(() => server.stats().connectionsRejected === 1, "the server to refuse");
+  await waitFor(() => client.stats().flowsClosed.peerClosed === 1, "the client to see it");
+  await c.send(new Uint8Array([3])); // two flows were open when b's closed: c gets a flow
+  await b.send(new Uint8Array([4]));
+  await a.send(new Uint8Array([5]));
+  await waitFor(() => a.replies.length === 2, "a's second reply");
+  deepStrictEqual(a.replies, [new Uint8Array([1]), new Uint8Array([5])]);
+  strictEqual(b.replies.length, 0);
+  strictEqual(server.stats().flowsOpened, 1);
+  ok(client.stats().flowsOpened >= 3);
+});
+
+Deno.test("serveUdpClient drops datagrams from new sources beyond maxFlows as tooManyFlows", async () => {
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+  });
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: server.addr.port },
+    framing: "length",
+    maxFlows: 1,
+  });
+  await using a = await appSocket(client.addr);
+  await using b = await appSocket(client.addr);
+  await a.send(new Uint8Array([1]));
+  await waitFor(() => a.replies.length === 1, "a's reply");
+  await b.send(new Uint8Array([2]));
+  await waitFor(() => client.stats().drops.tooManyFlows === 1, "b's datagram refused");
+  await a.send(new Uint8Array([3]));
+  await waitFor(() => a.replies.length === 2, "a's second reply");
+  strictEqual(b.replies.length, 0);
+  strictEqual(client.stats().flowsOpened, 1);
+  deepStrictEqual(echo.received, [new Uint8Array([1]), new Uint8Array([3])]);
+});

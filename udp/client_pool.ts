@@ -9,13 +9,12 @@ import { resolveSettings, type UdpPoolOptions } from "./pool_options.ts";
 import { type UdpAddress, UdpSocket } from "./udp_socket.ts";
 import {
   addCounters,
+  type MutableCounters,
   UDP_CLOSE_REASONS,
-  UDP_DROP_REASONS,
   type UdpCloseReason,
   type UdpFlowStats,
   type UdpPoolStats,
   zeroCounters,
-  zeroDrops,
 } from "./udp_stats.ts";
 
 /** Options for {@linkcode serveUdpClient}. */
@@ -95,8 +94,7 @@ class ClientPool implements UdpClientPool {
   #socket: UdpSocket;
   #flows = new Map<string, Flow>();
   #allFlows = new Set<Flow>();
-  #closedCounters = zeroCounters();
-  #poolDrops = zeroDrops();
+  #totals = zeroCounters();
   #closedByReason = Object.fromEntries(UDP_CLOSE_REASONS.map((r) => [r, 0])) as Record<
     UdpCloseReason,
     number
@@ -107,7 +105,12 @@ class ClientPool implements UdpClientPool {
 
   constructor(
     socket: UdpSocket,
-    openFlow: (pool: ClientPool, from: UdpAddress, id: number) => Flow,
+    openFlow: (
+      pool: ClientPool,
+      from: UdpAddress,
+      id: number,
+      totals: MutableCounters,
+    ) => Flow,
     maxFlows: number,
   ) {
     this.#socket = socket;
@@ -116,10 +119,10 @@ class ClientPool implements UdpClientPool {
       let flow = this.#flows.get(key);
       if (flow === undefined) {
         if (this.#flows.size >= maxFlows) {
-          this.#poolDrops.tooManyFlows++;
+          this.#totals.drops.tooManyFlows++;
           return;
         }
-        const opened = openFlow(this, from, this.#nextId++);
+        const opened = openFlow(this, from, this.#nextId++, this.#totals);
         this.#opened++;
         this.#flows.set(key, opened);
         this.#allFlows.add(opened);
@@ -134,7 +137,6 @@ class ClientPool implements UdpClientPool {
     const key = `${from.hostname}\0${from.port}`;
     if (this.#flows.get(key) === flow) this.#flows.delete(key);
     this.#closedByReason[reason]++;
-    addCounters(this.#closedCounters, flow.stats());
   }
 
   send(data: Uint8Array, to: UdpAddress): Promise<void> {
@@ -147,9 +149,7 @@ class ClientPool implements UdpClientPool {
 
   stats(): UdpPoolStats {
     const totals = zeroCounters();
-    addCounters(totals, this.#closedCounters);
-    for (const flow of this.#flows.values()) addCounters(totals, flow.stats());
-    for (const reason of UDP_DROP_REASONS) totals.drops[reason] += this.#poolDrops[reason];
+    addCounters(totals, this.#totals);
     return {
       ...totals,
       flowsOpened: this.#opened,
@@ -239,10 +239,11 @@ export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClie
   });
   const dialOptions = { ...server, ...(options.settings ? { settings: options.settings } : {}) };
   const onError = options.onError;
-  return new ClientPool(socket, (pool, from, id) => {
+  return new ClientPool(socket, (pool, from, id, totals) => {
     const flow: Flow = new Flow(
       id,
       settings,
+      totals,
       (data) => pool.send(data, from),
       (flow, reason, error) => {
         pool.flowClosed(from, flow, reason);

@@ -46,6 +46,7 @@ export class Flow {
   #state: UdpFlowState = "waiting";
   #closeReason: UdpCloseReason | undefined;
   #counters: MutableCounters = zeroCounters();
+  #totals: MutableCounters;
   #queue: Queued[] = [];
   #queueHead = 0;
   #queuedBytes = 0;
@@ -59,11 +60,13 @@ export class Flow {
   constructor(
     id: number,
     settings: FlowSettings,
+    totals: MutableCounters,
     sendUdp: (datagram: Uint8Array) => Promise<void>,
     onClose: (flow: Flow, reason: UdpCloseReason, error: unknown) => void,
   ) {
     this.id = id;
     this.#settings = settings;
+    this.#totals = totals;
     this.#sendUdp = sendUdp;
     this.#onClose = onClose;
     this.#startTime = this.#lastActivity = settings.clock.now();
@@ -92,6 +95,7 @@ export class Flow {
 
   drop(reason: UdpDropReason, count = 1): void {
     this.#counters.drops[reason] += count;
+    this.#totals.drops[reason] += count;
   }
 
   /** A datagram from the UDP side, to go into the transport connection. */
@@ -234,6 +238,8 @@ export class Flow {
         }
         this.#counters.datagramsToTunnel += count;
         this.#counters.bytesToTunnel += bytes;
+        this.#totals.datagramsToTunnel += count;
+        this.#totals.bytesToTunnel += bytes;
       }
     } catch (error) {
       this.close("writeFailed", error);
@@ -263,6 +269,8 @@ export class Flow {
         }
         this.#counters.datagramsFromTunnel++;
         this.#counters.bytesFromTunnel += value.byteLength;
+        this.#totals.datagramsFromTunnel++;
+        this.#totals.bytesFromTunnel += value.byteLength;
       }
       this.close("peerClosed");
     } catch (error) {

@@ -135,7 +135,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
   const onError = options.onError;
   const flows = new Set<Flow>();
   const tasks = new Set<Promise<void>>();
-  const closedCounters = zeroCounters();
+  const totals = zeroCounters();
   const closedByReason = Object.fromEntries(UDP_CLOSE_REASONS.map((r) => [r, 0])) as Record<
     UdpCloseReason,
     number
@@ -144,6 +144,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
   let rejected = 0;
   let failed = 0;
   let nextId = 1;
+  let active = 0; // connections being served, set-up included
   let closing = false;
 
   const serve = async (conn: TransportConn) => {
@@ -163,13 +164,18 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
       return;
     }
     const udp = socket;
-    const flow = new Flow(nextId++, settings, (data) => udp.send(data), (flow, reason, error) => {
-      flows.delete(flow);
-      closedByReason[reason]++;
-      addCounters(closedCounters, flow.stats());
-      udp.close();
-      if (error !== undefined && reason !== "shutdown") onError?.(error);
-    });
+    const flow = new Flow(
+      nextId++,
+      settings,
+      totals,
+      (data) => udp.send(data),
+      (flow, reason, error) => {
+        flows.delete(flow);
+        closedByReason[reason]++;
+        udp.close();
+        if (error !== undefined && reason !== "shutdown") onError?.(error);
+      },
+    );
     opened++;
     flows.add(flow);
     udp.onmessage = (data) => flow.push(data);
@@ -180,7 +186,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
 
   const acceptLoop = (async () => {
     for await (const conn of listener) {
-      if (flows.size >= settings.maxFlows) {
+      if (active >= settings.maxFlows) {
         rejected++;
         conn.close();
         const task = conn.closed;
@@ -188,7 +194,8 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
         task.finally(() => tasks.delete(task));
         continue;
       }
-      const task = serve(conn);
+      active++;
+      const task = serve(conn).finally(() => active--);
       tasks.add(task);
       task.finally(() => tasks.delete(task));
     }
@@ -199,11 +206,10 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
     addr: listener.addr,
     clientOptions: listener.clientOptions,
     stats() {
-      const totals = zeroCounters();
-      addCounters(totals, closedCounters);
-      for (const flow of flows) addCounters(totals, flow.stats());
+      const snapshot = zeroCounters();
+      addCounters(snapshot, totals);
       return {
-        ...totals,
+        ...snapshot,
         flowsOpened: opened,
         flowsOpen: flows.size,
         flowsClosed: { ...closedByReason },
