@@ -8,7 +8,7 @@ import {
 } from "@ptkit/ptkit/udp";
 import { plain } from "@ptkit/ptkit/transports/plain";
 import type { Transport } from "@ptkit/ptkit/transports";
-import { deepStrictEqual, strictEqual } from "node:assert";
+import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { scramble, udpReceiveBufferErrors } from "./udp_test_utils.ts";
 
 const TOTAL = 10_000;
@@ -76,6 +76,7 @@ async function echoThrough(transport: Transport, seed: number): Promise<void> {
       server: { port: server.addr.port },
       framing: "length",
     });
+    ok(client.udpBufferSize !== undefined, "the client's UDP buffers were raised");
     const job = { port: client.addr.port, senders: SENDERS, total: TOTAL, window: WINDOW, seed };
     await stdin.write(new TextEncoder().encode(JSON.stringify(job) + "\n"));
     const report = JSON.parse(await readLine()) as { results: string[]; bytes: number };

@@ -71,6 +71,11 @@ export interface UdpClientPool extends AsyncDisposable {
   /** The UDP address applications send to. */
   readonly addr: UdpAddress;
   /**
+   * The UDP socket's receive buffer as granted by the kernel, or `undefined`
+   * when it could not be raised (not Linux, or no `--allow-ffi`).
+   */
+  readonly udpBufferSize: number | undefined;
+  /**
    * Statistics over all flows, open and closed.
    *
    * @returns A snapshot of the counters.
@@ -145,6 +150,10 @@ class ClientPool implements UdpClientPool {
 
   get addr(): UdpAddress {
     return this.#socket.addr;
+  }
+
+  get udpBufferSize(): number | undefined {
+    return this.#socket.bufferSize;
   }
 
   stats(): UdpPoolStats {

@@ -33,7 +33,14 @@ export interface UdpPoolOptions {
   readonly sendBufferBytes?: number;
   /** Flows open at once; more are refused. Defaults to 1024. */
   readonly maxFlows?: number;
-  /** Kernel buffer size for the UDP sockets, in bytes. Defaults to the pool's choice. */
+  /**
+   * Kernel buffer size for the UDP sockets, in bytes. Defaults to 4 MiB for
+   * the client's socket (it takes every application's datagrams) and 1 MiB
+   * for each of the server's per-flow sockets. Applied only on Linux with
+   * `--allow-ffi` (see `UdpSocket.bufferSize`); otherwise the
+   * system default stays (212,992 bytes on stock Linux, a few hundred
+   * datagrams, so bursts beyond that are lost in the kernel).
+   */
   readonly udpBufferSize?: number;
   /** Time and timers for the idle timeout. Defaults to {@linkcode systemClock}. */
   readonly clock?: Clock;
