@@ -1,0 +1,117 @@
+// Copyright the ptkit authors. MIT license.
+
+import {
+  serveUdpClient,
+  serveUdpServer,
+  UDP_DROP_REASONS,
+  type UdpPoolStats,
+} from "@ptkit/ptkit/udp";
+import { plain } from "@ptkit/ptkit/transports/plain";
+import type { Transport } from "@ptkit/ptkit/transports";
+import { deepStrictEqual, ok, strictEqual } from "node:assert";
+import { scramble, udpReceiveBufferErrors } from "./udp_test_utils.ts";
+
+const TOTAL = 10_000;
+const SENDERS = 4;
+const WINDOW = 64;
+
+function noDrops(stats: UdpPoolStats): void {
+  deepStrictEqual(stats.drops, Object.fromEntries(UDP_DROP_REASONS.map((r) => [r, 0])));
+}
+
+/** Line reader over a child's stdout. */
+function lineReader(stream: ReadableStream<Uint8Array>): () => Promise<string> {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  return async () => {
+    while (!buffered.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("UDP peer process ended early");
+      buffered += value;
+    }
+    const line = buffered.slice(0, buffered.indexOf("\n"));
+    buffered = buffered.slice(line.length + 1);
+    return line;
+  };
+}
+
+async function echoThrough(transport: Transport, seed: number): Promise<void> {
+  // Without larger kernel buffers than Linux's default (212,992 bytes),
+  // 256 datagrams in flight overflow a socket's receive queue whatever reads
+  // it; Deno can raise them only through FFI (see UdpSocket.bufferSize).
+  strictEqual(
+    Deno.permissions.querySync({ name: "ffi" }).state,
+    "granted",
+    "The UDP end-to-end tests need --allow-ffi to raise UDP socket buffers",
+  );
+  // The applications and the echo server run in their own process, as real
+  // ones would; this process runs only the two pools.
+  const peer = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      "--allow-ffi",
+      new URL("./udp_peer.ts", import.meta.url).pathname,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const readLine = lineReader(peer.stdout);
+  const stdin = peer.stdin.getWriter();
+  const kernelDropsBefore = udpReceiveBufferErrors();
+  try {
+    const echoPort = Number(await readLine());
+    await using server = await serveUdpServer({
+      transport,
+      config: {},
+      hostname: "127.0.0.1",
+      port: 0,
+      target: { hostname: "127.0.0.1", port: echoPort },
+      framing: "length",
+    });
+    await using client = await serveUdpClient({
+      transport,
+      config: server.clientOptions,
+      server: { port: server.addr.port },
+      framing: "length",
+    });
+    ok(client.udpBufferSize !== undefined, "the client's UDP buffers were raised");
+    const job = { port: client.addr.port, senders: SENDERS, total: TOTAL, window: WINDOW, seed };
+    await stdin.write(new TextEncoder().encode(JSON.stringify(job) + "\n"));
+    const report = JSON.parse(await readLine()) as { results: string[]; bytes: number };
+    const diagnosis = `kernel UDP receive-buffer drops meanwhile: ${
+      udpReceiveBufferErrors() - kernelDropsBefore
+    }; client ${JSON.stringify(client.stats())}; server ${JSON.stringify(server.stats())}`;
+    deepStrictEqual(report.results, Array(SENDERS).fill("ok"), diagnosis);
+    const clientStats = client.stats();
+    const serverStats = server.stats();
+    strictEqual(clientStats.flowsOpened, SENDERS);
+    strictEqual(serverStats.flowsOpened, SENDERS);
+    for (const stats of [clientStats, serverStats]) {
+      strictEqual(stats.datagramsToTunnel, TOTAL);
+      strictEqual(stats.datagramsFromTunnel, TOTAL);
+      strictEqual(stats.bytesToTunnel, report.bytes);
+      strictEqual(stats.bytesFromTunnel, report.bytes);
+      noDrops(stats);
+    }
+    deepStrictEqual(
+      client.flows().map((f) => f.datagramsToTunnel),
+      Array(SENDERS).fill(TOTAL / SENDERS),
+    );
+    await stdin.close();
+    strictEqual(Number(await readLine()), TOTAL, "datagrams the echo server echoed");
+  } finally {
+    await stdin.close().catch(() => {});
+    await peer.stdout.cancel().catch(() => {});
+    await peer.status;
+  }
+}
+
+Deno.test("serveUdpClient and serveUdpServer echo 10,000 datagrams in order over plain", async () => {
+  await echoThrough(plain, 1);
+});
+
+Deno.test("serveUdpClient and serveUdpServer echo 10,000 datagrams in order over a byte-changing transport", async () => {
+  await echoThrough(scramble, 2);
+});

@@ -1,0 +1,537 @@
+// Copyright the ptkit authors. MIT license.
+
+import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
+import type { Dialer, NetConn } from "@ptkit/ptkit/client";
+import { plain } from "@ptkit/ptkit/transports/plain";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
+import { appSocket, ManualClock, udpEcho, waitFor } from "./udp_test_utils.ts";
+
+const tcpDialer: Dialer = (target) =>
+  Deno.connect({ hostname: target.hostname, port: target.port });
+
+/** A dialer that waits for `release()` before connecting. */
+function gatedDialer(): { dialer: Dialer; release: () => void; dials: () => number } {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => release = resolve);
+  let dials = 0;
+  return {
+    dialer: async (target) => {
+      dials++;
+      await gate;
+      return await tcpDialer(target);
+    },
+    release,
+    dials: () => dials,
+  };
+}
+
+function stunBinding(id: number): Uint8Array {
+  const message = new Uint8Array(28);
+  const view = new DataView(message.buffer);
+  view.setUint16(0, 0x0001);
+  view.setUint16(2, 8);
+  view.setUint32(4, 0x2112a442);
+  message.fill(id, 8, 20);
+  view.setUint32(20, 0x80220004); // SOFTWARE, 4 bytes
+  message.set([0x70, 0x74, 0x6b, 0x74], 24);
+  return message;
+}
+
+Deno.test("serveUdpClient queues datagrams while Waiting and sends them once Connected", async () => {
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+  });
+  const gate = gatedDialer();
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: server.addr.port },
+    framing: "length",
+    dialer: gate.dialer,
+  });
+  await using app = await appSocket(client.addr);
+  for (let i = 1; i <= 3; i++) await app.send(new Uint8Array([i]));
+  await waitFor(() => client.flows()[0]?.queuedDatagrams === 3, "three queued datagrams");
+  strictEqual(client.flows()[0]!.state, "waiting");
+  strictEqual(gate.dials(), 1);
+  gate.release();
+  await waitFor(() => app.replies.length === 3, "three replies");
+  deepStrictEqual(app.replies, [new Uint8Array([1]), new Uint8Array([2]), new Uint8Array([3])]);
+  const stats = client.stats();
+  strictEqual(stats.datagramsToTunnel, 3);
+  strictEqual(stats.datagramsFromTunnel, 3);
+  strictEqual(Object.values(stats.drops).reduce((a, b) => a + b), 0);
+  strictEqual(client.flows()[0]!.state, "connected");
+});
+
+Deno.test("serveUdpClient bounds its Waiting queue by datagrams and bytes", async () => {
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+  });
+  const gate = gatedDialer();
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: server.addr.port },
+    framing: "length",
+    dialer: gate.dialer,
+    queueDatagrams: 2,
+    queueBytes: 20, // framed bytes: 2-byte length + payload
+  });
+  await using app = await appSocket(client.addr);
+  await app.send(new Uint8Array(10).fill(1)); // 12 framed bytes: queued
+  await app.send(new Uint8Array(7).fill(2)); // 9 more would make 21 > 20: dropped
+  await app.send(new Uint8Array(6).fill(3)); // 8 more makes 20: queued
+  await app.send(new Uint8Array(1).fill(4)); // a third datagram: dropped
+  await waitFor(() => client.stats().drops.waiting === 2, "two drops while waiting");
+  strictEqual(client.flows()[0]!.queuedDatagrams, 2);
+  gate.release();
+  await waitFor(() => app.replies.length === 2, "two replies");
+  deepStrictEqual(app.replies, [new Uint8Array(10).fill(1), new Uint8Array(6).fill(3)]);
+  deepStrictEqual(echo.received, app.replies);
+});
+
+Deno.test("serveUdpClient with queueDatagrams 0 drops and counts the first datagram (the seed's Table 1)", async () => {
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+  });
+  const gate = gatedDialer();
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: server.addr.port },
+    framing: "length",
+    dialer: gate.dialer,
+    queueDatagrams: 0,
+  });
+  await using app = await appSocket(client.addr);
+  await app.send(new Uint8Array([1]));
+  await waitFor(() => client.stats().drops.waiting === 1, "the first datagram dropped");
+  strictEqual(client.stats().flowsOpened, 1);
+  gate.release();
+  await waitFor(() => client.flows()[0]?.state === "connected", "the flow to connect");
+  await app.send(new Uint8Array([2]));
+  await waitFor(() => app.replies.length === 1, "one reply");
+  deepStrictEqual(app.replies, [new Uint8Array([2])]);
+  deepStrictEqual(echo.received, [new Uint8Array([2])]);
+  strictEqual(client.stats().drops.waiting, 1);
+  strictEqual(client.flows()[0]!.drops.waiting, 1);
+});
+
+Deno.test("serveUdpClient removes a flow whose dial failed; the next datagram dials again", async () => {
+  let dials = 0;
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: 9 },
+    framing: "length",
+    dialer: () => {
+      dials++;
+      return Promise.reject(new Error("Connection refused"));
+    },
+    onError: () => {},
+  });
+  await using app = await appSocket(client.addr);
+  await app.send(new Uint8Array([1]));
+  await waitFor(() => client.stats().flowsClosed.dialFailed === 1, "the failed dial");
+  strictEqual(client.stats().flowsOpen, 0);
+  strictEqual(client.stats().drops.dialFailed, 1);
+  await app.send(new Uint8Array([2]));
+  await waitFor(() => client.stats().flowsClosed.dialFailed === 2, "the second failed dial");
+  strictEqual(dials, 2);
+});
+
+Deno.test("idle timeout removes the flow on both sides, and the next datagram opens a fresh connection", async () => {
+  const clientClock = new ManualClock();
+  const serverClock = new ManualClock();
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+    idleTimeout: 1000,
+    clock: serverClock,
+  });
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: server.addr.port },
+    framing: "length",
+    idleTimeout: 1000,
+    clock: clientClock,
+  });
+  await using app = await appSocket(client.addr);
+  const roundTrip = async (byte: number) => {
+    const before = app.replies.length;
+    await app.send(new Uint8Array([byte]));
+    await waitFor(() => app.replies.length === before + 1, `the reply to ${byte}`);
+    deepStrictEqual(app.replies.at(-1), new Uint8Array([byte]));
+  };
+
+  // Client side: the timeout counts from the last datagram.
+  await roundTrip(1);
+  clientClock.advance(600);
+  await roundTrip(2);
+  clientClock.advance(600);
+  strictEqual(client.stats().flowsOpen, 1, "still open 600 ms after the last datagram");
+  clientClock.advance(400);
+  strictEqual(client.stats().flowsClosed.idle, 1);
+  strictEqual(client.stats().flowsOpen, 0);
+  await waitFor(() => server.stats().flowsClosed.peerClosed === 1, "the server to see the close");
+  strictEqual(server.stats().flowsOpen, 0);
+
+  await roundTrip(3);
+  strictEqual(client.stats().flowsOpened, 2);
+  strictEqual(server.stats().flowsOpened, 2);
+
+  // Server side.
+  serverClock.advance(999);
+  strictEqual(server.stats().flowsOpen, 1);
+  serverClock.advance(1);
+  strictEqual(server.stats().flowsClosed.idle, 1);
+  strictEqual(server.stats().flowsOpen, 0);
+  await waitFor(() => client.stats().flowsClosed.peerClosed === 1, "the client to see the close");
+  strictEqual(client.stats().flowsOpen, 0);
+
+  await roundTrip(4);
+  strictEqual(client.stats().flowsOpened, 3);
+  strictEqual(server.stats().flowsOpened, 3);
+  strictEqual(echo.received.length, 4);
+});
+
+Deno.test("serveUdpClient drops oversize datagrams with a counted reason; other datagrams and flows carry on", async () => {
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+    maxDatagram: 1000,
+  });
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: server.addr.port },
+    framing: "length",
+    maxDatagram: 1000,
+  });
+  await using a = await appSocket(client.addr);
+  await using b = await appSocket(client.addr);
+  await a.send(new Uint8Array(1001));
+  await a.send(new Uint8Array(1000).fill(7));
+  await b.send(new Uint8Array([5]));
+  await waitFor(() => a.replies.length === 1 && b.replies.length === 1, "both replies");
+  deepStrictEqual(a.replies, [new Uint8Array(1000).fill(7)]);
+  deepStrictEqual(b.replies, [new Uint8Array([5])]);
+  strictEqual(client.stats().drops.oversize, 1);
+  strictEqual(echo.received.length, 2);
+});
+
+Deno.test("serveUdpServer closes a flow with a corrupt length and counts it; other flows carry on", async () => {
+  await using echo = await udpEcho();
+  const errors: unknown[] = [];
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+    onError: (error) => errors.push(error),
+  });
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: server.addr.port },
+    framing: "length",
+  });
+  await using app = await appSocket(client.addr);
+  await app.send(new Uint8Array([1]));
+  await waitFor(() => app.replies.length === 1, "the first reply");
+
+  using raw = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  await raw.write(new Uint8Array([0, 1, 42, 0xff, 0xff, 0, 0]));
+  strictEqual(await raw.read(new Uint8Array(16)), null, "the server closes the bad connection");
+  await waitFor(() => server.stats().flowsClosed.framingError === 1, "the framing error");
+  strictEqual(errors.length, 1);
+  ok(errors[0] instanceof RangeError);
+  strictEqual((errors[0] as Error).message.includes("length 65535 exceeds"), true);
+  ok(!String(errors[0]).includes("127.0.0.1"), "no address in the error");
+  strictEqual(echo.received.length, 2, "the datagram before the corrupt length went through");
+
+  await app.send(new Uint8Array([2]));
+  await waitFor(() => app.replies.length === 2, "the second reply");
+  strictEqual(server.stats().flowsOpen, 1);
+});
+
+Deno.test("serveUdpClient closes a flow on garbage from the server; the next datagram opens a fresh one", async () => {
+  using fake = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: fake.addr.port },
+    framing: "length",
+    onError: () => {},
+  });
+  await using app = await appSocket(client.addr);
+  await app.send(new Uint8Array([1]));
+  const first = await fake.accept();
+  await first.write(new Uint8Array([0xff, 0xff]));
+  await waitFor(() => client.stats().flowsClosed.framingError === 1, "the framing error");
+  strictEqual(await first.read(new Uint8Array(16)), 3, "the queued datagram arrived first");
+  first.close();
+
+  await app.send(new Uint8Array([2]));
+  using second = await fake.accept();
+  const buffer = new Uint8Array(3);
+  strictEqual(await second.read(buffer), 3);
+  deepStrictEqual(buffer, new Uint8Array([0, 1, 2]));
+  await second.write(new Uint8Array([0, 2, 9, 9]));
+  await waitFor(() => app.replies.length === 1, "the reply");
+  deepStrictEqual(app.replies, [new Uint8Array([9, 9])]);
+  strictEqual(client.stats().flowsOpened, 2);
+});
+
+Deno.test("STUN mode drops non-STUN datagrams, closes flows on non-STUN bytes, and carries STUN and ChannelData", async () => {
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "stun",
+    onError: () => {},
+  });
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: server.addr.port },
+    framing: "stun",
+  });
+  await using app = await appSocket(client.addr);
+  const channelData = new Uint8Array([0x40, 0x01, 0x00, 0x03, 1, 2, 3]);
+  await app.send(new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"));
+  await app.send(stunBinding(1));
+  await app.send(channelData);
+  await app.send(new Uint8Array([0x00, 0x01, 0x00, 0x00])); // truncated STUN header
+  await waitFor(() => app.replies.length === 2, "two replies");
+  deepStrictEqual(app.replies, [stunBinding(1), channelData]);
+  strictEqual(client.stats().drops.invalid, 2);
+
+  using raw = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  await raw.write(new Uint8Array([0xc0, 0, 0, 0]));
+  strictEqual(await raw.read(new Uint8Array(16)), null);
+  await waitFor(() => server.stats().flowsClosed.framingError === 1, "the framing error");
+  await app.send(stunBinding(2));
+  await waitFor(() => app.replies.length === 3, "the third reply");
+  deepStrictEqual(app.replies[2], stunBinding(2));
+});
+
+Deno.test("serveUdpClient drops datagrams as congested when the server stops reading; other flows carry on", async () => {
+  using fake = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: fake.addr.port },
+    framing: "length",
+    sendBufferBytes: 64 * 1024,
+  });
+  await using stalled = await appSocket(client.addr);
+  await stalled.send(new Uint8Array([1]));
+  using stuck = await fake.accept(); // never read
+  await using other = await appSocket(client.addr);
+  await other.send(new Uint8Array([2]));
+  using echoing = await fake.accept();
+  const echoed = (async () => {
+    const buffer = new Uint8Array(65_536);
+    while (true) {
+      const n = await echoing.read(buffer).catch(() => null);
+      if (n === null) return;
+      await echoing.write(buffer.subarray(0, n));
+    }
+  })();
+
+  const datagram = new Uint8Array(1400);
+  let sent = 0;
+  const stalledFlow = () => client.flows().find((f) => f.id === 1)!;
+  while (stalledFlow().drops.congested === 0) {
+    ok(sent < 200_000, "the stalled flow never reported congestion");
+    for (let i = 0; i < 100; i++) await stalled.send(datagram);
+    sent += 100;
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  ok(stalledFlow().queuedBytes <= 64 * 1024 + 1402, "the send buffer stays bounded");
+  strictEqual(stalledFlow().state, "connected");
+
+  await other.send(new Uint8Array([3]));
+  await waitFor(() => other.replies.length === 2, "the other flow's replies");
+  deepStrictEqual(other.replies, [new Uint8Array([2]), new Uint8Array([3])]);
+  strictEqual(client.flows().find((f) => f.id === 2)!.drops.congested, 0);
+  await client.close();
+  stuck.close();
+  await echoed;
+});
+
+Deno.test("serveUdpClient removes a flow whose connection fails on write; the next datagram dials again", async () => {
+  let dials = 0;
+  const broken: Dialer = () => {
+    dials++;
+    let closeRead!: () => void;
+    const closed = new Promise<null>((resolve) => closeRead = () => resolve(null));
+    const conn: NetConn = {
+      read: () => closed,
+      write: () => Promise.reject(new Error("Broken pipe")),
+      closeWrite: () => Promise.resolve(),
+      close: () => closeRead(),
+      localAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
+      remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 2 },
+    };
+    return Promise.resolve(conn);
+  };
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: 9 },
+    framing: "length",
+    dialer: broken,
+    onError: () => {},
+  });
+  await using app = await appSocket(client.addr);
+  await app.send(new Uint8Array([1]));
+  const closedByFailure = () =>
+    client.stats().flowsClosed.writeFailed + client.stats().flowsClosed.connectionError;
+  await waitFor(() => closedByFailure() === 1, "the failed flow to be removed");
+  strictEqual(client.stats().flowsOpen, 0);
+  await app.send(new Uint8Array([2]));
+  await waitFor(() => closedByFailure() === 2, "the second flow to fail too");
+  strictEqual(dials, 2);
+});
+
+Deno.test("serveUdpClient and serveUdpServer refuse bad options", async () => {
+  const base = { transport: plain, config: {}, server: { port: 9 } };
+  await rejects(serveUdpClient({ ...base, framing: "json" as "length" }), TypeError);
+  await rejects(serveUdpClient({ ...base, framing: "length", idleTimeout: 0 }), RangeError);
+  await rejects(serveUdpClient({ ...base, framing: "length", maxDatagram: 70_000 }), RangeError);
+  await rejects(serveUdpClient({ ...base, framing: "length", queueDatagrams: -1 }), RangeError);
+  await rejects(serveUdpClient({ ...base, server: { port: 0 }, framing: "length" }), RangeError);
+  await rejects(
+    serveUdpServer({
+      transport: plain,
+      config: {},
+      port: 0,
+      target: { hostname: "", port: 1 },
+      framing: "stun",
+    }),
+    TypeError,
+  );
+  await rejects(
+    serveUdpServer({
+      transport: plain,
+      config: { x: "1" },
+      port: 0,
+      target: { hostname: "127.0.0.1", port: 1 },
+      framing: "stun",
+    }),
+    TypeError,
+  );
+});
+
+Deno.test("UdpSocket keeps a burst of sends in order", async () => {
+  await using receiver = await UdpSocket.open();
+  const got: number[] = [];
+  receiver.onmessage = (data) => got.push(data[0]!);
+  await using sender = await UdpSocket.open({ connect: receiver.addr });
+  await Promise.all(Array.from({ length: 50 }, (_, i) => sender.send(new Uint8Array([i]))));
+  await waitFor(() => got.length === 50, "50 datagrams");
+  deepStrictEqual(got, Array.from({ length: 50 }, (_, i) => i));
+});
+
+Deno.test("maxFlows bounds flows on both sides, counting what it refuses", async () => {
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+    maxFlows: 1,
+  });
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: server.addr.port },
+    framing: "length",
+    maxFlows: 2,
+  });
+  await using a = await appSocket(client.addr);
+  await using b = await appSocket(client.addr);
+  await using c = await appSocket(client.addr);
+  await a.send(new Uint8Array([1]));
+  await waitFor(() => a.replies.length === 1, "a's reply");
+  await b.send(new Uint8Array([2])); // the client opens a second flow; the server refuses it
+  await waitFor(() => server.stats().connectionsRejected === 1, "the server to refuse");
+  await waitFor(() => client.stats().flowsClosed.peerClosed === 1, "the client to see it");
+  await c.send(new Uint8Array([3])); // two flows were open when b's closed: c gets a flow
+  await b.send(new Uint8Array([4]));
+  await a.send(new Uint8Array([5]));
+  await waitFor(() => a.replies.length === 2, "a's second reply");
+  deepStrictEqual(a.replies, [new Uint8Array([1]), new Uint8Array([5])]);
+  strictEqual(b.replies.length, 0);
+  strictEqual(server.stats().flowsOpened, 1);
+  ok(client.stats().flowsOpened >= 3);
+});
+
+Deno.test("serveUdpClient drops datagrams from new sources beyond maxFlows as tooManyFlows", async () => {
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+  });
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: server.addr.port },
+    framing: "length",
+    maxFlows: 1,
+  });
+  await using a = await appSocket(client.addr);
+  await using b = await appSocket(client.addr);
+  await a.send(new Uint8Array([1]));
+  await waitFor(() => a.replies.length === 1, "a's reply");
+  await b.send(new Uint8Array([2]));
+  await waitFor(() => client.stats().drops.tooManyFlows === 1, "b's datagram refused");
+  await a.send(new Uint8Array([3]));
+  await waitFor(() => a.replies.length === 2, "a's second reply");
+  strictEqual(b.replies.length, 0);
+  strictEqual(client.stats().flowsOpened, 1);
+  deepStrictEqual(echo.received, [new Uint8Array([1]), new Uint8Array([3])]);
+});

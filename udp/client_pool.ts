@@ -1,0 +1,270 @@
+// Copyright the ptkit authors. MIT license.
+
+import { createConnector } from "../client.ts";
+import type { Dialer } from "../net/net_conn.ts";
+import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
+import { checkPort } from "../net/address.ts";
+import { Flow } from "./flow.ts";
+import { resolveSettings, type UdpPoolOptions } from "./pool_options.ts";
+import { type UdpAddress, UdpSocket } from "./udp_socket.ts";
+import {
+  addCounters,
+  type MutableCounters,
+  UDP_CLOSE_REASONS,
+  type UdpCloseReason,
+  type UdpFlowStats,
+  type UdpPoolStats,
+  zeroCounters,
+} from "./udp_stats.ts";
+
+/** Options for {@linkcode serveUdpClient}. */
+export interface UdpClientOptions extends UdpPoolOptions {
+  /** The transport. */
+  readonly transport: Transport;
+  /** Its client configuration (bridge line arguments). */
+  readonly config: TransportOptions;
+  /** Per-connection settings for every connection. Defaults to none. */
+  readonly settings?: TransportOptions;
+  /** Storage and signals for the transport. */
+  readonly env?: TransportEnvironment;
+  /** Opens the network connections (an upstream proxy). Defaults to `Deno.connect`. */
+  readonly dialer?: Dialer;
+  /** The PT server to connect to. */
+  readonly server: { readonly hostname?: string; readonly port: number };
+  /** The UDP address applications send to. Defaults to `"127.0.0.1"`. */
+  readonly hostname?: string;
+  /** The UDP port applications send to; 0 (the default) picks one. */
+  readonly port?: number;
+  /**
+   * Datagrams a flow queues while its connection opens (state Waiting);
+   * 0 drops them, as the seed's Table 1 does. Defaults to 64.
+   */
+  readonly queueDatagrams?: number;
+  /** Bytes (framed) a flow queues while its connection opens. Defaults to 256 KiB. */
+  readonly queueBytes?: number;
+}
+
+/**
+ * The PT client's UDP side (PT 2.0 section 3.3.5.3, Table 1): a UDP socket
+ * for applications and a pool of transport connections, one per application
+ * source address, opened lazily on the first datagram and closed when idle.
+ * Replies go back to the source address that opened the flow.
+ *
+ * Make one with {@linkcode serveUdpClient}.
+ *
+ * @example Counting flows
+ * ```ts
+ * import { serveUdpClient } from "@ptkit/ptkit/udp";
+ * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * await using pool = await serveUdpClient({
+ *   transport: plain,
+ *   config: {},
+ *   server: { port: 9 },
+ *   framing: "length",
+ * });
+ * deepStrictEqual(pool.stats().flowsOpen, 0);
+ * ```
+ */
+export interface UdpClientPool extends AsyncDisposable {
+  /** The UDP address applications send to. */
+  readonly addr: UdpAddress;
+  /**
+   * The UDP socket's receive buffer as granted by the kernel, or `undefined`
+   * when it could not be raised (not Linux, or no `--allow-ffi`).
+   */
+  readonly udpBufferSize: number | undefined;
+  /**
+   * Statistics over all flows, open and closed.
+   *
+   * @returns A snapshot of the counters.
+   */
+  stats(): UdpPoolStats;
+  /**
+   * Statistics of each open flow (no addresses).
+   *
+   * @returns One snapshot per open flow.
+   */
+  flows(): UdpFlowStats[];
+  /**
+   * Stop: close the UDP socket and every flow, and wait until all are closed.
+   *
+   * @returns Resolves once everything is closed.
+   */
+  close(): Promise<void>;
+}
+
+class ClientPool implements UdpClientPool {
+  #socket: UdpSocket;
+  #flows = new Map<string, Flow>();
+  #allFlows = new Set<Flow>();
+  #totals = zeroCounters();
+  #closedByReason = Object.fromEntries(UDP_CLOSE_REASONS.map((r) => [r, 0])) as Record<
+    UdpCloseReason,
+    number
+  >;
+  #opened = 0;
+  #nextId = 1;
+  #closing: Promise<void> | undefined;
+
+  constructor(
+    socket: UdpSocket,
+    openFlow: (
+      pool: ClientPool,
+      from: UdpAddress,
+      id: number,
+      totals: MutableCounters,
+    ) => Flow,
+    maxFlows: number,
+  ) {
+    this.#socket = socket;
+    socket.onmessage = (data, from) => {
+      const key = `${from.hostname}\0${from.port}`;
+      let flow = this.#flows.get(key);
+      if (flow === undefined) {
+        if (this.#flows.size >= maxFlows) {
+          this.#totals.drops.tooManyFlows++;
+          return;
+        }
+        const opened = openFlow(this, from, this.#nextId++, this.#totals);
+        this.#opened++;
+        this.#flows.set(key, opened);
+        this.#allFlows.add(opened);
+        opened.done.then(() => this.#allFlows.delete(opened));
+        flow = opened;
+      }
+      flow.push(data);
+    };
+  }
+
+  flowClosed(from: UdpAddress, flow: Flow, reason: UdpCloseReason): void {
+    const key = `${from.hostname}\0${from.port}`;
+    if (this.#flows.get(key) === flow) this.#flows.delete(key);
+    this.#closedByReason[reason]++;
+  }
+
+  send(data: Uint8Array, to: UdpAddress): Promise<void> {
+    return this.#socket.send(data, to);
+  }
+
+  get addr(): UdpAddress {
+    return this.#socket.addr;
+  }
+
+  get udpBufferSize(): number | undefined {
+    return this.#socket.bufferSize;
+  }
+
+  stats(): UdpPoolStats {
+    const totals = zeroCounters();
+    addCounters(totals, this.#totals);
+    return {
+      ...totals,
+      flowsOpened: this.#opened,
+      flowsOpen: this.#flows.size,
+      flowsClosed: { ...this.#closedByReason },
+    };
+  }
+
+  flows(): UdpFlowStats[] {
+    return [...this.#flows.values()].map((flow) => flow.stats());
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      const socketClosed = this.#socket.close();
+      for (const flow of [...this.#flows.values()]) flow.close("shutdown");
+      await socketClosed;
+      await Promise.allSettled([...this.#allFlows].map((flow) => flow.done));
+    })();
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Start the PT client's UDP side: listen for datagrams from applications and
+ * carry each source's datagrams over its own transport connection to the PT
+ * server, framed as `options.framing` says (`-mode transparent-UDP` uses
+ * `"length"`, `-mode STUN` uses `"stun"`).
+ *
+ * State transitions follow the seed's Table 1: the first datagram from a new
+ * source adds a Waiting flow and dials; datagrams wait in a bounded queue
+ * (`queueDatagrams`, `queueBytes`; 0 drops them, counted as `waiting`) and are
+ * sent once Connected; a failed dial, a closed connection, a write failure or
+ * `idleTimeout` without traffic removes the flow, and the next datagram opens
+ * a fresh one.
+ *
+ * @param options The transport, PT server, UDP address, framing and limits.
+ * @returns The running pool.
+ * @throws {TypeError} When the transport rejects the configuration or an option is malformed.
+ * @throws {RangeError} When a port or limit is out of range.
+ *
+ * @example Tunnelling datagrams to a UDP echo server
+ * ```ts
+ * import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
+ * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * await using echo = await UdpSocket.open();
+ * echo.onmessage = (data, from) => echo.send(data, from);
+ * await using server = await serveUdpServer({
+ *   transport: plain, config: {}, hostname: "127.0.0.1", port: 0,
+ *   target: echo.addr, framing: "length",
+ * });
+ * await using client = await serveUdpClient({
+ *   transport: plain, config: server.clientOptions,
+ *   server: { port: server.addr.port }, framing: "length",
+ * });
+ * await using app = await UdpSocket.open({ connect: client.addr });
+ * const reply = new Promise<Uint8Array>((resolve) => app.onmessage = resolve);
+ * await app.send(new TextEncoder().encode("ping"));
+ * deepStrictEqual(new TextDecoder().decode(await reply), "ping");
+ * ```
+ */
+export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClientPool> {
+  const what = "serve UDP client";
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`Cannot ${what}: options must be an object, got ${typeof options}`);
+  }
+  const settings = resolveSettings(options, what);
+  const server = {
+    hostname: options.server?.hostname ?? "127.0.0.1",
+    port: checkPort(options.server?.port, what, 1),
+  };
+  const port = checkPort(options.port ?? 0, what);
+  const connector = await createConnector(options.transport, options.config, {
+    ...(options.env === undefined ? {} : { env: options.env }),
+    ...(options.dialer === undefined ? {} : { dialer: options.dialer }),
+  });
+  const socket = await UdpSocket.open({
+    hostname: options.hostname ?? "127.0.0.1",
+    port,
+    bufferSize: options.udpBufferSize ?? 4 * 1024 * 1024,
+  });
+  const dialOptions = { ...server, ...(options.settings ? { settings: options.settings } : {}) };
+  const onError = options.onError;
+  return new ClientPool(socket, (pool, from, id, totals) => {
+    const flow: Flow = new Flow(
+      id,
+      settings,
+      totals,
+      (data) => pool.send(data, from),
+      (flow, reason, error) => {
+        pool.flowClosed(from, flow, reason);
+        if (error !== undefined && reason !== "shutdown") onError?.(error);
+      },
+    );
+    flow.track(
+      connector.dial(dialOptions).then(
+        (conn) => flow.connect(conn),
+        (error) => flow.close("dialFailed", error),
+      ),
+    );
+    return flow;
+  }, settings.maxFlows);
+}

@@ -1,0 +1,42 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+/**
+ * Time and timers, injectable so that idle timeouts can be tested without
+ * waiting. Timer ids are opaque.
+ *
+ * @example A clock that starts at zero
+ * ```ts
+ * import { type Clock, systemClock } from "@ptkit/ptkit/udp";
+ * import { ok } from "node:assert";
+ *
+ * const start = systemClock.now();
+ * const offset: Clock = { ...systemClock, now: () => systemClock.now() - start };
+ * ok(offset.now() >= 0);
+ * ```
+ */
+export interface Clock {
+  /** The current time in milliseconds. */
+  now(): number;
+  /** Call `callback` once after `ms` milliseconds; returns a timer id. */
+  setTimeout(callback: () => void, ms: number): unknown;
+  /** Cancel a timer made by {@linkcode Clock.setTimeout}. */
+  clearTimeout(id: unknown): void;
+}
+
+/**
+ * The real clock: `Date.now` and the global timers.
+ *
+ * @example Reading the time
+ * ```ts
+ * import { systemClock } from "@ptkit/ptkit/udp";
+ * import { ok } from "node:assert";
+ *
+ * ok(Math.abs(systemClock.now() - Date.now()) < 1000);
+ * ```
+ */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (callback, ms) => setTimeout(callback, ms),
+  clearTimeout: (id) => clearTimeout(id as number),
+};

@@ -1,0 +1,62 @@
+// Copyright the ptkit authors. MIT license.
+
+/**
+ * UDP over transports (PT 2.0 section 3.3.5): packet streams, the two
+ * framings that carry datagrams on a byte stream (`length` for
+ * transparent UDP, `stun` for STUN/TURN), and the connection pools of the PT
+ * client ({@linkcode serveUdpClient}, Table 1) and PT server
+ * ({@linkcode serveUdpServer}, Table 2).
+ *
+ * @example Datagrams over a transport, both sides
+ * ```ts
+ * import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
+ * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * await using echo = await UdpSocket.open();
+ * echo.onmessage = (data, from) => echo.send(data, from);
+ * await using server = await serveUdpServer({
+ *   transport: plain, config: {}, hostname: "127.0.0.1", port: 0,
+ *   target: echo.addr, framing: "length",
+ * });
+ * await using client = await serveUdpClient({
+ *   transport: plain, config: server.clientOptions,
+ *   server: { port: server.addr.port }, framing: "length",
+ * });
+ * await using app = await UdpSocket.open({ connect: client.addr });
+ * const reply = new Promise<Uint8Array>((resolve) => app.onmessage = resolve);
+ * await app.send(new Uint8Array([1, 2, 3]));
+ * deepStrictEqual(await reply, new Uint8Array([1, 2, 3]));
+ * deepStrictEqual(client.stats().datagramsToTunnel, 1);
+ * ```
+ *
+ * @module
+ */
+
+export type { FrameBounds, Framing } from "./framing.ts";
+export { MAX_DATAGRAM } from "./framing.ts";
+export { lengthFraming } from "./length_framing.ts";
+export { stunFraming } from "./stun_framing.ts";
+export { FramerStream, type FramerStreamOptions } from "./framer_stream.ts";
+export { DeframerStream, type DeframerStreamOptions } from "./deframer_stream.ts";
+export { type PacketStream, toPacketStream } from "./packet_stream.ts";
+export { type Clock, systemClock } from "./clock.ts";
+export { type UdpAddress, UdpSocket, type UdpSocketOptions } from "./udp_socket.ts";
+export type { UdpPoolOptions } from "./pool_options.ts";
+export {
+  UDP_CLOSE_REASONS,
+  UDP_DROP_REASONS,
+  type UdpCloseReason,
+  type UdpCounters,
+  type UdpDropReason,
+  type UdpFlowState,
+  type UdpFlowStats,
+  type UdpPoolStats,
+} from "./udp_stats.ts";
+export { serveUdpClient, type UdpClientOptions, type UdpClientPool } from "./client_pool.ts";
+export {
+  serveUdpServer,
+  type UdpServerOptions,
+  type UdpServerPool,
+  type UdpServerStats,
+} from "./server_pool.ts";

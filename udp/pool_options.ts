@@ -1,0 +1,96 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+import { type Clock, systemClock } from "./clock.ts";
+import type { FlowSettings } from "./flow.ts";
+import { checkMaxDatagram, type Framing } from "./framing.ts";
+import { lengthFraming } from "./length_framing.ts";
+import { stunFraming } from "./stun_framing.ts";
+
+/**
+ * Options both UDP pools take: framing, limits and the idle timeout.
+ */
+export interface UdpPoolOptions {
+  /**
+   * How datagrams are framed in the transport connection: `"length"`
+   * (`-mode transparent-UDP`) or `"stun"` (`-mode STUN`), or a custom
+   * {@linkcode Framing}. Both sides must agree.
+   */
+  readonly framing: Framing | "length" | "stun";
+  /**
+   * Close a flow after this many milliseconds without a datagram either
+   * way; `Infinity` never does. Defaults to 120,000 (two minutes, RFC 4787's
+   * minimum for a NAT's UDP mapping).
+   */
+  readonly idleTimeout?: number;
+  /** The largest datagram carried, in bytes. Defaults to 65,507. */
+  readonly maxDatagram?: number;
+  /**
+   * Bytes (framed) a connected flow may hold while the transport connection
+   * is busy; beyond that datagrams are dropped as `congested`. Defaults to
+   * 1 MiB.
+   */
+  readonly sendBufferBytes?: number;
+  /** Flows open at once; more are refused. Defaults to 1024. */
+  readonly maxFlows?: number;
+  /**
+   * Kernel buffer size for the UDP sockets, in bytes. Defaults to 4 MiB for
+   * the client's socket (it takes every application's datagrams) and 1 MiB
+   * for each of the server's per-flow sockets. Applied only on Linux with
+   * `--allow-ffi` (see `UdpSocket.bufferSize`); otherwise the
+   * system default stays (212,992 bytes on stock Linux, a few hundred
+   * datagrams, so bursts beyond that are lost in the kernel).
+   */
+  readonly udpBufferSize?: number;
+  /** Time and timers for the idle timeout. Defaults to {@linkcode systemClock}. */
+  readonly clock?: Clock;
+  /**
+   * Called when a flow ends with an error (framing, connection, dial). The
+   * message names no address. Defaults to ignoring.
+   */
+  readonly onError?: (error: unknown) => void;
+}
+
+/** Resolve a framing option. Internal. */
+export function resolveFraming(framing: UdpPoolOptions["framing"], what: string): Framing {
+  if (framing === "length") return lengthFraming;
+  if (framing === "stun") return stunFraming;
+  if (
+    typeof framing === "object" && framing !== null && typeof framing.frame === "function" &&
+    typeof framing.parseHeader === "function"
+  ) return framing;
+  throw new TypeError(
+    `Cannot ${what}: framing must be "length", "stun" or a Framing, got ${JSON.stringify(framing)}`,
+  );
+}
+
+function checkCount(value: number | undefined, fallback: number, name: string, what: string) {
+  const n = value ?? fallback;
+  if (!(Number.isInteger(n) && n >= 0) && n !== Infinity) {
+    throw new RangeError(`Cannot ${what}: ${name} must be a non-negative integer, got ${n}`);
+  }
+  return n;
+}
+
+/** Resolve and check the options flows share. Internal. */
+export function resolveSettings(
+  options: UdpPoolOptions & { readonly queueDatagrams?: number; readonly queueBytes?: number },
+  what: string,
+): FlowSettings & { readonly maxFlows: number } {
+  const idleTimeout = options.idleTimeout ?? 120_000;
+  if (!(typeof idleTimeout === "number" && idleTimeout > 0)) {
+    throw new RangeError(
+      `Cannot ${what}: idleTimeout must be a positive number of milliseconds, got ${idleTimeout}`,
+    );
+  }
+  return {
+    framing: resolveFraming(options.framing, what),
+    maxDatagram: checkMaxDatagram(options.maxDatagram, what),
+    idleTimeout,
+    queueDatagrams: checkCount(options.queueDatagrams, 64, "queueDatagrams", what),
+    queueBytes: checkCount(options.queueBytes, 256 * 1024, "queueBytes", what),
+    sendBufferBytes: checkCount(options.sendBufferBytes, 1024 * 1024, "sendBufferBytes", what),
+    maxFlows: checkCount(options.maxFlows, 1024, "maxFlows", what),
+    clock: options.clock ?? systemClock,
+  };
+}

@@ -1,0 +1,239 @@
+// Copyright the ptkit authors. MIT license.
+
+import { listen } from "../server.ts";
+import { checkPort } from "../net/address.ts";
+import type { TransportConn } from "../net/transport_conn.ts";
+import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
+import { Flow } from "./flow.ts";
+import { resolveSettings, type UdpPoolOptions } from "./pool_options.ts";
+import { type UdpAddress, UdpSocket } from "./udp_socket.ts";
+import {
+  addCounters,
+  UDP_CLOSE_REASONS,
+  type UdpCloseReason,
+  type UdpFlowStats,
+  type UdpPoolStats,
+  zeroCounters,
+} from "./udp_stats.ts";
+
+/** Options for {@linkcode serveUdpServer}. */
+export interface UdpServerOptions extends UdpPoolOptions {
+  /** The transport. */
+  readonly transport: Transport;
+  /** Its server configuration. */
+  readonly config: TransportOptions;
+  /** Storage and signals for the transport. */
+  readonly env?: TransportEnvironment;
+  /** The address to listen on for transport connections. Defaults to `"0.0.0.0"`. */
+  readonly hostname?: string;
+  /** The port to listen on; 0 picks a free one. */
+  readonly port: number;
+  /** The UDP server datagrams go to (the Server App, or a TURN server in STUN mode). */
+  readonly target: UdpAddress;
+}
+
+/** A {@linkcode UdpServerPool}'s statistics. */
+export interface UdpServerStats extends UdpPoolStats {
+  /** Transport connections refused because `maxFlows` flows were open. */
+  readonly connectionsRejected: number;
+  /** Transport connections that failed before carrying datagrams (handshake, UDP socket). */
+  readonly connectionsFailed: number;
+}
+
+/**
+ * The PT server's UDP side (PT 2.0 section 3.3.5.5, Table 2): every accepted
+ * transport connection gets its own UDP socket connected to the target;
+ * datagrams taken off the connection are sent from it, and datagrams the
+ * target sends back are framed into the connection. A closed connection, a
+ * write failure or `idleTimeout` without traffic removes the flow and closes
+ * its socket; datagrams reaching a closed socket are dropped by the kernel.
+ *
+ * Make one with {@linkcode serveUdpServer}.
+ *
+ * @example Listening for transport connections
+ * ```ts
+ * import { serveUdpServer } from "@ptkit/ptkit/udp";
+ * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { ok } from "node:assert";
+ *
+ * await using pool = await serveUdpServer({
+ *   transport: plain, config: {}, hostname: "127.0.0.1", port: 0,
+ *   target: { hostname: "127.0.0.1", port: 9 }, framing: "stun",
+ * });
+ * ok(pool.addr.port > 0);
+ * ```
+ */
+export interface UdpServerPool extends AsyncDisposable {
+  /** The address transport connections come to. */
+  readonly addr: Deno.NetAddr;
+  /** What a client needs to reach this server (its bridge line arguments). */
+  readonly clientOptions: TransportOptions;
+  /**
+   * Statistics over all flows, open and closed.
+   *
+   * @returns A snapshot of the counters.
+   */
+  stats(): UdpServerStats;
+  /**
+   * Statistics of each open flow (no addresses).
+   *
+   * @returns One snapshot per open flow.
+   */
+  flows(): UdpFlowStats[];
+  /**
+   * Stop: close the listener and every flow, and wait until all are closed.
+   *
+   * @returns Resolves once everything is closed.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * Start the PT server's UDP side: accept transport connections and relay the
+ * datagrams framed in each to `target` over UDP, and the target's replies
+ * back (`-mode transparent-UDP` uses `"length"` framing, `-mode STUN` uses
+ * `"stun"` with a TURN server as target).
+ *
+ * @param options The transport, listen address, target, framing and limits.
+ * @returns The running pool.
+ * @throws {TypeError} When the transport rejects the configuration or an option is malformed.
+ * @throws {RangeError} When a port or limit is out of range.
+ *
+ * @example Serving until closed
+ * ```ts
+ * import { serveUdpServer } from "@ptkit/ptkit/udp";
+ * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const pool = await serveUdpServer({
+ *   transport: plain, config: {}, hostname: "127.0.0.1", port: 0,
+ *   target: { hostname: "127.0.0.1", port: 9 }, framing: "length", idleTimeout: 30_000,
+ * });
+ * deepStrictEqual(pool.stats().flowsOpened, 0);
+ * await pool.close();
+ * ```
+ */
+export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServerPool> {
+  const what = "serve UDP server";
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`Cannot ${what}: options must be an object, got ${typeof options}`);
+  }
+  const settings = resolveSettings(options, what);
+  const target = options.target;
+  if (typeof target?.hostname !== "string" || target.hostname === "") {
+    throw new TypeError(
+      `Cannot ${what}: invalid target hostname ${JSON.stringify(target?.hostname)}`,
+    );
+  }
+  const fixedTarget = { hostname: target.hostname, port: checkPort(target.port, what, 1) };
+  const listener = await listen(options.transport, options.config, {
+    hostname: options.hostname ?? "0.0.0.0",
+    port: options.port,
+    ...(options.env === undefined ? {} : { env: options.env }),
+  });
+  const bufferSize = options.udpBufferSize ?? 1024 * 1024;
+  const onError = options.onError;
+  const flows = new Set<Flow>();
+  const tasks = new Set<Promise<void>>();
+  const totals = zeroCounters();
+  const closedByReason = Object.fromEntries(UDP_CLOSE_REASONS.map((r) => [r, 0])) as Record<
+    UdpCloseReason,
+    number
+  >;
+  let opened = 0;
+  let rejected = 0;
+  let failed = 0;
+  let nextId = 1;
+  let active = 0; // connections being served, set-up included
+  let closing = false;
+
+  const serve = async (conn: TransportConn) => {
+    let socket: UdpSocket | undefined;
+    try {
+      await conn.ready;
+      socket = await UdpSocket.open({ connect: fixedTarget, bufferSize });
+      if (closing) throw new Error("Server closed");
+    } catch (error) {
+      conn.close();
+      await socket?.close();
+      await conn.closed;
+      if (!closing) {
+        failed++;
+        onError?.(error);
+      }
+      return;
+    }
+    const udp = socket;
+    const flow = new Flow(
+      nextId++,
+      settings,
+      totals,
+      (data) => udp.send(data),
+      (flow, reason, error) => {
+        flows.delete(flow);
+        closedByReason[reason]++;
+        udp.close();
+        if (error !== undefined && reason !== "shutdown") onError?.(error);
+      },
+    );
+    opened++;
+    flows.add(flow);
+    udp.onmessage = (data) => flow.push(data);
+    flow.connect(conn);
+    await flow.done;
+    await udp.close();
+  };
+
+  const acceptLoop = (async () => {
+    for await (const conn of listener) {
+      if (active >= settings.maxFlows) {
+        rejected++;
+        conn.close();
+        const task = conn.closed;
+        tasks.add(task);
+        task.finally(() => tasks.delete(task));
+        continue;
+      }
+      active++;
+      const task = serve(conn).finally(() => active--);
+      tasks.add(task);
+      task.finally(() => tasks.delete(task));
+    }
+  })();
+
+  let closePromise: Promise<void> | undefined;
+  const pool: UdpServerPool = {
+    addr: listener.addr,
+    clientOptions: listener.clientOptions,
+    stats() {
+      const snapshot = zeroCounters();
+      addCounters(snapshot, totals);
+      return {
+        ...snapshot,
+        flowsOpened: opened,
+        flowsOpen: flows.size,
+        flowsClosed: { ...closedByReason },
+        connectionsRejected: rejected,
+        connectionsFailed: failed,
+      };
+    },
+    flows() {
+      return [...flows].map((flow) => flow.stats());
+    },
+    close() {
+      closePromise ??= (async () => {
+        closing = true;
+        listener.close();
+        for (const flow of [...flows]) flow.close("shutdown");
+        for (const conn of listener.connections) conn.close();
+        await acceptLoop.catch(() => {});
+        await Promise.allSettled([...tasks]);
+      })();
+      return closePromise;
+    },
+    [Symbol.asyncDispose]() {
+      return pool.close();
+    },
+  };
+  return pool;
+}

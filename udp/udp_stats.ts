@@ -1,0 +1,151 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+/**
+ * Why a datagram was dropped.
+ *
+ * - `waiting`: the flow's transport connection was not connected yet and
+ *   the waiting queue was full (always, with a queue of 0: the seed's Table 1).
+ * - `congested`: the transport connection did not take bytes fast enough and
+ *   the flow's send buffer was full.
+ * - `oversize`: larger than `maxDatagram`.
+ * - `invalid`: the framing cannot carry it (not STUN or ChannelData in STUN mode).
+ * - `writeFailed`: queued when writing to the transport connection failed.
+ * - `dialFailed`: queued when the transport connection could not be opened.
+ * - `closed`: queued or arriving when the flow closed (idle, peer closed, shutdown).
+ * - `tooManyFlows`: would have opened a flow beyond `maxFlows`.
+ * - `udpSendFailed`: the UDP socket refused to send it.
+ */
+export type UdpDropReason =
+  | "waiting"
+  | "congested"
+  | "oversize"
+  | "invalid"
+  | "writeFailed"
+  | "dialFailed"
+  | "closed"
+  | "tooManyFlows"
+  | "udpSendFailed";
+
+/** Every {@linkcode UdpDropReason}, for iterating. */
+export const UDP_DROP_REASONS: readonly UdpDropReason[] = [
+  "waiting",
+  "congested",
+  "oversize",
+  "invalid",
+  "writeFailed",
+  "dialFailed",
+  "closed",
+  "tooManyFlows",
+  "udpSendFailed",
+];
+
+/**
+ * Why a flow ended.
+ *
+ * - `idle`: no datagram either way for `idleTimeout`.
+ * - `peerClosed`: the other end closed the transport connection.
+ * - `framingError`: the byte stream from the peer was not validly framed.
+ * - `connectionError`: the transport connection failed (network, transport).
+ * - `writeFailed`: writing a datagram to the transport connection failed.
+ * - `dialFailed`: the transport connection could not be opened.
+ * - `shutdown`: the pool was closed.
+ */
+export type UdpCloseReason =
+  | "idle"
+  | "peerClosed"
+  | "framingError"
+  | "connectionError"
+  | "writeFailed"
+  | "dialFailed"
+  | "shutdown";
+
+/** Every {@linkcode UdpCloseReason}, for iterating. */
+export const UDP_CLOSE_REASONS: readonly UdpCloseReason[] = [
+  "idle",
+  "peerClosed",
+  "framingError",
+  "connectionError",
+  "writeFailed",
+  "dialFailed",
+  "shutdown",
+];
+
+/** A flow's state (the seed's Table 1; server flows are always `connected`). */
+export type UdpFlowState = "waiting" | "connected" | "closed";
+
+/** Datagram and byte counts, each way, and drops by reason. */
+export interface UdpCounters {
+  /** Datagrams from the UDP side written into the transport connection. */
+  readonly datagramsToTunnel: number;
+  /** Their bytes (datagram payloads, without framing). */
+  readonly bytesToTunnel: number;
+  /** Datagrams from the transport connection sent on the UDP side. */
+  readonly datagramsFromTunnel: number;
+  /** Their bytes. */
+  readonly bytesFromTunnel: number;
+  /** Datagrams dropped, by reason. */
+  readonly drops: Readonly<Record<UdpDropReason, number>>;
+}
+
+/** One flow's statistics. No addresses, so they are safe to log. */
+export interface UdpFlowStats extends UdpCounters {
+  /** A number identifying the flow within its pool. */
+  readonly id: number;
+  /** Its state. */
+  readonly state: UdpFlowState;
+  /** When it opened, by the pool's clock. */
+  readonly startTime: number;
+  /** When the last datagram went either way, by the pool's clock. */
+  readonly lastActivity: number;
+  /** Why it closed, once it has. */
+  readonly closeReason?: UdpCloseReason;
+  /** Datagrams waiting to be written to the transport connection. */
+  readonly queuedDatagrams: number;
+  /** Their framed bytes. */
+  readonly queuedBytes: number;
+}
+
+/** A pool's statistics: its flows' counters summed, open and closed. */
+export interface UdpPoolStats extends UdpCounters {
+  /** Flows opened so far. */
+  readonly flowsOpened: number;
+  /** Flows open now. */
+  readonly flowsOpen: number;
+  /** Flows closed so far, by reason. */
+  readonly flowsClosed: Readonly<Record<UdpCloseReason, number>>;
+}
+
+/** Zeroed drop counters. Internal. */
+export function zeroDrops(): Record<UdpDropReason, number> {
+  return Object.fromEntries(UDP_DROP_REASONS.map((r) => [r, 0])) as Record<UdpDropReason, number>;
+}
+
+/** Mutable counters. Internal. */
+export interface MutableCounters {
+  datagramsToTunnel: number;
+  bytesToTunnel: number;
+  datagramsFromTunnel: number;
+  bytesFromTunnel: number;
+  drops: Record<UdpDropReason, number>;
+}
+
+/** Zeroed counters. Internal. */
+export function zeroCounters(): MutableCounters {
+  return {
+    datagramsToTunnel: 0,
+    bytesToTunnel: 0,
+    datagramsFromTunnel: 0,
+    bytesFromTunnel: 0,
+    drops: zeroDrops(),
+  };
+}
+
+/** Add `from` into `into`. Internal. */
+export function addCounters(into: MutableCounters, from: UdpCounters): void {
+  into.datagramsToTunnel += from.datagramsToTunnel;
+  into.bytesToTunnel += from.bytesToTunnel;
+  into.datagramsFromTunnel += from.datagramsFromTunnel;
+  into.bytesFromTunnel += from.bytesFromTunnel;
+  for (const reason of UDP_DROP_REASONS) into.drops[reason] += from.drops[reason];
+}
