@@ -33,7 +33,7 @@ import type {
 } from "./transports/transport.ts";
 import { checkPort } from "./net/address.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
-import { TransportConn } from "./net/transport_conn.ts";
+import { TransportConn, type TransportConnOptions } from "./net/transport_conn.ts";
 
 export type { ConnStats } from "./net/transport_conn.ts";
 export { TransportConn } from "./net/transport_conn.ts";
@@ -48,6 +48,11 @@ export interface ConnectorOptions {
    * `Deno.connect`; replace it to use an upstream proxy.
    */
   readonly dialer?: Dialer;
+  /**
+   * Milliseconds a connection's transport handshake may take before it is
+   * closed. Defaults to 120000.
+   */
+  readonly handshakeTimeout?: number;
 }
 
 /** Options for {@linkcode Connector.dial}. */
@@ -84,6 +89,7 @@ export class Connector {
   #side: ClientTransport;
   #dialer: Dialer;
   #name: string;
+  #connOptions: TransportConnOptions;
 
   /**
    * Use {@linkcode createConnector}, which validates the configuration.
@@ -91,11 +97,18 @@ export class Connector {
    * @param name The transport's name.
    * @param side The configured client side.
    * @param dialer The network dialer.
+   * @param connOptions Options for every connection (the handshake timeout).
    */
-  constructor(name: string, side: ClientTransport, dialer: Dialer) {
+  constructor(
+    name: string,
+    side: ClientTransport,
+    dialer: Dialer,
+    connOptions: TransportConnOptions = {},
+  ) {
     this.#name = name;
     this.#side = side;
     this.#dialer = dialer;
+    this.#connOptions = { ...connOptions, name };
   }
 
   /** The transport's name (the seed's connection factory type name). */
@@ -133,7 +146,7 @@ export class Connector {
       ]);
       throw error;
     }
-    return new TransportConn(net, pair, { name: this.#name });
+    return new TransportConn(net, pair, this.#connOptions);
   }
 }
 
@@ -161,5 +174,8 @@ export async function createConnector(
   options: ConnectorOptions = {},
 ): Promise<Connector> {
   const side = await transport.client(config, options.env);
-  return new Connector(transport.name, side, options.dialer ?? tcpDialer);
+  const connOptions = options.handshakeTimeout === undefined
+    ? {}
+    : { handshakeTimeout: options.handshakeTimeout };
+  return new Connector(transport.name, side, options.dialer ?? tcpDialer, connOptions);
 }

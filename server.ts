@@ -52,6 +52,11 @@ export interface ListenOptions {
   readonly port: number;
   /** Long-term storage and out-of-band signals for the transport. Defaults to none. */
   readonly env?: TransportEnvironment;
+  /**
+   * Milliseconds a connection's transport handshake may take before it is
+   * closed. Defaults to 120000.
+   */
+  readonly handshakeTimeout?: number;
 }
 
 /**
@@ -106,7 +111,10 @@ export async function listen(
   const port = checkPort(options.port, "listen");
   const side = await transport.server(config, options.env);
   const tcp = Deno.listen({ hostname: options.hostname ?? "0.0.0.0", port, transport: "tcp" });
-  return new TransportListener(tcp, side, transport.name);
+  const connOptions = options.handshakeTimeout === undefined
+    ? {}
+    : { handshakeTimeout: options.handshakeTimeout };
+  return new TransportListener(tcp, side, transport.name, connOptions);
 }
 
 /**

@@ -22,6 +22,13 @@ export interface ConnStats {
 export interface TransportConnOptions {
   /** The transport's name, used in error messages. Defaults to `"transport"`. */
   readonly name?: string;
+  /**
+   * Milliseconds the transport's handshake (`pair.ready`) may take before the
+   * connection fails. Defaults to 120000: longer than any transport's own
+   * deadline (obfs4 closes failed handshakes after at most 90 s), so the
+   * transport's behaviour on the wire is what a probe sees.
+   */
+  readonly handshakeTimeout?: number;
 }
 
 /**
@@ -70,6 +77,7 @@ export class TransportConn implements AsyncDisposable {
   #abortDecode: (reason: unknown) => void;
   #readable: ReadableStream<Uint8Array>;
   #ready: Promise<void>;
+  #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   #writable: WritableStream<Uint8Array>;
 
   /**
@@ -82,7 +90,9 @@ export class TransportConn implements AsyncDisposable {
   constructor(net: NetConn, pair: TransportPair, options: TransportConnOptions = {}) {
     const name = options.name ?? "transport";
     this.#net = net;
-    this.#ready = pair.ready ?? Promise.resolve();
+    this.#ready = pair.ready === undefined
+      ? Promise.resolve()
+      : this.#limit(pair.ready, options.handshakeTimeout ?? 120_000, name);
     this.#ready.catch((error) => this.#fail(error));
 
     const encodeSource = streamSource(pair.encode.readable, `Transport '${name}' encoder`);
@@ -263,7 +273,20 @@ export class TransportConn implements AsyncDisposable {
     this.#closeNet();
   }
 
+  #limit(ready: Promise<void>, ms: number, name: string): Promise<void> {
+    if (!Number.isFinite(ms) || ms <= 0) {
+      throw new RangeError(`Invalid handshake timeout ${ms}: must be a positive number of ms`);
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.#handshakeTimer = setTimeout(() => {
+        reject(new Error(`Transport '${name}' handshake did not complete within ${ms} ms`));
+      }, ms);
+      ready.then(resolve, reject).finally(() => clearTimeout(this.#handshakeTimer));
+    });
+  }
+
   #closeNet(): void {
+    clearTimeout(this.#handshakeTimer);
     if (this.#netClosed) return;
     this.#netClosed = true;
     try {

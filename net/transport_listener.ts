@@ -2,7 +2,7 @@
 
 import type { ServerTransport, TransportOptions } from "../transports/transport.ts";
 import { type ServerStats, StatsCollector } from "./server_stats.ts";
-import { TransportConn } from "./transport_conn.ts";
+import { TransportConn, type TransportConnOptions } from "./transport_conn.ts";
 
 /**
  * A listening transport server, like `Deno.Listener`: accepts network
@@ -30,7 +30,7 @@ import { TransportConn } from "./transport_conn.ts";
 export class TransportListener implements AsyncIterable<TransportConn>, AsyncDisposable {
   #listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
   #side: ServerTransport;
-  #name: string;
+  #connOptions: TransportConnOptions;
   #stats = new StatsCollector();
   #closed = false;
 
@@ -40,15 +40,17 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
    * @param listener The network listener.
    * @param side The configured server side of the transport.
    * @param name The transport's name.
+   * @param connOptions Options for every accepted connection (the handshake timeout).
    */
   constructor(
     listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>,
     side: ServerTransport,
     name: string,
+    connOptions: TransportConnOptions = {},
   ) {
     this.#listener = listener;
     this.#side = side;
-    this.#name = name;
+    this.#connOptions = { ...connOptions, name };
   }
 
   /** The address the server listens on. */
@@ -76,7 +78,7 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
       tcp.close();
       throw error;
     }
-    const conn = new TransportConn(tcp, pair, { name: this.#name });
+    const conn = new TransportConn(tcp, pair, this.#connOptions);
     this.#stats.add(conn);
     return conn;
   }

@@ -149,3 +149,40 @@ Deno.test("assertTransportName and layerTransports refuse bad names and layer ke
   );
   await rejects(Promise.resolve().then(() => stacked.client({ "rot_by_N.n": "0" })), RangeError);
 });
+
+Deno.test("proxy closes a connection whose handshake never completes, after handshakeTimeout", async () => {
+  const stuck = defineTransport({
+    name: "stuck",
+    parseConfig: () => undefined,
+    pair: () => ({
+      encode: new TransformStream(),
+      decode: new TransformStream(),
+      ready: new Promise<void>(() => {}), // never settles
+    }),
+  });
+  const target = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let targetConnections = 0;
+  const accepting = (async () => {
+    for await (const conn of target) {
+      targetConnections++;
+      conn.close();
+    }
+  })();
+  const errors: unknown[] = [];
+  const manager = await proxy(stuck, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: { hostname: "127.0.0.1", port: target.addr.port },
+    handshakeTimeout: 200,
+    onError: (error) => errors.push(error),
+  });
+  const tcp = await Deno.connect({ hostname: "127.0.0.1", port: manager.addr.port });
+  strictEqual(await tcp.read(new Uint8Array(8)), null); // closed by the server
+  tcp.close();
+  await manager.close();
+  target.close();
+  await accepting;
+  strictEqual(targetConnections, 0);
+  strictEqual(errors.length, 1);
+  match(String(errors[0]), /Transport 'stuck' handshake did not complete within 200 ms/);
+});
