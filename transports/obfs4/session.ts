@@ -224,30 +224,32 @@ export class Session {
       this.#buffer = concat([this.#buffer.subarray(this.#offset), chunk]);
     }
     this.#offset = 0;
-    const out: Uint8Array[] = [];
+    // Payloads are opened straight into `out` and moved down over their
+    // packet headers; packets never outgrow their frames, so this fits.
+    const out = new Uint8Array(this.#buffer.length);
     let total = 0;
     for (;;) {
-      const frame = this.#decoder.decode(this.#buffer, this.#offset);
-      if (frame === undefined) break;
-      this.#offset += frame.consumed;
-      const packet = frame.payload;
-      if (packet.length < PACKET_OVERHEAD) {
-        throw new SyntaxError(`Cannot decode obfs4 packet: ${packet.length} bytes is too short`);
+      const consumed = this.#decoder.decodeInto(this.#buffer, this.#offset, out, total);
+      if (consumed === 0) break;
+      this.#offset += consumed;
+      const packetLength = consumed - FRAME_OVERHEAD;
+      if (packetLength < PACKET_OVERHEAD) {
+        throw new SyntaxError(`Cannot decode obfs4 packet: ${packetLength} bytes is too short`);
       }
-      const length = (packet[1]! << 8) | packet[2]!;
-      if (length > packet.length - PACKET_OVERHEAD) {
+      const type = out[total]!;
+      const length = (out[total + 1]! << 8) | out[total + 2]!;
+      if (length > packetLength - PACKET_OVERHEAD) {
         throw new SyntaxError(`Cannot decode obfs4 packet: invalid payload length ${length}`);
       }
-      const payload = packet.subarray(PACKET_OVERHEAD, PACKET_OVERHEAD + length);
-      if (packet[0] === TYPE_PAYLOAD) {
-        if (length > 0) {
-          out.push(payload);
-          total += length;
-        }
-      } else if (packet[0] === TYPE_PRNG_SEED) {
+      const start = total + PACKET_OVERHEAD;
+      if (type === TYPE_PAYLOAD) {
+        out.copyWithin(total, start, start + length);
+        total += length;
+      } else if (type === TYPE_PRNG_SEED) {
         if (this.#acceptSeed && length === DRBG_SEED_LENGTH) {
-          this.#lengthDist.reset(payload);
-          if (this.#iatMode !== 0) this.#iatDist.reset(sha256(payload).subarray(0, 24));
+          const seed = out.slice(start, start + length);
+          this.#lengthDist.reset(seed);
+          if (this.#iatMode !== 0) this.#iatDist.reset(sha256(seed).subarray(0, 24));
         }
       }
     }
@@ -258,6 +260,6 @@ export class Session {
       this.#buffer = this.#buffer.slice(this.#offset);
       this.#offset = 0;
     }
-    return total === 0 ? new Uint8Array(0) : concat(out, total);
+    return total === 0 ? new Uint8Array(0) : out.subarray(0, total);
   }
 }
