@@ -210,3 +210,29 @@ Deno.test("bridgeCloseDelay matches obfs4proxy's measured close delays", () => {
   ];
   for (const [seed, delay] of measured) strictEqual(bridgeCloseDelay(unhex(seed)), delay);
 });
+
+Deno.test("HashDrbg number draws equal its bigint draws", () => {
+  for (let s = 0; s < 20; s++) {
+    const seed = Uint8Array.from({ length: 24 }, (_, i) => (i * 37 + s * 101) & 0xff);
+    const a = new HashDrbg(seed);
+    const b = new HashDrbg(seed);
+    const c = new HashDrbg(seed);
+    for (let i = 0; i < 200; i++) {
+      const big = a.int63();
+      strictEqual(b.int63Number(), Number(big));
+      strictEqual(c.int63Top31(), Number(big >> 32n));
+    }
+  }
+});
+
+Deno.test("GoRand gives the same draws with and without the number fast path", () => {
+  const seed = iota(24);
+  const slow = new HashDrbg(seed);
+  const fast = new GoRand(new HashDrbg(seed));
+  const plain = new GoRand({ int63: () => slow.int63() });
+  deepStrictEqual(fast.perm(1449), plain.perm(1449));
+  for (let i = 0; i < 500; i++) {
+    strictEqual(fast.intn(100), plain.intn(100));
+    strictEqual(fast.float64(), plain.float64());
+  }
+});

@@ -25,6 +25,7 @@ const MAX_VALUES = 100;
 export class WeightedDist {
   #min: number;
   #max: number;
+  #seed: Uint8Array | undefined;
   #values: number[] = [];
   #prob: number[] = [];
   #alias: number[] = [];
@@ -46,11 +47,17 @@ export class WeightedDist {
   }
 
   /**
-   * Rebuild the tables from a new seed.
+   * Rebuild the tables from a new seed (on the next sample: a client's first
+   * seed is usually replaced by the server's before it is used).
    *
    * @param seed The 24-byte DRBG seed.
    */
   reset(seed: Uint8Array): void {
+    new HashDrbg(seed); // Checks the seed now.
+    this.#seed = seed.slice();
+  }
+
+  #build(seed: Uint8Array): void {
     const rng = new GoRand(new HashDrbg(seed));
     const count = this.#max + 1 - this.#min;
     const perm = rng.perm(count);
@@ -88,6 +95,10 @@ export class WeightedDist {
 
   /** @returns One value drawn from the distribution. */
   sample(): number {
+    if (this.#seed !== undefined) {
+      this.#build(this.#seed);
+      this.#seed = undefined;
+    }
     const n = this.#values.length;
     let i = Math.floor((this.#uint32() / 2 ** 32) * n);
     if (this.#uint32() / 2 ** 32 >= this.#prob[i]!) i = this.#alias[i]!;
