@@ -7,7 +7,13 @@ import { HashDrbg } from "../transports/obfs4/hash_drbg.ts";
 import { GoRand } from "../transports/obfs4/go_rand.ts";
 import { WeightedDist } from "../transports/obfs4/weighted_dist.ts";
 import { bridgeCloseDelay } from "../transports/obfs4/mod.ts";
-import { ntorClient, ntorKdf, ntorServer } from "../transports/obfs4/ntor.ts";
+import {
+  ntorClient,
+  ntorClientAsync,
+  ntorKdf,
+  ntorServer,
+  ntorServerAsync,
+} from "../transports/obfs4/ntor.ts";
 import {
   generateRepresentableKeyPair,
   representativeToPublicKey,
@@ -234,5 +240,32 @@ Deno.test("GoRand gives the same draws with and without the number fast path", (
   for (let i = 0; i < 500; i++) {
     strictEqual(fast.intn(100), plain.intn(100));
     strictEqual(fast.float64(), plain.float64());
+  }
+});
+
+Deno.test("ntorClientAsync and ntorServerAsync (WebCrypto X25519) match the vectors and dirty keys", async () => {
+  const x = new Uint8Array(32).fill(0x11);
+  const y = new Uint8Array(32).fill(0x22);
+  const b = new Uint8Array(32).fill(0x33);
+  const id = iota(20);
+  const [X, Y, B] = [x, y, b].map((k) => x25519.getPublicKey(k)) as [
+    Uint8Array,
+    Uint8Array,
+    Uint8Array,
+  ];
+  const client = (await ntorClientAsync(x, X, Y, B, id))!;
+  strictEqual(
+    hex(client.keySeed),
+    "9ccae7408eecb21d7d5784e7cdb9eb1fa2b4d35d6d92e98b638333c28d7fc8a5",
+  );
+  deepStrictEqual(await ntorServerAsync(y, Y, b, X, B, id), client);
+  strictEqual(await ntorClientAsync(x, X, new Uint8Array(32), B, id), undefined);
+  for (let i = 0; i < 10; i++) {
+    const c = generateRepresentableKeyPair();
+    const s = generateRepresentableKeyPair();
+    deepStrictEqual(
+      await ntorClientAsync(c.secretKey, c.publicKey, s.publicKey, B, id),
+      ntorServer(s.secretKey, s.publicKey, b, c.publicKey, B, id),
+    );
   }
 });
