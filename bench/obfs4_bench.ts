@@ -128,10 +128,22 @@ async function client(command?: string[]): Promise<Client> {
 const deno = Deno.execPath();
 const self = new URL(import.meta.url).pathname;
 const main = new URL("../main.ts", import.meta.url).pathname;
+// OBFS4_BENCH_PROFILE=<dir>: V8 CPU profiles of the ptkit processes go there.
+const profileDir = Deno.env.get("OBFS4_BENCH_PROFILE");
+const profile = (name: string) =>
+  profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}/${name}`] : [];
 const goServer = await server();
-const ptServer = await server([deno, "run", "-A", self, "--serve", String(targetPort)]);
+const ptServer = await server([
+  deno,
+  "run",
+  "-A",
+  ...profile("server"),
+  self,
+  "--serve",
+  String(targetPort),
+]);
 const goClient = await client();
-const ptClient = await client([deno, "run", "-A", main]);
+const ptClient = await client([deno, "run", "-A", ...profile("client"), main]);
 
 async function dial(c: Client, s: Server): Promise<Deno.TcpConn> {
   return await socks5Connect(c.socks, { hostname: "127.0.0.1", port: s.port }, {
