@@ -272,8 +272,11 @@ for (const [, c, s] of pairs) {
   tp.push(await throughput(c, s));
   lat.push(await latency(c, s));
 }
-const goMem = await idleMemory(goClient, goServer);
-const ptMem = await idleMemory(ptClient, ptServer);
+// OBFS4_BENCH_SKIP_MEMORY=1: throughput and latency only (for profiles).
+const skipMemory = Deno.env.get("OBFS4_BENCH_SKIP_MEMORY") === "1";
+const noMem = { client: NaN, server: NaN, clientTotal: NaN, serverTotal: NaN };
+const goMem = skipMemory ? noMem : await idleMemory(goClient, goServer);
+const ptMem = skipMemory ? noMem : await idleMemory(ptClient, ptServer);
 
 const f = (n: number, d = 0) => n.toFixed(d).padStart(5);
 const r = (a: number, b: number) => (a / b).toFixed(2);

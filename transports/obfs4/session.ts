@@ -218,17 +218,38 @@ export class Session {
    * `SyntaxError` for a bad frame or packet.
    */
   decode(chunk: Uint8Array): Uint8Array {
-    if (this.#offset >= this.#buffer.length) {
-      this.#buffer = chunk;
-    } else {
-      this.#buffer = concat([this.#buffer.subarray(this.#offset), chunk]);
-    }
-    this.#offset = 0;
-    // Payloads are opened straight into `out` and moved down over their
-    // packet headers; packets never outgrow their frames, so this fits.
-    const out = new Uint8Array(this.#buffer.length);
+    const pending = this.#buffer.length - this.#offset;
+    const out = new Uint8Array(Math.max(0, pending) + chunk.length);
     let total = 0;
-    for (;;) {
+    if (pending > 0) {
+      // Finish the partial frame with at most one frame's worth of the
+      // chunk rather than copying all of it behind the leftover.
+      const take = Math.min(chunk.length, MAX_SEGMENT_LENGTH);
+      this.#buffer = concat([this.#buffer.subarray(this.#offset), chunk.subarray(0, take)]);
+      this.#offset = 0;
+      total = this.#frames(out, total, 1);
+      if (this.#offset > 0 && take < chunk.length) {
+        this.#buffer = chunk;
+        this.#offset -= pending; // What the frame took from `chunk`.
+      }
+    } else {
+      this.#buffer = chunk;
+      this.#offset = 0;
+    }
+    total = this.#frames(out, total, Infinity);
+    if (this.#offset === this.#buffer.length) {
+      this.#buffer = new Uint8Array(0);
+      this.#offset = 0;
+    } else if (this.#offset > 0 && this.#buffer.length - this.#offset < 4096) {
+      this.#buffer = this.#buffer.slice(this.#offset);
+      this.#offset = 0;
+    }
+    return total === 0 ? new Uint8Array(0) : out.subarray(0, total);
+  }
+
+  /** Decode up to `max` frames from the buffer into `out` at `total`. */
+  #frames(out: Uint8Array, total: number, max: number): number {
+    for (let n = 0; n < max; n++) {
       const consumed = this.#decoder.decodeInto(this.#buffer, this.#offset, out, total);
       if (consumed === 0) break;
       this.#offset += consumed;
@@ -253,13 +274,6 @@ export class Session {
         }
       }
     }
-    if (this.#offset === this.#buffer.length) {
-      this.#buffer = new Uint8Array(0);
-      this.#offset = 0;
-    } else if (this.#offset > 0 && this.#buffer.length - this.#offset < 4096) {
-      this.#buffer = this.#buffer.slice(this.#offset);
-      this.#offset = 0;
-    }
-    return total === 0 ? new Uint8Array(0) : out.subarray(0, total);
+    return total;
   }
 }
