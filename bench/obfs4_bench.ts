@@ -1,43 +1,82 @@
 // Copyright the ptkit authors. MIT license.
 
-// Throughput of ptkit's obfs4 against Debian's obfs4proxy, one stream over
-// loopback, upload and download measured separately. Not a test: prints
-// MB/s and ratios measured in the same run.
+// ptkit's obfs4 against Debian's obfs4proxy, side by side in one run, over
+// loopback. Every peer is its own process: obfs4proxy client and server,
+// ptkit client (main.ts, a managed PT with a SOCKS5 port, like obfs4proxy's)
+// and ptkit server (this file with --serve, `proxy` in front of the target).
+// Prints, per role, ptkit / obfs4proxy ratios with the other end obfs4proxy:
+// throughput of one stream each way and of 16 streams together, SOCKS
+// connect + obfs4 handshake + 1-byte echo latency, and resident memory per
+// idle connection with 1000 connections open. Not a test.
 //
-//   deno run -A bench/obfs4_bench.ts [MiB]
+//   deno run -A bench/obfs4_bench.ts [MiB per throughput run, default 64]
 
-import { createConnector } from "../client.ts";
 import { proxy } from "../server.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
-import { freePort, startObfs4proxy } from "../tests/obfs4_live_helpers.ts";
+import { freePort, type ManagedPt, startObfs4proxy } from "../tests/obfs4_live_helpers.ts";
 import { socks5Connect } from "../tests/obfs4_socks5.ts";
 
-const size = Number(Deno.args[0] ?? 64) * 1024 * 1024;
 const CHUNK = 65536;
 
-// Target server: first byte 'U' = read `size` bytes then answer one byte,
-// 'D' = send `size` bytes.
+if (Deno.args[0] === "--serve") {
+  // Child mode: a ptkit obfs4 server in front of the target; speaks just
+  // enough of the managed-PT protocol for startObfs4proxy.
+  const manager = await proxy(obfs4, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    env: { local: new MemoryStore() },
+    target: { hostname: "127.0.0.1", port: Number(Deno.args[1]) },
+    onError: () => {},
+  });
+  console.log(
+    `SMETHOD obfs4 127.0.0.1:${manager.addr.port} ARGS:cert=${manager.clientOptions.cert},iat-mode=0`,
+  );
+  console.log("SMETHODS DONE");
+  for await (const _ of Deno.stdin.readable) { /* until stdin closes */ }
+  await manager.close();
+  Deno.exit(0);
+}
+
+const size = Number(Deno.args[0] ?? 64) * 1024 * 1024;
+
+// The target: first byte 'U' = read `n` bytes (u32 BE after it) then answer
+// one byte; 'D' = send `n` bytes; 'E' = echo.
 const target = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+async function readFull(conn: Deno.Conn, buf: Uint8Array): Promise<boolean> {
+  for (let got = 0; got < buf.length;) {
+    const n = await conn.read(buf.subarray(got));
+    if (n === null) return false;
+    got += n;
+  }
+  return true;
+}
 (async () => {
   for await (const conn of target) {
     (async () => {
       const buf = new Uint8Array(CHUNK);
       try {
-        let n = await conn.read(buf.subarray(0, 1));
-        const mode = buf[0];
-        if (n === null) return;
-        if (mode === 0x55) {
-          let got = 0;
-          while (got < size) {
-            n = await conn.read(buf);
-            if (n === null) return;
-            got += n;
+        const head = new Uint8Array(5);
+        if (!await readFull(conn, head)) return;
+        const n = new DataView(head.buffer).getUint32(1);
+        if (head[0] === 0x55) {
+          for (let got = 0; got < n;) {
+            const r = await conn.read(buf);
+            if (r === null) return;
+            got += r;
           }
           await conn.write(new Uint8Array([1]));
-        } else {
+        } else if (head[0] === 0x44) {
           const data = crypto.getRandomValues(new Uint8Array(CHUNK));
-          for (let sent = 0; sent < size;) sent += await conn.write(data);
+          for (let sent = 0; sent < n;) {
+            sent += await conn.write(data.subarray(0, Math.min(CHUNK, n - sent)));
+          }
+        } else {
+          for (;;) {
+            const r = await conn.read(buf);
+            if (r === null) break;
+            await conn.write(buf.subarray(0, r));
+          }
         }
         await conn.read(buf);
       } catch {
@@ -50,61 +89,6 @@ const target = Deno.listen({ hostname: "127.0.0.1", port: 0 });
 })();
 const targetPort = (target.addr as Deno.NetAddr).port;
 
-interface Duplex {
-  write(data: Uint8Array): Promise<void>;
-  read(): Promise<number | null>;
-  close(): void;
-}
-
-function fromConn(conn: Deno.Conn): Duplex {
-  const buf = new Uint8Array(CHUNK * 2);
-  return {
-    async write(data) {
-      for (let o = 0; o < data.length;) o += await conn.write(data.subarray(o));
-    },
-    read: () => conn.read(buf),
-    close: () => conn.close(),
-  };
-}
-
-async function measure(open: () => Promise<Duplex>): Promise<[number, number]> {
-  const results: number[] = [];
-  for (const mode of ["U", "D"]) {
-    const d = await open();
-    const start = performance.now();
-    await d.write(new TextEncoder().encode(mode));
-    if (mode === "U") {
-      const data = crypto.getRandomValues(new Uint8Array(CHUNK));
-      for (let sent = 0; sent < size; sent += CHUNK) await d.write(data);
-      await d.read();
-    } else {
-      let got = 0;
-      while (got < size) {
-        const n = await d.read();
-        if (n === null) throw new Error("Stream ended early");
-        got += n;
-      }
-    }
-    results.push(size / 1e6 / ((performance.now() - start) / 1000));
-    d.close();
-  }
-  return results as [number, number];
-}
-
-async function transportConnDuplex(dial: () => Promise<import("../client.ts").TransportConn>) {
-  const conn = await dial();
-  const writer = conn.writable.getWriter();
-  const reader = conn.readable.getReader();
-  return {
-    write: (data: Uint8Array) => writer.write(data),
-    read: async () => {
-      const { value } = await reader.read();
-      return value?.length ?? null;
-    },
-    close: () => conn.close(),
-  } satisfies Duplex;
-}
-
 const dirs: string[] = [];
 const tmp = async () => {
   const d = await Deno.makeTempDir({ prefix: "ptkit_obfs4_bench_" });
@@ -112,75 +96,227 @@ const tmp = async () => {
   return d;
 };
 
-// obfs4proxy server in front of the target.
-const goServerPort = freePort();
-const goServer = await startObfs4proxy({
-  TOR_PT_SERVER_TRANSPORTS: "obfs4",
-  TOR_PT_SERVER_BINDADDR: `obfs4-127.0.0.1:${goServerPort}`,
-  TOR_PT_ORPORT: `127.0.0.1:${targetPort}`,
-  TOR_PT_STATE_LOCATION: await tmp(),
-});
-const goCert = goServer.method[1]!.match(/cert=([^,]+)/)![1]!;
-// obfs4proxy client.
-const goClient = await startObfs4proxy({
-  TOR_PT_CLIENT_TRANSPORTS: "obfs4",
-  TOR_PT_STATE_LOCATION: await tmp(),
-});
-const [socksHost, socksPort] = goClient.method[1]!.split(":");
-// ptkit server in front of the target.
-const ptServer = await proxy(obfs4, {}, {
-  hostname: "127.0.0.1",
-  port: 0,
-  env: { local: new MemoryStore() },
-  target: { hostname: "127.0.0.1", port: targetPort },
-});
-
-const viaGoClient = (port: number, cert: string) => async () =>
-  fromConn(
-    await socks5Connect({ hostname: socksHost!, port: Number(socksPort) }, {
-      hostname: "127.0.0.1",
-      port,
-    }, { username: `cert=${cert};iat-mode=0`, password: "\0" }),
-  );
-const ptClientTo = async (port: number, cert: string) => {
-  const connector = await createConnector(obfs4, { cert, "iat-mode": "0" });
-  return () => transportConnDuplex(() => connector.dial({ hostname: "127.0.0.1", port }));
-};
-
-const rows: [string, [number, number]][] = [];
-rows.push([
-  "obfs4proxy client -> obfs4proxy server",
-  await measure(viaGoClient(goServerPort, goCert)),
-]);
-rows.push([
-  "ptkit client      -> obfs4proxy server",
-  await measure(await ptClientTo(goServerPort, goCert)),
-]);
-rows.push([
-  "obfs4proxy client -> ptkit server     ",
-  await measure(viaGoClient(ptServer.addr.port, ptServer.clientOptions.cert!)),
-]);
-rows.push([
-  "ptkit client      -> ptkit server     ",
-  await measure(await ptClientTo(ptServer.addr.port, ptServer.clientOptions.cert!)),
-]);
-
-const [base] = rows[0]!.slice(1) as [[number, number]];
-console.log(
-  `obfs4, one stream, ${size / 1024 / 1024} MiB each way, MB/s (ratio to obfs4proxy pair)`,
-);
-for (const [name, [up, down]] of rows) {
-  console.log(
-    `${name}  upload ${up.toFixed(0).padStart(4)} (${(up / base[0]).toFixed(2)})  download ${
-      down.toFixed(0).padStart(4)
-    } (${(down / base[1]).toFixed(2)})`,
-  );
+interface Server {
+  pt: ManagedPt;
+  port: number;
+  cert: string;
 }
-console.log("(ptkit client -> ptkit server runs both ends and the target in one Deno thread)");
+async function server(command?: string[]): Promise<Server> {
+  const port = freePort();
+  const pt = await startObfs4proxy({
+    TOR_PT_SERVER_TRANSPORTS: "obfs4",
+    TOR_PT_SERVER_BINDADDR: `obfs4-127.0.0.1:${port}`,
+    TOR_PT_ORPORT: `127.0.0.1:${targetPort}`,
+    TOR_PT_STATE_LOCATION: await tmp(),
+  }, command);
+  const [addr, args] = pt.method;
+  return { pt, port: Number(addr!.split(":")[1]), cert: args!.match(/cert=([^,]+)/)![1]! };
+}
+interface Client {
+  pt: ManagedPt;
+  socks: { hostname: string; port: number };
+}
+async function client(command?: string[]): Promise<Client> {
+  const pt = await startObfs4proxy({
+    TOR_PT_CLIENT_TRANSPORTS: "obfs4",
+    TOR_PT_STATE_LOCATION: await tmp(),
+  }, command);
+  const [host, port] = pt.method[1]!.split(":");
+  return { pt, socks: { hostname: host!, port: Number(port) } };
+}
 
-await ptServer.close();
-await goClient.stop();
-await goServer.stop();
+const deno = Deno.execPath();
+const self = new URL(import.meta.url).pathname;
+const main = new URL("../main.ts", import.meta.url).pathname;
+// OBFS4_BENCH_PROFILE=<dir>: V8 CPU profiles of the ptkit processes go there.
+const profileDir = Deno.env.get("OBFS4_BENCH_PROFILE");
+const profile = (name: string) =>
+  profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}/${name}`] : [];
+const goServer = await server();
+const ptServer = await server([
+  deno,
+  "run",
+  "-A",
+  ...profile("server"),
+  self,
+  "--serve",
+  String(targetPort),
+]);
+const goClient = await client();
+const ptClient = await client([deno, "run", "-A", ...profile("client"), main]);
+
+async function dial(c: Client, s: Server): Promise<Deno.TcpConn> {
+  return await socks5Connect(c.socks, { hostname: "127.0.0.1", port: s.port }, {
+    username: `cert=${s.cert};iat-mode=0`,
+    password: "\0",
+  });
+}
+
+function header(mode: string, n: number): Uint8Array {
+  const h = new Uint8Array(5);
+  h[0] = mode.charCodeAt(0);
+  new DataView(h.buffer).setUint32(1, n);
+  return h;
+}
+
+async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  for (let o = 0; o < data.length;) o += await conn.write(data.subarray(o));
+}
+
+/** One transfer of `n` bytes; returns when the last byte arrived. */
+async function transfer(c: Client, s: Server, mode: "U" | "D", n: number): Promise<void> {
+  const conn = await dial(c, s);
+  try {
+    await writeAll(conn, header(mode, n));
+    const buf = new Uint8Array(CHUNK * 4);
+    if (mode === "U") {
+      const data = crypto.getRandomValues(new Uint8Array(CHUNK));
+      for (let sent = 0; sent < n; sent += CHUNK) {
+        await writeAll(conn, data.subarray(0, Math.min(CHUNK, n - sent)));
+      }
+      if (await conn.read(buf) === null) throw new Error("Stream ended early");
+    } else {
+      for (let got = 0; got < n;) {
+        const r = await conn.read(buf);
+        if (r === null) throw new Error("Stream ended early");
+        got += r;
+      }
+    }
+  } finally {
+    conn.close();
+  }
+}
+
+const mbps = (bytes: number, ms: number) => bytes / 1e6 / (ms / 1000);
+
+async function throughput(c: Client, s: Server) {
+  let t = performance.now();
+  await transfer(c, s, "U", size);
+  const up = mbps(size, performance.now() - t);
+  t = performance.now();
+  await transfer(c, s, "D", size);
+  const down = mbps(size, performance.now() - t);
+  // 16 streams together: 8 up, 8 down, `size` bytes in all.
+  const each = Math.floor(size / 16);
+  t = performance.now();
+  await Promise.all(
+    Array.from({ length: 16 }, (_, i) => transfer(c, s, i % 2 ? "D" : "U", each)),
+  );
+  const multi = mbps(each * 16, performance.now() - t);
+  return { up, down, multi };
+}
+
+/** Median of SOCKS connect + handshake + 1-byte echo, 50 connections in turn. */
+async function latency(c: Client, s: Server): Promise<number> {
+  const times: number[] = [];
+  const buf = new Uint8Array(16);
+  for (let i = 0; i < 50; i++) {
+    const t = performance.now();
+    const conn = await dial(c, s);
+    await writeAll(conn, new Uint8Array([0x45, 0, 0, 0, 0, 7]));
+    if (await conn.read(buf) === null) throw new Error("No echo");
+    times.push(performance.now() - t);
+    conn.close();
+  }
+  times.sort((a, b) => a - b);
+  return times[times.length >> 1]!;
+}
+
+async function rss(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(status.match(/VmRSS:\s+(\d+) kB/)![1]) * 1024;
+}
+
+/** RSS growth of client and server per idle connection, 1000 connections open. */
+async function idleMemory(c: Client, s: Server) {
+  const settle = () => new Promise((r) => setTimeout(r, 1000));
+  await settle();
+  const before = [await rss(c.pt.pid), await rss(s.pt.pid)];
+  const conns: Deno.Conn[] = [];
+  const buf = new Uint8Array(16);
+  try {
+    for (let i = 0; i < 1000; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, async () => {
+        const conn = await dial(c, s);
+        conns.push(conn);
+        await writeAll(conn, new Uint8Array([0x45, 0, 0, 0, 0, 7]));
+        await conn.read(buf);
+      }));
+    }
+    await settle();
+    const after = [await rss(c.pt.pid), await rss(s.pt.pid)];
+    return {
+      client: (after[0]! - before[0]!) / 1000,
+      server: (after[1]! - before[1]!) / 1000,
+      clientTotal: after[0]!,
+      serverTotal: after[1]!,
+    };
+  } finally {
+    for (const conn of conns) conn.close();
+    await settle();
+  }
+}
+
+const pairs: [string, Client, Server][] = [
+  ["obfs4proxy client -> obfs4proxy server", goClient, goServer],
+  ["ptkit client      -> obfs4proxy server", ptClient, goServer],
+  ["obfs4proxy client -> ptkit server     ", goClient, ptServer],
+  ["ptkit client      -> ptkit server     ", ptClient, ptServer],
+];
+// Warm up every path (JIT, libsodium load).
+for (const [, c, s] of pairs) await transfer(c, s, "U", 4 * 1024 * 1024);
+
+const tp: { up: number; down: number; multi: number }[] = [];
+const lat: number[] = [];
+for (const [, c, s] of pairs) {
+  tp.push(await throughput(c, s));
+  lat.push(await latency(c, s));
+}
+// OBFS4_BENCH_SKIP_MEMORY=1: throughput and latency only (for profiles).
+const skipMemory = Deno.env.get("OBFS4_BENCH_SKIP_MEMORY") === "1";
+const noMem = { client: NaN, server: NaN, clientTotal: NaN, serverTotal: NaN };
+const goMem = skipMemory ? noMem : await idleMemory(goClient, goServer);
+const ptMem = skipMemory ? noMem : await idleMemory(ptClient, ptServer);
+
+const f = (n: number, d = 0) => n.toFixed(d).padStart(5);
+const r = (a: number, b: number) => (a / b).toFixed(2);
+console.log(`obfs4, loopback, ${size / 2 ** 20} MiB per throughput run; ratio = this / first row`);
+console.log(
+  "pipeline                                 upload MB/s    download MB/s  16 streams MB/s  latency ms",
+);
+pairs.forEach(([name], i) => {
+  const t = tp[i]!;
+  const b = tp[0]!;
+  console.log(
+    `${name}  ${f(t.up)} (${r(t.up, b.up)})   ${f(t.down)} (${r(t.down, b.down)})   ${
+      f(t.multi)
+    } (${r(t.multi, b.multi)})    ${f(lat[i]!, 1)} (${r(lat[i]!, lat[0]!)})`,
+  );
+});
+const kb = (n: number) => (n / 1024).toFixed(0);
+console.log(
+  `RSS per idle connection at 1000 connections, KiB: obfs4proxy client ${kb(goMem.client)}, ` +
+    `ptkit client ${kb(ptMem.client)} (ratio ${r(ptMem.client, goMem.client)}); ` +
+    `obfs4proxy server ${kb(goMem.server)}, ptkit server ${kb(ptMem.server)} ` +
+    `(ratio ${r(ptMem.server, goMem.server)})`,
+);
+console.log(
+  `RSS total with 1000 connections, MiB: obfs4proxy client ${
+    (goMem.clientTotal / 2 ** 20).toFixed(0)
+  }, ptkit client ${(ptMem.clientTotal / 2 ** 20).toFixed(0)}; obfs4proxy server ${
+    (goMem.serverTotal / 2 ** 20).toFixed(0)
+  }, ptkit server ${(ptMem.serverTotal / 2 ** 20).toFixed(0)}`,
+);
+console.log(
+  "Issue ratios (ptkit / obfs4proxy, other end obfs4proxy): client up/down/16 " +
+    `${r(tp[1]!.up, tp[0]!.up)}/${r(tp[1]!.down, tp[0]!.down)}/${r(tp[1]!.multi, tp[0]!.multi)}, ` +
+    `server up/down/16 ${r(tp[2]!.up, tp[0]!.up)}/${r(tp[2]!.down, tp[0]!.down)}/${
+      r(tp[2]!.multi, tp[0]!.multi)
+    }, latency client ${r(lat[1]!, lat[0]!)} server ${r(lat[2]!, lat[0]!)}, ` +
+    `idle RSS client ${r(ptMem.client, goMem.client)} server ${r(ptMem.server, goMem.server)}`,
+);
+
+for (const p of [ptClient, goClient, ptServer, goServer]) await p.pt.stop();
 target.close();
 for (const d of dirs) await Deno.remove(d, { recursive: true });
 Deno.exit(0);

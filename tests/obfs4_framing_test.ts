@@ -130,3 +130,31 @@ Deno.test("ServerHandshake waits for a split handshake and refuses trailing byte
   extra.set(padded.message);
   throws(() => new ServerHandshake(config.keys, new ReplayFilter()).parse(extra), SyntaxError);
 });
+
+Deno.test("Session decodes the same bytes however the wire is split", async () => {
+  const box = await loadSecretbox();
+  const dist = new WeightedDist(new Uint8Array(24), 0, 1448);
+  const a = new Uint8Array(72).fill(1);
+  const b = new Uint8Array(72).fill(2);
+  const common = { box, iatMode: 0 as const, lengthDist: dist, iatDist: dist };
+  const data = crypto.getRandomValues(new Uint8Array(50_000));
+  const wire = new Session({ ...common, sendKeys: a, receiveKeys: b, acceptSeed: true })
+    .encode(data)[0]!;
+  for (const sizes of [[1], [7, 3000], [1447, 1], [1448], [1449, 2], [5000, 1], [100_000]]) {
+    const server = new Session({ ...common, sendKeys: b, receiveKeys: a, acceptSeed: false });
+    const got: Uint8Array[] = [];
+    let i = 0;
+    for (let off = 0; off < wire.length; i++) {
+      const n = sizes[i % sizes.length]!;
+      got.push(server.decode(wire.slice(off, off + n)));
+      off += n;
+    }
+    const joined = new Uint8Array(got.reduce((n, g) => n + g.length, 0));
+    let o = 0;
+    for (const g of got) {
+      joined.set(g, o);
+      o += g.length;
+    }
+    deepStrictEqual(joined, data, `split ${sizes}`);
+  }
+});

@@ -9,15 +9,24 @@ import { createHash } from "node:crypto";
 export interface ManagedPt {
   /** The METHOD line's fields after the method keyword. */
   readonly method: string[];
+  /** The process id. */
+  readonly pid: number;
   /** Close stdin, then kill, then wait. */
   stop(): Promise<void>;
 }
 
-/** Start obfs4proxy with the PT environment `env`; wait for `* METHODS DONE`. */
-export async function startObfs4proxy(env: Record<string, string>): Promise<ManagedPt> {
+/**
+ * Start obfs4proxy (or `command`, another managed PT) with the PT environment
+ * `env`; wait for `* METHODS DONE`.
+ */
+export async function startObfs4proxy(
+  env: Record<string, string>,
+  command: string[] = ["obfs4proxy"],
+): Promise<ManagedPt> {
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command("obfs4proxy", {
+    child = new Deno.Command(command[0]!, {
+      args: command.slice(1),
       env: { TOR_PT_MANAGED_TRANSPORT_VER: "1", TOR_PT_EXIT_ON_STDIN_CLOSE: "1", ...env },
       stdin: "piped",
       stdout: "piped",
@@ -59,7 +68,7 @@ export async function startObfs4proxy(env: Record<string, string>): Promise<Mana
     await stop();
     throw error;
   }
-  return { method, stop };
+  return { method, stop, pid: child.pid };
 }
 
 /** A port that was free a moment ago. */

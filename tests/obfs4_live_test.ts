@@ -5,7 +5,7 @@
 import { ok, strictEqual } from "node:assert";
 import { createConnector } from "../client.ts";
 import { proxy } from "../server.ts";
-import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
+import { obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
 import {
   connStreams,
@@ -51,30 +51,40 @@ async function withObfs4proxyServer(
   }
 }
 
-for (const [mode, size] of [["0", 32 * MiB], ["1", MiB], ["2", MiB / 4]] as const) {
-  Deno.test(`obfs4 client moves ${size / 1024} KiB each way through obfs4proxy server, iat-mode ${mode}`, async () => {
-    await withObfs4proxyServer(mode, async (port, args) => {
-      strictEqual(args["iat-mode"], mode);
-      const connector = await createConnector(obfs4, { cert: args.cert!, "iat-mode": mode });
-      const conn = await connector.dial({ hostname: "127.0.0.1", port });
-      const start = performance.now();
-      const result = await echoTransfer(conn, size);
-      const seconds = (performance.now() - start) / 1000;
-      console.log(`iat-mode ${mode}: ${(2 * size / MiB / seconds).toFixed(1)} MiB/s (both ways)`);
-      strictEqual(result.receivedBytes, size);
-      strictEqual(result.received, result.sent);
-      await conn.closed;
-      conn.close();
-      // A few short connections.
-      for (let i = 0; i < 5; i++) {
-        const short = await connector.dial({ hostname: "127.0.0.1", port });
-        const r = await echoTransfer(short, 1 + i * 777);
-        strictEqual(r.received, r.sent);
-        await short.closed;
-      }
-    });
+const SHORT_CONNECTIONS = 50;
+// IAT modes are slow by design: obfs4proxy to obfs4proxy moves 0.21 MiB/s
+// (mode 1) and 0.15 MiB/s (mode 2) each way on loopback, so 32 MiB takes
+// 2.5 to 3.5 minutes. Set PTKIT_OBFS4_IAT_MIB=32 for the issue's full size.
+const IAT_SIZE = Number(Deno.env.get("PTKIT_OBFS4_IAT_MIB") ?? 4) * MiB;
+
+/** ptkit client -> obfs4proxy server: one big echo, then short connections. */
+async function ptkitClientRun(mode: string, size: number) {
+  await withObfs4proxyServer(mode, async (port, args) => {
+    strictEqual(args["iat-mode"], mode);
+    const connector = await createConnector(obfs4, { cert: args.cert!, "iat-mode": mode });
+    const conn = await connector.dial({ hostname: "127.0.0.1", port });
+    const start = performance.now();
+    const result = await echoTransfer(conn, size);
+    const seconds = (performance.now() - start) / 1000;
+    console.log(
+      `ptkit client, iat-mode ${mode}: ${(size / MiB / seconds).toFixed(2)} MiB/s each way`,
+    );
+    strictEqual(result.receivedBytes, size);
+    strictEqual(result.received, result.sent);
+    await conn.closed;
+    conn.close();
+    for (let i = 0; i < SHORT_CONNECTIONS; i++) {
+      const short = await connector.dial({ hostname: "127.0.0.1", port });
+      const r = await echoTransfer(short, 1 + i * 97);
+      strictEqual(r.received, r.sent, `short connection ${i}`);
+      await short.closed;
+    }
   });
 }
+
+Deno.test(`obfs4 client moves 32 MiB each way through obfs4proxy server, then ${SHORT_CONNECTIONS} short connections, iat-mode 0`, async () => {
+  await ptkitClientRun("0", 32 * MiB);
+});
 
 async function withPtkitServer(
   config: Record<string, string>,
@@ -122,7 +132,9 @@ async function viaObfs4proxyClient(
         const seconds = (performance.now() - start) / 1000;
         if (size >= MiB) {
           console.log(
-            `iat-mode ${iatMode}: ${(2 * size / MiB / seconds).toFixed(1)} MiB/s (both ways)`,
+            `obfs4proxy client, iat-mode ${iatMode}: ${
+              (size / MiB / seconds).toFixed(2)
+            } MiB/s each way`,
           );
         }
         strictEqual(result.receivedBytes, size);
@@ -137,14 +149,27 @@ async function viaObfs4proxyClient(
   }
 }
 
-for (const [mode, size] of [["0", 32 * MiB], ["1", MiB], ["2", MiB / 4]] as const) {
-  Deno.test(`obfs4 server moves ${size / 1024} KiB each way from obfs4proxy client, iat-mode ${mode}`, async () => {
-    await withPtkitServer({ "iat-mode": mode }, new MemoryStore(), async (port, cert, iat) => {
-      strictEqual(iat, mode);
-      await viaObfs4proxyClient(port, cert, mode, [size, 1, 100, 5000, 70_000]);
-    });
+/** obfs4proxy client -> ptkit server: one big echo, then short connections. */
+async function ptkitServerRun(mode: string, size: number) {
+  await withPtkitServer({ "iat-mode": mode }, new MemoryStore(), async (port, cert, iat) => {
+    strictEqual(iat, mode);
+    const shorts = Array.from({ length: SHORT_CONNECTIONS }, (_, i) => 1 + i * 97);
+    await viaObfs4proxyClient(port, cert, mode, [size, ...shorts, 70_000]);
   });
 }
+
+Deno.test(`obfs4 server moves 32 MiB each way from obfs4proxy client, then ${SHORT_CONNECTIONS} short connections, iat-mode 0`, async () => {
+  await ptkitServerRun("0", 32 * MiB);
+});
+
+Deno.test(`obfs4 moves ${IAT_SIZE / MiB} MiB each way with obfs4proxy in IAT modes 1 and 2, both directions at once, then ${SHORT_CONNECTIONS} short connections each`, async () => {
+  await Promise.all([
+    ptkitClientRun("1", IAT_SIZE),
+    ptkitClientRun("2", IAT_SIZE),
+    ptkitServerRun("1", IAT_SIZE),
+    ptkitServerRun("2", IAT_SIZE),
+  ]);
+});
 
 Deno.test("obfs4 server started on obfs4proxy's state accepts obfs4proxy clients with the old bridge line", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ptkit_obfs4s_" });
@@ -182,48 +207,29 @@ Deno.test("obfs4 server started on obfs4proxy's state accepts obfs4proxy clients
   }
 });
 
-Deno.test("obfs4 server over TCP answers garbage with silence and closes only after the delay", async () => {
-  let dialed = 0;
-  const errors: unknown[] = [];
-  const transport = createObfs4({ probeCloseDelay: () => 700 });
-  const manager = await proxy(transport, {}, {
-    hostname: "127.0.0.1",
-    port: 0,
-    env: { local: new MemoryStore() },
-    target: () => {
-      dialed++;
-      return Promise.reject(new Error("must not be dialed"));
-    },
-    onError: (e) => errors.push(e),
+Deno.test("obfs4proxy started on the state ptkit wrote accepts ptkit and obfs4proxy clients with ptkit's bridge line", async () => {
+  const store = new MemoryStore();
+  let ptkitCert = "";
+  await withPtkitServer({}, store, (_port, cert) => {
+    ptkitCert = cert;
+    return Promise.resolve();
   });
+  const line = (await store.get("obfs4_bridgeline.txt"))!;
+  ok(line.includes(`cert=${ptkitCert} iat-mode=0`), line);
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_obfs4r_" });
   try {
-    const conns = await Promise.all([20, 5000, 20_000].map(async (size) => {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port: manager.addr.port });
-      const start = Date.now();
-      await conn.write(crypto.getRandomValues(new Uint8Array(size)));
-      return { conn, start };
-    }));
-    const results = await Promise.all(conns.map(async ({ conn, start }) => {
-      const buf = new Uint8Array(1024);
-      let received = 0;
-      // Keep sending a little: the server must keep reading, not reset.
-      const more = await conn.write(new Uint8Array(10));
-      for (;;) {
-        const n = await conn.read(buf).catch(() => null);
-        if (n === null) break;
-        received += n;
-      }
-      conn.close();
-      return { received, elapsed: Date.now() - start, more };
-    }));
-    for (const r of results) {
-      strictEqual(r.received, 0);
-      strictEqual(r.more, 10);
-      ok(r.elapsed >= 600, `closed after ${r.elapsed} ms`);
-    }
-    strictEqual(dialed, 0);
+    await Deno.writeTextFile(`${dir}/obfs4_state.json`, (await store.get("obfs4_state.json"))!);
+    await withObfs4proxyServer("0", async (port, args) => {
+      strictEqual(args.cert, ptkitCert);
+      const connector = await createConnector(obfs4, { cert: ptkitCert, "iat-mode": "0" });
+      const conn = await connector.dial({ hostname: "127.0.0.1", port });
+      const result = await echoTransfer(conn, MiB);
+      strictEqual(result.received, result.sent);
+      await conn.closed;
+      await viaObfs4proxyClient(port, ptkitCert, "0", [MiB, 10]);
+    }, dir);
   } finally {
-    await manager.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

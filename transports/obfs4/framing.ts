@@ -96,12 +96,11 @@ export class FrameEncoder {
     if (payload.length > MAX_FRAME_PAYLOAD) {
       throw new RangeError(`Cannot encode frame: payload of ${payload.length} bytes is too long`);
     }
-    const sealed = this.#box.seal(payload, this.#nonce.next(), this.#key);
-    const length = sealed.length ^ this.#drbg.nextMask();
+    const sealed = this.#box.sealInto(payload, this.#nonce.next(), this.#key, dest, offset + 2);
+    const length = sealed ^ this.#drbg.nextMask();
     dest[offset] = length >> 8;
     dest[offset + 1] = length & 0xff;
-    dest.set(sealed, offset + 2);
-    return 2 + sealed.length;
+    return 2 + sealed;
   }
 }
 
@@ -153,24 +152,59 @@ export class FrameDecoder {
     buffer: Uint8Array,
     offset: number,
   ): { payload: Uint8Array; consumed: number } | undefined {
+    const length = this.#frameLength(buffer, offset);
+    if (length < 0) return undefined;
+    const payload = new Uint8Array(length - TAG_LENGTH);
+    this.#open(buffer, offset, length, payload, 0);
+    return { payload, consumed: 2 + length };
+  }
+
+  /**
+   * Open the frame at `offset` of `buffer` into `dest` at `destOffset` if
+   * the frame is complete.
+   *
+   * @param buffer Received bytes.
+   * @param offset Where the next frame starts.
+   * @param dest Where the payload goes; needs up to 1430 bytes of room.
+   * @param destOffset Where in `dest` the payload starts.
+   * @returns How many bytes the frame took (its payload is that minus 18),
+   * or 0 when more bytes are needed. Throws a `SyntaxError` for a bad frame.
+   */
+  decodeInto(buffer: Uint8Array, offset: number, dest: Uint8Array, destOffset: number): number {
+    const length = this.#frameLength(buffer, offset);
+    if (length < 0) return 0;
+    this.#open(buffer, offset, length, dest, destOffset);
+    return 2 + length;
+  }
+
+  #frameLength(buffer: Uint8Array, offset: number): number {
     const available = buffer.length - offset;
     if (this.#pending < 0) {
-      if (available < 2) return undefined;
+      if (available < 2) return -1;
       const length = ((buffer[offset]! << 8) | buffer[offset + 1]!) ^ this.#drbg.nextMask();
       if (length < TAG_LENGTH || length > MAX_SEGMENT_LENGTH - 2) {
         throw new SyntaxError(`Cannot decode obfs4 frame: invalid length ${length}`);
       }
       this.#pending = length;
     }
-    const length = this.#pending;
-    if (available < 2 + length) return undefined;
-    const payload = this.#box.open(
+    return available < 2 + this.#pending ? -1 : this.#pending;
+  }
+
+  #open(
+    buffer: Uint8Array,
+    offset: number,
+    length: number,
+    dest: Uint8Array,
+    destOffset: number,
+  ): void {
+    const opened = this.#box.openInto(
       buffer.subarray(offset + 2, offset + 2 + length),
       this.#nonce.next(),
       this.#key,
+      dest,
+      destOffset,
     );
-    if (payload === undefined) throw new SyntaxError("Cannot decode obfs4 frame: bad tag");
+    if (opened < 0) throw new SyntaxError("Cannot decode obfs4 frame: bad tag");
     this.#pending = -1;
-    return { payload, consumed: 2 + length };
   }
 }

@@ -5,6 +5,10 @@
 export interface Int63Source {
   /** The next value in [0, 2^63). */
   int63(): bigint;
+  /** The next value in [0, 2^63) as a (rounded) number; faster when given. */
+  int63Number?(): number;
+  /** The top 31 bits of the next value in [0, 2^63); faster when given. */
+  int63Top31?(): number;
 }
 
 /**
@@ -35,7 +39,8 @@ export class GoRand {
 
   /** @returns A value in [0, 2^31), as Go's `Int31`. */
   int31(): number {
-    return Number(this.#src.int63() >> 32n);
+    const src = this.#src;
+    return src.int63Top31 ? src.int63Top31() : Number(src.int63() >> 32n);
   }
 
   /**
@@ -58,7 +63,8 @@ export class GoRand {
   /** @returns A value in [0, 1), as Go's `Float64`. */
   float64(): number {
     for (;;) {
-      const f = Number(this.#src.int63()) / 2 ** 63;
+      const src = this.#src;
+      const f = (src.int63Number ? src.int63Number() : Number(src.int63())) / 2 ** 63;
       if (f !== 1) return f;
     }
   }

@@ -4,7 +4,14 @@
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { generateRepresentableKeyPair, representativeToPublicKey } from "./elligator2.ts";
-import { ntorClient, ntorKdf, ntorServer } from "./ntor.ts";
+import {
+  ntorClient,
+  ntorClientAsync,
+  ntorKdf,
+  type NtorResult,
+  ntorServer,
+  ntorServerAsync,
+} from "./ntor.ts";
 import type { ReplayFilter } from "./replay_filter.ts";
 
 const MAX_HANDSHAKE_LENGTH = 8192;
@@ -70,6 +77,10 @@ function indexOf(haystack: Uint8Array, needle: Uint8Array, from: number, to: num
     return i;
   }
   return -1;
+}
+
+function fail(why: string): SyntaxError {
+  return new SyntaxError(`Cannot accept obfs4 handshake: ${why}`);
 }
 
 function randomInt(random: RandomFill, min: number, max: number): number {
@@ -150,6 +161,46 @@ export class ClientHandshake {
    * Throws a `SyntaxError` when the answer is invalid.
    */
   parse(received: Uint8Array): HandshakeResult | undefined {
+    const found = this.#locate(received);
+    if (found === undefined) return undefined;
+    return this.#finish(
+      received,
+      found,
+      ntorClient(
+        this.#secret,
+        this.#public,
+        found.Y,
+        this.#identity.publicKey,
+        this.#identity.nodeId,
+      ),
+    );
+  }
+
+  /**
+   * {@linkcode ClientHandshake.parse}, with the X25519 operations done by
+   * WebCrypto where it has X25519.
+   *
+   * @param received Everything received so far.
+   * @returns The session keys, or `undefined` when more bytes are needed.
+   * Rejects with a `SyntaxError` when the answer is invalid.
+   */
+  async parseAsync(received: Uint8Array): Promise<HandshakeResult | undefined> {
+    const found = this.#locate(received);
+    if (found === undefined) return undefined;
+    return this.#finish(
+      received,
+      found,
+      await ntorClientAsync(
+        this.#secret,
+        this.#public,
+        found.Y,
+        this.#identity.publicKey,
+        this.#identity.nodeId,
+      ),
+    );
+  }
+
+  #locate(received: Uint8Array): { pos: number; Y: Uint8Array } | undefined {
     if (received.length < SERVER_MIN_LENGTH) return undefined;
     const representative = received.subarray(0, KEY_LENGTH);
     const mark = mac(this.#key, representative);
@@ -165,19 +216,19 @@ export class ClientHandshake {
     if (!equal(tag, mac(this.#key, received.subarray(0, pos + MARK_LENGTH), this.#epoch))) {
       throw new SyntaxError("Cannot complete obfs4 handshake: server MAC mismatch");
     }
-    const Y = representativeToPublicKey(representative);
-    const result = ntorClient(
-      this.#secret,
-      this.#public,
-      Y,
-      this.#identity.publicKey,
-      this.#identity.nodeId,
-    );
+    return { pos, Y: representativeToPublicKey(representative) };
+  }
+
+  #finish(
+    received: Uint8Array,
+    found: { pos: number },
+    result: NtorResult | undefined,
+  ): HandshakeResult {
     const auth = received.subarray(KEY_LENGTH, KEY_LENGTH + AUTH_LENGTH);
     if (result === undefined || !equal(result.auth, auth)) {
       throw new SyntaxError("Cannot complete obfs4 handshake: ntor AUTH mismatch");
     }
-    return { keys: ntorKdf(result.keySeed), consumed: pos + MARK_LENGTH + MAC_LENGTH };
+    return { keys: ntorKdf(result.keySeed), consumed: found.pos + MARK_LENGTH + MAC_LENGTH };
   }
 }
 
@@ -245,16 +296,62 @@ export class ServerHandshake {
    * handshake.
    */
   parse(received: Uint8Array): ServerHandshakeStep {
-    const fail = (why: string) => new SyntaxError(`Cannot accept obfs4 handshake: ${why}`);
+    const found = this.#locate(received);
+    if (found === undefined) return { done: false };
+    const pair = generateRepresentableKeyPair(this.#random);
+    const keys = this.#keys;
+    return this.#respond(
+      found.epoch,
+      pair,
+      ntorServer(
+        pair.secretKey,
+        pair.publicKey,
+        keys.secretKey,
+        found.X,
+        keys.publicKey,
+        keys.nodeId,
+      ),
+    );
+  }
+
+  /**
+   * {@linkcode ServerHandshake.parse}, with the X25519 operations done by
+   * WebCrypto where it has X25519.
+   *
+   * @param received The bytes received.
+   * @returns Whether the handshake is complete and, if so, the session keys
+   * and the answer to send. Rejects with a `SyntaxError` for an invalid or
+   * replayed handshake.
+   */
+  async parseAsync(received: Uint8Array): Promise<ServerHandshakeStep> {
+    const found = this.#locate(received);
+    if (found === undefined) return { done: false };
+    const pair = generateRepresentableKeyPair(this.#random);
+    const keys = this.#keys;
+    return this.#respond(
+      found.epoch,
+      pair,
+      await ntorServerAsync(
+        pair.secretKey,
+        pair.publicKey,
+        keys.secretKey,
+        found.X,
+        keys.publicKey,
+        keys.nodeId,
+      ),
+    );
+  }
+
+  #locate(received: Uint8Array): { epoch: Uint8Array; X: Uint8Array } | undefined {
     if (received.length < KEY_LENGTH + CLIENT_MIN_PADDING + MARK_LENGTH + MAC_LENGTH) {
-      return { done: false };
+      return undefined;
     }
     this.#mark ??= mac(this.#key, received.subarray(0, KEY_LENGTH));
     const end = Math.min(received.length, MAX_HANDSHAKE_LENGTH);
     const pos = end - MARK_LENGTH - MAC_LENGTH;
     if (!equal(received.subarray(pos, pos + MARK_LENGTH), this.#mark)) {
       if (received.length >= MAX_HANDSHAKE_LENGTH) throw fail("mark not found");
-      return { done: false };
+      return undefined;
     }
     const tag = received.subarray(pos + MARK_LENGTH, end);
     const now = this.#now();
@@ -269,17 +366,14 @@ export class ServerHandshake {
     }
     if (epoch === undefined) throw fail("MAC mismatch");
     if (received.length !== end) throw fail("trailing data after the MAC");
-    const X = representativeToPublicKey(received.subarray(0, KEY_LENGTH));
-    const pair = generateRepresentableKeyPair(this.#random);
-    const keys = this.#keys;
-    const result = ntorServer(
-      pair.secretKey,
-      pair.publicKey,
-      keys.secretKey,
-      X,
-      keys.publicKey,
-      keys.nodeId,
-    );
+    return { epoch, X: representativeToPublicKey(received.subarray(0, KEY_LENGTH)) };
+  }
+
+  #respond(
+    epoch: Uint8Array,
+    pair: { representative: Uint8Array },
+    result: NtorResult | undefined,
+  ): ServerHandshakeStep {
     if (result === undefined) throw fail("invalid client key");
     const padLength = randomInt(this.#random, 0, SERVER_MAX_PADDING);
     const pad = randomBytes(this.#random, padLength);

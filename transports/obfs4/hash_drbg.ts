@@ -82,4 +82,30 @@ export class HashDrbg {
     block[0]! &= 0x7f;
     return new DataView(block.buffer).getBigUint64(0, false);
   }
+
+  /**
+   * The next block as {@linkcode HashDrbg.int63} would give it, as a number
+   * (rounded to nearest, ties to even, like `Number` of that bigint).
+   *
+   * @returns A number in [0, 2^63].
+   */
+  int63Number(): number {
+    this.#next();
+    // Big-endian reading of the little-endian words: byte-swap each.
+    return (swap32(this.#lo) & 0x7fffffff) * 2 ** 32 + swap32(this.#hi);
+  }
+
+  /**
+   * The top 31 bits of what {@linkcode HashDrbg.int63} would give next.
+   *
+   * @returns A number in [0, 2^31).
+   */
+  int63Top31(): number {
+    this.#next();
+    return swap32(this.#lo) & 0x7fffffff;
+  }
+}
+
+function swap32(x: number): number {
+  return (((x & 0xff) << 24) | ((x & 0xff00) << 8) | ((x >>> 8) & 0xff00) | (x >>> 24)) >>> 0;
 }

@@ -45,6 +45,60 @@ function shared(secret: Uint8Array, pub: Uint8Array): Uint8Array | undefined {
   return out.some((b) => b !== 0) ? out : undefined;
 }
 
+const PKCS8_X25519_PREFIX = Uint8Array.of(
+  0x30,
+  0x2e,
+  0x02,
+  0x01,
+  0x00,
+  0x30,
+  0x05,
+  0x06,
+  0x03,
+  0x2b,
+  0x65,
+  0x6e,
+  0x04,
+  0x22,
+  0x04,
+  0x20,
+);
+// undefined: not tried yet; false: WebCrypto has no X25519 here.
+let webCryptoX25519: boolean | undefined;
+
+async function sharedAsync(secret: Uint8Array, pub: Uint8Array): Promise<Uint8Array | undefined> {
+  if (webCryptoX25519 !== false && globalThis.crypto?.subtle !== undefined) {
+    let privateKey: CryptoKey;
+    let publicKey: CryptoKey;
+    try {
+      const pkcs8 = new Uint8Array(48);
+      pkcs8.set(PKCS8_X25519_PREFIX);
+      pkcs8.set(secret, 16);
+      privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, "X25519", false, [
+        "deriveBits",
+      ]);
+      publicKey = await crypto.subtle.importKey("raw", pub.slice(), "X25519", false, []);
+      webCryptoX25519 = true;
+    } catch {
+      if (webCryptoX25519 === undefined) webCryptoX25519 = false;
+      return webCryptoX25519 ? undefined : shared(secret, pub);
+    }
+    try {
+      const bits = await crypto.subtle.deriveBits(
+        { name: "X25519", public: publicKey },
+        privateKey,
+        256,
+      );
+      const out = new Uint8Array(bits);
+      return out.some((b) => b !== 0) ? out : undefined;
+    } catch {
+      // An all-zero result (low-order public key).
+      return undefined;
+    }
+  }
+  return shared(secret, pub);
+}
+
 function finish(
   exp1: Uint8Array | undefined,
   exp2: Uint8Array | undefined,
@@ -134,6 +188,80 @@ export function ntorServer(
   nodeId: Uint8Array,
 ): NtorResult | undefined {
   return finish(shared(y, X), shared(b, X), nodeId, B, X, Y);
+}
+
+/**
+ * {@linkcode ntorClient} with the X25519 operations done by WebCrypto where
+ * it has X25519 (about 4 times as fast), else as {@linkcode ntorClient}.
+ *
+ * @example Same result as the synchronous version
+ * ```ts
+ * import { ntorClient, ntorClientAsync } from "./ntor.ts";
+ * import { x25519 } from "@noble/curves/ed25519.js";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const x = new Uint8Array(32).fill(1);
+ * const y = new Uint8Array(32).fill(2);
+ * const b = new Uint8Array(32).fill(3);
+ * const [X, Y, B] = [x, y, b].map((k) => x25519.getPublicKey(k));
+ * const id = new Uint8Array(20);
+ * deepStrictEqual(await ntorClientAsync(x, X!, Y!, B!, id), ntorClient(x, X!, Y!, B!, id));
+ * ```
+ *
+ * @param x The client's ephemeral secret key.
+ * @param X The client's ephemeral public key (as sent, possibly dirty).
+ * @param Y The server's ephemeral public key.
+ * @param B The bridge's public key.
+ * @param nodeId The bridge's node ID.
+ * @returns KEY_SEED and AUTH, or `undefined` if a shared secret is zero.
+ */
+export async function ntorClientAsync(
+  x: Uint8Array,
+  X: Uint8Array,
+  Y: Uint8Array,
+  B: Uint8Array,
+  nodeId: Uint8Array,
+): Promise<NtorResult | undefined> {
+  const [a, b] = await Promise.all([sharedAsync(x, Y), sharedAsync(x, B)]);
+  return finish(a, b, nodeId, B, X, Y);
+}
+
+/**
+ * {@linkcode ntorServer} with the X25519 operations done by WebCrypto where
+ * it has X25519, else as {@linkcode ntorServer}.
+ *
+ * @example Same result as the synchronous version
+ * ```ts
+ * import { ntorServer, ntorServerAsync } from "./ntor.ts";
+ * import { x25519 } from "@noble/curves/ed25519.js";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const x = new Uint8Array(32).fill(1);
+ * const y = new Uint8Array(32).fill(2);
+ * const b = new Uint8Array(32).fill(3);
+ * const [X, Y, B] = [x, y, b].map((k) => x25519.getPublicKey(k));
+ * const id = new Uint8Array(20);
+ * deepStrictEqual(await ntorServerAsync(y, Y!, b, X!, B!, id), ntorServer(y, Y!, b, X!, B!, id));
+ * ```
+ *
+ * @param y The server's ephemeral secret key.
+ * @param Y The server's ephemeral public key (as sent, possibly dirty).
+ * @param b The bridge's secret key.
+ * @param X The client's ephemeral public key.
+ * @param B The bridge's public key.
+ * @param nodeId The bridge's node ID.
+ * @returns KEY_SEED and AUTH, or `undefined` if a shared secret is zero.
+ */
+export async function ntorServerAsync(
+  y: Uint8Array,
+  Y: Uint8Array,
+  b: Uint8Array,
+  X: Uint8Array,
+  B: Uint8Array,
+  nodeId: Uint8Array,
+): Promise<NtorResult | undefined> {
+  const [s1, s2] = await Promise.all([sharedAsync(y, X), sharedAsync(b, X)]);
+  return finish(s1, s2, nodeId, B, X, Y);
 }
 
 /**

@@ -211,7 +211,7 @@ function clientPair(
           options.clientHandshakeTimeout ?? CLIENT_HANDSHAKE_TIMEOUT_MS,
         );
       },
-      transform: (chunk, controller) => {
+      transform: async (chunk, controller) => {
         try {
           if (core.session !== undefined) {
             const out = core.session.decode(chunk);
@@ -219,7 +219,7 @@ function clientPair(
             return;
           }
           received = received.length === 0 ? chunk : concat(received, chunk);
-          const result = handshake.parse(received);
+          const result = await handshake.parseAsync(received);
           if (result === undefined) return;
           const session = new Session({
             sendKeys: result.keys.subarray(0, 72),
@@ -275,7 +275,7 @@ function serverPair(shared: ServerShared, box: Secretbox, options: Obfs4Options)
           shared.closeDelayMs,
         );
       },
-      transform: (chunk, controller) => {
+      transform: async (chunk, controller) => {
         if (core.session !== undefined) {
           try {
             const out = core.session.decode(chunk);
@@ -290,7 +290,7 @@ function serverPair(shared: ServerShared, box: Secretbox, options: Obfs4Options)
         received = received.length === 0 ? chunk : concat(received, chunk);
         let step;
         try {
-          step = handshake.parse(received);
+          step = await handshake.parseAsync(received);
         } catch {
           failed = true;
           received = new Uint8Array(0);

@@ -218,39 +218,25 @@ export class Session {
    * `SyntaxError` for a bad frame or packet.
    */
   decode(chunk: Uint8Array): Uint8Array {
-    if (this.#offset >= this.#buffer.length) {
-      this.#buffer = chunk;
-    } else {
-      this.#buffer = concat([this.#buffer.subarray(this.#offset), chunk]);
-    }
-    this.#offset = 0;
-    const out: Uint8Array[] = [];
+    const pending = this.#buffer.length - this.#offset;
+    const out = new Uint8Array(Math.max(0, pending) + chunk.length);
     let total = 0;
-    for (;;) {
-      const frame = this.#decoder.decode(this.#buffer, this.#offset);
-      if (frame === undefined) break;
-      this.#offset += frame.consumed;
-      const packet = frame.payload;
-      if (packet.length < PACKET_OVERHEAD) {
-        throw new SyntaxError(`Cannot decode obfs4 packet: ${packet.length} bytes is too short`);
+    if (pending > 0) {
+      // Finish the partial frame with at most one frame's worth of the
+      // chunk rather than copying all of it behind the leftover.
+      const take = Math.min(chunk.length, MAX_SEGMENT_LENGTH);
+      this.#buffer = concat([this.#buffer.subarray(this.#offset), chunk.subarray(0, take)]);
+      this.#offset = 0;
+      total = this.#frames(out, total, 1);
+      if (this.#offset > 0 && take < chunk.length) {
+        this.#buffer = chunk;
+        this.#offset -= pending; // What the frame took from `chunk`.
       }
-      const length = (packet[1]! << 8) | packet[2]!;
-      if (length > packet.length - PACKET_OVERHEAD) {
-        throw new SyntaxError(`Cannot decode obfs4 packet: invalid payload length ${length}`);
-      }
-      const payload = packet.subarray(PACKET_OVERHEAD, PACKET_OVERHEAD + length);
-      if (packet[0] === TYPE_PAYLOAD) {
-        if (length > 0) {
-          out.push(payload);
-          total += length;
-        }
-      } else if (packet[0] === TYPE_PRNG_SEED) {
-        if (this.#acceptSeed && length === DRBG_SEED_LENGTH) {
-          this.#lengthDist.reset(payload);
-          if (this.#iatMode !== 0) this.#iatDist.reset(sha256(payload).subarray(0, 24));
-        }
-      }
+    } else {
+      this.#buffer = chunk;
+      this.#offset = 0;
     }
+    total = this.#frames(out, total, Infinity);
     if (this.#offset === this.#buffer.length) {
       this.#buffer = new Uint8Array(0);
       this.#offset = 0;
@@ -258,6 +244,36 @@ export class Session {
       this.#buffer = this.#buffer.slice(this.#offset);
       this.#offset = 0;
     }
-    return total === 0 ? new Uint8Array(0) : concat(out, total);
+    return total === 0 ? new Uint8Array(0) : out.subarray(0, total);
+  }
+
+  /** Decode up to `max` frames from the buffer into `out` at `total`. */
+  #frames(out: Uint8Array, total: number, max: number): number {
+    for (let n = 0; n < max; n++) {
+      const consumed = this.#decoder.decodeInto(this.#buffer, this.#offset, out, total);
+      if (consumed === 0) break;
+      this.#offset += consumed;
+      const packetLength = consumed - FRAME_OVERHEAD;
+      if (packetLength < PACKET_OVERHEAD) {
+        throw new SyntaxError(`Cannot decode obfs4 packet: ${packetLength} bytes is too short`);
+      }
+      const type = out[total]!;
+      const length = (out[total + 1]! << 8) | out[total + 2]!;
+      if (length > packetLength - PACKET_OVERHEAD) {
+        throw new SyntaxError(`Cannot decode obfs4 packet: invalid payload length ${length}`);
+      }
+      const start = total + PACKET_OVERHEAD;
+      if (type === TYPE_PAYLOAD) {
+        out.copyWithin(total, start, start + length);
+        total += length;
+      } else if (type === TYPE_PRNG_SEED) {
+        if (this.#acceptSeed && length === DRBG_SEED_LENGTH) {
+          const seed = out.slice(start, start + length);
+          this.#lengthDist.reset(seed);
+          if (this.#iatMode !== 0) this.#iatDist.reset(sha256(seed).subarray(0, 24));
+        }
+      }
+    }
+    return total;
   }
 }

@@ -5,6 +5,15 @@ import { GoRand } from "./go_rand.ts";
 import { HashDrbg } from "./hash_drbg.ts";
 
 const MAX_VALUES = 100;
+// Tables by seed and range: every connection to a bridge gets the same
+// server seed, so its client would rebuild the same table (0.4 ms) each time.
+const CACHE_SIZE = 32;
+interface Tables {
+  readonly values: readonly number[];
+  readonly prob: readonly number[];
+  readonly alias: readonly number[];
+}
+const cache = new Map<string, Tables>();
 
 /**
  * obfs4's weighted distribution over the integers [min, max]: a seed picks up
@@ -25,9 +34,10 @@ const MAX_VALUES = 100;
 export class WeightedDist {
   #min: number;
   #max: number;
-  #values: number[] = [];
-  #prob: number[] = [];
-  #alias: number[] = [];
+  #seed: Uint8Array | undefined;
+  #values: readonly number[] = [];
+  #prob: readonly number[] = [];
+  #alias: readonly number[] = [];
   #random = new Uint32Array(256);
   #randomUsed = 256;
 
@@ -46,36 +56,27 @@ export class WeightedDist {
   }
 
   /**
-   * Rebuild the tables from a new seed.
+   * Rebuild the tables from a new seed (on the next sample: a client's first
+   * seed is usually replaced by the server's before it is used).
    *
    * @param seed The 24-byte DRBG seed.
    */
   reset(seed: Uint8Array): void {
-    const rng = new GoRand(new HashDrbg(seed));
-    const count = this.#max + 1 - this.#min;
-    const perm = rng.perm(count);
-    const n = rng.intn(Math.min(Math.max(count, 1), MAX_VALUES)) + 1;
-    const values = perm.slice(0, n).map((v) => v + this.#min);
-    const weights = values.map(() => rng.float64());
-    // Vose's alias method.
-    const sum = weights.reduce((a, b) => a + b, 0);
-    const scaled = weights.map((w) => (w * n) / sum);
-    const prob = new Array<number>(n).fill(1);
-    const alias = new Array<number>(n).fill(0);
-    const small: number[] = [];
-    const large: number[] = [];
-    scaled.forEach((p, i) => (p < 1 ? small : large).push(i));
-    while (small.length > 0 && large.length > 0) {
-      const l = small.pop()!;
-      const g = large.pop()!;
-      prob[l] = scaled[l]!;
-      alias[l] = g;
-      scaled[g] = scaled[g]! + scaled[l]! - 1;
-      (scaled[g]! < 1 ? small : large).push(g);
+    new HashDrbg(seed); // Checks the seed now.
+    this.#seed = seed.slice();
+  }
+
+  #build(seed: Uint8Array): void {
+    const key = `${this.#min},${this.#max},${seed.join(",")}`;
+    let tables = cache.get(key);
+    if (tables === undefined) {
+      tables = build(seed, this.#min, this.#max);
+      if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value!);
+      cache.set(key, tables);
     }
-    this.#values = values;
-    this.#prob = prob;
-    this.#alias = alias;
+    this.#values = tables.values;
+    this.#prob = tables.prob;
+    this.#alias = tables.alias;
   }
 
   #uint32(): number {
@@ -88,9 +89,39 @@ export class WeightedDist {
 
   /** @returns One value drawn from the distribution. */
   sample(): number {
+    if (this.#seed !== undefined) {
+      this.#build(this.#seed);
+      this.#seed = undefined;
+    }
     const n = this.#values.length;
     let i = Math.floor((this.#uint32() / 2 ** 32) * n);
     if (this.#uint32() / 2 ** 32 >= this.#prob[i]!) i = this.#alias[i]!;
     return this.#values[i]!;
   }
+}
+
+function build(seed: Uint8Array, min: number, max: number): Tables {
+  const rng = new GoRand(new HashDrbg(seed));
+  const count = max + 1 - min;
+  const perm = rng.perm(count);
+  const n = rng.intn(Math.min(Math.max(count, 1), MAX_VALUES)) + 1;
+  const values = perm.slice(0, n).map((v) => v + min);
+  const weights = values.map(() => rng.float64());
+  // Vose's alias method.
+  const sum = weights.reduce((a, b) => a + b, 0);
+  const scaled = weights.map((w) => (w * n) / sum);
+  const prob = new Array<number>(n).fill(1);
+  const alias = new Array<number>(n).fill(0);
+  const small: number[] = [];
+  const large: number[] = [];
+  scaled.forEach((p, i) => (p < 1 ? small : large).push(i));
+  while (small.length > 0 && large.length > 0) {
+    const l = small.pop()!;
+    const g = large.pop()!;
+    prob[l] = scaled[l]!;
+    alias[l] = g;
+    scaled[g] = scaled[g]! + scaled[l]! - 1;
+    (scaled[g]! < 1 ? small : large).push(g);
+  }
+  return { values, prob, alias };
 }

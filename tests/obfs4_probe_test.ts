@@ -1,0 +1,313 @@
+// Copyright the ptkit authors. MIT license.
+
+// Probe resistance, wire shape and bad input of the obfs4 server, over real
+// loopback TCP through `proxy`.
+
+import { ok, strictEqual } from "node:assert";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { proxy } from "../server.ts";
+import type { ServerManager } from "../server.ts";
+import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
+import { MemoryStore } from "../transports/memory_store.ts";
+import type { Transport, TransportOptions } from "../transports/transport.ts";
+import {
+  CLIENT_MAX_PADDING,
+  CLIENT_MIN_PADDING,
+  ClientHandshake,
+} from "../transports/obfs4/handshake.ts";
+import { parseClientConfig } from "../transports/obfs4/config.ts";
+import { FrameEncoder } from "../transports/obfs4/framing.ts";
+import { HashDrbg } from "../transports/obfs4/hash_drbg.ts";
+import { loadSecretbox } from "../transports/obfs4/secretbox.ts";
+import { startEcho } from "./obfs4_live_helpers.ts";
+
+/** Deterministic random bytes: SHA-256 in counter mode over a fixed seed. */
+function seededRandom(seed: number): (bytes: Uint8Array) => void {
+  let counter = 0;
+  let block = new Uint8Array(0);
+  let used = 0;
+  return (bytes) => {
+    for (let i = 0; i < bytes.length; i++) {
+      if (used === block.length) {
+        const input = new Uint8Array(8);
+        new DataView(input.buffer).setUint32(0, seed);
+        new DataView(input.buffer).setUint32(4, counter++);
+        block = sha256(input);
+        used = 0;
+      }
+      bytes[i] = block[used++]!;
+    }
+  };
+}
+
+async function startServer(
+  transport: Transport,
+  config: TransportOptions = {},
+): Promise<{ manager: ServerManager; dials: () => number; close(): Promise<void> }> {
+  const echo = startEcho();
+  let dials = 0;
+  const manager = await proxy(transport, config, {
+    hostname: "127.0.0.1",
+    port: 0,
+    env: { local: new MemoryStore() },
+    target: async () => {
+      dials++;
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: echo.addr.port });
+      return conn;
+    },
+    onError: () => {},
+  });
+  return {
+    manager,
+    dials: () => dials,
+    async close() {
+      await manager.close();
+      await echo.close();
+    },
+  };
+}
+
+async function readAll(conn: Deno.Conn): Promise<number> {
+  const buf = new Uint8Array(65536);
+  let received = 0;
+  for (;;) {
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) return received;
+    received += n;
+  }
+}
+
+async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  for (let off = 0; off < data.length;) off += await conn.write(data.subarray(off));
+}
+
+/**
+ * Send `data` on a new connection, then 10 more bytes a moment later (the
+ * server must still be reading), and read until the server closes.
+ */
+async function probe(port: number, data: Uint8Array) {
+  const start = Date.now();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await writeAll(conn, data);
+    const reading = readAll(conn);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const more = await conn.write(new Uint8Array(10));
+    const received = await reading;
+    return { received, more, elapsed: Date.now() - start };
+  } finally {
+    conn.close();
+  }
+}
+
+/** A real client handshake that succeeds, then its replay, a wrong cert and random bytes. */
+async function probeAll(server: Awaited<ReturnType<typeof startServer>>, minMs: number) {
+  const { port } = server.manager.addr;
+  const identity = parseClientConfig(server.manager.clientOptions).identity;
+  const good = new ClientHandshake(identity);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeAll(conn, good.message);
+  const answer = new Uint8Array(16384);
+  const n = await conn.read(answer);
+  ok(n !== null && n > 0, "the real handshake gets an answer");
+  conn.close();
+  const dialsAfterGood = server.dials();
+  const other = parseClientConfig((await obfs4.generateConfig!()).client).identity;
+  const probes: [string, Uint8Array][] = [
+    ["20 random bytes", crypto.getRandomValues(new Uint8Array(20))],
+    ["8 KiB random", crypto.getRandomValues(new Uint8Array(8192))],
+    ["20 KiB random", crypto.getRandomValues(new Uint8Array(20480))],
+    ["replayed handshake", good.message],
+    ["wrong cert", new ClientHandshake(other).message],
+  ];
+  const results = await Promise.all(probes.map(([, data]) => probe(port, data)));
+  results.forEach((r, i) => {
+    const name = probes[i]![0];
+    strictEqual(r.received, 0, `${name}: bytes came back`);
+    strictEqual(r.more, 10, `${name}: the server stopped reading`);
+    ok(r.elapsed >= minMs, `${name}: closed after ${r.elapsed} ms, before ${minMs} ms`);
+  });
+  strictEqual(server.dials(), dialsAfterGood, "a probe made the server dial the target");
+}
+
+Deno.test("obfs4 server over TCP answers random bytes, a replayed handshake and a wrong cert with silence, closing only after the (injected) delay", async () => {
+  const server = await startServer(createObfs4({ probeCloseDelay: () => 700 }));
+  try {
+    await probeAll(server, 700);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("obfs4 server over TCP keeps probes open for the real 30 s plus the bridge delay", async () => {
+  const generated = await obfs4.generateConfig!();
+  // This seed's bridge delay is 0 s (bridgeCloseDelay), so probes close at 30 s.
+  const seed = "50" + "00".repeat(23);
+  const server = await startServer(obfs4, { ...generated.server, "drbg-seed": seed });
+  try {
+    await probeAll(server, 30_000);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("obfs4 client handshakes spread over the allowed lengths and show no fixed bytes in their first 64 bytes", async () => {
+  const identity = parseClientConfig((await obfs4.generateConfig!()).client).identity;
+  const random = seededRandom(1);
+  const count = 1000;
+  const minLength = 32 + CLIENT_MIN_PADDING + 32;
+  const maxLength = 32 + CLIENT_MAX_PADDING + 32;
+  const bins = new Array<number>(10).fill(0);
+  const ones = new Array<number>(64 * 8).fill(0);
+  const values = Array.from({ length: 64 }, () => new Array<number>(256).fill(0));
+  let shortest = Infinity;
+  let longest = 0;
+  for (let i = 0; i < count; i++) {
+    const message = new ClientHandshake(identity, Date.now(), random).message;
+    const length = message.length;
+    ok(length >= minLength && length <= maxLength, `length ${length}`);
+    shortest = Math.min(shortest, length);
+    longest = Math.max(longest, length);
+    bins[Math.min(9, Math.floor((length - minLength) / ((maxLength - minLength + 1) / 10)))]!++;
+    for (let j = 0; j < 64; j++) {
+      values[j]![message[j]!]!++;
+      for (let bit = 0; bit < 8; bit++) ones[j * 8 + bit]! += (message[j]! >> bit) & 1;
+    }
+  }
+  // Uniform over [141, 8192]: about 100 a tenth, extremes near the ends.
+  for (const b of bins) ok(b >= 70 && b <= 130, `length tenths ${bins}`);
+  ok(shortest < minLength + 100 && longest > maxLength - 100, `${shortest}..${longest}`);
+  // Every bit of the first 64 bytes (representative, top bits included, and
+  // padding) is set about half the time; no byte value dominates an offset.
+  ones.forEach((n, i) => ok(n >= 420 && n <= 580, `byte ${i >> 3} bit ${i & 7}: ${n}/1000`));
+  values.forEach((v, j) => ok(Math.max(...v) <= 20, `byte ${j}: a value seen ${Math.max(...v)}`));
+});
+
+/** Complete a real handshake on a raw TCP connection; returns the frame keys. */
+async function rawSession(port: number, cert: TransportOptions) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const hs = new ClientHandshake(parseClientConfig(cert).identity);
+  await writeAll(conn, hs.message);
+  let received = new Uint8Array(0);
+  const buf = new Uint8Array(16384);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) throw new Error("server closed during the handshake");
+    const next = new Uint8Array(received.length + n);
+    next.set(received);
+    next.set(buf.subarray(0, n), received.length);
+    received = next;
+    const result = hs.parse(received);
+    if (result !== undefined) {
+      const keys = result.keys.subarray(0, 72);
+      return {
+        conn,
+        encoder: new FrameEncoder(keys, await loadSecretbox()),
+        masks: new HashDrbg(keys.slice(48, 72)),
+      };
+    }
+  }
+}
+
+function packet(data: Uint8Array): Uint8Array {
+  const p = new Uint8Array(3 + data.length);
+  p[1] = data.length >> 8;
+  p[2] = data.length & 0xff;
+  p.set(data, 3);
+  return p;
+}
+
+Deno.test("obfs4 server over TCP drops connections with bad tags, bad lengths and truncated frames; others carry on", async () => {
+  const server = await startServer(createObfs4({ probeCloseDelay: () => 500 }));
+  const options = server.manager.clientOptions;
+  const { port } = server.manager.addr;
+  try {
+    // A healthy connection through the whole test.
+    const healthy = await rawSession(port, options);
+    const echoOnce = async (size: number) => {
+      const data = crypto.getRandomValues(new Uint8Array(size));
+      await writeAll(healthy.conn, healthy.encoder.encode(packet(data)));
+      const buf = new Uint8Array(65536);
+      const n = await healthy.conn.read(buf);
+      ok(n !== null && n > size, "the healthy connection still echoes");
+    };
+    await echoOnce(100);
+
+    // Bad tag: one flipped byte in the secretbox.
+    const badTag = await rawSession(port, options);
+    const frame = badTag.encoder.encode(packet(new Uint8Array(50)));
+    frame[20]! ^= 1;
+    await writeAll(badTag.conn, frame);
+    strictEqual(await readAll(badTag.conn), 0, "bad tag: nothing comes back");
+    badTag.conn.close();
+
+    // Bad length: a length below the tag size, and one above 1446.
+    for (const length of [5, 1447, 0xffff]) {
+      const badLength = await rawSession(port, options);
+      const masked = length ^ badLength.masks.nextMask();
+      await writeAll(badLength.conn, new Uint8Array([masked >> 8, masked & 0xff, 1, 2, 3]));
+      strictEqual(await readAll(badLength.conn), 0, `length ${length}: nothing comes back`);
+      badLength.conn.close();
+    }
+
+    // Truncated frame, then end of stream: the connection closes.
+    const truncated = await rawSession(port, options);
+    const whole = truncated.encoder.encode(packet(new Uint8Array(500)));
+    await writeAll(truncated.conn, whole.subarray(0, 200));
+    await truncated.conn.closeWrite();
+    strictEqual(await readAll(truncated.conn), 0, "truncated: nothing comes back");
+    truncated.conn.close();
+
+    // Handshake flood: 64 KiB of handshake-sized garbage on one connection.
+    const flood = await probe(port, crypto.getRandomValues(new Uint8Array(65536)));
+    strictEqual(flood.received, 0);
+    ok(flood.elapsed >= 500, `flood closed after ${flood.elapsed} ms`);
+
+    await echoOnce(1000);
+    healthy.conn.close();
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("obfs4 server over TCP holds 1000 half-open handshakes in bounded memory and still serves", async () => {
+  const server = await startServer(createObfs4({ probeCloseDelay: () => 60_000 }));
+  const { port } = server.manager.addr;
+  const conns: Deno.Conn[] = [];
+  try {
+    const identity = parseClientConfig(server.manager.clientOptions).identity;
+    // Warm up so the baseline includes the code paths.
+    const warm = await rawSession(port, server.manager.clientOptions);
+    warm.conn.close();
+    const before = Deno.memoryUsage();
+    // Each sends most of a real handshake (no MAC yet): the server must keep
+    // waiting, buffering at most one handshake's worth.
+    for (let i = 0; i < 1000; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conns.push(conn);
+      const message = new ClientHandshake(identity, Date.now(), undefined, CLIENT_MAX_PADDING)
+        .message;
+      await writeAll(conn, message.subarray(0, message.length - 20));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const after = Deno.memoryUsage();
+    const perConnection = (after.rss - before.rss) / 1000;
+    console.log(
+      `1000 half-open handshakes: RSS +${((after.rss - before.rss) / 2 ** 20).toFixed(1)} MiB, ` +
+        `heap +${((after.heapUsed - before.heapUsed) / 2 ** 20).toFixed(1)} MiB`,
+    );
+    // Both ends of 1000 sockets live in this process; a handshake is at most
+    // 8 KiB and a socket read buffer 16 KiB.
+    ok(perConnection < 256 * 1024, `RSS grew ${perConnection.toFixed(0)} bytes a connection`);
+    strictEqual(server.dials(), 1, "a half-open handshake made the server dial");
+    // A real client still gets through.
+    const late = await rawSession(port, server.manager.clientOptions);
+    await writeAll(late.conn, late.encoder.encode(packet(new Uint8Array([1, 2, 3]))));
+    const n = await late.conn.read(new Uint8Array(65536));
+    ok(n !== null && n > 3);
+    late.conn.close();
+  } finally {
+    for (const c of conns) c.close();
+    await server.close();
+  }
+});
