@@ -162,7 +162,7 @@ export class PtClient extends ManagedPt {
     const methods = new Map<string, { mode: string; address: HostPort }>();
     const transports = new Map<string, PtClientTransport>();
     const errors = new Map<string, string>();
-    let self: PtClient | undefined;
+    const owner: { client?: PtClient } = {};
     super(options, {
       kind: "client",
       env,
@@ -177,13 +177,13 @@ export class PtClient extends ManagedPt {
           if (!transports.has(name)) {
             transports.set(
               name,
-              new PtClientTransport(name, self!, () => methods.get(name), options),
+              new PtClientTransport(name, owner.client!, () => methods.get(name), options),
             );
           }
         }
       },
     });
-    self = this;
+    owner.client = this;
     this.#transports = transports;
     this.#errors = errors;
   }
