@@ -215,8 +215,13 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
   }
 
   /**
-   * @internal Launch the PT the first time; rejects (after cleaning up) when
-   * it fails to start.
+   * Launch the PT and wait until it reported its transports (what
+   * {@linkcode launchClient} and {@linkcode launchServer} do after
+   * construction). Construct, add event listeners, then call it to see the
+   * `LOG` lines a PT prints while starting.
+   *
+   * @returns What the PT reported.
+   * @throws {Error} When the PT fails to start; the adapter is then closed.
    */
   async start(): Promise<PtLaunchResult> {
     if (this.#state !== "new") throw new Error("PT adapter was already started");
@@ -229,9 +234,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
         this.#stateDir = await Deno.makeTempDir({ prefix: "ptkit_pt_" });
         this.#ownStateDir = true;
       }
-      const result = await this.#launch();
-      this.#state = "running";
-      return result;
+      return await this.#launch();
     } catch (error) {
       await this.close();
       throw error;
@@ -495,6 +498,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     );
     try {
       const result = await started;
+      if (this.#state === "starting" || this.#state === "restarting") this.#state = "running";
       this.#version = result.version;
       this.#role.update(result);
       this.#startedAt = Date.now();
@@ -577,13 +581,12 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
       try {
         await this.#launch();
       } catch (error) {
-        if (this.#state !== "restarting") return;
+        if ((this.#state as string) !== "restarting") return;
         this.#warn((error as Error).message);
         this.#scheduleRestart(error as Error);
         return;
       }
-      if (this.#state !== "restarting") return;
-      this.#state = "running";
+      if ((this.#state as string) !== "running") return; // Died again meanwhile.
       this.#readyResolve?.();
       this.dispatchEvent(new Event("ready"));
     }, delay);
