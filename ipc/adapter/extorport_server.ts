@@ -209,7 +209,10 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
     return this.#cookieFile;
   }
 
-  /** How many connections failed authentication so far. */
+  /**
+   * How many connections failed authentication so far: a wrong client
+   * hash, or a PT that hung up after checking the server hash.
+   */
   get authFailures(): number {
     return this.#authFailures;
   }
@@ -347,7 +350,17 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
     hello.set(serverHash);
     hello.set(serverNonce, 32);
     await writeAll(conn, hello);
-    const clientHash = await readExactly(conn, EXT_OR_PORT_AUTH_LENGTH);
+    let clientHash: Uint8Array;
+    try {
+      clientHash = await readExactly(conn, EXT_OR_PORT_AUTH_LENGTH);
+    } catch (error) {
+      // A PT whose cookie differs rejects our hash and hangs up.
+      this.#authFailures++;
+      throw new Error(
+        "Cannot authenticate ExtORPort client: it hung up after the server hash (cookie mismatch?)",
+        { cause: error },
+      );
+    }
     const expected = extOrPortAuth.clientHash(this.#cookie, clientNonce, serverNonce);
     if (!extOrPortAuth.equal(clientHash, expected)) {
       this.#authFailures++;
