@@ -89,6 +89,14 @@ Deno.test("launchClient reads PT 2.0 error lines on stderr", async () => {
   );
 });
 
+Deno.test("launchClient requires PROXY DONE when an upstream proxy is given", async () => {
+  await rejects(
+    launchClient(fake("ok", { proxy: "socks5://127.0.0.1:1080" })),
+    /did not accept the upstream proxy \(no PROXY DONE\)/,
+  );
+  deepStrictEqual(await fakePids(), []);
+});
+
 Deno.test("launchServer refuses a PT that answers with client lines", async () => {
   await rejects(
     launchServer({ ...fake("ok", { startTimeout: 500 }), orport: "127.0.0.1:9" }),

@@ -50,6 +50,13 @@ Deno.test("launchClient launches ptkit's main.ts and reports its CMETHOD lines",
   }
 });
 
+Deno.test("launchClient passes an upstream proxy to main.ts, which answers PROXY DONE", async () => {
+  await using pt = await launchClient(
+    ptkitMain({ transports: ["plain"], proxy: "socks5://127.0.0.1:1080" }),
+  );
+  deepStrictEqual([...pt.transports.keys()], ["plain"]);
+});
+
 Deno.test("launchClient launches snowflake-client and reports its CMETHOD line", async () => {
   await using pt = await launchClient({
     path: requireBinary("snowflake-client", "snowflake-client"),
