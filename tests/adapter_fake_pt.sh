@@ -44,6 +44,13 @@ case "$1" in
     env | sort | while IFS= read -r line; do printf 'LOG SEVERITY=debug MESSAGE="%s"\n' "${line//\"/}"; done
     exec cat > /dev/null
     ;;
+  oversized)
+    # A 100 kB line without meaning, then a normal start.
+    head -c 100000 /dev/zero | tr '\0' 'x'
+    echo
+    printf 'VERSION 1\nCMETHOD fake socks5 127.0.0.1:9\nCMETHODS DONE\n'
+    exec cat > /dev/null
+    ;;
   crash-after-done)
     echo "VERSION 1"
     echo "CMETHOD fake socks5 127.0.0.1:9"

@@ -139,6 +139,15 @@ Deno.test("launchClient parses lines, ignores noise and unknown keywords, and re
   ok(await gone(pid));
 });
 
+Deno.test("launchClient skips an oversized line with a warning and keeps going", async () => {
+  const warnings: string[] = [];
+  await using pt = new PtClient(fake("oversized"));
+  pt.addEventListener("log", (event) => warnings.push(event.message));
+  await pt.start();
+  deepStrictEqual([...pt.transports.keys()], ["fake"]);
+  ok(warnings.some((w) => /Ignored a line of over 16384 characters/.test(w)), String(warnings));
+});
+
 Deno.test("launchClient gives the PT only TOR_PT_* and the essential variables", async () => {
   Deno.env.set("PTKIT_SECRET_FOR_TEST", "leak");
   const logs: string[] = [];
@@ -224,6 +233,10 @@ Deno.test("launchClient refuses malformed options", async () => {
   await rejects(launchClient({ path: FAKE, transports: ["a", "a"] }), TypeError);
   await rejects(launchClient({ path: FAKE, transports: ["a"], versions: ["1,2"] }), TypeError);
   await rejects(launchClient({ path: FAKE, transports: ["a"], startTimeout: -1 }), RangeError);
+  await rejects(
+    launchClient({ path: FAKE, transports: ["a"], restart: { initialDelay: -5 } }),
+    RangeError,
+  );
   await rejects(launchClient({ path: FAKE, transports: ["a"], proxy: "ftp://x:1" }), RangeError);
   await rejects(
     launchClient({ path: FAKE, transports: ["a"], proxy: "socks5://proxy.example:1" }),

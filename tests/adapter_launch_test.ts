@@ -91,6 +91,17 @@ for (
       strictEqual(result.received, result.sent);
       await conn.closed;
       conn.close();
+      // The same through per-connection settings.
+      const bare = await pt.transports.get("obfs4")!.connector();
+      const conn2 = await bare.dial({
+        hostname: "127.0.0.1",
+        port: server.addr.port,
+        settings: server.clientOptions,
+      });
+      const result2 = await echoTransfer(conn2, 1000);
+      strictEqual(result2.received, result2.sent);
+      await conn2.closed;
+      conn2.close();
       // Arguments the transport refuses (over 255 bytes: split with PT 1.0)
       // reach main.ts intact, which answers 0x13 "invalid keys".
       const args = { ...server.clientOptions, note: "x;y\\z".repeat(50) };

@@ -68,6 +68,20 @@ export const DEFAULT_INHERITED_ENV: readonly string[] = [
   "NO_COLOR",
 ];
 
+/** The events of a {@linkcode ManagedPt}, by type. */
+export interface PtEventMap {
+  /** A `LOG` line, or a warning of the adapter's own. */
+  log: PtLogEvent;
+  /** A `STATUS` line. */
+  status: PtStatusEvent;
+  /** The PT exited without being asked to. */
+  exit: PtExitEvent;
+  /** A relaunched PT finished starting. */
+  ready: Event;
+  /** The adapter gave up relaunching. */
+  failed: PtFailedEvent;
+}
+
 /** What a PT reported while starting. */
 export interface PtLaunchResult {
   /** The negotiated version. */
@@ -123,7 +137,7 @@ interface Run {
  * import { ok } from "node:assert";
  *
  * await using pt = await launchClient({ path: "snowflake-client", transports: ["snowflake"] });
- * pt.addEventListener("log", (e) => console.log((e as Event & { message: string }).message));
+ * pt.addEventListener("log", (event) => console.log(event.severity, event.message));
  * ok(pt.pid !== undefined);
  * ```
  */
@@ -183,8 +197,86 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
         throw new RangeError(`Cannot launch PT: ${key} must be a positive number, got ${value}`);
       }
     }
+    if (options.restart !== undefined && options.restart !== false) {
+      for (const key of ["maxAttempts", "initialDelay", "maxDelay", "stableAfter"] as const) {
+        const value = options.restart[key];
+        if (value !== undefined && !(Number.isInteger(value) && value >= 0)) {
+          throw new RangeError(
+            `Cannot launch PT: restart.${key} must be a non-negative integer, got ${value}`,
+          );
+        }
+      }
+    }
     this.#options = options;
     this.#role = role;
+  }
+
+  /**
+   * Listen for an event (typed for the events in {@linkcode PtEventMap}).
+   *
+   * @param type The event type.
+   * @param listener The listener.
+   * @param options The usual listener options.
+   */
+  override addEventListener<K extends keyof PtEventMap>(
+    type: K,
+    listener: (event: PtEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  /**
+   * Listen for an event.
+   *
+   * @param type The event type.
+   * @param listener The listener.
+   * @param options The usual listener options.
+   */
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | ((event: never) => void) | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(type, listener as EventListenerOrEventListenerObject | null, options);
+  }
+
+  /**
+   * Stop listening.
+   *
+   * @param type The event type.
+   * @param listener The listener given to `addEventListener`.
+   * @param options The usual listener options.
+   */
+  override removeEventListener<K extends keyof PtEventMap>(
+    type: K,
+    listener: (event: PtEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  /**
+   * Stop listening.
+   *
+   * @param type The event type.
+   * @param listener The listener given to `addEventListener`.
+   * @param options The usual listener options.
+   */
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | ((event: never) => void) | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    super.removeEventListener(
+      type,
+      listener as EventListenerOrEventListenerObject | null,
+      options,
+    );
   }
 
   /** The version the PT negotiated (`"1"` or `"2"` usually). */

@@ -1,7 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { TransportOptions } from "../../transports/transport.ts";
-import { plain } from "../../transports/plain.ts";
+import type { ClientTransport, TransportOptions } from "../../transports/transport.ts";
 import type { Dialer, DialTarget, NetConn } from "../../net/net_conn.ts";
 import type { HostPort } from "../../net/address.ts";
 import { Connector } from "../../client.ts";
@@ -119,15 +118,31 @@ export class PtClientTransport {
   }
 
   /**
-   * A `client.ts` connector for this transport with `args`: its `dial`
-   * returns a `TransportConn` that carries plain application bytes (the PT
-   * does the transforming).
+   * A `client.ts` connector for this transport: its `dial` returns a
+   * `TransportConn` that carries plain application bytes (the PT does the
+   * transforming). The PT gets `args` merged with the per-connection
+   * `settings` given to `dial` (settings win).
    *
-   * @param args The transport's arguments.
+   * @param args The transport's arguments for every connection.
    * @returns The connector.
    */
-  async connector(args: TransportOptions = {}): Promise<Connector> {
-    return new Connector(this.#name, await plain.client({}), this.dialer(args));
+  connector(args: TransportOptions = {}): Promise<Connector> {
+    const fixed = { ...args };
+    // Connector.dial calls pair(settings) and then, synchronously, the
+    // dialer: the settings are handed over in between.
+    let settings: TransportOptions = {};
+    const side: ClientTransport = {
+      pair: (given) => {
+        settings = given;
+        return { encode: new TransformStream(), decode: new TransformStream() };
+      },
+    };
+    const dialer: Dialer = (target) => {
+      const merged = { ...fixed, ...settings };
+      settings = {};
+      return this.dial(target, merged);
+    };
+    return Promise.resolve(new Connector(this.#name, side, dialer));
   }
 }
 
