@@ -10,9 +10,9 @@ import {
   launchServer,
   PtClient,
   PtExitEvent,
-  PtFailedEvent,
-  PtLogEvent,
-  PtStatusEvent,
+  type PtFailedEvent,
+  type PtLogEvent,
+  type PtStatusEvent,
 } from "../ipc/adapter/mod.ts";
 
 const FAKE = new URL("./adapter_fake_pt.sh", import.meta.url).pathname;
