@@ -113,8 +113,8 @@ interface Run {
   readonly child: Deno.ChildProcess;
   readonly stdin: WritableStreamDefaultWriter<Uint8Array>;
   readonly status: Promise<Deno.CommandStatus>;
-  /** Both output readers finished (or were cancelled). */
-  readonly drained: Promise<void>;
+  /** The process exited and both output readers finished (or were cancelled). */
+  finished: Promise<void>;
   stderrTail: string;
   stopping: Promise<void> | undefined;
 }
@@ -418,7 +418,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
       child,
       stdin: child.stdin.getWriter(),
       status,
-      drained: Promise.resolve(),
+      finished: Promise.resolve(),
       stderrTail: "",
       stopping: undefined,
     };
@@ -559,7 +559,6 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     };
     readers.push(read(child.stdout, false), read(child.stderr, true));
     const drained = Promise.all(readers).then(() => {});
-    (run as { drained: Promise<void> }).drained = drained;
 
     // After exit, give the readers a moment to deliver the last lines (a
     // grandchild may hold the pipes open), then cancel them.
@@ -570,7 +569,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
       }
       return s;
     });
-    (run as { drained: Promise<void> }).drained = finished.then(() => {});
+    run.finished = finished.then(() => {});
 
     finished.then((s) => {
       if (!settled) {
@@ -579,6 +578,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
             (version === undefined ? " (no VERSION line)" : ""),
         );
       } else if (this.#run === run && run.stopping === undefined && this.#state === "running") {
+        this.#stop(run); // Releases its stdin; the process is already gone.
         this.#onUnexpectedExit(s);
       }
     });
@@ -617,7 +617,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
         }
       }
       await run.status;
-      await run.drained;
+      await run.finished;
     })();
     return run.stopping;
   }
