@@ -139,6 +139,11 @@ Deno.test("ExtOrPortServer authenticates, reports metadata and answers OKAY or D
   strictEqual(server.authFailures, 0);
 });
 
+Deno.test("listenExtOrPort refuses bad limits", async () => {
+  await rejects(listenExtOrPort({ handshakeTimeout: 0 }), RangeError);
+  await rejects(listenExtOrPort({ maxPending: 1.5 }), RangeError);
+});
+
 Deno.test("ExtOrPortServer refuses a wrong client hash with status 0", async () => {
   const errors: Error[] = [];
   await using server = await listenExtOrPort({ onError: (e) => errors.push(e) });

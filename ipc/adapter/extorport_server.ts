@@ -400,6 +400,7 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
  *
  * @param options Where to listen, the cookie file, the limits.
  * @returns The server.
+ * @throws {RangeError} When a limit is out of range.
  *
  * @example Listening with a temporary cookie file
  * ```ts
@@ -413,6 +414,19 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
 export async function listenExtOrPort(
   options: ExtOrPortServerOptions = {},
 ): Promise<ExtOrPortServer> {
+  const { handshakeTimeout, maxPending } = options;
+  if (
+    handshakeTimeout !== undefined && !(Number.isFinite(handshakeTimeout) && handshakeTimeout > 0)
+  ) {
+    throw new RangeError(
+      `Cannot listen for ExtORPort: handshakeTimeout must be positive, got ${handshakeTimeout}`,
+    );
+  }
+  if (maxPending !== undefined && !(Number.isInteger(maxPending) && maxPending >= 0)) {
+    throw new RangeError(
+      `Cannot listen for ExtORPort: maxPending must be a non-negative integer, got ${maxPending}`,
+    );
+  }
   let tempDir: string | undefined;
   let cookieFile = options.cookieFile;
   if (cookieFile === undefined) {

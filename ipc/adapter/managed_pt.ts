@@ -136,7 +136,7 @@ interface Run {
  * import { launchClient } from "./pt_client.ts";
  * import { ok } from "node:assert";
  *
- * await using pt = await launchClient({ path: "snowflake-client", transports: ["snowflake"] });
+ * await using pt = await launchClient({ path: "obfs4proxy", transports: ["obfs4"] });
  * pt.addEventListener("log", (event) => console.log(event.severity, event.message));
  * ok(pt.pid !== undefined);
  * ```

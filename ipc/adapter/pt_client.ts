@@ -150,13 +150,16 @@ export class PtClientTransport {
  * A launched client PT: its transports by name, what failed, the version,
  * and the lifecycle of {@linkcode ManagedPt} (events, relaunch, close).
  *
- * @example Launching snowflake-client
+ * @example Watching the log of a PT from its start
  * ```ts
- * import { launchClient } from "./pt_client.ts";
+ * import { PtClient } from "./pt_client.ts";
  * import { deepStrictEqual } from "node:assert";
  *
- * await using pt = await launchClient({ path: "snowflake-client", transports: ["snowflake"] });
- * deepStrictEqual(pt.transports.get("snowflake")?.mode, "socks5");
+ * await using pt = new PtClient({ path: "obfs4proxy", transports: ["obfs4", "bogus"] });
+ * pt.addEventListener("log", (event) => console.log(event.severity, event.message));
+ * await pt.start();
+ * deepStrictEqual([...pt.transports.keys()], ["obfs4"]);
+ * deepStrictEqual(pt.errors.has("bogus"), true); // obfs4proxy reports unknown names.
  * ```
  */
 export class PtClient extends ManagedPt {
