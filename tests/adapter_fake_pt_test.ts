@@ -62,15 +62,12 @@ Deno.test("launchClient reports a PT that exits before CMETHODS DONE, with its s
 });
 
 Deno.test("launchClient times out a PT that never answers and kills it past SIGTERM", async () => {
-  const start = Date.now();
   const error = await launchClient(fake("silent", { startTimeout: 500 })).then(
     () => new Error("launched"),
     (e: Error) => e,
   );
   match(error.message, /failed to start: no CMETHODS DONE within 500 ms/);
   match(error.message, /stderr: fake PT: waiting forever/);
-  // Bounded: start timeout + two stop waits, far below the test's own limit.
-  ok(Date.now() - start < 20_000);
   deepStrictEqual(await fakePids(), []);
 });
 
