@@ -201,7 +201,7 @@ Deno.test("launchClient relaunches a PT killed mid-run, with backoff", async () 
 
 Deno.test("launchClient stops relaunching a crash-looping PT after the bounded attempts", async () => {
   const events: Event[] = [];
-  const pt = await launchClient(
+  const pt = new PtClient(
     fake("crash-after-done", { restart: { initialDelay: 20, maxDelay: 50, maxAttempts: 3 } }),
   );
   pt.addEventListener("exit", (e) => events.push(e));
@@ -209,6 +209,7 @@ Deno.test("launchClient stops relaunching a crash-looping PT after the bounded a
   const failed = new Promise<PtFailedEvent>((resolve) =>
     pt.addEventListener("failed", (e) => resolve(e as PtFailedEvent), { once: true })
   );
+  await pt.start();
   try {
     const event = await failed;
     match(event.error.message, /exited with code 1; gave up after 3 relaunches/);
@@ -222,6 +223,17 @@ Deno.test("launchClient stops relaunching a crash-looping PT after the bounded a
     await pt.close();
   }
   deepStrictEqual(await fakePids(), []);
+});
+
+Deno.test("launchClient with restart off gives up at the first unexpected exit", async () => {
+  await using pt = new PtClient(fake("crash-after-done", { restart: false }));
+  const failedEvent = new Promise<PtFailedEvent>((resolve) =>
+    pt.addEventListener("failed", resolve, { once: true })
+  );
+  await pt.start();
+  const failed = await failedEvent;
+  match(failed.error.message, /exited with code 1; relaunching is off/);
+  await rejects(pt.ready(), /relaunching is off/);
 });
 
 Deno.test("launchClient refuses malformed options", async () => {
