@@ -93,14 +93,21 @@ async function withPtkitServer(
   run: (port: number, cert: string, iatMode: string) => Promise<void>,
 ) {
   const echo = startEcho();
+  const errors: unknown[] = [];
   const manager = await proxy(obfs4, config, {
     hostname: "127.0.0.1",
     port: 0,
     env: { local: store },
     target: { hostname: "127.0.0.1", port: echo.addr.port },
+    onError: (error) => errors.push(error),
   });
   try {
     await run(manager.addr.port, manager.clientOptions.cert!, manager.clientOptions["iat-mode"]!);
+  } catch (error) {
+    // Say why the server dropped a connection, if it did.
+    throw new Error(`${error}; server-side errors: ${errors.map(String).join(" | ") || "none"}`, {
+      cause: error,
+    });
   } finally {
     await manager.close();
     await echo.close();

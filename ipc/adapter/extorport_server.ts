@@ -1,0 +1,475 @@
+// Copyright the ptkit authors. MIT license.
+
+import { type HostPort, parseHostPort } from "../../net/address.ts";
+import {
+  EXT_OR_PORT_AUTH_LENGTH,
+  EXT_OR_PORT_AUTH_SAFE_COOKIE,
+  extOrPortAuth,
+} from "./extorport_auth.ts";
+import type { ExtOrPortEndpoint } from "./pt_server.ts";
+
+/** Options for {@linkcode listenExtOrPort}. */
+export interface ExtOrPortServerOptions {
+  /** The address to listen on. Defaults to `"127.0.0.1"`. */
+  readonly hostname?: string;
+  /** The port; 0 picks a free one. Defaults to 0. */
+  readonly port?: number;
+  /**
+   * Where to write the cookie file (mode 0600, a fresh random cookie).
+   * Defaults to a file in a new temporary directory, removed on close.
+   */
+  readonly cookieFile?: string;
+  /** Milliseconds a PT has for authentication and its metadata. Defaults to 5000. */
+  readonly handshakeTimeout?: number;
+  /** Connections waiting for {@linkcode ExtOrPortServer.accept}; more are denied. Defaults to 64. */
+  readonly maxPending?: number;
+  /**
+   * Called when one connection fails (authentication, malformed message,
+   * timeout, queue full); the connection is already closed. Messages never
+   * hold client addresses. Defaults to ignoring.
+   */
+  readonly onError?: (error: Error) => void;
+}
+
+const CMD_DONE = 0x0000;
+const CMD_USERADDR = 0x0001;
+const CMD_TRANSPORT = 0x0002;
+const REPLY_OKAY = new Uint8Array([0x10, 0x00, 0, 0]);
+const REPLY_DENY = new Uint8Array([0x10, 0x01, 0, 0]);
+const MAX_MESSAGES = 64;
+
+/**
+ * One authenticated Extended ORPort connection from a server PT, waiting for
+ * the application's decision: {@linkcode ExtOrPortRequest.accept} answers
+ * `OKAY` and hands over the connection (it then carries the client's plain
+ * bytes), {@linkcode ExtOrPortRequest.deny} answers `DENY` and closes it.
+ */
+export class ExtOrPortRequest {
+  #conn: Deno.Conn;
+  #transport: string | undefined;
+  #userAddr: string | undefined;
+  #decided = false;
+  #release: () => void;
+
+  /**
+   * Made by {@linkcode ExtOrPortServer}.
+   *
+   * @param conn The connection.
+   * @param transport The `TRANSPORT` the PT sent.
+   * @param userAddr The `USERADDR` the PT sent.
+   * @param release Called once decided.
+   */
+  constructor(
+    conn: Deno.Conn,
+    transport: string | undefined,
+    userAddr: string | undefined,
+    release: () => void,
+  ) {
+    this.#conn = conn;
+    this.#transport = transport;
+    this.#userAddr = userAddr;
+    this.#release = release;
+  }
+
+  /** The transport the client used (`TRANSPORT`), when the PT said. */
+  get transport(): string | undefined {
+    return this.#transport;
+  }
+
+  /** The client's address as the PT sent it (`USERADDR`, `ip:port`). */
+  get userAddr(): string | undefined {
+    return this.#userAddr;
+  }
+
+  /** {@linkcode ExtOrPortRequest.userAddr} parsed, when it parses. */
+  get remoteAddr(): HostPort | undefined {
+    if (this.#userAddr === undefined) return undefined;
+    try {
+      return parseHostPort(this.#userAddr, "USERADDR");
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Answer `OKAY` and take the connection.
+   *
+   * @returns The connection to the PT, carrying the client's bytes.
+   * @throws {Error} When already decided.
+   */
+  async accept(): Promise<Deno.Conn> {
+    this.#decide();
+    try {
+      await writeAll(this.#conn, REPLY_OKAY);
+    } catch (error) {
+      closeQuietly(this.#conn);
+      throw error;
+    }
+    return this.#conn;
+  }
+
+  /**
+   * Answer `DENY` and close the connection.
+   *
+   * @returns Resolves once closed.
+   */
+  async deny(): Promise<void> {
+    this.#decide();
+    try {
+      await writeAll(this.#conn, REPLY_DENY);
+    } catch {
+      // The PT went away first.
+    } finally {
+      closeQuietly(this.#conn);
+    }
+  }
+
+  /** @internal Close without an answer (server closing). */
+  abandon(): void {
+    if (this.#decided) return;
+    this.#decided = true;
+    this.#release();
+    closeQuietly(this.#conn);
+  }
+
+  #decide(): void {
+    if (this.#decided) throw new Error("ExtORPort request was already accepted or denied");
+    this.#decided = true;
+    this.#release();
+  }
+}
+
+/**
+ * An Extended ORPort server for applications (what tor is to a bridge's
+ * PT): a server PT launched with `extorport` connects here for every
+ * client, proves it knows the cookie (SAFE_COOKIE), names the transport
+ * and the client's address, and the application accepts or denies each
+ * connection. Made by {@linkcode listenExtOrPort}; pass it as
+ * `extorport` to {@linkcode launchServer}.
+ *
+ * @example Accepting connections from obfs4proxy
+ * ```ts ignore
+ * import { launchServer, listenExtOrPort } from "./mod.ts";
+ *
+ * await using ext = await listenExtOrPort();
+ * await using pt = await launchServer({ path: "obfs4proxy", transports: ["obfs4"], extorport: ext });
+ * for await (const request of ext) {
+ *   console.log(request.transport);
+ *   const conn = await request.accept();
+ *   conn.close();
+ * }
+ * ```
+ */
+export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
+  #listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
+  #cookie: Uint8Array;
+  #cookieFile: string;
+  #tempDir: string | undefined;
+  #options: ExtOrPortServerOptions;
+  #pending: ExtOrPortRequest[] = [];
+  #waiters: { resolve: (r: ExtOrPortRequest) => void; reject: (e: Error) => void }[] = [];
+  #handshakes = new Set<Deno.Conn>();
+  #undecided = new Set<ExtOrPortRequest>();
+  #tasks = new Set<Promise<void>>();
+  #loop: Promise<void>;
+  #closing: Promise<void> | undefined;
+  #authFailures = 0;
+
+  /**
+   * Use {@linkcode listenExtOrPort}.
+   *
+   * @param listener The TCP listener.
+   * @param cookie The cookie.
+   * @param cookieFile Its file.
+   * @param tempDir A directory to remove on close.
+   * @param options The options.
+   */
+  constructor(
+    listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>,
+    cookie: Uint8Array,
+    cookieFile: string,
+    tempDir: string | undefined,
+    options: ExtOrPortServerOptions,
+  ) {
+    this.#listener = listener;
+    this.#cookie = cookie;
+    this.#cookieFile = cookieFile;
+    this.#tempDir = tempDir;
+    this.#options = options;
+    this.#loop = this.#acceptLoop();
+  }
+
+  /** The address PTs connect to (`TOR_PT_EXTENDED_SERVER_PORT`). */
+  get addr(): Deno.NetAddr {
+    return this.#listener.addr;
+  }
+
+  /** The cookie file (`TOR_PT_AUTH_COOKIE_FILE`). */
+  get cookieFile(): string {
+    return this.#cookieFile;
+  }
+
+  /**
+   * How many connections failed authentication so far: a wrong client
+   * hash, or a PT that hung up after checking the server hash.
+   */
+  get authFailures(): number {
+    return this.#authFailures;
+  }
+
+  /**
+   * The next authenticated connection.
+   *
+   * @returns The request; accept or deny it.
+   * @throws {Error} When the server is closed.
+   */
+  accept(): Promise<ExtOrPortRequest> {
+    const next = this.#pending.shift();
+    if (next !== undefined) return Promise.resolve(next);
+    if (this.#closing !== undefined) return Promise.reject(new Error("ExtORPort server is closed"));
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  /** Authenticated connections, until the server closes. */
+  async *[Symbol.asyncIterator](): AsyncIterator<ExtOrPortRequest> {
+    for (;;) {
+      try {
+        yield await this.accept();
+      } catch {
+        return;
+      }
+    }
+  }
+
+  /**
+   * Stop listening, close connections not yet handed over, remove a
+   * temporary cookie file. Calling it again returns the same promise.
+   *
+   * @returns Resolves once everything is closed.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      try {
+        this.#listener.close();
+      } catch {
+        // Already closed.
+      }
+      for (const waiter of this.#waiters.splice(0)) {
+        waiter.reject(new Error("ExtORPort server is closed"));
+      }
+      for (const conn of this.#handshakes) closeQuietly(conn);
+      for (const request of [...this.#undecided]) request.abandon();
+      this.#pending = [];
+      await this.#loop;
+      await Promise.allSettled(this.#tasks);
+      if (this.#tempDir !== undefined) {
+        await Deno.remove(this.#tempDir, { recursive: true }).catch(() => {});
+      }
+    })();
+    return this.#closing;
+  }
+
+  /** Stop the server. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #acceptLoop(): Promise<void> {
+    try {
+      for await (const conn of this.#listener) {
+        const task = this.#serve(conn);
+        this.#tasks.add(task);
+        task.finally(() => this.#tasks.delete(task));
+      }
+    } catch {
+      // Listener closed.
+    }
+  }
+
+  async #serve(conn: Deno.Conn): Promise<void> {
+    this.#handshakes.add(conn);
+    const timeout = this.#options.handshakeTimeout ?? 5000;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      closeQuietly(conn);
+    }, timeout);
+    let result: { transport: string | undefined; userAddr: string | undefined };
+    try {
+      result = await this.#handshake(conn);
+    } catch (error) {
+      closeQuietly(conn);
+      if (this.#closing === undefined) {
+        this.#options.onError?.(
+          timedOut
+            ? new Error(`ExtORPort handshake timed out after ${timeout} ms`, { cause: error })
+            : error as Error,
+        );
+      }
+      return;
+    } finally {
+      clearTimeout(timer);
+      this.#handshakes.delete(conn);
+    }
+    if (this.#closing !== undefined) {
+      closeQuietly(conn);
+      return;
+    }
+    const request = new ExtOrPortRequest(
+      conn,
+      result.transport,
+      result.userAddr,
+      () => this.#undecided.delete(request),
+    );
+    this.#undecided.add(request);
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) {
+      waiter.resolve(request);
+    } else if (this.#pending.length >= (this.#options.maxPending ?? 64)) {
+      await request.deny();
+      this.#options.onError?.(new Error("ExtORPort connection denied: too many waiting"));
+    } else {
+      this.#pending.push(request);
+    }
+  }
+
+  async #handshake(
+    conn: Deno.Conn,
+  ): Promise<{ transport: string | undefined; userAddr: string | undefined }> {
+    await writeAll(conn, new Uint8Array([EXT_OR_PORT_AUTH_SAFE_COOKIE, 0]));
+    const [authType] = await readExactly(conn, 1);
+    if (authType !== EXT_OR_PORT_AUTH_SAFE_COOKIE) {
+      throw new Error(
+        `Cannot authenticate ExtORPort client: unsupported auth type 0x${authType!.toString(16)}`,
+      );
+    }
+    const clientNonce = await readExactly(conn, EXT_OR_PORT_AUTH_LENGTH);
+    const serverNonce = crypto.getRandomValues(new Uint8Array(EXT_OR_PORT_AUTH_LENGTH));
+    const serverHash = extOrPortAuth.serverHash(this.#cookie, clientNonce, serverNonce);
+    const hello = new Uint8Array(64);
+    hello.set(serverHash);
+    hello.set(serverNonce, 32);
+    await writeAll(conn, hello);
+    let clientHash: Uint8Array;
+    try {
+      clientHash = await readExactly(conn, EXT_OR_PORT_AUTH_LENGTH);
+    } catch (error) {
+      // A PT whose cookie differs rejects our hash and hangs up.
+      this.#authFailures++;
+      throw new Error(
+        "Cannot authenticate ExtORPort client: it hung up after the server hash (cookie mismatch?)",
+        { cause: error },
+      );
+    }
+    const expected = extOrPortAuth.clientHash(this.#cookie, clientNonce, serverNonce);
+    if (!extOrPortAuth.equal(clientHash, expected)) {
+      this.#authFailures++;
+      await writeAll(conn, new Uint8Array([0])).catch(() => {});
+      throw new Error("Cannot authenticate ExtORPort client: wrong client hash (cookie mismatch)");
+    }
+    await writeAll(conn, new Uint8Array([1]));
+    let transport: string | undefined;
+    let userAddr: string | undefined;
+    for (let i = 0; i < MAX_MESSAGES; i++) {
+      const head = await readExactly(conn, 4);
+      const command = (head[0]! << 8) | head[1]!;
+      const length = (head[2]! << 8) | head[3]!;
+      const body = await readExactly(conn, length);
+      if (command === CMD_DONE) return { transport, userAddr };
+      if (command === CMD_USERADDR || command === CMD_TRANSPORT) {
+        const text = new TextDecoder().decode(body);
+        if (!/^[\x21-\x7e]+$/.test(text)) {
+          throw new Error(
+            `Cannot parse ExtORPort ${
+              command === CMD_USERADDR ? "USERADDR" : "TRANSPORT"
+            }: not printable ASCII (${length} bytes)`,
+          );
+        }
+        if (command === CMD_USERADDR) userAddr = text;
+        else transport = text;
+      }
+      // Unknown commands are ignored, as the spec says.
+    }
+    throw new Error(`Cannot parse ExtORPort messages: no DONE within ${MAX_MESSAGES} messages`);
+  }
+}
+
+/**
+ * Start an Extended ORPort server: write a fresh cookie file (the 32-byte
+ * header, then 32 random bytes) and listen.
+ *
+ * @param options Where to listen, the cookie file, the limits.
+ * @returns The server.
+ * @throws {RangeError} When a limit is out of range.
+ *
+ * @example Listening with a temporary cookie file
+ * ```ts
+ * import { listenExtOrPort } from "./extorport_server.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * await using server = await listenExtOrPort();
+ * deepStrictEqual((await Deno.readFile(server.cookieFile)).length, 64);
+ * ```
+ */
+export async function listenExtOrPort(
+  options: ExtOrPortServerOptions = {},
+): Promise<ExtOrPortServer> {
+  const { handshakeTimeout, maxPending } = options;
+  if (
+    handshakeTimeout !== undefined && !(Number.isFinite(handshakeTimeout) && handshakeTimeout > 0)
+  ) {
+    throw new RangeError(
+      `Cannot listen for ExtORPort: handshakeTimeout must be positive, got ${handshakeTimeout}`,
+    );
+  }
+  if (maxPending !== undefined && !(Number.isInteger(maxPending) && maxPending >= 0)) {
+    throw new RangeError(
+      `Cannot listen for ExtORPort: maxPending must be a non-negative integer, got ${maxPending}`,
+    );
+  }
+  let tempDir: string | undefined;
+  let cookieFile = options.cookieFile;
+  if (cookieFile === undefined) {
+    tempDir = await Deno.makeTempDir({ prefix: "ptkit_extorport_" });
+    cookieFile = `${tempDir}/extended_orport_auth_cookie`;
+  }
+  const cookie = await extOrPortAuth.writeCookieFile(cookieFile);
+  let listener;
+  try {
+    listener = Deno.listen({
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? 0,
+      transport: "tcp",
+    });
+  } catch (error) {
+    if (tempDir !== undefined) await Deno.remove(tempDir, { recursive: true }).catch(() => {});
+    throw error;
+  }
+  return new ExtOrPortServer(listener, cookie, cookieFile, tempDir, options);
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+}
+
+async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
+  const buffer = new Uint8Array(n);
+  let offset = 0;
+  while (offset < n) {
+    const count = await conn.read(buffer.subarray(offset));
+    if (count === null) {
+      throw new Error(`ExtORPort client closed the connection (${offset} of ${n} bytes read)`);
+    }
+    offset += count;
+  }
+  return buffer;
+}

@@ -1,0 +1,701 @@
+// Copyright the ptkit authors. MIT license.
+
+import { MAX_PT_LINE_LENGTH, parsePtLine, type PtLine } from "./pt_line.ts";
+import { PtExitEvent, PtFailedEvent, PtLogEvent, PtStatusEvent } from "./pt_events.ts";
+
+/** When and how often a PT that died is launched again. */
+export interface PtRestartPolicy {
+  /** Relaunches in a row before giving up. Defaults to 5. */
+  readonly maxAttempts?: number;
+  /** Delay before the first relaunch, in milliseconds; it doubles each time. Defaults to 500. */
+  readonly initialDelay?: number;
+  /** The longest delay, in milliseconds. Defaults to 30000. */
+  readonly maxDelay?: number;
+  /**
+   * A run that lasted this long (milliseconds) resets the count of
+   * relaunches. Defaults to 60000.
+   */
+  readonly stableAfter?: number;
+}
+
+/** Options common to {@linkcode launchClient} and {@linkcode launchServer}. */
+export interface PtLaunchOptions {
+  /** The PT executable (looked up in `PATH` when it has no slash). */
+  readonly path: string;
+  /** Its command-line arguments. Defaults to none. */
+  readonly args?: readonly string[];
+  /** The transports to start (`TOR_PT_CLIENT_TRANSPORTS` / `TOR_PT_SERVER_TRANSPORTS`). */
+  readonly transports: readonly string[];
+  /**
+   * `TOR_PT_STATE_LOCATION` (created 0700). Defaults to a fresh temporary
+   * directory, removed on close.
+   */
+  readonly stateDir?: string;
+  /** `TOR_PT_MANAGED_TRANSPORT_VER`. Defaults to `["1", "2"]`. */
+  readonly versions?: readonly string[];
+  /** Extra environment variables for the PT. */
+  readonly env?: Readonly<Record<string, string>>;
+  /**
+   * Variables copied from this process's environment when set; nothing else
+   * is inherited. Defaults to {@linkcode DEFAULT_INHERITED_ENV}.
+   */
+  readonly inheritEnv?: readonly string[];
+  /** Working directory of the PT. Defaults to this process's. */
+  readonly cwd?: string;
+  /**
+   * Milliseconds the PT has to finish starting (`CMETHODS DONE` /
+   * `SMETHODS DONE`). Defaults to 30000.
+   */
+  readonly startTimeout?: number;
+  /**
+   * Milliseconds of each wait when stopping: after closing stdin, then after
+   * SIGTERM (then SIGKILL). Defaults to 2000.
+   */
+  readonly stopTimeout?: number;
+  /** Relaunch a PT that dies, or `false` for never. Defaults to `{}` (the defaults). */
+  readonly restart?: PtRestartPolicy | false;
+}
+
+/** Environment variables a PT inherits by default: the essentials, nothing else. */
+export const DEFAULT_INHERITED_ENV: readonly string[] = [
+  "PATH",
+  "HOME",
+  "TMPDIR",
+  "LANG",
+  "LC_ALL",
+  "TZ",
+  "DENO_DIR",
+  "NO_COLOR",
+];
+
+/** The events of a {@linkcode ManagedPt}, by type. */
+export interface PtEventMap {
+  /** A `LOG` line, or a warning of the adapter's own. */
+  log: PtLogEvent;
+  /** A `STATUS` line. */
+  status: PtStatusEvent;
+  /** The PT exited without being asked to. */
+  exit: PtExitEvent;
+  /** A relaunched PT finished starting. */
+  ready: Event;
+  /** The adapter gave up relaunching. */
+  failed: PtFailedEvent;
+}
+
+/** What a PT reported while starting. */
+export interface PtLaunchResult {
+  /** The negotiated version. */
+  readonly version: string;
+  /** `CMETHOD` or `SMETHOD` lines of requested transports, by name. */
+  readonly methods: ReadonlyMap<string, PtLine>;
+  /** `CMETHOD-ERROR` / `SMETHOD-ERROR` messages, by name. */
+  readonly errors: ReadonlyMap<string, string>;
+}
+
+/** @internal How a client or server PT differs. */
+export interface PtRole {
+  /** `client` or `server`. */
+  readonly kind: "client" | "server";
+  /** The role's `TOR_PT_*` variables for the next launch. */
+  env(): Record<string, string>;
+  /** Whether `TOR_PT_PROXY` is set (so `PROXY DONE` is required). */
+  readonly proxy: boolean;
+  /** Called with the result of every successful launch. */
+  update(result: PtLaunchResult): void;
+}
+
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const VERSION = /^[\x21-\x2b\x2d-\x7e]+$/;
+const TAIL = 2048;
+const DRAIN_GRACE = 500;
+
+interface Run {
+  readonly child: Deno.ChildProcess;
+  readonly stdin: WritableStreamDefaultWriter<Uint8Array>;
+  readonly status: Promise<Deno.CommandStatus>;
+  /** The process exited and both output readers finished (or were cancelled). */
+  finished: Promise<void>;
+  stderrTail: string;
+  stopping: Promise<void> | undefined;
+}
+
+/**
+ * A managed PT process (the parent side of the managed-proxy IPC): launches
+ * it with a clean environment, reads every protocol line, reports `LOG` and
+ * `STATUS` lines as events, relaunches it with exponential backoff when it
+ * dies, and stops it the spec's way (close stdin, wait, SIGTERM, wait,
+ * SIGKILL). Made by {@linkcode launchClient} and {@linkcode launchServer}.
+ *
+ * Events: `"log"` ({@linkcode PtLogEvent}), `"status"`
+ * ({@linkcode PtStatusEvent}), `"exit"` ({@linkcode PtExitEvent}, an
+ * unexpected exit), `"ready"` (a relaunch finished starting), `"failed"`
+ * ({@linkcode PtFailedEvent}, gave up relaunching).
+ *
+ * @example Watching a PT's log lines
+ * ```ts
+ * import { launchClient } from "./pt_client.ts";
+ * import { ok } from "node:assert";
+ *
+ * await using pt = await launchClient({ path: "obfs4proxy", transports: ["obfs4"] });
+ * pt.addEventListener("log", (event) => console.log(event.severity, event.message));
+ * ok(pt.pid !== undefined);
+ * ```
+ */
+export class ManagedPt extends EventTarget implements AsyncDisposable {
+  #options: PtLaunchOptions;
+  #role: PtRole;
+  #versions: readonly string[];
+  #stateDir: string | undefined;
+  #ownStateDir = false;
+  #run: Run | undefined;
+  #version: string | undefined;
+  #state: "new" | "starting" | "running" | "restarting" | "failed" | "closed" = "new";
+  #ready: Promise<void> = Promise.resolve();
+  #readyResolve: (() => void) | undefined;
+  #readyReject: ((error: Error) => void) | undefined;
+  #failure: Error | undefined;
+  #restartTimer: ReturnType<typeof setTimeout> | undefined;
+  #attempt = 0;
+  #startedAt = 0;
+  #closing: Promise<void> | undefined;
+  #abortLaunch: ((error: Error) => void) | undefined;
+
+  /**
+   * Use {@linkcode launchClient} or {@linkcode launchServer}.
+   *
+   * @param options The launch options.
+   * @param role What differs between clients and servers.
+   */
+  constructor(options: PtLaunchOptions, role: PtRole) {
+    super();
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError(`Cannot launch PT: options must be an object, got ${typeof options}`);
+    }
+    if (typeof options.path !== "string" || options.path === "") {
+      throw new TypeError(`Cannot launch PT: invalid path ${JSON.stringify(options.path)}`);
+    }
+    if (!Array.isArray(options.transports) || options.transports.length === 0) {
+      throw new TypeError("Cannot launch PT: transports must be a non-empty array of names");
+    }
+    for (const name of options.transports) {
+      if (typeof name !== "string" || !NAME.test(name)) {
+        throw new TypeError(`Cannot launch PT: invalid transport name ${JSON.stringify(name)}`);
+      }
+    }
+    if (new Set(options.transports).size !== options.transports.length) {
+      throw new TypeError("Cannot launch PT: a transport is listed twice");
+    }
+    this.#versions = options.versions ?? ["1", "2"];
+    if (this.#versions.length === 0 || !this.#versions.every((v) => VERSION.test(v))) {
+      throw new TypeError(
+        `Cannot launch PT: invalid versions ${JSON.stringify(this.#versions)}`,
+      );
+    }
+    for (const key of ["startTimeout", "stopTimeout"] as const) {
+      const value = options[key];
+      if (value !== undefined && !(Number.isFinite(value) && value > 0)) {
+        throw new RangeError(`Cannot launch PT: ${key} must be a positive number, got ${value}`);
+      }
+    }
+    if (options.restart !== undefined && options.restart !== false) {
+      for (const key of ["maxAttempts", "initialDelay", "maxDelay", "stableAfter"] as const) {
+        const value = options.restart[key];
+        if (value !== undefined && !(Number.isInteger(value) && value >= 0)) {
+          throw new RangeError(
+            `Cannot launch PT: restart.${key} must be a non-negative integer, got ${value}`,
+          );
+        }
+      }
+    }
+    this.#options = options;
+    this.#role = role;
+  }
+
+  /**
+   * Listen for an event (typed for the events in {@linkcode PtEventMap}).
+   *
+   * @param type The event type.
+   * @param listener The listener.
+   * @param options The usual listener options.
+   */
+  override addEventListener<K extends keyof PtEventMap>(
+    type: K,
+    listener: (event: PtEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  /**
+   * Listen for an event.
+   *
+   * @param type The event type.
+   * @param listener The listener.
+   * @param options The usual listener options.
+   */
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | ((event: never) => void) | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(type, listener as EventListenerOrEventListenerObject | null, options);
+  }
+
+  /**
+   * Stop listening.
+   *
+   * @param type The event type.
+   * @param listener The listener given to `addEventListener`.
+   * @param options The usual listener options.
+   */
+  override removeEventListener<K extends keyof PtEventMap>(
+    type: K,
+    listener: (event: PtEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  /**
+   * Stop listening.
+   *
+   * @param type The event type.
+   * @param listener The listener given to `addEventListener`.
+   * @param options The usual listener options.
+   */
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | ((event: never) => void) | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    super.removeEventListener(
+      type,
+      listener as EventListenerOrEventListenerObject | null,
+      options,
+    );
+  }
+
+  /** The version the PT negotiated (`"1"` or `"2"` usually). */
+  get version(): string | undefined {
+    return this.#version;
+  }
+
+  /** The process id of the running PT, if one runs. */
+  get pid(): number | undefined {
+    return this.#run?.child.pid;
+  }
+
+  /** The state directory (`TOR_PT_STATE_LOCATION`). */
+  get stateDir(): string | undefined {
+    return this.#stateDir;
+  }
+
+  /**
+   * Resolves when the PT is up (at once, unless a relaunch is under way);
+   * rejects once the adapter gave up or was closed.
+   *
+   * @returns When the PT can be used.
+   */
+  ready(): Promise<void> {
+    if (this.#state === "closed") return Promise.reject(new Error("PT adapter is closed"));
+    if (this.#state === "failed") return Promise.reject(this.#failure);
+    return this.#ready;
+  }
+
+  /**
+   * Launch the PT and wait until it reported its transports (what
+   * {@linkcode launchClient} and {@linkcode launchServer} do after
+   * construction). Construct, add event listeners, then call it to see the
+   * `LOG` lines a PT prints while starting.
+   *
+   * @returns What the PT reported.
+   * @throws {Error} When the PT fails to start; the adapter is then closed.
+   */
+  async start(): Promise<PtLaunchResult> {
+    if (this.#state !== "new") throw new Error("PT adapter was already started");
+    this.#state = "starting";
+    try {
+      if (this.#options.stateDir !== undefined) {
+        this.#stateDir = this.#options.stateDir;
+        await Deno.mkdir(this.#stateDir, { recursive: true, mode: 0o700 });
+      } else {
+        this.#stateDir = await Deno.makeTempDir({ prefix: "ptkit_pt_" });
+        this.#ownStateDir = true;
+      }
+      return await this.#launch();
+    } catch (error) {
+      await this.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Stop the PT (close stdin, wait, SIGTERM, wait, SIGKILL), cancel any
+   * pending relaunch, and remove a temporary state directory. Calling it
+   * again returns the same promise.
+   *
+   * @returns Resolves once the process has exited.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#state = "closed";
+      clearTimeout(this.#restartTimer);
+      this.#abortLaunch?.(new Error("PT adapter closed while the PT was starting"));
+      this.#readyReject?.(new Error("PT adapter is closed"));
+      if (this.#run !== undefined) await this.#stop(this.#run);
+      if (this.#ownStateDir && this.#stateDir !== undefined) {
+        await Deno.remove(this.#stateDir, { recursive: true }).catch(() => {});
+      }
+    })();
+    return this.#closing;
+  }
+
+  /** Stop the PT. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #env(): Record<string, string> {
+    const env: Record<string, string> = {};
+    for (const name of this.#options.inheritEnv ?? DEFAULT_INHERITED_ENV) {
+      let value: string | undefined;
+      try {
+        value = Deno.env.get(name);
+      } catch {
+        // No permission to read it: not inherited.
+      }
+      if (value !== undefined) env[name] = value;
+    }
+    Object.assign(env, this.#options.env);
+    env.TOR_PT_MANAGED_TRANSPORT_VER = this.#versions.join(",");
+    env.TOR_PT_STATE_LOCATION = this.#stateDir!;
+    env.TOR_PT_EXIT_ON_STDIN_CLOSE = "1";
+    Object.assign(env, this.#role.env());
+    return env;
+  }
+
+  /** One launch: spawn, read lines until `*METHODS DONE`, or fail and stop it. */
+  async #launch(): Promise<PtLaunchResult> {
+    const { path } = this.#options;
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(path, {
+        args: [...(this.#options.args ?? [])],
+        env: this.#env(),
+        clearEnv: true,
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+        ...(this.#options.cwd === undefined ? {} : { cwd: this.#options.cwd }),
+      }).spawn();
+    } catch (error) {
+      throw new Error(`Cannot launch PT ${path}: ${(error as Error).message}`, { cause: error });
+    }
+    const kind = this.#role.kind;
+    const done = kind === "client" ? "CMETHODS-DONE" : "SMETHODS-DONE";
+    const doneText = kind === "client" ? "CMETHODS DONE" : "SMETHODS DONE";
+    const methods = new Map<string, PtLine>();
+    const errors = new Map<string, string>();
+    let version: string | undefined;
+    let proxyDone = false;
+    let settled = false;
+    let resolveStart!: (result: PtLaunchResult) => void;
+    let rejectStart!: (error: Error) => void;
+    const started = new Promise<PtLaunchResult>((resolve, reject) => {
+      resolveStart = resolve;
+      rejectStart = reject;
+    });
+    const requested = new Set(this.#options.transports);
+
+    const status = child.status;
+    const readers: Promise<void>[] = [];
+    const cancels: (() => Promise<void>)[] = [];
+    const run: Run = {
+      child,
+      stdin: child.stdin.getWriter(),
+      status,
+      finished: Promise.resolve(),
+      stderrTail: "",
+      stopping: undefined,
+    };
+    this.#run = run;
+    run.stdin.closed.catch(() => {});
+
+    const withTail = (message: string) => {
+      const tail = run.stderrTail.trim();
+      return tail === "" ? message : `${message}; stderr: ${tail}`;
+    };
+    const fail = (message: string) => {
+      if (settled) return;
+      settled = true;
+      rejectStart(new Error(withTail(`PT ${path} failed to start: ${message}`)));
+    };
+    this.#abortLaunch = (error) => {
+      if (!settled) {
+        settled = true;
+        rejectStart(error);
+      }
+    };
+
+    const handle = (line: string, fromStderr: boolean) => {
+      let parsed: PtLine;
+      try {
+        parsed = parsePtLine(line);
+      } catch (error) {
+        if (!fromStderr) {
+          this.#warn(`Ignored a malformed line from the PT: ${(error as Error).message}`);
+        }
+        return;
+      }
+      // PT 2.0 sends error lines to stderr; other stderr text is not protocol.
+      if (fromStderr && !parsed.type.endsWith("-ERROR")) return;
+      if (parsed.type === "LOG") {
+        this.dispatchEvent(new PtLogEvent(parsed.severity, parsed.message));
+        return;
+      }
+      if (parsed.type === "STATUS") {
+        this.dispatchEvent(new PtStatusEvent(parsed.transport, parsed.fields));
+        return;
+      }
+      if (settled) return; // Later method lines are ignored, as tor does.
+      switch (parsed.type) {
+        case "VERSION":
+          if (version !== undefined) return fail("it sent VERSION twice");
+          if (!this.#versions.includes(parsed.version)) {
+            return fail(
+              `it chose version ${JSON.stringify(parsed.version)}, which was not offered (${
+                this.#versions.join(",")
+              })`,
+            );
+          }
+          version = parsed.version;
+          return;
+        case "VERSION-ERROR":
+          return fail(
+            `it supports none of the versions offered (${
+              this.#versions.join(",")
+            }): VERSION-ERROR ${parsed.message}`,
+          );
+        case "ENV-ERROR":
+          return fail(`it rejected its environment: ENV-ERROR ${parsed.message}`);
+        case "PROXY-ERROR":
+          return fail(`it rejected the upstream proxy: PROXY-ERROR ${parsed.message}`);
+        case "PROXY-DONE":
+          proxyDone = true;
+          return;
+        case "CMETHOD":
+        case "SMETHOD":
+        case "CMETHOD-ERROR":
+        case "SMETHOD-ERROR": {
+          if (version === undefined) return fail(`it sent ${parsed.type} before VERSION`);
+          const mine = parsed.type.startsWith(kind === "client" ? "C" : "S");
+          if (!mine || !requested.has(parsed.transport)) {
+            this.#warn(`Ignored ${parsed.type} for ${parsed.transport} (not requested)`);
+            return;
+          }
+          if (parsed.type.endsWith("-ERROR")) {
+            errors.set(parsed.transport, (parsed as { message: string }).message);
+          } else {
+            methods.set(parsed.transport, parsed);
+          }
+          return;
+        }
+        case done: {
+          if (version === undefined) return fail(`it sent ${doneText} before VERSION`);
+          if (this.#role.proxy && !proxyDone) {
+            return fail(`it did not accept the upstream proxy (no PROXY DONE)`);
+          }
+          if (methods.size === 0) {
+            const why = [...errors].map(([name, message]) => `${name}: ${message}`).join("; ");
+            return fail(
+              `it started none of ${[...requested].join(", ")}${why === "" ? "" : ` (${why})`}`,
+            );
+          }
+          settled = true;
+          resolveStart({ version, methods, errors });
+          return;
+        }
+        default:
+          return;
+      }
+    };
+
+    const read = (stream: ReadableStream<Uint8Array>, fromStderr: boolean) => {
+      const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+      cancels.push(() => reader.cancel().catch(() => {}));
+      return (async () => {
+        let buffer = "";
+        let discarding = false;
+        try {
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            if (fromStderr) run.stderrTail = (run.stderrTail + value).slice(-TAIL);
+            buffer += value;
+            let newline: number;
+            while ((newline = buffer.indexOf("\n")) >= 0) {
+              const line = buffer.slice(0, newline);
+              buffer = buffer.slice(newline + 1);
+              if (discarding) discarding = false;
+              else handle(line, fromStderr);
+            }
+            if (buffer.length > MAX_PT_LINE_LENGTH) {
+              if (!discarding && !fromStderr) {
+                this.#warn(`Ignored a line of over ${MAX_PT_LINE_LENGTH} characters from the PT`);
+              }
+              discarding = true;
+              buffer = "";
+            }
+          }
+          if (buffer !== "" && !discarding) handle(buffer, fromStderr);
+        } catch {
+          // Cancelled, or the pipe broke: the process is gone.
+        }
+      })();
+    };
+    readers.push(read(child.stdout, false), read(child.stderr, true));
+    const drained = Promise.all(readers).then(() => {});
+
+    // After exit, give the readers a moment to deliver the last lines (a
+    // grandchild may hold the pipes open), then cancel them.
+    const finished = status.then(async (s) => {
+      if (!(await settleWithin(drained, DRAIN_GRACE))) {
+        await Promise.all(cancels.map((cancel) => cancel()));
+        await drained;
+      }
+      return s;
+    });
+    run.finished = finished.then(() => {});
+
+    finished.then((s) => {
+      if (!settled) {
+        fail(
+          `it exited with ${describeStatus(s)} before ${doneText}` +
+            (version === undefined ? " (no VERSION line)" : ""),
+        );
+      } else if (this.#run === run && run.stopping === undefined && this.#state === "running") {
+        this.#stop(run); // Releases its stdin; the process is already gone.
+        this.#onUnexpectedExit(s);
+      }
+    });
+
+    const timeout = this.#options.startTimeout ?? 30000;
+    const timer = setTimeout(
+      () => fail(`no ${doneText} within ${timeout} ms`),
+      timeout,
+    );
+    try {
+      const result = await started;
+      if (this.#state === "starting" || this.#state === "restarting") this.#state = "running";
+      this.#version = result.version;
+      this.#role.update(result);
+      this.#startedAt = Date.now();
+      return result;
+    } catch (error) {
+      await this.#stop(run);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      this.#abortLaunch = undefined;
+    }
+  }
+
+  #stop(run: Run): Promise<void> {
+    run.stopping ??= (async () => {
+      const timeout = this.#options.stopTimeout ?? 2000;
+      await run.stdin.close().catch(() => {});
+      for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+        if (await settleWithin(run.status, timeout)) break;
+        try {
+          run.child.kill(signal);
+        } catch {
+          // Already exited.
+        }
+      }
+      await run.status;
+      await run.finished;
+    })();
+    return run.stopping;
+  }
+
+  #warn(message: string): void {
+    this.dispatchEvent(new PtLogEvent("warning", message));
+  }
+
+  #onUnexpectedExit(status: Deno.CommandStatus): void {
+    const policy = this.#options.restart ?? {};
+    this.#state = "restarting";
+    this.#ready = new Promise<void>((resolve, reject) => {
+      this.#readyResolve = resolve;
+      this.#readyReject = reject;
+    });
+    this.#ready.catch(() => {});
+    const stableAfter = policy === false ? 0 : policy.stableAfter ?? 60000;
+    if (policy !== false && Date.now() - this.#startedAt >= stableAfter) this.#attempt = 0;
+    this.#scheduleRestart(
+      new Error(`PT ${this.#options.path} exited with ${describeStatus(status)}`),
+      status,
+    );
+  }
+
+  #scheduleRestart(cause: Error, status?: Deno.CommandStatus): void {
+    const policy = this.#options.restart ?? {};
+    const maxAttempts = policy === false ? 0 : policy.maxAttempts ?? 5;
+    const code = status?.code ?? -1;
+    const signal = status?.signal ?? null;
+    if (this.#attempt >= maxAttempts) {
+      const error = new Error(
+        maxAttempts === 0
+          ? `${cause.message}; relaunching is off`
+          : `${cause.message}; gave up after ${this.#attempt} relaunches`,
+        { cause },
+      );
+      this.#state = "failed";
+      this.#failure = error;
+      this.#run = undefined;
+      this.#readyReject?.(error);
+      this.dispatchEvent(new PtExitEvent(code, signal, undefined, this.#attempt + 1));
+      this.dispatchEvent(new PtFailedEvent(error));
+      return;
+    }
+    const initial = policy === false ? 0 : policy.initialDelay ?? 500;
+    const max = policy === false ? 0 : policy.maxDelay ?? 30000;
+    const delay = Math.min(max, initial * 2 ** this.#attempt);
+    this.#attempt++;
+    this.dispatchEvent(new PtExitEvent(code, signal, delay, this.#attempt));
+    this.#restartTimer = setTimeout(async () => {
+      this.#restartTimer = undefined;
+      if (this.#state !== "restarting") return;
+      try {
+        await this.#launch();
+      } catch (error) {
+        if ((this.#state as string) !== "restarting") return;
+        this.#warn((error as Error).message);
+        this.#scheduleRestart(error as Error);
+        return;
+      }
+      if ((this.#state as string) !== "running") return; // Died again meanwhile.
+      this.#readyResolve?.();
+      this.dispatchEvent(new Event("ready"));
+    }, delay);
+  }
+}
+
+/** Whether `promise` settles within `ms` milliseconds (the timer is always cleared). */
+async function settleWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), ms));
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function describeStatus(status: Deno.CommandStatus): string {
+  return status.signal !== null ? `signal ${status.signal}` : `code ${status.code}`;
+}

@@ -1,0 +1,247 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { ClientTransport, TransportOptions } from "../../transports/transport.ts";
+import type { Dialer, DialTarget, NetConn } from "../../net/net_conn.ts";
+import type { HostPort } from "../../net/address.ts";
+import { Connector } from "../../client.ts";
+import { parseUpstreamProxy } from "../upstream_proxy.ts";
+import { ManagedPt, type PtLaunchOptions, type PtLaunchResult } from "./managed_pt.ts";
+import { ptSocksDial } from "./pt_socks_dial.ts";
+
+/** Options for {@linkcode launchClient}. */
+export interface LaunchClientOptions extends PtLaunchOptions {
+  /**
+   * Upstream proxy URI for the PT (`TOR_PT_PROXY`), e.g.
+   * `socks5://user:pass@127.0.0.1:1080`; the PT must answer `PROXY DONE`.
+   */
+  readonly proxy?: string;
+  /** With PT 2.0, frame the JSON arguments with a 4-byte length. Defaults to false. */
+  readonly jsonLengthPrefix?: boolean;
+  /** Milliseconds a SOCKS handshake with the PT may take. Defaults to 30000. */
+  readonly socksTimeout?: number;
+}
+
+/**
+ * One transport of a launched client PT: dials PT servers through the PT's
+ * SOCKS port. {@linkcode PtClientTransport.connector} gives a `client.ts`
+ * {@linkcode Connector} whose connections carry the application's plain
+ * bytes; {@linkcode PtClientTransport.dialer} gives a `Dialer` for anything
+ * that takes one.
+ *
+ * @example Dialing through obfs4proxy
+ * ```ts ignore
+ * import { launchClient } from "./pt_client.ts";
+ *
+ * await using pt = await launchClient({ path: "obfs4proxy", transports: ["obfs4"] });
+ * const connector = await pt.transports.get("obfs4")!.connector({ cert: "...", "iat-mode": "0" });
+ * await using conn = await connector.dial({ hostname: "192.0.2.1", port: 443 });
+ * ```
+ */
+export class PtClientTransport {
+  #name: string;
+  #client: PtClient;
+  #method: () => { mode: string; address: HostPort } | undefined;
+  #options: LaunchClientOptions;
+
+  /**
+   * Made by {@linkcode launchClient}.
+   *
+   * @param name The transport.
+   * @param client The PT.
+   * @param method Its current `CMETHOD`.
+   * @param options The launch options.
+   */
+  constructor(
+    name: string,
+    client: PtClient,
+    method: () => { mode: string; address: HostPort } | undefined,
+    options: LaunchClientOptions,
+  ) {
+    this.#name = name;
+    this.#client = client;
+    this.#method = method;
+    this.#options = options;
+  }
+
+  /** The transport's name. */
+  get name(): string {
+    return this.#name;
+  }
+
+  /** The `CMETHOD` mode (`socks5` normally). */
+  get mode(): string {
+    return this.#method()?.mode ?? "";
+  }
+
+  /** The PT's SOCKS address for this transport (it may change when the PT is relaunched). */
+  get address(): HostPort | undefined {
+    return this.#method()?.address;
+  }
+
+  /**
+   * Connect to a PT server through the PT (waits while the PT is being
+   * relaunched).
+   *
+   * @param target The PT server.
+   * @param args The transport's arguments (a bridge line's `k=v` pairs).
+   * @returns The connection; it carries plain application bytes.
+   */
+  async dial(target: DialTarget, args: TransportOptions = {}): Promise<NetConn> {
+    await this.#client.ready();
+    const method = this.#method();
+    if (method === undefined) {
+      throw new Error(`PT no longer offers transport '${this.#name}'`);
+    }
+    if (method.mode !== "socks5") {
+      throw new RangeError(
+        `Cannot dial through transport '${this.#name}': CMETHOD mode ${method.mode} is not supported (socks5 is)`,
+      );
+    }
+    return await ptSocksDial(method.address, target, args, {
+      version: this.#client.version ?? "1",
+      ...(this.#options.jsonLengthPrefix === undefined
+        ? {}
+        : { jsonLengthPrefix: this.#options.jsonLengthPrefix }),
+      ...(this.#options.socksTimeout === undefined ? {} : { timeout: this.#options.socksTimeout }),
+    });
+  }
+
+  /**
+   * A `Dialer` that reaches PT servers through this transport with `args`.
+   *
+   * @param args The transport's arguments.
+   * @returns The dialer.
+   */
+  dialer(args: TransportOptions = {}): Dialer {
+    const fixed = { ...args };
+    return (target) => this.dial(target, fixed);
+  }
+
+  /**
+   * A `client.ts` connector for this transport: its `dial` returns a
+   * `TransportConn` that carries plain application bytes (the PT does the
+   * transforming). The PT gets `args` merged with the per-connection
+   * `settings` given to `dial` (settings win).
+   *
+   * @param args The transport's arguments for every connection.
+   * @returns The connector.
+   */
+  connector(args: TransportOptions = {}): Promise<Connector> {
+    const fixed = { ...args };
+    // Connector.dial calls pair(settings) and then, synchronously, the
+    // dialer: the settings are handed over in between.
+    let settings: TransportOptions = {};
+    const side: ClientTransport = {
+      pair: (given) => {
+        settings = given;
+        return { encode: new TransformStream(), decode: new TransformStream() };
+      },
+    };
+    const dialer: Dialer = (target) => {
+      const merged = { ...fixed, ...settings };
+      settings = {};
+      return this.dial(target, merged);
+    };
+    return Promise.resolve(new Connector(this.#name, side, dialer));
+  }
+}
+
+/**
+ * A launched client PT: its transports by name, what failed, the version,
+ * and the lifecycle of {@linkcode ManagedPt} (events, relaunch, close).
+ *
+ * @example Watching the log of a PT from its start
+ * ```ts
+ * import { PtClient } from "./pt_client.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * await using pt = new PtClient({ path: "obfs4proxy", transports: ["obfs4", "bogus"] });
+ * pt.addEventListener("log", (event) => console.log(event.severity, event.message));
+ * await pt.start();
+ * deepStrictEqual([...pt.transports.keys()], ["obfs4"]);
+ * deepStrictEqual(pt.errors.has("bogus"), true); // obfs4proxy reports unknown names.
+ * ```
+ */
+export class PtClient extends ManagedPt {
+  #transports: Map<string, PtClientTransport>;
+  #errors: Map<string, string>;
+
+  /**
+   * Use {@linkcode launchClient}.
+   *
+   * @param options The launch options.
+   */
+  constructor(options: LaunchClientOptions) {
+    if (options?.proxy !== undefined) parseUpstreamProxy(options.proxy);
+    const env = (): Record<string, string> => ({
+      TOR_PT_CLIENT_TRANSPORTS: options.transports.join(","),
+      ...(options.proxy === undefined ? {} : { TOR_PT_PROXY: options.proxy }),
+    });
+    const methods = new Map<string, { mode: string; address: HostPort }>();
+    const transports = new Map<string, PtClientTransport>();
+    const errors = new Map<string, string>();
+    const owner: { client?: PtClient } = {};
+    super(options, {
+      kind: "client",
+      env,
+      proxy: options?.proxy !== undefined,
+      update: (result: PtLaunchResult) => {
+        methods.clear();
+        errors.clear();
+        for (const [name, message] of result.errors) errors.set(name, message);
+        for (const [name, line] of result.methods) {
+          if (line.type !== "CMETHOD") continue;
+          methods.set(name, { mode: line.mode, address: line.address });
+          if (!transports.has(name)) {
+            transports.set(
+              name,
+              new PtClientTransport(name, owner.client!, () => methods.get(name), options),
+            );
+          }
+        }
+      },
+    });
+    owner.client = this;
+    this.#transports = transports;
+    this.#errors = errors;
+  }
+
+  /** The transports the PT started, by name. */
+  get transports(): ReadonlyMap<string, PtClientTransport> {
+    return this.#transports;
+  }
+
+  /** `CMETHOD-ERROR` messages of the last launch, by transport name. */
+  get errors(): ReadonlyMap<string, string> {
+    return this.#errors;
+  }
+}
+
+/**
+ * Launch a client PT (obfs4proxy, lyrebird, snowflake-client, ptkit's
+ * `main.ts`...) and wait until it reported its transports. The environment
+ * holds only the `TOR_PT_*` variables and the essentials; stdin stays open
+ * and closing it (with {@linkcode ManagedPt.close}) stops the PT.
+ *
+ * @param options The executable, the transports and the limits.
+ * @returns The running PT.
+ * @throws {TypeError} When the options are malformed.
+ * @throws {Error} When the PT fails to start: a version or environment
+ * error, no transport started, an early exit, or no `CMETHODS DONE` within
+ * the start timeout. The message holds the PT's last stderr output.
+ *
+ * @example Launching obfs4proxy
+ * ```ts
+ * import { launchClient } from "./pt_client.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * await using pt = await launchClient({ path: "obfs4proxy", transports: ["obfs4"] });
+ * deepStrictEqual(pt.version, "1");
+ * deepStrictEqual(pt.transports.get("obfs4")?.mode, "socks5");
+ * ```
+ */
+export async function launchClient(options: LaunchClientOptions): Promise<PtClient> {
+  const client = new PtClient(options);
+  await client.start();
+  return client;
+}

@@ -1,0 +1,281 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { TransportOptions } from "../../transports/transport.ts";
+import { type HostPort, parseHostPort } from "../../net/address.ts";
+
+/**
+ * One line a managed PT printed, parsed (the parent's side of the
+ * managed-proxy line protocol). Unknown keywords become `{ type: "unknown" }`
+ * so that the parent can ignore them, as the spec requires.
+ */
+export type PtLine =
+  | { readonly type: "VERSION"; readonly version: string }
+  | { readonly type: "VERSION-ERROR"; readonly message: string }
+  | { readonly type: "ENV-ERROR"; readonly message: string }
+  | { readonly type: "PROXY-DONE" }
+  | { readonly type: "PROXY-ERROR"; readonly message: string }
+  | {
+    readonly type: "CMETHOD";
+    readonly transport: string;
+    readonly mode: string;
+    readonly address: HostPort;
+  }
+  | { readonly type: "CMETHOD-ERROR"; readonly transport: string; readonly message: string }
+  | { readonly type: "CMETHODS-DONE" }
+  | {
+    readonly type: "SMETHOD";
+    readonly transport: string;
+    readonly address: HostPort;
+    readonly args: TransportOptions;
+  }
+  | { readonly type: "SMETHOD-ERROR"; readonly transport: string; readonly message: string }
+  | { readonly type: "SMETHODS-DONE" }
+  | { readonly type: "LOG"; readonly severity: string; readonly message: string }
+  | {
+    readonly type: "STATUS";
+    readonly transport: string | undefined;
+    readonly fields: Readonly<Record<string, string>>;
+  }
+  | { readonly type: "unknown"; readonly keyword: string };
+
+/** Longest line accepted, in characters. */
+export const MAX_PT_LINE_LENGTH = 16384;
+
+const KEYWORD = /^[A-Za-z0-9_-]+$/;
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Parse one line of a managed PT's output (without its newline; a trailing
+ * `\r` is dropped).
+ *
+ * `SMETHOD` `ARGS:` values are unescaped (`\,` `\=` `\\`); `LOG` and
+ * `STATUS` values may be quoted C strings (`\n \r \t \" \\` and octal
+ * `\ooo`, as goptlib writes them).
+ *
+ * @param line The line.
+ * @returns What it says.
+ * @throws {SyntaxError} When the keyword is malformed, the line is too long,
+ * or a known keyword has malformed arguments.
+ *
+ * @example Parsing lines of obfs4proxy
+ * ```ts
+ * import { parsePtLine } from "./pt_line.ts";
+ * import { deepStrictEqual, throws } from "node:assert";
+ *
+ * deepStrictEqual(parsePtLine("VERSION 1"), { type: "VERSION", version: "1" });
+ * deepStrictEqual(parsePtLine("SMETHOD obfs4 127.0.0.1:9 ARGS:cert=a\\,b,iat-mode=0"), {
+ *   type: "SMETHOD",
+ *   transport: "obfs4",
+ *   address: { hostname: "127.0.0.1", port: 9 },
+ *   args: { cert: "a,b", "iat-mode": "0" },
+ * });
+ * deepStrictEqual(parsePtLine("HELLO there"), { type: "unknown", keyword: "HELLO" });
+ * throws(() => parsePtLine("CMETHOD obfs4 socks5 nowhere"), SyntaxError);
+ * ```
+ */
+export function parsePtLine(line: string): PtLine {
+  if (line.length > MAX_PT_LINE_LENGTH) {
+    throw new SyntaxError(
+      `Cannot parse PT line: ${line.length} characters exceed ${MAX_PT_LINE_LENGTH}`,
+    );
+  }
+  if (line.endsWith("\r")) line = line.slice(0, -1);
+  const space = line.indexOf(" ");
+  const keyword = space < 0 ? line : line.slice(0, space);
+  const rest = space < 0 ? "" : line.slice(space + 1);
+  if (!KEYWORD.test(keyword)) {
+    throw new SyntaxError(`Cannot parse PT line: invalid keyword ${preview(keyword)}`);
+  }
+  const words = rest === "" ? [] : rest.split(" ").filter((w) => w !== "");
+  const fail = (why: string) => new SyntaxError(`Cannot parse ${keyword} line: ${why}`);
+  const transportName = (word: string | undefined) => {
+    if (word === undefined || !NAME.test(word)) {
+      throw fail(`invalid transport name ${preview(word ?? "")}`);
+    }
+    return word;
+  };
+  const messageAfter = (n: number) => words.slice(n).join(" ");
+  switch (keyword) {
+    case "VERSION":
+      if (words.length !== 1) throw fail("expected one version");
+      return { type: "VERSION", version: words[0]! };
+    case "VERSION-ERROR":
+    case "ENV-ERROR":
+    case "PROXY-ERROR":
+      return { type: keyword, message: rest.trim() };
+    case "PROXY":
+      if (words[0] !== "DONE") throw fail("expected PROXY DONE");
+      return { type: "PROXY-DONE" };
+    case "CMETHOD": {
+      if (words.length < 3) throw fail("expected <transport> <mode> <address>");
+      return {
+        type: "CMETHOD",
+        transport: transportName(words[0]),
+        mode: words[1]!,
+        address: address(words[2]!, fail),
+      };
+    }
+    case "SMETHOD": {
+      if (words.length < 2) throw fail("expected <transport> <address> [options]");
+      let args: TransportOptions = {};
+      for (const option of words.slice(2)) {
+        if (option.startsWith("ARGS:")) args = parseSmethodArgs(option.slice(5));
+      }
+      return {
+        type: "SMETHOD",
+        transport: transportName(words[0]),
+        address: address(words[1]!, fail),
+        args,
+      };
+    }
+    case "CMETHOD-ERROR":
+    case "SMETHOD-ERROR":
+      return { type: keyword, transport: transportName(words[0]), message: messageAfter(1) };
+    case "CMETHODS":
+    case "SMETHODS":
+      if (words[0] !== "DONE") throw fail(`expected ${keyword} DONE`);
+      return { type: keyword === "CMETHODS" ? "CMETHODS-DONE" : "SMETHODS-DONE" };
+    case "LOG": {
+      const fields = parseFields(rest, fail);
+      return {
+        type: "LOG",
+        severity: fields.SEVERITY ?? "notice",
+        message: fields.MESSAGE ?? "",
+      };
+    }
+    case "STATUS": {
+      const fields = parseFields(rest, fail);
+      const { TRANSPORT: transport, ...others } = fields;
+      return { type: "STATUS", transport, fields: others };
+    }
+    default:
+      return { type: "unknown", keyword };
+  }
+}
+
+/**
+ * Parse the value of an `SMETHOD` `ARGS:` option: `k=v,k=v` where `\`
+ * escapes the next character (`\,` `\=` `\\`).
+ *
+ * @param text The text after `ARGS:`.
+ * @returns The arguments.
+ * @throws {SyntaxError} On an empty key, a pair without `=`, a repeated key
+ * or a trailing backslash.
+ *
+ * @example Unescaping ARGS
+ * ```ts
+ * import { parseSmethodArgs } from "./pt_line.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * deepStrictEqual(parseSmethodArgs("a=1\\,2,b\\==\\\\"), { a: "1,2", "b=": "\\" });
+ * ```
+ */
+export function parseSmethodArgs(text: string): TransportOptions {
+  const result: Record<string, string> = {};
+  if (text === "") return result;
+  let key: string | undefined;
+  let current = "";
+  const finish = () => {
+    if (key === undefined) {
+      throw new SyntaxError(`Cannot parse SMETHOD ARGS: pair ${preview(current)} has no '='`);
+    }
+    if (key === "") throw new SyntaxError("Cannot parse SMETHOD ARGS: empty key");
+    if (Object.hasOwn(result, key)) {
+      throw new SyntaxError(`Cannot parse SMETHOD ARGS: key ${preview(key)} given twice`);
+    }
+    result[key] = current;
+    key = undefined;
+    current = "";
+  };
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === "\\") {
+      if (i + 1 >= text.length) throw new SyntaxError("Cannot parse SMETHOD ARGS: trailing '\\'");
+      current += text[++i];
+    } else if (c === ",") {
+      finish();
+    } else if (c === "=" && key === undefined) {
+      key = current;
+      current = "";
+    } else {
+      current += c;
+    }
+  }
+  finish();
+  return result;
+}
+
+function address(text: string, fail: (why: string) => SyntaxError): HostPort {
+  try {
+    return parseHostPort(text, "PT address");
+  } catch (error) {
+    throw fail((error as Error).message);
+  }
+}
+
+/** `K=V K="quoted \"C\" string"` pairs. */
+function parseFields(
+  text: string,
+  fail: (why: string) => SyntaxError,
+): Record<string, string> {
+  const fields: Record<string, string> = {};
+  let i = 0;
+  while (i < text.length) {
+    if (text[i] === " ") {
+      i++;
+      continue;
+    }
+    const eq = text.indexOf("=", i);
+    const nextSpace = text.indexOf(" ", i);
+    if (eq < 0 || (nextSpace >= 0 && nextSpace < eq)) {
+      throw fail(
+        `field ${preview(text.slice(i, nextSpace < 0 ? undefined : nextSpace))} has no '='`,
+      );
+    }
+    const key = text.slice(i, eq);
+    if (!KEYWORD.test(key)) throw fail(`invalid field name ${preview(key)}`);
+    i = eq + 1;
+    let value = "";
+    if (text[i] === '"') {
+      i++;
+      let closed = false;
+      while (i < text.length) {
+        const c = text[i]!;
+        if (c === '"') {
+          closed = true;
+          i++;
+          break;
+        }
+        if (c === "\\") {
+          const n = text[i + 1];
+          if (n === undefined) break;
+          if (/[0-7]/.test(n)) {
+            const digits = /^[0-7]{1,3}/.exec(text.slice(i + 1))![0];
+            value += String.fromCharCode(parseInt(digits, 8) & 0xff);
+            i += 1 + digits.length;
+            continue;
+          }
+          value += n === "n" ? "\n" : n === "r" ? "\r" : n === "t" ? "\t" : n;
+          i += 2;
+          continue;
+        }
+        value += c;
+        i++;
+      }
+      if (!closed) throw fail(`unterminated quoted value of ${key}`);
+      if (i < text.length && text[i] !== " ") throw fail(`junk after the quoted value of ${key}`);
+    } else {
+      const end = text.indexOf(" ", i);
+      value = text.slice(i, end < 0 ? undefined : end);
+      i = end < 0 ? text.length : end;
+    }
+    if (Object.hasOwn(fields, key)) throw fail(`field ${key} given twice`);
+    fields[key] = value;
+  }
+  return fields;
+}
+
+function preview(text: string): string {
+  const short = text.length > 40 ? `${text.slice(0, 40)}...` : text;
+  return JSON.stringify(short.replace(/[^\x20-\x7e]/g, "?"));
+}

@@ -1,0 +1,209 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { TransportOptions } from "../../transports/transport.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
+import { formatTorArgs } from "../settings.ts";
+import { ManagedPt, type PtLaunchOptions, type PtLaunchResult } from "./managed_pt.ts";
+
+/** Where a server PT sends Extended ORPort connections: an address and its cookie file. */
+export interface ExtOrPortEndpoint {
+  /** The ExtORPort address (`TOR_PT_EXTENDED_SERVER_PORT`). */
+  readonly addr: HostPort;
+  /** The cookie file (`TOR_PT_AUTH_COOKIE_FILE`). */
+  readonly cookieFile: string;
+}
+
+/** Options for {@linkcode launchServer}. */
+export interface LaunchServerOptions extends PtLaunchOptions {
+  /**
+   * Where each transport listens (`TOR_PT_SERVER_BINDADDR`), an IP literal
+   * and a port. Defaults to `127.0.0.1:0` for each. After the first launch
+   * the ports the PT reported are kept, so a relaunched PT listens where
+   * clients already connect.
+   */
+  readonly bindaddr?: Readonly<Record<string, HostPort | string>>;
+  /** Server options of each transport (`TOR_PT_SERVER_TRANSPORT_OPTIONS`). */
+  readonly transportOptions?: Readonly<Record<string, TransportOptions>>;
+  /** Forward plain connections here (`TOR_PT_ORPORT`). */
+  readonly orport?: HostPort | string;
+  /**
+   * Forward connections here with the Extended ORPort protocol
+   * (`TOR_PT_EXTENDED_SERVER_PORT`, `TOR_PT_AUTH_COOKIE_FILE`): an
+   * {@linkcode ExtOrPortServer} fits.
+   */
+  readonly extorport?: ExtOrPortEndpoint;
+}
+
+/** One transport of a launched server PT, from its `SMETHOD` line. */
+export interface PtServerTransport {
+  /** The transport's name. */
+  readonly name: string;
+  /** Where clients connect. */
+  readonly address: HostPort;
+  /**
+   * What clients need (the `ARGS:` of the `SMETHOD` line): the client
+   * configuration, e.g. `{ cert, "iat-mode" }` for obfs4.
+   */
+  readonly clientOptions: TransportOptions;
+}
+
+/**
+ * Format `TOR_PT_SERVER_TRANSPORT_OPTIONS`: `name:k=v;name:k=v` with `\`,
+ * `:`, `;` and `=` escaped inside each pair.
+ *
+ * @param options Options by transport name.
+ * @returns The variable's value.
+ *
+ * @example Escaping options
+ * ```ts
+ * import { formatServerTransportOptions } from "./pt_server.ts";
+ * import { parseTransportOptions } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const text = formatServerTransportOptions({ obfs4: { "iat-mode": "1", x: "a:b;c" } });
+ * deepStrictEqual(parseTransportOptions(text).get("obfs4"), { "iat-mode": "1", x: "a:b;c" });
+ * ```
+ */
+export function formatServerTransportOptions(
+  options: Readonly<Record<string, TransportOptions>>,
+): string {
+  const items: string[] = [];
+  for (const [name, pairs] of Object.entries(options)) {
+    for (const [k, v] of Object.entries(pairs)) {
+      items.push(`${name}:${formatTorArgs({ [k]: v }).replace(/:/g, "\\:")}`);
+    }
+  }
+  return items.join(";");
+}
+
+/**
+ * A launched server PT: the address and client configuration of each
+ * transport, what failed, and the lifecycle of {@linkcode ManagedPt}
+ * (events, relaunch, close).
+ *
+ * @example Putting an echo service behind obfs4proxy
+ * ```ts
+ * import { launchServer } from "./pt_server.ts";
+ * import { ok } from "node:assert";
+ *
+ * using service = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * await using pt = await launchServer({
+ *   path: "obfs4proxy",
+ *   transports: ["obfs4"],
+ *   orport: { hostname: "127.0.0.1", port: service.addr.port },
+ * });
+ * ok(pt.transports.get("obfs4")!.clientOptions.cert);
+ * ```
+ */
+export class PtServer extends ManagedPt {
+  #transports: Map<string, PtServerTransport>;
+  #errors: Map<string, string>;
+
+  /**
+   * Use {@linkcode launchServer}.
+   *
+   * @param options The launch options.
+   * @throws {TypeError} When neither or both of `orport` and `extorport` are given.
+   */
+  constructor(options: LaunchServerOptions) {
+    const { bindaddr = {}, orport, extorport, transportOptions = {} } = options ?? {};
+    if ((orport === undefined) === (extorport === undefined)) {
+      throw new TypeError("Cannot launch server PT: give exactly one of orport and extorport");
+    }
+    const bind = new Map<string, HostPort>();
+    for (const name of options.transports ?? []) {
+      const given = bindaddr[name];
+      bind.set(
+        name,
+        given === undefined
+          ? { hostname: "127.0.0.1", port: 0 }
+          : typeof given === "string"
+          ? parseHostPort(given, `bindaddr of ${name}`)
+          : given,
+      );
+    }
+    for (const name of [...Object.keys(bindaddr), ...Object.keys(transportOptions)]) {
+      if (!(options.transports ?? []).includes(name)) {
+        throw new TypeError(`Cannot launch server PT: ${name} is not in transports`);
+      }
+    }
+    const orportText = orport === undefined
+      ? ""
+      : typeof orport === "string"
+      ? formatHostPort(parseHostPort(orport, "orport"))
+      : formatHostPort(orport);
+    const transports = new Map<string, PtServerTransport>();
+    const env = (): Record<string, string> => ({
+      TOR_PT_SERVER_TRANSPORTS: options.transports.join(","),
+      TOR_PT_SERVER_BINDADDR: [...bind].map(([name, addr]) => `${name}-${formatHostPort(addr)}`)
+        .join(","),
+      TOR_PT_SERVER_TRANSPORT_OPTIONS: formatServerTransportOptions(transportOptions),
+      TOR_PT_ORPORT: orportText,
+      TOR_PT_EXTENDED_SERVER_PORT: extorport === undefined ? "" : formatHostPort(extorport.addr),
+      TOR_PT_AUTH_COOKIE_FILE: extorport?.cookieFile ?? "",
+    });
+    const errors = new Map<string, string>();
+    super(options, {
+      kind: "server",
+      env,
+      proxy: false,
+      update: (result: PtLaunchResult) => {
+        transports.clear();
+        errors.clear();
+        for (const [name, message] of result.errors) errors.set(name, message);
+        for (const [name, line] of result.methods) {
+          if (line.type !== "SMETHOD") continue;
+          transports.set(name, { name, address: line.address, clientOptions: line.args });
+          // Keep the port for relaunches, on the address asked for.
+          const asked = bind.get(name)!;
+          if (asked.port === 0) {
+            bind.set(name, { hostname: asked.hostname, port: line.address.port });
+          }
+        }
+      },
+    });
+    this.#transports = transports;
+    this.#errors = errors;
+  }
+
+  /** The transports the PT started, by name. */
+  get transports(): ReadonlyMap<string, PtServerTransport> {
+    return this.#transports;
+  }
+
+  /** `SMETHOD-ERROR` messages of the last launch, by transport name. */
+  get errors(): ReadonlyMap<string, string> {
+    return this.#errors;
+  }
+}
+
+/**
+ * Launch a server PT and wait until it reported its transports. Every
+ * server variable is set, empty when unused, and nothing else is inherited
+ * but the essentials; the PT forwards to `orport`, or to `extorport` with
+ * the Extended ORPort protocol.
+ *
+ * @param options The executable, the transports, where to listen and where to forward.
+ * @returns The running PT.
+ * @throws {TypeError} When the options are malformed.
+ * @throws {Error} When the PT fails to start (see {@linkcode launchClient}).
+ *
+ * @example Launching obfs4proxy in front of a service
+ * ```ts
+ * import { launchServer } from "./pt_server.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * await using pt = await launchServer({
+ *   path: "obfs4proxy",
+ *   transports: ["obfs4"],
+ *   orport: "127.0.0.1:9",
+ *   transportOptions: { obfs4: { "iat-mode": "1" } },
+ * });
+ * deepStrictEqual(pt.transports.get("obfs4")!.clientOptions["iat-mode"], "1");
+ * ```
+ */
+export async function launchServer(options: LaunchServerOptions): Promise<PtServer> {
+  const server = new PtServer(options);
+  await server.start();
+  return server;
+}

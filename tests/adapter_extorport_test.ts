@@ -1,0 +1,261 @@
+// Copyright the ptkit authors. MIT license.
+
+// SAFE_COOKIE vectors, cookie files, and the ExtORPort server against a
+// hand-written PT side: good, wrong, malformed, truncated and slow input.
+
+import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:assert";
+import {
+  EXT_OR_PORT_COOKIE_HEADER,
+  extOrPortAuth,
+  type ExtOrPortServer,
+  listenExtOrPort,
+} from "../ipc/adapter/mod.ts";
+
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+
+Deno.test("extOrPortAuth computes goptlib's SAFE_COOKIE vectors", () => {
+  const zero = new Uint8Array(32);
+  strictEqual(
+    hex(extOrPortAuth.serverHash(zero, zero, zero)),
+    "9e221919982a84f75faf60ef926949796268c97833e06960ff265369a90fd6d8",
+  );
+  strictEqual(
+    hex(extOrPortAuth.clientHash(zero, zero, zero)),
+    "0f368b1bee24aabc54a9114ce06c070f3ed99d0d368f599ccc6dfdc8bf457a62",
+  );
+  throws(() => extOrPortAuth.serverHash(new Uint8Array(31), zero, zero), RangeError);
+  throws(() => extOrPortAuth.clientHash(zero, new Uint8Array(33), zero), RangeError);
+  ok(extOrPortAuth.equal(zero, new Uint8Array(32)));
+  ok(!extOrPortAuth.equal(zero, new Uint8Array(32).fill(1)));
+  ok(!extOrPortAuth.equal(zero, new Uint8Array(31)));
+});
+
+Deno.test("extOrPortAuth reads and writes 64-byte cookie files with the header", async () => {
+  strictEqual(
+    new TextDecoder().decode(EXT_OR_PORT_COOKIE_HEADER),
+    "! Extended ORPort Auth Cookie !\n",
+  );
+  strictEqual(EXT_OR_PORT_COOKIE_HEADER.length, 32);
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/cookie`;
+    const cookie = await extOrPortAuth.writeCookieFile(path);
+    const bytes = await Deno.readFile(path);
+    strictEqual(bytes.length, 64);
+    deepStrictEqual(bytes.subarray(0, 32), EXT_OR_PORT_COOKIE_HEADER);
+    deepStrictEqual(await extOrPortAuth.readCookieFile(path), cookie);
+    strictEqual((await Deno.stat(path)).mode! & 0o777, 0o600);
+    throws(() => extOrPortAuth.parseCookieFile(bytes.subarray(0, 63)), SyntaxError);
+    throws(() => extOrPortAuth.parseCookieFile(new Uint8Array(65)), SyntaxError);
+    throws(() => extOrPortAuth.parseCookieFile(new Uint8Array(64)), /bad header/);
+    throws(() => extOrPortAuth.formatCookieFile(new Uint8Array(16)), RangeError);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** The PT side, by hand. Returns the connection after authentication. */
+async function ptSide(
+  server: ExtOrPortServer,
+  cookie: Uint8Array,
+  messages: [number, Uint8Array][],
+): Promise<{ conn: Deno.Conn; authOk: boolean }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  const read = async (n: number) => {
+    const out = new Uint8Array(n);
+    let got = 0;
+    while (got < n) {
+      const r = await conn.read(out.subarray(got));
+      if (r === null) throw new Error("closed");
+      got += r;
+    }
+    return out;
+  };
+  deepStrictEqual([...await read(2)], [1, 0]);
+  const clientNonce = crypto.getRandomValues(new Uint8Array(32));
+  await conn.write(new Uint8Array([1, ...clientNonce]));
+  const serverHello = await read(64);
+  const serverNonce = serverHello.subarray(32);
+  const expected = extOrPortAuth.serverHash(cookie, clientNonce, serverNonce);
+  const matches = extOrPortAuth.equal(serverHello.subarray(0, 32), expected);
+  await conn.write(extOrPortAuth.clientHash(cookie, clientNonce, serverNonce));
+  const [status] = await read(1);
+  strictEqual(status === 1, matches);
+  if (status !== 1) return { conn, authOk: false };
+  for (const [command, body] of messages) {
+    await conn.write(
+      new Uint8Array([command >> 8, command & 0xff, body.length >> 8, body.length & 0xff, ...body]),
+    );
+  }
+  return { conn, authOk: true };
+}
+
+const text = (s: string) => new TextEncoder().encode(s);
+const STANDARD: [number, Uint8Array][] = [
+  [1, text("[::1]:5678")],
+  [0x7777, text("unknown command, ignored")],
+  [2, text("obfs4")],
+  [0, new Uint8Array()],
+];
+
+async function readReply(conn: Deno.Conn): Promise<number[]> {
+  const out = new Uint8Array(4);
+  let got = 0;
+  while (got < 4) {
+    const r = await conn.read(out.subarray(got));
+    if (r === null) break;
+    got += r;
+  }
+  return [...out.subarray(0, got)];
+}
+
+Deno.test("ExtOrPortServer authenticates, reports metadata and answers OKAY or DENY", async () => {
+  await using server = await listenExtOrPort();
+  const cookie = await extOrPortAuth.readCookieFile(server.cookieFile);
+  {
+    const { conn, authOk } = await ptSide(server, cookie, STANDARD);
+    ok(authOk);
+    const request = await server.accept();
+    strictEqual(request.transport, "obfs4");
+    strictEqual(request.userAddr, "[::1]:5678");
+    deepStrictEqual(request.remoteAddr, { hostname: "::1", port: 5678 });
+    const app = await request.accept();
+    deepStrictEqual(await readReply(conn), [0x10, 0x00, 0, 0]);
+    await conn.write(text("data"));
+    const buffer = new Uint8Array(4);
+    strictEqual(await app.read(buffer), 4);
+    await rejects(request.accept(), /already/);
+    app.close();
+    conn.close();
+  }
+  {
+    const { conn } = await ptSide(server, cookie, STANDARD);
+    const request = await server.accept();
+    await request.deny();
+    deepStrictEqual(await readReply(conn), [0x10, 0x01, 0, 0]);
+    strictEqual(await conn.read(new Uint8Array(1)), null);
+    conn.close();
+  }
+  strictEqual(server.authFailures, 0);
+});
+
+Deno.test("listenExtOrPort refuses bad limits", async () => {
+  await rejects(listenExtOrPort({ handshakeTimeout: 0 }), RangeError);
+  await rejects(listenExtOrPort({ maxPending: 1.5 }), RangeError);
+});
+
+Deno.test("ExtOrPortServer refuses a wrong client hash with status 0", async () => {
+  const errors: Error[] = [];
+  await using server = await listenExtOrPort({ onError: (e) => errors.push(e) });
+  const { conn, authOk } = await ptSide(server, new Uint8Array(32).fill(9), STANDARD);
+  strictEqual(authOk, false);
+  strictEqual(await conn.read(new Uint8Array(1)), null);
+  conn.close();
+  while (errors.length === 0) await new Promise((r) => setTimeout(r, 10));
+  match(errors[0]!.message, /wrong client hash/);
+  strictEqual(server.authFailures, 1);
+});
+
+/** Send raw bytes after the greeting; return the error the server reports. */
+async function badInput(
+  bytes: (cookie: Uint8Array, read: (n: number) => Promise<Uint8Array>) => Promise<Uint8Array>,
+  options: { handshakeTimeout?: number; halfClose?: boolean } = {},
+): Promise<Error> {
+  const errors: Error[] = [];
+  await using server = await listenExtOrPort({ ...options, onError: (e) => errors.push(e) });
+  const cookie = await extOrPortAuth.readCookieFile(server.cookieFile);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  const read = async (n: number) => {
+    const out = new Uint8Array(n);
+    let got = 0;
+    while (got < n) {
+      const r = await conn.read(out.subarray(got));
+      if (r === null) throw new Error("closed");
+      got += r;
+    }
+    return out;
+  };
+  await read(2);
+  try {
+    await conn.write(await bytes(cookie, read));
+    if (options.halfClose ?? true) await conn.closeWrite();
+  } catch {
+    // The server may have closed already.
+  }
+  // The server closes the connection; other connections still work.
+  const drain = new Uint8Array(256);
+  while (await conn.read(drain).catch(() => null) !== null) {
+    // Discard.
+  }
+  conn.close();
+  while (errors.length === 0) await new Promise((r) => setTimeout(r, 10));
+  const { conn: good, authOk } = await ptSide(server, cookie, STANDARD);
+  ok(authOk);
+  strictEqual((await server.accept()).transport, "obfs4");
+  good.close();
+  return errors[0]!;
+}
+
+Deno.test("ExtOrPortServer closes bad input with a clear error and keeps serving", async () => {
+  match(
+    (await badInput(() => Promise.resolve(new Uint8Array([2])))).message,
+    /unsupported auth type 0x2/,
+  );
+  match(
+    (await badInput(() => Promise.resolve(new Uint8Array([1, 0, 0])))).message,
+    /closed the connection \(2 of 32 bytes read\)/,
+  );
+  match(
+    (await badInput(() => Promise.resolve(new Uint8Array()), {
+      handshakeTimeout: 200,
+      halfClose: false,
+    })).message,
+    /timed out after 200 ms/,
+  );
+});
+
+Deno.test("ExtOrPortServer refuses malformed metadata and endless messages", async () => {
+  for (
+    const [messages, pattern] of [
+      [[[2, new Uint8Array([0x6f, 0x00, 0x01])]], /TRANSPORT: not printable ASCII \(3 bytes\)/],
+      [[[1, new Uint8Array()]], /USERADDR: not printable ASCII \(0 bytes\)/],
+      [Array.from({ length: 64 }, () => [0x55, text("x".repeat(1000))]), /no DONE within 64/],
+    ] as [[number, Uint8Array][], RegExp][]
+  ) {
+    const errors: Error[] = [];
+    await using server = await listenExtOrPort({ onError: (e) => errors.push(e) });
+    const cookie = await extOrPortAuth.readCookieFile(server.cookieFile);
+    const { conn } = await ptSide(server, cookie, messages);
+    strictEqual(await conn.read(new Uint8Array(4)).catch(() => null), null);
+    conn.close();
+    while (errors.length === 0) await new Promise((r) => setTimeout(r, 10));
+    match(errors[0]!.message, pattern);
+  }
+});
+
+Deno.test("ExtOrPortServer denies connections beyond maxPending and ends iteration on close", async () => {
+  const errors: Error[] = [];
+  const server = await listenExtOrPort({ maxPending: 1, onError: (e) => errors.push(e) });
+  const cookie = await extOrPortAuth.readCookieFile(server.cookieFile);
+  const first = await ptSide(server, cookie, STANDARD);
+  const second = await ptSide(server, cookie, STANDARD);
+  // Whichever arrives second is denied at once.
+  while (errors.length === 0) await new Promise((r) => setTimeout(r, 10));
+  match(errors[0]!.message, /too many waiting/);
+  const seen: string[] = [];
+  const loop = (async () => {
+    for await (const request of server) {
+      seen.push(request.transport ?? "");
+      await request.deny();
+    }
+  })();
+  deepStrictEqual(await readReply(first.conn), [0x10, 0x01, 0, 0]);
+  deepStrictEqual(await readReply(second.conn), [0x10, 0x01, 0, 0]);
+  await server.close();
+  await loop;
+  deepStrictEqual(seen, ["obfs4"]);
+  await rejects(server.accept(), /closed/);
+  await rejects(Deno.stat(server.cookieFile), Deno.errors.NotFound);
+  first.conn.close();
+  second.conn.close();
+});

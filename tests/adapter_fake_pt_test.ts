@@ -1,0 +1,262 @@
+// Copyright the ptkit authors. MIT license.
+
+// The adapter against misbehaving PTs (tests/adapter_fake_pt.sh): clear
+// errors, no hang, relaunch with bounded backoff, no process left behind.
+
+import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert";
+import {
+  launchClient,
+  type LaunchClientOptions,
+  launchServer,
+  PtClient,
+  PtExitEvent,
+  type PtFailedEvent,
+  type PtLogEvent,
+  type PtStatusEvent,
+} from "../ipc/adapter/mod.ts";
+
+const FAKE = new URL("./adapter_fake_pt.sh", import.meta.url).pathname;
+
+function fake(mode: string, extra: Partial<LaunchClientOptions> = {}): LaunchClientOptions {
+  return {
+    path: FAKE,
+    args: [mode],
+    transports: ["fake"],
+    startTimeout: 3000,
+    stopTimeout: 300,
+    ...extra,
+  };
+}
+
+/** Whether a process id is gone (no process, not even a zombie). */
+async function gone(pid: number): Promise<boolean> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    // A pid may be reused by an unrelated process; ours would be bash running FAKE.
+    const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`).catch(() => "");
+    return !cmdline.includes("adapter_fake_pt") && !/^\d+ \([^)]*\) Z/.test(stat);
+  } catch {
+    return true;
+  }
+}
+
+/** The pids of processes running the fake PT script. */
+async function fakePids(): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`).catch(() => "");
+    if (cmdline.includes("adapter_fake_pt.sh")) pids.push(Number(entry.name));
+  }
+  return pids;
+}
+
+Deno.test("launchClient reports a PT that exits before CMETHODS DONE, with its stderr", async () => {
+  const error = await launchClient(fake("early-exit")).then(
+    () => new Error("launched"),
+    (e: Error) => e,
+  );
+  match(error.message, /failed to start: it exited with code 3 before CMETHODS DONE/);
+  match(error.message, /stderr: fake PT: cannot open the frobnicator/);
+  deepStrictEqual(await fakePids(), []);
+});
+
+Deno.test("launchClient times out a PT that never answers and kills it past SIGTERM", async () => {
+  const error = await launchClient(fake("silent", { startTimeout: 500 })).then(
+    () => new Error("launched"),
+    (e: Error) => e,
+  );
+  match(error.message, /failed to start: no CMETHODS DONE within 500 ms/);
+  match(error.message, /stderr: fake PT: waiting forever/);
+  deepStrictEqual(await fakePids(), []);
+});
+
+Deno.test("launchClient reports VERSION-ERROR with the versions offered", async () => {
+  await rejects(
+    launchClient(fake("version-error", { versions: ["1"] })),
+    /supports none of the versions offered \(1\): VERSION-ERROR no-version/,
+  );
+  deepStrictEqual(await fakePids(), []);
+});
+
+Deno.test("launchClient reads PT 2.0 error lines on stderr", async () => {
+  await rejects(
+    launchClient(fake("env-error-stderr")),
+    /rejected its environment: ENV-ERROR No TOR_PT_ORPORT/,
+  );
+});
+
+Deno.test("launchClient requires PROXY DONE when an upstream proxy is given", async () => {
+  await rejects(
+    launchClient(fake("ok", { proxy: "socks5://127.0.0.1:1080" })),
+    /did not accept the upstream proxy \(no PROXY DONE\)/,
+  );
+  deepStrictEqual(await fakePids(), []);
+});
+
+Deno.test("launchServer refuses a PT that answers with client lines", async () => {
+  await rejects(
+    launchServer({ ...fake("ok", { startTimeout: 500 }), orport: "127.0.0.1:9" }),
+    /failed to start: it exited with code 0 before SMETHODS DONE|no SMETHODS DONE/,
+  );
+  deepStrictEqual(await fakePids(), []);
+});
+
+Deno.test("launchClient parses lines, ignores noise and unknown keywords, and reports LOG and STATUS", async () => {
+  const logs: PtLogEvent[] = [];
+  const statuses: PtStatusEvent[] = [];
+  const pt = new PtClient(fake("ok", { env: { FAKE_PORT: "4242" } }));
+  pt.addEventListener("log", (e) => logs.push(e as PtLogEvent));
+  pt.addEventListener("status", (e) => statuses.push(e as PtStatusEvent));
+  await pt.start();
+  const pid = pt.pid!;
+  try {
+    strictEqual(pt.version, "1");
+    deepStrictEqual([...pt.transports.keys()], ["fake"]);
+    deepStrictEqual(pt.transports.get("fake")!.address, { hostname: "127.0.0.1", port: 4242 });
+    deepStrictEqual(pt.errors, new Map()); // "other" was not requested.
+    const stateDir = pt.stateDir!;
+    ok((await Deno.stat(stateDir)).isDirectory);
+    // The LOG/STATUS lines follow CMETHODS DONE; wait for them.
+    while (statuses.length === 0) await new Promise((r) => setTimeout(r, 20));
+    ok(logs.some((l) => l.severity === "warning" && /malformed line/.test(l.message)));
+    ok(logs.some((l) => l.severity === "warning" && /other \(not requested\)/.test(l.message)));
+    deepStrictEqual(
+      logs.filter((l) => l.severity === "notice").map((l) => l.message),
+      ['hello "parent"\n'],
+    );
+    deepStrictEqual([statuses[0]!.transport, statuses[0]!.fields], ["fake", {
+      CONNECT: "Success",
+    }]);
+    await pt.close();
+    await rejects(Deno.stat(stateDir), Deno.errors.NotFound);
+  } finally {
+    await pt.close();
+  }
+  ok(await gone(pid));
+});
+
+Deno.test("launchClient skips an oversized line with a warning and keeps going", async () => {
+  const warnings: string[] = [];
+  await using pt = new PtClient(fake("oversized"));
+  pt.addEventListener("log", (event) => warnings.push(event.message));
+  await pt.start();
+  deepStrictEqual([...pt.transports.keys()], ["fake"]);
+  ok(warnings.some((w) => /Ignored a line of over 16384 characters/.test(w)), String(warnings));
+});
+
+Deno.test("launchClient gives the PT only TOR_PT_* and the essential variables", async () => {
+  Deno.env.set("PTKIT_SECRET_FOR_TEST", "leak");
+  const logs: string[] = [];
+  try {
+    await using pt = new PtClient(fake("env", { env: { EXTRA: "1" } }));
+    pt.addEventListener("log", (e) => logs.push((e as PtLogEvent).message));
+    await pt.start();
+    while (!logs.some((l) => l.startsWith("TOR_PT_STATE_LOCATION="))) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  } finally {
+    Deno.env.delete("PTKIT_SECRET_FOR_TEST");
+  }
+  const names = logs.map((l) => l.split("=")[0]!).filter((n) => !["_", "PWD", "SHLVL"].includes(n));
+  ok(!names.includes("PTKIT_SECRET_FOR_TEST"));
+  ok(names.includes("EXTRA"));
+  ok(logs.includes("TOR_PT_EXIT_ON_STDIN_CLOSE=1"));
+  ok(logs.includes("TOR_PT_MANAGED_TRANSPORT_VER=1,2"));
+  ok(logs.includes("TOR_PT_CLIENT_TRANSPORTS=fake"));
+  for (const name of names) {
+    ok(
+      name.startsWith("TOR_PT_") ||
+        ["PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ", "DENO_DIR", "NO_COLOR", "EXTRA"]
+          .includes(name),
+      `unexpected variable ${name}`,
+    );
+  }
+});
+
+Deno.test("launchClient relaunches a PT killed mid-run, with backoff", async () => {
+  const events: Event[] = [];
+  await using pt = await launchClient(
+    fake("ok", { restart: { initialDelay: 50, maxDelay: 1000, maxAttempts: 3 } }),
+  );
+  for (const type of ["exit", "ready", "failed"]) pt.addEventListener(type, (e) => events.push(e));
+  const first = pt.pid!;
+  Deno.kill(first, "SIGKILL");
+  while (!events.some((e) => e.type === "ready")) await new Promise((r) => setTimeout(r, 20));
+  const exit = events[0] as PtExitEvent;
+  strictEqual(exit.type, "exit");
+  strictEqual(exit.signal, "SIGKILL");
+  strictEqual(exit.restartDelay, 50);
+  strictEqual(exit.attempt, 1);
+  await pt.ready();
+  ok(pt.pid !== undefined && pt.pid !== first);
+  ok(await gone(first));
+  strictEqual(pt.transports.get("fake")!.mode, "socks5");
+  const second = pt.pid!;
+  await pt.close();
+  ok(await gone(second));
+  await rejects(pt.ready(), /closed/);
+});
+
+Deno.test("launchClient stops relaunching a crash-looping PT after the bounded attempts", async () => {
+  const events: Event[] = [];
+  const pt = new PtClient(
+    fake("crash-after-done", { restart: { initialDelay: 20, maxDelay: 50, maxAttempts: 3 } }),
+  );
+  pt.addEventListener("exit", (e) => events.push(e));
+  pt.addEventListener("ready", (e) => events.push(e));
+  const failed = new Promise<PtFailedEvent>((resolve) =>
+    pt.addEventListener("failed", (e) => resolve(e as PtFailedEvent), { once: true })
+  );
+  await pt.start();
+  try {
+    const event = await failed;
+    match(event.error.message, /exited with code 1; gave up after 3 relaunches/);
+    deepStrictEqual(
+      events.map((e) => e instanceof PtExitEvent ? `exit ${e.restartDelay}` : e.type),
+      ["exit 20", "ready", "exit 40", "ready", "exit 50", "ready", "exit undefined"],
+    );
+    await rejects(pt.ready(), /gave up/);
+    await rejects(pt.transports.get("fake")!.dial({ hostname: "127.0.0.1", port: 1 }), /gave up/);
+  } finally {
+    await pt.close();
+  }
+  deepStrictEqual(await fakePids(), []);
+});
+
+Deno.test("launchClient with restart off gives up at the first unexpected exit", async () => {
+  await using pt = new PtClient(fake("crash-after-done", { restart: false }));
+  const failedEvent = new Promise<PtFailedEvent>((resolve) =>
+    pt.addEventListener("failed", resolve, { once: true })
+  );
+  await pt.start();
+  const failed = await failedEvent;
+  match(failed.error.message, /exited with code 1; relaunching is off/);
+  await rejects(pt.ready(), /relaunching is off/);
+});
+
+Deno.test("launchClient refuses malformed options", async () => {
+  await rejects(launchClient({ path: FAKE, transports: [] }), TypeError);
+  await rejects(launchClient({ path: FAKE, transports: ["bad name"] }), TypeError);
+  await rejects(launchClient({ path: FAKE, transports: ["a", "a"] }), TypeError);
+  await rejects(launchClient({ path: FAKE, transports: ["a"], versions: ["1,2"] }), TypeError);
+  await rejects(launchClient({ path: FAKE, transports: ["a"], startTimeout: -1 }), RangeError);
+  await rejects(
+    launchClient({ path: FAKE, transports: ["a"], restart: { initialDelay: -5 } }),
+    RangeError,
+  );
+  await rejects(launchClient({ path: FAKE, transports: ["a"], proxy: "ftp://x:1" }), RangeError);
+  await rejects(
+    launchClient({ path: FAKE, transports: ["a"], proxy: "socks5://proxy.example:1" }),
+    SyntaxError,
+  );
+  await rejects(
+    launchServer({ path: FAKE, transports: ["a"] }),
+    /exactly one of orport and extorport/,
+  );
+  await rejects(
+    launchClient({ path: "/nonexistent/pt", transports: ["a"] }),
+    /Cannot launch PT \/nonexistent\/pt/,
+  );
+});

@@ -1,0 +1,148 @@
+// Copyright the ptkit authors. MIT license.
+
+// The parent's parser of PT lines: every keyword, escapes, and bad input.
+
+import { deepStrictEqual, throws } from "node:assert";
+import {
+  formatServerTransportOptions,
+  MAX_PT_LINE_LENGTH,
+  parsePtLine,
+  parseSmethodArgs,
+} from "../ipc/adapter/mod.ts";
+import { parseTransportOptions } from "../ipc/settings.ts";
+import { IpcOutput } from "../ipc/ipc_output.ts";
+
+Deno.test("parsePtLine parses every keyword of the protocol", () => {
+  const cases: [string, unknown][] = [
+    ["VERSION 2", { type: "VERSION", version: "2" }],
+    ["VERSION-ERROR no-version", { type: "VERSION-ERROR", message: "no-version" }],
+    ["ENV-ERROR No TOR_PT_ORPORT set", { type: "ENV-ERROR", message: "No TOR_PT_ORPORT set" }],
+    ["PROXY DONE", { type: "PROXY-DONE" }],
+    ["PROXY-ERROR SOCKS 4 unsupported", { type: "PROXY-ERROR", message: "SOCKS 4 unsupported" }],
+    ["CMETHOD trebuchet socks5 127.0.0.1:19999", {
+      type: "CMETHOD",
+      transport: "trebuchet",
+      mode: "socks5",
+      address: { hostname: "127.0.0.1", port: 19999 },
+    }],
+    ["CMETHOD t transparent-TCP [::1]:80 ARGS:x=y", {
+      type: "CMETHOD",
+      transport: "t",
+      mode: "transparent-TCP",
+      address: { hostname: "::1", port: 80 },
+    }],
+    ["CMETHOD-ERROR trebuchet no rocks available", {
+      type: "CMETHOD-ERROR",
+      transport: "trebuchet",
+      message: "no rocks available",
+    }],
+    ["CMETHODS DONE", { type: "CMETHODS-DONE" }],
+    ["SMETHOD trebuchet 198.51.100.1:19999", {
+      type: "SMETHOD",
+      transport: "trebuchet",
+      address: { hostname: "198.51.100.1", port: 19999 },
+      args: {},
+    }],
+    ["SMETHOD rot_by_N 198.51.100.1:2323 ARGS:N=13 DECLARE:x", {
+      type: "SMETHOD",
+      transport: "rot_by_N",
+      address: { hostname: "198.51.100.1", port: 2323 },
+      args: { N: "13" },
+    }],
+    ["SMETHOD-ERROR trebuchet no cows available", {
+      type: "SMETHOD-ERROR",
+      transport: "trebuchet",
+      message: "no cows available",
+    }],
+    ["SMETHODS DONE\r", { type: "SMETHODS-DONE" }],
+    ['LOG SEVERITY=debug MESSAGE="a \\"q\\" \\\\ \\n\\t\\101"', {
+      type: "LOG",
+      severity: "debug",
+      message: 'a "q" \\ \n\tA',
+    }],
+    ['STATUS TRANSPORT=obfs4 CONNECT=Failed ERRSTR="timed out"', {
+      type: "STATUS",
+      transport: "obfs4",
+      fields: { CONNECT: "Failed", ERRSTR: "timed out" },
+    }],
+    ['STATUS TYPE=version IMPLEMENTATION="lyrebird"', {
+      type: "STATUS",
+      transport: undefined,
+      fields: { TYPE: "version", IMPLEMENTATION: "lyrebird" },
+    }],
+    ["CMESSAGE hello", { type: "unknown", keyword: "CMESSAGE" }],
+    ["FUTURE_THING", { type: "unknown", keyword: "FUTURE_THING" }],
+  ];
+  for (const [line, expected] of cases) deepStrictEqual(parsePtLine(line), expected, line);
+});
+
+Deno.test("parsePtLine reads what ptkit's own IpcOutput writes", () => {
+  const lines: string[] = [];
+  const output = new IpcOutput({ stdout: (l) => lines.push(l), logLevel: "debug" });
+  output.log("warning", 'quote " backslash \\ newline \n tab \t');
+  output.status("obfs4", { CONNECT: "Failed", ERRSTR: 'has "quotes" and spaces' });
+  deepStrictEqual(parsePtLine(lines[0]!.slice(0, -1)), {
+    type: "LOG",
+    severity: "warning",
+    message: 'quote " backslash \\ newline \n tab \t',
+  });
+  deepStrictEqual(parsePtLine(lines[1]!.slice(0, -1)), {
+    type: "STATUS",
+    transport: "obfs4",
+    fields: { CONNECT: "Failed", ERRSTR: 'has "quotes" and spaces' },
+  });
+});
+
+Deno.test("parsePtLine refuses malformed, truncated and oversized lines", () => {
+  for (
+    const line of [
+      "",
+      "not!a keyword",
+      "{json}",
+      "VERSION",
+      "VERSION 1 2",
+      "PROXY",
+      "CMETHOD obfs4 socks5",
+      "CMETHOD obfs4 socks5 127.0.0.1",
+      "CMETHOD obfs4 socks5 127.0.0.1:99999",
+      "CMETHOD bad-name socks5 127.0.0.1:1",
+      "CMETHOD-ERROR",
+      "CMETHODS",
+      "SMETHOD obfs4",
+      "SMETHOD obfs4 127.0.0.1:1 ARGS:novalue",
+      "SMETHOD obfs4 127.0.0.1:1 ARGS:a=1,a=2",
+      "SMETHOD obfs4 127.0.0.1:1 ARGS:a=1\\",
+      'LOG SEVERITY=notice MESSAGE="unterminated',
+      'LOG SEVERITY=notice MESSAGE="x"junk',
+      "LOG SEVERITY",
+      "STATUS TRANSPORT=a TRANSPORT=b",
+      "STATUS =x",
+      `LOG MESSAGE=${"x".repeat(MAX_PT_LINE_LENGTH)}`,
+    ]
+  ) {
+    throws(() => parsePtLine(line), SyntaxError, line);
+  }
+});
+
+Deno.test("parseSmethodArgs unescapes backslash, comma and equals", () => {
+  deepStrictEqual(parseSmethodArgs(""), {});
+  deepStrictEqual(parseSmethodArgs("cert=ab+/\\=\\=,iat-mode=0"), {
+    cert: "ab+/==",
+    "iat-mode": "0",
+  });
+  deepStrictEqual(parseSmethodArgs("k=a=b"), { k: "a=b" });
+  throws(() => parseSmethodArgs("=v"), /empty key/);
+  throws(() => parseSmethodArgs("a=1,"), /has no '='/);
+});
+
+Deno.test("formatServerTransportOptions escapes so that tor-style parsers read it back", () => {
+  const options = {
+    obfs4: { "iat-mode": "2", "weird:key": "v;a\\l=ue" },
+    other: { x: "" },
+  };
+  const text = formatServerTransportOptions(options);
+  const parsed = parseTransportOptions(text);
+  deepStrictEqual(parsed.get("obfs4"), options.obfs4);
+  deepStrictEqual(parsed.get("other"), options.other);
+  deepStrictEqual(formatServerTransportOptions({}), "");
+});
