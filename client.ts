@@ -135,10 +135,11 @@ export class Connector {
     }
     const port = checkPort(options.port, "dial", 1);
     // Make the pair first: bad settings fail before any packet is sent.
-    const pair = this.#side.pair(options.settings ?? {});
+    const settings = options.settings ?? {};
+    const pair = this.#side.pair(settings);
     let net;
     try {
-      net = await this.#dialer({ hostname, port });
+      net = await this.#dialer({ hostname, port }, settings);
     } catch (error) {
       await Promise.allSettled([
         pair.encode.writable.abort(error),

@@ -35,12 +35,17 @@ export interface DialTarget {
 /**
  * Opens the network connection a transport runs over. The default is
  * `Deno.connect`; replace it to go through an upstream proxy or to bind a
- * source address.
+ * source address. A dialer that is itself a transport (a PT driven over
+ * SOCKS) also receives the connection's settings.
  *
  * @param target Where to connect.
+ * @param settings The connection's per-connection settings, when any.
  * @returns The open connection.
  */
-export type Dialer = (target: DialTarget) => Promise<NetConn>;
+export type Dialer = (
+  target: DialTarget,
+  settings?: Readonly<Record<string, string>>,
+) => Promise<NetConn>;
 
 /**
  * The default {@linkcode Dialer}: a direct TCP connection with `Deno.connect`.

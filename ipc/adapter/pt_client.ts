@@ -128,20 +128,12 @@ export class PtClientTransport {
    */
   connector(args: TransportOptions = {}): Promise<Connector> {
     const fixed = { ...args };
-    // Connector.dial calls pair(settings) and then, synchronously, the
-    // dialer: the settings are handed over in between.
-    let settings: TransportOptions = {};
+    // The PT does the transforming: the pair is the identity, and the
+    // per-connection settings travel to the PT with the SOCKS request.
     const side: ClientTransport = {
-      pair: (given) => {
-        settings = given;
-        return { encode: new TransformStream(), decode: new TransformStream() };
-      },
+      pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
     };
-    const dialer: Dialer = (target) => {
-      const merged = { ...fixed, ...settings };
-      settings = {};
-      return this.dial(target, merged);
-    };
+    const dialer: Dialer = (target, settings = {}) => this.dial(target, { ...fixed, ...settings });
     return Promise.resolve(new Connector(this.#name, side, dialer));
   }
 }
