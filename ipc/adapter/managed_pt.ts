@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { MAX_PT_LINE_LENGTH, parsePtLine, type PtLine } from "./pt_line.ts";
+import { type PtLaunchResult, PtStartup } from "./pt_startup.ts";
 import { PtExitEvent, PtFailedEvent, PtLogEvent, PtStatusEvent } from "./pt_events.ts";
 
 /** When and how often a PT that died is launched again. */
@@ -80,16 +81,6 @@ export interface PtEventMap {
   ready: Event;
   /** The adapter gave up relaunching. */
   failed: PtFailedEvent;
-}
-
-/** What a PT reported while starting. */
-export interface PtLaunchResult {
-  /** The negotiated version. */
-  readonly version: string;
-  /** `CMETHOD` or `SMETHOD` lines of requested transports, by name. */
-  readonly methods: ReadonlyMap<string, PtLine>;
-  /** `CMETHOD-ERROR` / `SMETHOD-ERROR` messages, by name. */
-  readonly errors: ReadonlyMap<string, string>;
 }
 
 /** @internal How a client or server PT differs. */
@@ -396,12 +387,14 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
       throw new Error(`Cannot launch PT ${path}: ${(error as Error).message}`, { cause: error });
     }
     const kind = this.#role.kind;
-    const done = kind === "client" ? "CMETHODS-DONE" : "SMETHODS-DONE";
     const doneText = kind === "client" ? "CMETHODS DONE" : "SMETHODS DONE";
-    const methods = new Map<string, PtLine>();
-    const errors = new Map<string, string>();
-    let version: string | undefined;
-    let proxyDone = false;
+    const startup = new PtStartup({
+      kind,
+      versions: this.#versions,
+      requested: new Set(this.#options.transports),
+      proxy: this.#role.proxy,
+      warn: (message) => this.#warn(message),
+    });
     let settled = false;
     let resolveStart!: (result: PtLaunchResult) => void;
     let rejectStart!: (error: Error) => void;
@@ -409,7 +402,6 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
       resolveStart = resolve;
       rejectStart = reject;
     });
-    const requested = new Set(this.#options.transports);
 
     const status = child.status;
     const readers: Promise<void>[] = [];
@@ -462,65 +454,15 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
         return;
       }
       if (settled) return; // Later method lines are ignored, as tor does.
-      switch (parsed.type) {
-        case "VERSION":
-          if (version !== undefined) return fail("it sent VERSION twice");
-          if (!this.#versions.includes(parsed.version)) {
-            return fail(
-              `it chose version ${JSON.stringify(parsed.version)}, which was not offered (${
-                this.#versions.join(",")
-              })`,
-            );
-          }
-          version = parsed.version;
-          return;
-        case "VERSION-ERROR":
-          return fail(
-            `it supports none of the versions offered (${
-              this.#versions.join(",")
-            }): VERSION-ERROR ${parsed.message}`,
-          );
-        case "ENV-ERROR":
-          return fail(`it rejected its environment: ENV-ERROR ${parsed.message}`);
-        case "PROXY-ERROR":
-          return fail(`it rejected the upstream proxy: PROXY-ERROR ${parsed.message}`);
-        case "PROXY-DONE":
-          proxyDone = true;
-          return;
-        case "CMETHOD":
-        case "SMETHOD":
-        case "CMETHOD-ERROR":
-        case "SMETHOD-ERROR": {
-          if (version === undefined) return fail(`it sent ${parsed.type} before VERSION`);
-          const mine = parsed.type.startsWith(kind === "client" ? "C" : "S");
-          if (!mine || !requested.has(parsed.transport)) {
-            this.#warn(`Ignored ${parsed.type} for ${parsed.transport} (not requested)`);
-            return;
-          }
-          if (parsed.type.endsWith("-ERROR")) {
-            errors.set(parsed.transport, (parsed as { message: string }).message);
-          } else {
-            methods.set(parsed.transport, parsed);
-          }
-          return;
-        }
-        case done: {
-          if (version === undefined) return fail(`it sent ${doneText} before VERSION`);
-          if (this.#role.proxy && !proxyDone) {
-            return fail(`it did not accept the upstream proxy (no PROXY DONE)`);
-          }
-          if (methods.size === 0) {
-            const why = [...errors].map(([name, message]) => `${name}: ${message}`).join("; ");
-            return fail(
-              `it started none of ${[...requested].join(", ")}${why === "" ? "" : ` (${why})`}`,
-            );
-          }
-          settled = true;
-          resolveStart({ version, methods, errors });
-          return;
-        }
-        default:
-          return;
+      let result: PtLaunchResult | undefined;
+      try {
+        result = startup.handle(parsed);
+      } catch (error) {
+        return fail((error as Error).message);
+      }
+      if (result !== undefined) {
+        settled = true;
+        resolveStart(result);
       }
     };
 
@@ -575,7 +517,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
       if (!settled) {
         fail(
           `it exited with ${describeStatus(s)} before ${doneText}` +
-            (version === undefined ? " (no VERSION line)" : ""),
+            (startup.version === undefined ? " (no VERSION line)" : ""),
         );
       } else if (this.#run === run && run.stopping === undefined && this.#state === "running") {
         this.#stop(run); // Releases its stdin; the process is already gone.

@@ -5,7 +5,8 @@ import type { Dialer, DialTarget, NetConn } from "../../net/net_conn.ts";
 import type { HostPort } from "../../net/address.ts";
 import { Connector } from "../../client.ts";
 import { parseUpstreamProxy } from "../upstream_proxy.ts";
-import { ManagedPt, type PtLaunchOptions, type PtLaunchResult } from "./managed_pt.ts";
+import { ManagedPt, type PtLaunchOptions } from "./managed_pt.ts";
+import type { PtLaunchResult } from "./pt_startup.ts";
 import { ptSocksDial } from "./pt_socks_dial.ts";
 
 /** Options for {@linkcode launchClient}. */

@@ -3,7 +3,8 @@
 import type { TransportOptions } from "../../transports/transport.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
 import { formatTorArgs } from "../settings.ts";
-import { ManagedPt, type PtLaunchOptions, type PtLaunchResult } from "./managed_pt.ts";
+import { ManagedPt, type PtLaunchOptions } from "./managed_pt.ts";
+import type { PtLaunchResult } from "./pt_startup.ts";
 
 /** Where a server PT sends Extended ORPort connections: an address and its cookie file. */
 export interface ExtOrPortEndpoint {
