@@ -42,3 +42,4 @@ export * from "./pt_client.ts";
 export * from "./pt_server.ts";
 export * from "./extorport_auth.ts";
 export * from "./extorport_server.ts";
+export * from "./in_worker.ts";

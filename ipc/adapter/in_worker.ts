@@ -1,0 +1,237 @@
+// Copyright the ptkit authors. MIT license.
+
+import { parsePtLine, type PtLine } from "./pt_line.ts";
+import { PtLogEvent, PtStatusEvent } from "./pt_events.ts";
+import { type PtLaunchResult, PtStartup } from "./pt_startup.ts";
+import type { FromWorker, ToWorker } from "./in_worker_main.ts";
+
+/** Options for {@linkcode startInWorker}. */
+export interface InWorkerOptions {
+  /** The command-line flags, as `main.ts` takes them. Defaults to none. */
+  readonly args?: readonly string[];
+  /** The `TOR_PT_*` variables, as a parent would set them. Defaults to none. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Milliseconds start-up may take. Defaults to 30000. */
+  readonly startTimeout?: number;
+}
+
+/**
+ * ptkit's own managed-proxy front end running in a `Worker` of this process
+ * (the seed's inter-thread interface, 4.3): the same configuration, lines and
+ * exit codes as the `main.ts` executable, with function calls and events in
+ * place of stdin and stdout. `stop()` is what closing stdin (with
+ * `TOR_PT_EXIT_ON_STDIN_CLOSE=1`) or SIGTERM is to the executable.
+ *
+ * Events: `"log"` ({@linkcode PtLogEvent}) and `"status"`
+ * ({@linkcode PtStatusEvent}) for `LOG` and `STATUS` lines.
+ *
+ * @example Starting plain in a Worker and reading its CMETHOD
+ * ```ts
+ * import { startInWorker } from "@ptkit/ptkit/ipc/adapter";
+ * import { strictEqual } from "node:assert";
+ *
+ * await using pt = await startInWorker({
+ *   args: ["-client", "-transports", "plain", "-state", await Deno.makeTempDir()],
+ * });
+ * strictEqual(pt.version, "2");
+ * const method = pt.methods.get("plain");
+ * strictEqual(method?.type === "CMETHOD" && method.mode, "socks5");
+ * strictEqual(await pt.stop(), 0);
+ * ```
+ */
+export class InWorkerPt extends EventTarget implements AsyncDisposable {
+  #worker: Worker;
+  #lines: string[] = [];
+  #stderr = "";
+  #exited: Promise<number>;
+  #ready: Promise<void>;
+  #result: PtLaunchResult | undefined;
+
+  /**
+   * Start the front end in a new Worker. {@linkcode startInWorker} also
+   * waits for {@linkcode ready}.
+   *
+   * @param options Flags and variables, as for the executable.
+   */
+  constructor(options: InWorkerOptions = {}) {
+    super();
+    const args = [...(options.args ?? [])];
+    const env = { ...(options.env ?? {}) };
+    this.#worker = new Worker(new URL("./in_worker_main.ts", import.meta.url), { type: "module" });
+    let resolveExit!: (code: number) => void;
+    this.#exited = new Promise<number>((resolve) => resolveExit = resolve)
+      .finally(() => this.#worker.terminate());
+    const startup = new PtStartup({
+      kind: args.some((a) => /^--?server$/i.test(a)) || env.TOR_PT_SERVER_TRANSPORTS !== undefined
+        ? "server"
+        : "client",
+      versions: offeredVersions(args, env),
+      proxy: args.some((a) => /^--?proxy(=|$)/i.test(a)) || env.TOR_PT_PROXY !== undefined,
+      warn: () => {},
+    });
+    let resolveReady!: () => void;
+    let rejectReady!: (error: Error) => void;
+    this.#ready = new Promise<void>((resolve, reject) => {
+      resolveReady = resolve;
+      rejectReady = reject;
+    });
+    this.#ready.catch(() => {});
+    const exit = (code: number, why: string) => {
+      rejectReady(new Error(why));
+      resolveExit(code);
+    };
+    this.#worker.onmessage = (event: MessageEvent<FromWorker>) => {
+      const message = event.data;
+      if (message.type === "exit") return exit(message.code, "it exited");
+      if (message.type === "crash") return exit(70, message.message);
+      for (const line of this.#receive(message.type, message.text)) {
+        try {
+          const result = startup.handle(line);
+          if (result !== undefined) {
+            this.#result = result;
+            resolveReady();
+          }
+        } catch (error) {
+          rejectReady(error as Error);
+        }
+      }
+    };
+    this.#worker.onerror = (event) => {
+      event.preventDefault();
+      exit(70, event.message);
+    };
+    this.#worker.postMessage({ type: "start", args, env } satisfies ToWorker);
+  }
+
+  /**
+   * Resolves once the transports are started (`CMETHODS DONE` or
+   * `SMETHODS DONE`); rejects with the reason when start-up failed (an error
+   * line, or an exit before the end of start-up).
+   */
+  get ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  /** Every line printed on "stdout" so far, without newlines. */
+  get lines(): readonly string[] {
+    return this.#lines;
+  }
+
+  /** Everything printed on "stderr" so far. */
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** The negotiated version, once started. */
+  get version(): string | undefined {
+    return this.#result?.version;
+  }
+
+  /** The `CMETHOD` / `SMETHOD` lines, by transport name. */
+  get methods(): ReadonlyMap<string, PtLine> {
+    return this.#result?.methods ?? new Map();
+  }
+
+  /** The `CMETHOD-ERROR` / `SMETHOD-ERROR` messages, by transport name. */
+  get errors(): ReadonlyMap<string, string> {
+    return this.#result?.errors ?? new Map();
+  }
+
+  /** Resolves with the exit code once the front end has stopped. */
+  get exited(): Promise<number> {
+    return this.#exited;
+  }
+
+  /**
+   * Shut down (as stdin closing or SIGTERM would) and wait.
+   *
+   * @returns The exit code.
+   */
+  stop(): Promise<number> {
+    this.#worker.postMessage({ type: "stop" } satisfies ToWorker);
+    return this.#exited;
+  }
+
+  /** Stop and wait. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  #receive(stream: "stdout" | "stderr", text: string): PtLine[] {
+    if (stream === "stderr") this.#stderr += text;
+    const parsed: PtLine[] = [];
+    for (const line of text.split("\n")) {
+      if (line === "") continue;
+      if (stream === "stdout") this.#lines.push(line);
+      let value: PtLine;
+      try {
+        value = parsePtLine(line);
+      } catch {
+        continue; // Usage text and other plain output.
+      }
+      // PT 2.0 sends error lines to stderr; other stderr text is not protocol.
+      if (stream === "stderr" && !value.type.endsWith("-ERROR")) continue;
+      if (value.type === "LOG") this.dispatchEvent(new PtLogEvent(value.severity, value.message));
+      else if (value.type === "STATUS") {
+        this.dispatchEvent(new PtStatusEvent(value.transport, value.fields));
+      }
+      parsed.push(value);
+    }
+    return parsed;
+  }
+}
+
+/** The versions a parent offers with flags or the variable (flags alone mean 2). */
+function offeredVersions(args: readonly string[], env: Readonly<Record<string, string>>): string[] {
+  let list = env.TOR_PT_MANAGED_TRANSPORT_VER;
+  args.forEach((arg, i) => {
+    const match = /^--?(?:pt)?version(?:=(.*))?$/i.exec(arg);
+    if (match) list = match[1] ?? args[i + 1];
+  });
+  return (list ?? "2").split(",");
+}
+
+/**
+ * Run ptkit's managed-proxy front end in a `Worker` and wait until it has
+ * started its transports (`CMETHODS DONE` or `SMETHODS DONE`).
+ *
+ * @param options Flags and variables, as for the executable.
+ * @returns The running front end.
+ * @throws {Error} When it fails to start (the message quotes the error line
+ * and the exit code) or does not finish starting within the timeout.
+ *
+ * @example Refusing a parent that offers no known version
+ * ```ts
+ * import { startInWorker } from "@ptkit/ptkit/ipc/adapter";
+ * import { rejects } from "node:assert";
+ *
+ * await rejects(
+ *   startInWorker({ env: { TOR_PT_MANAGED_TRANSPORT_VER: "3", TOR_PT_CLIENT_TRANSPORTS: "plain" } }),
+ *   /VERSION-ERROR no-version.*exit code 78/,
+ * );
+ * ```
+ */
+export async function startInWorker(options: InWorkerOptions = {}): Promise<InWorkerPt> {
+  const pt = new InWorkerPt(options);
+  const timeout = options.startTimeout ?? 30000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      pt.ready,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`Front end did not finish starting within ${timeout} ms`)),
+          timeout,
+        );
+      }),
+    ]);
+    return pt;
+  } catch (error) {
+    const code = await pt.stop();
+    throw new Error(`Front end failed to start: ${(error as Error).message} (exit code ${code})`, {
+      cause: error,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,43 @@
+// Copyright the ptkit authors. MIT license.
+// The Worker side of the in-process front end (seed 4.3): runs the managed
+// proxy with the parent's arguments and environment, and sends every line it
+// would print to the parent as a message instead. Loaded by in_worker.ts.
+
+/// <reference no-default-lib="true" />
+/// <reference lib="deno.worker" />
+
+import { runManagedProxy } from "../managed_proxy.ts";
+
+/** Parent to worker. */
+export type ToWorker =
+  | { type: "start"; args: string[]; env: Record<string, string> }
+  | { type: "stop" };
+
+/** Worker to parent. */
+export type FromWorker =
+  | { type: "stdout" | "stderr"; text: string }
+  | { type: "exit"; code: number }
+  | { type: "crash"; message: string };
+
+const stop = new AbortController();
+const send = (message: FromWorker) => self.postMessage(message);
+
+self.onmessage = (event: MessageEvent<ToWorker>) => {
+  const message = event.data;
+  if (message.type === "stop") {
+    stop.abort();
+    return;
+  }
+  runManagedProxy({
+    args: message.args,
+    getEnv: (name) => message.env[name],
+    stdout: (text) => send({ type: "stdout", text }),
+    stderr: (text) => send({ type: "stderr", text }),
+    signal: stop.signal,
+    process: false,
+  }).then(
+    (code) => send({ type: "exit", code }),
+    (error) =>
+      send({ type: "crash", message: error instanceof Error ? error.message : String(error) }),
+  );
+};

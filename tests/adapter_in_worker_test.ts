@@ -1,0 +1,141 @@
+// Copyright the ptkit authors. MIT license.
+// The in-Worker front end (seed 4.3) passes the client-side IPC acceptance
+// tests that need no separate process: the whole messages table (the same
+// cases main.ts passes as a process), curl through its SOCKS5 front end, bad
+// SOCKS input, and an upstream proxy that fails closed.
+
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
+import { InWorkerPt, startInWorker } from "../ipc/adapter/in_worker.ts";
+import { proxy } from "../server.ts";
+import { plain } from "../transports/plain.ts";
+import { cases, checkCase, state } from "./ipc_cases.ts";
+import { requireBinary } from "./ipc_util.ts";
+
+for (const c of cases) {
+  Deno.test(`InWorkerPt ${c.name}`, async () => {
+    const pt = new InWorkerPt({ args: c.args ?? [], env: c.env ?? {} });
+    // Started, or exited on its own: either way, then "close stdin".
+    await Promise.race([pt.ready.catch(() => {}), pt.exited]);
+    const code = await pt.stop();
+    const stdout = pt.lines.map((line) => `${line}\n`).join("");
+    checkCase(c, code, stdout, pt.stderr);
+  });
+}
+
+function curlPage(curl: string, socksPort: number, url: string) {
+  return new Deno.Command(curl, {
+    args: ["-sS", "--max-time", "20", "--socks5-hostname", `127.0.0.1:${socksPort}`, url],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+}
+
+function socksPort(pt: InWorkerPt, name: string): number {
+  const method = pt.methods.get(name);
+  ok(method?.type === "CMETHOD", `no CMETHOD for ${name}`);
+  return method.address.port;
+}
+
+Deno.test("InWorkerPt SOCKS5 front end carries curl through plain, survives garbage, stops cleanly", async () => {
+  const curl = requireBinary("curl", "curl");
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_worker_" });
+  const page = "served through a Worker\n".repeat(500);
+  const http = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => new Response(page),
+  );
+  await using bridge = await proxy(plain, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: { hostname: "127.0.0.1", port: http.addr.port },
+  });
+  const pt = await startInWorker({
+    env: {
+      TOR_PT_MANAGED_TRANSPORT_VER: "1",
+      TOR_PT_CLIENT_TRANSPORTS: "plain",
+      TOR_PT_STATE_LOCATION: dir,
+    },
+  });
+  strictEqual(pt.version, "1");
+  const port = socksPort(pt, "plain");
+  const first = await curlPage(curl, port, `http://localhost:${bridge.addr.port}/`);
+  strictEqual(new TextDecoder().decode(first.stdout), page);
+
+  // 200 connections of random bytes: each is closed, the front end stays up.
+  await Promise.all(Array.from({ length: 200 }, async (_, i) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await conn.write(crypto.getRandomValues(new Uint8Array(1 + (i * 37) % 600)));
+      const buffer = new Uint8Array(1024);
+      while (await conn.read(buffer) !== null) { /* until closed */ }
+    } catch {
+      // Reset by the front end: also a close.
+    } finally {
+      conn.close();
+    }
+  }));
+  const after = await curlPage(curl, port, `http://127.0.0.1:${bridge.addr.port}/`);
+  strictEqual(after.code, 0);
+  strictEqual(new TextDecoder().decode(after.stdout), page);
+
+  strictEqual(await pt.stop(), 0);
+  deepStrictEqual(pt.stderr, "");
+  await http.shutdown();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("InWorkerPt upstream proxy fails closed: a dead proxy gives a SOCKS error and no direct connection", async () => {
+  const curl = requireBinary("curl", "curl");
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_worker_" });
+  const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const deadPort = dead.addr.port;
+  dead.close();
+  const target = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let accepted = 0;
+  const accepting = (async () => {
+    for await (const conn of target) {
+      accepted++;
+      conn.close();
+    }
+  })();
+  await using pt = await startInWorker({
+    args: [
+      "-client",
+      "-transports",
+      "plain",
+      "-state",
+      dir,
+      "-proxy",
+      `socks5://127.0.0.1:${deadPort}`,
+    ],
+  });
+  ok(pt.lines.includes("PROXY DONE"));
+  const result = await curlPage(
+    curl,
+    socksPort(pt, "plain"),
+    `http://127.0.0.1:${target.addr.port}/`,
+  );
+  ok(result.code !== 0, "curl must fail");
+  ok(/SOCKS|connect/i.test(new TextDecoder().decode(result.stderr)));
+  strictEqual(accepted, 0);
+  target.close();
+  await accepting;
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("startInWorker rejects with the error line and exit code", async () => {
+  await rejects(
+    startInWorker({
+      env: {
+        TOR_PT_MANAGED_TRANSPORT_VER: "1",
+        TOR_PT_CLIENT_TRANSPORTS: "plain",
+        TOR_PT_PROXY: "ftp://x",
+      },
+    }),
+    /PROXY-ERROR.*exit code 69/,
+  );
+});
+
+Deno.test("InWorkerPt cleanup of temporary state", async () => {
+  await Deno.remove(state, { recursive: true }).catch(() => {});
+});

@@ -1,0 +1,302 @@
+// Copyright the ptkit authors. MIT license.
+// The table of managed-proxy cases (acceptance (a) of the client IPC issue):
+// messages, exit codes, flags and variables. Run against main.ts as a
+// process (ipc_messages_test.ts) and in a Worker (adapter_in_worker_test.ts).
+
+import { deepStrictEqual, match } from "node:assert";
+import { assertProtocolOnly, MAIN } from "./ipc_util.ts";
+
+export interface Case {
+  name: string;
+  args?: string[];
+  env?: Record<string, string>;
+  code: number;
+  /** Expected stdout lines; `CMETHOD x socks5 *` matches any address. */
+  stdout: (string | RegExp)[];
+  /** Regexps stderr must match (in any order), or exact "" for empty. */
+  stderr?: RegExp[] | "";
+}
+
+export const state = await Deno.makeTempDir({ prefix: "ptkit_ipc_" });
+const base = { TOR_PT_STATE_LOCATION: `${state}/s`, TOR_PT_EXIT_ON_STDIN_CLOSE: "1" };
+export const v1 = { ...base, TOR_PT_MANAGED_TRANSPORT_VER: "1", TOR_PT_CLIENT_TRANSPORTS: "plain" };
+const v2 = { ...v1, TOR_PT_MANAGED_TRANSPORT_VER: "2" };
+const SOCKS = /^CMETHOD plain socks5 127\.0\.0\.1:[0-9]+$/;
+const freePort = (() => {
+  using l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return l.addr.port;
+})();
+
+export const cases: Case[] = [
+  { name: "no parent prints usage", code: 64, stdout: [], stderr: [/Usage: /] },
+  { name: "--help prints usage on stdout", args: ["--help"], code: 0, stdout: [/^Usage: /] },
+  { name: "-h prints usage", args: ["-h"], code: 0, stdout: [/^Usage: /] },
+  {
+    name: "version 1 starts plain",
+    env: v1,
+    code: 0,
+    stdout: ["VERSION 1", SOCKS, "CMETHODS DONE"],
+    stderr: "",
+  },
+  {
+    name: "any well-formed list picks 2",
+    env: { ...v1, TOR_PT_MANAGED_TRANSPORT_VER: "1,1a,2,this_is_a_valid_version" },
+    code: 0,
+    stdout: ["VERSION 2", SOCKS, "CMETHODS DONE"],
+  },
+  {
+    name: "a list with 1 but not 2 picks 1",
+    env: { ...v1, TOR_PT_MANAGED_TRANSPORT_VER: "0,1,3" },
+    code: 0,
+    stdout: ["VERSION 1", SOCKS, "CMETHODS DONE"],
+  },
+  {
+    name: "no compatible version",
+    env: { ...v1, TOR_PT_MANAGED_TRANSPORT_VER: "3,4" },
+    code: 78,
+    stdout: ["VERSION-ERROR no-version"],
+  },
+  {
+    name: "malformed version list",
+    env: { ...v1, TOR_PT_MANAGED_TRANSPORT_VER: "1, 2" },
+    code: 78,
+    stdout: [/^VERSION-ERROR no-version/],
+  },
+  {
+    name: "empty version list",
+    env: { ...v1, TOR_PT_MANAGED_TRANSPORT_VER: "" },
+    code: 78,
+    stdout: [/^VERSION-ERROR no-version/],
+  },
+  {
+    name: "parent variables without a version",
+    env: { ...base, TOR_PT_CLIENT_TRANSPORTS: "plain" },
+    code: 78,
+    stdout: ["VERSION-ERROR no-version"],
+  },
+  {
+    name: "-ptversion overrides the variable",
+    args: ["-ptversion", "1"],
+    env: { ...v1, TOR_PT_MANAGED_TRANSPORT_VER: "3" },
+    code: 0,
+    stdout: ["VERSION 1", SOCKS, "CMETHODS DONE"],
+  },
+  {
+    name: "--version=2 overrides the variable",
+    args: ["--version=2"],
+    env: v1,
+    code: 0,
+    stdout: ["VERSION 2", SOCKS, "CMETHODS DONE"],
+  },
+  {
+    name: "-transports overrides the variable",
+    args: ["-transports", "plain"],
+    env: { ...v1, TOR_PT_CLIENT_TRANSPORTS: "bogus" },
+    code: 0,
+    stdout: ["VERSION 1", SOCKS, "CMETHODS DONE"],
+  },
+  {
+    name: "unknown transports are ignored silently",
+    env: { ...v1, TOR_PT_CLIENT_TRANSPORTS: "bogus,plain,obfs9" },
+    code: 0,
+    stdout: ["VERSION 1", SOCKS, "CMETHODS DONE"],
+    stderr: "",
+  },
+  {
+    name: "only unknown transports still ends with CMETHODS DONE",
+    env: { ...v1, TOR_PT_CLIENT_TRANSPORTS: "bogus" },
+    code: 0,
+    stdout: ["VERSION 1", "CMETHODS DONE"],
+  },
+  {
+    name: "no transports is an ENV-ERROR on stdout with version 1",
+    env: { ...base, TOR_PT_MANAGED_TRANSPORT_VER: "1" },
+    code: 64,
+    stdout: ["VERSION 1", /^ENV-ERROR No transports requested/],
+  },
+  {
+    name: "no transports is an ENV-ERROR on stderr with version 2",
+    env: { ...base, TOR_PT_MANAGED_TRANSPORT_VER: "2" },
+    code: 64,
+    stdout: ["VERSION 2"],
+    stderr: [/^ENV-ERROR No transports requested/m],
+  },
+  {
+    name: "client and server transports both set",
+    env: { ...v1, TOR_PT_SERVER_TRANSPORTS: "plain" },
+    code: 64,
+    stdout: ["VERSION 1", /^ENV-ERROR Both TOR_PT_CLIENT_TRANSPORTS and TOR_PT_SERVER/],
+  },
+  {
+    name: "server mode is refused clearly for now",
+    args: ["-server"],
+    env: v1,
+    code: 64,
+    stdout: ["VERSION 1", "ENV-ERROR Server mode is not implemented yet"],
+  },
+  {
+    name: "unknown flag",
+    args: ["-bogus", "x"],
+    env: v1,
+    code: 64,
+    stdout: ["VERSION 1", /^ENV-ERROR Unknown flag -bogus/],
+  },
+  {
+    name: "flag without its value",
+    args: ["-state"],
+    env: v1,
+    code: 64,
+    stdout: ["VERSION 1", "ENV-ERROR Flag -state needs a value"],
+  },
+  {
+    name: "bad -logLevel",
+    args: ["-logLevel", "loud"],
+    env: v1,
+    code: 64,
+    stdout: ["VERSION 1", /^ENV-ERROR Invalid log level "loud"/],
+  },
+  {
+    name: "bad -mode",
+    args: ["-mode", "udp"],
+    env: v1,
+    code: 64,
+    stdout: ["VERSION 1", /^ENV-ERROR Invalid -mode "udp"/],
+  },
+  {
+    name: "transparent-TCP without -target",
+    args: ["-mode", "transparent-TCP"],
+    env: v1,
+    code: 64,
+    stdout: ["VERSION 1", "ENV-ERROR -mode transparent-TCP needs -target"],
+  },
+  {
+    name: "-target without transparent-TCP",
+    args: ["-target", "127.0.0.1:1"],
+    env: v1,
+    code: 64,
+    stdout: ["VERSION 1", "ENV-ERROR -target needs -mode transparent-TCP"],
+  },
+  {
+    name: "bad -proxylistenaddr",
+    args: ["-proxylistenaddr", "nowhere"],
+    env: v1,
+    code: 64,
+    stdout: ["VERSION 1", /^ENV-ERROR Cannot parse -proxylistenaddr "nowhere"/],
+  },
+  {
+    name: "malformed -options",
+    args: ["-options", "plain:novalue"],
+    env: v1,
+    code: 64,
+    stdout: ["VERSION 1", /^ENV-ERROR Cannot parse transport arguments/],
+  },
+  {
+    name: "state location that is a file",
+    env: { ...v1, TOR_PT_STATE_LOCATION: MAIN },
+    code: 64,
+    stdout: ["VERSION 1", /^ENV-ERROR Cannot create state directory/],
+  },
+  {
+    name: "-proxylistenaddr picks the port",
+    args: ["-proxylistenaddr", `127.0.0.1:${freePort}`],
+    env: v1,
+    code: 0,
+    stdout: ["VERSION 1", `CMETHOD plain socks5 127.0.0.1:${freePort}`, "CMETHODS DONE"],
+  },
+  {
+    name: "good proxy: PROXY DONE before any CMETHOD",
+    env: { ...v1, TOR_PT_PROXY: "socks5://tor:test1234@127.0.0.1:9" },
+    code: 0,
+    stdout: ["VERSION 1", "PROXY DONE", SOCKS, "CMETHODS DONE"],
+  },
+  {
+    name: "-proxy overrides the variable",
+    args: ["-proxy", "http://127.0.0.1:9"],
+    env: { ...v1, TOR_PT_PROXY: "gopher://127.0.0.1:9" },
+    code: 0,
+    stdout: ["VERSION 1", "PROXY DONE", SOCKS, "CMETHODS DONE"],
+  },
+  ...[
+    "socks5://proxy.example:1080",
+    "socks4a://u:p@127.0.0.1:1080",
+    "ftp://127.0.0.1:21",
+    "socks5://127.0.0.1",
+    "socks5://127.0.0.1:99999",
+    "socks5://u@127.0.0.1:1080",
+    "http://127.0.0.1:8080/path",
+    `socks5://${"u".repeat(256)}:p@127.0.0.1:1080`,
+  ].map((proxy): Case => ({
+    name: `bad proxy ${proxy.slice(0, 40)} is a PROXY-ERROR`,
+    env: { ...v1, TOR_PT_PROXY: proxy },
+    code: 69,
+    stdout: ["VERSION 1", /^PROXY-ERROR /],
+  })),
+  {
+    name: "bad proxy with version 2: PROXY-ERROR on stderr",
+    env: { ...v2, TOR_PT_PROXY: "socks5://proxy.example:1080" },
+    code: 69,
+    stdout: ["VERSION 2"],
+    stderr: [/^PROXY-ERROR /m],
+  },
+  {
+    name: "transport that rejects its options: CMETHOD-ERROR on stdout with version 1",
+    args: ["-mode", "transparent-TCP", "-target", "127.0.0.1:9", "-options", "plain:k=v"],
+    env: v1,
+    code: 0,
+    stdout: [
+      "VERSION 1",
+      /^CMETHOD-ERROR plain Cannot configure transport 'plain'/,
+      "CMETHODS DONE",
+    ],
+  },
+  {
+    name: "transport that rejects its options: CMETHOD-ERROR on stderr with version 2",
+    args: ["-mode", "transparent-TCP", "-target", "127.0.0.1:9", "-options", '{"plain":{"k":"v"}}'],
+    env: v2,
+    code: 0,
+    stdout: ["VERSION 2", "CMETHODS DONE"],
+    stderr: [/^CMETHOD-ERROR plain Cannot configure transport 'plain'/m],
+  },
+  {
+    name: "flags alone: transparent-TCP",
+    args: [
+      "-client",
+      "-transports",
+      "plain",
+      "-mode",
+      "transparent-TCP",
+      "-proxylistenaddr",
+      `127.0.0.1:${freePort}`,
+      "-target",
+      "127.0.0.1:6000",
+      "-state",
+      `${state}/flags`,
+      "-exit-on-stdin-close",
+    ],
+    code: 0,
+    stdout: ["VERSION 2", `CMETHOD plain transparent-TCP 127.0.0.1:${freePort}`, "CMETHODS DONE"],
+    stderr: "",
+  },
+  {
+    name: "double-dash flags alone: socks5",
+    args: ["--client", "--transports=plain", `--state=${state}/flags2`, "--exit-on-stdin-close"],
+    code: 0,
+    stdout: ["VERSION 2", SOCKS, "CMETHODS DONE"],
+  },
+];
+
+/** Check one run's exit code and output against its case. */
+export function checkCase(c: Case, code: number, stdout: string, stderr: string): void {
+  const context = `stdout: ${stdout}\nstderr: ${stderr}`;
+  const usageCase = c.stdout.length > 0 && String(c.stdout[0]).includes("Usage");
+  const lines = usageCase ? stdout.split("\n") : assertProtocolOnly(stdout)
+    .filter((l) => !l.startsWith("LOG "));
+  deepStrictEqual(code, c.code, context);
+  if (!usageCase) deepStrictEqual(lines.length, c.stdout.length, context);
+  c.stdout.forEach((expected, i) => {
+    if (typeof expected === "string") deepStrictEqual(lines[i], expected, context);
+    else match(lines[i] ?? "", expected, context);
+  });
+  if (c.stderr === "") deepStrictEqual(stderr, "", context);
+  else for (const pattern of c.stderr ?? []) match(stderr, pattern, context);
+}
