@@ -3,9 +3,6 @@
 // proxy with the parent's arguments and environment, and sends every line it
 // would print to the parent as a message instead. Loaded by in_worker.ts.
 
-/// <reference no-default-lib="true" />
-/// <reference lib="deno.worker" />
-
 import { runManagedProxy } from "../managed_proxy.ts";
 
 /** Parent to worker. */
@@ -19,10 +16,15 @@ export type FromWorker =
   | { type: "exit"; code: number }
   | { type: "crash"; message: string };
 
+/** The worker's global scope, as far as this module uses it. */
+const scope = globalThis as unknown as {
+  postMessage(message: FromWorker): void;
+  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+};
 const stop = new AbortController();
-const send = (message: FromWorker) => self.postMessage(message);
+const send = (message: FromWorker) => scope.postMessage(message);
 
-self.onmessage = (event: MessageEvent<ToWorker>) => {
+scope.onmessage = (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   if (message.type === "stop") {
     stop.abort();
