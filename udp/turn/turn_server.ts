@@ -397,7 +397,8 @@ export class TurnServer {
 
   #makeNonce(): string {
     const expiry = (this.#now() + this.#nonceLifetime * 1000).toString(16);
-    return `${expiry}.${this.#nonceMac(expiry)}`;
+    const salt = hexOf(crypto.getRandomValues(new Uint8Array(4)));
+    return `${expiry}.${salt}.${this.#nonceMac(`${expiry}.${salt}`)}`;
   }
 
   #nonceMac(expiry: string): string {
@@ -406,13 +407,9 @@ export class TurnServer {
   }
 
   #nonceValid(nonce: string): boolean {
-    const dot = nonce.indexOf(".");
-    if (dot < 1) return false;
-    const expiry = nonce.slice(0, dot);
-    if (!/^[0-9a-f]{1,13}$/.test(expiry) || nonce.slice(dot + 1) !== this.#nonceMac(expiry)) {
-      return false;
-    }
-    return parseInt(expiry, 16) > this.#now();
+    const match = /^([0-9a-f]{1,13})\.([0-9a-f]{8})\.([0-9a-f]{16})$/.exec(nonce);
+    if (!match || match[3] !== this.#nonceMac(`${match[1]}.${match[2]}`)) return false;
+    return parseInt(match[1]!, 16) > this.#now();
   }
 
   #onRequest(client: TurnClient, request: StunMessage): void {
