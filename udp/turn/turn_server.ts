@@ -78,9 +78,9 @@ export interface TurnServerOptions {
   readonly allowLoopbackPeers?: boolean;
   /** Allow RFC 1918, CGNAT, ULA and link-local peers (default false). */
   readonly allowPrivatePeers?: boolean;
-  /** Allocations per user (default 100); more get 486. */
+  /** Allocations per user (default 1000); more get 486. */
   readonly userQuota?: number;
-  /** Allocations and reservations in total (default 1000); more get 508. */
+  /** Allocations and reservations in total (default 5000); more get 508. */
   readonly totalQuota?: number;
   /** Permissions per allocation (default 256); more get 508. */
   readonly maxPermissions?: number;
@@ -233,8 +233,8 @@ export class TurnServer {
     this.#now = options.now ?? Date.now;
     this.#allowLoopback = options.allowLoopbackPeers ?? false;
     this.#allowPrivate = options.allowPrivatePeers ?? false;
-    this.#userQuota = options.userQuota ?? 100;
-    this.#totalQuota = options.totalQuota ?? 1000;
+    this.#userQuota = options.userQuota ?? 1000;
+    this.#totalQuota = options.totalQuota ?? 5000;
     this.#maxPermissions = options.maxPermissions ?? 256;
     this.#maxLifetime = options.maxLifetime ?? 3600;
     this.#maxChannel = options.strictChannelNumbers ? 0x4fff : 0x7fff;

@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import dgram from "node:dgram";
+import { dgramSocketOptions } from "./dgram_options.ts";
 import { formatIp, parseIp } from "./ip_address.ts";
 import type { StunAddress } from "./stun_message.ts";
 import type { TurnRelayFactory, TurnRelayRequest, TurnRelaySocket } from "./turn_server.ts";
@@ -77,7 +78,7 @@ export function createUdpRelayFactory(options: UdpRelayOptions): TurnRelayFactor
 
 function bindSocket(family: 4 | 6, host: string, port: number): Promise<TurnRelaySocket> {
   return new Promise((resolve, reject) => {
-    const socket = dgram.createSocket({ type: family === 4 ? "udp4" : "udp6" });
+    const socket = dgram.createSocket(dgramSocketOptions(family));
     let closed = false;
     const onError = (error: Error) => {
       closed = true;

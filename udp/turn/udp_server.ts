@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import dgram from "node:dgram";
+import { dgramSocketOptions } from "./dgram_options.ts";
 import { formatIp, parseIp } from "./ip_address.ts";
 import { createUdpRelayFactory } from "./udp_relay.ts";
 import { TurnServer, type TurnServerOptions } from "./turn_server.ts";
@@ -51,7 +52,7 @@ export async function serveTurnUdp(options: ServeTurnUdpOptions): Promise<TurnUd
     parseIp(relayHost).length === 4 ? { ipv4: relayHost } : { ipv6: relayHost },
   );
   const server = new TurnServer({ ...options, relay });
-  const socket = dgram.createSocket({ type: family === 4 ? "udp4" : "udp6" });
+  const socket = dgram.createSocket(dgramSocketOptions(family));
   await new Promise<void>((resolve, reject) => {
     socket.once("error", reject);
     socket.bind(options.port, options.hostname, () => {
