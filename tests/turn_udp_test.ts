@@ -3,8 +3,11 @@
 import dgram from "node:dgram";
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import {
+  decodeXorAddress,
+  encodeStunMessage,
   encodeXorAddress,
   getAttribute,
+  parseStunMessage,
   serveTurnUdp,
   type StunAddress,
   StunAttr,
@@ -208,4 +211,67 @@ Deno.test("serveTurnUdp survives random, truncated and overlong datagrams", asyn
   strictEqual(rig.turn.server.stats().dropped >= 1500, true);
   strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 0);
   strictEqual(rig.turn.server.stats().allocations, 1);
+});
+
+Deno.test("serveTurnUdp relays over IPv6 loopback with XOR addresses in IPv6 form", async () => {
+  const turn = await serveTurnUdp({
+    hostname: "::1",
+    port: 0,
+    realm: "pt.test",
+    users: { u: "p" },
+    allowLoopbackPeers: true,
+  });
+  const socket = dgram.createSocket("udp6");
+  const peer = dgram.createSocket("udp6");
+  try {
+    await new Promise<void>((resolve) => socket.bind(0, "::1", resolve));
+    await new Promise<void>((resolve) => peer.bind(0, "::1", resolve));
+    const inbox = new Queue<Uint8Array>();
+    socket.on("message", (msg: Uint8Array) => inbox.push(new Uint8Array(msg)));
+    const peerInbox = new Queue<Uint8Array>();
+    peer.on("message", (msg: Uint8Array) => peerInbox.push(new Uint8Array(msg)));
+    const c = new StunTestClient({
+      inbox,
+      send: (bytes) => socket.send(bytes, turn.addr.port, "::1"),
+    });
+    const allocated = await c.allocate([
+      { type: StunAttr.RequestedAddressFamily, value: new Uint8Array([2, 0, 0, 0]) },
+    ]);
+    strictEqual(errorCode(allocated), 0);
+    const relayed = decodeXorAddress(
+      getAttribute(allocated, StunAttr.XorRelayedAddress)!,
+      allocated.transactionId,
+    );
+    strictEqual(relayed.family, 6);
+    strictEqual(relayed.address, "::1");
+    const mapped = decodeXorAddress(
+      getAttribute(allocated, StunAttr.XorMappedAddress)!,
+      allocated.transactionId,
+    );
+    deepStrictEqual(mapped, { family: 6, address: "::1", port: socket.address().port });
+    const peerAddress = { family: 6, address: "::1", port: peer.address().port } as const;
+    strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, peerAddress)), 0);
+    // A Send indication with 12 KiB of data reaches the peer whole.
+    const payload = crypto.getRandomValues(new Uint8Array(12 * 1024));
+    const tid = crypto.getRandomValues(new Uint8Array(12));
+    c.wire.send(encodeStunMessage({
+      method: StunMethod.Send,
+      class: 1,
+      transactionId: tid,
+      attributes: [
+        { type: StunAttr.XorPeerAddress, value: encodeXorAddress(peerAddress, tid) },
+        { type: StunAttr.Data, value: payload },
+      ],
+    }));
+    deepStrictEqual(await peerInbox.pop(), payload);
+    // The peer's answer comes back as a Data indication.
+    peer.send(new Uint8Array([7, 7]), relayed.port, "::1");
+    const data = parseStunMessage(await inbox.pop());
+    strictEqual(data.method, StunMethod.Data);
+    deepStrictEqual([...getAttribute(data, StunAttr.Data)!], [7, 7]);
+  } finally {
+    await new Promise<void>((resolve) => socket.close(() => resolve()));
+    await new Promise<void>((resolve) => peer.close(() => resolve()));
+    await turn.close();
+  }
 });

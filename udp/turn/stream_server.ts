@@ -21,7 +21,8 @@ let nextStreamId = 0;
  * and ChannelData back to back (PT 2.0 "STUN-aware" framing), and the connection is one TURN
  * client. Resolves when the stream ends or carries a bad frame; the client's allocation is then
  * deleted and the writable closed. Toward a slow client, datagrams beyond `maxQueuedBytes` are
- * dropped, as on UDP.
+ * dropped, as on UDP. The server's expiry sweep is the caller's: call `server.sweep()` every
+ * second or so when no `serveTurnUdp` runs it (expired state is also dropped lazily).
  *
  * @param server The TURN server logic.
  * @param conn The byte stream (e.g. a transport connection's readable and writable).
