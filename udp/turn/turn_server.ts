@@ -263,6 +263,15 @@ export class TurnServer {
    */
   handle(client: TurnClient, packet: Uint8Array): void {
     if (this.#closed) return;
+    try {
+      this.#dispatch(client, packet);
+    } catch {
+      // A datagram that trips a bug is dropped; the server keeps serving everyone else.
+      this.#dropped++;
+    }
+  }
+
+  #dispatch(client: TurnClient, packet: Uint8Array): void {
     if (isChannelData(packet)) {
       this.#onChannelData(client, packet);
       return;
@@ -607,7 +616,13 @@ export class TurnServer {
       channels: new Map(),
       peerChannels: new Map(),
     };
-    relay.onPacket = (data, peer) => this.#onPeerPacket(allocation, data, peer);
+    relay.onPacket = (data, peer) => {
+      try {
+        this.#onPeerPacket(allocation, data, peer);
+      } catch {
+        this.#dropped++;
+      }
+    };
     this.#allocations.set(client.key, allocation);
     this.#userCounts.set(username, (this.#userCounts.get(username) ?? 0) + 1);
     const attributes: StunAttribute[] = [
