@@ -119,3 +119,6 @@ export const STUN_ERROR_REASONS: Readonly<Record<number, string>> = {
 
 /** The STUN magic cookie, 0x2112A442. */
 export const STUN_MAGIC_COOKIE = 0x2112a442;
+
+/** FINGERPRINT is the CRC-32 of the message XOR this value, 0x5354554e ("STUN"). */
+export const STUN_FINGERPRINT_XOR = 0x5354554e;

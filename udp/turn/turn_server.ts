@@ -5,21 +5,16 @@ import { sha1 } from "@noble/hashes/legacy.js";
 import { encodeChannelData, isChannelData, parseChannelData } from "./channel_data.ts";
 import { classifyIp, parseIp } from "./ip_address.ts";
 import { StunAttr, StunClass, type StunClassValue, StunMethod } from "./stun_constants.ts";
+import { decodeXorAddress, encodeErrorCode, encodeXorAddress, u32 } from "./stun_attributes.ts";
+import { longTermKey, verifyFingerprint, verifyIntegrity } from "./stun_integrity.ts";
 import {
-  decodeXorAddress,
-  encodeErrorCode,
   encodeStunMessage,
-  encodeXorAddress,
   getAttribute,
   isStunMessage,
-  longTermKey,
   parseStunMessage,
   type StunAddress,
   type StunAttribute,
   type StunMessage,
-  u32,
-  verifyFingerprint,
-  verifyIntegrity,
 } from "./stun_message.ts";
 
 /** One TURN client as a front end sees it: a 5-tuple (or a stream) and a way to answer. */
