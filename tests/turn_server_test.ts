@@ -1,0 +1,450 @@
+// Copyright the ptkit authors. MIT license.
+
+import dgram from "node:dgram";
+import { deepStrictEqual, ok, strictEqual } from "node:assert";
+import {
+  createUdpRelayFactory,
+  decodeXorAddress,
+  encodeChannelData,
+  encodeXorAddress,
+  getAttribute,
+  isChannelData,
+  parseChannelData,
+  parseStunMessage,
+  serveTurnStream,
+  type StunAddress,
+  StunAttr,
+  StunMethod,
+  type TurnClient,
+  TurnServer,
+  type TurnServerOptions,
+  u32,
+} from "../udp/turn/mod.ts";
+import {
+  errorCode,
+  FakeRelay,
+  lifetimeOf,
+  Queue,
+  relayedAddress,
+  StunTestClient,
+} from "./turn_test_client.ts";
+
+interface Rig {
+  server: TurnServer;
+  relay: FakeRelay;
+  clock: { t: number };
+  connect(name?: string, username?: string, password?: string): StunTestClient;
+}
+
+function rig(options: Partial<TurnServerOptions> = {}): Rig {
+  const relay = new FakeRelay();
+  const clock = { t: 1_000_000 };
+  const server = new TurnServer({
+    realm: "pt.test",
+    users: { u: "p", v: "q" },
+    relay,
+    now: () => clock.t,
+    allowLoopbackPeers: true,
+    ...options,
+  });
+  let n = 0;
+  return {
+    server,
+    relay,
+    clock,
+    connect(name = `c${n++}`, username = "u", password = "p") {
+      const inbox = new Queue<Uint8Array>();
+      const client: TurnClient = {
+        key: name,
+        address: { family: 4, address: "127.0.0.1", port: 40000 + n },
+        send: (p) => inbox.push(p),
+      };
+      return new StunTestClient(
+        { inbox, send: (bytes) => server.handle(client, bytes) },
+        username,
+        password,
+      );
+    },
+  };
+}
+
+const peerAttr = (peer: StunAddress, tid = new Uint8Array(12)) => ({
+  type: StunAttr.XorPeerAddress,
+  value: encodeXorAddress(peer, tid),
+});
+
+/** Build requests with a fixed transaction id so XOR-PEER-ADDRESS can be encoded for it. */
+async function withPeer(
+  c: StunTestClient,
+  method: number,
+  peer: StunAddress,
+  extra: { type: number; value: Uint8Array }[] = [],
+) {
+  const transactionId = crypto.getRandomValues(new Uint8Array(12));
+  const bytes = c.build(method, [peerAttr(peer, transactionId), ...extra], { transactionId });
+  c.wire.send(bytes);
+  return await c.response(transactionId);
+}
+
+const PEER_A = { family: 4, address: "127.0.0.1", port: 9 } as const;
+const PEER_B = { family: 4, address: "127.0.0.2", port: 7 } as const;
+
+Deno.test("TurnServer expires permissions, channels and allocations on the injected clock", async () => {
+  const { server, relay, clock, connect } = rig();
+  const c = connect();
+  const allocated = await c.allocate();
+  strictEqual(errorCode(allocated), 0);
+  strictEqual(lifetimeOf(allocated), 600);
+  const socket = relay.socketAt(relayedAddress(allocated));
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PEER_A)), 0);
+  strictEqual(
+    errorCode(
+      await withPeer(c, StunMethod.ChannelBind, PEER_B, [
+        { type: StunAttr.ChannelNumber, value: new Uint8Array([0x40, 0x01, 0, 0]) },
+      ]),
+    ),
+    0,
+  );
+  // Peer A has a permission but no channel: Data indication. Peer B: ChannelData.
+  socket.onPacket!(new Uint8Array([1, 2, 3]), PEER_A);
+  const data = parseStunMessage(await c.wire.inbox.pop());
+  strictEqual(data.method, StunMethod.Data);
+  deepStrictEqual(
+    decodeXorAddress(getAttribute(data, StunAttr.XorPeerAddress)!, data.transactionId),
+    PEER_A,
+  );
+  deepStrictEqual([...getAttribute(data, StunAttr.Data)!], [1, 2, 3]);
+  socket.onPacket!(new Uint8Array([4, 5]), PEER_B);
+  const channelData = parseChannelData(await c.wire.inbox.pop());
+  strictEqual(channelData.channel, 0x4001);
+  deepStrictEqual([...channelData.data], [4, 5]);
+  // Client to peers.
+  c.wire.send(encodeChannelData(0x4001, new Uint8Array([9]), true));
+  c.wire.send(encodeChannelData(0x4002, new Uint8Array([9])));
+  deepStrictEqual(socket.sent.map((s) => s.peer), [PEER_B]);
+  // At 299 s the permissions hold; at 301 s they are gone (300 s lifetime).
+  clock.t += 299_000;
+  socket.onPacket!(new Uint8Array([1]), PEER_A);
+  ok(!isChannelData(await c.wire.inbox.pop()));
+  clock.t += 2_000;
+  const dropped = server.stats().dropped;
+  socket.onPacket!(new Uint8Array([1]), PEER_A);
+  socket.onPacket!(new Uint8Array([1]), PEER_B);
+  c.wire.send(encodeChannelData(0x4001, new Uint8Array([9])));
+  strictEqual(server.stats().dropped, dropped + 3);
+  strictEqual(c.wire.inbox.size, 0);
+  strictEqual(socket.sent.length, 1);
+  // The allocation (600 s) expires at the next sweep after 600 s and its socket is closed.
+  clock.t += 298_000;
+  server.sweep();
+  strictEqual(server.stats().allocations, 1);
+  clock.t += 2_000;
+  server.sweep();
+  strictEqual(server.stats().allocations, 0);
+  ok(socket.closed);
+  strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 437);
+  server.close();
+});
+
+Deno.test("TurnServer Refresh keeps an allocation alive and LIFETIME 0 deletes it", async () => {
+  const { server, relay, clock, connect } = rig();
+  const c = connect();
+  const allocated = await c.allocate([{ type: StunAttr.Lifetime, value: u32(777) }]);
+  strictEqual(lifetimeOf(allocated), 777);
+  const socket = relay.socketAt(relayedAddress(allocated));
+  for (let i = 0; i < 3; i++) {
+    clock.t += 500_000;
+    const refreshed = await c.authed(StunMethod.Refresh);
+    strictEqual(errorCode(refreshed), 0);
+    strictEqual(lifetimeOf(refreshed), 600);
+  }
+  server.sweep();
+  strictEqual(server.stats().allocations, 1);
+  ok(!socket.closed);
+  // Too long is clamped to 3600 s, too short raised to 600 s.
+  const long = await c.authed(StunMethod.Refresh, [{
+    type: StunAttr.Lifetime,
+    value: u32(99999),
+  }]);
+  strictEqual(lifetimeOf(long), 3600);
+  const short = await c.authed(StunMethod.Refresh, [{ type: StunAttr.Lifetime, value: u32(5) }]);
+  strictEqual(lifetimeOf(short), 600);
+  const deleted = await c.authed(StunMethod.Refresh, [{ type: StunAttr.Lifetime, value: u32(0) }]);
+  strictEqual(errorCode(deleted), 0);
+  strictEqual(lifetimeOf(deleted), 0);
+  strictEqual(server.stats().allocations, 0);
+  ok(socket.closed);
+  strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 437);
+  server.close();
+});
+
+Deno.test("TurnServer ChannelBind refresh keeps the channel and its permission", async () => {
+  const { server, relay, clock, connect } = rig();
+  const c = connect();
+  const socket = relay.socketAt(relayedAddress(await c.allocate()));
+  const bind = () =>
+    withPeer(c, StunMethod.ChannelBind, PEER_B, [
+      { type: StunAttr.ChannelNumber, value: new Uint8Array([0x40, 0x00, 0, 0]) },
+    ]);
+  strictEqual(errorCode(await bind()), 0);
+  for (let i = 0; i < 4; i++) {
+    clock.t += 250_000;
+    strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 0);
+    strictEqual(errorCode(await bind()), 0);
+  }
+  c.wire.send(encodeChannelData(0x4000, new Uint8Array([7])));
+  strictEqual(socket.sent.length, 1);
+  // A different peer on the same channel, or the same peer on another channel: 400.
+  strictEqual(
+    errorCode(
+      await withPeer(c, StunMethod.ChannelBind, PEER_A, [
+        { type: StunAttr.ChannelNumber, value: new Uint8Array([0x40, 0x00, 0, 0]) },
+      ]),
+    ),
+    400,
+  );
+  strictEqual(
+    errorCode(
+      await withPeer(c, StunMethod.ChannelBind, PEER_B, [
+        { type: StunAttr.ChannelNumber, value: new Uint8Array([0x40, 0x05, 0, 0]) },
+      ]),
+    ),
+    400,
+  );
+  server.close();
+});
+
+Deno.test("TurnServer answers 438 with a fresh nonce once the nonce lifetime passes", async () => {
+  const { server, clock, connect } = rig({ nonceLifetime: 60 });
+  const c = connect();
+  strictEqual(errorCode(await c.allocate()), 0);
+  const old = c.nonce;
+  clock.t += 61_000;
+  const stale = await c.request(StunMethod.Refresh);
+  strictEqual(errorCode(stale), 438);
+  const fresh = new TextDecoder().decode(getAttribute(stale, StunAttr.Nonce));
+  ok(fresh !== old);
+  strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 0);
+  server.close();
+});
+
+Deno.test("TurnServer EVEN-PORT with R reserves the next port for RESERVATION-TOKEN", async () => {
+  const { server, relay, clock, connect } = rig();
+  const a = connect();
+  const first = await a.allocate([{ type: StunAttr.EvenPort, value: new Uint8Array([0x80]) }]);
+  strictEqual(errorCode(first), 0);
+  const port = relayedAddress(first).port;
+  strictEqual(port % 2, 0);
+  const token = getAttribute(first, StunAttr.ReservationToken)!;
+  strictEqual(token.length, 8);
+  strictEqual(server.stats().reservations, 1);
+  const b = connect();
+  const bad = await b.allocate([
+    { type: StunAttr.ReservationToken, value: token },
+    { type: StunAttr.EvenPort, value: new Uint8Array([0]) },
+  ]);
+  strictEqual(errorCode(bad), 400);
+  const second = await b.allocate([{ type: StunAttr.ReservationToken, value: token }]);
+  strictEqual(errorCode(second), 0);
+  strictEqual(relayedAddress(second).port, port + 1);
+  strictEqual(server.stats().reservations, 0);
+  const reuse = await connect().allocate([{ type: StunAttr.ReservationToken, value: token }]);
+  strictEqual(errorCode(reuse), 508);
+  // An unused reservation is released after 30 s.
+  const d = connect();
+  const third = await d.allocate([{ type: StunAttr.EvenPort, value: new Uint8Array([0x80]) }]);
+  const reserved = relay.sockets.find((s) => s.address.port === relayedAddress(third).port + 1)!;
+  clock.t += 31_000;
+  server.sweep();
+  ok(reserved.closed);
+  strictEqual(server.stats().reservations, 0);
+  server.close();
+});
+
+Deno.test("TurnServer answers 420 for unknown comprehension-required attributes only", async () => {
+  const { server, connect } = rig();
+  const c = connect();
+  const unknown = await c.allocate([
+    { type: 0x0031, value: new Uint8Array(4) },
+    { type: 0x7777, value: new Uint8Array(0) },
+  ]);
+  strictEqual(errorCode(unknown), 420);
+  deepStrictEqual([...getAttribute(unknown, StunAttr.UnknownAttributes)!], [0, 0x31, 0x77, 0x77]);
+  const optional = await c.allocate([
+    { type: 0x8055, value: new Uint8Array(4) },
+    { type: StunAttr.DontFragment, value: new Uint8Array(0) },
+    { type: StunAttr.RequestedAddressFamily, value: new Uint8Array([1, 0, 0, 0]) },
+  ]);
+  strictEqual(errorCode(optional), 0);
+  server.close();
+});
+
+Deno.test("TurnServer checks REQUESTED-TRANSPORT, address family and channel ranges", async () => {
+  const { server, connect } = rig({ strictChannelNumbers: true });
+  const c = connect();
+  const tcp = await c.authed(StunMethod.Allocate, [
+    { type: StunAttr.RequestedTransport, value: new Uint8Array([6, 0, 0, 0]) },
+  ]);
+  strictEqual(errorCode(tcp), 442);
+  strictEqual(errorCode(await c.authed(StunMethod.Allocate)), 400);
+  const v6 = await c.allocate([
+    { type: StunAttr.RequestedAddressFamily, value: new Uint8Array([2, 0, 0, 0]) },
+  ]);
+  strictEqual(errorCode(v6), 440);
+  strictEqual(errorCode(await c.allocate()), 0);
+  for (const channel of [0x3fff, 0x5000, 0x7fff, 0x8000]) {
+    const r = await withPeer(c, StunMethod.ChannelBind, PEER_A, [
+      { type: StunAttr.ChannelNumber, value: new Uint8Array([channel >> 8, channel & 0xff, 0, 0]) },
+    ]);
+    strictEqual(errorCode(r), 400, `channel 0x${channel.toString(16)}`);
+  }
+  const v6peer = await withPeer(c, StunMethod.CreatePermission, {
+    family: 6,
+    address: "2001:db8::1",
+    port: 1,
+  });
+  strictEqual(errorCode(v6peer), 443);
+  server.close();
+});
+
+Deno.test("TurnServer refuses private, loopback and multicast peers unless allowed", async () => {
+  const { server, connect } = rig({ allowLoopbackPeers: false });
+  const c = connect();
+  strictEqual(errorCode(await c.allocate()), 0);
+  for (const address of ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.1.1", "224.0.0.1"]) {
+    const r = await withPeer(c, StunMethod.CreatePermission, { family: 4, address, port: 5 });
+    strictEqual(errorCode(r), 403, address);
+  }
+  strictEqual(
+    errorCode(
+      await withPeer(c, StunMethod.CreatePermission, { family: 4, address: "8.8.8.8", port: 5 }),
+    ),
+    0,
+  );
+  server.close();
+});
+
+Deno.test("TurnServer answers 441 when another user touches an allocation", async () => {
+  const { server, connect } = rig();
+  const c = connect("shared", "u", "p");
+  strictEqual(errorCode(await c.allocate()), 0);
+  const other = connect("shared", "v", "q");
+  strictEqual(errorCode(await other.authed(StunMethod.Refresh)), 441);
+  server.close();
+});
+
+Deno.test("TurnServer holds quotas over 10,000 simulated clients with bounded memory", async () => {
+  const users: Record<string, string> = {};
+  for (let i = 0; i < 10; i++) users[`u${i}`] = "p";
+  const { server, relay, connect } = rig({ users, userQuota: 30, totalQuota: 200 });
+  const codes = new Map<number, number>();
+  const heapBefore = Deno.memoryUsage().heapUsed;
+  let nonce = "";
+  let realm = "";
+  for (let i = 0; i < 10_000; i++) {
+    const c = connect(`client${i}`, `u${i % (i < 5000 ? 3 : 10)}`, "p");
+    c.nonce = nonce;
+    c.realm = realm;
+    const r = await c.allocate();
+    nonce = c.nonce;
+    realm = c.realm;
+    const code = errorCode(r);
+    codes.set(code, (codes.get(code) ?? 0) + 1);
+  }
+  // The first half uses 3 users (30 each); the second fills the total to 200.
+  strictEqual(codes.get(0), 200);
+  strictEqual(codes.get(486)! + codes.get(508)!, 9800);
+  ok(codes.get(486)! > 0 && codes.get(508)! > 0);
+  strictEqual(server.stats().allocations, 200);
+  strictEqual(relay.sockets.length, 200);
+  const growth = Deno.memoryUsage().heapUsed - heapBefore;
+  ok(growth < 64 * 1024 * 1024, `heap grew by ${growth} bytes`);
+  server.close();
+  ok(relay.sockets.every((s) => s.closed));
+});
+
+Deno.test("TurnServer drops random datagrams and keeps answering", async () => {
+  const { server, connect } = rig();
+  const c = connect();
+  strictEqual(errorCode(await c.allocate()), 0);
+  for (let i = 0; i < 5000; i++) {
+    const bytes = crypto.getRandomValues(new Uint8Array(1 + (i % 200)));
+    if (i % 3 === 0 && bytes.length >= 8) bytes.set([0, 3, 0, 0, 0x21, 0x12, 0xa4, 0x42]);
+    if (i % 3 === 1) bytes[0] = 0x40 | (bytes[0]! & 0x0f);
+    c.wire.send(bytes);
+  }
+  ok(server.stats().dropped > 0);
+  strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 0);
+  strictEqual(server.stats().allocations, 1);
+  server.close();
+});
+
+Deno.test("serveTurnStream relays padded ChannelData over a byte stream to a UDP peer", async () => {
+  const server = new TurnServer({
+    realm: "pt.test",
+    users: { u: "p" },
+    relay: createUdpRelayFactory({ ipv4: "127.0.0.1" }),
+    allowLoopbackPeers: true,
+  });
+  // An echo peer on real UDP.
+  const peer = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => peer.bind(0, "127.0.0.1", resolve));
+  peer.on("message", (msg, rinfo) => peer.send(msg, rinfo.port, rinfo.address));
+  const peerAddress = { family: 4, address: "127.0.0.1", port: peer.address().port } as const;
+  // Client side: bytes written to `toServer` are read by the server, replies land in `inbox`.
+  const toServer = new TransformStream<Uint8Array, Uint8Array>();
+  const inbox = new Queue<Uint8Array>();
+  const fromServer = new TransformStream<Uint8Array, Uint8Array>();
+  const done = serveTurnStream(server, {
+    readable: toServer.readable,
+    writable: fromServer.writable,
+  });
+  const writer = toServer.writable.getWriter();
+  const reading = (async () => {
+    let buffer = new Uint8Array(0);
+    for await (const chunk of fromServer.readable) {
+      const joined = new Uint8Array(buffer.length + chunk.length);
+      joined.set(buffer);
+      joined.set(chunk, buffer.length);
+      buffer = joined;
+      while (buffer.length >= 4) {
+        const len = (buffer[2]! << 8) | buffer[3]!;
+        const size = (buffer[0]! & 0xc0) === 0x40 ? 4 + ((len + 3) & ~3) : 20 + len;
+        if (buffer.length < size) break;
+        inbox.push(buffer.slice(0, size));
+        buffer = buffer.slice(size);
+      }
+    }
+  })();
+  const c = new StunTestClient({ inbox, send: (b) => void writer.write(b) });
+  strictEqual(errorCode(await c.allocate()), 0);
+  strictEqual(server.stats().allocations, 1);
+  strictEqual(
+    errorCode(
+      await withPeer(c, StunMethod.ChannelBind, peerAddress, [
+        { type: StunAttr.ChannelNumber, value: new Uint8Array([0x40, 0x10, 0, 0]) },
+      ]),
+    ),
+    0,
+  );
+  // Two padded frames in one write.
+  const a = encodeChannelData(0x4010, new Uint8Array([1, 2, 3, 4, 5]), true);
+  const b = encodeChannelData(0x4010, new Uint8Array([6]), true);
+  await writer.write(new Uint8Array([...a, ...b]));
+  // UDP may reorder the two datagrams; sort the echoes by length.
+  const [echoB, echoA] = [await inbox.pop(), await inbox.pop()].sort((x, y) =>
+    x.length - y.length
+  ) as [Uint8Array, Uint8Array];
+  strictEqual(echoA.length, 12, "ChannelData toward a stream client is padded");
+  strictEqual(echoB.length, 8);
+  deepStrictEqual([...parseChannelData(echoA).data], [1, 2, 3, 4, 5]);
+  deepStrictEqual([...parseChannelData(echoB).data], [6]);
+  // A byte that is neither STUN nor ChannelData ends this connection and its allocation.
+  await writer.write(new Uint8Array([0xff, 0, 0, 0]));
+  await done;
+  await reading;
+  strictEqual(server.stats().allocations, 0);
+  await writer.abort().catch(() => {});
+  server.close();
+  await new Promise<void>((resolve) => peer.close(resolve));
+});

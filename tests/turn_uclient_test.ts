@@ -1,0 +1,129 @@
+// Copyright the ptkit authors. MIT license.
+// Acceptance: coturn's turnutils_uclient (Debian package "coturn") against our standalone server.
+
+import dgram from "node:dgram";
+import { ok, strictEqual } from "node:assert";
+
+async function freeUdpPort(): Promise<number> {
+  const socket = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+  const port = socket.address().port;
+  await new Promise<void>((resolve) => socket.close(() => resolve()));
+  return port;
+}
+
+function requireBinary(name: string): void {
+  try {
+    new Deno.Command(name, { args: ["-h"], stdout: "null", stderr: "null" }).outputSync();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new Error(`${name} is missing: install the Debian package "coturn"`);
+    }
+    throw error;
+  }
+}
+
+async function startServer(port: number): Promise<Deno.ChildProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-env",
+      new URL("../udp/turn/cli.ts", import.meta.url).pathname,
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--user",
+      "u:p",
+      "--realm",
+      "pt.test",
+      "--allow-loopback-peers",
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("turn: listening on")) {
+    const { value, done } = await reader.read();
+    if (done) {
+      await child.status;
+      throw new Error(`TURN server exited before listening: ${text}`);
+    }
+    text += value;
+  }
+  ok(!text.includes("127.0.0.1:") || text.includes(`127.0.0.1:${port}`));
+  reader.cancel().catch(() => {});
+  return child;
+}
+
+async function uclient(args: string[]): Promise<{ code: number; output: string }> {
+  const { code, stdout, stderr } = await new Deno.Command("turnutils_uclient", {
+    args,
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code, output: decoder.decode(stdout) + decoder.decode(stderr) };
+}
+
+Deno.test("turn CLI passes every turnutils_uclient run of turn.md with 0 lost packets", async () => {
+  requireBinary("turnutils_uclient");
+  requireBinary("turnutils_peer");
+  const port = await freeUdpPort();
+  const peerPort = await freeUdpPort();
+  const server = await startServer(port);
+  const peer = new Deno.Command("turnutils_peer", {
+    args: ["-L", "127.0.0.1", "-p", String(peerPort)],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const common = ["-n", "1000", "-m", "10", "-l", "170", "-u", "u", "-w", "p", "-p", String(port)];
+  const runs: [string, string[]][] = [
+    ["peerless channels", ["-y", "-c", ...common]],
+    ["Send/Data indications", ["-y", "-c", "-s", ...common]],
+    ["padded ChannelData", ["-y", "-c", "-D", ...common]],
+    ["echo peer", ["-c", "-e", "127.0.0.1", "-r", String(peerPort), ...common]],
+    // Extra: RTP/RTCP pairs (EVEN-PORT with R, RESERVATION-TOKEN), DONT-FRAGMENT, IPv4 family.
+    [
+      "RTP/RTCP pairs, DONT-FRAGMENT, explicit IPv4",
+      [
+        "-y",
+        "-g",
+        "-X",
+        "-n",
+        "200",
+        "-m",
+        "4",
+        "-l",
+        "170",
+        "-u",
+        "u",
+        "-w",
+        "p",
+        "-p",
+        String(
+          port,
+        ),
+      ],
+    ],
+  ];
+  try {
+    // The runs are light (20 ms between packets); run them side by side to save wall time.
+    const results = await Promise.all(runs.map(([, args]) => uclient([...args, "127.0.0.1"])));
+    results.forEach(({ code, output }, i) => {
+      const [name, args] = runs[i]!;
+      const summary = output.match(/Total lost packets \d+ \([^)]*\)/)?.[0] ??
+        output.slice(-800);
+      strictEqual(code, 0, `${name}: uclient ${args.join(" ")} exited ${code}: ${summary}`);
+      ok(/Total lost packets 0 \(/.test(output), `${name}: ${summary}`);
+    });
+  } finally {
+    peer.kill("SIGTERM");
+    await peer.status;
+    server.kill("SIGTERM");
+    const status = await server.status;
+    strictEqual(status.code, 0, "the TURN server exits 0 on SIGTERM");
+  }
+});

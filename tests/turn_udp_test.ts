@@ -1,0 +1,277 @@
+// Copyright the ptkit authors. MIT license.
+
+import dgram from "node:dgram";
+import { deepStrictEqual, ok, strictEqual } from "node:assert";
+import {
+  decodeXorAddress,
+  encodeStunMessage,
+  encodeXorAddress,
+  getAttribute,
+  parseStunMessage,
+  serveTurnUdp,
+  type StunAddress,
+  StunAttr,
+  StunMethod,
+  type TurnUdpServer,
+} from "../udp/turn/mod.ts";
+import { errorCode, Queue, StunTestClient } from "./turn_test_client.ts";
+
+interface UdpRig {
+  turn: TurnUdpServer;
+  clock: { t: number };
+  open(username?: string, password?: string): Promise<StunTestClient>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+async function udpRig(allowLoopbackPeers = false): Promise<UdpRig> {
+  const clock = { t: Date.now() };
+  const turn = await serveTurnUdp({
+    hostname: "127.0.0.1",
+    port: 0,
+    realm: "pt.test",
+    users: { u: "p", v: "q" },
+    allowLoopbackPeers,
+    now: () => clock.t,
+  });
+  const sockets: dgram.Socket[] = [];
+  return {
+    turn,
+    clock,
+    async open(username = "u", password = "p") {
+      const socket = dgram.createSocket("udp4");
+      sockets.push(socket);
+      await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+      const inbox = new Queue<Uint8Array>();
+      socket.on("message", (msg: Uint8Array) => inbox.push(new Uint8Array(msg)));
+      return new StunTestClient(
+        {
+          inbox,
+          send: (bytes) => socket.send(bytes, turn.addr.port, "127.0.0.1"),
+        },
+        username,
+        password,
+      );
+    },
+    async [Symbol.asyncDispose]() {
+      for (const s of sockets) await new Promise<void>((resolve) => s.close(() => resolve()));
+      await turn.close();
+    },
+  };
+}
+
+const TRANSPORT_UDP = { type: StunAttr.RequestedTransport, value: new Uint8Array([17, 0, 0, 0]) };
+
+async function withPeer(
+  c: StunTestClient,
+  method: number,
+  peer: StunAddress,
+  extra: { type: number; value: Uint8Array }[] = [],
+) {
+  const transactionId = crypto.getRandomValues(new Uint8Array(12));
+  const bytes = c.build(method, [
+    { type: StunAttr.XorPeerAddress, value: encodeXorAddress(peer, transactionId) },
+    ...extra,
+  ], { transactionId });
+  c.wire.send(bytes);
+  return await c.response(transactionId);
+}
+
+Deno.test("serveTurnUdp answers an Allocate without credentials with 401, REALM and NONCE", async () => {
+  await using rig = await udpRig();
+  const c = await rig.open();
+  const r = await c.request(StunMethod.Allocate, [TRANSPORT_UDP], { auth: false });
+  strictEqual(errorCode(r), 401);
+  strictEqual(new TextDecoder().decode(getAttribute(r, StunAttr.Realm)), "pt.test");
+  ok(getAttribute(r, StunAttr.Nonce)!.length > 0);
+  strictEqual(getAttribute(r, StunAttr.MessageIntegrity), undefined);
+  ok(getAttribute(r, StunAttr.Fingerprint));
+});
+
+Deno.test("serveTurnUdp answers a wrong password with 401 and a fresh nonce", async () => {
+  await using rig = await udpRig();
+  const c = await rig.open("u", "wrong");
+  const r = await c.allocate();
+  strictEqual(errorCode(r), 401);
+  const fresh = new TextDecoder().decode(getAttribute(r, StunAttr.Nonce));
+  ok(fresh.length > 0 && fresh !== c.nonce);
+  const unknownUser = await (await rig.open("nobody", "p")).allocate();
+  strictEqual(errorCode(unknownUser), 401);
+  strictEqual(rig.turn.server.stats().allocations, 0);
+});
+
+Deno.test("serveTurnUdp answers a stale nonce with 438", async () => {
+  await using rig = await udpRig();
+  const c = await rig.open();
+  strictEqual(errorCode(await c.allocate()), 0);
+  rig.clock.t += 3601_000;
+  // Refresh keeps the allocation alive in server time; the nonce is an hour old.
+  const r = await c.request(StunMethod.Refresh, [{
+    type: StunAttr.Lifetime,
+    value: new Uint8Array([0, 0, 2, 88]),
+  }]);
+  strictEqual(errorCode(r), 438);
+  ok(getAttribute(r, StunAttr.Nonce));
+});
+
+Deno.test("serveTurnUdp answers out-of-range channel numbers with 400", async () => {
+  await using rig = await udpRig(true);
+  const c = await rig.open();
+  strictEqual(errorCode(await c.allocate()), 0);
+  const peer = { family: 4, address: "127.0.0.1", port: 9 } as const;
+  for (const channel of [0x0000, 0x3fff, 0x8000, 0xffff]) {
+    const r = await withPeer(c, StunMethod.ChannelBind, peer, [
+      { type: StunAttr.ChannelNumber, value: new Uint8Array([channel >> 8, channel & 0xff, 0, 0]) },
+    ]);
+    strictEqual(errorCode(r), 400, `channel 0x${channel.toString(16)}`);
+  }
+  const ok4000 = await withPeer(c, StunMethod.ChannelBind, peer, [
+    { type: StunAttr.ChannelNumber, value: new Uint8Array([0x40, 0, 0, 0]) },
+  ]);
+  strictEqual(errorCode(ok4000), 0);
+});
+
+Deno.test("serveTurnUdp answers 420 with UNKNOWN-ATTRIBUTES", async () => {
+  await using rig = await udpRig();
+  const c = await rig.open();
+  const r = await c.allocate([{ type: 0x0042, value: new Uint8Array([1, 2, 3]) }]);
+  strictEqual(errorCode(r), 420);
+  deepStrictEqual([...getAttribute(r, StunAttr.UnknownAttributes)!], [0, 0x42]);
+});
+
+Deno.test("serveTurnUdp answers a second Allocate and a Refresh without allocation with 437", async () => {
+  await using rig = await udpRig();
+  const c = await rig.open();
+  strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 437);
+  const first = await c.allocate();
+  strictEqual(errorCode(first), 0);
+  strictEqual(errorCode(await c.allocate()), 437);
+  // A retransmission (same transaction id) gets the same success response again.
+  const tid = crypto.getRandomValues(new Uint8Array(12));
+  const d = await rig.open();
+  await d.allocate([{ type: StunAttr.Lifetime, value: new Uint8Array([0, 0, 3, 9]) }]);
+  await d.authed(StunMethod.Refresh, [{ type: StunAttr.Lifetime, value: new Uint8Array(4) }]);
+  const once = await d.request(StunMethod.Allocate, [TRANSPORT_UDP], { transactionId: tid });
+  const twice = await d.request(StunMethod.Allocate, [TRANSPORT_UDP], { transactionId: tid });
+  strictEqual(errorCode(once), 0);
+  deepStrictEqual([...twice.raw], [...once.raw]);
+});
+
+Deno.test("serveTurnUdp refuses loopback and private peers with 403 by default", async () => {
+  await using rig = await udpRig(false);
+  const c = await rig.open();
+  strictEqual(errorCode(await c.allocate()), 0);
+  for (const address of ["127.0.0.1", "10.0.0.1", "172.16.0.1", "224.0.0.251", "0.0.0.0"]) {
+    const r = await withPeer(c, StunMethod.CreatePermission, { family: 4, address, port: 80 });
+    strictEqual(errorCode(r), 403, address);
+  }
+});
+
+Deno.test("serveTurnUdp silently drops a request with a bad FINGERPRINT", async () => {
+  await using rig = await udpRig();
+  const c = await rig.open();
+  const bad = c.build(StunMethod.Allocate, [TRANSPORT_UDP], { auth: false, badFingerprint: true });
+  c.wire.send(bad);
+  // The server answers datagrams in order; the Binding response must be the first packet back.
+  const binding = c.build(StunMethod.Binding, [], { auth: false });
+  c.wire.send(binding);
+  const first = await c.wire.inbox.pop();
+  deepStrictEqual([...first.subarray(8, 20)], [...binding.subarray(8, 20)]);
+  strictEqual(rig.turn.server.stats().dropped, 1);
+});
+
+Deno.test("serveTurnUdp survives random, truncated and overlong datagrams", async () => {
+  await using rig = await udpRig();
+  const c = await rig.open();
+  strictEqual(errorCode(await c.allocate()), 0);
+  const valid = c.build(StunMethod.Refresh, []);
+  for (let i = 0; i < 2000; i++) {
+    let bytes: Uint8Array;
+    if (i % 4 === 0) bytes = crypto.getRandomValues(new Uint8Array(1 + (i % 300)));
+    else if (i % 4 === 1) bytes = valid.slice(0, 20 + (i % (valid.length - 20)));
+    else if (i % 4 === 2) {
+      bytes = valid.slice();
+      bytes[22] = 0xff; // First attribute's length runs past the end.
+    } else {
+      bytes = new Uint8Array(valid.length + 8);
+      bytes.set(valid);
+      bytes[3] = 0xf0; // Message length past the end of the datagram.
+    }
+    c.wire.send(bytes);
+    if (i % 100 === 99) {
+      // Pace the flood so the kernel's socket buffers do not overflow (UDP would drop).
+      const ping = c.build(StunMethod.Binding, [], { auth: false });
+      c.wire.send(ping);
+      strictEqual((await c.response(ping.subarray(8, 20))).class, 2);
+    }
+  }
+  const binding = c.build(StunMethod.Binding, [], { auth: false });
+  c.wire.send(binding);
+  const answer = await c.response(binding.subarray(8, 20));
+  strictEqual(answer.class, 2);
+  strictEqual(rig.turn.server.stats().dropped >= 1500, true);
+  strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 0);
+  strictEqual(rig.turn.server.stats().allocations, 1);
+});
+
+Deno.test("serveTurnUdp relays over IPv6 loopback with XOR addresses in IPv6 form", async () => {
+  const turn = await serveTurnUdp({
+    hostname: "::1",
+    port: 0,
+    realm: "pt.test",
+    users: { u: "p" },
+    allowLoopbackPeers: true,
+  });
+  const socket = dgram.createSocket("udp6");
+  const peer = dgram.createSocket("udp6");
+  try {
+    await new Promise<void>((resolve) => socket.bind(0, "::1", resolve));
+    await new Promise<void>((resolve) => peer.bind(0, "::1", resolve));
+    const inbox = new Queue<Uint8Array>();
+    socket.on("message", (msg: Uint8Array) => inbox.push(new Uint8Array(msg)));
+    const peerInbox = new Queue<Uint8Array>();
+    peer.on("message", (msg: Uint8Array) => peerInbox.push(new Uint8Array(msg)));
+    const c = new StunTestClient({
+      inbox,
+      send: (bytes) => socket.send(bytes, turn.addr.port, "::1"),
+    });
+    const allocated = await c.allocate([
+      { type: StunAttr.RequestedAddressFamily, value: new Uint8Array([2, 0, 0, 0]) },
+    ]);
+    strictEqual(errorCode(allocated), 0);
+    const relayed = decodeXorAddress(
+      getAttribute(allocated, StunAttr.XorRelayedAddress)!,
+      allocated.transactionId,
+    );
+    strictEqual(relayed.family, 6);
+    strictEqual(relayed.address, "::1");
+    const mapped = decodeXorAddress(
+      getAttribute(allocated, StunAttr.XorMappedAddress)!,
+      allocated.transactionId,
+    );
+    deepStrictEqual(mapped, { family: 6, address: "::1", port: socket.address().port });
+    const peerAddress = { family: 6, address: "::1", port: peer.address().port } as const;
+    strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, peerAddress)), 0);
+    // A Send indication with 12 KiB of data reaches the peer whole.
+    const payload = crypto.getRandomValues(new Uint8Array(12 * 1024));
+    const tid = crypto.getRandomValues(new Uint8Array(12));
+    c.wire.send(encodeStunMessage({
+      method: StunMethod.Send,
+      class: 1,
+      transactionId: tid,
+      attributes: [
+        { type: StunAttr.XorPeerAddress, value: encodeXorAddress(peerAddress, tid) },
+        { type: StunAttr.Data, value: payload },
+      ],
+    }));
+    deepStrictEqual(await peerInbox.pop(), payload);
+    // The peer's answer comes back as a Data indication.
+    peer.send(new Uint8Array([7, 7]), relayed.port, "::1");
+    const data = parseStunMessage(await inbox.pop());
+    strictEqual(data.method, StunMethod.Data);
+    deepStrictEqual([...getAttribute(data, StunAttr.Data)!], [7, 7]);
+  } finally {
+    await new Promise<void>((resolve) => socket.close(() => resolve()));
+    await new Promise<void>((resolve) => peer.close(() => resolve()));
+    await turn.close();
+  }
+});

@@ -1,0 +1,85 @@
+// Copyright the ptkit authors. MIT license.
+
+import { parseHostPort } from "../../net/address.ts";
+import { serveTurnUdp } from "./udp_server.ts";
+
+const USAGE =
+  "usage: turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM [--allow-loopback-peers]";
+
+/**
+ * The `turn` command: a standalone TURN server on UDP until SIGINT or SIGTERM.
+ *
+ * `turn --listen 127.0.0.1:3478 --user u:p --realm r [--allow-loopback-peers]`
+ * (a leading "turn" argument is skipped). Prints `turn: listening on HOST:PORT` to stderr.
+ *
+ * @param args Command-line arguments after the program name.
+ * @returns The exit code: 0 after a signal, 2 on bad arguments, 1 when it cannot listen.
+ *
+ * @example Bad arguments
+ * ```ts
+ * import { runTurnCommand } from "./cli.ts";
+ * import { strictEqual } from "node:assert";
+ *
+ * strictEqual(await runTurnCommand(["--bogus"]), 2);
+ * ```
+ */
+export async function runTurnCommand(args: string[]): Promise<number> {
+  const rest = args[0] === "turn" ? args.slice(1) : args;
+  let listen: string | undefined;
+  let realm: string | undefined;
+  let allowLoopbackPeers = false;
+  const users: Record<string, string> = {};
+  const fail = (why: string): number => {
+    console.error(`turn: ${why}\n${USAGE}`);
+    return 2;
+  };
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i]!;
+    const value = rest[i + 1];
+    if (arg === "--allow-loopback-peers") {
+      allowLoopbackPeers = true;
+      continue;
+    }
+    if (arg !== "--listen" && arg !== "--user" && arg !== "--realm") {
+      return fail(`unknown argument ${JSON.stringify(arg)}`);
+    }
+    if (value === undefined) return fail(`${arg} needs a value`);
+    i++;
+    if (arg === "--listen") listen = value;
+    else if (arg === "--realm") realm = value;
+    else {
+      const colon = value.indexOf(":");
+      if (colon < 1) return fail("--user must be USER:PASSWORD");
+      users[value.slice(0, colon)] = value.slice(colon + 1);
+    }
+  }
+  if (listen === undefined) return fail("--listen is required");
+  if (realm === undefined || realm === "") return fail("--realm is required");
+  if (Object.keys(users).length === 0) return fail("at least one --user is required");
+  let address;
+  try {
+    address = parseHostPort(listen, "--listen");
+  } catch (error) {
+    return fail(error instanceof Error ? error.message : String(error));
+  }
+  let turn;
+  try {
+    turn = await serveTurnUdp({ ...address, realm, users, allowLoopbackPeers });
+  } catch (error) {
+    console.error(`turn: cannot listen on ${listen}: ${(error as Error).message}`);
+    return 1;
+  }
+  const host = turn.addr.hostname.includes(":") ? `[${turn.addr.hostname}]` : turn.addr.hostname;
+  console.error(`turn: listening on ${host}:${turn.addr.port}`);
+  const { promise, resolve } = Promise.withResolvers<void>();
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  for (const s of signals) Deno.addSignalListener(s, resolve);
+  await promise;
+  for (const s of signals) Deno.removeSignalListener(s, resolve);
+  await turn.close();
+  return 0;
+}
+
+if (import.meta.main) {
+  Deno.exit(await runTurnCommand(Deno.args));
+}
