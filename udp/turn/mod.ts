@@ -25,7 +25,6 @@ export * from "./ip_address.ts";
 export * from "./stream_server.ts";
 export * from "./stun_attributes.ts";
 export * from "./stun_constants.ts";
-export * from "./stun_framing.ts";
 export * from "./stun_integrity.ts";
 export * from "./stun_message.ts";
 export * from "./turn_server.ts";

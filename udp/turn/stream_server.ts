@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
-import { createStunFrameSplitter } from "./stun_framing.ts";
+import { DeframerStream } from "../deframer_stream.ts";
+import { stunFraming } from "../stun_framing.ts";
 import type { StunAddress } from "./stun_message.ts";
 import type { TurnServer } from "./turn_server.ts";
 
@@ -76,7 +77,7 @@ export async function serveTurnStream(
       );
     },
   };
-  const frames = conn.readable.pipeThrough(createStunFrameSplitter(), {
+  const frames = conn.readable.pipeThrough(new DeframerStream(stunFraming), {
     ...(options.signal ? { signal: options.signal } : {}),
   });
   try {
