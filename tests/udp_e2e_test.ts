@@ -1,5 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
+import { obfs4 } from "../transports/obfs4/mod.ts";
+import { MemoryStore, type TransportEnvironment } from "../transports/mod.ts";
 import {
   serveUdpClient,
   serveUdpServer,
@@ -35,7 +37,12 @@ function lineReader(stream: ReadableStream<Uint8Array>): () => Promise<string> {
   };
 }
 
-async function echoThrough(transport: Transport, seed: number): Promise<void> {
+async function echoThrough(
+  transport: Transport,
+  seed: number,
+  serverConfig: Record<string, string> = {},
+  env: TransportEnvironment = {},
+): Promise<void> {
   // Without larger kernel buffers than Linux's default (212,992 bytes),
   // 256 datagrams in flight overflow a socket's receive queue whatever reads
   // it; Deno can raise them only through FFI (see UdpSocket.bufferSize).
@@ -64,7 +71,8 @@ async function echoThrough(transport: Transport, seed: number): Promise<void> {
     const echoPort = Number(await readLine());
     await using server = await serveUdpServer({
       transport,
-      config: {},
+      config: serverConfig,
+      env,
       hostname: "127.0.0.1",
       port: 0,
       target: { hostname: "127.0.0.1", port: echoPort },
@@ -114,4 +122,8 @@ Deno.test("serveUdpClient and serveUdpServer echo 10,000 datagrams in order over
 
 Deno.test("serveUdpClient and serveUdpServer echo 10,000 datagrams in order over a byte-changing transport", async () => {
   await echoThrough(scramble, 2);
+});
+
+Deno.test("serveUdpClient and serveUdpServer echo 10,000 datagrams in order over obfs4", async () => {
+  await echoThrough(obfs4, 3, { "iat-mode": "0" }, { local: new MemoryStore() });
 });
