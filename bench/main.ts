@@ -9,6 +9,7 @@ import { relay } from "../net/relay.ts";
 import { plain } from "../transports/plain.ts";
 import { ipcBench } from "./ipc_bench.ts";
 import { pipeToHop } from "./pipe_hop.ts";
+import { udpBench } from "./udp_bench.ts";
 
 const TOTAL = Number(Deno.env.get("BENCH_MIB") ?? "512") * 1024 * 1024;
 const ROUNDS = 3;
@@ -122,9 +123,28 @@ row("two hops: ptkit dial(plain) + proxy(plain)", plainRate, "conn/s", twoHopRat
 
 console.log();
 await ipcBench(uploadOver, target.port, hopB.port, row);
+console.log();
+await udpBench(row);
 
 client.close();
 await manager.close();
+
+// obfs4 and TURN run their peers (obfs4proxy, coturn) as processes of their
+// own; each bench prints its own ratios.
+for (
+  const [script, args] of [["obfs4_bench.ts", [String(Math.min(64, TOTAL / 1024 / 1024))]], [
+    "turn_bench.ts",
+    Deno.env.get("BENCH_QUICK") ? ["--quick"] : [],
+  ]] as const
+) {
+  console.log();
+  const { code } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", new URL(`./${script}`, import.meta.url).pathname, ...args],
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (code !== 0) console.log(`${script} exited with code ${code}`);
+}
 hopA.close();
 hopB.close();
 target.close();
