@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --quiet --no-prompt --no-config --allow-net --allow-read --allow-write --allow-env=TOR_PT_*
+#!/usr/bin/env -S deno run --quiet --no-prompt --allow-net --allow-read --allow-write --allow-env=TOR_PT_*,HOME,XDG_STATE_HOME
 // Copyright the ptkit authors. MIT license.
 
 /**

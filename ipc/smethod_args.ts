@@ -1,0 +1,29 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+import type { TransportOptions } from "../transports/transport.ts";
+
+/**
+ * Format a server transport's client options as the `ARGS:` field of an
+ * `SMETHOD` line: `ARGS:k=v,k=v` with keys sorted and `\`, `=` and `,`
+ * escaped with a backslash (in keys and values). Empty options give `""`
+ * (no field).
+ *
+ * @param options What clients need (the transport's `clientOptions`).
+ * @returns The field, or the empty string.
+ *
+ * @example Formatting obfs4-like arguments
+ * ```ts
+ * import { formatSmethodArgs } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * deepStrictEqual(formatSmethodArgs({ "iat-mode": "0", cert: "a=b,c" }), "ARGS:cert=a\\=b\\,c,iat-mode=0");
+ * deepStrictEqual(formatSmethodArgs({}), "");
+ * ```
+ */
+export function formatSmethodArgs(options: TransportOptions): string {
+  const keys = Object.keys(options).sort((a, b) => a < b ? -1 : a > b ? 1 : 0);
+  if (keys.length === 0) return "";
+  const escape = (s: string) => s.replace(/[\\=,]/g, "\\$&");
+  return "ARGS:" + keys.map((k) => `${escape(k)}=${escape(options[k]!)}`).join(",");
+}
