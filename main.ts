@@ -3,13 +3,19 @@
 
 /**
  * The ptkit pluggable transport executable: tor's `ClientTransportPlugin
- * <name> exec /path/to/main.ts`, or standalone with flags (`--help`).
+ * <name> exec /path/to/main.ts` or `ServerTransportPlugin <name> exec
+ * /path/to/main.ts`, the same with flags (`--help`), or the friendly
+ * commands `main.ts server|client|start` (`main.ts server --help`).
  *
  * @module
  */
 
 import { runManagedProxy } from "./ipc/managed_proxy.ts";
+import { CLI_COMMANDS, runCli } from "./ipc/cli.ts";
 
 if (import.meta.main) {
-  Deno.exit(await runManagedProxy({ args: Deno.args }));
+  const standalone = CLI_COMMANDS.includes(Deno.args[0] ?? "");
+  Deno.exit(
+    standalone ? await runCli(Deno.args) : await runManagedProxy({ args: Deno.args }),
+  );
 }

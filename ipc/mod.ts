@@ -53,3 +53,5 @@ export * from "./socks_client.ts";
 export * from "./socks_target.ts";
 export * from "./outbound_dialer.ts";
 export * from "./managed_server.ts";
+export * from "./bridge_line.ts";
+export * from "./cli.ts";
