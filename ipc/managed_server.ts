@@ -217,6 +217,10 @@ class ServerLoop {
             ? { userAddr: { hostname: remote.hostname, port: remote.port } }
             : {}),
         });
+        this.#output.log(
+          "info",
+          `${this.#name}: Extended ORPort authenticated, connection accepted`,
+        );
       }
       signal.throwIfAborted();
       await relay(conn, end, { signal });
