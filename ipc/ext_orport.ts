@@ -80,7 +80,7 @@ async function handshake(conn: NetConn, options: ExtOrPortOptions): Promise<void
     const [type] = await readExactly(conn, 1);
     if (type === 0) break;
     types.push(type!);
-    if (types.length > 255) throw new Error("Extended ORPort sent too many auth types");
+    if (types.length > 16) throw new Error("Extended ORPort sent too many auth types");
   }
   if (!types.includes(1)) {
     throw new Error(`Extended ORPort offers no SAFE_COOKIE auth (types ${types.join(",")})`);

@@ -19,6 +19,8 @@ export type FakeBehaviour =
 export interface FakeSession {
   clientNonce?: Uint8Array;
   clientHashOk?: boolean;
+  serverHash?: Uint8Array;
+  clientHash?: Uint8Array;
   commands: { cmd: number; body: string }[];
   /** Application bytes after OKAY. */
   data: Uint8Array;
@@ -59,9 +61,10 @@ export class FakeExtOrPort implements AsyncDisposable {
     readonly behaviour: () => FakeBehaviour,
     readonly serverNonce: () => Uint8Array = () => crypto.getRandomValues(new Uint8Array(32)),
   ) {
-    this.listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.listener = listener;
     this.#loop = (async () => {
-      for await (const conn of this.listener) {
+      for await (const conn of listener) {
         this.#conns.add(conn);
         const task = this.#serve(conn).catch(() => {}).finally(() => {
           this.#conns.delete(conn);
@@ -111,9 +114,11 @@ export class FakeExtOrPort implements AsyncDisposable {
       ]),
     );
     if (behaviour === "wrong-server-hash") serverHash[0]! ^= 1;
+    session.serverHash = serverHash;
     await conn.write(new Uint8Array([...serverHash, ...serverNonce]));
     if (behaviour === "close-after-hash") return;
     const clientHash = await readExactly(conn, 32);
+    session.clientHash = clientHash;
     const expected = hmac(
       sha256,
       this.cookie,
