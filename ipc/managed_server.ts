@@ -200,8 +200,10 @@ class ServerLoop {
     const target = this.#settings.target;
     const dialer = this.#settings.dialer ?? tcpDialer;
     let end: RelayEnd | undefined;
+    let handshook = false;
     try {
       await conn.ready;
+      handshook = true;
       if (target.kind === "socks") {
         await serveSocksTarget(conn, { policy: target.policy, dialer, signal });
         return;
@@ -231,7 +233,15 @@ class ServerLoop {
         // Already closed.
       }
       if (!signal.aborted) {
-        this.#output.log("warning", `${this.#name}: connection failed: ${describe(error)}`);
+        // Failed transport handshakes and bad SOCKS requests are what probes,
+        // scanners and clients cause: info, so they cannot flood the parent's
+        // log. Failures to reach tor are the operator's business: warning.
+        this.#output.log(
+          handshook && target.kind !== "socks" ? "warning" : "info",
+          `${this.#name}: connection failed${handshook ? "" : " in the handshake"}: ${
+            describe(error)
+          }`,
+        );
       }
     }
   }

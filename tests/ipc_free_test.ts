@@ -63,7 +63,7 @@ Deno.test("free mode: without an allowance localhost is refused with reply 02 an
   requireBinary("curl", "curl");
   const dir = await Deno.makeTempDir({ prefix: "ptkit_free_" });
   await using http = new CountingHttpServer("must not be seen\n");
-  const { server, client, socks } = await startPair(dir, []);
+  const { server, client, socks } = await startPair(dir, ["--log-level", "info"]);
   await using _s = server;
   await using _c = client;
   const result = await curl(["--socks5-hostname", socks, `http://localhost:${http.port}/`]);
