@@ -13,7 +13,7 @@ import type { RunningProxy } from "./managed_client.ts";
 import { formatSmethodArgs } from "./smethod_args.ts";
 import { readAuthCookie } from "./auth_cookie.ts";
 import { extOrPortHandshake } from "./ext_orport.ts";
-import { DestinationPolicy } from "./destination_policy.ts";
+import type { DestinationPolicy } from "./destination_policy.ts";
 import { serveSocksTarget } from "./socks_target.ts";
 import { describe } from "./describe_error.ts";
 

@@ -92,6 +92,18 @@ export function outboundDialer(bind: OutboundBind, fallback: Dialer = tcpDialer)
  * Dial `target` from the local address `source` (node:net: `Deno.connect`
  * cannot choose one). Exported for tests.
  *
+ * @example Leaving from 127.0.0.2
+ * ```ts
+ * import { boundDial } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const conn = await boundDial({ hostname: "127.0.0.1", port: listener.addr.port }, "127.0.0.2");
+ * using peer = await listener.accept();
+ * deepStrictEqual((peer.remoteAddr as Deno.NetAddr).hostname, "127.0.0.2");
+ * conn.close();
+ * ```
+ *
  * @param target Where to connect.
  * @param source The local address to bind.
  * @returns The connection.

@@ -8,7 +8,8 @@ import { DestinationPolicy } from "./destination_policy.ts";
 import { isIpLiteral } from "./ip_address.ts";
 import { socksHandshake } from "./socks_handshake.ts";
 import { SocksReply, socksReplyCode, SocksReplyError } from "./socks_reply.ts";
-import { type AddressedStreamConn, streamNetConn } from "./stream_net_conn.ts";
+import { streamNetConn } from "./stream_net_conn.ts";
+import type { StreamConn } from "../net/relay.ts";
 
 /** Resolves a host name to IP literals (IPv6 without brackets). */
 export type Resolver = (hostname: string) => Promise<string[]>;
@@ -66,7 +67,7 @@ export interface SocksTargetOptions {
  * ```
  */
 export async function serveSocksTarget(
-  conn: AddressedStreamConn,
+  conn: StreamConn & { readonly localAddr: Deno.Addr; readonly remoteAddr: Deno.Addr },
   options: SocksTargetOptions = {},
 ): Promise<void> {
   const net = streamNetConn(conn);
