@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --quiet --no-prompt --no-config --allow-net --allow-read --allow-write --allow-env=TOR_PT_*
+#!/usr/bin/env -S deno run --quiet --no-prompt --allow-net --allow-read --allow-write --allow-env=TOR_PT_*
 // Copyright the ptkit authors. MIT license.
 // main.ts with one extra test transport, `echo`: its client side first
 // sends the application {config, instance} as JSON plus a newline (instance
