@@ -237,8 +237,10 @@ export function usage(command: string): string {
   const lines = [
     `Usage: ${command} [flags]`,
     "",
-    "A Pluggable Transports managed proxy (tor's ClientTransportPlugin, PT 1.0 and 2.0 IPC).",
-    "Flags override the TOR_PT_* environment variables; -flag and --flag both work.",
+    "A Pluggable Transports managed proxy (tor's ClientTransportPlugin and",
+    "ServerTransportPlugin, PT 1.0 and 2.0 IPC). Flags override the TOR_PT_* environment",
+    "variables; -flag and --flag both work. Friendlier standalone commands:",
+    `${command} server|client|start --help.`,
     "",
   ];
   for (const flag of FLAGS) {
@@ -253,6 +255,8 @@ export function usage(command: string): string {
     "Example:",
     `  ${command} -client -transports plain -mode transparent-TCP \\`,
     "    -proxylistenaddr 127.0.0.1:5000 -target 127.0.0.1:6000 -state /tmp/pt",
+    `  ${command} -server -transports obfs4 -bindaddr obfs4-0.0.0.0:443 \\`,
+    "    -orport 127.0.0.1:9001 -state /var/lib/ptkit",
     "",
   );
   return lines.join("\n");

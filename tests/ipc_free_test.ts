@@ -3,11 +3,15 @@
 // client and server (obfs4) fetches a local page by the name `localhost`,
 // resolved on the server side, when loopback is explicitly allowed; without
 // that allowance the request gets SOCKS reply 02 and the HTTP server sees
-// no connection.
+// no connection. The client never resolves names.
 
 import { deepStrictEqual, match, ok } from "node:assert";
 import { MAIN, readN, requireBinary } from "./ipc_util.ts";
 import { CountingHttpServer, curl, TextProcess } from "./cli_util.ts";
+import { startClient } from "../ipc/managed_client.ts";
+import { registry } from "../ipc/registry.ts";
+import { IpcOutput } from "../ipc/ipc_output.ts";
+import { tcpDialer } from "../net/net_conn.ts";
 
 async function startPair(dir: string, allow: string[]) {
   const server = new TextProcess(MAIN, [
@@ -91,4 +95,40 @@ Deno.test("free mode: without an allowance localhost is refused with reply 02 an
   deepStrictEqual(await server.interrupt(), 0);
   match(server.stderr, /Destination refused: loopback/);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("free mode: the client sends the application's host name unresolved (no DNS leak)", async () => {
+  // A stand-in server for `plain` (which passes bytes unchanged) that records
+  // the SOCKS5 request the client carries through the transport.
+  using fakeServer = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const lines: string[] = [];
+  const running = await startClient({
+    transports: ["plain"],
+    registry,
+    mode: "socks5",
+    listen: { hostname: "127.0.0.1", port: 0 },
+    target: { hostname: "127.0.0.1", port: fakeServer.addr.port },
+    free: true,
+    options: new Map(),
+    dialer: tcpDialer,
+    stateDir: ".",
+  }, new IpcOutput({ stdout: (l) => lines.push(l) }));
+  const port = Number(lines[0]!.split(":").at(-1));
+  const app = await Deno.connect({ hostname: "127.0.0.1", port });
+  const name = new TextEncoder().encode("only-the-server-resolves.example");
+  await app.write(new Uint8Array([5, 1, 0]));
+  deepStrictEqual(await readN(app, 2), new Uint8Array([5, 0]));
+  await app.write(new Uint8Array([5, 1, 0, 3, name.length, ...name, 1, 187]));
+  using server = await fakeServer.accept();
+  deepStrictEqual(await readN(server, 3), new Uint8Array([5, 1, 0]));
+  await server.write(new Uint8Array([5, 0]));
+  deepStrictEqual(
+    await readN(server, 7 + name.length),
+    new Uint8Array([5, 1, 0, 3, name.length, ...name, 1, 187]),
+  );
+  // The server's reply code reaches the application unchanged.
+  await server.write(new Uint8Array([5, 0x04, 0, 1, 0, 0, 0, 0, 0, 0]));
+  deepStrictEqual((await readN(app, 10))[1], 0x04);
+  app.close();
+  await running.close();
 });
