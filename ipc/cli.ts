@@ -4,6 +4,7 @@ import { formatHostPort, type HostPort, parseHostPort } from "../net/address.ts"
 import { runManagedProxy } from "./managed_proxy.ts";
 
 import type { Transport } from "../transports/transport.ts";
+import { registry as defaultRegistry } from "./registry.ts";
 import { type BridgeLine, formatBridgeLine, parseBridgeLine } from "./bridge_line.ts";
 import { parseSmethodArgs } from "./smethod_args.ts";
 
@@ -182,6 +183,15 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
     out(cliUsage(subcommand!, command));
     return 0;
   }
+  const known = options.registry ?? defaultRegistry;
+  const wanted = parsed.transport ??
+    (subcommand === "client" ? parsedBridgeTransport(parsed.bridge) : "obfs4");
+  if (wanted !== undefined && !known.has(wanted)) {
+    err(
+      `Unknown transport ${JSON.stringify(wanted)}: available: ${[...known.keys()].join(", ")}\n`,
+    );
+    return 64;
+  }
   const getEnv = options.getEnv ?? ((name: string) => Deno.env.get(name));
   const context = { out, err, getEnv, command, options };
   try {
@@ -198,6 +208,15 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
 }
 
 class UsageError extends Error {}
+
+function parsedBridgeTransport(bridge: string | undefined): string | undefined {
+  if (bridge === undefined) return undefined;
+  try {
+    return parseBridgeLine(bridge).transport;
+  } catch {
+    return undefined;
+  }
+}
 
 interface Context {
   readonly out: (text: string) => void;
