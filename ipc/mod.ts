@@ -1,12 +1,14 @@
 // Copyright the ptkit authors. MIT license.
 
 /**
- * Tor's managed-proxy IPC (PT 1.0 and PT 2.0 draft 1), client side: what
+ * Tor's managed-proxy IPC (PT 1.0 and PT 2.0 draft 1), both sides: what
  * `main.ts` runs when tor (or anything else) launches it as a pluggable
- * transport. Configuration from `TOR_PT_*` variables and flags, the
- * `VERSION`/`CMETHOD`/`LOG` lines, a SOCKS4/5 front end that carries
- * per-connection transport arguments, transparent-TCP mode, upstream
- * proxies, and the shutdown rules.
+ * transport. Configuration from `TOR_PT_*` variables and flags; the
+ * `VERSION`/`CMETHOD`/`SMETHOD`/`LOG` lines; on the client a SOCKS4/5 front
+ * end that carries per-connection transport arguments, transparent-TCP mode
+ * and upstream proxies; on the server forwarding to tor's ORPort or through
+ * the Extended ORPort, and free mode (an embedded SOCKS5 target); the
+ * shutdown rules; and the friendly `server`/`client`/`start` commands.
  *
  * @example Running the client side in-process
  * ```ts
