@@ -28,7 +28,7 @@ export const FLAGS: readonly FlagSpec[] = [
     names: ["server"],
     key: "server",
     boolean: true,
-    help: "run the server side (not implemented yet)",
+    help: "run the server side (default when only TOR_PT_SERVER_TRANSPORTS is set)",
   },
   {
     names: ["ptversion", "version"],
@@ -43,6 +43,34 @@ export const FLAGS: readonly FlagSpec[] = [
     env: "TOR_PT_CLIENT_TRANSPORTS",
     value: "LIST",
     help: "transports to start, comma-separated; unknown names are ignored",
+  },
+  {
+    names: ["bindaddr"],
+    key: "bindAddr",
+    env: "TOR_PT_SERVER_BINDADDR",
+    value: "LIST",
+    help: "server: name-ip:port,... where each transport listens (default 127.0.0.1, free port)",
+  },
+  {
+    names: ["orport"],
+    key: "orPort",
+    env: "TOR_PT_ORPORT",
+    value: "IP:PORT",
+    help: "server: relay decoded connections to this address",
+  },
+  {
+    names: ["extorport"],
+    key: "extOrPort",
+    env: "TOR_PT_EXTENDED_SERVER_PORT",
+    value: "IP:PORT",
+    help: "server: relay through tor's Extended ORPort (wins over -orport; empty: unused)",
+  },
+  {
+    names: ["authcookie"],
+    key: "authCookie",
+    env: "TOR_PT_AUTH_COOKIE_FILE",
+    value: "FILE",
+    help: "server: the Extended ORPort auth cookie file",
   },
   {
     names: ["state"],
@@ -77,7 +105,8 @@ export const FLAGS: readonly FlagSpec[] = [
     names: ["mode"],
     key: "mode",
     value: "MODE",
-    help: "socks5 (default) or transparent-TCP",
+    help:
+      "client: socks5 (default) or transparent-TCP; server: transparent-TCP (default) or socks5 (= -target socks)",
   },
   {
     names: ["proxylistenaddr"],
@@ -89,7 +118,21 @@ export const FLAGS: readonly FlagSpec[] = [
     names: ["target"],
     key: "target",
     value: "HOST:PORT",
-    help: "transparent-TCP: the PT server to dial",
+    help:
+      "client: the PT server to dial (transparent-TCP, -free); server: HOST:PORT to relay to, or socks",
+  },
+  {
+    names: ["free"],
+    key: "free",
+    boolean: true,
+    help: "client, socks5 mode: carry each SOCKS destination to the server's SOCKS target",
+  },
+  {
+    names: ["allow"],
+    key: "allow",
+    value: "LIST",
+    help:
+      "server, -target socks: also allow loopback, private, link-local, multicast or ip:port destinations",
   },
   {
     names: ["logLevel"],
@@ -194,8 +237,10 @@ export function usage(command: string): string {
   const lines = [
     `Usage: ${command} [flags]`,
     "",
-    "A Pluggable Transports managed proxy (tor's ClientTransportPlugin, PT 1.0 and 2.0 IPC).",
-    "Flags override the TOR_PT_* environment variables; -flag and --flag both work.",
+    "A Pluggable Transports managed proxy (tor's ClientTransportPlugin and",
+    "ServerTransportPlugin, PT 1.0 and 2.0 IPC). Flags override the TOR_PT_* environment",
+    "variables; -flag and --flag both work. Friendlier standalone commands:",
+    `${command} server|client|start --help.`,
     "",
   ];
   for (const flag of FLAGS) {
@@ -210,6 +255,8 @@ export function usage(command: string): string {
     "Example:",
     `  ${command} -client -transports plain -mode transparent-TCP \\`,
     "    -proxylistenaddr 127.0.0.1:5000 -target 127.0.0.1:6000 -state /tmp/pt",
+    `  ${command} -server -transports obfs4 -bindaddr obfs4-0.0.0.0:443 \\`,
+    "    -orport 127.0.0.1:9001 -state /var/lib/ptkit",
     "",
   );
   return lines.join("\n");

@@ -127,6 +127,17 @@ export class IpcOutput {
   }
 
   /**
+   * Send `SMETHOD <name> <address> [ARGS:...]`.
+   *
+   * @param name The transport.
+   * @param address The listener's `ip:port`.
+   * @param args The `ARGS:` field (see `formatSmethodArgs`), or `""`.
+   */
+  smethod(name: string, address: string, args = ""): void {
+    this.line("SMETHOD", args === "" ? `${name} ${address}` : `${name} ${address} ${args}`);
+  }
+
+  /**
    * Send `LOG SEVERITY=<s> MESSAGE="<m>"` when `severity` is at or above
    * the log level.
    *

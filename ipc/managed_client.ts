@@ -9,6 +9,9 @@ import type { IpcOutput } from "./ipc_output.ts";
 import { FileStore } from "./file_store.ts";
 import { SocksServer } from "./socks_server.ts";
 import { SocksReply, SocksReplyError } from "./socks_reply.ts";
+import { describe } from "./describe_error.ts";
+import { socks5Connect } from "./socks_client.ts";
+import { streamNetConn } from "./stream_net_conn.ts";
 
 /** What {@linkcode startClient} needs, already validated. */
 export interface ClientSettings {
@@ -20,8 +23,14 @@ export interface ClientSettings {
   readonly mode: "socks5" | "transparent-TCP";
   /** Where to listen (port 0: a free one). */
   readonly listen: HostPort;
-  /** transparent-TCP: the PT server to dial. */
+  /** transparent-TCP and free mode: the PT server to dial. */
   readonly target?: HostPort;
+  /**
+   * Free mode (socks5 mode with `target`): every connection goes to
+   * `target`, and the application's SOCKS destination travels through the
+   * transport to the server's embedded SOCKS5 target (names unresolved).
+   */
+  readonly free?: boolean;
   /** Options per transport name (`*` applies to all), from `-options`. */
   readonly options: ReadonlyMap<string, TransportOptions>;
   /** Dials the network (directly, or through the upstream proxy). */
@@ -116,7 +125,16 @@ export async function startClient(
           {
             connect: async (request) => {
               const connector = await connectorFor({ ...base, ...request.settings });
-              return await connector.dial({ hostname: request.hostname, port: request.port });
+              const destination = { hostname: request.hostname, port: request.port };
+              if (!settings.free) return await connector.dial(destination);
+              const conn = streamNetConn(await connector.dial(settings.target!));
+              try {
+                await socks5Connect(conn, destination);
+              } catch (error) {
+                conn.close();
+                throw error;
+              }
+              return conn;
             },
             onError: (error, stage) => {
               if (stage === "connect") {
@@ -157,14 +175,6 @@ export async function startClient(
       await Promise.allSettled(running.map((r) => r.close()));
     },
   };
-}
-
-function describe(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  // Strip anything that looks like an address: logs must not hold client IPs.
-  return message
-    .replace(/\[?[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\]?(:[0-9]+)?/g, "[address]")
-    .replace(/\b[0-9]{1,3}(\.[0-9]{1,3}){3}(:[0-9]+)?\b/g, "[address]");
 }
 
 /** Accepts TCP connections and relays each to whatever `dial` returns. */

@@ -9,6 +9,10 @@ import { type RunningProxy, startClient } from "./managed_client.ts";
 import { registry as defaultRegistry } from "./registry.ts";
 import { parseTransportOptions } from "./settings.ts";
 import { parseUpstreamProxy, upstreamProxyDialer } from "./upstream_proxy.ts";
+import { type ServerSettings, type ServerTarget, startServer } from "./managed_server.ts";
+import { parseBindAddr } from "./bind_addr.ts";
+import { DestinationPolicy } from "./destination_policy.ts";
+import { outboundDialer, parseOutboundBind } from "./outbound_dialer.ts";
 
 /** Exit codes of the managed proxy (PT 2.0 draft 1, sysexits.h). */
 export const ExitCode = {
@@ -156,21 +160,58 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     const server = serverFlag ||
       (!clientFlag && env.TOR_PT_SERVER_TRANSPORTS !== undefined &&
         env.TOR_PT_CLIENT_TRANSPORTS === undefined);
-    if (server) envError("Server mode is not implemented yet");
-    const transportList = flags.values.transports ?? env.TOR_PT_CLIENT_TRANSPORTS;
-    if (transportList === undefined || transportList.trim() === "") {
-      envError("No transports requested (TOR_PT_CLIENT_TRANSPORTS or -transports)");
-    }
-    const transports = transportList!.split(",").map((t) => t.trim()).filter((t) => t !== "");
-
     const exitOnStdinClose = flags.values.exitOnStdinClose !== undefined
       ? flags.values.exitOnStdinClose === "true"
       : env.TOR_PT_EXIT_ON_STDIN_CLOSE === "1";
+    const transportList = flags.values.transports ??
+      (server ? env.TOR_PT_SERVER_TRANSPORTS : env.TOR_PT_CLIENT_TRANSPORTS);
+    if (transportList === undefined || transportList.trim() === "") {
+      envError(
+        `No transports requested (TOR_PT_${
+          server ? "SERVER" : "CLIENT"
+        }_TRANSPORTS or -transports)`,
+      );
+    }
+    const transports = transportList!.split(",").map((t) => t.trim()).filter((t) => t !== "");
+    let transportOptions = new Map<string, TransportOptions>();
+    const optionsText = value("options");
+    if (optionsText !== undefined) {
+      try {
+        transportOptions = parseTransportOptions(optionsText);
+      } catch (error) {
+        envError((error as Error).message);
+      }
+    }
+    const stateDir = await makeStateDir(value("state"), envError);
+    const watchOptions = {
+      exitOnStdinClose,
+      process: options.process ?? true,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    };
+    if (server) {
+      const settings = serverSettings(flags.values, value, getEnv, envError);
+      const watch = new ShutdownWatch(watchOptions);
+      const running = await startServer({
+        ...settings,
+        transports,
+        registry: options.registry ?? defaultRegistry,
+        options: transportOptions,
+        stateDir,
+      }, output);
+      return await watch.serve(running, output);
+    }
+    for (const key of ["bindAddr", "allow"]) {
+      if (flags.values[key] !== undefined) {
+        envError(`-${key.toLowerCase()} is a server flag (add -server)`);
+      }
+    }
 
     const mode = flags.values.mode ?? "socks5";
     if (mode !== "socks5" && mode !== "transparent-TCP") {
       envError(`Invalid -mode ${JSON.stringify(mode)}: expected socks5 or transparent-TCP`);
     }
+    const free = flags.values.free === "true";
+    if (free && mode !== "socks5") envError("-free needs -mode socks5");
     let listen: HostPort = { hostname: "127.0.0.1", port: 0 };
     if (flags.values.proxyListenAddr !== undefined) {
       try {
@@ -185,32 +226,17 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     }
     let target: HostPort | undefined;
     if (flags.values.target !== undefined) {
-      if (mode !== "transparent-TCP") envError("-target needs -mode transparent-TCP");
+      if (mode !== "transparent-TCP" && !free) {
+        envError("-target needs -mode transparent-TCP (or -free)");
+      }
       try {
         target = parseHostPort(flags.values.target, "-target");
         if (target.port === 0) throw new RangeError("Invalid -target: port 0");
       } catch (error) {
         envError((error as Error).message);
       }
-    } else if (mode === "transparent-TCP") {
-      envError("-mode transparent-TCP needs -target");
-    }
-    let transportOptions = new Map<string, TransportOptions>();
-    const optionsText = value("options");
-    if (optionsText !== undefined) {
-      try {
-        transportOptions = parseTransportOptions(optionsText);
-      } catch (error) {
-        envError((error as Error).message);
-      }
-    }
-
-    let stateDir = value("state") ?? Deno.cwd();
-    if (!stateDir.startsWith("/")) stateDir = `${Deno.cwd()}/${stateDir}`;
-    try {
-      await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
-    } catch (error) {
-      envError(`Cannot create state directory: ${(error as Error).message}`);
+    } else if (mode === "transparent-TCP" || free) {
+      envError(`${free ? "-free" : "-mode transparent-TCP"} needs -target`);
     }
 
     // 3. Upstream proxy, before any transport starts.
@@ -227,17 +253,14 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     }
 
     // 4. Transports.
-    const watch = new ShutdownWatch({
-      exitOnStdinClose,
-      process: options.process ?? true,
-      ...(options.signal === undefined ? {} : { signal: options.signal }),
-    });
+    const watch = new ShutdownWatch(watchOptions);
     const running = await startClient({
       transports,
       registry: options.registry ?? defaultRegistry,
       mode: mode as "socks5" | "transparent-TCP",
       listen,
       ...(target === undefined ? {} : { target }),
+      free,
       options: transportOptions,
       dialer,
       stateDir,
@@ -249,6 +272,97 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     if (error instanceof Exit) return error.code;
     throw error;
   }
+}
+
+async function makeStateDir(
+  given: string | undefined,
+  envError: (message: string) => never,
+): Promise<string> {
+  let stateDir = given ?? Deno.cwd();
+  if (!stateDir.startsWith("/")) stateDir = `${Deno.cwd()}/${stateDir}`;
+  try {
+    await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    envError(`Cannot create state directory: ${(error as Error).message}`);
+  }
+  return stateDir;
+}
+
+/** The server-only settings, from flags and variables. */
+function serverSettings(
+  flags: Readonly<Record<string, string>>,
+  value: (key: string) => string | undefined,
+  getEnv: (name: string) => string | undefined,
+  envError: (message: string) => never,
+): Pick<ServerSettings, "bindAddrs" | "defaultListen" | "target" | "dialer"> {
+  const attempt = <T>(f: () => T): T => {
+    try {
+      return f();
+    } catch (error) {
+      return envError((error as Error).message);
+    }
+  };
+  if (flags.proxyListenAddr !== undefined) {
+    envError("-proxylistenaddr is a client flag: use -bindaddr");
+  }
+  if (flags.free !== undefined) envError("-free is a client flag");
+  const bindAddrs = attempt(() => parseBindAddr(value("bindAddr") ?? ""));
+  const mode = flags.mode ?? "transparent-TCP";
+  if (mode !== "socks5" && mode !== "transparent-TCP") {
+    envError(`Invalid -mode ${JSON.stringify(mode)}: expected transparent-TCP or socks5`);
+  }
+  const targetText = flags.target;
+  let target: ServerTarget;
+  if (mode === "socks5" || targetText === "socks") {
+    if (targetText !== undefined && targetText !== "socks") {
+      envError("-mode socks5 on the server takes no -target address (it is the SOCKS target)");
+    }
+    target = {
+      kind: "socks",
+      policy: attempt(() => DestinationPolicy.parse(flags.allow ?? "")),
+    };
+  } else {
+    if (flags.allow !== undefined) envError("-allow needs -target socks");
+    const address = (what: string, text: string) =>
+      attempt(() => {
+        const parsed = parseHostPort(text, what);
+        if (parsed.port === 0) throw new RangeError(`Invalid ${what}: port 0`);
+        return parsed;
+      });
+    const ext = value("extOrPort");
+    const orPort = value("orPort");
+    if (targetText !== undefined) {
+      target = { kind: "orport", address: address("-target", targetText) };
+    } else if (ext !== undefined && ext !== "") {
+      const cookieFile = value("authCookie");
+      if (cookieFile === undefined || cookieFile === "") {
+        envError("TOR_PT_EXTENDED_SERVER_PORT needs TOR_PT_AUTH_COOKIE_FILE (-authcookie)");
+      }
+      target = {
+        kind: "extorport",
+        address: address("TOR_PT_EXTENDED_SERVER_PORT", ext),
+        cookieFile: cookieFile!,
+      };
+    } else if (orPort !== undefined && orPort !== "") {
+      target = { kind: "orport", address: address("TOR_PT_ORPORT", orPort) };
+    } else {
+      return envError(
+        "No target: set TOR_PT_ORPORT, TOR_PT_EXTENDED_SERVER_PORT, -target HOST:PORT or -target socks",
+      );
+    }
+  }
+  const bind = attempt(() =>
+    parseOutboundBind(
+      getEnv("TOR_PT_OUTBOUND_BIND_ADDRESS_V4"),
+      getEnv("TOR_PT_OUTBOUND_BIND_ADDRESS_V6"),
+    )
+  );
+  return {
+    bindAddrs,
+    defaultListen: { hostname: "127.0.0.1", port: 0 },
+    target,
+    dialer: outboundDialer(bind),
+  };
 }
 
 interface ShutdownOptions {

@@ -1,12 +1,14 @@
 // Copyright the ptkit authors. MIT license.
 
 /**
- * Tor's managed-proxy IPC (PT 1.0 and PT 2.0 draft 1), client side: what
+ * Tor's managed-proxy IPC (PT 1.0 and PT 2.0 draft 1), both sides: what
  * `main.ts` runs when tor (or anything else) launches it as a pluggable
- * transport. Configuration from `TOR_PT_*` variables and flags, the
- * `VERSION`/`CMETHOD`/`LOG` lines, a SOCKS4/5 front end that carries
- * per-connection transport arguments, transparent-TCP mode, upstream
- * proxies, and the shutdown rules.
+ * transport. Configuration from `TOR_PT_*` variables and flags; the
+ * `VERSION`/`CMETHOD`/`SMETHOD`/`LOG` lines; on the client a SOCKS4/5 front
+ * end that carries per-connection transport arguments, transparent-TCP mode
+ * and upstream proxies; on the server forwarding to tor's ORPort or through
+ * the Extended ORPort, and free mode (an embedded SOCKS5 target); the
+ * shutdown rules; and the friendly `server`/`client`/`start` commands.
  *
  * @example Running the client side in-process
  * ```ts
@@ -44,3 +46,14 @@ export * from "./socks_server.ts";
 export * from "./upstream_proxy.ts";
 export * from "./managed_client.ts";
 export * from "./managed_proxy.ts";
+export * from "./bind_addr.ts";
+export * from "./smethod_args.ts";
+export * from "./auth_cookie.ts";
+export * from "./ext_orport.ts";
+export * from "./destination_policy.ts";
+export * from "./socks_client.ts";
+export * from "./socks_target.ts";
+export * from "./outbound_dialer.ts";
+export * from "./managed_server.ts";
+export * from "./bridge_line.ts";
+export * from "./cli.ts";

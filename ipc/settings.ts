@@ -200,6 +200,9 @@ export function parseTransportOptions(text: string): Map<string, TransportOption
       );
     }
     const name = item.slice(0, colon);
+    if (colon === item.length - 1) {
+      throw new SyntaxError(`Cannot parse transport options: empty key for '${name}'`);
+    }
     const pair = parseTorArgs(item.slice(colon + 1));
     const options = result.get(name) ?? {};
     for (const [k, v] of Object.entries(pair)) {

@@ -3,6 +3,7 @@
 import type { Dialer, DialTarget, NetConn } from "../net/net_conn.ts";
 import { formatHostPort } from "../net/address.ts";
 import { SocksReply, SocksReplyError } from "./socks_reply.ts";
+import { socks5Connect } from "./socks_client.ts";
 
 /** A parsed `TOR_PT_PROXY` URI. */
 export interface UpstreamProxy {
@@ -134,7 +135,7 @@ export function upstreamProxyDialer(proxy: UpstreamProxy): Dialer {
   return async (target: DialTarget): Promise<NetConn> => {
     const conn = await Deno.connect({ hostname: proxy.hostname, port: proxy.port });
     try {
-      if (proxy.scheme === "socks5") await socks5Connect(conn, proxy, target);
+      if (proxy.scheme === "socks5") await socks5Connect(conn, target, proxy);
       else if (proxy.scheme === "socks4a") await socks4aConnect(conn, proxy, target);
       else await httpConnect(conn, proxy, target);
       return conn;
@@ -147,49 +148,6 @@ export function upstreamProxyDialer(proxy: UpstreamProxy): Dialer {
       throw error;
     }
   };
-}
-
-async function socks5Connect(conn: Deno.Conn, proxy: UpstreamProxy, target: DialTarget) {
-  const encoder = new TextEncoder();
-  const auth = proxy.username !== undefined && proxy.password !== undefined;
-  await writeAll(conn, new Uint8Array(auth ? [5, 2, 0, 2] : [5, 1, 0]));
-  const choice = await readExactly(conn, 2);
-  if (choice[0] !== 5) throw upstreamError("SOCKS5 proxy sent a bad method reply");
-  if (choice[1] === 2 && auth) {
-    const user = encoder.encode(proxy.username);
-    const pass = encoder.encode(proxy.password);
-    await writeAll(conn, new Uint8Array([1, user.length, ...user, pass.length, ...pass]));
-    const status = await readExactly(conn, 2);
-    if (status[1] !== 0) {
-      throw new SocksReplyError(SocksReply.notAllowed, "SOCKS5 proxy refused the credentials");
-    }
-  } else if (choice[1] !== 0) {
-    throw new SocksReplyError(SocksReply.notAllowed, "SOCKS5 proxy accepts none of our methods");
-  }
-  let address: number[];
-  if (isIPv4(target.hostname)) {
-    address = [1, ...target.hostname.split(".").map(Number)];
-  } else if (target.hostname.includes(":")) {
-    address = [4, ...ipv6Bytes(target.hostname)];
-  } else {
-    const name = encoder.encode(target.hostname);
-    if (name.length > 255) {
-      throw new SocksReplyError(SocksReply.generalFailure, "Host name too long");
-    }
-    address = [3, name.length, ...name];
-  }
-  await writeAll(
-    conn,
-    new Uint8Array([5, 1, 0, ...address, target.port >> 8, target.port & 0xff]),
-  );
-  const head = await readExactly(conn, 5);
-  if (head[0] !== 5) throw upstreamError("SOCKS5 proxy sent a bad reply");
-  if (head[1] !== 0) {
-    throw new SocksReplyError(head[1]!, `SOCKS5 proxy failed the request with code ${head[1]}`);
-  }
-  const rest = head[3] === 1 ? 3 + 2 : head[3] === 4 ? 15 + 2 : head[3] === 3 ? head[4]! + 2 : -1;
-  if (rest < 0) throw upstreamError("SOCKS5 proxy sent a bad address type");
-  await readExactly(conn, rest);
 }
 
 async function socks4aConnect(conn: Deno.Conn, proxy: UpstreamProxy, target: DialTarget) {
@@ -278,23 +236,6 @@ function isIPv4(text: string): boolean {
   const parts = text.split(".");
   return parts.length === 4 &&
     parts.every((p) => /^[0-9]{1,3}$/.test(p) && Number(p) <= 255);
-}
-
-function ipv6Bytes(text: string): number[] {
-  const [head = "", tail] = text.split("::");
-  const parse = (s: string) => s === "" ? [] : s.split(":");
-  const left = parse(head);
-  const right = tail === undefined ? [] : parse(tail);
-  const groups = tail === undefined
-    ? left
-    : [...left, ...Array(8 - left.length - right.length).fill("0"), ...right];
-  if (groups.length !== 8 || !groups.every((g) => /^[0-9A-Fa-f]{1,4}$/.test(g))) {
-    throw new SocksReplyError(SocksReply.addressTypeNotSupported, "Unsupported IPv6 address form");
-  }
-  return groups.flatMap((g) => {
-    const v = parseInt(g, 16);
-    return [v >> 8, v & 0xff];
-  });
 }
 
 function redact(text: string): string {

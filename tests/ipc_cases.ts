@@ -128,11 +128,11 @@ export const cases: Case[] = [
     stdout: ["VERSION 1", /^ENV-ERROR Both TOR_PT_CLIENT_TRANSPORTS and TOR_PT_SERVER/],
   },
   {
-    name: "server mode is refused clearly for now",
+    name: "-server with only client variables has no server transports",
     args: ["-server"],
     env: v1,
     code: 64,
-    stdout: ["VERSION 1", "ENV-ERROR Server mode is not implemented yet"],
+    stdout: ["VERSION 1", /^ENV-ERROR No transports requested \(TOR_PT_SERVER_TRANSPORTS/],
   },
   {
     name: "unknown flag",
@@ -174,7 +174,7 @@ export const cases: Case[] = [
     args: ["-target", "127.0.0.1:1"],
     env: v1,
     code: 64,
-    stdout: ["VERSION 1", "ENV-ERROR -target needs -mode transparent-TCP"],
+    stdout: ["VERSION 1", "ENV-ERROR -target needs -mode transparent-TCP (or -free)"],
   },
   {
     name: "bad -proxylistenaddr",

@@ -20,7 +20,7 @@ export function childEnv(extra: Record<string, string> = {}): Record<string, str
 
 /** Every line a PT may print on stdout. */
 export const PROTOCOL_LINE =
-  /^(VERSION|VERSION-ERROR|ENV-ERROR|PROXY|PROXY-ERROR|CMETHOD|CMETHOD-ERROR|CMETHODS|LOG|STATUS)( [\x20-\x7e]*)?$/;
+  /^(VERSION|VERSION-ERROR|ENV-ERROR|PROXY|PROXY-ERROR|CMETHOD|CMETHOD-ERROR|CMETHODS|SMETHOD|SMETHOD-ERROR|SMETHODS|LOG|STATUS)( [\x20-\x7e]*)?$/;
 
 /** Check that stdout holds only protocol lines, each newline-terminated. */
 export function assertProtocolOnly(stdout: string): string[] {

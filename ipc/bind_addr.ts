@@ -1,0 +1,67 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+import type { HostPort } from "../net/address.ts";
+import { parseHostPort } from "../net/address.ts";
+import { isIpLiteral } from "./ip_address.ts";
+
+/**
+ * Parse `TOR_PT_SERVER_BINDADDR` / `-bindaddr`: `name-addr:port,...`, split
+ * at the first `-`. Addresses must be IP literals (IPv6 in brackets; an
+ * unbracketed IPv6 address is read with its last `:` before the port, as
+ * goptlib repairs it). A name given twice is an error.
+ *
+ * @param text The list.
+ * @returns The address of each transport name, in order.
+ * @throws {SyntaxError} On a malformed item, a host name, or a repeated name.
+ *
+ * @example Parsing IPv4 and IPv6 entries
+ * ```ts
+ * import { parseBindAddr } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual, throws } from "node:assert";
+ *
+ * const map = parseBindAddr("obfs4-0.0.0.0:443,plain-[::1]:8080");
+ * deepStrictEqual(map.get("obfs4"), { hostname: "0.0.0.0", port: 443 });
+ * deepStrictEqual(map.get("plain"), { hostname: "::1", port: 8080 });
+ * throws(() => parseBindAddr("plain-1.2.3.4:1,plain-1.2.3.4:2"), SyntaxError);
+ * ```
+ */
+export function parseBindAddr(text: string): Map<string, HostPort> {
+  const result = new Map<string, HostPort>();
+  if (text.trim() === "") return result;
+  for (const item of text.split(",")) {
+    const dash = item.indexOf("-");
+    if (dash <= 0) {
+      throw new SyntaxError(
+        `Cannot parse bind address ${JSON.stringify(item)}: expected name-addr:port`,
+      );
+    }
+    const name = item.slice(0, dash);
+    let addr = item.slice(dash + 1);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+      throw new SyntaxError(
+        `Cannot parse bind address ${JSON.stringify(item)}: invalid transport name`,
+      );
+    }
+    if (!addr.startsWith("[") && (addr.match(/:/g)?.length ?? 0) > 1) {
+      const colon = addr.lastIndexOf(":");
+      addr = `[${addr.slice(0, colon)}]${addr.slice(colon)}`;
+    }
+    let hostPort: HostPort;
+    try {
+      hostPort = parseHostPort(addr, `bind address of '${name}'`);
+    } catch (error) {
+      throw new SyntaxError((error as Error).message, { cause: error });
+    }
+    if (!isIpLiteral(hostPort.hostname)) {
+      throw new SyntaxError(
+        `Cannot parse bind address ${JSON.stringify(item)}: not an IP address`,
+      );
+    }
+    if (result.has(name)) {
+      throw new SyntaxError(`Cannot parse bind address list: '${name}' given twice`);
+    }
+    result.set(name, hostPort);
+  }
+  return result;
+}

@@ -1,0 +1,96 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+import type { TransportOptions } from "../transports/transport.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../net/address.ts";
+
+/** A parsed bridge line (tor's `Bridge` option without the keyword). */
+export interface BridgeLine {
+  /** The transport name, when the line starts with one. */
+  readonly transport?: string;
+  /** The server's address. */
+  readonly address: HostPort;
+  /** The relay fingerprint (40 hex digits), when given. */
+  readonly fingerprint?: string;
+  /** The `k=v` arguments. */
+  readonly options: TransportOptions;
+}
+
+/**
+ * Parse a bridge line: `[Bridge] [transport] host:port [fingerprint]
+ * [k=v ...]`, the form tor's `Bridge` option, obfs4proxy's
+ * `obfs4_bridgeline.txt` and `main.ts server` use. Arguments are separated
+ * by spaces; values cannot hold spaces.
+ *
+ * @param text The line.
+ * @returns Its parts.
+ * @throws {SyntaxError} When the address or an argument is malformed.
+ *
+ * @example Parsing an obfs4 bridge line
+ * ```ts
+ * import { parseBridgeLine } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const line = parseBridgeLine("obfs4 192.0.2.1:443 cert=abc iat-mode=0");
+ * deepStrictEqual(line.transport, "obfs4");
+ * deepStrictEqual(line.address, { hostname: "192.0.2.1", port: 443 });
+ * deepStrictEqual(line.options, { cert: "abc", "iat-mode": "0" });
+ * ```
+ */
+export function parseBridgeLine(text: string): BridgeLine {
+  const words = text.trim().split(/\s+/).filter((w) => w !== "");
+  if (words[0]?.toLowerCase() === "bridge") words.shift();
+  let transport: string | undefined;
+  if (words.length > 0 && /^[A-Za-z_][A-Za-z0-9_]*$/.test(words[0]!)) transport = words.shift();
+  const addressText = words.shift();
+  if (addressText === undefined) {
+    throw new SyntaxError(`Cannot parse bridge line ${JSON.stringify(text)}: no address`);
+  }
+  const address = parseHostPort(addressText, "bridge address");
+  if (address.port === 0) throw new SyntaxError("Cannot parse bridge line: port 0");
+  let fingerprint: string | undefined;
+  if (words.length > 0 && /^[0-9A-Fa-f]{40}$/.test(words[0]!)) fingerprint = words.shift();
+  const options: Record<string, string> = {};
+  for (const word of words) {
+    const eq = word.indexOf("=");
+    if (eq <= 0) {
+      throw new SyntaxError(
+        `Cannot parse bridge line argument ${JSON.stringify(word)}: expected key=value`,
+      );
+    }
+    options[word.slice(0, eq)] = word.slice(eq + 1);
+  }
+  return {
+    ...(transport === undefined ? {} : { transport }),
+    address,
+    ...(fingerprint === undefined ? {} : { fingerprint }),
+    options,
+  };
+}
+
+/**
+ * Format a bridge line (without the `Bridge` keyword): the inverse of
+ * {@linkcode parseBridgeLine}, keys sorted.
+ *
+ * @param line The parts.
+ * @returns The line.
+ *
+ * @example Formatting a line
+ * ```ts
+ * import { formatBridgeLine } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * deepStrictEqual(
+ *   formatBridgeLine({ transport: "obfs4", address: { hostname: "::1", port: 443 }, options: { cert: "x" } }),
+ *   "obfs4 [::1]:443 cert=x",
+ * );
+ * ```
+ */
+export function formatBridgeLine(line: BridgeLine): string {
+  const parts: string[] = [];
+  if (line.transport !== undefined) parts.push(line.transport);
+  parts.push(formatHostPort(line.address));
+  if (line.fingerprint !== undefined) parts.push(line.fingerprint);
+  for (const key of Object.keys(line.options).sort()) parts.push(`${key}=${line.options[key]}`);
+  return parts.join(" ");
+}

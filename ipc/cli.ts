@@ -1,0 +1,571 @@
+// Copyright the ptkit authors. MIT license.
+
+import { formatHostPort, type HostPort, parseHostPort } from "../net/address.ts";
+import { runManagedProxy } from "./managed_proxy.ts";
+
+import type { Transport } from "../transports/transport.ts";
+import { registry as defaultRegistry } from "./registry.ts";
+import { type BridgeLine, formatBridgeLine, parseBridgeLine } from "./bridge_line.ts";
+import { parseSmethodArgs } from "./smethod_args.ts";
+
+/** Options for {@linkcode runCli}. */
+export interface CliOptions {
+  /** How the program is invoked, for help texts. Defaults to `main.ts`. */
+  readonly command?: string;
+  /** Receives text for the user. Defaults to the process's stdout. */
+  readonly stdout?: (text: string) => void;
+  /** Receives errors and log lines. Defaults to the process's stderr. */
+  readonly stderr?: (text: string) => void;
+  /** Reads an environment variable (`HOME`, `XDG_STATE_HOME`). Defaults to `Deno.env.get`. */
+  readonly getEnv?: (name: string) => string | undefined;
+  /** The transports on offer. Defaults to the `main.ts` registry. */
+  readonly registry?: ReadonlyMap<string, Transport>;
+  /** Aborting it stops everything at once. */
+  readonly signal?: AbortSignal;
+  /** Watch SIGINT/SIGTERM and the parent process. Defaults to true. */
+  readonly process?: boolean;
+}
+
+/** The subcommands {@linkcode runCli} understands. */
+export const CLI_COMMANDS: readonly string[] = ["server", "client", "start"];
+
+interface Spec {
+  readonly value?: string;
+  readonly help: string;
+  readonly fallback?: string;
+}
+
+const SPECS: Record<string, Record<string, Spec>> = {
+  server: {
+    transport: { value: "NAME", help: "transport to serve", fallback: "obfs4" },
+    listen: { value: "IP:PORT", help: "address to listen on", fallback: "0.0.0.0:0" },
+    target: {
+      value: "socks|HOST:PORT",
+      help: "socks: free mode (clients reach any public host); HOST:PORT: relay to one service",
+      fallback: "socks",
+    },
+    allow: {
+      value: "LIST",
+      help: "with --target socks, also allow: loopback, private, link-local, multicast, ip:port",
+    },
+    "public-address": {
+      value: "HOST:PORT",
+      help: "address clients use, for the printed bridge line (default: --listen)",
+    },
+    state: { value: "DIR", help: "state directory (keys)", fallback: "<per-user>/ptkit/server" },
+    "log-level": {
+      value: "LEVEL",
+      help: "error, warning, notice, info, debug",
+      fallback: "notice",
+    },
+    help: { help: "print this help" },
+  },
+  client: {
+    bridge: { value: "LINE", help: "the server's bridge line: [name] ip:port [k=v ...]" },
+    transport: { value: "NAME", help: "transport (default: the bridge line's first word)" },
+    socks: {
+      value: "IP:PORT",
+      help: "SOCKS5 proxy address for applications (free mode)",
+      fallback: "127.0.0.1:1080",
+    },
+    tcp: {
+      value: "IP:PORT",
+      help: "instead of --socks: plain TCP port relayed to the server's fixed target",
+    },
+    state: { value: "DIR", help: "state directory", fallback: "<per-user>/ptkit/client" },
+    "log-level": {
+      value: "LEVEL",
+      help: "error, warning, notice, info, debug",
+      fallback: "notice",
+    },
+    help: { help: "print this help" },
+  },
+  start: {
+    transport: { value: "NAME", help: "transport to run", fallback: "obfs4" },
+    socks: {
+      value: "IP:PORT",
+      help: "SOCKS5 address (a free port when 1080 is taken)",
+      fallback: "127.0.0.1:1080",
+    },
+    allow: { value: "LIST", help: "also allow these destinations (e.g. loopback)" },
+    state: { value: "DIR", help: "state directory", fallback: "<per-user>/ptkit/start" },
+    help: { help: "print this help" },
+  },
+};
+
+const SUMMARY: Record<string, string> = {
+  server: "Run a transport server. With --target socks (the default) it ends in a SOCKS5\n" +
+    "server, so clients reach any public host (free mode); it prints the bridge line\n" +
+    "and the client command.",
+  client: "Run a transport client: a SOCKS5 proxy on --socks whose connections travel\n" +
+    "through the transport to the server and on to their destination (names are\n" +
+    "resolved by the server, never here).",
+  start: "Run a server and a client on loopback in one process (free mode), with a demo\n" +
+    "page, and print a curl command to try. Ctrl-C stops.",
+};
+
+/**
+ * The help text of a subcommand.
+ *
+ * @param subcommand `server`, `client` or `start`.
+ * @param command How the program is invoked.
+ * @returns The text, ending with a newline.
+ *
+ * @example Showing the client's flags
+ * ```ts
+ * import { cliUsage } from "@ptkit/ptkit/ipc";
+ * import { ok } from "node:assert";
+ *
+ * ok(cliUsage("client", "main.ts").includes("--bridge"));
+ * ```
+ */
+export function cliUsage(subcommand: string, command: string): string {
+  const specs = SPECS[subcommand];
+  if (specs === undefined) throw new RangeError(`Unknown subcommand ${JSON.stringify(subcommand)}`);
+  const lines = [`Usage: ${command} ${subcommand} [flags]`, "", SUMMARY[subcommand]!, ""];
+  for (const [name, spec] of Object.entries(specs)) {
+    const left = `--${name}${spec.value ? ` ${spec.value}` : ""}`;
+    lines.push(
+      `  ${left.padEnd(26)} ${spec.help}${spec.fallback ? ` (default ${spec.fallback})` : ""}`,
+    );
+  }
+  lines.push("", "Examples:");
+  if (subcommand === "server") {
+    lines.push(`  ${command} server --transport obfs4 --listen 0.0.0.0:443 --target socks`);
+  } else if (subcommand === "client") {
+    lines.push(
+      `  ${command} client --bridge 'obfs4 203.0.113.7:443 cert=... iat-mode=0' --socks 127.0.0.1:1080`,
+    );
+  } else {
+    lines.push(`  deno task start`);
+  }
+  lines.push("");
+  return lines.join("\n");
+}
+
+/**
+ * The friendly standalone command line on top of the managed proxy:
+ * `server`, `client` and `start` (both on loopback, for a first try).
+ * Flags are translated into the managed proxy's flags, so the same checks,
+ * transports and shutdown rules apply; protocol lines become plain text.
+ *
+ * @param args The arguments, starting with the subcommand.
+ * @param options Output, environment and shutdown.
+ * @returns The exit code.
+ *
+ * @example Printing a subcommand's help
+ * ```ts
+ * import { runCli } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual, ok } from "node:assert";
+ *
+ * let text = "";
+ * deepStrictEqual(await runCli(["server", "--help"], { stdout: (t) => text += t }), 0);
+ * ok(text.includes("--listen"));
+ * ```
+ */
+export async function runCli(args: readonly string[], options: CliOptions = {}): Promise<number> {
+  const encoder = new TextEncoder();
+  const out = options.stdout ?? ((t: string) => Deno.stdout.writeSync(encoder.encode(t)));
+  const err = options.stderr ?? ((t: string) => Deno.stderr.writeSync(encoder.encode(t)));
+  const command = options.command ?? "main.ts";
+  const [subcommand, ...rest] = args;
+  const specs = SPECS[subcommand ?? ""];
+  if (specs === undefined) {
+    err(`Unknown subcommand ${JSON.stringify(subcommand)}: expected ${CLI_COMMANDS.join(", ")}\n`);
+    return 64;
+  }
+  const parsed = parseCliFlags(rest, specs);
+  if (typeof parsed === "string") {
+    err(`${parsed}\n\n${cliUsage(subcommand!, command)}`);
+    return 64;
+  }
+  if (parsed.help !== undefined) {
+    out(cliUsage(subcommand!, command));
+    return 0;
+  }
+  const known = options.registry ?? defaultRegistry;
+  const wanted = parsed.transport ??
+    (subcommand === "client" ? parsedBridgeTransport(parsed.bridge) : "obfs4");
+  if (wanted !== undefined && !known.has(wanted)) {
+    err(
+      `Unknown transport ${JSON.stringify(wanted)}: available: ${[...known.keys()].join(", ")}\n`,
+    );
+    return 64;
+  }
+  const getEnv = options.getEnv ?? ((name: string) => Deno.env.get(name));
+  const context = { out, err, getEnv, command, options };
+  try {
+    if (subcommand === "server") return await server(parsed, context);
+    if (subcommand === "client") return await client(parsed, context);
+    return await start(parsed, context);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      err(`${error.message}\n`);
+      return 64;
+    }
+    throw error;
+  }
+}
+
+class UsageError extends Error {}
+
+function parsedBridgeTransport(bridge: string | undefined): string | undefined {
+  if (bridge === undefined) return undefined;
+  try {
+    return parseBridgeLine(bridge).transport;
+  } catch {
+    return undefined;
+  }
+}
+
+interface Context {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+  readonly getEnv: (name: string) => string | undefined;
+  readonly command: string;
+  readonly options: CliOptions;
+}
+
+function parseCliFlags(
+  args: readonly string[],
+  specs: Record<string, Spec>,
+): Record<string, string> | string {
+  const values: Record<string, string> = {};
+  for (let i = 0; i < args.length; i++) {
+    const match = /^--?([a-z][a-z-]*)(?:=(.*))?$/s.exec(args[i]!);
+    if (match === null) return `Unexpected argument ${JSON.stringify(args[i])}`;
+    const [, name, inline] = match;
+    const spec = name === "h" ? specs.help : specs[name!];
+    if (spec === undefined) return `Unknown flag --${name}`;
+    if (spec.value === undefined) values[name === "h" ? "help" : name!] = "true";
+    else if (inline !== undefined) values[name!] = inline;
+    else if (i + 1 < args.length) values[name!] = args[++i]!;
+    else return `Flag --${name} needs a value`;
+  }
+  return values;
+}
+
+function stateDir(given: string | undefined, role: string, getEnv: Context["getEnv"]): string {
+  if (given !== undefined) return given;
+  const xdg = getEnv("XDG_STATE_HOME");
+  const home = getEnv("HOME");
+  const base = xdg ? xdg : home ? `${home}/.local/state` : `${Deno.cwd()}/.ptkit-state`;
+  return `${base}/ptkit/${role}`;
+}
+
+/** Turns the managed proxy's lines into text for a person. */
+function humanLines(
+  context: Context,
+  onMethod: (words: string[]) => void,
+  onError: (message: string) => void,
+): { stdout: (line: string) => void; stderr: (line: string) => void } {
+  const error = (line: string) => {
+    const text = line.trimEnd().replace(/^[A-Z-]+-ERROR /, "");
+    context.err(`Error: ${text}\n`);
+    onError(text);
+  };
+  return {
+    stdout: (line) => {
+      const words = line.trimEnd().split(" ");
+      const keyword = words[0]!;
+      if (keyword === "LOG") {
+        const match = /^LOG SEVERITY=([a-z]+) MESSAGE="(.*)"$/.exec(line.trimEnd());
+        if (match) context.err(`[${match[1]}] ${match[2]!.replace(/\\(.)/g, "$1")}\n`);
+      } else if (keyword === "SMETHOD" || keyword === "CMETHOD") {
+        onMethod(words);
+      } else if (keyword.endsWith("-ERROR")) {
+        error(line);
+      } else if (keyword === "STATUS") {
+        context.err(`[status] ${line.trimEnd().slice(7)}\n`);
+      }
+    },
+    stderr: (line) => {
+      if (/^[A-Z-]+-ERROR /.test(line)) error(line);
+      else context.err(line);
+    },
+  };
+}
+
+function abortable(context: Context): AbortController {
+  const stop = new AbortController();
+  const outer = context.options.signal;
+  if (outer?.aborted) stop.abort();
+  outer?.addEventListener("abort", () => stop.abort(), { once: true });
+  return stop;
+}
+
+async function server(flags: Record<string, string>, context: Context): Promise<number> {
+  const transport = flags.transport ?? "obfs4";
+  const listen = address(flags.listen ?? "0.0.0.0:0", "--listen");
+  const publicAddress = flags["public-address"] === undefined
+    ? undefined
+    : address(flags["public-address"], "--public-address");
+  const target = flags.target ?? "socks";
+  const state = stateDir(flags.state, "server", context.getEnv);
+  const stop = abortable(context);
+  let failed = false;
+  const lines = humanLines(context, (words) => {
+    const [, name, addr, args] = words;
+    const listening = parseHostPort(addr!, "listen address");
+    const bridge: BridgeLine = {
+      transport: name!,
+      address: publicAddress ?? listening,
+      options: parseSmethodArgs(args ?? ""),
+    };
+    const line = formatBridgeLine(bridge);
+    const isFree = target === "socks";
+    context.out(
+      [
+        `ptkit server: ${name} listening on ${addr}, ${
+          isFree ? "ending in a SOCKS5 server (free mode)" : `relaying to ${target}`
+        }`,
+        `State (keys): ${state}`,
+        "",
+        "Bridge line for clients:",
+        `  ${line}`,
+        "",
+        "Client command:",
+        `  ${context.command} client --bridge '${line}' ${
+          isFree ? "--socks 127.0.0.1:1080" : "--tcp 127.0.0.1:5000"
+        }`,
+        ...(listening.hostname === "0.0.0.0" || listening.hostname === "::"
+          ? ["", "(Replace the address with this machine's public IP, or use --public-address.)"]
+          : []),
+        "",
+        "Ctrl-C stops the server.",
+        "",
+      ].join("\n"),
+    );
+  }, () => {
+    failed = true;
+    stop.abort();
+  });
+  const args = [
+    "-server",
+    "-ptversion",
+    "2",
+    "-transports",
+    transport,
+    "-bindaddr",
+    `${transport}-${formatHostPort(listen)}`,
+    "-target",
+    target,
+    "-state",
+    state,
+    "-logLevel",
+    flags["log-level"] ?? "notice",
+  ];
+  if (flags.allow !== undefined) args.push("-allow", flags.allow);
+  const code = await runManagedProxy({
+    args,
+    getEnv: () => undefined,
+    ...(context.options.registry ? { registry: context.options.registry } : {}),
+    command: context.command,
+    ...lines,
+    signal: stop.signal,
+    process: context.options.process ?? true,
+  });
+  return failed && code === 0 ? 1 : code;
+}
+
+async function client(flags: Record<string, string>, context: Context): Promise<number> {
+  if (flags.bridge === undefined) throw new UsageError("Missing --bridge '<bridge line>'");
+  let bridge: BridgeLine;
+  try {
+    bridge = parseBridgeLine(flags.bridge);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const transport = flags.transport ?? bridge.transport;
+  if (transport === undefined) {
+    throw new UsageError("No transport: give --transport or start the bridge line with its name");
+  }
+  if (flags.tcp !== undefined && flags.socks !== undefined) {
+    throw new UsageError("Give --socks or --tcp, not both");
+  }
+  const state = stateDir(flags.state, "client", context.getEnv);
+  const stop = abortable(context);
+  let failed = false;
+  const lines = humanLines(context, (words) => {
+    const [, name, mode, addr] = words;
+    context.out(
+      mode === "socks5"
+        ? [
+          `ptkit client: ${name} to ${formatHostPort(bridge.address)}`,
+          `SOCKS5 proxy: ${addr} (names are resolved by the server)`,
+          "",
+          "Try it:",
+          `  curl --socks5-hostname ${addr} https://example.com/`,
+          "",
+          "Ctrl-C stops the client.",
+          "",
+        ].join("\n")
+        : `ptkit client: ${name} to ${
+          formatHostPort(bridge.address)
+        }; TCP port ${addr} relays to the server's target.\n`,
+    );
+  }, () => {
+    failed = true;
+    stop.abort();
+  });
+  const args = [
+    "-client",
+    "-ptversion",
+    "2",
+    "-transports",
+    transport,
+    "-target",
+    formatHostPort(bridge.address),
+    "-proxylistenaddr",
+    flags.tcp ?? flags.socks ?? "127.0.0.1:1080",
+    "-options",
+    JSON.stringify({ [transport]: bridge.options }),
+    "-state",
+    state,
+    "-logLevel",
+    flags["log-level"] ?? "notice",
+  ];
+  if (flags.tcp !== undefined) args.push("-mode", "transparent-TCP");
+  else args.push("-free");
+  const code = await runManagedProxy({
+    args,
+    getEnv: () => undefined,
+    ...(context.options.registry ? { registry: context.options.registry } : {}),
+    command: context.command,
+    ...lines,
+    signal: stop.signal,
+    process: context.options.process ?? true,
+  });
+  return failed && code === 0 ? 1 : code;
+}
+
+async function start(flags: Record<string, string>, context: Context): Promise<number> {
+  const transport = flags.transport ?? "obfs4";
+  const state = stateDir(flags.state, "start", context.getEnv);
+  let socks = address(flags.socks ?? "127.0.0.1:1080", "--socks");
+  if (flags.socks === undefined && !portFree(socks)) socks = { ...socks, port: 0 };
+  const stop = abortable(context);
+  const page = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onListen: () => {},
+  }, () =>
+    new Response(
+      `Hello from ptkit: this page came through ${transport} and the server's SOCKS5 target.\n`,
+    ));
+  const pageUrl = `http://localhost:${page.addr.port}/`;
+  const allow = [`127.0.0.1:${page.addr.port}`, ...(flags.allow ? [flags.allow] : [])].join(",");
+  const process = context.options.process ?? true;
+  let failed = false;
+  const fail = () => {
+    failed = true;
+    stop.abort();
+  };
+  try {
+    const smethod = Promise.withResolvers<string[]>();
+    const serverLines = humanLines(context, (words) => smethod.resolve(words), fail);
+    const serverDone = runManagedProxy({
+      args: [
+        "-server",
+        "-ptversion",
+        "2",
+        "-transports",
+        transport,
+        "-bindaddr",
+        `${transport}-127.0.0.1:0`,
+        "-target",
+        "socks",
+        "-allow",
+        allow,
+        "-state",
+        `${state}/server`,
+      ],
+      getEnv: () => undefined,
+      ...(context.options.registry ? { registry: context.options.registry } : {}),
+      ...serverLines,
+      signal: stop.signal,
+      process,
+    }).finally(() => smethod.reject(new Error("Server ended before it started")));
+    let words: string[];
+    try {
+      words = await smethod.promise;
+    } catch {
+      await serverDone;
+      return 1;
+    }
+    const [, , serverAddr, args] = words;
+    const cmethod = Promise.withResolvers<string>();
+    const clientLines = humanLines(context, (w) => cmethod.resolve(w[3]!), fail);
+    const clientDone = runManagedProxy({
+      args: [
+        "-client",
+        "-ptversion",
+        "2",
+        "-transports",
+        transport,
+        "-free",
+        "-target",
+        serverAddr!,
+        "-proxylistenaddr",
+        formatHostPort(socks),
+        "-options",
+        JSON.stringify({ [transport]: parseSmethodArgs(args ?? "") }),
+        "-state",
+        `${state}/client`,
+      ],
+      getEnv: () => undefined,
+      ...(context.options.registry ? { registry: context.options.registry } : {}),
+      ...clientLines,
+      signal: stop.signal,
+      process,
+    }).finally(() => cmethod.reject(new Error("Client ended before it started")));
+    let socksAddr: string | undefined;
+    try {
+      socksAddr = await cmethod.promise;
+    } catch {
+      stop.abort();
+    }
+    if (socksAddr !== undefined) {
+      context.out(
+        [
+          `ptkit is running: the ${transport} server on ${serverAddr} (free mode: it ends in a SOCKS5`,
+          "server) and its client, in this process.",
+          "",
+          `SOCKS5 proxy: ${socksAddr}`,
+          "",
+          "Try it (a demo page served by this process, fetched through the transport):",
+          `  curl --socks5-hostname ${socksAddr} ${pageUrl}`,
+          "",
+          "Any public site works the same way when this machine is online:",
+          `  curl --socks5-hostname ${socksAddr} https://example.com/`,
+          "",
+          "The server refuses loopback and private destinations (reply 02) except the",
+          "demo page. Press Ctrl-C to stop.",
+          "",
+        ].join("\n"),
+      );
+    }
+    const codes = await Promise.all([serverDone, clientDone]);
+    const code = codes.find((c) => c !== 0) ?? 0;
+    return failed && code === 0 ? 1 : code;
+  } finally {
+    await page.shutdown();
+  }
+}
+
+function address(text: string, what: string): HostPort {
+  try {
+    return parseHostPort(text, what);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+function portFree(at: HostPort): boolean {
+  try {
+    Deno.listen({ hostname: at.hostname, port: at.port }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,263 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { Transport, TransportOptions } from "../transports/transport.ts";
+import { type Dialer, tcpDialer } from "../net/net_conn.ts";
+import { formatHostPort, type HostPort } from "../net/address.ts";
+import { relay, type RelayEnd } from "../net/relay.ts";
+import type { TransportConn } from "../net/transport_conn.ts";
+import type { TransportListener } from "../net/transport_listener.ts";
+import { listen } from "../server.ts";
+import type { IpcOutput } from "./ipc_output.ts";
+import { FileStore } from "./file_store.ts";
+import type { RunningProxy } from "./managed_client.ts";
+import { formatSmethodArgs } from "./smethod_args.ts";
+import { readAuthCookie } from "./auth_cookie.ts";
+import { extOrPortHandshake } from "./ext_orport.ts";
+import type { DestinationPolicy } from "./destination_policy.ts";
+import { serveSocksTarget } from "./socks_target.ts";
+import { describe } from "./describe_error.ts";
+
+/**
+ * Where the server side sends decoded connections: tor's ORPort (bytes
+ * only), its Extended ORPort (with the transport name and client address),
+ * any fixed TCP service, or the embedded SOCKS5 server (free mode).
+ */
+export type ServerTarget =
+  | { readonly kind: "orport"; readonly address: HostPort }
+  | { readonly kind: "extorport"; readonly address: HostPort; readonly cookieFile: string }
+  | { readonly kind: "socks"; readonly policy: DestinationPolicy };
+// Datagram modes (transparent-UDP, STUN) are meant to become further kinds
+// here, each served by its own loop next to `ServerLoop`.
+
+/** What {@linkcode startServer} needs, already validated. */
+export interface ServerSettings {
+  /** Requested transport names, in order (unknown ones are skipped). */
+  readonly transports: readonly string[];
+  /** The transports on offer, by name. */
+  readonly registry: ReadonlyMap<string, Transport>;
+  /** Where each transport listens (`TOR_PT_SERVER_BINDADDR`). */
+  readonly bindAddrs: ReadonlyMap<string, HostPort>;
+  /** Where a transport without an entry listens (port 0: a free one). */
+  readonly defaultListen: HostPort;
+  /** Options per transport name (`*` applies to all). */
+  readonly options: ReadonlyMap<string, TransportOptions>;
+  /** Where decoded connections go. */
+  readonly target: ServerTarget;
+  /** Dials targets and free-mode destinations. Defaults to `Deno.connect`. */
+  readonly dialer?: Dialer;
+  /** The state directory, which exists. */
+  readonly stateDir: string;
+  /** Most connections open at once per transport; more are closed at once. Defaults to 4096. */
+  readonly maxConnections?: number;
+}
+
+/** One transport the server side started. */
+export interface StartedServerTransport {
+  /** The transport's name. */
+  readonly name: string;
+  /** Where it listens. */
+  readonly addr: Deno.NetAddr;
+  /** What clients need (the `SMETHOD` ARGS, the bridge line's arguments). */
+  readonly clientOptions: TransportOptions;
+}
+
+/** A running server side. */
+export interface RunningServer extends RunningProxy {
+  /** The transports that started. */
+  readonly transports: readonly StartedServerTransport[];
+}
+
+/**
+ * Start the server side of the managed proxy: for each known requested
+ * transport, listen where `bindAddrs` says (else on `defaultListen`),
+ * report `SMETHOD <name> <addr> [ARGS:...]` or `SMETHOD-ERROR`, then
+ * `SMETHODS DONE`; relay every connection whose transport handshake
+ * succeeded to the target. A failed connection is logged (never with an
+ * address) and closed; the others go on.
+ *
+ * @param settings The validated configuration.
+ * @param output Where protocol lines go.
+ * @returns The running server.
+ *
+ * @example Serving `plain` in front of a TCP service
+ * ```ts
+ * import { IpcOutput, registry, startServer } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual, ok } from "node:assert";
+ *
+ * const lines: string[] = [];
+ * const running = await startServer({
+ *   transports: ["plain"],
+ *   registry,
+ *   bindAddrs: new Map(),
+ *   defaultListen: { hostname: "127.0.0.1", port: 0 },
+ *   options: new Map(),
+ *   target: { kind: "orport", address: { hostname: "127.0.0.1", port: 9 } },
+ *   stateDir: ".",
+ * }, new IpcOutput({ stdout: (l) => lines.push(l) }));
+ * ok(lines[0]!.startsWith("SMETHOD plain 127.0.0.1:"));
+ * deepStrictEqual(lines[1], "SMETHODS DONE\n");
+ * await running.close();
+ * ```
+ */
+export async function startServer(
+  settings: ServerSettings,
+  output: IpcOutput,
+): Promise<RunningServer> {
+  const loops: ServerLoop[] = [];
+  const started: StartedServerTransport[] = [];
+  const env = { local: new FileStore(settings.stateDir) };
+  const seen = new Set<string>();
+  for (const name of settings.transports) {
+    const transport = settings.registry.get(name);
+    if (transport === undefined || seen.has(name)) continue;
+    seen.add(name);
+    const config = { ...settings.options.get("*"), ...settings.options.get(name) };
+    const at = settings.bindAddrs.get(name) ?? settings.defaultListen;
+    try {
+      const listener = await listen(transport, config, {
+        hostname: at.hostname,
+        port: at.port,
+        env,
+      });
+      const loop = new ServerLoop(listener, name, settings, output);
+      loops.push(loop);
+      started.push({ name, addr: listener.addr, clientOptions: listener.clientOptions });
+      output.smethod(
+        name,
+        formatHostPort(listener.addr),
+        formatSmethodArgs(listener.clientOptions),
+      );
+    } catch (error) {
+      output.error("SMETHOD-ERROR", `${name} ${describe(error)}`);
+    }
+  }
+  output.line("SMETHODS", "DONE");
+  return {
+    transports: started,
+    drain: async () => {
+      await Promise.allSettled(loops.map((l) => l.drain()));
+    },
+    close: async () => {
+      await Promise.allSettled(loops.map((l) => l.close()));
+    },
+  };
+}
+
+/** Accepts one transport's connections and sends each to the target. */
+class ServerLoop {
+  #listener: TransportListener;
+  #name: string;
+  #settings: ServerSettings;
+  #output: IpcOutput;
+  #tasks = new Set<Promise<void>>();
+  #conns = new Set<TransportConn>();
+  #abort = new AbortController();
+  #loop: Promise<void>;
+  #closed = false;
+
+  constructor(
+    listener: TransportListener,
+    name: string,
+    settings: ServerSettings,
+    output: IpcOutput,
+  ) {
+    this.#listener = listener;
+    this.#name = name;
+    this.#settings = settings;
+    this.#output = output;
+    this.#loop = this.#accept();
+  }
+
+  async #accept(): Promise<void> {
+    const max = this.#settings.maxConnections ?? 4096;
+    for (;;) {
+      let conn: TransportConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#closed || error instanceof Deno.errors.BadResource) return;
+        // Out of file descriptors and the like: go on after a pause.
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
+      if (this.#closed || this.#conns.size >= max) {
+        conn.close();
+        if (this.#closed) return;
+        continue;
+      }
+      this.#conns.add(conn);
+      const task = this.#serve(conn).finally(() => {
+        conn.close();
+        this.#conns.delete(conn);
+        this.#tasks.delete(task);
+      });
+      this.#tasks.add(task);
+    }
+  }
+
+  async #serve(conn: TransportConn): Promise<void> {
+    const signal = this.#abort.signal;
+    const target = this.#settings.target;
+    const dialer = this.#settings.dialer ?? tcpDialer;
+    let end: RelayEnd | undefined;
+    let handshook = false;
+    try {
+      await conn.ready;
+      handshook = true;
+      if (target.kind === "socks") {
+        await serveSocksTarget(conn, { policy: target.policy, dialer, signal });
+        return;
+      }
+      end = await dialer(target.address);
+      if (target.kind === "extorport") {
+        const cookie = await readAuthCookie(target.cookieFile);
+        const remote = conn.remoteAddr as Deno.NetAddr;
+        await extOrPortHandshake(end, {
+          cookie,
+          transport: this.#name,
+          ...(remote.hostname
+            ? { userAddr: { hostname: remote.hostname, port: remote.port } }
+            : {}),
+        });
+        this.#output.log(
+          "info",
+          `${this.#name}: Extended ORPort authenticated, connection accepted`,
+        );
+      }
+      signal.throwIfAborted();
+      await relay(conn, end, { signal });
+    } catch (error) {
+      try {
+        end?.close();
+      } catch {
+        // Already closed.
+      }
+      if (!signal.aborted) {
+        // Failed transport handshakes and bad SOCKS requests are what probes,
+        // scanners and clients cause: info, so they cannot flood the parent's
+        // log. Failures to reach tor are the operator's business: warning.
+        this.#output.log(
+          handshook && target.kind !== "socks" ? "warning" : "info",
+          `${this.#name}: connection failed${handshook ? "" : " in the handshake"}: ${
+            describe(error)
+          }`,
+        );
+      }
+    }
+  }
+
+  async drain(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#listener.close();
+    }
+    await this.#loop;
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+  }
+
+  async close(): Promise<void> {
+    this.#abort.abort(new Error("Server closed"));
+    for (const conn of this.#conns) conn.close();
+    await this.drain();
+  }
+}

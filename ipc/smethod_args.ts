@@ -1,0 +1,80 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+import type { TransportOptions } from "../transports/transport.ts";
+
+/**
+ * Format a server transport's client options as the `ARGS:` field of an
+ * `SMETHOD` line: `ARGS:k=v,k=v` with keys sorted and `\`, `=` and `,`
+ * escaped with a backslash (in keys and values). Empty options give `""`
+ * (no field).
+ *
+ * @param options What clients need (the transport's `clientOptions`).
+ * @returns The field, or the empty string.
+ *
+ * @example Formatting obfs4-like arguments
+ * ```ts
+ * import { formatSmethodArgs } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * deepStrictEqual(formatSmethodArgs({ "iat-mode": "0", cert: "a=b,c" }), "ARGS:cert=a\\=b\\,c,iat-mode=0");
+ * deepStrictEqual(formatSmethodArgs({}), "");
+ * ```
+ */
+export function formatSmethodArgs(options: TransportOptions): string {
+  const keys = Object.keys(options).sort((a, b) => a < b ? -1 : a > b ? 1 : 0);
+  if (keys.length === 0) return "";
+  const escape = (s: string) => s.replace(/[\\=,]/g, "\\$&");
+  return "ARGS:" + keys.map((k) => `${escape(k)}=${escape(options[k]!)}`).join(",");
+}
+
+/**
+ * Parse the `ARGS:` field of an `SMETHOD` line (the inverse of
+ * {@linkcode formatSmethodArgs}): `k=v` pairs split at unescaped `,`, key
+ * and value at the first unescaped `=`, a backslash escaping any character.
+ *
+ * @param text The field, with or without the `ARGS:` prefix.
+ * @returns The options.
+ * @throws {SyntaxError} On a pair without `=`, an empty key or a trailing backslash.
+ *
+ * @example Round-tripping awkward values
+ * ```ts
+ * import { formatSmethodArgs, parseSmethodArgs } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const options = { cert: "a=b,c\\d", "iat-mode": "0" };
+ * deepStrictEqual(parseSmethodArgs(formatSmethodArgs(options)), options);
+ * ```
+ */
+export function parseSmethodArgs(text: string): TransportOptions {
+  const body = text.startsWith("ARGS:") ? text.slice(5) : text;
+  const result: Record<string, string> = {};
+  if (body === "") return result;
+  let key: string | undefined;
+  let current = "";
+  const finish = () => {
+    if (key === undefined || key === "") {
+      throw new SyntaxError(
+        `Cannot parse SMETHOD ARGS: pair ${JSON.stringify(key ?? current)} has no key or no '='`,
+      );
+    }
+    result[key] = current;
+    key = undefined;
+    current = "";
+  };
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i]!;
+    if (c === "\\") {
+      if (i + 1 >= body.length) {
+        throw new SyntaxError("Cannot parse SMETHOD ARGS: trailing backslash");
+      }
+      current += body[++i];
+    } else if (c === ",") finish();
+    else if (c === "=" && key === undefined) {
+      key = current;
+      current = "";
+    } else current += c;
+  }
+  finish();
+  return result;
+}

@@ -1,0 +1,127 @@
+// Copyright the ptkit authors. MIT license.
+// Helpers for tests of the friendly CLI: a child whose plain-text stdout is
+// searchable, and a tiny HTTP server that counts its connections.
+
+import { childEnv } from "./ipc_util.ts";
+
+/** A child process whose stdout and stderr are collected as text. */
+export class TextProcess implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  stdout = "";
+  stderr = "";
+  #waiters: (() => void)[] = [];
+  #done: Promise<void>;
+
+  constructor(program: string, args: string[], env: Record<string, string> = {}) {
+    this.child = new Deno.Command(program, {
+      args,
+      env: childEnv(env),
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const collect = async (stream: ReadableStream<Uint8Array>, key: "stdout" | "stderr") => {
+      for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+        this[key] += text;
+        for (const wake of this.#waiters.splice(0)) wake();
+      }
+    };
+    this.#done = Promise.all([
+      collect(this.child.stdout, "stdout"),
+      collect(this.child.stderr, "stderr"),
+    ]).then(() => {
+      for (const wake of this.#waiters.splice(0)) wake();
+    });
+  }
+
+  /** Wait until stdout matches `pattern` (fails if the child's output ends first). */
+  async waitFor(pattern: RegExp): Promise<RegExpExecArray> {
+    let ended = false;
+    this.#done.then(() => ended = true);
+    for (;;) {
+      const match = pattern.exec(this.stdout);
+      if (match) return match;
+      if (ended) {
+        throw new Error(`Output ended before ${pattern}:\n${this.stdout}\n${this.stderr}`);
+      }
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    }
+  }
+
+  /** Send SIGINT and wait for the exit code. */
+  async interrupt(): Promise<number> {
+    this.child.kill("SIGINT");
+    const status = await this.child.status;
+    await this.#done;
+    return status.code;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await this.child.status;
+    await this.#done;
+  }
+}
+
+/** A minimal HTTP/1.0 server on loopback that counts connections. */
+export class CountingHttpServer implements AsyncDisposable {
+  readonly listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
+  connections = 0;
+  #loop: Promise<void>;
+
+  constructor(readonly body: string) {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.listener = listener;
+    this.#loop = (async () => {
+      for await (const conn of listener) {
+        this.connections++;
+        try {
+          const buffer = new Uint8Array(4096);
+          let head = "";
+          while (!head.includes("\r\n\r\n")) {
+            const n = await conn.read(buffer);
+            if (n === null) break;
+            head += new TextDecoder().decode(buffer.subarray(0, n));
+          }
+          await conn.write(
+            new TextEncoder().encode(
+              `HTTP/1.0 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+            ),
+          );
+        } catch {
+          // Client went away.
+        } finally {
+          conn.close();
+        }
+      }
+    })().catch(() => {});
+  }
+
+  get port(): number {
+    return this.listener.addr.port;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.listener.close();
+    await this.#loop;
+  }
+}
+
+/** Run curl and return its exit code, stdout and stderr. */
+export async function curl(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const output = await new Deno.Command("curl", {
+    args: ["-sS", "-m", "20", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: output.code,
+    out: new TextDecoder().decode(output.stdout),
+    err: new TextDecoder().decode(output.stderr),
+  };
+}

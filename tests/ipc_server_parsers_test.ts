@@ -1,0 +1,207 @@
+// Copyright the ptkit authors. MIT license.
+// Acceptance 2: the server-side parsers and formatters as tables: bind
+// addresses, tor's options escaping (in), SMETHOD ARGS escaping (out),
+// destination policy, outbound bind addresses, bridge lines.
+
+import { deepStrictEqual, ok, throws } from "node:assert";
+import { parseBindAddr } from "../ipc/bind_addr.ts";
+import { parseTransportOptions } from "../ipc/settings.ts";
+import { formatSmethodArgs, parseSmethodArgs } from "../ipc/smethod_args.ts";
+import { DestinationPolicy } from "../ipc/destination_policy.ts";
+import { boundDial, outboundDialer, parseOutboundBind } from "../ipc/outbound_dialer.ts";
+import { formatBridgeLine, parseBridgeLine } from "../ipc/bridge_line.ts";
+import { readN } from "./ipc_util.ts";
+
+Deno.test("parseBindAddr reads IPv4, bracketed and bare IPv6, and refuses the rest", () => {
+  const ok4 = parseBindAddr("obfs4-0.0.0.0:443,plain-127.0.0.1:0");
+  deepStrictEqual([...ok4], [
+    ["obfs4", { hostname: "0.0.0.0", port: 443 }],
+    ["plain", { hostname: "127.0.0.1", port: 0 }],
+  ]);
+  deepStrictEqual(parseBindAddr("a-[::1]:80").get("a"), { hostname: "::1", port: 80 });
+  deepStrictEqual(parseBindAddr("a-[2001:db8::1]:80").get("a"), {
+    hostname: "2001:db8::1",
+    port: 80,
+  });
+  // goptlib repairs unbracketed IPv6: the last colon starts the port.
+  deepStrictEqual(parseBindAddr("a-::1:80").get("a"), { hostname: "::1", port: 80 });
+  deepStrictEqual(parseBindAddr("").size, 0);
+  // Names split at the first dash only.
+  throws(() => parseBindAddr("my-pt-127.0.0.1:1"), SyntaxError);
+  for (
+    const bad of [
+      "a",
+      "a-",
+      "-1.2.3.4:5",
+      "a-host.example:80",
+      "a-1.2.3.4",
+      "a-1.2.3.4:65536",
+      "a-1.2.3.256:1",
+      "a-[1.2.3.4]:1",
+      "a-[::1]80",
+      "a-1.2.3.4:1,a-1.2.3.4:2",
+      "a-1.2.3.4:1,,b-1.2.3.4:2",
+      "a-1.2.3.4:1:2",
+    ]
+  ) {
+    throws(() => parseBindAddr(bad), SyntaxError, bad);
+  }
+});
+
+Deno.test("parseTransportOptions undoes tor's escaping of : ; \\ (and keeps = in values)", () => {
+  const table: [string, Record<string, Record<string, string>>][] = [
+    ["a:k=v", { a: { k: "v" } }],
+    ["a:k=v;b:x=1;a:j=2", { a: { k: "v", j: "2" }, b: { x: "1" } }],
+    ["a:k=x\\:y", { a: { k: "x:y" } }],
+    ["a:k=x\\;y;a:z=1", { a: { k: "x;y", z: "1" } }],
+    ["a:k=back\\\\slash", { a: { k: "back\\slash" } }],
+    ["a:k=a=b=c", { a: { k: "a=b=c" } }],
+    ["a:k\\=1=v", { a: { "k=1": "v" } }],
+    ["a:k=", { a: { k: "" } }],
+    ["rot_by_N:N=13", { rot_by_N: { N: "13" } }],
+    [
+      "scramblesuit:key=banana;automata:rule=110;automata:depth=3",
+      { scramblesuit: { key: "banana" }, automata: { rule: "110", depth: "3" } },
+    ],
+  ];
+  for (const [text, expected] of table) {
+    deepStrictEqual(Object.fromEntries(parseTransportOptions(text)), expected, text);
+  }
+  for (const bad of ["a", "a:", ":k=v", "a:k", "a:=v", "a:k=v\\", "a:k=1;a:k=2", "a:k=v;"]) {
+    throws(() => parseTransportOptions(bad), SyntaxError, bad);
+  }
+});
+
+Deno.test("formatSmethodArgs sorts keys and escapes \\ = , both in keys and values", () => {
+  const table: [Record<string, string>, string][] = [
+    [{}, ""],
+    [{ N: "13" }, "ARGS:N=13"],
+    [{ "iat-mode": "0", cert: "AbC+/x" }, "ARGS:cert=AbC+/x,iat-mode=0"],
+    [{ k: "a,b" }, "ARGS:k=a\\,b"],
+    [{ k: "a=b" }, "ARGS:k=a\\=b"],
+    [{ k: "a\\b" }, "ARGS:k=a\\\\b"],
+    [{ "k,=\\": "v" }, "ARGS:k\\,\\=\\\\=v"],
+    [{ b: "2", a: "1", c: "3" }, "ARGS:a=1,b=2,c=3"],
+    [{ k: "semi;colon:" }, "ARGS:k=semi;colon:"],
+  ];
+  for (const [options, expected] of table) {
+    deepStrictEqual(formatSmethodArgs(options), expected);
+    if (expected !== "") deepStrictEqual(parseSmethodArgs(expected), options);
+  }
+  for (const bad of ["ARGS:k", "ARGS:=v", "ARGS:k=v\\", "ARGS:k=v,"]) {
+    throws(() => parseSmethodArgs(bad), SyntaxError, bad);
+  }
+});
+
+Deno.test("DestinationPolicy refuses non-public scopes unless allowed", () => {
+  const strict = new DestinationPolicy();
+  const table: [string, string | undefined][] = [
+    ["93.184.216.34", undefined],
+    ["8.8.8.8", undefined],
+    ["2606:2800:220:1::1", undefined],
+    ["127.0.0.1", "loopback"],
+    ["127.255.255.254", "loopback"],
+    ["::1", "loopback"],
+    ["::ffff:127.0.0.1", "loopback"],
+    ["10.0.0.1", "private"],
+    ["172.16.0.1", "private"],
+    ["172.31.255.255", "private"],
+    ["172.32.0.1", undefined],
+    ["192.168.1.1", "private"],
+    ["100.64.0.1", "private"],
+    ["fd00::1", "private"],
+    ["fc00::1", "private"],
+    ["::ffff:10.0.0.1", "private"],
+    ["169.254.1.1", "link-local"],
+    ["fe80::1", "link-local"],
+    ["224.0.0.1", "multicast"],
+    ["ff02::1", "multicast"],
+    ["0.0.0.0", "unspecified"],
+    ["::", "unspecified"],
+    ["255.255.255.255", "reserved"],
+    ["240.0.0.1", "reserved"],
+    ["localhost", "not an IP address"],
+  ];
+  for (const [ip, expected] of table) deepStrictEqual(strict.refusal(ip, 80), expected, ip);
+  const loose = DestinationPolicy.parse("loopback, private,link-local,multicast");
+  for (const [ip, expected] of table) {
+    const still = expected === "unspecified" || expected === "reserved" ||
+      expected === "not an IP address";
+    deepStrictEqual(loose.refusal(ip, 80), still ? expected : undefined, ip);
+  }
+  const exact = DestinationPolicy.parse("127.0.0.1:8080,[::1]:53");
+  deepStrictEqual(exact.refusal("127.0.0.1", 8080), undefined);
+  deepStrictEqual(exact.refusal("::ffff:127.0.0.1", 8080), "loopback");
+  deepStrictEqual(exact.refusal("127.0.0.1", 8081), "loopback");
+  deepStrictEqual(exact.refusal("0:0:0:0:0:0:0:1", 53), undefined);
+  deepStrictEqual(DestinationPolicy.parse("none").refusal("127.0.0.1", 1), "loopback");
+  for (const bad of ["all", "localhost:80", "loopback;private", "127.0.0.1"]) {
+    throws(() => DestinationPolicy.parse(bad), SyntaxError, bad);
+  }
+});
+
+Deno.test("parseOutboundBind checks each family", () => {
+  deepStrictEqual(parseOutboundBind(undefined, undefined), {});
+  deepStrictEqual(parseOutboundBind("", ""), {});
+  deepStrictEqual(parseOutboundBind("198.51.100.7", "[2001:db8::7]"), {
+    v4: "198.51.100.7",
+    v6: "2001:db8::7",
+  });
+  deepStrictEqual(parseOutboundBind(undefined, "2001:db8::7"), { v6: "2001:db8::7" });
+  for (const [v4, v6] of [["::1", undefined], ["1.2.3", undefined], [undefined, "1.2.3.4"]]) {
+    throws(() => parseOutboundBind(v4, v6), SyntaxError);
+  }
+});
+
+Deno.test("outboundDialer binds the source address, but not for loopback destinations", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  // boundDial itself binds (127.0.0.2 stands in for a public source address).
+  const bound = await boundDial({ hostname: "127.0.0.1", port }, "127.0.0.2");
+  {
+    using peer = await listener.accept();
+    deepStrictEqual((peer.remoteAddr as Deno.NetAddr).hostname, "127.0.0.2");
+    await bound.write(new Uint8Array([1, 2]));
+    deepStrictEqual(await readN(peer, 2), new Uint8Array([1, 2]));
+    await peer.write(new Uint8Array([3]));
+    const buffer = new Uint8Array(4);
+    deepStrictEqual(await bound.read(buffer), 1);
+    await bound.closeWrite();
+    deepStrictEqual(await readN(peer, 1), new Uint8Array(0));
+  }
+  bound.close();
+  // The dialer leaves loopback destinations alone, as the spec says.
+  const dial = outboundDialer({ v4: "127.0.0.2" });
+  const direct = await dial({ hostname: "127.0.0.1", port });
+  {
+    using peer = await listener.accept();
+    deepStrictEqual((peer.remoteAddr as Deno.NetAddr).hostname, "127.0.0.1");
+  }
+  direct.close();
+  // A non-loopback destination goes through the bound path (a refused dial
+  // to an unbindable source address shows it tried to bind).
+  await dial({ hostname: "192.0.2.1", port: 9 }).then(
+    (conn) => {
+      conn.close();
+      ok(false, "dial to 192.0.2.1 from 127.0.0.2 should fail");
+    },
+    (error) => ok(error instanceof Error),
+  );
+});
+
+Deno.test("parseBridgeLine and formatBridgeLine", () => {
+  const fp = "0123456789ABCDEF0123456789ABCDEF01234567";
+  const line = parseBridgeLine(`Bridge obfs4 192.0.2.1:443 ${fp} cert=a+b/c iat-mode=0`);
+  deepStrictEqual(line, {
+    transport: "obfs4",
+    address: { hostname: "192.0.2.1", port: 443 },
+    fingerprint: fp,
+    options: { cert: "a+b/c", "iat-mode": "0" },
+  });
+  deepStrictEqual(formatBridgeLine(line), `obfs4 192.0.2.1:443 ${fp} cert=a+b/c iat-mode=0`);
+  deepStrictEqual(parseBridgeLine("[::1]:80").address, { hostname: "::1", port: 80 });
+  deepStrictEqual(parseBridgeLine("plain 127.0.0.1:80").options, {});
+  for (const bad of ["", "obfs4", "obfs4 nowhere", "obfs4 1.2.3.4:0", "obfs4 1.2.3.4:1 cert"]) {
+    throws(() => parseBridgeLine(bad), SyntaxError, bad);
+  }
+});

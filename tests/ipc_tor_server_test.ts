@@ -1,0 +1,104 @@
+// Copyright the ptkit authors. MIT license.
+// Acceptance 1: Debian tor is the parent on both sides. A tor bridge relay
+// runs main.ts as its ServerTransportPlugin with `ExtORPort auto`; a tor
+// client runs main.ts as its ClientTransportPlugin and bootstraps through
+// it. Done for plain and for obfs4 (the cert comes from the bridge's
+// SMETHOD ARGS and matches obfs4_bridgeline.txt).
+
+import { deepStrictEqual, ok } from "node:assert";
+import { MAIN, requireBinary } from "./ipc_util.ts";
+import { freePort, ptLeftovers, Tor } from "./tor_util.ts";
+import { parseSmethodArgs } from "../ipc/smethod_args.ts";
+
+for (const transport of ["plain", "obfs4"]) {
+  Deno.test({
+    name: `main.ts serves a Debian tor bridge over ${transport} via the Extended ORPort`,
+    fn: async () => {
+      const torBinary = requireBinary("tor", "tor");
+      const dir = await Deno.makeTempDir({ prefix: `ptkit_torsrv_${transport}_` });
+      const orPort = freePort();
+      const ptPort = freePort();
+      await Deno.mkdir(`${dir}/bridge`, { mode: 0o700 });
+      await Deno.mkdir(`${dir}/client`, { mode: 0o700 });
+      await Deno.writeTextFile(
+        `${dir}/bridge.torrc`,
+        [
+          `DataDirectory ${dir}/bridge`,
+          `ORPort 127.0.0.1:${orPort}`,
+          "ExtORPort auto",
+          "BridgeRelay 1",
+          "PublishServerDescriptor 0",
+          "AssumeReachable 1",
+          "ExitPolicy reject *:*",
+          "SocksPort 0",
+          `ServerTransportPlugin ${transport} exec ${
+            Deno.env.get("PTKIT_WRAP") ?? MAIN
+          } -logLevel info`,
+          `ServerTransportListenAddr ${transport} 127.0.0.1:${ptPort}`,
+          "ShutdownWaitLength 0",
+          "Log info stdout",
+        ].join("\n") + "\n",
+      );
+      const bridge = new Tor(torBinary, `${dir}/bridge.torrc`);
+      let client: Tor | undefined;
+      try {
+        await bridge.waitFor(
+          new RegExp(`Registered server transport '${transport}' at '127\\.0\\.0\\.1:${ptPort}'`),
+          60000,
+        );
+        const bridgeInfo = bridge.log;
+        const smethod = new RegExp(
+          `\\(SMETHOD ${transport} 127\\.0\\.0\\.1:${ptPort}( ARGS:[^)]*)?\\)`,
+        )
+          .exec(bridgeInfo);
+        ok(smethod, `no SMETHOD line in the bridge's log:\n${bridgeInfo}`);
+        let bridgeArgs = "";
+        if (transport === "obfs4") {
+          const args = parseSmethodArgs(smethod[1]!.trim());
+          ok(args.cert && args["iat-mode"] === "0", smethod[0]);
+          const file = await Deno.readTextFile(`${dir}/bridge/pt_state/obfs4_bridgeline.txt`);
+          ok(file.includes(`cert=${args.cert} iat-mode=0`), file);
+          bridgeArgs = ` cert=${args.cert} iat-mode=0`;
+        } else {
+          deepStrictEqual(smethod[1], undefined, "plain has no ARGS");
+        }
+        await Deno.writeTextFile(
+          `${dir}/client.torrc`,
+          [
+            `DataDirectory ${dir}/client`,
+            "SocksPort 0",
+            "UseBridges 1",
+            `Bridge ${transport} 127.0.0.1:${ptPort}${bridgeArgs}`,
+            `ClientTransportPlugin ${transport} exec ${MAIN}`,
+            "ShutdownWaitLength 0",
+            "Log notice stdout",
+          ].join("\n") + "\n",
+        );
+        client = new Tor(torBinary, `${dir}/client.torrc`);
+        const line = await client.waitFor(
+          /Bootstrapped (2[5-9]|[3-9][0-9]|100)% \([a-z_]+\)/,
+          120000,
+        );
+        console.log(`${transport} client tor: ${line}`);
+        if (Deno.env.get("PTKIT_DEBUG")) console.log(client.log);
+        // The bridge's PT authenticated to the Extended ORPort with the cookie
+        // (its LOG line, which tor logs as `Managed proxy "...": ...`).
+        await bridge.waitFor(
+          new RegExp(`${transport}: Extended ORPort authenticated, connection accepted`),
+          30000,
+        );
+      } finally {
+        await client?.stop();
+        await bridge.stop();
+      }
+      ok(/Extended ORPort authenticated, connection accepted/.test(bridge.log));
+      ok(!/connection failed/.test(bridge.log), "a PT connection failed");
+      const left = [
+        ...await ptLeftovers(`${dir}/bridge/pt_state`),
+        ...await ptLeftovers(`${dir}/client/pt_state`),
+      ];
+      ok(left.length === 0, `main.ts outlived tor: ${left}`);
+      await Deno.remove(dir, { recursive: true });
+    },
+  });
+}
