@@ -6,27 +6,16 @@ import { deepStrictEqual, match, ok } from "node:assert";
 import { requireBinary } from "./ipc_util.ts";
 import { curl, TextProcess } from "./cli_util.ts";
 
-/** The `start` task of deno.json (the lead sets it to exactly this). */
-export const START_TASK =
-  "deno run --allow-net --allow-read --allow-write --allow-env=HOME,XDG_STATE_HOME,TOR_PT_* main.ts start";
-
 const root = new URL("..", import.meta.url).pathname;
-
-async function startCommand(): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(`${root}/deno.json`));
-  const task: string = config.tasks?.start ?? "";
-  if (task === START_TASK) return ["deno", "task", "--cwd", root, "start"];
-  // Until deno.json carries the task, run the same command line directly.
-  ok(/not implemented/.test(task), `deno.json's start task differs from ${START_TASK}: ${task}`);
-  return START_TASK.replace(" main.ts ", ` ${root}main.ts `).split(" ");
-}
 
 Deno.test("deno task start runs server and client, its curl line works, SIGINT stops it", async () => {
   requireBinary("curl", "curl");
   const home = await Deno.makeTempDir({ prefix: "ptkit_start_" });
   const denoDir = Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`;
-  const [program, ...args] = await startCommand();
-  await using start = new TextProcess(program!, args, { HOME: home, DENO_DIR: denoDir });
+  await using start = new TextProcess("deno", ["task", "--cwd", root, "start"], {
+    HOME: home,
+    DENO_DIR: denoDir,
+  });
   const socks = (await start.waitFor(/SOCKS5 proxy: (127\.0\.0\.1:[0-9]+)/))[1]!;
   const line =
     (await start.waitFor(/^ {2}(curl --socks5-hostname \S+ http:\/\/localhost:[0-9]+\/)$/m))[1]!;
