@@ -5,17 +5,23 @@
  * The ptkit pluggable transport executable: tor's `ClientTransportPlugin
  * <name> exec /path/to/main.ts` or `ServerTransportPlugin <name> exec
  * /path/to/main.ts`, the same with flags (`--help`), or the friendly
- * commands `main.ts server|client|start` (`main.ts server --help`).
+ * commands `main.ts server|client|start` (`main.ts server --help`), and
+ * `main.ts turn --listen HOST:PORT --user U:P --realm R` (a TURN server).
  *
  * @module
  */
 
 import { runManagedProxy } from "./ipc/managed_proxy.ts";
 import { CLI_COMMANDS, runCli } from "./ipc/cli.ts";
+import { runTurnCommand } from "./udp/turn/cli.ts";
 
 if (import.meta.main) {
-  const standalone = CLI_COMMANDS.includes(Deno.args[0] ?? "");
+  const command = Deno.args[0] ?? "";
   Deno.exit(
-    standalone ? await runCli(Deno.args) : await runManagedProxy({ args: Deno.args }),
+    command === "turn"
+      ? await runTurnCommand(Deno.args.slice(1))
+      : CLI_COMMANDS.includes(command)
+      ? await runCli(Deno.args)
+      : await runManagedProxy({ args: Deno.args }),
   );
 }

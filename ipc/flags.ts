@@ -106,7 +106,7 @@ export const FLAGS: readonly FlagSpec[] = [
     key: "mode",
     value: "MODE",
     help:
-      "client: socks5 (default) or transparent-TCP; server: transparent-TCP (default) or socks5 (= -target socks)",
+      "client: socks5 (default), transparent-TCP, transparent-UDP or STUN; server: transparent-TCP (default), socks5 (= -target socks), transparent-UDP or STUN",
   },
   {
     names: ["proxylistenaddr"],
@@ -119,7 +119,7 @@ export const FLAGS: readonly FlagSpec[] = [
     key: "target",
     value: "HOST:PORT",
     help:
-      "client: the PT server to dial (transparent-TCP, -free); server: HOST:PORT to relay to, or socks",
+      "client: the PT server to dial (transparent-TCP/-UDP, STUN, -free); server: HOST:PORT to relay to (UDP in the datagram modes), socks, or turn (STUN mode: the embedded TURN server)",
   },
   {
     names: ["free"],
@@ -132,7 +132,32 @@ export const FLAGS: readonly FlagSpec[] = [
     key: "allow",
     value: "LIST",
     help:
-      "server, -target socks: also allow loopback, private, link-local, multicast or ip:port destinations",
+      "server, -target socks: also allow loopback, private, link-local, multicast or ip:port destinations; -target turn: loopback or private peers",
+  },
+  {
+    names: ["udpidletimeout"],
+    key: "udpIdleTimeout",
+    value: "SECONDS",
+    help: "transparent-UDP and STUN: close a flow after this long without a datagram (default 120)",
+  },
+  {
+    names: ["udpqueue"],
+    key: "udpQueue",
+    value: "N",
+    help:
+      "client, transparent-UDP and STUN: datagrams held while a flow connects (default 64; 0 drops them, as the seed's Table 1)",
+  },
+  {
+    names: ["turnuser"],
+    key: "turnUser",
+    value: "USER:PASSWORD",
+    help: "server, -target turn: the TURN user (default: generated, printed in the SMETHOD ARGS)",
+  },
+  {
+    names: ["turnrealm"],
+    key: "turnRealm",
+    value: "REALM",
+    help: "server, -target turn: the TURN realm (default ptkit)",
   },
   {
     names: ["logLevel"],

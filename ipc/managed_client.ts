@@ -12,6 +12,7 @@ import { SocksReply, SocksReplyError } from "./socks_reply.ts";
 import { describe } from "./describe_error.ts";
 import { socks5Connect } from "./socks_client.ts";
 import { streamNetConn } from "./stream_net_conn.ts";
+import { serveUdpClient } from "../udp/client_pool.ts";
 
 /** What {@linkcode startClient} needs, already validated. */
 export interface ClientSettings {
@@ -19,8 +20,16 @@ export interface ClientSettings {
   readonly transports: readonly string[];
   /** The transports on offer, by name. */
   readonly registry: ReadonlyMap<string, Transport>;
-  /** `socks5`: a SOCKS front end per transport; `transparent-TCP`: relay to `target`. */
-  readonly mode: "socks5" | "transparent-TCP";
+  /**
+   * `socks5`: a SOCKS front end per transport; `transparent-TCP`: relay to
+   * `target`; `transparent-UDP` / `STUN`: datagrams framed by length / by
+   * their STUN headers, each application source a flow to `target`.
+   */
+  readonly mode: "socks5" | "transparent-TCP" | "transparent-UDP" | "STUN";
+  /** transparent-UDP and STUN: datagrams held while a flow connects (default 64). */
+  readonly udpQueue?: number;
+  /** transparent-UDP and STUN: milliseconds without a datagram before a flow closes. */
+  readonly udpIdleTimeout?: number;
   /** Where to listen (port 0: a free one). */
   readonly listen: HostPort;
   /** transparent-TCP and free mode: the PT server to dial. */
@@ -149,6 +158,28 @@ export async function startClient(
         );
         running.push(server);
         output.cmethod(name, "socks5", formatHostPort(server.addr));
+      } else if (settings.mode === "transparent-UDP" || settings.mode === "STUN") {
+        // TURN credentials in a bridge line are for the application, not the transport.
+        const config = Object.fromEntries(
+          Object.entries(base).filter(([key]) => !key.startsWith("turn-")),
+        );
+        const pool = await serveUdpClient({
+          transport,
+          config,
+          env,
+          dialer: settings.dialer,
+          server: settings.target!,
+          hostname: settings.listen.hostname,
+          port: settings.listen.port,
+          framing: settings.mode === "STUN" ? "stun" : "length",
+          ...(settings.udpQueue === undefined ? {} : { queueDatagrams: settings.udpQueue }),
+          ...(settings.udpIdleTimeout === undefined
+            ? {}
+            : { idleTimeout: settings.udpIdleTimeout }),
+          onError: (error) => output.log("info", `${name}: UDP flow failed: ${describe(error)}`),
+        });
+        running.push({ drain: () => pool.close(), close: () => pool.close() });
+        output.cmethod(name, settings.mode, formatHostPort(pool.addr));
       } else {
         const connector = await createConnector(transport, base, {
           env,

@@ -5,7 +5,7 @@ import { type HostPort, parseHostPort } from "../net/address.ts";
 import { type Dialer, tcpDialer } from "../net/net_conn.ts";
 import { ENV_VARS, FLAGS, parseFlags, usage } from "./flags.ts";
 import { IpcOutput, type LogSeverity, parseLogSeverity } from "./ipc_output.ts";
-import { type RunningProxy, startClient } from "./managed_client.ts";
+import { type ClientSettings, type RunningProxy, startClient } from "./managed_client.ts";
 import { registry as defaultRegistry } from "./registry.ts";
 import { parseTransportOptions } from "./settings.ts";
 import { parseUpstreamProxy, upstreamProxyDialer } from "./upstream_proxy.ts";
@@ -207,9 +207,34 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     }
 
     const mode = flags.values.mode ?? "socks5";
-    if (mode !== "socks5" && mode !== "transparent-TCP") {
-      envError(`Invalid -mode ${JSON.stringify(mode)}: expected socks5 or transparent-TCP`);
+    if (!["socks5", "transparent-TCP", "transparent-UDP", "STUN"].includes(mode)) {
+      envError(
+        `Invalid -mode ${
+          JSON.stringify(mode)
+        }: expected socks5, transparent-TCP, transparent-UDP or STUN`,
+      );
     }
+    const datagrams = mode === "transparent-UDP" || mode === "STUN";
+    for (const key of ["turnUser", "turnRealm"]) {
+      if (flags.values[key] !== undefined) envError(`-${key.toLowerCase()} is a server flag`);
+    }
+    if (!datagrams) {
+      for (const key of ["udpIdleTimeout", "udpQueue"]) {
+        if (flags.values[key] !== undefined) {
+          envError(`-${key.toLowerCase()} needs -mode transparent-UDP or STUN`);
+        }
+      }
+    }
+    let udpQueue: number | undefined;
+    if (flags.values.udpQueue !== undefined) {
+      udpQueue = Number(flags.values.udpQueue);
+      if (!/^[0-9]+$/.test(flags.values.udpQueue) || udpQueue > 65536) {
+        envError(
+          `Invalid -udpqueue ${JSON.stringify(flags.values.udpQueue)}: expected 0-65536 datagrams`,
+        );
+      }
+    }
+    const idleTimeout = udpIdleTimeout(flags.values, envError);
     const free = flags.values.free === "true";
     if (free && mode !== "socks5") envError("-free needs -mode socks5");
     let listen: HostPort = { hostname: "127.0.0.1", port: 0 };
@@ -226,7 +251,7 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     }
     let target: HostPort | undefined;
     if (flags.values.target !== undefined) {
-      if (mode !== "transparent-TCP" && !free) {
+      if (mode === "socks5" && !free) {
         envError("-target needs -mode transparent-TCP (or -free)");
       }
       try {
@@ -235,8 +260,8 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
       } catch (error) {
         envError((error as Error).message);
       }
-    } else if (mode === "transparent-TCP" || free) {
-      envError(`${free ? "-free" : "-mode transparent-TCP"} needs -target`);
+    } else if (mode !== "socks5" || free) {
+      envError(`${free ? "-free" : `-mode ${mode}`} needs -target`);
     }
 
     // 3. Upstream proxy, before any transport starts.
@@ -257,7 +282,9 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     const running = await startClient({
       transports,
       registry: options.registry ?? defaultRegistry,
-      mode: mode as "socks5" | "transparent-TCP",
+      mode: mode as ClientSettings["mode"],
+      ...(udpQueue === undefined ? {} : { udpQueue }),
+      ...(idleTimeout === undefined ? {} : { udpIdleTimeout: idleTimeout }),
       listen,
       ...(target === undefined ? {} : { target }),
       free,
@@ -288,6 +315,86 @@ async function makeStateDir(
   return stateDir;
 }
 
+/** Parse `-udpidletimeout` (seconds) into milliseconds. */
+function udpIdleTimeout(
+  flags: Readonly<Record<string, string>>,
+  envError: (message: string) => never,
+): number | undefined {
+  const text = flags.udpIdleTimeout;
+  if (text === undefined) return undefined;
+  const seconds = Number(text);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(text) || seconds <= 0) {
+    envError(
+      `Invalid -udpidletimeout ${JSON.stringify(text)}: expected a positive number of seconds`,
+    );
+  }
+  return seconds * 1000;
+}
+
+/** The server's target in transparent-UDP and STUN mode. */
+function datagramTarget(
+  mode: "transparent-UDP" | "STUN",
+  flags: Readonly<Record<string, string>>,
+  envError: (message: string) => never,
+): ServerTarget {
+  const text = flags.target;
+  if (text === undefined) {
+    return envError(
+      mode === "STUN"
+        ? "-mode STUN needs -target: a TURN server's HOST:PORT, or turn for the embedded one"
+        : "-mode transparent-UDP needs -target HOST:PORT (where datagrams go)",
+    );
+  }
+  if (mode === "STUN" && text === "turn") {
+    const allowed = (flags.allow ?? "").split(",").map((a) => a.trim()).filter((a) => a !== "");
+    for (const a of allowed) {
+      if (a !== "loopback" && a !== "private") {
+        envError(
+          `Invalid -allow ${JSON.stringify(a)} for -target turn: expected loopback or private`,
+        );
+      }
+    }
+    let user = "ptkit";
+    let password = [...crypto.getRandomValues(new Uint8Array(12))]
+      .map((b) => b.toString(16).padStart(2, "0")).join("");
+    const generated = flags.turnUser === undefined;
+    if (!generated) {
+      const colon = flags.turnUser!.indexOf(":");
+      if (colon < 1 || colon === flags.turnUser!.length - 1) {
+        envError(`Invalid -turnuser ${JSON.stringify(flags.turnUser)}: expected USER:PASSWORD`);
+      }
+      user = flags.turnUser!.slice(0, colon);
+      password = flags.turnUser!.slice(colon + 1);
+    }
+    return {
+      kind: "turn",
+      realm: flags.turnRealm ?? "ptkit",
+      user,
+      password,
+      generated,
+      allowLoopbackPeers: allowed.includes("loopback"),
+      allowPrivatePeers: allowed.includes("private"),
+    };
+  }
+  for (const key of ["allow", "turnUser", "turnRealm"]) {
+    if (flags[key] !== undefined) envError(`-${key.toLowerCase()} needs -mode STUN -target turn`);
+  }
+  let address: HostPort;
+  try {
+    address = parseHostPort(text, "-target");
+  } catch (error) {
+    return envError((error as Error).message);
+  }
+  if (address.port === 0) envError("Invalid -target: port 0");
+  const idleTimeout = udpIdleTimeout(flags, envError);
+  return {
+    kind: "udp",
+    address,
+    framing: mode === "STUN" ? "stun" : "length",
+    ...(idleTimeout === undefined ? {} : { idleTimeout }),
+  };
+}
+
 /** The server-only settings, from flags and variables. */
 function serverSettings(
   flags: Readonly<Record<string, string>>,
@@ -308,12 +415,27 @@ function serverSettings(
   if (flags.free !== undefined) envError("-free is a client flag");
   const bindAddrs = attempt(() => parseBindAddr(value("bindAddr") ?? ""));
   const mode = flags.mode ?? "transparent-TCP";
-  if (mode !== "socks5" && mode !== "transparent-TCP") {
-    envError(`Invalid -mode ${JSON.stringify(mode)}: expected transparent-TCP or socks5`);
+  if (!["socks5", "transparent-TCP", "transparent-UDP", "STUN"].includes(mode)) {
+    envError(
+      `Invalid -mode ${
+        JSON.stringify(mode)
+      }: expected transparent-TCP, socks5, transparent-UDP or STUN`,
+    );
   }
   const targetText = flags.target;
+  const datagrams = mode === "transparent-UDP" || mode === "STUN";
+  if (!datagrams) {
+    for (const key of ["udpIdleTimeout", "turnUser", "turnRealm"]) {
+      if (flags[key] !== undefined) {
+        envError(`-${key.toLowerCase()} needs -mode transparent-UDP or STUN`);
+      }
+    }
+  }
+  if (flags.udpQueue !== undefined) envError("-udpqueue is a client flag");
   let target: ServerTarget;
-  if (mode === "socks5" || targetText === "socks") {
+  if (datagrams) {
+    target = datagramTarget(mode as "transparent-UDP" | "STUN", flags, envError);
+  } else if (mode === "socks5" || targetText === "socks") {
     if (targetText !== undefined && targetText !== "socks") {
       envError("-mode socks5 on the server takes no -target address (it is the SOCKS target)");
     }

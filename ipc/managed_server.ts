@@ -16,6 +16,10 @@ import { extOrPortHandshake } from "./ext_orport.ts";
 import type { DestinationPolicy } from "./destination_policy.ts";
 import { serveSocksTarget } from "./socks_target.ts";
 import { describe } from "./describe_error.ts";
+import { serveUdpServer } from "../udp/server_pool.ts";
+import { TurnServer } from "../udp/turn/turn_server.ts";
+import { createUdpRelayFactory } from "../udp/turn/udp_relay.ts";
+import { serveTurnStream } from "../udp/turn/stream_server.ts";
 
 /**
  * Where the server side sends decoded connections: tor's ORPort (bytes
@@ -25,9 +29,28 @@ import { describe } from "./describe_error.ts";
 export type ServerTarget =
   | { readonly kind: "orport"; readonly address: HostPort }
   | { readonly kind: "extorport"; readonly address: HostPort; readonly cookieFile: string }
-  | { readonly kind: "socks"; readonly policy: DestinationPolicy };
-// Datagram modes (transparent-UDP, STUN) are meant to become further kinds
-// here, each served by its own loop next to `ServerLoop`.
+  | { readonly kind: "socks"; readonly policy: DestinationPolicy }
+  | {
+    /** transparent-UDP (`length` framing) or STUN mode toward a TURN server (`stun`). */
+    readonly kind: "udp";
+    readonly address: HostPort;
+    readonly framing: "length" | "stun";
+    /** Milliseconds without a datagram before a flow closes. */
+    readonly idleTimeout?: number;
+  }
+  | {
+    /** STUN mode ending in the embedded TURN server, one TURN client per connection. */
+    readonly kind: "turn";
+    readonly realm: string;
+    readonly user: string;
+    readonly password: string;
+    /** Whether the credentials were generated (then they go in the SMETHOD ARGS). */
+    readonly generated: boolean;
+    readonly allowLoopbackPeers: boolean;
+    readonly allowPrivatePeers: boolean;
+    /** Address relayed sockets bind to; defaults to the transport's listen address. */
+    readonly relayAddress?: string;
+  };
 
 /** What {@linkcode startServer} needs, already validated. */
 export interface ServerSettings {
@@ -103,9 +126,11 @@ export async function startServer(
   settings: ServerSettings,
   output: IpcOutput,
 ): Promise<RunningServer> {
-  const loops: ServerLoop[] = [];
+  const loops: RunningProxy[] = [];
   const started: StartedServerTransport[] = [];
   const env = { local: new FileStore(settings.stateDir) };
+  const target = settings.target;
+  const turn = target.kind === "turn" ? new EmbeddedTurn(target) : undefined;
   const seen = new Set<string>();
   for (const name of settings.transports) {
     const transport = settings.registry.get(name);
@@ -114,19 +139,34 @@ export async function startServer(
     const config = { ...settings.options.get("*"), ...settings.options.get(name) };
     const at = settings.bindAddrs.get(name) ?? settings.defaultListen;
     try {
-      const listener = await listen(transport, config, {
-        hostname: at.hostname,
-        port: at.port,
-        env,
-      });
-      const loop = new ServerLoop(listener, name, settings, output);
-      loops.push(loop);
-      started.push({ name, addr: listener.addr, clientOptions: listener.clientOptions });
-      output.smethod(
-        name,
-        formatHostPort(listener.addr),
-        formatSmethodArgs(listener.clientOptions),
-      );
+      let addr: Deno.NetAddr;
+      let clientOptions: TransportOptions;
+      if (target.kind === "udp") {
+        const pool = await serveUdpServer({
+          transport,
+          config,
+          env,
+          hostname: at.hostname,
+          port: at.port,
+          target: target.address,
+          framing: target.framing,
+          ...(target.idleTimeout === undefined ? {} : { idleTimeout: target.idleTimeout }),
+          onError: (error) => output.log("info", `${name}: UDP flow failed: ${describe(error)}`),
+        });
+        loops.push({ drain: () => pool.close(), close: () => pool.close() });
+        ({ addr, clientOptions } = pool);
+      } else {
+        const listener = await listen(transport, config, {
+          hostname: at.hostname,
+          port: at.port,
+          env,
+        });
+        loops.push(new ServerLoop(listener, name, settings, output, turn?.server(at.hostname)));
+        addr = listener.addr;
+        clientOptions = { ...listener.clientOptions, ...turn?.clientOptions };
+      }
+      started.push({ name, addr, clientOptions });
+      output.smethod(name, formatHostPort(addr), formatSmethodArgs(clientOptions));
     } catch (error) {
       output.error("SMETHOD-ERROR", `${name} ${describe(error)}`);
     }
@@ -139,12 +179,54 @@ export async function startServer(
     },
     close: async () => {
       await Promise.allSettled(loops.map((l) => l.close()));
+      turn?.close();
     },
   };
 }
 
+/** The embedded TURN server of `-mode STUN -target turn`, shared by the transports. */
+class EmbeddedTurn {
+  #options: Extract<ServerTarget, { kind: "turn" }>;
+  #server: TurnServer | undefined;
+  #sweep: ReturnType<typeof setInterval> | undefined;
+
+  constructor(options: Extract<ServerTarget, { kind: "turn" }>) {
+    this.#options = options;
+  }
+
+  /** The credentials clients need, when they were generated. */
+  get clientOptions(): TransportOptions {
+    const { generated, user, password, realm } = this.#options;
+    return generated ? { "turn-user": user, "turn-password": password, "turn-realm": realm } : {};
+  }
+
+  /** The server, made on first use with relays bound near `listenHost`. */
+  server(listenHost: string): TurnServer {
+    if (this.#server !== undefined) return this.#server;
+    const relayHost = this.#options.relayAddress ?? listenHost;
+    const relay = createUdpRelayFactory(
+      relayHost.includes(":") ? { ipv6: relayHost } : { ipv4: relayHost },
+    );
+    this.#server = new TurnServer({
+      realm: this.#options.realm,
+      users: { [this.#options.user]: this.#options.password },
+      relay,
+      allowLoopbackPeers: this.#options.allowLoopbackPeers,
+      allowPrivatePeers: this.#options.allowPrivatePeers,
+    });
+    this.#sweep = setInterval(() => this.#server?.sweep(), 1000);
+    return this.#server;
+  }
+
+  close(): void {
+    clearInterval(this.#sweep);
+    this.#server?.close();
+  }
+}
+
 /** Accepts one transport's connections and sends each to the target. */
-class ServerLoop {
+class ServerLoop implements RunningProxy {
+  #turn: TurnServer | undefined;
   #listener: TransportListener;
   #name: string;
   #settings: ServerSettings;
@@ -160,7 +242,9 @@ class ServerLoop {
     name: string,
     settings: ServerSettings,
     output: IpcOutput,
+    turn?: TurnServer,
   ) {
+    this.#turn = turn;
     this.#listener = listener;
     this.#name = name;
     this.#settings = settings;
@@ -208,6 +292,11 @@ class ServerLoop {
         await serveSocksTarget(conn, { policy: target.policy, dialer, signal });
         return;
       }
+      if (target.kind === "turn") {
+        await serveTurnStream(this.#turn!, conn, { signal });
+        return;
+      }
+      if (target.kind === "udp") throw new TypeError("UDP targets are served by serveUdpServer");
       end = await dialer(target.address);
       if (target.kind === "extorport") {
         const cookie = await readAuthCookie(target.cookieFile);
@@ -237,7 +326,7 @@ class ServerLoop {
         // scanners and clients cause: info, so they cannot flood the parent's
         // log. Failures to reach tor are the operator's business: warning.
         this.#output.log(
-          handshook && target.kind !== "socks" ? "warning" : "info",
+          handshook && target.kind !== "socks" && target.kind !== "turn" ? "warning" : "info",
           `${this.#name}: connection failed${handshook ? "" : " in the handshake"}: ${
             describe(error)
           }`,

@@ -278,6 +278,47 @@ export const cases: Case[] = [
     stderr: "",
   },
   {
+    name: "flags alone: transparent-UDP",
+    args: [
+      ...["-client", "-transports", "plain", "-mode", "transparent-UDP", "-target", "127.0.0.1:7"],
+      ...[
+        "-udpqueue",
+        "0",
+        "-udpidletimeout",
+        "30",
+        "-state",
+        `${state}/udp`,
+        "-exit-on-stdin-close",
+      ],
+    ],
+    code: 0,
+    stdout: ["VERSION 2", /^CMETHOD plain transparent-UDP 127\.0\.0\.1:[0-9]+$/, "CMETHODS DONE"],
+  },
+  {
+    name: "flags alone: STUN",
+    args: [
+      ...["-client", "-transports", "plain", "-mode", "STUN", "-target", "127.0.0.1:7"],
+      ...["-state", `${state}/stun`, "-exit-on-stdin-close"],
+    ],
+    code: 0,
+    stdout: ["VERSION 2", /^CMETHOD plain STUN 127\.0\.0\.1:[0-9]+$/, "CMETHODS DONE"],
+  },
+  ...[
+    [["-mode", "STUN"], /-mode STUN needs -target/],
+    [
+      ["-mode", "transparent-UDP", "-target", "127.0.0.1:7", "-udpqueue", "x"],
+      /Invalid -udpqueue "x"/,
+    ],
+    [["-udpqueue", "4"], /-udpqueue needs -mode transparent-UDP or STUN/],
+    [["-turnuser", "u:p"], /-turnuser is a server flag/],
+  ].map(([args, pattern]): Case => ({
+    name: `${(args as string[]).join(" ")} is an ENV-ERROR`,
+    args: args as string[],
+    env: v1,
+    code: 64,
+    stdout: ["VERSION 1", pattern as RegExp],
+  })),
+  {
     name: "double-dash flags alone: socks5",
     args: ["--client", "--transports=plain", `--state=${state}/flags2`, "--exit-on-stdin-close"],
     code: 0,

@@ -1,0 +1,136 @@
+// Copyright the ptkit authors. MIT license.
+// main.ts in the datagram modes, from flags alone, with real peers:
+// transparent-UDP over obfs4 to a UDP echo server; STUN mode with coturn's
+// turnutils_uclient through obfs4 to Debian's turnserver (the UDP issue) and
+// to the embedded TURN server (the TURN issue), each with turnutils_peer.
+
+import { deepStrictEqual, ok, strictEqual } from "node:assert";
+import { UdpSocket } from "../udp/mod.ts";
+import { PtProcess } from "./ipc_util.ts";
+import { freeUdpPort, startCoturn, startTurnPeer, uclientLosesNothing } from "./turn_util.ts";
+
+/** Parse `SMETHOD name addr ARGS:k=v,...` (no escapes in obfs4's values). */
+function smethod(line: string): { port: number; args: Record<string, string> } {
+  const [, , addr, args = ""] = line.split(" ");
+  const pairs = args.replace(/^ARGS:/, "").split(",").filter((p) => p !== "");
+  return {
+    port: Number(addr!.split(":").pop()),
+    args: Object.fromEntries(
+      pairs.map((p) => [p.slice(0, p.indexOf("=")), p.slice(p.indexOf("=") + 1)]),
+    ),
+  };
+}
+
+/** Start a server and a client main.ts in a datagram mode; returns both and the client port. */
+async function chain(
+  mode: "transparent-UDP" | "STUN",
+  serverTarget: string,
+  extraServer: string[] = [],
+) {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_udp_ipc_" });
+  const serverPort = await freeUdpPort(); // any free number will do for TCP too, near enough
+  const clientPort = await freeUdpPort();
+  const server = new PtProcess([
+    ...["-server", "-transports", "obfs4", "-mode", mode],
+    ...["-bindaddr", `obfs4-127.0.0.1:${serverPort}`, "-target", serverTarget],
+    ...["-state", `${dir}/server`, "-exit-on-stdin-close", ...extraServer],
+  ], {});
+  const line = await server.waitFor(/^SMETHOD obfs4 /);
+  await server.waitFor(/^SMETHODS DONE$/);
+  const { args } = smethod(line);
+  const client = new PtProcess([
+    ...["-client", "-transports", "obfs4", "-mode", mode],
+    ...["-proxylistenaddr", `127.0.0.1:${clientPort}`, "-target", `127.0.0.1:${serverPort}`],
+    ...["-options", JSON.stringify({ cert: args.cert, "iat-mode": args["iat-mode"] })],
+    ...["-state", `${dir}/client`, "-exit-on-stdin-close"],
+  ], {});
+  const address = await client.cmethod("obfs4", mode);
+  strictEqual(address.port, clientPort);
+  return {
+    args,
+    port: clientPort,
+    async close() {
+      for (const pt of [client, server]) {
+        await pt.closeStdin();
+        strictEqual((await pt.exit()).code, 0);
+      }
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test("main.ts transparent-UDP over obfs4 from flags alone echoes datagrams back to each sender", async () => {
+  await using echo = await UdpSocket.open();
+  echo.onmessage = (data, from) => void echo.send(data, from).catch(() => {});
+  const pts = await chain("transparent-UDP", `127.0.0.1:${echo.addr.port}`);
+  try {
+    const senders = await Promise.all(
+      [1, 2].map(() => UdpSocket.open({ connect: { hostname: "127.0.0.1", port: pts.port } })),
+    );
+    // Lockstep, each datagram resent after a quiet second (UDP may drop; the
+    // 10,000-datagram test of the pools covers bulk delivery): every reply
+    // must come back to its own sender, intact.
+    const results = await Promise.all(senders.map(async (socket, s) => {
+      const got: number[] = [];
+      let waiting: ((data: Uint8Array) => void) | undefined;
+      socket.onmessage = (data) => waiting?.(data);
+      for (let i = 0; i < 100; i++) {
+        const datagram = new Uint8Array(100 + i * 13).fill(s);
+        datagram[0] = i & 0xff;
+        datagram[1] = i >> 8;
+        let reply: Uint8Array | undefined;
+        for (let attempt = 0; attempt < 5 && reply === undefined; attempt++) {
+          const answered = new Promise<Uint8Array | undefined>((resolve) => {
+            const timer = setTimeout(() => resolve(undefined), 1000);
+            waiting = (data) => {
+              if (data[0]! + 256 * data[1]! !== i) return; // a late duplicate
+              clearTimeout(timer);
+              resolve(data);
+            };
+          });
+          await socket.send(datagram);
+          reply = await answered;
+        }
+        ok(reply !== undefined, `sender ${s}: datagram ${i} never came back`);
+        deepStrictEqual(reply, datagram);
+        got.push(i);
+      }
+      await socket.close();
+      return got;
+    }));
+    for (const got of results) deepStrictEqual(got, Array.from({ length: 100 }, (_, i) => i));
+  } finally {
+    await pts.close();
+  }
+});
+
+Deno.test("main.ts STUN mode over obfs4 carries turnutils_uclient through Debian turnserver: 0 lost", async () => {
+  await using coturn = await startCoturn();
+  await using peer = await startTurnPeer();
+  const pts = await chain("STUN", `127.0.0.1:${coturn.port}`);
+  try {
+    const common = ["-n", "200", "-m", "4", "-l", "170", "-u", "u", "-w", "p"];
+    const echo = ["-e", "127.0.0.1", "-r", String(peer.port), "-X"];
+    await uclientLosesNothing([...echo, ...common], pts.port); // channels
+    await uclientLosesNothing(["-s", ...echo, ...common], pts.port); // Send/Data indications
+  } finally {
+    await pts.close();
+  }
+});
+
+Deno.test("main.ts STUN mode over obfs4 ends in the embedded TURN server: turnutils_uclient to turnutils_peer, 0 lost", async () => {
+  await using peer = await startTurnPeer();
+  const pts = await chain("STUN", "turn", ["-allow", "loopback"]);
+  try {
+    const user = pts.args["turn-user"]!;
+    const password = pts.args["turn-password"]!;
+    ok(user && password, "generated TURN credentials are in the SMETHOD ARGS");
+    const common = ["-n", "200", "-m", "4", "-l", "170", "-u", user, "-w", password];
+    const echo = ["-e", "127.0.0.1", "-r", String(peer.port), "-X"];
+    await uclientLosesNothing([...echo, ...common], pts.port); // channels
+    await uclientLosesNothing(["-s", ...echo, ...common], pts.port); // Send/Data indications
+    await uclientLosesNothing(["-D", ...echo, ...common], pts.port); // padded ChannelData
+  } finally {
+    await pts.close();
+  }
+});

@@ -1,0 +1,140 @@
+// Copyright the ptkit authors. MIT license.
+// Real TURN peers for tests: Debian coturn's turnserver, turnutils_peer and
+// turnutils_uclient, on loopback, with temporary files.
+
+import { ok, strictEqual } from "node:assert";
+import { UdpSocket } from "../udp/mod.ts";
+import { requireBinary } from "./ipc_util.ts";
+
+/** A free UDP port on 127.0.0.1 (free when this returns). */
+export async function freeUdpPort(): Promise<number> {
+  const socket = await UdpSocket.open();
+  const port = socket.addr.port;
+  await socket.close();
+  return port;
+}
+
+/** Send `request` until `port` answers (a hang guard, not a timing check). */
+export async function waitForUdp(port: number, request: Uint8Array, what: string): Promise<void> {
+  await using probe = await UdpSocket.open({ connect: { hostname: "127.0.0.1", port } });
+  let answered = false;
+  probe.onmessage = () => answered = true;
+  for (let i = 0; i < 300 && !answered; i++) {
+    await probe.send(request).catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  ok(answered, `${what} did not answer on 127.0.0.1:${port}`);
+}
+
+/** A STUN Binding request. */
+export function bindingRequest(): Uint8Array {
+  const message = new Uint8Array(20);
+  const view = new DataView(message.buffer);
+  view.setUint16(0, 0x0001);
+  view.setUint32(4, 0x2112a442);
+  crypto.getRandomValues(message.subarray(8));
+  return message;
+}
+
+/** A running process that `close()` stops. */
+export interface Peer extends AsyncDisposable {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+function stopper(child: Deno.ChildProcess, cleanup = async () => {}) {
+  return async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Already gone.
+    }
+    await child.status;
+    await cleanup();
+  };
+}
+
+/** Debian's coturn on 127.0.0.1 with user u:p, realm pt.test, loopback peers allowed. */
+export async function startCoturn(): Promise<Peer> {
+  const binary = requireBinary("turnserver", "coturn");
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_turn_" });
+  const port = await freeUdpPort();
+  const relayBase = 40_000 + Math.floor(Math.random() * 200) * 100;
+  await Deno.writeTextFile(
+    `${dir}/turnserver.conf`,
+    [
+      "listening-ip=127.0.0.1",
+      `listening-port=${port}`,
+      "relay-ip=127.0.0.1",
+      `min-port=${relayBase}`,
+      `max-port=${relayBase + 99}`,
+      "lt-cred-mech",
+      "user=u:p",
+      "realm=pt.test",
+      "allow-loopback-peers",
+      "no-cli",
+      "no-tls",
+      "no-dtls",
+      "no-tcp",
+      "no-tcp-relay",
+      "no-multicast-peers",
+      `userdb=${dir}/turndb`,
+      `pidfile=${dir}/turnserver.pid`,
+      `log-file=${dir}/turnserver.log`,
+      "simple-log",
+      "no-stdout-log",
+      "",
+    ].join("\n"),
+  );
+  const child = new Deno.Command(binary, {
+    args: ["-c", `${dir}/turnserver.conf`],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const close = stopper(child, () => Deno.remove(dir, { recursive: true }));
+  try {
+    await waitForUdp(port, bindingRequest(), "turnserver");
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { port, close, [Symbol.asyncDispose]: close };
+}
+
+/** coturn's echo peer, turnutils_peer, on 127.0.0.1. */
+export async function startTurnPeer(): Promise<Peer> {
+  const binary = requireBinary("turnutils_peer", "coturn");
+  const port = await freeUdpPort();
+  const child = new Deno.Command(binary, {
+    args: ["-L", "127.0.0.1", "-p", String(port)],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const close = stopper(child);
+  try {
+    await waitForUdp(port, new Uint8Array([1]), "turnutils_peer");
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { port, close, [Symbol.asyncDispose]: close };
+}
+
+/**
+ * Run turnutils_uclient with `args` against 127.0.0.1:`port`; assert exit 0
+ * and `Total lost packets 0`. Returns its output.
+ */
+export async function uclientLosesNothing(args: string[], port: number): Promise<string> {
+  const binary = requireBinary("turnutils_uclient", "coturn");
+  const result = await new Deno.Command(binary, {
+    args: [...args, "-p", String(port), "127.0.0.1"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const output = new TextDecoder().decode(result.stdout) + new TextDecoder().decode(result.stderr);
+  const lost = output.match(/Total lost packets (\d+)/);
+  ok(lost, `turnutils_uclient printed no result (exit ${result.code}):\n${output.slice(-2000)}`);
+  strictEqual(result.code, 0, output.slice(-2000));
+  strictEqual(Number(lost[1]), 0, output.slice(-2000));
+  return output;
+}
