@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // Acceptance: coturn's turnutils_uclient (Debian package "coturn") against our standalone server.
 
+import { MAIN } from "./ipc_util.ts";
 import dgram from "node:dgram";
 import { ok, strictEqual } from "node:assert";
 
@@ -24,19 +25,11 @@ function requireBinary(name: string): void {
 }
 
 async function startServer(port: number): Promise<Deno.ChildProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
+  // Exactly the issue's spelling, exec'd by path: main.ts turn --listen ...
+  const child = new Deno.Command(MAIN, {
     args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-env",
-      new URL("../udp/turn/cli.ts", import.meta.url).pathname,
-      "--listen",
-      `127.0.0.1:${port}`,
-      "--user",
-      "u:p",
-      "--realm",
-      "pt.test",
+      "turn",
+      ...["--listen", `127.0.0.1:${port}`, "--user", "u:p", "--realm", "pt.test"],
       "--allow-loopback-peers",
     ],
     stdin: "null",
