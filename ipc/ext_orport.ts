@@ -1,5 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
+import { readFull, writeFull } from "../net/conn_io.ts";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { NetConn } from "../net/net_conn.ts";
@@ -88,7 +89,7 @@ async function handshake(conn: NetConn, options: ExtOrPortOptions): Promise<void
   // 2. Our choice and nonce.
   const clientNonce = new Uint8Array(32);
   (options.random ?? ((b: Uint8Array) => crypto.getRandomValues(b)))(clientNonce);
-  await writeAll(conn, concat(new Uint8Array([1]), clientNonce));
+  await writeFull(conn, concat(new Uint8Array([1]), clientNonce));
   // 3. Server hash and nonce.
   const reply = await readExactly(conn, 64);
   const serverHash = reply.subarray(0, 32);
@@ -107,7 +108,7 @@ async function handshake(conn: NetConn, options: ExtOrPortOptions): Promise<void
     options.cookie,
     concat(encoder.encode(CLIENT_TO_SERVER), clientNonce, serverNonce),
   );
-  await writeAll(conn, clientHash);
+  await writeFull(conn, clientHash);
   // 5. Status.
   const [status] = await readExactly(conn, 1);
   if (status !== 1) throw new Error("Extended ORPort authentication failed (wrong cookie)");
@@ -118,7 +119,7 @@ async function handshake(conn: NetConn, options: ExtOrPortOptions): Promise<void
   }
   parts.push(command(CMD_TRANSPORT, encoder.encode(options.transport)));
   parts.push(command(CMD_DONE, new Uint8Array(0)));
-  await writeAll(conn, concat(...parts));
+  await writeFull(conn, concat(...parts));
   for (;;) {
     const head = await readExactly(conn, 4);
     const cmd = (head[0]! << 8) | head[1]!;
@@ -152,22 +153,12 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-async function writeAll(conn: NetConn, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
-}
-
-async function readExactly(conn: NetConn, n: number): Promise<Uint8Array> {
-  const buffer = new Uint8Array(n);
-  let offset = 0;
-  while (offset < n) {
-    const count = await conn.read(buffer.subarray(offset));
-    if (count === null) {
-      throw new Error(`Extended ORPort closed the connection during the handshake`);
-    }
-    offset += count;
-  }
-  return buffer;
+function readExactly(conn: Pick<NetConn, "read">, n: number): Promise<Uint8Array> {
+  return readFull(
+    conn,
+    n,
+    (_got) => new Error(`Extended ORPort closed the connection during the handshake`),
+  );
 }
 
 function closeQuietly(conn: NetConn): void {

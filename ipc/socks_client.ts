@@ -1,5 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
+import { readFull, writeFull } from "../net/conn_io.ts";
 import type { DialTarget, NetConn } from "../net/net_conn.ts";
 import { ipv4Bytes, ipv6Bytes } from "./ip_address.ts";
 import { SocksReply, SocksReplyError } from "./socks_reply.ts";
@@ -40,13 +41,13 @@ export async function socks5Connect(
 ): Promise<void> {
   const encoder = new TextEncoder();
   const useAuth = auth.username !== undefined && auth.password !== undefined;
-  await writeAll(conn, new Uint8Array(useAuth ? [5, 2, 0, 2] : [5, 1, 0]));
+  await writeFull(conn, new Uint8Array(useAuth ? [5, 2, 0, 2] : [5, 1, 0]));
   const choice = await readExactly(conn, 2);
   if (choice[0] !== 5) throw failure("SOCKS5 server sent a bad method reply");
   if (choice[1] === 2 && useAuth) {
     const user = encoder.encode(auth.username);
     const pass = encoder.encode(auth.password);
-    await writeAll(conn, new Uint8Array([1, user.length, ...user, pass.length, ...pass]));
+    await writeFull(conn, new Uint8Array([1, user.length, ...user, pass.length, ...pass]));
     const status = await readExactly(conn, 2);
     if (status[1] !== 0) {
       throw new SocksReplyError(SocksReply.notAllowed, "SOCKS5 server refused the credentials");
@@ -71,7 +72,7 @@ export async function socks5Connect(
     }
     address = [3, name.length, ...name];
   }
-  await writeAll(
+  await writeFull(
     conn,
     new Uint8Array([5, 1, 0, ...address, target.port >> 8, target.port & 0xff]),
   );
@@ -89,18 +90,6 @@ function failure(message: string): SocksReplyError {
   return new SocksReplyError(SocksReply.generalFailure, message);
 }
 
-async function writeAll(conn: NetConn, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
-}
-
-async function readExactly(conn: NetConn, n: number): Promise<Uint8Array> {
-  const buffer = new Uint8Array(n);
-  let offset = 0;
-  while (offset < n) {
-    const count = await conn.read(buffer.subarray(offset));
-    if (count === null) throw failure("SOCKS5 server closed the connection");
-    offset += count;
-  }
-  return buffer;
+function readExactly(conn: Pick<NetConn, "read">, n: number): Promise<Uint8Array> {
+  return readFull(conn, n, (_got) => failure("SOCKS5 server closed the connection"));
 }

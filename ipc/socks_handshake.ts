@@ -1,5 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
+import { writeFull } from "../net/conn_io.ts";
 import type { TransportOptions } from "../transports/transport.ts";
 import type { NetConn } from "../net/net_conn.ts";
 import { parseJsonSettings, parseTorArgs } from "./settings.ts";
@@ -108,7 +109,7 @@ async function socks5(conn: NetConn, reader: HandshakeReader, maxSettings: numbe
       break;
     }
   }
-  await writeAll(conn, new Uint8Array([5, method]));
+  await writeFull(conn, new Uint8Array([5, method]));
   if (method === NO_METHOD) {
     throw new SocksReplyError(
       SocksReply.generalFailure,
@@ -145,7 +146,7 @@ async function socks5(conn: NetConn, reader: HandshakeReader, maxSettings: numbe
       );
     }
     // Authentication itself always succeeds; bad settings fail the request.
-    await writeAll(conn, new Uint8Array([1, 0]));
+    await writeFull(conn, new Uint8Array([1, 0]));
   } else if (method === METHOD_JSON || method === METHOD_JSON_OLD) {
     kind = "json";
     const first = (await reader.need(1))[0]!;
@@ -319,16 +320,11 @@ async function socks4(conn: NetConn, reader: HandshakeReader): Promise<SocksRequ
 }
 
 function reply5(conn: NetConn, code: number): Promise<void> {
-  return writeAll(conn, new Uint8Array([5, code, 0, 1, 0, 0, 0, 0, 0, 0]));
+  return writeFull(conn, new Uint8Array([5, code, 0, 1, 0, 0, 0, 0, 0, 0]));
 }
 
 function reply4(conn: NetConn, code: number): Promise<void> {
-  return writeAll(conn, new Uint8Array([0, code === 0 ? 0x5a : 0x5b, 0, 0, 0, 0, 0, 0]));
-}
-
-async function writeAll(conn: NetConn, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+  return writeFull(conn, new Uint8Array([0, code === 0 ? 0x5a : 0x5b, 0, 0, 0, 0, 0, 0]));
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -1,5 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
+import { readFull, writeFull } from "../net/conn_io.ts";
 import type { Dialer, DialTarget, NetConn } from "../net/net_conn.ts";
 import { formatHostPort } from "../net/address.ts";
 import { SocksReply, SocksReplyError } from "./socks_reply.ts";
@@ -161,7 +162,7 @@ async function socks4aConnect(conn: Deno.Conn, proxy: UpstreamProxy, target: Dia
   const ip = isIPv4(target.hostname) ? target.hostname.split(".").map(Number) : [0, 0, 0, 1];
   const user = encoder.encode(proxy.username ?? "");
   const name = isIPv4(target.hostname) ? [] : [...encoder.encode(target.hostname), 0];
-  await writeAll(
+  await writeFull(
     conn,
     new Uint8Array([4, 1, target.port >> 8, target.port & 0xff, ...ip, ...user, 0, ...name]),
   );
@@ -181,7 +182,7 @@ async function httpConnect(conn: Deno.Conn, proxy: UpstreamProxy, target: DialTa
     const credentials = new TextEncoder().encode(`${proxy.username}:${proxy.password ?? ""}`);
     request += `Proxy-Authorization: Basic ${btoa(String.fromCharCode(...credentials))}\r\n`;
   }
-  await writeAll(conn, new TextEncoder().encode(request + "\r\n"));
+  await writeFull(conn, new TextEncoder().encode(request + "\r\n"));
   // Read the head one byte at a time so no tunnelled byte is swallowed.
   const head: number[] = [];
   const one = new Uint8Array(1);
@@ -216,20 +217,8 @@ function upstreamError(message: string): SocksReplyError {
   return new SocksReplyError(SocksReply.generalFailure, message);
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
-}
-
-async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
-  const buffer = new Uint8Array(n);
-  let offset = 0;
-  while (offset < n) {
-    const count = await conn.read(buffer.subarray(offset));
-    if (count === null) throw upstreamError("Upstream proxy closed the connection");
-    offset += count;
-  }
-  return buffer;
+function readExactly(conn: Pick<NetConn, "read">, n: number): Promise<Uint8Array> {
+  return readFull(conn, n, (_got) => upstreamError("Upstream proxy closed the connection"));
 }
 
 function isIPv4(text: string): boolean {

@@ -3,6 +3,7 @@
 // pump that moves chunks from one to the other. Not part of the public API.
 
 import type { NetConn } from "./net_conn.ts";
+import { writeFull } from "./conn_io.ts";
 
 /** Something chunks can be read from. `null` means end of stream. */
 export interface ChunkSource {
@@ -45,12 +46,7 @@ export function connSource(conn: NetConn): ChunkSource {
 /** Writes whole chunks to a socket; `end` shuts its write side. */
 export function connSink(conn: NetConn): ChunkSink {
   return {
-    async write(chunk) {
-      let offset = 0;
-      while (offset < chunk.byteLength) {
-        offset += await conn.write(offset === 0 ? chunk : chunk.subarray(offset));
-      }
-    },
+    write: (chunk) => writeFull(conn, chunk),
     async end() {
       await conn.closeWrite();
     },

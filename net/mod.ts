@@ -19,6 +19,7 @@
 
 export * from "./address.ts";
 export * from "./net_conn.ts";
+export * from "./conn_io.ts";
 export * from "./relay.ts";
 export * from "./transport_conn.ts";
 export * from "./transport_listener.ts";

@@ -1,5 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
+import type { NetConn } from "../../net/net_conn.ts";
+import { readFull, writeFull } from "../../net/conn_io.ts";
 import { type HostPort, parseHostPort } from "../../net/address.ts";
 import {
   EXT_OR_PORT_AUTH_LENGTH,
@@ -100,7 +102,7 @@ export class ExtOrPortRequest {
   async accept(): Promise<Deno.Conn> {
     this.#decide();
     try {
-      await writeAll(this.#conn, REPLY_OKAY);
+      await writeFull(this.#conn, REPLY_OKAY);
     } catch (error) {
       closeQuietly(this.#conn);
       throw error;
@@ -116,7 +118,7 @@ export class ExtOrPortRequest {
   async deny(): Promise<void> {
     this.#decide();
     try {
-      await writeAll(this.#conn, REPLY_DENY);
+      await writeFull(this.#conn, REPLY_DENY);
     } catch {
       // The PT went away first.
     } finally {
@@ -336,7 +338,7 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
   async #handshake(
     conn: Deno.Conn,
   ): Promise<{ transport: string | undefined; userAddr: string | undefined }> {
-    await writeAll(conn, new Uint8Array([EXT_OR_PORT_AUTH_SAFE_COOKIE, 0]));
+    await writeFull(conn, new Uint8Array([EXT_OR_PORT_AUTH_SAFE_COOKIE, 0]));
     const [authType] = await readExactly(conn, 1);
     if (authType !== EXT_OR_PORT_AUTH_SAFE_COOKIE) {
       throw new Error(
@@ -349,7 +351,7 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
     const hello = new Uint8Array(64);
     hello.set(serverHash);
     hello.set(serverNonce, 32);
-    await writeAll(conn, hello);
+    await writeFull(conn, hello);
     let clientHash: Uint8Array;
     try {
       clientHash = await readExactly(conn, EXT_OR_PORT_AUTH_LENGTH);
@@ -364,10 +366,10 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
     const expected = extOrPortAuth.clientHash(this.#cookie, clientNonce, serverNonce);
     if (!extOrPortAuth.equal(clientHash, expected)) {
       this.#authFailures++;
-      await writeAll(conn, new Uint8Array([0])).catch(() => {});
+      await writeFull(conn, new Uint8Array([0])).catch(() => {});
       throw new Error("Cannot authenticate ExtORPort client: wrong client hash (cookie mismatch)");
     }
-    await writeAll(conn, new Uint8Array([1]));
+    await writeFull(conn, new Uint8Array([1]));
     let transport: string | undefined;
     let userAddr: string | undefined;
     for (let i = 0; i < MAX_MESSAGES; i++) {
@@ -456,20 +458,10 @@ function closeQuietly(conn: Deno.Conn): void {
   }
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
-}
-
-async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
-  const buffer = new Uint8Array(n);
-  let offset = 0;
-  while (offset < n) {
-    const count = await conn.read(buffer.subarray(offset));
-    if (count === null) {
-      throw new Error(`ExtORPort client closed the connection (${offset} of ${n} bytes read)`);
-    }
-    offset += count;
-  }
-  return buffer;
+function readExactly(conn: Pick<NetConn, "read">, n: number): Promise<Uint8Array> {
+  return readFull(
+    conn,
+    n,
+    (got) => new Error(`ExtORPort client closed the connection (${got} of ${n} bytes read)`),
+  );
 }

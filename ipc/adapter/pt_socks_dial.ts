@@ -1,5 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
+import type { NetConn } from "../../net/net_conn.ts";
+import { readFull, writeFull } from "../../net/conn_io.ts";
 import type { TransportOptions } from "../../transports/transport.ts";
 import type { DialTarget } from "../../net/net_conn.ts";
 import type { HostPort } from "../../net/address.ts";
@@ -111,7 +113,7 @@ export async function ptSocksDial(
     conn.close();
   }, timeout);
   try {
-    await writeAll(conn, new Uint8Array([5, 1, method]));
+    await writeFull(conn, new Uint8Array([5, 1, method]));
     const choice = await readExactly(conn, 2);
     if (choice[0] !== 5 || choice[1] !== method) {
       throw new SocksReplyError(
@@ -122,15 +124,15 @@ export async function ptSocksDial(
       );
     }
     if (method === 2) {
-      await writeAll(conn, auth!);
+      await writeFull(conn, auth!);
       const status = await readExactly(conn, 2);
       if (status[1] !== 0) {
         throw new SocksReplyError(2, "PT SOCKS5 port refused the transport arguments");
       }
     } else if (method === 0x80) {
-      await writeAll(conn, auth!);
+      await writeFull(conn, auth!);
     }
-    await writeAll(conn, request);
+    await writeFull(conn, request);
     const head = await readExactly(conn, 5);
     if (head[0] !== 5) throw new SocksReplyError(1, "PT SOCKS5 port sent a malformed reply");
     if (head[1] !== 0) {
@@ -194,20 +196,10 @@ function ipv6Bytes(text: string): number[] {
   });
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
-}
-
-async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
-  const buffer = new Uint8Array(n);
-  let offset = 0;
-  while (offset < n) {
-    const count = await conn.read(buffer.subarray(offset));
-    if (count === null) {
-      throw new SocksReplyError(1, "PT SOCKS5 port closed the connection during the handshake");
-    }
-    offset += count;
-  }
-  return buffer;
+function readExactly(conn: Pick<NetConn, "read">, n: number): Promise<Uint8Array> {
+  return readFull(
+    conn,
+    n,
+    (_got) => new SocksReplyError(1, "PT SOCKS5 port closed the connection during the handshake"),
+  );
 }

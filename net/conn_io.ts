@@ -1,0 +1,64 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { NetConn } from "./net_conn.ts";
+
+/**
+ * Write all of `bytes` to a connection (`write` may take only part).
+ *
+ * @param conn The connection.
+ * @param bytes What to write.
+ *
+ * @example Writing a handshake
+ * ```ts
+ * import { readFull, writeFull } from "@ptkit/ptkit/net";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * using peer = await listener.accept();
+ * await writeFull(conn, new Uint8Array([5, 1, 0]));
+ * deepStrictEqual(await readFull(peer, 3), new Uint8Array([5, 1, 0]));
+ * ```
+ */
+export async function writeFull(conn: Pick<NetConn, "write">, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+}
+
+/**
+ * Read exactly `n` bytes from a connection.
+ *
+ * @param conn The connection.
+ * @param n How many bytes.
+ * @param onEnd Makes the error thrown when the peer closes first, given the
+ * count read so far. Defaults to an `Error` saying so.
+ * @returns The bytes.
+ *
+ * @example Reading a fixed-size reply
+ * ```ts
+ * import { readFull, writeFull } from "@ptkit/ptkit/net";
+ * import { rejects } from "node:assert";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * const peer = await listener.accept();
+ * await writeFull(peer, new Uint8Array([1]));
+ * peer.close();
+ * await rejects(readFull(conn, 2), /closed after 1 of 2 bytes/);
+ * ```
+ */
+export async function readFull(
+  conn: Pick<NetConn, "read">,
+  n: number,
+  onEnd: (got: number) => Error = (got) =>
+    new Error(`Connection closed after ${got} of ${n} bytes`),
+): Promise<Uint8Array> {
+  const buffer = new Uint8Array(n);
+  let offset = 0;
+  while (offset < n) {
+    const count = await conn.read(buffer.subarray(offset));
+    if (count === null) throw onEnd(offset);
+    offset += count;
+  }
+  return buffer;
+}
