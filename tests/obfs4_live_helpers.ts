@@ -13,6 +13,8 @@ export interface ManagedPt {
   readonly pid: number;
   /** Close stdin, then kill, then wait. */
   stop(): Promise<void>;
+  /** What it printed on stderr so far (the last 8 KiB). */
+  stderr(): string;
 }
 
 /**
@@ -30,7 +32,7 @@ export async function startObfs4proxy(
       env: { TOR_PT_MANAGED_TRANSPORT_VER: "1", TOR_PT_EXIT_ON_STDIN_CLOSE: "1", ...env },
       stdin: "piped",
       stdout: "piped",
-      stderr: "null",
+      stderr: "piped",
     }).spawn();
   } catch (error) {
     throw new Error(
@@ -38,6 +40,10 @@ export async function startObfs4proxy(
     );
   }
   const stdin = child.stdin.getWriter();
+  let stderrText = "";
+  const stderrDone = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+    new WritableStream({ write: (text) => void (stderrText = (stderrText + text).slice(-8192)) }),
+  ).catch(() => {});
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
   let method: string[] | undefined;
@@ -51,7 +57,7 @@ export async function startObfs4proxy(
     } catch {
       // Already exited on stdin close.
     }
-    await Promise.all([drain(), child.status]);
+    await Promise.all([drain(), child.status, stderrDone]);
   };
   try {
     while (method === undefined || !/METHODS DONE/.test(text)) {
@@ -68,7 +74,7 @@ export async function startObfs4proxy(
     await stop();
     throw error;
   }
-  return { method, stop, pid: child.pid };
+  return { method, stop, pid: child.pid, stderr: () => stderrText };
 }
 
 /** A port that was free a moment ago. */
