@@ -69,7 +69,11 @@ class Exit extends Error {
  * negotiate the version, check the upstream proxy, start the transports,
  * report them on stdout, then serve until stdin closes (with
  * `TOR_PT_EXIT_ON_STDIN_CLOSE=1`), SIGTERM, SIGINT (drain; a second one
- * exits), or the parent dies.
+ * exits), or the parent dies. Each transport gets `local` (files in the
+ * state directory) and `signals`: what it writes becomes a `CMESSAGE` line
+ * (client) or `SMESSAGE` line (server) on stdout, and the other kind read
+ * on stdin (whenever stdin is not a terminal) is delivered to it; bad
+ * lines are logged and ignored.
  *
  * @param options Arguments, environment and output.
  * @returns The exit code (see {@linkcode ExitCode}).

@@ -2,10 +2,10 @@
 // This module is browser-compatible.
 
 /** Largest message payload, in bytes (before base64). */
-export const MAX_MESSAGE_BYTES = 16384;
+export const MAX_MESSAGE_BYTES: number = 16384;
 
 /** Longest `CMESSAGE` / `SMESSAGE` line, in characters (newline excluded). */
-export const MAX_MESSAGE_LINE_LENGTH = 9 + 128 + 1 + Math.ceil(MAX_MESSAGE_BYTES / 3) * 4;
+export const MAX_MESSAGE_LINE_LENGTH: number = 9 + 128 + 1 + Math.ceil(MAX_MESSAGE_BYTES / 3) * 4;
 
 /**
  * `CMESSAGE`: from the client side to the server side; `SMESSAGE`: from the
