@@ -1,5 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
+import { formatMessageLine, type MessageKind } from "./message_line.ts";
+
 /** Severity of a `LOG` line, most severe first. */
 export type LogSeverity = "error" | "warning" | "notice" | "info" | "debug";
 
@@ -163,6 +165,18 @@ export class IpcOutput {
       parts.push(`${k}=${/^[A-Za-z0-9_.:\/-]+$/.test(v) ? v : quote(v)}`);
     }
     this.line("STATUS", parts.join(" "));
+  }
+
+  /**
+   * Send an out-of-band message line, `CMESSAGE <transport> <base64>` (client
+   * to server) or `SMESSAGE <transport> <base64>` (server to client).
+   *
+   * @param kind `CMESSAGE` or `SMESSAGE`.
+   * @param transport The transport's name.
+   * @param payload 1 to 16384 bytes.
+   */
+  message(kind: MessageKind, transport: string, payload: Uint8Array): void {
+    this.#stdout(formatMessageLine(kind, transport, payload));
   }
 
   /**

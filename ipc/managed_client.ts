@@ -1,6 +1,11 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { Transport, TransportOptions } from "../transports/transport.ts";
+import type {
+  SignalPipe,
+  Transport,
+  TransportEnvironment,
+  TransportOptions,
+} from "../transports/transport.ts";
 import type { Dialer } from "../net/net_conn.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
 import { relay } from "../net/relay.ts";
@@ -46,6 +51,11 @@ export interface ClientSettings {
   readonly dialer: Dialer;
   /** The state directory, which exists. */
   readonly stateDir: string;
+  /**
+   * Each transport's out-of-band message pipe (its `signals`), when the
+   * parent relays messages (see `SignalHub`).
+   */
+  readonly signals?: (transport: string) => SignalPipe;
 }
 
 /** A running managed proxy (client or server side). */
@@ -97,12 +107,14 @@ export async function startClient(
   output: IpcOutput,
 ): Promise<RunningProxy> {
   const running: RunningProxy[] = [];
-  const env = { local: new FileStore(settings.stateDir) };
+  const local = new FileStore(settings.stateDir);
   const seen = new Set<string>();
   for (const name of settings.transports) {
     const transport = settings.registry.get(name);
     if (transport === undefined || seen.has(name)) continue;
     seen.add(name);
+    const signals = settings.signals?.(name);
+    const env: TransportEnvironment = signals === undefined ? { local } : { local, signals };
     const base = { ...settings.options.get("*"), ...settings.options.get(name) };
     try {
       if (settings.mode === "socks5") {

@@ -13,6 +13,8 @@ import { type ServerSettings, type ServerTarget, startServer } from "./managed_s
 import { parseBindAddr } from "./bind_addr.ts";
 import { DestinationPolicy } from "./destination_policy.ts";
 import { outboundDialer, parseOutboundBind } from "./outbound_dialer.ts";
+import { SignalHub } from "./signal_hub.ts";
+import { MAX_MESSAGE_LINE_LENGTH } from "./message_line.ts";
 
 /** Exit codes of the managed proxy (PT 2.0 draft 1, sysexits.h). */
 export const ExitCode = {
@@ -47,6 +49,12 @@ export interface ManagedProxyOptions {
   readonly signal?: AbortSignal;
   /** Watch SIGTERM, SIGINT, stdin and the parent process. Defaults to true. */
   readonly process?: boolean;
+  /**
+   * The parent's input in place of stdin (for `CMESSAGE` / `SMESSAGE` lines;
+   * its end is stdin closing). Defaults to the process's stdin when
+   * `process` is true and stdin is not a terminal.
+   */
+  readonly stdin?: ReadableStream<Uint8Array>;
 }
 
 class Exit extends Error {
@@ -61,7 +69,11 @@ class Exit extends Error {
  * negotiate the version, check the upstream proxy, start the transports,
  * report them on stdout, then serve until stdin closes (with
  * `TOR_PT_EXIT_ON_STDIN_CLOSE=1`), SIGTERM, SIGINT (drain; a second one
- * exits), or the parent dies.
+ * exits), or the parent dies. Each transport gets `local` (files in the
+ * state directory) and `signals`: what it writes becomes a `CMESSAGE` line
+ * (client) or `SMESSAGE` line (server) on stdout, and the other kind read
+ * on stdin (whenever stdin is not a terminal) is delivered to it; bad
+ * lines are logged and ignored.
  *
  * @param options Arguments, environment and output.
  * @returns The exit code (see {@linkcode ExitCode}).
@@ -183,10 +195,15 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
       }
     }
     const stateDir = await makeStateDir(value("state"), envError);
-    const watchOptions = {
+    const hub = new SignalHub(server ? "server" : "client", output);
+    const signals = (name: string) => hub.pipe(name);
+    const watchOptions: ShutdownOptions = {
       exitOnStdinClose,
       process: options.process ?? true,
+      onLine: (line) => hub.handleLine(line),
+      onClose: () => hub.close(),
       ...(options.signal === undefined ? {} : { signal: options.signal }),
+      ...(options.stdin === undefined ? {} : { stdin: options.stdin }),
     };
     if (server) {
       const settings = serverSettings(flags.values, value, getEnv, envError);
@@ -197,6 +214,7 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
         registry: options.registry ?? defaultRegistry,
         options: transportOptions,
         stateDir,
+        signals,
       }, output);
       return await watch.serve(running, output);
     }
@@ -291,6 +309,7 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
       options: transportOptions,
       dialer,
       stateDir,
+      signals,
     }, output);
 
     // 5. Serve until told to stop.
@@ -491,6 +510,11 @@ interface ShutdownOptions {
   readonly exitOnStdinClose: boolean;
   readonly process: boolean;
   readonly signal?: AbortSignal;
+  readonly stdin?: ReadableStream<Uint8Array>;
+  /** Each line of the parent's input (without its newline). */
+  readonly onLine: (line: string) => void;
+  /** Called once when serving ends. */
+  readonly onClose: () => void;
 }
 
 /**
@@ -512,6 +536,21 @@ class ShutdownWatch {
         this.#why = why;
       }
     };
+    this.#cleanups.push(options.onClose);
+    let input: ReadableStream<Uint8Array> | undefined = options.stdin;
+    if (
+      input === undefined && options.process &&
+      (options.exitOnStdinClose || !Deno.stdin.isTerminal())
+    ) {
+      input = stdinStream();
+    }
+    if (input !== undefined) {
+      const reader = input.getReader();
+      this.#cleanups.push(() => reader.cancel().catch(() => {}));
+      readLines(reader, options.onLine).then(() => {
+        if (options.exitOnStdinClose) fire("now", "stdin closed");
+      });
+    }
     if (options.signal) {
       if (options.signal.aborted) fire("now", "aborted");
       else options.signal.addEventListener("abort", () => fire("now", "aborted"), { once: true });
@@ -527,19 +566,7 @@ class ShutdownWatch {
     };
     Deno.addSignalListener("SIGINT", onInt);
     this.#cleanups.push(() => Deno.removeSignalListener("SIGINT", onInt));
-    if (options.exitOnStdinClose) {
-      (async () => {
-        const buffer = new Uint8Array(1024);
-        try {
-          while (await Deno.stdin.read(buffer) !== null) {
-            // Parent input is ignored; only its end matters.
-          }
-        } catch {
-          // A broken stdin counts as closed.
-        }
-        fire("now", "stdin closed");
-      })();
-    } else {
+    if (!options.exitOnStdinClose) {
       const parent = Deno.ppid;
       const timer = setInterval(() => {
         if (Deno.ppid !== parent) fire("now", "parent process exited");
@@ -573,6 +600,57 @@ class ShutdownWatch {
 
   dispose(): void {
     for (const cleanup of this.#cleanups.splice(0)) cleanup();
+  }
+}
+
+/** The process's stdin as a stream that ends (rather than errors) when it breaks. */
+function stdinStream(): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    pull: async (controller) => {
+      const buffer = new Uint8Array(4096);
+      let n: number | null = null;
+      try {
+        n = await Deno.stdin.read(buffer);
+      } catch {
+        // A broken stdin counts as closed.
+      }
+      if (n === null) controller.close();
+      else controller.enqueue(buffer.subarray(0, n));
+    },
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * Split the parent's input into lines (a trailing `\r` is kept for the
+ * handler); over-long lines are dropped whole. Resolves at its end.
+ */
+async function readLines(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  onLine: (line: string) => void,
+): Promise<void> {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let discarding = false;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let newline: number;
+      while ((newline = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, newline);
+        buffer = buffer.slice(newline + 1);
+        if (discarding) discarding = false;
+        else onLine(line);
+      }
+      if (buffer.length > MAX_MESSAGE_LINE_LENGTH + 1) {
+        if (!discarding) onLine(buffer.slice(0, MAX_MESSAGE_LINE_LENGTH + 2));
+        discarding = true;
+        buffer = "";
+      }
+    }
+  } catch {
+    // A broken input counts as closed.
   }
 }
 

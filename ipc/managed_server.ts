@@ -1,6 +1,11 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { Transport, TransportOptions } from "../transports/transport.ts";
+import type {
+  SignalPipe,
+  Transport,
+  TransportEnvironment,
+  TransportOptions,
+} from "../transports/transport.ts";
 import { type Dialer, tcpDialer } from "../net/net_conn.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
 import { relay, type RelayEnd } from "../net/relay.ts";
@@ -72,6 +77,11 @@ export interface ServerSettings {
   readonly stateDir: string;
   /** Most connections open at once per transport; more are closed at once. Defaults to 4096. */
   readonly maxConnections?: number;
+  /**
+   * Each transport's out-of-band message pipe (its `signals`), when the
+   * parent relays messages (see `SignalHub`).
+   */
+  readonly signals?: (transport: string) => SignalPipe;
 }
 
 /** One transport the server side started. */
@@ -128,7 +138,7 @@ export async function startServer(
 ): Promise<RunningServer> {
   const loops: RunningProxy[] = [];
   const started: StartedServerTransport[] = [];
-  const env = { local: new FileStore(settings.stateDir) };
+  const local = new FileStore(settings.stateDir);
   const target = settings.target;
   const turn = target.kind === "turn" ? new EmbeddedTurn(target) : undefined;
   const seen = new Set<string>();
@@ -136,6 +146,8 @@ export async function startServer(
     const transport = settings.registry.get(name);
     if (transport === undefined || seen.has(name)) continue;
     seen.add(name);
+    const signals = settings.signals?.(name);
+    const env: TransportEnvironment = signals === undefined ? { local } : { local, signals };
     const config = { ...settings.options.get("*"), ...settings.options.get(name) };
     const at = settings.bindAddrs.get(name) ?? settings.defaultListen;
     try {

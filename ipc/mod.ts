@@ -8,7 +8,9 @@
  * end that carries per-connection transport arguments, transparent-TCP mode
  * and upstream proxies; on the server forwarding to tor's ORPort or through
  * the Extended ORPort, and free mode (an embedded SOCKS5 target); the
- * shutdown rules; and the friendly `server`/`client`/`start` commands.
+ * shutdown rules; each transport's `local` (files in the state directory)
+ * and `signals` (`CMESSAGE` / `SMESSAGE` lines, see `SignalHub`); and the
+ * friendly `server`/`client`/`start` commands.
  *
  * @example Running the client side in-process
  * ```ts
@@ -39,6 +41,8 @@ export * from "./registry.ts";
 export * from "./settings.ts";
 export * from "./flags.ts";
 export * from "./ipc_output.ts";
+export * from "./message_line.ts";
+export * from "./signal_hub.ts";
 export * from "./file_store.ts";
 export * from "./socks_reply.ts";
 export * from "./socks_handshake.ts";

@@ -70,7 +70,12 @@ Deno.test("parsePtLine parses every keyword of the protocol", () => {
       transport: undefined,
       fields: { TYPE: "version", IMPLEMENTATION: "lyrebird" },
     }],
-    ["CMESSAGE hello", { type: "unknown", keyword: "CMESSAGE" }],
+    ["CMESSAGE keyed aGk=", {
+      type: "CMESSAGE",
+      transport: "keyed",
+      payload: new TextEncoder().encode("hi"),
+    }],
+    ["SMESSAGE keyed AA==", { type: "SMESSAGE", transport: "keyed", payload: new Uint8Array(1) }],
     ["FUTURE_THING", { type: "unknown", keyword: "FUTURE_THING" }],
   ];
   for (const [line, expected] of cases) deepStrictEqual(parsePtLine(line), expected, line);
@@ -118,6 +123,10 @@ Deno.test("parsePtLine refuses malformed, truncated and oversized lines", () => 
       "STATUS TRANSPORT=a TRANSPORT=b",
       "STATUS =x",
       `LOG MESSAGE=${"x".repeat(MAX_PT_LINE_LENGTH)}`,
+      "CMESSAGE hello",
+      "CMESSAGE keyed aGk",
+      "SMESSAGE keyed aGk= extra",
+      `CMESSAGE keyed ${btoa("x".repeat(16385))}`,
     ]
   ) {
     throws(() => parsePtLine(line), SyntaxError, line);

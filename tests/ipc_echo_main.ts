@@ -4,11 +4,13 @@
 // sends the application {config, instance} as JSON plus a newline (instance
 // counts configurations made, showing connector caching), then
 // passes bytes unchanged. Lets tests see what arguments reached a transport.
+// Also `keyed` (tests/keyed_transport.ts), which uses local and signals.
 
 import { registry } from "../ipc/registry.ts";
 import { runManagedProxy } from "../ipc/managed_proxy.ts";
 import { defineTransport } from "../transports/define_transport.ts";
 import type { TransportOptions } from "../transports/transport.ts";
+import { keyed } from "./keyed_transport.ts";
 
 let instances = 0;
 const echo = defineTransport<{ config: TransportOptions; instance: number }>({
@@ -28,5 +30,8 @@ const echo = defineTransport<{ config: TransportOptions; instance: number }>({
 });
 
 Deno.exit(
-  await runManagedProxy({ args: Deno.args, registry: new Map([...registry, ["echo", echo]]) }),
+  await runManagedProxy({
+    args: Deno.args,
+    registry: new Map([...registry, ["echo", echo], ["keyed", keyed]]),
+  }),
 );

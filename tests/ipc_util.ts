@@ -20,7 +20,7 @@ export function childEnv(extra: Record<string, string> = {}): Record<string, str
 
 /** Every line a PT may print on stdout. */
 export const PROTOCOL_LINE =
-  /^(VERSION|VERSION-ERROR|ENV-ERROR|PROXY|PROXY-ERROR|CMETHOD|CMETHOD-ERROR|CMETHODS|SMETHOD|SMETHOD-ERROR|SMETHODS|LOG|STATUS)( [\x20-\x7e]*)?$/;
+  /^(VERSION|VERSION-ERROR|ENV-ERROR|PROXY|PROXY-ERROR|CMETHOD|CMETHOD-ERROR|CMETHODS|SMETHOD|SMETHOD-ERROR|SMETHODS|LOG|STATUS|CMESSAGE|SMESSAGE)( [\x20-\x7e]*)?$/;
 
 /** Check that stdout holds only protocol lines, each newline-terminated. */
 export function assertProtocolOnly(stdout: string): string[] {
@@ -90,6 +90,11 @@ export class PtProcess implements AsyncDisposable {
     const [hostname, port] = line.split(" ")[3]!.split(":");
     await this.waitFor(/^CMETHODS DONE$/);
     return { hostname: hostname!, port: Number(port) };
+  }
+
+  /** Write text (lines, newline included) to the child's stdin. */
+  async write(text: string): Promise<void> {
+    await this.#stdin!.write(new TextEncoder().encode(text));
   }
 
   /** Close the child's stdin. */

@@ -1,7 +1,8 @@
 // Copyright the ptkit authors. MIT license.
 
 import { parsePtLine, type PtLine } from "./pt_line.ts";
-import { PtLogEvent, PtStatusEvent } from "./pt_events.ts";
+import { PtLogEvent, PtMessageEvent, PtStatusEvent } from "./pt_events.ts";
+import { formatMessageLine } from "../message_line.ts";
 import { type PtLaunchResult, PtStartup } from "./pt_startup.ts";
 import type { FromWorker, ToWorker } from "./in_worker_main.ts";
 
@@ -46,6 +47,7 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
   #exited: Promise<number>;
   #ready: Promise<void>;
   #result: PtLaunchResult | undefined;
+  #kind: "client" | "server";
 
   /**
    * Start the front end in a new Worker. {@linkcode startInWorker} also
@@ -61,10 +63,12 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
     let resolveExit!: (code: number) => void;
     this.#exited = new Promise<number>((resolve) => resolveExit = resolve)
       .finally(() => this.#worker.terminate());
-    const startup = new PtStartup({
-      kind: args.some((a) => /^--?server$/i.test(a)) || env.TOR_PT_SERVER_TRANSPORTS !== undefined
+    this.#kind =
+      args.some((a) => /^--?server$/i.test(a)) || env.TOR_PT_SERVER_TRANSPORTS !== undefined
         ? "server"
-        : "client",
+        : "client";
+    const startup = new PtStartup({
+      kind: this.#kind,
       versions: offeredVersions(args, env),
       proxy: args.some((a) => /^--?proxy(=|$)/i.test(a)) || env.TOR_PT_PROXY !== undefined,
       warn: () => {},
@@ -152,6 +156,26 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
     return this.#exited;
   }
 
+  /**
+   * Deliver an out-of-band message from the other side: the front end reads
+   * it as an `SMESSAGE` line (client side) or `CMESSAGE` line (server side)
+   * on its "stdin". The `"message"` event ({@linkcode PtMessageEvent})
+   * carries the lines it writes for the other side.
+   *
+   * @param transport The transport's name.
+   * @param payload 1 to 16384 bytes.
+   * @throws {TypeError} On a bad transport name.
+   * @throws {RangeError} When the payload is empty or too large.
+   */
+  sendMessage(transport: string, payload: Uint8Array): void {
+    const text = formatMessageLine(
+      this.#kind === "client" ? "SMESSAGE" : "CMESSAGE",
+      transport,
+      payload,
+    );
+    this.#worker.postMessage({ type: "stdin", text } satisfies ToWorker);
+  }
+
   /** Stop and wait. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
@@ -174,6 +198,9 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
       if (value.type === "LOG") this.dispatchEvent(new PtLogEvent(value.severity, value.message));
       else if (value.type === "STATUS") {
         this.dispatchEvent(new PtStatusEvent(value.transport, value.fields));
+      } else if (value.type === (this.#kind === "client" ? "CMESSAGE" : "SMESSAGE")) {
+        const { type, transport, payload } = value as Extract<PtLine, { type: "CMESSAGE" }>;
+        this.dispatchEvent(new PtMessageEvent(type, transport, payload));
       }
       parsed.push(value);
     }

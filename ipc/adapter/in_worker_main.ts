@@ -8,7 +8,8 @@ import { runManagedProxy } from "../managed_proxy.ts";
 /** Parent to worker. */
 export type ToWorker =
   | { type: "start"; args: string[]; env: Record<string, string> }
-  | { type: "stop" };
+  | { type: "stop" }
+  | { type: "stdin"; text: string };
 
 /** Worker to parent. */
 export type FromWorker =
@@ -23,11 +24,17 @@ const scope = globalThis as unknown as {
 };
 const stop = new AbortController();
 const send = (message: FromWorker) => scope.postMessage(message);
+let input!: ReadableStreamDefaultController<Uint8Array>;
+const stdin = new ReadableStream<Uint8Array>({ start: (controller) => input = controller });
 
 scope.onmessage = (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   if (message.type === "stop") {
     stop.abort();
+    return;
+  }
+  if (message.type === "stdin") {
+    input.enqueue(new TextEncoder().encode(message.text));
     return;
   }
   runManagedProxy({
@@ -37,6 +44,7 @@ scope.onmessage = (event: MessageEvent<ToWorker>) => {
     stderr: (text) => send({ type: "stderr", text }),
     signal: stop.signal,
     process: false,
+    stdin,
   }).then(
     (code) => send({ type: "exit", code }),
     (error) =>

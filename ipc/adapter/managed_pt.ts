@@ -2,7 +2,14 @@
 
 import { MAX_PT_LINE_LENGTH, parsePtLine, type PtLine } from "./pt_line.ts";
 import { type PtLaunchResult, PtStartup } from "./pt_startup.ts";
-import { PtExitEvent, PtFailedEvent, PtLogEvent, PtStatusEvent } from "./pt_events.ts";
+import {
+  PtExitEvent,
+  PtFailedEvent,
+  PtLogEvent,
+  PtMessageEvent,
+  PtStatusEvent,
+} from "./pt_events.ts";
+import { formatMessageLine } from "../message_line.ts";
 
 /** When and how often a PT that died is launched again. */
 export interface PtRestartPolicy {
@@ -75,6 +82,8 @@ export interface PtEventMap {
   log: PtLogEvent;
   /** A `STATUS` line. */
   status: PtStatusEvent;
+  /** A `CMESSAGE` line of a client PT or an `SMESSAGE` line of a server PT. */
+  message: PtMessageEvent;
   /** The PT exited without being asked to. */
   exit: PtExitEvent;
   /** A relaunched PT finished starting. */
@@ -118,7 +127,9 @@ interface Run {
  * SIGKILL). Made by {@linkcode launchClient} and {@linkcode launchServer}.
  *
  * Events: `"log"` ({@linkcode PtLogEvent}), `"status"`
- * ({@linkcode PtStatusEvent}), `"exit"` ({@linkcode PtExitEvent}, an
+ * ({@linkcode PtStatusEvent}), `"message"` ({@linkcode PtMessageEvent}, an
+ * out-of-band message for the PT on the other side, which
+ * {@linkcode ManagedPt.sendMessage} delivers), `"exit"` ({@linkcode PtExitEvent}, an
  * unexpected exit), `"ready"` (a relaunch finished starting), `"failed"`
  * ({@linkcode PtFailedEvent}, gave up relaunching).
  *
@@ -345,6 +356,34 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     return this.#closing;
   }
 
+  /**
+   * Deliver an out-of-band message from the other side to one of the PT's
+   * transports: writes `SMESSAGE <transport> <base64>` to a client PT's
+   * stdin, `CMESSAGE <transport> <base64>` to a server PT's. Relay a client
+   * PT's `"message"` events to the server PT this way, and back.
+   *
+   * @param transport One of the transports the PT was launched with.
+   * @param payload 1 to 16384 bytes.
+   * @returns Resolves once the line was written.
+   * @throws {TypeError} When the transport was not launched.
+   * @throws {RangeError} When the payload is empty or too large.
+   * @throws {Error} When the PT is not running.
+   */
+  async sendMessage(transport: string, payload: Uint8Array): Promise<void> {
+    const kind = this.#role.kind === "client" ? "SMESSAGE" : "CMESSAGE";
+    if (!this.#options.transports.includes(transport)) {
+      throw new TypeError(
+        `Cannot send ${kind}: transport ${JSON.stringify(transport)} was not launched`,
+      );
+    }
+    const line = formatMessageLine(kind, transport, payload);
+    const run = this.#run;
+    if (this.#state !== "running" || run === undefined || run.stopping !== undefined) {
+      throw new Error(`Cannot send ${kind}: the PT is not running`);
+    }
+    await run.stdin.write(new TextEncoder().encode(line));
+  }
+
   /** Stop the PT. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
@@ -451,6 +490,15 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
       }
       if (parsed.type === "STATUS") {
         this.dispatchEvent(new PtStatusEvent(parsed.transport, parsed.fields));
+        return;
+      }
+      if (parsed.type === "CMESSAGE" || parsed.type === "SMESSAGE") {
+        const expected = kind === "client" ? "CMESSAGE" : "SMESSAGE";
+        if (parsed.type !== expected) {
+          this.#warn(`Ignored ${parsed.type} from a ${kind} PT: expected ${expected}`);
+        } else {
+          this.dispatchEvent(new PtMessageEvent(parsed.type, parsed.transport, parsed.payload));
+        }
         return;
       }
       if (settled) return; // Later method lines are ignored, as tor does.

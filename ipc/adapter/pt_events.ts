@@ -137,3 +137,40 @@ export class PtFailedEvent extends Event {
     this.error = error;
   }
 }
+
+/**
+ * An out-of-band message line of a managed PT (event type `"message"`): a
+ * `CMESSAGE` from a client PT or an `SMESSAGE` from a server PT, for the
+ * application to deliver to the other side's PT (`sendMessage`).
+ *
+ * @example Making one
+ * ```ts
+ * import { PtMessageEvent } from "./pt_events.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const event = new PtMessageEvent("CMESSAGE", "keyed", new Uint8Array([1]));
+ * deepStrictEqual([event.type, event.kind, event.transport], ["message", "CMESSAGE", "keyed"]);
+ * ```
+ */
+export class PtMessageEvent extends Event {
+  /** `CMESSAGE` (client to server) or `SMESSAGE` (server to client). */
+  readonly kind: "CMESSAGE" | "SMESSAGE";
+  /** The transport it belongs to. */
+  readonly transport: string;
+  /** The message, decoded. */
+  readonly payload: Uint8Array;
+
+  /**
+   * Make a message event.
+   *
+   * @param kind `CMESSAGE` or `SMESSAGE`.
+   * @param transport The transport.
+   * @param payload The message.
+   */
+  constructor(kind: "CMESSAGE" | "SMESSAGE", transport: string, payload: Uint8Array) {
+    super("message");
+    this.kind = kind;
+    this.transport = transport;
+    this.payload = payload;
+  }
+}

@@ -2,6 +2,7 @@
 
 import type { TransportOptions } from "../../transports/transport.ts";
 import { type HostPort, parseHostPort } from "../../net/address.ts";
+import { MAX_MESSAGE_LINE_LENGTH, parseMessageLine } from "../message_line.ts";
 
 /**
  * One line a managed PT printed, parsed (the parent's side of the
@@ -36,10 +37,15 @@ export type PtLine =
     readonly transport: string | undefined;
     readonly fields: Readonly<Record<string, string>>;
   }
+  | {
+    readonly type: "CMESSAGE" | "SMESSAGE";
+    readonly transport: string;
+    readonly payload: Uint8Array;
+  }
   | { readonly type: "unknown"; readonly keyword: string };
 
-/** Longest line accepted, in characters. */
-export const MAX_PT_LINE_LENGTH = 16384;
+/** Longest line accepted, in characters (a `CMESSAGE` of 16 KiB fits). */
+export const MAX_PT_LINE_LENGTH: number = Math.max(16384, MAX_MESSAGE_LINE_LENGTH);
 
 const KEYWORD = /^[A-Za-z0-9_-]+$/;
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -50,7 +56,8 @@ const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
  *
  * `SMETHOD` `ARGS:` values are unescaped (`\,` `\=` `\\`); `LOG` and
  * `STATUS` values may be quoted C strings (`\n \r \t \" \\` and octal
- * `\ooo`, as goptlib writes them).
+ * `\ooo`, as goptlib writes them). `CMESSAGE` / `SMESSAGE` payloads are
+ * decoded from base64 (see `parseMessageLine`).
  *
  * @param line The line.
  * @returns What it says.
@@ -147,6 +154,11 @@ export function parsePtLine(line: string): PtLine {
       const fields = parseFields(rest, fail);
       const { TRANSPORT: transport, ...others } = fields;
       return { type: "STATUS", transport, fields: others };
+    }
+    case "CMESSAGE":
+    case "SMESSAGE": {
+      const { kind, transport, payload } = parseMessageLine(line);
+      return { type: kind, transport, payload };
     }
     default:
       return { type: "unknown", keyword };
