@@ -7,7 +7,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { UdpSocket } from "../udp/mod.ts";
 import { PtProcess } from "./ipc_util.ts";
-import { freeUdpPort, startCoturn, startTurnPeer, uclientLosesNothing } from "./turn_util.ts";
+import { startCoturn, startTurnPeer, uclientLosesNothing } from "./turn_util.ts";
 
 /** Parse `SMETHOD name addr ARGS:k=v,...` (no escapes in obfs4's values). */
 function smethod(line: string): { port: number; args: Record<string, string> } {
@@ -28,24 +28,23 @@ async function chain(
   extraServer: string[] = [],
 ) {
   const dir = await Deno.makeTempDir({ prefix: "ptkit_udp_ipc_" });
-  const serverPort = await freeUdpPort(); // any free number will do for TCP too, near enough
-  const clientPort = await freeUdpPort();
+  // Port 0 everywhere: the PTs pick free ports and report them.
   const server = new PtProcess([
     ...["-server", "-transports", "obfs4", "-mode", mode],
-    ...["-bindaddr", `obfs4-127.0.0.1:${serverPort}`, "-target", serverTarget],
+    ...["-bindaddr", "obfs4-127.0.0.1:0", "-target", serverTarget],
     ...["-state", `${dir}/server`, "-exit-on-stdin-close", ...extraServer],
   ], {});
-  const line = await server.waitFor(/^SMETHOD obfs4 /);
+  const line = await server.waitFor(/^SMETHOD(-ERROR)? obfs4 /);
+  ok(line.startsWith("SMETHOD obfs4 "), line);
   await server.waitFor(/^SMETHODS DONE$/);
-  const { args } = smethod(line);
+  const { port: serverPort, args } = smethod(line);
   const client = new PtProcess([
     ...["-client", "-transports", "obfs4", "-mode", mode],
-    ...["-proxylistenaddr", `127.0.0.1:${clientPort}`, "-target", `127.0.0.1:${serverPort}`],
+    ...["-proxylistenaddr", "127.0.0.1:0", "-target", `127.0.0.1:${serverPort}`],
     ...["-options", JSON.stringify({ cert: args.cert, "iat-mode": args["iat-mode"] })],
     ...["-state", `${dir}/client`, "-exit-on-stdin-close"],
   ], {});
-  const address = await client.cmethod("obfs4", mode);
-  strictEqual(address.port, clientPort);
+  const { port: clientPort } = await client.cmethod("obfs4", mode);
   return {
     args,
     port: clientPort,

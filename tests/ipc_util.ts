@@ -86,7 +86,11 @@ export class PtProcess implements AsyncDisposable {
 
   /** The address of the CMETHOD line of `name`. */
   async cmethod(name: string, mode = "socks5"): Promise<{ hostname: string; port: number }> {
-    const line = await this.waitFor(new RegExp(`^CMETHOD ${name} ${mode} `));
+    const line = await this.waitFor(new RegExp(`^CMETHOD(-ERROR)? ${name} `));
+    ok(
+      line.startsWith(`CMETHOD ${name} ${mode} `),
+      `expected CMETHOD ${name} ${mode}, got ${line}`,
+    );
     const [hostname, port] = line.split(" ")[3]!.split(":");
     await this.waitFor(/^CMETHODS DONE$/);
     return { hostname: hostname!, port: Number(port) };
