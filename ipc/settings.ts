@@ -24,6 +24,35 @@ import type { TransportOptions } from "../transports/transport.ts";
  * ```
  */
 export function parseTorArgs(text: string): TransportOptions {
+  return parseEscapedPairs(text, ";", "transport arguments");
+}
+
+/**
+ * Parse a list of `key=value` pairs joined by `separator`, in which a
+ * backslash escapes the next character (tor's `k=v;k=v` and the `ARGS:` of
+ * an `SMETHOD` line, `k=v,k=v`). A value may hold unescaped `=`.
+ *
+ * @param text The list; empty gives no pairs.
+ * @param separator What joins the pairs.
+ * @param what What the list is, for error messages.
+ * @returns The pairs.
+ * @throws {SyntaxError} On a pair without `=`, an empty or repeated key, or
+ * a trailing backslash.
+ *
+ * @example Parsing both forms
+ * ```ts
+ * import { parseEscapedPairs } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * deepStrictEqual(parseEscapedPairs("a=1;b=x\\;y", ";", "arguments"), { a: "1", b: "x;y" });
+ * deepStrictEqual(parseEscapedPairs("cert=a\\,b,k=v", ",", "ARGS"), { cert: "a,b", k: "v" });
+ * ```
+ */
+export function parseEscapedPairs(
+  text: string,
+  separator: string,
+  what: string,
+): TransportOptions {
   const result: Record<string, string> = {};
   if (text === "") return result;
   let key: string | undefined;
@@ -31,13 +60,13 @@ export function parseTorArgs(text: string): TransportOptions {
   const finish = () => {
     if (key === undefined) {
       throw new SyntaxError(
-        `Cannot parse transport arguments: pair ${JSON.stringify(current)} has no '='`,
+        `Cannot parse ${what}: pair ${JSON.stringify(current.slice(0, 64))} has no '='`,
       );
     }
-    if (key === "") throw new SyntaxError("Cannot parse transport arguments: empty key");
+    if (key === "") throw new SyntaxError(`Cannot parse ${what}: empty key`);
     if (Object.hasOwn(result, key)) {
       throw new SyntaxError(
-        `Cannot parse transport arguments: key ${JSON.stringify(key)} given twice`,
+        `Cannot parse ${what}: key ${JSON.stringify(key.slice(0, 64))} given twice`,
       );
     }
     result[key] = current;
@@ -48,10 +77,10 @@ export function parseTorArgs(text: string): TransportOptions {
     const c = text[i]!;
     if (c === "\\") {
       if (i + 1 >= text.length) {
-        throw new SyntaxError("Cannot parse transport arguments: trailing backslash");
+        throw new SyntaxError(`Cannot parse ${what}: trailing backslash`);
       }
       current += text[++i];
-    } else if (c === ";") {
+    } else if (c === separator) {
       finish();
     } else if (c === "=" && key === undefined) {
       key = current;

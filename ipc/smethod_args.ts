@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
+import { parseEscapedPairs } from "./settings.ts";
 import type { TransportOptions } from "../transports/transport.ts";
 
 /**
@@ -35,7 +36,8 @@ export function formatSmethodArgs(options: TransportOptions): string {
  *
  * @param text The field, with or without the `ARGS:` prefix.
  * @returns The options.
- * @throws {SyntaxError} On a pair without `=`, an empty key or a trailing backslash.
+ * @throws {SyntaxError} On a pair without `=`, an empty or repeated key, or a
+ * trailing backslash.
  *
  * @example Round-tripping awkward values
  * ```ts
@@ -47,34 +49,5 @@ export function formatSmethodArgs(options: TransportOptions): string {
  * ```
  */
 export function parseSmethodArgs(text: string): TransportOptions {
-  const body = text.startsWith("ARGS:") ? text.slice(5) : text;
-  const result: Record<string, string> = {};
-  if (body === "") return result;
-  let key: string | undefined;
-  let current = "";
-  const finish = () => {
-    if (key === undefined || key === "") {
-      throw new SyntaxError(
-        `Cannot parse SMETHOD ARGS: pair ${JSON.stringify(key ?? current)} has no key or no '='`,
-      );
-    }
-    result[key] = current;
-    key = undefined;
-    current = "";
-  };
-  for (let i = 0; i < body.length; i++) {
-    const c = body[i]!;
-    if (c === "\\") {
-      if (i + 1 >= body.length) {
-        throw new SyntaxError("Cannot parse SMETHOD ARGS: trailing backslash");
-      }
-      current += body[++i];
-    } else if (c === ",") finish();
-    else if (c === "=" && key === undefined) {
-      key = current;
-      current = "";
-    } else current += c;
-  }
-  finish();
-  return result;
+  return parseEscapedPairs(text.startsWith("ARGS:") ? text.slice(5) : text, ",", "SMETHOD ARGS");
 }

@@ -3,6 +3,7 @@
 import type { TransportOptions } from "../../transports/transport.ts";
 import { type HostPort, parseHostPort } from "../../net/address.ts";
 import { MAX_MESSAGE_LINE_LENGTH, parseMessageLine } from "../message_line.ts";
+import { parseSmethodArgs } from "../smethod_args.ts";
 
 /**
  * One line a managed PT printed, parsed (the parent's side of the
@@ -165,57 +166,7 @@ export function parsePtLine(line: string): PtLine {
   }
 }
 
-/**
- * Parse the value of an `SMETHOD` `ARGS:` option: `k=v,k=v` where `\`
- * escapes the next character (`\,` `\=` `\\`).
- *
- * @param text The text after `ARGS:`.
- * @returns The arguments.
- * @throws {SyntaxError} On an empty key, a pair without `=`, a repeated key
- * or a trailing backslash.
- *
- * @example Unescaping ARGS
- * ```ts
- * import { parseSmethodArgs } from "./pt_line.ts";
- * import { deepStrictEqual } from "node:assert";
- *
- * deepStrictEqual(parseSmethodArgs("a=1\\,2,b\\==\\\\"), { a: "1,2", "b=": "\\" });
- * ```
- */
-export function parseSmethodArgs(text: string): TransportOptions {
-  const result: Record<string, string> = {};
-  if (text === "") return result;
-  let key: string | undefined;
-  let current = "";
-  const finish = () => {
-    if (key === undefined) {
-      throw new SyntaxError(`Cannot parse SMETHOD ARGS: pair ${preview(current)} has no '='`);
-    }
-    if (key === "") throw new SyntaxError("Cannot parse SMETHOD ARGS: empty key");
-    if (Object.hasOwn(result, key)) {
-      throw new SyntaxError(`Cannot parse SMETHOD ARGS: key ${preview(key)} given twice`);
-    }
-    result[key] = current;
-    key = undefined;
-    current = "";
-  };
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (c === "\\") {
-      if (i + 1 >= text.length) throw new SyntaxError("Cannot parse SMETHOD ARGS: trailing '\\'");
-      current += text[++i];
-    } else if (c === ",") {
-      finish();
-    } else if (c === "=" && key === undefined) {
-      key = current;
-      current = "";
-    } else {
-      current += c;
-    }
-  }
-  finish();
-  return result;
-}
+export { parseSmethodArgs };
 
 function address(text: string, fail: (why: string) => SyntaxError): HostPort {
   try {
