@@ -1,17 +1,12 @@
 // Copyright the ptkit authors. MIT license.
 
-import type {
-  SignalPipe,
-  Transport,
-  TransportEnvironment,
-  TransportOptions,
-} from "../transports/transport.ts";
+import type { SignalPipe, Transport, TransportOptions } from "../transports/transport.ts";
 import type { Dialer } from "../net/net_conn.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
 import { relay } from "../net/relay.ts";
 import { type Connector, createConnector } from "../client.ts";
 import type { IpcOutput } from "./ipc_output.ts";
-import { FileStore } from "./file_store.ts";
+import { requestedTransports } from "./requested_transports.ts";
 import { SocksServer } from "./socks_server.ts";
 import { SocksReply, SocksReplyError } from "./socks_reply.ts";
 import { describe } from "./describe_error.ts";
@@ -107,15 +102,7 @@ export async function startClient(
   output: IpcOutput,
 ): Promise<RunningProxy> {
   const running: RunningProxy[] = [];
-  const local = new FileStore(settings.stateDir);
-  const seen = new Set<string>();
-  for (const name of settings.transports) {
-    const transport = settings.registry.get(name);
-    if (transport === undefined || seen.has(name)) continue;
-    seen.add(name);
-    const signals = settings.signals?.(name);
-    const env: TransportEnvironment = signals === undefined ? { local } : { local, signals };
-    const base = { ...settings.options.get("*"), ...settings.options.get(name) };
+  for (const { name, transport, env, options: base } of requestedTransports(settings)) {
     try {
       if (settings.mode === "socks5") {
         const connectors = new Map<string, Promise<Connector>>();

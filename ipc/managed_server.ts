@@ -1,11 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import type {
-  SignalPipe,
-  Transport,
-  TransportEnvironment,
-  TransportOptions,
-} from "../transports/transport.ts";
+import type { SignalPipe, Transport, TransportOptions } from "../transports/transport.ts";
 import { type Dialer, tcpDialer } from "../net/net_conn.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
 import { relay, type RelayEnd } from "../net/relay.ts";
@@ -13,7 +8,7 @@ import type { TransportConn } from "../net/transport_conn.ts";
 import type { TransportListener } from "../net/transport_listener.ts";
 import { listen } from "../server.ts";
 import type { IpcOutput } from "./ipc_output.ts";
-import { FileStore } from "./file_store.ts";
+import { requestedTransports } from "./requested_transports.ts";
 import type { RunningProxy } from "./managed_client.ts";
 import { formatSmethodArgs } from "./smethod_args.ts";
 import { readAuthCookie } from "./auth_cookie.ts";
@@ -138,17 +133,9 @@ export async function startServer(
 ): Promise<RunningServer> {
   const loops: RunningProxy[] = [];
   const started: StartedServerTransport[] = [];
-  const local = new FileStore(settings.stateDir);
   const target = settings.target;
   const turn = target.kind === "turn" ? new EmbeddedTurn(target) : undefined;
-  const seen = new Set<string>();
-  for (const name of settings.transports) {
-    const transport = settings.registry.get(name);
-    if (transport === undefined || seen.has(name)) continue;
-    seen.add(name);
-    const signals = settings.signals?.(name);
-    const env: TransportEnvironment = signals === undefined ? { local } : { local, signals };
-    const config = { ...settings.options.get("*"), ...settings.options.get(name) };
+  for (const { name, transport, env, options: config } of requestedTransports(settings)) {
     const at = settings.bindAddrs.get(name) ?? settings.defaultListen;
     try {
       let addr: Deno.NetAddr;

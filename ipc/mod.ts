@@ -38,6 +38,7 @@
  */
 
 export * from "./registry.ts";
+export * from "./requested_transports.ts";
 export * from "./settings.ts";
 export * from "./flags.ts";
 export * from "./ipc_output.ts";
