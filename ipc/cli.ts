@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { formatHostPort, type HostPort, parseHostPort } from "../net/address.ts";
-import { runManagedProxy } from "./managed_proxy.ts";
+import { type ManagedProxyOptions, runManagedProxy } from "./managed_proxy.ts";
 
 import type { Transport } from "../transports/transport.ts";
 import { registry as defaultRegistry } from "./registry.ts";
@@ -356,15 +356,7 @@ async function server(flags: Record<string, string>, context: Context): Promise<
     flags["log-level"] ?? "notice",
   ];
   if (flags.allow !== undefined) args.push("-allow", flags.allow);
-  const code = await runManagedProxy({
-    args,
-    getEnv: () => undefined,
-    ...(context.options.registry ? { registry: context.options.registry } : {}),
-    command: context.command,
-    ...lines,
-    signal: stop.signal,
-    process: context.options.process ?? true,
-  });
+  const code = await runManagedProxy(proxyOptions(args, context, lines, stop.signal));
   return failed && code === 0 ? 1 : code;
 }
 
@@ -427,15 +419,7 @@ async function client(flags: Record<string, string>, context: Context): Promise<
   ];
   if (flags.tcp !== undefined) args.push("-mode", "transparent-TCP");
   else args.push("-free");
-  const code = await runManagedProxy({
-    args,
-    getEnv: () => undefined,
-    ...(context.options.registry ? { registry: context.options.registry } : {}),
-    command: context.command,
-    ...lines,
-    signal: stop.signal,
-    process: context.options.process ?? true,
-  });
+  const code = await runManagedProxy(proxyOptions(args, context, lines, stop.signal));
   return failed && code === 0 ? 1 : code;
 }
 
@@ -568,4 +552,22 @@ function portFree(at: HostPort): boolean {
   } catch {
     return false;
   }
+}
+
+/** The options a subcommand runs the managed proxy with: flags only, no variables. */
+function proxyOptions(
+  args: string[],
+  context: Context,
+  lines: Pick<ManagedProxyOptions, "stdout" | "stderr">,
+  signal: AbortSignal,
+): ManagedProxyOptions {
+  return {
+    args,
+    getEnv: () => undefined,
+    ...(context.options.registry ? { registry: context.options.registry } : {}),
+    command: context.command,
+    ...lines,
+    signal,
+    process: context.options.process ?? true,
+  };
 }

@@ -2,32 +2,14 @@
 // Acceptance: coturn's turnutils_uclient over TCP (Debian package "coturn") against
 // serveTurnStream, i.e. STUN-framed byte streams ending in the embedded TURN server.
 
-import dgram from "node:dgram";
+import { freeUdpPort } from "./turn_util.ts";
+import { requireBinary } from "./ipc_util.ts";
 import { ok, strictEqual } from "node:assert";
 import { createUdpRelayFactory, serveTurnStream, TurnServer } from "../udp/turn/mod.ts";
 
-async function freeUdpPort(): Promise<number> {
-  const socket = dgram.createSocket("udp4");
-  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-  const port = socket.address().port;
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
-}
-
-function requireBinary(name: string): void {
-  try {
-    new Deno.Command(name, { args: ["-h"], stdout: "null", stderr: "null" }).outputSync();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Error(`${name} is missing: install the Debian package "coturn"`);
-    }
-    throw error;
-  }
-}
-
 Deno.test("serveTurnStream passes turnutils_uclient over TCP with 0 lost packets", async () => {
-  requireBinary("turnutils_uclient");
-  requireBinary("turnutils_peer");
+  requireBinary("turnutils_uclient", "coturn");
+  requireBinary("turnutils_peer", "coturn");
   const server = new TurnServer({
     realm: "pt.test",
     users: { u: "p" },

@@ -1,28 +1,9 @@
 // Copyright the ptkit authors. MIT license.
 // Acceptance: coturn's turnutils_uclient (Debian package "coturn") against our standalone server.
 
-import { MAIN } from "./ipc_util.ts";
-import dgram from "node:dgram";
+import { freeUdpPort } from "./turn_util.ts";
+import { MAIN, requireBinary } from "./ipc_util.ts";
 import { ok, strictEqual } from "node:assert";
-
-async function freeUdpPort(): Promise<number> {
-  const socket = dgram.createSocket("udp4");
-  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-  const port = socket.address().port;
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
-}
-
-function requireBinary(name: string): void {
-  try {
-    new Deno.Command(name, { args: ["-h"], stdout: "null", stderr: "null" }).outputSync();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Error(`${name} is missing: install the Debian package "coturn"`);
-    }
-    throw error;
-  }
-}
 
 async function startServer(port: number): Promise<Deno.ChildProcess> {
   // Exactly the issue's spelling, exec'd by path: main.ts turn --listen ...
@@ -61,8 +42,8 @@ async function uclient(args: string[]): Promise<{ code: number; output: string }
 }
 
 Deno.test("turn CLI passes every turnutils_uclient run of turn.md with 0 lost packets", async () => {
-  requireBinary("turnutils_uclient");
-  requireBinary("turnutils_peer");
+  requireBinary("turnutils_uclient", "coturn");
+  requireBinary("turnutils_peer", "coturn");
   const port = await freeUdpPort();
   const peerPort = await freeUdpPort();
   const server = await startServer(port);
