@@ -439,7 +439,6 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
     ));
   const pageUrl = `http://localhost:${page.addr.port}/`;
   const allow = [`127.0.0.1:${page.addr.port}`, ...(flags.allow ? [flags.allow] : [])].join(",");
-  const process = context.options.process ?? true;
   let failed = false;
   const fail = () => {
     failed = true;
@@ -448,28 +447,28 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
   try {
     const smethod = Promise.withResolvers<string[]>();
     const serverLines = humanLines(context, (words) => smethod.resolve(words), fail);
-    const serverDone = runManagedProxy({
-      args: [
-        "-server",
-        "-ptversion",
-        "2",
-        "-transports",
-        transport,
-        "-bindaddr",
-        `${transport}-127.0.0.1:0`,
-        "-target",
-        "socks",
-        "-allow",
-        allow,
-        "-state",
-        `${state}/server`,
-      ],
-      getEnv: () => undefined,
-      ...(context.options.registry ? { registry: context.options.registry } : {}),
-      ...serverLines,
-      signal: stop.signal,
-      process,
-    }).finally(() => smethod.reject(new Error("Server ended before it started")));
+    const serverDone = runManagedProxy(
+      proxyOptions(
+        [
+          "-server",
+          "-ptversion",
+          "2",
+          "-transports",
+          transport,
+          "-bindaddr",
+          `${transport}-127.0.0.1:0`,
+          "-target",
+          "socks",
+          "-allow",
+          allow,
+          "-state",
+          `${state}/server`,
+        ],
+        context,
+        serverLines,
+        stop.signal,
+      ),
+    ).finally(() => smethod.reject(new Error("Server ended before it started")));
     let words: string[];
     try {
       words = await smethod.promise;
@@ -480,29 +479,29 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
     const [, , serverAddr, args] = words;
     const cmethod = Promise.withResolvers<string>();
     const clientLines = humanLines(context, (w) => cmethod.resolve(w[3]!), fail);
-    const clientDone = runManagedProxy({
-      args: [
-        "-client",
-        "-ptversion",
-        "2",
-        "-transports",
-        transport,
-        "-free",
-        "-target",
-        serverAddr!,
-        "-proxylistenaddr",
-        formatHostPort(socks),
-        "-options",
-        JSON.stringify({ [transport]: parseSmethodArgs(args ?? "") }),
-        "-state",
-        `${state}/client`,
-      ],
-      getEnv: () => undefined,
-      ...(context.options.registry ? { registry: context.options.registry } : {}),
-      ...clientLines,
-      signal: stop.signal,
-      process,
-    }).finally(() => cmethod.reject(new Error("Client ended before it started")));
+    const clientDone = runManagedProxy(
+      proxyOptions(
+        [
+          "-client",
+          "-ptversion",
+          "2",
+          "-transports",
+          transport,
+          "-free",
+          "-target",
+          serverAddr!,
+          "-proxylistenaddr",
+          formatHostPort(socks),
+          "-options",
+          JSON.stringify({ [transport]: parseSmethodArgs(args ?? "") }),
+          "-state",
+          `${state}/client`,
+        ],
+        context,
+        clientLines,
+        stop.signal,
+      ),
+    ).finally(() => cmethod.reject(new Error("Client ended before it started")));
     let socksAddr: string | undefined;
     try {
       socksAddr = await cmethod.promise;
