@@ -47,7 +47,10 @@ export interface RelayOptions {
  *
  * End of stream on one side half-closes the other (FIN travels through), so
  * a peer can still answer after the other finished writing. An error on
- * either side closes both and rejects with that error. One chunk per
+ * either side closes both and rejects with that error, but for one normal
+ * way to leave: a peer that sent its end of stream and then closed its
+ * socket outright makes writes to it fail with `BrokenPipe` or
+ * `ConnectionReset`, and that only ends the relay. One chunk per
  * direction is in flight at a time, so memory stays bounded however slow a
  * reader is.
  *
@@ -105,8 +108,8 @@ export async function relay(
   };
   if (signal?.aborted) onAbort();
   signal?.addEventListener("abort", onAbort, { once: true });
-  const forward = pump(ea.source, eb.sink, (n) => aToB += n);
-  const backward = pump(eb.source, ea.sink, (n) => bToA += n);
+  const forward = pump(ea.source, eb.sink, (n) => aToB += n).catch(peerGone(eb));
+  const backward = pump(eb.source, ea.sink, (n) => bToA += n).catch(peerGone(ea));
   try {
     // The first failure rejects at once; closing both ends then unblocks the
     // other direction.
@@ -128,12 +131,72 @@ export async function relay(
   }
 }
 
-function endpoint(end: RelayEnd): { source: ChunkSource; sink: ChunkSink } {
-  if ("read" in end && typeof end.read === "function") {
-    return { source: connSource(end), sink: connSink(end) };
+interface Endpoint {
+  readonly source: ChunkSource;
+  readonly sink: ChunkSink;
+  /** The end has sent its end of stream. */
+  readonly ended: () => boolean;
+  /** The error a write (or the half-close) to the end failed with, if one did. */
+  readonly writeError: () => unknown;
+}
+
+function endpoint(end: RelayEnd): Endpoint {
+  const { source, sink } = "read" in end && typeof end.read === "function"
+    ? { source: connSource(end), sink: connSink(end) }
+    : {
+      source: streamSource((end as StreamConn).readable, "Relay source"),
+      sink: streamSink((end as StreamConn).writable),
+    };
+  let ended = false;
+  let writeError: unknown;
+  const noteFailure = async (writing: Promise<void>) => {
+    try {
+      await writing;
+    } catch (error) {
+      writeError ??= error;
+      throw error;
+    }
+  };
+  return {
+    source: {
+      async read() {
+        const chunk = await source.read();
+        if (chunk === null) ended = true;
+        return chunk;
+      },
+      cancel: (reason) => source.cancel(reason),
+    },
+    sink: {
+      write: (chunk) => noteFailure(sink.write(chunk)),
+      end: () => noteFailure(sink.end()),
+      abort: (reason) => sink.abort(reason),
+    },
+    ended: () => ended,
+    writeError: () => writeError,
+  };
+}
+
+/**
+ * A peer that closes its socket after sending its end of stream (rather than
+ * only its write side) makes our next writes to it fail with a reset or a
+ * broken pipe. It chose not to read the rest: that ends the direction
+ * towards it, not the relay with an error.
+ */
+function peerGone(to: Endpoint): (error: unknown) => void {
+  return (error) => {
+    if (to.ended() && error === to.writeError() && isPeerClosed(error)) return;
+    throw error;
+  };
+}
+
+function isPeerClosed(error: unknown): boolean {
+  for (let e = error, depth = 0; e !== undefined && depth < 8; depth++) {
+    if (e instanceof Deno.errors.BrokenPipe || e instanceof Deno.errors.ConnectionReset) {
+      return true;
+    }
+    e = e instanceof Error ? e.cause : undefined;
   }
-  const conn = end as StreamConn;
-  return { source: streamSource(conn.readable, "Relay source"), sink: streamSink(conn.writable) };
+  return false;
 }
 
 function closeQuietly(end: RelayEnd): void {

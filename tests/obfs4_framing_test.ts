@@ -4,11 +4,12 @@ import { deepStrictEqual, ok, strictEqual, throws } from "node:assert";
 import { FrameDecoder, FrameEncoder } from "../transports/obfs4/framing.ts";
 import { loadSecretbox } from "../transports/obfs4/secretbox.ts";
 import { Session } from "../transports/obfs4/session.ts";
-import { WeightedDist } from "../transports/obfs4/weighted_dist.ts";
+import { distributionValues, WeightedDist } from "../transports/obfs4/weighted_dist.ts";
 import { ClientHandshake, ServerHandshake } from "../transports/obfs4/handshake.ts";
 import { ReplayFilter } from "../transports/obfs4/replay_filter.ts";
 import { generateServerConfig } from "../transports/obfs4/config.ts";
 import { HashDrbg } from "../transports/obfs4/hash_drbg.ts";
+import { ZERO_ONLY_SEED } from "./obfs4_live_helpers.ts";
 
 const box = await loadSecretbox();
 const keys = Uint8Array.from({ length: 72 }, (_, i) => i);
@@ -92,6 +93,47 @@ Deno.test("Session pads every burst and writes paranoid bursts in sampled sizes"
       );
     }
   }
+});
+
+Deno.test("a zero-only length table cannot stall a paranoid (iat-mode 2) session", () => {
+  deepStrictEqual(distributionValues(ZERO_ONLY_SEED, 0, 1448), [0]);
+  const dist = new WeightedDist(ZERO_ONLY_SEED, 0, 1448);
+  const sender = new Session({
+    sendKeys: keys,
+    receiveKeys: keys,
+    box,
+    iatMode: 2,
+    lengthDist: dist,
+    iatDist: dist,
+    acceptSeed: false,
+  });
+  const receiver = new Session({
+    sendKeys: keys,
+    receiveKeys: keys,
+    box,
+    iatMode: 0,
+    lengthDist: dist,
+    iatDist: dist,
+    acceptSeed: false,
+  });
+  const data = crypto.getRandomValues(new Uint8Array(5000));
+  const writes = sender.encode(data);
+  ok(writes.every((w) => w.length > 0 && w.length <= 1448));
+  deepStrictEqual(Uint8Array.from(writes.flatMap((w) => [...receiver.decode(w)])), data);
+});
+
+Deno.test("generated bridge seeds never put the length 0 in the table clients draw from", () => {
+  // About 3.4% of seeds do; 400 draws without the screen would meet ~14.
+  for (let i = 0; i < 400; i++) {
+    const { drbgSeed } = generateServerConfig(2);
+    ok(!distributionValues(drbgSeed, 0, 1448).includes(0), `seed ${i}`);
+  }
+  // A source that can only give such a seed keeps it rather than spin.
+  const config = generateServerConfig(0, (bytes) => {
+    bytes.fill(0);
+    if (bytes.length === 24) bytes.set([0x42, 0x05]);
+  });
+  deepStrictEqual(config.drbgSeed, ZERO_ONLY_SEED);
 });
 
 Deno.test("ServerHandshake accepts a client clock one hour off, not two", () => {

@@ -5,6 +5,15 @@
 
 import { createHash } from "node:crypto";
 
+/**
+ * A drbg seed whose obfs4 length table is [0] alone (found by search over
+ * seeds; `distributionValues` confirms it).
+ */
+export const ZERO_ONLY_SEED: Uint8Array = Uint8Array.from(
+  { length: 24 },
+  (_, i) => [0x42, 0x05][i] ?? 0,
+);
+
 /** A running managed obfs4proxy. */
 export interface ManagedPt {
   /** The METHOD line's fields after the method keyword. */

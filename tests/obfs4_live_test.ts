@@ -7,12 +7,14 @@ import { createConnector } from "../client.ts";
 import { proxy } from "../server.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
+import { formatState, generateServerConfig } from "../transports/obfs4/config.ts";
 import {
   connStreams,
   echoTransfer,
   freePort,
   startEcho,
   startObfs4proxy,
+  ZERO_ONLY_SEED,
 } from "./obfs4_live_helpers.ts";
 import { socks5Connect } from "./obfs4_socks5.ts";
 
@@ -27,13 +29,27 @@ function parseArgs(field: string): Record<string, string> {
   );
 }
 
+/**
+ * Run obfs4proxy as a server in front of an echo server. In iat-mode 2 it
+ * starts on a state ptkit generated unless `stateDir` holds one: a seed of
+ * its own draws the length 0 for about 1 in 30 bridges, and its writes then
+ * panic ("BUG: Write(), iat length was 0"); ptkit's generated seeds avoid it.
+ */
 async function withObfs4proxyServer(
   iatMode: string,
-  run: (port: number, args: Record<string, string>, stateDir: string) => Promise<void>,
+  run: (
+    port: number,
+    args: Record<string, string>,
+    stateDir: string,
+    stderr: () => string,
+  ) => Promise<void>,
   stateDir?: string,
 ) {
   const echo = startEcho();
   const dir = stateDir ?? await Deno.makeTempDir({ prefix: "ptkit_obfs4_" });
+  if (iatMode === "2" && stateDir === undefined) {
+    await Deno.writeTextFile(`${dir}/obfs4_state.json`, formatState(generateServerConfig(2)));
+  }
   const port = freePort();
   const pt = await startObfs4proxy({
     TOR_PT_SERVER_TRANSPORTS: "obfs4",
@@ -43,7 +59,11 @@ async function withObfs4proxyServer(
     TOR_PT_STATE_LOCATION: dir,
   });
   try {
-    await run(port, parseArgs(pt.method[1]!), dir);
+    await run(port, parseArgs(pt.method[1]!), dir, pt.stderr);
+  } catch (error) {
+    throw new Error(`${error}; obfs4proxy server stderr: ${pt.stderr().slice(0, 500) || "none"}`, {
+      cause: error,
+    });
   } finally {
     await pt.stop();
     await echo.close();
@@ -213,6 +233,40 @@ Deno.test(`obfs4 moves ${IAT_SIZE / MiB} MiB each way with obfs4proxy in IAT mod
     ptkitServerRun("1", IAT_SIZE),
     ptkitServerRun("2", IAT_SIZE),
   ]);
+});
+
+Deno.test("obfs4proxy draws iat-mode 2 lengths from the table ptkit computes: on a zero-only seed it panics, ptkit carries on", async () => {
+  const state = JSON.stringify({
+    ...JSON.parse(formatState(generateServerConfig(2))),
+    "drbg-seed": Array.from(ZERO_ONLY_SEED, (b) => b.toString(16).padStart(2, "0")).join(""),
+  });
+  const store = new MemoryStore();
+  await store.set("obfs4_state.json", state);
+  await withPtkitServer({}, store, async (port, cert, iatMode) => {
+    strictEqual(iatMode, "2");
+    const connector = await createConnector(obfs4, { cert, "iat-mode": "2" });
+    const conn = await connector.dial({ hostname: "127.0.0.1", port });
+    const result = await echoTransfer(conn, 100_000);
+    strictEqual(result.received, result.sent);
+    await conn.closed;
+  });
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_obfs4z_" });
+  try {
+    await Deno.writeTextFile(`${dir}/obfs4_state.json`, state);
+    await withObfs4proxyServer("2", async (port, args, _dir, stderr) => {
+      const connector = await createConnector(obfs4, { cert: args.cert!, "iat-mode": "2" });
+      const conn = await connector.dial({ hostname: "127.0.0.1", port });
+      // Its first write of echoed data draws the length 0.
+      await echoTransfer(conn, 10_000).catch(() => {});
+      conn.close();
+      for (let i = 0; i < 50 && !stderr().includes(OBFS4PROXY_IAT_PANIC); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      ok(stderr().includes(OBFS4PROXY_IAT_PANIC), `obfs4proxy stderr: ${stderr() || "none"}`);
+    }, dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("obfs4 server started on obfs4proxy's state accepts obfs4proxy clients with the old bridge line", async () => {

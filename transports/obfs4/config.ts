@@ -5,6 +5,8 @@ import { x25519 } from "@noble/curves/ed25519.js";
 import type { LocalStore, TransportOptions } from "../transport.ts";
 import type { BridgeIdentity, BridgeKeys, RandomFill } from "./handshake.ts";
 import type { IatMode } from "./session.ts";
+import { MAX_SEGMENT_LENGTH } from "./framing.ts";
+import { distributionValues } from "./weighted_dist.ts";
 
 /** The file obfs4 keeps its server state in (obfs4proxy's format). */
 export const STATE_FILE = "obfs4_state.json";
@@ -247,7 +249,15 @@ export function generateServerConfig(
   const drbgSeed = new Uint8Array(SEED_LENGTH);
   random(nodeId);
   random(secretKey);
-  random(drbgSeed);
+  // A bridge sends its drbg seed to every client, which draws its packet
+  // lengths from it. obfs4proxy and lyrebird clients in iat-mode 2 crash
+  // ("BUG: Write(), iat length was 0") when that table holds the length 0,
+  // as it does for about 3.4% of seeds: draw again (a fixed test source
+  // that only yields such seeds keeps its last one).
+  for (let attempt = 0; attempt < 32; attempt++) {
+    random(drbgSeed);
+    if (!distributionValues(drbgSeed, 0, MAX_SEGMENT_LENGTH).includes(0)) break;
+  }
   return fromSecret(nodeId, secretKey, drbgSeed, iatMode);
 }
 

@@ -191,15 +191,24 @@ export class Session {
       return writes;
     }
     offset = 0;
+    let zeros = 0;
     while (offset < burst.length) {
-      const target = this.#lengthDist.sample();
+      let target = this.#lengthDist.sample();
+      // A length of 0 writes nothing: draw again. A seed whose table holds
+      // only 0 (one in ~145,000, or a hostile peer's choice) must not spin,
+      // so after a run of zeros the rest goes out in full segments.
+      if (target === 0) {
+        if (++zeros < 16) continue;
+        target = MAX_SEGMENT_LENGTH;
+      }
+      zeros = 0;
       const remaining = burst.length - offset;
       if (remaining < target) {
         burst = concat([burst.subarray(offset), ...this.#pad(remaining, target)]);
         offset = 0;
         if (burst.length !== target) continue;
       }
-      if (target > 0) writes.push(burst.subarray(offset, offset + target));
+      writes.push(burst.subarray(offset, offset + target));
       offset += target;
     }
     return writes;

@@ -67,13 +67,7 @@ export class WeightedDist {
   }
 
   #build(seed: Uint8Array): void {
-    const key = `${this.#min},${this.#max},${seed.join(",")}`;
-    let tables = cache.get(key);
-    if (tables === undefined) {
-      tables = build(seed, this.#min, this.#max);
-      if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value!);
-      cache.set(key, tables);
-    }
+    const tables = cachedTables(seed, this.#min, this.#max);
     this.#values = tables.values;
     this.#prob = tables.prob;
     this.#alias = tables.alias;
@@ -98,6 +92,45 @@ export class WeightedDist {
     if (this.#uint32() / 2 ** 32 >= this.#prob[i]!) i = this.#alias[i]!;
     return this.#values[i]!;
   }
+}
+
+/**
+ * The values a seed's distribution over [min, max] can yield (the same table
+ * {@linkcode WeightedDist} samples from).
+ *
+ * @example The values of a seed
+ * ```ts
+ * import { distributionValues } from "./weighted_dist.ts";
+ * import { ok } from "node:assert";
+ *
+ * const values = distributionValues(new Uint8Array(24), 0, 1448);
+ * ok(values.length >= 1 && values.length <= 100);
+ * ```
+ *
+ * @param seed The 24-byte DRBG seed.
+ * @param min The smallest value.
+ * @param max The largest value (> min).
+ * @returns The values, in the order the seed picked them.
+ */
+export function distributionValues(
+  seed: Uint8Array,
+  min: number,
+  max: number,
+): readonly number[] {
+  if (!(max > min)) throw new RangeError(`Cannot build distribution: bad range [${min}, ${max}]`);
+  new HashDrbg(seed); // Checks the seed.
+  return cachedTables(seed, min, max).values;
+}
+
+function cachedTables(seed: Uint8Array, min: number, max: number): Tables {
+  const key = `${min},${max},${seed.join(",")}`;
+  let tables = cache.get(key);
+  if (tables === undefined) {
+    tables = build(seed, min, max);
+    if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value!);
+    cache.set(key, tables);
+  }
+  return tables;
 }
 
 function build(seed: Uint8Array, min: number, max: number): Tables {
