@@ -96,17 +96,33 @@ export function streamSink(writable: WritableStream<Uint8Array>): ChunkSink {
   };
 }
 
+/** Options for {@linkcode pump}. */
+export interface PumpOptions {
+  /** Called when `source` reaches its end of stream, before the sink ends. */
+  readonly onEnd?: () => void;
+  /**
+   * Whether a failed write (or end) on `sink` only means its peer left: then
+   * the pump cancels `source` and resolves instead of rejecting.
+   */
+  readonly sinkGone?: (error: unknown) => boolean;
+}
+
 /**
  * Move chunks from `source` to `sink` until end of stream, then end the sink.
  * One chunk is in flight at a time, so memory is bounded by the chunk size.
  * On failure the other side is cancelled or aborted with the same error, and
- * the error is rethrown.
+ * the error is rethrown (a sink failure that `sinkGone` accepts resolves).
  */
 export async function pump(
   source: ChunkSource,
   sink: ChunkSink,
   count: (bytes: number) => void,
+  options: PumpOptions = {},
 ): Promise<void> {
+  const sinkFailed = (error: unknown) => {
+    source.cancel(error);
+    if (!options.sinkGone?.(error)) throw error;
+  };
   let chunk: Uint8Array | null;
   try {
     chunk = await source.read();
@@ -118,8 +134,7 @@ export async function pump(
     try {
       await sink.write(chunk);
     } catch (error) {
-      source.cancel(error);
-      throw error;
+      return sinkFailed(error);
     }
     count(chunk.byteLength);
     try {
@@ -129,11 +144,11 @@ export async function pump(
       throw error;
     }
   }
+  options.onEnd?.();
   try {
     await sink.end();
   } catch (error) {
-    source.cancel(error);
-    throw error;
+    sinkFailed(error);
   }
 }
 

@@ -108,8 +108,20 @@ export async function relay(
   };
   if (signal?.aborted) onAbort();
   signal?.addEventListener("abort", onAbort, { once: true });
-  const forward = pump(ea.source, eb.sink, (n) => aToB += n).catch(peerGone(eb));
-  const backward = pump(eb.source, ea.sink, (n) => bToA += n).catch(peerGone(ea));
+  // A peer that closes its socket after sending its end of stream (rather
+  // than only its write side) makes later writes to it fail with a reset or
+  // a broken pipe: it chose not to read the rest, which ends the direction
+  // towards it, not the relay with an error.
+  let aEnded = false;
+  let bEnded = false;
+  const forward = pump(ea.source, eb.sink, (n) => aToB += n, {
+    onEnd: () => aEnded = true,
+    sinkGone: (error) => bEnded && isPeerClosed(error),
+  });
+  const backward = pump(eb.source, ea.sink, (n) => bToA += n, {
+    onEnd: () => bEnded = true,
+    sinkGone: (error) => aEnded && isPeerClosed(error),
+  });
   try {
     // The first failure rejects at once; closing both ends then unblocks the
     // other direction.
@@ -131,62 +143,12 @@ export async function relay(
   }
 }
 
-interface Endpoint {
-  readonly source: ChunkSource;
-  readonly sink: ChunkSink;
-  /** The end has sent its end of stream. */
-  readonly ended: () => boolean;
-  /** The error a write (or the half-close) to the end failed with, if one did. */
-  readonly writeError: () => unknown;
-}
-
-function endpoint(end: RelayEnd): Endpoint {
-  const { source, sink } = "read" in end && typeof end.read === "function"
-    ? { source: connSource(end), sink: connSink(end) }
-    : {
-      source: streamSource((end as StreamConn).readable, "Relay source"),
-      sink: streamSink((end as StreamConn).writable),
-    };
-  let ended = false;
-  let writeError: unknown;
-  const noteFailure = async (writing: Promise<void>) => {
-    try {
-      await writing;
-    } catch (error) {
-      writeError ??= error;
-      throw error;
-    }
-  };
-  return {
-    source: {
-      async read() {
-        const chunk = await source.read();
-        if (chunk === null) ended = true;
-        return chunk;
-      },
-      cancel: (reason) => source.cancel(reason),
-    },
-    sink: {
-      write: (chunk) => noteFailure(sink.write(chunk)),
-      end: () => noteFailure(sink.end()),
-      abort: (reason) => sink.abort(reason),
-    },
-    ended: () => ended,
-    writeError: () => writeError,
-  };
-}
-
-/**
- * A peer that closes its socket after sending its end of stream (rather than
- * only its write side) makes our next writes to it fail with a reset or a
- * broken pipe. It chose not to read the rest: that ends the direction
- * towards it, not the relay with an error.
- */
-function peerGone(to: Endpoint): (error: unknown) => void {
-  return (error) => {
-    if (to.ended() && error === to.writeError() && isPeerClosed(error)) return;
-    throw error;
-  };
+function endpoint(end: RelayEnd): { source: ChunkSource; sink: ChunkSink } {
+  if ("read" in end && typeof end.read === "function") {
+    return { source: connSource(end), sink: connSink(end) };
+  }
+  const conn = end as StreamConn;
+  return { source: streamSource(conn.readable, "Relay source"), sink: streamSink(conn.writable) };
 }
 
 function isPeerClosed(error: unknown): boolean {

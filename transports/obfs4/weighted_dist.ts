@@ -49,7 +49,7 @@ export class WeightedDist {
    * @param max The largest value (> min).
    */
   constructor(seed: Uint8Array, min: number, max: number) {
-    if (!(max > min)) throw new RangeError(`Cannot build distribution: bad range [${min}, ${max}]`);
+    checkRange(min, max);
     this.#min = min;
     this.#max = max;
     this.reset(seed);
@@ -117,9 +117,13 @@ export function distributionValues(
   min: number,
   max: number,
 ): readonly number[] {
-  if (!(max > min)) throw new RangeError(`Cannot build distribution: bad range [${min}, ${max}]`);
+  checkRange(min, max);
   new HashDrbg(seed); // Checks the seed.
   return cachedTables(seed, min, max).values;
+}
+
+function checkRange(min: number, max: number): void {
+  if (!(max > min)) throw new RangeError(`Cannot build distribution: bad range [${min}, ${max}]`);
 }
 
 function cachedTables(seed: Uint8Array, min: number, max: number): Tables {
