@@ -3,7 +3,7 @@
 
 import type { HostPort } from "../net/address.ts";
 import { parseHostPort } from "../net/address.ts";
-import { isIpLiteral } from "./ip_address.ts";
+import { bracketBareIpv6, isIpLiteral } from "./ip_address.ts";
 
 /**
  * Parse `TOR_PT_SERVER_BINDADDR` / `-bindaddr`: `name-addr:port,...`, split
@@ -37,15 +37,11 @@ export function parseBindAddr(text: string): Map<string, HostPort> {
       );
     }
     const name = item.slice(0, dash);
-    let addr = item.slice(dash + 1);
+    const addr = bracketBareIpv6(item.slice(dash + 1));
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
       throw new SyntaxError(
         `Cannot parse bind address ${JSON.stringify(item)}: invalid transport name`,
       );
-    }
-    if (!addr.startsWith("[") && (addr.match(/:/g)?.length ?? 0) > 1) {
-      const colon = addr.lastIndexOf(":");
-      addr = `[${addr.slice(0, colon)}]${addr.slice(colon)}`;
     }
     let hostPort: HostPort;
     try {

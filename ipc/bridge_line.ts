@@ -3,6 +3,8 @@
 
 import type { TransportOptions } from "../transports/transport.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../net/address.ts";
+import type { KeyValueListOptions } from "./settings.ts";
+import { FirstValuePairs } from "./first_value_pairs.ts";
 
 /** A parsed bridge line (tor's `Bridge` option without the keyword). */
 export interface BridgeLine {
@@ -20,9 +22,11 @@ export interface BridgeLine {
  * Parse a bridge line: `[Bridge] [transport] host:port [fingerprint]
  * [k=v ...]`, the form tor's `Bridge` option, obfs4proxy's
  * `obfs4_bridgeline.txt` and `main.ts server` use. Arguments are separated
- * by spaces; values cannot hold spaces.
+ * by spaces; values cannot hold spaces. A repeated key keeps its first
+ * value and is reported once to `options.onRepeatedKey`.
  *
  * @param text The line.
+ * @param options What to do about repeated keys.
  * @returns Its parts.
  * @throws {SyntaxError} When the address or an argument is malformed.
  *
@@ -37,7 +41,7 @@ export interface BridgeLine {
  * deepStrictEqual(line.options, { cert: "abc", "iat-mode": "0" });
  * ```
  */
-export function parseBridgeLine(text: string): BridgeLine {
+export function parseBridgeLine(text: string, options: KeyValueListOptions = {}): BridgeLine {
   const words = text.trim().split(/\s+/).filter((w) => w !== "");
   if (words[0]?.toLowerCase() === "bridge") words.shift();
   let transport: string | undefined;
@@ -50,7 +54,7 @@ export function parseBridgeLine(text: string): BridgeLine {
   if (address.port === 0) throw new SyntaxError("Cannot parse bridge line: port 0");
   let fingerprint: string | undefined;
   if (words.length > 0 && /^[0-9A-Fa-f]{40}$/.test(words[0]!)) fingerprint = words.shift();
-  const options: Record<string, string> = {};
+  const args = new FirstValuePairs(options.onRepeatedKey);
   for (const word of words) {
     const eq = word.indexOf("=");
     if (eq <= 0) {
@@ -58,13 +62,13 @@ export function parseBridgeLine(text: string): BridgeLine {
         `Cannot parse bridge line argument ${JSON.stringify(word)}: expected key=value`,
       );
     }
-    options[word.slice(0, eq)] = word.slice(eq + 1);
+    args.add(word.slice(0, eq), word.slice(eq + 1));
   }
   return {
     ...(transport === undefined ? {} : { transport }),
     address,
     ...(fingerprint === undefined ? {} : { fingerprint }),
-    options,
+    options: args.values,
   };
 }
 

@@ -7,6 +7,7 @@ import type { Transport } from "../transports/transport.ts";
 import { registry as defaultRegistry } from "./registry.ts";
 import { type BridgeLine, formatBridgeLine, parseBridgeLine } from "./bridge_line.ts";
 import { parseSmethodArgs } from "./smethod_args.ts";
+import { RepeatedKeyLog } from "./first_value_pairs.ts";
 
 /** Options for {@linkcode runCli}. */
 export interface CliOptions {
@@ -364,7 +365,10 @@ async function client(flags: Record<string, string>, context: Context): Promise<
   if (flags.bridge === undefined) throw new UsageError("Missing --bridge '<bridge line>'");
   let bridge: BridgeLine;
   try {
-    bridge = parseBridgeLine(flags.bridge);
+    const repeated = new RepeatedKeyLog((message) => context.err(`ptkit client: ${message}\n`));
+    bridge = parseBridgeLine(flags.bridge, {
+      onRepeatedKey: (key) => repeated.report("bridge line arguments", key),
+    });
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

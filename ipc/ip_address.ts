@@ -65,3 +65,31 @@ export function ipv6Bytes(text: string): number[] | undefined {
     ...tail,
   ];
 }
+
+/**
+ * Bracket an IPv6 address written without brackets before its port
+ * (`1:2::3:4:9999` becomes `[1:2::3:4]:9999`), as goptlib repairs what old
+ * tor versions put in `TOR_PT_SERVER_BINDADDR`, `TOR_PT_ORPORT` and
+ * `TOR_PT_EXTENDED_SERVER_PORT`: the last `:` starts the port. Anything
+ * else (bracketed, IPv4, a name, or a host that is no IPv6 literal) is
+ * returned unchanged for the address parser to judge.
+ *
+ * @param text `addr:port` as tor wrote it.
+ * @returns The text with the IPv6 host in brackets, or unchanged.
+ *
+ * @example Repairing an old tor's address
+ * ```ts
+ * import { bracketBareIpv6 } from "./ip_address.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * deepStrictEqual(bracketBareIpv6("1:2::3:4:9999"), "[1:2::3:4]:9999");
+ * deepStrictEqual(bracketBareIpv6("1:2::3:4::9999"), "1:2::3:4::9999");
+ * deepStrictEqual(bracketBareIpv6("127.0.0.1:9999"), "127.0.0.1:9999");
+ * ```
+ */
+export function bracketBareIpv6(text: string): string {
+  const colon = text.lastIndexOf(":");
+  if (text.startsWith("[") || text.indexOf(":") === colon) return text;
+  const host = text.slice(0, colon);
+  return ipv6Bytes(host) === undefined ? text : `[${host}]${text.slice(colon)}`;
+}

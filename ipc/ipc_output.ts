@@ -47,9 +47,16 @@ export function parseLogSeverity(value: string): LogSeverity {
  * `CMETHOD`, `LOG`, `STATUS` and the error lines to the parent.
  *
  * Every argument is reduced to printable ASCII, so a line can never break
- * the protocol. Until a version is negotiated, and with version 1 (tor),
- * every line goes to stdout, the only stream tor reads; with version 2 the
- * error lines (`*-ERROR`) go to stderr, as the PT 2.0 draft says.
+ * the protocol. `LOG` messages and quoted `STATUS` values are C strings
+ * that tor's and arti's parsers both read: `"`, `\`, newline, carriage
+ * return and tab are escaped as `\"`, `\\`, `\n`, `\r`, `\t`; every other
+ * control character (DEL included) and every non-ASCII character becomes
+ * `?`. They are not written as octal `\ooo` escapes, as goptlib does,
+ * because arti's parser refuses octal escapes and drops such a line.
+ *
+ * Until a version is negotiated, and with version 1 (tor), every line goes
+ * to stdout, the only stream tor reads; with version 2 the error lines
+ * (`*-ERROR`) go to stderr, as the PT 2.0 draft says.
  *
  * @example Writing lines to a buffer
  * ```ts
@@ -63,10 +70,12 @@ export function parseLogSeverity(value: string): LogSeverity {
  * ipc.cmethod("plain", "socks5", "127.0.0.1:1080");
  * ipc.error("CMETHOD-ERROR", "obfs4 no key");
  * ipc.log("notice", 'said "hi"\n');
+ * ipc.log("notice", "bell \x07, caf\u00e9");
  * deepStrictEqual(out, [
  *   "VERSION 2\n",
  *   "CMETHOD plain socks5 127.0.0.1:1080\n",
  *   'LOG SEVERITY=notice MESSAGE="said \\"hi\\"\\n"\n',
+ *   'LOG SEVERITY=notice MESSAGE="bell ?, caf?"\n',
  * ]);
  * deepStrictEqual(err, ["CMETHOD-ERROR obfs4 no key\n"]);
  * ```
@@ -144,8 +153,9 @@ export class IpcOutput {
    * the log level.
    *
    * @param severity The severity.
-   * @param message The message; quotes, backslashes and control characters
-   * are escaped, other non-ASCII characters become `?`.
+   * @param message The message, written as a C string: `"`, `\`, `\n`,
+   * `\r` and `\t` are escaped; other control characters and non-ASCII
+   * characters become `?` (no octal escapes: arti refuses them).
    */
   log(severity: LogSeverity, message: string): void {
     if (SEVERITIES.indexOf(severity) > this.#level) return;
@@ -154,7 +164,7 @@ export class IpcOutput {
 
   /**
    * Send `STATUS TRANSPORT=<name> K=V ...`; values that are not plain words
-   * are quoted.
+   * are quoted as C strings, as in {@linkcode IpcOutput.log}.
    *
    * @param transport The transport the status is about.
    * @param fields The other fields.
@@ -208,6 +218,7 @@ function writeAll(target: { writeSync(p: Uint8Array): number }, bytes: Uint8Arra
   }
 }
 
+/** Printable ASCII only: newline, CR and tab become spaces, anything else `?`. */
 function printable(text: string): string {
   return text.replace(/[^\x20-\x7e]/g, (c) => c === "\n" || c === "\r" || c === "\t" ? " " : "?");
 }
@@ -220,6 +231,10 @@ function format(keyword: string, args: string): string {
   return rest === "" ? `${keyword}\n` : `${keyword} ${rest}\n`;
 }
 
+/**
+ * A C string that tor and arti both read: the escapes they share, and `?`
+ * for what only an octal escape could carry (arti refuses those).
+ */
 function quote(text: string): string {
   const escaped = text.replace(
     /[\\"\n\r\t]/g,

@@ -10,6 +10,7 @@ import { requestedTransports } from "./requested_transports.ts";
 import { SocksServer } from "./socks_server.ts";
 import { SocksReply, SocksReplyError } from "./socks_reply.ts";
 import { describe } from "./describe_error.ts";
+import { RepeatedKeyLog } from "./first_value_pairs.ts";
 import { socks5Connect } from "./socks_client.ts";
 import { streamNetConn } from "./stream_net_conn.ts";
 import { serveUdpClient } from "../udp/client_pool.ts";
@@ -70,7 +71,9 @@ const MAX_CONNECTORS = 64;
  * configuration) or a transparent-TCP listener that relays to a fixed PT
  * server. Reports `CMETHOD` / `CMETHOD-ERROR` lines and `CMETHODS DONE`; a
  * failed connection gives `STATUS TRANSPORT=<name> CONNECT=Failed ERRSTR=...`
- * and a `LOG` line. Never logs addresses.
+ * and a `LOG` line. SOCKS arguments that repeat a key use its first value;
+ * each repeated key is logged once (its name, never a value). Never logs
+ * addresses.
  *
  * @param settings The validated configuration.
  * @param output Where protocol lines go.
@@ -102,6 +105,7 @@ export async function startClient(
   output: IpcOutput,
 ): Promise<RunningProxy> {
   const running: RunningProxy[] = [];
+  const repeated = new RepeatedKeyLog((message) => output.log("warning", message));
   for (const { name, transport, env, options: base } of requestedTransports(settings)) {
     try {
       if (settings.mode === "socks5") {
@@ -132,6 +136,9 @@ export async function startClient(
           Deno.listen({ hostname: settings.listen.hostname, port: settings.listen.port }),
           {
             connect: async (request) => {
+              for (const key of request.repeatedKeys) {
+                repeated.report(`${name}: SOCKS arguments`, key);
+              }
               const connector = await connectorFor({ ...base, ...request.settings });
               const destination = { hostname: request.hostname, port: request.port };
               if (!settings.free) return await connector.dial(destination);

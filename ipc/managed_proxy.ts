@@ -11,9 +11,11 @@ import { parseTransportOptions } from "./settings.ts";
 import { parseUpstreamProxy, upstreamProxyDialer } from "./upstream_proxy.ts";
 import { type ServerSettings, type ServerTarget, startServer } from "./managed_server.ts";
 import { parseBindAddr } from "./bind_addr.ts";
+import { bracketBareIpv6 } from "./ip_address.ts";
 import { DestinationPolicy } from "./destination_policy.ts";
 import { outboundDialer, parseOutboundBind } from "./outbound_dialer.ts";
 import { SignalHub } from "./signal_hub.ts";
+import { RepeatedKeyLog } from "./first_value_pairs.ts";
 import { MAX_MESSAGE_LINE_LENGTH } from "./message_line.ts";
 
 /** Exit codes of the managed proxy (PT 2.0 draft 1, sysexits.h). */
@@ -188,8 +190,14 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     let transportOptions = new Map<string, TransportOptions>();
     const optionsText = value("options");
     if (optionsText !== undefined) {
+      const source = flags.values.options !== undefined
+        ? "-options"
+        : "TOR_PT_SERVER_TRANSPORT_OPTIONS";
+      const repeated = new RepeatedKeyLog((message) => output.log("warning", message));
       try {
-        transportOptions = parseTransportOptions(optionsText);
+        transportOptions = parseTransportOptions(optionsText, {
+          onRepeatedKey: (key, name) => repeated.report(`${source} for '${name}'`, key),
+        });
       } catch (error) {
         envError((error as Error).message);
       }
@@ -481,11 +489,11 @@ function serverSettings(
       }
       target = {
         kind: "extorport",
-        address: address("TOR_PT_EXTENDED_SERVER_PORT", ext),
+        address: address("TOR_PT_EXTENDED_SERVER_PORT", bracketBareIpv6(ext)),
         cookieFile: cookieFile!,
       };
     } else if (orPort !== undefined && orPort !== "") {
-      target = { kind: "orport", address: address("TOR_PT_ORPORT", orPort) };
+      target = { kind: "orport", address: address("TOR_PT_ORPORT", bracketBareIpv6(orPort)) };
     } else {
       return envError(
         "No target: set TOR_PT_ORPORT, TOR_PT_EXTENDED_SERVER_PORT, -target HOST:PORT or -target socks",

@@ -2,17 +2,33 @@
 // This module is browser-compatible.
 
 import type { TransportOptions } from "../transports/transport.ts";
+import { FirstValuePairs } from "./first_value_pairs.ts";
+
+/** Options for the `k=v` list parsers ({@linkcode parseTorArgs}, {@linkcode parseEscapedPairs}). */
+export interface KeyValueListOptions {
+  /**
+   * Called once for each key that the list gives more than once. The first
+   * value is kept, as goptlib's `Args.Get` reads it (goptlib keeps every
+   * value; lyrebird's and obfs4proxy's transports read the first). Only the
+   * key is passed, never a value, so that it can be logged.
+   */
+  readonly onRepeatedKey?: (key: string) => void;
+}
 
 /**
  * Parse transport arguments in tor's `k=v;k=v` form (bridge line arguments
  * as they travel in SOCKS user names, and the items of
- * `TOR_PT_SERVER_TRANSPORT_OPTIONS`). A backslash escapes the next byte;
- * `;` separates pairs, the first unescaped `=` separates key from value.
+ * `TOR_PT_SERVER_TRANSPORT_OPTIONS`). A backslash escapes the next
+ * character; `;` separates pairs, the first unescaped `=` separates key
+ * from value. A repeated key keeps its first value (see
+ * {@linkcode KeyValueListOptions}).
  *
  * @param text The arguments.
+ * @param options What to do about repeated keys.
  * @returns The arguments as a map (empty for the empty string).
- * @throws {SyntaxError} On an empty key, a pair without `=`, a trailing
- * backslash or a repeated key.
+ * @throws {SyntaxError} On an empty key, a pair without `=` or a trailing
+ * backslash. The message names the pair by its position, never by its text
+ * (arguments hold secrets).
  *
  * @example Parsing escaped arguments
  * ```ts
@@ -20,24 +36,30 @@ import type { TransportOptions } from "../transports/transport.ts";
  * import { deepStrictEqual, throws } from "node:assert";
  *
  * deepStrictEqual(parseTorArgs("cert=a\\;b;iat-mode=0"), { cert: "a;b", "iat-mode": "0" });
+ * const repeated: string[] = [];
+ * const args = parseTorArgs("k=1;k=2", { onRepeatedKey: (key) => repeated.push(key) });
+ * deepStrictEqual([args, repeated], [{ k: "1" }, ["k"]]);
  * throws(() => parseTorArgs("novalue"), SyntaxError);
  * ```
  */
-export function parseTorArgs(text: string): TransportOptions {
-  return parseEscapedPairs(text, ";", "transport arguments");
+export function parseTorArgs(text: string, options: KeyValueListOptions = {}): TransportOptions {
+  return parseEscapedPairs(text, ";", "transport arguments", options);
 }
 
 /**
  * Parse a list of `key=value` pairs joined by `separator`, in which a
  * backslash escapes the next character (tor's `k=v;k=v` and the `ARGS:` of
- * an `SMETHOD` line, `k=v,k=v`). A value may hold unescaped `=`.
+ * an `SMETHOD` line, `k=v,k=v`). A value may hold unescaped `=`. A repeated
+ * key keeps its first value and is reported once to
+ * `options.onRepeatedKey`.
  *
  * @param text The list; empty gives no pairs.
  * @param separator What joins the pairs.
  * @param what What the list is, for error messages.
+ * @param options What to do about repeated keys.
  * @returns The pairs.
- * @throws {SyntaxError} On a pair without `=`, an empty or repeated key, or
- * a trailing backslash.
+ * @throws {SyntaxError} On a pair without `=`, an empty key, or a trailing
+ * backslash (the message gives the pair's position, not its text).
  *
  * @example Parsing both forms
  * ```ts
@@ -46,51 +68,21 @@ export function parseTorArgs(text: string): TransportOptions {
  *
  * deepStrictEqual(parseEscapedPairs("a=1;b=x\\;y", ";", "arguments"), { a: "1", b: "x;y" });
  * deepStrictEqual(parseEscapedPairs("cert=a\\,b,k=v", ",", "ARGS"), { cert: "a,b", k: "v" });
+ * deepStrictEqual(parseEscapedPairs("k=1,k=2", ",", "ARGS"), { k: "1" });
  * ```
  */
 export function parseEscapedPairs(
   text: string,
   separator: string,
   what: string,
+  options: KeyValueListOptions = {},
 ): TransportOptions {
-  const result: Record<string, string> = {};
-  if (text === "") return result;
-  let key: string | undefined;
-  let current = "";
-  const finish = () => {
-    if (key === undefined) {
-      throw new SyntaxError(
-        `Cannot parse ${what}: pair ${JSON.stringify(current.slice(0, 64))} has no '='`,
-      );
-    }
-    if (key === "") throw new SyntaxError(`Cannot parse ${what}: empty key`);
-    if (Object.hasOwn(result, key)) {
-      throw new SyntaxError(
-        `Cannot parse ${what}: key ${JSON.stringify(key.slice(0, 64))} given twice`,
-      );
-    }
-    result[key] = current;
-    key = undefined;
-    current = "";
-  };
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (c === "\\") {
-      if (i + 1 >= text.length) {
-        throw new SyntaxError(`Cannot parse ${what}: trailing backslash`);
-      }
-      current += text[++i];
-    } else if (c === separator) {
-      finish();
-    } else if (c === "=" && key === undefined) {
-      key = current;
-      current = "";
-    } else {
-      current += c;
-    }
-  }
-  finish();
-  return result;
+  const pairs = new FirstValuePairs(options.onRepeatedKey);
+  if (text === "") return pairs.values;
+  splitEscaped(text, separator, what).forEach((item, index) => {
+    pairs.add(...splitPair(item, index, what));
+  });
+  return pairs.values;
 }
 
 /**
@@ -165,28 +157,53 @@ export function parseJsonSettings(text: string): TransportOptions {
   return result;
 }
 
+/** Options for {@linkcode parseTransportOptions}. */
+export interface TransportOptionsListOptions {
+  /**
+   * Called once for each key given more than once for one transport; the
+   * first value is kept. Receives the key and the transport name, never a
+   * value (options hold keys), so that it can be logged.
+   */
+  readonly onRepeatedKey?: (key: string, transport: string) => void;
+}
+
 /**
  * Parse per-transport options: tor's `name:k=v;name:k=v` form
  * (`TOR_PT_SERVER_TRANSPORT_OPTIONS`, `-options`), or a JSON object mapping
  * names to objects of settings (`{"name":{"k":"v"}}`), or a JSON object of
  * settings that applies to every transport (`{"k":"v"}`, stored under `*`).
  *
+ * In tor's form a backslash escapes the next character anywhere: in the
+ * transport name (`t\:1:k=v` is option `k=v` of transport `t:1`), the key
+ * and the value. The name ends at the first unescaped `:`, the key at the
+ * first unescaped `=`, the item at the next unescaped `;`. A key given
+ * twice for one transport keeps its first value (goptlib keeps both and
+ * transports read the first) and is reported once to
+ * `options.onRepeatedKey`.
+ *
  * @param text The options.
+ * @param options What to do about repeated keys.
  * @returns The options of each transport name.
- * @throws {SyntaxError} When the text is malformed.
+ * @throws {SyntaxError} When the text is malformed: an item without a
+ * name, key or `=`, a trailing backslash, bad JSON. Messages name items by
+ * position and never quote a value (options hold private keys).
  *
  * @example Parsing options for two transports
  * ```ts
  * import { parseTransportOptions } from "@ptkit/ptkit/ipc";
  * import { deepStrictEqual } from "node:assert";
  *
- * const options = parseTransportOptions("a:k=v;b:x=1;a:j=w\\:z");
+ * const options = parseTransportOptions("a:k=v;b:x=1;a:j=w\\:z;t\\:1:k=v");
  * deepStrictEqual(options.get("a"), { k: "v", j: "w:z" });
  * deepStrictEqual(options.get("b"), { x: "1" });
+ * deepStrictEqual(options.get("t:1"), { k: "v" });
  * deepStrictEqual(parseTransportOptions('{"a":{"k":"v"}}').get("a"), { k: "v" });
  * ```
  */
-export function parseTransportOptions(text: string): Map<string, TransportOptions> {
+export function parseTransportOptions(
+  text: string,
+  options: TransportOptionsListOptions = {},
+): Map<string, TransportOptions> {
   const result = new Map<string, Record<string, string>>();
   if (text.trimStart().startsWith("{")) {
     let value: unknown;
@@ -206,51 +223,64 @@ export function parseTransportOptions(text: string): Map<string, TransportOption
     return result;
   }
   if (text === "") return result;
-  // Split at unescaped ';', keeping escapes for parseTorArgs.
-  const items: string[] = [];
-  let current = "";
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (c === "\\" && i + 1 < text.length) {
-      current += c + text[++i];
-    } else if (c === ";") {
-      items.push(current);
-      current = "";
-    } else {
-      current += c;
-    }
-  }
-  items.push(current);
-  for (const item of items) {
+  const what = "transport options";
+  const byName = new Map<string, FirstValuePairs>();
+  splitEscaped(text, ";", what).forEach((item, index) => {
     const colon = unescapedIndex(item, ":");
     if (colon <= 0) {
       throw new SyntaxError(
-        `Cannot parse transport options: item ${JSON.stringify(item)} has no 'name:'`,
+        `Cannot parse ${what}: item ${index + 1} has no 'name:' (expected name:key=value)`,
       );
     }
-    const name = item.slice(0, colon);
-    if (colon === item.length - 1) {
-      throw new SyntaxError(`Cannot parse transport options: empty key for '${name}'`);
+    const name = unescape(item.slice(0, colon));
+    let pairs = byName.get(name);
+    if (pairs === undefined) {
+      pairs = new FirstValuePairs((key) => options.onRepeatedKey?.(key, name));
+      byName.set(name, pairs);
+      result.set(name, pairs.values);
     }
-    const pair = parseTorArgs(item.slice(colon + 1));
-    const options = result.get(name) ?? {};
-    for (const [k, v] of Object.entries(pair)) {
-      if (Object.hasOwn(options, k)) {
-        throw new SyntaxError(
-          `Cannot parse transport options: key ${JSON.stringify(k)} of '${name}' given twice`,
-        );
-      }
-      options[k] = v;
-    }
-    result.set(name, options);
-  }
+    pairs.add(...splitPair(item.slice(colon + 1), index, what));
+  });
   return result;
 }
 
+/**
+ * Split `text` at each `separator` that no backslash escapes; the escapes
+ * stay in the pieces.
+ */
+function splitEscaped(text: string, separator: string, what: string): string[] {
+  const items: string[] = [];
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] === "\\") {
+      if (++i >= text.length) throw new SyntaxError(`Cannot parse ${what}: trailing backslash`);
+    } else if (text[i] === separator) {
+      items.push(text.slice(start, i));
+      start = i + 1;
+    }
+  }
+  items.push(text.slice(start));
+  return items;
+}
+
+/** Index of the first `char` that no backslash escapes, or -1. */
 function unescapedIndex(text: string, char: string): number {
   for (let i = 0; i < text.length; i++) {
     if (text[i] === "\\") i++;
     else if (text[i] === char) return i;
   }
   return -1;
+}
+
+/** Drop the escaping backslashes (each escapes the character after it). */
+function unescape(text: string): string {
+  return text.replace(/\\(.)/gs, "$1");
+}
+
+/** Split one escaped `key=value` item (the `index`-th) into its unescaped key and value. */
+function splitPair(item: string, index: number, what: string): [string, string] {
+  const eq = unescapedIndex(item, "=");
+  if (eq < 0) throw new SyntaxError(`Cannot parse ${what}: pair ${index + 1} has no '='`);
+  if (eq === 0) throw new SyntaxError(`Cannot parse ${what}: empty key in pair ${index + 1}`);
+  return [unescape(item.slice(0, eq)), unescape(item.slice(eq + 1))];
 }

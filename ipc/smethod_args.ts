@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { parseEscapedPairs } from "./settings.ts";
+import { type KeyValueListOptions, parseEscapedPairs } from "./settings.ts";
 import type { TransportOptions } from "../transports/transport.ts";
 
 /**
@@ -33,11 +33,15 @@ export function formatSmethodArgs(options: TransportOptions): string {
  * Parse the `ARGS:` field of an `SMETHOD` line (the inverse of
  * {@linkcode formatSmethodArgs}): `k=v` pairs split at unescaped `,`, key
  * and value at the first unescaped `=`, a backslash escaping any character.
+ * A repeated key keeps its first value (goptlib prints a key once per value
+ * when a transport gives it several) and is reported once to
+ * `options.onRepeatedKey`.
  *
  * @param text The field, with or without the `ARGS:` prefix.
+ * @param options What to do about repeated keys.
  * @returns The options.
- * @throws {SyntaxError} On a pair without `=`, an empty or repeated key, or a
- * trailing backslash.
+ * @throws {SyntaxError} On a pair without `=`, an empty key, or a trailing
+ * backslash.
  *
  * @example Round-tripping awkward values
  * ```ts
@@ -48,6 +52,14 @@ export function formatSmethodArgs(options: TransportOptions): string {
  * deepStrictEqual(parseSmethodArgs(formatSmethodArgs(options)), options);
  * ```
  */
-export function parseSmethodArgs(text: string): TransportOptions {
-  return parseEscapedPairs(text.startsWith("ARGS:") ? text.slice(5) : text, ",", "SMETHOD ARGS");
+export function parseSmethodArgs(
+  text: string,
+  options: KeyValueListOptions = {},
+): TransportOptions {
+  return parseEscapedPairs(
+    text.startsWith("ARGS:") ? text.slice(5) : text,
+    ",",
+    "SMETHOD ARGS",
+    options,
+  );
 }

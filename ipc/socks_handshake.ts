@@ -22,6 +22,12 @@ export interface SocksRequest {
   /** How the settings arrived. */
   readonly method: SocksAuthMethod;
   /**
+   * Keys the `k=v;k=v` settings gave more than once, each listed once; the
+   * first value is in `settings` (goptlib keeps every value and transports
+   * read the first). Names only, for a log line.
+   */
+  readonly repeatedKeys: readonly string[];
+  /**
    * Send the reply: `0` for success (the connection then carries data),
    * else a SOCKS5 reply code (SOCKS4 clients get `0x5b`). After a failure
    * the caller closes the connection.
@@ -54,10 +60,14 @@ const NO_METHOD = 0xff;
  * a 4-byte big-endian length), or a SOCKS4 user id.
  *
  * Protocol errors are answered with the matching reply where the protocol
- * allows one (`07` command, `08` address type, `12` settings that do not
- * parse, `10` too large, `0x5b` for SOCKS4) and then rejected with a
- * {@linkcode SocksReplyError}; the caller closes the connection. Bytes sent
- * before a reply is due (pipelining) are an error. Nothing here logs.
+ * allows one (`01` malformed request header or reserved byte, RFC 1929
+ * status `01` for an unknown sub-negotiation version, `07` command, `08`
+ * address type, `12` settings that do not parse, `10` too large, `0x5b`
+ * for SOCKS4) and then rejected with a {@linkcode SocksReplyError}; the
+ * caller closes the connection. Settings are checked when the request
+ * arrives, not at authentication, so that they get the PT 2.0 reply `12`. A
+ * key the settings repeat keeps its first value (see `repeatedKeys`). Bytes
+ * sent before a reply is due (pipelining) are an error. Nothing here logs.
  *
  * @param conn The client connection.
  * @param options Limits and an abort signal.
@@ -119,16 +129,19 @@ async function socks5(conn: NetConn, reader: HandshakeReader, maxSettings: numbe
 
   let settings: TransportOptions = {};
   let settingsError: SocksReplyError | undefined;
+  const repeatedKeys: string[] = [];
   let kind: SocksAuthMethod = "none";
   if (method === METHOD_USERPASS) {
     kind = "userpass";
-    const [subVersion, ulen] = await reader.need(2);
+    const [subVersion] = await reader.need(1);
     if (subVersion !== 1) {
+      await writeFull(conn, new Uint8Array([1, 1]));
       throw new SocksReplyError(
         SocksReply.generalFailure,
         `Cannot parse SOCKS5 user/password: unsupported version 0x${hex(subVersion!)}`,
       );
     }
+    const [, ulen] = await reader.need(2);
     const plen = (await reader.need(3 + ulen!))[2 + ulen!]!;
     const all = await reader.need(3 + ulen! + plen);
     const user = all.slice(2, 2 + ulen!);
@@ -137,7 +150,7 @@ async function socks5(conn: NetConn, reader: HandshakeReader, maxSettings: numbe
     reader.noPipelining("user/password");
     const bytes = pass.length === 1 && pass[0] === 0 ? user : concat(user, pass);
     try {
-      settings = parseTorArgs(decodeUtf8(bytes));
+      settings = parseTorArgs(decodeUtf8(bytes), { onRepeatedKey: (k) => repeatedKeys.push(k) });
     } catch (error) {
       settingsError = new SocksReplyError(
         SocksReply.settingsParseError,
@@ -187,11 +200,19 @@ async function socks5(conn: NetConn, reader: HandshakeReader, maxSettings: numbe
   }
 
   const head = await reader.need(4);
-  const [ver, command, , atyp] = head;
+  const [ver, command, reserved, atyp] = head;
   if (ver !== 5) {
+    await reply5(conn, SocksReply.generalFailure);
     throw new SocksReplyError(
       SocksReply.generalFailure,
       `Cannot parse SOCKS5 request: unsupported version 0x${hex(ver!)}`,
+    );
+  }
+  if (reserved !== 0) {
+    await reply5(conn, SocksReply.generalFailure);
+    throw new SocksReplyError(
+      SocksReply.generalFailure,
+      `Cannot parse SOCKS5 request: reserved byte 0x${hex(reserved!)} is not 0x00`,
     );
   }
   let hostname: string;
@@ -256,6 +277,7 @@ async function socks5(conn: NetConn, reader: HandshakeReader, maxSettings: numbe
     port,
     settings,
     method: kind,
+    repeatedKeys,
     reply: (code: number) => reply5(conn, code),
   } satisfies SocksRequest;
 }
@@ -301,8 +323,9 @@ async function socks4(conn: NetConn, reader: HandshakeReader): Promise<SocksRequ
     throw error;
   }
   let settings: TransportOptions;
+  const repeatedKeys: string[] = [];
   try {
-    settings = parseTorArgs(decodeUtf8(userId));
+    settings = parseTorArgs(decodeUtf8(userId), { onRepeatedKey: (k) => repeatedKeys.push(k) });
   } catch (error) {
     throw await fail(SocksReply.settingsParseError, (error as Error).message);
   }
@@ -315,6 +338,7 @@ async function socks4(conn: NetConn, reader: HandshakeReader): Promise<SocksRequ
     port,
     settings,
     method: "socks4",
+    repeatedKeys,
     reply: (code: number) => reply4(conn, code),
   } satisfies SocksRequest;
 }

@@ -33,12 +33,17 @@ const cases: BadCase[] = [
   {
     name: "request with version 4 after a SOCKS5 greeting",
     send: [bytes(5, 1, 0), null, bytes(4, 1, 0, 1, 127, 0, 0, 1, 0, 80)],
-    expect: bytes(5, 0),
+    expect: bytes(5, 0, 5, 1, 0, 1, 0, 0, 0, 0, 0, 0),
+  },
+  {
+    name: "request with a reserved byte that is not 0",
+    send: [bytes(5, 1, 0), null, bytes(5, 1, 0x30, 1, 127, 0, 0, 1, 0, 80)],
+    expect: bytes(5, 0, 5, 1, 0, 1, 0, 0, 0, 0, 0, 0),
   },
   {
     name: "user/password with sub-version 2",
     send: [bytes(5, 1, 2), null, bytes(2, 1, 0x61, 1, 0)],
-    expect: bytes(5, 2),
+    expect: bytes(5, 2, 1, 1),
   },
   {
     name: "truncated user/password",

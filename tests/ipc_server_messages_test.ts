@@ -214,7 +214,6 @@ const cases: Case[] = [
     ["plain:novalue", /has no '='/],
     ["plain:=v", /empty key/],
     ["plain:k=v\\", /trailing backslash|has no/],
-    ["plain:k=v;plain:k=w", /given twice/],
     ['{"plain":', /Cannot parse transport options/],
   ].map(([text, pattern]) => ({
     name: `options ${JSON.stringify(text)} is an ENV-ERROR`,

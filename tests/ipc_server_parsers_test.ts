@@ -59,6 +59,13 @@ Deno.test("parseTransportOptions undoes tor's escaping of : ; \\ (and keeps = in
     ["a:k\\=1=v", { a: { "k=1": "v" } }],
     ["a:k=", { a: { k: "" } }],
     ["rot_by_N:N=13", { rot_by_N: { N: "13" } }],
+    ["a:k=1;a:k=2;b:k=3", { a: { k: "1" }, b: { k: "3" } }],
+    ["t\\:1:k=v;t\\=2:k=v;t\\;3:k=v;t\\\\4:k=v", {
+      "t:1": { k: "v" },
+      "t=2": { k: "v" },
+      "t;3": { k: "v" },
+      "t\\4": { k: "v" },
+    }],
     [
       "scramblesuit:key=banana;automata:rule=110;automata:depth=3",
       { scramblesuit: { key: "banana" }, automata: { rule: "110", depth: "3" } },
@@ -67,7 +74,7 @@ Deno.test("parseTransportOptions undoes tor's escaping of : ; \\ (and keeps = in
   for (const [text, expected] of table) {
     deepStrictEqual(Object.fromEntries(parseTransportOptions(text)), expected, text);
   }
-  for (const bad of ["a", "a:", ":k=v", "a:k", "a:=v", "a:k=v\\", "a:k=1;a:k=2", "a:k=v;"]) {
+  for (const bad of ["a", "a:", ":k=v", "a:k", "a:=v", "a:k=v\\", "a\\", "a:k=v;"]) {
     throws(() => parseTransportOptions(bad), SyntaxError, bad);
   }
 });

@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { MAX_PT_LINE_LENGTH, parsePtLine, type PtLine } from "./pt_line.ts";
+import { RepeatedKeyLog } from "../first_value_pairs.ts";
 import { type PtLaunchResult, PtStartup } from "./pt_startup.ts";
 import {
   PtExitEvent,
@@ -161,6 +162,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
   #startedAt = 0;
   #closing: Promise<void> | undefined;
   #abortLaunch: ((error: Error) => void) | undefined;
+  #repeated = new RepeatedKeyLog((message) => this.#warn(message));
 
   /**
    * Use {@linkcode launchClient} or {@linkcode launchServer}.
@@ -484,6 +486,11 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
       }
       // PT 2.0 sends error lines to stderr; other stderr text is not protocol.
       if (fromStderr && !parsed.type.endsWith("-ERROR")) return;
+      if ("repeatedKeys" in parsed && parsed.repeatedKeys !== undefined) {
+        for (const key of parsed.repeatedKeys) {
+          this.#repeated.report(`${parsed.type} lines of the PT`, key);
+        }
+      }
       if (parsed.type === "LOG") {
         this.dispatchEvent(new PtLogEvent(parsed.severity, parsed.message));
         return;

@@ -4,6 +4,7 @@ import type { TransportOptions } from "../../transports/transport.ts";
 import { type HostPort, parseHostPort } from "../../net/address.ts";
 import { MAX_MESSAGE_LINE_LENGTH, parseMessageLine } from "../message_line.ts";
 import { parseSmethodArgs } from "../smethod_args.ts";
+import { FirstValuePairs } from "../first_value_pairs.ts";
 
 /**
  * One line a managed PT printed, parsed (the parent's side of the
@@ -29,14 +30,24 @@ export type PtLine =
     readonly transport: string;
     readonly address: HostPort;
     readonly args: TransportOptions;
+    /** Keys the `ARGS:` field repeats (the first value is kept), when there are any. */
+    readonly repeatedKeys?: readonly string[];
   }
   | { readonly type: "SMETHOD-ERROR"; readonly transport: string; readonly message: string }
   | { readonly type: "SMETHODS-DONE" }
-  | { readonly type: "LOG"; readonly severity: string; readonly message: string }
+  | {
+    readonly type: "LOG";
+    readonly severity: string;
+    readonly message: string;
+    /** Fields the line repeats (the first value is kept), when there are any. */
+    readonly repeatedKeys?: readonly string[];
+  }
   | {
     readonly type: "STATUS";
     readonly transport: string | undefined;
     readonly fields: Readonly<Record<string, string>>;
+    /** Fields the line repeats (the first value is kept), when there are any. */
+    readonly repeatedKeys?: readonly string[];
   }
   | {
     readonly type: "CMESSAGE" | "SMESSAGE";
@@ -57,8 +68,12 @@ const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
  *
  * `SMETHOD` `ARGS:` values are unescaped (`\,` `\=` `\\`); `LOG` and
  * `STATUS` values may be quoted C strings (`\n \r \t \" \\` and octal
- * `\ooo`, as goptlib writes them). `CMESSAGE` / `SMESSAGE` payloads are
- * decoded from base64 (see `parseMessageLine`).
+ * `\ooo`, as goptlib writes them; arti refuses octal, ptkit reads what the
+ * PTs it drives write). A key that `ARGS:` or the fields of `LOG` /
+ * `STATUS` repeat keeps its first value and is listed in `repeatedKeys`
+ * (goptlib prints a key once per value when a transport gives several).
+ * `CMESSAGE` / `SMESSAGE` payloads are decoded from base64 (see
+ * `parseMessageLine`).
  *
  * @param line The line.
  * @returns What it says.
@@ -126,14 +141,18 @@ export function parsePtLine(line: string): PtLine {
     case "SMETHOD": {
       if (words.length < 2) throw fail("expected <transport> <address> [options]");
       let args: TransportOptions = {};
+      const repeated: string[] = [];
       for (const option of words.slice(2)) {
-        if (option.startsWith("ARGS:")) args = parseSmethodArgs(option.slice(5));
+        if (option.startsWith("ARGS:")) {
+          args = parseSmethodArgs(option.slice(5), { onRepeatedKey: (k) => repeated.push(k) });
+        }
       }
       return {
         type: "SMETHOD",
         transport: transportName(words[0]),
         address: address(words[1]!, fail),
         args,
+        ...withRepeated(repeated),
       };
     }
     case "CMETHOD-ERROR":
@@ -144,17 +163,19 @@ export function parsePtLine(line: string): PtLine {
       if (words[0] !== "DONE") throw fail(`expected ${keyword} DONE`);
       return { type: keyword === "CMETHODS" ? "CMETHODS-DONE" : "SMETHODS-DONE" };
     case "LOG": {
-      const fields = parseFields(rest, fail);
+      const repeated: string[] = [];
+      const fields = parseFields(rest, fail, repeated);
       return {
         type: "LOG",
         severity: fields.SEVERITY ?? "notice",
         message: fields.MESSAGE ?? "",
+        ...withRepeated(repeated),
       };
     }
     case "STATUS": {
-      const fields = parseFields(rest, fail);
-      const { TRANSPORT: transport, ...others } = fields;
-      return { type: "STATUS", transport, fields: others };
+      const repeated: string[] = [];
+      const { TRANSPORT: transport, ...others } = parseFields(rest, fail, repeated);
+      return { type: "STATUS", transport, fields: others, ...withRepeated(repeated) };
     }
     case "CMESSAGE":
     case "SMESSAGE": {
@@ -168,6 +189,10 @@ export function parsePtLine(line: string): PtLine {
 
 export { parseSmethodArgs };
 
+function withRepeated(repeated: string[]): { repeatedKeys?: readonly string[] } {
+  return repeated.length === 0 ? {} : { repeatedKeys: repeated };
+}
+
 function address(text: string, fail: (why: string) => SyntaxError): HostPort {
   try {
     return parseHostPort(text, "PT address");
@@ -176,12 +201,13 @@ function address(text: string, fail: (why: string) => SyntaxError): HostPort {
   }
 }
 
-/** `K=V K="quoted \"C\" string"` pairs. */
+/** `K=V K="quoted \"C\" string"` pairs; repeated keys go to `repeated`. */
 function parseFields(
   text: string,
   fail: (why: string) => SyntaxError,
+  repeated: string[],
 ): Record<string, string> {
-  const fields: Record<string, string> = {};
+  const fields = new FirstValuePairs((key) => repeated.push(key));
   let i = 0;
   while (i < text.length) {
     if (text[i] === " ") {
@@ -232,10 +258,9 @@ function parseFields(
       value = text.slice(i, end < 0 ? undefined : end);
       i = end < 0 ? text.length : end;
     }
-    if (Object.hasOwn(fields, key)) throw fail(`field ${key} given twice`);
-    fields[key] = value;
+    fields.add(key, value);
   }
-  return fields;
+  return fields.values;
 }
 
 function preview(text: string): string {
