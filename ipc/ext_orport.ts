@@ -10,7 +10,7 @@ import { formatHostPort, type HostPort } from "../net/address.ts";
 export interface ExtOrPortOptions {
   /** The 32-byte cookie (see `readAuthCookie`). */
   readonly cookie: Uint8Array;
-  /** The transport name sent in `TRANSPORT`. */
+  /** The transport name sent in `TRANSPORT` (none is sent for `""`). */
   readonly transport: string;
   /** The client's address sent in `USERADDR`, if known. */
   readonly userAddr?: HostPort;
@@ -117,7 +117,9 @@ async function handshake(conn: NetConn, options: ExtOrPortOptions): Promise<void
   if (options.userAddr !== undefined) {
     parts.push(command(CMD_USERADDR, encoder.encode(formatHostPort(options.userAddr))));
   }
-  parts.push(command(CMD_TRANSPORT, encoder.encode(options.transport)));
+  if (options.transport !== "") {
+    parts.push(command(CMD_TRANSPORT, encoder.encode(options.transport)));
+  }
   parts.push(command(CMD_DONE, new Uint8Array(0)));
   await writeFull(conn, concat(...parts));
   for (;;) {

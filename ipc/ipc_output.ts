@@ -220,7 +220,7 @@ function writeAll(target: { writeSync(p: Uint8Array): number }, bytes: Uint8Arra
 
 /** Printable ASCII only: newline, CR and tab become spaces, anything else `?`. */
 function printable(text: string): string {
-  return text.replace(/[^\x20-\x7e]/g, (c) => c === "\n" || c === "\r" || c === "\t" ? " " : "?");
+  return text.replace(/[^\x20-\x7e]/gu, (c) => c === "\n" || c === "\r" || c === "\t" ? " " : "?");
 }
 
 function format(keyword: string, args: string): string {

@@ -51,6 +51,17 @@ case "$1" in
     printf 'VERSION 1\nCMETHOD fake socks5 127.0.0.1:9\nCMETHODS DONE\n'
     exec cat > /dev/null
     ;;
+  repeated-keys)
+    # A goptlib-style server whose transport has two values for one key,
+    # then STATUS lines that repeat a field.
+    echo "VERSION 1"
+    echo "SMETHOD fake 127.0.0.1:${FAKE_PORT:-9} ARGS:k=1,k=2,j=3"
+    echo "SMETHODS DONE"
+    echo "STATUS TRANSPORT=fake CONNECT=Success CONNECT=Failed"
+    echo "STATUS TRANSPORT=fake CONNECT=Success CONNECT=Failed"
+    echo 'LOG SEVERITY=notice MESSAGE="last"'
+    exec cat > /dev/null
+    ;;
   crash-after-done)
     echo "VERSION 1"
     echo "CMETHOD fake socks5 127.0.0.1:9"

@@ -60,8 +60,9 @@ export class FakeExtOrPort implements AsyncDisposable {
     readonly cookie: Uint8Array,
     readonly behaviour: () => FakeBehaviour,
     readonly serverNonce: () => Uint8Array = () => crypto.getRandomValues(new Uint8Array(32)),
+    hostname = "127.0.0.1",
   ) {
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const listener = Deno.listen({ hostname, port: 0 });
     this.listener = listener;
     this.#loop = (async () => {
       for await (const conn of listener) {

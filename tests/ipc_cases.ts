@@ -188,7 +188,7 @@ export const cases: Case[] = [
     args: ["-options", "plain:novalue"],
     env: v1,
     code: 64,
-    stdout: ["VERSION 1", /^ENV-ERROR Cannot parse transport arguments/],
+    stdout: ["VERSION 1", /^ENV-ERROR Cannot parse transport options: pair 1 has no '='$/],
   },
   {
     name: "state location that is a file",

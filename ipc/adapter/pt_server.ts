@@ -50,7 +50,8 @@ export interface PtServerTransport {
 
 /**
  * Format `TOR_PT_SERVER_TRANSPORT_OPTIONS`: `name:k=v;name:k=v` with `\`,
- * `:`, `;` and `=` escaped inside each pair.
+ * `:`, `;` and `=` escaped inside each pair and in the transport name (as
+ * goptlib and ptkit read them).
  *
  * @param options Options by transport name.
  * @returns The variable's value.
@@ -63,6 +64,8 @@ export interface PtServerTransport {
  *
  * const text = formatServerTransportOptions({ obfs4: { "iat-mode": "1", x: "a:b;c" } });
  * deepStrictEqual(parseTransportOptions(text).get("obfs4"), { "iat-mode": "1", x: "a:b;c" });
+ * const odd = formatServerTransportOptions({ "t:1": { k: "v" } });
+ * deepStrictEqual([odd, parseTransportOptions(odd).get("t:1")], ["t\\:1:k=v", { k: "v" }]);
  * ```
  */
 export function formatServerTransportOptions(
@@ -71,7 +74,8 @@ export function formatServerTransportOptions(
   const items: string[] = [];
   for (const [name, pairs] of Object.entries(options)) {
     for (const [k, v] of Object.entries(pairs)) {
-      items.push(`${name}:${formatTorArgs({ [k]: v }).replace(/:/g, "\\:")}`);
+      const escapedName = name.replace(/[\\:;=]/g, "\\$&");
+      items.push(`${escapedName}:${formatTorArgs({ [k]: v }).replace(/:/g, "\\:")}`);
     }
   }
   return items.join(";");
