@@ -1,6 +1,11 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { SignalPipe, Transport, TransportOptions } from "../transports/transport.ts";
+import type {
+  IgnoredOption,
+  SignalPipe,
+  Transport,
+  TransportOptions,
+} from "../transports/transport.ts";
 import type { Dialer } from "../net/net_conn.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
 import { relay } from "../net/relay.ts";
@@ -52,6 +57,11 @@ export interface ClientSettings {
    * parent relays messages (see `SignalHub`).
    */
   readonly signals?: (transport: string) => SignalPipe;
+  /**
+   * Told about options a transport ignored because their keys are unknown
+   * (see `ignoredOptionLog`). Defaults to none.
+   */
+  readonly onIgnoredOption?: (ignored: IgnoredOption) => void;
 }
 
 /** A running managed proxy (client or server side). */
@@ -110,8 +120,10 @@ export async function startClient(
     try {
       if (settings.mode === "socks5") {
         const connectors = new Map<string, Promise<Connector>>();
+        const keyOf = (config: TransportOptions) =>
+          JSON.stringify(Object.entries(config).sort(([a], [b]) => a < b ? -1 : 1));
         const connectorFor = (config: TransportOptions): Promise<Connector> => {
-          const key = JSON.stringify(Object.entries(config).sort(([a], [b]) => a < b ? -1 : 1));
+          const key = keyOf(config);
           let connector = connectors.get(key);
           if (connector === undefined) {
             connector = createConnector(transport, config, { env, dialer: settings.dialer })
@@ -132,6 +144,10 @@ export async function startClient(
           connectors.set(key, connector);
           return connector;
         };
+        // The configuration given at start (-options, a bridge line) is
+        // checked now: a missing key fails here, not on every connection.
+        const first = await createConnector(transport, base, { env, dialer: settings.dialer });
+        connectors.set(keyOf(base), Promise.resolve(first));
         const server = new SocksServer(
           Deno.listen({ hostname: settings.listen.hostname, port: settings.listen.port }),
           {

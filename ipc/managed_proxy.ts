@@ -7,6 +7,7 @@ import { ENV_VARS, FLAGS, parseFlags, usage } from "./flags.ts";
 import { IpcOutput, type LogSeverity, parseLogSeverity } from "./ipc_output.ts";
 import { type ClientSettings, type RunningProxy, startClient } from "./managed_client.ts";
 import { registry as defaultRegistry } from "./registry.ts";
+import { ignoredOptionLog } from "./requested_transports.ts";
 import { parseTransportOptions } from "./settings.ts";
 import { parseUpstreamProxy, upstreamProxyDialer } from "./upstream_proxy.ts";
 import { type ServerSettings, type ServerTarget, startServer } from "./managed_server.ts";
@@ -205,6 +206,7 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     const stateDir = await makeStateDir(value("state"), envError);
     const hub = new SignalHub(server ? "server" : "client", output);
     const signals = (name: string) => hub.pipe(name);
+    const onIgnoredOption = ignoredOptionLog(output);
     const watchOptions: ShutdownOptions = {
       exitOnStdinClose,
       process: options.process ?? true,
@@ -223,6 +225,7 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
         options: transportOptions,
         stateDir,
         signals,
+        onIgnoredOption,
       }, output);
       return await watch.serve(running, output);
     }
@@ -318,6 +321,7 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
       dialer,
       stateDir,
       signals,
+      onIgnoredOption,
     }, output);
 
     // 5. Serve until told to stop.

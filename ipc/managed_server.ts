@@ -1,6 +1,11 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { SignalPipe, Transport, TransportOptions } from "../transports/transport.ts";
+import type {
+  IgnoredOption,
+  SignalPipe,
+  Transport,
+  TransportOptions,
+} from "../transports/transport.ts";
 import { type Dialer, tcpDialer } from "../net/net_conn.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
 import { relay, type RelayEnd } from "../net/relay.ts";
@@ -77,6 +82,11 @@ export interface ServerSettings {
    * parent relays messages (see `SignalHub`).
    */
   readonly signals?: (transport: string) => SignalPipe;
+  /**
+   * Told about options a transport ignored because their keys are unknown
+   * (see `ignoredOptionLog`). Defaults to none.
+   */
+  readonly onIgnoredOption?: (ignored: IgnoredOption) => void;
 }
 
 /** One transport the server side started. */

@@ -1,12 +1,14 @@
 // Copyright the ptkit authors. MIT license.
 
 import type {
+  IgnoredOption,
   SignalPipe,
   Transport,
   TransportEnvironment,
   TransportOptions,
 } from "../transports/transport.ts";
 import { FileStore } from "./file_store.ts";
+import type { IpcOutput } from "./ipc_output.ts";
 
 /** What both sides of the managed proxy know about the transports asked for. */
 export interface TransportRequest {
@@ -20,6 +22,8 @@ export interface TransportRequest {
   readonly stateDir: string;
   /** Each transport's out-of-band message pipe (`CMESSAGE`/`SMESSAGE` lines). */
   readonly signals?: (transport: string) => SignalPipe;
+  /** Told about options a transport ignored (see {@linkcode ignoredOptionLog}). */
+  readonly onIgnoredOption?: (ignored: IgnoredOption) => void;
 }
 
 /** One known, requested transport, ready to configure. */
@@ -64,12 +68,66 @@ export function requestedTransports(request: TransportRequest): RequestedTranspo
     if (transport === undefined || seen.has(name)) continue;
     seen.add(name);
     const signals = request.signals?.(name);
+    const onIgnoredOption = request.onIgnoredOption;
     result.push({
       name,
       transport,
-      env: signals === undefined ? { local } : { local, signals },
+      env: {
+        local,
+        ...(signals === undefined ? {} : { signals }),
+        ...(onIgnoredOption === undefined ? {} : { onIgnoredOption }),
+      },
       options: { ...request.options.get("*"), ...request.options.get(name) },
     });
   }
   return result;
+}
+
+/** Most distinct ignored keys logged; later ones are counted, not named. */
+const MAX_LOGGED_KEYS = 256;
+
+/**
+ * A reporter for options transports ignore: one `LOG` line at `notice` per
+ * transport and key for the life of the reporter (a managed proxy keeps one
+ * per process), naming the key, never its value, with a "did you mean" hint
+ * when there is one. After 256 distinct keys, one more line says that
+ * further keys are not logged (SOCKS clients choose the keys).
+ *
+ * @param output Where `LOG` lines go.
+ * @returns The reporter, for `env.onIgnoredOption`.
+ *
+ * @example Logging an ignored key once
+ * ```ts
+ * import { ignoredOptionLog, IpcOutput } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const lines: string[] = [];
+ * const report = ignoredOptionLog(new IpcOutput({ stdout: (l) => lines.push(l) }));
+ * report({ transport: "obfs4", key: "iatMode", suggestion: "iat-mode" });
+ * report({ transport: "obfs4", key: "iatMode", suggestion: "iat-mode" });
+ * deepStrictEqual(lines, [
+ *   `LOG SEVERITY=notice MESSAGE="obfs4: ignoring unknown option 'iatMode' (did you mean 'iat-mode'?)"\n`,
+ * ]);
+ * ```
+ */
+export function ignoredOptionLog(output: IpcOutput): (ignored: IgnoredOption) => void {
+  const seen = new Set<string>();
+  let full = false;
+  return ({ transport, key, suggestion }) => {
+    const id = `${transport}\0${key}`;
+    if (seen.has(id) || full) return;
+    if (seen.size >= MAX_LOGGED_KEYS) {
+      full = true;
+      output.log("notice", "Too many unknown options: further ones are ignored without a log line");
+      return;
+    }
+    seen.add(id);
+    const shown = (text: string) => text.length > 64 ? `${text.slice(0, 64)}...` : text;
+    output.log(
+      "notice",
+      `${transport}: ignoring unknown option '${shown(key)}'${
+        suggestion === undefined ? "" : ` (did you mean '${shown(suggestion)}'?)`
+      }`,
+    );
+  };
 }

@@ -81,10 +81,11 @@ for (
       strictEqual(result2.received, result2.sent);
       await conn2.closed;
       conn2.close();
-      // Arguments the transport refuses (over 255 bytes: split with PT 1.0)
-      // reach main.ts intact, which answers 0x13 "invalid keys".
-      const args = { ...server.clientOptions, note: "x;y\\z".repeat(50) };
-      const error = await pt.transports.get("plain")!.dial(
+      // Arguments the transport refuses (a malformed cert; over 255 bytes
+      // with the unknown key: split with PT 1.0) reach main.ts intact, which
+      // answers 0x13 "invalid keys".
+      const args = { ...server.clientOptions, cert: "not-a-cert", note: "x;y\\z".repeat(50) };
+      const error = await pt.transports.get("obfs4")!.dial(
         { hostname: "127.0.0.1", port: echo.addr.port },
         args,
       ).then(() => undefined, (e) => e);

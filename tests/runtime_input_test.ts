@@ -4,11 +4,16 @@
 // RangeError or SyntaxError naming the value, and nothing leaks (the
 // resource sanitizer stays on).
 
-import { match, ok, rejects, strictEqual, throws } from "node:assert";
+import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:assert";
 import { createConnector } from "../client.ts";
 import { listen, proxy } from "../server.ts";
 import { checkPort, formatHostPort, parseHostPort } from "../net/address.ts";
-import { assertTransportName, defineTransport, layerTransports } from "../transports/mod.ts";
+import {
+  assertTransportName,
+  defineTransport,
+  type IgnoredOption,
+  layerTransports,
+} from "../transports/mod.ts";
 import { plain } from "../transports/plain.ts";
 import { rot } from "./rot_transport.ts";
 
@@ -60,10 +65,10 @@ Deno.test("createConnector and listen reject configurations that fail validation
     createConnector(rot, { n: "0" }),
     (e: unknown) => e instanceof RangeError && /n must be 1-255, got "0"/.test(e.message),
   );
-  await rejects(
-    createConnector(plain, { cert: "x" }),
-    (e: unknown) => e instanceof TypeError && /unknown option 'cert'/.test(e.message),
-  );
+  // Unknown keys are ignored and reported, never refused.
+  const ignored: IgnoredOption[] = [];
+  await createConnector(plain, { cert: "x" }, { env: { onIgnoredOption: (i) => ignored.push(i) } });
+  deepStrictEqual(ignored, [{ transport: "plain", key: "cert" }]);
   await rejects(
     createConnector(plain, { n: 3 } as unknown as Record<string, string>),
     (e: unknown) =>
@@ -143,10 +148,12 @@ Deno.test("assertTransportName and layerTransports refuse bad names and layer ke
   throws(() => layerTransports("x", []), TypeError);
   throws(() => layerTransports("x", [plain, plain]), /two layers share a name/);
   const stacked = layerTransports("stack", [rot, plain]);
-  await rejects(
-    Promise.resolve().then(() => stacked.client({ n: "3" })),
-    /option 'n' names no layer/,
-  );
+  const ignored: IgnoredOption[] = [];
+  await stacked.client({ n: "3", "plain.x": "1" }, { onIgnoredOption: (i) => ignored.push(i) });
+  deepStrictEqual(ignored, [
+    { transport: "stack", key: "n" },
+    { transport: "stack", key: "plain.x" },
+  ]);
   await rejects(Promise.resolve().then(() => stacked.client({ "rot_by_N.n": "0" })), RangeError);
 });
 

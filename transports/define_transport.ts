@@ -5,10 +5,12 @@ import type {
   GeneratedConfig,
   Transport,
   TransportEnvironment,
+  TransportOptionKeys,
   TransportOptions,
   TransportPair,
 } from "./transport.ts";
 import { assertTransportName } from "./transport_name.ts";
+import { dropUnknownOptions } from "./option_keys.ts";
 
 /** Which side of a connection a pair serves. */
 export type TransportRole = "client" | "server";
@@ -23,8 +25,17 @@ export interface TransportDefinition<C> {
   /** The transport's name: a C identifier. */
   readonly name: string;
   /**
+   * The option keys each side understands. When given, other keys are
+   * dropped before `parseConfig` and `pair` see them and reported to
+   * `env.onIgnoredOption` (with a "did you mean" hint for near misses), so
+   * a bridge line with keys for other implementations still works. When
+   * absent, `parseConfig` and `pair` see every key.
+   */
+  readonly optionKeys?: TransportOptionKeys;
+  /**
    * Validate and parse a configuration; throw a `TypeError` or `RangeError`
-   * naming the bad value. Runs once per side, not per connection.
+   * naming the bad value (a missing required key, a malformed value). Runs
+   * once per side, not per connection.
    */
   parseConfig(
     config: TransportOptions,
@@ -51,6 +62,8 @@ export interface TransportDefinition<C> {
 /**
  * Build a {@linkcode Transport} from a config parser and a pair factory,
  * the common case for transports whose two sides differ only by role.
+ * Options must be objects of strings; with `optionKeys`, unknown keys are
+ * ignored and reported (see {@linkcode TransportDefinition.optionKeys}).
  *
  * @typeParam C The parsed configuration.
  * @param definition The name, parser and pair factory.
@@ -77,19 +90,54 @@ export interface TransportDefinition<C> {
  * const { value } = await encode.readable.getReader().read();
  * deepStrictEqual(value, new Uint8Array([2, 3]));
  * ```
+ *
+ * @example Ignoring and reporting keys the transport does not know
+ * ```ts
+ * import { defineTransport, type IgnoredOption } from "@ptkit/ptkit/transports";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const seen: string[] = [];
+ * const tagged = defineTransport({
+ *   name: "tagged",
+ *   optionKeys: { client: ["tag"], server: ["tag"] },
+ *   parseConfig: (config) => {
+ *     seen.push(Object.keys(config).join());
+ *     return config.tag ?? "";
+ *   },
+ *   pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+ * });
+ * const ignored: IgnoredOption[] = [];
+ * await tagged.client({ tag: "a", Tag2: "b" }, { onIgnoredOption: (i) => ignored.push(i) });
+ * deepStrictEqual(seen, ["tag"]);
+ * deepStrictEqual(ignored, [{ transport: "tagged", key: "Tag2", suggestion: "tag" }]);
+ * ```
  */
 export function defineTransport<C>(definition: TransportDefinition<C>): Transport {
   const name = assertTransportName(definition.name);
+  const keys = definition.optionKeys;
+  const known = (
+    options: unknown,
+    side: keyof TransportOptionKeys,
+    env: TransportEnvironment,
+  ): TransportOptions => {
+    const checked = checkOptions(name, options);
+    return keys === undefined
+      ? checked
+      : dropUnknownOptions(name, checked, keys[side], env.onIgnoredOption);
+  };
   const transport: Transport = {
     name,
+    ...(keys === undefined
+      ? {}
+      : { optionKeys: { client: [...keys.client], server: [...keys.server] } }),
     async client(config: TransportOptions, env: TransportEnvironment = {}) {
-      const parsed = await definition.parseConfig(checkOptions(name, config), "client", env);
+      const parsed = await definition.parseConfig(known(config, "client", env), "client", env);
       return {
-        pair: (settings) => definition.pair(parsed, "client", checkOptions(name, settings)),
+        pair: (settings) => definition.pair(parsed, "client", known(settings, "client", env)),
       };
     },
     async server(config: TransportOptions, env: TransportEnvironment = {}) {
-      const parsed = await definition.parseConfig(checkOptions(name, config), "server", env);
+      const parsed = await definition.parseConfig(known(config, "server", env), "server", env);
       return {
         clientOptions: definition.clientOptions?.(parsed) ?? {},
         pair: () => definition.pair(parsed, "server", {}),

@@ -6,10 +6,12 @@ import type {
   ServerTransport,
   Transport,
   TransportEnvironment,
+  TransportOptionKeys,
   TransportOptions,
   TransportPair,
 } from "./transport.ts";
 import { assertTransportName } from "./transport_name.ts";
+import { suggestOptionKey } from "./option_keys.ts";
 
 /**
  * Compose two pairs into one: application bytes go through `inner`, then
@@ -63,7 +65,9 @@ function chain(
  * Stack transports into one named transport: the first is nearest the
  * application, the last nearest the wire. Options for layer `x` are written
  * with the prefix `x.` (`rot.n=3`); each layer sees its own keys without the
- * prefix, and a key naming no layer is refused.
+ * prefix. A key naming no layer is ignored and reported to
+ * `env.onIgnoredOption` (as are keys a layer does not know, with their
+ * prefix), never refused.
  *
  * @param name The name of the stacked transport.
  * @param layers The transports, application side first.
@@ -83,6 +87,18 @@ function chain(
  * const { value } = await encode.readable.getReader().read();
  * deepStrictEqual(value, new Uint8Array([7]));
  * ```
+ *
+ * @example A key without a layer prefix is ignored and reported
+ * ```ts
+ * import { type IgnoredOption, layerTransports } from "@ptkit/ptkit/transports";
+ * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const stacked = layerTransports("plain2", [plain, { ...plain, name: "outer" }]);
+ * const ignored: IgnoredOption[] = [];
+ * await stacked.client({ color: "blue" }, { onIgnoredOption: (i) => ignored.push(i) });
+ * deepStrictEqual(ignored, [{ transport: "plain2", key: "color" }]);
+ * ```
  */
 export function layerTransports(name: string, layers: readonly Transport[]): Transport {
   assertTransportName(name);
@@ -93,36 +109,76 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
   if (names.size !== layers.length) {
     throw new TypeError(`Cannot layer transport '${name}': two layers share a name`);
   }
-  const split = (options: TransportOptions): TransportOptions[] => {
+  const prefixed = (side: keyof TransportOptionKeys): string[] =>
+    layers.flatMap((t) => (t.optionKeys?.[side] ?? []).map((key) => `${t.name}.${key}`));
+  const optionKeys: TransportOptionKeys | undefined =
+    layers.every((t) => t.optionKeys !== undefined)
+      ? { client: prefixed("client"), server: prefixed("server") }
+      : undefined;
+  const split = (
+    options: TransportOptions,
+    side: keyof TransportOptionKeys,
+    env: TransportEnvironment | undefined,
+  ): TransportOptions[] => {
     const parts = layers.map(() => ({} as Record<string, string>));
     for (const [key, value] of Object.entries(options)) {
       const dot = key.indexOf(".");
-      const index = layers.findIndex((t) => t.name === key.slice(0, dot));
-      if (dot < 0 || index < 0) {
-        throw new TypeError(
-          `Cannot configure transport '${name}': option '${key}' names no layer (write <layer>.<key>)`,
-        );
+      const index = dot < 0 ? -1 : layers.findIndex((t) => t.name === key.slice(0, dot));
+      if (index >= 0) {
+        parts[index]![key.slice(dot + 1)] = value;
+        continue;
       }
-      parts[index]![key.slice(dot + 1)] = value;
+      // A layer's own key written without its prefix, else a near miss.
+      const owner = layers.find((t) => t.optionKeys?.[side].includes(key));
+      const suggestion = owner !== undefined
+        ? `${owner.name}.${key}`
+        : suggestOptionKey(key, prefixed(side));
+      env?.onIgnoredOption?.(
+        suggestion === undefined ? { transport: name, key } : { transport: name, key, suggestion },
+      );
     }
     return parts;
+  };
+  // Each layer reports its unknown keys as keys of the stacked transport.
+  const layerEnv = (
+    layer: Transport,
+    env: TransportEnvironment | undefined,
+  ): TransportEnvironment | undefined => {
+    const report = env?.onIgnoredOption;
+    if (report === undefined) return env;
+    return {
+      ...env,
+      onIgnoredOption: (ignored) =>
+        report({
+          transport: name,
+          key: `${layer.name}.${ignored.key}`,
+          ...(ignored.suggestion === undefined
+            ? {}
+            : { suggestion: `${layer.name}.${ignored.suggestion}` }),
+        }),
+    };
   };
   const stack = (pairs: TransportPair[]): TransportPair => pairs.reduce((a, b) => layerPairs(a, b));
   return {
     name,
+    ...(optionKeys === undefined ? {} : { optionKeys }),
     async client(config: TransportOptions, env?: TransportEnvironment): Promise<ClientTransport> {
-      const configs = split(config);
-      const sides = await Promise.all(layers.map((t, i) => t.client(configs[i]!, env)));
+      const configs = split(config, "client", env);
+      const sides = await Promise.all(
+        layers.map((t, i) => t.client(configs[i]!, layerEnv(t, env))),
+      );
       return {
         pair: (settings) => {
-          const perLayer = split(settings);
+          const perLayer = split(settings, "client", env);
           return stack(sides.map((side, i) => side.pair(perLayer[i]!)));
         },
       };
     },
     async server(config: TransportOptions, env?: TransportEnvironment): Promise<ServerTransport> {
-      const configs = split(config);
-      const sides = await Promise.all(layers.map((t, i) => t.server(configs[i]!, env)));
+      const configs = split(config, "server", env);
+      const sides = await Promise.all(
+        layers.map((t, i) => t.server(configs[i]!, layerEnv(t, env))),
+      );
       const clientOptions: Record<string, string> = {};
       sides.forEach((side, i) => {
         for (const [key, value] of Object.entries(side.clientOptions)) {

@@ -29,6 +29,7 @@
 export * from "./transport.ts";
 export * from "./transport_name.ts";
 export * from "./define_transport.ts";
+export * from "./option_keys.ts";
 export * from "./map_chunks.ts";
 export * from "./layer.ts";
 export * from "./memory_store.ts";

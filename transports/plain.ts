@@ -8,12 +8,13 @@
  * @module
  */
 
-import type { Transport, TransportOptions } from "./transport.ts";
+import type { Transport } from "./transport.ts";
 import { defineTransport } from "./define_transport.ts";
 
 /**
  * The `plain` transport: no configuration, no handshake, bytes unchanged.
- * Unknown options are refused so that a typo in a bridge line is noticed.
+ * It knows no option key: any option is ignored and reported to
+ * `env.onIgnoredOption`.
  *
  * @example Dialing through `plain`
  * ```ts
@@ -28,13 +29,7 @@ import { defineTransport } from "./define_transport.ts";
  */
 export const plain: Transport = defineTransport({
   name: "plain",
-  parseConfig(config: TransportOptions): void {
-    const keys = Object.keys(config);
-    if (keys.length > 0) {
-      throw new TypeError(
-        `Cannot configure transport 'plain': unknown option '${keys[0]}' (it takes none)`,
-      );
-    }
-  },
+  optionKeys: { client: [], server: [] },
+  parseConfig: (): void => {},
   pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
 });

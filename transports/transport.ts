@@ -69,12 +69,41 @@ export interface SignalPipe {
   readonly writable: WritableStream<Uint8Array>;
 }
 
+/**
+ * An option a transport ignored because it does not know its key: bridge
+ * lines carry keys for other implementations and newer versions, so unknown
+ * keys are reported, never refused. The value is deliberately absent (it may
+ * be a secret).
+ */
+export interface IgnoredOption {
+  /** The transport that ignored the option. */
+  readonly transport: string;
+  /** The unknown key. */
+  readonly key: string;
+  /** A known key it is probably a typo of (`iat-mode` for `iatMode`). */
+  readonly suggestion?: string;
+}
+
+/** The option keys each side of a transport understands. */
+export interface TransportOptionKeys {
+  /** Keys of the client configuration and of per-connection settings. */
+  readonly client: readonly string[];
+  /** Keys of the server configuration. */
+  readonly server: readonly string[];
+}
+
 /** The advanced factory arguments a transport may use. */
 export interface TransportEnvironment {
   /** Long-term local storage; absent when the application provides none. */
   readonly local?: LocalStore;
   /** Out-of-band message pipe; absent when the application provides none. */
   readonly signals?: SignalPipe;
+  /**
+   * Told about every option the transport ignored because its key is unknown
+   * (the managed proxy logs each key once, at `notice`). Absent: ignored
+   * options go unreported.
+   */
+  readonly onIgnoredOption?: (ignored: IgnoredOption) => void;
 }
 
 /** The client side of a transport, configured and ready to make pairs. */
@@ -115,8 +144,11 @@ export interface GeneratedConfig {
  * A pluggable transport: a name, a client side and a server side.
  *
  * Both factories validate their configuration up front and throw a
- * `TypeError` or `RangeError` naming the bad value; a returned side is ready
- * to make pairs for any number of connections.
+ * `TypeError` or `RangeError` naming the bad value (a missing required key,
+ * a malformed value); a returned side is ready to make pairs for any number
+ * of connections. Keys a side does not know are ignored and reported to
+ * `env.onIgnoredOption`, never refused: bridge lines carry keys for other
+ * implementations and newer versions.
  *
  * @example Implementing a transport that XORs every byte
  * ```ts
@@ -139,6 +171,11 @@ export interface GeneratedConfig {
 export interface Transport {
   /** The transport's name: a C identifier (spec 3.1). */
   readonly name: string;
+  /**
+   * The option keys each side understands, when the transport declares them
+   * (other keys are ignored and reported). Absent when it does not say.
+   */
+  readonly optionKeys?: TransportOptionKeys;
   /**
    * Configure the client side.
    *

@@ -93,17 +93,21 @@ function decodeCert(cert: string): BridgeIdentity {
   return { nodeId: bytes.slice(0, NODE_ID_LENGTH), publicKey: bytes.slice(NODE_ID_LENGTH) };
 }
 
-function checkKnown(options: TransportOptions, known: string[]): void {
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key)) {
-      throw new TypeError(`Cannot configure transport 'obfs4': unknown option '${key}'`);
-    }
-  }
-}
+/** The keys of an obfs4 client configuration (a bridge line's arguments). */
+export const CLIENT_KEYS: readonly string[] = ["cert", "iat-mode", "node-id", "public-key"];
+/** The keys of an obfs4 server configuration (`ServerTransportOptions`). */
+export const SERVER_KEYS: readonly string[] = [
+  "node-id",
+  "private-key",
+  "drbg-seed",
+  "iat-mode",
+  "public-key",
+];
 
 /**
  * Parse an obfs4 client configuration: `cert` and `iat-mode`, or the legacy
- * `node-id` and `public-key` (hex) with `iat-mode`.
+ * `node-id` and `public-key` (hex) with `iat-mode`. Other keys are not
+ * looked at (the transport drops and reports them before this runs).
  *
  * @example Parsing a bridge line's arguments
  * ```ts
@@ -118,7 +122,6 @@ function checkKnown(options: TransportOptions, known: string[]): void {
  * @returns The parsed configuration.
  */
 export function parseClientConfig(options: TransportOptions): ClientConfig {
-  checkKnown(options, ["cert", "iat-mode", "node-id", "public-key"]);
   if (options["iat-mode"] === undefined) {
     throw new TypeError("Cannot configure transport 'obfs4': missing option 'iat-mode'");
   }
@@ -293,7 +296,7 @@ export function bridgeLine(config: ServerConfig): string {
  * Resolve an obfs4 server configuration: from `node-id`, `private-key` and
  * `drbg-seed` (hex, all or none) and `iat-mode` options, else from
  * `obfs4_state.json` in `local` (created with `obfs4_bridgeline.txt` when
- * missing), else freshly generated.
+ * missing), else freshly generated. Other keys are not looked at.
  *
  * @example Creating state in a store
  * ```ts
@@ -316,7 +319,6 @@ export async function loadServerConfig(
   local?: LocalStore,
   random?: RandomFill,
 ): Promise<ServerConfig> {
-  checkKnown(options, ["node-id", "private-key", "drbg-seed", "iat-mode", "public-key"]);
   const iatOption = options["iat-mode"] === undefined
     ? undefined
     : parseIatMode(options["iat-mode"]);

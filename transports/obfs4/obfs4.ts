@@ -5,11 +5,13 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { defineTransport } from "../define_transport.ts";
 import type { Transport, TransportOptions, TransportPair } from "../transport.ts";
 import {
+  CLIENT_KEYS,
   type ClientConfig,
   encodeCert,
   generateServerConfig,
   loadServerConfig,
   parseClientConfig,
+  SERVER_KEYS,
   type ServerConfig,
 } from "./config.ts";
 import { MAX_SEGMENT_LENGTH } from "./framing.ts";
@@ -346,6 +348,7 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
     ((d: number) => SERVER_HANDSHAKE_TIMEOUT_MS + d * 1000);
   return defineTransport<Parsed>({
     name: "obfs4",
+    optionKeys: { client: CLIENT_KEYS, server: SERVER_KEYS },
     async parseConfig(config, role, env): Promise<Parsed> {
       if (role === "client") {
         // Empty options: every connection's settings name the bridge (as
@@ -400,10 +403,13 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
  *
  * Client options: `cert` and `iat-mode` from the bridge line (or the legacy
  * `node-id` and `public-key`); they may instead come with each connection's
- * settings (merged over the client options), as Tor's SOCKS arguments do. Server options: `node-id`, `private-key` and
- * `drbg-seed` (all or none) and `iat-mode`; without keys the server reads
- * `obfs4_state.json` from `env.local`, creating it and
- * `obfs4_bridgeline.txt` when missing.
+ * settings (merged over the client options), as Tor's SOCKS arguments do.
+ * Server options: `node-id`, `private-key` and `drbg-seed` (all or none) and
+ * `iat-mode`; without keys the server reads `obfs4_state.json` from
+ * `env.local`, creating it and `obfs4_bridgeline.txt` when missing. Other
+ * keys are ignored and reported to `env.onIgnoredOption`, as obfs4proxy
+ * and lyrebird ignore them; a missing `cert` or `iat-mode` and malformed
+ * values are errors.
  *
  * @example A client and server pair in memory
  * ```ts
