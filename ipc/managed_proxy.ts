@@ -18,6 +18,7 @@ import { outboundDialer, parseOutboundBind } from "./outbound_dialer.ts";
 import { SignalHub } from "./signal_hub.ts";
 import { RepeatedKeyLog } from "./first_value_pairs.ts";
 import { MAX_MESSAGE_LINE_LENGTH } from "./message_line.ts";
+import { parseUserinfo } from "../net/userinfo.ts";
 
 /** Exit codes of the managed proxy (PT 2.0 draft 1, sysexits.h). */
 export const ExitCode = {
@@ -390,12 +391,14 @@ function datagramTarget(
       .map((b) => b.toString(16).padStart(2, "0")).join("");
     const generated = flags.turnUser === undefined;
     if (!generated) {
-      const colon = flags.turnUser!.indexOf(":");
-      if (colon < 1 || colon === flags.turnUser!.length - 1) {
-        envError(`Invalid -turnuser ${JSON.stringify(flags.turnUser)}: expected USER:PASSWORD`);
+      // The user name ends at the first ":"; the value is never echoed (it
+      // holds the password).
+      const given = parseUserinfo(flags.turnUser!);
+      if (given.username === "" || !given.password) {
+        envError("Invalid -turnuser: expected USER:PASSWORD, both non-empty");
       }
-      user = flags.turnUser!.slice(0, colon);
-      password = flags.turnUser!.slice(colon + 1);
+      user = given.username;
+      password = given.password!;
     }
     return {
       kind: "turn",

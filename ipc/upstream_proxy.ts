@@ -3,6 +3,7 @@
 import { readFull, writeFull } from "../net/conn_io.ts";
 import type { Dialer, DialTarget, NetConn } from "../net/net_conn.ts";
 import { formatHostPort } from "../net/address.ts";
+import { parseUserinfo, redactUserinfo, splitAuthority, type Userinfo } from "../net/userinfo.ts";
 import { SocksReply, SocksReplyError } from "./socks_reply.ts";
 import { socks5Connect } from "./socks_client.ts";
 
@@ -20,15 +21,18 @@ export interface UpstreamProxy {
   readonly password?: string;
 }
 
-const URI =
-  /^([A-Za-z0-9+.-]+):\/\/(?:([^:@\/]*)(?::([^@\/]*))?@)?(\[[^\]\/]*\]|[^:\/@]*)(?::([^\/]*))?(\/.*)?$/;
+const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//;
 
 /**
  * Parse and validate an upstream proxy URI
  * (`scheme://[user[:pass]@]ip:port`): `socks5` (user and password 1-255
  * bytes each, both or neither), `socks4a` (no password) or `http`
- * (`CONNECT`, optional basic authentication). The host must be an IP
- * literal; path, query and fragment are refused.
+ * (`CONNECT`, optional basic authentication). The authority ends at the
+ * last `@` and the user name at the first `:` (tor writes
+ * `HTTPSProxyAuthenticator alice:p@ss:w0rd` verbatim), then `%XX` escapes
+ * are decoded (see `splitAuthority`, `parseUserinfo`). The host must be an
+ * IP literal; path, query and fragment are refused. Messages never hold the
+ * userinfo.
  *
  * @param text The URI.
  * @returns The proxy.
@@ -47,26 +51,29 @@ const URI =
  *   username: "tor",
  *   password: "test1234",
  * });
+ * deepStrictEqual(parseUpstreamProxy("http://alice:p@ss:w0rd@127.0.0.1:3128").password, "p@ss:w0rd");
  * throws(() => parseUpstreamProxy("socks5://proxy.example:1080"), SyntaxError);
  * throws(() => parseUpstreamProxy("ftp://127.0.0.1:21"), RangeError);
  * ```
  */
 export function parseUpstreamProxy(text: string): UpstreamProxy {
-  const match = URI.exec(text);
   const fail = (why: string) =>
-    new SyntaxError(`Cannot parse proxy URI ${JSON.stringify(redact(text))}: ${why}`);
-  if (match === null) throw fail("expected scheme://[user[:pass]@]ip:port");
-  const [, schemeText, userText, passText, hostText, portText, path] = match;
-  const scheme = schemeText!.toLowerCase();
+    new SyntaxError(`Cannot parse proxy URI ${JSON.stringify(redactUserinfo(text))}: ${why}`);
+  const schemeMatch = SCHEME.exec(text);
+  if (schemeMatch === null) throw fail("expected scheme://[user[:pass]@]ip:port");
+  const scheme = schemeMatch[1]!.toLowerCase();
   if (scheme !== "socks5" && scheme !== "socks4a" && scheme !== "http") {
     throw new RangeError(
       `Unsupported proxy scheme ${JSON.stringify(scheme)}: expected socks5, socks4a or http`,
     );
   }
-  if (path !== undefined && path !== "/") throw fail("a path, query or fragment is not allowed");
-  if (text.includes("?") || text.includes("#")) {
-    throw fail("a query or fragment is not allowed");
-  }
+  // Only the userinfo may hold "/", "?" or "#" (a password written verbatim).
+  const { userinfo, host: hostPart } = splitAuthority(text.slice(schemeMatch[0].length));
+  const address = hostPart.endsWith("/") ? hostPart.slice(0, -1) : hostPart;
+  if (/[\/?#]/.test(address)) throw fail("a path, query or fragment is not allowed");
+  const hostPort = /^(\[[^\]]*\]|[^:\[\]]*)(?::([^:]*))?$/.exec(address);
+  if (hostPort === null) throw fail("expected ip:port after the scheme");
+  const [, hostText, portText] = hostPort;
   let hostname = hostText!;
   if (hostname.startsWith("[")) {
     hostname = hostname.slice(1, -1);
@@ -79,14 +86,16 @@ export function parseUpstreamProxy(text: string): UpstreamProxy {
   if (portText === undefined || !/^[0-9]{1,5}$/.test(portText)) throw fail("missing or bad port");
   const port = Number(portText);
   if (port < 1 || port > 65535) throw new RangeError(`Invalid proxy port ${port}: must be 1-65535`);
-  let username: string | undefined;
-  let password: string | undefined;
+  let credentials: Userinfo | undefined;
   try {
-    if (userText !== undefined) username = decodeURIComponent(userText);
-    if (passText !== undefined) password = decodeURIComponent(passText);
-  } catch {
-    throw fail("bad percent-encoding in the credentials");
+    credentials = userinfo === undefined || userinfo === ""
+      ? undefined
+      : parseUserinfo(userinfo, { percentDecode: true });
+  } catch (error) {
+    throw fail((error as Error).message.replace(/^Cannot parse user info: /, ""));
   }
+  const username = credentials?.username;
+  const password = credentials?.password;
   const bytes = (s: string) => new TextEncoder().encode(s).length;
   if (scheme === "socks4a" && password !== undefined) {
     throw new RangeError("Invalid socks4a proxy: SOCKS4a has no password");
@@ -225,8 +234,4 @@ function isIPv4(text: string): boolean {
   const parts = text.split(".");
   return parts.length === 4 &&
     parts.every((p) => /^[0-9]{1,3}$/.test(p) && Number(p) <= 255);
-}
-
-function redact(text: string): string {
-  return text.replace(/\/\/[^@\/]*@/, "//***@");
 }

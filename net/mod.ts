@@ -18,6 +18,7 @@
  */
 
 export * from "./address.ts";
+export * from "./userinfo.ts";
 export * from "./net_conn.ts";
 export * from "./conn_io.ts";
 export * from "./relay.ts";

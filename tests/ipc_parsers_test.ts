@@ -15,6 +15,7 @@ import {
   SocksReplyError,
   SocksServer,
 } from "../ipc/mod.ts";
+import { parseUserinfo, redactUserinfo, splitAuthority } from "../net/userinfo.ts";
 import { readN } from "./ipc_util.ts";
 
 Deno.test("parseTorArgs accepts escapes and refuses malformed text", () => {
@@ -105,6 +106,61 @@ Deno.test("parseUpstreamProxy accepts the three schemes and refuses the rest", (
       return true;
     }, text.slice(0, 60));
   }
+});
+
+Deno.test("parseUpstreamProxy splits userinfo at the last '@' and the first ':', then decodes", () => {
+  const cases: [string, { username?: string; password?: string } | ErrorConstructor][] = [
+    ["http://alice:p@ss:w0rd@127.0.0.1:3128", { username: "alice", password: "p@ss:w0rd" }],
+    ["http://alice:@127.0.0.1:3128", { username: "alice", password: "" }],
+    ["http://alice@127.0.0.1:3128", { username: "alice" }],
+    ["http://alice:p%40ss@127.0.0.1:3128", { username: "alice", password: "p@ss" }],
+    ["http://al%3Aice:pw@127.0.0.1:3128", { username: "al:ice", password: "pw" }],
+    ["http://alice:a%3Ab%25c@127.0.0.1:3128", { username: "alice", password: "a:b%c" }],
+    ["http://alice:pa/ss?#x@127.0.0.1:3128/", { username: "alice", password: "pa/ss?#x" }],
+    ["http://:pw@127.0.0.1:3128", { username: "", password: "pw" }],
+    ["http://@127.0.0.1:3128", {}],
+    ["http://%C3%A9l%C3%A8ve:mot@127.0.0.1:3128", { username: "\u00e9l\u00e8ve", password: "mot" }],
+    ["socks5://alice:p@ss:w0rd@127.0.0.1:1080", { username: "alice", password: "p@ss:w0rd" }],
+    ["socks5://alice:p%40ss@[::1]:1080", { username: "alice", password: "p@ss" }],
+    ["socks5://alice:@127.0.0.1:1080", RangeError], // RFC 1929: 1-255 bytes
+    ["socks5://alice@127.0.0.1:1080", RangeError],
+    ["socks5://:pw@127.0.0.1:1080", RangeError],
+    ["socks4a://alice@127.0.0.1:1080", { username: "alice" }],
+    ["socks4a://alice:@127.0.0.1:1080", RangeError],
+    ["socks4a://alice:p@ss@127.0.0.1:1080", RangeError],
+    ["http://alice:%zz@127.0.0.1:3128", SyntaxError],
+    ["http://alice:p@ss@proxy.example:3128", SyntaxError],
+    ["http://alice:p@ss@127.0.0.1:3128/path", SyntaxError],
+  ];
+  for (const [text, expected] of cases) {
+    if (typeof expected === "function") {
+      throws(() => parseUpstreamProxy(text), (e: unknown) => {
+        ok(e instanceof expected, `${text}: ${e}`);
+        ok(!/p@ss|w0rd|%zz|\bpw\b|alice/.test((e as Error).message), (e as Error).message);
+        return true;
+      }, text);
+      continue;
+    }
+    const parsed = parseUpstreamProxy(text);
+    deepStrictEqual(
+      { username: parsed.username, password: parsed.password },
+      { username: expected.username, password: expected.password },
+      text,
+    );
+  }
+  deepStrictEqual(splitAuthority("a@b@c:1"), { userinfo: "a@b", host: "c:1" });
+  deepStrictEqual(parseUserinfo("u:p%41"), { username: "u", password: "p%41" });
+  deepStrictEqual(parseUserinfo("u:p%41", { percentDecode: true }), {
+    username: "u",
+    password: "pA",
+  });
+  for (
+    const [text, shown] of [
+      ["http://alice:p@ss:w0rd@127.0.0.1:1", "http://***@127.0.0.1:1"],
+      ["alice:p@ss@127.0.0.1:1", "***@127.0.0.1:1"],
+      ["socks5://127.0.0.1:1", "socks5://127.0.0.1:1"],
+    ]
+  ) deepStrictEqual(redactUserinfo(text!), shown, text);
 });
 
 Deno.test("parseFlags takes single and double dashes, = and separate values", () => {

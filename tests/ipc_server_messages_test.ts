@@ -250,7 +250,10 @@ const cases: Case[] = [
     [["-mode", "datagrams"], /Invalid -mode "datagrams"/],
     [["-mode", "transparent-UDP"], /-mode transparent-UDP needs -target HOST:PORT/],
     [["-mode", "STUN"], /-mode STUN needs -target: a TURN server's HOST:PORT, or turn/],
-    [["-mode", "STUN", "-target", "turn", "-turnuser", "nocolon"], /Invalid -turnuser "nocolon"/],
+    [
+      ["-mode", "STUN", "-target", "turn", "-turnuser", "nocolon"],
+      /Invalid -turnuser: expected USER:PASSWORD/,
+    ],
     [["-mode", "STUN", "-target", "turn", "-allow", "public"], /Invalid -allow "public"/],
     [
       ["-mode", "STUN", "-target", "127.0.0.1:3478", "-turnrealm", "r"],

@@ -282,3 +282,52 @@ Deno.test("main.ts dials through a SOCKS4a proxy", async () => {
   await echo.close();
   await Deno.remove(state, { recursive: true });
 });
+
+Deno.test("main.ts sends a TOR_PT_PROXY password holding '@' and ':' to an HTTP proxy (header checked)", async () => {
+  const echo = new CountingEcho();
+  // tor writes HTTPSProxyAuthenticator verbatim: the authority ends at the
+  // last "@", the user name at the first ":".
+  const upstream = new ConnectProxy("alice:p@ss:w0rd");
+  const { pt, port: ptPort, state } = await startPt(
+    `http://alice:p@ss:w0rd@127.0.0.1:${upstream.port}`,
+  );
+  await using _ = pt;
+  deepStrictEqual(await socksEcho(ptPort, echo.port), 0);
+  deepStrictEqual(echo.accepted, 1);
+  const header = upstream.requests[0]!.split("\r\n").find((l) =>
+    l.startsWith("Proxy-Authorization:")
+  );
+  // The value obfs4proxy sends for the same variable.
+  deepStrictEqual(header, "Proxy-Authorization: Basic YWxpY2U6cEBzczp3MHJk");
+  await pt.closeStdin();
+  const { code, lines } = await pt.exit();
+  deepStrictEqual(code, 0);
+  for (const line of lines) {
+    deepStrictEqual(/p@ss|w0rd/.test(line), false, line);
+  }
+  await upstream.close();
+  await echo.close();
+  await Deno.remove(state, { recursive: true });
+});
+
+Deno.test("main.ts sends a TOR_PT_PROXY password holding '@' and ':' to microsocks (RFC 1929)", async () => {
+  const microsocks = requireBinary("microsocks", "microsocks");
+  const echo = new CountingEcho();
+  const port = freePort();
+  const upstream = new Deno.Command(microsocks, {
+    args: ["-i", "127.0.0.1", "-p", String(port), "-u", "alice", "-P", "p@ss:w0rd"],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await waitListening(port);
+  const { pt, port: ptPort, state } = await startPt(`socks5://alice:p@ss:w0rd@127.0.0.1:${port}`);
+  await using _ = pt;
+  deepStrictEqual(await socksEcho(ptPort, echo.port), 0);
+  deepStrictEqual(echo.accepted, 1);
+  await pt.closeStdin();
+  deepStrictEqual((await pt.exit()).code, 0);
+  upstream.kill("SIGTERM");
+  await upstream.status;
+  await echo.close();
+  await Deno.remove(state, { recursive: true });
+});

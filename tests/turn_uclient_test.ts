@@ -5,12 +5,12 @@ import { freeUdpPort } from "./turn_util.ts";
 import { MAIN, requireBinary } from "./ipc_util.ts";
 import { ok, strictEqual } from "node:assert";
 
-async function startServer(port: number): Promise<Deno.ChildProcess> {
+async function startServer(port: number, user = "u:p"): Promise<Deno.ChildProcess> {
   // Exactly the issue's spelling, exec'd by path: main.ts turn --listen ...
   const child = new Deno.Command(MAIN, {
     args: [
       "turn",
-      ...["--listen", `127.0.0.1:${port}`, "--user", "u:p", "--realm", "pt.test"],
+      ...["--listen", `127.0.0.1:${port}`, "--user", user, "--realm", "pt.test"],
       "--allow-loopback-peers",
     ],
     stdin: "null",
@@ -99,5 +99,23 @@ Deno.test("turn CLI passes every turnutils_uclient run of turn.md with 0 lost pa
     server.kill("SIGTERM");
     const status = await server.status;
     strictEqual(status.code, 0, "the TURN server exits 0 on SIGTERM");
+  }
+});
+
+Deno.test("turn CLI --user splits at the first colon: a password may hold ':' and '@'", async () => {
+  requireBinary("turnutils_uclient", "coturn");
+  const port = await freeUdpPort();
+  const server = await startServer(port, "alice:p@ss:w0rd");
+  try {
+    const common = ["-y", "-c", "-n", "20", "-m", "1", "-l", "100", "-p", String(port)];
+    const good = await uclient([...common, "-u", "alice", "-w", "p@ss:w0rd", "127.0.0.1"]);
+    strictEqual(good.code, 0, good.output.slice(-800));
+    ok(/Total lost packets 0 \(/.test(good.output), good.output.slice(-800));
+    // The old split (at the last ':') would have made the user "alice:p@ss".
+    const wrong = await uclient([...common, "-u", "alice:p@ss", "-w", "w0rd", "127.0.0.1"]);
+    ok(wrong.code !== 0 || !/Total lost packets 0 \(/.test(wrong.output), wrong.output.slice(-800));
+  } finally {
+    server.kill("SIGTERM");
+    strictEqual((await server.status).code, 0);
   }
 });

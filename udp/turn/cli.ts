@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { parseHostPort } from "../../net/address.ts";
+import { parseUserinfo } from "../../net/userinfo.ts";
 import { serveTurnUdp } from "./udp_server.ts";
 
 const USAGE =
@@ -48,9 +49,10 @@ export async function runTurnCommand(args: string[]): Promise<number> {
     if (arg === "--listen") listen = value;
     else if (arg === "--realm") realm = value;
     else {
-      const colon = value.indexOf(":");
-      if (colon < 1) return fail("--user must be USER:PASSWORD");
-      users[value.slice(0, colon)] = value.slice(colon + 1);
+      // The user name ends at the first ":" (the password may hold more).
+      const { username, password } = parseUserinfo(value);
+      if (username === "" || password === undefined) return fail("--user must be USER:PASSWORD");
+      users[username] = password;
     }
   }
   if (listen === undefined) return fail("--listen is required");

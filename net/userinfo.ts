@@ -1,0 +1,125 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+/** A user name and, when one was given, a password. */
+export interface Userinfo {
+  /** The user name. */
+  readonly username: string;
+  /** The password; absent when the text had no `:`. */
+  readonly password?: string;
+}
+
+/** The parts of a URI authority, `[userinfo@]host[:port]`. */
+export interface Authority {
+  /** Everything before the last `@`, when there is one. */
+  readonly userinfo?: string;
+  /** Everything after the last `@` (or all of it). */
+  readonly host: string;
+}
+
+/**
+ * Split a URI authority at its **last** `@`: what comes before is the
+ * userinfo, what comes after the host and port. A password may hold `@`
+ * (tor writes `HTTPSProxyAuthenticator alice:p@ss:w0rd` into `TOR_PT_PROXY`
+ * verbatim), a host never does, so the last `@` is the only safe split, as
+ * Go's `net/url` (used by obfs4proxy and lyrebird) does.
+ *
+ * @param authority The text after `scheme://`.
+ * @returns The userinfo (undefined without `@`) and the host part.
+ *
+ * @example Passwords with @ in them
+ * ```ts
+ * import { splitAuthority } from "@ptkit/ptkit/net";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * deepStrictEqual(splitAuthority("alice:p@ss:w0rd@127.0.0.1:3128"), {
+ *   userinfo: "alice:p@ss:w0rd",
+ *   host: "127.0.0.1:3128",
+ * });
+ * deepStrictEqual(splitAuthority("127.0.0.1:3128"), { host: "127.0.0.1:3128" });
+ * ```
+ */
+export function splitAuthority(authority: string): Authority {
+  const at = authority.lastIndexOf("@");
+  return at < 0
+    ? { host: authority }
+    : { userinfo: authority.slice(0, at), host: authority.slice(at + 1) };
+}
+
+/**
+ * Split userinfo (`user[:password]`) at its **first** `:`: a user name
+ * never holds one (RFC 3986 3.2.1, RFC 7617 2), a password may. With
+ * `percentDecode`, `%XX` escapes are decoded in both parts after the split
+ * (`%40` is `@`, `%3A` a `:` that belongs to the user name); a `%` that does
+ * not start a valid UTF-8 escape is an error. The same rule serves URI
+ * userinfo (`TOR_PT_PROXY`, decoded) and `USER:PASSWORD` flags (TURN users,
+ * not decoded).
+ *
+ * @param text The userinfo.
+ * @param options `percentDecode`: decode `%XX` escapes (default false).
+ * @returns The user name and password.
+ * @throws {SyntaxError} When decoding and an escape is malformed (the
+ * message never quotes the text: it may hold a password).
+ *
+ * @example The forms tor and users write
+ * ```ts
+ * import { parseUserinfo } from "@ptkit/ptkit/net";
+ * import { deepStrictEqual, throws } from "node:assert";
+ *
+ * deepStrictEqual(parseUserinfo("alice:p@ss:w0rd"), { username: "alice", password: "p@ss:w0rd" });
+ * deepStrictEqual(parseUserinfo("alice"), { username: "alice" });
+ * deepStrictEqual(parseUserinfo("alice:"), { username: "alice", password: "" });
+ * deepStrictEqual(
+ *   parseUserinfo("a%3Ab:p%40ss", { percentDecode: true }),
+ *   { username: "a:b", password: "p@ss" },
+ * );
+ * throws(() => parseUserinfo("u:%zz", { percentDecode: true }), SyntaxError);
+ * ```
+ */
+export function parseUserinfo(
+  text: string,
+  options: { readonly percentDecode?: boolean } = {},
+): Userinfo {
+  const decode = (part: string, what: string): string => {
+    if (!options.percentDecode) return part;
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      throw new SyntaxError(`Cannot parse user info: bad percent-encoding in the ${what}`);
+    }
+  };
+  const colon = text.indexOf(":");
+  if (colon < 0) return { username: decode(text, "user name") };
+  return {
+    username: decode(text.slice(0, colon), "user name"),
+    password: decode(text.slice(colon + 1), "password"),
+  };
+}
+
+/**
+ * A URI (or `user:pass@host` text) with its whole userinfo replaced by
+ * `***`, for messages: everything between `scheme://` (or the start) and the
+ * last `@` goes, so no part of a password that holds `@`, `:` or `/` is
+ * left. Text without `@` is returned unchanged.
+ *
+ * @param text The URI.
+ * @returns The text safe to print.
+ *
+ * @example Redacting a password that holds @
+ * ```ts
+ * import { redactUserinfo } from "@ptkit/ptkit/net";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * deepStrictEqual(
+ *   redactUserinfo("http://alice:p@ss:w0rd@127.0.0.1:3128"),
+ *   "http://***@127.0.0.1:3128",
+ * );
+ * ```
+ */
+export function redactUserinfo(text: string): string {
+  const at = text.lastIndexOf("@");
+  if (at < 0) return text;
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(text);
+  const start = scheme === null || scheme[0].length > at ? 0 : scheme[0].length;
+  return `${text.slice(0, start)}***${text.slice(at)}`;
+}
