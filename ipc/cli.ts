@@ -8,6 +8,7 @@ import { registry as defaultRegistry } from "./registry.ts";
 import { type BridgeLine, formatBridgeLine, parseBridgeLine } from "./bridge_line.ts";
 import { parseSmethodArgs } from "./smethod_args.ts";
 import { RepeatedKeyLog } from "./first_value_pairs.ts";
+import { redactUserinfo } from "../net/userinfo.ts";
 
 /** Options for {@linkcode runCli}. */
 export interface CliOptions {
@@ -234,7 +235,7 @@ function parseCliFlags(
   const values: Record<string, string> = {};
   for (let i = 0; i < args.length; i++) {
     const match = /^--?([a-z][a-z-]*)(?:=(.*))?$/s.exec(args[i]!);
-    if (match === null) return `Unexpected argument ${JSON.stringify(args[i])}`;
+    if (match === null) return `Unexpected argument ${JSON.stringify(redactUserinfo(args[i]!))}`;
     const [, name, inline] = match;
     const spec = name === "h" ? specs.help : specs[name!];
     if (spec === undefined) return `Unknown flag --${name}`;

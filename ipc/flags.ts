@@ -1,5 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
+import { redactUserinfo } from "../net/userinfo.ts";
+
 /** One command-line flag of the managed proxy, and the variable it overrides. */
 export interface FlagSpec {
   /** Names, without dashes (`-name` and `--name` both work; case is ignored). */
@@ -219,7 +221,8 @@ export function parseFlags(args: readonly string[]): ParsedFlags {
     const arg = args[i]!;
     const match = /^--?([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(arg);
     if (match === null) {
-      errors.push(`Unexpected argument ${JSON.stringify(arg)}`);
+      // A stray value may be a credential: its userinfo is never echoed.
+      errors.push(`Unexpected argument ${JSON.stringify(redactUserinfo(arg))}`);
       continue;
     }
     const [, name, inline] = match;

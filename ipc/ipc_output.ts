@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { formatMessageLine, type MessageKind } from "./message_line.ts";
+import { redactUserinfo } from "../net/userinfo.ts";
 
 /** Severity of a `LOG` line, most severe first. */
 export type LogSeverity = "error" | "warning" | "notice" | "info" | "debug";
@@ -53,6 +54,10 @@ export function parseLogSeverity(value: string): LogSeverity {
  * control character (DEL included) and every non-ASCII character becomes
  * `?`. They are not written as octal `\ooo` escapes, as goptlib does,
  * because arti's parser refuses octal escapes and drops such a line.
+ *
+ * The userinfo of any URI in an error, `LOG` or `STATUS` line or plain
+ * stderr text is replaced by `***` (a safety net: messages are written not
+ * to hold secrets in the first place).
  *
  * Until a version is negotiated, and with version 1 (tor), every line goes
  * to stdout, the only stream tor reads; with version 2 the error lines
@@ -121,7 +126,7 @@ export class IpcOutput {
    * @param message The rest of the line.
    */
   error(keyword: string, message: string): void {
-    const text = format(keyword, message);
+    const text = format(keyword, safe(message));
     if (this.#version === "2") this.#stderr(text);
     else this.#stdout(text);
   }
@@ -159,7 +164,7 @@ export class IpcOutput {
    */
   log(severity: LogSeverity, message: string): void {
     if (SEVERITIES.indexOf(severity) > this.#level) return;
-    this.line("LOG", `SEVERITY=${severity} MESSAGE=${quote(message)}`);
+    this.line("LOG", `SEVERITY=${severity} MESSAGE=${quote(safe(message))}`);
   }
 
   /**
@@ -172,7 +177,8 @@ export class IpcOutput {
   status(transport: string, fields: Readonly<Record<string, string>>): void {
     const parts = [`TRANSPORT=${transport}`];
     for (const [k, v] of Object.entries(fields)) {
-      parts.push(`${k}=${/^[A-Za-z0-9_.:\/-]+$/.test(v) ? v : quote(v)}`);
+      const value = safe(v);
+      parts.push(`${k}=${/^[A-Za-z0-9_.:\/-]+$/.test(value) ? value : quote(value)}`);
     }
     this.line("STATUS", parts.join(" "));
   }
@@ -205,7 +211,7 @@ export class IpcOutput {
    * @param text The text.
    */
   stderr(text: string): void {
-    this.#stderr(`${printable(text)}\n`);
+    this.#stderr(`${printable(safe(text))}\n`);
   }
 }
 
@@ -216,6 +222,11 @@ function writeAll(target: { writeSync(p: Uint8Array): number }, bytes: Uint8Arra
   } catch {
     // The parent stopped reading (it exited): nothing to tell it any more.
   }
+}
+
+/** Messages with the userinfo of any URI in them redacted. */
+function safe(text: string): string {
+  return text.includes("://") ? redactUserinfo(text) : text;
 }
 
 /** Printable ASCII only: newline, CR and tab become spaces, anything else `?`. */

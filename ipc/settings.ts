@@ -133,7 +133,7 @@ export function parseJsonSettings(text: string): TransportOptions {
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new SyntaxError(`Cannot parse JSON settings: ${(error as Error).message}`);
+    throw new SyntaxError(`Cannot parse JSON settings: ${jsonError(error)}`);
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new SyntaxError(
@@ -210,7 +210,7 @@ export function parseTransportOptions(
     try {
       value = JSON.parse(text);
     } catch (error) {
-      throw new SyntaxError(`Cannot parse transport options: ${(error as Error).message}`);
+      throw new SyntaxError(`Cannot parse transport options: ${jsonError(error)}`);
     }
     const entries = Object.entries(value as Record<string, unknown>);
     if (entries.every(([, v]) => typeof v === "object" && v !== null && !Array.isArray(v))) {
@@ -261,6 +261,15 @@ function splitEscaped(text: string, separator: string, what: string): string[] {
   }
   items.push(text.slice(start));
   return items;
+}
+
+/**
+ * What went wrong in `JSON.parse`, without the excerpt of the input V8 puts
+ * in its message (the input may hold keys or passwords).
+ */
+function jsonError(error: unknown): string {
+  const position = /position ([0-9]+)/.exec(String((error as Error)?.message));
+  return position === null ? "invalid JSON" : `invalid JSON at position ${position[1]}`;
 }
 
 /** Index of the first `char` that no backslash escapes, or -1. */

@@ -60,7 +60,7 @@ export function parseUpstreamProxy(text: string): UpstreamProxy {
   const fail = (why: string) =>
     new SyntaxError(`Cannot parse proxy URI ${JSON.stringify(redactUserinfo(text))}: ${why}`);
   const schemeMatch = SCHEME.exec(text);
-  if (schemeMatch === null) throw fail("expected scheme://[user[:pass]@]ip:port");
+  if (schemeMatch === null) throw fail("expected socks5, socks4a or http, then :// and ip:port");
   const scheme = schemeMatch[1]!.toLowerCase();
   if (scheme !== "socks5" && scheme !== "socks4a" && scheme !== "http") {
     throw new RangeError(

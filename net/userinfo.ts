@@ -96,14 +96,18 @@ export function parseUserinfo(
   };
 }
 
+/** A URI's `scheme://userinfo@`, up to the last `@` before white space. */
+const URI_USERINFO = /([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^\s]*@/g;
+
 /**
- * A URI (or `user:pass@host` text) with its whole userinfo replaced by
- * `***`, for messages: everything between `scheme://` (or the start) and the
- * last `@` goes, so no part of a password that holds `@`, `:` or `/` is
- * left. Text without `@` is returned unchanged.
+ * Text safe to print: the whole userinfo of every URI in it is replaced by
+ * `***` (everything between `scheme://` and the last `@` before white
+ * space, so no part of a password that holds `@`, `:` or `/` is left). Text
+ * without `://` is taken as one authority (`user:pass@host:port`):
+ * everything before its last `@` goes. Text without `@` is unchanged.
  *
- * @param text The URI.
- * @returns The text safe to print.
+ * @param text A URI, an authority, or a message holding URIs.
+ * @returns The text with the userinfo redacted.
  *
  * @example Redacting a password that holds @
  * ```ts
@@ -114,12 +118,15 @@ export function parseUserinfo(
  *   redactUserinfo("http://alice:p@ss:w0rd@127.0.0.1:3128"),
  *   "http://***@127.0.0.1:3128",
  * );
+ * deepStrictEqual(redactUserinfo("alice:pw@127.0.0.1:1"), "***@127.0.0.1:1");
+ * deepStrictEqual(
+ *   redactUserinfo('Unexpected argument "socks5://u:p@127.0.0.1:1"'),
+ *   'Unexpected argument "socks5://***@127.0.0.1:1"',
+ * );
  * ```
  */
 export function redactUserinfo(text: string): string {
+  if (text.includes("://")) return text.replace(URI_USERINFO, "$1***@");
   const at = text.lastIndexOf("@");
-  if (at < 0) return text;
-  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(text);
-  const start = scheme === null || scheme[0].length > at ? 0 : scheme[0].length;
-  return `${text.slice(0, start)}***${text.slice(at)}`;
+  return at < 0 ? text : `***${text.slice(at)}`;
 }

@@ -42,7 +42,12 @@ export async function runTurnCommand(args: string[]): Promise<number> {
       continue;
     }
     if (arg !== "--listen" && arg !== "--user" && arg !== "--realm") {
-      return fail(`unknown argument ${JSON.stringify(arg)}`);
+      // Only flag names are echoed: a stray value may be a USER:PASSWORD.
+      return fail(
+        /^--?[A-Za-z][A-Za-z-]*$/.test(arg)
+          ? `unknown flag ${arg}`
+          : `unexpected argument ${i + 1} (expected a flag)`,
+      );
     }
     if (value === undefined) return fail(`${arg} needs a value`);
     i++;

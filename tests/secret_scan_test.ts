@@ -1,0 +1,646 @@
+// Copyright the ptkit authors. MIT license.
+// No secret is ever printed: every error path we can reach is driven with
+// marker secrets (upstream proxy passwords, the Extended ORPort cookie, obfs4
+// private keys and drbg seeds, TURN passwords) and client addresses
+// (127.0.0.x sources), and none may appear on stdout, stderr, or in an error
+// that reaches either. Processes run with -logLevel debug where they take it,
+// so every LOG line is seen.
+
+import { ok } from "node:assert";
+import { childEnv, MAIN, requireBinary } from "./ipc_util.ts";
+import { FakeExtOrPort, writeCookieFile } from "./ext_orport_fake.ts";
+import { boundDial } from "../ipc/outbound_dialer.ts";
+import { launchClient } from "../ipc/adapter/mod.ts";
+import { parseTransportOptions } from "../ipc/settings.ts";
+import { parseUpstreamProxy } from "../ipc/upstream_proxy.ts";
+
+const enc = new TextEncoder();
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+const base64 = (b: Uint8Array) => btoa(String.fromCharCode(...b));
+
+// --- The marker secrets -----------------------------------------------------
+
+const PROXY_MARK = "Px7qSecretMark";
+/** A password as tor writes it verbatim: '@' and ':' inside. */
+const PROXY_PASSWORD = `p@${PROXY_MARK}:w0rdTail9`;
+const PROXY_USER = `alice:${PROXY_PASSWORD}`;
+const TURN_MARK = "TuRn4SecretMark";
+const COOKIE = enc.encode("CooKie-Secret-Marker-0123456789!"); // 32 bytes
+const HEADER_MARK = enc.encode("HeAder-Secret-Marker-abcdefghij\n"); // 32 bytes
+const PRIVATE_KEY = crypto.getRandomValues(new Uint8Array(32));
+const DRBG_SEED = crypto.getRandomValues(new Uint8Array(24));
+const NODE_ID = crypto.getRandomValues(new Uint8Array(20));
+const CLIENTS = ["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.8"];
+
+/** Every form a marker could be printed in. */
+function markerForms(): string[] {
+  const forms = [PROXY_MARK, "w0rdTail9", TURN_MARK, ...CLIENTS];
+  for (const bytes of [COOKIE, HEADER_MARK]) {
+    const text = new TextDecoder().decode(bytes).trim();
+    forms.push(text.slice(0, 14), text.slice(-14), hex(bytes).slice(0, 16), base64(bytes));
+  }
+  for (const bytes of [PRIVATE_KEY, DRBG_SEED]) {
+    const h = hex(bytes);
+    forms.push(h.slice(0, 16), h.slice(-16), h.toUpperCase().slice(8, 24));
+    forms.push(base64(bytes).slice(0, 16));
+  }
+  return forms;
+}
+
+// --- Running main.ts and collecting everything it prints ---------------------
+
+interface RunOptions {
+  /** Once the output matches, run `action`, then stop the process. */
+  readonly ready?: RegExp;
+  readonly action?: (output: string) => Promise<void>;
+}
+
+/**
+ * Run main.ts with `args` and `env` (nothing else inherited); when `ready`
+ * matches, do `action`, let it log, then stop it with SIGTERM. Returns all
+ * it printed on stdout and stderr.
+ */
+async function run(
+  args: string[],
+  env: Record<string, string>,
+  options: RunOptions = {},
+): Promise<string> {
+  const child = new Deno.Command(MAIN, {
+    args,
+    env: childEnv(env),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  let exited = false;
+  const collect = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) text += chunk;
+  };
+  const done = Promise.all([collect(child.stdout), collect(child.stderr)]);
+  const status = child.status.finally(() => exited = true);
+  if (options.ready !== undefined) {
+    const deadline = Date.now() + 60_000;
+    while (!options.ready.test(text)) {
+      if (exited || Date.now() > deadline) throw new Error(`Not ${options.ready}: ${text}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await options.action?.(text);
+    // Let the process log what the action caused.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  } else {
+    // Error paths end on their own; a process still up after 30 s is stopped.
+    const timer = setTimeout(() => exited || child.kill("SIGTERM"), 30_000);
+    await status;
+    clearTimeout(timer);
+  }
+  if (!exited) {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  await status;
+  await done;
+  return text;
+}
+
+function closedPort(): number {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return listener.addr.port;
+}
+
+/** The port of the first METHOD line in `output`. */
+function methodPort(output: string): number {
+  const match = /^[CS]METHOD [A-Za-z0-9_]+ (?:socks5 )?127\.0\.0\.1:([0-9]+)/m.exec(output);
+  if (match === null) throw new Error(`No METHOD line in ${output}`);
+  return Number(match[1]);
+}
+
+/**
+ * Connect to `port` from `source`; write each message in turn, waiting for
+ * an answer between them (SOCKS forbids pipelining), then read until the
+ * peer closes (at most 3 s).
+ */
+async function fromClient(port: number, source: string, ...messages: Uint8Array[]): Promise<void> {
+  const conn = await boundDial({ hostname: "127.0.0.1", port }, source);
+  const timer = setTimeout(() => conn.close(), 3000);
+  const buffer = new Uint8Array(4096);
+  try {
+    for (const [i, message] of messages.entries()) {
+      await conn.write(message);
+      if (i < messages.length - 1 && (await conn.read(buffer)) === null) return;
+    }
+    while ((await conn.read(buffer)) !== null) {
+      // Discard.
+    }
+  } catch {
+    // Reset, or closed by the timer.
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch {
+      // Closed.
+    }
+  }
+}
+
+/** A SOCKS5 CONNECT request for 127.0.0.1:`port` (or `ip`). */
+function connectRequest(port: number, ip = [127, 0, 0, 1]): Uint8Array {
+  return new Uint8Array([5, 1, 0, 1, ...ip, port >> 8, port & 255]);
+}
+
+/** SOCKS5 CONNECT from `source` through the PT's SOCKS port to 127.0.0.1:`target`. */
+function socksFrom(source: string, target: number) {
+  return (output: string) =>
+    fromClient(methodPort(output), source, new Uint8Array([5, 1, 0]), connectRequest(target));
+}
+
+async function waitListening(port: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+  throw new Error(`Nothing listens on port ${port}`);
+}
+
+const V1 = { TOR_PT_MANAGED_TRANSPORT_VER: "1" };
+const V2 = { TOR_PT_MANAGED_TRANSPORT_VER: "2" };
+const DEBUG = ["-logLevel", "debug"];
+
+// --- The error paths ---------------------------------------------------------
+
+/** A named error path: runs, returns everything that was printed or thrown. */
+type Path = readonly [name: string, run: (state: string) => Promise<string>];
+
+const proxyClient = (proxy: string, version = V1, options: RunOptions = {}) => (state: string) =>
+  run(DEBUG, {
+    ...version,
+    TOR_PT_CLIENT_TRANSPORTS: "plain",
+    TOR_PT_STATE_LOCATION: state,
+    TOR_PT_PROXY: proxy,
+  }, options);
+
+const PROXY_PATHS: Path[] = [
+  ["TOR_PT_PROXY with a host name", proxyClient(`http://${PROXY_USER}@proxy.example:8080`)],
+  ["TOR_PT_PROXY without a port", proxyClient(`socks5://${PROXY_USER}@127.0.0.1`)],
+  ["TOR_PT_PROXY with port 99999", proxyClient(`socks5://${PROXY_USER}@127.0.0.1:99999`)],
+  ["TOR_PT_PROXY socks4a with a password", proxyClient(`socks4a://${PROXY_USER}@127.0.0.1:1080`)],
+  ["TOR_PT_PROXY with another scheme", proxyClient(`ftp://${PROXY_USER}@127.0.0.1:21`)],
+  ["TOR_PT_PROXY with a bad escape", proxyClient(`http://alice:%zz${PROXY_MARK}@127.0.0.1:80`)],
+  ["TOR_PT_PROXY with a path", proxyClient(`socks5://${PROXY_USER}@127.0.0.1:1080/x?y#z`)],
+  [
+    "TOR_PT_PROXY with a 300-byte password",
+    proxyClient(`socks5://alice:${PROXY_MARK.repeat(22)}@127.0.0.1:1080`),
+  ],
+  ["TOR_PT_PROXY, bad IPv6, version 2", proxyClient(`http://${PROXY_USER}@[::1:8080`, V2)],
+  ["TOR_PT_PROXY without a scheme", proxyClient(`${PROXY_USER}@127.0.0.1:8080`)],
+  [
+    "a proxy URI given as a stray argument",
+    (state) =>
+      run(["-client", "-transports", "plain", "-state", state, `http://${PROXY_USER}@h:1`], {}),
+  ],
+  [
+    "a proxy URI given as a stray argument without a scheme",
+    (state) => run(["-client", "-transports", "plain", "-state", state, `${PROXY_USER}@h:1`], {}),
+  ],
+  [
+    "a SOCKS5 proxy that is down, a client from 127.0.0.3",
+    (state) =>
+      proxyClient(`socks5://${PROXY_USER}@127.0.0.1:${closedPort()}`, V1, {
+        ready: /CMETHODS DONE/,
+        action: socksFrom("127.0.0.3", 9),
+      })(state),
+  ],
+  [
+    "microsocks refusing the password",
+    async (state) => {
+      const microsocks = requireBinary("microsocks", "microsocks");
+      const port = closedPort();
+      const upstream = new Deno.Command(microsocks, {
+        args: ["-i", "127.0.0.1", "-p", String(port), "-u", "alice", "-P", "other"],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      try {
+        await waitListening(port);
+        return await proxyClient(`socks5://${PROXY_USER}@127.0.0.1:${port}`, V1, {
+          ready: /CMETHODS DONE/,
+          action: socksFrom("127.0.0.4", 9),
+        })(state);
+      } finally {
+        upstream.kill("SIGTERM");
+        await upstream.status;
+      }
+    },
+  ],
+  [
+    "an HTTP proxy answering 407",
+    async (state) => {
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const serving = (async () => {
+        for await (const conn of listener) {
+          await conn.read(new Uint8Array(4096)).catch(() => null);
+          await conn.write(enc.encode("HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"))
+            .catch(() => 0);
+          conn.close();
+        }
+      })().catch(() => {});
+      try {
+        return await proxyClient(`http://${PROXY_USER}@127.0.0.1:${listener.addr.port}`, V1, {
+          ready: /CMETHODS DONE/,
+          action: socksFrom("127.0.0.5", 9),
+        })(state);
+      } finally {
+        listener.close();
+        await serving;
+      }
+    },
+  ],
+  [
+    "the adapter given a bad proxy",
+    async () => {
+      try {
+        await launchClient({
+          path: MAIN,
+          transports: ["plain"],
+          proxy: `http://${PROXY_USER}@h:1`,
+        });
+        return "launched";
+      } catch (error) {
+        return `${error} ${(error as Error).stack}`;
+      }
+    },
+  ],
+  [
+    "parseUpstreamProxy's error",
+    () => {
+      try {
+        return Promise.resolve(JSON.stringify(parseUpstreamProxy(`socks5://${PROXY_USER}@1:0`)));
+      } catch (error) {
+        return Promise.resolve(`${error} ${(error as Error).stack}`);
+      }
+    },
+  ],
+];
+
+const serverEnv = (state: string, extra: Record<string, string>) => ({
+  ...V1,
+  TOR_PT_SERVER_TRANSPORTS: "obfs4",
+  TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
+  TOR_PT_ORPORT: `127.0.0.1:${closedPort()}`,
+  TOR_PT_STATE_LOCATION: state,
+  ...extra,
+});
+
+const PK = hex(PRIVATE_KEY);
+const SEED = hex(DRBG_SEED);
+const ID = hex(NODE_ID);
+
+/** Server paths that report SMETHOD-ERROR and then keep running. */
+const SERVED = { ready: /SMETHODS DONE/ };
+
+const KEY_PATHS: Path[] = [
+  [
+    "server options with a short drbg-seed",
+    (state) =>
+      run(
+        DEBUG,
+        serverEnv(state, {
+          TOR_PT_SERVER_TRANSPORT_OPTIONS:
+            `obfs4:node-id=${ID};obfs4:private-key=${PK};obfs4:drbg-seed=${SEED.slice(2)}`,
+        }),
+        SERVED,
+      ),
+  ],
+  [
+    "server options with a non-hex private-key",
+    (state) =>
+      run(
+        DEBUG,
+        serverEnv(state, {
+          TOR_PT_SERVER_TRANSPORT_OPTIONS: `obfs4:node-id=${ID};obfs4:private-key=zz${
+            PK.slice(2)
+          };obfs4:drbg-seed=${SEED}`,
+        }),
+        SERVED,
+      ),
+  ],
+  [
+    "server options with a public-key that does not match",
+    (state) =>
+      run(
+        DEBUG,
+        serverEnv(state, {
+          TOR_PT_SERVER_TRANSPORT_OPTIONS:
+            `obfs4:node-id=${ID};obfs4:private-key=${PK};obfs4:drbg-seed=${SEED};obfs4:public-key=${SEED}${SEED}`,
+        }),
+        SERVED,
+      ),
+  ],
+  [
+    "server options with a private-key split by an unescaped ';'",
+    (state) =>
+      run(
+        DEBUG,
+        serverEnv(state, {
+          TOR_PT_SERVER_TRANSPORT_OPTIONS: `obfs4:private-key=${PK.slice(0, 20)};${PK.slice(20)}`,
+        }),
+      ),
+  ],
+  [
+    "server options with a pair without '='",
+    (state) => run(DEBUG, serverEnv(state, { TOR_PT_SERVER_TRANSPORT_OPTIONS: `obfs4:${PK}` })),
+  ],
+  [
+    "-options JSON that does not parse",
+    (state) =>
+      run(["-server", "-options", `{"obfs4":{"private-key":"${PK}" "drbg-seed":"${SEED}"}}`], {
+        ...serverEnv(state, {}),
+      }),
+  ],
+  [
+    "-options JSON with a non-string value",
+    (state) =>
+      run(["-options", `{"obfs4":{"private-key":"${PK}","drbg-seed":["${SEED}"]}}`], {
+        ...serverEnv(state, {}),
+      }),
+  ],
+  [
+    "a state file that is not JSON",
+    async (state) => {
+      await Deno.writeTextFile(
+        `${state}/obfs4_state.json`,
+        `{"node-id":"${ID}","private-key":"${PK}","drbg-seed":"${SEED}"`,
+      );
+      return await run(DEBUG, serverEnv(state, {}), SERVED);
+    },
+  ],
+  [
+    "a state file with a bad drbg-seed",
+    async (state) => {
+      await Deno.writeTextFile(
+        `${state}/obfs4_state.json`,
+        JSON.stringify({ "node-id": ID, "private-key": PK, "drbg-seed": `${SEED}00` }),
+      );
+      return await run(DEBUG, serverEnv(state, {}), SERVED);
+    },
+  ],
+  [
+    "parseTransportOptions' errors",
+    () => {
+      const errors = [`obfs4:private-key=${PK};${SEED}`, `obfs4:${PK}`, `{"a":"${PK}`].map((t) => {
+        try {
+          return JSON.stringify([...parseTransportOptions(t)]);
+        } catch (error) {
+          return String(error);
+        }
+      });
+      return Promise.resolve(errors.join("\n"));
+    },
+  ],
+];
+
+const TURN_PATHS: Path[] = [
+  [
+    "-turnuser with an empty user name",
+    (state) =>
+      run(["-server", "-mode", "STUN", "-target", "turn", "-turnuser", `:${TURN_MARK}`], {
+        ...serverEnv(state, {}),
+      }),
+  ],
+  [
+    "-turnuser without STUN mode",
+    (state) => run(["-server", "-turnuser", `u:${TURN_MARK}`], { ...serverEnv(state, {}) }),
+  ],
+  [
+    "-turnuser with -target not turn",
+    (state) =>
+      run(["-server", "-mode", "STUN", "-target", "127.0.0.1:1", "-turnuser", `u:${TURN_MARK}`], {
+        ...serverEnv(state, {}),
+      }),
+  ],
+  ["turn --user with an empty user name", () => run(["turn", "--user", `:${TURN_MARK}`], {})],
+  [
+    "turn with a stray USER:PASSWORD argument",
+    () => run(["turn", "--listen", "127.0.0.1:0", `u:${TURN_MARK}`], {}),
+  ],
+  [
+    "turn with a bad --listen",
+    () => run(["turn", "--user", `u:${TURN_MARK}`, "--realm", "r", "--listen", "nowhere"], {}),
+  ],
+  [
+    "turn that cannot listen",
+    () =>
+      run(["turn", "--user", `u:${TURN_MARK}`, "--realm", "r", "--listen", "192.0.2.1:3478"], {}),
+  ],
+];
+
+const COOKIE_AND_CLIENT_PATHS: Path[] = [
+  [
+    "an auth cookie file with a wrong header, a client from 127.0.0.3",
+    async (state) => {
+      await Deno.writeFile(`${state}/cookie`, new Uint8Array([...HEADER_MARK, ...COOKIE]));
+      const fake = new FakeExtOrPort(COOKIE, () => "okay");
+      try {
+        return await run(["-server", "-transports", "plain", ...DEBUG], {
+          ...serverEnv(state, {
+            TOR_PT_SERVER_TRANSPORTS: "plain",
+            TOR_PT_SERVER_BINDADDR: "plain-127.0.0.1:0",
+            TOR_PT_EXTENDED_SERVER_PORT: `127.0.0.1:${fake.listener.addr.port}`,
+            TOR_PT_AUTH_COOKIE_FILE: `${state}/cookie`,
+          }),
+        }, {
+          ready: /SMETHODS DONE/,
+          action: (out) => fromClient(methodPort(out), "127.0.0.3", enc.encode("hello")),
+        });
+      } finally {
+        await fake[Symbol.asyncDispose]();
+      }
+    },
+  ],
+  [
+    "an auth cookie file of 63 bytes",
+    async (state) => {
+      await Deno.writeFile(`${state}/cookie`, new Uint8Array([...HEADER_MARK, ...COOKIE]).slice(1));
+      const fake = new FakeExtOrPort(COOKIE, () => "okay");
+      try {
+        return await run(DEBUG, {
+          ...serverEnv(state, {
+            TOR_PT_SERVER_TRANSPORTS: "plain",
+            TOR_PT_SERVER_BINDADDR: "plain-127.0.0.1:0",
+            TOR_PT_EXTENDED_SERVER_PORT: `127.0.0.1:${fake.listener.addr.port}`,
+            TOR_PT_AUTH_COOKIE_FILE: `${state}/cookie`,
+          }),
+        }, {
+          ready: /SMETHODS DONE/,
+          action: (out) => fromClient(methodPort(out), "127.0.0.4", enc.encode("hello")),
+        });
+      } finally {
+        await fake[Symbol.asyncDispose]();
+      }
+    },
+  ],
+  ...(["wrong-server-hash", "deny", "garbage"] as const).map((behaviour, i): Path => [
+    `an Extended ORPort that answers ${behaviour}, a client from ${CLIENTS[i + 2]}`,
+    async (state) => {
+      await writeCookieFile(`${state}/cookie`, COOKIE);
+      const fake = new FakeExtOrPort(COOKIE, () => behaviour);
+      try {
+        return await run(DEBUG, {
+          ...serverEnv(state, {
+            TOR_PT_SERVER_TRANSPORTS: "plain",
+            TOR_PT_SERVER_BINDADDR: "plain-127.0.0.1:0",
+            TOR_PT_EXTENDED_SERVER_PORT: `127.0.0.1:${fake.listener.addr.port}`,
+            TOR_PT_AUTH_COOKIE_FILE: `${state}/cookie`,
+          }),
+        }, {
+          ready: /SMETHODS DONE/,
+          action: (out) => fromClient(methodPort(out), CLIENTS[i + 2]!, enc.encode("hello")),
+        });
+      } finally {
+        await fake[Symbol.asyncDispose]();
+      }
+    },
+  ]),
+  [
+    "an obfs4 server given garbage by a client from 127.0.0.3",
+    (state) =>
+      run(DEBUG, serverEnv(state, {}), {
+        ready: /SMETHODS DONE/,
+        action: (out) =>
+          fromClient(methodPort(out), "127.0.0.3", crypto.getRandomValues(new Uint8Array(100))),
+      }),
+  ],
+  [
+    "a plain server whose ORPort is down, a client from 127.0.0.4",
+    (state) =>
+      run(
+        DEBUG,
+        serverEnv(state, {
+          TOR_PT_SERVER_TRANSPORTS: "plain",
+          TOR_PT_SERVER_BINDADDR: "plain-127.0.0.1:0",
+        }),
+        {
+          ready: /SMETHODS DONE/,
+          action: (out) => fromClient(methodPort(out), "127.0.0.4", enc.encode("hello")),
+        },
+      ),
+  ],
+  [
+    "a free-mode server asked for a refused destination by 127.0.0.5",
+    (state) =>
+      run(["-server", "-transports", "plain", "-target", "socks", "-state", state, ...DEBUG], {}, {
+        ready: /SMETHODS DONE/,
+        action: (out) =>
+          fromClient(
+            methodPort(out),
+            "127.0.0.5",
+            new Uint8Array([5, 1, 0]),
+            connectRequest(80, [10, 0, 0, 1]),
+          ),
+      }),
+  ],
+  [
+    "a SOCKS client from 127.0.0.6 sending garbage",
+    (state) =>
+      run(DEBUG, { ...V1, TOR_PT_CLIENT_TRANSPORTS: "plain", TOR_PT_STATE_LOCATION: state }, {
+        ready: /CMETHODS DONE/,
+        action: (out) =>
+          fromClient(methodPort(out), "127.0.0.6", crypto.getRandomValues(new Uint8Array(300))),
+      }),
+  ],
+  [
+    "a SOCKS client from 127.0.0.7 whose destination refuses",
+    (state) =>
+      run(DEBUG, { ...V1, TOR_PT_CLIENT_TRANSPORTS: "plain", TOR_PT_STATE_LOCATION: state }, {
+        ready: /CMETHODS DONE/,
+        action: socksFrom("127.0.0.7", closedPort()),
+      }),
+  ],
+  [
+    "a SOCKS client from 127.0.0.8 with arguments obfs4 refuses",
+    (state) =>
+      run(DEBUG, { ...V1, TOR_PT_CLIENT_TRANSPORTS: "obfs4", TOR_PT_STATE_LOCATION: state }, {
+        ready: /CMETHODS DONE/,
+        action: async (out) => {
+          const args = enc.encode(`cert=bad;iat-mode=0;private-key=${PK}`);
+          await fromClient(
+            methodPort(out),
+            "127.0.0.8",
+            new Uint8Array([5, 1, 2]),
+            new Uint8Array([1, args.length, ...args, 1, 0]),
+            connectRequest(9),
+          );
+        },
+      }),
+  ],
+];
+
+/** What each path must print, so that a path that stopped failing is noticed. */
+const EXPECTED: Record<string, RegExp> = {
+  "TOR_PT_PROXY with a host name": /PROXY-ERROR .*must be an IP address/,
+  "TOR_PT_PROXY without a port": /PROXY-ERROR .*missing or bad port/,
+  "TOR_PT_PROXY with port 99999": /PROXY-ERROR Invalid proxy port/,
+  "TOR_PT_PROXY socks4a with a password": /PROXY-ERROR .*SOCKS4a has no password/,
+  "TOR_PT_PROXY with another scheme": /PROXY-ERROR Unsupported proxy scheme/,
+  "TOR_PT_PROXY with a bad escape": /PROXY-ERROR .*bad percent-encoding/,
+  "TOR_PT_PROXY with a path": /PROXY-ERROR .*path, query or fragment/,
+  "TOR_PT_PROXY with a 300-byte password": /PROXY-ERROR .*1-255 bytes/,
+  "TOR_PT_PROXY, bad IPv6, version 2": /PROXY-ERROR .*expected ip:port/,
+  "TOR_PT_PROXY without a scheme": /PROXY-ERROR .*expected socks5/,
+  "a proxy URI given as a stray argument": /ENV-ERROR Unexpected argument/,
+  "a proxy URI given as a stray argument without a scheme": /ENV-ERROR Unexpected argument/,
+  "a SOCKS5 proxy that is down, a client from 127.0.0.3": /CONNECT=Failed .*refused/,
+  "microsocks refusing the password": /CONNECT=Failed .*refused the credentials/,
+  "an HTTP proxy answering 407": /CONNECT=Failed .*status 407/,
+  "the adapter given a bad proxy": /must be an IP address/,
+  "parseUpstreamProxy's error": /Invalid proxy port 0|must be an IP address/,
+  "server options with a short drbg-seed": /SMETHOD-ERROR .*'drbg-seed' must be 24 bytes/,
+  "server options with a non-hex private-key": /SMETHOD-ERROR .*'private-key' must be 32 bytes/,
+  "server options with a public-key that does not match": /SMETHOD-ERROR .*does not match/,
+  "server options with a private-key split by an unescaped ';'": /ENV-ERROR .*has no 'name:'/,
+  "server options with a pair without '='": /ENV-ERROR .*has no '='/,
+  "-options JSON that does not parse": /ENV-ERROR .*invalid JSON/,
+  "-options JSON with a non-string value": /ENV-ERROR .*must be a string/,
+  "a state file that is not JSON": /SMETHOD-ERROR .*invalid JSON/,
+  "a state file with a bad drbg-seed": /SMETHOD-ERROR .*'drbg-seed'/,
+  "parseTransportOptions' errors": /has no 'name:'[^]*has no '='[^]*invalid JSON/,
+  "-turnuser with an empty user name": /ENV-ERROR Invalid -turnuser/,
+  "-turnuser without STUN mode": /ENV-ERROR -turnuser needs/,
+  "-turnuser with -target not turn": /ENV-ERROR -turnuser needs/,
+  "turn --user with an empty user name": /--user must be USER:PASSWORD/,
+  "turn with a stray USER:PASSWORD argument": /unexpected argument 3/,
+  "turn with a bad --listen": /Cannot parse --listen/,
+  "turn that cannot listen": /cannot listen on/,
+};
+
+Deno.test("secret scan: no marker secret or client address appears in the output of 45 error paths", async () => {
+  const paths = [...PROXY_PATHS, ...KEY_PATHS, ...TURN_PATHS, ...COOKIE_AND_CLIENT_PATHS];
+  ok(paths.length >= 45, `only ${paths.length} paths`);
+  const forms = markerForms();
+  const leaks: string[] = [];
+  for (const [name, runPath] of paths) {
+    const state = await Deno.makeTempDir();
+    try {
+      const output = await runPath(state);
+      // The last line of each path shows in the run what was exercised.
+      console.log(`${name}:\n  ${output.trim().split("\n").at(-1)}`);
+      const expected = EXPECTED[name] ?? /LOG SEVERITY=(warning|info) /;
+      ok(expected.test(output), `${name}: expected ${expected} in\n${output}`);
+      for (const form of forms) {
+        if (output.includes(form)) leaks.push(`${name}: ${JSON.stringify(form)} in\n${output}`);
+      }
+    } finally {
+      await Deno.remove(state, { recursive: true });
+    }
+  }
+  ok(leaks.length === 0, leaks.join("\n\n"));
+});
