@@ -37,7 +37,8 @@ export const FLAGS: readonly FlagSpec[] = [
     key: "version",
     env: "TOR_PT_MANAGED_TRANSPORT_VER",
     value: "LIST",
-    help: "PT versions the parent supports, comma-separated (1 or 2)",
+    help:
+      "PT versions the parent supports, comma-separated (1 or 2); --version alone prints ptkit's version",
   },
   {
     names: ["transports"],

@@ -19,6 +19,7 @@ import { SignalHub } from "./signal_hub.ts";
 import { RepeatedKeyLog } from "./first_value_pairs.ts";
 import { MAX_MESSAGE_LINE_LENGTH } from "./message_line.ts";
 import { parseUserinfo } from "../net/userinfo.ts";
+import { PTKIT_VERSION } from "./version.ts";
 
 /** Exit codes of the managed proxy (PT 2.0 draft 1, sysexits.h). */
 export const ExitCode = {
@@ -114,6 +115,10 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     plainOut(usage(command));
     return ExitCode.ok;
   }
+  if (asksForVersion(options.args)) {
+    plainOut(`ptkit ${PTKIT_VERSION}\n`);
+    return ExitCode.ok;
+  }
   if (options.args.length === 0 && Object.keys(env).length === 0) {
     plainErr(usage(command));
     plainErr("No configuration: this program is started by tor or with flags.\n");
@@ -156,6 +161,9 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
       throw new Exit(ExitCode.config);
     }
     output.version(version);
+    // pt-spec's version report (tor records it). Older arti refuses a
+    // STATUS line without TRANSPORT=, so one comes first, naming ptkit.
+    output.status("ptkit", { TYPE: "version", IMPLEMENTATION: "ptkit", VERSION: PTKIT_VERSION });
 
     // 2. Configuration.
     const envError = (message: string): never => {
@@ -189,6 +197,19 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
       );
     }
     const transports = transportList!.split(",").map((t) => t.trim()).filter((t) => t !== "");
+    const registry = options.registry ?? defaultRegistry;
+    // Unknown names get no CMETHOD-ERROR (the spec says to ignore them, and
+    // arti fails on one), but the operator is told.
+    const logUnknown = () => {
+      for (const name of new Set(transports.filter((t) => !registry.has(t)))) {
+        output.log(
+          "warning",
+          `Unknown transport ${JSON.stringify(name.slice(0, 64))} ignored (available: ${
+            [...registry.keys()].join(", ")
+          })`,
+        );
+      }
+    };
     let transportOptions = new Map<string, TransportOptions>();
     const optionsText = value("options");
     if (optionsText !== undefined) {
@@ -219,10 +240,11 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     if (server) {
       const settings = serverSettings(flags.values, value, getEnv, envError);
       const watch = new ShutdownWatch(watchOptions);
+      logUnknown();
       const running = await startServer({
         ...settings,
         transports,
-        registry: options.registry ?? defaultRegistry,
+        registry,
         options: transportOptions,
         stateDir,
         signals,
@@ -274,7 +296,7 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
       } catch (error) {
         envError((error as Error).message);
       }
-      const known = transports.filter((t) => (options.registry ?? defaultRegistry).has(t));
+      const known = transports.filter((t) => registry.has(t));
       if (listen.port !== 0 && new Set(known).size > 1) {
         envError("-proxylistenaddr with a fixed port allows only one transport");
       }
@@ -309,9 +331,10 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
 
     // 4. Transports.
     const watch = new ShutdownWatch(watchOptions);
+    logUnknown();
     const running = await startClient({
       transports,
-      registry: options.registry ?? defaultRegistry,
+      registry,
       mode: mode as ClientSettings["mode"],
       ...(udpQueue === undefined ? {} : { udpQueue }),
       ...(idleTimeout === undefined ? {} : { udpIdleTimeout: idleTimeout }),
@@ -331,6 +354,17 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     if (error instanceof Exit) return error.code;
     throw error;
   }
+}
+
+/**
+ * Whether the arguments ask for ptkit's version: `--version` (or
+ * `-version`) with nothing after it or a flag after it. `-version LIST`
+ * stays the PT 2.0 draft 1 spelling of `-ptversion`.
+ */
+function asksForVersion(args: readonly string[]): boolean {
+  return args.some((arg, i) =>
+    /^--?version$/i.test(arg) && (i + 1 >= args.length || args[i + 1]!.startsWith("-"))
+  );
 }
 
 async function makeStateDir(

@@ -31,7 +31,8 @@
  * });
  * deepStrictEqual(await done, 0);
  * deepStrictEqual(lines[0], "VERSION 1\n");
- * ok(lines[1]!.startsWith("CMETHOD plain socks5 127.0.0.1:"));
+ * ok(lines[1]!.startsWith("STATUS TRANSPORT=ptkit TYPE=version IMPLEMENTATION=ptkit VERSION="));
+ * ok(lines[2]!.startsWith("CMETHOD plain socks5 127.0.0.1:"));
  * ```
  *
  * @module
@@ -62,3 +63,4 @@ export * from "./outbound_dialer.ts";
 export * from "./managed_server.ts";
 export * from "./bridge_line.ts";
 export * from "./cli.ts";
+export * from "./version.ts";

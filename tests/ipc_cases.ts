@@ -240,22 +240,35 @@ export const cases: Case[] = [
   },
   {
     name: "transport that rejects its options: CMETHOD-ERROR on stdout with version 1",
-    args: ["-mode", "transparent-TCP", "-target", "127.0.0.1:9", "-options", "plain:k=v"],
+    args: [
+      ...["-transports", "obfs4", "-mode", "transparent-TCP", "-target", "127.0.0.1:9"],
+      ...["-options", "obfs4:cert=bad;obfs4:iat-mode=0;obfs4:color=blue"],
+    ],
     env: v1,
     code: 0,
     stdout: [
       "VERSION 1",
-      /^CMETHOD-ERROR plain Cannot configure transport 'plain'/,
+      /^CMETHOD-ERROR obfs4 Cannot configure transport 'obfs4': 'cert' must be/,
       "CMETHODS DONE",
     ],
   },
   {
     name: "transport that rejects its options: CMETHOD-ERROR on stderr with version 2",
-    args: ["-mode", "transparent-TCP", "-target", "127.0.0.1:9", "-options", '{"plain":{"k":"v"}}'],
+    args: [
+      ...["-transports", "obfs4", "-mode", "transparent-TCP", "-target", "127.0.0.1:9"],
+      ...["-options", '{"obfs4":{"iat-mode":"0"}}'],
+    ],
     env: v2,
     code: 0,
     stdout: ["VERSION 2", "CMETHODS DONE"],
-    stderr: [/^CMETHOD-ERROR plain Cannot configure transport 'plain'/m],
+    stderr: [/^CMETHOD-ERROR obfs4 Cannot configure transport 'obfs4': missing option 'cert'/m],
+  },
+  {
+    name: "a transport ignores options it does not know, and says so",
+    args: ["-mode", "transparent-TCP", "-target", "127.0.0.1:9", "-options", "plain:k=v"],
+    env: v1,
+    code: 0,
+    stdout: ["VERSION 1", /^CMETHOD plain transparent-TCP 127\.0\.0\.1:[0-9]+$/, "CMETHODS DONE"],
   },
   {
     name: "flags alone: transparent-TCP",
@@ -327,11 +340,25 @@ export const cases: Case[] = [
 ];
 
 /** Check one run's exit code and output against its case. */
+/** The `STATUS TYPE=version` line that follows `VERSION`. */
+export const VERSION_STATUS =
+  /^STATUS TRANSPORT=ptkit TYPE=version IMPLEMENTATION=ptkit VERSION=[0-9]+\.[0-9]+\.[0-9]+$/;
+
+/**
+ * stdout's protocol lines without `LOG` lines and the version report, which
+ * must follow `VERSION` at once wherever there is one.
+ */
+export function protocolLines(stdout: string, context: string): string[] {
+  const all = assertProtocolOnly(stdout);
+  const versionAt = all.findIndex((l) => /^VERSION [0-9]/.test(l));
+  if (versionAt >= 0) match(all[versionAt + 1] ?? "", VERSION_STATUS, context);
+  return all.filter((l) => !l.startsWith("LOG ") && !VERSION_STATUS.test(l));
+}
+
 export function checkCase(c: Case, code: number, stdout: string, stderr: string): void {
   const context = `stdout: ${stdout}\nstderr: ${stderr}`;
   const usageCase = c.stdout.length > 0 && String(c.stdout[0]).includes("Usage");
-  const lines = usageCase ? stdout.split("\n") : assertProtocolOnly(stdout)
-    .filter((l) => !l.startsWith("LOG "));
+  const lines = usageCase ? stdout.split("\n") : protocolLines(stdout, context);
   deepStrictEqual(code, c.code, context);
   if (!usageCase) deepStrictEqual(lines.length, c.stdout.length, context);
   c.stdout.forEach((expected, i) => {

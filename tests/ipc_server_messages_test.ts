@@ -4,7 +4,8 @@
 // SMETHODS DONE).
 
 import { deepStrictEqual, match } from "node:assert";
-import { assertProtocolOnly, childEnv, MAIN } from "./ipc_util.ts";
+import { childEnv, MAIN } from "./ipc_util.ts";
+import { protocolLines } from "./ipc_cases.ts";
 
 interface Case {
   name: string;
@@ -293,7 +294,7 @@ for (const c of cases) {
     const stdout = new TextDecoder().decode(output.stdout);
     const stderr = new TextDecoder().decode(output.stderr);
     const context = `stdout: ${stdout}\nstderr: ${stderr}`;
-    const lines = assertProtocolOnly(stdout).filter((l) => !l.startsWith("LOG "));
+    const lines = protocolLines(stdout, context);
     deepStrictEqual(output.code, c.code, context);
     deepStrictEqual(lines.length, c.stdout.length, context);
     c.stdout.forEach((expected, i) => {

@@ -47,6 +47,9 @@ for (const transport of ["plain", "obfs4"]) {
           60000,
         );
         const bridgeInfo = bridge.log;
+        // tor takes the version report (it warns about malformed ones).
+        ok(bridgeInfo.includes("(STATUS TRANSPORT=ptkit TYPE=version IMPLEMENTATION=ptkit"));
+        ok(!/STATUS (message|TYPE=version line)/.test(bridgeInfo), bridgeInfo);
         const smethod = new RegExp(
           `\\(SMETHOD ${transport} 127\\.0\\.0\\.1:${ptPort}( ARGS:[^)]*)?\\)`,
         )
@@ -58,6 +61,17 @@ for (const transport of ["plain", "obfs4"]) {
           ok(args.cert && args["iat-mode"] === "0", smethod[0]);
           const file = await Deno.readTextFile(`${dir}/bridge/pt_state/obfs4_bridgeline.txt`);
           ok(file.includes(`cert=${args.cert} iat-mode=0`), file);
+          // tor writes the finished line (address, port, fingerprint) itself.
+          const finished = await Deno.readTextFile(`${dir}/bridge/bridgelines`);
+          ok(
+            new RegExp(
+              `^Bridge obfs4 127\\.0\\.0\\.1:${ptPort} [0-9A-F]{40} cert=${
+                args.cert!.replace(/[+/]/g, "\\$&")
+              } iat-mode=0$`,
+              "m",
+            ).test(finished),
+            finished,
+          );
           bridgeArgs = ` cert=${args.cert} iat-mode=0`;
         } else {
           deepStrictEqual(smethod[1], undefined, "plain has no ARGS");
