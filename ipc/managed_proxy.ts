@@ -73,8 +73,9 @@ class Exit extends Error {
  * read the configuration from flags and `TOR_PT_*` variables (flags win),
  * negotiate the version, check the upstream proxy, start the transports,
  * report them on stdout, then serve until stdin closes (with
- * `TOR_PT_EXIT_ON_STDIN_CLOSE=1`), SIGTERM, SIGINT (drain; a second one
- * exits), or the parent dies. Each transport gets `local` (files in the
+ * `TOR_PT_EXIT_ON_STDIN_CLOSE=1`), SIGTERM, SIGINT (drain; a second one,
+ * half a second or more later, exits: one Ctrl-C reaches a PT under
+ * `deno task` twice), or the parent dies. Each transport gets `local` (files in the
  * state directory) and `signals`: what it writes becomes a `CMESSAGE` line
  * (client) or `SMESSAGE` line (server) on stdout, and the other kind read
  * on stdin (whenever stdin is not a terminal) is delivered to it; bad
@@ -567,6 +568,12 @@ interface ShutdownOptions {
 }
 
 /**
+ * How long after the first SIGINT another one counts as a second (exit at
+ * once) rather than the same keypress delivered twice.
+ */
+const SECOND_SIGINT_AFTER_MS = 500;
+
+/**
  * Watches what should end the proxy. Started before any transport so that a
  * signal arriving during start-up is not lost (Deno's default action would
  * kill the process with a non-zero status).
@@ -608,10 +615,19 @@ class ShutdownWatch {
     const onTerm = () => fire("now", "SIGTERM");
     Deno.addSignalListener("SIGTERM", onTerm);
     this.#cleanups.push(() => Deno.removeSignalListener("SIGTERM", onTerm));
-    let interrupts = 0;
+    // One Ctrl-C in a terminal reaches every process of the foreground
+    // group, and `deno task` forwards its own copy to its child: one
+    // keypress arrives twice within a millisecond. A SIGINT counts as the
+    // second only when it comes SECOND_SIGINT_AFTER_MS after the first.
+    let firstInterrupt: number | undefined;
     const onInt = () => {
-      if (++interrupts > 1) fire("now", "second SIGINT");
-      else fire("drain", "SIGINT");
+      const now = performance.now();
+      if (firstInterrupt === undefined) {
+        firstInterrupt = now;
+        fire("drain", "SIGINT");
+      } else if (now - firstInterrupt >= SECOND_SIGINT_AFTER_MS) {
+        fire("now", "second SIGINT");
+      }
     };
     Deno.addSignalListener("SIGINT", onInt);
     this.#cleanups.push(() => Deno.removeSignalListener("SIGINT", onInt));
@@ -634,7 +650,10 @@ class ShutdownWatch {
             running.close().then(resolve, resolve);
           } else {
             const drained = running.drain();
-            output.log("notice", "SIGINT: no new connections; waiting for open ones to end");
+            output.log(
+              "notice",
+              "SIGINT: no new connections; waiting for open ones to end (SIGINT again to exit now)",
+            );
             drained.then(resolve, resolve);
           }
         };

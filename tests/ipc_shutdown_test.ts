@@ -95,12 +95,35 @@ Deno.test("main.ts drains on SIGINT: no new connections, open ones go on, then e
   await Deno.remove(state, { recursive: true });
 });
 
-Deno.test("main.ts exits 0 on a second SIGINT while connections are open", async () => {
+Deno.test("main.ts counts SIGINTs that arrive together as one: one Ctrl-C under deno task drains", async () => {
+  const { pt, port, state } = await start();
+  await using _ = pt;
+  const { conn, peer, roundTrip } = await openRelay(port);
+  // A terminal's Ctrl-C and deno task's forwarded copy: back to back.
+  pt.child.kill("SIGINT");
+  pt.child.kill("SIGINT");
+  pt.child.kill("SIGINT");
+  await pt.waitFor(/SIGINT: no new connections/);
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  // Still draining: the open connection carries on.
+  await roundTrip();
+  ok(!pt.lines.some((l) => /Shutting down/.test(l)), String(pt.lines));
+  conn.close();
+  peer.close();
+  const { code, stderr, lines } = await pt.exit();
+  deepStrictEqual([code, stderr], [0, ""]);
+  deepStrictEqual(lines.filter((l) => /SIGINT/.test(l)).length, 1, String(lines));
+  await Deno.remove(state, { recursive: true });
+});
+
+Deno.test("main.ts exits 0 on a second SIGINT (half a second later) while connections are open", async () => {
   const { pt, port, state } = await start();
   await using _ = pt;
   const { conn, peer } = await openRelay(port);
   pt.child.kill("SIGINT");
   await pt.waitFor(/SIGINT: no new connections/);
+  // Another keypress, not the same one delivered twice.
+  await new Promise((resolve) => setTimeout(resolve, 700));
   pt.child.kill("SIGINT");
   const { code } = await pt.exit();
   deepStrictEqual(code, 0);

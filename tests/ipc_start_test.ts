@@ -35,3 +35,77 @@ Deno.test("deno task start runs server and client, its curl line works, SIGINT s
   ok((await Deno.stat(`${home}/.local/state/ptkit/start/server/obfs4_state.json`)).isFile);
   await Deno.remove(home, { recursive: true });
 });
+
+/** The process group of `pid` (from /proc). */
+async function processGroup(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+}
+
+Deno.test("deno task start drains on one SIGINT to its process group: a transfer in flight completes intact", async () => {
+  requireBinary("curl", "curl");
+  requireBinary("setsid", "util-linux");
+  // A slow page: 4 MiB in 64 KiB chunks, one every 40 ms.
+  const body = crypto.getRandomValues(new Uint8Array(64 * 1024));
+  const chunks = 64;
+  const expected = new Uint8Array(body.length * chunks);
+  for (let i = 0; i < chunks; i++) expected.set(body.map((b) => b ^ i), i * body.length);
+  const page = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+    let sent = 0;
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (sent === chunks) return controller.close();
+          await new Promise((resolve) => setTimeout(resolve, 40));
+          controller.enqueue(expected.slice(sent * body.length, (sent + 1) * body.length));
+          sent++;
+        },
+      }),
+    );
+  });
+  const home = await Deno.makeTempDir({ prefix: "ptkit_start_" });
+  const denoDir = Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`;
+  // Its own session and process group, as a terminal's foreground job.
+  await using start = new TextProcess("setsid", [
+    ...["deno", "task", "--cwd", root, "start"],
+    ...["--allow", `127.0.0.1:${page.addr.port}`, "--state", `${home}/state`],
+  ], { HOME: home, DENO_DIR: denoDir });
+  const socks = (await start.waitFor(/SOCKS5 proxy: (127\.0\.0\.1:[0-9]+)/))[1]!;
+  await start.waitFor(/Press Ctrl-C to stop/);
+  const group = await processGroup(start.child.pid);
+  deepStrictEqual(group, start.child.pid, "deno task leads its own process group");
+  const file = `${home}/page`;
+  const transfer = new Deno.Command("curl", {
+    args: [
+      "-sS",
+      "-m",
+      "120",
+      "--socks5-hostname",
+      socks,
+      "-o",
+      file,
+      `http://127.0.0.1:${page.addr.port}/`,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  // Once some of it has arrived: one Ctrl-C, as a terminal sends it, to
+  // deno task and the PT alike.
+  for (;;) {
+    const size = await Deno.stat(file).then((s) => s.size, () => 0);
+    if (size >= 256 * 1024) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  Deno.kill(-group, "SIGINT");
+  const result = await transfer;
+  deepStrictEqual(result.code, 0, new TextDecoder().decode(result.stderr));
+  const received = await Deno.readFile(file);
+  deepStrictEqual(received.length, expected.length, "the transfer was cut");
+  ok(received.every((b, i) => b === expected[i]), "the transfer arrived corrupted");
+  const status = await start.child.status;
+  deepStrictEqual(status.code, 0, start.stderr);
+  match(start.stderr, /SIGINT: no new connections/);
+  ok(!/second SIGINT|Shutting down/.test(start.stderr), start.stderr);
+  await page.shutdown();
+  await Deno.remove(home, { recursive: true });
+});
