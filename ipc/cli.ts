@@ -316,6 +316,16 @@ async function server(flags: Record<string, string>, context: Context): Promise<
     };
     const line = formatBridgeLine(bridge);
     const isFree = target === "socks";
+    // 0.0.0.0 and :: mean "every interface", not an address to dial.
+    const unreachable = publicAddress === undefined &&
+      (listening.hostname === "0.0.0.0" || listening.hostname === "::");
+    if (unreachable) {
+      context.err(
+        `Warning: the bridge line below says ${
+          formatHostPort(listening)
+        }, which clients cannot dial: use --public-address IP:${listening.port}\n`,
+      );
+    }
     context.out(
       [
         `ptkit server: ${name} listening on ${addr}, ${
@@ -330,8 +340,15 @@ async function server(flags: Record<string, string>, context: Context): Promise<
         `  ${context.command} client --bridge '${line}' ${
           isFree ? "--socks 127.0.0.1:1080" : "--tcp 127.0.0.1:5000"
         }`,
-        ...(listening.hostname === "0.0.0.0" || listening.hostname === "::"
-          ? ["", "(Replace the address with this machine's public IP, or use --public-address.)"]
+        ...(unreachable
+          ? [
+            "",
+            `Warning: ${
+              formatHostPort(listening)
+            } in this bridge line is the listen address, which no client can`,
+            "dial: replace it with this machine's public IP address, or restart with",
+            `--public-address IP:${listening.port}.`,
+          ]
           : []),
         "",
         "Ctrl-C stops the server.",

@@ -268,8 +268,13 @@ export function usage(command: string): string {
     "",
     "A Pluggable Transports managed proxy (tor's ClientTransportPlugin and",
     "ServerTransportPlugin, PT 1.0 and 2.0 IPC). Flags override the TOR_PT_* environment",
-    "variables; -flag and --flag both work. Friendlier standalone commands:",
-    `${command} server|client|start --help.`,
+    "variables; -flag and --flag both work. Friendlier standalone commands (each",
+    "takes --help):",
+    `  ${command} server    a transport server that prints its bridge line`,
+    `  ${command} client    a SOCKS5 proxy through a bridge line`,
+    `  ${command} start     a server and a client on loopback, to try`,
+    `  ${command} turn      a TURN server (RFC 8656) over UDP`,
+    `${command} --version prints ptkit's version.`,
     "",
   ];
   for (const flag of FLAGS) {

@@ -67,3 +67,63 @@ Deno.test("runCli server reports a listen failure and exits non-zero", async () 
   match(err, /^Error: plain /m);
   await Deno.remove(state, { recursive: true });
 });
+
+Deno.test("main.ts server warns when its bridge line says 0.0.0.0, not with --public-address", async () => {
+  const state = await Deno.makeTempDir();
+  const serve = async (extra: string[]) => {
+    const stop = new AbortController();
+    let out = "";
+    let err = "";
+    const done = runCli([
+      ...["server", "--transport", "obfs4", "--listen", "0.0.0.0:0", "--state", state],
+      ...extra,
+    ], {
+      stdout: (t) => {
+        out += t;
+        if (out.includes("Ctrl-C stops the server")) stop.abort();
+      },
+      stderr: (t) => err += t,
+      getEnv: () => undefined,
+      process: false,
+      signal: stop.signal,
+    });
+    deepStrictEqual(await done, 0, err);
+    return { out, err };
+  };
+  const bare = await serve([]);
+  const port = /listening on 0\.0\.0\.0:([0-9]+)/.exec(bare.out)![1]!;
+  match(bare.out, new RegExp(`^  obfs4 0\\.0\\.0\\.0:${port} cert=\\S+ iat-mode=0$`, "m"));
+  match(bare.out, /^Warning: 0\.0\.0\.0:[0-9]+ in this bridge line is the listen address/m);
+  match(
+    bare.err,
+    new RegExp(`^Warning: .*clients cannot dial: use --public-address IP:${port}$`, "m"),
+  );
+  const published = await serve(["--public-address", "203.0.113.7:443"]);
+  match(published.out, /^ {2}obfs4 203\.0\.113\.7:443 cert=\S+ iat-mode=0$/m);
+  ok(!/Warning/.test(published.out + published.err), published.out + published.err);
+  // ptkit's own bridge line file says which of its fields are placeholders.
+  const file = await Deno.readTextFile(`${state}/obfs4_bridgeline.txt`);
+  match(file, /<IP ADDRESS>, <PORT> and <FINGERPRINT> below are placeholders/);
+  match(file, /tor writes the finished line itself to DataDirectory\/bridgelines/);
+  match(file, /^Bridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert=\S+ iat-mode=0$/m);
+  await Deno.remove(state, { recursive: true });
+});
+
+Deno.test("main.ts --help lists every command and main.ts turn --help works", async () => {
+  const main = new URL("../main.ts", import.meta.url).pathname;
+  const decoder = new TextDecoder();
+  const help = await new Deno.Command(main, { args: ["--help"], stdin: "null" }).output();
+  deepStrictEqual(help.code, 0);
+  const text = decoder.decode(help.stdout);
+  for (const command of ["server", "client", "start", "turn"]) {
+    match(text, new RegExp(`^  main\\.ts ${command} `, "m"));
+  }
+  match(text, /--version/);
+  const turn = await new Deno.Command(main, { args: ["turn", "--help"], stdin: "null" }).output();
+  deepStrictEqual([turn.code, decoder.decode(turn.stderr)], [0, ""]);
+  match(
+    decoder.decode(turn.stdout),
+    /^Usage: main\.ts turn --listen HOST:PORT --user USER:PASSWORD/,
+  );
+  match(decoder.decode(turn.stdout), /--realm REALM/);
+});

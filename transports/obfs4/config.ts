@@ -280,10 +280,15 @@ export function generateServerConfig(
  */
 export function bridgeLine(config: ServerConfig): string {
   return [
-    "# obfs4 bridge line (written by ptkit).",
+    "# obfs4 bridge line, written by ptkit from this bridge's keys.",
     "#",
-    "# Fill in <IP ADDRESS>, <PORT> and <FINGERPRINT> with the bridge's public",
-    "# address, obfs4 port and relay fingerprint before handing it out.",
+    "# <IP ADDRESS>, <PORT> and <FINGERPRINT> below are placeholders, not",
+    "# values: before handing the line out, replace them with",
+    "#   <IP ADDRESS>   the bridge's public IP address (IPv6 in brackets),",
+    "#   <PORT>         its obfs4 port (ServerTransportListenAddr),",
+    "#   <FINGERPRINT>  its relay fingerprint (DataDirectory/fingerprint).",
+    "# tor writes the finished line itself to DataDirectory/bridgelines.",
+    "# Editing this file has no effect: the keys live in obfs4_state.json.",
     "",
     `Bridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert=${
       encodeCert(config.keys)

@@ -7,6 +7,22 @@ import { serveTurnUdp } from "./udp_server.ts";
 const USAGE =
   "usage: turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM [--allow-loopback-peers]";
 
+const HELP = `Usage: main.ts turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM
+                    [--allow-loopback-peers]
+
+A TURN server (RFC 8656) over UDP, with long-term credentials, until SIGINT or
+SIGTERM. Loopback, private, link-local and multicast peers are refused (403).
+
+  --listen HOST:PORT        address to listen on (IPv6 in brackets)
+  --user USER:PASSWORD      a user; the user name ends at the first ':' (repeatable)
+  --realm REALM             the realm
+  --allow-loopback-peers    also relay to loopback peers
+  --help                    print this help
+
+Example:
+  main.ts turn --listen 127.0.0.1:3478 --user u:p --realm example.org
+`;
+
 /**
  * The `turn` command: a standalone TURN server on UDP until SIGINT or SIGTERM.
  *
@@ -14,7 +30,8 @@ const USAGE =
  * (a leading "turn" argument is skipped). Prints `turn: listening on HOST:PORT` to stderr.
  *
  * @param args Command-line arguments after the program name.
- * @returns The exit code: 0 after a signal, 2 on bad arguments, 1 when it cannot listen.
+ * @returns The exit code: 0 after a signal or `--help`, 2 on bad arguments, 1 when it
+ * cannot listen.
  *
  * @example Bad arguments
  * ```ts
@@ -26,6 +43,11 @@ const USAGE =
  */
 export async function runTurnCommand(args: string[]): Promise<number> {
   const rest = args[0] === "turn" ? args.slice(1) : args;
+  if (rest.some((arg) => arg === "--help" || arg === "-help" || arg === "-h")) {
+    // Written in one piece so nothing else can interleave.
+    Deno.stdout.writeSync(new TextEncoder().encode(HELP));
+    return 0;
+  }
   let listen: string | undefined;
   let realm: string | undefined;
   let allowLoopbackPeers = false;
