@@ -35,6 +35,11 @@ export class TextProcess implements AsyncDisposable {
     });
   }
 
+  /** Resolves once stdout and stderr have ended. */
+  get done(): Promise<void> {
+    return this.#done;
+  }
+
   /** Wait until stdout matches `pattern` (fails if the child's output ends first). */
   async waitFor(pattern: RegExp): Promise<RegExpExecArray> {
     let ended = false;

@@ -7,7 +7,7 @@
 import { deepStrictEqual, notStrictEqual } from "node:assert";
 import { relay } from "../net/relay.ts";
 import { SocksServer } from "../ipc/socks_server.ts";
-import { PtProcess, readN, requireBinary } from "./ipc_util.ts";
+import { PtProcess, readN, startMicrosocks } from "./ipc_util.ts";
 
 /** An echo service that counts the connections it accepted. */
 class CountingEcho {
@@ -66,18 +66,6 @@ function freePort(): number {
   return l.addr.port;
 }
 
-async function waitListening(port: number): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-  throw new Error(`Nothing listens on port ${port}`);
-}
-
 async function startPt(proxy: string): Promise<{ pt: PtProcess; port: number; state: string }> {
   const state = await Deno.makeTempDir();
   const pt = new PtProcess([], {
@@ -92,15 +80,9 @@ async function startPt(proxy: string): Promise<{ pt: PtProcess; port: number; st
 }
 
 Deno.test("main.ts dials through microsocks with user and password, and fails closed when it stops", async () => {
-  const microsocks = requireBinary("microsocks", "microsocks");
   const echo = new CountingEcho();
-  const port = freePort();
-  const upstream = new Deno.Command(microsocks, {
-    args: ["-i", "127.0.0.1", "-p", String(port), "-u", "ptuser", "-P", "pt pass"],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  await waitListening(port);
+  const upstream = await startMicrosocks("ptuser", "pt pass");
+  const port = upstream.port;
   const { pt, port: ptPort, state } = await startPt(
     `socks5://ptuser:pt%20pass@127.0.0.1:${port}`,
   );
@@ -109,8 +91,7 @@ Deno.test("main.ts dials through microsocks with user and password, and fails cl
   deepStrictEqual(await socksEcho(ptPort, echo.port), 0);
   deepStrictEqual(echo.accepted, 2);
 
-  upstream.kill("SIGTERM");
-  await upstream.status;
+  await upstream.kill();
   deepStrictEqual(await socksEcho(ptPort, echo.port), 0x05);
   deepStrictEqual(echo.accepted, 2, "a connection bypassed the stopped proxy");
 
@@ -121,23 +102,16 @@ Deno.test("main.ts dials through microsocks with user and password, and fails cl
 });
 
 Deno.test("main.ts reports a SOCKS error when microsocks refuses the credentials", async () => {
-  const microsocks = requireBinary("microsocks", "microsocks");
   const echo = new CountingEcho();
-  const port = freePort();
-  const upstream = new Deno.Command(microsocks, {
-    args: ["-i", "127.0.0.1", "-p", String(port), "-u", "ptuser", "-P", "right"],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  await waitListening(port);
+  const upstream = await startMicrosocks("ptuser", "right");
+  const port = upstream.port;
   const { pt, port: ptPort, state } = await startPt(`socks5://ptuser:wrong@127.0.0.1:${port}`);
   await using _ = pt;
   notStrictEqual(await socksEcho(ptPort, echo.port), 0);
   deepStrictEqual(echo.accepted, 0);
   await pt.closeStdin();
   deepStrictEqual((await pt.exit()).code, 0);
-  upstream.kill("SIGTERM");
-  await upstream.status;
+  await upstream.kill();
   await echo.close();
   await Deno.remove(state, { recursive: true });
 });
@@ -311,23 +285,16 @@ Deno.test("main.ts sends a TOR_PT_PROXY password holding '@' and ':' to an HTTP 
 });
 
 Deno.test("main.ts sends a TOR_PT_PROXY password holding '@' and ':' to microsocks (RFC 1929)", async () => {
-  const microsocks = requireBinary("microsocks", "microsocks");
   const echo = new CountingEcho();
-  const port = freePort();
-  const upstream = new Deno.Command(microsocks, {
-    args: ["-i", "127.0.0.1", "-p", String(port), "-u", "alice", "-P", "p@ss:w0rd"],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  await waitListening(port);
+  const upstream = await startMicrosocks("alice", "p@ss:w0rd");
+  const port = upstream.port;
   const { pt, port: ptPort, state } = await startPt(`socks5://alice:p@ss:w0rd@127.0.0.1:${port}`);
   await using _ = pt;
   deepStrictEqual(await socksEcho(ptPort, echo.port), 0);
   deepStrictEqual(echo.accepted, 1);
   await pt.closeStdin();
   deepStrictEqual((await pt.exit()).code, 0);
-  upstream.kill("SIGTERM");
-  await upstream.status;
+  await upstream.kill();
   await echo.close();
   await Deno.remove(state, { recursive: true });
 });

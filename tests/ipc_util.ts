@@ -176,3 +176,41 @@ export function requireBinary(binary: string, pkg: string): string {
   }
   throw new Error(`${binary} not found: install the Debian package '${pkg}'`);
 }
+
+/** Wait until something accepts TCP connections on 127.0.0.1:`port` (at most 5 s). */
+export async function waitListening(port: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+  throw new Error(`Nothing listens on port ${port}`);
+}
+
+/** microsocks on a free port with one user; stop it with `kill`. */
+export async function startMicrosocks(
+  user: string,
+  password: string,
+): Promise<{ port: number; kill(): Promise<void> }> {
+  const microsocks = requireBinary("microsocks", "microsocks");
+  const port = (() => {
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    return listener.addr.port;
+  })();
+  const process = new Deno.Command(microsocks, {
+    args: ["-i", "127.0.0.1", "-p", String(port), "-u", user, "-P", password],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await waitListening(port);
+  return {
+    port,
+    async kill() {
+      process.kill("SIGTERM");
+      await process.status;
+    },
+  };
+}

@@ -5,7 +5,8 @@
 // name ptkit does not have.
 
 import { deepStrictEqual, match, ok } from "node:assert";
-import { childEnv, MAIN } from "./ipc_util.ts";
+import { MAIN } from "./ipc_util.ts";
+import { TextProcess } from "./cli_util.ts";
 import { parsePtLine } from "../ipc/adapter/pt_line.ts";
 
 const { version } = JSON.parse(
@@ -13,20 +14,10 @@ const { version } = JSON.parse(
 ) as { version: string };
 
 async function main(args: string[], env: Record<string, string> = {}) {
-  const output = await new Deno.Command(MAIN, {
-    args,
-    env: childEnv(env),
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+  await using pt = new TextProcess(MAIN, args, env);
+  const { code } = await pt.child.status;
+  await pt.done;
+  return { code, stdout: pt.stdout, stderr: pt.stderr };
 }
 
 Deno.test("main.ts --version prints ptkit's version from deno.json and exits 0", async () => {

@@ -7,8 +7,9 @@
 // so every LOG line is seen.
 
 import { ok } from "node:assert";
-import { childEnv, MAIN, requireBinary } from "./ipc_util.ts";
-import { FakeExtOrPort, writeCookieFile } from "./ext_orport_fake.ts";
+import { MAIN, startMicrosocks } from "./ipc_util.ts";
+import { TextProcess } from "./cli_util.ts";
+import { type FakeBehaviour, FakeExtOrPort } from "./ext_orport_fake.ts";
 import { boundDial } from "../ipc/outbound_dialer.ts";
 import { launchClient } from "../ipc/adapter/mod.ts";
 import { parseTransportOptions } from "../ipc/settings.ts";
@@ -57,54 +58,30 @@ interface RunOptions {
 
 /**
  * Run main.ts with `args` and `env` (nothing else inherited); when `ready`
- * matches, do `action`, let it log, then stop it with SIGTERM. Returns all
- * it printed on stdout and stderr.
+ * matches its stdout, do `action`, let it log, then stop it with SIGTERM.
+ * Without `ready` it must end on its own. Returns all it printed on stdout
+ * and stderr.
  */
 async function run(
   args: string[],
   env: Record<string, string>,
   options: RunOptions = {},
 ): Promise<string> {
-  const child = new Deno.Command(MAIN, {
-    args,
-    env: childEnv(env),
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  let exited = false;
-  const collect = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) text += chunk;
-  };
-  const done = Promise.all([collect(child.stdout), collect(child.stderr)]);
-  const status = child.status.finally(() => exited = true);
+  await using pt = new TextProcess(MAIN, args, env);
   if (options.ready !== undefined) {
-    const deadline = Date.now() + 60_000;
-    while (!options.ready.test(text)) {
-      if (exited || Date.now() > deadline) throw new Error(`Not ${options.ready}: ${text}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    await options.action?.(text);
+    await pt.waitFor(options.ready);
+    await options.action?.(pt.stdout);
     // Let the process log what the action caused.
     await new Promise((resolve) => setTimeout(resolve, 500));
-  } else {
-    // Error paths end on their own; a process still up after 30 s is stopped.
-    const timer = setTimeout(() => exited || child.kill("SIGTERM"), 30_000);
-    await status;
-    clearTimeout(timer);
+    pt.child.kill("SIGTERM");
   }
-  if (!exited) {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // Exited meanwhile.
-    }
-  }
-  await status;
-  await done;
-  return text;
+  // Error paths end on their own; one still up after 30 s is stopped (and
+  // then fails its expectation).
+  const timer = setTimeout(() => pt.child.kill("SIGTERM"), 30_000);
+  await pt.child.status;
+  clearTimeout(timer);
+  await pt.done;
+  return pt.stdout + pt.stderr;
 }
 
 function closedPort(): number {
@@ -159,18 +136,6 @@ function socksFrom(source: string, target: number) {
     fromClient(methodPort(output), source, new Uint8Array([5, 1, 0]), connectRequest(target));
 }
 
-async function waitListening(port: number): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-  throw new Error(`Nothing listens on port ${port}`);
-}
-
 const V1 = { TOR_PT_MANAGED_TRANSPORT_VER: "1" };
 const V2 = { TOR_PT_MANAGED_TRANSPORT_VER: "2" };
 const DEBUG = ["-logLevel", "debug"];
@@ -222,22 +187,14 @@ const PROXY_PATHS: Path[] = [
   [
     "microsocks refusing the password",
     async (state) => {
-      const microsocks = requireBinary("microsocks", "microsocks");
-      const port = closedPort();
-      const upstream = new Deno.Command(microsocks, {
-        args: ["-i", "127.0.0.1", "-p", String(port), "-u", "alice", "-P", "other"],
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
+      const upstream = await startMicrosocks("alice", "other");
       try {
-        await waitListening(port);
-        return await proxyClient(`socks5://${PROXY_USER}@127.0.0.1:${port}`, V1, {
+        return await proxyClient(`socks5://${PROXY_USER}@127.0.0.1:${upstream.port}`, V1, {
           ready: /CMETHODS DONE/,
           action: socksFrom("127.0.0.4", 9),
         })(state);
       } finally {
-        upstream.kill("SIGTERM");
-        await upstream.status;
+        await upstream.kill();
       }
     },
   ],
@@ -443,72 +400,50 @@ const TURN_PATHS: Path[] = [
   ],
 ];
 
+/**
+ * A plain server in front of a fake Extended ORPort answering `behaviour`,
+ * with `cookie` as its cookie file; a client from `source` connects.
+ */
+function viaExtOrPort(
+  cookie: Uint8Array,
+  behaviour: FakeBehaviour,
+  source: string,
+): (state: string) => Promise<string> {
+  return async (state) => {
+    await Deno.writeFile(`${state}/cookie`, cookie);
+    const fake = new FakeExtOrPort(COOKIE, () => behaviour);
+    try {
+      return await run(DEBUG, {
+        ...serverEnv(state, {
+          TOR_PT_SERVER_TRANSPORTS: "plain",
+          TOR_PT_SERVER_BINDADDR: "plain-127.0.0.1:0",
+          TOR_PT_EXTENDED_SERVER_PORT: `127.0.0.1:${fake.listener.addr.port}`,
+          TOR_PT_AUTH_COOKIE_FILE: `${state}/cookie`,
+        }),
+      }, {
+        ready: /SMETHODS DONE/,
+        action: (out) => fromClient(methodPort(out), source, enc.encode("hello")),
+      });
+    } finally {
+      await fake[Symbol.asyncDispose]();
+    }
+  };
+}
+
+const COOKIE_FILE = new Uint8Array([...enc.encode("! Extended ORPort Auth Cookie !\n"), ...COOKIE]);
+
 const COOKIE_AND_CLIENT_PATHS: Path[] = [
   [
     "an auth cookie file with a wrong header, a client from 127.0.0.3",
-    async (state) => {
-      await Deno.writeFile(`${state}/cookie`, new Uint8Array([...HEADER_MARK, ...COOKIE]));
-      const fake = new FakeExtOrPort(COOKIE, () => "okay");
-      try {
-        return await run(["-server", "-transports", "plain", ...DEBUG], {
-          ...serverEnv(state, {
-            TOR_PT_SERVER_TRANSPORTS: "plain",
-            TOR_PT_SERVER_BINDADDR: "plain-127.0.0.1:0",
-            TOR_PT_EXTENDED_SERVER_PORT: `127.0.0.1:${fake.listener.addr.port}`,
-            TOR_PT_AUTH_COOKIE_FILE: `${state}/cookie`,
-          }),
-        }, {
-          ready: /SMETHODS DONE/,
-          action: (out) => fromClient(methodPort(out), "127.0.0.3", enc.encode("hello")),
-        });
-      } finally {
-        await fake[Symbol.asyncDispose]();
-      }
-    },
+    viaExtOrPort(new Uint8Array([...HEADER_MARK, ...COOKIE]), "okay", "127.0.0.3"),
   ],
   [
     "an auth cookie file of 63 bytes",
-    async (state) => {
-      await Deno.writeFile(`${state}/cookie`, new Uint8Array([...HEADER_MARK, ...COOKIE]).slice(1));
-      const fake = new FakeExtOrPort(COOKIE, () => "okay");
-      try {
-        return await run(DEBUG, {
-          ...serverEnv(state, {
-            TOR_PT_SERVER_TRANSPORTS: "plain",
-            TOR_PT_SERVER_BINDADDR: "plain-127.0.0.1:0",
-            TOR_PT_EXTENDED_SERVER_PORT: `127.0.0.1:${fake.listener.addr.port}`,
-            TOR_PT_AUTH_COOKIE_FILE: `${state}/cookie`,
-          }),
-        }, {
-          ready: /SMETHODS DONE/,
-          action: (out) => fromClient(methodPort(out), "127.0.0.4", enc.encode("hello")),
-        });
-      } finally {
-        await fake[Symbol.asyncDispose]();
-      }
-    },
+    viaExtOrPort(new Uint8Array([...HEADER_MARK, ...COOKIE]).slice(1), "okay", "127.0.0.4"),
   ],
   ...(["wrong-server-hash", "deny", "garbage"] as const).map((behaviour, i): Path => [
     `an Extended ORPort that answers ${behaviour}, a client from ${CLIENTS[i + 2]}`,
-    async (state) => {
-      await writeCookieFile(`${state}/cookie`, COOKIE);
-      const fake = new FakeExtOrPort(COOKIE, () => behaviour);
-      try {
-        return await run(DEBUG, {
-          ...serverEnv(state, {
-            TOR_PT_SERVER_TRANSPORTS: "plain",
-            TOR_PT_SERVER_BINDADDR: "plain-127.0.0.1:0",
-            TOR_PT_EXTENDED_SERVER_PORT: `127.0.0.1:${fake.listener.addr.port}`,
-            TOR_PT_AUTH_COOKIE_FILE: `${state}/cookie`,
-          }),
-        }, {
-          ready: /SMETHODS DONE/,
-          action: (out) => fromClient(methodPort(out), CLIENTS[i + 2]!, enc.encode("hello")),
-        });
-      } finally {
-        await fake[Symbol.asyncDispose]();
-      }
-    },
+    viaExtOrPort(COOKIE_FILE, behaviour, CLIENTS[i + 2]!),
   ]),
   [
     "an obfs4 server given garbage by a client from 127.0.0.3",
