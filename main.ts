@@ -6,7 +6,8 @@
  * <name> exec /path/to/main.ts` or `ServerTransportPlugin <name> exec
  * /path/to/main.ts`, the same with flags (`--help`), or the friendly
  * commands `main.ts server|client|start` (`main.ts server --help`), and
- * `main.ts turn --listen HOST:PORT --user U:P --realm R` (a TURN server).
+ * `main.ts turn --listen HOST:PORT --user U:P --realm R` (a TURN server;
+ * `main.ts turn --help`). `main.ts --version` prints ptkit's version.
  *
  * @module
  */

@@ -121,9 +121,10 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
     env: TransportEnvironment,
   ): TransportOptions => {
     const checked = checkOptions(name, options);
-    return keys === undefined
-      ? checked
-      : dropUnknownOptions(name, checked, keys[side], env.onIgnoredOption);
+    return keys === undefined ? checked : dropUnknownOptions(checked, keys[side], {
+      transport: name,
+      ...(env.onIgnoredOption === undefined ? {} : { onIgnored: env.onIgnoredOption }),
+    });
   };
   const transport: Transport = {
     name,

@@ -72,6 +72,14 @@ export function suggestOptionKey(key: string, known: readonly string[]): string 
   return best;
 }
 
+/** Who reports in {@linkcode dropUnknownOptions}, and to whom. */
+export interface DropUnknownOptionsReport {
+  /** The transport's name, put in each report. */
+  readonly transport: string;
+  /** Told about each unknown key. Defaults to doing nothing. */
+  readonly onIgnored?: (ignored: IgnoredOption) => void;
+}
+
 /**
  * Keep the options whose keys a transport knows and report each other key
  * (never its value) to `onIgnored`, with a "did you mean" suggestion when a
@@ -81,10 +89,10 @@ export function suggestOptionKey(key: string, known: readonly string[]): string 
  * {@linkcode defineTransport} calls it for transports that declare their
  * `optionKeys`.
  *
- * @param transport The transport's name, for the report.
  * @param options The options given.
  * @param known The keys the transport understands.
- * @param onIgnored Told about each unknown key. Defaults to doing nothing.
+ * @param report The transport's name, and `onIgnored`, told about each
+ * unknown key (defaults to doing nothing).
  * @returns The known options (the same object when nothing was dropped).
  *
  * @example Dropping a key meant for someone else
@@ -94,10 +102,9 @@ export function suggestOptionKey(key: string, known: readonly string[]): string 
  *
  * const ignored: IgnoredOption[] = [];
  * const kept = dropUnknownOptions(
- *   "obfs4",
  *   { cert: "abc", iatMode: "0", ver: "1" },
  *   ["cert", "iat-mode"],
- *   (i) => ignored.push(i),
+ *   { transport: "obfs4", onIgnored: (i) => ignored.push(i) },
  * );
  * deepStrictEqual(kept, { cert: "abc" });
  * deepStrictEqual(ignored, [
@@ -107,11 +114,11 @@ export function suggestOptionKey(key: string, known: readonly string[]): string 
  * ```
  */
 export function dropUnknownOptions(
-  transport: string,
   options: TransportOptions,
   known: readonly string[],
-  onIgnored?: (ignored: IgnoredOption) => void,
+  report: DropUnknownOptionsReport,
 ): TransportOptions {
+  const { transport, onIgnored } = report;
   const unknown = Object.keys(options).filter((key) => !known.includes(key));
   if (unknown.length === 0) return options;
   const kept: Record<string, string> = {};
