@@ -277,7 +277,8 @@ function humanLines(
         onMethod(words);
       } else if (keyword.endsWith("-ERROR")) {
         error(line);
-      } else if (keyword === "STATUS") {
+      } else if (keyword === "STATUS" && !/ TYPE=version /.test(line)) {
+        // (The version report is for tor; a person asks main.ts --version.)
         context.err(`[status] ${line.trimEnd().slice(7)}\n`);
       }
     },
