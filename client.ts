@@ -158,15 +158,16 @@ export class Connector {
  * @param config Its client configuration (a bridge line's arguments).
  * @param options Storage, signals and the network dialer.
  * @returns A connector that dials through the transport.
- * @throws {TypeError} When the transport rejects the configuration.
+ * @throws {TypeError} When the transport rejects the configuration (a
+ * missing required key, a malformed value).
  *
- * @example Refusing a bad configuration
+ * @example Refusing a bad configuration (unknown keys are only ignored)
  * ```ts
  * import { createConnector } from "@ptkit/ptkit/client";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { obfs4 } from "@ptkit/ptkit/transports/obfs4";
  * import { rejects } from "node:assert";
  *
- * await rejects(createConnector(plain, { cert: "x" }), TypeError);
+ * await rejects(createConnector(obfs4, { cert: "x", "iat-mode": "0", ver: "1" }), TypeError);
  * ```
  */
 export async function createConnector(

@@ -61,8 +61,13 @@ for (const transport of ["plain", "obfs4"]) {
           ok(args.cert && args["iat-mode"] === "0", smethod[0]);
           const file = await Deno.readTextFile(`${dir}/bridge/pt_state/obfs4_bridgeline.txt`);
           ok(file.includes(`cert=${args.cert} iat-mode=0`), file);
-          // tor writes the finished line (address, port, fingerprint) itself.
-          const finished = await Deno.readTextFile(`${dir}/bridge/bridgelines`);
+          // tor writes the finished line (address, port, fingerprint) itself,
+          // once it has built its descriptor: wait for the file.
+          let finished = "";
+          for (let i = 0; i < 600 && !finished.includes(args.cert!); i++) {
+            finished = await Deno.readTextFile(`${dir}/bridge/bridgelines`).catch(() => "");
+            if (!finished.includes(args.cert!)) await new Promise((r) => setTimeout(r, 100));
+          }
           ok(
             new RegExp(
               `^Bridge obfs4 127\\.0\\.0\\.1:${ptPort} [0-9A-F]{40} cert=${

@@ -3,6 +3,7 @@
 import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
 import type { Dialer, NetConn } from "@ptkit/ptkit/client";
 import { plain } from "@ptkit/ptkit/transports/plain";
+import { obfs4 } from "@ptkit/ptkit/transports/obfs4";
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import { appSocket, ManualClock, udpEcho, waitFor } from "./udp_test_utils.ts";
 
@@ -448,10 +449,11 @@ Deno.test("serveUdpClient and serveUdpServer refuse bad options", async () => {
     }),
     TypeError,
   );
+  // A configuration the transport refuses (obfs4 keys: all or none).
   await rejects(
     serveUdpServer({
-      transport: plain,
-      config: { x: "1" },
+      transport: obfs4,
+      config: { "node-id": "00".repeat(20) },
       port: 0,
       target: { hostname: "127.0.0.1", port: 1 },
       framing: "stun",
