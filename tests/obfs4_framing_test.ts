@@ -24,15 +24,48 @@ Deno.test("FrameDecoder waits for truncated frames and decodes them byte by byte
   deepStrictEqual(decoder.decode(wire, 0), { payload: new Uint8Array([1, 2, 3]), consumed: 21 });
 });
 
-Deno.test("FrameDecoder rejects lengths outside [16, 1446] and bad tags", () => {
+Deno.test("FrameDecoder fails a length outside [16, 1446] only after a random 16 to 1446 more bytes, and rejects bad tags", () => {
+  const mask = new HashDrbg(keys.slice(48, 72)).nextMask();
+  const seen = new Set<number>();
+  let low = Infinity;
+  let high = 0;
   for (const length of [0, 15, 1447, 0xffff]) {
-    const mask = new HashDrbg(keys.slice(48, 72)).nextMask();
-    const wire = new Uint8Array([(length ^ mask) >> 8, (length ^ mask) & 0xff]);
-    throws(() => new FrameDecoder(keys, box).decode(wire, 0), SyntaxError);
+    for (let i = 0; i < 500; i++) {
+      const wire = new Uint8Array(2 + 1446);
+      wire[0] = (length ^ mask) >> 8;
+      wire[1] = (length ^ mask) & 0xff;
+      // Feed it byte by byte: it must wait on the length, then fail.
+      const decoder = new FrameDecoder(keys, box);
+      let n = 2;
+      for (; n <= wire.length; n++) {
+        try {
+          strictEqual(decoder.decode(wire.subarray(0, n), 0), undefined);
+        } catch (error) {
+          ok(error instanceof SyntaxError && /invalid length/.test(error.message), String(error));
+          break;
+        }
+      }
+      const further = n - 2;
+      ok(further >= 16 && further <= 1446, `failed after ${further} further bytes`);
+      seen.add(further);
+      low = Math.min(low, further);
+      high = Math.max(high, further);
+    }
   }
-  const wire = new FrameEncoder(keys, box).encode(new Uint8Array(100));
-  wire[50]! ^= 1;
-  throws(() => new FrameDecoder(keys, box).decode(wire, 0), /bad tag/);
+  // 2000 draws from 1431 values: spread over the whole range.
+  ok(low < 16 + 20 && high > 1446 - 20, `further bytes ${low}..${high}`);
+  ok(seen.size > 700, `only ${seen.size} distinct lengths`);
+  // The stand-in length comes from the injected source, drawn without
+  // modulo bias: 0xffffffff is refused, then 0 gives the shortest, 16.
+  const draws = [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+  const decoder = new FrameDecoder(keys, box, (b) => b.set(draws.splice(0, b.length)));
+  const wire = new Uint8Array([(5 ^ mask) >> 8, (5 ^ mask) & 0xff, ...new Uint8Array(16)]);
+  strictEqual(decoder.decode(wire.subarray(0, 17), 0), undefined);
+  throws(() => decoder.decode(wire, 0), SyntaxError);
+
+  const good = new FrameEncoder(keys, box).encode(new Uint8Array(100));
+  good[50]! ^= 1;
+  throws(() => new FrameDecoder(keys, box).decode(good, 0), /bad tag/);
   throws(() => new FrameEncoder(keys, box).encode(new Uint8Array(1431)), RangeError);
   throws(() => new FrameEncoder(new Uint8Array(71), box), RangeError);
 });

@@ -16,10 +16,9 @@ import {
   ClientHandshake,
 } from "../transports/obfs4/handshake.ts";
 import { parseClientConfig } from "../transports/obfs4/config.ts";
-import { FrameEncoder } from "../transports/obfs4/framing.ts";
-import { HashDrbg } from "../transports/obfs4/hash_drbg.ts";
-import { loadSecretbox } from "../transports/obfs4/secretbox.ts";
+import { writeFull } from "../net/conn_io.ts";
 import { startEcho } from "./obfs4_live_helpers.ts";
+import { packet, rawSession, readUntilClosed } from "./obfs4_wire_helpers.ts";
 
 /** Deterministic random bytes: SHA-256 in counter mode over a fixed seed. */
 function seededRandom(seed: number): (bytes: Uint8Array) => void {
@@ -67,20 +66,6 @@ async function startServer(
   };
 }
 
-async function readAll(conn: Deno.Conn): Promise<number> {
-  const buf = new Uint8Array(65536);
-  let received = 0;
-  for (;;) {
-    const n = await conn.read(buf).catch(() => null);
-    if (n === null) return received;
-    received += n;
-  }
-}
-
-async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
-  for (let off = 0; off < data.length;) off += await conn.write(data.subarray(off));
-}
-
 /**
  * Send `data` on a new connection, then 10 more bytes a moment later (the
  * server must still be reading), and read until the server closes.
@@ -89,8 +74,8 @@ async function probe(port: number, data: Uint8Array) {
   const start = Date.now();
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
-    await writeAll(conn, data);
-    const reading = readAll(conn);
+    await writeFull(conn, data);
+    const reading = readUntilClosed(conn);
     await new Promise((resolve) => setTimeout(resolve, 50));
     const more = await conn.write(new Uint8Array(10));
     const received = await reading;
@@ -106,7 +91,7 @@ async function probeAll(server: Awaited<ReturnType<typeof startServer>>, minMs: 
   const identity = parseClientConfig(server.manager.clientOptions).identity;
   const good = new ClientHandshake(identity);
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await writeAll(conn, good.message);
+  await writeFull(conn, good.message);
   const answer = new Uint8Array(16384);
   const n = await conn.read(answer);
   ok(n !== null && n > 0, "the real handshake gets an answer");
@@ -183,40 +168,6 @@ Deno.test("obfs4 client handshakes spread over the allowed lengths and show no f
   values.forEach((v, j) => ok(Math.max(...v) <= 20, `byte ${j}: a value seen ${Math.max(...v)}`));
 });
 
-/** Complete a real handshake on a raw TCP connection; returns the frame keys. */
-async function rawSession(port: number, cert: TransportOptions) {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const hs = new ClientHandshake(parseClientConfig(cert).identity);
-  await writeAll(conn, hs.message);
-  let received = new Uint8Array(0);
-  const buf = new Uint8Array(16384);
-  for (;;) {
-    const n = await conn.read(buf);
-    if (n === null) throw new Error("server closed during the handshake");
-    const next = new Uint8Array(received.length + n);
-    next.set(received);
-    next.set(buf.subarray(0, n), received.length);
-    received = next;
-    const result = hs.parse(received);
-    if (result !== undefined) {
-      const keys = result.keys.subarray(0, 72);
-      return {
-        conn,
-        encoder: new FrameEncoder(keys, await loadSecretbox()),
-        masks: new HashDrbg(keys.slice(48, 72)),
-      };
-    }
-  }
-}
-
-function packet(data: Uint8Array): Uint8Array {
-  const p = new Uint8Array(3 + data.length);
-  p[1] = data.length >> 8;
-  p[2] = data.length & 0xff;
-  p.set(data, 3);
-  return p;
-}
-
 Deno.test("obfs4 server over TCP drops connections with bad tags, bad lengths and truncated frames; others carry on", async () => {
   const server = await startServer(createObfs4({ probeCloseDelay: () => 500 }));
   const options = server.manager.clientOptions;
@@ -226,7 +177,7 @@ Deno.test("obfs4 server over TCP drops connections with bad tags, bad lengths an
     const healthy = await rawSession(port, options);
     const echoOnce = async (size: number) => {
       const data = crypto.getRandomValues(new Uint8Array(size));
-      await writeAll(healthy.conn, healthy.encoder.encode(packet(data)));
+      await writeFull(healthy.conn, healthy.encoder.encode(packet(data)));
       const buf = new Uint8Array(65536);
       const n = await healthy.conn.read(buf);
       ok(n !== null && n > size, "the healthy connection still echoes");
@@ -237,25 +188,29 @@ Deno.test("obfs4 server over TCP drops connections with bad tags, bad lengths an
     const badTag = await rawSession(port, options);
     const frame = badTag.encoder.encode(packet(new Uint8Array(50)));
     frame[20]! ^= 1;
-    await writeAll(badTag.conn, frame);
-    strictEqual(await readAll(badTag.conn), 0, "bad tag: nothing comes back");
+    await writeFull(badTag.conn, frame);
+    strictEqual(await readUntilClosed(badTag.conn), 0, "bad tag: nothing comes back");
     badTag.conn.close();
 
-    // Bad length: a length below the tag size, and one above 1446.
+    // Bad length: a length below the tag size, and one above 1446; the
+    // server reads at most 1446 more bytes (tests/obfs4_tamper_test.ts
+    // checks how many), then drops the connection.
     for (const length of [5, 1447, 0xffff]) {
       const badLength = await rawSession(port, options);
       const masked = length ^ badLength.masks.nextMask();
-      await writeAll(badLength.conn, new Uint8Array([masked >> 8, masked & 0xff, 1, 2, 3]));
-      strictEqual(await readAll(badLength.conn), 0, `length ${length}: nothing comes back`);
+      const frame = new Uint8Array(2 + 1446);
+      frame.set([masked >> 8, masked & 0xff]);
+      await writeFull(badLength.conn, frame);
+      strictEqual(await readUntilClosed(badLength.conn), 0, `length ${length}: nothing comes back`);
       badLength.conn.close();
     }
 
     // Truncated frame, then end of stream: the connection closes.
     const truncated = await rawSession(port, options);
     const whole = truncated.encoder.encode(packet(new Uint8Array(500)));
-    await writeAll(truncated.conn, whole.subarray(0, 200));
+    await writeFull(truncated.conn, whole.subarray(0, 200));
     await truncated.conn.closeWrite();
-    strictEqual(await readAll(truncated.conn), 0, "truncated: nothing comes back");
+    strictEqual(await readUntilClosed(truncated.conn), 0, "truncated: nothing comes back");
     truncated.conn.close();
 
     // Handshake flood: 64 KiB of handshake-sized garbage on one connection.
@@ -287,7 +242,7 @@ Deno.test("obfs4 server over TCP holds 1000 half-open handshakes in bounded memo
       conns.push(conn);
       const message = new ClientHandshake(identity, Date.now(), undefined, CLIENT_MAX_PADDING)
         .message;
-      await writeAll(conn, message.subarray(0, message.length - 20));
+      await writeFull(conn, message.subarray(0, message.length - 20));
     }
     await new Promise((resolve) => setTimeout(resolve, 500));
     const after = Deno.memoryUsage();
@@ -302,7 +257,7 @@ Deno.test("obfs4 server over TCP holds 1000 half-open handshakes in bounded memo
     strictEqual(server.dials(), 1, "a half-open handshake made the server dial");
     // A real client still gets through.
     const late = await rawSession(port, server.manager.clientOptions);
-    await writeAll(late.conn, late.encoder.encode(packet(new Uint8Array([1, 2, 3]))));
+    await writeFull(late.conn, late.encoder.encode(packet(new Uint8Array([1, 2, 3]))));
     const n = await late.conn.read(new Uint8Array(65536));
     ok(n !== null && n > 3);
     late.conn.close();

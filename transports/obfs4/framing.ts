@@ -2,6 +2,7 @@
 // This module is browser-compatible.
 
 import { HashDrbg } from "./hash_drbg.ts";
+import { type RandomFill, randomInt, systemRandom } from "./random.ts";
 import type { Secretbox } from "./secretbox.ts";
 
 /** The largest frame on the wire. */
@@ -14,6 +15,9 @@ export const MAX_FRAME_PAYLOAD = MAX_SEGMENT_LENGTH - FRAME_OVERHEAD;
 export const FRAME_KEY_LENGTH = 72;
 
 const TAG_LENGTH = 16;
+/** The shortest and longest secretbox a frame carries. */
+const MIN_BOX_LENGTH = TAG_LENGTH;
+const MAX_BOX_LENGTH = MAX_SEGMENT_LENGTH - 2;
 
 class Nonce {
   bytes = new Uint8Array(24);
@@ -107,6 +111,12 @@ export class FrameEncoder {
 /**
  * Opens obfs4 frames from a byte stream.
  *
+ * A frame whose de-masked length is outside [16, 1446] is not refused at
+ * once: as obfs4proxy does (the countermeasure to length-field probing in
+ * Albrecht, Paterson and Watson's attacks on SSH), the decoder takes a
+ * random valid length, waits for that many bytes, and only then fails, so
+ * a tampered length and a tampered box look the same on the wire.
+ *
  * @example Opening what an encoder sealed
  * ```ts
  * import { FrameDecoder, FrameEncoder } from "./framing.ts";
@@ -124,20 +134,25 @@ export class FrameDecoder {
   #nonce: Nonce;
   #drbg: HashDrbg;
   #box: Secretbox;
+  #random: RandomFill;
   #pending = -1;
+  #badLength = false;
 
   /**
    * Make a decoder.
    *
    * @param keys 72 bytes: secretbox key, nonce prefix, length-mask DRBG seed.
    * @param box The secretbox implementation.
+   * @param random Draws the stand-in length of a bad frame. Defaults to the
+   * system CSPRNG.
    */
-  constructor(keys: Uint8Array, box: Secretbox) {
+  constructor(keys: Uint8Array, box: Secretbox, random: RandomFill = systemRandom) {
     checkKeys(keys);
     this.#key = keys.slice(0, 32);
     this.#nonce = new Nonce(keys.subarray(32, 48));
     this.#drbg = new HashDrbg(keys.slice(48, 72));
     this.#box = box;
+    this.#random = random;
   }
 
   /**
@@ -146,7 +161,8 @@ export class FrameDecoder {
    * @param buffer Received bytes.
    * @param offset Where the next frame starts.
    * @returns The payload and how many bytes the frame took, or `undefined`
-   * when more bytes are needed. Throws a `SyntaxError` for a bad frame.
+   * when more bytes are needed. Throws a `SyntaxError` for a bad frame (for
+   * a bad length, once a random 16 to 1446 bytes followed it).
    */
   decode(
     buffer: Uint8Array,
@@ -168,7 +184,8 @@ export class FrameDecoder {
    * @param dest Where the payload goes; needs up to 1430 bytes of room.
    * @param destOffset Where in `dest` the payload starts.
    * @returns How many bytes the frame took (its payload is that minus 18),
-   * or 0 when more bytes are needed. Throws a `SyntaxError` for a bad frame.
+   * or 0 when more bytes are needed. Throws a `SyntaxError` for a bad frame
+   * (for a bad length, once a random 16 to 1446 bytes followed it).
    */
   decodeInto(buffer: Uint8Array, offset: number, dest: Uint8Array, destOffset: number): number {
     const length = this.#frameLength(buffer, offset);
@@ -181,13 +198,16 @@ export class FrameDecoder {
     const available = buffer.length - offset;
     if (this.#pending < 0) {
       if (available < 2) return -1;
-      const length = ((buffer[offset]! << 8) | buffer[offset + 1]!) ^ this.#drbg.nextMask();
-      if (length < TAG_LENGTH || length > MAX_SEGMENT_LENGTH - 2) {
-        throw new SyntaxError(`Cannot decode obfs4 frame: invalid length ${length}`);
+      let length = ((buffer[offset]! << 8) | buffer[offset + 1]!) ^ this.#drbg.nextMask();
+      if (length < MIN_BOX_LENGTH || length > MAX_BOX_LENGTH) {
+        this.#badLength = true;
+        length = randomInt(this.#random, MIN_BOX_LENGTH, MAX_BOX_LENGTH);
       }
       this.#pending = length;
     }
-    return available < 2 + this.#pending ? -1 : this.#pending;
+    if (available < 2 + this.#pending) return -1;
+    if (this.#badLength) throw new SyntaxError("Cannot decode obfs4 frame: invalid length");
+    return this.#pending;
   }
 
   #open(

@@ -12,6 +12,7 @@ import {
   ntorServer,
   ntorServerAsync,
 } from "./ntor.ts";
+import { randomBytes, type RandomFill, randomInt } from "./random.ts";
 import type { ReplayFilter } from "./replay_filter.ts";
 
 const MAX_HANDSHAKE_LENGTH = 8192;
@@ -26,8 +27,7 @@ export const CLIENT_MAX_PADDING = 8128;
 const SERVER_MAX_PADDING = 8051;
 const SERVER_MIN_LENGTH = KEY_LENGTH + AUTH_LENGTH + MARK_LENGTH + MAC_LENGTH;
 
-/** Random bytes: fills its argument. */
-export type RandomFill = (bytes: Uint8Array) => void;
+export type { RandomFill };
 
 /** The long-term identity of an obfs4 bridge as a client knows it. */
 export interface BridgeIdentity {
@@ -81,18 +81,6 @@ function indexOf(haystack: Uint8Array, needle: Uint8Array, from: number, to: num
 
 function fail(why: string): SyntaxError {
   return new SyntaxError(`Cannot accept obfs4 handshake: ${why}`);
-}
-
-function randomInt(random: RandomFill, min: number, max: number): number {
-  const b = new Uint32Array(1);
-  random(new Uint8Array(b.buffer));
-  return min + (b[0]! % (max - min + 1));
-}
-
-function randomBytes(random: RandomFill, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i += 65536) random(out.subarray(i, Math.min(n, i + 65536)));
-  return out;
 }
 
 /**

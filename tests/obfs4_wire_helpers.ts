@@ -1,0 +1,70 @@
+// Copyright the ptkit authors. MIT license.
+
+// Test-only helpers that speak obfs4 on a raw TCP connection (a client that
+// can send anything), and a relay that timestamps what a server writes.
+
+import { writeFull } from "../net/conn_io.ts";
+import type { TransportOptions } from "../transports/transport.ts";
+import { ClientHandshake } from "../transports/obfs4/handshake.ts";
+import { parseClientConfig } from "../transports/obfs4/config.ts";
+import { FrameEncoder } from "../transports/obfs4/framing.ts";
+import { HashDrbg } from "../transports/obfs4/hash_drbg.ts";
+import { loadSecretbox } from "../transports/obfs4/secretbox.ts";
+
+/** A raw client connection after a real handshake, with its frame keys. */
+export interface RawSession {
+  readonly conn: Deno.TcpConn;
+  /** Seals frames as the client. */
+  readonly encoder: FrameEncoder;
+  /** The client-to-server length masks, from the first frame's on. */
+  readonly masks: HashDrbg;
+}
+
+/**
+ * Complete a real handshake with the obfs4 server at `port` (ptkit's or
+ * obfs4proxy's) on a raw TCP connection; `cert` holds its bridge arguments.
+ */
+export async function rawSession(port: number, cert: TransportOptions): Promise<RawSession> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const hs = new ClientHandshake(parseClientConfig(cert).identity);
+  await writeFull(conn, hs.message);
+  let received = new Uint8Array(0);
+  const buf = new Uint8Array(16384);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) throw new Error("server closed during the handshake");
+    const next = new Uint8Array(received.length + n);
+    next.set(received);
+    next.set(buf.subarray(0, n), received.length);
+    received = next;
+    const result = hs.parse(received);
+    if (result !== undefined) {
+      const keys = result.keys.subarray(0, 72);
+      return {
+        conn,
+        encoder: new FrameEncoder(keys, await loadSecretbox()),
+        masks: new HashDrbg(keys.slice(48, 72)),
+      };
+    }
+  }
+}
+
+/** An obfs4 payload packet (type 0) carrying `data`, unpadded. */
+export function packet(data: Uint8Array): Uint8Array {
+  const p = new Uint8Array(3 + data.length);
+  p[1] = data.length >> 8;
+  p[2] = data.length & 0xff;
+  p.set(data, 3);
+  return p;
+}
+
+/** Read until the peer closes (or resets); returns how many bytes came. */
+export async function readUntilClosed(conn: Deno.Conn): Promise<number> {
+  const buf = new Uint8Array(65536);
+  let received = 0;
+  for (;;) {
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) return received;
+    received += n;
+  }
+}
