@@ -7,7 +7,7 @@ import { ok, strictEqual } from "node:assert";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { proxy } from "../server.ts";
 import type { ServerManager } from "../server.ts";
-import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
+import { bridgeCloseDelay, createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
 import type { Transport, TransportOptions } from "../transports/transport.ts";
 import {
@@ -66,17 +66,23 @@ async function startServer(
   };
 }
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /**
- * Send `data` on a new connection, then 10 more bytes a moment later (the
- * server must still be reading), and read until the server closes.
+ * Open a connection and send each part at its time (ms after connecting),
+ * then 10 more bytes a moment later (the server must still be reading), and
+ * read until the server closes.
  */
-async function probe(port: number, data: Uint8Array) {
+async function probe(port: number, parts: [number, Uint8Array][]) {
   const start = Date.now();
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
-    await writeFull(conn, data);
     const reading = readUntilClosed(conn);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    for (const [at, data] of parts) {
+      await sleep(Math.max(0, at - (Date.now() - start)));
+      await writeFull(conn, data);
+    }
+    await sleep(50);
     const more = await conn.write(new Uint8Array(10));
     const received = await reading;
     return { received, more, elapsed: Date.now() - start };
@@ -85,8 +91,17 @@ async function probe(port: number, data: Uint8Array) {
   }
 }
 
-/** A real client handshake that succeeds, then its replay, a wrong cert and random bytes. */
-async function probeAll(server: Awaited<ReturnType<typeof startServer>>, minMs: number) {
+/**
+ * A real client handshake that succeeds, then its replay, a wrong cert,
+ * random bytes, and real handshakes that complete only after the server's
+ * handshake deadline (`lateMs` after connecting): all must be met with
+ * silence and closed no earlier than `minMs` after connecting.
+ */
+async function probeAll(
+  server: Awaited<ReturnType<typeof startServer>>,
+  minMs: number,
+  lateMs: number,
+) {
   const { port } = server.manager.addr;
   const identity = parseClientConfig(server.manager.clientOptions).identity;
   const good = new ClientHandshake(identity);
@@ -98,39 +113,53 @@ async function probeAll(server: Awaited<ReturnType<typeof startServer>>, minMs: 
   conn.close();
   const dialsAfterGood = server.dials();
   const other = parseClientConfig((await obfs4.generateConfig!()).client).identity;
-  const probes: [string, Uint8Array][] = [
-    ["20 random bytes", crypto.getRandomValues(new Uint8Array(20))],
-    ["8 KiB random", crypto.getRandomValues(new Uint8Array(8192))],
-    ["20 KiB random", crypto.getRandomValues(new Uint8Array(20480))],
-    ["replayed handshake", good.message],
-    ["wrong cert", new ClientHandshake(other).message],
+  const late = new ClientHandshake(identity).message;
+  const split = new ClientHandshake(identity).message;
+  const probes: [string, [number, Uint8Array][]][] = [
+    ["20 random bytes", [[0, crypto.getRandomValues(new Uint8Array(20))]]],
+    ["8 KiB random", [[0, crypto.getRandomValues(new Uint8Array(8192))]]],
+    ["20 KiB random", [[0, crypto.getRandomValues(new Uint8Array(20480))]]],
+    ["replayed handshake", [[0, good.message]]],
+    ["wrong cert", [[0, new ClientHandshake(other).message]]],
+    ["valid handshake sent after the deadline", [[lateMs, late]]],
+    ["valid handshake completed after the deadline", [[0, split.subarray(0, 100)], [
+      lateMs,
+      split.subarray(100),
+    ]]],
   ];
-  const results = await Promise.all(probes.map(([, data]) => probe(port, data)));
+  const results = await Promise.all(probes.map(([, parts]) => probe(port, parts)));
   results.forEach((r, i) => {
     const name = probes[i]![0];
     strictEqual(r.received, 0, `${name}: bytes came back`);
     strictEqual(r.more, 10, `${name}: the server stopped reading`);
     ok(r.elapsed >= minMs, `${name}: closed after ${r.elapsed} ms, before ${minMs} ms`);
   });
+  console.log(
+    `closed after (ms): ${results.map((r, i) => `${probes[i]![0]} ${r.elapsed}`).join(", ")}`,
+  );
   strictEqual(server.dials(), dialsAfterGood, "a probe made the server dial the target");
 }
 
-Deno.test("obfs4 server over TCP answers random bytes, a replayed handshake and a wrong cert with silence, closing only after the (injected) delay", async () => {
-  const server = await startServer(createObfs4({ probeCloseDelay: () => 700 }));
+Deno.test("obfs4 server over TCP answers random bytes, a replayed handshake, a wrong cert and handshakes after its (injected) deadline with silence, closing only after the (injected) delay", async () => {
+  const server = await startServer(
+    createObfs4({ serverHandshakeTimeout: 300, probeCloseDelay: () => 900 }),
+  );
   try {
-    await probeAll(server, 700);
+    await probeAll(server, 900, 500);
   } finally {
     await server.close();
   }
 });
 
-Deno.test("obfs4 server over TCP keeps probes open for the real 30 s plus the bridge delay", async () => {
+Deno.test("obfs4 server over TCP ignores a valid handshake sent 31 s after connecting and keeps it, like probes, open for the real 30 s plus the bridge delay", async () => {
   const generated = await obfs4.generateConfig!();
-  // This seed's bridge delay is 0 s (bridgeCloseDelay), so probes close at 30 s.
-  const seed = "50" + "00".repeat(23);
+  // This seed's bridge delay is 2 s (bridgeCloseDelay), so probes close at
+  // 32 s, and a handshake can arrive after the 30 s deadline.
+  const seed = "1b" + "00".repeat(23);
+  strictEqual(bridgeCloseDelay(Uint8Array.from({ length: 24 }, (_, i) => i === 0 ? 0x1b : 0)), 2);
   const server = await startServer(obfs4, { ...generated.server, "drbg-seed": seed });
   try {
-    await probeAll(server, 30_000);
+    await probeAll(server, 32_000, 31_000);
   } finally {
     await server.close();
   }
@@ -214,7 +243,7 @@ Deno.test("obfs4 server over TCP drops connections with bad tags, bad lengths an
     truncated.conn.close();
 
     // Handshake flood: 64 KiB of handshake-sized garbage on one connection.
-    const flood = await probe(port, crypto.getRandomValues(new Uint8Array(65536)));
+    const flood = await probe(port, [[0, crypto.getRandomValues(new Uint8Array(65536))]]);
     strictEqual(flood.received, 0);
     ok(flood.elapsed >= 500, `flood closed after ${flood.elapsed} ms`);
 

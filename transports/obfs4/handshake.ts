@@ -3,7 +3,11 @@
 
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { generateRepresentableKeyPair, representativeToPublicKey } from "./elligator2.ts";
+import {
+  generateRepresentableKeyPair,
+  type RepresentableKeyPair,
+  representativeToPublicKey,
+} from "./elligator2.ts";
 import {
   ntorClient,
   ntorClientAsync,
@@ -252,27 +256,34 @@ export class ServerHandshake {
   #filter: ReplayFilter;
   #now: () => number;
   #random: RandomFill;
+  #pair: RepresentableKeyPair;
   #mark: Uint8Array | undefined;
 
   /**
-   * Prepare to answer one client.
+   * Prepare to answer one client. The server's ephemeral key pair is ready
+   * before the client speaks (obfs4proxy makes it when it accepts the
+   * connection), so the Elligator2 rejection sampling never shows in the
+   * time to answer.
    *
    * @param keys The bridge's keys.
    * @param filter The bridge's replay filter.
    * @param now The clock, in milliseconds since the epoch. Defaults to `Date.now`.
    * @param random Random byte source. Defaults to `crypto.getRandomValues`.
+   * @param ephemeral The server's ephemeral key pair. Defaults to one made now.
    */
   constructor(
     keys: BridgeKeys,
     filter: ReplayFilter,
     now: () => number = Date.now,
     random: RandomFill = (b) => crypto.getRandomValues(b),
+    ephemeral: RepresentableKeyPair = generateRepresentableKeyPair(random),
   ) {
     this.#keys = keys;
     this.#key = macKey(keys);
     this.#filter = filter;
     this.#now = now;
     this.#random = random;
+    this.#pair = ephemeral;
   }
 
   /**
@@ -286,7 +297,7 @@ export class ServerHandshake {
   parse(received: Uint8Array): ServerHandshakeStep {
     const found = this.#locate(received);
     if (found === undefined) return { done: false };
-    const pair = generateRepresentableKeyPair(this.#random);
+    const pair = this.#pair;
     const keys = this.#keys;
     return this.#respond(
       found.epoch,
@@ -314,7 +325,7 @@ export class ServerHandshake {
   async parseAsync(received: Uint8Array): Promise<ServerHandshakeStep> {
     const found = this.#locate(received);
     if (found === undefined) return { done: false };
-    const pair = generateRepresentableKeyPair(this.#random);
+    const pair = this.#pair;
     const keys = this.#keys;
     return this.#respond(
       found.epoch,

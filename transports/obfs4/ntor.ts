@@ -65,21 +65,42 @@ const PKCS8_X25519_PREFIX = Uint8Array.of(
 );
 // undefined: not tried yet; false: WebCrypto has no X25519 here.
 let webCryptoX25519: boolean | undefined;
+// Imported keys by the array that holds them: a bridge's identity key is
+// imported once, and a public key used twice in one handshake once.
+const privateKeys = new WeakMap<Uint8Array, Promise<CryptoKey>>();
+const publicKeys = new WeakMap<Uint8Array, Promise<CryptoKey>>();
+
+function importPrivate(secret: Uint8Array): Promise<CryptoKey> {
+  let key = privateKeys.get(secret);
+  if (key === undefined) {
+    const pkcs8 = new Uint8Array(48);
+    pkcs8.set(PKCS8_X25519_PREFIX);
+    pkcs8.set(secret, 16);
+    key = crypto.subtle.importKey("pkcs8", pkcs8, "X25519", false, ["deriveBits"]);
+    privateKeys.set(secret, key);
+  }
+  return key;
+}
+
+function importPublic(pub: Uint8Array): Promise<CryptoKey> {
+  let key = publicKeys.get(pub);
+  if (key === undefined) {
+    key = crypto.subtle.importKey("raw", pub.slice(), "X25519", false, []);
+    publicKeys.set(pub, key);
+  }
+  return key;
+}
 
 async function sharedAsync(secret: Uint8Array, pub: Uint8Array): Promise<Uint8Array | undefined> {
   if (webCryptoX25519 !== false && globalThis.crypto?.subtle !== undefined) {
     let privateKey: CryptoKey;
     let publicKey: CryptoKey;
     try {
-      const pkcs8 = new Uint8Array(48);
-      pkcs8.set(PKCS8_X25519_PREFIX);
-      pkcs8.set(secret, 16);
-      privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, "X25519", false, [
-        "deriveBits",
-      ]);
-      publicKey = await crypto.subtle.importKey("raw", pub.slice(), "X25519", false, []);
+      [privateKey, publicKey] = await Promise.all([importPrivate(secret), importPublic(pub)]);
       webCryptoX25519 = true;
     } catch {
+      privateKeys.delete(secret);
+      publicKeys.delete(pub);
       if (webCryptoX25519 === undefined) webCryptoX25519 = false;
       return webCryptoX25519 ? undefined : shared(secret, pub);
     }

@@ -16,8 +16,10 @@ import {
 } from "./config.ts";
 import { MAX_SEGMENT_LENGTH } from "./framing.ts";
 import { GoRand } from "./go_rand.ts";
+import { KeyPairReserve } from "./elligator2.ts";
 import { ClientHandshake, type RandomFill, ServerHandshake } from "./handshake.ts";
 import { HashDrbg } from "./hash_drbg.ts";
+import { nextTask } from "./next_task.ts";
 import { ReplayFilter } from "./replay_filter.ts";
 import { loadSecretbox, type Secretbox } from "./secretbox.ts";
 import { Session } from "./session.ts";
@@ -46,6 +48,13 @@ export interface Obfs4Options {
   readonly probeCloseDelay?: (bridgeDelaySeconds: number) => number;
   /** How long a client waits for the server's handshake. Defaults to 60 s. */
   readonly clientHandshakeTimeout?: number;
+  /**
+   * How long, in milliseconds after it was accepted, a server connection
+   * may take to complete its handshake; a handshake completed later is not
+   * answered (the connection is still closed after `probeCloseDelay`).
+   * Defaults to 30 s, as obfs4proxy.
+   */
+  readonly serverHandshakeTimeout?: number;
 }
 
 interface Parsed {
@@ -62,6 +71,8 @@ interface ServerShared {
   readonly filter: ReplayFilter;
   readonly lengthDist: WeightedDist;
   readonly iatDist: WeightedDist;
+  readonly reserve: KeyPairReserve;
+  readonly handshakeTimeoutMs: number;
   readonly closeDelayMs: number;
 }
 
@@ -139,12 +150,17 @@ class PairCore {
   ready = deferred<void>();
   encodeController!: TransformStreamDefaultController<Uint8Array>;
   decodeController!: TransformStreamDefaultController<Uint8Array>;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  timers: ReturnType<typeof setTimeout>[] = [];
   finished = false;
 
+  /** Run `f` after `ms` unless the handshake ends first. */
+  after(ms: number, f: () => void): void {
+    this.timers.push(setTimeout(f, ms));
+  }
+
   stopTimer(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers = [];
   }
 
   succeed(session: Session): void {
@@ -208,9 +224,9 @@ function clientPair(
     {
       start: (controller) => {
         core.decodeController = controller;
-        core.timer = setTimeout(
-          () => core.fail(new Error("Cannot complete obfs4 handshake: timed out")),
+        core.after(
           options.clientHandshakeTimeout ?? CLIENT_HANDSHAKE_TIMEOUT_MS,
+          () => core.fail(new Error("Cannot complete obfs4 handshake: timed out")),
         );
       },
       transform: async (chunk, controller) => {
@@ -262,19 +278,39 @@ function clientPair(
 function serverPair(shared: ServerShared, box: Secretbox, options: Obfs4Options): TransportPair {
   const { config } = shared;
   const core = new PairCore();
-  const handshake = new ServerHandshake(config.keys, shared.filter, options.now, options.random);
+  // The ephemeral key pair is ready before the client speaks.
+  const handshake = new ServerHandshake(
+    config.keys,
+    shared.filter,
+    options.now,
+    options.random,
+    shared.reserve.take(),
+  );
+  // Make the next spare pair two tasks on: by then the answer written just
+  // before has left (socket writes complete on the event loop's next turn).
+  const refill = () => nextTask(() => nextTask(() => shared.reserve.refill()));
   let received: Uint8Array = new Uint8Array(0);
   let failed = false;
+  // From here on, whatever arrives is read and dropped unanswered.
+  const giveUp = () => {
+    if (failed) return;
+    failed = true;
+    received = new Uint8Array(0);
+    refill();
+  };
   const encode = core.encode(() => {});
   const decode = new TransformStream<Uint8Array, Uint8Array>(
     {
       start: (controller) => {
         core.decodeController = controller;
-        // Probe resistance: a connection without a good handshake is closed
-        // only after a bridge-specific delay, whatever it sends.
-        core.timer = setTimeout(
-          () => core.fail(new Error("Cannot accept obfs4 handshake: invalid or timed out")),
+        // As obfs4proxy: the client has 30 s to complete its handshake;
+        // after that nothing is answered. Probe resistance: a connection
+        // without a good handshake is closed only after a bridge-specific
+        // delay, whatever it sends.
+        core.after(shared.handshakeTimeoutMs, giveUp);
+        core.after(
           shared.closeDelayMs,
+          () => core.fail(new Error("Cannot accept obfs4 handshake: invalid or timed out")),
         );
       },
       transform: async (chunk, controller) => {
@@ -294,11 +330,11 @@ function serverPair(shared: ServerShared, box: Secretbox, options: Obfs4Options)
         try {
           step = await handshake.parseAsync(received);
         } catch {
-          failed = true;
-          received = new Uint8Array(0);
+          giveUp();
           return;
         }
-        if (!step.done) return;
+        // The deadline may have passed while the keys were being computed.
+        if (!step.done || failed) return;
         received = new Uint8Array(0);
         const session = new Session({
           sendKeys: step.keys.subarray(72, 144),
@@ -311,6 +347,7 @@ function serverPair(shared: ServerShared, box: Secretbox, options: Obfs4Options)
         });
         core.encodeController.enqueue(concat(step.response, session.seedFrame(config.drbgSeed)));
         core.succeed(session);
+        refill();
       },
       flush: () => {
         if (core.session === undefined) {
@@ -367,6 +404,8 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
           filter: new ReplayFilter(),
           lengthDist: new WeightedDist(server.drbgSeed, 0, MAX_SEGMENT_LENGTH),
           iatDist: new WeightedDist(iatSeed, 0, MAX_IAT_DELAY),
+          reserve: new KeyPairReserve(options.random),
+          handshakeTimeoutMs: options.serverHandshakeTimeout ?? SERVER_HANDSHAKE_TIMEOUT_MS,
           closeDelayMs: probeCloseDelay(bridgeCloseDelay(server.drbgSeed)),
         },
       };
