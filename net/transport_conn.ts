@@ -90,6 +90,10 @@ export class TransportConn implements AsyncDisposable {
   constructor(net: NetConn, pair: TransportPair, options: TransportConnOptions = {}) {
     const name = options.name ?? "transport";
     this.#net = net;
+    // Each write goes out when made, as Go's sockets (obfs4proxy's) do: the
+    // transport's write sizes and timing are what it shows on the wire,
+    // not what Nagle's algorithm makes of them.
+    if ("setNoDelay" in net && typeof net.setNoDelay === "function") net.setNoDelay(true);
     this.#ready = pair.ready === undefined
       ? Promise.resolve()
       : this.#limit(pair.ready, options.handshakeTimeout ?? 120_000, name);

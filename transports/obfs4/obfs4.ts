@@ -19,6 +19,7 @@ import { GoRand } from "./go_rand.ts";
 import { KeyPairReserve } from "./elligator2.ts";
 import { ClientHandshake, type RandomFill, ServerHandshake } from "./handshake.ts";
 import { HashDrbg } from "./hash_drbg.ts";
+import { type IatSleep, obfs4proxySleep } from "./iat.ts";
 import { nextTask } from "./next_task.ts";
 import { ReplayFilter } from "./replay_filter.ts";
 import { loadSecretbox, type Secretbox } from "./secretbox.ts";
@@ -55,6 +56,14 @@ export interface Obfs4Options {
    * Defaults to 30 s, as obfs4proxy.
    */
   readonly serverHandshakeTimeout?: number;
+  /**
+   * How a connection in IAT mode 1 or 2 waits after each network write,
+   * given the delay sampled for it in milliseconds (0 to 10 in steps of
+   * 0.1; obfs4proxy `time.Sleep`s it). The next write is made when the
+   * returned promise resolves (at once when nothing is returned). Defaults
+   * to {@linkcode obfs4proxySleep}, which waits as obfs4proxy does.
+   */
+  readonly iatSleep?: IatSleep;
 }
 
 interface Parsed {
@@ -121,12 +130,11 @@ function deferred<T>() {
   return { promise, resolve, reject };
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 async function send(
   session: Session,
   chunk: Uint8Array,
   controller: TransformStreamDefaultController<Uint8Array>,
+  sleep: IatSleep,
 ): Promise<void> {
   // obfs4proxy copies with 32 KiB buffers and pads once per write: do the
   // same, which also bounds the memory one burst takes.
@@ -138,13 +146,15 @@ async function send(
     }
     for (const w of writes) {
       controller.enqueue(w);
-      await sleep(session.iatDelay());
+      const wait = sleep(session.iatDelay());
+      if (wait !== undefined) await wait;
     }
   }
 }
 
 /** The parts both sides' pairs share. */
 class PairCore {
+  readonly sleep: IatSleep;
   session: Session | undefined;
   sessionReady = deferred<Session>();
   ready = deferred<void>();
@@ -152,6 +162,10 @@ class PairCore {
   decodeController!: TransformStreamDefaultController<Uint8Array>;
   timers: ReturnType<typeof setTimeout>[] = [];
   finished = false;
+
+  constructor(sleep: IatSleep) {
+    this.sleep = sleep;
+  }
 
   /** Run `f` after `ms` unless the handshake ends first. */
   after(ms: number, f: () => void): void {
@@ -196,7 +210,7 @@ class PairCore {
       },
       transform: async (chunk, controller) => {
         const session = this.session ?? await this.sessionReady.promise;
-        await send(session, chunk, controller);
+        await send(session, chunk, controller, this.sleep);
       },
       cancel: () => this.stopTimer(),
     });
@@ -216,7 +230,7 @@ function clientPair(
   options: Obfs4Options,
 ): TransportPair {
   const random = options.random ?? ((b: Uint8Array) => crypto.getRandomValues(b));
-  const core = new PairCore();
+  const core = new PairCore(options.iatSleep ?? obfs4proxySleep);
   const handshake = new ClientHandshake(config.identity, (options.now ?? Date.now)(), random);
   let received: Uint8Array = new Uint8Array(0);
   const encode = core.encode((controller) => controller.enqueue(handshake.message));
@@ -277,7 +291,7 @@ function clientPair(
 
 function serverPair(shared: ServerShared, box: Secretbox, options: Obfs4Options): TransportPair {
   const { config } = shared;
-  const core = new PairCore();
+  const core = new PairCore(options.iatSleep ?? obfs4proxySleep);
   // The ephemeral key pair is ready before the client speaks.
   const handshake = new ServerHandshake(
     config.keys,
