@@ -38,8 +38,12 @@ import { relay, type RelayEnd } from "./net/relay.ts";
 import { ServerManager } from "./net/server_manager.ts";
 import type { TransportConn } from "./net/transport_conn.ts";
 import { TransportListener } from "./net/transport_listener.ts";
+import { ConnectionLoop } from "./net/accept_loop.ts";
+import type { ConnectionLimits } from "./net/source_limits.ts";
 
-export { TransportListener } from "./net/transport_listener.ts";
+export { TransportListener, type TransportListenerOptions } from "./net/transport_listener.ts";
+export type { AcceptErrorHandler } from "./net/accept_loop.ts";
+export { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./net/source_limits.ts";
 export { ServerManager } from "./net/server_manager.ts";
 export type { ServerStats } from "./net/server_stats.ts";
 export type { ConnStats, TransportConn } from "./net/transport_conn.ts";
@@ -57,6 +61,20 @@ export interface ListenOptions {
    * closed. Defaults to 120000.
    */
   readonly handshakeTimeout?: number;
+  /**
+   * Connection limits: at most 4096 open, and per source (an IPv4 address
+   * or an IPv6 /64) at most 64 that have not finished their handshake and
+   * 1024 in all, unless given here. Connections over a limit are closed as
+   * soon as they are accepted.
+   */
+  readonly limits?: ConnectionLimits;
+  /**
+   * Called when accepting fails (a connection reset before it was
+   * accepted, file descriptors exhausted) or a connection is refused by a
+   * limit: the first of a kind at once, then at most every 10 s with a
+   * count. Accepting always goes on. Defaults to ignoring.
+   */
+  readonly onAcceptError?: (error: Error, count: number) => void;
 }
 
 /**
@@ -88,7 +106,7 @@ export interface ProxyOptions extends ListenOptions {
  * @param options Where to listen, storage and signals.
  * @returns The listener; its `clientOptions` are what clients need.
  * @throws {TypeError} When the transport rejects the configuration.
- * @throws {RangeError} When the port is out of range.
+ * @throws {RangeError} When the port, the handshake timeout or a limit is out of range.
  *
  * @example Listening on a free port
  * ```ts
@@ -109,12 +127,33 @@ export async function listen(
     throw new TypeError(`Cannot listen: options must be an object, got ${typeof options}`);
   }
   const port = checkPort(options.port, "listen");
+  const { handshakeTimeout, limits, onAcceptError } = options;
+  if (
+    handshakeTimeout !== undefined &&
+    !(typeof handshakeTimeout === "number" && Number.isFinite(handshakeTimeout) &&
+      handshakeTimeout > 0)
+  ) {
+    throw new RangeError(
+      `Cannot listen: invalid handshakeTimeout ${handshakeTimeout}: must be a positive number of ms`,
+    );
+  }
   const side = await transport.server(config, options.env);
   const tcp = Deno.listen({ hostname: options.hostname ?? "0.0.0.0", port, transport: "tcp" });
-  const connOptions = options.handshakeTimeout === undefined
-    ? {}
-    : { handshakeTimeout: options.handshakeTimeout };
-  return new TransportListener(tcp, side, transport.name, connOptions);
+  try {
+    return new TransportListener(
+      tcp,
+      side,
+      transport.name,
+      handshakeTimeout === undefined ? {} : { handshakeTimeout },
+      {
+        ...(limits === undefined ? {} : { limits }),
+        ...(onAcceptError === undefined ? {} : { onAcceptError }),
+      },
+    );
+  } catch (error) {
+    tcp.close();
+    throw error;
+  }
 }
 
 /**
@@ -167,48 +206,36 @@ export async function proxy(
     );
   }
   const listener = await listen(transport, config, options);
-  const closing = new AbortController();
-  const relays = new Set<Promise<void>>();
   let failures = 0;
 
-  const serve = async (conn: TransportConn) => {
-    let end: RelayEnd | undefined;
-    try {
-      await conn.ready;
-      end = await connectTarget(conn);
-      if (closing.signal.aborted) throw closing.signal.reason;
-      await relay(conn, end, { signal: closing.signal });
-    } catch (error) {
-      conn.close();
+  const loop = new ConnectionLoop(listener, {
+    serve: async (conn, { signal }) => {
+      let end: RelayEnd | undefined;
       try {
-        end?.close();
-      } catch {
-        // Already closed.
+        await conn.ready;
+        end = await connectTarget(conn);
+        if (signal.aborted) throw signal.reason;
+        await relay(conn, end, { signal });
+      } catch (error) {
+        conn.close();
+        try {
+          end?.close();
+        } catch {
+          // Already closed.
+        }
+        if (!signal.aborted) {
+          failures++;
+          onError?.(error);
+        }
       }
-      if (!closing.signal.aborted) {
-        failures++;
-        onError?.(error);
-      }
-    }
-  };
-
-  const acceptLoop = (async () => {
-    for await (const conn of listener) {
-      const task = serve(conn);
-      relays.add(task);
-      task.finally(() => relays.delete(task));
-    }
-  })();
+    },
+  });
 
   return new ServerManager(listener.addr, listener.clientOptions, () => ({
     ...listener.stats(),
     connectionsFailed: failures,
   }), async () => {
-    listener.close();
-    closing.abort(new Error("Server closed"));
-    for (const conn of listener.connections) conn.close();
-    await acceptLoop.catch(() => {});
-    await Promise.allSettled(relays);
+    await loop.close();
     await Promise.allSettled([...listener.connections].map((conn) => conn.closed));
   });
 }

@@ -14,8 +14,10 @@ import type { IpcOutput } from "./ipc_output.ts";
 import { requestedTransports } from "./requested_transports.ts";
 import { SocksServer } from "./socks_server.ts";
 import { SocksReply, SocksReplyError } from "./socks_reply.ts";
-import { describe } from "./describe_error.ts";
+import { acceptErrorLogger, describe } from "./describe_error.ts";
 import { RepeatedKeyLog } from "./first_value_pairs.ts";
+import { ConnectionLoop } from "../net/accept_loop.ts";
+import { SourceLimiter } from "../net/source_limits.ts";
 import { socks5Connect } from "./socks_client.ts";
 import { streamNetConn } from "./stream_net_conn.ts";
 import { serveUdpClient } from "../udp/client_pool.ts";
@@ -117,6 +119,10 @@ export async function startClient(
   const running: RunningProxy[] = [];
   const repeated = new RepeatedKeyLog((message) => output.log("warning", message));
   for (const { name, transport, env, options: base } of requestedTransports(settings)) {
+    const onAcceptError = acceptErrorLogger(
+      (severity, message) => output.log(severity, message),
+      name,
+    );
     try {
       if (settings.mode === "socks5") {
         const connectors = new Map<string, Promise<Connector>>();
@@ -167,6 +173,7 @@ export async function startClient(
               }
               return conn;
             },
+            onAcceptError,
             onError: (error, stage) => {
               if (stage === "connect") {
                 output.status(name, { CONNECT: "Failed", ERRSTR: describe(error) });
@@ -211,6 +218,7 @@ export async function startClient(
           Deno.listen({ hostname: settings.listen.hostname, port: settings.listen.port }),
           async () => await connector.dial(settings.target!),
           (error) => output.log("warning", `${name}: connection failed: ${describe(error)}`),
+          onAcceptError,
         );
         running.push(forwarder);
         output.cmethod(name, "transparent-TCP", formatHostPort(forwarder.addr));
@@ -232,81 +240,45 @@ export async function startClient(
 
 /** Accepts TCP connections and relays each to whatever `dial` returns. */
 class Forwarder implements RunningProxy {
-  #listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
-  #tasks = new Set<Promise<void>>();
-  #conns = new Set<Deno.Conn>();
-  #abort = new AbortController();
-  #loop: Promise<void>;
-  #closed = false;
+  #addr: Deno.NetAddr;
+  #loop: ConnectionLoop<Deno.TcpConn>;
 
   constructor(
     listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>,
     dial: () => Promise<{ close(): void } & Parameters<typeof relay>[1]>,
     onError: (error: unknown) => void,
+    onAcceptError: (error: Error, count: number) => void,
   ) {
-    this.#listener = listener;
-    this.#loop = (async () => {
-      for (;;) {
-        let conn: Deno.Conn;
+    this.#addr = listener.addr;
+    this.#loop = new ConnectionLoop(listener, {
+      // No handshake on this side: only the total is limited.
+      limiter: new SourceLimiter({ maxConnectionsPerSource: Infinity }),
+      onAcceptError,
+      serve: async (conn, { signal, handshaken }) => {
+        handshaken();
         try {
-          conn = await listener.accept();
-        } catch {
-          if (this.#closed) return;
-          await new Promise((resolve) => setTimeout(resolve, 50));
-          continue;
+          const end = await dial();
+          if (signal.aborted) {
+            end.close();
+            return;
+          }
+          await relay(conn, end, { signal });
+        } catch (error) {
+          if (!signal.aborted) onError(error);
         }
-        this.#conns.add(conn);
-        const task = (async () => {
-          try {
-            const end = await dial();
-            if (this.#abort.signal.aborted) {
-              end.close();
-              return;
-            }
-            await relay(conn, end, { signal: this.#abort.signal });
-          } catch (error) {
-            if (!this.#abort.signal.aborted) onError(error);
-          }
-        })().finally(() => {
-          try {
-            conn.close();
-          } catch {
-            // Already closed.
-          }
-          this.#conns.delete(conn);
-          this.#tasks.delete(task);
-        });
-        this.#tasks.add(task);
-      }
-    })();
+      },
+    });
   }
 
   get addr(): Deno.NetAddr {
-    return this.#listener.addr;
+    return this.#addr;
   }
 
-  async drain(): Promise<void> {
-    if (!this.#closed) {
-      this.#closed = true;
-      try {
-        this.#listener.close();
-      } catch {
-        // Already closed.
-      }
-    }
-    await this.#loop;
-    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+  drain(): Promise<void> {
+    return this.#loop.drain();
   }
 
-  async close(): Promise<void> {
-    this.#abort.abort(new Error("Closed"));
-    for (const conn of this.#conns) {
-      try {
-        conn.close();
-      } catch {
-        // Already closed.
-      }
-    }
-    await this.drain();
+  close(): Promise<void> {
+    return this.#loop.close(new Error("Closed"));
   }
 }

@@ -20,7 +20,9 @@ import { readAuthCookie } from "./auth_cookie.ts";
 import { extOrPortHandshake } from "./ext_orport.ts";
 import type { DestinationPolicy } from "./destination_policy.ts";
 import { serveSocksTarget } from "./socks_target.ts";
-import { describe } from "./describe_error.ts";
+import { acceptErrorLogger, describe } from "./describe_error.ts";
+import { ConnectionLoop } from "../net/accept_loop.ts";
+import type { ConnectionLimits } from "../net/source_limits.ts";
 import { serveUdpServer } from "../udp/server_pool.ts";
 import { TurnServer } from "../udp/turn/turn_server.ts";
 import { createUdpRelayFactory } from "../udp/turn/udp_relay.ts";
@@ -57,8 +59,13 @@ export type ServerTarget =
     readonly relayAddress?: string;
   };
 
-/** What {@linkcode startServer} needs, already validated. */
-export interface ServerSettings {
+/**
+ * What {@linkcode startServer} needs, already validated. The connection
+ * limits (`maxConnections`, `maxHandshakesPerSource`,
+ * `maxConnectionsPerSource`) apply to each transport's listener; defaults
+ * are `DEFAULT_CONNECTION_LIMITS` (4096, 64, 1024).
+ */
+export interface ServerSettings extends ConnectionLimits {
   /** Requested transport names, in order (unknown ones are skipped). */
   readonly transports: readonly string[];
   /** The transports on offer, by name. */
@@ -75,8 +82,6 @@ export interface ServerSettings {
   readonly dialer?: Dialer;
   /** The state directory, which exists. */
   readonly stateDir: string;
-  /** Most connections open at once per transport; more are closed at once. Defaults to 4096. */
-  readonly maxConnections?: number;
   /**
    * Each transport's out-of-band message pipe (its `signals`), when the
    * parent relays messages (see `SignalHub`).
@@ -145,8 +150,21 @@ export async function startServer(
   const started: StartedServerTransport[] = [];
   const target = settings.target;
   const turn = target.kind === "turn" ? new EmbeddedTurn(target) : undefined;
+  const limits: ConnectionLimits = {
+    ...(settings.maxConnections === undefined ? {} : { maxConnections: settings.maxConnections }),
+    ...(settings.maxHandshakesPerSource === undefined
+      ? {}
+      : { maxHandshakesPerSource: settings.maxHandshakesPerSource }),
+    ...(settings.maxConnectionsPerSource === undefined
+      ? {}
+      : { maxConnectionsPerSource: settings.maxConnectionsPerSource }),
+  };
   for (const { name, transport, env, options: config } of requestedTransports(settings)) {
     const at = settings.bindAddrs.get(name) ?? settings.defaultListen;
+    const onAcceptError = acceptErrorLogger(
+      (severity, message) => output.log(severity, message),
+      name,
+    );
     try {
       let addr: Deno.NetAddr;
       let clientOptions: TransportOptions;
@@ -160,6 +178,8 @@ export async function startServer(
           target: target.address,
           framing: target.framing,
           ...(target.idleTimeout === undefined ? {} : { idleTimeout: target.idleTimeout }),
+          limits,
+          onAcceptError,
           onError: (error) => output.log("info", `${name}: UDP flow failed: ${describe(error)}`),
         });
         loops.push({ drain: () => pool.close(), close: () => pool.close() });
@@ -169,6 +189,8 @@ export async function startServer(
           hostname: at.hostname,
           port: at.port,
           env,
+          limits,
+          onAcceptError,
         });
         loops.push(new ServerLoop(listener, name, settings, output, turn?.server(at.hostname)));
         addr = listener.addr;
@@ -236,15 +258,10 @@ class EmbeddedTurn {
 /** Accepts one transport's connections and sends each to the target. */
 class ServerLoop implements RunningProxy {
   #turn: TurnServer | undefined;
-  #listener: TransportListener;
   #name: string;
   #settings: ServerSettings;
   #output: IpcOutput;
-  #tasks = new Set<Promise<void>>();
-  #conns = new Set<TransportConn>();
-  #abort = new AbortController();
-  #loop: Promise<void>;
-  #closed = false;
+  #loop: ConnectionLoop<TransportConn>;
 
   constructor(
     listener: TransportListener,
@@ -254,42 +271,15 @@ class ServerLoop implements RunningProxy {
     turn?: TurnServer,
   ) {
     this.#turn = turn;
-    this.#listener = listener;
     this.#name = name;
     this.#settings = settings;
     this.#output = output;
-    this.#loop = this.#accept();
+    this.#loop = new ConnectionLoop(listener, {
+      serve: (conn, { signal }) => this.#serve(conn, signal),
+    });
   }
 
-  async #accept(): Promise<void> {
-    const max = this.#settings.maxConnections ?? 4096;
-    for (;;) {
-      let conn: TransportConn;
-      try {
-        conn = await this.#listener.accept();
-      } catch (error) {
-        if (this.#closed || error instanceof Deno.errors.BadResource) return;
-        // Out of file descriptors and the like: go on after a pause.
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        continue;
-      }
-      if (this.#closed || this.#conns.size >= max) {
-        conn.close();
-        if (this.#closed) return;
-        continue;
-      }
-      this.#conns.add(conn);
-      const task = this.#serve(conn).finally(() => {
-        conn.close();
-        this.#conns.delete(conn);
-        this.#tasks.delete(task);
-      });
-      this.#tasks.add(task);
-    }
-  }
-
-  async #serve(conn: TransportConn): Promise<void> {
-    const signal = this.#abort.signal;
+  async #serve(conn: TransportConn, signal: AbortSignal): Promise<void> {
     const target = this.#settings.target;
     const dialer = this.#settings.dialer ?? tcpDialer;
     let end: RelayEnd | undefined;
@@ -344,18 +334,11 @@ class ServerLoop implements RunningProxy {
     }
   }
 
-  async drain(): Promise<void> {
-    if (!this.#closed) {
-      this.#closed = true;
-      this.#listener.close();
-    }
-    await this.#loop;
-    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+  drain(): Promise<void> {
+    return this.#loop.drain();
   }
 
-  async close(): Promise<void> {
-    this.#abort.abort(new Error("Server closed"));
-    for (const conn of this.#conns) conn.close();
-    await this.drain();
+  close(): Promise<void> {
+    return this.#loop.close();
   }
 }

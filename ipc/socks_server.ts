@@ -1,6 +1,8 @@
 // Copyright the ptkit authors. MIT license.
 
 import { relay, type RelayEnd } from "../net/relay.ts";
+import { closeQuietly, ConnectionLoop, type ServeContext } from "../net/accept_loop.ts";
+import { type ConnectionLimits, SourceLimiter } from "../net/source_limits.ts";
 import { socksHandshake, type SocksRequest } from "./socks_handshake.ts";
 import { SocksReply, socksReplyCode, SocksReplyError } from "./socks_reply.ts";
 
@@ -21,6 +23,18 @@ export interface SocksServerOptions {
    * never holds the client's address. Defaults to ignoring.
    */
   readonly onError?: (error: unknown, stage: "handshake" | "connect" | "relay") => void;
+  /**
+   * Connection limits. Defaults to at most 4096 connections and, per
+   * source, 64 that have not finished their SOCKS handshake (no limit on
+   * the total per source: applications behind one address open many).
+   */
+  readonly limits?: ConnectionLimits;
+  /**
+   * Called when accepting fails or a connection is refused by a limit, at
+   * most once every 10 s per kind with a count; accepting always goes on.
+   * Defaults to ignoring.
+   */
+  readonly onAcceptError?: (error: Error, count: number) => void;
 }
 
 /**
@@ -28,7 +42,7 @@ export interface SocksServerOptions {
  * transport settings, see {@linkcode socksHandshake}), connects each
  * destination with the `connect` callback, replies with the code that
  * names the failure, and relays. One bad client only ends its own
- * connection.
+ * connection, and no accept error ends the server.
  *
  * @example Serving SOCKS5 that connects directly
  * ```ts
@@ -51,34 +65,45 @@ export interface SocksServerOptions {
  * ```
  */
 export class SocksServer implements AsyncDisposable {
-  #listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
+  #addr: Deno.NetAddr;
   #options: SocksServerOptions;
-  #conns = new Set<Deno.Conn>();
-  #tasks = new Set<Promise<void>>();
-  #abort = new AbortController();
-  #acceptLoop: Promise<void>;
-  #closed = false;
+  #loop: ConnectionLoop<Deno.TcpConn>;
 
   /**
    * Serve SOCKS on a listener (the server owns and closes it).
    *
    * @param listener A TCP listener.
    * @param options How to connect destinations.
+   * @throws {RangeError} When a limit is not a positive integer or `Infinity`.
    */
   constructor(listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>, options: SocksServerOptions) {
-    this.#listener = listener;
+    this.#addr = listener.addr;
     this.#options = options;
-    this.#acceptLoop = this.#accept();
+    let limiter: SourceLimiter;
+    try {
+      limiter = new SourceLimiter(
+        { maxConnectionsPerSource: Infinity, ...options.limits },
+        "serve SOCKS",
+      );
+    } catch (error) {
+      listener.close();
+      throw error;
+    }
+    this.#loop = new ConnectionLoop(listener, {
+      limiter,
+      serve: (conn, context) => this.#serve(conn, context),
+      ...(options.onAcceptError === undefined ? {} : { onAcceptError: options.onAcceptError }),
+    });
   }
 
   /** The address the server listens on. */
   get addr(): Deno.NetAddr {
-    return this.#listener.addr;
+    return this.#addr;
   }
 
   /** How many client connections are open. */
   get connections(): number {
-    return this.#conns.size;
+    return this.#loop.connections.size;
   }
 
   /**
@@ -86,10 +111,8 @@ export class SocksServer implements AsyncDisposable {
    *
    * @returns Resolves once every open connection has ended.
    */
-  async drain(): Promise<void> {
-    this.#stopAccepting();
-    await this.#acceptLoop;
-    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+  drain(): Promise<void> {
+    return this.#loop.drain();
   }
 
   /**
@@ -97,11 +120,8 @@ export class SocksServer implements AsyncDisposable {
    *
    * @returns Resolves once everything is closed.
    */
-  async close(): Promise<void> {
-    this.#stopAccepting();
-    this.#abort.abort(new Error("SOCKS server closed"));
-    for (const conn of this.#conns) closeQuietly(conn);
-    await this.drain();
+  close(): Promise<void> {
+    return this.#loop.close(new Error("SOCKS server closed"));
   }
 
   /** Same as {@linkcode SocksServer.close}. */
@@ -109,39 +129,7 @@ export class SocksServer implements AsyncDisposable {
     return this.close();
   }
 
-  #stopAccepting(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    closeQuietly(this.#listener);
-  }
-
-  async #accept(): Promise<void> {
-    for (;;) {
-      let conn: Deno.Conn;
-      try {
-        conn = await this.#listener.accept();
-      } catch (error) {
-        if (this.#closed) return;
-        if (error instanceof Deno.errors.BadResource) return;
-        // Out of file descriptors and the like: go on after a pause.
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        continue;
-      }
-      if (this.#closed) {
-        closeQuietly(conn);
-        return;
-      }
-      this.#conns.add(conn);
-      const task = this.#serve(conn).finally(() => {
-        this.#conns.delete(conn);
-        closeQuietly(conn);
-        this.#tasks.delete(task);
-      });
-      this.#tasks.add(task);
-    }
-  }
-
-  async #serve(conn: Deno.Conn): Promise<void> {
+  async #serve(conn: Deno.Conn, { signal, handshaken }: ServeContext): Promise<void> {
     const onError = this.#options.onError ?? (() => {});
     const deadline = new AbortController();
     const timer = setTimeout(() => {
@@ -153,41 +141,34 @@ export class SocksServer implements AsyncDisposable {
     let request: SocksRequest;
     try {
       request = await socksHandshake(conn, {
-        signal: AbortSignal.any([deadline.signal, this.#abort.signal]),
+        signal: AbortSignal.any([deadline.signal, signal]),
         ...(this.#options.maxSettingsBytes === undefined
           ? {}
           : { maxSettingsBytes: this.#options.maxSettingsBytes }),
       });
     } catch (error) {
-      if (!this.#abort.signal.aborted) onError(error, "handshake");
+      if (!signal.aborted) onError(error, "handshake");
       return;
     } finally {
       clearTimeout(timer);
     }
+    handshaken();
     let end: RelayEnd;
     try {
       end = await this.#options.connect(request);
     } catch (error) {
-      if (this.#abort.signal.aborted) return;
+      if (signal.aborted) return;
       onError(error, "connect");
       await request.reply(socksReplyCode(error)).catch(() => {});
       return;
     }
     try {
-      if (this.#abort.signal.aborted) throw this.#abort.signal.reason;
+      if (signal.aborted) throw signal.reason;
       await request.reply(SocksReply.succeeded);
-      await relay(conn, end, { signal: this.#abort.signal });
+      await relay(conn, end, { signal: signal });
     } catch (error) {
       closeQuietly(end);
-      if (!this.#abort.signal.aborted) onError(error, "relay");
+      if (!signal.aborted) onError(error, "relay");
     }
-  }
-}
-
-function closeQuietly(resource: { close(): void }): void {
-  try {
-    resource.close();
-  } catch {
-    // Already closed.
   }
 }

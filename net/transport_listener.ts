@@ -1,14 +1,30 @@
 // Copyright the ptkit authors. MIT license.
 
 import type { ServerTransport, TransportOptions } from "../transports/transport.ts";
+import { type AcceptErrorHandler, Acceptor, closeQuietly, ErrorDigest } from "./accept_loop.ts";
+import { type ConnectionLimits, SourceLimiter } from "./source_limits.ts";
 import { type ServerStats, StatsCollector } from "./server_stats.ts";
 import { TransportConn, type TransportConnOptions } from "./transport_conn.ts";
+
+/** Options of a {@linkcode TransportListener} beyond its connections' own. */
+export interface TransportListenerOptions {
+  /** Connection limits, in all and per source. Defaults to `DEFAULT_CONNECTION_LIMITS`. */
+  readonly limits?: ConnectionLimits;
+  /** Where accept errors and refused connections are reported (digested). Defaults to ignoring. */
+  readonly onAcceptError?: AcceptErrorHandler;
+}
 
 /**
  * A listening transport server, like `Deno.Listener`: accepts network
  * connections and yields them as {@linkcode TransportConn}s (decoded bytes),
  * plus the Server Manager's {@linkcode stats}. Async-iterable; `close()`
  * ends a `for await` loop quietly.
+ *
+ * No connection can end the listener: one reset or aborted before it was
+ * accepted is skipped (the next is accepted at once), running out of file
+ * descriptors backs off briefly (at most 100 ms) and tries again, and a
+ * connection over the {@linkcode ConnectionLimits} is closed as soon as it
+ * is accepted. These are reported to `onAcceptError`, digested.
  *
  * @example Accepting connections in a loop
  * ```ts
@@ -32,6 +48,9 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
   #side: ServerTransport;
   #connOptions: TransportConnOptions;
   #stats = new StatsCollector();
+  #limiter: SourceLimiter;
+  #digest: ErrorDigest | undefined;
+  #acceptor: Acceptor<Deno.TcpConn>;
   #closed = false;
 
   /**
@@ -41,16 +60,24 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
    * @param side The configured server side of the transport.
    * @param name The transport's name.
    * @param connOptions Options for every accepted connection (the handshake timeout).
+   * @param options Connection limits and where accept errors go.
+   * @throws {RangeError} When a limit is not a positive integer or `Infinity`.
    */
   constructor(
     listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>,
     side: ServerTransport,
     name: string,
     connOptions: TransportConnOptions = {},
+    options: TransportListenerOptions = {},
   ) {
     this.#listener = listener;
     this.#side = side;
     this.#connOptions = { ...connOptions, name };
+    this.#limiter = new SourceLimiter(options.limits);
+    this.#digest = options.onAcceptError === undefined
+      ? undefined
+      : new ErrorDigest(options.onAcceptError);
+    this.#acceptor = new Acceptor(() => listener.accept(), this.#digest);
   }
 
   /** The address the server listens on. */
@@ -64,30 +91,46 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
   }
 
   /**
-   * Wait for the next connection.
+   * Wait for the next connection. Connections that fail before they are
+   * accepted, are over a limit, or whose transport pair cannot be made are
+   * skipped (and reported to `onAcceptError`).
    *
    * @returns The accepted connection, wrapped in the transport.
    * @throws {Deno.errors.BadResource} When the listener is closed.
    */
   async accept(): Promise<TransportConn> {
-    const tcp = await this.#listener.accept();
-    let pair;
-    try {
-      pair = this.#side.pair();
-    } catch (error) {
-      tcp.close();
-      throw error;
+    for (;;) {
+      const tcp = await this.#acceptor.next();
+      const admission = this.#limiter.admit(tcp.remoteAddr);
+      if (admission instanceof RangeError) {
+        closeQuietly(tcp);
+        this.#digest?.add(admission.message, admission);
+        continue;
+      }
+      let conn: TransportConn;
+      try {
+        conn = new TransportConn(tcp, this.#side.pair(), this.#connOptions);
+      } catch (caught) {
+        closeQuietly(tcp);
+        admission.release();
+        const error = caught instanceof Error ? caught : new Error(String(caught));
+        this.#digest?.add(`pair ${error.message}`, error);
+        continue;
+      }
+      conn.ready.then(() => admission.handshaken(), () => {});
+      conn.closed.then(() => admission.release());
+      this.#stats.add(conn);
+      return conn;
     }
-    const conn = new TransportConn(tcp, pair, this.#connOptions);
-    this.#stats.add(conn);
-    return conn;
   }
 
   /** Stop accepting. Connections already accepted stay open. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#listener.close();
+    this.#acceptor.stop();
+    this.#digest?.stop();
+    closeQuietly(this.#listener);
   }
 
   /**
@@ -111,12 +154,14 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
    */
   async *[Symbol.asyncIterator](): AsyncIterator<TransportConn> {
     while (!this.#closed) {
+      let conn: TransportConn;
       try {
-        yield await this.accept();
+        conn = await this.accept();
       } catch (error) {
-        if (this.#closed) return;
+        if (this.#closed || error instanceof Deno.errors.BadResource) return;
         throw error;
       }
+      yield conn;
     }
   }
 

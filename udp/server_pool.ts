@@ -1,6 +1,8 @@
 // Copyright the ptkit authors. MIT license.
 
 import { listen } from "../server.ts";
+import { ConnectionLoop } from "../net/accept_loop.ts";
+import type { ConnectionLimits } from "../net/source_limits.ts";
 import { checkPort } from "../net/address.ts";
 import type { TransportConn } from "../net/transport_conn.ts";
 import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
@@ -30,6 +32,10 @@ export interface UdpServerOptions extends UdpPoolOptions {
   readonly port: number;
   /** The UDP server datagrams go to (the Server App, or a TURN server in STUN mode). */
   readonly target: UdpAddress;
+  /** Limits on transport connections, in all and per source (see `listen`). Defaults to `listen`'s. */
+  readonly limits?: ConnectionLimits;
+  /** Where accept errors and refused connections are reported, digested (see `listen`). */
+  readonly onAcceptError?: (error: Error, count: number) => void;
 }
 
 /** A {@linkcode UdpServerPool}'s statistics. */
@@ -130,11 +136,12 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
     hostname: options.hostname ?? "0.0.0.0",
     port: options.port,
     ...(options.env === undefined ? {} : { env: options.env }),
+    ...(options.limits === undefined ? {} : { limits: options.limits }),
+    ...(options.onAcceptError === undefined ? {} : { onAcceptError: options.onAcceptError }),
   });
   const bufferSize = options.udpBufferSize ?? 1024 * 1024;
   const onError = options.onError;
   const flows = new Set<Flow>();
-  const tasks = new Set<Promise<void>>();
   const totals = zeroCounters();
   const closedByReason = Object.fromEntries(UDP_CLOSE_REASONS.map((r) => [r, 0])) as Record<
     UdpCloseReason,
@@ -184,22 +191,22 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
     await udp.close();
   };
 
-  const acceptLoop = (async () => {
-    for await (const conn of listener) {
+  const loop = new ConnectionLoop(listener, {
+    serve: async (conn) => {
       if (active >= settings.maxFlows) {
         rejected++;
         conn.close();
-        const task = conn.closed;
-        tasks.add(task);
-        task.finally(() => tasks.delete(task));
-        continue;
+        await conn.closed;
+        return;
       }
       active++;
-      const task = serve(conn).finally(() => active--);
-      tasks.add(task);
-      task.finally(() => tasks.delete(task));
-    }
-  })();
+      try {
+        await serve(conn);
+      } finally {
+        active--;
+      }
+    },
+  });
 
   let closePromise: Promise<void> | undefined;
   const pool: UdpServerPool = {
@@ -223,11 +230,8 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
     close() {
       closePromise ??= (async () => {
         closing = true;
-        listener.close();
         for (const flow of [...flows]) flow.close("shutdown");
-        for (const conn of listener.connections) conn.close();
-        await acceptLoop.catch(() => {});
-        await Promise.allSettled([...tasks]);
+        await loop.close();
       })();
       return closePromise;
     },

@@ -9,6 +9,7 @@ import {
   extOrPortAuth,
 } from "./extorport_auth.ts";
 import type { ExtOrPortEndpoint } from "./pt_server.ts";
+import { closeQuietly, ConnectionLoop } from "../../net/accept_loop.ts";
 
 /** Options for {@linkcode listenExtOrPort}. */
 export interface ExtOrPortServerOptions {
@@ -172,8 +173,7 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
   #waiters: { resolve: (r: ExtOrPortRequest) => void; reject: (e: Error) => void }[] = [];
   #handshakes = new Set<Deno.Conn>();
   #undecided = new Set<ExtOrPortRequest>();
-  #tasks = new Set<Promise<void>>();
-  #loop: Promise<void>;
+  #loop: ConnectionLoop<Deno.TcpConn>;
   #closing: Promise<void> | undefined;
   #authFailures = 0;
 
@@ -198,7 +198,13 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
     this.#cookieFile = cookieFile;
     this.#tempDir = tempDir;
     this.#options = options;
-    this.#loop = this.#acceptLoop();
+    const onError = options.onError;
+    this.#loop = new ConnectionLoop(listener, {
+      serve: (conn) => this.#serve(conn),
+      // Authenticated connections are handed over to the application.
+      closeWhenServed: false,
+      ...(onError === undefined ? {} : { onAcceptError: (error: Error) => onError(error) }),
+    });
   }
 
   /** The address PTs connect to (`TOR_PT_EXTENDED_SERVER_PORT`). */
@@ -251,19 +257,14 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      try {
-        this.#listener.close();
-      } catch {
-        // Already closed.
-      }
+      closeQuietly(this.#listener);
       for (const waiter of this.#waiters.splice(0)) {
         waiter.reject(new Error("ExtORPort server is closed"));
       }
       for (const conn of this.#handshakes) closeQuietly(conn);
       for (const request of [...this.#undecided]) request.abandon();
       this.#pending = [];
-      await this.#loop;
-      await Promise.allSettled(this.#tasks);
+      await this.#loop.close(new Error("ExtORPort server is closed"));
       if (this.#tempDir !== undefined) {
         await Deno.remove(this.#tempDir, { recursive: true }).catch(() => {});
       }
@@ -274,18 +275,6 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
   /** Stop the server. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
-  }
-
-  async #acceptLoop(): Promise<void> {
-    try {
-      for await (const conn of this.#listener) {
-        const task = this.#serve(conn);
-        this.#tasks.add(task);
-        task.finally(() => this.#tasks.delete(task));
-      }
-    } catch {
-      // Listener closed.
-    }
   }
 
   async #serve(conn: Deno.Conn): Promise<void> {
@@ -448,14 +437,6 @@ export async function listenExtOrPort(
     throw error;
   }
   return new ExtOrPortServer(listener, cookie, cookieFile, tempDir, options);
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
-  }
 }
 
 function readExactly(conn: Pick<NetConn, "read">, n: number): Promise<Uint8Array> {

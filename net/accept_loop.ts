@@ -1,0 +1,375 @@
+// Copyright the ptkit authors. MIT license.
+
+// The accept-and-serve loop, written once: every listener in ptkit accepts
+// through an Acceptor (per-connection errors never end it) and, unless it
+// hands connections to the application, serves them through a
+// ConnectionLoop (limits, tracking, drain and close).
+
+import type { Admission, SourceLimiter } from "./source_limits.ts";
+
+/**
+ * Called when accepting failed or a connection was refused by a limit: at
+ * once for the first error of a kind, then at most once every 10 s with the
+ * number of errors of that kind since (so a flood gives a few lines, not one
+ * per connection). Messages hold no address.
+ */
+export type AcceptErrorHandler = (error: Error, count: number) => void;
+
+/** How long errors of one kind are counted before they are reported again, in ms. */
+const DIGEST_INTERVAL = 10_000;
+
+/** Errors that mean the process or the system ran out of something: back off. */
+const EXHAUSTION = new Set(["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"]);
+
+/** Errors that concern one connection only (it was reset, aborted, refused by a firewall...). */
+const PER_CONNECTION = new Set([
+  "ECONNABORTED",
+  "ECONNRESET",
+  "ENOTCONN",
+  "EPROTO",
+  "EPERM",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "EHOSTDOWN",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "ENONET",
+  "ENOPROTOOPT",
+  "EOPNOTSUPP",
+  "EAGAIN",
+  "EWOULDBLOCK",
+  "EINTR",
+]);
+
+/** Back-off on resource exhaustion: from this many ms, doubling... */
+const BACKOFF_MIN = 5;
+/** ...up to this many. */
+const BACKOFF_MAX = 100;
+/** Errors of an unknown kind retried at once before backing off as on exhaustion. */
+const UNKNOWN_RETRIES = 100;
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/**
+ * What to do after an accept error: `"closed"` (the listener is closed:
+ * stop), `"exhausted"` (out of descriptors, buffers or memory: back off),
+ * `"connection"` (one connection failed: accept the next at once) or
+ * `"unknown"`.
+ */
+export function acceptErrorKind(error: unknown): "closed" | "exhausted" | "connection" | "unknown" {
+  if (error instanceof Deno.errors.BadResource) return "closed";
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === "string") {
+    if (EXHAUSTION.has(code)) return "exhausted";
+    if (PER_CONNECTION.has(code)) return "connection";
+  }
+  if (
+    error instanceof Deno.errors.NotConnected || error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.Interrupted ||
+    error instanceof Deno.errors.TimedOut || error instanceof Deno.errors.PermissionDenied
+  ) {
+    return "connection";
+  }
+  return "unknown";
+}
+
+/**
+ * Reports errors without flooding: the first of a kind at once, then the
+ * count of that kind once per interval while they keep coming.
+ */
+export class ErrorDigest {
+  #report: AcceptErrorHandler;
+  #kinds = new Map<string, { error: Error; count: number }>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /** @param report Where reports go. */
+  constructor(report: AcceptErrorHandler) {
+    this.#report = report;
+  }
+
+  /** Count one error of `kind`. */
+  add(kind: string, error: Error): void {
+    const seen = this.#kinds.get(kind);
+    if (seen !== undefined) {
+      seen.error = error;
+      seen.count++;
+      return;
+    }
+    this.#kinds.set(kind, { error, count: 0 });
+    this.#emit(error, 1);
+    if (this.#timer === undefined) this.#schedule();
+  }
+
+  /** Report what is still counted and stop. */
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const { error, count } of this.#kinds.values()) if (count > 0) this.#emit(error, count);
+    this.#kinds.clear();
+  }
+
+  #tick(): void {
+    this.#timer = undefined;
+    for (const [kind, seen] of this.#kinds) {
+      if (seen.count === 0) {
+        this.#kinds.delete(kind);
+        continue;
+      }
+      this.#emit(seen.error, seen.count);
+      seen.count = 0;
+    }
+    if (this.#kinds.size > 0) this.#schedule();
+  }
+
+  #schedule(): void {
+    const timer = setTimeout(() => this.#tick(), DIGEST_INTERVAL);
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+  }
+
+  #emit(error: Error, count: number): void {
+    try {
+      this.#report(error, count);
+    } catch {
+      // A failing log must not end the loop.
+    }
+  }
+}
+
+/**
+ * Accepts from a listener so that no per-connection error ever reaches the
+ * caller: a connection reset or aborted before it was accepted is skipped
+ * and the next one accepted at once; running out of file descriptors,
+ * buffers or memory backs off briefly (5 ms doubling to 100 ms) and tries
+ * again. Only a closed listener (or {@linkcode Acceptor.stop}) ends it.
+ */
+export class Acceptor<C> {
+  #accept: () => Promise<C>;
+  #digest: ErrorDigest | undefined;
+  #stopped = false;
+  #wake: (() => void) | undefined;
+
+  /**
+   * @param accept The listener's accept.
+   * @param digest Where errors are counted and reported.
+   */
+  constructor(accept: () => Promise<C>, digest?: ErrorDigest) {
+    this.#accept = accept;
+    this.#digest = digest;
+  }
+
+  /**
+   * The next connection.
+   *
+   * @returns The connection.
+   * @throws {Deno.errors.BadResource} When the listener is closed or the acceptor stopped.
+   */
+  async next(): Promise<C> {
+    let delay = 0;
+    let unknown = 0;
+    for (;;) {
+      if (this.#stopped) throw new Deno.errors.BadResource("Listener has been closed");
+      try {
+        return await this.#accept();
+      } catch (caught) {
+        const kind = acceptErrorKind(caught);
+        if (kind === "closed" || this.#stopped) throw caught;
+        const error = asError(caught);
+        const code = (error as { code?: unknown }).code;
+        this.#digest?.add(`accept ${typeof code === "string" ? code : error.name}`, error);
+        if (kind === "exhausted" || (kind === "unknown" && ++unknown > UNKNOWN_RETRIES)) {
+          delay = Math.min(Math.max(delay * 2, BACKOFF_MIN), BACKOFF_MAX);
+          await this.#sleep(delay);
+        }
+      }
+    }
+  }
+
+  /** Stop: a pending back-off ends and {@linkcode Acceptor.next} throws. */
+  stop(): void {
+    this.#stopped = true;
+    this.#wake?.();
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wake = undefined;
+        resolve();
+      }, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        resolve();
+      };
+    });
+  }
+}
+
+/** What {@linkcode ConnectionLoop} gives the function serving one connection. */
+export interface ServeContext {
+  /** Aborted when the loop is closed (not when it drains). */
+  readonly signal: AbortSignal;
+  /** Say the connection finished its handshake (it stops counting against `maxHandshakesPerSource`). */
+  readonly handshaken: () => void;
+}
+
+/** Options for {@linkcode ConnectionLoop}. */
+export interface ConnectionLoopOptions<C> {
+  /**
+   * Serve one connection until it ends. Errors are the function's to
+   * report; a rejection is ignored. The connection is closed afterwards.
+   */
+  readonly serve: (conn: C, context: ServeContext) => Promise<void>;
+  /** Limits to enforce; none when omitted (the listener may enforce its own). */
+  readonly limiter?: SourceLimiter;
+  /** Where accept errors and refusals are reported. Defaults to ignoring them. */
+  readonly onAcceptError?: AcceptErrorHandler;
+  /**
+   * Whether the connection is closed when `serve` ends. Defaults to true;
+   * false when `serve` hands connections over to someone else.
+   */
+  readonly closeWhenServed?: boolean;
+}
+
+/** A connection a loop serves. */
+export interface LoopConn {
+  /** The peer's address (counted against the per-source limits). */
+  readonly remoteAddr: Deno.Addr;
+  /** Close it. */
+  close(): void;
+}
+
+/**
+ * The accept-and-serve loop: accepts until the listener is closed (through
+ * an {@linkcode Acceptor}), refuses connections over the limits, serves
+ * each connection concurrently, and closes it when its service ends.
+ * `drain()` stops accepting and waits; `close()` also ends every
+ * connection.
+ */
+export class ConnectionLoop<C extends LoopConn> {
+  #listener: { accept(): Promise<C>; close(): void };
+  #options: ConnectionLoopOptions<C>;
+  #digest: ErrorDigest | undefined;
+  #acceptor: Acceptor<C>;
+  #conns = new Set<C>();
+  #tasks = new Set<Promise<void>>();
+  #abort = new AbortController();
+  #loop: Promise<void>;
+  #closed = false;
+
+  /**
+   * Start serving (the loop owns the listener and closes it).
+   *
+   * @param listener The listener.
+   * @param options How to serve each connection, limits, error reports.
+   */
+  constructor(
+    listener: { accept(): Promise<C>; close(): void },
+    options: ConnectionLoopOptions<C>,
+  ) {
+    this.#listener = listener;
+    this.#options = options;
+    this.#digest = options.onAcceptError === undefined
+      ? undefined
+      : new ErrorDigest(options.onAcceptError);
+    this.#acceptor = new Acceptor(() => listener.accept(), this.#digest);
+    this.#loop = this.#run();
+  }
+
+  /** The connections being served. */
+  get connections(): ReadonlySet<C> {
+    return this.#conns;
+  }
+
+  /** Aborted once {@linkcode ConnectionLoop.close} was called. */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /**
+   * Stop accepting; connections being served go on until they end.
+   *
+   * @returns Resolves once every connection has ended.
+   */
+  async drain(): Promise<void> {
+    this.#stopAccepting();
+    await this.#loop;
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+    this.#digest?.stop();
+  }
+
+  /**
+   * Stop accepting and close every connection.
+   *
+   * @param reason Why (the abort reason services see).
+   * @returns Resolves once everything has ended.
+   */
+  close(reason: unknown = new Error("Server closed")): Promise<void> {
+    this.#stopAccepting();
+    if (!this.#abort.signal.aborted) this.#abort.abort(reason);
+    for (const conn of this.#conns) closeQuietly(conn);
+    return this.drain();
+  }
+
+  #stopAccepting(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#acceptor.stop();
+    closeQuietly(this.#listener);
+  }
+
+  async #run(): Promise<void> {
+    for (;;) {
+      let conn: C;
+      try {
+        conn = await this.#acceptor.next();
+      } catch {
+        return; // The listener is closed.
+      }
+      if (this.#closed) {
+        closeQuietly(conn);
+        return;
+      }
+      let admission: Admission | undefined;
+      if (this.#options.limiter !== undefined) {
+        const admitted = this.#options.limiter.admit(conn.remoteAddr);
+        if (admitted instanceof RangeError) {
+          closeQuietly(conn);
+          this.#digest?.add(admitted.message, admitted);
+          continue;
+        }
+        admission = admitted;
+      }
+      this.#conns.add(conn);
+      const context: ServeContext = {
+        signal: this.#abort.signal,
+        handshaken: () => admission?.handshaken(),
+      };
+      let task: Promise<void>;
+      try {
+        task = this.#options.serve(conn, context);
+      } catch (error) {
+        task = Promise.reject(error);
+      }
+      const tracked: Promise<void> = task.catch(() => {}).finally(() => {
+        admission?.release();
+        if (this.#options.closeWhenServed ?? true) closeQuietly(conn);
+        this.#conns.delete(conn);
+        this.#tasks.delete(tracked);
+      });
+      this.#tasks.add(tracked);
+    }
+  }
+}
+
+/** Close a connection or listener that may be closed already. */
+export function closeQuietly(resource: { close(): void }): void {
+  try {
+    resource.close();
+  } catch {
+    // Already closed.
+  }
+}
