@@ -356,6 +356,10 @@ export async function loadServerConfig(
     const config = parseState(stored);
     return iatOption === undefined ? config : { ...config, iatMode: iatOption };
   }
+  // First run. Read the bridge line's file too before writing anything: a
+  // store that refuses it (a symbolic link in its place) must stop us before
+  // a new key is written.
+  await local?.get(BRIDGE_LINE_FILE);
   const config = generateServerConfig(iatOption ?? 0, random);
   if (local !== undefined) {
     await local.set(STATE_FILE, formatState(config));
