@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --quiet --no-prompt --allow-net --allow-read --allow-write --allow-env=TOR_PT_*,HOME,XDG_STATE_HOME
+#!/usr/bin/env -S deno run --quiet --no-prompt --allow-net --allow-read --allow-write --allow-env=TOR_PT_*,HOME,XDG_STATE_HOME --allow-sys=uid
 // Copyright the ptkit authors. MIT license.
 
 /**
@@ -12,16 +12,22 @@
  * @module
  */
 
-import { runManagedProxy } from "./ipc/managed_proxy.ts";
-import { CLI_COMMANDS, runCli } from "./ipc/cli.ts";
-import { runTurnCommand } from "./udp/turn/cli.ts";
+import { holdEarlySignals } from "./ipc/early_signals.ts";
 
 if (import.meta.main) {
+  // First of all: a SIGTERM or SIGINT that arrives while the rest loads ends
+  // the PT with exit 0 (the managed proxy takes the signals over before any
+  // transport starts). Hence the dynamic imports below.
+  holdEarlySignals();
   const command = Deno.args[0] ?? "";
+  if (command === "turn") {
+    const { runTurnCommand } = await import("./udp/turn/cli.ts");
+    Deno.exit(await runTurnCommand(Deno.args.slice(1)));
+  }
+  const { CLI_COMMANDS, runCli } = await import("./ipc/cli.ts");
+  const { runManagedProxy } = await import("./ipc/managed_proxy.ts");
   Deno.exit(
-    command === "turn"
-      ? await runTurnCommand(Deno.args.slice(1))
-      : CLI_COMMANDS.includes(command)
+    CLI_COMMANDS.includes(command)
       ? await runCli(Deno.args)
       : await runManagedProxy({ args: Deno.args }),
   );

@@ -12,7 +12,7 @@ import { parseTransportOptions } from "./settings.ts";
 import { parseUpstreamProxy, upstreamProxyDialer } from "./upstream_proxy.ts";
 import { type ServerSettings, type ServerTarget, startServer } from "./managed_server.ts";
 import { parseBindAddr } from "./bind_addr.ts";
-import { bracketBareIpv6 } from "./ip_address.ts";
+import { bracketBareIpv6, isIpLiteral } from "./ip_address.ts";
 import { DestinationPolicy } from "./destination_policy.ts";
 import { outboundDialer, parseOutboundBind } from "./outbound_dialer.ts";
 import { SignalHub } from "./signal_hub.ts";
@@ -20,6 +20,7 @@ import { RepeatedKeyLog } from "./first_value_pairs.ts";
 import { MAX_MESSAGE_LINE_LENGTH } from "./message_line.ts";
 import { parseUserinfo } from "../net/userinfo.ts";
 import { PTKIT_VERSION } from "./version.ts";
+import { releaseEarlySignals } from "./early_signals.ts";
 
 /** Exit codes of the managed proxy (PT 2.0 draft 1, sysexits.h). */
 export const ExitCode = {
@@ -100,14 +101,24 @@ class Exit extends Error {
  * ```
  */
 export async function runManagedProxy(options: ManagedProxyOptions): Promise<number> {
-  const getEnv = options.getEnv ?? ((name: string) => Deno.env.get(name));
+  const readEnv = options.getEnv ?? ((name: string) => Deno.env.get(name));
   const command = options.command ?? "main.ts";
   const flags = parseFlags(options.args);
   const env: Record<string, string> = {};
+  const notUtf8: string[] = [];
   for (const name of ENV_VARS) {
-    const value = getEnv(name);
+    let value: string | undefined;
+    try {
+      value = readEnv(name);
+    } catch (error) {
+      // Deno throws InvalidData for a value that is not valid UTF-8.
+      if (!(error instanceof Deno.errors.InvalidData)) throw error;
+      notUtf8.push(name);
+      continue;
+    }
     if (value !== undefined) env[name] = value;
   }
+  const getEnv = (name: string) => ENV_VARS.includes(name) ? env[name] : readEnv(name);
   const plainOut = options.stdout ??
     ((line: string) => writeAll(Deno.stdout, new TextEncoder().encode(line)));
   const plainErr = options.stderr ??
@@ -120,7 +131,7 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     plainOut(`ptkit ${PTKIT_VERSION}\n`);
     return ExitCode.ok;
   }
-  if (options.args.length === 0 && Object.keys(env).length === 0) {
+  if (options.args.length === 0 && Object.keys(env).length === 0 && notUtf8.length === 0) {
     plainErr(usage(command));
     plainErr("No configuration: this program is started by tor or with flags.\n");
     return ExitCode.usage;
@@ -139,8 +150,15 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
   }
   const output = new IpcOutput({ stdout: plainOut, stderr: plainErr, logLevel });
 
+  const notUtf8Message = () =>
+    `${notUtf8.join(", ")} ${notUtf8.length === 1 ? "is" : "are"} not valid UTF-8`;
+
   try {
     // 1. Version.
+    if (notUtf8.includes("TOR_PT_MANAGED_TRANSPORT_VER") && flags.values.version === undefined) {
+      output.error("ENV-ERROR", notUtf8Message());
+      throw new Exit(ExitCode.usage);
+    }
     const offered = value("version");
     let versions: string[];
     if (offered === undefined) {
@@ -168,9 +186,14 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
 
     // 2. Configuration.
     const envError = (message: string): never => {
-      output.error("ENV-ERROR", message);
+      // A value quoted in the message may be huge (a 128 KiB host name).
+      output.error(
+        "ENV-ERROR",
+        message.length > 512 ? `${message.slice(0, 512)}... (truncated)` : message,
+      );
       throw new Exit(ExitCode.usage);
     };
+    if (notUtf8.length > 0) envError(notUtf8Message());
     if (flags.errors.length > 0) envError(flags.errors.join("; "));
     if (logLevelError !== undefined) envError(logLevelError);
     const serverFlag = flags.values.server === "true";
@@ -520,6 +543,15 @@ function serverSettings(
         if (parsed.port === 0) throw new RangeError(`Invalid ${what}: port 0`);
         return parsed;
       });
+    // goptlib resolves neither: tor gives IP addresses, and a host name
+    // would be looked up for every connection.
+    const ipAddress = (what: string, text: string) => {
+      const parsed = address(what, text);
+      if (!isIpLiteral(parsed.hostname)) {
+        envError(`Invalid ${what} ${JSON.stringify(text)}: the host must be an IP address`);
+      }
+      return parsed;
+    };
     const ext = value("extOrPort");
     const orPort = value("orPort");
     if (targetText !== undefined) {
@@ -531,11 +563,11 @@ function serverSettings(
       }
       target = {
         kind: "extorport",
-        address: address("TOR_PT_EXTENDED_SERVER_PORT", bracketBareIpv6(ext)),
+        address: ipAddress("TOR_PT_EXTENDED_SERVER_PORT", bracketBareIpv6(ext)),
         cookieFile: cookieFile!,
       };
     } else if (orPort !== undefined && orPort !== "") {
-      target = { kind: "orport", address: address("TOR_PT_ORPORT", bracketBareIpv6(orPort)) };
+      target = { kind: "orport", address: ipAddress("TOR_PT_ORPORT", bracketBareIpv6(orPort)) };
     } else {
       return envError(
         "No target: set TOR_PT_ORPORT, TOR_PT_EXTENDED_SERVER_PORT, -target HOST:PORT or -target socks",
@@ -631,6 +663,8 @@ class ShutdownWatch {
     };
     Deno.addSignalListener("SIGINT", onInt);
     this.#cleanups.push(() => Deno.removeSignalListener("SIGINT", onInt));
+    // main.ts ended the process on these signals until now.
+    releaseEarlySignals();
     if (!options.exitOnStdinClose) {
       const parent = Deno.ppid;
       const timer = setInterval(() => {
