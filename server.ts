@@ -62,10 +62,11 @@ export interface ListenOptions {
    */
   readonly handshakeTimeout?: number;
   /**
-   * Connection limits: at most 4096 open, and per source (an IPv4 address
-   * or an IPv6 /64) at most 64 that have not finished their handshake and
-   * 1024 in all, unless given here. Connections over a limit are closed as
-   * soon as they are accepted.
+   * Connection limits (`DEFAULT_CONNECTION_LIMITS`): at most 4096 open; per
+   * source (an IPv4 address or an IPv6 /64), 64 that have not finished
+   * their handshake (more are closed, oldest first, once they have waited
+   * 2 s, or at once when 4096 are open) and 1024 past it (more are
+   * refused). Refused connections are closed before a byte is read.
    */
   readonly limits?: ConnectionLimits;
   /**

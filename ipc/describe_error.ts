@@ -2,7 +2,7 @@
 // Internal: error text for LOG lines, with anything like an address removed
 // (logs must not hold client IP addresses).
 
-import { acceptErrorKind } from "../net/accept_loop.ts";
+import { acceptErrorKind, ErrorDigest } from "../net/accept_loop.ts";
 
 /**
  * An error's message with IP addresses replaced by `[address]`.
@@ -61,4 +61,50 @@ export function acceptErrorLogger(
     const times = count === 1 ? "" : ` (${count} times since the last report)`;
     log(severe ? "warning" : "info", `${name}: ${what}${times}`);
   };
+}
+
+/** A log function that {@linkcode digestLog} made: `stop()` reports what is still counted. */
+export interface DigestedLog {
+  (severity: "error" | "warning" | "notice" | "info" | "debug", message: string): void;
+  /** Report the counts still held and stop the timer. */
+  stop(): void;
+}
+
+/**
+ * Per-connection `LOG` lines without flooding: the first 10 lines of each
+ * text in 10 s are written at once, further repeats are counted and
+ * written as one line with the count (a flood of probes or resets gives a
+ * few lines, and a parent that reads slowly never blocks the proxy).
+ *
+ * @example Counting repeats
+ * ```ts
+ * import { digestLog } from "./describe_error.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const lines: string[] = [];
+ * const log = digestLog((severity, message) => lines.push(`${severity} ${message}`));
+ * for (let i = 0; i < 13; i++) log("info", "obfs4: connection failed in the handshake: reset");
+ * log.stop();
+ * deepStrictEqual(lines.length, 11);
+ * deepStrictEqual(
+ *   lines[10],
+ *   "info obfs4: connection failed in the handshake: reset (3 times since the last report)",
+ * );
+ * ```
+ *
+ * @param log Writes one `LOG` line.
+ * @returns The digesting log function.
+ */
+export function digestLog(
+  log: (severity: "error" | "warning" | "notice" | "info" | "debug", message: string) => void,
+): DigestedLog {
+  type Line = Error & { severity: Parameters<typeof log>[0] };
+  const digest = new ErrorDigest((error, count) => {
+    const times = count === 1 ? "" : ` (${count} times since the last report)`;
+    log((error as Line).severity, `${error.message}${times}`);
+  }, 10);
+  const digested = (severity: Parameters<typeof log>[0], message: string) => {
+    digest.add(`${severity} ${message}`, Object.assign(new Error(message), { severity }));
+  };
+  return Object.assign(digested, { stop: () => digest.stop() });
 }

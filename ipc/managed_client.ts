@@ -14,10 +14,9 @@ import type { IpcOutput } from "./ipc_output.ts";
 import { requestedTransports } from "./requested_transports.ts";
 import { SocksServer } from "./socks_server.ts";
 import { SocksReply, SocksReplyError } from "./socks_reply.ts";
-import { acceptErrorLogger, describe } from "./describe_error.ts";
+import { acceptErrorLogger, describe, digestLog } from "./describe_error.ts";
 import { RepeatedKeyLog } from "./first_value_pairs.ts";
 import { ConnectionLoop } from "../net/accept_loop.ts";
-import { SourceLimiter } from "../net/source_limits.ts";
 import { socks5Connect } from "./socks_client.ts";
 import { streamNetConn } from "./stream_net_conn.ts";
 import { serveUdpClient } from "../udp/client_pool.ts";
@@ -118,6 +117,8 @@ export async function startClient(
 ): Promise<RunningProxy> {
   const running: RunningProxy[] = [];
   const repeated = new RepeatedKeyLog((message) => output.log("warning", message));
+  // Per-connection lines, digested: a flood must not flood the parent.
+  const log = digestLog((severity, message) => output.log(severity, message));
   for (const { name, transport, env, options: base } of requestedTransports(settings)) {
     const onAcceptError = acceptErrorLogger(
       (severity, message) => output.log(severity, message),
@@ -178,7 +179,7 @@ export async function startClient(
               if (stage === "connect") {
                 output.status(name, { CONNECT: "Failed", ERRSTR: describe(error) });
               }
-              output.log(
+              log(
                 stage === "handshake" ? "info" : "warning",
                 `${name}: SOCKS ${stage} failed: ${describe(error)}`,
               );
@@ -205,7 +206,7 @@ export async function startClient(
           ...(settings.udpIdleTimeout === undefined
             ? {}
             : { idleTimeout: settings.udpIdleTimeout }),
-          onError: (error) => output.log("info", `${name}: UDP flow failed: ${describe(error)}`),
+          onError: (error) => log("info", `${name}: UDP flow failed: ${describe(error)}`),
         });
         running.push({ drain: () => pool.close(), close: () => pool.close() });
         output.cmethod(name, settings.mode, formatHostPort(pool.addr));
@@ -217,7 +218,7 @@ export async function startClient(
         const forwarder = new Forwarder(
           Deno.listen({ hostname: settings.listen.hostname, port: settings.listen.port }),
           async () => await connector.dial(settings.target!),
-          (error) => output.log("warning", `${name}: connection failed: ${describe(error)}`),
+          (error) => log("warning", `${name}: connection failed: ${describe(error)}`),
           onAcceptError,
         );
         running.push(forwarder);
@@ -231,9 +232,11 @@ export async function startClient(
   return {
     drain: async () => {
       await Promise.allSettled(running.map((r) => r.drain()));
+      log.stop();
     },
     close: async () => {
       await Promise.allSettled(running.map((r) => r.close()));
+      log.stop();
     },
   };
 }
@@ -252,7 +255,7 @@ class Forwarder implements RunningProxy {
     this.#addr = listener.addr;
     this.#loop = new ConnectionLoop(listener, {
       // No handshake on this side: only the total is limited.
-      limiter: new SourceLimiter({ maxConnectionsPerSource: Infinity }),
+      limits: { maxConnectionsPerSource: Infinity },
       onAcceptError,
       serve: async (conn, { signal, handshaken }) => {
         handshaken();

@@ -186,10 +186,11 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
 
     // 2. Configuration.
     const envError = (message: string): never => {
-      // A value quoted in the message may be huge (a 128 KiB host name).
+      // A value quoted in the message may be huge (a 128 KiB host name):
+      // keep its start and the reason at its end.
       output.error(
         "ENV-ERROR",
-        message.length > 512 ? `${message.slice(0, 512)}... (truncated)` : message,
+        message.length > 512 ? `${message.slice(0, 256)}...${message.slice(-200)}` : message,
       );
       throw new Exit(ExitCode.usage);
     };

@@ -20,7 +20,7 @@ import { readAuthCookie } from "./auth_cookie.ts";
 import { extOrPortHandshake } from "./ext_orport.ts";
 import type { DestinationPolicy } from "./destination_policy.ts";
 import { serveSocksTarget } from "./socks_target.ts";
-import { acceptErrorLogger, describe } from "./describe_error.ts";
+import { acceptErrorLogger, describe, type DigestedLog, digestLog } from "./describe_error.ts";
 import { ConnectionLoop } from "../net/accept_loop.ts";
 import type { ConnectionLimits } from "../net/source_limits.ts";
 import { serveUdpServer } from "../udp/server_pool.ts";
@@ -150,6 +150,8 @@ export async function startServer(
   const started: StartedServerTransport[] = [];
   const target = settings.target;
   const turn = target.kind === "turn" ? new EmbeddedTurn(target) : undefined;
+  // Per-connection lines, digested: a flood of probes must not flood the parent.
+  const log = digestLog((severity, message) => output.log(severity, message));
   const limits: ConnectionLimits = {
     ...(settings.maxConnections === undefined ? {} : { maxConnections: settings.maxConnections }),
     ...(settings.maxHandshakesPerSource === undefined
@@ -180,7 +182,7 @@ export async function startServer(
           ...(target.idleTimeout === undefined ? {} : { idleTimeout: target.idleTimeout }),
           limits,
           onAcceptError,
-          onError: (error) => output.log("info", `${name}: UDP flow failed: ${describe(error)}`),
+          onError: (error) => log("info", `${name}: UDP flow failed: ${describe(error)}`),
         });
         loops.push({ drain: () => pool.close(), close: () => pool.close() });
         ({ addr, clientOptions } = pool);
@@ -192,7 +194,7 @@ export async function startServer(
           limits,
           onAcceptError,
         });
-        loops.push(new ServerLoop(listener, name, settings, output, turn?.server(at.hostname)));
+        loops.push(new ServerLoop(listener, name, settings, log, turn?.server(at.hostname)));
         addr = listener.addr;
         clientOptions = { ...listener.clientOptions, ...turn?.clientOptions };
       }
@@ -207,10 +209,12 @@ export async function startServer(
     transports: started,
     drain: async () => {
       await Promise.allSettled(loops.map((l) => l.drain()));
+      log.stop();
     },
     close: async () => {
       await Promise.allSettled(loops.map((l) => l.close()));
       turn?.close();
+      log.stop();
     },
   };
 }
@@ -260,20 +264,20 @@ class ServerLoop implements RunningProxy {
   #turn: TurnServer | undefined;
   #name: string;
   #settings: ServerSettings;
-  #output: IpcOutput;
+  #log: DigestedLog;
   #loop: ConnectionLoop<TransportConn>;
 
   constructor(
     listener: TransportListener,
     name: string,
     settings: ServerSettings,
-    output: IpcOutput,
+    log: DigestedLog,
     turn?: TurnServer,
   ) {
     this.#turn = turn;
     this.#name = name;
     this.#settings = settings;
-    this.#output = output;
+    this.#log = log;
     this.#loop = new ConnectionLoop(listener, {
       serve: (conn, { signal }) => this.#serve(conn, signal),
     });
@@ -307,10 +311,7 @@ class ServerLoop implements RunningProxy {
             ? { userAddr: { hostname: remote.hostname, port: remote.port } }
             : {}),
         });
-        this.#output.log(
-          "info",
-          `${this.#name}: Extended ORPort authenticated, connection accepted`,
-        );
+        this.#log("info", `${this.#name}: Extended ORPort authenticated, connection accepted`);
       }
       signal.throwIfAborted();
       await relay(conn, end, { signal });
@@ -324,7 +325,7 @@ class ServerLoop implements RunningProxy {
         // Failed transport handshakes and bad SOCKS requests are what probes,
         // scanners and clients cause: info, so they cannot flood the parent's
         // log. Failures to reach tor are the operator's business: warning.
-        this.#output.log(
+        this.#log(
           handshook && target.kind !== "socks" && target.kind !== "turn" ? "warning" : "info",
           `${this.#name}: connection failed${handshook ? "" : " in the handshake"}: ${
             describe(error)

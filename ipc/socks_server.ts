@@ -2,7 +2,7 @@
 
 import { relay, type RelayEnd } from "../net/relay.ts";
 import { closeQuietly, ConnectionLoop, type ServeContext } from "../net/accept_loop.ts";
-import { type ConnectionLimits, SourceLimiter } from "../net/source_limits.ts";
+import type { ConnectionLimits } from "../net/source_limits.ts";
 import { socksHandshake, type SocksRequest } from "./socks_handshake.ts";
 import { SocksReply, socksReplyCode, SocksReplyError } from "./socks_reply.ts";
 
@@ -79,18 +79,8 @@ export class SocksServer implements AsyncDisposable {
   constructor(listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>, options: SocksServerOptions) {
     this.#addr = listener.addr;
     this.#options = options;
-    let limiter: SourceLimiter;
-    try {
-      limiter = new SourceLimiter(
-        { maxConnectionsPerSource: Infinity, ...options.limits },
-        "serve SOCKS",
-      );
-    } catch (error) {
-      listener.close();
-      throw error;
-    }
     this.#loop = new ConnectionLoop(listener, {
-      limiter,
+      limits: { maxConnectionsPerSource: Infinity, ...options.limits },
       serve: (conn, context) => this.#serve(conn, context),
       ...(options.onAcceptError === undefined ? {} : { onAcceptError: options.onAcceptError }),
     });

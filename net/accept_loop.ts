@@ -5,7 +5,7 @@
 // hands connections to the application, serves them through a
 // ConnectionLoop (limits, tracking, drain and close).
 
-import type { Admission, SourceLimiter } from "./source_limits.ts";
+import { type Admission, type ConnectionLimits, SourceLimiter } from "./source_limits.ts";
 
 /**
  * Called when accepting failed or a connection was refused by a limit: at
@@ -76,30 +76,38 @@ export function acceptErrorKind(error: unknown): "closed" | "exhausted" | "conne
 }
 
 /**
- * Reports errors without flooding: the first of a kind at once, then the
- * count of that kind once per interval while they keep coming.
+ * Reports errors without flooding: the first `burst` of a kind at once, then
+ * the count of that kind once per interval (10 s) while they keep coming.
  */
 export class ErrorDigest {
   #report: AcceptErrorHandler;
-  #kinds = new Map<string, { error: Error; count: number }>();
+  #burst: number;
+  #kinds = new Map<string, { error: Error; count: number; passed: number }>();
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  /** @param report Where reports go. */
-  constructor(report: AcceptErrorHandler) {
+  /**
+   * @param report Where reports go.
+   * @param burst How many errors of a kind are reported one by one per interval.
+   */
+  constructor(report: AcceptErrorHandler, burst = 1) {
     this.#report = report;
+    this.#burst = burst;
   }
 
   /** Count one error of `kind`. */
   add(kind: string, error: Error): void {
     const seen = this.#kinds.get(kind);
-    if (seen !== undefined) {
+    if (seen === undefined) {
+      this.#kinds.set(kind, { error, count: 0, passed: 1 });
+      this.#emit(error, 1);
+      if (this.#timer === undefined) this.#schedule();
+    } else if (seen.passed < this.#burst) {
+      seen.passed++;
+      this.#emit(error, 1);
+    } else {
       seen.error = error;
       seen.count++;
-      return;
     }
-    this.#kinds.set(kind, { error, count: 0 });
-    this.#emit(error, 1);
-    if (this.#timer === undefined) this.#schedule();
   }
 
   /** Report what is still counted and stop. */
@@ -119,6 +127,7 @@ export class ErrorDigest {
       }
       this.#emit(seen.error, seen.count);
       seen.count = 0;
+      seen.passed = 0;
     }
     if (this.#kinds.size > 0) this.#schedule();
   }
@@ -223,8 +232,8 @@ export interface ConnectionLoopOptions<C> {
    * report; a rejection is ignored. The connection is closed afterwards.
    */
   readonly serve: (conn: C, context: ServeContext) => Promise<void>;
-  /** Limits to enforce; none when omitted (the listener may enforce its own). */
-  readonly limiter?: SourceLimiter;
+  /** Limits to enforce (see `ConnectionLimits`); none when omitted (the listener may enforce its own). */
+  readonly limits?: ConnectionLimits;
   /** Where accept errors and refusals are reported. Defaults to ignoring them. */
   readonly onAcceptError?: AcceptErrorHandler;
   /**
@@ -253,6 +262,7 @@ export class ConnectionLoop<C extends LoopConn> {
   #listener: { accept(): Promise<C>; close(): void };
   #options: ConnectionLoopOptions<C>;
   #digest: ErrorDigest | undefined;
+  #limiter: SourceLimiter | undefined;
   #acceptor: Acceptor<C>;
   #conns = new Set<C>();
   #tasks = new Set<Promise<void>>();
@@ -265,6 +275,8 @@ export class ConnectionLoop<C extends LoopConn> {
    *
    * @param listener The listener.
    * @param options How to serve each connection, limits, error reports.
+   * @throws {RangeError} When a limit is not a positive integer or `Infinity`
+   * (the listener is closed).
    */
   constructor(
     listener: { accept(): Promise<C>; close(): void },
@@ -275,6 +287,17 @@ export class ConnectionLoop<C extends LoopConn> {
     this.#digest = options.onAcceptError === undefined
       ? undefined
       : new ErrorDigest(options.onAcceptError);
+    if (options.limits !== undefined) {
+      try {
+        this.#limiter = new SourceLimiter(options.limits, {
+          what: "serve",
+          onEvict: (error) => this.#digest?.add("evicted", error),
+        });
+      } catch (error) {
+        closeQuietly(listener);
+        throw error;
+      }
+    }
     this.#acceptor = new Acceptor(() => listener.accept(), this.#digest);
     this.#loop = this.#run();
   }
@@ -318,6 +341,7 @@ export class ConnectionLoop<C extends LoopConn> {
     if (this.#closed) return;
     this.#closed = true;
     this.#acceptor.stop();
+    this.#limiter?.close();
     closeQuietly(this.#listener);
   }
 
@@ -334,8 +358,9 @@ export class ConnectionLoop<C extends LoopConn> {
         return;
       }
       let admission: Admission | undefined;
-      if (this.#options.limiter !== undefined) {
-        const admitted = this.#options.limiter.admit(conn.remoteAddr);
+      const limiter = this.#limiter;
+      if (limiter !== undefined) {
+        const admitted = limiter.admit(conn.remoteAddr, () => closeQuietly(conn));
         if (admitted instanceof RangeError) {
           closeQuietly(conn);
           this.#digest?.add(admitted.message, admitted);

@@ -2,29 +2,58 @@
 
 /**
  * How many connections a listener holds at once, in all and per source. A
- * source is an IPv4 address or an IPv6 /64 (one subscriber's prefix); a
- * connection over a limit is closed as soon as it is accepted, before a
- * byte is read, and the others carry on.
+ * source is an IPv4 address or an IPv6 /64 (one subscriber's prefix).
+ * Connections over a limit are closed before a byte is read; the others
+ * carry on.
  */
 export interface ConnectionLimits {
-  /** Most connections open at once. Defaults to 4096. */
+  /**
+   * Most connections open at once. Defaults to 4096. At this limit a new
+   * connection is refused, unless a source is over its
+   * `maxHandshakesPerSource`: then that source's oldest unfinished
+   * handshake is closed to make room.
+   */
   readonly maxConnections?: number;
   /**
    * Most connections from one source that have not finished their
-   * handshake (for a transport: `ready` has not resolved; this includes
+   * handshake (for a transport: `ready` has not resolved, which includes
    * failed handshakes held open for probe resistance). Defaults to 64.
+   * Connections beyond it are closed, oldest first, once they have waited
+   * 2 s (so connections that die at once, as in a flood of resets, never
+   * crowd out a good client behind the same address), or at once when
+   * `maxConnections` is reached.
    */
   readonly maxHandshakesPerSource?: number;
-  /** Most connections open from one source. Defaults to 1024. */
+  /**
+   * Most connections from one source that finished their handshake; more
+   * are refused. Defaults to 1024.
+   */
   readonly maxConnectionsPerSource?: number;
 }
 
-/** The limits of a transport server when none are given. */
-export const DEFAULT_CONNECTION_LIMITS: Required<ConnectionLimits> = {
+/**
+ * The limits of a transport server when none are given.
+ *
+ * @example Reading the defaults
+ * ```ts
+ * import { DEFAULT_CONNECTION_LIMITS } from "@ptkit/ptkit/server";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * deepStrictEqual(DEFAULT_CONNECTION_LIMITS, {
+ *   maxConnections: 4096,
+ *   maxHandshakesPerSource: 64,
+ *   maxConnectionsPerSource: 1024,
+ * });
+ * ```
+ */
+export const DEFAULT_CONNECTION_LIMITS: Readonly<Required<ConnectionLimits>> = Object.freeze({
   maxConnections: 4096,
   maxHandshakesPerSource: 64,
   maxConnectionsPerSource: 1024,
-};
+});
+
+/** How long a connection over `maxHandshakesPerSource` may wait before it is closed, in ms. */
+export const HANDSHAKE_GRACE = 2000;
 
 /** A slot a {@linkcode SourceLimiter} gave one connection. */
 export interface Admission {
@@ -34,36 +63,61 @@ export interface Admission {
   release(): void;
 }
 
+interface Slot {
+  readonly close: () => void;
+  readonly since: number;
+  /** Give the slot back (idempotent). */
+  release: () => void;
+}
+
+interface Source {
+  readonly key: string;
+  open: number;
+  /** Unfinished handshakes, oldest first. */
+  readonly handshaking: Set<Slot>;
+}
+
 /**
  * Counts the connections a listener holds, in all and per source, and
- * refuses those over a limit.
+ * enforces {@linkcode ConnectionLimits}.
  *
- * @example Refusing a source's 3rd unfinished handshake
+ * @example A source over its handshake limit loses its oldest connection
  * ```ts
  * import { SourceLimiter } from "./source_limits.ts";
- * import { ok } from "node:assert";
+ * import { deepStrictEqual, ok } from "node:assert";
  *
- * const limiter = new SourceLimiter({ maxHandshakesPerSource: 2 });
- * const from = { transport: "tcp", hostname: "192.0.2.1", port: 1 } as const;
- * const first = limiter.admit(from);
- * ok(!(first instanceof RangeError));
- * ok(!(limiter.admit(from) instanceof RangeError));
- * ok(limiter.admit(from) instanceof RangeError);
- * first.handshaken();
- * ok(!(limiter.admit(from) instanceof RangeError));
+ * const limiter = new SourceLimiter({ maxConnections: 2, maxHandshakesPerSource: 1 });
+ * const from = (hostname: string) => ({ transport: "tcp", hostname, port: 1 }) as const;
+ * const closed: string[] = [];
+ * ok(!(limiter.admit(from("192.0.2.1"), () => closed.push("a1")) instanceof RangeError));
+ * ok(!(limiter.admit(from("192.0.2.1"), () => closed.push("a2")) instanceof RangeError));
+ * // At maxConnections: the source over its handshake limit makes room.
+ * ok(!(limiter.admit(from("192.0.2.9"), () => closed.push("b1")) instanceof RangeError));
+ * deepStrictEqual(closed, ["a1"]);
+ * limiter.close();
  * ```
  */
 export class SourceLimiter {
   #limits: Required<ConnectionLimits>;
+  #onEvict: ((error: RangeError) => void) | undefined;
   #open = 0;
-  #sources = new Map<string, { open: number; handshaking: number }>();
+  #sources = new Map<string, Source>();
+  /** Sources with more unfinished handshakes than the limit. */
+  #over = new Set<Source>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
 
   /**
    * @param limits The limits; missing ones take {@linkcode DEFAULT_CONNECTION_LIMITS}.
-   * @param what What is limited, for error messages.
+   * @param options What is limited (for error messages) and where
+   * closed-for-a-limit connections are reported.
    * @throws {RangeError} When a limit is not a positive integer or `Infinity`.
    */
-  constructor(limits: ConnectionLimits = {}, what = "listen") {
+  constructor(
+    limits: ConnectionLimits = {},
+    options: { what?: string; onEvict?: (error: RangeError) => void } = {},
+  ) {
+    const what = options.what ?? "listen";
     if (typeof limits !== "object" || limits === null) {
       throw new TypeError(`Cannot ${what}: limits must be an object, got ${typeof limits}`);
     }
@@ -79,6 +133,7 @@ export class SourceLimiter {
       resolved[key] = value;
     }
     this.#limits = resolved;
+    this.#onEvict = options.onEvict;
   }
 
   /** The limits in force. */
@@ -95,56 +150,120 @@ export class SourceLimiter {
    * Take a slot for a connection from `addr`.
    *
    * @param addr The connection's remote address.
+   * @param close Closes the connection, when a limit needs its slot back.
    * @returns The slot, or the limit that refused it (the message names the
    * limit, never the address).
    */
-  admit(addr: Deno.Addr): Admission | RangeError {
+  admit(addr: Deno.Addr, close: () => void): Admission | RangeError {
     const limits = this.#limits;
-    if (this.#open >= limits.maxConnections) {
+    if (this.#open >= limits.maxConnections && !this.#evictForRoom()) {
       return new RangeError(
         `Connection refused: ${limits.maxConnections} connections open (maxConnections)`,
       );
     }
     const key = sourceKey(addr);
     let source = key === undefined ? undefined : this.#sources.get(key);
-    if (source !== undefined) {
-      if (source.open >= limits.maxConnectionsPerSource) {
-        return new RangeError(
-          `Connection refused: ${limits.maxConnectionsPerSource} connections open from one source (maxConnectionsPerSource)`,
-        );
-      }
-      if (source.handshaking >= limits.maxHandshakesPerSource) {
-        return new RangeError(
-          `Connection refused: ${limits.maxHandshakesPerSource} handshakes in progress from one source (maxHandshakesPerSource)`,
-        );
-      }
-    } else if (key !== undefined) {
-      source = { open: 0, handshaking: 0 };
+    if (
+      source !== undefined &&
+      source.open - source.handshaking.size >= limits.maxConnectionsPerSource
+    ) {
+      return new RangeError(
+        `Connection refused: ${limits.maxConnectionsPerSource} connections past their handshake open from one source (maxConnectionsPerSource)`,
+      );
+    }
+    if (source === undefined && key !== undefined) {
+      source = { key, open: 0, handshaking: new Set() };
       this.#sources.set(key, source);
     }
     this.#open++;
-    if (source !== undefined) {
-      source.open++;
-      source.handshaking++;
-    }
-    let handshaking = true;
     let open = true;
-    return {
-      handshaken: () => {
-        if (!handshaking) return;
-        handshaking = false;
-        if (source !== undefined) source.handshaking--;
-      },
+    const slot: Slot = {
+      close,
+      since: Date.now(),
       release: () => {
         if (!open) return;
         open = false;
         this.#open--;
         if (source === undefined) return;
-        if (handshaking) source.handshaking--;
-        handshaking = false;
-        if (--source.open === 0) this.#sources.delete(key!);
+        if (source.handshaking.delete(slot)) this.#checkOver(source);
+        if (--source.open === 0) this.#sources.delete(source.key);
       },
     };
+    if (source !== undefined) {
+      source.open++;
+      source.handshaking.add(slot);
+      this.#checkOver(source);
+    }
+    return {
+      handshaken: () => {
+        if (source === undefined || !source.handshaking.delete(slot)) return;
+        this.#checkOver(source);
+      },
+      release: slot.release,
+    };
+  }
+
+  /** Stop the timer that enforces `maxHandshakesPerSource` (the listener closed). */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#over.clear();
+  }
+
+  #checkOver(source: Source): void {
+    if (source.handshaking.size <= this.#limits.maxHandshakesPerSource) {
+      this.#over.delete(source);
+      return;
+    }
+    this.#over.add(source);
+    if (this.#timer === undefined && !this.#closed) {
+      const timer = setTimeout(() => this.#sweep(), HANDSHAKE_GRACE / 4);
+      Deno.unrefTimer(timer);
+      this.#timer = timer;
+    }
+  }
+
+  /** Close what has waited over the handshake limit for the grace period. */
+  #sweep(): void {
+    this.#timer = undefined;
+    const due = Date.now() - HANDSHAKE_GRACE;
+    for (const source of [...this.#over]) {
+      while (source.handshaking.size > this.#limits.maxHandshakesPerSource) {
+        const oldest: Slot = source.handshaking.values().next().value!;
+        if (oldest.since > due) break;
+        this.#evict(source, oldest);
+      }
+      this.#checkOver(source);
+    }
+  }
+
+  /** At `maxConnections`: close the oldest handshake of a source over its limit. */
+  #evictForRoom(): boolean {
+    let worst: Source | undefined;
+    for (const source of this.#over) {
+      if (worst === undefined || source.handshaking.size > worst.handshaking.size) worst = source;
+    }
+    if (worst === undefined) return false;
+    this.#evict(worst, worst.handshaking.values().next().value!);
+    this.#checkOver(worst);
+    return this.#open < this.#limits.maxConnections;
+  }
+
+  #evict(source: Source, slot: Slot): void {
+    // Its slot is free at once; the connection's own release comes later.
+    source.handshaking.delete(slot);
+    slot.release();
+    try {
+      slot.close();
+    } catch {
+      // Closing is the connection's business.
+    }
+    this.#onEvict?.(
+      new RangeError(
+        `Connection closed: its source had more than ${this.#limits.maxHandshakesPerSource} connections that did not finish their handshake (maxHandshakesPerSource)`,
+      ),
+    );
   }
 }
 

@@ -22,9 +22,9 @@ export interface TransportListenerOptions {
  *
  * No connection can end the listener: one reset or aborted before it was
  * accepted is skipped (the next is accepted at once), running out of file
- * descriptors backs off briefly (at most 100 ms) and tries again, and a
- * connection over the {@linkcode ConnectionLimits} is closed as soon as it
- * is accepted. These are reported to `onAcceptError`, digested.
+ * descriptors backs off briefly (at most 100 ms) and tries again, and
+ * connections over the {@linkcode ConnectionLimits} are closed. These are
+ * reported to `onAcceptError`, digested.
  *
  * @example Accepting connections in a loop
  * ```ts
@@ -73,7 +73,9 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
     this.#listener = listener;
     this.#side = side;
     this.#connOptions = { ...connOptions, name };
-    this.#limiter = new SourceLimiter(options.limits);
+    this.#limiter = new SourceLimiter(options.limits, {
+      onEvict: (error) => this.#digest?.add("evicted", error),
+    });
     this.#digest = options.onAcceptError === undefined
       ? undefined
       : new ErrorDigest(options.onAcceptError);
@@ -101,13 +103,16 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
   async accept(): Promise<TransportConn> {
     for (;;) {
       const tcp = await this.#acceptor.next();
-      const admission = this.#limiter.admit(tcp.remoteAddr);
+      let conn: TransportConn | undefined;
+      const admission = this.#limiter.admit(tcp.remoteAddr, () => {
+        if (conn === undefined) closeQuietly(tcp);
+        else conn.close();
+      });
       if (admission instanceof RangeError) {
         closeQuietly(tcp);
         this.#digest?.add(admission.message, admission);
         continue;
       }
-      let conn: TransportConn;
       try {
         conn = new TransportConn(tcp, this.#side.pair(), this.#connOptions);
       } catch (caught) {
@@ -117,10 +122,11 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
         this.#digest?.add(`pair ${error.message}`, error);
         continue;
       }
-      conn.ready.then(() => admission.handshaken(), () => {});
-      conn.closed.then(() => admission.release());
-      this.#stats.add(conn);
-      return conn;
+      const accepted = conn;
+      accepted.ready.then(() => admission.handshaken(), () => {});
+      accepted.closed.then(() => admission.release());
+      this.#stats.add(accepted);
+      return accepted;
     }
   }
 
@@ -129,6 +135,7 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
     if (this.#closed) return;
     this.#closed = true;
     this.#acceptor.stop();
+    this.#limiter.close();
     this.#digest?.stop();
     closeQuietly(this.#listener);
   }

@@ -1,0 +1,145 @@
+// Copyright the ptkit authors. MIT license.
+// Configuration and signals (issue 11, acceptance 6): TOR_PT_* values that
+// are not valid UTF-8 give ENV-ERROR and exit 64; a host name in
+// TOR_PT_ORPORT or -orport (or the Extended ORPort) gives ENV-ERROR, as
+// goptlib accepts only IP addresses; SIGTERM or SIGINT at any moment once
+// main.ts runs ends the PT with exit 0.
+
+import { ok, strictEqual } from "node:assert";
+import { ENV_VARS } from "../ipc/flags.ts";
+import { assertProtocolOnly, childEnv, MAIN } from "./ipc_util.ts";
+
+const SERVER_ENV = {
+  TOR_PT_MANAGED_TRANSPORT_VER: "1",
+  TOR_PT_SERVER_TRANSPORTS: "obfs4",
+  TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
+  TOR_PT_ORPORT: "127.0.0.1:9",
+  TOR_PT_EXIT_ON_STDIN_CLOSE: "1",
+};
+const CLIENT_ENV = {
+  TOR_PT_MANAGED_TRANSPORT_VER: "1",
+  TOR_PT_CLIENT_TRANSPORTS: "obfs4",
+  TOR_PT_EXIT_ON_STDIN_CLOSE: "1",
+};
+
+/** Run main.ts to its exit with `env`, plus `rawName` set to `rawValue` bytes (via bash's printf). */
+async function run(
+  env: Record<string, string>,
+  options: { args?: string[]; rawName?: string; rawValue?: string } = {},
+): Promise<{ code: number; lines: string[]; stdout: string; stderr: string }> {
+  const state = await Deno.makeTempDir({ prefix: "ptkit_env_" });
+  try {
+    // bash sets the raw bytes: Deno.Command's env can only hold UTF-8.
+    const script = options.rawName === undefined
+      ? 'exec "$0" "$@"'
+      : `export ${options.rawName}="$(printf '${options.rawValue}')"; exec "$0" "$@"`;
+    const output = await new Deno.Command("bash", {
+      args: ["-c", script, MAIN, ...(options.args ?? [])],
+      env: childEnv({ TOR_PT_STATE_LOCATION: state, ...env }),
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(output.stdout);
+    return {
+      code: output.code,
+      lines: assertProtocolOnly(stdout),
+      stdout,
+      stderr: new TextDecoder().decode(output.stderr),
+    };
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+}
+
+Deno.test("every TOR_PT_* value that is not valid UTF-8 gives ENV-ERROR and exit 64, without echoing it", async () => {
+  for (const [side, env] of [["server", SERVER_ENV], ["client", CLIENT_ENV]] as const) {
+    for (const name of ENV_VARS) {
+      for (const raw of ["\\xff", "obfs4\\xc3", "\\xed\\xa0\\x80secret"]) {
+        const { code, lines, stderr } = await run(env, { rawName: name, rawValue: raw });
+        const what = `${side} ${name}=${raw}: ${JSON.stringify(lines)} ${stderr}`;
+        strictEqual(code, 64, what);
+        const error = lines.find((l) => l.startsWith("ENV-ERROR "));
+        ok(error?.includes(name) && error.includes("not valid UTF-8"), what);
+        ok(!error!.includes("secret"), what);
+        strictEqual(stderr, "", what);
+      }
+    }
+  }
+});
+
+Deno.test("a host name in TOR_PT_ORPORT, -orport or TOR_PT_EXTENDED_SERVER_PORT gives ENV-ERROR and exit 64", async () => {
+  const long = `${"a".repeat(120 * 1024)}.example:9`;
+  for (const orport of ["localhost:9", "example.com:443", "tor-relay:9001", long]) {
+    const { code, lines } = await run({ ...SERVER_ENV, TOR_PT_ORPORT: orport });
+    strictEqual(code, 64, JSON.stringify(lines).slice(0, 300));
+    const error = lines.find((l) => l.startsWith("ENV-ERROR "));
+    ok(error !== undefined && /TOR_PT_ORPORT.*IP address/.test(error), error?.slice(0, 300));
+    ok(error.length < 1024, `ENV-ERROR line of ${error.length} bytes`);
+  }
+  const flag = await run({}, {
+    args: ["-server", "-transports", "obfs4", "-orport", "localhost:9", "-ptversion", "1"],
+  });
+  strictEqual(flag.code, 64);
+  ok(flag.lines.some((l) => /^ENV-ERROR .*IP address/.test(l)), JSON.stringify(flag.lines));
+  const ext = await run({
+    ...SERVER_ENV,
+    TOR_PT_EXTENDED_SERVER_PORT: "localhost:9",
+    TOR_PT_AUTH_COOKIE_FILE: "/nonexistent",
+  });
+  strictEqual(ext.code, 64);
+  ok(ext.lines.some((l) => /^ENV-ERROR .*EXTENDED_SERVER_PORT.*IP address/.test(l)));
+  // IP literals still work, IPv6 in brackets too.
+  for (const orport of ["127.0.0.1:9", "[::1]:9"]) {
+    const { code, lines } = await run({ ...SERVER_ENV, TOR_PT_ORPORT: orport });
+    strictEqual(code, 0, JSON.stringify(lines));
+    ok(lines.some((l) => l.startsWith("SMETHOD obfs4 ")), JSON.stringify(lines));
+  }
+});
+
+Deno.test("SIGTERM or SIGINT at any moment once main.ts runs ends the PT with exit 0", async () => {
+  const state = await Deno.makeTempDir({ prefix: "ptkit_signal_" });
+  const failures: string[] = [];
+  try {
+    for (const [side, env] of [["server", SERVER_ENV], ["client", CLIENT_ENV]] as const) {
+      for (const signal of ["SIGTERM", "SIGINT"] as const) {
+        // From the first moment the program's own code can run (Deno's
+        // start-up, about 20-30 ms, comes before) to well after CMETHODS
+        // DONE / SMETHODS DONE.
+        for (const delay of [40, 60, 80, 100, 125, 150, 175, 200, 250, 300, 400, 600]) {
+          const child = new Deno.Command(MAIN, {
+            env: childEnv({ ...env, TOR_PT_STATE_LOCATION: state }),
+            clearEnv: true,
+            stdin: "piped",
+            stdout: "null",
+            stderr: "piped",
+          }).spawn();
+          await new Promise((resolve) => setTimeout(resolve, delay));
+          child.kill(signal);
+          // The first SIGINT drains (nothing is open); a second one in case
+          // the first arrived after the drain was over.
+          const again = signal === "SIGINT"
+            ? setTimeout(() => {
+              try {
+                child.kill("SIGINT");
+              } catch {
+                // Already exited.
+              }
+            }, 2000)
+            : undefined;
+          const status = await child.status;
+          clearTimeout(again);
+          const stderr = await new Response(child.stderr).text();
+          await child.stdin.close().catch(() => {});
+          if (status.code !== 0 || status.signal !== null) {
+            failures.push(`${side} ${signal} at ${delay} ms: ${JSON.stringify(status)} ${stderr}`);
+          }
+        }
+      }
+    }
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+  strictEqual(failures.length, 0, failures.join("\n"));
+});

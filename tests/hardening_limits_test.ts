@@ -1,0 +1,250 @@
+// Copyright the ptkit authors. MIT license.
+// Connection limits are per source as well as global (issue 11, acceptance
+// 5): one source holding 4200 idle connections to an obfs4 bridge does not
+// stop a good client from another source address (127.0.0.2); and the
+// limits' rules, one by one, on the library's listener.
+
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
+import { createConnector } from "../client.ts";
+import { listen } from "../server.ts";
+import { obfs4 } from "../transports/obfs4/mod.ts";
+import { plain } from "../transports/plain.ts";
+import { defineTransport } from "../transports/define_transport.ts";
+import { parseSmethodArgs } from "../ipc/smethod_args.ts";
+import { boundDial } from "../ipc/outbound_dialer.ts";
+import { SocksServer } from "../ipc/socks_server.ts";
+import { HANDSHAKE_GRACE, SourceLimiter } from "../net/source_limits.ts";
+import { closeQuietly } from "../net/accept_loop.ts";
+import { echoServer } from "./_util.ts";
+import { MAIN, PtProcess } from "./ipc_util.ts";
+import { holdConnections, prlimit, serverConnections, within } from "./hardening_util.ts";
+
+const KIB = crypto.getRandomValues(new Uint8Array(1024));
+
+const tcp = (hostname: string, port = 1): Deno.NetAddr => ({ transport: "tcp", hostname, port });
+
+Deno.test("one source holding 4200 idle connections does not lock a good client from another address out of an obfs4 bridge", async () => {
+  const echo = echoServer();
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_limits_" });
+  // Room for far more than the limits let one source hold.
+  await using pt = new PtProcess(
+    [
+      "--nofile=16384",
+      MAIN,
+      ...["-server", "-transports", "obfs4", "-bindaddr", "obfs4-127.0.0.1:0"],
+      ...["-orport", `127.0.0.1:${echo.port}`, "-state", dir, "-logLevel", "info"],
+    ],
+    {},
+    { program: prlimit() },
+  );
+  try {
+    const line = await pt.waitFor(/^SMETHOD(-ERROR)? obfs4 /);
+    ok(line.startsWith("SMETHOD obfs4 "), line);
+    const [, , addr, args = ""] = line.split(" ");
+    const port = Number(addr!.split(":")[1]);
+    const connector = await createConnector(obfs4, parseSmethodArgs(args), {
+      dialer: (target) => boundDial(target, "127.0.0.2"),
+    });
+    const goodClient = async () => {
+      // Not `await using`: a TransportConn over node:net (boundDial) is
+      // closed, but its end is not awaited here.
+      const conn = await connector.dial({ hostname: "127.0.0.1", port });
+      try {
+        strictEqual((conn.localAddr as Deno.NetAddr).hostname, "127.0.0.2");
+        const writer = conn.writable.getWriter();
+        await writer.write(KIB);
+        const reader = conn.readable.getReader();
+        const got: number[] = [];
+        while (got.length < KIB.length) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`Echo ended after ${got.length} bytes`);
+          got.push(...value);
+        }
+        deepStrictEqual(new Uint8Array(got), KIB);
+      } finally {
+        conn.close();
+      }
+    };
+
+    await using holder = holdConnections(port, 4200, "127.0.0.1");
+    const held = await holder.ready;
+    strictEqual(held.connected + held.failed, 4200);
+    // Right away (the bridge may be at its 4096 connections)...
+    await within(30_000, "a good client while one source holds 4200 connections", goodClient);
+    // ...and once the source's excess has waited its 2 s and was closed (as
+    // the kernel counts it: the holder may believe in connections that the
+    // kernel of a listener with a full queue dropped).
+    const history: number[] = [];
+    for (let i = 0; i < 60; i++) {
+      await new Promise((resolve) => setTimeout(resolve, HANDSHAKE_GRACE / 2));
+      history.push(await serverConnections(port, "127.0.0.1"));
+      if (history.at(-1)! <= 64) break;
+    }
+    console.log(`connections from the source, every ${HANDSHAKE_GRACE / 2} ms: ${history}`);
+    ok(history.at(-1)! <= 64, `one source still holds ${history.at(-1)} idle connections`);
+    await within(30_000, "a good client after the grace period", goodClient);
+    const final = await holder.close();
+    strictEqual(final.connected + final.failed, 4200, JSON.stringify(final));
+    await pt.waitFor(/maxHandshakesPerSource/);
+  } finally {
+    await pt.closeStdin();
+    pt.child.kill("SIGTERM");
+    const { code, stderr } = await pt.exit();
+    strictEqual(code, 0, stderr);
+    await echo.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A transport whose handshake never completes (an idle client, as the server sees it). */
+const stalled = defineTransport({
+  name: "stalled",
+  parseConfig: () => undefined,
+  pair: () => ({
+    encode: new TransformStream(),
+    decode: new TransformStream(),
+    ready: new Promise<void>(() => {}),
+  }),
+});
+
+/** Connect `count` times; returns the connections (the caller closes them). */
+async function connectMany(port: number, count: number, source?: string): Promise<Deno.Conn[]> {
+  const conns: Deno.Conn[] = [];
+  for (let i = 0; i < count; i++) {
+    conns.push(
+      source === undefined
+        ? await Deno.connect({ hostname: "127.0.0.1", port })
+        : await boundDial({ hostname: "127.0.0.1", port }, source) as unknown as Deno.Conn,
+    );
+  }
+  return conns;
+}
+
+/** Whether the server closed `conn` (reads end) within `ms`. */
+async function closedByServer(conn: Deno.Conn, ms: number): Promise<boolean> {
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    conn.close();
+  }, ms);
+  try {
+    const n = await conn.read(new Uint8Array(1));
+    return !timedOut && n === null;
+  } catch {
+    return !timedOut;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("listen(): a source's unfinished handshakes over the limit are closed once they waited, oldest first; other sources are served", async () => {
+  const refused: string[] = [];
+  await using listener = await listen(stalled, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    limits: { maxHandshakesPerSource: 3 },
+    onAcceptError: (error) => refused.push(error.message),
+  });
+  const loop = (async () => {
+    for await (const _ of listener) {
+      // Counted by the listener.
+    }
+  })();
+  const idle = await connectMany(listener.addr.port, 5);
+  const other = await connectMany(listener.addr.port, 1, "127.0.0.2");
+  // Over the limit, but young: nothing is closed yet (a flood of resets
+  // from a good client's own address must not crowd it out).
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  strictEqual(listener.connections.size, 6);
+  // After the grace period the two oldest of that source are closed.
+  const closed = await Promise.all(
+    idle.map((conn) => closedByServer(conn, HANDSHAKE_GRACE + 1500)),
+  );
+  deepStrictEqual(closed, [true, true, false, false, false]);
+  strictEqual(await closedByServer(other[0]!, 100), false);
+  ok(refused.some((m) => m.includes("maxHandshakesPerSource")), JSON.stringify(refused));
+  for (const conn of [...idle, ...other]) closeQuietly(conn);
+  listener.close();
+  await loop;
+});
+
+Deno.test("listen(): at maxConnections the source over its handshake limit makes room; maxConnectionsPerSource refuses", async () => {
+  await using listener = await listen(plain, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    limits: { maxConnections: 4, maxHandshakesPerSource: 1, maxConnectionsPerSource: 2 },
+  });
+  const loop = (async () => {
+    for await (const _ of listener) {
+      // Held open by the listener's own accounting until the peer closes.
+    }
+  })();
+  // plain finishes its handshake at once: the 3rd from one source is refused.
+  const [a1, a2, a3] = await connectMany(listener.addr.port, 3);
+  ok(!(await closedByServer(a1!, 300)));
+  ok(!(await closedByServer(a2!, 100)));
+  ok(await closedByServer(a3!, 1000));
+  for (const conn of [a1!, a2!, a3!]) closeQuietly(conn);
+  listener.close();
+  await loop;
+
+  // Global limit with a stalled transport: source A holds 4 unfinished
+  // handshakes; a client from B still gets in, and A's oldest is closed.
+  await using stalledListener = await listen(stalled, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    limits: { maxConnections: 4, maxHandshakesPerSource: 1 },
+  });
+  const stalledLoop = (async () => {
+    for await (const _ of stalledListener) {
+      // Counted by the listener.
+    }
+  })();
+  const fromA = await connectMany(stalledListener.addr.port, 4);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const [fromB] = await connectMany(stalledListener.addr.port, 1, "127.0.0.2");
+  ok(await closedByServer(fromA[0]!, 1000), "A's oldest connection stayed open");
+  ok(!(await closedByServer(fromB!, 300)), "B's connection was closed");
+  for (const conn of [...fromA, fromB!]) closeQuietly(conn);
+  stalledListener.close();
+  await stalledLoop;
+});
+
+Deno.test("SourceLimiter: sources are IPv4 addresses and IPv6 /64s; limits are validated", () => {
+  const limiter = new SourceLimiter({ maxHandshakesPerSource: 1, maxConnectionsPerSource: 1 });
+  const admit = (hostname: string) => {
+    const admission = limiter.admit(tcp(hostname), () => {});
+    if (admission instanceof RangeError) return admission;
+    admission.handshaken();
+    return "ok";
+  };
+  strictEqual(admit("2001:db8:1:2::1"), "ok");
+  ok(admit("2001:db8:1:2:ffff::9") instanceof RangeError, "same /64");
+  strictEqual(admit("2001:db8:1:3::1"), "ok");
+  strictEqual(admit("192.0.2.1"), "ok");
+  ok(admit("::ffff:192.0.2.1") instanceof RangeError, "IPv4-mapped counts as IPv4");
+  const refusal = admit("192.0.2.1") as RangeError;
+  ok(!refusal.message.includes("192.0.2.1"), refusal.message);
+  limiter.close();
+  for (const bad of [0, -1, 1.5, NaN]) {
+    throws(() => new SourceLimiter({ maxConnections: bad }), RangeError);
+  }
+  new SourceLimiter({ maxConnections: Infinity }).close();
+});
+
+Deno.test("SocksServer and listen() reject invalid limits with a RangeError and close the listener", async () => {
+  await rejects(
+    listen(plain, {}, { hostname: "127.0.0.1", port: 0, limits: { maxHandshakesPerSource: 0 } }),
+    RangeError,
+  );
+  const tcpListener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  throws(
+    () =>
+      new SocksServer(tcpListener, {
+        connect: () => Promise.reject(new Error("unused")),
+        limits: { maxConnections: -1 },
+      }),
+    RangeError,
+  );
+  await rejects(tcpListener.accept(), Deno.errors.BadResource);
+});

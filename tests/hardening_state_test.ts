@@ -1,0 +1,166 @@
+// Copyright the ptkit authors. MIT license.
+// A bridge's identity is never silently replaced (issue 11, acceptance 4):
+// when obfs4_state.json is a dangling symbolic link (state on a volume not
+// mounted yet), a link to another file, a directory, or a file of another
+// owner, or when a .tmp link is planted, the server reports SMETHOD-ERROR
+// naming the file, leaves everything as it was, and writes no key anywhere.
+
+import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert";
+import { FileStore } from "../ipc/file_store.ts";
+import { PtProcess } from "./ipc_util.ts";
+
+/** Every entry under `dir` (recursively) with its kind, link target or content. */
+async function snapshot(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (path: string, name: string) => {
+    for await (const entry of Deno.readDir(path)) {
+      const full = `${path}/${entry.name}`;
+      const key = `${name}${entry.name}`;
+      if (entry.isSymlink) out[key] = `link -> ${await Deno.readLink(full)}`;
+      else if (entry.isDirectory) {
+        out[key] = "dir";
+        await walk(full, `${key}/`);
+      } else out[key] = `file ${await Deno.readTextFile(full)}`;
+    }
+  };
+  await walk(dir, "");
+  return out;
+}
+
+/** Start an obfs4 server on `state`; returns its protocol lines up to SMETHODS DONE. */
+async function serverLines(state: string): Promise<string[]> {
+  await using pt = new PtProcess([], {
+    TOR_PT_MANAGED_TRANSPORT_VER: "1",
+    TOR_PT_SERVER_TRANSPORTS: "obfs4",
+    TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
+    TOR_PT_ORPORT: "127.0.0.1:9",
+    TOR_PT_STATE_LOCATION: state,
+    TOR_PT_EXIT_ON_STDIN_CLOSE: "1",
+  });
+  await pt.waitFor(/^SMETHODS DONE$/);
+  await pt.closeStdin();
+  const { code, lines } = await pt.exit();
+  strictEqual(code, 0);
+  return lines;
+}
+
+/**
+ * Prepare a state directory (inside `root`, next to a `volume` directory
+ * for link targets), run the server, and check that it refused with an
+ * error naming `file` and changed nothing under `root`.
+ */
+async function refuses(
+  prepare: (state: string, volume: string) => Promise<void>,
+  file: RegExp,
+): Promise<string> {
+  const root = await Deno.makeTempDir({ prefix: "ptkit_state_" });
+  try {
+    await Deno.mkdir(`${root}/state`, { mode: 0o700 });
+    await Deno.mkdir(`${root}/volume`);
+    await prepare(`${root}/state`, `${root}/volume`);
+    const before = await snapshot(root);
+    const lines = await serverLines(`${root}/state`);
+    const error = lines.find((l) => l.startsWith("SMETHOD-ERROR obfs4 "));
+    ok(error !== undefined, `no SMETHOD-ERROR: ${JSON.stringify(lines)}`);
+    match(error, file);
+    ok(!lines.some((l) => l.startsWith("SMETHOD obfs4 ")), JSON.stringify(lines));
+    deepStrictEqual(await snapshot(root), before, "something changed in the state directory");
+    return error;
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+Deno.test("a dangling obfs4_state.json link (volume not mounted) gives SMETHOD-ERROR and no new key", async () => {
+  const error = await refuses(async (state, volume) => {
+    await Deno.symlink(`${volume}/not-mounted/obfs4_state.json`, `${state}/obfs4_state.json`);
+  }, /obfs4_state\.json.*symbolic link/);
+  ok(error.length < 300, error);
+});
+
+Deno.test("an obfs4_state.json link to another file gives SMETHOD-ERROR; both are left as they were", async () => {
+  await refuses(async (state, volume) => {
+    await Deno.writeTextFile(`${volume}/elsewhere.json`, "{}");
+    await Deno.symlink(`${volume}/elsewhere.json`, `${state}/obfs4_state.json`);
+  }, /obfs4_state\.json.*symbolic link/);
+});
+
+Deno.test("a directory in place of obfs4_state.json gives SMETHOD-ERROR", async () => {
+  await refuses(async (state) => {
+    await Deno.mkdir(`${state}/obfs4_state.json`);
+  }, /obfs4_state\.json.*directory/);
+});
+
+Deno.test("a planted obfs4_state.json.tmp link gives SMETHOD-ERROR and is not followed", async () => {
+  await refuses(async (state, volume) => {
+    await Deno.symlink(`${volume}/victim`, `${state}/obfs4_state.json.tmp`);
+  }, /obfs4_state\.json\.tmp.*symbolic link/);
+  await refuses(async (state, volume) => {
+    await Deno.writeTextFile(`${volume}/victim`, "precious");
+    await Deno.symlink(`${volume}/victim`, `${state}/obfs4_state.json.tmp`);
+  }, /obfs4_state\.json\.tmp.*symbolic link/);
+});
+
+Deno.test("an obfs4_bridgeline.txt link stops the first run before any key is written", async () => {
+  await refuses(async (state, volume) => {
+    await Deno.symlink(`${volume}/bridgeline`, `${state}/obfs4_bridgeline.txt`);
+  }, /obfs4_bridgeline\.txt.*symbolic link/);
+});
+
+Deno.test({
+  name: "an obfs4_state.json of another owner gives SMETHOD-ERROR (needs root to chown)",
+  ignore: Deno.uid() !== 0,
+  fn: async () => {
+    await refuses(async (state) => {
+      await Deno.writeTextFile(`${state}/obfs4_state.json`, "{}", { mode: 0o644 });
+      await Deno.chown(`${state}/obfs4_state.json`, 65534, 65534);
+    }, /obfs4_state\.json.*belongs to user 65534/);
+  },
+});
+
+Deno.test("a first run writes the state and bridge line (0600), and the next run keeps them", async () => {
+  const state = await Deno.makeTempDir({ prefix: "ptkit_state_" });
+  try {
+    const first = await serverLines(state);
+    const smethod = first.find((l) => l.startsWith("SMETHOD obfs4 "));
+    ok(smethod, JSON.stringify(first));
+    const saved = await snapshot(state);
+    deepStrictEqual(Object.keys(saved).sort(), ["obfs4_bridgeline.txt", "obfs4_state.json"]);
+    strictEqual((await Deno.stat(`${state}/obfs4_state.json`)).mode! & 0o777, 0o600);
+    const second = await serverLines(state);
+    strictEqual(
+      second.find((l) => l.startsWith("SMETHOD obfs4 "))!.split(" ")[3],
+      smethod.split(" ")[3],
+    );
+    deepStrictEqual(await snapshot(state), saved);
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
+Deno.test("FileStore: a .tmp left by a crash is replaced; links, directories and FIFOs are refused for reads and writes", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_state_" });
+  try {
+    const store = new FileStore(dir);
+    await Deno.writeTextFile(`${dir}/key.tmp`, "half-written");
+    await store.set("key", "value");
+    strictEqual(await store.get("key"), "value");
+    await rejects(Deno.lstat(`${dir}/key.tmp`), Deno.errors.NotFound);
+
+    await Deno.symlink(`${dir}/key`, `${dir}/link`);
+    await rejects(store.get("link"), /link.*symbolic link/);
+    await rejects(store.set("link", "x"), /link.*symbolic link/);
+    strictEqual(await Deno.readLink(`${dir}/link`), `${dir}/key`);
+    strictEqual(await store.get("key"), "value");
+
+    await Deno.mkdir(`${dir}/sub`);
+    await rejects(store.get("sub"), /sub.*directory/);
+    await rejects(store.set("sub", "x"), /sub.*directory/);
+
+    const mkfifo = new Deno.Command("mkfifo", { args: [`${dir}/fifo`] }).outputSync();
+    ok(mkfifo.success, "mkfifo failed");
+    await rejects(store.get("fifo"), /fifo.*not a regular file/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
