@@ -57,7 +57,12 @@ if (mode === "reset" || mode === "flood") {
       setTimeout(() => console.log(`ready ${summary()}`), 500);
     }
   };
-  for (let i = 0; i < amount; i++) {
+  // At most 256 connects at a time, so that the listen queue never
+  // overflows (the kernel would drop what does not fit).
+  let begun = 0;
+  const one = () => {
+    if (begun >= amount) return;
+    begun++;
     const socket = net.connect({ host, port, ...(extra ? { localAddress: extra } : {}) });
     let connected = false;
     socket.on("connect", () => {
@@ -65,19 +70,22 @@ if (mode === "reset" || mode === "flood") {
       counts.connected++;
       counts.open++;
       settle();
+      one();
     });
     socket.on("error", () => {});
     socket.on("close", () => {
       if (!connected) {
         counts.failed++;
         settle();
+        one();
         return;
       }
       counts.open--;
       counts.closed++;
     });
     sockets.push(socket);
-  }
+  };
+  for (let i = 0; i < 256; i++) one();
   process.stdin.on("data", (data) => {
     for (const byte of data) if (byte === 0x0a) console.log(`status ${summary()}`);
   });
