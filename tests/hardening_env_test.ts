@@ -98,24 +98,40 @@ Deno.test("a host name in TOR_PT_ORPORT, -orport or TOR_PT_EXTENDED_SERVER_PORT 
   }
 });
 
+/** Wait until process `pid` catches SIGINT and SIGTERM (SigCgt in /proc/PID/status). */
+async function handlersInstalled(pid: number): Promise<void> {
+  const wanted = (1n << 1n) | (1n << 14n); // SIGINT (2), SIGTERM (15)
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const status = await Deno.readTextFile(`/proc/${pid}/status`);
+    const caught = BigInt(`0x${/^SigCgt:\s*([0-9a-f]+)$/m.exec(status)![1]}`);
+    if ((caught & wanted) === wanted) return;
+    if (Date.now() > deadline) throw new Error("main.ts never caught SIGTERM and SIGINT");
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
 Deno.test("SIGTERM or SIGINT at any moment once main.ts runs ends the PT with exit 0", async () => {
   const state = await Deno.makeTempDir({ prefix: "ptkit_signal_" });
   const failures: string[] = [];
   try {
     for (const [side, env] of [["server", SERVER_ENV], ["client", CLIENT_ENV]] as const) {
       for (const signal of ["SIGTERM", "SIGINT"] as const) {
-        // From the first moment the program's own code can run (Deno's
-        // start-up, about 20-30 ms, comes before) to well after CMETHODS
-        // DONE / SMETHODS DONE.
-        for (const delay of [40, 60, 80, 100, 125, 150, 175, 200, 250, 300, 400, 600]) {
+        // From the moment main.ts's first statement has run (its handlers
+        // show in /proc: Deno's own start-up, before any of the program's
+        // code can run, lasts 20-100 ms) through loading, configuration and
+        // start-up, to well after CMETHODS DONE / SMETHODS DONE.
+        for (const delay of [0, 2, 5, 10, 20, 40, 60, 80, 100, 150, 200, 300, 500]) {
           const child = new Deno.Command(MAIN, {
             env: childEnv({ ...env, TOR_PT_STATE_LOCATION: state }),
             clearEnv: true,
             stdin: "piped",
-            stdout: "null",
+            stdout: "piped",
             stderr: "piped",
           }).spawn();
-          await new Promise((resolve) => setTimeout(resolve, delay));
+          const stdout = new Response(child.stdout).text();
+          await handlersInstalled(child.pid);
+          if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
           child.kill(signal);
           // The first SIGINT drains (nothing is open); a second one in case
           // the first arrived after the drain was over.
@@ -131,6 +147,7 @@ Deno.test("SIGTERM or SIGINT at any moment once main.ts runs ends the PT with ex
           const status = await child.status;
           clearTimeout(again);
           const stderr = await new Response(child.stderr).text();
+          await stdout;
           await child.stdin.close().catch(() => {});
           if (status.code !== 0 || status.signal !== null) {
             failures.push(`${side} ${signal} at ${delay} ms: ${JSON.stringify(status)} ${stderr}`);
@@ -142,4 +159,38 @@ Deno.test("SIGTERM or SIGINT at any moment once main.ts runs ends the PT with ex
     await Deno.remove(state, { recursive: true });
   }
   strictEqual(failures.length, 0, failures.join("\n"));
+});
+
+Deno.test("main.ts catches SIGTERM and SIGINT before it prints anything (before the rest of ptkit loads)", async () => {
+  const state = await Deno.makeTempDir({ prefix: "ptkit_signal_" });
+  try {
+    for (const [side, env] of [["server", SERVER_ENV], ["client", CLIENT_ENV]] as const) {
+      const seen: string[] = [];
+      // A run may be judged wrongly if this process is not scheduled for a
+      // while (it sees the output before its next look at /proc): three tries.
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const child = new Deno.Command(MAIN, {
+          env: childEnv({ ...env, TOR_PT_STATE_LOCATION: state }),
+          clearEnv: true,
+          stdin: "piped",
+          stdout: "piped",
+          stderr: "null",
+        }).spawn();
+        let printed = false;
+        const stdout = (async () => {
+          for await (const _ of child.stdout) printed = true;
+        })();
+        await handlersInstalled(child.pid);
+        seen.push(printed ? "output first" : "handlers first");
+        child.kill("SIGTERM");
+        strictEqual((await child.status).code, 0);
+        await stdout;
+        await child.stdin.close().catch(() => {});
+        if (!printed) break;
+      }
+      strictEqual(seen.at(-1), "handlers first", `${side}: ${seen}`);
+    }
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
 });

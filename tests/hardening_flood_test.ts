@@ -7,14 +7,14 @@
 // front end. These bounds are the issue's acceptance criteria; they are
 // loose on purpose (a good client takes milliseconds on an idle machine).
 
-import { deepStrictEqual, ok, strictEqual } from "node:assert";
+import { deepStrictEqual, ok } from "node:assert";
 import { createConnector } from "../client.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { parseSmethodArgs } from "../ipc/smethod_args.ts";
 import { socks5Connect } from "../ipc/socks_client.ts";
 import { echoServer } from "./_util.ts";
 import { PtProcess } from "./ipc_util.ts";
-import { floodResets, within } from "./hardening_util.ts";
+import { floodResets, stopPt, within } from "./hardening_util.ts";
 
 const FLOOD_MS = 10_000;
 const KIB = crypto.getRandomValues(new Uint8Array(1024));
@@ -95,10 +95,7 @@ Deno.test("an obfs4 bridge serves good clients during and after a 10 s flood of 
     ok(summary.connected > 1000, `only ${summary.connected} connections in the flood`);
     ok(times.during.length >= 5, `only ${times.during.length} good clients during the flood`);
   } finally {
-    await pt.closeStdin();
-    pt.child.kill("SIGTERM");
-    const { code, stderr, lines } = await pt.exit();
-    strictEqual(code, 0, stderr);
+    const lines = await stopPt(pt);
     // The flood is in the log, digested: a few lines, not one per connection.
     ok(lines.some((l) => /accept failed: .*times since the last report/.test(l)), `${lines}`);
     ok(lines.length < 200, `${lines.length} lines`);
@@ -142,12 +139,7 @@ Deno.test("an obfs4 client's SOCKS front end serves good clients during and afte
     );
     ok(summary.connected > 500, `only ${summary.connected} connections in the flood`);
   } finally {
-    for (const pt of [client, server.pt]) {
-      await pt.closeStdin();
-      pt.child.kill("SIGTERM");
-      const { code, stderr } = await pt.exit();
-      strictEqual(code, 0, stderr);
-    }
+    for (const pt of [client, server.pt]) await stopPt(pt);
     await echo.close();
     await Deno.remove(dir, { recursive: true });
   }

@@ -17,7 +17,7 @@ import { HANDSHAKE_GRACE, SourceLimiter } from "../net/source_limits.ts";
 import { closeQuietly } from "../net/accept_loop.ts";
 import { echoServer } from "./_util.ts";
 import { MAIN, PtProcess } from "./ipc_util.ts";
-import { holdConnections, prlimit, serverConnections, within } from "./hardening_util.ts";
+import { holdConnections, prlimit, serverConnections, stopPt, within } from "./hardening_util.ts";
 
 const KIB = crypto.getRandomValues(new Uint8Array(1024));
 
@@ -27,7 +27,7 @@ Deno.test("one source holding 4200 idle connections does not lock a good client 
   const echo = echoServer();
   const dir = await Deno.makeTempDir({ prefix: "ptkit_limits_" });
   // Room for far more than the limits let one source hold.
-  await using pt = new PtProcess(
+  const pt = new PtProcess(
     [
       "--nofile=16384",
       MAIN,
@@ -87,10 +87,7 @@ Deno.test("one source holding 4200 idle connections does not lock a good client 
     strictEqual(final.connected + final.failed, 4200, JSON.stringify(final));
     await pt.waitFor(/maxHandshakesPerSource/);
   } finally {
-    await pt.closeStdin();
-    pt.child.kill("SIGTERM");
-    const { code, stderr } = await pt.exit();
-    strictEqual(code, 0, stderr);
+    await stopPt(pt);
     await echo.close();
     await Deno.remove(dir, { recursive: true });
   }

@@ -3,8 +3,11 @@
 // reset a socket; Deno cannot set SO_LINGER), file descriptor limits, and
 // the servers' "good connection" checks.
 
-import { ok } from "node:assert";
-import { requireBinary } from "./ipc_util.ts";
+import { deepStrictEqual, ok, strictEqual } from "node:assert";
+import { UdpSocket } from "../udp/mod.ts";
+import { socks5Connect } from "../ipc/socks_client.ts";
+import { MAIN, PtProcess, requireBinary } from "./ipc_util.ts";
+import { bindingRequest } from "./turn_util.ts";
 
 const FLOOD = new URL("./conn_flood.mjs", import.meta.url).pathname;
 
@@ -129,21 +132,106 @@ export function holdConnections(port: number, count: number, localAddress = "127
   return { ready, status, close, [Symbol.asyncDispose]: async () => void await close() };
 }
 
-/** Send `bytes` on a fresh TCP connection and read as many back (an echo check). */
-export async function tcpEcho(port: number, bytes: Uint8Array): Promise<Uint8Array> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
+/** Read exactly `n` bytes (or fail naming how many came). */
+export async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  let offset = 0;
+  while (offset < n) {
+    const got = await conn.read(out.subarray(offset));
+    if (got === null) throw new Error(`Connection ended after ${offset} of ${n} bytes`);
+    offset += got;
+  }
+  return out;
+}
+
+/** A UDP echo server. */
+export async function udpEcho(): Promise<UdpSocket> {
+  const socket = await UdpSocket.open();
+  socket.onmessage = (data, from) => void socket.send(data, from).catch(() => {});
+  return socket;
+}
+
+/**
+ * A good client's exchange with a server on `port`, by kind: each opens a
+ * connection, checks what comes back and closes it.
+ */
+export const goodClient = {
+  /** Bytes to an echo behind the server (transparent-TCP, `plain`). */
+  async echo(port: number): Promise<void> {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const bytes = crypto.getRandomValues(new Uint8Array(64));
     await conn.write(bytes);
-    const got = new Uint8Array(bytes.length);
-    let offset = 0;
-    while (offset < got.length) {
-      const n = await conn.read(got.subarray(offset));
-      if (n === null) break;
-      offset += n;
-    }
-    return got.subarray(0, offset);
+    deepStrictEqual(await readExactly(conn, bytes.length), bytes);
+  },
+  /** SOCKS5 CONNECT to `target` (an echo), then bytes. */
+  async socks(port: number, target: number): Promise<void> {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await socks5Connect(conn, { hostname: "127.0.0.1", port: target });
+    const bytes = crypto.getRandomValues(new Uint8Array(64));
+    await conn.write(bytes);
+    deepStrictEqual(await readExactly(conn, bytes.length), bytes);
+  },
+  /** A length-framed datagram to a UDP echo (transparent-UDP server, `plain`). */
+  async datagram(port: number): Promise<void> {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(new Uint8Array([0, 3, 7, 8, 9]));
+    deepStrictEqual(await readExactly(conn, 5), new Uint8Array([0, 3, 7, 8, 9]));
+  },
+  /** A STUN Binding request to a UDP echo (STUN server, `plain`). */
+  async stunEcho(port: number): Promise<void> {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const request = bindingRequest();
+    await conn.write(request);
+    deepStrictEqual(await readExactly(conn, request.length), request);
+  },
+  /** A STUN Binding request to the embedded TURN server: a success response. */
+  async turn(port: number): Promise<void> {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const request = bindingRequest();
+    await conn.write(request);
+    const reply = await readExactly(conn, 20);
+    deepStrictEqual([reply[0], reply[1]], [0x01, 0x01]);
+    deepStrictEqual(reply.subarray(8, 20), request.subarray(8, 20));
+  },
+};
+
+/** Stop a PT with SIGTERM: it must exit 0, without a Deno panic. Returns its lines. */
+export async function stopPt(pt: PtProcess): Promise<string[]> {
+  await pt.closeStdin();
+  try {
+    pt.child.kill("SIGTERM");
+  } catch {
+    // It exited: the assertions below say how.
+  }
+  const { code, stderr, lines } = await pt.exit();
+  ok(!stderr.includes("panicked"), stderr);
+  strictEqual(code, 0, stderr);
+  return lines;
+}
+
+/**
+ * Run main.ts with `args` (in a fresh state directory, `-logLevel info`,
+ * through `prlimit` when `nofile` is given), find the port of the line
+ * matching `pattern`, run `body`, then stop it with {@linkcode stopPt}.
+ */
+export async function withPt(
+  args: string[],
+  pattern: RegExp,
+  body: (pt: PtProcess, port: number) => Promise<void>,
+  options: { nofile?: string } = {},
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_hardening_" });
+  const all = [...args, "-state", dir, "-logLevel", "info"];
+  const pt = options.nofile === undefined
+    ? new PtProcess(all, {})
+    : new PtProcess([`--nofile=${options.nofile}`, MAIN, ...all], {}, { program: prlimit() });
+  try {
+    const line = await pt.waitFor(pattern);
+    await pt.waitFor(/^(CMETHODS|SMETHODS) DONE$/);
+    await body(pt, Number(line.split(" ").find((w) => /:[0-9]+$/.test(w))!.split(":").pop()));
   } finally {
-    conn.close();
+    await stopPt(pt);
+    await Deno.remove(dir, { recursive: true });
   }
 }
 
