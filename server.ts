@@ -38,7 +38,7 @@ import { relay, type RelayEnd } from "./net/relay.ts";
 import { ServerManager } from "./net/server_manager.ts";
 import type { TransportConn } from "./net/transport_conn.ts";
 import { TransportListener } from "./net/transport_listener.ts";
-import { ConnectionLoop } from "./net/accept_loop.ts";
+import { ConnectionLoop, retryWhileExhausted } from "./net/accept_loop.ts";
 import type { ConnectionLimits } from "./net/source_limits.ts";
 
 export { TransportListener, type TransportListenerOptions } from "./net/transport_listener.ts";
@@ -200,7 +200,8 @@ export async function proxy(
     }
     const fixed = { hostname: target.hostname, port: checkPort(target.port, "proxy target", 1) };
     const dialer = options.dialer ?? tcpDialer;
-    connectTarget = () => dialer(fixed);
+    // Right after a flood the process may be out of descriptors for a moment.
+    connectTarget = () => retryWhileExhausted(() => dialer(fixed));
   } else {
     throw new TypeError(
       `Cannot proxy: target must be an address or a function, got ${typeof target}`,

@@ -16,7 +16,7 @@ import { SocksServer } from "./socks_server.ts";
 import { SocksReply, SocksReplyError } from "./socks_reply.ts";
 import { acceptErrorLogger, describe, digestLog } from "./describe_error.ts";
 import { RepeatedKeyLog } from "./first_value_pairs.ts";
-import { ConnectionLoop } from "../net/accept_loop.ts";
+import { ConnectionLoop, retryWhileExhausted } from "../net/accept_loop.ts";
 import { socks5Connect } from "./socks_client.ts";
 import { streamNetConn } from "./stream_net_conn.ts";
 import { serveUdpClient } from "../udp/client_pool.ts";
@@ -117,6 +117,9 @@ export async function startClient(
 ): Promise<RunningProxy> {
   const running: RunningProxy[] = [];
   const repeated = new RepeatedKeyLog((message) => output.log("warning", message));
+  // Right after a flood the process may be out of descriptors for a moment:
+  // dials wait for them rather than failing the connection.
+  const dialer: Dialer = (target) => retryWhileExhausted(() => settings.dialer(target));
   // Per-connection lines, digested: a flood must not flood the parent.
   const log = digestLog((severity, message) => output.log(severity, message));
   for (const { name, transport, env, options: base } of requestedTransports(settings)) {
@@ -133,7 +136,7 @@ export async function startClient(
           const key = keyOf(config);
           let connector = connectors.get(key);
           if (connector === undefined) {
-            connector = createConnector(transport, config, { env, dialer: settings.dialer })
+            connector = createConnector(transport, config, { env, dialer })
               .catch((error) => {
                 connectors.delete(key);
                 throw new SocksReplyError(
@@ -153,7 +156,7 @@ export async function startClient(
         };
         // The configuration given at start (-options, a bridge line) is
         // checked now: a missing key fails here, not on every connection.
-        const first = await createConnector(transport, base, { env, dialer: settings.dialer });
+        const first = await createConnector(transport, base, { env, dialer });
         connectors.set(keyOf(base), Promise.resolve(first));
         const server = new SocksServer(
           Deno.listen({ hostname: settings.listen.hostname, port: settings.listen.port }),
@@ -197,7 +200,7 @@ export async function startClient(
           transport,
           config,
           env,
-          dialer: settings.dialer,
+          dialer,
           server: settings.target!,
           hostname: settings.listen.hostname,
           port: settings.listen.port,
@@ -213,7 +216,7 @@ export async function startClient(
       } else {
         const connector = await createConnector(transport, base, {
           env,
-          dialer: settings.dialer,
+          dialer,
         });
         const forwarder = new Forwarder(
           Deno.listen({ hostname: settings.listen.hostname, port: settings.listen.port }),

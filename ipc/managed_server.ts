@@ -21,7 +21,7 @@ import { extOrPortHandshake } from "./ext_orport.ts";
 import type { DestinationPolicy } from "./destination_policy.ts";
 import { serveSocksTarget } from "./socks_target.ts";
 import { acceptErrorLogger, describe, type DigestedLog, digestLog } from "./describe_error.ts";
-import { ConnectionLoop } from "../net/accept_loop.ts";
+import { ConnectionLoop, retryWhileExhausted } from "../net/accept_loop.ts";
 import type { ConnectionLimits } from "../net/source_limits.ts";
 import { serveUdpServer } from "../udp/server_pool.ts";
 import { TurnServer } from "../udp/turn/turn_server.ts";
@@ -285,7 +285,9 @@ class ServerLoop implements RunningProxy {
 
   async #serve(conn: TransportConn, signal: AbortSignal): Promise<void> {
     const target = this.#settings.target;
-    const dialer = this.#settings.dialer ?? tcpDialer;
+    const base = this.#settings.dialer ?? tcpDialer;
+    // Right after a flood the process may be out of descriptors for a moment.
+    const dialer: Dialer = (target) => retryWhileExhausted(() => base(target), signal);
     let end: RelayEnd | undefined;
     let handshook = false;
     try {

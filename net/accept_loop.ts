@@ -390,6 +390,41 @@ export class ConnectionLoop<C extends LoopConn> {
   }
 }
 
+/**
+ * Run `open` (a dial, a socket to open) and, while it fails because the
+ * process or the system is out of file descriptors, buffers or memory, try
+ * again after a pause (10 ms doubling to 200 ms, for at most `patience` ms):
+ * right after a flood the descriptors come back within moments, and the
+ * connection being served should not be dropped meanwhile. Other errors,
+ * and the abort of `signal`, end it at once.
+ *
+ * @param open What to do.
+ * @param signal Stops the retries.
+ * @param patience How long to keep trying, in ms. Defaults to 3000.
+ * @returns What `open` returned.
+ */
+export async function retryWhileExhausted<T>(
+  open: () => Promise<T>,
+  signal?: AbortSignal,
+  patience = 3000,
+): Promise<T> {
+  const deadline = Date.now() + patience;
+  let delay = 10;
+  for (;;) {
+    try {
+      return await open();
+    } catch (error) {
+      if (
+        acceptErrorKind(error) !== "exhausted" || signal?.aborted || Date.now() + delay > deadline
+      ) {
+        throw error;
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(delay * 2, 200);
+  }
+}
+
 /** Close a connection or listener that may be closed already. */
 export function closeQuietly(resource: { close(): void }): void {
   try {

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { listen } from "../server.ts";
-import { ConnectionLoop } from "../net/accept_loop.ts";
+import { ConnectionLoop, retryWhileExhausted } from "../net/accept_loop.ts";
 import type { ConnectionLimits } from "../net/source_limits.ts";
 import { checkPort } from "../net/address.ts";
 import type { TransportConn } from "../net/transport_conn.ts";
@@ -158,7 +158,9 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
     let socket: UdpSocket | undefined;
     try {
       await conn.ready;
-      socket = await UdpSocket.open({ connect: fixedTarget, bufferSize });
+      socket = await retryWhileExhausted(() =>
+        UdpSocket.open({ connect: fixedTarget, bufferSize })
+      );
       if (closing) throw new Error("Server closed");
     } catch (error) {
       conn.close();
