@@ -24,7 +24,7 @@ async function echoRate(port: number, size: number): Promise<number> {
     const pump = () => {
       while (sent < COUNT && sent - received < WINDOW) {
         sent++;
-        socket.send(payload).catch(() => {});
+        socket.send(payload);
       }
     };
     // A lost datagram would stall the window: top it up after a quiet 200 ms.
@@ -52,7 +52,7 @@ export async function udpBench(
   row: (name: string, value: number, unit: string, base: number) => void,
 ): Promise<void> {
   const echo = await UdpSocket.open();
-  echo.onmessage = (data, from) => void echo.send(data, from).catch(() => {});
+  echo.onmessage = (data, from) => echo.send(data, from);
   const chains: [string, Transport, Record<string, string>][] = [
     ["plain", plain, {}],
     ["obfs4", obfs4, { "iat-mode": "0" }],

@@ -60,7 +60,7 @@ async function chain(
 
 Deno.test("main.ts transparent-UDP over obfs4 from flags alone echoes datagrams back to each sender", async () => {
   await using echo = await UdpSocket.open();
-  echo.onmessage = (data, from) => void echo.send(data, from).catch(() => {});
+  echo.onmessage = (data, from) => echo.send(data, from);
   const pts = await chain("transparent-UDP", `127.0.0.1:${echo.addr.port}`);
   try {
     const senders = await Promise.all(
@@ -72,7 +72,7 @@ Deno.test("main.ts transparent-UDP over obfs4 from flags alone echoes datagrams 
     const results = await Promise.all(senders.map(async (socket, s) => {
       const got: number[] = [];
       let waiting: ((data: Uint8Array) => void) | undefined;
-      socket.onmessage = (data) => waiting?.(data);
+      socket.onmessage = (data) => waiting?.(data.slice());
       for (let i = 0; i < 100; i++) {
         const datagram = new Uint8Array(100 + i * 13).fill(s);
         datagram[0] = i & 0xff;

@@ -106,7 +106,7 @@ Deno.test("TurnServer expires permissions, channels and allocations on the injec
     0,
   );
   // Peer A has a permission but no channel: Data indication. Peer B: ChannelData.
-  socket.onPacket!(new Uint8Array([1, 2, 3]), PEER_A);
+  socket.receive(new Uint8Array([1, 2, 3]), PEER_A);
   const data = parseStunMessage(await c.wire.inbox.pop());
   strictEqual(data.method, StunMethod.Data);
   deepStrictEqual(
@@ -114,7 +114,7 @@ Deno.test("TurnServer expires permissions, channels and allocations on the injec
     PEER_A,
   );
   deepStrictEqual([...getAttribute(data, StunAttr.Data)!], [1, 2, 3]);
-  socket.onPacket!(new Uint8Array([4, 5]), PEER_B);
+  socket.receive(new Uint8Array([4, 5]), PEER_B);
   const channelData = parseChannelData(await c.wire.inbox.pop());
   strictEqual(channelData.channel, 0x4001);
   deepStrictEqual([...channelData.data], [4, 5]);
@@ -124,12 +124,12 @@ Deno.test("TurnServer expires permissions, channels and allocations on the injec
   deepStrictEqual(socket.sent.map((s) => s.peer), [PEER_B]);
   // At 299 s the permissions hold; at 301 s they are gone (300 s lifetime).
   clock.t += 299_000;
-  socket.onPacket!(new Uint8Array([1]), PEER_A);
+  socket.receive(new Uint8Array([1]), PEER_A);
   ok(!isChannelData(await c.wire.inbox.pop()));
   clock.t += 2_000;
   const dropped = server.stats().dropped;
-  socket.onPacket!(new Uint8Array([1]), PEER_A);
-  socket.onPacket!(new Uint8Array([1]), PEER_B);
+  socket.receive(new Uint8Array([1]), PEER_A);
+  socket.receive(new Uint8Array([1]), PEER_B);
   c.wire.send(encodeChannelData(0x4001, new Uint8Array([9])));
   strictEqual(server.stats().dropped, dropped + 3);
   strictEqual(c.wire.inbox.size, 0);

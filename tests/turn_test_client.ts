@@ -19,6 +19,7 @@ import {
   type TurnRelayRequest,
   type TurnRelaySocket,
 } from "../udp/turn/mod.ts";
+import { type UdpEndpoint, udpEndpoint } from "../udp/mod.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -191,12 +192,21 @@ export class FakeRelaySocket implements TurnRelaySocket {
   readonly address: StunAddress;
   readonly sent: { data: Uint8Array; peer: StunAddress }[] = [];
   closed = false;
-  onPacket: ((data: Uint8Array, peer: StunAddress) => void) | undefined = undefined;
+  onPacket: ((data: Uint8Array, peer: UdpEndpoint) => void) | undefined = undefined;
   constructor(address: StunAddress) {
     this.address = address;
   }
-  send(data: Uint8Array, peer: StunAddress): void {
-    if (!this.closed) this.sent.push({ data: data.slice(), peer });
+  send(data: Uint8Array, peer: UdpEndpoint): void {
+    if (!this.closed) {
+      this.sent.push({
+        data: data.slice(),
+        peer: { family: peer.family, address: peer.hostname, port: peer.port },
+      });
+    }
+  }
+  /** A datagram from `peer` arrives. */
+  receive(data: Uint8Array, peer: StunAddress): void {
+    this.onPacket?.(data, udpEndpoint(peer.address, peer.port));
   }
   close(): void {
     this.closed = true;

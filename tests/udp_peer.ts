@@ -29,14 +29,14 @@ function prng(seed: number): () => number {
   };
 }
 
-// 4 MiB kernel buffers, as a real server would configure (needs --allow-ffi
-// under Deno, see UdpSocket.bufferSize).
+// 4 MiB kernel buffers, as a real server would configure (needs --allow-ffi,
+// see UdpSocket.bufferSize).
 const BUFFER = 4 * 1024 * 1024;
 const echo = await UdpSocket.open({ hostname: "127.0.0.1", bufferSize: BUFFER });
 let echoed = 0;
 echo.onmessage = (data, from) => {
   echoed++;
-  echo.send(data, from).catch(() => {});
+  echo.send(data, from);
 };
 console.log(echo.addr.port);
 
@@ -83,7 +83,9 @@ const results = await Promise.all(plans.map(async (datagrams, index) => {
       };
       const fill = () => {
         while (sent < perSender && sent - received < job.window) {
-          app.send(datagrams[sent++]!).catch((error) => resolve(`sender ${index}: ${error}`));
+          if (!app.send(datagrams[sent++]!)) {
+            resolve(`sender ${index}: ${JSON.stringify(app.stats())}`);
+          }
         }
       };
       app.onmessage = (data) => {

@@ -81,8 +81,8 @@ export async function udpEcho(): Promise<UdpSocket & { received: Uint8Array[] }>
   };
   socket.received = [];
   socket.onmessage = (data, from) => {
-    socket.received.push(data);
-    socket.send(data, from).catch(() => {});
+    socket.received.push(data.slice());
+    socket.send(data, from);
   };
   return socket;
 }
@@ -95,7 +95,7 @@ export async function appSocket(
     & UdpSocket
     & { replies: Uint8Array[] };
   socket.replies = [];
-  socket.onmessage = (data) => socket.replies.push(data);
+  socket.onmessage = (data) => socket.replies.push(data.slice());
   return socket;
 }
 

@@ -32,6 +32,27 @@ export class ByteQueue {
     return this.#copy(n, true);
   }
 
+  /**
+   * Remove the first `n` bytes and return them: a view into the chunk they
+   * arrived in when they lie in one (no copy), else a fresh array.
+   */
+  takeView(n: number): Uint8Array {
+    const chunk = this.#chunks[this.#head];
+    if (chunk === undefined || chunk.byteLength - this.#offset < n) return this.#copy(n, true);
+    const view = chunk.subarray(this.#offset, this.#offset + n);
+    this.#length -= n;
+    this.#offset += n;
+    if (this.#offset === chunk.byteLength) {
+      this.#offset = 0;
+      this.#head++;
+      if (this.#head === this.#chunks.length) {
+        this.#chunks = [];
+        this.#head = 0;
+      }
+    }
+    return view;
+  }
+
   #copy(n: number, consume: boolean): Uint8Array {
     if (n > this.#length) {
       throw new RangeError(`Cannot read ${n} bytes: only ${this.#length} queued`);

@@ -6,7 +6,7 @@ import type { Transport, TransportEnvironment, TransportOptions } from "../trans
 import { checkPort } from "../net/address.ts";
 import { Flow } from "./flow.ts";
 import { resolveSettings, type UdpPoolOptions } from "./pool_options.ts";
-import { type UdpAddress, UdpSocket } from "./udp_socket.ts";
+import { type UdpAddress, type UdpEndpoint, UdpSocket } from "./udp_socket.ts";
 import {
   addCounters,
   type MutableCounters,
@@ -97,7 +97,7 @@ export interface UdpClientPool extends AsyncDisposable {
 
 class ClientPool implements UdpClientPool {
   #socket: UdpSocket;
-  #flows = new Map<string, Flow>();
+  #flows = new Map<number | string, Flow>();
   #allFlows = new Set<Flow>();
   #totals = zeroCounters();
   #closedByReason = Object.fromEntries(UDP_CLOSE_REASONS.map((r) => [r, 0])) as Record<
@@ -112,7 +112,7 @@ class ClientPool implements UdpClientPool {
     socket: UdpSocket,
     openFlow: (
       pool: ClientPool,
-      from: UdpAddress,
+      from: UdpEndpoint,
       id: number,
       totals: MutableCounters,
     ) => Flow,
@@ -120,7 +120,7 @@ class ClientPool implements UdpClientPool {
   ) {
     this.#socket = socket;
     socket.onmessage = (data, from) => {
-      const key = `${from.hostname}\0${from.port}`;
+      const key = from.key;
       let flow = this.#flows.get(key);
       if (flow === undefined) {
         if (this.#flows.size >= maxFlows) {
@@ -138,13 +138,12 @@ class ClientPool implements UdpClientPool {
     };
   }
 
-  flowClosed(from: UdpAddress, flow: Flow, reason: UdpCloseReason): void {
-    const key = `${from.hostname}\0${from.port}`;
-    if (this.#flows.get(key) === flow) this.#flows.delete(key);
+  flowClosed(from: UdpEndpoint, flow: Flow, reason: UdpCloseReason): void {
+    if (this.#flows.get(from.key) === flow) this.#flows.delete(from.key);
     this.#closedByReason[reason]++;
   }
 
-  send(data: Uint8Array, to: UdpAddress): Promise<void> {
+  send(data: Uint8Array, to: UdpEndpoint): boolean {
     return this.#socket.send(data, to);
   }
 
@@ -221,8 +220,8 @@ class ClientPool implements UdpClientPool {
  *   server: { port: server.addr.port }, framing: "length",
  * });
  * await using app = await UdpSocket.open({ connect: client.addr });
- * const reply = new Promise<Uint8Array>((resolve) => app.onmessage = resolve);
- * await app.send(new TextEncoder().encode("ping"));
+ * const reply = new Promise<Uint8Array>((resolve) => app.onmessage = (d) => resolve(d.slice()));
+ * app.send(new TextEncoder().encode("ping"));
  * deepStrictEqual(new TextDecoder().decode(await reply), "ping");
  * ```
  */
@@ -244,7 +243,7 @@ export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClie
   const socket = await UdpSocket.open({
     hostname: options.hostname ?? "127.0.0.1",
     port,
-    bufferSize: options.udpBufferSize ?? 4 * 1024 * 1024,
+    ...(options.udpBufferSize === undefined ? {} : { bufferSize: options.udpBufferSize }),
   });
   const dialOptions = { ...server, ...(options.settings ? { settings: options.settings } : {}) };
   const onError = options.onError;

@@ -1,8 +1,8 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { ByteQueue } from "./byte_queue.ts";
-import { checkMaxDatagram, type FrameBounds, type Framing } from "./framing.ts";
+import { Deframer } from "./deframer.ts";
+import { checkMaxDatagram, type Framing } from "./framing.ts";
 
 /** Options for {@linkcode DeframerStream}. */
 export interface DeframerStreamOptions {
@@ -14,6 +14,7 @@ export interface DeframerStreamOptions {
  * Framed bytes in, datagrams out: turns a byte stream back into a packet
  * stream. Messages split at any byte boundary are reassembled; at most one
  * partial message (at most `maxDatagram` plus header and padding) is held.
+ * A datagram that arrived within one chunk comes out as a view into it.
  *
  * Malformed input errors the stream with a `SyntaxError` (bytes that cannot
  * start a message, a stream that ends inside one) or a `RangeError` (a
@@ -45,32 +46,16 @@ export class DeframerStream extends TransformStream<Uint8Array, Uint8Array> {
    */
   constructor(framing: Framing, options: DeframerStreamOptions = {}) {
     const max = checkMaxDatagram(options.maxDatagram, `make ${framing.name} deframer`);
-    const queue = new ByteQueue();
-    let bounds: FrameBounds | undefined;
+    const deframer = new Deframer(framing, max);
     super({
       transform(chunk, controller) {
-        queue.push(chunk);
-        while (true) {
-          if (bounds === undefined) {
-            if (queue.length < framing.headerSize) return;
-            bounds = framing.parseHeader(queue.peek(framing.headerSize), max);
-          }
-          if (queue.length < bounds.total) return;
-          const message = queue.take(bounds.total);
-          const datagram = bounds.start === 0 && bounds.end === bounds.total
-            ? message
-            : message.subarray(bounds.start, bounds.end);
-          bounds = undefined;
-          framing.verify?.(datagram);
+        deframer.push(chunk);
+        for (let datagram; (datagram = deframer.next()) !== undefined;) {
           controller.enqueue(datagram);
         }
       },
       flush() {
-        if (queue.length > 0) {
-          throw new SyntaxError(
-            `Cannot deframe ${framing.name}-framed stream: it ended inside a message (${queue.length} bytes pending)`,
-          );
-        }
+        deframer.finish();
       },
     });
   }

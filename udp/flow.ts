@@ -4,7 +4,7 @@
 
 import type { TransportConn } from "../net/transport_conn.ts";
 import type { Clock } from "./clock.ts";
-import { DeframerStream } from "./deframer_stream.ts";
+import { Deframer } from "./deframer.ts";
 import type { Framing } from "./framing.ts";
 import {
   type MutableCounters,
@@ -26,12 +26,18 @@ export interface FlowSettings {
   readonly clock: Clock;
 }
 
-interface Queued {
-  readonly framed: Uint8Array;
-  readonly size: number;
+/** Framed datagrams written to the transport connection as one chunk. */
+interface Batch {
+  readonly bytes: Uint8Array;
+  /** Bytes used. */
+  used: number;
+  /** Datagrams in it. */
+  count: number;
+  /** Their bytes, unframed. */
+  size: number;
 }
 
-/** Largest write to the transport connection when coalescing datagrams. */
+/** Chunk size datagrams are framed into while the connection is busy. */
 const BATCH_BYTES = 64 * 1024;
 
 /**
@@ -41,15 +47,18 @@ const BATCH_BYTES = 64 * 1024;
 export class Flow {
   readonly id: number;
   #settings: FlowSettings;
-  #sendUdp: (datagram: Uint8Array) => Promise<void>;
+  #sendUdp: (datagram: Uint8Array) => boolean;
   #onClose: (flow: Flow, reason: UdpCloseReason, error: unknown) => void;
   #state: UdpFlowState = "waiting";
   #closeReason: UdpCloseReason | undefined;
   #counters: MutableCounters = zeroCounters();
   #totals: MutableCounters;
-  #queue: Queued[] = [];
+  #queue: Batch[] = [];
   #queueHead = 0;
+  #queuedDatagrams = 0;
   #queuedBytes = 0;
+  /** The last batch in the queue, while datagrams may still be added to it. */
+  #open: Batch | undefined;
   #wake: (() => void) | undefined;
   #conn: TransportConn | undefined;
   #startTime: number;
@@ -61,7 +70,7 @@ export class Flow {
     id: number,
     settings: FlowSettings,
     totals: MutableCounters,
-    sendUdp: (datagram: Uint8Array) => Promise<void>,
+    sendUdp: (datagram: Uint8Array) => boolean,
     onClose: (flow: Flow, reason: UdpCloseReason, error: unknown) => void,
   ) {
     this.id = id;
@@ -98,29 +107,52 @@ export class Flow {
     this.#totals.drops[reason] += count;
   }
 
-  /** A datagram from the UDP side, to go into the transport connection. */
+  /**
+   * A datagram from the UDP side, to go into the transport connection. It is
+   * framed at once (so `datagram` may be a reused receive buffer): while the
+   * connection is busy, straight into the chunk the next write takes.
+   */
   push(datagram: Uint8Array): void {
     this.#lastActivity = this.#settings.clock.now();
     if (this.#state === "closed") return this.drop("closed");
-    let framed: Uint8Array;
+    const { framing, maxDatagram } = this.#settings;
+    let length: number;
+    let framed: Uint8Array | undefined;
     try {
-      framed = this.#settings.framing.frame(datagram, this.#settings.maxDatagram);
+      if (framing.frameLength !== undefined && framing.writeFrame !== undefined) {
+        length = framing.frameLength(datagram, maxDatagram);
+      } else {
+        framed = framing.frame(datagram, maxDatagram);
+        length = framed.byteLength;
+      }
     } catch (error) {
       return this.drop(error instanceof RangeError ? "oversize" : "invalid");
     }
-    const queued = this.#queue.length - this.#queueHead;
     if (this.#state === "waiting") {
       if (
-        queued >= this.#settings.queueDatagrams ||
-        this.#queuedBytes + framed.byteLength > this.#settings.queueBytes
+        this.#queuedDatagrams >= this.#settings.queueDatagrams ||
+        this.#queuedBytes + length > this.#settings.queueBytes
       ) return this.drop("waiting");
     } else if (
-      queued > 0 && this.#queuedBytes + framed.byteLength > this.#settings.sendBufferBytes
+      this.#queuedDatagrams > 0 && this.#queuedBytes + length > this.#settings.sendBufferBytes
     ) {
       return this.drop("congested");
     }
-    this.#queue.push({ framed, size: datagram.byteLength });
-    this.#queuedBytes += framed.byteLength;
+    let batch = this.#open;
+    if (batch === undefined || batch.used + length > batch.bytes.byteLength) {
+      // Alone in the queue it will be written at once: no room to spare.
+      const size = this.#queuedDatagrams === 0 ? length : Math.max(length, BATCH_BYTES);
+      batch = { bytes: new Uint8Array(size), used: 0, count: 0, size: 0 };
+      this.#queue.push(batch);
+      this.#open = size > length ? batch : undefined;
+    }
+    if (framed !== undefined) batch.bytes.set(framed, batch.used);
+    else framing.writeFrame!(datagram, batch.bytes, batch.used);
+    batch.used += length;
+    batch.count++;
+    batch.size += datagram.byteLength;
+    this.#queuedDatagrams++;
+    this.#queuedBytes += length;
     this.#wake?.();
   }
 
@@ -144,13 +176,15 @@ export class Flow {
       this.#settings.clock.clearTimeout(this.#timer);
       this.#timer = undefined;
     }
-    const pending = this.#queue.length - this.#queueHead;
+    const pending = this.#queuedDatagrams;
     if (pending > 0) {
       this.drop(reason === "writeFailed" || reason === "dialFailed" ? reason : "closed", pending);
     }
     this.#queue = [];
     this.#queueHead = 0;
+    this.#queuedDatagrams = 0;
     this.#queuedBytes = 0;
+    this.#open = undefined;
     this.#wake?.();
     this.#conn?.close();
     this.#onClose(this, reason, error);
@@ -164,7 +198,7 @@ export class Flow {
       startTime: this.#startTime,
       lastActivity: this.#lastActivity,
       ...(this.#closeReason === undefined ? {} : { closeReason: this.#closeReason }),
-      queuedDatagrams: this.#queue.length - this.#queueHead,
+      queuedDatagrams: this.#queuedDatagrams,
       queuedBytes: this.#queuedBytes,
       datagramsToTunnel: c.datagramsToTunnel,
       bytesToTunnel: c.bytesToTunnel,
@@ -186,30 +220,12 @@ export class Flow {
     }, wait);
   }
 
-  #take(): { chunk: Uint8Array; count: number; bytes: number } {
-    const first = this.#queue[this.#queueHead++]!;
-    let count = 1;
-    let bytes = first.size;
-    let total = first.framed.byteLength;
-    let end = this.#queueHead;
-    while (end < this.#queue.length && total + this.#queue[end]!.framed.byteLength <= BATCH_BYTES) {
-      total += this.#queue[end]!.framed.byteLength;
-      end++;
-    }
-    let chunk = first.framed;
-    if (end > this.#queueHead) {
-      chunk = new Uint8Array(total);
-      chunk.set(first.framed);
-      let offset = first.framed.byteLength;
-      for (; this.#queueHead < end; this.#queueHead++) {
-        const item = this.#queue[this.#queueHead]!;
-        chunk.set(item.framed, offset);
-        offset += item.framed.byteLength;
-        count++;
-        bytes += item.size;
-      }
-    }
-    this.#queuedBytes -= total;
+  #take(): Batch {
+    const batch = this.#queue[this.#queueHead]!;
+    this.#queue[this.#queueHead++] = undefined as unknown as Batch;
+    if (batch === this.#open) this.#open = undefined;
+    this.#queuedDatagrams -= batch.count;
+    this.#queuedBytes -= batch.used;
     if (this.#queueHead === this.#queue.length) {
       this.#queue = [];
       this.#queueHead = 0;
@@ -217,7 +233,7 @@ export class Flow {
       this.#queue = this.#queue.slice(this.#queueHead);
       this.#queueHead = 0;
     }
-    return { chunk, count, bytes };
+    return batch;
   }
 
   async #pumpOut(conn: TransportConn): Promise<void> {
@@ -229,7 +245,8 @@ export class Flow {
           this.#wake = undefined;
           continue;
         }
-        const { chunk, count, bytes } = this.#take();
+        const { bytes: buffer, used, count, size: bytes } = this.#take();
+        const chunk = used === buffer.byteLength ? buffer : buffer.subarray(0, used);
         try {
           await writer.write(chunk);
         } catch (error) {
@@ -248,29 +265,32 @@ export class Flow {
     }
   }
 
+  /** Datagrams off the connection, each sent on the UDP side as soon as it is complete. */
   async #pumpIn(conn: TransportConn): Promise<void> {
     const { framing, maxDatagram, clock } = this.#settings;
-    const datagrams = conn.readable.pipeThrough(new DeframerStream(framing, { maxDatagram }));
-    const reader = datagrams.getReader();
+    const deframer = new Deframer(framing, maxDatagram);
+    const reader = conn.readable.getReader();
     try {
       while (true) {
         const { value, done } = await reader.read();
-        if (done) break;
+        if (done) {
+          deframer.finish();
+          break;
+        }
         this.#lastActivity = clock.now();
-        if (this.#state === "closed") {
-          this.drop("closed");
-          continue;
+        deframer.push(value);
+        for (let datagram; (datagram = deframer.next()) !== undefined;) {
+          if (this.#state === "closed") {
+            this.drop("closed");
+          } else if (!this.#sendUdp(datagram)) {
+            this.drop("udpSendFailed");
+          } else {
+            this.#counters.datagramsFromTunnel++;
+            this.#counters.bytesFromTunnel += datagram.byteLength;
+            this.#totals.datagramsFromTunnel++;
+            this.#totals.bytesFromTunnel += datagram.byteLength;
+          }
         }
-        try {
-          await this.#sendUdp(value);
-        } catch {
-          this.drop("udpSendFailed");
-          continue;
-        }
-        this.#counters.datagramsFromTunnel++;
-        this.#counters.bytesFromTunnel += value.byteLength;
-        this.#totals.datagramsFromTunnel++;
-        this.#totals.bytesFromTunnel += value.byteLength;
       }
       this.close("peerClosed");
     } catch (error) {

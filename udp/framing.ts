@@ -47,6 +47,28 @@ export interface Framing {
    */
   frame(datagram: Uint8Array, maxDatagram: number): Uint8Array;
   /**
+   * The number of bytes {@linkcode Framing.frame} would produce, checking the
+   * datagram the same way. With {@linkcode Framing.writeFrame}, it lets a
+   * sender frame datagrams straight into a larger chunk (no copy per
+   * datagram). Optional: without it, `frame` is used.
+   *
+   * @param datagram The datagram.
+   * @param maxDatagram The largest datagram allowed, in bytes.
+   * @returns The framed size in bytes.
+   * @throws {RangeError} When the datagram is larger than `maxDatagram`.
+   * @throws {SyntaxError} When the framing cannot carry this datagram.
+   */
+  frameLength?(datagram: Uint8Array, maxDatagram: number): number;
+  /**
+   * Write a datagram that {@linkcode Framing.frameLength} accepted, framed,
+   * into `target` at `offset` (its `frameLength` bytes, padding included).
+   *
+   * @param datagram The datagram.
+   * @param target Where to write.
+   * @param offset Where in `target` the frame starts.
+   */
+  writeFrame?(datagram: Uint8Array, target: Uint8Array, offset: number): void;
+  /**
    * Read where the message starting with `header` ends.
    *
    * @param header The first {@linkcode Framing.headerSize} bytes of a message.

@@ -21,17 +21,24 @@ export const lengthFraming: Framing = {
   name: "length",
   headerSize: 2,
   frame(datagram: Uint8Array, maxDatagram: number): Uint8Array {
+    const out = new Uint8Array(this.frameLength!(datagram, maxDatagram));
+    this.writeFrame!(datagram, out, 0);
+    return out;
+  },
+  frameLength(datagram: Uint8Array, maxDatagram: number): number {
     const n = datagram.byteLength;
     if (n > maxDatagram) {
       throw new RangeError(
         `Cannot frame datagram: ${n} bytes exceeds the maximum of ${maxDatagram}`,
       );
     }
-    const out = new Uint8Array(2 + n);
-    out[0] = n >> 8;
-    out[1] = n & 0xff;
-    out.set(datagram, 2);
-    return out;
+    return 2 + n;
+  },
+  writeFrame(datagram: Uint8Array, target: Uint8Array, offset: number): void {
+    const n = datagram.byteLength;
+    target[offset] = n >> 8;
+    target[offset + 1] = n & 0xff;
+    target.set(datagram, offset + 2);
   },
   parseHeader(header: Uint8Array, maxDatagram: number): FrameBounds {
     const n = (header[0]! << 8) | header[1]!;

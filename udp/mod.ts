@@ -5,7 +5,16 @@
  * framings that carry datagrams on a byte stream (`length` for
  * transparent UDP, `stun` for STUN/TURN), and the connection pools of the PT
  * client ({@linkcode serveUdpClient}, Table 1) and PT server
- * ({@linkcode serveUdpServer}, Table 2).
+ * ({@linkcode serveUdpServer}, Table 2), all on one UDP socket layer,
+ * {@linkcode UdpSocket}.
+ *
+ * Permissions: `--allow-net`, and `Deno.listenDatagram`, which is unstable
+ * in Deno 2: run with `--unstable-net` or put `"unstable": ["net"]` in
+ * deno.json (ptkit's own does). With `--allow-ffi` on 64-bit Linux the
+ * sockets also raise their kernel buffers to what the kernel allows and
+ * receive and send in batches through libc; without it they work with the
+ * kernel's default buffers (bursts beyond a few hundred datagrams are then
+ * dropped by the kernel and show in `/proc/net/snmp` as `RcvbufErrors`).
  *
  * @example Datagrams over a transport, both sides
  * ```ts
@@ -24,8 +33,8 @@
  *   server: { port: server.addr.port }, framing: "length",
  * });
  * await using app = await UdpSocket.open({ connect: client.addr });
- * const reply = new Promise<Uint8Array>((resolve) => app.onmessage = resolve);
- * await app.send(new Uint8Array([1, 2, 3]));
+ * const reply = new Promise<Uint8Array>((resolve) => app.onmessage = (d) => resolve(d.slice()));
+ * app.send(new Uint8Array([1, 2, 3]));
  * deepStrictEqual(await reply, new Uint8Array([1, 2, 3]));
  * deepStrictEqual(client.stats().datagramsToTunnel, 1);
  * ```
@@ -41,7 +50,16 @@ export { FramerStream, type FramerStreamOptions } from "./framer_stream.ts";
 export { DeframerStream, type DeframerStreamOptions } from "./deframer_stream.ts";
 export { type PacketStream, toPacketStream } from "./packet_stream.ts";
 export { type Clock, systemClock } from "./clock.ts";
-export { type UdpAddress, UdpSocket, type UdpSocketOptions } from "./udp_socket.ts";
+export {
+  RECEIVE_HEADROOM,
+  type UdpAddress,
+  type UdpEndpoint,
+  udpEndpoint,
+  UdpSocket,
+  type UdpSocketDrops,
+  type UdpSocketOptions,
+  type UdpSocketStats,
+} from "./udp_socket.ts";
 export type { UdpPoolOptions } from "./pool_options.ts";
 export {
   UDP_CLOSE_REASONS,

@@ -8,7 +8,7 @@ import type { TransportConn } from "../net/transport_conn.ts";
 import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
 import { Flow } from "./flow.ts";
 import { resolveSettings, type UdpPoolOptions } from "./pool_options.ts";
-import { type UdpAddress, UdpSocket } from "./udp_socket.ts";
+import { resolveUdpAddress, type UdpAddress, UdpSocket } from "./udp_socket.ts";
 import {
   addCounters,
   UDP_CLOSE_REASONS,
@@ -131,7 +131,10 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
       `Cannot ${what}: invalid target hostname ${JSON.stringify(target?.hostname)}`,
     );
   }
-  const fixedTarget = { hostname: target.hostname, port: checkPort(target.port, what, 1) };
+  const fixedTarget = await resolveUdpAddress(
+    { hostname: target.hostname, port: checkPort(target.port, what, 1) },
+    what,
+  );
   const listener = await listen(options.transport, options.config, {
     hostname: options.hostname ?? "0.0.0.0",
     port: options.port,

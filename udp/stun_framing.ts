@@ -52,6 +52,13 @@ export const stunFraming: Framing = {
   name: "stun",
   headerSize: 4,
   frame(datagram: Uint8Array, maxDatagram: number): Uint8Array {
+    const total = this.frameLength!(datagram, maxDatagram);
+    if (total === datagram.byteLength) return datagram;
+    const out = new Uint8Array(total);
+    this.writeFrame!(datagram, out, 0);
+    return out;
+  },
+  frameLength(datagram: Uint8Array, maxDatagram: number): number {
     const what = "frame datagram as STUN";
     const n = datagram.byteLength;
     if (n < 4) {
@@ -77,7 +84,7 @@ export const stunFraming: Framing = {
       if (n > maxDatagram) {
         throw new RangeError(`Cannot ${what}: ${n} bytes exceeds the maximum of ${maxDatagram}`);
       }
-      return datagram;
+      return n;
     }
     if (kind === 1) {
       const end = 4 + length;
@@ -89,13 +96,18 @@ export const stunFraming: Framing = {
       if (end > maxDatagram) {
         throw new RangeError(`Cannot ${what}: ${end} bytes exceeds the maximum of ${maxDatagram}`);
       }
-      const total = (end + 3) & ~3;
-      if (total === n) return datagram;
-      const out = new Uint8Array(total);
-      out.set(datagram.subarray(0, end));
-      return out;
+      return (end + 3) & ~3;
     }
     throw kindError(datagram[0]!, what);
+  },
+  writeFrame(datagram: Uint8Array, target: Uint8Array, offset: number): void {
+    // STUN messages go as they are; ChannelData without what follows its
+    // length, padded with zeros to a multiple of 4.
+    const end = datagram[0]! >> 6 === 0
+      ? datagram.byteLength
+      : 4 + ((datagram[2]! << 8) | datagram[3]!);
+    target.set(end === datagram.byteLength ? datagram : datagram.subarray(0, end), offset);
+    for (let i = end; i < ((end + 3) & ~3); i++) target[offset + i] = 0;
   },
   parseHeader(header: Uint8Array, maxDatagram: number): FrameBounds {
     const what = "deframe STUN";

@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { DeframerStream } from "../deframer_stream.ts";
+import { MAX_DATAGRAM } from "../framing.ts";
 import { stunFraming } from "../stun_framing.ts";
 import type { StunAddress } from "./stun_message.ts";
 import type { TurnServer } from "./turn_server.ts";
@@ -11,6 +12,12 @@ export interface ServeTurnStreamOptions {
   readonly remoteAddress?: StunAddress;
   /** Bytes queued toward the client before further datagrams are dropped (default 1 MiB). */
   readonly maxQueuedBytes?: number;
+  /**
+   * The largest STUN message or ChannelData (unpadded) sent to the client, in
+   * bytes: the `maxDatagram` of the deframer at the other end. Larger ones are
+   * dropped and counted (`oversize`). Default 65,507.
+   */
+  readonly maxPacket?: number;
   /** Abort to end the connection. */
   readonly signal?: AbortSignal;
 }
@@ -68,13 +75,16 @@ export async function serveTurnStream(
     key,
     address: options.remoteAddress ?? { family: 4, address: "0.0.0.0", port: 0 } as const,
     stream: true,
-    send(packet: Uint8Array) {
-      if (broken || queued + packet.length > limit) return;
+    maxPacket: options.maxPacket ?? MAX_DATAGRAM,
+    send(view: Uint8Array): boolean {
+      if (broken || queued + view.length > limit) return false;
+      const packet = view.slice(); // The view may sit in a relay's receive buffer.
       queued += packet.length;
       writer.write(packet).then(
         () => queued -= packet.length,
         () => broken = true,
       );
+      return true;
     },
   };
   const frames = conn.readable.pipeThrough(new DeframerStream(stunFraming), {

@@ -2,7 +2,7 @@
 
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha1 } from "@noble/hashes/legacy.js";
-import { encodeChannelData, isChannelData, parseChannelData } from "./channel_data.ts";
+import { encodeChannelData, isChannelData } from "./channel_data.ts";
 import { classifyIp, parseIp } from "./ip_address.ts";
 import { StunAttr, StunClass, type StunClassValue, StunMethod } from "./stun_constants.ts";
 import { decodeXorAddress, encodeErrorCode, encodeXorAddress, u32 } from "./stun_attributes.ts";
@@ -16,29 +16,51 @@ import {
   type StunAttribute,
   type StunMessage,
 } from "./stun_message.ts";
+import { type UdpEndpoint, udpEndpoint } from "../udp_socket.ts";
 
 /** One TURN client as a front end sees it: a 5-tuple (or a stream) and a way to answer. */
 export interface TurnClient {
-  /** Unique id of the client's 5-tuple or stream connection. */
-  readonly key: string;
+  /**
+   * Unique id of the client's 5-tuple or stream connection (a number where
+   * possible: it is looked up for every datagram).
+   */
+  readonly key: string | number;
   /** The client's transport address, echoed in XOR-MAPPED-ADDRESS. */
   readonly address: StunAddress;
   /** True on byte streams: ChannelData toward the client is padded to 4. */
   readonly stream?: boolean;
-  /** Send one STUN message or ChannelData frame to the client. */
-  send(packet: Uint8Array): void;
+  /**
+   * The largest packet the client can be sent, in bytes; larger ones are
+   * dropped and counted as `oversize`. Defaults to 65,539 (ChannelData with
+   * a full 16-bit length).
+   */
+  readonly maxPacket?: number;
+  /**
+   * Send one STUN message or ChannelData frame to the client. `packet` is
+   * valid only during the call (it may sit in a receive buffer): copy it to
+   * keep it. Returns `false` when the packet was dropped.
+   */
+  send(packet: Uint8Array): boolean | void;
 }
 
 /** A relayed transport address: a socket the server sends to and receives from peers with. */
 export interface TurnRelaySocket {
   /** The relayed transport address. */
   readonly address: StunAddress;
-  /** Send one datagram to a peer. */
-  send(data: Uint8Array, peer: StunAddress): void;
+  /** The largest datagram it can send to a peer, in bytes (default 65,507). */
+  readonly maxDatagram?: number;
+  /**
+   * Bytes before, and after, each datagram given to `onPacket` that the
+   * server may overwrite (4 lets it build ChannelData, padded or not, in
+   * place). Default 0.
+   */
+  readonly headroom?: number;
+  /** Send one datagram to a peer; `false` means it was dropped. */
+  send(data: Uint8Array, peer: UdpEndpoint): boolean | void;
   /** Release the socket. */
   close(): void;
-  /** Called for every datagram from a peer; unset means drop. */
-  onPacket: ((data: Uint8Array, peer: StunAddress) => void) | undefined;
+  /** Called for every datagram from a peer; unset means drop. `data` is valid during the call only. */
+  onPacket: ((data: Uint8Array, peer: UdpEndpoint) => void) | undefined;
 }
 
 /** What a {@linkcode TurnRelayFactory} is asked to open. */
@@ -92,20 +114,45 @@ export interface TurnServerOptions {
   readonly software?: string;
 }
 
+/** Datagrams a {@linkcode TurnServer} dropped, by reason. */
+export interface TurnDrops {
+  /** Neither STUN nor ChannelData, unparsable, a bad FINGERPRINT, or a class the server does not take. */
+  malformed: number;
+  /** ChannelData or a Send indication from a client without an allocation. */
+  noAllocation: number;
+  /** ChannelData on a channel that is not bound (or expired). */
+  noChannel: number;
+  /** To or from a peer without a permission. */
+  noPermission: number;
+  /**
+   * Too large for where it goes: over the relay's largest datagram toward a
+   * peer, or, toward the client, over its largest packet once framed as
+   * ChannelData (4 bytes more) or a Data indication.
+   */
+  oversize: number;
+  /** The relay or the client's socket refused it. */
+  sendFailed: number;
+}
+
 /** Counters of a {@linkcode TurnServer}. */
 export interface TurnServerStats {
   /** Live allocations. */
   allocations: number;
   /** Live port reservations. */
   reservations: number;
-  /** Datagrams dropped as malformed, unauthenticated indications or without permission. */
+  /** Datagrams relayed from clients to peers. */
+  relayedToPeers: number;
+  /** Datagrams relayed from peers to clients. */
+  relayedToClients: number;
+  /** Datagrams dropped, all reasons together. */
   dropped: number;
+  /** Datagrams dropped, by reason. */
+  drops: Readonly<TurnDrops>;
 }
 
 interface Channel {
   readonly number: number;
-  readonly peer: StunAddress;
-  readonly peerKey: string;
+  readonly peer: UdpEndpoint;
   expires: number;
 }
 
@@ -118,9 +165,11 @@ interface Allocation {
   readonly fingerprint: boolean;
   response: Uint8Array;
   expires: number;
-  readonly permissions: Map<string, number>;
+  /** Permission expiry by the peer's `ipKey`. */
+  readonly permissions: Map<string | number, number>;
   readonly channels: Map<number, Channel>;
-  readonly peerChannels: Map<string, Channel>;
+  /** Channels by the peer's `key`. */
+  readonly peerChannels: Map<string | number, Channel>;
 }
 
 const DEFAULT_LIFETIME = 600;
@@ -206,11 +255,21 @@ export class TurnServer {
   #nonceLifetime: number;
   #software: Uint8Array;
   #secret: Uint8Array = crypto.getRandomValues(new Uint8Array(16));
-  #allocations = new Map<string, Allocation>();
-  #pending = new Map<string, string>();
+  #allocations = new Map<string | number, Allocation>();
+  #pending = new Map<string | number, string>();
+  #keys = new Map<string, Uint8Array>();
   #userCounts = new Map<string, number>();
   #reservations = new Map<string, { socket: TurnRelaySocket; expires: number }>();
-  #dropped = 0;
+  #drops: TurnDrops = {
+    malformed: 0,
+    noAllocation: 0,
+    noChannel: 0,
+    noPermission: 0,
+    oversize: 0,
+    sendFailed: 0,
+  };
+  #toPeers = 0;
+  #toClients = 0;
   #closed = false;
 
   /**
@@ -238,15 +297,20 @@ export class TurnServer {
   }
 
   /**
-   * Counters: live allocations and reservations, dropped datagrams.
+   * Counters: live allocations and reservations, datagrams relayed and dropped.
    *
    * @returns A snapshot.
    */
   stats(): TurnServerStats {
+    const d = this.#drops;
     return {
       allocations: this.#allocations.size,
       reservations: this.#reservations.size,
-      dropped: this.#dropped,
+      relayedToPeers: this.#toPeers,
+      relayedToClients: this.#toClients,
+      dropped: d.malformed + d.noAllocation + d.noChannel + d.noPermission + d.oversize +
+        d.sendFailed,
+      drops: { ...d },
     };
   }
 
@@ -262,7 +326,7 @@ export class TurnServer {
       this.#dispatch(client, packet);
     } catch {
       // A datagram that trips a bug is dropped; the server keeps serving everyone else.
-      this.#dropped++;
+      this.#drops.malformed++;
     }
   }
 
@@ -272,18 +336,18 @@ export class TurnServer {
       return;
     }
     if (!isStunMessage(packet)) {
-      this.#dropped++;
+      this.#drops.malformed++;
       return;
     }
     let message: StunMessage;
     try {
       message = parseStunMessage(packet);
     } catch {
-      this.#dropped++;
+      this.#drops.malformed++;
       return;
     }
     if (!verifyFingerprint(message)) {
-      this.#dropped++;
+      this.#drops.malformed++;
       return;
     }
     if (message.class === StunClass.Request) {
@@ -291,7 +355,7 @@ export class TurnServer {
     } else if (message.class === StunClass.Indication && message.method === StunMethod.Send) {
       this.#onSend(client, message);
     } else {
-      this.#dropped++;
+      this.#drops.malformed++;
     }
   }
 
@@ -300,7 +364,7 @@ export class TurnServer {
    *
    * @param key The client's key.
    */
-  disconnect(key: string): void {
+  disconnect(key: string | number): void {
     this.#pending.delete(key);
     const allocation = this.#allocations.get(key);
     if (allocation) this.#delete(allocation);
@@ -320,7 +384,7 @@ export class TurnServer {
       for (const channel of allocation.channels.values()) {
         if (channel.expires <= now) {
           allocation.channels.delete(channel.number);
-          allocation.peerChannels.delete(channel.peerKey);
+          allocation.peerChannels.delete(channel.peer.key);
         }
       }
     }
@@ -351,7 +415,7 @@ export class TurnServer {
     allocation.relay.close();
   }
 
-  #allocationOf(key: string): Allocation | undefined {
+  #allocationOf(key: string | number): Allocation | undefined {
     const allocation = this.#allocations.get(key);
     if (allocation && allocation.expires <= this.#now()) {
       this.#delete(allocation);
@@ -475,13 +539,20 @@ export class TurnServer {
       this.#challenge(client, request, 401);
       return;
     }
-    const key = longTermKey(username, realm, password);
+    // One key per user, derived once: MESSAGE-INTEGRITY checks reuse it.
+    let key = this.#keys.get(username);
+    if (key === undefined) {
+      if (this.#keys.size >= 1024) this.#keys.clear();
+      this.#keys.set(username, key = longTermKey(username, realm, password));
+    }
     if (!verifyIntegrity(request, key)) {
       this.#challenge(client, request, 401);
       return;
     }
     if (request.method === StunMethod.Allocate) {
-      this.#allocate(client, request, username, key).catch(() => {
+      // Allocate waits for a relay socket: it keeps its own copy of the
+      // request, as the packet may sit in a receive buffer that is reused.
+      this.#allocate(client, parseStunMessage(request.raw.slice()), username, key).catch(() => {
         this.#pending.delete(client.key);
       });
       return;
@@ -615,7 +686,7 @@ export class TurnServer {
       try {
         this.#onPeerPacket(allocation, data, peer);
       } catch {
-        this.#dropped++;
+        this.#drops.malformed++;
       }
     };
     this.#allocations.set(client.key, allocation);
@@ -669,15 +740,16 @@ export class TurnServer {
   }
 
   /** Returns an error code, or the peer address. */
-  #checkPeer(allocation: Allocation, value: Uint8Array, tid: Uint8Array): StunAddress | number {
-    let peer: StunAddress;
+  #checkPeer(allocation: Allocation, value: Uint8Array, tid: Uint8Array): UdpEndpoint | number {
+    let peer: UdpEndpoint;
     try {
-      peer = decodeXorAddress(value, tid);
+      const address = decodeXorAddress(value, tid);
+      peer = udpEndpoint(address.address, address.port);
     } catch {
       return 400;
     }
     if (peer.family !== allocation.relay.address.family) return 443;
-    const kind = classifyIp(parseIp(peer.address));
+    const kind = classifyIp(parseIp(peer.hostname));
     if (kind === "forbidden" || peer.port === 0) return 403;
     if (kind === "loopback" && !this.#allowLoopback) return 403;
     if (kind === "private" && !this.#allowPrivate) return 403;
@@ -685,7 +757,7 @@ export class TurnServer {
   }
 
   #createPermission(allocation: Allocation, request: StunMessage): void {
-    const peers: StunAddress[] = [];
+    const peers: UdpEndpoint[] = [];
     for (const a of request.attributes) {
       if (a.type !== StunAttr.XorPeerAddress) continue;
       const peer = this.#checkPeer(allocation, a.value, request.transactionId);
@@ -699,7 +771,7 @@ export class TurnServer {
       this.#error(allocation.client, request, 400, allocation.key);
       return;
     }
-    const fresh = peers.filter((p) => !allocation.permissions.has(p.address)).length;
+    const fresh = peers.filter((p) => !allocation.permissions.has(p.ipKey)).length;
     if (allocation.permissions.size + fresh > this.#maxPermissions) {
       this.sweep();
       if (allocation.permissions.size + fresh > this.#maxPermissions) {
@@ -708,7 +780,7 @@ export class TurnServer {
       }
     }
     const expires = this.#now() + PERMISSION_LIFETIME * 1000;
-    for (const p of peers) allocation.permissions.set(p.address, expires);
+    for (const p of peers) allocation.permissions.set(p.ipKey, expires);
     this.#reply(allocation.client, request, StunClass.SuccessResponse, [], allocation.key);
   }
 
@@ -730,114 +802,192 @@ export class TurnServer {
       return;
     }
     const now = this.#now();
-    const peerKey = `${peer.address}|${peer.port}`;
     const byNumber = allocation.channels.get(number);
-    const byPeer = allocation.peerChannels.get(peerKey);
+    const byPeer = allocation.peerChannels.get(peer.key);
     if (
-      (byNumber && byNumber.expires > now && byNumber.peerKey !== peerKey) ||
+      (byNumber && byNumber.expires > now && byNumber.peer.key !== peer.key) ||
       (byPeer && byPeer.expires > now && byPeer.number !== number)
     ) {
       this.#error(allocation.client, request, 400, allocation.key);
       return;
     }
     if (
-      !allocation.permissions.has(peer.address) &&
+      !allocation.permissions.has(peer.ipKey) &&
       allocation.permissions.size >= this.#maxPermissions
     ) {
       this.#error(allocation.client, request, 508, allocation.key);
       return;
     }
-    if (byNumber) allocation.peerChannels.delete(byNumber.peerKey);
+    if (byNumber) allocation.peerChannels.delete(byNumber.peer.key);
     if (byPeer) allocation.channels.delete(byPeer.number);
-    const channel: Channel = { number, peer, peerKey, expires: now + CHANNEL_LIFETIME * 1000 };
+    const channel: Channel = { number, peer, expires: now + CHANNEL_LIFETIME * 1000 };
     allocation.channels.set(number, channel);
-    allocation.peerChannels.set(peerKey, channel);
-    allocation.permissions.set(peer.address, now + PERMISSION_LIFETIME * 1000);
+    allocation.peerChannels.set(peer.key, channel);
+    allocation.permissions.set(peer.ipKey, now + PERMISSION_LIFETIME * 1000);
     this.#reply(allocation.client, request, StunClass.SuccessResponse, [], allocation.key);
   }
 
-  #permitted(allocation: Allocation, ip: string): boolean {
-    const expires = allocation.permissions.get(ip);
-    return expires !== undefined && expires > this.#now();
+  #permitted(allocation: Allocation, ipKey: string | number, now: number): boolean {
+    const expires = allocation.permissions.get(ipKey);
+    return expires !== undefined && expires > now;
+  }
+
+  /** A live allocation of `client` for the data path, or undefined (counted). */
+  #dataAllocation(client: TurnClient, now: number): Allocation | undefined {
+    const allocation = this.#allocations.get(client.key);
+    if (allocation === undefined) {
+      this.#drops.noAllocation++;
+      return undefined;
+    }
+    if (allocation.expires <= now) {
+      this.#delete(allocation);
+      this.#drops.noAllocation++;
+      return undefined;
+    }
+    return allocation;
+  }
+
+  /** Send `data` to `peer` through the allocation's relay, counting the outcome. */
+  #toPeer(allocation: Allocation, data: Uint8Array, peer: UdpEndpoint): void {
+    if (data.byteLength > (allocation.relay.maxDatagram ?? MAX_UDP_PAYLOAD)) {
+      this.#drops.oversize++;
+    } else if (allocation.relay.send(data, peer) === false) {
+      this.#drops.sendFailed++;
+    } else {
+      this.#toPeers++;
+    }
+  }
+
+  /**
+   * Send a ChannelData frame or Data indication to the allocation's client,
+   * counting the outcome; `size` is its length without stream padding.
+   */
+  #toClient(allocation: Allocation, packet: Uint8Array, size: number): void {
+    const client = allocation.client;
+    if (size > (client.maxPacket ?? MAX_CLIENT_PACKET)) {
+      this.#drops.oversize++;
+    } else if (client.send(packet) === false) {
+      this.#drops.sendFailed++;
+    } else {
+      this.#toClients++;
+    }
   }
 
   #onSend(client: TurnClient, message: StunMessage): void {
-    const allocation = this.#allocationOf(client.key);
+    const now = this.#now();
+    const allocation = this.#dataAllocation(client, now);
+    if (allocation === undefined) return;
     const peerValue = getAttribute(message, StunAttr.XorPeerAddress);
     const data = getAttribute(message, StunAttr.Data);
-    if (!allocation || !peerValue || !data) {
-      this.#dropped++;
+    if (!peerValue || !data) {
+      this.#drops.malformed++;
       return;
     }
-    let peer: StunAddress;
+    let peer: UdpEndpoint;
     try {
-      peer = decodeXorAddress(peerValue, message.transactionId);
+      const address = decodeXorAddress(peerValue, message.transactionId);
+      peer = udpEndpoint(address.address, address.port);
     } catch {
-      this.#dropped++;
+      this.#drops.malformed++;
       return;
     }
-    if (!this.#permitted(allocation, peer.address)) {
-      this.#dropped++;
+    if (!this.#permitted(allocation, peer.ipKey, now)) {
+      this.#drops.noPermission++;
       return;
     }
-    allocation.relay.send(data, peer);
+    this.#toPeer(allocation, data, peer);
   }
 
+  /** ChannelData from a client: looked up by numbers, relayed as a view of the packet. */
   #onChannelData(client: TurnClient, packet: Uint8Array): void {
-    const allocation = this.#allocationOf(client.key);
-    if (!allocation) {
-      this.#dropped++;
+    const now = this.#now();
+    const allocation = this.#dataAllocation(client, now);
+    if (allocation === undefined) return;
+    if (packet.length < 4) {
+      this.#drops.malformed++;
       return;
     }
-    let parsed;
-    try {
-      parsed = parseChannelData(packet);
-    } catch {
-      this.#dropped++;
+    const length = (packet[2]! << 8) | packet[3]!;
+    if (4 + length > packet.length) {
+      this.#drops.malformed++;
       return;
     }
-    const channel = allocation.channels.get(parsed.channel);
-    if (
-      !channel || channel.expires <= this.#now() ||
-      !this.#permitted(allocation, channel.peer.address)
-    ) {
-      this.#dropped++;
+    const channel = allocation.channels.get((packet[0]! << 8) | packet[1]!);
+    if (channel === undefined || channel.expires <= now) {
+      this.#drops.noChannel++;
       return;
     }
-    allocation.relay.send(parsed.data, channel.peer);
+    if (!this.#permitted(allocation, channel.peer.ipKey, now)) {
+      this.#drops.noPermission++;
+      return;
+    }
+    this.#toPeer(allocation, packet.subarray(4, 4 + length), channel.peer);
   }
 
-  #onPeerPacket(allocation: Allocation, data: Uint8Array, peer: StunAddress): void {
+  #onPeerPacket(allocation: Allocation, data: Uint8Array, peer: UdpEndpoint): void {
     const now = this.#now();
     if (allocation.expires <= now) {
       this.#delete(allocation);
       return;
     }
-    if (!this.#permitted(allocation, peer.address)) {
-      this.#dropped++;
+    if (!this.#permitted(allocation, peer.ipKey, now)) {
+      this.#drops.noPermission++;
       return;
     }
-    const channel = allocation.peerChannels.get(`${peer.address}|${peer.port}`);
-    if (channel && channel.expires > now) {
-      allocation.client.send(encodeChannelData(channel.number, data, allocation.client.stream));
+    const channel = allocation.peerChannels.get(peer.key);
+    if (channel !== undefined && channel.expires > now) {
+      if (data.length > 0xffff) {
+        this.#drops.oversize++;
+        return;
+      }
+      this.#toClient(
+        allocation,
+        this.#channelData(allocation, channel.number, data),
+        4 + data.length,
+      );
       return;
     }
-    if (data.length > 0xffff - 64) {
-      this.#dropped++;
+    // A Data indication: header (20), XOR-PEER-ADDRESS (up to 24), DATA (4 + padded), FINGERPRINT (8).
+    if (20 + 24 + 4 + ((data.length + 3) & ~3) + 8 > 20 + 0xffff) {
+      this.#drops.oversize++;
       return;
     }
     const transactionId = crypto.getRandomValues(new Uint8Array(12));
-    allocation.client.send(encodeStunMessage({
+    const address: StunAddress = { family: peer.family, address: peer.hostname, port: peer.port };
+    const indication = encodeStunMessage({
       method: StunMethod.Data,
       class: StunClass.Indication,
       transactionId,
       attributes: [
-        { type: StunAttr.XorPeerAddress, value: encodeXorAddress(peer, transactionId) },
+        { type: StunAttr.XorPeerAddress, value: encodeXorAddress(address, transactionId) },
         { type: StunAttr.Data, value: data },
       ],
-    }, { fingerprint: allocation.fingerprint }));
+    }, { fingerprint: allocation.fingerprint });
+    this.#toClient(allocation, indication, indication.length);
+  }
+
+  /**
+   * ChannelData carrying `data`: built in place in the relay's headroom when
+   * it has some (no copy), else encoded into a new buffer.
+   */
+  #channelData(allocation: Allocation, number: number, data: Uint8Array): Uint8Array {
+    const pad = allocation.client.stream === true;
+    if ((allocation.relay.headroom ?? 0) < 4) return encodeChannelData(number, data, pad);
+    const size = pad ? (data.length + 3) & ~3 : data.length;
+    const frame = new Uint8Array(data.buffer, data.byteOffset - 4, 4 + size);
+    frame[0] = number >> 8;
+    frame[1] = number & 0xff;
+    frame[2] = data.length >> 8;
+    frame[3] = data.length & 0xff;
+    for (let i = 4 + data.length; i < frame.length; i++) frame[i] = 0;
+    return frame;
   }
 }
+
+/** The default largest datagram toward a peer: the largest UDP payload over IPv4. */
+const MAX_UDP_PAYLOAD = 65_507;
+/** The default largest packet toward a client: ChannelData with a full 16-bit length. */
+const MAX_CLIENT_PACKET = 4 + 0xffff;
 
 function hexOf(bytes: Uint8Array): string {
   let out = "";

@@ -1,9 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
-import dgram from "node:dgram";
-import { dgramSocketOptions } from "./dgram_options.ts";
-import { formatIp, parseIp } from "./ip_address.ts";
-import type { StunAddress } from "./stun_message.ts";
+import { parseIp } from "./ip_address.ts";
+import { RECEIVE_HEADROOM, UdpSocket } from "../udp_socket.ts";
 import type { TurnRelayFactory, TurnRelayRequest, TurnRelaySocket } from "./turn_server.ts";
 
 /** Options of {@linkcode createUdpRelayFactory}. */
@@ -15,15 +13,18 @@ export interface UdpRelayOptions {
 }
 
 /**
- * Relayed sockets on node:dgram (works in Deno without unstable flags).
+ * Relayed sockets on ptkit's {@linkcode UdpSocket} (see there for the
+ * permissions it needs and what FFI adds). Datagrams from peers reach the
+ * server with {@linkcode RECEIVE_HEADROOM} bytes of room before them, so
+ * ChannelData toward the client is built in place.
  *
  * @param options Addresses to bind relayed sockets to.
  * @returns A relay factory for {@linkcode TurnServer}.
- * @throws {TypeError} When no address is given.
+ * @throws {TypeError} When no address is given or one is of the wrong family.
  *
  * @example Opening an even port with the next one reserved
  * ```ts
- * import { createUdpRelayFactory } from "./udp_relay.ts";
+ * import { createUdpRelayFactory } from "@ptkit/ptkit/udp/turn";
  * import { strictEqual } from "node:assert";
  *
  * const factory = createUdpRelayFactory({ ipv4: "127.0.0.1" });
@@ -57,7 +58,7 @@ export function createUdpRelayFactory(options: UdpRelayOptions): TurnRelayFactor
       const host = request.family === 4 ? options.ipv4 : options.ipv6;
       if (host === undefined) throw new RangeError(`Cannot relay IPv${request.family}`);
       for (let attempt = 0; attempt < 40; attempt++) {
-        const first = await bindSocket(request.family, host, 0);
+        const first = await relaySocket(host, 0);
         if (!request.evenPort && !request.reserveNext) return [first];
         if (first.address.port % 2 !== 0 || first.address.port === 65535) {
           first.close();
@@ -65,7 +66,7 @@ export function createUdpRelayFactory(options: UdpRelayOptions): TurnRelayFactor
         }
         if (!request.reserveNext) return [first];
         try {
-          const second = await bindSocket(request.family, host, first.address.port + 1);
+          const second = await relaySocket(host, first.address.port + 1);
           return [first, second];
         } catch {
           first.close();
@@ -76,55 +77,19 @@ export function createUdpRelayFactory(options: UdpRelayOptions): TurnRelayFactor
   };
 }
 
-function bindSocket(family: 4 | 6, host: string, port: number): Promise<TurnRelaySocket> {
-  return new Promise((resolve, reject) => {
-    const socket = dgram.createSocket(dgramSocketOptions(family));
-    let closed = false;
-    const onError = (error: Error) => {
-      closed = true;
-      try {
-        socket.close();
-      } catch { /* already closed */ }
-      reject(error);
-    };
-    socket.once("error", onError);
-    socket.bind(port, host, () => {
-      socket.off("error", onError);
-      socket.on("error", () => {/* per-datagram errors (ICMP) are ignored */});
-      const local = socket.address();
-      const relay: TurnRelaySocket = {
-        address: { family, address: formatIp(parseIp(local.address)), port: local.port },
-        onPacket: undefined,
-        send(data: Uint8Array, peer: StunAddress) {
-          if (closed) return;
-          try {
-            socket.send(data, peer.port, peer.address);
-          } catch { /* dropped like any UDP datagram */ }
-        },
-        close() {
-          if (closed) return;
-          closed = true;
-          socket.close();
-        },
-      };
-      socket.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
-        const handler = relay.onPacket;
-        if (!handler) return;
-        let address = rinfo.address;
-        if (family === 6) {
-          try {
-            address = formatIp(parseIp(address));
-          } catch {
-            return;
-          }
-        }
-        handler(new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength), {
-          family,
-          address,
-          port: rinfo.port,
-        });
-      });
-      resolve(relay);
-    });
-  });
+async function relaySocket(host: string, port: number): Promise<TurnRelaySocket> {
+  const socket = await UdpSocket.open({ hostname: host, port });
+  const { family, hostname } = socket.addr;
+  const relay: TurnRelaySocket = {
+    address: { family, address: hostname, port: socket.addr.port },
+    maxDatagram: socket.maxDatagram,
+    headroom: RECEIVE_HEADROOM,
+    onPacket: undefined,
+    send: (data, peer) => socket.send(data, peer),
+    close() {
+      socket.close();
+    },
+  };
+  socket.onmessage = (data, from) => relay.onPacket?.(data, from);
+  return relay;
 }

@@ -1,10 +1,14 @@
 // Copyright the ptkit authors. MIT license.
 
-import dgram from "node:dgram";
-import { dgramSocketOptions } from "./dgram_options.ts";
-import { formatIp, parseIp } from "./ip_address.ts";
+import { parseIp } from "./ip_address.ts";
 import { createUdpRelayFactory } from "./udp_relay.ts";
-import { TurnServer, type TurnServerOptions } from "./turn_server.ts";
+import {
+  type TurnClient,
+  TurnServer,
+  type TurnServerOptions,
+  type TurnServerStats,
+} from "./turn_server.ts";
+import { type UdpEndpoint, UdpSocket, type UdpSocketStats } from "../udp_socket.ts";
 
 /** Options of {@linkcode serveTurnUdp}. */
 export interface ServeTurnUdpOptions extends Omit<TurnServerOptions, "relay"> {
@@ -18,25 +22,40 @@ export interface ServeTurnUdpOptions extends Omit<TurnServerOptions, "relay"> {
   readonly sweepInterval?: number;
 }
 
+/** Counters of a {@linkcode TurnUdpServer}. */
+export interface TurnUdpServerStats extends TurnServerStats {
+  /** The listening socket's counters (datagrams from and to clients). */
+  readonly listener: UdpSocketStats;
+}
+
 /** A running standalone TURN server on a UDP socket. */
 export interface TurnUdpServer {
   /** The bound listening address. */
   readonly addr: { readonly hostname: string; readonly port: number };
   /** The protocol logic (stats, sweep). */
   readonly server: TurnServer;
+  /**
+   * The server's and the listening socket's counters.
+   *
+   * @returns A snapshot.
+   */
+  stats(): TurnUdpServerStats;
   /** Stop: close the listening socket and every relayed socket. */
   close(): Promise<void>;
 }
 
+const CLIENT_CACHE_LIMIT = 65_536;
+
 /**
- * Run a standalone TURN server on a UDP socket (node:dgram, no unstable flags).
+ * Run a standalone TURN server on a UDP socket (ptkit's {@linkcode UdpSocket}:
+ * it needs `--unstable-net`, and runs faster with `--allow-ffi`).
  *
  * @param options Listening address, realm, users and the {@linkcode TurnServer} options.
  * @returns The running server.
  *
  * @example Start and stop
  * ```ts
- * import { serveTurnUdp } from "./udp_server.ts";
+ * import { serveTurnUdp } from "@ptkit/ptkit/udp/turn";
  * import { ok } from "node:assert";
  *
  * const turn = await serveTurnUdp({ hostname: "127.0.0.1", port: 0, realm: "r", users: { u: "p" } });
@@ -45,54 +64,44 @@ export interface TurnUdpServer {
  * ```
  */
 export async function serveTurnUdp(options: ServeTurnUdpOptions): Promise<TurnUdpServer> {
-  const hostIp = parseIp(options.hostname);
-  const family: 4 | 6 = hostIp.length === 4 ? 4 : 6;
+  parseIp(options.hostname);
   const relayHost = options.relayAddress ?? options.hostname;
   const relay = createUdpRelayFactory(
     parseIp(relayHost).length === 4 ? { ipv4: relayHost } : { ipv6: relayHost },
   );
   const server = new TurnServer({ ...options, relay });
-  const socket = dgram.createSocket(dgramSocketOptions(family));
-  await new Promise<void>((resolve, reject) => {
-    socket.once("error", reject);
-    socket.bind(options.port, options.hostname, () => {
-      socket.off("error", reject);
-      resolve();
-    });
-  });
-  socket.on("error", () => {/* per-datagram errors are ignored */});
-  socket.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
-    let address = rinfo.address;
-    if (family === 6) {
-      try {
-        address = formatIp(parseIp(address));
-      } catch {
-        return;
-      }
+  const socket = await UdpSocket.open({ hostname: options.hostname, port: options.port });
+  // One TurnClient per 5-tuple, made on its first datagram: nothing is
+  // allocated per datagram afterwards.
+  const clients = new Map<number | string, TurnClient>();
+  const maxPacket = socket.maxDatagram;
+  const clientOf = (from: UdpEndpoint): TurnClient => {
+    let client = clients.get(from.key);
+    if (client === undefined) {
+      if (clients.size >= CLIENT_CACHE_LIMIT) clients.clear();
+      client = {
+        key: from.key,
+        address: { family: from.family, address: from.hostname, port: from.port },
+        maxPacket,
+        send: (packet: Uint8Array) => socket.send(packet, from),
+      };
+      clients.set(from.key, client);
     }
-    const port = rinfo.port;
-    server.handle({
-      key: `${address}|${port}`,
-      address: { family, address, port },
-      send(packet: Uint8Array) {
-        try {
-          socket.send(packet, port, address);
-        } catch { /* socket closed */ }
-      },
-    }, new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
-  });
+    return client;
+  };
+  socket.onmessage = (data, from) => server.handle(clientOf(from), data);
   const timer = setInterval(() => server.sweep(), options.sweepInterval ?? 1000);
-  const local = socket.address();
   let closing: Promise<void> | undefined;
   return {
-    addr: { hostname: local.address, port: local.port },
+    addr: { hostname: socket.addr.hostname, port: socket.addr.port },
     server,
+    stats: () => ({ ...server.stats(), listener: socket.stats() }),
     close() {
-      closing ??= new Promise<void>((resolve) => {
+      closing ??= (async () => {
         clearInterval(timer);
         server.close();
-        socket.close(() => resolve());
-      });
+        await socket.close();
+      })();
       return closing;
     },
   };

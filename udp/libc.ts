@@ -1,0 +1,219 @@
+// Copyright the ptkit authors. MIT license.
+// Internal: what ptkit's UDP sockets do through libc when the process may use
+// FFI (`--allow-ffi`) on 64-bit Linux. Deno has no setsockopt, no batch
+// receive and no synchronous send; libc has all three. The socket itself
+// stays a `Deno.DatagramConn` (Deno owns the descriptor, wakes the receive
+// loop and closes it); this module finds the descriptor by its local address
+// and, on it:
+//
+// - raises SO_RCVBUF and SO_SNDBUF (the kernel caps them at
+//   net.core.rmem_max / wmem_max and doubles what it grants);
+// - drains the datagrams already queued with one recvmmsg(2) call into a
+//   shared arena (32 slots of 64 KiB, each with 4 bytes of headroom);
+// - sends with sendto(2), MSG_DONTWAIT, from the caller's buffer: no copy,
+//   no promise.
+//
+// Without FFI none of this runs and the socket uses Deno's API alone.
+
+const SOL_SOCKET = 1;
+const SO_TYPE = 3;
+const SO_SNDBUF = 7;
+const SO_RCVBUF = 8;
+const SOCK_DGRAM = 2;
+/** `AF_INET` on Linux. */
+export const AF_INET = 2;
+/** `AF_INET6` on Linux. */
+export const AF_INET6 = 10;
+const MSG_DONTWAIT = 0x40;
+const MSG_TRUNC = 0x20;
+const EBADF = 9;
+/** `EAGAIN` on Linux. */
+export const EAGAIN = 11;
+/** `ENOBUFS` on Linux. */
+export const ENOBUFS = 105;
+const MAX_FD_SCAN = 1 << 20;
+
+/** Datagrams one {@linkcode Libc.drain} call takes at most. */
+export const BATCH = 32;
+/** Bytes before each received datagram that the receiver may overwrite (a ChannelData header). */
+export const HEADROOM = 4;
+/** Room for a datagram in a slot: the largest UDP payload, rounded up. */
+const SLOT_DATA = 65_536;
+/** A slot: headroom, datagram, and 4 bytes for ChannelData padding. */
+const SLOT = HEADROOM + SLOT_DATA + 4;
+const NAME = 32; // sockaddr_in6 is 28 bytes
+const MMSGHDR = 64; // struct mmsghdr on LP64: msghdr (56) + msg_len (4) + padding
+
+const symbols = {
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+/** libc's UDP calls, with the receive arena. One per process. */
+export class Libc {
+  #lib: Deno.DynamicLibrary<typeof symbols>;
+  #arena = new Uint8Array(BATCH * SLOT);
+  #names = new Uint8Array(BATCH * NAME);
+  #headers = new Uint8Array(BATCH * MMSGHDR);
+  #view = new DataView(this.#headers.buffer);
+  #int = new Int32Array(1);
+  #intLength = new Uint32Array(1);
+  #address = new Uint8Array(128);
+  #addressLength = new Uint32Array(1);
+  // The headers hold the iovecs' address: keep them alive as long as this.
+  #iovecs: BigUint64Array;
+
+  constructor(lib: Deno.DynamicLibrary<typeof symbols>) {
+    this.#lib = lib;
+    const base = (buffer: Uint8Array | BigUint64Array): bigint =>
+      BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+    const iovecs = new BigUint64Array(BATCH * 2);
+    const arena = base(this.#arena);
+    const names = base(this.#names);
+    const iovs = base(iovecs);
+    for (let i = 0; i < BATCH; i++) {
+      iovecs[i * 2] = arena + BigInt(i * SLOT + HEADROOM);
+      iovecs[i * 2 + 1] = BigInt(SLOT_DATA);
+      const h = i * MMSGHDR;
+      this.#view.setBigUint64(h, names + BigInt(i * NAME), true); // msg_name
+      this.#view.setBigUint64(h + 16, iovs + BigInt(i * 16), true); // msg_iov
+      this.#view.setBigUint64(h + 24, 1n, true); // msg_iovlen
+    }
+    this.#iovecs = iovecs;
+  }
+
+  /**
+   * Find the descriptor of this process's UDP socket bound to `name` (a
+   * sockaddr as getsockname returns it: family, port, address).
+   */
+  findUdpSocket(name: Uint8Array): number {
+    const address = this.#address;
+    const size = name.byteLength;
+    // Descriptors are handed out lowest first and the socket was just made,
+    // so a long run of unused numbers means it is not there.
+    let unused = 0;
+    for (let fd = 0; fd < MAX_FD_SCAN && unused < 256; fd++) {
+      this.#addressLength[0] = address.byteLength;
+      if (this.#lib.symbols.getsockname(fd, address, this.#addressLength) !== 0) {
+        unused = this.#errno() === EBADF ? unused + 1 : 0;
+        continue;
+      }
+      unused = 0;
+      if (!sameName(address, name, size)) continue;
+      this.#intLength[0] = 4;
+      if (this.#lib.symbols.getsockopt(fd, SOL_SOCKET, SO_TYPE, this.#int, this.#intLength) !== 0) {
+        continue;
+      }
+      if (this.#int[0] === SOCK_DGRAM) return fd;
+    }
+    return -1;
+  }
+
+  /**
+   * Ask for SO_RCVBUF and SO_SNDBUF of `size` bytes.
+   *
+   * @returns The receive buffer the kernel granted, or -1.
+   */
+  setBuffers(fd: number, size: number): number {
+    this.#int[0] = Math.min(size, 0x3fff_ffff);
+    this.#lib.symbols.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, this.#int, 4);
+    this.#int[0] = Math.min(size, 0x3fff_ffff);
+    this.#lib.symbols.setsockopt(fd, SOL_SOCKET, SO_SNDBUF, this.#int, 4);
+    this.#intLength[0] = 4;
+    if (this.#lib.symbols.getsockopt(fd, SOL_SOCKET, SO_RCVBUF, this.#int, this.#intLength) !== 0) {
+      return -1;
+    }
+    return this.#int[0]!;
+  }
+
+  /**
+   * Take up to {@linkcode BATCH} queued datagrams without waiting.
+   *
+   * @returns How many were taken (0 when none was queued).
+   */
+  drain(fd: number): number {
+    for (let i = 0; i < BATCH; i++) this.#view.setUint32(i * MMSGHDR + 8, NAME, true);
+    const n = this.#lib.symbols.recvmmsg(fd, this.#headers, BATCH, MSG_DONTWAIT, null);
+    return n > 0 ? n : 0;
+  }
+
+  /** Length of the `i`-th datagram of the last drain. */
+  length(i: number): number {
+    return this.#view.getUint32(i * MMSGHDR + 56, true);
+  }
+
+  /** Whether the `i`-th datagram of the last drain was cut short. */
+  truncated(i: number): boolean {
+    return (this.#view.getInt32(i * MMSGHDR + 48, true) & MSG_TRUNC) !== 0;
+  }
+
+  /** The `i`-th datagram of the last drain, as a view into the arena. */
+  datagram(i: number): Uint8Array {
+    const start = i * SLOT + HEADROOM;
+    return this.#arena.subarray(start, start + this.length(i));
+  }
+
+  /** The sender's sockaddr of the `i`-th datagram of the last drain (a view). */
+  name(i: number): Uint8Array {
+    return this.#names.subarray(i * NAME, i * NAME + NAME);
+  }
+
+  /**
+   * Send one datagram without blocking.
+   *
+   * @returns The bytes sent, or minus the errno.
+   */
+  sendTo(fd: number, data: Uint8Array, name: Uint8Array): number {
+    const sent = Number(
+      // Deno takes a number for usize at run time (no BigInt per send); its types say bigint.
+      this.#lib.symbols.sendto(
+        fd,
+        data,
+        data.byteLength as unknown as bigint,
+        MSG_DONTWAIT,
+        name,
+        name.byteLength,
+      ),
+    );
+    return sent >= 0 ? sent : -this.#errno();
+  }
+
+  #errno(): number {
+    const pointer = this.#lib.symbols.__errno_location();
+    return pointer === null ? 0 : new Deno.UnsafePointerView(pointer).getInt32();
+  }
+}
+
+function sameName(a: Uint8Array, b: Uint8Array, size: number): boolean {
+  // Family (2), port (2); then the address: 4 bytes at 4 (IPv4), 16 at 8 (IPv6).
+  if (a[0] !== b[0] || a[1] !== b[1] || a[2] !== b[2] || a[3] !== b[3]) return false;
+  const family = b[0]! | (b[1]! << 8);
+  const [from, to] = family === AF_INET ? [4, 8] : [8, 24];
+  if (size < to) return false;
+  for (let i = from; i < to; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+let libc: Libc | null | undefined;
+
+/**
+ * The process's {@linkcode Libc}, or `null` when FFI is not allowed or this
+ * is not 64-bit little-endian Linux (the struct layouts above are LP64's).
+ */
+export function openLibc(): Libc | null {
+  if (libc !== undefined) return libc;
+  libc = null;
+  try {
+    if (Deno.build.os !== "linux") return null;
+    if (Deno.build.arch !== "x86_64" && Deno.build.arch !== "aarch64") return null;
+    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
+    libc = new Libc(Deno.dlopen("libc.so.6", symbols));
+  } catch {
+    libc = null;
+  }
+  return libc;
+}
