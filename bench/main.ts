@@ -124,7 +124,7 @@ row("two hops: ptkit dial(plain) + proxy(plain)", plainRate, "conn/s", twoHopRat
 console.log();
 await ipcBench(uploadOver, target.port, hopB.port, row);
 console.log();
-await udpBench(row);
+await udpBench();
 
 client.close();
 await manager.close();

@@ -1,57 +1,35 @@
 // Copyright the ptkit authors. MIT license.
-// TURN bench: coturn's turnutils_uclient against ptkit's TURN server and Debian's turnserver
-// in the same run; prints each side's figures and the ptkit/coturn ratios.
+// TURN bench: coturn's turnutils_uclient against ptkit's TURN server and
+// Debian's turnserver (coturn) in the same run, runs interleaved so that
+// load from elsewhere falls on both: three runs with channels (`-y -c`), one
+// with Send/Data indications (`-y -c -s`), one to an echo peer
+// (turnutils_peer, `-c -e 127.0.0.1 -r PORT`), all with the same load. ptkit
+// runs as `udp/turn/cli.ts` with --unstable-net and --allow-ffi (its fast
+// path: raised buffers, batch receive). Prints progress, then a table of each
+// run and the ptkit/coturn ratios; beside the loss, the kernel's UDP
+// receive-buffer drops during the run (/proc/net/snmp RcvbufErrors,
+// machine-wide).
 //
-//   deno run -A bench/turn_bench.ts            # -y -c -n 5000 -m 100 -l 1000 -z 5
-//   deno run -A bench/turn_bench.ts --quick    # -y -c -n 500 -m 20 -l 1000 -z 5
+//   deno run -A bench/turn_bench.ts            # -n 5000 -m 100 -l 1000 -z 5
+//   deno run -A bench/turn_bench.ts --quick    # -n 500 -m 20 -l 1000 -z 5
 
-import dgram from "node:dgram";
-import { encodeStunMessage, parseStunMessage } from "../udp/turn/mod.ts";
+import { bindingRequest, freeUdpPort, waitForUdp } from "../tests/turn_util.ts";
+import { udpReceiveBufferErrors } from "../tests/udp_test_utils.ts";
 
 const quick = Deno.args.includes("--quick");
 const LOAD = quick
-  ? ["-y", "-c", "-n", "500", "-m", "20", "-l", "1000", "-z", "5"]
-  : ["-y", "-c", "-n", "5000", "-m", "100", "-l", "1000", "-z", "5"];
+  ? ["-n", "500", "-m", "20", "-l", "1000", "-z", "5"]
+  : ["-n", "5000", "-m", "100", "-l", "1000", "-z", "5"];
 
-async function freeUdpPort(): Promise<number> {
-  const socket = dgram.createSocket("udp4");
-  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-  const port = socket.address().port;
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
-}
-
-/** Wait until a STUN Binding request to the port is answered. */
-async function waitForStun(port: number): Promise<void> {
-  const socket = dgram.createSocket("udp4");
-  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-  try {
-    for (let i = 0; i < 100; i++) {
-      const request = encodeStunMessage({
-        method: 1,
-        class: 0,
-        transactionId: crypto.getRandomValues(new Uint8Array(12)),
-        attributes: [],
-      });
-      const answered = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => resolve(false), 100);
-        socket.once("message", (msg: Uint8Array) => {
-          clearTimeout(timer);
-          try {
-            resolve(parseStunMessage(new Uint8Array(msg)).class === 2);
-          } catch {
-            resolve(false);
-          }
-        });
-        socket.send(request, port, "127.0.0.1");
-      });
-      if (answered) return;
-    }
-    throw new Error(`No STUN answer on port ${port}`);
-  } finally {
-    socket.removeAllListeners("message");
-    await new Promise<void>((resolve) => socket.close(() => resolve()));
-  }
+interface Result {
+  wallSeconds: number;
+  exitCode: number;
+  lostPercent: number;
+  rcvbufErrors: number;
+  rttMs: number;
+  jitterMs: number;
+  serverCpuSeconds: number;
+  serverPeakRssMiB: number;
 }
 
 function cpuSeconds(pid: number): number {
@@ -65,43 +43,27 @@ function rssMiB(pid: number): number {
   return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
-interface Result {
-  wallSeconds: number;
-  exitCode: number;
-  lostPercent: number;
-  rttMs: number;
-  jitterMs: number;
-  serverCpuSeconds: number;
-  serverPeakRssMiB: number;
-}
-
-async function measure(name: string, server: Deno.ChildProcess, port: number): Promise<Result> {
-  await waitForStun(port);
+async function measure(server: Deno.ChildProcess, port: number, args: string[]): Promise<Result> {
   const cpuBefore = cpuSeconds(server.pid);
+  const errorsBefore = udpReceiveBufferErrors();
   const started = performance.now();
   const out = await new Deno.Command("turnutils_uclient", {
-    args: [...LOAD, "-u", "u", "-w", "p", "-p", String(port), "127.0.0.1"],
+    args: [...args, "-u", "u", "-w", "p", "-p", String(port), "127.0.0.1"],
     stdin: "null",
   }).output();
   const wallSeconds = (performance.now() - started) / 1000;
-  const serverCpuSeconds = cpuSeconds(server.pid) - cpuBefore;
-  const serverPeakRssMiB = rssMiB(server.pid);
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
-  const result = {
+  return {
     wallSeconds,
     exitCode: out.code,
     lostPercent: num(/Total lost packets \d+ \(([\d.]+)%\)/),
+    rcvbufErrors: udpReceiveBufferErrors() - errorsBefore,
     rttMs: num(/Average round trip delay ([\d.]+) ms/),
     jitterMs: num(/Average jitter ([\d.]+) ms/),
-    serverCpuSeconds,
-    serverPeakRssMiB,
+    serverCpuSeconds: cpuSeconds(server.pid) - cpuBefore,
+    serverPeakRssMiB: rssMiB(server.pid),
   };
-  console.log(name, JSON.stringify(result));
-  for (const line of text.split("\n").filter((l) => /Total (lost|transmit)|Average/.test(l))) {
-    console.log(`  ${line.trim()}`);
-  }
-  return result;
 }
 
 async function stop(child: Deno.ChildProcess): Promise<void> {
@@ -111,65 +73,122 @@ async function stop(child: Deno.ChildProcess): Promise<void> {
   await child.status;
 }
 
-const ourPort = await freeUdpPort();
-const ours = new Deno.Command(Deno.execPath(), {
-  args: [
-    "run",
-    "--allow-net",
-    "--allow-read",
-    "--allow-env",
-    new URL("../udp/turn/cli.ts", import.meta.url).pathname,
-    "--listen",
-    `127.0.0.1:${ourPort}`,
-    "--user",
-    "u:p",
-    "--realm",
-    "pt.test",
-    "--allow-loopback-peers",
-  ],
-  stdin: "null",
-  stdout: "null",
-  stderr: "null",
-}).spawn();
-let ptkit: Result;
-try {
-  ptkit = await measure("ptkit  ", ours, ourPort);
-} finally {
-  await stop(ours);
+function spawn(program: string, args: string[]): Deno.ChildProcess {
+  return new Deno.Command(program, { args, stdin: "null", stdout: "null", stderr: "null" })
+    .spawn();
 }
 
+const ptkitPort = await freeUdpPort();
+const ptkit = spawn(Deno.execPath(), [
+  ...["run", "--unstable-net", "--allow-ffi", "--allow-net", "--allow-read", "--allow-env"],
+  new URL("../udp/turn/cli.ts", import.meta.url).pathname,
+  ...["--listen", `127.0.0.1:${ptkitPort}`, "--user", "u:p", "--realm", "pt.test"],
+  "--allow-loopback-peers",
+]);
 const coturnPort = await freeUdpPort();
-const coturn = new Deno.Command("turnserver", {
-  args: [
-    "-n",
-    "--lt-cred-mech",
-    "--user=u:p",
-    "--realm=pt.test",
-    "--allow-loopback-peers",
-    "--listening-ip=127.0.0.1",
-    "--relay-ip=127.0.0.1",
-    `--listening-port=${coturnPort}`,
-    "--no-tls",
-    "--no-dtls",
-    "--no-cli",
-    "--log-file=stdout",
-  ],
-  stdin: "null",
-  stdout: "null",
-  stderr: "null",
-}).spawn();
-let reference: Result;
+const coturn = spawn("turnserver", [
+  ...["-n", "--lt-cred-mech", "--user=u:p", "--realm=pt.test", "--allow-loopback-peers"],
+  ...["--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", `--listening-port=${coturnPort}`],
+  ...["--no-tls", "--no-dtls", "--no-cli", "--log-file=stdout"],
+]);
+const peerPort = await freeUdpPort();
+const peer = spawn("turnutils_peer", ["-L", "127.0.0.1", "-p", String(peerPort)]);
+
+const runs: { load: string; args: string[] }[] = [
+  { load: "channels, run 1", args: ["-y", "-c", ...LOAD] },
+  { load: "channels, run 2", args: ["-y", "-c", ...LOAD] },
+  { load: "channels, run 3", args: ["-y", "-c", ...LOAD] },
+  { load: "Send/Data indications", args: ["-y", "-c", "-s", ...LOAD] },
+  { load: "echo peer", args: ["-c", "-e", "127.0.0.1", "-r", String(peerPort), ...LOAD] },
+];
+const results: { load: string; ptkit: Result; coturn: Result }[] = [];
 try {
-  reference = await measure("coturn ", coturn, coturnPort);
+  await waitForUdp(ptkitPort, bindingRequest(), "ptkit's TURN server");
+  await waitForUdp(coturnPort, bindingRequest(), "turnserver");
+  await waitForUdp(peerPort, new Uint8Array([1]), "turnutils_peer");
+  let step = 0;
+  for (const { load, args } of runs) {
+    const row = {} as { ptkit: Result; coturn: Result };
+    for (
+      const [name, server, port] of [["ptkit", ptkit, ptkitPort], [
+        "coturn",
+        coturn,
+        coturnPort,
+      ]] as const
+    ) {
+      console.log(
+        `[${++step}/${runs.length * 2}] ${name}: ${load} (turnutils_uclient ${args.join(" ")})...`,
+      );
+      row[name] = await measure(server, port, args);
+      const r = row[name];
+      console.log(
+        `      lost ${r.lostPercent}%, ${r.wallSeconds.toFixed(1)} s, exit ${r.exitCode}`,
+      );
+    }
+    results.push({ load, ...row });
+  }
 } finally {
+  await stop(ptkit);
   await stop(coturn);
+  await stop(peer);
 }
 
-console.log(`load: turnutils_uclient ${LOAD.join(" ")}`);
-console.log("ratios ptkit/coturn (lower is better except none):");
-for (
-  const key of ["wallSeconds", "rttMs", "jitterMs", "serverCpuSeconds", "serverPeakRssMiB"] as const
-) {
-  console.log(`  ${key}: ${(ptkit[key] / reference[key]).toFixed(2)}`);
+const fixed = (n: number, digits: number) => Number.isFinite(n) ? n.toFixed(digits) : "n/a";
+console.log(
+  `TURN, turnutils_uclient ${LOAD.join(" ")}; ptkit (--allow-ffi) vs coturn, interleaved:`,
+);
+console.log(
+  [
+    "load".padEnd(22),
+    "server".padEnd(7),
+    "lost %".padStart(7),
+    "RcvbufErr".padStart(9),
+    "wall s".padStart(7),
+    "RTT ms".padStart(9),
+    "jitter".padStart(7),
+    "CPU s".padStart(6),
+    "RSS MiB".padStart(8),
+  ].join(" "),
+);
+for (const { load, ptkit, coturn } of results) {
+  for (const [name, r] of [["ptkit", ptkit], ["coturn", coturn]] as const) {
+    console.log(
+      [
+        load.padEnd(22),
+        name.padEnd(7),
+        fixed(r.lostPercent, 2).padStart(7),
+        String(r.rcvbufErrors).padStart(9),
+        fixed(r.wallSeconds, 1).padStart(7),
+        fixed(r.rttMs, 4).padStart(9),
+        fixed(r.jitterMs, 2).padStart(7),
+        fixed(r.serverCpuSeconds, 2).padStart(6),
+        fixed(r.serverPeakRssMiB, 1).padStart(8),
+      ].join(" "),
+    );
+  }
 }
-console.log(`  lostPercent: ptkit ${ptkit.lostPercent}% vs coturn ${reference.lostPercent}%`);
+console.log("ratios ptkit/coturn (goals for channels: wall <= 1.0, RTT <= 2, CPU <= 1.5):");
+console.log(
+  [
+    "load".padEnd(22),
+    "wall".padStart(6),
+    "RTT".padStart(6),
+    "jitter".padStart(7),
+    "CPU".padStart(6),
+    "RSS".padStart(6),
+  ].join(" "),
+);
+for (const { load, ptkit, coturn } of results) {
+  const ratio = (key: keyof Result, width: number) =>
+    fixed(ptkit[key] / coturn[key], 2).padStart(width);
+  console.log(
+    [
+      load.padEnd(22),
+      ratio("wallSeconds", 6),
+      ratio("rttMs", 6),
+      ratio("jitterMs", 7),
+      ratio("serverCpuSeconds", 6),
+      ratio("serverPeakRssMiB", 6),
+    ].join(" "),
+  );
+}

@@ -1,105 +1,185 @@
 // Copyright the ptkit authors. MIT license.
-// UDP section of `deno task bench`: datagrams per second and MB/s through
-// transparent-UDP (serveUdpClient -> transport -> serveUdpServer) over plain
-// and obfs4, against raw UDP loopback to the same echo server, at 64, 512 and
-// 1400-byte datagrams. Echoed round trips with a window of outstanding
-// datagrams, so the kernel's default socket buffers are not overrun.
+// UDP section of `deno task bench`: datagrams per second through
+// transparent-UDP over plain and obfs4 against raw UDP to the same echo
+// server, at 64, 512 and 1400-byte datagrams.
+//
+// The PT client and the PT server are main.ts processes, started as a user
+// runs them (`-mode transparent-UDP`, with --allow-ffi so their sockets
+// batch); the application socket and the echo server live in this process,
+// for the raw run and the PT runs alike. Each run echoes COUNT datagrams with
+// WINDOW outstanding; a datagram not back after a quiet 200 ms counts as
+// lost. Beside the loss: the kernel's UDP receive-buffer drops over the run
+// (/proc/net/snmp RcvbufErrors, machine-wide).
+//
+//   deno run -A bench/udp_bench.ts
 
-import { serveUdpClient, serveUdpServer, UdpSocket } from "../udp/mod.ts";
-import { plain } from "../transports/plain.ts";
-import { obfs4 } from "../transports/obfs4/mod.ts";
-import { MemoryStore, type Transport } from "../transports/mod.ts";
+import { UdpSocket } from "../udp/mod.ts";
+import { udpReceiveBufferErrors } from "../tests/udp_test_utils.ts";
 
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const COUNT = 20_000;
-const WINDOW = 32;
+const WINDOW = 256;
+const SIZES = [64, 512, 1400];
 
-/** Send COUNT datagrams of `size` to `port` with WINDOW outstanding; datagrams per second. */
-async function echoRate(port: number, size: number): Promise<number> {
-  const socket = await UdpSocket.open({ connect: { hostname: "127.0.0.1", port } });
+/** One echo run's figures. */
+export interface EchoRun {
+  /** Datagrams per second. */
+  rate: number;
+  /** Datagrams that did not come back. */
+  lost: number;
+  /** Kernel receive-buffer drops during the run. */
+  rcvbufErrors: number;
+}
+
+/** Echo COUNT datagrams of `size` through `port` with WINDOW outstanding. */
+async function echoRun(port: number, size: number): Promise<EchoRun> {
+  await using socket = await UdpSocket.open({ connect: { hostname: "127.0.0.1", port } });
   const payload = crypto.getRandomValues(new Uint8Array(size));
+  // One datagram first: a PT flow connects on its first datagram.
+  await new Promise<void>((resolve) => {
+    const retry = setInterval(() => socket.send(payload), 500);
+    socket.onmessage = () => {
+      clearInterval(retry);
+      resolve();
+    };
+    socket.send(payload);
+  });
+  const errorsBefore = udpReceiveBufferErrors();
   let sent = 0;
   let received = 0;
+  let lost = 0;
   const start = performance.now();
   await new Promise<void>((resolve) => {
+    let quiet: ReturnType<typeof setTimeout> | undefined;
     const pump = () => {
-      while (sent < COUNT && sent - received < WINDOW) {
+      while (sent < COUNT && sent - received - lost < WINDOW) {
         sent++;
         socket.send(payload);
       }
+      clearTimeout(quiet);
+      if (received + lost >= COUNT) resolve();
+      else quiet = setTimeout(stalled, 200);
     };
-    // A lost datagram would stall the window: top it up after a quiet 200 ms.
-    let idle = setTimeout(function kick() {
-      received = Math.max(received, sent - WINDOW + 1);
+    // Nothing came back for 200 ms: what is still out is lost.
+    const stalled = () => {
+      lost = sent - received;
       pump();
-      idle = setTimeout(kick, 200);
-    }, 200);
+    };
     socket.onmessage = () => {
       received++;
-      if (received >= COUNT) {
-        clearTimeout(idle);
-        resolve();
-      } else pump();
+      pump();
     };
     pump();
   });
   const seconds = (performance.now() - start) / 1000;
-  await socket.close();
-  return COUNT / seconds;
+  return { rate: received / seconds, lost, rcvbufErrors: udpReceiveBufferErrors() - errorsBefore };
 }
 
-/** Run the UDP section. */
-export async function udpBench(
-  row: (name: string, value: number, unit: string, base: number) => void,
-): Promise<void> {
-  const echo = await UdpSocket.open();
-  echo.onmessage = (data, from) => echo.send(data, from);
-  const chains: [string, Transport, Record<string, string>][] = [
-    ["plain", plain, {}],
-    ["obfs4", obfs4, { "iat-mode": "0" }],
-  ];
-  const pools = [];
-  for (const [name, transport, config] of chains) {
-    const server = await serveUdpServer({
-      transport,
-      config,
-      env: { local: new MemoryStore() },
-      hostname: "127.0.0.1",
-      port: 0,
-      target: echo.addr,
-      framing: "length",
-    });
-    const client = await serveUdpClient({
-      transport,
-      config: server.clientOptions,
-      server: { hostname: "127.0.0.1", port: server.addr.port },
-      framing: "length",
-    });
-    pools.push({ name, server, client });
+/** A main.ts process; resolves once it printed a line matching `until`. */
+async function startPt(args: string[], until: RegExp): Promise<{
+  child: Deno.ChildProcess;
+  line: string;
+}> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", MAIN, ...args],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  while (true) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`main.ts ${args.join(" ")} exited before printing ${until}`);
+    buffer += value;
+    const line = buffer.split("\n").find((l) => until.test(l));
+    if (line !== undefined) {
+      reader.releaseLock();
+      child.stdout.cancel().catch(() => {});
+      return { child, line };
+    }
   }
+}
+
+/** A transparent-UDP PT client and server pair over `transport` to `target`; the client's port. */
+async function ptChain(transport: string, target: number, dir: string) {
+  const server = await startPt([
+    ...["-server", "-transports", transport, "-mode", "transparent-UDP"],
+    ...["-bindaddr", `${transport}-127.0.0.1:0`, "-target", `127.0.0.1:${target}`],
+    ...["-state", `${dir}/server-${transport}`, "-exit-on-stdin-close"],
+  ], new RegExp(`^SMETHOD ${transport} `));
+  const [, , address, args = ""] = server.line.split(" ");
+  const cert = /cert=([^,]+)/.exec(args)?.[1];
+  const options = transport === "obfs4" ? { cert, "iat-mode": "0" } : {};
+  const client = await startPt([
+    ...["-client", "-transports", transport, "-mode", "transparent-UDP"],
+    ...["-proxylistenaddr", "127.0.0.1:0", "-target", address!],
+    ...["-options", JSON.stringify(options), "-state", `${dir}/client-${transport}`],
+    "-exit-on-stdin-close",
+  ], new RegExp(`^CMETHOD ${transport} `));
+  const port = Number(client.line.split(" ")[3]!.split(":").pop());
+  return {
+    port,
+    async close() {
+      for (const { child } of [client, server]) {
+        await child.stdin.close().catch(() => {});
+        await child.status;
+      }
+    },
+  };
+}
+
+/** Run the UDP section; prints progress, then the table. */
+export async function udpBench(): Promise<void> {
+  await using echo = await UdpSocket.open();
+  echo.onmessage = (data, from) => echo.send(data, from);
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_udp_bench_" });
+  const chains = [];
   try {
-    console.log(
-      `UDP echo round trips, ${COUNT} datagrams, ${WINDOW} outstanding (ratio to raw UDP loopback):`,
-    );
-    for (const size of [64, 512, 1400]) {
-      const raw = await echoRate(echo.addr.port, size);
-      row(`raw UDP, ${size} B`, raw, "dgram/s", raw);
-      row(`raw UDP, ${size} B`, (raw * size) / 1e6, "MB/s", (raw * size) / 1e6);
-      for (const { name, client } of pools) {
-        const rate = await echoRate(client.addr.port, size);
-        row(`transparent-UDP over ${name}, ${size} B`, rate, "dgram/s", raw);
-        row(
-          `transparent-UDP over ${name}, ${size} B`,
-          (rate * size) / 1e6,
-          "MB/s",
-          (raw * size) / 1e6,
-        );
+    for (const transport of ["plain", "obfs4"]) {
+      console.log(`  starting main.ts transparent-UDP client and server over ${transport}...`);
+      chains.push({ transport, ...await ptChain(transport, echo.addr.port, dir) });
+    }
+    const rows: { name: string; size: number; run: EchoRun; base: EchoRun }[] = [];
+    for (const size of SIZES) {
+      console.log(`  ${size} B: raw UDP echo...`);
+      const base = await echoRun(echo.addr.port, size);
+      rows.push({ name: "raw UDP", size, run: base, base });
+      for (const { transport, port } of chains) {
+        console.log(`  ${size} B: transparent-UDP over ${transport}...`);
+        rows.push({
+          name: `transparent-UDP over ${transport}`,
+          size,
+          run: await echoRun(port, size),
+          base,
+        });
       }
     }
-  } finally {
-    for (const { server, client } of pools) {
-      await client.close();
-      await server.close();
+    console.log(
+      `UDP echo, ${COUNT} datagrams, ${WINDOW} outstanding; ratio to raw UDP at the same size` +
+        " (goal: plain >= 0.8, obfs4 >= 0.6):",
+    );
+    console.log(
+      `${"path".padEnd(30)} ${"size".padStart(5)} ${"dgram/s".padStart(9)} ${"MB/s".padStart(7)} ${
+        "ratio".padStart(6)
+      } ${"lost".padStart(6)} ${"RcvbufErrors".padStart(13)}`,
+    );
+    for (const { name, size, run, base } of rows) {
+      console.log(
+        `${name.padEnd(30)} ${String(size).padStart(5)} ${run.rate.toFixed(0).padStart(9)} ${
+          (run.rate * size / 1e6).toFixed(1).padStart(7)
+        } ${(run.rate / base.rate).toFixed(2).padStart(6)} ${String(run.lost).padStart(6)} ${
+          String(run.rcvbufErrors).padStart(13)
+        }`,
+      );
     }
-    await echo.close();
+  } finally {
+    for (const chain of chains) await chain.close();
+    await Deno.remove(dir, { recursive: true });
   }
+}
+
+if (import.meta.main) {
+  console.log("UDP bench (transparent-UDP through main.ts processes):");
+  await udpBench();
 }
