@@ -14,7 +14,9 @@ import {
   StunMethod,
   type TurnUdpServer,
 } from "../udp/turn/mod.ts";
-import { errorCode, Queue, StunTestClient } from "./turn_test_client.ts";
+import { UdpSocket } from "../udp/mod.ts";
+import { errorCode, Queue, relayedAddress, StunTestClient } from "./turn_test_client.ts";
+import { waitFor } from "./udp_test_utils.ts";
 
 interface UdpRig {
   turn: TurnUdpServer;
@@ -272,6 +274,109 @@ Deno.test("serveTurnUdp relays over IPv6 loopback with XOR addresses in IPv6 for
   } finally {
     await new Promise<void>((resolve) => socket.close(() => resolve()));
     await new Promise<void>((resolve) => peer.close(() => resolve()));
+    await turn.close();
+  }
+});
+
+/** A STUN test client on a ptkit UdpSocket bound to `hostname`, talking to `turn`. */
+async function udpClient(hostname: string, turn: { port: number }) {
+  const socket = await UdpSocket.open({ hostname });
+  const inbox = new Queue<Uint8Array>();
+  socket.onmessage = (data) => inbox.push(data.slice());
+  const to = { hostname, port: turn.port };
+  const client = new StunTestClient({ inbox, send: (bytes) => socket.send(bytes, to) });
+  return { socket, inbox, client };
+}
+
+function channelData(channel: number, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + data.length);
+  out.set([channel >> 8, channel & 0xff, data.length >> 8, data.length & 0xff]);
+  out.set(data, 4);
+  return out;
+}
+
+Deno.test("serveTurnUdp relays a 65,507-byte datagram whole both ways; larger ones are dropped and counted, never truncated", async () => {
+  // The client talks IPv6 (a UDP datagram may hold 65,527 bytes, room for
+  // ChannelData around 65,507), the relay and the peer IPv4 (65,507 at most).
+  await using turn = {
+    inner: await serveTurnUdp({
+      hostname: "::1",
+      port: 0,
+      relayAddress: "127.0.0.1",
+      realm: "pt.test",
+      users: { u: "p" },
+      allowLoopbackPeers: true,
+    }),
+    async [Symbol.asyncDispose]() {
+      await this.inner.close();
+    },
+  };
+  await using peer = await UdpSocket.open({ hostname: "127.0.0.1" });
+  const atPeer = new Queue<Uint8Array>();
+  peer.onmessage = (data, from) => {
+    atPeer.push(data.slice());
+    peer.send(data, from); // echo
+  };
+  const { socket, inbox, client } = await udpClient("::1", turn.inner.addr);
+  await using _socket = socket;
+  strictEqual(errorCode(await client.allocate()), 0);
+  const peerAddress = { family: 4, address: "127.0.0.1", port: peer.addr.port } as const;
+  strictEqual(
+    errorCode(
+      await withPeer(client, StunMethod.ChannelBind, peerAddress, [
+        { type: StunAttr.ChannelNumber, value: new Uint8Array([0x40, 0x01, 0, 0]) },
+      ]),
+    ),
+    0,
+  );
+  const big = crypto.getRandomValues(new Uint8Array(65_507));
+  client.wire.send(channelData(0x4001, big));
+  deepStrictEqual(await atPeer.pop(), big, "the peer got all 65,507 bytes");
+  const back = await inbox.pop();
+  strictEqual(back.length, 4 + 65_507);
+  deepStrictEqual(back.subarray(4), big, "the client got them back as ChannelData, whole");
+  // 65,508 bytes cannot leave an IPv4 relay: refused, counted, nothing sent.
+  client.wire.send(channelData(0x4001, new Uint8Array(65_508)));
+  await waitFor(() => turn.inner.stats().drops.oversize === 1, "the oversize drop");
+  strictEqual(turn.inner.stats().relayedToPeers, 1);
+  strictEqual(atPeer.size, 0);
+});
+
+Deno.test("serveTurnUdp counts a peer datagram too large for an IPv4 client as ChannelData, and relays one that fits", async () => {
+  await using peer = await UdpSocket.open({ hostname: "127.0.0.1" });
+  const turn = await serveTurnUdp({
+    hostname: "127.0.0.1",
+    port: 0,
+    realm: "pt.test",
+    users: { u: "p" },
+    allowLoopbackPeers: true,
+  });
+  const { socket, inbox, client } = await udpClient("127.0.0.1", turn.addr);
+  try {
+    const allocated = await client.allocate();
+    strictEqual(errorCode(allocated), 0);
+    const relayed = relayedAddress(allocated);
+    const peerAddress = { family: 4, address: "127.0.0.1", port: peer.addr.port } as const;
+    strictEqual(
+      errorCode(
+        await withPeer(client, StunMethod.ChannelBind, peerAddress, [
+          { type: StunAttr.ChannelNumber, value: new Uint8Array([0x40, 0x02, 0, 0]) },
+        ]),
+      ),
+      0,
+    );
+    const to = { hostname: "127.0.0.1", port: relayed.port };
+    // 4 + 65,507 bytes of ChannelData do not fit an IPv4 datagram.
+    peer.send(new Uint8Array(65_507), to);
+    await waitFor(() => turn.stats().drops.oversize === 1, "the oversize drop");
+    // 65,503 bytes do.
+    const fits = crypto.getRandomValues(new Uint8Array(65_503));
+    peer.send(fits, to);
+    const frame = await inbox.pop();
+    deepStrictEqual(frame.subarray(4), fits);
+    strictEqual(turn.stats().relayedToClients, 1);
+  } finally {
+    await socket.close();
     await turn.close();
   }
 });

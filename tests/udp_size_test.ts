@@ -1,0 +1,104 @@
+// Copyright the ptkit authors. MIT license.
+// Datagram sizes through the UDP socket layer and transparent-UDP: the
+// largest IPv4 datagram (65,507 bytes) crosses whole both ways; what cannot
+// be carried is refused and counted, never truncated.
+
+import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
+import { plain } from "@ptkit/ptkit/transports/plain";
+import { deepStrictEqual, strictEqual } from "node:assert";
+import { appSocket, udpEcho, waitFor } from "./udp_test_utils.ts";
+
+const MAX_4 = 65_507;
+
+/** Send `datagram` until a reply comes (loopback UDP may still drop); the reply. */
+async function roundTrip(app: UdpSocket & { replies: Uint8Array[] }, datagram: Uint8Array) {
+  const before = app.replies.length;
+  for (let i = 0; i < 20 && app.replies.length === before; i++) {
+    app.send(datagram);
+    await waitFor(() => app.replies.length > before, "a reply", 1000).catch(() => {});
+  }
+  return app.replies[before];
+}
+
+Deno.test("UdpSocket sends and receives 65,507 bytes over IPv4 and 65,527 over IPv6 whole; one byte more is refused and counted", async () => {
+  for (const [hostname, max] of [["127.0.0.1", MAX_4], ["::1", 65_527]] as const) {
+    await using receiver = await UdpSocket.open({ hostname });
+    const got: Uint8Array[] = [];
+    receiver.onmessage = (data) => got.push(data.slice());
+    await using sender = await UdpSocket.open({ connect: receiver.addr });
+    strictEqual(sender.maxDatagram, max);
+    const big = crypto.getRandomValues(new Uint8Array(max));
+    for (let i = 0; i < 20 && got.length === 0; i++) {
+      strictEqual(sender.send(big), true);
+      await waitFor(() => got.length > 0, "the datagram", 1000).catch(() => {});
+    }
+    deepStrictEqual(got[0], big, `${max} bytes over ${hostname} arrive whole`);
+    strictEqual(sender.send(new Uint8Array(max + 1)), false);
+    strictEqual(sender.stats().drops.oversize, 1);
+    strictEqual(receiver.stats().drops.truncated, 0);
+  }
+});
+
+Deno.test("transparent-UDP carries a 65,507-byte datagram whole both ways", async () => {
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+  });
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: server.addr.port },
+    framing: "length",
+  });
+  await using app = await appSocket(client.addr);
+  const big = crypto.getRandomValues(new Uint8Array(MAX_4));
+  deepStrictEqual(await roundTrip(app, big), big);
+  deepStrictEqual(echo.received.at(-1), big);
+  strictEqual(client.stats().bytesToTunnel >= MAX_4, true);
+  strictEqual(Object.values(client.stats().drops).reduce((a, b) => a + b), 0);
+  strictEqual(Object.values(server.stats().drops).reduce((a, b) => a + b), 0);
+});
+
+Deno.test("transparent-UDP refuses a datagram over maxDatagram with a counted drop, both ways", async () => {
+  // Over IPv6 a UDP datagram may hold 65,527 bytes: one more than the
+  // default maxDatagram (65,507) reaches the pools and is dropped there.
+  await using target = await UdpSocket.open({ hostname: "::1" });
+  const atTarget: Uint8Array[] = [];
+  target.onmessage = (data, from) => {
+    atTarget.push(data.slice());
+    // The target answers every datagram with one too large to carry, then a small one.
+    target.send(new Uint8Array(MAX_4 + 1), from);
+    target.send(new Uint8Array([1]), from);
+  };
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: target.addr,
+    framing: "length",
+  });
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    hostname: "::1",
+    server: { port: server.addr.port },
+    framing: "length",
+  });
+  await using app = await appSocket(client.addr);
+  strictEqual(app.send(new Uint8Array(MAX_4 + 1)), true);
+  await waitFor(() => client.stats().drops.oversize === 1, "the client's oversize drop");
+  deepStrictEqual(await roundTrip(app, new Uint8Array([7])), new Uint8Array([1]));
+  await waitFor(() => server.stats().drops.oversize >= 1, "the server's oversize drop");
+  strictEqual(
+    atTarget.every((d) => d.byteLength === 1),
+    true,
+    "nothing oversize reached the target",
+  );
+  strictEqual(app.replies.every((d) => d.byteLength === 1), true, "nothing truncated came back");
+});
