@@ -42,6 +42,8 @@ const SLOT_DATA = 65_536;
 /** A slot: headroom, datagram, and 4 bytes for ChannelData padding. */
 const SLOT = HEADROOM + SLOT_DATA + 4;
 const NAME = 32; // sockaddr_in6 is 28 bytes
+/** Bytes between two senders' sockaddrs in {@linkcode Libc.names}. */
+export const NAME_SIZE = NAME;
 const MMSGHDR = 64; // struct mmsghdr on LP64: msghdr (56) + msg_len (4) + padding
 
 const symbols = {
@@ -157,9 +159,9 @@ export class Libc {
     return this.#arena.subarray(start, start + this.length(i));
   }
 
-  /** The sender's sockaddr of the `i`-th datagram of the last drain (a view). */
-  name(i: number): Uint8Array {
-    return this.#names.subarray(i * NAME, i * NAME + NAME);
+  /** Where the senders' sockaddrs of the last drain are: the `i`-th at `i * NAME_SIZE`. */
+  get names(): Uint8Array {
+    return this.#names;
   }
 
   /**

@@ -34,12 +34,13 @@ export interface UdpPoolOptions {
   /** Flows open at once; more are refused. Defaults to 1024. */
   readonly maxFlows?: number;
   /**
-   * Kernel buffer size for the UDP sockets, in bytes. Defaults to 4 MiB for
-   * the client's socket (it takes every application's datagrams) and 1 MiB
-   * for each of the server's per-flow sockets. Applied only on Linux with
-   * `--allow-ffi` (see `UdpSocket.bufferSize`); otherwise the
-   * system default stays (212,992 bytes on stock Linux, a few hundred
-   * datagrams, so bursts beyond that are lost in the kernel).
+   * Kernel buffer size to ask for the UDP sockets, in bytes. Defaults to as
+   * much as the kernel allows for the client's socket (it takes every
+   * application's datagrams) and 1 MiB for each of the server's per-flow
+   * sockets. Applied only on 64-bit Linux with `--allow-ffi` (see
+   * `UdpSocket.bufferSize`); otherwise the system default stays (212,992
+   * bytes on stock Linux, a few hundred datagrams, so bursts beyond that are
+   * lost in the kernel).
    */
   readonly udpBufferSize?: number;
   /** Time and timers for the idle timeout. Defaults to {@linkcode systemClock}. */

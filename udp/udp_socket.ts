@@ -9,6 +9,7 @@ import {
   ENOBUFS,
   HEADROOM,
   type Libc,
+  NAME_SIZE,
   openLibc,
 } from "./libc.ts";
 import { formatIp, parseIp } from "./turn/ip_address.ts";
@@ -596,7 +597,7 @@ export class UdpSocket implements AsyncDisposable {
           this.#drops.truncated++;
           continue;
         }
-        const from = this.#endpointFromName(libc.name(i));
+        const from = this.#endpointFromName(libc.names, i * NAME_SIZE);
         if (from !== undefined) this.#deliver(libc.datagram(i), from);
         if (this.#closed) return;
       }
@@ -642,16 +643,16 @@ export class UdpSocket implements AsyncDisposable {
     return endpoint;
   }
 
-  /** The cached endpoint for a sender's sockaddr (FFI). */
-  #endpointFromName(name: Uint8Array): Endpoint | undefined {
-    const family = name[0]! | (name[1]! << 8);
-    const port = (name[2]! << 8) | name[3]!;
+  /** The cached endpoint for the sender's sockaddr at `at` in `names` (FFI). */
+  #endpointFromName(names: Uint8Array, at: number): Endpoint | undefined {
+    const family = names[at]! | (names[at + 1]! << 8);
+    const port = (names[at + 2]! << 8) | names[at + 3]!;
     if (family === AF_INET) {
-      const key = (((name[4]! << 24) | (name[5]! << 16) | (name[6]! << 8) | name[7]!) >>> 0) *
-          65536 + port;
+      const key = (((names[at + 4]! << 24) | (names[at + 5]! << 16) | (names[at + 6]! << 8) |
+            names[at + 7]!) >>> 0) * 65536 + port;
       let endpoint = this.#cache4.get(key);
       if (endpoint === undefined) {
-        endpoint = new Endpoint(name.slice(4, 8), port);
+        endpoint = new Endpoint(names.slice(at + 4, at + 8), port);
         this.#remember4(key, endpoint);
       }
       return endpoint;
@@ -659,13 +660,13 @@ export class UdpSocket implements AsyncDisposable {
     if (family !== AF_INET6) return undefined;
     // FNV-1a over the address, then the port; a hit is checked byte by byte.
     let hash = 0x811c9dc5;
-    for (let i = 8; i < 24; i++) hash = Math.imul(hash ^ name[i]!, 0x01000193);
+    for (let i = at + 8; i < at + 24; i++) hash = Math.imul(hash ^ names[i]!, 0x01000193);
     const key = (hash >>> 0) * 65536 + port;
     const cached = this.#cache6Names.get(key);
-    if (cached !== undefined && cached.port === port && sameBytes(cached.ip, name, 8)) {
+    if (cached !== undefined && cached.port === port && sameBytes(cached.ip, names, at + 8)) {
       return cached;
     }
-    const endpoint = new Endpoint(name.slice(8, 24), port);
+    const endpoint = new Endpoint(names.slice(at + 8, at + 24), port);
     if (cached === undefined) {
       if (this.#cache6Names.size >= CACHE_LIMIT) this.#cache6Names.clear();
       this.#cache6Names.set(key, endpoint);

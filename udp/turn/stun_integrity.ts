@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
-import { hmac } from "@noble/hashes/hmac.js";
-import { md5, sha1 } from "@noble/hashes/legacy.js";
+import { md5 } from "@noble/hashes/legacy.js";
+import { hmacSha1 } from "./_hmac.ts";
 import { STUN_FINGERPRINT_XOR } from "./stun_constants.ts";
 import type { StunMessage } from "./stun_message.ts";
 
@@ -47,9 +47,11 @@ export function longTermKey(username: string, realm: string, password: string): 
 export function verifyIntegrity(message: StunMessage, key: Uint8Array): boolean {
   const at = message.integrityOffset;
   if (at < 0) return false;
-  const copy = message.raw.slice(0, at);
-  new DataView(copy.buffer).setUint16(2, at + 24 - 20);
-  const mac = hmac(sha1, key, copy);
+  // The header with its length adjusted to end at MESSAGE-INTEGRITY, then the
+  // attributes before it, as they are (no copy of the message).
+  const header = message.raw.slice(0, 20);
+  new DataView(header.buffer).setUint16(2, at + 24 - 20);
+  const mac = hmacSha1(key, header, message.raw.subarray(20, at));
   const got = message.raw.subarray(at + 4, at + 24);
   let diff = 0;
   for (let i = 0; i < 20; i++) diff |= mac[i]! ^ got[i]!;

@@ -1,7 +1,5 @@
 // Copyright the ptkit authors. MIT license.
 
-import { hmac } from "@noble/hashes/hmac.js";
-import { sha1 } from "@noble/hashes/legacy.js";
 import {
   STUN_FINGERPRINT_XOR,
   STUN_MAGIC_COOKIE,
@@ -9,6 +7,7 @@ import {
   type StunClassValue,
 } from "./stun_constants.ts";
 import { crc32 } from "./stun_integrity.ts";
+import { hmacSha1 } from "./_hmac.ts";
 
 /** One STUN attribute: its type and its unpadded value. */
 export interface StunAttribute {
@@ -253,7 +252,7 @@ export function encodeStunMessage(
   }
   if (withMi) {
     view.setUint16(2, offset + 24 - 20);
-    const mac = hmac(sha1, options.integrityKey!, out.subarray(0, offset));
+    const mac = hmacSha1(options.integrityKey!, out.subarray(0, offset));
     view.setUint16(offset, StunAttr.MessageIntegrity);
     view.setUint16(offset + 2, 20);
     out.set(mac, offset + 4);

@@ -1,7 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import { hmac } from "@noble/hashes/hmac.js";
-import { sha1 } from "@noble/hashes/legacy.js";
+import { hmacSha1 } from "./_hmac.ts";
 import { encodeChannelData, isChannelData } from "./channel_data.ts";
 import { classifyIp, parseIp } from "./ip_address.ts";
 import { StunAttr, StunClass, type StunClassValue, StunMethod } from "./stun_constants.ts";
@@ -470,7 +469,7 @@ export class TurnServer {
   }
 
   #nonceMac(expiry: string): string {
-    const mac = hmac(sha1, this.#secret, encoder.encode(expiry));
+    const mac = hmacSha1(this.#secret, encoder.encode(expiry));
     return Array.from(mac.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
