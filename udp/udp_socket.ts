@@ -111,6 +111,8 @@ const MAX_PAYLOAD_6 = 65_527;
 export const RECEIVE_HEADROOM: number = HEADROOM;
 const RECEIVE_SIZE = 65_536;
 const CACHE_LIMIT = 16_384;
+/** Rounds of hand-offs between sockets of this process in one microtask. */
+const HOT_ROUNDS = 64;
 
 /** The part of `Deno.DatagramConn` used here (unstable in Deno 2: `--unstable-net`). */
 interface DatagramConn {
@@ -274,6 +276,10 @@ function ipv4Number(text: string): number {
   return value * 256 + part;
 }
 
+function isWildcard(ip: Uint8Array): boolean {
+  return ip.every((b) => b === 0);
+}
+
 function sameBytes(ip: Uint8Array, name: Uint8Array, offset: number): boolean {
   for (let i = 0; i < ip.length; i++) if (ip[i] !== name[offset + i]) return false;
   return true;
@@ -356,6 +362,53 @@ export class UdpSocket implements AsyncDisposable {
   #sent = 0;
   #sentBytes = 0;
   #drops = zeroDrops();
+  #hot = false;
+
+  /**
+   * Batched sockets of this process by their local endpoint's key, and those
+   * just sent a datagram from here: a relay that sends to its own process (a
+   * TURN server relaying between two of its allocations) drains the
+   * receiving socket right after, in a microtask, instead of waiting for the
+   * event loop to wake it. The microtask runs after the continuations of
+   * receives Deno already completed, so a datagram never overtakes one that
+   * came before it.
+   */
+  static #locals = new Map<number | string, UdpSocket>();
+  static #hotSockets: UdpSocket[] = [];
+  static #hotScheduled = false;
+  static #hotThrottled = false;
+
+  static #flushHot(): void {
+    let round = 0;
+    // Beyond HOT_ROUNDS hand-offs, the event loop runs first.
+    while (UdpSocket.#hotSockets.length > 0 && round++ < HOT_ROUNDS) {
+      const sockets = UdpSocket.#hotSockets;
+      UdpSocket.#hotSockets = [];
+      for (const socket of sockets) {
+        socket.#hot = false;
+        if (socket.#fd >= 0) socket.#drain();
+      }
+    }
+    UdpSocket.#hotScheduled = false;
+    if (UdpSocket.#hotSockets.length > 0) {
+      // Sockets of this process talking to each other without end: let
+      // timers and I/O run; what is queued, Deno's receive delivers.
+      for (const socket of UdpSocket.#hotSockets) socket.#hot = false;
+      UdpSocket.#hotSockets = [];
+      UdpSocket.#hotThrottled = true;
+      setTimeout(() => UdpSocket.#hotThrottled = false, 0);
+    }
+  }
+
+  #markHot(): void {
+    if (this.#hot || UdpSocket.#hotThrottled) return;
+    this.#hot = true;
+    UdpSocket.#hotSockets.push(this);
+    if (!UdpSocket.#hotScheduled) {
+      UdpSocket.#hotScheduled = true;
+      queueMicrotask(UdpSocket.#flushHot);
+    }
+  }
 
   /**
    * Called with each datagram received and its sender. `data` is a view
@@ -387,6 +440,7 @@ export class UdpSocket implements AsyncDisposable {
         if (granted > 0) this.#bufferSize = granted;
       }
     }
+    if (this.#fd >= 0 && !isWildcard(local)) UdpSocket.#locals.set(this.#addr.key, this);
     this.#receiving = this.#receive();
   }
 
@@ -491,6 +545,10 @@ export class UdpSocket implements AsyncDisposable {
         if (sent >= 0) {
           this.#sent++;
           this.#sentBytes += size;
+          if (peer instanceof Endpoint) {
+            const local = UdpSocket.#locals.get(peer.key);
+            if (local !== undefined) local.#markHot();
+          }
           return true;
         }
         if (sent !== -EAGAIN && sent !== -ENOBUFS) {
@@ -688,6 +746,7 @@ export class UdpSocket implements AsyncDisposable {
     if (!this.#closed) {
       this.#closed = true;
       this.#fd = -1;
+      if (UdpSocket.#locals.get(this.#addr.key) === this) UdpSocket.#locals.delete(this.#addr.key);
       try {
         this.#conn.close();
       } catch {

@@ -1,11 +1,11 @@
 // Copyright the ptkit authors. MIT license.
-// Datagram sizes through the UDP socket layer and transparent-UDP: the
+// The UDP socket layer, and datagram sizes through it and transparent-UDP: the
 // largest IPv4 datagram (65,507 bytes) crosses whole both ways; what cannot
 // be carried is refused and counted, never truncated.
 
 import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
 import { plain } from "@ptkit/ptkit/transports/plain";
-import { deepStrictEqual, strictEqual } from "node:assert";
+import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { appSocket, udpEcho, waitFor } from "./udp_test_utils.ts";
 
 const MAX_4 = 65_507;
@@ -101,4 +101,31 @@ Deno.test("transparent-UDP refuses a datagram over maxDatagram with a counted dr
     "nothing oversize reached the target",
   );
   strictEqual(app.replies.every((d) => d.byteLength === 1), true, "nothing truncated came back");
+});
+
+Deno.test("UdpSocket relaying between sockets of one process keeps each sender's order", async () => {
+  // A sends to B, B relays every datagram to C (as a TURN server relays
+  // between two of its allocations); with FFI, B and C are drained right
+  // after each send. Nothing overtakes what came before it.
+  await using c = await UdpSocket.open({ bufferSize: 8 * 1024 * 1024 });
+  const got: number[] = [];
+  c.onmessage = (data) => got.push(data[0]! | (data[1]! << 8));
+  await using b = await UdpSocket.open({ bufferSize: 8 * 1024 * 1024 });
+  b.onmessage = (data) => b.send(data, c.addr);
+  await using a = await UdpSocket.open({ connect: b.addr });
+  const total = 3000;
+  for (let i = 0; i < total; i++) {
+    const datagram = new Uint8Array(200);
+    datagram[0] = i & 0xff;
+    datagram[1] = i >> 8;
+    a.send(datagram);
+    // Bursts of 50, so that kernel buffers left at their default (no FFI) hold them.
+    if (i % 50 === 49) {
+      await waitFor(() => got.length === i + 1, `datagram ${i} at C`, 2000).catch(() => {});
+    }
+  }
+  ok(got.length > total * 0.9, `most datagrams arrive (${got.length})`);
+  for (let i = 1; i < got.length; i++) {
+    ok(got[i - 1]! < got[i]!, `datagram ${got[i]} after ${got[i - 1]}`);
+  }
 });
