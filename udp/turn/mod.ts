@@ -2,7 +2,9 @@
 
 /**
  * An embedded TURN server (RFC 8656, UDP relaying): STUN codec, server logic decoupled from
- * I/O, a UDP front end, a STUN-framed byte-stream front end and the `turn` command.
+ * I/O, a UDP front end, a STUN-framed byte-stream front end and the `turn` command. The UDP
+ * front end and the relayed sockets are `UdpSocket`s from `@ptkit/ptkit/udp`: they need
+ * `--unstable-net`, and carry load best with `--allow-ffi` (raised kernel buffers, batch receive).
  *
  * @example Running a TURN server on loopback
  * ```ts
