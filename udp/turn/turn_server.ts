@@ -37,9 +37,10 @@ export interface TurnClient {
   /**
    * Send one STUN message or ChannelData frame to the client. `packet` is
    * valid only during the call (it may sit in a receive buffer): copy it to
-   * keep it. Returns `false` when the packet was dropped.
+   * keep it. Returns `false` when the packet was dropped (counted as
+   * `sendFailed`); any other value means it was sent.
    */
-  send(packet: Uint8Array): boolean | void;
+  send(packet: Uint8Array): unknown;
 }
 
 /** A relayed transport address: a socket the server sends to and receives from peers with. */
@@ -54,8 +55,8 @@ export interface TurnRelaySocket {
    * place). Default 0.
    */
   readonly headroom?: number;
-  /** Send one datagram to a peer; `false` means it was dropped. */
-  send(data: Uint8Array, peer: UdpEndpoint): boolean | void;
+  /** Send one datagram to a peer; returning `false` means it was dropped, anything else sent. */
+  send(data: Uint8Array, peer: UdpEndpoint): unknown;
   /** Release the socket. */
   close(): void;
   /** Called for every datagram from a peer; unset means drop. `data` is valid during the call only. */
