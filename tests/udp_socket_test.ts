@@ -3,12 +3,39 @@
 // largest IPv4 datagram (65,507 bytes) crosses whole both ways; what cannot
 // be carried is refused and counted, never truncated.
 
-import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
+import { serveUdpClient, serveUdpServer, type UdpAddress, UdpSocket } from "@ptkit/ptkit/udp";
 import { plain } from "@ptkit/ptkit/transports/plain";
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { appSocket, udpEcho, waitFor } from "./udp_test_utils.ts";
 
 const MAX_4 = 65_507;
+
+/** A transparent-UDP client and server over `plain` to `target`; the client listens on `hostname`. */
+async function plainPools(target: UdpAddress, hostname = "127.0.0.1") {
+  const server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target,
+    framing: "length",
+  });
+  const client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    hostname,
+    server: { port: server.addr.port },
+    framing: "length",
+  });
+  return {
+    server,
+    client,
+    async [Symbol.asyncDispose]() {
+      await client.close();
+      await server.close();
+    },
+  };
+}
 
 /** Send `datagram` until a reply comes (loopback UDP may still drop); the reply. */
 async function roundTrip(app: UdpSocket & { replies: Uint8Array[] }, datagram: Uint8Array) {
@@ -41,20 +68,8 @@ Deno.test("UdpSocket sends and receives 65,507 bytes over IPv4 and 65,527 over I
 
 Deno.test("transparent-UDP carries a 65,507-byte datagram whole both ways", async () => {
   await using echo = await udpEcho();
-  await using server = await serveUdpServer({
-    transport: plain,
-    config: {},
-    hostname: "127.0.0.1",
-    port: 0,
-    target: echo.addr,
-    framing: "length",
-  });
-  await using client = await serveUdpClient({
-    transport: plain,
-    config: {},
-    server: { port: server.addr.port },
-    framing: "length",
-  });
+  await using pools = await plainPools(echo.addr);
+  const { server, client } = pools;
   await using app = await appSocket(client.addr);
   const big = crypto.getRandomValues(new Uint8Array(MAX_4));
   deepStrictEqual(await roundTrip(app, big), big);
@@ -75,21 +90,8 @@ Deno.test("transparent-UDP refuses a datagram over maxDatagram with a counted dr
     target.send(new Uint8Array(MAX_4 + 1), from);
     target.send(new Uint8Array([1]), from);
   };
-  await using server = await serveUdpServer({
-    transport: plain,
-    config: {},
-    hostname: "127.0.0.1",
-    port: 0,
-    target: target.addr,
-    framing: "length",
-  });
-  await using client = await serveUdpClient({
-    transport: plain,
-    config: {},
-    hostname: "::1",
-    server: { port: server.addr.port },
-    framing: "length",
-  });
+  await using pools = await plainPools(target.addr, "::1");
+  const { server, client } = pools;
   await using app = await appSocket(client.addr);
   strictEqual(app.send(new Uint8Array(MAX_4 + 1)), true);
   await waitFor(() => client.stats().drops.oversize === 1, "the client's oversize drop");
