@@ -152,7 +152,7 @@ export async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Arra
 /** A UDP echo server. */
 export async function udpEcho(): Promise<UdpSocket> {
   const socket = await UdpSocket.open();
-  socket.onmessage = (data, from) => void socket.send(data, from).catch(() => {});
+  socket.onmessage = (data, from) => void socket.send(data, from);
   return socket;
 }
 
