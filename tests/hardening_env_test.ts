@@ -163,6 +163,71 @@ Deno.test("SIGTERM or SIGINT at any moment once main.ts runs ends the PT with ex
   strictEqual(failures.length, 0, failures.join("\n"));
 });
 
+/**
+ * Wait until process `pid` is past `env`: SIGINT and SIGTERM are blocked
+ * (the shebang's `env --block-signal`, while Deno starts) or caught (main.ts's
+ * listeners, once it has unblocked them).
+ */
+async function pastEnv(pid: number): Promise<void> {
+  const wanted = (1n << 1n) | (1n << 14n); // SIGINT (2), SIGTERM (15)
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const status = await Deno.readTextFile(`/proc/${pid}/status`);
+    const field = (name: string) =>
+      BigInt(`0x${new RegExp(`^${name}:\\s*([0-9a-f]+)$`, "m").exec(status)![1]}`);
+    if ((field("SigBlk") & wanted) === wanted || (field("SigCgt") & wanted) === wanted) return;
+    if (Date.now() > deadline) {
+      throw new Error("main.ts never blocked or caught SIGTERM and SIGINT");
+    }
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+}
+
+Deno.test("SIGTERM or SIGINT while Deno itself starts (before main.ts's code runs) ends the PT with exit 0", async () => {
+  const state = await Deno.makeTempDir({ prefix: "ptkit_signal_" });
+  const failures: string[] = [];
+  try {
+    for (const [side, env] of [["server", SERVER_ENV], ["client", CLIENT_ENV]] as const) {
+      for (const signal of ["SIGTERM", "SIGINT"] as const) {
+        // The shebang blocks both signals across exec of deno; main.ts
+        // unblocks them once its listeners exist, and the pending signal
+        // reaches them. Deno's own start-up takes 20-100 ms.
+        for (const delay of [0, 1, 2, 4, 8, 15, 30]) {
+          const child = new Deno.Command(MAIN, {
+            env: childEnv({ ...env, TOR_PT_STATE_LOCATION: state }),
+            clearEnv: true,
+            stdin: "piped",
+            stdout: "null",
+            stderr: "piped",
+          }).spawn();
+          await pastEnv(child.pid);
+          if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+          child.kill(signal);
+          const again = signal === "SIGINT"
+            ? setTimeout(() => {
+              try {
+                child.kill("SIGINT");
+              } catch {
+                // Already exited.
+              }
+            }, 2000)
+            : undefined;
+          const status = await child.status;
+          clearTimeout(again);
+          const stderr = await new Response(child.stderr).text();
+          await child.stdin.close().catch(() => {});
+          if (status.code !== 0 || status.signal !== null) {
+            failures.push(`${side} ${signal} at ${delay} ms: ${JSON.stringify(status)} ${stderr}`);
+          }
+        }
+      }
+    }
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+  strictEqual(failures.length, 0, failures.join("\n"));
+});
+
 Deno.test("main.ts catches SIGTERM and SIGINT before it prints anything (before the rest of ptkit loads)", async () => {
   const state = await Deno.makeTempDir({ prefix: "ptkit_signal_" });
   try {

@@ -38,7 +38,7 @@ Deno.test("main.ts creates the state directory 0700 and writes nothing else", as
 Deno.test("main.ts is executable and its shebang grants no blanket env access", async () => {
   ok(((await Deno.stat(MAIN)).mode! & 0o111) !== 0);
   const first = (await Deno.readTextFile(MAIN)).split("\n")[0]!;
-  match(first, /^#!\/usr\/bin\/env -S deno run .*--allow-env=TOR_PT_\*/);
+  match(first, /^#!\/usr\/bin\/env -S --block-signal=INT,TERM deno run .*--allow-env=TOR_PT_\*/);
   ok(first.length < 256, "Linux truncates shebang lines at 256 bytes");
 });
 
