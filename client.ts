@@ -32,6 +32,7 @@ import type {
   TransportOptions,
 } from "./transports/transport.ts";
 import { checkPort } from "./net/address.ts";
+import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
 import { TransportConn, type TransportConnOptions } from "./net/transport_conn.ts";
 
@@ -175,7 +176,7 @@ export async function createConnector(
   config: TransportOptions,
   options: ConnectorOptions = {},
 ): Promise<Connector> {
-  const side = await transport.client(config, options.env);
+  const side = await transport.client(config, withRuntimeCrypto(options.env));
   const connOptions = options.handshakeTimeout === undefined
     ? {}
     : { handshakeTimeout: options.handshakeTimeout };

@@ -23,6 +23,7 @@ import { obfs4 } from "../transports/obfs4/mod.ts";
 import { parseClientConfig } from "../transports/obfs4/config.ts";
 import { ClientHandshake } from "../transports/obfs4/handshake.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
+import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 import { freePort, type ManagedPt, startObfs4proxy } from "../tests/obfs4_live_helpers.ts";
 import { socks5Connect } from "../tests/obfs4_socks5.ts";
 
@@ -347,11 +348,13 @@ if (run("memory") && Deno.env.get("OBFS4_BENCH_SKIP_MEMORY") !== "1") {
  * `n`. Milliseconds from the handshake sent and from the connect started.
  */
 async function firstByte(servers: Server[], n: number) {
+  const backend = await loadWasmCrypto();
   const messages = servers.map((s) =>
     Array.from(
       { length: n + 20 },
       () =>
-        new ClientHandshake(parseClientConfig({ cert: s.cert, "iat-mode": "0" }).identity).message,
+        new ClientHandshake(backend, parseClientConfig({ cert: s.cert, "iat-mode": "0" }).identity)
+          .message,
     )
   );
   const fromSent = servers.map((): number[] => []);

@@ -21,6 +21,8 @@ import { MAX_MESSAGE_LINE_LENGTH } from "./message_line.ts";
 import { parseUserinfo } from "../net/userinfo.ts";
 import { PTKIT_VERSION } from "./version.ts";
 import { releaseEarlySignals } from "./early_signals.ts";
+import { chooseRuntimeCrypto } from "../net/native_crypto.ts";
+import { describe as describeError } from "./describe_error.ts";
 
 /** Exit codes of the managed proxy (PT 2.0 draft 1, sysexits.h). */
 export const ExitCode = {
@@ -275,6 +277,7 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
         signals,
         onIgnoredOption,
       }, output);
+      chooseCryptoAfterStart(output);
       return await watch.serve(running, output);
     }
     for (const key of ["bindAddr", "allow"]) {
@@ -372,6 +375,7 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
       signals,
       onIgnoredOption,
     }, output);
+    chooseCryptoAfterStart(output);
 
     // 5. Serve until told to stop.
     return await watch.serve(running, output);
@@ -379,6 +383,19 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     if (error instanceof Exit) return error.code;
     throw error;
   }
+}
+
+/**
+ * Once `*METHODS DONE` is out, load the crypto backend transports will use
+ * (so the first connection does not wait for it) and log the choice once.
+ */
+function chooseCryptoAfterStart(output: IpcOutput): void {
+  setTimeout(() => {
+    chooseRuntimeCrypto().then(
+      ({ backend, reason }) => output.log("info", `Crypto: ${backend.name}, as ${reason}`),
+      (error) => output.log("warning", `Crypto: cannot load a backend: ${describeError(error)}`),
+    );
+  }, 0);
 }
 
 /**

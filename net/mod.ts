@@ -3,7 +3,9 @@
 /**
  * The network runtime under `client.ts` and `server.ts`: connections through
  * transports ({@linkcode TransportConn}), listeners, the relay that joins two
- * connections with half-close, dialers, and address parsing. These use
+ * connections with half-close, dialers, address parsing, and the crypto
+ * backend transports get (native libsodium where `--allow-ffi` allows it,
+ * WebAssembly elsewhere: {@linkcode runtimeCrypto}). These use
  * `Deno.*`; transports themselves do not.
  *
  * @example Relaying between two sockets
@@ -25,4 +27,5 @@ export * from "./relay.ts";
 export * from "./transport_conn.ts";
 export * from "./transport_listener.ts";
 export * from "./server_manager.ts";
+export * from "./native_crypto.ts";
 export type { ServerStats } from "./server_stats.ts";

@@ -7,17 +7,13 @@ import { HashDrbg } from "../transports/obfs4/hash_drbg.ts";
 import { GoRand } from "../transports/obfs4/go_rand.ts";
 import { WeightedDist } from "../transports/obfs4/weighted_dist.ts";
 import { bridgeCloseDelay } from "../transports/obfs4/mod.ts";
-import {
-  ntorClient,
-  ntorClientAsync,
-  ntorKdf,
-  ntorServer,
-  ntorServerAsync,
-} from "../transports/obfs4/ntor.ts";
+import { ntorClient, ntorKdf, ntorServer } from "../transports/obfs4/ntor.ts";
 import {
   generateRepresentableKeyPair,
+  KeyPairReserve,
   representativeToPublicKey,
 } from "../transports/obfs4/elligator2.ts";
+import { eachBackend } from "./crypto_backends.ts";
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 const iota = (n: number) => Uint8Array.from({ length: n }, (_, i) => i);
@@ -146,62 +142,175 @@ Deno.test("GoRand draws in range and WeightedDist samples in range", () => {
   notDeepStrictEqual([...seen].sort(), [...seenOther].sort());
 });
 
-Deno.test("ntorClient and ntorServer match the reference vectors", () => {
-  const x = new Uint8Array(32).fill(0x11);
-  const y = new Uint8Array(32).fill(0x22);
-  const b = new Uint8Array(32).fill(0x33);
-  const id = iota(20);
-  const X = x25519.getPublicKey(x);
-  const Y = x25519.getPublicKey(y);
-  const B = x25519.getPublicKey(b);
-  strictEqual(hex(X), "7b4e909bbe7ffe44c465a220037d608ee35897d31ef972f07f74892cb0f73f13");
-  strictEqual(hex(Y), "0faa684ed28867b97f4a6a2dee5df8ce974e76b7018e3f22a1c4cf2678570f20");
-  strictEqual(hex(B), "7b0d47d93427f8311160781c7c733fd89f88970aef490d8aa0ee19a4cb8a1b14");
-  const client = ntorClient(x, X, Y, B, id)!;
-  const server = ntorServer(y, Y, b, X, B, id)!;
-  strictEqual(
-    hex(client.keySeed),
-    "9ccae7408eecb21d7d5784e7cdb9eb1fa2b4d35d6d92e98b638333c28d7fc8a5",
-  );
-  strictEqual(hex(client.auth), "c6f257e895f51e587f9d0937ff9dea62c6e384fad57348cdb4e8c6bb06a31599");
-  deepStrictEqual(server, client);
-  const okm = ntorKdf(client.keySeed);
-  strictEqual(okm.length, 144);
-  strictEqual(hex(okm.subarray(0, 8)), "9980ec754169c355");
-  strictEqual(hex(okm.subarray(72, 80)), "91b9d9e9a2b42779");
-});
-
-Deno.test("ntorClient rejects a low-order server key", () => {
-  const x = new Uint8Array(32).fill(0x11);
-  const zero = new Uint8Array(32);
-  strictEqual(ntorClient(x, x25519.getPublicKey(x), zero, zero, iota(20)), undefined);
-});
-
-Deno.test("representativeToPublicKey inverts generateRepresentableKeyPair and X25519 agrees", () => {
-  const peer = crypto.getRandomValues(new Uint8Array(32));
-  const peerPublic = x25519.getPublicKey(peer);
-  const topBits = new Set<number>();
-  for (let i = 0; i < 40; i++) {
-    const pair = generateRepresentableKeyPair();
-    topBits.add(pair.representative[31]! & 0xc0);
-    const decoded = representativeToPublicKey(pair.representative);
-    deepStrictEqual(decoded, pair.publicKey);
-    deepStrictEqual(
-      x25519.getSharedSecret(peer, decoded),
-      x25519.getSharedSecret(pair.secretKey, peerPublic),
+Deno.test("ntorClient and ntorServer match the reference vectors", async (t) => {
+  await eachBackend(t, (c) => {
+    const x = new Uint8Array(32).fill(0x11);
+    const y = new Uint8Array(32).fill(0x22);
+    const b = new Uint8Array(32).fill(0x33);
+    const id = iota(20);
+    const X = x25519.getPublicKey(x);
+    const Y = x25519.getPublicKey(y);
+    const B = x25519.getPublicKey(b);
+    strictEqual(hex(X), "7b4e909bbe7ffe44c465a220037d608ee35897d31ef972f07f74892cb0f73f13");
+    strictEqual(hex(Y), "0faa684ed28867b97f4a6a2dee5df8ce974e76b7018e3f22a1c4cf2678570f20");
+    strictEqual(hex(B), "7b0d47d93427f8311160781c7c733fd89f88970aef490d8aa0ee19a4cb8a1b14");
+    deepStrictEqual([c.x25519Base(x), c.x25519Base(y), c.x25519Base(b)], [X, Y, B]);
+    const client = ntorClient(c, x, X, Y, B, id)!;
+    const server = ntorServer(c, y, Y, b, X, B, id)!;
+    strictEqual(
+      hex(client.keySeed),
+      "9ccae7408eecb21d7d5784e7cdb9eb1fa2b4d35d6d92e98b638333c28d7fc8a5",
     );
-  }
-  ok(topBits.size > 1, "top bits of representatives are random");
-  throws(() => representativeToPublicKey(new Uint8Array(31)), RangeError);
+    strictEqual(
+      hex(client.auth),
+      "c6f257e895f51e587f9d0937ff9dea62c6e384fad57348cdb4e8c6bb06a31599",
+    );
+    deepStrictEqual(server, client);
+    const okm = ntorKdf(c, client.keySeed);
+    strictEqual(okm.length, 144);
+    strictEqual(hex(okm.subarray(0, 8)), "9980ec754169c355");
+    strictEqual(hex(okm.subarray(72, 80)), "91b9d9e9a2b42779");
+  });
 });
 
-Deno.test("generateRepresentableKeyPair dirty keys differ from clean keys in low order", () => {
-  let dirty = 0;
-  for (let i = 0; i < 16; i++) {
-    const pair = generateRepresentableKeyPair();
-    if (hex(pair.publicKey) !== hex(x25519.getPublicKey(pair.secretKey))) dirty++;
+Deno.test("ntorClient rejects a low-order server key", async (t) => {
+  await eachBackend(t, (c) => {
+    const x = new Uint8Array(32).fill(0x11);
+    const zero = new Uint8Array(32);
+    strictEqual(ntorClient(c, x, x25519.getPublicKey(x), zero, zero, iota(20)), undefined);
+  });
+});
+
+Deno.test("representativeToPublicKey inverts generateRepresentableKeyPair and X25519 agrees", async (t) => {
+  await eachBackend(t, (c) => {
+    const peer = crypto.getRandomValues(new Uint8Array(32));
+    const peerPublic = x25519.getPublicKey(peer);
+    const topBits = new Set<number>();
+    for (let i = 0; i < 40; i++) {
+      const pair = generateRepresentableKeyPair(c);
+      topBits.add(pair.representative[31]! & 0xc0);
+      const decoded = representativeToPublicKey(pair.representative);
+      deepStrictEqual(decoded, pair.publicKey);
+      deepStrictEqual(
+        x25519.getSharedSecret(peer, decoded),
+        x25519.getSharedSecret(pair.secretKey, peerPublic),
+      );
+    }
+    ok(topBits.size > 1, "top bits of representatives are random");
+    throws(() => representativeToPublicKey(new Uint8Array(31)), RangeError);
+  });
+});
+
+Deno.test("generateRepresentableKeyPair dirty keys differ from clean keys in low order", async (t) => {
+  await eachBackend(t, (c) => {
+    let dirty = 0;
+    for (let i = 0; i < 16; i++) {
+      const pair = generateRepresentableKeyPair(c);
+      if (hex(pair.publicKey) !== hex(x25519.getPublicKey(pair.secretKey))) dirty++;
+    }
+    ok(dirty > 8, `expected most keys dirty, got ${dirty}/16`);
+  });
+});
+
+Deno.test("both backends make the same key pairs from the same randomness, every low-order part", async () => {
+  // A counter as the random source: the same seeds on both sides. Seeds
+  // 0..63 reach all eight low-order points (the low 3 bits of the key).
+  const [wasm, native] = await Promise.all([
+    import("../transports/crypto_backend.ts").then((m) => m.loadWasmCrypto()),
+    import("../net/native_crypto.ts").then((m) => m.loadNativeCrypto()),
+  ]);
+  const lowOrder = new Set<number>();
+  for (let seed = 0; seed < 64; seed++) {
+    const counter = (start: number) => {
+      let n = start;
+      return (bytes: Uint8Array) => {
+        bytes.fill(0);
+        new DataView(bytes.buffer, bytes.byteOffset).setUint32(0, n++, true);
+      };
+    };
+    const a = generateRepresentableKeyPair(wasm, counter(seed * 1000));
+    const b = generateRepresentableKeyPair(native, counter(seed * 1000));
+    deepStrictEqual(b, a);
+    lowOrder.add(a.secretKey[0]! & 7);
   }
-  ok(dirty > 8, `expected most keys dirty, got ${dirty}/16`);
+  strictEqual(lowOrder.size, 8);
+});
+
+Deno.test("both backends agree on every primitive", async () => {
+  const { loadWasmCrypto } = await import("../transports/crypto_backend.ts");
+  const { loadNativeCrypto } = await import("../net/native_crypto.ts");
+  const [w, n] = await Promise.all([loadWasmCrypto(), loadNativeCrypto()]);
+  for (let i = 0; i < 20; i++) {
+    const data = crypto.getRandomValues(new Uint8Array(i * 97));
+    const key = crypto.getRandomValues(new Uint8Array(32));
+    const nonce = crypto.getRandomValues(new Uint8Array(24));
+    const boxes = [w, n].map((c) => {
+      const box = new Uint8Array(data.length + 16);
+      c.secretboxSeal(box, data, nonce, key);
+      return box;
+    });
+    deepStrictEqual(boxes[1], boxes[0]);
+    for (const c of [w, n]) {
+      const out = new Uint8Array(data.length);
+      ok(c.secretboxOpen(out, boxes[0]!, nonce, key));
+      deepStrictEqual(out, data);
+      const bad = boxes[0]!.slice();
+      bad[i % bad.length]! ^= 1;
+      strictEqual(c.secretboxOpen(out, bad, nonce, key), false);
+    }
+    // In place, as the framing does: box and message overlapping.
+    const shared = new Uint8Array(data.length + 16);
+    shared.set(data, 16);
+    n.secretboxSeal(shared, shared.subarray(16), nonce, key);
+    deepStrictEqual(shared, boxes[0]);
+    deepStrictEqual(n.sha256(data), w.sha256(data));
+    deepStrictEqual(n.sha512(data), w.sha512(data));
+    deepStrictEqual(n.hmacSha256(key, data, nonce), w.hmacSha256(key, data, nonce));
+    const info = data.subarray(0, 100);
+    deepStrictEqual(n.hkdfSha256(key, nonce, info, 144), w.hkdfSha256(key, nonce, info, 144));
+    deepStrictEqual(n.x25519Base(key), w.x25519Base(key));
+    const pub = w.x25519Base(crypto.getRandomValues(new Uint8Array(32)));
+    deepStrictEqual(n.x25519(key, pub), w.x25519(key, pub));
+  }
+  strictEqual(n.x25519(new Uint8Array(32).fill(1), new Uint8Array(32)), undefined);
+  strictEqual(w.x25519(new Uint8Array(32).fill(1), new Uint8Array(32)), undefined);
+  throws(
+    () =>
+      n.secretboxSeal(
+        new Uint8Array(17),
+        new Uint8Array(2),
+        new Uint8Array(24),
+        new Uint8Array(32),
+      ),
+    RangeError,
+  );
+  throws(
+    () =>
+      w.secretboxSeal(
+        new Uint8Array(18),
+        new Uint8Array(2),
+        new Uint8Array(23),
+        new Uint8Array(32),
+      ),
+    RangeError,
+  );
+});
+
+Deno.test("KeyPairReserve hands out each pair once and refills to its size", async (t) => {
+  await eachBackend(t, (c) => {
+    const reserve = new KeyPairReserve(c, undefined, 2);
+    strictEqual(reserve.spares, 1);
+    reserve.refill();
+    reserve.refill();
+    strictEqual(reserve.spares, 2);
+    const a = reserve.take();
+    const b = reserve.take();
+    const fresh = reserve.take();
+    strictEqual(reserve.spares, 0);
+    notDeepStrictEqual(a.secretKey, b.secretKey);
+    notDeepStrictEqual(b.secretKey, fresh.secretKey);
+    deepStrictEqual(representativeToPublicKey(fresh.representative), fresh.publicKey);
+  });
 });
 
 Deno.test("bridgeCloseDelay matches obfs4proxy's measured close delays", () => {
@@ -240,32 +349,5 @@ Deno.test("GoRand gives the same draws with and without the number fast path", (
   for (let i = 0; i < 500; i++) {
     strictEqual(fast.intn(100), plain.intn(100));
     strictEqual(fast.float64(), plain.float64());
-  }
-});
-
-Deno.test("ntorClientAsync and ntorServerAsync (WebCrypto X25519) match the vectors and dirty keys", async () => {
-  const x = new Uint8Array(32).fill(0x11);
-  const y = new Uint8Array(32).fill(0x22);
-  const b = new Uint8Array(32).fill(0x33);
-  const id = iota(20);
-  const [X, Y, B] = [x, y, b].map((k) => x25519.getPublicKey(k)) as [
-    Uint8Array,
-    Uint8Array,
-    Uint8Array,
-  ];
-  const client = (await ntorClientAsync(x, X, Y, B, id))!;
-  strictEqual(
-    hex(client.keySeed),
-    "9ccae7408eecb21d7d5784e7cdb9eb1fa2b4d35d6d92e98b638333c28d7fc8a5",
-  );
-  deepStrictEqual(await ntorServerAsync(y, Y, b, X, B, id), client);
-  strictEqual(await ntorClientAsync(x, X, new Uint8Array(32), B, id), undefined);
-  for (let i = 0; i < 10; i++) {
-    const c = generateRepresentableKeyPair();
-    const s = generateRepresentableKeyPair();
-    deepStrictEqual(
-      await ntorClientAsync(c.secretKey, c.publicKey, s.publicKey, B, id),
-      ntorServer(s.secretKey, s.publicKey, b, c.publicKey, B, id),
-    );
   }
 });

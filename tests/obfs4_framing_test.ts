@@ -2,7 +2,8 @@
 
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert";
 import { FrameDecoder, FrameEncoder } from "../transports/obfs4/framing.ts";
-import { loadSecretbox } from "../transports/obfs4/secretbox.ts";
+import { loadWasmCrypto } from "../transports/crypto_backend.ts";
+import { CRYPTO_BACKENDS } from "./crypto_backends.ts";
 import { Session } from "../transports/obfs4/session.ts";
 import { distributionValues, WeightedDist } from "../transports/obfs4/weighted_dist.ts";
 import { ClientHandshake, ServerHandshake } from "../transports/obfs4/handshake.ts";
@@ -11,7 +12,7 @@ import { generateServerConfig } from "../transports/obfs4/config.ts";
 import { HashDrbg } from "../transports/obfs4/hash_drbg.ts";
 import { ZERO_ONLY_SEED } from "./obfs4_live_helpers.ts";
 
-const box = await loadSecretbox();
+const box = await loadWasmCrypto();
 const keys = Uint8Array.from({ length: 72 }, (_, i) => i);
 
 Deno.test("FrameDecoder waits for truncated frames and decodes them byte by byte", () => {
@@ -75,7 +76,7 @@ Deno.test("Session rejects packets shorter than the header or with a bad length"
   const session = new Session({
     sendKeys: new Uint8Array(72),
     receiveKeys: keys,
-    box,
+    crypto: box,
     iatMode: 0,
     lengthDist: dist,
     iatDist: dist,
@@ -85,7 +86,7 @@ Deno.test("Session rejects packets shorter than the header or with a bad length"
   const other = new Session({
     sendKeys: new Uint8Array(72),
     receiveKeys: keys,
-    box,
+    crypto: box,
     iatMode: 0,
     lengthDist: dist,
     iatDist: dist,
@@ -103,7 +104,7 @@ Deno.test("Session pads every burst and writes paranoid bursts in sampled sizes"
     new Session({
       sendKeys: send,
       receiveKeys: receive,
-      box,
+      crypto: box,
       iatMode,
       lengthDist: dist,
       iatDist: dist,
@@ -135,7 +136,7 @@ Deno.test("a zero-only length table cannot stall a paranoid (iat-mode 2) session
     new Session({
       sendKeys: keys,
       receiveKeys: keys,
-      box,
+      crypto: box,
       iatMode,
       lengthDist: dist,
       iatDist: dist,
@@ -148,29 +149,29 @@ Deno.test("a zero-only length table cannot stall a paranoid (iat-mode 2) session
   deepStrictEqual(Uint8Array.from(writes.flatMap((w) => [...receiver!.decode(w)])), data);
 });
 
-Deno.test("generated bridge seeds never put the length 0 in the table clients draw from", () => {
+Deno.test("generated bridge seeds never put the length 0 in the table clients draw from", async () => {
   // About 3.4% of seeds do; 400 draws without the screen would meet ~14.
   for (let i = 0; i < 400; i++) {
-    const { drbgSeed } = generateServerConfig(2);
+    const { drbgSeed } = await generateServerConfig(2);
     ok(!distributionValues(drbgSeed, 0, 1448).includes(0), `seed ${i}`);
   }
   // A source that can only give such a seed keeps it rather than spin.
-  const config = generateServerConfig(0, (bytes) => {
+  const config = await generateServerConfig(0, (bytes) => {
     bytes.fill(0);
     if (bytes.length === 24) bytes.set([0x42, 0x05]);
   });
   deepStrictEqual(config.drbgSeed, ZERO_ONLY_SEED);
 });
 
-Deno.test("ServerHandshake accepts a client clock one hour off, not two", () => {
-  const config = generateServerConfig(0);
+Deno.test("ServerHandshake accepts a client clock one hour off, not two", async () => {
+  const config = await generateServerConfig(0);
   const hour = 3_600_000;
   const now = 1_700_000_000_000;
   for (
     const [skew, accepted] of [[0, true], [hour, true], [-hour, true], [2 * hour, false]] as const
   ) {
-    const client = new ClientHandshake(config.keys, now + skew);
-    const server = new ServerHandshake(config.keys, new ReplayFilter(), () => now);
+    const client = new ClientHandshake(box, config.keys, { now: now + skew });
+    const server = new ServerHandshake(box, config.keys, new ReplayFilter(), { now: () => now });
     if (accepted) {
       const step = server.parse(client.message);
       ok(step.done);
@@ -182,47 +183,49 @@ Deno.test("ServerHandshake accepts a client clock one hour off, not two", () => 
   }
 });
 
-Deno.test("ServerHandshake waits for a split handshake and refuses trailing bytes", () => {
-  const config = generateServerConfig(0);
-  const client = new ClientHandshake(config.keys, Date.now(), undefined, 77);
+Deno.test("ServerHandshake waits for a split handshake and refuses trailing bytes", async () => {
+  const config = await generateServerConfig(0);
+  const client = new ClientHandshake(box, config.keys, { padding: 77 });
   strictEqual(client.message.length, 32 + 77 + 32);
-  const server = new ServerHandshake(config.keys, new ReplayFilter());
+  const server = new ServerHandshake(box, config.keys, new ReplayFilter());
   for (let n = 0; n < client.message.length; n += 20) {
     strictEqual(server.parse(client.message.subarray(0, n)).done, false);
   }
   ok(server.parse(client.message).done);
-  const padded = new ClientHandshake(config.keys, Date.now(), undefined, 8128);
+  const padded = new ClientHandshake(box, config.keys, { padding: 8128 });
   strictEqual(padded.message.length, 8192);
-  ok(new ServerHandshake(config.keys, new ReplayFilter()).parse(padded.message).done);
+  ok(new ServerHandshake(box, config.keys, new ReplayFilter()).parse(padded.message).done);
   const extra = new Uint8Array(8200);
   extra.set(padded.message);
-  throws(() => new ServerHandshake(config.keys, new ReplayFilter()).parse(extra), SyntaxError);
+  throws(() => new ServerHandshake(box, config.keys, new ReplayFilter()).parse(extra), SyntaxError);
 });
 
-Deno.test("Session decodes the same bytes however the wire is split", async () => {
-  const box = await loadSecretbox();
-  const dist = new WeightedDist(new Uint8Array(24), 0, 1448);
-  const a = new Uint8Array(72).fill(1);
-  const b = new Uint8Array(72).fill(2);
-  const common = { box, iatMode: 0 as const, lengthDist: dist, iatDist: dist };
-  const data = crypto.getRandomValues(new Uint8Array(50_000));
-  const wire = new Session({ ...common, sendKeys: a, receiveKeys: b, acceptSeed: true })
-    .encode(data)[0]!;
-  for (const sizes of [[1], [7, 3000], [1447, 1], [1448], [1449, 2], [5000, 1], [100_000]]) {
-    const server = new Session({ ...common, sendKeys: b, receiveKeys: a, acceptSeed: false });
-    const got: Uint8Array[] = [];
-    let i = 0;
-    for (let off = 0; off < wire.length; i++) {
-      const n = sizes[i % sizes.length]!;
-      got.push(server.decode(wire.slice(off, off + n)));
-      off += n;
+Deno.test("Session decodes the same bytes however the wire is split, on both backends", async () => {
+  for (const backend of CRYPTO_BACKENDS) {
+    const box = await backend.load();
+    const dist = new WeightedDist(new Uint8Array(24), 0, 1448);
+    const a = new Uint8Array(72).fill(1);
+    const b = new Uint8Array(72).fill(2);
+    const common = { crypto: box, iatMode: 0 as const, lengthDist: dist, iatDist: dist };
+    const data = crypto.getRandomValues(new Uint8Array(50_000));
+    const wire = new Session({ ...common, sendKeys: a, receiveKeys: b, acceptSeed: true })
+      .encode(data)[0]!;
+    for (const sizes of [[1], [7, 3000], [1447, 1], [1448], [1449, 2], [5000, 1], [100_000]]) {
+      const server = new Session({ ...common, sendKeys: b, receiveKeys: a, acceptSeed: false });
+      const got: Uint8Array[] = [];
+      let i = 0;
+      for (let off = 0; off < wire.length; i++) {
+        const n = sizes[i % sizes.length]!;
+        got.push(server.decode(wire.slice(off, off + n)));
+        off += n;
+      }
+      const joined = new Uint8Array(got.reduce((n, g) => n + g.length, 0));
+      let o = 0;
+      for (const g of got) {
+        joined.set(g, o);
+        o += g.length;
+      }
+      deepStrictEqual(joined, data, `${backend.name}: split ${sizes}`);
     }
-    const joined = new Uint8Array(got.reduce((n, g) => n + g.length, 0));
-    let o = 0;
-    for (const g of got) {
-      joined.set(g, o);
-      o += g.length;
-    }
-    deepStrictEqual(joined, data, `split ${sizes}`);
   }
 });

@@ -48,7 +48,7 @@ async function withObfs4proxyServer(
   const echo = startEcho();
   const dir = stateDir ?? await Deno.makeTempDir({ prefix: "ptkit_obfs4_" });
   if (iatMode === "2" && stateDir === undefined) {
-    await Deno.writeTextFile(`${dir}/obfs4_state.json`, formatState(generateServerConfig(2)));
+    await Deno.writeTextFile(`${dir}/obfs4_state.json`, formatState(await generateServerConfig(2)));
   }
   const port = freePort();
   const pt = await startObfs4proxy({
@@ -242,7 +242,7 @@ Deno.test(`obfs4 moves ${IAT_SIZE / MiB} MiB each way with obfs4proxy in IAT mod
 
 Deno.test("obfs4proxy draws iat-mode 2 lengths from the table ptkit computes: on a zero-only seed it panics, ptkit carries on", async () => {
   const state = JSON.stringify({
-    ...JSON.parse(formatState(generateServerConfig(2))),
+    ...JSON.parse(formatState(await generateServerConfig(2))),
     "drbg-seed": Array.from(ZERO_ONLY_SEED, (b) => b.toString(16).padStart(2, "0")).join(""),
   });
   const store = new MemoryStore();

@@ -6,6 +6,7 @@ import { MemoryStore } from "../transports/memory_store.ts";
 import type { TransportPair } from "../transports/transport.ts";
 import { ClientHandshake } from "../transports/obfs4/handshake.ts";
 import { parseClientConfig } from "../transports/obfs4/config.ts";
+import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 
 async function collect(readable: ReadableStream<Uint8Array>, n: number): Promise<Uint8Array> {
   const out = new Uint8Array(n);
@@ -132,14 +133,17 @@ Deno.test("obfs4 server answers nothing to garbage and errors only after the del
 
 Deno.test("obfs4 server answers nothing to a handshake for another bridge", async () => {
   const other = await obfs4.generateConfig!();
-  const hs = new ClientHandshake(parseClientConfig(other.client).identity);
+  const hs = new ClientHandshake(await loadWasmCrypto(), parseClientConfig(other.client).identity);
   await probe([hs.message], 200);
 });
 
 Deno.test("obfs4 server refuses a replayed handshake", async () => {
   const transport = createObfs4({ probeCloseDelay: () => 200 });
   const side = await transport.server({}, { local: new MemoryStore() });
-  const hs = new ClientHandshake(parseClientConfig(side.clientOptions).identity);
+  const hs = new ClientHandshake(
+    await loadWasmCrypto(),
+    parseClientConfig(side.clientOptions).identity,
+  );
   const first = side.pair();
   const w1 = first.decode.writable.getWriter();
   await w1.write(hs.message);

@@ -16,6 +16,9 @@ import {
   ClientHandshake,
 } from "../transports/obfs4/handshake.ts";
 import { parseClientConfig } from "../transports/obfs4/config.ts";
+import { loadWasmCrypto } from "../transports/crypto_backend.ts";
+
+const backend = await loadWasmCrypto();
 import { writeFull } from "../net/conn_io.ts";
 import { startEcho } from "./obfs4_live_helpers.ts";
 import { packet, rawSession, readUntilClosed } from "./obfs4_wire_helpers.ts";
@@ -104,7 +107,7 @@ async function probeAll(
 ) {
   const { port } = server.manager.addr;
   const identity = parseClientConfig(server.manager.clientOptions).identity;
-  const good = new ClientHandshake(identity);
+  const good = new ClientHandshake(backend, identity);
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   await writeFull(conn, good.message);
   const answer = new Uint8Array(16384);
@@ -113,14 +116,14 @@ async function probeAll(
   conn.close();
   const dialsAfterGood = server.dials();
   const other = parseClientConfig((await obfs4.generateConfig!()).client).identity;
-  const late = new ClientHandshake(identity).message;
-  const split = new ClientHandshake(identity).message;
+  const late = new ClientHandshake(backend, identity).message;
+  const split = new ClientHandshake(backend, identity).message;
   const probes: [string, [number, Uint8Array][]][] = [
     ["20 random bytes", [[0, crypto.getRandomValues(new Uint8Array(20))]]],
     ["8 KiB random", [[0, crypto.getRandomValues(new Uint8Array(8192))]]],
     ["20 KiB random", [[0, crypto.getRandomValues(new Uint8Array(20480))]]],
     ["replayed handshake", [[0, good.message]]],
-    ["wrong cert", [[0, new ClientHandshake(other).message]]],
+    ["wrong cert", [[0, new ClientHandshake(backend, other).message]]],
     ["valid handshake sent after the deadline", [[lateMs, late]]],
     ["valid handshake completed after the deadline", [[0, split.subarray(0, 100)], [
       lateMs,
@@ -177,7 +180,7 @@ Deno.test("obfs4 client handshakes spread over the allowed lengths and show no f
   let shortest = Infinity;
   let longest = 0;
   for (let i = 0; i < count; i++) {
-    const message = new ClientHandshake(identity, Date.now(), random).message;
+    const message = new ClientHandshake(backend, identity, { random }).message;
     const length = message.length;
     ok(length >= minLength && length <= maxLength, `length ${length}`);
     shortest = Math.min(shortest, length);
@@ -269,7 +272,7 @@ Deno.test("obfs4 server over TCP holds 1000 half-open handshakes in bounded memo
     for (let i = 0; i < 1000; i++) {
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });
       conns.push(conn);
-      const message = new ClientHandshake(identity, Date.now(), undefined, CLIENT_MAX_PADDING)
+      const message = new ClientHandshake(backend, identity, { padding: CLIENT_MAX_PADDING })
         .message;
       await writeFull(conn, message.subarray(0, message.length - 20));
     }

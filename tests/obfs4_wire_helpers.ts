@@ -9,7 +9,7 @@ import { ClientHandshake } from "../transports/obfs4/handshake.ts";
 import { parseClientConfig } from "../transports/obfs4/config.ts";
 import { FrameEncoder } from "../transports/obfs4/framing.ts";
 import { HashDrbg } from "../transports/obfs4/hash_drbg.ts";
-import { loadSecretbox } from "../transports/obfs4/secretbox.ts";
+import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 
 /** A raw client connection after a real handshake, with its frame keys. */
 export interface RawSession {
@@ -26,7 +26,8 @@ export interface RawSession {
  */
 export async function rawSession(port: number, cert: TransportOptions): Promise<RawSession> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const hs = new ClientHandshake(parseClientConfig(cert).identity);
+  const crypto = await loadWasmCrypto();
+  const hs = new ClientHandshake(crypto, parseClientConfig(cert).identity);
   await writeFull(conn, hs.message);
   let received = new Uint8Array(0);
   const buf = new Uint8Array(16384);
@@ -42,7 +43,7 @@ export async function rawSession(port: number, cert: TransportOptions): Promise<
       const keys = result.keys.subarray(0, 72);
       return {
         conn,
-        encoder: new FrameEncoder(keys, await loadSecretbox()),
+        encoder: new FrameEncoder(keys, crypto),
         masks: new HashDrbg(keys.slice(48, 72)),
       };
     }

@@ -6,7 +6,8 @@
  * {@linkcode TransportPair}), helpers that make the common case a few lines
  * ({@linkcode defineTransport}, {@linkcode mapChunks}), layering
  * ({@linkcode layerTransports}), and storage for the `local` argument
- * ({@linkcode MemoryStore}). Nothing here uses `Deno.*`: transports run in any
+ * ({@linkcode MemoryStore}), and the crypto primitives a runtime offers
+ * ({@linkcode CryptoBackend}, {@linkcode loadWasmCrypto}). Nothing here uses `Deno.*`: transports run in any
  * runtime with Web Streams.
  *
  * @example A complete transport in a few lines
@@ -33,4 +34,5 @@ export * from "./option_keys.ts";
 export * from "./map_chunks.ts";
 export * from "./layer.ts";
 export * from "./memory_store.ts";
+export * from "./crypto_backend.ts";
 export * from "./plain.ts";

@@ -13,6 +13,8 @@
  * @module
  */
 
+import type { CryptoLoader } from "./crypto_backend.ts";
+
 /**
  * An opaque key-value map of strings: a client or server configuration, or
  * per-connection settings (the seed's "opaque" arguments).
@@ -94,6 +96,14 @@ export interface TransportOptionKeys {
 
 /** The advanced factory arguments a transport may use. */
 export interface TransportEnvironment {
+  /**
+   * Loads the cryptographic primitives the runtime chose for this process
+   * (native libsodium where it may load, WebAssembly elsewhere); absent:
+   * the transport uses `loadWasmCrypto` from `@ptkit/ptkit/transports`.
+   * Transports call it when they first need crypto, not when configured,
+   * so that nothing heavy loads before the runtime has started.
+   */
+  readonly crypto?: CryptoLoader;
   /** Long-term local storage; absent when the application provides none. */
   readonly local?: LocalStore;
   /** Out-of-band message pipe; absent when the application provides none. */

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { x25519 } from "@noble/curves/ed25519.js";
+import { type CryptoLoader, loadWasmCrypto } from "../crypto_backend.ts";
 import type { LocalStore, TransportOptions } from "../transport.ts";
 import type { BridgeIdentity, BridgeKeys, RandomFill } from "./handshake.ts";
 import type { IatMode } from "./session.ts";
@@ -148,14 +148,56 @@ export function parseClientConfig(options: TransportOptions): ClientConfig {
   };
 }
 
-function fromSecret(
+const PKCS8_X25519_PREFIX = Uint8Array.of(
+  0x30,
+  0x2e,
+  0x02,
+  0x01,
+  0x00,
+  0x30,
+  0x05,
+  0x06,
+  0x03,
+  0x2b,
+  0x65,
+  0x6e,
+  0x04,
+  0x22,
+  0x04,
+  0x20,
+);
+
+/**
+ * The X25519 public key of `secretKey`: from WebCrypto where it has X25519
+ * (built in, nothing to load: a server starts without loading a crypto
+ * library), else from the crypto backend.
+ */
+async function publicKeyOf(secretKey: Uint8Array, crypto: CryptoLoader): Promise<Uint8Array> {
+  try {
+    const pkcs8 = new Uint8Array(48);
+    pkcs8.set(PKCS8_X25519_PREFIX);
+    pkcs8.set(secretKey, 16);
+    const key = await globalThis.crypto.subtle.importKey("pkcs8", pkcs8, "X25519", true, [
+      "deriveBits",
+    ]);
+    const jwk = await globalThis.crypto.subtle.exportKey("jwk", key);
+    const x = atob(jwk.x!.replace(/-/g, "+").replace(/_/g, "/") + "=");
+    if (x.length === KEY_LENGTH) return Uint8Array.from(x, (c) => c.charCodeAt(0));
+  } catch {
+    // No X25519 in this runtime's WebCrypto.
+  }
+  return (await crypto()).x25519Base(secretKey);
+}
+
+async function fromSecret(
   nodeId: Uint8Array,
   secretKey: Uint8Array,
   drbgSeed: Uint8Array,
   iatMode: IatMode,
-): ServerConfig {
+  crypto: CryptoLoader,
+): Promise<ServerConfig> {
   return {
-    keys: { nodeId, secretKey, publicKey: x25519.getPublicKey(secretKey) },
+    keys: { nodeId, secretKey, publicKey: await publicKeyOf(secretKey, crypto) },
     drbgSeed,
     iatMode,
   };
@@ -169,7 +211,7 @@ function fromSecret(
  * import { formatState, parseState } from "./config.ts";
  * import { deepStrictEqual } from "node:assert";
  *
- * const state = parseState(formatState(parseState(JSON.stringify({
+ * const state = await parseState(formatState(await parseState(JSON.stringify({
  *   "node-id": "00".repeat(20), "private-key": "11".repeat(32),
  *   "drbg-seed": "22".repeat(24), "iat-mode": 0,
  * }))));
@@ -195,15 +237,20 @@ export function formatState(config: ServerConfig): string {
  * @example Reading state
  * ```ts
  * import { parseState } from "./config.ts";
- * import { throws } from "node:assert";
+ * import { rejects } from "node:assert";
  *
- * throws(() => parseState("{"), SyntaxError);
+ * await rejects(parseState("{"), SyntaxError);
  * ```
  *
  * @param text The JSON text.
+ * @param crypto Loads the crypto backend, in case WebCrypto has no X25519.
+ * Defaults to {@linkcode loadWasmCrypto}.
  * @returns The server configuration.
  */
-export function parseState(text: string): ServerConfig {
+export async function parseState(
+  text: string,
+  crypto: CryptoLoader = loadWasmCrypto,
+): Promise<ServerConfig> {
   let json: Record<string, unknown>;
   try {
     json = JSON.parse(text);
@@ -213,11 +260,12 @@ export function parseState(text: string): ServerConfig {
   if (typeof json !== "object" || json === null) {
     throw new SyntaxError(`Cannot parse ${STATE_FILE}: not an object`);
   }
-  const config = fromSecret(
+  const config = await fromSecret(
     fromHex("node-id", json["node-id"], NODE_ID_LENGTH),
     fromHex("private-key", json["private-key"], KEY_LENGTH),
     fromHex("drbg-seed", json["drbg-seed"], SEED_LENGTH),
     parseIatMode(json["iat-mode"] ?? 0),
+    crypto,
   );
   if (json["public-key"] !== undefined) {
     const stored = fromHex("public-key", json["public-key"], KEY_LENGTH);
@@ -236,17 +284,20 @@ export function parseState(text: string): ServerConfig {
  * import { generateServerConfig } from "./config.ts";
  * import { strictEqual } from "node:assert";
  *
- * strictEqual(generateServerConfig(0).keys.publicKey.length, 32);
+ * strictEqual((await generateServerConfig(0)).keys.publicKey.length, 32);
  * ```
  *
  * @param iatMode The IAT mode.
  * @param random Random byte source. Defaults to `crypto.getRandomValues`.
+ * @param crypto Loads the crypto backend, in case WebCrypto has no X25519.
+ * Defaults to {@linkcode loadWasmCrypto}.
  * @returns The configuration.
  */
 export function generateServerConfig(
   iatMode: IatMode,
-  random: RandomFill = (b) => crypto.getRandomValues(b),
-): ServerConfig {
+  random: RandomFill = (b) => globalThis.crypto.getRandomValues(b),
+  crypto: CryptoLoader = loadWasmCrypto,
+): Promise<ServerConfig> {
   const nodeId = new Uint8Array(NODE_ID_LENGTH);
   const secretKey = new Uint8Array(KEY_LENGTH);
   const drbgSeed = new Uint8Array(SEED_LENGTH);
@@ -261,7 +312,7 @@ export function generateServerConfig(
     random(drbgSeed);
     if (!distributionValues(drbgSeed, 0, MAX_SEGMENT_LENGTH).includes(0)) break;
   }
-  return fromSecret(nodeId, secretKey, drbgSeed, iatMode);
+  return fromSecret(nodeId, secretKey, drbgSeed, iatMode, crypto);
 }
 
 /**
@@ -272,7 +323,7 @@ export function generateServerConfig(
  * import { bridgeLine, generateServerConfig } from "./config.ts";
  * import { ok } from "node:assert";
  *
- * ok(bridgeLine(generateServerConfig(0)).includes("iat-mode=0"));
+ * ok(bridgeLine(await generateServerConfig(0)).includes("iat-mode=0"));
  * ```
  *
  * @param config The server configuration.
@@ -317,12 +368,15 @@ export function bridgeLine(config: ServerConfig): string {
  * @param options The server transport options.
  * @param local Long-term storage, if any.
  * @param random Random byte source. Defaults to `crypto.getRandomValues`.
+ * @param crypto Loads the crypto backend, in case WebCrypto has no X25519.
+ * Defaults to {@linkcode loadWasmCrypto}.
  * @returns The configuration.
  */
 export async function loadServerConfig(
   options: TransportOptions,
   local?: LocalStore,
   random?: RandomFill,
+  crypto: CryptoLoader = loadWasmCrypto,
 ): Promise<ServerConfig> {
   const iatOption = options["iat-mode"] === undefined
     ? undefined
@@ -335,11 +389,12 @@ export async function loadServerConfig(
         "Cannot configure transport 'obfs4': give all of 'node-id', 'private-key' and 'drbg-seed' or none",
       );
     }
-    const config = fromSecret(
+    const config = await fromSecret(
       fromHex("node-id", options["node-id"], NODE_ID_LENGTH),
       fromHex("private-key", options["private-key"], KEY_LENGTH),
       fromHex("drbg-seed", options["drbg-seed"], SEED_LENGTH),
       iatOption ?? 0,
+      crypto,
     );
     if (
       options["public-key"] !== undefined &&
@@ -353,14 +408,14 @@ export async function loadServerConfig(
   }
   const stored = await local?.get(STATE_FILE);
   if (stored !== undefined) {
-    const config = parseState(stored);
+    const config = await parseState(stored, crypto);
     return iatOption === undefined ? config : { ...config, iatMode: iatOption };
   }
   // First run. Read the bridge line's file too before writing anything: a
   // store that refuses it (a symbolic link in its place) must stop us before
   // a new key is written.
   await local?.get(BRIDGE_LINE_FILE);
-  const config = generateServerConfig(iatOption ?? 0, random);
+  const config = await generateServerConfig(iatOption ?? 0, random, crypto);
   if (local !== undefined) {
     await local.set(STATE_FILE, formatState(config));
     await local.set(BRIDGE_LINE_FILE, bridgeLine(config));

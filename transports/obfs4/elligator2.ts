@@ -1,15 +1,81 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { ed25519, ED25519_TORSION_SUBGROUP } from "@noble/curves/ed25519.js";
-import { sha512 } from "@noble/hashes/sha2.js";
+import type { CryptoBackend } from "../crypto_backend.ts";
+import type { RandomFill } from "./random.ts";
 
-const Fp = ed25519.Point.Fp;
-const P = Fp.ORDER;
+// Arithmetic modulo p = 2^255 - 19 on bigints, for the Elligator2 map only:
+// the point operations (the costly part) come from the crypto backend.
+const P = (1n << 255n) - 19n;
 const A = 486662n;
 const HALF_P = (P - 1n) / 2n;
-const L = ed25519.Point.Fn.ORDER;
-const LOW_ORDER = ED25519_TORSION_SUBGROUP.map((hex) => ed25519.Point.fromHex(hex));
+// sqrt(-1) mod p.
+const SQRT_M1 = 19681161376707505956807079304988542015446066515923890162744021073123829784752n;
+// The eight points of Edwards25519's torsion subgroup, compressed (order 1,
+// 8, 4, 8, 2, 8, 4, 8): the low-order part of obfs4's "dirty" keys.
+const LOW_ORDER: readonly Uint8Array[] = [
+  "0100000000000000000000000000000000000000000000000000000000000000",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  "0000000000000000000000000000000000000000000000000000000000000080",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+  "0000000000000000000000000000000000000000000000000000000000000000",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+].map((hex) => Uint8Array.from(hex.match(/../g)!, (h) => parseInt(h, 16)));
+
+const mod = (x: bigint): bigint => {
+  const r = x % P;
+  return r < 0n ? r + P : r;
+};
+
+/** x^(2^n), by n squarings. */
+function square(x: bigint, n: number): bigint {
+  for (let i = 0; i < n; i++) x = (x * x) % P;
+  return x;
+}
+
+/** The addition chain shared by inversion and square roots: z^(2^250 - 1) and z^11. */
+function pow22501(z: bigint): { t250: bigint; z11: bigint } {
+  const z2 = (z * z) % P;
+  const z9 = (square(z2, 2) * z) % P;
+  const z11 = (z9 * z2) % P;
+  const t5 = (((z11 * z11) % P) * z9) % P; // z^(2^5 - 1)
+  const t10 = (square(t5, 5) * t5) % P;
+  const t20 = (square(t10, 10) * t10) % P;
+  const t40 = (square(t20, 20) * t20) % P;
+  const t50 = (square(t40, 10) * t10) % P;
+  const t100 = (square(t50, 50) * t50) % P;
+  const t200 = (square(t100, 100) * t100) % P;
+  const t250 = (square(t200, 50) * t50) % P;
+  return { t250, z11 };
+}
+
+/** 1 / z (z nonzero), as z^(p - 2). */
+function invert(z: bigint): bigint {
+  const { t250, z11 } = pow22501(z);
+  return (square(t250, 5) * z11) % P;
+}
+
+/**
+ * The non-negative square root of u / v, or `undefined` when u / v is not
+ * a square (v nonzero): x = u v^3 (u v^7)^((p - 5) / 8), fixed by sqrt(-1).
+ */
+function sqrtRatio(u: bigint, v: bigint): bigint | undefined {
+  const v3 = (((v * v) % P) * v) % P;
+  const uv7 = (((u * v3) % P) * ((v3 * v) % P)) % P;
+  let x = (((u * v3) % P) * ((square(pow22501(uv7).t250, 2) * uv7) % P)) % P;
+  const vx2 = (((x * x) % P) * v) % P;
+  if (vx2 !== u) {
+    if (vx2 !== mod(-u)) return undefined;
+    x = (x * SQRT_M1) % P;
+  }
+  return x > HALF_P ? P - x : x;
+}
+
+function isSquare(n: bigint): boolean {
+  return n === 0n || sqrtRatio(n, 1n) !== undefined;
+}
 
 function toLE(n: bigint): Uint8Array {
   const out = new Uint8Array(32);
@@ -24,10 +90,6 @@ function fromLE(bytes: Uint8Array): bigint {
   let n = 0n;
   for (let i = bytes.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(bytes[i]!);
   return n;
-}
-
-function isSquare(n: bigint): boolean {
-  return Fp.pow(n, HALF_P) !== Fp.neg(1n);
 }
 
 /**
@@ -53,11 +115,11 @@ export function representativeToPublicKey(representative: Uint8Array): Uint8Arra
   }
   const bytes = representative.slice();
   bytes[31]! &= 0x3f;
-  const r = fromLE(bytes);
-  const w = Fp.neg(Fp.div(A, Fp.add(1n, Fp.mul(2n, Fp.sqr(r)))));
-  const fw = Fp.add(Fp.mul(Fp.sqr(w), Fp.add(w, A)), w);
-  const u = isSquare(fw) ? w : Fp.sub(Fp.neg(w), A);
-  return toLE(u);
+  const r = mod(fromLE(bytes));
+  // w = -A / (1 + 2 r^2); u = w if w^3 + A w^2 + w is a square, else -w - A.
+  const w = mod(-A * invert(mod(1n + 2n * ((r * r) % P))));
+  const fw = mod((((w * w) % P) * ((w + A) % P)) + w);
+  return toLE(isSquare(fw) ? w : mod(-w - A));
 }
 
 /** A key pair whose public key has an Elligator2 representative. */
@@ -73,35 +135,40 @@ export interface RepresentableKeyPair {
 /**
  * Generate a key pair with an Elligator2 representative, as obfs4 0.0.14
  * does: the public key carries a random low-order component and the
- * representative's two top bits are random.
+ * representative's two top bits are random. The scalar multiplication is
+ * the backend's; about half the candidates have no representative and are
+ * drawn again.
  *
  * @example Round trip
  * ```ts
  * import { generateRepresentableKeyPair, representativeToPublicKey } from "./elligator2.ts";
+ * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { deepStrictEqual } from "node:assert";
  *
- * const pair = generateRepresentableKeyPair();
+ * const pair = generateRepresentableKeyPair(await loadWasmCrypto());
  * deepStrictEqual(representativeToPublicKey(pair.representative), pair.publicKey);
  * ```
  *
+ * @param crypto The crypto backend.
  * @param random Fills an array with random bytes. Defaults to `crypto.getRandomValues`.
  * @returns The key pair.
  */
 export function generateRepresentableKeyPair(
-  random: (bytes: Uint8Array) => void = (b) => crypto.getRandomValues(b),
+  crypto: CryptoBackend,
+  random: RandomFill = (b) => globalThis.crypto.getRandomValues(b),
 ): RepresentableKeyPair {
+  const seed = new Uint8Array(32);
   for (;;) {
-    const seed = new Uint8Array(32);
     random(seed);
-    const digest = sha512(seed);
+    const digest = crypto.sha512(seed);
     const secretKey = digest.slice(0, 32);
-    const tweak = digest[63]!;
-    const result = representable(secretKey, tweak);
+    const result = representable(crypto, secretKey, digest[63]!);
     if (result !== undefined) return { secretKey, ...result };
   }
 }
 
 function representable(
+  crypto: CryptoBackend,
   secretKey: Uint8Array,
   tweak: number,
 ): { publicKey: Uint8Array; representative: Uint8Array } | undefined {
@@ -109,38 +176,45 @@ function representable(
   clamped[0]! &= 248;
   clamped[31]! &= 127;
   clamped[31]! |= 64;
-  const scalar = fromLE(clamped) % L;
-  if (scalar === 0n) return undefined;
-  const point = ed25519.Point.BASE.multiply(scalar).add(LOW_ORDER[secretKey[0]! & 7]!);
-  const { y } = point.toAffine();
-  if (y === 1n) return undefined;
-  const u = Fp.div(Fp.add(1n, y), Fp.sub(1n, y));
-  const uPlusA = Fp.add(u, A);
-  if (u === 0n || uPlusA === 0n) return undefined;
-  if (!isSquare(Fp.mul(Fp.neg(2n), Fp.mul(u, uPlusA)))) return undefined;
-  const [num, den] = (tweak & 1) === 0 ? [u, uPlusA] : [uPlusA, u];
-  let r = Fp.sqrt(Fp.neg(Fp.div(num, Fp.mul(2n, den))));
-  if (r > HALF_P) r = Fp.neg(r);
+  const point = crypto.ed25519Add(
+    crypto.ed25519BaseNoclamp(clamped),
+    LOW_ORDER[secretKey[0]! & 7]!,
+  );
+  const yBytes = point.slice();
+  yBytes[31]! &= 0x7f;
+  const y = fromLE(yBytes);
+  // u = (1 + y) / (1 - y) = n / d, kept as a fraction until it is needed.
+  const n = mod(1n + y);
+  const d = mod(1n - y);
+  if (n === 0n || d === 0n) return undefined;
+  const uPlusA = mod(n + A * d); // (u + A) d
+  if (uPlusA === 0n) return undefined;
+  // r = sqrt(-u / (2 (u + A))) for tweak bit 0, sqrt(-(u + A) / (2 u)) for 1.
+  const r = (tweak & 1) === 0 ? sqrtRatio(mod(-n), mod(2n * uPlusA)) : sqrtRatio(
+    mod(-uPlusA),
+    mod(2n * n),
+  );
+  if (r === undefined) return undefined;
   const representative = toLE(r);
   representative[31]! |= tweak & 0xc0;
-  return { publicKey: toLE(u), representative };
+  return { publicKey: toLE((n * invert(d)) % P), representative };
 }
 
 /**
- * One representable key pair made ahead of need, so that a server's
- * ephemeral key is ready when a connection is accepted instead of being
- * made (about 0.4 ms in JavaScript, rejection sampling included) while its
- * client waits. {@linkcode KeyPairReserve.take} hands out the spare, or a
- * new pair when a burst of connections used it up;
- * {@linkcode KeyPairReserve.refill} makes the next spare at a moment when no
- * client is waiting.
+ * Representable key pairs made ahead of need, so that a handshake's
+ * ephemeral key is ready when it is wanted instead of being made (rejection
+ * sampling included) while a peer waits. {@linkcode KeyPairReserve.take}
+ * hands out a spare, or a new pair when a burst of connections used the
+ * spares up; {@linkcode KeyPairReserve.refill} makes the next spares at a
+ * moment when nobody is waiting.
  *
  * @example Taking and refilling
  * ```ts
  * import { KeyPairReserve, representativeToPublicKey } from "./elligator2.ts";
+ * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { deepStrictEqual, notDeepStrictEqual } from "node:assert";
  *
- * const reserve = new KeyPairReserve();
+ * const reserve = new KeyPairReserve(await loadWasmCrypto());
  * const a = reserve.take();
  * reserve.refill();
  * const b = reserve.take();
@@ -149,32 +223,47 @@ function representable(
  * ```
  */
 export class KeyPairReserve {
-  #random: (bytes: Uint8Array) => void;
-  #spare: RepresentableKeyPair | undefined;
+  #crypto: CryptoBackend;
+  #random: RandomFill;
+  #spares: RepresentableKeyPair[] = [];
+  #size: number;
 
   /**
    * Make the first spare.
    *
+   * @param crypto The crypto backend.
    * @param random Fills an array with random bytes. Defaults to `crypto.getRandomValues`.
+   * @param size How many spares {@linkcode KeyPairReserve.refill} keeps. Defaults to 1.
    */
-  constructor(random: (bytes: Uint8Array) => void = (b) => crypto.getRandomValues(b)) {
+  constructor(
+    crypto: CryptoBackend,
+    random: RandomFill = (b) => globalThis.crypto.getRandomValues(b),
+    size = 1,
+  ) {
+    this.#crypto = crypto;
     this.#random = random;
-    this.#spare = generateRepresentableKeyPair(random);
+    this.#size = size;
+    this.#spares.push(generateRepresentableKeyPair(crypto, random));
   }
 
   /**
    * Hand out a key pair; each is handed out once.
    *
-   * @returns The spare, or a pair made now if there is none.
+   * @returns A spare, or a pair made now if there is none.
    */
   take(): RepresentableKeyPair {
-    const pair = this.#spare ?? generateRepresentableKeyPair(this.#random);
-    this.#spare = undefined;
-    return pair;
+    return this.#spares.pop() ?? generateRepresentableKeyPair(this.#crypto, this.#random);
   }
 
-  /** Make the next spare if there is none. */
+  /** Make one more spare, unless the reserve is full. */
   refill(): void {
-    this.#spare ??= generateRepresentableKeyPair(this.#random);
+    if (this.#spares.length < this.#size) {
+      this.#spares.push(generateRepresentableKeyPair(this.#crypto, this.#random));
+    }
+  }
+
+  /** How many spares are ready. */
+  get spares(): number {
+    return this.#spares.length;
   }
 }

@@ -3,7 +3,7 @@
 
 import { HashDrbg } from "./hash_drbg.ts";
 import { type RandomFill, randomInt, systemRandom } from "./random.ts";
-import type { Secretbox } from "./secretbox.ts";
+import type { CryptoBackend } from "../crypto_backend.ts";
 
 /** The largest frame on the wire. */
 export const MAX_SEGMENT_LENGTH = 1448;
@@ -22,17 +22,24 @@ const MAX_BOX_LENGTH = MAX_SEGMENT_LENGTH - 2;
 class Nonce {
   bytes = new Uint8Array(24);
   #view = new DataView(this.bytes.buffer);
-  #counter = 1n;
+  // The 64-bit counter as two 32-bit halves (no bigint per frame).
+  #high = 0;
+  #low = 1;
 
   constructor(prefix: Uint8Array) {
     this.bytes.set(prefix);
   }
 
   next(): Uint8Array {
-    if (this.#counter > 0xffffffffffffffffn) {
-      throw new RangeError("Cannot use frame nonce: counter wrapped");
+    if (this.#high > 0xffffffff) throw new RangeError("Cannot use frame nonce: counter wrapped");
+    this.#view.setUint32(16, this.#high, false);
+    this.#view.setUint32(20, this.#low, false);
+    if (this.#low === 0xffffffff) {
+      this.#low = 0;
+      this.#high++;
+    } else {
+      this.#low++;
     }
-    this.#view.setBigUint64(16, this.#counter++, false);
     return this.bytes;
   }
 }
@@ -49,10 +56,10 @@ function checkKeys(keys: Uint8Array): void {
  * @example Sealing a frame
  * ```ts
  * import { FrameEncoder } from "./framing.ts";
- * import { loadSecretbox } from "./secretbox.ts";
+ * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { strictEqual } from "node:assert";
  *
- * const encoder = new FrameEncoder(new Uint8Array(72), await loadSecretbox());
+ * const encoder = new FrameEncoder(new Uint8Array(72), await loadWasmCrypto());
  * strictEqual(encoder.encode(new Uint8Array(10)).length, 28);
  * ```
  */
@@ -60,20 +67,20 @@ export class FrameEncoder {
   #key: Uint8Array;
   #nonce: Nonce;
   #drbg: HashDrbg;
-  #box: Secretbox;
+  #crypto: CryptoBackend;
 
   /**
    * Make an encoder.
    *
    * @param keys 72 bytes: secretbox key, nonce prefix, length-mask DRBG seed.
-   * @param box The secretbox implementation.
+   * @param crypto The crypto backend.
    */
-  constructor(keys: Uint8Array, box: Secretbox) {
+  constructor(keys: Uint8Array, crypto: CryptoBackend) {
     checkKeys(keys);
     this.#key = keys.slice(0, 32);
     this.#nonce = new Nonce(keys.subarray(32, 48));
     this.#drbg = new HashDrbg(keys.slice(48, 72));
-    this.#box = box;
+    this.#crypto = crypto;
   }
 
   /**
@@ -100,7 +107,14 @@ export class FrameEncoder {
     if (payload.length > MAX_FRAME_PAYLOAD) {
       throw new RangeError(`Cannot encode frame: payload of ${payload.length} bytes is too long`);
     }
-    const sealed = this.#box.sealInto(payload, this.#nonce.next(), this.#key, dest, offset + 2);
+    const sealed = payload.length + TAG_LENGTH;
+    const start = offset + 2;
+    this.#crypto.secretboxSeal(
+      dest.subarray(start, start + sealed),
+      payload,
+      this.#nonce.next(),
+      this.#key,
+    );
     const length = sealed ^ this.#drbg.nextMask();
     dest[offset] = length >> 8;
     dest[offset + 1] = length & 0xff;
@@ -120,10 +134,10 @@ export class FrameEncoder {
  * @example Opening what an encoder sealed
  * ```ts
  * import { FrameDecoder, FrameEncoder } from "./framing.ts";
- * import { loadSecretbox } from "./secretbox.ts";
+ * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { deepStrictEqual } from "node:assert";
  *
- * const box = await loadSecretbox();
+ * const box = await loadWasmCrypto();
  * const wire = new FrameEncoder(new Uint8Array(72), box).encode(new Uint8Array([7]));
  * const decoder = new FrameDecoder(new Uint8Array(72), box);
  * deepStrictEqual(decoder.decode(wire, 0), { payload: new Uint8Array([7]), consumed: 19 });
@@ -133,7 +147,7 @@ export class FrameDecoder {
   #key: Uint8Array;
   #nonce: Nonce;
   #drbg: HashDrbg;
-  #box: Secretbox;
+  #crypto: CryptoBackend;
   #random: RandomFill;
   #pending = -1;
   #badLength = false;
@@ -142,16 +156,16 @@ export class FrameDecoder {
    * Make a decoder.
    *
    * @param keys 72 bytes: secretbox key, nonce prefix, length-mask DRBG seed.
-   * @param box The secretbox implementation.
+   * @param crypto The crypto backend.
    * @param random Draws the stand-in length of a bad frame. Defaults to the
    * system CSPRNG.
    */
-  constructor(keys: Uint8Array, box: Secretbox, random: RandomFill = systemRandom) {
+  constructor(keys: Uint8Array, crypto: CryptoBackend, random: RandomFill = systemRandom) {
     checkKeys(keys);
     this.#key = keys.slice(0, 32);
     this.#nonce = new Nonce(keys.subarray(32, 48));
     this.#drbg = new HashDrbg(keys.slice(48, 72));
-    this.#box = box;
+    this.#crypto = crypto;
     this.#random = random;
   }
 
@@ -217,14 +231,13 @@ export class FrameDecoder {
     dest: Uint8Array,
     destOffset: number,
   ): void {
-    const opened = this.#box.openInto(
+    const opened = this.#crypto.secretboxOpen(
+      dest.subarray(destOffset, destOffset + length - TAG_LENGTH),
       buffer.subarray(offset + 2, offset + 2 + length),
       this.#nonce.next(),
       this.#key,
-      dest,
-      destOffset,
     );
-    if (opened < 0) throw new SyntaxError("Cannot decode obfs4 frame: bad tag");
+    if (!opened) throw new SyntaxError("Cannot decode obfs4 frame: bad tag");
     this.#pending = -1;
   }
 }

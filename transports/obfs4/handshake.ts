@@ -1,21 +1,13 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { hmac } from "@noble/hashes/hmac.js";
-import { sha256 } from "@noble/hashes/sha2.js";
+import type { CryptoBackend } from "../crypto_backend.ts";
 import {
   generateRepresentableKeyPair,
   type RepresentableKeyPair,
   representativeToPublicKey,
 } from "./elligator2.ts";
-import {
-  ntorClient,
-  ntorClientAsync,
-  ntorKdf,
-  type NtorResult,
-  ntorServer,
-  ntorServerAsync,
-} from "./ntor.ts";
+import { ntorClient, ntorKdf, type NtorResult, ntorServer } from "./ntor.ts";
 import { randomBytes, type RandomFill, randomInt } from "./random.ts";
 import type { ReplayFilter } from "./replay_filter.ts";
 
@@ -62,10 +54,8 @@ function macKey(identity: BridgeIdentity): Uint8Array {
   return key;
 }
 
-function mac(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
-  const h = hmac.create(sha256, key);
-  for (const part of parts) h.update(part);
-  return h.digest().subarray(0, MAC_LENGTH);
+function mac(crypto: CryptoBackend, key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
+  return crypto.hmacSha256(key, ...parts).subarray(0, MAC_LENGTH);
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {
@@ -87,6 +77,18 @@ function fail(why: string): SyntaxError {
   return new SyntaxError(`Cannot accept obfs4 handshake: ${why}`);
 }
 
+/** Options for {@linkcode ClientHandshake}. */
+export interface ClientHandshakeOptions {
+  /** The time in milliseconds since the epoch. Defaults to `Date.now()`. */
+  readonly now?: number;
+  /** Random byte source. Defaults to `crypto.getRandomValues`. */
+  readonly random?: RandomFill;
+  /** The padding length. Defaults to a random one in [77, 8128]. */
+  readonly padding?: number;
+  /** The ephemeral key pair. Defaults to one made now. */
+  readonly keyPair?: RepresentableKeyPair;
+}
+
 /**
  * The client side of the obfs4 handshake: the message to send, then the
  * check of the server's answer.
@@ -94,55 +96,63 @@ function fail(why: string): SyntaxError {
  * @example Making a client handshake
  * ```ts
  * import { ClientHandshake } from "./handshake.ts";
+ * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { ok } from "node:assert";
  *
- * const hs = new ClientHandshake({ nodeId: new Uint8Array(20), publicKey: new Uint8Array(32).fill(9) });
+ * const identity = { nodeId: new Uint8Array(20), publicKey: new Uint8Array(32).fill(9) };
+ * const hs = new ClientHandshake(await loadWasmCrypto(), identity);
  * ok(hs.message.length >= 32 + 77 + 32);
  * ```
  */
 export class ClientHandshake {
+  #crypto: CryptoBackend;
   #identity: BridgeIdentity;
   #key: Uint8Array;
   #secret: Uint8Array;
   #public: Uint8Array;
   #epoch: Uint8Array;
-  #message: Uint8Array;
+  #message: Uint8Array | undefined;
 
   /**
    * Generate a client handshake.
    *
+   * @param crypto The crypto backend.
    * @param identity The bridge's node ID and public key.
-   * @param now The time in milliseconds since the epoch. Defaults to `Date.now()`.
-   * @param random Random byte source. Defaults to `crypto.getRandomValues`.
-   * @param padding The padding length. Defaults to a random one in [77, 8128].
+   * @param options Clock, randomness, padding length and key pair.
    */
   constructor(
+    crypto: CryptoBackend,
     identity: BridgeIdentity,
-    now: number = Date.now(),
-    random: RandomFill = (b) => crypto.getRandomValues(b),
-    padding?: number,
+    options: ClientHandshakeOptions = {},
   ) {
+    const random = options.random ?? ((b: Uint8Array) => globalThis.crypto.getRandomValues(b));
+    this.#crypto = crypto;
     this.#identity = identity;
     this.#key = macKey(identity);
-    const pair = generateRepresentableKeyPair(random);
+    const pair = options.keyPair ?? generateRepresentableKeyPair(crypto, random);
     this.#secret = pair.secretKey;
     this.#public = pair.publicKey;
-    this.#epoch = epochHour(now);
-    const padLength = padding ?? randomInt(random, CLIENT_MIN_PADDING, CLIENT_MAX_PADDING);
-    const pad = randomBytes(random, padLength);
-    const mark = mac(this.#key, pair.representative);
-    const tag = mac(this.#key, pair.representative, pad, mark, this.#epoch);
+    this.#epoch = epochHour(options.now ?? Date.now());
+    const padLength = options.padding ?? randomInt(random, CLIENT_MIN_PADDING, CLIENT_MAX_PADDING);
     const message = new Uint8Array(KEY_LENGTH + padLength + MARK_LENGTH + MAC_LENGTH);
+    const pad = message.subarray(KEY_LENGTH, KEY_LENGTH + padLength);
+    for (let i = 0; i < padLength; i += 65536) random(pad.subarray(i, i + 65536));
+    const mark = mac(crypto, this.#key, pair.representative);
+    const tag = mac(crypto, this.#key, pair.representative, pad, mark, this.#epoch);
     message.set(pair.representative);
-    message.set(pad, KEY_LENGTH);
     message.set(mark, KEY_LENGTH + padLength);
     message.set(tag, KEY_LENGTH + padLength + MARK_LENGTH);
     this.#message = message;
   }
 
-  /** The bytes to send. */
+  /** The bytes to send (empty once {@linkcode ClientHandshake.forgetMessage} was called). */
   get message(): Uint8Array {
-    return this.#message;
+    return this.#message ?? new Uint8Array(0);
+  }
+
+  /** Drop the message once it is sent (it is up to 8 KiB; idle connections keep nothing). */
+  forgetMessage(): void {
+    this.#message = undefined;
   }
 
   /**
@@ -153,49 +163,10 @@ export class ClientHandshake {
    * Throws a `SyntaxError` when the answer is invalid.
    */
   parse(received: Uint8Array): HandshakeResult | undefined {
-    const found = this.#locate(received);
-    if (found === undefined) return undefined;
-    return this.#finish(
-      received,
-      found,
-      ntorClient(
-        this.#secret,
-        this.#public,
-        found.Y,
-        this.#identity.publicKey,
-        this.#identity.nodeId,
-      ),
-    );
-  }
-
-  /**
-   * {@linkcode ClientHandshake.parse}, with the X25519 operations done by
-   * WebCrypto where it has X25519.
-   *
-   * @param received Everything received so far.
-   * @returns The session keys, or `undefined` when more bytes are needed.
-   * Rejects with a `SyntaxError` when the answer is invalid.
-   */
-  async parseAsync(received: Uint8Array): Promise<HandshakeResult | undefined> {
-    const found = this.#locate(received);
-    if (found === undefined) return undefined;
-    return this.#finish(
-      received,
-      found,
-      await ntorClientAsync(
-        this.#secret,
-        this.#public,
-        found.Y,
-        this.#identity.publicKey,
-        this.#identity.nodeId,
-      ),
-    );
-  }
-
-  #locate(received: Uint8Array): { pos: number; Y: Uint8Array } | undefined {
     if (received.length < SERVER_MIN_LENGTH) return undefined;
+    const crypto = this.#crypto;
     const representative = received.subarray(0, KEY_LENGTH);
-    const mark = mac(this.#key, representative);
+    const mark = mac(crypto, this.#key, representative);
     const end = Math.min(received.length, MAX_HANDSHAKE_LENGTH);
     const pos = indexOf(received, mark, KEY_LENGTH + AUTH_LENGTH, end - MAC_LENGTH);
     if (pos < 0) {
@@ -205,22 +176,22 @@ export class ClientHandshake {
       return undefined;
     }
     const tag = received.subarray(pos + MARK_LENGTH, pos + MARK_LENGTH + MAC_LENGTH);
-    if (!equal(tag, mac(this.#key, received.subarray(0, pos + MARK_LENGTH), this.#epoch))) {
+    if (!equal(tag, mac(crypto, this.#key, received.subarray(0, pos + MARK_LENGTH), this.#epoch))) {
       throw new SyntaxError("Cannot complete obfs4 handshake: server MAC mismatch");
     }
-    return { pos, Y: representativeToPublicKey(representative) };
-  }
-
-  #finish(
-    received: Uint8Array,
-    found: { pos: number },
-    result: NtorResult | undefined,
-  ): HandshakeResult {
+    const result = ntorClient(
+      crypto,
+      this.#secret,
+      this.#public,
+      representativeToPublicKey(representative),
+      this.#identity.publicKey,
+      this.#identity.nodeId,
+    );
     const auth = received.subarray(KEY_LENGTH, KEY_LENGTH + AUTH_LENGTH);
     if (result === undefined || !equal(result.auth, auth)) {
       throw new SyntaxError("Cannot complete obfs4 handshake: ntor AUTH mismatch");
     }
-    return { keys: ntorKdf(result.keySeed), consumed: found.pos + MARK_LENGTH + MAC_LENGTH };
+    return { keys: ntorKdf(crypto, result.keySeed), consumed: pos + MARK_LENGTH + MAC_LENGTH };
   }
 }
 
@@ -235,6 +206,16 @@ export type ServerHandshakeStep =
   | { readonly done: false }
   | { readonly done: true; readonly keys: Uint8Array; readonly response: Uint8Array };
 
+/** Options for {@linkcode ServerHandshake}. */
+export interface ServerHandshakeOptions {
+  /** The clock, in milliseconds since the epoch. Defaults to `Date.now`. */
+  readonly now?: () => number;
+  /** Random byte source. Defaults to `crypto.getRandomValues`. */
+  readonly random?: RandomFill;
+  /** The server's ephemeral key pair. Defaults to one made now. */
+  readonly keyPair?: RepresentableKeyPair;
+}
+
 /**
  * The server side of the obfs4 handshake: finds and checks the client's
  * message, then makes the answer.
@@ -243,14 +224,16 @@ export type ServerHandshakeStep =
  * ```ts
  * import { ServerHandshake } from "./handshake.ts";
  * import { ReplayFilter } from "./replay_filter.ts";
+ * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { throws } from "node:assert";
  *
  * const keys = { nodeId: new Uint8Array(20), publicKey: new Uint8Array(32), secretKey: new Uint8Array(32) };
- * const hs = new ServerHandshake(keys, new ReplayFilter());
+ * const hs = new ServerHandshake(await loadWasmCrypto(), keys, new ReplayFilter());
  * throws(() => hs.parse(new Uint8Array(8192)), SyntaxError);
  * ```
  */
 export class ServerHandshake {
+  #crypto: CryptoBackend;
   #keys: BridgeKeys;
   #key: Uint8Array;
   #filter: ReplayFilter;
@@ -260,30 +243,29 @@ export class ServerHandshake {
   #mark: Uint8Array | undefined;
 
   /**
-   * Prepare to answer one client. The server's ephemeral key pair is ready
-   * before the client speaks (obfs4proxy makes it when it accepts the
-   * connection), so the Elligator2 rejection sampling never shows in the
-   * time to answer.
+   * Prepare to answer one client. The server's ephemeral key pair should be
+   * ready before the client speaks (obfs4proxy makes it when it accepts the
+   * connection), so that the Elligator2 rejection sampling never shows in
+   * the time to answer.
    *
+   * @param crypto The crypto backend.
    * @param keys The bridge's keys.
    * @param filter The bridge's replay filter.
-   * @param now The clock, in milliseconds since the epoch. Defaults to `Date.now`.
-   * @param random Random byte source. Defaults to `crypto.getRandomValues`.
-   * @param ephemeral The server's ephemeral key pair. Defaults to one made now.
+   * @param options Clock, randomness and the ephemeral key pair.
    */
   constructor(
+    crypto: CryptoBackend,
     keys: BridgeKeys,
     filter: ReplayFilter,
-    now: () => number = Date.now,
-    random: RandomFill = (b) => crypto.getRandomValues(b),
-    ephemeral: RepresentableKeyPair = generateRepresentableKeyPair(random),
+    options: ServerHandshakeOptions = {},
   ) {
+    this.#crypto = crypto;
     this.#keys = keys;
     this.#key = macKey(keys);
     this.#filter = filter;
-    this.#now = now;
-    this.#random = random;
-    this.#pair = ephemeral;
+    this.#now = options.now ?? Date.now;
+    this.#random = options.random ?? ((b) => globalThis.crypto.getRandomValues(b));
+    this.#pair = options.keyPair ?? generateRepresentableKeyPair(crypto, this.#random);
   }
 
   /**
@@ -303,34 +285,7 @@ export class ServerHandshake {
       found.epoch,
       pair,
       ntorServer(
-        pair.secretKey,
-        pair.publicKey,
-        keys.secretKey,
-        found.X,
-        keys.publicKey,
-        keys.nodeId,
-      ),
-    );
-  }
-
-  /**
-   * {@linkcode ServerHandshake.parse}, with the X25519 operations done by
-   * WebCrypto where it has X25519.
-   *
-   * @param received The bytes received.
-   * @returns Whether the handshake is complete and, if so, the session keys
-   * and the answer to send. Rejects with a `SyntaxError` for an invalid or
-   * replayed handshake.
-   */
-  async parseAsync(received: Uint8Array): Promise<ServerHandshakeStep> {
-    const found = this.#locate(received);
-    if (found === undefined) return { done: false };
-    const pair = this.#pair;
-    const keys = this.#keys;
-    return this.#respond(
-      found.epoch,
-      pair,
-      await ntorServerAsync(
+        this.#crypto,
         pair.secretKey,
         pair.publicKey,
         keys.secretKey,
@@ -345,7 +300,8 @@ export class ServerHandshake {
     if (received.length < KEY_LENGTH + CLIENT_MIN_PADDING + MARK_LENGTH + MAC_LENGTH) {
       return undefined;
     }
-    this.#mark ??= mac(this.#key, received.subarray(0, KEY_LENGTH));
+    const crypto = this.#crypto;
+    this.#mark ??= mac(crypto, this.#key, received.subarray(0, KEY_LENGTH));
     const end = Math.min(received.length, MAX_HANDSHAKE_LENGTH);
     const pos = end - MARK_LENGTH - MAC_LENGTH;
     if (!equal(received.subarray(pos, pos + MARK_LENGTH), this.#mark)) {
@@ -357,7 +313,7 @@ export class ServerHandshake {
     let epoch: Uint8Array | undefined;
     for (const offset of [0, -1, 1]) {
       const candidate = epochHour(now, offset);
-      if (equal(tag, mac(this.#key, received.subarray(0, pos + MARK_LENGTH), candidate))) {
+      if (equal(tag, mac(crypto, this.#key, received.subarray(0, pos + MARK_LENGTH), candidate))) {
         if (this.#filter.testAndSet(now, tag)) throw fail("replayed handshake");
         epoch = candidate;
         break;
@@ -374,16 +330,17 @@ export class ServerHandshake {
     result: NtorResult | undefined,
   ): ServerHandshakeStep {
     if (result === undefined) throw fail("invalid client key");
+    const crypto = this.#crypto;
     const padLength = randomInt(this.#random, 0, SERVER_MAX_PADDING);
     const pad = randomBytes(this.#random, padLength);
-    const mark = mac(this.#key, pair.representative);
-    const tagOut = mac(this.#key, pair.representative, result.auth, pad, mark, epoch);
+    const mark = mac(crypto, this.#key, pair.representative);
+    const tagOut = mac(crypto, this.#key, pair.representative, result.auth, pad, mark, epoch);
     const response = new Uint8Array(SERVER_MIN_LENGTH + padLength);
     response.set(pair.representative);
     response.set(result.auth, KEY_LENGTH);
     response.set(pad, KEY_LENGTH + AUTH_LENGTH);
     response.set(mark, KEY_LENGTH + AUTH_LENGTH + padLength);
     response.set(tagOut, KEY_LENGTH + AUTH_LENGTH + padLength + MARK_LENGTH);
-    return { done: true, keys: ntorKdf(result.keySeed), response };
+    return { done: true, keys: ntorKdf(crypto, result.keySeed), response };
   }
 }

@@ -1,10 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { x25519 } from "@noble/curves/ed25519.js";
-import { hkdf } from "@noble/hashes/hkdf.js";
-import { hmac } from "@noble/hashes/hmac.js";
-import { sha256 } from "@noble/hashes/sha2.js";
+import type { CryptoBackend } from "../crypto_backend.ts";
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 const PROTOID = text("ntor-curve25519-sha256-1");
@@ -35,92 +32,8 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-function shared(secret: Uint8Array, pub: Uint8Array): Uint8Array | undefined {
-  let out: Uint8Array;
-  try {
-    out = x25519.getSharedSecret(secret, pub);
-  } catch {
-    return undefined;
-  }
-  return out.some((b) => b !== 0) ? out : undefined;
-}
-
-const PKCS8_X25519_PREFIX = Uint8Array.of(
-  0x30,
-  0x2e,
-  0x02,
-  0x01,
-  0x00,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x6e,
-  0x04,
-  0x22,
-  0x04,
-  0x20,
-);
-// undefined: not tried yet; false: WebCrypto has no X25519 here.
-let webCryptoX25519: boolean | undefined;
-// Imported keys by the array that holds them: a bridge's identity key is
-// imported once, and a public key used twice in one handshake once.
-const privateKeys = new WeakMap<Uint8Array, Promise<CryptoKey>>();
-const publicKeys = new WeakMap<Uint8Array, Promise<CryptoKey>>();
-
-function importPrivate(secret: Uint8Array): Promise<CryptoKey> {
-  let key = privateKeys.get(secret);
-  if (key === undefined) {
-    const pkcs8 = new Uint8Array(48);
-    pkcs8.set(PKCS8_X25519_PREFIX);
-    pkcs8.set(secret, 16);
-    key = crypto.subtle.importKey("pkcs8", pkcs8, "X25519", false, ["deriveBits"]);
-    privateKeys.set(secret, key);
-  }
-  return key;
-}
-
-function importPublic(pub: Uint8Array): Promise<CryptoKey> {
-  let key = publicKeys.get(pub);
-  if (key === undefined) {
-    key = crypto.subtle.importKey("raw", pub.slice(), "X25519", false, []);
-    publicKeys.set(pub, key);
-  }
-  return key;
-}
-
-async function sharedAsync(secret: Uint8Array, pub: Uint8Array): Promise<Uint8Array | undefined> {
-  if (webCryptoX25519 !== false && globalThis.crypto?.subtle !== undefined) {
-    let privateKey: CryptoKey;
-    let publicKey: CryptoKey;
-    try {
-      [privateKey, publicKey] = await Promise.all([importPrivate(secret), importPublic(pub)]);
-      webCryptoX25519 = true;
-    } catch {
-      privateKeys.delete(secret);
-      publicKeys.delete(pub);
-      if (webCryptoX25519 === undefined) webCryptoX25519 = false;
-      return webCryptoX25519 ? undefined : shared(secret, pub);
-    }
-    try {
-      const bits = await crypto.subtle.deriveBits(
-        { name: "X25519", public: publicKey },
-        privateKey,
-        256,
-      );
-      const out = new Uint8Array(bits);
-      return out.some((b) => b !== 0) ? out : undefined;
-    } catch {
-      // An all-zero result (low-order public key).
-      return undefined;
-    }
-  }
-  return shared(secret, pub);
-}
-
 function finish(
+  crypto: CryptoBackend,
   exp1: Uint8Array | undefined,
   exp2: Uint8Array | undefined,
   nodeId: Uint8Array,
@@ -131,10 +44,9 @@ function finish(
   if (exp1 === undefined || exp2 === undefined) return undefined;
   // obfs4's transcript: B || B || X || Y || PROTOID || NODEID.
   const suffix = concat(B, B, X, Y, PROTOID, nodeId);
-  const secretInput = concat(exp1, exp2, suffix);
-  const keySeed = hmac(sha256, T_KEY, secretInput);
-  const verify = hmac(sha256, T_VERIFY, secretInput);
-  const auth = hmac(sha256, T_MAC, concat(verify, suffix, SERVER));
+  const keySeed = crypto.hmacSha256(T_KEY, exp1, exp2, suffix);
+  const verify = crypto.hmacSha256(T_VERIFY, exp1, exp2, suffix);
+  const auth = crypto.hmacSha256(T_MAC, verify, suffix, SERVER);
   return { keySeed, auth };
 }
 
@@ -144,34 +56,35 @@ function finish(
  * @example Both sides agree
  * ```ts
  * import { ntorClient, ntorServer } from "./ntor.ts";
- * import { x25519 } from "@noble/curves/ed25519.js";
+ * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { deepStrictEqual } from "node:assert";
  *
+ * const c = await loadWasmCrypto();
  * const x = new Uint8Array(32).fill(1);
  * const y = new Uint8Array(32).fill(2);
  * const b = new Uint8Array(32).fill(3);
- * const X = x25519.getPublicKey(x);
- * const Y = x25519.getPublicKey(y);
- * const B = x25519.getPublicKey(b);
+ * const [X, Y, B] = [x, y, b].map((k) => c.x25519Base(k)) as [Uint8Array, Uint8Array, Uint8Array];
  * const id = new Uint8Array(20);
- * deepStrictEqual(ntorClient(x, X, Y, B, id), ntorServer(y, Y, b, X, B, id));
+ * deepStrictEqual(ntorClient(c, x, X, Y, B, id), ntorServer(c, y, Y, b, X, B, id));
  * ```
  *
+ * @param crypto The crypto backend.
  * @param x The client's ephemeral secret key.
- * @param X The client's ephemeral public key as sent.
+ * @param X The client's ephemeral public key as sent (possibly dirty).
  * @param Y The server's ephemeral public key as received.
  * @param B The server's identity public key.
  * @param nodeId The server's 20-byte node ID.
- * @returns The result, or `undefined` when a shared secret is zero.
+ * @returns KEY_SEED and AUTH, or `undefined` when a shared secret is zero.
  */
 export function ntorClient(
+  crypto: CryptoBackend,
   x: Uint8Array,
   X: Uint8Array,
   Y: Uint8Array,
   B: Uint8Array,
   nodeId: Uint8Array,
 ): NtorResult | undefined {
-  return finish(shared(x, Y), shared(x, B), nodeId, B, X, Y);
+  return finish(crypto, crypto.x25519(x, Y), crypto.x25519(x, B), nodeId, B, X, Y);
 }
 
 /**
@@ -180,27 +93,28 @@ export function ntorClient(
  * @example Deriving a server result
  * ```ts
  * import { ntorServer } from "./ntor.ts";
- * import { x25519 } from "@noble/curves/ed25519.js";
+ * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { strictEqual } from "node:assert";
  *
+ * const c = await loadWasmCrypto();
  * const x = new Uint8Array(32).fill(1);
  * const y = new Uint8Array(32).fill(2);
  * const b = new Uint8Array(32).fill(3);
- * const X = x25519.getPublicKey(x);
- * const Y = x25519.getPublicKey(y);
- * const B = x25519.getPublicKey(b);
- * strictEqual(ntorServer(y, Y, b, X, B, new Uint8Array(20))?.auth.length, 32);
+ * const [X, Y, B] = [x, y, b].map((k) => c.x25519Base(k)) as [Uint8Array, Uint8Array, Uint8Array];
+ * strictEqual(ntorServer(c, y, Y, b, X, B, new Uint8Array(20))?.auth.length, 32);
  * ```
  *
+ * @param crypto The crypto backend.
  * @param y The server's ephemeral secret key.
- * @param Y The server's ephemeral public key as sent.
+ * @param Y The server's ephemeral public key as sent (possibly dirty).
  * @param b The server's identity secret key.
  * @param X The client's ephemeral public key as received.
  * @param B The server's identity public key.
  * @param nodeId The server's 20-byte node ID.
- * @returns The result, or `undefined` when a shared secret is zero.
+ * @returns KEY_SEED and AUTH, or `undefined` when a shared secret is zero.
  */
 export function ntorServer(
+  crypto: CryptoBackend,
   y: Uint8Array,
   Y: Uint8Array,
   b: Uint8Array,
@@ -208,81 +122,7 @@ export function ntorServer(
   B: Uint8Array,
   nodeId: Uint8Array,
 ): NtorResult | undefined {
-  return finish(shared(y, X), shared(b, X), nodeId, B, X, Y);
-}
-
-/**
- * {@linkcode ntorClient} with the X25519 operations done by WebCrypto where
- * it has X25519 (about 4 times as fast), else as {@linkcode ntorClient}.
- *
- * @example Same result as the synchronous version
- * ```ts
- * import { ntorClient, ntorClientAsync } from "./ntor.ts";
- * import { x25519 } from "@noble/curves/ed25519.js";
- * import { deepStrictEqual } from "node:assert";
- *
- * const x = new Uint8Array(32).fill(1);
- * const y = new Uint8Array(32).fill(2);
- * const b = new Uint8Array(32).fill(3);
- * const [X, Y, B] = [x, y, b].map((k) => x25519.getPublicKey(k));
- * const id = new Uint8Array(20);
- * deepStrictEqual(await ntorClientAsync(x, X!, Y!, B!, id), ntorClient(x, X!, Y!, B!, id));
- * ```
- *
- * @param x The client's ephemeral secret key.
- * @param X The client's ephemeral public key (as sent, possibly dirty).
- * @param Y The server's ephemeral public key.
- * @param B The bridge's public key.
- * @param nodeId The bridge's node ID.
- * @returns KEY_SEED and AUTH, or `undefined` if a shared secret is zero.
- */
-export async function ntorClientAsync(
-  x: Uint8Array,
-  X: Uint8Array,
-  Y: Uint8Array,
-  B: Uint8Array,
-  nodeId: Uint8Array,
-): Promise<NtorResult | undefined> {
-  const [a, b] = await Promise.all([sharedAsync(x, Y), sharedAsync(x, B)]);
-  return finish(a, b, nodeId, B, X, Y);
-}
-
-/**
- * {@linkcode ntorServer} with the X25519 operations done by WebCrypto where
- * it has X25519, else as {@linkcode ntorServer}.
- *
- * @example Same result as the synchronous version
- * ```ts
- * import { ntorServer, ntorServerAsync } from "./ntor.ts";
- * import { x25519 } from "@noble/curves/ed25519.js";
- * import { deepStrictEqual } from "node:assert";
- *
- * const x = new Uint8Array(32).fill(1);
- * const y = new Uint8Array(32).fill(2);
- * const b = new Uint8Array(32).fill(3);
- * const [X, Y, B] = [x, y, b].map((k) => x25519.getPublicKey(k));
- * const id = new Uint8Array(20);
- * deepStrictEqual(await ntorServerAsync(y, Y!, b, X!, B!, id), ntorServer(y, Y!, b, X!, B!, id));
- * ```
- *
- * @param y The server's ephemeral secret key.
- * @param Y The server's ephemeral public key (as sent, possibly dirty).
- * @param b The bridge's secret key.
- * @param X The client's ephemeral public key.
- * @param B The bridge's public key.
- * @param nodeId The bridge's node ID.
- * @returns KEY_SEED and AUTH, or `undefined` if a shared secret is zero.
- */
-export async function ntorServerAsync(
-  y: Uint8Array,
-  Y: Uint8Array,
-  b: Uint8Array,
-  X: Uint8Array,
-  B: Uint8Array,
-  nodeId: Uint8Array,
-): Promise<NtorResult | undefined> {
-  const [s1, s2] = await Promise.all([sharedAsync(y, X), sharedAsync(b, X)]);
-  return finish(s1, s2, nodeId, B, X, Y);
+  return finish(crypto, crypto.x25519(y, X), crypto.x25519(b, X), nodeId, B, X, Y);
 }
 
 /**
@@ -291,14 +131,16 @@ export async function ntorServerAsync(
  * @example Expanding
  * ```ts
  * import { ntorKdf } from "./ntor.ts";
+ * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { strictEqual } from "node:assert";
  *
- * strictEqual(ntorKdf(new Uint8Array(32)).length, 144);
+ * strictEqual(ntorKdf(await loadWasmCrypto(), new Uint8Array(32)).length, 144);
  * ```
  *
+ * @param crypto The crypto backend.
  * @param keySeed KEY_SEED from the handshake.
  * @returns The 144-byte OKM.
  */
-export function ntorKdf(keySeed: Uint8Array): Uint8Array {
-  return hkdf(sha256, keySeed, T_KEY, M_EXPAND, NTOR_OKM_LENGTH);
+export function ntorKdf(crypto: CryptoBackend, keySeed: Uint8Array): Uint8Array {
+  return crypto.hkdfSha256(keySeed, T_KEY, M_EXPAND, NTOR_OKM_LENGTH);
 }

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { sha256 } from "@noble/hashes/sha2.js";
+import { type CryptoBackend, type CryptoLoader, cryptoLoader } from "../crypto_backend.ts";
 import { defineTransport } from "../define_transport.ts";
 import type { Transport, TransportOptions, TransportPair } from "../transport.ts";
 import {
@@ -22,7 +22,6 @@ import { HashDrbg } from "./hash_drbg.ts";
 import { type IatSleep, obfs4proxySleep } from "./iat.ts";
 import { nextTask } from "./next_task.ts";
 import { ReplayFilter } from "./replay_filter.ts";
-import { loadSecretbox, type Secretbox } from "./secretbox.ts";
 import { Session } from "./session.ts";
 import { WeightedDist } from "./weighted_dist.ts";
 
@@ -30,7 +29,6 @@ const CLIENT_HANDSHAKE_TIMEOUT_MS = 60_000;
 const SERVER_HANDSHAKE_TIMEOUT_MS = 30_000;
 const MAX_CLOSE_DELAY_SECONDS = 60;
 const MAX_IAT_DELAY = 100;
-const MAX_BURST = 32 * 1024;
 // Room for one decoded chunk, so the handshake proceeds before anyone reads.
 const DECODE_READABLE: QueuingStrategy<Uint8Array> = { highWaterMark: 1 };
 
@@ -66,8 +64,39 @@ export interface Obfs4Options {
   readonly iatSleep?: IatSleep;
 }
 
+/**
+ * The crypto backend of one configured side: loaded on first use (after
+ * the runtime has started), then at hand synchronously.
+ */
+class LazyCrypto {
+  #load: CryptoLoader;
+  #promise: Promise<CryptoBackend> | undefined;
+  value: CryptoBackend | undefined;
+
+  constructor(load: CryptoLoader) {
+    this.#load = load;
+  }
+
+  get(): Promise<CryptoBackend> {
+    this.#promise ??= this.#load().then((crypto) => this.value = crypto);
+    this.#promise.catch(() => this.#promise = undefined);
+    return this.#promise;
+  }
+}
+
+/** Run `then` with the backend: at once when it is loaded, else once it is. */
+function withCrypto(
+  crypto: LazyCrypto,
+  then: (crypto: CryptoBackend) => void,
+): void | Promise<void> {
+  if (crypto.value !== undefined) return then(crypto.value);
+  return crypto.get().then(then);
+}
+
 interface Parsed {
-  readonly box: Secretbox;
+  readonly crypto: LazyCrypto;
+  /** Client side: spare ephemeral key pairs, made when the backend is loaded. */
+  readonly reserve: { pairs?: KeyPairReserve };
   /** The client options as given (per-connection settings are merged over them). */
   readonly clientOptions?: TransportOptions;
   /** The parsed client options; absent when the bridge comes with each connection. */
@@ -80,7 +109,8 @@ interface ServerShared {
   readonly filter: ReplayFilter;
   readonly lengthDist: WeightedDist;
   readonly iatDist: WeightedDist;
-  readonly reserve: KeyPairReserve;
+  /** Spare ephemeral key pairs, made when the backend is loaded. */
+  readonly reserve: { pairs?: KeyPairReserve };
   readonly handshakeTimeoutMs: number;
   readonly closeDelayMs: number;
 }
@@ -136,19 +166,15 @@ async function send(
   controller: TransformStreamDefaultController<Uint8Array>,
   sleep: IatSleep,
 ): Promise<void> {
-  // obfs4proxy copies with 32 KiB buffers and pads once per write: do the
-  // same, which also bounds the memory one burst takes.
-  for (let offset = 0; offset < chunk.length; offset += MAX_BURST) {
-    const writes = session.encode(chunk.subarray(offset, offset + MAX_BURST));
-    if (session.iatMode === 0) {
-      for (const w of writes) controller.enqueue(w);
-      continue;
-    }
-    for (const w of writes) {
-      controller.enqueue(w);
-      const wait = sleep(session.iatDelay());
-      if (wait !== undefined) await wait;
-    }
+  const writes = session.encode(chunk);
+  if (session.iatMode === 0) {
+    if (writes.length > 0) controller.enqueue(writes[0]!);
+    return;
+  }
+  for (const w of writes) {
+    controller.enqueue(w);
+    const wait = sleep(session.iatDelay());
+    if (wait !== undefined) await wait;
   }
 }
 
@@ -202,15 +228,24 @@ class PairCore {
     }
   }
 
-  encode(start: (c: TransformStreamDefaultController<Uint8Array>) => void) {
+  encode(start: (c: TransformStreamDefaultController<Uint8Array>) => void | Promise<void>) {
     return new TransformStream<Uint8Array, Uint8Array>({
       start: (controller) => {
         this.encodeController = controller;
-        start(controller);
+        return start(controller);
       },
-      transform: async (chunk, controller) => {
-        const session = this.session ?? await this.sessionReady.promise;
-        await send(session, chunk, controller, this.sleep);
+      transform: (chunk, controller) => {
+        const session = this.session;
+        if (session === undefined) {
+          return this.sessionReady.promise.then((s) => send(s, chunk, controller, this.sleep));
+        }
+        if (session.iatMode === 0) {
+          // The steady state: no promise, no await.
+          const writes = session.encode(chunk);
+          if (writes.length > 0) controller.enqueue(writes[0]!);
+          return;
+        }
+        return send(session, chunk, controller, this.sleep);
       },
       cancel: () => this.stopTimer(),
     });
@@ -224,16 +259,30 @@ class PairCore {
   }
 }
 
-function clientPair(
-  config: ClientConfig,
-  box: Secretbox,
-  options: Obfs4Options,
-): TransportPair {
+/** Make the next spare key pair two tasks on: by then the handshake written just before has left. */
+function refillSoon(reserve: KeyPairReserve): void {
+  nextTask(() => nextTask(() => reserve.refill()));
+}
+
+function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options): TransportPair {
   const random = options.random ?? ((b: Uint8Array) => crypto.getRandomValues(b));
   const core = new PairCore(options.iatSleep ?? obfs4proxySleep);
-  const handshake = new ClientHandshake(config.identity, (options.now ?? Date.now)(), random);
+  const now = (options.now ?? Date.now)();
+  let handshake: ClientHandshake | undefined;
   let received: Uint8Array = new Uint8Array(0);
-  const encode = core.encode((controller) => controller.enqueue(handshake.message));
+  const encode = core.encode((controller) =>
+    withCrypto(parsed.crypto, (backend) => {
+      const spares = parsed.reserve.pairs ??= new KeyPairReserve(backend, options.random);
+      handshake = new ClientHandshake(backend, config.identity, {
+        now,
+        random,
+        keyPair: spares.take(),
+      });
+      controller.enqueue(handshake.message);
+      handshake.forgetMessage();
+      refillSoon(spares);
+    })
+  );
   const decode = new TransformStream<Uint8Array, Uint8Array>(
     {
       start: (controller) => {
@@ -243,7 +292,7 @@ function clientPair(
           () => core.fail(new Error("Cannot complete obfs4 handshake: timed out")),
         );
       },
-      transform: async (chunk, controller) => {
+      transform: (chunk, controller) => {
         try {
           if (core.session !== undefined) {
             const out = core.session.decode(chunk);
@@ -251,17 +300,19 @@ function clientPair(
             return;
           }
           received = received.length === 0 ? chunk : concat(received, chunk);
-          const result = await handshake.parseAsync(received);
+          // The handshake was sent before anything could arrive.
+          const result = handshake!.parse(received);
           if (result === undefined) return;
           const session = new Session({
             sendKeys: result.keys.subarray(0, 72),
             receiveKeys: result.keys.subarray(72, 144),
-            box,
+            crypto: parsed.crypto.value!,
             iatMode: config.iatMode,
             lengthDist: new WeightedDist(randomSeed(random), 0, MAX_SEGMENT_LENGTH),
             iatDist: new WeightedDist(randomSeed(random), 0, MAX_IAT_DELAY),
             acceptSeed: true,
           });
+          handshake = undefined;
           core.succeed(session);
           const rest = received.subarray(result.consumed);
           received = new Uint8Array(0);
@@ -289,20 +340,20 @@ function clientPair(
   return core.pair(decode, encode);
 }
 
-function serverPair(shared: ServerShared, box: Secretbox, options: Obfs4Options): TransportPair {
+function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options): TransportPair {
   const { config } = shared;
   const core = new PairCore(options.iatSleep ?? obfs4proxySleep);
+  let handshake: ServerHandshake | undefined;
   // The ephemeral key pair is ready before the client speaks.
-  const handshake = new ServerHandshake(
-    config.keys,
-    shared.filter,
-    options.now,
-    options.random,
-    shared.reserve.take(),
-  );
-  // Make the next spare pair two tasks on: by then the answer written just
-  // before has left (socket writes complete on the event loop's next turn).
-  const refill = () => nextTask(() => nextTask(() => shared.reserve.refill()));
+  const begin = (backend: CryptoBackend) => {
+    const spares = shared.reserve.pairs ??= new KeyPairReserve(backend, options.random);
+    handshake = new ServerHandshake(backend, config.keys, shared.filter, {
+      ...(options.now === undefined ? {} : { now: options.now }),
+      ...(options.random === undefined ? {} : { random: options.random }),
+      keyPair: spares.take(),
+    });
+  };
+  const started = withCrypto(parsed.crypto, begin);
   let received: Uint8Array = new Uint8Array(0);
   let failed = false;
   // From here on, whatever arrives is read and dropped unanswered.
@@ -310,7 +361,8 @@ function serverPair(shared: ServerShared, box: Secretbox, options: Obfs4Options)
     if (failed) return;
     failed = true;
     received = new Uint8Array(0);
-    refill();
+    handshake = undefined;
+    if (shared.reserve.pairs !== undefined) refillSoon(shared.reserve.pairs);
   };
   const encode = core.encode(() => {});
   const decode = new TransformStream<Uint8Array, Uint8Array>(
@@ -326,8 +378,9 @@ function serverPair(shared: ServerShared, box: Secretbox, options: Obfs4Options)
           shared.closeDelayMs,
           () => core.fail(new Error("Cannot accept obfs4 handshake: invalid or timed out")),
         );
+        return started;
       },
-      transform: async (chunk, controller) => {
+      transform: (chunk, controller) => {
         if (core.session !== undefined) {
           try {
             const out = core.session.decode(chunk);
@@ -342,18 +395,18 @@ function serverPair(shared: ServerShared, box: Secretbox, options: Obfs4Options)
         received = received.length === 0 ? chunk : concat(received, chunk);
         let step;
         try {
-          step = await handshake.parseAsync(received);
+          step = handshake!.parse(received);
         } catch {
           giveUp();
           return;
         }
-        // The deadline may have passed while the keys were being computed.
-        if (!step.done || failed) return;
+        if (!step.done) return;
         received = new Uint8Array(0);
+        handshake = undefined;
         const session = new Session({
           sendKeys: step.keys.subarray(72, 144),
           receiveKeys: step.keys.subarray(0, 72),
-          box,
+          crypto: parsed.crypto.value!,
           iatMode: config.iatMode,
           lengthDist: shared.lengthDist,
           iatDist: shared.iatDist,
@@ -361,7 +414,7 @@ function serverPair(shared: ServerShared, box: Secretbox, options: Obfs4Options)
         });
         core.encodeController.enqueue(concat(step.response, session.seedFrame(config.drbgSeed)));
         core.succeed(session);
-        refill();
+        refillSoon(shared.reserve.pairs!);
       },
       flush: () => {
         if (core.session === undefined) {
@@ -401,42 +454,48 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
     name: "obfs4",
     optionKeys: { client: CLIENT_KEYS, server: SERVER_KEYS },
     async parseConfig(config, role, env): Promise<Parsed> {
+      // Nothing loads the crypto backend here: it loads when the first
+      // connection needs it (the managed proxy starts it right after
+      // CMETHODS DONE / SMETHODS DONE).
+      const lazy = new LazyCrypto(cryptoLoader(env));
       if (role === "client") {
         // Empty options: every connection's settings name the bridge (as
         // Tor's SOCKS arguments do).
         const client = Object.keys(config).length === 0 ? undefined : parseClientConfig(config);
         return client === undefined
-          ? { box: await loadSecretbox(), clientOptions: config }
-          : { box: await loadSecretbox(), clientOptions: config, client };
+          ? { crypto: lazy, reserve: {}, clientOptions: config }
+          : { crypto: lazy, reserve: {}, clientOptions: config, client };
       }
-      const server = await loadServerConfig(config, env.local, options.random);
-      const iatSeed = sha256(server.drbgSeed).slice(0, 24);
+      const server = await loadServerConfig(config, env.local, options.random, () => lazy.get());
+      const digest = await crypto.subtle.digest("SHA-256", server.drbgSeed.slice());
+      const iatSeed = new Uint8Array(digest, 0, 24);
       return {
-        box: await loadSecretbox(),
+        crypto: lazy,
+        reserve: {},
         server: {
           config: server,
           filter: new ReplayFilter(),
           lengthDist: new WeightedDist(server.drbgSeed, 0, MAX_SEGMENT_LENGTH),
           iatDist: new WeightedDist(iatSeed, 0, MAX_IAT_DELAY),
-          reserve: new KeyPairReserve(options.random),
+          reserve: {},
           handshakeTimeoutMs: options.serverHandshakeTimeout ?? SERVER_HANDSHAKE_TIMEOUT_MS,
           closeDelayMs: probeCloseDelay(bridgeCloseDelay(server.drbgSeed)),
         },
       };
     },
     pair(parsed, role, settings) {
-      if (role === "server") return serverPair(parsed.server!, parsed.box, options);
+      if (role === "server") return serverPair(parsed.server!, parsed, options);
       const client = Object.keys(settings).length === 0 && parsed.client !== undefined
         ? parsed.client
         : parseClientConfig({ ...parsed.clientOptions, ...settings });
-      return clientPair(client, parsed.box, options);
+      return clientPair(client, parsed, options);
     },
     clientOptions: (parsed) => ({
       cert: encodeCert(parsed.server!.config.keys),
       "iat-mode": String(parsed.server!.config.iatMode),
     }),
-    generateConfig() {
-      const config = generateServerConfig(0, options.random);
+    async generateConfig(env) {
+      const config = await generateServerConfig(0, options.random, cryptoLoader(env));
       const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
       return {
         client: { cert: encodeCert(config.keys), "iat-mode": "0" },

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { sha256 } from "@noble/hashes/sha2.js";
+import type { CryptoBackend } from "../crypto_backend.ts";
 import {
   FRAME_OVERHEAD,
   FrameDecoder,
@@ -10,7 +10,6 @@ import {
   MAX_SEGMENT_LENGTH,
 } from "./framing.ts";
 import { DRBG_SEED_LENGTH } from "./hash_drbg.ts";
-import type { Secretbox } from "./secretbox.ts";
 import type { WeightedDist } from "./weighted_dist.ts";
 
 /** Packet header: type (1) and payload length (2). */
@@ -19,6 +18,12 @@ const PACKET_OVERHEAD = 3;
 export const MAX_PACKET_PAYLOAD = MAX_FRAME_PAYLOAD - PACKET_OVERHEAD;
 const HEADER_LENGTH = FRAME_OVERHEAD + PACKET_OVERHEAD;
 const TYPE_PAYLOAD = 0;
+/**
+ * Application bytes padded as one write: obfs4proxy copies with 32 KiB
+ * buffers and pads once per write, which also bounds the memory one burst
+ * takes.
+ */
+export const MAX_BURST = 32 * 1024;
 const TYPE_PRNG_SEED = 1;
 
 /** obfs4's inter-arrival time obfuscation: 0 none, 1 enabled, 2 paranoid. */
@@ -30,8 +35,8 @@ export interface SessionOptions {
   readonly sendKeys: Uint8Array;
   /** 72 bytes keying the frames this side receives. */
   readonly receiveKeys: Uint8Array;
-  /** The secretbox implementation. */
-  readonly box: Secretbox;
+  /** The crypto backend (secretbox, SHA-256). */
+  readonly crypto: CryptoBackend;
   /** The IAT mode for what this side sends. */
   readonly iatMode: IatMode;
   /** Packet length distribution (padding, paranoid write sizes). */
@@ -40,6 +45,15 @@ export interface SessionOptions {
   readonly iatDist: WeightedDist;
   /** Whether this side acts on PRNG-seed packets (clients do). */
   readonly acceptSeed: boolean;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Wire bytes of `n` application bytes in full and partial packets, before padding. */
+function burstLength(n: number): number {
+  const rest = n % MAX_PACKET_PAYLOAD;
+  return Math.floor(n / MAX_PACKET_PAYLOAD) * MAX_SEGMENT_LENGTH +
+    (rest > 0 ? HEADER_LENGTH + rest : 0);
 }
 
 function concat(parts: Uint8Array[], total?: number): Uint8Array {
@@ -60,15 +74,15 @@ function concat(parts: Uint8Array[], total?: number): Uint8Array {
  * @example A client and a server session talk
  * ```ts
  * import { Session } from "./session.ts";
- * import { loadSecretbox } from "./secretbox.ts";
+ * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { WeightedDist } from "./weighted_dist.ts";
  * import { deepStrictEqual } from "node:assert";
  *
- * const box = await loadSecretbox();
+ * const crypto = await loadWasmCrypto();
  * const dist = new WeightedDist(new Uint8Array(24), 0, 1448);
  * const a = new Uint8Array(72).fill(1);
  * const b = new Uint8Array(72).fill(2);
- * const common = { box, iatMode: 0 as const, lengthDist: dist, iatDist: dist };
+ * const common = { crypto, iatMode: 0 as const, lengthDist: dist, iatDist: dist };
  * const client = new Session({ ...common, sendKeys: a, receiveKeys: b, acceptSeed: true });
  * const server = new Session({ ...common, sendKeys: b, receiveKeys: a, acceptSeed: false });
  * const writes = client.encode(new Uint8Array([1, 2, 3]));
@@ -76,6 +90,7 @@ function concat(parts: Uint8Array[], total?: number): Uint8Array {
  * ```
  */
 export class Session {
+  #crypto: CryptoBackend;
   #encoder: FrameEncoder;
   #decoder: FrameDecoder;
   #iatMode: IatMode;
@@ -92,8 +107,9 @@ export class Session {
    * @param options Keys, secretbox, IAT mode and distributions.
    */
   constructor(options: SessionOptions) {
-    this.#encoder = new FrameEncoder(options.sendKeys, options.box);
-    this.#decoder = new FrameDecoder(options.receiveKeys, options.box);
+    this.#crypto = options.crypto;
+    this.#encoder = new FrameEncoder(options.sendKeys, options.crypto);
+    this.#decoder = new FrameDecoder(options.receiveKeys, options.crypto);
     this.#iatMode = options.iatMode;
     this.#lengthDist = options.lengthDist;
     this.#iatDist = options.iatDist;
@@ -154,43 +170,75 @@ export class Session {
     return [];
   }
 
-  /**
-   * Encode one application write.
-   *
-   * @param data Application bytes.
-   * @returns The network writes to make, in order; in IAT modes 1 and 2
-   * wait {@linkcode Session.iatDelay} between them.
-   */
-  encode(data: Uint8Array): Uint8Array[] {
-    const full = Math.floor(data.length / MAX_PACKET_PAYLOAD);
-    const rest = data.length % MAX_PACKET_PAYLOAD;
-    let total = full * MAX_SEGMENT_LENGTH + (rest > 0 ? HEADER_LENGTH + rest : 0);
-    const pads: number[] = [];
-    if (this.#iatMode !== 2) {
-      const padTo = this.#lengthDist.sample();
-      const tail = total % MAX_SEGMENT_LENGTH;
-      const padLength = padTo >= tail ? padTo - tail : MAX_SEGMENT_LENGTH - tail + padTo;
-      if (padLength > HEADER_LENGTH) pads.push(padLength - HEADER_LENGTH);
-      else if (padLength > 0) pads.push(MAX_PACKET_PAYLOAD, padLength);
-      for (const p of pads) total += HEADER_LENGTH + p;
-    }
-    let burst: Uint8Array = new Uint8Array(total);
-    let offset = 0;
+  /** The padding packets' lengths for a burst of `total` wire bytes (none in IAT mode 2). */
+  #padding(total: number, pads: number[]): number {
+    if (this.#iatMode === 2) return total;
+    const padTo = this.#lengthDist.sample();
+    const tail = total % MAX_SEGMENT_LENGTH;
+    const padLength = padTo >= tail ? padTo - tail : MAX_SEGMENT_LENGTH - tail + padTo;
+    if (padLength > HEADER_LENGTH) pads.push(padLength - HEADER_LENGTH);
+    else if (padLength > 0) pads.push(MAX_PACKET_PAYLOAD, padLength);
+    for (const p of pads) total += HEADER_LENGTH + p;
+    return total;
+  }
+
+  /** Frame `data` (at most one burst) and its padding into `out` at `offset`. */
+  #burstInto(data: Uint8Array, pads: number[], out: Uint8Array, offset: number): number {
     for (let i = 0; i < data.length; i += MAX_PACKET_PAYLOAD) {
       const payload = data.subarray(i, Math.min(data.length, i + MAX_PACKET_PAYLOAD));
-      offset += this.#packetInto(TYPE_PAYLOAD, payload, 0, burst, offset);
+      offset += this.#packetInto(TYPE_PAYLOAD, payload, 0, out, offset);
     }
-    const empty = new Uint8Array(0);
-    for (const p of pads) offset += this.#packetInto(TYPE_PAYLOAD, empty, p, burst, offset);
-    if (this.#iatMode === 0) return burst.length > 0 ? [burst] : [];
+    for (const p of pads) offset += this.#packetInto(TYPE_PAYLOAD, EMPTY, p, out, offset);
+    return offset;
+  }
+
+  /**
+   * Encode one application write: every 32 KiB of it is a burst, padded
+   * once, as obfs4proxy does.
+   *
+   * @param data Application bytes.
+   * @returns The network writes to make, in order; in IAT mode 0 at most
+   * one (every burst in one buffer), in IAT modes 1 and 2 one per packet
+   * (wait {@linkcode Session.iatDelay} between them).
+   */
+  encode(data: Uint8Array): Uint8Array[] {
+    if (this.#iatMode === 0) {
+      // One buffer for the whole write: sizes first, then frames in place.
+      const padding: number[][] = [];
+      let total = 0;
+      for (let i = 0; i < data.length || i === 0; i += MAX_BURST) {
+        const length = Math.min(MAX_BURST, data.length - i);
+        const pads: number[] = [];
+        total += this.#padding(burstLength(length), pads);
+        padding.push(pads);
+      }
+      if (total === 0) return [];
+      const out = new Uint8Array(total);
+      let offset = 0;
+      for (let i = 0, n = 0; i < data.length || n === 0; i += MAX_BURST, n++) {
+        offset = this.#burstInto(data.subarray(i, i + MAX_BURST), padding[n]!, out, offset);
+      }
+      return [out];
+    }
     const writes: Uint8Array[] = [];
+    for (let i = 0; i < data.length || i === 0; i += MAX_BURST) {
+      this.#iatBurst(data.subarray(i, i + MAX_BURST), writes);
+    }
+    return writes;
+  }
+
+  #iatBurst(data: Uint8Array, writes: Uint8Array[]): void {
+    const pads: number[] = [];
+    const total = this.#padding(burstLength(data.length), pads);
+    let burst: Uint8Array = new Uint8Array(total);
+    this.#burstInto(data, pads, burst, 0);
     if (this.#iatMode === 1) {
       for (let i = 0; i < burst.length; i += MAX_SEGMENT_LENGTH) {
         writes.push(burst.subarray(i, i + MAX_SEGMENT_LENGTH));
       }
-      return writes;
+      return;
     }
-    offset = 0;
+    let offset = 0;
     let zeros = 0;
     while (offset < burst.length) {
       let target = this.#lengthDist.sample();
@@ -211,7 +259,6 @@ export class Session {
       writes.push(burst.subarray(offset, offset + target));
       offset += target;
     }
-    return writes;
   }
 
   /** @returns How long to wait between IAT-mode writes, in milliseconds. */
@@ -228,8 +275,11 @@ export class Session {
    */
   decode(chunk: Uint8Array): Uint8Array {
     const pending = this.#buffer.length - this.#offset;
-    const out = new Uint8Array(Math.max(0, pending) + chunk.length);
-    let total = 0;
+    // Payloads are opened straight into place: each packet is decrypted 3
+    // bytes before where its payload goes, over the end of the previous
+    // payload (saved and put back), so the packet header costs no copy.
+    const out = new Uint8Array(PACKET_OVERHEAD + Math.max(0, pending) + chunk.length);
+    let total = PACKET_OVERHEAD;
     if (pending > 0) {
       // Finish the partial frame with at most one frame's worth of the
       // chunk rather than copying all of it behind the leftover.
@@ -253,33 +303,42 @@ export class Session {
       this.#buffer = this.#buffer.slice(this.#offset);
       this.#offset = 0;
     }
-    return total === 0 ? new Uint8Array(0) : out.subarray(0, total);
+    return total === PACKET_OVERHEAD ? EMPTY : out.subarray(PACKET_OVERHEAD, total);
   }
 
-  /** Decode up to `max` frames from the buffer into `out` at `total`. */
+  /**
+   * Decode up to `max` frames from the buffer, their payloads into `out` at
+   * `total` (which is at least 3).
+   */
   #frames(out: Uint8Array, total: number, max: number): number {
     for (let n = 0; n < max; n++) {
-      const consumed = this.#decoder.decodeInto(this.#buffer, this.#offset, out, total);
+      const h = total - PACKET_OVERHEAD;
+      const saved0 = out[h]!, saved1 = out[h + 1]!, saved2 = out[h + 2]!;
+      const consumed = this.#decoder.decodeInto(this.#buffer, this.#offset, out, h);
       if (consumed === 0) break;
       this.#offset += consumed;
+      const type = out[h]!;
+      const length = (out[h + 1]! << 8) | out[h + 2]!;
+      out[h] = saved0;
+      out[h + 1] = saved1;
+      out[h + 2] = saved2;
       const packetLength = consumed - FRAME_OVERHEAD;
       if (packetLength < PACKET_OVERHEAD) {
         throw new SyntaxError(`Cannot decode obfs4 packet: ${packetLength} bytes is too short`);
       }
-      const type = out[total]!;
-      const length = (out[total + 1]! << 8) | out[total + 2]!;
       if (length > packetLength - PACKET_OVERHEAD) {
         throw new SyntaxError(`Cannot decode obfs4 packet: invalid payload length ${length}`);
       }
-      const start = total + PACKET_OVERHEAD;
+      const start = total;
       if (type === TYPE_PAYLOAD) {
-        out.copyWithin(total, start, start + length);
         total += length;
       } else if (type === TYPE_PRNG_SEED) {
         if (this.#acceptSeed && length === DRBG_SEED_LENGTH) {
           const seed = out.slice(start, start + length);
           this.#lengthDist.reset(seed);
-          if (this.#iatMode !== 0) this.#iatDist.reset(sha256(seed).subarray(0, 24));
+          if (this.#iatMode !== 0) {
+            this.#iatDist.reset(this.#crypto.sha256(seed).subarray(0, 24));
+          }
         }
       }
     }

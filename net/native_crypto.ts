@@ -1,0 +1,219 @@
+// Copyright the ptkit authors. MIT license.
+
+import {
+  checkSecretbox,
+  type CryptoBackend,
+  loadWasmCrypto,
+} from "../transports/crypto_backend.ts";
+import type { TransportEnvironment } from "../transports/transport.ts";
+
+// sodium-native's Node-API binding, called directly: its index.js checks
+// every argument in JavaScript (about half the throughput on 1430-byte
+// frames); the checks that matter are made here before each call, since
+// the addon aborts the process on a size it does not expect.
+interface SodiumBinding {
+  crypto_secretbox_easy(c: Uint8Array, m: Uint8Array, n: Uint8Array, k: Uint8Array): number;
+  crypto_secretbox_open_easy(
+    m: Uint8Array,
+    c: Uint8Array,
+    n: Uint8Array,
+    k: Uint8Array,
+  ): boolean;
+  crypto_scalarmult(q: Uint8Array, n: Uint8Array, p: Uint8Array): number;
+  crypto_scalarmult_base(q: Uint8Array, n: Uint8Array): number;
+  crypto_scalarmult_ed25519_base_noclamp(q: Uint8Array, n: Uint8Array): number;
+  crypto_core_ed25519_add(r: Uint8Array, p: Uint8Array, q: Uint8Array): number;
+  crypto_hash_sha256(out: Uint8Array, data: Uint8Array): number;
+  crypto_hash_sha512(out: Uint8Array, data: Uint8Array): number;
+}
+
+function check(what: string, bytes: Uint8Array, length: number): void {
+  if (!(bytes instanceof Uint8Array) || bytes.length !== length) {
+    throw new RangeError(`Cannot use ${what} of ${bytes?.length} bytes: want ${length}`);
+  }
+}
+
+let native: Promise<CryptoBackend> | undefined;
+
+/**
+ * The native backend: libsodium through `sodium-native` 5.1.0 (a Node-API
+ * addon whose prebuilt binaries ship inside the npm package; in Deno it
+ * needs `--allow-ffi`) for secretbox, X25519, Edwards25519 and SHA-2, and
+ * `node:crypto` for HMAC-SHA256 and HKDF. Loaded on the first call; rejects
+ * when the addon cannot load (no FFI permission, no binary for this
+ * platform).
+ *
+ * @example Sealing a box natively (run with `--allow-ffi`)
+ * ```ts ignore
+ * import { loadNativeCrypto } from "@ptkit/ptkit/net";
+ * import { ok } from "node:assert";
+ *
+ * const backend = await loadNativeCrypto();
+ * const box = new Uint8Array(16 + 3);
+ * backend.secretboxSeal(box, new Uint8Array(3), new Uint8Array(24), new Uint8Array(32));
+ * ok(box.some((b) => b !== 0));
+ * ```
+ *
+ * @returns The backend (the same one each call).
+ */
+export function loadNativeCrypto(): Promise<CryptoBackend> {
+  native ??= (async () => {
+    const [{ default: binding }, nodeCrypto] = await Promise.all([
+      import("sodium-native/binding.js") as Promise<{ default: SodiumBinding }>,
+      import("node:crypto"),
+    ]);
+    const sodium: SodiumBinding = binding;
+    const hashOut = (length: number, f: (out: Uint8Array) => void): Uint8Array => {
+      const out = new Uint8Array(length);
+      f(out);
+      return out;
+    };
+    return {
+      name: "sodium-native 5.1.0 (libsodium, Node-API) with node:crypto",
+      secretboxSeal(box, message, nonce, key) {
+        checkSecretbox(box, message, nonce, key);
+        sodium.crypto_secretbox_easy(box, message, nonce, key);
+      },
+      secretboxOpen(message, box, nonce, key) {
+        if (box.length < 16) return false;
+        checkSecretbox(box, message, nonce, key);
+        return sodium.crypto_secretbox_open_easy(message, box, nonce, key);
+      },
+      x25519(secretKey, publicKey) {
+        check("X25519 secret key", secretKey, 32);
+        check("X25519 public key", publicKey, 32);
+        const out = new Uint8Array(32);
+        return sodium.crypto_scalarmult(out, secretKey, publicKey) === 0 ? out : undefined;
+      },
+      x25519Base(secretKey) {
+        check("X25519 secret key", secretKey, 32);
+        return hashOut(32, (out) => sodium.crypto_scalarmult_base(out, secretKey));
+      },
+      ed25519BaseNoclamp(scalar) {
+        check("Edwards25519 scalar", scalar, 32);
+        if (scalar[31]! > 127) throw new RangeError("Cannot multiply by scalar: top bit set");
+        const out = new Uint8Array(32);
+        if (sodium.crypto_scalarmult_ed25519_base_noclamp(out, scalar) !== 0) {
+          throw new RangeError("Cannot multiply by scalar: zero modulo the group order");
+        }
+        return out;
+      },
+      ed25519Add(p, q) {
+        check("Edwards25519 point", p, 32);
+        check("Edwards25519 point", q, 32);
+        const out = new Uint8Array(32);
+        if (sodium.crypto_core_ed25519_add(out, p, q) !== 0) {
+          throw new RangeError("Cannot add Edwards25519 points: not on the curve");
+        }
+        return out;
+      },
+      sha256: (data) => hashOut(32, (out) => sodium.crypto_hash_sha256(out, data)),
+      sha512: (data) => hashOut(64, (out) => sodium.crypto_hash_sha512(out, data)),
+      hmacSha256(key, ...parts) {
+        const h = nodeCrypto.createHmac("sha256", key);
+        for (const part of parts) h.update(part);
+        const digest = h.digest();
+        return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
+      },
+      hkdfSha256(ikm, salt, info, length) {
+        return new Uint8Array(nodeCrypto.hkdfSync("sha256", ikm, salt, info, length));
+      },
+    } satisfies CryptoBackend;
+  })();
+  native.catch(() => native = undefined);
+  return native;
+}
+
+/** The backend the runtime chose, and why. */
+export interface CryptoChoice {
+  /** The backend. */
+  readonly backend: CryptoBackend;
+  /** Why it was chosen, for the log (`"--allow-ffi is not granted"`). */
+  readonly reason: string;
+}
+
+let choice: Promise<CryptoChoice> | undefined;
+
+function ffiGranted(): boolean {
+  try {
+    return Deno.permissions.querySync({ name: "ffi" }).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Choose this process's crypto backend, once: native libsodium
+ * ({@linkcode loadNativeCrypto}) when FFI is granted (`--allow-ffi`) and
+ * the addon loads, else libsodium in WebAssembly (`loadWasmCrypto`). FFI
+ * permission is only queried, never requested: no prompt appears. Every
+ * call returns the same choice; nothing loads before the first call.
+ *
+ * @example Which backend, and why
+ * ```ts
+ * import { chooseRuntimeCrypto } from "@ptkit/ptkit/net";
+ * import { ok } from "node:assert";
+ *
+ * const { backend, reason } = await chooseRuntimeCrypto();
+ * ok(backend.name.length > 0 && reason.length > 0);
+ * ```
+ *
+ * @returns The backend and the reason for the choice.
+ */
+export function chooseRuntimeCrypto(): Promise<CryptoChoice> {
+  choice ??= (async () => {
+    if (!ffiGranted()) {
+      return { backend: await loadWasmCrypto(), reason: "--allow-ffi is not granted" };
+    }
+    try {
+      return { backend: await loadNativeCrypto(), reason: "--allow-ffi is granted" };
+    } catch (error) {
+      return {
+        backend: await loadWasmCrypto(),
+        reason: `the native addon did not load (${
+          error instanceof Error ? error.message.split("\n")[0] : String(error)
+        })`,
+      };
+    }
+  })();
+  return choice;
+}
+
+/**
+ * The runtime's crypto loader, for `TransportEnvironment.crypto`: the
+ * backend {@linkcode chooseRuntimeCrypto} picks.
+ *
+ * @example Giving a transport the runtime's crypto
+ * ```ts
+ * import { runtimeCrypto } from "@ptkit/ptkit/net";
+ * import { obfs4 } from "@ptkit/ptkit/transports/obfs4";
+ * import { MemoryStore } from "@ptkit/ptkit/transports";
+ * import { ok } from "node:assert";
+ *
+ * const server = await obfs4.server({}, { local: new MemoryStore(), crypto: runtimeCrypto });
+ * ok(server.clientOptions.cert);
+ * ```
+ *
+ * @returns The backend.
+ */
+export function runtimeCrypto(): Promise<CryptoBackend> {
+  return chooseRuntimeCrypto().then((c) => c.backend);
+}
+
+/**
+ * `env` with the runtime's crypto loader unless it names one.
+ *
+ * @example Filling in the loader
+ * ```ts
+ * import { runtimeCrypto, withRuntimeCrypto } from "@ptkit/ptkit/net";
+ * import { strictEqual } from "node:assert";
+ *
+ * strictEqual(withRuntimeCrypto(undefined).crypto, runtimeCrypto);
+ * ```
+ *
+ * @param env The environment a caller gave, if any.
+ * @returns The environment to give the transport.
+ */
+export function withRuntimeCrypto(env: TransportEnvironment | undefined): TransportEnvironment {
+  return env?.crypto !== undefined ? env : { ...env, crypto: runtimeCrypto };
+}
