@@ -48,7 +48,7 @@ async function start(
   const args = [
     ...command,
     ...["-client", "-ptversion", "1", "-transports", "obfs4,plain"],
-    ...["-state", `${options.home}/state`, "-exit-on-stdin-close"],
+    ...["-state", `${options.home}/state`, "-exit-on-stdin-close", "-loglevel", "info"],
   ];
   const [program, ...rest] = options.asNobody
     ? ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "--", ...args]
@@ -70,12 +70,15 @@ async function start(
   }).spawn();
   const stdin = child.stdin.getWriter();
   const errors = new Response(child.stderr).text();
-  // Read until the METHOD lines are done (or the output ends), then close
-  // stdin: with -exit-on-stdin-close it exits 0.
+  // Read until the METHOD lines are done and the crypto backend (loaded
+  // right after them) is logged, or the output ends; then close stdin: with
+  // -exit-on-stdin-close it exits 0.
   let text = "";
   for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
     text += chunk;
-    if (text.includes("CMETHODS DONE\n")) await stdin.close().catch(() => {});
+    if (text.includes("CMETHODS DONE\n") && text.includes("Crypto: ")) {
+      await stdin.close().catch(() => {});
+    }
   }
   await stdin.close().catch(() => {});
   const status = await child.status;
@@ -149,6 +152,9 @@ Deno.test("main.ts starts offline with an empty DENO_DIR and HOME after deno ins
       ok(/^CMETHOD obfs4 socks5 127\.0\.0\.1:[0-9]+$/m.test(stdout), `${what}\n${stdout}`);
       ok(/^CMETHOD plain socks5 127\.0\.0\.1:[0-9]+$/m.test(stdout), `${what}\n${stdout}`);
       ok(/^CMETHODS DONE$/m.test(stdout), `${what}\n${stdout}`);
+      // Both grant FFI (the shebang has --allow-ffi): native libsodium loads
+      // from node_modules/, offline and as another user.
+      ok(/Crypto: sodium-native .*--allow-ffi is granted/.test(stdout), `${what}\n${stdout}`);
       // Nothing was fetched into the fresh DENO_DIR's npm cache.
       const npm = [];
       try {
