@@ -13,22 +13,29 @@
  */
 
 import { holdEarlySignals } from "./ipc/early_signals.ts";
+import { lazyImport } from "./ipc/lazy_import.ts";
+import { CLI_COMMANDS } from "./ipc/cli_commands.ts";
 
 if (import.meta.main) {
   // First of all: a SIGTERM or SIGINT that arrives while the rest loads ends
   // the PT with exit 0 (the managed proxy takes the signals over before any
-  // transport starts). Hence the dynamic imports below.
+  // transport starts). Hence the dynamic imports below, of only what the
+  // command needs: a PT that tor starts reaches CMETHODS DONE / SMETHODS
+  // DONE quickly.
   holdEarlySignals();
   const command = Deno.args[0] ?? "";
   if (command === "turn") {
-    const { runTurnCommand } = await import("./udp/turn/cli.ts");
+    const { runTurnCommand } = await lazyImport<typeof import("./udp/turn/cli.ts")>(
+      new URL("./udp/turn/cli.ts", import.meta.url),
+    );
     Deno.exit(await runTurnCommand(Deno.args.slice(1)));
   }
-  const { CLI_COMMANDS, runCli } = await import("./ipc/cli.ts");
+  if (CLI_COMMANDS.includes(command)) {
+    const { runCli } = await lazyImport<typeof import("./ipc/cli.ts")>(
+      new URL("./ipc/cli.ts", import.meta.url),
+    );
+    Deno.exit(await runCli(Deno.args));
+  }
   const { runManagedProxy } = await import("./ipc/managed_proxy.ts");
-  Deno.exit(
-    CLI_COMMANDS.includes(command)
-      ? await runCli(Deno.args)
-      : await runManagedProxy({ args: Deno.args }),
-  );
+  Deno.exit(await runManagedProxy({ args: Deno.args }));
 }

@@ -43,6 +43,8 @@ if (Deno.args[0] === "--serve") {
     `SMETHOD obfs4 127.0.0.1:${manager.addr.port} ARGS:cert=${manager.clientOptions.cert},iat-mode=0`,
   );
   console.log("SMETHODS DONE");
+  // SIGTERM ends it too, through Deno.exit (so that --cpu-prof writes its profile).
+  Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
   for await (const _ of Deno.stdin.readable) { /* until stdin closes */ }
   await manager.close();
   Deno.exit(0);

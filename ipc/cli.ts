@@ -8,6 +8,7 @@ import { registry as defaultRegistry } from "./registry.ts";
 import { type BridgeLine, formatBridgeLine, parseBridgeLine } from "./bridge_line.ts";
 import { parseSmethodArgs } from "./smethod_args.ts";
 import { RepeatedKeyLog } from "./first_value_pairs.ts";
+import { CLI_COMMANDS } from "./cli_commands.ts";
 import { redactUserinfo } from "../net/userinfo.ts";
 
 /** Options for {@linkcode runCli}. */
@@ -28,8 +29,7 @@ export interface CliOptions {
   readonly process?: boolean;
 }
 
-/** The subcommands {@linkcode runCli} understands. */
-export const CLI_COMMANDS: readonly string[] = ["server", "client", "start"];
+export { CLI_COMMANDS } from "./cli_commands.ts";
 
 interface Spec {
   readonly value?: string;

@@ -11,6 +11,7 @@ import { formatHostPort, type HostPort } from "../net/address.ts";
 import { relay } from "../net/relay.ts";
 import { type Connector, createConnector } from "../client.ts";
 import type { IpcOutput } from "./ipc_output.ts";
+import { lazyImport } from "./lazy_import.ts";
 import { requestedTransports } from "./requested_transports.ts";
 import { SocksServer } from "./socks_server.ts";
 import { SocksReply, SocksReplyError } from "./socks_reply.ts";
@@ -19,7 +20,6 @@ import { RepeatedKeyLog } from "./first_value_pairs.ts";
 import { ConnectionLoop, retryWhileExhausted } from "../net/accept_loop.ts";
 import { socks5Connect } from "./socks_client.ts";
 import { streamNetConn } from "./stream_net_conn.ts";
-import { serveUdpClient } from "../udp/client_pool.ts";
 
 /** What {@linkcode startClient} needs, already validated. */
 export interface ClientSettings {
@@ -195,6 +195,10 @@ export async function startClient(
         // TURN credentials in a bridge line are for the application, not the transport.
         const config = Object.fromEntries(
           Object.entries(base).filter(([key]) => !key.startsWith("turn-")),
+        );
+        // UDP modes load their modules (node:dgram is slow to load) only when asked for.
+        const { serveUdpClient } = await lazyImport<typeof import("../udp/client_pool.ts")>(
+          new URL("../udp/client_pool.ts", import.meta.url),
         );
         const pool = await serveUdpClient({
           transport,

@@ -5,12 +5,12 @@ import { type HostPort, parseHostPort } from "../net/address.ts";
 import { type Dialer, tcpDialer } from "../net/net_conn.ts";
 import { ENV_VARS, FLAGS, parseFlags, usage } from "./flags.ts";
 import { IpcOutput, type LogSeverity, parseLogSeverity } from "./ipc_output.ts";
-import { type ClientSettings, type RunningProxy, startClient } from "./managed_client.ts";
+import type { ClientSettings, RunningProxy } from "./managed_client.ts";
 import { registry as defaultRegistry } from "./registry.ts";
 import { ignoredOptionLog } from "./requested_transports.ts";
 import { parseTransportOptions } from "./settings.ts";
-import { parseUpstreamProxy, upstreamProxyDialer } from "./upstream_proxy.ts";
-import { type ServerSettings, type ServerTarget, startServer } from "./managed_server.ts";
+import type { ServerSettings, ServerTarget } from "./managed_server.ts";
+import { lazyImport } from "./lazy_import.ts";
 import { parseBindAddr } from "./bind_addr.ts";
 import { bracketBareIpv6, isIpLiteral } from "./ip_address.ts";
 import { DestinationPolicy } from "./destination_policy.ts";
@@ -268,6 +268,10 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
       const settings = serverSettings(flags.values, value, getEnv, envError);
       const watch = new ShutdownWatch(watchOptions);
       logUnknown();
+      // Each side loads only its own modules: a PT starts quickly.
+      const { startServer } = await lazyImport<typeof import("./managed_server.ts")>(
+        new URL("./managed_server.ts", import.meta.url),
+      );
       const running = await startServer({
         ...settings,
         transports,
@@ -349,6 +353,9 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     const proxyText = value("proxy");
     if (proxyText !== undefined && proxyText !== "") {
       try {
+        const { parseUpstreamProxy, upstreamProxyDialer } = await lazyImport<
+          typeof import("./upstream_proxy.ts")
+        >(new URL("./upstream_proxy.ts", import.meta.url));
         dialer = upstreamProxyDialer(parseUpstreamProxy(proxyText));
       } catch (error) {
         output.error("PROXY-ERROR", (error as Error).message);
@@ -360,6 +367,9 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     // 4. Transports.
     const watch = new ShutdownWatch(watchOptions);
     logUnknown();
+    const { startClient } = await lazyImport<typeof import("./managed_client.ts")>(
+      new URL("./managed_client.ts", import.meta.url),
+    );
     const running = await startClient({
       transports,
       registry,

@@ -16,17 +16,12 @@ import type { IpcOutput } from "./ipc_output.ts";
 import { requestedTransports } from "./requested_transports.ts";
 import type { RunningProxy } from "./managed_client.ts";
 import { formatSmethodArgs } from "./smethod_args.ts";
-import { readAuthCookie } from "./auth_cookie.ts";
-import { extOrPortHandshake } from "./ext_orport.ts";
 import type { DestinationPolicy } from "./destination_policy.ts";
-import { serveSocksTarget } from "./socks_target.ts";
 import { acceptErrorLogger, describe, type DigestedLog, digestLog } from "./describe_error.ts";
 import { ConnectionLoop, retryWhileExhausted } from "../net/accept_loop.ts";
 import type { ConnectionLimits } from "../net/source_limits.ts";
-import { serveUdpServer } from "../udp/server_pool.ts";
-import { TurnServer } from "../udp/turn/turn_server.ts";
-import { createUdpRelayFactory } from "../udp/turn/udp_relay.ts";
-import { serveTurnStream } from "../udp/turn/stream_server.ts";
+import type { TurnServer } from "../udp/turn/turn_server.ts";
+import { lazyImport } from "./lazy_import.ts";
 
 /**
  * Where the server side sends decoded connections: tor's ORPort (bytes
@@ -171,6 +166,11 @@ export async function startServer(
       let addr: Deno.NetAddr;
       let clientOptions: TransportOptions;
       if (target.kind === "udp") {
+        // UDP, TURN, free mode and the Extended ORPort load their modules
+        // only when asked for (a computed URL: not at start-up).
+        const { serveUdpServer } = await lazyImport<typeof import("../udp/server_pool.ts")>(
+          new URL("../udp/server_pool.ts", import.meta.url),
+        );
         const pool = await serveUdpServer({
           transport,
           config,
@@ -194,7 +194,9 @@ export async function startServer(
           limits,
           onAcceptError,
         });
-        loops.push(new ServerLoop(listener, name, settings, log, turn?.server(at.hostname)));
+        loops.push(
+          new ServerLoop(listener, name, settings, log, await turn?.server(at.hostname)),
+        );
         addr = listener.addr;
         clientOptions = { ...listener.clientOptions, ...turn?.clientOptions };
       }
@@ -236,7 +238,16 @@ class EmbeddedTurn {
   }
 
   /** The server, made on first use with relays bound near `listenHost`. */
-  server(listenHost: string): TurnServer {
+  async server(listenHost: string): Promise<TurnServer> {
+    if (this.#server !== undefined) return this.#server;
+    const [{ TurnServer }, { createUdpRelayFactory }] = await Promise.all([
+      lazyImport<typeof import("../udp/turn/turn_server.ts")>(
+        new URL("../udp/turn/turn_server.ts", import.meta.url),
+      ),
+      lazyImport<typeof import("../udp/turn/udp_relay.ts")>(
+        new URL("../udp/turn/udp_relay.ts", import.meta.url),
+      ),
+    ]);
     if (this.#server !== undefined) return this.#server;
     const relayHost = this.#options.relayAddress ?? listenHost;
     const relay = createUdpRelayFactory(
@@ -294,16 +305,28 @@ class ServerLoop implements RunningProxy {
       await conn.ready;
       handshook = true;
       if (target.kind === "socks") {
+        const { serveSocksTarget } = await lazyImport<typeof import("./socks_target.ts")>(
+          new URL("./socks_target.ts", import.meta.url),
+        );
         await serveSocksTarget(conn, { policy: target.policy, dialer, signal });
         return;
       }
       if (target.kind === "turn") {
+        const { serveTurnStream } = await lazyImport<
+          typeof import("../udp/turn/stream_server.ts")
+        >(new URL("../udp/turn/stream_server.ts", import.meta.url));
         await serveTurnStream(this.#turn!, conn, { signal });
         return;
       }
       if (target.kind === "udp") throw new TypeError("UDP targets are served by serveUdpServer");
       end = await dialer(target.address);
       if (target.kind === "extorport") {
+        const [{ readAuthCookie }, { extOrPortHandshake }] = await Promise.all([
+          lazyImport<typeof import("./auth_cookie.ts")>(
+            new URL("./auth_cookie.ts", import.meta.url),
+          ),
+          lazyImport<typeof import("./ext_orport.ts")>(new URL("./ext_orport.ts", import.meta.url)),
+        ]);
         const cookie = await readAuthCookie(target.cookieFile);
         const remote = conn.remoteAddr as Deno.NetAddr;
         await extOrPortHandshake(end, {

@@ -1,6 +1,5 @@
 // Copyright the ptkit authors. MIT license.
 
-import { lookup } from "node:dns/promises";
 import type { Dialer } from "../net/net_conn.ts";
 import { tcpDialer } from "../net/net_conn.ts";
 import { relay } from "../net/relay.ts";
@@ -146,6 +145,8 @@ export async function serveSocksTarget(
 }
 
 async function systemResolve(hostname: string): Promise<string[]> {
+  // node:dns loads Node's compatibility layer: only when a name is looked up.
+  const { lookup } = await import("node:dns/promises");
   const found = await lookup(hostname, { all: true, verbatim: true });
   return found.map((entry) => entry.address);
 }
