@@ -18,12 +18,15 @@ export interface ChunkSink {
   abort(reason: unknown): void;
 }
 
-const MIN_READ = 16 * 1024;
+const MIN_READ = 2 * 1024;
 const MAX_READ = 256 * 1024;
 
 /**
- * Reads a socket into fresh buffers. Buffers start small (idle connections
- * hold little memory) and double while reads fill them.
+ * Reads a socket into fresh buffers (each chunk is the reader's to keep).
+ * The buffer size follows the reads: it starts small and stays small while
+ * reads are small (an idle connection's pending read holds 2 KiB), grows
+ * fourfold while reads fill it, and falls back to the size of a read that
+ * did not fill half of it.
  */
 export function connSource(conn: NetConn): ChunkSource {
   let size = MIN_READ;
@@ -32,11 +35,8 @@ export function connSource(conn: NetConn): ChunkSource {
       const buffer = new Uint8Array(size);
       const n = await conn.read(buffer);
       if (n === null) return null;
-      if (n === size) size = Math.min(size * 2, MAX_READ);
-      else if (n < size / 4) {
-        if (size > MIN_READ) size /= 2;
-        return buffer.slice(0, n);
-      }
+      if (n === size) size = Math.min(size * 4, MAX_READ);
+      else if (n < size / 2) size = Math.max(MIN_READ, 2 ** Math.ceil(Math.log2(n || 1)));
       return buffer.subarray(0, n);
     },
     cancel() {},

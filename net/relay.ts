@@ -145,6 +145,10 @@ export async function relay(
 
 function endpoint(end: RelayEnd): { source: ChunkSource; sink: ChunkSink } {
   if ("read" in end && typeof end.read === "function") {
+    // Relayed bytes go out when they arrive, as Go's sockets (TCP_NODELAY by
+    // default) send them: Nagle's algorithm would hold a small answer back
+    // until the previous one is acknowledged.
+    if ("setNoDelay" in end && typeof end.setNoDelay === "function") end.setNoDelay(true);
     return { source: connSource(end), sink: connSink(end) };
   }
   const conn = end as StreamConn;
