@@ -2,55 +2,37 @@
 
 // ptkit's obfs4 against Debian's obfs4proxy, side by side in one run, over
 // loopback. Every peer is its own process: obfs4proxy client and server,
-// ptkit client (main.ts, a managed PT with a SOCKS5 port, like obfs4proxy's)
-// and ptkit server (this file with --serve, `proxy` in front of the target).
-// Prints, per role, ptkit / obfs4proxy ratios with the other end obfs4proxy:
-// throughput of one stream each way and of 16 streams together, SOCKS
-// connect + obfs4 handshake + 1-byte echo latency, and resident memory per
-// idle connection with 1000 connections open; then the time to the server's
-// first handshake byte (each server, raw clients, median of 200) and
-// iat-mode 1 throughput of a ptkit pair against an obfs4proxy pair on the
-// same bridge seed. Not a test.
+// and ptkit's main.ts as client and as server, exec'd by path as tor does
+// (so with its shebang's permissions: native libsodium). Progress goes to
+// stderr while it runs; at the end one table gives each figure for
+// obfs4proxy and ptkit, their ratio, and the issue's target. Not a test.
 //
 //   deno run -A bench/obfs4_bench.ts [MiB per throughput run, default 64]
 //
-// OBFS4_BENCH_ONLY=handshake,iat (any of throughput, memory, handshake, iat)
-// runs only those parts; OBFS4_BENCH_IAT_MIB sizes the iat-mode 1 runs
-// (default 2: about 8 s each at obfs4proxy's speed).
+// Parts (OBFS4_BENCH_ONLY=part,part picks some): start (exec to
+// CMETHODS DONE / SMETHODS DONE, beside `deno run` of a one-line program),
+// throughput (one stream each way, 16 streams; pairs and mixed pairs),
+// latency (SOCKS connect + handshake + 1-byte echo, median of 50),
+// handshakes (per second, 64 concurrent clients), firstbyte (time to the
+// server's first handshake byte, raw clients, median of 200), memory
+// (resident memory with 1000 idle connections, client and server), iat
+// (iat-mode 1: one transfer, and 50 at once with another connection's echo
+// latency). OBFS4_BENCH_IAT_MIB sizes the single iat-mode 1 transfer
+// (default 2). OBFS4_BENCH_PROFILE=<dir> writes V8 CPU profiles of ptkit's
+// processes there.
 
-import { proxy } from "../server.ts";
-import { obfs4 } from "../transports/obfs4/mod.ts";
 import { parseClientConfig } from "../transports/obfs4/config.ts";
 import { ClientHandshake } from "../transports/obfs4/handshake.ts";
-import { MemoryStore } from "../transports/memory_store.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
+import { obfs4 } from "../transports/obfs4/mod.ts";
 import { freePort, type ManagedPt, startObfs4proxy } from "../tests/obfs4_live_helpers.ts";
 import { socks5Connect } from "../tests/obfs4_socks5.ts";
 
 const CHUNK = 65536;
-
-if (Deno.args[0] === "--serve") {
-  // Child mode: a ptkit obfs4 server in front of the target; speaks just
-  // enough of the managed-PT protocol for startObfs4proxy.
-  const manager = await proxy(obfs4, {}, {
-    hostname: "127.0.0.1",
-    port: 0,
-    env: { local: new MemoryStore() },
-    target: { hostname: "127.0.0.1", port: Number(Deno.args[1]) },
-    onError: () => {},
-  });
-  console.log(
-    `SMETHOD obfs4 127.0.0.1:${manager.addr.port} ARGS:cert=${manager.clientOptions.cert},iat-mode=0`,
-  );
-  console.log("SMETHODS DONE");
-  // SIGTERM ends it too, through Deno.exit (so that --cpu-prof writes its profile).
-  Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
-  for await (const _ of Deno.stdin.readable) { /* until stdin closes */ }
-  await manager.close();
-  Deno.exit(0);
-}
-
 const size = Number(Deno.args[0] ?? 64) * 1024 * 1024;
+const only = Deno.env.get("OBFS4_BENCH_ONLY")?.split(",");
+const run = (part: string) => only === undefined || only.includes(part);
+const progress = (message: string) => console.error(`obfs4 bench: ${message}`);
 
 // The target: first byte 'U' = read `n` bytes (u32 BE after it) then answer
 // one byte; 'D' = send `n` bytes; 'E' = echo.
@@ -108,20 +90,35 @@ const tmp = async () => {
   return d;
 };
 
+const deno = Deno.execPath();
+const main = new URL("../main.ts", import.meta.url).pathname;
+const profileDir = Deno.env.get("OBFS4_BENCH_PROFILE");
+/** ptkit's executable: by path (its shebang), or with the shebang's flags and --cpu-prof. */
+function ptkit(role: string): string[] {
+  if (profileDir === undefined) return [main];
+  const shebang = Deno.readTextFileSync(main).split("\n")[0]!.split(/\s+/);
+  const flags = shebang.slice(shebang.indexOf("run") + 1);
+  return [deno, "run", ...flags, "--cpu-prof", `--cpu-prof-dir=${profileDir}/${role}`, main];
+}
+
 interface Server {
   pt: ManagedPt;
   port: number;
   cert: string;
   iatMode: string;
 }
-async function server(command?: string[], options: Record<string, string> = {}): Promise<Server> {
+async function server(
+  command?: string[],
+  options: Record<string, string> = {},
+  state?: string,
+): Promise<Server> {
   const port = freePort();
   const opts = Object.entries(options).map(([k, v]) => `obfs4:${k}=${v}`).join(";");
   const pt = await startObfs4proxy({
     TOR_PT_SERVER_TRANSPORTS: "obfs4",
     TOR_PT_SERVER_BINDADDR: `obfs4-127.0.0.1:${port}`,
     TOR_PT_ORPORT: `127.0.0.1:${targetPort}`,
-    TOR_PT_STATE_LOCATION: await tmp(),
+    TOR_PT_STATE_LOCATION: state ?? await tmp(),
     ...(opts === "" ? {} : { TOR_PT_SERVER_TRANSPORT_OPTIONS: opts }),
   }, command);
   const [addr, args] = pt.method;
@@ -144,26 +141,6 @@ async function client(command?: string[]): Promise<Client> {
   const [host, port] = pt.method[1]!.split(":");
   return { pt, socks: { hostname: host!, port: Number(port) } };
 }
-
-const deno = Deno.execPath();
-const self = new URL(import.meta.url).pathname;
-const main = new URL("../main.ts", import.meta.url).pathname;
-// OBFS4_BENCH_PROFILE=<dir>: V8 CPU profiles of the ptkit processes go there.
-const profileDir = Deno.env.get("OBFS4_BENCH_PROFILE");
-const profile = (name: string) =>
-  profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}/${name}`] : [];
-const goServer = await server();
-const ptServer = await server([
-  deno,
-  "run",
-  "-A",
-  ...profile("server"),
-  self,
-  "--serve",
-  String(targetPort),
-]);
-const goClient = await client();
-const ptClient = await client([deno, "run", "-A", ...profile("client"), main]);
 
 async function dial(c: Client, s: Server): Promise<Deno.TcpConn> {
   return await socks5Connect(c.socks, { hostname: "127.0.0.1", port: s.port }, {
@@ -208,6 +185,9 @@ async function transfer(c: Client, s: Server, mode: "U" | "D", n: number): Promi
 }
 
 const mbps = (bytes: number, ms: number) => bytes / 1e6 / (ms / 1000);
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
+const quantile = (values: number[], p: number) =>
+  [...values].sort((a, b) => a - b)[Math.floor(p * (values.length - 1))]!;
 
 async function throughput(c: Client, s: Server) {
   let t = performance.now();
@@ -226,6 +206,8 @@ async function throughput(c: Client, s: Server) {
   return { up, down, multi };
 }
 
+const ECHO_HEAD = new Uint8Array([0x45, 0, 0, 0, 0, 7]);
+
 /** Median of SOCKS connect + handshake + 1-byte echo, 50 connections in turn. */
 async function latency(c: Client, s: Server): Promise<number> {
   const times: number[] = [];
@@ -233,13 +215,30 @@ async function latency(c: Client, s: Server): Promise<number> {
   for (let i = 0; i < 50; i++) {
     const t = performance.now();
     const conn = await dial(c, s);
-    await writeAll(conn, new Uint8Array([0x45, 0, 0, 0, 0, 7]));
+    await writeAll(conn, ECHO_HEAD);
     if (await conn.read(buf) === null) throw new Error("No echo");
     times.push(performance.now() - t);
     conn.close();
   }
-  times.sort((a, b) => a - b);
-  return times[times.length >> 1]!;
+  return median(times);
+}
+
+/** Handshakes per second: 64 clients each connecting, echoing 1 byte, closing, for `ms`. */
+async function handshakeRate(c: Client, s: Server, ms: number): Promise<number> {
+  let done = 0;
+  const end = performance.now() + ms;
+  const start = performance.now();
+  await Promise.all(Array.from({ length: 64 }, async () => {
+    const buf = new Uint8Array(16);
+    while (performance.now() < end) {
+      const conn = await dial(c, s);
+      await writeAll(conn, ECHO_HEAD);
+      if (await conn.read(buf) === null) throw new Error("No echo");
+      conn.close();
+      done++;
+    }
+  }));
+  return done / ((performance.now() - start) / 1000);
 }
 
 async function rss(pid: number): Promise<number> {
@@ -247,11 +246,9 @@ async function rss(pid: number): Promise<number> {
   return Number(status.match(/VmRSS:\s+(\d+) kB/)![1]) * 1024;
 }
 
-/** RSS growth of client and server per idle connection, 1000 connections open. */
+/** Resident memory of client and server with 1000 idle connections open. */
 async function idleMemory(c: Client, s: Server) {
   const settle = () => new Promise((r) => setTimeout(r, 1000));
-  await settle();
-  const before = [await rss(c.pt.pid), await rss(s.pt.pid)];
   const conns: Deno.Conn[] = [];
   const buf = new Uint8Array(16);
   try {
@@ -259,95 +256,52 @@ async function idleMemory(c: Client, s: Server) {
       await Promise.all(Array.from({ length: 50 }, async () => {
         const conn = await dial(c, s);
         conns.push(conn);
-        await writeAll(conn, new Uint8Array([0x45, 0, 0, 0, 0, 7]));
+        await writeAll(conn, ECHO_HEAD);
         await conn.read(buf);
       }));
     }
     await settle();
-    const after = [await rss(c.pt.pid), await rss(s.pt.pid)];
-    return {
-      client: (after[0]! - before[0]!) / 1000,
-      server: (after[1]! - before[1]!) / 1000,
-      clientTotal: after[0]!,
-      serverTotal: after[1]!,
-    };
+    return { client: await rss(c.pt.pid), server: await rss(s.pt.pid) };
   } finally {
     for (const conn of conns) conn.close();
     await settle();
   }
 }
 
-const only = Deno.env.get("OBFS4_BENCH_ONLY")?.split(",");
-const run = (part: string) => only === undefined || only.includes(part);
-
-const pairs: [string, Client, Server][] = [
-  ["obfs4proxy client -> obfs4proxy server", goClient, goServer],
-  ["ptkit client      -> obfs4proxy server", ptClient, goServer],
-  ["obfs4proxy client -> ptkit server     ", goClient, ptServer],
-  ["ptkit client      -> ptkit server     ", ptClient, ptServer],
-];
-const r = (a: number, b: number) => (a / b).toFixed(2);
-if (run("throughput")) {
-  // Warm up every path (JIT, libsodium load).
-  for (const [, c, s] of pairs) await transfer(c, s, "U", 4 * 1024 * 1024);
-
-  const tp: { up: number; down: number; multi: number }[] = [];
-  const lat: number[] = [];
-  for (const [, c, s] of pairs) {
-    tp.push(await throughput(c, s));
-    lat.push(await latency(c, s));
+/** Milliseconds from exec to the line matching `until`. */
+async function startTime(
+  command: string[],
+  env: Record<string, string>,
+  until: RegExp,
+): Promise<number> {
+  const t = performance.now();
+  const child = new Deno.Command(command[0]!, {
+    args: command.slice(1),
+    env,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!until.test(text)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${command.join(" ")} ended before ${until}`);
+    text += value;
   }
-  const f = (n: number, d = 0) => n.toFixed(d).padStart(5);
-  console.log(
-    `obfs4, loopback, ${size / 2 ** 20} MiB per throughput run; ratio = this / first row`,
-  );
-  console.log(
-    "pipeline                                 upload MB/s    download MB/s  16 streams MB/s  latency ms",
-  );
-  pairs.forEach(([name], i) => {
-    const t = tp[i]!;
-    const b = tp[0]!;
-    console.log(
-      `${name}  ${f(t.up)} (${r(t.up, b.up)})   ${f(t.down)} (${r(t.down, b.down)})   ${
-        f(t.multi)
-      } (${r(t.multi, b.multi)})    ${f(lat[i]!, 1)} (${r(lat[i]!, lat[0]!)})`,
-    );
-  });
-  console.log(
-    "Issue ratios (ptkit / obfs4proxy, other end obfs4proxy): client up/down/16 " +
-      `${r(tp[1]!.up, tp[0]!.up)}/${r(tp[1]!.down, tp[0]!.down)}/${
-        r(tp[1]!.multi, tp[0]!.multi)
-      }, ` +
-      `server up/down/16 ${r(tp[2]!.up, tp[0]!.up)}/${r(tp[2]!.down, tp[0]!.down)}/${
-        r(tp[2]!.multi, tp[0]!.multi)
-      }, latency client ${r(lat[1]!, lat[0]!)} server ${r(lat[2]!, lat[0]!)}`,
-  );
-}
-// OBFS4_BENCH_SKIP_MEMORY=1: as leaving "memory" out of OBFS4_BENCH_ONLY.
-if (run("memory") && Deno.env.get("OBFS4_BENCH_SKIP_MEMORY") !== "1") {
-  const goMem = await idleMemory(goClient, goServer);
-  const ptMem = await idleMemory(ptClient, ptServer);
-  const kb = (n: number) => (n / 1024).toFixed(0);
-  console.log(
-    `RSS per idle connection at 1000 connections, KiB: obfs4proxy client ${kb(goMem.client)}, ` +
-      `ptkit client ${kb(ptMem.client)} (ratio ${r(ptMem.client, goMem.client)}); ` +
-      `obfs4proxy server ${kb(goMem.server)}, ptkit server ${kb(ptMem.server)} ` +
-      `(ratio ${r(ptMem.server, goMem.server)})`,
-  );
-  console.log(
-    `RSS total with 1000 connections, MiB: obfs4proxy client ${
-      (goMem.clientTotal / 2 ** 20).toFixed(0)
-    }, ptkit client ${(ptMem.clientTotal / 2 ** 20).toFixed(0)}; obfs4proxy server ${
-      (goMem.serverTotal / 2 ** 20).toFixed(0)
-    }, ptkit server ${(ptMem.serverTotal / 2 ** 20).toFixed(0)}`,
-  );
+  const ms = performance.now() - t;
+  child.kill("SIGKILL");
+  await child.status;
+  await reader.cancel().catch(() => {});
+  await child.stdin.close().catch(() => {});
+  return ms;
 }
 
 /**
  * Time to the server's first handshake byte: a raw client sends a
  * ready-made client handshake right after connecting and waits for the
  * first byte of the answer; the servers take turns, 20 warm-up rounds, then
- * `n`. Milliseconds from the handshake sent and from the connect started.
+ * `n`. Milliseconds from the handshake sent.
  */
 async function firstByte(servers: Server[], n: number) {
   const backend = await loadWasmCrypto();
@@ -360,66 +314,284 @@ async function firstByte(servers: Server[], n: number) {
     )
   );
   const fromSent = servers.map((): number[] => []);
-  const fromConnect = servers.map((): number[] => []);
   const buf = new Uint8Array(16384);
   for (let i = 0; i < n + 20; i++) {
     for (const [j, s] of servers.entries()) {
-      const start = performance.now();
       const conn = await Deno.connect({ hostname: "127.0.0.1", port: s.port });
       await writeAll(conn, messages[j]![i]!);
       const sent = performance.now();
       if (await conn.read(buf) === null) throw new Error("No handshake answer");
-      const end = performance.now();
+      if (i >= 20) fromSent[j]!.push(performance.now() - sent);
       conn.close();
-      if (i >= 20) {
-        fromSent[j]!.push(end - sent);
-        fromConnect[j]!.push(end - start);
-      }
     }
   }
-  const q = (a: number[], p: number) =>
-    [...a].sort((x, y) => x - y)[Math.floor(p * (a.length - 1))]!;
-  return servers.map((_, j) => ({
-    median: q(fromSent[j]!, 0.5),
-    p90: q(fromSent[j]!, 0.9),
-    p99: q(fromSent[j]!, 0.99),
-    connectMedian: q(fromConnect[j]!, 0.5),
-  }));
+  return fromSent.map((times) => ({ median: median(times), p90: quantile(times, 0.9) }));
 }
 
-if (run("handshake")) {
+/** The table: one row per figure. */
+interface Row {
+  readonly name: string;
+  readonly unit: string;
+  readonly go: number;
+  readonly pt: number;
+  /** The issue's target for pt / go, and whether higher is better. */
+  readonly target?: { readonly ratio: number; readonly higher: boolean };
+  /** What the ratio is taken against when it is not obfs4proxy's figure. */
+  readonly baseName?: string;
+}
+const rows: Row[] = [];
+const higher = (ratio: number) => ({ ratio, higher: true });
+const lower = (ratio: number) => ({ ratio, higher: false });
+
+const goServer = await server();
+// ptkit's server on a state directory it made before the start-up runs.
+const ptState = await tmp();
+const ptServer = await server(ptkit("server"), {}, ptState);
+const goClient = await client();
+const ptClient = await client(ptkit("client"));
+type Pair = [string, Client, Server];
+const pairs: Pair[] = [
+  ["obfs4proxy pair", goClient, goServer],
+  ["ptkit pair", ptClient, ptServer],
+  ["ptkit client + obfs4proxy server", ptClient, goServer],
+  ["obfs4proxy client + ptkit server", goClient, ptServer],
+];
+
+if (run("start")) {
+  progress("start-up, exec to *METHODS DONE, median of 10 each");
+  const empty = `${await tmp()}/empty.ts`;
+  await Deno.writeTextFile(empty, 'console.log("DONE");\n');
+  const env = {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    HOME: Deno.env.get("HOME") ?? "/root",
+    TOR_PT_MANAGED_TRANSPORT_VER: "1",
+    TOR_PT_EXIT_ON_STDIN_CLOSE: "1",
+  };
+  const clientEnv = { ...env, TOR_PT_CLIENT_TRANSPORTS: "obfs4", TOR_PT_STATE_LOCATION: ptState };
+  const serverEnv = {
+    ...env,
+    TOR_PT_SERVER_TRANSPORTS: "obfs4",
+    TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
+    TOR_PT_ORPORT: `127.0.0.1:${targetPort}`,
+  };
+  const goState = await tmp();
+  const times = { empty: [] as number[], ptc: [] as number[], pts: [] as number[] };
+  const goTimes = { c: [] as number[], s: [] as number[] };
+  for (let i = 0; i < 10; i++) {
+    times.empty.push(await startTime([deno, "run", empty], env, /DONE/));
+    times.ptc.push(await startTime([main], clientEnv, /CMETHODS DONE/));
+    times.pts.push(
+      await startTime([main], { ...serverEnv, TOR_PT_STATE_LOCATION: ptState }, /SMETHODS DONE/),
+    );
+    goTimes.c.push(await startTime(["obfs4proxy"], clientEnv, /CMETHODS DONE/));
+    goTimes.s.push(
+      await startTime(
+        ["obfs4proxy"],
+        { ...serverEnv, TOR_PT_STATE_LOCATION: goState },
+        /SMETHODS DONE/,
+      ),
+    );
+  }
+  const e = median(times.empty);
+  rows.push(
+    {
+      name: "exec to CMETHODS DONE (vs empty deno run)",
+      unit: "ms",
+      go: e,
+      pt: median(times.ptc),
+      target: lower(1.5),
+      baseName: "empty deno run",
+    },
+    {
+      name: "exec to SMETHODS DONE (vs empty deno run)",
+      unit: "ms",
+      go: e,
+      pt: median(times.pts),
+      target: lower(1.5),
+      baseName: "empty deno run",
+    },
+    {
+      name: "exec to CMETHODS DONE (vs obfs4proxy)",
+      unit: "ms",
+      go: median(goTimes.c),
+      pt: median(times.ptc),
+    },
+    {
+      name: "exec to SMETHODS DONE (vs obfs4proxy)",
+      unit: "ms",
+      go: median(goTimes.s),
+      pt: median(times.pts),
+    },
+  );
+}
+
+if (run("throughput")) {
+  // Warm up every path (JIT, crypto load).
+  for (const [, c, s] of pairs) await transfer(c, s, "U", 4 * 1024 * 1024);
+  const tp: { up: number; down: number; multi: number }[] = [];
+  for (const [name, c, s] of pairs) {
+    progress(`throughput, ${name}, ${size / 2 ** 20} MiB per run`);
+    tp.push(await throughput(c, s));
+  }
+  const [go, pt, ptGo, goPt] = tp as [typeof tp[0], typeof tp[0], typeof tp[0], typeof tp[0]];
+  rows.push(
+    { name: "pair, one stream up", unit: "MB/s", go: go.up, pt: pt.up, target: higher(1.5) },
+    { name: "pair, one stream down", unit: "MB/s", go: go.down, pt: pt.down, target: higher(1.5) },
+    { name: "pair, 16 streams", unit: "MB/s", go: go.multi, pt: pt.multi, target: higher(1.3) },
+  );
+  for (
+    const [label, t] of [["ptkit client + obfs4proxy server", ptGo], [
+      "obfs4proxy client + ptkit server",
+      goPt,
+    ]] as const
+  ) {
+    rows.push(
+      { name: `${label}, up`, unit: "MB/s", go: go.up, pt: t.up, target: higher(1) },
+      { name: `${label}, down`, unit: "MB/s", go: go.down, pt: t.down, target: higher(1) },
+      { name: `${label}, 16 streams`, unit: "MB/s", go: go.multi, pt: t.multi, target: higher(1) },
+    );
+  }
+}
+
+if (run("latency")) {
+  const lat: number[] = [];
+  for (const [name, c, s] of pairs) {
+    progress(`latency, ${name}: connect + handshake + 1-byte echo, median of 50`);
+    lat.push(await latency(c, s));
+  }
+  rows.push(
+    { name: "latency, pair", unit: "ms", go: lat[0]!, pt: lat[1]!, target: lower(1) },
+    {
+      name: "latency, ptkit client + obfs4proxy server",
+      unit: "ms",
+      go: lat[0]!,
+      pt: lat[2]!,
+      target: lower(1),
+    },
+    {
+      name: "latency, obfs4proxy client + ptkit server",
+      unit: "ms",
+      go: lat[0]!,
+      pt: lat[3]!,
+      target: lower(1),
+    },
+  );
+}
+
+if (run("handshakes")) {
+  const rate: number[] = [];
+  for (const [name, c, s] of pairs) {
+    progress(`handshakes per second, ${name}, 64 concurrent clients for 3 s`);
+    rate.push(await handshakeRate(c, s, 3000));
+  }
+  rows.push(
+    {
+      name: "handshakes/s, 64 clients, pair",
+      unit: "1/s",
+      go: rate[0]!,
+      pt: rate[1]!,
+      target: higher(1),
+    },
+    {
+      name: "handshakes/s, ptkit client + obfs4proxy server",
+      unit: "1/s",
+      go: rate[0]!,
+      pt: rate[2]!,
+      target: higher(1),
+    },
+    {
+      name: "handshakes/s, obfs4proxy client + ptkit server",
+      unit: "1/s",
+      go: rate[0]!,
+      pt: rate[3]!,
+      target: higher(1),
+    },
+  );
+}
+
+if (run("firstbyte")) {
+  progress("time to the server's first handshake byte, median of 200, servers in turn");
   const [go, pt] = await firstByte([goServer, ptServer], 200);
-  const ms = (x: number) => x.toFixed(3);
-  console.log(
-    `Time to the server's first handshake byte, median of 200 (p90, p99), ms: obfs4proxy ` +
-      `${ms(go!.median)} (${ms(go!.p90)}, ${ms(go!.p99)}), ptkit ${ms(pt!.median)} ` +
-      `(${ms(pt!.p90)}, ${ms(pt!.p99)}); ratio ${r(pt!.median, go!.median)}. From the connect: ` +
-      `obfs4proxy ${ms(go!.connectMedian)}, ptkit ${ms(pt!.connectMedian)}; ratio ${
-        r(pt!.connectMedian, go!.connectMedian)
-      }`,
+  rows.push(
+    { name: "server's first handshake byte, median", unit: "ms", go: go!.median, pt: pt!.median },
+    { name: "server's first handshake byte, p90", unit: "ms", go: go!.p90, pt: pt!.p90 },
+  );
+}
+
+if (run("memory")) {
+  progress("resident memory, 1000 idle connections through each pair");
+  const go = await idleMemory(goClient, goServer);
+  const pt = await idleMemory(ptClient, ptServer);
+  const mib = (n: number) => n / 2 ** 20;
+  rows.push(
+    {
+      name: "RSS, 1000 idle conns, client + server",
+      unit: "MiB",
+      go: mib(go.client + go.server),
+      pt: mib(pt.client + pt.server),
+      target: lower(1),
+    },
+    { name: "RSS, 1000 idle conns, client", unit: "MiB", go: mib(go.client), pt: mib(pt.client) },
+    { name: "RSS, 1000 idle conns, server", unit: "MiB", go: mib(go.server), pt: mib(pt.server) },
   );
 }
 
 if (run("iat")) {
-  // Both pairs on one bridge (keys and drbg seed), so both draw their
-  // delays from the same table.
+  // Both on one bridge (keys and drbg seed), so both draw their delays from
+  // the same table.
   const iatSize = Number(Deno.env.get("OBFS4_BENCH_IAT_MIB") ?? 2) * 1024 * 1024;
   const bridge = { ...(await obfs4.generateConfig!()).server, "iat-mode": "1" };
   const goIat = await server(undefined, bridge);
-  const ptIat = await server([deno, "run", "-A", main], bridge);
+  const ptIat = await server(ptkit("server-iat"), bridge);
   const mibps = async (c: Client, s: Server, mode: "U" | "D") => {
     const t = performance.now();
     await transfer(c, s, mode, iatSize);
     return iatSize / 2 ** 20 / ((performance.now() - t) / 1000);
   };
+  progress(`iat-mode 1, ${iatSize / 2 ** 20} MiB each way, each pair`);
   const go = { down: await mibps(goClient, goIat, "D"), up: await mibps(goClient, goIat, "U") };
   const pt = { down: await mibps(ptClient, ptIat, "D"), up: await mibps(ptClient, ptIat, "U") };
-  console.log(
-    `iat-mode 1, ${iatSize / 2 ** 20} MiB each way, MiB/s: obfs4proxy pair down ` +
-      `${go.down.toFixed(3)} up ${go.up.toFixed(3)}; ptkit pair down ${pt.down.toFixed(3)} up ` +
-      `${pt.up.toFixed(3)}; ratio ptkit / obfs4proxy down ${r(pt.down, go.down)} up ${
-        r(pt.up, go.up)
-      }`,
+  rows.push(
+    { name: "iat-mode 1 pair, down", unit: "MiB/s", go: go.down, pt: pt.down },
+    { name: "iat-mode 1 pair, up", unit: "MiB/s", go: go.up, pt: pt.up },
+  );
+  // A busy bridge: 50 downloads at once (obfs4proxy clients, so only the
+  // server differs) while another connection echoes one byte every 20 ms.
+  const busy = async (s: Server) => {
+    const echo = await dial(goClient, s);
+    await writeAll(echo, ECHO_HEAD.subarray(0, 5));
+    const buf = new Uint8Array(16);
+    const times: number[] = [];
+    let stop = false;
+    const probe = (async () => {
+      while (!stop) {
+        const t = performance.now();
+        await writeAll(echo, new Uint8Array([1]));
+        await echo.read(buf);
+        times.push(performance.now() - t);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    const t = performance.now();
+    await Promise.all(Array.from({ length: 50 }, () => transfer(goClient, s, "D", 256 * 1024)));
+    const rate = 50 * 0.25 / ((performance.now() - t) / 1000);
+    stop = true;
+    await probe;
+    echo.close();
+    return { rate, p50: median(times), p90: quantile(times, 0.9) };
+  };
+  progress("iat-mode 1, 50 downloads of 256 KiB at once, another connection's echo latency");
+  const goBusy = await busy(goIat);
+  const ptBusy = await busy(ptIat);
+  rows.push(
+    {
+      name: "iat-mode 1 server, 50 at once, total",
+      unit: "MiB/s",
+      go: goBusy.rate,
+      pt: ptBusy.rate,
+    },
+    { name: "iat-mode 1 server busy, echo p50", unit: "ms", go: goBusy.p50, pt: ptBusy.p50 },
+    { name: "iat-mode 1 server busy, echo p90", unit: "ms", go: goBusy.p90, pt: ptBusy.p90 },
   );
   await goIat.pt.stop();
   await ptIat.pt.stop();
@@ -428,4 +600,33 @@ if (run("iat")) {
 for (const p of [ptClient, goClient, ptServer, goServer]) await p.pt.stop();
 target.close();
 for (const d of dirs) await Deno.remove(d, { recursive: true });
+
+// The table. The ratio is ptkit's figure over obfs4proxy's (or the named
+// base); "ok" when it meets the issue's target.
+const f = (n: number) => n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2);
+console.log(
+  `obfs4: ptkit against obfs4proxy 0.0.14, one run, loopback, ${
+    size / 2 ** 20
+  } MiB per throughput run`,
+);
+console.log(
+  `${"figure".padEnd(48)} ${"unit".padEnd(5)} ${"base".padStart(8)} ${"ptkit".padStart(8)} ${
+    "ratio".padStart(6)
+  }  target`,
+);
+for (const row of rows) {
+  const ratio = row.pt / row.go;
+  const target = row.target === undefined
+    ? ""
+    : `${row.target.higher ? ">=" : "<="} ${row.target.ratio.toFixed(1)} ${
+      (row.target.higher ? ratio >= row.target.ratio : ratio <= row.target.ratio) ? "ok" : "MISSED"
+    }`;
+  console.log(
+    `${row.name.padEnd(48)} ${row.unit.padEnd(5)} ${f(row.go).padStart(8)} ${
+      f(row.pt).padStart(8)
+    } ${ratio.toFixed(2).padStart(6)}  ${target}${
+      row.baseName === undefined ? "" : ` (base: ${row.baseName})`
+    }`,
+  );
+}
 Deno.exit(0);

@@ -26,10 +26,11 @@ const MAX_READ = 256 * 1024;
  * The buffer size follows the reads: it starts small and stays small while
  * reads are small (an idle connection's pending read holds 2 KiB), grows
  * fourfold while reads fill it, and falls back to the size of a read that
- * did not fill half of it.
+ * did not fill half of it. `first` sizes the first read (a transport's
+ * handshake, up to 8 KiB for obfs4, then arrives in one read).
  */
-export function connSource(conn: NetConn): ChunkSource {
-  let size = MIN_READ;
+export function connSource(conn: NetConn, first: number = MIN_READ): ChunkSource {
+  let size = first;
   return {
     async read() {
       const buffer = new Uint8Array(size);

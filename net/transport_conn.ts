@@ -105,7 +105,12 @@ export class TransportConn implements AsyncDisposable {
 
     const decodeSink = streamSink(pair.decode.writable);
     this.#abortDecode = (reason) => decodeSink.abort(reason);
-    this.#wireIn = pump(connSource(net), decodeSink, (n) => this.#wireBytesRead += n);
+    // The first read takes a whole handshake (16 KiB); later ones follow the traffic.
+    this.#wireIn = pump(
+      connSource(net, 16 * 1024),
+      decodeSink,
+      (n) => this.#wireBytesRead += n,
+    );
 
     this.#wireOut.catch((error) => this.#fail(error));
     this.#wireIn.catch((error) => this.#fail(error));

@@ -17,6 +17,8 @@ import {
   ZERO_ONLY_SEED,
 } from "./obfs4_live_helpers.ts";
 import { socks5Connect } from "./obfs4_socks5.ts";
+import type { CryptoLoader } from "../transports/crypto_backend.ts";
+import { CRYPTO_BACKENDS } from "./crypto_backends.ts";
 
 const MiB = 1024 * 1024;
 
@@ -79,10 +81,14 @@ const SHORT_CONNECTIONS = 50;
 const IAT_SIZE = Number(Deno.env.get("PTKIT_OBFS4_IAT_MIB") ?? 32) * MiB;
 
 /** ptkit client -> obfs4proxy server: one big echo, then short connections. */
-async function ptkitClientRun(mode: string, size: number) {
+async function ptkitClientRun(mode: string, size: number, crypto?: CryptoLoader) {
   await withObfs4proxyServer(mode, async (port, args) => {
     strictEqual(args["iat-mode"], mode);
-    const connector = await createConnector(obfs4, { cert: args.cert!, "iat-mode": mode });
+    const connector = await createConnector(
+      obfs4,
+      { cert: args.cert!, "iat-mode": mode },
+      crypto === undefined ? {} : { env: { crypto } },
+    );
     const conn = await connector.dial({ hostname: "127.0.0.1", port });
     const start = performance.now();
     const result = await echoTransfer(conn, size);
@@ -103,21 +109,24 @@ async function ptkitClientRun(mode: string, size: number) {
   });
 }
 
-Deno.test(`obfs4 client moves 32 MiB each way through obfs4proxy server, then ${SHORT_CONNECTIONS} short connections, iat-mode 0`, async () => {
-  await ptkitClientRun("0", 32 * MiB);
+Deno.test(`obfs4 client moves 32 MiB each way through obfs4proxy server, then ${SHORT_CONNECTIONS} short connections, iat-mode 0, on each crypto backend`, async (t) => {
+  for (const backend of CRYPTO_BACKENDS) {
+    await t.step(backend.name, () => ptkitClientRun("0", 32 * MiB, backend.load));
+  }
 });
 
 async function withPtkitServer(
   config: Record<string, string>,
   store: MemoryStore,
   run: (port: number, cert: string, iatMode: string) => Promise<void>,
+  crypto?: CryptoLoader,
 ) {
   const echo = startEcho();
   const errors: unknown[] = [];
   const manager = await proxy(obfs4, config, {
     hostname: "127.0.0.1",
     port: 0,
-    env: { local: store },
+    env: crypto === undefined ? { local: store } : { local: store, crypto },
     target: { hostname: "127.0.0.1", port: echo.addr.port },
     onError: (error) => errors.push(error),
   });
@@ -219,16 +228,18 @@ async function viaObfs4proxyClient(
 }
 
 /** obfs4proxy client -> ptkit server: one big echo, then short connections. */
-async function ptkitServerRun(mode: string, size: number) {
+async function ptkitServerRun(mode: string, size: number, crypto?: CryptoLoader) {
   await withPtkitServer({ "iat-mode": mode }, new MemoryStore(), async (port, cert, iat) => {
     strictEqual(iat, mode);
     const shorts = Array.from({ length: SHORT_CONNECTIONS }, (_, i) => 1 + i * 97);
     await viaObfs4proxyClient(port, cert, mode, [size, ...shorts, 70_000]);
-  });
+  }, crypto);
 }
 
-Deno.test(`obfs4 server moves 32 MiB each way from obfs4proxy client, then ${SHORT_CONNECTIONS} short connections, iat-mode 0`, async () => {
-  await ptkitServerRun("0", 32 * MiB);
+Deno.test(`obfs4 server moves 32 MiB each way from obfs4proxy client, then ${SHORT_CONNECTIONS} short connections, iat-mode 0, on each crypto backend`, async (t) => {
+  for (const backend of CRYPTO_BACKENDS) {
+    await t.step(backend.name, () => ptkitServerRun("0", 32 * MiB, backend.load));
+  }
 });
 
 Deno.test(`obfs4 moves ${IAT_SIZE / MiB} MiB each way with obfs4proxy in IAT modes 1 and 2, both directions at once, then ${SHORT_CONNECTIONS} short connections each`, async () => {
