@@ -145,6 +145,7 @@ export async function startServer(
   const started: StartedServerTransport[] = [];
   const target = settings.target;
   const turn = target.kind === "turn" ? new EmbeddedTurn(target) : undefined;
+  const handlers = await loadTargetHandlers(target);
   // Per-connection lines, digested: a flood of probes must not flood the parent.
   const log = digestLog((severity, message) => output.log(severity, message));
   const limits: ConnectionLimits = {
@@ -166,8 +167,8 @@ export async function startServer(
       let addr: Deno.NetAddr;
       let clientOptions: TransportOptions;
       if (target.kind === "udp") {
-        // UDP, TURN, free mode and the Extended ORPort load their modules
-        // only when asked for (a computed URL: not at start-up).
+        // UDP loads its modules only when asked for (a computed URL keeps
+        // them out of every other start-up).
         const { serveUdpServer } = await lazyImport<typeof import("../udp/server_pool.ts")>(
           new URL("../udp/server_pool.ts", import.meta.url),
         );
@@ -195,7 +196,7 @@ export async function startServer(
           onAcceptError,
         });
         loops.push(
-          new ServerLoop(listener, name, settings, log, await turn?.server(at.hostname)),
+          new ServerLoop(listener, name, settings, log, handlers, await turn?.server(at.hostname)),
         );
         addr = listener.addr;
         clientOptions = { ...listener.clientOptions, ...turn?.clientOptions };
@@ -270,9 +271,45 @@ class EmbeddedTurn {
   }
 }
 
+/** What serving a target needs beyond the relay. */
+interface TargetHandlers {
+  readonly serveSocksTarget?: typeof import("./socks_target.ts").serveSocksTarget;
+  readonly serveTurnStream?: typeof import("../udp/turn/stream_server.ts").serveTurnStream;
+  readonly readAuthCookie?: typeof import("./auth_cookie.ts").readAuthCookie;
+  readonly extOrPortHandshake?: typeof import("./ext_orport.ts").extOrPortHandshake;
+}
+
+/**
+ * Load the modules the target needs (free mode, TURN, the Extended
+ * ORPort): when the server starts with such a target, and only then (a
+ * computed URL keeps them out of every other start-up), never while
+ * serving, when a server out of descriptors could not open them.
+ */
+async function loadTargetHandlers(target: ServerTarget): Promise<TargetHandlers> {
+  if (target.kind === "socks") {
+    return await lazyImport<typeof import("./socks_target.ts")>(
+      new URL("./socks_target.ts", import.meta.url),
+    );
+  }
+  if (target.kind === "turn") {
+    return await lazyImport<typeof import("../udp/turn/stream_server.ts")>(
+      new URL("../udp/turn/stream_server.ts", import.meta.url),
+    );
+  }
+  if (target.kind === "extorport") {
+    const [{ readAuthCookie }, { extOrPortHandshake }] = await Promise.all([
+      lazyImport<typeof import("./auth_cookie.ts")>(new URL("./auth_cookie.ts", import.meta.url)),
+      lazyImport<typeof import("./ext_orport.ts")>(new URL("./ext_orport.ts", import.meta.url)),
+    ]);
+    return { readAuthCookie, extOrPortHandshake };
+  }
+  return {};
+}
+
 /** Accepts one transport's connections and sends each to the target. */
 class ServerLoop implements RunningProxy {
   #turn: TurnServer | undefined;
+  #handlers: TargetHandlers;
   #name: string;
   #settings: ServerSettings;
   #log: DigestedLog;
@@ -283,9 +320,11 @@ class ServerLoop implements RunningProxy {
     name: string,
     settings: ServerSettings,
     log: DigestedLog,
+    handlers: TargetHandlers,
     turn?: TurnServer,
   ) {
     this.#turn = turn;
+    this.#handlers = handlers;
     this.#name = name;
     this.#settings = settings;
     this.#log = log;
@@ -305,31 +344,20 @@ class ServerLoop implements RunningProxy {
       await conn.ready;
       handshook = true;
       if (target.kind === "socks") {
-        const { serveSocksTarget } = await lazyImport<typeof import("./socks_target.ts")>(
-          new URL("./socks_target.ts", import.meta.url),
-        );
-        await serveSocksTarget(conn, { policy: target.policy, dialer, signal });
+        await this.#handlers.serveSocksTarget!(conn, { policy: target.policy, dialer, signal });
         return;
       }
       if (target.kind === "turn") {
-        const { serveTurnStream } = await lazyImport<
-          typeof import("../udp/turn/stream_server.ts")
-        >(new URL("../udp/turn/stream_server.ts", import.meta.url));
-        await serveTurnStream(this.#turn!, conn, { signal });
+        await this.#handlers.serveTurnStream!(this.#turn!, conn, { signal });
         return;
       }
       if (target.kind === "udp") throw new TypeError("UDP targets are served by serveUdpServer");
       end = await dialer(target.address);
       if (target.kind === "extorport") {
-        const [{ readAuthCookie }, { extOrPortHandshake }] = await Promise.all([
-          lazyImport<typeof import("./auth_cookie.ts")>(
-            new URL("./auth_cookie.ts", import.meta.url),
-          ),
-          lazyImport<typeof import("./ext_orport.ts")>(new URL("./ext_orport.ts", import.meta.url)),
-        ]);
-        const cookie = await readAuthCookie(target.cookieFile);
+        const { readAuthCookie, extOrPortHandshake } = this.#handlers;
+        const cookie = await readAuthCookie!(target.cookieFile);
         const remote = conn.remoteAddr as Deno.NetAddr;
-        await extOrPortHandshake(end, {
+        await extOrPortHandshake!(end, {
           cookie,
           transport: this.#name,
           ...(remote.hostname

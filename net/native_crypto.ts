@@ -176,6 +176,8 @@ export function chooseRuntimeCrypto(): Promise<CryptoChoice> {
       };
     }
   })();
+  // A failed load (no descriptor to open a module, say) is tried again.
+  choice.catch(() => choice = undefined);
   return choice;
 }
 
