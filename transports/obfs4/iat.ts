@@ -29,30 +29,11 @@ let canBlock = cell !== undefined;
 // The event loop is blocked at most this long at a time; socket reads and
 // writes run between two blocks.
 const BLOCK_SLICE_MS = 0.25;
-// And at most this share of the time, over windows of BUDGET_WINDOW_MS: with
-// many connections sleeping at once (a busy bridge), the rest waits by
-// yielding to the event loop (other connections' I/O goes on) and on timers,
-// so their traffic never stalls behind the waits.
-const BLOCK_SHARE = 0.25;
-const BUDGET_WINDOW_MS = 20;
-let windowStart = 0;
-let blockedInWindow = 0;
-
-/** Whether blocking `ms` now keeps within the budget. */
-function mayBlock(now: number, ms: number): boolean {
-  if (now - windowStart >= BUDGET_WINDOW_MS) {
-    windowStart = now;
-    blockedInWindow = 0;
-  }
-  return blockedInWindow + ms <= BLOCK_SHARE * BUDGET_WINDOW_MS;
-}
 
 function block(ms: number): boolean {
   if (!canBlock) return false;
   try {
-    const start = performance.now();
     Atomics.wait(cell!, 0, 0, ms);
-    blockedInWindow += performance.now() - start;
     return true;
   } catch {
     canBlock = false;
@@ -141,38 +122,29 @@ function schedule(): void {
   }, ms);
 }
 
-/** Every sleep whose netpoller wait has ended by `now` wakes (or waits again). */
-function wakeEnded(now: number): void {
-  for (let i = sleeps.length - 1; i >= 0; i--) {
-    const sleep = sleeps[i]!;
-    if (sleep.end <= now) woke(sleep, now);
-  }
-}
-
 function drive(): void {
-  let now = performance.now();
-  wakeEnded(now);
   const next = nearest();
+  let now = performance.now();
   if (next === undefined || Math.floor(next.end - now - timerLateness) >= 1) {
     driving = false;
     schedule();
     return;
   }
   const left = next.end - now;
-  if (now < quietUntil && left > QUIET_MS) {
+  if (left <= 0) {
+    woke(next, now);
+  } else if (now < quietUntil && left > QUIET_MS) {
     // Let the write just made go out first.
   } else if (left <= BLOCK_SLICE_MS) {
-    // The end of the wait: one kernel wait, which oversleeps as Go's does
-    // (over budget: yield until the end instead).
-    if (mayBlock(now, left) && block(left)) {
-      wakeEnded(performance.now());
+    // The end of the wait: one kernel wait, which oversleeps as Go's does.
+    if (block(left)) {
+      woke(next, performance.now());
     } else if (left < 0.05) {
       while ((now = performance.now()) < next.end) { /* a few microseconds */ }
-      wakeEnded(now);
+      woke(next, now);
     }
   } else {
-    const ms = Math.min(BLOCK_SLICE_MS, left - BLOCK_SLICE_MS);
-    if (mayBlock(now, ms)) block(ms);
+    block(Math.min(BLOCK_SLICE_MS, left - BLOCK_SLICE_MS));
   }
   if (sleeps.length === 0) {
     driving = false;
@@ -194,11 +166,8 @@ function drive(): void {
  * on `setTimeout` while a timer can be trusted not to overshoot, then blocks
  * the thread (`Atomics.wait`, where allowed) in slices of at most 0.25 ms
  * with a task boundary between them for socket I/O, the last slice of each
- * wait being its kernel wait. Blocking takes at most a quarter of the time
- * (over 20 ms windows): past that, as on a bridge where many connections
- * sleep at once, the scheduler yields to the event loop until the wait
- * ends, so the other connections' traffic goes on. A timer alone adds 1-2
- * ms to every wait in Deno and cannot wait less than 2 ms.
+ * wait being its kernel wait. A timer alone adds 1-2 ms to every wait in
+ * Deno and cannot wait less than 2 ms.
  *
  * @example A 4.7 ms sleep takes about 5.1 ms
  * ```ts
