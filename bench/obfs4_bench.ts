@@ -357,6 +357,27 @@ const pairs: Pair[] = [
   ["obfs4proxy client + ptkit server", goClient, ptServer],
 ];
 
+/**
+ * One row per ptkit pair and mixed pair for a figure measured on `pairs` in
+ * order, each against the obfs4proxy pair's (the first value); the ptkit
+ * pair's row is named `figure, pairLabel`.
+ */
+function pairRows(
+  figure: string,
+  unit: string,
+  values: number[],
+  target: Row["target"],
+  pairLabel = "pair",
+): Row[] {
+  return pairs.slice(1).map(([name], i) => ({
+    name: `${figure}, ${name === "ptkit pair" ? pairLabel : name}`,
+    unit,
+    go: values[0]!,
+    pt: values[i + 1]!,
+    ...(target === undefined ? {} : { target }),
+  }));
+}
+
 if (run("start")) {
   progress("start-up, exec to *METHODS DONE, median of 10 each");
   const empty = `${await tmp()}/empty.ts`;
@@ -459,23 +480,7 @@ if (run("latency")) {
     progress(`latency, ${name}: connect + handshake + 1-byte echo, median of 50`);
     lat.push(await latency(c, s));
   }
-  rows.push(
-    { name: "latency, pair", unit: "ms", go: lat[0]!, pt: lat[1]!, target: lower(1) },
-    {
-      name: "latency, ptkit client + obfs4proxy server",
-      unit: "ms",
-      go: lat[0]!,
-      pt: lat[2]!,
-      target: lower(1),
-    },
-    {
-      name: "latency, obfs4proxy client + ptkit server",
-      unit: "ms",
-      go: lat[0]!,
-      pt: lat[3]!,
-      target: lower(1),
-    },
-  );
+  rows.push(...pairRows("latency", "ms", lat, lower(1)));
 }
 
 if (run("handshakes")) {
@@ -484,29 +489,7 @@ if (run("handshakes")) {
     progress(`handshakes per second, ${name}, 64 concurrent clients for 3 s`);
     rate.push(await handshakeRate(c, s, 3000));
   }
-  rows.push(
-    {
-      name: "handshakes/s, 64 clients, pair",
-      unit: "1/s",
-      go: rate[0]!,
-      pt: rate[1]!,
-      target: higher(1),
-    },
-    {
-      name: "handshakes/s, ptkit client + obfs4proxy server",
-      unit: "1/s",
-      go: rate[0]!,
-      pt: rate[2]!,
-      target: higher(1),
-    },
-    {
-      name: "handshakes/s, obfs4proxy client + ptkit server",
-      unit: "1/s",
-      go: rate[0]!,
-      pt: rate[3]!,
-      target: higher(1),
-    },
-  );
+  rows.push(...pairRows("handshakes/s", "1/s", rate, higher(1), "64 clients, pair"));
 }
 
 if (run("firstbyte")) {
