@@ -13,7 +13,6 @@
  */
 
 import { holdEarlySignals } from "./ipc/early_signals.ts";
-import { lazyImport } from "./ipc/lazy_import.ts";
 import { CLI_COMMANDS } from "./ipc/cli_commands.ts";
 
 if (import.meta.main) {
@@ -25,15 +24,11 @@ if (import.meta.main) {
   holdEarlySignals();
   const command = Deno.args[0] ?? "";
   if (command === "turn") {
-    const { runTurnCommand } = await lazyImport<typeof import("./udp/turn/cli.ts")>(
-      new URL("./udp/turn/cli.ts", import.meta.url),
-    );
+    const { runTurnCommand } = await import("./udp/turn/cli.ts");
     Deno.exit(await runTurnCommand(Deno.args.slice(1)));
   }
   if (CLI_COMMANDS.includes(command)) {
-    const { runCli } = await lazyImport<typeof import("./ipc/cli.ts")>(
-      new URL("./ipc/cli.ts", import.meta.url),
-    );
+    const { runCli } = await import("./ipc/cli.ts");
     Deno.exit(await runCli(Deno.args));
   }
   const { runManagedProxy } = await import("./ipc/managed_proxy.ts");

@@ -11,7 +11,6 @@ import { formatHostPort, type HostPort } from "../net/address.ts";
 import { relay } from "../net/relay.ts";
 import { type Connector, createConnector } from "../client.ts";
 import type { IpcOutput } from "./ipc_output.ts";
-import { lazyImport } from "./lazy_import.ts";
 import { requestedTransports } from "./requested_transports.ts";
 import { SocksServer } from "./socks_server.ts";
 import { SocksReply, SocksReplyError } from "./socks_reply.ts";
@@ -197,9 +196,7 @@ export async function startClient(
           Object.entries(base).filter(([key]) => !key.startsWith("turn-")),
         );
         // UDP modes load their modules (node:dgram is slow to load) only when asked for.
-        const { serveUdpClient } = await lazyImport<typeof import("../udp/client_pool.ts")>(
-          new URL("../udp/client_pool.ts", import.meta.url),
-        );
+        const { serveUdpClient } = await import("../udp/client_pool.ts");
         const pool = await serveUdpClient({
           transport,
           config,

@@ -10,7 +10,6 @@ import { registry as defaultRegistry } from "./registry.ts";
 import { ignoredOptionLog } from "./requested_transports.ts";
 import { parseTransportOptions } from "./settings.ts";
 import type { ServerSettings, ServerTarget } from "./managed_server.ts";
-import { lazyImport } from "./lazy_import.ts";
 import { parseBindAddr } from "./bind_addr.ts";
 import { bracketBareIpv6, isIpLiteral } from "./ip_address.ts";
 import { DestinationPolicy } from "./destination_policy.ts";
@@ -269,9 +268,7 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
       const watch = new ShutdownWatch(watchOptions);
       logUnknown();
       // Each side loads only its own modules: a PT starts quickly.
-      const { startServer } = await lazyImport<typeof import("./managed_server.ts")>(
-        new URL("./managed_server.ts", import.meta.url),
-      );
+      const { startServer } = await import("./managed_server.ts");
       const running = await startServer({
         ...settings,
         transports,
@@ -353,9 +350,7 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     const proxyText = value("proxy");
     if (proxyText !== undefined && proxyText !== "") {
       try {
-        const { parseUpstreamProxy, upstreamProxyDialer } = await lazyImport<
-          typeof import("./upstream_proxy.ts")
-        >(new URL("./upstream_proxy.ts", import.meta.url));
+        const { parseUpstreamProxy, upstreamProxyDialer } = await import("./upstream_proxy.ts");
         dialer = upstreamProxyDialer(parseUpstreamProxy(proxyText));
       } catch (error) {
         output.error("PROXY-ERROR", (error as Error).message);
@@ -367,9 +362,7 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     // 4. Transports.
     const watch = new ShutdownWatch(watchOptions);
     logUnknown();
-    const { startClient } = await lazyImport<typeof import("./managed_client.ts")>(
-      new URL("./managed_client.ts", import.meta.url),
-    );
+    const { startClient } = await import("./managed_client.ts");
     const running = await startClient({
       transports,
       registry,
