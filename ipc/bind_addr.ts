@@ -1,9 +1,8 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import type { HostPort } from "../net/address.ts";
-import { parseHostPort } from "../net/address.ts";
-import { bracketBareIpv6, isIpLiteral } from "./ip_address.ts";
+import { bracketBareIpv6, type HostPort, parseHostPort } from "../net/address.ts";
+import { isIpLiteral } from "../net/ip_address.ts";
 
 /**
  * Parse `TOR_PT_SERVER_BINDADDR` / `-bindaddr`: `name-addr:port,...`, split

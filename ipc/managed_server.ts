@@ -16,11 +16,17 @@ import type { IpcOutput } from "./ipc_output.ts";
 import { requestedTransports } from "./requested_transports.ts";
 import type { RunningProxy } from "./managed_client.ts";
 import { formatSmethodArgs } from "./smethod_args.ts";
-import type { DestinationPolicy } from "./destination_policy.ts";
+import { readAuthCookie } from "./auth_cookie.ts";
+import { extOrPortHandshake } from "./ext_orport.ts";
+import type { DestinationPolicy } from "../net/destination_policy.ts";
+import { serveSocksTarget } from "./socks_target.ts";
 import { acceptErrorLogger, describe, type DigestedLog, digestLog } from "./describe_error.ts";
 import { ConnectionLoop, retryWhileExhausted } from "../net/accept_loop.ts";
 import type { ConnectionLimits } from "../net/source_limits.ts";
-import type { TurnServer } from "../udp/turn/turn_server.ts";
+import { serveUdpServer } from "../udp/server_pool.ts";
+import { TurnServer } from "../udp/turn/turn_server.ts";
+import { createUdpRelayFactory } from "../udp/turn/udp_relay.ts";
+import { serveTurnStream } from "../udp/turn/stream_server.ts";
 
 /**
  * Where the server side sends decoded connections: tor's ORPort (bytes
@@ -144,7 +150,6 @@ export async function startServer(
   const started: StartedServerTransport[] = [];
   const target = settings.target;
   const turn = target.kind === "turn" ? new EmbeddedTurn(target) : undefined;
-  const handlers = await loadTargetHandlers(target);
   // Per-connection lines, digested: a flood of probes must not flood the parent.
   const log = digestLog((severity, message) => output.log(severity, message));
   const limits: ConnectionLimits = {
@@ -166,8 +171,6 @@ export async function startServer(
       let addr: Deno.NetAddr;
       let clientOptions: TransportOptions;
       if (target.kind === "udp") {
-        // UDP's modules are evaluated only when asked for.
-        const { serveUdpServer } = await import("../udp/server_pool.ts");
         const pool = await serveUdpServer({
           transport,
           config,
@@ -191,9 +194,7 @@ export async function startServer(
           limits,
           onAcceptError,
         });
-        loops.push(
-          new ServerLoop(listener, name, settings, log, handlers, await turn?.server(at.hostname)),
-        );
+        loops.push(new ServerLoop(listener, name, settings, log, turn?.server(at.hostname)));
         addr = listener.addr;
         clientOptions = { ...listener.clientOptions, ...turn?.clientOptions };
       }
@@ -235,12 +236,7 @@ class EmbeddedTurn {
   }
 
   /** The server, made on first use with relays bound near `listenHost`. */
-  async server(listenHost: string): Promise<TurnServer> {
-    if (this.#server !== undefined) return this.#server;
-    const [{ TurnServer }, { createUdpRelayFactory }] = await Promise.all([
-      import("../udp/turn/turn_server.ts"),
-      import("../udp/turn/udp_relay.ts"),
-    ]);
+  server(listenHost: string): TurnServer {
     if (this.#server !== undefined) return this.#server;
     const relayHost = this.#options.relayAddress ?? listenHost;
     const relay = createUdpRelayFactory(
@@ -263,43 +259,9 @@ class EmbeddedTurn {
   }
 }
 
-/** What serving a target needs beyond the relay. */
-interface TargetHandlers {
-  readonly serveSocksTarget?: typeof import("./socks_target.ts").serveSocksTarget;
-  readonly serveTurnStream?: typeof import("../udp/turn/stream_server.ts").serveTurnStream;
-  readonly readAuthCookie?: typeof import("./auth_cookie.ts").readAuthCookie;
-  readonly extOrPortHandshake?: typeof import("./ext_orport.ts").extOrPortHandshake;
-}
-
-/**
- * Load the modules the target needs (free mode, TURN, the Extended
- * ORPort): when the server starts with such a target, and only then,
- * never while serving, when a server out of descriptors could not open
- * them. Literal `import()`s, so `deno compile` and JSR consumers get
- * these modules in their graph (a computed URL would be fetched at run
- * time); the measured cost is about 8 ms of start-up.
- */
-async function loadTargetHandlers(target: ServerTarget): Promise<TargetHandlers> {
-  if (target.kind === "socks") {
-    return await import("./socks_target.ts");
-  }
-  if (target.kind === "turn") {
-    return await import("../udp/turn/stream_server.ts");
-  }
-  if (target.kind === "extorport") {
-    const [{ readAuthCookie }, { extOrPortHandshake }] = await Promise.all([
-      import("./auth_cookie.ts"),
-      import("./ext_orport.ts"),
-    ]);
-    return { readAuthCookie, extOrPortHandshake };
-  }
-  return {};
-}
-
 /** Accepts one transport's connections and sends each to the target. */
 class ServerLoop implements RunningProxy {
   #turn: TurnServer | undefined;
-  #handlers: TargetHandlers;
   #name: string;
   #settings: ServerSettings;
   #log: DigestedLog;
@@ -310,11 +272,9 @@ class ServerLoop implements RunningProxy {
     name: string,
     settings: ServerSettings,
     log: DigestedLog,
-    handlers: TargetHandlers,
     turn?: TurnServer,
   ) {
     this.#turn = turn;
-    this.#handlers = handlers;
     this.#name = name;
     this.#settings = settings;
     this.#log = log;
@@ -334,20 +294,19 @@ class ServerLoop implements RunningProxy {
       await conn.ready;
       handshook = true;
       if (target.kind === "socks") {
-        await this.#handlers.serveSocksTarget!(conn, { policy: target.policy, dialer, signal });
+        await serveSocksTarget(conn, { policy: target.policy, dialer, signal });
         return;
       }
       if (target.kind === "turn") {
-        await this.#handlers.serveTurnStream!(this.#turn!, conn, { signal });
+        await serveTurnStream(this.#turn!, conn, { signal });
         return;
       }
       if (target.kind === "udp") throw new TypeError("UDP targets are served by serveUdpServer");
       end = await dialer(target.address);
       if (target.kind === "extorport") {
-        const { readAuthCookie, extOrPortHandshake } = this.#handlers;
-        const cookie = await readAuthCookie!(target.cookieFile);
+        const cookie = await readAuthCookie(target.cookieFile);
         const remote = conn.remoteAddr as Deno.NetAddr;
-        await extOrPortHandshake!(end, {
+        await extOrPortHandshake(end, {
           cookie,
           transport: this.#name,
           ...(remote.hostname

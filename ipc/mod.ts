@@ -56,7 +56,6 @@ export * from "./bind_addr.ts";
 export * from "./smethod_args.ts";
 export * from "./auth_cookie.ts";
 export * from "./ext_orport.ts";
-export * from "./destination_policy.ts";
 export * from "./socks_client.ts";
 export * from "./socks_target.ts";
 export * from "./outbound_dialer.ts";

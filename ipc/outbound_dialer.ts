@@ -3,7 +3,7 @@
 import type { Socket } from "node:net";
 import type { Dialer, DialTarget, NetConn } from "../net/net_conn.ts";
 import { tcpDialer } from "../net/net_conn.ts";
-import { ipv4Bytes, ipv6Bytes } from "./ip_address.ts";
+import { classifyIp, parseIpv4, parseIpv6 } from "../net/ip_address.ts";
 
 /** Source addresses for outgoing connections (`TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6`). */
 export interface OutboundBind {
@@ -34,7 +34,7 @@ export interface OutboundBind {
 export function parseOutboundBind(v4?: string, v6?: string): OutboundBind {
   const result: { v4?: string; v6?: string } = {};
   if (v4 !== undefined && v4 !== "") {
-    if (ipv4Bytes(v4) === undefined) {
+    if (parseIpv4(v4) < 0) {
       throw new SyntaxError(
         `Cannot parse TOR_PT_OUTBOUND_BIND_ADDRESS_V4 ${JSON.stringify(v4)}: not an IPv4 address`,
       );
@@ -43,7 +43,7 @@ export function parseOutboundBind(v4?: string, v6?: string): OutboundBind {
   }
   if (v6 !== undefined && v6 !== "") {
     const bare = v6.startsWith("[") && v6.endsWith("]") ? v6.slice(1, -1) : v6;
-    if (ipv6Bytes(bare) === undefined || bare.includes(".")) {
+    if (parseIpv6(bare) === undefined || bare.includes(".")) {
       throw new SyntaxError(
         `Cannot parse TOR_PT_OUTBOUND_BIND_ADDRESS_V6 ${JSON.stringify(v6)}: not an IPv6 address`,
       );
@@ -77,13 +77,10 @@ export function parseOutboundBind(v4?: string, v6?: string): OutboundBind {
  */
 export function outboundDialer(bind: OutboundBind, fallback: Dialer = tcpDialer): Dialer {
   return (target: DialTarget) => {
-    const v4 = ipv4Bytes(target.hostname);
-    const v6 = v4 === undefined ? ipv6Bytes(target.hostname) : undefined;
-    const loopback = v4 !== undefined
-      ? v4[0] === 127
-      : v6 !== undefined && v6.slice(0, 15).every((b) => b === 0) && v6[15] === 1;
-    const source = v4 !== undefined ? bind.v4 : v6 !== undefined ? bind.v6 : undefined;
-    if (loopback || source === undefined) return fallback(target);
+    const v4 = parseIpv4(target.hostname) >= 0;
+    const v6 = !v4 && parseIpv6(target.hostname) !== undefined;
+    const source = v4 ? bind.v4 : v6 ? bind.v6 : undefined;
+    if (source === undefined || classifyIp(target.hostname) === "loopback") return fallback(target);
     return boundDial(target, source);
   };
 }

@@ -2,7 +2,7 @@
 
 import { readFull, writeFull } from "../net/conn_io.ts";
 import type { DialTarget, NetConn } from "../net/net_conn.ts";
-import { ipv4Bytes, ipv6Bytes } from "./ip_address.ts";
+import { parseIpv4, parseIpv6 } from "../net/ip_address.ts";
 import { SocksReply, SocksReplyError } from "./socks_reply.ts";
 
 /**
@@ -56,10 +56,10 @@ export async function socks5Connect(
     throw new SocksReplyError(SocksReply.notAllowed, "SOCKS5 server accepts none of our methods");
   }
   let address: number[];
-  const v4 = ipv4Bytes(target.hostname);
-  const v6 = v4 === undefined ? ipv6Bytes(target.hostname) : undefined;
-  if (v4 !== undefined) {
-    address = [1, ...v4];
+  const v4 = parseIpv4(target.hostname);
+  const v6 = v4 < 0 ? parseIpv6(target.hostname) : undefined;
+  if (v4 >= 0) {
+    address = [1, v4 >>> 24, (v4 >>> 16) & 0xff, (v4 >>> 8) & 0xff, v4 & 0xff];
   } else if (v6 !== undefined) {
     address = [4, ...v6];
   } else {

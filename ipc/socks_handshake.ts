@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { writeFull } from "../net/conn_io.ts";
+import { formatIp } from "../net/ip_address.ts";
 import type { TransportOptions } from "../transports/transport.ts";
 import type { NetConn } from "../net/net_conn.ts";
 import { parseJsonSettings, parseTorArgs } from "./settings.ts";
@@ -219,13 +220,11 @@ async function socks5(conn: NetConn, reader: HandshakeReader, maxSettings: numbe
   let end: number;
   if (atyp === 1) {
     const b = await reader.need(10);
-    hostname = `${b[4]}.${b[5]}.${b[6]}.${b[7]}`;
+    hostname = formatIp(b.subarray(4, 8));
     end = 10;
   } else if (atyp === 4) {
     const b = await reader.need(22);
-    const groups: string[] = [];
-    for (let i = 4; i < 20; i += 2) groups.push(((b[i]! << 8) | b[i + 1]!).toString(16));
-    hostname = groups.join(":");
+    hostname = formatIp(b.subarray(4, 20));
     end = 22;
   } else if (atyp === 3) {
     const len = (await reader.need(5))[4]!;

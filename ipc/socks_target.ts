@@ -3,8 +3,8 @@
 import type { Dialer } from "../net/net_conn.ts";
 import { tcpDialer } from "../net/net_conn.ts";
 import { relay } from "../net/relay.ts";
-import { DestinationPolicy } from "./destination_policy.ts";
-import { isIpLiteral } from "./ip_address.ts";
+import { DestinationPolicy } from "../net/destination_policy.ts";
+import { isIpLiteral } from "../net/ip_address.ts";
 import { socksHandshake } from "./socks_handshake.ts";
 import { SocksReply, socksReplyCode, SocksReplyError } from "./socks_reply.ts";
 import { streamNetConn } from "./stream_net_conn.ts";

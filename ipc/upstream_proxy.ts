@@ -3,6 +3,7 @@
 import { readFull, writeFull } from "../net/conn_io.ts";
 import type { Dialer, DialTarget, NetConn } from "../net/net_conn.ts";
 import { formatHostPort } from "../net/address.ts";
+import { parseIp, parseIpv4, parseIpv6 } from "../net/ip_address.ts";
 import { parseUserinfo, redactUserinfo, splitAuthority, type Userinfo } from "../net/userinfo.ts";
 import { SocksReply, SocksReplyError } from "./socks_reply.ts";
 import { socks5Connect } from "./socks_client.ts";
@@ -77,10 +78,10 @@ export function parseUpstreamProxy(text: string): UpstreamProxy {
   let hostname = hostText!;
   if (hostname.startsWith("[")) {
     hostname = hostname.slice(1, -1);
-    if (!/^[0-9A-Fa-f:.]+$/.test(hostname) || !hostname.includes(":")) {
+    if (parseIpv6(hostname) === undefined) {
       throw fail("invalid IPv6 address");
     }
-  } else if (!isIPv4(hostname)) {
+  } else if (parseIpv4(hostname) < 0) {
     throw fail("the host must be an IP address");
   }
   if (portText === undefined || !/^[0-9]{1,5}$/.test(portText)) throw fail("missing or bad port");
@@ -168,9 +169,10 @@ async function socks4aConnect(conn: Deno.Conn, proxy: UpstreamProxy, target: Dia
       "SOCKS4a proxy cannot reach IPv6 addresses",
     );
   }
-  const ip = isIPv4(target.hostname) ? target.hostname.split(".").map(Number) : [0, 0, 0, 1];
+  const literal = parseIpv4(target.hostname) >= 0;
+  const ip = literal ? [...parseIp(target.hostname)] : [0, 0, 0, 1];
   const user = encoder.encode(proxy.username ?? "");
-  const name = isIPv4(target.hostname) ? [] : [...encoder.encode(target.hostname), 0];
+  const name = literal ? [] : [...encoder.encode(target.hostname), 0];
   await writeFull(
     conn,
     new Uint8Array([4, 1, target.port >> 8, target.port & 0xff, ...ip, ...user, 0, ...name]),
@@ -228,10 +230,4 @@ function upstreamError(message: string): SocksReplyError {
 
 function readExactly(conn: Pick<NetConn, "read">, n: number): Promise<Uint8Array> {
   return readFull(conn, n, (_got) => upstreamError("Upstream proxy closed the connection"));
-}
-
-function isIPv4(text: string): boolean {
-  const parts = text.split(".");
-  return parts.length === 4 &&
-    parts.every((p) => /^[0-9]{1,3}$/.test(p) && Number(p) <= 255);
 }

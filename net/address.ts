@@ -1,5 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
+import { parseIpv6 } from "./ip_address.ts";
+
 /** A host and a port, as `Deno.connect` takes them. */
 export interface HostPort {
   /** An IP literal (IPv6 without brackets) or a host name. */
@@ -111,4 +113,22 @@ export function checkPort(port: unknown, what: string, min = 0): number {
     throw new RangeError(`Invalid port ${port} for ${what}: must be an integer in ${min}-65535`);
   }
   return port;
+}
+
+/**
+ * Bracket an IPv6 address written without brackets before its port
+ * (`1:2::3:4:9999` becomes `[1:2::3:4]:9999`), as goptlib repairs what old
+ * tor versions put in `TOR_PT_SERVER_BINDADDR`, `TOR_PT_ORPORT` and
+ * `TOR_PT_EXTENDED_SERVER_PORT`: the last `:` starts the port. Anything
+ * else (bracketed, IPv4, a name, or a host that is no IPv6 literal) is
+ * returned unchanged for the address parser to judge. Internal.
+ *
+ * @param text `addr:port` as tor wrote it.
+ * @returns The text with the IPv6 host in brackets, or unchanged.
+ */
+export function bracketBareIpv6(text: string): string {
+  const colon = text.lastIndexOf(":");
+  if (text.startsWith("[") || text.indexOf(":") === colon) return text;
+  const host = text.slice(0, colon);
+  return parseIpv6(host) === undefined ? text : `[${host}]${text.slice(colon)}`;
 }

@@ -19,7 +19,9 @@
  * @module
  */
 
-export * from "./address.ts";
+export { checkPort, formatHostPort, type HostPort, parseHostPort } from "./address.ts";
+export { classifyIp, formatIp, type IpAddressClass, parseIp } from "./ip_address.ts";
+export { DestinationPolicy } from "./destination_policy.ts";
 export * from "./userinfo.ts";
 export * from "./net_conn.ts";
 export * from "./conn_io.ts";

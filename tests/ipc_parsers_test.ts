@@ -218,7 +218,7 @@ Deno.test("socksHandshake reads a request sent one byte at a time", async () => 
   const request = await handshake;
   deepStrictEqual(
     [request.hostname, request.port, request.settings, request.method],
-    ["0:0:0:0:0:0:0:1", 443, { k: "v" }, "userpass"],
+    ["::1", 443, { k: "v" }, "userpass"],
   );
 });
 

@@ -7,7 +7,7 @@ import { deepStrictEqual, ok, throws } from "node:assert";
 import { parseBindAddr } from "../ipc/bind_addr.ts";
 import { parseTransportOptions } from "../ipc/settings.ts";
 import { formatSmethodArgs, parseSmethodArgs } from "../ipc/smethod_args.ts";
-import { DestinationPolicy } from "../ipc/destination_policy.ts";
+import { DestinationPolicy } from "../net/mod.ts";
 import { boundDial, outboundDialer, parseOutboundBind } from "../ipc/outbound_dialer.ts";
 import { formatBridgeLine, parseBridgeLine } from "../ipc/bridge_line.ts";
 import { readN } from "./ipc_util.ts";
@@ -125,7 +125,7 @@ Deno.test("DestinationPolicy refuses non-public scopes unless allowed", () => {
     ["ff02::1", "multicast"],
     ["0.0.0.0", "unspecified"],
     ["::", "unspecified"],
-    ["255.255.255.255", "reserved"],
+    ["255.255.255.255", "broadcast"],
     ["240.0.0.1", "reserved"],
     ["localhost", "not an IP address"],
   ];
@@ -133,12 +133,13 @@ Deno.test("DestinationPolicy refuses non-public scopes unless allowed", () => {
   const loose = DestinationPolicy.parse("loopback, private,link-local,multicast");
   for (const [ip, expected] of table) {
     const still = expected === "unspecified" || expected === "reserved" ||
-      expected === "not an IP address";
+      expected === "broadcast" || expected === "not an IP address";
     deepStrictEqual(loose.refusal(ip, 80), still ? expected : undefined, ip);
   }
   const exact = DestinationPolicy.parse("127.0.0.1:8080,[::1]:53");
   deepStrictEqual(exact.refusal("127.0.0.1", 8080), undefined);
-  deepStrictEqual(exact.refusal("::ffff:127.0.0.1", 8080), "loopback");
+  // An IPv4-mapped address is the IPv4 address: the same destination.
+  deepStrictEqual(exact.refusal("::ffff:127.0.0.1", 8080), undefined);
   deepStrictEqual(exact.refusal("127.0.0.1", 8081), "loopback");
   deepStrictEqual(exact.refusal("0:0:0:0:0:0:0:1", 53), undefined);
   deepStrictEqual(DestinationPolicy.parse("none").refusal("127.0.0.1", 1), "loopback");

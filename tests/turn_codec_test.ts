@@ -11,11 +11,9 @@ import {
   encodeErrorCode,
   encodeStunMessage,
   encodeXorAddress,
-  formatIp,
   getAttribute,
   longTermKey,
   parseChannelData,
-  parseIp,
   parseStunMessage,
   StunAttr,
   StunClass,
@@ -23,6 +21,7 @@ import {
   verifyFingerprint,
   verifyIntegrity,
 } from "../udp/turn/mod.ts";
+import { formatIp, parseIp } from "../net/mod.ts";
 
 function hex(text: string): Uint8Array {
   const clean = text.replace(/\s+/g, "");
@@ -137,7 +136,7 @@ Deno.test("encodeXorAddress round-trips IPv4 and IPv6 addresses", () => {
 Deno.test("formatIp writes canonical IPv6 text", () => {
   strictEqual(formatIp(parseIp("2001:0db8:0000:0000:0000:0000:0000:0001")), "2001:db8::1");
   strictEqual(formatIp(parseIp("2001:db8:0:1:1:1:1:1")), "2001:db8:0:1:1:1:1:1");
-  strictEqual(formatIp(parseIp("::ffff:1.2.3.4")), "::ffff:102:304");
+  strictEqual(formatIp(parseIp("::ffff:1.2.3.4")), "::ffff:1.2.3.4");
   throws(() => parseIp("1::2::3"), SyntaxError);
   throws(() => parseIp("256.1.1.1"), SyntaxError);
 });

@@ -12,7 +12,7 @@ import {
   NAME_SIZE,
   openLibc,
 } from "./libc.ts";
-import { formatIp, parseIp } from "./turn/ip_address.ts";
+import { formatIp, parseIp, parseIpv4 } from "../net/ip_address.ts";
 
 /** A UDP address. */
 export interface UdpAddress {
@@ -250,30 +250,6 @@ export async function resolveUdpAddress(address: UdpAddress, what: string): Prom
   if (ip !== undefined) return new Endpoint(ip, port);
   const found = await lookup(address.hostname);
   return new Endpoint(parseIp(found.address), port);
-}
-
-/** Parse dotted-quad text to its 32-bit value without allocating; -1 if it is not one. */
-function ipv4Number(text: string): number {
-  let value = 0;
-  let part = 0;
-  let digits = 0;
-  let dots = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 46) {
-      if (digits === 0 || dots === 3) return -1;
-      value = value * 256 + part;
-      part = 0;
-      digits = 0;
-      dots++;
-    } else if (c >= 48 && c <= 57 && digits < 3) {
-      part = part * 10 + (c - 48);
-      if (part > 255) return -1;
-      digits++;
-    } else return -1;
-  }
-  if (dots !== 3 || digits === 0) return -1;
-  return value * 256 + part;
 }
 
 function isWildcard(ip: Uint8Array): boolean {
@@ -573,7 +549,7 @@ export class UdpSocket implements AsyncDisposable {
   #nameOf(to: UdpAddress): Uint8Array | undefined {
     if (to instanceof Endpoint) return to.name(this.#family);
     if (this.#family === 4) {
-      const ip = ipv4Number(to.hostname);
+      const ip = parseIpv4(to.hostname);
       if (ip < 0) return undefined;
       const name = this.#scratch4;
       name[0] = AF_INET;
@@ -678,7 +654,7 @@ export class UdpSocket implements AsyncDisposable {
 
   /** The cached endpoint for a sender Deno reported. */
   #endpointOf(hostname: string, port: number): Endpoint {
-    const ip = ipv4Number(hostname);
+    const ip = parseIpv4(hostname);
     if (ip >= 0) {
       const key = ip * 65536 + port;
       let endpoint = this.#cache4.get(key);

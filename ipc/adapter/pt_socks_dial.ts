@@ -5,6 +5,7 @@ import { readFull, writeFull } from "../../net/conn_io.ts";
 import type { TransportOptions } from "../../transports/transport.ts";
 import type { DialTarget } from "../../net/net_conn.ts";
 import type { HostPort } from "../../net/address.ts";
+import { isIpLiteral, parseIp } from "../../net/ip_address.ts";
 import { formatTorArgs } from "../settings.ts";
 import { SocksReplyError } from "../socks_reply.ts";
 
@@ -165,35 +166,15 @@ export async function ptSocksDial(
 
 function connectRequest(target: DialTarget): Uint8Array {
   const port = [target.port >> 8, target.port & 0xff];
-  const v4 = target.hostname.split(".");
-  if (v4.length === 4 && v4.every((p) => /^[0-9]{1,3}$/.test(p) && Number(p) <= 255)) {
-    return new Uint8Array([5, 1, 0, 1, ...v4.map(Number), ...port]);
-  }
-  if (target.hostname.includes(":")) {
-    return new Uint8Array([5, 1, 0, 4, ...ipv6Bytes(target.hostname), ...port]);
+  if (isIpLiteral(target.hostname)) {
+    const ip = parseIp(target.hostname);
+    return new Uint8Array([5, 1, 0, ip.length === 4 ? 1 : 4, ...ip, ...port]);
   }
   const name = new TextEncoder().encode(target.hostname);
   if (name.length === 0 || name.length > 255) {
     throw new RangeError(`Cannot dial through the PT: host name of ${name.length} bytes`);
   }
   return new Uint8Array([5, 1, 0, 3, name.length, ...name, ...port]);
-}
-
-function ipv6Bytes(text: string): number[] {
-  const [head = "", tail] = text.split("::");
-  const parse = (s: string) => s === "" ? [] : s.split(":");
-  const left = parse(head);
-  const right = tail === undefined ? [] : parse(tail);
-  const groups = tail === undefined
-    ? left
-    : [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right];
-  if (groups.length !== 8 || !groups.every((g) => /^[0-9A-Fa-f]{1,4}$/.test(g))) {
-    throw new SyntaxError(`Cannot dial through the PT: unsupported IPv6 address ${text}`);
-  }
-  return groups.flatMap((g) => {
-    const v = parseInt(g, 16);
-    return [v >> 8, v & 0xff];
-  });
 }
 
 function readExactly(conn: Pick<NetConn, "read">, n: number): Promise<Uint8Array> {

@@ -23,7 +23,6 @@
 
 export * from "./channel_data.ts";
 export * from "./cli.ts";
-export * from "./ip_address.ts";
 export * from "./stream_server.ts";
 export * from "./stun_attributes.ts";
 export * from "./stun_constants.ts";

@@ -2,7 +2,7 @@
 
 import { hmacSha1 } from "./_hmac.ts";
 import { encodeChannelData, isChannelData } from "./channel_data.ts";
-import { classifyIp, parseIp } from "./ip_address.ts";
+import { DestinationPolicy } from "../../net/destination_policy.ts";
 import { StunAttr, StunClass, type StunClassValue, StunMethod } from "./stun_constants.ts";
 import { decodeXorAddress, encodeErrorCode, encodeXorAddress, u32 } from "./stun_attributes.ts";
 import { longTermKey, verifyFingerprint, verifyIntegrity } from "./stun_integrity.ts";
@@ -91,9 +91,15 @@ export interface TurnServerOptions {
   readonly relay: TurnRelayFactory;
   /** Clock in milliseconds; defaults to `Date.now`. */
   readonly now?: () => number;
-  /** Allow 127.0.0.0/8 and ::1 peers (default false). */
+  /** Allow loopback peers, 127.0.0.0/8 and ::1 (default false). */
   readonly allowLoopbackPeers?: boolean;
-  /** Allow RFC 1918, CGNAT, ULA and link-local peers (default false). */
+  /**
+   * Allow private and link-local peers: RFC 1918, CGNAT, unique-local,
+   * site-local, 169.254.0.0/16 and fe80::/10 (default false). Whatever the
+   * options, peers are judged by the one `DestinationPolicy` free mode uses:
+   * multicast, broadcast, unspecified, documentation, benchmarking and
+   * reserved addresses are always refused with 403.
+   */
   readonly allowPrivatePeers?: boolean;
   /** Allocations per user (default 1000); more get 486. */
   readonly userQuota?: number;
@@ -245,8 +251,7 @@ export class TurnServer {
   #users: Readonly<Record<string, string>>;
   #relay: TurnRelayFactory;
   #now: () => number;
-  #allowLoopback: boolean;
-  #allowPrivate: boolean;
+  #peers: DestinationPolicy;
   #userQuota: number;
   #totalQuota: number;
   #maxPermissions: number;
@@ -285,8 +290,12 @@ export class TurnServer {
     this.#users = options.users;
     this.#relay = options.relay;
     this.#now = options.now ?? Date.now;
-    this.#allowLoopback = options.allowLoopbackPeers ?? false;
-    this.#allowPrivate = options.allowPrivatePeers ?? false;
+    this.#peers = new DestinationPolicy({
+      allow: [
+        ...(options.allowLoopbackPeers ? ["loopback" as const] : []),
+        ...(options.allowPrivatePeers ? ["private" as const, "link-local" as const] : []),
+      ],
+    });
     this.#userQuota = options.userQuota ?? 1000;
     this.#totalQuota = options.totalQuota ?? 5000;
     this.#maxPermissions = options.maxPermissions ?? 256;
@@ -749,10 +758,7 @@ export class TurnServer {
       return 400;
     }
     if (peer.family !== allocation.relay.address.family) return 443;
-    const kind = classifyIp(parseIp(peer.hostname));
-    if (kind === "forbidden" || peer.port === 0) return 403;
-    if (kind === "loopback" && !this.#allowLoopback) return 403;
-    if (kind === "private" && !this.#allowPrivate) return 403;
+    if (peer.port === 0 || this.#peers.refusal(peer.hostname, peer.port) !== undefined) return 403;
     return peer;
   }
 
