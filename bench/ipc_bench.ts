@@ -6,6 +6,7 @@
 
 import { proxy } from "../server.ts";
 import { plain } from "../transports/plain.ts";
+import { socks5Connect } from "../tests/obfs4_socks5.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const HOP = new URL("./pipe_hop.ts", import.meta.url).pathname;
@@ -67,24 +68,8 @@ const PT_ENV = {
 };
 
 /** Connect through a SOCKS5 server to 127.0.0.1:port; returns the open conn. */
-async function socksConnect(socksPort: number, port: number): Promise<Deno.Conn> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port: socksPort });
-  await conn.write(new Uint8Array([5, 1, 0]));
-  const buffer = new Uint8Array(10);
-  await readExactly(conn, buffer.subarray(0, 2));
-  await conn.write(new Uint8Array([5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 0xff]));
-  await readExactly(conn, buffer);
-  if (buffer[1] !== 0) throw new Error(`SOCKS reply ${buffer[1]}`);
-  return conn;
-}
-
-async function readExactly(conn: Deno.Conn, buffer: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < buffer.byteLength) {
-    const n = await conn.read(buffer.subarray(offset));
-    if (n === null) throw new Error("Unexpected end of stream");
-    offset += n;
-  }
+function socksConnect(socksPort: number, port: number): Promise<Deno.Conn> {
+  return socks5Connect({ hostname: "127.0.0.1", port: socksPort }, { hostname: "127.0.0.1", port });
 }
 
 /**

@@ -12,13 +12,13 @@ import { relay } from "../net/relay.ts";
 import { type Connector, createConnector } from "../client.ts";
 import type { IpcOutput } from "./ipc_output.ts";
 import { requestedTransports } from "./requested_transports.ts";
-import { SocksServer } from "./socks_server.ts";
-import { SocksReply, SocksReplyError } from "./socks_reply.ts";
+import { SocksServer } from "./socks/_socks_server.ts";
+import { SocksReply, SocksReplyError } from "./socks/_reply.ts";
 import { acceptErrorLogger, describe, digestLog } from "./describe_error.ts";
 import { RepeatedKeyLog } from "./first_value_pairs.ts";
 import { ConnectionLoop, retryWhileExhausted } from "../net/accept_loop.ts";
-import { socks5Connect } from "./socks_client.ts";
-import { streamNetConn } from "./stream_net_conn.ts";
+import { socks5Connect } from "./socks/_client.ts";
+import { serveUdpClient } from "../udp/client_pool.ts";
 
 /** What {@linkcode startClient} needs, already validated. */
 export interface ClientSettings {
@@ -167,14 +167,15 @@ export async function startClient(
               const connector = await connectorFor({ ...base, ...request.settings });
               const destination = { hostname: request.hostname, port: request.port };
               if (!settings.free) return await connector.dial(destination);
-              const conn = streamNetConn(await connector.dial(settings.target!));
+              // Free mode: the destination travels to the server's SOCKS5
+              // target, then the transport connection itself is relayed.
+              const conn = await connector.dial(settings.target!);
               try {
-                await socks5Connect(conn, destination);
+                return await socks5Connect(conn, destination, { peer: "server's SOCKS5 target" });
               } catch (error) {
                 conn.close();
                 throw error;
               }
-              return conn;
             },
             onAcceptError,
             onError: (error, stage) => {
@@ -195,8 +196,6 @@ export async function startClient(
         const config = Object.fromEntries(
           Object.entries(base).filter(([key]) => !key.startsWith("turn-")),
         );
-        // UDP modes load their modules (node:dgram is slow to load) only when asked for.
-        const { serveUdpClient } = await import("../udp/client_pool.ts");
         const pool = await serveUdpClient({
           transport,
           config,

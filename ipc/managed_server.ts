@@ -16,10 +16,10 @@ import type { IpcOutput } from "./ipc_output.ts";
 import { requestedTransports } from "./requested_transports.ts";
 import type { RunningProxy } from "./managed_client.ts";
 import { formatSmethodArgs } from "./smethod_args.ts";
-import { readAuthCookie } from "./auth_cookie.ts";
-import { extOrPortHandshake } from "./ext_orport.ts";
+import { readCookieFile } from "./extorport/_safe_cookie.ts";
+import { extOrPortHandshake } from "./extorport/_client.ts";
 import type { DestinationPolicy } from "../net/destination_policy.ts";
-import { serveSocksTarget } from "./socks_target.ts";
+import { connectSocksDestination } from "./socks/_target.ts";
 import { acceptErrorLogger, describe, type DigestedLog, digestLog } from "./describe_error.ts";
 import { ConnectionLoop, retryWhileExhausted } from "../net/accept_loop.ts";
 import type { ConnectionLimits } from "../net/source_limits.ts";
@@ -294,7 +294,9 @@ class ServerLoop implements RunningProxy {
       await conn.ready;
       handshook = true;
       if (target.kind === "socks") {
-        await serveSocksTarget(conn, { policy: target.policy, dialer, signal });
+        end = await connectSocksDestination(conn, { policy: target.policy, dialer, signal });
+        signal.throwIfAborted();
+        await relay(conn, end, { signal });
         return;
       }
       if (target.kind === "turn") {
@@ -304,7 +306,7 @@ class ServerLoop implements RunningProxy {
       if (target.kind === "udp") throw new TypeError("UDP targets are served by serveUdpServer");
       end = await dialer(target.address);
       if (target.kind === "extorport") {
-        const cookie = await readAuthCookie(target.cookieFile);
+        const cookie = await readCookieFile(target.cookieFile);
         const remote = conn.remoteAddr as Deno.NetAddr;
         await extOrPortHandshake(end, {
           cookie,

@@ -1,12 +1,12 @@
 // Copyright the ptkit authors. MIT license.
 
-import { readFull, writeFull } from "../net/conn_io.ts";
+import { writeFull } from "../net/conn_io.ts";
 import type { Dialer, DialTarget, NetConn } from "../net/net_conn.ts";
 import { formatHostPort } from "../net/address.ts";
-import { parseIp, parseIpv4, parseIpv6 } from "../net/ip_address.ts";
+import { parseIpv4, parseIpv6 } from "../net/ip_address.ts";
 import { parseUserinfo, redactUserinfo, splitAuthority, type Userinfo } from "../net/userinfo.ts";
-import { SocksReply, SocksReplyError } from "./socks_reply.ts";
-import { socks5Connect } from "./socks_client.ts";
+import { SocksReply, SocksReplyError } from "./socks/_reply.ts";
+import { socks4aConnect, socks5Connect } from "./socks/_client.ts";
 
 /** A parsed `TOR_PT_PROXY` URI. */
 export interface UpstreamProxy {
@@ -146,9 +146,15 @@ export function upstreamProxyDialer(proxy: UpstreamProxy): Dialer {
   return async (target: DialTarget): Promise<NetConn> => {
     const conn = await Deno.connect({ hostname: proxy.hostname, port: proxy.port });
     try {
-      if (proxy.scheme === "socks5") await socks5Connect(conn, target, proxy);
-      else if (proxy.scheme === "socks4a") await socks4aConnect(conn, proxy, target);
-      else await httpConnect(conn, proxy, target);
+      if (proxy.scheme === "socks5") {
+        await socks5Connect(conn, target, {
+          ...(proxy.username === undefined ? {} : { username: proxy.username }),
+          ...(proxy.password === undefined ? {} : { password: proxy.password }),
+          peer: "SOCKS5 proxy",
+        });
+      } else if (proxy.scheme === "socks4a") {
+        await socks4aConnect(conn, target, proxy.username);
+      } else await httpConnect(conn, proxy, target);
       return conn;
     } catch (error) {
       try {
@@ -159,31 +165,6 @@ export function upstreamProxyDialer(proxy: UpstreamProxy): Dialer {
       throw error;
     }
   };
-}
-
-async function socks4aConnect(conn: Deno.Conn, proxy: UpstreamProxy, target: DialTarget) {
-  const encoder = new TextEncoder();
-  if (target.hostname.includes(":")) {
-    throw new SocksReplyError(
-      SocksReply.addressTypeNotSupported,
-      "SOCKS4a proxy cannot reach IPv6 addresses",
-    );
-  }
-  const literal = parseIpv4(target.hostname) >= 0;
-  const ip = literal ? [...parseIp(target.hostname)] : [0, 0, 0, 1];
-  const user = encoder.encode(proxy.username ?? "");
-  const name = literal ? [] : [...encoder.encode(target.hostname), 0];
-  await writeFull(
-    conn,
-    new Uint8Array([4, 1, target.port >> 8, target.port & 0xff, ...ip, ...user, 0, ...name]),
-  );
-  const reply = await readExactly(conn, 8);
-  if (reply[1] !== 0x5a) {
-    throw new SocksReplyError(
-      reply[1] === 0x5c || reply[1] === 0x5d ? SocksReply.notAllowed : SocksReply.generalFailure,
-      `SOCKS4a proxy failed the request with code 0x${reply[1]!.toString(16)}`,
-    );
-  }
 }
 
 async function httpConnect(conn: Deno.Conn, proxy: UpstreamProxy, target: DialTarget) {
@@ -226,8 +207,4 @@ async function httpConnect(conn: Deno.Conn, proxy: UpstreamProxy, target: DialTa
 
 function upstreamError(message: string): SocksReplyError {
   return new SocksReplyError(SocksReply.generalFailure, message);
-}
-
-function readExactly(conn: Pick<NetConn, "read">, n: number): Promise<Uint8Array> {
-  return readFull(conn, n, (_got) => upstreamError("Upstream proxy closed the connection"));
 }

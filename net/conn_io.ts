@@ -10,14 +10,14 @@ import type { NetConn } from "./net_conn.ts";
  *
  * @example Writing a handshake
  * ```ts
- * import { readFull, writeFull } from "@ptkit/ptkit/net";
+ * import { readExactly, writeFull } from "@ptkit/ptkit/net";
  * import { deepStrictEqual } from "node:assert";
  *
  * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * using conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
  * using peer = await listener.accept();
  * await writeFull(conn, new Uint8Array([5, 1, 0]));
- * deepStrictEqual(await readFull(peer, 3), new Uint8Array([5, 1, 0]));
+ * deepStrictEqual(await readExactly(peer, 3), new Uint8Array([5, 1, 0]));
  * ```
  */
 export async function writeFull(conn: Pick<NetConn, "write">, bytes: Uint8Array): Promise<void> {
@@ -36,7 +36,7 @@ export async function writeFull(conn: Pick<NetConn, "write">, bytes: Uint8Array)
  *
  * @example Reading a fixed-size reply
  * ```ts
- * import { readFull, writeFull } from "@ptkit/ptkit/net";
+ * import { readExactly, writeFull } from "@ptkit/ptkit/net";
  * import { rejects } from "node:assert";
  *
  * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -44,10 +44,10 @@ export async function writeFull(conn: Pick<NetConn, "write">, bytes: Uint8Array)
  * const peer = await listener.accept();
  * await writeFull(peer, new Uint8Array([1]));
  * peer.close();
- * await rejects(readFull(conn, 2), /closed after 1 of 2 bytes/);
+ * await rejects(readExactly(conn, 2), /closed after 1 of 2 bytes/);
  * ```
  */
-export async function readFull(
+export async function readExactly(
   conn: Pick<NetConn, "read">,
   n: number,
   onEnd: (got: number) => Error = (got) =>

@@ -4,51 +4,47 @@
 // hand-written PT side: good, wrong, malformed, truncated and slow input.
 
 import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:assert";
-import {
-  EXT_OR_PORT_COOKIE_HEADER,
-  extOrPortAuth,
-  type ExtOrPortServer,
-  listenExtOrPort,
-} from "../ipc/adapter/mod.ts";
+import { type ExtOrPortServer, listenExtOrPort } from "../ipc/adapter/mod.ts";
+import * as safeCookie from "../ipc/extorport/_safe_cookie.ts";
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
-Deno.test("extOrPortAuth computes goptlib's SAFE_COOKIE vectors", () => {
+Deno.test("SAFE_COOKIE computes goptlib's SAFE_COOKIE vectors", () => {
   const zero = new Uint8Array(32);
   strictEqual(
-    hex(extOrPortAuth.serverHash(zero, zero, zero)),
+    hex(safeCookie.serverHash(zero, zero, zero)),
     "9e221919982a84f75faf60ef926949796268c97833e06960ff265369a90fd6d8",
   );
   strictEqual(
-    hex(extOrPortAuth.clientHash(zero, zero, zero)),
+    hex(safeCookie.clientHash(zero, zero, zero)),
     "0f368b1bee24aabc54a9114ce06c070f3ed99d0d368f599ccc6dfdc8bf457a62",
   );
-  throws(() => extOrPortAuth.serverHash(new Uint8Array(31), zero, zero), RangeError);
-  throws(() => extOrPortAuth.clientHash(zero, new Uint8Array(33), zero), RangeError);
-  ok(extOrPortAuth.equal(zero, new Uint8Array(32)));
-  ok(!extOrPortAuth.equal(zero, new Uint8Array(32).fill(1)));
-  ok(!extOrPortAuth.equal(zero, new Uint8Array(31)));
+  throws(() => safeCookie.serverHash(new Uint8Array(31), zero, zero), RangeError);
+  throws(() => safeCookie.clientHash(zero, new Uint8Array(33), zero), RangeError);
+  ok(safeCookie.constantTimeEqual(zero, new Uint8Array(32)));
+  ok(!safeCookie.constantTimeEqual(zero, new Uint8Array(32).fill(1)));
+  ok(!safeCookie.constantTimeEqual(zero, new Uint8Array(31)));
 });
 
-Deno.test("extOrPortAuth reads and writes 64-byte cookie files with the header", async () => {
+Deno.test("SAFE_COOKIE reads and writes 64-byte cookie files with the header", async () => {
   strictEqual(
-    new TextDecoder().decode(EXT_OR_PORT_COOKIE_HEADER),
+    new TextDecoder().decode(safeCookie.COOKIE_HEADER),
     "! Extended ORPort Auth Cookie !\n",
   );
-  strictEqual(EXT_OR_PORT_COOKIE_HEADER.length, 32);
+  strictEqual(safeCookie.COOKIE_HEADER.length, 32);
   const dir = await Deno.makeTempDir();
   try {
     const path = `${dir}/cookie`;
-    const cookie = await extOrPortAuth.writeCookieFile(path);
+    const cookie = await safeCookie.writeCookieFile(path);
     const bytes = await Deno.readFile(path);
     strictEqual(bytes.length, 64);
-    deepStrictEqual(bytes.subarray(0, 32), EXT_OR_PORT_COOKIE_HEADER);
-    deepStrictEqual(await extOrPortAuth.readCookieFile(path), cookie);
+    deepStrictEqual(bytes.subarray(0, 32), safeCookie.COOKIE_HEADER);
+    deepStrictEqual(await safeCookie.readCookieFile(path), cookie);
     strictEqual((await Deno.stat(path)).mode! & 0o777, 0o600);
-    throws(() => extOrPortAuth.parseCookieFile(bytes.subarray(0, 63)), SyntaxError);
-    throws(() => extOrPortAuth.parseCookieFile(new Uint8Array(65)), SyntaxError);
-    throws(() => extOrPortAuth.parseCookieFile(new Uint8Array(64)), /bad header/);
-    throws(() => extOrPortAuth.formatCookieFile(new Uint8Array(16)), RangeError);
+    throws(() => safeCookie.parseCookieFile(bytes.subarray(0, 63)), SyntaxError);
+    throws(() => safeCookie.parseCookieFile(new Uint8Array(65)), SyntaxError);
+    throws(() => safeCookie.parseCookieFile(new Uint8Array(64)), /wrong header/);
+    throws(() => safeCookie.formatCookieFile(new Uint8Array(16)), RangeError);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -76,9 +72,9 @@ async function ptSide(
   await conn.write(new Uint8Array([1, ...clientNonce]));
   const serverHello = await read(64);
   const serverNonce = serverHello.subarray(32);
-  const expected = extOrPortAuth.serverHash(cookie, clientNonce, serverNonce);
-  const matches = extOrPortAuth.equal(serverHello.subarray(0, 32), expected);
-  await conn.write(extOrPortAuth.clientHash(cookie, clientNonce, serverNonce));
+  const expected = safeCookie.serverHash(cookie, clientNonce, serverNonce);
+  const matches = safeCookie.constantTimeEqual(serverHello.subarray(0, 32), expected);
+  await conn.write(safeCookie.clientHash(cookie, clientNonce, serverNonce));
   const [status] = await read(1);
   strictEqual(status === 1, matches);
   if (status !== 1) return { conn, authOk: false };
@@ -111,7 +107,7 @@ async function readReply(conn: Deno.Conn): Promise<number[]> {
 
 Deno.test("ExtOrPortServer authenticates, reports metadata and answers OKAY or DENY", async () => {
   await using server = await listenExtOrPort();
-  const cookie = await extOrPortAuth.readCookieFile(server.cookieFile);
+  const cookie = await safeCookie.readCookieFile(server.cookieFile);
   {
     const { conn, authOk } = await ptSide(server, cookie, STANDARD);
     ok(authOk);
@@ -163,7 +159,7 @@ async function badInput(
 ): Promise<Error> {
   const errors: Error[] = [];
   await using server = await listenExtOrPort({ ...options, onError: (e) => errors.push(e) });
-  const cookie = await extOrPortAuth.readCookieFile(server.cookieFile);
+  const cookie = await safeCookie.readCookieFile(server.cookieFile);
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
   const read = async (n: number) => {
     const out = new Uint8Array(n);
@@ -224,7 +220,7 @@ Deno.test("ExtOrPortServer refuses malformed metadata and endless messages", asy
   ) {
     const errors: Error[] = [];
     await using server = await listenExtOrPort({ onError: (e) => errors.push(e) });
-    const cookie = await extOrPortAuth.readCookieFile(server.cookieFile);
+    const cookie = await safeCookie.readCookieFile(server.cookieFile);
     const { conn } = await ptSide(server, cookie, messages);
     strictEqual(await conn.read(new Uint8Array(4)).catch(() => null), null);
     conn.close();
@@ -236,7 +232,7 @@ Deno.test("ExtOrPortServer refuses malformed metadata and endless messages", asy
 Deno.test("ExtOrPortServer denies connections beyond maxPending and ends iteration on close", async () => {
   const errors: Error[] = [];
   const server = await listenExtOrPort({ maxPending: 1, onError: (e) => errors.push(e) });
-  const cookie = await extOrPortAuth.readCookieFile(server.cookieFile);
+  const cookie = await safeCookie.readCookieFile(server.cookieFile);
   const first = await ptSide(server, cookie, STANDARD);
   const second = await ptSide(server, cookie, STANDARD);
   // Whichever arrives second is denied at once.

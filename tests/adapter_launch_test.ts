@@ -7,8 +7,9 @@ import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import { proxy } from "../server.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
-import { launchClient, type LaunchClientOptions, ptSocksDial } from "../ipc/adapter/mod.ts";
-import { SocksReplyError } from "../ipc/socks_reply.ts";
+import { launchClient, type LaunchClientOptions } from "../ipc/adapter/mod.ts";
+import { socks5Connect } from "../ipc/socks/_client.ts";
+import { SocksReplyError } from "../ipc/socks/_reply.ts";
 import { parseTorArgs } from "../ipc/settings.ts";
 import { echoTransfer, startEcho } from "./obfs4_live_helpers.ts";
 import { MAIN, requireBinary } from "./ipc_util.ts";
@@ -98,7 +99,16 @@ for (
   });
 }
 
-Deno.test("PtClientTransport sends over 255 bytes of PT 1.0 arguments split into the password", async () => {
+/** Dial through a SOCKS5 port with PT 1.0 arguments, as a client PT's transports do. */
+async function dialWith(port: number, settings: Record<string, string>): Promise<void> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await socks5Connect(conn, { hostname: "127.0.0.1", port: 1 }, {
+    settings,
+    peer: "PT SOCKS5 port",
+  });
+}
+
+Deno.test("the SOCKS5 client sends over 255 bytes of PT 1.0 arguments split into the password", async () => {
   // A SOCKS server that records the RFC 1929 message, then refuses.
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const seen = (async () => {
@@ -125,20 +135,14 @@ Deno.test("PtClientTransport sends over 255 bytes of PT 1.0 arguments split into
   })();
   const args = { a: "x;y".repeat(100), "b=c": "\\" };
   await rejects(
-    ptSocksDial({ hostname: "127.0.0.1", port: listener.addr.port }, {
-      hostname: "127.0.0.1",
-      port: 1,
-    }, args),
+    dialWith(listener.addr.port, args),
     /refused the transport arguments/,
   );
   const { user, pass } = await seen;
   strictEqual(user.length, 255);
   deepStrictEqual(parseTorArgs(user + pass), args);
   await rejects(
-    ptSocksDial({ hostname: "127.0.0.1", port: listener.addr.port }, {
-      hostname: "127.0.0.1",
-      port: 1,
-    }, { a: "x".repeat(600) }),
+    dialWith(listener.addr.port, { a: "x".repeat(600) }),
     RangeError,
   );
 });

@@ -9,7 +9,8 @@ import { createConnector } from "../client.ts";
 import { proxy } from "../server.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
-import { extOrPortAuth, launchClient, launchServer, listenExtOrPort } from "../ipc/adapter/mod.ts";
+import { launchClient, launchServer, listenExtOrPort } from "../ipc/adapter/mod.ts";
+import { writeCookieFile } from "../ipc/extorport/_safe_cookie.ts";
 import { echoTransfer, startEcho } from "./obfs4_live_helpers.ts";
 import { requireBinary } from "./ipc_util.ts";
 
@@ -156,7 +157,7 @@ Deno.test("ExtOrPortServer accepts obfs4proxy's connections with transport and c
 
   // A wrong cookie (obfs4proxy re-reads the file per connection): authentication fails.
   {
-    await extOrPortAuth.writeCookieFile(ext.cookieFile, new Uint8Array(32).fill(7));
+    await writeCookieFile(ext.cookieFile, new Uint8Array(32).fill(7));
     const conn = await connector.dial({ ...transport.address });
     await conn.writable.getWriter().write(new Uint8Array([1]));
     const read = await conn.readable.getReader().read().catch(() => ({ done: true }));

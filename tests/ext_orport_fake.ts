@@ -4,6 +4,7 @@
 
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
+import { readExactly } from "../net/mod.ts";
 
 /** How the fake behaves for one connection. */
 export type FakeBehaviour =
@@ -35,17 +36,6 @@ export async function writeCookieFile(path: string, cookie: Uint8Array): Promise
     path,
     new Uint8Array([...enc.encode("! Extended ORPort Auth Cookie !\n"), ...cookie]),
   );
-}
-
-async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
-  const out = new Uint8Array(n);
-  let offset = 0;
-  while (offset < n) {
-    const count = await conn.read(out.subarray(offset));
-    if (count === null) throw new Error("closed");
-    offset += count;
-  }
-  return out;
 }
 
 /** Listens on loopback and serves each connection with `behaviour()`. */

@@ -7,9 +7,9 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { plain } from "../transports/plain.ts";
 import { listen, proxy } from "../server.ts";
-import { listenExtOrPort } from "../ipc/adapter/extorport_server.ts";
-import { extOrPortHandshake } from "../ipc/ext_orport.ts";
-import { readAuthCookie } from "../ipc/auth_cookie.ts";
+import { listenExtOrPort } from "../ipc/adapter/mod.ts";
+import { extOrPortHandshake } from "../ipc/extorport/_client.ts";
+import { readCookieFile } from "../ipc/extorport/_safe_cookie.ts";
 import { echoServer } from "./_util.ts";
 import {
   goodClient,
@@ -183,7 +183,7 @@ Deno.test("proxy(): 200 resets before accept, then a good connection", async () 
 
 Deno.test("ExtORPort server: 200 resets before accept, then a good connection", async () => {
   await using server = await listenExtOrPort();
-  const cookie = await readAuthCookie(server.cookieFile);
+  const cookie = await readCookieFile(server.cookieFile);
   await resetConnections(server.addr.port, RESETS, { sync: true });
   using conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
   const [, request] = await Promise.all([

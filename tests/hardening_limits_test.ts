@@ -12,7 +12,7 @@ import { plain } from "../transports/plain.ts";
 import { defineTransport } from "../transports/define_transport.ts";
 import { parseSmethodArgs } from "../ipc/smethod_args.ts";
 import { boundDial } from "../ipc/outbound_dialer.ts";
-import { SocksServer } from "../ipc/socks_server.ts";
+import { SocksServer } from "../ipc/socks/_socks_server.ts";
 import { HANDSHAKE_GRACE, SourceLimiter } from "../net/source_limits.ts";
 import { closeQuietly } from "../net/accept_loop.ts";
 import { echoServer } from "./_util.ts";

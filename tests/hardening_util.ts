@@ -5,7 +5,8 @@
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { UdpSocket } from "../udp/mod.ts";
-import { socks5Connect } from "../ipc/socks_client.ts";
+import { socks5Connect } from "../ipc/socks/_client.ts";
+import { readExactly } from "../net/mod.ts";
 import { MAIN, PtProcess, requireBinary } from "./ipc_util.ts";
 import { bindingRequest } from "./turn_util.ts";
 
@@ -137,17 +138,7 @@ export function holdConnections(port: number, count: number, localAddress = "127
   return { ready, status, close, [Symbol.asyncDispose]: async () => void await close() };
 }
 
-/** Read exactly `n` bytes (or fail naming how many came). */
-export async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
-  const out = new Uint8Array(n);
-  let offset = 0;
-  while (offset < n) {
-    const got = await conn.read(out.subarray(offset));
-    if (got === null) throw new Error(`Connection ended after ${offset} of ${n} bytes`);
-    offset += got;
-  }
-  return out;
-}
+export { readExactly };
 
 /** A UDP echo server. */
 export async function udpEcho(): Promise<UdpSocket> {

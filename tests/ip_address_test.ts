@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // The one IP module and the one destination policy: a table of addresses
 // with their IANA class, run through classifyIp and through both users of
-// the policy: free mode's SOCKS5 target (serveSocksTarget: a refused
+// the policy: free mode's SOCKS5 target (a refused
 // destination gets reply 02 and is never dialed) and the TURN server's peers
 // (CreatePermission: 403 or success), with and without their allow-lists.
 
@@ -13,7 +13,7 @@ import {
   type IpAddressClass,
   parseIp,
 } from "../net/mod.ts";
-import { serveSocksTarget } from "../ipc/mod.ts";
+import { connectSocksDestination } from "../ipc/socks/_target.ts";
 import {
   encodeXorAddress,
   type StunAddress,
@@ -196,21 +196,18 @@ Deno.test("DestinationPolicy maps every class onto the allow-list scopes", () =>
 
 // ------------------------------------------------------------ free mode
 
-/** Ask serveSocksTarget for `address`: whether it was dialed, and the reply code. */
+/** Ask free mode's SOCKS5 target for `address`: whether it was dialed, and the reply code. */
 async function socksTarget(
   address: string,
   policy: DestinationPolicy | undefined,
 ): Promise<{ dialed: boolean; reply: number }> {
   const toServer = new TransformStream<Uint8Array, Uint8Array>();
   const toClient = new TransformStream<Uint8Array, Uint8Array>();
-  const addr = { transport: "tcp", hostname: "127.0.0.1", port: 1 } as const;
   let dialed = false;
-  const served = serveSocksTarget({
+  const served = connectSocksDestination({
     readable: toServer.readable,
     writable: toClient.writable,
     close() {},
-    localAddr: addr,
-    remoteAddr: addr,
   }, {
     ...(policy === undefined ? {} : { policy }),
     dialer: (target) => {

@@ -6,8 +6,8 @@
 // connection never stops the server).
 
 import { deepStrictEqual, match, ok, rejects } from "node:assert";
-import { extOrPortHandshake } from "../ipc/ext_orport.ts";
-import { readAuthCookie } from "../ipc/auth_cookie.ts";
+import { extOrPortHandshake } from "../ipc/extorport/_client.ts";
+import { readCookieFile } from "../ipc/extorport/_safe_cookie.ts";
 import { type FakeBehaviour, FakeExtOrPort, writeCookieFile } from "./ext_orport_fake.ts";
 import { PtProcess, readAll, readN } from "./ipc_util.ts";
 
@@ -99,7 +99,7 @@ Deno.test("extOrPortHandshake gives up on a peer that stalls", async () => {
   await rejects(handshakeWith(fake, cookie, { timeoutMs: 200 }), /timed out/);
 });
 
-Deno.test("readAuthCookie refuses files of the wrong length or header", async () => {
+Deno.test("readCookieFile refuses files of the wrong length or header", async () => {
   const path = await Deno.makeTempFile();
   const header = new TextEncoder().encode("! Extended ORPort Auth Cookie !\n");
   for (
@@ -113,11 +113,11 @@ Deno.test("readAuthCookie refuses files of the wrong length or header", async ()
     ]
   ) {
     await Deno.writeFile(path, bytes);
-    await rejects(readAuthCookie(path), SyntaxError);
+    await rejects(readCookieFile(path), SyntaxError);
   }
   await writeCookieFile(path, new Uint8Array(32).fill(9));
-  deepStrictEqual(await readAuthCookie(path), new Uint8Array(32).fill(9));
-  await rejects(readAuthCookie(`${path}.missing`), Deno.errors.NotFound);
+  deepStrictEqual(await readCookieFile(path), new Uint8Array(32).fill(9));
+  await rejects(readCookieFile(`${path}.missing`), Deno.errors.NotFound);
   await Deno.remove(path);
 });
 

@@ -11,10 +11,10 @@ import {
   parseTorArgs,
   parseTransportOptions,
   parseUpstreamProxy,
-  socksHandshake,
-  SocksReplyError,
-  SocksServer,
 } from "../ipc/mod.ts";
+import { socksHandshake } from "../ipc/socks/_server_handshake.ts";
+import { SocksReplyError } from "../ipc/socks/_reply.ts";
+import { SocksServer } from "../ipc/socks/_socks_server.ts";
 import { parseUserinfo, redactUserinfo, splitAuthority } from "../net/userinfo.ts";
 import { readN } from "./ipc_util.ts";
 

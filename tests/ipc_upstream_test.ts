@@ -6,7 +6,7 @@
 
 import { deepStrictEqual, notStrictEqual } from "node:assert";
 import { relay } from "../net/relay.ts";
-import { SocksServer } from "../ipc/socks_server.ts";
+import { SocksServer } from "../ipc/socks/_socks_server.ts";
 import { PtProcess, readN, startMicrosocks } from "./ipc_util.ts";
 
 /** An echo service that counts the connections it accepted. */

@@ -4,7 +4,7 @@
 // bridge arguments as RFC 1929 user name and password, through ptkit's own
 // SOCKS5 client.
 
-import { socks5Connect as connectOver } from "../ipc/socks_client.ts";
+import { socks5Connect as connectOver } from "../ipc/socks/_client.ts";
 
 /** Open a TCP connection to `target` through the SOCKS5 proxy at `proxy`. */
 export async function socks5Connect(
@@ -14,7 +14,7 @@ export async function socks5Connect(
 ): Promise<Deno.TcpConn> {
   const conn = await Deno.connect(proxy);
   try {
-    await connectOver(conn, target, auth);
+    await connectOver(conn, target, auth ?? {});
     return conn;
   } catch (error) {
     conn.close();

@@ -12,7 +12,6 @@ import { deepStrictEqual, ok } from "node:assert";
 import { isDeepStrictEqual } from "node:util";
 import { createHmac } from "node:crypto";
 import {
-  extOrPortHandshake,
   formatSmethodArgs,
   IpcOutput,
   parseBindAddr,
@@ -20,10 +19,11 @@ import {
   parseTorArgs,
   parseTransportOptions,
   parseUpstreamProxy,
-  readAuthCookie,
   runManagedProxy,
-  socksHandshake,
 } from "../ipc/mod.ts";
+import { extOrPortHandshake } from "../ipc/extorport/_client.ts";
+import { readCookieFile } from "../ipc/extorport/_safe_cookie.ts";
+import { socksHandshake } from "../ipc/socks/_server_handshake.ts";
 import { parsePtLine } from "../ipc/adapter/mod.ts";
 import { formatHostPort, parseHostPort } from "../net/mod.ts";
 import { defineTransport, plain, type Transport } from "../transports/mod.ts";
@@ -351,11 +351,11 @@ Deno.test("goptlib pt_test.go TestGetServerBindaddrs", async () => {
   }, (want) => want === ERROR ? ERROR : [...want].sort((a, b) => a.name < b.name ? -1 : 1));
 });
 
-Deno.test("goptlib pt_test.go TestReadAuthCookie: readAuthCookie", async () => {
+Deno.test("goptlib pt_test.go TestReadAuthCookie: readCookieFile", async () => {
   const path = `${state}/cookie`;
   await runTable(pt.authCookie, async (content) => {
     await Deno.writeFile(path, latin1(content));
-    return [await readAuthCookie(path).then(fromLatin1, () => ERROR)];
+    return [await readCookieFile(path).then(fromLatin1, () => ERROR)];
   });
 });
 

@@ -37,9 +37,12 @@ export * from "./managed_pt.ts";
 export * from "./pt_events.ts";
 export * from "./pt_line.ts";
 export * from "./pt_startup.ts";
-export * from "./pt_socks_dial.ts";
 export * from "./pt_client.ts";
 export * from "./pt_server.ts";
-export * from "./extorport_auth.ts";
-export * from "./extorport_server.ts";
+export {
+  ExtOrPortRequest,
+  ExtOrPortServer,
+  type ExtOrPortServerOptions,
+  listenExtOrPort,
+} from "../extorport/server.ts";
 export * from "./in_worker.ts";

@@ -7,7 +7,8 @@ import { Connector } from "../../client.ts";
 import { parseUpstreamProxy } from "../upstream_proxy.ts";
 import { ManagedPt, type PtLaunchOptions } from "./managed_pt.ts";
 import type { PtLaunchResult } from "./pt_startup.ts";
-import { ptSocksDial } from "./pt_socks_dial.ts";
+import { socks5Connect } from "../socks/_client.ts";
+import { SocksReply, SocksReplyError } from "../socks/_reply.ts";
 
 /** Options for {@linkcode launchClient}. */
 export interface LaunchClientOptions extends PtLaunchOptions {
@@ -98,13 +99,44 @@ export class PtClientTransport {
         `Cannot dial through transport '${this.#name}': CMETHOD mode ${method.mode} is not supported (socks5 is)`,
       );
     }
-    return await ptSocksDial(method.address, target, args, {
-      version: this.#client.version ?? "1",
-      ...(this.#options.jsonLengthPrefix === undefined
-        ? {}
-        : { jsonLengthPrefix: this.#options.jsonLengthPrefix }),
-      ...(this.#options.socksTimeout === undefined ? {} : { timeout: this.#options.socksTimeout }),
+    // PT 1.0 parents send the arguments as RFC 1929 user name and password
+    // (tor's escaping), PT 2.0 as JSON after method 0x80.
+    const format = this.#client.version === "2"
+      ? this.#options.jsonLengthPrefix ? "json-length" : "json"
+      : "tor";
+    const timeout = this.#options.socksTimeout ?? 30000;
+    const conn = await Deno.connect({
+      hostname: method.address.hostname,
+      port: method.address.port,
     });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      conn.close();
+    }, timeout);
+    try {
+      await socks5Connect(conn, target, {
+        settings: args,
+        settingsFormat: format,
+        peer: "PT SOCKS5 port",
+      });
+      return conn;
+    } catch (error) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+      if (timedOut) {
+        throw new SocksReplyError(
+          SocksReply.settingsTimeout,
+          `PT SOCKS5 handshake timed out after ${timeout} ms`,
+        );
+      }
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /**

@@ -4,7 +4,7 @@
 // `echo` test transport over TCP, whose first bytes tell what arguments
 // reached the transport.
 
-import { socksHandshake, type SocksRequest } from "../../ipc/mod.ts";
+import { socksHandshake, type SocksRequest } from "../../ipc/socks/_server_handshake.ts";
 import { ECHO_MAIN, PtProcess, readN } from "../ipc_util.ts";
 import { tcpServer } from "../_util.ts";
 import { ERROR } from "./case.ts";

@@ -1,11 +1,15 @@
 // Copyright the ptkit authors. MIT license.
+// Internal: the server side of the SOCKS4/4a/5 handshake, with PT
+// per-connection settings, on a socket or inside a transport connection.
 
-import { writeFull } from "../net/conn_io.ts";
-import { formatIp } from "../net/ip_address.ts";
-import type { TransportOptions } from "../transports/transport.ts";
-import type { NetConn } from "../net/net_conn.ts";
-import { parseJsonSettings, parseTorArgs } from "./settings.ts";
-import { SocksReply, socksReplyCode, SocksReplyError } from "./socks_reply.ts";
+import { writeFull } from "../../net/conn_io.ts";
+import { formatIp } from "../../net/ip_address.ts";
+import { HandshakeIo } from "../../net/_handshake_io.ts";
+import type { RelayEnd } from "../../net/relay.ts";
+import type { TransportOptions } from "../../transports/transport.ts";
+import { parseJsonSettings, parseTorArgs } from "../settings.ts";
+import { addressLength, ATYP_NAME, decodeAddress } from "./_address.ts";
+import { SocksReply, socksReplyCode, SocksReplyError } from "./_reply.ts";
 
 /** How the client passed per-connection settings. */
 export type SocksAuthMethod = "none" | "userpass" | "json" | "socks4";
@@ -29,9 +33,10 @@ export interface SocksRequest {
    */
   readonly repeatedKeys: readonly string[];
   /**
-   * Send the reply: `0` for success (the connection then carries data),
-   * else a SOCKS5 reply code (SOCKS4 clients get `0x5b`). After a failure
-   * the caller closes the connection.
+   * Send the reply: `0` for success, else a SOCKS5 reply code (SOCKS4
+   * clients get `0x5b`). After a success the connection carries data:
+   * relay the connection itself (its streams are unlocked). After a
+   * failure the caller closes it.
    */
   reply(code: number): Promise<void>;
 }
@@ -70,45 +75,29 @@ const NO_METHOD = 0xff;
  * key the settings repeat keeps its first value (see `repeatedKeys`). Bytes
  * sent before a reply is due (pipelining) are an error. Nothing here logs.
  *
- * @param conn The client connection.
+ * @param conn The client connection: a socket, or a transport connection
+ * (free mode), whose streams are locked until the reply.
  * @param options Limits and an abort signal.
  * @returns The request; call its `reply` once the destination is connected.
  * @throws {SocksReplyError} On malformed input.
- *
- * @example Reading a SOCKS5 request
- * ```ts
- * import { socksHandshake } from "@ptkit/ptkit/ipc";
- * import { deepStrictEqual } from "node:assert";
- *
- * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * using client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
- * using server = await listener.accept();
- * await client.write(new Uint8Array([5, 1, 0]));
- * const handshake = socksHandshake(server);
- * const choice = new Uint8Array(2);
- * await client.read(choice);
- * await client.write(new Uint8Array([5, 1, 0, 1, 127, 0, 0, 1, 0, 80]));
- * const request = await handshake;
- * deepStrictEqual([request.hostname, request.port], ["127.0.0.1", 80]);
- * await request.reply(0);
- * ```
  */
 export async function socksHandshake(
-  conn: NetConn,
+  conn: RelayEnd,
   options: SocksHandshakeOptions = {},
 ): Promise<SocksRequest> {
   const maxSettings = options.maxSettingsBytes ?? 16384;
-  const reader = new HandshakeReader(conn, maxSettings + 600, options.signal);
+  const io = new HandshakeIo(conn);
+  const reader = new HandshakeReader(io, maxSettings + 600, options.signal);
   const version = (await reader.need(1))[0];
-  if (version === 5) return await socks5(conn, reader, maxSettings);
-  if (version === 4) return await socks4(conn, reader);
+  if (version === 5) return await socks5(io, reader, maxSettings);
+  if (version === 4) return await socks4(io, reader);
   throw new SocksReplyError(
     SocksReply.generalFailure,
     `Cannot parse SOCKS greeting: unsupported version 0x${hex(version!)}`,
   );
 }
 
-async function socks5(conn: NetConn, reader: HandshakeReader, maxSettings: number) {
+async function socks5(conn: HandshakeIo, reader: HandshakeReader, maxSettings: number) {
   const [, count] = await reader.need(2);
   const methods = (await reader.need(2 + count!)).subarray(2);
   reader.consume(2 + count!);
@@ -216,39 +205,23 @@ async function socks5(conn: NetConn, reader: HandshakeReader, maxSettings: numbe
       `Cannot parse SOCKS5 request: reserved byte 0x${hex(reserved!)} is not 0x00`,
     );
   }
-  let hostname: string;
-  let end: number;
-  if (atyp === 1) {
-    const b = await reader.need(10);
-    hostname = formatIp(b.subarray(4, 8));
-    end = 10;
-  } else if (atyp === 4) {
-    const b = await reader.need(22);
-    hostname = formatIp(b.subarray(4, 20));
-    end = 22;
-  } else if (atyp === 3) {
-    const len = (await reader.need(5))[4]!;
-    const b = await reader.need(5 + len + 2);
-    hostname = new TextDecoder().decode(b.subarray(5, 5 + len));
-    end = 5 + len + 2;
-    if (len === 0 || !/^[A-Za-z0-9._-]+$/.test(hostname)) {
-      reader.consume(end);
-      await reply5(conn, SocksReply.generalFailure);
-      throw new SocksReplyError(
-        SocksReply.generalFailure,
-        `Cannot parse SOCKS5 request: invalid domain name of ${len} bytes`,
-      );
-    }
-  } else {
+  if (addressLength(atyp!, 0) < 0) {
     await reply5(conn, SocksReply.addressTypeNotSupported);
     throw new SocksReplyError(
       SocksReply.addressTypeNotSupported,
       `Cannot parse SOCKS5 request: unsupported address type 0x${hex(atyp!)}`,
     );
   }
-  const all = await reader.need(end);
-  const port = (all[end - 2]! << 8) | all[end - 1]!;
+  const end = 3 + addressLength(atyp!, (await reader.need(5))[4]!);
+  const { hostname, port, valid } = decodeAddress((await reader.need(end)).subarray(3, end));
   reader.consume(end);
+  if (!valid) {
+    await reply5(conn, SocksReply.generalFailure);
+    throw new SocksReplyError(
+      SocksReply.generalFailure,
+      `Cannot parse SOCKS5 request: invalid domain name of ${end - 7} bytes`,
+    );
+  }
   if (command !== 1) {
     await reply5(conn, SocksReply.commandNotSupported);
     throw new SocksReplyError(
@@ -277,11 +250,11 @@ async function socks5(conn: NetConn, reader: HandshakeReader, maxSettings: numbe
     settings,
     method: kind,
     repeatedKeys,
-    reply: (code: number) => reply5(conn, code),
+    reply: (code: number) => reply5(conn, code, true),
   } satisfies SocksRequest;
 }
 
-async function socks4(conn: NetConn, reader: HandshakeReader): Promise<SocksRequest> {
+async function socks4(conn: HandshakeIo, reader: HandshakeReader): Promise<SocksRequest> {
   const head = await reader.need(8);
   const command = head[1]!;
   const port = (head[2]! << 8) | head[3]!;
@@ -290,12 +263,12 @@ async function socks4(conn: NetConn, reader: HandshakeReader): Promise<SocksRequ
   const userEnd = await reader.findZero(offset);
   const userId = (await reader.need(userEnd)).slice(offset, userEnd);
   offset = userEnd + 1;
-  let hostname = `${ip[0]}.${ip[1]}.${ip[2]}.${ip[3]}`;
+  let hostname = formatIp(ip);
   if (ip[0] === 0 && ip[1] === 0 && ip[2] === 0 && ip[3] !== 0) {
     const nameEnd = await reader.findZero(offset, 255);
     hostname = new TextDecoder().decode((await reader.need(nameEnd)).slice(offset, nameEnd));
     offset = nameEnd + 1;
-    if (!/^[A-Za-z0-9._-]+$/.test(hostname)) {
+    if (!decodeAddress(socks4aName(hostname)).valid) {
       reader.consume(offset);
       await reply4(conn, 1);
       throw new SocksReplyError(
@@ -338,16 +311,26 @@ async function socks4(conn: NetConn, reader: HandshakeReader): Promise<SocksRequ
     settings,
     method: "socks4",
     repeatedKeys,
-    reply: (code: number) => reply4(conn, code),
+    reply: (code: number) => reply4(conn, code, true),
   } satisfies SocksRequest;
 }
 
-function reply5(conn: NetConn, code: number): Promise<void> {
-  return writeFull(conn, new Uint8Array([5, code, 0, 1, 0, 0, 0, 0, 0, 0]));
+/** Send a SOCKS5 reply; after the final one, a success hands the connection back. */
+async function reply5(conn: HandshakeIo, code: number, final = false): Promise<void> {
+  await writeFull(conn, new Uint8Array([5, code, 0, 1, 0, 0, 0, 0, 0, 0]));
+  if (final && code === 0) conn.finish();
 }
 
-function reply4(conn: NetConn, code: number): Promise<void> {
-  return writeFull(conn, new Uint8Array([0, code === 0 ? 0x5a : 0x5b, 0, 0, 0, 0, 0, 0]));
+/** Send a SOCKS4 reply; a success hands the connection back. */
+async function reply4(conn: HandshakeIo, code: number, final = false): Promise<void> {
+  await writeFull(conn, new Uint8Array([0, code === 0 ? 0x5a : 0x5b, 0, 0, 0, 0, 0, 0]));
+  if (final && code === 0) conn.finish();
+}
+
+/** A SOCKS4a host name as a SOCKS5 name address, to judge it by the same rule. */
+function socks4aName(name: string): Uint8Array {
+  const bytes = new TextEncoder().encode(name);
+  return new Uint8Array([ATYP_NAME, bytes.length, ...bytes, 0, 0]);
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -371,13 +354,13 @@ function hex(byte: number): string {
 
 /** Buffers a client's handshake bytes, bounded, failing cleanly on EOF. */
 class HandshakeReader {
-  #conn: NetConn;
+  #conn: HandshakeIo;
   #buffer: Uint8Array;
   #length = 0;
   #max: number;
   #signal: AbortSignal | undefined;
 
-  constructor(conn: NetConn, max: number, signal: AbortSignal | undefined) {
+  constructor(conn: HandshakeIo, max: number, signal: AbortSignal | undefined) {
     this.#conn = conn;
     this.#max = max;
     // Start small (most handshakes are a few bytes); grow up to `max`.
@@ -431,10 +414,11 @@ class HandshakeReader {
 
   /** Fail when the client sent more than the message before our reply. */
   noPipelining(what: string): void {
-    if (this.#length > 0) {
+    const early = this.#length + this.#conn.buffered;
+    if (early > 0) {
       throw new SocksReplyError(
         SocksReply.generalFailure,
-        `Cannot parse SOCKS ${what}: ${this.#length} unexpected bytes before the reply`,
+        `Cannot parse SOCKS ${what}: ${early} unexpected bytes before the reply`,
       );
     }
   }

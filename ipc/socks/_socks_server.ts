@@ -1,10 +1,12 @@
 // Copyright the ptkit authors. MIT license.
+// Internal: the client side's SOCKS front end (the managed proxy's CMETHOD
+// port): the one accept loop, the handshake, the connect callback, relay.
 
-import { relay, type RelayEnd } from "../net/relay.ts";
-import { closeQuietly, ConnectionLoop, type ServeContext } from "../net/accept_loop.ts";
-import type { ConnectionLimits } from "../net/source_limits.ts";
-import { socksHandshake, type SocksRequest } from "./socks_handshake.ts";
-import { SocksReply, socksReplyCode, SocksReplyError } from "./socks_reply.ts";
+import { relay, type RelayEnd } from "../../net/relay.ts";
+import { closeQuietly, ConnectionLoop, type ServeContext } from "../../net/accept_loop.ts";
+import type { ConnectionLimits } from "../../net/source_limits.ts";
+import { socksHandshake, type SocksRequest } from "./_server_handshake.ts";
+import { SocksReply, socksReplyCode, SocksReplyError } from "./_reply.ts";
 
 /** Options for {@linkcode SocksServer}. */
 export interface SocksServerOptions {
@@ -43,26 +45,6 @@ export interface SocksServerOptions {
  * destination with the `connect` callback, replies with the code that
  * names the failure, and relays. One bad client only ends its own
  * connection, and no accept error ends the server.
- *
- * @example Serving SOCKS5 that connects directly
- * ```ts
- * import { SocksServer } from "@ptkit/ptkit/ipc";
- * import { deepStrictEqual } from "node:assert";
- *
- * using echo = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * await using server = new SocksServer(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
- *   connect: (request) => Deno.connect({ hostname: request.hostname, port: request.port }),
- * });
- * using client = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
- * await client.write(new Uint8Array([5, 1, 0]));
- * const buffer = new Uint8Array(10);
- * await client.read(buffer);
- * const port = echo.addr.port;
- * await client.write(new Uint8Array([5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 255]));
- * using backend = await echo.accept();
- * deepStrictEqual(await client.read(buffer), 10);
- * deepStrictEqual(buffer[1], 0);
- * ```
  */
 export class SocksServer implements AsyncDisposable {
   #addr: Deno.NetAddr;

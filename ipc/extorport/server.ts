@@ -1,15 +1,25 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { NetConn } from "../../net/net_conn.ts";
-import { readFull, writeFull } from "../../net/conn_io.ts";
+import { readExactly, writeFull } from "../../net/conn_io.ts";
 import { type HostPort, parseHostPort } from "../../net/address.ts";
-import {
-  EXT_OR_PORT_AUTH_LENGTH,
-  EXT_OR_PORT_AUTH_SAFE_COOKIE,
-  extOrPortAuth,
-} from "./extorport_auth.ts";
-import type { ExtOrPortEndpoint } from "./pt_server.ts";
 import { closeQuietly, ConnectionLoop } from "../../net/accept_loop.ts";
+import {
+  AUTH_LENGTH,
+  clientHash,
+  constantTimeEqual,
+  SAFE_COOKIE,
+  serverHash,
+  writeCookieFile,
+} from "./_safe_cookie.ts";
+import {
+  CMD_DENY,
+  CMD_DONE,
+  CMD_OKAY,
+  CMD_TRANSPORT,
+  CMD_USERADDR,
+  encodeCommand,
+  readCommand,
+} from "./_commands.ts";
 
 /** Options for {@linkcode listenExtOrPort}. */
 export interface ExtOrPortServerOptions {
@@ -34,11 +44,8 @@ export interface ExtOrPortServerOptions {
   readonly onError?: (error: Error) => void;
 }
 
-const CMD_DONE = 0x0000;
-const CMD_USERADDR = 0x0001;
-const CMD_TRANSPORT = 0x0002;
-const REPLY_OKAY = new Uint8Array([0x10, 0x00, 0, 0]);
-const REPLY_DENY = new Uint8Array([0x10, 0x01, 0, 0]);
+const REPLY_OKAY = encodeCommand(CMD_OKAY);
+const REPLY_DENY = encodeCommand(CMD_DENY);
 const MAX_MESSAGES = 64;
 
 /**
@@ -152,7 +159,7 @@ export class ExtOrPortRequest {
  *
  * @example Accepting connections from obfs4proxy
  * ```ts ignore
- * import { launchServer, listenExtOrPort } from "./mod.ts";
+ * import { launchServer, listenExtOrPort } from "@ptkit/ptkit/ipc/adapter";
  *
  * await using ext = await listenExtOrPort();
  * await using pt = await launchServer({ path: "obfs4proxy", transports: ["obfs4"], extorport: ext });
@@ -163,7 +170,7 @@ export class ExtOrPortRequest {
  * }
  * ```
  */
-export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
+export class ExtOrPortServer implements AsyncDisposable {
   #listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
   #cookie: Uint8Array;
   #cookieFile: string;
@@ -327,23 +334,23 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
   async #handshake(
     conn: Deno.Conn,
   ): Promise<{ transport: string | undefined; userAddr: string | undefined }> {
-    await writeFull(conn, new Uint8Array([EXT_OR_PORT_AUTH_SAFE_COOKIE, 0]));
-    const [authType] = await readExactly(conn, 1);
-    if (authType !== EXT_OR_PORT_AUTH_SAFE_COOKIE) {
+    const read = (n: number) => readExactly(conn, n, closed(n));
+    await writeFull(conn, new Uint8Array([SAFE_COOKIE, 0]));
+    const [authType] = await read(1);
+    if (authType !== SAFE_COOKIE) {
       throw new Error(
         `Cannot authenticate ExtORPort client: unsupported auth type 0x${authType!.toString(16)}`,
       );
     }
-    const clientNonce = await readExactly(conn, EXT_OR_PORT_AUTH_LENGTH);
-    const serverNonce = crypto.getRandomValues(new Uint8Array(EXT_OR_PORT_AUTH_LENGTH));
-    const serverHash = extOrPortAuth.serverHash(this.#cookie, clientNonce, serverNonce);
-    const hello = new Uint8Array(64);
-    hello.set(serverHash);
-    hello.set(serverNonce, 32);
+    const clientNonce = await read(AUTH_LENGTH);
+    const serverNonce = crypto.getRandomValues(new Uint8Array(AUTH_LENGTH));
+    const hello = new Uint8Array(2 * AUTH_LENGTH);
+    hello.set(serverHash(this.#cookie, clientNonce, serverNonce));
+    hello.set(serverNonce, AUTH_LENGTH);
     await writeFull(conn, hello);
-    let clientHash: Uint8Array;
+    let theirs: Uint8Array;
     try {
-      clientHash = await readExactly(conn, EXT_OR_PORT_AUTH_LENGTH);
+      theirs = await read(AUTH_LENGTH);
     } catch (error) {
       // A PT whose cookie differs rejects our hash and hangs up.
       this.#authFailures++;
@@ -352,8 +359,7 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
         { cause: error },
       );
     }
-    const expected = extOrPortAuth.clientHash(this.#cookie, clientNonce, serverNonce);
-    if (!extOrPortAuth.equal(clientHash, expected)) {
+    if (!constantTimeEqual(theirs, clientHash(this.#cookie, clientNonce, serverNonce))) {
       this.#authFailures++;
       await writeFull(conn, new Uint8Array([0])).catch(() => {});
       throw new Error("Cannot authenticate ExtORPort client: wrong client hash (cookie mismatch)");
@@ -362,10 +368,7 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
     let transport: string | undefined;
     let userAddr: string | undefined;
     for (let i = 0; i < MAX_MESSAGES; i++) {
-      const head = await readExactly(conn, 4);
-      const command = (head[0]! << 8) | head[1]!;
-      const length = (head[2]! << 8) | head[3]!;
-      const body = await readExactly(conn, length);
+      const { command, body } = await readCommand(conn, closed(4));
       if (command === CMD_DONE) return { transport, userAddr };
       if (command === CMD_USERADDR || command === CMD_TRANSPORT) {
         const text = new TextDecoder().decode(body);
@@ -373,7 +376,7 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
           throw new Error(
             `Cannot parse ExtORPort ${
               command === CMD_USERADDR ? "USERADDR" : "TRANSPORT"
-            }: not printable ASCII (${length} bytes)`,
+            }: not printable ASCII (${body.length} bytes)`,
           );
         }
         if (command === CMD_USERADDR) userAddr = text;
@@ -395,7 +398,7 @@ export class ExtOrPortServer implements ExtOrPortEndpoint, AsyncDisposable {
  *
  * @example Listening with a temporary cookie file
  * ```ts
- * import { listenExtOrPort } from "./extorport_server.ts";
+ * import { listenExtOrPort } from "@ptkit/ptkit/ipc/adapter";
  * import { deepStrictEqual } from "node:assert";
  *
  * await using server = await listenExtOrPort();
@@ -424,7 +427,7 @@ export async function listenExtOrPort(
     tempDir = await Deno.makeTempDir({ prefix: "ptkit_extorport_" });
     cookieFile = `${tempDir}/extended_orport_auth_cookie`;
   }
-  const cookie = await extOrPortAuth.writeCookieFile(cookieFile);
+  const cookie = await writeCookieFile(cookieFile);
   let listener;
   try {
     listener = Deno.listen({
@@ -439,10 +442,6 @@ export async function listenExtOrPort(
   return new ExtOrPortServer(listener, cookie, cookieFile, tempDir, options);
 }
 
-function readExactly(conn: Pick<NetConn, "read">, n: number): Promise<Uint8Array> {
-  return readFull(
-    conn,
-    n,
-    (got) => new Error(`ExtORPort client closed the connection (${got} of ${n} bytes read)`),
-  );
+function closed(n: number): (got: number) => Error {
+  return (got) => new Error(`ExtORPort client closed the connection (${got} of ${n} bytes read)`);
 }

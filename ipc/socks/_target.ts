@@ -1,0 +1,117 @@
+// Copyright the ptkit authors. MIT license.
+// Internal: free mode's server end (the seed's *free* transport): a decoded
+// transport connection is a SOCKS5 client; its destination is resolved
+// here, judged by the destination policy, dialed, and the connection is
+// handed back for `proxy()` to relay.
+
+import { lookup } from "node:dns/promises";
+import { type Dialer, tcpDialer } from "../../net/net_conn.ts";
+import type { RelayEnd } from "../../net/relay.ts";
+import { DestinationPolicy } from "../../net/destination_policy.ts";
+import { isIpLiteral } from "../../net/ip_address.ts";
+import { socksHandshake } from "./_server_handshake.ts";
+import { SocksReply, socksReplyCode, SocksReplyError } from "./_reply.ts";
+
+/** Resolves a host name to IP literals (IPv6 without brackets). */
+export type Resolver = (hostname: string) => Promise<string[]>;
+
+/** Options for {@linkcode connectSocksDestination}. */
+export interface SocksTargetOptions {
+  /** Which destinations may be reached. Defaults to public addresses only. */
+  readonly policy?: DestinationPolicy;
+  /** Connects the destination (an IP literal). Defaults to `Deno.connect`. */
+  readonly dialer?: Dialer;
+  /** Resolves names on this (the server) side. Defaults to the system resolver. */
+  readonly resolve?: Resolver;
+  /** Time the client has for its SOCKS request, in ms. Defaults to 5000. */
+  readonly handshakeTimeout?: number;
+  /** Aborting it ends the handshake (the caller closes the connection). */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Read a SOCKS5 (or SOCKS4a) CONNECT request from a decoded transport
+ * connection, resolve a name on this side, refuse what the policy refuses
+ * (reply `02`; nothing is dialed), connect, and answer success. The
+ * connection's streams are locked only during the handshake: relay the
+ * connection itself and the returned end.
+ *
+ * @param conn The decoded connection (a `TransportConn`).
+ * @param options The destination policy, dialer and resolver.
+ * @returns The connected destination.
+ * @throws {SocksReplyError} When the request is malformed or refused, or
+ * the destination cannot be reached (the client got the reply code).
+ */
+export async function connectSocksDestination(
+  conn: RelayEnd,
+  options: SocksTargetOptions = {},
+): Promise<RelayEnd> {
+  const policy = options.policy ?? new DestinationPolicy();
+  const deadline = AbortSignal.timeout(options.handshakeTimeout ?? 5000);
+  const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
+  const onAbort = () => conn.close();
+  signal.addEventListener("abort", onAbort, { once: true });
+  let request;
+  try {
+    request = await socksHandshake(conn, { signal });
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+  let end: RelayEnd | undefined;
+  try {
+    let addresses: string[];
+    if (isIpLiteral(request.hostname)) {
+      addresses = [request.hostname];
+    } else {
+      try {
+        addresses = await (options.resolve ?? systemResolve)(request.hostname);
+      } catch (error) {
+        throw new SocksReplyError(
+          SocksReply.hostUnreachable,
+          "Cannot resolve the destination name",
+          { cause: error },
+        );
+      }
+    }
+    const allowed = addresses.filter((ip) => policy.refusal(ip, request.port) === undefined);
+    if (allowed.length === 0) {
+      const why = addresses.length === 0
+        ? "no address"
+        : policy.refusal(addresses[0]!, request.port);
+      throw new SocksReplyError(
+        addresses.length === 0 ? SocksReply.hostUnreachable : SocksReply.notAllowed,
+        `Destination refused: ${why}`,
+      );
+    }
+    let lastError: unknown;
+    for (const ip of allowed) {
+      try {
+        end = await (options.dialer ?? tcpDialer)({ hostname: ip, port: request.port });
+        break;
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    if (end === undefined) throw lastError;
+    options.signal?.throwIfAborted();
+    await request.reply(SocksReply.succeeded);
+    return end;
+  } catch (error) {
+    try {
+      end?.close();
+    } catch {
+      // Already closed.
+    }
+    if (end === undefined) await request.reply(socksReplyCode(error)).catch(() => {});
+    throw error instanceof SocksReplyError ? error : new SocksReplyError(
+      socksReplyCode(error),
+      `Cannot connect the destination: ${(error as Error).name}`,
+      { cause: error },
+    );
+  }
+}
+
+async function systemResolve(hostname: string): Promise<string[]> {
+  const found = await lookup(hostname, { all: true, verbatim: true });
+  return found.map((entry) => entry.address);
+}

@@ -1,0 +1,64 @@
+// Copyright the ptkit authors. MIT license.
+// The handshake reader under SOCKS (client and server side): a stream
+// connection is read by the byte, then handed back as it is, or with the
+// bytes read past the handshake in front.
+
+import { deepStrictEqual, strictEqual } from "node:assert";
+import { HandshakeIo } from "../net/_handshake_io.ts";
+import { readExactly } from "../net/mod.ts";
+import type { StreamConn } from "../net/mod.ts";
+
+function pipe(): StreamConn & {
+  peer: WritableStreamDefaultWriter<Uint8Array>;
+  heard: ReadableStream<Uint8Array>;
+} {
+  const toUs = new TransformStream<Uint8Array, Uint8Array>();
+  const fromUs = new TransformStream<Uint8Array, Uint8Array>();
+  return {
+    readable: toUs.readable,
+    writable: fromUs.writable,
+    close() {},
+    peer: toUs.writable.getWriter(),
+    heard: fromUs.readable,
+  };
+}
+
+Deno.test("HandshakeIo gives a stream connection back as it is when nothing was read past", async () => {
+  const conn = pipe();
+  const io = new HandshakeIo(conn);
+  void conn.peer.write(new Uint8Array([1, 2]));
+  deepStrictEqual(await readExactly(io, 2), new Uint8Array([1, 2]));
+  strictEqual(io.finish(), conn);
+  void conn.peer.write(new Uint8Array([3]));
+  deepStrictEqual((await conn.readable.getReader().read()).value, new Uint8Array([3]));
+});
+
+Deno.test("HandshakeIo puts the bytes read past the handshake first", async () => {
+  const conn = pipe();
+  const io = new HandshakeIo(conn);
+  void conn.peer.write(new Uint8Array([1, 2, 3, 4]));
+  deepStrictEqual(await readExactly(io, 1), new Uint8Array([1]));
+  strictEqual(io.buffered, 3);
+  const rest = io.finish() as StreamConn;
+  const reader = rest.readable.getReader();
+  deepStrictEqual((await reader.read()).value, new Uint8Array([2, 3, 4]));
+  void conn.peer.write(new Uint8Array([5]));
+  deepStrictEqual((await reader.read()).value, new Uint8Array([5]));
+  await conn.peer.close();
+  strictEqual((await reader.read()).done, true);
+});
+
+Deno.test("HandshakeIo writes a stream connection, then releases its writer", async () => {
+  const conn = pipe();
+  const io = new HandshakeIo(conn);
+  const heard = conn.heard.getReader();
+  const buffer = new Uint8Array([9, 8]);
+  const sent = io.write(buffer);
+  buffer[0] = 0; // The chunk was copied.
+  deepStrictEqual((await heard.read()).value, new Uint8Array([9, 8]));
+  strictEqual(await sent, 2);
+  strictEqual(io.finish(), conn);
+  const writer = conn.writable.getWriter(); // Unlocked again.
+  void writer.write(new Uint8Array([7]));
+  deepStrictEqual((await heard.read()).value, new Uint8Array([7]));
+});
