@@ -10,7 +10,7 @@
  * ```ts
  * import { createConnector } from "@ptkit/ptkit/client";
  * import { listen } from "@ptkit/ptkit/server";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { deepStrictEqual } from "node:assert";
  *
  * await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
@@ -73,7 +73,7 @@ export interface DialOptions {
  * @example Dialing twice with one connector
  * ```ts
  * import { createConnector } from "@ptkit/ptkit/client";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { deepStrictEqual } from "node:assert";
  *
  * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

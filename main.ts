@@ -1,4 +1,4 @@
-#!/usr/bin/env -S --block-signal=INT,TERM deno run --quiet --no-prompt --unstable-net --allow-ffi --allow-net --allow-read --allow-write --allow-env=TOR_PT_*,HOME,XDG_STATE_HOME --allow-sys=uid --v8-flags=--max-semi-space-size=4
+#!/usr/bin/env -S --block-signal=INT,TERM deno run --quiet --no-prompt --unstable-net --allow-ffi --allow-net --allow-read --allow-write --allow-env=TOR_PT_*,HOME,XDG_STATE_HOME --allow-sys=uid
 // Copyright the ptkit authors. MIT license.
 
 /**
@@ -12,25 +12,22 @@
  * @module
  */
 
-import { holdEarlySignals } from "./ipc/early_signals.ts";
-import { CLI_COMMANDS } from "./ipc/cli_commands.ts";
+import { holdEarlySignals } from "./ipc/managed/_early_signals.ts";
 
 if (import.meta.main) {
   // First of all: a SIGTERM or SIGINT that arrives while the rest loads ends
   // the PT with exit 0 (the managed proxy takes the signals over before any
-  // transport starts). Hence the dynamic imports below, of only what the
-  // command needs: a PT that tor starts reaches CMETHODS DONE / SMETHODS
-  // DONE quickly.
+  // transport starts). Hence the dynamic imports below.
   holdEarlySignals();
   const command = Deno.args[0] ?? "";
   if (command === "turn") {
-    const { runTurnCommand } = await import("./udp/turn/cli.ts");
+    const { runTurnCommand } = await import("./ipc/cli/turn.ts");
     Deno.exit(await runTurnCommand(Deno.args.slice(1)));
   }
-  if (CLI_COMMANDS.includes(command)) {
-    const { runCli } = await import("./ipc/cli.ts");
+  if (command === "server" || command === "client" || command === "start") {
+    const { runCli } = await import("./ipc/cli/commands.ts");
     Deno.exit(await runCli(Deno.args));
   }
-  const { runManagedProxy } = await import("./ipc/managed_proxy.ts");
+  const { runManagedProxy } = await import("./ipc/managed/managed_proxy.ts");
   Deno.exit(await runManagedProxy({ args: Deno.args }));
 }

@@ -10,7 +10,7 @@
  * ```ts
  * import { proxy } from "@ptkit/ptkit/server";
  * import { createConnector } from "@ptkit/ptkit/client";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { deepStrictEqual } from "node:assert";
  *
  * using service = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -82,9 +82,13 @@ export interface ListenOptions {
 /**
  * Where {@linkcode proxy} sends each connection: a fixed address, or a
  * function that connects whatever it likes for that connection (after the
- * transport's handshake succeeded).
+ * transport's handshake succeeded; it may first read and write the
+ * connection itself, as free mode's SOCKS5 target does, then leave it for
+ * the relay). `signal` is aborted when the server closes.
  */
-export type ProxyTarget = DialTarget | ((conn: TransportConn) => Promise<RelayEnd>);
+export type ProxyTarget =
+  | DialTarget
+  | ((conn: TransportConn, context: { readonly signal: AbortSignal }) => Promise<RelayEnd>);
 
 /** Options for {@linkcode proxy}. */
 export interface ProxyOptions extends ListenOptions {
@@ -93,11 +97,12 @@ export interface ProxyOptions extends ListenOptions {
   /** Opens connections to a fixed target. Defaults to `Deno.connect`. */
   readonly dialer?: Dialer;
   /**
-   * Called when one connection fails (handshake, target, relay). The error
-   * names the cause; the connection is already closed. Defaults to ignoring.
-   * Never called for connections ended by {@linkcode ServerManager.close}.
+   * Called when one connection fails: in the transport's `handshake`, on
+   * the way to the `target`, or in the `relay`. The error names the cause;
+   * the connection is already closed. Defaults to ignoring. Never called
+   * for connections ended by {@linkcode ServerManager.close}.
    */
-  readonly onError?: (error: unknown) => void;
+  readonly onError?: (error: unknown, stage: "handshake" | "target" | "relay") => void;
 }
 
 /**
@@ -113,7 +118,7 @@ export interface ProxyOptions extends ListenOptions {
  * @example Listening on a free port
  * ```ts
  * import { listen } from "@ptkit/ptkit/server";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { ok } from "node:assert";
  *
  * await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
@@ -173,7 +178,7 @@ export async function listen(
  * @example Relaying to a local service
  * ```ts
  * import { proxy } from "@ptkit/ptkit/server";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { deepStrictEqual } from "node:assert";
  *
  * await using manager = await proxy(plain, {}, {
@@ -190,7 +195,7 @@ export async function proxy(
   options: ProxyOptions,
 ): Promise<ServerManager> {
   const { target, onError } = options;
-  let connectTarget: (conn: TransportConn) => Promise<RelayEnd>;
+  let connectTarget: (conn: TransportConn, context: { signal: AbortSignal }) => Promise<RelayEnd>;
   if (typeof target === "function") {
     connectTarget = target;
   } else if (typeof target === "object" && target !== null) {
@@ -202,7 +207,7 @@ export async function proxy(
     const fixed = { hostname: target.hostname, port: checkPort(target.port, "proxy target", 1) };
     const dialer = options.dialer ?? tcpDialer;
     // Right after a flood the process may be out of descriptors for a moment.
-    connectTarget = () => retryWhileExhausted(() => dialer(fixed));
+    connectTarget = (_conn, { signal }) => retryWhileExhausted(() => dialer(fixed), signal);
   } else {
     throw new TypeError(
       `Cannot proxy: target must be an address or a function, got ${typeof target}`,
@@ -214,10 +219,13 @@ export async function proxy(
   const loop = new ConnectionLoop(listener, {
     serve: async (conn, { signal }) => {
       let end: RelayEnd | undefined;
+      let stage: "handshake" | "target" | "relay" = "handshake";
       try {
         await conn.ready;
-        end = await connectTarget(conn);
+        stage = "target";
+        end = await connectTarget(conn, { signal });
         if (signal.aborted) throw signal.reason;
+        stage = "relay";
         await relay(conn, end, { signal });
       } catch (error) {
         conn.close();
@@ -228,7 +236,7 @@ export async function proxy(
         }
         if (!signal.aborted) {
           failures++;
-          onError?.(error);
+          onError?.(error, stage);
         }
       }
     },
@@ -240,5 +248,5 @@ export async function proxy(
   }), async () => {
     await loop.close();
     await Promise.allSettled([...listener.connections].map((conn) => conn.closed));
-  });
+  }, () => loop.drain());
 }

@@ -18,7 +18,7 @@ function median(values: number[]): number {
 }
 
 /** Spawn, read stdout until a line matching `until`, return ms and the child. */
-async function spawnUntil(
+export async function spawnUntil(
   program: string,
   args: string[],
   env: Record<string, string>,
@@ -49,7 +49,7 @@ async function spawnUntil(
   return { ms, child, lines };
 }
 
-async function stop(child: Deno.ChildProcess): Promise<void> {
+export async function stop(child: Deno.ChildProcess): Promise<void> {
   try {
     child.kill("SIGTERM");
   } catch {

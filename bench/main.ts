@@ -8,6 +8,7 @@ import { proxy } from "../server.ts";
 import { relay } from "../net/relay.ts";
 import { plain } from "../transports/plain.ts";
 import { ipcBench } from "./ipc_bench.ts";
+import { freeBench } from "./free_bench.ts";
 import { pipeToHop } from "./pipe_hop.ts";
 import { udpBench } from "./udp_bench.ts";
 
@@ -86,7 +87,19 @@ async function best(fn: () => Promise<number>): Promise<number> {
   return top;
 }
 
+const row = (name: string, value: number, unit: string, base: number) =>
+  console.log(
+    `${name.padEnd(48)} ${value.toFixed(value < 10 ? 2 : 0).padStart(8)} ${unit.padEnd(7)} ratio ${
+      (value / base).toFixed(2)
+    }`,
+  );
+
 const target = sink();
+if (Deno.env.get("BENCH_ONLY") === "free") {
+  // One section alone: BENCH_ONLY=free deno task bench.
+  await freeBench(uploadOver, target.port, ROUNDS, row);
+  Deno.exit(0);
+}
 const hopB = pipeToHop(target.port);
 const hopA = pipeToHop(hopB.port);
 const manager = await proxy(plain, {}, {
@@ -103,12 +116,6 @@ const rawRate = await best(() => shortRate(target.port));
 const twoHopRate = await best(() => shortRate(hopA.port));
 const plainRate = await best(() => shortRate(client.port));
 
-const row = (name: string, value: number, unit: string, base: number) =>
-  console.log(
-    `${name.padEnd(48)} ${value.toFixed(value < 10 ? 2 : 0).padStart(8)} ${unit.padEnd(7)} ratio ${
-      (value / base).toFixed(2)
-    }`,
-  );
 console.log(`ptkit core bench: ${TOTAL / 1024 / 1024} MiB per run, best of ${ROUNDS}`);
 console.log("Throughput (ratio to the raw two-hop pipeTo chain; goal >= 0.9):");
 row("raw loopback, one connection to the sink", raw, "MB/s", twoHop);
@@ -123,6 +130,8 @@ row("two hops: ptkit dial(plain) + proxy(plain)", plainRate, "conn/s", twoHopRat
 
 console.log();
 await ipcBench(uploadOver, target.port, hopB.port, row);
+console.log();
+await freeBench(uploadOver, target.port, ROUNDS, row);
 console.log();
 await udpBench();
 

@@ -3,14 +3,22 @@
 /**
  * Tor's managed-proxy IPC (PT 1.0 and PT 2.0 draft 1), both sides: what
  * `main.ts` runs when tor (or anything else) launches it as a pluggable
- * transport. Configuration from `TOR_PT_*` variables and flags; the
- * `VERSION`/`CMETHOD`/`SMETHOD`/`LOG` lines; on the client a SOCKS4/5 front
- * end that carries per-connection transport arguments, transparent-TCP mode
- * and upstream proxies; on the server forwarding to tor's ORPort or through
- * the Extended ORPort, and free mode (an embedded SOCKS5 target); the
- * shutdown rules; each transport's `local` (files in the state directory)
- * and `signals` (`CMESSAGE` / `SMESSAGE` lines, see `SignalHub`); and the
- * friendly `server`/`client`/`start` commands.
+ * transport, in three layers.
+ *
+ * - {@linkcode parseManagedConfig}: `TOR_PT_*` variables and flags in, a
+ *   typed {@linkcode ManagedConfig} or a {@linkcode ManagedConfigError}
+ *   (the error line and exit code) out; pure.
+ * - {@linkcode runClient} and {@linkcode runServer}: one side from a typed
+ *   configuration, reporting {@linkcode PtLine} values. The client side is
+ *   a SOCKS4/5 front end carrying per-connection transport arguments,
+ *   transparent TCP or datagrams, optionally through an upstream proxy or
+ *   in free mode; the server side forwards to tor's ORPort or Extended
+ *   ORPort, a fixed service, free mode's SOCKS5 target, UDP or the embedded
+ *   TURN server.
+ * - {@linkcode runManagedProxy}: both, with the protocol lines on stdout
+ *   ({@linkcode formatPtLine}; {@linkcode parsePtLine} reads them back),
+ *   each transport's `local` (files in the state directory) and `signals`
+ *   (`CMESSAGE` / `SMESSAGE` lines), and the shutdown rules.
  *
  * @example Running the client side in-process
  * ```ts
@@ -38,21 +46,19 @@
  * @module
  */
 
-export * from "./registry.ts";
-export * from "./requested_transports.ts";
-export * from "./settings.ts";
-export * from "./flags.ts";
-export * from "./ipc_output.ts";
-export * from "./message_line.ts";
-export * from "./signal_hub.ts";
-export * from "./file_store.ts";
-export * from "./upstream_proxy.ts";
-export * from "./managed_client.ts";
-export * from "./managed_proxy.ts";
-export * from "./bind_addr.ts";
-export * from "./smethod_args.ts";
-export * from "./outbound_dialer.ts";
-export * from "./managed_server.ts";
-export * from "./bridge_line.ts";
-export * from "./cli.ts";
-export * from "./version.ts";
+export {
+  type ClientConfig,
+  type ManagedConfig,
+  type ManagedConfigBase,
+  ManagedConfigError,
+  parseManagedConfig,
+  type ServerConfig,
+  type ServerTarget,
+  type UpstreamProxy,
+} from "./managed/config.ts";
+export { type ManagedProxyOptions, runManagedProxy } from "./managed/managed_proxy.ts";
+export { runClient } from "./managed/client.ts";
+export { runServer } from "./managed/server.ts";
+export type { RunningProxy, RunOptions } from "./managed/runner.ts";
+export { registry } from "./managed/registry.ts";
+export { formatPtLine, parsePtLine, type PtLine } from "./lines/pt_line.ts";

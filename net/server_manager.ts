@@ -10,7 +10,7 @@ import type { ServerStats } from "./server_stats.ts";
  * @example Stopping a proxy
  * ```ts
  * import { proxy } from "@ptkit/ptkit/server";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { deepStrictEqual } from "node:assert";
  *
  * const manager = await proxy(plain, {}, {
@@ -27,6 +27,7 @@ export class ServerManager implements AsyncDisposable {
   #clientOptions: TransportOptions;
   #stats: () => ServerStats;
   #close: () => Promise<void>;
+  #drain: () => Promise<void>;
   #closing: Promise<void> | undefined;
 
   /**
@@ -36,17 +37,20 @@ export class ServerManager implements AsyncDisposable {
    * @param clientOptions What clients need to reach the server.
    * @param stats Returns the statistics.
    * @param close Stops the server.
+   * @param drain Stops accepting and waits for open connections. Defaults to `close`.
    */
   constructor(
     addr: Deno.NetAddr,
     clientOptions: TransportOptions,
     stats: () => ServerStats,
     close: () => Promise<void>,
+    drain: () => Promise<void> = close,
   ) {
     this.#addr = addr;
     this.#clientOptions = clientOptions;
     this.#stats = stats;
     this.#close = close;
+    this.#drain = drain;
   }
 
   /** The address the server listens on. */
@@ -66,6 +70,16 @@ export class ServerManager implements AsyncDisposable {
    */
   stats(): ServerStats {
     return this.#stats();
+  }
+
+  /**
+   * Stop accepting; open connections go on until they end (a graceful
+   * shutdown, SIGINT's). {@linkcode ServerManager.close} ends them at once.
+   *
+   * @returns Resolves once every open connection has ended.
+   */
+  drain(): Promise<void> {
+    return this.#drain();
   }
 
   /**

@@ -44,7 +44,7 @@ export interface TransportConnOptions {
  * @example Wrapping a TCP connection in the plain transport
  * ```ts
  * import { TransportConn } from "@ptkit/ptkit/net";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { deepStrictEqual } from "node:assert";
  *
  * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -29,7 +29,7 @@ export interface TransportListenerOptions {
  * @example Accepting connections in a loop
  * ```ts
  * import { listen } from "@ptkit/ptkit/server";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { deepStrictEqual } from "node:assert";
  *
  * const listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });

@@ -8,13 +8,13 @@ import {
   launchClient,
   type LaunchClientOptions,
   launchServer,
-  MAX_PT_LINE_LENGTH,
   PtClient,
   PtExitEvent,
   type PtFailedEvent,
   type PtLogEvent,
   type PtStatusEvent,
 } from "../ipc/adapter/mod.ts";
+import { MAX_PT_LINE_LENGTH } from "../ipc/lines/pt_line.ts";
 
 const FAKE = new URL("./adapter_fake_pt.sh", import.meta.url).pathname;
 

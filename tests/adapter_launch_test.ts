@@ -10,7 +10,7 @@ import { MemoryStore } from "../transports/memory_store.ts";
 import { launchClient, type LaunchClientOptions } from "../ipc/adapter/mod.ts";
 import { socks5Connect } from "../ipc/socks/_client.ts";
 import { SocksReplyError } from "../ipc/socks/_reply.ts";
-import { parseTorArgs } from "../ipc/settings.ts";
+import { parseTorArgs } from "../ipc/lines/_args.ts";
 import { echoTransfer, startEcho } from "./obfs4_live_helpers.ts";
 import { MAIN, requireBinary } from "./ipc_util.ts";
 

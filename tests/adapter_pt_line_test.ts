@@ -3,14 +3,11 @@
 // The parent's parser of PT lines: every keyword, escapes, and bad input.
 
 import { deepStrictEqual, throws } from "node:assert";
-import {
-  formatServerTransportOptions,
-  MAX_PT_LINE_LENGTH,
-  parsePtLine,
-  parseSmethodArgs,
-} from "../ipc/adapter/mod.ts";
-import { parseTransportOptions } from "../ipc/settings.ts";
-import { IpcOutput } from "../ipc/ipc_output.ts";
+import { formatServerTransportOptions, parseSmethodArgs } from "../ipc/lines/_args.ts";
+import { MAX_PT_LINE_LENGTH } from "../ipc/lines/pt_line.ts";
+import { parsePtLine } from "../ipc/mod.ts";
+import { parseTransportOptions } from "../ipc/lines/_args.ts";
+import { IpcOutput } from "../ipc/lines/_output.ts";
 
 Deno.test("parsePtLine parses every keyword of the protocol", () => {
   const cases: [string, unknown][] = [
@@ -85,7 +82,11 @@ Deno.test("parsePtLine reads what ptkit's own IpcOutput writes", () => {
   const lines: string[] = [];
   const output = new IpcOutput({ stdout: (l) => lines.push(l), logLevel: "debug" });
   output.log("warning", 'quote " backslash \\ newline \n tab \t');
-  output.status("obfs4", { CONNECT: "Failed", ERRSTR: 'has "quotes" and spaces' });
+  output.write({
+    type: "STATUS",
+    transport: "obfs4",
+    fields: { CONNECT: "Failed", ERRSTR: 'has "quotes" and spaces' },
+  });
   deepStrictEqual(parsePtLine(lines[0]!.slice(0, -1)), {
     type: "LOG",
     severity: "warning",

@@ -6,7 +6,7 @@
 // main.ts runs ends the PT with exit 0.
 
 import { ok, strictEqual } from "node:assert";
-import { ENV_VARS } from "../ipc/flags.ts";
+import { ENV_VARS } from "../ipc/managed/_flags.ts";
 import { assertProtocolOnly, childEnv, MAIN } from "./ipc_util.ts";
 
 const SERVER_ENV = {

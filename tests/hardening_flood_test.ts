@@ -10,7 +10,7 @@
 import { deepStrictEqual, ok } from "node:assert";
 import { createConnector } from "../client.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
-import { parseSmethodArgs } from "../ipc/smethod_args.ts";
+import { parseSmethodArgs } from "../ipc/lines/_args.ts";
 import { socks5Connect } from "../ipc/socks/_client.ts";
 import { readExactly } from "../net/mod.ts";
 import { echoServer } from "./_util.ts";

@@ -6,7 +6,7 @@
 // naming the file, leaves everything as it was, and writes no key anywhere.
 
 import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert";
-import { FileStore } from "../ipc/file_store.ts";
+import { FileStore } from "../ipc/managed/_file_store.ts";
 import { PtProcess } from "./ipc_util.ts";
 
 /** Every entry under `dir` (recursively) with its kind, link target or content. */

@@ -14,17 +14,16 @@ import {
   parseIp,
 } from "../net/mod.ts";
 import { connectSocksDestination } from "../ipc/socks/_target.ts";
+import { encodeXorAddress } from "../udp/stun/_attributes.ts";
+import type { StunAddress } from "../udp/stun/_message.ts";
+import { StunAttr, StunMethod } from "../udp/stun/_constants.ts";
 import {
-  encodeXorAddress,
-  type StunAddress,
-  StunAttr,
-  StunMethod,
   type TurnClient,
   type TurnRelayFactory,
   type TurnRelayRequest,
   type TurnRelaySocket,
   TurnServer,
-} from "../udp/turn/mod.ts";
+} from "../udp/turn/_turn_server.ts";
 import { errorCode, Queue, StunTestClient } from "./turn_test_client.ts";
 
 /** Address, class. */

@@ -8,10 +8,7 @@
 import { deepStrictEqual, match, ok } from "node:assert";
 import { MAIN, readN, requireBinary } from "./ipc_util.ts";
 import { CountingHttpServer, curl, TextProcess } from "./cli_util.ts";
-import { startClient } from "../ipc/managed_client.ts";
-import { registry } from "../ipc/registry.ts";
-import { IpcOutput } from "../ipc/ipc_output.ts";
-import { tcpDialer } from "../net/net_conn.ts";
+import { parseManagedConfig, type PtLine, runClient } from "../ipc/mod.ts";
 
 async function startPair(dir: string, allow: string[]) {
   const server = new TextProcess(MAIN, [
@@ -101,19 +98,16 @@ Deno.test("free mode: the client sends the application's host name unresolved (n
   // A stand-in server for `plain` (which passes bytes unchanged) that records
   // the SOCKS5 request the client carries through the transport.
   using fakeServer = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const lines: string[] = [];
-  const running = await startClient({
-    transports: ["plain"],
-    registry,
-    mode: "socks5",
-    listen: { hostname: "127.0.0.1", port: 0 },
-    target: { hostname: "127.0.0.1", port: fakeServer.addr.port },
-    free: true,
-    options: new Map(),
-    dialer: tcpDialer,
-    stateDir: ".",
-  }, new IpcOutput({ stdout: (l) => lines.push(l) }));
-  const port = Number(lines[0]!.split(":").at(-1));
+  const lines: PtLine[] = [];
+  const config = parseManagedConfig([
+    ...["-transports", "plain", "-free", "-target", `127.0.0.1:${fakeServer.addr.port}`],
+    ...["-state", "."],
+  ]);
+  if (config.kind !== "client") throw new Error(`not a client: ${config.kind}`);
+  const running = await runClient(config, { emit: (line) => lines.push(line) });
+  const method = lines[0]!;
+  if (method.type !== "CMETHOD") throw new Error(`not a CMETHOD: ${method.type}`);
+  const port = method.address.port;
   const app = await Deno.connect({ hostname: "127.0.0.1", port });
   const name = new TextEncoder().encode("only-the-server-resolves.example");
   await app.write(new Uint8Array([5, 1, 0]));

@@ -5,13 +5,13 @@
 import { deepStrictEqual, ok, throws } from "node:assert";
 import {
   formatTorArgs,
-  IpcOutput,
-  parseFlags,
   parseJsonSettings,
   parseTorArgs,
   parseTransportOptions,
-  parseUpstreamProxy,
-} from "../ipc/mod.ts";
+} from "../ipc/lines/_args.ts";
+import { IpcOutput } from "../ipc/lines/_output.ts";
+import { parseFlags } from "../ipc/managed/_flags.ts";
+import { parseUpstreamProxy } from "../ipc/managed/_upstream_proxy.ts";
 import { socksHandshake } from "../ipc/socks/_server_handshake.ts";
 import { SocksReplyError } from "../ipc/socks/_reply.ts";
 import { SocksServer } from "../ipc/socks/_socks_server.ts";
@@ -188,14 +188,18 @@ Deno.test("IpcOutput never lets an argument break a line", () => {
   const out: string[] = [];
   const ipc = new IpcOutput({ stdout: (l) => out.push(l), logLevel: "debug" });
   ipc.log("debug", 'a\nb\u0000c\u00e9"\\');
-  ipc.error("ENV-ERROR", "bad\nVERSION 2");
-  ipc.status("plain", { CONNECT: "Success", ERRSTR: 'x "y"\n' });
+  ipc.write({ type: "ENV-ERROR", message: "bad\nVERSION 2" });
+  ipc.write({
+    type: "STATUS",
+    transport: "plain",
+    fields: { CONNECT: "Success", ERRSTR: 'x "y"\n' },
+  });
   deepStrictEqual(out, [
     'LOG SEVERITY=debug MESSAGE="a\\nb?c?\\"\\\\"\n',
     "ENV-ERROR bad VERSION 2\n",
     'STATUS TRANSPORT=plain CONNECT=Success ERRSTR="x \\"y\\"\\n"\n',
   ]);
-  throws(() => ipc.line("BAD KEYWORD"), TypeError);
+  throws(() => ipc.write({ type: "unknown", keyword: "BAD KEYWORD" }), TypeError);
   const quiet: string[] = [];
   new IpcOutput({ stdout: (l) => quiet.push(l) }).log("info", "hidden");
   deepStrictEqual(quiet, []);

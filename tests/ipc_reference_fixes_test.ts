@@ -8,14 +8,11 @@
 // TOR_PT_EXTENDED_SERVER_PORT, (4) LOG/STATUS C strings that arti can read.
 
 import { deepStrictEqual, match, ok } from "node:assert";
-import {
-  IpcOutput,
-  parseBridgeLine,
-  parseSmethodArgs,
-  parseTorArgs,
-  parseTransportOptions,
-} from "../ipc/mod.ts";
-import { parsePtLine, type PtLogEvent, PtServer, type PtStatusEvent } from "../ipc/adapter/mod.ts";
+import { IpcOutput } from "../ipc/lines/_output.ts";
+import { parseBridgeLine } from "../ipc/lines/_bridge_line.ts";
+import { parseSmethodArgs, parseTorArgs, parseTransportOptions } from "../ipc/lines/_args.ts";
+import { parsePtLine } from "../ipc/mod.ts";
+import { type PtLogEvent, PtServer, type PtStatusEvent } from "../ipc/adapter/mod.ts";
 import { childEnv, MAIN, PtProcess, readN } from "./ipc_util.ts";
 import { FakeExtOrPort, writeCookieFile } from "./ext_orport_fake.ts";
 import { echoSocks } from "./reference_tables/peers.ts";
@@ -249,7 +246,7 @@ Deno.test("fix 4: LOG and STATUS C strings escape what tor and arti share and wr
   for (const message of samples) {
     lines.length = 0;
     output.log("debug", message);
-    output.status("plain", { ERRSTR: message });
+    output.write({ type: "STATUS", transport: "plain", fields: { ERRSTR: message } });
     const expected = message.replace(/[^\x20-\x7e\n\r\t]/gu, "?");
     const [log, status] = lines;
     match(log!, /^LOG SEVERITY=debug MESSAGE=".*"\n$/);

@@ -7,7 +7,7 @@
 import { deepStrictEqual, ok } from "node:assert";
 import { createConnector } from "../client.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
-import { parseSmethodArgs } from "../ipc/smethod_args.ts";
+import { parseSmethodArgs } from "../ipc/lines/_args.ts";
 import { PtProcess, readAll, readN } from "./ipc_util.ts";
 import { freePort } from "./tor_util.ts";
 

@@ -4,12 +4,12 @@
 // destination policy, outbound bind addresses, bridge lines.
 
 import { deepStrictEqual, ok, throws } from "node:assert";
-import { parseBindAddr } from "../ipc/bind_addr.ts";
-import { parseTransportOptions } from "../ipc/settings.ts";
-import { formatSmethodArgs, parseSmethodArgs } from "../ipc/smethod_args.ts";
+import { parseBindAddr } from "../ipc/managed/_bind_addr.ts";
+import { parseTransportOptions } from "../ipc/lines/_args.ts";
+import { formatSmethodArgs, parseSmethodArgs } from "../ipc/lines/_args.ts";
 import { DestinationPolicy } from "../net/mod.ts";
-import { boundDial, outboundDialer, parseOutboundBind } from "../ipc/outbound_dialer.ts";
-import { formatBridgeLine, parseBridgeLine } from "../ipc/bridge_line.ts";
+import { boundDial, outboundDialer, parseOutboundBind } from "../ipc/managed/_outbound_dialer.ts";
+import { formatBridgeLine, parseBridgeLine } from "../ipc/lines/_bridge_line.ts";
 import { readN } from "./ipc_util.ts";
 
 Deno.test("parseBindAddr reads IPv4, bracketed and bare IPv6, and refuses the rest", () => {

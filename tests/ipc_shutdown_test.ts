@@ -83,7 +83,13 @@ Deno.test("main.ts drains on SIGINT: no new connections, open ones go on, then e
     await late.write(bytes(5, 1, 0)).catch(() => {});
     deepStrictEqual(await readN(late, 2).catch(() => bytes()), bytes());
   } catch (error) {
-    ok(error instanceof Deno.errors.ConnectionRefused, String(error));
+    // Refused, or reset when the connection reached the backlog just before
+    // the listener closed: either way no SOCKS answer.
+    ok(
+      error instanceof Deno.errors.ConnectionRefused ||
+        error instanceof Deno.errors.ConnectionReset,
+      String(error),
+    );
   }
   await rejects(Deno.connect({ hostname: "127.0.0.1", port }), Deno.errors.ConnectionRefused);
   await roundTrip();

@@ -5,8 +5,12 @@
 // `keyed` test transport (tests/keyed_transport.ts).
 
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
-import { formatMessageLine, MAX_MESSAGE_BYTES, parseMessageLine } from "../ipc/message_line.ts";
-import { parsePtLine } from "../ipc/adapter/pt_line.ts";
+import {
+  formatMessageLine,
+  MAX_MESSAGE_BYTES,
+  parseMessageLine,
+} from "../ipc/lines/_message_line.ts";
+import { parsePtLine } from "../ipc/mod.ts";
 import { PtClient } from "../ipc/adapter/pt_client.ts";
 import { PtServer } from "../ipc/adapter/pt_server.ts";
 import type { PtMessageEvent } from "../ipc/adapter/pt_events.ts";

@@ -6,7 +6,7 @@
 import { deepStrictEqual, ok } from "node:assert";
 import { proxy } from "../server.ts";
 import { plain } from "../transports/plain.ts";
-import { formatTorArgs } from "../ipc/settings.ts";
+import { formatTorArgs } from "../ipc/lines/_args.ts";
 import { ECHO_MAIN, PtProcess, readN, requireBinary } from "./ipc_util.ts";
 
 const encoder = new TextEncoder();

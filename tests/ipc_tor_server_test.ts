@@ -8,7 +8,7 @@
 import { deepStrictEqual, ok } from "node:assert";
 import { MAIN, requireBinary } from "./ipc_util.ts";
 import { freePort, ptLeftovers, Tor } from "./tor_util.ts";
-import { parseSmethodArgs } from "../ipc/smethod_args.ts";
+import { parseSmethodArgs } from "../ipc/lines/_args.ts";
 
 for (const transport of ["plain", "obfs4"]) {
   Deno.test({

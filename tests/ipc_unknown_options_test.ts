@@ -14,7 +14,7 @@ import {
   layerTransports,
   suggestOptionKey,
 } from "../transports/mod.ts";
-import { parseSmethodArgs } from "../ipc/smethod_args.ts";
+import { parseSmethodArgs } from "../ipc/lines/_args.ts";
 import { MAIN, PtProcess } from "./ipc_util.ts";
 import { TextProcess } from "./cli_util.ts";
 import { connStreams, echoTransfer, startEcho, startObfs4proxy } from "./obfs4_live_helpers.ts";

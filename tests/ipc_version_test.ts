@@ -7,7 +7,7 @@
 import { deepStrictEqual, match, ok } from "node:assert";
 import { MAIN } from "./ipc_util.ts";
 import { TextProcess } from "./cli_util.ts";
-import { parsePtLine } from "../ipc/adapter/pt_line.ts";
+import { parsePtLine } from "../ipc/mod.ts";
 
 const { version } = JSON.parse(
   await Deno.readTextFile(new URL("../deno.json", import.meta.url)),

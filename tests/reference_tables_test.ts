@@ -13,18 +13,17 @@ import { isDeepStrictEqual } from "node:util";
 import { createHmac } from "node:crypto";
 import {
   formatSmethodArgs,
-  IpcOutput,
-  parseBindAddr,
   parseSmethodArgs,
   parseTorArgs,
   parseTransportOptions,
-  parseUpstreamProxy,
-  runManagedProxy,
-} from "../ipc/mod.ts";
+} from "../ipc/lines/_args.ts";
+import { formatLine } from "../ipc/lines/pt_line.ts";
+import { parseBindAddr } from "../ipc/managed/_bind_addr.ts";
+import { parseUpstreamProxy } from "../ipc/managed/_upstream_proxy.ts";
+import { formatPtLine, parsePtLine, runManagedProxy } from "../ipc/mod.ts";
 import { extOrPortHandshake } from "../ipc/extorport/_client.ts";
 import { readCookieFile } from "../ipc/extorport/_safe_cookie.ts";
 import { socksHandshake } from "../ipc/socks/_server_handshake.ts";
-import { parsePtLine } from "../ipc/adapter/mod.ts";
 import { formatHostPort, parseHostPort } from "../net/mod.ts";
 import { defineTransport, plain, type Transport } from "../transports/mod.ts";
 import { type Difference, DIFFERENCES } from "./reference_tables/differences.ts";
@@ -274,22 +273,10 @@ Deno.test("goptlib args_test.go TestEncodeSmethodArgs: formatSmethodArgs", async
 
 // ------------------------------------------------------- goptlib pt_test.go
 
-Deno.test("goptlib pt_test.go TestErrors, TestKeywordIsSafe, TestArgIsSafe: IpcOutput", async () => {
-  const lineOf = (write: (out: IpcOutput) => void) => {
-    const lines: string[] = [];
-    write(new IpcOutput({ stdout: (l) => lines.push(l), stderr: (l) => lines.push(l) }));
-    return lines.join("").replace(/\n$/, "");
-  };
-  await runTable(pt.errorLines, ([keyword, message]) => [
-    lineOf((out) => out.error(keyword, message)),
-  ]);
-  await runTable(pt.keywordIsSafe, (keyword) => [
-    attempt(() => lineOf((out) => out.line(keyword))) !== ERROR,
-  ]);
-  await runTable(
-    pt.argIsSafe,
-    (arg) => [lineOf((out) => out.line("X", `<${arg}>`)) === `X <${arg}>`],
-  );
+Deno.test("goptlib pt_test.go TestErrors, TestKeywordIsSafe, TestArgIsSafe: formatLine", async () => {
+  await runTable(pt.errorLines, ([keyword, message]) => [formatLine(keyword, message)]);
+  await runTable(pt.keywordIsSafe, (keyword) => [attempt(() => formatLine(keyword)) !== ERROR]);
+  await runTable(pt.argIsSafe, (arg) => [formatLine("X", `<${arg}>`) === `X <${arg}>`]);
 });
 
 Deno.test("goptlib pt_test.go TestGetManagedTransportVer and TestGetClientTransports", async () => {
@@ -428,9 +415,7 @@ Deno.test("goptlib pt_test.go TestMakeStateDir as TOR_PT_STATE_LOCATION", async 
 
 Deno.test("goptlib pt_test.go TestEncodeCString: LOG lines read back by parsePtLine", async () => {
   await runTable(pt.cString, (message) => {
-    const lines: string[] = [];
-    new IpcOutput({ stdout: (l) => lines.push(l), logLevel: "debug" }).log("debug", message);
-    const line = lines.join("").replace(/\n$/, "");
+    const line = formatPtLine({ type: "LOG", severity: "debug", message });
     if (!/^[\x20-\x7e]*$/.test(line)) return [`not printable ASCII: ${line}`];
     const parsed = parsePtLine(line);
     return [parsed.type === "LOG" ? parsed.message : parsed.type];

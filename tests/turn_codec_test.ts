@@ -1,26 +1,18 @@
 // Copyright the ptkit authors. MIT license.
 
 import { DeframerStream } from "../udp/deframer_stream.ts";
-import { stunFraming } from "../udp/stun_framing.ts";
+import { stunFraming } from "../udp/stun/framing.ts";
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
+import { crc32, longTermKey, verifyFingerprint, verifyIntegrity } from "../udp/stun/_integrity.ts";
 import {
-  crc32,
   decodeErrorCode,
   decodeXorAddress,
-  encodeChannelData,
   encodeErrorCode,
-  encodeStunMessage,
   encodeXorAddress,
-  getAttribute,
-  longTermKey,
-  parseChannelData,
-  parseStunMessage,
-  StunAttr,
-  StunClass,
-  StunMethod,
-  verifyFingerprint,
-  verifyIntegrity,
-} from "../udp/turn/mod.ts";
+} from "../udp/stun/_attributes.ts";
+import { encodeChannelData, parseChannelData } from "../udp/stun/_channel_data.ts";
+import { encodeStunMessage, getAttribute, parseStunMessage } from "../udp/stun/_message.ts";
+import { StunAttr, StunClass, StunMethod } from "../udp/stun/_constants.ts";
 import { formatIp, parseIp } from "../net/mod.ts";
 
 function hex(text: string): Uint8Array {

@@ -2,24 +2,13 @@
 
 import dgram from "node:dgram";
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
-import {
-  createUdpRelayFactory,
-  decodeXorAddress,
-  encodeChannelData,
-  encodeXorAddress,
-  getAttribute,
-  isChannelData,
-  parseChannelData,
-  parseStunMessage,
-  serveTurnStream,
-  type StunAddress,
-  StunAttr,
-  StunMethod,
-  type TurnClient,
-  TurnServer,
-  type TurnServerOptions,
-  u32,
-} from "../udp/turn/mod.ts";
+import { createUdpRelayFactory } from "../udp/turn/_udp_relay.ts";
+import { decodeXorAddress, encodeXorAddress, u32 } from "../udp/stun/_attributes.ts";
+import { encodeChannelData, isChannelData, parseChannelData } from "../udp/stun/_channel_data.ts";
+import { getAttribute, parseStunMessage, type StunAddress } from "../udp/stun/_message.ts";
+import { serveTurnStream } from "../udp/turn/_stream_server.ts";
+import { StunAttr, StunMethod } from "../udp/stun/_constants.ts";
+import { type TurnClient, TurnServer, type TurnServerOptions } from "../udp/turn/_turn_server.ts";
 import {
   errorCode,
   FakeRelay,

@@ -5,7 +5,9 @@
 import { freeUdpPort } from "./turn_util.ts";
 import { requireBinary } from "./ipc_util.ts";
 import { ok, strictEqual } from "node:assert";
-import { createUdpRelayFactory, serveTurnStream, TurnServer } from "../udp/turn/mod.ts";
+import { createUdpRelayFactory } from "../udp/turn/_udp_relay.ts";
+import { serveTurnStream } from "../udp/turn/_stream_server.ts";
+import { TurnServer } from "../udp/turn/_turn_server.ts";
 
 Deno.test("serveTurnStream passes turnutils_uclient over TCP with 0 lost packets", async () => {
   requireBinary("turnutils_uclient", "coturn");

@@ -1,24 +1,23 @@
 // Copyright the ptkit authors. MIT license.
 // Test helpers for the TURN tests: a STUN client over any datagram wire, and a fake relay.
 
+import { decodeErrorCode, decodeXorAddress } from "../udp/stun/_attributes.ts";
 import {
-  decodeErrorCode,
-  decodeXorAddress,
   encodeStunMessage,
   getAttribute,
-  isChannelData,
-  longTermKey,
   parseStunMessage,
   type StunAddress,
-  StunAttr,
   type StunAttribute,
-  StunClass,
   type StunMessage,
-  StunMethod,
-  type TurnRelayFactory,
-  type TurnRelayRequest,
-  type TurnRelaySocket,
-} from "../udp/turn/mod.ts";
+} from "../udp/stun/_message.ts";
+import { isChannelData } from "../udp/stun/_channel_data.ts";
+import { longTermKey } from "../udp/stun/_integrity.ts";
+import { StunAttr, StunClass, StunMethod } from "../udp/stun/_constants.ts";
+import type {
+  TurnRelayFactory,
+  TurnRelayRequest,
+  TurnRelaySocket,
+} from "../udp/turn/_turn_server.ts";
 import { type UdpEndpoint, udpEndpoint } from "../udp/mod.ts";
 
 const encoder = new TextEncoder();

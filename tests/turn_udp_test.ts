@@ -2,18 +2,15 @@
 
 import dgram from "node:dgram";
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
+import { decodeXorAddress, encodeXorAddress } from "../udp/stun/_attributes.ts";
 import {
-  decodeXorAddress,
   encodeStunMessage,
-  encodeXorAddress,
   getAttribute,
   parseStunMessage,
-  serveTurnUdp,
   type StunAddress,
-  StunAttr,
-  StunMethod,
-  type TurnUdpServer,
-} from "../udp/turn/mod.ts";
+} from "../udp/stun/_message.ts";
+import { serveTurnUdp, type TurnUdpServer } from "../udp/turn/_udp_server.ts";
+import { StunAttr, StunMethod } from "../udp/stun/_constants.ts";
 import { UdpSocket } from "../udp/mod.ts";
 import { errorCode, Queue, relayedAddress, StunTestClient } from "./turn_test_client.ts";
 import { waitFor } from "./udp_test_utils.ts";

@@ -8,7 +8,7 @@ import {
   UDP_DROP_REASONS,
   type UdpPoolStats,
 } from "@ptkit/ptkit/udp";
-import { plain } from "@ptkit/ptkit/transports/plain";
+import { plain } from "@ptkit/ptkit/transports";
 import type { Transport } from "@ptkit/ptkit/transports";
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { scramble, udpReceiveBufferErrors } from "./udp_test_utils.ts";

@@ -2,7 +2,7 @@
 
 import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
 import type { Dialer, NetConn } from "@ptkit/ptkit/client";
-import { plain } from "@ptkit/ptkit/transports/plain";
+import { plain } from "@ptkit/ptkit/transports";
 import { obfs4 } from "@ptkit/ptkit/transports/obfs4";
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import { appSocket, ManualClock, udpEcho, waitFor } from "./udp_test_utils.ts";

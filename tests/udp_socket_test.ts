@@ -4,7 +4,7 @@
 // be carried is refused and counted, never truncated.
 
 import { serveUdpClient, serveUdpServer, type UdpAddress, UdpSocket } from "@ptkit/ptkit/udp";
-import { plain } from "@ptkit/ptkit/transports/plain";
+import { plain } from "@ptkit/ptkit/transports";
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { appSocket, udpEcho, waitFor } from "./udp_test_utils.ts";
 

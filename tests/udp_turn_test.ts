@@ -5,7 +5,7 @@
 
 import { serveUdpClient, serveUdpServer } from "@ptkit/ptkit/udp";
 import { startCoturn, startTurnPeer, uclientLosesNothing } from "./turn_util.ts";
-import { plain } from "@ptkit/ptkit/transports/plain";
+import { plain } from "@ptkit/ptkit/transports";
 import { ok, strictEqual } from "node:assert";
 
 Deno.test("STUN mode carries coturn's turnutils_uclient through turnserver to turnutils_peer with 0 lost packets", async () => {

@@ -78,7 +78,7 @@ function chain(
  * @example Plain over plain
  * ```ts
  * import { layerTransports } from "@ptkit/ptkit/transports";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { deepStrictEqual } from "node:assert";
  *
  * const stacked = layerTransports("plain2", [plain, { ...plain, name: "outer" }]);
@@ -91,7 +91,7 @@ function chain(
  * @example A key without a layer prefix is ignored and reported
  * ```ts
  * import { type IgnoredOption, layerTransports } from "@ptkit/ptkit/transports";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { deepStrictEqual } from "node:assert";
  *
  * const stacked = layerTransports("plain2", [plain, { ...plain, name: "outer" }]);

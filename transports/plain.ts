@@ -18,7 +18,7 @@ import { defineTransport } from "./define_transport.ts";
  *
  * @example Dialing through `plain`
  * ```ts
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { deepStrictEqual } from "node:assert";
  *
  * const { encode } = (await plain.client({})).pair({});

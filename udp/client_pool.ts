@@ -55,7 +55,7 @@ export interface UdpClientOptions extends UdpPoolOptions {
  * @example Counting flows
  * ```ts
  * import { serveUdpClient } from "@ptkit/ptkit/udp";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { deepStrictEqual } from "node:assert";
  *
  * await using pool = await serveUdpClient({
@@ -206,7 +206,7 @@ class ClientPool implements UdpClientPool {
  * @example Tunnelling datagrams to a UDP echo server
  * ```ts
  * import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { deepStrictEqual } from "node:assert";
  *
  * await using echo = await UdpSocket.open();

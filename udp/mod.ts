@@ -23,7 +23,7 @@
  * @example Datagrams over a transport, both sides
  * ```ts
  * import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { deepStrictEqual } from "node:assert";
  *
  * await using echo = await UdpSocket.open();
@@ -49,7 +49,7 @@
 export type { FrameBounds, Framing } from "./framing.ts";
 export { MAX_DATAGRAM } from "./framing.ts";
 export { lengthFraming } from "./length_framing.ts";
-export { stunFraming } from "./stun_framing.ts";
+export { stunFraming } from "./stun/framing.ts";
 export { FramerStream, type FramerStreamOptions } from "./framer_stream.ts";
 export { DeframerStream, type DeframerStreamOptions } from "./deframer_stream.ts";
 export { type PacketStream, toPacketStream } from "./packet_stream.ts";

@@ -5,7 +5,7 @@ import { type Clock, systemClock } from "./clock.ts";
 import type { FlowSettings } from "./flow.ts";
 import { checkMaxDatagram, type Framing } from "./framing.ts";
 import { lengthFraming } from "./length_framing.ts";
-import { stunFraming } from "./stun_framing.ts";
+import { stunFraming } from "./stun/framing.ts";
 
 /**
  * Options both UDP pools take: framing, limits and the idle timeout.

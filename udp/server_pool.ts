@@ -59,7 +59,7 @@ export interface UdpServerStats extends UdpPoolStats {
  * @example Listening for transport connections
  * ```ts
  * import { serveUdpServer } from "@ptkit/ptkit/udp";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { ok } from "node:assert";
  *
  * await using pool = await serveUdpServer({
@@ -108,7 +108,7 @@ export interface UdpServerPool extends AsyncDisposable {
  * @example Serving until closed
  * ```ts
  * import { serveUdpServer } from "@ptkit/ptkit/udp";
- * import { plain } from "@ptkit/ptkit/transports/plain";
+ * import { plain } from "@ptkit/ptkit/transports";
  * import { deepStrictEqual } from "node:assert";
  *
  * const pool = await serveUdpServer({

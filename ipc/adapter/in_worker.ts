@@ -1,8 +1,8 @@
 // Copyright the ptkit authors. MIT license.
 
-import { parsePtLine, type PtLine } from "./pt_line.ts";
+import { parsePtLine, type PtLine } from "../lines/pt_line.ts";
 import { PtLogEvent, PtMessageEvent, PtStatusEvent } from "./pt_events.ts";
-import { formatMessageLine } from "../message_line.ts";
+import { formatMessageLine } from "../lines/_message_line.ts";
 import { type PtLaunchResult, PtStartup } from "./pt_startup.ts";
 import type { FromWorker, ToWorker } from "./in_worker_main.ts";
 

@@ -3,7 +3,7 @@
 // proxy with the parent's arguments and environment, and sends every line it
 // would print to the parent as a message instead. Loaded by in_worker.ts.
 
-import { runManagedProxy } from "../managed_proxy.ts";
+import { runManagedProxy } from "../managed/managed_proxy.ts";
 
 /** Parent to worker. */
 export type ToWorker =

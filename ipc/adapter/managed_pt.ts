@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
-import { MAX_PT_LINE_LENGTH, parsePtLine, type PtLine } from "./pt_line.ts";
-import { RepeatedKeyLog } from "../first_value_pairs.ts";
+import { MAX_PT_LINE_LENGTH, parsePtLine, type PtLine } from "../lines/pt_line.ts";
+import { RepeatedKeyLog } from "../lines/_first_value.ts";
 import { type PtLaunchResult, PtStartup } from "./pt_startup.ts";
 import {
   PtExitEvent,
@@ -10,7 +10,8 @@ import {
   PtMessageEvent,
   PtStatusEvent,
 } from "./pt_events.ts";
-import { formatMessageLine } from "../message_line.ts";
+import { formatMessageLine } from "../lines/_message_line.ts";
+import { LineStream } from "../lines/_line_stream.ts";
 
 /** When and how often a PT that died is launched again. */
 export interface PtRestartPolicy {
@@ -522,33 +523,36 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     };
 
     const read = (stream: ReadableStream<Uint8Array>, fromStderr: boolean) => {
-      const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+      const text = stream.pipeThrough(new TextDecoderStream());
+      const reader = (fromStderr
+        ? text.pipeThrough(
+          new TransformStream<string, string>({
+            transform: (chunk, controller) => {
+              run.stderrTail = (run.stderrTail + chunk).slice(-TAIL);
+              controller.enqueue(chunk);
+            },
+          }),
+        )
+        : text)
+        .pipeThrough(
+          new LineStream({
+            maxLength: MAX_PT_LINE_LENGTH,
+            onTooLong: () => {
+              if (!fromStderr) {
+                this.#warn(`Ignored a line of over ${MAX_PT_LINE_LENGTH} characters from the PT`);
+              }
+            },
+          }),
+        )
+        .getReader();
       cancels.push(() => reader.cancel().catch(() => {}));
       return (async () => {
-        let buffer = "";
-        let discarding = false;
         try {
           for (;;) {
             const { value, done } = await reader.read();
             if (done) break;
-            if (fromStderr) run.stderrTail = (run.stderrTail + value).slice(-TAIL);
-            buffer += value;
-            let newline: number;
-            while ((newline = buffer.indexOf("\n")) >= 0) {
-              const line = buffer.slice(0, newline);
-              buffer = buffer.slice(newline + 1);
-              if (discarding) discarding = false;
-              else handle(line, fromStderr);
-            }
-            if (buffer.length > MAX_PT_LINE_LENGTH) {
-              if (!discarding && !fromStderr) {
-                this.#warn(`Ignored a line of over ${MAX_PT_LINE_LENGTH} characters from the PT`);
-              }
-              discarding = true;
-              buffer = "";
-            }
+            handle(value, fromStderr);
           }
-          if (buffer !== "" && !discarding) handle(buffer, fromStderr);
         } catch {
           // Cancelled, or the pipe broke: the process is gone.
         }

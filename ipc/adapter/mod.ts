@@ -35,7 +35,7 @@
 
 export * from "./managed_pt.ts";
 export * from "./pt_events.ts";
-export * from "./pt_line.ts";
+export * from "../lines/pt_line.ts";
 export * from "./pt_startup.ts";
 export * from "./pt_client.ts";
 export * from "./pt_server.ts";

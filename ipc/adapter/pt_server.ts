@@ -2,7 +2,7 @@
 
 import type { TransportOptions } from "../../transports/transport.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
-import { formatTorArgs } from "../settings.ts";
+import { formatServerTransportOptions } from "../lines/_args.ts";
 import { ManagedPt, type PtLaunchOptions } from "./managed_pt.ts";
 import type { PtLaunchResult } from "./pt_startup.ts";
 
@@ -46,39 +46,6 @@ export interface PtServerTransport {
    * configuration, e.g. `{ cert, "iat-mode" }` for obfs4.
    */
   readonly clientOptions: TransportOptions;
-}
-
-/**
- * Format `TOR_PT_SERVER_TRANSPORT_OPTIONS`: `name:k=v;name:k=v` with `\`,
- * `:`, `;` and `=` escaped inside each pair and in the transport name (as
- * goptlib and ptkit read them).
- *
- * @param options Options by transport name.
- * @returns The variable's value.
- *
- * @example Escaping options
- * ```ts
- * import { formatServerTransportOptions } from "./pt_server.ts";
- * import { parseTransportOptions } from "@ptkit/ptkit/ipc";
- * import { deepStrictEqual } from "node:assert";
- *
- * const text = formatServerTransportOptions({ obfs4: { "iat-mode": "1", x: "a:b;c" } });
- * deepStrictEqual(parseTransportOptions(text).get("obfs4"), { "iat-mode": "1", x: "a:b;c" });
- * const odd = formatServerTransportOptions({ "t:1": { k: "v" } });
- * deepStrictEqual([odd, parseTransportOptions(odd).get("t:1")], ["t\\:1:k=v", { k: "v" }]);
- * ```
- */
-export function formatServerTransportOptions(
-  options: Readonly<Record<string, TransportOptions>>,
-): string {
-  const items: string[] = [];
-  for (const [name, pairs] of Object.entries(options)) {
-    for (const [k, v] of Object.entries(pairs)) {
-      const escapedName = name.replace(/[\\:;=]/g, "\\$&");
-      items.push(`${escapedName}:${formatTorArgs({ [k]: v }).replace(/:/g, "\\:")}`);
-    }
-  }
-  return items.join(";");
 }
 
 /**

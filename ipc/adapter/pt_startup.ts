@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { PtLine } from "./pt_line.ts";
+import type { PtLine } from "../lines/pt_line.ts";
 
 /** What a PT reported while starting. */
 export interface PtLaunchResult {

@@ -10,7 +10,7 @@ import type { DialTarget, NetConn } from "../../net/net_conn.ts";
 import type { RelayEnd } from "../../net/relay.ts";
 import { parseIpv4 } from "../../net/ip_address.ts";
 import type { TransportOptions } from "../../transports/transport.ts";
-import { formatTorArgs } from "../settings.ts";
+import { formatTorArgs } from "../lines/_args.ts";
 import { addressLength, encodeAddress } from "./_address.ts";
 import { describeReply, SocksReply, SocksReplyError } from "./_reply.ts";
 

@@ -7,7 +7,7 @@ import { formatIp } from "../../net/ip_address.ts";
 import { HandshakeIo } from "../../net/_handshake_io.ts";
 import type { RelayEnd } from "../../net/relay.ts";
 import type { TransportOptions } from "../../transports/transport.ts";
-import { parseJsonSettings, parseTorArgs } from "../settings.ts";
+import { parseJsonSettings, parseTorArgs } from "../lines/_args.ts";
 import { addressLength, ATYP_NAME, decodeAddress } from "./_address.ts";
 import { SocksReply, socksReplyCode, SocksReplyError } from "./_reply.ts";
 

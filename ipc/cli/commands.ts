@@ -1,0 +1,595 @@
+// Copyright the ptkit authors. MIT license.
+// The friendly standalone commands of main.ts (`server`, `client`, `start`):
+// their own flags, turned into the managed proxy's typed configuration, and
+// its typed lines turned into text for a person. Imported by main.ts only.
+
+import type { Transport } from "../../transports/transport.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
+import { isIpLiteral } from "../../net/ip_address.ts";
+import { DestinationPolicy } from "../../net/destination_policy.ts";
+import { redactUserinfo } from "../../net/userinfo.ts";
+import { formatPtLine, type PtLine } from "../lines/pt_line.ts";
+import { type BridgeLine, formatBridgeLine, parseBridgeLine } from "../lines/_bridge_line.ts";
+import { RepeatedKeyLog } from "../lines/_first_value.ts";
+import { logged, type LogSeverity, parseLogSeverity } from "../lines/_output.ts";
+import type { ClientConfig, ManagedConfigBase, ServerConfig } from "../managed/config.ts";
+import { registry as defaultRegistry } from "../managed/registry.ts";
+import { runManaged } from "../managed/_run.ts";
+
+/** Options for {@linkcode runCli}. */
+export interface CliOptions {
+  /** How the program is invoked, for help texts. Defaults to `main.ts`. */
+  readonly command?: string;
+  /** Receives text for the user. Defaults to the process's stdout. */
+  readonly stdout?: (text: string) => void;
+  /** Receives errors and log lines. Defaults to the process's stderr. */
+  readonly stderr?: (text: string) => void;
+  /** Reads an environment variable (`HOME`, `XDG_STATE_HOME`). Defaults to `Deno.env.get`. */
+  readonly getEnv?: (name: string) => string | undefined;
+  /** The transports on offer. Defaults to the `main.ts` registry. */
+  readonly registry?: ReadonlyMap<string, Transport>;
+  /** Aborting it stops everything at once. */
+  readonly signal?: AbortSignal;
+  /** Watch SIGINT/SIGTERM and the parent process. Defaults to true. */
+  readonly process?: boolean;
+}
+
+/** The subcommands {@linkcode runCli} understands. */
+export const CLI_COMMANDS: readonly string[] = ["server", "client", "start"];
+
+interface Spec {
+  readonly value?: string;
+  readonly help: string;
+  readonly fallback?: string;
+}
+
+const SPECS: Record<string, Record<string, Spec>> = {
+  server: {
+    transport: { value: "NAME", help: "transport to serve", fallback: "obfs4" },
+    listen: { value: "IP:PORT", help: "address to listen on", fallback: "0.0.0.0:0" },
+    target: {
+      value: "socks|HOST:PORT",
+      help: "socks: free mode (clients reach any public host); HOST:PORT: relay to one service",
+      fallback: "socks",
+    },
+    allow: {
+      value: "LIST",
+      help: "with --target socks, also allow: loopback, private, link-local, multicast, ip:port",
+    },
+    "public-address": {
+      value: "HOST:PORT",
+      help: "address clients use, for the printed bridge line (default: --listen)",
+    },
+    state: { value: "DIR", help: "state directory (keys)", fallback: "<per-user>/ptkit/server" },
+    "log-level": {
+      value: "LEVEL",
+      help: "error, warning, notice, info, debug",
+      fallback: "notice",
+    },
+    help: { help: "print this help" },
+  },
+  client: {
+    bridge: { value: "LINE", help: "the server's bridge line: [name] ip:port [k=v ...]" },
+    transport: { value: "NAME", help: "transport (default: the bridge line's first word)" },
+    socks: {
+      value: "IP:PORT",
+      help: "SOCKS5 proxy address for applications (free mode)",
+      fallback: "127.0.0.1:1080",
+    },
+    tcp: {
+      value: "IP:PORT",
+      help: "instead of --socks: plain TCP port relayed to the server's fixed target",
+    },
+    state: { value: "DIR", help: "state directory", fallback: "<per-user>/ptkit/client" },
+    "log-level": {
+      value: "LEVEL",
+      help: "error, warning, notice, info, debug",
+      fallback: "notice",
+    },
+    help: { help: "print this help" },
+  },
+  start: {
+    transport: { value: "NAME", help: "transport to run", fallback: "obfs4" },
+    socks: {
+      value: "IP:PORT",
+      help: "SOCKS5 address (a free port when 1080 is taken)",
+      fallback: "127.0.0.1:1080",
+    },
+    allow: { value: "LIST", help: "also allow these destinations (e.g. loopback)" },
+    state: { value: "DIR", help: "state directory", fallback: "<per-user>/ptkit/start" },
+    help: { help: "print this help" },
+  },
+};
+
+const SUMMARY: Record<string, string> = {
+  server: "Run a transport server. With --target socks (the default) it ends in a SOCKS5\n" +
+    "server, so clients reach any public host (free mode); it prints the bridge line\n" +
+    "and the client command.",
+  client: "Run a transport client: a SOCKS5 proxy on --socks whose connections travel\n" +
+    "through the transport to the server and on to their destination (names are\n" +
+    "resolved by the server, never here).",
+  start: "Run a server and a client on loopback in one process (free mode), with a demo\n" +
+    "page, and print a curl command to try. Ctrl-C stops.",
+};
+
+/**
+ * The help text of a subcommand.
+ *
+ * @param subcommand `server`, `client` or `start`.
+ * @param command How the program is invoked.
+ * @returns The text, ending with a newline.
+ */
+export function cliUsage(subcommand: string, command: string): string {
+  const specs = SPECS[subcommand];
+  if (specs === undefined) throw new RangeError(`Unknown subcommand ${JSON.stringify(subcommand)}`);
+  const lines = [`Usage: ${command} ${subcommand} [flags]`, "", SUMMARY[subcommand]!, ""];
+  for (const [name, spec] of Object.entries(specs)) {
+    const left = `--${name}${spec.value ? ` ${spec.value}` : ""}`;
+    lines.push(
+      `  ${left.padEnd(26)} ${spec.help}${spec.fallback ? ` (default ${spec.fallback})` : ""}`,
+    );
+  }
+  lines.push("", "Examples:");
+  if (subcommand === "server") {
+    lines.push(`  ${command} server --transport obfs4 --listen 0.0.0.0:443 --target socks`);
+  } else if (subcommand === "client") {
+    lines.push(
+      `  ${command} client --bridge 'obfs4 203.0.113.7:443 cert=... iat-mode=0' --socks 127.0.0.1:1080`,
+    );
+  } else {
+    lines.push(`  deno task start`);
+  }
+  lines.push("");
+  return lines.join("\n");
+}
+
+/**
+ * The friendly standalone command line on top of the managed proxy:
+ * `server`, `client` and `start` (both on loopback, for a first try).
+ * Flags are translated into the managed proxy's flags, so the same checks,
+ * transports and shutdown rules apply; protocol lines become plain text.
+ *
+ * @param args The arguments, starting with the subcommand.
+ * @param options Output, environment and shutdown.
+ * @returns The exit code.
+ */
+export async function runCli(args: readonly string[], options: CliOptions = {}): Promise<number> {
+  const encoder = new TextEncoder();
+  const out = options.stdout ?? ((t: string) => Deno.stdout.writeSync(encoder.encode(t)));
+  const err = options.stderr ?? ((t: string) => Deno.stderr.writeSync(encoder.encode(t)));
+  const command = options.command ?? "main.ts";
+  const [subcommand, ...rest] = args;
+  const specs = SPECS[subcommand ?? ""];
+  if (specs === undefined) {
+    err(`Unknown subcommand ${JSON.stringify(subcommand)}: expected ${CLI_COMMANDS.join(", ")}\n`);
+    return 64;
+  }
+  const parsed = parseCliFlags(rest, specs);
+  if (typeof parsed === "string") {
+    err(`${parsed}\n\n${cliUsage(subcommand!, command)}`);
+    return 64;
+  }
+  if (parsed.help !== undefined) {
+    out(cliUsage(subcommand!, command));
+    return 0;
+  }
+  const known = options.registry ?? defaultRegistry;
+  const wanted = parsed.transport ??
+    (subcommand === "client" ? parsedBridgeTransport(parsed.bridge) : "obfs4");
+  if (wanted !== undefined && !known.has(wanted)) {
+    err(
+      `Unknown transport ${JSON.stringify(wanted)}: available: ${[...known.keys()].join(", ")}\n`,
+    );
+    return 64;
+  }
+  const getEnv = options.getEnv ?? ((name: string) => Deno.env.get(name));
+  const context = { out, err, getEnv, command, options };
+  try {
+    if (subcommand === "server") return await server(parsed, context);
+    if (subcommand === "client") return await client(parsed, context);
+    return await start(parsed, context);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      err(`${error.message}\n`);
+      return 64;
+    }
+    throw error;
+  }
+}
+
+class UsageError extends Error {}
+
+function parsedBridgeTransport(bridge: string | undefined): string | undefined {
+  if (bridge === undefined) return undefined;
+  try {
+    return parseBridgeLine(bridge).transport;
+  } catch {
+    return undefined;
+  }
+}
+
+interface Context {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+  readonly getEnv: (name: string) => string | undefined;
+  readonly command: string;
+  readonly options: CliOptions;
+}
+
+function parseCliFlags(
+  args: readonly string[],
+  specs: Record<string, Spec>,
+): Record<string, string> | string {
+  const values: Record<string, string> = {};
+  for (let i = 0; i < args.length; i++) {
+    const match = /^--?([a-z][a-z-]*)(?:=(.*))?$/s.exec(args[i]!);
+    if (match === null) return `Unexpected argument ${JSON.stringify(redactUserinfo(args[i]!))}`;
+    const [, name, inline] = match;
+    const spec = name === "h" ? specs.help : specs[name!];
+    if (spec === undefined) return `Unknown flag --${name}`;
+    if (spec.value === undefined) values[name === "h" ? "help" : name!] = "true";
+    else if (inline !== undefined) values[name!] = inline;
+    else if (i + 1 < args.length) values[name!] = args[++i]!;
+    else return `Flag --${name} needs a value`;
+  }
+  return values;
+}
+
+function stateDir(given: string | undefined, role: string, getEnv: Context["getEnv"]): string {
+  if (given !== undefined) return given;
+  const xdg = getEnv("XDG_STATE_HOME");
+  const home = getEnv("HOME");
+  const base = xdg ? xdg : home ? `${home}/.local/state` : `${Deno.cwd()}/.ptkit-state`;
+  return `${base}/ptkit/${role}`;
+}
+
+/** What the managed proxy reports, as text for a person. */
+function humanLines(
+  context: Context,
+  level: LogSeverity,
+  onMethod: (line: Extract<PtLine, { type: "CMETHOD" | "SMETHOD" }>) => void,
+  onError: (message: string) => void,
+): (line: PtLine) => void {
+  return (line) => {
+    switch (line.type) {
+      case "LOG":
+        if (logged(line.severity, level)) {
+          context.err(`[${line.severity}] ${line.message.replace(/[^\x20-\x7e]/g, "?")}\n`);
+        }
+        return;
+      case "STATUS":
+        // (The version report is for tor; a person asks main.ts --version.)
+        if (line.fields.TYPE !== "version") {
+          context.err(`[status] ${formatPtLine(line).slice(7)}\n`);
+        }
+        return;
+      case "CMETHOD":
+      case "SMETHOD":
+        onMethod(line);
+        return;
+      case "VERSION-ERROR":
+      case "ENV-ERROR":
+      case "PROXY-ERROR":
+      case "CMETHOD-ERROR":
+      case "SMETHOD-ERROR": {
+        const text = formatPtLine(line).slice(line.type.length + 1);
+        context.err(`Error: ${text}\n`);
+        onError(text);
+        return;
+      }
+    }
+  };
+}
+
+function abortable(context: Context): AbortController {
+  const stop = new AbortController();
+  const outer = context.options.signal;
+  if (outer?.aborted) stop.abort();
+  outer?.addEventListener("abort", () => stop.abort(), { once: true });
+  return stop;
+}
+
+/** The part of the configuration every subcommand shares. */
+function common(
+  transport: string,
+  state: string,
+  logLevel: LogSeverity,
+  options: ReadonlyMap<string, Record<string, string>> = new Map(),
+): ManagedConfigBase {
+  return {
+    version: "2",
+    transports: [transport],
+    options,
+    stateDir: state,
+    exitOnStdinClose: false,
+    logLevel,
+    warnings: [],
+  };
+}
+
+/** Run one side as the managed proxy would, lines to `emit`. */
+function run(
+  config: ClientConfig | ServerConfig,
+  context: Context,
+  emit: (line: PtLine) => void,
+  signal: AbortSignal,
+): Promise<number> {
+  return runManaged(config, {
+    emit,
+    ...(context.options.registry ? { registry: context.options.registry } : {}),
+    process: context.options.process ?? true,
+    signal,
+  });
+}
+
+function logLevel(flags: Record<string, string>): LogSeverity {
+  try {
+    return parseLogSeverity(flags["log-level"] ?? "notice");
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+function allowed(list: string | undefined): DestinationPolicy {
+  try {
+    return DestinationPolicy.parse(list ?? "");
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+async function server(flags: Record<string, string>, context: Context): Promise<number> {
+  const transport = flags.transport ?? "obfs4";
+  const listen = address(flags.listen ?? "0.0.0.0:0", "--listen");
+  if (!isIpLiteral(listen.hostname)) {
+    throw new UsageError(
+      `Invalid --listen ${JSON.stringify(flags.listen)}: expected an IP address`,
+    );
+  }
+  const publicAddress = flags["public-address"] === undefined
+    ? undefined
+    : address(flags["public-address"], "--public-address");
+  const target = flags.target ?? "socks";
+  const isFree = target === "socks";
+  if (!isFree && flags.allow !== undefined) throw new UsageError("--allow needs --target socks");
+  const state = stateDir(flags.state, "server", context.getEnv);
+  const level = logLevel(flags);
+  const config: ServerConfig = {
+    ...common(transport, state, level),
+    kind: "server",
+    bindAddrs: new Map([[transport, listen]]),
+    target: isFree
+      ? { kind: "socks", policy: allowed(flags.allow) }
+      : { kind: "orport", address: destination(target, "--target") },
+    outboundBind: {},
+  };
+  const stop = abortable(context);
+  let failed = false;
+  const lines = humanLines(context, level, (method) => {
+    const listening = method.address;
+    const line = formatBridgeLine({
+      transport: method.transport,
+      address: publicAddress ?? listening,
+      options: method.type === "SMETHOD" ? method.args : {},
+    });
+    // 0.0.0.0 and :: mean "every interface", not an address to dial.
+    const unreachable = publicAddress === undefined &&
+      (listening.hostname === "0.0.0.0" || listening.hostname === "::");
+    if (unreachable) {
+      context.err(
+        `Warning: the bridge line below says ${
+          formatHostPort(listening)
+        }, which clients cannot dial: use --public-address IP:${listening.port}\n`,
+      );
+    }
+    context.out(
+      [
+        `ptkit server: ${method.transport} listening on ${formatHostPort(listening)}, ${
+          isFree ? "ending in a SOCKS5 server (free mode)" : `relaying to ${target}`
+        }`,
+        `State (keys): ${state}`,
+        "",
+        "Bridge line for clients:",
+        `  ${line}`,
+        "",
+        "Client command:",
+        `  ${context.command} client --bridge '${line}' ${
+          isFree ? "--socks 127.0.0.1:1080" : "--tcp 127.0.0.1:5000"
+        }`,
+        ...(unreachable
+          ? [
+            "",
+            `Warning: ${
+              formatHostPort(listening)
+            } in this bridge line is the listen address, which no client can`,
+            "dial: replace it with this machine's public IP address, or restart with",
+            `--public-address IP:${listening.port}.`,
+          ]
+          : []),
+        "",
+        "Ctrl-C stops the server.",
+        "",
+      ].join("\n"),
+    );
+  }, () => {
+    failed = true;
+    stop.abort();
+  });
+  const code = await run(config, context, lines, stop.signal);
+  return failed && code === 0 ? 1 : code;
+}
+
+async function client(flags: Record<string, string>, context: Context): Promise<number> {
+  if (flags.bridge === undefined) throw new UsageError("Missing --bridge '<bridge line>'");
+  let bridge: BridgeLine;
+  try {
+    const repeated = new RepeatedKeyLog((message) => context.err(`ptkit client: ${message}\n`));
+    bridge = parseBridgeLine(flags.bridge, {
+      onRepeatedKey: (key) => repeated.report("bridge line arguments", key),
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const transport = flags.transport ?? bridge.transport;
+  if (transport === undefined) {
+    throw new UsageError("No transport: give --transport or start the bridge line with its name");
+  }
+  if (flags.tcp !== undefined && flags.socks !== undefined) {
+    throw new UsageError("Give --socks or --tcp, not both");
+  }
+  const state = stateDir(flags.state, "client", context.getEnv);
+  const level = logLevel(flags);
+  const tcp = flags.tcp !== undefined;
+  const config: ClientConfig = {
+    ...common(transport, state, level, new Map([[transport, { ...bridge.options }]])),
+    kind: "client",
+    mode: tcp ? "transparent-TCP" : "socks5",
+    listen: address(flags.tcp ?? flags.socks ?? "127.0.0.1:1080", tcp ? "--tcp" : "--socks"),
+    target: bridge.address,
+    free: !tcp,
+  };
+  const stop = abortable(context);
+  let failed = false;
+  const lines = humanLines(context, level, (method) => {
+    const addr = formatHostPort(method.address);
+    context.out(
+      method.type === "CMETHOD" && method.mode === "socks5"
+        ? [
+          `ptkit client: ${method.transport} to ${formatHostPort(bridge.address)}`,
+          `SOCKS5 proxy: ${addr} (names are resolved by the server)`,
+          "",
+          "Try it:",
+          `  curl --socks5-hostname ${addr} https://example.com/`,
+          "",
+          "Ctrl-C stops the client.",
+          "",
+        ].join("\n")
+        : `ptkit client: ${method.transport} to ${
+          formatHostPort(bridge.address)
+        }; TCP port ${addr} relays to the server's target.\n`,
+    );
+  }, () => {
+    failed = true;
+    stop.abort();
+  });
+  const code = await run(config, context, lines, stop.signal);
+  return failed && code === 0 ? 1 : code;
+}
+
+async function start(flags: Record<string, string>, context: Context): Promise<number> {
+  const transport = flags.transport ?? "obfs4";
+  const state = stateDir(flags.state, "start", context.getEnv);
+  let socks = address(flags.socks ?? "127.0.0.1:1080", "--socks");
+  if (flags.socks === undefined && !portFree(socks)) socks = { ...socks, port: 0 };
+  const stop = abortable(context);
+  const page = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onListen: () => {},
+  }, () =>
+    new Response(
+      `Hello from ptkit: this page came through ${transport} and the server's SOCKS5 target.\n`,
+    ));
+  const pageUrl = `http://localhost:${page.addr.port}/`;
+  const allow = [`127.0.0.1:${page.addr.port}`, ...(flags.allow ? [flags.allow] : [])].join(",");
+  let failed = false;
+  const fail = () => {
+    failed = true;
+    stop.abort();
+  };
+  try {
+    const serverConfig: ServerConfig = {
+      ...common(transport, `${state}/server`, "notice"),
+      kind: "server",
+      bindAddrs: new Map([[transport, { hostname: "127.0.0.1", port: 0 }]]),
+      target: { kind: "socks", policy: allowed(allow) },
+      outboundBind: {},
+    };
+    const smethod = Promise.withResolvers<Extract<PtLine, { type: "SMETHOD" }>>();
+    const serverLines = humanLines(context, "notice", (line) => {
+      if (line.type === "SMETHOD") smethod.resolve(line);
+    }, fail);
+    const serverDone = run(serverConfig, context, serverLines, stop.signal)
+      .finally(() => smethod.reject(new Error("Server ended before it started")));
+    let served: Extract<PtLine, { type: "SMETHOD" }>;
+    try {
+      served = await smethod.promise;
+    } catch {
+      await serverDone;
+      return 1;
+    }
+    const serverAddr = formatHostPort(served.address);
+    const clientConfig: ClientConfig = {
+      ...common(transport, `${state}/client`, "notice", new Map([[transport, { ...served.args }]])),
+      kind: "client",
+      mode: "socks5",
+      listen: socks,
+      target: served.address,
+      free: true,
+    };
+    const cmethod = Promise.withResolvers<string>();
+    const clientLines = humanLines(
+      context,
+      "notice",
+      (line) => cmethod.resolve(formatHostPort(line.address)),
+      fail,
+    );
+    const clientDone = run(clientConfig, context, clientLines, stop.signal)
+      .finally(() => cmethod.reject(new Error("Client ended before it started")));
+    let socksAddr: string | undefined;
+    try {
+      socksAddr = await cmethod.promise;
+    } catch {
+      stop.abort();
+    }
+    if (socksAddr !== undefined) {
+      context.out(
+        [
+          `ptkit is running: the ${transport} server on ${serverAddr} (free mode: it ends in a SOCKS5`,
+          "server) and its client, in this process.",
+          "",
+          `SOCKS5 proxy: ${socksAddr}`,
+          "",
+          "Try it (a demo page served by this process, fetched through the transport):",
+          `  curl --socks5-hostname ${socksAddr} ${pageUrl}`,
+          "",
+          "Any public site works the same way when this machine is online:",
+          `  curl --socks5-hostname ${socksAddr} https://example.com/`,
+          "",
+          "The server refuses loopback and private destinations (reply 02) except the",
+          "demo page. Press Ctrl-C to stop.",
+          "",
+        ].join("\n"),
+      );
+    }
+    const codes = await Promise.all([serverDone, clientDone]);
+    const code = codes.find((c) => c !== 0) ?? 0;
+    return failed && code === 0 ? 1 : code;
+  } finally {
+    await page.shutdown();
+  }
+}
+
+/** A host and a port that can be dialed. */
+function destination(text: string, what: string): HostPort {
+  const parsed = address(text, what);
+  if (parsed.port === 0) throw new UsageError(`Invalid ${what}: port 0`);
+  return parsed;
+}
+
+function address(text: string, what: string): HostPort {
+  try {
+    return parseHostPort(text, what);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+function portFree(at: HostPort): boolean {
+  try {
+    Deno.listen({ hostname: at.hostname, port: at.port }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,106 @@
+// Copyright the ptkit authors. MIT license.
+
+import { parseHostPort } from "../../net/address.ts";
+import { parseUserinfo } from "../../net/userinfo.ts";
+import { serveTurnUdp } from "../../udp/turn/_udp_server.ts";
+
+const USAGE =
+  "usage: turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM [--allow-loopback-peers]";
+
+const HELP = `Usage: main.ts turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM
+                    [--allow-loopback-peers]
+
+A TURN server (RFC 8656) over UDP, with long-term credentials, until SIGINT or
+SIGTERM. Loopback, private, link-local and multicast peers are refused (403).
+
+  --listen HOST:PORT        address to listen on (IPv6 in brackets)
+  --user USER:PASSWORD      a user; the user name ends at the first ':' (repeatable)
+  --realm REALM             the realm
+  --allow-loopback-peers    also relay to loopback peers
+  --help                    print this help
+
+Example:
+  main.ts turn --listen 127.0.0.1:3478 --user u:p --realm example.org
+`;
+
+/**
+ * The `turn` command: a standalone TURN server on UDP until SIGINT or SIGTERM.
+ *
+ * `turn --listen 127.0.0.1:3478 --user u:p --realm r [--allow-loopback-peers]`
+ * (a leading "turn" argument is skipped). Prints `turn: listening on HOST:PORT` to stderr.
+ *
+ * @param args Command-line arguments after the program name.
+ * @returns The exit code: 0 after a signal or `--help`, 2 on bad arguments, 1 when it
+ * cannot listen.
+ */
+export async function runTurnCommand(args: string[]): Promise<number> {
+  const rest = args[0] === "turn" ? args.slice(1) : args;
+  if (rest.some((arg) => arg === "--help" || arg === "-help" || arg === "-h")) {
+    // Written in one piece so nothing else can interleave.
+    Deno.stdout.writeSync(new TextEncoder().encode(HELP));
+    return 0;
+  }
+  let listen: string | undefined;
+  let realm: string | undefined;
+  let allowLoopbackPeers = false;
+  const users: Record<string, string> = {};
+  const fail = (why: string): number => {
+    console.error(`turn: ${why}\n${USAGE}`);
+    return 2;
+  };
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i]!;
+    const value = rest[i + 1];
+    if (arg === "--allow-loopback-peers") {
+      allowLoopbackPeers = true;
+      continue;
+    }
+    if (arg !== "--listen" && arg !== "--user" && arg !== "--realm") {
+      // Only flag names are echoed: a stray value may be a USER:PASSWORD.
+      return fail(
+        /^--?[A-Za-z][A-Za-z-]*$/.test(arg)
+          ? `unknown flag ${arg}`
+          : `unexpected argument ${i + 1} (expected a flag)`,
+      );
+    }
+    if (value === undefined) return fail(`${arg} needs a value`);
+    i++;
+    if (arg === "--listen") listen = value;
+    else if (arg === "--realm") realm = value;
+    else {
+      // The user name ends at the first ":" (the password may hold more).
+      const { username, password } = parseUserinfo(value);
+      if (username === "" || password === undefined) return fail("--user must be USER:PASSWORD");
+      users[username] = password;
+    }
+  }
+  if (listen === undefined) return fail("--listen is required");
+  if (realm === undefined || realm === "") return fail("--realm is required");
+  if (Object.keys(users).length === 0) return fail("at least one --user is required");
+  let address;
+  try {
+    address = parseHostPort(listen, "--listen");
+  } catch (error) {
+    return fail(error instanceof Error ? error.message : String(error));
+  }
+  let turn;
+  try {
+    turn = await serveTurnUdp({ ...address, realm, users, allowLoopbackPeers });
+  } catch (error) {
+    console.error(`turn: cannot listen on ${listen}: ${(error as Error).message}`);
+    return 1;
+  }
+  const host = turn.addr.hostname.includes(":") ? `[${turn.addr.hostname}]` : turn.addr.hostname;
+  console.error(`turn: listening on ${host}:${turn.addr.port}`);
+  const { promise, resolve } = Promise.withResolvers<void>();
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  for (const s of signals) Deno.addSignalListener(s, resolve);
+  await promise;
+  for (const s of signals) Deno.removeSignalListener(s, resolve);
+  await turn.close();
+  return 0;
+}
+
+if (import.meta.main) {
+  Deno.exit(await runTurnCommand(Deno.args));
+}

@@ -1,0 +1,78 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+import type { TransportOptions } from "../../transports/transport.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
+import type { KeyValueListOptions } from "./_args.ts";
+import { FirstValuePairs } from "./_first_value.ts";
+
+/** A parsed bridge line (tor's `Bridge` option without the keyword). */
+export interface BridgeLine {
+  /** The transport name, when the line starts with one. */
+  readonly transport?: string;
+  /** The server's address. */
+  readonly address: HostPort;
+  /** The relay fingerprint (40 hex digits), when given. */
+  readonly fingerprint?: string;
+  /** The `k=v` arguments. */
+  readonly options: TransportOptions;
+}
+
+/**
+ * Parse a bridge line: `[Bridge] [transport] host:port [fingerprint]
+ * [k=v ...]`, the form tor's `Bridge` option, obfs4proxy's
+ * `obfs4_bridgeline.txt` and `main.ts server` use. Arguments are separated
+ * by spaces; values cannot hold spaces. A repeated key keeps its first
+ * value and is reported once to `options.onRepeatedKey`.
+ *
+ * @param text The line.
+ * @param options What to do about repeated keys.
+ * @returns Its parts.
+ * @throws {SyntaxError} When the address or an argument is malformed.
+ */
+export function parseBridgeLine(text: string, options: KeyValueListOptions = {}): BridgeLine {
+  const words = text.trim().split(/\s+/).filter((w) => w !== "");
+  if (words[0]?.toLowerCase() === "bridge") words.shift();
+  let transport: string | undefined;
+  if (words.length > 0 && /^[A-Za-z_][A-Za-z0-9_]*$/.test(words[0]!)) transport = words.shift();
+  const addressText = words.shift();
+  if (addressText === undefined) {
+    throw new SyntaxError(`Cannot parse bridge line ${JSON.stringify(text)}: no address`);
+  }
+  const address = parseHostPort(addressText, "bridge address");
+  if (address.port === 0) throw new SyntaxError("Cannot parse bridge line: port 0");
+  let fingerprint: string | undefined;
+  if (words.length > 0 && /^[0-9A-Fa-f]{40}$/.test(words[0]!)) fingerprint = words.shift();
+  const args = new FirstValuePairs(options.onRepeatedKey);
+  for (const word of words) {
+    const eq = word.indexOf("=");
+    if (eq <= 0) {
+      throw new SyntaxError(
+        `Cannot parse bridge line argument ${JSON.stringify(word)}: expected key=value`,
+      );
+    }
+    args.add(word.slice(0, eq), word.slice(eq + 1));
+  }
+  return {
+    ...(transport === undefined ? {} : { transport }),
+    address,
+    ...(fingerprint === undefined ? {} : { fingerprint }),
+    options: args.values,
+  };
+}
+
+/**
+ * Format a bridge line (without the `Bridge` keyword): the inverse of
+ * {@linkcode parseBridgeLine}, keys sorted.
+ *
+ * @param line The parts.
+ * @returns The line.
+ */
+export function formatBridgeLine(line: BridgeLine): string {
+  const parts: string[] = [];
+  if (line.transport !== undefined) parts.push(line.transport);
+  parts.push(formatHostPort(line.address));
+  if (line.fingerprint !== undefined) parts.push(line.fingerprint);
+  for (const key of Object.keys(line.options).sort()) parts.push(`${key}=${line.options[key]}`);
+  return parts.join(" ");
+}

@@ -1,0 +1,404 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+// The managed-proxy line protocol (pt-spec, PT 2.0 draft 1 section 3.3),
+// written once: what a PT prints and its parent reads, as one typed value,
+// formatted by the managed proxy and parsed by the adapter, the in-Worker
+// front end and the tests; the friendly CLI receives the typed values.
+
+import type { TransportOptions } from "../../transports/transport.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
+import { redactUserinfo } from "../../net/userinfo.ts";
+import { formatMessageLine, MAX_MESSAGE_LINE_LENGTH, parseMessageLine } from "./_message_line.ts";
+import { formatSmethodArgs, parseSmethodArgs } from "./_args.ts";
+import { FirstValuePairs } from "./_first_value.ts";
+
+/**
+ * One line of the managed-proxy protocol, as a value: what a PT writes to
+ * its parent (`VERSION`, the error lines, `PROXY DONE`, `CMETHOD`,
+ * `SMETHOD`, `LOG`, `STATUS`, `CMESSAGE`/`SMESSAGE`). Unknown keywords parse
+ * as `{ type: "unknown" }` so that a parent can ignore them, as the spec
+ * requires.
+ */
+export type PtLine =
+  | { readonly type: "VERSION"; readonly version: string }
+  | { readonly type: "VERSION-ERROR"; readonly message: string }
+  | { readonly type: "ENV-ERROR"; readonly message: string }
+  | { readonly type: "PROXY-DONE" }
+  | { readonly type: "PROXY-ERROR"; readonly message: string }
+  | {
+    readonly type: "CMETHOD";
+    readonly transport: string;
+    readonly mode: string;
+    readonly address: HostPort;
+  }
+  | { readonly type: "CMETHOD-ERROR"; readonly transport: string; readonly message: string }
+  | { readonly type: "CMETHODS-DONE" }
+  | {
+    readonly type: "SMETHOD";
+    readonly transport: string;
+    readonly address: HostPort;
+    readonly args: TransportOptions;
+    /** Keys the `ARGS:` field repeats (the first value is kept), when there are any. */
+    readonly repeatedKeys?: readonly string[];
+  }
+  | { readonly type: "SMETHOD-ERROR"; readonly transport: string; readonly message: string }
+  | { readonly type: "SMETHODS-DONE" }
+  | {
+    readonly type: "LOG";
+    readonly severity: string;
+    readonly message: string;
+    /** Fields the line repeats (the first value is kept), when there are any. */
+    readonly repeatedKeys?: readonly string[];
+  }
+  | {
+    readonly type: "STATUS";
+    readonly transport: string | undefined;
+    readonly fields: Readonly<Record<string, string>>;
+    /** Fields the line repeats (the first value is kept), when there are any. */
+    readonly repeatedKeys?: readonly string[];
+  }
+  | {
+    readonly type: "CMESSAGE" | "SMESSAGE";
+    readonly transport: string;
+    readonly payload: Uint8Array;
+  }
+  | { readonly type: "unknown"; readonly keyword: string };
+
+/** Longest line accepted, in characters (a `CMESSAGE` of 16 KiB fits). */
+export const MAX_PT_LINE_LENGTH: number = Math.max(16384, MAX_MESSAGE_LINE_LENGTH);
+
+const KEYWORD = /^[A-Za-z0-9_-]+$/;
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Format one protocol line (without its newline): the inverse of
+ * {@linkcode parsePtLine} for what a PT writes. Every argument is reduced
+ * to printable ASCII so that no value can break the protocol; `LOG`
+ * messages and `STATUS` values that are not plain words are C strings tor
+ * and arti both read (`\"`, `\\`, `\n`, `\r`, `\t`; other control and
+ * non-ASCII characters become `?`: arti refuses octal escapes). The
+ * userinfo of a URI in an error, `LOG` or `STATUS` text is replaced by
+ * `***`. `SMETHOD` arguments are written `ARGS:k=v,...`, keys sorted, `\`
+ * `=` `,` escaped.
+ *
+ * @param line The line.
+ * @returns Its text.
+ * @throws {TypeError} On an invalid keyword (`unknown` lines).
+ * @throws {RangeError} On an empty or oversized `CMESSAGE`/`SMESSAGE` payload.
+ *
+ * @example Lines of a server PT
+ * ```ts
+ * import { formatPtLine, parsePtLine } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const smethod = formatPtLine({
+ *   type: "SMETHOD",
+ *   transport: "obfs4",
+ *   address: { hostname: "::1", port: 443 },
+ *   args: { "iat-mode": "0", cert: "a,b" },
+ * });
+ * deepStrictEqual(smethod, "SMETHOD obfs4 [::1]:443 ARGS:cert=a\\,b,iat-mode=0");
+ * deepStrictEqual(parsePtLine(smethod), {
+ *   type: "SMETHOD",
+ *   transport: "obfs4",
+ *   address: { hostname: "::1", port: 443 },
+ *   args: { cert: "a,b", "iat-mode": "0" },
+ * });
+ * deepStrictEqual(
+ *   formatPtLine({ type: "LOG", severity: "notice", message: 'said "hi"\n' }),
+ *   'LOG SEVERITY=notice MESSAGE="said \\"hi\\"\\n"',
+ * );
+ * ```
+ */
+export function formatPtLine(line: PtLine): string {
+  switch (line.type) {
+    case "VERSION":
+      return formatLine("VERSION", line.version);
+    case "VERSION-ERROR":
+    case "ENV-ERROR":
+    case "PROXY-ERROR":
+      return formatLine(line.type, safe(line.message));
+    case "PROXY-DONE":
+      return formatLine("PROXY", "DONE");
+    case "CMETHOD":
+      return formatLine(
+        "CMETHOD",
+        `${line.transport} ${line.mode} ${formatHostPort(line.address)}`,
+      );
+    case "CMETHOD-ERROR":
+    case "SMETHOD-ERROR":
+      return formatLine(line.type, `${line.transport} ${safe(line.message)}`);
+    case "CMETHODS-DONE":
+      return formatLine("CMETHODS", "DONE");
+    case "SMETHOD": {
+      const args = formatSmethodArgs(line.args);
+      const address = formatHostPort(line.address);
+      return formatLine("SMETHOD", `${line.transport} ${address}${args === "" ? "" : ` ${args}`}`);
+    }
+    case "SMETHODS-DONE":
+      return formatLine("SMETHODS", "DONE");
+    case "LOG":
+      return formatLine(
+        "LOG",
+        `SEVERITY=${line.severity} MESSAGE=${quote(safe(line.message))}`,
+      );
+    case "STATUS": {
+      const parts = line.transport === undefined ? [] : [`TRANSPORT=${line.transport}`];
+      for (const [k, v] of Object.entries(line.fields)) {
+        const value = safe(v);
+        parts.push(`${k}=${/^[A-Za-z0-9_.:\/-]+$/.test(value) ? value : quote(value)}`);
+      }
+      return formatLine("STATUS", parts.join(" "));
+    }
+    case "CMESSAGE":
+    case "SMESSAGE":
+      return formatMessageLine(line.type, line.transport, line.payload).slice(0, -1);
+    case "unknown":
+      return formatLine(line.keyword);
+  }
+}
+
+/**
+ * A line from a keyword and its arguments, reduced to printable ASCII
+ * (newline, CR and tab become spaces, anything else `?`). Internal: the
+ * one place that writes a line (goptlib's `line`).
+ *
+ * @param keyword `[A-Za-z0-9_-]+`.
+ * @param args The rest of the line, if any.
+ * @returns The line, without its newline.
+ * @throws {TypeError} On an invalid keyword.
+ */
+export function formatLine(keyword: string, args = ""): string {
+  if (!KEYWORD.test(keyword)) {
+    throw new TypeError(`Invalid IPC keyword ${JSON.stringify(keyword)}`);
+  }
+  const rest = printable(args);
+  return rest === "" ? keyword : `${keyword} ${rest}`;
+}
+
+/** Messages with the userinfo of any URI in them redacted (a safety net). */
+function safe(text: string): string {
+  return text.includes("://") ? redactUserinfo(text) : text;
+}
+
+/** Printable ASCII only: newline, CR and tab become spaces, anything else `?`. */
+function printable(text: string): string {
+  return text.replace(/[^\x20-\x7e]/gu, (c) => c === "\n" || c === "\r" || c === "\t" ? " " : "?");
+}
+
+/**
+ * A C string that tor and arti both read: the escapes they share, and `?`
+ * for what only an octal escape could carry (arti refuses those).
+ */
+function quote(text: string): string {
+  const escaped = text.replace(
+    /[\\"\n\r\t]/g,
+    (c) => c === "\n" ? "\\n" : c === "\r" ? "\\r" : c === "\t" ? "\\t" : `\\${c}`,
+  );
+  return `"${printable(escaped)}"`;
+}
+
+/**
+ * Parse one line of a managed PT's output (without its newline; a trailing
+ * `\r` is dropped).
+ *
+ * `SMETHOD` `ARGS:` values are unescaped (`\,` `\=` `\\`); `LOG` and
+ * `STATUS` values may be quoted C strings (`\n \r \t \" \\` and octal
+ * `\ooo`, as goptlib writes them; arti refuses octal, ptkit reads what the
+ * PTs it drives write). A key that `ARGS:` or the fields of `LOG` /
+ * `STATUS` repeat keeps its first value and is listed in `repeatedKeys`
+ * (goptlib prints a key once per value when a transport gives several).
+ * `CMESSAGE` / `SMESSAGE` payloads are decoded from base64 (see
+ * `parseMessageLine`).
+ *
+ * @param line The line.
+ * @returns What it says.
+ * @throws {SyntaxError} When the keyword is malformed, the line is too long,
+ * or a known keyword has malformed arguments.
+ *
+ * @example Parsing lines of obfs4proxy
+ * ```ts
+ * import { parsePtLine } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual, throws } from "node:assert";
+ *
+ * deepStrictEqual(parsePtLine("VERSION 1"), { type: "VERSION", version: "1" });
+ * deepStrictEqual(parsePtLine("SMETHOD obfs4 127.0.0.1:9 ARGS:cert=a\\,b,iat-mode=0"), {
+ *   type: "SMETHOD",
+ *   transport: "obfs4",
+ *   address: { hostname: "127.0.0.1", port: 9 },
+ *   args: { cert: "a,b", "iat-mode": "0" },
+ * });
+ * deepStrictEqual(parsePtLine("HELLO there"), { type: "unknown", keyword: "HELLO" });
+ * throws(() => parsePtLine("CMETHOD obfs4 socks5 nowhere"), SyntaxError);
+ * ```
+ */
+export function parsePtLine(line: string): PtLine {
+  if (line.length > MAX_PT_LINE_LENGTH) {
+    throw new SyntaxError(
+      `Cannot parse PT line: ${line.length} characters exceed ${MAX_PT_LINE_LENGTH}`,
+    );
+  }
+  if (line.endsWith("\r")) line = line.slice(0, -1);
+  const space = line.indexOf(" ");
+  const keyword = space < 0 ? line : line.slice(0, space);
+  const rest = space < 0 ? "" : line.slice(space + 1);
+  if (!KEYWORD.test(keyword)) {
+    throw new SyntaxError(`Cannot parse PT line: invalid keyword ${preview(keyword)}`);
+  }
+  const words = rest === "" ? [] : rest.split(" ").filter((w) => w !== "");
+  const fail = (why: string) => new SyntaxError(`Cannot parse ${keyword} line: ${why}`);
+  const transportName = (word: string | undefined) => {
+    if (word === undefined || !NAME.test(word)) {
+      throw fail(`invalid transport name ${preview(word ?? "")}`);
+    }
+    return word;
+  };
+  const messageAfter = (n: number) => words.slice(n).join(" ");
+  switch (keyword) {
+    case "VERSION":
+      if (words.length !== 1) throw fail("expected one version");
+      return { type: "VERSION", version: words[0]! };
+    case "VERSION-ERROR":
+    case "ENV-ERROR":
+    case "PROXY-ERROR":
+      return { type: keyword, message: rest.trim() };
+    case "PROXY":
+      if (words[0] !== "DONE") throw fail("expected PROXY DONE");
+      return { type: "PROXY-DONE" };
+    case "CMETHOD": {
+      if (words.length < 3) throw fail("expected <transport> <mode> <address>");
+      return {
+        type: "CMETHOD",
+        transport: transportName(words[0]),
+        mode: words[1]!,
+        address: address(words[2]!, fail),
+      };
+    }
+    case "SMETHOD": {
+      if (words.length < 2) throw fail("expected <transport> <address> [options]");
+      let args: TransportOptions = {};
+      const repeated: string[] = [];
+      for (const option of words.slice(2)) {
+        if (option.startsWith("ARGS:")) {
+          args = parseSmethodArgs(option.slice(5), { onRepeatedKey: (k) => repeated.push(k) });
+        }
+      }
+      return {
+        type: "SMETHOD",
+        transport: transportName(words[0]),
+        address: address(words[1]!, fail),
+        args,
+        ...withRepeated(repeated),
+      };
+    }
+    case "CMETHOD-ERROR":
+    case "SMETHOD-ERROR":
+      return { type: keyword, transport: transportName(words[0]), message: messageAfter(1) };
+    case "CMETHODS":
+    case "SMETHODS":
+      if (words[0] !== "DONE") throw fail(`expected ${keyword} DONE`);
+      return { type: keyword === "CMETHODS" ? "CMETHODS-DONE" : "SMETHODS-DONE" };
+    case "LOG": {
+      const repeated: string[] = [];
+      const fields = parseFields(rest, fail, repeated);
+      return {
+        type: "LOG",
+        severity: fields.SEVERITY ?? "notice",
+        message: fields.MESSAGE ?? "",
+        ...withRepeated(repeated),
+      };
+    }
+    case "STATUS": {
+      const repeated: string[] = [];
+      const { TRANSPORT: transport, ...others } = parseFields(rest, fail, repeated);
+      return { type: "STATUS", transport, fields: others, ...withRepeated(repeated) };
+    }
+    case "CMESSAGE":
+    case "SMESSAGE": {
+      const { kind, transport, payload } = parseMessageLine(line);
+      return { type: kind, transport, payload };
+    }
+    default:
+      return { type: "unknown", keyword };
+  }
+}
+
+function withRepeated(repeated: string[]): { repeatedKeys?: readonly string[] } {
+  return repeated.length === 0 ? {} : { repeatedKeys: repeated };
+}
+
+function address(text: string, fail: (why: string) => SyntaxError): HostPort {
+  try {
+    return parseHostPort(text, "PT address");
+  } catch (error) {
+    throw fail((error as Error).message);
+  }
+}
+
+/** `K=V K="quoted \"C\" string"` pairs; repeated keys go to `repeated`. */
+function parseFields(
+  text: string,
+  fail: (why: string) => SyntaxError,
+  repeated: string[],
+): Record<string, string> {
+  const fields = new FirstValuePairs((key) => repeated.push(key));
+  let i = 0;
+  while (i < text.length) {
+    if (text[i] === " ") {
+      i++;
+      continue;
+    }
+    const eq = text.indexOf("=", i);
+    const nextSpace = text.indexOf(" ", i);
+    if (eq < 0 || (nextSpace >= 0 && nextSpace < eq)) {
+      throw fail(
+        `field ${preview(text.slice(i, nextSpace < 0 ? undefined : nextSpace))} has no '='`,
+      );
+    }
+    const key = text.slice(i, eq);
+    if (!KEYWORD.test(key)) throw fail(`invalid field name ${preview(key)}`);
+    i = eq + 1;
+    let value = "";
+    if (text[i] === '"') {
+      i++;
+      let closed = false;
+      while (i < text.length) {
+        const c = text[i]!;
+        if (c === '"') {
+          closed = true;
+          i++;
+          break;
+        }
+        if (c === "\\") {
+          const n = text[i + 1];
+          if (n === undefined) break;
+          if (/[0-7]/.test(n)) {
+            const digits = /^[0-7]{1,3}/.exec(text.slice(i + 1))![0];
+            value += String.fromCharCode(parseInt(digits, 8) & 0xff);
+            i += 1 + digits.length;
+            continue;
+          }
+          value += n === "n" ? "\n" : n === "r" ? "\r" : n === "t" ? "\t" : n;
+          i += 2;
+          continue;
+        }
+        value += c;
+        i++;
+      }
+      if (!closed) throw fail(`unterminated quoted value of ${key}`);
+      if (i < text.length && text[i] !== " ") throw fail(`junk after the quoted value of ${key}`);
+    } else {
+      const end = text.indexOf(" ", i);
+      value = text.slice(i, end < 0 ? undefined : end);
+      i = end < 0 ? text.length : end;
+    }
+    fields.add(key, value);
+  }
+  return fields.values;
+}
+
+function preview(text: string): string {
+  const short = text.length > 40 ? `${text.slice(0, 40)}...` : text;
+  return JSON.stringify(short.replace(/[^\x20-\x7e]/g, "?"));
+}

@@ -1,0 +1,151 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { LocalStore } from "../../transports/transport.ts";
+
+const KEY = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
+
+/**
+ * A {@linkcode LocalStore} that keeps each value in a file of the PT state
+ * directory (`TOR_PT_STATE_LOCATION`). Keys are plain file names, so
+ * nothing is ever written outside the directory.
+ *
+ * The store never follows or replaces what it did not write: a key whose
+ * file is a symbolic link (even a dangling one, as when the state lives on
+ * a volume that is not mounted yet), a directory or anything but a regular
+ * file, or a file of another owner, is refused with an error naming the
+ * file, for reads and writes alike, and left untouched. Writes go to
+ * `<key>.tmp`, created exclusively with mode 0600 (a link planted there is
+ * refused, not followed), flushed to disk, then renamed over the file.
+ */
+export class FileStore implements LocalStore {
+  #dir: string;
+
+  /**
+   * Use a directory that exists.
+   *
+   * @param dir The state directory.
+   */
+  constructor(dir: string) {
+    this.#dir = dir.replace(/\/+$/, "") || "/";
+  }
+
+  /**
+   * Read a value.
+   *
+   * @param key A file name.
+   * @returns The value, or `undefined` when there is no such file.
+   * @throws {TypeError} When the key is not a plain file name.
+   * @throws {Error} When the file is a symbolic link, not a regular file,
+   * or of another owner (the message names the file).
+   */
+  async get(key: string): Promise<string | undefined> {
+    const path = this.#path(key);
+    const info = await lstatOrUndefined(path);
+    if (info === undefined) return undefined;
+    checkOwnFile(path, info, "read");
+    const file = await Deno.open(path, { read: true });
+    try {
+      // The file opened must be the one checked, not one swapped in since.
+      const opened = await file.stat();
+      if (opened.dev !== info.dev || opened.ino !== info.ino) {
+        throw new Error(`Cannot read state file ${path}: it was replaced while being opened`);
+      }
+      return await new Response(file.readable).text();
+    } finally {
+      try {
+        file.close();
+      } catch {
+        // Closed by reading it to the end.
+      }
+    }
+  }
+
+  /**
+   * Store a value.
+   *
+   * @param key A file name.
+   * @param value The value.
+   * @throws {TypeError} When the key is not a plain file name.
+   * @throws {Error} When the file or `<key>.tmp` is a symbolic link, not a
+   * regular file, or of another owner (the message names the file).
+   */
+  async set(key: string, value: string): Promise<void> {
+    const path = this.#path(key);
+    const temp = `${path}.tmp`;
+    const existing = await lstatOrUndefined(path);
+    if (existing !== undefined) checkOwnFile(path, existing, "replace");
+    const stale = await lstatOrUndefined(temp);
+    if (stale !== undefined) {
+      // A write interrupted by a crash leaves its own regular file: remove it.
+      checkOwnFile(temp, stale, "replace");
+      await Deno.remove(temp);
+    }
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
+    } catch (error) {
+      if (error instanceof Deno.errors.AlreadyExists) {
+        throw new Error(`Cannot write state file ${temp}: it appeared while being created`, {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+    try {
+      const bytes = new TextEncoder().encode(value);
+      let offset = 0;
+      while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
+      await file.syncData();
+    } catch (error) {
+      file.close();
+      await Deno.remove(temp).catch(() => {});
+      throw error;
+    }
+    file.close();
+    await Deno.rename(temp, path);
+  }
+
+  #path(key: string): string {
+    if (typeof key !== "string" || !KEY.test(key) || key.endsWith(".tmp")) {
+      throw new TypeError(`Invalid state key ${JSON.stringify(key)}: must be a plain file name`);
+    }
+    return `${this.#dir}/${key}`;
+  }
+}
+
+async function lstatOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await Deno.lstat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}
+
+/** Throw unless `info` (from lstat) is a regular file of this process's user. */
+function checkOwnFile(path: string, info: Deno.FileInfo, action: "read" | "replace"): void {
+  const refuse = (why: string): never => {
+    throw new Error(`Cannot ${action} state file ${path}: ${why}; it is left untouched`);
+  };
+  if (info.isSymlink) refuse("it is a symbolic link (refusing to follow it)");
+  if (!info.isFile) refuse(info.isDirectory ? "it is a directory" : "it is not a regular file");
+  const uid = ownUid();
+  if (uid !== undefined && info.uid !== null && info.uid !== uid) {
+    refuse(`it belongs to user ${info.uid}, not to this process's user ${uid}`);
+  }
+}
+
+/**
+ * This process's user id, when the platform has one and it may be read
+ * without a prompt (`--allow-sys=uid`, which main.ts has).
+ */
+function ownUid(): number | undefined {
+  try {
+    if (Deno.permissions.querySync({ name: "sys", kind: "uid" }).state !== "granted") {
+      return undefined;
+    }
+    return Deno.uid() ?? undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,278 @@
+// Copyright the ptkit authors. MIT license.
+
+import { redactUserinfo } from "../../net/userinfo.ts";
+
+/** One command-line flag of the managed proxy, and the variable it overrides. */
+export interface FlagSpec {
+  /** Names, without dashes (`-name` and `--name` both work; case is ignored). */
+  readonly names: readonly string[];
+  /** The key the value is stored under. */
+  readonly key: string;
+  /** Whether the flag takes no value (`-flag` or `-flag=true|false`). */
+  readonly boolean?: boolean;
+  /** The environment variable the flag overrides, if any. */
+  readonly env?: string;
+  /** Placeholder for the value in the usage text. */
+  readonly value?: string;
+  /** One-line description for the usage text. */
+  readonly help: string;
+}
+
+/** The flags `main.ts` understands, in usage order. */
+export const FLAGS: readonly FlagSpec[] = [
+  {
+    names: ["client"],
+    key: "client",
+    boolean: true,
+    help: "run the client side (the default)",
+  },
+  {
+    names: ["server"],
+    key: "server",
+    boolean: true,
+    help: "run the server side (default when only TOR_PT_SERVER_TRANSPORTS is set)",
+  },
+  {
+    names: ["ptversion", "version"],
+    key: "version",
+    env: "TOR_PT_MANAGED_TRANSPORT_VER",
+    value: "LIST",
+    help:
+      "PT versions the parent supports, comma-separated (1 or 2); --version alone prints ptkit's version",
+  },
+  {
+    names: ["transports"],
+    key: "transports",
+    env: "TOR_PT_CLIENT_TRANSPORTS",
+    value: "LIST",
+    help: "transports to start, comma-separated; unknown names are ignored",
+  },
+  {
+    names: ["bindaddr"],
+    key: "bindAddr",
+    env: "TOR_PT_SERVER_BINDADDR",
+    value: "LIST",
+    help: "server: name-ip:port,... where each transport listens (default 127.0.0.1, free port)",
+  },
+  {
+    names: ["orport"],
+    key: "orPort",
+    env: "TOR_PT_ORPORT",
+    value: "IP:PORT",
+    help: "server: relay decoded connections to this address",
+  },
+  {
+    names: ["extorport"],
+    key: "extOrPort",
+    env: "TOR_PT_EXTENDED_SERVER_PORT",
+    value: "IP:PORT",
+    help: "server: relay through tor's Extended ORPort (wins over -orport; empty: unused)",
+  },
+  {
+    names: ["authcookie"],
+    key: "authCookie",
+    env: "TOR_PT_AUTH_COOKIE_FILE",
+    value: "FILE",
+    help: "server: the Extended ORPort auth cookie file",
+  },
+  {
+    names: ["state"],
+    key: "state",
+    env: "TOR_PT_STATE_LOCATION",
+    value: "DIR",
+    help: "state directory, created 0700 (default: the working directory)",
+  },
+  {
+    names: ["exit-on-stdin-close"],
+    key: "exitOnStdinClose",
+    boolean: true,
+    env: "TOR_PT_EXIT_ON_STDIN_CLOSE",
+    help: "exit when stdin closes",
+  },
+  {
+    names: ["proxy"],
+    key: "proxy",
+    env: "TOR_PT_PROXY",
+    value: "URI",
+    help:
+      "upstream proxy: socks5://[user:pass@]ip:port, socks4a://ip:port, http://[user:pass@]ip:port",
+  },
+  {
+    names: ["options"],
+    key: "options",
+    env: "TOR_PT_SERVER_TRANSPORT_OPTIONS",
+    value: "OPTS",
+    help: 'transport options: name:k=v;name:k=v, or JSON {"name":{"k":"v"}} or {"k":"v"}',
+  },
+  {
+    names: ["mode"],
+    key: "mode",
+    value: "MODE",
+    help:
+      "client: socks5 (default), transparent-TCP, transparent-UDP or STUN; server: transparent-TCP (default), socks5 (= -target socks), transparent-UDP or STUN",
+  },
+  {
+    names: ["proxylistenaddr"],
+    key: "proxyListenAddr",
+    value: "IP:PORT",
+    help: "address to listen on (default 127.0.0.1, a free port)",
+  },
+  {
+    names: ["target"],
+    key: "target",
+    value: "HOST:PORT",
+    help:
+      "client: the PT server to dial (transparent-TCP/-UDP, STUN, -free); server: HOST:PORT to relay to (UDP in the datagram modes), socks, or turn (STUN mode: the embedded TURN server)",
+  },
+  {
+    names: ["free"],
+    key: "free",
+    boolean: true,
+    help: "client, socks5 mode: carry each SOCKS destination to the server's SOCKS target",
+  },
+  {
+    names: ["allow"],
+    key: "allow",
+    value: "LIST",
+    help:
+      "server, -target socks: also allow loopback, private, link-local, multicast or ip:port destinations; -target turn: loopback or private peers",
+  },
+  {
+    names: ["udpidletimeout"],
+    key: "udpIdleTimeout",
+    value: "SECONDS",
+    help: "transparent-UDP and STUN: close a flow after this long without a datagram (default 120)",
+  },
+  {
+    names: ["udpqueue"],
+    key: "udpQueue",
+    value: "N",
+    help:
+      "client, transparent-UDP and STUN: datagrams held while a flow connects (default 64; 0 drops them, as the seed's Table 1)",
+  },
+  {
+    names: ["turnuser"],
+    key: "turnUser",
+    value: "USER:PASSWORD",
+    help: "server, -target turn: the TURN user (default: generated, printed in the SMETHOD ARGS)",
+  },
+  {
+    names: ["turnrealm"],
+    key: "turnRealm",
+    value: "REALM",
+    help: "server, -target turn: the TURN realm (default ptkit)",
+  },
+  {
+    names: ["logLevel"],
+    key: "logLevel",
+    value: "LEVEL",
+    help: "least severe LOG line sent: error, warning, notice (default), info, debug",
+  },
+  { names: ["help", "h"], key: "help", boolean: true, help: "print this help and exit" },
+];
+
+/** Every environment variable the managed proxy reads. */
+export const ENV_VARS: readonly string[] = [
+  "TOR_PT_MANAGED_TRANSPORT_VER",
+  "TOR_PT_STATE_LOCATION",
+  "TOR_PT_EXIT_ON_STDIN_CLOSE",
+  "TOR_PT_CLIENT_TRANSPORTS",
+  "TOR_PT_SERVER_TRANSPORTS",
+  "TOR_PT_PROXY",
+  "TOR_PT_SERVER_TRANSPORT_OPTIONS",
+  "TOR_PT_SERVER_BINDADDR",
+  "TOR_PT_ORPORT",
+  "TOR_PT_EXTENDED_SERVER_PORT",
+  "TOR_PT_AUTH_COOKIE_FILE",
+  "TOR_PT_OUTBOUND_BIND_ADDRESS_V4",
+  "TOR_PT_OUTBOUND_BIND_ADDRESS_V6",
+];
+
+/** The result of {@linkcode parseFlags}. */
+export interface ParsedFlags {
+  /** Values by {@linkcode FlagSpec.key}; booleans are `"true"` or `"false"`. */
+  readonly values: Readonly<Record<string, string>>;
+  /** Problems found (unknown flags, missing values), in order. */
+  readonly errors: readonly string[];
+}
+
+/**
+ * Parse command-line flags against {@linkcode FLAGS}: `-name value`,
+ * `-name=value`, `--name value` and `--name=value`. Problems are collected,
+ * not thrown, so the caller can report them after version negotiation.
+ *
+ * @param args The arguments.
+ * @returns The values and the problems.
+ */
+export function parseFlags(args: readonly string[]): ParsedFlags {
+  const values: Record<string, string> = {};
+  const errors: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const match = /^--?([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(arg);
+    if (match === null) {
+      // A stray value may be a credential: its userinfo is never echoed.
+      errors.push(`Unexpected argument ${JSON.stringify(redactUserinfo(arg))}`);
+      continue;
+    }
+    const [, name, inline] = match;
+    const lower = name!.toLowerCase();
+    const spec = FLAGS.find((f) => f.names.some((n) => n.toLowerCase() === lower));
+    if (spec === undefined) {
+      errors.push(`Unknown flag -${name}`);
+      continue;
+    }
+    if (spec.boolean) {
+      if (inline === undefined || /^(true|1)$/i.test(inline)) values[spec.key] = "true";
+      else if (/^(false|0)$/i.test(inline)) values[spec.key] = "false";
+      else errors.push(`Flag -${name} takes no value, got ${JSON.stringify(inline)}`);
+    } else if (inline !== undefined) {
+      values[spec.key] = inline;
+    } else if (i + 1 < args.length) {
+      values[spec.key] = args[++i]!;
+    } else {
+      errors.push(`Flag -${name} needs a value`);
+    }
+  }
+  return { values, errors };
+}
+
+/**
+ * The usage text: every flag and the variable it overrides.
+ *
+ * @param command How the program is invoked, for the first line.
+ * @returns The text, ending with a newline.
+ */
+export function usage(command: string): string {
+  const lines = [
+    `Usage: ${command} [flags]`,
+    "",
+    "A Pluggable Transports managed proxy (tor's ClientTransportPlugin and",
+    "ServerTransportPlugin, PT 1.0 and 2.0 IPC). Flags override the TOR_PT_* environment",
+    "variables; -flag and --flag both work. Friendlier standalone commands (each",
+    "takes --help):",
+    `  ${command} server    a transport server that prints its bridge line`,
+    `  ${command} client    a SOCKS5 proxy through a bridge line`,
+    `  ${command} start     a server and a client on loopback, to try`,
+    `  ${command} turn      a TURN server (RFC 8656) over UDP`,
+    `${command} --version prints ptkit's version.`,
+    "",
+  ];
+  for (const flag of FLAGS) {
+    const name = `${flag.names.map((n) => `-${n}`).join(", ")}${
+      flag.value ? ` ${flag.value}` : ""
+    }`;
+    const env = flag.env ? ` [${flag.env}]` : "";
+    lines.push(`  ${name.padEnd(26)} ${flag.help}${env}`);
+  }
+  lines.push(
+    "",
+    "Example:",
+    `  ${command} -client -transports plain -mode transparent-TCP \\`,
+    "    -proxylistenaddr 127.0.0.1:5000 -target 127.0.0.1:6000 -state /tmp/pt",
+    `  ${command} -server -transports obfs4 -bindaddr obfs4-0.0.0.0:443 \\`,
+    "    -orport 127.0.0.1:9001 -state /var/lib/ptkit",
+    "",
+  );
+  return lines.join("\n");
+}

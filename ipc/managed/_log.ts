@@ -1,0 +1,73 @@
+// Copyright the ptkit authors. MIT license.
+// Internal: error text for LOG lines, with anything like an address removed
+// (logs must not hold client IP addresses).
+
+import { acceptErrorKind, ErrorDigest } from "../../net/accept_loop.ts";
+
+/**
+ * An error's message with IP addresses replaced by `[address]`.
+ *
+ * @param error The error.
+ * @returns The message.
+ */
+export function describe(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message
+    .replace(/\[?[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\]?(:[0-9]+)?/g, "[address]")
+    .replace(/\b[0-9]{1,3}(\.[0-9]{1,3}){3}(:[0-9]+)?\b/g, "[address]");
+}
+
+/**
+ * An `onAcceptError` handler that writes `LOG` lines: running out of file
+ * descriptors or memory and the global connection limit are `warning`s
+ * (the operator's business), connections reset before they were accepted
+ * and per-source refusals are `info` (what clients and probes cause).
+ *
+ * @param log Writes one `LOG` line.
+ * @param name The transport (or listener) the errors concern.
+ * @returns The handler.
+ */
+export function acceptErrorLogger(
+  log: (severity: "warning" | "info", message: string) => void,
+  name: string,
+): (error: Error, count: number) => void {
+  return (error, count) => {
+    const refused = error instanceof RangeError;
+    const severe = refused
+      ? error.message.includes("(maxConnections)")
+      : acceptErrorKind(error) === "exhausted";
+    const what = refused ? describe(error) : `accept failed: ${describe(error)}`;
+    const times = count === 1 ? "" : ` (${count} times since the last report)`;
+    log(severe ? "warning" : "info", `${name}: ${what}${times}`);
+  };
+}
+
+/** A log function that {@linkcode digestLog} made: `stop()` reports what is still counted. */
+export interface DigestedLog {
+  (severity: "error" | "warning" | "notice" | "info" | "debug", message: string): void;
+  /** Report the counts still held and stop the timer. */
+  stop(): void;
+}
+
+/**
+ * Per-connection `LOG` lines without flooding: the first 10 lines of each
+ * text in 10 s are written at once, further repeats are counted and
+ * written as one line with the count (a flood of probes or resets gives a
+ * few lines, and a parent that reads slowly never blocks the proxy).
+ *
+ * @param log Writes one `LOG` line.
+ * @returns The digesting log function.
+ */
+export function digestLog(
+  log: (severity: "error" | "warning" | "notice" | "info" | "debug", message: string) => void,
+): DigestedLog {
+  type Line = Error & { severity: Parameters<typeof log>[0] };
+  const digest = new ErrorDigest((error, count) => {
+    const times = count === 1 ? "" : ` (${count} times since the last report)`;
+    log((error as Line).severity, `${error.message}${times}`);
+  }, 10);
+  const digested = (severity: Parameters<typeof log>[0], message: string) => {
+    digest.add(`${severity} ${message}`, Object.assign(new Error(message), { severity }));
+  };
+  return Object.assign(digested, { stop: () => digest.stop() });
+}

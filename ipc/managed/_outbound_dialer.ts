@@ -1,0 +1,157 @@
+// Copyright the ptkit authors. MIT license.
+
+import net from "node:net";
+import type { Dialer, DialTarget, NetConn } from "../../net/net_conn.ts";
+import { tcpDialer } from "../../net/net_conn.ts";
+import { classifyIp, parseIpv4, parseIpv6 } from "../../net/ip_address.ts";
+
+/** Source addresses for outgoing connections (`TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6`). */
+export interface OutboundBind {
+  /** IPv4 source address. */
+  readonly v4?: string;
+  /** IPv6 source address (without brackets). */
+  readonly v6?: string;
+}
+
+/**
+ * Parse `TOR_PT_OUTBOUND_BIND_ADDRESS_V4` / `_V6` values: an IPv4 literal,
+ * and an IPv6 literal in brackets (brackets optional). Empty means unset.
+ *
+ * @param v4 The IPv4 value, if set.
+ * @param v6 The IPv6 value, if set.
+ * @returns The source addresses.
+ * @throws {SyntaxError} When a value is not an address of its family.
+ */
+export function parseOutboundBind(v4?: string, v6?: string): OutboundBind {
+  const result: { v4?: string; v6?: string } = {};
+  if (v4 !== undefined && v4 !== "") {
+    if (parseIpv4(v4) < 0) {
+      throw new SyntaxError(
+        `Cannot parse TOR_PT_OUTBOUND_BIND_ADDRESS_V4 ${JSON.stringify(v4)}: not an IPv4 address`,
+      );
+    }
+    result.v4 = v4;
+  }
+  if (v6 !== undefined && v6 !== "") {
+    const bare = v6.startsWith("[") && v6.endsWith("]") ? v6.slice(1, -1) : v6;
+    if (parseIpv6(bare) === undefined || bare.includes(".")) {
+      throw new SyntaxError(
+        `Cannot parse TOR_PT_OUTBOUND_BIND_ADDRESS_V6 ${JSON.stringify(v6)}: not an IPv6 address`,
+      );
+    }
+    result.v6 = bare;
+  }
+  return result;
+}
+
+/**
+ * A {@linkcode Dialer} whose connections leave from the given source
+ * address of the destination's family. Loopback destinations, host names
+ * and families without a source address are dialed normally.
+ *
+ * @param bind The source addresses.
+ * @param fallback The dialer for everything else. Defaults to `Deno.connect`.
+ * @returns The dialer.
+ */
+export function outboundDialer(bind: OutboundBind, fallback: Dialer = tcpDialer): Dialer {
+  return (target: DialTarget) => {
+    const v4 = parseIpv4(target.hostname) >= 0;
+    const v6 = !v4 && parseIpv6(target.hostname) !== undefined;
+    const source = v4 ? bind.v4 : v6 ? bind.v6 : undefined;
+    if (source === undefined || classifyIp(target.hostname) === "loopback") return fallback(target);
+    return boundDial(target, source);
+  };
+}
+
+/**
+ * Dial `target` from the local address `source` (node:net: `Deno.connect`
+ * cannot choose one). Exported for tests.
+ *
+ * @param target Where to connect.
+ * @param source The local address to bind.
+ * @returns The connection.
+ */
+export function boundDial(target: DialTarget, source: string): Promise<NetConn> {
+  const socket = net.connect({ host: target.hostname, port: target.port, localAddress: source });
+  return new Promise<NetConn>((resolve, reject) => {
+    const fail = (error: Error) => {
+      socket.destroy();
+      reject(error);
+    };
+    socket.once("error", fail);
+    socket.once("connect", () => {
+      socket.off("error", fail);
+      resolve(socketConn(socket));
+    });
+  });
+}
+
+function socketConn(socket: net.Socket): NetConn {
+  const queue: Uint8Array[] = [];
+  let ended = false;
+  let failed: Error | undefined;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  socket.on("data", (chunk: Uint8Array) => {
+    queue.push(chunk);
+    socket.pause();
+    notify();
+  });
+  socket.on("end", () => {
+    ended = true;
+    notify();
+  });
+  socket.on("error", (error: Error) => {
+    failed = error;
+    notify();
+  });
+  socket.on("close", () => {
+    ended = true;
+    notify();
+  });
+  const address = (host: string | undefined, port: number | undefined): Deno.NetAddr => ({
+    transport: "tcp",
+    hostname: host ?? "",
+    port: port ?? 0,
+  });
+  return {
+    async read(p: Uint8Array): Promise<number | null> {
+      while (queue.length === 0) {
+        if (failed) throw failed;
+        if (ended) return null;
+        socket.resume();
+        await new Promise<void>((resolve) => wake = resolve);
+      }
+      const head = queue[0]!;
+      const n = Math.min(p.length, head.length);
+      p.set(head.subarray(0, n));
+      if (n === head.length) queue.shift();
+      else queue[0] = head.subarray(n);
+      return n;
+    },
+    write(p: Uint8Array): Promise<number> {
+      return new Promise((resolve, reject) => {
+        socket.write(
+          p.slice(),
+          (error?: Error | null) => error ? reject(error) : resolve(p.length),
+        );
+      });
+    },
+    closeWrite(): Promise<void> {
+      return new Promise((resolve) => socket.end(() => resolve()));
+    },
+    close(): void {
+      socket.destroy();
+    },
+    get localAddr() {
+      return address(socket.localAddress, socket.localPort);
+    },
+    get remoteAddr() {
+      return address(socket.remoteAddress, socket.remotePort);
+    },
+  };
+}

@@ -1,0 +1,105 @@
+// Copyright the ptkit authors. MIT license.
+
+import type {
+  IgnoredOption,
+  SignalPipe,
+  Transport,
+  TransportEnvironment,
+  TransportOptions,
+} from "../../transports/transport.ts";
+import { FileStore } from "./_file_store.ts";
+import type { PtLine } from "../lines/pt_line.ts";
+
+/** What both sides of the managed proxy know about the transports asked for. */
+export interface TransportRequest {
+  /** Requested transport names, in order (unknown ones are skipped). */
+  readonly transports: readonly string[];
+  /** The transports on offer, by name. */
+  readonly registry: ReadonlyMap<string, Transport>;
+  /** Options per transport name (`*` applies to all). */
+  readonly options: ReadonlyMap<string, TransportOptions>;
+  /** The state directory, which exists. */
+  readonly stateDir: string;
+  /** Each transport's out-of-band message pipe (`CMESSAGE`/`SMESSAGE` lines). */
+  readonly signals?: (transport: string) => SignalPipe;
+  /** Told about options a transport ignored (see {@linkcode ignoredOptionLog}). */
+  readonly onIgnoredOption?: (ignored: IgnoredOption) => void;
+}
+
+/** One known, requested transport, ready to configure. */
+export interface RequestedTransport {
+  /** Its name. */
+  readonly name: string;
+  /** The transport. */
+  readonly transport: Transport;
+  /** Its `local` (the state directory) and `signals`. */
+  readonly env: TransportEnvironment;
+  /** Its options (`*` merged under its own). */
+  readonly options: TransportOptions;
+}
+
+/**
+ * The known transports asked for, each once and in order, with their
+ * environment and options: unknown names are skipped, as the seed requires.
+ *
+ * @param request The names, registry, options, state directory and signals.
+ * @returns The transports to start.
+ */
+export function requestedTransports(request: TransportRequest): RequestedTransport[] {
+  const local = new FileStore(request.stateDir);
+  const seen = new Set<string>();
+  const result: RequestedTransport[] = [];
+  for (const name of request.transports) {
+    const transport = request.registry.get(name);
+    if (transport === undefined || seen.has(name)) continue;
+    seen.add(name);
+    const signals = request.signals?.(name);
+    const onIgnoredOption = request.onIgnoredOption;
+    result.push({
+      name,
+      transport,
+      env: {
+        local,
+        ...(signals === undefined ? {} : { signals }),
+        ...(onIgnoredOption === undefined ? {} : { onIgnoredOption }),
+      },
+      options: { ...request.options.get("*"), ...request.options.get(name) },
+    });
+  }
+  return result;
+}
+
+/** Most distinct ignored keys logged; later ones are counted, not named. */
+const MAX_LOGGED_KEYS = 256;
+
+/**
+ * A reporter for options transports ignore: one `LOG` line at `notice` per
+ * transport and key for the life of the reporter (a managed proxy keeps one
+ * per process), naming the key, never its value, with a "did you mean" hint
+ * when there is one. After 256 distinct keys, one more line says that
+ * further keys are not logged (SOCKS clients choose the keys).
+ *
+ * @param emit Where `LOG` lines go.
+ * @returns The reporter, for `env.onIgnoredOption`.
+ */
+export function ignoredOptionLog(emit: (line: PtLine) => void): (ignored: IgnoredOption) => void {
+  const notice = (message: string) => emit({ type: "LOG", severity: "notice", message });
+  const seen = new Set<string>();
+  let full = false;
+  return ({ transport, key, suggestion }) => {
+    const id = `${transport}\0${key}`;
+    if (seen.has(id) || full) return;
+    if (seen.size >= MAX_LOGGED_KEYS) {
+      full = true;
+      notice("Too many unknown options: further ones are ignored without a log line");
+      return;
+    }
+    seen.add(id);
+    const shown = (text: string) => text.length > 64 ? `${text.slice(0, 64)}...` : text;
+    notice(
+      `${transport}: ignoring unknown option '${shown(key)}'${
+        suggestion === undefined ? "" : ` (did you mean '${shown(suggestion)}'?)`
+      }`,
+    );
+  };
+}

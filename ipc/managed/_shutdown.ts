@@ -1,0 +1,164 @@
+// Copyright the ptkit authors. MIT license.
+// Internal: what ends a managed proxy: stdin closing (with
+// TOR_PT_EXIT_ON_STDIN_CLOSE=1), SIGTERM, SIGINT (drain, then a second one
+// exits), the parent dying, an abort; and the parent's input lines.
+
+import { LineStream } from "../lines/_line_stream.ts";
+import { MAX_MESSAGE_LINE_LENGTH } from "../lines/_message_line.ts";
+import type { RunningProxy } from "./runner.ts";
+import { releaseEarlySignals } from "./_early_signals.ts";
+
+/** Options for {@linkcode ShutdownWatch}. */
+export interface ShutdownOptions {
+  readonly exitOnStdinClose: boolean;
+  readonly process: boolean;
+  readonly signal?: AbortSignal;
+  readonly stdin?: ReadableStream<Uint8Array>;
+  /** Each line of the parent's input (without its newline). */
+  readonly onLine: (line: string) => void;
+  /** Told about each line of the parent's input dropped for its length. */
+  readonly onTooLong: (length: number) => void;
+  /** Called once when serving ends. */
+  readonly onClose: () => void;
+}
+
+/**
+ * How long after the first SIGINT another one counts as a second (exit at
+ * once) rather than the same keypress delivered twice.
+ */
+const SECOND_SIGINT_AFTER_MS = 500;
+
+/**
+ * Watches what should end the proxy. Started before any transport so that a
+ * signal arriving during start-up is not lost (Deno's default action would
+ * kill the process with a non-zero status).
+ */
+export class ShutdownWatch {
+  #cleanups: (() => void)[] = [];
+  #pending: "now" | "drain" | undefined;
+  #why = "";
+  #onEvent: ((kind: "now" | "drain", why: string) => void) | undefined;
+
+  constructor(options: ShutdownOptions) {
+    const fire = (kind: "now" | "drain", why: string) => {
+      if (this.#onEvent) this.#onEvent(kind, why);
+      else if (this.#pending !== "now") {
+        this.#pending = kind;
+        this.#why = why;
+      }
+    };
+    this.#cleanups.push(options.onClose);
+    let input: ReadableStream<Uint8Array> | undefined = options.stdin;
+    if (
+      input === undefined && options.process &&
+      (options.exitOnStdinClose || !Deno.stdin.isTerminal())
+    ) {
+      input = stdinStream();
+    }
+    if (input !== undefined) {
+      const reader = input
+        .pipeThrough(new TextDecoderStream())
+        .pipeThrough(
+          // A trailing \r is the message parser's to drop.
+          new LineStream({ maxLength: MAX_MESSAGE_LINE_LENGTH + 1, onTooLong: options.onTooLong }),
+        )
+        .getReader();
+      this.#cleanups.push(() => reader.cancel().catch(() => {}));
+      (async () => {
+        try {
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            options.onLine(value);
+          }
+        } catch {
+          // A broken input counts as closed.
+        }
+        if (options.exitOnStdinClose) fire("now", "stdin closed");
+      })();
+    }
+    if (options.signal) {
+      if (options.signal.aborted) fire("now", "aborted");
+      else options.signal.addEventListener("abort", () => fire("now", "aborted"), { once: true });
+    }
+    if (!options.process) return;
+    const onTerm = () => fire("now", "SIGTERM");
+    Deno.addSignalListener("SIGTERM", onTerm);
+    this.#cleanups.push(() => Deno.removeSignalListener("SIGTERM", onTerm));
+    // One Ctrl-C in a terminal reaches every process of the foreground
+    // group, and `deno task` forwards its own copy to its child: one
+    // keypress arrives twice within a millisecond. A SIGINT counts as the
+    // second only when it comes SECOND_SIGINT_AFTER_MS after the first.
+    let firstInterrupt: number | undefined;
+    const onInt = () => {
+      const now = performance.now();
+      if (firstInterrupt === undefined) {
+        firstInterrupt = now;
+        fire("drain", "SIGINT");
+      } else if (now - firstInterrupt >= SECOND_SIGINT_AFTER_MS) {
+        fire("now", "second SIGINT");
+      }
+    };
+    Deno.addSignalListener("SIGINT", onInt);
+    this.#cleanups.push(() => Deno.removeSignalListener("SIGINT", onInt));
+    // main.ts ended the process on these signals until now.
+    releaseEarlySignals();
+    if (!options.exitOnStdinClose) {
+      const parent = Deno.ppid;
+      const timer = setInterval(() => {
+        if (Deno.ppid !== parent) fire("now", "parent process exited");
+      }, 1000);
+      this.#cleanups.push(() => clearInterval(timer));
+    }
+  }
+
+  /**
+   * Serve until an event says stop.
+   *
+   * @param running What runs.
+   * @param notice Writes a `LOG` line at `notice`.
+   */
+  async serve(running: RunningProxy, notice: (message: string) => void): Promise<void> {
+    try {
+      await new Promise<void>((resolve) => {
+        const handle = (kind: "now" | "drain", why: string) => {
+          if (kind === "now") {
+            notice(`Shutting down: ${why}`);
+            running.close().then(resolve, resolve);
+          } else {
+            const drained = running.drain();
+            notice(
+              "SIGINT: no new connections; waiting for open ones to end (SIGINT again to exit now)",
+            );
+            drained.then(resolve, resolve);
+          }
+        };
+        this.#onEvent = handle;
+        if (this.#pending !== undefined) handle(this.#pending, this.#why);
+      });
+    } finally {
+      this.dispose();
+    }
+  }
+
+  dispose(): void {
+    for (const cleanup of this.#cleanups.splice(0)) cleanup();
+  }
+}
+
+/** The process's stdin as a stream that ends (rather than errors) when it breaks. */
+function stdinStream(): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    pull: async (controller) => {
+      const buffer = new Uint8Array(4096);
+      let n: number | null = null;
+      try {
+        n = await Deno.stdin.read(buffer);
+      } catch {
+        // A broken stdin counts as closed.
+      }
+      if (n === null) controller.close();
+      else controller.enqueue(buffer.subarray(0, n));
+    },
+  }, { highWaterMark: 0 });
+}

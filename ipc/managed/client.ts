@@ -1,0 +1,246 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { TransportOptions } from "../../transports/transport.ts";
+import { type Dialer, tcpDialer } from "../../net/net_conn.ts";
+import { relay } from "../../net/relay.ts";
+import { ConnectionLoop, retryWhileExhausted } from "../../net/accept_loop.ts";
+import { type Connector, createConnector } from "../../client.ts";
+import { serveUdpClient } from "../../udp/client_pool.ts";
+import type { PtLine } from "../lines/pt_line.ts";
+import { RepeatedKeyLog } from "../lines/_first_value.ts";
+import { SocksServer } from "../socks/_socks_server.ts";
+import { SocksReply, SocksReplyError } from "../socks/_reply.ts";
+import { socks5Connect } from "../socks/_client.ts";
+import type { ClientConfig } from "./config.ts";
+import type { RunningProxy, RunOptions } from "./runner.ts";
+import { registry as defaultRegistry } from "./registry.ts";
+import { ignoredOptionLog, requestedTransports } from "./_requested_transports.ts";
+import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
+import { upstreamProxyDialer } from "./_upstream_proxy.ts";
+
+/** Connectors kept per transport, one per distinct configuration. */
+const MAX_CONNECTORS = 64;
+
+/**
+ * Run the client side of the managed proxy: for each known requested
+ * transport, a SOCKS4/5 front end (per-connection arguments are the
+ * transport's client configuration, one connector cached per distinct
+ * configuration), a transparent-TCP listener that relays to a fixed PT
+ * server, or a datagram pool. Reports `PROXY DONE` (with an upstream
+ * proxy), `CMETHOD` / `CMETHOD-ERROR` and `CMETHODS DONE`; a failed
+ * connection gives `STATUS TRANSPORT=<name> CONNECT=Failed ERRSTR=...` and
+ * a `LOG` line. SOCKS arguments that repeat a key use its first value; each
+ * repeated key is logged once (its name, never a value). Never logs
+ * addresses.
+ *
+ * @param config The configuration (see `parseManagedConfig`); its state
+ * directory exists.
+ * @param options Where lines go, the transports, signals, the dialer.
+ * @returns The running side.
+ *
+ * @example A SOCKS front end for `plain`
+ * ```ts
+ * import { parseManagedConfig, type PtLine, runClient } from "@ptkit/ptkit/ipc";
+ * import { ok } from "node:assert";
+ *
+ * const config = parseManagedConfig(["-client", "-transports", "plain,bogus", "-state", "."]);
+ * const lines: PtLine[] = [];
+ * if (config.kind !== "client") throw new Error("not a client");
+ * const running = await runClient(config, { emit: (line) => lines.push(line) });
+ * ok(lines[0]?.type === "CMETHOD" && lines[0].mode === "socks5" && lines[0].address.port > 0);
+ * ok(lines[1]?.type === "CMETHODS-DONE");
+ * await running.close();
+ * ```
+ */
+export async function runClient(config: ClientConfig, options: RunOptions): Promise<RunningProxy> {
+  const { emit } = options;
+  const log = (severity: "error" | "warning" | "notice" | "info" | "debug", message: string) =>
+    emit({ type: "LOG", severity, message });
+  if (config.proxy !== undefined) emit({ type: "PROXY-DONE" });
+  const running: RunningProxy[] = [];
+  const repeated = new RepeatedKeyLog((message) => log("warning", message));
+  const direct = options.dialer ??
+    (config.proxy === undefined ? tcpDialer : upstreamProxyDialer(config.proxy));
+  // Right after a flood the process may be out of descriptors for a moment:
+  // dials wait for them rather than failing the connection.
+  const dialer: Dialer = (target) => retryWhileExhausted(() => direct(target));
+  // Per-connection lines, digested: a flood must not flood the parent.
+  const digested = digestLog(log);
+  const requested = requestedTransports({
+    transports: config.transports,
+    registry: options.registry ?? defaultRegistry,
+    options: config.options,
+    stateDir: config.stateDir ?? Deno.cwd(),
+    ...(options.signals === undefined ? {} : { signals: options.signals }),
+    onIgnoredOption: ignoredOptionLog(emit),
+  });
+  const listen = config.listen;
+  for (const { name, transport, env, options: base } of requested) {
+    const onAcceptError = acceptErrorLogger(log, name);
+    const cmethod = (mode: string, addr: { hostname: string; port: number }): PtLine => ({
+      type: "CMETHOD",
+      transport: name,
+      mode,
+      address: { hostname: addr.hostname, port: addr.port },
+    });
+    try {
+      if (config.mode === "socks5") {
+        const connectors = new Map<string, Promise<Connector>>();
+        const keyOf = (settings: TransportOptions) =>
+          JSON.stringify(Object.entries(settings).sort(([a], [b]) => a < b ? -1 : 1));
+        const connectorFor = (settings: TransportOptions): Promise<Connector> => {
+          const key = keyOf(settings);
+          let connector = connectors.get(key);
+          if (connector === undefined) {
+            connector = createConnector(transport, settings, { env, dialer })
+              .catch((error) => {
+                connectors.delete(key);
+                throw new SocksReplyError(
+                  SocksReply.settingsInvalid,
+                  `Transport '${name}' rejected its arguments: ${(error as Error).message}`,
+                  { cause: error },
+                );
+              });
+            if (connectors.size >= MAX_CONNECTORS) {
+              connectors.delete(connectors.keys().next().value!);
+            }
+          } else {
+            connectors.delete(key);
+          }
+          connectors.set(key, connector);
+          return connector;
+        };
+        // The configuration given at start (-options, a bridge line) is
+        // checked now: a missing key fails here, not on every connection.
+        const first = await createConnector(transport, base, { env, dialer });
+        connectors.set(keyOf(base), Promise.resolve(first));
+        const server = new SocksServer(
+          Deno.listen({ hostname: listen.hostname, port: listen.port }),
+          {
+            connect: async (request) => {
+              for (const key of request.repeatedKeys) {
+                repeated.report(`${name}: SOCKS arguments`, key);
+              }
+              const connector = await connectorFor({ ...base, ...request.settings });
+              const destination = { hostname: request.hostname, port: request.port };
+              if (!config.free) return await connector.dial(destination);
+              // Free mode: the destination travels to the server's SOCKS5
+              // target, then the transport connection itself is relayed.
+              const conn = await connector.dial(config.target!);
+              try {
+                return await socks5Connect(conn, destination, { peer: "server's SOCKS5 target" });
+              } catch (error) {
+                conn.close();
+                throw error;
+              }
+            },
+            onAcceptError,
+            onError: (error, stage) => {
+              if (stage === "connect") {
+                emit({
+                  type: "STATUS",
+                  transport: name,
+                  fields: { CONNECT: "Failed", ERRSTR: describe(error) },
+                });
+              }
+              digested(
+                stage === "handshake" ? "info" : "warning",
+                `${name}: SOCKS ${stage} failed: ${describe(error)}`,
+              );
+            },
+          },
+        );
+        running.push(server);
+        emit(cmethod("socks5", server.addr));
+      } else if (config.mode === "transparent-UDP" || config.mode === "STUN") {
+        // TURN credentials in a bridge line are for the application, not the transport.
+        const settings = Object.fromEntries(
+          Object.entries(base).filter(([key]) => !key.startsWith("turn-")),
+        );
+        const pool = await serveUdpClient({
+          transport,
+          config: settings,
+          env,
+          dialer,
+          server: config.target!,
+          hostname: listen.hostname,
+          port: listen.port,
+          framing: config.mode === "STUN" ? "stun" : "length",
+          ...(config.udpQueue === undefined ? {} : { queueDatagrams: config.udpQueue }),
+          ...(config.udpIdleTimeout === undefined ? {} : { idleTimeout: config.udpIdleTimeout }),
+          onError: (error) => digested("info", `${name}: UDP flow failed: ${describe(error)}`),
+        });
+        running.push({ drain: () => pool.close(), close: () => pool.close() });
+        emit(cmethod(config.mode, pool.addr));
+      } else {
+        const connector = await createConnector(transport, base, { env, dialer });
+        const forwarder = new Forwarder(
+          Deno.listen({ hostname: listen.hostname, port: listen.port }),
+          async () => await connector.dial(config.target!),
+          (error) => digested("warning", `${name}: connection failed: ${describe(error)}`),
+          onAcceptError,
+        );
+        running.push(forwarder);
+        emit(cmethod("transparent-TCP", forwarder.addr));
+      }
+    } catch (error) {
+      emit({ type: "CMETHOD-ERROR", transport: name, message: describe(error) });
+    }
+  }
+  emit({ type: "CMETHODS-DONE" });
+  return {
+    drain: async () => {
+      await Promise.allSettled(running.map((r) => r.drain()));
+      digested.stop();
+    },
+    close: async () => {
+      await Promise.allSettled(running.map((r) => r.close()));
+      digested.stop();
+    },
+  };
+}
+
+/** Accepts TCP connections and relays each to whatever `dial` returns. */
+class Forwarder implements RunningProxy {
+  #addr: Deno.NetAddr;
+  #loop: ConnectionLoop<Deno.TcpConn>;
+
+  constructor(
+    listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>,
+    dial: () => Promise<{ close(): void } & Parameters<typeof relay>[1]>,
+    onError: (error: unknown) => void,
+    onAcceptError: (error: Error, count: number) => void,
+  ) {
+    this.#addr = listener.addr;
+    this.#loop = new ConnectionLoop(listener, {
+      // No handshake on this side: only the total is limited.
+      limits: { maxConnectionsPerSource: Infinity },
+      onAcceptError,
+      serve: async (conn, { signal, handshaken }) => {
+        handshaken();
+        try {
+          const end = await dial();
+          if (signal.aborted) {
+            end.close();
+            return;
+          }
+          await relay(conn, end, { signal });
+        } catch (error) {
+          if (!signal.aborted) onError(error);
+        }
+      },
+    });
+  }
+
+  get addr(): Deno.NetAddr {
+    return this.#addr;
+  }
+
+  drain(): Promise<void> {
+    return this.#loop.drain();
+  }
+
+  close(): Promise<void> {
+    return this.#loop.close(new Error("Closed"));
+  }
+}

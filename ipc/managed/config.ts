@@ -1,0 +1,573 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+// The managed proxy's configuration, parsed once by one pure function:
+// `TOR_PT_*` variables and flags in, a typed configuration or a typed
+// error out (what goptlib's ClientSetup/ServerSetup and lyrebird's main
+// check, as a table can test it). Nothing here touches the system.
+
+import type { TransportOptions } from "../../transports/transport.ts";
+import { bracketBareIpv6, type HostPort, parseHostPort } from "../../net/address.ts";
+import { isIpLiteral } from "../../net/ip_address.ts";
+import { DestinationPolicy } from "../../net/destination_policy.ts";
+import { parseUserinfo } from "../../net/userinfo.ts";
+import { parseTransportOptions } from "../lines/_args.ts";
+import { parseLogSeverity } from "../lines/_output.ts";
+import { RepeatedKeyLog } from "../lines/_first_value.ts";
+import { ENV_VARS, FLAGS, parseFlags } from "./_flags.ts";
+import { parseBindAddr } from "./_bind_addr.ts";
+import { parseOutboundBind } from "./_outbound_dialer.ts";
+import { parseUpstreamProxy } from "./_upstream_proxy.ts";
+
+/** A parsed upstream proxy (`TOR_PT_PROXY`, `-proxy`). */
+export interface UpstreamProxy {
+  /** The proxy protocol. */
+  readonly scheme: "socks5" | "socks4a" | "http";
+  /** The proxy's IP address (IPv6 without brackets). */
+  readonly hostname: string;
+  /** The proxy's port. */
+  readonly port: number;
+  /** User name, when given. */
+  readonly username?: string;
+  /** Password, when given. */
+  readonly password?: string;
+}
+
+/** What both sides of a managed proxy are configured with. */
+export interface ManagedConfigBase {
+  /** The negotiated IPC version: `"2"` when offered, else `"1"`. */
+  readonly version: "1" | "2";
+  /** Requested transport names, in order (unknown ones are skipped when starting). */
+  readonly transports: readonly string[];
+  /** Options per transport name (`*` applies to all): `-options`, `TOR_PT_SERVER_TRANSPORT_OPTIONS`. */
+  readonly options: ReadonlyMap<string, TransportOptions>;
+  /** The state directory (`-state`, `TOR_PT_STATE_LOCATION`); absent: the working directory. */
+  readonly stateDir?: string;
+  /** Exit when stdin closes (`TOR_PT_EXIT_ON_STDIN_CLOSE=1`). */
+  readonly exitOnStdinClose: boolean;
+  /** The least severe `LOG` line sent (`-logLevel`). */
+  readonly logLevel: "error" | "warning" | "notice" | "info" | "debug";
+  /** Things worth a `LOG` warning once started (a repeated option key), never with a value. */
+  readonly warnings: readonly string[];
+}
+
+/** The client side: SOCKS front ends, transparent TCP, or datagrams. */
+export interface ClientConfig extends ManagedConfigBase {
+  /** The side. */
+  readonly kind: "client";
+  /**
+   * `socks5`: a SOCKS front end per transport; `transparent-TCP`: relay to
+   * `target`; `transparent-UDP` / `STUN`: datagrams framed by length / by
+   * their STUN headers, each application source a flow to `target`.
+   */
+  readonly mode: "socks5" | "transparent-TCP" | "transparent-UDP" | "STUN";
+  /** Where to listen (port 0: a free one). */
+  readonly listen: HostPort;
+  /** The PT server to dial: transparent modes and free mode. */
+  readonly target?: HostPort;
+  /**
+   * Free mode (socks5 mode with `target`): every connection goes to
+   * `target`, and the application's SOCKS destination travels through the
+   * transport to the server's embedded SOCKS5 target (names unresolved).
+   */
+  readonly free: boolean;
+  /** Datagram modes: datagrams held while a flow connects (default 64). */
+  readonly udpQueue?: number;
+  /** Datagram modes: milliseconds without a datagram before a flow closes. */
+  readonly udpIdleTimeout?: number;
+  /** The upstream proxy every connection goes through, fail-closed. */
+  readonly proxy?: UpstreamProxy;
+}
+
+/**
+ * Where the server side sends decoded connections: tor's ORPort (bytes
+ * only), its Extended ORPort (with the transport name and client address),
+ * any fixed TCP service, the embedded SOCKS5 server (free mode), UDP
+ * (transparent-UDP or STUN toward a TURN server), or the embedded TURN
+ * server.
+ */
+export type ServerTarget =
+  | { readonly kind: "orport"; readonly address: HostPort }
+  | { readonly kind: "extorport"; readonly address: HostPort; readonly cookieFile: string }
+  | { readonly kind: "socks"; readonly policy: DestinationPolicy }
+  | {
+    readonly kind: "udp";
+    readonly address: HostPort;
+    /** `length` (transparent-UDP) or `stun` (STUN mode toward a TURN server). */
+    readonly framing: "length" | "stun";
+    /** Milliseconds without a datagram before a flow closes. */
+    readonly idleTimeout?: number;
+  }
+  | {
+    readonly kind: "turn";
+    readonly realm: string;
+    /** The TURN user; absent: generated, and printed in the `SMETHOD` ARGS. */
+    readonly credentials?: { readonly user: string; readonly password: string };
+    readonly allowLoopbackPeers: boolean;
+    readonly allowPrivatePeers: boolean;
+    /** Address relayed sockets bind to; defaults to the transport's listen address. */
+    readonly relayAddress?: string;
+  };
+
+/** The server side: transports in front of a target. */
+export interface ServerConfig extends ManagedConfigBase {
+  /** The side. */
+  readonly kind: "server";
+  /** Where each transport listens (`TOR_PT_SERVER_BINDADDR`); others get 127.0.0.1, a free port. */
+  readonly bindAddrs: ReadonlyMap<string, HostPort>;
+  /** Where decoded connections go. */
+  readonly target: ServerTarget;
+  /** Source addresses of outgoing connections (`TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6`). */
+  readonly outboundBind: { readonly v4?: string; readonly v6?: string };
+}
+
+/**
+ * What the arguments and variables ask for: `help` (print the usage),
+ * `ptkit-version` (print ptkit's version), or a side to run.
+ */
+export type ManagedConfig =
+  | { readonly kind: "help" }
+  | { readonly kind: "ptkit-version" }
+  | ClientConfig
+  | ServerConfig;
+
+/**
+ * The configuration cannot run: the error line to send (`keyword`), the
+ * exit code, and the version negotiated before the error, if any (a
+ * `VERSION` line then comes first, and decides whether the error line goes
+ * to stdout or stderr). No configuration at all has no keyword: print the
+ * usage. Messages never hold a secret.
+ */
+export class ManagedConfigError extends Error {
+  /** `VERSION-ERROR`, `ENV-ERROR`, `PROXY-ERROR`, or undefined for no configuration at all. */
+  readonly keyword: "VERSION-ERROR" | "ENV-ERROR" | "PROXY-ERROR" | undefined;
+  /** The exit code: 64 (`ENV-ERROR`, usage), 69 (`PROXY-ERROR`), 78 (`VERSION-ERROR`). */
+  readonly exitCode: 64 | 69 | 78;
+  /** The version negotiated before the error, if it came that far. */
+  readonly version: "1" | "2" | undefined;
+
+  /**
+   * Make the error.
+   *
+   * @param keyword The error line's keyword, or undefined for usage.
+   * @param message The error line's message.
+   * @param version The version negotiated so far.
+   */
+  constructor(
+    keyword: ManagedConfigError["keyword"],
+    message: string,
+    version?: "1" | "2",
+  ) {
+    super(message);
+    this.name = "ManagedConfigError";
+    this.keyword = keyword;
+    this.exitCode = keyword === "PROXY-ERROR" ? 69 : keyword === "VERSION-ERROR" ? 78 : 64;
+    this.version = version;
+  }
+}
+
+/**
+ * Parse the managed proxy's configuration: flags (`-flag value`,
+ * `--flag=value`; flags win) over `TOR_PT_*` variables, PT 1.0 and PT 2.0
+ * draft 1, as `main.ts` reads them (see its `--help` and the README).
+ * Pure: it reads nothing but its input, creates nothing, prints nothing.
+ *
+ * @param args The command-line arguments.
+ * @param env The `TOR_PT_*` variables that are set (others are ignored).
+ * @param options `notUtf8`: variables that are set but not valid UTF-8
+ * (`ENV-ERROR`, without echoing them); `known`: the transports on offer (a
+ * fixed `-proxylistenaddr` port allows one of them; default: any name).
+ * @returns The configuration.
+ * @throws {ManagedConfigError} What the parent must be told, and the exit
+ * code.
+ *
+ * @example The client side, as tor configures it
+ * ```ts
+ * import { parseManagedConfig } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const config = parseManagedConfig([], {
+ *   TOR_PT_MANAGED_TRANSPORT_VER: "1",
+ *   TOR_PT_CLIENT_TRANSPORTS: "obfs4,plain",
+ *   TOR_PT_STATE_LOCATION: "/var/lib/tor/pt_state",
+ *   TOR_PT_EXIT_ON_STDIN_CLOSE: "1",
+ * });
+ * deepStrictEqual(config.kind === "client" && [config.version, config.transports], [
+ *   "1",
+ *   ["obfs4", "plain"],
+ * ]);
+ * ```
+ *
+ * @example Errors are values with their line and exit code
+ * ```ts
+ * import { ManagedConfigError, parseManagedConfig } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual, ok } from "node:assert";
+ *
+ * try {
+ *   parseManagedConfig(["-transports", "plain", "-mode", "bogus"]);
+ *   ok(false);
+ * } catch (error) {
+ *   ok(error instanceof ManagedConfigError);
+ *   deepStrictEqual([error.keyword, error.exitCode, error.version], ["ENV-ERROR", 64, "2"]);
+ * }
+ * ```
+ */
+export function parseManagedConfig(
+  args: readonly string[],
+  env: Readonly<Record<string, string>> = {},
+  options: { readonly notUtf8?: readonly string[]; readonly known?: Iterable<string> } = {},
+): ManagedConfig {
+  const vars: Record<string, string> = {};
+  for (const name of ENV_VARS) {
+    const value = env[name];
+    if (value !== undefined) vars[name] = value;
+  }
+  const notUtf8 = (options.notUtf8 ?? []).filter((name) => ENV_VARS.includes(name));
+  const flags = parseFlags(args);
+  if (flags.values.help === "true") return { kind: "help" };
+  if (asksForVersion(args)) return { kind: "ptkit-version" };
+  if (args.length === 0 && Object.keys(vars).length === 0 && notUtf8.length === 0) {
+    throw new ManagedConfigError(
+      undefined,
+      "No configuration: this program is started by tor or with flags.",
+    );
+  }
+  const value = (key: string): string | undefined => {
+    const flag = FLAGS.find((f) => f.key === key);
+    return flags.values[key] ?? (flag?.env === undefined ? undefined : vars[flag.env]);
+  };
+  const notUtf8Message = () =>
+    `${notUtf8.join(", ")} ${notUtf8.length === 1 ? "is" : "are"} not valid UTF-8`;
+
+  // 1. Version.
+  if (notUtf8.includes("TOR_PT_MANAGED_TRANSPORT_VER") && flags.values.version === undefined) {
+    throw new ManagedConfigError("ENV-ERROR", notUtf8Message());
+  }
+  const offered = value("version");
+  let versions: string[];
+  if (offered === undefined) {
+    if (Object.keys(vars).length > 0) throw new ManagedConfigError("VERSION-ERROR", "no-version");
+    versions = ["2"]; // Standalone use with flags only.
+  } else {
+    versions = offered.split(",");
+    if (!versions.every((v) => /^[\x21-\x2b\x2d-\x7e]+$/.test(v))) {
+      throw new ManagedConfigError("VERSION-ERROR", "no-version (malformed version list)");
+    }
+  }
+  const version = versions.includes("2") ? "2" : versions.includes("1") ? "1" : undefined;
+  if (version === undefined) throw new ManagedConfigError("VERSION-ERROR", "no-version");
+
+  // 2. Everything else; errors from here on come after the VERSION line.
+  const envError = (message: string): never => {
+    // A value quoted in the message may be huge (a 128 KiB host name): keep
+    // its start and the reason at its end.
+    throw new ManagedConfigError(
+      "ENV-ERROR",
+      message.length > 512 ? `${message.slice(0, 256)}...${message.slice(-200)}` : message,
+      version,
+    );
+  };
+  const attempt = <T>(f: () => T): T => {
+    try {
+      return f();
+    } catch (error) {
+      return envError((error as Error).message);
+    }
+  };
+  if (notUtf8.length > 0) envError(notUtf8Message());
+  if (flags.errors.length > 0) envError(flags.errors.join("; "));
+  const logLevel = attempt(() => parseLogSeverity(value("logLevel") ?? "notice"));
+  const serverFlag = flags.values.server === "true";
+  const clientFlag = flags.values.client === "true";
+  if (serverFlag && clientFlag) envError("Both -client and -server given");
+  const clientEnv = vars.TOR_PT_CLIENT_TRANSPORTS;
+  const serverEnv = vars.TOR_PT_SERVER_TRANSPORTS;
+  if (!clientFlag && clientEnv !== undefined && serverEnv !== undefined) {
+    envError("Both TOR_PT_CLIENT_TRANSPORTS and TOR_PT_SERVER_TRANSPORTS are set");
+  }
+  const server = serverFlag || (!clientFlag && serverEnv !== undefined && clientEnv === undefined);
+  const exitOnStdinClose = flags.values.exitOnStdinClose !== undefined
+    ? flags.values.exitOnStdinClose === "true"
+    : vars.TOR_PT_EXIT_ON_STDIN_CLOSE === "1";
+  const transportList = flags.values.transports ?? (server ? serverEnv : clientEnv);
+  if (transportList === undefined || transportList.trim() === "") {
+    envError(
+      `No transports requested (TOR_PT_${server ? "SERVER" : "CLIENT"}_TRANSPORTS or -transports)`,
+    );
+  }
+  const transports = transportList!.split(",").map((t) => t.trim()).filter((t) => t !== "");
+  const warnings: string[] = [];
+  let transportOptions = new Map<string, TransportOptions>();
+  const optionsText = value("options");
+  if (optionsText !== undefined) {
+    const where = flags.values.options !== undefined
+      ? "-options"
+      : "TOR_PT_SERVER_TRANSPORT_OPTIONS";
+    const repeated = new RepeatedKeyLog((message) => warnings.push(message));
+    transportOptions = attempt(() =>
+      parseTransportOptions(optionsText, {
+        onRepeatedKey: (key, name) => repeated.report(`${where} for '${name}'`, key),
+      })
+    );
+  }
+  const stateDir = value("state");
+  const base = {
+    version,
+    transports,
+    options: transportOptions,
+    ...(stateDir === undefined ? {} : { stateDir }),
+    exitOnStdinClose,
+    logLevel,
+    warnings,
+  } as const;
+  if (server) return serverConfig(base, flags.values, value, vars, envError, attempt);
+  return clientConfig(base, flags.values, value, options.known, envError, attempt, version);
+}
+
+type Flags = Readonly<Record<string, string>>;
+type EnvError = (message: string) => never;
+type Attempt = <T>(f: () => T) => T;
+
+function clientConfig(
+  base: ManagedConfigBase,
+  flags: Flags,
+  value: (key: string) => string | undefined,
+  known: Iterable<string> | undefined,
+  envError: EnvError,
+  attempt: Attempt,
+  version: "1" | "2",
+): ClientConfig {
+  for (const key of ["bindAddr", "allow"]) {
+    if (flags[key] !== undefined) envError(`-${key.toLowerCase()} is a server flag (add -server)`);
+  }
+  const mode = flags.mode ?? "socks5";
+  if (!["socks5", "transparent-TCP", "transparent-UDP", "STUN"].includes(mode)) {
+    envError(
+      `Invalid -mode ${
+        JSON.stringify(mode)
+      }: expected socks5, transparent-TCP, transparent-UDP or STUN`,
+    );
+  }
+  const datagrams = mode === "transparent-UDP" || mode === "STUN";
+  for (const key of ["turnUser", "turnRealm"]) {
+    if (flags[key] !== undefined) envError(`-${key.toLowerCase()} is a server flag`);
+  }
+  if (!datagrams) {
+    for (const key of ["udpIdleTimeout", "udpQueue"]) {
+      if (flags[key] !== undefined) {
+        envError(`-${key.toLowerCase()} needs -mode transparent-UDP or STUN`);
+      }
+    }
+  }
+  let udpQueue: number | undefined;
+  if (flags.udpQueue !== undefined) {
+    udpQueue = Number(flags.udpQueue);
+    if (!/^[0-9]+$/.test(flags.udpQueue) || udpQueue > 65536) {
+      envError(`Invalid -udpqueue ${JSON.stringify(flags.udpQueue)}: expected 0-65536 datagrams`);
+    }
+  }
+  const udpIdleTimeout = idleTimeout(flags, envError);
+  const free = flags.free === "true";
+  if (free && mode !== "socks5") envError("-free needs -mode socks5");
+  let listen: HostPort = { hostname: "127.0.0.1", port: 0 };
+  if (flags.proxyListenAddr !== undefined) {
+    listen = attempt(() => parseHostPort(flags.proxyListenAddr!, "-proxylistenaddr"));
+    const offered = known === undefined ? undefined : new Set(known);
+    const started = new Set(base.transports.filter((t) => offered?.has(t) ?? true));
+    if (listen.port !== 0 && started.size > 1) {
+      envError("-proxylistenaddr with a fixed port allows only one transport");
+    }
+  }
+  let target: HostPort | undefined;
+  if (flags.target !== undefined) {
+    if (mode === "socks5" && !free) envError("-target needs -mode transparent-TCP (or -free)");
+    target = attempt(() => destination(flags.target!, "-target"));
+  } else if (mode !== "socks5" || free) {
+    envError(`${free ? "-free" : `-mode ${mode}`} needs -target`);
+  }
+  // The upstream proxy is checked last: its error is PROXY-ERROR.
+  let proxy: UpstreamProxy | undefined;
+  const proxyText = value("proxy");
+  if (proxyText !== undefined && proxyText !== "") {
+    try {
+      proxy = parseUpstreamProxy(proxyText);
+    } catch (error) {
+      throw new ManagedConfigError("PROXY-ERROR", (error as Error).message, version);
+    }
+  }
+  return {
+    ...base,
+    kind: "client",
+    mode: mode as ClientConfig["mode"],
+    listen,
+    ...(target === undefined ? {} : { target }),
+    free,
+    ...(udpQueue === undefined ? {} : { udpQueue }),
+    ...(udpIdleTimeout === undefined ? {} : { udpIdleTimeout }),
+    ...(proxy === undefined ? {} : { proxy }),
+  };
+}
+
+function serverConfig(
+  base: ManagedConfigBase,
+  flags: Flags,
+  value: (key: string) => string | undefined,
+  env: Readonly<Record<string, string>>,
+  envError: EnvError,
+  attempt: Attempt,
+): ServerConfig {
+  if (flags.proxyListenAddr !== undefined) {
+    envError("-proxylistenaddr is a client flag: use -bindaddr");
+  }
+  if (flags.free !== undefined) envError("-free is a client flag");
+  const bindAddrs = attempt(() => parseBindAddr(value("bindAddr") ?? ""));
+  const mode = flags.mode ?? "transparent-TCP";
+  if (!["socks5", "transparent-TCP", "transparent-UDP", "STUN"].includes(mode)) {
+    envError(
+      `Invalid -mode ${
+        JSON.stringify(mode)
+      }: expected transparent-TCP, socks5, transparent-UDP or STUN`,
+    );
+  }
+  const targetText = flags.target;
+  const datagrams = mode === "transparent-UDP" || mode === "STUN";
+  if (!datagrams) {
+    for (const key of ["udpIdleTimeout", "turnUser", "turnRealm"]) {
+      if (flags[key] !== undefined) {
+        envError(`-${key.toLowerCase()} needs -mode transparent-UDP or STUN`);
+      }
+    }
+  }
+  if (flags.udpQueue !== undefined) envError("-udpqueue is a client flag");
+  let target: ServerTarget;
+  if (datagrams) {
+    target = datagramTarget(mode as "transparent-UDP" | "STUN", flags, envError, attempt);
+  } else if (mode === "socks5" || targetText === "socks") {
+    if (targetText !== undefined && targetText !== "socks") {
+      envError("-mode socks5 on the server takes no -target address (it is the SOCKS target)");
+    }
+    target = { kind: "socks", policy: attempt(() => DestinationPolicy.parse(flags.allow ?? "")) };
+  } else {
+    if (flags.allow !== undefined) envError("-allow needs -target socks");
+    // goptlib resolves neither: tor gives IP addresses, and a host name
+    // would be looked up for every connection.
+    const ipAddress = (what: string, text: string) => {
+      const parsed = attempt(() => destination(bracketBareIpv6(text), what));
+      if (!isIpLiteral(parsed.hostname)) {
+        envError(`Invalid ${what} ${JSON.stringify(text)}: the host must be an IP address`);
+      }
+      return parsed;
+    };
+    const ext = value("extOrPort");
+    const orPort = value("orPort");
+    if (targetText !== undefined) {
+      target = { kind: "orport", address: attempt(() => destination(targetText, "-target")) };
+    } else if (ext !== undefined && ext !== "") {
+      const cookieFile = value("authCookie");
+      if (cookieFile === undefined || cookieFile === "") {
+        envError("TOR_PT_EXTENDED_SERVER_PORT needs TOR_PT_AUTH_COOKIE_FILE (-authcookie)");
+      }
+      target = {
+        kind: "extorport",
+        address: ipAddress("TOR_PT_EXTENDED_SERVER_PORT", ext),
+        cookieFile: cookieFile!,
+      };
+    } else if (orPort !== undefined && orPort !== "") {
+      target = { kind: "orport", address: ipAddress("TOR_PT_ORPORT", orPort) };
+    } else {
+      return envError(
+        "No target: set TOR_PT_ORPORT, TOR_PT_EXTENDED_SERVER_PORT, -target HOST:PORT or -target socks",
+      );
+    }
+  }
+  const outboundBind = attempt(() =>
+    parseOutboundBind(env.TOR_PT_OUTBOUND_BIND_ADDRESS_V4, env.TOR_PT_OUTBOUND_BIND_ADDRESS_V6)
+  );
+  return { ...base, kind: "server", bindAddrs, target, outboundBind };
+}
+
+/** The server's target in transparent-UDP and STUN mode. */
+function datagramTarget(
+  mode: "transparent-UDP" | "STUN",
+  flags: Flags,
+  envError: EnvError,
+  attempt: Attempt,
+): ServerTarget {
+  const text = flags.target;
+  if (text === undefined) {
+    return envError(
+      mode === "STUN"
+        ? "-mode STUN needs -target: a TURN server's HOST:PORT, or turn for the embedded one"
+        : "-mode transparent-UDP needs -target HOST:PORT (where datagrams go)",
+    );
+  }
+  if (mode === "STUN" && text === "turn") {
+    const allowed = (flags.allow ?? "").split(",").map((a) => a.trim()).filter((a) => a !== "");
+    for (const a of allowed) {
+      if (a !== "loopback" && a !== "private") {
+        envError(
+          `Invalid -allow ${JSON.stringify(a)} for -target turn: expected loopback or private`,
+        );
+      }
+    }
+    let credentials: { user: string; password: string } | undefined;
+    if (flags.turnUser !== undefined) {
+      // The user name ends at the first ":"; the value is never echoed (it
+      // holds the password).
+      const given = parseUserinfo(flags.turnUser);
+      if (given.username === "" || !given.password) {
+        envError("Invalid -turnuser: expected USER:PASSWORD, both non-empty");
+      }
+      credentials = { user: given.username, password: given.password! };
+    }
+    return {
+      kind: "turn",
+      realm: flags.turnRealm ?? "ptkit",
+      ...(credentials === undefined ? {} : { credentials }),
+      allowLoopbackPeers: allowed.includes("loopback"),
+      allowPrivatePeers: allowed.includes("private"),
+    };
+  }
+  for (const key of ["allow", "turnUser", "turnRealm"]) {
+    if (flags[key] !== undefined) envError(`-${key.toLowerCase()} needs -mode STUN -target turn`);
+  }
+  const address = attempt(() => destination(text, "-target"));
+  const idle = idleTimeout(flags, envError);
+  return {
+    kind: "udp",
+    address,
+    framing: mode === "STUN" ? "stun" : "length",
+    ...(idle === undefined ? {} : { idleTimeout: idle }),
+  };
+}
+
+/** `host:port` with a port that can be dialed. */
+function destination(text: string, what: string): HostPort {
+  const parsed = parseHostPort(text, what);
+  if (parsed.port === 0) throw new RangeError(`Invalid ${what}: port 0`);
+  return parsed;
+}
+
+/** `-udpidletimeout` (seconds) in milliseconds. */
+function idleTimeout(flags: Flags, envError: EnvError): number | undefined {
+  const text = flags.udpIdleTimeout;
+  if (text === undefined) return undefined;
+  const seconds = Number(text);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(text) || seconds <= 0) {
+    envError(
+      `Invalid -udpidletimeout ${JSON.stringify(text)}: expected a positive number of seconds`,
+    );
+  }
+  return seconds * 1000;
+}
+
+/**
+ * Whether the arguments ask for ptkit's version: `--version` (or
+ * `-version`) with nothing after it or a flag after it. `-version LIST`
+ * stays the PT 2.0 draft 1 spelling of `-ptversion`.
+ */
+function asksForVersion(args: readonly string[]): boolean {
+  return args.some((arg, i) =>
+    /^--?version$/i.test(arg) && (i + 1 >= args.length || args[i + 1]!.startsWith("-"))
+  );
+}

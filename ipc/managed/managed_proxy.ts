@@ -1,0 +1,143 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { Transport } from "../../transports/transport.ts";
+import { IpcOutput } from "../lines/_output.ts";
+import { ManagedConfigError, parseManagedConfig } from "./config.ts";
+import { registry as defaultRegistry } from "./registry.ts";
+import { ENV_VARS, usage } from "./_flags.ts";
+import { PTKIT_VERSION } from "./_version.ts";
+import { runManaged } from "./_run.ts";
+
+/** Options for {@linkcode runManagedProxy}. */
+export interface ManagedProxyOptions {
+  /** Command-line arguments. */
+  readonly args: readonly string[];
+  /** Reads an environment variable. Defaults to `Deno.env.get`. */
+  readonly getEnv?: (name: string) => string | undefined;
+  /** The transports on offer. Defaults to `registry`. */
+  readonly registry?: ReadonlyMap<string, Transport>;
+  /** How the program is invoked, for the usage text. Defaults to `main.ts`. */
+  readonly command?: string;
+  /** Where lines go, newline included. Defaults to the process's stdout. */
+  readonly stdout?: (line: string) => void;
+  /** Where error lines (version 2) and plain text go. Defaults to the process's stderr. */
+  readonly stderr?: (line: string) => void;
+  /**
+   * Aborting it shuts the proxy down at once (as SIGTERM does). The process
+   * signals, stdin and parent watch are only used when `process` is true.
+   */
+  readonly signal?: AbortSignal;
+  /** Watch SIGTERM, SIGINT, stdin and the parent process. Defaults to true. */
+  readonly process?: boolean;
+  /**
+   * The parent's input in place of stdin (for `CMESSAGE` / `SMESSAGE` lines;
+   * its end is stdin closing). Defaults to the process's stdin when
+   * `process` is true and stdin is not a terminal.
+   */
+  readonly stdin?: ReadableStream<Uint8Array>;
+}
+
+/**
+ * Run the managed proxy until it should exit, and return the exit code
+ * (PT 2.0 draft 1, sysexits.h): 0 graceful, 64 `ENV-ERROR` or no
+ * configuration at all (the usage is printed), 69 `PROXY-ERROR`, 78
+ * `VERSION-ERROR`. The configuration is `parseManagedConfig`'s, from flags
+ * and `TOR_PT_*` variables (flags win); then `VERSION`, the version report
+ * (`STATUS TRANSPORT=ptkit TYPE=version ...`), and the side
+ * (`runClient`/`runServer`) until stdin closes (with
+ * `TOR_PT_EXIT_ON_STDIN_CLOSE=1`), SIGTERM, SIGINT (drain; a second one,
+ * half a second or more later, exits: one Ctrl-C reaches a PT under
+ * `deno task` twice), or the parent dies. Each transport gets `local`
+ * (files in the state directory) and `signals`: what it writes becomes a
+ * `CMESSAGE` line (client) or `SMESSAGE` line (server) on stdout, and the
+ * other kind read on stdin (whenever stdin is not a terminal) is delivered
+ * to it; bad lines are logged and ignored.
+ *
+ * @param options Arguments, environment and output.
+ * @returns The exit code.
+ *
+ * @example Refusing a parent that speaks no known version
+ * ```ts
+ * import { runManagedProxy } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const lines: string[] = [];
+ * const code = await runManagedProxy({
+ *   args: ["-ptversion", "3", "-transports", "plain"],
+ *   getEnv: () => undefined,
+ *   stdout: (line) => lines.push(line),
+ *   process: false,
+ * });
+ * deepStrictEqual([code, lines], [78, ["VERSION-ERROR no-version\n"]]);
+ * ```
+ */
+export async function runManagedProxy(options: ManagedProxyOptions): Promise<number> {
+  const readEnv = options.getEnv ?? ((name: string) => Deno.env.get(name));
+  const command = options.command ?? "main.ts";
+  const registry = options.registry ?? defaultRegistry;
+  const env: Record<string, string> = {};
+  const notUtf8: string[] = [];
+  for (const name of ENV_VARS) {
+    try {
+      const value = readEnv(name);
+      if (value !== undefined) env[name] = value;
+    } catch (error) {
+      // Deno throws InvalidData for a value that is not valid UTF-8.
+      if (!(error instanceof Deno.errors.InvalidData)) throw error;
+      notUtf8.push(name);
+    }
+  }
+  const writer = new IpcOutput({
+    ...(options.stdout === undefined ? {} : { stdout: options.stdout }),
+    ...(options.stderr === undefined ? {} : { stderr: options.stderr }),
+  });
+  let config;
+  try {
+    config = parseManagedConfig(options.args, env, { notUtf8, known: registry.keys() });
+  } catch (error) {
+    if (!(error instanceof ManagedConfigError)) throw error;
+    if (error.keyword === undefined) {
+      writer.text(usage(command), "stderr");
+      writer.text(`${error.message}\n`, "stderr");
+    } else {
+      if (error.version !== undefined) versionLines(writer, error.version);
+      writer.write({ type: error.keyword, message: error.message });
+    }
+    return error.exitCode;
+  }
+  if (config.kind === "help") {
+    writer.text(usage(command));
+    return 0;
+  }
+  if (config.kind === "ptkit-version") {
+    writer.text(`ptkit ${PTKIT_VERSION}\n`);
+    return 0;
+  }
+  const output = new IpcOutput({
+    ...(options.stdout === undefined ? {} : { stdout: options.stdout }),
+    ...(options.stderr === undefined ? {} : { stderr: options.stderr }),
+    logLevel: config.logLevel,
+  });
+  versionLines(output, config.version);
+  return await runManaged(config, {
+    emit: (line) => output.write(line),
+    registry,
+    process: options.process ?? true,
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    ...(options.stdin === undefined ? {} : { stdin: options.stdin }),
+  });
+}
+
+/**
+ * `VERSION`, then pt-spec's version report (tor records it). Older arti
+ * refuses a `STATUS` line without `TRANSPORT=`, so one comes first, naming
+ * ptkit.
+ */
+function versionLines(output: IpcOutput, version: string): void {
+  output.write({ type: "VERSION", version });
+  output.write({
+    type: "STATUS",
+    transport: "ptkit",
+    fields: { TYPE: "version", IMPLEMENTATION: "ptkit", VERSION: PTKIT_VERSION },
+  });
+}

@@ -1,0 +1,44 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { SignalPipe, Transport } from "../../transports/transport.ts";
+import type { Dialer } from "../../net/net_conn.ts";
+import type { ConnectionLimits } from "../../net/source_limits.ts";
+import type { PtLine } from "../lines/pt_line.ts";
+
+/**
+ * What {@linkcode runClient} and {@linkcode runServer} are given beside the
+ * configuration.
+ */
+export interface RunOptions {
+  /**
+   * Receives every line the side reports, as values: `PROXY DONE`,
+   * `CMETHOD`/`SMETHOD` and their errors, `CMETHODS DONE`/`SMETHODS DONE`,
+   * `LOG` (every severity: filter them here), `STATUS` and the
+   * `CMESSAGE`/`SMESSAGE` its transports send. `formatPtLine` writes them
+   * as tor reads them.
+   */
+  readonly emit: (line: PtLine) => void;
+  /** The transports on offer, by name. Defaults to `registry`. */
+  readonly registry?: ReadonlyMap<string, Transport>;
+  /**
+   * Each transport's out-of-band message pipe (its `signals`), when the
+   * parent relays messages. Defaults to none.
+   */
+  readonly signals?: (transport: string) => SignalPipe;
+  /**
+   * Opens outgoing connections: on the client, to the PT server (defaults
+   * to a direct connection, or through `config.proxy`); on the server, to
+   * the target (defaults to a direct connection from `config.outboundBind`).
+   */
+  readonly dialer?: Dialer;
+  /** The server's connection limits per listener. Defaults to `DEFAULT_CONNECTION_LIMITS`. */
+  readonly limits?: ConnectionLimits;
+}
+
+/** A running side of the managed proxy. */
+export interface RunningProxy {
+  /** Stop accepting; resolves once open connections have ended. */
+  drain(): Promise<void>;
+  /** Close everything at once. */
+  close(): Promise<void>;
+}

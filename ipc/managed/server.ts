@@ -1,0 +1,254 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { TransportOptions } from "../../transports/transport.ts";
+import type { Dialer } from "../../net/net_conn.ts";
+import type { RelayEnd } from "../../net/relay.ts";
+import { closeQuietly, retryWhileExhausted } from "../../net/accept_loop.ts";
+import { proxy, type ProxyTarget } from "../../server.ts";
+import { serveUdpServer } from "../../udp/server_pool.ts";
+import { TurnServer } from "../../udp/turn/_turn_server.ts";
+import { createUdpRelayFactory } from "../../udp/turn/_udp_relay.ts";
+import { serveTurnStream } from "../../udp/turn/_stream_server.ts";
+import { readCookieFile } from "../extorport/_safe_cookie.ts";
+import { extOrPortHandshake } from "../extorport/_client.ts";
+import { connectSocksDestination } from "../socks/_target.ts";
+import type { ServerConfig, ServerTarget } from "./config.ts";
+import type { RunningProxy, RunOptions } from "./runner.ts";
+import { registry as defaultRegistry } from "./registry.ts";
+import { ignoredOptionLog, requestedTransports } from "./_requested_transports.ts";
+import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
+import { outboundDialer } from "./_outbound_dialer.ts";
+
+/**
+ * Run the server side of the managed proxy: for each known requested
+ * transport, listen where `bindAddrs` says (else on 127.0.0.1, a free
+ * port), report `SMETHOD <name> <addr> [ARGS:...]` or `SMETHOD-ERROR`, then
+ * `SMETHODS DONE`; every connection whose transport handshake succeeds
+ * goes to the target through `proxy()` (the ORPort, the Extended ORPort
+ * after its handshake, free mode's SOCKS5 target, the embedded TURN
+ * server) or to a UDP pool. A failed connection is logged (never with an
+ * address) and closed; the others go on.
+ *
+ * @param config The configuration (see `parseManagedConfig`); its state
+ * directory exists.
+ * @param options Where lines go, the transports, signals, the dialer and
+ * connection limits.
+ * @returns The running side.
+ *
+ * @example Serving `plain` in front of a TCP service
+ * ```ts
+ * import { parseManagedConfig, type PtLine, runServer } from "@ptkit/ptkit/ipc";
+ * import { ok } from "node:assert";
+ *
+ * const config = parseManagedConfig([
+ *   ...["-server", "-transports", "plain", "-orport", "127.0.0.1:9", "-state", "."],
+ * ]);
+ * if (config.kind !== "server") throw new Error("not a server");
+ * const lines: PtLine[] = [];
+ * const running = await runServer(config, { emit: (line) => lines.push(line) });
+ * ok(lines[0]?.type === "SMETHOD" && lines[0].address.hostname === "127.0.0.1");
+ * ok(lines[1]?.type === "SMETHODS-DONE");
+ * await running.close();
+ * ```
+ */
+export async function runServer(config: ServerConfig, options: RunOptions): Promise<RunningProxy> {
+  const { emit } = options;
+  const log = (severity: "error" | "warning" | "notice" | "info" | "debug", message: string) =>
+    emit({ type: "LOG", severity, message });
+  const target = config.target;
+  const base = options.dialer ?? outboundDialer(config.outboundBind);
+  const turn = target.kind === "turn" ? new EmbeddedTurn(target) : undefined;
+  // Per-connection lines, digested: a flood of probes must not flood the parent.
+  const digested = digestLog(log);
+  const running: RunningProxy[] = [];
+  const requested = requestedTransports({
+    transports: config.transports,
+    registry: options.registry ?? defaultRegistry,
+    options: config.options,
+    stateDir: config.stateDir ?? Deno.cwd(),
+    ...(options.signals === undefined ? {} : { signals: options.signals }),
+    onIgnoredOption: ignoredOptionLog(emit),
+  });
+  for (const { name, transport, env, options: settings } of requested) {
+    const at = config.bindAddrs.get(name) ?? { hostname: "127.0.0.1", port: 0 };
+    const onAcceptError = acceptErrorLogger(log, name);
+    const limits = options.limits === undefined ? {} : { limits: options.limits };
+    try {
+      let addr: Deno.NetAddr;
+      let clientOptions: TransportOptions;
+      if (target.kind === "udp") {
+        const pool = await serveUdpServer({
+          transport,
+          config: settings,
+          env,
+          hostname: at.hostname,
+          port: at.port,
+          target: target.address,
+          framing: target.framing,
+          ...(target.idleTimeout === undefined ? {} : { idleTimeout: target.idleTimeout }),
+          ...limits,
+          onAcceptError,
+          onError: (error) => digested("info", `${name}: UDP flow failed: ${describe(error)}`),
+        });
+        running.push({ drain: () => pool.close(), close: () => pool.close() });
+        ({ addr, clientOptions } = pool);
+      } else {
+        // Failed transport handshakes and bad SOCKS requests are what probes,
+        // scanners and clients cause: info, so they cannot flood the parent's
+        // log. Failures to reach tor are the operator's business: warning.
+        const quiet = target.kind === "socks" || target.kind === "turn";
+        const manager = await proxy(transport, settings, {
+          hostname: at.hostname,
+          port: at.port,
+          env,
+          ...limits,
+          onAcceptError,
+          target: targetOf(target, name, base, digested, turn?.server(at.hostname)),
+          onError: (error, stage) =>
+            digested(
+              stage === "handshake" || quiet ? "info" : "warning",
+              `${name}: connection failed${stage === "handshake" ? " in the handshake" : ""}: ${
+                describe(error)
+              }`,
+            ),
+        });
+        running.push(manager);
+        addr = manager.addr;
+        clientOptions = { ...manager.clientOptions, ...turn?.clientOptions };
+      }
+      emit({
+        type: "SMETHOD",
+        transport: name,
+        address: { hostname: addr.hostname, port: addr.port },
+        args: clientOptions,
+      });
+    } catch (error) {
+      emit({ type: "SMETHOD-ERROR", transport: name, message: describe(error) });
+    }
+  }
+  emit({ type: "SMETHODS-DONE" });
+  return {
+    drain: async () => {
+      await Promise.allSettled(running.map((r) => r.drain()));
+      digested.stop();
+    },
+    close: async () => {
+      await Promise.allSettled(running.map((r) => r.close()));
+      turn?.close();
+      digested.stop();
+    },
+  };
+}
+
+/** What `proxy()` does with each connection of one transport, for a TCP target. */
+function targetOf(
+  target: Exclude<ServerTarget, { kind: "udp" }>,
+  name: string,
+  base: Dialer,
+  log: (severity: "info", message: string) => void,
+  turn: TurnServer | undefined,
+): ProxyTarget {
+  // Right after a flood the process may be out of descriptors for a moment.
+  const dial = (address: { hostname: string; port: number }, signal: AbortSignal) =>
+    retryWhileExhausted(() => base(address), signal);
+  switch (target.kind) {
+    case "orport":
+      return (_conn, { signal }) => dial(target.address, signal);
+    case "extorport":
+      return async (conn, { signal }) => {
+        const end = await dial(target.address, signal);
+        try {
+          const cookie = await readCookieFile(target.cookieFile);
+          const remote = conn.remoteAddr as Deno.NetAddr;
+          await extOrPortHandshake(end, {
+            cookie,
+            transport: name,
+            ...(remote.hostname
+              ? { userAddr: { hostname: remote.hostname, port: remote.port } }
+              : {}),
+          });
+        } catch (error) {
+          closeQuietly(end);
+          throw error;
+        }
+        log("info", `${name}: Extended ORPort authenticated, connection accepted`);
+        return end;
+      };
+    case "socks":
+      return (conn, { signal }) =>
+        connectSocksDestination(conn, {
+          policy: target.policy,
+          dialer: (address) => dial(address, signal),
+          signal,
+        });
+    case "turn":
+      return () => Promise.resolve(turnEnd(turn!));
+  }
+}
+
+/**
+ * The embedded TURN server as one end of a relay: STUN messages and
+ * ChannelData written to it are one TURN client's, what the server sends
+ * that client comes out of it. The client's own address is not echoed in
+ * XOR-MAPPED-ADDRESS: an application would hand it to its peers.
+ */
+function turnEnd(server: TurnServer): RelayEnd {
+  const toServer = new TransformStream<Uint8Array, Uint8Array>();
+  const fromServer = new TransformStream<Uint8Array, Uint8Array>();
+  const stop = new AbortController();
+  serveTurnStream(server, { readable: toServer.readable, writable: fromServer.writable }, {
+    signal: stop.signal,
+  });
+  return {
+    readable: fromServer.readable,
+    writable: toServer.writable,
+    close: () => stop.abort(),
+  };
+}
+
+/** The embedded TURN server of `-mode STUN -target turn`, shared by the transports. */
+class EmbeddedTurn {
+  #options: Extract<ServerTarget, { kind: "turn" }>;
+  #credentials: { readonly user: string; readonly password: string };
+  #server: TurnServer | undefined;
+  #sweep: ReturnType<typeof setInterval> | undefined;
+
+  constructor(options: Extract<ServerTarget, { kind: "turn" }>) {
+    this.#options = options;
+    this.#credentials = options.credentials ?? {
+      user: "ptkit",
+      password: [...crypto.getRandomValues(new Uint8Array(12))]
+        .map((b) => b.toString(16).padStart(2, "0")).join(""),
+    };
+  }
+
+  /** The credentials clients need, when they were generated. */
+  get clientOptions(): TransportOptions {
+    if (this.#options.credentials !== undefined) return {};
+    const { user, password } = this.#credentials;
+    return { "turn-user": user, "turn-password": password, "turn-realm": this.#options.realm };
+  }
+
+  /** The server, made on first use with relays bound near `listenHost`. */
+  server(listenHost: string): TurnServer {
+    if (this.#server !== undefined) return this.#server;
+    const relayHost = this.#options.relayAddress ?? listenHost;
+    const relay = createUdpRelayFactory(
+      relayHost.includes(":") ? { ipv6: relayHost } : { ipv4: relayHost },
+    );
+    this.#server = new TurnServer({
+      realm: this.#options.realm,
+      users: { [this.#credentials.user]: this.#credentials.password },
+      relay,
+      allowLoopbackPeers: this.#options.allowLoopbackPeers,
+      allowPrivatePeers: this.#options.allowPrivatePeers,
+    });
+    this.#sweep = setInterval(() => this.#server?.sweep(), 1000);
+    return this.#server;
+  }
+
+  close(): void {
+    clearInterval(this.#sweep);
+    this.#server?.close();
+  }
+}

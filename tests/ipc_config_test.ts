@@ -1,0 +1,338 @@
+// Copyright the ptkit authors. MIT license.
+// parseManagedConfig as a table, in goptlib's style (pt_test.go's
+// TestGetManagedTransportVer, TestGetClientTransports,
+// TestGetServerBindaddrs, TestGetProxyURL, ...): variables and flags in,
+// the typed configuration's relevant fields or the typed error out. Pure:
+// nothing is started, so every row runs in microseconds.
+
+import { deepStrictEqual, ok } from "node:assert";
+import { type ManagedConfig, ManagedConfigError, parseManagedConfig } from "../ipc/mod.ts";
+
+interface Row {
+  /** What the row checks. */
+  readonly name: string;
+  readonly args?: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
+  readonly notUtf8?: readonly string[];
+  /** Fields the configuration must have (compared deeply), or the error. */
+  readonly expect: Readonly<Record<string, unknown>> | ErrorExpect;
+}
+
+interface ErrorExpect {
+  readonly error: ManagedConfigError["keyword"];
+  readonly exitCode: 64 | 69 | 78;
+  readonly version?: "1" | "2";
+  readonly message: RegExp;
+}
+
+function isErrorExpect(expect: Row["expect"]): expect is ErrorExpect {
+  return "error" in expect && "exitCode" in expect;
+}
+
+const client = { TOR_PT_MANAGED_TRANSPORT_VER: "1", TOR_PT_CLIENT_TRANSPORTS: "plain" };
+const server = {
+  TOR_PT_MANAGED_TRANSPORT_VER: "1",
+  TOR_PT_SERVER_TRANSPORTS: "plain",
+  TOR_PT_ORPORT: "127.0.0.1:9001",
+};
+const hp = (hostname: string, port: number) => ({ hostname, port });
+
+const ROWS: readonly Row[] = [
+  // TestGetManagedTransportVer: the highest version both know; none known is VERSION-ERROR.
+  { name: "version 1", env: client, expect: { kind: "client", version: "1" } },
+  {
+    name: "version 1,1",
+    env: { ...client, TOR_PT_MANAGED_TRANSPORT_VER: "1,1" },
+    expect: { version: "1" },
+  },
+  {
+    name: "version 1,2 picks 2",
+    env: { ...client, TOR_PT_MANAGED_TRANSPORT_VER: "1,2" },
+    expect: { version: "2" },
+  },
+  {
+    name: "version 3,1 picks 1",
+    env: { ...client, TOR_PT_MANAGED_TRANSPORT_VER: "3,1" },
+    expect: { version: "1" },
+  },
+  {
+    name: "version 3 only",
+    env: { ...client, TOR_PT_MANAGED_TRANSPORT_VER: "3" },
+    expect: { error: "VERSION-ERROR", exitCode: 78, message: /^no-version$/ },
+  },
+  {
+    name: "empty version",
+    env: { ...client, TOR_PT_MANAGED_TRANSPORT_VER: "" },
+    expect: { error: "VERSION-ERROR", exitCode: 78, message: /^no-version/ },
+  },
+  {
+    name: "variables without a version",
+    env: { TOR_PT_CLIENT_TRANSPORTS: "plain" },
+    expect: { error: "VERSION-ERROR", exitCode: 78, message: /^no-version$/ },
+  },
+  {
+    name: "-ptversion flag wins over the variable",
+    args: ["-ptversion", "2"],
+    env: client,
+    expect: { version: "2" },
+  },
+  {
+    name: "flags only default to version 2",
+    args: ["-transports", "plain"],
+    expect: { kind: "client", version: "2", transports: ["plain"] },
+  },
+  // TestGetClientTransports / TestGetServerTransports.
+  {
+    name: "client transports in order",
+    env: { ...client, TOR_PT_CLIENT_TRANSPORTS: "obfs4,plain,obfs4" },
+    expect: { transports: ["obfs4", "plain", "obfs4"] },
+  },
+  {
+    name: "empty client transport list",
+    env: { ...client, TOR_PT_CLIENT_TRANSPORTS: "" },
+    expect: { error: "ENV-ERROR", exitCode: 64, version: "1", message: /No transports/ },
+  },
+  {
+    name: "server transports",
+    env: server,
+    expect: { kind: "server", transports: ["plain"] },
+  },
+  {
+    name: "both transport variables",
+    env: { ...server, TOR_PT_CLIENT_TRANSPORTS: "plain" },
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /Both TOR_PT_CLIENT_TRANSPORTS/ },
+  },
+  {
+    name: "-client and -server",
+    args: ["-client", "-server", "-transports", "plain"],
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /Both -client and -server/ },
+  },
+  // TestGetServerBindaddrs.
+  {
+    name: "bind addresses, IPv4 and IPv6",
+    env: { ...server, TOR_PT_SERVER_BINDADDR: "alpha-1.2.3.4:1111,beta-[1:2::3:4]:2222" },
+    expect: {
+      bindAddrs: new Map([["alpha", hp("1.2.3.4", 1111)], ["beta", hp("1:2::3:4", 2222)]]),
+    },
+  },
+  {
+    name: "bind address without a port",
+    env: { ...server, TOR_PT_SERVER_BINDADDR: "alpha-1.2.3.4" },
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /bind address/ },
+  },
+  {
+    name: "bind address without a name",
+    env: { ...server, TOR_PT_SERVER_BINDADDR: "1.2.3.4:1111" },
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /expected name-addr:port/ },
+  },
+  {
+    name: "bind address with a host name",
+    env: { ...server, TOR_PT_SERVER_BINDADDR: "alpha-example.com:1111" },
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /not an IP address/ },
+  },
+  {
+    name: "bind address name given twice",
+    env: { ...server, TOR_PT_SERVER_BINDADDR: "alpha-1.2.3.4:1111,alpha-1.2.3.4:2222" },
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /given twice/ },
+  },
+  // TestGetORPort / Extended ORPort.
+  {
+    name: "ORPort",
+    env: server,
+    expect: { target: { kind: "orport", address: hp("127.0.0.1", 9001) } },
+  },
+  {
+    name: "ORPort with a host name",
+    env: { ...server, TOR_PT_ORPORT: "localhost:9001" },
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /must be an IP address/ },
+  },
+  {
+    name: "Extended ORPort wins over the ORPort",
+    env: {
+      ...server,
+      TOR_PT_EXTENDED_SERVER_PORT: "[::1]:9002",
+      TOR_PT_AUTH_COOKIE_FILE: "/var/lib/tor/extended_orport_auth_cookie",
+    },
+    expect: {
+      target: {
+        kind: "extorport",
+        address: hp("::1", 9002),
+        cookieFile: "/var/lib/tor/extended_orport_auth_cookie",
+      },
+    },
+  },
+  {
+    name: "Extended ORPort without a cookie file",
+    env: { ...server, TOR_PT_EXTENDED_SERVER_PORT: "127.0.0.1:9002" },
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /needs TOR_PT_AUTH_COOKIE_FILE/ },
+  },
+  {
+    name: "server without a target",
+    env: { TOR_PT_MANAGED_TRANSPORT_VER: "1", TOR_PT_SERVER_TRANSPORTS: "plain" },
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /^No target/ },
+  },
+  // TestGetProxyURL: TOR_PT_PROXY; its errors are PROXY-ERROR (exit 69).
+  {
+    name: "socks5 proxy with credentials",
+    env: { ...client, TOR_PT_PROXY: "socks5://user:pass@192.0.2.1:1080" },
+    expect: {
+      proxy: {
+        scheme: "socks5",
+        hostname: "192.0.2.1",
+        port: 1080,
+        username: "user",
+        password: "pass",
+      },
+    },
+  },
+  {
+    name: "http proxy on IPv6",
+    env: { ...client, TOR_PT_PROXY: "http://[2001:db8::1]:8080" },
+    expect: { proxy: { scheme: "http", hostname: "2001:db8::1", port: 8080 } },
+  },
+  {
+    name: "socks4a proxy",
+    env: { ...client, TOR_PT_PROXY: "socks4a://192.0.2.1:1080" },
+    expect: { proxy: { scheme: "socks4a", hostname: "192.0.2.1", port: 1080 } },
+  },
+  {
+    name: "proxy with an unknown scheme",
+    env: { ...client, TOR_PT_PROXY: "ftp://192.0.2.1:21" },
+    expect: { error: "PROXY-ERROR", exitCode: 69, version: "1", message: /ftp/ },
+  },
+  {
+    name: "proxy with a host name",
+    env: { ...client, TOR_PT_PROXY: "socks5://proxy.example:1080" },
+    expect: { error: "PROXY-ERROR", exitCode: 69, message: /./ },
+  },
+  {
+    name: "proxy without a port",
+    env: { ...client, TOR_PT_PROXY: "socks5://192.0.2.1" },
+    expect: { error: "PROXY-ERROR", exitCode: 69, message: /./ },
+  },
+  {
+    name: "a proxy error never echoes the password",
+    env: { ...client, TOR_PT_PROXY: "gopher://user:s3cret@192.0.2.1:70" },
+    expect: { error: "PROXY-ERROR", exitCode: 69, message: /^(?![\s\S]*s3cret)/ },
+  },
+  // TestGetServerTransportOptions.
+  {
+    name: "server transport options",
+    env: { ...server, TOR_PT_SERVER_TRANSPORT_OPTIONS: "plain:a=b;plain:c=d\\;e" },
+    expect: { options: new Map([["plain", { a: "b", c: "d;e" }]]) },
+  },
+  {
+    name: "transport options without a transport name",
+    env: { ...server, TOR_PT_SERVER_TRANSPORT_OPTIONS: "a=b" },
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /./ },
+  },
+  // State, stdin, log level, modes.
+  {
+    name: "state location and exit on stdin close",
+    env: { ...client, TOR_PT_STATE_LOCATION: "/tmp/pt", TOR_PT_EXIT_ON_STDIN_CLOSE: "1" },
+    expect: { stateDir: "/tmp/pt", exitOnStdinClose: true },
+  },
+  {
+    name: "exit on stdin close is only 1",
+    env: { ...client, TOR_PT_EXIT_ON_STDIN_CLOSE: "0" },
+    expect: { exitOnStdinClose: false },
+  },
+  {
+    name: "log level",
+    args: ["-logLevel", "debug"],
+    env: client,
+    expect: { logLevel: "debug" },
+  },
+  {
+    name: "bad log level",
+    args: ["-logLevel", "chatty"],
+    env: client,
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /chatty/ },
+  },
+  {
+    name: "client defaults",
+    env: client,
+    expect: { mode: "socks5", listen: hp("127.0.0.1", 0), free: false, exitOnStdinClose: false },
+  },
+  {
+    name: "free mode",
+    args: ["-free", "-target", "192.0.2.7:443"],
+    env: client,
+    expect: { mode: "socks5", free: true, target: hp("192.0.2.7", 443) },
+  },
+  {
+    name: "free mode without a target",
+    args: ["-free"],
+    env: client,
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /-free needs -target/ },
+  },
+  {
+    name: "unknown mode",
+    args: ["-mode", "bogus"],
+    env: client,
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /Invalid -mode "bogus"/ },
+  },
+  {
+    name: "server SOCKS target with an allow-list",
+    args: ["-target", "socks", "-allow", "loopback"],
+    env: { TOR_PT_MANAGED_TRANSPORT_VER: "1", TOR_PT_SERVER_TRANSPORTS: "plain" },
+    expect: { target: "socks" },
+  },
+  {
+    name: "server STUN mode toward the embedded TURN server",
+    args: ["-mode", "STUN", "-target", "turn", "-turnuser", "u:p", "-allow", "loopback"],
+    env: { TOR_PT_MANAGED_TRANSPORT_VER: "1", TOR_PT_SERVER_TRANSPORTS: "plain" },
+    expect: {
+      target: {
+        kind: "turn",
+        realm: "ptkit",
+        credentials: { user: "u", password: "p" },
+        allowLoopbackPeers: true,
+        allowPrivatePeers: false,
+      },
+    },
+  },
+  {
+    name: "a variable that is not UTF-8",
+    env: client,
+    notUtf8: ["TOR_PT_STATE_LOCATION"],
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /TOR_PT_STATE_LOCATION is not valid/ },
+  },
+  {
+    name: "no configuration at all",
+    expect: { error: undefined, exitCode: 64, message: /No configuration/ },
+  },
+  { name: "--help", args: ["--help"], expect: { kind: "help" } },
+  { name: "--version", args: ["--version"], expect: { kind: "ptkit-version" } },
+];
+
+for (const row of ROWS) {
+  Deno.test(`parseManagedConfig: ${row.name}`, () => {
+    let config: ManagedConfig | undefined;
+    let error: unknown;
+    try {
+      config = parseManagedConfig(row.args ?? [], row.env ?? {}, {
+        ...(row.notUtf8 === undefined ? {} : { notUtf8: row.notUtf8 }),
+      });
+    } catch (e) {
+      error = e;
+    }
+    const expect = row.expect;
+    if (isErrorExpect(expect)) {
+      ok(error instanceof ManagedConfigError, `expected an error, got ${String(error ?? "none")}`);
+      deepStrictEqual([error.keyword, error.exitCode], [expect.error, expect.exitCode]);
+      if (expect.version !== undefined) deepStrictEqual(error.version, expect.version);
+      ok(expect.message.test(error.message), error.message);
+      return;
+    }
+    if (error !== undefined) throw error;
+    const got = config as unknown as Record<string, unknown>;
+    for (const [key, want] of Object.entries(expect)) {
+      if (key === "target" && want === "socks") {
+        deepStrictEqual((got.target as { kind: string }).kind, "socks");
+        continue;
+      }
+      deepStrictEqual(got[key], want, `${key} of ${row.name}`);
+    }
+  });
+}

@@ -1,0 +1,1002 @@
+// Copyright the ptkit authors. MIT license.
+
+import { hmacSha1 } from "../stun/_hmac.ts";
+import { encodeChannelData, isChannelData } from "../stun/_channel_data.ts";
+import { DestinationPolicy } from "../../net/destination_policy.ts";
+import { StunAttr, StunClass, type StunClassValue, StunMethod } from "../stun/_constants.ts";
+import { decodeXorAddress, encodeErrorCode, encodeXorAddress, u32 } from "../stun/_attributes.ts";
+import { longTermKey, verifyFingerprint, verifyIntegrity } from "../stun/_integrity.ts";
+import {
+  encodeStunMessage,
+  getAttribute,
+  isStunMessage,
+  parseStunMessage,
+  type StunAddress,
+  type StunAttribute,
+  type StunMessage,
+} from "../stun/_message.ts";
+import { type UdpEndpoint, udpEndpoint } from "../udp_socket.ts";
+
+/** One TURN client as a front end sees it: a 5-tuple (or a stream) and a way to answer. */
+export interface TurnClient {
+  /**
+   * Unique id of the client's 5-tuple or stream connection (a number where
+   * possible: it is looked up for every datagram).
+   */
+  readonly key: string | number;
+  /** The client's transport address, echoed in XOR-MAPPED-ADDRESS. */
+  readonly address: StunAddress;
+  /** True on byte streams: ChannelData toward the client is padded to 4. */
+  readonly stream?: boolean;
+  /**
+   * The largest packet the client can be sent, in bytes; larger ones are
+   * dropped and counted as `oversize`. Defaults to 65,539 (ChannelData with
+   * a full 16-bit length).
+   */
+  readonly maxPacket?: number;
+  /**
+   * Send one STUN message or ChannelData frame to the client. `packet` is
+   * valid only during the call (it may sit in a receive buffer): copy it to
+   * keep it. Returns `false` when the packet was dropped (counted as
+   * `sendFailed`); any other value means it was sent.
+   */
+  send(packet: Uint8Array): unknown;
+}
+
+/** A relayed transport address: a socket the server sends to and receives from peers with. */
+export interface TurnRelaySocket {
+  /** The relayed transport address. */
+  readonly address: StunAddress;
+  /** The largest datagram it can send to a peer, in bytes (default 65,507). */
+  readonly maxDatagram?: number;
+  /**
+   * Bytes before, and after, each datagram given to `onPacket` that the
+   * server may overwrite (4 lets it build ChannelData, padded or not, in
+   * place). Default 0.
+   */
+  readonly headroom?: number;
+  /** Send one datagram to a peer; returning `false` means it was dropped, anything else sent. */
+  send(data: Uint8Array, peer: UdpEndpoint): unknown;
+  /** Release the socket. */
+  close(): void;
+  /** Called for every datagram from a peer; unset means drop. `data` is valid during the call only. */
+  onPacket: ((data: Uint8Array, peer: UdpEndpoint) => void) | undefined;
+}
+
+/** What a {@linkcode TurnRelayFactory} is asked to open. */
+export interface TurnRelayRequest {
+  /** Address family of the relayed address. */
+  readonly family: 4 | 6;
+  /** The port must be even. */
+  readonly evenPort: boolean;
+  /** Also reserve port + 1 (returned as the second socket). */
+  readonly reserveNext: boolean;
+}
+
+/** Opens relayed sockets (node:dgram in `createUdpRelayFactory`, fakes in tests). */
+export interface TurnRelayFactory {
+  /** Families this factory can relay. */
+  readonly families: readonly (4 | 6)[];
+  /** Open a relay socket (and the reserved next one when asked). */
+  open(request: TurnRelayRequest): Promise<TurnRelaySocket[]>;
+}
+
+/** Options of {@linkcode TurnServer}. */
+export interface TurnServerOptions {
+  /** The realm of long-term credentials. */
+  readonly realm: string;
+  /** Users and passwords. */
+  readonly users: Readonly<Record<string, string>>;
+  /** Relay socket factory. */
+  readonly relay: TurnRelayFactory;
+  /** Clock in milliseconds; defaults to `Date.now`. */
+  readonly now?: () => number;
+  /** Allow loopback peers, 127.0.0.0/8 and ::1 (default false). */
+  readonly allowLoopbackPeers?: boolean;
+  /**
+   * Allow private and link-local peers: RFC 1918, CGNAT, unique-local,
+   * site-local, 169.254.0.0/16 and fe80::/10 (default false). Whatever the
+   * options, peers are judged by the one `DestinationPolicy` free mode uses:
+   * multicast, broadcast, unspecified, documentation, benchmarking and
+   * reserved addresses are always refused with 403.
+   */
+  readonly allowPrivatePeers?: boolean;
+  /** Allocations per user (default 1000); more get 486. */
+  readonly userQuota?: number;
+  /** Allocations and reservations in total (default 5000); more get 508. */
+  readonly totalQuota?: number;
+  /** Permissions per allocation (default 256); more get 508. */
+  readonly maxPermissions?: number;
+  /**
+   * Accept only RFC 8656 channel numbers 0x4000-0x4FFF. Default false: 0x4000-0x7FFF as in
+   * RFC 5766, because coturn's `turnutils_uclient` (and pion) bind numbers up to 0x7FFF.
+   */
+  readonly strictChannelNumbers?: boolean;
+  /** Largest allocation lifetime in seconds (default 3600). */
+  readonly maxLifetime?: number;
+  /** Nonce lifetime in seconds (default 3600); older nonces get 438. */
+  readonly nonceLifetime?: number;
+  /** SOFTWARE attribute value (default "ptkit turn"). */
+  readonly software?: string;
+}
+
+/** Datagrams a {@linkcode TurnServer} dropped, by reason. */
+export interface TurnDrops {
+  /** Neither STUN nor ChannelData, unparsable, a bad FINGERPRINT, or a class the server does not take. */
+  malformed: number;
+  /** ChannelData or a Send indication from a client without an allocation. */
+  noAllocation: number;
+  /** ChannelData on a channel that is not bound (or expired). */
+  noChannel: number;
+  /** To or from a peer without a permission. */
+  noPermission: number;
+  /**
+   * Too large for where it goes: over the relay's largest datagram toward a
+   * peer, or, toward the client, over its largest packet once framed as
+   * ChannelData (4 bytes more) or a Data indication.
+   */
+  oversize: number;
+  /** The relay or the client's socket refused it. */
+  sendFailed: number;
+}
+
+/** Counters of a {@linkcode TurnServer}. */
+export interface TurnServerStats {
+  /** Live allocations. */
+  allocations: number;
+  /** Live port reservations. */
+  reservations: number;
+  /** Datagrams relayed from clients to peers. */
+  relayedToPeers: number;
+  /** Datagrams relayed from peers to clients. */
+  relayedToClients: number;
+  /** Datagrams dropped, all reasons together. */
+  dropped: number;
+  /** Datagrams dropped, by reason. */
+  drops: Readonly<TurnDrops>;
+}
+
+interface Channel {
+  readonly number: number;
+  readonly peer: UdpEndpoint;
+  expires: number;
+}
+
+interface Allocation {
+  readonly client: TurnClient;
+  readonly username: string;
+  readonly key: Uint8Array;
+  readonly relay: TurnRelaySocket;
+  readonly transactionId: string;
+  readonly fingerprint: boolean;
+  response: Uint8Array;
+  expires: number;
+  /** Permission expiry by the peer's `ipKey`. */
+  readonly permissions: Map<string | number, number>;
+  readonly channels: Map<number, Channel>;
+  /** Channels by the peer's `key`. */
+  readonly peerChannels: Map<string | number, Channel>;
+}
+
+const DEFAULT_LIFETIME = 600;
+const PERMISSION_LIFETIME = 300;
+const CHANNEL_LIFETIME = 600;
+const RESERVATION_LIFETIME = 30;
+
+const KNOWN_REQUIRED = new Set<number>([
+  StunAttr.MappedAddress,
+  StunAttr.Username,
+  StunAttr.MessageIntegrity,
+  StunAttr.ErrorCode,
+  StunAttr.UnknownAttributes,
+  StunAttr.ChannelNumber,
+  StunAttr.Lifetime,
+  StunAttr.Bandwidth,
+  StunAttr.XorPeerAddress,
+  StunAttr.Data,
+  StunAttr.Realm,
+  StunAttr.Nonce,
+  StunAttr.XorRelayedAddress,
+  StunAttr.RequestedAddressFamily,
+  StunAttr.EvenPort,
+  StunAttr.RequestedTransport,
+  StunAttr.DontFragment,
+  StunAttr.MessageIntegritySha256,
+  StunAttr.XorMappedAddress,
+  StunAttr.ReservationToken,
+  StunAttr.Priority,
+  StunAttr.UseCandidate,
+]);
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * TURN server logic (RFC 8656, UDP relaying) without I/O: front ends feed it datagrams or
+ * frames with {@linkcode TurnServer.handle}; relay sockets come from a
+ * {@linkcode TurnRelayFactory}; time comes from an injectable clock.
+ *
+ * @example Answering an unauthenticated Allocate with 401
+ * ```ts
+ * import { TurnServer } from "./_turn_server.ts";
+ * import { encodeStunMessage, getAttribute, parseStunMessage } from "../stun/_message.ts";
+ * import { StunAttr, StunMethod } from "../stun/_constants.ts";
+ * import { strictEqual, ok } from "node:assert";
+ *
+ * const server = new TurnServer({
+ *   realm: "r",
+ *   users: { u: "p" },
+ *   relay: { families: [4], open: () => Promise.reject(new Error("unused")) },
+ * });
+ * const sent: Uint8Array[] = [];
+ * const client = {
+ *   key: "c1",
+ *   address: { family: 4, address: "127.0.0.1", port: 5000 },
+ *   send: (p: Uint8Array) => sent.push(p),
+ * } as const;
+ * server.handle(client, encodeStunMessage({
+ *   method: StunMethod.Allocate,
+ *   class: 0,
+ *   transactionId: new Uint8Array(12),
+ *   attributes: [{ type: StunAttr.RequestedTransport, value: new Uint8Array([17, 0, 0, 0]) }],
+ * }));
+ * const answer = parseStunMessage(sent[0]!);
+ * strictEqual(answer.class, 3);
+ * ok(getAttribute(answer, StunAttr.Nonce));
+ * server.close();
+ * ```
+ */
+export class TurnServer {
+  #realm: string;
+  #users: Readonly<Record<string, string>>;
+  #relay: TurnRelayFactory;
+  #now: () => number;
+  #peers: DestinationPolicy;
+  #userQuota: number;
+  #totalQuota: number;
+  #maxPermissions: number;
+  #maxLifetime: number;
+  #maxChannel: number;
+  #nonceLifetime: number;
+  #software: Uint8Array;
+  #secret: Uint8Array = crypto.getRandomValues(new Uint8Array(16));
+  #allocations = new Map<string | number, Allocation>();
+  #pending = new Map<string | number, string>();
+  #keys = new Map<string, Uint8Array>();
+  #userCounts = new Map<string, number>();
+  #reservations = new Map<string, { socket: TurnRelaySocket; expires: number }>();
+  #drops: TurnDrops = {
+    malformed: 0,
+    noAllocation: 0,
+    noChannel: 0,
+    noPermission: 0,
+    oversize: 0,
+    sendFailed: 0,
+  };
+  #toPeers = 0;
+  #toClients = 0;
+  #closed = false;
+
+  /**
+   * Create the server logic.
+   *
+   * @param options Realm, users, relay factory, clock, peer policy and quotas.
+   */
+  constructor(options: TurnServerOptions) {
+    if (typeof options.realm !== "string" || options.realm === "") {
+      throw new TypeError("Cannot create TURN server: realm must be a non-empty string");
+    }
+    this.#realm = options.realm;
+    this.#users = options.users;
+    this.#relay = options.relay;
+    this.#now = options.now ?? Date.now;
+    this.#peers = new DestinationPolicy({
+      allow: [
+        ...(options.allowLoopbackPeers ? ["loopback" as const] : []),
+        ...(options.allowPrivatePeers ? ["private" as const, "link-local" as const] : []),
+      ],
+    });
+    this.#userQuota = options.userQuota ?? 1000;
+    this.#totalQuota = options.totalQuota ?? 5000;
+    this.#maxPermissions = options.maxPermissions ?? 256;
+    this.#maxLifetime = options.maxLifetime ?? 3600;
+    this.#maxChannel = options.strictChannelNumbers ? 0x4fff : 0x7fff;
+    this.#nonceLifetime = options.nonceLifetime ?? 3600;
+    this.#software = encoder.encode(options.software ?? "ptkit turn");
+  }
+
+  /**
+   * Counters: live allocations and reservations, datagrams relayed and dropped.
+   *
+   * @returns A snapshot.
+   */
+  stats(): TurnServerStats {
+    const d = this.#drops;
+    return {
+      allocations: this.#allocations.size,
+      reservations: this.#reservations.size,
+      relayedToPeers: this.#toPeers,
+      relayedToClients: this.#toClients,
+      dropped: d.malformed + d.noAllocation + d.noChannel + d.noPermission + d.oversize +
+        d.sendFailed,
+      drops: { ...d },
+    };
+  }
+
+  /**
+   * Handle one datagram (or one frame of a stream) from a client. Malformed input is dropped.
+   *
+   * @param client The client it came from.
+   * @param packet The bytes.
+   */
+  handle(client: TurnClient, packet: Uint8Array): void {
+    if (this.#closed) return;
+    try {
+      this.#dispatch(client, packet);
+    } catch {
+      // A datagram that trips a bug is dropped; the server keeps serving everyone else.
+      this.#drops.malformed++;
+    }
+  }
+
+  #dispatch(client: TurnClient, packet: Uint8Array): void {
+    if (isChannelData(packet)) {
+      this.#onChannelData(client, packet);
+      return;
+    }
+    if (!isStunMessage(packet)) {
+      this.#drops.malformed++;
+      return;
+    }
+    let message: StunMessage;
+    try {
+      message = parseStunMessage(packet);
+    } catch {
+      this.#drops.malformed++;
+      return;
+    }
+    if (!verifyFingerprint(message)) {
+      this.#drops.malformed++;
+      return;
+    }
+    if (message.class === StunClass.Request) {
+      this.#onRequest(client, message);
+    } else if (message.class === StunClass.Indication && message.method === StunMethod.Send) {
+      this.#onSend(client, message);
+    } else {
+      this.#drops.malformed++;
+    }
+  }
+
+  /**
+   * Forget a client (its stream closed): delete its allocation.
+   *
+   * @param key The client's key.
+   */
+  disconnect(key: string | number): void {
+    this.#pending.delete(key);
+    const allocation = this.#allocations.get(key);
+    if (allocation) this.#delete(allocation);
+  }
+
+  /** Delete expired allocations, permissions, channels and reservations. */
+  sweep(): void {
+    const now = this.#now();
+    for (const allocation of this.#allocations.values()) {
+      if (allocation.expires <= now) {
+        this.#delete(allocation);
+        continue;
+      }
+      for (const [ip, expires] of allocation.permissions) {
+        if (expires <= now) allocation.permissions.delete(ip);
+      }
+      for (const channel of allocation.channels.values()) {
+        if (channel.expires <= now) {
+          allocation.channels.delete(channel.number);
+          allocation.peerChannels.delete(channel.peer.key);
+        }
+      }
+    }
+    for (const [token, reservation] of this.#reservations) {
+      if (reservation.expires <= now) {
+        this.#reservations.delete(token);
+        reservation.socket.close();
+      }
+    }
+  }
+
+  /** Close every relay socket and stop handling input. */
+  close(): void {
+    this.#closed = true;
+    for (const allocation of [...this.#allocations.values()]) this.#delete(allocation);
+    for (const reservation of this.#reservations.values()) reservation.socket.close();
+    this.#reservations.clear();
+    this.#pending.clear();
+  }
+
+  #delete(allocation: Allocation): void {
+    if (this.#allocations.get(allocation.client.key) !== allocation) return;
+    this.#allocations.delete(allocation.client.key);
+    const count = (this.#userCounts.get(allocation.username) ?? 1) - 1;
+    if (count <= 0) this.#userCounts.delete(allocation.username);
+    else this.#userCounts.set(allocation.username, count);
+    allocation.relay.onPacket = undefined;
+    allocation.relay.close();
+  }
+
+  #allocationOf(key: string | number): Allocation | undefined {
+    const allocation = this.#allocations.get(key);
+    if (allocation && allocation.expires <= this.#now()) {
+      this.#delete(allocation);
+      return undefined;
+    }
+    return allocation;
+  }
+
+  #reply(
+    client: TurnClient,
+    request: StunMessage,
+    cls: StunClassValue,
+    attributes: StunAttribute[],
+    key?: Uint8Array,
+  ): Uint8Array {
+    attributes.push({ type: StunAttr.Software, value: this.#software });
+    const bytes = encodeStunMessage(
+      { method: request.method, class: cls, transactionId: request.transactionId, attributes },
+      key ? { integrityKey: key, fingerprint: true } : { fingerprint: true },
+    );
+    client.send(bytes);
+    return bytes;
+  }
+
+  #error(
+    client: TurnClient,
+    request: StunMessage,
+    code: number,
+    key?: Uint8Array,
+    extra: StunAttribute[] = [],
+  ): void {
+    this.#reply(
+      client,
+      request,
+      StunClass.ErrorResponse,
+      [{ type: StunAttr.ErrorCode, value: encodeErrorCode(code) }, ...extra],
+      key,
+    );
+  }
+
+  #challenge(client: TurnClient, request: StunMessage, code: 401 | 438): void {
+    this.#error(client, request, code, undefined, [
+      { type: StunAttr.Realm, value: encoder.encode(this.#realm) },
+      { type: StunAttr.Nonce, value: encoder.encode(this.#makeNonce()) },
+    ]);
+  }
+
+  #makeNonce(): string {
+    const expiry = (this.#now() + this.#nonceLifetime * 1000).toString(16);
+    const salt = hexOf(crypto.getRandomValues(new Uint8Array(4)));
+    return `${expiry}.${salt}.${this.#nonceMac(`${expiry}.${salt}`)}`;
+  }
+
+  #nonceMac(expiry: string): string {
+    const mac = hmacSha1(this.#secret, encoder.encode(expiry));
+    return Array.from(mac.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  #nonceValid(nonce: string): boolean {
+    const match = /^([0-9a-f]{1,13})\.([0-9a-f]{8})\.([0-9a-f]{16})$/.exec(nonce);
+    if (!match || match[3] !== this.#nonceMac(`${match[1]}.${match[2]}`)) return false;
+    return parseInt(match[1]!, 16) > this.#now();
+  }
+
+  #onRequest(client: TurnClient, request: StunMessage): void {
+    if (request.method === StunMethod.Binding) {
+      this.#reply(client, request, StunClass.SuccessResponse, [
+        {
+          type: StunAttr.XorMappedAddress,
+          value: encodeXorAddress(client.address, request.transactionId),
+        },
+      ]);
+      return;
+    }
+    const unknown = [
+      ...new Set(
+        request.attributes.map((a) => a.type).filter((t) => t < 0x8000 && !KNOWN_REQUIRED.has(t)),
+      ),
+    ].slice(0, 32);
+    if (unknown.length > 0) {
+      const value = new Uint8Array(unknown.length * 2);
+      unknown.forEach((t, i) => {
+        value[i * 2] = t >> 8;
+        value[i * 2 + 1] = t & 0xff;
+      });
+      this.#error(client, request, 420, undefined, [
+        { type: StunAttr.UnknownAttributes, value },
+      ]);
+      return;
+    }
+    const known: number[] = [
+      StunMethod.Allocate,
+      StunMethod.Refresh,
+      StunMethod.CreatePermission,
+      StunMethod.ChannelBind,
+    ];
+    if (!known.includes(request.method)) {
+      this.#error(client, request, 400);
+      return;
+    }
+    // Long-term credentials (RFC 8489 section 9.2.4).
+    if (request.integrityOffset < 0) {
+      this.#challenge(client, request, 401);
+      return;
+    }
+    const usernameBytes = getAttribute(request, StunAttr.Username);
+    const realmBytes = getAttribute(request, StunAttr.Realm);
+    const nonceBytes = getAttribute(request, StunAttr.Nonce);
+    if (!usernameBytes || !realmBytes || !nonceBytes) {
+      this.#error(client, request, 400);
+      return;
+    }
+    if (!this.#nonceValid(decoder.decode(nonceBytes))) {
+      this.#challenge(client, request, 438);
+      return;
+    }
+    const username = decoder.decode(usernameBytes);
+    const password = Object.hasOwn(this.#users, username) ? this.#users[username] : undefined;
+    const realm = decoder.decode(realmBytes);
+    if (password === undefined || realm !== this.#realm) {
+      this.#challenge(client, request, 401);
+      return;
+    }
+    // One key per user, derived once: MESSAGE-INTEGRITY checks reuse it.
+    let key = this.#keys.get(username);
+    if (key === undefined) {
+      if (this.#keys.size >= 1024) this.#keys.clear();
+      this.#keys.set(username, key = longTermKey(username, realm, password));
+    }
+    if (!verifyIntegrity(request, key)) {
+      this.#challenge(client, request, 401);
+      return;
+    }
+    if (request.method === StunMethod.Allocate) {
+      // Allocate waits for a relay socket: it keeps its own copy of the
+      // request, as the packet may sit in a receive buffer that is reused.
+      this.#allocate(client, parseStunMessage(request.raw.slice()), username, key).catch(() => {
+        this.#pending.delete(client.key);
+      });
+      return;
+    }
+    const allocation = this.#allocationOf(client.key);
+    if (!allocation) {
+      this.#error(client, request, 437, key);
+      return;
+    }
+    if (allocation.username !== username) {
+      this.#error(client, request, 441, key);
+      return;
+    }
+    if (request.method === StunMethod.Refresh) this.#refresh(allocation, request);
+    else if (request.method === StunMethod.CreatePermission) {
+      this.#createPermission(allocation, request);
+    } else this.#channelBind(allocation, request);
+  }
+
+  #lifetime(request: StunMessage): number {
+    const value = getAttribute(request, StunAttr.Lifetime);
+    if (!value || value.length !== 4) return DEFAULT_LIFETIME;
+    const asked = new DataView(value.buffer, value.byteOffset, 4).getUint32(0);
+    if (asked === 0) return 0;
+    return Math.max(DEFAULT_LIFETIME, Math.min(asked, this.#maxLifetime));
+  }
+
+  async #allocate(
+    client: TurnClient,
+    request: StunMessage,
+    username: string,
+    key: Uint8Array,
+  ): Promise<void> {
+    const tid = hexOf(request.transactionId);
+    const existing = this.#allocationOf(client.key);
+    if (existing) {
+      if (existing.transactionId === tid) client.send(existing.response);
+      else this.#error(client, request, 437, key);
+      return;
+    }
+    if (this.#pending.has(client.key)) return; // A retransmission; the answer is on its way.
+    const transport = getAttribute(request, StunAttr.RequestedTransport);
+    if (!transport || transport.length !== 4) {
+      this.#error(client, request, 400, key);
+      return;
+    }
+    if (transport[0] !== 17) {
+      this.#error(client, request, 442, key);
+      return;
+    }
+    const evenPort = getAttribute(request, StunAttr.EvenPort);
+    const token = getAttribute(request, StunAttr.ReservationToken);
+    const familyValue = getAttribute(request, StunAttr.RequestedAddressFamily);
+    if (token && (evenPort || familyValue)) {
+      this.#error(client, request, 400, key);
+      return;
+    }
+    if (evenPort && evenPort.length !== 1 && evenPort.length !== 4) {
+      this.#error(client, request, 400, key);
+      return;
+    }
+    let family: 4 | 6 = this.#relay.families.includes(4) ? 4 : this.#relay.families[0] ?? 4;
+    if (familyValue) {
+      const f = familyValue[0] === 1 ? 4 : familyValue[0] === 2 ? 6 : 0;
+      if (f === 0 || familyValue.length !== 4) {
+        this.#error(client, request, 440, key);
+        return;
+      }
+      if (!this.#relay.families.includes(f)) {
+        this.#error(client, request, 440, key);
+        return;
+      }
+      family = f;
+    }
+    if ((this.#userCounts.get(username) ?? 0) >= this.#userQuota) {
+      this.#error(client, request, 486, key);
+      return;
+    }
+    if (this.#allocations.size + this.#pending.size + this.#reservations.size >= this.#totalQuota) {
+      this.#error(client, request, 508, key);
+      return;
+    }
+    const lifetime = this.#lifetime(request) || DEFAULT_LIFETIME;
+    let sockets: TurnRelaySocket[];
+    if (token) {
+      const hex = hexOf(token);
+      const reservation = this.#reservations.get(hex);
+      if (!reservation || reservation.expires <= this.#now()) {
+        this.#error(client, request, 508, key);
+        return;
+      }
+      this.#reservations.delete(hex);
+      sockets = [reservation.socket];
+    } else {
+      const reserveNext = evenPort !== undefined && (evenPort[0]! & 0x80) !== 0;
+      this.#pending.set(client.key, tid);
+      try {
+        sockets = await this.#relay.open({
+          family,
+          evenPort: evenPort !== undefined,
+          reserveNext,
+        });
+      } catch {
+        if (this.#pending.get(client.key) === tid) {
+          this.#pending.delete(client.key);
+          this.#error(client, request, 508, key);
+        }
+        return;
+      }
+      if (this.#pending.get(client.key) !== tid || this.#closed) {
+        for (const s of sockets) s.close();
+        return;
+      }
+      this.#pending.delete(client.key);
+    }
+    const relay = sockets[0]!;
+    const allocation: Allocation = {
+      client,
+      username,
+      key,
+      relay,
+      transactionId: tid,
+      fingerprint: request.fingerprintOffset >= 0,
+      response: new Uint8Array(0),
+      expires: this.#now() + lifetime * 1000,
+      permissions: new Map(),
+      channels: new Map(),
+      peerChannels: new Map(),
+    };
+    relay.onPacket = (data, peer) => {
+      try {
+        this.#onPeerPacket(allocation, data, peer);
+      } catch {
+        this.#drops.malformed++;
+      }
+    };
+    this.#allocations.set(client.key, allocation);
+    this.#userCounts.set(username, (this.#userCounts.get(username) ?? 0) + 1);
+    const attributes: StunAttribute[] = [
+      {
+        type: StunAttr.XorRelayedAddress,
+        value: encodeXorAddress(relay.address, request.transactionId),
+      },
+      { type: StunAttr.Lifetime, value: u32(lifetime) },
+      {
+        type: StunAttr.XorMappedAddress,
+        value: encodeXorAddress(client.address, request.transactionId),
+      },
+    ];
+    const reserved = sockets[1];
+    if (reserved) {
+      const tokenBytes = crypto.getRandomValues(new Uint8Array(8));
+      reserved.onPacket = undefined;
+      this.#reservations.set(hexOf(tokenBytes), {
+        socket: reserved,
+        expires: this.#now() + RESERVATION_LIFETIME * 1000,
+      });
+      attributes.push({ type: StunAttr.ReservationToken, value: tokenBytes });
+    }
+    allocation.response = this.#reply(
+      client,
+      request,
+      StunClass.SuccessResponse,
+      attributes,
+      key,
+    );
+  }
+
+  #refresh(allocation: Allocation, request: StunMessage): void {
+    const familyValue = getAttribute(request, StunAttr.RequestedAddressFamily);
+    if (familyValue && (familyValue[0] === 1 ? 4 : 6) !== allocation.relay.address.family) {
+      this.#error(allocation.client, request, 443, allocation.key);
+      return;
+    }
+    const lifetime = this.#lifetime(request);
+    if (lifetime === 0) this.#delete(allocation);
+    else allocation.expires = this.#now() + lifetime * 1000;
+    this.#reply(
+      allocation.client,
+      request,
+      StunClass.SuccessResponse,
+      [{ type: StunAttr.Lifetime, value: u32(lifetime) }],
+      allocation.key,
+    );
+  }
+
+  /** Returns an error code, or the peer address. */
+  #checkPeer(allocation: Allocation, value: Uint8Array, tid: Uint8Array): UdpEndpoint | number {
+    let peer: UdpEndpoint;
+    try {
+      const address = decodeXorAddress(value, tid);
+      peer = udpEndpoint(address.address, address.port);
+    } catch {
+      return 400;
+    }
+    if (peer.family !== allocation.relay.address.family) return 443;
+    if (peer.port === 0 || this.#peers.refusal(peer.hostname, peer.port) !== undefined) return 403;
+    return peer;
+  }
+
+  #createPermission(allocation: Allocation, request: StunMessage): void {
+    const peers: UdpEndpoint[] = [];
+    for (const a of request.attributes) {
+      if (a.type !== StunAttr.XorPeerAddress) continue;
+      const peer = this.#checkPeer(allocation, a.value, request.transactionId);
+      if (typeof peer === "number") {
+        this.#error(allocation.client, request, peer, allocation.key);
+        return;
+      }
+      peers.push(peer);
+    }
+    if (peers.length === 0) {
+      this.#error(allocation.client, request, 400, allocation.key);
+      return;
+    }
+    const fresh = peers.filter((p) => !allocation.permissions.has(p.ipKey)).length;
+    if (allocation.permissions.size + fresh > this.#maxPermissions) {
+      this.sweep();
+      if (allocation.permissions.size + fresh > this.#maxPermissions) {
+        this.#error(allocation.client, request, 508, allocation.key);
+        return;
+      }
+    }
+    const expires = this.#now() + PERMISSION_LIFETIME * 1000;
+    for (const p of peers) allocation.permissions.set(p.ipKey, expires);
+    this.#reply(allocation.client, request, StunClass.SuccessResponse, [], allocation.key);
+  }
+
+  #channelBind(allocation: Allocation, request: StunMessage): void {
+    const numberValue = getAttribute(request, StunAttr.ChannelNumber);
+    const peerValue = getAttribute(request, StunAttr.XorPeerAddress);
+    if (!numberValue || numberValue.length !== 4 || !peerValue) {
+      this.#error(allocation.client, request, 400, allocation.key);
+      return;
+    }
+    const number = (numberValue[0]! << 8) | numberValue[1]!;
+    if (number < 0x4000 || number > this.#maxChannel) {
+      this.#error(allocation.client, request, 400, allocation.key);
+      return;
+    }
+    const peer = this.#checkPeer(allocation, peerValue, request.transactionId);
+    if (typeof peer === "number") {
+      this.#error(allocation.client, request, peer, allocation.key);
+      return;
+    }
+    const now = this.#now();
+    const byNumber = allocation.channels.get(number);
+    const byPeer = allocation.peerChannels.get(peer.key);
+    if (
+      (byNumber && byNumber.expires > now && byNumber.peer.key !== peer.key) ||
+      (byPeer && byPeer.expires > now && byPeer.number !== number)
+    ) {
+      this.#error(allocation.client, request, 400, allocation.key);
+      return;
+    }
+    if (
+      !allocation.permissions.has(peer.ipKey) &&
+      allocation.permissions.size >= this.#maxPermissions
+    ) {
+      this.#error(allocation.client, request, 508, allocation.key);
+      return;
+    }
+    if (byNumber) allocation.peerChannels.delete(byNumber.peer.key);
+    if (byPeer) allocation.channels.delete(byPeer.number);
+    const channel: Channel = { number, peer, expires: now + CHANNEL_LIFETIME * 1000 };
+    allocation.channels.set(number, channel);
+    allocation.peerChannels.set(peer.key, channel);
+    allocation.permissions.set(peer.ipKey, now + PERMISSION_LIFETIME * 1000);
+    this.#reply(allocation.client, request, StunClass.SuccessResponse, [], allocation.key);
+  }
+
+  #permitted(allocation: Allocation, ipKey: string | number, now: number): boolean {
+    const expires = allocation.permissions.get(ipKey);
+    return expires !== undefined && expires > now;
+  }
+
+  /** A live allocation of `client` for the data path, or undefined (counted). */
+  #dataAllocation(client: TurnClient, now: number): Allocation | undefined {
+    const allocation = this.#allocations.get(client.key);
+    if (allocation === undefined) {
+      this.#drops.noAllocation++;
+      return undefined;
+    }
+    if (allocation.expires <= now) {
+      this.#delete(allocation);
+      this.#drops.noAllocation++;
+      return undefined;
+    }
+    return allocation;
+  }
+
+  /** Send `data` to `peer` through the allocation's relay, counting the outcome. */
+  #toPeer(allocation: Allocation, data: Uint8Array, peer: UdpEndpoint): void {
+    if (data.byteLength > (allocation.relay.maxDatagram ?? MAX_UDP_PAYLOAD)) {
+      this.#drops.oversize++;
+    } else if (allocation.relay.send(data, peer) === false) {
+      this.#drops.sendFailed++;
+    } else {
+      this.#toPeers++;
+    }
+  }
+
+  /**
+   * Send a ChannelData frame or Data indication to the allocation's client,
+   * counting the outcome; `size` is its length without stream padding.
+   */
+  #toClient(allocation: Allocation, packet: Uint8Array, size: number): void {
+    const client = allocation.client;
+    if (size > (client.maxPacket ?? MAX_CLIENT_PACKET)) {
+      this.#drops.oversize++;
+    } else if (client.send(packet) === false) {
+      this.#drops.sendFailed++;
+    } else {
+      this.#toClients++;
+    }
+  }
+
+  #onSend(client: TurnClient, message: StunMessage): void {
+    const now = this.#now();
+    const allocation = this.#dataAllocation(client, now);
+    if (allocation === undefined) return;
+    const peerValue = getAttribute(message, StunAttr.XorPeerAddress);
+    const data = getAttribute(message, StunAttr.Data);
+    if (!peerValue || !data) {
+      this.#drops.malformed++;
+      return;
+    }
+    let peer: UdpEndpoint;
+    try {
+      const address = decodeXorAddress(peerValue, message.transactionId);
+      peer = udpEndpoint(address.address, address.port);
+    } catch {
+      this.#drops.malformed++;
+      return;
+    }
+    if (!this.#permitted(allocation, peer.ipKey, now)) {
+      this.#drops.noPermission++;
+      return;
+    }
+    this.#toPeer(allocation, data, peer);
+  }
+
+  /** ChannelData from a client: looked up by numbers, relayed as a view of the packet. */
+  #onChannelData(client: TurnClient, packet: Uint8Array): void {
+    const now = this.#now();
+    const allocation = this.#dataAllocation(client, now);
+    if (allocation === undefined) return;
+    if (packet.length < 4) {
+      this.#drops.malformed++;
+      return;
+    }
+    const length = (packet[2]! << 8) | packet[3]!;
+    if (4 + length > packet.length) {
+      this.#drops.malformed++;
+      return;
+    }
+    const channel = allocation.channels.get((packet[0]! << 8) | packet[1]!);
+    if (channel === undefined || channel.expires <= now) {
+      this.#drops.noChannel++;
+      return;
+    }
+    if (!this.#permitted(allocation, channel.peer.ipKey, now)) {
+      this.#drops.noPermission++;
+      return;
+    }
+    this.#toPeer(allocation, packet.subarray(4, 4 + length), channel.peer);
+  }
+
+  #onPeerPacket(allocation: Allocation, data: Uint8Array, peer: UdpEndpoint): void {
+    const now = this.#now();
+    if (allocation.expires <= now) {
+      this.#delete(allocation);
+      return;
+    }
+    if (!this.#permitted(allocation, peer.ipKey, now)) {
+      this.#drops.noPermission++;
+      return;
+    }
+    const channel = allocation.peerChannels.get(peer.key);
+    if (channel !== undefined && channel.expires > now) {
+      if (data.length > 0xffff) {
+        this.#drops.oversize++;
+        return;
+      }
+      this.#toClient(
+        allocation,
+        this.#channelData(allocation, channel.number, data),
+        4 + data.length,
+      );
+      return;
+    }
+    // A Data indication: header (20), XOR-PEER-ADDRESS (up to 24), DATA (4 + padded), FINGERPRINT (8).
+    if (20 + 24 + 4 + ((data.length + 3) & ~3) + 8 > 20 + 0xffff) {
+      this.#drops.oversize++;
+      return;
+    }
+    const transactionId = crypto.getRandomValues(new Uint8Array(12));
+    const address: StunAddress = { family: peer.family, address: peer.hostname, port: peer.port };
+    const indication = encodeStunMessage({
+      method: StunMethod.Data,
+      class: StunClass.Indication,
+      transactionId,
+      attributes: [
+        { type: StunAttr.XorPeerAddress, value: encodeXorAddress(address, transactionId) },
+        { type: StunAttr.Data, value: data },
+      ],
+    }, { fingerprint: allocation.fingerprint });
+    this.#toClient(allocation, indication, indication.length);
+  }
+
+  /**
+   * ChannelData carrying `data`: built in place in the relay's headroom when
+   * it has some (no copy), else encoded into a new buffer.
+   */
+  #channelData(allocation: Allocation, number: number, data: Uint8Array): Uint8Array {
+    const pad = allocation.client.stream === true;
+    if ((allocation.relay.headroom ?? 0) < 4) return encodeChannelData(number, data, pad);
+    const size = pad ? (data.length + 3) & ~3 : data.length;
+    const frame = new Uint8Array(data.buffer, data.byteOffset - 4, 4 + size);
+    frame[0] = number >> 8;
+    frame[1] = number & 0xff;
+    frame[2] = data.length >> 8;
+    frame[3] = data.length & 0xff;
+    for (let i = 4 + data.length; i < frame.length; i++) frame[i] = 0;
+    return frame;
+  }
+}
+
+/** The default largest datagram toward a peer: the largest UDP payload over IPv4. */
+const MAX_UDP_PAYLOAD = 65_507;
+/** The default largest packet toward a client: ChannelData with a full 16-bit length. */
+const MAX_CLIENT_PACKET = 4 + 0xffff;
+
+function hexOf(bytes: Uint8Array): string {
+  let out = "";
+  for (const b of bytes) out += b.toString(16).padStart(2, "0");
+  return out;
+}

@@ -1,0 +1,95 @@
+// Copyright the ptkit authors. MIT license.
+
+import { parseIp } from "../../net/ip_address.ts";
+import { RECEIVE_HEADROOM, UdpSocket } from "../udp_socket.ts";
+import type { TurnRelayFactory, TurnRelayRequest, TurnRelaySocket } from "./_turn_server.ts";
+
+/** Options of {@linkcode createUdpRelayFactory}. */
+export interface UdpRelayOptions {
+  /** IPv4 address to bind relayed sockets to (e.g. "127.0.0.1"); omit for no IPv4 relaying. */
+  readonly ipv4?: string;
+  /** IPv6 address to bind relayed sockets to (e.g. "::1"); omit for no IPv6 relaying. */
+  readonly ipv6?: string;
+}
+
+/**
+ * Relayed sockets on ptkit's {@linkcode UdpSocket} (see there for the
+ * permissions it needs and what FFI adds). Datagrams from peers reach the
+ * server with {@linkcode RECEIVE_HEADROOM} bytes of room before them, so
+ * ChannelData toward the client is built in place.
+ *
+ * @param options Addresses to bind relayed sockets to.
+ * @returns A relay factory for {@linkcode TurnServer}.
+ * @throws {TypeError} When no address is given or one is of the wrong family.
+ *
+ * @example Opening an even port with the next one reserved
+ * ```ts
+ * import { createUdpRelayFactory } from "./_udp_relay.ts";
+ * import { strictEqual } from "node:assert";
+ *
+ * const factory = createUdpRelayFactory({ ipv4: "127.0.0.1" });
+ * const [a, b] = await factory.open({ family: 4, evenPort: true, reserveNext: true });
+ * strictEqual(a!.address.port % 2, 0);
+ * strictEqual(b!.address.port, a!.address.port + 1);
+ * a!.close();
+ * b!.close();
+ * ```
+ */
+export function createUdpRelayFactory(options: UdpRelayOptions): TurnRelayFactory {
+  const families: (4 | 6)[] = [];
+  if (options.ipv4 !== undefined) {
+    if (parseIp(options.ipv4).length !== 4) {
+      throw new TypeError(`Cannot relay on ${JSON.stringify(options.ipv4)}: not IPv4`);
+    }
+    families.push(4);
+  }
+  if (options.ipv6 !== undefined) {
+    if (parseIp(options.ipv6).length !== 16) {
+      throw new TypeError(`Cannot relay on ${JSON.stringify(options.ipv6)}: not IPv6`);
+    }
+    families.push(6);
+  }
+  if (families.length === 0) {
+    throw new TypeError("Cannot create UDP relay factory: give ipv4 or ipv6");
+  }
+  return {
+    families,
+    async open(request: TurnRelayRequest): Promise<TurnRelaySocket[]> {
+      const host = request.family === 4 ? options.ipv4 : options.ipv6;
+      if (host === undefined) throw new RangeError(`Cannot relay IPv${request.family}`);
+      for (let attempt = 0; attempt < 40; attempt++) {
+        const first = await relaySocket(host, 0);
+        if (!request.evenPort && !request.reserveNext) return [first];
+        if (first.address.port % 2 !== 0 || first.address.port === 65535) {
+          first.close();
+          continue;
+        }
+        if (!request.reserveNext) return [first];
+        try {
+          const second = await relaySocket(host, first.address.port + 1);
+          return [first, second];
+        } catch {
+          first.close();
+        }
+      }
+      throw new Error("Cannot open relay socket: no free port pair found");
+    },
+  };
+}
+
+async function relaySocket(host: string, port: number): Promise<TurnRelaySocket> {
+  const socket = await UdpSocket.open({ hostname: host, port });
+  const { family, hostname } = socket.addr;
+  const relay: TurnRelaySocket = {
+    address: { family, address: hostname, port: socket.addr.port },
+    maxDatagram: socket.maxDatagram,
+    headroom: RECEIVE_HEADROOM,
+    onPacket: undefined,
+    send: (data, peer) => socket.send(data, peer),
+    close() {
+      socket.close();
+    },
+  };
+  socket.onmessage = (data, from) => relay.onPacket?.(data, from);
+  return relay;
+}
