@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 /**
- * The client runtime: the seed's Transport Factory and Connection Factory.
+ * The client runtime: PT 2.0 draft 1's Transport Factory and Connection Factory.
  * {@linkcode createConnector} configures a transport's client side once;
  * {@linkcode Connector.dial} opens connections through it that look like
  * `Deno.Conn`.
@@ -36,10 +36,6 @@ import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
 import { TransportConn, type TransportConnOptions } from "./net/transport_conn.ts";
 
-export type { ConnStats } from "./net/transport_conn.ts";
-export { TransportConn } from "./net/transport_conn.ts";
-export type { Dialer, DialTarget, NetConn } from "./net/net_conn.ts";
-
 /** Options for {@linkcode createConnector}. */
 export interface ConnectorOptions {
   /** Long-term storage and out-of-band signals for the transport. Defaults to none. */
@@ -67,7 +63,7 @@ export interface DialOptions {
 }
 
 /**
- * A configured transport client (the seed's Connection Factory): dials as
+ * A configured transport client (PT 2.0 draft 1's Connection Factory): dials as
  * many connections as needed with one configuration.
  *
  * @example Dialing twice with one connector
@@ -112,7 +108,7 @@ export class Connector {
     this.#connOptions = { ...connOptions, name };
   }
 
-  /** The transport's name (the seed's connection factory type name). */
+  /** The transport's name (PT 2.0 draft 1's connection factory type name). */
   get name(): string {
     return this.#name;
   }
@@ -153,7 +149,7 @@ export class Connector {
 }
 
 /**
- * Configure a transport's client side (the seed's Transport Factory).
+ * Configure a transport's client side (PT 2.0 draft 1's Transport Factory).
  *
  * @param transport The transport.
  * @param config Its client configuration (a bridge line's arguments).

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 /**
- * The server runtime: the seed's Server Factory. {@linkcode listen} yields
+ * The server runtime: PT 2.0 draft 1's Server Factory. {@linkcode listen} yields
  * decoded connections to the application; {@linkcode proxy} relays each one
  * to a fixed target (or to whatever a function connects) and returns a
  * {@linkcode ServerManager}.
@@ -33,21 +33,16 @@
 
 import type { Transport, TransportEnvironment, TransportOptions } from "./transports/transport.ts";
 import { checkPort } from "./net/address.ts";
-import { withRuntimeCrypto } from "./net/native_crypto.ts";
-import { type Dialer, type DialTarget, tcpDialer } from "./net/net_conn.ts";
+import { type Dialer, tcpDialer } from "./net/net_conn.ts";
+import type { HostPort } from "./net/address.ts";
 import { relay, type RelayEnd } from "./net/relay.ts";
 import { ServerManager } from "./net/server_manager.ts";
 import type { TransportConn } from "./net/transport_conn.ts";
 import { TransportListener } from "./net/transport_listener.ts";
-import { ConnectionLoop, retryWhileExhausted } from "./net/accept_loop.ts";
+import { ConnectionLoop, retryWhileExhausted } from "./net/_accept_loop.ts";
 import type { ConnectionLimits } from "./net/source_limits.ts";
 
-export { TransportListener, type TransportListenerOptions } from "./net/transport_listener.ts";
-export type { AcceptErrorHandler } from "./net/accept_loop.ts";
-export { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./net/source_limits.ts";
-export { ServerManager } from "./net/server_manager.ts";
-export type { ServerStats } from "./net/server_stats.ts";
-export type { ConnStats, TransportConn } from "./net/transport_conn.ts";
+export type { ConnectionLimits } from "./net/source_limits.ts";
 
 /** Options for {@linkcode listen}. */
 export interface ListenOptions {
@@ -87,7 +82,7 @@ export interface ListenOptions {
  * the relay). `signal` is aborted when the server closes.
  */
 export type ProxyTarget =
-  | DialTarget
+  | HostPort
   | ((conn: TransportConn, context: { readonly signal: AbortSignal }) => Promise<RelayEnd>);
 
 /** Options for {@linkcode proxy}. */
@@ -106,7 +101,7 @@ export interface ProxyOptions extends ListenOptions {
 }
 
 /**
- * Listen for transport connections (the seed's `listen`).
+ * Listen for transport connections (PT 2.0 draft 1's `listen`).
  *
  * @param transport The transport.
  * @param config Its server configuration.
@@ -144,7 +139,7 @@ export async function listen(
       `Cannot listen: invalid handshakeTimeout ${handshakeTimeout}: must be a positive number of ms`,
     );
   }
-  const side = await transport.server(config, withRuntimeCrypto(options.env));
+  const side = await transport.server(config, options.env);
   const tcp = Deno.listen({ hostname: options.hostname ?? "0.0.0.0", port, transport: "tcp" });
   try {
     return new TransportListener(
@@ -164,8 +159,8 @@ export async function listen(
 }
 
 /**
- * Accept transport connections and relay each, decoded, to a target (the
- * seed's `proxy`). Half-close travels both ways; a connection whose
+ * Accept transport connections and relay each, decoded, to a target (PT 2.0
+ * draft 1's `proxy`). Half-close travels both ways; a connection whose
  * handshake fails never reaches the target.
  *
  * @param transport The transport.

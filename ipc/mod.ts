@@ -60,5 +60,4 @@ export { type ManagedProxyOptions, runManagedProxy } from "./managed/managed_pro
 export { runClient } from "./managed/client.ts";
 export { runServer } from "./managed/server.ts";
 export type { RunningProxy, RunOptions } from "./managed/runner.ts";
-export { registry } from "./managed/registry.ts";
 export { formatPtLine, parsePtLine, type PtLine } from "./lines/pt_line.ts";

@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import { parseIpv6 } from "./ip_address.ts";
+import { parseIpv6 } from "./_ip_address.ts";
 
 /** A host and a port, as `Deno.connect` takes them. */
 export interface HostPort {
@@ -98,7 +98,7 @@ export function formatHostPort(address: HostPort): string {
  *
  * @example Checking a port
  * ```ts
- * import { checkPort } from "@ptkit/ptkit/net";
+ * import { checkPort } from "./address.ts";
  * import { throws } from "node:assert";
  *
  * checkPort(443, "target");

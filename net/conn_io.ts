@@ -10,7 +10,7 @@ import type { NetConn } from "./net_conn.ts";
  *
  * @example Writing a handshake
  * ```ts
- * import { readExactly, writeFull } from "@ptkit/ptkit/net";
+ * import { readExactly, writeFull } from "./conn_io.ts";
  * import { deepStrictEqual } from "node:assert";
  *
  * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -36,13 +36,13 @@ export async function writeFull(conn: Pick<NetConn, "write">, bytes: Uint8Array)
  *
  * @example Reading a fixed-size reply
  * ```ts
- * import { readExactly, writeFull } from "@ptkit/ptkit/net";
+ * import { readExactly } from "@ptkit/ptkit/net";
  * import { rejects } from "node:assert";
  *
  * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * using conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
  * const peer = await listener.accept();
- * await writeFull(peer, new Uint8Array([1]));
+ * await peer.write(new Uint8Array([1]));
  * peer.close();
  * await rejects(readExactly(conn, 2), /closed after 1 of 2 bytes/);
  * ```

@@ -2,7 +2,7 @@
 // This module is browser-compatible.
 
 import { formatHostPort, type HostPort, parseHostPort } from "./address.ts";
-import { classifyIp, formatIp, type IpAddressClass, parseIp } from "./ip_address.ts";
+import { classifyIp, formatIp, type IpAddressClass, parseIp } from "./_ip_address.ts";
 
 /** The kinds of destinations a {@linkcode DestinationPolicy} can be told to allow. */
 export type AddressScope = "loopback" | "private" | "link-local" | "multicast";

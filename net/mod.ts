@@ -3,9 +3,7 @@
 /**
  * The network runtime under `client.ts` and `server.ts`: connections through
  * transports ({@linkcode TransportConn}), listeners, the relay that joins two
- * connections with half-close, dialers, address parsing, and the crypto
- * backend transports get (native libsodium where `--allow-ffi` allows it,
- * WebAssembly elsewhere: {@linkcode runtimeCrypto}). These use
+ * connections with half-close, dialers, and address parsing. These use
  * `Deno.*`; transports themselves do not.
  *
  * @example Relaying between two sockets
@@ -19,15 +17,12 @@
  * @module
  */
 
-export { checkPort, formatHostPort, type HostPort, parseHostPort } from "./address.ts";
-export { classifyIp, formatIp, type IpAddressClass, parseIp } from "./ip_address.ts";
+export { formatHostPort, type HostPort, parseHostPort } from "./address.ts";
 export { DestinationPolicy } from "./destination_policy.ts";
-export * from "./userinfo.ts";
-export * from "./net_conn.ts";
-export * from "./conn_io.ts";
-export * from "./relay.ts";
-export * from "./transport_conn.ts";
-export * from "./transport_listener.ts";
-export * from "./server_manager.ts";
-export * from "./native_crypto.ts";
+export type { Dialer, NetConn } from "./net_conn.ts";
+export { readExactly } from "./conn_io.ts";
+export { relay, type RelayEnd, type RelayOptions, type RelayResult } from "./relay.ts";
+export { type ConnStats, TransportConn, type TransportConnOptions } from "./transport_conn.ts";
+export { TransportListener, type TransportListenerOptions } from "./transport_listener.ts";
+export { ServerManager } from "./server_manager.ts";
 export type { ServerStats } from "./server_stats.ts";

@@ -1,5 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
+import type { HostPort } from "./address.ts";
+
 /**
  * The part of `Deno.Conn` the runtime uses for the network side of a
  * connection. `Deno.Conn` satisfies it, and so does anything a custom
@@ -24,14 +26,6 @@ export interface NetConn {
   readonly remoteAddr: Deno.Addr;
 }
 
-/** The address a {@linkcode Dialer} is asked to reach. */
-export interface DialTarget {
-  /** Host name or IP literal (IPv6 without brackets). */
-  readonly hostname: string;
-  /** Port, 1-65535. */
-  readonly port: number;
-}
-
 /**
  * Opens the network connection a transport runs over. The default is
  * `Deno.connect`; replace it to go through an upstream proxy or to bind a
@@ -43,7 +37,7 @@ export interface DialTarget {
  * @returns The open connection.
  */
 export type Dialer = (
-  target: DialTarget,
+  target: HostPort,
   settings?: Readonly<Record<string, string>>,
 ) => Promise<NetConn>;
 
@@ -55,7 +49,7 @@ export type Dialer = (
  *
  * @example Dialing a listener
  * ```ts
- * import { tcpDialer } from "@ptkit/ptkit/net";
+ * import { tcpDialer } from "./net_conn.ts";
  * import { deepStrictEqual } from "node:assert";
  *
  * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -65,6 +59,6 @@ export type Dialer = (
  * conn.close();
  * ```
  */
-export function tcpDialer(target: DialTarget): Promise<NetConn> {
+export function tcpDialer(target: HostPort): Promise<NetConn> {
   return Deno.connect({ hostname: target.hostname, port: target.port, transport: "tcp" });
 }

@@ -12,20 +12,19 @@ import {
 import type { NetConn } from "./net_conn.ts";
 
 /**
- * A connection defined by Web Streams, such as a {@linkcode TransportConn}:
- * closing `writable` half-closes it.
+ * Either end of a {@linkcode relay}: a socket-like {@linkcode NetConn}, or a
+ * connection defined by Web Streams, such as a {@linkcode TransportConn}
+ * (`readable`: bytes from the peer; `writable`: bytes to the peer, closing
+ * it is a half-close; `close()`: both directions at once).
  */
-export interface StreamConn {
-  /** Bytes from the peer. */
+export type RelayEnd = NetConn | {
   readonly readable: ReadableStream<Uint8Array>;
-  /** Bytes to the peer; closing it is a half-close. */
   readonly writable: WritableStream<Uint8Array>;
-  /** Close both directions at once. */
   close(): void;
-}
+};
 
-/** Either end of a {@linkcode relay}. */
-export type RelayEnd = NetConn | StreamConn;
+/** The Web Streams form of a {@linkcode RelayEnd}. */
+export type StreamConn = Exclude<RelayEnd, NetConn>;
 
 /** How many bytes a {@linkcode relay} moved each way. */
 export interface RelayResult {

@@ -4,7 +4,7 @@ import type { TransportOptions } from "../transports/transport.ts";
 import type { ServerStats } from "./server_stats.ts";
 
 /**
- * A live server (the seed's Server Manager): its address, what clients need
+ * A live server (PT 2.0 draft 1's Server Manager): its address, what clients need
  * to reach it, statistics, and a way to stop it.
  *
  * @example Stopping a proxy

@@ -2,7 +2,7 @@
 
 import type { ConnStats, TransportConn } from "./transport_conn.ts";
 
-/** Statistics of a listening server (the seed's Server Manager "get stats"). */
+/** Statistics of a listening server (PT 2.0 draft 1's Server Manager "get stats"). */
 export interface ServerStats {
   /** When the server started, in milliseconds since the epoch. */
   readonly startTime: number;

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import type { ServerTransport, TransportOptions } from "../transports/transport.ts";
-import { type AcceptErrorHandler, Acceptor, closeQuietly, ErrorDigest } from "./accept_loop.ts";
+import { Acceptor, closeQuietly, ErrorDigest } from "./_accept_loop.ts";
 import { type ConnectionLimits, SourceLimiter } from "./source_limits.ts";
 import { type ServerStats, StatsCollector } from "./server_stats.ts";
 import { TransportConn, type TransportConnOptions } from "./transport_conn.ts";
@@ -11,7 +11,7 @@ export interface TransportListenerOptions {
   /** Connection limits, in all and per source. Defaults to `DEFAULT_CONNECTION_LIMITS`. */
   readonly limits?: ConnectionLimits;
   /** Where accept errors and refused connections are reported (digested). Defaults to ignoring. */
-  readonly onAcceptError?: AcceptErrorHandler;
+  readonly onAcceptError?: (error: Error, count: number) => void;
 }
 
 /**

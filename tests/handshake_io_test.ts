@@ -6,7 +6,7 @@
 import { deepStrictEqual, strictEqual } from "node:assert";
 import { HandshakeIo } from "../net/_handshake_io.ts";
 import { readExactly } from "../net/mod.ts";
-import type { StreamConn } from "../net/mod.ts";
+import type { StreamConn } from "../net/relay.ts";
 
 function pipe(): StreamConn & {
   peer: WritableStreamDefaultWriter<Uint8Array>;

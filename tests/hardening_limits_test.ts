@@ -14,7 +14,7 @@ import { parseSmethodArgs } from "../ipc/lines/_args.ts";
 import { boundDial } from "../ipc/managed/_outbound_dialer.ts";
 import { SocksServer } from "../ipc/socks/_socks_server.ts";
 import { HANDSHAKE_GRACE, SourceLimiter } from "../net/source_limits.ts";
-import { closeQuietly } from "../net/accept_loop.ts";
+import { closeQuietly } from "../net/_accept_loop.ts";
 import { echoServer } from "./_util.ts";
 import { MAIN, PtProcess } from "./ipc_util.ts";
 import { holdConnections, prlimit, serverConnections, stopPt, within } from "./hardening_util.ts";

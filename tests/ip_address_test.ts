@@ -6,13 +6,8 @@
 // (CreatePermission: 403 or success), with and without their allow-lists.
 
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert";
-import {
-  classifyIp,
-  DestinationPolicy,
-  formatIp,
-  type IpAddressClass,
-  parseIp,
-} from "../net/mod.ts";
+import { DestinationPolicy } from "../net/mod.ts";
+import { classifyIp, formatIp, type IpAddressClass, parseIp } from "../net/_ip_address.ts";
 import { connectSocksDestination } from "../ipc/socks/_target.ts";
 import { encodeXorAddress } from "../udp/stun/_attributes.ts";
 import type { StunAddress } from "../udp/stun/_message.ts";

@@ -15,7 +15,7 @@ import { parseUpstreamProxy } from "../ipc/managed/_upstream_proxy.ts";
 import { socksHandshake } from "../ipc/socks/_server_handshake.ts";
 import { SocksReplyError } from "../ipc/socks/_reply.ts";
 import { SocksServer } from "../ipc/socks/_socks_server.ts";
-import { parseUserinfo, redactUserinfo, splitAuthority } from "../net/userinfo.ts";
+import { parseUserinfo, redactUserinfo, splitAuthority } from "../net/_userinfo.ts";
 import { readN } from "./ipc_util.ts";
 
 Deno.test("parseTorArgs accepts escapes and refuses malformed text", () => {

@@ -8,12 +8,8 @@ import { deepStrictEqual, ok } from "node:assert";
 import { createConnector } from "../client.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { plain } from "../transports/plain.ts";
-import {
-  defineTransport,
-  type IgnoredOption,
-  layerTransports,
-  suggestOptionKey,
-} from "../transports/mod.ts";
+import { defineTransport, type IgnoredOption, layerTransports } from "../transports/mod.ts";
+import { suggestOptionKey } from "../transports/_option_keys.ts";
 import { parseSmethodArgs } from "../ipc/lines/_args.ts";
 import { MAIN, PtProcess } from "./ipc_util.ts";
 import { TextProcess } from "./cli_util.ts";

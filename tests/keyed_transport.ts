@@ -1,5 +1,5 @@
 // Copyright the ptkit authors. MIT license.
-// A test transport that needs both `local` and `signals` (like the seed's
+// A test transport that needs both `local` and `signals` (like PT 2.0 draft 1's
 // SSH example): the client keeps a random key in `local`, sends its 16-byte
 // key id to the server's operator through `signals` when it makes the key,
 // and starts every connection with that id; the server keeps an allow-list

@@ -6,7 +6,7 @@
 import { ok, strictEqual } from "node:assert";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { proxy } from "../server.ts";
-import type { ServerManager } from "../server.ts";
+import type { ServerManager } from "../net/mod.ts";
 import { bridgeCloseDelay, createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
 import type { Transport, TransportOptions } from "../transports/transport.ts";

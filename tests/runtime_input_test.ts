@@ -8,12 +8,8 @@ import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:a
 import { createConnector } from "../client.ts";
 import { listen, proxy } from "../server.ts";
 import { checkPort, formatHostPort, parseHostPort } from "../net/address.ts";
-import {
-  assertTransportName,
-  defineTransport,
-  type IgnoredOption,
-  layerTransports,
-} from "../transports/mod.ts";
+import { defineTransport, type IgnoredOption, layerTransports } from "../transports/mod.ts";
+import { assertTransportName } from "../transports/_transport_name.ts";
 import { plain } from "../transports/plain.ts";
 import { rot } from "./rot_transport.ts";
 

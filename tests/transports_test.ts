@@ -2,7 +2,8 @@
 // Unit tests of the transport helpers, on in-memory streams.
 
 import { deepStrictEqual, strictEqual } from "node:assert";
-import { layerPairs, layerTransports, mapChunks, MemoryStore } from "../transports/mod.ts";
+import { layerTransports, mapChunks, MemoryStore } from "../transports/mod.ts";
+import { layerPairs } from "../transports/layer.ts";
 import { plain } from "../transports/plain.ts";
 import { rot } from "./rot_transport.ts";
 

@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import { DeframerStream } from "../udp/deframer_stream.ts";
+import { DeframerStream } from "../udp/_deframer_stream.ts";
 import { stunFraming } from "../udp/stun/framing.ts";
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
 import { crc32, longTermKey, verifyFingerprint, verifyIntegrity } from "../udp/stun/_integrity.ts";
@@ -13,7 +13,7 @@ import {
 import { encodeChannelData, parseChannelData } from "../udp/stun/_channel_data.ts";
 import { encodeStunMessage, getAttribute, parseStunMessage } from "../udp/stun/_message.ts";
 import { StunAttr, StunClass, StunMethod } from "../udp/stun/_constants.ts";
-import { formatIp, parseIp } from "../net/mod.ts";
+import { formatIp, parseIp } from "../net/_ip_address.ts";
 
 function hex(text: string): Uint8Array {
   const clean = text.replace(/\s+/g, "");

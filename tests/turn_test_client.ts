@@ -18,7 +18,7 @@ import type {
   TurnRelayRequest,
   TurnRelaySocket,
 } from "../udp/turn/_turn_server.ts";
-import { type UdpEndpoint, udpEndpoint } from "../udp/mod.ts";
+import { type UdpEndpoint, udpEndpoint } from "../udp/udp_socket.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

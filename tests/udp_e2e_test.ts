@@ -2,12 +2,8 @@
 
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore, type TransportEnvironment } from "../transports/mod.ts";
-import {
-  serveUdpClient,
-  serveUdpServer,
-  UDP_DROP_REASONS,
-  type UdpPoolStats,
-} from "@ptkit/ptkit/udp";
+import { serveUdpClient, serveUdpServer, type UdpPoolStats } from "@ptkit/ptkit/udp";
+import { UDP_DROP_REASONS } from "../udp/udp_stats.ts";
 import { plain } from "@ptkit/ptkit/transports";
 import type { Transport } from "@ptkit/ptkit/transports";
 import { deepStrictEqual, ok, strictEqual } from "node:assert";

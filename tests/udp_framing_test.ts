@@ -1,13 +1,9 @@
 // Copyright the ptkit authors. MIT license.
 
-import {
-  DeframerStream,
-  FramerStream,
-  type Framing,
-  lengthFraming,
-  stunFraming,
-  toPacketStream,
-} from "@ptkit/ptkit/udp";
+import { type Framing, lengthFraming, stunFraming } from "@ptkit/ptkit/udp";
+import { DeframerStream } from "../udp/_deframer_stream.ts";
+import { FramerStream } from "../udp/_framer_stream.ts";
+import { toPacketStream } from "../udp/_packet_stream.ts";
 import { Buffer } from "node:buffer";
 import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:assert";
 

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
-import type { Dialer, NetConn } from "@ptkit/ptkit/client";
+import type { Dialer, NetConn } from "@ptkit/ptkit/net";
 import { plain } from "@ptkit/ptkit/transports";
 import { obfs4 } from "@ptkit/ptkit/transports/obfs4";
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
@@ -104,7 +104,7 @@ Deno.test("serveUdpClient bounds its Waiting queue by datagrams and bytes", asyn
   deepStrictEqual(echo.received, app.replies);
 });
 
-Deno.test("serveUdpClient with queueDatagrams 0 drops and counts the first datagram (the seed's Table 1)", async () => {
+Deno.test("serveUdpClient with queueDatagrams 0 drops and counts the first datagram (PT 2.0 draft 1's Table 1)", async () => {
   await using echo = await udpEcho();
   await using server = await serveUdpServer({
     transport: plain,

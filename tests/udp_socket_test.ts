@@ -3,7 +3,8 @@
 // largest IPv4 datagram (65,507 bytes) crosses whole both ways; what cannot
 // be carried is refused and counted, never truncated.
 
-import { serveUdpClient, serveUdpServer, type UdpAddress, UdpSocket } from "@ptkit/ptkit/udp";
+import type { HostPort } from "@ptkit/ptkit/net";
+import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
 import { plain } from "@ptkit/ptkit/transports";
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { appSocket, udpEcho, waitFor } from "./udp_test_utils.ts";
@@ -11,7 +12,7 @@ import { appSocket, udpEcho, waitFor } from "./udp_test_utils.ts";
 const MAX_4 = 65_507;
 
 /** A transparent-UDP client and server over `plain` to `target`; the client listens on `hostname`. */
-async function plainPools(target: UdpAddress, hostname = "127.0.0.1") {
+async function plainPools(target: HostPort, hostname = "127.0.0.1") {
   const server = await serveUdpServer({
     transport: plain,
     config: {},

@@ -1,7 +1,8 @@
 // Copyright the ptkit authors. MIT license.
 // Helpers for the UDP tests.
 
-import { type Clock, UdpSocket } from "@ptkit/ptkit/udp";
+import { UdpSocket } from "@ptkit/ptkit/udp";
+import type { Clock } from "../udp/_clock.ts";
 import { defineTransport, type Transport } from "@ptkit/ptkit/transports";
 
 /** A clock that moves only when told to; timers fire from `advance`. */

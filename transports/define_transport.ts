@@ -9,11 +9,11 @@ import type {
   TransportOptions,
   TransportPair,
 } from "./transport.ts";
-import { assertTransportName } from "./transport_name.ts";
-import { dropUnknownOptions } from "./option_keys.ts";
+import { assertTransportName } from "./_transport_name.ts";
+import { dropUnknownOptions } from "./_option_keys.ts";
 
 /** Which side of a connection a pair serves. */
-export type TransportRole = "client" | "server";
+type TransportRole = "client" | "server";
 
 /**
  * What {@linkcode defineTransport} needs: a name, a config parser and a pair
@@ -39,7 +39,7 @@ export interface TransportDefinition<C> {
    */
   parseConfig(
     config: TransportOptions,
-    role: TransportRole,
+    role: "client" | "server",
     env: TransportEnvironment,
   ): C | Promise<C>;
   /**
@@ -49,7 +49,7 @@ export interface TransportDefinition<C> {
    * @param role The side this pair serves.
    * @param settings Per-connection settings (always empty on the server).
    */
-  pair(config: C, role: TransportRole, settings: TransportOptions): TransportPair;
+  pair(config: C, role: "client" | "server", settings: TransportOptions): TransportPair;
   /**
    * The client arguments that reach a server with configuration `config`.
    * Defaults to none.

@@ -10,8 +10,8 @@ import type {
   TransportOptions,
   TransportPair,
 } from "./transport.ts";
-import { assertTransportName } from "./transport_name.ts";
-import { suggestOptionKey } from "./option_keys.ts";
+import { assertTransportName } from "./_transport_name.ts";
+import { suggestOptionKey } from "./_option_keys.ts";
 
 /**
  * Compose two pairs into one: application bytes go through `inner`, then
@@ -23,7 +23,8 @@ import { suggestOptionKey } from "./option_keys.ts";
  *
  * @example A pair over a pair
  * ```ts
- * import { layerPairs, mapChunks } from "@ptkit/ptkit/transports";
+ * import { mapChunks } from "@ptkit/ptkit/transports";
+ * import { layerPairs } from "./layer.ts";
  * import { deepStrictEqual } from "node:assert";
  *
  * const add = (n: number) => mapChunks((c) => c.map((b) => (b + n) & 0xff));

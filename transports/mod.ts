@@ -6,8 +6,7 @@
  * {@linkcode TransportPair}), helpers that make the common case a few lines
  * ({@linkcode defineTransport}, {@linkcode mapChunks}), layering
  * ({@linkcode layerTransports}), and storage for the `local` argument
- * ({@linkcode MemoryStore}), and the crypto primitives a runtime offers
- * ({@linkcode CryptoBackend}, {@linkcode loadWasmCrypto}). Nothing here uses `Deno.*`: transports run in any
+ * ({@linkcode MemoryStore}). Nothing here uses `Deno.*`: transports run in any
  * runtime with Web Streams.
  *
  * @example A complete transport in a few lines
@@ -27,12 +26,21 @@
  * @module
  */
 
-export * from "./transport.ts";
-export * from "./transport_name.ts";
-export * from "./define_transport.ts";
-export * from "./option_keys.ts";
-export * from "./map_chunks.ts";
-export * from "./layer.ts";
-export * from "./memory_store.ts";
-export * from "./crypto_backend.ts";
-export * from "./plain.ts";
+export type {
+  ClientTransport,
+  GeneratedConfig,
+  IgnoredOption,
+  LocalStore,
+  ServerTransport,
+  SignalPipe,
+  Transport,
+  TransportEnvironment,
+  TransportOptionKeys,
+  TransportOptions,
+  TransportPair,
+} from "./transport.ts";
+export { defineTransport, type TransportDefinition } from "./define_transport.ts";
+export { mapChunks } from "./map_chunks.ts";
+export { layerTransports } from "./layer.ts";
+export { MemoryStore } from "./memory_store.ts";
+export { plain } from "./plain.ts";

@@ -17,7 +17,7 @@ import type { CryptoLoader } from "./crypto_backend.ts";
 
 /**
  * An opaque key-value map of strings: a client or server configuration, or
- * per-connection settings (the seed's "opaque" arguments).
+ * per-connection settings (PT 2.0 draft 1's "opaque" arguments).
  */
 export type TransportOptions = Readonly<Record<string, string>>;
 
@@ -47,7 +47,7 @@ export interface TransportPair {
 }
 
 /**
- * Long-term storage a transport may ask for (the seed's `local` argument):
+ * Long-term storage a transport may ask for (PT 2.0 draft 1's `local` argument):
  * small named values such as keys or state files. Keys are file-name-like
  * strings (`obfs4_state.json`).
  */
@@ -59,7 +59,7 @@ export interface LocalStore {
 }
 
 /**
- * An unreliable out-of-band message pipe to the other side (the seed's
+ * An unreliable out-of-band message pipe to the other side (PT 2.0 draft 1's
  * `signals` argument): messages the transport writes go to the peer's
  * operator, messages from the peer arrive on `readable`. Delivery may take
  * manual action and may never happen.

@@ -1,12 +1,13 @@
 // Copyright the ptkit authors. MIT license.
 
+import type { HostPort } from "../net/address.ts";
 import { createConnector } from "../client.ts";
 import type { Dialer } from "../net/net_conn.ts";
 import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
 import { checkPort } from "../net/address.ts";
-import { Flow } from "./flow.ts";
+import { Flow } from "./_flow.ts";
 import { resolveSettings, type UdpPoolOptions } from "./pool_options.ts";
-import { type UdpAddress, type UdpEndpoint, UdpSocket } from "./udp_socket.ts";
+import { type UdpEndpoint, UdpSocket } from "./udp_socket.ts";
 import {
   addCounters,
   type MutableCounters,
@@ -37,7 +38,7 @@ export interface UdpClientOptions extends UdpPoolOptions {
   readonly port?: number;
   /**
    * Datagrams a flow queues while its connection opens (state Waiting);
-   * 0 drops them, as the seed's Table 1 does. Defaults to 64.
+   * 0 drops them, as PT 2.0 draft 1's Table 1 does. Defaults to 64.
    */
   readonly queueDatagrams?: number;
   /** Bytes (framed) a flow queues while its connection opens. Defaults to 256 KiB. */
@@ -69,7 +70,7 @@ export interface UdpClientOptions extends UdpPoolOptions {
  */
 export interface UdpClientPool extends AsyncDisposable {
   /** The UDP address applications send to. */
-  readonly addr: UdpAddress;
+  readonly addr: HostPort;
   /**
    * The UDP socket's receive buffer as granted by the kernel, or `undefined`
    * when it could not be raised (not Linux, or no `--allow-ffi`).
@@ -147,7 +148,7 @@ class ClientPool implements UdpClientPool {
     return this.#socket.send(data, to);
   }
 
-  get addr(): UdpAddress {
+  get addr(): HostPort {
     return this.#socket.addr;
   }
 
@@ -191,7 +192,7 @@ class ClientPool implements UdpClientPool {
  * server, framed as `options.framing` says (`-mode transparent-UDP` uses
  * `"length"`, `-mode STUN` uses `"stun"`).
  *
- * State transitions follow the seed's Table 1: the first datagram from a new
+ * State transitions follow PT 2.0 draft 1's Table 1: the first datagram from a new
  * source adds a Waiting flow and dials; datagrams wait in a bounded queue
  * (`queueDatagrams`, `queueBytes`; 0 drops them, counted as `waiting`) and are
  * sent once Connected; a failed dial, a closed connection, a write failure or

@@ -47,31 +47,19 @@
  */
 
 export type { FrameBounds, Framing } from "./framing.ts";
-export { MAX_DATAGRAM } from "./framing.ts";
 export { lengthFraming } from "./length_framing.ts";
 export { stunFraming } from "./stun/framing.ts";
-export { FramerStream, type FramerStreamOptions } from "./framer_stream.ts";
-export { DeframerStream, type DeframerStreamOptions } from "./deframer_stream.ts";
-export { type PacketStream, toPacketStream } from "./packet_stream.ts";
-export { type Clock, systemClock } from "./clock.ts";
 export {
-  RECEIVE_HEADROOM,
-  type UdpAddress,
   type UdpEndpoint,
-  udpEndpoint,
   UdpSocket,
-  type UdpSocketDrops,
   type UdpSocketOptions,
   type UdpSocketStats,
 } from "./udp_socket.ts";
 export type { UdpPoolOptions } from "./pool_options.ts";
 export {
-  UDP_CLOSE_REASONS,
-  UDP_DROP_REASONS,
   type UdpCloseReason,
   type UdpCounters,
   type UdpDropReason,
-  type UdpFlowState,
   type UdpFlowStats,
   type UdpPoolStats,
 } from "./udp_stats.ts";

@@ -1,8 +1,8 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { type Clock, systemClock } from "./clock.ts";
-import type { FlowSettings } from "./flow.ts";
+import { type Clock, systemClock } from "./_clock.ts";
+import type { FlowSettings } from "./_flow.ts";
 import { checkMaxDatagram, type Framing } from "./framing.ts";
 import { lengthFraming } from "./length_framing.ts";
 import { stunFraming } from "./stun/framing.ts";
@@ -43,7 +43,11 @@ export interface UdpPoolOptions {
    * lost in the kernel).
    */
   readonly udpBufferSize?: number;
-  /** Time and timers for the idle timeout. Defaults to {@linkcode systemClock}. */
+  /**
+   * Time and timers for the idle timeout (a test hook). Defaults to the system clock.
+   *
+   * @ignore
+   */
   readonly clock?: Clock;
   /**
    * Called when a flow ends with an error (framing, connection, dial). The

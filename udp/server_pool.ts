@@ -1,14 +1,15 @@
 // Copyright the ptkit authors. MIT license.
 
+import type { HostPort } from "../net/address.ts";
 import { listen } from "../server.ts";
-import { ConnectionLoop, retryWhileExhausted } from "../net/accept_loop.ts";
+import { ConnectionLoop, retryWhileExhausted } from "../net/_accept_loop.ts";
 import type { ConnectionLimits } from "../net/source_limits.ts";
 import { checkPort } from "../net/address.ts";
 import type { TransportConn } from "../net/transport_conn.ts";
 import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
-import { Flow } from "./flow.ts";
+import { Flow } from "./_flow.ts";
 import { resolveSettings, type UdpPoolOptions } from "./pool_options.ts";
-import { resolveUdpAddress, type UdpAddress, UdpSocket } from "./udp_socket.ts";
+import { resolveUdpAddress, UdpSocket } from "./udp_socket.ts";
 import {
   addCounters,
   UDP_CLOSE_REASONS,
@@ -31,7 +32,7 @@ export interface UdpServerOptions extends UdpPoolOptions {
   /** The port to listen on; 0 picks a free one. */
   readonly port: number;
   /** The UDP server datagrams go to (the Server App, or a TURN server in STUN mode). */
-  readonly target: UdpAddress;
+  readonly target: HostPort;
   /** Limits on transport connections, in all and per source (see `listen`). Defaults to `listen`'s. */
   readonly limits?: ConnectionLimits;
   /** Where accept errors and refused connections are reported, digested (see `listen`). */

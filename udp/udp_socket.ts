@@ -11,16 +11,9 @@ import {
   type Libc,
   NAME_SIZE,
   openLibc,
-} from "./libc.ts";
-import { formatIp, parseIp, parseIpv4 } from "../net/ip_address.ts";
-
-/** A UDP address. */
-export interface UdpAddress {
-  /** IP address (IPv6 without brackets) or host name. */
-  readonly hostname: string;
-  /** Port. */
-  readonly port: number;
-}
+} from "./_libc.ts";
+import { formatIp, parseIp, parseIpv4 } from "../net/_ip_address.ts";
+import type { HostPort } from "../net/address.ts";
 
 /**
  * A UDP address with an IP literal, as a {@linkcode UdpSocket} reports
@@ -28,7 +21,7 @@ export interface UdpAddress {
  * remember it, so `key` and `ipKey` cost nothing to read: use them as map
  * keys instead of building strings per datagram.
  */
-export interface UdpEndpoint extends UdpAddress {
+export interface UdpEndpoint extends HostPort {
   /** 4 for IPv4, 6 for IPv6 (IPv4-mapped IPv6 addresses included). */
   readonly family: 4 | 6;
   /** The IP literal (IPv6 in RFC 5952 form, without brackets). */
@@ -53,7 +46,7 @@ export interface UdpSocketOptions {
    * as `foreign`), and {@linkcode UdpSocket.send} needs no address. A host
    * name is resolved once, here.
    */
-  readonly connect?: UdpAddress;
+  readonly connect?: HostPort;
   /**
    * Kernel receive and send buffer size to ask for, in bytes. Defaults to
    * `Infinity`: as much as the kernel allows (Linux caps the request at
@@ -69,21 +62,8 @@ export interface UdpSocketOptions {
   readonly sendQueueBytes?: number;
 }
 
-/** Why a {@linkcode UdpSocket} dropped a datagram. */
-export interface UdpSocketDrops {
-  /** Larger than a UDP datagram of the socket's family can be (65,507 bytes over IPv4, 65,527 over IPv6). */
-  oversize: number;
-  /** Arrived cut short (cannot happen with 64 KiB receive buffers; counted if it does). */
-  truncated: number;
-  /** From another sender than the connected peer. */
-  foreign: number;
-  /** The send queue was full. */
-  congested: number;
-  /** The kernel refused to send it (an unreachable network, an unresolvable name, ...). */
-  sendFailed: number;
-  /** Sent after the socket was closed. */
-  closed: number;
-}
+/** Why a {@linkcode UdpSocket} dropped a datagram (counts by reason). */
+type UdpSocketDrops = { -readonly [K in keyof UdpSocketStats["drops"]]: number };
 
 /** A {@linkcode UdpSocket}'s counters. */
 export interface UdpSocketStats {
@@ -96,7 +76,20 @@ export interface UdpSocketStats {
   /** Their bytes. */
   readonly bytesSent: number;
   /** Datagrams dropped, by reason. The kernel's own drops (a full receive buffer) are not here: see `/proc/net/snmp`, `RcvbufErrors`. */
-  readonly drops: Readonly<UdpSocketDrops>;
+  readonly drops: {
+    /** Larger than a UDP datagram of the socket's family can be (65,507 bytes over IPv4, 65,527 over IPv6). */
+    readonly oversize: number;
+    /** Arrived cut short (cannot happen with 64 KiB receive buffers; counted if it does). */
+    readonly truncated: number;
+    /** From another sender than the connected peer. */
+    readonly foreign: number;
+    /** The send queue was full. */
+    readonly congested: number;
+    /** The kernel refused to send it (an unreachable network, an unresolvable name, ...). */
+    readonly sendFailed: number;
+    /** Sent after the socket was closed. */
+    readonly closed: number;
+  };
 }
 
 /** The largest UDP payload over IPv4 (65,535 - 20 - 8). */
@@ -218,7 +211,7 @@ function literal(hostname: string): Uint8Array | undefined {
  *
  * @example Keys for map lookups
  * ```ts
- * import { udpEndpoint } from "@ptkit/ptkit/udp";
+ * import { udpEndpoint } from "./udp_socket.ts";
  * import { strictEqual } from "node:assert";
  *
  * const a = udpEndpoint("127.0.0.1", 5000);
@@ -241,7 +234,7 @@ export function udpEndpoint(hostname: string, port: number): UdpEndpoint {
  * Resolve an address to an endpoint: an IP literal as it is, a host name
  * through the system resolver. Internal.
  */
-export async function resolveUdpAddress(address: UdpAddress, what: string): Promise<Endpoint> {
+export async function resolveUdpAddress(address: HostPort, what: string): Promise<Endpoint> {
   const port = checkPort(address?.port, what);
   if (typeof address.hostname !== "string" || address.hostname === "") {
     throw new TypeError(`Cannot ${what}: invalid hostname ${JSON.stringify(address.hostname)}`);
@@ -272,7 +265,7 @@ const zeroDrops = (): UdpSocketDrops => ({
 
 interface Pending {
   readonly data: Uint8Array;
-  readonly to: UdpAddress;
+  readonly to: HostPort;
 }
 
 /**
@@ -498,7 +491,7 @@ export class UdpSocket implements AsyncDisposable {
    * too large, queue full, closed, or refused by the kernel).
    * @throws {TypeError} When `to` is missing on a socket that is not connected.
    */
-  send(data: Uint8Array, to?: UdpAddress): boolean {
+  send(data: Uint8Array, to?: HostPort): boolean {
     const peer = to ?? this.#peer;
     if (peer === undefined) {
       throw new TypeError(
@@ -546,7 +539,7 @@ export class UdpSocket implements AsyncDisposable {
     return true;
   }
 
-  #nameOf(to: UdpAddress): Uint8Array | undefined {
+  #nameOf(to: HostPort): Uint8Array | undefined {
     if (to instanceof Endpoint) return to.name(this.#family);
     if (this.#family === 4) {
       const ip = parseIpv4(to.hostname);

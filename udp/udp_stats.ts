@@ -5,7 +5,7 @@
  * Why a datagram was dropped.
  *
  * - `waiting`: the flow's transport connection was not connected yet and
- *   the waiting queue was full (always, with a queue of 0: the seed's Table 1).
+ *   the waiting queue was full (always, with a queue of 0: PT 2.0 draft 1's Table 1).
  * - `congested`: the transport connection did not take bytes fast enough and
  *   the flow's send buffer was full.
  * - `oversize`: larger than `maxDatagram`.
@@ -71,9 +71,6 @@ export const UDP_CLOSE_REASONS: readonly UdpCloseReason[] = [
   "shutdown",
 ];
 
-/** A flow's state (the seed's Table 1; server flows are always `connected`). */
-export type UdpFlowState = "waiting" | "connected" | "closed";
-
 /** Datagram and byte counts, each way, and drops by reason. */
 export interface UdpCounters {
   /** Datagrams from the UDP side written into the transport connection. */
@@ -88,12 +85,15 @@ export interface UdpCounters {
   readonly drops: Readonly<Record<UdpDropReason, number>>;
 }
 
+/** A flow's state. */
+export type UdpFlowState = UdpFlowStats["state"];
+
 /** One flow's statistics. No addresses, so they are safe to log. */
 export interface UdpFlowStats extends UdpCounters {
   /** A number identifying the flow within its pool. */
   readonly id: number;
-  /** Its state. */
-  readonly state: UdpFlowState;
+  /** Its state (PT 2.0 draft 1, Table 1; server flows are always `connected`). */
+  readonly state: "waiting" | "connected" | "closed";
   /** When it opened, by the pool's clock. */
   readonly startTime: number;
   /** When the last datagram went either way, by the pool's clock. */

@@ -4,7 +4,7 @@ import { parsePtLine, type PtLine } from "../lines/pt_line.ts";
 import { PtLogEvent, PtMessageEvent, PtStatusEvent } from "./pt_events.ts";
 import { formatMessageLine } from "../lines/_message_line.ts";
 import { type PtLaunchResult, PtStartup } from "./pt_startup.ts";
-import type { FromWorker, ToWorker } from "./in_worker_main.ts";
+import type { FromWorker, ToWorker } from "./_in_worker_main.ts";
 
 /** Options for {@linkcode startInWorker}. */
 export interface InWorkerOptions {
@@ -18,7 +18,7 @@ export interface InWorkerOptions {
 
 /**
  * ptkit's own managed-proxy front end running in a `Worker` of this process
- * (the seed's inter-thread interface, 4.3): the same configuration, lines and
+ * (PT 2.0 draft 1's inter-thread interface, 4.3): the same configuration, lines and
  * exit codes as the `main.ts` executable, with function calls and events in
  * place of stdin and stdout. `stop()` is what closing stdin (with
  * `TOR_PT_EXIT_ON_STDIN_CLOSE=1`) or SIGTERM is to the executable.
@@ -59,7 +59,7 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
     super();
     const args = [...(options.args ?? [])];
     const env = { ...(options.env ?? {}) };
-    this.#worker = new Worker(new URL("./in_worker_main.ts", import.meta.url), { type: "module" });
+    this.#worker = new Worker(new URL("./_in_worker_main.ts", import.meta.url), { type: "module" });
     let resolveExit!: (code: number) => void;
     this.#exited = new Promise<number>((resolve) => resolveExit = resolve)
       .finally(() => this.#worker.terminate());

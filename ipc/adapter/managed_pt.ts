@@ -170,6 +170,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
    *
    * @param options The launch options.
    * @param role What differs between clients and servers.
+   * @ignore
    */
   constructor(options: PtLaunchOptions, role: PtRole) {
     super();

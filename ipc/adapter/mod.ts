@@ -33,16 +33,37 @@
  * @module
  */
 
-export * from "./managed_pt.ts";
-export * from "./pt_events.ts";
-export * from "../lines/pt_line.ts";
-export * from "./pt_startup.ts";
-export * from "./pt_client.ts";
-export * from "./pt_server.ts";
+export {
+  ManagedPt,
+  type PtEventMap,
+  type PtLaunchOptions,
+  type PtRestartPolicy,
+} from "./managed_pt.ts";
+export {
+  PtExitEvent,
+  PtFailedEvent,
+  PtLogEvent,
+  PtMessageEvent,
+  PtStatusEvent,
+} from "./pt_events.ts";
+export {
+  launchClient,
+  type LaunchClientOptions,
+  PtClient,
+  PtClientTransport,
+} from "./pt_client.ts";
+export {
+  type ExtOrPortEndpoint,
+  launchServer,
+  type LaunchServerOptions,
+  PtServer,
+  type PtServerTransport,
+} from "./pt_server.ts";
 export {
   ExtOrPortRequest,
   ExtOrPortServer,
   type ExtOrPortServerOptions,
   listenExtOrPort,
 } from "../extorport/server.ts";
-export * from "./in_worker.ts";
+export type { PtLaunchResult } from "./pt_startup.ts";
+export { type InWorkerOptions, InWorkerPt, startInWorker } from "./in_worker.ts";

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import type { ClientTransport, TransportOptions } from "../../transports/transport.ts";
-import type { Dialer, DialTarget, NetConn } from "../../net/net_conn.ts";
+import type { Dialer, NetConn } from "../../net/net_conn.ts";
 import type { HostPort } from "../../net/address.ts";
 import { Connector } from "../../client.ts";
 import { parseUpstreamProxy } from "../managed/_upstream_proxy.ts";
@@ -88,7 +88,7 @@ export class PtClientTransport {
    * @param args The transport's arguments (a bridge line's `k=v` pairs).
    * @returns The connection; it carries plain application bytes.
    */
-  async dial(target: DialTarget, args: TransportOptions = {}): Promise<NetConn> {
+  async dial(target: HostPort, args: TransportOptions = {}): Promise<NetConn> {
     await this.#client.ready();
     const method = this.#method();
     if (method === undefined) {

@@ -35,7 +35,8 @@ export interface PtStartupOptions {
  *
  * @example Reading a client PT's start-up
  * ```ts
- * import { parsePtLine, PtStartup } from "@ptkit/ptkit/ipc/adapter";
+ * import { parsePtLine } from "@ptkit/ptkit/ipc";
+ * import { PtStartup } from "./pt_startup.ts";
  * import { strictEqual } from "node:assert";
  *
  * const startup = new PtStartup({ kind: "client", versions: ["1"], proxy: false, warn: () => {} });

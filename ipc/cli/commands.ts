@@ -5,15 +5,15 @@
 
 import type { Transport } from "../../transports/transport.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
-import { isIpLiteral } from "../../net/ip_address.ts";
+import { isIpLiteral } from "../../net/_ip_address.ts";
 import { DestinationPolicy } from "../../net/destination_policy.ts";
-import { redactUserinfo } from "../../net/userinfo.ts";
+import { redactUserinfo } from "../../net/_userinfo.ts";
 import { formatPtLine, type PtLine } from "../lines/pt_line.ts";
 import { type BridgeLine, formatBridgeLine, parseBridgeLine } from "../lines/_bridge_line.ts";
 import { RepeatedKeyLog } from "../lines/_first_value.ts";
 import { logged, type LogSeverity, parseLogSeverity } from "../lines/_output.ts";
 import type { ClientConfig, ManagedConfigBase, ServerConfig } from "../managed/config.ts";
-import { registry as defaultRegistry } from "../managed/registry.ts";
+import { registry as defaultRegistry } from "../managed/_registry.ts";
 import { runManaged } from "../managed/_run.ts";
 
 /** Options for {@linkcode runCli}. */

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { parseHostPort } from "../../net/address.ts";
-import { parseUserinfo } from "../../net/userinfo.ts";
+import { parseUserinfo } from "../../net/_userinfo.ts";
 import { serveTurnUdp } from "../../udp/turn/_udp_server.ts";
 
 const USAGE =

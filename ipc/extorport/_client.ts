@@ -3,7 +3,7 @@
 // server): SAFE_COOKIE, then USERADDR, TRANSPORT, DONE, and tor's answer.
 
 import { readExactly, writeFull } from "../../net/conn_io.ts";
-import { closeQuietly } from "../../net/accept_loop.ts";
+import { closeQuietly } from "../../net/_accept_loop.ts";
 import type { NetConn } from "../../net/net_conn.ts";
 import { formatHostPort, type HostPort } from "../../net/address.ts";
 import {

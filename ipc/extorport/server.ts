@@ -2,7 +2,7 @@
 
 import { readExactly, writeFull } from "../../net/conn_io.ts";
 import { type HostPort, parseHostPort } from "../../net/address.ts";
-import { closeQuietly, ConnectionLoop } from "../../net/accept_loop.ts";
+import { closeQuietly, ConnectionLoop } from "../../net/_accept_loop.ts";
 import {
   AUTH_LENGTH,
   clientHash,

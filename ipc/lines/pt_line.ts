@@ -8,7 +8,7 @@
 
 import type { TransportOptions } from "../../transports/transport.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
-import { redactUserinfo } from "../../net/userinfo.ts";
+import { redactUserinfo } from "../../net/_userinfo.ts";
 import { formatMessageLine, MAX_MESSAGE_LINE_LENGTH, parseMessageLine } from "./_message_line.ts";
 import { formatSmethodArgs, parseSmethodArgs } from "./_args.ts";
 import { FirstValuePairs } from "./_first_value.ts";

@@ -2,7 +2,7 @@
 // This module is browser-compatible.
 
 import { bracketBareIpv6, type HostPort, parseHostPort } from "../../net/address.ts";
-import { isIpLiteral } from "../../net/ip_address.ts";
+import { isIpLiteral } from "../../net/_ip_address.ts";
 
 /**
  * Parse `TOR_PT_SERVER_BINDADDR` / `-bindaddr`: `name-addr:port,...`, split

@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import { redactUserinfo } from "../../net/userinfo.ts";
+import { redactUserinfo } from "../../net/_userinfo.ts";
 
 /** One command-line flag of the managed proxy, and the variable it overrides. */
 export interface FlagSpec {
@@ -148,7 +148,7 @@ export const FLAGS: readonly FlagSpec[] = [
     key: "udpQueue",
     value: "N",
     help:
-      "client, transparent-UDP and STUN: datagrams held while a flow connects (default 64; 0 drops them, as the seed's Table 1)",
+      "client, transparent-UDP and STUN: datagrams held while a flow connects (default 64; 0 drops them, as PT 2.0 draft 1's Table 1)",
   },
   {
     names: ["turnuser"],

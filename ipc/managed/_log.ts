@@ -2,7 +2,7 @@
 // Internal: error text for LOG lines, with anything like an address removed
 // (logs must not hold client IP addresses).
 
-import { acceptErrorKind, ErrorDigest } from "../../net/accept_loop.ts";
+import { acceptErrorKind, ErrorDigest } from "../../net/_accept_loop.ts";
 
 /**
  * An error's message with IP addresses replaced by `[address]`.

@@ -1,9 +1,10 @@
 // Copyright the ptkit authors. MIT license.
 
 import net from "node:net";
-import type { Dialer, DialTarget, NetConn } from "../../net/net_conn.ts";
+import type { Dialer, NetConn } from "../../net/net_conn.ts";
+import type { HostPort } from "../../net/address.ts";
 import { tcpDialer } from "../../net/net_conn.ts";
-import { classifyIp, parseIpv4, parseIpv6 } from "../../net/ip_address.ts";
+import { classifyIp, parseIpv4, parseIpv6 } from "../../net/_ip_address.ts";
 
 /** Source addresses for outgoing connections (`TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6`). */
 export interface OutboundBind {
@@ -54,7 +55,7 @@ export function parseOutboundBind(v4?: string, v6?: string): OutboundBind {
  * @returns The dialer.
  */
 export function outboundDialer(bind: OutboundBind, fallback: Dialer = tcpDialer): Dialer {
-  return (target: DialTarget) => {
+  return (target: HostPort) => {
     const v4 = parseIpv4(target.hostname) >= 0;
     const v6 = !v4 && parseIpv6(target.hostname) !== undefined;
     const source = v4 ? bind.v4 : v6 ? bind.v6 : undefined;
@@ -71,7 +72,7 @@ export function outboundDialer(bind: OutboundBind, fallback: Dialer = tcpDialer)
  * @param source The local address to bind.
  * @returns The connection.
  */
-export function boundDial(target: DialTarget, source: string): Promise<NetConn> {
+export function boundDial(target: HostPort, source: string): Promise<NetConn> {
   const socket = net.connect({ host: target.hostname, port: target.port, localAddress: source });
   return new Promise<NetConn>((resolve, reject) => {
     const fail = (error: Error) => {

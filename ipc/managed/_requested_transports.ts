@@ -40,7 +40,7 @@ export interface RequestedTransport {
 
 /**
  * The known transports asked for, each once and in order, with their
- * environment and options: unknown names are skipped, as the seed requires.
+ * environment and options: unknown names are skipped, as PT 2.0 draft 1 requires.
  *
  * @param request The names, registry, options, state directory and signals.
  * @returns The transports to start.

@@ -9,7 +9,7 @@ import type { PtLine } from "../lines/pt_line.ts";
 import type { ClientConfig, ServerConfig } from "./config.ts";
 import { runClient } from "./client.ts";
 import { runServer } from "./server.ts";
-import { registry as defaultRegistry } from "./registry.ts";
+import { registry as defaultRegistry } from "./_registry.ts";
 import { SignalHub } from "./_signal_hub.ts";
 import { ShutdownWatch } from "./_shutdown.ts";
 

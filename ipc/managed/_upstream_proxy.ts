@@ -1,15 +1,16 @@
 // Copyright the ptkit authors. MIT license.
 
 import { writeFull } from "../../net/conn_io.ts";
-import type { Dialer, DialTarget, NetConn } from "../../net/net_conn.ts";
+import type { Dialer, NetConn } from "../../net/net_conn.ts";
+import type { HostPort } from "../../net/address.ts";
 import { formatHostPort } from "../../net/address.ts";
-import { parseIpv4, parseIpv6 } from "../../net/ip_address.ts";
+import { parseIpv4, parseIpv6 } from "../../net/_ip_address.ts";
 import {
   parseUserinfo,
   redactUserinfo,
   splitAuthority,
   type Userinfo,
-} from "../../net/userinfo.ts";
+} from "../../net/_userinfo.ts";
 import { SocksReply, SocksReplyError } from "../socks/_reply.ts";
 import { socks4aConnect, socks5Connect } from "../socks/_client.ts";
 
@@ -118,7 +119,7 @@ export function parseUpstreamProxy(text: string): UpstreamProxy {
  * @returns The dialer.
  */
 export function upstreamProxyDialer(proxy: UpstreamProxy): Dialer {
-  return async (target: DialTarget): Promise<NetConn> => {
+  return async (target: HostPort): Promise<NetConn> => {
     const conn = await Deno.connect({ hostname: proxy.hostname, port: proxy.port });
     try {
       if (proxy.scheme === "socks5") {
@@ -142,7 +143,7 @@ export function upstreamProxyDialer(proxy: UpstreamProxy): Dialer {
   };
 }
 
-async function httpConnect(conn: Deno.Conn, proxy: UpstreamProxy, target: DialTarget) {
+async function httpConnect(conn: Deno.Conn, proxy: UpstreamProxy, target: HostPort) {
   const authority = formatHostPort(target);
   let request = `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n`;
   if (proxy.username !== undefined) {

@@ -3,7 +3,7 @@
 import type { TransportOptions } from "../../transports/transport.ts";
 import { type Dialer, tcpDialer } from "../../net/net_conn.ts";
 import { relay } from "../../net/relay.ts";
-import { ConnectionLoop, retryWhileExhausted } from "../../net/accept_loop.ts";
+import { ConnectionLoop, retryWhileExhausted } from "../../net/_accept_loop.ts";
 import { type Connector, createConnector } from "../../client.ts";
 import { serveUdpClient } from "../../udp/client_pool.ts";
 import type { PtLine } from "../lines/pt_line.ts";
@@ -13,7 +13,7 @@ import { SocksReply, SocksReplyError } from "../socks/_reply.ts";
 import { socks5Connect } from "../socks/_client.ts";
 import type { ClientConfig } from "./config.ts";
 import type { RunningProxy, RunOptions } from "./runner.ts";
-import { registry as defaultRegistry } from "./registry.ts";
+import { registry as defaultRegistry } from "./_registry.ts";
 import { ignoredOptionLog, requestedTransports } from "./_requested_transports.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
 import { upstreamProxyDialer } from "./_upstream_proxy.ts";

@@ -8,9 +8,9 @@
 
 import type { TransportOptions } from "../../transports/transport.ts";
 import { bracketBareIpv6, type HostPort, parseHostPort } from "../../net/address.ts";
-import { isIpLiteral } from "../../net/ip_address.ts";
+import { isIpLiteral } from "../../net/_ip_address.ts";
 import { DestinationPolicy } from "../../net/destination_policy.ts";
-import { parseUserinfo } from "../../net/userinfo.ts";
+import { parseUserinfo } from "../../net/_userinfo.ts";
 import { parseTransportOptions } from "../lines/_args.ts";
 import { parseLogSeverity } from "../lines/_output.ts";
 import { RepeatedKeyLog } from "../lines/_first_value.ts";

@@ -3,7 +3,7 @@
 import type { Transport } from "../../transports/transport.ts";
 import { IpcOutput } from "../lines/_output.ts";
 import { ManagedConfigError, parseManagedConfig } from "./config.ts";
-import { registry as defaultRegistry } from "./registry.ts";
+import { registry as defaultRegistry } from "./_registry.ts";
 import { ENV_VARS, usage } from "./_flags.ts";
 import { PTKIT_VERSION } from "./_version.ts";
 import { runManaged } from "./_run.ts";

@@ -3,7 +3,7 @@
 import type { TransportOptions } from "../../transports/transport.ts";
 import type { Dialer } from "../../net/net_conn.ts";
 import type { RelayEnd } from "../../net/relay.ts";
-import { closeQuietly, retryWhileExhausted } from "../../net/accept_loop.ts";
+import { closeQuietly, retryWhileExhausted } from "../../net/_accept_loop.ts";
 import { proxy, type ProxyTarget } from "../../server.ts";
 import { serveUdpServer } from "../../udp/server_pool.ts";
 import { TurnServer } from "../../udp/turn/_turn_server.ts";
@@ -14,7 +14,7 @@ import { extOrPortHandshake } from "../extorport/_client.ts";
 import { connectSocksDestination } from "../socks/_target.ts";
 import type { ServerConfig, ServerTarget } from "./config.ts";
 import type { RunningProxy, RunOptions } from "./runner.ts";
-import { registry as defaultRegistry } from "./registry.ts";
+import { registry as defaultRegistry } from "./_registry.ts";
 import { ignoredOptionLog, requestedTransports } from "./_requested_transports.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
 import { outboundDialer } from "./_outbound_dialer.ts";

@@ -4,8 +4,8 @@
 // one encoder and decoder for the client's requests, the server's replies
 // and the server's reading of requests.
 
-import type { DialTarget } from "../../net/net_conn.ts";
-import { formatIp, isIpLiteral, parseIp } from "../../net/ip_address.ts";
+import type { HostPort } from "../../net/address.ts";
+import { formatIp, isIpLiteral, parseIp } from "../../net/_ip_address.ts";
 
 /** ATYP: IPv4 address. */
 export const ATYP_IPV4 = 0x01;
@@ -41,7 +41,7 @@ export function addressLength(atyp: number, second: number): number {
  * is returned as sent, and `valid` says whether it is a plausible host name
  * (1-255 ASCII letters, digits, `.`, `_`, `-`).
  */
-export function decodeAddress(bytes: Uint8Array): DialTarget & { readonly valid: boolean } {
+export function decodeAddress(bytes: Uint8Array): HostPort & { readonly valid: boolean } {
   const port = (bytes[bytes.length - 2]! << 8) | bytes[bytes.length - 1]!;
   if (bytes[0] === ATYP_NAME) {
     const hostname = new TextDecoder().decode(bytes.subarray(2, bytes.length - 2));
@@ -59,7 +59,7 @@ export function decodeAddress(bytes: Uint8Array): DialTarget & { readonly valid:
  * @throws {RangeError} When a name is empty or longer than 255 bytes, or
  * the port is out of range.
  */
-export function encodeAddress(target: DialTarget): Uint8Array {
+export function encodeAddress(target: HostPort): Uint8Array {
   const { hostname, port } = target;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new RangeError(`Invalid SOCKS port ${port}: must be an integer in 0-65535`);

@@ -6,9 +6,10 @@
 
 import { readExactly, writeFull } from "../../net/conn_io.ts";
 import { HandshakeIo } from "../../net/_handshake_io.ts";
-import type { DialTarget, NetConn } from "../../net/net_conn.ts";
+import type { NetConn } from "../../net/net_conn.ts";
+import type { HostPort } from "../../net/address.ts";
 import type { RelayEnd } from "../../net/relay.ts";
-import { parseIpv4 } from "../../net/ip_address.ts";
+import { parseIpv4 } from "../../net/_ip_address.ts";
 import type { TransportOptions } from "../../transports/transport.ts";
 import { formatTorArgs } from "../lines/_args.ts";
 import { addressLength, encodeAddress } from "./_address.ts";
@@ -64,7 +65,7 @@ const METHOD_JSON = 0x80;
  */
 export async function socks5Connect(
   conn: RelayEnd,
-  target: DialTarget,
+  target: HostPort,
   options: Socks5ConnectOptions = {},
 ): Promise<RelayEnd> {
   const peer = options.peer ?? "SOCKS5 server";
@@ -153,7 +154,7 @@ export async function socks5Connect(
  */
 export async function socks4aConnect(
   conn: NetConn,
-  target: DialTarget,
+  target: HostPort,
   userId = "",
 ): Promise<void> {
   const encoder = new TextEncoder();

@@ -3,7 +3,7 @@
 // per-connection settings, on a socket or inside a transport connection.
 
 import { writeFull } from "../../net/conn_io.ts";
-import { formatIp } from "../../net/ip_address.ts";
+import { formatIp } from "../../net/_ip_address.ts";
 import { HandshakeIo } from "../../net/_handshake_io.ts";
 import type { RelayEnd } from "../../net/relay.ts";
 import type { TransportOptions } from "../../transports/transport.ts";

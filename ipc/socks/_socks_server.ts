@@ -3,7 +3,7 @@
 // port): the one accept loop, the handshake, the connect callback, relay.
 
 import { relay, type RelayEnd } from "../../net/relay.ts";
-import { closeQuietly, ConnectionLoop, type ServeContext } from "../../net/accept_loop.ts";
+import { closeQuietly, ConnectionLoop, type ServeContext } from "../../net/_accept_loop.ts";
 import type { ConnectionLimits } from "../../net/source_limits.ts";
 import { socksHandshake, type SocksRequest } from "./_server_handshake.ts";
 import { SocksReply, socksReplyCode, SocksReplyError } from "./_reply.ts";

@@ -1,5 +1,5 @@
 // Copyright the ptkit authors. MIT license.
-// Internal: free mode's server end (the seed's *free* transport): a decoded
+// Internal: free mode's server end (PT 2.0 draft 1's *free* transport): a decoded
 // transport connection is a SOCKS5 client; its destination is resolved
 // here, judged by the destination policy, dialed, and the connection is
 // handed back for `proxy()` to relay.
@@ -8,7 +8,7 @@ import { lookup } from "node:dns/promises";
 import { type Dialer, tcpDialer } from "../../net/net_conn.ts";
 import type { RelayEnd } from "../../net/relay.ts";
 import { DestinationPolicy } from "../../net/destination_policy.ts";
-import { isIpLiteral } from "../../net/ip_address.ts";
+import { isIpLiteral } from "../../net/_ip_address.ts";
 import { socksHandshake } from "./_server_handshake.ts";
 import { SocksReply, socksReplyCode, SocksReplyError } from "./_reply.ts";
 

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // Value codecs of the STUN/TURN attributes that carry more than raw bytes.
 
-import { formatIp, parseIp } from "../../net/ip_address.ts";
+import { formatIp, parseIp } from "../../net/_ip_address.ts";
 import { STUN_ERROR_REASONS, STUN_MAGIC_COOKIE } from "./_constants.ts";
 import type { StunAddress } from "./_message.ts";
 

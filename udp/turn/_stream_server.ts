@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import { DeframerStream } from "../deframer_stream.ts";
+import { DeframerStream } from "../_deframer_stream.ts";
 import { MAX_DATAGRAM } from "../framing.ts";
 import { stunFraming } from "../stun/framing.ts";
 import type { StunAddress } from "../stun/_message.ts";

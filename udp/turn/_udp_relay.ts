@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import { parseIp } from "../../net/ip_address.ts";
+import { parseIp } from "../../net/_ip_address.ts";
 import { RECEIVE_HEADROOM, UdpSocket } from "../udp_socket.ts";
 import type { TurnRelayFactory, TurnRelayRequest, TurnRelaySocket } from "./_turn_server.ts";
 

@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import { parseIp } from "../../net/ip_address.ts";
+import { parseIp } from "../../net/_ip_address.ts";
 import { createUdpRelayFactory } from "./_udp_relay.ts";
 import {
   type TurnClient,

@@ -3,8 +3,8 @@
 // client and server pools. Not part of the public API.
 
 import type { TransportConn } from "../net/transport_conn.ts";
-import type { Clock } from "./clock.ts";
-import { Deframer } from "./deframer.ts";
+import type { Clock } from "./_clock.ts";
+import { Deframer } from "./_deframer.ts";
 import type { Framing } from "./framing.ts";
 import {
   type MutableCounters,

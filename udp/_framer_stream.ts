@@ -19,7 +19,8 @@ export interface FramerStreamOptions {
  *
  * @example Framing two datagrams
  * ```ts
- * import { FramerStream, lengthFraming } from "@ptkit/ptkit/udp";
+ * import { lengthFraming } from "@ptkit/ptkit/udp";
+ * import { FramerStream } from "./_framer_stream.ts";
  * import { deepStrictEqual } from "node:assert";
  *
  * const framer = new FramerStream(lengthFraming);

@@ -3,7 +3,7 @@
 // Internal: the synchronous parser behind DeframerStream and the UDP flows.
 // Not part of the public API.
 
-import { ByteQueue } from "./byte_queue.ts";
+import { ByteQueue } from "./_byte_queue.ts";
 import type { FrameBounds, Framing } from "./framing.ts";
 
 /**

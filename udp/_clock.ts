@@ -7,7 +7,7 @@
  *
  * @example A clock that starts at zero
  * ```ts
- * import { type Clock, systemClock } from "@ptkit/ptkit/udp";
+ * import { type Clock, systemClock } from "./_clock.ts";
  * import { ok } from "node:assert";
  *
  * const start = systemClock.now();
@@ -29,7 +29,7 @@ export interface Clock {
  *
  * @example Reading the time
  * ```ts
- * import { systemClock } from "@ptkit/ptkit/udp";
+ * import { systemClock } from "./_clock.ts";
  * import { ok } from "node:assert";
  *
  * ok(Math.abs(systemClock.now() - Date.now()) < 1000);

@@ -143,7 +143,7 @@ export function parseIpv6(text: string): Uint8Array | undefined {
  *
  * @example Parsing both families
  * ```ts
- * import { parseIp } from "@ptkit/ptkit/net";
+ * import { parseIp } from "./_ip_address.ts";
  * import { deepStrictEqual, throws } from "node:assert";
  *
  * deepStrictEqual(parseIp("192.0.2.1"), new Uint8Array([192, 0, 2, 1]));
@@ -189,7 +189,7 @@ export function isIpLiteral(text: string): boolean {
  *
  * @example Canonical forms
  * ```ts
- * import { formatIp, parseIp } from "@ptkit/ptkit/net";
+ * import { formatIp, parseIp } from "./_ip_address.ts";
  * import { strictEqual } from "node:assert";
  *
  * strictEqual(formatIp(parseIp("2001:0DB8:0:0:0:0:0:1")), "2001:db8::1");
@@ -236,7 +236,7 @@ export function formatIp(bytes: Uint8Array): string {
  *
  * @example Classifying addresses
  * ```ts
- * import { classifyIp } from "@ptkit/ptkit/net";
+ * import { classifyIp } from "./_ip_address.ts";
  * import { strictEqual } from "node:assert";
  *
  * strictEqual(classifyIp("8.8.8.8"), "public");

@@ -1,12 +1,12 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { DeframerStream } from "./deframer_stream.ts";
-import { FramerStream, type FramerStreamOptions } from "./framer_stream.ts";
+import { DeframerStream } from "./_deframer_stream.ts";
+import { FramerStream, type FramerStreamOptions } from "./_framer_stream.ts";
 import type { Framing } from "./framing.ts";
 
 /**
- * A packet stream (the seed's datagram abstraction): every chunk is one
+ * A packet stream (PT 2.0 draft 1's datagram abstraction): every chunk is one
  * whole datagram, in either direction. A byte stream such as a transport
  * connection becomes one with {@linkcode toPacketStream}.
  */
@@ -29,7 +29,8 @@ export interface PacketStream {
  *
  * @example Datagrams through a byte pipe
  * ```ts
- * import { lengthFraming, toPacketStream } from "@ptkit/ptkit/udp";
+ * import { lengthFraming } from "@ptkit/ptkit/udp";
+ * import { toPacketStream } from "./_packet_stream.ts";
  * import { deepStrictEqual } from "node:assert";
  *
  * const pipe = new TransformStream<Uint8Array, Uint8Array>();

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { Deframer } from "./deframer.ts";
+import { Deframer } from "./_deframer.ts";
 import { checkMaxDatagram, type Framing } from "./framing.ts";
 
 /** Options for {@linkcode DeframerStream}. */
@@ -23,7 +23,8 @@ export interface DeframerStreamOptions {
  *
  * @example Reassembling a datagram split across chunks
  * ```ts
- * import { DeframerStream, lengthFraming } from "@ptkit/ptkit/udp";
+ * import { lengthFraming } from "@ptkit/ptkit/udp";
+ * import { DeframerStream } from "./_deframer_stream.ts";
  * import { deepStrictEqual } from "node:assert";
  *
  * const deframer = new DeframerStream(lengthFraming);

@@ -45,7 +45,7 @@ function editDistance(a: string, b: string): number {
  *
  * @example Hints for near misses, none for strangers
  * ```ts
- * import { suggestOptionKey } from "@ptkit/ptkit/transports";
+ * import { suggestOptionKey } from "./_option_keys.ts";
  * import { deepStrictEqual } from "node:assert";
  *
  * const known = ["cert", "iat-mode"];
@@ -97,7 +97,8 @@ export interface DropUnknownOptionsReport {
  *
  * @example Dropping a key meant for someone else
  * ```ts
- * import { dropUnknownOptions, type IgnoredOption } from "@ptkit/ptkit/transports";
+ * import type { IgnoredOption } from "@ptkit/ptkit/transports";
+ * import { dropUnknownOptions } from "./_option_keys.ts";
  * import { deepStrictEqual } from "node:assert";
  *
  * const ignored: IgnoredOption[] = [];

@@ -10,7 +10,7 @@ import { obfs4 } from "../../transports/obfs4/mod.ts";
  *
  * @example Looking a transport up by name
  * ```ts
- * import { registry } from "@ptkit/ptkit/ipc";
+ * import { registry } from "./_registry.ts";
  * import { deepStrictEqual } from "node:assert";
  *
  * deepStrictEqual(registry.get("plain")?.name, "plain");

@@ -13,7 +13,7 @@ const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
  *
  * @example Accepting and refusing names
  * ```ts
- * import { assertTransportName } from "@ptkit/ptkit/transports";
+ * import { assertTransportName } from "./_transport_name.ts";
  * import { deepStrictEqual, throws } from "node:assert";
  *
  * deepStrictEqual(assertTransportName("obfs4"), "obfs4");

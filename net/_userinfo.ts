@@ -29,7 +29,7 @@ export interface Authority {
  *
  * @example Passwords with @ in them
  * ```ts
- * import { splitAuthority } from "@ptkit/ptkit/net";
+ * import { splitAuthority } from "./_userinfo.ts";
  * import { deepStrictEqual } from "node:assert";
  *
  * deepStrictEqual(splitAuthority("alice:p@ss:w0rd@127.0.0.1:3128"), {
@@ -63,7 +63,7 @@ export function splitAuthority(authority: string): Authority {
  *
  * @example The forms tor and users write
  * ```ts
- * import { parseUserinfo } from "@ptkit/ptkit/net";
+ * import { parseUserinfo } from "./_userinfo.ts";
  * import { deepStrictEqual, throws } from "node:assert";
  *
  * deepStrictEqual(parseUserinfo("alice:p@ss:w0rd"), { username: "alice", password: "p@ss:w0rd" });
@@ -111,7 +111,7 @@ const URI_USERINFO = /([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^\s]*@/g;
  *
  * @example Redacting a password that holds @
  * ```ts
- * import { redactUserinfo } from "@ptkit/ptkit/net";
+ * import { redactUserinfo } from "./_userinfo.ts";
  * import { deepStrictEqual } from "node:assert";
  *
  * deepStrictEqual(
