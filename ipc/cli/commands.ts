@@ -322,6 +322,26 @@ function run(
   });
 }
 
+/**
+ * Run one side until it ends, its lines as text for a person; a method
+ * that fails to start stops it (exit 1 if it would have exited 0).
+ */
+async function runSide(
+  config: ClientConfig | ServerConfig,
+  context: Context,
+  level: LogSeverity,
+  onMethod: Parameters<typeof humanLines>[2],
+): Promise<number> {
+  const stop = abortable(context);
+  let failed = false;
+  const lines = humanLines(context, level, onMethod, () => {
+    failed = true;
+    stop.abort();
+  });
+  const code = await run(config, context, lines, stop.signal);
+  return failed && code === 0 ? 1 : code;
+}
+
 function logLevel(flags: Record<string, string>): LogSeverity {
   try {
     return parseLogSeverity(flags["log-level"] ?? "notice");
@@ -363,9 +383,7 @@ async function server(flags: Record<string, string>, context: Context): Promise<
       : { kind: "orport", address: destination(target, "--target") },
     outboundBind: {},
   };
-  const stop = abortable(context);
-  let failed = false;
-  const lines = humanLines(context, level, (method) => {
+  return await runSide(config, context, level, (method) => {
     const listening = method.address;
     const line = formatBridgeLine({
       transport: method.transport,
@@ -411,12 +429,7 @@ async function server(flags: Record<string, string>, context: Context): Promise<
         "",
       ].join("\n"),
     );
-  }, () => {
-    failed = true;
-    stop.abort();
   });
-  const code = await run(config, context, lines, stop.signal);
-  return failed && code === 0 ? 1 : code;
 }
 
 async function client(flags: Record<string, string>, context: Context): Promise<number> {
@@ -448,9 +461,7 @@ async function client(flags: Record<string, string>, context: Context): Promise<
     target: bridge.address,
     free: !tcp,
   };
-  const stop = abortable(context);
-  let failed = false;
-  const lines = humanLines(context, level, (method) => {
+  return await runSide(config, context, level, (method) => {
     const addr = formatHostPort(method.address);
     context.out(
       method.type === "CMETHOD" && method.mode === "socks5"
@@ -468,12 +479,7 @@ async function client(flags: Record<string, string>, context: Context): Promise<
           formatHostPort(bridge.address)
         }; TCP port ${addr} relays to the server's target.\n`,
     );
-  }, () => {
-    failed = true;
-    stop.abort();
   });
-  const code = await run(config, context, lines, stop.signal);
-  return failed && code === 0 ? 1 : code;
 }
 
 async function start(flags: Record<string, string>, context: Context): Promise<number> {

@@ -9,6 +9,9 @@ import type {
 } from "../../transports/transport.ts";
 import { FileStore } from "./_file_store.ts";
 import type { PtLine } from "../lines/pt_line.ts";
+import type { ManagedConfigBase } from "./config.ts";
+import type { RunOptions } from "./runner.ts";
+import { registry as defaultRegistry } from "./_registry.ts";
 
 /** What both sides of the managed proxy know about the transports asked for. */
 export interface TransportRequest {
@@ -102,4 +105,27 @@ export function ignoredOptionLog(emit: (line: PtLine) => void): (ignored: Ignore
       }`,
     );
   };
+}
+
+/**
+ * The known, requested transports of one side, as `runClient` and
+ * `runServer` start them: the side's registry (default: `registry`), its
+ * `signals`, and ignored options logged through `emit`.
+ *
+ * @param config The side's configuration.
+ * @param options What the side was given beside it.
+ * @returns The transports to start, in order.
+ */
+export function sideTransports(
+  config: ManagedConfigBase,
+  options: RunOptions,
+): RequestedTransport[] {
+  return requestedTransports({
+    transports: config.transports,
+    registry: options.registry ?? defaultRegistry,
+    options: config.options,
+    stateDir: config.stateDir ?? Deno.cwd(),
+    ...(options.signals === undefined ? {} : { signals: options.signals }),
+    onIgnoredOption: ignoredOptionLog(options.emit),
+  });
 }

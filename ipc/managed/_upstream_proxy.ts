@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { writeFull } from "../../net/conn_io.ts";
+import { closeQuietly } from "../../net/_accept_loop.ts";
 import type { Dialer, NetConn } from "../../net/net_conn.ts";
 import type { HostPort } from "../../net/address.ts";
 import { formatHostPort } from "../../net/address.ts";
@@ -133,11 +134,7 @@ export function upstreamProxyDialer(proxy: UpstreamProxy): Dialer {
       } else await httpConnect(conn, proxy, target);
       return conn;
     } catch (error) {
-      try {
-        conn.close();
-      } catch {
-        // Already closed.
-      }
+      closeQuietly(conn);
       throw error;
     }
   };

@@ -12,9 +12,8 @@ import { SocksServer } from "../socks/_socks_server.ts";
 import { SocksReply, SocksReplyError } from "../socks/_reply.ts";
 import { socks5Connect } from "../socks/_client.ts";
 import type { ClientConfig } from "./config.ts";
-import type { RunningProxy, RunOptions } from "./runner.ts";
-import { registry as defaultRegistry } from "./_registry.ts";
-import { ignoredOptionLog, requestedTransports } from "./_requested_transports.ts";
+import { type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
+import { sideTransports } from "./_requested_transports.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
 import { upstreamProxyDialer } from "./_upstream_proxy.ts";
 
@@ -66,14 +65,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
   const dialer: Dialer = (target) => retryWhileExhausted(() => direct(target));
   // Per-connection lines, digested: a flood must not flood the parent.
   const digested = digestLog(log);
-  const requested = requestedTransports({
-    transports: config.transports,
-    registry: options.registry ?? defaultRegistry,
-    options: config.options,
-    stateDir: config.stateDir ?? Deno.cwd(),
-    ...(options.signals === undefined ? {} : { signals: options.signals }),
-    onIgnoredOption: ignoredOptionLog(emit),
-  });
+  const requested = sideTransports(config, options);
   const listen = config.listen;
   for (const { name, transport, env, options: base } of requested) {
     const onAcceptError = acceptErrorLogger(log, name);
@@ -188,16 +180,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
     }
   }
   emit({ type: "CMETHODS-DONE" });
-  return {
-    drain: async () => {
-      await Promise.allSettled(running.map((r) => r.drain()));
-      digested.stop();
-    },
-    close: async () => {
-      await Promise.allSettled(running.map((r) => r.close()));
-      digested.stop();
-    },
-  };
+  return runningSide(running, () => digested.stop());
 }
 
 /** Accepts TCP connections and relays each to whatever `dial` returns. */

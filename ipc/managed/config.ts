@@ -17,21 +17,9 @@ import { RepeatedKeyLog } from "../lines/_first_value.ts";
 import { ENV_VARS, FLAGS, parseFlags } from "./_flags.ts";
 import { parseBindAddr } from "./_bind_addr.ts";
 import { parseOutboundBind } from "./_outbound_dialer.ts";
-import { parseUpstreamProxy } from "./_upstream_proxy.ts";
+import { parseUpstreamProxy, type UpstreamProxy } from "./_upstream_proxy.ts";
 
-/** A parsed upstream proxy (`TOR_PT_PROXY`, `-proxy`). */
-export interface UpstreamProxy {
-  /** The proxy protocol. */
-  readonly scheme: "socks5" | "socks4a" | "http";
-  /** The proxy's IP address (IPv6 without brackets). */
-  readonly hostname: string;
-  /** The proxy's port. */
-  readonly port: number;
-  /** User name, when given. */
-  readonly username?: string;
-  /** Password, when given. */
-  readonly password?: string;
-}
+export type { UpstreamProxy };
 
 /** What both sides of a managed proxy are configured with. */
 export interface ManagedConfigBase {

@@ -42,3 +42,27 @@ export interface RunningProxy {
   /** Close everything at once. */
   close(): Promise<void>;
 }
+
+/**
+ * One side's servers as one {@linkcode RunningProxy}; `done` runs once they
+ * have drained (`closed` false) or closed (`closed` true).
+ *
+ * @param running The side's servers.
+ * @param done Runs after them (stops the side's log digest, say).
+ * @returns The side.
+ */
+export function runningSide(
+  running: readonly RunningProxy[],
+  done: (closed: boolean) => void,
+): RunningProxy {
+  return {
+    drain: async () => {
+      await Promise.allSettled(running.map((r) => r.drain()));
+      done(false);
+    },
+    close: async () => {
+      await Promise.allSettled(running.map((r) => r.close()));
+      done(true);
+    },
+  };
+}

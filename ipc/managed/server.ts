@@ -13,9 +13,8 @@ import { readCookieFile } from "../extorport/_safe_cookie.ts";
 import { extOrPortHandshake } from "../extorport/_client.ts";
 import { connectSocksDestination } from "../socks/_target.ts";
 import type { ServerConfig, ServerTarget } from "./config.ts";
-import type { RunningProxy, RunOptions } from "./runner.ts";
-import { registry as defaultRegistry } from "./_registry.ts";
-import { ignoredOptionLog, requestedTransports } from "./_requested_transports.ts";
+import { type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
+import { sideTransports } from "./_requested_transports.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
 import { outboundDialer } from "./_outbound_dialer.ts";
 
@@ -61,14 +60,7 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
   // Per-connection lines, digested: a flood of probes must not flood the parent.
   const digested = digestLog(log);
   const running: RunningProxy[] = [];
-  const requested = requestedTransports({
-    transports: config.transports,
-    registry: options.registry ?? defaultRegistry,
-    options: config.options,
-    stateDir: config.stateDir ?? Deno.cwd(),
-    ...(options.signals === undefined ? {} : { signals: options.signals }),
-    onIgnoredOption: ignoredOptionLog(emit),
-  });
+  const requested = sideTransports(config, options);
   for (const { name, transport, env, options: settings } of requested) {
     const at = config.bindAddrs.get(name) ?? { hostname: "127.0.0.1", port: 0 };
     const onAcceptError = acceptErrorLogger(log, name);
@@ -127,17 +119,10 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
     }
   }
   emit({ type: "SMETHODS-DONE" });
-  return {
-    drain: async () => {
-      await Promise.allSettled(running.map((r) => r.drain()));
-      digested.stop();
-    },
-    close: async () => {
-      await Promise.allSettled(running.map((r) => r.close()));
-      turn?.close();
-      digested.stop();
-    },
-  };
+  return runningSide(running, (closed) => {
+    if (closed) turn?.close();
+    digested.stop();
+  });
 }
 
 /** What `proxy()` does with each connection of one transport, for a TCP target. */
