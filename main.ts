@@ -1,4 +1,4 @@
-#!/usr/bin/env -S --block-signal=INT,TERM deno run --quiet --no-prompt --unstable-net --allow-ffi --allow-net --allow-read --allow-write --allow-env=TOR_PT_*,HOME,XDG_STATE_HOME --allow-sys=uid
+#!/usr/bin/env -S --block-signal=INT,TERM deno run --quiet --no-prompt --unstable-net --allow-ffi --allow-net --allow-read --allow-write --allow-env=TOR_PT_*,HOME,XDG_STATE_HOME --allow-sys=uid --v8-flags=--max-semi-space-size=4
 // Copyright the ptkit authors. MIT license.
 
 /**
@@ -13,18 +13,21 @@
  */
 
 import { holdEarlySignals } from "./ipc/managed/_early_signals.ts";
+import { CLI_COMMANDS } from "./ipc/cli/_names.ts";
 
 if (import.meta.main) {
   // First of all: a SIGTERM or SIGINT that arrives while the rest loads ends
   // the PT with exit 0 (the managed proxy takes the signals over before any
-  // transport starts). Hence the dynamic imports below.
+  // transport starts). Hence the dynamic imports below, of only what the
+  // command needs: a PT that tor starts reaches CMETHODS DONE / SMETHODS
+  // DONE quickly.
   holdEarlySignals();
   const command = Deno.args[0] ?? "";
   if (command === "turn") {
     const { runTurnCommand } = await import("./ipc/cli/turn.ts");
     Deno.exit(await runTurnCommand(Deno.args.slice(1)));
   }
-  if (command === "server" || command === "client" || command === "start") {
+  if (CLI_COMMANDS.includes(command)) {
     const { runCli } = await import("./ipc/cli/commands.ts");
     Deno.exit(await runCli(Deno.args));
   }

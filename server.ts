@@ -33,6 +33,7 @@
 
 import type { Transport, TransportEnvironment, TransportOptions } from "./transports/transport.ts";
 import { checkPort } from "./net/address.ts";
+import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
 import type { HostPort } from "./net/address.ts";
 import { relay, type RelayEnd } from "./net/relay.ts";
@@ -139,7 +140,7 @@ export async function listen(
       `Cannot listen: invalid handshakeTimeout ${handshakeTimeout}: must be a positive number of ms`,
     );
   }
-  const side = await transport.server(config, options.env);
+  const side = await transport.server(config, withRuntimeCrypto(options.env));
   const tcp = Deno.listen({ hostname: options.hostname ?? "0.0.0.0", port, transport: "tcp" });
   try {
     return new TransportListener(

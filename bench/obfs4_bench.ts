@@ -21,6 +21,7 @@
 // (default 2). OBFS4_BENCH_PROFILE=<dir> writes V8 CPU profiles of ptkit's
 // processes there.
 
+import { readExactly } from "../net/mod.ts";
 import { parseClientConfig } from "../transports/obfs4/config.ts";
 import { ClientHandshake } from "../transports/obfs4/handshake.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
@@ -37,21 +38,12 @@ const progress = (message: string) => console.error(`obfs4 bench: ${message}`);
 // The target: first byte 'U' = read `n` bytes (u32 BE after it) then answer
 // one byte; 'D' = send `n` bytes; 'E' = echo.
 const target = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-async function readFull(conn: Deno.Conn, buf: Uint8Array): Promise<boolean> {
-  for (let got = 0; got < buf.length;) {
-    const n = await conn.read(buf.subarray(got));
-    if (n === null) return false;
-    got += n;
-  }
-  return true;
-}
 (async () => {
   for await (const conn of target) {
     (async () => {
       const buf = new Uint8Array(CHUNK);
       try {
-        const head = new Uint8Array(5);
-        if (!await readFull(conn, head)) return;
+        const head = await readExactly(conn, 5);
         const n = new DataView(head.buffer).getUint32(1);
         if (head[0] === 0x55) {
           for (let got = 0; got < n;) {

@@ -3,8 +3,10 @@
 /**
  * The network runtime under `client.ts` and `server.ts`: connections through
  * transports ({@linkcode TransportConn}), listeners, the relay that joins two
- * connections with half-close, dialers, and address parsing. These use
- * `Deno.*`; transports themselves do not.
+ * connections with half-close, dialers, address parsing, and the crypto
+ * backend transports get (native libsodium where `--allow-ffi` allows it,
+ * WebAssembly elsewhere: {@linkcode runtimeCrypto}). These use `Deno.*`;
+ * transports themselves do not.
  *
  * @example Relaying between two sockets
  * ```ts
@@ -26,3 +28,4 @@ export { type ConnStats, TransportConn, type TransportConnOptions } from "./tran
 export { TransportListener, type TransportListenerOptions } from "./transport_listener.ts";
 export { ServerManager } from "./server_manager.ts";
 export type { ServerStats } from "./server_stats.ts";
+export { runtimeCrypto } from "./native_crypto.ts";

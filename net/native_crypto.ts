@@ -45,7 +45,7 @@ let native: Promise<CryptoBackend> | undefined;
  *
  * @example Sealing a box natively (run with `--allow-ffi`)
  * ```ts ignore
- * import { loadNativeCrypto } from "@ptkit/ptkit/net";
+ * import { loadNativeCrypto } from "./native_crypto.ts";
  * import { ok } from "node:assert";
  *
  * const backend = await loadNativeCrypto();
@@ -151,7 +151,7 @@ function ffiGranted(): boolean {
  *
  * @example Which backend, and why
  * ```ts
- * import { chooseRuntimeCrypto } from "@ptkit/ptkit/net";
+ * import { chooseRuntimeCrypto } from "./native_crypto.ts";
  * import { ok } from "node:assert";
  *
  * const { backend, reason } = await chooseRuntimeCrypto();
@@ -207,7 +207,7 @@ export function runtimeCrypto(): Promise<CryptoBackend> {
  *
  * @example Filling in the loader
  * ```ts
- * import { runtimeCrypto, withRuntimeCrypto } from "@ptkit/ptkit/net";
+ * import { runtimeCrypto, withRuntimeCrypto } from "./native_crypto.ts";
  * import { strictEqual } from "node:assert";
  *
  * strictEqual(withRuntimeCrypto(undefined).crypto, runtimeCrypto);

@@ -11,7 +11,7 @@ import {
 } from "../ipc/lines/_args.ts";
 import { IpcOutput } from "../ipc/lines/_output.ts";
 import { parseFlags } from "../ipc/managed/_flags.ts";
-import { parseUpstreamProxy } from "../ipc/managed/_upstream_proxy.ts";
+import { parseUpstreamProxy } from "../ipc/managed/_proxy_uri.ts";
 import { socksHandshake } from "../ipc/socks/_server_handshake.ts";
 import { SocksReplyError } from "../ipc/socks/_reply.ts";
 import { SocksServer } from "../ipc/socks/_socks_server.ts";

@@ -19,7 +19,7 @@ import {
 } from "../ipc/lines/_args.ts";
 import { formatLine } from "../ipc/lines/pt_line.ts";
 import { parseBindAddr } from "../ipc/managed/_bind_addr.ts";
-import { parseUpstreamProxy } from "../ipc/managed/_upstream_proxy.ts";
+import { parseUpstreamProxy } from "../ipc/managed/_proxy_uri.ts";
 import { formatPtLine, parsePtLine, runManagedProxy } from "../ipc/mod.ts";
 import { extOrPortHandshake } from "../ipc/extorport/_client.ts";
 import { readCookieFile } from "../ipc/extorport/_safe_cookie.ts";

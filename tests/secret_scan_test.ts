@@ -13,7 +13,7 @@ import { type FakeBehaviour, FakeExtOrPort } from "./ext_orport_fake.ts";
 import { boundDial } from "../ipc/managed/_outbound_dialer.ts";
 import { launchClient } from "../ipc/adapter/mod.ts";
 import { parseTransportOptions } from "../ipc/lines/_args.ts";
-import { parseUpstreamProxy } from "../ipc/managed/_upstream_proxy.ts";
+import { parseUpstreamProxy } from "../ipc/managed/_proxy_uri.ts";
 
 const enc = new TextEncoder();
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");

@@ -115,7 +115,7 @@ function check(what: string, bytes: Uint8Array, length: number): void {
  *
  * @example A box one byte short
  * ```ts
- * import { checkSecretbox } from "@ptkit/ptkit/transports";
+ * import { checkSecretbox } from "./crypto_backend.ts";
  * import { throws } from "node:assert";
  *
  * const [key, nonce] = [new Uint8Array(32), new Uint8Array(24)];
@@ -272,7 +272,7 @@ export function loadWasmCrypto(): Promise<CryptoBackend> {
  *
  * @example Without a runtime
  * ```ts
- * import { cryptoLoader } from "@ptkit/ptkit/transports";
+ * import { cryptoLoader } from "./crypto_backend.ts";
  * import { ok } from "node:assert";
  *
  * ok((await cryptoLoader({})()).name.includes("WebAssembly"));

@@ -6,7 +6,9 @@
  * {@linkcode TransportPair}), helpers that make the common case a few lines
  * ({@linkcode defineTransport}, {@linkcode mapChunks}), layering
  * ({@linkcode layerTransports}), and storage for the `local` argument
- * ({@linkcode MemoryStore}). Nothing here uses `Deno.*`: transports run in any
+ * ({@linkcode MemoryStore}), and the crypto primitives a runtime offers
+ * ({@linkcode CryptoBackend}, {@linkcode loadWasmCrypto}). Nothing here uses
+ * `Deno.*`: transports run in any
  * runtime with Web Streams.
  *
  * @example A complete transport in a few lines
@@ -43,4 +45,5 @@ export { defineTransport, type TransportDefinition } from "./define_transport.ts
 export { mapChunks } from "./map_chunks.ts";
 export { layerTransports } from "./layer.ts";
 export { MemoryStore } from "./memory_store.ts";
+export { type CryptoBackend, type CryptoLoader, loadWasmCrypto } from "./crypto_backend.ts";
 export { plain } from "./plain.ts";

@@ -4,7 +4,7 @@ import type { ClientTransport, TransportOptions } from "../../transports/transpo
 import type { Dialer, NetConn } from "../../net/net_conn.ts";
 import type { HostPort } from "../../net/address.ts";
 import { Connector } from "../../client.ts";
-import { parseUpstreamProxy } from "../managed/_upstream_proxy.ts";
+import { parseUpstreamProxy } from "../managed/_proxy_uri.ts";
 import { ManagedPt, type PtLaunchOptions } from "./managed_pt.ts";
 import type { PtLaunchResult } from "./pt_startup.ts";
 import { socks5Connect } from "../socks/_client.ts";

@@ -15,6 +15,7 @@ import { logged, type LogSeverity, parseLogSeverity } from "../lines/_output.ts"
 import type { ClientConfig, ManagedConfigBase, ServerConfig } from "../managed/config.ts";
 import { registry as defaultRegistry } from "../managed/_registry.ts";
 import { runManaged } from "../managed/_run.ts";
+import { CLI_COMMANDS } from "./_names.ts";
 
 /** Options for {@linkcode runCli}. */
 export interface CliOptions {
@@ -35,7 +36,7 @@ export interface CliOptions {
 }
 
 /** The subcommands {@linkcode runCli} understands. */
-export const CLI_COMMANDS: readonly string[] = ["server", "client", "start"];
+export { CLI_COMMANDS };
 
 interface Spec {
   readonly value?: string;

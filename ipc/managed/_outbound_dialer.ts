@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import net from "node:net";
+import type { Socket } from "node:net";
 import type { Dialer, NetConn } from "../../net/net_conn.ts";
 import type { HostPort } from "../../net/address.ts";
 import { tcpDialer } from "../../net/net_conn.ts";
@@ -72,7 +72,9 @@ export function outboundDialer(bind: OutboundBind, fallback: Dialer = tcpDialer)
  * @param source The local address to bind.
  * @returns The connection.
  */
-export function boundDial(target: HostPort, source: string): Promise<NetConn> {
+export async function boundDial(target: HostPort, source: string): Promise<NetConn> {
+  // node:net loads Node's compatibility layer: only when a bound dial is made.
+  const { default: net } = await import("node:net");
   const socket = net.connect({ host: target.hostname, port: target.port, localAddress: source });
   return new Promise<NetConn>((resolve, reject) => {
     const fail = (error: Error) => {
@@ -87,7 +89,7 @@ export function boundDial(target: HostPort, source: string): Promise<NetConn> {
   });
 }
 
-function socketConn(socket: net.Socket): NetConn {
+function socketConn(socket: Socket): NetConn {
   const queue: Uint8Array[] = [];
   let ended = false;
   let failed: Error | undefined;

@@ -7,8 +7,8 @@
 import type { Transport } from "../../transports/transport.ts";
 import type { PtLine } from "../lines/pt_line.ts";
 import type { ClientConfig, ServerConfig } from "./config.ts";
-import { runClient } from "./client.ts";
-import { runServer } from "./server.ts";
+import { chooseRuntimeCrypto } from "../../net/native_crypto.ts";
+import { describe } from "./_log.ts";
 import { registry as defaultRegistry } from "./_registry.ts";
 import { SignalHub } from "./_signal_hub.ts";
 import { ShutdownWatch } from "./_shutdown.ts";
@@ -40,7 +40,7 @@ export async function runManaged(
   hooks: RunHooks,
 ): Promise<number> {
   const { emit } = hooks;
-  const log = (severity: "warning" | "notice", message: string) =>
+  const log = (severity: "info" | "warning" | "notice", message: string) =>
     emit({ type: "LOG", severity, message });
   let stateDir = config.stateDir ?? Deno.cwd();
   if (!stateDir.startsWith("/")) stateDir = `${Deno.cwd()}/${stateDir}`;
@@ -77,12 +77,29 @@ export async function runManaged(
   }
   const options = { emit, registry, signals: (name: string) => hub.pipe(name) };
   try {
+    // Each side loads only its own modules: a PT starts quickly.
     const running = config.kind === "server"
-      ? await runServer({ ...config, stateDir }, options)
-      : await runClient({ ...config, stateDir }, options);
+      ? await (await import("./server.ts")).runServer({ ...config, stateDir }, options)
+      : await (await import("./client.ts")).runClient({ ...config, stateDir }, options);
+    chooseCryptoAfterStart(log);
     await watch.serve(running, (message) => log("notice", message));
   } finally {
     watch.dispose();
   }
   return 0;
+}
+
+/**
+ * Once `*METHODS DONE` is out, load the crypto backend transports will use
+ * (so the first connection does not wait for it) and log the choice once.
+ */
+function chooseCryptoAfterStart(
+  log: (severity: "info" | "warning", message: string) => void,
+): void {
+  setTimeout(() => {
+    chooseRuntimeCrypto().then(
+      ({ backend, reason }) => log("info", `Crypto: ${backend.name}, as ${reason}`),
+      (error) => log("warning", `Crypto: cannot load a backend: ${describe(error)}`),
+    );
+  }, 0);
 }

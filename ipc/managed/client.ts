@@ -5,7 +5,6 @@ import { type Dialer, tcpDialer } from "../../net/net_conn.ts";
 import { relay } from "../../net/relay.ts";
 import { ConnectionLoop, retryWhileExhausted } from "../../net/_accept_loop.ts";
 import { type Connector, createConnector } from "../../client.ts";
-import { serveUdpClient } from "../../udp/client_pool.ts";
 import type { PtLine } from "../lines/pt_line.ts";
 import { RepeatedKeyLog } from "../lines/_first_value.ts";
 import { SocksServer } from "../socks/_socks_server.ts";
@@ -15,7 +14,6 @@ import type { ClientConfig } from "./config.ts";
 import { type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
 import { sideTransports } from "./_requested_transports.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
-import { upstreamProxyDialer } from "./_upstream_proxy.ts";
 
 /** Connectors kept per transport, one per distinct configuration. */
 const MAX_CONNECTORS = 64;
@@ -58,8 +56,12 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
   if (config.proxy !== undefined) emit({ type: "PROXY-DONE" });
   const running: RunningProxy[] = [];
   const repeated = new RepeatedKeyLog((message) => log("warning", message));
-  const direct = options.dialer ??
-    (config.proxy === undefined ? tcpDialer : upstreamProxyDialer(config.proxy));
+  let direct = options.dialer ?? tcpDialer;
+  if (options.dialer === undefined && config.proxy !== undefined) {
+    // The upstream proxy's dialer loads only when a proxy is used.
+    const { upstreamProxyDialer } = await import("./_upstream_proxy.ts");
+    direct = upstreamProxyDialer(config.proxy);
+  }
   // Right after a flood the process may be out of descriptors for a moment:
   // dials wait for them rather than failing the connection.
   const dialer: Dialer = (target) => retryWhileExhausted(() => direct(target));
@@ -149,6 +151,8 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
         const settings = Object.fromEntries(
           Object.entries(base).filter(([key]) => !key.startsWith("turn-")),
         );
+        // UDP modes evaluate their modules (node:dgram is slow to load) only when asked for.
+        const { serveUdpClient } = await import("../../udp/client_pool.ts");
         const pool = await serveUdpClient({
           transport,
           config: settings,

@@ -17,7 +17,7 @@ import { RepeatedKeyLog } from "../lines/_first_value.ts";
 import { ENV_VARS, FLAGS, parseFlags } from "./_flags.ts";
 import { parseBindAddr } from "./_bind_addr.ts";
 import { parseOutboundBind } from "./_outbound_dialer.ts";
-import { parseUpstreamProxy, type UpstreamProxy } from "./_upstream_proxy.ts";
+import { parseUpstreamProxy, type UpstreamProxy } from "./_proxy_uri.ts";
 
 export type { UpstreamProxy };
 

@@ -5,13 +5,7 @@ import type { Dialer } from "../../net/net_conn.ts";
 import type { RelayEnd } from "../../net/relay.ts";
 import { closeQuietly, retryWhileExhausted } from "../../net/_accept_loop.ts";
 import { proxy, type ProxyTarget } from "../../server.ts";
-import { serveUdpServer } from "../../udp/server_pool.ts";
-import { TurnServer } from "../../udp/turn/_turn_server.ts";
-import { createUdpRelayFactory } from "../../udp/turn/_udp_relay.ts";
-import { serveTurnStream } from "../../udp/turn/_stream_server.ts";
-import { readCookieFile } from "../extorport/_safe_cookie.ts";
-import { extOrPortHandshake } from "../extorport/_client.ts";
-import { connectSocksDestination } from "../socks/_target.ts";
+import type { TurnServer } from "../../udp/turn/_turn_server.ts";
 import type { ServerConfig, ServerTarget } from "./config.ts";
 import { type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
 import { sideTransports } from "./_requested_transports.ts";
@@ -60,6 +54,7 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
   // Per-connection lines, digested: a flood of probes must not flood the parent.
   const digested = digestLog(log);
   const running: RunningProxy[] = [];
+  const handlers = await loadTargetHandlers(target);
   const requested = sideTransports(config, options);
   for (const { name, transport, env, options: settings } of requested) {
     const at = config.bindAddrs.get(name) ?? { hostname: "127.0.0.1", port: 0 };
@@ -69,6 +64,8 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
       let addr: Deno.NetAddr;
       let clientOptions: TransportOptions;
       if (target.kind === "udp") {
+        // UDP's modules are evaluated only when asked for.
+        const { serveUdpServer } = await import("../../udp/server_pool.ts");
         const pool = await serveUdpServer({
           transport,
           config: settings,
@@ -95,7 +92,7 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
           env,
           ...limits,
           onAcceptError,
-          target: targetOf(target, name, base, digested, turn?.server(at.hostname)),
+          target: targetOf(target, name, base, digested, handlers, await turn?.server(at.hostname)),
           onError: (error, stage) =>
             digested(
               stage === "handshake" || quiet ? "info" : "warning",
@@ -131,6 +128,7 @@ function targetOf(
   name: string,
   base: Dialer,
   log: (severity: "info", message: string) => void,
+  handlers: TargetHandlers,
   turn: TurnServer | undefined,
 ): ProxyTarget {
   // Right after a flood the process may be out of descriptors for a moment.
@@ -143,9 +141,10 @@ function targetOf(
       return async (conn, { signal }) => {
         const end = await dial(target.address, signal);
         try {
-          const cookie = await readCookieFile(target.cookieFile);
+          const { readCookieFile, extOrPortHandshake } = handlers;
+          const cookie = await readCookieFile!(target.cookieFile);
           const remote = conn.remoteAddr as Deno.NetAddr;
-          await extOrPortHandshake(end, {
+          await extOrPortHandshake!(end, {
             cookie,
             transport: name,
             ...(remote.hostname
@@ -161,13 +160,13 @@ function targetOf(
       };
     case "socks":
       return (conn, { signal }) =>
-        connectSocksDestination(conn, {
+        handlers.connectSocksDestination!(conn, {
           policy: target.policy,
           dialer: (address) => dial(address, signal),
           signal,
         });
     case "turn":
-      return () => Promise.resolve(turnEnd(turn!));
+      return () => Promise.resolve(turnEnd(turn!, handlers.serveTurnStream!));
   }
 }
 
@@ -177,7 +176,10 @@ function targetOf(
  * that client comes out of it. The client's own address is not echoed in
  * XOR-MAPPED-ADDRESS: an application would hand it to its peers.
  */
-function turnEnd(server: TurnServer): RelayEnd {
+function turnEnd(
+  server: TurnServer,
+  serveTurnStream: typeof import("../../udp/turn/_stream_server.ts").serveTurnStream,
+): RelayEnd {
   const toServer = new TransformStream<Uint8Array, Uint8Array>();
   const fromServer = new TransformStream<Uint8Array, Uint8Array>();
   const stop = new AbortController();
@@ -215,7 +217,12 @@ class EmbeddedTurn {
   }
 
   /** The server, made on first use with relays bound near `listenHost`. */
-  server(listenHost: string): TurnServer {
+  async server(listenHost: string): Promise<TurnServer> {
+    if (this.#server !== undefined) return this.#server;
+    const [{ TurnServer }, { createUdpRelayFactory }] = await Promise.all([
+      import("../../udp/turn/_turn_server.ts"),
+      import("../../udp/turn/_udp_relay.ts"),
+    ]);
     if (this.#server !== undefined) return this.#server;
     const relayHost = this.#options.relayAddress ?? listenHost;
     const relay = createUdpRelayFactory(
@@ -236,4 +243,36 @@ class EmbeddedTurn {
     clearInterval(this.#sweep);
     this.#server?.close();
   }
+}
+
+/** What serving a target needs beyond the relay. */
+interface TargetHandlers {
+  readonly connectSocksDestination?: typeof import("../socks/_target.ts").connectSocksDestination;
+  readonly serveTurnStream?: typeof import("../../udp/turn/_stream_server.ts").serveTurnStream;
+  readonly readCookieFile?: typeof import("../extorport/_safe_cookie.ts").readCookieFile;
+  readonly extOrPortHandshake?: typeof import("../extorport/_client.ts").extOrPortHandshake;
+}
+
+/**
+ * Load the modules the target needs (free mode, TURN, the Extended
+ * ORPort): when the server starts with such a target, and only then,
+ * never while serving, when a server out of descriptors could not open
+ * them. Literal `import()`s, so `deno compile` and JSR consumers get
+ * these modules in their graph.
+ */
+async function loadTargetHandlers(target: ServerTarget): Promise<TargetHandlers> {
+  if (target.kind === "socks") {
+    return await import("../socks/_target.ts");
+  }
+  if (target.kind === "turn") {
+    return await import("../../udp/turn/_stream_server.ts");
+  }
+  if (target.kind === "extorport") {
+    const [{ readCookieFile }, { extOrPortHandshake }] = await Promise.all([
+      import("../extorport/_safe_cookie.ts"),
+      import("../extorport/_client.ts"),
+    ]);
+    return { readCookieFile, extOrPortHandshake };
+  }
+  return {};
 }

@@ -4,7 +4,6 @@
 // here, judged by the destination policy, dialed, and the connection is
 // handed back for `proxy()` to relay.
 
-import { lookup } from "node:dns/promises";
 import { type Dialer, tcpDialer } from "../../net/net_conn.ts";
 import type { RelayEnd } from "../../net/relay.ts";
 import { DestinationPolicy } from "../../net/destination_policy.ts";
@@ -112,6 +111,8 @@ export async function connectSocksDestination(
 }
 
 async function systemResolve(hostname: string): Promise<string[]> {
+  // node:dns loads Node's compatibility layer: only when a name is looked up.
+  const { lookup } = await import("node:dns/promises");
   const found = await lookup(hostname, { all: true, verbatim: true });
   return found.map((entry) => entry.address);
 }
