@@ -137,7 +137,7 @@ interface Run {
  *
  * @example Watching a PT's log lines
  * ```ts
- * import { launchClient } from "./pt_client.ts";
+ * import { launchClient } from "@ptkit/ptkit/ipc/adapter";
  * import { ok } from "node:assert";
  *
  * await using pt = await launchClient({ path: "obfs4proxy", transports: ["obfs4"] });

@@ -32,7 +32,7 @@ export interface LaunchClientOptions extends PtLaunchOptions {
  *
  * @example Dialing through obfs4proxy
  * ```ts ignore
- * import { launchClient } from "./pt_client.ts";
+ * import { launchClient } from "@ptkit/ptkit/ipc/adapter";
  *
  * await using pt = await launchClient({ path: "obfs4proxy", transports: ["obfs4"] });
  * const connector = await pt.transports.get("obfs4")!.connector({ cert: "...", "iat-mode": "0" });
@@ -177,7 +177,7 @@ export class PtClientTransport {
  *
  * @example Watching the log of a PT from its start
  * ```ts
- * import { PtClient } from "./pt_client.ts";
+ * import { PtClient } from "@ptkit/ptkit/ipc/adapter";
  * import { deepStrictEqual } from "node:assert";
  *
  * await using pt = new PtClient({ path: "obfs4proxy", transports: ["obfs4", "bogus"] });
@@ -257,7 +257,7 @@ export class PtClient extends ManagedPt {
  *
  * @example Launching obfs4proxy
  * ```ts
- * import { launchClient } from "./pt_client.ts";
+ * import { launchClient } from "@ptkit/ptkit/ipc/adapter";
  * import { deepStrictEqual } from "node:assert";
  *
  * await using pt = await launchClient({ path: "obfs4proxy", transports: ["obfs4"] });

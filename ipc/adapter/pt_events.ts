@@ -6,7 +6,7 @@
  *
  * @example Making one
  * ```ts
- * import { PtLogEvent } from "./pt_events.ts";
+ * import { PtLogEvent } from "@ptkit/ptkit/ipc/adapter";
  * import { deepStrictEqual } from "node:assert";
  *
  * const event = new PtLogEvent("notice", "started");
@@ -37,7 +37,7 @@ export class PtLogEvent extends Event {
  *
  * @example Making one
  * ```ts
- * import { PtStatusEvent } from "./pt_events.ts";
+ * import { PtStatusEvent } from "@ptkit/ptkit/ipc/adapter";
  * import { deepStrictEqual } from "node:assert";
  *
  * const event = new PtStatusEvent("obfs4", { CONNECT: "Failed" });
@@ -71,7 +71,7 @@ export class PtStatusEvent extends Event {
  *
  * @example Making one
  * ```ts
- * import { PtExitEvent } from "./pt_events.ts";
+ * import { PtExitEvent } from "@ptkit/ptkit/ipc/adapter";
  * import { deepStrictEqual } from "node:assert";
  *
  * const event = new PtExitEvent(1, null, 500, 1);
@@ -116,7 +116,7 @@ export class PtExitEvent extends Event {
  *
  * @example Making one
  * ```ts
- * import { PtFailedEvent } from "./pt_events.ts";
+ * import { PtFailedEvent } from "@ptkit/ptkit/ipc/adapter";
  * import { deepStrictEqual } from "node:assert";
  *
  * const event = new PtFailedEvent(new Error("gone"));
@@ -145,7 +145,7 @@ export class PtFailedEvent extends Event {
  *
  * @example Making one
  * ```ts
- * import { PtMessageEvent } from "./pt_events.ts";
+ * import { PtMessageEvent } from "@ptkit/ptkit/ipc/adapter";
  * import { deepStrictEqual } from "node:assert";
  *
  * const event = new PtMessageEvent("CMESSAGE", "keyed", new Uint8Array([1]));

@@ -55,7 +55,7 @@ export interface PtServerTransport {
  *
  * @example Putting an echo service behind obfs4proxy
  * ```ts
- * import { launchServer } from "./pt_server.ts";
+ * import { launchServer } from "@ptkit/ptkit/ipc/adapter";
  * import { ok } from "node:assert";
  *
  * using service = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -162,7 +162,7 @@ export class PtServer extends ManagedPt {
  *
  * @example Launching obfs4proxy in front of a service
  * ```ts
- * import { launchServer } from "./pt_server.ts";
+ * import { launchServer } from "@ptkit/ptkit/ipc/adapter";
  * import { deepStrictEqual } from "node:assert";
  *
  * await using pt = await launchServer({
