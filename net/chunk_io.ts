@@ -88,13 +88,30 @@ export function streamSink(writable: WritableStream<Uint8Array>): ChunkSink {
       await writer.ready;
       writer.write(chunk).catch(() => {});
     },
-    async end() {
-      await writer.close();
+    end() {
+      return closeWriter(writer);
     },
     abort(reason) {
       writer.abort(reason).catch(() => {});
     },
   };
+}
+
+/**
+ * Close a writer's stream. A stream that a failure errored earlier rejects
+ * `close()` with a bare `TypeError` ("closed or errored"); the rejection
+ * then carries the error that errored it (a peer's `BrokenPipe`, say), so
+ * callers can tell a peer that left from a fault.
+ */
+export async function closeWriter(writer: WritableStreamDefaultWriter<Uint8Array>): Promise<void> {
+  try {
+    await writer.close();
+  } catch (error) {
+    // Rejects with the stored error when the stream errored; resolves when
+    // it was merely closed already.
+    await writer.closed;
+    throw error;
+  }
 }
 
 /** Options for {@linkcode pump}. */

@@ -1,7 +1,15 @@
 // Copyright the ptkit authors. MIT license.
 
 import type { TransportPair } from "../transports/transport.ts";
-import { connSink, connSource, describe, pump, streamSink, streamSource } from "./chunk_io.ts";
+import {
+  closeWriter,
+  connSink,
+  connSource,
+  describe,
+  pump,
+  streamSink,
+  streamSource,
+} from "./chunk_io.ts";
 import type { NetConn } from "./net_conn.ts";
 
 /** Byte counts and age of one transport connection. */
@@ -133,7 +141,7 @@ export class TransportConn implements AsyncDisposable {
         encoder.write(chunk).catch(() => {});
       },
       close: async () => {
-        await encoder.close();
+        await closeWriter(encoder);
         await this.#wireOut;
       },
       abort: (reason) => {

@@ -4,9 +4,13 @@
 
 import { ok, rejects, strictEqual } from "node:assert";
 import { relay } from "../net/relay.ts";
+import { listen } from "../server.ts";
+import { plain } from "../transports/plain.ts";
 
 /** Two connected socket pairs: `left`↔`leftPeer` and `right`↔`rightPeer`. */
-async function twoPairs() {
+async function twoPairs(): Promise<
+  { left: Deno.Conn; leftPeer: Deno.Conn; right: Deno.Conn; rightPeer: Deno.Conn }
+> {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const left = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
   const leftPeer = await listener.accept();
@@ -75,3 +79,34 @@ for (
     right.close();
   });
 }
+
+Deno.test("relay ends normally when a transport connection's peer leaves outright while the other end is still sending", async () => {
+  // The client sends its end of stream and closes its socket; the other end
+  // then sends a little more and its own end of stream. The transport
+  // connection's socket write fails first (reset, broken pipe) and errors
+  // its encoder; closing it afterwards must report that peer-left error,
+  // not the bare "closed or errored" TypeError a Web stream gives.
+  await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const accepted = listener.accept();
+  const { right, rightPeer } = await twoPairs();
+  const conn = await accepted;
+  await conn.ready;
+  const done = relay(conn, rightPeer);
+  await client.write(new TextEncoder().encode("hi"));
+  client.close();
+  const chunk = new Uint8Array(1024).fill(1);
+  const sleep = () => new Promise((resolve) => setTimeout(resolve, 50));
+  // The first chunk reaches the closed client, which answers with a reset;
+  // the second is taken by the encoder and fails at the socket, erroring the
+  // encoder after the relay's last write succeeded; then the end of stream.
+  await sleep();
+  await right.write(chunk);
+  await sleep();
+  await right.write(chunk);
+  await sleep();
+  await right.closeWrite().catch(() => {});
+  const result = await done;
+  strictEqual(result.aToB, 2);
+  right.close();
+});
