@@ -51,6 +51,12 @@ export interface ListenOptions {
   readonly hostname?: string;
   /** The port to listen on; 0 picks a free one. */
   readonly port: number;
+  /**
+   * Share the port with other listeners that set it too (`SO_REUSEPORT`,
+   * Linux; needs `--unstable-net`): the kernel spreads connections over
+   * them, as `-workers` does over processes. Defaults to false.
+   */
+  readonly reusePort?: boolean;
   /** Long-term storage and out-of-band signals for the transport. Defaults to none. */
   readonly env?: TransportEnvironment;
   /**
@@ -141,7 +147,12 @@ export async function listen(
     );
   }
   const side = await transport.server(config, withRuntimeCrypto(options.env));
-  const tcp = Deno.listen({ hostname: options.hostname ?? "0.0.0.0", port, transport: "tcp" });
+  const tcp = Deno.listen({
+    hostname: options.hostname ?? "0.0.0.0",
+    port,
+    transport: "tcp",
+    ...(options.reusePort ? { reusePort: true } : {}),
+  });
   try {
     return new TransportListener(
       tcp,

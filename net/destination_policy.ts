@@ -128,6 +128,27 @@ export class DestinationPolicy {
   }
 
   /**
+   * The allowance list, as {@linkcode DestinationPolicy.parse} reads it
+   * (`none` when nothing extra is allowed): what a worker process is sent.
+   *
+   * @returns Comma-separated scopes, then exact `ip:port` destinations.
+   *
+   * @example A policy survives a round trip through its text
+   * ```ts
+   * import { DestinationPolicy } from "@ptkit/ptkit/net";
+   * import { deepStrictEqual } from "node:assert";
+   *
+   * const policy = DestinationPolicy.parse("private, [::1]:53");
+   * deepStrictEqual(policy.toString(), "private,[::1]:53");
+   * deepStrictEqual(DestinationPolicy.parse(policy.toString()).refusal("::1", 53), undefined);
+   * deepStrictEqual(new DestinationPolicy().toString(), "none");
+   * ```
+   */
+  toString(): string {
+    return [...this.#scopes, ...this.#exact].join(",") || "none";
+  }
+
+  /**
    * Why a destination is refused, or `undefined` when it is allowed.
    *
    * @param ip An IP literal (IPv6 without brackets).

@@ -14,6 +14,8 @@ interface Row {
   readonly args?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
   readonly notUtf8?: readonly string[];
+  /** The number of CPUs (the server's default -workers). */
+  readonly cpus?: number;
   /** Fields the configuration must have (compared deeply), or the error. */
   readonly expect: Readonly<Record<string, unknown>> | ErrorExpect;
 }
@@ -302,6 +304,42 @@ const ROWS: readonly Row[] = [
     name: "no configuration at all",
     expect: { error: undefined, exitCode: 64, message: /No configuration/ },
   },
+  // -workers: server default the CPUs, client default 1, datagram modes 1.
+  { name: "server workers default: the CPUs", env: server, cpus: 8, expect: { workers: 8 } },
+  { name: "server workers without a CPU count", env: server, expect: { workers: 1 } },
+  { name: "client workers default 1", env: client, cpus: 8, expect: { workers: 1 } },
+  {
+    name: "-workers 3 on the server",
+    args: ["-workers", "3"],
+    env: server,
+    expect: { workers: 3 },
+  },
+  { name: "--workers=2 on the client", args: ["--workers=2"], env: client, expect: { workers: 2 } },
+  {
+    name: "server datagram mode defaults to 1 worker",
+    args: ["-mode", "transparent-UDP", "-target", "127.0.0.1:53"],
+    env: { TOR_PT_MANAGED_TRANSPORT_VER: "1", TOR_PT_SERVER_TRANSPORTS: "plain" },
+    cpus: 8,
+    expect: { workers: 1 },
+  },
+  ...["0", "-1", "1.5", "257", "two", "", "99999999999"].map((n) => ({
+    name: `-workers ${JSON.stringify(n)}`,
+    args: ["-workers", n],
+    env: server,
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /^Invalid -workers .*1 to 256$/ } as const,
+  })),
+  {
+    name: "-workers 2 in a datagram mode",
+    args: ["-mode", "STUN", "-target", "turn", "-workers", "2"],
+    env: { TOR_PT_MANAGED_TRANSPORT_VER: "1", TOR_PT_SERVER_TRANSPORTS: "plain" },
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /-workers above 1 needs a TCP mode/ },
+  },
+  {
+    name: "-workers needs a value",
+    args: ["-workers"],
+    env: server,
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /Flag -workers needs a value/ },
+  },
   { name: "--help", args: ["--help"], expect: { kind: "help" } },
   { name: "--version", args: ["--version"], expect: { kind: "ptkit-version" } },
 ];
@@ -313,6 +351,7 @@ for (const row of ROWS) {
     try {
       config = parseManagedConfig(row.args ?? [], row.env ?? {}, {
         ...(row.notUtf8 === undefined ? {} : { notUtf8: row.notUtf8 }),
+        ...(row.cpus === undefined ? {} : { cpus: row.cpus }),
       });
     } catch (e) {
       error = e;

@@ -163,6 +163,13 @@ export const FLAGS: readonly FlagSpec[] = [
     help: "server, -target turn: the TURN realm (default ptkit)",
   },
   {
+    names: ["workers"],
+    key: "workers",
+    value: "N",
+    help:
+      "processes sharing each listening port (SO_REUSEPORT, Linux): server default the number of CPUs, client default 1; 1 in the datagram modes",
+  },
+  {
     names: ["logLevel"],
     key: "logLevel",
     value: "LEVEL",

@@ -2,6 +2,7 @@
 
 import type {
   IgnoredOption,
+  LocalStore,
   SignalPipe,
   Transport,
   TransportEnvironment,
@@ -27,6 +28,8 @@ export interface TransportRequest {
   readonly signals?: (transport: string) => SignalPipe;
   /** Told about options a transport ignored (see {@linkcode ignoredOptionLog}). */
   readonly onIgnoredOption?: (ignored: IgnoredOption) => void;
+  /** The transports' storage in place of the state directory's files. */
+  readonly local?: LocalStore;
 }
 
 /** One known, requested transport, ready to configure. */
@@ -49,7 +52,7 @@ export interface RequestedTransport {
  * @returns The transports to start.
  */
 export function requestedTransports(request: TransportRequest): RequestedTransport[] {
-  const local = new FileStore(request.stateDir);
+  const local = request.local ?? new FileStore(request.stateDir);
   const seen = new Set<string>();
   const result: RequestedTransport[] = [];
   for (const name of request.transports) {
@@ -126,6 +129,7 @@ export function sideTransports(
     options: config.options,
     stateDir: config.stateDir ?? Deno.cwd(),
     ...(options.signals === undefined ? {} : { signals: options.signals }),
+    ...(options.local === undefined ? {} : { local: options.local }),
     onIgnoredOption: ignoredOptionLog(options.emit),
   });
 }

@@ -4,14 +4,18 @@
 // from its own flags): the state directory, the signal hub, the shutdown
 // watch, the side itself, and the exit code.
 
-import type { Transport } from "../../transports/transport.ts";
+import type { LocalStore, Transport } from "../../transports/transport.ts";
+import type { HostPort } from "../../net/address.ts";
 import type { PtLine } from "../lines/pt_line.ts";
 import type { ClientConfig, ServerConfig } from "./config.ts";
+import type { RunningProxy } from "./runner.ts";
 import { chooseRuntimeCrypto } from "../../net/native_crypto.ts";
 import { describe } from "./_log.ts";
 import { registry as defaultRegistry } from "./_registry.ts";
 import { SignalHub } from "./_signal_hub.ts";
 import { ShutdownWatch } from "./_shutdown.ts";
+import { FileStore } from "./_file_store.ts";
+import { RecordingStore, WorkerPool } from "./_workers.ts";
 
 /** How a side runs beside its configuration. */
 export interface RunHooks {
@@ -25,6 +29,12 @@ export interface RunHooks {
   readonly signal?: AbortSignal;
   /** The parent's input in place of stdin (`CMESSAGE` / `SMESSAGE` lines). */
   readonly stdin?: ReadableStream<Uint8Array>;
+  /** Where each transport listens, in place of the configuration's (a worker child). */
+  readonly listenAt?: ReadonlyMap<string, HostPort>;
+  /** Listen with `SO_REUSEPORT` (a worker child). */
+  readonly reusePort?: boolean;
+  /** The transports' storage in place of the state directory's files (a worker child). */
+  readonly local?: LocalStore;
 }
 
 /**
@@ -55,10 +65,14 @@ export async function runManaged(
   }
   const registry = hooks.registry ?? defaultRegistry;
   const hub = new SignalHub(config.kind, emit);
+  let pool: WorkerPool | undefined;
   const watch = new ShutdownWatch({
     exitOnStdinClose: config.exitOnStdinClose,
     process: hooks.process,
-    onLine: (line) => hub.handleLine(line),
+    onLine: (line) => {
+      hub.handleLine(line);
+      pool?.forward(line);
+    },
     onTooLong: (length) => hub.tooLong(length),
     onClose: () => hub.close(),
     ...(hooks.signal === undefined ? {} : { signal: hooks.signal }),
@@ -75,18 +89,89 @@ export async function runManaged(
       })`,
     );
   }
-  const options = { emit, registry, signals: (name: string) => hub.pipe(name) };
+  const workers = workerCount(config, hooks, log);
+  // With workers, the parent listens with SO_REUSEPORT, notes where each
+  // transport listens and what state it read, for its children.
+  const bound = new Map<string, HostPort>();
+  const recording = workers > 1
+    ? new RecordingStore(hooks.local ?? new FileStore(stateDir))
+    : undefined;
+  const local = recording ?? hooks.local;
+  const options = {
+    emit: workers > 1
+      ? (line: PtLine) => {
+        if (line.type === "SMETHOD" || line.type === "CMETHOD") {
+          bound.set(line.transport, line.address);
+        }
+        emit(line);
+      }
+      : emit,
+    registry,
+    signals: (name: string) => hub.pipe(name),
+    ...(hooks.listenAt === undefined ? {} : { listenAt: hooks.listenAt }),
+    ...(hooks.reusePort || workers > 1 ? { reusePort: true } : {}),
+    ...(local === undefined ? {} : { local }),
+  };
   try {
     // Each side loads only its own modules: a PT starts quickly.
-    const running = config.kind === "server"
+    let running: RunningProxy = config.kind === "server"
       ? await (await import("./server.ts")).runServer({ ...config, stateDir }, options)
       : await (await import("./client.ts")).runClient({ ...config, stateDir }, options);
+    if (workers > 1 && bound.size > 0) {
+      const children = new WorkerPool({
+        count: workers,
+        config: { ...config, stateDir },
+        listenAt: bound,
+        state: recording!.values,
+        emit,
+      });
+      pool = children;
+      children.start();
+      const side = running;
+      running = {
+        drain: async () => void await Promise.allSettled([side.drain(), children.drain()]),
+        close: async () => void await Promise.allSettled([side.close(), children.close()]),
+      };
+    }
     chooseCryptoAfterStart(log);
     await watch.serve(running, (message) => log("notice", message));
   } finally {
     watch.dispose();
   }
   return 0;
+}
+
+/**
+ * How many processes serve: `config.workers` where processes can share a
+ * port (Linux, a process of its own), else 1. A fixed port that another
+ * socket holds stays an error of its transport, as with one process:
+ * SO_REUSEPORT would join the other socket's group instead.
+ */
+function workerCount(
+  config: ClientConfig | ServerConfig,
+  hooks: RunHooks,
+  log: (severity: "info" | "warning" | "notice", message: string) => void,
+): number {
+  const workers = config.workers ?? 1;
+  if (workers <= 1) return 1;
+  if (!hooks.process || Deno.build.os !== "linux") {
+    log("info", "-workers: one process here (workers need Linux and a process of their own)");
+    return 1;
+  }
+  const fixed = config.kind === "server"
+    ? [...config.bindAddrs.values()].filter((at) => at.port !== 0)
+    : config.listen.port === 0
+    ? []
+    : [config.listen];
+  for (const at of fixed) {
+    try {
+      Deno.listen({ hostname: at.hostname, port: at.port }).close();
+    } catch {
+      log("warning", `-workers: ${at.hostname}:${at.port} cannot be bound; one process serves`);
+      return 1;
+    }
+  }
+  return workers;
 }
 
 /**

@@ -68,8 +68,14 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
   // Per-connection lines, digested: a flood must not flood the parent.
   const digested = digestLog(log);
   const requested = sideTransports(config, options);
-  const listen = config.listen;
   for (const { name, transport, env, options: base } of requested) {
+    const listen = options.listenAt?.get(name) ?? config.listen;
+    const tcpListen = () =>
+      Deno.listen({
+        hostname: listen.hostname,
+        port: listen.port,
+        ...(options.reusePort ? { reusePort: true } : {}),
+      });
     const onAcceptError = acceptErrorLogger(log, name);
     const cmethod = (mode: string, addr: { hostname: string; port: number }): PtLine => ({
       type: "CMETHOD",
@@ -109,7 +115,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
         const first = await createConnector(transport, base, { env, dialer });
         connectors.set(keyOf(base), Promise.resolve(first));
         const server = new SocksServer(
-          Deno.listen({ hostname: listen.hostname, port: listen.port }),
+          tcpListen(),
           {
             connect: async (request) => {
               for (const key of request.repeatedKeys) {
@@ -171,7 +177,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
       } else {
         const connector = await createConnector(transport, base, { env, dialer });
         const forwarder = new Forwarder(
-          Deno.listen({ hostname: listen.hostname, port: listen.port }),
+          tcpListen(),
           async () => await connector.dial(config.target!),
           (error) => digested("warning", `${name}: connection failed: ${describe(error)}`),
           onAcceptError,

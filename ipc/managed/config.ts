@@ -37,6 +37,12 @@ export interface ManagedConfigBase {
   readonly logLevel: "error" | "warning" | "notice" | "info" | "debug";
   /** Things worth a `LOG` warning once started (a repeated option key), never with a value. */
   readonly warnings: readonly string[];
+  /**
+   * Processes that serve (`-workers`), sharing each listening port
+   * (`SO_REUSEPORT`, Linux): the first prints the `CMETHOD`/`SMETHOD` lines
+   * and owns the state directory, the others are its children. Absent: 1.
+   */
+  readonly workers?: number;
 }
 
 /** The client side: SOCKS front ends, transparent TCP, or datagrams. */
@@ -164,7 +170,9 @@ export class ManagedConfigError extends Error {
  * @param env The `TOR_PT_*` variables that are set (others are ignored).
  * @param options `notUtf8`: variables that are set but not valid UTF-8
  * (`ENV-ERROR`, without echoing them); `known`: the transports on offer (a
- * fixed `-proxylistenaddr` port allows one of them; default: any name).
+ * fixed `-proxylistenaddr` port allows one of them; default: any name);
+ * `cpus`: the number of CPUs, the server's default `-workers` (default 1;
+ * `runManagedProxy` gives `navigator.hardwareConcurrency`).
  * @returns The configuration.
  * @throws {ManagedConfigError} What the parent must be told, and the exit
  * code.
@@ -203,7 +211,11 @@ export class ManagedConfigError extends Error {
 export function parseManagedConfig(
   args: readonly string[],
   env: Readonly<Record<string, string>> = {},
-  options: { readonly notUtf8?: readonly string[]; readonly known?: Iterable<string> } = {},
+  options: {
+    readonly notUtf8?: readonly string[];
+    readonly known?: Iterable<string>;
+    readonly cpus?: number;
+  } = {},
 ): ManagedConfig {
   const vars: Record<string, string> = {};
   for (const name of ENV_VARS) {
@@ -308,8 +320,46 @@ export function parseManagedConfig(
     logLevel,
     warnings,
   } as const;
-  if (server) return serverConfig(base, flags.values, value, vars, envError, attempt);
-  return clientConfig(base, flags.values, value, options.known, envError, attempt, version);
+  const side = server
+    ? serverConfig(base, flags.values, value, vars, envError, attempt)
+    : clientConfig(base, flags.values, value, options.known, envError, attempt, version);
+  return { ...side, workers: workerCount(side, flags.values.workers, options.cpus, envError) };
+}
+
+/** Most worker processes `-workers` accepts. */
+const MAX_WORKERS = 256;
+
+/**
+ * `-workers N`: 1 to 256; default the number of CPUs on the server, 1 on
+ * the client (tor starts one client PT per user). The datagram modes run in
+ * one process: their flows and the embedded TURN server hold state.
+ */
+function workerCount(
+  config: ClientConfig | ServerConfig,
+  text: string | undefined,
+  cpus: number | undefined,
+  envError: EnvError,
+): number {
+  const datagrams = config.kind === "server"
+    ? config.target.kind === "udp" || config.target.kind === "turn"
+    : config.mode === "transparent-UDP" || config.mode === "STUN";
+  if (text === undefined) {
+    if (config.kind === "client" || datagrams) return 1;
+    const count = Math.floor(cpus ?? 1);
+    return Number.isFinite(count) ? Math.min(Math.max(count, 1), MAX_WORKERS) : 1;
+  }
+  const workers = Number(text);
+  if (!/^[0-9]{1,4}$/.test(text) || workers < 1 || workers > MAX_WORKERS) {
+    envError(
+      `Invalid -workers ${
+        JSON.stringify(text.slice(0, 32))
+      }: expected a whole number from 1 to ${MAX_WORKERS}`,
+    );
+  }
+  if (workers > 1 && datagrams) {
+    envError("-workers above 1 needs a TCP mode: the datagram modes run in one process");
+  }
+  return workers;
 }
 
 type Flags = Readonly<Record<string, string>>;

@@ -7,6 +7,7 @@ import { registry as defaultRegistry } from "./_registry.ts";
 import { ENV_VARS, usage } from "./_flags.ts";
 import { PTKIT_VERSION } from "./_version.ts";
 import { runManaged } from "./_run.ts";
+import { WORKER_ARG } from "./_workers.ts";
 
 /** Options for {@linkcode runManagedProxy}. */
 export interface ManagedProxyOptions {
@@ -72,6 +73,11 @@ export interface ManagedProxyOptions {
  * ```
  */
 export async function runManagedProxy(options: ManagedProxyOptions): Promise<number> {
+  if (options.args[0] === WORKER_ARG && options.args.length === 1) {
+    // A `-workers` child of this very program: its setup comes on stdin.
+    const { runWorker } = await import("./_worker_main.ts");
+    return await runWorker(options.registry ?? defaultRegistry);
+  }
   const readEnv = options.getEnv ?? ((name: string) => Deno.env.get(name));
   const command = options.command ?? "main.ts";
   const registry = options.registry ?? defaultRegistry;
@@ -93,7 +99,11 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
   });
   let config;
   try {
-    config = parseManagedConfig(options.args, env, { notUtf8, known: registry.keys() });
+    config = parseManagedConfig(options.args, env, {
+      notUtf8,
+      known: registry.keys(),
+      cpus: navigator.hardwareConcurrency,
+    });
   } catch (error) {
     if (!(error instanceof ManagedConfigError)) throw error;
     if (error.keyword === undefined) {

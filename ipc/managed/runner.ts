@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { SignalPipe, Transport } from "../../transports/transport.ts";
+import type { LocalStore, SignalPipe, Transport } from "../../transports/transport.ts";
+import type { HostPort } from "../../net/address.ts";
 import type { Dialer } from "../../net/net_conn.ts";
 import type { ConnectionLimits } from "../../net/source_limits.ts";
 import type { PtLine } from "../lines/pt_line.ts";
@@ -33,6 +34,22 @@ export interface RunOptions {
   readonly dialer?: Dialer;
   /** The server's connection limits per listener. Defaults to `DEFAULT_CONNECTION_LIMITS`. */
   readonly limits?: ConnectionLimits;
+  /**
+   * Where each transport listens, by name, in place of the configuration's
+   * addresses (a `-workers` child joins its parent's ports). Defaults to none.
+   */
+  readonly listenAt?: ReadonlyMap<string, HostPort>;
+  /**
+   * Listen with `SO_REUSEPORT` (Linux, `--unstable-net`), so that other
+   * processes may share the ports. Defaults to false.
+   */
+  readonly reusePort?: boolean;
+  /**
+   * The transports' long-term storage in place of the state directory's
+   * files (a `-workers` child gets what its parent read). Defaults to a
+   * store of files in `config.stateDir`.
+   */
+  readonly local?: LocalStore;
 }
 
 /** A running side of the managed proxy. */

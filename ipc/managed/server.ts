@@ -57,7 +57,8 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
   const handlers = await loadTargetHandlers(target);
   const requested = sideTransports(config, options);
   for (const { name, transport, env, options: settings } of requested) {
-    const at = config.bindAddrs.get(name) ?? { hostname: "127.0.0.1", port: 0 };
+    const at = options.listenAt?.get(name) ?? config.bindAddrs.get(name) ??
+      { hostname: "127.0.0.1", port: 0 };
     const onAcceptError = acceptErrorLogger(log, name);
     const limits = options.limits === undefined ? {} : { limits: options.limits };
     try {
@@ -89,6 +90,7 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
         const manager = await proxy(transport, settings, {
           hostname: at.hostname,
           port: at.port,
+          ...(options.reusePort ? { reusePort: true } : {}),
           env,
           ...limits,
           onAcceptError,

@@ -1,0 +1,352 @@
+// Copyright the ptkit authors. MIT license.
+// Internal: `-workers N`, the parent's half. The parent is worker 1: it
+// reads or creates the state once, listens with SO_REUSEPORT and prints the
+// CMETHOD/SMETHOD lines exactly as one process does. Then it starts N-1
+// children (the main module again, `--ptkit-worker`), each sent on its stdin
+// one line: the typed configuration, the addresses to join and the state
+// the parent read (never on a command line, never printed). The pipe stays
+// open: the parent's own input lines follow, and its end (the parent
+// exited, even by SIGKILL) stops the child. Children send back protocol
+// lines; their LOG, STATUS and *MESSAGE lines reach the parent's output. A
+// child that dies is started again after a growing pause, and logged.
+
+import type { LocalStore } from "../../transports/transport.ts";
+import type { HostPort } from "../../net/address.ts";
+import { DestinationPolicy } from "../../net/destination_policy.ts";
+import { LineStream } from "../lines/_line_stream.ts";
+import { MAX_PT_LINE_LENGTH, parsePtLine, type PtLine } from "../lines/pt_line.ts";
+import type { ClientConfig, ServerConfig } from "./config.ts";
+import type { RunningProxy } from "./runner.ts";
+import { describe } from "./_log.ts";
+
+/** The argument that makes the main module a worker child. */
+export const WORKER_ARG = "--ptkit-worker";
+
+/**
+ * The Deno flags of a worker child: main.ts's shebang without
+ * `--allow-run` (a child starts nothing). tests/workers_test.ts checks that
+ * the shebang grants each of them.
+ */
+export const WORKER_DENO_FLAGS: readonly string[] = [
+  "--quiet",
+  "--no-prompt",
+  "--unstable-net",
+  "--allow-ffi",
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env=TOR_PT_*,HOME,XDG_STATE_HOME",
+  "--allow-sys=uid",
+  "--v8-flags=--max-semi-space-size=4",
+];
+
+/** What a child reads as the first line of its stdin. */
+export interface WorkerSetup {
+  /** This worker's number (2..count; the parent is 1). */
+  readonly index: number;
+  /** How many workers serve. */
+  readonly count: number;
+  /** The parent's process id: a child whose parent is already gone exits. */
+  readonly parent: number;
+  /** The side's configuration. */
+  readonly config: ClientConfig | ServerConfig;
+  /** Where each transport listens (the parent's bound addresses). */
+  readonly listenAt: ReadonlyMap<string, HostPort>;
+  /** The state the parent read or wrote, by key. */
+  readonly state: ReadonlyMap<string, string>;
+}
+
+/** Longest setup line a child accepts, in characters. */
+export const MAX_SETUP_LENGTH = 1 << 20;
+
+/**
+ * The setup as one JSON line: maps as `{"$map": entries}`, a destination
+ * policy as `{"$policy": text}`.
+ */
+export function encodeWorkerSetup(setup: WorkerSetup): string {
+  return JSON.stringify(setup, (_key, value) => {
+    if (value instanceof Map) return { $map: [...value] };
+    if (value instanceof DestinationPolicy) return { $policy: value.toString() };
+    return value;
+  }) + "\n";
+}
+
+/**
+ * Parse a setup line.
+ *
+ * @throws {SyntaxError} When it is not one {@linkcode encodeWorkerSetup} made.
+ */
+export function decodeWorkerSetup(line: string): WorkerSetup {
+  const setup = JSON.parse(line, (_key, value) => {
+    if (typeof value === "object" && value !== null) {
+      if (Array.isArray(value.$map)) return new Map(value.$map);
+      if (typeof value.$policy === "string") return DestinationPolicy.parse(value.$policy);
+    }
+    return value;
+  });
+  if (
+    typeof setup !== "object" || setup === null || !Number.isInteger(setup.index) ||
+    !Number.isInteger(setup.count) || !Number.isInteger(setup.parent) ||
+    !(setup.listenAt instanceof Map) || !(setup.state instanceof Map) ||
+    (setup.config?.kind !== "server" && setup.config?.kind !== "client")
+  ) {
+    throw new SyntaxError("Cannot parse worker setup: missing or malformed fields");
+  }
+  return setup as WorkerSetup;
+}
+
+/**
+ * A store that remembers every value read or written through it, so that
+ * the children get the state the parent read once.
+ */
+export class RecordingStore implements LocalStore {
+  #inner: LocalStore;
+  #seen = new Map<string, string>();
+
+  constructor(inner: LocalStore) {
+    this.#inner = inner;
+  }
+
+  /** What was read or written, by key. */
+  get values(): ReadonlyMap<string, string> {
+    return this.#seen;
+  }
+
+  async get(key: string): Promise<string | undefined> {
+    const value = await this.#inner.get(key);
+    if (value !== undefined) this.#seen.set(key, value);
+    return value;
+  }
+
+  async set(key: string, value: string): Promise<void> {
+    await this.#inner.set(key, value);
+    this.#seen.set(key, value);
+  }
+}
+
+/** Options for {@linkcode WorkerPool}. */
+export interface WorkerPoolOptions {
+  /** How many workers serve, the parent included. */
+  readonly count: number;
+  readonly config: ClientConfig | ServerConfig;
+  readonly listenAt: ReadonlyMap<string, HostPort>;
+  readonly state: ReadonlyMap<string, string>;
+  /** Where the children's lines go. */
+  readonly emit: (line: PtLine) => void;
+  /** First pause before a restart, in ms (doubles up to 30 s). Defaults to 500. */
+  readonly restartDelay?: number;
+}
+
+/** Longest pause between restarts of one worker, in ms. */
+const MAX_RESTART_DELAY = 30_000;
+/** A worker that served this long starts the next restart from the first pause. */
+const HEALTHY_AFTER = 60_000;
+/** Restarts in a row after which a worker is given up. */
+const MAX_RESTARTS = 20;
+/** How long children get to exit after SIGTERM before SIGKILL. */
+const KILL_AFTER = 5_000;
+
+/** The parent's children, started, restarted, stopped together. */
+export class WorkerPool implements RunningProxy {
+  #options: WorkerPoolOptions;
+  #slots: WorkerSlot[] = [];
+  #stopping = false;
+
+  constructor(options: WorkerPoolOptions) {
+    this.#options = options;
+    for (let index = 2; index <= options.count; index++) {
+      this.#slots.push(new WorkerSlot(index, options, () => this.#stopping));
+    }
+  }
+
+  /** Start every child. */
+  start(): void {
+    for (const slot of this.#slots) slot.start();
+  }
+
+  /** Pass one line of the parent's input on to every child. */
+  forward(line: string): void {
+    for (const slot of this.#slots) slot.send(`${line}\n`);
+  }
+
+  /** SIGINT to every child (they drain); resolves once they have exited. */
+  async drain(): Promise<void> {
+    this.#stopping = true;
+    await Promise.allSettled(this.#slots.map((slot) => slot.stop("SIGINT")));
+  }
+
+  /** SIGTERM and end of input to every child; resolves once they have exited. */
+  async close(): Promise<void> {
+    this.#stopping = true;
+    await Promise.allSettled(this.#slots.map((slot) => slot.stop("SIGTERM")));
+  }
+}
+
+/** One child process, started again when it dies. */
+class WorkerSlot {
+  #index: number;
+  #options: WorkerPoolOptions;
+  #stopping: () => boolean;
+  #child: Deno.ChildProcess | undefined;
+  #stdin: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  #exited: Promise<void> = Promise.resolve();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #failures = 0;
+  #encoder = new TextEncoder();
+
+  constructor(index: number, options: WorkerPoolOptions, stopping: () => boolean) {
+    this.#index = index;
+    this.#options = options;
+    this.#stopping = stopping;
+  }
+
+  #log(severity: "error" | "warning" | "notice" | "info", message: string): void {
+    this.#options.emit({
+      type: "LOG",
+      severity,
+      message: `Worker ${this.#index} of ${this.#options.count}: ${message}`,
+    });
+  }
+
+  start(): void {
+    this.#timer = undefined;
+    if (this.#stopping()) return;
+    const started = performance.now();
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(workerProgram(), {
+        args: workerArgs(),
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+    } catch (error) {
+      this.#log("error", `cannot start: ${describe(error)}`);
+      this.#scheduleRestart(started);
+      return;
+    }
+    this.#child = child;
+    this.#stdin = child.stdin.getWriter();
+    const { config, listenAt, state, count } = this.#options;
+    this.send(
+      encodeWorkerSetup({ index: this.#index, count, parent: Deno.pid, config, listenAt, state }),
+    );
+    const lines = this.#readLines(child);
+    this.#exited = (async () => {
+      const status = await child.status;
+      await lines;
+      this.#child = undefined;
+      this.#stdin?.close().catch(() => {});
+      this.#stdin = undefined;
+      if (this.#stopping()) return;
+      this.#log(
+        "warning",
+        `exited (${status.signal ?? `code ${status.code}`}); starting it again`,
+      );
+      this.#scheduleRestart(started);
+    })();
+  }
+
+  #scheduleRestart(started: number): void {
+    if (performance.now() - started >= HEALTHY_AFTER) this.#failures = 0;
+    this.#failures++;
+    if (this.#failures > MAX_RESTARTS) {
+      this.#log("error", `failed ${MAX_RESTARTS} times in a row; not started again`);
+      return;
+    }
+    const delay = Math.min(
+      (this.#options.restartDelay ?? 500) * 2 ** (this.#failures - 1),
+      MAX_RESTART_DELAY,
+    );
+    this.#timer = setTimeout(() => this.start(), delay);
+  }
+
+  /** The child's protocol lines: LOG, STATUS and *MESSAGE go on; a method error is logged. */
+  async #readLines(child: Deno.ChildProcess): Promise<void> {
+    const reader = child.stdout
+      .pipeThrough(new TextDecoderStream())
+      .pipeThrough(new LineStream({ maxLength: MAX_PT_LINE_LENGTH }))
+      .getReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        let line: PtLine;
+        try {
+          line = parsePtLine(value);
+        } catch {
+          continue;
+        }
+        switch (line.type) {
+          case "LOG":
+          case "STATUS":
+          case "CMESSAGE":
+          case "SMESSAGE":
+            this.#options.emit(line);
+            break;
+          case "CMETHOD-ERROR":
+          case "SMETHOD-ERROR":
+            this.#log("warning", `${line.transport}: ${line.message}`);
+            break;
+          case "CMETHODS-DONE":
+          case "SMETHODS-DONE":
+            this.#log("info", "serving");
+            break;
+        }
+      }
+    } catch {
+      // The child's stdout broke: it is exiting.
+    }
+  }
+
+  send(text: string): void {
+    this.#stdin?.write(this.#encoder.encode(text)).catch(() => {});
+  }
+
+  async stop(signal: "SIGINT" | "SIGTERM"): Promise<void> {
+    clearTimeout(this.#timer);
+    const child = this.#child;
+    if (child === undefined) return;
+    try {
+      child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+    if (signal === "SIGTERM") {
+      await this.#stdin?.close().catch(() => {});
+      const kill = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // Already exited.
+        }
+      }, KILL_AFTER);
+      await this.#exited;
+      clearTimeout(kill);
+    } else {
+      await this.#exited;
+    }
+  }
+}
+
+/** The program a child runs: the same Deno, or the compiled executable itself. */
+function workerProgram(): string {
+  if (Deno.build.standalone) return Deno.execPath();
+  // main.ts's shebang grants `--allow-run=deno`, the name PATH resolves;
+  // a parent allowed to run its own executable by path uses that.
+  try {
+    const exec = Deno.execPath();
+    if (Deno.permissions.querySync({ name: "run", command: exec }).state === "granted") {
+      return exec;
+    }
+  } catch {
+    // No permission to read the executable's path.
+  }
+  return "deno";
+}
+
+/** The child's arguments: the main module again, as a worker. */
+function workerArgs(): string[] {
+  if (Deno.build.standalone) return [WORKER_ARG];
+  return ["run", ...WORKER_DENO_FLAGS, Deno.mainModule, WORKER_ARG];
+}

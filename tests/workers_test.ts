@@ -1,0 +1,236 @@
+// Copyright the ptkit authors. MIT license.
+// `-workers N` (issue 12, point 3): main.ts as N processes sharing each
+// port. The parent prints the same SMETHOD line and writes the same state
+// files as one process; connections spread over the workers (counted per
+// process through /proc); obfs4 clients complete handshakes with every
+// worker and probes get nothing back; SIGKILL, SIGTERM or stdin closing on
+// the parent leaves no process behind.
+
+import { deepStrictEqual, ok } from "node:assert";
+import { MAIN, PtProcess } from "./ipc_util.ts";
+import { startEcho } from "./obfs4_live_helpers.ts";
+import { parseSmethodArgs } from "../ipc/lines/_args.ts";
+import { createConnector } from "../client.ts";
+import { obfs4 } from "../transports/obfs4/mod.ts";
+import { WORKER_DENO_FLAGS } from "../ipc/managed/_workers.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Pids whose parent is `pid`. */
+async function childrenOf(pid: number): Promise<number[]> {
+  const found: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^[0-9]+$/.test(entry.name)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+      // The command name may hold spaces: fields start after the last ")".
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) found.push(Number(entry.name));
+    } catch {
+      // Gone.
+    }
+  }
+  return found;
+}
+
+/** Whether a process is alive (and not a zombie). */
+async function alive(pid: number): Promise<boolean> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** Socket inodes of established TCP connections whose local port is `port`. */
+async function establishedInodes(port: number): Promise<Set<string>> {
+  const inodes = new Set<string>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    const text = await Deno.readTextFile(table).catch(() => "");
+    for (const line of text.split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields.length < 10) continue;
+      const localPort = parseInt(fields[1]!.split(":")[1]!, 16);
+      if (localPort === port && fields[3] === "01") inodes.add(fields[9]!);
+    }
+  }
+  return inodes;
+}
+
+/** How many of `inodes` each process holds open. */
+async function socketsHeld(pid: number, inodes: Set<string>): Promise<number> {
+  let count = 0;
+  for await (const fd of Deno.readDir(`/proc/${pid}/fd`)) {
+    const target = await Deno.readLink(`/proc/${pid}/fd/${fd.name}`).catch(() => "");
+    const inode = /^socket:\[([0-9]+)\]$/.exec(target)?.[1];
+    if (inode !== undefined && inodes.has(inode)) count++;
+  }
+  return count;
+}
+
+/** Start an obfs4 server through main.ts; resolves once every worker serves. */
+async function startServer(
+  state: string,
+  workers: number,
+  orPort: number,
+  extra: string[] = [],
+): Promise<{ pt: PtProcess; smethod: string; port: number; children: number[] }> {
+  const pt = new PtProcess([
+    ...["-server", "-transports", "obfs4", "-orport", `127.0.0.1:${orPort}`],
+    ...["-state", state, "-logLevel", "info", "-workers", String(workers), ...extra],
+  ], {});
+  const smethod = await pt.waitFor(/^SMETHOD obfs4 /);
+  await pt.waitFor(/^SMETHODS DONE$/);
+  for (let i = 2; i <= workers; i++) {
+    await pt.waitFor(new RegExp(`^LOG SEVERITY=info MESSAGE="Worker ${i} of ${workers}: serving"`));
+  }
+  const children = await childrenOf(pt.child.pid);
+  deepStrictEqual(children.length, workers - 1, `children of the parent: ${children}`);
+  return { pt, smethod, port: Number(smethod.split(" ")[2]!.split(":")[1]), children };
+}
+
+Deno.test("-workers: main.ts's shebang grants what a worker child is started with", async () => {
+  const shebang = (await Deno.readTextFile(MAIN)).split("\n")[0]!.split(" ");
+  for (const flag of WORKER_DENO_FLAGS) ok(shebang.includes(flag), `shebang lacks ${flag}`);
+  ok(shebang.includes("--allow-run=deno"), "the parent starts its workers with deno");
+});
+
+Deno.test("-workers 2: same SMETHOD line and state files as one worker, connections spread, obfs4 works on each, probes get nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_" });
+  const echo = startEcho();
+  try {
+    // A fresh state directory, two workers: the parent creates the state.
+    const two = await startServer(`${dir}/state`, 2, echo.addr.port);
+    const files = async () => {
+      const out: Record<string, string> = {};
+      for await (const entry of Deno.readDir(`${dir}/state`)) {
+        const info = await Deno.stat(`${dir}/state/${entry.name}`);
+        out[entry.name] = `${(info.mode! & 0o777).toString(8)} ${info.mtime?.getTime()} ${await Deno
+          .readTextFile(`${dir}/state/${entry.name}`)}`;
+      }
+      return out;
+    };
+    const created = await files();
+    deepStrictEqual(Object.keys(created).sort(), ["obfs4_bridgeline.txt", "obfs4_state.json"]);
+
+    // Connections spread over both processes; each one completes an obfs4
+    // handshake (the child has the parent's keys) and echoes.
+    const args = parseSmethodArgs(two.smethod.split(" ")[3]!.slice("ARGS:".length));
+    const connector = await createConnector(obfs4, args);
+    const conns = [];
+    for (let i = 0; i < 24; i++) {
+      const conn = await connector.dial({ hostname: "127.0.0.1", port: two.port });
+      const writer = conn.writable.getWriter();
+      await writer.write(new Uint8Array([i]));
+      writer.releaseLock();
+      const reader = conn.readable.getReader();
+      const { value } = await reader.read();
+      reader.releaseLock();
+      deepStrictEqual(value?.[0], i, `echo through connection ${i}`);
+      conns.push(conn);
+    }
+    const inodes = await establishedInodes(two.port);
+    const perWorker = [];
+    for (const pid of [two.pt.child.pid, ...two.children]) {
+      perWorker.push(await socketsHeld(pid, inodes));
+    }
+    console.log(`connections per worker: ${perWorker.join(", ")}`);
+    deepStrictEqual(perWorker.reduce((a, b) => a + b), 24, `per worker: ${perWorker}`);
+    ok(perWorker.every((n) => n > 0), `connections did not spread: ${perWorker}`);
+    for (const conn of conns) conn.close();
+
+    // Probes: random bytes on 16 connections (spread over both workers)
+    // get no byte back.
+    const probes = await Promise.all(Array.from({ length: 16 }, async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: two.port });
+      await conn.write(crypto.getRandomValues(new Uint8Array(1024)));
+      const buffer = new Uint8Array(1);
+      const got = await Promise.race([
+        conn.read(buffer).catch(() => null),
+        sleep(1500).then(() => "silent" as const),
+      ]);
+      conn.close();
+      return got;
+    }));
+    ok(probes.every((got) => got === "silent" || got === null), `probe answered: ${probes}`);
+    const { code } = await (async () => {
+      await two.pt.closeStdin();
+      two.pt.child.kill("SIGTERM");
+      return await two.pt.exit();
+    })();
+    deepStrictEqual(code, 0);
+
+    // The same state, one worker: the same SMETHOD line (port aside), the
+    // files untouched; then two workers on a fixed port: the same line.
+    const one = await startServer(`${dir}/state`, 1, echo.addr.port);
+    const line = (smethod: string) => smethod.replace(/ 127\.0\.0\.1:[0-9]+ /, " ADDR ");
+    deepStrictEqual(line(one.smethod), line(two.smethod));
+    one.pt.child.kill("SIGTERM");
+    await one.pt.exit();
+    const again = await startServer(`${dir}/state`, 2, echo.addr.port, [
+      "-bindaddr",
+      `obfs4-127.0.0.1:${two.port}`,
+    ]);
+    deepStrictEqual(again.smethod, two.smethod);
+    again.pt.child.kill("SIGTERM");
+    await again.pt.exit();
+    deepStrictEqual(await files(), created, "the state files changed");
+  } finally {
+    await echo.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+for (const how of ["SIGKILL", "SIGTERM", "stdin close"] as const) {
+  Deno.test(`-workers 3: ${how} on the parent leaves no process behind`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_stop_" });
+    const echo = startEcho();
+    try {
+      const server = await startServer(`${dir}/state`, 3, echo.addr.port, [
+        "-exit-on-stdin-close",
+      ]);
+      const all = [server.pt.child.pid, ...server.children];
+      if (how === "SIGKILL") server.pt.child.kill("SIGKILL");
+      else if (how === "SIGTERM") server.pt.child.kill("SIGTERM");
+      else await server.pt.closeStdin();
+      const { code } = await server.pt.exit();
+      if (how !== "SIGKILL") deepStrictEqual(code, 0);
+      let left = all;
+      for (let i = 0; i < 100 && left.length > 0; i++) {
+        await sleep(100);
+        const next = [];
+        for (const pid of left) if (await alive(pid)) next.push(pid);
+        left = next;
+      }
+      for (const pid of left) Deno.kill(pid, "SIGKILL");
+      deepStrictEqual(left, [], `processes left after ${how}`);
+    } finally {
+      await echo.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+Deno.test("-workers 2: a worker that dies is started again, and logged", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_restart_" });
+  const echo = startEcho();
+  try {
+    const server = await startServer(`${dir}/state`, 2, echo.addr.port);
+    Deno.kill(server.children[0]!, "SIGKILL");
+    await server.pt.waitFor(/^LOG SEVERITY=warning MESSAGE="Worker 2 of 2: exited \(SIGKILL\)/);
+    let children: number[] = [];
+    for (let i = 0; i < 150; i++) {
+      children = (await childrenOf(server.pt.child.pid)).filter((p) => p !== server.children[0]);
+      if (children.length > 0) break;
+      await sleep(100);
+    }
+    deepStrictEqual(children.length, 1, "no new worker");
+    ok(children[0] !== server.children[0], "the same child?");
+    server.pt.child.kill("SIGTERM");
+    deepStrictEqual((await server.pt.exit()).code, 0);
+  } finally {
+    await echo.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
