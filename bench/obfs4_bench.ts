@@ -17,7 +17,8 @@
 // server's first handshake byte, raw clients, median of 200), memory
 // (resident memory with 1000 idle connections, client and server), iat
 // (iat-mode 1: one transfer, and 50 at once with another connection's echo
-// latency). OBFS4_BENCH_IAT_MIB sizes the single iat-mode 1 transfer
+// latency), workers (16 streams and handshakes/s with -workers 1 and 2).
+// OBFS4_BENCH_IAT_MIB sizes the single iat-mode 1 transfer
 // (default 2). OBFS4_BENCH_PROFILE=<dir> writes V8 CPU profiles of ptkit's
 // processes there.
 
@@ -338,7 +339,9 @@ const lower = (ratio: number) => ({ ratio, higher: false });
 const goServer = await server();
 // ptkit's server on a state directory it made before the start-up runs.
 const ptState = await tmp();
-const ptServer = await server(ptkit("server"), {}, ptState);
+// One worker (the server's default is the CPUs): the pairs compare one
+// process with one; the workers rows below take -workers 2.
+const ptServer = await server([...ptkit("server"), "-workers", "1"], {}, ptState);
 const goClient = await client();
 const ptClient = await client(ptkit("client"));
 type Pair = [string, Client, Server];
@@ -482,6 +485,68 @@ if (run("handshakes")) {
     rate.push(await handshakeRate(c, s, 3000));
   }
   rows.push(...pairRows("handshakes/s", "1/s", rate, higher(1), "64 clients, pair"));
+}
+
+if (run("workers")) {
+  // -workers 2: two processes share the port (SO_REUSEPORT), same state.
+  const twoWorkers = await server([...ptkit("server-workers"), "-workers", "2"], {}, ptState);
+  // The second worker starts after SMETHODS DONE: give it time to serve.
+  await new Promise((r) => setTimeout(r, 2000));
+  await transfer(ptClient, twoWorkers, "U", 4 * 1024 * 1024);
+  const each = Math.floor(size / 16);
+  const multi = async (s: Server) => {
+    const t = performance.now();
+    await Promise.all(
+      Array.from({ length: 16 }, (_, i) => transfer(ptClient, s, i % 2 ? "D" : "U", each)),
+    );
+    return mbps(each * 16, performance.now() - t);
+  };
+  const goMulti = async () => {
+    const t = performance.now();
+    await Promise.all(
+      Array.from({ length: 16 }, (_, i) => transfer(goClient, goServer, i % 2 ? "D" : "U", each)),
+    );
+    return mbps(each * 16, performance.now() - t);
+  };
+  progress(`workers, 16 streams: obfs4proxy pair, ptkit -workers 1, ptkit -workers 2`);
+  const go16 = await goMulti();
+  const one16 = await multi(ptServer);
+  const two16 = await multi(twoWorkers);
+  progress("workers, handshakes per second, 64 concurrent clients for 3 s each");
+  const goRate = await handshakeRate(goClient, goServer, 3000);
+  const oneRate = await handshakeRate(ptClient, ptServer, 3000);
+  const twoRate = await handshakeRate(ptClient, twoWorkers, 3000);
+  rows.push(
+    {
+      name: "pair, 16 streams, -workers 1",
+      unit: "MB/s",
+      go: go16,
+      pt: one16,
+      target: higher(1.3),
+    },
+    {
+      name: "pair, 16 streams, -workers 2",
+      unit: "MB/s",
+      go: go16,
+      pt: two16,
+      target: higher(1.3),
+    },
+    {
+      name: "handshakes/s, 64 clients, -workers 1",
+      unit: "1/s",
+      go: goRate,
+      pt: oneRate,
+      target: higher(1),
+    },
+    {
+      name: "handshakes/s, 64 clients, -workers 2",
+      unit: "1/s",
+      go: goRate,
+      pt: twoRate,
+      target: higher(1),
+    },
+  );
+  await twoWorkers.pt.stop();
 }
 
 if (run("firstbyte")) {

@@ -10,9 +10,15 @@ import { MAIN, requireBinary } from "./ipc_util.ts";
 import { freePort, ptLeftovers, Tor } from "./tor_util.ts";
 import { parseSmethodArgs } from "../ipc/lines/_args.ts";
 
-for (const transport of ["plain", "obfs4"]) {
+// Workers: the server's default (the CPUs) for plain, one process and two
+// (`-workers 2` on the torrc exec line, which tor passes on) for obfs4.
+for (
+  const [transport, workers] of [["plain", ""], ["obfs4", "1"], ["obfs4", "2"]] as const
+) {
   Deno.test({
-    name: `main.ts serves a Debian tor bridge over ${transport} via the Extended ORPort`,
+    name: `main.ts serves a Debian tor bridge over ${transport} via the Extended ORPort${
+      workers === "" ? "" : `, -workers ${workers}`
+    }`,
     fn: async () => {
       const torBinary = requireBinary("tor", "tor");
       const dir = await Deno.makeTempDir({ prefix: `ptkit_torsrv_${transport}_` });
@@ -33,7 +39,7 @@ for (const transport of ["plain", "obfs4"]) {
           "SocksPort 0",
           `ServerTransportPlugin ${transport} exec ${
             Deno.env.get("PTKIT_WRAP") ?? MAIN
-          } -logLevel info`,
+          } -logLevel info${workers === "" ? "" : ` -workers ${workers}`}`,
           `ServerTransportListenAddr ${transport} 127.0.0.1:${ptPort}`,
           "ShutdownWaitLength 0",
           "Log info stdout",
@@ -46,6 +52,7 @@ for (const transport of ["plain", "obfs4"]) {
           new RegExp(`Registered server transport '${transport}' at '127\\.0\\.0\\.1:${ptPort}'`),
           60000,
         );
+        if (workers === "2") await bridge.waitFor(/Worker 2 of 2: serving/, 60000);
         const bridgeInfo = bridge.log;
         // tor takes the version report (it warns about malformed ones).
         ok(bridgeInfo.includes("(STATUS TRANSPORT=ptkit TYPE=version IMPLEMENTATION=ptkit"));
