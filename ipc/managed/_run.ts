@@ -16,6 +16,7 @@ import { SignalHub } from "./_signal_hub.ts";
 import { ShutdownWatch } from "./_shutdown.ts";
 import { FileStore } from "./_file_store.ts";
 import { RecordingStore, WorkerPool } from "./_workers.ts";
+import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "../../net/source_limits.ts";
 
 /** How a side runs beside its configuration. */
 export interface RunHooks {
@@ -35,6 +36,8 @@ export interface RunHooks {
   readonly reusePort?: boolean;
   /** The transports' storage in place of the state directory's files (a worker child). */
   readonly local?: LocalStore;
+  /** How many processes share the listening ports (a worker child: its parent's `-workers`). */
+  readonly sharedBy?: number;
 }
 
 /**
@@ -90,6 +93,7 @@ export async function runManaged(
     );
   }
   const workers = workerCount(config, hooks, log);
+  const sharedBy = hooks.sharedBy ?? workers;
   // With workers, the parent listens with SO_REUSEPORT, notes where each
   // transport listens and what state it read, for its children.
   const bound = new Map<string, HostPort>();
@@ -111,6 +115,7 @@ export async function runManaged(
     ...(hooks.listenAt === undefined ? {} : { listenAt: hooks.listenAt }),
     ...(hooks.reusePort || workers > 1 ? { reusePort: true } : {}),
     ...(local === undefined ? {} : { local }),
+    ...(sharedBy > 1 ? { limits: perWorkerLimits(sharedBy) } : {}),
   };
   try {
     // Each side loads only its own modules: a PT starts quickly.
@@ -187,4 +192,18 @@ function chooseCryptoAfterStart(
       (error) => log("warning", `Crypto: cannot load a backend: ${describe(error)}`),
     );
   }, 0);
+}
+
+/**
+ * The connection limits of one of `count` processes sharing a port: the
+ * kernel spreads a source's connections over them (SO_REUSEPORT hashes the
+ * address pair), so each takes its share of the per-source limits and a
+ * source still holds no more than one process would let it. The
+ * per-listener limit stays per process (descriptors are per process).
+ */
+function perWorkerLimits(count: number): ConnectionLimits {
+  return {
+    maxHandshakesPerSource: Math.ceil(DEFAULT_CONNECTION_LIMITS.maxHandshakesPerSource / count),
+    maxConnectionsPerSource: Math.ceil(DEFAULT_CONNECTION_LIMITS.maxConnectionsPerSource / count),
+  };
 }

@@ -69,6 +69,7 @@ export async function runWorker(registry: ReadonlyMap<string, Transport>): Promi
       listenAt: setup.listenAt,
       reusePort: true,
       local,
+      sharedBy: setup.config.workers ?? 1,
     },
   );
 }
