@@ -101,11 +101,16 @@ export async function runManaged(
     ? new RecordingStore(hooks.local ?? new FileStore(stateDir))
     : undefined;
   const local = recording ?? hooks.local;
+  // Notices the parent gave while it started (an ignored option, say) are
+  // said once, not again by each worker.
+  const notices = new Set<string>();
   const options = {
     emit: workers > 1
       ? (line: PtLine) => {
         if (line.type === "SMETHOD" || line.type === "CMETHOD") {
           bound.set(line.transport, line.address);
+        } else if (line.type === "LOG" && line.severity === "notice" && notices.size < 1024) {
+          notices.add(line.message);
         }
         emit(line);
       }
@@ -129,6 +134,7 @@ export async function runManaged(
         listenAt: bound,
         state: recording!.values,
         emit,
+        said: notices,
       });
       pool = children;
       children.start();

@@ -133,6 +133,8 @@ export interface WorkerPoolOptions {
   readonly state: ReadonlyMap<string, string>;
   /** Where the children's lines go. */
   readonly emit: (line: PtLine) => void;
+  /** Notices the parent already gave: a child's same notice is not repeated. */
+  readonly said?: ReadonlySet<string>;
   /** First pause before a restart, in ms (doubles up to 30 s). Defaults to 500. */
   readonly restartDelay?: number;
 }
@@ -198,6 +200,11 @@ class WorkerSlot {
     this.#index = index;
     this.#options = options;
     this.#stopping = stopping;
+  }
+
+  #unprefixed(message: string): string {
+    const prefix = `Worker ${this.#index} of ${this.#options.count}: `;
+    return message.startsWith(prefix) ? message.slice(prefix.length) : message;
   }
 
   #log(severity: "error" | "warning" | "notice" | "info", message: string): void {
@@ -279,6 +286,13 @@ class WorkerSlot {
         }
         switch (line.type) {
           case "LOG":
+            if (
+              line.severity === "notice" && this.#options.said?.has(this.#unprefixed(line.message))
+            ) {
+              break;
+            }
+            this.#options.emit(line);
+            break;
           case "STATUS":
           case "CMESSAGE":
           case "SMESSAGE":
