@@ -28,6 +28,7 @@
 import type {
   ClientTransport,
   Transport,
+  TransportDestination,
   TransportEnvironment,
   TransportOptions,
 } from "./transports/transport.ts";
@@ -60,6 +61,12 @@ export interface DialOptions {
   readonly port: number;
   /** Per-connection settings for the transport. Defaults to none. */
   readonly settings?: TransportOptions;
+  /**
+   * A free transport's destination (the seed's TCP destination endpoint):
+   * the server connects it, names unresolved. Required for a free
+   * transport (`Transport.free`); a bound transport ignores it.
+   */
+  readonly destination?: TransportDestination;
 }
 
 /**
@@ -133,7 +140,7 @@ export class Connector {
     const port = checkPort(options.port, "dial", 1);
     // Make the pair first: bad settings fail before any packet is sent.
     const settings = options.settings ?? {};
-    const pair = this.#side.pair(settings);
+    const pair = this.#side.pair(settings, options.destination);
     let net;
     try {
       net = await this.#dialer({ hostname, port }, settings);

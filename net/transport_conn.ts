@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { TransportPair } from "../transports/transport.ts";
+import type { TransportDestination, TransportPair } from "../transports/transport.ts";
 import {
   closeWriter,
   connSink,
@@ -85,6 +85,7 @@ export class TransportConn implements AsyncDisposable {
   #abortDecode: (reason: unknown) => void;
   #readable: ReadableStream<Uint8Array>;
   #ready: Promise<void>;
+  #destination: Promise<TransportDestination> | undefined;
   #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   #writable: WritableStream<Uint8Array>;
 
@@ -106,6 +107,8 @@ export class TransportConn implements AsyncDisposable {
       ? Promise.resolve()
       : this.#limit(pair.ready, options.handshakeTimeout ?? 120_000, name);
     this.#ready.catch((error) => this.#fail(error));
+    this.#destination = pair.destination;
+    this.#destination?.catch(() => {});
 
     const encodeSource = streamSource(pair.encode.readable, `Transport '${name}' encoder`);
     this.#abortEncode = (reason) => encodeSource.cancel(reason);
@@ -216,6 +219,16 @@ export class TransportConn implements AsyncDisposable {
    */
   get ready(): Promise<void> {
     return this.#ready;
+  }
+
+  /**
+   * A free transport's server side: the destination the client's stream
+   * names, resolved once it arrived and was authenticated (see
+   * `TransportPair.destination`); `undefined` for a bound transport, whose
+   * server relays to a fixed target.
+   */
+  get destination(): Promise<TransportDestination> | undefined {
+    return this.#destination;
   }
 
   /**

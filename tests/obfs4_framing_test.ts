@@ -7,7 +7,7 @@ import { CRYPTO_BACKENDS } from "./crypto_backends.ts";
 import { Session } from "../transports/obfs4/session.ts";
 import { distributionValues, WeightedDist } from "../transports/obfs4/weighted_dist.ts";
 import { ClientHandshake, ServerHandshake } from "../transports/obfs4/handshake.ts";
-import { ReplayFilter } from "../transports/obfs4/replay_filter.ts";
+import { ReplayFilter } from "../transports/replay_filter.ts";
 import { generateServerConfig } from "../transports/obfs4/config.ts";
 import { HashDrbg } from "../transports/obfs4/hash_drbg.ts";
 import { ZERO_ONLY_SEED } from "./obfs4_live_helpers.ts";

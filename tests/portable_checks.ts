@@ -18,6 +18,26 @@ import {
   type TransportPair,
 } from "@ptkit/ptkit/transports";
 import { bridgeCloseDelay, createObfs4, obfs4 } from "@ptkit/ptkit/transports/obfs4";
+import { shadowsocks } from "@ptkit/ptkit/transports/shadowsocks";
+
+/** The Shadowsocks methods checked, each with seeds 31 + 2i and 32 + 2i. */
+export const SHADOWSOCKS_METHODS: readonly string[] = [
+  "chacha20-ietf-poly1305",
+  "aes-128-gcm",
+  "aes-256-gcm",
+  "xchacha20-ietf-poly1305",
+];
+
+/**
+ * What ss-local 3.3.5 sent (`-k ptkit-vector`) for a SOCKS5 CONNECT to
+ * example.com:80 followed by "GET / HTTP/1.0\r\n\r\n", per method.
+ */
+export const SS_LOCAL_RECORDED: Readonly<Record<string, string>> = {
+  "chacha20-ietf-poly1305":
+    "a880f1debc5981ec04c518f554f0f8e31cb3b0fddeb97f7704d3f770fcff6c3f5b11f6d822bbc6870f59fe098478fa772836b7bb9d67667ce996d9454ad85cd8b2723fbb0bc9a2bd44ca9a4902e58bfc6b8a77d7329bb0dc988f7df8e210bd479219b8d0be21a08cf86b6d1e46cde29d938d5774bf52fc81978faec639b974f7490f95d9c2",
+  "aes-128-gcm":
+    "bb186bde90dcefbdb4d7a1d8b96a544ca14ee737e1b2f270650ba0e23ceb1b095dadfbb98f8147a3c545687780d7fc02d10dc9ae9f387a4f6a3dfabda92b39f682ef869cf11764500e30de4ec4829e15780ec3facae48e124180c67f2e71b7efb793bbc407fad72051a86ec927fe1e80c22bb35c1d",
+};
 
 /** Bytes sent each way through the fixed-key obfs4 pair. */
 export const ROUND_TRIP_BYTES = 1 << 20;
@@ -74,6 +94,10 @@ export interface PortableReport {
   readonly iatDigest: string;
   /** The keys the layered transport reported as ignored. */
   readonly ignored: readonly string[];
+  /** Per Shadowsocks method: the destination the server read, and the small round trip's SHA-256. */
+  readonly shadowsocks: readonly { method: string; destination: string; digest: string }[];
+  /** Per method of {@linkcode SS_LOCAL_RECORDED}: `host:port payload` as ptkit's server read it. */
+  readonly shadowsocksRecorded: readonly string[];
 }
 
 /**
@@ -278,6 +302,37 @@ export async function runPortableChecks(): Promise<PortableReport> {
     onIgnoredOption: ({ key, suggestion }) => ignored.push(`${key}->${suggestion ?? ""}`),
   });
 
+  const ss: { method: string; destination: string; digest: string }[] = [];
+  for (const [i, method] of SHADOWSOCKS_METHODS.entries()) {
+    const options = { method, password: "portable" };
+    const server = (await shadowsocks.server(options)).pair();
+    const client = (await shadowsocks.client(options)).pair({}, {
+      hostname: "example.com",
+      port: 443,
+    });
+    const result = await exchange(
+      client,
+      server,
+      payload(31 + 2 * i, SMALL_BYTES),
+      payload(32 + 2 * i, SMALL_BYTES),
+    );
+    const both = new Uint8Array(2 * SMALL_BYTES);
+    both.set(result.up);
+    both.set(result.down, SMALL_BYTES);
+    const { hostname, port } = await server.destination!;
+    ss.push({ method, destination: `${hostname}:${port}`, digest: await sha256Hex(both) });
+  }
+  const recorded: string[] = [];
+  for (const [method, hex] of Object.entries(SS_LOCAL_RECORDED)) {
+    const server = (await shadowsocks.server({ method, password: "ptkit-vector" })).pair();
+    const writer = server.decode.writable.getWriter();
+    writer.write(fromHex(hex));
+    writer.close();
+    const { hostname, port } = await server.destination!;
+    const { data } = await readAll(server.decode.readable, 18);
+    recorded.push(`${hostname}:${port} ${new TextDecoder().decode(data)}`);
+  }
+
   return {
     runtime: runtimeName(),
     clientOptions: server.clientOptions,
@@ -291,5 +346,7 @@ export async function runPortableChecks(): Promise<PortableReport> {
     layeredDigest: await smallDigest(layered, { "rot.n": "200" }, 23),
     iatDigest: await smallDigest(obfs4, { "iat-mode": "1" }, 25),
     ignored,
+    shadowsocks: ss,
+    shadowsocksRecorded: recorded,
   };
 }

@@ -1,12 +1,14 @@
 // Copyright the ptkit authors. MIT license.
 // Transports are runtime-agnostic: the public transports entry points
 // (`@ptkit/ptkit/transports`: plain and the contract helpers;
-// `@ptkit/ptkit/transports/obfs4`) are bundled with esbuild, npm dependencies
+// `@ptkit/ptkit/transports/obfs4`, `@ptkit/ptkit/transports/shadowsocks`) are bundled with esbuild, npm dependencies
 // inside, and tests/portable_checks.ts runs on the bundle in headless
 // Chromium (Debian's `chromium`) and in Node 20 (`nodejs`), in memory with
 // Web Streams only: obfs4's reference vectors (ntor server key, Hash DRBG,
 // handshake MACs), a fixed-key handshake that must be byte for byte Deno's, a
-// 1 MiB round trip each way, and plain, layered and IAT-mode-1 round trips.
+// 1 MiB round trip each way, and plain, layered and IAT-mode-1 round trips;
+// Shadowsocks round trips for every method (destination carried) and
+// streams recorded from ss-local 3.3.5 decoded.
 // A static check keeps `Deno` out of transports/.
 
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert";
@@ -21,7 +23,9 @@ import {
   type PortableReport,
   ROUND_TRIP_BYTES,
   runPortableChecks,
+  SHADOWSOCKS_METHODS,
   SMALL_BYTES,
+  SS_LOCAL_RECORDED,
   toHex,
 } from "./portable_checks.ts";
 import { requireBinary } from "./ipc_util.ts";
@@ -95,6 +99,18 @@ function checkReport(report: PortableReport) {
   strictEqual(report.layeredDigest, small(23), "rot under obfs4");
   strictEqual(report.iatDigest, small(25), "obfs4 in IAT mode 1");
   deepStrictEqual(report.ignored, ["obfs4.iatMode->obfs4.iat-mode"]);
+  deepStrictEqual(
+    report.shadowsocks,
+    SHADOWSOCKS_METHODS.map((method, i) => ({
+      method,
+      destination: "example.com:443",
+      digest: digestOf(payload(31 + 2 * i, SMALL_BYTES), payload(32 + 2 * i, SMALL_BYTES)),
+    })),
+  );
+  deepStrictEqual(
+    report.shadowsocksRecorded,
+    Object.keys(SS_LOCAL_RECORDED).map(() => "example.com:80 GET / HTTP/1.0\r\n\r\n"),
+  );
 }
 
 let denoReport: Promise<PortableReport> | undefined;

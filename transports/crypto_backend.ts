@@ -69,6 +69,83 @@ export interface CryptoBackend {
   hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array;
   /** HKDF-SHA256 (RFC 5869): `length` bytes of output key material; `info` at most 1024 bytes. */
   hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array;
+  /**
+   * The AEAD of `algorithm` under `key` (32 bytes; 16 for AES-128-GCM), or
+   * `undefined` when this backend lacks the algorithm.
+   */
+  aead(algorithm: AeadAlgorithm, key: Uint8Array): Aead | undefined;
+}
+
+/**
+ * AEAD algorithms a backend may offer: ChaCha20-Poly1305 (RFC 8439, 12-byte
+ * nonce), XChaCha20-Poly1305 (24-byte nonce) and AES-GCM (12-byte nonce);
+ * all with 16-byte tags.
+ */
+export type AeadAlgorithm =
+  | "chacha20-poly1305"
+  | "xchacha20-poly1305"
+  | "aes-128-gcm"
+  | "aes-256-gcm";
+
+/** One AEAD key: seals and opens under a caller's nonce, without associated data. */
+export interface Aead {
+  /**
+   * Encrypt `plaintext`, writing the ciphertext then the 16-byte tag into
+   * `dest` at `offset`.
+   *
+   * @returns The bytes written (`plaintext.length + 16`).
+   */
+  seal(plaintext: Uint8Array, nonce: Uint8Array, dest: Uint8Array, offset: number): number;
+  /**
+   * Check and decrypt ciphertext-then-tag.
+   *
+   * @returns The plaintext, or `undefined` when the tag is wrong.
+   */
+  open(sealed: Uint8Array, nonce: Uint8Array): Uint8Array | undefined;
+}
+
+/** libsodium-wrappers' AEAD functions (ChaCha20-Poly1305, XChaCha20-Poly1305). */
+interface SodiumAead {
+  crypto_aead_chacha20poly1305_ietf_encrypt: SodiumSeal;
+  crypto_aead_chacha20poly1305_ietf_decrypt: SodiumOpen;
+  crypto_aead_xchacha20poly1305_ietf_encrypt: SodiumSeal;
+  crypto_aead_xchacha20poly1305_ietf_decrypt: SodiumOpen;
+}
+type SodiumSeal = (
+  m: Uint8Array,
+  ad: null,
+  nsec: null,
+  nonce: Uint8Array,
+  key: Uint8Array,
+) => Uint8Array;
+type SodiumOpen = (
+  nsec: null,
+  c: Uint8Array,
+  ad: null,
+  nonce: Uint8Array,
+  key: Uint8Array,
+) => Uint8Array;
+
+/** An {@linkcode Aead} from a one-shot seal (ciphertext then tag) and an open that throws on a bad tag. */
+function oneShotAead(
+  seal: (plaintext: Uint8Array, nonce: Uint8Array) => Uint8Array,
+  open: (sealed: Uint8Array, nonce: Uint8Array) => Uint8Array,
+): Aead {
+  return {
+    seal(plaintext, nonce, dest, offset) {
+      const out = seal(plaintext, nonce);
+      dest.set(out, offset);
+      return out.length;
+    },
+    open(sealed, nonce) {
+      if (sealed.length < MAC_LENGTH) return undefined;
+      try {
+        return open(sealed, nonce);
+      } catch {
+        return undefined;
+      }
+    },
+  };
 }
 
 /** Loads a {@linkcode CryptoBackend}; the same one each call. */
@@ -171,13 +248,14 @@ let wasm: Promise<CryptoBackend> | undefined;
  */
 export function loadWasmCrypto(): Promise<CryptoBackend> {
   wasm ??= (async () => {
-    const [{ default: sodium }, { sha256, sha512 }, { hmac }, { hkdf }, { ed25519 }] = await Promise
-      .all([
+    const [{ default: sodium }, { sha256, sha512 }, { hmac }, { hkdf }, { ed25519 }, { gcm }] =
+      await Promise.all([
         import("libsodium-wrappers"),
         import("@noble/hashes/sha2.js"),
         import("@noble/hashes/hmac.js"),
         import("@noble/hashes/hkdf.js"),
         import("@noble/curves/ed25519.js"),
+        import("@noble/ciphers/aes.js"),
       ]);
     const wrappers = sodium as unknown as { ready: Promise<void>; libsodium: RawSodium };
     await wrappers.ready;
@@ -259,6 +337,30 @@ export function loadWasmCrypto(): Promise<CryptoBackend> {
         return h.digest();
       },
       hkdfSha256: (ikm, salt, info, length) => hkdf(sha256, ikm, salt, info, length),
+      aead(algorithm, key) {
+        const aeads = sodium as unknown as SodiumAead;
+        if (algorithm === "aes-128-gcm" || algorithm === "aes-256-gcm") {
+          check("AES-GCM key", key, algorithm === "aes-128-gcm" ? 16 : 32);
+          return oneShotAead(
+            (m, nonce) => gcm(key, nonce).encrypt(m),
+            (c, nonce) => gcm(key, nonce).decrypt(c),
+          );
+        }
+        check(`${algorithm} key`, key, 32);
+        const [seal, open] = algorithm === "xchacha20-poly1305"
+          ? [
+            aeads.crypto_aead_xchacha20poly1305_ietf_encrypt,
+            aeads.crypto_aead_xchacha20poly1305_ietf_decrypt,
+          ]
+          : [
+            aeads.crypto_aead_chacha20poly1305_ietf_encrypt,
+            aeads.crypto_aead_chacha20poly1305_ietf_decrypt,
+          ];
+        return oneShotAead(
+          (m, nonce) => seal(m, null, null, nonce, key),
+          (c, nonce) => open(null, c, null, nonce, key),
+        );
+      },
     };
     return backend;
   })();

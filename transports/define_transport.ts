@@ -4,6 +4,7 @@
 import type {
   GeneratedConfig,
   Transport,
+  TransportDestination,
   TransportEnvironment,
   TransportOptionKeys,
   TransportOptions,
@@ -33,6 +34,13 @@ export interface TransportDefinition<C> {
    */
   readonly optionKeys?: TransportOptionKeys;
   /**
+   * A free transport: client pairs get each connection's destination and
+   * server pairs report theirs (see {@linkcode Transport.free}). Defaults to
+   * false; a free transport's client side refuses a pair without a
+   * destination (`TypeError`).
+   */
+  readonly free?: boolean;
+  /**
    * Validate and parse a configuration; throw a `TypeError` or `RangeError`
    * naming the bad value (a missing required key, a malformed value). Runs
    * once per side, not per connection.
@@ -48,8 +56,15 @@ export interface TransportDefinition<C> {
    * @param config The parsed configuration.
    * @param role The side this pair serves.
    * @param settings Per-connection settings (always empty on the server).
+   * @param destination A free transport's client: where the connection goes
+   * (always given then). Otherwise `undefined`.
    */
-  pair(config: C, role: "client" | "server", settings: TransportOptions): TransportPair;
+  pair(
+    config: C,
+    role: "client" | "server",
+    settings: TransportOptions,
+    destination?: TransportDestination,
+  ): TransportPair;
   /**
    * The client arguments that reach a server with configuration `config`.
    * Defaults to none.
@@ -126,15 +141,25 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
       ...(env.onIgnoredOption === undefined ? {} : { onIgnored: env.onIgnoredOption }),
     });
   };
+  const free = definition.free === true;
   const transport: Transport = {
     name,
+    ...(free ? { free } : {}),
     ...(keys === undefined
       ? {}
       : { optionKeys: { client: [...keys.client], server: [...keys.server] } }),
     async client(config: TransportOptions, env: TransportEnvironment = {}) {
       const parsed = await definition.parseConfig(known(config, "client", env), "client", env);
       return {
-        pair: (settings) => definition.pair(parsed, "client", known(settings, "client", env)),
+        pair: (settings, destination) => {
+          if (!free) return definition.pair(parsed, "client", known(settings, "client", env));
+          return definition.pair(
+            parsed,
+            "client",
+            known(settings, "client", env),
+            checkDestination(name, destination),
+          );
+        },
       };
     },
     async server(config: TransportOptions, env: TransportEnvironment = {}) {
@@ -150,6 +175,33 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
     transport.generateConfig = (env: TransportEnvironment = {}) => generate(env);
   }
   return transport;
+}
+
+function checkDestination(
+  name: string,
+  destination: TransportDestination | undefined,
+): TransportDestination {
+  if (typeof destination !== "object" || destination === null) {
+    throw new TypeError(
+      `Cannot make a '${name}' connection: a free transport needs a destination, got ${
+        destination === null ? "null" : typeof destination
+      }`,
+    );
+  }
+  const { hostname, port } = destination;
+  if (typeof hostname !== "string" || hostname === "") {
+    throw new TypeError(
+      `Cannot make a '${name}' connection: invalid destination hostname ${
+        JSON.stringify(hostname)
+      }`,
+    );
+  }
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new RangeError(
+      `Cannot make a '${name}' connection: invalid destination port ${port}: expected 1-65535`,
+    );
+  }
+  return { hostname, port };
 }
 
 function checkOptions(name: string, options: unknown): TransportOptions {

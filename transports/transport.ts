@@ -22,6 +22,18 @@ import type { CryptoLoader } from "./crypto_backend.ts";
 export type TransportOptions = Readonly<Record<string, string>>;
 
 /**
+ * Where a connection of a *free* transport goes (the seed's TCP destination
+ * endpoint): a host name (sent unresolved) or an IP literal (IPv6 without
+ * brackets), and a port.
+ */
+export interface TransportDestination {
+  /** A host name or an IP literal. */
+  readonly hostname: string;
+  /** The port, 1-65535 (0 only when the peer sent it). */
+  readonly port: number;
+}
+
+/**
  * The pair of streams one side of one connection uses.
  *
  * `encode` takes the application's bytes and emits wire bytes; `decode` takes
@@ -44,6 +56,13 @@ export interface TransportPair {
    * never reach the service behind. Omit it when there is no handshake.
    */
   readonly ready?: Promise<void>;
+  /**
+   * Server side of a free transport: the destination the client's stream
+   * names, resolved when it has arrived and been authenticated (no later
+   * than `ready`). The runtime connects it (after its destination policy
+   * allowed it) instead of a fixed target. Absent for bound transports.
+   */
+  readonly destination?: Promise<TransportDestination>;
 }
 
 /**
@@ -122,9 +141,12 @@ export interface ClientTransport {
    * Make the pair for one new connection.
    *
    * @param settings The per-connection settings (empty when there are none).
+   * @param destination Where the connection goes, for a free transport
+   * (required then); bound transports ignore it.
    * @returns The encode/decode pair for that connection.
+   * @throws {TypeError} When a free transport gets no destination.
    */
-  pair(settings: TransportOptions): TransportPair;
+  pair(settings: TransportOptions, destination?: TransportDestination): TransportPair;
 }
 
 /** The server side of a transport, configured and ready to make pairs. */
@@ -186,6 +208,13 @@ export interface Transport {
    * (other keys are ignored and reported). Absent when it does not say.
    */
   readonly optionKeys?: TransportOptionKeys;
+  /**
+   * True for a *free* transport (the seed's "Bound vs. Free"): each client
+   * connection carries its own destination (`pair(settings, destination)`)
+   * and the server connects whatever its pairs' `destination` names, so it
+   * needs no fixed target. Absent or false: a bound transport.
+   */
+  readonly free?: boolean;
   /**
    * Configure the client side.
    *

@@ -9,7 +9,7 @@ import {
 } from "./elligator2.ts";
 import { ntorClient, ntorKdf, type NtorResult, ntorServer } from "./ntor.ts";
 import { randomBytes, type RandomFill, randomInt } from "./random.ts";
-import type { ReplayFilter } from "./replay_filter.ts";
+import type { ReplayFilter } from "../replay_filter.ts";
 
 const MAX_HANDSHAKE_LENGTH = 8192;
 const KEY_LENGTH = 32;
@@ -223,7 +223,7 @@ export interface ServerHandshakeOptions {
  * @example Refusing garbage
  * ```ts
  * import { ServerHandshake } from "./handshake.ts";
- * import { ReplayFilter } from "./replay_filter.ts";
+ * import { ReplayFilter } from "../replay_filter.ts";
  * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { throws } from "node:assert";
  *

@@ -3,6 +3,7 @@
 
 import { type CryptoBackend, type CryptoLoader, cryptoLoader } from "../crypto_backend.ts";
 import { defineTransport } from "../define_transport.ts";
+import { deferred } from "../_deferred.ts";
 import type { Transport, TransportOptions, TransportPair } from "../transport.ts";
 import {
   CLIENT_KEYS,
@@ -20,7 +21,7 @@ import { KeyPairReserve } from "./elligator2.ts";
 import { ClientHandshake, type RandomFill, ServerHandshake } from "./handshake.ts";
 import { HashDrbg } from "./hash_drbg.ts";
 import { type IatSleep, obfs4proxySleep } from "./iat.ts";
-import { ReplayFilter } from "./replay_filter.ts";
+import { ReplayFilter } from "../replay_filter.ts";
 import { Session } from "./session.ts";
 import { WeightedDist } from "./weighted_dist.ts";
 
@@ -146,17 +147,6 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a);
   out.set(b, a.length);
   return out;
-}
-
-function deferred<T>() {
-  let resolve!: (value: T) => void;
-  let reject!: (reason: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  promise.catch(() => {});
-  return { promise, resolve, reject };
 }
 
 async function send(

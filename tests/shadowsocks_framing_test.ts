@@ -1,0 +1,401 @@
+// Copyright the ptkit authors. MIT license.
+// Shadowsocks AEAD in memory: reference vectors (OpenSSL's EVP_BytesToKey,
+// streams recorded from ss-local 3.3.5), round trips for each method and
+// crypto backend, the 0x3FFF chunk cap, configuration errors, and malformed,
+// truncated and oversized input, which a server answers with silence.
+
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
+import { createShadowsocks, evpBytesToKey, shadowsocks } from "../transports/shadowsocks/mod.ts";
+import { METHODS as METHOD_INFO } from "../transports/shadowsocks/methods.ts";
+import { sessionSubkey } from "../transports/shadowsocks/methods.ts";
+import type { TransportDestination, TransportPair } from "../transports/transport.ts";
+import { hashOf, pseudoRandomChunks } from "./_util.ts";
+import { SS_LOCAL_RECORDED } from "./portable_checks.ts";
+import { libcryptoAead, type NodeCryptoAead, nodeCryptoAead } from "../net/_aead.ts";
+import { loadNativeCrypto } from "../net/native_crypto.ts";
+import { loadWasmCrypto } from "../transports/crypto_backend.ts";
+import type { TransportEnvironment } from "../transports/transport.ts";
+import * as nodeCrypto from "node:crypto";
+
+/** OpenSSL through FFI must load here: else fail naming the package. */
+function openssl(): TransportEnvironment {
+  if (libcryptoAead() === undefined) {
+    throw new Error("libcrypto.so.3 cannot be loaded: install the Debian package 'openssl'");
+  }
+  return { crypto: loadNativeCrypto };
+}
+
+/**
+ * The crypto backends: the native one (OpenSSL's AEADs through FFI), the
+ * native one's node:crypto fallback, and WebAssembly (as in browsers).
+ */
+const BACKENDS: Record<string, () => TransportEnvironment> = {
+  openssl,
+  "node:crypto": () => ({
+    crypto: async () => ({
+      ...await loadWasmCrypto(),
+      aead: (algorithm, key) =>
+        nodeCryptoAead(nodeCrypto as unknown as NodeCryptoAead)(algorithm, key) ??
+          undefined,
+    }),
+  }),
+  wasm: () => ({ crypto: loadWasmCrypto }),
+};
+
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+const unhex = (s: string) => Uint8Array.from(s.match(/../g)!, (h) => parseInt(h, 16));
+const utf8 = (s: string) => new TextEncoder().encode(s);
+const ALL = [
+  "chacha20-ietf-poly1305",
+  "aes-128-gcm",
+  "aes-256-gcm",
+  "xchacha20-ietf-poly1305",
+] as const;
+
+Deno.test("shadowsocks: EVP_BytesToKey equals OpenSSL's `enc -P -md md5 -nosalt` keys", () => {
+  // openssl enc -aes-256-cbc -k ptkit-vector -P -md md5 -nosalt
+  strictEqual(
+    hex(evpBytesToKey(utf8("ptkit-vector"), 32)),
+    "05dde4d355ea5c9ee77a142e9a0130a6d388f9a6aa0bf77623d1c8aa414b6001",
+  );
+  // openssl enc -aes-128-cbc -k "a longer password, with UTF-8: é" -P -md md5 -nosalt
+  strictEqual(
+    hex(evpBytesToKey(utf8("a longer password, with UTF-8: é"), 16)),
+    "c93b0128c8d91be7ca5cd73a48515c6c",
+  );
+  strictEqual(hex(evpBytesToKey(utf8("password"), 16)), "5f4dcc3b5aa765d61d8327deb882cf99");
+});
+
+const RECORDED = SS_LOCAL_RECORDED;
+
+for (const backend of Object.keys(BACKENDS)) {
+  for (const [method, recorded] of Object.entries(RECORDED)) {
+    Deno.test(`shadowsocks ${method} (${backend}): decodes a stream recorded from ss-local 3.3.5, split anywhere`, async () => {
+      const wire = unhex(recorded);
+      for (const split of [1, 7, 32, 50, wire.length]) {
+        // A new server each time: one server refuses a salt it saw.
+        const server = await createShadowsocks({ drainTimeout: 5000 }).server({
+          method,
+          password: "ptkit-vector",
+        }, BACKENDS[backend]!());
+        const pair = server.pair();
+        const writer = pair.decode.writable.getWriter();
+        const reading = pair.decode.readable.pipeThrough(new TextDecoderStream()).getReader();
+        for (let at = 0; at < wire.length; at += split) {
+          await writer.write(wire.subarray(at, at + split));
+        }
+        deepStrictEqual(await pair.destination, { hostname: "example.com", port: 80 });
+        await pair.ready;
+        strictEqual((await reading.read()).value, "GET / HTTP/1.0\r\n\r\n");
+        await writer.close();
+        strictEqual((await reading.read()).done, true);
+      }
+    });
+  }
+}
+
+/** Wire a client pair to a server pair in memory. */
+function link(client: TransportPair, server: TransportPair): void {
+  client.encode.readable.pipeTo(server.decode.writable).catch(() => {});
+  server.encode.readable.pipeTo(client.decode.writable).catch(() => {});
+}
+
+async function roundTrip(
+  method: string,
+  backend: string,
+  destination: TransportDestination,
+  size: number,
+): Promise<void> {
+  const transport = createShadowsocks({ drainTimeout: 5000 });
+  const options = { method, password: "round trip" };
+  const env = BACKENDS[backend]!();
+  const client = (await transport.client(options, env)).pair({}, destination);
+  const server = (await transport.server(options, env)).pair();
+  link(client, server);
+  const up = Array.from(pseudoRandomChunks(size, 7, 50_000));
+  const down = Array.from(pseudoRandomChunks(size, 8, 70_000));
+  const write = async (w: WritableStream<Uint8Array>, chunks: Uint8Array[]) => {
+    const writer = w.getWriter();
+    for (const c of chunks) await writer.write(c);
+    await writer.close();
+  };
+  const read = async (r: ReadableStream<Uint8Array>) => {
+    const chunks: Uint8Array[] = [];
+    for await (const c of r) chunks.push(c);
+    return hashOf(chunks);
+  };
+  const [, , gotUp, gotDown] = await Promise.all([
+    write(client.encode.writable, up),
+    server.destination!.then(() => write(server.encode.writable, down)),
+    read(server.decode.readable),
+    read(client.decode.readable),
+  ]);
+  deepStrictEqual(await server.destination, destination);
+  strictEqual(gotUp, hashOf(up));
+  strictEqual(gotDown, hashOf(down));
+}
+
+for (const method of ALL) {
+  for (const backend of Object.keys(BACKENDS)) {
+    Deno.test(`shadowsocks ${method} (${backend}): 1 MiB each way in memory, destination carried`, async () => {
+      await roundTrip(method, backend, { hostname: "example.org", port: 8443 }, 1024 * 1024);
+      await roundTrip(method, backend, { hostname: "192.0.2.7", port: 80 }, 1000);
+      await roundTrip(method, backend, { hostname: "2001:db8:0:0:0:0:0:1", port: 22 }, 1);
+    });
+  }
+}
+
+Deno.test("shadowsocks: the crypto backends interoperate, both ways", async () => {
+  const names = Object.keys(BACKENDS);
+  for (const method of ["chacha20-ietf-poly1305", "aes-128-gcm", "aes-256-gcm"]) {
+    for (const from of names) {
+      for (const to of names) {
+        if (from === to) continue;
+        const options = { method, password: "interop" };
+        const client = (await shadowsocks.client(options, BACKENDS[from]!())).pair({}, {
+          hostname: "example.com",
+          port: 1,
+        });
+        const server = (await createShadowsocks({ drainTimeout: 5000 })
+          .server(options, BACKENDS[to]!())).pair();
+        link(client, server);
+        await client.encode.writable.getWriter().write(utf8(`${from} to ${to}`));
+        const reader = server.decode.readable.getReader();
+        deepStrictEqual((await reader.read()).value, utf8(`${from} to ${to}`));
+        await server.encode.writable.getWriter().write(utf8("back"));
+        deepStrictEqual((await client.decode.readable.getReader().read()).value, utf8("back"));
+      }
+    }
+  }
+});
+
+Deno.test("shadowsocks: a large write becomes chunks of at most 0x3FFF bytes", async () => {
+  const options = { method: "aes-128-gcm", password: "p" };
+  const pair = (await shadowsocks.client(options)).pair({}, { hostname: "a.example", port: 1 });
+  const writer = pair.encode.writable.getWriter();
+  const data = new Uint8Array(100_000).fill(9);
+  writer.write(data);
+  writer.close();
+  let wire = 0;
+  for await (const c of pair.encode.readable) wire += c.length;
+  // Salt, then the request and data in ceil(n / 0x3FFF) chunks of 34 bytes' overhead.
+  const payload = 1 + 1 + 9 + 2 + data.length;
+  strictEqual(wire, 16 + payload + Math.ceil(payload / 0x3fff) * 34);
+});
+
+Deno.test("shadowsocks: configuration errors name the value; unknown keys are ignored", async () => {
+  await rejects(
+    async () => await shadowsocks.client({ method: "rc4-md5", password: "x" }),
+    /unsupported method "rc4-md5"/,
+  );
+  await rejects(async () => await shadowsocks.server({ method: "aes-128-gcm" }), TypeError);
+  await rejects(async () => await shadowsocks.server({ password: "x" }), /missing option 'method'/);
+  await rejects(
+    async () => await shadowsocks.server({ method: "aes-128-gcm", key: btoa("short") }),
+    RangeError,
+  );
+  await rejects(
+    async () =>
+      await shadowsocks.server({ method: "aes-128-gcm", key: btoa("k".repeat(16)), password: "x" }),
+    /not both/,
+  );
+  await rejects(
+    async () => await shadowsocks.server({ method: "aes-128-gcm", password: "" }),
+    /empty/,
+  );
+  const ignored: string[] = [];
+  const server = await shadowsocks.server(
+    { method: "AES-128-GCM", password: "x", plugin: "obfs-local" },
+    { onIgnoredOption: (i) => ignored.push(i.key) },
+  );
+  deepStrictEqual(ignored, ["plugin"]);
+  deepStrictEqual(server.clientOptions, { method: "aes-128-gcm" });
+  const client = await shadowsocks.client({ method: "aes-128-gcm", password: "x" });
+  throws(() => client.pair({}), /needs a destination/);
+  throws(() => client.pair({}, { hostname: "x", port: 0 }), RangeError);
+  // A client without options takes them from each connection's settings.
+  const bare = await shadowsocks.client({});
+  throws(() => bare.pair({}, { hostname: "x", port: 1 }), /missing option 'method'/);
+  ok(bare.pair({ method: "aes-128-gcm", password: "x" }, { hostname: "x", port: 1 }).encode);
+  const generated = await shadowsocks.generateConfig!();
+  deepStrictEqual(generated.client, generated.server);
+  await shadowsocks.server(generated.server);
+});
+
+/** A server pair fed `wire`, then (unless `keepOpen`) end of stream. */
+async function feedServer(
+  wire: Uint8Array[],
+  options: { drainTimeout?: number; keepOpen?: boolean; password?: string } = {},
+) {
+  const transport = createShadowsocks({ drainTimeout: options.drainTimeout ?? 5000 });
+  const server = (await transport.server({
+    method: "chacha20-ietf-poly1305",
+    password: options.password ?? "pw",
+  })).pair();
+  let destination: TransportDestination | undefined;
+  server.destination!.then((d) => destination = d, () => {});
+  const out: Uint8Array[] = [];
+  const reading = (async () => {
+    for await (const c of server.decode.readable) out.push(c);
+  })();
+  reading.catch(() => {});
+  const writer = server.decode.writable.getWriter();
+  let writeError: unknown;
+  try {
+    for (const w of wire) await writer.write(w);
+    if (!options.keepOpen) await writer.close();
+  } catch (error) {
+    writeError = error;
+  }
+  return { server, out, reading, writer, writeError, destination: () => destination };
+}
+
+async function clientWire(destination: TransportDestination, data: Uint8Array, password = "pw") {
+  const pair = (await shadowsocks.client({ method: "chacha20-ietf-poly1305", password })).pair(
+    {},
+    destination,
+  );
+  const writer = pair.encode.writable.getWriter();
+  writer.write(data);
+  writer.close();
+  const chunks: Uint8Array[] = [];
+  for await (const c of pair.encode.readable) chunks.push(c);
+  const wire = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) wire.set(c, (at += c.length) - c.length);
+  return wire;
+}
+
+Deno.test("shadowsocks server: garbage, a wrong key or a truncated salt gives nothing and closes when the peer does", async () => {
+  const cases: [string, Uint8Array[]][] = [
+    ["garbage", [crypto.getRandomValues(new Uint8Array(3000))]],
+    ["wrong key", [await clientWire({ hostname: "a.example", port: 1 }, utf8("x"), "other")]],
+    ["truncated salt", [new Uint8Array(10)]],
+    ["salt and a partial length", [new Uint8Array(40)]],
+    ["empty", []],
+  ];
+  for (const [name, wire] of cases) {
+    const fed = await feedServer(wire);
+    await rejects(fed.reading, /closed before a valid request/, name);
+    await rejects(fed.server.ready!, name);
+    deepStrictEqual(fed.out, [], name);
+    strictEqual(fed.destination(), undefined, name);
+  }
+});
+
+Deno.test("shadowsocks server: garbage is drained until the deadline, then the connection errors", async () => {
+  const fed = await feedServer([crypto.getRandomValues(new Uint8Array(100))], {
+    keepOpen: true,
+    drainTimeout: 200,
+  });
+  // More garbage is read and dropped (the writes do not fail or block).
+  for (let i = 0; i < 100; i++) await fed.writer.write(new Uint8Array(65536));
+  await rejects(fed.server.ready!, /no valid request in time/);
+  await rejects(fed.reading);
+  deepStrictEqual(fed.out, []);
+});
+
+/** Seal chunks by hand: the salt, then each [length, payload] as given. */
+async function craft(
+  pieces: { length: number; payload: Uint8Array; badTag?: boolean }[],
+  password = "pw",
+): Promise<Uint8Array> {
+  const info = METHOD_INFO["chacha20-ietf-poly1305"];
+  const wasm = await loadWasmCrypto();
+  const factory = (subkey: Uint8Array) => wasm.aead(info.algorithm, subkey)!;
+  const key = evpBytesToKey(utf8(password), 32);
+  const salt = crypto.getRandomValues(new Uint8Array(32));
+  const aead = factory(sessionSubkey(key, salt));
+  const nonce = new Uint8Array(12);
+  const parts: Uint8Array[] = [salt];
+  for (const { length, payload, badTag } of pieces) {
+    const l = new Uint8Array(18);
+    aead.seal(Uint8Array.from([length >> 8, length & 0xff]), nonce, l, 0);
+    nonce[0]!++;
+    const p = new Uint8Array(payload.length + 16);
+    aead.seal(payload, nonce, p, 0);
+    nonce[0]!++;
+    if (badTag) p[p.length - 1]! ^= 1;
+    parts.push(l, p);
+  }
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) out.set(p, (at += p.length) - p.length);
+  return out;
+}
+
+const REQUEST = Uint8Array.from([3, 9, ...utf8("a.example"), 0, 80]);
+
+Deno.test("shadowsocks server: oversized or zero lengths and bad tags before the request are drained silently", async () => {
+  for (
+    const [name, pieces] of [
+      ["length 0x4000", [{ length: 0x4000, payload: new Uint8Array(0x4000) }]],
+      ["length 0xFFFF", [{ length: 0xffff, payload: new Uint8Array(10) }]],
+      ["length 0", [{ length: 0, payload: new Uint8Array(0) }]],
+      ["bad payload tag", [{ length: REQUEST.length, payload: REQUEST, badTag: true }]],
+      ["unknown address type", [{ length: 7, payload: Uint8Array.from([9, 1, 2, 3, 4, 0, 1]) }]],
+      ["empty name", [{ length: 4, payload: Uint8Array.from([3, 0, 0, 1]) }]],
+      ["name that is no host name", [{ length: 5, payload: Uint8Array.from([3, 1, 10, 0, 80]) }]],
+      [
+        "request cut short",
+        [{ length: 250, payload: Uint8Array.from([3, 255, ...new Uint8Array(248).fill(97)]) }],
+      ],
+    ] as const
+  ) {
+    const fed = await feedServer([await craft([...pieces])]);
+    await rejects(fed.reading, /closed before a valid request/, name);
+    strictEqual(fed.destination(), undefined, name);
+    deepStrictEqual(fed.out, [], name);
+  }
+  // The request may span chunks.
+  const fed = await feedServer([
+    await craft([
+      { length: 3, payload: REQUEST.subarray(0, 3) },
+      { length: REQUEST.length - 3 + 2, payload: Uint8Array.from([...REQUEST.subarray(3), 7, 8]) },
+    ]),
+  ]);
+  await fed.reading;
+  deepStrictEqual(fed.destination(), { hostname: "a.example", port: 80 });
+  deepStrictEqual(fed.out, [Uint8Array.from([7, 8])]);
+});
+
+Deno.test("shadowsocks server: after the request, a bad tag, an oversized length or a truncated chunk ends the connection", async () => {
+  const good = { length: REQUEST.length, payload: REQUEST };
+  for (
+    const [name, wire] of [
+      ["bad tag", await craft([good, { length: 1, payload: utf8("x"), badTag: true }])],
+      ["length 0x4000", await craft([good, { length: 0x4000, payload: new Uint8Array(0x4000) }])],
+      ["truncated", (await craft([good, { length: 5, payload: utf8("hello") }])).slice(0, -3)],
+    ] as const
+  ) {
+    const fed = await feedServer([wire]);
+    await rejects(fed.reading, /Cannot (open|read) shadowsocks/, name);
+    deepStrictEqual(fed.destination(), { hostname: "a.example", port: 80 }, name);
+  }
+});
+
+Deno.test("shadowsocks server: a replayed stream is refused and drained", async () => {
+  const transport = createShadowsocks({ drainTimeout: 5000 });
+  const side = await transport.server({ method: "chacha20-ietf-poly1305", password: "pw" });
+  const wire = await clientWire({ hostname: "b.example", port: 443 }, utf8("once"));
+  const first = side.pair();
+  const w1 = first.decode.writable.getWriter();
+  await w1.write(wire);
+  deepStrictEqual(await first.destination, { hostname: "b.example", port: 443 });
+  const second = side.pair();
+  const w2 = second.decode.writable.getWriter();
+  await w2.write(wire);
+  await w2.close().catch(() => {});
+  await rejects(second.ready!, /closed before a valid request/);
+  await rejects(second.destination!);
+  // The server's own stream reflected back is refused too.
+  const writer = first.encode.writable.getWriter();
+  writer.write(utf8("reply"));
+  const reflected = (await first.encode.readable.getReader().read()).value!;
+  const third = side.pair();
+  const w3 = third.decode.writable.getWriter();
+  await w3.write(reflected);
+  await w3.close().catch(() => {});
+  await rejects(third.ready!);
+  await w1.close();
+});

@@ -1,0 +1,91 @@
+// Copyright the ptkit authors. MIT license.
+// Interop with shadowsocks-libev 3.3.5 (Debian `shadowsocks-libev`), each
+// method: ss-local -> ptkit's Shadowsocks server -> target, and ptkit's
+// client -> ss-server -> target, 32 MiB each way with SHA-256 compared; and
+// curl through ss-local's SOCKS5 and ptkit's server to an HTTP server.
+
+import { deepStrictEqual, ok } from "node:assert";
+import { createConnector } from "../client.ts";
+import { shadowsocks } from "../transports/shadowsocks/mod.ts";
+import { CountingHttpServer, curl } from "./cli_util.ts";
+import { socks5Connect } from "./obfs4_socks5.ts";
+import { connStreams } from "./obfs4_live_helpers.ts";
+import {
+  exchange,
+  exchangeTarget,
+  expectedHash,
+  METHODS,
+  ptkitServer,
+  startSsLibev,
+} from "./shadowsocks_util.ts";
+
+const SIZE = 32 * 1024 * 1024;
+const PASSWORD = "ptkit-interop-password";
+const fromClient = expectedHash(SIZE, 1);
+const fromTarget = expectedHash(SIZE, 2);
+
+for (const method of METHODS) {
+  Deno.test(`shadowsocks ${method}: ss-local -> ptkit server -> target, 32 MiB each way`, async () => {
+    const target = exchangeTarget(SIZE);
+    const errors: unknown[] = [];
+    await using server = await ptkitServer({ method, password: PASSWORD }, {
+      onError: (e) => errors.push(e),
+    });
+    await using local = await startSsLibev("ss-local", {
+      method,
+      password: PASSWORD,
+      server: server.addr.port,
+    });
+    const conn = await socks5Connect({ hostname: "127.0.0.1", port: local.port }, {
+      hostname: "127.0.0.1",
+      port: target.port,
+    });
+    try {
+      const got = await exchange(connStreams(conn), SIZE, 1);
+      deepStrictEqual(got, { bytes: SIZE, sha256: fromTarget }, local.output());
+      deepStrictEqual(await target.received[0], { bytes: SIZE, sha256: fromClient });
+    } finally {
+      conn.close();
+      await target.close();
+    }
+    deepStrictEqual(target.received.length, 1);
+    ok(errors.every((e) => !/tag|salt|chunk/.test(String(e))), String(errors));
+  });
+
+  Deno.test(`shadowsocks ${method}: ptkit client -> ss-server -> target, 32 MiB each way`, async () => {
+    const target = exchangeTarget(SIZE);
+    await using ssServer = await startSsLibev("ss-server", { method, password: PASSWORD });
+    const connector = await createConnector(shadowsocks, { method, password: PASSWORD });
+    const conn = await connector.dial({
+      port: ssServer.port,
+      destination: { hostname: "127.0.0.1", port: target.port },
+    });
+    try {
+      const got = await exchange(conn, SIZE, 1);
+      deepStrictEqual(got, { bytes: SIZE, sha256: fromTarget }, ssServer.output());
+      deepStrictEqual(await target.received[0], { bytes: SIZE, sha256: fromClient });
+    } finally {
+      conn.close();
+      await conn.closed;
+      await target.close();
+    }
+  });
+}
+
+Deno.test("shadowsocks: curl through ss-local's SOCKS5 and ptkit's server to an HTTP server", async () => {
+  await using http = new CountingHttpServer("hello through shadowsocks\n");
+  await using server = await ptkitServer({ method: "chacha20-ietf-poly1305", password: PASSWORD });
+  await using local = await startSsLibev("ss-local", {
+    method: "chacha20-ietf-poly1305",
+    password: PASSWORD,
+    server: server.addr.port,
+  });
+  // A name travels unresolved: ptkit's server resolves "localhost".
+  const result = await curl([
+    "--socks5-hostname",
+    `127.0.0.1:${local.port}`,
+    `http://localhost:${http.port}/`,
+  ]);
+  deepStrictEqual(result.out, "hello through shadowsocks\n", result.err + local.output());
+  deepStrictEqual(http.connections, 1);
+});

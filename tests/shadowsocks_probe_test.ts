@@ -1,0 +1,124 @@
+// Copyright the ptkit authors. MIT license.
+// Probe resistance of ptkit's Shadowsocks server over real TCP: a replayed
+// client stream and 1000 random-garbage connections get no byte back, never
+// reach the target, and leave memory bounded; a good client still works.
+
+import { deepStrictEqual, ok, strictEqual } from "node:assert";
+import { createConnector } from "../client.ts";
+import { shadowsocks } from "../transports/shadowsocks/mod.ts";
+import { ptkitServer } from "./shadowsocks_util.ts";
+import { tcpServer } from "./_util.ts";
+
+const OPTIONS = { method: "chacha20-ietf-poly1305", password: "probe-test" };
+const utf8 = (s: string) => new TextEncoder().encode(s);
+
+/** Send `wire`, half-close (or not), and read until the server closes: the bytes we got. */
+async function probe(port: number, wire: Uint8Array, halfClose = true): Promise<number> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(wire).catch(() => 0);
+    if (halfClose) await conn.closeWrite().catch(() => {});
+    let got = 0;
+    const buffer = new Uint8Array(4096);
+    for (;;) {
+      const n = await conn.read(buffer).catch(() => null);
+      if (n === null) return got;
+      got += n;
+    }
+  } finally {
+    conn.close();
+  }
+}
+
+/** A target that answers "pong" and counts connections and bytes. */
+function pongTarget() {
+  let received = 0;
+  const server = tcpServer(async (conn) => {
+    const buffer = new Uint8Array(4096);
+    const n = await conn.read(buffer);
+    received += n ?? 0;
+    await conn.write(utf8("pong"));
+  });
+  return { ...server, received: () => received };
+}
+
+/** What a ptkit client sends for `data` to `port` (recorded from the wire). */
+async function recordClient(port: number, data: Uint8Array): Promise<Uint8Array> {
+  const recorder = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const connector = await createConnector(shadowsocks, OPTIONS);
+  const conn = await connector.dial({
+    port: recorder.addr.port,
+    destination: { hostname: "127.0.0.1", port },
+  });
+  const writer = conn.writable.getWriter();
+  await writer.write(data);
+  const peer = await recorder.accept();
+  const chunks: number[] = [];
+  const buffer = new Uint8Array(4096);
+  // The request and data arrive together, in one chunk: wait for its bytes.
+  while (chunks.length < 32 + 18 + 7 + data.length + 16) {
+    const n = await peer.read(buffer);
+    if (n === null) break;
+    chunks.push(...buffer.subarray(0, n));
+  }
+  peer.close();
+  conn.close();
+  recorder.close();
+  return Uint8Array.from(chunks);
+}
+
+Deno.test("shadowsocks server over TCP: a replayed client stream gets no byte and never reaches the target", async () => {
+  const target = pongTarget();
+  await using server = await ptkitServer(OPTIONS, { drainTimeout: 2000 });
+  const wire = await recordClient(target.port, utf8("ping"));
+  // The recording is a valid client: the first time it reaches the target.
+  const first = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  await first.write(wire);
+  const answer = new Uint8Array(1024);
+  ok((await first.read(answer) ?? 0) > 32, "the recorded stream works once");
+  first.close();
+  strictEqual(target.accepted(), 1);
+  // Replayed: silence until we close, and the target sees nothing more.
+  strictEqual(await probe(server.addr.port, wire), 0);
+  // Replayed without closing: silence until the server's drain deadline.
+  strictEqual(await probe(server.addr.port, wire, false), 0);
+  strictEqual(target.accepted(), 1);
+  strictEqual(target.received(), 4);
+  await target.close();
+});
+
+Deno.test("shadowsocks server over TCP: 1000 random-garbage connections get no byte back, memory stays bounded, a client still works", async () => {
+  const target = pongTarget();
+  await using server = await ptkitServer(OPTIONS, { drainTimeout: 3000 });
+  const before = Deno.memoryUsage().heapUsed;
+  let bytesBack = 0;
+  const BATCH = 25;
+  for (let i = 0; i < 1000; i += BATCH) {
+    const results = await Promise.all(
+      Array.from({ length: BATCH }, (_, j) => {
+        // Sizes around the salt and first chunk: 1 byte to 2 KiB, and some 20 KiB.
+        const size = (i + j) % 10 === 0 ? 20_000 : 1 + ((i * 7 + j * 131) % 2048);
+        return probe(server.addr.port, crypto.getRandomValues(new Uint8Array(size)));
+      }),
+    );
+    bytesBack += results.reduce((a, b) => a + b, 0);
+  }
+  strictEqual(bytesBack, 0);
+  strictEqual(target.accepted(), 0);
+  const grown = Deno.memoryUsage().heapUsed - before;
+  ok(grown < 64 * 1024 * 1024, `heap grew by ${grown} bytes`);
+  // A real client is still served.
+  const connector = await createConnector(shadowsocks, OPTIONS);
+  const conn = await connector.dial({
+    port: server.addr.port,
+    destination: { hostname: "127.0.0.1", port: target.port },
+  });
+  const writer = conn.writable.getWriter();
+  await writer.write(utf8("ping"));
+  const { value } = await conn.readable.getReader().read();
+  deepStrictEqual(new TextDecoder().decode(value), "pong");
+  conn.close();
+  await conn.closed;
+  deepStrictEqual(server.stats().connectionsFailed >= 1000, true);
+  await target.close();
+});

@@ -1,0 +1,72 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+const TTL_MS = 3 * 60 * 60 * 1000;
+const MAX_ENTRIES = 100 * 1024;
+
+/** Bounds of a {@linkcode ReplayFilter}. */
+export interface ReplayFilterOptions {
+  /** How long a value is remembered, in ms. Defaults to three hours. */
+  readonly ttlMs?: number;
+  /** How many values are remembered at most (the oldest go first). Defaults to 102,400. */
+  readonly maxEntries?: number;
+}
+
+/**
+ * Remembers values seen recently (obfs4's client handshake MACs,
+ * Shadowsocks salts) so that a replay is refused: by default for three
+ * hours and at most 102,400 of them, the oldest forgotten first, so memory
+ * stays bounded whatever arrives.
+ *
+ * @example Seeing a MAC twice
+ * ```ts
+ * import { ReplayFilter } from "./replay_filter.ts";
+ * import { strictEqual } from "node:assert";
+ *
+ * const filter = new ReplayFilter();
+ * const mac = new Uint8Array(16).fill(1);
+ * strictEqual(filter.testAndSet(0, mac), false);
+ * strictEqual(filter.testAndSet(1, mac), true);
+ * ```
+ */
+export class ReplayFilter {
+  #seen = new Map<string, number>();
+  #ttlMs: number;
+  #maxEntries: number;
+
+  /**
+   * Make an empty filter.
+   *
+   * @param options How long and how many values are remembered.
+   */
+  constructor(options: ReplayFilterOptions = {}) {
+    this.#ttlMs = options.ttlMs ?? TTL_MS;
+    this.#maxEntries = options.maxEntries ?? MAX_ENTRIES;
+  }
+
+  /** How many values are remembered. */
+  get size(): number {
+    return this.#seen.size;
+  }
+
+  /**
+   * Record `mac` and report whether it was already recorded.
+   *
+   * @param now The time, in milliseconds since the epoch.
+   * @param mac The value (a handshake MAC, a salt).
+   * @returns `true` when `mac` was seen within the filter's time to live
+   * (three hours by default) and is still remembered.
+   */
+  testAndSet(now: number, mac: Uint8Array): boolean {
+    for (const [key, time] of this.#seen) {
+      if (now - time < this.#ttlMs && this.#seen.size < this.#maxEntries) break;
+      this.#seen.delete(key);
+    }
+    const key = Array.from(mac, (b) => String.fromCharCode(b)).join("");
+    const time = this.#seen.get(key);
+    if (time !== undefined && now - time < this.#ttlMs) return true;
+    this.#seen.delete(key);
+    this.#seen.set(key, now);
+    return false;
+  }
+}

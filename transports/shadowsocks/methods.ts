@@ -1,0 +1,175 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+import { hkdf } from "@noble/hashes/hkdf.js";
+import { md5, sha1 } from "@noble/hashes/legacy.js";
+import type { TransportOptions } from "../transport.ts";
+import type { AeadAlgorithm } from "../crypto_backend.ts";
+
+/** The AEAD methods ptkit's Shadowsocks speaks (SIP004/SIP007, the classic ones). */
+export type ShadowsocksMethod =
+  | "chacha20-ietf-poly1305"
+  | "aes-128-gcm"
+  | "aes-256-gcm"
+  | "xchacha20-ietf-poly1305";
+
+/** Sizes of one method, in bytes. */
+export interface MethodInfo {
+  /** The method's name. */
+  readonly name: ShadowsocksMethod;
+  /** Key length; the salt is as long. */
+  readonly keyLength: number;
+  /** Nonce length (12, or 24 for XChaCha20). */
+  readonly nonceLength: number;
+  /** The AEAD a crypto backend provides for it. */
+  readonly algorithm: AeadAlgorithm;
+}
+
+/** Every AEAD tag is 16 bytes. */
+export const TAG_LENGTH = 16;
+
+/** The methods, by name. */
+export const METHODS: Readonly<Record<ShadowsocksMethod, MethodInfo>> = {
+  "chacha20-ietf-poly1305": {
+    name: "chacha20-ietf-poly1305",
+    keyLength: 32,
+    nonceLength: 12,
+    algorithm: "chacha20-poly1305",
+  },
+  "aes-128-gcm": { name: "aes-128-gcm", keyLength: 16, nonceLength: 12, algorithm: "aes-128-gcm" },
+  "aes-256-gcm": { name: "aes-256-gcm", keyLength: 32, nonceLength: 12, algorithm: "aes-256-gcm" },
+  "xchacha20-ietf-poly1305": {
+    name: "xchacha20-ietf-poly1305",
+    keyLength: 32,
+    nonceLength: 24,
+    algorithm: "xchacha20-poly1305",
+  },
+};
+
+/** The option keys both sides understand. */
+export const OPTION_KEYS: readonly string[] = ["method", "password", "key"];
+
+/** A parsed configuration: the method and the master key. */
+export interface ShadowsocksConfig {
+  /** The method. */
+  readonly method: MethodInfo;
+  /** The master key (from `key`, or derived from `password`). */
+  readonly key: Uint8Array;
+}
+
+/**
+ * The classic master key from a password: OpenSSL's `EVP_BytesToKey` with
+ * MD5, no salt and one iteration (`D_i = MD5(D_{i-1} || password)`),
+ * truncated to the key length, as shadowsocks-libev derives it.
+ *
+ * @example The 16-byte key of "password" is its MD5
+ * ```ts
+ * import { evpBytesToKey } from "@ptkit/ptkit/transports/shadowsocks";
+ * import { strictEqual } from "node:assert";
+ *
+ * const key = evpBytesToKey(new TextEncoder().encode("password"), 16);
+ * strictEqual(Array.from(key, (b) => b.toString(16).padStart(2, "0")).join(""),
+ *   "5f4dcc3b5aa765d61d8327deb882cf99");
+ * ```
+ *
+ * @param password The password's bytes (UTF-8).
+ * @param keyLength The key length in bytes.
+ * @returns The master key.
+ */
+export function evpBytesToKey(password: Uint8Array, keyLength: number): Uint8Array {
+  const out = new Uint8Array(keyLength);
+  let previous = new Uint8Array(0);
+  for (let filled = 0; filled < keyLength;) {
+    const input = new Uint8Array(previous.length + password.length);
+    input.set(previous);
+    input.set(password, previous.length);
+    previous = md5(input);
+    out.set(previous.subarray(0, keyLength - filled), filled);
+    filled += previous.length;
+  }
+  return out;
+}
+
+const SUBKEY_INFO = new TextEncoder().encode("ss-subkey");
+
+/**
+ * A session subkey: HKDF-SHA1 of the master key with the direction's salt
+ * and the info `ss-subkey`, as long as the master key (SIP004).
+ *
+ * @example A subkey is as long as the key
+ * ```ts
+ * import { sessionSubkey } from "@ptkit/ptkit/transports/shadowsocks";
+ * import { strictEqual } from "node:assert";
+ *
+ * strictEqual(sessionSubkey(new Uint8Array(32), new Uint8Array(32)).length, 32);
+ * ```
+ *
+ * @param key The master key.
+ * @param salt The salt that starts the direction's stream.
+ * @returns The subkey.
+ */
+export function sessionSubkey(key: Uint8Array, salt: Uint8Array): Uint8Array {
+  return hkdf(sha1, key, salt, SUBKEY_INFO, key.length);
+}
+
+/**
+ * Parse `method` and `password` or `key` (base64 of the key's bytes).
+ *
+ * @param options The transport options.
+ * @returns The method and master key.
+ * @throws {TypeError} When `method` or both `password` and `key` are missing.
+ * @throws {RangeError} On an unknown method, both `password` and `key`, an
+ * empty password, or a key that is not base64 of the right length.
+ */
+export function parseConfig(options: TransportOptions): ShadowsocksConfig {
+  const name = options.method;
+  if (name === undefined) {
+    throw new TypeError("Cannot configure shadowsocks: missing option 'method'");
+  }
+  const method = METHODS[name.toLowerCase() as ShadowsocksMethod];
+  if (method === undefined || !Object.hasOwn(METHODS, name.toLowerCase())) {
+    throw new RangeError(
+      `Cannot configure shadowsocks: unsupported method ${JSON.stringify(name)}: expected one of ${
+        Object.keys(METHODS).join(", ")
+      }`,
+    );
+  }
+  const { password, key } = options;
+  if (password !== undefined && key !== undefined) {
+    throw new RangeError("Cannot configure shadowsocks: give 'password' or 'key', not both");
+  }
+  if (key !== undefined) {
+    let bytes: Uint8Array | undefined;
+    try {
+      bytes = Uint8Array.from(
+        atob(key.replaceAll("-", "+").replaceAll("_", "/")),
+        (c) => c.charCodeAt(0),
+      );
+    } catch {
+      bytes = undefined;
+    }
+    if (bytes === undefined || bytes.length !== method.keyLength) {
+      throw new RangeError(
+        `Cannot configure shadowsocks: option 'key' must be base64 of ${method.keyLength} bytes for ${method.name}`,
+      );
+    }
+    return { method, key: bytes };
+  }
+  if (password === undefined) {
+    throw new TypeError("Cannot configure shadowsocks: missing option 'password' (or 'key')");
+  }
+  if (password === "") {
+    throw new RangeError("Cannot configure shadowsocks: option 'password' is empty");
+  }
+  return { method, key: evpBytesToKey(new TextEncoder().encode(password), method.keyLength) };
+}
+
+/**
+ * Base64 of bytes (standard alphabet, padded).
+ *
+ * @param bytes The bytes.
+ * @returns The text.
+ */
+export function toBase64(bytes: Uint8Array): string {
+  return btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(""));
+}

@@ -1,0 +1,448 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+import { defineTransport } from "../define_transport.ts";
+import { deferred } from "../_deferred.ts";
+import type { Transport, TransportDestination, TransportPair } from "../transport.ts";
+import { ReplayFilter, type ReplayFilterOptions } from "../replay_filter.ts";
+import { cryptoLoader, loadWasmCrypto } from "../crypto_backend.ts";
+import type { TransportEnvironment } from "../transport.ts";
+import { decodeAddress, encodeAddress, MAX_ADDRESS_LENGTH } from "./address.ts";
+import { type AeadFactory, ChunkDecoder, ChunkEncoder } from "./framing.ts";
+import {
+  type MethodInfo,
+  OPTION_KEYS,
+  parseConfig,
+  type ShadowsocksConfig,
+  toBase64,
+} from "./methods.ts";
+
+const MIN_DRAIN_MS = 30_000;
+const DRAIN_SPREAD_MS = 60_000;
+// Room for one decoded chunk, so the request is read before anyone reads.
+const DECODE_READABLE: QueuingStrategy<Uint8Array> = { highWaterMark: 1 };
+
+/** Hooks and tuning for {@linkcode createShadowsocks}. */
+export interface ShadowsocksOptions {
+  /** Fills its argument with random bytes (salts, keys). Defaults to `crypto.getRandomValues`. */
+  readonly random?: (bytes: Uint8Array) => void;
+  /** The clock, in ms since the epoch (the replay filter's). Defaults to `Date.now`. */
+  readonly now?: () => number;
+  /**
+   * How long, in ms after it was accepted, a server connection may take to
+   * send a valid request. A connection with garbage, a wrong key or a
+   * replayed salt is read and its bytes discarded, unanswered, until the
+   * peer closes or this deadline; then it is closed. Defaults to a constant
+   * per server drawn from 30 to 90 s.
+   */
+  readonly drainTimeout?: number;
+  /** Bounds of the server's salt replay filter. Defaults to 3 hours and 102,400 salts. */
+  readonly replayFilter?: ReplayFilterOptions;
+}
+
+interface Parsed {
+  /** Absent on a client whose connections bring their own options. */
+  readonly config?: ShadowsocksConfig;
+  readonly factories: Map<string, AeadFactory>;
+  readonly filter?: ReplayFilter;
+  readonly drainMs: number;
+  readonly options: Readonly<Record<string, string>>;
+  readonly env: TransportEnvironment;
+}
+
+/**
+ * The AEAD of a method from the runtime's crypto backend (`env.crypto`:
+ * OpenSSL or node:crypto in ptkit's Deno runtime), or from the WebAssembly
+ * backend when the runtime offers none or lacks the method.
+ */
+async function aeadFactory(env: TransportEnvironment, method: MethodInfo): Promise<AeadFactory> {
+  const { algorithm, keyLength } = method;
+  const crypto = await cryptoLoader(env)();
+  const backend = crypto.aead(algorithm, new Uint8Array(keyLength)) === undefined
+    ? await loadWasmCrypto()
+    : crypto;
+  return (key) => {
+    const aead = backend.aead(algorithm, key);
+    if (aead === undefined) throw new TypeError(`Cannot use ${method.name}: no backend has it`);
+    return aead;
+  };
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (a.length === 0) return b;
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/**
+ * Enqueue the payloads one wire read completed as one chunk: one stream
+ * operation and one socket write downstream instead of one per 16 KiB.
+ */
+function enqueueAll(
+  controller: TransformStreamDefaultController<Uint8Array>,
+  parts: Uint8Array[],
+): void {
+  if (parts.length === 0) return;
+  if (parts.length === 1) {
+    controller.enqueue(parts[0]!);
+    return;
+  }
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  controller.enqueue(out);
+}
+
+function randomBytes(random: (bytes: Uint8Array) => void, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  random(out);
+  return out;
+}
+
+function clientPair(
+  config: ShadowsocksConfig,
+  factory: AeadFactory,
+  destination: TransportDestination,
+  random: (bytes: Uint8Array) => void,
+): TransportPair {
+  const { method, key } = config;
+  const encoder = new ChunkEncoder(method, factory, key, randomBytes(random, method.keyLength));
+  const decoder = new ChunkDecoder(method, factory, key);
+  // The request goes with the first data written in the same task, as
+  // ss-local sends it; alone when the application waits for the server.
+  let request: Uint8Array | undefined = encodeAddress(destination);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const sendRequest = (controller: TransformStreamDefaultController<Uint8Array>) => {
+    clearTimeout(timer);
+    if (request === undefined) return;
+    const bytes = request;
+    request = undefined;
+    try {
+      controller.enqueue(encoder.encode(bytes));
+    } catch {
+      // The connection already ended.
+    }
+  };
+  const encode = new TransformStream<Uint8Array, Uint8Array>({
+    start: (controller) => {
+      timer = setTimeout(() => sendRequest(controller), 0);
+    },
+    transform: (chunk, controller) => {
+      if (request !== undefined) {
+        clearTimeout(timer);
+        const bytes = concat(request, chunk);
+        request = undefined;
+        controller.enqueue(encoder.encode(bytes));
+      } else if (chunk.length > 0) {
+        controller.enqueue(encoder.encode(chunk));
+      }
+    },
+    flush: (controller) => sendRequest(controller),
+    cancel: () => clearTimeout(timer),
+  });
+  const decode = new TransformStream<Uint8Array, Uint8Array>(
+    {
+      transform: (chunk, controller) => {
+        const out: Uint8Array[] = [];
+        decoder.decode(chunk, (payload) => out.push(payload));
+        enqueueAll(controller, out);
+      },
+      flush: () => {
+        if (decoder.pending > 0) {
+          throw new Error("Cannot read shadowsocks stream: it ends inside a chunk");
+        }
+      },
+    },
+    undefined,
+    DECODE_READABLE,
+  );
+  return { encode, decode };
+}
+
+function serverPair(
+  config: ShadowsocksConfig,
+  factory: AeadFactory,
+  filter: ReplayFilter,
+  drainMs: number,
+  random: (bytes: Uint8Array) => void,
+  now: () => number,
+): TransportPair {
+  const { method, key } = config;
+  const ready = deferred<void>();
+  const destination = deferred<TransportDestination>();
+  const decoder = new ChunkDecoder(method, factory, key, (salt) => !filter.testAndSet(now(), salt));
+  let encoder: ChunkEncoder | undefined;
+  let head: Uint8Array = new Uint8Array(0);
+  let established = false;
+  let draining = false;
+  let finished = false;
+  let encodeController!: TransformStreamDefaultController<Uint8Array>;
+  let decodeController!: TransformStreamDefaultController<Uint8Array>;
+  const fail = (error: Error) => {
+    clearTimeout(timer);
+    if (finished) return;
+    finished = true;
+    ready.reject(error);
+    destination.reject(error);
+    for (const controller of [encodeController, decodeController]) {
+      try {
+        controller.error(error);
+      } catch {
+        // Already errored or closed.
+      }
+    }
+  };
+  // Probe resistance: whatever a connection without a valid request sends
+  // is read and dropped, unanswered, until it closes or the deadline.
+  const timer = setTimeout(
+    () => fail(new Error("Cannot accept shadowsocks connection: no valid request in time")),
+    drainMs,
+  );
+  const drain = () => {
+    draining = true;
+    head = new Uint8Array(0);
+  };
+  const encode = new TransformStream<Uint8Array, Uint8Array>({
+    start: (controller) => {
+      encodeController = controller;
+    },
+    transform: (chunk, controller) => {
+      if (chunk.length === 0) return;
+      if (encoder === undefined) {
+        // The server's salts go in the filter too, so that its own stream
+        // reflected back at it is refused.
+        let salt: Uint8Array;
+        do salt = randomBytes(random, method.keyLength); while (filter.testAndSet(now(), salt));
+        encoder = new ChunkEncoder(method, factory, key, salt);
+      }
+      controller.enqueue(encoder.encode(chunk));
+    },
+  });
+  const decode = new TransformStream<Uint8Array, Uint8Array>(
+    {
+      start: (controller) => {
+        decodeController = controller;
+      },
+      transform: (chunk, controller) => {
+        if (draining) return;
+        const out: Uint8Array[] = [];
+        const emit = (payload: Uint8Array) => {
+          if (established) {
+            out.push(payload);
+            return;
+          }
+          if (draining) return;
+          head = concat(head, payload);
+          let request;
+          try {
+            request = decodeAddress(head);
+          } catch {
+            return drain();
+          }
+          if (request === undefined) {
+            if (head.length >= MAX_ADDRESS_LENGTH) drain();
+            return;
+          }
+          established = true;
+          clearTimeout(timer);
+          destination.resolve(request.destination);
+          ready.resolve();
+          const rest = head.subarray(request.length);
+          head = new Uint8Array(0);
+          if (rest.length > 0) out.push(rest);
+        };
+        try {
+          decoder.decode(chunk, emit);
+          enqueueAll(controller, out);
+        } catch (error) {
+          if (!established) return drain();
+          fail(error as Error);
+          throw error;
+        }
+      },
+      flush: () => {
+        clearTimeout(timer);
+        if (!established) {
+          const error = new Error(
+            "Cannot accept shadowsocks connection: closed before a valid request",
+          );
+          fail(error);
+          throw error;
+        }
+        if (decoder.pending > 0) {
+          throw new Error("Cannot read shadowsocks stream: it ends inside a chunk");
+        }
+      },
+      cancel: () => clearTimeout(timer),
+    },
+    undefined,
+    DECODE_READABLE,
+  );
+  return { encode, decode, ready: ready.promise, destination: destination.promise };
+}
+
+/**
+ * Make a Shadowsocks transport with hooks (randomness, clock, drain
+ * deadline, crypto backend). Applications use {@linkcode shadowsocks}.
+ *
+ * @example A server whose probes are closed after a second
+ * ```ts
+ * import { createShadowsocks } from "@ptkit/ptkit/transports/shadowsocks";
+ * import { strictEqual } from "node:assert";
+ *
+ * const transport = createShadowsocks({ drainTimeout: 1000 });
+ * strictEqual(transport.free, true);
+ * ```
+ *
+ * @param options The hooks.
+ * @returns The transport.
+ */
+export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
+  const random = options.random ?? ((bytes: Uint8Array) => crypto.getRandomValues(bytes));
+  const now = options.now ?? Date.now;
+  const factoryOf = async (
+    factories: Map<string, AeadFactory>,
+    method: MethodInfo,
+    env: TransportEnvironment,
+  ): Promise<AeadFactory> => {
+    let factory = factories.get(method.name);
+    if (factory === undefined) {
+      factory = await aeadFactory(env, method);
+      factories.set(method.name, factory);
+    }
+    return factory;
+  };
+  return defineTransport<Parsed>({
+    name: "shadowsocks",
+    free: true,
+    optionKeys: { client: OPTION_KEYS, server: OPTION_KEYS },
+    async parseConfig(config, role, env): Promise<Parsed> {
+      const factories = new Map<string, AeadFactory>();
+      let drainMs = options.drainTimeout ?? 0;
+      if (options.drainTimeout === undefined) {
+        const draw = new Uint32Array(1);
+        random(new Uint8Array(draw.buffer));
+        drainMs = MIN_DRAIN_MS + (draw[0]! % DRAIN_SPREAD_MS);
+      }
+      // A client without options takes them from each connection's
+      // settings (as tor's SOCKS arguments bring a bridge line's).
+      if (role === "client" && Object.keys(config).length === 0) {
+        return { factories, drainMs, options: config, env };
+      }
+      const parsed = parseConfig(config);
+      // Load the library now: connections then start without waiting.
+      await factoryOf(factories, parsed.method, env);
+      return {
+        config: parsed,
+        factories,
+        drainMs,
+        options: config,
+        env,
+        ...(role === "server" ? { filter: new ReplayFilter(options.replayFilter) } : {}),
+      };
+    },
+    pair(parsed, role, settings, destination) {
+      if (role === "server") {
+        const config = parsed.config!;
+        return serverPair(
+          config,
+          parsed.factories.get(config.method.name)!,
+          parsed.filter!,
+          parsed.drainMs,
+          random,
+          now,
+        );
+      }
+      const config = Object.keys(settings).length === 0 && parsed.config !== undefined
+        ? parsed.config
+        : parseConfig({ ...parsed.options, ...settings });
+      const factory = parsed.factories.get(config.method.name);
+      if (factory === undefined) {
+        // A method first named by a connection's settings: load it, then go.
+        return deferredPair(
+          factoryOf(parsed.factories, config.method, parsed.env).then((loaded) =>
+            clientPair(config, loaded, destination!, random)
+          ),
+        );
+      }
+      return clientPair(config, factory, destination!, random);
+    },
+    // The password is a secret: clients get the method here and the
+    // password or key from the operator, never from a printed line.
+    clientOptions: (parsed) => ({ method: parsed.config!.method.name }),
+    generateConfig() {
+      const key = toBase64(randomBytes(random, 32));
+      const method = "chacha20-ietf-poly1305";
+      return { client: { method, key }, server: { method, key } };
+    },
+  });
+}
+
+/** A pair whose streams are made once `later` resolves. */
+function deferredPair(later: Promise<TransportPair>): TransportPair {
+  const through = (pick: (pair: TransportPair) => TransformStream<Uint8Array, Uint8Array>) => {
+    const outer = new TransformStream<Uint8Array, Uint8Array>();
+    const inner = later.then(pick);
+    const input = new TransformStream<Uint8Array, Uint8Array>();
+    inner.then(
+      (stream) => {
+        input.readable.pipeThrough(stream).pipeTo(outer.writable).catch(() => {});
+      },
+      (error) => {
+        input.readable.cancel(error).catch(() => {});
+        outer.writable.abort(error).catch(() => {});
+      },
+    );
+    return { writable: input.writable, readable: outer.readable } as TransformStream<
+      Uint8Array,
+      Uint8Array
+    >;
+  };
+  return { encode: through((pair) => pair.encode), decode: through((pair) => pair.decode) };
+}
+
+/**
+ * Shadowsocks AEAD ("classic", SIP004/SIP007), wire-compatible with
+ * shadowsocks-libev 3.3.5 and every Shadowsocks client and server that
+ * speaks these methods. A *free* transport: each client connection names
+ * its destination (`connector.dial({ ..., destination })`; names travel
+ * unresolved in the request header) and the server reports it as the
+ * connection's `destination`, for the runtime to connect after its
+ * destination policy allowed it.
+ *
+ * Options (both sides): `method` (`chacha20-ietf-poly1305`,
+ * `aes-128-gcm`, `aes-256-gcm`, `xchacha20-ietf-poly1305`), and `password`
+ * (the master key is OpenSSL's `EVP_BytesToKey` of it) or `key` (base64 of
+ * the key's 16 or 32 bytes). Each direction starts with a random salt; the
+ * session subkey is HKDF-SHA1(key, salt, "ss-subkey"); chunks carry at most
+ * 0x3FFF bytes. The server refuses salts seen in the last three hours
+ * (its replay filter holds at most 102,400), and answers garbage, wrong
+ * keys and replays with silence: it reads and discards until the peer
+ * closes or 30 to 90 s have passed. A client configured with no options
+ * takes them from each connection's settings. Other keys are ignored and
+ * reported to `env.onIgnoredOption`.
+ *
+ * @example A connection's request and data through a client and server pair in memory
+ * ```ts
+ * import { shadowsocks } from "@ptkit/ptkit/transports/shadowsocks";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const options = { method: "chacha20-ietf-poly1305", password: "secret" };
+ * const client = (await shadowsocks.client(options)).pair({}, {
+ *   hostname: "example.com",
+ *   port: 443,
+ * });
+ * const server = (await shadowsocks.server(options)).pair();
+ * client.encode.readable.pipeTo(server.decode.writable);
+ * await client.encode.writable.getWriter().write(new Uint8Array([1, 2, 3]));
+ * deepStrictEqual(await server.destination, { hostname: "example.com", port: 443 });
+ * const { value } = await server.decode.readable.getReader().read();
+ * deepStrictEqual(value, new Uint8Array([1, 2, 3]));
+ * ```
+ */
+export const shadowsocks: Transport = createShadowsocks();
