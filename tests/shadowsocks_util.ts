@@ -5,12 +5,13 @@
 
 import { createHash } from "node:crypto";
 import { lookup } from "node:dns/promises";
-import { proxy, type ServerManager } from "../server.ts";
+import { proxy } from "../server.ts";
+import type { ServerManager } from "../net/server_manager.ts";
 import { tcpDialer } from "../net/net_conn.ts";
 import { createShadowsocks, type ShadowsocksOptions } from "../transports/shadowsocks/mod.ts";
 import { libcryptoAead } from "../net/_aead.ts";
 import type { TransportConn } from "../net/transport_conn.ts";
-import { DestinationPolicy } from "../ipc/destination_policy.ts";
+import { DestinationPolicy } from "../net/destination_policy.ts";
 import { pseudoRandomChunks } from "./_util.ts";
 import { requireBinary, waitListening } from "./ipc_util.ts";
 import { connStreams, freePort } from "./obfs4_live_helpers.ts";

@@ -36,6 +36,7 @@ export type {
   ServerTransport,
   SignalPipe,
   Transport,
+  TransportDestination,
   TransportEnvironment,
   TransportOptionKeys,
   TransportOptions,
@@ -45,5 +46,11 @@ export { defineTransport, type TransportDefinition } from "./define_transport.ts
 export { mapChunks } from "./map_chunks.ts";
 export { layerTransports } from "./layer.ts";
 export { MemoryStore } from "./memory_store.ts";
-export { type CryptoBackend, type CryptoLoader, loadWasmCrypto } from "./crypto_backend.ts";
+export {
+  type Aead,
+  type AeadAlgorithm,
+  type CryptoBackend,
+  type CryptoLoader,
+  loadWasmCrypto,
+} from "./crypto_backend.ts";
 export { plain } from "./plain.ts";

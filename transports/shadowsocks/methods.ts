@@ -62,16 +62,6 @@ export interface ShadowsocksConfig {
  * MD5, no salt and one iteration (`D_i = MD5(D_{i-1} || password)`),
  * truncated to the key length, as shadowsocks-libev derives it.
  *
- * @example The 16-byte key of "password" is its MD5
- * ```ts
- * import { evpBytesToKey } from "@ptkit/ptkit/transports/shadowsocks";
- * import { strictEqual } from "node:assert";
- *
- * const key = evpBytesToKey(new TextEncoder().encode("password"), 16);
- * strictEqual(Array.from(key, (b) => b.toString(16).padStart(2, "0")).join(""),
- *   "5f4dcc3b5aa765d61d8327deb882cf99");
- * ```
- *
  * @param password The password's bytes (UTF-8).
  * @param keyLength The key length in bytes.
  * @returns The master key.
@@ -95,14 +85,6 @@ const SUBKEY_INFO = new TextEncoder().encode("ss-subkey");
 /**
  * A session subkey: HKDF-SHA1 of the master key with the direction's salt
  * and the info `ss-subkey`, as long as the master key (SIP004).
- *
- * @example A subkey is as long as the key
- * ```ts
- * import { sessionSubkey } from "@ptkit/ptkit/transports/shadowsocks";
- * import { strictEqual } from "node:assert";
- *
- * strictEqual(sessionSubkey(new Uint8Array(32), new Uint8Array(32)).length, 32);
- * ```
  *
  * @param key The master key.
  * @param salt The salt that starts the direction's stream.

@@ -20,5 +20,3 @@
  */
 
 export { createShadowsocks, shadowsocks, type ShadowsocksOptions } from "./shadowsocks.ts";
-export type { ReplayFilterOptions } from "../replay_filter.ts";
-export { evpBytesToKey, sessionSubkey, type ShadowsocksMethod } from "./methods.ts";

@@ -4,7 +4,7 @@
 import { defineTransport } from "../define_transport.ts";
 import { deferred } from "../_deferred.ts";
 import type { Transport, TransportDestination, TransportPair } from "../transport.ts";
-import { ReplayFilter, type ReplayFilterOptions } from "../replay_filter.ts";
+import { ReplayFilter } from "../replay_filter.ts";
 import { cryptoLoader, loadWasmCrypto } from "../crypto_backend.ts";
 import type { TransportEnvironment } from "../transport.ts";
 import { decodeAddress, encodeAddress, MAX_ADDRESS_LENGTH } from "./address.ts";
@@ -36,8 +36,11 @@ export interface ShadowsocksOptions {
    * per server drawn from 30 to 90 s.
    */
   readonly drainTimeout?: number;
-  /** Bounds of the server's salt replay filter. Defaults to 3 hours and 102,400 salts. */
-  readonly replayFilter?: ReplayFilterOptions;
+  /**
+   * Bounds of the server's salt replay filter: how long a salt is
+   * remembered (ms) and how many at most. Defaults to 3 hours and 102,400.
+   */
+  readonly replayFilter?: { readonly ttlMs?: number; readonly maxEntries?: number };
 }
 
 interface Parsed {
