@@ -42,6 +42,8 @@ import type { TransportConn } from "./net/transport_conn.ts";
 import { TransportListener } from "./net/transport_listener.ts";
 import { ConnectionLoop, retryWhileExhausted } from "./net/_accept_loop.ts";
 import type { ConnectionLimits } from "./net/source_limits.ts";
+import { metricsCore, type MetricsRegistry } from "./net/metrics.ts";
+import { ConnectionMetrics, LISTENER_METRICS } from "./net/_connection_metrics.ts";
 
 export type { ConnectionLimits } from "./net/source_limits.ts";
 
@@ -105,6 +107,12 @@ export interface ProxyOptions extends ListenOptions {
    * for connections ended by {@linkcode ServerManager.close}.
    */
   readonly onError?: (error: unknown, stage: "handshake" | "target" | "relay") => void;
+  /**
+   * Where connections are counted (`ptkit_connections_*`, bytes, handshake
+   * durations, labelled `transport="<name>",side="server",mode="transparent-TCP"`).
+   * Defaults to nowhere.
+   */
+  readonly metrics?: MetricsRegistry;
 }
 
 /**
@@ -220,11 +228,17 @@ export async function proxy(
       `Cannot proxy: target must be an address or a function, got ${typeof target}`,
     );
   }
+  const metrics = options.metrics === undefined ? undefined : new ConnectionMetrics(
+    metricsCore(options.metrics),
+    { transport: transport.name, side: "server", mode: "transparent-TCP" },
+  );
   const listener = await listen(transport, config, options);
+  if (metrics !== undefined) LISTENER_METRICS.set(listener, metrics);
   let failures = 0;
 
   const loop = new ConnectionLoop(listener, {
-    serve: async (conn, { signal }) => {
+    ...(metrics === undefined ? {} : { metrics }),
+    serve: async (conn, { signal, record }) => {
       let end: RelayEnd | undefined;
       let stage: "handshake" | "target" | "relay" = "handshake";
       try {
@@ -233,8 +247,10 @@ export async function proxy(
         end = await connectTarget(conn, { signal });
         if (signal.aborted) throw signal.reason;
         stage = "relay";
+        record.established();
         await relay(conn, end, { signal });
       } catch (error) {
+        record.fail(error);
         conn.close();
         try {
           end?.close();

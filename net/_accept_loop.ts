@@ -6,6 +6,8 @@
 // ConnectionLoop (limits, tracking, drain and close).
 
 import { type Admission, type ConnectionLimits, SourceLimiter } from "./source_limits.ts";
+import { type ConnectionMetrics, type ConnectionRecord, UNCOUNTED } from "./_connection_metrics.ts";
+import { TransportConn } from "./transport_conn.ts";
 
 /**
  * Called when accepting failed or a connection was refused by a limit: at
@@ -157,16 +159,23 @@ export class ErrorDigest {
 export class Acceptor<C> {
   #accept: () => Promise<C>;
   #digest: ErrorDigest | undefined;
+  #count: ((kind: "exhausted" | "connection" | "unknown") => void) | undefined;
   #stopped = false;
   #wake: (() => void) | undefined;
 
   /**
    * @param accept The listener's accept.
    * @param digest Where errors are counted and reported.
+   * @param count Told the kind of every accept error (for metrics).
    */
-  constructor(accept: () => Promise<C>, digest?: ErrorDigest) {
+  constructor(
+    accept: () => Promise<C>,
+    digest?: ErrorDigest,
+    count?: (kind: "exhausted" | "connection" | "unknown") => void,
+  ) {
     this.#accept = accept;
     this.#digest = digest;
+    this.#count = count;
   }
 
   /**
@@ -186,6 +195,7 @@ export class Acceptor<C> {
         const kind = acceptErrorKind(caught);
         if (kind === "closed" || this.#stopped) throw caught;
         const error = asError(caught);
+        this.#count?.(kind);
         const code = (error as { code?: unknown }).code;
         this.#digest?.add(`accept ${typeof code === "string" ? code : error.name}`, error);
         if (kind === "exhausted" || (kind === "unknown" && ++unknown > UNKNOWN_RETRIES)) {
@@ -223,6 +233,12 @@ export interface ServeContext {
   readonly signal: AbortSignal;
   /** Say the connection finished its handshake (it stops counting against `maxHandshakesPerSource`). */
   readonly handshaken: () => void;
+  /**
+   * The connection's metrics record: the loop counts it accepted, open and
+   * closed; the service says when it is established or how it failed (a
+   * rejection of `serve` is a failure too). Counts nothing without metrics.
+   */
+  readonly record: ConnectionRecord;
 }
 
 /** Options for {@linkcode ConnectionLoop}. */
@@ -241,6 +257,12 @@ export interface ConnectionLoopOptions<C> {
    * false when `serve` hands connections over to someone else.
    */
   readonly closeWhenServed?: boolean;
+  /**
+   * Where connections are counted (accepted, open, closed by outcome,
+   * refused, accept errors; a `TransportConn`'s handshake and bytes).
+   * Defaults to nowhere.
+   */
+  readonly metrics?: ConnectionMetrics;
 }
 
 /** A connection a loop serves. */
@@ -298,7 +320,12 @@ export class ConnectionLoop<C extends LoopConn> {
         throw error;
       }
     }
-    this.#acceptor = new Acceptor(() => listener.accept(), this.#digest);
+    const metrics = options.metrics;
+    this.#acceptor = new Acceptor(
+      () => listener.accept(),
+      this.#digest,
+      metrics === undefined ? undefined : (kind) => metrics.acceptError(kind),
+    );
     this.#loop = this.#run();
   }
 
@@ -363,15 +390,19 @@ export class ConnectionLoop<C extends LoopConn> {
         const admitted = limiter.admit(conn.remoteAddr, () => closeQuietly(conn));
         if (admitted instanceof RangeError) {
           closeQuietly(conn);
+          this.#options.metrics?.refused();
           this.#digest?.add(admitted.message, admitted);
           continue;
         }
         admission = admitted;
       }
       this.#conns.add(conn);
+      const record = this.#options.metrics?.accept() ?? UNCOUNTED;
+      if (conn instanceof TransportConn) record.transport(conn);
       const context: ServeContext = {
         signal: this.#abort.signal,
         handshaken: () => admission?.handshaken(),
+        record,
       };
       let task: Promise<void>;
       try {
@@ -379,7 +410,8 @@ export class ConnectionLoop<C extends LoopConn> {
       } catch (error) {
         task = Promise.reject(error);
       }
-      const tracked: Promise<void> = task.catch(() => {}).finally(() => {
+      const tracked: Promise<void> = task.catch((error) => record.fail(error)).finally(() => {
+        record.end();
         admission?.release();
         if (this.#options.closeWhenServed ?? true) closeQuietly(conn);
         this.#conns.delete(conn);

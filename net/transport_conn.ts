@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import type { TransportDestination, TransportPair } from "../transports/transport.ts";
+import { HandshakeError } from "../transports/handshake_error.ts";
 import {
   closeWriter,
   connSink,
@@ -309,7 +310,12 @@ export class TransportConn implements AsyncDisposable {
     }
     return new Promise<void>((resolve, reject) => {
       this.#handshakeTimer = setTimeout(() => {
-        reject(new Error(`Transport '${name}' handshake did not complete within ${ms} ms`));
+        reject(
+          new HandshakeError(
+            "timeout",
+            `Transport '${name}' handshake did not complete within ${ms} ms`,
+          ),
+        );
       }, ms);
       ready.then(resolve, reject).finally(() => clearTimeout(this.#handshakeTimer));
     });

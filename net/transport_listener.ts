@@ -5,6 +5,7 @@ import { Acceptor, closeQuietly, ErrorDigest } from "./_accept_loop.ts";
 import { type ConnectionLimits, SourceLimiter } from "./source_limits.ts";
 import { type ServerStats, StatsCollector } from "./server_stats.ts";
 import { TransportConn, type TransportConnOptions } from "./transport_conn.ts";
+import { LISTENER_METRICS } from "./_connection_metrics.ts";
 
 /** Options of a {@linkcode TransportListener} beyond its connections' own. */
 export interface TransportListenerOptions {
@@ -79,7 +80,11 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
     this.#digest = options.onAcceptError === undefined
       ? undefined
       : new ErrorDigest(options.onAcceptError);
-    this.#acceptor = new Acceptor(() => listener.accept(), this.#digest);
+    this.#acceptor = new Acceptor(
+      () => listener.accept(),
+      this.#digest,
+      (kind) => LISTENER_METRICS.get(this)?.acceptError(kind),
+    );
   }
 
   /** The address the server listens on. */
@@ -110,6 +115,7 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
       });
       if (admission instanceof RangeError) {
         closeQuietly(tcp);
+        LISTENER_METRICS.get(this)?.refused();
         this.#digest?.add(admission.message, admission);
         continue;
       }

@@ -5,6 +5,7 @@ import { type CryptoBackend, type CryptoLoader, cryptoLoader } from "../crypto_b
 import { defineTransport } from "../define_transport.ts";
 import { deferred } from "../_deferred.ts";
 import type { Transport, TransportOptions, TransportPair } from "../transport.ts";
+import { HandshakeError, type HandshakeFailure } from "../handshake_error.ts";
 import {
   CLIENT_KEYS,
   type ClientConfig,
@@ -282,7 +283,8 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
         core.decodeController = controller;
         core.after(
           options.clientHandshakeTimeout ?? CLIENT_HANDSHAKE_TIMEOUT_MS,
-          () => core.fail(new Error("Cannot complete obfs4 handshake: timed out")),
+          () =>
+            core.fail(new HandshakeError("timeout", "Cannot complete obfs4 handshake: timed out")),
         );
       },
       transform: (chunk, controller) => {
@@ -320,7 +322,10 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
       },
       flush: () => {
         if (core.session === undefined) {
-          const error = new Error("Cannot complete obfs4 handshake: server closed the connection");
+          const error = new HandshakeError(
+            "failed",
+            "Cannot complete obfs4 handshake: server closed the connection",
+          );
           core.fail(error);
           throw error;
         }
@@ -349,6 +354,8 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
   const started = withCrypto(parsed.crypto, begin);
   let received: Uint8Array = new Uint8Array(0);
   let failed = false;
+  // Why the handshake failed (a replay is counted apart from other probes).
+  let why: HandshakeFailure = "failed";
   // From here on, whatever arrives is read and dropped unanswered.
   const giveUp = () => {
     if (failed) return;
@@ -369,7 +376,15 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
         core.after(shared.handshakeTimeoutMs, giveUp);
         core.after(
           shared.closeDelayMs,
-          () => core.fail(new Error("Cannot accept obfs4 handshake: invalid or timed out")),
+          () =>
+            core.fail(
+              new HandshakeError(
+                why === "replay" ? "replay" : "probe-delay",
+                `Cannot accept obfs4 handshake: ${
+                  why === "replay" ? "replayed" : "invalid or timed out"
+                }, closed after the probe delay`,
+              ),
+            ),
         );
         return started;
       },
@@ -389,7 +404,10 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
         let step;
         try {
           step = handshake!.parse(received);
-        } catch {
+        } catch (error) {
+          if (error instanceof SyntaxError && error.message.endsWith("replayed handshake")) {
+            why = "replay";
+          }
           giveUp();
           return;
         }
@@ -411,7 +429,12 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
       },
       flush: () => {
         if (core.session === undefined) {
-          const error = new Error("Cannot accept obfs4 handshake: client closed the connection");
+          const error = new HandshakeError(
+            why,
+            `Cannot accept obfs4 handshake: ${
+              why === "replay" ? "replayed, then " : ""
+            }client closed the connection`,
+          );
           core.fail(error);
           throw error;
         }

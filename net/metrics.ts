@@ -1,0 +1,180 @@
+// Copyright the ptkit authors. MIT license.
+
+import denoJson from "../deno.json" with { type: "json" };
+import { encodeSnapshot, MetricsCore } from "./_metrics.ts";
+
+const cores = new WeakMap<MetricsRegistry, MetricsCore>();
+
+/** The text exposition format's media type, as `GET /metrics` answers. */
+const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/**
+ * A process's metrics, for Prometheus: what the runtime counts (connections
+ * accepted, open and closed by outcome, bytes each way, handshake
+ * durations, SOCKS replies, UDP datagrams and drops, TURN allocations)
+ * once a registry is given to it (`proxy(..., { metrics })`, `main.ts
+ * -metrics`), plus `process_start_time_seconds`, `ptkit_build_info` and,
+ * on Linux with read access to `/proc/self`, `process_open_fds` and
+ * `process_max_fds`.
+ *
+ * Label values come only from closed sets (transport names, `client` or
+ * `server`, modes, outcomes, SOCKS reply codes), so no address, key, cookie
+ * or bridge secret can reach the output. Counting is cheap on the data
+ * path: label sets are bound once per listener, and byte counts are read
+ * from the connections' own `stats()` when scraped.
+ *
+ * @example Exposing the metrics of a proxy
+ * ```ts
+ * import { MetricsRegistry } from "@ptkit/ptkit/net";
+ * import { proxy } from "@ptkit/ptkit/server";
+ * import { plain } from "@ptkit/ptkit/transports";
+ * import { match } from "node:assert";
+ *
+ * const metrics = new MetricsRegistry();
+ * await using _manager = await proxy(plain, {}, {
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   target: { hostname: "127.0.0.1", port: 9 },
+ *   metrics,
+ * });
+ * match(metrics.expose(), /^# TYPE ptkit_build_info gauge$/m);
+ * match(metrics.expose(), /^ptkit_connections_open\{transport="plain",side="server",mode="transparent-TCP"\} 0$/m);
+ * ```
+ */
+export class MetricsRegistry {
+  /**
+   * Make an empty registry with the process metrics.
+   *
+   * @param options `process: false` leaves out the process metrics (start
+   * time, build information, file descriptors): for a worker whose parent
+   * reports them. Defaults to true.
+   */
+  constructor(options: { readonly process?: boolean } = {}) {
+    const core = new MetricsCore();
+    cores.set(this, core);
+    if (options.process ?? true) addProcessMetrics(core);
+  }
+
+  /**
+   * The metrics now, in the Prometheus text exposition format (version
+   * 0.0.4): `# HELP` and `# TYPE` lines, then the samples, each line ending
+   * with a line feed.
+   *
+   * @returns The exposition.
+   */
+  expose(): string {
+    return encodeSnapshot(metricsCore(this).snapshot());
+  }
+}
+
+/**
+ * The registry behind a {@linkcode MetricsRegistry}. Internal.
+ *
+ * @param registry The public registry.
+ * @returns Its core.
+ */
+export function metricsCore(registry: MetricsRegistry): MetricsCore {
+  const core = cores.get(registry);
+  if (core === undefined) {
+    throw new TypeError("Invalid metrics registry: not made by new MetricsRegistry()");
+  }
+  return core;
+}
+
+function addProcessMetrics(core: MetricsCore): void {
+  core.gauge(
+    "ptkit_build_info",
+    "ptkit's version and the Deno version running it; always 1.",
+    { version: [denoJson.version], deno: [Deno.version.deno] },
+  ).labels({ version: denoJson.version, deno: Deno.version.deno }).set(1);
+  core.gauge(
+    "process_start_time_seconds",
+    "Start time of the process since the Unix epoch, in seconds.",
+  )
+    .labels().set(Math.floor(performance.timeOrigin) / 1000);
+  let readable = false;
+  try {
+    readable = Deno.build.os === "linux" &&
+      Deno.permissions.querySync({ name: "read", path: "/proc/self" }).state === "granted";
+  } catch {
+    // Permissions cannot be queried: leave the descriptor gauges out.
+  }
+  if (!readable) return;
+  core.gauge("process_open_fds", "Number of open file descriptors.").labels().from(() => {
+    let n = 0;
+    for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
+    return n;
+  });
+  core.gauge("process_max_fds", "Maximum number of open file descriptors (the soft limit).")
+    .labels().from(() => {
+      const line = Deno.readTextFileSync("/proc/self/limits").split("\n")
+        .find((l) => l.startsWith("Max open files"));
+      const soft = line?.slice("Max open files".length).trim().split(/\s+/)[0];
+      return soft === undefined || soft === "unlimited" ? Infinity : Number(soft);
+    });
+}
+
+/** Options for {@linkcode serveMetrics}. */
+export interface ServeMetricsOptions {
+  /** The address to listen on. Defaults to `"127.0.0.1"` (loopback). */
+  readonly hostname?: string;
+  /** The port; 0 picks a free one. */
+  readonly port: number;
+  /** Stops the server when aborted. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Serve a registry over HTTP for Prometheus to scrape: `GET /metrics` (and
+ * `HEAD`) answers the exposition with `Content-Type: text/plain;
+ * version=0.0.4; charset=utf-8`, `GET /` a short index, anything else 404
+ * (405 for other methods). Listens on loopback unless told otherwise;
+ * nothing is logged, not even the listening address.
+ *
+ * @param registry What to expose.
+ * @param options Where to listen.
+ * @returns The running server (`addr`, `shutdown()`, `await using`).
+ * @throws {Deno.errors.AddrInUse} When the port is taken.
+ *
+ * @example Scraping the endpoint
+ * ```ts
+ * import { MetricsRegistry, serveMetrics } from "@ptkit/ptkit/net";
+ * import { deepStrictEqual, match } from "node:assert";
+ *
+ * await using server = serveMetrics(new MetricsRegistry(), { port: 0 });
+ * const response = await fetch(`http://127.0.0.1:${server.addr.port}/metrics`);
+ * deepStrictEqual(response.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+ * match(await response.text(), /^ptkit_build_info\{/m);
+ * ```
+ */
+export function serveMetrics(
+  registry: MetricsRegistry,
+  options: ServeMetricsOptions,
+): Deno.HttpServer<Deno.NetAddr> {
+  const core = metricsCore(registry);
+  return Deno.serve({
+    hostname: options.hostname ?? "127.0.0.1",
+    port: options.port,
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    onListen: () => {},
+    onError: () => new Response("Internal error\n", { status: 500 }),
+  }, (request) => {
+    const { pathname } = new URL(request.url);
+    if (pathname !== "/metrics" && pathname !== "/") {
+      return new Response("Not found\n", { status: 404 });
+    }
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return new Response("Method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
+    }
+    if (pathname === "/") {
+      return new Response(
+        '<!doctype html><title>ptkit metrics</title><h1>ptkit</h1><p><a href="/metrics">Metrics</a></p>\n',
+        { headers: { "content-type": "text/html; charset=utf-8" } },
+      );
+    }
+    const body = encodeSnapshot(core.snapshot());
+    return new Response(request.method === "HEAD" ? null : body, {
+      headers: { "content-type": CONTENT_TYPE, "cache-control": "no-store" },
+    });
+  });
+}

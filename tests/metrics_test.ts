@@ -1,0 +1,251 @@
+// Copyright the ptkit authors. MIT license.
+
+// The metrics registry, the text exposition encoder (checked by promtool, from
+// Debian's `prometheus`), the HTTP endpoint, and what proxy() counts for plain
+// and obfs4 connections (ok, probes closed after the probe delay, replays,
+// probes that hang up, targets that refuse).
+
+import { deepStrictEqual, match, ok, strictEqual, throws } from "node:assert";
+import { encodeSnapshot, MetricsCore, sumSnapshots } from "../net/_metrics.ts";
+import { metricsCore, MetricsRegistry, serveMetrics } from "../net/metrics.ts";
+import { proxy } from "../server.ts";
+import { createConnector } from "../client.ts";
+import { plain } from "../transports/plain.ts";
+import { createObfs4 } from "../transports/obfs4/mod.ts";
+import { MemoryStore } from "../transports/memory_store.ts";
+import { ClientHandshake } from "../transports/obfs4/handshake.ts";
+import { loadWasmCrypto } from "../transports/crypto_backend.ts";
+import { parseClientConfig } from "../transports/obfs4/config.ts";
+import { readExactly, writeFull } from "../net/conn_io.ts";
+import { startEcho } from "./obfs4_live_helpers.ts";
+import { promtoolCheckMetrics, sample } from "./metrics_util.ts";
+
+Deno.test("the encoder escapes HELP text and label values and writes histograms as the format wants", () => {
+  const core = new MetricsCore();
+  const odd = 'a\\b"c\nd';
+  core.counter("t_events_total", "Events with a \\ and a\nnew line.", { kind: ["x", odd] })
+    .labels({ kind: odd }).inc(3);
+  const h = core.histogram("t_wait_seconds", "Waits.", { side: ["client"] }, [0.1, 1]);
+  const child = h.labels({ side: "client" });
+  child.observe(0.05);
+  child.observe(0.5);
+  child.observe(7);
+  core.gauge("t_level", "A level.").labels().set(-Infinity);
+  deepStrictEqual(
+    encodeSnapshot(core.snapshot()),
+    [
+      "# HELP t_events_total Events with a \\\\ and a\\nnew line.",
+      "# TYPE t_events_total counter",
+      't_events_total{kind="a\\\\b\\"c\\nd"} 3',
+      "# HELP t_wait_seconds Waits.",
+      "# TYPE t_wait_seconds histogram",
+      't_wait_seconds_bucket{side="client",le="0.1"} 1',
+      't_wait_seconds_bucket{side="client",le="1"} 2',
+      't_wait_seconds_bucket{side="client",le="+Inf"} 3',
+      't_wait_seconds_sum{side="client"} 7.55',
+      't_wait_seconds_count{side="client"} 3',
+      "# HELP t_level A level.",
+      "# TYPE t_level gauge",
+      "t_level -Inf",
+      "",
+    ].join("\n"),
+  );
+});
+
+Deno.test("label values outside their closed set are refused without echoing them", () => {
+  const core = new MetricsCore();
+  const family = core.counter("t_total", "T.", { transport: "transport name", side: ["client"] });
+  for (const bad of ["127.0.0.1", "[::1]:80", "cert=AAAA+/", "", "x".repeat(65), "a-b"]) {
+    throws(() => family.labels({ transport: bad, side: "client" }), RangeError);
+  }
+  try {
+    family.labels({ transport: "127.0.0.5", side: "client" });
+  } catch (error) {
+    ok(!(error as Error).message.includes("127.0.0.5"), "the bad value is not in the message");
+    match((error as Error).message, /label 'transport'/);
+  }
+  throws(() => family.labels({ transport: "obfs4", side: "server" }), RangeError);
+  throws(() => family.labels({ transport: "obfs4" }), RangeError);
+  family.labels({ transport: "obfs4", side: "client" }).inc();
+  throws(() => core.gauge("t_total", "Again."), TypeError);
+  throws(() => core.counter("bad name", "X."), SyntaxError);
+  throws(() => core.counter("t2_total", "X.", { le: ["1"] }), SyntaxError);
+});
+
+Deno.test("snapshots sum across workers; a retired worker's counters keep counting, its gauges drop", () => {
+  const make = (n: number) => {
+    const core = new MetricsCore();
+    core.counter("t_total", "T.", { side: ["client", "server"] }).labels({ side: "server" }).inc(n);
+    core.gauge("t_open", "Open.").labels().set(n);
+    core.histogram("t_seconds", "S.", {}, [1]).labels().observe(n);
+    return core.snapshot();
+  };
+  const summed = sumSnapshots([make(2), make(5)]);
+  const text = encodeSnapshot(summed);
+  match(text, /^t_total\{side="server"\} 7$/m);
+  match(text, /^t_open 7$/m);
+  match(text, /^t_seconds_bucket\{le="1"\} 0$/m);
+  match(text, /^t_seconds_bucket\{le="\+Inf"\} 2$/m);
+  match(text, /^t_seconds_sum 7$/m);
+  const retired = sumSnapshots([make(2)], { gauges: false });
+  const after = encodeSnapshot(sumSnapshots([retired, make(1)]));
+  match(after, /^t_total\{side="server"\} 3$/m);
+  match(after, /^t_open 1$/m);
+});
+
+Deno.test("a tracked counter keeps its source's last value once released", () => {
+  const core = new MetricsCore();
+  const counter = core.counter("t_bytes_total", "B.").labels();
+  let bytes = 10;
+  const release = counter.track(() => bytes);
+  strictEqual(counter.value, 10);
+  bytes = 25;
+  strictEqual(counter.value, 25);
+  release();
+  bytes = 1000;
+  strictEqual(counter.value, 25);
+  counter.inc(5);
+  strictEqual(counter.value, 30);
+});
+
+Deno.test("the endpoint serves /metrics in format 0.0.4 on loopback, an index at /, 404 elsewhere", async () => {
+  const registry = new MetricsRegistry();
+  await using server = serveMetrics(registry, { port: 0 });
+  strictEqual(server.addr.hostname, "127.0.0.1");
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  const metrics = await fetch(`${base}/metrics`);
+  strictEqual(metrics.status, 200);
+  strictEqual(metrics.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  const text = await metrics.text();
+  match(text, /^ptkit_build_info\{version="[0-9.]+",deno="[0-9.]+"\} 1$/m);
+  match(text, /^process_start_time_seconds [0-9.]+$/m);
+  match(text, /^process_open_fds [0-9]+$/m);
+  match(text, /^process_max_fds [0-9]+$/m);
+  const index = await fetch(`${base}/`);
+  strictEqual(index.status, 200);
+  match(await index.text(), /href="\/metrics"/);
+  const missing = await fetch(`${base}/metrics/x`);
+  strictEqual(missing.status, 404);
+  await missing.body?.cancel();
+  const post = await fetch(`${base}/metrics`, { method: "POST", body: "x" });
+  strictEqual(post.status, 405);
+  await post.body?.cancel();
+  const head = await fetch(`${base}/metrics`, { method: "HEAD" });
+  strictEqual(head.status, 200);
+  await promtoolCheckMetrics(text);
+});
+
+Deno.test("proxy() counts plain connections: ok with bytes each way, and a target that refuses", async () => {
+  const registry = new MetricsRegistry();
+  const echo = startEcho();
+  await using good = await proxy(plain, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: { hostname: "127.0.0.1", port: echo.addr.port },
+    metrics: registry,
+  });
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const refusedPort = closed.addr.port;
+  closed.close();
+  await using bad = await proxy(plain, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: { hostname: "127.0.0.1", port: refusedPort },
+    metrics: registry,
+  });
+  for (let i = 0; i < 3; i++) {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: good.addr.port });
+    await writeFull(conn, new Uint8Array(1000));
+    await readExactly(conn, 1000);
+    conn.close();
+  }
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: bad.addr.port });
+  strictEqual(await conn.read(new Uint8Array(1)), null);
+  conn.close();
+  const labels = 'transport="plain",side="server",mode="transparent-TCP"';
+  const text = await waitFor(
+    registry,
+    (t) =>
+      sample(t, `ptkit_connections_total{${labels},outcome="ok"}`) === 3 &&
+      sample(t, `ptkit_connections_total{${labels},outcome="target_refused"}`) === 1,
+  );
+  strictEqual(sample(text, `ptkit_connections_accepted_total{${labels}}`), 4);
+  strictEqual(sample(text, `ptkit_connections_open{${labels}}`), 0);
+  strictEqual(sample(text, `ptkit_bytes_total{${labels},direction="received"}`), 3000);
+  strictEqual(sample(text, `ptkit_bytes_total{${labels},direction="sent"}`), 3000);
+  strictEqual(sample(text, `ptkit_handshake_duration_seconds_count{${labels}}`), 4);
+  await promtoolCheckMetrics(text);
+  await echo.close();
+});
+
+Deno.test("proxy() counts obfs4 probes: closed after the probe delay, replays refused, hang-ups as failed handshakes", async () => {
+  const registry = new MetricsRegistry();
+  const echo = startEcho();
+  const transport = createObfs4({ probeCloseDelay: () => 300 });
+  await using manager = await proxy(transport, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    env: { local: new MemoryStore() },
+    target: { hostname: "127.0.0.1", port: echo.addr.port },
+    metrics: registry,
+  });
+  const port = manager.addr.port;
+  const connector = await createConnector(transport, manager.clientOptions);
+  for (let i = 0; i < 2; i++) {
+    const conn = await connector.dial({ port });
+    const writer = conn.writable.getWriter();
+    await writer.write(new Uint8Array([1, 2, 3]));
+    const reader = conn.readable.getReader();
+    const { value } = await reader.read();
+    deepStrictEqual(value, new Uint8Array([1, 2, 3]));
+    conn.close();
+  }
+  const identity = parseClientConfig(manager.clientOptions).identity;
+  const good = new ClientHandshake(await loadWasmCrypto(), identity);
+  const first = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeFull(first, good.message);
+  ok((await first.read(new Uint8Array(16384)) ?? 0) > 0, "the real handshake gets an answer");
+  first.close();
+  const replay = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeFull(replay, good.message);
+  const held = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeFull(held, crypto.getRandomValues(new Uint8Array(8192)));
+  const hangUp = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeFull(hangUp, crypto.getRandomValues(new Uint8Array(100)));
+  hangUp.close();
+  strictEqual(await replay.read(new Uint8Array(1)), null);
+  strictEqual(await held.read(new Uint8Array(1)), null);
+  replay.close();
+  held.close();
+  const labels = 'transport="obfs4",side="server",mode="transparent-TCP"';
+  const count = (t: string, outcome: string) =>
+    sample(t, `ptkit_connections_total{${labels},outcome="${outcome}"}`);
+  const text = await waitFor(
+    registry,
+    (t) =>
+      count(t, "ok") === 3 && count(t, "replay_refused") === 1 &&
+      count(t, "probe_delay_closed") === 1 && count(t, "handshake_failed") === 1,
+  );
+  strictEqual(sample(text, `ptkit_connections_accepted_total{${labels}}`), 6);
+  strictEqual(sample(text, `ptkit_handshake_duration_seconds_count{${labels}}`), 3);
+  ok(sample(text, `ptkit_bytes_total{${labels},direction="received"}`)! > 8192);
+  await promtoolCheckMetrics(text);
+  await echo.close();
+});
+
+async function waitFor(
+  registry: MetricsRegistry,
+  done: (text: string) => boolean,
+): Promise<string> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const text = registry.expose();
+    if (done(text)) return text;
+    if (Date.now() > deadline) throw new Error(`Metrics never matched:\n${text}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+Deno.test("metricsCore refuses an object that is not a registry", () => {
+  throws(() => metricsCore({} as MetricsRegistry), TypeError);
+});
