@@ -96,7 +96,7 @@ export class Counter {
 /** A gauge for one label set. */
 export class Gauge {
   #value = 0;
-  #source: (() => number) | undefined;
+  #sources = new Set<() => number>();
 
   /** Set it. */
   set(value: number): void {
@@ -113,14 +113,23 @@ export class Gauge {
     this.#value -= n;
   }
 
-  /** Read the value from `source` at each scrape instead. */
-  from(source: () => number): void {
-    this.#source = source;
+  /**
+   * Add what `source` returns at each scrape (a level read from elsewhere)
+   * until released.
+   *
+   * @param source Returns the level.
+   * @returns Releases the source (it stops counting).
+   */
+  track(source: () => number): () => void {
+    this.#sources.add(source);
+    return () => this.#sources.delete(source);
   }
 
   /** The value now. */
   get value(): number {
-    return this.#source === undefined ? this.#value : this.#source();
+    let total = this.#value;
+    for (const source of this.#sources) total += source();
+    return total;
   }
 }
 

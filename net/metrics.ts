@@ -100,13 +100,13 @@ function addProcessMetrics(core: MetricsCore): void {
     // Permissions cannot be queried: leave the descriptor gauges out.
   }
   if (!readable) return;
-  core.gauge("process_open_fds", "Number of open file descriptors.").labels().from(() => {
+  core.gauge("process_open_fds", "Number of open file descriptors.").labels().track(() => {
     let n = 0;
     for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
     return n;
   });
   core.gauge("process_max_fds", "Maximum number of open file descriptors (the soft limit).")
-    .labels().from(() => {
+    .labels().track(() => {
       const line = Deno.readTextFileSync("/proc/self/limits").split("\n")
         .find((l) => l.startsWith("Max open files"));
       const soft = line?.slice("Max open files".length).trim().split(/\s+/)[0];

@@ -18,6 +18,9 @@ import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 import { parseClientConfig } from "../transports/obfs4/config.ts";
 import { readExactly, writeFull } from "../net/conn_io.ts";
 import { startEcho } from "./obfs4_live_helpers.ts";
+import { serveUdpClient } from "../udp/client_pool.ts";
+import { serveUdpServer } from "../udp/server_pool.ts";
+import { UdpSocket } from "../udp/udp_socket.ts";
 import { promtoolCheckMetrics, sample } from "./metrics_util.ts";
 
 Deno.test("the encoder escapes HELP text and label values and writes histograms as the format wants", () => {
@@ -248,4 +251,51 @@ async function waitFor(
 
 Deno.test("metricsCore refuses an object that is not a registry", () => {
   throws(() => metricsCore({} as MetricsRegistry), TypeError);
+});
+
+Deno.test("UDP pools count datagrams each way, drops by reason and flows; the server its connections", async () => {
+  const registry = new MetricsRegistry();
+  await using echo = await UdpSocket.open();
+  echo.onmessage = (data, from) => echo.send(data, from);
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+    metrics: registry,
+  });
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: server.clientOptions,
+    server: { port: server.addr.port },
+    framing: "length",
+    maxDatagram: 100,
+    metrics: registry,
+  });
+  await using app = await UdpSocket.open({ connect: client.addr });
+  let replies = 0;
+  app.onmessage = () => replies++;
+  for (let i = 0; i < 5; i++) {
+    app.send(new Uint8Array(10));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  app.send(new Uint8Array(200)); // over maxDatagram: dropped
+  const c = 'transport="plain",side="client",mode="transparent-UDP"';
+  const s = 'transport="plain",side="server",mode="transparent-UDP"';
+  const text = await waitFor(
+    registry,
+    (t) =>
+      sample(t, `ptkit_udp_datagrams_total{${c},direction="from_tunnel"}`) === 5 &&
+      sample(t, `ptkit_udp_dropped_total{${c},reason="oversize"}`) === 1,
+  );
+  strictEqual(replies, 5);
+  strictEqual(sample(text, `ptkit_udp_datagrams_total{${c},direction="to_tunnel"}`), 5);
+  strictEqual(sample(text, `ptkit_udp_datagrams_total{${s},direction="to_tunnel"}`), 5);
+  strictEqual(sample(text, `ptkit_udp_flows_open{${c}}`), 1);
+  strictEqual(sample(text, `ptkit_udp_flows_total{${s}}`), 1);
+  strictEqual(sample(text, `ptkit_connections_open{${s}}`), 1);
+  strictEqual(sample(text, `ptkit_handshake_duration_seconds_count{${s}}`), 1);
+  await promtoolCheckMetrics(text);
 });

@@ -17,6 +17,8 @@ import {
   relayedAddress,
   StunTestClient,
 } from "./turn_test_client.ts";
+import { MetricsRegistry } from "../net/metrics.ts";
+import { promtoolCheckMetrics, sample } from "./metrics_util.ts";
 
 interface Rig {
   server: TurnServer;
@@ -436,4 +438,41 @@ Deno.test("serveTurnStream relays padded ChannelData over a byte stream to a UDP
   await writer.abort().catch(() => {});
   server.close();
   await new Promise<void>((resolve) => peer.close(resolve));
+});
+
+Deno.test("TurnServer counts allocations, permissions, channels, relays and drops as metrics", async () => {
+  const registry = new MetricsRegistry();
+  const { server, relay, connect } = rig({ metrics: registry });
+  const c = connect();
+  const allocated = await c.allocate();
+  strictEqual(errorCode(allocated), 0);
+  const socket = relay.socketAt(relayedAddress(allocated));
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PEER_A)), 0);
+  strictEqual(
+    errorCode(
+      await withPeer(c, StunMethod.ChannelBind, PEER_B, [
+        { type: StunAttr.ChannelNumber, value: new Uint8Array([0x40, 0x01, 0, 0]) },
+      ]),
+    ),
+    0,
+  );
+  socket.receive(new Uint8Array([4, 5]), PEER_B);
+  await c.wire.inbox.pop();
+  c.wire.send(encodeChannelData(0x4001, new Uint8Array([9])));
+  c.wire.send(encodeChannelData(0x4002, new Uint8Array([9])));
+  const text = registry.expose();
+  strictEqual(sample(text, "ptkit_turn_allocations"), 1);
+  strictEqual(sample(text, "ptkit_turn_allocations_total"), 1);
+  strictEqual(sample(text, "ptkit_turn_permissions"), 2);
+  strictEqual(sample(text, "ptkit_turn_permissions_total"), 2);
+  strictEqual(sample(text, "ptkit_turn_channels"), 1);
+  strictEqual(sample(text, "ptkit_turn_channels_total"), 1);
+  strictEqual(sample(text, 'ptkit_turn_relayed_total{direction="to_peers"}'), 1);
+  strictEqual(sample(text, 'ptkit_turn_relayed_total{direction="to_clients"}'), 1);
+  strictEqual(sample(text, 'ptkit_turn_dropped_total{reason="noChannel"}'), 1);
+  await promtoolCheckMetrics(text);
+  server.close();
+  const after = registry.expose();
+  strictEqual(sample(after, "ptkit_turn_allocations_total"), 1, "counters keep their last value");
+  strictEqual(sample(after, "ptkit_turn_allocations"), 0, "live gauges drop out");
 });

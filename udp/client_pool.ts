@@ -6,6 +6,8 @@ import type { Dialer } from "../net/net_conn.ts";
 import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
 import { checkPort } from "../net/address.ts";
 import { Flow } from "./_flow.ts";
+import { metricsCore } from "../net/metrics.ts";
+import { countUdpPool } from "./_udp_metrics.ts";
 import { resolveSettings, type UdpPoolOptions } from "./pool_options.ts";
 import { type UdpEndpoint, UdpSocket } from "./udp_socket.ts";
 import {
@@ -108,6 +110,8 @@ class ClientPool implements UdpClientPool {
   #opened = 0;
   #nextId = 1;
   #closing: Promise<void> | undefined;
+  /** Called once closed (folds the metrics' last counts). */
+  onClosed: (() => void) | undefined;
 
   constructor(
     socket: UdpSocket,
@@ -177,6 +181,7 @@ class ClientPool implements UdpClientPool {
       for (const flow of [...this.#flows.values()]) flow.close("shutdown");
       await socketClosed;
       await Promise.allSettled([...this.#allFlows].map((flow) => flow.done));
+      this.onClosed?.();
     })();
     return this.#closing;
   }
@@ -248,7 +253,7 @@ export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClie
   });
   const dialOptions = { ...server, ...(options.settings ? { settings: options.settings } : {}) };
   const onError = options.onError;
-  return new ClientPool(socket, (pool, from, id, totals) => {
+  const pool = new ClientPool(socket, (pool, from, id, totals) => {
     const flow: Flow = new Flow(
       id,
       settings,
@@ -267,4 +272,12 @@ export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClie
     );
     return flow;
   }, settings.maxFlows);
+  if (options.metrics !== undefined) {
+    pool.onClosed = countUdpPool(metricsCore(options.metrics), {
+      transport: options.transport.name,
+      side: "client",
+      mode: options.framing === "stun" ? "STUN" : "transparent-UDP",
+    }, () => pool.stats());
+  }
+  return pool;
 }

@@ -6,6 +6,7 @@ import type { FlowSettings } from "./_flow.ts";
 import { checkMaxDatagram, type Framing } from "./framing.ts";
 import { lengthFraming } from "./length_framing.ts";
 import { stunFraming } from "./stun/framing.ts";
+import type { MetricsRegistry } from "../net/metrics.ts";
 
 /**
  * Options both UDP pools take: framing, limits and the idle timeout.
@@ -54,6 +55,13 @@ export interface UdpPoolOptions {
    * message names no address. Defaults to ignoring.
    */
   readonly onError?: (error: unknown) => void;
+  /**
+   * Where datagrams, drops and flows are counted (`ptkit_udp_*`, mode
+   * `STUN` for `"stun"` framing, else `transparent-UDP`); the server side
+   * also counts its transport connections (`ptkit_connections_*`).
+   * Defaults to nowhere.
+   */
+  readonly metrics?: MetricsRegistry;
 }
 
 /** Resolve a framing option. Internal. */

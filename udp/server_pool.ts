@@ -8,6 +8,13 @@ import { checkPort } from "../net/address.ts";
 import type { TransportConn } from "../net/transport_conn.ts";
 import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
 import { Flow } from "./_flow.ts";
+import { metricsCore } from "../net/metrics.ts";
+import {
+  ConnectionMetrics,
+  type ConnectionRecord,
+  LISTENER_METRICS,
+} from "../net/_connection_metrics.ts";
+import { countUdpPool } from "./_udp_metrics.ts";
 import { resolveSettings, type UdpPoolOptions } from "./pool_options.ts";
 import { resolveUdpAddress, UdpSocket } from "./udp_socket.ts";
 import {
@@ -136,6 +143,14 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
     { hostname: target.hostname, port: checkPort(target.port, what, 1) },
     what,
   );
+  const metrics = options.metrics === undefined ? undefined : new ConnectionMetrics(
+    metricsCore(options.metrics),
+    {
+      transport: options.transport.name,
+      side: "server",
+      mode: options.framing === "stun" ? "STUN" : "transparent-UDP",
+    },
+  );
   const listener = await listen(options.transport, options.config, {
     hostname: options.hostname ?? "0.0.0.0",
     port: options.port,
@@ -158,7 +173,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
   let active = 0; // connections being served, set-up included
   let closing = false;
 
-  const serve = async (conn: TransportConn) => {
+  const serve = async (conn: TransportConn, record: ConnectionRecord) => {
     let socket: UdpSocket | undefined;
     try {
       await conn.ready;
@@ -167,6 +182,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
       );
       if (closing) throw new Error("Server closed");
     } catch (error) {
+      record.fail(error);
       conn.close();
       await socket?.close();
       await conn.closed;
@@ -189,6 +205,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
         if (error !== undefined && reason !== "shutdown") onError?.(error);
       },
     );
+    record.established();
     opened++;
     flows.add(flow);
     udp.onmessage = (data) => flow.push(data);
@@ -197,9 +214,12 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
     await udp.close();
   };
 
+  if (metrics !== undefined) LISTENER_METRICS.set(listener, metrics);
   const loop = new ConnectionLoop(listener, {
-    serve: async (conn) => {
+    ...(metrics === undefined ? {} : { metrics }),
+    serve: async (conn, { record }) => {
       if (active >= settings.maxFlows) {
+        record.fail(new Error("Too many flows"), "error");
         rejected++;
         conn.close();
         await conn.closed;
@@ -207,7 +227,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
       }
       active++;
       try {
-        await serve(conn);
+        await serve(conn, record);
       } finally {
         active--;
       }
@@ -215,6 +235,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
   });
 
   let closePromise: Promise<void> | undefined;
+  let stopCounting: (() => void) | undefined;
   const pool: UdpServerPool = {
     addr: listener.addr,
     clientOptions: listener.clientOptions,
@@ -238,6 +259,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
         closing = true;
         for (const flow of [...flows]) flow.close("shutdown");
         await loop.close();
+        stopCounting?.();
       })();
       return closePromise;
     },
@@ -245,5 +267,12 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
       return pool.close();
     },
   };
+  if (options.metrics !== undefined) {
+    stopCounting = countUdpPool(metricsCore(options.metrics), {
+      transport: options.transport.name,
+      side: "server",
+      mode: options.framing === "stun" ? "STUN" : "transparent-UDP",
+    }, () => pool.stats());
+  }
   return pool;
 }

@@ -16,6 +16,8 @@ import {
   type StunMessage,
 } from "../stun/_message.ts";
 import { type UdpEndpoint, udpEndpoint } from "../udp_socket.ts";
+import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
+import { countTurnServer } from "../_udp_metrics.ts";
 
 /** One TURN client as a front end sees it: a 5-tuple (or a stream) and a way to answer. */
 export interface TurnClient {
@@ -91,6 +93,11 @@ export interface TurnServerOptions {
   readonly relay: TurnRelayFactory;
   /** Clock in milliseconds; defaults to `Date.now`. */
   readonly now?: () => number;
+  /**
+   * Where allocations, permissions, channels, relayed and dropped datagrams
+   * are counted (`ptkit_turn_*`). Defaults to nowhere.
+   */
+  readonly metrics?: MetricsRegistry;
   /** Allow loopback peers, 127.0.0.0/8 and ::1 (default false). */
   readonly allowLoopbackPeers?: boolean;
   /**
@@ -146,6 +153,16 @@ export interface TurnServerStats {
   allocations: number;
   /** Live port reservations. */
   reservations: number;
+  /** Live permissions, over all allocations. */
+  permissions: number;
+  /** Live channel bindings, over all allocations. */
+  channels: number;
+  /** Allocations made so far. */
+  allocationsTotal: number;
+  /** Permissions installed or refreshed so far (by CreatePermission, one per peer address, and ChannelBind). */
+  permissionsTotal: number;
+  /** Channels bound or refreshed so far. */
+  channelsTotal: number;
   /** Datagrams relayed from clients to peers. */
   relayedToPeers: number;
   /** Datagrams relayed from peers to clients. */
@@ -275,7 +292,11 @@ export class TurnServer {
   };
   #toPeers = 0;
   #toClients = 0;
+  #allocationsTotal = 0;
+  #permissionsTotal = 0;
+  #channelsTotal = 0;
   #closed = false;
+  #stopCounting: (() => void) | undefined;
 
   /**
    * Create the server logic.
@@ -303,6 +324,9 @@ export class TurnServer {
     this.#maxChannel = options.strictChannelNumbers ? 0x4fff : 0x7fff;
     this.#nonceLifetime = options.nonceLifetime ?? 3600;
     this.#software = encoder.encode(options.software ?? "ptkit turn");
+    if (options.metrics !== undefined) {
+      this.#stopCounting = countTurnServer(metricsCore(options.metrics), () => this.stats());
+    }
   }
 
   /**
@@ -312,9 +336,20 @@ export class TurnServer {
    */
   stats(): TurnServerStats {
     const d = this.#drops;
+    let permissions = 0;
+    let channels = 0;
+    for (const allocation of this.#allocations.values()) {
+      permissions += allocation.permissions.size;
+      channels += allocation.channels.size;
+    }
     return {
       allocations: this.#allocations.size,
       reservations: this.#reservations.size,
+      permissions,
+      channels,
+      allocationsTotal: this.#allocationsTotal,
+      permissionsTotal: this.#permissionsTotal,
+      channelsTotal: this.#channelsTotal,
       relayedToPeers: this.#toPeers,
       relayedToClients: this.#toClients,
       dropped: d.malformed + d.noAllocation + d.noChannel + d.noPermission + d.oversize +
@@ -412,6 +447,7 @@ export class TurnServer {
     for (const reservation of this.#reservations.values()) reservation.socket.close();
     this.#reservations.clear();
     this.#pending.clear();
+    this.#stopCounting?.();
   }
 
   #delete(allocation: Allocation): void {
@@ -699,6 +735,7 @@ export class TurnServer {
       }
     };
     this.#allocations.set(client.key, allocation);
+    this.#allocationsTotal++;
     this.#userCounts.set(username, (this.#userCounts.get(username) ?? 0) + 1);
     const attributes: StunAttribute[] = [
       {
@@ -787,6 +824,7 @@ export class TurnServer {
     }
     const expires = this.#now() + PERMISSION_LIFETIME * 1000;
     for (const p of peers) allocation.permissions.set(p.ipKey, expires);
+    this.#permissionsTotal += peers.length;
     this.#reply(allocation.client, request, StunClass.SuccessResponse, [], allocation.key);
   }
 
@@ -830,6 +868,8 @@ export class TurnServer {
     allocation.channels.set(number, channel);
     allocation.peerChannels.set(peer.key, channel);
     allocation.permissions.set(peer.ipKey, now + PERMISSION_LIFETIME * 1000);
+    this.#channelsTotal++;
+    this.#permissionsTotal++;
     this.#reply(allocation.client, request, StunClass.SuccessResponse, [], allocation.key);
   }
 
