@@ -42,7 +42,7 @@ import type { TransportConn } from "./net/transport_conn.ts";
 import { TransportListener } from "./net/transport_listener.ts";
 import { ConnectionLoop, retryWhileExhausted } from "./net/_accept_loop.ts";
 import type { ConnectionLimits } from "./net/source_limits.ts";
-import { metricsCore, type MetricsRegistry } from "./net/metrics.ts";
+import { metricsCore, metricsMode, type MetricsRegistry } from "./net/metrics.ts";
 import { ConnectionMetrics, LISTENER_METRICS } from "./net/_connection_metrics.ts";
 
 export type { ConnectionLimits } from "./net/source_limits.ts";
@@ -230,7 +230,11 @@ export async function proxy(
   }
   const metrics = options.metrics === undefined ? undefined : new ConnectionMetrics(
     metricsCore(options.metrics),
-    { transport: transport.name, side: "server", mode: "transparent-TCP" },
+    {
+      transport: transport.name,
+      side: "server",
+      mode: metricsMode(options.metrics) ?? "transparent-TCP",
+    },
   );
   const listener = await listen(transport, config, options);
   if (metrics !== undefined) LISTENER_METRICS.set(listener, metrics);

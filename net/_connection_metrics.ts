@@ -166,6 +166,7 @@ export class ConnectionRecord {
   #established = false;
   #outcome: Outcome | undefined;
   #release: (() => void) | undefined;
+  #tracked = false;
   #ended = false;
 
   /** @param metrics Where it is counted; none for a record that counts nothing. */
@@ -180,6 +181,7 @@ export class ConnectionRecord {
    */
   transport(conn: CountedConn, options: { readonly established?: boolean } = {}): void {
     if (this.#metrics === undefined || this.#ended) return;
+    this.#tracked = true;
     this.#release?.();
     this.#release = this.#metrics.trackBytes(conn);
     const start = performance.now();
@@ -211,7 +213,10 @@ export class ConnectionRecord {
    */
   fail(error: unknown, outcome?: Outcome): void {
     if (this.#established || this.#outcome !== undefined) return;
-    this.#outcome = outcome ?? classifyOutcome(error, this.#handshaken);
+    const marked = typeof error === "object" && error !== null
+      ? OUTCOME_MARKS.get(error)
+      : undefined;
+    this.#outcome = outcome ?? marked ?? classifyOutcome(error, this.#handshaken);
   }
 
   /** The connection ended: count it (once). */
@@ -220,7 +225,8 @@ export class ConnectionRecord {
     this.#ended = true;
     this.#release?.();
     this.#metrics?.closed(
-      this.#outcome ?? (this.#established || this.#handshaken ? "ok" : "handshake_failed"),
+      this.#outcome ??
+        (this.#established || this.#handshaken || !this.#tracked ? "ok" : "handshake_failed"),
     );
   }
 }
@@ -283,3 +289,14 @@ export function classifyOutcome(error: unknown, handshaken: boolean): Outcome {
  * refusals and accept errors. Not part of any public type.
  */
 export const LISTENER_METRICS: WeakMap<object, ConnectionMetrics> = new WeakMap();
+
+/**
+ * Outcomes that code far from the accept loop knows better than the error
+ * says (a dial through the upstream proxy failed): `record.fail` reads them.
+ */
+export const OUTCOME_MARKS: WeakMap<object, Outcome> = new WeakMap();
+
+/** Mark `error` with the outcome it means (ignored for non-objects). */
+export function markOutcome(error: unknown, outcome: Outcome): void {
+  if (typeof error === "object" && error !== null) OUTCOME_MARKS.set(error, outcome);
+}

@@ -247,8 +247,12 @@ export class Family<C extends Child> {
     for (const { labels, child } of this.#children.values()) {
       if (child instanceof Histogram) {
         series.push({ labels, value: child.count, counts: child.counts, sum: child.sum });
-      } else {
+        continue;
+      }
+      try {
         series.push({ labels, value: child.value });
+      } catch {
+        // A source that cannot be read now (a file gone, a permission) leaves its series out.
       }
     }
     return {
@@ -266,14 +270,23 @@ export class Family<C extends Child> {
 export class MetricsCore {
   #families = new Map<string, Family<Child>>();
   #collectors = new Set<() => void>();
+  #included = new Set<() => MetricsSnapshot>();
 
   /** The counter family `name`, made on first use (later calls must agree on labels). */
-  counter(name: string, help: string, labels: Readonly<Record<string, LabelRule>> = {}) {
+  counter(
+    name: string,
+    help: string,
+    labels: Readonly<Record<string, LabelRule>> = {},
+  ): Family<Counter> {
     return this.#family("counter", name, help, labels, () => new Counter()) as Family<Counter>;
   }
 
   /** The gauge family `name`, made on first use. */
-  gauge(name: string, help: string, labels: Readonly<Record<string, LabelRule>> = {}) {
+  gauge(
+    name: string,
+    help: string,
+    labels: Readonly<Record<string, LabelRule>> = {},
+  ): Family<Gauge> {
     return this.#family("gauge", name, help, labels, () => new Gauge()) as Family<Gauge>;
   }
 
@@ -283,7 +296,7 @@ export class MetricsCore {
     help: string,
     labels: Readonly<Record<string, LabelRule>>,
     buckets: readonly number[],
-  ) {
+  ): Family<Histogram> {
     for (let i = 0; i < buckets.length; i++) {
       if (!Number.isFinite(buckets[i]!) || (i > 0 && buckets[i]! <= buckets[i - 1]!)) {
         throw new RangeError(`Invalid buckets for metric '${name}': must be finite and ascending`);
@@ -318,7 +331,29 @@ export class MetricsCore {
         // A failing collector leaves its values as they were.
       }
     }
-    return { families: [...this.#families.values()].map((family) => family.snapshot()) };
+    const own = { families: [...this.#families.values()].map((family) => family.snapshot()) };
+    if (this.#included.size === 0) return own;
+    const all: MetricsSnapshot[] = [own];
+    for (const source of this.#included) {
+      try {
+        all.push(source());
+      } catch {
+        // A source that fails now is left out of this snapshot.
+      }
+    }
+    return sumSnapshots(all);
+  }
+
+  /**
+   * Add what `source` returns to every snapshot (a parent's workers): its
+   * series are summed with the registry's own.
+   *
+   * @param source Returns the snapshot to add.
+   * @returns Stops including it.
+   */
+  include(source: () => MetricsSnapshot): () => void {
+    this.#included.add(source);
+    return () => this.#included.delete(source);
   }
 
   #family(

@@ -2,8 +2,11 @@
 
 import denoJson from "../deno.json" with { type: "json" };
 import { encodeSnapshot, MetricsCore } from "./_metrics.ts";
+import type { MetricsMode } from "./_connection_metrics.ts";
+import { processFds } from "./_process_fds.ts";
 
 const cores = new WeakMap<MetricsRegistry, MetricsCore>();
+const modes = new WeakMap<MetricsRegistry, MetricsMode>();
 
 /** The text exposition format's media type, as `GET /metrics` answers. */
 const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -14,8 +17,8 @@ const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
  * durations, SOCKS replies, UDP datagrams and drops, TURN allocations)
  * once a registry is given to it (`proxy(..., { metrics })`, `main.ts
  * -metrics`), plus `process_start_time_seconds`, `ptkit_build_info` and,
- * on Linux with read access to `/proc/self`, `process_open_fds` and
- * `process_max_fds`.
+ * on 64-bit Linux with `--allow-ffi` (libc's `getrlimit` and a count of
+ * `/proc/self/fd`), `process_open_fds` and `process_max_fds`.
  *
  * Label values come only from closed sets (transport names, `client` or
  * `server`, modes, outcomes, SOCKS reply codes), so no address, key, cookie
@@ -81,6 +84,32 @@ export function metricsCore(registry: MetricsRegistry): MetricsCore {
   return core;
 }
 
+/**
+ * The same registry, with `mode` as the mode label of what a server counts
+ * in it (`proxy()` otherwise says `transparent-TCP`). Internal: the managed
+ * server's free mode (`socks5`) and embedded TURN (`STUN`).
+ *
+ * @param registry The registry.
+ * @param mode The mode label.
+ * @returns A registry sharing its metrics.
+ */
+export function withMode(registry: MetricsRegistry, mode: MetricsMode): MetricsRegistry {
+  const view = Object.create(MetricsRegistry.prototype) as MetricsRegistry;
+  cores.set(view, metricsCore(registry));
+  modes.set(view, mode);
+  return view;
+}
+
+/**
+ * The mode label a registry made by {@linkcode withMode} carries.
+ *
+ * @param registry The registry.
+ * @returns Its mode, if any.
+ */
+export function metricsMode(registry: MetricsRegistry): MetricsMode | undefined {
+  return modes.get(registry);
+}
+
 function addProcessMetrics(core: MetricsCore): void {
   core.gauge(
     "ptkit_build_info",
@@ -92,26 +121,13 @@ function addProcessMetrics(core: MetricsCore): void {
     "Start time of the process since the Unix epoch, in seconds.",
   )
     .labels().set(Math.floor(performance.timeOrigin) / 1000);
-  let readable = false;
-  try {
-    readable = Deno.build.os === "linux" &&
-      Deno.permissions.querySync({ name: "read", path: "/proc/self" }).state === "granted";
-  } catch {
-    // Permissions cannot be queried: leave the descriptor gauges out.
-  }
-  if (!readable) return;
-  core.gauge("process_open_fds", "Number of open file descriptors.").labels().track(() => {
-    let n = 0;
-    for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
-    return n;
-  });
+  // Deno lets only --allow-all read /proc/self: the descriptors are read
+  // through libc (--allow-ffi), and left out where that cannot be done.
+  const fds = processFds();
+  if (fds === undefined) return;
+  core.gauge("process_open_fds", "Number of open file descriptors.").labels().track(fds.open);
   core.gauge("process_max_fds", "Maximum number of open file descriptors (the soft limit).")
-    .labels().track(() => {
-      const line = Deno.readTextFileSync("/proc/self/limits").split("\n")
-        .find((l) => l.startsWith("Max open files"));
-      const soft = line?.slice("Max open files".length).trim().split(/\s+/)[0];
-      return soft === undefined || soft === "unlimited" ? Infinity : Number(soft);
-    });
+    .labels().track(fds.max);
 }
 
 /** Options for {@linkcode serveMetrics}. */

@@ -294,6 +294,55 @@ const ROWS: readonly Row[] = [
       },
     },
   },
+  // -metrics: a flag only (TOR_PT_METRICS is not a tor variable), both sides.
+  { name: "no -metrics", env: client, expect: { metrics: undefined } },
+  {
+    name: "-metrics HOST:PORT on the client",
+    args: ["-metrics", "127.0.0.1:9100"],
+    env: client,
+    expect: { kind: "client", metrics: hp("127.0.0.1", 9100) },
+  },
+  {
+    name: "-metrics PORT alone means loopback, on the server",
+    args: ["--metrics=9100"],
+    env: server,
+    expect: { kind: "server", metrics: hp("127.0.0.1", 9100) },
+  },
+  {
+    name: "-metrics [::1]:0 (a free port)",
+    args: ["-metrics", "[::1]:0"],
+    env: client,
+    expect: { metrics: hp("::1", 0) },
+  },
+  {
+    name: "TOR_PT_METRICS is not read",
+    env: { ...server, TOR_PT_METRICS: "127.0.0.1:9100" },
+    expect: { kind: "server", metrics: undefined },
+  },
+  {
+    name: "-metrics port out of range",
+    args: ["-metrics", "70000"],
+    env: client,
+    expect: { error: "ENV-ERROR", exitCode: 64, version: "1", message: /Invalid -metrics port/ },
+  },
+  {
+    name: "-metrics HOST:PORT port out of range",
+    args: ["-metrics", "127.0.0.1:65536"],
+    env: server,
+    expect: { error: "ENV-ERROR", exitCode: 64, version: "1", message: /-metrics/ },
+  },
+  {
+    name: "-metrics without a port",
+    args: ["-metrics", "localhost"],
+    env: client,
+    expect: { error: "ENV-ERROR", exitCode: 64, version: "1", message: /-metrics/ },
+  },
+  {
+    name: "-metrics with nothing after it",
+    args: ["-metrics"],
+    env: client,
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /metrics/ },
+  },
   {
     name: "a variable that is not UTF-8",
     env: client,

@@ -299,3 +299,47 @@ Deno.test("UDP pools count datagrams each way, drops by reason and flows; the se
   strictEqual(sample(text, `ptkit_handshake_duration_seconds_count{${s}}`), 1);
   await promtoolCheckMetrics(text);
 });
+
+Deno.test("process_open_fds and process_max_fds need only --allow-ffi (main.ts's permissions), not --allow-all", async () => {
+  const script = `
+    import { MetricsRegistry } from ${
+    JSON.stringify(new URL("../net/metrics.ts", import.meta.url).href)
+  };
+    const text = new MetricsRegistry().expose();
+    console.log(text.split("\\n").filter((l) => l.startsWith("process_")).join("\\n"));
+  `;
+  const file = await Deno.makeTempFile({ suffix: ".ts" });
+  await Deno.writeTextFile(file, script);
+  const run = async (flags: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--no-prompt", ...flags, file],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    strictEqual(out.code, 0, new TextDecoder().decode(out.stderr));
+    return new TextDecoder().decode(out.stdout);
+  };
+  const soft = /^Max open files\s+(\S+)/m.exec(await Deno.readTextFile("/proc/self/limits"))![1]!;
+  const withFfi = await run(["--allow-read", "--allow-ffi"]);
+  match(withFfi, new RegExp(`^process_max_fds ${soft === "unlimited" ? "\\+Inf" : soft}$`, "m"));
+  const open = Number(/^process_open_fds ([0-9]+)$/m.exec(withFfi)?.[1]);
+  ok(open >= 3 && open < 1000, withFfi);
+  // Without FFI they are left out, never guessed (and nothing prompts).
+  const without = await run(["--allow-read"]);
+  ok(!/process_(open|max)_fds/.test(without), without);
+  match(without, /^process_start_time_seconds /m);
+  await Deno.remove(file);
+});
+
+Deno.test("process_open_fds follows descriptors opened and closed", () => {
+  const registry = new MetricsRegistry();
+  const count = () => Number(/^process_open_fds ([0-9]+)$/m.exec(registry.expose())?.[1]);
+  const before = count();
+  const listeners = Array.from(
+    { length: 5 },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  strictEqual(count(), before + 5);
+  for (const listener of listeners) listener.close();
+  strictEqual(count(), before);
+});

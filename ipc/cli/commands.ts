@@ -12,7 +12,12 @@ import { formatPtLine, type PtLine } from "../lines/pt_line.ts";
 import { type BridgeLine, formatBridgeLine, parseBridgeLine } from "../lines/_bridge_line.ts";
 import { RepeatedKeyLog } from "../lines/_first_value.ts";
 import { logged, type LogSeverity, parseLogSeverity } from "../lines/_output.ts";
-import type { ClientConfig, ManagedConfigBase, ServerConfig } from "../managed/config.ts";
+import {
+  type ClientConfig,
+  type ManagedConfigBase,
+  parseMetricsAddress,
+  type ServerConfig,
+} from "../managed/config.ts";
 import { registry as defaultRegistry } from "../managed/_registry.ts";
 import { runManaged } from "../managed/_run.ts";
 import { CLI_COMMANDS } from "./_names.ts";
@@ -61,6 +66,10 @@ const SPECS: Record<string, Record<string, Spec>> = {
       value: "HOST:PORT",
       help: "address clients use, for the printed bridge line (default: --listen)",
     },
+    metrics: {
+      value: "HOST:PORT",
+      help: "serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: 127.0.0.1)",
+    },
     state: { value: "DIR", help: "state directory (keys)", fallback: "<per-user>/ptkit/server" },
     "log-level": {
       value: "LEVEL",
@@ -80,6 +89,10 @@ const SPECS: Record<string, Record<string, Spec>> = {
     tcp: {
       value: "IP:PORT",
       help: "instead of --socks: plain TCP port relayed to the server's fixed target",
+    },
+    metrics: {
+      value: "HOST:PORT",
+      help: "serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: 127.0.0.1)",
     },
     state: { value: "DIR", help: "state directory", fallback: "<per-user>/ptkit/client" },
     "log-level": {
@@ -259,8 +272,12 @@ function humanLines(
         }
         return;
       case "STATUS":
-        // (The version report is for tor; a person asks main.ts --version.)
-        if (line.fields.TYPE !== "version") {
+        // (The version report is for tor; a person asks main.ts --version.
+        // Each connection's success is news only at level info.)
+        if (
+          line.fields.TYPE !== "version" &&
+          (line.fields.CONNECT !== "Success" || logged("info", level))
+        ) {
           context.err(`[status] ${formatPtLine(line).slice(7)}\n`);
         }
         return;
@@ -377,6 +394,7 @@ async function server(flags: Record<string, string>, context: Context): Promise<
   const level = logLevel(flags);
   const config: ServerConfig = {
     ...common(transport, state, level),
+    ...metrics(flags),
     kind: "server",
     bindAddrs: new Map([[transport, listen]]),
     target: isFree
@@ -456,6 +474,7 @@ async function client(flags: Record<string, string>, context: Context): Promise<
   const tcp = flags.tcp !== undefined;
   const config: ClientConfig = {
     ...common(transport, state, level, new Map([[transport, { ...bridge.options }]])),
+    ...metrics(flags),
     kind: "client",
     mode: tcp ? "transparent-TCP" : "socks5",
     listen: address(flags.tcp ?? flags.socks ?? "127.0.0.1:1080", tcp ? "--tcp" : "--socks"),
@@ -582,6 +601,16 @@ function destination(text: string, what: string): HostPort {
   const parsed = address(text, what);
   if (parsed.port === 0) throw new UsageError(`Invalid ${what}: port 0`);
   return parsed;
+}
+
+/** `--metrics`, when given: where the side serves its metrics. */
+function metrics(flags: Record<string, string>): { readonly metrics?: HostPort } {
+  if (flags.metrics === undefined) return {};
+  try {
+    return { metrics: parseMetricsAddress(flags.metrics, "--metrics") };
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
 }
 
 function address(text: string, what: string): HostPort {

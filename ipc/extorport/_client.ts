@@ -6,6 +6,8 @@ import { readExactly, writeFull } from "../../net/conn_io.ts";
 import { closeQuietly } from "../../net/_accept_loop.ts";
 import type { NetConn } from "../../net/net_conn.ts";
 import { formatHostPort, type HostPort } from "../../net/address.ts";
+import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
+import type { Counter } from "../../net/_metrics.ts";
 import {
   AUTH_LENGTH,
   clientHash,
@@ -123,4 +125,21 @@ async function handshake(conn: NetConn, options: ExtOrPortOptions): Promise<void
 
 function closed(): Error {
   return new Error("Extended ORPort closed the connection during the handshake");
+}
+
+/**
+ * The counter of one transport's failed Extended ORPort handshakes
+ * (`ptkit_extorport_auth_failures_total`): a wrong cookie, `DENY`, a
+ * closed connection or the deadline.
+ *
+ * @param registry Where it is counted.
+ * @param transport The transport name (its label).
+ * @returns The counter.
+ */
+export function authFailureCounter(registry: MetricsRegistry, transport: string): Counter {
+  return metricsCore(registry).counter(
+    "ptkit_extorport_auth_failures_total",
+    "Extended ORPort handshakes that failed (wrong cookie, denied, timed out).",
+    { transport: "transport name" },
+  ).labels({ transport });
 }

@@ -170,6 +170,13 @@ export const FLAGS: readonly FlagSpec[] = [
       "processes sharing each listening port (SO_REUSEPORT, Linux): server default the number of CPUs, client default 1; 1 in the datagram modes",
   },
   {
+    names: ["metrics"],
+    key: "metrics",
+    value: "HOST:PORT",
+    help:
+      "serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: on 127.0.0.1; no variable)",
+  },
+  {
     names: ["logLevel"],
     key: "logLevel",
     value: "LEVEL",

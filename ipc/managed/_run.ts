@@ -10,6 +10,9 @@ import type { PtLine } from "../lines/pt_line.ts";
 import type { ClientConfig, ServerConfig } from "./config.ts";
 import type { RunningProxy } from "./runner.ts";
 import { chooseRuntimeCrypto } from "../../net/native_crypto.ts";
+import { formatHostPort } from "../../net/address.ts";
+import type { MetricsRegistry } from "../../net/metrics.ts";
+import type { MetricsSnapshot } from "../../net/_metrics.ts";
 import { describe } from "./_log.ts";
 import { registry as defaultRegistry } from "./_registry.ts";
 import { SignalHub } from "./_signal_hub.ts";
@@ -38,6 +41,11 @@ export interface RunHooks {
   readonly local?: LocalStore;
   /** How many processes share the listening ports (a worker child: its parent's `-workers`). */
   readonly sharedBy?: number;
+  /**
+   * A worker child's metrics go here (to its parent, which serves the sum)
+   * in place of `config.metrics`' endpoint.
+   */
+  readonly reportMetrics?: (snapshot: MetricsSnapshot) => void;
 }
 
 /**
@@ -92,6 +100,9 @@ export async function runManaged(
       })`,
     );
   }
+  const metrics = hooks.reportMetrics === undefined
+    ? await startMetrics(config, log)
+    : await workerMetrics(hooks.reportMetrics);
   const workers = workerCount(config, hooks, log);
   const sharedBy = hooks.sharedBy ?? workers;
   // With workers, the parent listens with SO_REUSEPORT, notes where each
@@ -121,6 +132,7 @@ export async function runManaged(
     ...(hooks.reusePort || workers > 1 ? { reusePort: true } : {}),
     ...(local === undefined ? {} : { local }),
     ...(sharedBy > 1 ? { limits: perWorkerLimits(sharedBy) } : {}),
+    ...(metrics === undefined ? {} : { metrics: metrics.registry }),
   };
   try {
     // Each side loads only its own modules: a PT starts quickly.
@@ -135,6 +147,7 @@ export async function runManaged(
         state: recording!.values,
         emit,
         said: notices,
+        ...(metrics === undefined ? {} : { metrics: metrics.registry }),
       });
       pool = children;
       children.start();
@@ -148,9 +161,64 @@ export async function runManaged(
     await watch.serve(running, (message) => log("notice", message));
   } finally {
     watch.dispose();
+    await metrics?.stop();
   }
   return 0;
 }
+
+/** The metrics registry, served or reported, when `-metrics` was given. */
+interface RunningMetrics {
+  readonly registry: MetricsRegistry;
+  /** Stops serving or reporting (a worker reports its last counts first). */
+  readonly stop: () => Promise<void>;
+}
+
+/**
+ * Serve metrics where `config.metrics` says. A port that cannot be bound is
+ * logged as a warning and the side runs on without the endpoint (metrics
+ * must not take a bridge down).
+ */
+async function startMetrics(
+  config: ClientConfig | ServerConfig,
+  log: (severity: "warning" | "notice", message: string) => void,
+): Promise<RunningMetrics | undefined> {
+  if (config.metrics === undefined) return undefined;
+  const { MetricsRegistry, serveMetrics } = await import("../../net/metrics.ts");
+  const registry = new MetricsRegistry();
+  try {
+    const server = serveMetrics(registry, config.metrics);
+    log("notice", `Serving metrics at http://${formatHostPort(server.addr)}/metrics`);
+    return { registry, stop: () => server.shutdown().catch(() => {}) };
+  } catch (error) {
+    log("warning", `Cannot serve metrics on the -metrics address: ${describe(error)}`);
+    return { registry, stop: () => Promise.resolve() };
+  }
+}
+
+/**
+ * A `-workers` child's metrics: counted here, reported to the parent (which
+ * serves the sum) every second and once more when the side stops.
+ */
+async function workerMetrics(
+  report: (snapshot: MetricsSnapshot) => void,
+): Promise<RunningMetrics> {
+  const { MetricsRegistry, metricsCore } = await import("../../net/metrics.ts");
+  // The parent reports the process metrics.
+  const registry = new MetricsRegistry({ process: false });
+  const send = () => report(metricsCore(registry).snapshot());
+  const timer = setInterval(send, METRICS_REPORT_INTERVAL);
+  return {
+    registry,
+    stop: () => {
+      clearInterval(timer);
+      send();
+      return Promise.resolve();
+    },
+  };
+}
+
+/** How often a `-workers` child reports its metrics to the parent, in ms. */
+const METRICS_REPORT_INTERVAL = 1000;
 
 /**
  * How many processes serve: `config.workers` where processes can share a

@@ -10,7 +10,7 @@
 import type { Transport } from "../../transports/transport.ts";
 import { MemoryStore } from "../../transports/memory_store.ts";
 import { formatPtLine, type PtLine } from "../lines/pt_line.ts";
-import { decodeWorkerSetup, MAX_SETUP_LENGTH } from "./_workers.ts";
+import { decodeWorkerSetup, encodeWorkerMetrics, MAX_SETUP_LENGTH } from "./_workers.ts";
 import { runManaged } from "./_run.ts";
 
 /**
@@ -70,6 +70,15 @@ export async function runWorker(registry: ReadonlyMap<string, Transport>): Promi
       reusePort: true,
       local,
       sharedBy: setup.config.workers ?? 1,
+      reportMetrics: (snapshot) => {
+        try {
+          // One whole line, however the pipe takes it.
+          let bytes = encoder.encode(encodeWorkerMetrics(snapshot));
+          while (bytes.length > 0) bytes = bytes.subarray(Deno.stdout.writeSync(bytes));
+        } catch {
+          // The parent is gone; stdin's end stops this worker.
+        }
+      },
     },
   );
 }

@@ -7,8 +7,10 @@
 // the parent read (never on a command line, never printed). The pipe stays
 // open: the parent's own input lines follow, and its end (the parent
 // exited, even by SIGKILL) stops the child. Children send back protocol
-// lines; their LOG, STATUS and *MESSAGE lines reach the parent's output. A
-// child that dies is started again after a growing pause, and logged.
+// lines; their LOG, STATUS and *MESSAGE lines reach the parent's output,
+// and with -metrics a `PTKIT-METRICS <json>` line every second that the
+// parent adds to its own counts. A child that dies is started again after a
+// growing pause, and logged; its counters stay in the sum.
 
 import type { LocalStore } from "../../transports/transport.ts";
 import type { HostPort } from "../../net/address.ts";
@@ -18,6 +20,8 @@ import { MAX_PT_LINE_LENGTH, parsePtLine, type PtLine } from "../lines/pt_line.t
 import type { ClientConfig, ServerConfig } from "./config.ts";
 import type { RunningProxy } from "./runner.ts";
 import { describe } from "./_log.ts";
+import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
+import { type MetricsSnapshot, sumSnapshots } from "../../net/_metrics.ts";
 
 /** The argument that makes the main module a worker child. */
 export const WORKER_ARG = "--ptkit-worker";
@@ -54,6 +58,53 @@ export interface WorkerSetup {
   readonly listenAt: ReadonlyMap<string, HostPort>;
   /** The state the parent read or wrote, by key. */
   readonly state: ReadonlyMap<string, string>;
+}
+
+/** The keyword of a child's metrics line (not a PT line: the parent keeps it). */
+const METRICS_KEYWORD = "PTKIT-METRICS";
+
+/**
+ * A child's metrics as one line for its parent: the snapshot's series that
+ * are not zero (the parent registers the same families), as JSON.
+ *
+ * @param snapshot The child's metrics.
+ * @returns The line, newline included.
+ */
+export function encodeWorkerMetrics(snapshot: MetricsSnapshot): string {
+  const families = snapshot.families
+    .map((family) => ({
+      ...family,
+      series: family.series.filter((series) => series.value !== 0 || (series.sum ?? 0) !== 0),
+    }))
+    .filter((family) => family.series.length > 0);
+  return `${METRICS_KEYWORD} ${JSON.stringify({ families })}\n`;
+}
+
+/**
+ * A child's metrics line, read back.
+ *
+ * @param line The line, without its newline.
+ * @returns The snapshot, or undefined when the line is not a metrics line
+ * or is malformed.
+ */
+export function decodeWorkerMetrics(line: string): MetricsSnapshot | undefined {
+  if (!line.startsWith(`${METRICS_KEYWORD} `)) return undefined;
+  try {
+    const value = JSON.parse(line.slice(METRICS_KEYWORD.length + 1));
+    if (!Array.isArray(value?.families)) return undefined;
+    for (const family of value.families) {
+      if (
+        typeof family?.name !== "string" || !Array.isArray(family.series) ||
+        !Array.isArray(family.labelNames) ||
+        !["counter", "gauge", "histogram"].includes(family.type)
+      ) {
+        return undefined;
+      }
+    }
+    return value as MetricsSnapshot;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Longest setup line a child accepts, in characters. */
@@ -137,6 +188,11 @@ export interface WorkerPoolOptions {
   readonly said?: ReadonlySet<string>;
   /** First pause before a restart, in ms (doubles up to 30 s). Defaults to 500. */
   readonly restartDelay?: number;
+  /**
+   * The parent's metrics (`-metrics`): the children's reported counts are
+   * added to them, a dead child's counters kept. Defaults to none.
+   */
+  readonly metrics?: MetricsRegistry;
 }
 
 /** Longest pause between restarts of one worker, in ms. */
@@ -158,6 +214,11 @@ export class WorkerPool implements RunningProxy {
     this.#options = options;
     for (let index = 2; index <= options.count; index++) {
       this.#slots.push(new WorkerSlot(index, options, () => this.#stopping));
+    }
+    if (options.metrics !== undefined) {
+      metricsCore(options.metrics).include(() =>
+        sumSnapshots(this.#slots.map((slot) => slot.metrics()))
+      );
     }
   }
 
@@ -195,6 +256,10 @@ class WorkerSlot {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #failures = 0;
   #encoder = new TextEncoder();
+  /** The running child's last reported metrics. */
+  #metrics: MetricsSnapshot | undefined;
+  /** Counters and histograms of children that have exited. */
+  #retired: MetricsSnapshot = { families: [] };
 
   constructor(index: number, options: WorkerPoolOptions, stopping: () => boolean) {
     this.#index = index;
@@ -243,6 +308,11 @@ class WorkerSlot {
       const status = await child.status;
       await lines;
       this.#child = undefined;
+      // Counters never go backwards: a dead child's last counts stay.
+      if (this.#metrics !== undefined) {
+        this.#retired = sumSnapshots([this.#retired, this.#metrics], { gauges: false });
+        this.#metrics = undefined;
+      }
       this.#stdin?.close().catch(() => {});
       this.#stdin = undefined;
       if (this.#stopping()) return;
@@ -278,6 +348,11 @@ class WorkerSlot {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        const metrics = decodeWorkerMetrics(value);
+        if (metrics !== undefined) {
+          this.#metrics = metrics;
+          continue;
+        }
         let line: PtLine;
         try {
           line = parsePtLine(value);
@@ -311,6 +386,13 @@ class WorkerSlot {
     } catch {
       // The child's stdout broke: it is exiting.
     }
+  }
+
+  /** What this slot's children counted: the running one's and those that exited. */
+  metrics(): MetricsSnapshot {
+    return this.#metrics === undefined
+      ? this.#retired
+      : sumSnapshots([this.#retired, this.#metrics]);
   }
 
   send(text: string): void {

@@ -14,6 +14,14 @@ import type { ClientConfig } from "./config.ts";
 import { type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
 import { sideTransports } from "./_requested_transports.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
+import { formatHostPort, type HostPort } from "../../net/address.ts";
+import type { TransportConn } from "../../net/transport_conn.ts";
+import { metricsCore } from "../../net/metrics.ts";
+import {
+  ConnectionMetrics,
+  type ConnectionRecord,
+  markOutcome,
+} from "../../net/_connection_metrics.ts";
 
 /** Connectors kept per transport, one per distinct configuration. */
 const MAX_CONNECTORS = 64;
@@ -24,11 +32,13 @@ const MAX_CONNECTORS = 64;
  * transport's client configuration, one connector cached per distinct
  * configuration), a transparent-TCP listener that relays to a fixed PT
  * server, or a datagram pool. Reports `PROXY DONE` (with an upstream
- * proxy), `CMETHOD` / `CMETHOD-ERROR` and `CMETHODS DONE`; a failed
- * connection gives `STATUS TRANSPORT=<name> CONNECT=Failed ERRSTR=...` and
- * a `LOG` line. SOCKS arguments that repeat a key use its first value; each
- * repeated key is logged once (its name, never a value). Never logs
- * addresses.
+ * proxy), `CMETHOD` / `CMETHOD-ERROR` and `CMETHODS DONE`; each connection
+ * to a PT server gives pt-spec's `STATUS TRANSPORT=<name> ADDRESS=<server
+ * ip:port> CONNECT=Success` once its transport handshake completed, or
+ * `CONNECT=Failed ERRSTR=...` (and a `LOG` line). ADDRESS is the PT
+ * server's, never the application's own address. SOCKS arguments that
+ * repeat a key use its first value; each repeated key is logged once (its
+ * name, never a value). Never logs addresses.
  *
  * @param config The configuration (see `parseManagedConfig`); its state
  * directory exists.
@@ -68,6 +78,33 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
   // Per-connection lines, digested: a flood must not flood the parent.
   const digested = digestLog(log);
   const requested = sideTransports(config, options);
+  const { metrics } = options;
+  const status = (name: string, server: HostPort, fields: Record<string, string>) =>
+    emit({
+      type: "STATUS",
+      transport: name,
+      fields: { ADDRESS: formatHostPort(server), ...fields },
+    });
+  /** Dial the PT server at `server`, reporting the outcome in `STATUS` lines. */
+  const dialReported = async (
+    name: string,
+    connector: Connector,
+    server: HostPort,
+  ): Promise<TransportConn> => {
+    let conn: TransportConn;
+    try {
+      conn = await connector.dial(server);
+    } catch (error) {
+      if (config.proxy !== undefined) markOutcome(error, "upstream_proxy_failed");
+      status(name, server, { CONNECT: "Failed", ERRSTR: describe(error) });
+      throw error;
+    }
+    conn.ready.then(
+      () => status(name, server, { CONNECT: "Success" }),
+      (error) => status(name, server, { CONNECT: "Failed", ERRSTR: describe(error) }),
+    );
+    return conn;
+  };
   for (const { name, transport, env, options: base } of requested) {
     const listen = options.listenAt?.get(name) ?? config.listen;
     const tcpListen = () =>
@@ -117,16 +154,21 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
         const server = new SocksServer(
           tcpListen(),
           {
-            connect: async (request) => {
+            connect: async (request, follow) => {
               for (const key of request.repeatedKeys) {
                 repeated.report(`${name}: SOCKS arguments`, key);
               }
               const connector = await connectorFor({ ...base, ...request.settings });
               const destination = { hostname: request.hostname, port: request.port };
-              if (!config.free) return await connector.dial(destination);
+              const conn = await dialReported(
+                name,
+                connector,
+                config.free ? config.target! : destination,
+              );
+              follow(conn);
+              if (!config.free) return conn;
               // Free mode: the destination travels to the server's SOCKS5
               // target, then the transport connection itself is relayed.
-              const conn = await connector.dial(config.target!);
               try {
                 return await socks5Connect(conn, destination, { peer: "server's SOCKS5 target" });
               } catch (error) {
@@ -135,14 +177,8 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
               }
             },
             onAcceptError,
+            ...(metrics === undefined ? {} : { metrics: { registry: metrics, transport: name } }),
             onError: (error, stage) => {
-              if (stage === "connect") {
-                emit({
-                  type: "STATUS",
-                  transport: name,
-                  fields: { CONNECT: "Failed", ERRSTR: describe(error) },
-                });
-              }
               digested(
                 stage === "handshake" ? "info" : "warning",
                 `${name}: SOCKS ${stage} failed: ${describe(error)}`,
@@ -171,6 +207,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
           ...(config.udpQueue === undefined ? {} : { queueDatagrams: config.udpQueue }),
           ...(config.udpIdleTimeout === undefined ? {} : { idleTimeout: config.udpIdleTimeout }),
           onError: (error) => digested("info", `${name}: UDP flow failed: ${describe(error)}`),
+          ...(metrics === undefined ? {} : { metrics }),
         });
         running.push({ drain: () => pool.close(), close: () => pool.close() });
         emit(cmethod(config.mode, pool.addr));
@@ -178,9 +215,17 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
         const connector = await createConnector(transport, base, { env, dialer });
         const forwarder = new Forwarder(
           tcpListen(),
-          async () => await connector.dial(config.target!),
+          async (record) => {
+            const conn = await dialReported(name, connector, config.target!);
+            record.transport(conn, { established: true });
+            return conn;
+          },
           (error) => digested("warning", `${name}: connection failed: ${describe(error)}`),
           onAcceptError,
+          metrics === undefined ? undefined : new ConnectionMetrics(
+            metricsCore(metrics),
+            { transport: name, side: "client", mode: "transparent-TCP" },
+          ),
         );
         running.push(forwarder);
         emit(cmethod("transparent-TCP", forwarder.addr));
@@ -200,25 +245,28 @@ class Forwarder implements RunningProxy {
 
   constructor(
     listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>,
-    dial: () => Promise<{ close(): void } & Parameters<typeof relay>[1]>,
+    dial: (record: ConnectionRecord) => Promise<{ close(): void } & Parameters<typeof relay>[1]>,
     onError: (error: unknown) => void,
     onAcceptError: (error: Error, count: number) => void,
+    metrics?: ConnectionMetrics,
   ) {
     this.#addr = listener.addr;
     this.#loop = new ConnectionLoop(listener, {
       // No handshake on this side: only the total is limited.
       limits: { maxConnectionsPerSource: Infinity },
       onAcceptError,
-      serve: async (conn, { signal, handshaken }) => {
+      ...(metrics === undefined ? {} : { metrics }),
+      serve: async (conn, { signal, handshaken, record }) => {
         handshaken();
         try {
-          const end = await dial();
+          const end = await dial(record);
           if (signal.aborted) {
             end.close();
             return;
           }
           await relay(conn, end, { signal });
         } catch (error) {
+          record.fail(error);
           if (!signal.aborted) onError(error);
         }
       },

@@ -43,6 +43,11 @@ export interface ManagedConfigBase {
    * and owns the state directory, the others are its children. Absent: 1.
    */
   readonly workers?: number;
+  /**
+   * Where Prometheus metrics are served (`-metrics HOST:PORT`, a port alone
+   * meaning 127.0.0.1; no variable): `GET /metrics`. Absent: not served.
+   */
+  readonly metrics?: HostPort;
 }
 
 /** The client side: SOCKS front ends, transparent TCP, or datagrams. */
@@ -311,6 +316,9 @@ export function parseManagedConfig(
     );
   }
   const stateDir = value("state");
+  const metrics = flags.values.metrics === undefined
+    ? undefined
+    : attempt(() => parseMetricsAddress(flags.values.metrics!, "-metrics"));
   const base = {
     version,
     transports,
@@ -319,6 +327,7 @@ export function parseManagedConfig(
     exitOnStdinClose,
     logLevel,
     warnings,
+    ...(metrics === undefined ? {} : { metrics }),
   } as const;
   const side = server
     ? serverConfig(base, flags.values, value, vars, envError, attempt)
@@ -584,6 +593,24 @@ function destination(text: string, what: string): HostPort {
   const parsed = parseHostPort(text, what);
   if (parsed.port === 0) throw new RangeError(`Invalid ${what}: port 0`);
   return parsed;
+}
+
+/**
+ * Where metrics are served: `HOST:PORT` (IPv6 in brackets), or a port
+ * alone for 127.0.0.1. Internal (the managed proxy's `-metrics`, the CLI's
+ * `--metrics`).
+ *
+ * @param text The value.
+ * @param what The flag, for the error message.
+ * @returns The address.
+ * @throws {SyntaxError} When it is not of that form.
+ * @throws {RangeError} When the port is out of 0-65535.
+ */
+export function parseMetricsAddress(text: string, what: string): HostPort {
+  if (!/^[0-9]+$/.test(text)) return parseHostPort(text, what);
+  const port = Number(text);
+  if (port > 65535) throw new RangeError(`Invalid ${what} port ${text}: must be 0-65535`);
+  return { hostname: "127.0.0.1", port };
 }
 
 /** `-udpidletimeout` (seconds) in milliseconds. */

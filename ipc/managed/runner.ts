@@ -5,6 +5,7 @@ import type { HostPort } from "../../net/address.ts";
 import type { Dialer } from "../../net/net_conn.ts";
 import type { ConnectionLimits } from "../../net/source_limits.ts";
 import type { PtLine } from "../lines/pt_line.ts";
+import type { MetricsRegistry } from "../../net/metrics.ts";
 
 /**
  * What {@linkcode runClient} and {@linkcode runServer} are given beside the
@@ -50,6 +51,12 @@ export interface RunOptions {
    * store of files in `config.stateDir`.
    */
   readonly local?: LocalStore;
+  /**
+   * Where the side counts its connections, SOCKS replies (client),
+   * Extended ORPort failures (server), datagrams and TURN (see
+   * `MetricsRegistry`; `config.metrics` serves one). Defaults to nowhere.
+   */
+  readonly metrics?: MetricsRegistry;
 }
 
 /** A running side of the managed proxy. */

@@ -11,6 +11,7 @@ import { type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
 import { sideTransports } from "./_requested_transports.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
 import { outboundDialer } from "./_outbound_dialer.ts";
+import { type MetricsRegistry, withMode } from "../../net/metrics.ts";
 
 /**
  * Run the server side of the managed proxy: for each known requested
@@ -50,7 +51,8 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
     emit({ type: "LOG", severity, message });
   const target = config.target;
   const base = options.dialer ?? outboundDialer(config.outboundBind);
-  const turn = target.kind === "turn" ? new EmbeddedTurn(target) : undefined;
+  const { metrics } = options;
+  const turn = target.kind === "turn" ? new EmbeddedTurn(target, metrics) : undefined;
   // Per-connection lines, digested: a flood of probes must not flood the parent.
   const digested = digestLog(log);
   const running: RunningProxy[] = [];
@@ -79,6 +81,7 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
           ...limits,
           onAcceptError,
           onError: (error) => digested("info", `${name}: UDP flow failed: ${describe(error)}`),
+          ...(metrics === undefined ? {} : { metrics }),
         });
         running.push({ drain: () => pool.close(), close: () => pool.close() });
         ({ addr, clientOptions } = pool);
@@ -94,7 +97,20 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
           env,
           ...limits,
           onAcceptError,
-          target: targetOf(target, name, base, digested, handlers, await turn?.server(at.hostname)),
+          target: targetOf(target, name, base, digested, handlers, {
+            turn: await turn?.server(at.hostname),
+            ...(metrics === undefined ? {} : { metrics }),
+          }),
+          ...(metrics === undefined ? {} : {
+            metrics: withMode(
+              metrics,
+              target.kind === "socks"
+                ? "socks5"
+                : target.kind === "turn"
+                ? "STUN"
+                : "transparent-TCP",
+            ),
+          }),
           onError: (error, stage) =>
             digested(
               stage === "handshake" || quiet ? "info" : "warning",
@@ -131,7 +147,10 @@ function targetOf(
   base: Dialer,
   log: (severity: "info", message: string) => void,
   handlers: TargetHandlers,
-  turn: TurnServer | undefined,
+  { turn, metrics }: {
+    readonly turn: TurnServer | undefined;
+    readonly metrics?: MetricsRegistry;
+  },
 ): ProxyTarget {
   // Right after a flood the process may be out of descriptors for a moment.
   const dial = (address: { hostname: string; port: number }, signal: AbortSignal) =>
@@ -139,7 +158,10 @@ function targetOf(
   switch (target.kind) {
     case "orport":
       return (_conn, { signal }) => dial(target.address, signal);
-    case "extorport":
+    case "extorport": {
+      const failures = metrics === undefined
+        ? undefined
+        : handlers.authFailureCounter!(metrics, name);
       return async (conn, { signal }) => {
         const end = await dial(target.address, signal);
         try {
@@ -154,12 +176,14 @@ function targetOf(
               : {}),
           });
         } catch (error) {
+          failures?.inc();
           closeQuietly(end);
           throw error;
         }
         log("info", `${name}: Extended ORPort authenticated, connection accepted`);
         return end;
       };
+    }
     case "socks":
       return (conn, { signal }) =>
         handlers.connectSocksDestination!(conn, {
@@ -202,8 +226,11 @@ class EmbeddedTurn {
   #server: TurnServer | undefined;
   #sweep: ReturnType<typeof setInterval> | undefined;
 
-  constructor(options: Extract<ServerTarget, { kind: "turn" }>) {
+  #metrics: MetricsRegistry | undefined;
+
+  constructor(options: Extract<ServerTarget, { kind: "turn" }>, metrics?: MetricsRegistry) {
     this.#options = options;
+    this.#metrics = metrics;
     this.#credentials = options.credentials ?? {
       user: "ptkit",
       password: [...crypto.getRandomValues(new Uint8Array(12))]
@@ -236,6 +263,7 @@ class EmbeddedTurn {
       relay,
       allowLoopbackPeers: this.#options.allowLoopbackPeers,
       allowPrivatePeers: this.#options.allowPrivatePeers,
+      ...(this.#metrics === undefined ? {} : { metrics: this.#metrics }),
     });
     this.#sweep = setInterval(() => this.#server?.sweep(), 1000);
     return this.#server;
@@ -253,6 +281,7 @@ interface TargetHandlers {
   readonly serveTurnStream?: typeof import("../../udp/turn/_stream_server.ts").serveTurnStream;
   readonly readCookieFile?: typeof import("../extorport/_safe_cookie.ts").readCookieFile;
   readonly extOrPortHandshake?: typeof import("../extorport/_client.ts").extOrPortHandshake;
+  readonly authFailureCounter?: typeof import("../extorport/_client.ts").authFailureCounter;
 }
 
 /**
@@ -270,11 +299,11 @@ async function loadTargetHandlers(target: ServerTarget): Promise<TargetHandlers>
     return await import("../../udp/turn/_stream_server.ts");
   }
   if (target.kind === "extorport") {
-    const [{ readCookieFile }, { extOrPortHandshake }] = await Promise.all([
+    const [{ readCookieFile }, { extOrPortHandshake, authFailureCounter }] = await Promise.all([
       import("../extorport/_safe_cookie.ts"),
       import("../extorport/_client.ts"),
     ]);
-    return { readCookieFile, extOrPortHandshake };
+    return { readCookieFile, extOrPortHandshake, authFailureCounter };
   }
   return {};
 }

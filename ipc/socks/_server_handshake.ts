@@ -50,7 +50,16 @@ export interface SocksHandshakeOptions {
   readonly maxSettingsBytes?: number;
   /** Aborting it ends the handshake (the caller then closes the connection). */
   readonly signal?: AbortSignal;
+  /**
+   * Told the SOCKS5 code of every reply sent (a SOCKS4 client's `0x5a` or
+   * `0x5b` as the code it stands for), the request's own `reply` included:
+   * for metrics. Defaults to nothing.
+   */
+  readonly onReply?: (code: number) => void;
 }
+
+/** Each handshake's `onReply`, read wherever a reply is sent. */
+const REPLY_HOOKS = new WeakMap<HandshakeIo, (code: number) => void>();
 
 const METHOD_NONE = 0x00;
 const METHOD_USERPASS = 0x02;
@@ -87,6 +96,7 @@ export async function socksHandshake(
 ): Promise<SocksRequest> {
   const maxSettings = options.maxSettingsBytes ?? 16384;
   const io = new HandshakeIo(conn);
+  if (options.onReply !== undefined) REPLY_HOOKS.set(io, options.onReply);
   const reader = new HandshakeReader(io, maxSettings + 600, options.signal);
   const version = (await reader.need(1))[0];
   if (version === 5) return await socks5(io, reader, maxSettings);
@@ -318,12 +328,14 @@ async function socks4(conn: HandshakeIo, reader: HandshakeReader): Promise<Socks
 /** Send a SOCKS5 reply; after the final one, a success hands the connection back. */
 async function reply5(conn: HandshakeIo, code: number, final = false): Promise<void> {
   await writeFull(conn, new Uint8Array([5, code, 0, 1, 0, 0, 0, 0, 0, 0]));
+  REPLY_HOOKS.get(conn)?.(code);
   if (final && code === 0) conn.finish();
 }
 
 /** Send a SOCKS4 reply; a success hands the connection back. */
 async function reply4(conn: HandshakeIo, code: number, final = false): Promise<void> {
   await writeFull(conn, new Uint8Array([0, code === 0 ? 0x5a : 0x5b, 0, 0, 0, 0, 0, 0]));
+  REPLY_HOOKS.get(conn)?.(code);
   if (final && code === 0) conn.finish();
 }
 

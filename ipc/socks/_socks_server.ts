@@ -7,15 +7,34 @@ import { closeQuietly, ConnectionLoop, type ServeContext } from "../../net/_acce
 import type { ConnectionLimits } from "../../net/source_limits.ts";
 import { socksHandshake, type SocksRequest } from "./_server_handshake.ts";
 import { SocksReply, socksReplyCode, SocksReplyError } from "./_reply.ts";
+import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
+import type { Counter } from "../../net/_metrics.ts";
+import { ConnectionMetrics } from "../../net/_connection_metrics.ts";
+import type { TransportConn } from "../../net/transport_conn.ts";
+
+/** The codes `ptkit_socks_replies_total` labels, as `0x..`; anything else is `other`. */
+const REPLY_CODES: readonly string[] = [
+  ...new Set(Object.values(SocksReply).map(replyLabel)),
+  "other",
+];
+
+function replyLabel(code: number): string {
+  return `0x${code.toString(16).padStart(2, "0")}`;
+}
 
 /** Options for {@linkcode SocksServer}. */
 export interface SocksServerOptions {
   /**
    * Connect the destination of one request (through a transport, an
    * upstream proxy, or directly). Its error picks the reply code (see
-   * {@linkcode socksReplyCode}).
+   * {@linkcode socksReplyCode}). `follow` is given the transport
+   * connection it dials, whose handshake and bytes are counted with the
+   * client's connection (with `metrics`).
    */
-  readonly connect: (request: SocksRequest) => Promise<RelayEnd>;
+  readonly connect: (
+    request: SocksRequest,
+    follow: (conn: TransportConn) => void,
+  ) => Promise<RelayEnd>;
   /** Time a client has to finish its handshake, in ms. Defaults to 5000. */
   readonly handshakeTimeout?: number;
   /** Largest settings block accepted, in bytes. Defaults to 16384. */
@@ -37,6 +56,12 @@ export interface SocksServerOptions {
    * Defaults to ignoring.
    */
   readonly onAcceptError?: (error: Error, count: number) => void;
+  /**
+   * Where connections (`side="client",mode="socks5"`, labelled with
+   * `transport`) and replies by SOCKS5 code (`ptkit_socks_replies_total`)
+   * are counted. Defaults to nowhere.
+   */
+  readonly metrics?: { readonly registry: MetricsRegistry; readonly transport: string };
 }
 
 /**
@@ -50,6 +75,7 @@ export class SocksServer implements AsyncDisposable {
   #addr: Deno.NetAddr;
   #options: SocksServerOptions;
   #loop: ConnectionLoop<Deno.TcpConn>;
+  #replies: readonly Counter[] | undefined;
 
   /**
    * Serve SOCKS on a listener (the server owns and closes it).
@@ -61,7 +87,20 @@ export class SocksServer implements AsyncDisposable {
   constructor(listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>, options: SocksServerOptions) {
     this.#addr = listener.addr;
     this.#options = options;
+    let metrics: ConnectionMetrics | undefined;
+    if (options.metrics !== undefined) {
+      const core = metricsCore(options.metrics.registry);
+      const { transport } = options.metrics;
+      metrics = new ConnectionMetrics(core, { transport, side: "client", mode: "socks5" });
+      const replies = core.counter(
+        "ptkit_socks_replies_total",
+        "SOCKS replies the client's front end sent, by SOCKS5 code (0x00 succeeded; RFC 1928 and PT 2.0).",
+        { transport: "transport name", code: REPLY_CODES },
+      );
+      this.#replies = REPLY_CODES.map((code) => replies.labels({ transport, code }));
+    }
     this.#loop = new ConnectionLoop(listener, {
+      ...(metrics === undefined ? {} : { metrics }),
       limits: { maxConnectionsPerSource: Infinity, ...options.limits },
       serve: (conn, context) => this.#serve(conn, context),
       ...(options.onAcceptError === undefined ? {} : { onAcceptError: options.onAcceptError }),
@@ -101,7 +140,14 @@ export class SocksServer implements AsyncDisposable {
     return this.close();
   }
 
-  async #serve(conn: Deno.Conn, { signal, handshaken }: ServeContext): Promise<void> {
+  #countReply(code: number): void {
+    const replies = this.#replies;
+    if (replies === undefined) return;
+    const i = REPLY_CODES.indexOf(replyLabel(code));
+    replies[i < 0 ? replies.length - 1 : i]!.inc();
+  }
+
+  async #serve(conn: Deno.Conn, { signal, handshaken, record }: ServeContext): Promise<void> {
     const onError = this.#options.onError ?? (() => {});
     const deadline = new AbortController();
     const timer = setTimeout(() => {
@@ -117,8 +163,10 @@ export class SocksServer implements AsyncDisposable {
         ...(this.#options.maxSettingsBytes === undefined
           ? {}
           : { maxSettingsBytes: this.#options.maxSettingsBytes }),
+        ...(this.#replies === undefined ? {} : { onReply: (code) => this.#countReply(code) }),
       });
     } catch (error) {
+      record.fail(error, deadline.signal.aborted ? "timeout" : "error");
       if (!signal.aborted) onError(error, "handshake");
       return;
     } finally {
@@ -127,8 +175,12 @@ export class SocksServer implements AsyncDisposable {
     handshaken();
     let end: RelayEnd;
     try {
-      end = await this.#options.connect(request);
+      end = await this.#options.connect(
+        request,
+        (dialed) => record.transport(dialed, { established: true }),
+      );
     } catch (error) {
+      record.fail(error);
       if (signal.aborted) return;
       onError(error, "connect");
       await request.reply(socksReplyCode(error)).catch(() => {});

@@ -1,0 +1,75 @@
+// Copyright the ptkit authors. MIT license.
+// Internal: the process's open file descriptors and their limit, for the
+// `process_open_fds` and `process_max_fds` gauges. Deno lets only a process
+// run with --allow-all read /proc/self, so these come from libc through FFI
+// (main.ts has --allow-ffi): getrlimit(RLIMIT_NOFILE), and the entries of
+// /proc/self/fd counted with opendir/readdir.
+
+/** `RLIMIT_NOFILE` on Linux. */
+const RLIMIT_NOFILE = 7;
+
+const symbols = {
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
+} as const;
+
+/** Reads the descriptor count and limit of this process. */
+export interface ProcessFds {
+  /** Open file descriptors now. */
+  open(): number;
+  /** The soft limit on open file descriptors (`Infinity` when unlimited). */
+  max(): number;
+}
+
+const FD_DIR = new TextEncoder().encode("/proc/self/fd\0");
+
+/**
+ * The process's descriptor readers, or `undefined` when FFI is not allowed
+ * (no prompt is shown), this is not 64-bit Linux with glibc, or a first
+ * read fails.
+ *
+ * @returns The readers, if they work here.
+ */
+export function processFds(): ProcessFds | undefined {
+  if (cached !== null) return cached;
+  cached = open();
+  return cached;
+}
+
+let cached: ProcessFds | undefined | null = null;
+
+function open(): ProcessFds | undefined {
+  try {
+    if (Deno.build.os !== "linux") return undefined;
+    if (Deno.build.arch !== "x86_64" && Deno.build.arch !== "aarch64") return undefined;
+    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
+    const libc = Deno.dlopen("libc.so.6", symbols).symbols;
+    const fds: ProcessFds = {
+      open: () => {
+        const dir = libc.opendir(FD_DIR);
+        if (dir === null) throw new Error("Cannot open /proc/self/fd");
+        let entries = 0;
+        try {
+          while (libc.readdir(dir) !== null) entries++;
+        } finally {
+          libc.closedir(dir);
+        }
+        // Less ".", ".." and the descriptor of the listing itself.
+        return entries - 3;
+      },
+      max: () => {
+        const limit = new BigUint64Array(2); // struct rlimit { rlim_cur, rlim_max }
+        if (libc.getrlimit(RLIMIT_NOFILE, limit) !== 0) throw new Error("getrlimit failed");
+        // RLIM_INFINITY is all ones.
+        return limit[0] === 0xffff_ffff_ffff_ffffn ? Infinity : Number(limit[0]);
+      },
+    };
+    fds.open();
+    fds.max();
+    return fds;
+  } catch {
+    return undefined;
+  }
+}
