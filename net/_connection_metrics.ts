@@ -3,7 +3,7 @@
 // set (transport, side, mode) bound once per listener, and each
 // connection's record (outcome, handshake duration, bytes).
 
-import { HandshakeError } from "../transports/handshake_error.ts";
+import { HandshakeError } from "../transports/_handshake_error.ts";
 import type { Counter, Gauge, Histogram, MetricsCore } from "./_metrics.ts";
 
 /** How a connection ended, as `ptkit_connections_total{outcome=...}` counts it. */

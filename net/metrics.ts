@@ -68,6 +68,35 @@ export class MetricsRegistry {
   expose(): string {
     return encodeSnapshot(metricsCore(this).snapshot());
   }
+
+  /**
+   * Serve the registry over HTTP for Prometheus to scrape: `GET /metrics`
+   * (and `HEAD`) answers the exposition with `Content-Type: text/plain;
+   * version=0.0.4; charset=utf-8`, `GET /` a short index, anything else 404
+   * (405 for other methods). Listens on loopback unless told otherwise;
+   * nothing is logged, not even the listening address.
+   *
+   * @param options `hostname` to listen on (defaults to `"127.0.0.1"`),
+   * `port` (0 picks a free one), and a `signal` that stops the server.
+   * @returns The running server (`addr`, `shutdown()`, `await using`).
+   * @throws {Deno.errors.AddrInUse} When the port is taken.
+   *
+   * @example Scraping the endpoint
+   * ```ts
+   * import { MetricsRegistry } from "@ptkit/ptkit/net";
+   * import { deepStrictEqual, match } from "node:assert";
+   *
+   * await using server = new MetricsRegistry().serve({ port: 0 });
+   * const response = await fetch(`http://127.0.0.1:${server.addr.port}/metrics`);
+   * deepStrictEqual(response.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+   * match(await response.text(), /^ptkit_build_info\{/m);
+   * ```
+   */
+  serve(
+    options: { readonly hostname?: string; readonly port: number; readonly signal?: AbortSignal },
+  ): Deno.HttpServer<Deno.NetAddr> {
+    return serveMetrics(this, options);
+  }
 }
 
 /**
@@ -130,42 +159,16 @@ function addProcessMetrics(core: MetricsCore): void {
     .labels().track(fds.max);
 }
 
-/** Options for {@linkcode serveMetrics}. */
-export interface ServeMetricsOptions {
-  /** The address to listen on. Defaults to `"127.0.0.1"` (loopback). */
-  readonly hostname?: string;
-  /** The port; 0 picks a free one. */
-  readonly port: number;
-  /** Stops the server when aborted. */
-  readonly signal?: AbortSignal;
-}
-
 /**
- * Serve a registry over HTTP for Prometheus to scrape: `GET /metrics` (and
- * `HEAD`) answers the exposition with `Content-Type: text/plain;
- * version=0.0.4; charset=utf-8`, `GET /` a short index, anything else 404
- * (405 for other methods). Listens on loopback unless told otherwise;
- * nothing is logged, not even the listening address.
+ * Serve a registry over HTTP (see {@linkcode MetricsRegistry.serve}). Internal.
  *
  * @param registry What to expose.
  * @param options Where to listen.
- * @returns The running server (`addr`, `shutdown()`, `await using`).
- * @throws {Deno.errors.AddrInUse} When the port is taken.
- *
- * @example Scraping the endpoint
- * ```ts
- * import { MetricsRegistry, serveMetrics } from "@ptkit/ptkit/net";
- * import { deepStrictEqual, match } from "node:assert";
- *
- * await using server = serveMetrics(new MetricsRegistry(), { port: 0 });
- * const response = await fetch(`http://127.0.0.1:${server.addr.port}/metrics`);
- * deepStrictEqual(response.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
- * match(await response.text(), /^ptkit_build_info\{/m);
- * ```
+ * @returns The running server.
  */
-export function serveMetrics(
+function serveMetrics(
   registry: MetricsRegistry,
-  options: ServeMetricsOptions,
+  options: { readonly hostname?: string; readonly port: number; readonly signal?: AbortSignal },
 ): Deno.HttpServer<Deno.NetAddr> {
   const core = metricsCore(registry);
   return Deno.serve({

@@ -29,4 +29,4 @@ export { TransportListener, type TransportListenerOptions } from "./transport_li
 export { ServerManager } from "./server_manager.ts";
 export type { ServerStats } from "./server_stats.ts";
 export { runtimeCrypto } from "./native_crypto.ts";
-export { MetricsRegistry, serveMetrics, type ServeMetricsOptions } from "./metrics.ts";
+export { MetricsRegistry } from "./metrics.ts";

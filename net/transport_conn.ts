@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import type { TransportDestination, TransportPair } from "../transports/transport.ts";
-import { HandshakeError } from "../transports/handshake_error.ts";
+import { HandshakeError } from "../transports/_handshake_error.ts";
 import {
   closeWriter,
   connSink,

@@ -7,7 +7,7 @@
 
 import { deepStrictEqual, match, ok, strictEqual, throws } from "node:assert";
 import { encodeSnapshot, MetricsCore, sumSnapshots } from "../net/_metrics.ts";
-import { metricsCore, MetricsRegistry, serveMetrics } from "../net/metrics.ts";
+import { metricsCore, MetricsRegistry } from "../net/metrics.ts";
 import { proxy } from "../server.ts";
 import { createConnector } from "../client.ts";
 import { plain } from "../transports/plain.ts";
@@ -113,7 +113,7 @@ Deno.test("a tracked counter keeps its source's last value once released", () =>
 
 Deno.test("the endpoint serves /metrics in format 0.0.4 on loopback, an index at /, 404 elsewhere", async () => {
   const registry = new MetricsRegistry();
-  await using server = serveMetrics(registry, { port: 0 });
+  await using server = registry.serve({ port: 0 });
   strictEqual(server.addr.hostname, "127.0.0.1");
   const base = `http://127.0.0.1:${server.addr.port}`;
   const metrics = await fetch(`${base}/metrics`);

@@ -54,4 +54,3 @@ export {
   loadWasmCrypto,
 } from "./crypto_backend.ts";
 export { plain } from "./plain.ts";
-export { HandshakeError, type HandshakeFailure } from "./handshake_error.ts";

@@ -183,10 +183,10 @@ async function startMetrics(
   log: (severity: "warning" | "notice", message: string) => void,
 ): Promise<RunningMetrics | undefined> {
   if (config.metrics === undefined) return undefined;
-  const { MetricsRegistry, serveMetrics } = await import("../../net/metrics.ts");
+  const { MetricsRegistry } = await import("../../net/metrics.ts");
   const registry = new MetricsRegistry();
   try {
-    const server = serveMetrics(registry, config.metrics);
+    const server = registry.serve(config.metrics);
     log("notice", `Serving metrics at http://${formatHostPort(server.addr)}/metrics`);
     return { registry, stop: () => server.shutdown().catch(() => {}) };
   } catch (error) {

@@ -5,7 +5,7 @@ import { type CryptoBackend, type CryptoLoader, cryptoLoader } from "../crypto_b
 import { defineTransport } from "../define_transport.ts";
 import { deferred } from "../_deferred.ts";
 import type { Transport, TransportOptions, TransportPair } from "../transport.ts";
-import { HandshakeError, type HandshakeFailure } from "../handshake_error.ts";
+import { HandshakeError, type HandshakeFailure } from "../_handshake_error.ts";
 import {
   CLIENT_KEYS,
   type ClientConfig,

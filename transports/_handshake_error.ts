@@ -1,5 +1,8 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
+// Internal: why a built-in transport's handshake failed, for the metrics'
+// outcomes. Callers need not catch it (its message says what happened), so
+// it is not public; another transport's failures count as failed handshakes.
 
 /**
  * Why a transport handshake failed, as the runtime counts it:
@@ -19,16 +22,6 @@ export type HandshakeFailure = "failed" | "probe-delay" | "replay" | "timeout";
  * connections by it (`ptkit_connections_total{outcome=...}`). A transport
  * may fail with any other error; that counts as `failed`. The message
  * never holds key material or an address.
- *
- * @example Failing a handshake that was replayed
- * ```ts
- * import { HandshakeError } from "@ptkit/ptkit/transports";
- * import { deepStrictEqual } from "node:assert";
- *
- * const error = new HandshakeError("replay", "Cannot accept obfs4 handshake: replayed handshake");
- * deepStrictEqual(error.reason, "replay");
- * deepStrictEqual(error.name, "HandshakeError");
- * ```
  */
 export class HandshakeError extends Error {
   /** Why the handshake failed. */
