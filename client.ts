@@ -35,6 +35,7 @@ import type {
 import { checkPort } from "./net/address.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
+import { dialPlanned } from "./net/_planned_dial.ts";
 import { TransportConn, type TransportConnOptions } from "./net/transport_conn.ts";
 
 /** Options for {@linkcode createConnector}. */
@@ -51,6 +52,12 @@ export interface ConnectorOptions {
    * closed. Defaults to 120000.
    */
   readonly handshakeTimeout?: number;
+  /**
+   * Extra trusted CA certificates (PEM) for connections a transport asks to
+   * wrap in TLS (WebTunnel), besides Deno's roots and `DENO_CERT`. Defaults
+   * to none.
+   */
+  readonly caCerts?: readonly string[];
 }
 
 /** Options for {@linkcode Connector.dial}. */
@@ -94,6 +101,7 @@ export class Connector {
   #dialer: Dialer;
   #name: string;
   #connOptions: TransportConnOptions;
+  #caCerts: readonly string[];
 
   /**
    * Use {@linkcode createConnector}, which validates the configuration.
@@ -102,13 +110,20 @@ export class Connector {
    * @param side The configured client side.
    * @param dialer The network dialer.
    * @param connOptions Options for every connection (the handshake timeout).
+   * @param caCerts Extra trusted CA certificates (PEM) for TLS a transport
+   * asks for. Defaults to none.
    */
   constructor(
     name: string,
     side: ClientTransport,
     dialer: Dialer,
     connOptions: TransportConnOptions = {},
+    caCerts: readonly string[] = [],
   ) {
+    if (!Array.isArray(caCerts) || caCerts.some((pem) => typeof pem !== "string")) {
+      throw new TypeError("Invalid caCerts: expected an array of PEM strings");
+    }
+    this.#caCerts = [...caCerts];
     this.#name = name;
     this.#side = side;
     this.#dialer = dialer;
@@ -121,7 +136,10 @@ export class Connector {
   }
 
   /**
-   * Open a connection to a server through the transport.
+   * Open a connection to a server through the transport. When the transport
+   * gives a connection plan (`ClientTransport.connection`: another host,
+   * TLS), the connection is made as it says, with the connector's
+   * `caCerts` trusted besides the plan's.
    *
    * @param options Where to connect, and per-connection settings.
    * @returns The connection, ready to use (a handshake, if any, runs as the
@@ -138,12 +156,15 @@ export class Connector {
       throw new TypeError(`Cannot dial: invalid hostname ${JSON.stringify(hostname)}`);
     }
     const port = checkPort(options.port, "dial", 1);
-    // Make the pair first: bad settings fail before any packet is sent.
+    // Make the plan and the pair first: bad settings fail before any packet
+    // is sent.
     const settings = options.settings ?? {};
+    const destination = { hostname, port };
+    const plan = this.#side.connection?.(destination, settings);
     const pair = this.#side.pair(settings, options.destination);
     let net;
     try {
-      net = await this.#dialer({ hostname, port }, settings);
+      net = await dialPlanned(this.#dialer, destination, plan, settings, this.#caCerts);
     } catch (error) {
       await Promise.allSettled([
         pair.encode.writable.abort(error),
@@ -183,5 +204,11 @@ export async function createConnector(
   const connOptions = options.handshakeTimeout === undefined
     ? {}
     : { handshakeTimeout: options.handshakeTimeout };
-  return new Connector(transport.name, side, options.dialer ?? tcpDialer, connOptions);
+  return new Connector(
+    transport.name,
+    side,
+    options.dialer ?? tcpDialer,
+    connOptions,
+    options.caCerts ?? [],
+  );
 }

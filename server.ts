@@ -269,11 +269,18 @@ export async function proxy(
     },
   });
 
-  return new ServerManager(listener.addr, listener.clientOptions, () => ({
-    ...listener.stats(),
-    connectionsFailed: failures,
-  }), async () => {
-    await loop.close();
-    await Promise.allSettled([...listener.connections].map((conn) => conn.closed));
-  }, () => loop.drain());
+  return new ServerManager(
+    listener.addr,
+    listener.clientOptions,
+    () => ({
+      ...listener.stats(),
+      connectionsFailed: failures,
+    }),
+    async () => {
+      await loop.close();
+      await Promise.allSettled([...listener.connections].map((conn) => conn.closed));
+    },
+    () => loop.drain(),
+    listener.bridgeAddress,
+  );
 }

@@ -138,13 +138,14 @@ await udpBench();
 client.close();
 await manager.close();
 
-// obfs4, Shadowsocks and TURN run their peers (obfs4proxy, ss-libev, coturn)
-// as processes of their own; each bench prints its own ratios.
+// obfs4, Shadowsocks, TURN and WebTunnel run their peers (obfs4proxy,
+// ss-libev, coturn, nginx) as processes of their own; each bench prints its own ratios.
 for (
   const [script, args] of [
     ["obfs4_bench.ts", [String(Math.min(64, TOTAL / 1024 / 1024))]],
     ["shadowsocks_bench.ts", [String(Math.min(256, TOTAL / 1024 / 1024))]],
     ["turn_bench.ts", Deno.env.get("BENCH_QUICK") ? ["--quick"] : []],
+    ["webtunnel_bench.ts", [String(Math.min(256, TOTAL / 1024 / 1024))]],
   ] as const
 ) {
   console.log();

@@ -1,14 +1,9 @@
 // Copyright the ptkit authors. MIT license.
 
+import type { HostPort } from "../transports/transport.ts";
 import { parseIpv6 } from "./_ip_address.ts";
 
-/** A host and a port, as `Deno.connect` takes them. */
-export interface HostPort {
-  /** An IP literal (IPv6 without brackets) or a host name. */
-  readonly hostname: string;
-  /** The port, 0-65535. */
-  readonly port: number;
-}
+export type { HostPort };
 
 /**
  * Parse `host:port`, `[ipv6]:port` or `ip:port` into a {@linkcode HostPort}.

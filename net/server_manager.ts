@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { TransportOptions } from "../transports/transport.ts";
+import type { HostPort, TransportOptions } from "../transports/transport.ts";
 import type { ServerStats } from "./server_stats.ts";
 
 /**
@@ -29,6 +29,7 @@ export class ServerManager implements AsyncDisposable {
   #close: () => Promise<void>;
   #drain: () => Promise<void>;
   #closing: Promise<void> | undefined;
+  #bridgeAddress: HostPort | undefined;
 
   /**
    * Use `proxy` from `@ptkit/ptkit/server`, which makes one.
@@ -38,6 +39,8 @@ export class ServerManager implements AsyncDisposable {
    * @param stats Returns the statistics.
    * @param close Stops the server.
    * @param drain Stops accepting and waits for open connections. Defaults to `close`.
+   * @param bridgeAddress The address bridge lines carry, when the transport
+   * gives one that is not where the server listens. Defaults to none.
    */
   constructor(
     addr: Deno.NetAddr,
@@ -45,7 +48,9 @@ export class ServerManager implements AsyncDisposable {
     stats: () => ServerStats,
     close: () => Promise<void>,
     drain: () => Promise<void> = close,
+    bridgeAddress?: HostPort,
   ) {
+    this.#bridgeAddress = bridgeAddress;
     this.#addr = addr;
     this.#clientOptions = clientOptions;
     this.#stats = stats;
@@ -56,6 +61,15 @@ export class ServerManager implements AsyncDisposable {
   /** The address the server listens on. */
   get addr(): Deno.NetAddr {
     return this.#addr;
+  }
+
+  /**
+   * The address bridge lines for this server carry, when the transport gives
+   * one that is not where it listens (WebTunnel's placeholder in
+   * 2001:db8::/32); `undefined` means the listen address ({@linkcode addr}).
+   */
+  get bridgeAddress(): HostPort | undefined {
+    return this.#bridgeAddress;
   }
 
   /** What a client needs to reach this server (its bridge line arguments). */

@@ -1,7 +1,8 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { TransportDestination, TransportPair } from "../transports/transport.ts";
+import type { HostPort, TransportDestination, TransportPair } from "../transports/transport.ts";
 import { HandshakeError } from "../transports/_handshake_error.ts";
+import { formatIp, isIpLiteral, parseIp } from "./_ip_address.ts";
 import {
   closeWriter,
   connSink,
@@ -26,6 +27,9 @@ export interface ConnStats {
   /** Bytes received from the network (before decoding). */
   readonly wireBytesRead: number;
 }
+
+/** How long a failed connection's finished output may take to go out. */
+const LINGER_MS = 2000;
 
 /** Options for {@linkcode TransportConn}. */
 export interface TransportConnOptions {
@@ -89,6 +93,8 @@ export class TransportConn implements AsyncDisposable {
   #destination: Promise<TransportDestination> | undefined;
   #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   #writable: WritableStream<Uint8Array>;
+  #clientAddress: HostPort | undefined;
+  #encodeEnded = false;
 
   /**
    * Wrap a network connection in one side of a transport.
@@ -104,16 +110,25 @@ export class TransportConn implements AsyncDisposable {
     // transport's write sizes and timing are what it shows on the wire,
     // not what Nagle's algorithm makes of them.
     if ("setNoDelay" in net && typeof net.setNoDelay === "function") net.setNoDelay(true);
-    this.#ready = pair.ready === undefined
+    // A reported client address is settled by the time the handshake is.
+    const reported = pair.clientAddress?.then((address) => {
+      this.#clientAddress = address;
+    });
+    const handshake = reported === undefined
+      ? pair.ready
+      : Promise.all([pair.ready, reported]).then(() => {});
+    this.#ready = handshake === undefined
       ? Promise.resolve()
-      : this.#limit(pair.ready, options.handshakeTimeout ?? 120_000, name);
+      : this.#limit(handshake, options.handshakeTimeout ?? 120_000, name);
     this.#ready.catch((error) => this.#fail(error));
     this.#destination = pair.destination;
     this.#destination?.catch(() => {});
 
     const encodeSource = streamSource(pair.encode.readable, `Transport '${name}' encoder`);
     this.#abortEncode = (reason) => encodeSource.cancel(reason);
-    this.#wireOut = pump(encodeSource, connSink(net), (n) => this.#wireBytesWritten += n);
+    this.#wireOut = pump(encodeSource, connSink(net), (n) => this.#wireBytesWritten += n, {
+      onEnd: () => this.#encodeEnded = true,
+    });
 
     const decodeSink = streamSink(pair.decode.writable);
     this.#abortDecode = (reason) => decodeSink.abort(reason);
@@ -240,6 +255,23 @@ export class TransportConn implements AsyncDisposable {
     return this.#done;
   }
 
+  /**
+   * The client's address: the one the transport reported (a front server's
+   * `X-Forwarded-For`, see `TransportPair.clientAddress`) once `ready` has
+   * resolved, when it is an IP literal; otherwise the socket's peer
+   * (`remoteAddr`), or `undefined` when that is not an IP address. What
+   * tor's Extended ORPort gets as `USERADDR`. Never log it.
+   */
+  get clientAddress(): HostPort | undefined {
+    const reported = this.#clientAddress;
+    if (reported !== undefined && isIpLiteral(reported.hostname)) {
+      return { hostname: formatIp(parseIp(reported.hostname)), port: reported.port };
+    }
+    const remote = this.remoteAddr;
+    if (remote.transport !== "tcp" || !isIpLiteral(remote.hostname)) return undefined;
+    return { hostname: remote.hostname, port: remote.port };
+  }
+
   /** The error that ended the connection, or `undefined` while none has. */
   get error(): unknown {
     return this.#error;
@@ -299,8 +331,18 @@ export class TransportConn implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     this.#error = error;
-    this.#abortEncode(error);
     this.#abortDecode(error);
+    if (this.#encodeEnded) {
+      // The transport finished its output before it failed (an HTTP error
+      // page, say): let those bytes and the FIN go out first, briefly.
+      const timer = setTimeout(() => this.#closeNet(), LINGER_MS);
+      this.#wireOut.catch(() => {}).finally(() => {
+        clearTimeout(timer);
+        this.#closeNet();
+      });
+      return;
+    }
+    this.#abortEncode(error);
     this.#closeNet();
   }
 

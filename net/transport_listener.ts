@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { ServerTransport, TransportOptions } from "../transports/transport.ts";
+import type { HostPort, ServerTransport, TransportOptions } from "../transports/transport.ts";
 import { Acceptor, closeQuietly, ErrorDigest } from "./_accept_loop.ts";
 import { type ConnectionLimits, SourceLimiter } from "./source_limits.ts";
 import { type ServerStats, StatsCollector } from "./server_stats.ts";
@@ -90,6 +90,14 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
   /** The address the server listens on. */
   get addr(): Deno.NetAddr {
     return this.#listener.addr;
+  }
+
+  /**
+   * The address bridge lines for this server carry, when the transport gives
+   * one that is not where it listens (WebTunnel's placeholder).
+   */
+  get bridgeAddress(): HostPort | undefined {
+    return this.#side.bridgeAddress;
   }
 
   /** What a client needs to reach this server (its bridge line arguments). */

@@ -18,6 +18,7 @@ import {
   type TransportPair,
 } from "@ptkit/ptkit/transports";
 import { bridgeCloseDelay, createObfs4, obfs4 } from "@ptkit/ptkit/transports/obfs4";
+import { webtunnel } from "@ptkit/ptkit/transports/webtunnel";
 import { shadowsocks } from "@ptkit/ptkit/transports/shadowsocks";
 
 /** The Shadowsocks methods checked, each with seeds 31 + 2i and 32 + 2i. */
@@ -92,6 +93,10 @@ export interface PortableReport {
   readonly plainDigest: string;
   readonly layeredDigest: string;
   readonly iatDigest: string;
+  /** WebTunnel's upgrade exchange, then its raw bytes. */
+  readonly webtunnelDigest: string;
+  /** WebTunnel's connection plan for a bridge line's placeholder address. */
+  readonly webtunnelPlan: string;
   /** The keys the layered transport reported as ignored. */
   readonly ignored: readonly string[];
   /** Per Shadowsocks method: the destination the server read, and the small round trip's SHA-256. */
@@ -345,6 +350,13 @@ export async function runPortableChecks(): Promise<PortableReport> {
     plainDigest: await smallDigest(plain, {}, 21),
     layeredDigest: await smallDigest(layered, { "rot.n": "200" }, 23),
     iatDigest: await smallDigest(obfs4, { "iat-mode": "1" }, 25),
+    webtunnelDigest: await smallDigest(webtunnel, { url: "https://example.com/s3cret" }, 27),
+    webtunnelPlan: JSON.stringify(
+      (await webtunnel.client({ url: "https://example.com:8443/s3cret" })).connection?.(
+        { hostname: "2001:db8::1", port: 443 },
+        {},
+      ),
+    ),
     ignored,
     shadowsocks: ss,
     shadowsocksRecorded: recorded,

@@ -1,14 +1,16 @@
 // Copyright the ptkit authors. MIT license.
 // Transports are runtime-agnostic: the public transports entry points
 // (`@ptkit/ptkit/transports`: plain and the contract helpers;
-// `@ptkit/ptkit/transports/obfs4`, `@ptkit/ptkit/transports/shadowsocks`) are bundled with esbuild, npm dependencies
+// `@ptkit/ptkit/transports/obfs4`, `@ptkit/ptkit/transports/shadowsocks`,
+// `@ptkit/ptkit/transports/webtunnel`) are bundled with esbuild, npm dependencies
 // inside, and tests/portable_checks.ts runs on the bundle in headless
 // Chromium (Debian's `chromium`) and in Node 20 (`nodejs`), in memory with
 // Web Streams only: obfs4's reference vectors (ntor server key, Hash DRBG,
 // handshake MACs), a fixed-key handshake that must be byte for byte Deno's, a
-// 1 MiB round trip each way, and plain, layered and IAT-mode-1 round trips;
-// Shadowsocks round trips for every method (destination carried) and
-// streams recorded from ss-local 3.3.5 decoded.
+// 1 MiB round trip each way, and plain, layered, IAT-mode-1 and WebTunnel
+// round trips and WebTunnel's connection plan; Shadowsocks round trips for
+// every method (destination carried) and streams recorded from ss-local
+// 3.3.5 decoded.
 // A static check keeps `Deno` out of transports/.
 
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert";
@@ -98,6 +100,12 @@ function checkReport(report: PortableReport) {
   strictEqual(report.plainDigest, small(21), "plain");
   strictEqual(report.layeredDigest, small(23), "rot under obfs4");
   strictEqual(report.iatDigest, small(25), "obfs4 in IAT mode 1");
+  strictEqual(report.webtunnelDigest, small(27), "webtunnel");
+  deepStrictEqual(JSON.parse(report.webtunnelPlan), {
+    hostname: "example.com",
+    port: 8443,
+    tls: { serverNames: ["example.com"] },
+  });
   deepStrictEqual(report.ignored, ["obfs4.iatMode->obfs4.iat-mode"]);
   deepStrictEqual(
     report.shadowsocks,

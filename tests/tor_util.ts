@@ -16,10 +16,10 @@ export class Tor {
   #waiters: (() => void)[] = [];
   #done: Promise<void>;
 
-  constructor(tor: string, torrc: string) {
+  constructor(tor: string, torrc: string, env: Record<string, string> = {}) {
     this.child = new Deno.Command(tor, {
       args: ["-f", torrc, "--ignore-missing-torrc"],
-      env: childEnv(),
+      env: childEnv(env),
       clearEnv: true,
       stdin: "null",
       stdout: "piped",

@@ -234,3 +234,23 @@ Deno.test("-workers 2: a worker that dies is started again, and logged", async (
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("-workers 2 with webtunnel: the SMETHOD carries the placeholder, every worker joins the real listen port", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_wt_" });
+  const orPort = 9; // Never dialled: no client connects.
+  await using pt = new PtProcess([
+    ...["-server", "-transports", "webtunnel", "-orport", `127.0.0.1:${orPort}`],
+    ...["-options", "webtunnel:url=https://example.com/s3cret"],
+    ...["-state", dir, "-logLevel", "info", "-workers", "2"],
+  ], {});
+  try {
+    const smethod = await pt.waitFor(/^SMETHOD webtunnel /);
+    ok(/^SMETHOD webtunnel \[2001:db8:[0-9a-f:]+\]:443 ARGS:/.test(smethod), smethod);
+    await pt.waitFor(/^SMETHODS DONE$/);
+    await pt.waitFor(/^LOG SEVERITY=info MESSAGE="Worker 2 of 2: serving"/);
+    ok(!pt.lines.some((line) => /SEVERITY=warning/.test(line)), pt.lines.join("\n"));
+    pt.child.kill("SIGTERM");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -2,7 +2,10 @@
 // This module is browser-compatible.
 
 import type {
+  ClientTransport,
   GeneratedConfig,
+  HostPort,
+  ServerTransport,
   Transport,
   TransportDestination,
   TransportEnvironment,
@@ -70,6 +73,24 @@ export interface TransportDefinition<C> {
    * Defaults to none.
    */
   clientOptions?(config: C): TransportOptions;
+  /**
+   * Client side: how to make the network connection (another host, TLS),
+   * when not plain TCP to the destination. See `ClientTransport.connection`.
+   *
+   * @param config The parsed configuration.
+   * @param destination Where the application asked to go.
+   * @param settings Per-connection settings (unknown keys dropped).
+   */
+  connection?(
+    config: C,
+    destination: HostPort,
+    settings: TransportOptions,
+  ): ReturnType<NonNullable<ClientTransport["connection"]>>;
+  /**
+   * Server side: the address bridge lines carry instead of the listen
+   * address. See `ServerTransport.bridgeAddress`.
+   */
+  bridgeAddress?(config: C): HostPort;
   /** Generate a matching client and server configuration. */
   generateConfig?(env: TransportEnvironment): GeneratedConfig | Promise<GeneratedConfig>;
 }
@@ -150,7 +171,7 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
       : { optionKeys: { client: [...keys.client], server: [...keys.server] } }),
     async client(config: TransportOptions, env: TransportEnvironment = {}) {
       const parsed = await definition.parseConfig(known(config, "client", env), "client", env);
-      return {
+      const side: ClientTransport = {
         pair: (settings, destination) => {
           if (!free) return definition.pair(parsed, "client", known(settings, "client", env));
           return definition.pair(
@@ -161,13 +182,22 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
           );
         },
       };
+      const connection = definition.connection;
+      if (connection !== undefined) {
+        side.connection = (destination, settings) =>
+          connection(parsed, destination, known(settings, "client", env));
+      }
+      return side;
     },
     async server(config: TransportOptions, env: TransportEnvironment = {}) {
       const parsed = await definition.parseConfig(known(config, "server", env), "server", env);
-      return {
+      const bridgeAddress = definition.bridgeAddress?.(parsed);
+      const side: ServerTransport = {
         clientOptions: definition.clientOptions?.(parsed) ?? {},
+        ...(bridgeAddress === undefined ? {} : { bridgeAddress }),
         pair: () => definition.pair(parsed, "server", {}),
       };
+      return side;
     },
   };
   const generate = definition.generateConfig;

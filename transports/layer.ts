@@ -43,10 +43,17 @@ export function layerPairs(inner: TransportPair, outer: TransportPair): Transpor
     : outer.ready === undefined
     ? inner.ready
     : Promise.all([outer.ready, inner.ready]).then(() => {});
+  // The layer nearest the wire knows the client's address best.
+  const clientAddress = outer.clientAddress === undefined
+    ? inner.clientAddress
+    : inner.clientAddress === undefined
+    ? outer.clientAddress
+    : Promise.all([outer.clientAddress, inner.clientAddress]).then(([o, i]) => o ?? i);
   return {
     encode: chain(inner.encode, outer.encode),
     decode: chain(outer.decode, inner.decode),
     ...(ready === undefined ? {} : { ready }),
+    ...(clientAddress === undefined ? {} : { clientAddress }),
   };
 }
 
@@ -68,7 +75,10 @@ function chain(
  * with the prefix `x.` (`rot.n=3`); each layer sees its own keys without the
  * prefix. A key naming no layer is ignored and reported to
  * `env.onIgnoredOption` (as are keys a layer does not know, with their
- * prefix), never refused.
+ * prefix), never refused. How the connection is made (a
+ * connection plan: another host, TLS) and the bridge address come from the
+ * layer nearest the wire that declares them, so obfs4 inside WebTunnel
+ * dials WebTunnel's URL.
  *
  * @param name The name of the stacked transport.
  * @param layers The transports, application side first.
@@ -168,12 +178,21 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
       const sides = await Promise.all(
         layers.map((t, i) => t.client(configs[i]!, layerEnv(t, env))),
       );
-      return {
+      const result: ClientTransport = {
         pair: (settings) => {
           const perLayer = split(settings, "client", env);
           return stack(sides.map((side, i) => side.pair(perLayer[i]!)));
         },
       };
+      const planner = sides.findLastIndex((side) => side.connection !== undefined);
+      if (planner >= 0) {
+        const side = sides[planner]!;
+        // Each connection's settings are split (and unknown keys reported)
+        // once, in `pair`; the plan sees its layer's share quietly.
+        result.connection = (destination, settings) =>
+          side.connection!(destination, split(settings, "client", undefined)[planner]!);
+      }
+      return result;
     },
     async server(config: TransportOptions, env?: TransportEnvironment): Promise<ServerTransport> {
       const configs = split(config, "server", env);
@@ -186,7 +205,13 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
           clientOptions[`${layers[i]!.name}.${key}`] = value;
         }
       });
-      return { clientOptions, pair: () => stack(sides.map((side) => side.pair())) };
+      const bridgeAddress = sides.findLast((side) => side.bridgeAddress !== undefined)
+        ?.bridgeAddress;
+      return {
+        clientOptions,
+        ...(bridgeAddress === undefined ? {} : { bridgeAddress }),
+        pair: () => stack(sides.map((side) => side.pair())),
+      };
     },
   };
 }

@@ -10,6 +10,47 @@
  * that turns wire bytes back into application bytes. Everything else
  * (sockets, SOCKS, Tor's IPC) is the runtime's job.
  *
+ * ## How the connection is made
+ *
+ * By default the runtime opens a plain TCP connection to the destination
+ * (the SOCKS destination, or `dial()`'s address) and runs the pair over it.
+ * A transport that needs more says so declaratively, and the runtime
+ * (`@ptkit/ptkit/client`, `@ptkit/ptkit/server`, `@ptkit/ptkit/net`) performs
+ * it; the transport itself still touches no socket and no `Deno.*`:
+ *
+ * - a client side may give a connection plan per connection
+ *   ({@linkcode ClientTransport.connection}): dial another host than the
+ *   destination (WebTunnel's `url=` host or `addr=`), and wrap the socket in
+ *   TLS with server names to try in turn and extra trusted CA certificates;
+ * - a server pair may report the client's address as a front server saw it
+ *   ({@linkcode TransportPair.clientAddress}, from `X-Forwarded-For`): the
+ *   runtime hands it to tor's Extended ORPort (`USERADDR`) instead of the
+ *   socket's peer (the front server);
+ * - a server side may give the address its bridge line carries
+ *   ({@linkcode ServerTransport.bridgeAddress}) when that is not where it
+ *   listens (WebTunnel's placeholder in 2001:db8::/32).
+ *
+ * A stream-pair transport that needs none of this (plain, obfs4) declares
+ * nothing and changes nothing.
+ *
+ * ## Next: transports that own their connection
+ *
+ * Some transports cannot be a pair over one socket the runtime opens: the
+ * spec's SSH example dials through a local `ssh -D` it starts, and meek
+ * carries bytes in a series of HTTP requests. They get a third kind of
+ * declaration, beside the pair and the plan: a client side's
+ * `open(destination, settings, capabilities)` that returns the connection's
+ * byte streams (`{ readable, writable, close }`) itself, and a server side's
+ * `accept(request)` fed by the runtime's HTTP server. The runtime passes
+ * capabilities rather than ambient access (`capabilities.dial(plan)` for TCP
+ * and TLS as above, `capabilities.fetch` for HTTP, `capabilities.spawn` for a
+ * helper process, each present only where the runtime grants it), so such a
+ * transport still names no `Deno.*`, runs wherever the capabilities are
+ * provided, and everything above it (SOCKS, relays, limits, the Extended
+ * ORPort, layering an inner pair over the streams it returns) stays the
+ * runtime's. A plan stays the way to ask for sockets; `open` is for
+ * transports whose connection is not a socket.
+ *
  * @module
  */
 
@@ -20,6 +61,14 @@ import type { CryptoLoader } from "./crypto_backend.ts";
  * per-connection settings (PT 2.0 draft 1's "opaque" arguments).
  */
 export type TransportOptions = Readonly<Record<string, string>>;
+
+/** A host and a port, as `Deno.connect` takes them. */
+export interface HostPort {
+  /** An IP literal (IPv6 without brackets) or a host name. */
+  readonly hostname: string;
+  /** The port, 0-65535. */
+  readonly port: number;
+}
 
 /**
  * Where a connection of a *free* transport goes (the seed's TCP destination
@@ -63,6 +112,14 @@ export interface TransportPair {
    * allowed it) instead of a fixed target. Absent for bound transports.
    */
   readonly destination?: Promise<TransportDestination>;
+  /**
+   * Server pairs only: the client's address as a front server reported it
+   * (WebTunnel's first `X-Forwarded-For` value), for the Extended ORPort's
+   * `USERADDR`. Resolves no later than `ready` (to `undefined` when no
+   * address was reported); the runtime uses it only when `hostname` is an
+   * IP literal, and the socket's peer otherwise. Never logged.
+   */
+  readonly clientAddress?: Promise<HostPort | undefined>;
 }
 
 /**
@@ -103,6 +160,11 @@ export interface IgnoredOption {
   readonly key: string;
   /** A known key it is probably a typo of (`iat-mode` for `iatMode`). */
   readonly suggestion?: string;
+  /**
+   * Why a key the transport knows is not honoured (WebTunnel's `utls`: Deno
+   * cannot shape its TLS ClientHello). Absent: the key is unknown.
+   */
+  readonly reason?: string;
 }
 
 /** The option keys each side of a transport understands. */
@@ -147,7 +209,41 @@ export interface ClientTransport {
    * @throws {TypeError} When a free transport gets no destination.
    */
   pair(settings: TransportOptions, destination?: TransportDestination): TransportPair;
+  /**
+   * How to make the network connection to `destination`, when it is not
+   * plain TCP to it: the connection plan, which the runtime performs.
+   * Called once per connection, before `pair`. Omit it for the default.
+   *
+   * A plan's fields, each optional (omitted: the default):
+   * - `hostname`, `port`: dial these instead of the destination's;
+   * - `tls`: wrap the connection in TLS before the pair's first byte, with
+   *   `serverNames` (at least one) sent as SNI and checked against the
+   *   certificate, tried in order (after a failed TLS handshake the runtime
+   *   dials again with the next), `caCerts` (extra trusted CA certificates,
+   *   PEM, besides the runtime's roots: Deno's, `DENO_CERT`, the
+   *   connector's `caCerts`) and `alpnProtocols` to offer.
+   *
+   * @param destination Where the application asked to go (the SOCKS
+   * destination: for a bridge line, its address).
+   * @param settings The per-connection settings.
+   * @returns The plan the runtime performs.
+   */
+  connection?(destination: HostPort, settings: TransportOptions): {
+    readonly hostname?: string;
+    readonly port?: number;
+    readonly tls?: {
+      readonly serverNames: readonly string[];
+      readonly caCerts?: readonly string[];
+      readonly alpnProtocols?: readonly string[];
+    };
+  };
 }
+
+/**
+ * A client connection's plan (see {@linkcode ClientTransport.connection}).
+ * Internal: not re-exported, so the public API names no extra type.
+ */
+export type ConnectionPlan = ReturnType<NonNullable<ClientTransport["connection"]>>;
 
 /** The server side of a transport, configured and ready to make pairs. */
 export interface ServerTransport {
@@ -156,6 +252,12 @@ export interface ServerTransport {
    * `SMETHOD` line, or the client configuration of a bridge line).
    */
   readonly clientOptions: TransportOptions;
+  /**
+   * The address a bridge line for this server carries, when that is not
+   * where it listens (WebTunnel reports a placeholder: its clients dial the
+   * URL's host). Absent: the listen address.
+   */
+  readonly bridgeAddress?: HostPort;
   /**
    * Make the pair for one accepted connection.
    *

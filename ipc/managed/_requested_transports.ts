@@ -92,7 +92,7 @@ export function ignoredOptionLog(emit: (line: PtLine) => void): (ignored: Ignore
   const notice = (message: string) => emit({ type: "LOG", severity: "notice", message });
   const seen = new Set<string>();
   let full = false;
-  return ({ transport, key, suggestion }) => {
+  return ({ transport, key, suggestion, reason }) => {
     const id = `${transport}\0${key}`;
     if (seen.has(id) || full) return;
     if (seen.size >= MAX_LOGGED_KEYS) {
@@ -103,9 +103,11 @@ export function ignoredOptionLog(emit: (line: PtLine) => void): (ignored: Ignore
     seen.add(id);
     const shown = (text: string) => text.length > 64 ? `${text.slice(0, 64)}...` : text;
     notice(
-      `${transport}: ignoring unknown option '${shown(key)}'${
-        suggestion === undefined ? "" : ` (did you mean '${shown(suggestion)}'?)`
-      }`,
+      reason !== undefined
+        ? `${transport}: ignoring option '${shown(key)}': ${reason}`
+        : `${transport}: ignoring unknown option '${shown(key)}'${
+          suggestion === undefined ? "" : ` (did you mean '${shown(suggestion)}'?)`
+        }`,
     );
   };
 }

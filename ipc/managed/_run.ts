@@ -118,14 +118,17 @@ export async function runManaged(
   const options = {
     emit: workers > 1
       ? (line: PtLine) => {
-        if (line.type === "SMETHOD" || line.type === "CMETHOD") {
-          bound.set(line.transport, line.address);
-        } else if (line.type === "LOG" && line.severity === "notice" && notices.size < 1024) {
+        if (line.type === "LOG" && line.severity === "notice" && notices.size < 1024) {
           notices.add(line.message);
         }
         emit(line);
       }
       : emit,
+    // Where each transport listens (not an SMETHOD's address: WebTunnel's
+    // is a placeholder).
+    ...(workers > 1
+      ? { onListening: (transport: string, address: HostPort) => bound.set(transport, address) }
+      : {}),
     registry,
     signals: (name: string) => hub.pipe(name),
     ...(hooks.listenAt === undefined ? {} : { listenAt: hooks.listenAt }),

@@ -6,6 +6,7 @@ import type { Dialer, NetConn } from "../../net/net_conn.ts";
 import type { HostPort } from "../../net/address.ts";
 import { formatHostPort } from "../../net/address.ts";
 import { SocksReply, SocksReplyError } from "../socks/_reply.ts";
+import { statusCode } from "../../transports/_http_head.ts";
 import type { UpstreamProxy } from "./_proxy_uri.ts";
 import { socks4aConnect, socks5Connect } from "../socks/_client.ts";
 
@@ -58,9 +59,8 @@ async function httpConnect(conn: Deno.Conn, proxy: UpstreamProxy, target: HostPo
     if (
       l >= 4 && head[l - 4] === 13 && head[l - 3] === 10 && head[l - 2] === 13 && head[l - 1] === 10
     ) {
-      const status = /^HTTP\/1\.[01] ([0-9]{3})/.exec(String.fromCharCode(...head));
-      if (status === null) throw upstreamError("HTTP proxy sent a bad status line");
-      const code = Number(status[1]);
+      const code = statusCode(String.fromCharCode(...head));
+      if (code === undefined) throw upstreamError("HTTP proxy sent a bad status line");
       if (code >= 200 && code < 300) return;
       throw new SocksReplyError(
         code === 403 || code === 407

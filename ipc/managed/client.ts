@@ -114,12 +114,11 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
         ...(options.reusePort ? { reusePort: true } : {}),
       });
     const onAcceptError = acceptErrorLogger(log, name);
-    const cmethod = (mode: string, addr: { hostname: string; port: number }): PtLine => ({
-      type: "CMETHOD",
-      transport: name,
-      mode,
-      address: { hostname: addr.hostname, port: addr.port },
-    });
+    const cmethod = (mode: string, addr: { hostname: string; port: number }): PtLine => {
+      const address = { hostname: addr.hostname, port: addr.port };
+      options.onListening?.(name, address);
+      return { type: "CMETHOD", transport: name, mode, address };
+    };
     try {
       if (config.mode === "socks5") {
         const connectors = new Map<string, Promise<Connector>>();
@@ -166,7 +165,18 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
                 config.free ? config.target! : destination,
               );
               follow(conn);
-              if (!config.free) return conn;
+              if (!config.free) {
+                // The SOCKS reply waits for the transport's handshake (as
+                // lyrebird's does): a refused one (WebTunnel's non-101
+                // answer) is a SOCKS error, not a granted connection that dies.
+                try {
+                  await conn.ready;
+                } catch (error) {
+                  conn.close();
+                  throw error;
+                }
+                return conn;
+              }
               // Free mode: the destination travels to the server's SOCKS5
               // target, then the transport connection itself is relayed.
               try {

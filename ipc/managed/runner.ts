@@ -46,6 +46,12 @@ export interface RunOptions {
    */
   readonly reusePort?: boolean;
   /**
+   * Called with where each transport listens, before its CMETHOD/SMETHOD
+   * line (an SMETHOD may carry another address: WebTunnel's placeholder).
+   * `-workers` uses it to share the ports. Defaults to none.
+   */
+  readonly onListening?: (transport: string, address: HostPort) => void;
+  /**
    * The transports' long-term storage in place of the state directory's
    * files (a `-workers` child gets what its parent read). Defaults to a
    * store of files in `config.stateDir`.

@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import type { TransportOptions } from "../../transports/transport.ts";
+import type { HostPort } from "../../net/address.ts";
 import type { Dialer } from "../../net/net_conn.ts";
 import type { RelayEnd } from "../../net/relay.ts";
 import { closeQuietly, retryWhileExhausted } from "../../net/_accept_loop.ts";
@@ -66,6 +67,7 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
     try {
       let addr: Deno.NetAddr;
       let clientOptions: TransportOptions;
+      let bridgeAddress: HostPort | undefined;
       if (target.kind === "udp") {
         // UDP's modules are evaluated only when asked for.
         const { serveUdpServer } = await import("../../udp/server_pool.ts");
@@ -121,12 +123,16 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
         });
         running.push(manager);
         addr = manager.addr;
+        // What the bridge line carries, when not the listen address
+        // (WebTunnel's placeholder).
+        bridgeAddress = manager.bridgeAddress;
         clientOptions = { ...manager.clientOptions, ...turn?.clientOptions };
       }
+      options.onListening?.(name, { hostname: addr.hostname, port: addr.port });
       emit({
         type: "SMETHOD",
         transport: name,
-        address: { hostname: addr.hostname, port: addr.port },
+        address: bridgeAddress ?? { hostname: addr.hostname, port: addr.port },
         args: clientOptions,
       });
     } catch (error) {
@@ -167,13 +173,13 @@ function targetOf(
         try {
           const { readCookieFile, extOrPortHandshake } = handlers;
           const cookie = await readCookieFile!(target.cookieFile);
-          const remote = conn.remoteAddr as Deno.NetAddr;
+          // The transport's report (WebTunnel's X-Forwarded-For) when it
+          // is an IP literal, else the socket's peer: TransportConn.clientAddress.
+          const client = conn.clientAddress;
           await extOrPortHandshake!(end, {
             cookie,
             transport: name,
-            ...(remote.hostname
-              ? { userAddr: { hostname: remote.hostname, port: remote.port } }
-              : {}),
+            ...(client === undefined ? {} : { userAddr: client }),
           });
         } catch (error) {
           failures?.inc();

@@ -1,0 +1,163 @@
+// Copyright the ptkit authors. MIT license.
+
+import type { ConnectionPlan, HostPort } from "../transports/transport.ts";
+import { checkPort } from "./address.ts";
+import type { Dialer, NetConn } from "./net_conn.ts";
+
+/**
+ * Open the network connection a transport's {@linkcode ConnectionPlan} asks
+ * for: TCP through `dialer` to the plan's host and port (else the
+ * destination's), then, when the plan says so, TLS with `Deno.startTls`
+ * (SNI and certificate check against each of the plan's server names in
+ * turn, dialing again after a failed TLS handshake; trusted roots are Deno's,
+ * `DENO_CERT`'s and the plan's `caCerts`). Without a plan it is `dialer`
+ * itself.
+ *
+ * @param dialer Opens TCP connections (directly, or through an upstream proxy).
+ * @param destination Where the application asked to go.
+ * @param plan The transport's plan, if any.
+ * @param settings The connection's settings, passed on to `dialer`.
+ * @param extraCaCerts Trusted besides the plan's `caCerts` (the connector's).
+ * @returns The open connection. Over TLS, a peer that closes without
+ * `close_notify` (nginx ending an upgraded connection) reads as the end of
+ * the stream: what the tunnel carries has its own integrity.
+ * @throws {TypeError} When the plan is malformed, or TLS is asked for over a
+ * connection that is not a Deno TCP connection.
+ * @throws {Error} When every attempt failed (the last TLS error is the cause).
+ *
+ * @example Dialing another port than the destination's
+ * ```ts
+ * import { dialPlanned } from "./_planned_dial.ts";
+ * import { tcpDialer } from "./net_conn.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const conn = await dialPlanned(tcpDialer, { hostname: "192.0.2.1", port: 443 }, {
+ *   hostname: "127.0.0.1",
+ *   port: listener.addr.port,
+ * });
+ * (await listener.accept()).close();
+ * deepStrictEqual((conn.remoteAddr as Deno.NetAddr).port, listener.addr.port);
+ * conn.close();
+ * ```
+ */
+export async function dialPlanned(
+  dialer: Dialer,
+  destination: HostPort,
+  plan?: ConnectionPlan,
+  settings?: Readonly<Record<string, string>>,
+  extraCaCerts: readonly string[] = [],
+): Promise<NetConn> {
+  const dial = () => settings === undefined ? dialer(target) : dialer(target, settings);
+  const target = planTarget(destination, plan);
+  const tls = plan?.tls;
+  if (tls === undefined) return await dial();
+  const names = checkNames(tls.serverNames);
+  const caCerts = [...checkStrings(tls.caCerts ?? [], "caCerts"), ...extraCaCerts];
+  const alpnProtocols = checkStrings(tls.alpnProtocols ?? [], "alpnProtocols");
+  let lastError: unknown;
+  for (const name of names) {
+    const tcp = await dial();
+    // As for plain TCP (see TransportConn): writes go out when made.
+    if ("setNoDelay" in tcp && typeof tcp.setNoDelay === "function") tcp.setNoDelay(true);
+    let conn: Deno.TlsConn | undefined;
+    try {
+      conn = await Deno.startTls(tcp as Deno.TcpConn, {
+        hostname: name,
+        ...(caCerts.length === 0 ? {} : { caCerts: [...caCerts] }),
+        ...(alpnProtocols.length === 0 ? {} : { alpnProtocols: [...alpnProtocols] }),
+      });
+      await conn.handshake();
+      return new TlsNetConn(conn);
+    } catch (error) {
+      lastError = error;
+      try {
+        (conn ?? tcp).close();
+      } catch {
+        // Already closed.
+      }
+      if (conn === undefined && !isTcpConn(tcp)) {
+        throw new TypeError(
+          "Cannot start TLS: the dialer returned a connection that is not a Deno TCP connection",
+          { cause: error },
+        );
+      }
+    }
+  }
+  throw new Error(
+    `TLS handshake failed with ${
+      names.length === 1 ? "the server name" : `each of ${names.length} server names`
+    }: ${lastError instanceof Error ? lastError.message : String(lastError)}`,
+    { cause: lastError },
+  );
+}
+
+function planTarget(destination: HostPort, plan?: ConnectionPlan): HostPort {
+  if (plan === undefined) return destination;
+  if (typeof plan !== "object" || plan === null) {
+    throw new TypeError(`Invalid connection plan: expected an object, got ${typeof plan}`);
+  }
+  const hostname = plan.hostname ?? destination.hostname;
+  if (typeof hostname !== "string" || hostname === "") {
+    throw new TypeError(`Invalid connection plan: invalid hostname ${JSON.stringify(hostname)}`);
+  }
+  const port = checkPort(plan.port ?? destination.port, "connection plan", 1);
+  return { hostname, port };
+}
+
+function checkNames(names: unknown): readonly string[] {
+  const checked = checkStrings(names, "serverNames");
+  if (checked.length === 0 || checked.some((name) => name === "")) {
+    throw new TypeError("Invalid connection plan: serverNames must hold non-empty names");
+  }
+  return checked;
+}
+
+function checkStrings(values: unknown, what: string): readonly string[] {
+  if (!Array.isArray(values) || values.some((value) => typeof value !== "string")) {
+    throw new TypeError(`Invalid connection plan: ${what} must be an array of strings`);
+  }
+  return values as readonly string[];
+}
+
+function isTcpConn(conn: NetConn): boolean {
+  return conn.remoteAddr.transport === "tcp" && "setNoDelay" in conn;
+}
+
+/** A TLS connection as a {@linkcode NetConn}. */
+class TlsNetConn implements NetConn {
+  #conn: Deno.TlsConn;
+
+  constructor(conn: Deno.TlsConn) {
+    this.#conn = conn;
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    try {
+      return await this.#conn.read(p);
+    } catch (error) {
+      if (error instanceof Deno.errors.UnexpectedEof) return null;
+      throw error;
+    }
+  }
+
+  write(p: Uint8Array): Promise<number> {
+    return this.#conn.write(p);
+  }
+
+  closeWrite(): Promise<void> {
+    return this.#conn.closeWrite();
+  }
+
+  close(): void {
+    this.#conn.close();
+  }
+
+  get localAddr(): Deno.Addr {
+    return this.#conn.localAddr;
+  }
+
+  get remoteAddr(): Deno.Addr {
+    return this.#conn.remoteAddr;
+  }
+}

@@ -1,0 +1,389 @@
+// Copyright the ptkit authors. MIT license.
+// WebTunnel, client and server, with the library API: the request bytes, the
+// 101 check, bytes after a head, the server's answers to bad input, and real
+// nginx (TLS with a certificate made now by openssl) in front: 64 MiB each
+// way, obfs4 inside WebTunnel, the client's address from X-Forwarded-For.
+
+import { deepStrictEqual, ok, rejects } from "node:assert";
+import { createConnector } from "../client.ts";
+import { proxy } from "../server.ts";
+import { webtunnel } from "../transports/webtunnel/mod.ts";
+import { layerTransports } from "../transports/layer.ts";
+import { obfs4 } from "../transports/obfs4/mod.ts";
+import { MemoryStore } from "../transports/memory_store.ts";
+import type { TransportConn } from "../net/transport_conn.ts";
+import { echoServer, Hasher, hashOf, pseudoRandomChunks, tcpServer } from "./_util.ts";
+import { readAll } from "./ipc_util.ts";
+import { COVER_PAGE, makeCertificate, Nginx, type TestCertificate } from "./nginx_util.ts";
+import { curl } from "./cli_util.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const SECRET = "/Xk3v9QpL2mZr8Tn";
+
+/** A raw TCP peer that records what the client sends and answers `reply`. */
+function rawServer(reply: string): {
+  port: number;
+  received: Promise<string>;
+  close: () => Promise<void>;
+} {
+  let resolve!: (text: string) => void;
+  const received = new Promise<string>((r) => resolve = r);
+  const server = tcpServer(async (conn) => {
+    let text = "";
+    const buffer = new Uint8Array(4096);
+    while (!text.includes("\r\n\r\n")) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      text += decoder.decode(buffer.subarray(0, n));
+    }
+    resolve(text);
+    await conn.write(encoder.encode(reply));
+    await readAll(conn).catch(() => {});
+  });
+  return { port: server.port, received, close: server.close };
+}
+
+Deno.test("webtunnel client sends the reference request and keeps bytes after the 101", async () => {
+  const server = rawServer(
+    "HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nUPGRADE: WebSocket\r\n\r\nfirst",
+  );
+  try {
+    const connector = await createConnector(webtunnel, {
+      url: `http://localhost:${server.port}${SECRET}`,
+      ver: "0.0.4",
+      "some-future-key": "x",
+    });
+    // The SOCKS destination (the bridge line's placeholder) is not dialed.
+    await using conn = await connector.dial({ hostname: "2001:db8::1", port: 443 });
+    deepStrictEqual(
+      await server.received,
+      `GET ${SECRET} HTTP/1.1\r\nHost: localhost:${server.port}\r\n` +
+        "User-Agent: Go-http-client/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    await conn.ready;
+    const { value } = await conn.readable.getReader().read();
+    deepStrictEqual(decoder.decode(value), "first");
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("webtunnel client brackets an IPv6 URL host and honours addr=", async () => {
+  const server = rawServer("HTTP/1.1 101 Switching Protocols\r\n\r\n");
+  try {
+    const connector = await createConnector(webtunnel, {
+      url: `http://[::1]:8${SECRET}`,
+      addr: `127.0.0.1:${server.port}`,
+    });
+    await using _conn = await connector.dial({ hostname: "192.0.2.1", port: 443 });
+    ok((await server.received).includes(`\r\nHost: [::1]:8\r\n`));
+  } finally {
+    await server.close();
+  }
+  await rejects(createConnector(webtunnel, { url: "https://x/s", addr: "::1:443" }), TypeError);
+  await rejects(createConnector(webtunnel, { url: "ftp://x/s" }), TypeError);
+  await rejects(createConnector(webtunnel, { ver: "0.0.1" }), /missing required option 'url'/);
+  await rejects(createConnector(webtunnel, { url: "https://x/s", cert: "AAAA" }), /pinning/);
+});
+
+Deno.test("webtunnel client fails on any status but 101, naming it", async () => {
+  for (
+    const [reply, pattern] of [
+      ["HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", /status 200/],
+      ["HTTP/1.1 404 Not Found\r\n\r\n", /status 404/],
+      ["HTTP/1.1 1010 Odd\r\n\r\n", /no HTTP\/1.1 status line/],
+      ["HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", /without/],
+      ["SSH-2.0-OpenSSH\r\n\r\n", /no HTTP\/1.1 status line/],
+    ] as const
+  ) {
+    const server = rawServer(reply);
+    try {
+      const connector = await createConnector(webtunnel, {
+        url: `http://127.0.0.1:${server.port}${SECRET}`,
+      });
+      const conn = await connector.dial({ hostname: "127.0.0.1", port: 1 });
+      await rejects(conn.ready, pattern);
+      await conn.closed;
+    } finally {
+      await server.close();
+    }
+  }
+});
+
+/** Send `request` to the server, return everything it answers until it closes. */
+async function exchange(port: number, request: Uint8Array | string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(typeof request === "string" ? encoder.encode(request) : request);
+    await conn.closeWrite().catch(() => {});
+    return decoder.decode(await readAll(conn));
+  } finally {
+    try {
+      conn.close();
+    } catch {
+      // Closed by the server.
+    }
+  }
+}
+
+const UPGRADE = `GET ${SECRET} HTTP/1.1\r\nHost: example.com\r\nConnection: upgrade\r\n` +
+  "Upgrade: websocket\r\n\r\n";
+
+Deno.test("webtunnel server answers bad input with a small page, and stays up", async () => {
+  const echo = echoServer();
+  const failures: unknown[] = [];
+  await using manager = await proxy(webtunnel, { url: `https://example.com${SECRET}` }, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: { hostname: "127.0.0.1", port: echo.port },
+    onError: (error) => failures.push(error),
+  });
+  const port = manager.addr.port;
+  try {
+    // A slow client (1 byte per second) runs alongside everything else.
+    const slow = (async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      const started = Date.now();
+      try {
+        for (const byte of encoder.encode(UPGRADE)) {
+          try {
+            await conn.write(new Uint8Array([byte]));
+          } catch {
+            break; // Closed by the server.
+          }
+          await new Promise((r) => setTimeout(r, 1000));
+          if (Date.now() - started > 30_000) break;
+        }
+        return decoder.decode(await readAll(conn));
+      } finally {
+        conn.close();
+      }
+    })();
+
+    const notUpgrade = await exchange(port, `GET ${SECRET} HTTP/1.1\r\nHost: example.com\r\n\r\n`);
+    ok(notUpgrade.startsWith("HTTP/1.1 404 Not Found\r\n"), notUpgrade);
+    ok(notUpgrade.includes("Content-Length:") && notUpgrade.includes("</html>"), notUpgrade);
+
+    const post = await exchange(port, UPGRADE.replace("GET", "POST"));
+    ok(post.startsWith("HTTP/1.1 405 Method Not Allowed\r\n"), post);
+
+    const garbage = await exchange(port, "\x16\x03\x01\x02\x00 hello\r\n\r\n");
+    ok(garbage.startsWith("HTTP/1.1 400 Bad Request\r\n"), garbage);
+
+    const huge = await exchange(
+      port,
+      `GET ${SECRET} HTTP/1.1\r\n` + `X-Pad: ${"a".repeat(1000)}\r\n`.repeat(64) + "\r\n",
+    );
+    ok(huge.startsWith("HTTP/1.1 431 Request Header Fields Too Large\r\n"), huge);
+
+    // A reset in the middle of the head.
+    const reset = await Deno.connect({ hostname: "127.0.0.1", port });
+    await reset.write(encoder.encode(UPGRADE.slice(0, 30)));
+    reset.setNoDelay(true);
+    reset.close();
+
+    // Bytes pipelined after the head reach the target (the echo sends them back).
+    const pipelined = await Deno.connect({ hostname: "127.0.0.1", port });
+    await pipelined.write(encoder.encode(UPGRADE + "pipelined bytes"));
+    await pipelined.closeWrite();
+    const answer = decoder.decode(await readAll(pipelined));
+    pipelined.close();
+    ok(answer.startsWith("HTTP/1.1 101 Switching Protocols\r\n"), answer);
+    ok(answer.endsWith("\r\n\r\npipelined bytes"), answer);
+
+    const slowAnswer = await slow;
+    ok(slowAnswer.startsWith("HTTP/1.1 408 Request Timeout\r\n"), slowAnswer);
+
+    // Still serving.
+    const after = await exchange(port, UPGRADE + "still up");
+    ok(after.startsWith("HTTP/1.1 101") && after.endsWith("\r\n\r\nstill up"), after);
+    const refusals = failures.map((e) => (e as Error).message).join("\n");
+    for (const status of [404, 405, 400, 431, 408]) {
+      ok(refusals.includes(`HTTP ${status}`), refusals);
+    }
+  } finally {
+    await echo.close();
+  }
+});
+
+interface Front {
+  nginx: Nginx;
+  certificate: TestCertificate;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** nginx with a fresh certificate in front of `backendPort`. */
+async function front(backendPort: number, extra: { proxyBind?: string } = {}): Promise<Front> {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_webtunnel_" });
+  const certificate = await makeCertificate(dir);
+  const nginx = await Nginx.start({
+    dir,
+    certificate,
+    secretPath: SECRET,
+    backendPort,
+    ...extra,
+  });
+  return {
+    nginx,
+    certificate,
+    async [Symbol.asyncDispose]() {
+      await nginx[Symbol.asyncDispose]();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/**
+ * Read exactly `size` bytes from `readable`, hashing them. nginx ends an
+ * upgraded connection as soon as either side finishes (no half-close), so
+ * both ends read everything before either closes.
+ */
+async function hashExactly(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  size: number,
+): Promise<string> {
+  const hasher = new Hasher();
+  while (hasher.bytes < size) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    hasher.update(value);
+  }
+  deepStrictEqual(hasher.bytes, size);
+  return hasher.digest();
+}
+
+/** Write `size` pseudo-random bytes (seed `seed`) without closing. */
+async function writeChunks(writable: WritableStream<Uint8Array>, size: number, seed: number) {
+  const writer = writable.getWriter();
+  for (const chunk of pseudoRandomChunks(size, seed)) await writer.write(chunk);
+  writer.releaseLock();
+}
+
+/** A target that sends `size` bytes (seed 2) and hashes the `size` bytes it receives. */
+function hashingTarget(
+  size: number,
+): { port: number; received: Promise<string>; close(): Promise<void> } {
+  let resolve!: (hash: string) => void;
+  let reject!: (error: unknown) => void;
+  const received = new Promise<string>((res, rej) => [resolve, reject] = [res, rej]);
+  const server = tcpServer(async (conn) => {
+    try {
+      const [hash] = await Promise.all([
+        hashExactly(conn.readable.getReader(), size),
+        writeChunks(conn.writable, size, 2),
+      ]);
+      resolve(hash);
+    } catch (error) {
+      reject(error);
+    }
+  });
+  return { port: server.port, received, close: server.close };
+}
+
+/** Send `size` bytes (seed 1) through `conn` and check both directions' hashes. */
+async function bothWays(conn: TransportConn, size: number, target: { received: Promise<string> }) {
+  const [hash] = await Promise.all([
+    hashExactly(conn.readable.getReader(), size),
+    writeChunks(conn.writable, size, 1),
+  ]);
+  deepStrictEqual(hash, hashOf(pseudoRandomChunks(size, 2)));
+  deepStrictEqual(await target.received, hashOf(pseudoRandomChunks(size, 1)));
+}
+
+Deno.test("webtunnel behind nginx: cover page, 64 MiB each way, client address from X-Forwarded-For", async () => {
+  const size = 64 * 1024 * 1024;
+  const target = hashingTarget(size);
+  let seen: TransportConn | undefined;
+  await using manager = await proxy(webtunnel, { url: `https://localhost${SECRET}` }, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: async (conn) => {
+      seen = conn;
+      return await Deno.connect({ hostname: "127.0.0.1", port: target.port });
+    },
+  });
+  // nginx reaches the server from 127.0.0.3; the client comes from 127.0.0.1.
+  await using site = await front(manager.addr.port, { proxyBind: "127.0.0.3" });
+  const url = `https://localhost:${site.nginx.port}${SECRET}`;
+  try {
+    const cover = await curl([
+      "-sS",
+      "--cacert",
+      site.certificate.caFile,
+      url.replace(SECRET, "/"),
+    ]);
+    deepStrictEqual(cover.out, COVER_PAGE);
+    const probe = await curl(["-sS", "-i", "--cacert", site.certificate.caFile, url]);
+    ok(probe.out.startsWith("HTTP/1.1 404 Not Found"), probe.out);
+
+    const connector = await createConnector(webtunnel, { url, ver: "0.0.3" }, {
+      caCerts: [site.certificate.caPem],
+    });
+    await using conn = await connector.dial({ hostname: "2001:db8::7", port: 443 });
+    await bothWays(conn, size, target);
+    deepStrictEqual((seen!.remoteAddr as Deno.NetAddr).hostname, "127.0.0.3");
+    deepStrictEqual(seen!.clientAddress, { hostname: "127.0.0.1", port: 60000 });
+  } finally {
+    await target.close();
+  }
+});
+
+Deno.test("webtunnel over TLS: a wrong server name fails, another from servername= is tried", async () => {
+  const echo = echoServer();
+  await using manager = await proxy(webtunnel, { url: `https://localhost${SECRET}` }, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: { hostname: "127.0.0.1", port: echo.port },
+  });
+  await using site = await front(manager.addr.port);
+  try {
+    const caCerts = [site.certificate.caPem];
+    const url = `https://localhost:${site.nginx.port}${SECRET}`;
+    // Not trusted without the CA.
+    const untrusted = await createConnector(webtunnel, { url });
+    await rejects(untrusted.dial({ hostname: "2001:db8::1", port: 443 }), /TLS handshake failed/);
+    // The certificate names localhost; "wrong.example" fails, then localhost works.
+    for (let i = 0; i < 3; i++) {
+      const connector = await createConnector(webtunnel, {
+        url,
+        servername: "wrong.example, localhost",
+      }, { caCerts });
+      await using conn = await connector.dial({ hostname: "2001:db8::1", port: 443 });
+      const writer = conn.writable.getWriter();
+      await writer.write(encoder.encode("ping"));
+      const { value } = await conn.readable.getReader().read();
+      deepStrictEqual(decoder.decode(value), "ping");
+    }
+  } finally {
+    await echo.close();
+  }
+});
+
+Deno.test("obfs4 inside webtunnel behind nginx carries 8 MiB each way", async () => {
+  const size = 8 * 1024 * 1024;
+  const target = hashingTarget(size);
+  const stacked = (t: typeof webtunnel) => layerTransports("obfs4_webtunnel", [obfs4, t]);
+  await using manager = await proxy(stacked(webtunnel), {
+    "webtunnel.url": `https://localhost${SECRET}`,
+  }, {
+    hostname: "127.0.0.1",
+    port: 0,
+    env: { local: new MemoryStore() },
+    target: { hostname: "127.0.0.1", port: target.port },
+  });
+  await using site = await front(manager.addr.port);
+  try {
+    const options = manager.clientOptions;
+    ok(options["obfs4.cert"] && options["webtunnel.ver"], JSON.stringify(Object.keys(options)));
+    const connector = await createConnector(
+      stacked(webtunnel),
+      { ...options, "webtunnel.url": `https://localhost:${site.nginx.port}${SECRET}` },
+      { caCerts: [site.certificate.caPem] },
+    );
+    await using conn = await connector.dial({ hostname: "2001:db8::1", port: 443 });
+    await bothWays(conn, size, target);
+  } finally {
+    await target.close();
+  }
+});

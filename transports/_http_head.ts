@@ -1,0 +1,96 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+/**
+ * HTTP/1.x heads, the one home for reading them: WebTunnel's upgrade (both
+ * sides) and the upstream proxy's `CONNECT` reply. Internal.
+ *
+ * @module
+ */
+
+const decoder = new TextDecoder();
+
+/** A parsed HTTP/1.1 head: its first line and its header fields, in order. */
+export interface HttpHead {
+  /** The request line or status line. */
+  readonly startLine: string;
+  /** Header fields as `[name, value]`, names as sent, values trimmed. */
+  readonly fields: readonly (readonly [string, string])[];
+}
+
+/**
+ * Parse a head (everything up to and without the blank line).
+ *
+ * @param bytes The head's bytes, without the final `\r\n\r\n`.
+ * @returns The parsed head.
+ * @throws {SyntaxError} When a line is not a header field (folded lines,
+ * missing colon, a name that is not a token).
+ *
+ * @example Parsing a response head
+ * ```ts
+ * import { parseHttpHead } from "./_http_head.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const head = parseHttpHead(
+ *   new TextEncoder().encode("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket"),
+ * );
+ * deepStrictEqual(head.fields, [["Upgrade", "websocket"]]);
+ * ```
+ */
+export function parseHttpHead(bytes: Uint8Array): HttpHead {
+  const lines = decoder.decode(bytes).split("\r\n");
+  const startLine = lines[0]!;
+  const fields: [string, string][] = [];
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(":");
+    const name = colon < 0 ? "" : line.slice(0, colon);
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) {
+      throw new SyntaxError(`Cannot parse HTTP head: line ${i + 1} is not a header field`);
+    }
+    fields.push([name, line.slice(colon + 1).trim()]);
+  }
+  return { startLine, fields };
+}
+
+/**
+ * The values of one header field (case-insensitive name), in order.
+ *
+ * @param head The parsed head.
+ * @param name The field name.
+ * @returns Every value sent under that name.
+ *
+ * @example Reading a header
+ * ```ts
+ * import { headerValues, parseHttpHead } from "./_http_head.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const head = parseHttpHead(new TextEncoder().encode("GET / HTTP/1.1\r\nupgrade: WebSocket"));
+ * deepStrictEqual(headerValues(head, "Upgrade"), ["WebSocket"]);
+ * ```
+ */
+export function headerValues(head: HttpHead, name: string): string[] {
+  const lower = name.toLowerCase();
+  return head.fields.filter(([n]) => n.toLowerCase() === lower).map(([, value]) => value);
+}
+
+/**
+ * The status code of an HTTP/1.0 or HTTP/1.1 status line.
+ *
+ * @param line The status line (without `\r\n`; anything after it is ignored).
+ * @returns The three-digit code, or `undefined` when `line` is not a status line.
+ *
+ * @example Reading a status code
+ * ```ts
+ * import { statusCode } from "./_http_head.ts";
+ * import { strictEqual } from "node:assert";
+ *
+ * strictEqual(statusCode("HTTP/1.1 101 Switching Protocols"), 101);
+ * strictEqual(statusCode("HTTP/1.0 200"), 200);
+ * strictEqual(statusCode("SSH-2.0-OpenSSH"), undefined);
+ * ```
+ */
+export function statusCode(line: string): number | undefined {
+  const status = /^HTTP\/1\.[01] ([0-9]{3})(?: |\r|$)/.exec(line);
+  return status === null ? undefined : Number(status[1]);
+}

@@ -1,0 +1,200 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+import type {
+  ConnectionPlan,
+  HostPort,
+  Transport,
+  TransportEnvironment,
+  TransportOptions,
+} from "../transport.ts";
+import { defineTransport } from "../define_transport.ts";
+import {
+  parseWebtunnelAddr,
+  parseWebtunnelUrl,
+  placeholderAddress,
+  type WebtunnelUrl,
+} from "./_config.ts";
+import { upgradeClientPair, upgradeRequest, upgradeServerPair } from "./_http_upgrade.ts";
+
+/** The `ver=` a ptkit WebTunnel server reports (its wire is webtunnel-server's). */
+export const WEBTUNNEL_VERSION = "0.0.3";
+
+/** One parsed client configuration: how to dial, what to send. */
+class ParsedClient {
+  readonly request: Uint8Array;
+  #url: WebtunnelUrl;
+  #dial: HostPort;
+  #serverNames: readonly string[];
+  /** Index of the server name in use; another is picked after a refusal. */
+  #current: number;
+
+  constructor(
+    url: WebtunnelUrl,
+    dial: HostPort,
+    serverNames: readonly string[],
+  ) {
+    this.#url = url;
+    this.#dial = dial;
+    this.#serverNames = serverNames;
+    this.#current = Math.floor(Math.random() * serverNames.length);
+    this.request = upgradeRequest(url.path, url.host);
+  }
+
+  plan(): ConnectionPlan {
+    const { hostname, port } = this.#dial;
+    if (!this.#url.tls) return { hostname, port };
+    const names = this.#serverNames;
+    const serverNames = [...names.slice(this.#current), ...names.slice(0, this.#current)];
+    return { hostname, port, tls: { serverNames } };
+  }
+
+  /** The server refused the upgrade: use another server name next time, as the reference does. */
+  refused(): void {
+    const n = this.#serverNames.length;
+    if (n > 1) this.#current = (this.#current + 1 + Math.floor(Math.random() * (n - 1))) % n;
+  }
+}
+
+function parseClient(
+  config: TransportOptions,
+  env: TransportEnvironment,
+): ParsedClient {
+  if (config.url === undefined) {
+    throw new TypeError("Cannot configure webtunnel: missing required option 'url'");
+  }
+  const url = parseWebtunnelUrl(config.url);
+  if (config.cert !== undefined) {
+    throw new TypeError(
+      "Cannot configure webtunnel: option 'cert' (certificate chain pinning) is not " +
+        "supported: Deno's TLS does not expose the server's certificate chain",
+    );
+  }
+  const report = (key: string, reason: string) => {
+    if (config[key] !== undefined) env.onIgnoredOption?.({ transport: "webtunnel", key, reason });
+  };
+  if (config.utls !== "none") {
+    report("utls", "Deno cannot shape its TLS ClientHello; plain TLS is used");
+  }
+  report("utls-authority", "Deno verifies the certificate against the SNI only");
+  report(
+    "sni-imitation",
+    "Deno verifies the certificate against the SNI only; the URL host is sent",
+  );
+  const names = (config.servername ?? "").split(",").map((name) => name.trim())
+    .filter((name) => name !== "");
+  return new ParsedClient(
+    url,
+    config.addr === undefined ? url : parseWebtunnelAddr(config.addr),
+    names.length === 0 ? [url.hostname] : names,
+  );
+}
+
+interface ClientSide {
+  readonly role: "client";
+  /** The parsed configuration for one connection's settings. */
+  readonly resolve: (settings: TransportOptions) => ParsedClient;
+}
+
+interface ServerConfig {
+  readonly role: "server";
+  readonly url: string;
+  readonly ver: string;
+}
+
+type Config = ClientSide | ServerConfig;
+
+const CLIENT_KEYS = [
+  "url",
+  "ver",
+  "addr",
+  "servername",
+  "sni-imitation",
+  "utls",
+  "utls-authority",
+  "cert",
+];
+
+/**
+ * The `webtunnel` transport (Tor's WebTunnel: TLS, one HTTP/1.1 upgrade,
+ * then raw bytes), client and server.
+ *
+ * **Client** (bridge line `webtunnel [2001:db8:...]:443 FINGERPRINT url=...
+ * ver=...`): dials the `url=` host and port (or `addr=`, `ip:port` with IPv6
+ * in brackets; the bridge line's address is only bookkeeping for tor), runs
+ * TLS for `https` with SNI from the URL host or `servername=` (a comma list:
+ * one is used, another after a failed TLS handshake or a refused upgrade),
+ * sends the upgrade request and accepts nothing but `101`. `ver=` is
+ * informational. `utls=`, `utls-authority=` and `sni-imitation=` are accepted
+ * and reported (`env.onIgnoredOption` with a reason): Deno cannot shape its
+ * ClientHello nor verify the certificate against another name than the SNI,
+ * so plain TLS with the SNI above is used. `cert=` (certificate chain
+ * pinning instead of CA verification) fails with a `TypeError`: Deno's TLS
+ * does not expose the peer's chain. Other keys are ignored and reported.
+ *
+ * **Server** (`ServerTransportOptions webtunnel url=https://example.com/secret`):
+ * plain HTTP on its listen address, behind a front web server (nginx,
+ * Caddy) that holds the certificate and forwards the secret path with the
+ * upgrade headers and `X-Forwarded-For`. Any path is accepted; requests that
+ * are not upgrades get a small error page. The client's address for the
+ * Extended ORPort is the first `X-Forwarded-For` value. `clientOptions` are
+ * `url` and `ver`; `bridgeAddress` is a placeholder in 2001:db8::/32
+ * derived from the URL, port 443.
+ *
+ * The client trusts the runtime's roots: Deno's, `DENO_CERT`, and the
+ * connector's `caCerts` (`createConnector` in `@ptkit/ptkit/client`).
+ *
+ * @example A client's connection plan and the server's bridge line arguments
+ * ```ts
+ * import { webtunnel } from "@ptkit/ptkit/transports/webtunnel";
+ * import { deepStrictEqual, ok } from "node:assert";
+ *
+ * const client = await webtunnel.client({ url: "https://localhost:8443/s3cret" });
+ * deepStrictEqual(client.connection?.({ hostname: "2001:db8::1", port: 443 }, {}), {
+ *   hostname: "localhost",
+ *   port: 8443,
+ *   tls: { serverNames: ["localhost"] },
+ * });
+ * const server = await webtunnel.server({ url: "https://example.com/s3cret" });
+ * deepStrictEqual(server.clientOptions, { url: "https://example.com/s3cret", ver: "0.0.3" });
+ * ok(server.bridgeAddress?.hostname.startsWith("2001:db8:"));
+ * ```
+ */
+export const webtunnel: Transport = defineTransport<Config>({
+  name: "webtunnel",
+  optionKeys: { client: CLIENT_KEYS, server: ["url", "ver"] },
+  parseConfig(config: TransportOptions, role, env): Config {
+    if (role === "server") {
+      if (config.url === undefined) {
+        throw new TypeError("Cannot configure webtunnel: missing required option 'url'");
+      }
+      parseWebtunnelUrl(config.url);
+      return { role, url: config.url, ver: config.ver ?? WEBTUNNEL_VERSION };
+    }
+    // The bridge line's arguments may also come with each connection (SOCKS).
+    const parse = (options: TransportOptions) => parseClient(options, env);
+    const fixed = Object.keys(config).length === 0 ? undefined : parse(config);
+    return {
+      role,
+      resolve: (settings) =>
+        Object.keys(settings).length === 0
+          ? fixed ?? parse(config)
+          : parse({ ...config, ...settings }),
+    };
+  },
+  connection(config, _destination, settings): ConnectionPlan {
+    return (config as ClientSide).resolve(settings).plan();
+  },
+  pair(config, _role, settings) {
+    if (config.role === "server") return upgradeServerPair();
+    const client = config.resolve(settings);
+    return upgradeClientPair(client.request, () => client.refused());
+  },
+  clientOptions(config) {
+    const server = config as ServerConfig;
+    return { url: server.url, ver: server.ver };
+  },
+  bridgeAddress(config) {
+    return { hostname: placeholderAddress((config as ServerConfig).url), port: 443 };
+  },
+});
