@@ -16,6 +16,9 @@ interface Row {
   readonly notUtf8?: readonly string[];
   /** The number of CPUs (the server's default -workers). */
   readonly cpus?: number;
+  /** The transports on offer (`known`) and the free ones among them. */
+  readonly known?: readonly string[];
+  readonly free?: readonly string[];
   /** Fields the configuration must have (compared deeply), or the error. */
   readonly expect: Readonly<Record<string, unknown>> | ErrorExpect;
 }
@@ -280,6 +283,100 @@ const ROWS: readonly Row[] = [
     env: { TOR_PT_MANAGED_TRANSPORT_VER: "1", TOR_PT_SERVER_TRANSPORTS: "plain" },
     expect: { target: "socks" },
   },
+  // Free transports (shadowsocks): each connection names its destination.
+  {
+    name: "server of free transports only needs no target",
+    args: ["-server", "-transports", "shadowsocks", "-bindaddr", "shadowsocks-127.0.0.1:8388"],
+    known: ["plain", "obfs4", "shadowsocks"],
+    free: ["shadowsocks"],
+    expect: {
+      target: { kind: "free", policy: "none" },
+      bindAddrs: new Map([["shadowsocks", hp("127.0.0.1", 8388)]]),
+    },
+  },
+  {
+    name: "server of free transports with -allow loopback",
+    args: ["-server", "-transports", "shadowsocks", "-allow", "loopback"],
+    known: ["plain", "shadowsocks"],
+    free: ["shadowsocks"],
+    expect: { target: { kind: "free", policy: "loopback" } },
+  },
+  {
+    name: "server of free transports, an unknown name beside them",
+    args: ["-server", "-transports", "shadowsocks,bogus"],
+    known: ["plain", "shadowsocks"],
+    free: ["shadowsocks"],
+    expect: { target: { kind: "free", policy: "none" } },
+  },
+  {
+    name: "server of free transports with -orport relays there (tor's bridge)",
+    args: ["-server", "-transports", "shadowsocks", "-orport", "127.0.0.1:9001"],
+    known: ["plain", "shadowsocks"],
+    free: ["shadowsocks"],
+    expect: { target: { kind: "orport", address: hp("127.0.0.1", 9001) } },
+  },
+  {
+    name: "server of free transports with -target socks",
+    args: ["-server", "-transports", "shadowsocks", "-target", "socks", "-allow", "private"],
+    known: ["plain", "shadowsocks"],
+    free: ["shadowsocks"],
+    expect: { target: "socks" },
+  },
+  {
+    name: "server mixing free and bound transports needs a target",
+    args: ["-server", "-transports", "shadowsocks,plain"],
+    known: ["plain", "shadowsocks"],
+    free: ["shadowsocks"],
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /No target/ },
+  },
+  {
+    name: "server of free transports with a bad -allow",
+    args: ["-server", "-transports", "shadowsocks", "-allow", "everything"],
+    known: ["plain", "shadowsocks"],
+    free: ["shadowsocks"],
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /everything/ },
+  },
+  {
+    name: "server -allow with an ORPort",
+    args: [
+      "-server",
+      "-transports",
+      "shadowsocks",
+      "-orport",
+      "127.0.0.1:9001",
+      "-allow",
+      "loopback",
+    ],
+    known: ["plain", "shadowsocks"],
+    free: ["shadowsocks"],
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /-allow needs -target socks/ },
+  },
+  {
+    name: "free transport unknown to the parser still needs a target",
+    args: ["-server", "-transports", "shadowsocks"],
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /No target/ },
+  },
+  {
+    name: "client of a free transport in free mode",
+    args: [
+      ...["-client", "-transports", "shadowsocks", "-free", "-target", "192.0.2.7:8388"],
+      ...[
+        "-proxylistenaddr",
+        "127.0.0.1:1080",
+        "-options",
+        '{"method":"aes-256-gcm","password":"x"}',
+      ],
+    ],
+    known: ["plain", "shadowsocks"],
+    free: ["shadowsocks"],
+    expect: {
+      mode: "socks5",
+      free: true,
+      target: hp("192.0.2.7", 8388),
+      listen: hp("127.0.0.1", 1080),
+      options: new Map([["*", { method: "aes-256-gcm", password: "x" }]]),
+    },
+  },
   {
     name: "server STUN mode toward the embedded TURN server",
     args: ["-mode", "STUN", "-target", "turn", "-turnuser", "u:p", "-allow", "loopback"],
@@ -401,6 +498,8 @@ for (const row of ROWS) {
       config = parseManagedConfig(row.args ?? [], row.env ?? {}, {
         ...(row.notUtf8 === undefined ? {} : { notUtf8: row.notUtf8 }),
         ...(row.cpus === undefined ? {} : { cpus: row.cpus }),
+        ...(row.known === undefined ? {} : { known: row.known }),
+        ...(row.free === undefined ? {} : { free: row.free }),
       });
     } catch (e) {
       error = e;
@@ -418,6 +517,15 @@ for (const row of ROWS) {
     for (const [key, want] of Object.entries(expect)) {
       if (key === "target" && want === "socks") {
         deepStrictEqual((got.target as { kind: string }).kind, "socks");
+        continue;
+      }
+      if (key === "target" && (want as { kind?: string }).kind === "free") {
+        const target = got.target as { kind: string; policy: { toString(): string } };
+        deepStrictEqual(
+          { kind: target.kind, policy: target.policy.toString() },
+          want,
+          `target of ${row.name}`,
+        );
         continue;
       }
       deepStrictEqual(got[key], want, `${key} of ${row.name}`);

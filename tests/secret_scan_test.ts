@@ -26,6 +26,9 @@ const PROXY_MARK = "Px7qSecretMark";
 const PROXY_PASSWORD = `p@${PROXY_MARK}:w0rdTail9`;
 const PROXY_USER = `alice:${PROXY_PASSWORD}`;
 const TURN_MARK = "TuRn4SecretMark";
+/** A Shadowsocks password (and its base64 key form). */
+const SS_MARK = "Ss5SecretMarkPassword";
+const SS_KEY = base64(enc.encode("Ss5SecretMarkKey-0123456789abcde")); // 32 bytes
 const COOKIE = enc.encode("CooKie-Secret-Marker-0123456789!"); // 32 bytes
 const HEADER_MARK = enc.encode("HeAder-Secret-Marker-abcdefghij\n"); // 32 bytes
 const PRIVATE_KEY = crypto.getRandomValues(new Uint8Array(32));
@@ -35,7 +38,7 @@ const CLIENTS = ["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7"
 
 /** Every form a marker could be printed in. */
 function markerForms(): string[] {
-  const forms = [PROXY_MARK, "w0rdTail9", TURN_MARK, ...CLIENTS];
+  const forms = [PROXY_MARK, "w0rdTail9", TURN_MARK, SS_MARK, SS_KEY.slice(0, 16), ...CLIENTS];
   for (const bytes of [COOKIE, HEADER_MARK]) {
     const text = new TextDecoder().decode(bytes).trim();
     forms.push(text.slice(0, 14), text.slice(-14), hex(bytes).slice(0, 16), base64(bytes));
@@ -519,6 +522,62 @@ const COOKIE_AND_CLIENT_PATHS: Path[] = [
   ],
 ];
 
+/** main.ts as a Shadowsocks server or client with `options` (JSON). */
+const ssMain = (
+  side: "-server" | "-client",
+  options: Record<string, string>,
+  more: string[] = [],
+) => [side, "-transports", "shadowsocks", "-options", JSON.stringify(options), ...more, ...DEBUG];
+
+const SHADOWSOCKS_PATHS: Path[] = [
+  [
+    "a shadowsocks server given garbage by a client from 127.0.0.5",
+    (state) =>
+      run(
+        ssMain("-server", { method: "aes-256-gcm", password: SS_MARK }, ["-state", state]),
+        {},
+        {
+          ready: /SMETHODS DONE/,
+          action: (out) =>
+            fromClient(methodPort(out), "127.0.0.5", crypto.getRandomValues(new Uint8Array(300))),
+        },
+      ),
+  ],
+  [
+    "a shadowsocks server with a key, asked for a refused destination",
+    (state) =>
+      run(
+        ssMain("-server", { method: "chacha20-ietf-poly1305", key: SS_KEY }, ["-state", state]),
+        {},
+        {
+          ready: /SMETHODS DONE/,
+          action: (out) => fromClient(methodPort(out), "127.0.0.6", enc.encode("x".repeat(100))),
+        },
+      ),
+  ],
+  [
+    "a shadowsocks server with an unknown method",
+    (state) =>
+      run(ssMain("-server", { method: "rc4-md5", password: SS_MARK }, ["-state", state]), {}),
+  ],
+  [
+    "a shadowsocks server with a key of the wrong length",
+    (state) =>
+      run(ssMain("-server", { method: "aes-128-gcm", key: SS_KEY }, ["-state", state]), {}),
+  ],
+  [
+    "a shadowsocks -free client whose server is down, a client from 127.0.0.7",
+    (state) =>
+      run(
+        ssMain("-client", { method: "aes-128-gcm", password: SS_MARK }, [
+          ...["-free", "-target", `127.0.0.1:${closedPort()}`, "-state", state],
+        ]),
+        {},
+        { ready: /CMETHODS DONE/, action: socksFrom("127.0.0.7", 80) },
+      ),
+  ],
+];
+
 /** What each path must print, so that a path that stopped failing is noticed. */
 const EXPECTED: Record<string, RegExp> = {
   "TOR_PT_PROXY with a host name": /PROXY-ERROR .*must be an IP address/,
@@ -555,11 +614,25 @@ const EXPECTED: Record<string, RegExp> = {
   "turn with a stray USER:PASSWORD argument": /unexpected argument 3/,
   "turn with a bad --listen": /Cannot parse --listen/,
   "turn that cannot listen": /cannot listen on/,
+  "a shadowsocks server given garbage by a client from 127.0.0.5":
+    /SMETHOD shadowsocks 127\.0\.0\.1:[0-9]+ ARGS:method=aes-256-gcm\n/,
+  "a shadowsocks server with a key, asked for a refused destination":
+    /SMETHOD shadowsocks 127\.0\.0\.1:[0-9]+ ARGS:method=chacha20-ietf-poly1305\n/,
+  "a shadowsocks server with an unknown method": /SMETHOD-ERROR shadowsocks .*rc4-md5/,
+  "a shadowsocks server with a key of the wrong length": /SMETHOD-ERROR shadowsocks .*key/,
+  "a shadowsocks -free client whose server is down, a client from 127.0.0.7":
+    /CONNECT=Failed .*refused/i,
 };
 
-Deno.test("secret scan: no marker secret or client address appears in the output of 45 error paths", async () => {
-  const paths = [...PROXY_PATHS, ...KEY_PATHS, ...TURN_PATHS, ...COOKIE_AND_CLIENT_PATHS];
-  ok(paths.length >= 45, `only ${paths.length} paths`);
+Deno.test("secret scan: no marker secret or client address appears in the output of 50 error paths", async () => {
+  const paths = [
+    ...PROXY_PATHS,
+    ...KEY_PATHS,
+    ...TURN_PATHS,
+    ...COOKIE_AND_CLIENT_PATHS,
+    ...SHADOWSOCKS_PATHS,
+  ];
+  ok(paths.length >= 50, `only ${paths.length} paths`);
   const forms = markerForms();
   const leaks: string[] = [];
   for (const [name, runPath] of paths) {

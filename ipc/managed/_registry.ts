@@ -4,6 +4,7 @@ import type { Transport } from "../../transports/transport.ts";
 import { plain } from "../../transports/plain.ts";
 import { obfs4 } from "../../transports/obfs4/mod.ts";
 import { webtunnel } from "../../transports/webtunnel/mod.ts";
+import { shadowsocks } from "../../transports/shadowsocks/mod.ts";
 
 /**
  * The transports the `main.ts` executable offers, by name. To offer another
@@ -23,5 +24,6 @@ export const registry: ReadonlyMap<string, Transport> = new Map<string, Transpor
     plain,
     obfs4,
     webtunnel,
+    shadowsocks,
   ].map((transport) => [transport.name, transport]),
 );

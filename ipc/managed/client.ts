@@ -90,10 +90,11 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
     name: string,
     connector: Connector,
     server: HostPort,
+    destination?: HostPort,
   ): Promise<TransportConn> => {
     let conn: TransportConn;
     try {
-      conn = await connector.dial(server);
+      conn = await connector.dial(destination === undefined ? server : { ...server, destination });
     } catch (error) {
       if (config.proxy !== undefined) markOutcome(error, "upstream_proxy_failed");
       status(name, server, { CONNECT: "Failed", ERRSTR: describe(error) });
@@ -159,6 +160,19 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
               }
               const connector = await connectorFor({ ...base, ...request.settings });
               const destination = { hostname: request.hostname, port: request.port };
+              if (transport.free) {
+                // A free transport carries the destination itself (names
+                // unresolved): to the -free server, or under tor to the
+                // bridge the SOCKS request names (which relays to its ORPort).
+                const conn = await dialReported(
+                  name,
+                  connector,
+                  config.target ?? destination,
+                  destination,
+                );
+                follow(conn);
+                return conn;
+              }
               const conn = await dialReported(
                 name,
                 connector,

@@ -81,7 +81,9 @@ export interface ClientConfig extends ManagedConfigBase {
 /**
  * Where the server side sends decoded connections: tor's ORPort (bytes
  * only), its Extended ORPort (with the transport name and client address),
- * any fixed TCP service, the embedded SOCKS5 server (free mode), UDP
+ * any fixed TCP service, the embedded SOCKS5 server (free mode), the
+ * destination each connection of a free transport names (`free`: no
+ * `-target` when every requested transport is free, as `shadowsocks`), UDP
  * (transparent-UDP or STUN toward a TURN server), or the embedded TURN
  * server.
  */
@@ -89,6 +91,7 @@ export type ServerTarget =
   | { readonly kind: "orport"; readonly address: HostPort }
   | { readonly kind: "extorport"; readonly address: HostPort; readonly cookieFile: string }
   | { readonly kind: "socks"; readonly policy: DestinationPolicy }
+  | { readonly kind: "free"; readonly policy: DestinationPolicy }
   | {
     readonly kind: "udp";
     readonly address: HostPort;
@@ -176,7 +179,9 @@ export class ManagedConfigError extends Error {
  * @param options `notUtf8`: variables that are set but not valid UTF-8
  * (`ENV-ERROR`, without echoing them); `known`: the transports on offer (a
  * fixed `-proxylistenaddr` port allows one of them; default: any name);
- * `cpus`: the number of CPUs, the server's default `-workers` (default 1;
+ * `free`: the free transports among them (a server of free transports
+ * only needs no target: each connection names its destination; default:
+ * none); `cpus`: the number of CPUs, the server's default `-workers` (default 1;
  * `runManagedProxy` gives `navigator.hardwareConcurrency`).
  * @returns The configuration.
  * @throws {ManagedConfigError} What the parent must be told, and the exit
@@ -219,6 +224,7 @@ export function parseManagedConfig(
   options: {
     readonly notUtf8?: readonly string[];
     readonly known?: Iterable<string>;
+    readonly free?: Iterable<string>;
     readonly cpus?: number;
   } = {},
 ): ManagedConfig {
@@ -330,7 +336,7 @@ export function parseManagedConfig(
     ...(metrics === undefined ? {} : { metrics }),
   } as const;
   const side = server
-    ? serverConfig(base, flags.values, value, vars, envError, attempt)
+    ? serverConfig(base, flags.values, value, vars, envError, attempt, onlyFree(base, options))
     : clientConfig(base, flags.values, value, options.known, envError, attempt, version);
   return { ...side, workers: workerCount(side, flags.values.workers, options.cpus, envError) };
 }
@@ -369,6 +375,17 @@ function workerCount(
     envError("-workers above 1 needs a TCP mode: the datagram modes run in one process");
   }
   return workers;
+}
+
+/** Whether every known requested transport is free (and one is requested). */
+function onlyFree(
+  base: ManagedConfigBase,
+  options: { readonly known?: Iterable<string>; readonly free?: Iterable<string> },
+): boolean {
+  const free = new Set(options.free ?? []);
+  const known = options.known === undefined ? undefined : new Set(options.known);
+  const started = base.transports.filter((t) => known?.has(t) ?? true);
+  return started.length > 0 && started.every((t) => free.has(t));
 }
 
 type Flags = Readonly<Record<string, string>>;
@@ -462,6 +479,7 @@ function serverConfig(
   env: Readonly<Record<string, string>>,
   envError: EnvError,
   attempt: Attempt,
+  onlyFree: boolean,
 ): ServerConfig {
   if (flags.proxyListenAddr !== undefined) {
     envError("-proxylistenaddr is a client flag: use -bindaddr");
@@ -494,8 +512,15 @@ function serverConfig(
       envError("-mode socks5 on the server takes no -target address (it is the SOCKS target)");
     }
     target = { kind: "socks", policy: attempt(() => DestinationPolicy.parse(flags.allow ?? "")) };
+  } else if (
+    onlyFree && targetText === undefined && !value("extOrPort") && !value("orPort")
+  ) {
+    // Free transports only: each connection names its destination.
+    target = { kind: "free", policy: attempt(() => DestinationPolicy.parse(flags.allow ?? "")) };
   } else {
-    if (flags.allow !== undefined) envError("-allow needs -target socks");
+    if (flags.allow !== undefined) {
+      envError("-allow needs -target socks (or free transports only, without a target)");
+    }
     // goptlib resolves neither: tor gives IP addresses, and a host name
     // would be looked up for every connection.
     const ipAddress = (what: string, text: string) => {

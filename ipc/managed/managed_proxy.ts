@@ -102,6 +102,7 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
     config = parseManagedConfig(options.args, env, {
       notUtf8,
       known: registry.keys(),
+      free: [...registry.values()].filter((t) => t.free === true).map((t) => t.name),
       cpus: navigator.hardwareConcurrency,
     });
   } catch (error) {

@@ -91,7 +91,8 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
         // Failed transport handshakes and bad SOCKS requests are what probes,
         // scanners and clients cause: info, so they cannot flood the parent's
         // log. Failures to reach tor are the operator's business: warning.
-        const quiet = target.kind === "socks" || target.kind === "turn";
+        const quiet = target.kind === "socks" || target.kind === "free" ||
+          target.kind === "turn";
         const manager = await proxy(transport, settings, {
           hostname: at.hostname,
           port: at.port,
@@ -99,14 +100,14 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
           env,
           ...limits,
           onAcceptError,
-          target: targetOf(target, name, base, digested, handlers, {
+          target: targetOf(target, name, transport.free === true, base, digested, handlers, {
             turn: await turn?.server(at.hostname),
             ...(metrics === undefined ? {} : { metrics }),
           }),
           ...(metrics === undefined ? {} : {
             metrics: withMode(
               metrics,
-              target.kind === "socks"
+              target.kind === "socks" || target.kind === "free"
                 ? "socks5"
                 : target.kind === "turn"
                 ? "STUN"
@@ -146,10 +147,16 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
   });
 }
 
-/** What `proxy()` does with each connection of one transport, for a TCP target. */
+/**
+ * What `proxy()` does with each connection of one transport, for a TCP
+ * target. A free transport's connections go where they name (resolved here,
+ * judged by the policy) with the `free` and `socks` targets, and to the
+ * fixed target with the others (a bridge under tor: its ORPort).
+ */
 function targetOf(
   target: Exclude<ServerTarget, { kind: "udp" }>,
   name: string,
+  free: boolean,
   base: Dialer,
   log: (severity: "info", message: string) => void,
   handlers: TargetHandlers,
@@ -161,6 +168,18 @@ function targetOf(
   // Right after a flood the process may be out of descriptors for a moment.
   const dial = (address: { hostname: string; port: number }, signal: AbortSignal) =>
     retryWhileExhausted(() => base(address), signal);
+  if (target.kind === "free" || (free && target.kind === "socks")) {
+    return async (conn, { signal }) => {
+      const destination = await conn.destination;
+      if (destination === undefined) {
+        throw new TypeError(`Transport '${name}' is not free: it names no destination`);
+      }
+      return await handlers.connectDestination!(destination, {
+        policy: target.policy,
+        dialer: (address) => dial(address, signal),
+      });
+    };
+  }
   switch (target.kind) {
     case "orport":
       return (_conn, { signal }) => dial(target.address, signal);
@@ -284,6 +303,7 @@ class EmbeddedTurn {
 /** What serving a target needs beyond the relay. */
 interface TargetHandlers {
   readonly connectSocksDestination?: typeof import("../socks/_target.ts").connectSocksDestination;
+  readonly connectDestination?: typeof import("../socks/_target.ts").connectDestination;
   readonly serveTurnStream?: typeof import("../../udp/turn/_stream_server.ts").serveTurnStream;
   readonly readCookieFile?: typeof import("../extorport/_safe_cookie.ts").readCookieFile;
   readonly extOrPortHandshake?: typeof import("../extorport/_client.ts").extOrPortHandshake;
@@ -298,7 +318,7 @@ interface TargetHandlers {
  * these modules in their graph.
  */
 async function loadTargetHandlers(target: ServerTarget): Promise<TargetHandlers> {
-  if (target.kind === "socks") {
+  if (target.kind === "socks" || target.kind === "free") {
     return await import("../socks/_target.ts");
   }
   if (target.kind === "turn") {

@@ -1,8 +1,9 @@
 // Copyright the ptkit authors. MIT license.
-// Internal: free mode's server end (PT 2.0 draft 1's *free* transport): a decoded
-// transport connection is a SOCKS5 client; its destination is resolved
-// here, judged by the destination policy, dialed, and the connection is
-// handed back for `proxy()` to relay.
+// Internal: the server end of a destination chosen by the client (PT 2.0
+// draft 1's *free* mode): free mode's SOCKS5 target (a decoded transport
+// connection is a SOCKS5 client) and a free transport's own destination
+// (Shadowsocks). Either way the destination is resolved here, judged by the
+// destination policy and dialed by one function, connectDestination.
 
 import { type Dialer, tcpDialer } from "../../net/net_conn.ts";
 import type { RelayEnd } from "../../net/relay.ts";
@@ -14,14 +15,18 @@ import { SocksReply, socksReplyCode, SocksReplyError } from "./_reply.ts";
 /** Resolves a host name to IP literals (IPv6 without brackets). */
 export type Resolver = (hostname: string) => Promise<string[]>;
 
-/** Options for {@linkcode connectSocksDestination}. */
-export interface SocksTargetOptions {
+/** Options for {@linkcode connectDestination}. */
+export interface DestinationOptions {
   /** Which destinations may be reached. Defaults to public addresses only. */
   readonly policy?: DestinationPolicy;
   /** Connects the destination (an IP literal). Defaults to `Deno.connect`. */
   readonly dialer?: Dialer;
   /** Resolves names on this (the server) side. Defaults to the system resolver. */
   readonly resolve?: Resolver;
+}
+
+/** Options for {@linkcode connectSocksDestination}. */
+export interface SocksTargetOptions extends DestinationOptions {
   /** Time the client has for its SOCKS request, in ms. Defaults to 5000. */
   readonly handshakeTimeout?: number;
   /** Aborting it ends the handshake (the caller closes the connection). */
@@ -45,7 +50,6 @@ export async function connectSocksDestination(
   conn: RelayEnd,
   options: SocksTargetOptions = {},
 ): Promise<RelayEnd> {
-  const policy = options.policy ?? new DestinationPolicy();
   const deadline = AbortSignal.timeout(options.handshakeTimeout ?? 5000);
   const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
   const onAbort = () => conn.close();
@@ -58,40 +62,7 @@ export async function connectSocksDestination(
   }
   let end: RelayEnd | undefined;
   try {
-    let addresses: string[];
-    if (isIpLiteral(request.hostname)) {
-      addresses = [request.hostname];
-    } else {
-      try {
-        addresses = await (options.resolve ?? systemResolve)(request.hostname);
-      } catch (error) {
-        throw new SocksReplyError(
-          SocksReply.hostUnreachable,
-          "Cannot resolve the destination name",
-          { cause: error },
-        );
-      }
-    }
-    const allowed = addresses.filter((ip) => policy.refusal(ip, request.port) === undefined);
-    if (allowed.length === 0) {
-      const why = addresses.length === 0
-        ? "no address"
-        : policy.refusal(addresses[0]!, request.port);
-      throw new SocksReplyError(
-        addresses.length === 0 ? SocksReply.hostUnreachable : SocksReply.notAllowed,
-        `Destination refused: ${why}`,
-      );
-    }
-    let lastError: unknown;
-    for (const ip of allowed) {
-      try {
-        end = await (options.dialer ?? tcpDialer)({ hostname: ip, port: request.port });
-        break;
-      } catch (error) {
-        lastError = error;
-      }
-    }
-    if (end === undefined) throw lastError;
+    end = await connectDestination(request, options);
     options.signal?.throwIfAborted();
     await request.reply(SocksReply.succeeded);
     return end;
@@ -101,13 +72,72 @@ export async function connectSocksDestination(
     } catch {
       // Already closed.
     }
-    if (end === undefined) await request.reply(socksReplyCode(error)).catch(() => {});
-    throw error instanceof SocksReplyError ? error : new SocksReplyError(
-      socksReplyCode(error),
-      `Cannot connect the destination: ${(error as Error).name}`,
-      { cause: error },
+    const refused = asReplyError(error);
+    if (end === undefined) await request.reply(refused.code).catch(() => {});
+    throw refused;
+  }
+}
+
+/**
+ * Connect a destination the client chose: resolve a name on this side,
+ * refuse what the policy refuses (nothing is dialed), then dial the allowed
+ * addresses in turn. Free mode's SOCKS5 target and free transports
+ * (`TransportConn.destination`) both come here.
+ *
+ * @param destination A host name or an IP literal (IPv6 without brackets), and a port.
+ * @param options The destination policy, dialer and resolver.
+ * @returns The connected destination.
+ * @throws {SocksReplyError} When the name does not resolve (`04`), the
+ * policy refuses every address (`02`), or no address can be reached (the
+ * code of the last failure).
+ */
+export async function connectDestination(
+  destination: { readonly hostname: string; readonly port: number },
+  options: DestinationOptions = {},
+): Promise<RelayEnd> {
+  const policy = options.policy ?? new DestinationPolicy();
+  let addresses: string[];
+  if (isIpLiteral(destination.hostname)) {
+    addresses = [destination.hostname];
+  } else {
+    try {
+      addresses = await (options.resolve ?? systemResolve)(destination.hostname);
+    } catch (error) {
+      throw new SocksReplyError(
+        SocksReply.hostUnreachable,
+        "Cannot resolve the destination name",
+        { cause: error },
+      );
+    }
+  }
+  const allowed = addresses.filter((ip) => policy.refusal(ip, destination.port) === undefined);
+  if (allowed.length === 0) {
+    const why = addresses.length === 0
+      ? "no address"
+      : policy.refusal(addresses[0]!, destination.port);
+    throw new SocksReplyError(
+      addresses.length === 0 ? SocksReply.hostUnreachable : SocksReply.notAllowed,
+      `Destination refused: ${why}`,
     );
   }
+  let lastError: unknown;
+  for (const ip of allowed) {
+    try {
+      return await (options.dialer ?? tcpDialer)({ hostname: ip, port: destination.port });
+    } catch (error) {
+      lastError = error;
+    }
+  }
+  throw asReplyError(lastError);
+}
+
+/** A failure as the SOCKS reply it gets (a dial error named, never an address). */
+function asReplyError(error: unknown): SocksReplyError {
+  return error instanceof SocksReplyError ? error : new SocksReplyError(
+    socksReplyCode(error),
+    `Cannot connect the destination: ${(error as Error).name}`,
+    { cause: error },
+  );
 }
 
 async function systemResolve(hostname: string): Promise<string[]> {

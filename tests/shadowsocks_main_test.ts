@@ -1,0 +1,143 @@
+// Copyright the ptkit authors. MIT license.
+// main.ts as a Shadowsocks server and client, against shadowsocks-libev
+// 3.3.5 (Debian `shadowsocks-libev`), each method: ss-local -> `main.ts
+// -server -transports shadowsocks` -> an HTTP server, and `main.ts -client
+// -free` -> ss-server -> the HTTP server, curl --socks5-hostname (names
+// travel unresolved); a loopback destination refused without `-allow
+// loopback`; the password printed nowhere.
+
+import { deepStrictEqual, ok } from "node:assert";
+import { CountingHttpServer, curl } from "./cli_util.ts";
+import { PtProcess } from "./ipc_util.ts";
+import { METHODS, startSsLibev } from "./shadowsocks_util.ts";
+import { freePort } from "./obfs4_live_helpers.ts";
+
+const PASSWORD = "Ss9MainSecretMark";
+
+/** Start main.ts with `args` (one worker, a fresh state directory). */
+function startMain(args: string[], state: string): PtProcess {
+  return new PtProcess([...args, "-state", state, "-workers", "1", "-logLevel", "debug"], {});
+}
+
+/** The port of the SMETHOD line of shadowsocks, checking its ARGS. */
+async function smethodPort(pt: PtProcess, method: string): Promise<number> {
+  const line = await pt.waitFor(/^SMETHOD(-ERROR)? shadowsocks /);
+  // The bridge line's ARGS carry the method only: the password is a secret.
+  deepStrictEqual(line.split(" ").slice(3), [`ARGS:method=${method}`], line);
+  await pt.waitFor(/^SMETHODS DONE$/);
+  return Number(line.split(" ")[2]!.split(":")[1]);
+}
+
+/** Stop a PT and check that nothing it printed holds the password. */
+async function stopAndScan(pt: PtProcess, state: string): Promise<void> {
+  pt.child.kill("SIGTERM");
+  const { stdout, stderr } = await pt.exit();
+  ok(!(stdout + stderr).includes(PASSWORD), `password printed:\n${stdout}\n${stderr}`);
+  for await (const entry of Deno.readDir(state)) {
+    if (!entry.isFile) continue;
+    const text = await Deno.readTextFile(`${state}/${entry.name}`);
+    ok(!text.includes(PASSWORD), `password in ${entry.name}`);
+  }
+}
+
+for (const method of METHODS) {
+  Deno.test(`main.ts shadowsocks ${method}: ss-local -> main.ts -server -> HTTP server`, async () => {
+    await using http = new CountingHttpServer(`hello ${method}\n`);
+    const state = await Deno.makeTempDir();
+    const options = JSON.stringify({ method, password: PASSWORD });
+    const port = freePort();
+    const pt = startMain([
+      ...["-server", "-transports", "shadowsocks", "-bindaddr", `shadowsocks-127.0.0.1:${port}`],
+      ...["-options", options, "-allow", "loopback"],
+    ], state);
+    try {
+      deepStrictEqual(await smethodPort(pt, method), port);
+      await using local = await startSsLibev("ss-local", {
+        method,
+        password: PASSWORD,
+        server: port,
+      });
+      // A name travels unresolved: main.ts resolves "localhost".
+      const result = await curl([
+        "--socks5-hostname",
+        `127.0.0.1:${local.port}`,
+        `http://localhost:${http.port}/`,
+      ]);
+      deepStrictEqual(result.out, `hello ${method}\n`, result.err + local.output());
+      deepStrictEqual(http.connections, 1);
+    } finally {
+      await stopAndScan(pt, state);
+      await Deno.remove(state, { recursive: true });
+    }
+  });
+
+  Deno.test(`main.ts shadowsocks ${method}: main.ts -client -free -> ss-server -> HTTP server`, async () => {
+    await using http = new CountingHttpServer(`hello ${method}\n`);
+    await using ssServer = await startSsLibev("ss-server", { method, password: PASSWORD });
+    const state = await Deno.makeTempDir();
+    const listen = freePort();
+    const pt = startMain([
+      ...[
+        "-client",
+        "-transports",
+        "shadowsocks",
+        "-free",
+        "-target",
+        `127.0.0.1:${ssServer.port}`,
+      ],
+      ...["-proxylistenaddr", `127.0.0.1:${listen}`],
+      ...["-options", JSON.stringify({ method, password: PASSWORD })],
+    ], state);
+    try {
+      deepStrictEqual(await pt.cmethod("shadowsocks"), { hostname: "127.0.0.1", port: listen });
+      // ss-server resolves the name: main.ts sent it unresolved.
+      const result = await curl([
+        "--socks5-hostname",
+        `127.0.0.1:${listen}`,
+        `http://localhost:${http.port}/`,
+      ]);
+      deepStrictEqual(result.out, `hello ${method}\n`, result.err + ssServer.output());
+      deepStrictEqual(http.connections, 1);
+    } finally {
+      await stopAndScan(pt, state);
+      await Deno.remove(state, { recursive: true });
+    }
+  });
+}
+
+Deno.test("main.ts shadowsocks: a loopback destination is refused without -allow loopback", async () => {
+  await using http = new CountingHttpServer("must not be reached\n");
+  const method = "chacha20-ietf-poly1305";
+  const serverState = await Deno.makeTempDir();
+  const clientState = await Deno.makeTempDir();
+  const options = JSON.stringify({ method, password: PASSWORD });
+  const server = startMain(
+    ["-server", "-transports", "shadowsocks", "-options", options],
+    serverState,
+  );
+  let client: PtProcess | undefined;
+  try {
+    const port = await smethodPort(server, method);
+    client = startMain([
+      ...["-client", "-transports", "shadowsocks", "-free", "-target", `127.0.0.1:${port}`],
+      ...["-options", options],
+    ], clientState);
+    const socks = await client.cmethod("shadowsocks");
+    // Shadowsocks has no reply: the client's SOCKS front end answers at
+    // once (as ss-local does) and the refusal is the server closing the
+    // stream without a byte; the destination is never dialed.
+    for (const url of [`http://localhost:${http.port}/`, `http://127.0.0.1:${http.port}/`]) {
+      const result = await curl(["--socks5-hostname", `${socks.hostname}:${socks.port}`, url]);
+      ok(result.code !== 0 && result.out === "", `${url}: ${JSON.stringify(result)}`);
+    }
+    deepStrictEqual(http.connections, 0);
+    await server.waitFor(
+      /^LOG SEVERITY=info MESSAGE="shadowsocks: connection failed: Destination refused: loopback"$/,
+    );
+  } finally {
+    if (client !== undefined) await stopAndScan(client, clientState);
+    await stopAndScan(server, serverState);
+    await Deno.remove(serverState, { recursive: true });
+    await Deno.remove(clientState, { recursive: true });
+  }
+});
