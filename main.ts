@@ -1,4 +1,4 @@
-#!/usr/bin/env -S --block-signal=INT,TERM deno run --quiet --no-prompt --unstable-net --allow-ffi --allow-net --allow-read --allow-write --allow-env=TOR_PT_*,HOME,XDG_STATE_HOME --allow-sys=uid --allow-run=deno --v8-flags=--max-semi-space-size=4
+#!/usr/bin/env -S --block-signal=INT,TERM deno run --quiet --no-prompt --unstable-net --allow-ffi --allow-net --allow-read --allow-write --allow-env=TOR_PT_*,SS_*,HOME,XDG_STATE_HOME --allow-sys=uid --allow-run=deno --v8-flags=--max-semi-space-size=4
 // Copyright the ptkit authors. MIT license.
 
 /**
@@ -8,6 +8,9 @@
  * commands `main.ts server|client|start` (`main.ts server --help`), and
  * `main.ts turn --listen HOST:PORT --user U:P --realm R` (a TURN server;
  * `main.ts turn --help`). `main.ts --version` prints ptkit's version.
+ * Started with `SS_REMOTE_HOST`, `SS_REMOTE_PORT`, `SS_LOCAL_HOST` and
+ * `SS_LOCAL_PORT` set (`ss-local --plugin /path/to/main.ts`), it is a
+ * SIP003 Shadowsocks plugin (`SS_PLUGIN_OPTIONS`: `transport=obfs4;...`).
  *
  * @module
  */
@@ -23,6 +26,14 @@ if (import.meta.main) {
   // DONE quickly.
   holdEarlySignals();
   const command = Deno.args[0] ?? "";
+  if (Deno.args.length === 0 && sip003Started()) {
+    const { isSip003, runSip003, SIP003_VARS } = await import("./ipc/managed/_sip003.ts");
+    const env = Object.fromEntries(SIP003_VARS.map((name) => [name, Deno.env.get(name)]));
+    if (isSip003(env)) {
+      const stderr = (text: string) => Deno.stderr.writeSync(new TextEncoder().encode(text));
+      Deno.exit(await runSip003({ getEnv: (name) => Deno.env.get(name), stderr }));
+    }
+  }
   if (command === "turn") {
     const { runTurnCommand } = await import("./ipc/cli/turn.ts");
     Deno.exit(await runTurnCommand(Deno.args.slice(1)));
@@ -33,4 +44,11 @@ if (import.meta.main) {
   }
   const { runManagedProxy } = await import("./ipc/managed/managed_proxy.ts");
   Deno.exit(await runManagedProxy({ args: Deno.args }));
+}
+
+/** Whether SIP003's variables may be read and one is set (`deno run` may not grant them). */
+function sip003Started(): boolean {
+  const query = { name: "env", variable: "SS_LOCAL_PORT" } as const;
+  return Deno.permissions.querySync(query).state === "granted" &&
+    Deno.env.get("SS_LOCAL_PORT") !== undefined;
 }

@@ -20,6 +20,7 @@ import {
 } from "../managed/config.ts";
 import { registry as defaultRegistry } from "../managed/_registry.ts";
 import { runManaged } from "../managed/_run.ts";
+import { perUserStateDir } from "../managed/_state_dir.ts";
 import { CLI_COMMANDS } from "./_names.ts";
 
 /** Options for {@linkcode runCli}. */
@@ -250,11 +251,7 @@ function parseCliFlags(
 }
 
 function stateDir(given: string | undefined, role: string, getEnv: Context["getEnv"]): string {
-  if (given !== undefined) return given;
-  const xdg = getEnv("XDG_STATE_HOME");
-  const home = getEnv("HOME");
-  const base = xdg ? xdg : home ? `${home}/.local/state` : `${Deno.cwd()}/.ptkit-state`;
-  return `${base}/ptkit/${role}`;
+  return given ?? perUserStateDir(role, getEnv);
 }
 
 /** What the managed proxy reports, as text for a person. */

@@ -304,3 +304,47 @@ export function formatServerTransportOptions(
   }
   return items.join(";");
 }
+
+/**
+ * Parse SIP003 plugin options (`SS_PLUGIN_OPTIONS`, ss-libev's
+ * `--plugin-opts`): `k=v;k=v` as tor's arguments (a backslash escapes the
+ * next character, the first unescaped `=` ends the key), and also what the
+ * plugins in the field accept: a key without `=` is a flag whose value is
+ * the empty string (`server;tls`), empty items are skipped (`a=1;;b=2;`).
+ * A repeated key keeps its first value.
+ *
+ * @param text The options.
+ * @param options What to do about repeated keys.
+ * @returns The options.
+ * @throws {SyntaxError} On an empty key or a trailing backslash (the
+ * message gives the item's position, never its text: options hold keys).
+ */
+export function parsePluginOptions(
+  text: string,
+  options: KeyValueListOptions = {},
+): TransportOptions {
+  const what = "plugin options";
+  const pairs = new FirstValuePairs(options.onRepeatedKey);
+  splitEscaped(text, ";", what).forEach((item, index) => {
+    if (item === "") return;
+    if (unescapedIndex(item, "=") < 0) pairs.add(unescape(item), "");
+    else pairs.add(...splitPair(item, index, what));
+  });
+  return pairs.values;
+}
+
+/**
+ * Format SIP003 plugin options, the inverse of
+ * {@linkcode parsePluginOptions}: `k=v;k=v` with `\`, `;` and `=`
+ * escaped by a backslash, in keys and values; an empty value gives the bare
+ * key (a flag).
+ *
+ * @param options The options, in order.
+ * @returns The text form.
+ */
+export function formatPluginOptions(options: TransportOptions): string {
+  const escape = (s: string) => s.replace(/[\\;=]/g, "\\$&");
+  return Object.entries(options)
+    .map(([k, v]) => v === "" ? escape(k) : `${escape(k)}=${escape(v)}`)
+    .join(";");
+}

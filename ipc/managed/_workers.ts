@@ -39,7 +39,7 @@ export const WORKER_DENO_FLAGS: readonly string[] = [
   "--allow-net",
   "--allow-read",
   "--allow-write",
-  "--allow-env=TOR_PT_*,HOME,XDG_STATE_HOME",
+  "--allow-env=TOR_PT_*,SS_*,HOME,XDG_STATE_HOME",
   "--allow-sys=uid",
   "--v8-flags=--max-semi-space-size=4",
 ];

@@ -1,0 +1,254 @@
+// Copyright the ptkit authors. MIT license.
+// Internal: main.ts as a SIP003 plugin (Shadowsocks' plugin interface, as
+// ss-local/ss-server, shadowsocks-rust and Outline start one): the
+// SS_REMOTE_* / SS_LOCAL_* variables and SS_PLUGIN_OPTIONS turned into the
+// managed proxy's typed configuration (a transparent-TCP client from
+// SS_LOCAL to SS_REMOTE, or a server on SS_REMOTE in front of SS_LOCAL),
+// run by the same runner as tor's PT, with text on stderr.
+
+import type { TransportOptions } from "../../transports/transport.ts";
+import { bracketBareIpv6, type HostPort, parseHostPort } from "../../net/address.ts";
+import { isIpLiteral } from "../../net/_ip_address.ts";
+import { formatPluginOptions, parsePluginOptions } from "../lines/_args.ts";
+import { logged, type LogSeverity, parseLogSeverity } from "../lines/_output.ts";
+import type { PtLine } from "../lines/pt_line.ts";
+import type { ClientConfig, ServerConfig } from "./config.ts";
+import { perUserStateDir } from "./_state_dir.ts";
+
+/** The SIP003 variables; main.ts is a plugin when the four addresses are set. */
+export const SIP003_VARS: readonly string[] = [
+  "SS_REMOTE_HOST",
+  "SS_REMOTE_PORT",
+  "SS_LOCAL_HOST",
+  "SS_LOCAL_PORT",
+  "SS_PLUGIN_OPTIONS",
+];
+
+/** The plugin options ptkit reads itself; the others are the transport's. */
+const PLUGIN_KEYS = ["server", "transport", "state", "loglevel"];
+
+/** The file the server writes the client's plugin options to, in its state directory. */
+export const CLIENT_OPTIONS_FILE = "sip003_client_options.txt";
+
+/** A SIP003 plugin run: its side's configuration and the log level. */
+export interface Sip003Plan {
+  /** The side, as the managed proxy runs it. */
+  readonly config: ClientConfig | ServerConfig;
+  /** The chosen transport. */
+  readonly transport: string;
+  /** The least severe log line printed (`loglevel=`, default notice). */
+  readonly logLevel: LogSeverity;
+}
+
+/**
+ * Whether the environment starts a SIP003 plugin: the four address
+ * variables are all set.
+ *
+ * @param env The variables that are set.
+ * @returns True for a plugin run.
+ */
+export function isSip003(env: Readonly<Record<string, string | undefined>>): boolean {
+  return SIP003_VARS.slice(0, 4).every((name) => env[name] !== undefined);
+}
+
+/**
+ * Turn the SIP003 variables into a side to run. Client (no `server` key):
+ * listen on SS_LOCAL, carry each connection over `transport` (default
+ * obfs4) with the remaining options as its arguments to SS_REMOTE. Server
+ * (`server` key): listen on SS_REMOTE with the transport, relay decoded
+ * connections to SS_LOCAL; state from `state=` (else `defaultState`).
+ * Pure.
+ *
+ * @param env The variables (`SS_*`).
+ * @param defaultState The server's state directory when `state=` is absent.
+ * @returns The plan.
+ * @throws {SyntaxError} On malformed options (never quoting them).
+ * @throws {RangeError} On a malformed address or port.
+ */
+export function parseSip003(
+  env: Readonly<Record<string, string | undefined>>,
+  defaultState: (role: "client" | "server") => string,
+): Sip003Plan {
+  const options = parsePluginOptions(env.SS_PLUGIN_OPTIONS ?? "");
+  const server = options.server !== undefined;
+  const transport = options.transport ?? "obfs4";
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(transport)) {
+    throw new SyntaxError(
+      `Invalid plugin option transport ${
+        JSON.stringify(transport.slice(0, 64))
+      }: expected a transport name`,
+    );
+  }
+  const logLevel = parseLogSeverity(options.loglevel ?? "notice");
+  const args: Record<string, string> = {};
+  for (const [key, value] of Object.entries(options)) {
+    if (!PLUGIN_KEYS.includes(key)) args[key] = value;
+  }
+  const remote = address(env.SS_REMOTE_HOST!, env.SS_REMOTE_PORT!, "SS_REMOTE");
+  const local = address(env.SS_LOCAL_HOST!, env.SS_LOCAL_PORT!, "SS_LOCAL");
+  const base = {
+    version: "2",
+    transports: [transport],
+    options: new Map<string, TransportOptions>([[transport, args]]),
+    stateDir: options.state || defaultState(server ? "server" : "client"),
+    exitOnStdinClose: false,
+    logLevel,
+    warnings: [],
+    workers: 1,
+  } as const;
+  if (server) {
+    if (!isIpLiteral(remote.hostname)) {
+      throw new RangeError("Invalid SS_REMOTE_HOST: the server listens on an IP address");
+    }
+    return {
+      transport,
+      logLevel,
+      config: {
+        ...base,
+        kind: "server",
+        bindAddrs: new Map([[transport, remote]]),
+        target: { kind: "orport", address: local },
+        outboundBind: {},
+      },
+    };
+  }
+  return {
+    transport,
+    logLevel,
+    config: {
+      ...base,
+      kind: "client",
+      mode: "transparent-TCP",
+      listen: local,
+      target: remote,
+      free: false,
+    },
+  };
+}
+
+function address(host: string, port: string, what: string): HostPort {
+  const parsed = parseHostPort(bracketBareIpv6(`${host}:${port}`), `${what}_HOST:${what}_PORT`);
+  if (parsed.port === 0) throw new RangeError(`Invalid ${what}_PORT: port 0`);
+  return parsed;
+}
+
+/** What a plugin run reports, as text on stderr; records failures. */
+export interface Sip003Output {
+  /** Receives the managed proxy's lines. */
+  readonly emit: (line: PtLine) => void;
+  /** Whether a transport failed to start (or the state directory could not be made). */
+  readonly failed: () => boolean;
+  /** Resolves with the client's plugin options once the server listens. */
+  readonly clientOptions: Promise<string | undefined>;
+}
+
+/**
+ * The plugin's output: log lines at `plan.logLevel` and errors as
+ * `ptkit: ...` text; on the server, the client's plugin options
+ * (`transport=obfs4;cert=...;iat-mode=0`) once it listens.
+ *
+ * @param plan The run.
+ * @param write Receives text for stderr.
+ * @returns The emitter and what it saw.
+ */
+export function sip003Output(plan: Sip003Plan, write: (text: string) => void): Sip003Output {
+  let failed = false;
+  let resolve: (text: string | undefined) => void = () => {};
+  const clientOptions = new Promise<string | undefined>((r) => resolve = r);
+  const say = (text: string) => write(`ptkit: ${text.replace(/[^\x20-\x7e]/g, "?")}\n`);
+  return {
+    failed: () => failed,
+    clientOptions,
+    emit: (line) => {
+      switch (line.type) {
+        case "LOG":
+          if (logged(line.severity, plan.logLevel)) say(`[${line.severity}] ${line.message}`);
+          return;
+        case "CMETHOD":
+          say(`${plan.transport} client on SS_LOCAL, carrying connections to SS_REMOTE`);
+          return;
+        case "SMETHOD": {
+          const options = formatPluginOptions({ transport: plan.transport, ...line.args });
+          say(`${plan.transport} server on SS_REMOTE; the client's --plugin-opts:`);
+          write(`${options}\n`);
+          resolve(options);
+          return;
+        }
+        case "CMETHOD-ERROR":
+        case "SMETHOD-ERROR":
+        case "ENV-ERROR":
+          failed = true;
+          say(`error: ${line.message}`);
+          return;
+        case "CMETHODS-DONE":
+        case "SMETHODS-DONE":
+          resolve(undefined);
+          return;
+      }
+    },
+  };
+}
+
+/** Options for {@linkcode runSip003}. */
+export interface Sip003RunOptions {
+  /** Reads an environment variable (`SS_*`, `HOME`, `XDG_STATE_HOME`). */
+  readonly getEnv: (name: string) => string | undefined;
+  /** Receives text for stderr. */
+  readonly stderr: (text: string) => void;
+}
+
+/**
+ * Run main.ts as a SIP003 plugin until its parent goes (SIGTERM, SIGINT,
+ * the parent process exiting, or stdin closing when it is a pipe).
+ *
+ * @param options The environment and stderr.
+ * @returns The exit code: 0, 1 when the transport could not start, 64 on
+ * bad variables or options.
+ */
+export async function runSip003(options: Sip003RunOptions): Promise<number> {
+  const env: Record<string, string | undefined> = {};
+  for (const name of SIP003_VARS) env[name] = options.getEnv(name);
+  let plan: Sip003Plan;
+  try {
+    plan = parseSip003(env, (role) => perUserStateDir(`sip003-${role}`, options.getEnv));
+  } catch (error) {
+    options.stderr(`ptkit: error: ${(error as Error).message}\n`);
+    return 64;
+  }
+  const output = sip003Output(plan, options.stderr);
+  const stop = new AbortController();
+  let stateDir = plan.config.stateDir!;
+  if (!stateDir.startsWith("/")) stateDir = `${Deno.cwd()}/${stateDir}`;
+  output.clientOptions.then(async (text) => {
+    if (output.failed()) stop.abort();
+    if (text === undefined) return;
+    // What the client needs, beside the state it comes from (0600: the
+    // obfs4 cert is the bridge's secret for its users).
+    const file = `${stateDir}/${CLIENT_OPTIONS_FILE}`;
+    try {
+      await Deno.writeTextFile(file, `${text}\n`, { mode: 0o600 });
+      output.emit({ type: "LOG", severity: "notice", message: `Wrote ${file}` });
+    } catch (error) {
+      output.emit({
+        type: "LOG",
+        severity: "warning",
+        message: `Cannot write ${CLIENT_OPTIONS_FILE}: ${(error as Error).name}`,
+      });
+    }
+  });
+  const { runManaged } = await import("./_run.ts");
+  // stdin is the parent's only when it is a pipe: ss-libev under systemd
+  // hands the plugin /dev/null, which would read as "closed" at once.
+  const config = { ...plan.config, exitOnStdinClose: stdinIsPipe() };
+  const code = await runManaged(config, { emit: output.emit, process: true, signal: stop.signal });
+  return code !== 0 ? code : output.failed() ? 1 : 0;
+}
+
+function stdinIsPipe(): boolean {
+  try {
+    const info = Deno.statSync("/proc/self/fd/0");
+    return info.isFifo === true || info.isSocket === true;
+  } catch {
+    return false;
+  }
+}

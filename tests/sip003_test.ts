@@ -1,0 +1,275 @@
+// Copyright the ptkit authors. MIT license.
+// main.ts as a SIP003 plugin: the plugin options (`k=v;k=v`, `\` escapes)
+// as a table; the variables turned into a side; and shadowsocks-libev
+// 3.3.5 on both ends (`ss-server --plugin main.ts --plugin-opts
+// "server;transport=obfs4;state=DIR"`, `ss-local --plugin main.ts
+// --plugin-opts "transport=obfs4;cert=...;iat-mode=0"`): curl through
+// ss-local, and obfs4proxy talking to the server plugin with the printed
+// cert (the bytes between the plugins are obfs4); the plugins exit with
+// their parents.
+
+import { deepStrictEqual, ok, throws } from "node:assert";
+import { formatPluginOptions, parsePluginOptions } from "../ipc/lines/_args.ts";
+import { CLIENT_OPTIONS_FILE, parseSip003 } from "../ipc/managed/_sip003.ts";
+import { createConnector } from "../client.ts";
+import { shadowsocks } from "../transports/shadowsocks/mod.ts";
+import { CountingHttpServer, curl } from "./cli_util.ts";
+import { MAIN, requireBinary, waitListening } from "./ipc_util.ts";
+import { freePort, startObfs4proxy } from "./obfs4_live_helpers.ts";
+import { socks5Connect } from "./obfs4_socks5.ts";
+
+const PLUGIN_OPTION_ROWS: readonly [text: string, expected: Record<string, string> | RegExp][] = [
+  ["", {}],
+  ["transport=obfs4", { transport: "obfs4" }],
+  ["server;transport=obfs4;state=/var/lib/x", {
+    server: "",
+    transport: "obfs4",
+    state: "/var/lib/x",
+  }],
+  ["a=1;;b=2;", { a: "1", b: "2" }],
+  ["cert=AbC+/x;iat-mode=0", { cert: "AbC+/x", "iat-mode": "0" }],
+  ["k=a\\;b", { k: "a;b" }],
+  ["k=a\\=b", { k: "a=b" }],
+  ["k=a=b", { k: "a=b" }],
+  ["k=a\\\\;j=2", { k: "a\\", j: "2" }],
+  ["k\\=x=1", { "k=x": "1" }],
+  ["k\\;x", { "k;x": "" }],
+  ["state=/tmp/a\\ b", { state: "/tmp/a b" }],
+  ["k=1;k=2", { k: "1" }],
+  ["k=", { k: "" }],
+  ["k=v\\", /trailing backslash/],
+  ["=v", /empty key in pair 1/],
+  ["a=1;=secret", /empty key in pair 2/],
+];
+
+for (const [text, expected] of PLUGIN_OPTION_ROWS) {
+  Deno.test(`parsePluginOptions: ${JSON.stringify(text)}`, () => {
+    if (expected instanceof RegExp) {
+      throws(() => parsePluginOptions(text), (error: Error) => {
+        ok(error instanceof SyntaxError && expected.test(error.message), error.message);
+        ok(!error.message.includes("secret") && !error.message.includes("v\\"), error.message);
+        return true;
+      });
+      return;
+    }
+    deepStrictEqual(parsePluginOptions(text), expected);
+    // Formatting gives text that parses back to the same options.
+    deepStrictEqual(parsePluginOptions(formatPluginOptions(expected)), expected);
+  });
+}
+
+const VARS = {
+  SS_REMOTE_HOST: "192.0.2.1",
+  SS_REMOTE_PORT: "8388",
+  SS_LOCAL_HOST: "127.0.0.1",
+  SS_LOCAL_PORT: "1984",
+};
+const state = (role: string) => `/default/${role}`;
+
+Deno.test("parseSip003: the client listens on SS_LOCAL and dials SS_REMOTE", () => {
+  const plan = parseSip003(
+    { ...VARS, SS_PLUGIN_OPTIONS: "transport=obfs4;cert=abc;iat-mode=0" },
+    state,
+  );
+  const config = plan.config;
+  ok(config.kind === "client");
+  deepStrictEqual(
+    [config.mode, config.listen, config.target, config.transports, config.stateDir],
+    [
+      "transparent-TCP",
+      { hostname: "127.0.0.1", port: 1984 },
+      { hostname: "192.0.2.1", port: 8388 },
+      ["obfs4"],
+      "/default/client",
+    ],
+  );
+  deepStrictEqual(config.options.get("obfs4"), { cert: "abc", "iat-mode": "0" });
+});
+
+Deno.test("parseSip003: the server listens on SS_REMOTE and relays to SS_LOCAL", () => {
+  const plan = parseSip003(
+    { ...VARS, SS_REMOTE_HOST: "::", SS_PLUGIN_OPTIONS: "server;transport=plain;state=/s" },
+    state,
+  );
+  const config = plan.config;
+  ok(config.kind === "server");
+  deepStrictEqual(config.bindAddrs.get("plain"), { hostname: "::", port: 8388 });
+  deepStrictEqual(config.target, {
+    kind: "orport",
+    address: { hostname: "127.0.0.1", port: 1984 },
+  });
+  deepStrictEqual([config.stateDir, config.options.get("plain"), config.workers], ["/s", {}, 1]);
+  // No state= : the per-user default.
+  const defaulted = parseSip003({ ...VARS, SS_PLUGIN_OPTIONS: "server" }, state);
+  deepStrictEqual([defaulted.transport, defaulted.config.stateDir], ["obfs4", "/default/server"]);
+});
+
+Deno.test("parseSip003: bad variables and options are errors that quote no option", () => {
+  for (
+    const [vars, message] of [
+      [{ ...VARS, SS_REMOTE_PORT: "99999" }, /SS_REMOTE/],
+      [{ ...VARS, SS_LOCAL_PORT: "0" }, /SS_LOCAL_PORT: port 0/],
+      [{ ...VARS, SS_PLUGIN_OPTIONS: "server", SS_REMOTE_HOST: "example.com" }, /IP address/],
+      [{ ...VARS, SS_PLUGIN_OPTIONS: "transport=ob fs4" }, /expected a transport name/],
+      [{ ...VARS, SS_PLUGIN_OPTIONS: "cert=Secret9Mark\\" }, /trailing backslash/],
+      [{ ...VARS, SS_PLUGIN_OPTIONS: "loglevel=chatty" }, /chatty/],
+    ] as const
+  ) {
+    throws(() => parseSip003(vars, state), (error: Error) => {
+      ok(message.test(error.message), error.message);
+      ok(!error.message.includes("Secret9Mark"), error.message);
+      return true;
+    });
+  }
+});
+
+/** A shadowsocks-libev program with main.ts as its plugin; output collected. */
+function startWithPlugin(program: "ss-server" | "ss-local", args: string[]) {
+  const binary = requireBinary(program, "shadowsocks-libev");
+  const child = new Deno.Command(binary, {
+    args: [...args, "--plugin", MAIN, "-t", "60"],
+    // As ss-libev runs under systemd: stdin is /dev/null.
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const collect = (stream: ReadableStream<Uint8Array>) =>
+    stream.pipeThrough(new TextDecoderStream()).pipeTo(
+      new WritableStream({ write: (t) => void (text += t) }),
+    ).catch(() => {});
+  const done = Promise.all([collect(child.stdout), collect(child.stderr)]);
+  return {
+    child,
+    output: () => text,
+    async waitFor(pattern: RegExp): Promise<RegExpExecArray> {
+      for (let i = 0; i < 600; i++) {
+        const match = pattern.exec(text);
+        if (match) return match;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`${program}: no ${pattern} in\n${text}`);
+    },
+    async stop(signal: Deno.Signal = "SIGTERM"): Promise<void> {
+      try {
+        child.kill(signal);
+      } catch {
+        // Gone.
+      }
+      await child.status;
+      // The plugin has the pipes too: they end once it has exited.
+      await done;
+    },
+  };
+}
+
+/** The process ids of main.ts plugins whose parent is `parent`. */
+async function pluginsOf(parent: number): Promise<number[]> {
+  const found: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^[0-9]+$/.test(entry.name)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`);
+      if (ppid === parent && cmdline.includes(MAIN)) found.push(Number(entry.name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return found;
+}
+
+async function waitGone(pid: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      await Deno.stat(`/proc/${pid}`);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`plugin ${pid} did not exit with its parent`);
+}
+
+Deno.test("SIP003: ss-local and ss-server with main.ts as their obfs4 plugin; obfs4proxy reaches the server plugin", async () => {
+  await using http = new CountingHttpServer("hello over sip003\n");
+  const stateDir = await Deno.makeTempDir();
+  const method = "chacha20-ietf-poly1305";
+  const password = "sip003-test-password";
+  const serverPort = freePort();
+  const server = startWithPlugin("ss-server", [
+    ...["-s", "127.0.0.1", "-p", String(serverPort), "-k", password, "-m", method],
+    ...["--plugin-opts", `server;transport=obfs4;state=${stateDir}`],
+  ]);
+  let local: ReturnType<typeof startWithPlugin> | undefined;
+  try {
+    // The server plugin prints the client's options on stderr and writes them.
+    const printed =
+      (await server.waitFor(/^(transport=obfs4;cert=[A-Za-z0-9+/]+;iat-mode=0)$/m))[1]!;
+    await waitListening(serverPort);
+    deepStrictEqual(
+      await Deno.readTextFile(`${stateDir}/${CLIENT_OPTIONS_FILE}`),
+      `${printed}\n`,
+    );
+    const localPort = freePort();
+    local = startWithPlugin("ss-local", [
+      ...["-s", "127.0.0.1", "-p", String(serverPort), "-k", password, "-m", method],
+      ...["-b", "127.0.0.1", "-l", String(localPort), "--plugin-opts", printed],
+    ]);
+    await local.waitFor(/obfs4 client on SS_LOCAL/);
+    const result = await curl([
+      "--socks5-hostname",
+      `127.0.0.1:${localPort}`,
+      `http://localhost:${http.port}/`,
+    ]);
+    deepStrictEqual(
+      result.out,
+      "hello over sip003\n",
+      result.err + local.output() + server.output(),
+    );
+    deepStrictEqual(http.connections, 1);
+
+    // obfs4proxy, given the printed cert, talks obfs4 to the server plugin;
+    // inside, a Shadowsocks stream that ss-server decodes.
+    const cert = /cert=([^;]+)/.exec(printed)![1]!;
+    const obfs4proxy = await startObfs4proxy({
+      TOR_PT_CLIENT_TRANSPORTS: "obfs4",
+      TOR_PT_STATE_LOCATION: `${stateDir}/obfs4proxy`,
+    }, [requireBinary("obfs4proxy", "obfs4proxy")]);
+    try {
+      const [hostname, port] = obfs4proxy.method.at(-1)!.split(":");
+      const socks = { hostname: hostname!, port: Number(port) };
+      const connector = await createConnector(shadowsocks, { method, password }, {
+        dialer: (target) =>
+          socks5Connect(socks, target, { username: `cert=${cert};iat-mode=0`, password: "\0" }),
+      });
+      const conn = await connector.dial({
+        hostname: "127.0.0.1",
+        port: serverPort,
+        destination: { hostname: "127.0.0.1", port: http.port },
+      });
+      const writer = conn.writable.getWriter();
+      await writer.write(new TextEncoder().encode("GET / HTTP/1.0\r\n\r\n"));
+      const reply = await new Response(conn.readable).text();
+      ok(reply.endsWith("\r\n\r\nhello over sip003\n"), reply);
+      deepStrictEqual(http.connections, 2);
+    } finally {
+      await obfs4proxy.stop();
+    }
+
+    // The plugins exit with their parents: SIGTERM to ss-local, SIGKILL to
+    // ss-server (no chance to stop its plugin).
+    const [localPlugin] = await pluginsOf(local.child.pid);
+    const [serverPlugin] = await pluginsOf(server.child.pid);
+    ok(localPlugin !== undefined && serverPlugin !== undefined, "plugins not found");
+    await local.stop("SIGTERM");
+    await waitGone(localPlugin);
+    await server.stop("SIGKILL");
+    await waitGone(serverPlugin);
+  } finally {
+    await local?.stop("SIGKILL");
+    await server.stop("SIGKILL");
+    await Deno.remove(stateDir, { recursive: true });
+  }
+});
