@@ -5,15 +5,16 @@
 // "server;transport=obfs4;state=DIR"`, `ss-local --plugin main.ts
 // --plugin-opts "transport=obfs4;cert=...;iat-mode=0"`): curl through
 // ss-local, and obfs4proxy talking to the server plugin with the printed
-// cert (the bytes between the plugins are obfs4); the plugins exit with
-// their parents.
+// cert (the bytes between the plugins are obfs4), and `main.ts client
+// ss://...?plugin=ptkit;...` reaches the server plugin too; the plugins
+// exit with their parents.
 
 import { deepStrictEqual, ok, throws } from "node:assert";
 import { formatPluginOptions, parsePluginOptions } from "../ipc/lines/_args.ts";
 import { CLIENT_OPTIONS_FILE, parseSip003 } from "../ipc/managed/_sip003.ts";
 import { createConnector } from "../client.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
-import { CountingHttpServer, curl } from "./cli_util.ts";
+import { CountingHttpServer, curl, TextProcess } from "./cli_util.ts";
 import { MAIN, requireBinary, waitListening } from "./ipc_util.ts";
 import { freePort, startObfs4proxy } from "./obfs4_live_helpers.ts";
 import { socks5Connect } from "./obfs4_socks5.ts";
@@ -230,6 +231,27 @@ Deno.test("SIP003: ss-local and ss-server with main.ts as their obfs4 plugin; ob
     );
     deepStrictEqual(http.connections, 1);
 
+    // An Outline-style link with ptkit's plugin: main.ts client runs
+    // Shadowsocks over obfs4 itself, to the same server plugin.
+    const b64 = btoa(`${method}:${password}`).replace(/=+$/, "");
+    const link = `ss://${b64}@127.0.0.1:${serverPort}/?plugin=${
+      encodeURIComponent(`ptkit;${printed}`)
+    }#sip003`;
+    const socksPort = freePort();
+    {
+      await using client = new TextProcess(MAIN, [
+        ...["client", link, "--socks", `127.0.0.1:${socksPort}`, "--state", `${stateDir}/link`],
+      ]);
+      await client.waitFor(/Shadowsocks chacha20-ietf-poly1305 over obfs4 to 127\.0\.0\.1:/);
+      const viaLink = await curl([
+        "--socks5-hostname",
+        `127.0.0.1:${socksPort}`,
+        `http://localhost:${http.port}/`,
+      ]);
+      deepStrictEqual(viaLink.out, "hello over sip003\n", viaLink.err + client.stderr);
+      deepStrictEqual(http.connections, 2);
+    }
+
     // obfs4proxy, given the printed cert, talks obfs4 to the server plugin;
     // inside, a Shadowsocks stream that ss-server decodes.
     const cert = /cert=([^;]+)/.exec(printed)![1]!;
@@ -253,7 +275,7 @@ Deno.test("SIP003: ss-local and ss-server with main.ts as their obfs4 plugin; ob
       await writer.write(new TextEncoder().encode("GET / HTTP/1.0\r\n\r\n"));
       const reply = await new Response(conn.readable).text();
       ok(reply.endsWith("\r\n\r\nhello over sip003\n"), reply);
-      deepStrictEqual(http.connections, 2);
+      deepStrictEqual(http.connections, 3);
     } finally {
       await obfs4proxy.stop();
     }

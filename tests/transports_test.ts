@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // Unit tests of the transport helpers, on in-memory streams.
 
-import { deepStrictEqual, strictEqual } from "node:assert";
+import { deepStrictEqual, ok, strictEqual, throws } from "node:assert";
 import { layerTransports, mapChunks, MemoryStore } from "../transports/mod.ts";
 import { layerPairs } from "../transports/layer.ts";
 import { plain } from "../transports/plain.ts";
@@ -82,4 +82,21 @@ Deno.test("MemoryStore keeps values per key", async () => {
   await store.set("a", "2");
   strictEqual(await store.get("a"), "2");
   strictEqual(await store.get("b"), undefined);
+});
+
+Deno.test("layerTransports: a free first layer makes a free stack; a free outer layer is refused", async () => {
+  const { shadowsocks } = await import("../transports/shadowsocks/mod.ts");
+  const stacked = layerTransports("ss_over_plain", [shadowsocks, plain]);
+  deepStrictEqual(stacked.free, true);
+  deepStrictEqual(layerTransports("plain_only", [plain]).free, undefined);
+  throws(() => layerTransports("bad", [plain, shadowsocks]), /only the first \(innermost\) layer/);
+  // The client pair hands the destination to the Shadowsocks layer: without
+  // one, it refuses (a free transport needs its destination).
+  const side = await stacked.client({
+    "shadowsocks.method": "aes-128-gcm",
+    "shadowsocks.password": "x",
+  });
+  throws(() => side.pair({}), TypeError);
+  const pair = side.pair({}, { hostname: "example.com", port: 80 });
+  ok(pair.encode.writable instanceof WritableStream);
 });

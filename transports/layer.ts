@@ -54,6 +54,8 @@ export function layerPairs(inner: TransportPair, outer: TransportPair): Transpor
     decode: chain(outer.decode, inner.decode),
     ...(ready === undefined ? {} : { ready }),
     ...(clientAddress === undefined ? {} : { clientAddress }),
+    // A free transport's destination travels in the inner layer's stream.
+    ...(inner.destination === undefined ? {} : { destination: inner.destination }),
   };
 }
 
@@ -78,13 +80,15 @@ function chain(
  * prefix), never refused. How the connection is made (a
  * connection plan: another host, TLS) and the bridge address come from the
  * layer nearest the wire that declares them, so obfs4 inside WebTunnel
- * dials WebTunnel's URL.
+ * dials WebTunnel's URL. When the first layer is free (`shadowsocks`),
+ * so is the stack: its client pairs hand that layer the destination, its
+ * server pairs report that layer's (Shadowsocks over obfs4).
  *
  * @param name The name of the stacked transport.
  * @param layers The transports, application side first.
  * @returns The stacked transport.
- * @throws {TypeError} When the name is invalid, `layers` is empty, or two
- * layers share a name.
+ * @throws {TypeError} When the name is invalid, `layers` is empty, two
+ * layers share a name, or a layer other than the first is free.
  *
  * @example Plain over plain
  * ```ts
@@ -115,6 +119,11 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
   assertTransportName(name);
   if (layers.length === 0) {
     throw new TypeError(`Cannot layer transport '${name}': no layers given`);
+  }
+  if (layers.slice(1).some((t) => t.free)) {
+    throw new TypeError(
+      `Cannot layer transport '${name}': only the first (innermost) layer may be free`,
+    );
   }
   const names = new Set(layers.map((t) => t.name));
   if (names.size !== layers.length) {
@@ -172,6 +181,7 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
   const stack = (pairs: TransportPair[]): TransportPair => pairs.reduce((a, b) => layerPairs(a, b));
   return {
     name,
+    ...(layers[0]!.free ? { free: true } : {}),
     ...(optionKeys === undefined ? {} : { optionKeys }),
     async client(config: TransportOptions, env?: TransportEnvironment): Promise<ClientTransport> {
       const configs = split(config, "client", env);
@@ -179,9 +189,11 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
         layers.map((t, i) => t.client(configs[i]!, layerEnv(t, env))),
       );
       const result: ClientTransport = {
-        pair: (settings) => {
+        pair: (settings, destination) => {
           const perLayer = split(settings, "client", env);
-          return stack(sides.map((side, i) => side.pair(perLayer[i]!)));
+          return stack(
+            sides.map((side, i) => side.pair(perLayer[i]!, i === 0 ? destination : undefined)),
+          );
         },
       };
       const planner = sides.findLastIndex((side) => side.connection !== undefined);

@@ -22,6 +22,8 @@ import { registry as defaultRegistry } from "../managed/_registry.ts";
 import { runManaged } from "../managed/_run.ts";
 import { perUserStateDir } from "../managed/_state_dir.ts";
 import { CLI_COMMANDS } from "./_names.ts";
+import { parseSsUri, type SsUri } from "./_ss_uri.ts";
+import { layerTransports } from "../../transports/layer.ts";
 
 /** Options for {@linkcode runCli}. */
 export interface CliOptions {
@@ -122,7 +124,9 @@ const SUMMARY: Record<string, string> = {
     "and the client command.",
   client: "Run a transport client: a SOCKS5 proxy on --socks whose connections travel\n" +
     "through the transport to the server and on to their destination (names are\n" +
-    "resolved by the server, never here).",
+    "resolved by the server, never here). In place of --bridge, a Shadowsocks link\n" +
+    "(ss://..., SIP002, as Outline shares them; with plugin=ptkit;transport=obfs4;...\n" +
+    "Shadowsocks runs over that transport) may come first.",
   start: "Run a server and a client on loopback in one process (free mode), with a demo\n" +
     "page, and print a curl command to try. Ctrl-C stops.",
 };
@@ -137,7 +141,8 @@ const SUMMARY: Record<string, string> = {
 export function cliUsage(subcommand: string, command: string): string {
   const specs = SPECS[subcommand];
   if (specs === undefined) throw new RangeError(`Unknown subcommand ${JSON.stringify(subcommand)}`);
-  const lines = [`Usage: ${command} ${subcommand} [flags]`, "", SUMMARY[subcommand]!, ""];
+  const usage = subcommand === "client" ? "[flags] (or: ss://LINK [flags])" : "[flags]";
+  const lines = [`Usage: ${command} ${subcommand} ${usage}`, "", SUMMARY[subcommand]!, ""];
   for (const [name, spec] of Object.entries(specs)) {
     const left = `--${name}${spec.value ? ` ${spec.value}` : ""}`;
     lines.push(
@@ -150,6 +155,7 @@ export function cliUsage(subcommand: string, command: string): string {
   } else if (subcommand === "client") {
     lines.push(
       `  ${command} client --bridge 'obfs4 203.0.113.7:443 cert=... iat-mode=0' --socks 127.0.0.1:1080`,
+      `  ${command} client 'ss://Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpwYXNz@203.0.113.7:8388#box' --socks 127.0.0.1:1080`,
     );
   } else {
     lines.push(`  deno task start`);
@@ -174,6 +180,10 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
   const err = options.stderr ?? ((t: string) => Deno.stderr.writeSync(encoder.encode(t)));
   const command = options.command ?? "main.ts";
   const [subcommand, ...rest] = args;
+  // `client ss://...`: a Shadowsocks link in place of --bridge.
+  const link = subcommand === "client" && /^ss:\/\//i.test(rest[0] ?? "")
+    ? rest.shift()
+    : undefined;
   const specs = SPECS[subcommand ?? ""];
   if (specs === undefined) {
     err(`Unknown subcommand ${JSON.stringify(subcommand)}: expected ${CLI_COMMANDS.join(", ")}\n`);
@@ -189,7 +199,7 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
     return 0;
   }
   const known = options.registry ?? defaultRegistry;
-  const wanted = parsed.transport ??
+  const wanted = link !== undefined ? undefined : parsed.transport ??
     (subcommand === "client" ? parsedBridgeTransport(parsed.bridge) : "obfs4");
   if (wanted !== undefined && !known.has(wanted)) {
     err(
@@ -201,6 +211,7 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
   const context = { out, err, getEnv, command, options };
   try {
     if (subcommand === "server") return await server(parsed, context);
+    if (link !== undefined) return await ssClient(link, parsed, context);
     if (subcommand === "client") return await client(parsed, context);
     return await start(parsed, context);
   } catch (error) {
@@ -497,6 +508,95 @@ async function client(flags: Record<string, string>, context: Context): Promise<
         }; TCP port ${addr} relays to the server's target.\n`,
     );
   });
+}
+
+/** ptkit's own plugin names in an `ss://` link (the SIP003 plugin is main.ts). */
+const PTKIT_PLUGIN = /^(ptkit|.*\/main\.ts|main\.ts)$/;
+
+/**
+ * `client ss://...`: a SOCKS5 proxy whose connections go to the link's
+ * Shadowsocks server, each carrying its destination (names unresolved);
+ * with ptkit's plugin (`plugin=ptkit;transport=obfs4;cert=...`), Shadowsocks
+ * runs over that transport, as ss-local with main.ts as its plugin would.
+ */
+async function ssClient(
+  link: string,
+  flags: Record<string, string>,
+  context: Context,
+): Promise<number> {
+  for (const flag of ["bridge", "transport", "tcp"]) {
+    if (flags[flag] !== undefined) throw new UsageError(`--${flag} does not go with an ss:// link`);
+  }
+  let uri: SsUri;
+  try {
+    uri = parseSsUri(link);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const credentials = { method: uri.method, password: uri.password };
+  let transport = "shadowsocks";
+  let options: Record<string, string> = credentials;
+  let registry = context.options.registry ?? defaultRegistry;
+  if (uri.plugin !== undefined) {
+    if (!PTKIT_PLUGIN.test(uri.plugin.name)) {
+      throw new UsageError(
+        `The link's plugin ${
+          JSON.stringify(uri.plugin.name.slice(0, 64))
+        } is not ptkit: run ss-local with that plugin (ptkit's is plugin=ptkit;transport=...)`,
+      );
+    }
+    const { transport: outerName = "obfs4", ...outerOptions } = uri.plugin.options;
+    const outer = registry.get(outerName);
+    const inner = registry.get("shadowsocks");
+    if (outer === undefined || inner === undefined || outer.free) {
+      throw new UsageError(
+        `Unknown plugin transport ${JSON.stringify(outerName.slice(0, 64))}: available: ${
+          [...registry.values()].filter((t) => !t.free).map((t) => t.name).join(", ")
+        }`,
+      );
+    }
+    // Shadowsocks inside, the plugin's transport on the wire.
+    transport = `shadowsocks_over_${outer.name}`;
+    options = {};
+    for (const [key, value] of Object.entries(credentials)) options[`shadowsocks.${key}`] = value;
+    for (const [key, value] of Object.entries(outerOptions)) {
+      options[`${outer.name}.${key}`] = value;
+    }
+    registry = new Map([[transport, layerTransports(transport, [inner, outer])]]);
+  }
+  const state = stateDir(flags.state, "client", context.getEnv);
+  const level = logLevel(flags);
+  const config: ClientConfig = {
+    ...common(transport, state, level, new Map([[transport, options]])),
+    kind: "client",
+    mode: "socks5",
+    listen: address(flags.socks ?? "127.0.0.1:1080", "--socks"),
+    target: uri.server,
+    free: true,
+  };
+  const label = uri.tag === "" ? "" : ` (${uri.tag.replace(/[^\x20-\x7e]/g, "?").slice(0, 64)})`;
+  return await runSide(
+    config,
+    { ...context, options: { ...context.options, registry } },
+    level,
+    (method) => {
+      const addr = formatHostPort(method.address);
+      context.out(
+        [
+          `ptkit client: Shadowsocks ${uri.method}${
+            uri.plugin === undefined ? "" : ` over ${transport.slice("shadowsocks_over_".length)}`
+          } to ${formatHostPort(uri.server)}${label}`,
+          `SOCKS5 proxy: ${addr} (names are resolved by the server)`,
+          "",
+          "Try it:",
+          `  curl --socks5-hostname ${addr} https://example.com/`,
+          "",
+          "Ctrl-C stops the client.",
+          "",
+        ].join("\n"),
+      );
+    },
+  );
 }
 
 async function start(flags: Record<string, string>, context: Context): Promise<number> {

@@ -1,0 +1,126 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+// Internal: Shadowsocks server links (SIP002 `ss://` URIs, as Outline and
+// the Shadowsocks apps share them, and the legacy all-base64 form).
+
+import { type HostPort, parseHostPort } from "../../net/address.ts";
+import type { TransportOptions } from "../../transports/transport.ts";
+import { parsePluginOptions } from "../lines/_args.ts";
+
+/** What an `ss://` link says. */
+export interface SsUri {
+  /** The cipher (`chacha20-ietf-poly1305`, ...). */
+  readonly method: string;
+  /** The password (or, for the 2022 methods, the base64 key). */
+  readonly password: string;
+  /** The server. */
+  readonly server: HostPort;
+  /** The SIP003 plugin, when the link names one: its name and options. */
+  readonly plugin?: { readonly name: string; readonly options: TransportOptions };
+  /** The server's label (`#tag`), decoded; empty when absent. */
+  readonly tag: string;
+}
+
+/**
+ * Parse an `ss://` link: SIP002 `ss://USERINFO@HOST:PORT[/][?plugin=...][#TAG]`,
+ * where USERINFO is base64url of `method:password` (padding optional) or
+ * `method:password` percent-encoded (the 2022 methods' form), the plugin
+ * part percent-encoded `name;k=v;k=v`; or the legacy
+ * `ss://BASE64(method:password@host:port)[#TAG]`. Other query parameters
+ * are ignored. No error message holds the password or the userinfo.
+ *
+ * @param text The link.
+ * @returns What it says.
+ * @throws {SyntaxError} When the link is malformed.
+ * @throws {RangeError} When the port is out of range.
+ */
+export function parseSsUri(text: string): SsUri {
+  const fail = (why: string): never => {
+    throw new SyntaxError(`Cannot parse the ss:// link: ${why}`);
+  };
+  if (!/^ss:\/\//i.test(text)) fail("it must start with ss://");
+  if (text.length > 8192) fail("longer than 8192 characters");
+  let rest = text.slice(5);
+  let tag = "";
+  const hash = rest.indexOf("#");
+  if (hash >= 0) {
+    tag = decode(rest.slice(hash + 1), "the #tag", fail);
+    rest = rest.slice(0, hash);
+  }
+  let at = rest.lastIndexOf("@");
+  let userinfo: string;
+  if (at < 0) {
+    // Legacy: everything but the tag is base64 of method:password@host:port.
+    const plain = base64Text(rest.replace(/\/$/, ""), fail);
+    at = plain.lastIndexOf("@");
+    if (at < 0) fail("no '@' between the credentials and the server");
+    userinfo = plain.slice(0, at);
+    rest = plain.slice(at + 1);
+    if (/[/?]/.test(rest)) fail("the legacy form has no path or query");
+  } else {
+    const raw = rest.slice(0, at);
+    rest = rest.slice(at + 1);
+    userinfo = /:|%3a/i.test(raw) ? decode(raw, "the credentials", fail) : base64Text(raw, fail);
+  }
+  const colon = userinfo.indexOf(":");
+  if (colon < 0) fail("the credentials are not method:password");
+  const method = userinfo.slice(0, colon);
+  const password = userinfo.slice(colon + 1);
+  if (!/^[a-z0-9][a-z0-9-]*$/i.test(method)) fail("the method is empty or not a cipher name");
+  if (password === "") fail("the password is empty");
+  const query = rest.search(/[/?]/);
+  const authority = query < 0 ? rest : rest.slice(0, query);
+  let after = query < 0 ? "" : rest.slice(query);
+  if (after.startsWith("/")) after = after.slice(1);
+  if (after !== "" && !after.startsWith("?")) fail("a path after the port");
+  if (!/:[0-9]+$/.test(authority)) fail("the server has no port");
+  const server = parseHostPort(authority, "ss:// server");
+  if (server.port === 0) throw new RangeError("Cannot parse the ss:// link: port 0");
+  let plugin: SsUri["plugin"];
+  for (const parameter of after.slice(1).split("&")) {
+    const eq = parameter.indexOf("=");
+    const key = eq < 0 ? parameter : parameter.slice(0, eq);
+    if (key !== "plugin") continue;
+    if (plugin !== undefined) fail("two plugin parameters");
+    const value = decode(parameter.slice(eq + 1).replace(/\+/g, " "), "the plugin", fail);
+    const semicolon = value.indexOf(";");
+    const name = semicolon < 0 ? value : value.slice(0, semicolon);
+    if (name.trim() === "") fail("the plugin has no name");
+    try {
+      plugin = {
+        name,
+        options: parsePluginOptions(semicolon < 0 ? "" : value.slice(semicolon + 1)),
+      };
+    } catch (error) {
+      fail((error as Error).message.replace(/^Cannot parse /, "bad "));
+    }
+  }
+  return { method, password, server, ...(plugin === undefined ? {} : { plugin }), tag };
+}
+
+/** Percent-decode `text`, failing with `what` (never the text). */
+function decode(text: string, what: string, fail: (why: string) => never): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return fail(`bad percent-encoding in ${what}`);
+  }
+}
+
+/** Base64 or base64url text (padding optional) as UTF-8, failing without quoting it. */
+function base64Text(text: string, fail: (why: string) => never): string {
+  const plain = text.replace(/-/g, "+").replace(/_/g, "/");
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(plain) || plain.replace(/=+$/, "").length % 4 === 1) {
+    return fail("the credentials are neither base64url nor method:password");
+  }
+  const padded = plain.replace(/=+$/, "");
+  try {
+    const bytes = Uint8Array.from(
+      atob(padded + "=".repeat((4 - padded.length % 4) % 4)),
+      (c) => c.charCodeAt(0),
+    );
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return fail("the credentials are not base64 of UTF-8 text");
+  }
+}

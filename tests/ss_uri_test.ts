@@ -1,0 +1,193 @@
+// Copyright the ptkit authors. MIT license.
+// SIP002 `ss://` links as a table: the forms Outline and the Shadowsocks
+// apps share, and malformed ones, whose errors never hold the password; and
+// `main.ts client ss://...` through ss-server (shadowsocks-libev).
+
+import { deepStrictEqual, ok, throws } from "node:assert";
+import { parseSsUri, type SsUri } from "../ipc/cli/_ss_uri.ts";
+import { CountingHttpServer, curl, TextProcess } from "./cli_util.ts";
+import { MAIN } from "./ipc_util.ts";
+import { freePort } from "./obfs4_live_helpers.ts";
+import { startSsLibev } from "./shadowsocks_util.ts";
+
+const SECRET = "Pw7SecretMark";
+const b64url = (text: string) =>
+  btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const server = (hostname: string, port: number) => ({ hostname, port });
+
+const ROWS: readonly [name: string, link: string, expected: SsUri | RegExp][] = [
+  [
+    "base64url userinfo, no padding",
+    `ss://${b64url(`chacha20-ietf-poly1305:${SECRET}`)}@192.0.2.1:8388`,
+    {
+      method: "chacha20-ietf-poly1305",
+      password: SECRET,
+      server: server("192.0.2.1", 8388),
+      tag: "",
+    },
+  ],
+  [
+    "base64 userinfo with padding, trailing slash, tag",
+    `ss://${btoa(`aes-256-gcm:${SECRET}?`)}@example.com:443/#My%20Server`,
+    {
+      method: "aes-256-gcm",
+      password: `${SECRET}?`,
+      server: server("example.com", 443),
+      tag: "My Server",
+    },
+  ],
+  [
+    "base64url with - and _ (a password with ? and >)",
+    `ss://${b64url(`aes-128-gcm:${SECRET}>>??`)}@192.0.2.1:1`,
+    { method: "aes-128-gcm", password: `${SECRET}>>??`, server: server("192.0.2.1", 1), tag: "" },
+  ],
+  [
+    "plain percent-encoded userinfo (the 2022 methods)",
+    `ss://2022-blake3-aes-256-gcm:${encodeURIComponent(`${SECRET}+/=`)}@[2001:db8::1]:8388#x`,
+    {
+      method: "2022-blake3-aes-256-gcm",
+      password: `${SECRET}+/=`,
+      server: server("2001:db8::1", 8388),
+      tag: "x",
+    },
+  ],
+  [
+    "plain userinfo with %3A",
+    `ss://aes-256-gcm%3A${SECRET}@192.0.2.1:8388`,
+    { method: "aes-256-gcm", password: SECRET, server: server("192.0.2.1", 8388), tag: "" },
+  ],
+  [
+    "a plugin with options, percent-encoded, and other parameters",
+    `ss://${
+      b64url(`aes-256-gcm:${SECRET}`)
+    }@192.0.2.1:8388/?outline=1&plugin=ptkit%3Btransport%3Dobfs4%3Bcert%3Dab%2Bc%3Biat-mode%3D0#tag`,
+    {
+      method: "aes-256-gcm",
+      password: SECRET,
+      server: server("192.0.2.1", 8388),
+      plugin: { name: "ptkit", options: { transport: "obfs4", cert: "ab+c", "iat-mode": "0" } },
+      tag: "tag",
+    },
+  ],
+  [
+    "a plugin without options, no slash",
+    `ss://${b64url(`aes-256-gcm:${SECRET}`)}@192.0.2.1:8388?plugin=obfs-local`,
+    {
+      method: "aes-256-gcm",
+      password: SECRET,
+      server: server("192.0.2.1", 8388),
+      plugin: { name: "obfs-local", options: {} },
+      tag: "",
+    },
+  ],
+  [
+    "a plugin option with an escaped ;",
+    `ss://${b64url(`aes-256-gcm:${SECRET}`)}@192.0.2.1:8388/?plugin=p%3Bk%3Da%5C%3Bb`,
+    {
+      method: "aes-256-gcm",
+      password: SECRET,
+      server: server("192.0.2.1", 8388),
+      plugin: { name: "p", options: { k: "a;b" } },
+      tag: "",
+    },
+  ],
+  [
+    "the legacy all-base64 form",
+    `ss://${btoa(`aes-128-gcm:${SECRET}@192.0.2.9:8000`)}#old`,
+    { method: "aes-128-gcm", password: SECRET, server: server("192.0.2.9", 8000), tag: "old" },
+  ],
+  ["another scheme", `ssr://${b64url(`aes-128-gcm:${SECRET}`)}@h:1`, /must start with ss:\/\//],
+  ["no port", `ss://${b64url(`aes-128-gcm:${SECRET}`)}@192.0.2.1`, /no port/],
+  ["port 0", `ss://${b64url(`aes-128-gcm:${SECRET}`)}@192.0.2.1:0`, /port 0/],
+  ["port 70000", `ss://${b64url(`aes-128-gcm:${SECRET}`)}@192.0.2.1:70000`, /port/i],
+  ["credentials without a colon", `ss://${b64url(`aes-128-gcm${SECRET}`)}@h:1`, /method:password/],
+  ["not base64", `ss://${SECRET}!!@h:1`, /neither base64url nor method:password/],
+  ["base64 of bytes that are not UTF-8", "ss://_w@h:1", /not base64 of UTF-8/],
+  ["an empty password", `ss://${b64url("aes-128-gcm:")}@h:1`, /password is empty/],
+  ["an empty method", `ss://${b64url(`:${SECRET}`)}@h:1`, /method is empty/],
+  [
+    "a bad percent escape",
+    `ss://aes-128-gcm:${SECRET}%zz@h:1`,
+    /bad percent-encoding in the credentials/,
+  ],
+  ["a bad escape in the tag", `ss://${b64url(`aes-128-gcm:${SECRET}`)}@h:1#%`, /the #tag/],
+  ["a path", `ss://${b64url(`aes-128-gcm:${SECRET}`)}@h:1/x`, /a path/],
+  [
+    "a plugin without a name",
+    `ss://${b64url(`aes-128-gcm:${SECRET}`)}@h:1/?plugin=%3Bk%3Dv`,
+    /no name/,
+  ],
+  ["two plugins", `ss://${b64url(`a:${SECRET}`)}@h:1/?plugin=a&plugin=b`, /two plugin/],
+  [
+    "a plugin option with a trailing backslash",
+    `ss://${b64url(`a:${SECRET}`)}@h:1/?plugin=p%3Bk%3D${SECRET}%5C`,
+    /trailing backslash/,
+  ],
+  ["legacy without @", `ss://${btoa(`aes-128-gcm:${SECRET}`)}`, /no '@'/],
+  ["an empty link", "ss://", /./],
+  ["a bad IPv6 host", `ss://${b64url(`a:${SECRET}`)}@[::1:1`, /./],
+];
+
+for (const [name, link, expected] of ROWS) {
+  Deno.test(`parseSsUri: ${name}`, () => {
+    if (expected instanceof RegExp) {
+      throws(() => parseSsUri(link), (error: Error) => {
+        ok(error instanceof SyntaxError || error instanceof RangeError, String(error));
+        ok(expected.test(error.message), error.message);
+        ok(!error.message.includes(SECRET), `the password in: ${error.message}`);
+        ok(!error.message.includes(b64url(`a:${SECRET}`).slice(0, 12)), error.message);
+        return true;
+      });
+      return;
+    }
+    deepStrictEqual(parseSsUri(link), expected);
+  });
+}
+
+// --- main.ts client ss://... -------------------------------------------------
+
+Deno.test("main.ts client ss://...: a SOCKS5 proxy through ss-server (names unresolved)", async () => {
+  await using http = new CountingHttpServer("hello through a link\n");
+  const method = "aes-128-gcm";
+  await using ssServer = await startSsLibev("ss-server", { method, password: SECRET });
+  const state = await Deno.makeTempDir();
+  const socks = freePort();
+  const link = `ss://${b64url(`${method}:${SECRET}`)}@127.0.0.1:${ssServer.port}#Test%20box`;
+  try {
+    await using client = new TextProcess(MAIN, [
+      ...["client", link, "--socks", `127.0.0.1:${socks}`, "--state", state],
+      ...["--log-level", "debug"],
+    ]);
+    await client.waitFor(/SOCKS5 proxy: 127\.0\.0\.1:[0-9]+/);
+    ok(client.stdout.includes(`Shadowsocks ${method} to 127.0.0.1:${ssServer.port} (Test box)`));
+    const result = await curl([
+      "--socks5-hostname",
+      `127.0.0.1:${socks}`,
+      `http://localhost:${http.port}/`,
+    ]);
+    deepStrictEqual(result.out, "hello through a link\n", result.err + client.stderr);
+    deepStrictEqual(await client.interrupt(), 0);
+    ok(!(client.stdout + client.stderr).includes(SECRET), "the password was printed");
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
+Deno.test("main.ts client ss://...: bad links and foreign plugins fail with 64, never printing the password", async () => {
+  const good = b64url(`aes-128-gcm:${SECRET}`);
+  for (
+    const [link, message] of [
+      [`ss://${good}@127.0.0.1`, /no port/],
+      [`ss://aes-128-gcm:${SECRET}%zz@127.0.0.1:1`, /bad percent-encoding/],
+      [`ss://${good}@127.0.0.1:1/?plugin=obfs-local%3Bobfs%3Dhttp`, /"obfs-local" is not ptkit/],
+      [`ss://${good}@127.0.0.1:1/?plugin=ptkit%3Btransport%3Dbogus`, /Unknown plugin transport/],
+    ] as const
+  ) {
+    await using client = new TextProcess(MAIN, ["client", link, "--socks", "127.0.0.1:0"]);
+    const status = await client.child.status;
+    await client.done;
+    deepStrictEqual(status.code, 64, client.stderr);
+    ok(message.test(client.stderr), client.stderr);
+    ok(!(client.stdout + client.stderr).includes(SECRET), `password printed: ${client.stderr}`);
+  }
+});
