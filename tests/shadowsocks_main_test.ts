@@ -4,11 +4,13 @@
 // -server -transports shadowsocks` -> an HTTP server, and `main.ts -client
 // -free` -> ss-server -> the HTTP server, curl --socks5-hostname (names
 // travel unresolved); a loopback destination refused without `-allow
-// loopback`; the password printed nowhere.
+// loopback`; as tor runs it (the bridge line's arguments in the SOCKS
+// request, the server relaying to its ORPort); the password printed nowhere.
 
 import { deepStrictEqual, ok } from "node:assert";
 import { CountingHttpServer, curl } from "./cli_util.ts";
-import { PtProcess } from "./ipc_util.ts";
+import { PtProcess, readAll } from "./ipc_util.ts";
+import { socks5Connect } from "./obfs4_socks5.ts";
 import { METHODS, startSsLibev } from "./shadowsocks_util.ts";
 import { freePort } from "./obfs4_live_helpers.ts";
 
@@ -136,6 +138,45 @@ Deno.test("main.ts shadowsocks: a loopback destination is refused without -allow
     );
   } finally {
     if (client !== undefined) await stopAndScan(client, clientState);
+    await stopAndScan(server, serverState);
+    await Deno.remove(serverState, { recursive: true });
+    await Deno.remove(clientState, { recursive: true });
+  }
+});
+
+Deno.test("main.ts shadowsocks as tor runs it: the bridge line's arguments in SOCKS, the server relays to its ORPort", async () => {
+  await using orport = new CountingHttpServer("hello, ORPort\n");
+  const method = "aes-128-gcm";
+  const serverState = await Deno.makeTempDir();
+  const clientState = await Deno.makeTempDir();
+  const server = startMain([
+    ...["-server", "-transports", "shadowsocks", "-orport", `127.0.0.1:${orport.port}`],
+    ...["-options", JSON.stringify({ method, password: PASSWORD })],
+  ], serverState);
+  // The client as tor starts it: variables only, no options.
+  const client = new PtProcess([], {
+    TOR_PT_MANAGED_TRANSPORT_VER: "1",
+    TOR_PT_CLIENT_TRANSPORTS: "shadowsocks",
+    TOR_PT_STATE_LOCATION: clientState,
+  });
+  try {
+    const port = await smethodPort(server, method);
+    const socks = await client.cmethod("shadowsocks");
+    // tor's SOCKS request: the bridge's address, its arguments as the user name.
+    const conn = await socks5Connect(socks, { hostname: "127.0.0.1", port }, {
+      username: `method=${method};password=${PASSWORD}`,
+      password: "\0",
+    });
+    try {
+      await conn.write(new TextEncoder().encode("GET / HTTP/1.0\r\n\r\n"));
+      const reply = new TextDecoder().decode(await readAll(conn));
+      ok(reply.endsWith("\r\n\r\nhello, ORPort\n"), reply);
+    } finally {
+      conn.close();
+    }
+    deepStrictEqual(orport.connections, 1);
+  } finally {
+    await stopAndScan(client, clientState);
     await stopAndScan(server, serverState);
     await Deno.remove(serverState, { recursive: true });
     await Deno.remove(clientState, { recursive: true });
