@@ -214,3 +214,20 @@ export async function startMicrosocks(
     },
   };
 }
+
+/** Pids whose parent is `pid` (Linux, from /proc). */
+export async function childrenOf(pid: number): Promise<number[]> {
+  const found: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^[0-9]+$/.test(entry.name)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+      // The command name may hold spaces: fields start after the last ")".
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) found.push(Number(entry.name));
+    } catch {
+      // Gone.
+    }
+  }
+  return found;
+}

@@ -42,6 +42,22 @@ async function stopAndScan(pt: PtProcess, state: string): Promise<void> {
   }
 }
 
+/** A server's and a client's state directories, removed on dispose. */
+async function tempStates(): Promise<
+  { serverState: string; clientState: string } & AsyncDisposable
+> {
+  const serverState = await Deno.makeTempDir();
+  const clientState = await Deno.makeTempDir();
+  return {
+    serverState,
+    clientState,
+    [Symbol.asyncDispose]: async () => {
+      await Deno.remove(serverState, { recursive: true });
+      await Deno.remove(clientState, { recursive: true });
+    },
+  };
+}
+
 for (const method of METHODS) {
   Deno.test(`main.ts shadowsocks ${method}: ss-local -> main.ts -server -> HTTP server`, async () => {
     await using http = new CountingHttpServer(`hello ${method}\n`);
@@ -110,8 +126,8 @@ for (const method of METHODS) {
 Deno.test("main.ts shadowsocks: a loopback destination is refused without -allow loopback", async () => {
   await using http = new CountingHttpServer("must not be reached\n");
   const method = "chacha20-ietf-poly1305";
-  const serverState = await Deno.makeTempDir();
-  const clientState = await Deno.makeTempDir();
+  await using states = await tempStates();
+  const { serverState, clientState } = states;
   const options = JSON.stringify({ method, password: PASSWORD });
   const server = startMain(
     ["-server", "-transports", "shadowsocks", "-options", options],
@@ -139,16 +155,14 @@ Deno.test("main.ts shadowsocks: a loopback destination is refused without -allow
   } finally {
     if (client !== undefined) await stopAndScan(client, clientState);
     await stopAndScan(server, serverState);
-    await Deno.remove(serverState, { recursive: true });
-    await Deno.remove(clientState, { recursive: true });
   }
 });
 
 Deno.test("main.ts shadowsocks as tor runs it: the bridge line's arguments in SOCKS, the server relays to its ORPort", async () => {
   await using orport = new CountingHttpServer("hello, ORPort\n");
   const method = "aes-128-gcm";
-  const serverState = await Deno.makeTempDir();
-  const clientState = await Deno.makeTempDir();
+  await using states = await tempStates();
+  const { serverState, clientState } = states;
   const server = startMain([
     ...["-server", "-transports", "shadowsocks", "-orport", `127.0.0.1:${orport.port}`],
     ...["-options", JSON.stringify({ method, password: PASSWORD })],
@@ -178,7 +192,5 @@ Deno.test("main.ts shadowsocks as tor runs it: the bridge line's arguments in SO
   } finally {
     await stopAndScan(client, clientState);
     await stopAndScan(server, serverState);
-    await Deno.remove(serverState, { recursive: true });
-    await Deno.remove(clientState, { recursive: true });
   }
 });

@@ -28,6 +28,22 @@ export interface SsProcess extends AsyncDisposable {
 }
 
 /**
+ * Collect a child's stdout and stderr as one text (its last `limit`
+ * characters); `done` resolves once both have ended.
+ */
+export function collectOutput(
+  child: Deno.ChildProcess,
+  limit = Infinity,
+): { text: () => string; done: Promise<unknown> } {
+  let text = "";
+  const collect = (stream: ReadableStream<Uint8Array>) =>
+    stream.pipeThrough(new TextDecoderStream()).pipeTo(
+      new WritableStream({ write: (t) => void (text = (text + t).slice(-limit)) }),
+    ).catch(() => {});
+  return { text: () => text, done: Promise.all([collect(child.stdout), collect(child.stderr)]) };
+}
+
+/**
  * Start `ss-local` (SOCKS5 on `port`) or `ss-server` (on `port`) from
  * shadowsocks-libev; fail naming the package when it is missing.
  */
@@ -46,12 +62,7 @@ export async function startSsLibev(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  let text = "";
-  const collect = (stream: ReadableStream<Uint8Array>) =>
-    stream.pipeThrough(new TextDecoderStream()).pipeTo(
-      new WritableStream({ write: (t) => void (text = (text + t).slice(-4096)) }),
-    ).catch(() => {});
-  const done = Promise.all([collect(child.stdout), collect(child.stderr)]);
+  const { text: output, done } = collectOutput(child, 4096);
   const stop = async () => {
     try {
       child.kill("SIGTERM");
@@ -65,9 +76,9 @@ export async function startSsLibev(
     await waitListening(port);
   } catch (error) {
     await stop();
-    throw new Error(`${program} did not start: ${(error as Error).message}; output: ${text}`);
+    throw new Error(`${program} did not start: ${(error as Error).message}; output: ${output()}`);
   }
-  return { port, output: () => text, [Symbol.asyncDispose]: stop };
+  return { port, output, [Symbol.asyncDispose]: stop };
 }
 
 /**

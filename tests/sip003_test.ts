@@ -15,9 +15,10 @@ import { CLIENT_OPTIONS_FILE, parseSip003 } from "../ipc/managed/_sip003.ts";
 import { createConnector } from "../client.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { CountingHttpServer, curl, TextProcess } from "./cli_util.ts";
-import { MAIN, requireBinary, waitListening } from "./ipc_util.ts";
+import { childrenOf, MAIN, requireBinary, waitListening } from "./ipc_util.ts";
 import { freePort, startObfs4proxy } from "./obfs4_live_helpers.ts";
 import { socks5Connect } from "./obfs4_socks5.ts";
+import { collectOutput } from "./shadowsocks_util.ts";
 
 const PLUGIN_OPTION_ROWS: readonly [text: string, expected: Record<string, string> | RegExp][] = [
   ["", {}],
@@ -134,22 +135,17 @@ function startWithPlugin(program: "ss-server" | "ss-local", args: string[]) {
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  let text = "";
-  const collect = (stream: ReadableStream<Uint8Array>) =>
-    stream.pipeThrough(new TextDecoderStream()).pipeTo(
-      new WritableStream({ write: (t) => void (text += t) }),
-    ).catch(() => {});
-  const done = Promise.all([collect(child.stdout), collect(child.stderr)]);
+  const { text, done } = collectOutput(child);
   return {
     child,
-    output: () => text,
+    output: text,
     async waitFor(pattern: RegExp): Promise<RegExpExecArray> {
       for (let i = 0; i < 600; i++) {
-        const match = pattern.exec(text);
+        const match = pattern.exec(text());
         if (match) return match;
         await new Promise((r) => setTimeout(r, 50));
       }
-      throw new Error(`${program}: no ${pattern} in\n${text}`);
+      throw new Error(`${program}: no ${pattern} in\n${text()}`);
     },
     async stop(signal: Deno.Signal = "SIGTERM"): Promise<void> {
       try {
@@ -167,13 +163,9 @@ function startWithPlugin(program: "ss-server" | "ss-local", args: string[]) {
 /** The process ids of main.ts plugins whose parent is `parent`. */
 async function pluginsOf(parent: number): Promise<number[]> {
   const found: number[] = [];
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^[0-9]+$/.test(entry.name)) continue;
+  for (const pid of await childrenOf(parent)) {
     try {
-      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`);
-      if (ppid === parent && cmdline.includes(MAIN)) found.push(Number(entry.name));
+      if ((await Deno.readTextFile(`/proc/${pid}/cmdline`)).includes(MAIN)) found.push(pid);
     } catch {
       // Gone meanwhile.
     }

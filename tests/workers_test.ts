@@ -7,7 +7,7 @@
 // the parent leaves no process behind.
 
 import { deepStrictEqual, ok } from "node:assert";
-import { MAIN, PtProcess } from "./ipc_util.ts";
+import { childrenOf, MAIN, PtProcess } from "./ipc_util.ts";
 import { startEcho } from "./obfs4_live_helpers.ts";
 import { parseSmethodArgs } from "../ipc/lines/_args.ts";
 import { createConnector } from "../client.ts";
@@ -15,23 +15,6 @@ import { obfs4 } from "../transports/obfs4/mod.ts";
 import { WORKER_DENO_FLAGS } from "../ipc/managed/_workers.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Pids whose parent is `pid`. */
-async function childrenOf(pid: number): Promise<number[]> {
-  const found: number[] = [];
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^[0-9]+$/.test(entry.name)) continue;
-    try {
-      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
-      // The command name may hold spaces: fields start after the last ")".
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === pid) found.push(Number(entry.name));
-    } catch {
-      // Gone.
-    }
-  }
-  return found;
-}
 
 /** Whether a process is alive (and not a zombie). */
 async function alive(pid: number): Promise<boolean> {

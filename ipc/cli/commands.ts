@@ -493,21 +493,26 @@ async function client(flags: Record<string, string>, context: Context): Promise<
     const addr = formatHostPort(method.address);
     context.out(
       method.type === "CMETHOD" && method.mode === "socks5"
-        ? [
-          `ptkit client: ${method.transport} to ${formatHostPort(bridge.address)}`,
-          `SOCKS5 proxy: ${addr} (names are resolved by the server)`,
-          "",
-          "Try it:",
-          `  curl --socks5-hostname ${addr} https://example.com/`,
-          "",
-          "Ctrl-C stops the client.",
-          "",
-        ].join("\n")
+        ? socksClientText(`${method.transport} to ${formatHostPort(bridge.address)}`, addr)
         : `ptkit client: ${method.transport} to ${
           formatHostPort(bridge.address)
         }; TCP port ${addr} relays to the server's target.\n`,
     );
   });
+}
+
+/** What a client with a SOCKS5 front end tells its user once it listens. */
+function socksClientText(what: string, addr: string): string {
+  return [
+    `ptkit client: ${what}`,
+    `SOCKS5 proxy: ${addr} (names are resolved by the server)`,
+    "",
+    "Try it:",
+    `  curl --socks5-hostname ${addr} https://example.com/`,
+    "",
+    "Ctrl-C stops the client.",
+    "",
+  ].join("\n");
 }
 
 /** ptkit's own plugin names in an `ss://` link (the SIP003 plugin is main.ts). */
@@ -581,19 +586,14 @@ async function ssClient(
     level,
     (method) => {
       const addr = formatHostPort(method.address);
+      const over = uri.plugin === undefined
+        ? ""
+        : ` over ${transport.slice("shadowsocks_over_".length)}`;
       context.out(
-        [
-          `ptkit client: Shadowsocks ${uri.method}${
-            uri.plugin === undefined ? "" : ` over ${transport.slice("shadowsocks_over_".length)}`
-          } to ${formatHostPort(uri.server)}${label}`,
-          `SOCKS5 proxy: ${addr} (names are resolved by the server)`,
-          "",
-          "Try it:",
-          `  curl --socks5-hostname ${addr} https://example.com/`,
-          "",
-          "Ctrl-C stops the client.",
-          "",
-        ].join("\n"),
+        socksClientText(
+          `Shadowsocks ${uri.method}${over} to ${formatHostPort(uri.server)}${label}`,
+          addr,
+        ),
       );
     },
   );
