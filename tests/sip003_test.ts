@@ -287,3 +287,30 @@ Deno.test("SIP003: ss-local and ss-server with main.ts as their obfs4 plugin; ob
     await Deno.remove(stateDir, { recursive: true });
   }
 });
+
+Deno.test("SIP003: main.ts refuses an unknown or free transport and bad options (64), quoting no option", async () => {
+  for (
+    const [options, message] of [
+      [
+        "transport=bogus;cert=Secret9Mark",
+        /unknown transport "bogus": expected one of plain, obfs4/,
+      ],
+      [
+        "transport=shadowsocks;password=Secret9Mark",
+        /free \(not a plugin\) transport "shadowsocks"/,
+      ],
+      ["transport=obfs4;cert=Secret9Mark\\", /trailing backslash/],
+    ] as const
+  ) {
+    await using plugin = new TextProcess(MAIN, [], {
+      ...VARS,
+      SS_REMOTE_HOST: "127.0.0.1",
+      SS_PLUGIN_OPTIONS: options,
+    });
+    const status = await plugin.child.status;
+    await plugin.done;
+    deepStrictEqual(status.code, 64, plugin.stderr);
+    ok(message.test(plugin.stderr), plugin.stderr);
+    ok(!(plugin.stdout + plugin.stderr).includes("Secret9Mark"), plugin.stderr);
+  }
+});

@@ -215,6 +215,17 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
     options.stderr(`ptkit: error: ${(error as Error).message}\n`);
     return 64;
   }
+  const { registry } = await import("./_registry.ts");
+  const chosen = registry.get(plan.transport);
+  if (chosen === undefined || chosen.free) {
+    const bound = [...registry.values()].filter((t) => !t.free).map((t) => t.name);
+    options.stderr(
+      `ptkit: error: ${chosen === undefined ? "unknown" : "free (not a plugin)"} transport ${
+        JSON.stringify(plan.transport)
+      }: expected one of ${bound.join(", ")}\n`,
+    );
+    return 64;
+  }
   const output = sip003Output(plan, options.stderr);
   const stop = new AbortController();
   let stateDir = plan.config.stateDir!;
