@@ -15,7 +15,7 @@ import { CLIENT_OPTIONS_FILE, parseSip003 } from "../ipc/managed/_sip003.ts";
 import { createConnector } from "../client.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { CountingHttpServer, curl, TextProcess } from "./cli_util.ts";
-import { childrenOf, MAIN, requireBinary, waitListening } from "./ipc_util.ts";
+import { childEnv, childrenOf, MAIN, requireBinary, waitListening } from "./ipc_util.ts";
 import { freePort, startObfs4proxy } from "./obfs4_live_helpers.ts";
 import { socks5Connect } from "./obfs4_socks5.ts";
 import { collectOutput } from "./shadowsocks_util.ts";
@@ -312,5 +312,52 @@ Deno.test("SIP003: main.ts refuses an unknown or free transport and bad options 
     deepStrictEqual(status.code, 64, plugin.stderr);
     ok(message.test(plugin.stderr), plugin.stderr);
     ok(!(plugin.stdout + plugin.stderr).includes("Secret9Mark"), plugin.stderr);
+  }
+});
+
+Deno.test("SIP003: the plugin exits when its parent's stdin pipe closes, not on /dev/null", async () => {
+  const env = childEnv({
+    ...VARS,
+    SS_REMOTE_HOST: "127.0.0.1",
+    SS_LOCAL_PORT: String(freePort()),
+    SS_PLUGIN_OPTIONS: "transport=plain",
+  });
+  const started = /plain client on SS_LOCAL/;
+  // A pipe: closing it is the parent going away.
+  {
+    const child = new Deno.Command(MAIN, {
+      env,
+      clearEnv: true,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .spawn();
+    const { text, done } = collectOutput(child);
+    while (!started.test(text())) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 1200)); // Past the /dev/null window.
+    await child.stdin.close();
+    deepStrictEqual((await child.status).code, 0);
+    await done;
+    ok(/Shutting down: stdin closed/.test(text()), text());
+  }
+  // /dev/null (ss-libev under systemd): it keeps serving until SIGTERM.
+  {
+    const child = new Deno.Command(MAIN, {
+      env,
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .spawn();
+    const { text, done } = collectOutput(child);
+    while (!started.test(text())) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 1500));
+    ok(!/Shutting down/.test(text()), text());
+    child.kill("SIGTERM");
+    deepStrictEqual((await child.status).code, 0);
+    await done;
+    ok(/Shutting down: SIGTERM/.test(text()), text());
   }
 });

@@ -248,18 +248,46 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
     }
   });
   const { runManaged } = await import("./_run.ts");
-  // stdin is the parent's only when it is a pipe: ss-libev under systemd
-  // hands the plugin /dev/null, which would read as "closed" at once.
-  const config = { ...plan.config, exitOnStdinClose: stdinIsPipe() };
-  const code = await runManaged(config, { emit: output.emit, process: true, signal: stop.signal });
+  const config = { ...plan.config, exitOnStdinClose: true };
+  const code = await runManaged(config, {
+    emit: output.emit,
+    process: true,
+    signal: stop.signal,
+    stdin: parentInput(),
+  });
   return code !== 0 ? code : output.failed() ? 1 : 0;
 }
 
-function stdinIsPipe(): boolean {
-  try {
-    const info = Deno.statSync("/proc/self/fd/0");
-    return info.isFifo === true || info.isSocket === true;
-  } catch {
-    return false;
-  }
+/** How long after start an end of stdin means "no parent's pipe" (/dev/null). */
+const NO_PIPE_MS = 1000;
+
+/**
+ * stdin as the parent's pipe: it ends when the parent closes it. A terminal,
+ * or a stdin that ends at once without a byte (ss-libev under systemd hands
+ * the plugin /dev/null), is no parent's pipe: that stream never ends, and
+ * the parent's death and signals end the plugin instead.
+ */
+function parentInput(): ReadableStream<Uint8Array> {
+  const started = Date.now();
+  let seen = false;
+  const never = () => new Promise<void>(() => {});
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (Deno.stdin.isTerminal()) return never();
+      const buffer = new Uint8Array(4096);
+      let n: number | null;
+      try {
+        n = await Deno.stdin.read(buffer);
+      } catch {
+        n = null; // A broken stdin counts as closed.
+      }
+      if (n === null) {
+        if (!seen && Date.now() - started < NO_PIPE_MS) return never();
+        controller.close();
+        return;
+      }
+      seen = true;
+      controller.enqueue(buffer.slice(0, n));
+    },
+  });
 }
