@@ -248,12 +248,17 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
     }
   });
   const { runManaged } = await import("./_run.ts");
-  const config = { ...plan.config, exitOnStdinClose: true };
-  const code = await runManaged(config, {
+  // The runner watches signals and the parent process; stdin is watched
+  // here (the runner reads none: its input never ends).
+  watchParentInput(() => {
+    output.emit({ type: "LOG", severity: "notice", message: "The parent closed stdin" });
+    stop.abort();
+  });
+  const code = await runManaged(plan.config, {
     emit: output.emit,
     process: true,
     signal: stop.signal,
-    stdin: parentInput(),
+    stdin: new ReadableStream(),
   });
   return code !== 0 ? code : output.failed() ? 1 : 0;
 }
@@ -262,32 +267,27 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
 const NO_PIPE_MS = 1000;
 
 /**
- * stdin as the parent's pipe: it ends when the parent closes it. A terminal,
- * or a stdin that ends at once without a byte (ss-libev under systemd hands
- * the plugin /dev/null), is no parent's pipe: that stream never ends, and
- * the parent's death and signals end the plugin instead.
+ * Call `onClose` when the parent's stdin pipe ends. A terminal, or a stdin
+ * that ends at once without a byte (ss-libev under systemd hands the plugin
+ * /dev/null; Deno cannot tell a pipe without --allow-all), is no parent's
+ * pipe: the parent's death and signals end the plugin instead.
  */
-function parentInput(): ReadableStream<Uint8Array> {
+function watchParentInput(onClose: () => void): void {
+  if (Deno.stdin.isTerminal()) return;
   const started = Date.now();
-  let seen = false;
-  const never = () => new Promise<void>(() => {});
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (Deno.stdin.isTerminal()) return never();
-      const buffer = new Uint8Array(4096);
+  (async () => {
+    const buffer = new Uint8Array(4096);
+    let seen = false;
+    for (;;) {
       let n: number | null;
       try {
         n = await Deno.stdin.read(buffer);
       } catch {
         n = null; // A broken stdin counts as closed.
       }
-      if (n === null) {
-        if (!seen && Date.now() - started < NO_PIPE_MS) return never();
-        controller.close();
-        return;
-      }
+      if (n === null) break;
       seen = true;
-      controller.enqueue(buffer.slice(0, n));
-    },
-  });
+    }
+    if (seen || Date.now() - started >= NO_PIPE_MS) onClose();
+  })();
 }
