@@ -125,3 +125,17 @@ export function echoServer(): ReturnType<typeof tcpServer> {
     await conn.closeWrite();
   });
 }
+
+/**
+ * `promise`, or a rejection naming `what` if it has not settled within
+ * `limitMs`. A hang guard, not a timing check: the limit is far above what
+ * the awaited step takes, and only turns a missing deadline or bound into a
+ * failure instead of a test that never ends.
+ */
+export function guarded<T>(promise: Promise<T>, what: string, limitMs = 10_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Still waiting for ${what}`)), limitMs);
+  });
+  return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
+}
