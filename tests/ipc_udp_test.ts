@@ -4,10 +4,13 @@
 // turnutils_uclient through obfs4 to Debian's turnserver (the UDP issue) and
 // to the embedded TURN server (the TURN issue), each with turnutils_peer.
 
+import dgram from "node:dgram";
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { UdpSocket } from "../udp/mod.ts";
+import { StunMethod } from "../udp/stun/_constants.ts";
 import { PtProcess } from "./ipc_util.ts";
 import { startCoturn, startTurnPeer, uclientLosesNothing } from "./turn_util.ts";
+import { errorCode, Queue, StunTestClient } from "./turn_test_client.ts";
 
 /** Parse `SMETHOD name addr ARGS:k=v,...` (no escapes in obfs4's values). */
 function smethod(line: string): { port: number; args: Record<string, string> } {
@@ -131,5 +134,42 @@ Deno.test("main.ts STUN mode over obfs4 ends in the embedded TURN server: turnut
     await uclientLosesNothing(["-D", ...echo, ...common], pts.port); // padded ChannelData
   } finally {
     await pts.close();
+  }
+});
+
+Deno.test("main.ts STUN mode's embedded TURN server refuses loopback and private peers unless -allow names them", async () => {
+  const peers = [
+    { family: 4, address: "127.0.0.1", port: 9 },
+    { family: 4, address: "10.0.0.1", port: 9 },
+    { family: 4, address: "8.8.8.8", port: 9 },
+  ] as const;
+  for (
+    const [allow, expected] of [[[], [403, 403, 0]], [["-allow", "loopback,private"], [
+      0,
+      0,
+      0,
+    ]]] as const
+  ) {
+    const pts = await chain("STUN", "turn", [...allow]);
+    const socket = dgram.createSocket("udp4");
+    await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+    try {
+      const inbox = new Queue<Uint8Array>();
+      socket.on("message", (msg: Uint8Array) => inbox.push(new Uint8Array(msg)));
+      const c = new StunTestClient(
+        { inbox, send: (b) => socket.send(b, pts.port, "127.0.0.1") },
+        pts.args["turn-user"]!,
+        pts.args["turn-password"]!,
+      );
+      strictEqual(errorCode(await c.allocate()), 0);
+      const codes: number[] = [];
+      for (const peer of peers) {
+        codes.push(errorCode(await c.withPeer(StunMethod.CreatePermission, peer)));
+      }
+      deepStrictEqual(codes, [...expected], `-allow ${allow[1] ?? "(none)"}`);
+    } finally {
+      await new Promise<void>((resolve) => socket.close(() => resolve()));
+      await pts.close();
+    }
   }
 });

@@ -5,13 +5,19 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { createUdpRelayFactory } from "../udp/turn/_udp_relay.ts";
 import { decodeXorAddress, encodeXorAddress, u32 } from "../udp/stun/_attributes.ts";
 import { encodeChannelData, isChannelData, parseChannelData } from "../udp/stun/_channel_data.ts";
-import { getAttribute, parseStunMessage, type StunAddress } from "../udp/stun/_message.ts";
+import {
+  encodeStunMessage,
+  getAttribute,
+  parseStunMessage,
+  type StunAddress,
+} from "../udp/stun/_message.ts";
 import { serveTurnStream } from "../udp/turn/_stream_server.ts";
-import { StunAttr, StunMethod } from "../udp/stun/_constants.ts";
+import { StunAttr, StunClass, StunMethod } from "../udp/stun/_constants.ts";
 import { type TurnClient, TurnServer, type TurnServerOptions } from "../udp/turn/_turn_server.ts";
 import {
   errorCode,
   FakeRelay,
+  FakeRelaySocket,
   lifetimeOf,
   Queue,
   relayedAddress,
@@ -79,6 +85,25 @@ async function withPeer(
 
 const PEER_A = { family: 4, address: "127.0.0.1", port: 9 } as const;
 const PEER_B = { family: 4, address: "127.0.0.2", port: 7 } as const;
+/** Public addresses: peers any server may be asked to reach (the fake relay sends nothing). */
+const PUBLIC_A = { family: 4, address: "8.8.8.8", port: 5000 } as const;
+const PUBLIC_B = { family: 4, address: "9.9.9.9", port: 5000 } as const;
+
+/** A Send indication (RFC 8656 section 11) carrying `data` to `peer`. */
+function sendIndication(c: StunTestClient, peer: StunAddress, data: Uint8Array): void {
+  const transactionId = crypto.getRandomValues(new Uint8Array(12));
+  c.wire.send(encodeStunMessage({
+    method: StunMethod.Send,
+    class: StunClass.Indication,
+    transactionId,
+    attributes: [peerAttr(peer, transactionId), { type: StunAttr.Data, value: data }],
+  }, { fingerprint: true }));
+}
+
+const channelNumber = (n: number) => ({
+  type: StunAttr.ChannelNumber,
+  value: new Uint8Array([n >> 8, n & 0xff, 0, 0]),
+});
 
 Deno.test("TurnServer expires permissions, channels and allocations on the injected clock", async () => {
   const { server, relay, clock, connect } = rig();
@@ -321,6 +346,325 @@ Deno.test("TurnServer answers 441 when another user touches an allocation", asyn
   strictEqual(errorCode(await c.allocate()), 0);
   const other = connect("shared", "v", "q");
   strictEqual(errorCode(await other.authed(StunMethod.Refresh)), 441);
+  server.close();
+});
+
+Deno.test("TurnServer relays a Send indication only to a peer with a live permission; a loopback peer it may not reach never gets one", async () => {
+  const { server, relay, clock, connect } = rig({ allowLoopbackPeers: false });
+  const c = connect();
+  const socket = relay.socketAt(relayedAddress(await c.allocate()));
+  const data = new Uint8Array([1, 2, 3]);
+  // No permission at all: nothing is sent.
+  sendIndication(c, PUBLIC_A, data);
+  // A loopback peer cannot get a permission, so it gets no data either.
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PEER_A)), 403);
+  sendIndication(c, PEER_A, data);
+  strictEqual(socket.sent.length, 0);
+  strictEqual(server.stats().drops.noPermission, 2);
+  strictEqual(server.stats().relayedToPeers, 0);
+  // A permission covers its IP address (any port), not another address.
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PUBLIC_A)), 0);
+  sendIndication(c, PUBLIC_A, data);
+  sendIndication(c, { ...PUBLIC_A, port: 6000 }, data);
+  sendIndication(c, PUBLIC_B, data);
+  sendIndication(c, PEER_A, data);
+  deepStrictEqual(socket.sent.map((s) => s.peer), [PUBLIC_A, { ...PUBLIC_A, port: 6000 }]);
+  strictEqual(server.stats().drops.noPermission, 4);
+  // Until the permission expires (300 s).
+  clock.t += 299_000;
+  sendIndication(c, PUBLIC_A, data);
+  strictEqual(socket.sent.length, 3);
+  clock.t += 2_000;
+  sendIndication(c, PUBLIC_A, data);
+  strictEqual(socket.sent.length, 3);
+  strictEqual(server.stats().drops.noPermission, 5);
+  strictEqual(server.stats().relayedToPeers, 3);
+  server.close();
+});
+
+Deno.test("TurnServer relays ChannelData only on a live channel to a peer with a live permission", async () => {
+  const { server, relay, clock, connect } = rig({ allowLoopbackPeers: false });
+  const c = connect();
+  const socket = relay.socketAt(relayedAddress(await c.allocate()));
+  // No channel bound: dropped.
+  c.wire.send(encodeChannelData(0x4001, new Uint8Array([1])));
+  strictEqual(server.stats().drops.noChannel, 1);
+  strictEqual(
+    errorCode(await withPeer(c, StunMethod.ChannelBind, PUBLIC_A, [channelNumber(0x4001)])),
+    0,
+  );
+  c.wire.send(encodeChannelData(0x4001, new Uint8Array([2])));
+  deepStrictEqual(socket.sent.map((s) => [...s.data]), [[2]]);
+  // At 301 s the permission (300 s) has expired, the channel (600 s) not.
+  clock.t += 301_000;
+  c.wire.send(encodeChannelData(0x4001, new Uint8Array([3])));
+  strictEqual(server.stats().drops.noPermission, 1);
+  // A new permission alone brings the channel back...
+  strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 0);
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PUBLIC_A)), 0);
+  c.wire.send(encodeChannelData(0x4001, new Uint8Array([4])));
+  // ...until the channel itself expires at 600 s, with the permission still live.
+  clock.t += 298_000;
+  c.wire.send(encodeChannelData(0x4001, new Uint8Array([5])));
+  clock.t += 1_500;
+  c.wire.send(encodeChannelData(0x4001, new Uint8Array([6])));
+  strictEqual(server.stats().drops.noChannel, 2);
+  deepStrictEqual(socket.sent.map((s) => [...s.data]), [[2], [4], [5]]);
+  // The peer's datagrams still come back as Data indications (permission), not ChannelData.
+  socket.receive(new Uint8Array([7]), PUBLIC_A);
+  const back = await c.wire.inbox.pop();
+  ok(!isChannelData(back));
+  strictEqual(parseStunMessage(back).method, StunMethod.Data);
+  server.close();
+});
+
+Deno.test("TurnServer ChannelBind refuses the peers CreatePermission refuses, unless allowed", async () => {
+  const refused = [
+    { address: "127.0.0.1", port: 5 },
+    { address: "10.1.2.3", port: 5 },
+    { address: "192.168.7.7", port: 5 },
+    { address: "169.254.1.1", port: 5 },
+    { address: "224.0.0.1", port: 5 },
+    { address: "0.0.0.0", port: 5 },
+    { address: "8.8.8.8", port: 0 },
+  ];
+  const { server, relay, connect } = rig({ allowLoopbackPeers: false });
+  const c = connect();
+  const socket = relay.socketAt(relayedAddress(await c.allocate()));
+  let channel = 0x4000;
+  for (const peer of refused) {
+    const address = { family: 4, ...peer } as const;
+    const what = `${peer.address}:${peer.port}`;
+    strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, address)), 403, what);
+    const bound = await withPeer(c, StunMethod.ChannelBind, address, [channelNumber(channel)]);
+    strictEqual(errorCode(bound), 403, what);
+    c.wire.send(encodeChannelData(channel++, new Uint8Array([1])));
+    sendIndication(c, address, new Uint8Array([1]));
+  }
+  strictEqual(socket.sent.length, 0);
+  server.close();
+  // Allowed, loopback and private peers may be bound; the others never.
+  const open = rig({ allowLoopbackPeers: true, allowPrivatePeers: true });
+  const d = open.connect();
+  strictEqual(errorCode(await d.allocate()), 0);
+  channel = 0x4000;
+  for (const peer of refused) {
+    const address = { family: 4, ...peer } as const;
+    const expected = peer.port !== 0 && /^(127|10|192\.168|169\.254)\./.test(peer.address)
+      ? 0
+      : 403;
+    const bound = await withPeer(d, StunMethod.ChannelBind, address, [channelNumber(channel++)]);
+    strictEqual(errorCode(bound), expected, `${peer.address}:${peer.port}`);
+  }
+  open.server.close();
+});
+
+Deno.test("TurnServer holds each allocation to maxPermissions, through CreatePermission and ChannelBind", async () => {
+  const { server, relay, clock, connect } = rig({ maxPermissions: 2 });
+  const c = connect();
+  const socket = relay.socketAt(relayedAddress(await c.allocate()));
+  const peer = (i: number) => ({ family: 4, address: `8.8.8.${i}`, port: 5000 }) as const;
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, peer(1))), 0);
+  strictEqual(
+    errorCode(await withPeer(c, StunMethod.ChannelBind, peer(2), [channelNumber(0x4000)])),
+    0,
+  );
+  // Full: a third peer is refused both ways, and gets nothing.
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, peer(3))), 508);
+  strictEqual(
+    errorCode(await withPeer(c, StunMethod.ChannelBind, peer(3), [channelNumber(0x4001)])),
+    508,
+  );
+  sendIndication(c, peer(3), new Uint8Array([1]));
+  c.wire.send(encodeChannelData(0x4001, new Uint8Array([1])));
+  strictEqual(socket.sent.length, 0);
+  // Refreshing a peer that has one is fine.
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, peer(1))), 0);
+  strictEqual(
+    errorCode(await withPeer(c, StunMethod.ChannelBind, peer(1), [channelNumber(0x4002)])),
+    0,
+  );
+  // Once they expire, there is room again.
+  clock.t += 301_000;
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, peer(3))), 0);
+  server.close();
+});
+
+Deno.test("TurnServer refuses forged and altered nonces, unknown users, other realms and wrong MESSAGE-INTEGRITY", async () => {
+  const { server, connect } = rig();
+  const c = connect();
+  strictEqual(errorCode(await c.allocate()), 0);
+  const good = c.nonce;
+  const [expiry, salt, mac] = good.split(".") as [string, string, string];
+  const forged = [
+    // A far future expiry with a made-up MAC.
+    `fffffffffffff.${salt}.${mac}`,
+    `${(parseInt(expiry, 16) + 1).toString(16)}.${salt}.${mac}`,
+    `${expiry}.${salt === "00000000" ? "00000001" : "00000000"}.${mac}`,
+    `${expiry}.${salt}.${mac.slice(0, 15)}${mac[15] === "0" ? "1" : "0"}`,
+    `${expiry}.${salt}.${mac}0`,
+  ];
+  for (const nonce of forged) {
+    c.nonce = nonce;
+    strictEqual(errorCode(await c.request(StunMethod.Refresh)), 438, nonce);
+  }
+  c.nonce = good;
+  strictEqual(errorCode(await c.request(StunMethod.Refresh)), 0);
+  // Unknown users get 401 whatever they claim as password.
+  for (const password of ["p", "undefined", ""]) {
+    strictEqual(
+      errorCode(await c.request(StunMethod.Refresh, [], { username: "nobody", password })),
+      401,
+      password,
+    );
+  }
+  strictEqual(errorCode(await c.request(StunMethod.Refresh, [], { password: "wrong" })), 401);
+  // The right password under another realm (the key covers the realm).
+  // A message altered after its MESSAGE-INTEGRITY was computed.
+  const bytes = c.build(StunMethod.Refresh, [], { fingerprint: false });
+  bytes[bytes.length - 1]! ^= 1;
+  c.wire.send(bytes);
+  strictEqual(errorCode(await c.response(bytes.subarray(8, 20))), 401);
+  strictEqual(errorCode(await c.request(StunMethod.Refresh)), 0);
+  server.close();
+});
+
+Deno.test("TurnServer stops relaying for an expired allocation at once, before any sweep", async () => {
+  // Each direction's check on its own: in one round the client speaks
+  // first after the expiry, in the other a peer does.
+  for (const clientFirst of [true, false]) {
+    const { server, relay, clock, connect } = rig({ allowLoopbackPeers: false });
+    const c = connect();
+    const socket = relay.socketAt(relayedAddress(await c.allocate()));
+    const bind = () => withPeer(c, StunMethod.ChannelBind, PUBLIC_B, [channelNumber(0x4000)]);
+    strictEqual(errorCode(await bind()), 0);
+    // Permissions refreshed at 500 s outlive the allocation (600 s).
+    clock.t += 500_000;
+    strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PUBLIC_A)), 0);
+    strictEqual(errorCode(await bind()), 0);
+    sendIndication(c, PUBLIC_A, new Uint8Array([1]));
+    strictEqual(socket.sent.length, 1);
+    clock.t += 101_000;
+    const fromClient = () => {
+      sendIndication(c, PUBLIC_A, new Uint8Array([2]));
+      c.wire.send(encodeChannelData(0x4000, new Uint8Array([3])));
+    };
+    const fromPeers = () => {
+      socket.receive(new Uint8Array([4]), PUBLIC_A);
+      socket.receive(new Uint8Array([5]), PUBLIC_B);
+    };
+    if (clientFirst) fromClient();
+    fromPeers();
+    if (!clientFirst) fromClient();
+    strictEqual(socket.sent.length, 1, `client first: ${clientFirst}`);
+    strictEqual(c.wire.inbox.size, 0, `client first: ${clientFirst}`);
+    strictEqual(server.stats().allocations, 0);
+    ok(socket.closed);
+    server.close();
+  }
+});
+
+Deno.test("TurnServer refuses a RESERVATION-TOKEN once it expired, before any sweep", async () => {
+  const { server, clock, connect } = rig();
+  const first = await connect().allocate([{
+    type: StunAttr.EvenPort,
+    value: new Uint8Array([0x80]),
+  }]);
+  const token = getAttribute(first, StunAttr.ReservationToken)!;
+  clock.t += 30_000;
+  const late = await connect().allocate([{ type: StunAttr.ReservationToken, value: token }]);
+  strictEqual(errorCode(late), 508);
+  server.close();
+});
+
+Deno.test("TurnServer on an IPv6 relay refuses IPv4-mapped loopback and private peers", async () => {
+  const sockets: FakeRelaySocket[] = [];
+  const server = new TurnServer({
+    realm: "pt.test",
+    users: { u: "p" },
+    relay: {
+      families: [6],
+      open: () => {
+        const socket = new FakeRelaySocket({ family: 6, address: "::1", port: 50000 });
+        sockets.push(socket);
+        return Promise.resolve([socket]);
+      },
+    },
+  });
+  const inbox = new Queue<Uint8Array>();
+  const c = new StunTestClient({
+    inbox,
+    send: (bytes) =>
+      server.handle({
+        key: "v6",
+        address: { family: 6, address: "::1", port: 40000 },
+        send: (p) => inbox.push(p),
+      }, bytes),
+  });
+  strictEqual(relayedAddress(await c.allocate()).family, 6);
+  for (const address of ["::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:192.168.1.1", "::1"]) {
+    const peer = { family: 6, address, port: 5000 } as const;
+    strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, peer)), 403, address);
+    sendIndication(c, peer, new Uint8Array([1]));
+  }
+  strictEqual(sockets[0]!.sent.length, 0);
+  // A public IPv6 peer is fine.
+  const open = { family: 6, address: "2606:4700:4700::1111", port: 5000 } as const;
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, open)), 0);
+  server.close();
+});
+
+Deno.test("TurnServer takes the realm into the key: the right password under another realm is refused", async () => {
+  const { server, connect } = rig();
+  // The first request of this user names another realm: no key is cached yet.
+  const c = connect("r", "v", "q");
+  const challenge = await c.request(StunMethod.Allocate, [], { auth: false });
+  strictEqual(errorCode(challenge), 401);
+  c.nonce = new TextDecoder().decode(getAttribute(challenge, StunAttr.Nonce));
+  const transport = { type: StunAttr.RequestedTransport, value: new Uint8Array([17, 0, 0, 0]) };
+  c.realm = "other.test";
+  strictEqual(errorCode(await c.request(StunMethod.Allocate, [transport])), 401);
+  c.realm = "pt.test";
+  strictEqual(errorCode(await c.request(StunMethod.Allocate, [transport])), 0);
+  server.close();
+});
+
+Deno.test("serveTurnStream drops what a stalled client cannot take beyond maxQueuedBytes", async () => {
+  const relay = new FakeRelay();
+  const server = new TurnServer({ realm: "pt.test", users: { u: "p" }, relay });
+  const inbox = new Queue<Uint8Array>();
+  let stalled = false;
+  let release: () => void = () => {};
+  const toServer = new TransformStream<Uint8Array, Uint8Array>();
+  const fromServer = new WritableStream<Uint8Array>({
+    write(chunk) {
+      if (!stalled) {
+        inbox.push(chunk.slice());
+        return;
+      }
+      return new Promise<void>((resolve) => release = resolve);
+    },
+  });
+  const done = serveTurnStream(server, { readable: toServer.readable, writable: fromServer }, {
+    maxQueuedBytes: 4096,
+  });
+  const writer = toServer.writable.getWriter();
+  const c = new StunTestClient({ inbox, send: (b) => void writer.write(b) });
+  const socket = relay.socketAt(relayedAddress(await c.allocate()));
+  strictEqual(
+    errorCode(await withPeer(c, StunMethod.ChannelBind, PUBLIC_A, [channelNumber(0x4000)])),
+    0,
+  );
+  stalled = true;
+  for (let i = 0; i < 100; i++) socket.receive(new Uint8Array(1000), PUBLIC_A);
+  // ChannelData of 1004 bytes: four fit in 4096 bytes, the rest are dropped.
+  const stats = server.stats();
+  strictEqual(stats.drops.sendFailed, 96);
+  strictEqual(stats.relayedToClients, 4);
+  stalled = false;
+  release();
+  await writer.close();
+  await done;
   server.close();
 });
 

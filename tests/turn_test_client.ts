@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // Test helpers for the TURN tests: a STUN client over any datagram wire, and a fake relay.
 
-import { decodeErrorCode, decodeXorAddress } from "../udp/stun/_attributes.ts";
+import { decodeErrorCode, decodeXorAddress, encodeXorAddress } from "../udp/stun/_attributes.ts";
 import {
   encodeStunMessage,
   getAttribute,
@@ -158,6 +158,20 @@ export class StunTestClient {
       return m;
     }
     throw new Error("Authentication loop");
+  }
+
+  /** Send an authenticated `method` request naming `peer` in XOR-PEER-ADDRESS; returns the response. */
+  async withPeer(
+    method: number,
+    peer: StunAddress,
+    extra: StunAttribute[] = [],
+  ): Promise<StunMessage> {
+    const transactionId = crypto.getRandomValues(new Uint8Array(12));
+    this.wire.send(this.build(method, [
+      { type: StunAttr.XorPeerAddress, value: encodeXorAddress(peer, transactionId) },
+      ...extra,
+    ], { transactionId }));
+    return await this.response(transactionId);
   }
 
   /** Allocate a UDP relay; returns the response. */

@@ -1,34 +1,17 @@
 // Copyright the ptkit authors. MIT license.
 // Acceptance: coturn's turnutils_uclient (Debian package "coturn") against our standalone server.
 
-import { freeUdpPort } from "./turn_util.ts";
-import { MAIN, requireBinary } from "./ipc_util.ts";
+import { freeUdpPort, startTurnCli } from "./turn_util.ts";
+import { requireBinary } from "./ipc_util.ts";
 import { ok, strictEqual } from "node:assert";
 
 async function startServer(port: number, user = "u:p"): Promise<Deno.ChildProcess> {
   // Exactly the issue's spelling, exec'd by path: main.ts turn --listen ...
-  const child = new Deno.Command(MAIN, {
-    args: [
-      "turn",
-      ...["--listen", `127.0.0.1:${port}`, "--user", user, "--realm", "pt.test"],
-      "--allow-loopback-peers",
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("turn: listening on")) {
-    const { value, done } = await reader.read();
-    if (done) {
-      await child.status;
-      throw new Error(`TURN server exited before listening: ${text}`);
-    }
-    text += value;
-  }
-  ok(!text.includes("127.0.0.1:") || text.includes(`127.0.0.1:${port}`));
-  reader.cancel().catch(() => {});
+  const { child, port: listening } = await startTurnCli([
+    ...["--listen", `127.0.0.1:${port}`, "--user", user, "--realm", "pt.test"],
+    "--allow-loopback-peers",
+  ]);
+  strictEqual(listening, port);
   return child;
 }
 

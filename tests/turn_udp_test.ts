@@ -10,7 +10,7 @@ import {
   type StunAddress,
 } from "../udp/stun/_message.ts";
 import { serveTurnUdp, type TurnUdpServer } from "../udp/turn/_udp_server.ts";
-import { StunAttr, StunMethod } from "../udp/stun/_constants.ts";
+import { StunAttr, StunClass, StunMethod } from "../udp/stun/_constants.ts";
 import { UdpSocket } from "../udp/mod.ts";
 import { errorCode, Queue, relayedAddress, StunTestClient } from "./turn_test_client.ts";
 import { waitFor } from "./udp_test_utils.ts";
@@ -162,6 +162,45 @@ Deno.test("serveTurnUdp refuses loopback and private peers with 403 by default",
   for (const address of ["127.0.0.1", "10.0.0.1", "172.16.0.1", "224.0.0.251", "0.0.0.0"]) {
     const r = await withPeer(c, StunMethod.CreatePermission, { family: 4, address, port: 80 });
     strictEqual(errorCode(r), 403, address);
+  }
+});
+
+Deno.test("serveTurnUdp relays no Send indication to a loopback peer it may not reach, not even the client's own address", async () => {
+  await using rig = await udpRig(false);
+  const socket = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+  try {
+    const inbox = new Queue<Uint8Array>();
+    socket.on("message", (msg: Uint8Array) => inbox.push(new Uint8Array(msg)));
+    const c = new StunTestClient({
+      inbox,
+      send: (bytes) => socket.send(bytes, rig.turn.addr.port, "127.0.0.1"),
+    });
+    const relayed = relayedAddress(await c.allocate());
+    // The peer is the client itself: whatever the relay sends to it lands in
+    // its inbox before the answer to any later request (one loopback queue).
+    const self = { family: 4, address: "127.0.0.1", port: socket.address().port } as const;
+    strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, self)), 403);
+    for (const peer of [self, { ...self, port: relayed.port }]) {
+      const transactionId = crypto.getRandomValues(new Uint8Array(12));
+      c.wire.send(encodeStunMessage({
+        method: StunMethod.Send,
+        class: StunClass.Indication,
+        transactionId,
+        attributes: [
+          { type: StunAttr.XorPeerAddress, value: encodeXorAddress(peer, transactionId) },
+          { type: StunAttr.Data, value: new TextEncoder().encode("must not arrive") },
+        ],
+      }, { fingerprint: true }));
+    }
+    // A request after them: its answer comes after anything they caused.
+    strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 0);
+    strictEqual(c.other.length, 0, "the relay sent something to the client's own address");
+    const stats = rig.turn.stats();
+    strictEqual(stats.drops.noPermission, 2);
+    strictEqual(stats.relayedToPeers, 0);
+  } finally {
+    await new Promise<void>((resolve) => socket.close(() => resolve()));
   }
 });
 

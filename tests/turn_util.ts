@@ -4,7 +4,7 @@
 
 import { ok, strictEqual } from "node:assert";
 import { UdpSocket } from "../udp/mod.ts";
-import { requireBinary } from "./ipc_util.ts";
+import { MAIN, requireBinary } from "./ipc_util.ts";
 
 /** A free UDP port on 127.0.0.1 (free when this returns). */
 export async function freeUdpPort(): Promise<number> {
@@ -137,4 +137,32 @@ export async function uclientLosesNothing(args: string[], port: number): Promise
   strictEqual(result.code, 0, output.slice(-2000));
   strictEqual(Number(lost[1]), 0, output.slice(-2000));
   return output;
+}
+
+/**
+ * Start `main.ts turn` (exec'd by path) with `args`; resolves once it prints
+ * that it listens, with the process and the port it names.
+ */
+export async function startTurnCli(
+  args: string[],
+): Promise<{ child: Deno.ChildProcess; port: number }> {
+  const child = new Deno.Command(MAIN, {
+    args: ["turn", ...args],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  let match: RegExpExecArray | null;
+  while ((match = /turn: listening on \[?[0-9a-f.:]+\]?:(\d+)/.exec(text)) === null) {
+    const { value, done } = await reader.read();
+    if (done) {
+      await child.status;
+      throw new Error(`TURN server exited before listening: ${text}`);
+    }
+    text += value;
+  }
+  reader.cancel().catch(() => {});
+  return { child, port: Number(match[1]) };
 }
