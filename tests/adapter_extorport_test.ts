@@ -6,6 +6,7 @@
 import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:assert";
 import { type ExtOrPortServer, listenExtOrPort } from "../ipc/adapter/mod.ts";
 import * as safeCookie from "../ipc/extorport/_safe_cookie.ts";
+import { guarded } from "./_util.ts";
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
@@ -180,9 +181,14 @@ async function badInput(
   }
   // The server closes the connection; other connections still work.
   const drain = new Uint8Array(256);
-  while (await conn.read(drain).catch(() => null) !== null) {
-    // Discard.
-  }
+  await guarded(
+    (async () => {
+      while (await conn.read(drain).catch(() => null) !== null) {
+        // Discard.
+      }
+    })(),
+    "the server to close the connection",
+  );
   conn.close();
   while (errors.length === 0) await new Promise((r) => setTimeout(r, 10));
   const { conn: good, authOk } = await ptSide(server, cookie, STANDARD);

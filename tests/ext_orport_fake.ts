@@ -14,7 +14,11 @@ export type FakeBehaviour =
   | "garbage"
   | "close-after-types"
   | "close-after-hash"
-  | "wrong-server-hash";
+  | "wrong-server-hash"
+  /** Checks the PT's hash, answers status 0 whatever it was, then records what the PT still sends. */
+  | "refuse-status"
+  /** Offers only an auth type other than SAFE_COOKIE, then records what the PT still sends. */
+  | "no-safe-cookie";
 
 /** What the fake saw on one connection. */
 export interface FakeSession {
@@ -23,8 +27,13 @@ export interface FakeSession {
   serverHash?: Uint8Array;
   clientHash?: Uint8Array;
   commands: { cmd: number; body: string }[];
-  /** Application bytes after OKAY. */
+  /**
+   * Application bytes after OKAY; for "refuse-status", every byte after the
+   * status; for "no-safe-cookie", every byte after the auth types.
+   */
   data: Uint8Array;
+  /** Set once the PT closed the connection ("refuse-status", "no-safe-cookie"). */
+  closedByPt?: boolean;
 }
 
 const enc = new TextEncoder();
@@ -88,6 +97,11 @@ export class FakeExtOrPort implements AsyncDisposable {
       await readExactly(conn, 1 << 20).catch(() => {});
       return;
     }
+    if (behaviour === "no-safe-cookie") {
+      await conn.write(new Uint8Array([2, 0]));
+      await this.#recordUntilClosed(conn, session);
+      return;
+    }
     await conn.write(new Uint8Array([1, 0]));
     if (behaviour === "close-after-types") return;
     const choice = await readExactly(conn, 33);
@@ -120,6 +134,11 @@ export class FakeExtOrPort implements AsyncDisposable {
       ]),
     );
     session.clientHashOk = clientHash.every((b, i) => b === expected[i]);
+    if (behaviour === "refuse-status") {
+      await conn.write(new Uint8Array([0]));
+      await this.#recordUntilClosed(conn, session);
+      return;
+    }
     await conn.write(new Uint8Array([session.clientHashOk ? 1 : 0]));
     if (!session.clientHashOk) return;
     for (;;) {
@@ -143,6 +162,17 @@ export class FakeExtOrPort implements AsyncDisposable {
       session.data = new Uint8Array([...session.data, ...buffer.subarray(0, n)]);
       await conn.write(buffer.subarray(0, n));
     }
+  }
+
+  /** Record what the PT sends until it closes the connection. */
+  async #recordUntilClosed(conn: Deno.Conn, session: FakeSession): Promise<void> {
+    const buffer = new Uint8Array(4096);
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      session.data = new Uint8Array([...session.data, ...buffer.subarray(0, n)]);
+    }
+    session.closedByPt = true;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

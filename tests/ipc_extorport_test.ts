@@ -10,6 +10,8 @@ import { extOrPortHandshake } from "../ipc/extorport/_client.ts";
 import { readCookieFile } from "../ipc/extorport/_safe_cookie.ts";
 import { type FakeBehaviour, FakeExtOrPort, writeCookieFile } from "./ext_orport_fake.ts";
 import { PtProcess, readAll, readN } from "./ipc_util.ts";
+import { waitFor } from "./udp_test_utils.ts";
+import { guarded } from "./_util.ts";
 
 const hex = (b: Uint8Array | undefined) =>
   Array.from(b ?? [], (x) => x.toString(16).padStart(2, "0")).join("");
@@ -88,6 +90,27 @@ for (const [what, behaviour, pattern] of failures) {
   });
 }
 
+Deno.test("extOrPortHandshake stops at authentication status 0: no USERADDR, TRANSPORT or anything else follows, and it closes", async () => {
+  const cookie = crypto.getRandomValues(new Uint8Array(32));
+  await using fake = new FakeExtOrPort(cookie, () => "refuse-status");
+  await rejects(handshakeWith(fake, cookie, { timeoutMs: 2000 }), /authentication failed/);
+  const session = fake.sessions[0]!;
+  // The PT's own hash was right: tor refused it for its own reasons.
+  deepStrictEqual(session.clientHashOk, true);
+  await waitFor(() => session.closedByPt === true, "the PT to close the connection");
+  deepStrictEqual(session.data, new Uint8Array(0), "the PT sent bytes after status 0");
+  deepStrictEqual(session.commands, []);
+});
+
+Deno.test("extOrPortHandshake refuses a server that does not offer SAFE_COOKIE, sending it nothing", async () => {
+  const cookie = crypto.getRandomValues(new Uint8Array(32));
+  await using fake = new FakeExtOrPort(cookie, () => "no-safe-cookie");
+  await rejects(handshakeWith(fake, cookie, { timeoutMs: 2000 }), /no SAFE_COOKIE/);
+  const session = fake.sessions[0]!;
+  await waitFor(() => session.closedByPt === true, "the PT to close the connection");
+  deepStrictEqual(session.data, new Uint8Array(0));
+});
+
 Deno.test("extOrPortHandshake fails on a wrong cookie", async () => {
   await using fake = new FakeExtOrPort(new Uint8Array(32).fill(1), () => "okay");
   await rejects(handshakeWith(fake, new Uint8Array(32).fill(2)), /server hash is wrong/);
@@ -96,7 +119,10 @@ Deno.test("extOrPortHandshake fails on a wrong cookie", async () => {
 Deno.test("extOrPortHandshake gives up on a peer that stalls", async () => {
   const cookie = new Uint8Array(32);
   await using fake = new FakeExtOrPort(cookie, () => "stall");
-  await rejects(handshakeWith(fake, cookie, { timeoutMs: 200 }), /timed out/);
+  await guarded(
+    rejects(handshakeWith(fake, cookie, { timeoutMs: 200 }), /timed out/),
+    "the deadline to end the handshake",
+  );
 });
 
 Deno.test("readCookieFile refuses files of the wrong length or header", async () => {
@@ -163,11 +189,16 @@ Deno.test("main.ts server relays through a fake ExtORPort; bad cookies and DENY 
   ]);
   await pt.waitFor(/^LOG SEVERITY=info MESSAGE="plain: Extended ORPort authenticated/);
 
-  // DENY, then garbage, then a mid-handshake close: each closes that connection only.
-  for (const behaviour of ["deny", "garbage", "close-after-hash"] as const) {
+  // DENY, then garbage, then a mid-handshake close, then authentication
+  // status 0: each closes that connection only.
+  for (const behaviour of ["deny", "garbage", "close-after-hash", "refuse-status"] as const) {
     plan.push(behaviour);
     await closedAtOnce();
   }
+  // After status 0 the PT sent nothing more: not the client's address.
+  const refused = fake.sessions[4]!;
+  await waitFor(() => refused.closedByPt === true, "the PT to close the refused connection");
+  deepStrictEqual(refused.data, new Uint8Array(0));
   // A cookie file of the wrong length, then a wrong cookie: refused per connection.
   await Deno.writeFile(cookieFile, new Uint8Array(63));
   await closedAtOnce();
@@ -181,8 +212,9 @@ Deno.test("main.ts server relays through a fake ExtORPort; bad cookies and DENY 
   const { code, lines } = await pt.exit();
   deepStrictEqual(code, 0);
   const warnings = lines.filter((l) => l.startsWith("LOG SEVERITY=warning"));
-  deepStrictEqual(warnings.length, 5, lines.join("\n"));
+  deepStrictEqual(warnings.length, 6, lines.join("\n"));
   ok(warnings.some((l) => /denied/.test(l)));
+  ok(warnings.some((l) => /authentication failed/.test(l)));
   ok(warnings.some((l) => /expected 64 bytes, got 63/.test(l)));
   ok(warnings.some((l) => /server hash is wrong/.test(l)));
   ok(!lines.some((l) => /127\.0\.0\.1:[0-9]+/.test(l) && l.startsWith("LOG")), "logged an address");
