@@ -143,6 +143,11 @@ Deno.test("DestinationPolicy refuses non-public scopes unless allowed", () => {
   deepStrictEqual(exact.refusal("127.0.0.1", 8081), "loopback");
   deepStrictEqual(exact.refusal("0:0:0:0:0:0:0:1", 53), undefined);
   deepStrictEqual(DestinationPolicy.parse("none").refusal("127.0.0.1", 1), "loopback");
+  // Unspecified and reserved addresses stay refused even when listed exactly.
+  const never = DestinationPolicy.parse("0.0.0.0:80,240.0.0.1:80,[::]:80");
+  deepStrictEqual(never.refusal("0.0.0.0", 80), "unspecified");
+  deepStrictEqual(never.refusal("240.0.0.1", 80), "reserved");
+  deepStrictEqual(never.refusal("::", 80), "unspecified");
   for (const bad of ["all", "localhost:80", "loopback;private", "127.0.0.1"]) {
     throws(() => DestinationPolicy.parse(bad), SyntaxError, bad);
   }

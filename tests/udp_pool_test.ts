@@ -92,13 +92,17 @@ Deno.test("serveUdpClient bounds its Waiting queue by datagrams and bytes", asyn
     queueBytes: 20, // framed bytes: 2-byte length + payload
   });
   await using app = await appSocket(client.addr);
-  await app.send(new Uint8Array(10).fill(1)); // 12 framed bytes: queued
-  await app.send(new Uint8Array(7).fill(2)); // 9 more would make 21 > 20: dropped
-  await app.send(new Uint8Array(6).fill(3)); // 8 more makes 20: queued
-  await app.send(new Uint8Array(1).fill(4)); // a third datagram: dropped
-  await waitFor(() => client.stats().drops.waiting === 2, "two drops while waiting");
-  strictEqual(client.flows()[0]!.queuedDatagrams, 2);
-  gate.release();
+  try {
+    await app.send(new Uint8Array(10).fill(1)); // 12 framed bytes: queued
+    await app.send(new Uint8Array(7).fill(2)); // 9 more would make 21 > 20: dropped
+    await app.send(new Uint8Array(6).fill(3)); // 8 more makes 20: queued
+    await app.send(new Uint8Array(1).fill(4)); // a third datagram: dropped
+    await waitFor(() => client.stats().drops.waiting === 2, "two drops while waiting");
+    strictEqual(client.flows()[0]!.queuedDatagrams, 2);
+  } finally {
+    // Also on failure: a dial left pending would hold the pool's close.
+    gate.release();
+  }
   await waitFor(() => app.replies.length === 2, "two replies");
   deepStrictEqual(app.replies, [new Uint8Array(10).fill(1), new Uint8Array(6).fill(3)]);
   deepStrictEqual(echo.received, app.replies);

@@ -1,0 +1,64 @@
+// Copyright the ptkit authors. MIT license.
+
+// The free mode's SOCKS destination with names (literals are checked
+// against the whole IP table in ip_address_test.ts): every address a name
+// resolves to is judged (a name that resolves to loopback is refused like
+// the literal), and only the allowed ones are dialed.
+
+import { deepStrictEqual, rejects, strictEqual } from "node:assert";
+import { DestinationPolicy } from "../net/destination_policy.ts";
+import { connectSocksDestination } from "../ipc/socks/_target.ts";
+import { SocksReplyError } from "../ipc/socks/_reply.ts";
+
+/** A SOCKS5 CONNECT to `host` port 80 (an IPv4 literal or a name) through connectSocksDestination. */
+async function connect(
+  host: string,
+  options: { policy?: DestinationPolicy; resolve?: (name: string) => Promise<string[]> },
+): Promise<{ reply: number; dialed: string[] }> {
+  const toServer = new TransformStream<Uint8Array, Uint8Array>();
+  const toClient = new TransformStream<Uint8Array, Uint8Array>();
+  const dialed: string[] = [];
+  const served = connectSocksDestination({
+    readable: toServer.readable,
+    writable: toClient.writable,
+    close() {},
+  }, {
+    ...options,
+    dialer: (address) => {
+      dialed.push(address.hostname);
+      return Promise.reject(new Deno.errors.ConnectionRefused("refused in the test"));
+    },
+  });
+  served.catch(() => {});
+  const writer = toServer.writable.getWriter();
+  const reader = toClient.readable.getReader();
+  await writer.write(new Uint8Array([5, 1, 0]));
+  deepStrictEqual((await reader.read()).value, new Uint8Array([5, 0]));
+  const v4 = /^\d+\.\d+\.\d+\.\d+$/.test(host);
+  const address = v4
+    ? [1, ...host.split(".").map(Number)]
+    : [3, host.length, ...new TextEncoder().encode(host)];
+  await writer.write(new Uint8Array([5, 1, 0, ...address, 0, 80]));
+  const reply = (await reader.read()).value![1]!;
+  await rejects(served, SocksReplyError);
+  return { reply, dialed };
+}
+
+Deno.test("connectSocksDestination checks every address a name resolves to and dials only the allowed ones", async () => {
+  const names: Record<string, string[]> = {
+    "rebind.test": ["127.0.0.1"],
+    "mixed.test": ["10.0.0.1", "8.8.8.8", "::1", "2606:4700:4700::1111"],
+  };
+  const resolve = (name: string) => Promise.resolve(names[name] ?? []);
+  const rebind = await connect("rebind.test", { resolve });
+  strictEqual(rebind.reply, 0x02);
+  deepStrictEqual(rebind.dialed, []);
+  const mixed = await connect("mixed.test", { resolve });
+  deepStrictEqual(mixed.dialed, ["8.8.8.8", "2606:4700:4700::1111"]);
+  // Allowed by the policy, loopback is dialed.
+  const allowed = await connect("rebind.test", {
+    resolve,
+    policy: DestinationPolicy.parse("loopback"),
+  });
+  deepStrictEqual(allowed.dialed, ["127.0.0.1"]);
+});
