@@ -7,6 +7,7 @@ import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:a
 import { type ExtOrPortServer, listenExtOrPort } from "../ipc/adapter/mod.ts";
 import * as safeCookie from "../ipc/extorport/_safe_cookie.ts";
 import { guarded } from "./_util.ts";
+import { waitFor } from "./udp_test_utils.ts";
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
@@ -148,7 +149,7 @@ Deno.test("ExtOrPortServer refuses a wrong client hash with status 0", async () 
   strictEqual(authOk, false);
   strictEqual(await conn.read(new Uint8Array(1)), null);
   conn.close();
-  while (errors.length === 0) await new Promise((r) => setTimeout(r, 10));
+  await waitFor(() => errors.length > 0, "the server to report an error");
   match(errors[0]!.message, /wrong client hash/);
   strictEqual(server.authFailures, 1);
 });
@@ -190,7 +191,7 @@ async function badInput(
     "the server to close the connection",
   );
   conn.close();
-  while (errors.length === 0) await new Promise((r) => setTimeout(r, 10));
+  await waitFor(() => errors.length > 0, "the server to report an error");
   const { conn: good, authOk } = await ptSide(server, cookie, STANDARD);
   ok(authOk);
   strictEqual((await server.accept()).transport, "obfs4");
@@ -230,7 +231,7 @@ Deno.test("ExtOrPortServer refuses malformed metadata and endless messages", asy
     const { conn } = await ptSide(server, cookie, messages);
     strictEqual(await conn.read(new Uint8Array(4)).catch(() => null), null);
     conn.close();
-    while (errors.length === 0) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => errors.length > 0, "the server to report an error");
     match(errors[0]!.message, pattern);
   }
 });
@@ -242,7 +243,7 @@ Deno.test("ExtOrPortServer denies connections beyond maxPending and ends iterati
   const first = await ptSide(server, cookie, STANDARD);
   const second = await ptSide(server, cookie, STANDARD);
   // Whichever arrives second is denied at once.
-  while (errors.length === 0) await new Promise((r) => setTimeout(r, 10));
+  await waitFor(() => errors.length > 0, "the server to report an error");
   match(errors[0]!.message, /too many waiting/);
   const seen: string[] = [];
   const loop = (async () => {
