@@ -149,18 +149,22 @@ Deno.test("listen(): a source's unfinished handshakes over the limit are closed 
   })();
   const idle = await connectMany(listener.addr.port, 5);
   const other = await connectMany(listener.addr.port, 1, "127.0.0.2");
-  // Over the limit, but young: nothing is closed yet (a flood of resets
-  // from a good client's own address must not crowd it out).
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  strictEqual(listener.connections.size, 6);
-  // After the grace period the two oldest of that source are closed.
-  const closed = await Promise.all(
-    idle.map((conn) => closedByServer(conn, HANDSHAKE_GRACE + 1500)),
-  );
-  deepStrictEqual(closed, [true, true, false, false, false]);
-  strictEqual(await closedByServer(other[0]!, 100), false);
-  ok(refused.some((m) => m.includes("maxHandshakesPerSource")), JSON.stringify(refused));
-  for (const conn of [...idle, ...other]) closeQuietly(conn);
+  try {
+    // Over the limit, but young: nothing is closed yet (a flood of resets
+    // from a good client's own address must not crowd it out).
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    strictEqual(listener.connections.size, 6);
+    // After the grace period the two oldest of that source are closed.
+    const closed = await Promise.all(
+      idle.map((conn) => closedByServer(conn, HANDSHAKE_GRACE + 1500)),
+    );
+    deepStrictEqual(closed, [true, true, false, false, false]);
+    strictEqual(await closedByServer(other[0]!, 100), false);
+    ok(refused.some((m) => m.includes("maxHandshakesPerSource")), JSON.stringify(refused));
+  } finally {
+    // Also on failure: open connections would hold the listener's close.
+    for (const conn of [...idle, ...other]) closeQuietly(conn);
+  }
   listener.close();
   await loop;
 });

@@ -16,6 +16,7 @@ import { PtServer } from "../ipc/adapter/pt_server.ts";
 import type { PtMessageEvent } from "../ipc/adapter/pt_events.ts";
 import { startInWorker } from "../ipc/adapter/in_worker.ts";
 import { ECHO_MAIN, PtProcess, readAll } from "./ipc_util.ts";
+import { guarded } from "./_util.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -251,7 +252,10 @@ Deno.test("runManagedProxy logs and ignores malformed message lines on stdin and
     ];
     for (const [line, log] of cases) {
       await server.write(`${line}\n`);
-      await server.waitFor(new RegExp(`^LOG SEVERITY=warning MESSAGE=".*${log.source}`));
+      await guarded(
+        server.waitFor(new RegExp(`^LOG SEVERITY=warning MESSAGE=".*${log.source}`)),
+        `a warning matching ${log}`,
+      );
     }
     await server.write("\xff\xfe unrelated input\n");
 

@@ -128,10 +128,14 @@ Deno.test("serveUdpClient with queueDatagrams 0 drops and counts the first datag
     queueDatagrams: 0,
   });
   await using app = await appSocket(client.addr);
-  await app.send(new Uint8Array([1]));
-  await waitFor(() => client.stats().drops.waiting === 1, "the first datagram dropped");
-  strictEqual(client.stats().flowsOpened, 1);
-  gate.release();
+  try {
+    await app.send(new Uint8Array([1]));
+    await waitFor(() => client.stats().drops.waiting === 1, "the first datagram dropped");
+    strictEqual(client.stats().flowsOpened, 1);
+  } finally {
+    // Also on failure: a dial left pending would hold the pool's close.
+    gate.release();
+  }
   await waitFor(() => client.flows()[0]?.state === "connected", "the flow to connect");
   await app.send(new Uint8Array([2]));
   await waitFor(() => app.replies.length === 1, "one reply");
