@@ -225,13 +225,18 @@ Deno.test("shadowsocks: configuration errors name the value; unknown keys are ig
 /** A server pair fed `wire`, then (unless `keepOpen`) end of stream. */
 async function feedServer(
   wire: Uint8Array[],
-  options: { drainTimeout?: number; keepOpen?: boolean; password?: string } = {},
+  options: {
+    drainTimeout?: number;
+    keepOpen?: boolean;
+    password?: string;
+    env?: TransportEnvironment;
+  } = {},
 ) {
   const transport = createShadowsocks({ drainTimeout: options.drainTimeout ?? 5000 });
   const server = (await transport.server({
     method: "chacha20-ietf-poly1305",
     password: options.password ?? "pw",
-  })).pair();
+  }, options.env)).pair();
   let destination: TransportDestination | undefined;
   server.destination!.then((d) => destination = d, () => {});
   const out: Uint8Array[] = [];
@@ -373,6 +378,25 @@ Deno.test("shadowsocks server: after the request, a bad tag, an oversized length
     deepStrictEqual(fed.destination(), { hostname: "a.example", port: 80 }, name);
   }
 });
+
+for (const backend of Object.keys(BACKENDS)) {
+  Deno.test(`shadowsocks server (${backend}): a chunk whose tag is wrong is never taken, before or after the request`, async () => {
+    const env = BACKENDS[backend]!();
+    const good = { length: REQUEST.length, payload: REQUEST };
+    // A request whose payload tag is wrong: no destination, drained.
+    const before = await feedServer([await craft([{ ...good, badTag: true }])], { env });
+    await rejects(before.reading, /closed before a valid request/);
+    strictEqual(before.destination(), undefined);
+    deepStrictEqual(before.out, []);
+    // A good request, then a chunk whose tag is wrong: its bytes never come out.
+    const after = await feedServer([
+      await craft([good, { length: 5, payload: utf8("hello"), badTag: true }]),
+    ], { env });
+    await rejects(after.reading, /Cannot (open|read) shadowsocks/);
+    deepStrictEqual(after.destination(), { hostname: "a.example", port: 80 });
+    deepStrictEqual(after.out, []);
+  });
+}
 
 Deno.test("shadowsocks server: a replayed stream is refused and drained", async () => {
   const transport = createShadowsocks({ drainTimeout: 5000 });
