@@ -1075,7 +1075,7 @@ export const MUTATIONS: readonly Mutation[] = [
     description: "free-mode SOCKS target dials every resolved address, allowed or not",
     file: SOCKS_TARGET,
     search:
-      "const allowed = addresses.filter((ip) => policy.refusal(ip, request.port) === undefined);",
+      "const allowed = addresses.filter((ip) => policy.refusal(ip, destination.port) === undefined);",
     replace: "const allowed = addresses;",
     tests: [T_FREE],
   },
