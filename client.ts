@@ -27,8 +27,8 @@
 
 import type {
   ClientTransport,
+  HostPort,
   Transport,
-  TransportDestination,
   TransportEnvironment,
   TransportOptions,
 } from "./transports/transport.ts";
@@ -73,7 +73,7 @@ export interface DialOptions {
    * the server connects it, names unresolved. Required for a free
    * transport (`Transport.free`); a bound transport ignores it.
    */
-  readonly destination?: TransportDestination;
+  readonly destination?: HostPort;
 }
 
 /**

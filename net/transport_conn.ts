@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { HostPort, TransportDestination, TransportPair } from "../transports/transport.ts";
+import type { HostPort, TransportPair } from "../transports/transport.ts";
 import { HandshakeError } from "../transports/_handshake_error.ts";
 import { formatIp, isIpLiteral, parseIp } from "./_ip_address.ts";
 import {
@@ -90,7 +90,7 @@ export class TransportConn implements AsyncDisposable {
   #abortDecode: (reason: unknown) => void;
   #readable: ReadableStream<Uint8Array>;
   #ready: Promise<void>;
-  #destination: Promise<TransportDestination> | undefined;
+  #destination: Promise<HostPort> | undefined;
   #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   #writable: WritableStream<Uint8Array>;
   #clientAddress: HostPort | undefined;
@@ -243,7 +243,7 @@ export class TransportConn implements AsyncDisposable {
    * `TransportPair.destination`); `undefined` for a bound transport, whose
    * server relays to a fixed target.
    */
-  get destination(): Promise<TransportDestination> | undefined {
+  get destination(): Promise<HostPort> | undefined {
     return this.#destination;
   }
 

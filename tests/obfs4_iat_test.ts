@@ -8,7 +8,8 @@
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { createObfs4, obfs4, obfs4proxySleep } from "../transports/obfs4/mod.ts";
+import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
+import { obfs4proxySleep } from "../transports/obfs4/iat.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
 import { distributionValues } from "../transports/obfs4/weighted_dist.ts";
 import { freePort, type ManagedPt, startObfs4proxy } from "./obfs4_live_helpers.ts";

@@ -8,7 +8,7 @@ import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
 import { createShadowsocks, shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { METHODS as METHOD_INFO } from "../transports/shadowsocks/methods.ts";
 import { evpBytesToKey, sessionSubkey } from "../transports/shadowsocks/methods.ts";
-import type { TransportDestination, TransportPair } from "../transports/transport.ts";
+import type { HostPort, TransportPair } from "../transports/transport.ts";
 import { hashOf, pseudoRandomChunks } from "./_util.ts";
 import { SS_LOCAL_RECORDED } from "./portable_checks.ts";
 import { libcryptoAead, type NodeCryptoAead, nodeCryptoAead } from "../net/_aead.ts";
@@ -103,7 +103,7 @@ function link(client: TransportPair, server: TransportPair): void {
 async function roundTrip(
   method: string,
   backend: string,
-  destination: TransportDestination,
+  destination: HostPort,
   size: number,
 ): Promise<void> {
   const transport = createShadowsocks({ drainTimeout: 5000 });
@@ -237,7 +237,7 @@ async function feedServer(
     method: "chacha20-ietf-poly1305",
     password: options.password ?? "pw",
   }, options.env)).pair();
-  let destination: TransportDestination | undefined;
+  let destination: HostPort | undefined;
   server.destination!.then((d) => destination = d, () => {});
   const out: Uint8Array[] = [];
   const reading = (async () => {
@@ -255,7 +255,7 @@ async function feedServer(
   return { server, out, reading, writer, writeError, destination: () => destination };
 }
 
-async function clientWire(destination: TransportDestination, data: Uint8Array, password = "pw") {
+async function clientWire(destination: HostPort, data: Uint8Array, password = "pw") {
   const pair = (await shadowsocks.client({ method: "chacha20-ietf-poly1305", password })).pair(
     {},
     destination,

@@ -149,7 +149,7 @@ function oneShotAead(
 }
 
 /** Loads a {@linkcode CryptoBackend}; the same one each call. */
-export type CryptoLoader = () => Promise<CryptoBackend>;
+export type CryptoLoader = NonNullable<TransportEnvironment["crypto"]>;
 
 const MAC_LENGTH = 16;
 // Room for the largest message sealed or opened at once.

@@ -7,7 +7,6 @@ import type {
   HostPort,
   ServerTransport,
   Transport,
-  TransportDestination,
   TransportEnvironment,
   TransportOptionKeys,
   TransportOptions,
@@ -35,7 +34,7 @@ export interface TransportDefinition<C> {
    * a bridge line with keys for other implementations still works. When
    * absent, `parseConfig` and `pair` see every key.
    */
-  readonly optionKeys?: TransportOptionKeys;
+  readonly optionKeys?: Transport["optionKeys"];
   /**
    * A free transport: client pairs get each connection's destination and
    * server pairs report theirs (see {@linkcode Transport.free}). Defaults to
@@ -66,7 +65,7 @@ export interface TransportDefinition<C> {
     config: C,
     role: "client" | "server",
     settings: TransportOptions,
-    destination?: TransportDestination,
+    destination?: HostPort,
   ): TransportPair;
   /**
    * The client arguments that reach a server with configuration `config`.
@@ -209,8 +208,8 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
 
 function checkDestination(
   name: string,
-  destination: TransportDestination | undefined,
-): TransportDestination {
+  destination: HostPort | undefined,
+): HostPort {
   if (typeof destination !== "object" || destination === null) {
     throw new TypeError(
       `Cannot make a '${name}' connection: a free transport needs a destination, got ${

@@ -31,14 +31,13 @@
 export type {
   ClientTransport,
   GeneratedConfig,
+  HostPort,
   IgnoredOption,
   LocalStore,
   ServerTransport,
   SignalPipe,
   Transport,
-  TransportDestination,
   TransportEnvironment,
-  TransportOptionKeys,
   TransportOptions,
   TransportPair,
 } from "./transport.ts";
@@ -50,7 +49,6 @@ export {
   type Aead,
   type AeadAlgorithm,
   type CryptoBackend,
-  type CryptoLoader,
   loadWasmCrypto,
 } from "./crypto_backend.ts";
 export { plain } from "./plain.ts";

@@ -54,7 +54,7 @@
  * @module
  */
 
-import type { CryptoLoader } from "./crypto_backend.ts";
+import type { CryptoBackend } from "./crypto_backend.ts";
 
 /**
  * An opaque key-value map of strings: a client or server configuration, or
@@ -62,23 +62,15 @@ import type { CryptoLoader } from "./crypto_backend.ts";
  */
 export type TransportOptions = Readonly<Record<string, string>>;
 
-/** A host and a port, as `Deno.connect` takes them. */
+/**
+ * A host and a port, as `Deno.connect` takes them; also where a connection of
+ * a *free* transport goes (the seed's TCP destination endpoint), a host name
+ * there being sent unresolved.
+ */
 export interface HostPort {
   /** An IP literal (IPv6 without brackets) or a host name. */
   readonly hostname: string;
   /** The port, 0-65535. */
-  readonly port: number;
-}
-
-/**
- * Where a connection of a *free* transport goes (the seed's TCP destination
- * endpoint): a host name (sent unresolved) or an IP literal (IPv6 without
- * brackets), and a port.
- */
-export interface TransportDestination {
-  /** A host name or an IP literal. */
-  readonly hostname: string;
-  /** The port, 1-65535 (0 only when the peer sent it). */
   readonly port: number;
 }
 
@@ -111,7 +103,7 @@ export interface TransportPair {
    * than `ready`). The runtime connects it (after its destination policy
    * allowed it) instead of a fixed target. Absent for bound transports.
    */
-  readonly destination?: Promise<TransportDestination>;
+  readonly destination?: Promise<HostPort>;
   /**
    * Server pairs only: the client's address as a front server reported it
    * (WebTunnel's first `X-Forwarded-For` value), for the Extended ORPort's
@@ -167,13 +159,8 @@ export interface IgnoredOption {
   readonly reason?: string;
 }
 
-/** The option keys each side of a transport understands. */
-export interface TransportOptionKeys {
-  /** Keys of the client configuration and of per-connection settings. */
-  readonly client: readonly string[];
-  /** Keys of the server configuration. */
-  readonly server: readonly string[];
-}
+/** The option keys each side of a transport understands (internal shorthand). */
+export type TransportOptionKeys = NonNullable<Transport["optionKeys"]>;
 
 /** The advanced factory arguments a transport may use. */
 export interface TransportEnvironment {
@@ -184,7 +171,7 @@ export interface TransportEnvironment {
    * Transports call it when they first need crypto, not when configured,
    * so that nothing heavy loads before the runtime has started.
    */
-  readonly crypto?: CryptoLoader;
+  readonly crypto?: () => Promise<CryptoBackend>;
   /** Long-term local storage; absent when the application provides none. */
   readonly local?: LocalStore;
   /** Out-of-band message pipe; absent when the application provides none. */
@@ -208,7 +195,7 @@ export interface ClientTransport {
    * @returns The encode/decode pair for that connection.
    * @throws {TypeError} When a free transport gets no destination.
    */
-  pair(settings: TransportOptions, destination?: TransportDestination): TransportPair;
+  pair(settings: TransportOptions, destination?: HostPort): TransportPair;
   /**
    * How to make the network connection to `destination`, when it is not
    * plain TCP to it: the connection plan, which the runtime performs.
@@ -309,7 +296,12 @@ export interface Transport {
    * The option keys each side understands, when the transport declares them
    * (other keys are ignored and reported). Absent when it does not say.
    */
-  readonly optionKeys?: TransportOptionKeys;
+  readonly optionKeys?: {
+    /** Keys of the client configuration and of per-connection settings. */
+    readonly client: readonly string[];
+    /** Keys of the server configuration. */
+    readonly server: readonly string[];
+  };
   /**
    * True for a *free* transport (the seed's "Bound vs. Free"): each client
    * connection carries its own destination (`pair(settings, destination)`)

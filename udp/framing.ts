@@ -2,20 +2,6 @@
 // This module is browser-compatible.
 
 /**
- * Where one message sits in a byte stream, as read from its header: the
- * datagram is bytes `start` to `end` of the message, and the message takes
- * `total` bytes of the stream (header, padding and all).
- */
-export interface FrameBounds {
-  /** Offset of the datagram in the message. */
-  readonly start: number;
-  /** Offset just past the datagram in the message. */
-  readonly end: number;
-  /** Bytes the message takes on the stream. */
-  readonly total: number;
-}
-
-/**
  * How datagrams are delimited on a byte stream (PT 2.0 section 3.3.5.4):
  * `length` framing for transparent UDP, `stun` framing for STUN/TURN.
  * Both sides of a tunnel must use the same framing.
@@ -73,11 +59,16 @@ export interface Framing {
    *
    * @param header The first {@linkcode Framing.headerSize} bytes of a message.
    * @param maxDatagram The largest datagram allowed, in bytes.
-   * @returns The message's bounds.
+   * @returns Where the message sits: the datagram is bytes `start` to `end`
+   * of the message, and the message takes `total` bytes of the stream
+   * (header, padding and all).
    * @throws {RangeError} When the message would be larger than `maxDatagram`.
    * @throws {SyntaxError} When the bytes cannot start a message.
    */
-  parseHeader(header: Uint8Array, maxDatagram: number): FrameBounds;
+  parseHeader(
+    header: Uint8Array,
+    maxDatagram: number,
+  ): { readonly start: number; readonly end: number; readonly total: number };
   /**
    * Check a complete datagram taken off the stream, when the header alone
    * could not tell.
@@ -99,3 +90,6 @@ export function checkMaxDatagram(value: number | undefined, what: string): numbe
   }
   return max;
 }
+
+/** The bounds {@linkcode Framing.parseHeader} reads (internal shorthand). */
+export type FrameBounds = ReturnType<Framing["parseHeader"]>;

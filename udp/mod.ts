@@ -46,7 +46,7 @@
  * @module
  */
 
-export type { FrameBounds, Framing } from "./framing.ts";
+export type { Framing } from "./framing.ts";
 export { lengthFraming } from "./length_framing.ts";
 export { stunFraming } from "./stun/framing.ts";
 export {

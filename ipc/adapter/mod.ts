@@ -53,7 +53,6 @@ export {
   PtClientTransport,
 } from "./pt_client.ts";
 export {
-  type ExtOrPortEndpoint,
   launchServer,
   type LaunchServerOptions,
   PtServer,

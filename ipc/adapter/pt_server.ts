@@ -6,14 +6,6 @@ import { formatServerTransportOptions } from "../lines/_args.ts";
 import { ManagedPt, type PtLaunchOptions } from "./managed_pt.ts";
 import type { PtLaunchResult } from "./pt_startup.ts";
 
-/** Where a server PT sends Extended ORPort connections: an address and its cookie file. */
-export interface ExtOrPortEndpoint {
-  /** The ExtORPort address (`TOR_PT_EXTENDED_SERVER_PORT`). */
-  readonly addr: HostPort;
-  /** The cookie file (`TOR_PT_AUTH_COOKIE_FILE`). */
-  readonly cookieFile: string;
-}
-
 /** Options for {@linkcode launchServer}. */
 export interface LaunchServerOptions extends PtLaunchOptions {
   /**
@@ -32,7 +24,12 @@ export interface LaunchServerOptions extends PtLaunchOptions {
    * (`TOR_PT_EXTENDED_SERVER_PORT`, `TOR_PT_AUTH_COOKIE_FILE`): an
    * {@linkcode ExtOrPortServer} fits.
    */
-  readonly extorport?: ExtOrPortEndpoint;
+  readonly extorport?: {
+    /** The ExtORPort address (`TOR_PT_EXTENDED_SERVER_PORT`). */
+    readonly addr: HostPort;
+    /** The cookie file (`TOR_PT_AUTH_COOKIE_FILE`). */
+    readonly cookieFile: string;
+  };
 }
 
 /** One transport of a launched server PT, from its `SMETHOD` line. */

@@ -156,7 +156,7 @@ function drive(): void {
 
 /**
  * Sleep as obfs4proxy's `time.Sleep` of `milliseconds` does on Linux, the
- * default {@linkcode IatSleep}. 0 returns nothing at once (no task boundary:
+ * default `iatSleep` of obfs4's options. 0 returns nothing at once (no task boundary:
  * the next write follows back to back). Anything else starts once the write
  * made just before has gone out (one task on) and waits in whole-millisecond
  * kernel waits as Go's netpoller does (golang/go#47084: under 1 ms takes
@@ -171,7 +171,7 @@ function drive(): void {
  *
  * @example A 4.7 ms sleep takes about 5.1 ms
  * ```ts
- * import { obfs4proxySleep } from "@ptkit/ptkit/transports/obfs4";
+ * import { obfs4proxySleep } from "./iat.ts";
  * import { ok, strictEqual } from "node:assert";
  *
  * strictEqual(obfs4proxySleep(0), undefined);

@@ -40,4 +40,3 @@
  */
 
 export { bridgeCloseDelay, createObfs4, obfs4, type Obfs4Options } from "./obfs4.ts";
-export { type IatSleep, obfs4proxySleep } from "./iat.ts";

@@ -60,9 +60,10 @@ export interface Obfs4Options {
    * given the delay sampled for it in milliseconds (0 to 10 in steps of
    * 0.1; obfs4proxy `time.Sleep`s it). The next write is made when the
    * returned promise resolves (at once when nothing is returned). Defaults
-   * to {@linkcode obfs4proxySleep}, which waits as obfs4proxy does.
+   * to a sleep that waits as obfs4proxy's does on Linux (whole-millisecond
+   * kernel waits, as Go's netpoller makes them; 0 sends back to back).
    */
-  readonly iatSleep?: IatSleep;
+  readonly iatSleep?: (milliseconds: number) => Promise<void> | void;
 }
 
 /**

@@ -5,7 +5,7 @@
 // read and written by the one SOCKS5 address codec (ipc/socks/_address.ts,
 // browser-compatible, no Deno).
 
-import type { TransportDestination } from "../transport.ts";
+import type { HostPort } from "../transport.ts";
 import {
   addressLength,
   decodeAddress as decodeSocksAddress,
@@ -23,7 +23,7 @@ export const MAX_ADDRESS_LENGTH = 1 + 1 + 255 + 2;
  * @returns The header.
  * @throws {RangeError} When a name is longer than 255 bytes.
  */
-export function encodeAddress(destination: TransportDestination): Uint8Array {
+export function encodeAddress(destination: HostPort): Uint8Array {
   const { hostname, port } = destination;
   const bare = hostname.startsWith("[") && hostname.endsWith("]")
     ? hostname.slice(1, -1)
@@ -42,7 +42,7 @@ export function encodeAddress(destination: TransportDestination): Uint8Array {
  */
 export function decodeAddress(
   bytes: Uint8Array,
-): { readonly destination: TransportDestination; readonly length: number } | undefined {
+): { readonly destination: HostPort; readonly length: number } | undefined {
   if (bytes.length < 2) return undefined;
   const type = bytes[0]!;
   const length = addressLength(type, bytes[1]!);

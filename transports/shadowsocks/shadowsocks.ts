@@ -3,7 +3,7 @@
 
 import { defineTransport } from "../define_transport.ts";
 import { deferred } from "../_deferred.ts";
-import type { Transport, TransportDestination, TransportPair } from "../transport.ts";
+import type { HostPort, Transport, TransportPair } from "../transport.ts";
 import { ReplayFilter } from "../replay_filter.ts";
 import { cryptoLoader, loadWasmCrypto } from "../crypto_backend.ts";
 import type { TransportEnvironment } from "../transport.ts";
@@ -110,7 +110,7 @@ function randomBytes(random: (bytes: Uint8Array) => void, n: number): Uint8Array
 function clientPair(
   config: ShadowsocksConfig,
   factory: AeadFactory,
-  destination: TransportDestination,
+  destination: HostPort,
   random: (bytes: Uint8Array) => void,
 ): TransportPair {
   const { method, key } = config;
@@ -177,7 +177,7 @@ function serverPair(
 ): TransportPair {
   const { method, key } = config;
   const ready = deferred<void>();
-  const destination = deferred<TransportDestination>();
+  const destination = deferred<HostPort>();
   const decoder = new ChunkDecoder(method, factory, key, (salt) => !filter.testAndSet(now(), salt));
   let encoder: ChunkEncoder | undefined;
   let head: Uint8Array = new Uint8Array(0);
