@@ -7,7 +7,7 @@
 
 import { deepStrictEqual, ok } from "node:assert";
 import { MAIN, requireBinary } from "./ipc_util.ts";
-import { freePort, ptLeftovers, Tor } from "./tor_util.ts";
+import { freePort, ptLeftovers, startBridgeTor, startClientTor, type Tor } from "./tor_util.ts";
 import { parseSmethodArgs } from "../ipc/lines/_args.ts";
 
 // Workers: the server's default (the CPUs) for plain, one process and two
@@ -24,28 +24,14 @@ for (
       const dir = await Deno.makeTempDir({ prefix: `ptkit_torsrv_${transport}_` });
       const orPort = freePort();
       const ptPort = freePort();
-      await Deno.mkdir(`${dir}/bridge`, { mode: 0o700 });
-      await Deno.mkdir(`${dir}/client`, { mode: 0o700 });
-      await Deno.writeTextFile(
-        `${dir}/bridge.torrc`,
-        [
-          `DataDirectory ${dir}/bridge`,
-          `ORPort 127.0.0.1:${orPort}`,
-          "ExtORPort auto",
-          "BridgeRelay 1",
-          "PublishServerDescriptor 0",
-          "AssumeReachable 1",
-          "ExitPolicy reject *:*",
-          "SocksPort 0",
-          `ServerTransportPlugin ${transport} exec ${
-            Deno.env.get("PTKIT_WRAP") ?? MAIN
-          } -logLevel info${workers === "" ? "" : ` -workers ${workers}`}`,
-          `ServerTransportListenAddr ${transport} 127.0.0.1:${ptPort}`,
-          "ShutdownWaitLength 0",
-          "Log info stdout",
-        ].join("\n") + "\n",
-      );
-      const bridge = new Tor(torBinary, `${dir}/bridge.torrc`);
+      const bridge = await startBridgeTor(torBinary, dir, orPort, [
+        "ExtORPort auto",
+        `ServerTransportPlugin ${transport} exec ${
+          Deno.env.get("PTKIT_WRAP") ?? MAIN
+        } -logLevel info${workers === "" ? "" : ` -workers ${workers}`}`,
+        `ServerTransportListenAddr ${transport} 127.0.0.1:${ptPort}`,
+        "Log info stdout",
+      ]);
       let client: Tor | undefined;
       try {
         await bridge.waitFor(
@@ -88,19 +74,12 @@ for (
         } else {
           deepStrictEqual(smethod[1], undefined, "plain has no ARGS");
         }
-        await Deno.writeTextFile(
-          `${dir}/client.torrc`,
-          [
-            `DataDirectory ${dir}/client`,
-            "SocksPort 0",
-            "UseBridges 1",
-            `Bridge ${transport} 127.0.0.1:${ptPort}${bridgeArgs}`,
-            `ClientTransportPlugin ${transport} exec ${MAIN}`,
-            "ShutdownWaitLength 0",
-            "Log notice stdout",
-          ].join("\n") + "\n",
+        client = await startClientTor(
+          torBinary,
+          dir,
+          transport,
+          `${transport} 127.0.0.1:${ptPort}${bridgeArgs}`,
         );
-        client = new Tor(torBinary, `${dir}/client.torrc`);
         const line = await client.waitFor(
           /Bootstrapped (2[5-9]|[3-9][0-9]|100)% \([a-z_]+\)/,
           120000,

@@ -6,8 +6,8 @@
 import { ok } from "node:assert";
 import { proxy } from "../server.ts";
 import { plain } from "../transports/plain.ts";
-import { MAIN, requireBinary } from "./ipc_util.ts";
-import { freePort, ptLeftovers, Tor } from "./tor_util.ts";
+import { requireBinary } from "./ipc_util.ts";
+import { freePort, ptLeftovers, startBridgeTor, startClientTor, type Tor } from "./tor_util.ts";
 
 Deno.test({
   name: "main.ts bootstraps Debian tor through a plain bridge",
@@ -17,23 +17,7 @@ Deno.test({
     const torBinary = requireBinary("tor", "tor");
     const dir = await Deno.makeTempDir({ prefix: "ptkit_tor_" });
     const orPort = freePort();
-    await Deno.mkdir(`${dir}/bridge`, { mode: 0o700 });
-    await Deno.mkdir(`${dir}/client`, { mode: 0o700 });
-    await Deno.writeTextFile(
-      `${dir}/bridge.torrc`,
-      [
-        `DataDirectory ${dir}/bridge`,
-        `ORPort 127.0.0.1:${orPort}`,
-        "BridgeRelay 1",
-        "PublishServerDescriptor 0",
-        "AssumeReachable 1",
-        "ExitPolicy reject *:*",
-        "SocksPort 0",
-        "ShutdownWaitLength 0",
-        "Log notice stdout",
-      ].join("\n") + "\n",
-    );
-    const bridge = new Tor(torBinary, `${dir}/bridge.torrc`);
+    const bridge = await startBridgeTor(torBinary, dir, orPort, ["Log notice stdout"]);
     let client: Tor | undefined;
     await using front = await proxy(plain, {}, {
       hostname: "127.0.0.1",
@@ -42,20 +26,10 @@ Deno.test({
     });
     try {
       await bridge.waitFor(/Opening OR listener on 127\.0\.0\.1:[0-9]+|Bootstrapped 100%/, 60000);
-      await Deno.writeTextFile(
-        `${dir}/client.torrc`,
-        [
-          `DataDirectory ${dir}/client`,
-          "SocksPort 0",
-          "UseBridges 1",
-          `Bridge plain 127.0.0.1:${front.addr.port}`,
-          `ClientTransportPlugin plain exec ${MAIN}`,
-          "ShutdownWaitLength 0",
-          "Log notice stdout",
-          "Log info file " + `${dir}/client.info.log`,
-        ].join("\n") + "\n",
-      );
-      client = new Tor(torBinary, `${dir}/client.torrc`);
+      client = await startClientTor(torBinary, dir, "plain", `plain 127.0.0.1:${front.addr.port}`, [
+        "Log notice stdout",
+        "Log info file " + `${dir}/client.info.log`,
+      ]);
       const line = await client.waitFor(
         /Bootstrapped (1[0-9]|[2-9][0-9]|100)% \([a-z_]+\)/,
         120000,

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // Helpers for tests that run Debian tor on loopback in temporary directories.
 
-import { childEnv } from "./ipc_util.ts";
+import { childEnv, MAIN } from "./ipc_util.ts";
 
 /** A free loopback TCP port (free when this returns). */
 export function freePort(): number {
@@ -93,4 +93,62 @@ export async function ptLeftovers(stateDir: string): Promise<number[]> {
   }
   for (const pid of left) Deno.kill(pid, "SIGKILL");
   return left;
+}
+
+/**
+ * Start a tor bridge in `dir/bridge` (made here, with `dir/client` for the
+ * client): ORPort on loopback, no descriptor published, no exits, no SOCKS
+ * port, quick shutdown; `lines` add the transport's settings and logging.
+ */
+export async function startBridgeTor(
+  tor: string,
+  dir: string,
+  orPort: number,
+  lines: readonly string[],
+): Promise<Tor> {
+  await Deno.mkdir(`${dir}/bridge`, { mode: 0o700 });
+  await Deno.mkdir(`${dir}/client`, { mode: 0o700 });
+  await Deno.writeTextFile(
+    `${dir}/bridge.torrc`,
+    [
+      `DataDirectory ${dir}/bridge`,
+      `ORPort 127.0.0.1:${orPort}`,
+      "BridgeRelay 1",
+      "PublishServerDescriptor 0",
+      "AssumeReachable 1",
+      "ExitPolicy reject *:*",
+      "SocksPort 0",
+      "ShutdownWaitLength 0",
+      ...lines,
+    ].join("\n") + "\n",
+  );
+  return new Tor(tor, `${dir}/bridge.torrc`);
+}
+
+/**
+ * Start a tor client in `dir/client` that uses `bridge` (a `Bridge` line's
+ * value) through `main.ts` as its `ClientTransportPlugin` for `transport`;
+ * `lines` add logging. `env` reaches the PT through tor.
+ */
+export async function startClientTor(
+  tor: string,
+  dir: string,
+  transport: string,
+  bridge: string,
+  lines: readonly string[] = ["Log notice stdout"],
+  env: Record<string, string> = {},
+): Promise<Tor> {
+  await Deno.writeTextFile(
+    `${dir}/client.torrc`,
+    [
+      `DataDirectory ${dir}/client`,
+      "SocksPort 0",
+      "UseBridges 1",
+      `Bridge ${bridge}`,
+      `ClientTransportPlugin ${transport} exec ${MAIN}`,
+      "ShutdownWaitLength 0",
+      ...lines,
+    ].join("\n") + "\n",
+  );
+  return new Tor(tor, `${dir}/client.torrc`, env);
 }

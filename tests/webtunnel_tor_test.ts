@@ -15,7 +15,7 @@ import { Hasher, hashOf, pseudoRandomChunks, tcpServer } from "./_util.ts";
 import { MAIN, PtProcess, requireBinary } from "./ipc_util.ts";
 import { socks5Connect } from "./obfs4_socks5.ts";
 import { makeCertificate, Nginx } from "./nginx_util.ts";
-import { freePort, ptLeftovers, Tor } from "./tor_util.ts";
+import { freePort, ptLeftovers, startBridgeTor, startClientTor, type Tor } from "./tor_util.ts";
 
 const SECRET = "/c2VjcmV0LXdlYnR1bm5lbA";
 
@@ -125,28 +125,14 @@ Deno.test({
       throw error;
     });
     const url = `https://localhost:${nginx.port}${SECRET}`;
-    await Deno.mkdir(`${dir}/bridge`, { mode: 0o700 });
-    await Deno.mkdir(`${dir}/client`, { mode: 0o700 });
-    await Deno.writeTextFile(
-      `${dir}/bridge.torrc`,
-      [
-        `DataDirectory ${dir}/bridge`,
-        `ORPort 127.0.0.1:${orPort}`,
-        "ExtORPort auto",
-        "BridgeRelay 1",
-        "PublishServerDescriptor 0",
-        "AssumeReachable 1",
-        "ExitPolicy reject *:*",
-        "SocksPort 0",
-        `ServerTransportPlugin webtunnel exec ${MAIN} -logLevel info`,
-        `ServerTransportListenAddr webtunnel 127.0.0.1:${ptPort}`,
-        `ServerTransportOptions webtunnel url=${url}`,
-        "ShutdownWaitLength 0",
-        "SafeLogging 0",
-        "Log [net]debug [*]info stdout",
-      ].join("\n") + "\n",
-    );
-    const bridge = new Tor(torBinary, `${dir}/bridge.torrc`);
+    const bridge = await startBridgeTor(torBinary, dir, orPort, [
+      "ExtORPort auto",
+      `ServerTransportPlugin webtunnel exec ${MAIN} -logLevel info`,
+      `ServerTransportListenAddr webtunnel 127.0.0.1:${ptPort}`,
+      `ServerTransportOptions webtunnel url=${url}`,
+      "SafeLogging 0",
+      "Log [net]debug [*]info stdout",
+    ]);
     let client: Tor | undefined;
     try {
       await bridge.waitFor(/Registered server transport 'webtunnel'/, 60000);
@@ -164,21 +150,16 @@ Deno.test({
         if (fingerprint === "") await new Promise((r) => setTimeout(r, 100));
       }
       ok(/^[0-9A-F]{40}$/.test(fingerprint), fingerprint);
-      await Deno.writeTextFile(
-        `${dir}/client.torrc`,
-        [
-          `DataDirectory ${dir}/client`,
-          "SocksPort 0",
-          "UseBridges 1",
-          `Bridge webtunnel [${smethod[1]}]:443 ${fingerprint} url=${args.url} ver=${args.ver}`,
-          `ClientTransportPlugin webtunnel exec ${MAIN}`,
-          "ShutdownWaitLength 0",
-          "Log notice stdout",
-        ].join("\n") + "\n",
-      );
       // The client's PT trusts the test CA through DENO_CERT (tor passes its
       // environment to the PT).
-      client = new Tor(torBinary, `${dir}/client.torrc`, { DENO_CERT: certificate.caFile });
+      client = await startClientTor(
+        torBinary,
+        dir,
+        "webtunnel",
+        `webtunnel [${smethod[1]}]:443 ${fingerprint} url=${args.url} ver=${args.ver}`,
+        undefined,
+        { DENO_CERT: certificate.caFile },
+      );
       const line = await client.waitFor(
         /Bootstrapped (2[5-9]|[3-9][0-9]|100)% \([a-z_]+\)/,
         120000,
