@@ -7,7 +7,13 @@
 
 import { deepStrictEqual, ok } from "node:assert";
 import { MAIN, requireBinary } from "./ipc_util.ts";
-import { freePort, ptLeftovers, startBridgeTor, startClientTor, type Tor } from "./tor_util.ts";
+import {
+  assertCleanTorRun,
+  freePort,
+  startBridgeTor,
+  startClientTor,
+  type Tor,
+} from "./tor_util.ts";
 import { parseSmethodArgs } from "../ipc/lines/_args.ts";
 
 // Workers: the server's default (the CPUs) for plain, one process and two
@@ -97,14 +103,7 @@ for (
         await bridge.stop();
       }
       ok(/Extended ORPort authenticated, connection accepted/.test(bridge.log));
-      const failed = bridge.log.split("\n").filter((line) => line.includes("connection failed"));
-      deepStrictEqual(failed, [], "a PT connection failed");
-      const left = [
-        ...await ptLeftovers(`${dir}/bridge/pt_state`),
-        ...await ptLeftovers(`${dir}/client/pt_state`),
-      ];
-      ok(left.length === 0, `main.ts outlived tor: ${left}`);
-      await Deno.remove(dir, { recursive: true });
+      await assertCleanTorRun(bridge, dir);
     },
   });
 }

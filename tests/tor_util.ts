@@ -152,3 +152,19 @@ export async function startClientTor(
   );
   return new Tor(tor, `${dir}/client.torrc`, env);
 }
+
+/**
+ * After a bridge and a client made by {@linkcode startBridgeTor} and
+ * {@linkcode startClientTor} have stopped: the bridge's PT logged no failed
+ * connection, no `main.ts` outlived tor, and `dir` is removed.
+ */
+export async function assertCleanTorRun(bridge: Tor, dir: string): Promise<void> {
+  const failed = bridge.log.split("\n").filter((line) => line.includes("connection failed"));
+  if (failed.length > 0) throw new Error(`A PT connection failed:\n${failed.join("\n")}`);
+  const left = [
+    ...await ptLeftovers(`${dir}/bridge/pt_state`),
+    ...await ptLeftovers(`${dir}/client/pt_state`),
+  ];
+  if (left.length > 0) throw new Error(`main.ts outlived tor: ${left}`);
+  await Deno.remove(dir, { recursive: true });
+}
