@@ -130,3 +130,40 @@ export function redactUserinfo(text: string): string {
   const at = text.lastIndexOf("@");
   return at < 0 ? text : `***${text.slice(at)}`;
 }
+
+/**
+ * The message for a command-line argument that is not a flag, safe to
+ * print: a stray value may be a secret (a password, a cert, an `ss://` link
+ * whose whole body is base64 of its credentials), so only its position
+ * and what it looks like are given: a URI by its scheme, a `key=value` by
+ * its key, anything else not at all.
+ *
+ * @param arg The argument.
+ * @param position Its 1-based position among the arguments.
+ * @returns The message.
+ *
+ * @example A link and a key=value
+ * ```ts
+ * import { unexpectedArgument } from "./_userinfo.ts";
+ * import { strictEqual } from "node:assert";
+ *
+ * strictEqual(
+ *   unexpectedArgument("ss://YWVzOnB3QDE6Mg==", 3),
+ *   "Unexpected argument 3 (an ss:// URI): expected a flag (-name or --name)",
+ * );
+ * strictEqual(
+ *   unexpectedArgument("password=hunter2", 1),
+ *   "Unexpected argument 1 (password=...): expected a flag (-name or --name)",
+ * );
+ * ```
+ */
+export function unexpectedArgument(arg: string, position: number): string {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]{0,15}):\/\//.exec(arg)?.[1];
+  const key = /^([A-Za-z][A-Za-z0-9_.-]{0,31})=/.exec(arg)?.[1];
+  const looks = scheme !== undefined
+    ? ` (an ${scheme.toLowerCase()}:// URI)`
+    : key !== undefined
+    ? ` (${key}=...)`
+    : "";
+  return `Unexpected argument ${position}${looks}: expected a flag (-name or --name)`;
+}

@@ -176,11 +176,15 @@ Deno.test("parseFlags takes single and double dashes, = and separate values", ()
     ]).values,
     { version: "1,2", logLevel: "info", exitOnStdinClose: "false", options: "a:b=c" },
   );
-  deepStrictEqual(parseFlags(["stray"]).errors, ['Unexpected argument "stray"']);
+  deepStrictEqual(parseFlags(["stray"]).errors, [
+    "Unexpected argument 1: expected a flag (-name or --name)",
+  ]);
   deepStrictEqual(parseFlags(["-client=maybe"]).errors, [
     'Flag -client takes no value, got "maybe"',
   ]);
-  deepStrictEqual(parseFlags(["---x"]).errors, ['Unexpected argument "---x"']);
+  deepStrictEqual(parseFlags(["---x"]).errors, [
+    "Unexpected argument 1: expected a flag (-name or --name)",
+  ]);
   deepStrictEqual(parseFlags(["-target"]).errors, ["Flag -target needs a value"]);
 });
 

@@ -393,6 +393,38 @@ const TURN_PATHS: Path[] = [
     () => run(["turn", "--listen", "127.0.0.1:0", `u:${TURN_MARK}`], {}),
   ],
   [
+    "main.ts client given an ss:// link as a bridge line",
+    () => run(["client", "--bridge", `ss://aes-256-gcm:${SS_MARK}@127.0.0.1:8388`], {}),
+  ],
+  [
+    "main.ts client given a legacy all-base64 ss:// link after a flag",
+    () =>
+      run([
+        "client",
+        "--socks",
+        "127.0.0.1:0",
+        `ss://${btoa(`aes-256-gcm:${SS_MARK}@127.0.0.1:8388`)}`,
+        `ss://${btoa(`aes-256-gcm:${SS_MARK}@127.0.0.1:8388`)}`,
+      ], {}),
+  ],
+  [
+    "a bridge line whose password holds a space",
+    () =>
+      run([
+        "client",
+        "--bridge",
+        `shadowsocks 192.0.2.1:8388 method=aes-128-gcm password=x ${SS_MARK}`,
+      ], {}),
+  ],
+  [
+    "a bridge line with its password where the address goes",
+    () => run(["client", "--bridge", `shadowsocks password=${SS_MARK} 192.0.2.1:8388`], {}),
+  ],
+  [
+    "a stray password among the managed flags",
+    (state) => run(["-client", "-transports", "shadowsocks", "-state", state, SS_MARK], {}),
+  ],
+  [
     "turn with a bad --listen",
     () => run(["turn", "--user", `u:${TURN_MARK}`, "--realm", "r", "--listen", "nowhere"], {}),
   ],
@@ -612,6 +644,12 @@ const EXPECTED: Record<string, RegExp> = {
   "-turnuser with -target not turn": /ENV-ERROR -turnuser needs/,
   "turn --user with an empty user name": /--user must be USER:PASSWORD/,
   "turn with a stray USER:PASSWORD argument": /unexpected argument 3/,
+  "main.ts client given an ss:// link as a bridge line": /word 1 is not an address/,
+  "main.ts client given a legacy all-base64 ss:// link after a flag":
+    /Unexpected argument [0-9]+ \(an ss:\/\/ URI\)/,
+  "a bridge line whose password holds a space": /word 5 is not key=value/,
+  "a bridge line with its password where the address goes": /word 2 is not an address/,
+  "a stray password among the managed flags": /ENV-ERROR Unexpected argument 6: expected a flag/,
   "turn with a bad --listen": /Cannot parse --listen/,
   "turn that cannot listen": /cannot listen on/,
   "a shadowsocks server given garbage by a client from 127.0.0.5":

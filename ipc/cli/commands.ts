@@ -7,7 +7,7 @@ import type { Transport } from "../../transports/transport.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
 import { isIpLiteral } from "../../net/_ip_address.ts";
 import { DestinationPolicy } from "../../net/destination_policy.ts";
-import { redactUserinfo } from "../../net/_userinfo.ts";
+import { unexpectedArgument } from "../../net/_userinfo.ts";
 import { formatPtLine, type PtLine } from "../lines/pt_line.ts";
 import { type BridgeLine, formatBridgeLine, parseBridgeLine } from "../lines/_bridge_line.ts";
 import { RepeatedKeyLog } from "../lines/_first_value.ts";
@@ -189,7 +189,7 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
     err(`Unknown subcommand ${JSON.stringify(subcommand)}: expected ${CLI_COMMANDS.join(", ")}\n`);
     return 64;
   }
-  const parsed = parseCliFlags(rest, specs);
+  const parsed = parseCliFlags(rest, specs, args.length - rest.length);
   if (typeof parsed === "string") {
     err(`${parsed}\n\n${cliUsage(subcommand!, command)}`);
     return 64;
@@ -245,11 +245,12 @@ interface Context {
 function parseCliFlags(
   args: readonly string[],
   specs: Record<string, Spec>,
+  before: number,
 ): Record<string, string> | string {
   const values: Record<string, string> = {};
   for (let i = 0; i < args.length; i++) {
     const match = /^--?([a-z][a-z-]*)(?:=(.*))?$/s.exec(args[i]!);
-    if (match === null) return `Unexpected argument ${JSON.stringify(redactUserinfo(args[i]!))}`;
+    if (match === null) return unexpectedArgument(args[i]!, before + i + 1);
     const [, name, inline] = match;
     const spec = name === "h" ? specs.help : specs[name!];
     if (spec === undefined) return `Unknown flag --${name}`;

@@ -28,27 +28,41 @@ export interface BridgeLine {
  * @param text The line.
  * @param options What to do about repeated keys.
  * @returns Its parts.
- * @throws {SyntaxError} When the address or an argument is malformed.
+ * @throws {SyntaxError} When the address or an argument is malformed; the
+ * message gives the bad word's position (1-based, counting every word of
+ * the line), never its text, which may be a secret.
  */
 export function parseBridgeLine(text: string, options: KeyValueListOptions = {}): BridgeLine {
-  const words = text.trim().split(/\s+/).filter((w) => w !== "");
+  const lineWords = text.trim().split(/\s+/).filter((w) => w !== "");
+  const words = [...lineWords];
   if (words[0]?.toLowerCase() === "bridge") words.shift();
   let transport: string | undefined;
   if (words.length > 0 && /^[A-Za-z_][A-Za-z0-9_]*$/.test(words[0]!)) transport = words.shift();
+  // A misplaced word may be a secret (a password, a cert, a link with
+  // userinfo): errors give the position of a bad word, never its text.
+  const position = (index: number) => lineWords.length - words.length + index + 1;
   const addressText = words.shift();
-  if (addressText === undefined) {
-    throw new SyntaxError(`Cannot parse bridge line ${JSON.stringify(text)}: no address`);
+  if (addressText === undefined) throw new SyntaxError("Cannot parse bridge line: no address");
+  let address: HostPort;
+  try {
+    address = parseHostPort(addressText, "bridge address");
+  } catch (error) {
+    const why = error instanceof Error ? /: ([^:"]*)$/.exec(error.message)?.[1] : undefined;
+    throw new SyntaxError(
+      `Cannot parse bridge line: word ${position(-1)} is not an address${
+        why === undefined ? "" : ` (${why})`
+      }; expected [transport] host:port [fingerprint] [key=value ...]`,
+    );
   }
-  const address = parseHostPort(addressText, "bridge address");
   if (address.port === 0) throw new SyntaxError("Cannot parse bridge line: port 0");
   let fingerprint: string | undefined;
   if (words.length > 0 && /^[0-9A-Fa-f]{40}$/.test(words[0]!)) fingerprint = words.shift();
   const args = new FirstValuePairs(options.onRepeatedKey);
-  for (const word of words) {
+  for (const [index, word] of words.entries()) {
     const eq = word.indexOf("=");
     if (eq <= 0) {
       throw new SyntaxError(
-        `Cannot parse bridge line argument ${JSON.stringify(word)}: expected key=value`,
+        `Cannot parse bridge line: word ${position(index)} is not key=value`,
       );
     }
     args.add(word.slice(0, eq), word.slice(eq + 1));

@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import { redactUserinfo } from "../../net/_userinfo.ts";
+import { unexpectedArgument } from "../../net/_userinfo.ts";
 
 /** One command-line flag of the managed proxy, and the variable it overrides. */
 export interface FlagSpec {
@@ -225,8 +225,8 @@ export function parseFlags(args: readonly string[]): ParsedFlags {
     const arg = args[i]!;
     const match = /^--?([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(arg);
     if (match === null) {
-      // A stray value may be a credential: its userinfo is never echoed.
-      errors.push(`Unexpected argument ${JSON.stringify(redactUserinfo(arg))}`);
+      // A stray value may be a credential: it is never echoed.
+      errors.push(unexpectedArgument(arg, i + 1));
       continue;
     }
     const [, name, inline] = match;
