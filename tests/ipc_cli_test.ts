@@ -35,12 +35,12 @@ Deno.test("runCli refuses bad input with a clear message and exit 64", async () 
     [["server", "--listen"], /Flag --listen needs a value/],
     [["server", "--listen", "nowhere"], /Cannot parse --listen "nowhere"/],
     [["server", "--transport", "nope"], /Unknown transport "nope": available: plain, obfs4/],
-    [["server", "stray"], /Unexpected argument "stray"/],
+    [["server", "stray"], /Unexpected argument 2: expected a flag/],
     [["client"], /Missing --bridge/],
     [["client", "--bridge", "obfs4"], /no address/],
     [["client", "--bridge", "127.0.0.1:1"], /No transport/],
     [["client", "--bridge", "nope 127.0.0.1:1"], /Unknown transport "nope"/],
-    [["client", "--bridge", "plain 127.0.0.1:1 junk"], /expected key=value/],
+    [["client", "--bridge", "plain 127.0.0.1:1 junk"], /word 3 is not key=value/],
     [["client", "--bridge", "plain 127.0.0.1:1", "--socks", "x", "--tcp", "y"], /not both/],
     [["start", "--socks", "nowhere"], /Cannot parse --socks/],
   ];
@@ -49,6 +49,32 @@ Deno.test("runCli refuses bad input with a clear message and exit 64", async () 
     deepStrictEqual(code, 64, args.join(" "));
     match(err, pattern);
   }
+});
+
+Deno.test("runCli client checks a bridge line's keys at start: a line without them fails before listening", async () => {
+  const state = await Deno.makeTempDir();
+  const table: [string, RegExp][] = [
+    ["obfs4 127.0.0.1:1", /missing option 'iat-mode'/],
+    ["obfs4 127.0.0.1:1 iat-mode=0", /missing option 'cert'/],
+    ["shadowsocks 127.0.0.1:1", /missing option 'method'/],
+    ["shadowsocks 127.0.0.1:1 method=aes-128-gcm", /missing option 'password'/],
+    ["webtunnel 127.0.0.1:1", /missing required option 'url'/],
+  ];
+  for (const [bridge, pattern] of table) {
+    const { code, out, err } = await run([
+      "client",
+      "--bridge",
+      bridge,
+      "--socks",
+      "127.0.0.1:0",
+      "--state",
+      state,
+    ]);
+    ok(code !== 0, `${bridge}: exit ${code}`);
+    match(err, pattern);
+    ok(!out.includes("SOCKS5 proxy:"), `${bridge} listened: ${out}`);
+  }
+  await Deno.remove(state, { recursive: true });
 });
 
 Deno.test("runCli server reports a listen failure and exits non-zero", async () => {

@@ -489,6 +489,7 @@ async function client(flags: Record<string, string>, context: Context): Promise<
     listen: address(flags.tcp ?? flags.socks ?? "127.0.0.1:1080", tcp ? "--tcp" : "--socks"),
     target: bridge.address,
     free: !tcp,
+    optionsComplete: true,
   };
   return await runSide(config, context, level, (method) => {
     const addr = formatHostPort(method.address);
@@ -579,6 +580,7 @@ async function ssClient(
     listen: address(flags.socks ?? "127.0.0.1:1080", "--socks"),
     target: uri.server,
     free: true,
+    optionsComplete: true,
   };
   const label = uri.tag === "" ? "" : ` (${uri.tag.replace(/[^\x20-\x7e]/g, "?").slice(0, 64)})`;
   return await runSide(
@@ -650,6 +652,7 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
       listen: socks,
       target: served.address,
       free: true,
+      optionsComplete: true,
     };
     const cmethod = Promise.withResolvers<string>();
     const clientLines = humanLines(

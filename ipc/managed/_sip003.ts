@@ -122,6 +122,7 @@ export function parseSip003(
       listen: local,
       target: remote,
       free: false,
+      optionsComplete: true,
     },
   };
 }

@@ -1,6 +1,10 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { TransportOptions } from "../../transports/transport.ts";
+import type {
+  Transport,
+  TransportEnvironment,
+  TransportOptions,
+} from "../../transports/transport.ts";
 import { type Dialer, tcpDialer } from "../../net/net_conn.ts";
 import { relay } from "../../net/relay.ts";
 import { ConnectionLoop, retryWhileExhausted } from "../../net/_accept_loop.ts";
@@ -121,6 +125,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
       return { type: "CMETHOD", transport: name, mode, address };
     };
     try {
+      if (config.optionsComplete) await checkComplete(transport, base, env);
       if (config.mode === "socks5") {
         const connectors = new Map<string, Promise<Connector>>();
         const keyOf = (settings: TransportOptions) =>
@@ -307,5 +312,29 @@ class Forwarder implements RunningProxy {
 
   close(): Promise<void> {
     return this.#loop.close(new Error("Closed"));
+  }
+}
+
+/**
+ * Check that `options` alone configure a client of `transport`: a
+ * transport given no options at start waits for each connection's (tor's
+ * SOCKS arguments), so making one connection's streams is what finds a
+ * missing key.
+ */
+async function checkComplete(
+  transport: Transport,
+  options: TransportOptions,
+  env: TransportEnvironment | undefined,
+): Promise<void> {
+  const side = await transport.client(options, env);
+  const pair = side.pair({}, transport.free ? { hostname: "192.0.2.1", port: 9 } : undefined);
+  // The streams are never used: closed at once, nothing left pending.
+  const quiet = () => {};
+  pair.ready?.catch(quiet);
+  pair.destination?.catch(quiet);
+  pair.clientAddress?.catch(quiet);
+  for (const stream of [pair.encode, pair.decode]) {
+    stream.writable.abort().catch(quiet);
+    stream.readable.cancel().catch(quiet);
   }
 }

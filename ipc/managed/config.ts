@@ -76,6 +76,15 @@ export interface ClientConfig extends ManagedConfigBase {
   readonly udpIdleTimeout?: number;
   /** The upstream proxy every connection goes through, fail-closed. */
   readonly proxy?: UpstreamProxy;
+  /**
+   * The options given at start are all a transport gets (a bridge line in
+   * `main.ts client`, an `ss://` link, SIP003 plugin options): they are
+   * checked as a whole at start, so a line without its keys fails with
+   * `CMETHOD-ERROR` instead of failing every connection. Under tor (the
+   * default, `false`) a client's arguments may still come with each SOCKS
+   * request, so only options given at start are checked.
+   */
+  readonly optionsComplete?: boolean;
 }
 
 /**
