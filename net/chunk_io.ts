@@ -22,25 +22,42 @@ const MIN_READ = 2 * 1024;
 const MAX_READ = 256 * 1024;
 
 /**
- * Reads a socket into fresh buffers (each chunk is the reader's to keep).
- * The buffer size follows the reads: it starts small and stays small while
- * reads are small (an idle connection's pending read holds 2 KiB), grows
- * fourfold while reads fill it, and falls back to the size of a read that
- * did not fill half of it. `first` sizes the first read (a transport's
+ * Reads a socket into chunks that are the reader's to keep. The read buffer's
+ * size follows the reads: it starts small and stays small while reads are
+ * small (an idle connection's pending read holds 2 KiB), grows fourfold
+ * while reads fill it, and falls back to the size of a read that did not
+ * fill half of it. A read that filled at least half of the buffer is handed
+ * over as it is; a smaller one is copied out and the buffer is read into
+ * again, so a socket whose reads stop short of the buffer (TLS gives one
+ * 16 KiB record per read) costs neither a fresh zeroed buffer per read nor a
+ * mostly empty one per chunk. `first` sizes the first read (a transport's
  * handshake, up to 8 KiB for obfs4, then arrives in one read).
  */
 export function connSource(conn: NetConn, first: number = MIN_READ): ChunkSource {
   let size = first;
+  let buffer: Uint8Array | undefined;
   return {
     async read() {
-      const buffer = new Uint8Array(size);
-      const n = await conn.read(buffer);
-      if (n === null) return null;
-      if (n === size) size = Math.min(size * 4, MAX_READ);
-      else if (n < size / 2) size = Math.max(MIN_READ, 2 ** Math.ceil(Math.log2(n || 1)));
-      return buffer.subarray(0, n);
+      // A buffer kept from a short read is reused unless it is four times
+      // larger than the reads need now (or too small for them).
+      if (buffer === undefined || buffer.length < size || buffer.length > size * 4) {
+        buffer = new Uint8Array(size);
+      }
+      const into = buffer;
+      const n = await conn.read(into);
+      if (n === null) {
+        buffer = undefined;
+        return null;
+      }
+      if (n === into.length) size = Math.min(into.length * 4, MAX_READ);
+      else if (n < into.length / 2) size = Math.max(MIN_READ, 2 ** Math.ceil(Math.log2(n || 1)));
+      if (n < into.length / 2) return into.slice(0, n);
+      buffer = undefined;
+      return into.subarray(0, n);
     },
-    cancel() {},
+    cancel() {
+      buffer = undefined;
+    },
   };
 }
 
