@@ -15,6 +15,7 @@
 
 import { bindingRequest, freeUdpPort, waitForUdp } from "../tests/turn_util.ts";
 import { udpReceiveBufferErrors } from "../tests/udp_test_utils.ts";
+import { cpuSeconds } from "./_cpu.ts";
 
 const quick = Deno.args.includes("--quick");
 const LOAD = quick
@@ -30,12 +31,6 @@ interface Result {
   jitterMs: number;
   serverCpuSeconds: number;
   serverPeakRssMiB: number;
-}
-
-function cpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, USER_HZ = 100
 }
 
 function rssMiB(pid: number): number {
