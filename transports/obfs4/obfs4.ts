@@ -251,13 +251,19 @@ class PairCore {
 }
 
 /**
- * Make the next spare key pair on a timer (a millisecond or two on): by
- * then the handshake written just before has left and its answer has been
- * dealt with, so the 0.1-0.2 ms it takes delays no client.
+ * Make the next spare key pair on a timer, 20 ms on: by then the handshake
+ * written just before has left, and a client that connects again at once
+ * (a browser's next connection, a bench) has been answered, so the 0.1-0.3
+ * ms it takes (Elligator2's square roots on bigints) delays no client. With
+ * 1 ms the refill met the next client's handshake: the server's first
+ * handshake byte took 0.69-0.79 ms median against 0.68 ms with 20 ms, in
+ * turns in one run of `OBFS4_BENCH_ONLY=firstbyte bench/obfs4_bench.ts`.
  */
 function refillSoon(reserve: KeyPairReserve): void {
-  setTimeout(() => reserve.refill(), 1);
+  setTimeout(() => reserve.refill(), REFILL_DELAY_MS);
 }
+
+const REFILL_DELAY_MS = 20;
 
 function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options): TransportPair {
   const random = options.random ?? ((b: Uint8Array) => crypto.getRandomValues(b));
