@@ -34,8 +34,10 @@ import type {
 } from "./transports/transport.ts";
 import { checkPort } from "./net/address.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
-import { type Dialer, tcpDialer } from "./net/net_conn.ts";
+import { type Dialer, type NetConn, tcpDialer } from "./net/net_conn.ts";
 import { dialPlanned } from "./net/_planned_dial.ts";
+import { HelperSupervisor } from "./net/_helper_process.ts";
+import { socks5Connect } from "./ipc/socks/_client.ts";
 import { TransportConn, type TransportConnOptions } from "./net/transport_conn.ts";
 
 /** Options for {@linkcode createConnector}. */
@@ -58,6 +60,16 @@ export interface ConnectorOptions {
    * to none.
    */
   readonly caCerts?: readonly string[];
+  /**
+   * Where a transport's helper processes (`ssh -D`) keep their files, one
+   * subdirectory per server. Defaults to a new temporary directory.
+   */
+  readonly helperDirectory?: string;
+  /** Told each line a helper process logs (addresses redacted). Defaults to none. */
+  readonly onHelperLog?: (
+    severity: "error" | "warning" | "notice" | "info" | "debug",
+    message: string,
+  ) => void;
 }
 
 /** Options for {@linkcode Connector.dial}. */
@@ -102,6 +114,9 @@ export class Connector {
   #name: string;
   #connOptions: TransportConnOptions;
   #caCerts: readonly string[];
+  #helperOptions: Pick<ConnectorOptions, "helperDirectory" | "onHelperLog">;
+  #helpers = new Map<string, Promise<{ helper: HelperSupervisor; port: number }>>();
+  #closed = false;
 
   /**
    * Use {@linkcode createConnector}, which validates the configuration.
@@ -112,6 +127,7 @@ export class Connector {
    * @param connOptions Options for every connection (the handshake timeout).
    * @param caCerts Extra trusted CA certificates (PEM) for TLS a transport
    * asks for. Defaults to none.
+   * @param helperOptions Where helper processes keep files and log.
    */
   constructor(
     name: string,
@@ -119,6 +135,7 @@ export class Connector {
     dialer: Dialer,
     connOptions: TransportConnOptions = {},
     caCerts: readonly string[] = [],
+    helperOptions: Pick<ConnectorOptions, "helperDirectory" | "onHelperLog"> = {},
   ) {
     if (!Array.isArray(caCerts) || caCerts.some((pem) => typeof pem !== "string")) {
       throw new TypeError("Invalid caCerts: expected an array of PEM strings");
@@ -128,6 +145,83 @@ export class Connector {
     this.#side = side;
     this.#dialer = dialer;
     this.#connOptions = { ...connOptions, name };
+    this.#helperOptions = helperOptions;
+  }
+
+  /**
+   * Stop the transport's helper processes (if any); connections already
+   * open through them end. Dialing afterwards fails.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const helpers = [...this.#helpers.values()];
+    this.#helpers.clear();
+    await Promise.allSettled(helpers.map(async (h) => (await h).helper.close()));
+  }
+
+  /** Same as {@linkcode Connector.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #socksHelper(destination: HostPort): Promise<{ port: number }> {
+    const build = this.#side.socksHelper!.bind(this.#side);
+    const key = `${destination.hostname}_${destination.port}`;
+    let started = this.#helpers.get(key);
+    if (started === undefined) {
+      started = (async () => {
+        const base = this.#helperOptions.helperDirectory ??
+          await Deno.makeTempDir({ prefix: "ptkit-helper-" });
+        // A free loopback port for the helper's SOCKS5 proxy, kept across restarts.
+        const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+        const port = probe.addr.port;
+        probe.close();
+        const helper = await HelperSupervisor.start(
+          (context) => build(destination, context),
+          {
+            directory: `${base}/${this.#name}-${key.replace(/[^A-Za-z0-9_.-]/g, "_")}`,
+            listen: { hostname: "127.0.0.1", port },
+            ...(this.#helperOptions.onHelperLog === undefined
+              ? {}
+              : { onLog: this.#helperOptions.onHelperLog }),
+          },
+        );
+        return { helper, port };
+      })();
+      started.catch(() => this.#helpers.delete(key));
+      this.#helpers.set(key, started);
+    }
+    return started;
+  }
+
+  async #dialThroughHelper(
+    destination: HostPort,
+    plan: ReturnType<NonNullable<ClientTransport["connection"]>> | undefined,
+  ): Promise<NetConn> {
+    if (this.#closed) throw new Error(`Cannot dial: the ${this.#name} connector is closed`);
+    if (plan?.tls !== undefined) {
+      throw new TypeError("Cannot dial: TLS through a helper's SOCKS5 proxy is not supported");
+    }
+    const { port } = await this.#socksHelper(destination);
+    let conn: NetConn;
+    try {
+      conn = await tcpDialer({ hostname: "127.0.0.1", port });
+    } catch (error) {
+      throw new Error(
+        `The ${this.#name} helper's SOCKS5 proxy is not up (yet): ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    try {
+      await socks5Connect(conn, {
+        hostname: plan?.hostname ?? destination.hostname,
+        port: plan?.port ?? destination.port,
+      });
+    } catch (error) {
+      conn.close();
+      throw error;
+    }
+    return conn;
   }
 
   /** The transport's name (PT 2.0 draft 1's connection factory type name). */
@@ -164,7 +258,9 @@ export class Connector {
     const pair = this.#side.pair(settings, options.destination);
     let net;
     try {
-      net = await dialPlanned(this.#dialer, destination, plan, settings, this.#caCerts);
+      net = this.#side.socksHelper === undefined
+        ? await dialPlanned(this.#dialer, destination, plan, settings, this.#caCerts)
+        : await this.#dialThroughHelper(destination, plan);
     } catch (error) {
       await Promise.allSettled([
         pair.encode.writable.abort(error),
@@ -210,5 +306,11 @@ export async function createConnector(
     options.dialer ?? tcpDialer,
     connOptions,
     options.caCerts ?? [],
+    {
+      ...(options.helperDirectory === undefined
+        ? {}
+        : { helperDirectory: options.helperDirectory }),
+      ...(options.onHelperLog === undefined ? {} : { onHelperLog: options.onHelperLog }),
+    },
   );
 }

@@ -31,7 +31,13 @@
  * @module
  */
 
-import type { Transport, TransportEnvironment, TransportOptions } from "./transports/transport.ts";
+import type {
+  ServerTransport,
+  Transport,
+  TransportEnvironment,
+  TransportOptions,
+} from "./transports/transport.ts";
+import { HelperSupervisor } from "./net/_helper_process.ts";
 import { checkPort } from "./net/address.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
@@ -81,6 +87,16 @@ export interface ListenOptions {
    * count. Accepting always goes on. Defaults to ignoring.
    */
   readonly onAcceptError?: (error: Error, count: number) => void;
+  /**
+   * Where a transport's helper process (the `ssh` server's sshd) keeps its
+   * files. Defaults to a new temporary directory.
+   */
+  readonly helperDirectory?: string;
+  /** Told each line a helper process logs (addresses redacted). Defaults to none. */
+  readonly onHelperLog?: (
+    severity: "error" | "warning" | "notice" | "info" | "debug",
+    message: string,
+  ) => void;
 }
 
 /**
@@ -155,12 +171,27 @@ export async function listen(
     );
   }
   const side = await transport.server(config, withRuntimeCrypto(options.env));
-  const tcp = Deno.listen({
-    hostname: options.hostname ?? "0.0.0.0",
-    port,
-    transport: "tcp",
-    ...(options.reusePort ? { reusePort: true } : {}),
-  });
+  const hostname = options.hostname ?? "0.0.0.0";
+  let tcp: Deno.TcpListener;
+  let helper: { addr: Deno.NetAddr; close(): Promise<void> } | undefined;
+  if (side.helper === undefined) {
+    tcp = Deno.listen({
+      hostname,
+      port,
+      transport: "tcp",
+      ...(options.reusePort ? { reusePort: true } : {}),
+    });
+  } else {
+    // The helper listens on the bind address; the runtime on a loopback
+    // relay it forwards to (the port of an earlier run when it is free).
+    tcp = listenRelay(side.helper.relayPort);
+    try {
+      helper = await startServerHelper(side.helper, tcp.addr, hostname, port, options);
+    } catch (error) {
+      tcp.close();
+      throw error;
+    }
+  }
   try {
     return new TransportListener(
       tcp,
@@ -170,12 +201,52 @@ export async function listen(
       {
         ...(limits === undefined ? {} : { limits }),
         ...(onAcceptError === undefined ? {} : { onAcceptError }),
+        ...(helper === undefined ? {} : { helper }),
       },
     );
   } catch (error) {
     tcp.close();
+    await helper?.close();
     throw error;
   }
+}
+
+function listenRelay(preferred: number | undefined): Deno.TcpListener {
+  if (preferred !== undefined && preferred > 0) {
+    try {
+      return Deno.listen({ hostname: "127.0.0.1", port: preferred, transport: "tcp" });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    }
+  }
+  return Deno.listen({ hostname: "127.0.0.1", port: 0, transport: "tcp" });
+}
+
+async function startServerHelper(
+  serverHelper: NonNullable<ServerTransport["helper"]>,
+  relay: Deno.NetAddr,
+  hostname: string,
+  port: number,
+  options: ListenOptions,
+): Promise<{ addr: Deno.NetAddr; close(): Promise<void> }> {
+  if (port === 0) {
+    // A free port on the bind address for the helper.
+    const probe = Deno.listen({ hostname, port: 0, transport: "tcp" });
+    port = probe.addr.port;
+    probe.close();
+  }
+  const directory = options.helperDirectory ??
+    await Deno.makeTempDir({ prefix: "ptkit-helper-" });
+  const supervisor = await HelperSupervisor.start((context) => serverHelper.process(context), {
+    directory,
+    listen: { hostname, port },
+    relay: { hostname: relay.hostname, port: relay.port },
+    ...(options.onHelperLog === undefined ? {} : { onLog: options.onHelperLog }),
+  });
+  return {
+    addr: { transport: "tcp", hostname, port },
+    close: () => supervisor.close(),
+  };
 }
 
 /**
@@ -278,6 +349,7 @@ export async function proxy(
     }),
     async () => {
       await loop.close();
+      await listener[Symbol.asyncDispose]();
       await Promise.allSettled([...listener.connections].map((conn) => conn.closed));
     },
     () => loop.drain(),

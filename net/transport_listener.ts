@@ -13,6 +13,12 @@ export interface TransportListenerOptions {
   readonly limits?: ConnectionLimits;
   /** Where accept errors and refused connections are reported (digested). Defaults to ignoring. */
   readonly onAcceptError?: (error: Error, count: number) => void;
+  /**
+   * A transport helper that listens in the listener's place (the `ssh`
+   * server's own sshd) and forwards to it: `addr` is then the helper's
+   * address, and closing the listener stops the helper. Defaults to none.
+   */
+  readonly helper?: { readonly addr: Deno.NetAddr; close(): Promise<void> };
 }
 
 /**
@@ -53,6 +59,8 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
   #digest: ErrorDigest | undefined;
   #acceptor: Acceptor<Deno.TcpConn>;
   #closed = false;
+  #helper: { readonly addr: Deno.NetAddr; close(): Promise<void> } | undefined;
+  #helperClosed: Promise<void> = Promise.resolve();
 
   /**
    * Use `listen` from `@ptkit/ptkit/server`, which configures the transport.
@@ -85,11 +93,15 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
       this.#digest,
       (kind) => LISTENER_METRICS.get(this)?.acceptError(kind),
     );
+    this.#helper = options.helper;
   }
 
-  /** The address the server listens on. */
+  /**
+   * The address the server listens on (its helper's, when a helper listens
+   * in its place).
+   */
   get addr(): Deno.NetAddr {
-    return this.#listener.addr;
+    return this.#helper?.addr ?? this.#listener.addr;
   }
 
   /**
@@ -152,6 +164,7 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
     this.#limiter.close();
     this.#digest?.stop();
     closeQuietly(this.#listener);
+    if (this.#helper !== undefined) this.#helperClosed = this.#helper.close().catch(() => {});
   }
 
   /**
@@ -186,9 +199,9 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
     }
   }
 
-  /** Stop accepting. */
+  /** Stop accepting (and stop the helper, if any). */
   [Symbol.asyncDispose](): Promise<void> {
     this.close();
-    return Promise.resolve();
+    return this.#helperClosed;
   }
 }

@@ -33,11 +33,29 @@
  * A stream-pair transport that needs none of this (plain, obfs4) declares
  * nothing and changes nothing.
  *
+ * ## Helper processes
+ *
+ * A transport built on another program (the spec's SSH example over
+ * OpenSSH) declares that program: its arguments and the files it reads,
+ * built from the configuration. The runtime writes the files into a
+ * private directory, starts the program in its own session, restarts it
+ * after `restartDelay` when it exits, turns its output into log lines (IP
+ * addresses and ports redacted) and kills it and everything it started
+ * when the side is closed, the runtime stops or dies. A client side gives
+ * {@linkcode ClientTransport.socksHelper}: the helper serves a SOCKS5 proxy
+ * on a loopback port the runtime chose, and the runtime dials each
+ * connection through it (to the plan's host and port, names unresolved). A
+ * server side gives {@linkcode ServerTransport.helper}: the helper listens
+ * on the bind address and forwards to a loopback relay where the runtime
+ * accepts connections and runs the pair as for any transport (the
+ * Extended ORPort, free mode and its destination policy included).
+ *
  * ## Next: transports that own their connection
  *
- * Some transports cannot be a pair over one socket the runtime opens: the
- * spec's SSH example dials through a local `ssh -D` it starts, and meek
- * carries bytes in a series of HTTP requests. They get a third kind of
+ * Some transports cannot be a pair over one socket the runtime opens: meek
+ * carries bytes in a series of HTTP requests (the spec's SSH example,
+ * which dials through a local `ssh -D`, gets by with the helper processes
+ * above). They get a third kind of
  * declaration, beside the pair and the plan: a client side's
  * `open(destination, settings, capabilities)` that returns the connection's
  * byte streams (`{ readable, writable, close }`) itself, and a server side's
@@ -224,6 +242,46 @@ export interface ClientTransport {
       readonly alpnProtocols?: readonly string[];
     };
   };
+  /**
+   * A helper process that serves a SOCKS5 proxy every connection to
+   * `server` goes through (the spec's `ssh -D`; see "Helper processes"
+   * above). The runtime starts one per server at the first connection and
+   * keeps it running (restarted after `restartDelay` when it exits) until
+   * the connector is closed; until its proxy answers, connections fail.
+   * Omit it to dial directly.
+   *
+   * The context's fields: `directory` (the helper's private directory,
+   * mode 0700), `listen` (where the helper must listen: here a loopback
+   * port), `relay` (servers only: the runtime's loopback relay), `user`
+   * (the user the helper runs as) and `writeFile(name, content)` (replace
+   * one of its files now, mode 0600). The helper's fields: `command` (a
+   * program the runtime looks up on `PATH` and in the `sbin` directories),
+   * `args` (`{dir}` is replaced by the directory), `files` (name to content,
+   * written before each start; defaults to none), `restartDelay`
+   * (milliseconds; defaults to 10000) and `describeOutput` (turns one output
+   * line into a log line with a `LOG` severity, or `undefined` to drop it;
+   * defaults to every line at `info`).
+   *
+   * @param server The server (the SOCKS destination or bridge address).
+   * @param context Where the proxy must listen, the helper's directory.
+   * @returns The helper to run.
+   */
+  socksHelper?(server: HostPort, context: {
+    readonly directory: string;
+    readonly listen: HostPort;
+    readonly relay?: HostPort;
+    readonly user: string;
+    writeFile(name: string, content: string): Promise<void>;
+  }): {
+    readonly command: string;
+    readonly args: readonly string[];
+    readonly files?: Readonly<Record<string, string>>;
+    readonly restartDelay?: number;
+    readonly describeOutput?: (line: string) => {
+      readonly severity: "error" | "warning" | "notice" | "info" | "debug";
+      readonly message: string;
+    } | undefined;
+  };
 }
 
 /**
@@ -231,6 +289,18 @@ export interface ClientTransport {
  * Internal: not re-exported, so the public API names no extra type.
  */
 export type ConnectionPlan = ReturnType<NonNullable<ClientTransport["connection"]>>;
+
+/**
+ * A helper process a transport declares (see "Helper processes" above).
+ * Internal, as {@linkcode ConnectionPlan}.
+ */
+export type HelperProcess = ReturnType<NonNullable<ClientTransport["socksHelper"]>>;
+
+/** What the runtime tells a transport when it builds a helper. Internal. */
+export type HelperContext = Parameters<NonNullable<ClientTransport["socksHelper"]>>[1];
+
+/** One line of a helper's output, as the runtime should log it. Internal. */
+export type HelperLogLine = NonNullable<ReturnType<NonNullable<HelperProcess["describeOutput"]>>>;
 
 /** The server side of a transport, configured and ready to make pairs. */
 export interface ServerTransport {
@@ -245,6 +315,24 @@ export interface ServerTransport {
    * URL's host). Absent: the listen address.
    */
   readonly bridgeAddress?: HostPort;
+  /**
+   * A helper process that listens on the bind address in the runtime's
+   * place and forwards to the runtime's loopback relay (the spec's own
+   * `sshd`; see "Helper processes" above): `relayPort` is the relay port to
+   * listen on when it is free (kept from an earlier run, so that clients'
+   * arguments stay valid; absent or 0: any), and `process(context)` builds
+   * the helper once the runtime knows its addresses (the context and the
+   * helper as for {@linkcode ClientTransport.socksHelper}, with `relay`).
+   * Absent: the runtime listens on the bind address itself.
+   */
+  readonly helper?: {
+    readonly relayPort?: number;
+    process(
+      context: Parameters<NonNullable<ClientTransport["socksHelper"]>>[1],
+    ):
+      | ReturnType<NonNullable<ClientTransport["socksHelper"]>>
+      | Promise<ReturnType<NonNullable<ClientTransport["socksHelper"]>>>;
+  };
   /**
    * Make the pair for one accepted connection.
    *

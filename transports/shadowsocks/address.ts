@@ -35,6 +35,9 @@ export function encodeAddress(destination: HostPort): Uint8Array {
  * Read an address header from the start of `bytes`.
  *
  * @param bytes Decrypted bytes from the stream's start.
+ * @param what What the header is, for error messages. Defaults to
+ * `"shadowsocks address"` (the ssh transport's destination header is the
+ * same).
  * @returns The destination and the header's length, or `undefined` when
  * more bytes are needed.
  * @throws {SyntaxError} On an unknown address type, or a name that is empty
@@ -42,21 +45,20 @@ export function encodeAddress(destination: HostPort): Uint8Array {
  */
 export function decodeAddress(
   bytes: Uint8Array,
+  what = "shadowsocks address",
 ): { readonly destination: HostPort; readonly length: number } | undefined {
   if (bytes.length < 2) return undefined;
   const type = bytes[0]!;
   const length = addressLength(type, bytes[1]!);
   if (length < 0) {
     throw new SyntaxError(
-      `Cannot read shadowsocks address: unknown address type 0x${
-        type.toString(16).padStart(2, "0")
-      }`,
+      `Cannot read ${what}: unknown address type 0x${type.toString(16).padStart(2, "0")}`,
     );
   }
   if (bytes.length < length) return undefined;
   const { hostname, port, valid } = decodeSocksAddress(bytes.subarray(0, length));
   if (!valid) {
-    throw new SyntaxError("Cannot read shadowsocks address: the name is not a host name");
+    throw new SyntaxError(`Cannot read ${what}: the name is not a host name`);
   }
   return { destination: { hostname, port }, length };
 }

@@ -1,0 +1,342 @@
+// Copyright the ptkit authors. MIT license.
+
+import type {
+  HelperContext,
+  HelperLogLine,
+  HelperProcess,
+  HostPort,
+} from "../transports/transport.ts";
+
+/** Where a supervised helper's log lines go. */
+export type HelperLog = (severity: HelperLogLine["severity"], message: string) => void;
+
+/** Options for {@linkcode HelperSupervisor.start}. */
+export interface HelperSupervisorOptions {
+  /** The helper's private directory; made (mode 0700) when missing. */
+  readonly directory: string;
+  /** Where the helper must listen. */
+  readonly listen: HostPort;
+  /** Servers: the runtime's relay the helper forwards to. */
+  readonly relay?: HostPort;
+  /** Told each output line (addresses redacted) and each restart. Defaults to none. */
+  readonly onLog?: HelperLog;
+}
+
+// The helper runs under this shell, which `setsid` makes the leader of a
+// new session and process group. It ends the helper and every descendant
+// (sshd's per-connection processes start sessions of their own, so the
+// group alone would miss them) when its stdin closes (the runtime closed
+// it, or died: the pipe closes with the process, however it ends) or on
+// SIGTERM/SIGINT/SIGHUP; the helper is stopped first so that it forks no
+// more. /proc is read with the shell and awk alone.
+const WRAPPER = `
+descendants() {
+  for s in /proc/[0-9]*/stat; do
+    read -r l < "$s" 2>/dev/null && echo "\${s#/proc/} \${l##*) }"
+  done | awk -v root="$1" '{ sub("/stat", "", $1); parent[$1] = $3 }
+    END { n = 1; q[1] = root; for (i = 1; i <= n; i++) for (p in parent)
+      if (parent[p] == q[i]) { q[++n] = p; print p } }'
+}
+exec 3<&0
+"$@" </dev/null 3<&- &
+c=$!
+stop() {
+  trap '' TERM INT HUP
+  kill -STOP "$c" 2>/dev/null
+  kill -KILL "$c" $(descendants "$c") 2>/dev/null
+  kill "$w" 2>/dev/null
+  exit 143
+}
+trap stop TERM INT HUP
+{ while read -r _ <&3; do :; done; kill -TERM $$; } 0<&3 &
+w=$!
+exec 3<&-
+wait "$c"
+s=$?
+kill "$w" 2>/dev/null
+exit "$s"
+`;
+
+const SEARCH_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+/**
+ * Redact what a helper's output may reveal about clients: IPv4 and IPv6
+ * literals and port numbers (`port 51234`, `:51234`) become `[address]`
+ * and `[port]`.
+ *
+ * @param line One line of output.
+ * @returns The line without addresses.
+ */
+export function redactAddresses(line: string): string {
+  return line
+    .replace(/\[[0-9A-Fa-f:.%\w]*:[0-9A-Fa-f:.%\w]*\](:\d+)?/g, "[address]")
+    .replace(/\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b/g, "[address]")
+    .replace(/(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]*(?:%\w+)?/g, "[address]")
+    .replace(/\bport \d+/g, "port [port]");
+}
+
+/**
+ * Runs one transport helper process (see `HelperProcess` in
+ * `@ptkit/ptkit/transports`) and keeps it running: writes its files into
+ * its private directory, starts it in its own session under a small shell
+ * that kills it and all its descendants when this process closes its stdin
+ * or dies (the pipe closes however it ends), restarts it after its
+ * `restartDelay` when it exits, and logs its output with addresses redacted.
+ * When this process runs as root, the helper runs as `nobody` (sshd refuses
+ * no one and drops nothing for a helper started by root otherwise), and
+ * the directory is given to that user.
+ */
+export class HelperSupervisor {
+  #spec: HelperProcess;
+  #directory: string;
+  #onLog: HelperLog;
+  #owner: { uid: number; gid: number } | undefined;
+  #command: string;
+  #child: Deno.ChildProcess | undefined;
+  #closed = false;
+  #wake: (() => void) | undefined;
+  #loop: Promise<void> = Promise.resolve();
+  #exited: { promise: Promise<void>; resolve: () => void };
+
+  private constructor(
+    spec: HelperProcess,
+    directory: string,
+    onLog: HelperLog,
+    owner: { uid: number; gid: number } | undefined,
+    command: string,
+  ) {
+    this.#spec = spec;
+    this.#directory = directory;
+    this.#onLog = onLog;
+    this.#owner = owner;
+    this.#command = command;
+    this.#exited = Promise.withResolvers<void>();
+  }
+
+  /**
+   * Build the helper with `build` (given its context) and start it.
+   *
+   * @param build The transport's helper builder.
+   * @param options Directory, addresses and where logs go.
+   * @returns The running supervisor.
+   * @throws {Deno.errors.NotFound} When the helper's program is not installed.
+   */
+  static async start(
+    build: (context: HelperContext) => HelperProcess | Promise<HelperProcess>,
+    options: HelperSupervisorOptions,
+  ): Promise<HelperSupervisor> {
+    const user = await helperUser();
+    // A helper that runs as another user must reach its directory: when a
+    // parent is closed to others (a 0700 state directory), its files go to
+    // a fresh directory under the system's temporary directory instead.
+    const directory = user.owner === undefined || await searchable(options.directory)
+      ? options.directory
+      : await Deno.makeTempDir({ prefix: "ptkit-helper-" });
+    await Deno.mkdir(directory, { recursive: true, mode: 0o700 });
+    await Deno.chmod(directory, 0o700);
+    if (user.owner !== undefined) await Deno.chown(directory, user.owner.uid, user.owner.gid);
+    const writeFile = (name: string, content: string) =>
+      writeHelperFile(directory, name, content, user.owner);
+    const context: HelperContext = {
+      directory,
+      listen: options.listen,
+      ...(options.relay === undefined ? {} : { relay: options.relay }),
+      user: user.name,
+      writeFile,
+    };
+    const spec = await build(context);
+    const command = await findProgram(spec.command);
+    const supervisor = new HelperSupervisor(
+      spec,
+      directory,
+      options.onLog ?? (() => {}),
+      user.owner,
+      command,
+    );
+    await supervisor.#startOnce();
+    supervisor.#loop = supervisor.#run();
+    return supervisor;
+  }
+
+  /** Resolves when the helper first exits (a test's hook; restarts go on). */
+  get exited(): Promise<void> {
+    return this.#exited.promise;
+  }
+
+  /** The running helper's process id (the wrapper's), if one runs. */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  async #startOnce(): Promise<void> {
+    for (const [name, content] of Object.entries(this.#spec.files ?? {})) {
+      await writeHelperFile(this.#directory, name, content, this.#owner);
+    }
+    const args = this.#spec.args.map((arg) => arg.replaceAll("{dir}", this.#directory));
+    this.#child = new Deno.Command("setsid", {
+      args: ["/bin/sh", "-c", WRAPPER, "ptkit-helper", this.#command, ...args],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      clearEnv: true,
+      env: { PATH: SEARCH_PATH.join(":"), HOME: this.#directory, LC_ALL: "C" },
+      cwd: this.#directory,
+      ...(this.#owner === undefined ? {} : { uid: this.#owner.uid, gid: this.#owner.gid }),
+    }).spawn();
+    // Nothing is ever written: the pipe only tells the wrapper we are alive.
+    this.#child.stdin.getWriter();
+  }
+
+  async #run(): Promise<void> {
+    const delay = this.#spec.restartDelay ?? 10_000;
+    while (!this.#closed) {
+      const child = this.#child!;
+      const [status] = await Promise.all([
+        child.status,
+        this.#pump(child.stdout),
+        this.#pump(child.stderr),
+      ]);
+      this.#exited.resolve();
+      if (this.#closed) return;
+      this.#onLog(
+        "notice",
+        `${this.#spec.command} exited (${
+          status.signal ?? `code ${status.code}`
+        }); starting it again in ${Math.round(delay / 1000)} s`,
+      );
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = undefined;
+      if (this.#closed) return;
+      try {
+        await this.#startOnce();
+      } catch (error) {
+        this.#onLog("warning", `Cannot start ${this.#spec.command}: ${(error as Error).message}`);
+        this.#child = undefined;
+        return;
+      }
+    }
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const describe = this.#spec.describeOutput ??
+      ((line: string): HelperLogLine => ({ severity: "info", message: line }));
+    let rest = "";
+    const emit = (line: string) => {
+      const described = describe(line);
+      if (described !== undefined) {
+        this.#onLog(described.severity, redactAddresses(described.message).slice(0, 400));
+      }
+    };
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      rest += chunk;
+      const lines = rest.split("\n");
+      rest = lines.pop()!.slice(-4096);
+      for (const line of lines) emit(line.replace(/\r$/, ""));
+    }
+    if (rest !== "") emit(rest);
+  }
+
+  /**
+   * Stop the helper and everything it started, and stop restarting it.
+   * Resolves once the wrapper has exited.
+   */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#wake?.();
+      const child = this.#child;
+      if (child !== undefined) {
+        try {
+          child.kill("SIGTERM");
+        } catch {
+          // Already gone.
+        }
+      }
+    }
+    await this.#loop;
+  }
+
+  /** Same as {@linkcode HelperSupervisor.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+async function writeHelperFile(
+  directory: string,
+  name: string,
+  content: string,
+  owner: { uid: number; gid: number } | undefined,
+): Promise<void> {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(name)) {
+    throw new TypeError(`Invalid helper file name ${JSON.stringify(name)}`);
+  }
+  const path = `${directory}/${name}`;
+  const temporary = `${path}.tmp`;
+  await Deno.remove(temporary).catch(() => {});
+  await Deno.writeTextFile(temporary, content, { mode: 0o600, createNew: true });
+  await Deno.chmod(temporary, 0o600);
+  if (owner !== undefined) await Deno.chown(temporary, owner.uid, owner.gid);
+  await Deno.rename(temporary, path);
+}
+
+async function searchable(path: string): Promise<boolean> {
+  const parts = path.split("/").filter((part) => part !== "");
+  for (let i = 0; i < parts.length; i++) {
+    const dir = "/" + parts.slice(0, i).join("/");
+    try {
+      const info = await Deno.stat(dir);
+      if (((info.mode ?? 0) & 0o001) === 0) return false;
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+async function findProgram(command: string): Promise<string> {
+  if (command.startsWith("/")) return command;
+  if (!/^[A-Za-z0-9_.+-]+$/.test(command)) {
+    throw new TypeError(`Invalid helper command ${JSON.stringify(command)}`);
+  }
+  const path = (Deno.env.get("PATH") ?? "").split(":").filter((dir) => dir.startsWith("/"));
+  for (const dir of [...path, ...SEARCH_PATH]) {
+    try {
+      const info = await Deno.stat(`${dir}/${command}`);
+      if (info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0) return `${dir}/${command}`;
+    } catch {
+      // Not there.
+    }
+  }
+  throw new Deno.errors.NotFound(
+    `Cannot find the helper program ${JSON.stringify(command)} (Debian: ${
+      command === "sshd" ? "openssh-server" : command === "ssh" ? "openssh-client" : command
+    })`,
+  );
+}
+
+async function helperUser(): Promise<
+  { name: string; owner: { uid: number; gid: number } | undefined }
+> {
+  const uid = Deno.uid();
+  let passwd = "";
+  try {
+    passwd = await Deno.readTextFile("/etc/passwd");
+  } catch {
+    // No passwd: names from the environment.
+  }
+  const entries = passwd.split("\n").map((line) => line.split(":"));
+  if (uid === 0) {
+    const nobody = entries.find((fields) => fields[0] === "nobody");
+    const owner = { uid: Number(nobody?.[2] ?? 65534), gid: Number(nobody?.[3] ?? 65534) };
+    return { name: "nobody", owner };
+  }
+  const own = entries.find((fields) => fields[2] === String(uid));
+  return { name: own?.[0] ?? Deno.env.get("USER") ?? "nobody", owner: undefined };
+}

@@ -1,0 +1,274 @@
+// Copyright the ptkit authors. MIT license.
+// The spec's SSH key-based free transport against Debian's OpenSSH
+// (openssh-server, openssh-client): keys, the key relay over signals,
+// 16 MiB each way, restarts, refusals, and no helper left behind.
+
+import {
+  deepStrictEqual as assertEquals,
+  ok as assert,
+  rejects as assertRejects,
+} from "node:assert";
+import { createConnector } from "../client.ts";
+import { proxy, type ProxyTarget } from "../server.ts";
+import { tcpDialer } from "../net/net_conn.ts";
+import { FileStore } from "../ipc/managed/_file_store.ts";
+import type { SignalPipe } from "../transports/transport.ts";
+import { parseSshKeyMessage, ssh, SSH_CLIENT_KEY, sshKeyMessage } from "../transports/ssh/_ssh.ts";
+import { generateOpenSshKey, publicKeyOfPrivate } from "../transports/ssh/_openssh_key.ts";
+import { echoServer, hashOf, hashReadable, pseudoRandomChunks, writeAll } from "./_util.ts";
+import { helperProcesses, requireProgram, run, waitFor } from "./ssh_util.ts";
+
+Deno.test("ssh keys: ssh-keygen reads ptkit's private key, public key and fingerprint", async () => {
+  await requireProgram("ssh-keygen", "openssh-client");
+  const dir = await Deno.makeTempDir();
+  try {
+    for (let i = 0; i < 8; i++) {
+      const key = generateOpenSshKey(`k${i}`);
+      await Deno.writeTextFile(`${dir}/id`, key.privateKey, { mode: 0o600 });
+      const pub = await run("ssh-keygen", ["-y", "-f", `${dir}/id`]);
+      assertEquals(pub.trim(), key.publicKey);
+      const fp = await run("ssh-keygen", ["-l", "-f", `${dir}/id`]);
+      assertEquals(fp.split(" ")[1], key.fingerprint);
+      assertEquals(key.publicKey.startsWith(publicKeyOfPrivate(key.privateKey)), true);
+      await Deno.remove(`${dir}/id`);
+    }
+    // And ptkit reads ssh-keygen's keys.
+    await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "x", "-f", `${dir}/gen`]);
+    const pub = (await Deno.readTextFile(`${dir}/gen.pub`)).trim();
+    assertEquals(publicKeyOfPrivate(await Deno.readTextFile(`${dir}/gen`)), pub.replace(/ x$/, ""));
+    const fp = await run("ssh-keygen", ["-l", "-f", `${dir}/gen.pub`]);
+    assertEquals(
+      JSON.parse(sshKeyMessage(pub)).fingerprint,
+      fp.split(" ")[1],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ssh key messages: malformed, truncated and mismatched input is refused", () => {
+  const key = generateOpenSshKey();
+  for (
+    const bad of [
+      "",
+      "ssh-rsa AAAAB3NzaC1yc2E",
+      "ssh-ed25519 !!!",
+      "ssh-ed25519 " + key.publicKey.split(" ")[1]!.slice(0, 40),
+      '{"sshKey": 5}',
+      '{"sshKey": "' + key.publicKey + '", "fingerprint": "SHA256:' + "A".repeat(43) + '"}',
+      "{",
+      "x".repeat(5000),
+    ]
+  ) {
+    let threw = false;
+    try {
+      parseSshKeyMessage(bad);
+    } catch (error) {
+      threw = error instanceof SyntaxError;
+    }
+    assert(threw, `accepted ${JSON.stringify(bad.slice(0, 40))}`);
+  }
+});
+
+/** Free mode's target: each connection's own destination. */
+const toDestination: ProxyTarget = async (conn) => {
+  const destination = await conn.destination;
+  if (destination === undefined) throw new Error("no destination");
+  return await tcpDialer(destination);
+};
+
+/** A pipe the test plays the operator on: messages are collected / fed. */
+function operatorPipe(): { pipe: SignalPipe; sent: string[]; feed: (text: string) => void } {
+  const sent: string[] = [];
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  const readable = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
+  return {
+    pipe: {
+      readable,
+      writable: new WritableStream({
+        write: (chunk) => void sent.push(new TextDecoder().decode(chunk)),
+      }),
+    },
+    sent,
+    feed: (text) => controller.enqueue(new TextEncoder().encode(text)),
+  };
+}
+
+Deno.test({
+  name:
+    "ssh end to end: key relayed on signals, 16 MiB each way, restart keeps keys, no helper left",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await requireProgram("sshd", "openssh-server");
+    await requireProgram("ssh", "openssh-client");
+    const root = await Deno.makeTempDir({ prefix: "ptkit-ssh-test-" });
+    // Run as root, ptkit runs helpers as nobody, who must reach their files.
+    await Deno.chmod(root, 0o711);
+    const echo = echoServer();
+    const logs: string[] = [];
+    const onHelperLog = (severity: string, message: string) => logs.push(`${severity} ${message}`);
+    try {
+      const serverStore = new FileStore(`${root}/server`);
+      const clientStore = new FileStore(`${root}/client`);
+      await Deno.mkdir(`${root}/server`, { recursive: true });
+      await Deno.mkdir(`${root}/client`, { recursive: true });
+      const serverOperator = operatorPipe();
+      const startServer = (signals?: SignalPipe) =>
+        proxy(ssh, {}, {
+          hostname: "127.0.0.1",
+          port: 0,
+          target: toDestination,
+          env: { local: serverStore, ...(signals === undefined ? {} : { signals }) },
+          helperDirectory: `${root}/server-helper`,
+          onHelperLog,
+        });
+      let server = await startServer(serverOperator.pipe);
+      const clientOperator = operatorPipe();
+      let connector = await createConnector(ssh, server.clientOptions, {
+        env: { local: clientStore, signals: clientOperator.pipe },
+        helperDirectory: `${root}/client-helper`,
+        onHelperLog,
+      });
+      // A new client key: stored and announced.
+      assertEquals(clientOperator.sent.length, 1);
+      assert((await clientStore.get(SSH_CLIENT_KEY))?.includes("OPENSSH PRIVATE KEY"));
+      const echoAt = { hostname: "127.0.0.1", port: echo.port };
+      const destination = { hostname: "127.0.0.1", port: server.addr.port, destination: echoAt };
+      // Not accepted yet: the connection fails, ssh is retried.
+      await assertRejects(() => connector.dial(destination));
+      await waitFor(() => logs.some((l) => /Permission denied/.test(l)), 20_000);
+      // The operator relays the key; within a retry (10 s) the tunnel is up.
+      serverOperator.feed(clientOperator.sent[0]!);
+      const conn = await waitFor(() => connector.dial(destination).catch(() => undefined), 30_000);
+      const size = Number(Deno.env.get("SSH_TEST_SIZE") ?? 16 * 1024 * 1024);
+      const [, back] = await Promise.all([
+        writeAll(conn.writable, pseudoRandomChunks(size, 5)),
+        hashReadable(conn.readable),
+      ]);
+      assertEquals(back.bytes, size);
+      assertEquals(back.digest(), hashOf(pseudoRandomChunks(size, 5)));
+      conn.close();
+      assert(logs.every((l) => !/127\.0\.0\.1|port \d/.test(l)), "a log line shows an address");
+
+      // Restart both on the same state: no relaying again.
+      await connector.close();
+      await server.close();
+      assertEquals(await helperProcesses(root), []);
+      server = await startServer();
+      const args = server.clientOptions;
+      connector = await createConnector(ssh, args, {
+        env: { local: clientStore, signals: operatorPipe().pipe },
+        helperDirectory: `${root}/client-helper`,
+        onHelperLog,
+      });
+      const again = await waitFor(
+        () =>
+          connector.dial({ hostname: "127.0.0.1", port: server.addr.port, destination: echoAt })
+            .catch(() => undefined),
+        30_000,
+      );
+      const [, hash] = await Promise.all([
+        writeAll(again.writable, pseudoRandomChunks(65536, 9)),
+        hashReadable(again.readable),
+      ]);
+      assertEquals(hash.digest(), hashOf(pseudoRandomChunks(65536, 9)));
+      again.close();
+
+      // The client key cannot get a shell or run a command.
+      const key = await clientStore.get(SSH_CLIENT_KEY);
+      await Deno.writeTextFile(`${root}/id`, key!, { mode: 0o600 });
+      const attempt = new Deno.Command("ssh", {
+        args: [
+          "-F",
+          "none",
+          "-i",
+          `${root}/id`,
+          "-o",
+          "BatchMode=yes",
+          "-o",
+          "StrictHostKeyChecking=no",
+          "-o",
+          `UserKnownHostsFile=/dev/null`,
+          "-o",
+          "IdentitiesOnly=yes",
+          "-p",
+          String(server.addr.port),
+          "-l",
+          args.user!,
+          "127.0.0.1",
+          "echo",
+          "ptkit-shell-ran",
+        ],
+        stdout: "piped",
+        stderr: "piped",
+        stdin: "null",
+      });
+      const result = await attempt.output();
+      const output = new TextDecoder().decode(result.stdout) +
+        new TextDecoder().decode(result.stderr);
+      assert(result.code !== 0, "ssh ran a command");
+      assert(!output.includes("ptkit-shell-ran"), "ssh ran a command");
+
+      await connector.close();
+      await server.close();
+      assertEquals(await helperProcesses(root), []);
+    } catch (error) {
+      console.error(logs.join("\n"));
+      throw error;
+    } finally {
+      await echo.close();
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "ssh refusals: a wrong host key fingerprint never connects, and is logged",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await requireProgram("sshd", "openssh-server");
+    const root = await Deno.makeTempDir({ prefix: "ptkit-ssh-test-" });
+    // Run as root, ptkit runs helpers as nobody, who must reach their files.
+    await Deno.chmod(root, 0o711);
+    const echo = echoServer();
+    const logs: string[] = [];
+    try {
+      const serverStore = new FileStore(`${root}/server`);
+      await Deno.mkdir(`${root}/server`);
+      await Deno.mkdir(`${root}/client`);
+      const clientStore = new FileStore(`${root}/client`);
+      const client = operatorPipe();
+      const server = await proxy(ssh, {}, {
+        hostname: "127.0.0.1",
+        port: 0,
+        target: toDestination,
+        env: { local: serverStore },
+        helperDirectory: `${root}/server-helper`,
+      });
+      const wrong = { ...server.clientOptions, fp: generateOpenSshKey().fingerprint };
+      const connector = await createConnector(ssh, wrong, {
+        env: { local: clientStore, signals: client.pipe },
+        helperDirectory: `${root}/client-helper`,
+        onHelperLog: (severity, message) => logs.push(`${severity} ${message}`),
+      });
+      const at = {
+        hostname: "127.0.0.1",
+        port: server.addr.port,
+        destination: { hostname: "127.0.0.1", port: echo.port },
+      };
+      // The host key is checked before the client's key: no relaying needed.
+      await assertRejects(() => connector.dial(at));
+      await waitFor(() => logs.some((l) => /Host key verification failed/.test(l)), 20_000);
+      await assertRejects(() => connector.dial(at));
+      assertEquals(echo.accepted(), 0);
+      await connector.close();
+      await server.close();
+      assertEquals(await helperProcesses(root), []);
+    } finally {
+      await echo.close();
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
+});

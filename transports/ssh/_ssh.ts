@@ -1,0 +1,622 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+
+import type {
+  ClientTransport,
+  HelperContext,
+  HelperLogLine,
+  HelperProcess,
+  HostPort,
+  ServerTransport,
+  SignalPipe,
+  Transport,
+  TransportEnvironment,
+  TransportOptions,
+  TransportPair,
+} from "../transport.ts";
+import { dropUnknownOptions } from "../_option_keys.ts";
+import { deferred } from "../_deferred.ts";
+import { decodeAddress, encodeAddress } from "../shadowsocks/address.ts";
+import {
+  generateOpenSshKey,
+  openSshFingerprint,
+  parseOpenSshPublicKey,
+  publicKeyOfPrivate,
+} from "./_openssh_key.ts";
+
+/** The `local` key of the client's private key (the spec's `sshKey`). */
+export const SSH_CLIENT_KEY = "sshKey";
+/** The `local` key of the server's host key. */
+export const SSH_HOST_KEY = "sshHostKey";
+/** The `local` key of the server's authorized client keys (one line each). */
+export const SSH_AUTHORIZED_KEYS = "sshAuthorizedKeys";
+/** The `local` key of the server's relay port, kept across restarts. */
+export const SSH_RELAY_PORT = "sshRelayPort";
+
+const CLIENT_KEYS = ["fp", "user", "relay", "host", "port", "hostkey"] as const;
+const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
+const USER = /^[a-z_][a-z0-9_.-]{0,31}$/i;
+
+/**
+ * The client configuration of the `ssh` transport, checked.
+ */
+export interface SshClientConfig {
+  /** The server's host key fingerprint, `SHA256:` and 43 base64 characters. */
+  readonly fingerprint: string;
+  /** The user sshd runs as (the login name). */
+  readonly user: string;
+  /** The server's loopback relay port the tunnel ends at. */
+  readonly relay: number;
+  /** The server's host, when not the connection's destination. */
+  readonly host?: string;
+  /** The server's port, when not the connection's destination. */
+  readonly port?: number;
+  /** The server's host public key line, when known (must match the fingerprint). */
+  readonly hostKey?: string;
+}
+
+/**
+ * Check the `ssh` transport's client configuration: `fp` (the host key
+ * fingerprint as `ssh-keygen -l` prints it), `user`, `relay` (as the
+ * server's `SMETHOD` ARGS give them), optional `host` and `port` (the
+ * spec's JSON names; else the connection's destination, a bridge line's
+ * address) and `hostkey` (the host public key, `ssh-ed25519 AAAA...` or its
+ * base64). The spec's JSON configuration maps onto the same keys.
+ *
+ * @param options The options (unknown keys already dropped).
+ * @returns The checked configuration.
+ * @throws {TypeError} When a key is missing or malformed.
+ * @throws {RangeError} When a port is out of range.
+ */
+export function parseSshClientConfig(options: TransportOptions): SshClientConfig {
+  const fingerprint = options.fp;
+  if (fingerprint === undefined || !FINGERPRINT.test(fingerprint)) {
+    throw new TypeError(
+      fingerprint === undefined
+        ? "Invalid ssh client configuration: missing fp (the host key fingerprint)"
+        : "Invalid ssh client configuration: fp must be SHA256: and 43 base64 characters",
+    );
+  }
+  const user = options.user;
+  if (user === undefined || !USER.test(user)) {
+    throw new TypeError(
+      `Invalid ssh client configuration: ${
+        user === undefined ? "missing user" : `invalid user ${JSON.stringify(user)}`
+      }`,
+    );
+  }
+  const relay = parsePort(options.relay, "relay");
+  if (relay === undefined) {
+    throw new TypeError(
+      "Invalid ssh client configuration: missing relay (the server's relay port)",
+    );
+  }
+  const host = options.host;
+  if (host !== undefined && (host === "" || /[\s,"'\\\0]/.test(host) || host.startsWith("-"))) {
+    throw new TypeError(`Invalid ssh client configuration: invalid host ${JSON.stringify(host)}`);
+  }
+  const port = parsePort(options.port, "port");
+  let hostKey: string | undefined;
+  if (options.hostkey !== undefined) {
+    try {
+      hostKey = parseOpenSshPublicKey(options.hostkey).line;
+    } catch (error) {
+      throw new TypeError(`Invalid ssh client configuration: hostkey: ${(error as Error).message}`);
+    }
+    if (openSshFingerprint(hostKey) !== fingerprint) {
+      throw new TypeError("Invalid ssh client configuration: hostkey does not match fp");
+    }
+  }
+  return {
+    fingerprint,
+    user,
+    relay,
+    ...(host === undefined ? {} : { host }),
+    ...(port === undefined ? {} : { port }),
+    ...(hostKey === undefined ? {} : { hostKey }),
+  };
+}
+
+function parsePort(value: string | undefined, key: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[0-9]{1,5}$/.test(value)) {
+    throw new TypeError(`Invalid ssh client configuration: ${key} must be a port number`);
+  }
+  const port = Number(value);
+  if (port < 1 || port > 65535) {
+    throw new RangeError(`Invalid ssh client configuration: ${key} ${port} is out of range`);
+  }
+  return port;
+}
+
+/**
+ * The message the client side sends on `signals` after it made its key,
+ * for the operator to pass to the server: JSON `{"sshKey": "<public key
+ * line>", "fingerprint": "SHA256:..."}`. The server side takes it, or a
+ * bare public key line.
+ *
+ * @param publicKey The client's public key line.
+ * @returns The message text.
+ * @throws {SyntaxError} When the key is not an OpenSSH Ed25519 public key.
+ */
+export function sshKeyMessage(publicKey: string): string {
+  const { line } = parseOpenSshPublicKey(publicKey);
+  return JSON.stringify({ sshKey: line, fingerprint: openSshFingerprint(line) });
+}
+
+/**
+ * Read a client key out of a `signals` message ({@linkcode sshKeyMessage}'s
+ * JSON, or a bare `ssh-ed25519 AAAA...` line).
+ *
+ * @param message The message text.
+ * @returns The canonical public key line.
+ * @throws {SyntaxError} When the message holds no Ed25519 public key, or
+ * its fingerprint does not match the key.
+ */
+export function parseSshKeyMessage(message: string): string {
+  const text = message.trim();
+  if (!text.startsWith("{")) return parseOpenSshPublicKey(text).line;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new SyntaxError("Cannot parse ssh key message: invalid JSON");
+  }
+  const key = (parsed as { sshKey?: unknown } | null)?.sshKey;
+  if (typeof key !== "string") {
+    throw new SyntaxError("Cannot parse ssh key message: missing sshKey");
+  }
+  const { line } = parseOpenSshPublicKey(key);
+  const fingerprint = (parsed as { fingerprint?: unknown }).fingerprint;
+  if (fingerprint !== undefined && fingerprint !== openSshFingerprint(line)) {
+    throw new SyntaxError("Cannot parse ssh key message: the fingerprint does not match the key");
+  }
+  return line;
+}
+
+/**
+ * The `ssh` helper's output, judged: authentication and host key failures
+ * are warnings an operator must see; the rest is `info`.
+ */
+function describeSshOutput(line: string): HelperLogLine | undefined {
+  const text = line.trim();
+  if (text === "") return undefined;
+  if (/Permission denied|Host key verification failed|REMOTE HOST IDENTIFICATION/i.test(text)) {
+    return { severity: "warning", message: `ssh: ${text}` };
+  }
+  return { severity: "info", message: `ssh: ${text}` };
+}
+
+function describeSshdOutput(line: string): HelperLogLine | undefined {
+  const text = line.trim();
+  if (text === "") return undefined;
+  if (/^(fatal|error)/i.test(text)) return { severity: "warning", message: `sshd: ${text}` };
+  return { severity: "info", message: `sshd: ${text}` };
+}
+
+/** IPv6 literals are bracketed in ssh's and sshd's address arguments. */
+function bracketed(host: string): string {
+  return host.includes(":") ? `[${host}]` : host;
+}
+
+const HEADER = "ssh destination header";
+
+/**
+ * A client connection's pair: the destination (SOCKS5 address format, as
+ * Shadowsocks' header) goes first, at once (the server may speak first),
+ * then the bytes as they are; the tunnel is ssh's.
+ */
+function clientPair(destination: HostPort | undefined): TransportPair {
+  if (destination === undefined) {
+    throw new TypeError("The ssh transport is free: each connection needs a destination");
+  }
+  const header = encodeAddress(destination);
+  return {
+    encode: new TransformStream({ start: (controller) => controller.enqueue(header) }),
+    decode: new TransformStream(),
+  };
+}
+
+/**
+ * A server connection's pair: reads the destination header (at most
+ * 259 bytes), resolves `destination` and
+ * `ready`, then passes the bytes as they are. A connection that ends or
+ * sends a malformed header first fails its handshake.
+ */
+function serverPair(): TransportPair {
+  const destination = deferred<HostPort>();
+  const ready = deferred<void>();
+  let buffered = new Uint8Array(0);
+  let done = false;
+  const fail = (error: Error) => {
+    destination.reject(error);
+    ready.reject(error);
+    return error;
+  };
+  const decode = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      if (done) {
+        controller.enqueue(chunk);
+        return;
+      }
+      const joined = new Uint8Array(buffered.length + chunk.length);
+      joined.set(buffered);
+      joined.set(chunk, buffered.length);
+      let parsed;
+      try {
+        parsed = decodeAddress(joined, HEADER);
+      } catch (error) {
+        throw fail(error as Error);
+      }
+      if (parsed === undefined) {
+        buffered = joined;
+        return;
+      }
+      done = true;
+      destination.resolve(parsed.destination);
+      ready.resolve();
+      if (parsed.length < joined.length) controller.enqueue(joined.subarray(parsed.length));
+    },
+    flush() {
+      if (!done) throw fail(new SyntaxError(`Cannot read ${HEADER}: the stream ended first`));
+    },
+    cancel(reason) {
+      if (!done) fail(reason instanceof Error ? reason : new Error(`Cannot read ${HEADER}`));
+    },
+  });
+  return {
+    encode: new TransformStream(),
+    decode,
+    ready: ready.promise,
+    destination: destination.promise,
+  };
+}
+
+class SshClient implements ClientTransport {
+  #config: SshClientConfig;
+  #privateKey: string;
+
+  constructor(config: SshClientConfig, privateKey: string) {
+    this.#config = config;
+    this.#privateKey = privateKey;
+  }
+
+  pair(_settings: TransportOptions, destination?: HostPort): TransportPair {
+    return clientPair(destination);
+  }
+
+  connection(): { hostname: string; port: number } {
+    // The tunnel ends at the server's relay, as sshd resolves it.
+    return { hostname: "127.0.0.1", port: this.#config.relay };
+  }
+
+  socksHelper(destination: HostPort, context: HelperContext): HelperProcess {
+    const config = this.#config;
+    const host = config.host ?? destination.hostname;
+    const port = config.port ?? destination.port;
+    const dir = context.directory;
+    const files: Record<string, string> = {
+      "id_ed25519": this.#privateKey,
+      // Only the pinned key, for any host name: the fingerprint pins it.
+      "known_hosts": config.hostKey === undefined ? "" : `* ${config.hostKey}\n`,
+      // Without the key itself, ssh asks this script, which vouches for the
+      // offered key only when its fingerprint is the pinned one.
+      "known_hosts.sh": [
+        "#!/bin/sh",
+        `[ "$1" = '${config.fingerprint}' ] || exit 0`,
+        `case "$2" in ''|*[!A-Za-z0-9+/=]*) exit 0 ;; esac`,
+        `printf '* ssh-ed25519 %s\\n' "$2"`,
+        "",
+      ].join("\n"),
+    };
+    const options = [
+      "BatchMode=yes",
+      "IdentitiesOnly=yes",
+      "IdentityAgent=none",
+      `IdentityFile=${dir}/id_ed25519`,
+      `UserKnownHostsFile=${dir}/known_hosts`,
+      "GlobalKnownHostsFile=none",
+      ...(config.hostKey === undefined
+        ? [`KnownHostsCommand=/bin/sh ${dir}/known_hosts.sh %f %K`]
+        : []),
+      "StrictHostKeyChecking=yes",
+      "HostKeyAlgorithms=ssh-ed25519",
+      "CheckHostIP=no",
+      "UpdateHostKeys=no",
+      "HashKnownHosts=no",
+      "PreferredAuthentications=publickey",
+      "PasswordAuthentication=no",
+      "KbdInteractiveAuthentication=no",
+      "ForwardAgent=no",
+      "ForwardX11=no",
+      "ControlMaster=no",
+      "ControlPath=none",
+      "ProxyCommand=none",
+      "PermitLocalCommand=no",
+      "ExitOnForwardFailure=yes",
+      "ServerAliveInterval=15",
+      "ServerAliveCountMax=3",
+      "ConnectTimeout=30",
+      "LogLevel=ERROR",
+    ];
+    return {
+      command: "ssh",
+      args: [
+        "-F",
+        "none",
+        "-N",
+        "-T",
+        ...options.flatMap((option) => ["-o", option]),
+        "-D",
+        `${bracketed(context.listen.hostname)}:${context.listen.port}`,
+        "-p",
+        String(port),
+        "-l",
+        config.user,
+        "--",
+        host,
+      ],
+      files,
+      restartDelay: 10_000,
+      describeOutput: describeSshOutput,
+    };
+  }
+}
+
+class SshServer implements ServerTransport {
+  #local: NonNullable<TransportEnvironment["local"]>;
+  #hostKey: string;
+  #hostPublicKey: string;
+  #authorized: string[];
+  #relayPort: number | undefined;
+  #user: string | undefined;
+  #context: HelperContext | undefined;
+  #pending: Promise<void> = Promise.resolve();
+
+  constructor(
+    local: NonNullable<TransportEnvironment["local"]>,
+    hostKey: string,
+    authorized: string[],
+    relayPort: number | undefined,
+  ) {
+    this.#local = local;
+    this.#hostKey = hostKey;
+    this.#hostPublicKey = publicKeyOfPrivate(hostKey);
+    this.#authorized = authorized;
+    this.#relayPort = relayPort;
+  }
+
+  get clientOptions(): TransportOptions {
+    return {
+      fp: openSshFingerprint(this.#hostPublicKey),
+      ...(this.#user === undefined ? {} : { user: this.#user }),
+      ...(this.#relayPort === undefined ? {} : { relay: String(this.#relayPort) }),
+    };
+  }
+
+  get helper(): { relayPort?: number; process: (c: HelperContext) => Promise<HelperProcess> } {
+    return {
+      ...(this.#relayPort === undefined ? {} : { relayPort: this.#relayPort }),
+      process: (context) => this.#process(context),
+    };
+  }
+
+  pair(): TransportPair {
+    return serverPair();
+  }
+
+  /** Take client keys from `signals` for as long as it is open. */
+  async readSignals(signals: SignalPipe, onBadMessage?: (error: Error) => void): Promise<void> {
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of signals.readable) {
+        let line: string;
+        try {
+          line = parseSshKeyMessage(decoder.decode(chunk));
+        } catch (error) {
+          onBadMessage?.(error as Error);
+          continue;
+        }
+        await this.authorize(line);
+      }
+    } catch {
+      // The pipe ended.
+    }
+  }
+
+  /** Append a client key to the authorized keys (kept in `local`). */
+  authorize(publicKey: string): Promise<void> {
+    const line = parseOpenSshPublicKey(publicKey).line;
+    const next = this.#pending.then(async () => {
+      if (this.#authorized.includes(line)) return;
+      this.#authorized.push(line);
+      await this.#local.set(SSH_AUTHORIZED_KEYS, this.#authorized.join("\n") + "\n");
+      if (this.#context !== undefined) {
+        await this.#context.writeFile("authorized_keys", this.#authorizedKeys());
+      }
+    });
+    this.#pending = next.catch(() => {});
+    return next;
+  }
+
+  #authorizedKeys(): string {
+    const relay = this.#relayPort;
+    // Each key may only open the relay: no shell, command, PTY, agent, X11.
+    const options = `restrict,port-forwarding,permitopen="127.0.0.1:${relay}",command="/bin/false"`;
+    return this.#authorized.map((line) => `${options} ${line}\n`).join("");
+  }
+
+  async #process(context: HelperContext): Promise<HelperProcess> {
+    const relay = context.relay;
+    if (relay === undefined) throw new TypeError("Cannot start sshd: the runtime gave no relay");
+    this.#context = context;
+    this.#user = context.user;
+    if (this.#relayPort !== relay.port) {
+      this.#relayPort = relay.port;
+      await this.#local.set(SSH_RELAY_PORT, String(relay.port));
+    }
+    const dir = context.directory;
+    const config = [
+      `ListenAddress ${bracketed(context.listen.hostname)}:${context.listen.port}`,
+      `HostKey ${dir}/ssh_host_ed25519_key`,
+      `AuthorizedKeysFile ${dir}/authorized_keys`,
+      "AuthorizedPrincipalsFile none",
+      // The runtime makes the directory 0700 and the files 0600; StrictModes
+      // would also refuse any parent directory others may write (/tmp).
+      "StrictModes no",
+      "PidFile none",
+      "UsePAM yes",
+      "UseDNS no",
+      "PermitRootLogin no",
+      `AllowUsers ${context.user}`,
+      "AuthenticationMethods publickey",
+      "PubkeyAuthentication yes",
+      "PubkeyAcceptedAlgorithms ssh-ed25519",
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      "HostbasedAuthentication no",
+      "GSSAPIAuthentication no",
+      "PermitEmptyPasswords no",
+      "PermitTTY no",
+      "PermitUserRC no",
+      "PermitUserEnvironment no",
+      "PermitTunnel no",
+      "AllowAgentForwarding no",
+      "AllowStreamLocalForwarding no",
+      "X11Forwarding no",
+      "GatewayPorts no",
+      "PermitListen none",
+      "AllowTcpForwarding local",
+      `PermitOpen 127.0.0.1:${relay.port}`,
+      "ForceCommand /bin/false",
+      "PrintMotd no",
+      "PrintLastLog no",
+      "Banner none",
+      "MaxAuthTries 3",
+      "MaxSessions 0",
+      "LoginGraceTime 30",
+      "MaxStartups 10:30:60",
+      "PerSourceMaxStartups 4",
+      "ClientAliveInterval 30",
+      "ClientAliveCountMax 3",
+      "LogLevel INFO",
+      "",
+    ].join("\n");
+    return {
+      command: "sshd",
+      args: ["-D", "-e", "-f", `${dir}/sshd_config`],
+      files: {
+        "sshd_config": config,
+        "ssh_host_ed25519_key": this.#hostKey,
+        "authorized_keys": this.#authorizedKeys(),
+      },
+      restartDelay: 1_000,
+      describeOutput: describeSshdOutput,
+    };
+  }
+}
+
+function requireLocal(env: TransportEnvironment | undefined, side: string) {
+  const local = env?.local;
+  if (local === undefined) {
+    throw new TypeError(`The ssh transport's ${side} needs local storage (its keys live there)`);
+  }
+  return local;
+}
+
+/**
+ * The spec's SSH key-based free transport (PT 2.0 draft 1, section 3.2.3),
+ * over Debian's OpenSSH.
+ *
+ * - **Client**: reads `sshKey` from `local`; when absent, generates an
+ *   Ed25519 key, stores it and sends {@linkcode sshKeyMessage} on
+ *   `signals` for the operator to pass on. Its helper is
+ *   `ssh -N -D 127.0.0.1:<port>` with the pinned host key (no
+ *   trust-on-first-use, no `known_hosts` or config from `$HOME`, no
+ *   agent), restarted every 10 s while it fails (the key has not been
+ *   accepted yet). Each connection goes through that SOCKS proxy to the
+ *   server's relay.
+ * - **Server**: its helper is its own `sshd` on the bind address, with a
+ *   configuration in the helper directory: public-key authentication only,
+ *   no shell, command, TTY, agent or X11 forwarding, TCP forwarding only to
+ *   the runtime's loopback relay, where the runtime runs the bound target
+ *   (tor's ORPort) or free mode with its destination policy (private
+ *   ranges refused unless allowed). sshd cannot judge addresses (it resolves
+ *   names itself and its `PermitOpen` knows no ranges), so destinations
+ *   are judged by ptkit past the relay. Client keys arriving on `signals`
+ *   are added to its authorized keys, restricted the same way. `SMETHOD`
+ *   ARGS are `fp` (host key fingerprint), `user` and `relay`.
+ *
+ * Both sides need `local`; the host key lives under `sshHostKey`.
+ *
+ * @example The server's ARGS carry its host key fingerprint
+ * ```ts
+ * import { ssh } from "@ptkit/ptkit/transports/ssh";
+ * import { MemoryStore } from "@ptkit/ptkit/transports";
+ * import { ok } from "node:assert";
+ *
+ * const server = await ssh.server({}, { local: new MemoryStore() });
+ * ok(server.clientOptions.fp!.startsWith("SHA256:"));
+ * ```
+ */
+export const ssh: Transport = {
+  name: "ssh",
+  free: true,
+  optionKeys: { client: CLIENT_KEYS, server: [] },
+  async client(options: TransportOptions, env?: TransportEnvironment): Promise<ClientTransport> {
+    const known = dropUnknownOptions(options, CLIENT_KEYS, {
+      transport: "ssh",
+      ...(env?.onIgnoredOption === undefined ? {} : { onIgnored: env.onIgnoredOption }),
+    });
+    const config = parseSshClientConfig(known);
+    const local = requireLocal(env, "client");
+    let privateKey = await local.get(SSH_CLIENT_KEY);
+    if (privateKey !== undefined) {
+      // A damaged stored key is an error, never silently replaced.
+      publicKeyOfPrivate(privateKey);
+    } else {
+      const key = generateOpenSshKey("ptkit-ssh-client");
+      privateKey = key.privateKey;
+      await local.set(SSH_CLIENT_KEY, privateKey);
+      await sendSignal(env?.signals, sshKeyMessage(key.publicKey));
+    }
+    return new SshClient(config, privateKey);
+  },
+  async server(options: TransportOptions, env?: TransportEnvironment): Promise<ServerTransport> {
+    dropUnknownOptions(options, [], {
+      transport: "ssh",
+      ...(env?.onIgnoredOption === undefined ? {} : { onIgnored: env.onIgnoredOption }),
+    });
+    const local = requireLocal(env, "server");
+    let hostKey = await local.get(SSH_HOST_KEY);
+    if (hostKey === undefined) {
+      hostKey = generateOpenSshKey("ptkit-ssh-host").privateKey;
+      await local.set(SSH_HOST_KEY, hostKey);
+    }
+    const authorized = ((await local.get(SSH_AUTHORIZED_KEYS)) ?? "").split("\n")
+      .filter((line) => line.trim() !== "")
+      .map((line) => parseOpenSshPublicKey(line).line);
+    const stored = await local.get(SSH_RELAY_PORT);
+    const relay = stored === undefined ? undefined : Number(stored);
+    const server = new SshServer(
+      local,
+      hostKey,
+      authorized,
+      relay !== undefined && Number.isInteger(relay) && relay > 0 && relay < 65536
+        ? relay
+        : undefined,
+    );
+    if (env?.signals !== undefined) server.readSignals(env.signals);
+    return server;
+  },
+};
+
+async function sendSignal(signals: SignalPipe | undefined, message: string): Promise<void> {
+  if (signals === undefined) return;
+  const writer = signals.writable.getWriter();
+  try {
+    await writer.write(new TextEncoder().encode(message));
+  } finally {
+    writer.releaseLock();
+  }
+}
