@@ -97,6 +97,7 @@ export class HelperSupervisor {
   #wake: (() => void) | undefined;
   #loop: Promise<void> = Promise.resolve();
   #exited: { promise: Promise<void>; resolve: () => void };
+  #temporary = false;
 
   private constructor(
     spec: HelperProcess,
@@ -129,9 +130,10 @@ export class HelperSupervisor {
     // A helper that runs as another user must reach its directory: when a
     // parent is closed to others (a 0700 state directory), its files go to
     // a fresh directory under the system's temporary directory instead.
-    const directory = user.owner === undefined || await searchable(options.directory)
-      ? options.directory
-      : await Deno.makeTempDir({ prefix: "ptkit-helper-" });
+    const temporary = user.owner !== undefined && !await searchable(options.directory);
+    const directory = temporary
+      ? await Deno.makeTempDir({ prefix: "ptkit-helper-" })
+      : options.directory;
     await Deno.mkdir(directory, { recursive: true, mode: 0o700 });
     await Deno.chmod(directory, 0o700);
     if (user.owner !== undefined) await Deno.chown(directory, user.owner.uid, user.owner.gid);
@@ -153,6 +155,7 @@ export class HelperSupervisor {
       user.owner,
       command,
     );
+    supervisor.#temporary = temporary;
     await supervisor.#startOnce();
     supervisor.#loop = supervisor.#run();
     return supervisor;
@@ -173,8 +176,18 @@ export class HelperSupervisor {
       await writeHelperFile(this.#directory, name, content, this.#owner);
     }
     const args = this.#spec.args.map((arg) => arg.replaceAll("{dir}", this.#directory));
-    this.#child = new Deno.Command("setsid", {
-      args: ["/bin/sh", "-c", WRAPPER, "ptkit-helper", this.#command, ...args],
+    // `sh` (the one program main.ts may run besides deno) puts the wrapper
+    // in a session of its own with util-linux's setsid.
+    this.#child = new Deno.Command("sh", {
+      args: [
+        "-c",
+        'w=$1; shift; exec setsid /bin/sh -c "$w" "$@"',
+        "sh",
+        WRAPPER,
+        "ptkit-helper",
+        this.#command,
+        ...args,
+      ],
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
@@ -260,6 +273,8 @@ export class HelperSupervisor {
       }
     }
     await this.#loop;
+    // A directory made for this run only (keys in it) goes with it.
+    if (this.#temporary) await Deno.remove(this.#directory, { recursive: true }).catch(() => {});
   }
 
   /** Same as {@linkcode HelperSupervisor.close}. */
@@ -305,7 +320,12 @@ async function findProgram(command: string): Promise<string> {
   if (!/^[A-Za-z0-9_.+-]+$/.test(command)) {
     throw new TypeError(`Invalid helper command ${JSON.stringify(command)}`);
   }
-  const path = (Deno.env.get("PATH") ?? "").split(":").filter((dir) => dir.startsWith("/"));
+  let path: string[] = [];
+  try {
+    path = (Deno.env.get("PATH") ?? "").split(":").filter((dir) => dir.startsWith("/"));
+  } catch {
+    // PATH may not be read (main.ts grants only its own variables).
+  }
   for (const dir of [...path, ...SEARCH_PATH]) {
     try {
       const info = await Deno.stat(`${dir}/${command}`);

@@ -100,8 +100,8 @@ Deno.test("main.ts logs unknown transport names (client and server) and sends no
     ok(lines.some((l) => /^[CS]METHOD plain /.test(l)), stdout);
     const logged = lines.filter((l) => /Unknown transport/.test(l));
     deepStrictEqual(logged, [
-      'LOG SEVERITY=warning MESSAGE="Unknown transport \\"bogus\\" ignored (available: plain, obfs4, webtunnel, shadowsocks)"',
-      'LOG SEVERITY=warning MESSAGE="Unknown transport \\"snowflake\\" ignored (available: plain, obfs4, webtunnel, shadowsocks)"',
+      'LOG SEVERITY=warning MESSAGE="Unknown transport \\"bogus\\" ignored (available: plain, obfs4, webtunnel, shadowsocks, ssh)"',
+      'LOG SEVERITY=warning MESSAGE="Unknown transport \\"snowflake\\" ignored (available: plain, obfs4, webtunnel, shadowsocks, ssh)"',
     ]);
     // Before the METHOD lines, so tor logs it next to the transport list.
     ok(

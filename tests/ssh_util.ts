@@ -63,3 +63,47 @@ export async function helperProcesses(root: string): Promise<string[]> {
   }
   return found;
 }
+
+/** The pids of every process descending from `pid` (per /proc), zombies left out. */
+export async function descendantPids(pid: number): Promise<number[]> {
+  const parents = new Map<number, number>();
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (fields[0] === "Z") continue;
+      parents.set(Number(entry.name), Number(fields[1]));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  const found: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const parent = queue.shift()!;
+    for (const [child, ppid] of parents) {
+      if (ppid === parent) {
+        found.push(child);
+        queue.push(child);
+      }
+    }
+  }
+  return found;
+}
+
+/** The pids among `pids` that still run (not gone, not zombies), with their command lines. */
+export async function stillRunning(pids: readonly number[]): Promise<string[]> {
+  const running: string[] = [];
+  for (const pid of pids) {
+    try {
+      const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+      if (/\) Z /.test(stat)) continue;
+      const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`);
+      running.push(`${pid} ${cmdline.replaceAll("\0", " ").trim().slice(0, 120)}`);
+    } catch {
+      // Gone.
+    }
+  }
+  return running;
+}

@@ -5,6 +5,7 @@ import { plain } from "../../transports/plain.ts";
 import { obfs4 } from "../../transports/obfs4/mod.ts";
 import { webtunnel } from "../../transports/webtunnel/mod.ts";
 import { shadowsocks } from "../../transports/shadowsocks/mod.ts";
+import { ssh } from "../../transports/ssh/mod.ts";
 
 /**
  * The transports the `main.ts` executable offers, by name. To offer another
@@ -25,5 +26,13 @@ export const registry: ReadonlyMap<string, Transport> = new Map<string, Transpor
     obfs4,
     webtunnel,
     shadowsocks,
+    ssh,
   ].map((transport) => [transport.name, transport]),
 );
+
+/**
+ * The transports whose server side runs a helper that listens itself (the
+ * `ssh` server's own sshd): one process serves them, whatever `-workers`
+ * says (workers would each start a helper on the same port).
+ */
+export const ONE_PROCESS_TRANSPORTS: ReadonlySet<string> = new Set(["ssh"]);

@@ -124,17 +124,26 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
       options.onListening?.(name, address);
       return { type: "CMETHOD", transport: name, mode, address };
     };
+    // A transport's helper processes (the ssh client's `ssh -D`) keep
+    // their files in the state directory and log through LOG lines.
+    const helperOptions = {
+      helperDirectory: `${config.stateDir ?? Deno.cwd()}/${name}-helper`,
+      onHelperLog: (severity: Parameters<typeof log>[0], message: string) =>
+        log(severity, `${name}: ${message}`),
+    };
     try {
       if (config.optionsComplete) await checkComplete(transport, base, env);
       if (config.mode === "socks5") {
         const connectors = new Map<string, Promise<Connector>>();
+        const closeConnector = (connector: Promise<Connector> | undefined) =>
+          connector?.then((c) => c.close(), () => {});
         const keyOf = (settings: TransportOptions) =>
           JSON.stringify(Object.entries(settings).sort(([a], [b]) => a < b ? -1 : 1));
         const connectorFor = (settings: TransportOptions): Promise<Connector> => {
           const key = keyOf(settings);
           let connector = connectors.get(key);
           if (connector === undefined) {
-            connector = createConnector(transport, settings, { env, dialer })
+            connector = createConnector(transport, settings, { env, dialer, ...helperOptions })
               .catch((error) => {
                 connectors.delete(key);
                 throw new SocksReplyError(
@@ -144,7 +153,9 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
                 );
               });
             if (connectors.size >= MAX_CONNECTORS) {
-              connectors.delete(connectors.keys().next().value!);
+              const oldest = connectors.keys().next().value!;
+              closeConnector(connectors.get(oldest));
+              connectors.delete(oldest);
             }
           } else {
             connectors.delete(key);
@@ -154,7 +165,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
         };
         // The configuration given at start (-options, a bridge line) is
         // checked now: a missing key fails here, not on every connection.
-        const first = await createConnector(transport, base, { env, dialer });
+        const first = await createConnector(transport, base, { env, dialer, ...helperOptions });
         connectors.set(keyOf(base), Promise.resolve(first));
         const server = new SocksServer(
           tcpListen(),
@@ -215,7 +226,21 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
             },
           },
         );
-        running.push(server);
+        // Closing the front end stops the connectors' helpers too.
+        const stopHelpers = async () => {
+          await Promise.allSettled([...connectors.values()].map(closeConnector));
+          connectors.clear();
+        };
+        running.push({
+          drain: async () => {
+            await server.drain();
+            await stopHelpers();
+          },
+          close: async () => {
+            await server.close();
+            await stopHelpers();
+          },
+        });
         emit(cmethod("socks5", server.addr));
       } else if (config.mode === "transparent-UDP" || config.mode === "STUN") {
         // TURN credentials in a bridge line are for the application, not the transport.
@@ -241,7 +266,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
         running.push({ drain: () => pool.close(), close: () => pool.close() });
         emit(cmethod(config.mode, pool.addr));
       } else {
-        const connector = await createConnector(transport, base, { env, dialer });
+        const connector = await createConnector(transport, base, { env, dialer, ...helperOptions });
         const forwarder = new Forwarder(
           tcpListen(),
           async (record) => {
@@ -256,7 +281,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
             { transport: name, side: "client", mode: "transparent-TCP" },
           ),
         );
-        running.push(forwarder);
+        running.push(forwarder, { drain: () => connector.close(), close: () => connector.close() });
         emit(cmethod("transparent-TCP", forwarder.addr));
       }
     } catch (error) {

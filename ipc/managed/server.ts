@@ -100,6 +100,10 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
           env,
           ...limits,
           onAcceptError,
+          // A transport's helper (the ssh server's sshd) keeps its files in
+          // the state directory and logs through LOG lines.
+          helperDirectory: `${config.stateDir ?? Deno.cwd()}/${name}-helper`,
+          onHelperLog: (severity, message) => log(severity, `${name}: ${message}`),
           target: targetOf(target, name, transport.free === true, base, digested, handlers, {
             turn: await turn?.server(at.hostname),
             ...(metrics === undefined ? {} : { metrics }),

@@ -190,8 +190,10 @@ function describeSshOutput(line: string): HelperLogLine | undefined {
 function describeSshdOutput(line: string): HelperLogLine | undefined {
   const text = line.trim();
   if (text === "") return undefined;
-  if (/^(fatal|error)/i.test(text)) return { severity: "warning", message: `sshd: ${text}` };
-  return { severity: "info", message: `sshd: ${text}` };
+  // A client key's fingerprint identifies the client: never logged.
+  const shown = text.replace(/SHA256:[A-Za-z0-9+/]{43}/g, "[key]");
+  if (/^(fatal|error)/i.test(text)) return { severity: "warning", message: `sshd: ${shown}` };
+  return { severity: "info", message: `sshd: ${shown}` };
 }
 
 /** IPv6 literals are bracketed in ssh's and sshd's address arguments. */
@@ -272,13 +274,21 @@ function serverPair(): TransportPair {
   };
 }
 
+/** The client public keys announced on `signals` by this process. */
+const announced = new Set<string>();
+
 class SshClient implements ClientTransport {
-  #config: SshClientConfig;
+  #config: SshClientConfig | undefined;
   #privateKey: string;
 
-  constructor(config: SshClientConfig, privateKey: string) {
+  constructor(config: SshClientConfig | undefined, privateKey: string) {
     this.#config = config;
     this.#privateKey = privateKey;
+  }
+
+  /** The configuration; without one, the error a missing `fp` gives. */
+  get #checked(): SshClientConfig {
+    return this.#config ?? parseSshClientConfig({});
   }
 
   pair(_settings: TransportOptions, destination?: HostPort): TransportPair {
@@ -287,11 +297,11 @@ class SshClient implements ClientTransport {
 
   connection(): { hostname: string; port: number } {
     // The tunnel ends at the server's relay, as sshd resolves it.
-    return { hostname: "127.0.0.1", port: this.#config.relay };
+    return { hostname: "127.0.0.1", port: this.#checked.relay };
   }
 
   socksHelper(destination: HostPort, context: HelperContext): HelperProcess {
-    const config = this.#config;
+    const config = this.#checked;
     const host = config.host ?? destination.hostname;
     const port = config.port ?? destination.port;
     const dir = context.directory;
@@ -568,17 +578,26 @@ export const ssh: Transport = {
       transport: "ssh",
       ...(env?.onIgnoredOption === undefined ? {} : { onIgnored: env.onIgnoredOption }),
     });
-    const config = parseSshClientConfig(known);
+    // No configuration at all (tor's client PT: each bridge line's
+    // arguments come with its SOCKS request): checked per connection.
+    const config = Object.keys(known).length === 0 ? undefined : parseSshClientConfig(known);
     const local = requireLocal(env, "client");
     let privateKey = await local.get(SSH_CLIENT_KEY);
+    let publicKey: string;
     if (privateKey !== undefined) {
       // A damaged stored key is an error, never silently replaced.
-      publicKeyOfPrivate(privateKey);
+      publicKey = publicKeyOfPrivate(privateKey);
     } else {
       const key = generateOpenSshKey("ptkit-ssh-client");
       privateKey = key.privateKey;
+      publicKey = key.publicKey;
       await local.set(SSH_CLIENT_KEY, privateKey);
-      await sendSignal(env?.signals, sshKeyMessage(key.publicKey));
+    }
+    // Announced once per process (a message lost before the operator saw
+    // it comes again at the next start); the server takes a key twice.
+    if (env?.signals !== undefined && !announced.has(publicKey)) {
+      announced.add(publicKey);
+      await sendSignal(env.signals, sshKeyMessage(publicKey));
     }
     return new SshClient(config, privateKey);
   },

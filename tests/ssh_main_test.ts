@@ -1,0 +1,324 @@
+// Copyright the ptkit authors. MIT license.
+// main.ts with `-transports ssh` on both sides, over Debian's OpenSSH
+// (openssh-server, openssh-client): the client's key arrives as a CMESSAGE
+// line and is relayed to the server PT as the operator would; until then
+// SOCKS fails and ssh is retried; then curl fetches through the client's
+// SOCKS port and 16 MiB go each way; both restart on their state without
+// relaying again; a wrong fingerprint, a loopback destination without
+// `-allow loopback`, a shell, a command and a forward past the relay are
+// refused; SIGTERM, stdin close and SIGKILL of either PT leave no ssh or
+// sshd behind (checked in /proc); no LOG line shows an address or a key.
+
+import { deepStrictEqual, ok } from "node:assert";
+import { CountingHttpServer, curl } from "./cli_util.ts";
+import { PtProcess } from "./ipc_util.ts";
+import { socks5Connect } from "./obfs4_socks5.ts";
+import { connHash, connWriteAll, echoServer, hashOf, pseudoRandomChunks } from "./_util.ts";
+import {
+  descendantPids,
+  helperProcesses,
+  requireProgram,
+  stillRunning,
+  waitFor,
+} from "./ssh_util.ts";
+
+const SIZE = 16 * 1024 * 1024;
+
+/** Start main.ts with `args` and a state directory. */
+function startMain(args: string[], state: string): PtProcess {
+  // As tor runs it: the end of stdin means exit.
+  return new PtProcess(
+    [...args, "-state", state, "-logLevel", "debug", "-exit-on-stdin-close"],
+    {},
+  );
+}
+
+/** Read the PT's stdout until a line matches `pattern`, or fail after `timeout` ms. */
+async function waitForLine(pt: PtProcess, pattern: RegExp, timeout = 30_000): Promise<string> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      pt.waitFor(pattern),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`No line ${pattern} in ${timeout} ms`)), timeout);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The SMETHOD of ssh: its port and ARGS as a client's options. */
+async function smethod(pt: PtProcess): Promise<{ port: number; options: Record<string, string> }> {
+  const line = await waitForLine(pt, /^SMETHOD(-ERROR)? ssh /);
+  ok(line.startsWith("SMETHOD ssh 127.0.0.1:"), line);
+  const [, , address, args] = line.split(" ");
+  ok(args?.startsWith("ARGS:"), line);
+  // fp is base64 (no `,` `=` `\`), relay a number, user a login name.
+  const options = Object.fromEntries(args!.slice(5).split(",").map((kv) => kv.split("=")));
+  deepStrictEqual(Object.keys(options).sort(), ["fp", "relay", "user"], line);
+  ok(/^SHA256:[A-Za-z0-9+/]{43}$/.test(options.fp!), line);
+  return { port: Number(address!.split(":")[1]), options };
+}
+
+/** A client PT in front of the server at `port` with `options`. */
+function startClient(port: number, options: Record<string, string>, state: string): PtProcess {
+  return startMain([
+    ...["-client", "-transports", "ssh", "-free", "-target", `127.0.0.1:${port}`],
+    ...["-options", JSON.stringify(options)],
+  ], state);
+}
+
+/** curl through a SOCKS port. */
+function curlThrough(socks: { hostname: string; port: number }, url: string) {
+  return curl(["--socks5-hostname", `${socks.hostname}:${socks.port}`, url]);
+}
+
+/** Fetch `url` through the SOCKS port until it answers (ssh retries every 10 s). */
+function fetchThrough(socks: { hostname: string; port: number }, url: string): Promise<string> {
+  return waitFor(async () => {
+    const result = await curlThrough(socks, url);
+    return result.code === 0 ? result.out : undefined;
+  }, 60_000);
+}
+
+/** No LOG line shows an IP address, a port or a key fingerprint. */
+function assertLogsClean(...pts: PtProcess[]): void {
+  for (const pt of pts) {
+    for (const line of pt.lines.filter((l) => l.startsWith("LOG "))) {
+      ok(!/\b\d{1,3}(\.\d{1,3}){3}\b|port \d|SHA256:/.test(line), `leaks: ${line}`);
+    }
+  }
+}
+
+/**
+ * Stop a PT with `how`, wait for it, and check (in /proc) that every
+ * process it had started (its helpers, their children) is gone, and that
+ * no helper of its state directory runs.
+ */
+async function stop(
+  pt: PtProcess,
+  how: "SIGTERM" | "SIGKILL" | "stdin",
+  state: string,
+  running = true,
+) {
+  const helpers = await descendantPids(pt.child.pid);
+  if (running) ok(helpers.length > 0, "the PT runs no helper");
+  if (how === "stdin") await pt.closeStdin();
+  else pt.child.kill(how);
+  await pt.exit();
+  // The helper's watchdog sees the PT's pipe close; give it a moment.
+  const left = async () => [...await stillRunning(helpers), ...await helperProcesses(state)];
+  await waitFor(async () => (await left()).length === 0, 15_000)
+    .catch(async () => deepStrictEqual(await left(), [], `${how} left helpers`));
+}
+
+/** State directories the helpers (run as `nobody` under root) can reach. */
+async function testRoot(): Promise<{ root: string; server: string; client: string }> {
+  const root = await Deno.makeTempDir({ prefix: "ptkit-ssh-main-" });
+  await Deno.chmod(root, 0o711);
+  await Deno.mkdir(`${root}/server`, { mode: 0o711 });
+  await Deno.mkdir(`${root}/client`, { mode: 0o711 });
+  return { root, server: `${root}/server`, client: `${root}/client` };
+}
+
+async function requireOpenSsh(): Promise<void> {
+  await requireProgram("sshd", "openssh-server");
+  await requireProgram("ssh", "openssh-client");
+  await requireProgram("setsid", "util-linux");
+}
+
+Deno.test({
+  name: "main.ts ssh: key relayed as CMESSAGE, curl and 16 MiB each way, restart, refusals, " +
+    "no helper left after SIGTERM, stdin close or SIGKILL",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await requireOpenSsh();
+    const { root, server: serverState, client: clientState } = await testRoot();
+    await using http = new CountingHttpServer("hello through ssh\n");
+    const echo = echoServer();
+    const url = `http://127.0.0.1:${http.port}/`;
+    let server = startMain(["-server", "-transports", "ssh", "-allow", "loopback"], serverState);
+    let client: PtProcess | undefined;
+    try {
+      const first = await smethod(server);
+      client = startClient(first.port, first.options, clientState);
+      // The new key, for the operator: CMESSAGE ssh <escaped JSON>.
+      const cmessage = await waitForLine(client, /^CMESSAGE ssh /);
+      const socks = await client.cmethod("ssh");
+      // Not accepted yet: SOCKS fails, ssh says why and is retried.
+      const refused = await curlThrough(socks, url);
+      ok(refused.code !== 0, JSON.stringify(refused));
+      await waitForLine(client, /^LOG SEVERITY=warning MESSAGE="ssh: ssh: .*Permission denied/);
+      await waitForLine(client, /^LOG SEVERITY=notice MESSAGE="ssh: ssh exited .*again in 10 s"/);
+      deepStrictEqual(http.connections, 0);
+
+      // The operator's step: the client's CMESSAGE line, as it is, to the server PT.
+      await server.write(`${cmessage}\n`);
+      deepStrictEqual(await fetchThrough(socks, url), "hello through ssh\n");
+
+      // 16 MiB each way through the client's SOCKS port.
+      const conn = await socks5Connect(socks, { hostname: "127.0.0.1", port: echo.port });
+      const [, back] = await Promise.all([
+        connWriteAll(conn, pseudoRandomChunks(SIZE, 15)),
+        connHash(conn),
+      ]);
+      conn.close();
+      deepStrictEqual(back.bytes, SIZE);
+      deepStrictEqual(back.digest(), hashOf(pseudoRandomChunks(SIZE, 15)));
+
+      // The client's key opens nothing but the relay: no shell, no command,
+      // no forward elsewhere.
+      const key = `${root}/id`;
+      await Deno.copyFile(`${clientState}/sshKey`, key);
+      await Deno.chmod(key, 0o600);
+      const sshAs = async (extra: string[]) => {
+        const output = await new Deno.Command("ssh", {
+          args: [
+            ...["-F", "none", "-i", key, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"],
+            ...["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"],
+            ...["-p", String(first.port), "-l", first.options.user!, ...extra],
+          ],
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        return {
+          code: output.code,
+          text: new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr),
+        };
+      };
+      const command = await sshAs(["127.0.0.1", "echo", "ptkit-command-ran"]);
+      ok(command.code !== 0 && !command.text.includes("ptkit-command-ran"), command.text);
+      const shell = await sshAs(["-tt", "127.0.0.1"]);
+      ok(shell.code !== 0, shell.text);
+      const before = http.connections;
+      const forward = await sshAs(["-W", `127.0.0.1:${http.port}`, "127.0.0.1"]);
+      ok(forward.code !== 0, forward.text);
+      deepStrictEqual(http.connections, before, "a forward past the relay reached the server");
+
+      assertLogsClean(server, client);
+      // SIGTERM both: nothing left.
+      await stop(client, "SIGTERM", clientState);
+      await stop(server, "SIGTERM", serverState);
+
+      // Both again on the same state: no relaying.
+      server = startMain(["-server", "-transports", "ssh", "-allow", "loopback"], serverState);
+      const second = await smethod(server);
+      deepStrictEqual(second.options, first.options, "the client's arguments stay valid");
+      client = startClient(second.port, second.options, clientState);
+      deepStrictEqual(
+        await fetchThrough(await client.cmethod("ssh"), url),
+        "hello through ssh\n",
+      );
+      assertLogsClean(server, client);
+      // SIGKILL of the client PT, stdin close of the server PT.
+      await stop(client, "SIGKILL", clientState);
+      await stop(server, "stdin", serverState);
+
+      // Once more: stdin close of the client PT, SIGKILL of the server PT.
+      server = startMain(["-server", "-transports", "ssh", "-allow", "loopback"], serverState);
+      const third = await smethod(server);
+      client = startClient(third.port, third.options, clientState);
+      await fetchThrough(await client.cmethod("ssh"), url);
+      await stop(client, "stdin", clientState);
+      await stop(server, "SIGKILL", serverState);
+      client = undefined;
+    } finally {
+      await client?.[Symbol.asyncDispose]();
+      await server[Symbol.asyncDispose]();
+      await echo.close();
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "main.ts ssh: a wrong host key fingerprint is refused and logged",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await requireOpenSsh();
+    const { root, server: serverState, client: clientState } = await testRoot();
+    await using http = new CountingHttpServer("must not be reached\n");
+    const server = startMain(["-server", "-transports", "ssh", "-allow", "loopback"], serverState);
+    let client: PtProcess | undefined;
+    try {
+      const { port, options } = await smethod(server);
+      const fp = options.fp!;
+      const wrong = `SHA256:${fp[7] === "A" ? "B" : "A"}${fp.slice(8)}`;
+      client = startClient(port, { ...options, fp: wrong }, clientState);
+      // The server accepts the client's key: only the host key is wrong.
+      await server.write(`${await waitForLine(client, /^CMESSAGE ssh /)}\n`);
+      const socks = await client.cmethod("ssh");
+      // The first SOCKS request starts ssh, which refuses the host key.
+      const result = await curlThrough(socks, `http://127.0.0.1:${http.port}/`);
+      ok(result.code !== 0, JSON.stringify(result));
+      await waitForLine(
+        client,
+        /^LOG SEVERITY=warning MESSAGE="ssh: ssh: .*Host key verification failed/,
+      );
+      const again = await curlThrough(socks, `http://127.0.0.1:${http.port}/`);
+      ok(again.code !== 0, JSON.stringify(again));
+      deepStrictEqual(http.connections, 0);
+      await stop(client, "SIGTERM", clientState, false);
+      await stop(server, "SIGTERM", serverState);
+      client = undefined;
+    } finally {
+      await client?.[Symbol.asyncDispose]();
+      await server[Symbol.asyncDispose]();
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "main.ts ssh: a loopback destination is refused without -allow loopback",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await requireOpenSsh();
+    const { root, server: serverState, client: clientState } = await testRoot();
+    await using http = new CountingHttpServer("must not be reached\n");
+    const server = startMain(["-server", "-transports", "ssh"], serverState);
+    let client: PtProcess | undefined;
+    try {
+      const { port, options } = await smethod(server);
+      client = startClient(port, options, clientState);
+      await server.write(`${await waitForLine(client, /^CMESSAGE ssh /)}\n`);
+      const socks = await client.cmethod("ssh");
+      // Once the tunnel is up (ssh retries every 10 s), the server refuses
+      // the destination past its relay and says so; names too.
+      let done = false;
+      const failures: string[] = [];
+      const attempts = (async () => {
+        for (let i = 0; !done; i++) {
+          const host = i % 2 === 0 ? "127.0.0.1" : "localhost";
+          const result = await curlThrough(socks, `http://${host}:${http.port}/`);
+          if (result.code === 0 || result.out !== "") failures.push(JSON.stringify(result));
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+      })();
+      try {
+        await waitForLine(
+          server,
+          /^LOG SEVERITY=info MESSAGE="ssh: connection failed: Destination refused: loopback"$/,
+          60_000,
+        );
+      } finally {
+        done = true;
+        await attempts;
+      }
+      deepStrictEqual(failures, []);
+      deepStrictEqual(http.connections, 0);
+      await stop(client, "SIGTERM", clientState, false);
+      await stop(server, "SIGTERM", serverState);
+      client = undefined;
+    } finally {
+      await client?.[Symbol.asyncDispose]();
+      await server[Symbol.asyncDispose]();
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
+});
