@@ -143,9 +143,21 @@ Deno.test({
     let client: PtProcess | undefined;
     try {
       const first = await smethod(server);
+      // The server's host key fingerprint (and what else a client needs) as SMESSAGE.
+      const smessage = await waitForLine(server, /^SMESSAGE ssh /);
+      const announced = JSON.parse(atob(smessage.split(" ")[2]!));
+      deepStrictEqual(announced.fingerprint, first.options.fp);
+      deepStrictEqual([String(announced.relay), announced.user], [
+        first.options.relay,
+        first.options.user,
+      ]);
+      ok(/^ssh-ed25519 [A-Za-z0-9+/]+$/.test(announced.hostKey), smessage);
       client = startClient(first.port, first.options, clientState);
       // The new key, for the operator: CMESSAGE ssh <escaped JSON>.
       const cmessage = await waitForLine(client, /^CMESSAGE ssh /);
+      const key = JSON.parse(atob(cmessage.split(" ")[2]!));
+      ok(/^ssh-ed25519 [A-Za-z0-9+/]+$/.test(key.sshKey), cmessage);
+      ok(/^SHA256:[A-Za-z0-9+/]{43}$/.test(key.fingerprint), cmessage);
       const socks = await client.cmethod("ssh");
       // Not accepted yet: SOCKS fails, ssh says why and is retried.
       const refused = await curlThrough(socks, url);
@@ -170,13 +182,13 @@ Deno.test({
 
       // The client's key opens nothing but the relay: no shell, no command,
       // no forward elsewhere.
-      const key = `${root}/id`;
-      await Deno.copyFile(`${clientState}/sshKey`, key);
-      await Deno.chmod(key, 0o600);
+      const keyFile = `${root}/id`;
+      await Deno.copyFile(`${clientState}/sshKey`, keyFile);
+      await Deno.chmod(keyFile, 0o600);
       const sshAs = async (extra: string[]) => {
         const output = await new Deno.Command("ssh", {
           args: [
-            ...["-F", "none", "-i", key, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"],
+            ...["-F", "none", "-i", keyFile, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"],
             ...["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"],
             ...["-p", String(first.port), "-l", first.options.user!, ...extra],
           ],
@@ -234,91 +246,98 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "main.ts ssh: a wrong host key fingerprint is refused and logged",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async () => {
-    await requireOpenSsh();
-    const { root, server: serverState, client: clientState } = await testRoot();
-    await using http = new CountingHttpServer("must not be reached\n");
-    const server = startMain(["-server", "-transports", "ssh", "-allow", "loopback"], serverState);
-    let client: PtProcess | undefined;
-    try {
-      const { port, options } = await smethod(server);
-      const fp = options.fp!;
-      const wrong = `SHA256:${fp[7] === "A" ? "B" : "A"}${fp.slice(8)}`;
-      client = startClient(port, { ...options, fp: wrong }, clientState);
-      // The server accepts the client's key: only the host key is wrong.
-      await server.write(`${await waitForLine(client, /^CMESSAGE ssh /)}\n`);
-      const socks = await client.cmethod("ssh");
-      // The first SOCKS request starts ssh, which refuses the host key.
-      const result = await curlThrough(socks, `http://127.0.0.1:${http.port}/`);
-      ok(result.code !== 0, JSON.stringify(result));
-      await waitForLine(
-        client,
-        /^LOG SEVERITY=warning MESSAGE="ssh: ssh: .*Host key verification failed/,
-      );
-      const again = await curlThrough(socks, `http://127.0.0.1:${http.port}/`);
-      ok(again.code !== 0, JSON.stringify(again));
-      deepStrictEqual(http.connections, 0);
-      await stop(client, "SIGTERM", clientState, false);
-      await stop(server, "SIGTERM", serverState);
-      client = undefined;
-    } finally {
-      await client?.[Symbol.asyncDispose]();
-      await server[Symbol.asyncDispose]();
-      await Deno.remove(root, { recursive: true }).catch(() => {});
-    }
-  },
-});
-
-Deno.test({
-  name: "main.ts ssh: a loopback destination is refused without -allow loopback",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async () => {
-    await requireOpenSsh();
-    const { root, server: serverState, client: clientState } = await testRoot();
-    await using http = new CountingHttpServer("must not be reached\n");
-    const server = startMain(["-server", "-transports", "ssh"], serverState);
-    let client: PtProcess | undefined;
-    try {
-      const { port, options } = await smethod(server);
-      client = startClient(port, options, clientState);
-      await server.write(`${await waitForLine(client, /^CMESSAGE ssh /)}\n`);
-      const socks = await client.cmethod("ssh");
-      // Once the tunnel is up (ssh retries every 10 s), the server refuses
-      // the destination past its relay and says so; names too.
-      let done = false;
-      const failures: string[] = [];
-      const attempts = (async () => {
-        for (let i = 0; !done; i++) {
-          const host = i % 2 === 0 ? "127.0.0.1" : "localhost";
-          const result = await curlThrough(socks, `http://${host}:${http.port}/`);
-          if (result.code === 0 || result.out !== "") failures.push(JSON.stringify(result));
-          await new Promise((resolve) => setTimeout(resolve, 500));
-        }
-      })();
+/**
+ * A refusal test: a server PT with `serverArgs`, a client PT whose key it
+ * accepted (the CMESSAGE relayed) with the SMETHOD's options changed by
+ * `change`, then `check`; both stopped, nothing left behind.
+ */
+function refusalTest(
+  name: string,
+  serverArgs: string[],
+  change: (options: Record<string, string>) => Record<string, string>,
+  check: (pts: {
+    server: PtProcess;
+    client: PtProcess;
+    socks: { hostname: string; port: number };
+    http: CountingHttpServer;
+  }) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      await requireOpenSsh();
+      const { root, server: serverState, client: clientState } = await testRoot();
+      await using http = new CountingHttpServer("must not be reached\n");
+      const server = startMain(["-server", "-transports", "ssh", ...serverArgs], serverState);
+      let client: PtProcess | undefined;
       try {
-        await waitForLine(
-          server,
-          /^LOG SEVERITY=info MESSAGE="ssh: connection failed: Destination refused: loopback"$/,
-          60_000,
-        );
+        const { port, options } = await smethod(server);
+        client = startClient(port, change(options), clientState);
+        await server.write(`${await waitForLine(client, /^CMESSAGE ssh /)}\n`);
+        await check({ server, client, socks: await client.cmethod("ssh"), http });
+        deepStrictEqual(http.connections, 0);
+        await stop(client, "SIGTERM", clientState, false);
+        await stop(server, "SIGTERM", serverState);
+        client = undefined;
       } finally {
-        done = true;
-        await attempts;
+        await client?.[Symbol.asyncDispose]();
+        await server[Symbol.asyncDispose]();
+        await Deno.remove(root, { recursive: true }).catch(() => {});
       }
-      deepStrictEqual(failures, []);
-      deepStrictEqual(http.connections, 0);
-      await stop(client, "SIGTERM", clientState, false);
-      await stop(server, "SIGTERM", serverState);
-      client = undefined;
-    } finally {
-      await client?.[Symbol.asyncDispose]();
-      await server[Symbol.asyncDispose]();
-      await Deno.remove(root, { recursive: true }).catch(() => {});
-    }
+    },
+  });
+}
+
+refusalTest(
+  "main.ts ssh: a wrong host key fingerprint is refused and logged",
+  ["-allow", "loopback"],
+  (options) => {
+    const fp = options.fp!;
+    return { ...options, fp: `SHA256:${fp[7] === "A" ? "B" : "A"}${fp.slice(8)}` };
   },
-});
+  async ({ client, socks, http }) => {
+    // The server accepted the client's key: only the host key is wrong. The
+    // first SOCKS request starts ssh, which refuses the host key.
+    const result = await curlThrough(socks, `http://127.0.0.1:${http.port}/`);
+    ok(result.code !== 0, JSON.stringify(result));
+    await waitForLine(
+      client,
+      /^LOG SEVERITY=warning MESSAGE="ssh: ssh: .*Host key verification failed/,
+    );
+    const again = await curlThrough(socks, `http://127.0.0.1:${http.port}/`);
+    ok(again.code !== 0, JSON.stringify(again));
+  },
+);
+
+refusalTest(
+  "main.ts ssh: a loopback destination is refused without -allow loopback",
+  [],
+  (options) => options,
+  async ({ server, socks, http }) => {
+    // Once the tunnel is up (ssh retries every 10 s), the server refuses
+    // the destination past its relay and says so; names too.
+    let done = false;
+    const failures: string[] = [];
+    const attempts = (async () => {
+      for (let i = 0; !done; i++) {
+        const host = i % 2 === 0 ? "127.0.0.1" : "localhost";
+        const result = await curlThrough(socks, `http://${host}:${http.port}/`);
+        if (result.code === 0 || result.out !== "") failures.push(JSON.stringify(result));
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    })();
+    try {
+      await waitForLine(
+        server,
+        /^LOG SEVERITY=info MESSAGE="ssh: connection failed: Destination refused: loopback"$/,
+        60_000,
+      );
+    } finally {
+      done = true;
+      await attempts;
+    }
+    deepStrictEqual(failures, []);
+  },
+);

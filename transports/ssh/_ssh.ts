@@ -382,6 +382,7 @@ class SshServer implements ServerTransport {
   #user: string | undefined;
   #context: HelperContext | undefined;
   #pending: Promise<void> = Promise.resolve();
+  #signals: SignalPipe | undefined;
 
   constructor(
     local: NonNullable<TransportEnvironment["local"]>,
@@ -413,6 +414,12 @@ class SshServer implements ServerTransport {
 
   pair(): TransportPair {
     return serverPair();
+  }
+
+  /** Announce the host key on `signals` at start, and take client keys from it. */
+  listenTo(signals: SignalPipe): void {
+    this.#signals = signals;
+    this.readSignals(signals);
   }
 
   /** Take client keys from `signals` for as long as it is open. */
@@ -464,6 +471,22 @@ class SshServer implements ServerTransport {
     if (this.#relayPort !== relay.port) {
       this.#relayPort = relay.port;
       await this.#local.set(SSH_RELAY_PORT, String(relay.port));
+    }
+    // The server's side of the key exchange, for the operator to pass on:
+    // its host key and fingerprint with what else a client needs (the
+    // SMETHOD ARGS carry the same). Once per start.
+    const signals = this.#signals;
+    this.#signals = undefined;
+    if (signals !== undefined) {
+      await sendSignal(
+        signals,
+        JSON.stringify({
+          fingerprint: openSshFingerprint(this.#hostPublicKey),
+          hostKey: this.#hostPublicKey,
+          user: context.user,
+          relay: relay.port,
+        }),
+      );
     }
     const dir = context.directory;
     const config = [
@@ -625,7 +648,7 @@ export const ssh: Transport = {
         ? relay
         : undefined,
     );
-    if (env?.signals !== undefined) server.readSignals(env.signals);
+    if (env?.signals !== undefined) server.listenTo(env.signals);
     return server;
   },
 };
