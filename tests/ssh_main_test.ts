@@ -10,8 +10,8 @@
 // sshd behind (checked in /proc); no LOG line shows an address or a key.
 
 import { deepStrictEqual, ok } from "node:assert";
-import { CountingHttpServer, curl } from "./cli_util.ts";
-import { PtProcess } from "./ipc_util.ts";
+import { CountingHttpServer, curl, TextProcess } from "./cli_util.ts";
+import { MAIN, PtProcess } from "./ipc_util.ts";
 import { socks5Connect } from "./obfs4_socks5.ts";
 import { connHash, connWriteAll, echoServer, hashOf, pseudoRandomChunks } from "./_util.ts";
 import {
@@ -341,3 +341,41 @@ refusalTest(
     deepStrictEqual(failures, []);
   },
 );
+
+Deno.test("main.ts ssh: an upstream proxy is refused (ssh would connect past it)", async () => {
+  const { root, client: clientState } = await testRoot();
+  const client = startMain([
+    ...["-client", "-transports", "ssh", "-proxy", "socks5://127.0.0.1:9"],
+  ], clientState);
+  try {
+    await waitForLine(client, /^CMETHODS DONE$/);
+    await client.closeStdin();
+    const { lines, stderr } = await client.exit();
+    // No SOCKS port for ssh; the error line (on stderr, as main.ts run by hand writes it).
+    ok(!lines.some((line) => line.startsWith("CMETHOD ssh ")), lines.join("\n"));
+    ok(
+      `${lines.join("\n")}\n${stderr}`.includes(
+        "CMETHOD-ERROR ssh Transport 'ssh' cannot go through an upstream proxy",
+      ),
+      stderr,
+    );
+  } finally {
+    await client[Symbol.asyncDispose]();
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("main.ts ssh: a bridge line without fp fails at start naming fp", async () => {
+  const state = await Deno.makeTempDir();
+  try {
+    await using client = new TextProcess(MAIN, [
+      ...["client", "--bridge", "ssh 192.0.2.1:2222 relay=4000 user=nobody"],
+      ...["--socks", "127.0.0.1:0", "--state", state],
+    ]);
+    const status = await client.child.status;
+    ok(status.code !== 0, `exit code ${status.code}`);
+    ok(/missing fp/.test(client.stderr), client.stderr);
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});

@@ -31,8 +31,10 @@ export const registry: ReadonlyMap<string, Transport> = new Map<string, Transpor
 );
 
 /**
- * The transports whose server side runs a helper that listens itself (the
- * `ssh` server's own sshd): one process serves them, whatever `-workers`
- * says (workers would each start a helper on the same port).
+ * The transports that run helper processes (`ssh`): their server's helper
+ * listens itself (its own sshd), so one process serves them whatever
+ * `-workers` says (workers would each start one on the same port); their
+ * client's helper connects by itself, so it cannot honour an upstream
+ * proxy (`-proxy`, `TOR_PT_PROXY`) and is refused with one.
  */
-export const ONE_PROCESS_TRANSPORTS: ReadonlySet<string> = new Set(["ssh"]);
+export const HELPER_TRANSPORTS: ReadonlySet<string> = new Set(["ssh"]);

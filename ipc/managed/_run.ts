@@ -14,7 +14,7 @@ import { formatHostPort } from "../../net/address.ts";
 import type { MetricsRegistry } from "../../net/metrics.ts";
 import type { MetricsSnapshot } from "../../net/_metrics.ts";
 import { describe } from "./_log.ts";
-import { ONE_PROCESS_TRANSPORTS, registry as defaultRegistry } from "./_registry.ts";
+import { HELPER_TRANSPORTS, registry as defaultRegistry } from "./_registry.ts";
 import { SignalHub } from "./_signal_hub.ts";
 import { ShutdownWatch } from "./_shutdown.ts";
 import { FileStore } from "./_file_store.ts";
@@ -236,7 +236,7 @@ function workerCount(
 ): number {
   const workers = config.workers ?? 1;
   if (workers <= 1) return 1;
-  const alone = config.transports.find((name) => ONE_PROCESS_TRANSPORTS.has(name));
+  const alone = config.transports.find((name) => HELPER_TRANSPORTS.has(name));
   if (alone !== undefined) {
     log("info", `-workers: one process serves ${alone} (its helper listens itself)`);
     return 1;

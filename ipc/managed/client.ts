@@ -17,6 +17,7 @@ import { socks5Connect } from "../socks/_client.ts";
 import type { ClientConfig } from "./config.ts";
 import { type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
 import { sideTransports } from "./_requested_transports.ts";
+import { HELPER_TRANSPORTS } from "./_registry.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
 import { formatHostPort, type HostPort } from "../../net/address.ts";
 import type { TransportConn } from "../../net/transport_conn.ts";
@@ -132,6 +133,10 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
         log(severity, `${name}: ${message}`),
     };
     try {
+      if (config.proxy !== undefined && HELPER_TRANSPORTS.has(name)) {
+        // Its helper (ssh) would connect directly, past the proxy.
+        throw new Error(`Transport '${name}' cannot go through an upstream proxy`);
+      }
       if (config.optionsComplete) await checkComplete(transport, base, env);
       if (config.mode === "socks5") {
         const connectors = new Map<string, Promise<Connector>>();

@@ -292,6 +292,8 @@ class SshClient implements ClientTransport {
   }
 
   pair(_settings: TransportOptions, destination?: HostPort): TransportPair {
+    // Without a configuration, the error a missing `fp` gives.
+    if (this.#config === undefined) parseSshClientConfig({});
     return clientPair(destination);
   }
 
