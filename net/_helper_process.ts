@@ -134,6 +134,9 @@ export class HelperSupervisor {
     const directory = temporary
       ? await Deno.makeTempDir({ prefix: "ptkit-helper-" })
       : options.directory;
+    // Parents made here stay searchable (not readable) by the helper's user.
+    const parent = directory.slice(0, directory.lastIndexOf("/"));
+    if (parent !== "") await Deno.mkdir(parent, { recursive: true, mode: 0o711 });
     await Deno.mkdir(directory, { recursive: true, mode: 0o700 });
     await Deno.chmod(directory, 0o700);
     if (user.owner !== undefined) await Deno.chown(directory, user.owner.uid, user.owner.gid);
@@ -301,16 +304,22 @@ async function writeHelperFile(
   await Deno.rename(temporary, path);
 }
 
+/**
+ * Whether others may reach `path`: every existing parent is searchable by
+ * others (parents still missing are made so).
+ */
 async function searchable(path: string): Promise<boolean> {
   const parts = path.split("/").filter((part) => part !== "");
   for (let i = 0; i < parts.length; i++) {
     const dir = "/" + parts.slice(0, i).join("/");
+    let info: Deno.FileInfo;
     try {
-      const info = await Deno.stat(dir);
-      if (((info.mode ?? 0) & 0o001) === 0) return false;
-    } catch {
+      info = await Deno.stat(dir);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return true;
       return false;
     }
+    if (((info.mode ?? 0) & 0o001) === 0) return false;
   }
   return true;
 }
