@@ -53,7 +53,6 @@ export {
   ManagedConfigError,
   parseManagedConfig,
   type ServerConfig,
-  type ServerTarget,
   type UpstreamProxy,
 } from "./managed/config.ts";
 export { type ManagedProxyOptions, runManagedProxy } from "./managed/managed_proxy.ts";

@@ -87,38 +87,8 @@ export interface ClientConfig extends ManagedConfigBase {
   readonly optionsComplete?: boolean;
 }
 
-/**
- * Where the server side sends decoded connections: tor's ORPort (bytes
- * only), its Extended ORPort (with the transport name and client address),
- * any fixed TCP service, the embedded SOCKS5 server (free mode), the
- * destination each connection of a free transport names (`free`: no
- * `-target` when every requested transport is free, as `shadowsocks`), UDP
- * (transparent-UDP or STUN toward a TURN server), or the embedded TURN
- * server.
- */
-export type ServerTarget =
-  | { readonly kind: "orport"; readonly address: HostPort }
-  | { readonly kind: "extorport"; readonly address: HostPort; readonly cookieFile: string }
-  | { readonly kind: "socks"; readonly policy: DestinationPolicy }
-  | { readonly kind: "free"; readonly policy: DestinationPolicy }
-  | {
-    readonly kind: "udp";
-    readonly address: HostPort;
-    /** `length` (transparent-UDP) or `stun` (STUN mode toward a TURN server). */
-    readonly framing: "length" | "stun";
-    /** Milliseconds without a datagram before a flow closes. */
-    readonly idleTimeout?: number;
-  }
-  | {
-    readonly kind: "turn";
-    readonly realm: string;
-    /** The TURN user; absent: generated, and printed in the `SMETHOD` ARGS. */
-    readonly credentials?: { readonly user: string; readonly password: string };
-    readonly allowLoopbackPeers: boolean;
-    readonly allowPrivatePeers: boolean;
-    /** Address relayed sockets bind to; defaults to the transport's listen address. */
-    readonly relayAddress?: string;
-  };
+/** Where the server side sends decoded connections (internal shorthand). */
+export type ServerTarget = ServerConfig["target"];
 
 /** The server side: transports in front of a target. */
 export interface ServerConfig extends ManagedConfigBase {
@@ -126,8 +96,37 @@ export interface ServerConfig extends ManagedConfigBase {
   readonly kind: "server";
   /** Where each transport listens (`TOR_PT_SERVER_BINDADDR`); others get 127.0.0.1, a free port. */
   readonly bindAddrs: ReadonlyMap<string, HostPort>;
-  /** Where decoded connections go. */
-  readonly target: ServerTarget;
+  /**
+   * Where decoded connections go: tor's ORPort (bytes only), its Extended
+   * ORPort (with the transport name and client address), any fixed TCP
+   * service, the embedded SOCKS5 server (free mode), the destination each
+   * connection of a free transport names (`free`: no `-target` when every
+   * requested transport is free, as `shadowsocks`), UDP (transparent-UDP or
+   * STUN toward a TURN server), or the embedded TURN server.
+   */
+  readonly target:
+    | { readonly kind: "orport"; readonly address: HostPort }
+    | { readonly kind: "extorport"; readonly address: HostPort; readonly cookieFile: string }
+    | { readonly kind: "socks"; readonly policy: DestinationPolicy }
+    | { readonly kind: "free"; readonly policy: DestinationPolicy }
+    | {
+      readonly kind: "udp";
+      readonly address: HostPort;
+      /** `length` (transparent-UDP) or `stun` (STUN mode toward a TURN server). */
+      readonly framing: "length" | "stun";
+      /** Milliseconds without a datagram before a flow closes. */
+      readonly idleTimeout?: number;
+    }
+    | {
+      readonly kind: "turn";
+      readonly realm: string;
+      /** The TURN user; absent: generated, and printed in the `SMETHOD` ARGS. */
+      readonly credentials?: { readonly user: string; readonly password: string };
+      readonly allowLoopbackPeers: boolean;
+      readonly allowPrivatePeers: boolean;
+      /** Address relayed sockets bind to; defaults to the transport's listen address. */
+      readonly relayAddress?: string;
+    };
   /** Source addresses of outgoing connections (`TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6`). */
   readonly outboundBind: { readonly v4?: string; readonly v6?: string };
 }
