@@ -106,6 +106,41 @@ Deno.test("parseSip003: the server listens on SS_REMOTE and relays to SS_LOCAL",
   deepStrictEqual([defaulted.transport, defaulted.config.stateDir], ["obfs4", "/default/server"]);
 });
 
+Deno.test("parseSip003: a |-separated host list (ss-libev given several -s): the server listens on each, the client dials the first", () => {
+  for (
+    const [hosts, expected] of [
+      ["127.0.0.1|::1", ["127.0.0.1", "::1"]],
+      ["::|0.0.0.0", ["::", "0.0.0.0"]],
+      ["192.0.2.1|2001:db8::1|198.51.100.7", ["192.0.2.1", "2001:db8::1", "198.51.100.7"]],
+      ["::1|", ["::1"]],
+    ] as const
+  ) {
+    const server = parseSip003(
+      { ...VARS, SS_REMOTE_HOST: hosts, SS_PLUGIN_OPTIONS: "server;transport=plain" },
+      state,
+    ).config;
+    ok(server.kind === "server");
+    const listens = [
+      server.bindAddrs.get("plain"),
+      ...(server.moreBindAddrs?.get("plain") ?? []),
+    ];
+    deepStrictEqual(listens, expected.map((hostname) => ({ hostname, port: 8388 })), hosts);
+    const client = parseSip003({ ...VARS, SS_REMOTE_HOST: hosts }, state).config;
+    ok(client.kind === "client");
+    deepStrictEqual(client.target, { hostname: expected[0], port: 8388 });
+    deepStrictEqual(client.warnings.length, expected.length > 1 ? 1 : 0, hosts);
+  }
+  throws(
+    () =>
+      parseSip003(
+        { ...VARS, SS_REMOTE_HOST: "127.0.0.1|example.com", SS_PLUGIN_OPTIONS: "server" },
+        state,
+      ),
+    /IP addresses/,
+  );
+  throws(() => parseSip003({ ...VARS, SS_REMOTE_HOST: "|" }, state), /no host/);
+});
+
 Deno.test("parseSip003: bad variables and options are errors that quote no option", () => {
   for (
     const [vars, message] of [
@@ -283,6 +318,51 @@ Deno.test("SIP003: ss-local and ss-server with main.ts as their obfs4 plugin; ob
     await waitGone(serverPlugin);
   } finally {
     await local?.stop("SIGKILL");
+    await server.stop("SIGKILL");
+    await Deno.remove(stateDir, { recursive: true });
+  }
+});
+
+Deno.test("SIP003: ss-server given two -s (127.0.0.1 and ::1): the plugin listens on both; ss-local reaches each", async () => {
+  await using http = new CountingHttpServer("dual stack\n");
+  const stateDir = await Deno.makeTempDir();
+  const method = "chacha20-ietf-poly1305";
+  const password = "sip003-dual-password";
+  const serverPort = freePort();
+  const server = startWithPlugin("ss-server", [
+    ...["-s", "127.0.0.1", "-s", "::1", "-p", String(serverPort), "-k", password, "-m", method],
+    ...["--plugin-opts", `server;transport=obfs4;state=${stateDir}`],
+  ]);
+  try {
+    const printed =
+      (await server.waitFor(/^(transport=obfs4;cert=[A-Za-z0-9+/]+;iat-mode=0)$/m))[1]!;
+    // Printed once, though the plugin listens twice.
+    deepStrictEqual(server.output().split(printed).length, 2, server.output());
+    ok(!/error/i.test(server.output()), server.output());
+    for (const host of ["127.0.0.1", "::1"]) {
+      const localPort = freePort();
+      const local = startWithPlugin("ss-local", [
+        ...["-s", host, "-p", String(serverPort), "-k", password, "-m", method],
+        ...["-b", "127.0.0.1", "-l", String(localPort), "--plugin-opts", printed],
+      ]);
+      try {
+        await local.waitFor(/obfs4 client on SS_LOCAL/);
+        const result = await curl([
+          "--socks5-hostname",
+          `127.0.0.1:${localPort}`,
+          `http://localhost:${http.port}/`,
+        ]);
+        deepStrictEqual(
+          result.out,
+          "dual stack\n",
+          host + result.err + local.output() + server.output(),
+        );
+      } finally {
+        await local.stop("SIGKILL");
+      }
+    }
+    deepStrictEqual(http.connections, 2);
+  } finally {
     await server.stop("SIGKILL");
     await Deno.remove(stateDir, { recursive: true });
   }

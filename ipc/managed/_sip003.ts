@@ -84,8 +84,18 @@ export function parseSip003(
   for (const [key, value] of Object.entries(options)) {
     if (!PLUGIN_KEYS.includes(key)) args[key] = value;
   }
-  const remote = address(env.SS_REMOTE_HOST!, env.SS_REMOTE_PORT!, "SS_REMOTE");
-  const local = address(env.SS_LOCAL_HOST!, env.SS_LOCAL_PORT!, "SS_LOCAL");
+  // ss-libev passes every `-s` host, joined by `|` (`127.0.0.1|::1`).
+  const remotes = addresses(env.SS_REMOTE_HOST!, env.SS_REMOTE_PORT!, "SS_REMOTE");
+  const locals = addresses(env.SS_LOCAL_HOST!, env.SS_LOCAL_PORT!, "SS_LOCAL");
+  const remote = remotes[0]!;
+  const local = locals[0]!;
+  const warnings: string[] = [];
+  if (locals.length > 1) {
+    warnings.push(`SS_LOCAL_HOST lists ${locals.length} hosts: the first is used`);
+  }
+  if (!server && remotes.length > 1) {
+    warnings.push(`SS_REMOTE_HOST lists ${remotes.length} hosts: the client dials the first`);
+  }
   const base = {
     version: "2",
     transports: [transport],
@@ -93,12 +103,12 @@ export function parseSip003(
     stateDir: options.state || defaultState(server ? "server" : "client"),
     exitOnStdinClose: false,
     logLevel,
-    warnings: [],
+    warnings,
     workers: 1,
   } as const;
   if (server) {
-    if (!isIpLiteral(remote.hostname)) {
-      throw new RangeError("Invalid SS_REMOTE_HOST: the server listens on an IP address");
+    if (!remotes.every((at) => isIpLiteral(at.hostname))) {
+      throw new RangeError("Invalid SS_REMOTE_HOST: the server listens on IP addresses");
     }
     return {
       transport,
@@ -107,6 +117,7 @@ export function parseSip003(
         ...base,
         kind: "server",
         bindAddrs: new Map([[transport, remote]]),
+        ...(remotes.length > 1 ? { moreBindAddrs: new Map([[transport, remotes.slice(1)]]) } : {}),
         target: { kind: "orport", address: local },
         outboundBind: {},
       },
@@ -127,10 +138,21 @@ export function parseSip003(
   };
 }
 
-function address(host: string, port: string, what: string): HostPort {
-  const parsed = parseHostPort(bracketBareIpv6(`${host}:${port}`), `${what}_HOST:${what}_PORT`);
-  if (parsed.port === 0) throw new RangeError(`Invalid ${what}_PORT: port 0`);
-  return parsed;
+/**
+ * The addresses of a `_HOST` list (ss-libev joins several `-s` hosts with
+ * `|`, as simple-obfs and v2ray-plugin read them) at one port.
+ */
+function addresses(hosts: string, port: string, what: string): HostPort[] {
+  const list = hosts.split("|").filter((host) => host !== "");
+  if (list.length === 0) throw new RangeError(`Invalid ${what}_HOST: no host`);
+  return list.map((host) => {
+    const parsed = parseHostPort(
+      bracketBareIpv6(`${host.trim()}:${port}`),
+      `${what}_HOST:${what}_PORT`,
+    );
+    if (parsed.port === 0) throw new RangeError(`Invalid ${what}_PORT: port 0`);
+    return parsed;
+  });
 }
 
 /** What a plugin run reports, as text on stderr; records failures. */
@@ -154,6 +176,7 @@ export interface Sip003Output {
  */
 export function sip003Output(plan: Sip003Plan, write: (text: string) => void): Sip003Output {
   let failed = false;
+  let printed = false;
   let resolve: (text: string | undefined) => void = () => {};
   const clientOptions = new Promise<string | undefined>((r) => resolve = r);
   const say = (text: string) => write(`ptkit: ${text.replace(/[^\x20-\x7e]/g, "?")}\n`);
@@ -169,6 +192,9 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
           say(`${plan.transport} client on SS_LOCAL, carrying connections to SS_REMOTE`);
           return;
         case "SMETHOD": {
+          // One line per address of a host list: the options once.
+          if (printed) return;
+          printed = true;
           const options = formatPluginOptions({ transport: plan.transport, ...line.args });
           say(`${plan.transport} server on SS_REMOTE; the client's --plugin-opts:`);
           write(`${options}\n`);

@@ -97,6 +97,12 @@ export interface ServerConfig extends ManagedConfigBase {
   /** Where each transport listens (`TOR_PT_SERVER_BINDADDR`); others get 127.0.0.1, a free port. */
   readonly bindAddrs: ReadonlyMap<string, HostPort>;
   /**
+   * More addresses a transport listens on besides its `bindAddrs` one (a
+   * SIP003 server given several hosts: `ss-server -s 127.0.0.1 -s ::1`);
+   * each gets its own `SMETHOD` line. Absent: none.
+   */
+  readonly moreBindAddrs?: ReadonlyMap<string, readonly HostPort[]>;
+  /**
    * Where decoded connections go: tor's ORPort (bytes only), its Extended
    * ORPort (with the transport name and client address), any fixed TCP
    * service, the embedded SOCKS5 server (free mode), the destination each

@@ -16,8 +16,8 @@ import { type MetricsRegistry, withMode } from "../../net/metrics.ts";
 
 /**
  * Run the server side of the managed proxy: for each known requested
- * transport, listen where `bindAddrs` says (else on 127.0.0.1, a free
- * port), report `SMETHOD <name> <addr> [ARGS:...]` or `SMETHOD-ERROR`, then
+ * transport, listen where `bindAddrs` says (and on each of its
+ * `moreBindAddrs`; else on 127.0.0.1, a free port), report `SMETHOD <name> <addr> [ARGS:...]` or `SMETHOD-ERROR`, then
  * `SMETHODS DONE`; every connection whose transport handshake succeeds
  * goes to the target through `proxy()` (the ORPort, the Extended ORPort
  * after its handshake, free mode's SOCKS5 target, the embedded TURN
@@ -59,9 +59,17 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
   const running: RunningProxy[] = [];
   const handlers = await loadTargetHandlers(target);
   const requested = sideTransports(config, options);
-  for (const { name, transport, env, options: settings } of requested) {
-    const at = options.listenAt?.get(name) ?? config.bindAddrs.get(name) ??
+  // Each transport on each of its addresses (several only for a SIP003
+  // server given a host list).
+  const listens = requested.flatMap((wanted) => {
+    const first = options.listenAt?.get(wanted.name) ?? config.bindAddrs.get(wanted.name) ??
       { hostname: "127.0.0.1", port: 0 };
+    const more = options.listenAt?.has(wanted.name)
+      ? []
+      : config.moreBindAddrs?.get(wanted.name) ?? [];
+    return [first, ...more].map((at) => ({ ...wanted, at }));
+  });
+  for (const { name, transport, env, options: settings, at } of listens) {
     const onAcceptError = acceptErrorLogger(log, name);
     const limits = options.limits === undefined ? {} : { limits: options.limits };
     try {
