@@ -244,8 +244,17 @@ const REFUSED_CODES = new Set([
 ]);
 
 /**
+ * SOCKS5 replies (RFC 1928) that mean the destination was refused or could
+ * not be reached: not allowed by the destination policy (`02`), network or
+ * host unreachable (`03`, `04`, also an unresolvable name), refused (`05`).
+ */
+const REFUSED_REPLIES = new Set([0x02, 0x03, 0x04, 0x05]);
+
+/**
  * The outcome an error means: a `HandshakeError` by its reason; a timeout;
- * a target that refused or could not be reached; before the handshake
+ * a target that refused or could not be reached (also a SOCKS reply error
+ * saying so, as free mode and free transports raise: `02` to `05`, `06` a
+ * timeout, others by their cause); before the handshake
  * completed, a failed handshake; else `error`.
  *
  * @param error The error.
@@ -266,6 +275,14 @@ export function classifyOutcome(error: unknown, handshaken: boolean): Outcome {
     }
   }
   const code = (error as { code?: unknown } | null)?.code;
+  if (error instanceof Error && error.name === "SocksReplyError" && typeof code === "number") {
+    // A SOCKS reply (ipc/socks's SocksReplyError, from every destination a
+    // server dials: free mode's SOCKS target, a free transport's own
+    // destination) names what the destination did; else its cause does.
+    if (REFUSED_REPLIES.has(code)) return "target_refused";
+    if (code === 0x06) return "timeout";
+    if (error.cause !== undefined) return classifyOutcome(error.cause, handshaken);
+  }
   if (
     error instanceof Deno.errors.TimedOut || code === "ETIMEDOUT" ||
     (error instanceof DOMException && error.name === "TimeoutError")

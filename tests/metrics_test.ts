@@ -22,6 +22,12 @@ import { serveUdpClient } from "../udp/client_pool.ts";
 import { serveUdpServer } from "../udp/server_pool.ts";
 import { UdpSocket } from "../udp/udp_socket.ts";
 import { promtoolCheckMetrics, sample } from "./metrics_util.ts";
+import { classifyOutcome } from "../net/_connection_metrics.ts";
+import { SocksReplyError } from "../ipc/socks/_reply.ts";
+import { parseManagedConfig } from "../ipc/managed/config.ts";
+import { runServer } from "../ipc/managed/server.ts";
+import type { PtLine } from "../ipc/lines/pt_line.ts";
+import { socks5Connect } from "./obfs4_socks5.ts";
 
 Deno.test("the encoder escapes HELP text and label values and writes histograms as the format wants", () => {
   const core = new MetricsCore();
@@ -342,4 +348,70 @@ Deno.test("process_open_fds follows descriptors opened and closed", () => {
   strictEqual(count(), before + 5);
   for (const listener of listeners) listener.close();
   strictEqual(count(), before);
+});
+
+Deno.test("free mode's SOCKS target counts a refused destination (reply 05) and a policy refusal (reply 02) as target_refused, not error", async () => {
+  const registry = new MetricsRegistry();
+  const config = parseManagedConfig([
+    ...["-server", "-transports", "plain", "-mode", "socks5", "-allow", "loopback"],
+    ...["-state", "."],
+  ]);
+  ok(config.kind === "server");
+  const lines: PtLine[] = [];
+  const running = await runServer(config, { emit: (line) => lines.push(line), metrics: registry });
+  try {
+    const smethod = lines.find((line) => line.type === "SMETHOD");
+    ok(smethod?.type === "SMETHOD", JSON.stringify(lines));
+    const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const refusedPort = closed.addr.port;
+    closed.close();
+    const replies: string[] = [];
+    for (
+      const target of [{ hostname: "127.0.0.1", port: refusedPort }, {
+        hostname: "10.0.0.1",
+        port: 80,
+      }]
+    ) {
+      await socks5Connect(smethod.address, target).then(
+        (conn) => conn.close(),
+        (error: Error) => replies.push(error.message),
+      );
+    }
+    strictEqual(replies.length, 2, replies.join("\n"));
+    const labels = 'transport="plain",side="server",mode="socks5"';
+    const text = await waitFor(
+      registry,
+      (t) => sample(t, `ptkit_connections_total{${labels},outcome="target_refused"}`) === 2,
+    );
+    strictEqual(sample(text, `ptkit_connections_total{${labels},outcome="error"}`) ?? 0, 0);
+  } finally {
+    await running.close();
+  }
+});
+
+Deno.test("classifyOutcome: a SOCKS reply error names what the destination did, whoever raised it", () => {
+  const refused = (code: number, cause?: unknown) =>
+    new SocksReplyError(code, "x", cause === undefined ? undefined : { cause });
+  deepStrictEqual(
+    [
+      classifyOutcome(refused(0x05, new Deno.errors.ConnectionRefused("x")), true),
+      classifyOutcome(refused(0x02), true),
+      classifyOutcome(refused(0x03), true),
+      classifyOutcome(refused(0x04), true),
+      classifyOutcome(refused(0x06), true),
+      classifyOutcome(refused(0x01, new Deno.errors.ConnectionRefused("x")), true),
+      classifyOutcome(refused(0x07), true),
+      classifyOutcome(new Error("x"), true),
+    ],
+    [
+      "target_refused",
+      "target_refused",
+      "target_refused",
+      "target_refused",
+      "timeout",
+      "target_refused",
+      "error",
+      "error",
+    ],
+  );
 });
