@@ -33,6 +33,7 @@ import type {
   TransportOptions,
 } from "./transports/transport.ts";
 import { checkPort } from "./net/address.ts";
+import { parsingSettings } from "./transports/_settings_error.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, type NetConn, tcpDialer } from "./net/net_conn.ts";
 import { dialPlanned } from "./net/_planned_dial.ts";
@@ -254,8 +255,10 @@ export class Connector {
     // is sent.
     const settings = options.settings ?? {};
     const destination = { hostname, port };
-    const plan = this.#side.connection?.(destination, settings);
-    const pair = this.#side.pair(settings, options.destination);
+    // A throw here is the settings' fault (a required key missing, a
+    // malformed value): marked so, for the SOCKS reply `13`.
+    const plan = parsingSettings(() => this.#side.connection?.(destination, settings));
+    const pair = parsingSettings(() => this.#side.pair(settings, options.destination));
     let net;
     try {
       net = this.#side.socksHelper === undefined

@@ -293,3 +293,37 @@ Deno.test("main.ts SOCKS replies name the real failure", async () => {
   }
   await Deno.remove(state, { recursive: true });
 });
+
+Deno.test("main.ts SOCKS reply 13 when a transport's required arguments are missing (none given at start or per connection), as when malformed", async () => {
+  const state = await Deno.makeTempDir();
+  const closedPort = (() => {
+    using l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    return l.addr.port;
+  })();
+  await using pt = new PtProcess(
+    [],
+    env(state, { TOR_PT_CLIENT_TRANSPORTS: "obfs4,shadowsocks,webtunnel" }),
+  );
+  const userpass = (text: string) => ({
+    kind: "userpass" as const,
+    user: encoder.encode(text),
+    pass: new Uint8Array([0]),
+  });
+  const cases: [string, string, Parameters<typeof socksConnect>[2]][] = [
+    ["obfs4 without arguments", "obfs4", { kind: "none" }],
+    ["obfs4 without cert", "obfs4", userpass("iat-mode=0")],
+    ["shadowsocks without arguments", "shadowsocks", { kind: "none" }],
+    ["shadowsocks without password", "shadowsocks", userpass("method=aes-256-gcm")],
+    ["shadowsocks with a bad method", "shadowsocks", userpass("method=bogus;password=x")],
+    ["webtunnel without arguments", "webtunnel", { kind: "none" }],
+  ];
+  for (const [name, transport, auth] of cases) {
+    const at = await pt.cmethod(transport);
+    const { code, conn } = await socksConnect(at.port, { port: closedPort }, auth);
+    conn.close();
+    deepStrictEqual(code, 0x13, name);
+  }
+  await pt.closeStdin();
+  deepStrictEqual((await pt.exit()).code, 0);
+  await Deno.remove(state, { recursive: true });
+});

@@ -2,6 +2,8 @@
 // Internal: SOCKS reply codes and the error that carries one, for both
 // sides (the handshake answers with it, the client throws it).
 
+import { isSettingsRejection } from "../../transports/_settings_error.ts";
+
 /** SOCKS5 reply codes (RFC 1928, and PT 2.0 draft 3 for `0x10`-`0x13`). */
 export const SocksReply = {
   /** Succeeded. */
@@ -83,7 +85,8 @@ export class SocksReplyError extends Error {
 /**
  * Map the error a dial failed with to the SOCKS5 reply code that names it:
  * refused or reset `05`, host unreachable or unresolvable `04`, network
- * unreachable `03`, timed out `06`, address not available `08`, a
+ * unreachable `03`, timed out `06`, address not available `08`, settings
+ * the transport rejected when it made the connection's pair `13`, a
  * {@linkcode SocksReplyError}'s own code, anything else `01`.
  *
  * @param error The error.
@@ -91,6 +94,7 @@ export class SocksReplyError extends Error {
  */
 export function socksReplyCode(error: unknown): number {
   if (error instanceof SocksReplyError) return error.code;
+  if (isSettingsRejection(error)) return SocksReply.settingsInvalid;
   if (error instanceof Deno.errors.ConnectionRefused) return SocksReply.connectionRefused;
   if (error instanceof Deno.errors.ConnectionReset) return SocksReply.connectionRefused;
   if (error instanceof Deno.errors.TimedOut) return SocksReply.ttlExpired;
