@@ -96,6 +96,39 @@ const ROWS: readonly [name: string, link: string, expected: SsUri | RegExp][] = 
     `ss://${btoa(`aes-128-gcm:${SECRET}@192.0.2.9:8000`)}#old`,
     { method: "aes-128-gcm", password: SECRET, server: server("192.0.2.9", 8000), tag: "old" },
   ],
+  [
+    "standard base64 userinfo with its padding percent-encoded (%3D%3D)",
+    `ss://${btoa(`aes-256-gcm:${SECRET}`).replace(/==$/, "%3D%3D")}@192.0.2.1:8388`,
+    { method: "aes-256-gcm", password: SECRET, server: server("192.0.2.1", 8388), tag: "" },
+  ],
+  [
+    "standard base64 userinfo with + and / and %3d padding",
+    `ss://${btoa(`aes-128-gcm:${SECRET}>>?`).replace(/=/g, "%3d")}@192.0.2.1:1`,
+    { method: "aes-128-gcm", password: `${SECRET}>>?`, server: server("192.0.2.1", 1), tag: "" },
+  ],
+  [
+    "a + in the plugin part is a +, not a space (SIP002: percent-encoding, not form encoding)",
+    `ss://${
+      b64url(`aes-256-gcm:${SECRET}`)
+    }@192.0.2.1:8388/?plugin=ptkit%3Btransport%3Dobfs4%3Bcert%3Dab+c/d%3Biat-mode%3D0`,
+    {
+      method: "aes-256-gcm",
+      password: SECRET,
+      server: server("192.0.2.1", 8388),
+      plugin: { name: "ptkit", options: { transport: "obfs4", cert: "ab+c/d", "iat-mode": "0" } },
+      tag: "",
+    },
+  ],
+  [
+    "a UTF-8 percent-encoded tag (an emoji, accents)",
+    `ss://${b64url(`aes-256-gcm:${SECRET}`)}@192.0.2.1:8388#${encodeURIComponent("🇩🇪 Zürich ✓")}`,
+    {
+      method: "aes-256-gcm",
+      password: SECRET,
+      server: server("192.0.2.1", 8388),
+      tag: "🇩🇪 Zürich ✓",
+    },
+  ],
   ["another scheme", `ssr://${b64url(`aes-128-gcm:${SECRET}`)}@h:1`, /must start with ss:\/\//],
   ["no port", `ss://${b64url(`aes-128-gcm:${SECRET}`)}@192.0.2.1`, /no port/],
   ["port 0", `ss://${b64url(`aes-128-gcm:${SECRET}`)}@192.0.2.1:0`, /port 0/],
@@ -189,5 +222,37 @@ Deno.test("main.ts client ss://...: bad links and foreign plugins fail with 64, 
     deepStrictEqual(status.code, 64, client.stderr);
     ok(message.test(client.stderr), client.stderr);
     ok(!(client.stdout + client.stderr).includes(SECRET), `password printed: ${client.stderr}`);
+  }
+});
+
+Deno.test("main.ts client ss://...: the link may follow the flags; the #tag prints as UTF-8", async () => {
+  await using http = new CountingHttpServer("link after flags\n");
+  const method = "aes-128-gcm";
+  const state = await Deno.makeTempDir();
+  const socks = freePort();
+  // Standard base64 with its padding percent-encoded, as some apps share it.
+  const userinfo = btoa(`${method}:${SECRET}x`).replace(/=/g, "%3D");
+  ok(userinfo.includes("%3D"));
+  await using ssServer2 = await startSsLibev("ss-server", { method, password: `${SECRET}x` });
+  const link = `ss://${userinfo}@127.0.0.1:${ssServer2.port}#${encodeURIComponent("🚀 Box\u202e")}`;
+  try {
+    await using client = new TextProcess(MAIN, [
+      ...["client", "--socks", `127.0.0.1:${socks}`, "--state", state, link],
+    ]);
+    await client.waitFor(/SOCKS5 proxy: 127\.0\.0\.1:[0-9]+/);
+    ok(
+      client.stdout.includes(`Shadowsocks ${method} to 127.0.0.1:${ssServer2.port} (🚀 Box?)`),
+      client.stdout,
+    );
+    const result = await curl([
+      "--socks5-hostname",
+      `127.0.0.1:${socks}`,
+      `http://localhost:${http.port}/`,
+    ]);
+    deepStrictEqual(result.out, "link after flags\n", result.err + client.stderr);
+    deepStrictEqual(await client.interrupt(), 0);
+    ok(!(client.stdout + client.stderr).includes(SECRET), "the password was printed");
+  } finally {
+    await Deno.remove(state, { recursive: true });
   }
 });

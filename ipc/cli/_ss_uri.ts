@@ -23,9 +23,10 @@ export interface SsUri {
 
 /**
  * Parse an `ss://` link: SIP002 `ss://USERINFO@HOST:PORT[/][?plugin=...][#TAG]`,
- * where USERINFO is base64url of `method:password` (padding optional) or
- * `method:password` percent-encoded (the 2022 methods' form), the plugin
- * part percent-encoded `name;k=v;k=v`; or the legacy
+ * where USERINFO is base64url or standard base64 of `method:password`
+ * (padding optional, percent-encoded or not) or `method:password`
+ * percent-encoded (the 2022 methods' form), the plugin part
+ * percent-encoded `name;k=v;k=v` (a `+` in it is a `+`); or the legacy
  * `ss://BASE64(method:password@host:port)[#TAG]`. Other query parameters
  * are ignored. No error message holds the password or the userinfo.
  *
@@ -60,7 +61,10 @@ export function parseSsUri(text: string): SsUri {
   } else {
     const raw = rest.slice(0, at);
     rest = rest.slice(at + 1);
-    userinfo = /:|%3a/i.test(raw) ? decode(raw, "the credentials", fail) : base64Text(raw, fail);
+    // Percent-decoded first: apps share standard base64 with its padding
+    // encoded (`...dw%3D%3D@`). Base64 has no ':', method:password has.
+    const decoded = decode(raw, "the credentials", fail);
+    userinfo = decoded.includes(":") ? decoded : base64Text(decoded, fail);
   }
   const colon = userinfo.indexOf(":");
   if (colon < 0) fail("the credentials are not method:password");
@@ -82,7 +86,9 @@ export function parseSsUri(text: string): SsUri {
     const key = eq < 0 ? parameter : parameter.slice(0, eq);
     if (key !== "plugin") continue;
     if (plugin !== undefined) fail("two plugin parameters");
-    const value = decode(parameter.slice(eq + 1).replace(/\+/g, " "), "the plugin", fail);
+    // SIP002 percent-encodes the plugin (RFC 3986): a '+' is a '+' (a
+    // cert's base64), not form encoding's space.
+    const value = decode(parameter.slice(eq + 1), "the plugin", fail);
     const semicolon = value.indexOf(";");
     const name = semicolon < 0 ? value : value.slice(0, semicolon);
     if (name.trim() === "") fail("the plugin has no name");

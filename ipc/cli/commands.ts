@@ -126,7 +126,7 @@ const SUMMARY: Record<string, string> = {
     "through the transport to the server and on to their destination (names are\n" +
     "resolved by the server, never here). In place of --bridge, a Shadowsocks link\n" +
     "(ss://..., SIP002, as Outline shares them; with plugin=ptkit;transport=obfs4;...\n" +
-    "Shadowsocks runs over that transport) may come first.",
+    "Shadowsocks runs over that transport) may be given, before or after the flags.",
   start: "Run a server and a client on loopback in one process (free mode), with a demo\n" +
     "page, and print a curl command to try. Ctrl-C stops.",
 };
@@ -180,16 +180,20 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
   const err = options.stderr ?? ((t: string) => Deno.stderr.writeSync(encoder.encode(t)));
   const command = options.command ?? "main.ts";
   const [subcommand, ...rest] = args;
-  // `client ss://...`: a Shadowsocks link in place of --bridge.
-  const link = subcommand === "client" && /^ss:\/\//i.test(rest[0] ?? "")
-    ? rest.shift()
-    : undefined;
+  // `client ss://...`: a Shadowsocks link in place of --bridge, before,
+  // between or after the flags.
+  let link: string | undefined;
+  const takeLink = (arg: string): boolean => {
+    if (subcommand !== "client" || link !== undefined || !/^ss:\/\//i.test(arg)) return false;
+    link = arg;
+    return true;
+  };
   const specs = SPECS[subcommand ?? ""];
   if (specs === undefined) {
     err(`Unknown subcommand ${JSON.stringify(subcommand)}: expected ${CLI_COMMANDS.join(", ")}\n`);
     return 64;
   }
-  const parsed = parseCliFlags(rest, specs, args.length - rest.length);
+  const parsed = parseCliFlags(rest, specs, args.length - rest.length, takeLink);
   if (typeof parsed === "string") {
     err(`${parsed}\n\n${cliUsage(subcommand!, command)}`);
     return 64;
@@ -246,10 +250,12 @@ function parseCliFlags(
   args: readonly string[],
   specs: Record<string, Spec>,
   before: number,
+  positional: (arg: string) => boolean = () => false,
 ): Record<string, string> | string {
   const values: Record<string, string> = {};
   for (let i = 0; i < args.length; i++) {
     const match = /^--?([a-z][a-z-]*)(?:=(.*))?$/s.exec(args[i]!);
+    if (match === null && positional(args[i]!)) continue;
     if (match === null) return unexpectedArgument(args[i]!, before + i + 1);
     const [, name, inline] = match;
     const spec = name === "h" ? specs.help : specs[name!];
@@ -582,7 +588,7 @@ async function ssClient(
     free: true,
     optionsComplete: true,
   };
-  const label = uri.tag === "" ? "" : ` (${uri.tag.replace(/[^\x20-\x7e]/g, "?").slice(0, 64)})`;
+  const label = uri.tag === "" ? "" : ` (${printableTag(uri.tag)})`;
   return await runSide(
     config,
     { ...context, options: { ...context.options, registry } },
@@ -729,4 +735,14 @@ function portFree(at: HostPort): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * A link's `#tag` as text for a terminal: UTF-8 as given (emoji, accents),
+ * control and format characters (a bidi override) as `?` but the emoji
+ * joiner, at most 64 characters.
+ */
+function printableTag(tag: string): string {
+  return Array.from(tag.replace(/(?!\u200d)[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, "?"))
+    .slice(0, 64).join("");
 }
