@@ -153,3 +153,58 @@ Deno.test("main.ts --help lists every command and main.ts turn --help works", as
   );
   match(decoder.decode(turn.stdout), /--realm REALM/);
 });
+
+Deno.test("main.ts server --options gives the transport its options (shadowsocks, webtunnel), k=v;k=v or JSON; bad ones fail with 64 quoting no value; --workers is checked", async () => {
+  const state = await Deno.makeTempDir();
+  const serve = async (extra: string[]) => {
+    const stop = new AbortController();
+    let out = "";
+    let err = "";
+    const code = await runCli(
+      ["server", "--listen", "127.0.0.1:0", "--state", state, ...extra],
+      {
+        stdout: (t) => {
+          out += t;
+          if (out.includes("Ctrl-C stops the server")) stop.abort();
+        },
+        stderr: (t) => err += t,
+        getEnv: () => undefined,
+        process: false,
+        signal: stop.signal,
+      },
+    );
+    return { code, out, err };
+  };
+  const ss = await serve([
+    ...["--transport", "shadowsocks", "--options", "method=aes-256-gcm;password=Opt9Secret"],
+  ]);
+  deepStrictEqual(ss.code, 0, ss.err);
+  match(ss.out, /shadowsocks listening on 127\.0\.0\.1:[0-9]+/);
+  const json = await serve([
+    ...["--transport", "shadowsocks", "--options", '{"method":"aes-128-gcm","password":"x"}'],
+    ...["--workers", "1"],
+  ]);
+  deepStrictEqual(json.code, 0, json.err);
+  const wt = await serve([
+    ...["--transport", "webtunnel", "--options", "url=https://bridge.example/path"],
+  ]);
+  deepStrictEqual(wt.code, 0, wt.err);
+  match(wt.out, /webtunnel listening on/);
+  for (
+    const [extra, pattern] of [
+      [["--transport", "shadowsocks", "--options", "Opt9Secret"], /Invalid --options/],
+      [["--transport", "shadowsocks", "--options", "{Opt9Secret"], /Invalid --options/],
+      [["--transport", "plain", "--workers", "0"], /Invalid --workers "0"/],
+      [["--transport", "plain", "--workers", "many"], /Invalid --workers/],
+    ] as const
+  ) {
+    const { code, out, err } = await serve([...extra]);
+    deepStrictEqual(code, 64, extra.join(" ") + err);
+    match(err, pattern);
+    ok(!(out + err).includes("Opt9Secret"), err);
+  }
+  const help = await run(["server", "--help"]);
+  match(help.out, /--options K=V;K=V/);
+  match(help.out, /--workers N/);
+  await Deno.remove(state, { recursive: true });
+});

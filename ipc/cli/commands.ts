@@ -17,7 +17,9 @@ import {
   type ManagedConfigBase,
   parseMetricsAddress,
   type ServerConfig,
+  workerCount,
 } from "../managed/config.ts";
+import { parseJsonSettings, parseTorArgs } from "../lines/_args.ts";
 import { registry as defaultRegistry } from "../managed/_registry.ts";
 import { runManaged } from "../managed/_run.ts";
 import { perUserStateDir } from "../managed/_state_dir.ts";
@@ -56,6 +58,11 @@ const SPECS: Record<string, Record<string, Spec>> = {
   server: {
     transport: { value: "NAME", help: "transport to serve", fallback: "obfs4" },
     listen: { value: "IP:PORT", help: "address to listen on", fallback: "0.0.0.0:0" },
+    options: {
+      value: "K=V;K=V",
+      help: 'the transport\'s server options (as -options; JSON {"k":"v"} too), e.g.\n' +
+        "shadowsocks: method=aes-256-gcm;password=...  webtunnel: url=https://host/path",
+    },
     target: {
       value: "socks|HOST:PORT",
       help: "socks: free mode (clients reach any public host); HOST:PORT: relay to one service",
@@ -72,6 +79,11 @@ const SPECS: Record<string, Record<string, Spec>> = {
     metrics: {
       value: "HOST:PORT",
       help: "serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: 127.0.0.1)",
+    },
+    workers: {
+      value: "N",
+      help: "processes sharing the port (Linux; as -workers, but here the default is one)",
+      fallback: "1",
     },
     state: { value: "DIR", help: "state directory (keys)", fallback: "<per-user>/ptkit/server" },
     "log-level": {
@@ -407,8 +419,8 @@ async function server(flags: Record<string, string>, context: Context): Promise<
   if (!isFree && flags.allow !== undefined) throw new UsageError("--allow needs --target socks");
   const state = stateDir(flags.state, "server", context.getEnv);
   const level = logLevel(flags);
-  const config: ServerConfig = {
-    ...common(transport, state, level),
+  const side: ServerConfig = {
+    ...common(transport, state, level, new Map([[transport, serverOptions(flags.options)]])),
     ...metrics(flags),
     kind: "server",
     bindAddrs: new Map([[transport, listen]]),
@@ -416,6 +428,13 @@ async function server(flags: Record<string, string>, context: Context): Promise<
       ? { kind: "socks", policy: allowed(flags.allow) }
       : { kind: "orport", address: destination(target, "--target") },
     outboundBind: {},
+  };
+  const usage = (message: string): never => {
+    throw new UsageError(message.replace(/-workers/g, "--workers"));
+  };
+  const config: ServerConfig = {
+    ...side,
+    workers: workerCount(side, flags.workers ?? "1", 1, usage),
   };
   return await runSide(config, context, level, (method) => {
     const listening = method.address;
@@ -464,6 +483,19 @@ async function server(flags: Record<string, string>, context: Context): Promise<
       ].join("\n"),
     );
   });
+}
+
+/**
+ * `main.ts server --options`: the transport's options as `k=v;k=v` (tor's
+ * form, backslash escapes) or a JSON object; errors never quote a value.
+ */
+function serverOptions(text: string | undefined): Record<string, string> {
+  if (text === undefined) return {};
+  try {
+    return { ...(text.trimStart().startsWith("{") ? parseJsonSettings(text) : parseTorArgs(text)) };
+  } catch (error) {
+    throw new UsageError(`Invalid --options: ${(error as Error).message}`);
+  }
 }
 
 async function client(flags: Record<string, string>, context: Context): Promise<number> {

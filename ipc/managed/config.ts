@@ -362,8 +362,15 @@ const MAX_WORKERS = 256;
  * `-workers N`: 1 to 256; default the number of CPUs on the server, 1 on
  * the client (tor starts one client PT per user). The datagram modes run in
  * one process: their flows and the embedded TURN server hold state.
+ * (`main.ts server --workers` too.)
+ *
+ * @param config The side.
+ * @param text The flag's value, if given.
+ * @param cpus The default for a server.
+ * @param envError Throws the error for a bad value.
+ * @returns The number of processes.
  */
-function workerCount(
+export function workerCount(
   config: ClientConfig | ServerConfig,
   text: string | undefined,
   cpus: number | undefined,
@@ -403,7 +410,8 @@ function onlyFree(
 }
 
 type Flags = Readonly<Record<string, string>>;
-type EnvError = (message: string) => never;
+/** Throws the configuration error `message` names. */
+export type EnvError = (message: string) => never;
 type Attempt = <T>(f: () => T) => T;
 
 function clientConfig(
