@@ -48,8 +48,22 @@ export async function dialPlanned(
   settings?: Readonly<Record<string, string>>,
   extraCaCerts: readonly string[] = [],
 ): Promise<NetConn> {
-  const dial = () => settings === undefined ? dialer(target) : dialer(target, settings);
   const target = planTarget(destination, plan);
+  const dial = async () => {
+    try {
+      return await (settings === undefined ? dialer(target) : dialer(target, settings));
+    } catch (error) {
+      // A name the transport's configuration gave (WebTunnel's URL host or
+      // addr=), not a client's address: a failed lookup names it.
+      if (plan?.hostname !== undefined && isLookupFailure(error)) {
+        throw new Error(
+          `Cannot resolve ${JSON.stringify(target.hostname)}: ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  };
   const tls = plan?.tls;
   if (tls === undefined) return await dial();
   const names = checkNames(tls.serverNames);
@@ -90,6 +104,13 @@ export async function dialPlanned(
     }: ${lastError instanceof Error ? lastError.message : String(lastError)}`,
     { cause: lastError },
   );
+}
+
+/** Whether a dial failed because the host name did not resolve. */
+function isLookupFailure(error: unknown): boolean {
+  return error instanceof Error &&
+    /failed to lookup address|Name or service not known|nodename nor servname|os error -[25]\b/
+      .test(error.message);
 }
 
 function planTarget(destination: HostPort, plan?: ConnectionPlan): HostPort {

@@ -208,3 +208,55 @@ Deno.test("main.ts server --options gives the transport its options (shadowsocks
   match(help.out, /--workers N/);
   await Deno.remove(state, { recursive: true });
 });
+
+Deno.test("main.ts client names what it dials: WebTunnel's URL host or addr=, not the bridge line's placeholder", async () => {
+  const state = await Deno.makeTempDir();
+  try {
+    for (
+      const [args, expected] of [
+        ["url=https://bridge.example:8443/p", "bridge.example:8443"],
+        ["url=https://bridge.example/p", "bridge.example:443"],
+        ["url=http://[2001:db8::7]/p", "[2001:db8::7]:80"],
+        ["url=https://bridge.example/p addr=localhost:18443", "localhost:18443"],
+      ] as const
+    ) {
+      const stop = new AbortController();
+      let out = "";
+      const code = await runCli([
+        ...["client", "--bridge", `webtunnel [2001:db8::1]:443 ${args}`],
+        ...["--socks", "127.0.0.1:0", "--state", state],
+      ], {
+        stdout: (t) => {
+          out += t;
+          if (out.includes("SOCKS5")) stop.abort();
+        },
+        stderr: () => {},
+        getEnv: () => undefined,
+        process: false,
+        signal: stop.signal,
+      });
+      deepStrictEqual(code, 0, out);
+      ok(out.includes(`webtunnel to ${expected}`), `${args}: ${out}`);
+      ok(!out.includes("2001:db8::1]"), out);
+    }
+    // Other transports: the bridge line's address.
+    const stop = new AbortController();
+    let out = "";
+    await runCli([
+      ...["client", "--bridge", "plain 192.0.2.5:4000", "--socks", "127.0.0.1:0"],
+      ...["--state", state],
+    ], {
+      stdout: (t) => {
+        out += t;
+        if (out.includes("SOCKS5")) stop.abort();
+      },
+      stderr: () => {},
+      getEnv: () => undefined,
+      process: false,
+      signal: stop.signal,
+    });
+    ok(out.includes("plain to 192.0.2.5:4000"), out);
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});

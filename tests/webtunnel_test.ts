@@ -16,6 +16,9 @@ import { echoServer, Hasher, hashOf, pseudoRandomChunks, tcpServer } from "./_ut
 import { readAll } from "./ipc_util.ts";
 import { COVER_PAGE, makeCertificate, Nginx, type TestCertificate } from "./nginx_util.ts";
 import { curl } from "./cli_util.ts";
+import { parseManagedConfig } from "../ipc/managed/config.ts";
+import { runServer } from "../ipc/managed/server.ts";
+import type { PtLine } from "../ipc/lines/pt_line.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -385,5 +388,57 @@ Deno.test("obfs4 inside webtunnel behind nginx carries 8 MiB each way", async ()
     await bothWays(conn, size, target);
   } finally {
     await target.close();
+  }
+});
+
+Deno.test("webtunnel client: addr= takes host:port with a name; a failed lookup names the configured host", async () => {
+  const server = rawServer("HTTP/1.1 101 Switching Protocols\r\n\r\n");
+  try {
+    const connector = await createConnector(webtunnel, {
+      url: `http://bridge.example${SECRET}`,
+      addr: `localhost:${server.port}`,
+    });
+    await using _conn = await connector.dial({ hostname: "2001:db8::1", port: 443 });
+    ok((await server.received).includes("\r\nHost: bridge.example\r\n"));
+  } finally {
+    await server.close();
+  }
+  for (
+    const options of [{ url: "http://no-such-host.invalid:8080/p" }, {
+      url: "https://bridge.example/p",
+      addr: "no-such-addr.invalid:443",
+    }]
+  ) {
+    const connector = await createConnector(webtunnel, options);
+    await rejects(
+      connector.dial({ hostname: "2001:db8::1", port: 443 }),
+      (error: Error) => {
+        ok(/no-such-(host|addr)\.invalid/.test(error.message), error.message);
+        return true;
+      },
+    );
+  }
+  await rejects(createConnector(webtunnel, { url: "https://x/s", addr: "::1:443" }), /host:port/);
+});
+
+Deno.test("webtunnel server warns once at start when it listens on a non-loopback address (X-Forwarded-For is trusted)", async () => {
+  const state = await Deno.makeTempDir();
+  try {
+    for (const [bind, warned] of [["0.0.0.0", true], ["127.0.0.1", false]] as const) {
+      const config = parseManagedConfig([
+        ...["-server", "-transports", "webtunnel", "-options", "webtunnel:url=https://x.example/p"],
+        ...["-bindaddr", `webtunnel-${bind}:0`, "-orport", "127.0.0.1:9", "-state", state],
+      ]);
+      ok(config.kind === "server");
+      const lines: PtLine[] = [];
+      const running = await runServer(config, { emit: (line) => lines.push(line) });
+      await running.close();
+      const warnings = lines.filter((line) =>
+        line.type === "LOG" && line.severity === "warning" && /X-Forwarded-For/.test(line.message)
+      );
+      deepStrictEqual(warnings.length, warned ? 1 : 0, `${bind}: ${JSON.stringify(lines)}`);
+    }
+  } finally {
+    await Deno.remove(state, { recursive: true });
   }
 });

@@ -529,16 +529,41 @@ async function client(flags: Record<string, string>, context: Context): Promise<
     free: !tcp,
     optionsComplete: true,
   };
+  // What is dialed: the bridge line's address, or where the transport's
+  // plan goes instead (WebTunnel's URL host or addr=; the address is a placeholder).
+  const dialed = formatHostPort(
+    await dialedAddress(
+      (context.options.registry ?? defaultRegistry).get(transport),
+      bridge.address,
+      bridge.options,
+    ),
+  );
   return await runSide(config, context, level, (method) => {
     const addr = formatHostPort(method.address);
     context.out(
       method.type === "CMETHOD" && method.mode === "socks5"
-        ? socksClientText(`${method.transport} to ${formatHostPort(bridge.address)}`, addr)
-        : `ptkit client: ${method.transport} to ${
-          formatHostPort(bridge.address)
-        }; TCP port ${addr} relays to the server's target.\n`,
+        ? socksClientText(`${method.transport} to ${dialed}`, addr)
+        : `ptkit client: ${method.transport} to ${dialed}; TCP port ${addr} relays to the server's target.\n`,
     );
   });
+}
+
+/**
+ * Where a client's connections go: the transport's connection plan for
+ * `address` (its host and port), else `address`. Bad options give
+ * `address` (the run reports them).
+ */
+async function dialedAddress(
+  transport: Transport | undefined,
+  address: HostPort,
+  options: Readonly<Record<string, string>>,
+): Promise<HostPort> {
+  try {
+    const plan = (await transport?.client({ ...options }))?.connection?.(address, {});
+    return { hostname: plan?.hostname ?? address.hostname, port: plan?.port ?? address.port };
+  } catch {
+    return address;
+  }
 }
 
 /** What a client with a SOCKS5 front end tells its user once it listens. */

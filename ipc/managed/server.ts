@@ -13,6 +13,7 @@ import { sideTransports } from "./_requested_transports.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
 import { outboundDialer } from "./_outbound_dialer.ts";
 import { type MetricsRegistry, withMode } from "../../net/metrics.ts";
+import { classifyIp } from "../../net/_ip_address.ts";
 
 /**
  * Run the server side of the managed proxy: for each known requested
@@ -140,6 +141,16 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
         // (WebTunnel's placeholder).
         bridgeAddress = manager.bridgeAddress;
         clientOptions = { ...manager.clientOptions, ...turn?.clientOptions };
+      }
+      if (transport.name === "webtunnel" && !loopbackOnly(addr.hostname)) {
+        // Its client address (for the Extended ORPort) is the first
+        // X-Forwarded-For value: anyone who connects directly can forge it.
+        log(
+          "warning",
+          `${name}: listening on a non-loopback address; WebTunnel trusts X-Forwarded-For ` +
+            "from whoever connects, so put it behind the front web server on 127.0.0.1 " +
+            "(or firewall the port)",
+        );
       }
       options.onListening?.(name, { hostname: addr.hostname, port: addr.port });
       emit({
@@ -344,4 +355,13 @@ async function loadTargetHandlers(target: ServerTarget): Promise<TargetHandlers>
     return { readCookieFile, extOrPortHandshake, authFailureCounter };
   }
   return {};
+}
+
+/** Whether a listen address is reachable from this host only. */
+function loopbackOnly(hostname: string): boolean {
+  try {
+    return classifyIp(hostname) === "loopback";
+  } catch {
+    return false;
+  }
 }

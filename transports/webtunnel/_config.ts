@@ -70,14 +70,22 @@ export function parseWebtunnelUrl(text: string): WebtunnelUrl {
 }
 
 /**
- * Parse `addr=`: `ip:port` or `[ipv6]:port` (a name works too); an IPv6
- * literal must be bracketed.
+ * Parse `addr=`: `host:port`, the host an IP address or a name (dialed as
+ * given), `[ipv6]:port` with brackets.
  *
  * @param text The value.
  * @returns The address.
  * @throws {TypeError} When it is not `host:port`.
  *
  * @example Parsing addresses
+ * ```ts
+ * import { parseWebtunnelAddr } from "./_config.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * deepStrictEqual(parseWebtunnelAddr("localhost:18443"), { hostname: "localhost", port: 18443 });
+ * ```
+ *
+ * @example Refusing an unbracketed IPv6 address
  * ```ts
  * import { parseWebtunnelAddr } from "./_config.ts";
  * import { deepStrictEqual, throws } from "node:assert";
@@ -100,7 +108,8 @@ export function parseWebtunnelAddr(text: string): HostPort {
     /[@/?#\s]/.test(text)
   ) {
     throw new TypeError(
-      "Invalid WebTunnel option 'addr': expected ip:port, with an IPv6 address in brackets",
+      "Invalid WebTunnel option 'addr': expected host:port (an IP address or a name), " +
+        "with an IPv6 address in brackets",
     );
   }
   const hostname = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;

@@ -120,8 +120,8 @@ const CLIENT_KEYS = [
  * then raw bytes), client and server.
  *
  * **Client** (bridge line `webtunnel [2001:db8:...]:443 FINGERPRINT url=...
- * ver=...`): dials the `url=` host and port (or `addr=`, `ip:port` with IPv6
- * in brackets; the bridge line's address is only bookkeeping for tor), runs
+ * ver=...`): dials the `url=` host and port (or `addr=`, `host:port`, an IP
+ * address or a name, IPv6 in brackets; the bridge line's address is only bookkeeping for tor), runs
  * TLS for `https` with SNI from the URL host or `servername=` (a comma list:
  * one is used, another after a failed TLS handshake or a refused upgrade),
  * sends the upgrade request and accepts nothing but `101`. `ver=` is
