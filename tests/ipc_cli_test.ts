@@ -16,6 +16,24 @@ async function run(args: string[]) {
   return { code, out, err };
 }
 
+/** Run `main.ts` in process until its output includes `until`, then stop it. */
+async function runUntil(args: string[], until: string) {
+  const stop = new AbortController();
+  let out = "";
+  let err = "";
+  const code = await runCli(args, {
+    stdout: (t) => {
+      out += t;
+      if (out.includes(until)) stop.abort();
+    },
+    stderr: (t) => err += t,
+    getEnv: () => undefined,
+    process: false,
+    signal: stop.signal,
+  });
+  return { code, out, err };
+}
+
 Deno.test("runCli prints help for each subcommand", async () => {
   for (
     const [sub, flag] of [["server", "--listen"], ["client", "--bridge"], ["start", "--socks"]]
@@ -97,23 +115,11 @@ Deno.test("runCli server reports a listen failure and exits non-zero", async () 
 Deno.test("main.ts server warns when its bridge line says 0.0.0.0, not with --public-address", async () => {
   const state = await Deno.makeTempDir();
   const serve = async (extra: string[]) => {
-    const stop = new AbortController();
-    let out = "";
-    let err = "";
-    const done = runCli([
+    const { code, out, err } = await runUntil([
       ...["server", "--transport", "obfs4", "--listen", "0.0.0.0:0", "--state", state],
       ...extra,
-    ], {
-      stdout: (t) => {
-        out += t;
-        if (out.includes("Ctrl-C stops the server")) stop.abort();
-      },
-      stderr: (t) => err += t,
-      getEnv: () => undefined,
-      process: false,
-      signal: stop.signal,
-    });
-    deepStrictEqual(await done, 0, err);
+    ], "Ctrl-C stops the server");
+    deepStrictEqual(code, 0, err);
     return { out, err };
   };
   const bare = await serve([]);
@@ -156,25 +162,11 @@ Deno.test("main.ts --help lists every command and main.ts turn --help works", as
 
 Deno.test("main.ts server --options gives the transport its options (shadowsocks, webtunnel), k=v;k=v or JSON; bad ones fail with 64 quoting no value; --workers is checked", async () => {
   const state = await Deno.makeTempDir();
-  const serve = async (extra: string[]) => {
-    const stop = new AbortController();
-    let out = "";
-    let err = "";
-    const code = await runCli(
+  const serve = (extra: string[]) =>
+    runUntil(
       ["server", "--listen", "127.0.0.1:0", "--state", state, ...extra],
-      {
-        stdout: (t) => {
-          out += t;
-          if (out.includes("Ctrl-C stops the server")) stop.abort();
-        },
-        stderr: (t) => err += t,
-        getEnv: () => undefined,
-        process: false,
-        signal: stop.signal,
-      },
+      "Ctrl-C stops the server",
     );
-    return { code, out, err };
-  };
   const ss = await serve([
     ...["--transport", "shadowsocks", "--options", "method=aes-256-gcm;password=Opt9Secret"],
   ]);
@@ -220,41 +212,19 @@ Deno.test("main.ts client names what it dials: WebTunnel's URL host or addr=, no
         ["url=https://bridge.example/p addr=localhost:18443", "localhost:18443"],
       ] as const
     ) {
-      const stop = new AbortController();
-      let out = "";
-      const code = await runCli([
+      const { code, out } = await runUntil([
         ...["client", "--bridge", `webtunnel [2001:db8::1]:443 ${args}`],
         ...["--socks", "127.0.0.1:0", "--state", state],
-      ], {
-        stdout: (t) => {
-          out += t;
-          if (out.includes("SOCKS5")) stop.abort();
-        },
-        stderr: () => {},
-        getEnv: () => undefined,
-        process: false,
-        signal: stop.signal,
-      });
+      ], "SOCKS5");
       deepStrictEqual(code, 0, out);
       ok(out.includes(`webtunnel to ${expected}`), `${args}: ${out}`);
       ok(!out.includes("2001:db8::1]"), out);
     }
     // Other transports: the bridge line's address.
-    const stop = new AbortController();
-    let out = "";
-    await runCli([
+    const { out } = await runUntil([
       ...["client", "--bridge", "plain 192.0.2.5:4000", "--socks", "127.0.0.1:0"],
       ...["--state", state],
-    ], {
-      stdout: (t) => {
-        out += t;
-        if (out.includes("SOCKS5")) stop.abort();
-      },
-      stderr: () => {},
-      getEnv: () => undefined,
-      process: false,
-      signal: stop.signal,
-    });
+    ], "SOCKS5");
     ok(out.includes("plain to 192.0.2.5:4000"), out);
   } finally {
     await Deno.remove(state, { recursive: true });

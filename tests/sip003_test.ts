@@ -195,6 +195,31 @@ function startWithPlugin(program: "ss-server" | "ss-local", args: string[]) {
   };
 }
 
+/**
+ * ss-local with main.ts as its plugin (`printed`: the server plugin's
+ * options), to `host`:`port`, once its plugin listens; `get` fetches a URL
+ * through its SOCKS5 port with curl.
+ */
+async function startSsLocal(
+  host: string,
+  port: number,
+  { password, method, printed }: { password: string; method: string; printed: string },
+) {
+  const localPort = freePort();
+  const local = startWithPlugin("ss-local", [
+    ...["-s", host, "-p", String(port), "-k", password, "-m", method],
+    ...["-b", "127.0.0.1", "-l", String(localPort), "--plugin-opts", printed],
+  ]);
+  try {
+    await local.waitFor(/obfs4 client on SS_LOCAL/);
+  } catch (error) {
+    await local.stop("SIGKILL");
+    throw error;
+  }
+  const get = (url: string) => curl(["--socks5-hostname", `127.0.0.1:${localPort}`, url]);
+  return { local, get };
+}
+
 /** The process ids of main.ts plugins whose parent is `parent`. */
 async function pluginsOf(parent: number): Promise<number[]> {
   const found: number[] = [];
@@ -240,17 +265,9 @@ Deno.test("SIP003: ss-local and ss-server with main.ts as their obfs4 plugin; ob
       await Deno.readTextFile(`${stateDir}/${CLIENT_OPTIONS_FILE}`),
       `${printed}\n`,
     );
-    const localPort = freePort();
-    local = startWithPlugin("ss-local", [
-      ...["-s", "127.0.0.1", "-p", String(serverPort), "-k", password, "-m", method],
-      ...["-b", "127.0.0.1", "-l", String(localPort), "--plugin-opts", printed],
-    ]);
-    await local.waitFor(/obfs4 client on SS_LOCAL/);
-    const result = await curl([
-      "--socks5-hostname",
-      `127.0.0.1:${localPort}`,
-      `http://localhost:${http.port}/`,
-    ]);
+    let get: (url: string) => ReturnType<typeof curl>;
+    ({ local, get } = await startSsLocal("127.0.0.1", serverPort, { password, method, printed }));
+    const result = await get(`http://localhost:${http.port}/`);
     deepStrictEqual(
       result.out,
       "hello over sip003\n",
@@ -340,18 +357,9 @@ Deno.test("SIP003: ss-server given two -s (127.0.0.1 and ::1): the plugin listen
     deepStrictEqual(server.output().split(printed).length, 2, server.output());
     ok(!/error/i.test(server.output()), server.output());
     for (const host of ["127.0.0.1", "::1"]) {
-      const localPort = freePort();
-      const local = startWithPlugin("ss-local", [
-        ...["-s", host, "-p", String(serverPort), "-k", password, "-m", method],
-        ...["-b", "127.0.0.1", "-l", String(localPort), "--plugin-opts", printed],
-      ]);
+      const { local, get } = await startSsLocal(host, serverPort, { password, method, printed });
       try {
-        await local.waitFor(/obfs4 client on SS_LOCAL/);
-        const result = await curl([
-          "--socks5-hostname",
-          `127.0.0.1:${localPort}`,
-          `http://localhost:${http.port}/`,
-        ]);
+        const result = await get(`http://localhost:${http.port}/`);
         deepStrictEqual(
           result.out,
           "dual stack\n",
