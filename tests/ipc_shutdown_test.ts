@@ -185,3 +185,108 @@ Deno.test("main.ts exits when its parent dies (stdin not watched)", async () => 
   ok((await Deno.readTextFile(log)).includes("Shutting down: parent process exited"));
   await Deno.remove(state, { recursive: true });
 });
+
+/** Whether a process lives (not a zombie). */
+async function alive(pid: number): Promise<boolean> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`).catch(() => "");
+  return status !== "" && !/^State:\s+Z/m.test(status);
+}
+
+/** Wait until `pid` is gone; SIGKILL it and fail after a minute. */
+async function gone(pid: number, what: string): Promise<void> {
+  for (let rounds = 0; await alive(pid); rounds++) {
+    if (rounds > 600) {
+      Deno.kill(pid, "SIGKILL");
+      throw new Error(`${what} did not exit within a minute`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Read `file` until it holds `text`. */
+async function waitForText(file: string, text: string): Promise<string> {
+  for (let rounds = 0;; rounds++) {
+    const content = await Deno.readTextFile(file).catch(() => "");
+    if (content.includes(text)) return content;
+    if (rounds > 1200) throw new Error(`${file} never held ${text}: ${content}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+for (
+  const [command, args] of [
+    ["server", ["--transport", "plain", "--listen", "127.0.0.1:0", "--target", "127.0.0.1:9"]],
+    ["client", ["--bridge", "plain 127.0.0.1:9", "--socks", "127.0.0.1:0"]],
+  ] as const
+) {
+  Deno.test(`main.ts ${command} (standalone) outlives the shell that started it under nohup`, async () => {
+    const state = await Deno.makeTempDir();
+    const log = `${state}/out`;
+    // As a person types it: `nohup main.ts ... &`, then (once it runs) the
+    // shell exits.
+    const shell = new Deno.Command("/bin/sh", {
+      args: [
+        "-c",
+        `nohup "$0" ${command} "$@" --state "${state}" >"${log}" 2>&1 </dev/null & echo $!; ` +
+        `until grep -q "Ctrl-C stops the" "${log}" 2>/dev/null; do sleep 0.1; done`,
+        MAIN,
+        ...args,
+      ],
+      env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: Deno.env.get("HOME") ?? "/" },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const pid = Number(new TextDecoder().decode((await shell).stdout).trim());
+    ok(pid > 0);
+    try {
+      await waitForText(log, "Ctrl-C stops the");
+      // The parent-death watch polls once a second: three rounds.
+      await new Promise((r) => setTimeout(r, 3500));
+      ok(
+        await alive(pid),
+        `main.ts ${command} exited with its shell: ${await Deno.readTextFile(log)}`,
+      );
+      Deno.kill(pid, "SIGTERM");
+      await gone(pid, `main.ts ${command}`);
+      const text = await Deno.readTextFile(log);
+      ok(!text.includes("parent process exited"), text);
+      deepStrictEqual(text.match(/Shutting down: .*/g), ["Shutting down: SIGTERM"]);
+    } finally {
+      if (await alive(pid)) Deno.kill(pid, "SIGKILL");
+      await Deno.remove(state, { recursive: true });
+    }
+  });
+}
+
+Deno.test("main.ts notices a parent that died while it started (ppid already 1) when its stdin pipe ends", async () => {
+  const state = await Deno.makeTempDir();
+  // The shell starts main.ts in the background and exits at once: main.ts's
+  // code runs with init as its parent. The test holds the pipe's other end.
+  const shell = new Deno.Command("/bin/sh", {
+    args: ["-c", `"$0" >"$1/out" 2>&1 & echo $! >"$1/pid"`, MAIN, state],
+    env: {
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      HOME: Deno.env.get("HOME") ?? "/",
+      TOR_PT_MANAGED_TRANSPORT_VER: "1",
+      TOR_PT_CLIENT_TRANSPORTS: "plain",
+      TOR_PT_STATE_LOCATION: state,
+    },
+    clearEnv: true,
+    stdin: "piped",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const pid = Number((await waitForText(`${state}/pid`, "\n")).trim());
+  try {
+    await shell.status;
+    await waitForText(`${state}/out`, "CMETHODS DONE");
+    // The parent tor died: its end of the pipe closes.
+    await shell.stdin.close();
+    await gone(pid, "main.ts orphaned at start");
+    ok((await Deno.readTextFile(`${state}/out`)).includes("Shutting down: parent process exited"));
+  } finally {
+    if (await alive(pid)) Deno.kill(pid, "SIGKILL");
+    await Deno.remove(state, { recursive: true });
+  }
+});

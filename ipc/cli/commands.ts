@@ -41,7 +41,11 @@ export interface CliOptions {
   readonly registry?: ReadonlyMap<string, Transport>;
   /** Aborting it stops everything at once. */
   readonly signal?: AbortSignal;
-  /** Watch SIGINT/SIGTERM and the parent process. Defaults to true. */
+  /**
+   * Watch SIGINT and SIGTERM. Defaults to true. (The parent process is not
+   * watched: like any daemon, the commands outlive the shell that started
+   * them under `nohup` or `&`.)
+   */
   readonly process?: boolean;
 }
 
@@ -363,6 +367,8 @@ function run(
     emit,
     ...(context.options.registry ? { registry: context.options.registry } : {}),
     process: context.options.process ?? true,
+    // A command a person starts (under nohup, say) outlives its shell.
+    watchParent: false,
     signal,
   });
 }

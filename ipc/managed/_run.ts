@@ -27,8 +27,14 @@ export interface RunHooks {
   readonly emit: (line: PtLine) => void;
   /** The transports on offer. Defaults to `registry`. */
   readonly registry?: ReadonlyMap<string, Transport>;
-  /** Watch SIGTERM, SIGINT, stdin and the parent process. */
+  /** Watch SIGTERM, SIGINT, stdin and (see `watchParent`) the parent process. */
   readonly process: boolean;
+  /**
+   * With `process`, exit when the parent process dies (tor's PT, a SIP003
+   * plugin, a `-workers` child). Defaults to true; the standalone commands
+   * say false (they run on under `nohup` like any daemon).
+   */
+  readonly watchParent?: boolean;
   /** Aborting it shuts the side down at once (as SIGTERM does). */
   readonly signal?: AbortSignal;
   /** The parent's input in place of stdin (`CMESSAGE` / `SMESSAGE` lines). */
@@ -80,6 +86,7 @@ export async function runManaged(
   const watch = new ShutdownWatch({
     exitOnStdinClose: config.exitOnStdinClose,
     process: hooks.process,
+    watchParent: hooks.watchParent ?? true,
     onLine: (line) => {
       hub.handleLine(line);
       pool?.forward(line);

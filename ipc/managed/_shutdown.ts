@@ -1,7 +1,9 @@
 // Copyright the ptkit authors. MIT license.
 // Internal: what ends a managed proxy: stdin closing (with
 // TOR_PT_EXIT_ON_STDIN_CLOSE=1), SIGTERM, SIGINT (drain, then a second one
-// exits), the parent dying, an abort; and the parent's input lines.
+// exits), the parent dying (when asked: tor's PT, a SIP003 plugin, a
+// -workers child; never the standalone commands, which run on like any
+// daemon under nohup), an abort; and the parent's input lines.
 
 import { LineStream } from "../lines/_line_stream.ts";
 import { MAX_MESSAGE_LINE_LENGTH } from "../lines/_message_line.ts";
@@ -12,6 +14,12 @@ import { releaseEarlySignals } from "./_early_signals.ts";
 export interface ShutdownOptions {
   readonly exitOnStdinClose: boolean;
   readonly process: boolean;
+  /**
+   * Exit when the parent process dies (with `process`): tor's PT, a SIP003
+   * plugin, a `-workers` child. The standalone commands (`main.ts server`)
+   * run on like any daemon started with `nohup` or `&`.
+   */
+  readonly watchParent: boolean;
   readonly signal?: AbortSignal;
   readonly stdin?: ReadableStream<Uint8Array>;
   /** Each line of the parent's input (without its newline). */
@@ -48,6 +56,9 @@ export class ShutdownWatch {
       }
     };
     this.#cleanups.push(options.onClose);
+    const watchParent = options.process && options.watchParent;
+    const parent = Deno.ppid;
+    const orphanedAtStart = watchParent && parent === 1;
     let input: ReadableStream<Uint8Array> | undefined = options.stdin;
     if (
       input === undefined && options.process &&
@@ -75,6 +86,11 @@ export class ShutdownWatch {
           // A broken input counts as closed.
         }
         if (options.exitOnStdinClose) fire("now", "stdin closed");
+        // Orphaned before this code ran (the parent died while Deno
+        // started; ppid is already init's): the end of the parent's pipe
+        // is the only sign left. (A container whose PID 1 is tor keeps the
+        // pipe open while it lives.)
+        else if (orphanedAtStart) fire("now", "parent process exited");
       })();
     }
     if (options.signal) {
@@ -103,8 +119,9 @@ export class ShutdownWatch {
     this.#cleanups.push(() => Deno.removeSignalListener("SIGINT", onInt));
     // main.ts ended the process on these signals until now.
     releaseEarlySignals();
-    if (!options.exitOnStdinClose) {
-      const parent = Deno.ppid;
+    // Polled even when stdin's end stops the proxy: another process may
+    // hold the pipe's other end.
+    if (watchParent && !orphanedAtStart) {
       const timer = setInterval(() => {
         if (Deno.ppid !== parent) fire("now", "parent process exited");
       }, 1000);
