@@ -109,3 +109,24 @@ Deno.test("deno task start drains on one SIGINT to its process group: a transfer
   await page.shutdown();
   await Deno.remove(home, { recursive: true });
 });
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.test(`main.ts start says once why it stops (${signal}), though it runs two sides`, async () => {
+    const home = await Deno.makeTempDir({ prefix: "ptkit_start_once_" });
+    const main = new URL("../main.ts", import.meta.url).pathname;
+    await using start = new TextProcess(main, ["start", "--socks", "127.0.0.1:0"], { HOME: home });
+    await start.waitFor(/SOCKS5 proxy: /);
+    start.child.kill(signal);
+    deepStrictEqual((await start.child.status).code, 0);
+    await start.done;
+    const expected = signal === "SIGINT"
+      ? ["SIGINT: no new connections; waiting for open ones to end (SIGINT again to exit now)"]
+      : ["Shutting down: SIGTERM"];
+    deepStrictEqual(
+      start.stderr.match(/(Shutting down: .*|SIGINT: no new connections.*)/g),
+      expected,
+      start.stderr,
+    );
+    await Deno.remove(home, { recursive: true });
+  });
+}

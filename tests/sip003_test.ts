@@ -427,7 +427,8 @@ Deno.test("SIP003: the plugin exits when its parent's stdin pipe closes, not on 
     await child.stdin.close();
     deepStrictEqual((await child.status).code, 0);
     await done;
-    ok(/The parent closed stdin/.test(text()), text());
+    ok(/Shutting down: parent closed stdin/.test(text()), text());
+    deepStrictEqual(text().match(/Shutting down/g)?.length, 1, text());
   }
   // /dev/null (ss-libev under systemd): it keeps serving until SIGTERM.
   {

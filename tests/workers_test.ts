@@ -199,6 +199,34 @@ for (const how of ["SIGKILL", "SIGTERM", "stdin close"] as const) {
   });
 }
 
+for (
+  const [how, extra, line] of [
+    ["SIGTERM", [], "Shutting down: SIGTERM"],
+    ["SIGTERM", ["-exit-on-stdin-close"], "Shutting down: SIGTERM"],
+    [
+      "SIGINT",
+      [],
+      "SIGINT: no new connections; waiting for open ones to end (SIGINT again to exit now)",
+    ],
+  ] as const
+) {
+  Deno.test(`-workers 3: ${how} on the parent${extra.length > 0 ? ` (${extra[0]})` : ""} is one line, naming it`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_once_" });
+    const echo = startEcho();
+    try {
+      const server = await startServer(`${dir}/state`, 3, echo.addr.port, [...extra]);
+      server.pt.child.kill(how);
+      const { code, lines } = await server.pt.exit();
+      deepStrictEqual(code, 0);
+      const said = lines.filter((l) => /Shutting down|SIGINT: no new|stdin closed/.test(l));
+      deepStrictEqual(said, [`LOG SEVERITY=notice MESSAGE="${line}"`]);
+    } finally {
+      await echo.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
 Deno.test("-workers 2: a worker that dies is started again, and logged", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_restart_" });
   const echo = startEcho();

@@ -22,6 +22,7 @@ import {
 import { parseJsonSettings, parseTorArgs } from "../lines/_args.ts";
 import { registry as defaultRegistry } from "../managed/_registry.ts";
 import { runManaged } from "../managed/_run.ts";
+import { CAUSE_REPORTED } from "../managed/_shutdown.ts";
 import { perUserStateDir } from "../managed/_state_dir.ts";
 import { CLI_COMMANDS } from "./_names.ts";
 import { parseSsUri, type SsUri } from "./_ss_uri.ts";
@@ -362,8 +363,10 @@ function run(
   context: Context,
   emit: (line: PtLine) => void,
   signal: AbortSignal,
+  shutdownNotices = true,
 ): Promise<number> {
   return runManaged(config, {
+    shutdownNotices,
     emit,
     ...(context.options.registry ? { registry: context.options.registry } : {}),
     process: context.options.process ?? true,
@@ -387,7 +390,7 @@ async function runSide(
   let failed = false;
   const lines = humanLines(context, level, onMethod, () => {
     failed = true;
-    stop.abort();
+    stop.abort(CAUSE_REPORTED);
   });
   const code = await run(config, context, lines, stop.signal);
   return failed && code === 0 ? 1 : code;
@@ -690,7 +693,7 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
   let failed = false;
   const fail = () => {
     failed = true;
-    stop.abort();
+    stop.abort(CAUSE_REPORTED);
   };
   try {
     const serverConfig: ServerConfig = {
@@ -730,13 +733,14 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
       (line) => cmethod.resolve(formatHostPort(line.address)),
       fail,
     );
-    const clientDone = run(clientConfig, context, clientLines, stop.signal)
+    // One process, one line per signal: the server side announces them.
+    const clientDone = run(clientConfig, context, clientLines, stop.signal, false)
       .finally(() => cmethod.reject(new Error("Client ended before it started")));
     let socksAddr: string | undefined;
     try {
       socksAddr = await cmethod.promise;
     } catch {
-      stop.abort();
+      stop.abort(CAUSE_REPORTED);
     }
     if (socksAddr !== undefined) {
       context.out(

@@ -35,6 +35,17 @@ export interface RunHooks {
    * say false (they run on under `nohup` like any daemon).
    */
   readonly watchParent?: boolean;
+  /**
+   * Log the shutdown notices (`Shutting down: SIGTERM`). Defaults to true;
+   * false for a second side in the same process (`main.ts start`), whose
+   * signals the first one already announces.
+   */
+  readonly shutdownNotices?: boolean;
+  /**
+   * The cause the end of the input names (a `-workers` child: "parent
+   * stopping"). Defaults to "stdin closed".
+   */
+  readonly inputEnd?: string;
   /** Aborting it shuts the side down at once (as SIGTERM does). */
   readonly signal?: AbortSignal;
   /** The parent's input in place of stdin (`CMESSAGE` / `SMESSAGE` lines). */
@@ -87,6 +98,7 @@ export async function runManaged(
     exitOnStdinClose: config.exitOnStdinClose,
     process: hooks.process,
     watchParent: hooks.watchParent ?? true,
+    ...(hooks.inputEnd === undefined ? {} : { inputEnd: hooks.inputEnd }),
     onLine: (line) => {
       hub.handleLine(line);
       pool?.forward(line);
@@ -168,7 +180,10 @@ export async function runManaged(
       };
     }
     chooseCryptoAfterStart(log);
-    await watch.serve(running, (message) => log("notice", message));
+    await watch.serve(
+      running,
+      hooks.shutdownNotices === false ? () => {} : (message) => log("notice", message),
+    );
   } finally {
     watch.dispose();
     await metrics?.stop();

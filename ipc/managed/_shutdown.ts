@@ -20,6 +20,8 @@ export interface ShutdownOptions {
    * run on like any daemon started with `nohup` or `&`.
    */
   readonly watchParent: boolean;
+  /** The cause the end of the input names (with `exitOnStdinClose`). Defaults to "stdin closed". */
+  readonly inputEnd?: string;
   readonly signal?: AbortSignal;
   readonly stdin?: ReadableStream<Uint8Array>;
   /** Each line of the parent's input (without its newline). */
@@ -29,6 +31,13 @@ export interface ShutdownOptions {
   /** Called once when serving ends. */
   readonly onClose: () => void;
 }
+
+/**
+ * The abort reason that stops a side whose cause was already reported (a
+ * method that could not start, a SIP003 plugin's parent closing stdin): no
+ * "Shutting down: aborted" line follows.
+ */
+export const CAUSE_REPORTED: unique symbol = Symbol("ptkit.causeReported");
 
 /**
  * How long after the first SIGINT another one counts as a second (exit at
@@ -47,8 +56,12 @@ export class ShutdownWatch {
   #why = "";
   #onEvent: ((kind: "now" | "drain", why: string) => void) | undefined;
 
+  #disposed = false;
+
   constructor(options: ShutdownOptions) {
     const fire = (kind: "now" | "drain", why: string) => {
+      // Cancelling the input on the way out is no event of its own.
+      if (this.#disposed) return;
       if (this.#onEvent) this.#onEvent(kind, why);
       else if (this.#pending !== "now") {
         this.#pending = kind;
@@ -85,7 +98,7 @@ export class ShutdownWatch {
         } catch {
           // A broken input counts as closed.
         }
-        if (options.exitOnStdinClose) fire("now", "stdin closed");
+        if (options.exitOnStdinClose) fire("now", options.inputEnd ?? "stdin closed");
         // Orphaned before this code ran (the parent died while Deno
         // started; ppid is already init's): the end of the parent's pipe
         // is the only sign left. (A container whose PID 1 is tor keeps the
@@ -94,8 +107,11 @@ export class ShutdownWatch {
       })();
     }
     if (options.signal) {
-      if (options.signal.aborted) fire("now", "aborted");
-      else options.signal.addEventListener("abort", () => fire("now", "aborted"), { once: true });
+      const signal = options.signal;
+      // A start-up failure (say) already said what went wrong.
+      const why = () => signal.reason === CAUSE_REPORTED ? "" : "aborted";
+      if (signal.aborted) fire("now", why());
+      else signal.addEventListener("abort", () => fire("now", why()), { once: true });
     }
     if (!options.process) return;
     const onTerm = () => fire("now", "SIGTERM");
@@ -138,9 +154,14 @@ export class ShutdownWatch {
   async serve(running: RunningProxy, notice: (message: string) => void): Promise<void> {
     try {
       await new Promise<void>((resolve) => {
+        // One line per event: once closing, later events (the input that
+        // ends because the parent is stopping too, say) change nothing.
+        let handled: "now" | "drain" | undefined;
         const handle = (kind: "now" | "drain", why: string) => {
+          if (handled === "now" || (kind === "drain" && handled === "drain")) return;
+          handled = kind;
           if (kind === "now") {
-            notice(`Shutting down: ${why}`);
+            if (why !== "") notice(`Shutting down: ${why}`);
             running.close().then(resolve, resolve);
           } else {
             const drained = running.drain();
@@ -159,6 +180,7 @@ export class ShutdownWatch {
   }
 
   dispose(): void {
+    this.#disposed = true;
     for (const cleanup of this.#cleanups.splice(0)) cleanup();
   }
 }

@@ -14,6 +14,7 @@ import { logged, type LogSeverity, parseLogSeverity } from "../lines/_output.ts"
 import type { PtLine } from "../lines/pt_line.ts";
 import type { ClientConfig, ServerConfig } from "./config.ts";
 import { perUserStateDir } from "./_state_dir.ts";
+import { CAUSE_REPORTED } from "./_shutdown.ts";
 
 /** The SIP003 variables; main.ts is a plugin when the four addresses are set. */
 export const SIP003_VARS: readonly string[] = [
@@ -258,7 +259,7 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
   let stateDir = plan.config.stateDir!;
   if (!stateDir.startsWith("/")) stateDir = `${Deno.cwd()}/${stateDir}`;
   output.clientOptions.then(async (text) => {
-    if (output.failed()) stop.abort();
+    if (output.failed()) stop.abort(CAUSE_REPORTED);
     if (text === undefined) return;
     // What the client needs, beside the state it comes from (0600: the
     // obfs4 cert is the bridge's secret for its users).
@@ -278,8 +279,8 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
   // The runner watches signals and the parent process; stdin is watched
   // here (the runner reads none: its input never ends).
   watchParentInput(() => {
-    output.emit({ type: "LOG", severity: "notice", message: "The parent closed stdin" });
-    stop.abort();
+    output.emit({ type: "LOG", severity: "notice", message: "Shutting down: parent closed stdin" });
+    stop.abort(CAUSE_REPORTED);
   });
   const code = await runManaged(plan.config, {
     emit: output.emit,

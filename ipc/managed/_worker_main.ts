@@ -66,6 +66,8 @@ export async function runWorker(registry: ReadonlyMap<string, Transport>): Promi
       registry,
       process: true,
       stdin,
+      // The parent closes the pipe when it stops (or dies).
+      inputEnd: "parent stopping",
       listenAt: setup.listenAt,
       reusePort: true,
       local,

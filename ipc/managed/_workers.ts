@@ -204,6 +204,9 @@ const MAX_RESTARTS = 20;
 /** How long children get to exit after SIGTERM before SIGKILL. */
 const KILL_AFTER = 5_000;
 
+/** A child's notice that it stops (the parent's own notice says why). */
+const SHUTDOWN_NOTICE = /^(Shutting down: |SIGINT: no new connections)/;
+
 /** The parent's children, started, restarted, stopped together. */
 export class WorkerPool implements RunningProxy {
   #options: WorkerPoolOptions;
@@ -362,7 +365,10 @@ class WorkerSlot {
         switch (line.type) {
           case "LOG":
             if (
-              line.severity === "notice" && this.#options.said?.has(this.#unprefixed(line.message))
+              line.severity === "notice" &&
+              (this.#options.said?.has(this.#unprefixed(line.message)) ||
+                // The parent said why it stops, once for all.
+                (this.#stopping() && SHUTDOWN_NOTICE.test(this.#unprefixed(line.message))))
             ) {
               break;
             }
