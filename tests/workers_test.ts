@@ -269,3 +269,51 @@ Deno.test("-workers 2 with webtunnel: the SMETHOD carries the placeholder, every
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+for (const workers of [["-workers", "3"], []]) {
+  Deno.test(`-workers without --allow-run (README's no-FFI command, ${workers.join(" ") || "the default"}): one warning, one process, no retries`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_norun_" });
+    const echo = startEcho();
+    try {
+      const pt = new PtProcess(
+        [
+          ...[
+            "run",
+            "--unstable-net",
+            "--allow-net",
+            "--allow-read",
+            "--allow-write",
+            "--allow-env",
+          ],
+          ...[MAIN, "-server", "-transports", "obfs4", "-orport", `127.0.0.1:${echo.addr.port}`],
+          ...["-state", dir, "-logLevel", "info", ...workers],
+        ],
+        {},
+        { program: Deno.execPath() },
+      );
+      await pt.waitFor(/^SMETHODS DONE$/);
+      // Past the first restart pauses (0.5 s, 1 s) of a worker that cannot start.
+      await sleep(2000);
+      deepStrictEqual(await childrenOf(pt.child.pid), []);
+      pt.child.kill("SIGTERM");
+      const { code, lines } = await pt.exit();
+      deepStrictEqual(code, 0);
+      const said = lines.filter((l) => /workers|Worker|run access/i.test(l));
+      // The default is the number of CPUs: one CPU asks for no workers.
+      if (workers.length === 0 && navigator.hardwareConcurrency < 2) {
+        deepStrictEqual(said, []);
+        return;
+      }
+      deepStrictEqual(said.length, 1, said.join("\n"));
+      ok(
+        /^LOG SEVERITY=warning MESSAGE="-workers [0-9]+: one process serves: .*--allow-run/.test(
+          said[0]!,
+        ),
+        said[0],
+      );
+    } finally {
+      await echo.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}

@@ -18,7 +18,7 @@ import { HELPER_TRANSPORTS, registry as defaultRegistry } from "./_registry.ts";
 import { SignalHub } from "./_signal_hub.ts";
 import { ShutdownWatch } from "./_shutdown.ts";
 import { FileStore } from "./_file_store.ts";
-import { RecordingStore, WorkerPool } from "./_workers.ts";
+import { RecordingStore, WorkerPool, workersUnavailable } from "./_workers.ts";
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "../../net/source_limits.ts";
 
 /** How a side runs beside its configuration. */
@@ -171,13 +171,20 @@ export async function runManaged(
         said: notices,
         ...(metrics === undefined ? {} : { metrics: metrics.registry }),
       });
-      pool = children;
-      children.start();
-      const side = running;
-      running = {
-        drain: async () => void await Promise.allSettled([side.drain(), children.drain()]),
-        close: async () => void await Promise.allSettled([side.close(), children.close()]),
-      };
+      const failure = children.start();
+      if (failure !== undefined) {
+        log(
+          "warning",
+          `-workers ${workers}: one process serves: cannot start worker processes: ${failure}`,
+        );
+      } else {
+        pool = children;
+        const side = running;
+        running = {
+          drain: async () => void await Promise.allSettled([side.drain(), children.drain()]),
+          close: async () => void await Promise.allSettled([side.close(), children.close()]),
+        };
+      }
     }
     chooseCryptoAfterStart(log);
     await watch.serve(
@@ -265,6 +272,12 @@ function workerCount(
   }
   if (!hooks.process || Deno.build.os !== "linux") {
     log("info", "-workers: one process here (workers need Linux and a process of their own)");
+    return 1;
+  }
+  // Without run permission every spawn would fail: say so once, serve alone.
+  const unavailable = workersUnavailable();
+  if (unavailable !== undefined) {
+    log("warning", `-workers ${workers}: one process serves: ${unavailable}`);
     return 1;
   }
   const fixed = config.kind === "server"

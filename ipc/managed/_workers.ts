@@ -225,9 +225,21 @@ export class WorkerPool implements RunningProxy {
     }
   }
 
-  /** Start every child. */
-  start(): void {
-    for (const slot of this.#slots) slot.start();
+  /**
+   * Start every child.
+   *
+   * @returns Why none could be started (the first could not be spawned:
+   * nothing is retried, one process serves), or undefined.
+   */
+  start(): string | undefined {
+    const [first, ...others] = this.#slots;
+    const failure = first?.startFirst();
+    if (failure !== undefined) {
+      this.#stopping = true;
+      return failure;
+    }
+    for (const slot of others) slot.start();
+    return undefined;
   }
 
   /** Pass one line of the parent's input on to every child. */
@@ -283,23 +295,42 @@ class WorkerSlot {
     });
   }
 
+  /** The first start: a spawn that fails is returned, not retried. */
+  startFirst(): string | undefined {
+    try {
+      this.#spawn(this.#spawnChild());
+      return undefined;
+    } catch (error) {
+      return describe(error);
+    }
+  }
+
+  #spawnChild(): Deno.ChildProcess {
+    return new Deno.Command(workerProgram(), {
+      args: workerArgs(),
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+  }
+
   start(): void {
     this.#timer = undefined;
     if (this.#stopping()) return;
-    const started = performance.now();
     let child: Deno.ChildProcess;
     try {
-      child = new Deno.Command(workerProgram(), {
-        args: workerArgs(),
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "inherit",
-      }).spawn();
+      child = this.#spawnChild();
     } catch (error) {
       this.#log("error", `cannot start: ${describe(error)}`);
-      this.#scheduleRestart(started);
+      this.#scheduleRestart(performance.now());
       return;
     }
+    this.#spawn(child);
+  }
+
+  /** Set up a spawned child: its setup line, its lines, its restart. */
+  #spawn(child: Deno.ChildProcess): void {
+    const started = performance.now();
     this.#child = child;
     this.#stdin = child.stdin.getWriter();
     const { config, listenAt, state, count } = this.#options;
@@ -429,6 +460,26 @@ class WorkerSlot {
       await this.#exited;
     }
   }
+}
+
+/**
+ * Why worker children cannot be started here (no permission to run the
+ * program they need), or undefined when they can.
+ *
+ * @returns The reason, with the fix, as a sentence fragment.
+ */
+export function workersUnavailable(): string | undefined {
+  const program = workerProgram();
+  let state: Deno.PermissionState = "denied";
+  try {
+    state = Deno.permissions.querySync({ name: "run", command: program }).state;
+  } catch {
+    // Counted as denied.
+  }
+  if (state === "granted") return undefined;
+  return Deno.build.standalone
+    ? `worker processes need permission to run ${program} (compile with --allow-run)`
+    : `worker processes need permission to run "deno" (grant --allow-run=deno, as main.ts's shebang does)`;
 }
 
 /** The program a child runs: the same Deno, or the compiled executable itself. */
