@@ -50,6 +50,7 @@ import { ConnectionLoop, retryWhileExhausted } from "./net/_accept_loop.ts";
 import type { ConnectionLimits } from "./net/source_limits.ts";
 import { metricsCore, metricsMode, type MetricsRegistry } from "./net/metrics.ts";
 import { ConnectionMetrics, LISTENER_METRICS } from "./net/_connection_metrics.ts";
+import { listenOn } from "./net/_listen.ts";
 
 export type { ConnectionLimits } from "./net/source_limits.ts";
 
@@ -175,12 +176,13 @@ export async function listen(
   let tcp: Deno.TcpListener;
   let helper: { addr: Deno.NetAddr; close(): Promise<void> } | undefined;
   if (side.helper === undefined) {
-    tcp = Deno.listen({
-      hostname,
-      port,
-      transport: "tcp",
-      ...(options.reusePort ? { reusePort: true } : {}),
-    });
+    tcp = listenOn({ hostname, port }, () =>
+      Deno.listen({
+        hostname,
+        port,
+        transport: "tcp",
+        ...(options.reusePort ? { reusePort: true } : {}),
+      }));
   } else {
     // The helper listens on the bind address; the runtime on a loopback
     // relay it forwards to (the port of an earlier run when it is free).

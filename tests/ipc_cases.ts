@@ -194,7 +194,7 @@ export const cases: Case[] = [
     name: "state location that is a file",
     env: { ...v1, TOR_PT_STATE_LOCATION: MAIN },
     code: 64,
-    stdout: ["VERSION 1", /^ENV-ERROR Cannot create state directory/],
+    stdout: ["VERSION 1", /^ENV-ERROR Cannot use state directory "[^"]+": /],
   },
   {
     name: "-proxylistenaddr picks the port",

@@ -3,6 +3,7 @@
 
 import { deepStrictEqual, match, ok } from "node:assert";
 import { runCli } from "../ipc/cli/commands.ts";
+import { childEnv } from "./ipc_util.ts";
 
 async function run(args: string[]) {
   let out = "";
@@ -66,6 +67,9 @@ Deno.test("runCli refuses bad input with a clear message and exit 64", async () 
     const { code, err } = await run(args);
     deepStrictEqual(code, 64, args.join(" "));
     match(err, pattern);
+    // One style: `ptkit: error: <Sentence>`, and nothing about shutting down.
+    match(err, /^ptkit: error: [A-Z]/, err);
+    ok(!err.includes("Shutting down"), err);
   }
 });
 
@@ -108,7 +112,10 @@ Deno.test("runCli server reports a listen failure and exits non-zero", async () 
     state,
   ]);
   deepStrictEqual(code, 1);
-  match(err, /^Error: plain /m);
+  deepStrictEqual(
+    err,
+    `ptkit: error: Cannot start plain: Cannot listen on 127.0.0.1:${busy.addr.port}: Address already in use (os error 98)\n`,
+  );
   await Deno.remove(state, { recursive: true });
 });
 
@@ -228,5 +235,142 @@ Deno.test("main.ts client names what it dials: WebTunnel's URL host or addr=, no
     ok(out.includes("plain to 192.0.2.5:4000"), out);
   } finally {
     await Deno.remove(state, { recursive: true });
+  }
+});
+
+Deno.test("runCli: a transport's bad options are a configuration error (64), one line, no shutdown notice", async () => {
+  const state = await Deno.makeTempDir();
+  for (
+    const args of [
+      ["client", "--bridge", "obfs4 127.0.0.1:1 cert=AAAA iat-mode=0", "--socks", "127.0.0.1:0"],
+      ["client", "--bridge", "obfs4 127.0.0.1:1 iat-mode=7", "--socks", "127.0.0.1:0"],
+    ]
+  ) {
+    const { code, err } = await run([...args, "--state", state]);
+    deepStrictEqual(code, 64, err);
+    match(err, /^ptkit: error: Cannot configure transport 'obfs4': [^\n]+\n$/);
+  }
+  await Deno.remove(state, { recursive: true });
+});
+
+/** main.ts with `args` and `env`; its exit code and output. */
+async function main(
+  args: string[],
+  env: Record<string, string> = {},
+  deno?: string[],
+): Promise<{ code: number; out: string }> {
+  const path = new URL("../main.ts", import.meta.url).pathname;
+  const output = await new Deno.Command(deno === undefined ? path : Deno.execPath(), {
+    args: deno === undefined ? args : ["run", ...deno, path, ...args],
+    env: childEnv(env),
+    clearEnv: true,
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: output.code, out: decoder.decode(output.stdout) + decoder.decode(output.stderr) };
+}
+
+Deno.test("main.ts server: a state directory or file it cannot use is named, with why (not Deno's flag advice)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const forbidden = await main([
+      "server",
+      "--listen",
+      "127.0.0.1:0",
+      "--state",
+      "/proc/forbidden",
+    ]);
+    deepStrictEqual(forbidden, {
+      code: 64,
+      out: 'ptkit: error: Cannot use state directory "/proc/forbidden": permission denied\n',
+    });
+    // A state file this process may not read (Deno's permissions here; the
+    // system's, as another user, give the same line).
+    const unreadable = await main(
+      [
+        "-server",
+        "-transports",
+        "obfs4",
+        "-orport",
+        "127.0.0.1:9",
+        "-state",
+        dir,
+        "-exit-on-stdin-close",
+      ],
+      {},
+      ["--no-prompt", "--allow-net", "--allow-env", `--allow-write=${dir}`],
+    );
+    match(
+      unreadable.out,
+      new RegExp(
+        `^SMETHOD-ERROR obfs4 Cannot read state file ${dir}/obfs4_state\\.json: permission denied$`,
+        "m",
+      ),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("every listen that fails names its address: server, SOCKS, metrics, TURN, tor's PT, SIP003", async () => {
+  using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = busy.addr.port;
+  const busyUdp = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port });
+  const at = `127.0.0.1:${port}`;
+  const inUse = `Cannot listen on ${at}: Address already in use (os error 98)`;
+  const dir = await Deno.makeTempDir();
+  try {
+    const server = await main(["server", "--listen", at, "--state", dir]);
+    deepStrictEqual(server, { code: 1, out: `ptkit: error: Cannot start obfs4: ${inUse}\n` });
+    const client = await main(["client", "--bridge", "plain 127.0.0.1:9", "--socks", at]);
+    deepStrictEqual(client, { code: 1, out: `ptkit: error: Cannot start plain: ${inUse}\n` });
+    const turn = await main(["turn", "--listen", at, "--user", "u:p", "--realm", "r"]);
+    deepStrictEqual(turn, { code: 1, out: `ptkit: error: ${inUse}\n` });
+    const pt = await main(["-server", "-transports", "plain", "-orport", "127.0.0.1:9"], {
+      TOR_PT_MANAGED_TRANSPORT_VER: "1",
+      TOR_PT_SERVER_BINDADDR: `plain-${at}`,
+      TOR_PT_STATE_LOCATION: dir,
+      TOR_PT_EXIT_ON_STDIN_CLOSE: "1",
+    });
+    match(pt.out, new RegExp(`^SMETHOD-ERROR plain ${inUse.replace(/[().]/g, "\\$&")}$`, "m"));
+    const sip003 = await main([], {
+      SS_REMOTE_HOST: "127.0.0.1",
+      SS_REMOTE_PORT: "9",
+      SS_LOCAL_HOST: "127.0.0.1",
+      SS_LOCAL_PORT: String(port),
+      SS_PLUGIN_OPTIONS: "transport=plain",
+    });
+    deepStrictEqual(sip003, { code: 1, out: `ptkit: error: ${inUse}\n` });
+    // Metrics must not take the side down: a warning naming the address (not the flag).
+    const stop = new AbortController();
+    let err = "";
+    const code = await runCli(
+      [
+        "server",
+        "--transport",
+        "plain",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        at,
+        "--state",
+        dir,
+      ],
+      {
+        stdout: (t) => t.includes("Ctrl-C stops") && stop.abort(),
+        stderr: (t) => err += t,
+        getEnv: () => undefined,
+        process: false,
+        signal: stop.signal,
+      },
+    );
+    deepStrictEqual(code, 0, err);
+    match(
+      err,
+      new RegExp(`^\\[warning\\] Cannot serve metrics: ${inUse.replace(/[().]/g, "\\$&")}$`, "m"),
+    );
+  } finally {
+    busyUdp.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -381,13 +381,13 @@ Deno.test("SIP003: main.ts refuses an unknown or free transport and bad options 
     const [options, message] of [
       [
         "transport=bogus;cert=Secret9Mark",
-        /unknown transport "bogus": expected one of plain, obfs4/,
+        /^ptkit: error: Unknown transport "bogus": expected one of plain, obfs4/m,
       ],
       [
         "transport=shadowsocks;password=Secret9Mark",
-        /free \(not a plugin\) transport "shadowsocks"/,
+        /^ptkit: error: Free \(not a plugin\) transport "shadowsocks"/m,
       ],
-      ["transport=obfs4;cert=Secret9Mark\\", /trailing backslash/],
+      ["transport=obfs4;cert=Secret9Mark\\", /^ptkit: error: [A-Z].*trailing backslash/m],
     ] as const
   ) {
     await using plugin = new TextProcess(MAIN, [], {

@@ -14,6 +14,7 @@ import {
 } from "./_libc.ts";
 import { formatIp, parseIp, parseIpv4 } from "../net/_ip_address.ts";
 import type { HostPort } from "../net/address.ts";
+import { listenOn } from "../net/_listen.ts";
 
 /**
  * A UDP address with an IP literal, as a {@linkcode UdpSocket} reports
@@ -439,7 +440,7 @@ export class UdpSocket implements AsyncDisposable {
         `Cannot ${what}: sendQueueBytes must be non-negative, got ${sendQueueBytes}`,
       );
     }
-    const conn = listen({ transport: "udp", hostname, port });
+    const conn = listenOn({ hostname, port }, () => listen({ transport: "udp", hostname, port }));
     return new UdpSocket(conn, peer, bufferSize, sendQueueBytes);
   }
 

@@ -5,3 +5,15 @@
 
 /** The subcommands `runCli` understands. */
 export const CLI_COMMANDS: readonly string[] = ["server", "client", "start"];
+
+/**
+ * An error of the standalone commands (`main.ts server|client|start|turn`,
+ * a SIP003 plugin) as one line of stderr: `ptkit: error: <Sentence>`, the
+ * first letter of the message capitalized.
+ *
+ * @param message What went wrong (never a secret: callers redact).
+ * @returns The line, newline included.
+ */
+export function cliError(message: string): string {
+  return `ptkit: error: ${message.replace(/^[a-z]/, (c) => c.toUpperCase())}\n`;
+}

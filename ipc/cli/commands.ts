@@ -24,7 +24,7 @@ import { registry as defaultRegistry } from "../managed/_registry.ts";
 import { runManaged } from "../managed/_run.ts";
 import { CAUSE_REPORTED } from "../managed/_shutdown.ts";
 import { perUserStateDir } from "../managed/_state_dir.ts";
-import { CLI_COMMANDS } from "./_names.ts";
+import { CLI_COMMANDS, cliError } from "./_names.ts";
 import { parseSsUri, type SsUri } from "./_ss_uri.ts";
 import { layerTransports } from "../../transports/layer.ts";
 
@@ -207,12 +207,16 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
   };
   const specs = SPECS[subcommand ?? ""];
   if (specs === undefined) {
-    err(`Unknown subcommand ${JSON.stringify(subcommand)}: expected ${CLI_COMMANDS.join(", ")}\n`);
+    err(
+      cliError(
+        `Unknown subcommand ${JSON.stringify(subcommand)}: expected ${CLI_COMMANDS.join(", ")}`,
+      ),
+    );
     return 64;
   }
   const parsed = parseCliFlags(rest, specs, args.length - rest.length, takeLink);
   if (typeof parsed === "string") {
-    err(`${parsed}\n\n${cliUsage(subcommand!, command)}`);
+    err(`${cliError(parsed)}\n${cliUsage(subcommand!, command)}`);
     return 64;
   }
   if (parsed.help !== undefined) {
@@ -224,7 +228,9 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
     (subcommand === "client" ? parsedBridgeTransport(parsed.bridge) : "obfs4");
   if (wanted !== undefined && !known.has(wanted)) {
     err(
-      `Unknown transport ${JSON.stringify(wanted)}: available: ${[...known.keys()].join(", ")}\n`,
+      cliError(
+        `Unknown transport ${JSON.stringify(wanted)}: available: ${[...known.keys()].join(", ")}`,
+      ),
     );
     return 64;
   }
@@ -237,7 +243,7 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
     return await start(parsed, context);
   } catch (error) {
     if (error instanceof UsageError) {
-      err(`${error.message}\n`);
+      err(cliError(error.message));
       return 64;
     }
     throw error;
@@ -294,7 +300,7 @@ function humanLines(
   context: Context,
   level: LogSeverity,
   onMethod: (line: Extract<PtLine, { type: "CMETHOD" | "SMETHOD" }>) => void,
-  onError: (message: string) => void,
+  onError: (code: number) => void,
 ): (line: PtLine) => void {
   return (line) => {
     switch (line.type) {
@@ -320,13 +326,23 @@ function humanLines(
       case "VERSION-ERROR":
       case "ENV-ERROR":
       case "PROXY-ERROR":
-      case "CMETHOD-ERROR":
-      case "SMETHOD-ERROR": {
-        const text = formatPtLine(line).slice(line.type.length + 1);
-        context.err(`Error: ${text}\n`);
-        onError(text);
+        context.err(cliError(line.message));
+        onError(line.type === "ENV-ERROR" ? 64 : 1);
         return;
-      }
+      case "CMETHOD-ERROR":
+      case "SMETHOD-ERROR":
+        // The transport is named once: configuration errors name it already.
+        context.err(
+          cliError(
+            line.message.includes(`'${line.transport}'`)
+              ? line.message
+              : `Cannot start ${line.transport}: ${line.message}`,
+          ),
+        );
+        // A transport's options (a bridge line's) are configuration: 64, as
+        // a bad flag; a transport that cannot start (its port taken): 1.
+        onError(/^Cannot configure /.test(line.message) ? 64 : 1);
+        return;
     }
   };
 }
@@ -387,13 +403,13 @@ async function runSide(
   onMethod: Parameters<typeof humanLines>[2],
 ): Promise<number> {
   const stop = abortable(context);
-  let failed = false;
-  const lines = humanLines(context, level, onMethod, () => {
-    failed = true;
+  let failed: number | undefined;
+  const lines = humanLines(context, level, onMethod, (code) => {
+    failed ??= code;
     stop.abort(CAUSE_REPORTED);
   });
   const code = await run(config, context, lines, stop.signal);
-  return failed && code === 0 ? 1 : code;
+  return failed !== undefined && code === 0 ? failed : code;
 }
 
 function logLevel(flags: Record<string, string>): LogSeverity {
@@ -690,9 +706,9 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
     ));
   const pageUrl = `http://localhost:${page.addr.port}/`;
   const allow = [`127.0.0.1:${page.addr.port}`, ...(flags.allow ? [flags.allow] : [])].join(",");
-  let failed = false;
-  const fail = () => {
-    failed = true;
+  let failed: number | undefined;
+  const fail = (code: number) => {
+    failed ??= code;
     stop.abort(CAUSE_REPORTED);
   };
   try {
@@ -713,8 +729,8 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
     try {
       served = await smethod.promise;
     } catch {
-      await serverDone;
-      return 1;
+      const code = await serverDone;
+      return code !== 0 ? code : failed ?? 1;
     }
     const serverAddr = formatHostPort(served.address);
     const clientConfig: ClientConfig = {
@@ -764,7 +780,7 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
     }
     const codes = await Promise.all([serverDone, clientDone]);
     const code = codes.find((c) => c !== 0) ?? 0;
-    return failed && code === 0 ? 1 : code;
+    return failed !== undefined && code === 0 ? failed : code;
   } finally {
     await page.shutdown();
   }

@@ -1,11 +1,13 @@
 // Copyright the ptkit authors. MIT license.
 
-import { parseHostPort } from "../../net/address.ts";
+import { formatHostPort, parseHostPort } from "../../net/address.ts";
+import { cliError } from "./_names.ts";
+import { LISTEN_ADDRESS } from "../../net/_listen.ts";
 import { parseUserinfo } from "../../net/_userinfo.ts";
 import { serveTurnUdp } from "../../udp/turn/_udp_server.ts";
 
 const USAGE =
-  "usage: turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM [--allow-loopback-peers]";
+  "Usage: main.ts turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM [--allow-loopback-peers]";
 
 const HELP = `Usage: main.ts turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM
                     [--allow-loopback-peers]
@@ -30,8 +32,8 @@ Example:
  * (a leading "turn" argument is skipped). Prints `turn: listening on HOST:PORT` to stderr.
  *
  * @param args Command-line arguments after the program name.
- * @returns The exit code: 0 after a signal or `--help`, 2 on bad arguments, 1 when it
- * cannot listen.
+ * @returns The exit code: 0 after a signal or `--help`, 64 on bad arguments
+ * (`ptkit: error: ...` and the usage on stderr), 1 when it cannot listen.
  */
 export async function runTurnCommand(args: string[]): Promise<number> {
   const rest = args[0] === "turn" ? args.slice(1) : args;
@@ -45,8 +47,8 @@ export async function runTurnCommand(args: string[]): Promise<number> {
   let allowLoopbackPeers = false;
   const users: Record<string, string> = {};
   const fail = (why: string): number => {
-    console.error(`turn: ${why}\n${USAGE}`);
-    return 2;
+    Deno.stderr.writeSync(new TextEncoder().encode(`${cliError(why)}${USAGE}\n`));
+    return 64;
   };
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i]!;
@@ -59,24 +61,26 @@ export async function runTurnCommand(args: string[]): Promise<number> {
       // Only flag names are echoed: a stray value may be a USER:PASSWORD.
       return fail(
         /^--?[A-Za-z][A-Za-z-]*$/.test(arg)
-          ? `unknown flag ${arg}`
-          : `unexpected argument ${i + 1} (expected a flag)`,
+          ? `Unknown flag ${arg}`
+          : `Unexpected argument ${i + 1} (expected a flag)`,
       );
     }
-    if (value === undefined) return fail(`${arg} needs a value`);
+    if (value === undefined) return fail(`Flag ${arg} needs a value`);
     i++;
     if (arg === "--listen") listen = value;
     else if (arg === "--realm") realm = value;
     else {
       // The user name ends at the first ":" (the password may hold more).
       const { username, password } = parseUserinfo(value);
-      if (username === "" || password === undefined) return fail("--user must be USER:PASSWORD");
+      if (username === "" || password === undefined) {
+        return fail("Invalid --user: expected USER:PASSWORD");
+      }
       users[username] = password;
     }
   }
-  if (listen === undefined) return fail("--listen is required");
-  if (realm === undefined || realm === "") return fail("--realm is required");
-  if (Object.keys(users).length === 0) return fail("at least one --user is required");
+  if (listen === undefined) return fail("Missing --listen HOST:PORT");
+  if (realm === undefined || realm === "") return fail("Missing --realm REALM");
+  if (Object.keys(users).length === 0) return fail("Missing --user USER:PASSWORD");
   let address;
   try {
     address = parseHostPort(listen, "--listen");
@@ -87,7 +91,16 @@ export async function runTurnCommand(args: string[]): Promise<number> {
   try {
     turn = await serveTurnUdp({ ...address, realm, users, allowLoopbackPeers });
   } catch (error) {
-    console.error(`turn: cannot listen on ${listen}: ${(error as Error).message}`);
+    // The operator's own address, not a client's: it is named.
+    Deno.stderr.writeSync(
+      new TextEncoder().encode(
+        cliError(
+          error instanceof Error && LISTEN_ADDRESS in error
+            ? error.message
+            : `Cannot listen on ${formatHostPort(address)}: ${(error as Error).message}`,
+        ),
+      ),
+    );
     return 1;
   }
   const host = turn.addr.hostname.includes(":") ? `[${turn.addr.hostname}]` : turn.addr.hostname;

@@ -1,5 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
+import { listenOn } from "../../net/_listen.ts";
 import { readExactly, writeFull } from "../../net/conn_io.ts";
 import { type HostPort, parseHostPort } from "../../net/address.ts";
 import { closeQuietly, ConnectionLoop } from "../../net/_accept_loop.ts";
@@ -430,11 +431,8 @@ export async function listenExtOrPort(
   const cookie = await writeCookieFile(cookieFile);
   let listener;
   try {
-    listener = Deno.listen({
-      hostname: options.hostname ?? "127.0.0.1",
-      port: options.port ?? 0,
-      transport: "tcp",
-    });
+    const at = { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 0 };
+    listener = listenOn(at, () => Deno.listen({ ...at, transport: "tcp" }));
   } catch (error) {
     if (tempDir !== undefined) await Deno.remove(tempDir, { recursive: true }).catch(() => {});
     throw error;

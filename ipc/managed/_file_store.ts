@@ -40,6 +40,14 @@ export class FileStore implements LocalStore {
    */
   async get(key: string): Promise<string | undefined> {
     const path = this.#path(key);
+    try {
+      return await this.#get(path);
+    } catch (error) {
+      throw inContext(error, `Cannot read state file ${path}`);
+    }
+  }
+
+  async #get(path: string): Promise<string | undefined> {
     const info = await lstatOrUndefined(path);
     if (info === undefined) return undefined;
     checkOwnFile(path, info, "read");
@@ -71,6 +79,14 @@ export class FileStore implements LocalStore {
    */
   async set(key: string, value: string): Promise<void> {
     const path = this.#path(key);
+    try {
+      await this.#set(path, value);
+    } catch (error) {
+      throw inContext(error, `Cannot write state file ${path}`);
+    }
+  }
+
+  async #set(path: string, value: string): Promise<void> {
     const temp = `${path}.tmp`;
     const existing = await lstatOrUndefined(path);
     if (existing !== undefined) checkOwnFile(path, existing, "replace");
@@ -110,6 +126,37 @@ export class FileStore implements LocalStore {
       throw new TypeError(`Invalid state key ${JSON.stringify(key)}: must be a plain file name`);
     }
     return `${this.#dir}/${key}`;
+  }
+}
+
+/**
+ * What went wrong with a file, for a person: "permission denied" when the
+ * system or Deno's permissions refused (Deno's own text suggests flags that
+ * are rarely the fix), else the error's message.
+ *
+ * @param error The error.
+ * @returns The reason.
+ */
+export function fileErrorReason(error: unknown): string {
+  if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
+    return "permission denied";
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * The system's error with what was being done first (`Cannot read state
+ * file /x: permission denied`), of the same class; this file's own errors,
+ * which say it already, unchanged.
+ */
+function inContext(error: unknown, doing: string): unknown {
+  if (!(error instanceof Error) || error.message.startsWith("Cannot ")) return error;
+  const message = `${doing}: ${fileErrorReason(error)}`;
+  try {
+    const Class = error.constructor as new (message: string, options: ErrorOptions) => Error;
+    return new Class(message, { cause: error });
+  } catch {
+    return new Error(message, { cause: error });
   }
 }
 

@@ -3,14 +3,20 @@
 // (logs must not hold client IP addresses).
 
 import { acceptErrorKind, ErrorDigest } from "../../net/_accept_loop.ts";
+import { LISTEN_ADDRESS } from "../../net/_listen.ts";
 
 /**
- * An error's message with IP addresses replaced by `[address]`.
+ * An error's message with IP addresses replaced by `[address]`, except the
+ * address of a listen that failed (the operator's own).
  *
  * @param error The error.
  * @returns The message.
  */
 export function describe(error: unknown): string {
+  // A listen address is the operator's own: kept (the cause's text is not).
+  if (error instanceof Error && LISTEN_ADDRESS in error) {
+    return `Cannot listen on ${error[LISTEN_ADDRESS]}: ${describe(error.cause)}`;
+  }
   const message = error instanceof Error ? error.message : String(error);
   return message
     .replace(/\[?[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\]?(:[0-9]+)?/g, "[address]")

@@ -17,7 +17,7 @@ import { describe } from "./_log.ts";
 import { HELPER_TRANSPORTS, registry as defaultRegistry } from "./_registry.ts";
 import { SignalHub } from "./_signal_hub.ts";
 import { ShutdownWatch } from "./_shutdown.ts";
-import { FileStore } from "./_file_store.ts";
+import { fileErrorReason, FileStore } from "./_file_store.ts";
 import { RecordingStore, WorkerPool, workersUnavailable } from "./_workers.ts";
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "../../net/source_limits.ts";
 
@@ -85,9 +85,10 @@ export async function runManaged(
   try {
     await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
   } catch (error) {
+    // A state path is the operator's own, not a secret: it is named.
     emit({
       type: "ENV-ERROR",
-      message: `Cannot create state directory: ${(error as Error).message}`,
+      message: `Cannot use state directory ${JSON.stringify(stateDir)}: ${fileErrorReason(error)}`,
     });
     return 64;
   }
@@ -222,7 +223,9 @@ async function startMetrics(
     log("notice", `Serving metrics at http://${formatHostPort(server.addr)}/metrics`);
     return { registry, stop: () => server.shutdown().catch(() => {}) };
   } catch (error) {
-    log("warning", `Cannot serve metrics on the -metrics address: ${describe(error)}`);
+    // describe() names the address (the operator's own), not the flag
+    // (-metrics under tor, --metrics in main.ts server).
+    log("warning", `Cannot serve metrics: ${describe(error)}`);
     return { registry, stop: () => Promise.resolve() };
   }
 }
@@ -289,7 +292,7 @@ function workerCount(
     try {
       Deno.listen({ hostname: at.hostname, port: at.port }).close();
     } catch {
-      log("warning", `-workers: ${at.hostname}:${at.port} cannot be bound; one process serves`);
+      log("warning", `-workers: ${formatHostPort(at)} cannot be bound; one process serves`);
       return 1;
     }
   }

@@ -15,6 +15,7 @@ import type { PtLine } from "../lines/pt_line.ts";
 import type { ClientConfig, ServerConfig } from "./config.ts";
 import { perUserStateDir } from "./_state_dir.ts";
 import { CAUSE_REPORTED } from "./_shutdown.ts";
+import { cliError } from "../cli/_names.ts";
 
 /** The SIP003 variables; main.ts is a plugin when the four addresses are set. */
 export const SIP003_VARS: readonly string[] = [
@@ -206,7 +207,7 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
         case "SMETHOD-ERROR":
         case "ENV-ERROR":
           failed = true;
-          say(`error: ${line.message}`);
+          write(cliError(line.message.replace(/[^\x20-\x7e]/g, "?")));
           return;
         case "CMETHODS-DONE":
         case "SMETHODS-DONE":
@@ -240,7 +241,7 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
   try {
     plan = parseSip003(env, (role) => perUserStateDir(`sip003-${role}`, options.getEnv));
   } catch (error) {
-    options.stderr(`ptkit: error: ${(error as Error).message}\n`);
+    options.stderr(cliError((error as Error).message));
     return 64;
   }
   const { registry } = await import("./_registry.ts");
@@ -248,9 +249,11 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
   if (chosen === undefined || chosen.free) {
     const bound = [...registry.values()].filter((t) => !t.free).map((t) => t.name);
     options.stderr(
-      `ptkit: error: ${chosen === undefined ? "unknown" : "free (not a plugin)"} transport ${
-        JSON.stringify(plan.transport)
-      }: expected one of ${bound.join(", ")}\n`,
+      cliError(
+        `${chosen === undefined ? "Unknown" : "Free (not a plugin)"} transport ${
+          JSON.stringify(plan.transport)
+        }: expected one of ${bound.join(", ")}`,
+      ),
     );
     return 64;
   }

@@ -1,5 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
+import { listenOn } from "../../net/_listen.ts";
 import type {
   Transport,
   TransportEnvironment,
@@ -114,11 +115,12 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
   for (const { name, transport, env, options: base } of requested) {
     const listen = options.listenAt?.get(name) ?? config.listen;
     const tcpListen = () =>
-      Deno.listen({
-        hostname: listen.hostname,
-        port: listen.port,
-        ...(options.reusePort ? { reusePort: true } : {}),
-      });
+      listenOn(listen, () =>
+        Deno.listen({
+          hostname: listen.hostname,
+          port: listen.port,
+          ...(options.reusePort ? { reusePort: true } : {}),
+        }));
     const onAcceptError = acceptErrorLogger(log, name);
     const cmethod = (mode: string, addr: { hostname: string; port: number }): PtLine => {
       const address = { hostname: addr.hostname, port: addr.port };

@@ -1,0 +1,46 @@
+// Copyright the ptkit authors. MIT license.
+// Internal: a listen that fails names the address it was to listen on (the
+// operator's own, never a client's: it may be printed).
+
+import { formatHostPort, type HostPort } from "./address.ts";
+
+/** The address a failed listen names, kept by `describe()` (which hides other addresses). */
+export const LISTEN_ADDRESS: unique symbol = Symbol("ptkit.listenAddress");
+
+/**
+ * Run `listen`; a failure is rethrown as an error of the same class (so
+ * `instanceof Deno.errors.AddrInUse` still holds) whose message names the
+ * address: `Cannot listen on 127.0.0.1:443: Address already in use (os
+ * error 98)`, the original as its `cause`.
+ *
+ * @param at Where it listens (a missing hostname is Deno's 0.0.0.0).
+ * @param listen Opens the listener.
+ * @returns What `listen` returned.
+ */
+export function listenOn<T>(
+  at: { readonly hostname?: string | undefined; readonly port: number },
+  listen: () => T,
+): T {
+  try {
+    return listen();
+  } catch (error) {
+    throw listenError(error, { hostname: at.hostname ?? "0.0.0.0", port: at.port });
+  }
+}
+
+/** `error` as a failure to listen on `at` (see {@linkcode listenOn}). */
+function listenError(error: unknown, at: HostPort): unknown {
+  if (!(error instanceof Error) || LISTEN_ADDRESS in error) return error;
+  const address = formatHostPort(at);
+  const message = `Cannot listen on ${address}: ${error.message}`;
+  let wrapped: Error;
+  try {
+    const Class = error.constructor as new (message: string, options: ErrorOptions) => Error;
+    wrapped = new Class(message, { cause: error });
+    if (wrapped.message !== message) throw wrapped;
+  } catch {
+    wrapped = new Error(message, { cause: error });
+  }
+  Object.defineProperty(wrapped, LISTEN_ADDRESS, { value: address });
+  return wrapped;
+}
