@@ -244,11 +244,18 @@ Deno.test("runCli: a transport's bad options are a configuration error (64), one
     const args of [
       ["client", "--bridge", "obfs4 127.0.0.1:1 cert=AAAA iat-mode=0", "--socks", "127.0.0.1:0"],
       ["client", "--bridge", "obfs4 127.0.0.1:1 iat-mode=7", "--socks", "127.0.0.1:0"],
+      ["client", "ss://YmFkLW1ldGhvZDpwYXNz@127.0.0.1:8388", "--socks", "127.0.0.1:0"],
+      [
+        "client",
+        "ss://Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpwYXNz@127.0.0.1:8388/?plugin=ptkit%3Btransport%3Dobfs4%3Bcert%3Dx",
+        "--socks",
+        "127.0.0.1:0",
+      ],
     ]
   ) {
     const { code, err } = await run([...args, "--state", state]);
     deepStrictEqual(code, 64, err);
-    match(err, /^ptkit: error: Cannot configure transport 'obfs4': [^\n]+\n$/);
+    match(err, /^ptkit: error: Cannot configure (transport 'obfs4'|shadowsocks): [^\n]+\n$/);
   }
   await Deno.remove(state, { recursive: true });
 });

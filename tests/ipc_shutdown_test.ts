@@ -139,6 +139,17 @@ Deno.test("main.ts exits 0 on a second SIGINT (half a second later) while connec
   await Deno.remove(state, { recursive: true });
 });
 
+/** A shell's environment that makes the main.ts it starts a managed client PT. */
+function shellEnv(state: string): Record<string, string> {
+  return {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    HOME: Deno.env.get("HOME") ?? "/",
+    TOR_PT_MANAGED_TRANSPORT_VER: "1",
+    TOR_PT_CLIENT_TRANSPORTS: "plain",
+    TOR_PT_STATE_LOCATION: state,
+  };
+}
+
 Deno.test("main.ts exits when its parent dies (stdin not watched)", async () => {
   const state = await Deno.makeTempDir();
   const log = `${state}/stdout`;
@@ -146,13 +157,7 @@ Deno.test("main.ts exits when its parent dies (stdin not watched)", async () => 
   // `sleep` (same pid), which is main.ts's parent.
   const parent = new Deno.Command("/bin/sh", {
     args: ["-c", `"$0" >"$1" 2>&1 </dev/null & echo $!; exec sleep 600`, MAIN, log],
-    env: {
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      HOME: Deno.env.get("HOME") ?? "/",
-      TOR_PT_MANAGED_TRANSPORT_VER: "1",
-      TOR_PT_CLIENT_TRANSPORTS: "plain",
-      TOR_PT_STATE_LOCATION: state,
-    },
+    env: shellEnv(state),
     clearEnv: true,
     stdout: "piped",
     stderr: "null",
@@ -265,13 +270,7 @@ Deno.test("main.ts notices a parent that died while it started (ppid already 1) 
   // code runs with init as its parent. The test holds the pipe's other end.
   const shell = new Deno.Command("/bin/sh", {
     args: ["-c", `"$0" >"$1/out" 2>&1 & echo $! >"$1/pid"`, MAIN, state],
-    env: {
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      HOME: Deno.env.get("HOME") ?? "/",
-      TOR_PT_MANAGED_TRANSPORT_VER: "1",
-      TOR_PT_CLIENT_TRANSPORTS: "plain",
-      TOR_PT_STATE_LOCATION: state,
-    },
+    env: shellEnv(state),
     clearEnv: true,
     stdin: "piped",
     stdout: "null",

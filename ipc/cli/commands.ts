@@ -330,19 +330,19 @@ function humanLines(
         onError(line.type === "ENV-ERROR" ? 64 : 1);
         return;
       case "CMETHOD-ERROR":
-      case "SMETHOD-ERROR":
-        // The transport is named once: configuration errors name it already.
+      case "SMETHOD-ERROR": {
+        // A transport's options (a bridge line's) are configuration: 64, as
+        // a bad flag, and the message names the transport already; a
+        // transport that cannot start (its port taken): 1.
+        const configuration = /^Cannot configure /.test(line.message);
         context.err(
           cliError(
-            line.message.includes(`'${line.transport}'`)
-              ? line.message
-              : `Cannot start ${line.transport}: ${line.message}`,
+            configuration ? line.message : `Cannot start ${line.transport}: ${line.message}`,
           ),
         );
-        // A transport's options (a bridge line's) are configuration: 64, as
-        // a bad flag; a transport that cannot start (its port taken): 1.
-        onError(/^Cannot configure /.test(line.message) ? 64 : 1);
+        onError(configuration ? 64 : 1);
         return;
+      }
     }
   };
 }
