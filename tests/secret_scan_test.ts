@@ -643,7 +643,7 @@ const EXPECTED: Record<string, RegExp> = {
   "-turnuser without STUN mode": /ENV-ERROR -turnuser needs/,
   "-turnuser with -target not turn": /ENV-ERROR -turnuser needs/,
   "turn --user with an empty user name": /--user must be USER:PASSWORD/,
-  "turn with a stray USER:PASSWORD argument": /unexpected argument 3/,
+  "turn with a stray USER:PASSWORD argument": /Unexpected argument 3/,
   "main.ts client given an ss:// link as a bridge line": /word 1 is not an address/,
   "main.ts client given a legacy all-base64 ss:// link after a flag":
     /Unexpected argument [0-9]+ \(an ss:\/\/ URI\)/,
@@ -651,7 +651,7 @@ const EXPECTED: Record<string, RegExp> = {
   "a bridge line with its password where the address goes": /word 2 is not an address/,
   "a stray password among the managed flags": /ENV-ERROR Unexpected argument 6: expected a flag/,
   "turn with a bad --listen": /Cannot parse --listen/,
-  "turn that cannot listen": /cannot listen on/,
+  "turn that cannot listen": /Cannot listen on/,
   "a shadowsocks server given garbage by a client from 127.0.0.5":
     /SMETHOD shadowsocks 127\.0\.0\.1:[0-9]+ ARGS:method=aes-256-gcm\n/,
   "a shadowsocks server with a key, asked for a refused destination":

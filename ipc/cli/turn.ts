@@ -73,7 +73,7 @@ export async function runTurnCommand(args: string[]): Promise<number> {
       // The user name ends at the first ":" (the password may hold more).
       const { username, password } = parseUserinfo(value);
       if (username === "" || password === undefined) {
-        return fail("Invalid --user: expected USER:PASSWORD");
+        return fail("--user must be USER:PASSWORD");
       }
       users[username] = password;
     }
