@@ -60,6 +60,10 @@ Deno.test("runCli refuses bad input with a clear message and exit 64", async () 
     [["client", "--bridge", "127.0.0.1:1"], /No transport/],
     [["client", "--bridge", "nope 127.0.0.1:1"], /Unknown transport "nope"/],
     [["client", "--bridge", "plain 127.0.0.1:1 junk"], /word 3 is not key=value/],
+    [
+      ["client", "--bridge", "plain 127.0.0.1:1", "--transport", "obfs4"],
+      /bridge line's transport plain disagrees with --transport obfs4/,
+    ],
     [["client", "--bridge", "plain 127.0.0.1:1", "--socks", "x", "--tcp", "y"], /not both/],
     [["start", "--socks", "nowhere"], /Cannot parse --socks/],
   ];

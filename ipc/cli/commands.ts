@@ -538,6 +538,14 @@ async function client(flags: Record<string, string>, context: Context): Promise<
   if (transport === undefined) {
     throw new UsageError("No transport: give --transport or start the bridge line with its name");
   }
+  if (
+    flags.transport !== undefined && bridge.transport !== undefined &&
+    flags.transport !== bridge.transport
+  ) {
+    throw new UsageError(
+      `The bridge line's transport ${bridge.transport} disagrees with --transport ${flags.transport}: give one of them`,
+    );
+  }
   if (flags.tcp !== undefined && flags.socks !== undefined) {
     throw new UsageError("Give --socks or --tcp, not both");
   }
