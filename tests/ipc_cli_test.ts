@@ -51,6 +51,7 @@ Deno.test("runCli refuses bad input with a clear message and exit 64", async () 
   const table: [string[], RegExp][] = [
     [["bogus"], /Unknown subcommand "bogus"/],
     [["server", "--bogus"], /Unknown flag --bogus/],
+    [["client", "--sock", "127.0.0.1:1"], /Unknown flag --sock \(did you mean --socks\?\)/],
     [["server", "--listen"], /Flag --listen needs a value/],
     [["server", "--listen", "nowhere"], /Cannot parse --listen "nowhere"/],
     [["server", "--transport", "nope"], /Unknown transport "nope": available: plain, obfs4/],

@@ -176,6 +176,11 @@ Deno.test("parseFlags takes single and double dashes, = and separate values", ()
     ]).values,
     { version: "1,2", logLevel: "info", exitOnStdinClose: "false", options: "a:b=c" },
   );
+  deepStrictEqual(
+    parseFlags(["-transport", "obfs4"]).errors[0],
+    "Unknown flag -transport (did you mean -transports?)",
+  );
+  deepStrictEqual(parseFlags(["-zzzz"]).errors, ["Unknown flag -zzzz"]);
   deepStrictEqual(parseFlags(["stray"]).errors, [
     "Unexpected argument 1: expected a flag (-name or --name)",
   ]);

@@ -8,6 +8,7 @@ import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.
 import { isIpLiteral } from "../../net/_ip_address.ts";
 import { DestinationPolicy } from "../../net/destination_policy.ts";
 import { unexpectedArgument } from "../../net/_userinfo.ts";
+import { suggestOptionKey } from "../../transports/_option_keys.ts";
 import { formatPtLine, type PtLine } from "../lines/pt_line.ts";
 import { type BridgeLine, formatBridgeLine, parseBridgeLine } from "../lines/_bridge_line.ts";
 import { RepeatedKeyLog } from "../lines/_first_value.ts";
@@ -282,7 +283,10 @@ function parseCliFlags(
     if (match === null) return unexpectedArgument(args[i]!, before + i + 1);
     const [, name, inline] = match;
     const spec = name === "h" ? specs.help : specs[name!];
-    if (spec === undefined) return `Unknown flag --${name}`;
+    if (spec === undefined) {
+      const near = suggestOptionKey(name!, Object.keys(specs));
+      return `Unknown flag --${name}${near === undefined ? "" : ` (did you mean --${near}?)`}`;
+    }
     if (spec.value === undefined) values[name === "h" ? "help" : name!] = "true";
     else if (inline !== undefined) values[name!] = inline;
     else if (i + 1 < args.length) values[name!] = args[++i]!;

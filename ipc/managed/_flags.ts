@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { unexpectedArgument } from "../../net/_userinfo.ts";
+import { suggestOptionKey } from "../../transports/_option_keys.ts";
 
 /** One command-line flag of the managed proxy, and the variable it overrides. */
 export interface FlagSpec {
@@ -233,7 +234,8 @@ export function parseFlags(args: readonly string[]): ParsedFlags {
     const lower = name!.toLowerCase();
     const spec = FLAGS.find((f) => f.names.some((n) => n.toLowerCase() === lower));
     if (spec === undefined) {
-      errors.push(`Unknown flag -${name}`);
+      const near = suggestOptionKey(name!, FLAGS.flatMap((f) => f.names));
+      errors.push(`Unknown flag -${name}${near === undefined ? "" : ` (did you mean -${near}?)`}`);
       continue;
     }
     if (spec.boolean) {
