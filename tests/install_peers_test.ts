@@ -118,4 +118,14 @@ Deno.test("deno task test and .ci/run use the one package list", async () => {
       ok(new RegExp(`^${pkg}$`, "m").test(list), `${pkg} (${entry.name}) is not in the list`);
     }
   }
+  // The README's paragraph on the test command names every package of the
+  // list (a newcomer reads it there).
+  const readme = await Deno.readTextFile(`${root}README.md`);
+  const paragraph = readme.match(
+    /\*\*`deno task test`\*\* does everything[^]*?when some are missing/,
+  );
+  ok(paragraph, "README.md has the paragraph on `deno task test`");
+  for (const pkg of list.split("\n").filter((line) => line && !line.startsWith("#"))) {
+    ok(paragraph[0].includes(`\`${pkg}\``), `README.md's package list lacks ${pkg}`);
+  }
 });
