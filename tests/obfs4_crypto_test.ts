@@ -1,7 +1,10 @@
 // Copyright the ptkit authors. MIT license.
 
 import { deepStrictEqual, notDeepStrictEqual, ok, strictEqual, throws } from "node:assert";
-import { x25519 } from "@noble/curves/ed25519.js";
+import {
+  _map_to_curve_elligator2_curve25519 as rfc9380Map,
+  x25519,
+} from "@noble/curves/ed25519.js";
 import { SipHash, sipHash24 } from "../transports/obfs4/siphash.ts";
 import { HashDrbg } from "../transports/obfs4/hash_drbg.ts";
 import { GoRand } from "../transports/obfs4/go_rand.ts";
@@ -199,6 +202,41 @@ Deno.test("representativeToPublicKey inverts generateRepresentableKeyPair and X2
     ok(topBits.size > 1, "top bits of representatives are random");
     throws(() => representativeToPublicKey(new Uint8Array(31)), RangeError);
   });
+});
+
+Deno.test("representativeToPublicKey is RFC 9380's Elligator2 map (Z = 2) on any representative", () => {
+  // An independent implementation of the same map: noble-curves' RFC 9380
+  // map_to_curve_elligator2_curve25519 returns u as a fraction xMn / xMd.
+  const P = (1n << 255n) - 19n;
+  const pow = (b: bigint, e: bigint) => {
+    let r = 1n;
+    for (b %= P; e > 0n; e >>= 1n, b = (b * b) % P) if (e & 1n) r = (r * b) % P;
+    return r;
+  };
+  const toInt = (bytes: Uint8Array) => bytes.reduceRight((n, b) => (n << 8n) | BigInt(b), 0n);
+  const expected = (representative: Uint8Array) => {
+    const masked = representative.slice();
+    masked[31]! &= 0x3f;
+    const { xMn, xMd } = rfc9380Map(toInt(masked) % P);
+    return (xMn * pow(xMd, P - 2n)) % P;
+  };
+  const cases = [
+    new Uint8Array(32), // r = 0
+    Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 1 : 0)), // r = 1
+    Uint8Array.from({ length: 32 }, () => 0xff), // 2^254 - 1 after the mask
+    Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 0xec : i === 31 ? 0x7f : 0xff)), // p
+  ];
+  for (let i = 0; i < 2000; i++) cases.push(crypto.getRandomValues(new Uint8Array(32)));
+  let square = 0;
+  for (const representative of cases) {
+    const u = toInt(representativeToPublicKey(representative));
+    strictEqual(u, expected(representative), `representative ${hex(representative)}`);
+    // Both branches of the map are taken (w itself, or -w - A).
+    const r = toInt(representative.slice().map((b, i) => (i === 31 ? b & 0x3f : b)));
+    const d = (1n + 2n * r * r) % P;
+    if (u === (P - ((486662n * pow(d, P - 2n)) % P)) % P) square++;
+  }
+  ok(square > 800 && square < 1300, `${square} of ${cases.length} took the first branch`);
 });
 
 Deno.test("generateRepresentableKeyPair dirty keys differ from clean keys in low order", async (t) => {
