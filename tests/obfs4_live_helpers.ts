@@ -56,9 +56,18 @@ export async function startObfs4proxy(
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
   let method: string[] | undefined;
-  const drain = async () => {
-    for (;;) if ((await lines.read()).done) return;
-  };
+  // After METHODS DONE the PT's stdout is read on to its end, as tor does: a
+  // PT writes a STATUS line per connection, and a pipe nobody reads would
+  // stop it (its writes block) once 64 KiB of them were waiting.
+  let draining: Promise<void> | undefined;
+  const drain = () =>
+    draining ??= (async () => {
+      try {
+        for (;;) if ((await lines.read()).done) return;
+      } catch {
+        // The pipe broke: the process is gone.
+      }
+    })();
   const stop = async () => {
     await stdin.close().catch(() => {});
     try {
@@ -83,6 +92,7 @@ export async function startObfs4proxy(
     await stop();
     throw error;
   }
+  drain();
   return { method, stop, pid: child.pid, stderr: () => stderrText };
 }
 
