@@ -6,9 +6,14 @@
 // the server (`-free -target`) and the application's destination (the sink)
 // travels inside the transport to the server's embedded SOCKS5 target. The
 // bytes take the same hops; the goal is free mode within 5% of socks mode.
+// Besides the throughput (wall clock, which on a 2-core machine running four
+// busy processes moves 10-15% between runs), the CPU seconds the client and
+// server processes spend per GiB in each mode: the cost the issue is about
+// (a copy or a wrap more per chunk), and steadier than the wall clock.
 
 import { socks5Connect } from "../tests/obfs4_socks5.ts";
 import { spawnUntil, stop } from "./ipc_bench.ts";
+import { childPids, cpuSeconds } from "./_cpu.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ENV = {
@@ -25,6 +30,8 @@ function methodPort(lines: string[], keyword: "CMETHOD" | "SMETHOD"): number {
 interface Pair {
   /** Open an application connection to the sink through the pair. */
   connect(): Promise<Deno.Conn>;
+  /** CPU seconds used so far by the client and server processes (with the server's workers). */
+  cpu(): number;
   close(): Promise<void>;
 }
 
@@ -52,6 +59,9 @@ async function startPair(free: boolean, sinkPort: number, state: string): Promis
   const destination = { hostname: "127.0.0.1", port: free ? sinkPort : serverPort };
   return {
     connect: () => socks5Connect({ hostname: "127.0.0.1", port: socksPort }, destination),
+    cpu: () =>
+      [client.child.pid, server.child.pid, ...childPids(server.child.pid)]
+        .reduce((sum, pid) => sum + cpuSeconds(pid), 0),
     close: async () => {
       await stop(client.child);
       await stop(server.child);
@@ -75,12 +85,20 @@ export async function freeBench(
   try {
     let bestSocks = 0;
     let bestFree = 0;
+    // CPU seconds and bytes per mode, over all rounds.
+    const used = { socks: { cpu: 0, bytes: 0 }, free: { cpu: 0, bytes: 0 } };
     // Twice the rounds of the other sections, in ABBA order: on a shared
     // machine a neighbour's burst then hurts both modes alike.
     for (let i = 0; i < 2 * rounds; i++) {
       const order = i % 2 === 0 ? [false, true] : [true, false];
       for (const isFree of order) {
-        const rate = await upload(await (isFree ? free : socks).connect());
+        const pair = isFree ? free : socks;
+        const conn = await pair.connect();
+        const [cpuBefore, start] = [pair.cpu(), performance.now()];
+        const rate = await upload(conn);
+        const tally = isFree ? used.free : used.socks;
+        tally.cpu += pair.cpu() - cpuBefore;
+        tally.bytes += rate * 1e6 * (performance.now() - start) / 1000;
         if (isFree) bestFree = Math.max(bestFree, rate);
         else bestSocks = Math.max(bestSocks, rate);
       }
@@ -90,6 +108,11 @@ export async function freeBench(
     );
     row("socks mode: SOCKS5 to the server, fixed target", bestSocks, "MB/s", bestSocks);
     row("free mode: destination inside, SOCKS5 target", bestFree, "MB/s", bestSocks);
+    // Lower is better here: the ratio is free mode's CPU cost over socks mode's (goal <= 1.05).
+    const perGiB = (t: { cpu: number; bytes: number }) => t.cpu / (t.bytes / 2 ** 30);
+    console.log("CPU seconds per GiB, client + server processes (goal for free mode <= 1.05):");
+    row("socks mode", perGiB(used.socks), "s/GiB", perGiB(used.socks));
+    row("free mode", perGiB(used.free), "s/GiB", perGiB(used.socks));
   } finally {
     await socks.close();
     await free.close();
