@@ -35,11 +35,11 @@ if (import.meta.main) {
     }
   }
   if (command === "turn") {
-    const { runTurnCommand } = await import("./ipc/cli/turn.ts");
+    const { runTurnCommand } = await import("./ipc/cli/_turn.ts");
     Deno.exit(await runTurnCommand(Deno.args.slice(1)));
   }
   if (CLI_COMMANDS.includes(command)) {
-    const { runCli } = await import("./ipc/cli/commands.ts");
+    const { runCli } = await import("./ipc/cli/_commands.ts");
     Deno.exit(await runCli(Deno.args));
   }
   const { runManagedProxy } = await import("./ipc/managed/managed_proxy.ts");

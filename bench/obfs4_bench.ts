@@ -23,8 +23,8 @@
 // processes there.
 
 import { readExactly } from "../net/mod.ts";
-import { parseClientConfig } from "../transports/obfs4/config.ts";
-import { ClientHandshake } from "../transports/obfs4/handshake.ts";
+import { parseClientConfig } from "../transports/obfs4/_config.ts";
+import { ClientHandshake } from "../transports/obfs4/_handshake.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { freePort, type ManagedPt, startObfs4proxy } from "../tests/obfs4_live_helpers.ts";

@@ -4,7 +4,7 @@
 // load from elsewhere falls on both: three runs with channels (`-y -c`), one
 // with Send/Data indications (`-y -c -s`), one to an echo peer
 // (turnutils_peer, `-c -e 127.0.0.1 -r PORT`), all with the same load. ptkit
-// runs as `ipc/cli/turn.ts` with --unstable-net and --allow-ffi (its fast
+// runs as `ipc/cli/_turn.ts` with --unstable-net and --allow-ffi (its fast
 // path: raised buffers, batch receive). Prints progress, then a table of each
 // run and the ptkit/coturn ratios; beside the loss, the kernel's UDP
 // receive-buffer drops during the run (/proc/net/snmp RcvbufErrors,
@@ -76,7 +76,7 @@ function spawn(program: string, args: string[]): Deno.ChildProcess {
 const ptkitPort = await freeUdpPort();
 const ptkit = spawn(Deno.execPath(), [
   ...["run", "--unstable-net", "--allow-ffi", "--allow-net", "--allow-read", "--allow-env"],
-  new URL("../ipc/cli/turn.ts", import.meta.url).pathname,
+  new URL("../ipc/cli/_turn.ts", import.meta.url).pathname,
   ...["--listen", `127.0.0.1:${ptkitPort}`, "--user", "u:p", "--realm", "pt.test"],
   "--allow-loopback-peers",
 ]);

@@ -8,7 +8,7 @@ import {
   pump,
   streamSink,
   streamSource,
-} from "./chunk_io.ts";
+} from "./_chunk_io.ts";
 import type { NetConn } from "./net_conn.ts";
 
 /**

@@ -11,7 +11,7 @@ import {
   pump,
   streamSink,
   streamSource,
-} from "./chunk_io.ts";
+} from "./_chunk_io.ts";
 import type { NetConn } from "./net_conn.ts";
 
 /** Byte counts and age of one transport connection. */

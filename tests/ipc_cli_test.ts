@@ -2,7 +2,7 @@
 // The friendly CLI: help texts, and clear usage errors (exit 64) for bad input.
 
 import { deepStrictEqual, match, ok } from "node:assert";
-import { runCli } from "../ipc/cli/commands.ts";
+import { runCli } from "../ipc/cli/_commands.ts";
 import { childEnv } from "./ipc_util.ts";
 
 async function run(args: string[]) {

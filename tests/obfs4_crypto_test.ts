@@ -5,17 +5,17 @@ import {
   _map_to_curve_elligator2_curve25519 as rfc9380Map,
   x25519,
 } from "@noble/curves/ed25519.js";
-import { SipHash, sipHash24 } from "../transports/obfs4/siphash.ts";
-import { HashDrbg } from "../transports/obfs4/hash_drbg.ts";
-import { GoRand } from "../transports/obfs4/go_rand.ts";
-import { WeightedDist } from "../transports/obfs4/weighted_dist.ts";
+import { SipHash, sipHash24 } from "../transports/obfs4/_siphash.ts";
+import { HashDrbg } from "../transports/obfs4/_hash_drbg.ts";
+import { GoRand } from "../transports/obfs4/_go_rand.ts";
+import { WeightedDist } from "../transports/obfs4/_weighted_dist.ts";
 import { bridgeCloseDelay } from "../transports/obfs4/mod.ts";
-import { ntorClient, ntorKdf, ntorServer } from "../transports/obfs4/ntor.ts";
+import { ntorClient, ntorKdf, ntorServer } from "../transports/obfs4/_ntor.ts";
 import {
   generateRepresentableKeyPair,
   KeyPairReserve,
   representativeToPublicKey,
-} from "../transports/obfs4/elligator2.ts";
+} from "../transports/obfs4/_elligator2.ts";
 import { eachBackend } from "./crypto_backends.ts";
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");

@@ -11,8 +11,8 @@
 import { rejects, strictEqual } from "node:assert";
 import { createObfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
-import { parseClientConfig } from "../transports/obfs4/config.ts";
-import { ClientHandshake } from "../transports/obfs4/handshake.ts";
+import { parseClientConfig } from "../transports/obfs4/_config.ts";
+import { ClientHandshake } from "../transports/obfs4/_handshake.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 import { guarded } from "./_util.ts";
 

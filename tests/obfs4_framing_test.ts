@@ -1,15 +1,15 @@
 // Copyright the ptkit authors. MIT license.
 
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert";
-import { FrameDecoder, FrameEncoder } from "../transports/obfs4/framing.ts";
+import { FrameDecoder, FrameEncoder } from "../transports/obfs4/_framing.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 import { CRYPTO_BACKENDS } from "./crypto_backends.ts";
-import { Session } from "../transports/obfs4/session.ts";
-import { distributionValues, WeightedDist } from "../transports/obfs4/weighted_dist.ts";
-import { ClientHandshake, ServerHandshake } from "../transports/obfs4/handshake.ts";
-import { ReplayFilter } from "../transports/replay_filter.ts";
-import { generateServerConfig } from "../transports/obfs4/config.ts";
-import { HashDrbg } from "../transports/obfs4/hash_drbg.ts";
+import { Session } from "../transports/obfs4/_session.ts";
+import { distributionValues, WeightedDist } from "../transports/obfs4/_weighted_dist.ts";
+import { ClientHandshake, ServerHandshake } from "../transports/obfs4/_handshake.ts";
+import { ReplayFilter } from "../transports/_replay_filter.ts";
+import { generateServerConfig } from "../transports/obfs4/_config.ts";
+import { HashDrbg } from "../transports/obfs4/_hash_drbg.ts";
 import { ZERO_ONLY_SEED } from "./obfs4_live_helpers.ts";
 
 const box = await loadWasmCrypto();

@@ -7,9 +7,9 @@ import { ok, rejects, strictEqual, throws } from "node:assert";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
-import { parseClientConfig } from "../transports/obfs4/config.ts";
-import { ClientHandshake, ServerHandshake } from "../transports/obfs4/handshake.ts";
-import { ReplayFilter } from "../transports/replay_filter.ts";
+import { parseClientConfig } from "../transports/obfs4/_config.ts";
+import { ClientHandshake, ServerHandshake } from "../transports/obfs4/_handshake.ts";
+import { ReplayFilter } from "../transports/_replay_filter.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 import type { TransportPair } from "../transports/transport.ts";
 

@@ -10,7 +10,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
-import { distributionValues } from "../transports/obfs4/weighted_dist.ts";
+import { distributionValues } from "../transports/obfs4/_weighted_dist.ts";
 
 /**
  * A bridge drbg seed whose IAT table holds only two delays (6.3 and 9.6 ms):

@@ -9,9 +9,9 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
-import { obfs4proxySleep } from "../transports/obfs4/iat.ts";
+import { obfs4proxySleep } from "../transports/obfs4/_iat.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
-import { distributionValues } from "../transports/obfs4/weighted_dist.ts";
+import { distributionValues } from "../transports/obfs4/_weighted_dist.ts";
 import { freePort, type ManagedPt, startObfs4proxy } from "./obfs4_live_helpers.ts";
 import { socks5Connect } from "./obfs4_socks5.ts";
 import { kolmogorovQ, ksTwoSample, seededUniform } from "./obfs4_stats.ts";

@@ -7,7 +7,7 @@ import { createConnector } from "../client.ts";
 import { proxy } from "../server.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
-import { formatState, generateServerConfig } from "../transports/obfs4/config.ts";
+import { formatState, generateServerConfig } from "../transports/obfs4/_config.ts";
 import {
   connStreams,
   echoTransfer,

@@ -4,8 +4,8 @@ import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
 import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
 import type { TransportPair } from "../transports/transport.ts";
-import { ClientHandshake } from "../transports/obfs4/handshake.ts";
-import { parseClientConfig } from "../transports/obfs4/config.ts";
+import { ClientHandshake } from "../transports/obfs4/_handshake.ts";
+import { parseClientConfig } from "../transports/obfs4/_config.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 
 async function collect(readable: ReadableStream<Uint8Array>, n: number): Promise<Uint8Array> {

@@ -14,8 +14,8 @@ import {
   CLIENT_MAX_PADDING,
   CLIENT_MIN_PADDING,
   ClientHandshake,
-} from "../transports/obfs4/handshake.ts";
-import { parseClientConfig } from "../transports/obfs4/config.ts";
+} from "../transports/obfs4/_handshake.ts";
+import { parseClientConfig } from "../transports/obfs4/_config.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 
 const backend = await loadWasmCrypto();

@@ -5,7 +5,7 @@
 // MACs are kept, and the oldest go first (lyrebird's common/replayfilter).
 
 import { strictEqual } from "node:assert";
-import { ReplayFilter } from "../transports/replay_filter.ts";
+import { ReplayFilter } from "../transports/_replay_filter.ts";
 
 const HOUR = 3_600_000;
 const TTL = 3 * HOUR;

@@ -5,10 +5,10 @@
 
 import { writeFull } from "../net/conn_io.ts";
 import type { TransportOptions } from "../transports/transport.ts";
-import { ClientHandshake } from "../transports/obfs4/handshake.ts";
-import { parseClientConfig } from "../transports/obfs4/config.ts";
-import { FrameEncoder } from "../transports/obfs4/framing.ts";
-import { HashDrbg } from "../transports/obfs4/hash_drbg.ts";
+import { ClientHandshake } from "../transports/obfs4/_handshake.ts";
+import { parseClientConfig } from "../transports/obfs4/_config.ts";
+import { FrameEncoder } from "../transports/obfs4/_framing.ts";
+import { HashDrbg } from "../transports/obfs4/_hash_drbg.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 
 /** A raw client connection after a real handshake, with its frame keys. */

@@ -6,8 +6,8 @@
 
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
 import { createShadowsocks, shadowsocks } from "../transports/shadowsocks/mod.ts";
-import { METHODS as METHOD_INFO } from "../transports/shadowsocks/methods.ts";
-import { evpBytesToKey, sessionSubkey } from "../transports/shadowsocks/methods.ts";
+import { METHODS as METHOD_INFO } from "../transports/shadowsocks/_methods.ts";
+import { evpBytesToKey, sessionSubkey } from "../transports/shadowsocks/_methods.ts";
 import type { HostPort, TransportPair } from "../transports/transport.ts";
 import { hashOf, pseudoRandomChunks } from "./_util.ts";
 import { SS_LOCAL_RECORDED } from "./portable_checks.ts";

@@ -15,16 +15,16 @@ import {
   parseClientConfig,
   SERVER_KEYS,
   type ServerConfig,
-} from "./config.ts";
-import { MAX_SEGMENT_LENGTH } from "./framing.ts";
-import { GoRand } from "./go_rand.ts";
-import { KeyPairReserve } from "./elligator2.ts";
-import { ClientHandshake, type RandomFill, ServerHandshake } from "./handshake.ts";
-import { HashDrbg } from "./hash_drbg.ts";
-import { type IatSleep, obfs4proxySleep } from "./iat.ts";
-import { ReplayFilter } from "../replay_filter.ts";
-import { Session } from "./session.ts";
-import { WeightedDist } from "./weighted_dist.ts";
+} from "./_config.ts";
+import { MAX_SEGMENT_LENGTH } from "./_framing.ts";
+import { GoRand } from "./_go_rand.ts";
+import { KeyPairReserve } from "./_elligator2.ts";
+import { ClientHandshake, type RandomFill, ServerHandshake } from "./_handshake.ts";
+import { HashDrbg } from "./_hash_drbg.ts";
+import { type IatSleep, obfs4proxySleep } from "./_iat.ts";
+import { ReplayFilter } from "../_replay_filter.ts";
+import { Session } from "./_session.ts";
+import { WeightedDist } from "./_weighted_dist.ts";
 
 const CLIENT_HANDSHAKE_TIMEOUT_MS = 60_000;
 const SERVER_HANDSHAKE_TIMEOUT_MS = 30_000;

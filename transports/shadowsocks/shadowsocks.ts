@@ -4,18 +4,18 @@
 import { defineTransport } from "../define_transport.ts";
 import { deferred } from "../_deferred.ts";
 import type { HostPort, Transport, TransportPair } from "../transport.ts";
-import { ReplayFilter } from "../replay_filter.ts";
+import { ReplayFilter } from "../_replay_filter.ts";
 import { cryptoLoader, loadWasmCrypto } from "../crypto_backend.ts";
 import type { TransportEnvironment } from "../transport.ts";
-import { decodeAddress, encodeAddress, MAX_ADDRESS_LENGTH } from "./address.ts";
-import { type AeadFactory, ChunkDecoder, ChunkEncoder } from "./framing.ts";
+import { decodeAddress, encodeAddress, MAX_ADDRESS_LENGTH } from "./_address.ts";
+import { type AeadFactory, ChunkDecoder, ChunkEncoder } from "./_framing.ts";
 import {
   type MethodInfo,
   OPTION_KEYS,
   parseConfig,
   type ShadowsocksConfig,
   toBase64,
-} from "./methods.ts";
+} from "./_methods.ts";
 
 const MIN_DRAIN_MS = 30_000;
 const DRAIN_SPREAD_MS = 60_000;

@@ -16,7 +16,7 @@ import type {
 } from "../transport.ts";
 import { dropUnknownOptions } from "../_option_keys.ts";
 import { deferred } from "../_deferred.ts";
-import { decodeAddress, encodeAddress } from "../shadowsocks/address.ts";
+import { decodeAddress, encodeAddress } from "../shadowsocks/_address.ts";
 import {
   generateOpenSshKey,
   openSshFingerprint,

@@ -1,8 +1,8 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { HashDrbg } from "./hash_drbg.ts";
-import { type RandomFill, randomInt, systemRandom } from "./random.ts";
+import { HashDrbg } from "./_hash_drbg.ts";
+import { type RandomFill, randomInt, systemRandom } from "./_random.ts";
 import type { CryptoBackend } from "../crypto_backend.ts";
 
 /** The largest frame on the wire. */
@@ -55,7 +55,7 @@ function checkKeys(keys: Uint8Array): void {
  *
  * @example Sealing a frame
  * ```ts
- * import { FrameEncoder } from "./framing.ts";
+ * import { FrameEncoder } from "./_framing.ts";
  * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { strictEqual } from "node:assert";
  *
@@ -133,7 +133,7 @@ export class FrameEncoder {
  *
  * @example Opening what an encoder sealed
  * ```ts
- * import { FrameDecoder, FrameEncoder } from "./framing.ts";
+ * import { FrameDecoder, FrameEncoder } from "./_framing.ts";
  * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { deepStrictEqual } from "node:assert";
  *

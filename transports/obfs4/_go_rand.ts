@@ -17,8 +17,8 @@ export interface Int63Source {
  *
  * @example Permuting with a fixed source
  * ```ts
- * import { GoRand } from "./go_rand.ts";
- * import { HashDrbg } from "./hash_drbg.ts";
+ * import { GoRand } from "./_go_rand.ts";
+ * import { HashDrbg } from "./_hash_drbg.ts";
  * import { strictEqual } from "node:assert";
  *
  * const rng = new GoRand(new HashDrbg(new Uint8Array(24)));

@@ -6,10 +6,10 @@ import {
   generateRepresentableKeyPair,
   type RepresentableKeyPair,
   representativeToPublicKey,
-} from "./elligator2.ts";
-import { ntorClient, ntorKdf, type NtorResult, ntorServer } from "./ntor.ts";
-import { randomBytes, type RandomFill, randomInt } from "./random.ts";
-import type { ReplayFilter } from "../replay_filter.ts";
+} from "./_elligator2.ts";
+import { ntorClient, ntorKdf, type NtorResult, ntorServer } from "./_ntor.ts";
+import { randomBytes, type RandomFill, randomInt } from "./_random.ts";
+import type { ReplayFilter } from "../_replay_filter.ts";
 
 const MAX_HANDSHAKE_LENGTH = 8192;
 const KEY_LENGTH = 32;
@@ -95,7 +95,7 @@ export interface ClientHandshakeOptions {
  *
  * @example Making a client handshake
  * ```ts
- * import { ClientHandshake } from "./handshake.ts";
+ * import { ClientHandshake } from "./_handshake.ts";
  * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { ok } from "node:assert";
  *
@@ -222,8 +222,8 @@ export interface ServerHandshakeOptions {
  *
  * @example Refusing garbage
  * ```ts
- * import { ServerHandshake } from "./handshake.ts";
- * import { ReplayFilter } from "../replay_filter.ts";
+ * import { ServerHandshake } from "./_handshake.ts";
+ * import { ReplayFilter } from "../_replay_filter.ts";
  * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { throws } from "node:assert";
  *

@@ -84,7 +84,7 @@ function compress(v: Uint32Array, mh: number, ml: number): void {
  *
  * @example Hashing a message
  * ```ts
- * import { SipHash } from "./siphash.ts";
+ * import { SipHash } from "./_siphash.ts";
  * import { strictEqual } from "node:assert";
  *
  * const key = Uint8Array.from({ length: 16 }, (_, i) => i);
@@ -204,7 +204,7 @@ export class SipHash {
  *
  * @example Hashing a message
  * ```ts
- * import { sipHash24 } from "./siphash.ts";
+ * import { sipHash24 } from "./_siphash.ts";
  * import { strictEqual } from "node:assert";
  *
  * strictEqual(sipHash24(new Uint8Array(16), new Uint8Array(3)).length, 8);

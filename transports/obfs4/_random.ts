@@ -9,7 +9,7 @@ export type RandomFill = (bytes: Uint8Array) => void;
  *
  * @example Filling a buffer
  * ```ts
- * import { systemRandom } from "./random.ts";
+ * import { systemRandom } from "./_random.ts";
  * import { strictEqual } from "node:assert";
  *
  * const bytes = new Uint8Array(100_000);
@@ -31,7 +31,7 @@ export function systemRandom(bytes: Uint8Array): void {
  *
  * @example A frame length in [16, 1446]
  * ```ts
- * import { randomInt, systemRandom } from "./random.ts";
+ * import { randomInt, systemRandom } from "./_random.ts";
  * import { ok } from "node:assert";
  *
  * const n = randomInt(systemRandom, 16, 1446);
@@ -62,7 +62,7 @@ export function randomInt(random: RandomFill, min: number, max: number): number 
  *
  * @example Padding
  * ```ts
- * import { randomBytes, systemRandom } from "./random.ts";
+ * import { randomBytes, systemRandom } from "./_random.ts";
  * import { strictEqual } from "node:assert";
  *
  * strictEqual(randomBytes(systemRandom, 8128).length, 8128);

@@ -12,7 +12,7 @@ const NOTHING = new Uint8Array(0);
  *
  * @example Deferring work past pending I/O
  * ```ts
- * import { nextTask } from "./next_task.ts";
+ * import { nextTask } from "./_next_task.ts";
  * import { strictEqual } from "node:assert";
  *
  * const order: string[] = [];

@@ -1,8 +1,8 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { GoRand } from "./go_rand.ts";
-import { HashDrbg } from "./hash_drbg.ts";
+import { GoRand } from "./_go_rand.ts";
+import { HashDrbg } from "./_hash_drbg.ts";
 
 const MAX_VALUES = 100;
 // Tables by seed and range: every connection to a bridge gets the same
@@ -23,7 +23,7 @@ const cache = new Map<string, Tables>();
  *
  * @example Sampling packet lengths
  * ```ts
- * import { WeightedDist } from "./weighted_dist.ts";
+ * import { WeightedDist } from "./_weighted_dist.ts";
  * import { ok } from "node:assert";
  *
  * const dist = new WeightedDist(new Uint8Array(24), 0, 1448);
@@ -100,7 +100,7 @@ export class WeightedDist {
  *
  * @example The values of a seed
  * ```ts
- * import { distributionValues } from "./weighted_dist.ts";
+ * import { distributionValues } from "./_weighted_dist.ts";
  * import { ok } from "node:assert";
  *
  * const values = distributionValues(new Uint8Array(24), 0, 1448);

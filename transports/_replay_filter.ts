@@ -20,7 +20,7 @@ export interface ReplayFilterOptions {
  *
  * @example Seeing a MAC twice
  * ```ts
- * import { ReplayFilter } from "./replay_filter.ts";
+ * import { ReplayFilter } from "./_replay_filter.ts";
  * import { strictEqual } from "node:assert";
  *
  * const filter = new ReplayFilter();

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { SipHash } from "./siphash.ts";
+import { SipHash } from "./_siphash.ts";
 
 /** The length of a {@linkcode HashDrbg} seed: a 16-byte SipHash key and an 8-byte IV. */
 export const DRBG_SEED_LENGTH = 24;
@@ -12,7 +12,7 @@ export const DRBG_SEED_LENGTH = 24;
  *
  * @example Drawing blocks
  * ```ts
- * import { HashDrbg } from "./hash_drbg.ts";
+ * import { HashDrbg } from "./_hash_drbg.ts";
  * import { strictEqual } from "node:assert";
  *
  * const drbg = new HashDrbg(Uint8Array.from({ length: 24 }, (_, i) => i));

@@ -3,10 +3,10 @@
 
 import { type CryptoLoader, loadWasmCrypto } from "../crypto_backend.ts";
 import type { LocalStore, TransportOptions } from "../transport.ts";
-import type { BridgeIdentity, BridgeKeys, RandomFill } from "./handshake.ts";
-import type { IatMode } from "./session.ts";
-import { MAX_SEGMENT_LENGTH } from "./framing.ts";
-import { distributionValues } from "./weighted_dist.ts";
+import type { BridgeIdentity, BridgeKeys, RandomFill } from "./_handshake.ts";
+import type { IatMode } from "./_session.ts";
+import { MAX_SEGMENT_LENGTH } from "./_framing.ts";
+import { distributionValues } from "./_weighted_dist.ts";
 
 /** The file obfs4 keeps its server state in (obfs4proxy's format). */
 export const STATE_FILE = "obfs4_state.json";
@@ -64,7 +64,7 @@ function parseIatMode(value: unknown): IatMode {
  *
  * @example Encoding a cert
  * ```ts
- * import { encodeCert } from "./config.ts";
+ * import { encodeCert } from "./_config.ts";
  * import { strictEqual } from "node:assert";
  *
  * strictEqual(encodeCert({ nodeId: new Uint8Array(20), publicKey: new Uint8Array(32) }).length, 70);
@@ -111,7 +111,7 @@ export const SERVER_KEYS: readonly string[] = [
  *
  * @example Parsing a bridge line's arguments
  * ```ts
- * import { parseClientConfig } from "./config.ts";
+ * import { parseClientConfig } from "./_config.ts";
  * import { strictEqual } from "node:assert";
  *
  * const cert = "A".repeat(70);
@@ -208,7 +208,7 @@ async function fromSecret(
  *
  * @example Writing state
  * ```ts
- * import { formatState, parseState } from "./config.ts";
+ * import { formatState, parseState } from "./_config.ts";
  * import { deepStrictEqual } from "node:assert";
  *
  * const state = await parseState(formatState(await parseState(JSON.stringify({
@@ -236,7 +236,7 @@ export function formatState(config: ServerConfig): string {
  *
  * @example Reading state
  * ```ts
- * import { parseState } from "./config.ts";
+ * import { parseState } from "./_config.ts";
  * import { rejects } from "node:assert";
  *
  * await rejects(parseState("{"), SyntaxError);
@@ -281,7 +281,7 @@ export async function parseState(
  *
  * @example Generating keys
  * ```ts
- * import { generateServerConfig } from "./config.ts";
+ * import { generateServerConfig } from "./_config.ts";
  * import { strictEqual } from "node:assert";
  *
  * strictEqual((await generateServerConfig(0)).keys.publicKey.length, 32);
@@ -320,7 +320,7 @@ export function generateServerConfig(
  *
  * @example Making a bridge line
  * ```ts
- * import { bridgeLine, generateServerConfig } from "./config.ts";
+ * import { bridgeLine, generateServerConfig } from "./_config.ts";
  * import { ok } from "node:assert";
  *
  * ok(bridgeLine(await generateServerConfig(0)).includes("iat-mode=0"));
@@ -356,7 +356,7 @@ export function bridgeLine(config: ServerConfig): string {
  *
  * @example Creating state in a store
  * ```ts
- * import { loadServerConfig } from "./config.ts";
+ * import { loadServerConfig } from "./_config.ts";
  * import { MemoryStore } from "../memory_store.ts";
  * import { ok } from "node:assert";
  *

@@ -8,9 +8,9 @@ import {
   FrameEncoder,
   MAX_FRAME_PAYLOAD,
   MAX_SEGMENT_LENGTH,
-} from "./framing.ts";
-import { DRBG_SEED_LENGTH } from "./hash_drbg.ts";
-import type { WeightedDist } from "./weighted_dist.ts";
+} from "./_framing.ts";
+import { DRBG_SEED_LENGTH } from "./_hash_drbg.ts";
+import type { WeightedDist } from "./_weighted_dist.ts";
 
 /** Packet header: type (1) and payload length (2). */
 const PACKET_OVERHEAD = 3;
@@ -73,9 +73,9 @@ function concat(parts: Uint8Array[], total?: number): Uint8Array {
  *
  * @example A client and a server session talk
  * ```ts
- * import { Session } from "./session.ts";
+ * import { Session } from "./_session.ts";
  * import { loadWasmCrypto } from "../crypto_backend.ts";
- * import { WeightedDist } from "./weighted_dist.ts";
+ * import { WeightedDist } from "./_weighted_dist.ts";
  * import { deepStrictEqual } from "node:assert";
  *
  * const crypto = await loadWasmCrypto();

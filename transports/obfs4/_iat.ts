@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { nextTask } from "./next_task.ts";
+import { nextTask } from "./_next_task.ts";
 
 /**
  * How an obfs4 connection in IAT mode 1 or 2 waits after each network
@@ -171,7 +171,7 @@ function drive(): void {
  *
  * @example A 4.7 ms sleep takes about 5.1 ms
  * ```ts
- * import { obfs4proxySleep } from "./iat.ts";
+ * import { obfs4proxySleep } from "./_iat.ts";
  * import { ok, strictEqual } from "node:assert";
  *
  * strictEqual(obfs4proxySleep(0), undefined);

@@ -2,7 +2,7 @@
 // This module is browser-compatible.
 
 import type { CryptoBackend } from "../crypto_backend.ts";
-import type { RandomFill } from "./random.ts";
+import type { RandomFill } from "./_random.ts";
 
 // Arithmetic modulo p = 2^255 - 19 on bigints, for the Elligator2 map only:
 // the point operations (the costly part) come from the crypto backend.
@@ -104,7 +104,7 @@ function fromLE(bytes: Uint8Array): bigint {
  *
  * @example Decoding
  * ```ts
- * import { representativeToPublicKey } from "./elligator2.ts";
+ * import { representativeToPublicKey } from "./_elligator2.ts";
  * import { strictEqual } from "node:assert";
  *
  * strictEqual(representativeToPublicKey(new Uint8Array(32)).length, 32);
@@ -165,7 +165,7 @@ export interface RepresentableKeyPair {
  *
  * @example Round trip
  * ```ts
- * import { generateRepresentableKeyPair, representativeToPublicKey } from "./elligator2.ts";
+ * import { generateRepresentableKeyPair, representativeToPublicKey } from "./_elligator2.ts";
  * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { deepStrictEqual } from "node:assert";
  *
@@ -234,7 +234,7 @@ function representable(
  *
  * @example Taking and refilling
  * ```ts
- * import { KeyPairReserve, representativeToPublicKey } from "./elligator2.ts";
+ * import { KeyPairReserve, representativeToPublicKey } from "./_elligator2.ts";
  * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { deepStrictEqual, notDeepStrictEqual } from "node:assert";
  *

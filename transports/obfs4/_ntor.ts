@@ -55,7 +55,7 @@ function finish(
  *
  * @example Both sides agree
  * ```ts
- * import { ntorClient, ntorServer } from "./ntor.ts";
+ * import { ntorClient, ntorServer } from "./_ntor.ts";
  * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { deepStrictEqual } from "node:assert";
  *
@@ -92,7 +92,7 @@ export function ntorClient(
  *
  * @example Deriving a server result
  * ```ts
- * import { ntorServer } from "./ntor.ts";
+ * import { ntorServer } from "./_ntor.ts";
  * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { strictEqual } from "node:assert";
  *
@@ -130,7 +130,7 @@ export function ntorServer(
  *
  * @example Expanding
  * ```ts
- * import { ntorKdf } from "./ntor.ts";
+ * import { ntorKdf } from "./_ntor.ts";
  * import { loadWasmCrypto } from "../crypto_backend.ts";
  * import { strictEqual } from "node:assert";
  *

@@ -2,7 +2,7 @@
 // This module is browser-compatible.
 
 import type { Aead } from "../crypto_backend.ts";
-import { type MethodInfo, sessionSubkey, TAG_LENGTH } from "./methods.ts";
+import { type MethodInfo, sessionSubkey, TAG_LENGTH } from "./_methods.ts";
 
 /** Makes the {@linkcode Aead} of a session subkey, for one method. */
 export type AeadFactory = (key: Uint8Array) => Aead;
