@@ -10,6 +10,7 @@ import type { TransportOptions } from "../../transports/transport.ts";
 import { parseJsonSettings, parseTorArgs } from "../lines/_args.ts";
 import { addressLength, ATYP_NAME, decodeAddress } from "./_address.ts";
 import { SocksReply, socksReplyCode, SocksReplyError } from "./_reply.ts";
+import { concat } from "../../transports/_bytes.ts";
 
 /** How the client passed per-connection settings. */
 export type SocksAuthMethod = "none" | "userpass" | "json" | "socks4";
@@ -343,13 +344,6 @@ async function reply4(conn: HandshakeIo, code: number, final = false): Promise<v
 function socks4aName(name: string): Uint8Array {
   const bytes = new TextEncoder().encode(name);
   return new Uint8Array([ATYP_NAME, bytes.length, ...bytes, 0, 0]);
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 function decodeUtf8(bytes: Uint8Array): string {

@@ -2,6 +2,7 @@
 // This module is browser-compatible.
 
 import type { CryptoBackend } from "../crypto_backend.ts";
+import { concat } from "../_bytes.ts";
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 const PROTOID = text("ntor-curve25519-sha256-1");
@@ -20,16 +21,6 @@ export interface NtorResult {
   readonly keySeed: Uint8Array;
   /** AUTH, which the server sends and the client checks. */
   readonly auth: Uint8Array;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
 }
 
 function finish(

@@ -11,6 +11,7 @@ import {
 } from "./_framing.ts";
 import { DRBG_SEED_LENGTH } from "./_hash_drbg.ts";
 import type { WeightedDist } from "./_weighted_dist.ts";
+import { concat } from "../_bytes.ts";
 
 /** Packet header: type (1) and payload length (2). */
 const PACKET_OVERHEAD = 3;
@@ -54,17 +55,6 @@ function burstLength(n: number): number {
   const rest = n % MAX_PACKET_PAYLOAD;
   return Math.floor(n / MAX_PACKET_PAYLOAD) * MAX_SEGMENT_LENGTH +
     (rest > 0 ? HEADER_LENGTH + rest : 0);
-}
-
-function concat(parts: Uint8Array[], total?: number): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(total ?? parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
 }
 
 /**
@@ -252,7 +242,10 @@ export class Session {
       zeros = 0;
       const remaining = burst.length - offset;
       if (remaining < target) {
-        burst = concat([burst.subarray(offset), ...this.#pad(remaining, target)]);
+        const pads = this.#pad(remaining, target);
+        burst = pads.length === 0
+          ? burst.subarray(offset)
+          : concat(burst.subarray(offset), ...pads);
         offset = 0;
         if (burst.length !== target) continue;
       }
@@ -284,7 +277,7 @@ export class Session {
       // Finish the partial frame with at most one frame's worth of the
       // chunk rather than copying all of it behind the leftover.
       const take = Math.min(chunk.length, MAX_SEGMENT_LENGTH);
-      this.#buffer = concat([this.#buffer.subarray(this.#offset), chunk.subarray(0, take)]);
+      this.#buffer = concat(this.#buffer.subarray(this.#offset), chunk.subarray(0, take));
       this.#offset = 0;
       total = this.#frames(out, total, 1);
       if (this.#offset > 0 && take < chunk.length) {

@@ -25,6 +25,7 @@ import { type IatSleep, obfs4proxySleep } from "./_iat.ts";
 import { ReplayFilter } from "../_replay_filter.ts";
 import { Session } from "./_session.ts";
 import { WeightedDist } from "./_weighted_dist.ts";
+import { concat } from "../_bytes.ts";
 
 const CLIENT_HANDSHAKE_TIMEOUT_MS = 60_000;
 const SERVER_HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -142,13 +143,6 @@ function randomSeed(random: RandomFill): Uint8Array {
   const seed = new Uint8Array(24);
   random(seed);
   return seed;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 async function send(

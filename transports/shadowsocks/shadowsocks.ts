@@ -16,6 +16,7 @@ import {
   type ShadowsocksConfig,
   toBase64,
 } from "./_methods.ts";
+import { concat } from "../_bytes.ts";
 
 const MIN_DRAIN_MS = 30_000;
 const DRAIN_SPREAD_MS = 60_000;
@@ -69,14 +70,6 @@ async function aeadFactory(env: TransportEnvironment, method: MethodInfo): Promi
     if (aead === undefined) throw new TypeError(`Cannot use ${method.name}: no backend has it`);
     return aead;
   };
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (a.length === 0) return b;
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 /**

@@ -3,6 +3,7 @@
 
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { sha256 } from "@noble/hashes/sha2.js";
+import { concat } from "../_bytes.ts";
 
 /**
  * An Ed25519 key pair in OpenSSH's formats: the private key file
@@ -249,16 +250,6 @@ function uint32(value: number): Uint8Array {
 
 function sshString(data: Uint8Array): Uint8Array {
   return concat(uint32(data.length), data);
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 function toBase64(data: Uint8Array): string {
