@@ -60,6 +60,12 @@ interface Spec {
   readonly fallback?: string;
 }
 
+const LOG_LEVEL: Spec = {
+  value: "LEVEL",
+  help: "error, warning, notice, info, debug",
+  fallback: "notice",
+};
+
 const SPECS: Record<string, Record<string, Spec>> = {
   server: {
     transport: { value: "NAME", help: "transport to serve", fallback: "obfs4" },
@@ -92,11 +98,7 @@ const SPECS: Record<string, Record<string, Spec>> = {
       fallback: "1",
     },
     state: { value: "DIR", help: "state directory (keys)", fallback: "<per-user>/ptkit/server" },
-    "log-level": {
-      value: "LEVEL",
-      help: "error, warning, notice, info, debug",
-      fallback: "notice",
-    },
+    "log-level": LOG_LEVEL,
     help: { help: "print this help" },
   },
   client: {
@@ -116,11 +118,7 @@ const SPECS: Record<string, Record<string, Spec>> = {
       help: "serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: 127.0.0.1)",
     },
     state: { value: "DIR", help: "state directory", fallback: "<per-user>/ptkit/client" },
-    "log-level": {
-      value: "LEVEL",
-      help: "error, warning, notice, info, debug",
-      fallback: "notice",
-    },
+    "log-level": LOG_LEVEL,
     help: { help: "print this help" },
   },
   start: {
