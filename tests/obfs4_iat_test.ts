@@ -261,13 +261,27 @@ Deno.test(`obfs4 iat-mode 1: gaps between ${WRITES} writes on the wire match obf
     pairs.push(
       await startPair([Deno.execPath(), "run", "-A", MAIN], options, target.port, `${dir}/pt`),
     );
-    // Both at once: the same load on the machine for both.
-    const [theirs, ours] = await Promise.all(pairs.map((p) => captureGaps(p, WRITES)));
-    console.log(`obfs4proxy pair: ${theirs!.mibps.toFixed(3)} MiB/s; ${describe(theirs!.gaps)}`);
-    console.log(`ptkit pair:      ${ours!.mibps.toFixed(3)} MiB/s; ${describe(ours!.gaps)}`);
-    const ks = ksTwoSample(ours!.gaps, theirs!.gaps);
-    console.log(`KS: D = ${ks.d.toFixed(4)} at ${ks.at.toFixed(3)} ms, p = ${ks.p.toFixed(4)}`);
-    ok(ks.p > 0.01, `gaps differ: D = ${ks.d.toFixed(4)} at ${ks.at.toFixed(3)} ms, p = ${ks.p}`);
+    // At p > 0.01, one capture in a hundred of two identical distributions
+    // fails by chance, and a busy machine shifts wall-clock gaps a little
+    // more (seen once in CI: D = 0.052, p = 0.0086, with the same quartiles
+    // within 0.05 ms). So a failed comparison is made once more on fresh
+    // captures, and the test fails only when both do. A real difference
+    // fails both: a 2 ms timer floor, which removes the 13% of gaps under
+    // 2 ms, makes D at least 0.13 and p about 1e-16 in each capture.
+    let ks: ReturnType<typeof ksTwoSample> | undefined;
+    for (let attempt = 1; attempt <= 2 && !(ks !== undefined && ks.p > 0.01); attempt++) {
+      // Both at once: the same load on the machine for both.
+      const [theirs, ours] = await Promise.all(pairs.map((p) => captureGaps(p, WRITES)));
+      console.log(`capture ${attempt}:`);
+      console.log(`obfs4proxy pair: ${theirs!.mibps.toFixed(3)} MiB/s; ${describe(theirs!.gaps)}`);
+      console.log(`ptkit pair:      ${ours!.mibps.toFixed(3)} MiB/s; ${describe(ours!.gaps)}`);
+      ks = ksTwoSample(ours!.gaps, theirs!.gaps);
+      console.log(`KS: D = ${ks.d.toFixed(4)} at ${ks.at.toFixed(3)} ms, p = ${ks.p.toFixed(4)}`);
+    }
+    ok(
+      ks!.p > 0.01,
+      `gaps differ: D = ${ks!.d.toFixed(4)} at ${ks!.at.toFixed(3)} ms, p = ${ks!.p}`,
+    );
   } finally {
     for (const p of pairs) await Promise.all([p.client.stop(), p.server.stop()]);
     target.close();
