@@ -58,29 +58,28 @@ function invert(z: bigint): bigint {
 }
 
 /**
- * The non-negative square root of u / v, or `undefined` when u / v is not
- * a square (v nonzero): x = u v^3 (u v^7)^((p - 5) / 8), fixed by sqrt(-1).
+ * The candidate square root of u / v (v nonzero): x = u v^3 (u v^7)^((p -
+ * 5) / 8), for which v x^2 = u q with q a fourth root of unity: +-1 when
+ * u / v is a square, +-sqrt(-1) when it is not.
  */
-function sqrtRatio(u: bigint, v: bigint): bigint | undefined {
+function ratioCandidate(u: bigint, v: bigint): bigint {
   const v3 = (((v * v) % P) * v) % P;
   const uv7 = (((u * v3) % P) * ((v3 * v) % P)) % P;
-  let x = (((u * v3) % P) * ((square(pow22501(uv7).t250, 2) * uv7) % P)) % P;
+  return (((u * v3) % P) * ((square(pow22501(uv7).t250, 2) * uv7) % P)) % P;
+}
+
+/**
+ * The non-negative square root of u / v, or `undefined` when u / v is not
+ * a square (v nonzero): the candidate, fixed by sqrt(-1).
+ */
+function sqrtRatio(u: bigint, v: bigint): bigint | undefined {
+  let x = ratioCandidate(u, v);
   const vx2 = (((x * x) % P) * v) % P;
   if (vx2 !== u) {
     if (vx2 !== mod(-u)) return undefined;
     x = (x * SQRT_M1) % P;
   }
   return x > HALF_P ? P - x : x;
-}
-
-/**
- * sqrtRatio's candidate for sqrt(1 / v) (v nonzero): x = v^3 (v^7)^((p - 5)
- * / 8), for which v x^2 is a fourth root of unity, +-1 when v is a square.
- */
-function invSqrtCandidate(v: bigint): bigint {
-  const v3 = (((v * v) % P) * v) % P;
-  const v7 = (((v3 * v3) % P) * v) % P;
-  return (v3 * ((square(pow22501(v7).t250, 2) * v7) % P)) % P;
 }
 
 function toLE(n: bigint): Uint8Array {
@@ -126,17 +125,18 @@ export function representativeToPublicKey(representative: Uint8Array): Uint8Arra
   // u = w when f(w) = w^3 + A w^2 + w is a square, else -w - A.
   // f(w) = -A (A^2 - A^2 d + d^2) / d^3, so f(w) is a square exactly when
   // s = -A d (A^2 - A^2 d + d^2) is one (they differ by the square d^4).
-  // One exponentiation gives both 1 / d and that answer: x = invSqrt(s d^2)
-  // has (s d^2) x^2 = q, a fourth root of unity that is +-1 exactly when
-  // s d^2 is a square, and 1 / d = x^2 s d / q (1 / q = q for +-1, -q for
-  // +-sqrt(-1)). Half the work of an inversion plus a square test.
+  // One exponentiation gives both 1 / d and that answer: the candidate x
+  // for sqrt(1 / (s d^2)) has (s d^2) x^2 = q, a fourth root of unity that
+  // is +-1 exactly when s d^2 is a square, and 1 / d = x^2 s d / q (1 / q =
+  // q for +-1, -q for +-sqrt(-1)). Half the work of an inversion plus a
+  // square test.
   const d = mod(1n + 2n * ((r * r) % P));
   const d2 = (d * d) % P;
   const A2 = A * A;
   const s = mod(-A * ((d * mod(A2 - ((A2 * d) % P) + d2)) % P));
   if (s === 0n) return toLE(mod(-A * invert(d))); // f(w) = 0, a square.
   const v = (s * d2) % P;
-  const x = invSqrtCandidate(v);
+  const x = ratioCandidate(1n, v);
   const x2 = (x * x) % P;
   const q = (v * x2) % P;
   const square = q === 1n || q === P - 1n;
