@@ -6,10 +6,13 @@
 // the server (`-free -target`) and the application's destination (the sink)
 // travels inside the transport to the server's embedded SOCKS5 target. The
 // bytes take the same hops; the goal is free mode within 5% of socks mode.
-// Besides the throughput (wall clock, which on a 2-core machine running four
-// busy processes moves 10-15% between runs), the CPU seconds the client and
-// server processes spend per GiB in each mode: the cost the issue is about
-// (a copy or a wrap more per chunk), and steadier than the wall clock.
+// One stream at a time, so the servers run one process each (`-workers 1`),
+// and every process keeps its CPU (the kernel otherwise places the pairs
+// differently, and two identical pairs differ by 10-15%). Many short rounds,
+// each one upload per mode back to back: the figure is the median of the
+// rounds' ratios with its confidence interval, which a neighbour's burst on
+// a shared machine moves far less than a best-of. Beside it, the CPU
+// seconds the client and server processes spend per GiB in each mode.
 
 import { socks5Connect } from "../tests/obfs4_socks5.ts";
 import { spawnUntil, stop } from "./ipc_bench.ts";
@@ -35,13 +38,55 @@ interface Pair {
   close(): Promise<void>;
 }
 
-async function startPair(free: boolean, sinkPort: number, state: string): Promise<Pair> {
+/**
+ * Pin a process (all its threads) to CPUs with util-linux's `taskset`;
+ * `cpus` as taskset's list (`1`, `0,1`). Returns the list it had before.
+ */
+async function pin(pid: number, cpus: number | string): Promise<string> {
+  const run = async (...args: string[]) => {
+    const { success, stdout } = await new Deno.Command("taskset", { args, stderr: "null" })
+      .output();
+    if (!success) throw new Error(`taskset ${args.join(" ")} failed`);
+    return new TextDecoder().decode(stdout);
+  };
+  const before = (await run("-c", "-p", String(pid))).trim().split(": ").pop()!;
+  await run("-a", "-c", "-p", String(cpus), String(pid));
+  return before;
+}
+
+/** Whether the section pins its processes: two CPUs or more and `taskset` to do it. */
+async function canPin(): Promise<boolean> {
+  if (navigator.hardwareConcurrency < 2) return false;
+  try {
+    return (await new Deno.Command("taskset", { args: ["-V"], stdout: "null", stderr: "null" })
+      .output()).success;
+  } catch {
+    return false;
+  }
+}
+
+async function startPair(
+  free: boolean,
+  sinkPort: number,
+  state: string,
+  pinned: boolean,
+): Promise<Pair> {
   const server = await spawnUntil(
     MAIN,
     free
-      ? ["-server", "-transports", "plain", "-bindaddr", "plain-127.0.0.1:0", "-target", "socks"]
+      ? [
+        "-server",
+        "-workers",
+        "1",
+        "-transports",
+        "plain",
+        "-bindaddr",
+        "plain-127.0.0.1:0",
+        "-target",
+        "socks",
+      ]
         .concat(["-allow", "loopback", "-state", state])
-      : ["-server", "-transports", "plain", "-bindaddr", "plain-127.0.0.1:0"]
+      : ["-server", "-workers", "1", "-transports", "plain", "-bindaddr", "plain-127.0.0.1:0"]
         .concat(["-target", `127.0.0.1:${sinkPort}`, "-state", state]),
     ENV,
     /^SMETHODS DONE/,
@@ -56,6 +101,10 @@ async function startPair(free: boolean, sinkPort: number, state: string): Promis
     /^CMETHODS DONE/,
   );
   const socksPort = methodPort(client.lines, "CMETHOD");
+  if (pinned) {
+    await pin(client.child.pid, 0);
+    await pin(server.child.pid, 1);
+  }
   const destination = { hostname: "127.0.0.1", port: free ? sinkPort : serverPort };
   return {
     connect: () => socks5Connect({ hostname: "127.0.0.1", port: socksPort }, destination),
@@ -70,8 +119,36 @@ async function startPair(free: boolean, sinkPort: number, state: string): Promis
 }
 
 /**
- * Run the section: best of `2 * rounds` uploads through each mode, the
- * two modes alternating so that both see the same machine load.
+ * The distribution-free 95% confidence interval of a median: the ranks
+ * `[k, n + 1 - k]` (1-based) of the sorted sample, with `k` the largest rank
+ * such that a Binomial(n, 1/2) falls below it with probability <= 2.5%.
+ * `null` when the sample is too small for one (fewer than 6 values).
+ */
+export function medianInterval(sorted: number[]): [number, number] | null {
+  const n = sorted.length;
+  let k = 0;
+  let below = 0; // P(Binomial(n, 1/2) < k + 1), grown one term at a time.
+  let term = 2 ** -n; // C(n, k) / 2^n for the current k
+  while (k < n && below + term <= 0.025) {
+    below += term;
+    term = term * (n - k) / (k + 1);
+    k++;
+  }
+  return k === 0 ? null : [sorted[k - 1]!, sorted[n - k]!];
+}
+
+/** The median of a sorted sample. */
+function median(sorted: number[]): number {
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/**
+ * Run the section: `rounds` rounds, each one upload through each mode
+ * back to back (the order alternating, ABBA), so that a neighbour's burst on
+ * this shared machine hurts both uploads of a round alike. The figure is
+ * the median of the rounds' paired ratios (free over socks), with its 95%
+ * confidence interval; the best upload of each mode is printed beside it.
  */
 export async function freeBench(
   upload: (conn: Deno.Conn) => Promise<number>,
@@ -80,40 +157,78 @@ export async function freeBench(
   row: (name: string, value: number, unit: string, base: number) => void,
 ): Promise<void> {
   const state = await Deno.makeTempDir({ prefix: "ptkit-bench-free-" });
-  const socks = await startPair(false, sinkPort, state);
-  const free = await startPair(true, sinkPort, state);
+  // The same CPUs for both modes' processes: client on CPU 0; server and
+  // this process (the application's upload and the sink) on CPU 1. Left to
+  // the scheduler, where each process runs differs between the pairs, and
+  // two identical socks-mode pairs then differ by 10-15% (BENCH_FREE_AA=1
+  // runs socks mode against itself, to see the section's own noise).
+  const pinned = await canPin();
+  const aa = Deno.env.get("BENCH_FREE_AA") === "1";
+  const socks = await startPair(false, sinkPort, state, pinned);
+  const free = await startPair(!aa, sinkPort, state, pinned);
+  const affinity = pinned ? await pin(Deno.pid, 1) : undefined;
   try {
-    let bestSocks = 0;
-    let bestFree = 0;
+    const best = { socks: 0, free: 0 };
+    const ratios: number[] = [];
+    const cpuRatios: number[] = [];
     // CPU seconds and bytes per mode, over all rounds.
     const used = { socks: { cpu: 0, bytes: 0 }, free: { cpu: 0, bytes: 0 } };
-    // Twice the rounds of the other sections, in ABBA order: on a shared
-    // machine a neighbour's burst then hurts both modes alike.
-    for (let i = 0; i < 2 * rounds; i++) {
-      const order = i % 2 === 0 ? [false, true] : [true, false];
-      for (const isFree of order) {
-        const pair = isFree ? free : socks;
+    for (let i = 0; i < rounds; i++) {
+      const order = i % 2 === 0 ? ["socks", "free"] as const : ["free", "socks"] as const;
+      const round = { socks: { rate: 0, perGiB: 0 }, free: { rate: 0, perGiB: 0 } };
+      for (const mode of order) {
+        const pair = mode === "free" ? free : socks;
         const conn = await pair.connect();
         const [cpuBefore, start] = [pair.cpu(), performance.now()];
         const rate = await upload(conn);
-        const tally = isFree ? used.free : used.socks;
-        tally.cpu += pair.cpu() - cpuBefore;
-        tally.bytes += rate * 1e6 * (performance.now() - start) / 1000;
-        if (isFree) bestFree = Math.max(bestFree, rate);
-        else bestSocks = Math.max(bestSocks, rate);
+        const [cpu, bytes] = [
+          pair.cpu() - cpuBefore,
+          rate * 1e6 * (performance.now() - start) / 1000,
+        ];
+        used[mode].cpu += cpu;
+        used[mode].bytes += bytes;
+        best[mode] = Math.max(best[mode], rate);
+        round[mode] = { rate, perGiB: cpu / (bytes / 2 ** 30) };
       }
+      ratios.push(round.free.rate / round.socks.rate);
+      cpuRatios.push(round.free.perGiB / round.socks.perGiB);
+      Deno.stderr.writeSync(
+        new TextEncoder().encode(
+          `\rfree mode bench: round ${i + 1}/${rounds}, free/socks ${ratios.at(-1)!.toFixed(2)}   `,
+        ),
+      );
     }
+    Deno.stderr.writeSync(new TextEncoder().encode("\n"));
+    ratios.sort((a, b) => a - b);
+    cpuRatios.sort((a, b) => a - b);
+    const interval = (sorted: number[]) => {
+      const ci = medianInterval(sorted);
+      return ci ? `95% CI ${ci[0].toFixed(2)}-${ci[1].toFixed(2)}` : "too few rounds for a CI";
+    };
     console.log(
-      "Standalone client and server (main.ts, plain), free mode vs socks mode (goal >= 0.95):",
+      `Standalone client and server (main.ts, plain, -workers 1), ${
+        aa ? "socks mode against itself (BENCH_FREE_AA=1)" : "free mode vs socks mode"
+      }, ${rounds} paired rounds${pinned ? ", pinned: client CPU 0, server and sink CPU 1" : ""}:`,
     );
-    row("socks mode: SOCKS5 to the server, fixed target", bestSocks, "MB/s", bestSocks);
-    row("free mode: destination inside, SOCKS5 target", bestFree, "MB/s", bestSocks);
-    // Lower is better here: the ratio is free mode's CPU cost over socks mode's (goal <= 1.05).
+    row("socks mode: SOCKS5 to the server, fixed target", best.socks, "MB/s", best.socks);
+    row("free mode: destination inside, SOCKS5 target", best.free, "MB/s", best.socks);
+    console.log(
+      `  median of the paired ratios free/socks ${median(ratios).toFixed(2)} (${
+        interval(ratios)
+      }; goal >= 0.95)`,
+    );
+    // Lower is better here: free mode's CPU cost over socks mode's (goal <= 1.05).
     const perGiB = (t: { cpu: number; bytes: number }) => t.cpu / (t.bytes / 2 ** 30);
-    console.log("CPU seconds per GiB, client + server processes (goal for free mode <= 1.05):");
+    console.log("CPU seconds per GiB, client + server processes:");
     row("socks mode", perGiB(used.socks), "s/GiB", perGiB(used.socks));
     row("free mode", perGiB(used.free), "s/GiB", perGiB(used.socks));
+    console.log(
+      `  median of the paired ratios free/socks ${median(cpuRatios).toFixed(2)} (${
+        interval(cpuRatios)
+      }; goal <= 1.05)`,
+    );
   } finally {
+    if (affinity !== undefined) await pin(Deno.pid, affinity);
     await socks.close();
     await free.close();
     await Deno.remove(state, { recursive: true });
