@@ -25,7 +25,7 @@ import { registry as defaultRegistry } from "../managed/_registry.ts";
 import { runManaged } from "../managed/_run.ts";
 import { CAUSE_REPORTED } from "../managed/_shutdown.ts";
 import { perUserStateDir } from "../managed/_state_dir.ts";
-import { CLI_COMMANDS, cliError } from "./_names.ts";
+import { CLI_COMMANDS, cliError, methodErrorCode } from "./_names.ts";
 import { parseSsUri, type SsUri } from "./_ss_uri.ts";
 import { layerTransports } from "../../transports/layer.ts";
 
@@ -122,7 +122,11 @@ const SPECS: Record<string, Record<string, Spec>> = {
     help: { help: "print this help" },
   },
   start: {
-    transport: { value: "NAME", help: "transport to run", fallback: "obfs4" },
+    transport: {
+      value: "NAME",
+      help: "obfs4, plain or shadowsocks (webtunnel and ssh: use server and client)",
+      fallback: "obfs4",
+    },
     socks: {
       value: "IP:PORT",
       help: "SOCKS5 address (a free port when 1080 is taken)",
@@ -161,9 +165,9 @@ export function cliUsage(subcommand: string, command: string): string {
   const lines = [`Usage: ${command} ${subcommand} ${usage}`, "", SUMMARY[subcommand]!, ""];
   for (const [name, spec] of Object.entries(specs)) {
     const left = `--${name}${spec.value ? ` ${spec.value}` : ""}`;
-    lines.push(
-      `  ${left.padEnd(26)} ${spec.help}${spec.fallback ? ` (default ${spec.fallback})` : ""}`,
-    );
+    // A help text of several lines continues under its first.
+    const help = spec.help.replaceAll("\n", `\n${" ".repeat(29)}`);
+    lines.push(`  ${left.padEnd(26)} ${help}${spec.fallback ? ` (default ${spec.fallback})` : ""}`);
   }
   lines.push("", "Examples:");
   if (subcommand === "server") {
@@ -333,16 +337,16 @@ function humanLines(
         return;
       case "CMETHOD-ERROR":
       case "SMETHOD-ERROR": {
-        // A transport's options (a bridge line's) are configuration: 64, as
-        // a bad flag, and the message names the transport already; a
-        // transport that cannot start (its port taken): 1.
+        // A transport's options (a bridge line's) and its state file are
+        // configuration: 64, as a bad flag (the options' message names the
+        // transport already); a transport that cannot start (its port taken): 1.
         const configuration = /^Cannot configure /.test(line.message);
         context.err(
           cliError(
             configuration ? line.message : `Cannot start ${line.transport}: ${line.message}`,
           ),
         );
-        onError(configuration ? 64 : 1);
+        onError(methodErrorCode(line.message));
         return;
       }
     }
@@ -382,10 +386,12 @@ function run(
   emit: (line: PtLine) => void,
   signal: AbortSignal,
   shutdownNotices = true,
+  onListening?: (transport: string, address: HostPort) => void,
 ): Promise<number> {
   return runManaged(config, {
     shutdownNotices,
     emit,
+    ...(onListening === undefined ? {} : { onListening }),
     ...(context.options.registry ? { registry: context.options.registry } : {}),
     process: context.options.process ?? true,
     // A command a person starts (under nohup, say) outlives its shell.
@@ -403,6 +409,7 @@ async function runSide(
   context: Context,
   level: LogSeverity,
   onMethod: Parameters<typeof humanLines>[2],
+  onListening?: (transport: string, address: HostPort) => void,
 ): Promise<number> {
   const stop = abortable(context);
   let failed: number | undefined;
@@ -410,7 +417,7 @@ async function runSide(
     failed ??= code;
     stop.abort(CAUSE_REPORTED);
   });
-  const code = await run(config, context, lines, stop.signal);
+  const code = await run(config, context, lines, stop.signal, true, onListening);
   return failed !== undefined && code === 0 ? failed : code;
 }
 
@@ -441,13 +448,22 @@ async function server(flags: Record<string, string>, context: Context): Promise<
   const publicAddress = flags["public-address"] === undefined
     ? undefined
     : address(flags["public-address"], "--public-address");
+  // Tor's bridge lines take an IP address, never a name.
+  if (publicAddress !== undefined && !isIpLiteral(publicAddress.hostname)) {
+    throw new UsageError(
+      `Invalid --public-address ${
+        JSON.stringify(flags["public-address"])
+      }: expected IP:PORT (bridge lines take an IP address, not a name)`,
+    );
+  }
+  const given = serverOptions(flags.options);
   const target = flags.target ?? "socks";
   const isFree = target === "socks";
   if (!isFree && flags.allow !== undefined) throw new UsageError("--allow needs --target socks");
   const state = stateDir(flags.state, "server", context.getEnv);
   const level = logLevel(flags);
   const side: ServerConfig = {
-    ...common(transport, state, level, new Map([[transport, serverOptions(flags.options)]])),
+    ...common(transport, state, level, new Map([[transport, given]])),
     ...metrics(flags),
     kind: "server",
     bindAddrs: new Map([[transport, listen]]),
@@ -463,21 +479,31 @@ async function server(flags: Record<string, string>, context: Context): Promise<
     ...side,
     workers: workerCount(side, flags.workers ?? "1", 1, usage),
   };
+  // Where the transport listens: an SMETHOD's address is what the bridge
+  // line says, which for WebTunnel is a placeholder (clients reach it
+  // through the front web server).
+  let bound: HostPort | undefined;
+  // A Shadowsocks server's password (or key) is never printed: the client
+  // command names it as a placeholder to fill in.
+  const secret = transport === "shadowsocks"
+    ? given.key !== undefined ? { key: "<KEY>" } : { password: "<PASSWORD>" }
+    : undefined;
   return await runSide(config, context, level, (method) => {
-    const listening = method.address;
+    const listening = bound ?? method.address;
     const line = formatBridgeLine({
       transport: method.transport,
-      address: publicAddress ?? listening,
-      options: method.type === "SMETHOD" ? method.args : {},
+      address: publicAddress ?? method.address,
+      options: method.type === "SMETHOD" ? { ...method.args, ...secret } : {},
     });
     // 0.0.0.0 and :: mean "every interface", not an address to dial.
+    const said = method.address;
     const unreachable = publicAddress === undefined &&
-      (listening.hostname === "0.0.0.0" || listening.hostname === "::");
+      (said.hostname === "0.0.0.0" || said.hostname === "::");
     if (unreachable) {
       context.err(
         `Warning: the bridge line below says ${
-          formatHostPort(listening)
-        }, which clients cannot dial: use --public-address IP:${listening.port}\n`,
+          formatHostPort(said)
+        }, which clients cannot dial: use --public-address IP:${said.port}\n`,
       );
     }
     context.out(
@@ -498,18 +524,24 @@ async function server(flags: Record<string, string>, context: Context): Promise<
           ? [
             "",
             `Warning: ${
-              formatHostPort(listening)
+              formatHostPort(said)
             } in this bridge line is the listen address, which no client can`,
             "dial: replace it with this machine's public IP address, or restart with",
-            `--public-address IP:${listening.port}.`,
+            `--public-address IP:${said.port}.`,
           ]
           : []),
+        ...(secret === undefined ? [] : [
+          "",
+          `Replace ${Object.values(secret)[0]} with the server's ${
+            Object.keys(secret)[0]
+          } (never printed).`,
+        ]),
         "",
         "Ctrl-C stops the server.",
         "",
       ].join("\n"),
     );
-  });
+  }, (_transport, address) => bound = address);
 }
 
 /**
@@ -700,8 +732,36 @@ async function ssClient(
   );
 }
 
+/**
+ * The transports `start` cannot run alone in one process, and why: each
+ * needs something from outside that a demo cannot make up.
+ */
+const NOT_STARTABLE: Record<string, string> = {
+  webtunnel: "its server sits behind a front web server (url=...)",
+  ssh: "its server must be given the client's public key",
+};
+
+/**
+ * The server options `start` runs a transport with: a fresh password for
+ * Shadowsocks (both sides are in this process; it is never printed), none
+ * for the others.
+ */
+function startOptions(transport: string): Record<string, string> {
+  const why = NOT_STARTABLE[transport];
+  if (why !== undefined) {
+    throw new UsageError(
+      `Cannot run ${transport} with start: ${why}; run "main.ts server --transport ${transport}" ` +
+        `and "main.ts client" instead (see the README)`,
+    );
+  }
+  if (transport !== "shadowsocks") return {};
+  const password = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(24))));
+  return { method: "chacha20-ietf-poly1305", password };
+}
+
 async function start(flags: Record<string, string>, context: Context): Promise<number> {
   const transport = flags.transport ?? "obfs4";
+  const options = startOptions(transport);
   const state = stateDir(flags.state, "start", context.getEnv);
   let socks = address(flags.socks ?? "127.0.0.1:1080", "--socks");
   if (flags.socks === undefined && !portFree(socks)) socks = { ...socks, port: 0 };
@@ -723,7 +783,7 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
   };
   try {
     const serverConfig: ServerConfig = {
-      ...common(transport, `${state}/server`, "notice"),
+      ...common(transport, `${state}/server`, "notice", new Map([[transport, options]])),
       kind: "server",
       bindAddrs: new Map([[transport, { hostname: "127.0.0.1", port: 0 }]]),
       target: { kind: "socks", policy: allowed(allow) },
@@ -744,7 +804,12 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
     }
     const serverAddr = formatHostPort(served.address);
     const clientConfig: ClientConfig = {
-      ...common(transport, `${state}/client`, "notice", new Map([[transport, { ...served.args }]])),
+      ...common(
+        transport,
+        `${state}/client`,
+        "notice",
+        new Map([[transport, { ...served.args, ...options }]]),
+      ),
       kind: "client",
       mode: "socks5",
       listen: socks,

@@ -17,3 +17,16 @@ export const CLI_COMMANDS: readonly string[] = ["server", "client", "start"];
 export function cliError(message: string): string {
   return `ptkit: error: ${message.replace(/^[a-z]/, (c) => c.toUpperCase())}\n`;
 }
+
+/**
+ * The exit code of a transport that did not start, from its
+ * `CMETHOD-ERROR`/`SMETHOD-ERROR` message: 64 (EX_USAGE) for configuration
+ * (its options, a state file that cannot be read or parsed), 1 otherwise
+ * (its address taken, say).
+ *
+ * @param message The error line's message.
+ * @returns 64 or 1.
+ */
+export function methodErrorCode(message: string): 64 | 1 {
+  return /^Cannot (configure |parse |read state file |use state )/.test(message) ? 64 : 1;
+}

@@ -77,7 +77,13 @@ export function parseSsUri(text: string): SsUri {
   let after = query < 0 ? "" : rest.slice(query);
   if (after.startsWith("/")) after = after.slice(1);
   if (after !== "" && !after.startsWith("?")) fail("a path after the port");
-  if (!/:[0-9]+$/.test(authority)) fail("the server has no port");
+  if (!/:[0-9]+$/.test(authority)) {
+    // The host part is the server's address, not a secret: but a port that
+    // is not a number is only named as such.
+    fail(
+      /:[^:\]]*$/.test(authority) ? "the server's port is not a number" : "the server has no port",
+    );
+  }
   const server = parseHostPort(authority, "ss:// server");
   if (server.port === 0) throw new RangeError("Cannot parse the ss:// link: port 0");
   let plugin: SsUri["plugin"];

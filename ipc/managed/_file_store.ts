@@ -141,6 +141,9 @@ export function fileErrorReason(error: unknown): string {
   if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
     return "permission denied";
   }
+  // mkdir over a file (or a path through one): the system's words name the call, not the fault.
+  if (error instanceof Deno.errors.AlreadyExists) return "a file is in the way (not a directory)";
+  if (error instanceof Deno.errors.NotADirectory) return "a part of the path is not a directory";
   return error instanceof Error ? error.message : String(error);
 }
 

@@ -2,6 +2,7 @@
 
 import { unexpectedArgument } from "../../net/_userinfo.ts";
 import { suggestOptionKey } from "../../transports/_option_keys.ts";
+import { CLI_COMMANDS } from "../cli/_names.ts";
 
 /** One command-line flag of the managed proxy, and the variable it overrides. */
 export interface FlagSpec {
@@ -224,18 +225,29 @@ export function parseFlags(args: readonly string[]): ParsedFlags {
   const errors: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
-    const match = /^--?([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(arg);
+    const match = /^(--?)([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(arg);
     if (match === null) {
-      // A stray value may be a credential: it is never echoed.
-      errors.push(unexpectedArgument(arg, i + 1));
+      // A stray value may be a credential: it is never echoed. A first
+      // argument close to a command (`main.ts serve`) gets the command named.
+      const command = i === 0
+        ? /^help$/i.test(arg) ? "--help" : suggestOptionKey(arg, [...CLI_COMMANDS, "turn"])
+        : undefined;
+      errors.push(
+        unexpectedArgument(arg, i + 1) +
+          (command === undefined ? "" : `; did you mean ${command}?`),
+      );
       continue;
     }
-    const [, name, inline] = match;
+    const [, dashes, name, inline] = match;
     const lower = name!.toLowerCase();
     const spec = FLAGS.find((f) => f.names.some((n) => n.toLowerCase() === lower));
     if (spec === undefined) {
       const near = suggestOptionKey(name!, FLAGS.flatMap((f) => f.names));
-      errors.push(`Unknown flag -${name}${near === undefined ? "" : ` (did you mean -${near}?)`}`);
+      errors.push(
+        `Unknown flag ${dashes}${name}${
+          near === undefined ? "" : ` (did you mean ${dashes}${near}?)`
+        }`,
+      );
       continue;
     }
     if (spec.boolean) {

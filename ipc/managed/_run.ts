@@ -52,6 +52,11 @@ export interface RunHooks {
   readonly stdin?: ReadableStream<Uint8Array>;
   /** Where each transport listens, in place of the configuration's (a worker child). */
   readonly listenAt?: ReadonlyMap<string, HostPort>;
+  /**
+   * Called with where each transport listens, before its CMETHOD/SMETHOD
+   * line (WebTunnel's SMETHOD carries a placeholder address instead).
+   */
+  readonly onListening?: (transport: string, address: HostPort) => void;
   /** Listen with `SO_REUSEPORT` (a worker child). */
   readonly reusePort?: boolean;
   /** The transports' storage in place of the state directory's files (a worker child). */
@@ -146,8 +151,13 @@ export async function runManaged(
       : emit,
     // Where each transport listens (not an SMETHOD's address: WebTunnel's
     // is a placeholder).
-    ...(workers > 1
-      ? { onListening: (transport: string, address: HostPort) => bound.set(transport, address) }
+    ...(workers > 1 || hooks.onListening !== undefined
+      ? {
+        onListening: (transport: string, address: HostPort) => {
+          if (workers > 1) bound.set(transport, address);
+          hooks.onListening?.(transport, address);
+        },
+      }
       : {}),
     registry,
     signals: (name: string) => hub.pipe(name),
@@ -292,7 +302,8 @@ function workerCount(
     try {
       Deno.listen({ hostname: at.hostname, port: at.port }).close();
     } catch {
-      log("warning", `-workers: ${formatHostPort(at)} cannot be bound; one process serves`);
+      // Its transport's own *-ERROR line says why; the worker count is beside the point.
+      log("info", `-workers: ${formatHostPort(at)} cannot be bound; one process tries it`);
       return 1;
     }
   }

@@ -15,7 +15,7 @@ import type { PtLine } from "../lines/pt_line.ts";
 import type { ClientConfig, ServerConfig } from "./config.ts";
 import { perUserStateDir } from "./_state_dir.ts";
 import { CAUSE_REPORTED } from "./_shutdown.ts";
-import { cliError } from "../cli/_names.ts";
+import { cliError, methodErrorCode } from "../cli/_names.ts";
 
 /** The SIP003 variables; main.ts is a plugin when the four addresses are set. */
 export const SIP003_VARS: readonly string[] = [
@@ -163,6 +163,12 @@ export interface Sip003Output {
   readonly emit: (line: PtLine) => void;
   /** Whether a transport failed to start (or the state directory could not be made). */
   readonly failed: () => boolean;
+  /**
+   * The exit code of the first failure: 64 for configuration (an
+   * `ENV-ERROR`, a transport's options or state file), 1 otherwise; 0 when
+   * nothing failed.
+   */
+  readonly failureCode: () => number;
   /** Resolves with the client's plugin options once the server listens. */
   readonly clientOptions: Promise<string | undefined>;
 }
@@ -178,12 +184,14 @@ export interface Sip003Output {
  */
 export function sip003Output(plan: Sip003Plan, write: (text: string) => void): Sip003Output {
   let failed = false;
+  let code = 0;
   let printed = false;
   let resolve: (text: string | undefined) => void = () => {};
   const clientOptions = new Promise<string | undefined>((r) => resolve = r);
   const say = (text: string) => write(`ptkit: ${text.replace(/[^\x20-\x7e]/g, "?")}\n`);
   return {
     failed: () => failed,
+    failureCode: () => code,
     clientOptions,
     emit: (line) => {
       switch (line.type) {
@@ -207,6 +215,7 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
         case "SMETHOD-ERROR":
         case "ENV-ERROR":
           failed = true;
+          code ||= line.type === "ENV-ERROR" ? 64 : methodErrorCode(line.message);
           write(cliError(line.message.replace(/[^\x20-\x7e]/g, "?")));
           return;
         case "CMETHODS-DONE":
@@ -231,8 +240,9 @@ export interface Sip003RunOptions {
  * the parent process exiting, or stdin closing when it is a pipe).
  *
  * @param options The environment and stderr.
- * @returns The exit code: 0, 1 when the transport could not start, 64 on
- * bad variables or options.
+ * @returns The exit code: 0, 64 on bad variables, options or state (as
+ * `main.ts client` and `server`), 1 when the transport could not start
+ * otherwise (its address taken).
  */
 export async function runSip003(options: Sip003RunOptions): Promise<number> {
   const env: Record<string, string | undefined> = {};
@@ -291,7 +301,7 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
     signal: stop.signal,
     stdin: new ReadableStream(),
   });
-  return code !== 0 ? code : output.failed() ? 1 : 0;
+  return code !== 0 ? code : output.failureCode();
 }
 
 /** How long after start an end of stdin means "no parent's pipe" (/dev/null). */

@@ -4,7 +4,9 @@
 
 /**
  * `$XDG_STATE_HOME/ptkit/<role>`, else `$HOME/.local/state/ptkit/<role>`,
- * else `.ptkit-state/ptkit/<role>` in the working directory.
+ * else `.ptkit-state/ptkit/<role>` in the working directory. A relative
+ * `XDG_STATE_HOME` or `HOME` is ignored, as the XDG Base Directory
+ * specification says (it would move with the working directory).
  *
  * @param role The run (`server`, `client`, `start`, `sip003-server`, ...).
  * @param getEnv Reads `XDG_STATE_HOME` and `HOME`.
@@ -14,8 +16,9 @@ export function perUserStateDir(
   role: string,
   getEnv: (name: string) => string | undefined,
 ): string {
-  const xdg = getEnv("XDG_STATE_HOME");
-  const home = getEnv("HOME");
+  const absolute = (value: string | undefined) => value?.startsWith("/") ? value : undefined;
+  const xdg = absolute(getEnv("XDG_STATE_HOME"));
+  const home = absolute(getEnv("HOME"));
   const base = xdg ? xdg : home ? `${home}/.local/state` : `${Deno.cwd()}/.ptkit-state`;
   return `${base}/ptkit/${role}`;
 }

@@ -31,6 +31,11 @@ import {
 
 /** Connectors kept per transport, one per distinct configuration. */
 const MAX_CONNECTORS = 64;
+/**
+ * How long free mode waits for the server's SOCKS5 target to answer the
+ * greeting, in ms (it answers before dialing anything).
+ */
+const FREE_GREETING_TIMEOUT_MS = 20_000;
 
 /**
  * Run the client side of the managed proxy: for each known requested
@@ -217,9 +222,21 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
               // Free mode: the destination travels to the server's SOCKS5
               // target, then the transport connection itself is relayed.
               try {
-                return await socks5Connect(conn, destination, { peer: "server's SOCKS5 target" });
+                // Its greeting's answer comes before it dials anything: a
+                // server without a SOCKS5 target (one relaying to a fixed
+                // service) never sends one, which must not hang the client.
+                return await socks5Connect(conn, destination, {
+                  peer: "server's SOCKS5 target",
+                  greetingTimeout: FREE_GREETING_TIMEOUT_MS,
+                });
               } catch (error) {
                 conn.close();
+                if (error instanceof SocksReplyError && error.code === SocksReply.ttlExpired) {
+                  throw new SocksReplyError(
+                    error.code,
+                    `${error.message}: is the server in free mode (-target socks)?`,
+                  );
+                }
                 throw error;
               }
             },

@@ -37,6 +37,12 @@ export interface Socks5ConnectOptions {
   readonly settingsFormat?: "tor" | "json" | "json-length";
   /** Who answers, for error messages. Defaults to `"SOCKS5 server"`. */
   readonly peer?: string;
+  /**
+   * How long the server has to answer the greeting (its method choice, sent
+   * before it dials anything), in ms; then the connection is closed and
+   * the call fails with `06`. Defaults to no limit.
+   */
+  readonly greetingTimeout?: number;
 }
 
 const METHOD_NONE = 0x00;
@@ -58,7 +64,8 @@ const METHOD_JSON = 0x80;
  * server sent bytes right behind its reply (a stream connection then gives
  * those first).
  * @throws {SocksReplyError} With the server's reply code when it refuses,
- * `02` when it refuses the credentials or arguments, `01` when it answers
+ * `02` when it refuses the credentials or arguments, `06` when it did not
+ * answer the greeting within `greetingTimeout`, `01` when it answers
  * nonsense or closes.
  * @throws {RangeError} When the arguments are too long for PT 1.0 (510
  * bytes) or the host name for SOCKS (255).
@@ -104,7 +111,23 @@ export async function socks5Connect(
   const io = new HandshakeIo(conn);
   const read = (n: number) => readExactly(io, n, () => failure(`${peer} closed the connection`));
   await writeFull(io, new Uint8Array([5, offered.length, ...offered]));
-  const [version, method] = await read(2);
+  let silent = false;
+  const timer = options.greetingTimeout === undefined ? undefined : setTimeout(() => {
+    silent = true;
+    conn.close();
+  }, options.greetingTimeout);
+  let version, method;
+  try {
+    [version, method] = await read(2);
+  } catch (error) {
+    if (!silent) throw error;
+    throw new SocksReplyError(
+      SocksReply.ttlExpired,
+      `${peer} did not answer the SOCKS5 greeting in ${options.greetingTimeout! / 1000} s`,
+    );
+  } finally {
+    clearTimeout(timer);
+  }
   if (version !== 5) throw failure(`${peer} sent a bad method reply`);
   if (!offered.includes(method!)) {
     throw new SocksReplyError(

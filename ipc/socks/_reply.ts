@@ -3,6 +3,7 @@
 // sides (the handshake answers with it, the client throws it).
 
 import { isSettingsRejection } from "../../transports/_settings_error.ts";
+import { HandshakeError } from "../../transports/_handshake_error.ts";
 
 /** SOCKS5 reply codes (RFC 1928, and PT 2.0 draft 3 for `0x10`-`0x13`). */
 export const SocksReply = {
@@ -85,9 +86,10 @@ export class SocksReplyError extends Error {
 /**
  * Map the error a dial failed with to the SOCKS5 reply code that names it:
  * refused or reset `05`, host unreachable or unresolvable `04`, network
- * unreachable `03`, timed out `06`, address not available `08`, settings
- * the transport rejected when it made the connection's pair `13`, a
- * {@linkcode SocksReplyError}'s own code, anything else `01`.
+ * unreachable `03`, timed out (a transport handshake too) `06`, address not
+ * available `08`, settings the transport rejected when it made the
+ * connection's pair `13`, a {@linkcode SocksReplyError}'s own code,
+ * anything else `01`.
  *
  * @param error The error.
  * @returns The reply code.
@@ -98,6 +100,8 @@ export function socksReplyCode(error: unknown): number {
   if (error instanceof Deno.errors.ConnectionRefused) return SocksReply.connectionRefused;
   if (error instanceof Deno.errors.ConnectionReset) return SocksReply.connectionRefused;
   if (error instanceof Deno.errors.TimedOut) return SocksReply.ttlExpired;
+  // A transport handshake that did not complete in time (obfs4's 60 s).
+  if (error instanceof HandshakeError && error.reason === "timeout") return SocksReply.ttlExpired;
   if (error instanceof Deno.errors.NetworkUnreachable) return SocksReply.networkUnreachable;
   if (error instanceof Deno.errors.AddrNotAvailable) return SocksReply.addressTypeNotSupported;
   const code = (error as { code?: unknown })?.code;

@@ -1,0 +1,263 @@
+// Copyright the ptkit authors. MIT license.
+// What a newcomer hit trying the README (each case was reproduced before
+// its fix): `start` with transports it cannot run alone, the Shadowsocks
+// client command without its password, WebTunnel's listen address, host
+// names in bridge lines, exit codes of the SIP003 plugin and of bad state
+// files, SOCKS replies for a transport handshake that timed out and for a
+// free-mode client against a bound server, mistyped commands, relative XDG
+// paths, and the help text's layout.
+
+import { deepStrictEqual, match, ok, rejects } from "node:assert";
+import { runCli } from "../ipc/cli/_commands.ts";
+import { parseFlags } from "../ipc/managed/_flags.ts";
+import { perUserStateDir } from "../ipc/managed/_state_dir.ts";
+import { socks5Connect } from "../ipc/socks/_client.ts";
+import { SocksReply, socksReplyCode, SocksReplyError } from "../ipc/socks/_reply.ts";
+import { HandshakeError } from "../transports/_handshake_error.ts";
+import { childEnv, MAIN } from "./ipc_util.ts";
+
+/** runCli in process until its output includes `until` (or it ends). */
+async function cli(args: string[], until = "\u0000") {
+  const stop = new AbortController();
+  let out = "";
+  let err = "";
+  const code = await runCli(args, {
+    stdout: (t) => {
+      out += t;
+      if (out.includes(until)) stop.abort();
+    },
+    stderr: (t) => err += t,
+    getEnv: () => undefined,
+    process: false,
+    signal: stop.signal,
+  });
+  return { code, out, err };
+}
+
+Deno.test("start refuses webtunnel and ssh with one line naming server and client, exit 64", async () => {
+  for (const transport of ["webtunnel", "ssh"]) {
+    const { code, out, err } = await cli(["start", "--transport", transport]);
+    deepStrictEqual(code, 64, err);
+    match(err, new RegExp(`^ptkit: error: Cannot run ${transport} with start: .*main\\.ts server`));
+    deepStrictEqual(err.split("\n").length, 2, err);
+    deepStrictEqual(out, "");
+  }
+});
+
+Deno.test("start runs shadowsocks with a password of its own, and the demo page comes through", async () => {
+  const state = await Deno.makeTempDir();
+  const stop = new AbortController();
+  let out = "";
+  let err = "";
+  const started = Promise.withResolvers<void>();
+  const done = runCli(
+    ["start", "--transport", "shadowsocks", "--socks", "127.0.0.1:0"].concat(
+      ["--state", state],
+    ),
+    {
+      stdout: (t) => {
+        out += t;
+        if (out.includes("Press Ctrl-C")) started.resolve();
+      },
+      stderr: (t) => err += t,
+      getEnv: () => undefined,
+      process: false,
+      signal: stop.signal,
+    },
+  );
+  try {
+    await Promise.race([started.promise, done.then(() => Promise.reject(new Error(err)))]);
+    const socks = /SOCKS5 proxy: 127\.0\.0\.1:([0-9]+)/.exec(out)![1]!;
+    const page = /curl --socks5-hostname \S+ (http:\/\/localhost:[0-9]+\/)/.exec(out)![1]!;
+    const curl = await new Deno.Command("curl", {
+      args: ["-s", "-m", "20", "--socks5-hostname", `127.0.0.1:${socks}`, page],
+    }).output();
+    match(new TextDecoder().decode(curl.stdout), /came through shadowsocks/);
+    ok(!/password/i.test(out + err), out + err);
+  } finally {
+    stop.abort();
+    await done;
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
+Deno.test("server: Shadowsocks' client command has a password placeholder, never the password; WebTunnel says where it listens", async () => {
+  const state = await Deno.makeTempDir();
+  try {
+    const ss = await cli([
+      ...["server", "--transport", "shadowsocks", "--listen", "127.0.0.1:0", "--state", state],
+      ...["--options", "method=aes-256-gcm;password=Opt9Secret"],
+    ], "Ctrl-C stops");
+    deepStrictEqual(ss.code, 0, ss.err);
+    match(
+      ss.out,
+      /client --bridge 'shadowsocks 127\.0\.0\.1:[0-9]+ method=aes-256-gcm password=<PASSWORD>'/,
+    );
+    match(ss.out, /Replace <PASSWORD> with the server's password/);
+    ok(!(ss.out + ss.err).includes("Opt9Secret"));
+    const key = await cli([
+      ...["server", "--transport", "shadowsocks", "--listen", "127.0.0.1:0", "--state", state],
+      ...["--options", `method=aes-128-gcm;key=${btoa("0123456789abcdef")}`],
+    ], "Ctrl-C stops");
+    match(key.out, / key=<KEY> method=aes-128-gcm'/);
+    const wt = await cli([
+      ...["server", "--transport", "webtunnel", "--listen", "127.0.0.1:0", "--state", state],
+      ...["--options", "url=https://bridge.example/path"],
+    ], "Ctrl-C stops");
+    deepStrictEqual(wt.code, 0, wt.err);
+    // The listen address, not the bridge line's placeholder.
+    match(wt.out, /webtunnel listening on 127\.0\.0\.1:[0-9]+,/);
+    match(wt.out, /Bridge line for clients:\n {2}webtunnel \[2001:db8:/);
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
+Deno.test("server --public-address takes an IP address (tor's bridge lines take no name), exit 64", async () => {
+  const { code, err } = await cli(["server", "--public-address", "bridge.example.org:443"]);
+  deepStrictEqual(code, 64);
+  match(
+    err,
+    /^ptkit: error: Invalid --public-address "bridge\.example\.org:443": expected IP:PORT/,
+  );
+});
+
+/** main.ts as a process: exit code, stdout and stderr. */
+async function main(args: string[], env: Record<string, string> = {}) {
+  const output = await new Deno.Command(MAIN, {
+    args,
+    env: childEnv(env),
+    clearEnv: true,
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    out: decoder.decode(output.stdout),
+    err: decoder.decode(output.stderr),
+  };
+}
+
+Deno.test("the SIP003 plugin exits 64 for a transport's bad options, as main.ts client does", async () => {
+  const { code, err } = await main([], {
+    SS_REMOTE_HOST: "127.0.0.1",
+    SS_REMOTE_PORT: "9",
+    SS_LOCAL_HOST: "127.0.0.1",
+    SS_LOCAL_PORT: "9",
+    SS_PLUGIN_OPTIONS: "transport=obfs4;iat-mode=0",
+  });
+  deepStrictEqual(code, 64, err);
+  match(err, /ptkit: error: Cannot configure transport 'obfs4': missing option 'cert'/);
+});
+
+Deno.test("a state file that is not JSON is a configuration error (64), as a bad key in it is", async () => {
+  const state = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${state}/obfs4_state.json`, "{not json", { mode: 0o600 });
+    const { code, err } = await main(
+      ["server", "--listen", "127.0.0.1:0", "--state", state],
+      { HOME: state },
+    );
+    deepStrictEqual(code, 64, err);
+    match(err, /ptkit: error: Cannot start obfs4: Cannot parse obfs4_state\.json: invalid JSON/);
+    // Left as it was.
+    deepStrictEqual(await Deno.readTextFile(`${state}/obfs4_state.json`), "{not json");
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
+Deno.test("a state directory over a file or through one says so, not mkdir's errno", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/file`, "");
+    const over = await main(["server", "--state", `${dir}/file`]);
+    deepStrictEqual(over.code, 64);
+    match(
+      over.err,
+      /Cannot use state directory ".*\/file": a file is in the way \(not a directory\)/,
+    );
+    const through = await main(["server", "--state", `${dir}/file/x`]);
+    deepStrictEqual(through.code, 64);
+    match(through.err, /a part of the path is not a directory/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a transport handshake that timed out is SOCKS reply 06; other handshake failures 01", () => {
+  deepStrictEqual(
+    socksReplyCode(new HandshakeError("timeout", "timed out")),
+    SocksReply.ttlExpired,
+  );
+  deepStrictEqual(
+    socksReplyCode(new HandshakeError("failed", "closed")),
+    SocksReply.generalFailure,
+  );
+});
+
+Deno.test("socks5Connect gives up on a server that never answers the greeting: 06, connection closed", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = listener.accept();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  using silent = await accepted;
+  await rejects(
+    socks5Connect(conn, { hostname: "example.com", port: 80 }, { greetingTimeout: 200 }),
+    (error: unknown) => {
+      ok(error instanceof SocksReplyError);
+      deepStrictEqual(error.code, SocksReply.ttlExpired);
+      match(error.message, /did not answer the SOCKS5 greeting in 0\.2 s/);
+      return true;
+    },
+  );
+  // The server saw the greeting, then the end of the connection.
+  const buffer = new Uint8Array(16);
+  deepStrictEqual(await silent.read(buffer), 3);
+  deepStrictEqual(await silent.read(buffer), null);
+});
+
+Deno.test("a mistyped command is named without echoing the argument; flags are quoted with their dashes", () => {
+  deepStrictEqual(parseFlags(["serve"]).errors, [
+    "Unexpected argument 1: expected a flag (-name or --name); did you mean server?",
+  ]);
+  deepStrictEqual(parseFlags(["help"]).errors, [
+    "Unexpected argument 1: expected a flag (-name or --name); did you mean --help?",
+  ]);
+  // Not the first argument, or nothing like a command: no hint, nothing echoed.
+  deepStrictEqual(parseFlags(["-client", "serve"]).errors, [
+    "Unexpected argument 2: expected a flag (-name or --name)",
+  ]);
+  deepStrictEqual(parseFlags(["hunter2"]).errors, [
+    "Unexpected argument 1: expected a flag (-name or --name)",
+  ]);
+  deepStrictEqual(parseFlags(["--bogus"]).errors, ["Unknown flag --bogus"]);
+  deepStrictEqual(
+    parseFlags(["--transport", "obfs4"]).errors[0],
+    [
+      "Unknown flag --transport (did you mean --transports?)",
+    ][0],
+  );
+});
+
+Deno.test("a relative XDG_STATE_HOME or HOME is ignored (XDG Base Directory specification)", () => {
+  const env = (vars: Record<string, string>) => (name: string) => vars[name];
+  deepStrictEqual(
+    perUserStateDir("server", env({ XDG_STATE_HOME: "relative/dir", HOME: "/home/u" })),
+    "/home/u/.local/state/ptkit/server",
+  );
+  deepStrictEqual(
+    perUserStateDir("server", env({ XDG_STATE_HOME: "/x/state" })),
+    "/x/state/ptkit/server",
+  );
+  deepStrictEqual(
+    perUserStateDir("client", env({ HOME: "here" })),
+    `${Deno.cwd()}/.ptkit-state/ptkit/client`,
+  );
+});
+
+Deno.test("help texts of several lines continue under their first", async () => {
+  const { out } = await cli(["server", "--help"]);
+  const lines = out.split("\n");
+  const at = lines.findIndex((l) => l.startsWith("  --options "));
+  match(lines[at + 1]!, /^ {29}shadowsocks: method=/);
+});
