@@ -2,7 +2,33 @@
 // Helpers for tests of the friendly CLI: a child whose plain-text stdout is
 // searchable, and a tiny HTTP server that counts its connections.
 
+import { runCli } from "../ipc/cli/_commands.ts";
 import { childEnv } from "./ipc_util.ts";
+
+/**
+ * Run `main.ts <args>` in this process (runCli, no environment) until its
+ * output includes `until`, then stop it as Ctrl-C would; without `until`,
+ * until it ends. Its exit code and output.
+ */
+export async function runUntil(
+  args: string[],
+  until?: string,
+): Promise<{ code: number; out: string; err: string }> {
+  const stop = new AbortController();
+  let out = "";
+  let err = "";
+  const code = await runCli(args, {
+    stdout: (t) => {
+      out += t;
+      if (until !== undefined && out.includes(until)) stop.abort();
+    },
+    stderr: (t) => err += t,
+    getEnv: () => undefined,
+    process: false,
+    signal: stop.signal,
+  });
+  return { code, out, err };
+}
 
 /** A child process whose stdout and stderr are collected as text. */
 export class TextProcess implements AsyncDisposable {

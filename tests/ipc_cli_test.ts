@@ -4,6 +4,7 @@
 import { deepStrictEqual, match, ok } from "node:assert";
 import { runCli } from "../ipc/cli/_commands.ts";
 import { childEnv } from "./ipc_util.ts";
+import { runUntil } from "./cli_util.ts";
 
 async function run(args: string[]) {
   let out = "";
@@ -13,24 +14,6 @@ async function run(args: string[]) {
     stderr: (t) => err += t,
     getEnv: () => undefined,
     process: false,
-  });
-  return { code, out, err };
-}
-
-/** Run `main.ts` in process until its output includes `until`, then stop it. */
-async function runUntil(args: string[], until: string) {
-  const stop = new AbortController();
-  let out = "";
-  let err = "";
-  const code = await runCli(args, {
-    stdout: (t) => {
-      out += t;
-      if (out.includes(until)) stop.abort();
-    },
-    stderr: (t) => err += t,
-    getEnv: () => undefined,
-    process: false,
-    signal: stop.signal,
   });
   return { code, out, err };
 }

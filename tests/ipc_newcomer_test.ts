@@ -9,6 +9,7 @@
 
 import { deepStrictEqual, match, ok, rejects } from "node:assert";
 import { runCli } from "../ipc/cli/_commands.ts";
+import { runUntil } from "./cli_util.ts";
 import { parseFlags } from "../ipc/managed/_flags.ts";
 import { perUserStateDir } from "../ipc/managed/_state_dir.ts";
 import { socks5Connect } from "../ipc/socks/_client.ts";
@@ -16,23 +17,7 @@ import { SocksReply, socksReplyCode, SocksReplyError } from "../ipc/socks/_reply
 import { HandshakeError } from "../transports/_handshake_error.ts";
 import { childEnv, MAIN } from "./ipc_util.ts";
 
-/** runCli in process until its output includes `until` (or it ends). */
-async function cli(args: string[], until = "\u0000") {
-  const stop = new AbortController();
-  let out = "";
-  let err = "";
-  const code = await runCli(args, {
-    stdout: (t) => {
-      out += t;
-      if (out.includes(until)) stop.abort();
-    },
-    stderr: (t) => err += t,
-    getEnv: () => undefined,
-    process: false,
-    signal: stop.signal,
-  });
-  return { code, out, err };
-}
+const cli = runUntil;
 
 Deno.test("start refuses webtunnel and ssh with one line naming server and client, exit 64", async () => {
   for (const transport of ["webtunnel", "ssh"]) {
