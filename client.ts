@@ -34,6 +34,7 @@ import type {
 } from "./transports/transport.ts";
 import { checkPort } from "./net/address.ts";
 import { parsingSettings } from "./transports/_settings_error.ts";
+import { assertTransport } from "./transports/_transport_name.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, type NetConn, tcpDialer } from "./net/net_conn.ts";
 import { dialPlanned } from "./net/_planned_dial.ts";
@@ -299,6 +300,7 @@ export async function createConnector(
   config: TransportOptions,
   options: ConnectorOptions = {},
 ): Promise<Connector> {
+  assertTransport(transport, "create a connector");
   const side = await transport.client(config, withRuntimeCrypto(options.env));
   const connOptions = options.handshakeTimeout === undefined
     ? {}

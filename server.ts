@@ -38,6 +38,7 @@ import type {
   TransportOptions,
 } from "./transports/transport.ts";
 import { HelperSupervisor } from "./net/_helper_process.ts";
+import { assertTransport } from "./transports/_transport_name.ts";
 import { checkPort } from "./net/address.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
@@ -157,6 +158,7 @@ export async function listen(
   config: TransportOptions,
   options: ListenOptions,
 ): Promise<TransportListener> {
+  assertTransport(transport, "listen");
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`Cannot listen: options must be an object, got ${typeof options}`);
   }

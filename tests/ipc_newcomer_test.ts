@@ -5,7 +5,10 @@
 // names in bridge lines, exit codes of the SIP003 plugin and of bad state
 // files, SOCKS replies for a transport handshake that timed out and for a
 // free-mode client against a bound server, mistyped commands, relative XDG
-// paths, and the help text's layout.
+// paths, the help text's layout; and from a second newcomer, trying the
+// library and main.ts turn: what listen/createConnector say about a bad
+// transport or null options, obfs4's error for a dial without a bridge,
+// and turn's shutdown line.
 
 import { deepStrictEqual, match, ok, rejects } from "node:assert";
 import { runCli } from "../ipc/cli/_commands.ts";
@@ -245,4 +248,59 @@ Deno.test("help texts of several lines continue under their first", async () => 
   const lines = out.split("\n");
   const at = lines.findIndex((l) => l.startsWith("  --options "));
   match(lines[at + 1]!, /^ {29}shadowsocks: method=/);
+});
+
+Deno.test("main.ts turn says it is shutting down on SIGINT, and exits 0", async () => {
+  const child = new Deno.Command(MAIN, {
+    args: ["turn", "--listen", "127.0.0.1:0", "--user", "u:p", "--realm", "r"],
+    env: childEnv(),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  while (!text.includes("turn: listening on")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  child.kill("SIGINT");
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  deepStrictEqual((await child.status).code, 0, text);
+  match(text, /turn: listening on 127\.0\.0\.1:[0-9]+\nturn: shutting down \(SIGINT\)\n$/);
+});
+
+Deno.test("library calls name what is wrong with a transport or its options", async () => {
+  const { listen } = await import("../server.ts");
+  const { createConnector } = await import("../client.ts");
+  const { plain } = await import("../transports/plain.ts");
+  await rejects(
+    listen(undefined as never, {}, { port: 0 }),
+    /^TypeError: Cannot listen: transport must be a Transport .*got undefined$/,
+  );
+  await rejects(
+    createConnector(null as never, {}),
+    /^TypeError: Cannot create a connector: transport must be a Transport .*got null$/,
+  );
+  await rejects(
+    listen(plain, null as never, { hostname: "127.0.0.1", port: 0 }),
+    /options must be an object of strings, got null/,
+  );
+});
+
+Deno.test("an obfs4 connector without a bridge names every missing key when a dial brings none", async () => {
+  const { obfs4 } = await import("../transports/obfs4/mod.ts");
+  const { createConnector } = await import("../client.ts");
+  // An empty configuration: the bridge comes with each connection.
+  await using connector = await createConnector(obfs4, {});
+  await rejects(
+    connector.dial({ hostname: "127.0.0.1", port: 9 }),
+    /missing option 'iat-mode' and option 'cert' \(or 'node-id' and 'public-key'\)/,
+  );
 });

@@ -1,6 +1,8 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
+import type { Transport } from "./transport.ts";
+
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
@@ -27,4 +29,36 @@ export function assertTransportName(name: unknown): string {
     );
   }
   return name;
+}
+
+/**
+ * Check that `transport` looks like a {@linkcode Transport} (a name, a
+ * `client` and a `server` function) before a runtime function uses it.
+ *
+ * @param transport What the caller passed.
+ * @param what The function, for the message (`listen`, `createConnector`).
+ * @returns `transport`, typed.
+ * @throws {TypeError} When it is not a transport.
+ *
+ * @example Refusing what is not a transport
+ * ```ts
+ * import { assertTransport } from "./_transport_name.ts";
+ * import { throws } from "node:assert";
+ *
+ * throws(() => assertTransport(undefined, "listen"), /Cannot listen: transport must be/);
+ * ```
+ */
+export function assertTransport(transport: unknown, what: string): Transport {
+  const t = transport as Partial<Transport> | null | undefined;
+  if (
+    typeof t !== "object" || t === null || typeof t.name !== "string" ||
+    typeof t.client !== "function" || typeof t.server !== "function"
+  ) {
+    throw new TypeError(
+      `Cannot ${what}: transport must be a Transport (plain, obfs4, defineTransport(...)), got ${
+        t === null ? "null" : typeof t
+      }`,
+    );
+  }
+  return t as Transport;
 }

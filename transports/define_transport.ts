@@ -237,7 +237,7 @@ function checkOptions(name: string, options: unknown): TransportOptions {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     throw new TypeError(
       `Cannot configure transport '${name}': options must be an object of strings, got ${
-        Array.isArray(options) ? "an array" : typeof options
+        Array.isArray(options) ? "an array" : options === null ? "null" : typeof options
       }`,
     );
   }

@@ -5,6 +5,7 @@ import { cliError } from "./_names.ts";
 import { LISTEN_ADDRESS } from "../../net/_listen.ts";
 import { parseUserinfo } from "../../net/_userinfo.ts";
 import { serveTurnUdp } from "../../udp/turn/_udp_server.ts";
+import { releaseEarlySignals } from "../managed/_early_signals.ts";
 
 const USAGE =
   "Usage: main.ts turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM [--allow-loopback-peers]";
@@ -105,11 +106,15 @@ export async function runTurnCommand(args: string[]): Promise<number> {
   }
   const host = turn.addr.hostname.includes(":") ? `[${turn.addr.hostname}]` : turn.addr.hostname;
   console.error(`turn: listening on ${host}:${turn.addr.port}`);
-  const { promise, resolve } = Promise.withResolvers<void>();
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-  for (const s of signals) Deno.addSignalListener(s, resolve);
-  await promise;
-  for (const s of signals) Deno.removeSignalListener(s, resolve);
+  const { promise, resolve } = Promise.withResolvers<Deno.Signal>();
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  const listeners = signals.map((signal) => [signal, () => resolve(signal)] as const);
+  for (const [signal, listener] of listeners) Deno.addSignalListener(signal, listener);
+  // From here on the signals are this command's (main.ts held them while it loaded).
+  releaseEarlySignals();
+  const signal = await promise;
+  for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
+  console.error(`turn: shutting down (${signal})`);
   await turn.close();
   return 0;
 }

@@ -122,8 +122,15 @@ export const SERVER_KEYS: readonly string[] = [
  * @returns The parsed configuration.
  */
 export function parseClientConfig(options: TransportOptions): ClientConfig {
+  // Every missing key is named at once (an empty configuration lacks both).
+  const noIdentity = options.cert === undefined &&
+    (options["node-id"] === undefined || options["public-key"] === undefined);
   if (options["iat-mode"] === undefined) {
-    throw new TypeError("Cannot configure transport 'obfs4': missing option 'iat-mode'");
+    throw new TypeError(
+      `Cannot configure transport 'obfs4': missing option 'iat-mode'${
+        noIdentity ? " and option 'cert' (or 'node-id' and 'public-key')" : ""
+      }`,
+    );
   }
   const iatMode = parseIatMode(options["iat-mode"]);
   if (options.cert !== undefined) {

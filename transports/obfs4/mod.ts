@@ -18,12 +18,24 @@
  * a server reads its state and answers with its bridge line before any
  * crypto library is loaded (WebCrypto derives its public key).
  *
+ * A client takes a bridge line's arguments: `cert` (or the older `node-id`
+ * and `public-key`, hex) and `iat-mode` (0, 1 or 2); a missing or malformed
+ * one is a `TypeError` when the client is configured. An empty client
+ * configuration is allowed and means "the bridge comes with each
+ * connection": every dial's `settings` must then carry those keys (as tor's
+ * SOCKS arguments do), and a dial without them fails naming each one.
+ *
  * @example Configuring a client from a bridge line
  * ```ts
  * import { obfs4 } from "@ptkit/ptkit/transports/obfs4";
- * import { strictEqual } from "node:assert";
+ * import { createConnector } from "@ptkit/ptkit/client";
+ * import { rejects } from "node:assert";
  *
- * strictEqual(obfs4.name, "obfs4");
+ * // Bridge obfs4 203.0.113.7:443 <fingerprint> cert=AAAA... iat-mode=0
+ * const cert = "A".repeat(70); // 70 base64 characters: node ID and public key
+ * await using connector = await createConnector(obfs4, { cert, "iat-mode": "0" });
+ * // A line without its cert is refused before anything is dialed.
+ * await rejects(createConnector(obfs4, { "iat-mode": "0" }), /missing option 'cert'/);
  * ```
  *
  * @example Choosing the crypto backend (here the portable one)

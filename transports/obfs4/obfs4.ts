@@ -124,7 +124,7 @@ interface ServerShared {
  *
  * @example A delay in range
  * ```ts
- * import { bridgeCloseDelay } from "./obfs4.ts";
+ * import { bridgeCloseDelay } from "@ptkit/ptkit/transports/obfs4";
  * import { ok } from "node:assert";
  *
  * const d = bridgeCloseDelay(new Uint8Array(24));
@@ -454,7 +454,7 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
  *
  * @example A transport whose failed handshakes close quickly
  * ```ts
- * import { createObfs4 } from "./obfs4.ts";
+ * import { createObfs4 } from "@ptkit/ptkit/transports/obfs4";
  * import { strictEqual } from "node:assert";
  *
  * const transport = createObfs4({ probeCloseDelay: () => 100 });
