@@ -211,7 +211,12 @@ export async function freeBench(
       }, ${rounds} paired rounds${pinned ? ", pinned: client CPU 0, server and sink CPU 1" : ""}:`,
     );
     row("socks mode: SOCKS5 to the server, fixed target", best.socks, "MB/s", best.socks);
-    row("free mode: destination inside, SOCKS5 target", best.free, "MB/s", best.socks);
+    row(
+      aa ? "socks mode, second pair" : "free mode: destination inside, SOCKS5 target",
+      best.free,
+      "MB/s",
+      best.socks,
+    );
     console.log(
       `  median of the paired ratios free/socks ${median(ratios).toFixed(2)} (${
         interval(ratios)
