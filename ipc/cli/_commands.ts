@@ -485,15 +485,19 @@ async function server(flags: Record<string, string>, context: Context): Promise<
   let bound: HostPort | undefined;
   // A Shadowsocks server's password (or key) is never printed: the client
   // command names it as a placeholder to fill in.
-  const secret = transport === "shadowsocks"
-    ? given.key !== undefined ? { key: "<KEY>" } : { password: "<PASSWORD>" }
-    : undefined;
+  const secret = transport !== "shadowsocks"
+    ? undefined
+    : given.key !== undefined
+    ? { name: "key", placeholder: "<KEY>" }
+    : { name: "password", placeholder: "<PASSWORD>" };
   return await runSide(config, context, level, (method) => {
     const listening = bound ?? method.address;
     const line = formatBridgeLine({
       transport: method.transport,
       address: publicAddress ?? method.address,
-      options: method.type === "SMETHOD" ? { ...method.args, ...secret } : {},
+      options: method.type === "SMETHOD"
+        ? { ...method.args, ...(secret && { [secret.name]: secret.placeholder }) }
+        : {},
     });
     // 0.0.0.0 and :: mean "every interface", not an address to dial.
     const said = method.address;
@@ -532,9 +536,7 @@ async function server(flags: Record<string, string>, context: Context): Promise<
           : []),
         ...(secret === undefined ? [] : [
           "",
-          `Replace ${Object.values(secret)[0]} with the server's ${
-            Object.keys(secret)[0]
-          } (never printed).`,
+          `Replace ${secret.placeholder} with the server's ${secret.name} (never printed).`,
         ]),
         "",
         "Ctrl-C stops the server.",

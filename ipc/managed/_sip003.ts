@@ -183,14 +183,14 @@ export interface Sip003Output {
  * @returns The emitter and what it saw.
  */
 export function sip003Output(plan: Sip003Plan, write: (text: string) => void): Sip003Output {
-  let failed = false;
+  // The first failure's exit code; 0 while nothing failed.
   let code = 0;
   let printed = false;
   let resolve: (text: string | undefined) => void = () => {};
   const clientOptions = new Promise<string | undefined>((r) => resolve = r);
   const say = (text: string) => write(`ptkit: ${text.replace(/[^\x20-\x7e]/g, "?")}\n`);
   return {
-    failed: () => failed,
+    failed: () => code !== 0,
     failureCode: () => code,
     clientOptions,
     emit: (line) => {
@@ -214,7 +214,6 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
         case "CMETHOD-ERROR":
         case "SMETHOD-ERROR":
         case "ENV-ERROR":
-          failed = true;
           code ||= line.type === "ENV-ERROR" ? 64 : methodErrorCode(line.message);
           write(cliError(line.message.replace(/[^\x20-\x7e]/g, "?")));
           return;
