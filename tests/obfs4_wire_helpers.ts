@@ -7,7 +7,7 @@ import { writeFull } from "../net/conn_io.ts";
 import type { TransportOptions } from "../transports/transport.ts";
 import { ClientHandshake } from "../transports/obfs4/_handshake.ts";
 import { parseClientConfig } from "../transports/obfs4/_config.ts";
-import { FrameEncoder } from "../transports/obfs4/_framing.ts";
+import { FrameDecoder, FrameEncoder } from "../transports/obfs4/_framing.ts";
 import { HashDrbg } from "../transports/obfs4/_hash_drbg.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 
@@ -22,7 +22,8 @@ export interface RawSession {
 
 /**
  * Complete a real handshake with the obfs4 server at `port` (ptkit's or
- * obfs4proxy's) on a raw TCP connection; `cert` holds its bridge arguments.
+ * obfs4proxy's) on a raw TCP connection, and read the PRNG-seed frame the server
+ * sends after it; `cert` holds its bridge arguments.
  */
 export async function rawSession(port: number, cert: TransportOptions): Promise<RawSession> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -39,14 +40,26 @@ export async function rawSession(port: number, cert: TransportOptions): Promise<
     next.set(buf.subarray(0, n), received.length);
     received = next;
     const result = hs.parse(received);
-    if (result !== undefined) {
-      const keys = result.keys.subarray(0, 72);
-      return {
-        conn,
-        encoder: new FrameEncoder(keys, crypto),
-        masks: new HashDrbg(keys.slice(48, 72)),
-      };
+    if (result === undefined) continue;
+    // Both servers send a PRNG-seed frame right after their handshake: it
+    // is read here, wherever TCP split it, so that callers see only what
+    // the server sends in answer to them.
+    const fromServer = new FrameDecoder(result.keys.slice(72, 144), crypto);
+    let rest = received.subarray(result.consumed);
+    while (fromServer.decode(rest, 0) === undefined) {
+      const more = await conn.read(buf);
+      if (more === null) throw new Error("server closed before its first frame");
+      const next = new Uint8Array(rest.length + more);
+      next.set(rest);
+      next.set(buf.subarray(0, more), rest.length);
+      rest = next;
     }
+    const keys = result.keys.subarray(0, 72);
+    return {
+      conn,
+      encoder: new FrameEncoder(keys, crypto),
+      masks: new HashDrbg(keys.slice(48, 72)),
+    };
   }
 }
 

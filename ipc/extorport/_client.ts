@@ -67,6 +67,10 @@ export async function extOrPortHandshake(conn: NetConn, options: ExtOrPortOption
   } catch (error) {
     closeQuietly(conn);
     if (timedOut) throw new Error("Extended ORPort handshake timed out", { cause: error });
+    // tor resets a connection it closes with our bytes unread: still a close.
+    if (error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe) {
+      throw new Error(`${closed().message} (${error.message})`, { cause: error });
+    }
     throw error;
   } finally {
     clearTimeout(timer);
