@@ -164,3 +164,22 @@ Deno.test("FileStore: a .tmp left by a crash is replaced; links, directories and
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("FileStore: reads values whole across read sizes, and refuses a file over 1 MiB, naming it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_state_" });
+  try {
+    const store = new FileStore(dir);
+    for (const length of [0, 1, 16383, 16384, 16385, 100_000, 1 << 20]) {
+      const value = "é".repeat(length >> 1) + "x".repeat(length & 1);
+      await Deno.writeTextFile(`${dir}/v`, value, { mode: 0o600 });
+      strictEqual(await store.get("v"), value, `a value of ${length} bytes`);
+    }
+    await Deno.writeFile(`${dir}/big`, new Uint8Array((1 << 20) + 1));
+    await rejects(store.get("big"), (error: Error) => {
+      match(error.message, /big.*larger than 1048576 bytes/);
+      return error instanceof RangeError;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

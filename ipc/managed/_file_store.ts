@@ -1,8 +1,36 @@
 // Copyright the ptkit authors. MIT license.
 
 import type { LocalStore } from "../../transports/transport.ts";
+import { concat } from "../../transports/_bytes.ts";
 
 const KEY = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
+
+/** The largest value read back (state files are a few KiB at most). */
+const MAX_VALUE_BYTES = 1 << 20;
+
+/**
+ * Read an open file to its end as UTF-8, refusing one larger than
+ * {@linkcode MAX_VALUE_BYTES}. (Not `new Response(file.readable).text()`:
+ * Deno sets up fetch's classes at their first use, milliseconds that a PT
+ * would spend before SMETHODS DONE.)
+ */
+async function readText(file: Deno.FsFile, path: string): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const chunk = new Uint8Array(16384);
+    const n = await file.read(chunk);
+    if (n === null) break;
+    total += n;
+    if (total > MAX_VALUE_BYTES) {
+      throw new RangeError(
+        `Cannot read state file ${path}: larger than ${MAX_VALUE_BYTES} bytes`,
+      );
+    }
+    chunks.push(chunk.subarray(0, n));
+  }
+  return new TextDecoder().decode(concat(...chunks));
+}
 
 /**
  * A {@linkcode LocalStore} that keeps each value in a file of the PT state
@@ -58,7 +86,7 @@ export class FileStore implements LocalStore {
       if (opened.dev !== info.dev || opened.ino !== info.ino) {
         throw new Error(`Cannot read state file ${path}: it was replaced while being opened`);
       }
-      return await new Response(file.readable).text();
+      return await readText(file, path);
     } finally {
       try {
         file.close();

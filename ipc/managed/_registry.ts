@@ -1,15 +1,52 @@
 // Copyright the ptkit authors. MIT license.
 
 import type { Transport } from "../../transports/transport.ts";
-import { plain } from "../../transports/plain.ts";
-import { obfs4 } from "../../transports/obfs4/mod.ts";
-import { webtunnel } from "../../transports/webtunnel/mod.ts";
-import { shadowsocks } from "../../transports/shadowsocks/mod.ts";
-import { ssh } from "../../transports/ssh/mod.ts";
+
+/** What the registry knows of a transport before its module has loaded. */
+interface LazyEntry {
+  /** The transport's name (checked against the loaded one's). */
+  readonly name: string;
+  /** Whether it is free (checked against the loaded one's). */
+  readonly free: boolean;
+  /** Loads its module; called once, at the first `client`/`server`/`generateConfig`. */
+  readonly load: () => Promise<Transport>;
+}
 
 /**
- * The transports the `main.ts` executable offers, by name. To offer another
- * one, import it and add one entry.
+ * A transport that loads its module only when first configured: a PT that
+ * tor starts for obfs4 never loads the Shadowsocks, WebTunnel or SSH code
+ * (nor the libraries they import) before `CMETHODS DONE`.
+ */
+function lazyTransport(entry: LazyEntry): Transport {
+  let loading: Promise<Transport> | undefined;
+  const loaded = () =>
+    loading ??= entry.load().then((transport) => {
+      if (transport.name !== entry.name || (transport.free === true) !== entry.free) {
+        throw new TypeError(
+          `Cannot load transport "${entry.name}": its module exports "${transport.name}"` +
+            ` (free: ${transport.free === true}), not what the registry says`,
+        );
+      }
+      return transport;
+    });
+  return {
+    name: entry.name,
+    ...(entry.free ? { free: true } : {}),
+    client: async (config, env) => (await loaded()).client(config, env),
+    server: async (config, env) => (await loaded()).server(config, env),
+    generateConfig: async (env) => {
+      const transport = await loaded();
+      if (transport.generateConfig === undefined) {
+        throw new TypeError(`Cannot generate a configuration: transport "${entry.name}" has none`);
+      }
+      return await transport.generateConfig(env);
+    },
+  };
+}
+
+/**
+ * The transports the `main.ts` executable offers, by name, each loaded at
+ * its first use. To offer another one, add one entry.
  *
  * @example Looking a transport up by name
  * ```ts
@@ -21,13 +58,33 @@ import { ssh } from "../../transports/ssh/mod.ts";
  * ```
  */
 export const registry: ReadonlyMap<string, Transport> = new Map<string, Transport>(
-  [
-    plain,
-    obfs4,
-    webtunnel,
-    shadowsocks,
-    ssh,
-  ].map((transport) => [transport.name, transport]),
+  ([
+    {
+      name: "plain",
+      free: false,
+      load: async () => (await import("../../transports/plain.ts")).plain,
+    },
+    {
+      name: "obfs4",
+      free: false,
+      load: async () => (await import("../../transports/obfs4/mod.ts")).obfs4,
+    },
+    {
+      name: "webtunnel",
+      free: false,
+      load: async () => (await import("../../transports/webtunnel/mod.ts")).webtunnel,
+    },
+    {
+      name: "shadowsocks",
+      free: true,
+      load: async () => (await import("../../transports/shadowsocks/mod.ts")).shadowsocks,
+    },
+    {
+      name: "ssh",
+      free: true,
+      load: async () => (await import("../../transports/ssh/mod.ts")).ssh,
+    },
+  ] satisfies LazyEntry[]).map((entry) => [entry.name, lazyTransport(entry)]),
 );
 
 /**

@@ -57,6 +57,14 @@ export class ShutdownWatch {
   #onEvent: ((kind: "now" | "drain", why: string) => void) | undefined;
 
   #disposed = false;
+  /**
+   * What starts with `serve`, once the side runs: reading the parent's
+   * input and polling the parent. Neither is needed sooner (the pipe keeps
+   * what the parent writes), and both take milliseconds to set up (Deno's
+   * first timer, the line streams), which tor would wait for before
+   * CMETHODS DONE.
+   */
+  #starts: (() => void)[] = [];
 
   constructor(options: ShutdownOptions) {
     const fire = (kind: "now" | "drain", why: string) => {
@@ -80,31 +88,8 @@ export class ShutdownWatch {
       input = stdinStream();
     }
     if (input !== undefined) {
-      const reader = input
-        .pipeThrough(new TextDecoderStream())
-        .pipeThrough(
-          // A trailing \r is the message parser's to drop.
-          new LineStream({ maxLength: MAX_MESSAGE_LINE_LENGTH + 1, onTooLong: options.onTooLong }),
-        )
-        .getReader();
-      this.#cleanups.push(() => reader.cancel().catch(() => {}));
-      (async () => {
-        try {
-          for (;;) {
-            const { value, done } = await reader.read();
-            if (done) break;
-            options.onLine(value);
-          }
-        } catch {
-          // A broken input counts as closed.
-        }
-        if (options.exitOnStdinClose) fire("now", options.inputEnd ?? "stdin closed");
-        // Orphaned before this code ran (the parent died while Deno
-        // started; ppid is already init's): the end of the parent's pipe
-        // is the only sign left. (A container whose PID 1 is tor keeps the
-        // pipe open while it lives.)
-        else if (orphanedAtStart) fire("now", "parent process exited");
-      })();
+      const lines = input;
+      this.#starts.push(() => this.#readLines(lines, options, fire, orphanedAtStart));
     }
     if (options.signal) {
       const signal = options.signal;
@@ -136,13 +121,50 @@ export class ShutdownWatch {
     // main.ts ended the process on these signals until now.
     releaseEarlySignals();
     // Polled even when stdin's end stops the proxy: another process may
-    // hold the pipe's other end.
+    // hold the pipe's other end. From `serve` on (a parent gone before
+    // then is seen at the first poll).
     if (watchParent && !orphanedAtStart) {
-      const timer = setInterval(() => {
-        if (Deno.ppid !== parent) fire("now", "parent process exited");
-      }, 1000);
-      this.#cleanups.push(() => clearInterval(timer));
+      this.#starts.push(() => {
+        const timer = setInterval(() => {
+          if (Deno.ppid !== parent) fire("now", "parent process exited");
+        }, 1000);
+        this.#cleanups.push(() => clearInterval(timer));
+      });
     }
+  }
+
+  /** Deliver the parent's input lines; its end stops the proxy (see the options). */
+  #readLines(
+    lines: ReadableStream<Uint8Array>,
+    options: ShutdownOptions,
+    fire: (kind: "now" | "drain", why: string) => void,
+    orphanedAtStart: boolean,
+  ): void {
+    const reader = lines
+      .pipeThrough(new TextDecoderStream())
+      .pipeThrough(
+        // A trailing \r is the message parser's to drop.
+        new LineStream({ maxLength: MAX_MESSAGE_LINE_LENGTH + 1, onTooLong: options.onTooLong }),
+      )
+      .getReader();
+    this.#cleanups.push(() => reader.cancel().catch(() => {}));
+    (async () => {
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          options.onLine(value);
+        }
+      } catch {
+        // A broken input counts as closed.
+      }
+      if (options.exitOnStdinClose) fire("now", options.inputEnd ?? "stdin closed");
+      // Orphaned before this code ran (the parent died while Deno
+      // started; ppid is already init's): the end of the parent's pipe
+      // is the only sign left. (A container whose PID 1 is tor keeps the
+      // pipe open while it lives.)
+      else if (orphanedAtStart) fire("now", "parent process exited");
+    })();
   }
 
   /**
@@ -152,6 +174,9 @@ export class ShutdownWatch {
    * @param notice Writes a `LOG` line at `notice`.
    */
   async serve(running: RunningProxy, notice: (message: string) => void): Promise<void> {
+    if (!this.#disposed) {
+      for (const start of this.#starts.splice(0)) start();
+    }
     try {
       await new Promise<void>((resolve) => {
         // One line per event: once closing, later events (the input that

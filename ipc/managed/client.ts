@@ -175,10 +175,17 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
           connectors.set(key, connector);
           return connector;
         };
-        // The configuration given at start (-options, a bridge line) is
-        // checked now: a missing key fails here, not on every connection.
-        const first = await createConnector(transport, base, { env, dialer, ...helperOptions });
-        connectors.set(keyOf(base), Promise.resolve(first));
+        if (Object.keys(base).length > 0) {
+          // The configuration given at start (-options, a bridge line) is
+          // checked now: a missing key fails here, not on every connection.
+          const first = await createConnector(transport, base, { env, dialer, ...helperOptions });
+          connectors.set(keyOf(base), Promise.resolve(first));
+        } else {
+          // None (tor gives each connection's in its SOCKS request): the
+          // transport's module loads while CMETHODS DONE goes out, and a
+          // failure is each connection's SOCKS reply.
+          connectorFor(base).catch(() => {});
+        }
         const server = new SocksServer(
           tcpListen(),
           {
