@@ -5,6 +5,7 @@ import { encodeSnapshot, MetricsCore } from "./_metrics.ts";
 import type { MetricsMode } from "./_connection_metrics.ts";
 import { processFds } from "./_process_fds.ts";
 import { listenOn } from "./_listen.ts";
+import { MetricsHttpServer } from "./_metrics_http.ts";
 
 const cores = new WeakMap<MetricsRegistry, MetricsCore>();
 const modes = new WeakMap<MetricsRegistry, MetricsMode>();
@@ -173,33 +174,24 @@ function serveMetrics(
 ): Deno.HttpServer<Deno.NetAddr> {
   const core = metricsCore(registry);
   const at = { hostname: options.hostname ?? "127.0.0.1", port: options.port };
-  return listenOn(at, () =>
-    Deno.serve({
-      hostname: options.hostname ?? "127.0.0.1",
-      port: options.port,
-      ...(options.signal === undefined ? {} : { signal: options.signal }),
-      onListen: () => {},
-      onError: () => new Response("Internal error\n", { status: 500 }),
-    }, (request) => {
-      const { pathname } = new URL(request.url);
-      if (pathname !== "/metrics" && pathname !== "/") {
-        return new Response("Not found\n", { status: 404 });
-      }
-      if (request.method !== "GET" && request.method !== "HEAD") {
-        return new Response("Method not allowed\n", {
-          status: 405,
-          headers: { allow: "GET, HEAD" },
-        });
-      }
-      if (pathname === "/") {
-        return new Response(
+  const listener = listenOn(at, () => Deno.listen(at));
+  return new MetricsHttpServer(listener, (method, path) => {
+    if (path !== "/metrics" && path !== "/") return { status: 404, body: "Not found\n" };
+    if (method !== "GET" && method !== "HEAD") {
+      return { status: 405, headers: { allow: "GET, HEAD" }, body: "Method not allowed\n" };
+    }
+    if (path === "/") {
+      return {
+        status: 200,
+        headers: { "content-type": "text/html; charset=utf-8" },
+        body:
           '<!doctype html><title>ptkit metrics</title><h1>ptkit</h1><p><a href="/metrics">Metrics</a></p>\n',
-          { headers: { "content-type": "text/html; charset=utf-8" } },
-        );
-      }
-      const body = encodeSnapshot(core.snapshot());
-      return new Response(request.method === "HEAD" ? null : body, {
-        headers: { "content-type": CONTENT_TYPE, "cache-control": "no-store" },
-      });
-    }));
+      };
+    }
+    return {
+      status: 200,
+      headers: { "content-type": CONTENT_TYPE, "cache-control": "no-store" },
+      body: encodeSnapshot(core.snapshot()),
+    };
+  }, options.signal);
 }

@@ -3,7 +3,8 @@
 
 /**
  * HTTP/1.x heads, the one home for reading them: WebTunnel's upgrade (both
- * sides) and the upstream proxy's `CONNECT` reply. Internal.
+ * sides), the upstream proxy's `CONNECT` reply and the metrics endpoint's
+ * requests. Internal.
  *
  * @module
  */
@@ -93,4 +94,100 @@ export function headerValues(head: HttpHead, name: string): string[] {
 export function statusCode(line: string): number | undefined {
   const status = /^HTTP\/1\.[01] ([0-9]{3})(?: |\r|$)/.exec(line);
   return status === null ? undefined : Number(status[1]);
+}
+
+/**
+ * Collects an HTTP head from chunks, keeping what follows it; linear in the
+ * bytes added.
+ *
+ * @example Finding the end of a head that arrives in pieces
+ * ```ts
+ * import { HeadBuffer } from "./_http_head.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const buffer = new HeadBuffer(1024);
+ * const bytes = (text: string) => new TextEncoder().encode(text);
+ * deepStrictEqual(buffer.add(bytes("GET / HTTP/1.1\r\nHost: a\r")), undefined);
+ * const { head, rest } = buffer.add(bytes("\n\r\nhello"))!;
+ * deepStrictEqual(new TextDecoder().decode(head), "GET / HTTP/1.1\r\nHost: a");
+ * deepStrictEqual(new TextDecoder().decode(rest), "hello");
+ * ```
+ */
+export class HeadBuffer {
+  #chunks: Uint8Array[] = [];
+  #length = 0;
+  /** How many of the last bytes added match the start of `\r\n\r\n`. */
+  #matched = 0;
+  #maxBytes: number;
+
+  /**
+   * Make an empty buffer.
+   *
+   * @param maxBytes The longest head accepted, in bytes (without the blank line).
+   */
+  constructor(maxBytes: number) {
+    this.#maxBytes = maxBytes;
+  }
+
+  /**
+   * Add a chunk.
+   *
+   * @param chunk The next bytes received.
+   * @returns The head (without the blank line) and the bytes after it once
+   * the head is complete, `undefined` before.
+   * @throws {HeadTooLong} When the head is longer than `maxBytes`.
+   */
+  add(chunk: Uint8Array): { head: Uint8Array; rest: Uint8Array } | undefined {
+    for (let i = 0; i < chunk.length; i++) {
+      const byte = chunk[i]!;
+      const want = this.#matched % 2 === 0 ? 13 : 10;
+      this.#matched = byte === want ? this.#matched + 1 : byte === 13 ? 1 : 0;
+      if (this.#matched === 4) {
+        const all = this.#join(chunk);
+        const end = this.#length + i + 1;
+        if (end - 4 > this.#maxBytes) throw new HeadTooLong(this.#maxBytes);
+        this.#chunks = [];
+        this.#length = 0;
+        this.#matched = 0;
+        return { head: all.subarray(0, end - 4), rest: all.subarray(end) };
+      }
+      if (this.#length + i + 1 > this.#maxBytes + 4) throw new HeadTooLong(this.#maxBytes);
+    }
+    this.#chunks.push(chunk);
+    this.#length += chunk.length;
+    return undefined;
+  }
+
+  #join(last: Uint8Array): Uint8Array {
+    const all = new Uint8Array(this.#length + last.length);
+    let offset = 0;
+    for (const chunk of [...this.#chunks, last]) {
+      all.set(chunk, offset);
+      offset += chunk.length;
+    }
+    return all;
+  }
+}
+
+/**
+ * A head longer than a {@linkcode HeadBuffer} accepts.
+ *
+ * @example Catching an overlong head
+ * ```ts
+ * import { HeadBuffer, HeadTooLong } from "./_http_head.ts";
+ * import { throws } from "node:assert";
+ *
+ * throws(() => new HeadBuffer(4).add(new Uint8Array(16)), HeadTooLong);
+ * ```
+ */
+export class HeadTooLong extends RangeError {
+  /**
+   * Make the error.
+   *
+   * @param maxBytes The limit that was exceeded, in bytes.
+   */
+  constructor(maxBytes: number) {
+    super(`HTTP head longer than ${maxBytes} bytes`);
+    this.name = "HeadTooLong";
+  }
 }

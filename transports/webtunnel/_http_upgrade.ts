@@ -13,7 +13,14 @@
 
 import type { HostPort, TransportPair } from "../transport.ts";
 import { deferred } from "../_deferred.ts";
-import { headerValues, type HttpHead, parseHttpHead, statusCode } from "../_http_head.ts";
+import {
+  HeadBuffer,
+  headerValues,
+  HeadTooLong,
+  type HttpHead,
+  parseHttpHead,
+  statusCode,
+} from "../_http_head.ts";
 
 /** Longest request or response head either side reads, in bytes. */
 export const MAX_HEAD_BYTES = 16 * 1024;
@@ -72,57 +79,6 @@ function hasToken(head: HttpHead, name: string, token: string): boolean {
   );
 }
 
-/** Collects a head from chunks; what follows it is kept. Linear in the bytes added. */
-class HeadBuffer {
-  #chunks: Uint8Array[] = [];
-  #length = 0;
-  /** How many of the last bytes added match the start of `\r\n\r\n`. */
-  #matched = 0;
-
-  /**
-   * Add a chunk. Returns the head (without the blank line) and the bytes
-   * after it once the head is complete, `undefined` before.
-   *
-   * @throws {HeadTooLong} When the head is longer than `MAX_HEAD_BYTES`.
-   */
-  add(chunk: Uint8Array): { head: Uint8Array; rest: Uint8Array } | undefined {
-    for (let i = 0; i < chunk.length; i++) {
-      const byte = chunk[i]!;
-      const want = this.#matched % 2 === 0 ? 13 : 10;
-      this.#matched = byte === want ? this.#matched + 1 : byte === 13 ? 1 : 0;
-      if (this.#matched === 4) {
-        const all = this.#join(chunk);
-        const end = this.#length + i + 1;
-        if (end - 4 > MAX_HEAD_BYTES) throw new HeadTooLong();
-        this.#chunks = [];
-        this.#length = 0;
-        this.#matched = 0;
-        return { head: all.subarray(0, end - 4), rest: all.subarray(end) };
-      }
-      if (this.#length + i + 1 > MAX_HEAD_BYTES + 4) throw new HeadTooLong();
-    }
-    this.#chunks.push(chunk);
-    this.#length += chunk.length;
-    return undefined;
-  }
-
-  #join(last: Uint8Array): Uint8Array {
-    const all = new Uint8Array(this.#length + last.length);
-    let offset = 0;
-    for (const chunk of [...this.#chunks, last]) {
-      all.set(chunk, offset);
-      offset += chunk.length;
-    }
-    return all;
-  }
-}
-
-class HeadTooLong extends RangeError {
-  constructor() {
-    super(`HTTP head longer than ${MAX_HEAD_BYTES} bytes`);
-  }
-}
-
 /**
  * The client's pair: sends `request` first, holds the application's bytes
  * until the server answered exactly `101`, then passes bytes both ways
@@ -154,7 +110,7 @@ export function upgradeClientPair(
   onRefused?: (status: number) => void,
 ): TransportPair {
   const upgraded = deferred<void>();
-  const head = new HeadBuffer();
+  const head = new HeadBuffer(MAX_HEAD_BYTES);
   let done = false;
   const encode = new TransformStream<Uint8Array, Uint8Array>({
     start: (controller) => controller.enqueue(request),
@@ -320,7 +276,7 @@ export class UpgradeRefused extends Error {
 export function upgradeServerPair(): TransportPair {
   const upgraded = deferred<void>();
   const address = deferred<HostPort | undefined>();
-  const head = new HeadBuffer();
+  const head = new HeadBuffer(MAX_HEAD_BYTES);
   let state: "head" | "open" | "refused" = "head";
   let encodeController!: TransformStreamDefaultController<Uint8Array>;
   let grace: ReturnType<typeof setTimeout> | undefined;
