@@ -90,6 +90,7 @@ export class TransportConn implements AsyncDisposable {
   #abortDecode: (reason: unknown) => void;
   #readable: ReadableStream<Uint8Array>;
   #ready: Promise<void>;
+  #rejectReady: (reason: unknown) => void = () => {};
   #destination: Promise<HostPort> | undefined;
   #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   #writable: WritableStream<Uint8Array>;
@@ -117,9 +118,15 @@ export class TransportConn implements AsyncDisposable {
     const handshake = reported === undefined
       ? pair.ready
       : Promise.all([pair.ready, reported]).then(() => {});
+    // However the transport settles its handshake, it fails once the
+    // connection has failed or been closed (a reset during an obfs4 or
+    // Shadowsocks probe delay, a server shutting down): whoever awaits
+    // `ready` is never left waiting on a connection that is gone.
+    const gone = new Promise<never>((_, reject) => this.#rejectReady = reject);
+    gone.catch(() => {});
     this.#ready = handshake === undefined
       ? Promise.resolve()
-      : this.#limit(handshake, options.handshakeTimeout ?? 120_000, name);
+      : Promise.race([this.#limit(handshake, options.handshakeTimeout ?? 120_000, name), gone]);
     this.#ready.catch((error) => this.#fail(error));
     this.#destination = pair.destination;
     this.#destination?.catch(() => {});
@@ -301,6 +308,7 @@ export class TransportConn implements AsyncDisposable {
     this.#closed = true;
     this.#closedByUser = true;
     const reason = new Error("Transport connection closed");
+    this.#rejectReady(reason);
     this.#abortEncode(reason);
     this.#abortDecode(reason);
     this.#closeNet();
@@ -331,6 +339,7 @@ export class TransportConn implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     this.#error = error;
+    this.#rejectReady(error);
     this.#abortDecode(error);
     if (this.#encodeEnded) {
       // The transport finished its output before it failed (an HTTP error

@@ -6,6 +6,7 @@
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { plain } from "../transports/plain.ts";
+import type { Transport } from "../transports/transport.ts";
 import { listen, proxy } from "../server.ts";
 import { listenExtOrPort } from "../ipc/adapter/mod.ts";
 import { extOrPortHandshake } from "../ipc/extorport/_client.ts";
@@ -13,6 +14,7 @@ import { readCookieFile } from "../ipc/extorport/_safe_cookie.ts";
 import { echoServer } from "./_util.ts";
 import {
   goodClient,
+  node,
   readExactly,
   resetConnections,
   udpEcho,
@@ -194,4 +196,63 @@ Deno.test("ExtORPort server: 200 resets before accept, then a good connection", 
   await conn.write(encoder.encode("data"));
   deepStrictEqual(await readExactly(request.app, 4), encoder.encode("data"));
   request.app.close();
+});
+
+/** A transport whose server never settles a handshake: it holds every connection, as a probe delay does. */
+const stalling: Transport = {
+  name: "stalling",
+  client: () => {
+    throw new TypeError("Cannot dial the stalling transport");
+  },
+  server: () => ({
+    clientOptions: {},
+    pair: () => ({
+      encode: new TransformStream<Uint8Array, Uint8Array>(),
+      decode: new TransformStream<Uint8Array, Uint8Array>({ transform: () => {} }),
+      ready: new Promise<void>(() => {}),
+    }),
+  }),
+};
+
+Deno.test("a connection reset while its transport holds the handshake is freed at once, and close() ends the held ones", async () => {
+  await using manager = await proxy(stalling, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: { hostname: "127.0.0.1", port: 9 },
+  });
+  const { port } = manager.addr;
+  // 20 clients send a few bytes once accepted, then reset (SO_LINGER 0).
+  const script = `
+    const net = require("node:net");
+    let left = 20;
+    for (let i = 0; i < 20; i++) {
+      const socket = net.connect(${port}, "127.0.0.1", () => {
+        socket.write("probe");
+        setTimeout(() => { socket.resetAndDestroy(); if (--left === 0) console.log("reset"); }, 300);
+      });
+      socket.on("error", () => {});
+    }
+  `;
+  const output = await new Deno.Command(node(), { args: ["-e", script], stdout: "piped" }).output();
+  strictEqual(new TextDecoder().decode(output.stdout).trim(), "reset");
+  await within(5_000, "the reset connections to be freed", async () => {
+    while (manager.stats().connectionsOpen > 0) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  });
+  strictEqual(manager.stats().connectionsAccepted, 20);
+  // Held connections (a probe delay) end when the server closes, at once.
+  const held = await Promise.all(
+    Array.from({ length: 5 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
+  );
+  await within(5_000, "5 held connections to be accepted", async () => {
+    while (manager.stats().connectionsOpen < 5) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  });
+  await within(3_000, "close() with 5 connections held", () => manager.close());
+  for (const conn of held) {
+    strictEqual(await conn.read(new Uint8Array(1)).catch(() => null), null);
+    conn.close();
+  }
 });
