@@ -194,3 +194,45 @@ Deno.test("main.ts shadowsocks as tor runs it: the bridge line's arguments in SO
     await stopAndScan(server, serverState);
   }
 });
+
+Deno.test("main.ts shadowsocks: a transparent-TCP client reaches a bound server's target; a free server refuses it at once", async () => {
+  await using http = new CountingHttpServer("hello bound\n");
+  await using states = await tempStates();
+  const options = JSON.stringify({ method: "aes-128-gcm", password: PASSWORD });
+  const bound = startMain([
+    ...["-server", "-transports", "shadowsocks", "-bindaddr", "shadowsocks-127.0.0.1:0"],
+    ...["-options", options, "-target", `127.0.0.1:${http.port}`],
+  ], states.serverState);
+  const freeState = await Deno.makeTempDir();
+  const free = startMain([
+    ...["-server", "-transports", "shadowsocks", "-bindaddr", "shadowsocks-127.0.0.1:0"],
+    ...["-options", options, "-allow", "loopback"],
+  ], freeState);
+  const clients: PtProcess[] = [];
+  const ports: number[] = [];
+  try {
+    for (const server of [bound, free]) {
+      const port = await smethodPort(server, "aes-128-gcm");
+      const listen = freePort();
+      const client = startMain([
+        ...["-client", "-transports", "shadowsocks", "-mode", "transparent-TCP"],
+        ...["-target", `127.0.0.1:${port}`, "-proxylistenaddr", `127.0.0.1:${listen}`],
+        ...["-options", options],
+      ], states.clientState);
+      clients.push(client);
+      ports.push((await client.cmethod("shadowsocks", "transparent-TCP")).port);
+    }
+    const [toBound, toFree] = ports;
+    const reached = await curl([`http://127.0.0.1:${toBound}/`]);
+    deepStrictEqual(reached.out, "hello bound\n", reached.err);
+    const refused = await curl(["-m", "5", `http://127.0.0.1:${toFree}/`]);
+    deepStrictEqual([refused.code, refused.out], [52, ""], refused.err);
+    await free.waitFor(/Destination refused: unspecified/);
+    deepStrictEqual(http.connections, 1);
+  } finally {
+    for (const client of clients) await stopAndScan(client, states.clientState);
+    await stopAndScan(bound, states.serverState);
+    await stopAndScan(free, freeState);
+    await Deno.remove(freeState, { recursive: true });
+  }
+});

@@ -301,7 +301,15 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
         const forwarder = new Forwarder(
           tcpListen(),
           async (record) => {
-            const conn = await dialReported(name, connector, config.target!);
+            // A free transport carries a destination: a bound server
+            // (`--target HOST:PORT`) ignores it for its own target, and a
+            // free server refuses the unspecified address at once.
+            const conn = await dialReported(
+              name,
+              connector,
+              config.target!,
+              transport.free ? BOUND_DESTINATION : undefined,
+            );
             record.transport(conn, { established: true });
             return conn;
           },
@@ -370,6 +378,12 @@ class Forwarder implements RunningProxy {
     return this.#loop.close(new Error("Closed"));
   }
 }
+
+/**
+ * The destination a free transport's transparent-TCP client names (see
+ * where it is used): unspecified, so that no server dials it.
+ */
+const BOUND_DESTINATION: HostPort = Object.freeze({ hostname: "0.0.0.0", port: 9 });
 
 /**
  * Check that `options` alone configure a client of `transport`: a

@@ -196,7 +196,12 @@ function serverPair(
   // Probe resistance: whatever a connection without a valid request sends
   // is read and dropped, unanswered, until it closes or the deadline.
   const timer = setTimeout(
-    () => fail(new Error("Cannot accept shadowsocks connection: no valid request in time")),
+    () =>
+      fail(
+        new Error(
+          "Cannot accept shadowsocks connection: no valid request (a client with another password or method, or a probe); closed after the probe delay",
+        ),
+      ),
     drainMs,
   );
   const drain = () => {
