@@ -4,6 +4,7 @@
 // can send anything), and a relay that timestamps what a server writes.
 
 import { writeFull } from "../net/conn_io.ts";
+import { concat } from "../transports/_bytes.ts";
 import type { TransportOptions } from "../transports/transport.ts";
 import { ClientHandshake } from "../transports/obfs4/_handshake.ts";
 import { parseClientConfig } from "../transports/obfs4/_config.ts";
@@ -30,37 +31,32 @@ export async function rawSession(port: number, cert: TransportOptions): Promise<
   const crypto = await loadWasmCrypto();
   const hs = new ClientHandshake(crypto, parseClientConfig(cert).identity);
   await writeFull(conn, hs.message);
-  let received = new Uint8Array(0);
   const buf = new Uint8Array(16384);
-  for (;;) {
+  /** `bytes` and the next bytes the server sends. */
+  const more = async (bytes: Uint8Array, during: string) => {
     const n = await conn.read(buf);
-    if (n === null) throw new Error("server closed during the handshake");
-    const next = new Uint8Array(received.length + n);
-    next.set(received);
-    next.set(buf.subarray(0, n), received.length);
-    received = next;
-    const result = hs.parse(received);
-    if (result === undefined) continue;
-    // Both servers send a PRNG-seed frame right after their handshake: it
-    // is read here, wherever TCP split it, so that callers see only what
-    // the server sends in answer to them.
-    const fromServer = new FrameDecoder(result.keys.slice(72, 144), crypto);
-    let rest = received.subarray(result.consumed);
-    while (fromServer.decode(rest, 0) === undefined) {
-      const more = await conn.read(buf);
-      if (more === null) throw new Error("server closed before its first frame");
-      const next = new Uint8Array(rest.length + more);
-      next.set(rest);
-      next.set(buf.subarray(0, more), rest.length);
-      rest = next;
-    }
-    const keys = result.keys.subarray(0, 72);
-    return {
-      conn,
-      encoder: new FrameEncoder(keys, crypto),
-      masks: new HashDrbg(keys.slice(48, 72)),
-    };
+    if (n === null) throw new Error(`server closed ${during}`);
+    return concat(bytes, buf.subarray(0, n));
+  };
+  let received = await more(new Uint8Array(0), "during the handshake");
+  let result;
+  while ((result = hs.parse(received)) === undefined) {
+    received = await more(received, "during the handshake");
   }
+  // Both servers send a PRNG-seed frame right after their handshake: it is
+  // read here, wherever TCP split it, so that callers see only what the
+  // server sends in answer to them.
+  const fromServer = new FrameDecoder(result.keys.slice(72, 144), crypto);
+  let rest = received.subarray(result.consumed);
+  while (fromServer.decode(rest, 0) === undefined) {
+    rest = await more(rest, "before its first frame");
+  }
+  const keys = result.keys.subarray(0, 72);
+  return {
+    conn,
+    encoder: new FrameEncoder(keys, crypto),
+    masks: new HashDrbg(keys.slice(48, 72)),
+  };
 }
 
 /** An obfs4 payload packet (type 0) carrying `data`, unpadded. */
