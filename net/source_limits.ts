@@ -57,8 +57,16 @@ export const HANDSHAKE_GRACE = 2000;
 
 /** A slot a {@linkcode SourceLimiter} gave one connection. */
 export interface Admission {
-  /** The connection finished its handshake (idempotent). */
-  handshaken(): void;
+  /**
+   * The connection finished its handshake (idempotent).
+   *
+   * @param from The client's address a front server reported (WebTunnel's
+   * `X-Forwarded-For`), when the connection came through one: from now on
+   * the connection counts against that source, not the front's.
+   * @returns `undefined`, or the limit that refuses the connection from
+   * `from` (`maxConnectionsPerSource`): close it.
+   */
+  handshaken(from?: Deno.Addr): RangeError | undefined;
   /** The connection closed (idempotent). */
   release(): void;
 }
@@ -167,9 +175,7 @@ export class SourceLimiter {
       source !== undefined &&
       source.open - source.handshaking.size >= limits.maxConnectionsPerSource
     ) {
-      return new RangeError(
-        `Connection refused: ${limits.maxConnectionsPerSource} connections past their handshake open from one source (maxConnectionsPerSource)`,
-      );
+      return perSourceRefusal(limits);
     }
     if (source === undefined && key !== undefined) {
       source = { key, open: 0, handshaking: new Set() };
@@ -195,9 +201,31 @@ export class SourceLimiter {
       this.#checkOver(source);
     }
     return {
-      handshaken: () => {
-        if (source === undefined || !source.handshaking.delete(slot)) return;
+      handshaken: (from) => {
+        const moveTo = from === undefined ? undefined : sourceKey(from);
+        if (open && moveTo !== undefined && moveTo !== source?.key) {
+          let target = this.#sources.get(moveTo);
+          if (
+            target !== undefined &&
+            target.open - target.handshaking.size >= limits.maxConnectionsPerSource
+          ) {
+            return perSourceRefusal(limits);
+          }
+          if (source !== undefined) {
+            if (source.handshaking.delete(slot)) this.#checkOver(source);
+            if (--source.open === 0) this.#sources.delete(source.key);
+          }
+          if (target === undefined) {
+            target = { key: moveTo, open: 0, handshaking: new Set() };
+            this.#sources.set(moveTo, target);
+          }
+          target.open++;
+          source = target;
+          return undefined;
+        }
+        if (source === undefined || !source.handshaking.delete(slot)) return undefined;
         this.#checkOver(source);
+        return undefined;
       },
       release: slot.release,
     };
@@ -286,4 +314,11 @@ function sourceKey(addr: Deno.Addr): string | undefined {
     ? head
     : [...head, ...Array(Math.max(0, 8 - head.length - tail.length)).fill("0"), ...tail];
   return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(":")}::/64`;
+}
+
+/** The refusal of a connection from a source at `maxConnectionsPerSource` (names no address). */
+function perSourceRefusal(limits: Required<ConnectionLimits>): RangeError {
+  return new RangeError(
+    `Connection refused: ${limits.maxConnectionsPerSource} connections past their handshake open from one source (maxConnectionsPerSource)`,
+  );
 }

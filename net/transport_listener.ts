@@ -6,6 +6,7 @@ import { type ConnectionLimits, SourceLimiter } from "./source_limits.ts";
 import { type ServerStats, StatsCollector } from "./server_stats.ts";
 import { TransportConn, type TransportConnOptions } from "./transport_conn.ts";
 import { LISTENER_METRICS } from "./_connection_metrics.ts";
+import { classifyIp, isIpLiteral } from "./_ip_address.ts";
 
 /** Options of a {@linkcode TransportListener} beyond its connections' own. */
 export interface TransportListenerOptions {
@@ -149,7 +150,16 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
         continue;
       }
       const accepted = conn;
-      accepted.ready.then(() => admission.handshaken(), () => {});
+      accepted.ready.then(() => {
+        // Behind a front server on this host (WebTunnel behind nginx), the
+        // client is the one it reported, not the front's loopback address,
+        // which every client shares: the per-source limits count the client.
+        const refused = admission.handshaken(reportedSource(accepted));
+        if (refused === undefined) return;
+        LISTENER_METRICS.get(this)?.refused();
+        this.#digest?.add(refused.message, refused);
+        accepted.close();
+      }, () => {});
       accepted.closed.then(() => admission.release());
       this.#stats.add(accepted);
       return accepted;
@@ -204,4 +214,19 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
     this.close();
     return this.#helperClosed;
   }
+}
+
+/**
+ * The client address a front server on this host reported for `conn`, as a
+ * source for the limits; `undefined` when the peer is not on loopback (a
+ * reported address is trusted only from a front server beside us) or
+ * nothing was reported.
+ */
+function reportedSource(conn: TransportConn): Deno.NetAddr | undefined {
+  const peer = conn.remoteAddr;
+  if (peer.transport !== "tcp" || !isIpLiteral(peer.hostname)) return undefined;
+  if (classifyIp(peer.hostname) !== "loopback") return undefined;
+  const client = conn.clientAddress;
+  if (client === undefined || client.hostname === peer.hostname) return undefined;
+  return { transport: "tcp", hostname: client.hostname, port: client.port };
 }

@@ -249,3 +249,33 @@ Deno.test("SocksServer and listen() reject invalid limits with a RangeError and 
   );
   await rejects(tcpListener.accept(), Deno.errors.BadResource);
 });
+
+Deno.test("SourceLimiter: a connection handshaken from a reported client address counts against that source, not the front's", () => {
+  const limiter = new SourceLimiter({ maxConnectionsPerSource: 2 });
+  const front = (client?: string) => {
+    const admission = limiter.admit(tcp("127.0.0.1"), () => {});
+    if (admission instanceof RangeError) return admission;
+    const refused = admission.handshaken(client === undefined ? undefined : tcp(client));
+    return refused ?? admission;
+  };
+  // Five clients behind one front: the front's address is no ceiling.
+  const clients = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::1", "2001:db8:0:1::1"];
+  const admitted = clients.map((client) => front(client));
+  ok(admitted.every((a) => !(a instanceof RangeError)), String(admitted));
+  // One client through the front is held to its own limit.
+  ok(!(front("192.0.2.1") instanceof RangeError));
+  const refused = front("192.0.2.1");
+  ok(refused instanceof RangeError, "a third connection from 192.0.2.1 was admitted");
+  ok(!refused.message.includes("192.0.2.1"), refused.message);
+  // Another address in the same /64 is the same source.
+  ok(!(front("2001:db8::2") instanceof RangeError));
+  ok(front("2001:db8::3") instanceof RangeError, "a /64 holds 2");
+  // Released slots free the reported source.
+  (admitted[0] as { release(): void }).release();
+  ok(!(front("192.0.2.1") instanceof RangeError), "192.0.2.1 got its slot back");
+  // Without a report, the front's own address counts as before.
+  ok(!(front() instanceof RangeError));
+  ok(!(front() instanceof RangeError));
+  ok(front() instanceof RangeError, "the front's own connections are limited");
+  limiter.close();
+});

@@ -442,3 +442,45 @@ Deno.test("webtunnel server warns once at start when it listens on a non-loopbac
     await Deno.remove(state, { recursive: true });
   }
 });
+
+Deno.test("webtunnel behind a front on loopback: the per-source limits count X-Forwarded-For's client, not the front", async () => {
+  const echo = echoServer();
+  await using manager = await proxy(webtunnel, { url: `https://localhost${SECRET}` }, {
+    hostname: "127.0.0.1",
+    port: 0,
+    limits: { maxConnectionsPerSource: 2 },
+    target: { hostname: "127.0.0.1", port: echo.port },
+  });
+  const open = async (client: string) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: manager.addr.port });
+    const head = `GET ${SECRET} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n` +
+      `Upgrade: websocket\r\nX-Forwarded-For: ${client}\r\n\r\n`;
+    await conn.write(new TextEncoder().encode(head));
+    const buf = new Uint8Array(4096);
+    const n = await conn.read(buf);
+    ok(n !== null && new TextDecoder().decode(buf.subarray(0, n)).startsWith("HTTP/1.1 101"));
+    return conn;
+  };
+  /** Whether `conn` still echoes (else the server closed it). */
+  const echoes = async (conn: Deno.Conn) => {
+    await conn.write(new Uint8Array([1, 2, 3])).catch(() => {});
+    const n = await conn.read(new Uint8Array(16)).catch(() => null);
+    return n === 3;
+  };
+  const conns: Deno.Conn[] = [];
+  try {
+    // Five clients through one front address: all served.
+    for (const client of ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5"]) {
+      conns.push(await open(client));
+    }
+    // A second from 192.0.2.1 is served; a third is refused (closed).
+    conns.push(await open("192.0.2.1"));
+    const third = await open("192.0.2.1");
+    deepStrictEqual(await echoes(third), false);
+    third.close();
+    for (const conn of conns) deepStrictEqual(await echoes(conn), true);
+  } finally {
+    for (const conn of conns) conn.close();
+    await echo.close();
+  }
+});
