@@ -11,7 +11,10 @@ export interface ConnectionLimits {
    * Most connections open at once. Defaults to 4096. At this limit a new
    * connection is refused, unless a source is over its
    * `maxHandshakesPerSource`: then that source's oldest unfinished
-   * handshake is closed to make room.
+   * handshake is closed to make room; with none over it, the oldest
+   * unfinished handshake that has waited 2 s, from the source with the most
+   * (so many sources each holding just under their limit cannot fill the
+   * listener for good).
    */
   readonly maxConnections?: number;
   /**
@@ -266,11 +269,25 @@ export class SourceLimiter {
     }
   }
 
-  /** At `maxConnections`: close the oldest handshake of a source over its limit. */
+  /**
+   * At `maxConnections`: close the oldest handshake of a source over its
+   * limit; with none over it (many sources, each just under), the oldest of
+   * the source with the most handshakes that has waited the grace period
+   * (a real handshake takes milliseconds: a full listener serves a new
+   * client rather than keep a stalled one).
+   */
   #evictForRoom(): boolean {
     let worst: Source | undefined;
     for (const source of this.#over) {
       if (worst === undefined || source.handshaking.size > worst.handshaking.size) worst = source;
+    }
+    if (worst === undefined) {
+      const due = Date.now() - HANDSHAKE_GRACE;
+      for (const source of this.#sources.values()) {
+        const oldest: Slot | undefined = source.handshaking.values().next().value;
+        if (oldest === undefined || oldest.since > due) continue;
+        if (worst === undefined || source.handshaking.size > worst.handshaking.size) worst = source;
+      }
     }
     if (worst === undefined) return false;
     this.#evict(worst, worst.handshaking.values().next().value!);

@@ -279,3 +279,27 @@ Deno.test("SourceLimiter: a connection handshaken from a reported client address
   ok(front() instanceof RangeError, "the front's own connections are limited");
   limiter.close();
 });
+
+Deno.test("SourceLimiter: a full listener with no source over its handshake limit closes the oldest handshake that waited 2 s", async () => {
+  const limiter = new SourceLimiter({ maxConnections: 4, maxHandshakesPerSource: 2 });
+  const closed: string[] = [];
+  const admit = (hostname: string, name: string) =>
+    limiter.admit(tcp(hostname), () => closed.push(name));
+  // Two sources, each at (not over) its handshake limit, fill the listener.
+  for (const [host, names] of [["192.0.2.1", ["a1", "a2"]], ["192.0.2.2", ["b1"]]] as const) {
+    for (const name of names) ok(!(admit(host, name) instanceof RangeError));
+  }
+  await new Promise((resolve) => setTimeout(resolve, HANDSHAKE_GRACE + 100));
+  ok(!(admit("192.0.2.2", "b2") instanceof RangeError));
+  // Full: each newcomer takes the place of a handshake that waited 2 s, the
+  // oldest of the source with the most; once all left are fresh, refused.
+  ok(!(admit("192.0.2.3", "c1") instanceof RangeError));
+  deepStrictEqual(closed, ["a1"]);
+  ok(!(admit("192.0.2.4", "d1") instanceof RangeError));
+  deepStrictEqual(closed, ["a1", "b1"]);
+  ok(!(admit("192.0.2.5", "e1") instanceof RangeError));
+  deepStrictEqual(closed, ["a1", "b1", "a2"]);
+  ok(admit("192.0.2.6", "f1") instanceof RangeError, "a fresh handshake was closed");
+  deepStrictEqual(closed, ["a1", "b1", "a2"]);
+  limiter.close();
+});
