@@ -292,6 +292,13 @@ Deno.test("TurnServer answers 420 for unknown comprehension-required attributes 
     { type: StunAttr.RequestedAddressFamily, value: new Uint8Array([1, 0, 0, 0]) },
   ]);
   strictEqual(errorCode(optional), 0);
+  // Binding too (coturn answers 420 there as well); a plain one succeeds.
+  const binding = await c.request(StunMethod.Binding, [{ type: 0x0031, value: new Uint8Array(4) }]);
+  strictEqual(errorCode(binding), 420);
+  deepStrictEqual([...getAttribute(binding, StunAttr.UnknownAttributes)!], [0, 0x31]);
+  const plainBinding = await c.request(StunMethod.Binding);
+  strictEqual(errorCode(plainBinding), 0);
+  ok(getAttribute(plainBinding, StunAttr.XorMappedAddress) !== undefined);
   server.close();
 });
 

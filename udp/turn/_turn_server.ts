@@ -526,15 +526,8 @@ export class TurnServer {
   }
 
   #onRequest(client: TurnClient, request: StunMessage): void {
-    if (request.method === StunMethod.Binding) {
-      this.#reply(client, request, StunClass.SuccessResponse, [
-        {
-          type: StunAttr.XorMappedAddress,
-          value: encodeXorAddress(client.address, request.transactionId),
-        },
-      ]);
-      return;
-    }
+    // Any request with a comprehension-required attribute we do not know,
+    // Binding included, gets 420 (RFC 8489 section 6.3.1), as from coturn.
     const unknown = [
       ...new Set(
         request.attributes.map((a) => a.type).filter((t) => t < 0x8000 && !KNOWN_REQUIRED.has(t)),
@@ -548,6 +541,15 @@ export class TurnServer {
       });
       this.#error(client, request, 420, undefined, [
         { type: StunAttr.UnknownAttributes, value },
+      ]);
+      return;
+    }
+    if (request.method === StunMethod.Binding) {
+      this.#reply(client, request, StunClass.SuccessResponse, [
+        {
+          type: StunAttr.XorMappedAddress,
+          value: encodeXorAddress(client.address, request.transactionId),
+        },
       ]);
       return;
     }
