@@ -18,7 +18,7 @@ import { perUserStateDir } from "../ipc/managed/_state_dir.ts";
 import { socks5Connect } from "../ipc/socks/_client.ts";
 import { SocksReply, socksReplyCode, SocksReplyError } from "../ipc/socks/_reply.ts";
 import { HandshakeError } from "../transports/_handshake_error.ts";
-import { childEnv, MAIN } from "./ipc_util.ts";
+import { childEnv, MAIN, PtProcess } from "./ipc_util.ts";
 
 const cli = runUntil;
 
@@ -303,4 +303,31 @@ Deno.test("an obfs4 connector without a bridge names every missing key when a di
     connector.dial({ hostname: "127.0.0.1", port: 9 }),
     /missing option 'iat-mode' and option 'cert' \(or 'node-id' and 'public-key'\)/,
   );
+});
+
+Deno.test("client: SOCKS arguments that do not parse get reply 0x12 and a warning (the default level shows it), never the arguments", async () => {
+  const state = await Deno.makeTempDir();
+  await using pt = new PtProcess([], {
+    TOR_PT_MANAGED_TRANSPORT_VER: "1",
+    TOR_PT_CLIENT_TRANSPORTS: "obfs4",
+    TOR_PT_STATE_LOCATION: state,
+  });
+  try {
+    const { port } = await pt.cmethod("obfs4");
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const user = new TextEncoder().encode("cert=SecretCertMark;");
+    await conn.write(new Uint8Array([5, 1, 2]));
+    const buf = new Uint8Array(64);
+    deepStrictEqual([...buf.subarray(0, (await conn.read(buf))!)], [5, 2]);
+    await conn.write(new Uint8Array([1, user.length, ...user, 1, 0]));
+    await conn.read(buf); // The auth reply.
+    await conn.write(new Uint8Array([5, 1, 0, 1, 192, 0, 2, 1, 0, 80]));
+    const n = await conn.read(buf);
+    deepStrictEqual(n !== null && buf[1], SocksReply.settingsParseError);
+    conn.close();
+    const line = await pt.waitFor(/^LOG SEVERITY=warning MESSAGE=".*SOCKS handshake failed/);
+    ok(!line.includes("SecretCertMark"), line);
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
 });

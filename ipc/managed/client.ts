@@ -250,8 +250,13 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
             onAcceptError,
             ...(metrics === undefined ? {} : { metrics: { registry: metrics, transport: name } }),
             onError: (error, stage) => {
+              // A failed SOCKS handshake is info (a port scan, say), but
+              // arguments that do not parse are the application's
+              // configuration (a bridge line): the operator must see them.
+              const argumentsError = error instanceof SocksReplyError &&
+                error.code === SocksReply.settingsParseError;
               digested(
-                stage === "handshake" ? "info" : "warning",
+                stage === "handshake" && !argumentsError ? "info" : "warning",
                 `${name}: SOCKS ${stage} failed: ${describe(error)}`,
               );
             },
