@@ -31,8 +31,12 @@ type Symbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 /** Makes the AEAD of an algorithm and key, or `undefined` without the algorithm. */
 export type AeadMaker = (algorithm: AeadAlgorithm, key: Uint8Array) => Aead | undefined;
 
-// Where Debian (libssl3), other Linux distributions and macOS keep it.
-const NAMES = ["libcrypto.so.3", "libcrypto.so", "libcrypto.3.dylib"];
+/** Where Debian (libssl3), other Linux distributions and macOS keep libcrypto 3. */
+export const LIBCRYPTO_NAMES: readonly string[] = [
+  "libcrypto.so.3",
+  "libcrypto.so",
+  "libcrypto.3.dylib",
+];
 
 let loaded: AeadMaker | null | undefined;
 
@@ -44,7 +48,7 @@ let loaded: AeadMaker | null | undefined;
 export function libcryptoAead(): AeadMaker | undefined {
   if (loaded === undefined) {
     loaded = null;
-    for (const name of NAMES) {
+    for (const name of LIBCRYPTO_NAMES) {
       try {
         loaded = libcrypto(Deno.dlopen(name, SYMBOLS).symbols);
         break;

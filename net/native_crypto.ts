@@ -7,6 +7,7 @@ import {
 } from "../transports/crypto_backend.ts";
 import type { TransportEnvironment } from "../transports/transport.ts";
 import { libcryptoAead, type NodeCryptoAead, nodeCryptoAead } from "./_aead.ts";
+import { libcryptoHmac } from "./_hmac.ts";
 
 // sodium-native's Node-API binding, called directly: its index.js checks
 // every argument in JavaScript (about half the throughput on 1430-byte
@@ -114,12 +115,13 @@ export function loadNativeCrypto(): Promise<CryptoBackend> {
       },
       sha256: (data) => hashOut(32, (out) => sodium.crypto_hash_sha256(out, data)),
       sha512: (data) => hashOut(64, (out) => sodium.crypto_hash_sha512(out, data)),
-      hmacSha256(key, ...parts) {
+      // OpenSSL through FFI where libcrypto 3 loads, else node:crypto.
+      hmacSha256: libcryptoHmac() ?? ((key, ...parts) => {
         const h = nodeCrypto.createHmac("sha256", key);
         for (const part of parts) h.update(part);
         const digest = h.digest();
         return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
-      },
+      }),
       hkdfSha256(ikm, salt, info, length) {
         return new Uint8Array(nodeCrypto.hkdfSync("sha256", ikm, salt, info, length));
       },

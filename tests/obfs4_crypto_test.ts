@@ -17,6 +17,9 @@ import {
   representativeToPublicKey,
 } from "../transports/obfs4/_elligator2.ts";
 import { eachBackend } from "./crypto_backends.ts";
+import { libcryptoHmac } from "../net/_hmac.ts";
+import { loadNativeCrypto } from "../net/native_crypto.ts";
+import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 const iota = (n: number) => Uint8Array.from({ length: n }, (_, i) => i);
@@ -388,4 +391,42 @@ Deno.test("GoRand gives the same draws with and without the number fast path", (
     strictEqual(fast.intn(100), plain.intn(100));
     strictEqual(fast.float64(), plain.float64());
   }
+});
+
+Deno.test("hmacSha256 matches RFC 4231 (cases 2 and 6) in both backends, across parts and empty parts", async (t) => {
+  const text = (s: string) => new TextEncoder().encode(s);
+  await eachBackend(t, (crypto) => {
+    const jefe = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+    strictEqual(hex(crypto.hmacSha256(text("Jefe"), text("what do ya want for nothing?"))), jefe);
+    strictEqual(
+      hex(
+        crypto.hmacSha256(
+          text("Jefe"),
+          text("what do ya "),
+          new Uint8Array(0),
+          text("want for nothing?"),
+        ),
+      ),
+      jefe,
+    );
+    strictEqual(
+      hex(
+        crypto.hmacSha256(
+          new Uint8Array(131).fill(0xaa),
+          text("Test Using Larger Than Block-Size Key - Hash Key First"),
+        ),
+      ),
+      "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+    );
+  });
+});
+
+Deno.test("OpenSSL's HMAC-SHA256 loads through FFI here and is the native backend's", async () => {
+  const hmac = libcryptoHmac();
+  ok(hmac !== undefined, "libcrypto 3 did not load (Debian package libssl3)");
+  const native = await loadNativeCrypto();
+  strictEqual(native.hmacSha256, hmac);
+  const key = crypto.getRandomValues(new Uint8Array(52));
+  const data = crypto.getRandomValues(new Uint8Array(5000));
+  deepStrictEqual(hmac(key, data), (await loadWasmCrypto()).hmacSha256(key, data));
 });
