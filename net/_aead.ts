@@ -6,6 +6,7 @@
 // does not.
 
 import type { Aead, AeadAlgorithm } from "../transports/crypto_backend.ts";
+import { libcryptoPart } from "./_libcrypto.ts";
 
 const TAG = 16;
 const EVP_CTRL_AEAD_GET_TAG = 0x10;
@@ -31,34 +32,12 @@ type Symbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 /** Makes the AEAD of an algorithm and key, or `undefined` without the algorithm. */
 export type AeadMaker = (algorithm: AeadAlgorithm, key: Uint8Array) => Aead | undefined;
 
-/** Where Debian (libssl3), other Linux distributions and macOS keep libcrypto 3. */
-export const LIBCRYPTO_NAMES: readonly string[] = [
-  "libcrypto.so.3",
-  "libcrypto.so",
-  "libcrypto.3.dylib",
-];
-
-let loaded: AeadMaker | null | undefined;
-
 /**
  * OpenSSL's AEADs through FFI (ChaCha20-Poly1305, AES-128-GCM,
  * AES-256-GCM), or `undefined` when FFI is not allowed or libcrypto 3 is
  * missing.
  */
-export function libcryptoAead(): AeadMaker | undefined {
-  if (loaded === undefined) {
-    loaded = null;
-    for (const name of LIBCRYPTO_NAMES) {
-      try {
-        loaded = libcrypto(Deno.dlopen(name, SYMBOLS).symbols);
-        break;
-      } catch {
-        // No permission, or not this name.
-      }
-    }
-  }
-  return loaded ?? undefined;
-}
+export const libcryptoAead: () => AeadMaker | undefined = libcryptoPart(SYMBOLS, libcrypto);
 
 function libcrypto(lib: Symbols): AeadMaker {
   const ciphers: Partial<Record<AeadAlgorithm, Deno.PointerValue>> = {

@@ -4,7 +4,7 @@
 // createHmac takes 10-25 us in Deno 2.9 whatever the length; an obfs4
 // handshake makes about seven.
 
-import { LIBCRYPTO_NAMES } from "./_aead.ts";
+import { libcryptoPart } from "./_libcrypto.ts";
 
 const SYMBOLS = {
   EVP_sha256: { parameters: [], result: "pointer" },
@@ -17,26 +17,11 @@ const SYMBOLS = {
 /** HMAC-SHA256 of the parts, concatenated, under `key`: 32 bytes. */
 export type HmacSha256 = (key: Uint8Array, ...parts: Uint8Array[]) => Uint8Array;
 
-let loaded: HmacSha256 | null | undefined;
-
 /**
  * OpenSSL's HMAC-SHA256 through FFI, or `undefined` when FFI is not
  * allowed or libcrypto 3 is missing.
  */
-export function libcryptoHmac(): HmacSha256 | undefined {
-  if (loaded === undefined) {
-    loaded = null;
-    for (const name of LIBCRYPTO_NAMES) {
-      try {
-        loaded = hmacOf(Deno.dlopen(name, SYMBOLS).symbols);
-        break;
-      } catch {
-        // No permission, or not this name.
-      }
-    }
-  }
-  return loaded ?? undefined;
-}
+export const libcryptoHmac: () => HmacSha256 | undefined = libcryptoPart(SYMBOLS, hmacOf);
 
 function hmacOf(lib: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]): HmacSha256 | null {
   const md = lib.EVP_sha256();
