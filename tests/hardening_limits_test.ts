@@ -17,7 +17,18 @@ import { HANDSHAKE_GRACE, SourceLimiter } from "../net/source_limits.ts";
 import { closeQuietly } from "../net/_accept_loop.ts";
 import { echoServer } from "./_util.ts";
 import { MAIN, PtProcess } from "./ipc_util.ts";
-import { holdConnections, prlimit, serverConnections, stopPt, within } from "./hardening_util.ts";
+import {
+  holdConnections,
+  prlimit,
+  serverConnections,
+  stopPt,
+  udpEcho,
+  within,
+} from "./hardening_util.ts";
+import type { Transport } from "../transports/transport.ts";
+import { serveUdpClient } from "../udp/client_pool.ts";
+import { serveUdpServer } from "../udp/server_pool.ts";
+import { UdpSocket } from "../udp/udp_socket.ts";
 
 const KIB = crypto.getRandomValues(new Uint8Array(1024));
 
@@ -302,4 +313,66 @@ Deno.test("SourceLimiter: a full listener with no source over its handshake limi
   ok(admit("192.0.2.6", "f1") instanceof RangeError, "a fresh handshake was closed");
   deepStrictEqual(closed, ["a1", "b1", "a2"]);
   limiter.close();
+});
+
+/** `plain` with a handshake: a server connection is ready at its first byte. */
+const gated: Transport = {
+  name: "gated",
+  client: () => ({
+    pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+  }),
+  server: () => ({
+    clientOptions: {},
+    pair: () => {
+      let open!: () => void;
+      const ready = new Promise<void>((resolve) => open = resolve);
+      return {
+        encode: new TransformStream<Uint8Array, Uint8Array>(),
+        decode: new TransformStream<Uint8Array, Uint8Array>({
+          transform: (chunk, controller) => {
+            open();
+            controller.enqueue(chunk);
+          },
+        }),
+        ready,
+      };
+    },
+  }),
+};
+
+Deno.test("UDP server: connections still in their handshake take no flow slot, so idle ones cannot keep a client out", async () => {
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: gated,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+    maxFlows: 2,
+  });
+  const idle = await Promise.all(
+    Array.from(
+      { length: 6 },
+      () => Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }),
+    ),
+  );
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await using client = await serveUdpClient({
+      transport: gated,
+      config: {},
+      server: { port: server.addr.port },
+      framing: "length",
+    });
+    await using app = await UdpSocket.open({ connect: client.addr });
+    const reply = new Promise<Uint8Array>((resolve) => app.onmessage = (data) => resolve(data));
+    app.send(new Uint8Array([1, 2, 3]));
+    deepStrictEqual(
+      await Promise.race([reply, new Promise((r) => setTimeout(() => r("no echo"), 5000))]),
+      new Uint8Array([1, 2, 3]),
+    );
+  } finally {
+    for (const conn of idle) conn.close();
+  }
 });

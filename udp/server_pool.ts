@@ -170,7 +170,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
   let rejected = 0;
   let failed = 0;
   let nextId = 1;
-  let active = 0; // connections being served, set-up included
+  let active = 0; // flows being served, from the end of their handshake
   let closing = false;
 
   const serve = async (conn: TransportConn, record: ConnectionRecord) => {
@@ -218,7 +218,12 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
   const loop = new ConnectionLoop(listener, {
     ...(metrics === undefined ? {} : { metrics }),
     serve: async (conn, { record }) => {
-      if (active >= settings.maxFlows) {
+      // A flow slot is taken once the handshake is done: connections still
+      // in theirs are the listener's to limit (per source, the oldest
+      // evicted when it is full), so unauthenticated ones cannot fill the
+      // flows. A failed handshake is reported by `serve`.
+      await conn.ready.catch(() => {});
+      if (conn.error === undefined && active >= settings.maxFlows) {
         record.fail(new Error("Too many flows"), "error");
         rejected++;
         conn.close();
