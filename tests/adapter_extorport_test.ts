@@ -47,6 +47,15 @@ Deno.test("SAFE_COOKIE reads and writes 64-byte cookie files with the header", a
     throws(() => safeCookie.parseCookieFile(new Uint8Array(65)), SyntaxError);
     throws(() => safeCookie.parseCookieFile(new Uint8Array(64)), /wrong header/);
     throws(() => safeCookie.formatCookieFile(new Uint8Array(16)), RangeError);
+    // A FIFO would block the read for good; a directory cannot be read:
+    // both are refused at once, naming the path.
+    const fifo = new Deno.Command("mkfifo", { args: [`${dir}/fifo`] }).outputSync();
+    ok(fifo.success, "mkfifo failed");
+    await rejects(safeCookie.readCookieFile(`${dir}/fifo`), (error: Error) => {
+      match(error.message, new RegExp(`${dir}/fifo: not a regular file`));
+      return error instanceof TypeError;
+    });
+    await rejects(safeCookie.readCookieFile(dir), new RegExp(`${dir}: a directory`));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

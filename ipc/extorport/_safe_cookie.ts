@@ -127,8 +127,15 @@ export function formatCookieFile(cookie: Uint8Array): Uint8Array {
  * @param path The file.
  * @returns The 32-byte cookie.
  * @throws {SyntaxError} When the file has the wrong length or header.
+ * @throws {TypeError} When it is not a regular file (a FIFO would block the
+ * read for good, a directory cannot be read); the message names the path.
  */
 export async function readCookieFile(path: string | URL): Promise<Uint8Array> {
+  const info = await Deno.stat(path);
+  if (!info.isFile) {
+    const kind = info.isDirectory ? "a directory" : "not a regular file";
+    throw new TypeError(`Cannot read auth cookie file ${String(path)}: ${kind}`);
+  }
   const file = await Deno.open(path, { read: true });
   try {
     const buffer = new Uint8Array(2 * AUTH_LENGTH + 1);

@@ -211,10 +211,18 @@ function targetOf(
         ? undefined
         : handlers.authFailureCounter!(metrics, name);
       return async (conn, { signal }) => {
+        const { readCookieFile, extOrPortHandshake } = handlers;
+        // The cookie first: a cookie that cannot be read holds no
+        // connection to tor.
+        let cookie: Uint8Array;
+        try {
+          cookie = await readCookieFile!(target.cookieFile);
+        } catch (error) {
+          failures?.inc();
+          throw error;
+        }
         const end = await dial(target.address, signal);
         try {
-          const { readCookieFile, extOrPortHandshake } = handlers;
-          const cookie = await readCookieFile!(target.cookieFile);
           // The transport's report (WebTunnel's X-Forwarded-For) when it
           // is an IP literal, else the socket's peer: TransportConn.clientAddress.
           const client = conn.clientAddress;
