@@ -239,6 +239,8 @@ Deno.test("main.ts server closes a connection whose ExtORPort stalls, after the 
   const line = await pt.waitFor(/^SMETHOD plain /);
   const port = Number(line.split(" ")[2]!.split(":")[1]);
   using stalled = await Deno.connect({ hostname: "127.0.0.1", port });
+  // The first ExtORPort session (the stalling one) is this connection's.
+  await waitFor(() => fake.sessions.length === 1, "the first connection's ExtORPort session");
   // Meanwhile another connection works.
   {
     using conn = await Deno.connect({ hostname: "127.0.0.1", port });

@@ -1200,7 +1200,7 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description: "UDP server serves flows past maxFlows",
     file: UDP_SERVER_POOL,
-    search: "if (active >= settings.maxFlows) {",
+    search: "if (conn.error === undefined && active >= settings.maxFlows) {",
     replace: "if (false) {",
     tests: [T_UDP_POOL],
   },
