@@ -530,8 +530,12 @@ class SshServer implements ServerTransport {
       "MaxAuthTries 3",
       "MaxSessions 0",
       "LoginGraceTime 30",
-      "MaxStartups 10:30:60",
+      // Unauthenticated connections: up to 64 before random drops (256 at
+      // most, each an sshd process), 4 from one source, a source being an
+      // IPv4 address or an IPv6 /64 as in ptkit's own limits.
+      "MaxStartups 64:30:256",
       "PerSourceMaxStartups 4",
+      "PerSourceNetBlockSize 32:64",
       "ClientAliveInterval 30",
       "ClientAliveCountMax 3",
       "LogLevel INFO",
