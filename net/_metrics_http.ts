@@ -8,6 +8,8 @@
 import { closeQuietly, ConnectionLoop } from "./_accept_loop.ts";
 import { writeFull } from "./conn_io.ts";
 import { HeadBuffer, HeadTooLong } from "../transports/_http_head.ts";
+import { concat } from "../transports/_bytes.ts";
+import { deferred } from "../transports/_deferred.ts";
 
 /** Longest request head read, in bytes. */
 const MAX_HEAD_BYTES = 8 * 1024;
@@ -50,11 +52,7 @@ function formatResponse(response: MetricsResponse, head: boolean): Uint8Array {
     "connection: close",
   ];
   const start = encoder.encode(`${lines.join("\r\n")}\r\n\r\n`);
-  if (head) return start;
-  const all = new Uint8Array(start.length + body.length);
-  all.set(start);
-  all.set(body, start.length);
-  return all;
+  return head ? start : concat(start, body);
 }
 
 /** The method and path of a request head, or the status refusing it. */
@@ -133,9 +131,8 @@ async function exchange(conn: Deno.TcpConn, handler: MetricsHandler): Promise<vo
 export class MetricsHttpServer implements Deno.HttpServer<Deno.NetAddr> {
   #listener: Deno.TcpListener;
   #loop: ConnectionLoop<Deno.TcpConn>;
-  #finished: Promise<void>;
+  #finished = deferred<void>();
   #shutdown: Promise<void> | undefined;
-  #done: () => void = () => {};
 
   /**
    * Serve on `listener` until shut down.
@@ -150,7 +147,6 @@ export class MetricsHttpServer implements Deno.HttpServer<Deno.NetAddr> {
       limits: LIMITS,
       serve: (conn) => exchange(conn, handler),
     });
-    this.#finished = new Promise((resolve) => this.#done = resolve);
     if (signal !== undefined) {
       if (signal.aborted) void this.shutdown();
       else signal.addEventListener("abort", () => void this.shutdown(), { once: true });
@@ -162,7 +158,7 @@ export class MetricsHttpServer implements Deno.HttpServer<Deno.NetAddr> {
   }
 
   get finished(): Promise<void> {
-    return this.#finished;
+    return this.#finished.promise;
   }
 
   ref(): void {
@@ -174,7 +170,7 @@ export class MetricsHttpServer implements Deno.HttpServer<Deno.NetAddr> {
   }
 
   shutdown(): Promise<void> {
-    this.#shutdown ??= this.#loop.close().then(() => this.#done());
+    this.#shutdown ??= this.#loop.close().then(() => this.#finished.resolve());
     return this.#shutdown;
   }
 

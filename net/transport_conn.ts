@@ -2,6 +2,7 @@
 
 import type { HostPort, TransportPair } from "../transports/transport.ts";
 import { HandshakeError } from "../transports/_handshake_error.ts";
+import { deferred } from "../transports/_deferred.ts";
 import { formatIp, isIpLiteral, parseIp } from "./_ip_address.ts";
 import {
   closeWriter,
@@ -90,7 +91,8 @@ export class TransportConn implements AsyncDisposable {
   #abortDecode: (reason: unknown) => void;
   #readable: ReadableStream<Uint8Array>;
   #ready: Promise<void>;
-  #rejectReady: (reason: unknown) => void = () => {};
+  /** Rejected once the connection has failed or been closed (see the constructor). */
+  #gone = deferred<never>();
   #destination: Promise<HostPort> | undefined;
   #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   #writable: WritableStream<Uint8Array>;
@@ -122,11 +124,11 @@ export class TransportConn implements AsyncDisposable {
     // connection has failed or been closed (a reset during an obfs4 or
     // Shadowsocks probe delay, a server shutting down): whoever awaits
     // `ready` is never left waiting on a connection that is gone.
-    const gone = new Promise<never>((_, reject) => this.#rejectReady = reject);
-    gone.catch(() => {});
-    this.#ready = handshake === undefined
-      ? Promise.resolve()
-      : Promise.race([this.#limit(handshake, options.handshakeTimeout ?? 120_000, name), gone]);
+    this.#gone.promise.catch(() => {});
+    this.#ready = handshake === undefined ? Promise.resolve() : Promise.race([
+      this.#limit(handshake, options.handshakeTimeout ?? 120_000, name),
+      this.#gone.promise,
+    ]);
     this.#ready.catch((error) => this.#fail(error));
     this.#destination = pair.destination;
     this.#destination?.catch(() => {});
@@ -308,7 +310,7 @@ export class TransportConn implements AsyncDisposable {
     this.#closed = true;
     this.#closedByUser = true;
     const reason = new Error("Transport connection closed");
-    this.#rejectReady(reason);
+    this.#gone.reject(reason);
     this.#abortEncode(reason);
     this.#abortDecode(reason);
     this.#closeNet();
@@ -339,7 +341,7 @@ export class TransportConn implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     this.#error = error;
-    this.#rejectReady(error);
+    this.#gone.reject(error);
     this.#abortDecode(error);
     if (this.#encodeEnded) {
       // The transport finished its output before it failed (an HTTP error

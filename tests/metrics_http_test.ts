@@ -8,6 +8,7 @@ import { match, ok, strictEqual } from "node:assert";
 import { MetricsRegistry } from "../net/metrics.ts";
 import { writeFull } from "../net/conn_io.ts";
 import { readUntilClosed } from "./obfs4_wire_helpers.ts";
+import { concat } from "../transports/_bytes.ts";
 
 /** Send `request` on a new connection; the whole answer, as text. */
 async function rawExchange(port: number, request: Uint8Array): Promise<string> {
@@ -21,7 +22,7 @@ async function rawExchange(port: number, request: Uint8Array): Promise<string> {
       if (n === null) break;
       chunks.push(buf.slice(0, n));
     }
-    return new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+    return new TextDecoder().decode(concat(...chunks));
   } finally {
     conn.close();
   }
