@@ -27,12 +27,9 @@ if (import.meta.main) {
   holdEarlySignals();
   const command = Deno.args[0] ?? "";
   if (Deno.args.length === 0 && sip003Started()) {
-    const { isSip003, runSip003, SIP003_VARS } = await import("./ipc/managed/_sip003.ts");
-    const env = Object.fromEntries(SIP003_VARS.map((name) => [name, Deno.env.get(name)]));
-    if (isSip003(env)) {
-      const stderr = (text: string) => Deno.stderr.writeSync(new TextEncoder().encode(text));
-      Deno.exit(await runSip003({ getEnv: (name) => Deno.env.get(name), stderr }));
-    }
+    const { runSip003 } = await import("./ipc/managed/_sip003.ts");
+    const stderr = (text: string) => Deno.stderr.writeSync(new TextEncoder().encode(text));
+    Deno.exit(await runSip003({ getEnv: (name) => Deno.env.get(name), stderr }));
   }
   if (command === "turn") {
     const { runTurnCommand } = await import("./ipc/cli/_turn.ts");
@@ -46,9 +43,15 @@ if (import.meta.main) {
   Deno.exit(await runManagedProxy({ args: Deno.args }));
 }
 
-/** Whether SIP003's variables may be read and one is set (`deno run` may not grant them). */
+/**
+ * Whether a SIP003 host started this: one of its address variables is set
+ * (a missing one is then the plugin's error, not the managed proxy's usage)
+ * and tor's is not. `deno run` may not grant reading them.
+ */
 function sip003Started(): boolean {
-  const query = { name: "env", variable: "SS_LOCAL_PORT" } as const;
-  return Deno.permissions.querySync(query).state === "granted" &&
-    Deno.env.get("SS_LOCAL_PORT") !== undefined;
+  const set = (variable: string) =>
+    Deno.permissions.querySync({ name: "env", variable }).state === "granted" &&
+    Deno.env.get(variable) !== undefined;
+  return !set("TOR_PT_MANAGED_TRANSPORT_VER") &&
+    ["SS_REMOTE_HOST", "SS_REMOTE_PORT", "SS_LOCAL_HOST", "SS_LOCAL_PORT"].some(set);
 }

@@ -113,6 +113,8 @@ Deno.test("parseSip003: a |-separated host list (ss-libev given several -s): the
       ["::|0.0.0.0", ["::", "0.0.0.0"]],
       ["192.0.2.1|2001:db8::1|198.51.100.7", ["192.0.2.1", "2001:db8::1", "198.51.100.7"]],
       ["::1|", ["::1"]],
+      // A host listed twice is one listener.
+      ["127.0.0.1|::1|127.0.0.1", ["127.0.0.1", "::1"]],
     ] as const
   ) {
     const server = parseSip003(
@@ -146,6 +148,11 @@ Deno.test("parseSip003: bad variables and options are errors that quote no optio
     const [vars, message] of [
       [{ ...VARS, SS_REMOTE_PORT: "99999" }, /SS_REMOTE/],
       [{ ...VARS, SS_LOCAL_PORT: "0" }, /SS_LOCAL_PORT: port 0/],
+      [
+        { ...VARS, SS_LOCAL_HOST: undefined, SS_LOCAL_PORT: undefined },
+        /^Cannot start as a SIP003 plugin: SS_LOCAL_HOST and SS_LOCAL_PORT are not set/,
+      ],
+      [{ ...VARS, SS_REMOTE_PORT: undefined }, /: SS_REMOTE_PORT is not set/],
       [{ ...VARS, SS_PLUGIN_OPTIONS: "server", SS_REMOTE_HOST: "example.com" }, /IP address/],
       [{ ...VARS, SS_PLUGIN_OPTIONS: "transport=ob fs4" }, /expected a transport name/],
       [{ ...VARS, SS_PLUGIN_OPTIONS: "cert=Secret9Mark\\" }, /trailing backslash/],
@@ -401,6 +408,23 @@ Deno.test("SIP003: main.ts refuses an unknown or free transport and bad options 
     ok(message.test(plugin.stderr), plugin.stderr);
     ok(!(plugin.stdout + plugin.stderr).includes("Secret9Mark"), plugin.stderr);
   }
+});
+
+Deno.test("SIP003: main.ts with only some of the address variables names the missing ones (64), not the managed proxy's usage", async () => {
+  await using plugin = new TextProcess(MAIN, [], {
+    SS_REMOTE_HOST: "127.0.0.1",
+    SS_REMOTE_PORT: "8388",
+    SS_PLUGIN_OPTIONS: "transport=obfs4;cert=Secret9Mark",
+  });
+  const status = await plugin.child.status;
+  await plugin.done;
+  deepStrictEqual(status.code, 64, plugin.stderr);
+  ok(
+    /^ptkit: error: Cannot start as a SIP003 plugin: SS_LOCAL_HOST and SS_LOCAL_PORT are not set/m
+      .test(plugin.stderr),
+    plugin.stderr,
+  );
+  ok(!plugin.stderr.includes("Usage") && !plugin.stderr.includes("Secret9Mark"), plugin.stderr);
 });
 
 Deno.test("SIP003: the plugin exits when its parent's stdin pipe closes, not on /dev/null", async () => {

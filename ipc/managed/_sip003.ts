@@ -17,7 +17,7 @@ import { perUserStateDir } from "./_state_dir.ts";
 import { CAUSE_REPORTED } from "./_shutdown.ts";
 import { cliError, methodErrorCode } from "../cli/_names.ts";
 
-/** The SIP003 variables; main.ts is a plugin when the four addresses are set. */
+/** The SIP003 variables: the four addresses a plugin host sets, then the plugin options. */
 export const SIP003_VARS: readonly string[] = [
   "SS_REMOTE_HOST",
   "SS_REMOTE_PORT",
@@ -43,17 +43,6 @@ export interface Sip003Plan {
 }
 
 /**
- * Whether the environment starts a SIP003 plugin: the four address
- * variables are all set.
- *
- * @param env The variables that are set.
- * @returns True for a plugin run.
- */
-export function isSip003(env: Readonly<Record<string, string | undefined>>): boolean {
-  return SIP003_VARS.slice(0, 4).every((name) => env[name] !== undefined);
-}
-
-/**
  * Turn the SIP003 variables into a side to run. Client (no `server` key):
  * listen on SS_LOCAL, carry each connection over `transport` (default
  * obfs4) with the remaining options as its arguments to SS_REMOTE. Server
@@ -64,6 +53,7 @@ export function isSip003(env: Readonly<Record<string, string | undefined>>): boo
  * @param env The variables (`SS_*`).
  * @param defaultState The server's state directory when `state=` is absent.
  * @returns The plan.
+ * @throws {TypeError} When an address variable is missing.
  * @throws {SyntaxError} On malformed options (never quoting them).
  * @throws {RangeError} On a malformed address or port.
  */
@@ -71,6 +61,16 @@ export function parseSip003(
   env: Readonly<Record<string, string | undefined>>,
   defaultState: (role: "client" | "server") => string,
 ): Sip003Plan {
+  const missing = SIP003_VARS.slice(0, 4).filter((name) => env[name] === undefined);
+  if (missing.length > 0) {
+    throw new TypeError(
+      `Cannot start as a SIP003 plugin: ${missing.slice(0, -1).join(", ")}${
+        missing.length > 1 ? " and " : ""
+      }${missing.at(-1)} ${
+        missing.length === 1 ? "is" : "are"
+      } not set (a plugin host sets SS_REMOTE_HOST, SS_REMOTE_PORT, SS_LOCAL_HOST and SS_LOCAL_PORT)`,
+    );
+  }
   const options = parsePluginOptions(env.SS_PLUGIN_OPTIONS ?? "");
   const server = options.server !== undefined;
   const transport = options.transport ?? "obfs4";
@@ -145,11 +145,14 @@ export function parseSip003(
  * `|`, as simple-obfs and v2ray-plugin read them) at one port.
  */
 function addresses(hosts: string, port: string, what: string): HostPort[] {
-  const list = hosts.split("|").filter((host) => host !== "");
+  // A host listed twice would be a second listener on the same address.
+  const list = [...new Set(hosts.split("|").map((host) => host.trim()))].filter((host) =>
+    host !== ""
+  );
   if (list.length === 0) throw new RangeError(`Invalid ${what}_HOST: no host`);
   return list.map((host) => {
     const parsed = parseHostPort(
-      bracketBareIpv6(`${host.trim()}:${port}`),
+      bracketBareIpv6(`${host}:${port}`),
       `${what}_HOST:${what}_PORT`,
     );
     if (parsed.port === 0) throw new RangeError(`Invalid ${what}_PORT: port 0`);
