@@ -317,7 +317,7 @@ export class SourceLimiter {
  * IPv4-mapped IPv6 address counts as its IPv4 address), an IPv6 /64, or
  * none (Unix sockets).
  */
-function sourceKey(addr: Deno.Addr): string | undefined {
+export function sourceKey(addr: Deno.Addr): string | undefined {
   if (addr.transport !== "tcp" && addr.transport !== "udp") return undefined;
   const host = addr.hostname.toLowerCase();
   if (!host.includes(":")) return host;

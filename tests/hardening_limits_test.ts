@@ -26,6 +26,8 @@ import {
   within,
 } from "./hardening_util.ts";
 import type { Transport } from "../transports/transport.ts";
+import type { Dialer } from "../net/net_conn.ts";
+import type { HostPort } from "../net/address.ts";
 import { serveUdpClient } from "../udp/client_pool.ts";
 import { serveUdpServer } from "../udp/server_pool.ts";
 import { UdpSocket } from "../udp/udp_socket.ts";
@@ -57,24 +59,18 @@ Deno.test("one source holding 4200 idle connections does not lock a good client 
       dialer: (target) => boundDial(target, "127.0.0.2"),
     });
     const goodClient = async () => {
-      // Not `await using`: a TransportConn over node:net (boundDial) is
-      // closed, but its end is not awaited here.
-      const conn = await connector.dial({ hostname: "127.0.0.1", port });
-      try {
-        strictEqual((conn.localAddr as Deno.NetAddr).hostname, "127.0.0.2");
-        const writer = conn.writable.getWriter();
-        await writer.write(KIB);
-        const reader = conn.readable.getReader();
-        const got: number[] = [];
-        while (got.length < KIB.length) {
-          const { value, done } = await reader.read();
-          if (done) throw new Error(`Echo ended after ${got.length} bytes`);
-          got.push(...value);
-        }
-        deepStrictEqual(new Uint8Array(got), KIB);
-      } finally {
-        conn.close();
+      await using conn = await connector.dial({ hostname: "127.0.0.1", port });
+      strictEqual((conn.localAddr as Deno.NetAddr).hostname, "127.0.0.2");
+      const writer = conn.writable.getWriter();
+      await writer.write(KIB);
+      const reader = conn.readable.getReader();
+      const got: number[] = [];
+      while (got.length < KIB.length) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`Echo ended after ${got.length} bytes`);
+        got.push(...value);
       }
+      deepStrictEqual(new Uint8Array(got), KIB);
     };
 
     await using holder = holdConnections(port, 4200, "127.0.0.1");
@@ -375,4 +371,54 @@ Deno.test("UDP server: connections still in their handshake take no flow slot, s
   } finally {
     for (const conn of idle) conn.close();
   }
+});
+
+Deno.test("UDP server at maxFlows: a source with fewer flows takes the place of the idlest flow of the source with the most", async () => {
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+    maxFlows: 2,
+  });
+  const pool = (dialer?: Dialer) =>
+    serveUdpClient({
+      transport: plain,
+      config: {},
+      server: { port: server.addr.port },
+      framing: "length",
+      ...(dialer === undefined ? {} : { dialer }),
+    });
+  await using greedy = await pool();
+  await using other = await pool((target) => boundDial(target, "127.0.0.2"));
+  const echoed = async (to: HostPort, byte: number) => {
+    const app = await UdpSocket.open({ connect: to });
+    const reply = new Promise<Uint8Array>((resolve) => app.onmessage = (data) => resolve(data));
+    app.send(new Uint8Array([byte]));
+    const got = await Promise.race([reply, new Promise((r) => setTimeout(() => r("none"), 3000))]);
+    return { app, got };
+  };
+  // 127.0.0.1 takes both slots; its first flow is then the idlest.
+  const first = await echoed(greedy.addr, 1);
+  await using _first = first.app;
+  deepStrictEqual(first.got, new Uint8Array([1]));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const second = await echoed(greedy.addr, 2);
+  await using _second = second.app;
+  deepStrictEqual(second.got, new Uint8Array([2]));
+  // 127.0.0.2 holds none: it is served, in place of the first flow.
+  const third = await echoed(other.addr, 3);
+  await using _third = third.app;
+  deepStrictEqual(third.got, new Uint8Array([3]));
+  strictEqual(server.stats().flowsClosed.evicted, 1);
+  strictEqual(server.stats().flowsOpen, 2);
+  // Now one each: a third flow from 127.0.0.1 is refused, not swapped in.
+  const fourth = await echoed(greedy.addr, 4);
+  await using _fourth = fourth.app;
+  strictEqual(fourth.got, "none");
+  strictEqual(server.stats().connectionsRejected, 1);
+  strictEqual(server.stats().flowsClosed.evicted, 1);
 });

@@ -3,7 +3,9 @@
 // addresses, tor's options escaping (in), SMETHOD ARGS escaping (out),
 // destination policy, outbound bind addresses, bridge lines.
 
-import { deepStrictEqual, ok, throws } from "node:assert";
+import { deepStrictEqual, ok, rejects, throws } from "node:assert";
+import { TransportConn } from "../net/transport_conn.ts";
+import { plain } from "../transports/plain.ts";
 import { parseBindAddr } from "../ipc/managed/_bind_addr.ts";
 import { parseTransportOptions } from "../ipc/lines/_args.ts";
 import { formatSmethodArgs, parseSmethodArgs } from "../ipc/lines/_args.ts";
@@ -200,6 +202,24 @@ Deno.test("outboundDialer binds the source address, but not for loopback destina
     },
     (error) => ok(error instanceof Error),
   );
+});
+
+Deno.test("a bound connection closed while its transport is open settles: closeWrite after close returns, the TransportConn's closed resolves", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const bound = await boundDial({ hostname: "127.0.0.1", port: listener.addr.port }, "127.0.0.2");
+  using _peer = await listener.accept();
+  bound.close();
+  const late = (what: string) =>
+    new Promise((_, reject) => setTimeout(() => reject(new Error(`${what} hangs`)), 2000));
+  await Promise.race([bound.closeWrite(), late("closeWrite after close")]);
+  await rejects(bound.write(new Uint8Array([1])));
+  // As a pool's flow uses it: closed from this side with its pumps running.
+  const again = await boundDial({ hostname: "127.0.0.1", port: listener.addr.port }, "127.0.0.2");
+  using _again = await listener.accept();
+  const conn = new TransportConn(again, (await plain.client({})).pair({}));
+  await conn.ready;
+  conn.close();
+  await Promise.race([conn.closed, late("TransportConn.closed")]);
 });
 
 Deno.test("parseBridgeLine and formatBridgeLine", () => {

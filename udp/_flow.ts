@@ -190,6 +190,11 @@ export class Flow {
     this.#onClose(this, reason, error);
   }
 
+  /** When a datagram last crossed, either way (the clock's ms). */
+  get lastActivity(): number {
+    return this.#lastActivity;
+  }
+
   stats(): UdpFlowStats {
     const c = this.#counters;
     return {

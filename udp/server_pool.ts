@@ -3,7 +3,7 @@
 import type { HostPort } from "../net/address.ts";
 import { listen } from "../server.ts";
 import { ConnectionLoop, retryWhileExhausted } from "../net/_accept_loop.ts";
-import type { ConnectionLimits } from "../net/source_limits.ts";
+import { type ConnectionLimits, sourceKey } from "../net/source_limits.ts";
 import { checkPort } from "../net/address.ts";
 import type { TransportConn } from "../net/transport_conn.ts";
 import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
@@ -25,6 +25,13 @@ import {
   type UdpPoolStats,
   zeroCounters,
 } from "./udp_stats.ts";
+
+/** A flow slot of a server pool: its source, and its flow once open. */
+interface Slot {
+  readonly source: string;
+  flow: Flow | undefined;
+  held: boolean;
+}
 
 /** Options for {@linkcode serveUdpServer}. */
 export interface UdpServerOptions extends UdpPoolOptions {
@@ -48,7 +55,12 @@ export interface UdpServerOptions extends UdpPoolOptions {
 
 /** A {@linkcode UdpServerPool}'s statistics. */
 export interface UdpServerStats extends UdpPoolStats {
-  /** Transport connections refused because `maxFlows` flows were open. */
+  /**
+   * Transport connections refused because `maxFlows` flows were open and
+   * their source held at least as many as any other (a source with fewer
+   * takes the place of the least recently active flow of the source with
+   * the most: `flowsClosed.evicted`).
+   */
   readonly connectionsRejected: number;
   /** Transport connections that failed before carrying datagrams (handshake, UDP socket). */
   readonly connectionsFailed: number;
@@ -170,15 +182,60 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
   let rejected = 0;
   let failed = 0;
   let nextId = 1;
-  let active = 0; // flows being served, from the end of their handshake
   let closing = false;
 
-  const serve = async (conn: TransportConn, record: ConnectionRecord) => {
+  // The flow slots taken (`maxFlows` at most), by source: one source may
+  // use every slot while nobody else wants one, but a connection from a
+  // source with fewer flows than the one with the most takes the place of
+  // that source's least recently active flow.
+  const slots = new Map<string, Set<Slot>>();
+  let active = 0;
+  const take = (source: string): Slot | undefined => {
+    if (active >= settings.maxFlows) {
+      let most: Set<Slot> | undefined;
+      for (const held of slots.values()) if (held.size > (most?.size ?? 0)) most = held;
+      const mine = slots.get(source)?.size ?? 0;
+      let victim: Slot | undefined;
+      if (most !== undefined && most.size > mine + 1) {
+        for (const slot of most) {
+          if (slot.flow === undefined) continue;
+          if (victim === undefined || slot.flow.lastActivity < victim.flow!.lastActivity) {
+            victim = slot;
+          }
+        }
+      }
+      if (victim === undefined) return undefined;
+      free(victim);
+      victim.flow!.close("evicted");
+    }
+    const slot: Slot = { source, flow: undefined, held: true };
+    let held = slots.get(source);
+    if (held === undefined) slots.set(source, held = new Set());
+    held.add(slot);
+    active++;
+    return slot;
+  };
+  const free = (slot: Slot) => {
+    if (!slot.held) return;
+    slot.held = false;
+    active--;
+    const held = slots.get(slot.source)!;
+    held.delete(slot);
+    if (held.size === 0) slots.delete(slot.source);
+  };
+
+  const serve = async (
+    conn: TransportConn,
+    record: ConnectionRecord,
+    signal: AbortSignal,
+    slot: Slot,
+  ) => {
     let socket: UdpSocket | undefined;
     try {
       await conn.ready;
-      socket = await retryWhileExhausted(() =>
-        UdpSocket.open({ connect: fixedTarget, bufferSize })
+      socket = await retryWhileExhausted(
+        () => UdpSocket.open({ connect: fixedTarget, bufferSize }),
+        signal,
       );
       if (closing) throw new Error("Server closed");
     } catch (error) {
@@ -208,6 +265,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
     record.established();
     opened++;
     flows.add(flow);
+    slot.flow = flow;
     udp.onmessage = (data) => flow.push(data);
     flow.connect(conn);
     await flow.done;
@@ -217,24 +275,26 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
   if (metrics !== undefined) LISTENER_METRICS.set(listener, metrics);
   const loop = new ConnectionLoop(listener, {
     ...(metrics === undefined ? {} : { metrics }),
-    serve: async (conn, { record }) => {
+    serve: async (conn, { record, signal }) => {
       // A flow slot is taken once the handshake is done: connections still
       // in theirs are the listener's to limit (per source, the oldest
       // evicted when it is full), so unauthenticated ones cannot fill the
       // flows. A failed handshake is reported by `serve`.
       await conn.ready.catch(() => {});
-      if (conn.error === undefined && active >= settings.maxFlows) {
+      const slot = conn.error === undefined
+        ? take(sourceKey(conn.remoteAddr) ?? "")
+        : { source: "", flow: undefined, held: false };
+      if (slot === undefined) {
         record.fail(new Error("Too many flows"), "error");
         rejected++;
         conn.close();
         await conn.closed;
         return;
       }
-      active++;
       try {
-        await serve(conn, record);
+        await serve(conn, record, signal, slot);
       } finally {
-        active--;
+        free(slot);
       }
     },
   });

@@ -50,6 +50,9 @@ export const UDP_DROP_REASONS: readonly UdpDropReason[] = [
  * - `writeFailed`: writing a datagram to the transport connection failed.
  * - `dialFailed`: the transport connection could not be opened.
  * - `shutdown`: the pool was closed.
+ * - `evicted`: the server was at `maxFlows` when a connection from a source
+ *   with fewer flows came; this was the least recently active flow of the
+ *   source with the most.
  */
 export type UdpCloseReason =
   | "idle"
@@ -58,7 +61,8 @@ export type UdpCloseReason =
   | "connectionError"
   | "writeFailed"
   | "dialFailed"
-  | "shutdown";
+  | "shutdown"
+  | "evicted";
 
 /** Every {@linkcode UdpCloseReason}, for iterating. */
 export const UDP_CLOSE_REASONS: readonly UdpCloseReason[] = [
@@ -69,6 +73,7 @@ export const UDP_CLOSE_REASONS: readonly UdpCloseReason[] = [
   "writeFailed",
   "dialFailed",
   "shutdown",
+  "evicted",
 ];
 
 /** Datagram and byte counts, each way, and drops by reason. */

@@ -145,7 +145,12 @@ function socketConn(socket: Socket): NetConn {
       });
     },
     closeWrite(): Promise<void> {
-      return new Promise((resolve) => socket.end(() => resolve()));
+      // A destroyed socket never calls end's callback: its close settles it.
+      if (socket.destroyed) return Promise.resolve();
+      return new Promise((resolve) => {
+        socket.once("close", () => resolve());
+        socket.end(() => resolve());
+      });
     },
     close(): void {
       socket.destroy();
