@@ -12,6 +12,7 @@
 //
 //   deno run -A bench/turn_bench.ts            # -n 5000 -m 100 -l 1000 -z 5
 //   deno run -A bench/turn_bench.ts --quick    # -n 500 -m 20 -l 1000 -z 5
+//   deno run -A bench/turn_bench.ts --only=Send  # the runs whose load names it
 
 import { bindingRequest, freeUdpPort, waitForUdp } from "../tests/turn_util.ts";
 import { udpReceiveBufferErrors } from "../tests/udp_test_utils.ts";
@@ -96,6 +97,8 @@ const runs: { load: string; args: string[] }[] = [
   { load: "Send/Data indications", args: ["-y", "-c", "-s", ...LOAD] },
   { load: "echo peer", args: ["-c", "-e", "127.0.0.1", "-r", String(peerPort), ...LOAD] },
 ];
+const only = Deno.args.find((arg) => arg.startsWith("--only="))?.slice("--only=".length);
+if (only !== undefined) runs.splice(0, runs.length, ...runs.filter((r) => r.load.includes(only)));
 const results: { load: string; ptkit: Result; coturn: Result }[] = [];
 try {
   await waitForUdp(ptkitPort, bindingRequest(), "ptkit's TURN server");

@@ -138,8 +138,17 @@ Deno.test("longTermKey is MD5(user:realm:password)", () => {
   deepStrictEqual(longTermKey("u", "r", "p"), hex("44add22b6f3179b751eafd68ee370f7d"));
 });
 
-Deno.test("crc32 matches the standard check value", () => {
+Deno.test("crc32 matches the standard check value, and node:zlib's at every length and alignment", async () => {
   strictEqual(crc32(new TextEncoder().encode("123456789")), 0xcbf43926);
+  const { crc32: zlibCrc32 } = await import("node:zlib");
+  const bytes = crypto.getRandomValues(new Uint8Array(4096));
+  for (let length = 0; length <= 70; length++) {
+    for (let offset = 0; offset < 8; offset++) {
+      const part = bytes.subarray(offset, offset + length);
+      strictEqual(crc32(part), zlibCrc32(part), `length ${length} at ${offset}`);
+    }
+  }
+  strictEqual(crc32(bytes.subarray(3)), zlibCrc32(bytes.subarray(3)));
 });
 
 Deno.test("parseStunMessage rejects truncated and overlong input with clear errors", () => {

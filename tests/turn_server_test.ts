@@ -5,6 +5,7 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { createUdpRelayFactory } from "../udp/turn/_udp_relay.ts";
 import { decodeXorAddress, encodeXorAddress, u32 } from "../udp/stun/_attributes.ts";
 import { encodeChannelData, isChannelData, parseChannelData } from "../udp/stun/_channel_data.ts";
+import { verifyFingerprint } from "../udp/stun/_integrity.ts";
 import {
   encodeStunMessage,
   getAttribute,
@@ -386,6 +387,36 @@ Deno.test("TurnServer relays a Send indication only to a peer with a live permis
   strictEqual(socket.sent.length, 3);
   strictEqual(server.stats().drops.noPermission, 5);
   strictEqual(server.stats().relayedToPeers, 3);
+  server.close();
+});
+
+Deno.test("TurnServer: interleaved Send and Data indications to and from two peers each name the right peer, with fresh transaction ids", async () => {
+  const { server, relay, connect } = rig({ allowLoopbackPeers: false });
+  const c = connect();
+  const socket = relay.socketAt(relayedAddress(await c.allocate()));
+  const peers = [PUBLIC_A, PUBLIC_B, { ...PUBLIC_A, port: 5001 }];
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PUBLIC_A)), 0);
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PUBLIC_B)), 0);
+  const order = [0, 0, 1, 1, 0, 2, 2, 1, 0];
+  for (const [i, p] of order.entries()) sendIndication(c, peers[p]!, new Uint8Array([i]));
+  deepStrictEqual(
+    socket.sent.map((s) => [s.peer, [...s.data]]),
+    order.map((p, i) => [peers[p], [i]]),
+  );
+  const ids = new Set<string>();
+  for (const [i, p] of order.entries()) {
+    socket.receive(new Uint8Array([i, i]), peers[p]!);
+    const data = parseStunMessage(await c.wire.inbox.pop());
+    strictEqual(data.method, StunMethod.Data);
+    ok(verifyFingerprint(data));
+    deepStrictEqual(
+      decodeXorAddress(getAttribute(data, StunAttr.XorPeerAddress)!, data.transactionId),
+      peers[p],
+    );
+    deepStrictEqual([...getAttribute(data, StunAttr.Data)!], [i, i]);
+    ids.add(data.transactionId.join());
+  }
+  strictEqual(ids.size, order.length);
   server.close();
 });
 

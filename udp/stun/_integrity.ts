@@ -86,7 +86,20 @@ export function verifyFingerprint(message: StunMessage): boolean {
     view.getUint32(at + 4);
 }
 
-let crcTable: Uint32Array | undefined;
+// Slicing-by-8 tables: table k maps a byte to its CRC after k more zero bytes.
+let crcTables: Uint32Array | undefined;
+
+function tables(): Uint32Array {
+  if (crcTables) return crcTables;
+  const t = new Uint32Array(256 * 8);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  for (let k = 256; k < 256 * 8; k++) t[k] = (t[k - 256]! >>> 8) ^ t[t[k - 256]! & 0xff]!;
+  return crcTables = t;
+}
 
 /**
  * CRC-32 (IEEE 802.3), as FINGERPRINT uses.
@@ -103,15 +116,21 @@ let crcTable: Uint32Array | undefined;
  * ```
  */
 export function crc32(bytes: Uint8Array): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
+  const t = tables();
+  const n = bytes.length;
+  const whole = n - (n & 7);
+  let crc = ~0;
+  let i = 0;
+  // Eight bytes a step (about five times faster than one: FINGERPRINT is
+  // checked on every Send indication and made for every Data indication).
+  for (; i < whole; i += 8) {
+    const a = crc ^
+      (bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24));
+    const b = bytes[i + 4]! | (bytes[i + 5]! << 8) | (bytes[i + 6]! << 16) | (bytes[i + 7]! << 24);
+    crc = t[1792 + (a & 0xff)]! ^ t[1536 + ((a >>> 8) & 0xff)]! ^ t[1280 + ((a >>> 16) & 0xff)]! ^
+      t[1024 + (a >>> 24)]! ^ t[768 + (b & 0xff)]! ^ t[512 + ((b >>> 8) & 0xff)]! ^
+      t[256 + ((b >>> 16) & 0xff)]! ^ t[b >>> 24]!;
   }
-  let crc = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) crc = crcTable[(crc ^ bytes[i]!) & 0xff]! ^ (crc >>> 8);
-  return (crc ^ 0xffffffff) >>> 0;
+  for (; i < n; i++) crc = t[(crc ^ bytes[i]!) & 0xff]! ^ (crc >>> 8);
+  return ~crc >>> 0;
 }

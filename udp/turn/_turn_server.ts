@@ -193,6 +193,11 @@ interface Allocation {
   readonly channels: Map<number, Channel>;
   /** Channels by the peer's `key`. */
   readonly peerChannels: Map<string | number, Channel>;
+  /** The peer of the last Send indication (the next is most likely to the same). */
+  sendPeer: UdpEndpoint | undefined;
+  /** The IPv4 peer of the last Data indication, and its XOR-PEER-ADDRESS (the same for any transaction id). */
+  dataPeer: number | string | undefined;
+  dataPeerXor: Uint8Array;
 }
 
 const DEFAULT_LIFETIME = 600;
@@ -277,6 +282,8 @@ export class TurnServer {
   #nonceLifetime: number;
   #software: Uint8Array;
   #secret: Uint8Array = crypto.getRandomValues(new Uint8Array(16));
+  #ids = new Uint8Array(12 * 256);
+  #idsAt = this.#ids.length;
   #allocations = new Map<string | number, Allocation>();
   #pending = new Map<string | number, string>();
   #keys = new Map<string, Uint8Array>();
@@ -728,6 +735,9 @@ export class TurnServer {
       permissions: new Map(),
       channels: new Map(),
       peerChannels: new Map(),
+      sendPeer: undefined,
+      dataPeer: undefined,
+      dataPeerXor: new Uint8Array(0),
     };
     relay.onPacket = (data, peer) => {
       try {
@@ -931,11 +941,8 @@ export class TurnServer {
       this.#drops.malformed++;
       return;
     }
-    let peer: UdpEndpoint;
-    try {
-      const address = decodeXorAddress(peerValue, message.transactionId);
-      peer = udpEndpoint(address.address, address.port);
-    } catch {
+    const peer = this.#sendPeer(allocation, peerValue, message.transactionId);
+    if (peer === undefined) {
       this.#drops.malformed++;
       return;
     }
@@ -944,6 +951,41 @@ export class TurnServer {
       return;
     }
     this.#toPeer(allocation, data, peer);
+  }
+
+  /**
+   * The peer a Send indication's XOR-PEER-ADDRESS names, or undefined when
+   * malformed: the allocation's last one when the same IPv4 address and
+   * port (no text made), else decoded and remembered.
+   */
+  #sendPeer(
+    allocation: Allocation,
+    value: Uint8Array,
+    transactionId: Uint8Array,
+  ): UdpEndpoint | undefined {
+    const last = allocation.sendPeer;
+    if (last !== undefined && last.family === 4 && value.length === 8 && value[1] === 1) {
+      const port = ((value[2]! << 8) | value[3]!) ^ 0x2112;
+      // The address is XORed with the magic cookie, 0x2112A442.
+      const ip = (((value[4]! ^ 0x21) << 24) | ((value[5]! ^ 0x12) << 16) |
+        ((value[6]! ^ 0xa4) << 8) | (value[7]! ^ 0x42)) >>> 0;
+      if (ip * 65536 + port === last.key) return last;
+    }
+    try {
+      const address = decodeXorAddress(value, transactionId);
+      return allocation.sendPeer = udpEndpoint(address.address, address.port);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** A random transaction id for a Data indication, from a pool refilled 256 ids at a time. */
+  #indicationId(): Uint8Array {
+    if (this.#idsAt === this.#ids.length) {
+      crypto.getRandomValues(this.#ids);
+      this.#idsAt = 0;
+    }
+    return this.#ids.subarray(this.#idsAt, this.#idsAt += 12);
   }
 
   /** ChannelData from a client: looked up by numbers, relayed as a view of the packet. */
@@ -1000,14 +1042,24 @@ export class TurnServer {
       this.#drops.oversize++;
       return;
     }
-    const transactionId = crypto.getRandomValues(new Uint8Array(12));
-    const address: StunAddress = { family: peer.family, address: peer.hostname, port: peer.port };
+    const transactionId = this.#indicationId();
+    let xorPeer: Uint8Array;
+    if (peer.family === 4 && allocation.dataPeer === peer.key) {
+      xorPeer = allocation.dataPeerXor;
+    } else {
+      const address: StunAddress = { family: peer.family, address: peer.hostname, port: peer.port };
+      xorPeer = encodeXorAddress(address, transactionId);
+      if (peer.family === 4) {
+        allocation.dataPeer = peer.key;
+        allocation.dataPeerXor = xorPeer;
+      }
+    }
     const indication = encodeStunMessage({
       method: StunMethod.Data,
       class: StunClass.Indication,
       transactionId,
       attributes: [
-        { type: StunAttr.XorPeerAddress, value: encodeXorAddress(address, transactionId) },
+        { type: StunAttr.XorPeerAddress, value: xorPeer },
         { type: StunAttr.Data, value: data },
       ],
     }, { fingerprint: allocation.fingerprint });
