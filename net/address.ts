@@ -127,3 +127,11 @@ export function bracketBareIpv6(text: string): string {
   const host = text.slice(0, colon);
   return parseIpv6(host) === undefined ? text : `[${host}]${text.slice(colon)}`;
 }
+
+/**
+ * The destination a free transport's client names when its server is bound
+ * (transparent-TCP and the datagram modes with `-target HOST:PORT` on the
+ * server): the unspecified address, which a bound server ignores for its
+ * own target and a free server refuses at once, so that no server dials it.
+ */
+export const BOUND_DESTINATION: HostPort = Object.freeze({ hostname: "0.0.0.0", port: 9 });

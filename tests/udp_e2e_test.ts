@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { obfs4 } from "../transports/obfs4/mod.ts";
+import { shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { MemoryStore, type TransportEnvironment } from "../transports/mod.ts";
 import { serveUdpClient, serveUdpServer, type UdpPoolStats } from "@ptkit/ptkit/udp";
 import { UDP_DROP_REASONS } from "../udp/udp_stats.ts";
@@ -38,6 +39,7 @@ async function echoThrough(
   seed: number,
   serverConfig: Record<string, string> = {},
   env: TransportEnvironment = {},
+  clientSecrets: Record<string, string> = {},
 ): Promise<void> {
   // Without larger kernel buffers than Linux's default (212,992 bytes),
   // 256 datagrams in flight overflow a socket's receive queue whatever reads
@@ -76,7 +78,7 @@ async function echoThrough(
     });
     await using client = await serveUdpClient({
       transport,
-      config: server.clientOptions,
+      config: { ...server.clientOptions, ...clientSecrets },
       server: { port: server.addr.port },
       framing: "length",
     });
@@ -122,4 +124,10 @@ Deno.test("serveUdpClient and serveUdpServer echo 10,000 datagrams in order over
 
 Deno.test("serveUdpClient and serveUdpServer echo 10,000 datagrams in order over obfs4", async () => {
   await echoThrough(obfs4, 3, { "iat-mode": "0" }, { local: new MemoryStore() });
+});
+
+Deno.test("serveUdpClient and serveUdpServer echo 10,000 datagrams in order over Shadowsocks, a free transport", async () => {
+  // The client names no destination of its own: the bound server relays to its UDP target.
+  const config = { method: "aes-128-gcm", password: "udp-test-password" };
+  await echoThrough(shadowsocks, 4, config, {}, config);
 });

@@ -4,7 +4,7 @@ import type { HostPort } from "../net/address.ts";
 import { createConnector } from "../client.ts";
 import type { Dialer } from "../net/net_conn.ts";
 import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
-import { checkPort } from "../net/address.ts";
+import { BOUND_DESTINATION, checkPort } from "../net/address.ts";
 import { Flow } from "./_flow.ts";
 import { metricsCore } from "../net/metrics.ts";
 import { countUdpPool } from "./_udp_metrics.ts";
@@ -251,7 +251,13 @@ export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClie
     port,
     ...(options.udpBufferSize === undefined ? {} : { bufferSize: options.udpBufferSize }),
   });
-  const dialOptions = { ...server, ...(options.settings ? { settings: options.settings } : {}) };
+  const dialOptions = {
+    ...server,
+    ...(options.settings ? { settings: options.settings } : {}),
+    // A free transport (Shadowsocks, ssh) carries a destination: its
+    // server, bound to its UDP target, ignores it.
+    ...(options.transport.free ? { destination: BOUND_DESTINATION } : {}),
+  };
   const onError = options.onError;
   const pool = new ClientPool(socket, (pool, from, id, totals) => {
     const flow: Flow = new Flow(

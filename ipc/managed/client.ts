@@ -20,7 +20,7 @@ import { type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
 import { sideTransports } from "./_requested_transports.ts";
 import { HELPER_TRANSPORTS } from "./_registry.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
-import { formatHostPort, type HostPort } from "../../net/address.ts";
+import { BOUND_DESTINATION, formatHostPort, type HostPort } from "../../net/address.ts";
 import type { TransportConn } from "../../net/transport_conn.ts";
 import { metricsCore } from "../../net/metrics.ts";
 import {
@@ -296,7 +296,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
           framing: config.mode === "STUN" ? "stun" : "length",
           ...(config.udpQueue === undefined ? {} : { queueDatagrams: config.udpQueue }),
           ...(config.udpIdleTimeout === undefined ? {} : { idleTimeout: config.udpIdleTimeout }),
-          onError: (error) => digested("info", `${name}: UDP flow failed: ${describe(error)}`),
+          onError: (error) => digested("warning", `${name}: UDP flow failed: ${describe(error)}`),
           ...(metrics === undefined ? {} : { metrics }),
         });
         running.push({ drain: () => pool.close(), close: () => pool.close() });
@@ -383,12 +383,6 @@ class Forwarder implements RunningProxy {
     return this.#loop.close(new Error("Closed"));
   }
 }
-
-/**
- * The destination a free transport's transparent-TCP client names (see
- * where it is used): unspecified, so that no server dials it.
- */
-const BOUND_DESTINATION: HostPort = Object.freeze({ hostname: "0.0.0.0", port: 9 });
 
 /**
  * Check that `options` alone configure a client of `transport`: a
