@@ -5,7 +5,7 @@ import { encodeSnapshot, MetricsCore } from "./_metrics.ts";
 import type { MetricsMode } from "./_connection_metrics.ts";
 import { processFds } from "./_process_fds.ts";
 import { listenOn } from "./_listen.ts";
-import { MetricsHttpServer } from "./_metrics_http.ts";
+import { MetricsHttpServer, type MetricsResponse } from "./_metrics_http.ts";
 
 const cores = new WeakMap<MetricsRegistry, MetricsCore>();
 const modes = new WeakMap<MetricsRegistry, MetricsMode>();
@@ -175,7 +175,7 @@ function serveMetrics(
   const core = metricsCore(registry);
   const at = { hostname: options.hostname ?? "127.0.0.1", port: options.port };
   const listener = listenOn(at, () => Deno.listen(at));
-  return new MetricsHttpServer(listener, (method, path) => {
+  return new MetricsHttpServer(listener, (method, path): MetricsResponse => {
     if (path !== "/metrics" && path !== "/") return { status: 404, body: "Not found\n" };
     if (method !== "GET" && method !== "HEAD") {
       return { status: 405, headers: { allow: "GET, HEAD" }, body: "Method not allowed\n" };
