@@ -210,7 +210,9 @@ export class Connector {
       conn = await tcpDialer({ hostname: "127.0.0.1", port });
     } catch (error) {
       throw new Error(
-        `The ${this.#name} helper's SOCKS5 proxy is not up (yet): ${(error as Error).message}`,
+        `The ${this.#name} helper's SOCKS5 proxy is not up: it is still connecting to the server, or failing to (its own warnings say why; it is tried again): ${
+          (error as Error).message
+        }`,
         { cause: error },
       );
     }

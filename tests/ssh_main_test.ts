@@ -166,8 +166,16 @@ Deno.test({
       await waitForLine(client, /^LOG SEVERITY=notice MESSAGE="ssh: ssh exited .*again in 10 s"/);
       deepStrictEqual(http.connections, 0);
 
-      // The operator's step: the client's CMESSAGE line, as it is, to the server PT.
+      // Its key went out once (checking the options at start announces nothing).
+      deepStrictEqual(client.lines.filter((line) => line.startsWith("CMESSAGE ")), [cmessage]);
+
+      // The operator's step: the client's CMESSAGE line, as it is, to the server PT,
+      // which says it took it.
       await server.write(`${cmessage}\n`);
+      await waitForLine(
+        server,
+        /^LOG SEVERITY=notice MESSAGE="Passed a CMESSAGE of \d+ bytes to ssh"$/,
+      );
       deepStrictEqual(await fetchThrough(socks, url), "hello through ssh\n");
 
       // 16 MiB each way through the client's SOCKS port.
@@ -375,6 +383,31 @@ Deno.test("main.ts ssh: a bridge line without fp fails at start naming fp", asyn
     const status = await client.child.status;
     ok(status.code !== 0, `exit code ${status.code}`);
     ok(/missing fp/.test(client.stderr), client.stderr);
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
+Deno.test("main.ts client with an ssh bridge line prints the key's CMESSAGE line once on stdout, for the server's operator", async () => {
+  await requireOpenSsh();
+  const state = await Deno.makeTempDir();
+  try {
+    const fp = `SHA256:${"A".repeat(43)}`;
+    await using client = new TextProcess(MAIN, [
+      ...["client", "--bridge", `ssh 127.0.0.1:9 fp=${fp} relay=4000 user=nobody`],
+      ...["--socks", "127.0.0.1:0", "--state", state],
+    ]);
+    await client.waitFor(/SOCKS5 proxy: /);
+    const lines = client.stdout.split("\n").filter((line) => line.startsWith("CMESSAGE "));
+    deepStrictEqual(lines.length, 1, client.stdout);
+    const key = JSON.parse(atob(lines[0]!.split(" ")[2]!));
+    ok(/^ssh-ed25519 [A-Za-z0-9+/]+$/.test(key.sshKey), lines[0]);
+    ok(
+      client.stderr.includes(
+        "[message] ssh has a message for the server: pass the next line, exactly, to the server's stdin",
+      ),
+      client.stderr,
+    );
   } finally {
     await Deno.remove(state, { recursive: true });
   }

@@ -329,6 +329,17 @@ function humanLines(
       case "SMETHOD":
         onMethod(line);
         return;
+      case "CMESSAGE":
+      case "SMESSAGE": {
+        // For the operator of the other side (the ssh client's key): the
+        // line itself on stdout, to pass on as it is.
+        const to = line.type === "CMESSAGE" ? "server" : "client";
+        context.err(
+          `[message] ${line.transport} has a message for the ${to}: pass the next line, exactly, to the ${to}'s stdin\n`,
+        );
+        context.out(`${formatPtLine(line)}\n`);
+        return;
+      }
       case "VERSION-ERROR":
       case "ENV-ERROR":
       case "PROXY-ERROR":

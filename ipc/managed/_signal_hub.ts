@@ -104,6 +104,14 @@ export class SignalHub {
       return;
     }
     controller.enqueue(message.payload);
+    // The operator who passed it sees it arrived (what the transport makes
+    // of it is the transport's to say).
+    this.#emit({
+      type: "LOG",
+      severity: "notice",
+      message:
+        `Passed a ${message.kind} of ${message.payload.length} bytes to ${message.transport}`,
+    });
   }
 
   /**

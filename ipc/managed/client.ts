@@ -395,7 +395,10 @@ async function checkComplete(
   options: TransportOptions,
   env: TransportEnvironment | undefined,
 ): Promise<void> {
-  const side = await transport.client(options, env);
+  // Without the message pipe: the check is not the client, and announces
+  // nothing (the ssh client's key went out twice).
+  const { signals: _, ...checking } = env ?? {};
+  const side = await transport.client(options, checking);
   const pair = side.pair({}, transport.free ? { hostname: "192.0.2.1", port: 9 } : undefined);
   // The streams are never used: closed at once, nothing left pending.
   const quiet = () => {};
