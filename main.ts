@@ -49,9 +49,14 @@ if (import.meta.main) {
  * and tor's is not. `deno run` may not grant reading them.
  */
 function sip003Started(): boolean {
-  const set = (variable: string) =>
-    Deno.permissions.querySync({ name: "env", variable }).state === "granted" &&
-    Deno.env.get(variable) !== undefined;
+  const set = (variable: string) => {
+    if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return false;
+    try {
+      return Deno.env.get(variable) !== undefined;
+    } catch {
+      return true; // Set, but not valid UTF-8: the side that reads it reports it.
+    }
+  };
   return !set("TOR_PT_MANAGED_TRANSPORT_VER") &&
     ["SS_REMOTE_HOST", "SS_REMOTE_PORT", "SS_LOCAL_HOST", "SS_LOCAL_PORT"].some(set);
 }

@@ -69,6 +69,25 @@ Deno.test("every TOR_PT_* value that is not valid UTF-8 gives ENV-ERROR and exit
   }
 });
 
+Deno.test("a SIP003 variable that is not valid UTF-8 gives an error naming it and exit 64, without echoing it", async () => {
+  const plugin = {
+    SS_REMOTE_HOST: "127.0.0.1",
+    SS_REMOTE_PORT: "8388",
+    SS_LOCAL_HOST: "127.0.0.1",
+    SS_LOCAL_PORT: "1984",
+  };
+  for (const name of [...Object.keys(plugin), "SS_PLUGIN_OPTIONS"]) {
+    const { code, stdout, stderr } = await run(plugin, {
+      rawName: name,
+      rawValue: "\\xed\\xa0\\x80secret",
+    });
+    const what = `${name}: ${stdout} ${stderr}`;
+    strictEqual(code, 64, what);
+    ok(stderr.includes(`Cannot start as a SIP003 plugin: ${name} is not valid UTF-8`), what);
+    ok(!stderr.includes("secret") && stdout === "", what);
+  }
+});
+
 Deno.test("a host name in TOR_PT_ORPORT, -orport or TOR_PT_EXTENDED_SERVER_PORT gives ENV-ERROR and exit 64", async () => {
   const long = `${"a".repeat(120 * 1024)}.example:9`;
   for (const orport of ["localhost:9", "example.com:443", "tor-relay:9001", long]) {

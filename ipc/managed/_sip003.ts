@@ -248,7 +248,14 @@ export interface Sip003RunOptions {
  */
 export async function runSip003(options: Sip003RunOptions): Promise<number> {
   const env: Record<string, string | undefined> = {};
-  for (const name of SIP003_VARS) env[name] = options.getEnv(name);
+  for (const name of SIP003_VARS) {
+    try {
+      env[name] = options.getEnv(name);
+    } catch {
+      options.stderr(cliError(`Cannot start as a SIP003 plugin: ${name} is not valid UTF-8`));
+      return 64;
+    }
+  }
   let plan: Sip003Plan;
   try {
     plan = parseSip003(env, (role) => perUserStateDir(`sip003-${role}`, options.getEnv));
