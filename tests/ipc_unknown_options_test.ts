@@ -15,6 +15,8 @@ import { MAIN, PtProcess } from "./ipc_util.ts";
 import { TextProcess } from "./cli_util.ts";
 import { connStreams, echoTransfer, startEcho, startObfs4proxy } from "./obfs4_live_helpers.ts";
 import { socks5Connect } from "./obfs4_socks5.ts";
+import { ignoredOptionLog } from "../ipc/managed/_requested_transports.ts";
+import type { PtLine } from "../ipc/lines/pt_line.ts";
 
 const ignoredLines = (lines: string[], key: string) =>
   lines.filter((l) => l.startsWith("LOG ") && l.includes(`ignoring unknown option '${key}'`));
@@ -220,7 +222,9 @@ Deno.test("transports ignore unknown keys on both sides, per connection and in l
   const failures: [Record<string, string>, RegExp][] = [
     [{ "iat-mode": "0", foo: "bar" }, /missing option 'cert'/],
     [{ cert: generated.client.cert!, foo: "bar" }, /missing option 'iat-mode'/],
-    [{ cert: generated.client.cert!, "iat-mode": "3" }, /invalid iat-mode/],
+    [{ cert: generated.client.cert!, "iat-mode": "3" }, /invalid iat-mode "3"/],
+    // A value joined to the next option's is not echoed.
+    [{ cert: generated.client.cert!, "iat-mode": "0;cert=Secret9Mark" }, /invalid iat-mode \(want/],
   ];
   for (const [config, pattern] of failures) {
     let error: unknown;
@@ -259,5 +263,19 @@ Deno.test("transports ignore unknown keys on both sides, per connection and in l
     { transport: "stacked", key: "plain.x" },
     { transport: "stacked", key: "inner.m", suggestion: "inner.n" },
     { transport: "stacked", key: "plain.cert" },
+  ]);
+});
+
+Deno.test("an unknown key with separators (a piece of a value, maybe a password) is logged without its text", () => {
+  const lines: PtLine[] = [];
+  const log = ignoredOptionLog((line) => lines.push(line));
+  log({ transport: "shadowsocks", key: "ss;w" });
+  log({ transport: "shadowsocks", key: "pa ss,Secret9Mark" });
+  log({ transport: "obfs4", key: "iatMode", suggestion: "iat-mode" });
+  const messages = lines.map((line) => line.type === "LOG" ? line.message : "");
+  deepStrictEqual(messages, [
+    "shadowsocks: ignoring unknown option '(a key with separators, possibly part of a value: not shown)'",
+    "shadowsocks: ignoring unknown option '(a key with separators, possibly part of a value: not shown)'",
+    "obfs4: ignoring unknown option 'iatMode' (did you mean 'iat-mode'?)",
   ]);
 });

@@ -184,10 +184,26 @@ Deno.test("shadowsocks: a large write becomes chunks of at most 0x3FFF bytes", a
 });
 
 Deno.test("shadowsocks: configuration errors name the value; unknown keys are ignored", async () => {
+  // A method close to a supported one is named, with the hint; another is
+  // not (it may be a password joined to it by a separator).
   await rejects(
-    async () => await shadowsocks.client({ method: "rc4-md5", password: "x" }),
-    /unsupported method "rc4-md5"/,
+    async () => await shadowsocks.client({ method: "aes-256-gmc", password: "x" }),
+    /unsupported method "aes-256-gmc" \(did you mean aes-256-gcm\?\): expected one of /,
   );
+  for (
+    const method of [
+      "rc4-md5",
+      "aes-256-gcm;password=Secret9Mark",
+      "aes-256-gcm,password=Secret9Mark",
+    ]
+  ) {
+    await rejects(
+      async () => await shadowsocks.client({ method, password: "x" }),
+      (error: Error) =>
+        /unsupported method \(not shown\): expected one of /.test(error.message) &&
+        !error.message.includes("Secret9Mark"),
+    );
+  }
   await rejects(async () => await shadowsocks.server({ method: "aes-128-gcm" }), TypeError);
   await rejects(async () => await shadowsocks.server({ password: "x" }), /missing option 'method'/);
   await rejects(

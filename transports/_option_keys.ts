@@ -72,6 +72,29 @@ export function suggestOptionKey(key: string, known: readonly string[]): string 
   return best;
 }
 
+/**
+ * Whether an option's key (or a short value) may be quoted in a message: one
+ * plain token of at most 64 characters. A key holding a separator (`;`, `,`,
+ * `=`, a space, a quote) is likely part of another option's value (a
+ * password joined to its neighbour by mistake, as in `password=pa ss;w=rd`),
+ * so it is never printed.
+ *
+ * @param text The key.
+ * @returns True when it can be shown.
+ *
+ * @example A key, and a piece of a password
+ * ```ts
+ * import { isPlainOptionKey } from "./_option_keys.ts";
+ * import { strictEqual } from "node:assert";
+ *
+ * strictEqual(isPlainOptionKey("iat-mode"), true);
+ * strictEqual(isPlainOptionKey("ss;w"), false);
+ * ```
+ */
+export function isPlainOptionKey(text: string): boolean {
+  return /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/.test(text);
+}
+
 /** Who reports in {@linkcode dropUnknownOptions}, and to whom. */
 export interface DropUnknownOptionsReport {
   /** The transport's name, put in each report. */

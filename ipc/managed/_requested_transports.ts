@@ -8,6 +8,7 @@ import type {
   TransportEnvironment,
   TransportOptions,
 } from "../../transports/transport.ts";
+import { isPlainOptionKey } from "../../transports/_option_keys.ts";
 import { FileStore } from "./_file_store.ts";
 import type { PtLine } from "../lines/pt_line.ts";
 import type { ManagedConfigBase } from "./config.ts";
@@ -101,7 +102,11 @@ export function ignoredOptionLog(emit: (line: PtLine) => void): (ignored: Ignore
       return;
     }
     seen.add(id);
-    const shown = (text: string) => text.length > 64 ? `${text.slice(0, 64)}...` : text;
+    // A key with separators may be a piece of a value (a secret): not shown.
+    const shown = (text: string) =>
+      isPlainOptionKey(text)
+        ? text
+        : "(a key with separators, possibly part of a value: not shown)";
     notice(
       reason !== undefined
         ? `${transport}: ignoring option '${shown(key)}': ${reason}`

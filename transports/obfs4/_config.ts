@@ -3,6 +3,7 @@
 
 import { type CryptoLoader, loadWasmCrypto } from "../crypto_backend.ts";
 import type { LocalStore, TransportOptions } from "../transport.ts";
+import { isPlainOptionKey } from "../_option_keys.ts";
 import type { BridgeIdentity, BridgeKeys, RandomFill } from "./_handshake.ts";
 import type { IatMode } from "./_session.ts";
 import { MAX_SEGMENT_LENGTH } from "./_framing.ts";
@@ -52,8 +53,10 @@ function parseIatMode(value: unknown): IatMode {
   const text = typeof value === "number" ? String(value) : value;
   if (text === "0" || text === "1" || text === "2") return Number(text) as IatMode;
   throw new RangeError(
-    `Cannot configure transport 'obfs4': invalid iat-mode ${
-      JSON.stringify(value)
+    `Cannot configure transport 'obfs4': invalid iat-mode${
+      typeof text === "string" && text.length <= 8 && isPlainOptionKey(text)
+        ? ` ${JSON.stringify(text)}`
+        : ""
     } (want 0, 1 or 2)`,
   );
 }

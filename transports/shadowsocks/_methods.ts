@@ -4,6 +4,7 @@
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { md5, sha1 } from "@noble/hashes/legacy.js";
 import type { TransportOptions } from "../transport.ts";
+import { suggestOptionKey } from "../_option_keys.ts";
 import type { AeadAlgorithm } from "../crypto_backend.ts";
 
 /** The AEAD methods ptkit's Shadowsocks speaks (SIP004/SIP007, the classic ones). */
@@ -110,10 +111,13 @@ export function parseConfig(options: TransportOptions): ShadowsocksConfig {
   }
   const method = METHODS[name.toLowerCase() as ShadowsocksMethod];
   if (method === undefined || !Object.hasOwn(METHODS, name.toLowerCase())) {
+    // Named only when it is close to a method: a value that is not may be
+    // a password joined to it (`method=aes-256-gcm;password=...`).
+    const close = suggestOptionKey(name, Object.keys(METHODS));
     throw new RangeError(
-      `Cannot configure shadowsocks: unsupported method ${JSON.stringify(name)}: expected one of ${
-        Object.keys(METHODS).join(", ")
-      }`,
+      `Cannot configure shadowsocks: unsupported method${
+        close === undefined ? " (not shown)" : ` ${JSON.stringify(name)} (did you mean ${close}?)`
+      }: expected one of ${Object.keys(METHODS).join(", ")}`,
     );
   }
   const { password, key } = options;
