@@ -278,6 +278,57 @@ Deno.test("TurnServer EVEN-PORT with R reserves the next port for RESERVATION-TO
   server.close();
 });
 
+Deno.test("TurnServer keeps one reservation per client: Allocate with EVEN-PORT R then Refresh 0, in a loop, holds one socket", async () => {
+  const { server, relay, connect } = rig({ totalQuota: 10 });
+  const looping = connect();
+  const reserved: number[] = [];
+  for (let round = 0; round < 20; round++) {
+    const allocated = await looping.allocate([
+      { type: StunAttr.EvenPort, value: new Uint8Array([0x80]) },
+    ]);
+    strictEqual(errorCode(allocated), 0, `round ${round}`);
+    reserved.push(relayedAddress(allocated).port + 1);
+    strictEqual(server.stats().reservations, 1);
+    strictEqual(
+      errorCode(
+        await looping.authed(StunMethod.Refresh, [
+          { type: StunAttr.Lifetime, value: u32(0) },
+        ]),
+      ),
+      0,
+    );
+  }
+  // Every reservation but the last was closed when the next was made.
+  for (const port of reserved.slice(0, -1)) {
+    ok(relay.sockets.find((s) => s.address.port === port)!.closed, `port ${port}`);
+  }
+  // Another client still gets an allocation (the quota of 10 is not used up).
+  strictEqual(errorCode(await connect().allocate()), 0);
+  server.close();
+});
+
+Deno.test("TurnServer binds at most maxChannels channels per allocation (508 beyond), expired ones making room", async () => {
+  const { server, clock, connect } = rig({ maxChannels: 3 });
+  const c = connect();
+  strictEqual(errorCode(await c.allocate()), 0);
+  const bind = async (number: number, port: number) =>
+    errorCode(
+      await withPeer(c, StunMethod.ChannelBind, { ...PUBLIC_A, port }, [channelNumber(number)]),
+    );
+  // One permission (one IP) covers every port: the cap is on channels.
+  for (let i = 0; i < 3; i++) strictEqual(await bind(0x4000 + i, 5000 + i), 0);
+  strictEqual(await bind(0x4003, 5003), 508);
+  // Refreshing a bound channel is not a new one.
+  strictEqual(await bind(0x4001, 5001), 0);
+  // Once the channels expire (600 s), their numbers make room.
+  for (const step of [300_000, 301_000]) {
+    clock.t += step;
+    strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 0);
+  }
+  strictEqual(await bind(0x4003, 5003), 0);
+  server.close();
+});
+
 Deno.test("TurnServer answers 420 for unknown comprehension-required attributes only", async () => {
   const { server, connect } = rig();
   const c = connect();

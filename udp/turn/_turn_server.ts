@@ -115,6 +115,11 @@ export interface TurnServerOptions {
   /** Permissions per allocation (default 256); more get 508. */
   readonly maxPermissions?: number;
   /**
+   * Channel bindings per allocation (default 256); more get 508. Each is
+   * state the server keeps, and one permission covers a peer's every port.
+   */
+  readonly maxChannels?: number;
+  /**
    * Accept only RFC 8656 channel numbers 0x4000-0x4FFF. Default false: 0x4000-0x7FFF as in
    * RFC 5766, because coturn's `turnutils_uclient` (and pion) bind numbers up to 0x7FFF.
    */
@@ -277,6 +282,7 @@ export class TurnServer {
   #userQuota: number;
   #totalQuota: number;
   #maxPermissions: number;
+  #maxChannels: number;
   #maxLifetime: number;
   #maxChannel: number;
   #nonceLifetime: number;
@@ -288,7 +294,12 @@ export class TurnServer {
   #pending = new Map<string | number, string>();
   #keys = new Map<string, Uint8Array>();
   #userCounts = new Map<string, number>();
-  #reservations = new Map<string, { socket: TurnRelaySocket; expires: number }>();
+  #reservations = new Map<
+    string,
+    { socket: TurnRelaySocket; expires: number; owner: string | number }
+  >();
+  /** The live reservation token of each client: one at a time. */
+  #reservedBy = new Map<string | number, string>();
   #drops: TurnDrops = {
     malformed: 0,
     noAllocation: 0,
@@ -327,6 +338,7 @@ export class TurnServer {
     this.#userQuota = options.userQuota ?? 1000;
     this.#totalQuota = options.totalQuota ?? 5000;
     this.#maxPermissions = options.maxPermissions ?? 256;
+    this.#maxChannels = options.maxChannels ?? 256;
     this.#maxLifetime = options.maxLifetime ?? 3600;
     this.#maxChannel = options.strictChannelNumbers ? 0x4fff : 0x7fff;
     this.#nonceLifetime = options.nonceLifetime ?? 3600;
@@ -429,22 +441,35 @@ export class TurnServer {
         this.#delete(allocation);
         continue;
       }
-      for (const [ip, expires] of allocation.permissions) {
-        if (expires <= now) allocation.permissions.delete(ip);
-      }
-      for (const channel of allocation.channels.values()) {
-        if (channel.expires <= now) {
-          allocation.channels.delete(channel.number);
-          allocation.peerChannels.delete(channel.peer.key);
-        }
-      }
+      this.#purge(allocation, now);
     }
     for (const [token, reservation] of this.#reservations) {
-      if (reservation.expires <= now) {
-        this.#reservations.delete(token);
-        reservation.socket.close();
+      if (reservation.expires <= now) this.#dropReservation(token);
+    }
+  }
+
+  /** Delete an allocation's expired permissions and channels. */
+  #purge(allocation: Allocation, now: number): void {
+    for (const [ip, expires] of allocation.permissions) {
+      if (expires <= now) allocation.permissions.delete(ip);
+    }
+    for (const channel of allocation.channels.values()) {
+      if (channel.expires <= now) {
+        allocation.channels.delete(channel.number);
+        allocation.peerChannels.delete(channel.peer.key);
       }
     }
+  }
+
+  /** Forget a reservation and close its socket (it may have been taken already). */
+  #dropReservation(token: string, close = true): void {
+    const reservation = this.#reservations.get(token);
+    if (reservation === undefined) return;
+    this.#reservations.delete(token);
+    if (this.#reservedBy.get(reservation.owner) === token) {
+      this.#reservedBy.delete(reservation.owner);
+    }
+    if (close) reservation.socket.close();
   }
 
   /** Close every relay socket and stop handling input. */
@@ -453,6 +478,7 @@ export class TurnServer {
     for (const allocation of [...this.#allocations.values()]) this.#delete(allocation);
     for (const reservation of this.#reservations.values()) reservation.socket.close();
     this.#reservations.clear();
+    this.#reservedBy.clear();
     this.#pending.clear();
     this.#stopCounting?.();
   }
@@ -698,7 +724,7 @@ export class TurnServer {
         this.#error(client, request, 508, key);
         return;
       }
-      this.#reservations.delete(hex);
+      this.#dropReservation(hex, false);
       sockets = [reservation.socket];
     } else {
       const reserveNext = evenPort !== undefined && (evenPort[0]! & 0x80) !== 0;
@@ -764,10 +790,17 @@ export class TurnServer {
     if (reserved) {
       const tokenBytes = crypto.getRandomValues(new Uint8Array(8));
       reserved.onPacket = undefined;
-      this.#reservations.set(hexOf(tokenBytes), {
+      // One reservation per client: a new one ends the last (a client
+      // looping Allocate and Refresh 0 held a socket each round).
+      const earlier = this.#reservedBy.get(client.key);
+      if (earlier !== undefined) this.#dropReservation(earlier);
+      const token = hexOf(tokenBytes);
+      this.#reservations.set(token, {
         socket: reserved,
         expires: this.#now() + RESERVATION_LIFETIME * 1000,
+        owner: client.key,
       });
+      this.#reservedBy.set(client.key, token);
       attributes.push({ type: StunAttr.ReservationToken, value: tokenBytes });
     }
     allocation.response = this.#reply(
@@ -828,7 +861,7 @@ export class TurnServer {
     }
     const fresh = peers.filter((p) => !allocation.permissions.has(p.ipKey)).length;
     if (allocation.permissions.size + fresh > this.#maxPermissions) {
-      this.sweep();
+      this.#purge(allocation, this.#now());
       if (allocation.permissions.size + fresh > this.#maxPermissions) {
         this.#error(allocation.client, request, 508, allocation.key);
         return;
@@ -873,6 +906,13 @@ export class TurnServer {
     ) {
       this.#error(allocation.client, request, 508, allocation.key);
       return;
+    }
+    if (byNumber === undefined && byPeer === undefined) {
+      if (allocation.channels.size >= this.#maxChannels) this.#purge(allocation, now);
+      if (allocation.channels.size >= this.#maxChannels) {
+        this.#error(allocation.client, request, 508, allocation.key);
+        return;
+      }
     }
     if (byNumber) allocation.peerChannels.delete(byNumber.peer.key);
     if (byPeer) allocation.channels.delete(byPeer.number);
