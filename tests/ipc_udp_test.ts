@@ -173,3 +173,31 @@ Deno.test("main.ts STUN mode's embedded TURN server refuses loopback and private
     }
   }
 });
+
+Deno.test("main.ts STUN mode with the embedded TURN server keeps its generated password across restarts, and refuses a state file it did not write", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_turn_state_" });
+  const start = async () => {
+    const server = new PtProcess([
+      ...["-server", "-transports", "plain", "-mode", "STUN", "-target", "turn"],
+      ...["-bindaddr", "plain-127.0.0.1:0", "-state", dir, "-exit-on-stdin-close"],
+    ], {});
+    await server.waitFor(/^SMETHODS DONE$/);
+    await server.closeStdin();
+    const { lines, stderr } = await server.exit();
+    // SMETHOD-ERROR goes to stderr when main.ts runs by hand.
+    return [...lines, ...stderr.split("\n")].find((l) => /^SMETHOD(-ERROR)? plain /.test(l)) ?? "";
+  };
+  try {
+    const first = smethod(await start()).args;
+    const second = smethod(await start()).args;
+    ok(/^[0-9a-f]{24}$/.test(first["turn-password"] ?? ""), JSON.stringify(first));
+    deepStrictEqual(second, first);
+    await Deno.writeTextFile(`${dir}/turnPassword`, "not-mine\n");
+    const refused = await start();
+    ok(refused.startsWith("SMETHOD-ERROR plain ") && refused.includes("turnPassword"), refused);
+    ok(!refused.includes("not-mine"), refused);
+    deepStrictEqual(await Deno.readTextFile(`${dir}/turnPassword`), "not-mine\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

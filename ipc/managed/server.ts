@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { TransportOptions } from "../../transports/transport.ts";
+import type { LocalStore, TransportOptions } from "../../transports/transport.ts";
 import type { HostPort } from "../../net/address.ts";
 import type { Dialer } from "../../net/net_conn.ts";
 import type { RelayEnd } from "../../net/relay.ts";
@@ -54,12 +54,14 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
   const target = config.target;
   const base = options.dialer ?? outboundDialer(config.outboundBind);
   const { metrics } = options;
-  const turn = target.kind === "turn" ? new EmbeddedTurn(target, metrics) : undefined;
   // Per-connection lines, digested: a flood of probes must not flood the parent.
   const digested = digestLog(log);
   const running: RunningProxy[] = [];
   const handlers = await loadTargetHandlers(target);
   const requested = sideTransports(config, options);
+  const turn = target.kind === "turn"
+    ? new EmbeddedTurn(target, requested[0]?.env.local, metrics)
+    : undefined;
   // Each transport on each of its addresses (several only for a SIP003
   // server given a host list).
   const listens = requested.flatMap((wanted) => {
@@ -275,35 +277,62 @@ function turnEnd(
   };
 }
 
+/** The state key of the embedded TURN server's generated password. */
+const TURN_PASSWORD_KEY = "turnPassword";
+
 /** The embedded TURN server of `-mode STUN -target turn`, shared by the transports. */
 class EmbeddedTurn {
   #options: Extract<ServerTarget, { kind: "turn" }>;
-  #credentials: { readonly user: string; readonly password: string };
+  #local: LocalStore | undefined;
+  #credentials: { readonly user: string; readonly password: string } | undefined;
   #server: TurnServer | undefined;
   #sweep: ReturnType<typeof setInterval> | undefined;
 
   #metrics: MetricsRegistry | undefined;
 
-  constructor(options: Extract<ServerTarget, { kind: "turn" }>, metrics?: MetricsRegistry) {
+  constructor(
+    options: Extract<ServerTarget, { kind: "turn" }>,
+    local: LocalStore | undefined,
+    metrics?: MetricsRegistry,
+  ) {
     this.#options = options;
+    this.#local = local;
     this.#metrics = metrics;
-    this.#credentials = options.credentials ?? {
-      user: "ptkit",
-      password: [...crypto.getRandomValues(new Uint8Array(12))]
-        .map((b) => b.toString(16).padStart(2, "0")).join(""),
-    };
+    this.#credentials = options.credentials;
   }
 
-  /** The credentials clients need, when they were generated. */
+  /** The credentials clients need, when they were generated (once {@linkcode server} ran). */
   get clientOptions(): TransportOptions {
-    if (this.#options.credentials !== undefined) return {};
+    if (this.#options.credentials !== undefined || this.#credentials === undefined) return {};
     const { user, password } = this.#credentials;
     return { "turn-user": user, "turn-password": password, "turn-realm": this.#options.realm };
+  }
+
+  /**
+   * The generated password, kept in the state directory: the bridge line's
+   * `turn-password` stays the same across restarts. A value there that
+   * ptkit did not write is refused, never replaced.
+   */
+  async #generated(): Promise<{ readonly user: string; readonly password: string }> {
+    const stored = await this.#local?.get(TURN_PASSWORD_KEY);
+    if (stored !== undefined) {
+      if (!/^[0-9a-f]{24}$/.test(stored.trim())) {
+        throw new SyntaxError(
+          `Cannot use state file ${TURN_PASSWORD_KEY} (in the state directory): not a TURN password ptkit wrote (24 hex digits); remove it to make a new one`,
+        );
+      }
+      return { user: "ptkit", password: stored.trim() };
+    }
+    const password = [...crypto.getRandomValues(new Uint8Array(12))]
+      .map((b) => b.toString(16).padStart(2, "0")).join("");
+    await this.#local?.set(TURN_PASSWORD_KEY, `${password}\n`);
+    return { user: "ptkit", password };
   }
 
   /** The server, made on first use with relays bound near `listenHost`. */
   async server(listenHost: string): Promise<TurnServer> {
     if (this.#server !== undefined) return this.#server;
+    const credentials = this.#credentials ??= await this.#generated();
     const [{ TurnServer }, { createUdpRelayFactory }] = await Promise.all([
       import("../../udp/turn/_turn_server.ts"),
       import("../../udp/turn/_udp_relay.ts"),
@@ -315,7 +344,7 @@ class EmbeddedTurn {
     );
     this.#server = new TurnServer({
       realm: this.#options.realm,
-      users: { [this.#credentials.user]: this.#credentials.password },
+      users: { [credentials.user]: credentials.password },
       relay,
       allowLoopbackPeers: this.#options.allowLoopbackPeers,
       allowPrivatePeers: this.#options.allowPrivatePeers,
