@@ -13,6 +13,9 @@ import { parseSmethodArgs } from "../ipc/lines/_args.ts";
 import { createConnector } from "../client.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { WORKER_DENO_FLAGS } from "../ipc/managed/_workers.ts";
+import { parseClientConfig } from "../transports/obfs4/_config.ts";
+import { ClientHandshake } from "../transports/obfs4/_handshake.ts";
+import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -317,3 +320,51 @@ for (const workers of [["-workers", "3"], []]) {
     }
   });
 }
+
+/** Whether the server answers `message` sent on a new connection within `ms`. */
+async function answered(port: number, message: Uint8Array, ms = 700): Promise<boolean> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(message);
+  const timer = setTimeout(() => conn.close(), ms);
+  try {
+    return (await conn.read(new Uint8Array(4096)) ?? 0) > 0;
+  } catch {
+    return false; // Closed by the timer: nothing came.
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("-workers 3: a replayed obfs4 handshake is answered once, whichever process it reaches, also by a worker started again later", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_replay_" });
+  const echo = startEcho();
+  try {
+    const server = await startServer(`${dir}/state`, 3, echo.addr.port);
+    const args = parseSmethodArgs(server.smethod.split(" ")[3]!.slice("ARGS:".length));
+    const identity = parseClientConfig(args).identity;
+    const message = new ClientHandshake(await loadWasmCrypto(), identity).message;
+    const results = [];
+    for (let i = 0; i < 12; i++) results.push(await answered(server.port, message));
+    deepStrictEqual(results, [true, ...Array(11).fill(false)]);
+    // A worker killed and started again gets what the others have seen.
+    Deno.kill(server.children[0]!, "SIGKILL");
+    let children: number[] = [];
+    for (let i = 0; i < 150 && children.length < 2; i++) {
+      await sleep(100);
+      children = (await childrenOf(server.pt.child.pid)).filter((p) => p !== server.children[0]);
+    }
+    deepStrictEqual(children.length, 2, "the worker was not started again");
+    await server.pt.waitFor(/^LOG SEVERITY=warning MESSAGE="Worker 2 of 3: exited \(SIGKILL\)/);
+    await sleep(2000);
+    const again = [];
+    for (let i = 0; i < 12; i++) again.push(await answered(server.port, message));
+    deepStrictEqual(again, Array(12).fill(false));
+    // A new handshake is answered as ever.
+    ok(await answered(server.port, new ClientHandshake(await loadWasmCrypto(), identity).message));
+    server.pt.child.kill("SIGTERM");
+    deepStrictEqual((await server.pt.exit()).code, 0);
+  } finally {
+    await echo.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,6 +1,8 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
+import type { TransportEnvironment } from "./transport.ts";
+
 const TTL_MS = 3 * 60 * 60 * 1000;
 const MAX_ENTRIES = 100 * 1024;
 
@@ -10,6 +12,13 @@ export interface ReplayFilterOptions {
   readonly ttlMs?: number;
   /** How many values are remembered at most (the oldest go first). Defaults to 102,400. */
   readonly maxEntries?: number;
+  /**
+   * Shares what the filter records with other filters (see
+   * `TransportEnvironment.replays`). Defaults to none.
+   */
+  readonly share?: TransportEnvironment["replays"];
+  /** The clock for values shared in, in ms since the epoch. Defaults to `Date.now`. */
+  readonly now?: () => number;
 }
 
 /**
@@ -42,7 +51,16 @@ export class ReplayFilter {
   constructor(options: ReplayFilterOptions = {}) {
     this.#ttlMs = options.ttlMs ?? TTL_MS;
     this.#maxEntries = options.maxEntries ?? MAX_ENTRIES;
+    const share = options.share;
+    if (share !== undefined) {
+      const now = options.now ?? Date.now;
+      this.#share = share.recorded;
+      // Lives as long as the process: a server's filter is never dropped.
+      share.subscribe((value) => this.record(now(), value));
+    }
   }
+
+  #share: ((value: Uint8Array) => void) | undefined;
 
   /** How many values are remembered. */
   get size(): number {
@@ -58,15 +76,46 @@ export class ReplayFilter {
    * (three hours by default) and is still remembered.
    */
   testAndSet(now: number, mac: Uint8Array): boolean {
-    for (const [key, time] of this.#seen) {
-      if (now - time < this.#ttlMs && this.#seen.size < this.#maxEntries) break;
-      this.#seen.delete(key);
-    }
-    const key = Array.from(mac, (b) => String.fromCharCode(b)).join("");
+    const key = this.#prune(now, mac);
     const time = this.#seen.get(key);
     if (time !== undefined && now - time < this.#ttlMs) return true;
     this.#seen.delete(key);
     this.#seen.set(key, now);
+    this.#share?.(mac);
     return false;
+  }
+
+  /**
+   * Record `mac` as seen at `now` without testing it (a value another
+   * filter recorded) and without sharing it.
+   *
+   * @param now The time, in milliseconds since the epoch.
+   * @param mac The value.
+   */
+  record(now: number, mac: Uint8Array): void {
+    const key = this.#prune(now, mac);
+    this.#seen.delete(key);
+    this.#seen.set(key, now);
+  }
+
+  /**
+   * The values remembered at `now`, oldest first.
+   *
+   * @param now The time, in milliseconds since the epoch.
+   * @returns Each value.
+   */
+  *values(now: number): Generator<Uint8Array> {
+    for (const [key, time] of this.#seen) {
+      if (now - time < this.#ttlMs) yield Uint8Array.from(key, (c) => c.charCodeAt(0));
+    }
+  }
+
+  /** Forget what has expired or is over the bound; `mac`'s key. */
+  #prune(now: number, mac: Uint8Array): string {
+    for (const [key, time] of this.#seen) {
+      if (now - time < this.#ttlMs && this.#seen.size < this.#maxEntries) break;
+      this.#seen.delete(key);
+    }
+    return Array.from(mac, (b) => String.fromCharCode(b)).join("");
   }
 }

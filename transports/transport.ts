@@ -195,6 +195,19 @@ export interface TransportEnvironment {
   /** Out-of-band message pipe; absent when the application provides none. */
   readonly signals?: SignalPipe;
   /**
+   * Shares a server's replay filter (obfs4's handshake MACs, Shadowsocks'
+   * salts) with the other listeners and processes serving the same
+   * transport (the managed proxy's `-workers`): the server calls `recorded`
+   * with each value its filter records, and `subscribe` with a function that
+   * adds a value another one recorded (the function it returns stops
+   * that). Without it a replay reaching another process would be answered.
+   * Absent: the filter is the listener's own.
+   */
+  readonly replays?: {
+    readonly recorded: (value: Uint8Array) => void;
+    readonly subscribe: (add: (value: Uint8Array) => void) => () => void;
+  };
+  /**
    * Told about every option the transport ignored because its key is unknown
    * (the managed proxy logs each key once, at `notice`). Absent: ignored
    * options go unreported.

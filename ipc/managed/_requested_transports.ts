@@ -27,6 +27,8 @@ export interface TransportRequest {
   readonly stateDir: string;
   /** Each transport's out-of-band message pipe (`CMESSAGE`/`SMESSAGE` lines). */
   readonly signals?: (transport: string) => SignalPipe;
+  /** Each transport's share of the servers' replay filters (see `TransportEnvironment.replays`). */
+  readonly replays?: (transport: string) => TransportEnvironment["replays"];
   /** Told about options a transport ignored (see {@linkcode ignoredOptionLog}). */
   readonly onIgnoredOption?: (ignored: IgnoredOption) => void;
   /** The transports' storage in place of the state directory's files. */
@@ -61,6 +63,7 @@ export function requestedTransports(request: TransportRequest): RequestedTranspo
     if (transport === undefined || seen.has(name)) continue;
     seen.add(name);
     const signals = request.signals?.(name);
+    const replays = request.replays?.(name);
     const onIgnoredOption = request.onIgnoredOption;
     result.push({
       name,
@@ -68,6 +71,7 @@ export function requestedTransports(request: TransportRequest): RequestedTranspo
       env: {
         local,
         ...(signals === undefined ? {} : { signals }),
+        ...(replays === undefined ? {} : { replays }),
         ...(onIgnoredOption === undefined ? {} : { onIgnoredOption }),
       },
       options: { ...request.options.get("*"), ...request.options.get(name) },
@@ -136,6 +140,7 @@ export function sideTransports(
     options: config.options,
     stateDir: config.stateDir ?? Deno.cwd(),
     ...(options.signals === undefined ? {} : { signals: options.signals }),
+    ...(options.replays === undefined ? {} : { replays: options.replays }),
     ...(options.local === undefined ? {} : { local: options.local }),
     onIgnoredOption: ignoredOptionLog(options.emit),
   });

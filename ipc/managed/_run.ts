@@ -19,6 +19,7 @@ import { SignalHub } from "./_signal_hub.ts";
 import { ShutdownWatch } from "./_shutdown.ts";
 import { fileErrorReason, FileStore } from "./_file_store.ts";
 import { RecordingStore, WorkerPool, workersUnavailable } from "./_workers.ts";
+import { ReplayHub } from "./_replay_hub.ts";
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "../../net/source_limits.ts";
 
 /** How a side runs beside its configuration. */
@@ -68,6 +69,11 @@ export interface RunHooks {
    * in place of `config.metrics`' endpoint.
    */
   readonly reportMetrics?: (snapshot: MetricsSnapshot) => void;
+  /**
+   * A worker child's replay lines go here (to its parent, which passes them
+   * to the other children); the parent's lines come on its input.
+   */
+  readonly sendReplay?: (line: string) => void;
 }
 
 /**
@@ -100,12 +106,20 @@ export async function runManaged(
   const registry = hooks.registry ?? defaultRegistry;
   const hub = new SignalHub(config.kind, emit);
   let pool: WorkerPool | undefined;
+  // The servers' replay filters, shared by the listeners of a transport
+  // and, with workers, by every process (the parent remembers for children
+  // started later).
+  const replays = new ReplayHub({
+    ...(hooks.sendReplay === undefined ? {} : { send: hooks.sendReplay }),
+    remember: config.kind === "server" && (config.workers ?? 1) > 1,
+  });
   const watch = new ShutdownWatch({
     exitOnStdinClose: config.exitOnStdinClose,
     process: hooks.process,
     watchParent: hooks.watchParent ?? true,
     ...(hooks.inputEnd === undefined ? {} : { inputEnd: hooks.inputEnd }),
     onLine: (line) => {
+      if (replays.handleLine(line)) return;
       hub.handleLine(line);
       pool?.forward(line);
     },
@@ -161,6 +175,7 @@ export async function runManaged(
       : {}),
     registry,
     signals: (name: string) => hub.pipe(name),
+    replays: (name: string) => replays.env(name),
     ...(hooks.listenAt === undefined ? {} : { listenAt: hooks.listenAt }),
     ...(hooks.reusePort || workers > 1 ? { reusePort: true } : {}),
     ...(local === undefined ? {} : { local }),
@@ -181,7 +196,9 @@ export async function runManaged(
         emit,
         said: notices,
         ...(metrics === undefined ? {} : { metrics: metrics.registry }),
+        replays,
       });
+      replays.send = (line, from) => children.forward(line, from);
       const failure = children.start();
       if (failure !== undefined) {
         log(

@@ -72,6 +72,14 @@ export async function runWorker(registry: ReadonlyMap<string, Transport>): Promi
       reusePort: true,
       local,
       sharedBy: setup.config.workers ?? 1,
+      sendReplay: (line) => {
+        try {
+          let bytes = encoder.encode(line);
+          while (bytes.length > 0) bytes = bytes.subarray(Deno.stdout.writeSync(bytes));
+        } catch {
+          // The parent is gone; stdin's end stops this worker.
+        }
+      },
       reportMetrics: (snapshot) => {
         try {
           // One whole line, however the pipe takes it.

@@ -21,6 +21,7 @@ import type { ClientConfig, ServerConfig } from "./config.ts";
 import type { RunningProxy } from "./runner.ts";
 import { describe } from "./_log.ts";
 import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
+import type { ReplayHub } from "./_replay_hub.ts";
 import { type MetricsSnapshot, sumSnapshots } from "../../net/_metrics.ts";
 
 /** The argument that makes the main module a worker child. */
@@ -193,6 +194,11 @@ export interface WorkerPoolOptions {
    * added to them, a dead child's counters kept. Defaults to none.
    */
   readonly metrics?: MetricsRegistry;
+  /**
+   * The parent's share of the replay filters: children's replay lines go
+   * to it, and a child that starts gets what it remembers. Defaults to none.
+   */
+  readonly replays?: ReplayHub;
 }
 
 /** Longest pause between restarts of one worker, in ms. */
@@ -242,9 +248,13 @@ export class WorkerPool implements RunningProxy {
     return undefined;
   }
 
-  /** Pass one line of the parent's input on to every child. */
-  forward(line: string): void {
-    for (const slot of this.#slots) slot.send(`${line}\n`);
+  /**
+   * Pass one line on to every child (the parent's input, a replay line) but
+   * the one numbered `except`.
+   */
+  forward(line: string, except?: number): void {
+    const text = line.endsWith("\n") ? line : `${line}\n`;
+    for (const slot of this.#slots) if (slot.index !== except) slot.send(text);
   }
 
   /** SIGINT to every child (they drain); resolves once they have exited. */
@@ -262,7 +272,8 @@ export class WorkerPool implements RunningProxy {
 
 /** One child process, started again when it dies. */
 class WorkerSlot {
-  #index: number;
+  /** Its number (2..count). */
+  readonly index: number;
   #options: WorkerPoolOptions;
   #stopping: () => boolean;
   #child: Deno.ChildProcess | undefined;
@@ -277,13 +288,13 @@ class WorkerSlot {
   #retired: MetricsSnapshot = { families: [] };
 
   constructor(index: number, options: WorkerPoolOptions, stopping: () => boolean) {
-    this.#index = index;
+    this.index = index;
     this.#options = options;
     this.#stopping = stopping;
   }
 
   #unprefixed(message: string): string {
-    const prefix = `Worker ${this.#index} of ${this.#options.count}: `;
+    const prefix = `Worker ${this.index} of ${this.#options.count}: `;
     return message.startsWith(prefix) ? message.slice(prefix.length) : message;
   }
 
@@ -291,7 +302,7 @@ class WorkerSlot {
     this.#options.emit({
       type: "LOG",
       severity,
-      message: `Worker ${this.#index} of ${this.#options.count}: ${message}`,
+      message: `Worker ${this.index} of ${this.#options.count}: ${message}`,
     });
   }
 
@@ -335,8 +346,11 @@ class WorkerSlot {
     this.#stdin = child.stdin.getWriter();
     const { config, listenAt, state, count } = this.#options;
     this.send(
-      encodeWorkerSetup({ index: this.#index, count, parent: Deno.pid, config, listenAt, state }),
+      encodeWorkerSetup({ index: this.index, count, parent: Deno.pid, config, listenAt, state }),
     );
+    // What every process has refused to answer twice so far.
+    const replays = this.#options.replays?.snapshot();
+    if (replays) this.send(replays);
     const lines = this.#readLines(child);
     this.#exited = (async () => {
       const status = await child.status;
@@ -387,6 +401,7 @@ class WorkerSlot {
           this.#metrics = metrics;
           continue;
         }
+        if (this.#options.replays?.handleLine(value, this.index)) continue;
         let line: PtLine;
         try {
           line = parsePtLine(value);

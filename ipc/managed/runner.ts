@@ -1,6 +1,11 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { LocalStore, SignalPipe, Transport } from "../../transports/transport.ts";
+import type {
+  LocalStore,
+  SignalPipe,
+  Transport,
+  TransportEnvironment,
+} from "../../transports/transport.ts";
 import type { HostPort } from "../../net/address.ts";
 import type { Dialer } from "../../net/net_conn.ts";
 import type { ConnectionLimits } from "../../net/source_limits.ts";
@@ -27,6 +32,12 @@ export interface RunOptions {
    * parent relays messages. Defaults to none.
    */
   readonly signals?: (transport: string) => SignalPipe;
+  /**
+   * Each transport's share of the servers' replay filters (see
+   * `TransportEnvironment.replays`): the other listeners and `-workers`
+   * processes of the same transport. Defaults to none.
+   */
+  readonly replays?: (transport: string) => TransportEnvironment["replays"];
   /**
    * Opens outgoing connections: on the client, to the PT server (defaults
    * to a direct connection, or through `config.proxy`); on the server, to

@@ -491,7 +491,10 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
         reserve: {},
         server: {
           config: server,
-          filter: new ReplayFilter(),
+          filter: new ReplayFilter({
+            ...(env?.replays === undefined ? {} : { share: env.replays }),
+            ...(options.now === undefined ? {} : { now: options.now }),
+          }),
           lengthDist: new WeightedDist(server.drbgSeed, 0, MAX_SEGMENT_LENGTH),
           iatDist: new WeightedDist(iatSeed, 0, MAX_IAT_DELAY),
           reserve: {},

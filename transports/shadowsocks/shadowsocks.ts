@@ -344,7 +344,15 @@ export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
         drainMs,
         options: config,
         env,
-        ...(role === "server" ? { filter: new ReplayFilter(options.replayFilter) } : {}),
+        ...(role === "server"
+          ? {
+            filter: new ReplayFilter({
+              ...options.replayFilter,
+              ...(env?.replays === undefined ? {} : { share: env.replays }),
+              now,
+            }),
+          }
+          : {}),
       };
     },
     pair(parsed, role, settings, destination) {
