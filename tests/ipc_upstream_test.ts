@@ -4,7 +4,7 @@
 // connections fail with a SOCKS error, and nothing reaches the target
 // directly (fail closed).
 
-import { deepStrictEqual, notStrictEqual } from "node:assert";
+import { deepStrictEqual, notStrictEqual, ok } from "node:assert";
 import { relay } from "../net/relay.ts";
 import { SocksServer } from "../ipc/socks/_socks_server.ts";
 import { PtProcess, readN, startMicrosocks } from "./ipc_util.ts";
@@ -96,7 +96,15 @@ Deno.test("main.ts dials through microsocks with user and password, and fails cl
   deepStrictEqual(echo.accepted, 2, "a connection bypassed the stopped proxy");
 
   await pt.closeStdin();
-  deepStrictEqual((await pt.exit()).code, 0);
+  const { code, lines } = await pt.exit();
+  deepStrictEqual(code, 0);
+  // The failure is the proxy's, and says so (without its address).
+  const failed = lines.filter((line) => line.includes("CONNECT=Failed"));
+  ok(failed.length > 0, lines.join("\n"));
+  for (const line of failed) {
+    ok(line.includes("Cannot reach the upstream proxy (-proxy, TOR_PT_PROXY)"), line);
+    ok(!line.includes(String(port)), line);
+  }
   await echo.close();
   await Deno.remove(state, { recursive: true });
 });

@@ -21,7 +21,18 @@ import { socks4aConnect, socks5Connect } from "../socks/_client.ts";
  */
 export function upstreamProxyDialer(proxy: UpstreamProxy): Dialer {
   return async (target: HostPort): Promise<NetConn> => {
-    const conn = await Deno.connect({ hostname: proxy.hostname, port: proxy.port });
+    let conn: Deno.TcpConn;
+    try {
+      conn = await Deno.connect({ hostname: proxy.hostname, port: proxy.port });
+    } catch (error) {
+      // Said as the proxy's failure, not the bridge's (the class is kept:
+      // a refusal is still answered as one).
+      if (!(error instanceof Error)) throw error;
+      const Class = error.constructor as new (message: string, options: ErrorOptions) => Error;
+      throw new Class(`Cannot reach the upstream proxy (-proxy, TOR_PT_PROXY): ${error.message}`, {
+        cause: error,
+      });
+    }
     try {
       if (proxy.scheme === "socks5") {
         await socks5Connect(conn, target, {
