@@ -272,3 +272,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "ssh server on [::] takes IPv4 clients too (sshd's own sockets are IPv6-only)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await requireProgram("sshd", "openssh-server");
+    const root = await Deno.makeTempDir({ prefix: "ptkit-ssh-dual-" });
+    await Deno.chmod(root, 0o711);
+    await Deno.mkdir(`${root}/server`);
+    try {
+      await using server = await proxy(ssh, {}, {
+        hostname: "::",
+        port: 0,
+        target: toDestination,
+        env: { local: new FileStore(`${root}/server`) },
+        helperDirectory: `${root}/server-helper`,
+      });
+      for (const hostname of ["127.0.0.1", "::1"]) {
+        const banner = await waitFor(async () => {
+          try {
+            using conn = await Deno.connect({ hostname, port: server.addr.port });
+            const buffer = new Uint8Array(64);
+            const n = await conn.read(buffer);
+            return n === null ? undefined : new TextDecoder().decode(buffer.subarray(0, n));
+          } catch {
+            return undefined;
+          }
+        }, 15_000);
+        assert(banner.startsWith("SSH-2.0-"), `${hostname}: ${banner}`);
+      }
+    } finally {
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
+});

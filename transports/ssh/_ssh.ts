@@ -493,6 +493,11 @@ class SshServer implements ServerTransport {
     const dir = context.directory;
     const config = [
       `ListenAddress ${bracketed(context.listen.hostname)}:${context.listen.port}`,
+      // sshd's sockets are IPv6-only: `::` takes IPv4 clients as well only
+      // with its own line (as every other transport listening on `::` does).
+      ...(isUnspecifiedIpv6(context.listen.hostname)
+        ? [`ListenAddress 0.0.0.0:${context.listen.port}`]
+        : []),
       `HostKey ${dir}/ssh_host_ed25519_key`,
       `AuthorizedKeysFile ${dir}/authorized_keys`,
       "AuthorizedPrincipalsFile none",
@@ -667,4 +672,10 @@ async function sendSignal(signals: SignalPipe | undefined, message: string): Pro
   } finally {
     writer.releaseLock();
   }
+}
+
+/** Whether `hostname` is IPv6's unspecified address (`::`, bracketed or not). */
+function isUnspecifiedIpv6(hostname: string): boolean {
+  const bare = hostname.replace(/^\[|\]$/g, "");
+  return /^[0:]+$/.test(bare) && bare.includes(":");
 }
