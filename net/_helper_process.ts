@@ -45,6 +45,7 @@ stop() {
   kill -STOP "$c" 2>/dev/null
   kill -KILL "$c" $(descendants "$c") 2>/dev/null
   kill "$w" 2>/dev/null
+  if [ -n "$PTKIT_HELPER_CLEANUP" ]; then rm -rf -- "$PTKIT_HELPER_CLEANUP"; fi
   exit 143
 }
 trap stop TERM INT HUP
@@ -195,7 +196,14 @@ export class HelperSupervisor {
       stdout: "piped",
       stderr: "piped",
       clearEnv: true,
-      env: { PATH: SEARCH_PATH.join(":"), HOME: this.#directory, LC_ALL: "C" },
+      env: {
+        PATH: SEARCH_PATH.join(":"),
+        HOME: this.#directory,
+        LC_ALL: "C",
+        // A directory under /tmp holds the helper's keys: when the PT goes
+        // (even by SIGKILL), the watchdog removes it.
+        ...(this.#temporary ? { PTKIT_HELPER_CLEANUP: this.#directory } : {}),
+      },
       cwd: this.#directory,
       ...(this.#owner === undefined ? {} : { uid: this.#owner.uid, gid: this.#owner.gid }),
     }).spawn();
