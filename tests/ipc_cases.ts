@@ -149,6 +149,23 @@ export const cases: Case[] = [
     stdout: ["VERSION 1", "ENV-ERROR Flag -state needs a value"],
   },
   {
+    name:
+      "obfs4proxy's and lyrebird's logging flags are accepted: -enableLogging -logLevel WARN -unsafeLogging",
+    args: ["-enableLogging", "-logLevel", "WARN", "-unsafeLogging"],
+    env: v1,
+    code: 0,
+    stdout: ["VERSION 1", SOCKS, "CMETHODS DONE"],
+    stderr: "",
+  },
+  {
+    name: "-log-level and -loglevel are -logLevel, INFO is info",
+    args: ["-log-level", "INFO"],
+    env: v1,
+    code: 0,
+    stdout: ["VERSION 1", SOCKS, "CMETHODS DONE"],
+    stderr: "",
+  },
+  {
     name: "bad -logLevel",
     args: ["-logLevel", "loud"],
     env: v1,

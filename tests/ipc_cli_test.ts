@@ -34,6 +34,8 @@ Deno.test("runCli refuses bad input with a clear message and exit 64", async () 
   const table: [string[], RegExp][] = [
     [["bogus"], /Unknown subcommand "bogus"/],
     [["server", "--bogus"], /Unknown flag --bogus/],
+    // The managed proxy's spelling is understood (and its value checked).
+    [["server", "--logLevel", "loud"], /Invalid log level "loud"/],
     [["client", "--sock", "127.0.0.1:1"], /Unknown flag --sock \(did you mean --socks\?\)/],
     [["server", "--listen"], /Flag --listen needs a value/],
     [["server", "--listen", "nowhere"], /Cannot parse --listen "nowhere"/],

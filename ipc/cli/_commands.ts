@@ -280,10 +280,12 @@ function parseCliFlags(
 ): Record<string, string> | string {
   const values: Record<string, string> = {};
   for (let i = 0; i < args.length; i++) {
-    const match = /^--?([a-z][a-z-]*)(?:=(.*))?$/s.exec(args[i]!);
+    const match = /^--?([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(args[i]!);
     if (match === null && positional(args[i]!)) continue;
     if (match === null) return unexpectedArgument(args[i]!, before + i + 1);
-    const [, name, inline] = match;
+    const [, given, inline] = match;
+    // The managed proxy's spelling works too: --logLevel is --log-level.
+    const name = given!.replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase();
     const spec = name === "h" ? specs.help : specs[name!];
     if (spec === undefined) {
       const near = suggestOptionKey(name!, Object.keys(specs));

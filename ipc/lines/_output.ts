@@ -11,19 +11,24 @@ export type LogSeverity = "error" | "warning" | "notice" | "info" | "debug";
 const SEVERITIES: readonly LogSeverity[] = ["error", "warning", "notice", "info", "debug"];
 
 /**
- * Check a `-logLevel` value.
+ * Check a `-logLevel` value, in any case; obfs4proxy's and lyrebird's
+ * `WARN` is `warning` (their `ERROR`, `INFO` and `DEBUG` are the same).
  *
  * @param value The value given.
  * @returns The severity.
  * @throws {RangeError} When it is not a known severity.
  */
 export function parseLogSeverity(value: string): LogSeverity {
-  if (!(SEVERITIES as readonly string[]).includes(value)) {
+  const lower = value.toLowerCase();
+  const severity = lower === "warn" ? "warning" : lower;
+  if (!(SEVERITIES as readonly string[]).includes(severity)) {
     throw new RangeError(
-      `Invalid log level ${JSON.stringify(value)}: expected one of ${SEVERITIES.join(", ")}`,
+      `Invalid log level ${JSON.stringify(value.slice(0, 32))}: expected one of ${
+        SEVERITIES.join(", ")
+      }`,
     );
   }
-  return value as LogSeverity;
+  return severity as LogSeverity;
 }
 
 /**

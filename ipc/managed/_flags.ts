@@ -184,6 +184,18 @@ export const FLAGS: readonly FlagSpec[] = [
     value: "LEVEL",
     help: "least severe LOG line sent: error, warning, notice (default), info, debug",
   },
+  {
+    names: ["enableLogging"],
+    key: "enableLogging",
+    boolean: true,
+    help: "obfs4proxy's and lyrebird's: accepted, changes nothing (ptkit logs in LOG lines)",
+  },
+  {
+    names: ["unsafeLogging"],
+    key: "unsafeLogging",
+    boolean: true,
+    help: "obfs4proxy's and lyrebird's: accepted, changes nothing (ptkit never logs addresses)",
+  },
   { names: ["help", "h"], key: "help", boolean: true, help: "print this help and exit" },
 ];
 
@@ -239,8 +251,10 @@ export function parseFlags(args: readonly string[]): ParsedFlags {
       continue;
     }
     const [, dashes, name, inline] = match;
-    const lower = name!.toLowerCase();
-    const spec = FLAGS.find((f) => f.names.some((n) => n.toLowerCase() === lower));
+    // In any case, with or without dashes inside: -logLevel, -loglevel, -log-level.
+    const plain = (text: string) => text.toLowerCase().replaceAll("-", "");
+    const lower = plain(name!);
+    const spec = FLAGS.find((f) => f.names.some((n) => plain(n) === lower));
     if (spec === undefined) {
       const near = suggestOptionKey(name!, FLAGS.flatMap((f) => f.names));
       errors.push(
