@@ -71,6 +71,9 @@ Deno.test("runCli client checks a bridge line's keys at start: a line without th
     ["shadowsocks 127.0.0.1:1", /missing option 'method'/],
     ["shadowsocks 127.0.0.1:1 method=aes-128-gcm", /missing option 'password'/],
     ["webtunnel 127.0.0.1:1", /missing required option 'url'/],
+    // A malformed value is configuration too (exit 64), named as such.
+    ["webtunnel 127.0.0.1:1 url=notaurl", /^ptkit: error: Cannot configure webtunnel: Invalid /],
+    ["webtunnel 127.0.0.1:1 url=ftp://x/y", /^ptkit: error: Cannot configure webtunnel: Invalid /],
   ];
   for (const [bridge, pattern] of table) {
     const { code, out, err } = await run([
@@ -82,7 +85,7 @@ Deno.test("runCli client checks a bridge line's keys at start: a line without th
       "--state",
       state,
     ]);
-    ok(code !== 0, `${bridge}: exit ${code}`);
+    deepStrictEqual(code, 64, `${bridge}: exit ${code}`);
     match(err, pattern);
     ok(!out.includes("SOCKS5 proxy:"), `${bridge} listened: ${out}`);
   }

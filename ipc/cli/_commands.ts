@@ -353,13 +353,17 @@ function humanLines(
         // A transport's options (a bridge line's) and its state file are
         // configuration: 64, as a bad flag (the options' message names the
         // transport already); a transport that cannot start (its port taken): 1.
-        const configuration = /^Cannot configure /.test(line.message);
+        const code = methodErrorCode(line.message);
         context.err(
           cliError(
-            configuration ? line.message : `Cannot start ${line.transport}: ${line.message}`,
+            /^Cannot configure /.test(line.message)
+              ? line.message
+              : code === 64 && !/^Cannot /.test(line.message)
+              ? `Cannot configure ${line.transport}: ${line.message}`
+              : `Cannot start ${line.transport}: ${line.message}`,
           ),
         );
-        onError(methodErrorCode(line.message));
+        onError(code);
         return;
       }
     }

@@ -28,5 +28,7 @@ export function cliError(message: string): string {
  * @returns 64 or 1.
  */
 export function methodErrorCode(message: string): 64 | 1 {
-  return /^Cannot (configure |parse |read state file |use state )/.test(message) ? 64 : 1;
+  return /^(Cannot (configure |parse |read state file |use state )|Invalid )/.test(message)
+    ? 64
+    : 1;
 }
