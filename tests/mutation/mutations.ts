@@ -57,6 +57,8 @@ const MANAGED_CONFIG = "ipc/managed/config.ts";
 const SOCKS_SERVER = "ipc/socks/_socks_server.ts";
 const LINE_STREAM = "ipc/lines/_line_stream.ts";
 const TURN_CLI = "ipc/cli/_turn.ts";
+const MANAGED_RUN = "ipc/managed/_run.ts";
+const REPLAY_HUB = "ipc/managed/_replay_hub.ts";
 const SOURCE_LIMITS = "net/source_limits.ts";
 const UDP_CLIENT_POOL = "udp/client_pool.ts";
 const UDP_SERVER_POOL = "udp/server_pool.ts";
@@ -86,6 +88,8 @@ const T_FREE = "tests/ipc_free_test.ts";
 const T_SOCKS_LIMITS = "tests/socks_limits_test.ts";
 const T_SOCKS_TARGET = "tests/socks_target_test.ts";
 const T_SOURCE_LIMITS = "tests/hardening_limits_test.ts";
+const T_WORKERS = "tests/workers_test.ts";
+const T_REPLAY_HUB = "tests/replay_hub_test.ts";
 const T_UDP_POOL = "tests/udp_pool_test.ts";
 const T_UDP_FRAMING = "tests/udp_framing_test.ts";
 const T_TURN_FLAGS = "tests/ipc_server_messages_test.ts";
@@ -255,9 +259,45 @@ export const MUTATIONS: readonly Mutation[] = [
     description: "TURN CreatePermission ignores maxPermissions",
     file: TURN_SERVER,
     search: `    if (allocation.permissions.size + fresh > this.#maxPermissions) {
-      this.sweep();`,
+      this.#purge(allocation, this.#now());`,
     replace: `    if (false) {
-      this.sweep();`,
+      this.#purge(allocation, this.#now());`,
+    tests: [T_TURN_SERVER],
+  },
+  {
+    id: "workers-replay-filter-shared",
+    kind: "authentication",
+    description: "-workers: each process keeps its replay filter to itself",
+    file: MANAGED_RUN,
+    search: "    replays: (name: string) => replays.env(name),",
+    replace: "",
+    tests: [T_WORKERS, T_REPLAY_HUB],
+  },
+  {
+    id: "replay-hub-snapshot",
+    kind: "authentication",
+    description: "A worker started again gets none of the values seen before",
+    file: REPLAY_HUB,
+    search: "for (const value of filter.values(now)) text += line(transport, value);",
+    replace: "",
+    tests: [T_WORKERS, T_REPLAY_HUB],
+  },
+  {
+    id: "turn-max-channels",
+    kind: "bound",
+    description: "TURN ChannelBind ignores maxChannels",
+    file: TURN_SERVER,
+    search: "if (allocation.channels.size >= this.#maxChannels) {",
+    replace: "if (false) {",
+    tests: [T_TURN_SERVER],
+  },
+  {
+    id: "turn-one-reservation-per-client",
+    kind: "bound",
+    description: "TURN keeps every reservation a client makes",
+    file: TURN_SERVER,
+    search: "if (earlier !== undefined) this.#dropReservation(earlier);",
+    replace: "",
     tests: [T_TURN_SERVER],
   },
   {
