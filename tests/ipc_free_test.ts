@@ -126,3 +126,34 @@ Deno.test("free mode: the client sends the application's host name unresolved (n
   app.close();
   await running.close();
 });
+
+Deno.test("free mode against a bound server: a greeting answered by its service (not SOCKS5) fails with the free-mode hint", async () => {
+  // A stand-in for a bound plain server: its service speaks first, HTTP.
+  using fakeServer = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const lines: PtLine[] = [];
+  const config = parseManagedConfig([
+    ...["-transports", "plain", "-free", "-target", `127.0.0.1:${fakeServer.addr.port}`],
+    ...["-state", ".", "-logLevel", "info"],
+  ]);
+  if (config.kind !== "client") throw new Error(`not a client: ${config.kind}`);
+  const running = await runClient(config, { emit: (line) => lines.push(line) });
+  const method = lines[0]!;
+  if (method.type !== "CMETHOD") throw new Error(`not a CMETHOD: ${method.type}`);
+  using app = await Deno.connect({ hostname: "127.0.0.1", port: method.address.port });
+  await app.write(new Uint8Array([5, 1, 0]));
+  deepStrictEqual(await readN(app, 2), new Uint8Array([5, 0]));
+  await app.write(new Uint8Array([5, 1, 0, 1, 192, 0, 2, 1, 0, 80]));
+  using server = await fakeServer.accept();
+  await server.write(new TextEncoder().encode("HTTP/1.1 400 Bad Request\r\n\r\n"));
+  ok((await readN(app, 10))[1] !== 0);
+  await running.close();
+  const messages = lines.flatMap((line) =>
+    line.type === "LOG" || line.type === "STATUS" ? [JSON.stringify(line)] : []
+  );
+  ok(
+    messages.some((m) =>
+      m.includes("bad method reply: is the server in free mode (-target socks)?")
+    ),
+    messages.join("\n"),
+  );
+});

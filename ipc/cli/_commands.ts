@@ -866,8 +866,12 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
           "Any public site works the same way when this machine is online:",
           `  curl --socks5-hostname ${socksAddr} https://example.com/`,
           "",
-          "The server refuses loopback and private destinations (reply 02) except the",
-          "demo page. Press Ctrl-C to stop.",
+          `The server refuses loopback and private destinations except the demo page (${
+            (context.options.registry ?? defaultRegistry).get(transport)?.free
+              ? `${transport} carries no answer back: the connection just closes`
+              : "SOCKS reply 02"
+          }).`,
+          "Press Ctrl-C to stop.",
           "",
         ].join("\n"),
       );

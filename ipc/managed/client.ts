@@ -238,7 +238,13 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
                 });
               } catch (error) {
                 conn.close();
-                if (error instanceof SocksReplyError && error.code === SocksReply.ttlExpired) {
+                // No answer to the greeting, or one that is not SOCKS5
+                // (the bound server's own service spoke): free mode is off.
+                if (
+                  error instanceof SocksReplyError &&
+                  (error.code === SocksReply.ttlExpired ||
+                    error.message.endsWith("sent a bad method reply"))
+                ) {
                   throw new SocksReplyError(
                     error.code,
                     `${error.message}: is the server in free mode (-target socks)?`,
