@@ -98,10 +98,17 @@ export async function dialPlanned(
       }
     }
   }
+  // The names are the bridge's (not printed); what failed, and the usual fix.
+  const reason = lastError instanceof Error ? lastError.message : String(lastError);
+  const hint = /UnknownIssuer/.test(reason)
+    ? " (the certificate's issuer is not trusted here: for a private CA, give its certificate in DENO_CERT=FILE.pem)"
+    : "";
   throw new Error(
-    `TLS handshake failed with ${
-      names.length === 1 ? "the server name" : `each of ${names.length} server names`
-    }: ${lastError instanceof Error ? lastError.message : String(lastError)}`,
+    `TLS handshake failed for ${
+      names.length === 1
+        ? "the bridge's server name"
+        : `each of the bridge's ${names.length} server names`
+    }: ${reason}${hint}`,
     { cause: lastError },
   );
 }
