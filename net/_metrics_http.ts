@@ -19,7 +19,7 @@ const EXCHANGE_TIMEOUT_MS = 10_000;
 const LINGER_MS = 1_000;
 const LINGER_BYTES = 64 * 1024;
 /** Scrapers and browsers are few: a flood must not hold many descriptors. */
-const LIMITS = { maxConnections: 64, maxHandshakesPerSource: 16, maxConnectionsPerSource: 16 };
+const LIMITS = { maxConnections: 64, maxHandshakesPerSource: 4, maxConnectionsPerSource: 16 };
 
 /** What a request gets: a status, header fields and a body. */
 export interface MetricsResponse {

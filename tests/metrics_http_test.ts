@@ -9,6 +9,7 @@ import { MetricsRegistry } from "../net/metrics.ts";
 import { writeFull } from "../net/conn_io.ts";
 import { readUntilClosed } from "./obfs4_wire_helpers.ts";
 import { concat } from "../transports/_bytes.ts";
+import { boundDial } from "../ipc/managed/_outbound_dialer.ts";
 
 /** Send `request` on a new connection; the whole answer, as text. */
 async function rawExchange(port: number, request: Uint8Array): Promise<string> {
@@ -140,5 +141,47 @@ Deno.test("metrics endpoint: a process out of file descriptors keeps serving onc
     const stderr = new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
     strictEqual(stderr.includes("Uncaught"), false, stderr);
     strictEqual(status.code, 0, stderr);
+  }
+});
+
+Deno.test("metrics endpoint: five sources reopening idle connections cannot fill it; a scraper is served at once", async () => {
+  await using server = new MetricsRegistry().serve({ port: 0 });
+  const { port } = server.addr;
+  let stop = false;
+  let opened = 0;
+  // Each source keeps 16 connections open, opening them again every 50 ms
+  // (the red team's 116 connections a second came from such a loop).
+  const source = async (address: string) => {
+    let conns: { close(): void }[] = [];
+    try {
+      while (!stop) {
+        const next = await Promise.all(
+          Array.from({ length: 16 }, () => boundDial({ hostname: "127.0.0.1", port }, address)),
+        );
+        for (const conn of conns) conn.close();
+        conns = next;
+        opened += next.length;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      for (const conn of conns) conn.close();
+    }
+  };
+  const flooding = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"].map(source);
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    for (let i = 0; i < 5; i++) {
+      const response = await fetch(`http://127.0.0.1:${port}/metrics`, {
+        signal: AbortSignal.timeout(3000),
+      });
+      strictEqual(response.status, 200);
+      match(await response.text(), /^ptkit_build_info\{/m);
+    }
+  } finally {
+    stop = true;
+    for (const result of await Promise.allSettled(flooding)) {
+      strictEqual(result.status, "fulfilled", String((result as PromiseRejectedResult).reason));
+    }
+    ok(opened >= 5 * 16 * 2, `the sources opened only ${opened} connections`);
   }
 });
