@@ -98,3 +98,15 @@ Deno.test("shadowsocks: a first flight one server accepted is refused by another
     [true, false, false, true],
   );
 });
+
+Deno.test("ReplayHub: a child's filters get its parent's snapshot when they subscribe, before the child listens", () => {
+  const parent = new ReplayHub({ remember: true });
+  parent.env("obfs4").recorded(new Uint8Array([7, 7]));
+  parent.env("shadowsocks").recorded(new Uint8Array([8]));
+  const child = new ReplayHub({ remember: true, initial: parent.snapshot() });
+  const obfs4: number[][] = [];
+  const shadowsocks: number[][] = [];
+  child.env("obfs4").subscribe((value) => obfs4.push([...value]));
+  child.env("shadowsocks").subscribe((value) => shadowsocks.push([...value]));
+  deepStrictEqual([obfs4, shadowsocks], [[[7, 7]], [[8]]]);
+});

@@ -6,7 +6,8 @@
 // addresses) and, with `-workers`, every other process: a child sends
 // `PTKIT-REPLAY <transport> <base64>` lines to its parent, which adds them
 // to its own filters, remembers them and passes them to its other children;
-// a child started later (or again) gets what the parent remembers first.
+// a child started later (or again) gets what the parent remembers in its
+// setup, and its filters have it before it listens.
 // A replay that reaches any process is then refused as it would be by one
 // (only one sent within the moment a line takes to cross may get through).
 
@@ -25,8 +26,14 @@ export interface ReplayHubOptions {
    * parent: to its children but the one `from`). Defaults to none.
    */
   readonly send?: (line: string, from?: number) => void;
-  /** Keep what every process recorded, for children started later (the parent). Defaults to false. */
+  /**
+   * Keep what every process recorded: a filter that subscribes later gets
+   * it, and so does a child started later ({@linkcode ReplayHub.snapshot}).
+   * Defaults to false.
+   */
   readonly remember?: boolean;
+  /** Lines to take first (a child's: its parent's snapshot); with `remember`. Defaults to none. */
+  readonly initial?: string;
   /** The clock, in ms since the epoch. Defaults to `Date.now`. */
   readonly now?: () => number;
 }
@@ -42,6 +49,9 @@ export class ReplayHub {
     this.#send = options.send;
     this.#now = options.now ?? Date.now;
     if (options.remember) this.#remembered = new Map();
+    for (const line of (options.initial ?? "").split("\n")) {
+      if (line !== "") this.handleLine(line);
+    }
   }
 
   /**
@@ -65,6 +75,8 @@ export class ReplayHub {
         let subscribers = this.#local.get(transport);
         if (subscribers === undefined) this.#local.set(transport, subscribers = new Set());
         subscribers.add(add);
+        const now = this.#now();
+        for (const value of this.#remembered?.get(transport)?.values(now) ?? []) add(value);
         return () => subscribers.delete(add);
       },
     };

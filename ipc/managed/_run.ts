@@ -74,6 +74,8 @@ export interface RunHooks {
    * to the other children); the parent's lines come on its input.
    */
   readonly sendReplay?: (line: string) => void;
+  /** A worker child's replay lines from its parent's setup, taken before it listens. */
+  readonly replaySnapshot?: string;
 }
 
 /**
@@ -111,7 +113,9 @@ export async function runManaged(
   // started later).
   const replays = new ReplayHub({
     ...(hooks.sendReplay === undefined ? {} : { send: hooks.sendReplay }),
-    remember: config.kind === "server" && (config.workers ?? 1) > 1,
+    remember: config.kind === "server" &&
+      ((config.workers ?? 1) > 1 || hooks.replaySnapshot !== undefined),
+    ...(hooks.replaySnapshot === undefined ? {} : { initial: hooks.replaySnapshot }),
   });
   const watch = new ShutdownWatch({
     exitOnStdinClose: config.exitOnStdinClose,

@@ -72,6 +72,7 @@ export async function runWorker(registry: ReadonlyMap<string, Transport>): Promi
       reusePort: true,
       local,
       sharedBy: setup.config.workers ?? 1,
+      replaySnapshot: setup.replays ?? "",
       sendReplay: (line) => {
         try {
           let bytes = encoder.encode(line);

@@ -59,6 +59,8 @@ export interface WorkerSetup {
   readonly listenAt: ReadonlyMap<string, HostPort>;
   /** The state the parent read or wrote, by key. */
   readonly state: ReadonlyMap<string, string>;
+  /** What the servers' replay filters have seen so far, as replay lines (see `ReplayHub`). */
+  readonly replays?: string;
 }
 
 /** The keyword of a child's metrics line (not a PT line: the parent keeps it). */
@@ -109,7 +111,7 @@ export function decodeWorkerMetrics(line: string): MetricsSnapshot | undefined {
 }
 
 /** Longest setup line a child accepts, in characters. */
-export const MAX_SETUP_LENGTH = 1 << 20;
+export const MAX_SETUP_LENGTH = 32 << 20;
 
 /**
  * The setup as one JSON line: maps as `{"$map": entries}`, a destination
@@ -345,12 +347,19 @@ class WorkerSlot {
     this.#child = child;
     this.#stdin = child.stdin.getWriter();
     const { config, listenAt, state, count } = this.#options;
-    this.send(
-      encodeWorkerSetup({ index: this.index, count, parent: Deno.pid, config, listenAt, state }),
-    );
-    // What every process has refused to answer twice so far.
+    // With what every process has seen: its filters have it before it listens.
     const replays = this.#options.replays?.snapshot();
-    if (replays) this.send(replays);
+    this.send(
+      encodeWorkerSetup({
+        index: this.index,
+        count,
+        parent: Deno.pid,
+        config,
+        listenAt,
+        state,
+        ...(replays ? { replays } : {}),
+      }),
+    );
     const lines = this.#readLines(child);
     this.#exited = (async () => {
       const status = await child.status;
