@@ -590,7 +590,15 @@ const SHADOWSOCKS_PATHS: Path[] = [
   [
     "a shadowsocks server with an unknown method",
     (state) =>
-      run(ssMain("-server", { method: "rc4-md5", password: SS_MARK }, ["-state", state]), {}),
+      run(ssMain("-server", { method: "aes-256-gmc", password: SS_MARK }, ["-state", state]), {}),
+  ],
+  [
+    "a shadowsocks server whose method has the password joined to it",
+    (state) =>
+      run(
+        ssMain("-server", { method: `aes-256-gcm;password=${SS_MARK}` }, ["-state", state]),
+        {},
+      ),
   ],
   [
     "a shadowsocks server with a key of the wrong length",
@@ -656,7 +664,10 @@ const EXPECTED: Record<string, RegExp> = {
     /SMETHOD shadowsocks 127\.0\.0\.1:[0-9]+ ARGS:method=aes-256-gcm\n/,
   "a shadowsocks server with a key, asked for a refused destination":
     /SMETHOD shadowsocks 127\.0\.0\.1:[0-9]+ ARGS:method=chacha20-ietf-poly1305\n/,
-  "a shadowsocks server with an unknown method": /SMETHOD-ERROR shadowsocks .*rc4-md5/,
+  "a shadowsocks server with an unknown method":
+    /SMETHOD-ERROR shadowsocks .*"aes-256-gmc" \(did you mean aes-256-gcm\?\)/,
+  "a shadowsocks server whose method has the password joined to it":
+    /SMETHOD-ERROR shadowsocks .*unsupported method \(not shown\)/,
   "a shadowsocks server with a key of the wrong length": /SMETHOD-ERROR shadowsocks .*key/,
   "a shadowsocks -free client whose server is down, a client from 127.0.0.7":
     /CONNECT=Failed .*refused/i,
