@@ -31,7 +31,7 @@ interface Rig {
   server: TurnServer;
   relay: FakeRelay;
   clock: { t: number };
-  connect(name?: string, username?: string, password?: string): StunTestClient;
+  connect(name?: string, username?: string, password?: string, source?: string): StunTestClient;
 }
 
 function rig(options: Partial<TurnServerOptions> = {}): Rig {
@@ -50,11 +50,12 @@ function rig(options: Partial<TurnServerOptions> = {}): Rig {
     server,
     relay,
     clock,
-    connect(name = `c${n++}`, username = "u", password = "p") {
+    connect(name = `c${n++}`, username = "u", password = "p", source?: string) {
       const inbox = new Queue<Uint8Array>();
       const client: TurnClient = {
         key: name,
         address: { family: 4, address: "127.0.0.1", port: 40000 + n },
+        ...(source === undefined ? {} : { source }),
         send: (p) => inbox.push(p),
       };
       return new StunTestClient(
@@ -326,6 +327,34 @@ Deno.test("TurnServer binds at most maxChannels channels per allocation (508 bey
     strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 0);
   }
   strictEqual(await bind(0x4003, 5003), 0);
+  server.close();
+});
+
+Deno.test("TurnServer at a full quota: a source holding fewer allocations takes the place of the oldest of the source holding the most", async () => {
+  const { server, connect } = rig({ userQuota: 4, totalQuota: 6 });
+  // One source takes the user's every allocation.
+  const greedy = Array.from({ length: 4 }, (_, i) => connect(`g${i}`, "u", "p", "192.0.2.1"));
+  for (const c of greedy) strictEqual(errorCode(await c.allocate()), 0);
+  strictEqual(errorCode(await connect("g4", "u", "p", "192.0.2.1").allocate()), 486);
+  // Another source still gets one: in place of the greedy source's oldest.
+  const other = connect("o0", "u", "p", "198.51.100.7");
+  strictEqual(errorCode(await other.allocate()), 0);
+  strictEqual(server.stats().allocationsEvicted, 1);
+  strictEqual(errorCode(await greedy[0]!.authed(StunMethod.Refresh)), 437);
+  strictEqual(errorCode(await greedy[1]!.authed(StunMethod.Refresh)), 0);
+  // 3 and 1 now: a second from the other source takes another place; a
+  // third would leave it ahead, so it is refused.
+  strictEqual(errorCode(await connect("o1", "u", "p", "198.51.100.7").allocate()), 0);
+  strictEqual(errorCode(await connect("o2", "u", "p", "198.51.100.7").allocate()), 486);
+  strictEqual(server.stats().allocationsEvicted, 2);
+  // The total quota shares the same way, across users.
+  for (let i = 0; i < 2; i++) {
+    strictEqual(errorCode(await connect(`v${i}`, "v", "q", "203.0.113.9").allocate()), 0);
+  }
+  strictEqual(server.stats().allocations, 6);
+  strictEqual(errorCode(await connect("w0", "v", "q", "203.0.113.10").allocate()), 0);
+  strictEqual(server.stats().allocations, 6);
+  strictEqual(server.stats().allocationsEvicted, 3);
   server.close();
 });
 

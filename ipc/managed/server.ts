@@ -3,6 +3,7 @@
 import type { LocalStore, TransportOptions } from "../../transports/transport.ts";
 import type { HostPort } from "../../net/address.ts";
 import type { Dialer } from "../../net/net_conn.ts";
+import { sourceKey } from "../../net/source_limits.ts";
 import type { RelayEnd } from "../../net/relay.ts";
 import { closeQuietly, retryWhileExhausted } from "../../net/_accept_loop.ts";
 import { proxy, type ProxyTarget } from "../../server.ts";
@@ -250,7 +251,14 @@ function targetOf(
           signal,
         });
     case "turn":
-      return () => Promise.resolve(turnEnd(turn!, handlers.serveTurnStream!));
+      // Each connection's client is the source its allocations count against.
+      return (conn) => {
+        const client = conn.clientAddress;
+        const source = client === undefined
+          ? undefined
+          : sourceKey({ transport: "tcp", hostname: client.hostname, port: client.port });
+        return Promise.resolve(turnEnd(turn!, handlers.serveTurnStream!, source));
+      };
   }
 }
 
@@ -263,12 +271,14 @@ function targetOf(
 function turnEnd(
   server: TurnServer,
   serveTurnStream: typeof import("../../udp/turn/_stream_server.ts").serveTurnStream,
+  source: string | undefined,
 ): RelayEnd {
   const toServer = new TransformStream<Uint8Array, Uint8Array>();
   const fromServer = new TransformStream<Uint8Array, Uint8Array>();
   const stop = new AbortController();
   serveTurnStream(server, { readable: toServer.readable, writable: fromServer.writable }, {
     signal: stop.signal,
+    ...(source === undefined ? {} : { source }),
   });
   return {
     readable: fromServer.readable,

@@ -283,6 +283,15 @@ export const MUTATIONS: readonly Mutation[] = [
     tests: [T_WORKERS, T_REPLAY_HUB],
   },
   {
+    id: "turn-quota-share",
+    kind: "bound",
+    description: "TURN at a full quota refuses every source, even one holding fewer",
+    file: TURN_SERVER,
+    search: "if (most.length <= mine + 1) return false;",
+    replace: "return false;",
+    tests: [T_TURN_SERVER],
+  },
+  {
     id: "turn-max-channels",
     kind: "bound",
     description: "TURN ChannelBind ignores maxChannels",
@@ -315,8 +324,8 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description: "TURN ignores the per-user allocation quota",
     file: TURN_SERVER,
-    search: "if ((this.#userCounts.get(username) ?? 0) >= this.#userQuota) {",
-    replace: "if (false) {",
+    search: "(this.#userCounts.get(username) ?? 0) >= this.#userQuota &&",
+    replace: "false &&",
     tests: [T_TURN_SERVER],
   },
   {
@@ -325,8 +334,8 @@ export const MUTATIONS: readonly Mutation[] = [
     description: "TURN ignores the total allocation quota",
     file: TURN_SERVER,
     search:
-      "if (this.#allocations.size + this.#pending.size + this.#reservations.size >= this.#totalQuota) {",
-    replace: "if (false) {",
+      "this.#allocations.size + this.#pending.size + this.#reservations.size >= this.#totalQuota &&",
+    replace: "false &&",
     tests: [T_TURN_SERVER],
   },
   {

@@ -10,6 +10,8 @@ import type { TurnServer } from "./_turn_server.ts";
 export interface ServeTurnStreamOptions {
   /** The client's address as far as it is known, echoed in XOR-MAPPED-ADDRESS. */
   readonly remoteAddress?: StunAddress;
+  /** The source the client counts against when a quota is full (see `TurnClient.source`). */
+  readonly source?: string;
   /** Bytes queued toward the client before further datagrams are dropped (default 1 MiB). */
   readonly maxQueuedBytes?: number;
   /**
@@ -74,6 +76,7 @@ export async function serveTurnStream(
   const client = {
     key,
     address: options.remoteAddress ?? { family: 4, address: "0.0.0.0", port: 0 } as const,
+    ...(options.source === undefined ? {} : { source: options.source }),
     stream: true,
     maxPacket: options.maxPacket ?? MAX_DATAGRAM,
     send(view: Uint8Array): boolean {

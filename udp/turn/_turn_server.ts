@@ -18,6 +18,7 @@ import {
 import { type UdpEndpoint, udpEndpoint } from "../udp_socket.ts";
 import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
 import { countTurnServer } from "../_udp_metrics.ts";
+import { sourceKey } from "../../net/source_limits.ts";
 
 /** One TURN client as a front end sees it: a 5-tuple (or a stream) and a way to answer. */
 export interface TurnClient {
@@ -28,6 +29,13 @@ export interface TurnClient {
   readonly key: string | number;
   /** The client's transport address, echoed in XOR-MAPPED-ADDRESS. */
   readonly address: StunAddress;
+  /**
+   * The source the client counts against when a quota is full (see
+   * `userQuota`): an IP address or IPv6 /64, as the connection limits use
+   * (a stream's client, whose `address` is not known). Defaults to the IP
+   * of `address`.
+   */
+  readonly source?: string;
   /** True on byte streams: ChannelData toward the client is padded to 4. */
   readonly stream?: boolean;
   /**
@@ -108,9 +116,18 @@ export interface TurnServerOptions {
    * reserved addresses are always refused with 403.
    */
   readonly allowPrivatePeers?: boolean;
-  /** Allocations per user (default 1000); more get 486. */
+  /**
+   * Allocations per user (default 1000); more get 486, unless the asking
+   * client's source holds fewer of the user's than another source: then
+   * that source's oldest allocation is deleted to make room (one source
+   * cannot hold a shared user's every allocation, as a bridge's one
+   * generated user is shared by all its clients).
+   */
   readonly userQuota?: number;
-  /** Allocations and reservations in total (default 5000); more get 508. */
+  /**
+   * Allocations and reservations in total (default 5000); more get 508,
+   * with the same share between sources as `userQuota`.
+   */
   readonly totalQuota?: number;
   /** Permissions per allocation (default 256); more get 508. */
   readonly maxPermissions?: number;
@@ -164,6 +181,8 @@ export interface TurnServerStats {
   channels: number;
   /** Allocations made so far. */
   allocationsTotal: number;
+  /** Allocations deleted so far to make room for a client of a source that held fewer (see `userQuota`). */
+  allocationsEvicted: number;
   /** Permissions installed or refreshed so far (by CreatePermission, one per peer address, and ChannelBind). */
   permissionsTotal: number;
   /** Channels bound or refreshed so far. */
@@ -186,6 +205,8 @@ interface Channel {
 
 interface Allocation {
   readonly client: TurnClient;
+  /** The source it counts against (see `TurnClient.source`). */
+  readonly source: string;
   readonly username: string;
   readonly key: Uint8Array;
   readonly relay: TurnRelaySocket;
@@ -294,6 +315,8 @@ export class TurnServer {
   #pending = new Map<string | number, string>();
   #keys = new Map<string, Uint8Array>();
   #userCounts = new Map<string, number>();
+  /** Allocations by source, oldest first. */
+  #bySource = new Map<string, Set<Allocation>>();
   #reservations = new Map<
     string,
     { socket: TurnRelaySocket; expires: number; owner: string | number }
@@ -311,6 +334,7 @@ export class TurnServer {
   #toPeers = 0;
   #toClients = 0;
   #allocationsTotal = 0;
+  #evicted = 0;
   #permissionsTotal = 0;
   #channelsTotal = 0;
   #closed = false;
@@ -367,6 +391,7 @@ export class TurnServer {
       permissions,
       channels,
       allocationsTotal: this.#allocationsTotal,
+      allocationsEvicted: this.#evicted,
       permissionsTotal: this.#permissionsTotal,
       channelsTotal: this.#channelsTotal,
       relayedToPeers: this.#toPeers,
@@ -486,11 +511,35 @@ export class TurnServer {
   #delete(allocation: Allocation): void {
     if (this.#allocations.get(allocation.client.key) !== allocation) return;
     this.#allocations.delete(allocation.client.key);
+    const held = this.#bySource.get(allocation.source);
+    held?.delete(allocation);
+    if (held?.size === 0) this.#bySource.delete(allocation.source);
     const count = (this.#userCounts.get(allocation.username) ?? 1) - 1;
     if (count <= 0) this.#userCounts.delete(allocation.username);
     else this.#userCounts.set(allocation.username, count);
     allocation.relay.onPacket = undefined;
     allocation.relay.close();
+  }
+
+  /**
+   * At a full quota (one user's, or all), delete the oldest allocation of
+   * the source that holds the most, when `source` holds at least two fewer.
+   *
+   * @returns Whether room was made.
+   */
+  #makeRoom(source: string, username?: string): boolean {
+    const counted = (held: Set<Allocation>) =>
+      username === undefined ? [...held] : [...held].filter((a) => a.username === username);
+    let most: Allocation[] = [];
+    for (const held of this.#bySource.values()) {
+      const list = counted(held);
+      if (list.length > most.length) most = list;
+    }
+    const mine = counted(this.#bySource.get(source) ?? new Set()).length;
+    if (most.length <= mine + 1) return false;
+    this.#delete(most[0]!);
+    this.#evicted++;
+    return true;
   }
 
   #allocationOf(key: string | number): Allocation | undefined {
@@ -707,11 +756,19 @@ export class TurnServer {
       }
       family = f;
     }
-    if ((this.#userCounts.get(username) ?? 0) >= this.#userQuota) {
+    const source = client.source ??
+      sourceKey({ transport: "udp", hostname: client.address.address, port: 0 }) ?? "";
+    if (
+      (this.#userCounts.get(username) ?? 0) >= this.#userQuota &&
+      !this.#makeRoom(source, username)
+    ) {
       this.#error(client, request, 486, key);
       return;
     }
-    if (this.#allocations.size + this.#pending.size + this.#reservations.size >= this.#totalQuota) {
+    if (
+      this.#allocations.size + this.#pending.size + this.#reservations.size >= this.#totalQuota &&
+      !this.#makeRoom(source)
+    ) {
       this.#error(client, request, 508, key);
       return;
     }
@@ -751,6 +808,7 @@ export class TurnServer {
     const relay = sockets[0]!;
     const allocation: Allocation = {
       client,
+      source,
       username,
       key,
       relay,
@@ -773,6 +831,9 @@ export class TurnServer {
       }
     };
     this.#allocations.set(client.key, allocation);
+    let held = this.#bySource.get(source);
+    if (held === undefined) this.#bySource.set(source, held = new Set());
+    held.add(allocation);
     this.#allocationsTotal++;
     this.#userCounts.set(username, (this.#userCounts.get(username) ?? 0) + 1);
     const attributes: StunAttribute[] = [
