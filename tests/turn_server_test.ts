@@ -358,6 +358,47 @@ Deno.test("TurnServer at a full quota: a source holding fewer allocations takes 
   server.close();
 });
 
+Deno.test("TurnServer reservations: a closed client's goes with it, and a source holds at most one more than its allocations when it reserves", async () => {
+  const { server, connect } = rig({ totalQuota: 10 });
+  const evenPortR = [{ type: StunAttr.EvenPort, value: new Uint8Array([0x80]) }];
+  // Ten connections from one source reserve, and close (the TURN stream ends).
+  for (let i = 0; i < 10; i++) {
+    const c = connect(`stream:${i}`, "u", "p", "203.0.113.1");
+    strictEqual(errorCode(await c.allocate(evenPortR)), 0);
+    server.disconnect(`stream:${i}`);
+  }
+  deepStrictEqual([server.stats().allocations, server.stats().reservations], [0, 0]);
+  // Ten that reserve and keep their connection, deleting their allocation
+  // (Refresh 0): two reservations are left (each was made beside its
+  // allocation: one more than the source's one), not ten.
+  for (let i = 0; i < 10; i++) {
+    const c = connect(`udp:${i}`, "u", "p", "203.0.113.1");
+    strictEqual(errorCode(await c.allocate(evenPortR)), 0);
+    strictEqual(
+      errorCode(await c.authed(StunMethod.Refresh, [{ type: StunAttr.Lifetime, value: u32(0) }])),
+      0,
+    );
+  }
+  deepStrictEqual([server.stats().allocations, server.stats().reservations], [0, 2]);
+  // Another source is served, without evicting anyone.
+  strictEqual(errorCode(await connect("legit", "u", "p", "198.51.100.7").allocate()), 0);
+  strictEqual(server.stats().allocationsEvicted, 0);
+  server.close();
+});
+
+Deno.test("TurnServer at a full quota: an Allocate that fails anyway (a bogus RESERVATION-TOKEN) evicts nobody", async () => {
+  const { server, connect } = rig({ userQuota: 4 });
+  const legit = Array.from({ length: 4 }, (_, i) => connect(`l${i}`, "u", "p", "198.51.100.7"));
+  for (const c of legit) strictEqual(errorCode(await c.allocate()), 0);
+  const bogus = [{ type: StunAttr.ReservationToken, value: new Uint8Array(8).fill(7) }];
+  for (let i = 0; i < 3; i++) {
+    strictEqual(errorCode(await connect(`a${i}`, "u", "p", "203.0.113.2").allocate(bogus)), 508);
+  }
+  deepStrictEqual([server.stats().allocations, server.stats().allocationsEvicted], [4, 0]);
+  for (const c of legit) strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 0);
+  server.close();
+});
+
 Deno.test("TurnServer answers 420 for unknown comprehension-required attributes only", async () => {
   const { server, connect } = rig();
   const c = connect();

@@ -132,7 +132,7 @@ export interface TurnServerOptions {
   /** Permissions per allocation (default 256); more get 508. */
   readonly maxPermissions?: number;
   /**
-   * Channel bindings per allocation (default 256); more get 508. Each is
+   * Channel bindings per allocation (default 64); more get 508. Each is
    * state the server keeps, and one permission covers a peer's every port.
    */
   readonly maxChannels?: number;
@@ -319,8 +319,10 @@ export class TurnServer {
   #bySource = new Map<string, Set<Allocation>>();
   #reservations = new Map<
     string,
-    { socket: TurnRelaySocket; expires: number; owner: string | number }
+    { socket: TurnRelaySocket; expires: number; owner: string | number; source: string }
   >();
+  /** The live reservation tokens of each source, oldest first. */
+  #reservedFrom = new Map<string, string[]>();
   /** The live reservation token of each client: one at a time. */
   #reservedBy = new Map<string | number, string>();
   #drops: TurnDrops = {
@@ -362,7 +364,7 @@ export class TurnServer {
     this.#userQuota = options.userQuota ?? 1000;
     this.#totalQuota = options.totalQuota ?? 5000;
     this.#maxPermissions = options.maxPermissions ?? 256;
-    this.#maxChannels = options.maxChannels ?? 256;
+    this.#maxChannels = options.maxChannels ?? 64;
     this.#maxLifetime = options.maxLifetime ?? 3600;
     this.#maxChannel = options.strictChannelNumbers ? 0x4fff : 0x7fff;
     this.#nonceLifetime = options.nonceLifetime ?? 3600;
@@ -456,6 +458,9 @@ export class TurnServer {
     this.#pending.delete(key);
     const allocation = this.#allocations.get(key);
     if (allocation) this.#delete(allocation);
+    // Its reservation goes too: reconnecting must not pile them up.
+    const token = this.#reservedBy.get(key);
+    if (token !== undefined) this.#dropReservation(token);
   }
 
   /** Delete expired allocations, permissions, channels and reservations. */
@@ -494,6 +499,10 @@ export class TurnServer {
     if (this.#reservedBy.get(reservation.owner) === token) {
       this.#reservedBy.delete(reservation.owner);
     }
+    const held = this.#reservedFrom.get(reservation.source);
+    const at = held?.indexOf(token) ?? -1;
+    if (at >= 0) held!.splice(at, 1);
+    if (held?.length === 0) this.#reservedFrom.delete(reservation.source);
     if (close) reservation.socket.close();
   }
 
@@ -504,6 +513,7 @@ export class TurnServer {
     for (const reservation of this.#reservations.values()) reservation.socket.close();
     this.#reservations.clear();
     this.#reservedBy.clear();
+    this.#reservedFrom.clear();
     this.#pending.clear();
     this.#stopCounting?.();
   }
@@ -522,12 +532,14 @@ export class TurnServer {
   }
 
   /**
-   * At a full quota (one user's, or all), delete the oldest allocation of
-   * the source that holds the most, when `source` holds at least two fewer.
+   * At a full quota (one user's, or all): the oldest allocation of the
+   * source that holds the most, when `source` holds at least two fewer; it
+   * is deleted once the new allocation is made (a request that fails
+   * deletes nothing).
    *
-   * @returns Whether room was made.
+   * @returns The allocation to delete, or undefined: no room.
    */
-  #makeRoom(source: string, username?: string): boolean {
+  #victim(source: string, username?: string): Allocation | undefined {
     const counted = (held: Set<Allocation>) =>
       username === undefined ? [...held] : [...held].filter((a) => a.username === username);
     let most: Allocation[] = [];
@@ -536,10 +548,7 @@ export class TurnServer {
       if (list.length > most.length) most = list;
     }
     const mine = counted(this.#bySource.get(source) ?? new Set()).length;
-    if (most.length <= mine + 1) return false;
-    this.#delete(most[0]!);
-    this.#evicted++;
-    return true;
+    return most.length > mine + 1 ? most[0] : undefined;
   }
 
   #allocationOf(key: string | number): Allocation | undefined {
@@ -758,19 +767,22 @@ export class TurnServer {
     }
     const source = client.source ??
       sourceKey({ transport: "udp", hostname: client.address.address, port: 0 }) ?? "";
-    if (
-      (this.#userCounts.get(username) ?? 0) >= this.#userQuota &&
-      !this.#makeRoom(source, username)
-    ) {
-      this.#error(client, request, 486, key);
-      return;
+    let victim: Allocation | undefined;
+    if ((this.#userCounts.get(username) ?? 0) >= this.#userQuota) {
+      victim = this.#victim(source, username);
+      if (victim === undefined) {
+        this.#error(client, request, 486, key);
+        return;
+      }
     }
     if (
-      this.#allocations.size + this.#pending.size + this.#reservations.size >= this.#totalQuota &&
-      !this.#makeRoom(source)
+      this.#allocations.size + this.#pending.size + this.#reservations.size >= this.#totalQuota
     ) {
-      this.#error(client, request, 508, key);
-      return;
+      victim ??= this.#victim(source);
+      if (victim === undefined) {
+        this.#error(client, request, 508, key);
+        return;
+      }
     }
     const lifetime = this.#lifetime(request) || DEFAULT_LIFETIME;
     let sockets: TurnRelaySocket[];
@@ -831,6 +843,10 @@ export class TurnServer {
       }
     };
     this.#allocations.set(client.key, allocation);
+    if (victim !== undefined && this.#allocations.get(victim.client.key) === victim) {
+      this.#delete(victim);
+      this.#evicted++;
+    }
     let held = this.#bySource.get(source);
     if (held === undefined) this.#bySource.set(source, held = new Set());
     held.add(allocation);
@@ -860,8 +876,16 @@ export class TurnServer {
         socket: reserved,
         expires: this.#now() + RESERVATION_LIFETIME * 1000,
         owner: client.key,
+        source,
       });
       this.#reservedBy.set(client.key, token);
+      // And a source holds at most one more than its allocations (a new
+      // client key per round, a new connection or port, made them pile up).
+      let tokens = this.#reservedFrom.get(source);
+      if (tokens === undefined) this.#reservedFrom.set(source, tokens = []);
+      tokens.push(token);
+      const bound = (this.#bySource.get(source)?.size ?? 0) + 1;
+      while (tokens.length > bound) this.#dropReservation(tokens[0]!);
       attributes.push({ type: StunAttr.ReservationToken, value: tokenBytes });
     }
     allocation.response = this.#reply(
