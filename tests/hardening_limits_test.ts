@@ -336,17 +336,22 @@ const gated: Transport = {
   }),
 };
 
-Deno.test("UDP server: connections still in their handshake take no flow slot, so idle ones cannot keep a client out", async () => {
-  await using echo = await udpEcho();
-  await using server = await serveUdpServer({
-    transport: gated,
+/** A UDP server pool of `transport` on loopback relaying to `target`, with `maxFlows`. */
+function udpServer(transport: Transport, target: HostPort, maxFlows: number) {
+  return serveUdpServer({
+    transport,
     config: {},
     hostname: "127.0.0.1",
     port: 0,
-    target: echo.addr,
+    target,
     framing: "length",
-    maxFlows: 2,
+    maxFlows,
   });
+}
+
+Deno.test("UDP server: connections still in their handshake take no flow slot, so idle ones cannot keep a client out", async () => {
+  await using echo = await udpEcho();
+  await using server = await udpServer(gated, echo.addr, 2);
   const idle = await Promise.all(
     Array.from(
       { length: 6 },
@@ -375,15 +380,7 @@ Deno.test("UDP server: connections still in their handshake take no flow slot, s
 
 Deno.test("UDP server at maxFlows: a source with fewer flows takes the place of the idlest flow of the source with the most", async () => {
   await using echo = await udpEcho();
-  await using server = await serveUdpServer({
-    transport: plain,
-    config: {},
-    hostname: "127.0.0.1",
-    port: 0,
-    target: echo.addr,
-    framing: "length",
-    maxFlows: 2,
-  });
+  await using server = await udpServer(plain, echo.addr, 2);
   const pool = (dialer?: Dialer) =>
     serveUdpClient({
       transport: plain,

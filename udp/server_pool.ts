@@ -4,6 +4,7 @@ import type { HostPort } from "../net/address.ts";
 import { listen } from "../server.ts";
 import { ConnectionLoop, retryWhileExhausted } from "../net/_accept_loop.ts";
 import { type ConnectionLimits, sourceKey } from "../net/source_limits.ts";
+import { SourceShare } from "../net/_source_share.ts";
 import { checkPort } from "../net/address.ts";
 import type { TransportConn } from "../net/transport_conn.ts";
 import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
@@ -26,11 +27,9 @@ import {
   zeroCounters,
 } from "./udp_stats.ts";
 
-/** A flow slot of a server pool: its source, and its flow once open. */
+/** A flow slot of a server pool: its flow once open. */
 interface Slot {
-  readonly source: string;
   flow: Flow | undefined;
-  held: boolean;
 }
 
 /** Options for {@linkcode serveUdpServer}. */
@@ -188,40 +187,24 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
   // use every slot while nobody else wants one, but a connection from a
   // source with fewer flows than the one with the most takes the place of
   // that source's least recently active flow.
-  const slots = new Map<string, Set<Slot>>();
-  let active = 0;
+  const slots = new SourceShare<Slot>();
   const take = (source: string): Slot | undefined => {
-    if (active >= settings.maxFlows) {
-      let most: Set<Slot> | undefined;
-      for (const held of slots.values()) if (held.size > (most?.size ?? 0)) most = held;
-      const mine = slots.get(source)?.size ?? 0;
+    if (slots.size >= settings.maxFlows) {
+      // The least recently active open flow of the source holding the most.
       let victim: Slot | undefined;
-      if (most !== undefined && most.size > mine + 1) {
-        for (const slot of most) {
-          if (slot.flow === undefined) continue;
-          if (victim === undefined || slot.flow.lastActivity < victim.flow!.lastActivity) {
-            victim = slot;
-          }
+      for (const slot of slots.largest(source) ?? []) {
+        if (slot.flow === undefined) continue;
+        if (victim === undefined || slot.flow.lastActivity < victim.flow!.lastActivity) {
+          victim = slot;
         }
       }
       if (victim === undefined) return undefined;
-      free(victim);
+      slots.delete(victim);
       victim.flow!.close("evicted");
     }
-    const slot: Slot = { source, flow: undefined, held: true };
-    let held = slots.get(source);
-    if (held === undefined) slots.set(source, held = new Set());
-    held.add(slot);
-    active++;
+    const slot: Slot = { flow: undefined };
+    slots.add(source, slot);
     return slot;
-  };
-  const free = (slot: Slot) => {
-    if (!slot.held) return;
-    slot.held = false;
-    active--;
-    const held = slots.get(slot.source)!;
-    held.delete(slot);
-    if (held.size === 0) slots.delete(slot.source);
   };
 
   const serve = async (
@@ -283,7 +266,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
       await conn.ready.catch(() => {});
       const slot = conn.error === undefined
         ? take(sourceKey(conn.remoteAddr) ?? "")
-        : { source: "", flow: undefined, held: false };
+        : { flow: undefined };
       if (slot === undefined) {
         record.fail(new Error("Too many flows"), "error");
         rejected++;
@@ -294,7 +277,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
       try {
         await serve(conn, record, signal, slot);
       } finally {
-        free(slot);
+        slots.delete(slot);
       }
     },
   });

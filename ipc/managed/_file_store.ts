@@ -2,6 +2,7 @@
 
 import type { LocalStore } from "../../transports/transport.ts";
 import { concat } from "../../transports/_bytes.ts";
+import { restated } from "./_log.ts";
 
 const KEY = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 
@@ -182,13 +183,7 @@ export function fileErrorReason(error: unknown): string {
  */
 function inContext(error: unknown, doing: string): unknown {
   if (!(error instanceof Error) || error.message.startsWith("Cannot ")) return error;
-  const message = `${doing}: ${fileErrorReason(error)}`;
-  try {
-    const Class = error.constructor as new (message: string, options: ErrorOptions) => Error;
-    return new Class(message, { cause: error });
-  } catch {
-    return new Error(message, { cause: error });
-  }
+  return restated(error, `${doing}: ${fileErrorReason(error)}`);
 }
 
 async function lstatOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {

@@ -77,3 +77,21 @@ export function digestLog(
   };
   return Object.assign(digested, { stop: () => digest.stop() });
 }
+
+/**
+ * `error` said again with `message`, of the same class (a refusal stays
+ * `Deno.errors.ConnectionRefused`, so what callers map it to stays the
+ * same), the original as its cause.
+ *
+ * @param error The error.
+ * @param message What to say instead.
+ * @returns The new error.
+ */
+export function restated(error: Error, message: string): Error {
+  try {
+    const Class = error.constructor as new (message: string, options: ErrorOptions) => Error;
+    return new Class(message, { cause: error });
+  } catch {
+    return new Error(message, { cause: error });
+  }
+}

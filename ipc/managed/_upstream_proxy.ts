@@ -8,6 +8,7 @@ import { formatHostPort } from "../../net/address.ts";
 import { SocksReply, SocksReplyError } from "../socks/_reply.ts";
 import { statusCode } from "../../transports/_http_head.ts";
 import type { UpstreamProxy } from "./_proxy_uri.ts";
+import { restated } from "./_log.ts";
 import { socks4aConnect, socks5Connect } from "../socks/_client.ts";
 
 /**
@@ -28,10 +29,10 @@ export function upstreamProxyDialer(proxy: UpstreamProxy): Dialer {
       // Said as the proxy's failure, not the bridge's (the class is kept:
       // a refusal is still answered as one).
       if (!(error instanceof Error)) throw error;
-      const Class = error.constructor as new (message: string, options: ErrorOptions) => Error;
-      throw new Class(`Cannot reach the upstream proxy (-proxy, TOR_PT_PROXY): ${error.message}`, {
-        cause: error,
-      });
+      throw restated(
+        error,
+        `Cannot reach the upstream proxy (-proxy, TOR_PT_PROXY): ${error.message}`,
+      );
     }
     try {
       if (proxy.scheme === "socks5") {

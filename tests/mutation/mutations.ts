@@ -58,6 +58,7 @@ const SOCKS_SERVER = "ipc/socks/_socks_server.ts";
 const LINE_STREAM = "ipc/lines/_line_stream.ts";
 const TURN_CLI = "ipc/cli/_turn.ts";
 const MANAGED_RUN = "ipc/managed/_run.ts";
+const SOURCE_SHARE = "net/_source_share.ts";
 const REPLAY_HUB = "ipc/managed/_replay_hub.ts";
 const SOURCE_LIMITS = "net/source_limits.ts";
 const UDP_CLIENT_POOL = "udp/client_pool.ts";
@@ -283,13 +284,13 @@ export const MUTATIONS: readonly Mutation[] = [
     tests: [T_WORKERS, T_REPLAY_HUB],
   },
   {
-    id: "turn-quota-share",
+    id: "source-share",
     kind: "bound",
-    description: "TURN at a full quota refuses every source, even one holding fewer",
-    file: TURN_SERVER,
-    search: "return most.length > mine + 1 ? most[0] : undefined;",
+    description: "A full UDP server or TURN quota never gives a source holding fewer a place",
+    file: SOURCE_SHARE,
+    search: "return most.length > count(this.#bySource.get(source)).length + 1 ? most : undefined;",
     replace: "return undefined;",
-    tests: [T_TURN_SERVER],
+    tests: [T_SOURCE_LIMITS, T_TURN_SERVER],
   },
   {
     id: "turn-reservations-per-source",
@@ -1267,18 +1268,9 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description: "UDP server serves flows past maxFlows",
     file: UDP_SERVER_POOL,
-    search: "if (active >= settings.maxFlows) {",
+    search: "if (slots.size >= settings.maxFlows) {",
     replace: "if (false) {",
     tests: [T_UDP_POOL],
-  },
-  {
-    id: "udp-server-flow-share",
-    kind: "bound",
-    description: "UDP server at maxFlows never gives a source with fewer flows a place",
-    file: UDP_SERVER_POOL,
-    search: "if (most !== undefined && most.size > mine + 1) {",
-    replace: "if (false) {",
-    tests: [T_SOURCE_LIMITS],
   },
   {
     id: "udp-waiting-queue",

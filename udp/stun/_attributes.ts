@@ -67,6 +67,31 @@ export function decodeXorAddress(value: Uint8Array, transactionId: Uint8Array): 
   return { family: size === 4 ? 4 : 6, address: formatIp(ip), port };
 }
 
+/**
+ * The key of an IPv4 XOR-*-ADDRESS value as `UdpEndpoint.key` has it
+ * (address * 65536 + port), read without decoding to text (an IPv4
+ * address is XORed with the magic cookie alone, whatever the transaction).
+ *
+ * @param value The attribute value.
+ * @returns The key, or undefined when the value is not an IPv4 address.
+ *
+ * @example The key of 192.0.2.1:32853
+ * ```ts
+ * import { encodeXorAddress, xorIpv4Key } from "./_attributes.ts";
+ * import { strictEqual } from "node:assert";
+ *
+ * const value = encodeXorAddress({ family: 4, address: "192.0.2.1", port: 32853 }, new Uint8Array(12));
+ * strictEqual(xorIpv4Key(value), 0xc0000201 * 65536 + 32853);
+ * ```
+ */
+export function xorIpv4Key(value: Uint8Array): number | undefined {
+  if (value.length !== 8 || value[1] !== 1) return undefined;
+  const port = ((value[2]! << 8) | value[3]!) ^ 0x2112;
+  const ip = (((value[4]! ^ 0x21) << 24) | ((value[5]! ^ 0x12) << 16) |
+    ((value[6]! ^ 0xa4) << 8) | (value[7]! ^ 0x42)) >>> 0;
+  return ip * 65536 + port;
+}
+
 function xorMask(transactionId: Uint8Array): Uint8Array {
   const mask = new Uint8Array(16);
   new DataView(mask.buffer).setUint32(0, STUN_MAGIC_COOKIE);

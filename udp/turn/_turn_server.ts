@@ -4,7 +4,13 @@ import { hmacSha1 } from "../stun/_hmac.ts";
 import { encodeChannelData, isChannelData } from "../stun/_channel_data.ts";
 import { DestinationPolicy } from "../../net/destination_policy.ts";
 import { StunAttr, StunClass, type StunClassValue, StunMethod } from "../stun/_constants.ts";
-import { decodeXorAddress, encodeErrorCode, encodeXorAddress, u32 } from "../stun/_attributes.ts";
+import {
+  decodeXorAddress,
+  encodeErrorCode,
+  encodeXorAddress,
+  u32,
+  xorIpv4Key,
+} from "../stun/_attributes.ts";
 import { longTermKey, verifyFingerprint, verifyIntegrity } from "../stun/_integrity.ts";
 import {
   encodeStunMessage,
@@ -19,6 +25,7 @@ import { type UdpEndpoint, udpEndpoint } from "../udp_socket.ts";
 import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
 import { countTurnServer } from "../_udp_metrics.ts";
 import { sourceKey } from "../../net/source_limits.ts";
+import { SourceShare } from "../../net/_source_share.ts";
 
 /** One TURN client as a front end sees it: a 5-tuple (or a stream) and a way to answer. */
 export interface TurnClient {
@@ -316,7 +323,7 @@ export class TurnServer {
   #keys = new Map<string, Uint8Array>();
   #userCounts = new Map<string, number>();
   /** Allocations by source, oldest first. */
-  #bySource = new Map<string, Set<Allocation>>();
+  #bySource = new SourceShare<Allocation>();
   #reservations = new Map<
     string,
     { socket: TurnRelaySocket; expires: number; owner: string | number; source: string }
@@ -521,9 +528,7 @@ export class TurnServer {
   #delete(allocation: Allocation): void {
     if (this.#allocations.get(allocation.client.key) !== allocation) return;
     this.#allocations.delete(allocation.client.key);
-    const held = this.#bySource.get(allocation.source);
-    held?.delete(allocation);
-    if (held?.size === 0) this.#bySource.delete(allocation.source);
+    this.#bySource.delete(allocation);
     const count = (this.#userCounts.get(allocation.username) ?? 1) - 1;
     if (count <= 0) this.#userCounts.delete(allocation.username);
     else this.#userCounts.set(allocation.username, count);
@@ -540,15 +545,10 @@ export class TurnServer {
    * @returns The allocation to delete, or undefined: no room.
    */
   #victim(source: string, username?: string): Allocation | undefined {
-    const counted = (held: Set<Allocation>) =>
-      username === undefined ? [...held] : [...held].filter((a) => a.username === username);
-    let most: Allocation[] = [];
-    for (const held of this.#bySource.values()) {
-      const list = counted(held);
-      if (list.length > most.length) most = list;
-    }
-    const mine = counted(this.#bySource.get(source) ?? new Set()).length;
-    return most.length > mine + 1 ? most[0] : undefined;
+    return this.#bySource.largest(
+      source,
+      username === undefined ? undefined : (a) => a.username === username,
+    )?.[0];
   }
 
   #allocationOf(key: string | number): Allocation | undefined {
@@ -847,9 +847,7 @@ export class TurnServer {
       this.#delete(victim);
       this.#evicted++;
     }
-    let held = this.#bySource.get(source);
-    if (held === undefined) this.#bySource.set(source, held = new Set());
-    held.add(allocation);
+    this.#bySource.add(source, allocation);
     this.#allocationsTotal++;
     this.#userCounts.set(username, (this.#userCounts.get(username) ?? 0) + 1);
     const attributes: StunAttribute[] = [
@@ -884,7 +882,7 @@ export class TurnServer {
       let tokens = this.#reservedFrom.get(source);
       if (tokens === undefined) this.#reservedFrom.set(source, tokens = []);
       tokens.push(token);
-      const bound = (this.#bySource.get(source)?.size ?? 0) + 1;
+      const bound = this.#bySource.count(source) + 1;
       while (tokens.length > bound) this.#dropReservation(tokens[0]!);
       attributes.push({ type: StunAttr.ReservationToken, value: tokenBytes });
     }
@@ -1089,13 +1087,7 @@ export class TurnServer {
     transactionId: Uint8Array,
   ): UdpEndpoint | undefined {
     const last = allocation.sendPeer;
-    if (last !== undefined && last.family === 4 && value.length === 8 && value[1] === 1) {
-      const port = ((value[2]! << 8) | value[3]!) ^ 0x2112;
-      // The address is XORed with the magic cookie, 0x2112A442.
-      const ip = (((value[4]! ^ 0x21) << 24) | ((value[5]! ^ 0x12) << 16) |
-        ((value[6]! ^ 0xa4) << 8) | (value[7]! ^ 0x42)) >>> 0;
-      if (ip * 65536 + port === last.key) return last;
-    }
+    if (last !== undefined && last.family === 4 && xorIpv4Key(value) === last.key) return last;
     try {
       const address = decodeXorAddress(value, transactionId);
       return allocation.sendPeer = udpEndpoint(address.address, address.port);
