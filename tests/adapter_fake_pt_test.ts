@@ -193,7 +193,9 @@ Deno.test("launchClient relaunches a PT killed mid-run, with backoff", async () 
   await using pt = await launchClient(
     fake("ok", { restart: { initialDelay: 50, maxDelay: 1000, maxAttempts: 3 } }),
   );
-  for (const type of ["exit", "ready", "failed"]) pt.addEventListener(type, (e) => events.push(e));
+  for (const type of ["exit", "ready", "failed"]) {
+    pt.addEventListener(type, (e) => events.push(e as Event));
+  }
   const first = pt.pid!;
   Deno.kill(first, "SIGKILL");
   while (!events.some((e) => e.type === "ready")) await new Promise((r) => setTimeout(r, 20));
