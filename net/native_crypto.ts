@@ -8,6 +8,7 @@ import {
 import type { TransportEnvironment } from "../transports/transport.ts";
 import { libcryptoAead, type NodeCryptoAead, nodeCryptoAead } from "./_aead.ts";
 import { libcryptoHmac } from "./_hmac.ts";
+import { restateMissingPackage } from "../transports/_npm_package.ts";
 
 // sodium-native's Node-API binding, called directly: its index.js checks
 // every argument in JavaScript (about half the throughput on 1430-byte
@@ -67,7 +68,9 @@ export function loadNativeCrypto(): Promise<CryptoBackend> {
     const [{ default: binding }, nodeCrypto] = await Promise.all([
       import("sodium-native/binding.js") as Promise<{ default: SodiumBinding }>,
       import("node:crypto"),
-    ]);
+    ]).catch((error) => {
+      throw restateMissingPackage(error, "the native crypto backend");
+    });
     const sodium: SodiumBinding = binding;
     const hashOut = (length: number, f: (out: Uint8Array) => void): Uint8Array => {
       const out = new Uint8Array(length);

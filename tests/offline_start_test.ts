@@ -168,3 +168,62 @@ Deno.test("main.ts starts offline with an empty DENO_DIR and HOME after deno ins
     await Deno.remove(base, { recursive: true });
   }
 });
+
+Deno.test("a checkout whose setup step did not run names it: deno install", async () => {
+  const base = await Deno.makeTempDir({ prefix: "ptkit_no_modules_" });
+  try {
+    const copy = await new Deno.Command("cp", {
+      args: ["-a", ...NEEDED.filter((n) => n !== "node_modules").map((n) => `${ROOT}${n}`), base],
+    }).output();
+    ok(copy.success, new TextDecoder().decode(copy.stderr));
+    const child = new Deno.Command(`${base}/main.ts`, {
+      args: [
+        ...["-server", "-transports", "shadowsocks,obfs4", "-workers", "1"],
+        ...["-bindaddr", "shadowsocks-127.0.0.1:0,obfs4-127.0.0.1:0", "-orport", "127.0.0.1:9"],
+        ...["-options", "shadowsocks:password=correct-horse-battery-staple"],
+        ...["-state", `${base}/state`, "-exit-on-stdin-close", "-loglevel", "info"],
+      ],
+      clearEnv: true,
+      env: {
+        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+        HOME: base,
+        NO_COLOR: "1",
+        ...NO_NETWORK,
+      },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // Version 2 (the flags) sends *-ERROR lines to stderr.
+    const errors = new Response(child.stderr).text();
+    let text = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      text += chunk;
+      if (text.includes("SMETHODS DONE\n") && text.includes("Crypto: ")) {
+        await child.stdin.close().catch(() => {});
+      }
+    }
+    await child.stdin.close().catch(() => {});
+    await child.status;
+    text += await errors;
+    const install = '(run "deno install" once where ptkit\'s deno.json is)';
+    ok(
+      text.includes(
+        'SMETHOD-ERROR shadowsocks Cannot load transport "shadowsocks": npm package ' +
+          `@noble/hashes@2.4.0 is not installed in node_modules/ ${install}`,
+      ),
+      text,
+    );
+    ok(/^SMETHOD obfs4 127\.0\.0\.1:[0-9]+ /m.test(text), text);
+    ok(
+      text.includes(
+        "Crypto: cannot load a backend: Cannot load the WebAssembly crypto backend: npm package " +
+          "libsodium-wrappers@0.7.13 is not installed in node_modules/",
+      ),
+      text,
+    );
+    ok(!text.includes("auto-install"), text);
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});

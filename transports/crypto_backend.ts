@@ -20,6 +20,7 @@
  */
 
 import type { TransportEnvironment } from "./transport.ts";
+import { restateMissingPackage } from "./_npm_package.ts";
 
 /**
  * Primitives a transport may need, each from a vetted library. Byte arrays
@@ -256,7 +257,9 @@ export function loadWasmCrypto(): Promise<CryptoBackend> {
         import("@noble/hashes/hkdf.js"),
         import("@noble/curves/ed25519.js"),
         import("@noble/ciphers/aes.js"),
-      ]);
+      ]).catch((error) => {
+        throw restateMissingPackage(error, "the WebAssembly crypto backend");
+      });
     const wrappers = sodium as unknown as { ready: Promise<void>; libsodium: RawSodium };
     await wrappers.ready;
     const lib = wrappers.libsodium;

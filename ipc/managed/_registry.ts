@@ -1,5 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
+import { restateMissingPackage } from "../../transports/_npm_package.ts";
 import type { Transport } from "../../transports/transport.ts";
 
 /** What the registry knows of a transport before its module has loaded. */
@@ -20,7 +21,9 @@ interface LazyEntry {
 function lazyTransport(entry: LazyEntry): Transport {
   let loading: Promise<Transport> | undefined;
   const loaded = () =>
-    loading ??= entry.load().then((transport) => {
+    loading ??= entry.load().catch((error) => {
+      throw restateMissingPackage(error, `transport "${entry.name}"`);
+    }).then((transport) => {
       if (transport.name !== entry.name || (transport.free === true) !== entry.free) {
         throw new TypeError(
           `Cannot load transport "${entry.name}": its module exports "${transport.name}"` +
