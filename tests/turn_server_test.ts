@@ -399,6 +399,58 @@ Deno.test("TurnServer at a full quota: an Allocate that fails anyway (a bogus RE
   server.close();
 });
 
+for (const quota of ["totalQuota", "userQuota"] as const) {
+  Deno.test(`TurnServer: Allocates arriving together at a ${quota} about full never take it past the quota, nor hold more relay sockets`, async () => {
+    const { server, relay, connect } = rig({ userQuota: 1000, totalQuota: 1000, [quota]: 10 });
+    // One short of the quota: the first Allocate of the next round fits, the others must not.
+    for (let i = 0; i < 9; i++) {
+      strictEqual(errorCode(await connect(`g${i}`, "u", "p", "192.0.2.1").allocate()), 0);
+    }
+    // Rounds of eight clients from fresh sources: each learns a nonce, then
+    // all send Allocate at once (each waits for its relay socket).
+    for (let round = 0; round < 5; round++) {
+      const clients = Array.from(
+        { length: 8 },
+        (_, i) => connect(`r${round}.${i}`, "u", "p", `198.51.100.${round * 8 + i}`),
+      );
+      for (const c of clients) strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 437);
+      const codes = (await Promise.all(clients.map((c) =>
+        c.request(StunMethod.Allocate, [
+          { type: StunAttr.RequestedTransport, value: new Uint8Array([17, 0, 0, 0]) },
+        ], { auth: true })
+      ))).map(errorCode);
+      ok(
+        codes.every((code) => code === 0 || code === (quota === "userQuota" ? 486 : 508)),
+        `${codes}`,
+      );
+      strictEqual(server.stats().allocations, 10, `round ${round}: ${codes}`);
+      strictEqual(relay.sockets.filter((s) => !s.closed).length, 10, `round ${round}`);
+    }
+    ok(server.stats().allocationsEvicted > 0);
+    server.close();
+  });
+}
+
+Deno.test("TurnServer at a full total quota: a RESERVATION-TOKEN turns its reservation into an allocation, evicting nobody", async () => {
+  const { server, connect } = rig({ totalQuota: 2 });
+  // An RTP/RTCP pair (RFC 8656 section 7.2): EVEN-PORT R, then the token.
+  const rtp = await connect("rtp", "u", "p", "198.51.100.1").allocate([
+    { type: StunAttr.EvenPort, value: new Uint8Array([0x80]) },
+  ]);
+  strictEqual(errorCode(rtp), 0);
+  const token = getAttribute(rtp, StunAttr.ReservationToken)!;
+  deepStrictEqual([server.stats().allocations, server.stats().reservations], [1, 1]);
+  const rtcp = await connect("rtcp", "u", "p", "198.51.100.1").allocate([
+    { type: StunAttr.ReservationToken, value: token },
+  ]);
+  strictEqual(errorCode(rtcp), 0);
+  deepStrictEqual(
+    [server.stats().allocations, server.stats().reservations, server.stats().allocationsEvicted],
+    [2, 0, 0],
+  );
+  server.close();
+});
+
 Deno.test("TurnServer answers 420 for unknown comprehension-required attributes only", async () => {
   const { server, connect } = rig();
   const c = connect();

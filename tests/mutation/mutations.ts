@@ -352,10 +352,19 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description: "TURN ignores the total allocation quota",
     file: TURN_SERVER,
-    search:
-      "this.#allocations.size + this.#pending.size + this.#reservations.size >= this.#totalQuota",
+    search: "this.#allocations.size + pending + this.#reservations.size >= this.#totalQuota",
     replace: "false",
     tests: [T_TURN_SERVER],
+  },
+  {
+    id: "turn-quota-recheck",
+    kind: "bound",
+    description: "TURN does not check the quotas again once a pending Allocate's relay is open",
+    file: TURN_SERVER,
+    search: "victim = this.#room(source, username, 0);",
+    replace: "",
+    tests: [T_TURN_SERVER],
+    filter: "arriving together",
   },
   {
     id: "turn-channel-range",

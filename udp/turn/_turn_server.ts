@@ -324,6 +324,8 @@ export class TurnServer {
   #userCounts = new Map<string, number>();
   /** Allocations by source, oldest first. */
   #bySource = new SourceShare<Allocation>();
+  /** Allocations that a pending Allocate will delete (two never pick the same). */
+  #claimed = new Set<Allocation>();
   #reservations = new Map<
     string,
     { socket: TurnRelaySocket; expires: number; owner: string | number; source: string }
@@ -537,18 +539,37 @@ export class TurnServer {
   }
 
   /**
-   * At a full quota (one user's, or all): the oldest allocation of the
-   * source that holds the most, when `source` holds at least two fewer; it
-   * is deleted once the new allocation is made (a request that fails
-   * deletes nothing).
+   * Room for one more allocation of `username` from `source`. At a full
+   * quota (the user's, or all: allocations, reservations and, when given,
+   * the Allocates still opening their relay), the oldest unclaimed
+   * allocation of the source that holds the most, when `source` holds at
+   * least two fewer; it is deleted once the new allocation is made (a
+   * request that fails deletes nothing).
    *
-   * @returns The allocation to delete, or undefined: no room.
+   * @param pending Allocates in progress, or undefined to leave the total
+   * quota out (a reservation becoming an allocation does not add to it).
+   * @returns The allocation to delete, undefined when there is room, or
+   * the error code: 486 (the user's quota), 508 (the total).
    */
-  #victim(source: string, username?: string): Allocation | undefined {
-    return this.#bySource.largest(
-      source,
-      username === undefined ? undefined : (a) => a.username === username,
-    )?.[0];
+  #room(
+    source: string,
+    username: string,
+    pending: number | undefined,
+  ): Allocation | 486 | 508 | undefined {
+    const unclaimed = (a: Allocation) => !this.#claimed.has(a);
+    let victim: Allocation | undefined;
+    if ((this.#userCounts.get(username) ?? 0) >= this.#userQuota) {
+      victim = this.#bySource.largest(source, (a) => unclaimed(a) && a.username === username)?.[0];
+      if (victim === undefined) return 486;
+    }
+    if (
+      pending !== undefined &&
+      this.#allocations.size + pending + this.#reservations.size >= this.#totalQuota
+    ) {
+      victim ??= this.#bySource.largest(source, unclaimed)?.[0];
+      if (victim === undefined) return 508;
+    }
+    return victim;
   }
 
   #allocationOf(key: string | number): Allocation | undefined {
@@ -767,22 +788,10 @@ export class TurnServer {
     }
     const source = client.source ??
       sourceKey({ transport: "udp", hostname: client.address.address, port: 0 }) ?? "";
-    let victim: Allocation | undefined;
-    if ((this.#userCounts.get(username) ?? 0) >= this.#userQuota) {
-      victim = this.#victim(source, username);
-      if (victim === undefined) {
-        this.#error(client, request, 486, key);
-        return;
-      }
-    }
-    if (
-      this.#allocations.size + this.#pending.size + this.#reservations.size >= this.#totalQuota
-    ) {
-      victim ??= this.#victim(source);
-      if (victim === undefined) {
-        this.#error(client, request, 508, key);
-        return;
-      }
+    let victim = this.#room(source, username, token ? undefined : this.#pending.size);
+    if (typeof victim === "number") {
+      this.#error(client, request, victim, key);
+      return;
     }
     const lifetime = this.#lifetime(request) || DEFAULT_LIFETIME;
     let sockets: TurnRelaySocket[];
@@ -798,6 +807,9 @@ export class TurnServer {
     } else {
       const reserveNext = evenPort !== undefined && (evenPort[0]! & 0x80) !== 0;
       this.#pending.set(client.key, tid);
+      // While the relay opens, no other Allocate picks the same allocation to delete.
+      const claim = victim;
+      if (claim !== undefined) this.#claimed.add(claim);
       try {
         sockets = await this.#relay.open({
           family,
@@ -810,12 +822,22 @@ export class TurnServer {
           this.#error(client, request, 508, key);
         }
         return;
+      } finally {
+        if (claim !== undefined) this.#claimed.delete(claim);
       }
       if (this.#pending.get(client.key) !== tid || this.#closed) {
         for (const s of sockets) s.close();
         return;
       }
       this.#pending.delete(client.key);
+      // Allocates that were pending beside this one may have filled either
+      // quota since: decide again, from here to the end without a wait.
+      victim = this.#room(source, username, 0);
+      if (typeof victim === "number") {
+        for (const s of sockets) s.close();
+        this.#error(client, request, victim, key);
+        return;
+      }
     }
     const relay = sockets[0]!;
     const allocation: Allocation = {
@@ -843,7 +865,7 @@ export class TurnServer {
       }
     };
     this.#allocations.set(client.key, allocation);
-    if (victim !== undefined && this.#allocations.get(victim.client.key) === victim) {
+    if (victim !== undefined) {
       this.#delete(victim);
       this.#evicted++;
     }
