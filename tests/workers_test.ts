@@ -253,6 +253,44 @@ Deno.test("-workers 2: a worker that dies is started again, and logged", async (
   }
 });
 
+Deno.test("-workers 2: a worker that stops reading is killed and started again, and SIGTERM still ends the parent at once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_stuck_" });
+  const echo = startEcho();
+  try {
+    const server = await startServer(`${dir}/state`, 2, echo.addr.port);
+    const stuck = server.children[0]!;
+    Deno.kill(stuck, "SIGSTOP");
+    // 2 MiB of input lines, each passed on to the child, which takes none.
+    const line = `LOG ${"x".repeat(1019)}\n`;
+    for (let i = 0; i < 2048; i++) await server.pt.write(line);
+    await server.pt.waitFor(
+      /^LOG SEVERITY=warning MESSAGE="Worker 2 of 2: does not read its input; killing it/,
+    );
+    await server.pt.waitFor(/^LOG SEVERITY=warning MESSAGE="Worker 2 of 2: exited \(SIGKILL\)/);
+    ok(!(await alive(stuck)), "the stuck child lives");
+    let children: number[] = [];
+    for (let i = 0; i < 150 && children.length === 0; i++) {
+      children = (await childrenOf(server.pt.child.pid)).filter((p) => p !== stuck);
+      if (children.length === 0) await sleep(100);
+    }
+    deepStrictEqual(children.length, 1, "no new worker");
+    // A new child stops reading too, with lines queued for it: SIGTERM ends
+    // everything within the 5 s kill delay (the close of its input waited
+    // for the queue, and the kill waited for the close).
+    await server.pt.waitFor(/^LOG SEVERITY=info MESSAGE="Worker 2 of 2: serving"/);
+    Deno.kill(children[0]!, "SIGSTOP");
+    for (let i = 0; i < 512; i++) await server.pt.write(line);
+    const start = performance.now();
+    server.pt.child.kill("SIGTERM");
+    await server.pt.exit();
+    ok(performance.now() - start < 15_000, `the parent took ${performance.now() - start} ms`);
+    ok(!(await alive(children[0]!)), "the second child lives");
+  } finally {
+    await echo.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("-workers 2 with webtunnel: the SMETHOD carries the placeholder, every worker joins the real listen port", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_wt_" });
   const orPort = 9; // Never dialled: no client connects.

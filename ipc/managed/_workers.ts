@@ -211,6 +211,12 @@ const HEALTHY_AFTER = 60_000;
 const MAX_RESTARTS = 20;
 /** How long children get to exit after SIGTERM before SIGKILL. */
 const KILL_AFTER = 5_000;
+/**
+ * Bytes of lines (the parent's input, other workers' replay values) that a
+ * child may leave unread; beyond, it is stuck (stopped, or its event loop
+ * blocked) and is killed, then started again with a fresh setup line.
+ */
+const MAX_UNREAD = 1 << 20;
 
 /** A child's notice that it stops (the parent's own notice says why). */
 const SHUTDOWN_NOTICE = /^(Shutting down: |SIGINT: no new connections)/;
@@ -281,6 +287,8 @@ class WorkerSlot {
   #child: Deno.ChildProcess | undefined;
   #stdin: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #exited: Promise<void> = Promise.resolve();
+  /** The running child's lines not yet taken by the pipe. */
+  #unread = { bytes: 0 };
   #timer: ReturnType<typeof setTimeout> | undefined;
   #failures = 0;
   #encoder = new TextEncoder();
@@ -346,10 +354,12 @@ class WorkerSlot {
     const started = performance.now();
     this.#child = child;
     this.#stdin = child.stdin.getWriter();
+    this.#unread = { bytes: 0 };
     const { config, listenAt, state, count } = this.#options;
     // With what every process has seen: its filters have it before it listens.
     const replays = this.#options.replays?.snapshot();
-    this.send(
+    // The setup line (up to MAX_SETUP_LENGTH) does not count as unread.
+    this.#stdin.write(this.#encoder.encode(
       encodeWorkerSetup({
         index: this.index,
         count,
@@ -359,7 +369,7 @@ class WorkerSlot {
         state,
         ...(replays ? { replays } : {}),
       }),
-    );
+    )).catch(() => {});
     const lines = this.#readLines(child);
     this.#exited = (async () => {
       const status = await child.status;
@@ -457,7 +467,24 @@ class WorkerSlot {
   }
 
   send(text: string): void {
-    this.#stdin?.write(this.#encoder.encode(text)).catch(() => {});
+    const stdin = this.#stdin;
+    if (stdin === undefined) return;
+    const bytes = this.#encoder.encode(text);
+    const unread = this.#unread;
+    if (unread.bytes + bytes.length > MAX_UNREAD) {
+      if (unread.bytes <= MAX_UNREAD) {
+        unread.bytes = Infinity; // Once.
+        this.#log("warning", "does not read its input; killing it (it starts again)");
+        try {
+          this.#child?.kill("SIGKILL");
+        } catch {
+          // Already exited.
+        }
+      }
+      return;
+    }
+    unread.bytes += bytes.length;
+    stdin.write(bytes).then(() => unread.bytes -= bytes.length, () => {});
   }
 
   async stop(signal: "SIGINT" | "SIGTERM"): Promise<void> {
@@ -470,7 +497,6 @@ class WorkerSlot {
       // Already exited.
     }
     if (signal === "SIGTERM") {
-      await this.#stdin?.close().catch(() => {});
       const kill = setTimeout(() => {
         try {
           child.kill("SIGKILL");
@@ -478,6 +504,9 @@ class WorkerSlot {
           // Already exited.
         }
       }, KILL_AFTER);
+      // Not awaited: a child that stopped reading would hold the close
+      // (its lines still queued) and with it the kill.
+      this.#stdin?.close().catch(() => {});
       await this.#exited;
       clearTimeout(kill);
     } else {
