@@ -177,24 +177,29 @@ export async function listen(
   const hostname = options.hostname ?? "0.0.0.0";
   let tcp: Deno.TcpListener;
   let helper: { addr: Deno.NetAddr; close(): Promise<void> } | undefined;
-  if (side.helper === undefined) {
-    tcp = listenOn({ hostname, port }, () =>
-      Deno.listen({
-        hostname,
-        port,
-        transport: "tcp",
-        ...(options.reusePort ? { reusePort: true } : {}),
-      }));
-  } else {
-    // The helper listens on the bind address; the runtime on a loopback
-    // relay it forwards to (the port of an earlier run when it is free).
-    tcp = listenRelay(side.helper.relayPort);
-    try {
-      helper = await startServerHelper(side.helper, tcp.addr, hostname, port, options);
-    } catch (error) {
-      tcp.close();
-      throw error;
+  try {
+    if (side.helper === undefined) {
+      tcp = listenOn({ hostname, port }, () =>
+        Deno.listen({
+          hostname,
+          port,
+          transport: "tcp",
+          ...(options.reusePort ? { reusePort: true } : {}),
+        }));
+    } else {
+      // The helper listens on the bind address; the runtime on a loopback
+      // relay it forwards to (the port of an earlier run when it is free).
+      tcp = listenRelay(side.helper.relayPort);
+      try {
+        helper = await startServerHelper(side.helper, tcp.addr, hostname, port, options);
+      } catch (error) {
+        tcp.close();
+        throw error;
+      }
     }
+  } catch (error) {
+    side.close?.();
+    throw error;
   }
   try {
     return new TransportListener(
@@ -211,6 +216,7 @@ export async function listen(
   } catch (error) {
     tcp.close();
     await helper?.close();
+    side.close?.();
     throw error;
   }
 }

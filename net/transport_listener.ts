@@ -174,6 +174,7 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
     this.#limiter.close();
     this.#digest?.stop();
     closeQuietly(this.#listener);
+    this.#side.close?.();
     if (this.#helper !== undefined) this.#helperClosed = this.#helper.close().catch(() => {});
   }
 

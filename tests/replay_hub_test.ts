@@ -110,3 +110,44 @@ Deno.test("ReplayHub: a child's filters get its parent's snapshot when they subs
   child.env("shadowsocks").subscribe((value) => shadowsocks.push([...value]));
   deepStrictEqual([obfs4, shadowsocks], [[[7, 7]], [[8]]]);
 });
+
+Deno.test("a closed listener's replay filter stops taking shared values (obfs4, shadowsocks; also when listening fails)", async () => {
+  const { listen } = await import("../server.ts");
+  const { obfs4 } = await import("../transports/obfs4/mod.ts");
+  const { MemoryStore } = await import("../transports/memory_store.ts");
+  const hub = new ReplayHub();
+  for (
+    const [transport, options] of [
+      [shadowsocks, { method: "chacha20-ietf-poly1305", password: "correct-horse-battery" }],
+      [obfs4, {}],
+    ] as const
+  ) {
+    const shared = hub.env(transport.name);
+    let subscribed = 0;
+    const replays = {
+      recorded: shared.recorded,
+      subscribe: (add: (value: Uint8Array) => void) => {
+        subscribed++;
+        const stop = shared.subscribe(add);
+        return () => {
+          subscribed--;
+          stop();
+        };
+      },
+    };
+    const env = { replays, local: new MemoryStore() };
+    for (let i = 0; i < 5; i++) {
+      const listener = await listen(transport, options, { hostname: "127.0.0.1", port: 0, env });
+      strictEqual(subscribed, 1, transport.name);
+      listener.close();
+      strictEqual(subscribed, 0, transport.name);
+    }
+    // A listen that fails (the port is taken) releases its side too.
+    using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    await listen(transport, options, { hostname: "127.0.0.1", port: taken.addr.port, env }).then(
+      () => ok(false, "listened on a taken port"),
+      () => {},
+    );
+    strictEqual(subscribed, 0, `${transport.name}, failed listen`);
+  }
+});

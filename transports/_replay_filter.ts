@@ -55,12 +55,22 @@ export class ReplayFilter {
     if (share !== undefined) {
       const now = options.now ?? Date.now;
       this.#share = share.recorded;
-      // Lives as long as the process: a server's filter is never dropped.
-      share.subscribe((value) => this.record(now(), value));
+      this.#unsubscribe = share.subscribe((value) => this.record(now(), value));
     }
   }
 
   #share: ((value: Uint8Array) => void) | undefined;
+  #unsubscribe: (() => void) | undefined;
+
+  /**
+   * Stop taking the values other filters share (the server side that owns
+   * this one closed); what it recorded stays, and it still shares its own.
+   */
+  close(): void {
+    const unsubscribe = this.#unsubscribe;
+    this.#unsubscribe = undefined;
+    unsubscribe?.();
+  }
 
   /** How many values are remembered. */
   get size(): number {

@@ -92,6 +92,11 @@ export interface TransportDefinition<C> {
   bridgeAddress?(config: C): HostPort;
   /** Generate a matching client and server configuration. */
   generateConfig?(env: TransportEnvironment): GeneratedConfig | Promise<GeneratedConfig>;
+  /**
+   * Server side: release what `config` holds beyond its connections. See
+   * `ServerTransport.close`.
+   */
+  close?(config: C): void;
 }
 
 /**
@@ -196,6 +201,8 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
         ...(bridgeAddress === undefined ? {} : { bridgeAddress }),
         pair: () => definition.pair(parsed, "server", {}),
       };
+      const close = definition.close;
+      if (close !== undefined) side.close = () => close(parsed);
       return side;
     },
   };

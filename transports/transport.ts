@@ -352,6 +352,13 @@ export interface ServerTransport {
    * @returns The encode/decode pair for that connection.
    */
   pair(): TransportPair;
+  /**
+   * Release what the side holds beyond its connections (its replay
+   * filter's subscription to `env.replays`). The runtime calls it once,
+   * when the listener that made the side closes; connections already made
+   * keep working. Absent: nothing to release.
+   */
+  close?(): void;
 }
 
 /** A matching client and server configuration (spec "generate configuration"). */

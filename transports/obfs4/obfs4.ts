@@ -514,6 +514,7 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
       cert: encodeCert(parsed.server!.config.keys),
       "iat-mode": String(parsed.server!.config.iatMode),
     }),
+    close: (parsed) => parsed.server?.filter.close(),
     async generateConfig(env) {
       const config = await generateServerConfig(0, options.random, cryptoLoader(env));
       const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");

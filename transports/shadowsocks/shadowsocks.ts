@@ -384,6 +384,7 @@ export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
     // The password is a secret: clients get the method here and the
     // password or key from the operator, never from a printed line.
     clientOptions: (parsed) => ({ method: parsed.config!.method.name }),
+    close: (parsed) => parsed.filter?.close(),
     generateConfig() {
       const key = toBase64(randomBytes(random, 32));
       const method = "chacha20-ietf-poly1305";
