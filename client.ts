@@ -32,7 +32,7 @@ import type {
   TransportEnvironment,
   TransportOptions,
 } from "./transports/transport.ts";
-import { checkPort } from "./net/address.ts";
+import { checkHandshakeTimeout, checkPort } from "./net/address.ts";
 import { parsingSettings } from "./transports/_settings_error.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
@@ -151,10 +151,13 @@ export class Connector {
   }
 
   /**
-   * Stop the transport's helper processes (if any); connections already
-   * open through them end. Dialing afterwards fails.
+   * Stop the transport's helper processes (if any) and release what its
+   * client side holds (`ClientTransport.close`); connections already open
+   * through a helper end, others stay open. Dialing afterwards fails with
+   * `Deno.errors.BadResource`. Calling it again does nothing more.
    */
   async close(): Promise<void> {
+    if (!this.#closed) this.#side.close?.();
     this.#closed = true;
     const helpers = [...this.#helpers.values()];
     this.#helpers.clear();
@@ -200,7 +203,6 @@ export class Connector {
     destination: HostPort,
     plan: ReturnType<NonNullable<ClientTransport["connection"]>> | undefined,
   ): Promise<NetConn> {
-    if (this.#closed) throw new Error(`Cannot dial: the ${this.#name} connector is closed`);
     if (plan?.tls !== undefined) {
       throw new TypeError("Cannot dial: TLS through a helper's SOCKS5 proxy is not supported");
     }
@@ -244,8 +246,12 @@ export class Connector {
    * first bytes flow).
    * @throws {TypeError} When the options are malformed.
    * @throws {RangeError} When the port is out of range.
+   * @throws {Deno.errors.BadResource} When the connector is closed.
    */
   async dial(options: DialOptions): Promise<TransportConn> {
+    if (this.#closed) {
+      throw new Deno.errors.BadResource(`Cannot dial: the ${this.#name} connector is closed`);
+    }
     if (typeof options !== "object" || options === null) {
       throw new TypeError(`Cannot dial: options must be an object, got ${typeof options}`);
     }
@@ -262,19 +268,28 @@ export class Connector {
     // malformed value): marked so, for the SOCKS reply `13`.
     const plan = parsingSettings(() => this.#side.connection?.(destination, settings));
     const pair = parsingSettings(() => this.#side.pair(settings, options.destination));
-    let net;
+    let net: NetConn | undefined;
     try {
       net = this.#side.socksHelper === undefined
         ? await dialPlanned(this.#dialer, destination, plan, settings, this.#caCerts)
         : await this.#dialThroughHelper(destination, plan);
+      if (this.#closed) {
+        throw new Deno.errors.BadResource(`Cannot dial: the ${this.#name} connector is closed`);
+      }
+      return new TransportConn(net, pair, this.#connOptions);
     } catch (error) {
+      // Nothing is left open: not the socket, not the pair's timers.
+      try {
+        net?.close();
+      } catch {
+        // Already closed.
+      }
       await Promise.allSettled([
         pair.encode.writable.abort(error),
         pair.decode.writable.abort(error),
       ]);
       throw error;
     }
-    return new TransportConn(net, pair, this.#connOptions);
   }
 }
 
@@ -303,6 +318,7 @@ export async function createConnector(
   options: ConnectorOptions = {},
 ): Promise<Connector> {
   assertTransport(transport, "create a connector");
+  checkHandshakeTimeout(options.handshakeTimeout, "create a connector");
   const side = await transport.client(config, withRuntimeCrypto(options.env));
   const connOptions = options.handshakeTimeout === undefined
     ? {}

@@ -39,7 +39,7 @@ import type {
 } from "./transports/transport.ts";
 import { HelperSupervisor } from "./net/_helper_process.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
-import { checkPort } from "./net/address.ts";
+import { checkHandshakeTimeout, checkPort } from "./net/address.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
 import type { HostPort } from "./net/address.ts";
@@ -53,7 +53,7 @@ import { metricsCore, metricsMode, type MetricsRegistry } from "./net/metrics.ts
 import { ConnectionMetrics, LISTENER_METRICS } from "./net/_connection_metrics.ts";
 import { listenOn } from "./net/_listen.ts";
 
-export type { ConnectionLimits } from "./net/source_limits.ts";
+export { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./net/source_limits.ts";
 
 /** Options for {@linkcode listen}. */
 export interface ListenOptions {
@@ -164,15 +164,7 @@ export async function listen(
   }
   const port = checkPort(options.port, "listen");
   const { handshakeTimeout, limits, onAcceptError } = options;
-  if (
-    handshakeTimeout !== undefined &&
-    !(typeof handshakeTimeout === "number" && Number.isFinite(handshakeTimeout) &&
-      handshakeTimeout > 0)
-  ) {
-    throw new RangeError(
-      `Cannot listen: invalid handshakeTimeout ${handshakeTimeout}: must be a positive number of ms`,
-    );
-  }
+  checkHandshakeTimeout(handshakeTimeout, "listen");
   const side = await transport.server(config, withRuntimeCrypto(options.env));
   const hostname = options.hostname ?? "0.0.0.0";
   let tcp: Deno.TcpListener;

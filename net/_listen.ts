@@ -35,7 +35,10 @@ function listenError(error: unknown, at: HostPort): unknown {
   const message = `Cannot listen on ${address}: ${error.message}`;
   let wrapped: Error;
   try {
-    const Class = error.constructor as new (message: string, options: ErrorOptions) => Error;
+    // Deno refuses a malformed host name with a URIError: bad input, a TypeError here.
+    const Class = error instanceof URIError
+      ? TypeError
+      : error.constructor as new (message: string, options: ErrorOptions) => Error;
     wrapped = new Class(message, { cause: error });
     if (wrapped.message !== message) throw wrapped;
   } catch {

@@ -111,6 +111,33 @@ export function checkPort(port: unknown, what: string, min = 0): number {
 }
 
 /**
+ * Check a `handshakeTimeout` option: absent, or a positive finite number of
+ * milliseconds.
+ *
+ * @param value The option's value.
+ * @param what What is being set up, for the error message (`listen`).
+ * @throws {RangeError} When it is not a positive finite number.
+ *
+ * @example Refusing a negative timeout
+ * ```ts
+ * import { checkHandshakeTimeout } from "./address.ts";
+ * import { throws } from "node:assert";
+ *
+ * checkHandshakeTimeout(30_000, "listen");
+ * throws(() => checkHandshakeTimeout(-5, "listen"), RangeError);
+ * ```
+ */
+export function checkHandshakeTimeout(value: unknown, what: string): void {
+  if (
+    value !== undefined && !(typeof value === "number" && Number.isFinite(value) && value > 0)
+  ) {
+    throw new RangeError(
+      `Cannot ${what}: invalid handshakeTimeout ${value}: must be a positive number of ms`,
+    );
+  }
+}
+
+/**
  * Bracket an IPv6 address written without brackets before its port
  * (`1:2::3:4:9999` becomes `[1:2::3:4]:9999`), as goptlib repairs what old
  * tor versions put in `TOR_PT_SERVER_BINDADDR`, `TOR_PT_ORPORT` and

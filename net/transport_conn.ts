@@ -98,6 +98,8 @@ export class TransportConn implements AsyncDisposable {
   #writable: WritableStream<Uint8Array>;
   #clientAddress: HostPort | undefined;
   #encodeEnded = false;
+  #writeShut: Promise<void> | undefined;
+  #encoder: WritableStreamDefaultWriter<Uint8Array>;
 
   /**
    * Wrap a network connection in one side of a transport.
@@ -152,7 +154,7 @@ export class TransportConn implements AsyncDisposable {
     this.#wireIn.catch((error) => this.#fail(error));
     this.#done = Promise.allSettled([this.#wireIn, this.#wireOut]).then(() => this.#closeNet());
 
-    const encoder = pair.encode.writable.getWriter();
+    const encoder = this.#encoder = pair.encode.writable.getWriter();
     this.#writable = new WritableStream<Uint8Array>({
       write: async (chunk) => {
         if (!(chunk instanceof Uint8Array)) {
@@ -164,14 +166,14 @@ export class TransportConn implements AsyncDisposable {
           this.#fail(error);
           throw error;
         }
+        if (this.#writeShut !== undefined) {
+          throw new TypeError("Cannot write to transport connection: its write side is closed");
+        }
         await encoder.ready;
         this.#appBytesWritten += chunk.byteLength;
         encoder.write(chunk).catch(() => {});
       },
-      close: async () => {
-        await closeWriter(encoder);
-        await this.#wireOut;
-      },
+      close: () => this.#shutWrite(encoder),
       abort: (reason) => {
         encoder.abort(reason).catch(() => {});
       },
@@ -211,13 +213,25 @@ export class TransportConn implements AsyncDisposable {
         this.#appBytesRead += value.byteLength;
         controller.enqueue(value);
       },
+      // As with a Deno.Conn, cancelling the readable closes the connection
+      // (a transport whose decoder ignores the cancel would otherwise fail
+      // the whole connection at the peer's next bytes).
       cancel: (reason) => {
         decoder.cancel(reason).catch(() => {});
+        this.close();
       },
     }, { highWaterMark: 1 });
   }
 
-  /** Decoded bytes from the peer. */
+  /** Flush the encoder and shut the network write side, once. */
+  #shutWrite(encoder: WritableStreamDefaultWriter<Uint8Array>): Promise<void> {
+    return this.#writeShut ??= (async () => {
+      await closeWriter(encoder);
+      await this.#wireOut;
+    })();
+  }
+
+  /** Decoded bytes from the peer. Cancelling it closes the connection, both ways. */
   get readable(): ReadableStream<Uint8Array> {
     return this.#readable;
   }
@@ -288,11 +302,13 @@ export class TransportConn implements AsyncDisposable {
 
   /**
    * Finish writing: flush the encoder and shut the network write side. Reading
-   * goes on until the peer finishes too.
+   * goes on until the peer finishes too. Works while the application holds a
+   * writer of {@linkcode TransportConn.writable} (its later writes fail).
    *
    * @returns Resolves when the write side is shut.
    */
   async closeWrite(): Promise<void> {
+    if (this.#writable.locked) return await this.#shutWrite(this.#encoder);
     const writer = this.#writable.getWriter();
     try {
       await writer.close();

@@ -93,10 +93,11 @@ export interface TransportDefinition<C> {
   /** Generate a matching client and server configuration. */
   generateConfig?(env: TransportEnvironment): GeneratedConfig | Promise<GeneratedConfig>;
   /**
-   * Server side: release what `config` holds beyond its connections. See
-   * `ServerTransport.close`.
+   * Release what a side configured with `config` holds beyond its
+   * connections, when its connector or listener closes. See
+   * `ClientTransport.close` and `ServerTransport.close`.
    */
-  close?(config: C): void;
+  close?(config: C, role: "client" | "server"): void;
 }
 
 /**
@@ -191,6 +192,8 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
         side.connection = (destination, settings) =>
           connection(parsed, destination, known(settings, "client", env));
       }
+      const close = definition.close;
+      if (close !== undefined) side.close = () => close(parsed, "client");
       return side;
     },
     async server(config: TransportOptions, env: TransportEnvironment = {}) {
@@ -202,7 +205,7 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
         pair: () => definition.pair(parsed, "server", {}),
       };
       const close = definition.close;
-      if (close !== undefined) side.close = () => close(parsed);
+      if (close !== undefined) side.close = () => close(parsed, "server");
       return side;
     },
   };

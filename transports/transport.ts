@@ -295,6 +295,13 @@ export interface ClientTransport {
       readonly message: string;
     } | undefined;
   };
+  /**
+   * Release what the side holds beyond its connections (a timer making the
+   * next connection's keys). The runtime calls it once, when the connector
+   * that made the side closes; connections already made keep working.
+   * Absent: nothing to release.
+   */
+  close?(): void;
 }
 
 /**

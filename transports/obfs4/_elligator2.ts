@@ -251,6 +251,8 @@ export class KeyPairReserve {
   #random: RandomFill;
   #spares: RepresentableKeyPair[] = [];
   #size: number;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
 
   /**
    * Make the first spare.
@@ -284,6 +286,27 @@ export class KeyPairReserve {
     if (this.#spares.length < this.#size) {
       this.#spares.push(generateRepresentableKeyPair(this.#crypto, this.#random));
     }
+  }
+
+  /**
+   * {@linkcode KeyPairReserve.refill} in `ms` milliseconds: one timer at a
+   * time, none once {@linkcode KeyPairReserve.close} was called.
+   *
+   * @param ms The delay.
+   */
+  refillAfter(ms: number): void {
+    if (this.#timer !== undefined || this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.refill();
+    }, ms);
+  }
+
+  /** Clear a pending {@linkcode KeyPairReserve.refillAfter}; later ones do nothing. */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 
   /** How many spares are ready. */

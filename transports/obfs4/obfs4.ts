@@ -254,7 +254,7 @@ class PairCore {
  * turns in one run of `OBFS4_BENCH_ONLY=firstbyte bench/obfs4_bench.ts`.
  */
 function refillSoon(reserve: KeyPairReserve): void {
-  setTimeout(() => reserve.refill(), REFILL_DELAY_MS);
+  reserve.refillAfter(REFILL_DELAY_MS);
 }
 
 const REFILL_DELAY_MS = 20;
@@ -514,7 +514,13 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
       cert: encodeCert(parsed.server!.config.keys),
       "iat-mode": String(parsed.server!.config.iatMode),
     }),
-    close: (parsed) => parsed.server?.filter.close(),
+    // The listener or connector closed: no refill timer outlives it (a test
+    // with Deno's op sanitizer would fail), and the filter stops sharing.
+    close: (parsed) => {
+      parsed.reserve.pairs?.close();
+      parsed.server?.reserve.pairs?.close();
+      parsed.server?.filter.close();
+    },
     async generateConfig(env) {
       const config = await generateServerConfig(0, options.random, cryptoLoader(env));
       const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");

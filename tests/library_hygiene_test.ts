@@ -1,0 +1,178 @@
+// Copyright the ptkit authors. MIT license.
+// The library as a Deno developer uses it in their own tests: with Deno's
+// op and resource sanitizers on, a listener and a connector closed the
+// documented way leave nothing behind (no refill timer, no socket); bad
+// options fail at once with the documented class; a TransportConn's
+// readable cancel and closeWrite behave as a Deno.Conn's.
+
+import { deepStrictEqual, rejects, strictEqual } from "node:assert";
+import { createConnector } from "../client.ts";
+import { listen } from "../server.ts";
+import { defineTransport, MemoryStore, plain, type Transport } from "../transports/mod.ts";
+import { obfs4 } from "../transports/obfs4/mod.ts";
+import { shadowsocks } from "../transports/shadowsocks/mod.ts";
+import { runManagedProxy } from "../ipc/mod.ts";
+import { runtimeCrypto } from "../net/mod.ts";
+import { MetricsRegistry } from "../net/metrics.ts";
+
+// What the process keeps for its life (libsodium, libcrypto and libc
+// through FFI) loads before the sanitized tests, as the README advises.
+await runtimeCrypto();
+new MetricsRegistry();
+
+const sanitized = { sanitizeOps: true, sanitizeResources: true } as const;
+const cases: [Transport, Record<string, string>][] = [
+  [plain, {}],
+  [obfs4, {}],
+  [shadowsocks, { method: "chacha20-ietf-poly1305", password: "correct-horse-battery" }],
+];
+
+for (const [transport, config] of cases) {
+  Deno.test({
+    name: `${transport.name}: listen, dial, echo and close leave no timer or resource behind`,
+    ...sanitized,
+    fn: async () => {
+      {
+        await using listener = await listen(transport, config, {
+          hostname: "127.0.0.1",
+          port: 0,
+          env: { local: new MemoryStore() },
+        });
+        // A Shadowsocks client knows the password besides what the server tells.
+        await using connector = await createConnector(transport, {
+          ...config,
+          ...listener.clientOptions,
+        });
+        for (let i = 0; i < 2; i++) {
+          await using conn = await connector.dial({
+            port: listener.addr.port,
+            ...(transport.free ? { destination: { hostname: "127.0.0.1", port: 9 } } : {}),
+          });
+          const writer = conn.writable.getWriter();
+          await writer.write(new Uint8Array([1, 2, 3]));
+          await using accepted = await listener.accept();
+          const { value } = await accepted.readable.getReader().read();
+          deepStrictEqual(value, new Uint8Array([1, 2, 3]));
+          writer.releaseLock();
+        }
+      }
+    },
+  });
+}
+
+Deno.test("createConnector refuses a handshakeTimeout that is not a positive number; a closed connector dials nothing", async () => {
+  for (const bad of [-5, 0, NaN, Infinity]) {
+    await rejects(
+      createConnector(plain, {}, { handshakeTimeout: bad }),
+      (e) =>
+        e instanceof RangeError &&
+        /Cannot create a connector: invalid handshakeTimeout/.test(e.message),
+    );
+  }
+  using server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const connector = await createConnector(plain, {});
+  await connector.close();
+  await rejects(
+    connector.dial({ port: server.addr.port }),
+    (e) => e instanceof Deno.errors.BadResource && /connector is closed/.test(e.message),
+  );
+});
+
+Deno.test({
+  name: "TransportConn: cancelling the readable closes the connection, as with a Deno.Conn",
+  ...sanitized,
+  fn: async () => {
+    await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+    const connector = await createConnector(plain, {});
+    await using conn = await connector.dial({ port: listener.addr.port });
+    await using accepted = await listener.accept();
+    await conn.readable.cancel();
+    await conn.closed;
+    // The peer sees the end, and this side cannot write any more.
+    deepStrictEqual(await accepted.readable.getReader().read(), { value: undefined, done: true });
+    await rejects(conn.writable.getWriter().write(new Uint8Array([1])));
+  },
+});
+
+Deno.test({
+  name: "TransportConn: closeWrite works while the application holds a writer; later writes fail",
+  ...sanitized,
+  fn: async () => {
+    await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+    const connector = await createConnector(plain, {});
+    await using conn = await connector.dial({ port: listener.addr.port });
+    await using accepted = await listener.accept();
+    const writer = conn.writable.getWriter();
+    await writer.write(new Uint8Array([7]));
+    await conn.closeWrite();
+    const reader = accepted.readable.getReader();
+    deepStrictEqual((await reader.read()).value, new Uint8Array([7]));
+    deepStrictEqual(await reader.read(), { value: undefined, done: true });
+    await rejects(writer.write(new Uint8Array([8])), TypeError);
+    // Reading goes on: the other side still writes.
+    const back = accepted.writable.getWriter();
+    await back.write(new Uint8Array([9]));
+    deepStrictEqual((await conn.readable.getReader().read()).value, new Uint8Array([9]));
+    back.releaseLock();
+  },
+});
+
+Deno.test("A transport whose name is not a C identifier is refused by listen, createConnector and runManagedProxy", async () => {
+  const bad = { ...plain, name: "my-pt" } as Transport;
+  await rejects(
+    listen(bad, {}, { hostname: "127.0.0.1", port: 0 }),
+    (e) =>
+      e instanceof TypeError && /Cannot listen: invalid transport name "my-pt"/.test(e.message),
+  );
+  await rejects(createConnector(bad, {}), TypeError);
+  await rejects(
+    runManagedProxy({
+      args: ["-client", "-transports", "my-pt"],
+      registry: new Map([["my-pt", bad]]),
+      process: false,
+      stdout: () => {},
+    }),
+    TypeError,
+  );
+  const renamed = defineTransport({ name: "other", parseConfig: () => 0, pair: () => plainPair() });
+  await rejects(
+    runManagedProxy({
+      args: ["-client", "-transports", "mine"],
+      registry: new Map([["mine", renamed]]),
+      process: false,
+      stdout: () => {},
+    }),
+    (e) => e instanceof TypeError && /registry key "mine" names transport "other"/.test(e.message),
+  );
+});
+
+function plainPair() {
+  return {
+    encode: new TransformStream<Uint8Array, Uint8Array>(),
+    decode: new TransformStream<Uint8Array, Uint8Array>(),
+  };
+}
+
+Deno.test("listen refuses a malformed host name with a TypeError naming it", async () => {
+  for (const hostname of ["bad host", "", "::zz"]) {
+    await rejects(
+      listen(plain, {}, { hostname, port: 0 }),
+      (e) => e instanceof TypeError && e.message.startsWith("Cannot listen on "),
+      hostname,
+    );
+  }
+});
+
+Deno.test({
+  name: "obfs4: a closed side's spare key pair timer is cleared, and no new one starts",
+  ...sanitized,
+  fn: async () => {
+    const { KeyPairReserve } = await import("../transports/obfs4/_elligator2.ts");
+    const reserve = new KeyPairReserve(await runtimeCrypto(), undefined, 2);
+    reserve.take();
+    reserve.refillAfter(60_000);
+    reserve.close();
+    reserve.refillAfter(60_000);
+    strictEqual(reserve.spares, 0);
+  },
+});
