@@ -56,6 +56,7 @@ export {
   type UpstreamProxy,
 } from "./managed/config.ts";
 export { type ManagedProxyOptions, runManagedProxy } from "./managed/managed_proxy.ts";
+export { builtinTransports } from "./managed/_registry.ts";
 export { runClient } from "./managed/client.ts";
 export { runServer } from "./managed/server.ts";
 export type { RunningProxy, RunOptions } from "./managed/runner.ts";

@@ -6,7 +6,7 @@
 // passes bytes unchanged. Lets tests see what arguments reached a transport.
 // Also `keyed` (tests/keyed_transport.ts), which uses local and signals.
 
-import { registry } from "../ipc/managed/_registry.ts";
+import { builtinTransports as registry } from "../ipc/managed/_registry.ts";
 import { runManagedProxy } from "../ipc/managed/managed_proxy.ts";
 import { defineTransport } from "../transports/define_transport.ts";
 import type { TransportOptions } from "../transports/transport.ts";

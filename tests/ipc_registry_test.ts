@@ -3,7 +3,7 @@
 // must say what the transports themselves say.
 
 import { deepStrictEqual, rejects } from "node:assert";
-import { registry } from "../ipc/managed/_registry.ts";
+import { builtinTransports as registry } from "../ipc/managed/_registry.ts";
 import { plain } from "../transports/plain.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { webtunnel } from "../transports/webtunnel/mod.ts";

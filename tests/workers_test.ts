@@ -291,6 +291,28 @@ Deno.test("-workers 2: a worker that stops reading is killed and started again, 
   }
 });
 
+Deno.test("-workers 2 in a PT program of its own run with -A: the children get the permissions the parent holds whole", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_own_" });
+  try {
+    const pt = new PtProcess(
+      [
+        ...["run", "-A", new URL("./workers_env_main.ts", import.meta.url).pathname],
+        ...["-server", "-transports", "envtag", "-orport", "127.0.0.1:9", "-workers", "2"],
+        ...["-state", `${dir}/state`, "-logLevel", "info"],
+      ],
+      { PTKIT_TEST_TAG: "x" },
+      { program: Deno.execPath() },
+    );
+    await pt.waitFor(/^SMETHODS DONE$/);
+    await pt.waitFor(/^LOG SEVERITY=info MESSAGE="Worker 2 of 2: serving"/);
+    pt.child.kill("SIGTERM");
+    const { lines } = await pt.exit();
+    ok(!lines.some((line) => /Requires env access|NotCapable/.test(line)), lines.join("\n"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("-workers 2 with webtunnel: the SMETHOD carries the placeholder, every worker joins the real listen port", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_wt_" });
   const orPort = 9; // Never dialled: no client connects.

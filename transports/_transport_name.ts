@@ -32,13 +32,14 @@ export function assertTransportName(name: unknown): string {
 }
 
 /**
- * Check that `transport` looks like a {@linkcode Transport} (a name, a
- * `client` and a `server` function) before a runtime function uses it.
+ * Check that `transport` looks like a {@linkcode Transport} (a name that
+ * is a C identifier, a `client` and a `server` function) before a runtime
+ * function uses it.
  *
  * @param transport What the caller passed.
  * @param what The function, for the message (`listen`, `createConnector`).
  * @returns `transport`, typed.
- * @throws {TypeError} When it is not a transport.
+ * @throws {TypeError} When it is not a transport, or its name is not a C identifier.
  *
  * @example Refusing what is not a transport
  * ```ts
@@ -58,6 +59,13 @@ export function assertTransport(transport: unknown, what: string): Transport {
       `Cannot ${what}: transport must be a Transport (plain, obfs4, defineTransport(...)), got ${
         t === null ? "null" : typeof t
       }`,
+    );
+  }
+  if (!NAME.test(t.name)) {
+    throw new TypeError(
+      `Cannot ${what}: invalid transport name ${
+        JSON.stringify(t.name)
+      }: must match [a-zA-Z_][a-zA-Z0-9_]*`,
     );
   }
   return t as Transport;

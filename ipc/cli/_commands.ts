@@ -21,7 +21,7 @@ import {
   workerCount,
 } from "../managed/config.ts";
 import { parseJsonSettings, parseTorArgs } from "../lines/_args.ts";
-import { registry as defaultRegistry } from "../managed/_registry.ts";
+import { builtinTransports as defaultRegistry } from "../managed/_registry.ts";
 import { runManaged } from "../managed/_run.ts";
 import { CAUSE_REPORTED } from "../managed/_shutdown.ts";
 import { perUserStateDir } from "../managed/_state_dir.ts";

@@ -48,19 +48,21 @@ function lazyTransport(entry: LazyEntry): Transport {
 }
 
 /**
- * The transports the `main.ts` executable offers, by name, each loaded at
- * its first use. To offer another one, add one entry.
+ * The transports the `main.ts` executable offers, by name (`plain`,
+ * `obfs4`, `webtunnel`, `shadowsocks`, `ssh`), each loaded at its first
+ * use. A program of its own offers more with a map of these and its own
+ * transports, as `runManagedProxy`'s `registry`.
  *
  * @example Looking a transport up by name
  * ```ts
- * import { registry } from "./_registry.ts";
+ * import { builtinTransports } from "@ptkit/ptkit/ipc";
  * import { deepStrictEqual } from "node:assert";
  *
- * deepStrictEqual(registry.get("plain")?.name, "plain");
- * deepStrictEqual(registry.get("bogus"), undefined);
+ * deepStrictEqual(builtinTransports.get("plain")?.name, "plain");
+ * deepStrictEqual(builtinTransports.get("bogus"), undefined);
  * ```
  */
-export const registry: ReadonlyMap<string, Transport> = new Map<string, Transport>(
+export const builtinTransports: ReadonlyMap<string, Transport> = new Map<string, Transport>(
   ([
     {
       name: "plain",

@@ -13,7 +13,7 @@ import { FileStore } from "./_file_store.ts";
 import type { PtLine } from "../lines/pt_line.ts";
 import type { ManagedConfigBase } from "./config.ts";
 import type { RunOptions } from "./runner.ts";
-import { registry as defaultRegistry } from "./_registry.ts";
+import { builtinTransports as defaultRegistry } from "./_registry.ts";
 
 /** What both sides of the managed proxy know about the transports asked for. */
 export interface TransportRequest {

@@ -14,7 +14,7 @@ import { formatHostPort } from "../../net/address.ts";
 import type { MetricsRegistry } from "../../net/metrics.ts";
 import type { MetricsSnapshot } from "../../net/_metrics.ts";
 import { describe } from "./_log.ts";
-import { HELPER_TRANSPORTS, registry as defaultRegistry } from "./_registry.ts";
+import { builtinTransports as defaultRegistry, HELPER_TRANSPORTS } from "./_registry.ts";
 import { SignalHub } from "./_signal_hub.ts";
 import { ShutdownWatch } from "./_shutdown.ts";
 import { fileErrorReason, FileStore } from "./_file_store.ts";
@@ -26,7 +26,7 @@ import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "../../net/sour
 export interface RunHooks {
   /** Receives every protocol line (see `RunOptions.emit`). */
   readonly emit: (line: PtLine) => void;
-  /** The transports on offer. Defaults to `registry`. */
+  /** The transports on offer, by name. Defaults to {@linkcode builtinTransports}. */
   readonly registry?: ReadonlyMap<string, Transport>;
   /** Watch SIGTERM, SIGINT, stdin and (see `watchParent`) the parent process. */
   readonly process: boolean;

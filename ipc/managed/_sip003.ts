@@ -263,7 +263,7 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
     options.stderr(cliError((error as Error).message));
     return 64;
   }
-  const { registry } = await import("./_registry.ts");
+  const { builtinTransports: registry } = await import("./_registry.ts");
   const chosen = registry.get(plan.transport);
   if (chosen === undefined || chosen.free) {
     const bound = [...registry.values()].filter((t) => !t.free).map((t) => t.name);

@@ -554,5 +554,30 @@ function workerProgram(): string {
 /** The child's arguments: the main module again, as a worker. */
 function workerArgs(): string[] {
   if (Deno.build.standalone) return [WORKER_ARG];
-  return ["run", ...WORKER_DENO_FLAGS, Deno.mainModule, WORKER_ARG];
+  return ["run", ...workerDenoFlags(), Deno.mainModule, WORKER_ARG];
+}
+
+/**
+ * {@linkcode WORKER_DENO_FLAGS}, where the parent holds a permission whole
+ * (`-A`, `--allow-env`) passing it on whole: a program of its own around
+ * `runManagedProxy` (a transport reading its own variables) gets in its
+ * children what it has. main.ts under its shebang gets exactly the list.
+ * A child never starts processes: `run` is not passed on.
+ */
+function workerDenoFlags(): string[] {
+  const flags = [...WORKER_DENO_FLAGS];
+  for (const name of ["env", "net", "read", "write", "ffi", "sys", "import"] as const) {
+    let state: Deno.PermissionState = "denied";
+    try {
+      state = Deno.permissions.querySync({ name }).state;
+    } catch {
+      // Unknown to this Deno: left as the list says.
+    }
+    if (state !== "granted") continue;
+    const flag = `--allow-${name}`;
+    const at = flags.findIndex((f) => f === flag || f.startsWith(`${flag}=`));
+    if (at >= 0) flags[at] = flag;
+    else flags.push(flag);
+  }
+  return flags;
 }

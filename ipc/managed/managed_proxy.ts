@@ -3,11 +3,12 @@
 import type { Transport } from "../../transports/transport.ts";
 import { IpcOutput } from "../lines/_output.ts";
 import { ManagedConfigError, parseManagedConfig } from "./config.ts";
-import { registry as defaultRegistry } from "./_registry.ts";
+import { builtinTransports as defaultRegistry } from "./_registry.ts";
 import { ENV_VARS, usage } from "./_flags.ts";
 import { PTKIT_VERSION } from "./_version.ts";
 import { runManaged } from "./_run.ts";
 import { WORKER_ARG } from "./_workers.ts";
+import { assertTransport } from "../../transports/_transport_name.ts";
 
 /** Options for {@linkcode runManagedProxy}. */
 export interface ManagedProxyOptions {
@@ -15,7 +16,7 @@ export interface ManagedProxyOptions {
   readonly args: readonly string[];
   /** Reads an environment variable. Defaults to `Deno.env.get`. */
   readonly getEnv?: (name: string) => string | undefined;
-  /** The transports on offer. Defaults to `registry`. */
+  /** The transports on offer, by name. Defaults to {@linkcode builtinTransports}. */
   readonly registry?: ReadonlyMap<string, Transport>;
   /** How the program is invoked, for the usage text. Defaults to `main.ts`. */
   readonly command?: string;
@@ -56,6 +57,8 @@ export interface ManagedProxyOptions {
  *
  * @param options Arguments, environment and output.
  * @returns The exit code.
+ * @throws {TypeError} When a `registry` entry is not a transport, has a name
+ * that is not a C identifier, or is filed under another name.
  *
  * @example Refusing a parent that speaks no known version
  * ```ts
@@ -81,6 +84,16 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
   const readEnv = options.getEnv ?? ((name: string) => Deno.env.get(name));
   const command = options.command ?? "main.ts";
   const registry = options.registry ?? defaultRegistry;
+  for (const [name, transport] of registry) {
+    assertTransport(transport, "run the managed proxy");
+    if (name !== transport.name) {
+      throw new TypeError(
+        `Cannot run the managed proxy: registry key ${JSON.stringify(name)} names transport ${
+          JSON.stringify(transport.name)
+        }`,
+      );
+    }
+  }
   const env: Record<string, string> = {};
   const notUtf8: string[] = [];
   for (const name of ENV_VARS) {

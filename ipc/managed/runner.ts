@@ -25,7 +25,7 @@ export interface RunOptions {
    * as tor reads them.
    */
   readonly emit: (line: PtLine) => void;
-  /** The transports on offer, by name. Defaults to `registry`. */
+  /** The transports on offer, by name. Defaults to {@linkcode builtinTransports}. */
   readonly registry?: ReadonlyMap<string, Transport>;
   /**
    * Each transport's out-of-band message pipe (its `signals`), when the
