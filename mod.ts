@@ -10,8 +10,11 @@
  * keeps half-close and backpressure intact ({@linkcode relay}).
  *
  * Entry points: `@ptkit/ptkit/client`, `@ptkit/ptkit/server`,
- * `@ptkit/ptkit/transports` (the contract and helpers, runtime-agnostic),
- * `@ptkit/ptkit/transports/plain`, `@ptkit/ptkit/net`.
+ * `@ptkit/ptkit/transports` (the contract, helpers and `plain`,
+ * runtime-agnostic), `@ptkit/ptkit/transports/obfs4`,
+ * `@ptkit/ptkit/transports/shadowsocks`, `@ptkit/ptkit/transports/webtunnel`,
+ * `@ptkit/ptkit/transports/ssh`, `@ptkit/ptkit/net`, `@ptkit/ptkit/udp`,
+ * `@ptkit/ptkit/ipc` and `@ptkit/ptkit/ipc/adapter`.
  *
  * @example A transport end to end over loopback
  * ```ts
@@ -41,6 +44,8 @@ export * from "./transports/mod.ts";
 export * from "./net/mod.ts";
 export { Connector, type ConnectorOptions, createConnector, type DialOptions } from "./client.ts";
 export {
+  type ConnectionLimits,
+  DEFAULT_CONNECTION_LIMITS,
   listen,
   type ListenOptions,
   proxy,

@@ -39,7 +39,7 @@ export interface ConnectionLimits {
  *
  * @example Reading the defaults
  * ```ts
- * import { DEFAULT_CONNECTION_LIMITS } from "./source_limits.ts";
+ * import { DEFAULT_CONNECTION_LIMITS } from "@ptkit/ptkit/server";
  * import { deepStrictEqual } from "node:assert";
  *
  * deepStrictEqual(DEFAULT_CONNECTION_LIMITS, {

@@ -1,8 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
-// Internal: why a built-in transport's handshake failed, for the metrics'
-// outcomes. Callers need not catch it (its message says what happened), so
-// it is not public; another transport's failures count as failed handshakes.
+// Why a transport's handshake failed, for the metrics' outcomes and for
+// callers that tell a timeout from a refusal (`conn.ready` rejects with it).
 
 /**
  * Why a transport handshake failed, as the runtime counts it:
@@ -22,6 +21,15 @@ export type HandshakeFailure = "failed" | "probe-delay" | "replay" | "timeout";
  * connections by it (`ptkit_connections_total{outcome=...}`). A transport
  * may fail with any other error; that counts as `failed`. The message
  * never holds key material or an address.
+ *
+ * @example Telling a handshake timeout from other failures
+ * ```ts
+ * import { HandshakeError } from "@ptkit/ptkit/transports";
+ * import { strictEqual } from "node:assert";
+ *
+ * const error: unknown = new HandshakeError("timeout", "Handshake did not complete in time");
+ * strictEqual(error instanceof HandshakeError && error.reason, "timeout");
+ * ```
  */
 export class HandshakeError extends Error {
   /** Why the handshake failed. */

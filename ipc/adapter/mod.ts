@@ -66,3 +66,4 @@ export {
 } from "../extorport/server.ts";
 export type { PtLaunchResult } from "./pt_startup.ts";
 export { type InWorkerOptions, InWorkerPt, startInWorker } from "./in_worker.ts";
+export { SocksReplyError } from "../socks/_reply.ts";

@@ -61,9 +61,19 @@ export function describeReply(code: number): string {
 }
 
 /**
- * An error that carries the SOCKS5 reply code to send for it: thrown by
- * upstream-proxy dialers (passing on the proxy's own code) and by the SOCKS
- * handshake.
+ * An error that carries the SOCKS5 reply code to send for it (RFC 1928
+ * section 6, and PT 2.0 draft 3 for 0x10-0x13): thrown by
+ * upstream-proxy dialers (passing on the proxy's own code), by the SOCKS
+ * handshake, and by an adapter's `dial` when the PT refused the connection.
+ *
+ * @example Reading the reply code
+ * ```ts
+ * import { SocksReplyError } from "@ptkit/ptkit/ipc/adapter";
+ * import { strictEqual } from "node:assert";
+ *
+ * const error: unknown = new SocksReplyError(0x05, "Connection refused");
+ * strictEqual(error instanceof SocksReplyError && error.code, 0x05);
+ * ```
  */
 export class SocksReplyError extends Error {
   /** The SOCKS5 reply code. */
