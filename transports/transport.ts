@@ -408,8 +408,11 @@ export interface Transport {
   /** The transport's name: a C identifier (spec 3.1). */
   readonly name: string;
   /**
-   * The option keys each side understands, when the transport declares them
-   * (other keys are ignored and reported). Absent when it does not say.
+   * The option keys each side understands, when the transport declares them.
+   * A transport that declares them ignores other keys and reports each to
+   * `env.onIgnoredOption` itself (`defineTransport` does both); the runtime
+   * and `layerTransports` do not filter keys on a transport's behalf.
+   * Absent when it does not say.
    */
   readonly optionKeys?: {
     /** Keys of the client configuration and of per-connection settings. */

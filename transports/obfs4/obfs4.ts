@@ -559,7 +559,12 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
  * const server = await obfs4.server({}, { local: new MemoryStore() });
  * ok(server.clientOptions.cert);
  * const client = await obfs4.client(server.clientOptions);
- * ok(client.pair({}).encode);
+ * const pair = client.pair({});
+ * ok(pair.encode);
+ * // A pair holds its handshake deadline (60 s) until it is used or dropped:
+ * // cancelling its streams drops it and stops that timer (`ready` rejects).
+ * pair.ready?.catch(() => {});
+ * await Promise.allSettled([pair.encode.readable.cancel(), pair.decode.readable.cancel()]);
  * ```
  */
 export const obfs4: Transport = createObfs4();
