@@ -99,6 +99,7 @@ export class TransportConn implements AsyncDisposable {
   #clientAddress: HostPort | undefined;
   #encodeEnded = false;
   #writeShut: Promise<void> | undefined;
+  #readCancelled = false;
   #encoder: WritableStreamDefaultWriter<Uint8Array>;
 
   /**
@@ -151,7 +152,9 @@ export class TransportConn implements AsyncDisposable {
     );
 
     this.#wireOut.catch((error) => this.#fail(error));
-    this.#wireIn.catch((error) => this.#fail(error));
+    this.#wireIn.catch((error) => {
+      if (!this.#readCancelled) this.#fail(error);
+    });
     this.#done = Promise.allSettled([this.#wireIn, this.#wireOut]).then(() => this.#closeNet());
 
     const encoder = this.#encoder = pair.encode.writable.getWriter();
@@ -213,12 +216,13 @@ export class TransportConn implements AsyncDisposable {
         this.#appBytesRead += value.byteLength;
         controller.enqueue(value);
       },
-      // As with a Deno.Conn, cancelling the readable closes the connection
-      // (a transport whose decoder ignores the cancel would otherwise fail
-      // the whole connection at the peer's next bytes).
+      // Cancelling stops reading, nothing more: the write side goes on (a
+      // relay cancels one direction and lets the other finish), and the
+      // peer's later bytes, which the cancelled decoder refuses, no longer
+      // fail the whole connection. `close()` ends both.
       cancel: (reason) => {
+        this.#readCancelled = true;
         decoder.cancel(reason).catch(() => {});
-        this.close();
       },
     }, { highWaterMark: 1 });
   }
@@ -231,7 +235,11 @@ export class TransportConn implements AsyncDisposable {
     })();
   }
 
-  /** Decoded bytes from the peer. Cancelling it closes the connection, both ways. */
+  /**
+   * Decoded bytes from the peer. Cancelling it stops reading (bytes that
+   * still arrive are not read); the write side stays open until
+   * {@linkcode TransportConn.closeWrite} or {@linkcode TransportConn.close}.
+   */
   get readable(): ReadableStream<Uint8Array> {
     return this.#readable;
   }
