@@ -88,6 +88,13 @@ export interface DialOptions {
    * transport (`Transport.free`); a bound transport ignores it.
    */
   readonly destination?: HostPort;
+  /**
+   * Aborting it gives the dial up: `dial` rejects with the signal's reason
+   * at once, and a network connection made after that is closed. Once
+   * `dial` has resolved it does nothing (close the connection instead).
+   * Defaults to none.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -247,6 +254,7 @@ export class Connector {
    * @throws {TypeError} When the options are malformed.
    * @throws {RangeError} When the port is out of range.
    * @throws {Deno.errors.BadResource} When the connector is closed.
+   * @throws The reason of `options.signal` when it aborts first.
    */
   async dial(options: DialOptions): Promise<TransportConn> {
     if (this.#closed) {
@@ -268,11 +276,14 @@ export class Connector {
     // malformed value): marked so, for the SOCKS reply `13`.
     const plan = parsingSettings(() => this.#side.connection?.(destination, settings));
     const pair = parsingSettings(() => this.#side.pair(settings, options.destination));
+    const signal = options.signal;
     let net: NetConn | undefined;
     try {
-      net = this.#side.socksHelper === undefined
-        ? await dialPlanned(this.#dialer, destination, plan, settings, this.#caCerts)
-        : await this.#dialThroughHelper(destination, plan);
+      signal?.throwIfAborted();
+      const dialing = this.#side.socksHelper === undefined
+        ? dialPlanned(this.#dialer, destination, plan, settings, this.#caCerts)
+        : this.#dialThroughHelper(destination, plan);
+      net = await (signal === undefined ? dialing : abortable(dialing, signal));
       if (this.#closed) {
         throw new Deno.errors.BadResource(`Cannot dial: the ${this.#name} connector is closed`);
       }
@@ -291,6 +302,29 @@ export class Connector {
       throw error;
     }
   }
+}
+
+/**
+ * `dialing`, or a rejection with `signal`'s reason as soon as it aborts; a
+ * connection that arrives after that is closed.
+ */
+function abortable(dialing: Promise<NetConn>, signal: AbortSignal): Promise<NetConn> {
+  return new Promise<NetConn>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    dialing.then((conn) => {
+      signal.removeEventListener("abort", onAbort);
+      if (!signal.aborted) return resolve(conn);
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    }, (error) => {
+      signal.removeEventListener("abort", onAbort);
+      reject(error);
+    });
+  });
 }
 
 /**

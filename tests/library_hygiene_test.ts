@@ -5,7 +5,7 @@
 // options fail at once with the documented class; a TransportConn's
 // readable cancel and closeWrite behave as a Deno.Conn's.
 
-import { deepStrictEqual, rejects, strictEqual } from "node:assert";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import { createConnector } from "../client.ts";
 import { listen } from "../server.ts";
 import { defineTransport, MemoryStore, plain, type Transport } from "../transports/mod.ts";
@@ -180,5 +180,33 @@ Deno.test({
     reserve.close();
     reserve.refillAfter(60_000);
     strictEqual(reserve.spares, 0);
+  },
+});
+
+Deno.test({
+  name: "Connector.dial gives up when its signal aborts; a connection made too late is closed",
+  ...sanitized,
+  fn: async () => {
+    using server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    let late: Deno.TcpConn | undefined;
+    let release = () => {};
+    const held = new Promise<void>((resolve) => release = resolve);
+    const connector = await createConnector(plain, {}, {
+      dialer: async (address) => {
+        await held;
+        return late = await Deno.connect({ hostname: "127.0.0.1", port: address.port });
+      },
+    });
+    const controller = new AbortController();
+    const dialing = connector.dial({ port: server.addr.port, signal: controller.signal });
+    const reason = new Error("gave up");
+    controller.abort(reason);
+    await rejects(dialing, (e) => e === reason);
+    release();
+    using accepted = await server.accept();
+    // The late connection was closed: the server sees its end.
+    deepStrictEqual(await accepted.read(new Uint8Array(1)), null);
+    ok(late !== undefined);
+    await rejects(connector.dial({ port: server.addr.port, signal: AbortSignal.abort(reason) }));
   },
 });
