@@ -78,15 +78,30 @@ Deno.test("createConnector refuses a handshakeTimeout that is not a positive num
   );
 });
 
+/** A plain connection over loopback: both ends, closed with the listener. */
+async function plainConnection() {
+  const listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+  const connector = await createConnector(plain, {});
+  const conn = await connector.dial({ port: listener.addr.port });
+  const accepted = await listener.accept();
+  return {
+    conn,
+    accepted,
+    async [Symbol.asyncDispose]() {
+      conn.close();
+      accepted.close();
+      await listener.close();
+    },
+  };
+}
+
 Deno.test({
   name:
     "TransportConn: cancelling the readable stops reading; writing goes on and the peer's later bytes fail nothing",
   ...sanitized,
   fn: async () => {
-    await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
-    const connector = await createConnector(plain, {});
-    await using conn = await connector.dial({ port: listener.addr.port });
-    await using accepted = await listener.accept();
+    await using ends = await plainConnection();
+    const { conn, accepted } = ends;
     await conn.readable.cancel();
     const back = accepted.writable.getWriter();
     await back.write(new Uint8Array([1, 2, 3]));
@@ -104,10 +119,8 @@ Deno.test({
   name: "TransportConn: closeWrite works while the application holds a writer; later writes fail",
   ...sanitized,
   fn: async () => {
-    await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
-    const connector = await createConnector(plain, {});
-    await using conn = await connector.dial({ port: listener.addr.port });
-    await using accepted = await listener.accept();
+    await using ends = await plainConnection();
+    const { conn, accepted } = ends;
     const writer = conn.writable.getWriter();
     await writer.write(new Uint8Array([7]));
     await conn.closeWrite();

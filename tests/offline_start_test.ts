@@ -40,6 +40,16 @@ const NO_NETWORK = {
   HTTPS_PROXY: "http://127.0.0.1:9",
 };
 
+/** A child's whole environment: PATH, `home` as HOME, no colour, no registry. */
+function isolatedEnv(home: string): Record<string, string> {
+  return {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    HOME: home,
+    NO_COLOR: "1",
+    ...NO_NETWORK,
+  };
+}
+
 /** Start `command` (main.ts's client with obfs4 and plain) and wait for its METHOD lines. */
 async function start(
   command: string[],
@@ -57,13 +67,7 @@ async function start(
     args: rest,
     cwd: options.cwd,
     clearEnv: true,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      DENO_DIR: options.denoDir,
-      HOME: options.home,
-      NO_COLOR: "1",
-      ...NO_NETWORK,
-    },
+    env: { ...isolatedEnv(options.home), DENO_DIR: options.denoDir },
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -184,12 +188,7 @@ Deno.test("a checkout whose setup step did not run names it: deno install", asyn
         ...["-state", `${base}/state`, "-exit-on-stdin-close", "-loglevel", "info"],
       ],
       clearEnv: true,
-      env: {
-        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-        HOME: base,
-        NO_COLOR: "1",
-        ...NO_NETWORK,
-      },
+      env: isolatedEnv(base),
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
