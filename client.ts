@@ -160,8 +160,9 @@ export class Connector {
   /**
    * Stop the transport's helper processes (if any) and release what its
    * client side holds (`ClientTransport.close`); connections already open
-   * through a helper end, others stay open. Dialing afterwards fails with
-   * `Deno.errors.BadResource`. Calling it again does nothing more.
+   * through a helper end, others stay open. A dial started afterwards fails
+   * with `Deno.errors.BadResource` (one under way completes). Calling it
+   * again does nothing more.
    */
   async close(): Promise<void> {
     if (!this.#closed) this.#side.close?.();
@@ -283,10 +284,9 @@ export class Connector {
       const dialing = this.#side.socksHelper === undefined
         ? dialPlanned(this.#dialer, destination, plan, settings, this.#caCerts)
         : this.#dialThroughHelper(destination, plan);
+      // A dial under way when the connector closes still completes (the
+      // managed client closes the connectors it evicts from its cache).
       net = await (signal === undefined ? dialing : abortable(dialing, signal));
-      if (this.#closed) {
-        throw new Deno.errors.BadResource(`Cannot dial: the ${this.#name} connector is closed`);
-      }
       return new TransportConn(net, pair, this.#connOptions);
     } catch (error) {
       // Nothing is left open: not the socket, not the pair's timers.
