@@ -840,6 +840,73 @@ Deno.test("TurnServer takes the realm into the key: the right password under ano
   server.close();
 });
 
+Deno.test("serveTurnStream: a client that never reads what it is sent is not read either; an abort ends it", async () => {
+  const server = new TurnServer({ realm: "pt.test", users: {}, relay: new FakeRelay() });
+  // Each frame read gets a 1000-byte answer: reading stops once 64 KiB wait.
+  let handled = 0;
+  server.handle = (client) => {
+    handled++;
+    client.send(new Uint8Array(1000));
+  };
+  const { done, stop, writer } = stalledStream(server);
+  writer.write(bindingFlood(52_428)).catch(() => {});
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  ok(handled > 60 && handled < 80, `${handled} frames handled`);
+  stop.abort();
+  await done;
+  server.close();
+});
+
+Deno.test("TurnServer takes 50 requests a second (bursts of 50) from a byte-stream client, and counts the rest", async () => {
+  const clock = { t: 1_000_000 };
+  const server = new TurnServer({
+    realm: "pt.test",
+    users: {},
+    relay: new FakeRelay(),
+    now: () => clock.t,
+  });
+  const { done, stop, writer } = stalledStream(server);
+  await writer.write(bindingFlood(10_000));
+  for (let i = 0; i < 300 && server.stats().drops.rateLimited < 9_950; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  strictEqual(server.stats().drops.rateLimited, 9_950);
+  // A second on: 50 more are taken.
+  clock.t += 1000;
+  await writer.write(bindingFlood(100));
+  for (let i = 0; i < 300 && server.stats().drops.rateLimited < 10_000; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  strictEqual(server.stats().drops.rateLimited, 10_000);
+  stop.abort();
+  await done;
+  server.close();
+});
+
+/** `count` STUN Binding requests back to back (20 bytes each). */
+function bindingFlood(count: number): Uint8Array {
+  const binding = encodeStunMessage({
+    method: StunMethod.Binding,
+    class: StunClass.Request,
+    transactionId: new Uint8Array(12),
+    attributes: [],
+  });
+  const requests = new Uint8Array(binding.length * count);
+  for (let at = 0; at < requests.length; at += binding.length) requests.set(binding, at);
+  return requests;
+}
+
+/** A stream client of `server` that never takes what it is sent. */
+function stalledStream(server: TurnServer) {
+  const toServer = new TransformStream<Uint8Array, Uint8Array>({}, { highWaterMark: 1 });
+  const fromServer = new WritableStream<Uint8Array>({ write: () => new Promise(() => {}) });
+  const stop = new AbortController();
+  const done = serveTurnStream(server, { readable: toServer.readable, writable: fromServer }, {
+    signal: stop.signal,
+  });
+  return { done, stop, writer: toServer.writable.getWriter() };
+}
+
 Deno.test("serveTurnStream drops what a stalled client cannot take beyond maxQueuedBytes", async () => {
   const relay = new FakeRelay();
   const server = new TurnServer({ realm: "pt.test", users: { u: "p" }, relay });

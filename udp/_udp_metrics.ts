@@ -110,4 +110,5 @@ const TURN_DROP_REASONS = [
   "noPermission",
   "oversize",
   "sendFailed",
+  "rateLimited",
 ] as const;

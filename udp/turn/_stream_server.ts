@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import { DeframerStream } from "../_deframer_stream.ts";
+import { Deframer } from "../_deframer.ts";
 import { MAX_DATAGRAM } from "../framing.ts";
 import { stunFraming } from "../stun/framing.ts";
 import type { StunAddress } from "../stun/_message.ts";
@@ -12,7 +12,11 @@ export interface ServeTurnStreamOptions {
   readonly remoteAddress?: StunAddress;
   /** The source the client counts against when a quota is full (see `TurnClient.source`). */
   readonly source?: string;
-  /** Bytes queued toward the client before further datagrams are dropped (default 1 MiB). */
+  /**
+   * Bytes queued toward the client before further datagrams are dropped
+   * (default 256 KiB). They wait in one buffer, not one write each; while
+   * more than 64 KiB wait, the client's own requests are not read.
+   */
   readonly maxQueuedBytes?: number;
   /**
    * The largest STUN message or ChannelData (unpadded) sent to the client, in
@@ -31,7 +35,7 @@ let nextStreamId = 0;
  * and ChannelData back to back (PT 2.0 "STUN-aware" framing), and the connection is one TURN
  * client. Resolves when the stream ends or carries a bad frame; the client's allocation is then
  * deleted and the writable closed. Toward a slow client, datagrams beyond `maxQueuedBytes` are
- * dropped, as on UDP. The server's expiry sweep is the caller's: call `server.sweep()` every
+ * dropped, as on UDP, and a client that does not read its answers is not read either. The server's expiry sweep is the caller's: call `server.sweep()` every
  * second or so when no `serveTurnUdp` runs it (expired state is also dropped lazily).
  *
  * @param server The TURN server logic.
@@ -69,40 +73,144 @@ export async function serveTurnStream(
   options: ServeTurnStreamOptions = {},
 ): Promise<void> {
   const key = `stream:${nextStreamId++}`;
-  const limit = options.maxQueuedBytes ?? 1 << 20;
+  const limit = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED;
   const writer = conn.writable.getWriter();
-  let queued = 0;
-  let broken = false;
+  const out = new OutQueue(writer, limit);
   const client = {
     key,
     address: options.remoteAddress ?? { family: 4, address: "0.0.0.0", port: 0 } as const,
     ...(options.source === undefined ? {} : { source: options.source }),
     stream: true,
     maxPacket: options.maxPacket ?? MAX_DATAGRAM,
-    send(view: Uint8Array): boolean {
-      if (broken || queued + view.length > limit) return false;
-      const packet = view.slice(); // The view may sit in a relay's receive buffer.
-      queued += packet.length;
-      writer.write(packet).then(
-        () => queued -= packet.length,
-        () => broken = true,
-      );
-      return true;
-    },
+    send: (view: Uint8Array): boolean => out.push(view),
   };
-  const frames = conn.readable.pipeThrough(new DeframerStream(stunFraming), {
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
+  // Frames are taken from each chunk read one at a time (a stream of them
+  // would hold every 20-byte request of a 256 KiB read as a chunk of its own).
+  const deframer = new Deframer(stunFraming, MAX_DATAGRAM);
+  const reader = conn.readable.getReader();
+  // An abort ends the read, and a wait for the client to read.
+  const onAbort = () => {
+    out.stop();
+    reader.cancel(options.signal?.reason).catch(() => {});
+  };
+  if (options.signal?.aborted) onAbort();
+  options.signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    for await (const frame of frames) {
-      if (broken) break;
-      server.handle(client, frame);
+    reading: while (!out.broken) {
+      const { value, done } = await reader.read();
+      if (done) {
+        deframer.finish();
+        break;
+      }
+      deframer.push(value);
+      let turn = 0;
+      for (let frame; (frame = deframer.next()) !== undefined;) {
+        if (out.broken) break reading;
+        server.handle(client, frame);
+        // A client that does not read its answers is not read either.
+        if (out.queued > READ_PAUSE) await out.drained(READ_PAUSE);
+        // Other connections get their turn: a 256 KiB read of 20-byte
+        // frames is 13,000 of them.
+        if (++turn % FRAMES_PER_TURN === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+      }
     }
   } catch {
     // A bad frame or an aborted stream ends only this connection.
   } finally {
+    options.signal?.removeEventListener("abort", onAbort);
     server.disconnect(key);
-    broken = true;
-    await writer.close().catch(() => {});
+    out.stop();
+    // Aborted: what the client did not take is dropped, not waited for (an
+    // abort, too, waits for a write in flight).
+    if (options.signal?.aborted) writer.abort(options.signal.reason).catch(() => {});
+    else await writer.close().catch(() => {});
+  }
+}
+
+const DEFAULT_MAX_QUEUED = 256 * 1024;
+/** Queued bytes toward a client above which its requests wait. */
+const READ_PAUSE = 64 * 1024;
+/** Frames one connection handles before the others get a turn. */
+const FRAMES_PER_TURN = 256;
+
+/**
+ * What goes to one stream client: packets copied into one growing buffer
+ * while a write is in flight (a client that does not read holds one buffer,
+ * not a write and a promise per 56-byte answer).
+ */
+class OutQueue {
+  broken = false;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #limit: number;
+  #buffer = new Uint8Array(0);
+  #used = 0;
+  #inFlight = 0;
+  #writing = false;
+  #waiters: { below: number; resolve: () => void }[] = [];
+
+  constructor(writer: WritableStreamDefaultWriter<Uint8Array>, limit: number) {
+    this.#writer = writer;
+    this.#limit = limit;
+  }
+
+  /** Bytes not yet written out. */
+  get queued(): number {
+    return this.#used + this.#inFlight;
+  }
+
+  /** Queue a copy of `view` (it may sit in a relay's receive buffer); false when full or broken. */
+  push(view: Uint8Array): boolean {
+    if (this.broken || this.queued + view.length > this.#limit) return false;
+    if (this.#used + view.length > this.#buffer.length) {
+      const grown = new Uint8Array(
+        Math.min(this.#limit, Math.max(4096, 2 * (this.#used + view.length))),
+      );
+      grown.set(this.#buffer.subarray(0, this.#used));
+      this.#buffer = grown;
+    }
+    this.#buffer.set(view, this.#used);
+    this.#used += view.length;
+    if (!this.#writing) void this.#flush();
+    return true;
+  }
+
+  /** Send nothing more; whoever waits in {@linkcode OutQueue.drained} goes on. */
+  stop(): void {
+    this.broken = true;
+    this.#wake();
+  }
+
+  /** Resolves once fewer than `below` bytes are queued, or the stream broke. */
+  drained(below: number): Promise<void> {
+    if (this.broken || this.queued < below) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push({ below, resolve }));
+  }
+
+  async #flush(): Promise<void> {
+    this.#writing = true;
+    while (this.#used > 0 && !this.broken) {
+      const chunk = this.#buffer.slice(0, this.#used);
+      this.#inFlight = chunk.length;
+      this.#used = 0;
+      // A buffer grown for a burst is not kept once it is written out.
+      if (this.#buffer.length > 65536) this.#buffer = new Uint8Array(0);
+      try {
+        await this.#writer.write(chunk);
+      } catch {
+        this.broken = true;
+      }
+      this.#inFlight = 0;
+      this.#wake();
+    }
+    this.#writing = false;
+    this.#wake();
+  }
+
+  #wake(): void {
+    this.#waiters = this.#waiters.filter((w) => {
+      if (!this.broken && this.queued >= w.below) return true;
+      w.resolve();
+      return false;
+    });
   }
 }

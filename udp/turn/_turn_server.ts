@@ -27,6 +27,10 @@ import { countTurnServer } from "../_udp_metrics.ts";
 import { sourceKey } from "../../net/source_limits.ts";
 import { SourceShare } from "../../net/_source_share.ts";
 
+/** Requests a byte-stream client may make in a burst, and per millisecond after it. */
+const STREAM_REQUEST_BURST = 50;
+const STREAM_REQUESTS_PER_MS = 50 / 1000;
+
 /** One TURN client as a front end sees it: a 5-tuple (or a stream) and a way to answer. */
 export interface TurnClient {
   /**
@@ -174,6 +178,12 @@ export interface TurnDrops {
   oversize: number;
   /** The relay or the client's socket refused it. */
   sendFailed: number;
+  /**
+   * Requests from a byte-stream client beyond 50 a second (bursts of 50): a
+   * TURN client makes a handful; a flood of 20-byte Binding requests cost
+   * the server a thousand times what it cost the sender.
+   */
+  rateLimited: number;
 }
 
 /** Counters of a {@linkcode TurnServer}. */
@@ -341,7 +351,10 @@ export class TurnServer {
     noPermission: 0,
     oversize: 0,
     sendFailed: 0,
+    rateLimited: 0,
   };
+  /** Byte-stream clients' request budgets (a connection keeps its client object). */
+  #requestBudgets = new WeakMap<TurnClient, { tokens: number; at: number }>();
   #toPeers = 0;
   #toClients = 0;
   #allocationsTotal = 0;
@@ -429,6 +442,22 @@ export class TurnServer {
     }
   }
 
+  #takeRequestToken(client: TurnClient): boolean {
+    const now = this.#now();
+    let budget = this.#requestBudgets.get(client);
+    if (budget === undefined) {
+      this.#requestBudgets.set(client, budget = { tokens: STREAM_REQUEST_BURST, at: now });
+    }
+    budget.tokens = Math.min(
+      STREAM_REQUEST_BURST,
+      budget.tokens + (now - budget.at) * STREAM_REQUESTS_PER_MS,
+    );
+    budget.at = now;
+    if (budget.tokens < 1) return false;
+    budget.tokens--;
+    return true;
+  }
+
   #dispatch(client: TurnClient, packet: Uint8Array): void {
     if (isChannelData(packet)) {
       this.#onChannelData(client, packet);
@@ -437,6 +466,13 @@ export class TurnServer {
     if (!isStunMessage(packet)) {
       this.#drops.malformed++;
       return;
+    }
+    // The class bits of the message type (C1 is 0x0100, C0 0x0010): 00 is a request.
+    if (client.stream === true && (packet[0]! & 0x01) === 0 && (packet[1]! & 0x10) === 0) {
+      if (!this.#takeRequestToken(client)) {
+        this.#drops.rateLimited++;
+        return;
+      }
     }
     let message: StunMessage;
     try {
