@@ -34,7 +34,8 @@ export interface ShadowsocksOptions {
    * send a valid request. A connection with garbage, a wrong key or a
    * replayed salt is read and its bytes discarded, unanswered, until the
    * peer closes or this deadline; then it is closed. Defaults to a constant
-   * per server drawn from 30 to 90 s.
+   * per server from 30 to 90 s, derived from its key (the same in every
+   * process and after a restart).
    */
   readonly drainTimeout?: number;
   /**
@@ -288,6 +289,33 @@ function serverPair(
 }
 
 /**
+ * A server's drain delay, 30-90 s, from its master key (SHA-256 of a label
+ * and the key): the same in every process serving that key. Internal.
+ *
+ * @example The same key, the same delay
+ * ```ts
+ * import { keyedDrainMs } from "./shadowsocks.ts";
+ * import { ok, strictEqual } from "node:assert";
+ *
+ * const key = new Uint8Array(32).fill(7);
+ * const ms = await keyedDrainMs(key);
+ * ok(ms >= 30_000 && ms < 90_000);
+ * strictEqual(await keyedDrainMs(key.slice()), ms);
+ * ```
+ *
+ * @param key The server's master key.
+ * @returns The delay, in ms.
+ */
+export async function keyedDrainMs(key: Uint8Array): Promise<number> {
+  const label = new TextEncoder().encode("ptkit shadowsocks drain delay");
+  const input = new Uint8Array(label.length + key.length);
+  input.set(label);
+  input.set(key, label.length);
+  const digest = new DataView(await crypto.subtle.digest("SHA-256", input));
+  return MIN_DRAIN_MS + (digest.getUint32(0) % DRAIN_SPREAD_MS);
+}
+
+/**
  * Make a Shadowsocks transport with hooks (randomness, clock, drain
  * deadline, crypto backend). Applications use {@linkcode shadowsocks}.
  *
@@ -336,6 +364,10 @@ export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
         return { factories, drainMs, options: config, env };
       }
       const parsed = parseConfig(config);
+      // The server's delay comes from its key: every -workers process and
+      // every restart closes garbage at the same moment (one drawn per
+      // process told a censor how many there were, and that it restarted).
+      if (options.drainTimeout === undefined) drainMs = await keyedDrainMs(parsed.key);
       // Load the library now: connections then start without waiting.
       await factoryOf(factories, parsed.method, env);
       return {
