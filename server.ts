@@ -40,6 +40,7 @@ import type {
 import { HelperSupervisor } from "./net/_helper_process.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
 import { checkHandshakeTimeout, checkPort } from "./net/address.ts";
+import { raiseListenBacklog } from "./net/_libc.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
 import type { HostPort } from "./net/address.ts";
@@ -178,6 +179,11 @@ export async function listen(
           transport: "tcp",
           ...(options.reusePort ? { reusePort: true } : {}),
         }));
+      // Deno's backlog of 511 filled up under a slowloris from many sources
+      // (each closed connection reopened at once) and legitimate SYNs were
+      // dropped for seconds; the kernel's somaxconn (4096 by default) is
+      // what Go servers (obfs4proxy) get.
+      raiseListenBacklog(tcp.addr);
     } else {
       // The helper listens on the bind address; the runtime on a loopback
       // relay it forwards to (the port of an earlier run when it is free).

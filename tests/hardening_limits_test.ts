@@ -419,3 +419,19 @@ Deno.test("UDP server at maxFlows: a source with fewer flows takes the place of 
   strictEqual(server.stats().connectionsRejected, 1);
   strictEqual(server.stats().flowsClosed.evicted, 1);
 });
+
+Deno.test("listen(): the accept queue is as long as the kernel allows (somaxconn), not Deno's 511", async () => {
+  const somaxconn = Number((await Deno.readTextFile("/proc/sys/net/core/somaxconn")).trim());
+  await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+  let out;
+  try {
+    out = await new Deno.Command("ss", {
+      args: ["-ltnH", `sport = :${listener.addr.port}`],
+    }).output();
+  } catch (error) {
+    throw new Error("ss is missing: install the Debian package iproute2", { cause: error });
+  }
+  // Listening sockets: State Recv-Q Send-Q (the backlog) Local Peer.
+  const backlog = Number(new TextDecoder().decode(out.stdout).trim().split(/\s+/)[2]);
+  strictEqual(backlog, Math.min(somaxconn, 65535));
+});

@@ -11,7 +11,8 @@ import {
   type Libc,
   NAME_SIZE,
   openLibc,
-} from "./_libc.ts";
+  sockaddr,
+} from "../net/_libc.ts";
 import { formatIp, parseIp, parseIpv4 } from "../net/_ip_address.ts";
 import type { HostPort } from "../net/address.ts";
 import { listenOn } from "../net/_listen.ts";
@@ -172,17 +173,6 @@ class Endpoint implements UdpEndpoint {
 }
 
 /** A Linux sockaddr_in (16 bytes) or sockaddr_in6 (28 bytes). */
-function sockaddr(ip: Uint8Array, port: number): Uint8Array {
-  const name = new Uint8Array(ip.length === 4 ? 16 : 28);
-  const family = ip.length === 4 ? AF_INET : AF_INET6;
-  name[0] = family & 0xff;
-  name[1] = family >> 8;
-  name[2] = port >> 8;
-  name[3] = port & 0xff;
-  name.set(ip, ip.length === 4 ? 4 : 8);
-  return name;
-}
-
 function checkPort(port: unknown, what: string): number {
   if (typeof port !== "number" || !Number.isInteger(port) || port < 0 || port > 65535) {
     throw new RangeError(`Cannot ${what}: port must be an integer 0-65535, got ${port}`);

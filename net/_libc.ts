@@ -1,10 +1,15 @@
 // Copyright the ptkit authors. MIT license.
-// Internal: what ptkit's UDP sockets do through libc when the process may use
+// Internal: what ptkit's sockets do through libc when the process may use
 // FFI (`--allow-ffi`) on 64-bit Linux. Deno has no setsockopt, no batch
-// receive and no synchronous send; libc has all three. The socket itself
-// stays a `Deno.DatagramConn` (Deno owns the descriptor, wakes the receive
-// loop and closes it); this module finds the descriptor by its local address
-// and, on it:
+// receive, no synchronous send and no listen backlog; libc has them. The
+// socket itself stays Deno's (Deno owns the descriptor, wakes the loop and
+// closes it); this module finds the descriptor by its local address.
+//
+// A TCP listener's backlog is raised to what the kernel allows
+// (net.core.somaxconn; Deno asks for 511), as Go servers (obfs4proxy) get.
+// (Deno itself raises the soft limit on open files to the hard one.)
+//
+// On a UDP socket:
 //
 // - raises SO_RCVBUF and SO_SNDBUF (the kernel caps them at
 //   net.core.rmem_max / wmem_max and doubles what it grants);
@@ -20,6 +25,10 @@ const SO_TYPE = 3;
 const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
 const SOCK_DGRAM = 2;
+const SOCK_STREAM = 1;
+const SO_ACCEPTCONN = 30;
+/** What listen(2) is asked for; the kernel caps it at net.core.somaxconn. */
+const MAX_BACKLOG = 65_535;
 /** `AF_INET` on Linux. */
 export const AF_INET = 2;
 /** `AF_INET6` on Linux. */
@@ -46,7 +55,10 @@ const NAME = 32; // sockaddr_in6 is 28 bytes
 export const NAME_SIZE = NAME;
 const MMSGHDR = 64; // struct mmsghdr on LP64: msghdr (56) + msg_len (4) + padding
 
+import { parseIp } from "./_ip_address.ts";
+
 const symbols = {
+  listen: { parameters: ["i32", "i32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
@@ -55,10 +67,10 @@ const symbols = {
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
-/** libc's UDP calls, with the receive arena. One per process. */
+/** libc's socket calls, with the UDP receive arena (made for the first UDP socket). One per process. */
 export class Libc {
   #lib: Deno.DynamicLibrary<typeof symbols>;
-  #arena = new Uint8Array(BATCH * SLOT);
+  #arena = new Uint8Array(0);
   #names = new Uint8Array(BATCH * NAME);
   #headers = new Uint8Array(BATCH * MMSGHDR);
   #view = new DataView(this.#headers.buffer);
@@ -67,10 +79,16 @@ export class Libc {
   #address = new Uint8Array(128);
   #addressLength = new Uint32Array(1);
   // The headers hold the iovecs' address: keep them alive as long as this.
-  #iovecs: BigUint64Array;
+  #iovecs: BigUint64Array | undefined;
 
   constructor(lib: Deno.DynamicLibrary<typeof symbols>) {
     this.#lib = lib;
+  }
+
+  /** The 2 MiB receive arena and the headers pointing into it, once. */
+  #prepareReceive(): void {
+    if (this.#iovecs !== undefined) return;
+    this.#arena = new Uint8Array(BATCH * SLOT);
     const base = (buffer: Uint8Array | BigUint64Array): bigint =>
       BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
     const iovecs = new BigUint64Array(BATCH * 2);
@@ -93,6 +111,23 @@ export class Libc {
    * sockaddr as getsockname returns it: family, port, address).
    */
   findUdpSocket(name: Uint8Array): number {
+    this.#prepareReceive();
+    return this.#findSocket(name, SOCK_DGRAM);
+  }
+
+  /**
+   * Raise the backlog of this process's TCP listener bound to `name` (a
+   * sockaddr) to what the kernel allows (calling listen(2) again does that
+   * on Linux).
+   *
+   * @returns Whether it was found and raised.
+   */
+  raiseListenBacklog(name: Uint8Array): boolean {
+    const fd = this.#findSocket(name, SOCK_STREAM, true);
+    return fd >= 0 && this.#lib.symbols.listen(fd, MAX_BACKLOG) === 0;
+  }
+
+  #findSocket(name: Uint8Array, type: number, listening = false): number {
     const address = this.#address;
     const size = name.byteLength;
     // Descriptors are handed out lowest first and the socket was just made,
@@ -110,7 +145,13 @@ export class Libc {
       if (this.#lib.symbols.getsockopt(fd, SOL_SOCKET, SO_TYPE, this.#int, this.#intLength) !== 0) {
         continue;
       }
-      if (this.#int[0] === SOCK_DGRAM) return fd;
+      if (this.#int[0] !== type) continue;
+      if (!listening) return fd;
+      this.#intLength[0] = 4;
+      if (
+        this.#lib.symbols.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, this.#int, this.#intLength) ===
+          0 && this.#int[0] === 1
+      ) return fd;
     }
     return -1;
   }
@@ -198,6 +239,36 @@ function sameName(a: Uint8Array, b: Uint8Array, size: number): boolean {
   if (size < to) return false;
   for (let i = from; i < to; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/** A sockaddr_in or sockaddr_in6 for an IP address (4 or 16 bytes) and a port. */
+export function sockaddr(ip: Uint8Array, port: number): Uint8Array {
+  const name = new Uint8Array(ip.length === 4 ? 16 : 28);
+  const family = ip.length === 4 ? AF_INET : AF_INET6;
+  name[0] = family & 0xff;
+  name[1] = family >> 8;
+  name[2] = port >> 8;
+  name[3] = port & 0xff;
+  name.set(ip, ip.length === 4 ? 4 : 8);
+  return name;
+}
+
+/**
+ * Raise the backlog of this process's TCP listener at `addr` to what the
+ * kernel allows, when FFI may be used.
+ *
+ * @returns Whether it was raised.
+ */
+export function raiseListenBacklog(addr: Deno.NetAddr): boolean {
+  const libc = openLibc();
+  if (libc === null) return false;
+  let ip: Uint8Array;
+  try {
+    ip = parseIp(addr.hostname);
+  } catch {
+    return false;
+  }
+  return libc.raiseListenBacklog(sockaddr(ip, addr.port));
 }
 
 let libc: Libc | null | undefined;
