@@ -418,8 +418,8 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description: "TURN over a stream queues without limit toward a slow client",
     file: TURN_STREAM,
-    search: "if (broken || queued + view.length > limit) return false;",
-    replace: "if (broken) return false;",
+    search: "if (this.broken || this.queued + view.length > this.#limit) return false;",
+    replace: "if (this.broken) return false;",
     tests: [T_TURN_SERVER],
   },
   // TURN: authentication.
