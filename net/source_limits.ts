@@ -12,9 +12,11 @@ export interface ConnectionLimits {
    * connection is refused, unless a source is over its
    * `maxHandshakesPerSource`: then that source's oldest unfinished
    * handshake is closed to make room; with none over it, the oldest
-   * unfinished handshake that has waited 2 s, from the source with the most
-   * (so many sources each holding just under their limit cannot fill the
-   * listener for good).
+   * unfinished handshake of the source holding the most, when that holds at
+   * least two more than the newcomer's source will, or else one that has
+   * waited 2 s from a source holding at least as many (so many sources each
+   * holding just under their limit, reconnecting as fast as they are
+   * closed, cannot fill the listener nor take a slow client's place).
    */
   readonly maxConnections?: number;
   /**
@@ -167,13 +169,13 @@ export class SourceLimiter {
    */
   admit(addr: Deno.Addr, close: () => void): Admission | RangeError {
     const limits = this.#limits;
-    if (this.#open >= limits.maxConnections && !this.#evictForRoom()) {
+    const key = sourceKey(addr);
+    let source = key === undefined ? undefined : this.#sources.get(key);
+    if (this.#open >= limits.maxConnections && !this.#evictForRoom(source)) {
       return new RangeError(
         `Connection refused: ${limits.maxConnections} connections open (maxConnections)`,
       );
     }
-    const key = sourceKey(addr);
-    let source = key === undefined ? undefined : this.#sources.get(key);
     if (
       source !== undefined &&
       source.open - source.handshaking.size >= limits.maxConnectionsPerSource
@@ -276,16 +278,28 @@ export class SourceLimiter {
    * (a real handshake takes milliseconds: a full listener serves a new
    * client rather than keep a stalled one).
    */
-  #evictForRoom(): boolean {
+  #evictForRoom(from: Source | undefined): boolean {
     let worst: Source | undefined;
     for (const source of this.#over) {
       if (worst === undefined || source.handshaking.size > worst.handshaking.size) worst = source;
     }
-    if (worst === undefined) {
-      const due = Date.now() - HANDSHAKE_GRACE;
+    // No source over its limit: the source holding the most unfinished
+    // handshakes gives up its oldest, when it holds at least two more than
+    // the newcomer's will; failing that, a handshake that waited 2 s, from a
+    // source holding at least as many. So sources that keep reopening every
+    // connection closed (theirs all young) can neither refuse a client from
+    // another address nor take the place of its handshake while a busy
+    // server takes 2 s to finish it, and addresses each holding one idle
+    // connection cannot fill the listener for good.
+    const newcomer = (from?.handshaking.size ?? 0) + 1;
+    const due = Date.now() - HANDSHAKE_GRACE;
+    for (const waited of [false, true]) {
+      if (worst !== undefined) break;
       for (const source of this.#sources.values()) {
         const oldest: Slot | undefined = source.handshaking.values().next().value;
-        if (oldest === undefined || oldest.since > due) continue;
+        if (oldest === undefined || source === from) continue;
+        if (waited && oldest.since > due) continue;
+        if (source.handshaking.size < (waited ? newcomer : newcomer + 1)) continue;
         if (worst === undefined || source.handshaking.size > worst.handshaking.size) worst = source;
       }
     }

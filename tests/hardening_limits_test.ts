@@ -311,6 +311,27 @@ Deno.test("SourceLimiter: a full listener with no source over its handshake limi
   limiter.close();
 });
 
+Deno.test("SourceLimiter: sources that keep their connections young cannot take the place of another address's slow handshake, nor refuse a new address", async () => {
+  const limiter = new SourceLimiter({ maxConnections: 4, maxHandshakesPerSource: 2 });
+  const closed: string[] = [];
+  const admit = (hostname: string, name: string) =>
+    limiter.admit(tcp(hostname), () => closed.push(name));
+  // A good client whose handshake a busy server has not finished in 2 s.
+  ok(!(admit("198.51.100.9", "good") instanceof RangeError));
+  await new Promise((resolve) => setTimeout(resolve, HANDSHAKE_GRACE + 100));
+  // Attackers fill the rest, and keep reconnecting: theirs are all young.
+  for (const [host, name] of [["192.0.2.1", "a1"], ["192.0.2.1", "a2"], ["192.0.2.2", "b1"]]) {
+    ok(!(admit(host!, name!) instanceof RangeError));
+  }
+  ok(admit("192.0.2.2", "b2") instanceof RangeError, "an attacker took a slot");
+  ok(admit("192.0.2.1", "a3") instanceof RangeError, "an attacker took a slot");
+  deepStrictEqual(closed, [], "the good client's handshake was closed");
+  // A new address still gets in, in place of the youngest source's oldest.
+  ok(!(admit("203.0.113.5", "new") instanceof RangeError));
+  deepStrictEqual(closed, ["a1"]);
+  limiter.close();
+});
+
 /** `plain` with a handshake: a server connection is ready at its first byte. */
 const gated: Transport = {
   name: "gated",
