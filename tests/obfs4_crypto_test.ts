@@ -430,3 +430,32 @@ Deno.test("OpenSSL's HMAC-SHA256 loads through FFI here and is the native backen
   const data = crypto.getRandomValues(new Uint8Array(5000));
   deepStrictEqual(hmac(key, data), (await loadWasmCrypto()).hmacSha256(key, data));
 });
+
+Deno.test("obfs4 ServerHandshake takes its ephemeral key pair only once a valid client handshake arrived", async () => {
+  const { ClientHandshake, ServerHandshake } = await import("../transports/obfs4/_handshake.ts");
+  const { generateRepresentableKeyPair } = await import("../transports/obfs4/_elligator2.ts");
+  const { ReplayFilter } = await import("../transports/_replay_filter.ts");
+  const crypto = await loadNativeCrypto();
+  const secretKey = globalThis.crypto.getRandomValues(new Uint8Array(32));
+  const keys = {
+    nodeId: globalThis.crypto.getRandomValues(new Uint8Array(20)),
+    publicKey: crypto.x25519Base(secretKey),
+    secretKey,
+  };
+  const random = (b: Uint8Array) => globalThis.crypto.getRandomValues(b);
+  let taken = 0;
+  const keyPair = () => {
+    taken++;
+    return generateRepresentableKeyPair(crypto, random);
+  };
+  // Garbage, short or long, takes none.
+  const garbage = new ServerHandshake(crypto, keys, new ReplayFilter(), { keyPair });
+  strictEqual(garbage.parse(random(new Uint8Array(100))).done, false);
+  throws(() => garbage.parse(random(new Uint8Array(8192))), SyntaxError);
+  strictEqual(taken, 0);
+  // A valid handshake takes one.
+  const server = new ServerHandshake(crypto, keys, new ReplayFilter(), { keyPair });
+  const step = server.parse(new ClientHandshake(crypto, keys).message);
+  strictEqual(step.done, true);
+  strictEqual(taken, 1);
+});

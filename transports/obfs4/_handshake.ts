@@ -212,8 +212,12 @@ export interface ServerHandshakeOptions {
   readonly now?: () => number;
   /** Random byte source. Defaults to `crypto.getRandomValues`. */
   readonly random?: RandomFill;
-  /** The server's ephemeral key pair. Defaults to one made now. */
-  readonly keyPair?: RepresentableKeyPair;
+  /**
+   * The server's ephemeral key pair, or where to take it once a valid
+   * client handshake has arrived (a spare made in advance: garbage then
+   * costs no key pair). Defaults to one made then.
+   */
+  readonly keyPair?: RepresentableKeyPair | (() => RepresentableKeyPair);
 }
 
 /**
@@ -239,14 +243,15 @@ export class ServerHandshake {
   #filter: ReplayFilter;
   #now: () => number;
   #random: RandomFill;
-  #pair: RepresentableKeyPair;
+  #pair: RepresentableKeyPair | (() => RepresentableKeyPair);
   #mark: Uint8Array | undefined;
 
   /**
    * Prepare to answer one client. The server's ephemeral key pair should be
    * ready before the client speaks (obfs4proxy makes it when it accepts the
    * connection), so that the Elligator2 rejection sampling never shows in
-   * the time to answer.
+   * the time to answer: give a spare made in advance, taken only once a
+   * valid handshake has arrived.
    *
    * @param crypto The crypto backend.
    * @param keys The bridge's keys.
@@ -265,7 +270,8 @@ export class ServerHandshake {
     this.#filter = filter;
     this.#now = options.now ?? Date.now;
     this.#random = options.random ?? ((b) => globalThis.crypto.getRandomValues(b));
-    this.#pair = options.keyPair ?? generateRepresentableKeyPair(crypto, this.#random);
+    this.#pair = options.keyPair ??
+      (() => generateRepresentableKeyPair(crypto, this.#random));
   }
 
   /**
@@ -279,7 +285,7 @@ export class ServerHandshake {
   parse(received: Uint8Array): ServerHandshakeStep {
     const found = this.#locate(received);
     if (found === undefined) return { done: false };
-    const pair = this.#pair;
+    const pair = typeof this.#pair === "function" ? this.#pair() : this.#pair;
     const keys = this.#keys;
     return this.#respond(
       found.epoch,

@@ -343,13 +343,16 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
   const { config } = shared;
   const core = new PairCore(options.iatSleep ?? obfs4proxySleep);
   let handshake: ServerHandshake | undefined;
-  // The ephemeral key pair is ready before the client speaks.
+  // The ephemeral key pair is ready before the client speaks (a spare in the reserve).
   const begin = (backend: CryptoBackend) => {
     const spares = shared.reserve.pairs ??= new KeyPairReserve(backend, options.random);
     handshake = new ServerHandshake(backend, config.keys, shared.filter, {
       ...(options.now === undefined ? {} : { now: options.now }),
       ...(options.random === undefined ? {} : { random: options.random }),
-      keyPair: spares.take(),
+      // A spare made in advance, taken once the client's handshake is
+      // valid: connections that never send one (a slowloris reopening
+      // thousands a second) cost no key pair (0.1-0.3 ms each).
+      keyPair: () => spares.take(),
     });
   };
   const started = withCrypto(parsed.crypto, begin);
