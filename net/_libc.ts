@@ -20,6 +20,8 @@
 //
 // Without FFI none of this runs and the socket uses Deno's API alone.
 
+import { parseIp } from "./_ip_address.ts";
+
 const SOL_SOCKET = 1;
 const SO_TYPE = 3;
 const SO_SNDBUF = 7;
@@ -54,8 +56,6 @@ const NAME = 32; // sockaddr_in6 is 28 bytes
 /** Bytes between two senders' sockaddrs in {@linkcode Libc.names}. */
 export const NAME_SIZE = NAME;
 const MMSGHDR = 64; // struct mmsghdr on LP64: msghdr (56) + msg_len (4) + padding
-
-import { parseIp } from "./_ip_address.ts";
 
 const symbols = {
   listen: { parameters: ["i32", "i32"], result: "i32" },

@@ -35,8 +35,9 @@ let nextStreamId = 0;
  * and ChannelData back to back (PT 2.0 "STUN-aware" framing), and the connection is one TURN
  * client. Resolves when the stream ends or carries a bad frame; the client's allocation is then
  * deleted and the writable closed. Toward a slow client, datagrams beyond `maxQueuedBytes` are
- * dropped, as on UDP, and a client that does not read its answers is not read either. The server's expiry sweep is the caller's: call `server.sweep()` every
- * second or so when no `serveTurnUdp` runs it (expired state is also dropped lazily).
+ * dropped, as on UDP, and a client that does not read its answers is not read either. The
+ * server's expiry sweep is the caller's: call `server.sweep()` every second or so when no
+ * `serveTurnUdp` runs it (expired state is also dropped lazily).
  *
  * @param server The TURN server logic.
  * @param conn The byte stream (e.g. a transport connection's readable and writable).
@@ -162,8 +163,11 @@ class OutQueue {
   push(view: Uint8Array): boolean {
     if (this.broken || this.queued + view.length > this.#limit) return false;
     if (this.#used + view.length > this.#buffer.length) {
+      // Alone it is written at once: no room to spare. Behind a write in
+      // flight, room for more to come.
+      const needed = this.#used + view.length;
       const grown = new Uint8Array(
-        Math.min(this.#limit, Math.max(4096, 2 * (this.#used + view.length))),
+        this.#writing ? Math.min(this.#limit, Math.max(4096, 2 * needed)) : needed,
       );
       grown.set(this.#buffer.subarray(0, this.#used));
       this.#buffer = grown;
@@ -189,11 +193,12 @@ class OutQueue {
   async #flush(): Promise<void> {
     this.#writing = true;
     while (this.#used > 0 && !this.broken) {
-      const chunk = this.#buffer.slice(0, this.#used);
+      // The buffer goes to the writer as it is (the stream may hold it
+      // until read); what is queued meanwhile goes into a new one.
+      const chunk = this.#buffer.subarray(0, this.#used);
+      this.#buffer = new Uint8Array(0);
       this.#inFlight = chunk.length;
       this.#used = 0;
-      // A buffer grown for a burst is not kept once it is written out.
-      if (this.#buffer.length > 65536) this.#buffer = new Uint8Array(0);
       try {
         await this.#writer.write(chunk);
       } catch {
