@@ -190,7 +190,7 @@ export class SourceLimiter {
     let open = true;
     const slot: Slot = {
       close,
-      since: Date.now(),
+      since: performance.now(),
       release: () => {
         if (!open) return;
         open = false;
@@ -260,7 +260,7 @@ export class SourceLimiter {
   /** Close what has waited over the handshake limit for the grace period. */
   #sweep(): void {
     this.#timer = undefined;
-    const due = Date.now() - HANDSHAKE_GRACE;
+    const due = performance.now() - HANDSHAKE_GRACE;
     for (const source of [...this.#over]) {
       while (source.handshaking.size > this.#limits.maxHandshakesPerSource) {
         const oldest: Slot = source.handshaking.values().next().value!;
@@ -292,7 +292,7 @@ export class SourceLimiter {
     // server takes 2 s to finish it, and addresses each holding one idle
     // connection cannot fill the listener for good.
     const newcomer = (from?.handshaking.size ?? 0) + 1;
-    const due = Date.now() - HANDSHAKE_GRACE;
+    const due = performance.now() - HANDSHAKE_GRACE;
     for (const waited of [false, true]) {
       if (worst !== undefined) break;
       for (const source of this.#sources.values()) {

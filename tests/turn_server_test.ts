@@ -451,6 +451,88 @@ Deno.test("TurnServer at a full total quota: a RESERVATION-TOKEN turns its reser
   server.close();
 });
 
+Deno.test("TurnServer counts an EVEN-PORT R Allocate as two against the total quota: its token never takes the total past it", async () => {
+  const { server, connect } = rig({ totalQuota: 2 });
+  strictEqual(errorCode(await connect("x", "u", "p", "192.0.2.1").allocate()), 0);
+  // One slot left: no room for an allocation and its reservation.
+  const rtp = await connect("rtp", "u", "p", "192.0.2.1").allocate([
+    { type: StunAttr.EvenPort, value: new Uint8Array([0x80]) },
+  ]);
+  strictEqual(errorCode(rtp), 508);
+  deepStrictEqual([server.stats().allocations, server.stats().reservations], [1, 0]);
+  // Without R, the one slot is taken; then nothing more.
+  strictEqual(errorCode(await connect("y", "u", "p", "192.0.2.1").allocate()), 0);
+  strictEqual(errorCode(await connect("z", "u", "p", "192.0.2.1").allocate()), 508);
+  strictEqual(server.stats().allocations, 2);
+  server.close();
+});
+
+Deno.test("serveTurnStream: a client that half-closes after its requests gets every answer before the close", async () => {
+  const server = new TurnServer({ realm: "pt.test", users: {}, relay: new FakeRelay() });
+  let received = 0;
+  let closed = false;
+  const fromServer = new WritableStream<Uint8Array>({
+    // A slow client: each chunk takes 5 ms to write.
+    write: async (chunk) => {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      received += chunk.length;
+    },
+    close: () => void (closed = true),
+  });
+  await serveTurnStream(server, {
+    readable: ReadableStream.from([bindingFlood(5)]),
+    writable: fromServer,
+  });
+  ok(closed, "the writable is closed");
+  // Five Binding success responses (XOR-MAPPED-ADDRESS, SOFTWARE, FINGERPRINT), none lost.
+  const one = (() => {
+    let n = 0;
+    server.handle({
+      key: "probe",
+      address: { family: 4, address: "0.0.0.0", port: 0 },
+      send: (b) => void (n = b.length),
+    }, bindingFlood(1));
+    return n;
+  })();
+  strictEqual(received, 5 * one);
+  server.close();
+});
+
+Deno.test("serveTurnStream: a bad frame ends the connection and cancels the client's side (its writes fail instead of waiting)", async () => {
+  const server = new TurnServer({ realm: "pt.test", users: {}, relay: new FakeRelay() });
+  const toServer = new TransformStream<Uint8Array, Uint8Array>();
+  const fromServer = new TransformStream<Uint8Array, Uint8Array>();
+  const done = serveTurnStream(server, {
+    readable: toServer.readable,
+    writable: fromServer.writable,
+  });
+  const writer = toServer.writable.getWriter();
+  await writer.write(new Uint8Array(64).fill(0xff));
+  await done;
+  const error = await writer.closed.then(() => undefined, (e) => e);
+  ok(error instanceof SyntaxError, `the client's side errored with the deframer's error: ${error}`);
+  await fromServer.readable.cancel();
+  server.close();
+});
+
+Deno.test("serveTurnStream refuses a maxQueuedBytes or maxPacket that is not a positive integer", async () => {
+  const server = new TurnServer({ realm: "pt.test", users: {}, relay: new FakeRelay() });
+  for (const bad of [NaN, 0, -1, 1.5, Infinity]) {
+    for (const name of ["maxQueuedBytes", "maxPacket"]) {
+      const error = await serveTurnStream(server, {
+        readable: ReadableStream.from([]),
+        writable: new WritableStream(),
+      }, { [name]: bad }).then(() => undefined, (e) => e);
+      ok(
+        error instanceof RangeError &&
+          error.message.includes(`${name} must be a positive integer, got ${bad}`),
+        `${name} ${bad}: ${error}`,
+      );
+    }
+  }
+  server.close();
+});
+
 Deno.test("TurnServer answers 420 for unknown comprehension-required attributes only", async () => {
   const { server, connect } = rig();
   const c = connect();
@@ -880,6 +962,33 @@ Deno.test("TurnServer takes 50 requests a second (bursts of 50) from a byte-stre
   strictEqual(server.stats().drops.rateLimited, 10_000);
   stop.abort();
   await done;
+  server.close();
+});
+
+Deno.test("TurnServer's request budget of a byte-stream client survives a clock stepped back an hour", () => {
+  const clock = { t: 1_000_000_000 };
+  const server = new TurnServer({
+    realm: "pt.test",
+    users: {},
+    relay: new FakeRelay(),
+    now: () => clock.t,
+  });
+  let answers = 0;
+  const client: TurnClient = {
+    key: "s1",
+    address: { family: 4, address: "192.0.2.1", port: 1 },
+    stream: true,
+    send: () => (answers++, true),
+  };
+  server.handle(client, bindingFlood(1));
+  clock.t -= 60 * 60 * 1000;
+  answers = 0;
+  for (let i = 0; i < 10; i++) {
+    server.handle(client, bindingFlood(1));
+    clock.t += 1000;
+  }
+  strictEqual(answers, 10);
+  strictEqual(server.stats().drops.rateLimited, 0);
   server.close();
 });
 

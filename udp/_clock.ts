@@ -25,7 +25,9 @@ export interface Clock {
 }
 
 /**
- * The real clock: `Date.now` and the global timers.
+ * The real clock: monotonic milliseconds near the epoch
+ * (`performance.timeOrigin + performance.now()`, whole: a wall clock stepped back
+ * or forward stretches no timeout) and the global timers.
  *
  * @example Reading the time
  * ```ts
@@ -36,7 +38,7 @@ export interface Clock {
  * ```
  */
 export const systemClock: Clock = {
-  now: () => Date.now(),
+  now: () => Math.floor(performance.timeOrigin + performance.now()),
   setTimeout: (callback, ms) => setTimeout(callback, ms),
   clearTimeout: (id) => clearTimeout(id as number),
 };

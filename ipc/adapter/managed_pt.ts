@@ -595,7 +595,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
       if (this.#state === "starting" || this.#state === "restarting") this.#state = "running";
       this.#version = result.version;
       this.#role.update(result);
-      this.#startedAt = Date.now();
+      this.#startedAt = performance.now();
       return result;
     } catch (error) {
       await this.#stop(run);
@@ -637,7 +637,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     });
     this.#ready.catch(() => {});
     const stableAfter = policy === false ? 0 : policy.stableAfter ?? 60000;
-    if (policy !== false && Date.now() - this.#startedAt >= stableAfter) this.#attempt = 0;
+    if (policy !== false && performance.now() - this.#startedAt >= stableAfter) this.#attempt = 0;
     this.#scheduleRestart(
       new Error(`PT ${this.#options.path} exited with ${describeStatus(status)}`),
       status,

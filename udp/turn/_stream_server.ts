@@ -33,8 +33,9 @@ let nextStreamId = 0;
 /**
  * End a byte-stream connection in a {@linkcode TurnServer}: the stream carries STUN messages
  * and ChannelData back to back (PT 2.0 "STUN-aware" framing), and the connection is one TURN
- * client. Resolves when the stream ends or carries a bad frame; the client's allocation is then
- * deleted and the writable closed. Toward a slow client, datagrams beyond `maxQueuedBytes` are
+ * client. Resolves when the stream ends or carries a bad frame (the rest of the client's side is
+ * then cancelled); the client's allocation is deleted, the answers already queued are written and
+ * the writable closed. Toward a slow client, datagrams beyond `maxQueuedBytes` are
  * dropped, as on UDP, and a client that does not read its answers is not read either. The
  * server's expiry sweep is the caller's: call `server.sweep()` every second or so when no
  * `serveTurnUdp` runs it (expired state is also dropped lazily).
@@ -43,6 +44,7 @@ let nextStreamId = 0;
  * @param conn The byte stream (e.g. a transport connection's readable and writable).
  * @param options Client address, queue limit and abort signal.
  * @returns Resolves when the connection is over.
+ * @throws {RangeError} When `maxQueuedBytes` or `maxPacket` is not a positive integer.
  *
  * @example A Binding request over an in-memory stream
  * ```ts
@@ -74,7 +76,8 @@ export async function serveTurnStream(
   options: ServeTurnStreamOptions = {},
 ): Promise<void> {
   const key = `stream:${nextStreamId++}`;
-  const limit = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED;
+  const limit = checkSize("maxQueuedBytes", options.maxQueuedBytes, DEFAULT_MAX_QUEUED);
+  const maxPacket = checkSize("maxPacket", options.maxPacket, MAX_DATAGRAM);
   const writer = conn.writable.getWriter();
   const out = new OutQueue(writer, limit);
   const client = {
@@ -82,13 +85,14 @@ export async function serveTurnStream(
     address: options.remoteAddress ?? { family: 4, address: "0.0.0.0", port: 0 } as const,
     ...(options.source === undefined ? {} : { source: options.source }),
     stream: true,
-    maxPacket: options.maxPacket ?? MAX_DATAGRAM,
+    maxPacket,
     send: (view: Uint8Array): boolean => out.push(view),
   };
   // Frames are taken from each chunk read one at a time (a stream of them
   // would hold every 20-byte request of a 256 KiB read as a chunk of its own).
   const deframer = new Deframer(stunFraming, MAX_DATAGRAM);
   const reader = conn.readable.getReader();
+  let ended = false;
   // An abort ends the read, and a wait for the client to read.
   const onAbort = () => {
     out.stop();
@@ -100,6 +104,7 @@ export async function serveTurnStream(
     reading: while (!out.broken) {
       const { value, done } = await reader.read();
       if (done) {
+        ended = true;
         deframer.finish();
         break;
       }
@@ -115,17 +120,40 @@ export async function serveTurnStream(
         if (++turn % FRAMES_PER_TURN === 0) await new Promise((resolve) => setTimeout(resolve, 0));
       }
     }
-  } catch {
-    // A bad frame or an aborted stream ends only this connection.
+  } catch (error) {
+    // A bad frame or an aborted stream ends only this connection; its
+    // client's side is cancelled, so whoever writes to it stops waiting.
+    reader.cancel(error).catch(() => {});
+    ended = true;
   } finally {
     options.signal?.removeEventListener("abort", onAbort);
+    // Stopped sending (the client's side broke): nothing more is read either.
+    if (!ended) reader.cancel().catch(() => {});
     server.disconnect(key);
-    out.stop();
-    // Aborted: what the client did not take is dropped, not waited for (an
-    // abort, too, waits for a write in flight).
-    if (options.signal?.aborted) writer.abort(options.signal.reason).catch(() => {});
-    else await writer.close().catch(() => {});
+    if (options.signal?.aborted) {
+      // Aborted: what the client did not take is dropped, not waited for
+      // (an abort, too, waits for a write in flight).
+      out.stop();
+      writer.abort(options.signal.reason).catch(() => {});
+    } else {
+      // The answers already queued go out before the close (a client that
+      // half-closes after its requests gets them all).
+      await out.finished();
+      out.stop();
+      await writer.close().catch(() => {});
+    }
   }
+}
+
+/** A size option: a positive safe integer, or the default when undefined. */
+function checkSize(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new RangeError(
+      `Cannot serve TURN stream: ${name} must be a positive integer, got ${value}`,
+    );
+  }
+  return value;
 }
 
 const DEFAULT_MAX_QUEUED = 256 * 1024;
@@ -182,6 +210,11 @@ class OutQueue {
   stop(): void {
     this.broken = true;
     this.#wake();
+  }
+
+  /** Resolves once everything queued was written, or the stream broke. */
+  finished(): Promise<void> {
+    return this.drained(1);
   }
 
   /** Resolves once fewer than `below` bytes are queued, or the stream broke. */

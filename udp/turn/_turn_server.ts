@@ -26,6 +26,7 @@ import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
 import { countTurnServer } from "../_udp_metrics.ts";
 import { sourceKey } from "../../net/source_limits.ts";
 import { SourceShare } from "../../net/_source_share.ts";
+import { systemClock } from "../_clock.ts";
 
 /** Requests a byte-stream client may make in a burst, and per millisecond after it. */
 const STREAM_REQUEST_BURST = 50;
@@ -110,7 +111,11 @@ export interface TurnServerOptions {
   readonly users: Readonly<Record<string, string>>;
   /** Relay socket factory. */
   readonly relay: TurnRelayFactory;
-  /** Clock in milliseconds; defaults to `Date.now`. */
+  /**
+   * Clock in milliseconds. Defaults to a monotonic one near the epoch (the
+   * UDP pool's): a wall clock stepped back or forward neither stretches nor
+   * cuts lifetimes and rate limits.
+   */
   readonly now?: () => number;
   /**
    * Where allocations, permissions, channels, relayed and dropped datagrams
@@ -376,7 +381,7 @@ export class TurnServer {
     this.#realm = options.realm;
     this.#users = options.users;
     this.#relay = options.relay;
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? systemClock.now;
     this.#peers = new DestinationPolicy({
       allow: [
         ...(options.allowLoopbackPeers ? ["loopback" as const] : []),
@@ -450,7 +455,8 @@ export class TurnServer {
     }
     budget.tokens = Math.min(
       STREAM_REQUEST_BURST,
-      budget.tokens + (now - budget.at) * STREAM_REQUESTS_PER_MS,
+      // A clock stepped back gives nothing and takes nothing.
+      budget.tokens + Math.max(0, now - budget.at) * STREAM_REQUESTS_PER_MS,
     );
     budget.at = now;
     if (budget.tokens < 1) return false;
@@ -584,6 +590,9 @@ export class TurnServer {
    *
    * @param pending Allocates in progress, or undefined to leave the total
    * quota out (a reservation becoming an allocation does not add to it).
+   * @param slots What the Allocate takes from the total quota: 2 with
+   * EVEN-PORT R (the allocation and its reservation), else 1. One deleted
+   * allocation makes room for one.
    * @returns The allocation to delete, undefined when there is room, or
    * the error code: 486 (the user's quota), 508 (the total).
    */
@@ -591,6 +600,7 @@ export class TurnServer {
     source: string,
     username: string,
     pending: number | undefined,
+    slots = 1,
   ): Allocation | 486 | 508 | undefined {
     const unclaimed = (a: Allocation) => !this.#claimed.has(a);
     let victim: Allocation | undefined;
@@ -598,10 +608,10 @@ export class TurnServer {
       victim = this.#bySource.largest(source, (a) => unclaimed(a) && a.username === username)?.[0];
       if (victim === undefined) return 486;
     }
-    if (
-      pending !== undefined &&
-      this.#allocations.size + pending + this.#reservations.size >= this.#totalQuota
-    ) {
+    const taken = this.#allocations.size + (pending ?? 0) + this.#reservations.size;
+    if (pending !== undefined && taken + slots > this.#totalQuota) {
+      // Deleting the user's own victim frees a slot too; more than one is never deleted.
+      if (taken + slots - 1 > this.#totalQuota) return 508;
       victim ??= this.#bySource.largest(source, unclaimed)?.[0];
       if (victim === undefined) return 508;
     }
@@ -657,7 +667,7 @@ export class TurnServer {
   }
 
   #makeNonce(): string {
-    const expiry = (this.#now() + this.#nonceLifetime * 1000).toString(16);
+    const expiry = Math.floor(this.#now() + this.#nonceLifetime * 1000).toString(16);
     const salt = hexOf(crypto.getRandomValues(new Uint8Array(4)));
     return `${expiry}.${salt}.${this.#nonceMac(`${expiry}.${salt}`)}`;
   }
@@ -824,7 +834,9 @@ export class TurnServer {
     }
     const source = client.source ??
       sourceKey({ transport: "udp", hostname: client.address.address, port: 0 }) ?? "";
-    let victim = this.#room(source, username, token ? undefined : this.#pending.size);
+    const reserveNext = evenPort !== undefined && (evenPort[0]! & 0x80) !== 0;
+    const slots = reserveNext ? 2 : 1;
+    let victim = this.#room(source, username, token ? undefined : this.#pending.size, slots);
     if (typeof victim === "number") {
       this.#error(client, request, victim, key);
       return;
@@ -841,7 +853,6 @@ export class TurnServer {
       this.#dropReservation(hex, false);
       sockets = [reservation.socket];
     } else {
-      const reserveNext = evenPort !== undefined && (evenPort[0]! & 0x80) !== 0;
       this.#pending.set(client.key, tid);
       // While the relay opens, no other Allocate picks the same allocation to delete.
       const claim = victim;
@@ -868,7 +879,7 @@ export class TurnServer {
       this.#pending.delete(client.key);
       // Allocates that were pending beside this one may have filled either
       // quota since: decide again, from here to the end without a wait.
-      victim = this.#room(source, username, 0);
+      victim = this.#room(source, username, 0, slots);
       if (typeof victim === "number") {
         for (const s of sockets) s.close();
         this.#error(client, request, victim, key);
