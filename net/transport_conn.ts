@@ -99,6 +99,10 @@ export class TransportConn implements AsyncDisposable {
   #clientAddress: HostPort | undefined;
   #encodeEnded = false;
   #writeShut: Promise<void> | undefined;
+  /** Set once the encoder is being closed: writes from then on fail. */
+  #writeClosed = false;
+  /** The write to the encoder in progress, if any. */
+  #writing: Promise<void> | undefined;
   #readCancelled = false;
   #encoder: WritableStreamDefaultWriter<Uint8Array>;
 
@@ -159,22 +163,15 @@ export class TransportConn implements AsyncDisposable {
 
     const encoder = this.#encoder = pair.encode.writable.getWriter();
     this.#writable = new WritableStream<Uint8Array>({
-      write: async (chunk) => {
-        if (!(chunk instanceof Uint8Array)) {
-          const error = new TypeError(
-            `Cannot write to transport connection: chunk must be a Uint8Array, got ${
-              describe(chunk)
-            }`,
-          );
-          this.#fail(error);
-          throw error;
-        }
-        if (this.#writeShut !== undefined) {
-          throw new TypeError("Cannot write to transport connection: its write side is closed");
-        }
-        await encoder.ready;
-        this.#appBytesWritten += chunk.byteLength;
-        encoder.write(chunk).catch(() => {});
+      write: (chunk) => {
+        const writing = this.#write(encoder, chunk);
+        this.#writing = writing;
+        writing.then(() => {
+          if (this.#writing === writing) this.#writing = undefined;
+        }, () => {
+          if (this.#writing === writing) this.#writing = undefined;
+        });
+        return writing;
       },
       close: () => this.#shutWrite(encoder),
       abort: (reason) => {
@@ -227,9 +224,45 @@ export class TransportConn implements AsyncDisposable {
     }, { highWaterMark: 1 });
   }
 
-  /** Flush the encoder and shut the network write side, once. */
+  async #write(encoder: WritableStreamDefaultWriter<Uint8Array>, chunk: Uint8Array): Promise<void> {
+    if (!(chunk instanceof Uint8Array)) {
+      const error = new TypeError(
+        `Cannot write to transport connection: chunk must be a Uint8Array, got ${describe(chunk)}`,
+      );
+      this.#fail(error);
+      throw error;
+    }
+    if (this.#writeClosed) {
+      throw new TypeError("Cannot write to transport connection: its write side is closed");
+    }
+    await encoder.ready;
+    if (this.#writeClosed) {
+      throw new TypeError("Cannot write to transport connection: its write side is closed");
+    }
+    this.#appBytesWritten += chunk.byteLength;
+    encoder.write(chunk).catch(() => {});
+  }
+
+  /**
+   * Flush the encoder and shut the network write side, once. Writes the
+   * application made before (the one in progress, and those queued behind
+   * it in `writable`) go out first.
+   */
   #shutWrite(encoder: WritableStreamDefaultWriter<Uint8Array>): Promise<void> {
     return this.#writeShut ??= (async () => {
+      // The stream hands the next queued chunk to the sink once a write
+      // settles: wait a turn after each, until none follows.
+      let idleTurns = 0;
+      while (idleTurns < 2) {
+        if (this.#writing === undefined) {
+          idleTurns++;
+          await Promise.resolve();
+        } else {
+          idleTurns = 0;
+          await this.#writing.catch(() => {});
+        }
+      }
+      this.#writeClosed = true;
       await closeWriter(encoder);
       await this.#wireOut;
     })();

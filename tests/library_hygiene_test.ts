@@ -138,6 +138,24 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "TransportConn: writes made before closeWrite (not awaited, queued behind each other) all go out before the shut",
+  ...sanitized,
+  fn: async () => {
+    await using ends = await plainConnection();
+    const { conn, accepted } = ends;
+    const writer = conn.writable.getWriter();
+    const writes = [1, 2, 3, 4, 5].map((n) => writer.write(new Uint8Array(n * 1000).fill(n)));
+    await conn.closeWrite();
+    await Promise.all(writes);
+    let received = 0;
+    for await (const chunk of accepted.readable) received += chunk.length;
+    strictEqual(received, 15_000);
+    strictEqual(conn.stats().appBytesWritten, 15_000);
+  },
+});
+
 Deno.test("A transport whose name is not a C identifier is refused by listen, createConnector and runManagedProxy", async () => {
   const bad = { ...plain, name: "my-pt" } as Transport;
   await rejects(
