@@ -313,6 +313,32 @@ Deno.test("-workers 2 in a PT program of its own run with -A: the children get t
   }
 });
 
+Deno.test("-workers 2 under -A with --deny-env: no child gets the variable the parent was denied; one process serves and says why", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_deny_" });
+  try {
+    const pt = new PtProcess(
+      [
+        ...["run", "-A", "--deny-env=PTKIT_TEST_DENIED"],
+        new URL("./workers_env_main.ts", import.meta.url).pathname,
+        ...["-server", "-transports", "envtag", "-orport", "127.0.0.1:9", "-workers", "2"],
+        ...["-state", `${dir}/state`, "-logLevel", "info"],
+      ],
+      { PTKIT_TEST_TAG: "x", PTKIT_TEST_DENIED: "secret" },
+      { program: Deno.execPath() },
+    );
+    const warning = await pt.waitFor(
+      /^LOG SEVERITY=warning MESSAGE="-workers 2: one process serves/,
+    );
+    ok(warning.includes("--deny-"), warning);
+    await pt.waitFor(/^SMETHODS DONE$/);
+    deepStrictEqual(await childrenOf(pt.child.pid), []);
+    pt.child.kill("SIGTERM");
+    await pt.exit();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("-workers 2 with webtunnel: the SMETHOD carries the placeholder, every worker joins the real listen port", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_wt_" });
   const orPort = 9; // Never dialled: no client connects.

@@ -327,8 +327,10 @@ class WorkerSlot {
   }
 
   #spawnChild(): Deno.ChildProcess {
+    const args = workerArgs();
+    if (args === undefined) throw new Error(PARTLY_DENIED);
     return new Deno.Command(workerProgram(), {
-      args: workerArgs(),
+      args,
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
@@ -517,7 +519,8 @@ class WorkerSlot {
 
 /**
  * Why worker children cannot be started here (no permission to run the
- * program they need), or undefined when they can.
+ * program they need, or theirs could not be kept within this process's),
+ * or undefined when they can.
  *
  * @returns The reason, with the fix, as a sentence fragment.
  */
@@ -529,11 +532,14 @@ export function workersUnavailable(): string | undefined {
   } catch {
     // Counted as denied.
   }
-  if (state === "granted") return undefined;
+  if (state === "granted") return workerArgs() === undefined ? PARTLY_DENIED : undefined;
   return Deno.build.standalone
     ? `worker processes need permission to run ${program} (compile with --allow-run)`
     : `worker processes need permission to run "deno" (grant --allow-run=deno, as main.ts's shebang does)`;
 }
+
+const PARTLY_DENIED =
+  "this process is denied part of a permission worker processes need (a --deny-* flag), which a child could not be denied alike";
 
 /** The program a child runs: the same Deno, or the compiled executable itself. */
 function workerProgram(): string {
@@ -551,33 +557,59 @@ function workerProgram(): string {
   return "deno";
 }
 
-/** The child's arguments: the main module again, as a worker. */
-function workerArgs(): string[] {
+/**
+ * The child's arguments: the main module again, as a worker; `undefined`
+ * when the child's permissions cannot be made no wider than the parent's.
+ */
+function workerArgs(): string[] | undefined {
   if (Deno.build.standalone) return [WORKER_ARG];
-  return ["run", ...workerDenoFlags(), Deno.mainModule, WORKER_ARG];
+  const flags = workerDenoFlags();
+  return flags === undefined ? undefined : ["run", ...flags, Deno.mainModule, WORKER_ARG];
 }
 
 /**
- * {@linkcode WORKER_DENO_FLAGS}, where the parent holds a permission whole
- * (`-A`, `--allow-env`) passing it on whole: a program of its own around
- * `runManagedProxy` (a transport reading its own variables) gets in its
- * children what it has. main.ts under its shebang gets exactly the list.
- * A child never starts processes: `run` is not passed on.
+ * A child's Deno flags: {@linkcode WORKER_DENO_FLAGS}, where the parent
+ * holds a permission whole (`-A`, `--allow-env`) passing it on whole, so
+ * that a program of its own around `runManagedProxy` (a transport reading
+ * its own variables) gets in its children what it has; main.ts under its
+ * shebang gets exactly the list. A permission the list grants whole that
+ * the parent lacks (or holds for some paths only) is left out. `undefined`
+ * when the parent is denied part of a permission the list grants (a
+ * `--deny-*` flag): Deno does not say which part, and a child would get more
+ * than the parent has. A child never starts processes: `run` is not passed on.
  */
-function workerDenoFlags(): string[] {
+function workerDenoFlags(): string[] | undefined {
+  const runGranted = () => {
+    try {
+      return Deno.permissions.querySync({ name: "run" }).state === "granted" ||
+        Deno.permissions.querySync({ name: "run", command: workerProgram() }).state === "granted";
+    } catch {
+      return false;
+    }
+  };
   const flags = [...WORKER_DENO_FLAGS];
   for (const name of ["env", "net", "read", "write", "ffi", "sys", "import"] as const) {
-    let state: Deno.PermissionState = "denied";
+    let status: Deno.PermissionStatus | undefined;
     try {
-      state = Deno.permissions.querySync({ name }).state;
+      status = Deno.permissions.querySync({ name });
     } catch {
       // Unknown to this Deno: left as the list says.
     }
-    if (state !== "granted") continue;
     const flag = `--allow-${name}`;
     const at = flags.findIndex((f) => f === flag || f.startsWith(`${flag}=`));
-    if (at >= 0) flags[at] = flag;
-    else flags.push(flag);
+    // Granted but for some parts (--deny-env=KEY): which ones, Deno does not
+    // say. (Deno itself denies writing to the programs --allow-run names:
+    // that partial write is not the parent's choice.)
+    const partial = status?.partial === true && !(name === "write" && runGranted());
+    if (partial && at >= 0) return undefined;
+    if (status?.state === "granted" && !partial) {
+      if (at >= 0) flags[at] = flag;
+      else flags.push(flag);
+    } else if (at >= 0 && flags[at] === flag) {
+      // The list grants it whole; the parent lacks it (or holds a narrower
+      // list): the child gets no more than the parent.
+      flags.splice(at, 1);
+    }
   }
   return flags;
 }
