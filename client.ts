@@ -32,7 +32,7 @@ import type {
   TransportEnvironment,
   TransportOptions,
 } from "./transports/transport.ts";
-import { checkHandshakeTimeout, checkPort } from "./net/address.ts";
+import { checkPort, checkTimeout } from "./net/address.ts";
 import { parsingSettings } from "./transports/_settings_error.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
@@ -282,7 +282,7 @@ export class Connector {
     try {
       signal?.throwIfAborted();
       const dialing = this.#side.socksHelper === undefined
-        ? dialPlanned(this.#dialer, destination, plan, settings, this.#caCerts)
+        ? dialPlanned(this.#dialer, destination, plan, settings, this.#caCerts, signal)
         : this.#dialThroughHelper(destination, plan);
       // A dial under way when the connector closes still completes (the
       // managed client closes the connectors it evicts from its cache).
@@ -352,7 +352,7 @@ export async function createConnector(
   options: ConnectorOptions = {},
 ): Promise<Connector> {
   assertTransport(transport, "create a connector");
-  checkHandshakeTimeout(options.handshakeTimeout, "create a connector");
+  checkTimeout(options.handshakeTimeout, "handshakeTimeout", "create a connector");
   const side = await transport.client(config, withRuntimeCrypto(options.env));
   const connOptions = options.handshakeTimeout === undefined
     ? {}

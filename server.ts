@@ -39,7 +39,7 @@ import type {
 } from "./transports/transport.ts";
 import { HelperSupervisor } from "./net/_helper_process.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
-import { checkHandshakeTimeout, checkPort } from "./net/address.ts";
+import { checkPort, checkTimeout } from "./net/address.ts";
 import { raiseListenBacklog } from "./net/_libc.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
@@ -165,7 +165,7 @@ export async function listen(
   }
   const port = checkPort(options.port, "listen");
   const { handshakeTimeout, limits, onAcceptError } = options;
-  checkHandshakeTimeout(handshakeTimeout, "listen");
+  checkTimeout(handshakeTimeout, "handshakeTimeout", "listen");
   const side = await transport.server(config, withRuntimeCrypto(options.env));
   const hostname = options.hostname ?? "0.0.0.0";
   let tcp: Deno.TcpListener;

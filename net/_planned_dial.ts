@@ -3,6 +3,7 @@
 import type { ConnectionPlan, HostPort } from "../transports/transport.ts";
 import { checkPort } from "./address.ts";
 import type { Dialer, NetConn } from "./net_conn.ts";
+import { closeQuietly } from "./_accept_loop.ts";
 
 /**
  * Open the network connection a transport's {@linkcode ConnectionPlan} asks
@@ -18,6 +19,8 @@ import type { Dialer, NetConn } from "./net_conn.ts";
  * @param plan The transport's plan, if any.
  * @param settings The connection's settings, passed on to `dialer`.
  * @param extraCaCerts Trusted besides the plan's `caCerts` (the connector's).
+ * @param signal Aborting it gives the dial up: the dialer is given it, and a
+ * TLS handshake under way is ended by closing its socket.
  * @returns The open connection. Over TLS, a peer that closes without
  * `close_notify` (nginx ending an upgraded connection) reads as the end of
  * the stream: what the tunnel carries has its own integrity.
@@ -47,11 +50,16 @@ export async function dialPlanned(
   plan?: ConnectionPlan,
   settings?: Readonly<Record<string, string>>,
   extraCaCerts: readonly string[] = [],
+  signal?: AbortSignal,
 ): Promise<NetConn> {
   const target = planTarget(destination, plan);
   const dial = async () => {
     try {
-      return await (settings === undefined ? dialer(target) : dialer(target, settings));
+      return await (signal !== undefined
+        ? dialer(target, settings ?? {}, { signal })
+        : settings === undefined
+        ? dialer(target)
+        : dialer(target, settings));
     } catch (error) {
       // A name the transport's configuration gave (WebTunnel's URL host or
       // addr=), not a client's address: a failed lookup names it.
@@ -71,10 +79,14 @@ export async function dialPlanned(
   const alpnProtocols = checkStrings(tls.alpnProtocols ?? [], "alpnProtocols");
   let lastError: unknown;
   for (const name of names) {
+    signal?.throwIfAborted();
     const tcp = await dial();
     // As for plain TCP (see TransportConn): writes go out when made.
     if ("setNoDelay" in tcp && typeof tcp.setNoDelay === "function") tcp.setNoDelay(true);
     let conn: Deno.TlsConn | undefined;
+    // An abort ends the handshake under way by closing its socket.
+    const onAbort = () => closeQuietly(conn ?? tcp);
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
       conn = await Deno.startTls(tcp as Deno.TcpConn, {
         hostname: name,
@@ -82,8 +94,13 @@ export async function dialPlanned(
         ...(alpnProtocols.length === 0 ? {} : { alpnProtocols: [...alpnProtocols] }),
       });
       await conn.handshake();
+      signal?.throwIfAborted();
       return new TlsNetConn(conn);
     } catch (error) {
+      if (signal?.aborted) {
+        closeQuietly(conn ?? tcp);
+        throw signal.reason;
+      }
       lastError = error;
       try {
         (conn ?? tcp).close();
@@ -96,6 +113,8 @@ export async function dialPlanned(
           { cause: error },
         );
       }
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
     }
   }
   // The names are the bridge's (not printed); what failed, and the usual fix.

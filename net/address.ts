@@ -111,31 +111,38 @@ export function checkPort(port: unknown, what: string, min = 0): number {
 }
 
 /**
- * Check a `handshakeTimeout` option: absent, or a positive finite number of
- * milliseconds.
+ * Check a timeout option: `undefined`, or a positive finite number of
+ * milliseconds no larger than 2,147,483,647 (the longest delay a timer
+ * takes: a larger one would fire at once). Internal.
  *
  * @param value The option's value.
+ * @param name The option's name, for the error message (`handshakeTimeout`).
  * @param what What is being set up, for the error message (`listen`).
- * @throws {RangeError} When it is not a positive finite number.
+ * @throws {RangeError} When it is not such a number.
  *
- * @example Refusing a negative timeout
+ * @example Refusing a negative timeout and one no timer can hold
  * ```ts
- * import { checkHandshakeTimeout } from "./address.ts";
+ * import { checkTimeout } from "./address.ts";
  * import { throws } from "node:assert";
  *
- * checkHandshakeTimeout(30_000, "listen");
- * throws(() => checkHandshakeTimeout(-5, "listen"), RangeError);
+ * checkTimeout(30_000, "handshakeTimeout", "listen");
+ * throws(() => checkTimeout(-5, "handshakeTimeout", "listen"), RangeError);
+ * throws(() => checkTimeout(30 * 86_400_000, "handshakeTimeout", "listen"), RangeError);
  * ```
  */
-export function checkHandshakeTimeout(value: unknown, what: string): void {
+export function checkTimeout(value: unknown, name: string, what: string): void {
   if (
-    value !== undefined && !(typeof value === "number" && Number.isFinite(value) && value > 0)
+    value !== undefined &&
+    !(typeof value === "number" && Number.isFinite(value) && value > 0 && value <= MAX_TIMER_MS)
   ) {
     throw new RangeError(
-      `Cannot ${what}: invalid handshakeTimeout ${value}: must be a positive number of ms`,
+      `Cannot ${what}: invalid ${name} ${value}: must be a positive number of ms up to ${MAX_TIMER_MS}`,
     );
   }
 }
+
+/** The longest delay `setTimeout` takes, in ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Bracket an IPv6 address written without brackets before its port

@@ -21,7 +21,7 @@
 
 export { formatHostPort, type HostPort, parseHostPort } from "./address.ts";
 export { DestinationPolicy } from "./destination_policy.ts";
-export type { Dialer, NetConn } from "./net_conn.ts";
+export type { Dialer, DialerOptions, NetConn } from "./net_conn.ts";
 export { readExactly } from "./conn_io.ts";
 export { relay, type RelayEnd, type RelayOptions, type RelayResult } from "./relay.ts";
 export { type ConnStats, TransportConn, type TransportConnOptions } from "./transport_conn.ts";

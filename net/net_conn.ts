@@ -26,6 +26,17 @@ export interface NetConn {
   readonly remoteAddr: Deno.Addr;
 }
 
+/** Options a {@linkcode Dialer} is called with. */
+export interface DialerOptions {
+  /**
+   * Aborting it gives the attempt up: the dialer rejects with its reason
+   * and closes whatever it opened (the socket being connected, an upstream
+   * proxy's connection during its exchange). A dialer that ignores it still
+   * works: its connection is closed when it arrives.
+   */
+  readonly signal?: AbortSignal;
+}
+
 /**
  * Opens the network connection a transport runs over. The default is
  * `Deno.connect`; replace it to go through an upstream proxy or to bind a
@@ -33,18 +44,22 @@ export interface NetConn {
  * SOCKS) also receives the connection's settings.
  *
  * @param target Where to connect.
- * @param settings The connection's per-connection settings, when any.
+ * @param settings The connection's per-connection settings (empty when none).
+ * @param options An abort signal.
  * @returns The open connection.
  */
 export type Dialer = (
   target: HostPort,
   settings?: Readonly<Record<string, string>>,
+  options?: DialerOptions,
 ) => Promise<NetConn>;
 
 /**
  * The default {@linkcode Dialer}: a direct TCP connection with `Deno.connect`.
  *
  * @param target Where to connect.
+ * @param _settings Unused.
+ * @param options An abort signal, which gives the connection attempt up.
  * @returns The open connection.
  *
  * @example Dialing a listener
@@ -59,6 +74,15 @@ export type Dialer = (
  * conn.close();
  * ```
  */
-export function tcpDialer(target: HostPort): Promise<NetConn> {
-  return Deno.connect({ hostname: target.hostname, port: target.port, transport: "tcp" });
+export function tcpDialer(
+  target: HostPort,
+  _settings?: Readonly<Record<string, string>>,
+  options: DialerOptions = {},
+): Promise<NetConn> {
+  return Deno.connect({
+    hostname: target.hostname,
+    port: target.port,
+    transport: "tcp",
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+  });
 }

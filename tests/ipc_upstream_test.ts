@@ -29,8 +29,7 @@ class CountingEcho {
         } catch {
           // Closed.
         } finally {
-          this.#conns.delete(conn);
-          conn.close();
+          if (this.#conns.delete(conn)) conn.close();
         }
       })();
     }
@@ -41,6 +40,7 @@ class CountingEcho {
   async close(): Promise<void> {
     this.listener.close();
     for (const conn of this.#conns) conn.close();
+    this.#conns.clear();
     await this.#loop;
   }
 }
@@ -305,4 +305,150 @@ Deno.test("main.ts sends a TOR_PT_PROXY password holding '@' and ':' to microsoc
   await upstream.kill();
   await echo.close();
   await Deno.remove(state, { recursive: true });
+});
+
+/** An upstream proxy that accepts and never answers; counts the connections open. */
+class SilentProxy {
+  readonly listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  open = 0;
+  accepted = 0;
+  #conns = new Set<Deno.Conn>();
+  #loop = (async () => {
+    for await (const conn of this.listener) {
+      this.accepted++;
+      this.open++;
+      this.#conns.add(conn);
+      (async () => {
+        const buffer = new Uint8Array(1024);
+        try {
+          while (await conn.read(buffer) !== null) {
+            // Read and say nothing.
+          }
+        } catch {
+          // Reset.
+        } finally {
+          this.open--;
+          this.#conns.delete(conn);
+          conn.close();
+        }
+      })();
+    }
+  })();
+  get port(): number {
+    return this.listener.addr.port;
+  }
+  async close(): Promise<void> {
+    this.listener.close();
+    for (const conn of this.#conns) conn.close();
+    await this.#loop;
+  }
+}
+
+/** Send a SOCKS5 CONNECT to 192.0.2.1:443 and return the open socket (the reply not read). */
+async function socksRequest(ptPort: number): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: ptPort });
+  await conn.write(new Uint8Array([5, 1, 0]));
+  deepStrictEqual(await readN(conn, 2), new Uint8Array([5, 0]));
+  await conn.write(new Uint8Array([5, 1, 0, 1, 192, 0, 2, 1, 1, 187]));
+  return conn;
+}
+
+async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`Timed out waiting: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+Deno.test("main.ts gives a connection attempt up when its SOCKS client leaves: a silent upstream proxy holds nothing", async () => {
+  const upstream = new SilentProxy();
+  const { pt, port: ptPort, state } = await startPt(`socks5://127.0.0.1:${upstream.port}`);
+  await using _ = pt;
+  const clients = await Promise.all(Array.from({ length: 20 }, () => socksRequest(ptPort)));
+  await until("20 proxy connections", () => upstream.accepted === 20);
+  for (const client of clients) client.close();
+  // Each attempt is given up, and its connection to the proxy closed.
+  await until(`the proxy's connections closed (${upstream.open} open)`, () => upstream.open === 0);
+  await pt.closeStdin();
+  deepStrictEqual((await pt.exit()).code, 0);
+  await upstream.close();
+  await Deno.remove(state, { recursive: true });
+});
+
+Deno.test("main.ts exits at SIGTERM and at stdin close while connection attempts wait on a silent upstream proxy", async () => {
+  for (const how of ["SIGTERM", "stdin"] as const) {
+    const upstream = new SilentProxy();
+    const { pt, port: ptPort, state } = await startPt(`socks5://127.0.0.1:${upstream.port}`);
+    const clients = await Promise.all(Array.from({ length: 5 }, () => socksRequest(ptPort)));
+    await until("5 proxy connections", () => upstream.accepted === 5);
+    const start = Date.now();
+    if (how === "SIGTERM") pt.child.kill("SIGTERM");
+    else await pt.closeStdin();
+    const { code } = await pt.exit();
+    deepStrictEqual(code, 0);
+    ok(Date.now() - start < 5000, `${how}: exited after ${Date.now() - start} ms`);
+    for (const client of clients) client.close();
+    await until("the proxy's connections closed", () => upstream.open === 0);
+    await upstream.close();
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
+Deno.test("SocksServer gives connect up after connectTimeout: reply 06 (TTL expired), the callback's signal aborted", async () => {
+  let aborted: unknown;
+  const server = new SocksServer(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
+    connectTimeout: 300,
+    connect: (_request, _follow, signal) =>
+      new Promise((_resolve, reject) => {
+        signal.addEventListener("abort", () => {
+          aborted = signal.reason;
+          reject(signal.reason);
+        });
+      }),
+  });
+  const conn = await socksRequest(server.addr.port);
+  deepStrictEqual((await readN(conn, 10))[1], 0x06);
+  ok(aborted instanceof Error && /timed out/.test(aborted.message), String(aborted));
+  conn.close();
+  await server.close();
+});
+
+Deno.test("SocksServer: a client that sends data before the reply gives the attempt up; data after the reply reaches the destination whole", async () => {
+  const echo = new CountingEcho();
+  let gaveUp = 0;
+  const server = new SocksServer(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
+    connect: async (request, _follow, signal) => {
+      // A slow destination: 200 ms, unless given up.
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(resolve, 200);
+        signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          gaveUp++;
+          reject(signal.reason);
+        });
+      });
+      return await Deno.connect({ hostname: "127.0.0.1", port: request.port });
+    },
+  });
+  const early = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  await early.write(new Uint8Array([5, 1, 0]));
+  await readN(early, 2);
+  const port = echo.port;
+  await early.write(new Uint8Array([5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 255]));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await early.write(new Uint8Array([42]));
+  await until("the early attempt given up", () => gaveUp === 1);
+  early.close();
+  // A well-behaved client: its first byte after the reply is not lost.
+  const good = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  await good.write(new Uint8Array([5, 1, 0]));
+  await readN(good, 2);
+  await good.write(new Uint8Array([5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 255]));
+  deepStrictEqual((await readN(good, 10))[1], 0);
+  await good.write(new TextEncoder().encode("abc"));
+  deepStrictEqual(new TextDecoder().decode(await readN(good, 3)), "abc");
+  good.close();
+  await server.close();
+  await echo.close();
 });

@@ -55,12 +55,14 @@ export function parseOutboundBind(v4?: string, v6?: string): OutboundBind {
  * @returns The dialer.
  */
 export function outboundDialer(bind: OutboundBind, fallback: Dialer = tcpDialer): Dialer {
-  return (target: HostPort) => {
+  return (target: HostPort, settings, options = {}) => {
     const v4 = parseIpv4(target.hostname) >= 0;
     const v6 = !v4 && parseIpv6(target.hostname) !== undefined;
     const source = v4 ? bind.v4 : v6 ? bind.v6 : undefined;
-    if (source === undefined || classifyIp(target.hostname) === "loopback") return fallback(target);
-    return boundDial(target, source);
+    if (source === undefined || classifyIp(target.hostname) === "loopback") {
+      return fallback(target, settings, options);
+    }
+    return boundDial(target, source, options.signal);
   };
 }
 
@@ -70,19 +72,29 @@ export function outboundDialer(bind: OutboundBind, fallback: Dialer = tcpDialer)
  *
  * @param target Where to connect.
  * @param source The local address to bind.
+ * @param signal Aborting it gives the attempt up (the socket is destroyed).
  * @returns The connection.
  */
-export async function boundDial(target: HostPort, source: string): Promise<NetConn> {
+export async function boundDial(
+  target: HostPort,
+  source: string,
+  signal?: AbortSignal,
+): Promise<NetConn> {
   // node:net loads Node's compatibility layer: only when a bound dial is made.
   const { default: net } = await import("node:net");
+  signal?.throwIfAborted();
   const socket = net.connect({ host: target.hostname, port: target.port, localAddress: source });
   return new Promise<NetConn>((resolve, reject) => {
-    const fail = (error: Error) => {
+    const fail = (error: unknown) => {
+      signal?.removeEventListener("abort", onAbort);
       socket.destroy();
       reject(error);
     };
+    const onAbort = () => fail(signal!.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
     socket.once("error", fail);
     socket.once("connect", () => {
+      signal?.removeEventListener("abort", onAbort);
       socket.off("error", fail);
       resolve(socketConn(socket));
     });

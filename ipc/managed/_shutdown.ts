@@ -39,6 +39,9 @@ export interface ShutdownOptions {
  */
 export const CAUSE_REPORTED: unique symbol = Symbol("ptkit.causeReported");
 
+/** How long an immediate shutdown (SIGTERM, stdin closed) waits for connections to close, in ms. */
+const CLOSE_PATIENCE_MS = 2000;
+
 /**
  * How long after the first SIGINT another one counts as a second (exit at
  * once) rather than the same keypress delivered twice.
@@ -187,7 +190,10 @@ export class ShutdownWatch {
           handled = kind;
           if (kind === "now") {
             if (why !== "") notice(`Shutting down: ${why}`);
-            running.close().then(resolve, resolve);
+            // At once means at once: whatever a close still waits for (a
+            // socket a peer never answers) does not hold the process.
+            const patience = setTimeout(resolve, CLOSE_PATIENCE_MS);
+            running.close().finally(() => clearTimeout(patience)).then(resolve, resolve);
           } else {
             const drained = running.drain();
             notice(

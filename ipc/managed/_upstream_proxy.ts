@@ -21,11 +21,17 @@ import { socks4aConnect, socks5Connect } from "../socks/_client.ts";
  * @returns The dialer.
  */
 export function upstreamProxyDialer(proxy: UpstreamProxy): Dialer {
-  return async (target: HostPort): Promise<NetConn> => {
+  return async (target: HostPort, _settings, options = {}): Promise<NetConn> => {
+    const { signal } = options;
     let conn: Deno.TcpConn;
     try {
-      conn = await Deno.connect({ hostname: proxy.hostname, port: proxy.port });
+      conn = await Deno.connect({
+        hostname: proxy.hostname,
+        port: proxy.port,
+        ...(signal === undefined ? {} : { signal }),
+      });
     } catch (error) {
+      if (signal?.aborted) throw signal.reason;
       // Said as the proxy's failure, not the bridge's (the class is kept:
       // a refusal is still answered as one).
       if (!(error instanceof Error)) throw error;
@@ -34,7 +40,12 @@ export function upstreamProxyDialer(proxy: UpstreamProxy): Dialer {
         `Cannot reach the upstream proxy (-proxy, TOR_PT_PROXY): ${error.message}`,
       );
     }
+    // An abort ends the proxy's exchange under way (a proxy that never
+    // answers) by closing its connection.
+    const onAbort = () => closeQuietly(conn);
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
+      signal?.throwIfAborted();
       if (proxy.scheme === "socks5") {
         await socks5Connect(conn, target, {
           ...(proxy.username === undefined ? {} : { username: proxy.username }),
@@ -44,10 +55,13 @@ export function upstreamProxyDialer(proxy: UpstreamProxy): Dialer {
       } else if (proxy.scheme === "socks4a") {
         await socks4aConnect(conn, target, proxy.username);
       } else await httpConnect(conn, proxy, target);
+      signal?.throwIfAborted();
       return conn;
     } catch (error) {
       closeQuietly(conn);
-      throw error;
+      throw signal?.aborted ? signal.reason : error;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
     }
   };
 }

@@ -36,6 +36,8 @@ const MAX_CONNECTORS = 64;
  * greeting, in ms (it answers before dialing anything).
  */
 const FREE_GREETING_TIMEOUT_MS = 20_000;
+/** Time a transparent-TCP connection's transport connection has to come up, in ms (as the SOCKS front end's `connectTimeout`). */
+const CONNECT_TIMEOUT_MS = 60_000;
 
 /**
  * Run the client side of the managed proxy: for each known requested
@@ -85,7 +87,11 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
   }
   // Right after a flood the process may be out of descriptors for a moment:
   // dials wait for them rather than failing the connection.
-  const dialer: Dialer = (target) => retryWhileExhausted(() => direct(target));
+  const dialer: Dialer = (target, _settings, dialerOptions = {}) =>
+    retryWhileExhausted(
+      () => direct(target, undefined, dialerOptions),
+      dialerOptions.signal,
+    );
   // Per-connection lines, digested: a flood must not flood the parent.
   const digested = digestLog(log);
   const requested = sideTransports(config, options);
@@ -101,11 +107,14 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
     name: string,
     connector: Connector,
     server: HostPort,
-    destination?: HostPort,
+    destination: HostPort | undefined,
+    signal: AbortSignal,
   ): Promise<TransportConn> => {
     let conn: TransportConn;
     try {
-      conn = await connector.dial(destination === undefined ? server : { ...server, destination });
+      conn = await connector.dial(
+        destination === undefined ? { ...server, signal } : { ...server, destination, signal },
+      );
     } catch (error) {
       if (config.proxy !== undefined) markOutcome(error, "upstream_proxy_failed");
       status(name, server, { CONNECT: "Failed", ERRSTR: describe(error) });
@@ -189,7 +198,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
         const server = new SocksServer(
           tcpListen(),
           {
-            connect: async (request, follow) => {
+            connect: async (request, follow, signal) => {
               for (const key of request.repeatedKeys) {
                 repeated.report(`${name}: SOCKS arguments`, key);
               }
@@ -204,6 +213,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
                   connector,
                   config.target ?? destination,
                   destination,
+                  signal,
                 );
                 follow(conn);
                 return conn;
@@ -212,45 +222,56 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
                 name,
                 connector,
                 config.free ? config.target! : destination,
+                undefined,
+                signal,
               );
               follow(conn);
-              if (!config.free) {
-                // The SOCKS reply waits for the transport's handshake (as
-                // lyrebird's does): a refused one (WebTunnel's non-101
-                // answer) is a SOCKS error, not a granted connection that dies.
+              // Given up (timed out, the client left, shutting down) while
+              // the handshake or the free-mode greeting runs: closing the
+              // connection fails whatever waits on it.
+              const onAbort = () => conn.close();
+              signal.addEventListener("abort", onAbort, { once: true });
+              try {
+                if (!config.free) {
+                  // The SOCKS reply waits for the transport's handshake (as
+                  // lyrebird's does): a refused one (WebTunnel's non-101
+                  // answer) is a SOCKS error, not a granted connection that dies.
+                  try {
+                    await conn.ready;
+                  } catch (error) {
+                    conn.close();
+                    throw error;
+                  }
+                  return conn;
+                }
+                // Free mode: the destination travels to the server's SOCKS5
+                // target, then the transport connection itself is relayed.
                 try {
-                  await conn.ready;
+                  // Its greeting's answer comes before it dials anything: a
+                  // server without a SOCKS5 target (one relaying to a fixed
+                  // service) never sends one, which must not hang the client.
+                  return await socks5Connect(conn, destination, {
+                    peer: "server's SOCKS5 target",
+                    greetingTimeout: FREE_GREETING_TIMEOUT_MS,
+                  });
                 } catch (error) {
                   conn.close();
+                  // No answer to the greeting, or one that is not SOCKS5
+                  // (the bound server's own service spoke): free mode is off.
+                  if (
+                    error instanceof SocksReplyError &&
+                    (error.code === SocksReply.ttlExpired ||
+                      error.message.endsWith("sent a bad method reply"))
+                  ) {
+                    throw new SocksReplyError(
+                      error.code,
+                      `${error.message}: is the server in free mode (-target socks)?`,
+                    );
+                  }
                   throw error;
                 }
-                return conn;
-              }
-              // Free mode: the destination travels to the server's SOCKS5
-              // target, then the transport connection itself is relayed.
-              try {
-                // Its greeting's answer comes before it dials anything: a
-                // server without a SOCKS5 target (one relaying to a fixed
-                // service) never sends one, which must not hang the client.
-                return await socks5Connect(conn, destination, {
-                  peer: "server's SOCKS5 target",
-                  greetingTimeout: FREE_GREETING_TIMEOUT_MS,
-                });
-              } catch (error) {
-                conn.close();
-                // No answer to the greeting, or one that is not SOCKS5
-                // (the bound server's own service spoke): free mode is off.
-                if (
-                  error instanceof SocksReplyError &&
-                  (error.code === SocksReply.ttlExpired ||
-                    error.message.endsWith("sent a bad method reply"))
-                ) {
-                  throw new SocksReplyError(
-                    error.code,
-                    `${error.message}: is the server in free mode (-target socks)?`,
-                  );
-                }
-                throw error;
+              } finally {
+                signal.removeEventListener("abort", onAbort);
               }
             },
             onAcceptError,
@@ -311,7 +332,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
         const connector = await createConnector(transport, base, { env, dialer, ...helperOptions });
         const forwarder = new Forwarder(
           tcpListen(),
-          async (record) => {
+          async (record, signal) => {
             // A free transport carries a destination: a bound server
             // (`--target HOST:PORT`) ignores it for its own target, and a
             // free server refuses the unspecified address at once.
@@ -320,6 +341,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
               connector,
               config.target!,
               transport.free ? BOUND_DESTINATION : undefined,
+              signal,
             );
             record.transport(conn, { established: true });
             return conn;
@@ -349,7 +371,10 @@ class Forwarder implements RunningProxy {
 
   constructor(
     listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>,
-    dial: (record: ConnectionRecord) => Promise<{ close(): void } & Parameters<typeof relay>[1]>,
+    dial: (
+      record: ConnectionRecord,
+      signal: AbortSignal,
+    ) => Promise<{ close(): void } & Parameters<typeof relay>[1]>,
     onError: (error: unknown) => void,
     onAcceptError: (error: Error, count: number) => void,
     metrics?: ConnectionMetrics,
@@ -362,8 +387,16 @@ class Forwarder implements RunningProxy {
       ...(metrics === undefined ? {} : { metrics }),
       serve: async (conn, { signal, handshaken, record }) => {
         handshaken();
+        // The transport connection has CONNECT_TIMEOUT_MS to come up (a
+        // bridge that never answers must not hold the slot for good).
+        const giveUp = new AbortController();
+        const timer = setTimeout(
+          () => giveUp.abort(new Error("Cannot connect: timed out")),
+          CONNECT_TIMEOUT_MS,
+        );
         try {
-          const end = await dial(record);
+          const end = await dial(record, AbortSignal.any([signal, giveUp.signal]));
+          clearTimeout(timer);
           if (signal.aborted) {
             end.close();
             return;
@@ -372,6 +405,8 @@ class Forwarder implements RunningProxy {
         } catch (error) {
           record.fail(error);
           if (!signal.aborted) onError(error);
+        } finally {
+          clearTimeout(timer);
         }
       },
     });

@@ -11,6 +11,8 @@ import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
 import type { Counter } from "../../net/_metrics.ts";
 import { ConnectionMetrics } from "../../net/_connection_metrics.ts";
 import type { TransportConn } from "../../net/transport_conn.ts";
+import type { NetConn } from "../../net/net_conn.ts";
+import { checkTimeout } from "../../net/address.ts";
 
 /** The codes `ptkit_socks_replies_total` labels, as `0x..`; anything else is `other`. */
 const REPLY_CODES: readonly string[] = [
@@ -29,14 +31,24 @@ export interface SocksServerOptions {
    * upstream proxy, or directly). Its error picks the reply code (see
    * {@linkcode socksReplyCode}). `follow` is given the transport
    * connection it dials, whose handshake and bytes are counted with the
-   * client's connection (with `metrics`).
+   * client's connection (with `metrics`). `signal` aborts when the attempt
+   * is given up (`connectTimeout`, the client closed its connection, the
+   * server closes): the callback then closes what it opened and rejects.
    */
   readonly connect: (
     request: SocksRequest,
     follow: (conn: TransportConn) => void,
+    signal: AbortSignal,
   ) => Promise<RelayEnd>;
   /** Time a client has to finish its handshake, in ms. Defaults to 5000. */
   readonly handshakeTimeout?: number;
+  /**
+   * Time `connect` has, in ms (the TCP connection, an upstream proxy's
+   * exchange, the transport's handshake): then the client gets reply `06`
+   * (TTL expired) and the attempt is given up. Defaults to 60,000. A client
+   * that closes its connection meanwhile gives it up at once.
+   */
+  readonly connectTimeout?: number;
   /** Largest settings block accepted, in bytes. Defaults to 16384. */
   readonly maxSettingsBytes?: number;
   /**
@@ -85,6 +97,8 @@ export class SocksServer implements AsyncDisposable {
    * @throws {RangeError} When a limit is not a positive integer or `Infinity`.
    */
   constructor(listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>, options: SocksServerOptions) {
+    checkTimeout(options.handshakeTimeout, "handshakeTimeout", "serve SOCKS");
+    checkTimeout(options.connectTimeout, "connectTimeout", "serve SOCKS");
     this.#addr = listener.addr;
     this.#options = options;
     let metrics: ConnectionMetrics | undefined;
@@ -173,23 +187,82 @@ export class SocksServer implements AsyncDisposable {
       clearTimeout(timer);
     }
     handshaken();
+    // The client waits for the reply and sends nothing before it (bytes
+    // that come early are pipelining, refused as in the handshake): a read
+    // that ends meanwhile means it went away, or broke the protocol, and
+    // the attempt is given up. A byte read after the reply is the relay's.
+    const watch = new Uint8Array(1);
+    const watching = conn.read(watch).then(
+      (n) => ({ n }),
+      (error: unknown) => ({ n: null, error }),
+    );
+    const giveUp = new AbortController();
+    let watched = false;
+    let connecting = true;
+    void watching.then(({ n }) => {
+      if (!connecting) return;
+      watched = true;
+      giveUp.abort(
+        new SocksReplyError(
+          SocksReply.generalFailure,
+          n === null
+            ? "SOCKS client closed its connection before the reply"
+            : "Cannot parse SOCKS request: data sent before the reply",
+        ),
+      );
+    });
+    const connectTimer = setTimeout(() => {
+      giveUp.abort(new SocksReplyError(SocksReply.ttlExpired, "Cannot connect: timed out"));
+    }, this.#options.connectTimeout ?? 60_000);
     let end: RelayEnd;
     try {
       end = await this.#options.connect(
         request,
         (dialed) => record.transport(dialed, { established: true }),
+        AbortSignal.any([giveUp.signal, signal]),
       );
+      // Given up while the connection arrived: it is not used.
+      if (giveUp.signal.aborted) {
+        closeQuietly(end);
+        throw giveUp.signal.reason;
+      }
     } catch (error) {
-      record.fail(error);
+      const reason = giveUp.signal.aborted ? giveUp.signal.reason : error;
+      record.fail(reason, giveUp.signal.aborted && !watched ? "timeout" : "error");
       if (signal.aborted) return;
-      onError(error, "connect");
-      await request.reply(socksReplyCode(error)).catch(() => {});
+      onError(reason, "connect");
+      if (!watched) await request.reply(socksReplyCode(reason)).catch(() => {});
       return;
+    } finally {
+      connecting = false;
+      clearTimeout(connectTimer);
     }
+    // The read that watched goes on: what it takes comes first in the relay.
+    let first: Promise<{ n: number | null; error?: unknown }> | undefined = watching;
+    const client: NetConn = {
+      read: async (p) => {
+        if (first === undefined) return await conn.read(p);
+        const { n, error } = await first;
+        first = undefined;
+        if (error !== undefined) throw error;
+        if (n === null || n === 0) return n;
+        p[0] = watch[0]!;
+        return 1;
+      },
+      write: (p) => conn.write(p),
+      closeWrite: () => conn.closeWrite(),
+      close: () => conn.close(),
+      get localAddr() {
+        return conn.localAddr;
+      },
+      get remoteAddr() {
+        return conn.remoteAddr;
+      },
+    };
     try {
       if (signal.aborted) throw signal.reason;
       await request.reply(SocksReply.succeeded);
-      await relay(conn, end, { signal: signal });
+      await relay(client, end, { signal: signal });
     } catch (error) {
       closeQuietly(end);
       if (!signal.aborted) onError(error, "relay");
