@@ -13,7 +13,8 @@ export interface ConnectionLimits {
    * `maxHandshakesPerSource`: then that source's oldest unfinished
    * handshake is closed to make room; with none over it, the oldest
    * unfinished handshake of the source holding the most, when that holds at
-   * least two more than the newcomer's source will, or else one that has
+   * least two more than the newcomer's source holds (one more than it will
+   * with the newcomer), or else one that has
    * waited 2 s from a source holding at least as many (so many sources each
    * holding just under their limit, reconnecting as fast as they are
    * closed, cannot fill the listener nor take a slow client's place).
@@ -171,16 +172,18 @@ export class SourceLimiter {
     const limits = this.#limits;
     const key = sourceKey(addr);
     let source = key === undefined ? undefined : this.#sources.get(key);
-    if (this.#open >= limits.maxConnections && !this.#evictForRoom(source)) {
-      return new RangeError(
-        `Connection refused: ${limits.maxConnections} connections open (maxConnections)`,
-      );
-    }
+    // A source over its own limit is refused before anyone else's handshake
+    // is closed to make room for it.
     if (
       source !== undefined &&
       source.open - source.handshaking.size >= limits.maxConnectionsPerSource
     ) {
       return perSourceRefusal(limits);
+    }
+    if (this.#open >= limits.maxConnections && !this.#evictForRoom(source)) {
+      return new RangeError(
+        `Connection refused: ${limits.maxConnections} connections open (maxConnections)`,
+      );
     }
     if (source === undefined && key !== undefined) {
       source = { key, open: 0, handshaking: new Set() };
@@ -284,8 +287,9 @@ export class SourceLimiter {
       if (worst === undefined || source.handshaking.size > worst.handshaking.size) worst = source;
     }
     // No source over its limit: the source holding the most unfinished
-    // handshakes gives up its oldest, when it holds at least two more than
-    // the newcomer's will; failing that, a handshake that waited 2 s, from a
+    // handshakes gives up its oldest, when it holds at least one more than
+    // the newcomer's will (two more than it holds now); failing that, a
+    // handshake that waited 2 s, from a
     // source holding at least as many. So sources that keep reopening every
     // connection closed (theirs all young) can neither refuse a client from
     // another address nor take the place of its handshake while a busy

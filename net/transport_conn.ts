@@ -14,6 +14,7 @@ import {
   streamSource,
 } from "./_chunk_io.ts";
 import type { NetConn } from "./net_conn.ts";
+import { checkTimeout } from "./address.ts";
 
 /** Byte counts and age of one transport connection. */
 export interface ConnStats {
@@ -415,9 +416,7 @@ export class TransportConn implements AsyncDisposable {
   }
 
   #limit(ready: Promise<void>, ms: number, name: string): Promise<void> {
-    if (!Number.isFinite(ms) || ms <= 0) {
-      throw new RangeError(`Invalid handshake timeout ${ms}: must be a positive number of ms`);
-    }
+    checkTimeout(ms, "handshakeTimeout", "wrap a transport connection");
     return new Promise<void>((resolve, reject) => {
       this.#handshakeTimer = setTimeout(() => {
         reject(

@@ -174,8 +174,10 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
     this.#limiter.close();
     this.#digest?.stop();
     closeQuietly(this.#listener);
-    this.#side.close?.();
     if (this.#helper !== undefined) this.#helperClosed = this.#helper.close().catch(() => {});
+    // Last, so that a hook that throws leaves nothing else open; its error
+    // is the caller's.
+    this.#side.close?.();
   }
 
   /**

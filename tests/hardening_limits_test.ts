@@ -311,6 +311,28 @@ Deno.test("SourceLimiter: a full listener with no source over its handshake limi
   limiter.close();
 });
 
+Deno.test("SourceLimiter: at a full listener, a source over its own per-source limit is refused without closing anyone's handshake", () => {
+  const limiter = new SourceLimiter({
+    maxConnections: 4,
+    maxConnectionsPerSource: 1,
+    maxHandshakesPerSource: 8,
+  });
+  const closed: string[] = [];
+  const a = limiter.admit(tcp("192.0.2.1"), () => closed.push("a1"));
+  ok(!(a instanceof RangeError));
+  a.handshaken();
+  // Three clients behind one address, their handshakes under way.
+  for (const name of ["b1", "b2", "b3"]) {
+    ok(!(limiter.admit(tcp("198.51.100.7"), () => closed.push(name)) instanceof RangeError));
+  }
+  for (let i = 0; i < 3; i++) {
+    const refused = limiter.admit(tcp("192.0.2.1"), () => closed.push("a-new"));
+    ok(refused instanceof RangeError && /maxConnectionsPerSource/.test(refused.message));
+  }
+  deepStrictEqual(closed, []);
+  limiter.close();
+});
+
 Deno.test("SourceLimiter: sources that keep their connections young cannot take the place of another address's slow handshake, nor refuse a new address", async () => {
   const limiter = new SourceLimiter({ maxConnections: 4, maxHandshakesPerSource: 2 });
   const closed: string[] = [];

@@ -5,10 +5,16 @@
 // options fail at once with the documented class; a TransportConn's
 // readable cancel and closeWrite behave as a Deno.Conn's.
 
-import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
 import { createConnector } from "../client.ts";
 import { listen } from "../server.ts";
-import { MemoryStore, plain, type Transport } from "../transports/mod.ts";
+import {
+  defineTransport,
+  layerTransports,
+  MemoryStore,
+  plain,
+  type Transport,
+} from "../transports/mod.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { runManagedProxy } from "../ipc/mod.ts";
@@ -62,13 +68,17 @@ for (const [transport, config] of cases) {
   });
 }
 
-Deno.test("createConnector refuses a handshakeTimeout that is not a positive number; a closed connector dials nothing", async () => {
-  for (const bad of [-5, 0, NaN, Infinity]) {
+Deno.test("createConnector and listen refuse a handshakeTimeout that is not a positive number a timer can hold (30 days would fire at once); a closed connector dials nothing", async () => {
+  for (const bad of [-5, 0, NaN, Infinity, 30 * 86_400_000]) {
     await rejects(
       createConnector(plain, {}, { handshakeTimeout: bad }),
       (e) =>
         e instanceof RangeError &&
         /Cannot create a connector: invalid handshakeTimeout/.test(e.message),
+    );
+    await rejects(
+      listen(plain, {}, { hostname: "127.0.0.1", port: 0, handshakeTimeout: bad }),
+      (e) => e instanceof RangeError && /Cannot listen: invalid handshakeTimeout/.test(e.message),
     );
   }
   using server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -235,4 +245,25 @@ Deno.test({
     ok(late !== undefined);
     await rejects(connector.dial({ port: server.addr.port, signal: AbortSignal.abort(reason) }));
   },
+});
+
+Deno.test("layerTransports: closing a stacked listener or connector closes every layer's side, even after one throws", async () => {
+  const closed: string[] = [];
+  const layer = (name: string, fails = false) =>
+    defineTransport<string>({
+      name,
+      parseConfig: () => name,
+      pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+      close: (_config, role) => {
+        closed.push(`${name} ${role}`);
+        if (fails) throw new Error(`${name} failed to close`);
+      },
+    });
+  const stacked = layerTransports("stacked", [layer("inner", true), layer("outer")]);
+  const listener = await listen(stacked, {}, { hostname: "127.0.0.1", port: 0 });
+  throws(() => listener.close(), /inner failed to close/);
+  deepStrictEqual(closed, ["inner server", "outer server"]);
+  const connector = await createConnector(stacked, {});
+  await rejects(connector.close(), /inner failed to close/);
+  deepStrictEqual(closed.slice(2), ["inner client", "outer client"]);
 });

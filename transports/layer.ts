@@ -179,6 +179,19 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
     };
   };
   const stack = (pairs: TransportPair[]): TransportPair => pairs.reduce((a, b) => layerPairs(a, b));
+  // Every layer's `close` runs, even after one throws (the first error is
+  // the caller's): a layer's replay-filter subscription or timers go too.
+  const closeAll = (sides: readonly { close?: () => void }[]) => () => {
+    let failure: { error: unknown } | undefined;
+    for (const side of sides) {
+      try {
+        side.close?.();
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+    if (failure !== undefined) throw failure.error;
+  };
   return {
     name,
     ...(layers[0]!.free ? { free: true } : {}),
@@ -189,6 +202,7 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
         layers.map((t, i) => t.client(configs[i]!, layerEnv(t, env))),
       );
       const result: ClientTransport = {
+        close: closeAll(sides),
         pair: (settings, destination) => {
           const perLayer = split(settings, "client", env);
           return stack(
@@ -223,6 +237,7 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
         clientOptions,
         ...(bridgeAddress === undefined ? {} : { bridgeAddress }),
         pair: () => stack(sides.map((side) => side.pair())),
+        close: closeAll(sides),
       };
     },
   };

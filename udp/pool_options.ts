@@ -7,6 +7,7 @@ import { checkMaxDatagram, type Framing } from "./framing.ts";
 import { lengthFraming } from "./length_framing.ts";
 import { stunFraming } from "./stun/framing.ts";
 import type { MetricsRegistry } from "../net/metrics.ts";
+import { checkTimeout } from "../net/address.ts";
 
 /**
  * Options both UDP pools take: framing, limits and the idle timeout.
@@ -91,11 +92,7 @@ export function resolveSettings(
   what: string,
 ): FlowSettings & { readonly maxFlows: number } {
   const idleTimeout = options.idleTimeout ?? 120_000;
-  if (!(typeof idleTimeout === "number" && idleTimeout > 0)) {
-    throw new RangeError(
-      `Cannot ${what}: idleTimeout must be a positive number of milliseconds, got ${idleTimeout}`,
-    );
-  }
+  checkTimeout(idleTimeout, "idleTimeout", what);
   return {
     framing: resolveFraming(options.framing, what),
     maxDatagram: checkMaxDatagram(options.maxDatagram, what),

@@ -12,6 +12,7 @@ import {
 } from "./pt_events.ts";
 import { formatMessageLine } from "../lines/_message_line.ts";
 import { LineStream } from "../lines/_line_stream.ts";
+import { checkTimeout } from "../../net/address.ts";
 
 /** When and how often a PT that died is launched again. */
 export interface PtRestartPolicy {
@@ -198,10 +199,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
       );
     }
     for (const key of ["startTimeout", "stopTimeout"] as const) {
-      const value = options[key];
-      if (value !== undefined && !(Number.isFinite(value) && value > 0)) {
-        throw new RangeError(`Cannot launch PT: ${key} must be a positive number, got ${value}`);
-      }
+      checkTimeout(options[key], key, "launch PT");
     }
     if (options.restart !== undefined && options.restart !== false) {
       for (const key of ["maxAttempts", "initialDelay", "maxDelay", "stableAfter"] as const) {

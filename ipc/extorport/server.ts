@@ -21,6 +21,7 @@ import {
   encodeCommand,
   readCommand,
 } from "./_commands.ts";
+import { checkTimeout } from "../../net/address.ts";
 
 /** Options for {@linkcode listenExtOrPort}. */
 export interface ExtOrPortServerOptions {
@@ -410,13 +411,7 @@ export async function listenExtOrPort(
   options: ExtOrPortServerOptions = {},
 ): Promise<ExtOrPortServer> {
   const { handshakeTimeout, maxPending } = options;
-  if (
-    handshakeTimeout !== undefined && !(Number.isFinite(handshakeTimeout) && handshakeTimeout > 0)
-  ) {
-    throw new RangeError(
-      `Cannot listen for ExtORPort: handshakeTimeout must be positive, got ${handshakeTimeout}`,
-    );
-  }
+  checkTimeout(handshakeTimeout, "handshakeTimeout", "listen for ExtORPort");
   if (maxPending !== undefined && !(Number.isInteger(maxPending) && maxPending >= 0)) {
     throw new RangeError(
       `Cannot listen for ExtORPort: maxPending must be a non-negative integer, got ${maxPending}`,
