@@ -117,6 +117,23 @@ Deno.test("a host name in TOR_PT_ORPORT, -orport or TOR_PT_EXTENDED_SERVER_PORT 
   }
 });
 
+Deno.test("main.ts server: an Extended ORPort auth cookie it cannot read is said once at start, naming the variable", async () => {
+  const { code, lines } = await run({
+    ...SERVER_ENV,
+    TOR_PT_EXTENDED_SERVER_PORT: "127.0.0.1:9",
+    TOR_PT_AUTH_COOKIE_FILE: "/nonexistent/extended_orport_auth_cookie",
+  });
+  strictEqual(code, 0, JSON.stringify(lines));
+  ok(lines.some((l) => l.startsWith("SMETHOD obfs4 ")), JSON.stringify(lines));
+  ok(
+    lines.some((l) =>
+      /^LOG SEVERITY=warning MESSAGE="The Extended ORPort auth cookie \(TOR_PT_AUTH_COOKIE_FILE\) cannot be read: .*each connection fails until it can"$/
+        .test(l)
+    ),
+    JSON.stringify(lines),
+  );
+});
+
 /** Wait until process `pid` catches SIGINT and SIGTERM (SigCgt in /proc/PID/status). */
 async function handlersInstalled(pid: number): Promise<void> {
   const wanted = (1n << 1n) | (1n << 14n); // SIGINT (2), SIGTERM (15)

@@ -141,6 +141,22 @@ Deno.test("main.ts server warns when its bridge line says 0.0.0.0, not with --pu
   await Deno.remove(state, { recursive: true });
 });
 
+Deno.test("main.ts server --transport plain warns that it is an open proxy off loopback, not on loopback", async () => {
+  const state = await Deno.makeTempDir();
+  try {
+    for (const [listen, warned] of [["0.0.0.0:0", true], ["127.0.0.1:0", false]] as const) {
+      const run = await runUntil(
+        ["server", "--transport", "plain", "--listen", listen, "--state", state],
+        "Ctrl-C stops the server",
+      );
+      deepStrictEqual(run.code, 0, run.err);
+      deepStrictEqual(/plain has no authentication/.test(run.err), warned, run.err);
+    }
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
 Deno.test("main.ts --help lists every command and main.ts turn --help works", async () => {
   const main = new URL("../main.ts", import.meta.url).pathname;
   const decoder = new TextDecoder();

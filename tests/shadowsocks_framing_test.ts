@@ -190,9 +190,24 @@ Deno.test("shadowsocks: configuration errors name the value; unknown keys are ig
     async () => await shadowsocks.client({ method: "aes-256-gmc", password: "x" }),
     /unsupported method "aes-256-gmc" \(did you mean aes-256-gcm\?\): expected one of /,
   );
+  // Another Shadowsocks program's method is named, with why it is refused.
+  for (
+    const [method, why] of [
+      ["aes-256-cfb", "a stream cipher, insecure and not supported"],
+      ["RC4-MD5", "a stream cipher, insecure and not supported"],
+      ["2022-blake3-aes-256-gcm", "Shadowsocks 2022, not supported"],
+      ["none", "no encryption"],
+    ]
+  ) {
+    await rejects(
+      async () => await shadowsocks.client({ method: method!, password: "x" }),
+      (error: Error) =>
+        error.message.includes(`unsupported method "${method!.toLowerCase()}" (${why})`),
+    );
+  }
   for (
     const method of [
-      "rc4-md5",
+      "rc4-md5x",
       "aes-256-gcm;password=Secret9Mark",
       "aes-256-gcm,password=Secret9Mark",
     ]

@@ -256,3 +256,45 @@ Deno.test("main.ts client ss://...: the link may follow the flags; the #tag prin
     await Deno.remove(state, { recursive: true });
   }
 });
+
+Deno.test("main.ts server --options @FILE and client @FILE: the password never shows on a command line; a missing file is named, exit 64", async () => {
+  await using http = new CountingHttpServer("hello from files\n");
+  const method = "chacha20-ietf-poly1305";
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/server.options`, `method=${method};password=${SECRET}\n`);
+    await using server = new TextProcess(MAIN, [
+      ...["server", "--transport", "shadowsocks", "--listen", "127.0.0.1:0"],
+      ...["--options", `@${dir}/server.options`, "--allow", "loopback", "--state", `${dir}/s`],
+    ]);
+    const [, port] = await server.waitFor(/shadowsocks listening on 127\.0\.0\.1:([0-9]+)/);
+    await Deno.writeTextFile(
+      `${dir}/link`,
+      `ss://${b64url(`${method}:${SECRET}`)}@127.0.0.1:${port}\n`,
+    );
+    const socks = freePort();
+    await using client = new TextProcess(MAIN, [
+      ...["client", `@${dir}/link`, "--socks", `127.0.0.1:${socks}`, "--state", `${dir}/c`],
+    ]);
+    await client.waitFor(/SOCKS5 proxy: 127\.0\.0\.1:[0-9]+/);
+    const result = await curl([
+      "--socks5-hostname",
+      `127.0.0.1:${socks}`,
+      `http://127.0.0.1:${http.port}/`,
+    ]);
+    deepStrictEqual(result.out, "hello from files\n", result.err + client.stderr + server.stderr);
+    for (const pid of [server.child.pid, client.child.pid]) {
+      const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`);
+      ok(!cmdline.includes(SECRET), "the password is on a command line");
+    }
+    deepStrictEqual(await client.interrupt(), 0);
+    deepStrictEqual(await server.interrupt(), 0);
+    ok(!(client.stdout + client.stderr + server.stdout + server.stderr).includes(SECRET));
+    await using missing = new TextProcess(MAIN, ["client", `@${dir}/nowhere`]);
+    deepStrictEqual((await missing.child.status).code, 64);
+    await missing.done;
+    ok(missing.stderr.includes(`${dir}/nowhere`), missing.stderr);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

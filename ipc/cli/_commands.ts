@@ -5,7 +5,7 @@
 
 import type { Transport } from "../../transports/transport.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
-import { isIpLiteral } from "../../net/_ip_address.ts";
+import { classifyIp, isIpLiteral } from "../../net/_ip_address.ts";
 import { DestinationPolicy } from "../../net/destination_policy.ts";
 import { unexpectedArgument } from "../../net/_userinfo.ts";
 import { suggestOptionKey } from "../../transports/_option_keys.ts";
@@ -73,7 +73,8 @@ const SPECS: Record<string, Record<string, Spec>> = {
     options: {
       value: "K=V;K=V",
       help: 'the transport\'s server options (as -options; JSON {"k":"v"} too), e.g.\n' +
-        "shadowsocks: method=aes-256-gcm;password=...  webtunnel: url=https://host/path",
+        "shadowsocks: method=aes-256-gcm;password=...  webtunnel: url=https://host/path\n" +
+        "(@FILE: read from FILE, keeping a password off the command line)",
     },
     target: {
       value: "socks|HOST:PORT",
@@ -102,7 +103,10 @@ const SPECS: Record<string, Record<string, Spec>> = {
     help: { help: "print this help" },
   },
   client: {
-    bridge: { value: "LINE", help: "the server's bridge line: [name] ip:port [k=v ...]" },
+    bridge: {
+      value: "LINE",
+      help: "the server's bridge line: [name] ip:port [k=v ...] (@FILE: read from FILE)",
+    },
     transport: { value: "NAME", help: "transport (default: the bridge line's first word)" },
     socks: {
       value: "IP:PORT",
@@ -146,7 +150,8 @@ const SUMMARY: Record<string, string> = {
     "through the transport to the server and on to their destination (names are\n" +
     "resolved by the server, never here). In place of --bridge, a Shadowsocks link\n" +
     "(ss://..., SIP002, as Outline shares them; with plugin=ptkit;transport=obfs4;...\n" +
-    "Shadowsocks runs over that transport) may be given, before or after the flags.",
+    "Shadowsocks runs over that transport) may be given, before or after the flags;\n" +
+    "@FILE reads it from FILE, keeping its password off the command line.",
   start: "Run a server and a client on loopback in one process (free mode), with a demo\n" +
     "page, and print a curl command to try. Ctrl-C stops.",
 };
@@ -161,7 +166,7 @@ const SUMMARY: Record<string, string> = {
 export function cliUsage(subcommand: string, command: string): string {
   const specs = SPECS[subcommand];
   if (specs === undefined) throw new RangeError(`Unknown subcommand ${JSON.stringify(subcommand)}`);
-  const usage = subcommand === "client" ? "[flags] (or: ss://LINK [flags])" : "[flags]";
+  const usage = subcommand === "client" ? "[flags] (or: ss://LINK|@FILE [flags])" : "[flags]";
   const lines = [`Usage: ${command} ${subcommand} ${usage}`, "", SUMMARY[subcommand]!, ""];
   for (const [name, spec] of Object.entries(specs)) {
     const left = `--${name}${spec.value ? ` ${spec.value}` : ""}`;
@@ -204,7 +209,7 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
   // between or after the flags.
   let link: string | undefined;
   const takeLink = (arg: string): boolean => {
-    if (subcommand !== "client" || link !== undefined || !/^ss:\/\//i.test(arg)) return false;
+    if (subcommand !== "client" || link !== undefined || !/^(ss:\/\/|@)/i.test(arg)) return false;
     link = arg;
     return true;
   };
@@ -225,6 +230,25 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
   if (parsed.help !== undefined) {
     out(cliUsage(subcommand!, command));
     return 0;
+  }
+  // `@FILE`: the value (a password's carrier) is read from a file, so that
+  // it never shows in the process list.
+  try {
+    for (const flag of ["options", "bridge"]) {
+      if (parsed[flag]?.startsWith("@")) {
+        parsed[flag] = await readValueFile(parsed[flag], `--${flag}`);
+      }
+    }
+    if (link?.startsWith("@")) {
+      link = await readValueFile(link, "the ss:// link");
+      if (!/^ss:\/\//i.test(link)) {
+        throw new UsageError("The ss:// link's file does not hold an ss:// link");
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    err(cliError(error.message));
+    return 64;
   }
   const known = options.registry ?? defaultRegistry;
   const wanted = link !== undefined ? undefined : parsed.transport ??
@@ -254,6 +278,32 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
 }
 
 class UsageError extends Error {}
+
+/** The largest file `@FILE` reads, in bytes. */
+const MAX_VALUE_FILE = 65_536;
+
+/**
+ * The value an `@FILE` argument stands for: the file's text without its
+ * trailing line break. The path is named in errors; the content never is.
+ */
+async function readValueFile(arg: string, what: string): Promise<string> {
+  const path = arg.slice(1);
+  let text: string;
+  try {
+    const info = await Deno.stat(path);
+    if (!info.isFile) throw new UsageError(`Cannot read ${what} from ${path}: not a regular file`);
+    if (info.size > MAX_VALUE_FILE) {
+      throw new UsageError(
+        `Cannot read ${what} from ${path}: ${info.size} bytes, more than ${MAX_VALUE_FILE}`,
+      );
+    }
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`Cannot read ${what} from ${path}: ${(error as Error).message}`);
+  }
+  return text.replace(/\r?\n$/, "");
+}
 
 function parsedBridgeTransport(bridge: string | undefined): string | undefined {
   if (bridge === undefined) return undefined;
@@ -516,6 +566,14 @@ async function server(flags: Record<string, string>, context: Context): Promise<
         ? { ...method.args, ...(secret && { [secret.name]: secret.placeholder }) }
         : {},
     });
+    // plain authenticates nobody: in free mode, off loopback, it is an open proxy.
+    if (transport === "plain" && isFree && classifyIp(listening.hostname) !== "loopback") {
+      context.err(
+        `Warning: plain has no authentication: anyone who reaches ${
+          formatHostPort(listening)
+        } can use this SOCKS5 proxy; listen on 127.0.0.1, or use obfs4 or shadowsocks\n`,
+      );
+    }
     // 0.0.0.0 and :: mean "every interface", not an address to dial.
     const said = method.address;
     const unreachable = publicAddress === undefined &&

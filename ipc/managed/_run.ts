@@ -105,6 +105,14 @@ export async function runManaged(
     });
     return 64;
   }
+  if (config.stateDir === undefined) {
+    // obfs4proxy refuses to start without one; PT 2.1 falls back to here:
+    // said, as keys may be written where nobody expects them.
+    log(
+      "notice",
+      `No state directory given (-state, TOR_PT_STATE_LOCATION): state is kept in ${stateDir}`,
+    );
+  }
   const registry = hooks.registry ?? defaultRegistry;
   const hub = new SignalHub(config.kind, emit);
   let pool: WorkerPool | undefined;

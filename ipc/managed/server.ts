@@ -59,6 +59,16 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
   const digested = digestLog(log);
   const running: RunningProxy[] = [];
   const handlers = await loadTargetHandlers(target);
+  if (target.kind === "extorport") {
+    // Read again for every connection (tor may rewrite it), but a file that
+    // cannot be read now is said once, at start, not only per connection.
+    await handlers.readCookieFile!(target.cookieFile).catch((error) =>
+      log(
+        "warning",
+        `${COOKIE_WHAT} cannot be read: ${describe(error)}; each connection fails until it can`,
+      )
+    );
+  }
   const requested = sideTransports(config, options);
   const turn = target.kind === "turn"
     ? new EmbeddedTurn(target, requested[0]?.env.local, metrics)
@@ -222,7 +232,7 @@ function targetOf(
           cookie = await readCookieFile!(target.cookieFile);
         } catch (error) {
           failures?.inc();
-          throw error;
+          throw new Error(`${COOKIE_WHAT} cannot be read: ${describe(error)}`, { cause: error });
         }
         const end = await dial(target.address, signal);
         try {
@@ -403,6 +413,9 @@ async function loadTargetHandlers(target: ServerTarget): Promise<TargetHandlers>
   }
   return {};
 }
+
+/** How the cookie file is named in messages. */
+const COOKIE_WHAT = "The Extended ORPort auth cookie (TOR_PT_AUTH_COOKIE_FILE)";
 
 /** Whether a listen address is reachable from this host only. */
 function loopbackOnly(hostname: string): boolean {

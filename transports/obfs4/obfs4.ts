@@ -259,6 +259,13 @@ function refillSoon(reserve: KeyPairReserve): void {
 
 const REFILL_DELAY_MS = 20;
 
+/**
+ * Why an obfs4 server says nothing: it answers no handshake made for
+ * another bridge's keys (probe resistance), and closes it only later.
+ */
+const WRONG_CERT_HINT =
+  " (an obfs4 server never answers a handshake made with a wrong cert: check the bridge line's cert, and that the address is this bridge's)";
+
 function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options): TransportPair {
   const random = options.random ?? ((b: Uint8Array) => crypto.getRandomValues(b));
   const core = new PairCore(options.iatSleep ?? obfs4proxySleep);
@@ -285,7 +292,12 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
         core.after(
           options.clientHandshakeTimeout ?? CLIENT_HANDSHAKE_TIMEOUT_MS,
           () =>
-            core.fail(new HandshakeError("timeout", "Cannot complete obfs4 handshake: timed out")),
+            core.fail(
+              new HandshakeError(
+                "timeout",
+                `Cannot complete obfs4 handshake: timed out${WRONG_CERT_HINT}`,
+              ),
+            ),
         );
       },
       transform: (chunk, controller) => {
@@ -325,7 +337,7 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
         if (core.session === undefined) {
           const error = new HandshakeError(
             "failed",
-            "Cannot complete obfs4 handshake: server closed the connection",
+            `Cannot complete obfs4 handshake: server closed the connection${WRONG_CERT_HINT}`,
           );
           core.fail(error);
           throw error;

@@ -96,6 +96,45 @@ export function sessionSubkey(key: Uint8Array, salt: Uint8Array): Uint8Array {
 }
 
 /**
+ * Methods other Shadowsocks programs accept and ptkit does not: named in an
+ * error as they are (a known name is no secret).
+ */
+const OTHER_METHODS: ReadonlySet<string> = new Set([
+  "table",
+  "rc4",
+  "rc4-md5",
+  "aes-128-cfb",
+  "aes-192-cfb",
+  "aes-256-cfb",
+  "aes-128-ctr",
+  "aes-192-ctr",
+  "aes-256-ctr",
+  "bf-cfb",
+  "camellia-128-cfb",
+  "camellia-192-cfb",
+  "camellia-256-cfb",
+  "cast5-cfb",
+  "des-cfb",
+  "idea-cfb",
+  "rc2-cfb",
+  "seed-cfb",
+  "salsa20",
+  "chacha20",
+  "chacha20-ietf",
+  "xchacha20",
+  "none",
+  "plain",
+  "aes-128-ccm",
+  "aes-256-ccm",
+  "aes-128-gcm-siv",
+  "aes-256-gcm-siv",
+  "2022-blake3-aes-128-gcm",
+  "2022-blake3-aes-256-gcm",
+  "2022-blake3-chacha20-poly1305",
+  "2022-blake3-chacha8-poly1305",
+]);
+
+/**
  * Parse `method` and `password` or `key` (base64 of the key's bytes).
  *
  * @param options The transport options.
@@ -111,13 +150,27 @@ export function parseConfig(options: TransportOptions): ShadowsocksConfig {
   }
   const method = METHODS[name.toLowerCase() as ShadowsocksMethod];
   if (method === undefined || !Object.hasOwn(METHODS, name.toLowerCase())) {
-    // Named only when it is close to a method: a value that is not may be
-    // a password joined to it (`method=aes-256-gcm;password=...`).
+    // Named only when it is a known method or close to one: a value that
+    // is neither may be a password joined to it (`method=aes-256-gcm;password=...`).
+    const lower = name.toLowerCase();
     const close = suggestOptionKey(name, Object.keys(METHODS));
+    const named = OTHER_METHODS.has(lower)
+      ? ` ${JSON.stringify(lower)} (${
+        lower.startsWith("2022-")
+          ? "Shadowsocks 2022, not supported"
+          : /^(none|plain|table)$/.test(lower)
+          ? "no encryption"
+          : /-(ccm|gcm-siv)$/.test(lower)
+          ? "an AEAD method ptkit does not have"
+          : "a stream cipher, insecure and not supported"
+      })`
+      : close === undefined
+      ? " (not shown)"
+      : ` ${JSON.stringify(name)} (did you mean ${close}?)`;
     throw new RangeError(
-      `Cannot configure shadowsocks: unsupported method${
-        close === undefined ? " (not shown)" : ` ${JSON.stringify(name)} (did you mean ${close}?)`
-      }: expected one of ${Object.keys(METHODS).join(", ")}`,
+      `Cannot configure shadowsocks: unsupported method${named}: expected one of ${
+        Object.keys(METHODS).join(", ")
+      }`,
     );
   }
   const { password, key } = options;
