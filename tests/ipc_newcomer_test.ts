@@ -150,6 +150,19 @@ Deno.test("a state file that is not JSON is a configuration error (64), as a bad
     match(err, /ptkit: error: Cannot start obfs4: Cannot parse obfs4_state\.json: invalid JSON/);
     // Left as it was.
     deepStrictEqual(await Deno.readTextFile(`${state}/obfs4_state.json`), "{not json");
+
+    // A file without the keys says which are missing, naming the file.
+    await Deno.writeTextFile(`${state}/obfs4_state.json`, "{}", { mode: 0o600 });
+    const empty = await main(
+      ["server", "--listen", "127.0.0.1:0", "--state", state],
+      { HOME: state },
+    );
+    deepStrictEqual(empty.code, 64, empty.err);
+    match(
+      empty.err,
+      /ptkit: error: Cannot start obfs4: Cannot parse obfs4_state\.json: 'node-id', 'private-key' and 'drbg-seed' are missing\n/,
+    );
+    deepStrictEqual(await Deno.readTextFile(`${state}/obfs4_state.json`), "{}");
   } finally {
     await Deno.remove(state, { recursive: true });
   }

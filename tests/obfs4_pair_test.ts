@@ -240,6 +240,50 @@ Deno.test("obfs4 server rejects malformed, truncated and inconsistent state", as
   strictEqual(side.clientOptions["iat-mode"], "2");
 });
 
+Deno.test("obfs4 state errors name obfs4_state.json and the key, missing or invalid, never the value", async () => {
+  const store = new MemoryStore();
+  await obfs4.server({}, { local: store });
+  const good = JSON.parse((await store.get("obfs4_state.json"))!);
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{}, /^Cannot parse obfs4_state\.json: 'node-id', 'private-key' and 'drbg-seed' are missing$/],
+    [
+      { ...good, "drbg-seed": undefined },
+      /^Cannot parse obfs4_state\.json: 'drbg-seed' is missing$/,
+    ],
+    [
+      { ...good, "private-key": good["private-key"].slice(2) },
+      /^Cannot parse obfs4_state\.json: 'private-key' must be 32 bytes of hex$/,
+    ],
+    [
+      { ...good, "node-id": 5 },
+      /^Cannot parse obfs4_state\.json: 'node-id' must be 20 bytes of hex$/,
+    ],
+    [
+      { ...good, "drbg-seed": good["drbg-seed"] + "zz" },
+      /^Cannot parse obfs4_state\.json: 'drbg-seed' must be 24 bytes of hex$/,
+    ],
+    [
+      { ...good, "public-key": "0" + good["public-key"] },
+      /^Cannot parse obfs4_state\.json: 'public-key' must be 32 bytes of hex$/,
+    ],
+    [{ ...good, "iat-mode": 7 }, /^Cannot parse obfs4_state\.json: invalid iat-mode "7"/],
+  ];
+  for (const [state, message] of cases) {
+    const store = new MemoryStore();
+    await store.set("obfs4_state.json", JSON.stringify(state));
+    await rejects(
+      async () => await obfs4.server({}, { local: store }),
+      (error: Error) => {
+        ok(message.test(error.message), `${error.message} for ${JSON.stringify(state)}`);
+        for (const key of ["private-key", "drbg-seed"]) {
+          ok(!error.message.includes(good[key].slice(4, 40)), error.message);
+        }
+        return true;
+      },
+    );
+  }
+});
+
 Deno.test("obfs4 client rejects an oversized server answer without a mark", async () => {
   const server = await obfs4.server({}, { local: new MemoryStore() });
   const client = (await obfs4.client(server.clientOptions)).pair({});

@@ -40,20 +40,23 @@ function toHex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-function fromHex(name: string, value: unknown, length: number): Uint8Array {
+/** What a configuration error begins with, by where the value came from. */
+const OPTIONS = "Cannot configure transport 'obfs4'";
+const STATE = `Cannot parse ${STATE_FILE}`;
+
+/** Bytes from hex; an error names the key, never the value (it may be a secret). */
+function fromHex(name: string, value: unknown, length: number, from = OPTIONS): Uint8Array {
   if (typeof value !== "string" || !/^[0-9a-fA-F]*$/.test(value) || value.length !== length * 2) {
-    throw new TypeError(
-      `Cannot configure transport 'obfs4': '${name}' must be ${length} bytes of hex`,
-    );
+    throw new TypeError(`${from}: '${name}' must be ${length} bytes of hex`);
   }
   return Uint8Array.from(value.match(/../g) ?? [], (h) => parseInt(h, 16));
 }
 
-function parseIatMode(value: unknown): IatMode {
+function parseIatMode(value: unknown, from = OPTIONS): IatMode {
   const text = typeof value === "number" ? String(value) : value;
   if (text === "0" || text === "1" || text === "2") return Number(text) as IatMode;
   throw new RangeError(
-    `Cannot configure transport 'obfs4': invalid iat-mode${
+    `${from}: invalid iat-mode${
       typeof text === "string" && text.length <= 8 && isPlainOptionKey(text)
         ? ` ${JSON.stringify(text)}`
         : ""
@@ -265,22 +268,34 @@ export async function parseState(
   try {
     json = JSON.parse(text);
   } catch {
-    throw new SyntaxError(`Cannot parse ${STATE_FILE}: invalid JSON`);
+    throw new SyntaxError(`${STATE}: invalid JSON`);
   }
   if (typeof json !== "object" || json === null) {
-    throw new SyntaxError(`Cannot parse ${STATE_FILE}: not an object`);
+    throw new SyntaxError(`${STATE}: not an object`);
+  }
+  // Every missing key is named at once (an empty file, `{}`, lacks all three).
+  const missing = ["node-id", "private-key", "drbg-seed"].filter((k) => json[k] === undefined);
+  if (missing.length > 0) {
+    const names = missing.map((k) => `'${k}'`);
+    throw new TypeError(
+      `${STATE}: ${
+        names.length === 1
+          ? `${names[0]} is`
+          : `${names.slice(0, -1).join(", ")} and ${names.at(-1)} are`
+      } missing`,
+    );
   }
   const config = await fromSecret(
-    fromHex("node-id", json["node-id"], NODE_ID_LENGTH),
-    fromHex("private-key", json["private-key"], KEY_LENGTH),
-    fromHex("drbg-seed", json["drbg-seed"], SEED_LENGTH),
-    parseIatMode(json["iat-mode"] ?? 0),
+    fromHex("node-id", json["node-id"], NODE_ID_LENGTH, STATE),
+    fromHex("private-key", json["private-key"], KEY_LENGTH, STATE),
+    fromHex("drbg-seed", json["drbg-seed"], SEED_LENGTH, STATE),
+    parseIatMode(json["iat-mode"] ?? 0, STATE),
     crypto,
   );
   if (json["public-key"] !== undefined) {
-    const stored = fromHex("public-key", json["public-key"], KEY_LENGTH);
+    const stored = fromHex("public-key", json["public-key"], KEY_LENGTH, STATE);
     if (toHex(stored) !== toHex(config.keys.publicKey)) {
-      throw new SyntaxError(`Cannot parse ${STATE_FILE}: public-key does not match private-key`);
+      throw new SyntaxError(`${STATE}: public-key does not match private-key`);
     }
   }
   return config;
