@@ -7,7 +7,8 @@
 
 import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert";
 import { FileStore } from "../ipc/managed/_file_store.ts";
-import { PtProcess } from "./ipc_util.ts";
+import { PtProcess, requireBinary } from "./ipc_util.ts";
+import { startObfs4proxy } from "./obfs4_live_helpers.ts";
 
 /** Every entry under `dir` (recursively) with its kind, link target or content. */
 async function snapshot(dir: string): Promise<Record<string, string>> {
@@ -27,8 +28,11 @@ async function snapshot(dir: string): Promise<Record<string, string>> {
   return out;
 }
 
-/** Start an obfs4 server on `state`; returns its protocol lines up to SMETHODS DONE. */
-async function serverLines(state: string): Promise<string[]> {
+/**
+ * Start an obfs4 server on `state` (with `env` added); returns its protocol
+ * lines up to SMETHODS DONE.
+ */
+async function serverLines(state: string, env: Record<string, string> = {}): Promise<string[]> {
   await using pt = new PtProcess([], {
     TOR_PT_MANAGED_TRANSPORT_VER: "1",
     TOR_PT_SERVER_TRANSPORTS: "obfs4",
@@ -36,6 +40,7 @@ async function serverLines(state: string): Promise<string[]> {
     TOR_PT_ORPORT: "127.0.0.1:9",
     TOR_PT_STATE_LOCATION: state,
     TOR_PT_EXIT_ON_STDIN_CLOSE: "1",
+    ...env,
   });
   await pt.waitFor(/^SMETHODS DONE$/);
   await pt.closeStdin();
@@ -52,6 +57,7 @@ async function serverLines(state: string): Promise<string[]> {
 async function refuses(
   prepare: (state: string, volume: string) => Promise<void>,
   file: RegExp,
+  env: Record<string, string> = {},
 ): Promise<string> {
   const root = await Deno.makeTempDir({ prefix: "ptkit_state_" });
   try {
@@ -59,7 +65,7 @@ async function refuses(
     await Deno.mkdir(`${root}/volume`);
     await prepare(`${root}/state`, `${root}/volume`);
     const before = await snapshot(root);
-    const lines = await serverLines(`${root}/state`);
+    const lines = await serverLines(`${root}/state`, env);
     const error = lines.find((l) => l.startsWith("SMETHOD-ERROR obfs4 "));
     ok(error !== undefined, `no SMETHOD-ERROR: ${JSON.stringify(lines)}`);
     match(error, file);
@@ -105,6 +111,24 @@ Deno.test("an obfs4_bridgeline.txt link stops the first run before any key is wr
   await refuses(async (state, volume) => {
     await Deno.symlink(`${volume}/bridgeline`, `${state}/obfs4_bridgeline.txt`);
   }, /obfs4_bridgeline\.txt.*symbolic link/);
+});
+
+Deno.test("an obfs4_bridgeline.txt link on a later run (iat-mode given) stops the start; the state is left as it was", async () => {
+  const stored = JSON.stringify({
+    "node-id": "00".repeat(20),
+    "private-key": "11".repeat(32),
+    "drbg-seed": "22".repeat(24),
+    "iat-mode": 0,
+  });
+  await refuses(
+    async (state, volume) => {
+      await Deno.writeTextFile(`${state}/obfs4_state.json`, stored, { mode: 0o600 });
+      await Deno.writeTextFile(`${volume}/bridgeline`, "precious");
+      await Deno.symlink(`${volume}/bridgeline`, `${state}/obfs4_bridgeline.txt`);
+    },
+    /obfs4_bridgeline\.txt.*symbolic link/,
+    { TOR_PT_SERVER_TRANSPORT_OPTIONS: "obfs4:iat-mode=2" },
+  );
 });
 
 Deno.test({
@@ -181,5 +205,74 @@ Deno.test("FileStore: reads values whole across read sizes, and refuses a file o
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** The `cert=... iat-mode=N` of the Bridge line in the file `path`. */
+async function bridgeArgs(path: string): Promise<string | undefined> {
+  const text = await Deno.readTextFile(path);
+  return /^Bridge obfs4 .* (cert=\S+ iat-mode=\d)$/m.exec(text)?.[1];
+}
+
+/** The SMETHOD line's `cert` and `iat-mode`, as `cert=... iat-mode=N`. */
+function smethodArgs(lines: string[]): string {
+  const smethod = lines.find((l) => l.startsWith("SMETHOD obfs4 "));
+  ok(smethod !== undefined, JSON.stringify(lines));
+  const args = /ARGS:cert=([^,]+),iat-mode=(\d)/.exec(smethod)!;
+  return `cert=${args[1]} iat-mode=${args[2]}`;
+}
+
+Deno.test("obfs4proxy's obfs4_state.json alone: the bridge line is written on every start, and an iat-mode option is saved as obfs4proxy saves it", async () => {
+  const root = await Deno.makeTempDir({ prefix: "ptkit_state_" });
+  const obfs4proxy = requireBinary("obfs4proxy", "obfs4proxy");
+  const env = (state: string) => ({
+    TOR_PT_SERVER_TRANSPORTS: "obfs4",
+    TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
+    TOR_PT_ORPORT: "127.0.0.1:9",
+    TOR_PT_STATE_LOCATION: state,
+  });
+  const runObfs4proxy = async (state: string) => {
+    const pt = await startObfs4proxy(env(state), [obfs4proxy]);
+    await pt.stop();
+    const args = pt.method.find((a) => a.startsWith("ARGS:"))!;
+    return args.replace(/^ARGS:/, "").replace(",", " ");
+  };
+  try {
+    // obfs4proxy makes the keys; only obfs4_state.json is copied (the backup).
+    const made = await runObfs4proxy(`${root}/obfs4proxy`);
+    const original = JSON.parse(await Deno.readTextFile(`${root}/obfs4proxy/obfs4_state.json`));
+    const state = `${root}/restored`;
+    await Deno.mkdir(state, { mode: 0o700 });
+    await Deno.copyFile(`${root}/obfs4proxy/obfs4_state.json`, `${state}/obfs4_state.json`);
+    const bridgeLine = `${state}/obfs4_bridgeline.txt`;
+
+    strictEqual(smethodArgs(await serverLines(state)), made);
+    strictEqual(await bridgeArgs(bridgeLine), made);
+    // Unchanged text is not written again (same inode); a deleted file is.
+    const inode = (await Deno.stat(bridgeLine)).ino;
+    await serverLines(state);
+    strictEqual((await Deno.stat(bridgeLine)).ino, inode);
+    await Deno.remove(bridgeLine);
+    await serverLines(state);
+    strictEqual(await bridgeArgs(bridgeLine), made);
+
+    // iat-mode=2 in the options: the SMETHOD line, the bridge line and the
+    // state agree; the keys are obfs4proxy's, unchanged.
+    const iat2 = made.replace("iat-mode=0", "iat-mode=2");
+    const lines = await serverLines(state, { TOR_PT_SERVER_TRANSPORT_OPTIONS: "obfs4:iat-mode=2" });
+    strictEqual(smethodArgs(lines), iat2);
+    strictEqual(await bridgeArgs(bridgeLine), iat2);
+    deepStrictEqual(
+      JSON.parse(await Deno.readTextFile(`${state}/obfs4_state.json`)),
+      { ...original, "iat-mode": 2 },
+    );
+    strictEqual((await Deno.stat(`${state}/obfs4_state.json`)).mode! & 0o777, 0o600);
+    deepStrictEqual((await snapshot(state))["obfs4_state.json.tmp"], undefined);
+
+    // The option is kept without being given again, by ptkit and by obfs4proxy.
+    strictEqual(smethodArgs(await serverLines(state)), iat2);
+    strictEqual(await runObfs4proxy(state), iat2);
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 });

@@ -5,7 +5,7 @@ import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
 import type { TransportPair } from "../transports/transport.ts";
 import { ClientHandshake } from "../transports/obfs4/_handshake.ts";
-import { parseClientConfig } from "../transports/obfs4/_config.ts";
+import { loadServerConfig, parseClientConfig } from "../transports/obfs4/_config.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 
 async function collect(readable: ReadableStream<Uint8Array>, n: number): Promise<Uint8Array> {
@@ -282,6 +282,74 @@ Deno.test("obfs4 state errors name obfs4_state.json and the key, missing or inva
       },
     );
   }
+});
+
+/** A MemoryStore that records each key written. */
+class CountingStore extends MemoryStore {
+  written: string[] = [];
+  override set(key: string, value: string): Promise<void> {
+    this.written.push(key);
+    return super.set(key, value);
+  }
+}
+
+Deno.test("obfs4 server: an iat-mode option is saved into obfs4_state.json (keys untouched, the change told) and the bridge line follows", async () => {
+  const store = new CountingStore();
+  const first = await obfs4.server({}, { local: store });
+  const stored = (await store.get("obfs4_state.json"))!;
+  store.written = [];
+  const notices: string[] = [];
+  const config = await loadServerConfig(
+    { "iat-mode": "2" },
+    store,
+    undefined,
+    undefined,
+    (message) => notices.push(message),
+  );
+  strictEqual(config.iatMode, 2);
+  deepStrictEqual(store.written.sort(), ["obfs4_bridgeline.txt", "obfs4_state.json"]);
+  // Only iat-mode changed: every other member is as it was, byte for byte.
+  deepStrictEqual(
+    JSON.parse((await store.get("obfs4_state.json"))!),
+    { ...JSON.parse(stored), "iat-mode": 2 },
+  );
+  ok(
+    (await store.get("obfs4_bridgeline.txt"))!.includes(
+      `cert=${first.clientOptions.cert} iat-mode=2\n`,
+    ),
+  );
+  deepStrictEqual(notices, [
+    "obfs4_state.json: iat-mode changed from 0 to 2 (given in the server transport options); the keys are unchanged",
+  ]);
+  // The next start without the option keeps iat-mode 2 and writes nothing.
+  store.written = [];
+  const again = await obfs4.server({}, { local: store });
+  strictEqual(again.clientOptions["iat-mode"], "2");
+  strictEqual(again.clientOptions.cert, first.clientOptions.cert);
+  deepStrictEqual(store.written, []);
+  // The same iat-mode given again changes nothing either.
+  await loadServerConfig({ "iat-mode": "2" }, store, undefined, undefined, (m) => notices.push(m));
+  deepStrictEqual(store.written, []);
+  strictEqual(notices.length, 1);
+});
+
+Deno.test("obfs4 server writes a missing or stale obfs4_bridgeline.txt on every start, not only the first", async () => {
+  const store = new CountingStore();
+  const first = await obfs4.server({}, { local: store });
+  const line = (await store.get("obfs4_bridgeline.txt"))!;
+  // Only the state file, as when obfs4proxy's obfs4_state.json is restored from a backup.
+  const restored = new CountingStore();
+  await restored.set("obfs4_state.json", (await store.get("obfs4_state.json"))!);
+  restored.written = [];
+  deepStrictEqual((await obfs4.server({}, { local: restored })).clientOptions, first.clientOptions);
+  strictEqual(await restored.get("obfs4_bridgeline.txt"), line);
+  deepStrictEqual(restored.written, ["obfs4_bridgeline.txt"]);
+  // A stale or edited one is put right.
+  await restored.set("obfs4_bridgeline.txt", "edited");
+  restored.written = [];
+  await obfs4.server({}, { local: restored });
+  strictEqual(await restored.get("obfs4_bridgeline.txt"), line);
+  deepStrictEqual(restored.written, ["obfs4_bridgeline.txt"]);
 });
 
 Deno.test("obfs4 client rejects an oversized server answer without a mark", async () => {

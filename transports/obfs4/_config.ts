@@ -302,6 +302,14 @@ export async function parseState(
 }
 
 /**
+ * `obfs4_state.json`'s text with its `iat-mode` set to `iatMode` and every
+ * other member (the keys) exactly as it was.
+ */
+function withIatMode(text: string, iatMode: IatMode): string {
+  return JSON.stringify({ ...JSON.parse(text), "iat-mode": iatMode });
+}
+
+/**
  * Generate a fresh server configuration.
  *
  * @example Generating keys
@@ -376,8 +384,16 @@ export function bridgeLine(config: ServerConfig): string {
 /**
  * Resolve an obfs4 server configuration: from `node-id`, `private-key` and
  * `drbg-seed` (hex, all or none) and `iat-mode` options, else from
- * `obfs4_state.json` in `local` (created with `obfs4_bridgeline.txt` when
- * missing), else freshly generated. Other keys are not looked at.
+ * `obfs4_state.json` in `local` (created when missing), else freshly
+ * generated. Other keys are not looked at.
+ *
+ * As obfs4proxy does, a server that uses `local` writes
+ * `obfs4_bridgeline.txt` on every start (when its text differs from the
+ * running configuration's: missing, stale or edited), and an `iat-mode`
+ * option that differs from the stored one is saved into `obfs4_state.json`
+ * and told to `onNotice`; the keys in it are never changed. Nothing is
+ * written before both files have been read (a store that refuses either, a
+ * symbolic link in its place, stops the start with nothing changed).
  *
  * @example Creating state in a store
  * ```ts
@@ -395,6 +411,8 @@ export function bridgeLine(config: ServerConfig): string {
  * @param random Random byte source. Defaults to `crypto.getRandomValues`.
  * @param crypto Loads the crypto backend, in case WebCrypto has no X25519.
  * Defaults to {@linkcode loadWasmCrypto}.
+ * @param onNotice Told, in a sentence for the operator's log, when the
+ * stored iat-mode was changed. Defaults to ignoring.
  * @returns The configuration.
  */
 export async function loadServerConfig(
@@ -402,6 +420,7 @@ export async function loadServerConfig(
   local?: LocalStore,
   random?: RandomFill,
   crypto: CryptoLoader = loadWasmCrypto,
+  onNotice?: (message: string) => void,
 ): Promise<ServerConfig> {
   const iatOption = options["iat-mode"] === undefined
     ? undefined
@@ -431,19 +450,30 @@ export async function loadServerConfig(
     }
     return config;
   }
-  const stored = await local?.get(STATE_FILE);
-  if (stored !== undefined) {
-    const config = await parseState(stored, crypto);
-    return iatOption === undefined ? config : { ...config, iatMode: iatOption };
-  }
-  // First run. Read the bridge line's file too before writing anything: a
-  // store that refuses it (a symbolic link in its place) must stop us before
-  // a new key is written.
-  await local?.get(BRIDGE_LINE_FILE);
-  const config = await generateServerConfig(iatOption ?? 0, random, crypto);
-  if (local !== undefined) {
+  if (local === undefined) return await generateServerConfig(iatOption ?? 0, random, crypto);
+  // Read both files before writing anything: a store that refuses the
+  // bridge line's file (a symbolic link in its place) must stop us before
+  // a new key, or a changed iat-mode, is written.
+  const stored = await local.get(STATE_FILE);
+  const line = await local.get(BRIDGE_LINE_FILE);
+  let config: ServerConfig;
+  if (stored === undefined) {
+    config = await generateServerConfig(iatOption ?? 0, random, crypto);
     await local.set(STATE_FILE, formatState(config));
-    await local.set(BRIDGE_LINE_FILE, bridgeLine(config));
+  } else {
+    config = await parseState(stored, crypto);
+    if (iatOption !== undefined && iatOption !== config.iatMode) {
+      // obfs4proxy writes its state back with the iat-mode it was given: a
+      // bridge keeps it when the option is later removed. The keys stay.
+      const previous = config.iatMode;
+      config = { ...config, iatMode: iatOption };
+      await local.set(STATE_FILE, withIatMode(stored, iatOption));
+      onNotice?.(
+        `${STATE_FILE}: iat-mode changed from ${previous} to ${iatOption} (given in the server transport options); the keys are unchanged`,
+      );
+    }
   }
+  const text = bridgeLine(config);
+  if (line !== text) await local.set(BRIDGE_LINE_FILE, text);
   return config;
 }
