@@ -268,6 +268,8 @@ Deno.test("SIP003: ss-local and ss-server with main.ts as their obfs4 plugin; ob
     const printed =
       (await server.waitFor(/^(transport=obfs4;cert=[A-Za-z0-9+/]+;iat-mode=0)$/m))[1]!;
     await waitListening(serverPort);
+    // The file is written after the line is printed: its notice says when.
+    await server.waitFor(/Wrote .*sip003_client_options\.txt/);
     deepStrictEqual(
       await Deno.readTextFile(`${stateDir}/${CLIENT_OPTIONS_FILE}`),
       `${printed}\n`,
@@ -472,5 +474,43 @@ Deno.test("SIP003: the plugin exits when its parent's stdin pipe closes, not on 
     deepStrictEqual((await child.status).code, 0);
     await done;
     ok(/Shutting down: SIGTERM/.test(text()), text());
+  }
+});
+
+Deno.test("SIP003: the server plugin writes sip003_client_options.txt through the state store: a planted link is refused, never followed", async () => {
+  const root = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
+  try {
+    const stateDir = `${root}/state`;
+    await Deno.mkdir(stateDir, { mode: 0o700 });
+    await Deno.writeTextFile(`${root}/victim.txt`, "precious\n");
+    await Deno.symlink(`${root}/victim.txt`, `${stateDir}/${CLIENT_OPTIONS_FILE}`);
+    await using plugin = new TextProcess(MAIN, [], {
+      SS_REMOTE_HOST: "127.0.0.1",
+      SS_REMOTE_PORT: String(freePort()),
+      SS_LOCAL_HOST: "127.0.0.1",
+      SS_LOCAL_PORT: "9",
+      SS_PLUGIN_OPTIONS: `server;transport=obfs4;state=${stateDir}`,
+    });
+    const said = /(Wrote|Cannot \w+ state file) /;
+    for (let i = 0; i < 600 && !said.test(plugin.stderr); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    ok(
+      new RegExp(`Cannot replace state file ${stateDir}/${CLIENT_OPTIONS_FILE}: .*symbolic link`)
+        .test(plugin.stderr),
+      plugin.stderr,
+    );
+    deepStrictEqual(await Deno.readTextFile(`${root}/victim.txt`), "precious\n");
+    deepStrictEqual(
+      await Deno.readLink(`${stateDir}/${CLIENT_OPTIONS_FILE}`),
+      `${root}/victim.txt`,
+    );
+    // No temporary file is left beside it, and the keys were written as usual.
+    deepStrictEqual(
+      (await Array.fromAsync(Deno.readDir(stateDir), (e) => e.name)).sort(),
+      ["obfs4_bridgeline.txt", "obfs4_state.json", CLIENT_OPTIONS_FILE],
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 });

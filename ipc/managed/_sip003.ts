@@ -14,6 +14,7 @@ import { logged, type LogSeverity, parseLogSeverity } from "../lines/_output.ts"
 import type { PtLine } from "../lines/pt_line.ts";
 import type { ClientConfig, ServerConfig } from "./config.ts";
 import { perUserStateDir } from "./_state_dir.ts";
+import { FileStore } from "./_file_store.ts";
 import { CAUSE_REPORTED } from "./_shutdown.ts";
 import { cliError, methodErrorCode } from "../cli/_names.ts";
 
@@ -284,16 +285,21 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
     if (output.failed()) stop.abort(CAUSE_REPORTED);
     if (text === undefined) return;
     // What the client needs, beside the state it comes from (0600: the
-    // obfs4 cert is the bridge's secret for its users).
+    // obfs4 cert is the bridge's secret for its users), written as every
+    // state file is: a symbolic link or another user's file in its place is
+    // refused and left as it was, never followed.
     const file = `${stateDir}/${CLIENT_OPTIONS_FILE}`;
     try {
-      await Deno.writeTextFile(file, `${text}\n`, { mode: 0o600 });
+      await new FileStore(stateDir).set(CLIENT_OPTIONS_FILE, `${text}\n`);
       output.emit({ type: "LOG", severity: "notice", message: `Wrote ${file}` });
     } catch (error) {
+      // The store's errors name the file and say why (no secret in them).
       output.emit({
         type: "LOG",
         severity: "warning",
-        message: `Cannot write ${CLIENT_OPTIONS_FILE}: ${(error as Error).name}`,
+        message: error instanceof Error && error.message.startsWith("Cannot ")
+          ? error.message
+          : `Cannot write ${CLIENT_OPTIONS_FILE}: ${(error as Error).name}`,
       });
     }
   });
