@@ -107,47 +107,7 @@ export class FileStore implements LocalStore {
    * regular file, or of another owner (the message names the file).
    */
   async set(key: string, value: string): Promise<void> {
-    const path = this.#path(key);
-    try {
-      await this.#set(path, value);
-    } catch (error) {
-      throw inContext(error, `Cannot write state file ${path}`);
-    }
-  }
-
-  async #set(path: string, value: string): Promise<void> {
-    const temp = `${path}.tmp`;
-    const existing = await lstatOrUndefined(path);
-    if (existing !== undefined) checkOwnFile(path, existing, "replace");
-    const stale = await lstatOrUndefined(temp);
-    if (stale !== undefined) {
-      // A write interrupted by a crash leaves its own regular file: remove it.
-      checkOwnFile(temp, stale, "replace");
-      await Deno.remove(temp);
-    }
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
-    } catch (error) {
-      if (error instanceof Deno.errors.AlreadyExists) {
-        throw new Error(`Cannot write state file ${temp}: it appeared while being created`, {
-          cause: error,
-        });
-      }
-      throw error;
-    }
-    try {
-      const bytes = new TextEncoder().encode(value);
-      let offset = 0;
-      while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
-      await file.syncData();
-    } catch (error) {
-      file.close();
-      await Deno.remove(temp).catch(() => {});
-      throw error;
-    }
-    file.close();
-    await Deno.rename(temp, path);
+    await writeFileSafely(this.#path(key), new TextEncoder().encode(value));
   }
 
   #path(key: string): string {
@@ -156,6 +116,68 @@ export class FileStore implements LocalStore {
     }
     return `${this.#dir}/${key}`;
   }
+}
+
+/**
+ * Write `bytes` to `path` as {@linkcode FileStore} writes a value, never
+ * following or replacing what this process's user did not write: a `path`
+ * (or `<path>.tmp`) that is a symbolic link (dangling or not), anything but
+ * a regular file, or a file of another owner, is refused with an error
+ * naming it, and left untouched. The bytes go to `<path>.tmp`, created
+ * exclusively with mode 0600, flushed to disk, then renamed over `path`; a
+ * `.tmp` regular file of ours (a write interrupted by a crash) is removed
+ * first.
+ *
+ * @param path The file.
+ * @param bytes Its new content.
+ * @param what What the file is, for errors (`Cannot write <what> <path>: ...`).
+ * @throws {Error} When the file or `<path>.tmp` is refused, or the system
+ * refuses the write (the message names the file).
+ */
+export async function writeFileSafely(
+  path: string,
+  bytes: Uint8Array,
+  what = "state file",
+): Promise<void> {
+  try {
+    await writeSafely(path, bytes, what);
+  } catch (error) {
+    throw inContext(error, `Cannot write ${what} ${path}`);
+  }
+}
+
+async function writeSafely(path: string, bytes: Uint8Array, what: string): Promise<void> {
+  const temp = `${path}.tmp`;
+  const existing = await lstatOrUndefined(path);
+  if (existing !== undefined) checkOwnFile(path, existing, "replace", what);
+  const stale = await lstatOrUndefined(temp);
+  if (stale !== undefined) {
+    // A write interrupted by a crash leaves its own regular file: remove it.
+    checkOwnFile(temp, stale, "replace", what);
+    await Deno.remove(temp);
+  }
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) {
+      throw new Error(`Cannot write ${what} ${temp}: it appeared while being created`, {
+        cause: error,
+      });
+    }
+    throw error;
+  }
+  try {
+    let offset = 0;
+    while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
+    await file.syncData();
+  } catch (error) {
+    file.close();
+    await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+  file.close();
+  await Deno.rename(temp, path);
 }
 
 /**
@@ -196,9 +218,14 @@ async function lstatOrUndefined(path: string): Promise<Deno.FileInfo | undefined
 }
 
 /** Throw unless `info` (from lstat) is a regular file of this process's user. */
-function checkOwnFile(path: string, info: Deno.FileInfo, action: "read" | "replace"): void {
+function checkOwnFile(
+  path: string,
+  info: Deno.FileInfo,
+  action: "read" | "replace",
+  what = "state file",
+): void {
   const refuse = (why: string): never => {
-    throw new Error(`Cannot ${action} state file ${path}: ${why}; it is left untouched`);
+    throw new Error(`Cannot ${action} ${what} ${path}: ${why}; it is left untouched`);
   };
   if (info.isSymlink) refuse("it is a symbolic link (refusing to follow it)");
   if (!info.isFile) refuse(info.isDirectory ? "it is a directory" : "it is not a regular file");
