@@ -61,6 +61,39 @@ Deno.test("SAFE_COOKIE reads and writes 64-byte cookie files with the header", a
   }
 });
 
+Deno.test("listenExtOrPort({ cookieFile }) never follows a symbolic link: a link there or at <file>.tmp is refused and left as it was", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cookieFile = `${dir}/cookie`;
+    await Deno.writeTextFile(`${dir}/victim`, "precious");
+    for (const planted of [cookieFile, `${cookieFile}.tmp`]) {
+      for (const target of [`${dir}/victim`, `${dir}/absent`]) {
+        await Deno.symlink(target, planted);
+        await rejects(listenExtOrPort({ cookieFile }), (error: Error) => {
+          match(error.message, new RegExp(`${planted}: it is a symbolic link`));
+          return true;
+        });
+        strictEqual(await Deno.readLink(planted), target);
+        strictEqual(await Deno.readTextFile(`${dir}/victim`), "precious");
+        await rejects(Deno.lstat(`${dir}/absent`), Deno.errors.NotFound);
+        await Deno.remove(planted);
+      }
+    }
+    // A regular file of ours (the last run's cookie) is replaced, mode 0600.
+    await Deno.writeTextFile(cookieFile, "old", { mode: 0o644 });
+    await Deno.chmod(cookieFile, 0o644);
+    {
+      await using server = await listenExtOrPort({ cookieFile });
+      strictEqual(server.cookieFile, cookieFile);
+      strictEqual((await Deno.stat(cookieFile)).mode! & 0o777, 0o600);
+      strictEqual((await Deno.readFile(cookieFile)).length, 64);
+    }
+    await rejects(Deno.lstat(`${cookieFile}.tmp`), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /** The PT side, by hand. Returns the connection after authentication. */
 async function ptSide(
   server: ExtOrPortServer,

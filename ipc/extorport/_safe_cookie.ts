@@ -5,6 +5,8 @@
 
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
+import { fileURLToPath } from "node:url";
+import { writeFileSafely } from "../managed/_file_store.ts";
 
 /** The 32-byte header of a cookie file: `"! Extended ORPort Auth Cookie !\n"`. */
 export const COOKIE_HEADER: Uint8Array = new TextEncoder().encode(
@@ -153,15 +155,20 @@ export async function readCookieFile(path: string | URL): Promise<Uint8Array> {
 
 /**
  * Write a cookie file with mode 0600 (a fresh random cookie when none is
- * given).
+ * given), as state files are written: never through a symbolic link (at
+ * the path or at `<path>.tmp`), never over anything but a regular file of
+ * this process's user (refused, naming it, and left untouched); the bytes
+ * go to `<path>.tmp`, created exclusively, then renamed into place.
  *
  * @returns The cookie.
+ * @throws {Error} When the file is refused or cannot be written (the
+ * message names it).
  */
 export async function writeCookieFile(
   path: string | URL,
   cookie: Uint8Array = crypto.getRandomValues(new Uint8Array(AUTH_LENGTH)),
 ): Promise<Uint8Array> {
-  await Deno.writeFile(path, formatCookieFile(cookie), { mode: 0o600 });
-  await Deno.chmod(path, 0o600);
+  const file = path instanceof URL ? fileURLToPath(path) : path;
+  await writeFileSafely(file, formatCookieFile(cookie), "auth cookie file");
   return cookie.slice();
 }

@@ -30,7 +30,10 @@ export interface ExtOrPortServerOptions {
   /** The port; 0 picks a free one. Defaults to 0. */
   readonly port?: number;
   /**
-   * Where to write the cookie file (mode 0600, a fresh random cookie).
+   * Where to write the cookie file (mode 0600, a fresh random cookie). A
+   * symbolic link there or at `<cookieFile>.tmp`, or anything but a regular
+   * file of this process's user, is refused (the error names it) and left
+   * untouched; the file is written to `<cookieFile>.tmp`, then renamed.
    * Defaults to a file in a new temporary directory, removed on close.
    */
   readonly cookieFile?: string;
