@@ -261,6 +261,13 @@ Deno.test("obfs4proxy's obfs4_state.json alone: the bridge line is written on ev
     const iat2 = made.replace("iat-mode=0", "iat-mode=2");
     const lines = await serverLines(state, { TOR_PT_SERVER_TRANSPORT_OPTIONS: "obfs4:iat-mode=2" });
     strictEqual(smethodArgs(lines), iat2);
+    ok(
+      lines.some((line) =>
+        /^LOG SEVERITY=notice MESSAGE="obfs4_state\.json: iat-mode changed from 0 to 2 .*the keys are unchanged"$/
+          .test(line)
+      ),
+      lines.join("\n"),
+    );
     strictEqual(await bridgeArgs(bridgeLine), iat2);
     deepStrictEqual(
       JSON.parse(await Deno.readTextFile(`${state}/obfs4_state.json`)),

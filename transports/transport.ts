@@ -213,6 +213,13 @@ export interface TransportEnvironment {
    * options go unreported.
    */
   readonly onIgnoredOption?: (ignored: IgnoredOption) => void;
+  /**
+   * Told, in a sentence for the operator's log, what the transport did
+   * that the operator should know of (a state file it changed, say: obfs4
+   * saving an `iat-mode` option into `obfs4_state.json`). The managed proxy
+   * logs it at `notice`; it never holds a secret. Absent: not reported.
+   */
+  readonly onNotice?: (message: string) => void;
 }
 
 /** The client side of a transport, configured and ready to make pairs. */

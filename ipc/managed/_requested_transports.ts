@@ -31,6 +31,8 @@ export interface TransportRequest {
   readonly replays?: (transport: string) => TransportEnvironment["replays"];
   /** Told about options a transport ignored (see {@linkcode ignoredOptionLog}). */
   readonly onIgnoredOption?: (ignored: IgnoredOption) => void;
+  /** Told what a transport did that the operator should know (see `TransportEnvironment.onNotice`). */
+  readonly onNotice?: (message: string) => void;
   /** The transports' storage in place of the state directory's files. */
   readonly local?: LocalStore;
 }
@@ -64,7 +66,7 @@ export function requestedTransports(request: TransportRequest): RequestedTranspo
     seen.add(name);
     const signals = request.signals?.(name);
     const replays = request.replays?.(name);
-    const onIgnoredOption = request.onIgnoredOption;
+    const { onIgnoredOption, onNotice } = request;
     result.push({
       name,
       transport,
@@ -73,6 +75,7 @@ export function requestedTransports(request: TransportRequest): RequestedTranspo
         ...(signals === undefined ? {} : { signals }),
         ...(replays === undefined ? {} : { replays }),
         ...(onIgnoredOption === undefined ? {} : { onIgnoredOption }),
+        ...(onNotice === undefined ? {} : { onNotice }),
       },
       options: { ...request.options.get("*"), ...request.options.get(name) },
     });
@@ -143,5 +146,6 @@ export function sideTransports(
     ...(options.replays === undefined ? {} : { replays: options.replays }),
     ...(options.local === undefined ? {} : { local: options.local }),
     onIgnoredOption: ignoredOptionLog(options.emit),
+    onNotice: (message) => options.emit({ type: "LOG", severity: "notice", message }),
   });
 }

@@ -352,7 +352,7 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description: "TURN ignores the total allocation quota",
     file: TURN_SERVER,
-    search: "this.#allocations.size + pending + this.#reservations.size >= this.#totalQuota",
+    search: "pending !== undefined && taken + slots > this.#totalQuota",
     replace: "false",
     tests: [T_TURN_SERVER],
   },
@@ -361,7 +361,7 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description: "TURN does not check the quotas again once a pending Allocate's relay is open",
     file: TURN_SERVER,
-    search: "victim = this.#room(source, username, 0);",
+    search: "victim = this.#room(source, username, 0, slots);",
     replace: "",
     tests: [T_TURN_SERVER],
     filter: "arriving together",
@@ -696,9 +696,14 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description: "obfs4 client waits for the server's handshake forever",
     file: OBFS4,
-    search:
-      `core.fail(new HandshakeError("timeout", "Cannot complete obfs4 handshake: timed out")),`,
-    replace: `void (new HandshakeError("timeout", "Cannot complete obfs4 handshake: timed out")),`,
+    search: `() =>
+            core.fail(
+              new HandshakeError(
+                "timeout",`,
+    replace: `() =>
+            void (
+              new HandshakeError(
+                "timeout",`,
     tests: [T_OBFS4_DEADLINES],
   },
   // obfs4: the replay filter.

@@ -498,10 +498,14 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
           ? { crypto: lazy, reserve: {}, clientOptions: config }
           : { crypto: lazy, reserve: {}, clientOptions: config, client };
       }
-      // No onNotice: TransportEnvironment has no hook for log lines yet, so
-      // an iat-mode option saved into obfs4_state.json goes unlogged (the
-      // SMETHOD line and obfs4_bridgeline.txt show the one in use).
-      const server = await loadServerConfig(config, env.local, options.random, () => lazy.get());
+      // An iat-mode option saved into obfs4_state.json is said (env.onNotice).
+      const server = await loadServerConfig(
+        config,
+        env.local,
+        options.random,
+        () => lazy.get(),
+        env.onNotice,
+      );
       const digest = await crypto.subtle.digest("SHA-256", server.drbgSeed.slice());
       const iatSeed = new Uint8Array(digest, 0, 24);
       return {
