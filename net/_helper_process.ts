@@ -28,7 +28,10 @@ export interface HelperSupervisorOptions {
 // group alone would miss them) when its stdin closes (the runtime closed
 // it, or died: the pipe closes with the process, however it ends) or on
 // SIGTERM/SIGINT/SIGHUP; the helper is stopped first so that it forks no
-// more. /proc is read with the shell and awk alone.
+// more. /proc is read with the shell and awk alone. The watchdog is ended
+// with SIGKILL: a SIGTERM that reaches it while it is being forked (the
+// helper exited at once) is lost, and it then held the output pipes open,
+// so the helper was never seen to exit (no restart, close() never done).
 const WRAPPER = `
 descendants() {
   for s in /proc/[0-9]*/stat; do
@@ -37,24 +40,26 @@ descendants() {
     END { n = 1; q[1] = root; for (i = 1; i <= n; i++) for (p in parent)
       if (parent[p] == q[i]) { q[++n] = p; print p } }'
 }
-exec 3<&0
-"$@" </dev/null 3<&- &
-c=$!
 stop() {
   trap '' TERM INT HUP
+  # A signal that came as the helper was being started: it is the last job.
+  [ -n "$c" ] || c=$!
   kill -STOP "$c" 2>/dev/null
   kill -KILL "$c" $(descendants "$c") 2>/dev/null
-  kill "$w" 2>/dev/null
+  kill -KILL "$w" 2>/dev/null
   if [ -n "$PTKIT_HELPER_CLEANUP" ]; then rm -rf -- "$PTKIT_HELPER_CLEANUP"; fi
   exit 143
 }
 trap stop TERM INT HUP
+exec 3<&0
+"$@" </dev/null 3<&- &
+c=$!
 { while read -r _ <&3; do :; done; kill -TERM $$; } 0<&3 &
 w=$!
 exec 3<&-
 wait "$c"
 s=$?
-kill "$w" 2>/dev/null
+kill -KILL "$w" 2>/dev/null
 exit "$s"
 `;
 
@@ -175,10 +180,12 @@ export class HelperSupervisor {
     return this.#child?.pid;
   }
 
-  async #startOnce(): Promise<void> {
+  /** Start the helper; false when the supervisor was closed meanwhile. */
+  async #startOnce(): Promise<boolean> {
     for (const [name, content] of Object.entries(this.#spec.files ?? {})) {
       await writeHelperFile(this.#directory, name, content, this.#owner);
     }
+    if (this.#closed) return false;
     const args = this.#spec.args.map((arg) => arg.replaceAll("{dir}", this.#directory));
     // `sh` (the one program main.ts may run besides deno) puts the wrapper
     // in a session of its own with util-linux's setsid.
@@ -209,12 +216,16 @@ export class HelperSupervisor {
     }).spawn();
     // Nothing is ever written: the pipe only tells the wrapper we are alive.
     this.#child.stdin.getWriter();
+    return true;
   }
 
   async #run(): Promise<void> {
     const delay = this.#spec.restartDelay ?? 10_000;
-    while (!this.#closed) {
+    for (;;) {
       const child = this.#child!;
+      // A close() that ran while this child was being started saw only the
+      // one before it: this one is stopped here, and waited for.
+      if (this.#closed) kill(child);
       const [status] = await Promise.all([
         child.status,
         this.#pump(child.stdout),
@@ -238,7 +249,7 @@ export class HelperSupervisor {
       this.#wake = undefined;
       if (this.#closed) return;
       try {
-        await this.#startOnce();
+        if (!await this.#startOnce()) return;
       } catch (error) {
         this.#onLog("warning", `Cannot start ${this.#spec.command}: ${(error as Error).message}`);
         this.#child = undefined;
@@ -275,13 +286,7 @@ export class HelperSupervisor {
       this.#closed = true;
       this.#wake?.();
       const child = this.#child;
-      if (child !== undefined) {
-        try {
-          child.kill("SIGTERM");
-        } catch {
-          // Already gone.
-        }
-      }
+      if (child !== undefined) kill(child);
     }
     await this.#loop;
     // A directory made for this run only (keys in it) goes with it.
@@ -291,6 +296,15 @@ export class HelperSupervisor {
   /** Same as {@linkcode HelperSupervisor.close}. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+}
+
+/** Ask a helper's wrapper to stop it and everything it started. */
+function kill(child: Deno.ChildProcess): void {
+  try {
+    child.kill("SIGTERM");
+  } catch {
+    // Already gone.
   }
 }
 

@@ -1,0 +1,87 @@
+// Copyright the ptkit authors. MIT license.
+// The helper supervisor (net/_helper_process.ts) with real processes under
+// its setsid wrapper (util-linux): a helper that exits is seen to exit (its
+// wrapper's watchdog does not outlive it holding the output pipes), and a
+// close() that lands while a restart is starting the helper stops that
+// helper too.
+
+import { deepStrictEqual as assertEquals } from "node:assert";
+import { HelperSupervisor } from "../net/_helper_process.ts";
+import { helperProcesses, requireProgram, waitFor } from "./ssh_util.ts";
+
+Deno.test({
+  name: "helper supervisor: close() while a restart starts the helper leaves no helper running",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await requireProgram("setsid", "util-linux");
+    const root = await Deno.makeTempDir({ prefix: "ptkit-supervisor-test-" });
+    // Run as root, helpers run as nobody, who must reach their directory.
+    await Deno.chmod(root, 0o711);
+    let supervisor: HelperSupervisor | undefined;
+    let starts = 0;
+    let closing: Promise<void> | undefined;
+    try {
+      supervisor = await HelperSupervisor.start(() => ({
+        // The first run exits at once (as a refused ssh does); the restart lives.
+        command: "sh",
+        args: ["-c", "if [ -e started ]; then exec sleep 600; fi; : > started"],
+        restartDelay: 1,
+        // Read as each start writes the helper's files: the restart's is
+        // where close() lands, before the helper is spawned.
+        get files() {
+          starts++;
+          if (starts === 2) closing = supervisor!.close();
+          return {};
+        },
+      }), { directory: `${root}/helper`, listen: { hostname: "127.0.0.1", port: 9 } });
+      await waitFor(() => closing !== undefined, 20_000);
+      await closing;
+      assertEquals(await helperProcesses(root), []);
+    } finally {
+      for (const line of await helperProcesses(root)) {
+        Deno.kill(Number(line.split(" ")[0]), "SIGKILL");
+      }
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "helper supervisor: every helper that exits at once is seen to exit, and closes",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await requireProgram("setsid", "util-linux");
+    const root = await Deno.makeTempDir({ prefix: "ptkit-supervisor-test-" });
+    await Deno.chmod(root, 0o711);
+    const supervisors: HelperSupervisor[] = [];
+    try {
+      // Many at once: the wrapper's watchdog, signalled as it was being
+      // forked, lost the signal now and then and kept the output pipes
+      // open, so neither a restart nor close() ever came.
+      for (let i = 0; i < 64; i++) {
+        supervisors.push(
+          await HelperSupervisor.start(
+            () => ({ command: "true", args: [], restartDelay: 600_000 }),
+            {
+              directory: `${root}/helper-${i}`,
+              listen: { hostname: "127.0.0.1", port: 9 },
+            },
+          ),
+        );
+      }
+      let exited = 0;
+      for (const supervisor of supervisors) supervisor.exited.then(() => exited++);
+      await waitFor(() => exited === supervisors.length, 30_000)
+        .catch(() => assertEquals(exited, supervisors.length, "helpers never seen to exit"));
+      await Promise.all(supervisors.map((supervisor) => supervisor.close()));
+      assertEquals(await helperProcesses(root), []);
+    } finally {
+      for (const line of await helperProcesses(root)) {
+        Deno.kill(Number(line.split(" ")[0]), "SIGKILL");
+      }
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
+});
