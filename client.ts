@@ -194,6 +194,9 @@ export class Connector {
           {
             directory: `${base}/${this.#name}-${key.replace(/[^A-Za-z0-9_.-]/g, "_")}`,
             listen: { hostname: "127.0.0.1", port },
+            // Its files hold the client's private key: they stay this
+            // process's user's, never `nobody`'s (shared by other daemons).
+            asNobody: false,
             ...(this.#helperOptions.onHelperLog === undefined
               ? {}
               : { onLog: this.#helperOptions.onHelperLog }),

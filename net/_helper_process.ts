@@ -20,6 +20,14 @@ export interface HelperSupervisorOptions {
   readonly relay?: HostPort;
   /** Told each output line (addresses redacted) and each restart. Defaults to none. */
   readonly onLog?: HelperLog;
+  /**
+   * When this process runs as root, run the helper as `nobody` and give it
+   * its directory and files. Defaults to true (sshd, which started by root
+   * would let any user log in). A client's `ssh` passes false: its files
+   * hold the client's private key, and `nobody` is shared by other
+   * daemons, any of which could read them; it runs as this process's user.
+   */
+  readonly asNobody?: boolean;
 }
 
 // The helper runs under this shell, which `setsid` makes the leader of a
@@ -90,7 +98,7 @@ export function redactAddresses(line: string): string {
  * `restartDelay` when it exits, and logs its output with addresses redacted.
  * When this process runs as root, the helper runs as `nobody` (sshd refuses
  * no one and drops nothing for a helper started by root otherwise), and
- * the directory is given to that user.
+ * the directory is given to that user, unless `asNobody` is false.
  */
 export class HelperSupervisor {
   #spec: HelperProcess;
@@ -132,7 +140,7 @@ export class HelperSupervisor {
     build: (context: HelperContext) => HelperProcess | Promise<HelperProcess>,
     options: HelperSupervisorOptions,
   ): Promise<HelperSupervisor> {
-    const user = await helperUser();
+    const user = await helperUser(options.asNobody ?? true);
     // A helper that runs as another user must reach its directory: when a
     // parent is closed to others (a 0700 state directory), its files go to
     // a fresh directory under the system's temporary directory instead.
@@ -372,7 +380,7 @@ async function findProgram(command: string): Promise<string> {
   );
 }
 
-async function helperUser(): Promise<
+async function helperUser(asNobody: boolean): Promise<
   { name: string; owner: { uid: number; gid: number } | undefined }
 > {
   const uid = Deno.uid();
@@ -383,7 +391,7 @@ async function helperUser(): Promise<
     // No passwd: names from the environment.
   }
   const entries = passwd.split("\n").map((line) => line.split(":"));
-  if (uid === 0) {
+  if (uid === 0 && asNobody) {
     const nobody = entries.find((fields) => fields[0] === "nobody");
     const owner = { uid: Number(nobody?.[2] ?? 65534), gid: Number(nobody?.[3] ?? 65534) };
     return { name: "nobody", owner };

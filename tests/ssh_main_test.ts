@@ -441,3 +441,59 @@ Deno.test("main.ts ssh server killed by SIGKILL leaves no helper directory (with
     await Deno.remove(state, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test({
+  name:
+    "main.ts ssh client as root: ssh and its copy of the client key stay the PT's user's (0600)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await requireOpenSsh();
+    ok(Deno.uid() === 0, "this test needs root (as CI runs): ptkit drops helpers to nobody then");
+    // A state directory closed to others, as tor makes it.
+    const state = await Deno.makeTempDir({ prefix: "ptkit-ssh-keyfile-" });
+    await Deno.chmod(state, 0o700);
+    // A server that takes the connection and never answers: ssh waits.
+    using silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const options = { fp: `SHA256:${"A".repeat(43)}`, user: "nobody", relay: "4000" };
+    const client = startClient(silent.addr.port, options, state);
+    try {
+      const socks = await client.cmethod("ssh");
+      // The first request starts the helper (and fails: it is not up yet).
+      await socks5Connect(socks, { hostname: "127.0.0.1", port: 9 }).then(
+        (conn) => conn.close(),
+        () => {},
+      );
+      const ssh = await waitFor(async () => {
+        for (const pid of await descendantPids(client.child.pid)) {
+          try {
+            const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`);
+            if (!cmdline.startsWith("/usr/bin/ssh\0") && !cmdline.startsWith("ssh\0")) continue;
+            const environ = await Deno.readTextFile(`/proc/${pid}/environ`);
+            const home = environ.split("\0").find((v) => v.startsWith("HOME="))!.slice(5);
+            const status = await Deno.readTextFile(`/proc/${pid}/status`);
+            return { home, uid: Number(/^Uid:\s+(\d+)/m.exec(status)![1]) };
+          } catch {
+            // Gone meanwhile.
+          }
+        }
+        return undefined;
+      }, 20_000);
+      deepStrictEqual(ssh.uid, Deno.uid(), "ssh runs as another user");
+      const key = await Deno.stat(`${ssh.home}/id_ed25519`);
+      deepStrictEqual(
+        { uid: key.uid, mode: (key.mode ?? 0) & 0o777 },
+        { uid: Deno.uid(), mode: 0o600 },
+        "the key's copy belongs to another user",
+      );
+      const directory = await Deno.stat(ssh.home);
+      deepStrictEqual(
+        { uid: directory.uid, others: (directory.mode ?? 0) & 0o077 },
+        { uid: Deno.uid(), others: 0 },
+      );
+    } finally {
+      await client[Symbol.asyncDispose]().catch(() => {});
+      await Deno.remove(state, { recursive: true }).catch(() => {});
+    }
+  },
+});
