@@ -28,7 +28,22 @@ export interface HelperSupervisorOptions {
    * daemons, any of which could read them; it runs as this process's user.
    */
   readonly asNobody?: boolean;
+  /**
+   * Failed runs in a row (each ended within a minute of its start) after
+   * which the helper is not started again, and `onGiveUp` is told. Each
+   * such run doubles the wait before the next start, from the helper's
+   * `restartDelay` up to a minute; a run that lasted a minute starts the
+   * count again. Defaults to `Infinity` (restarted for as long as it runs).
+   */
+  readonly maxFailures?: number;
+  /** Told once the helper is given up (see `maxFailures`). Defaults to none. */
+  readonly onGiveUp?: () => void;
 }
+
+/** A run at least this long (ms) is a success: the failure count starts again. */
+const STABLE_RUN_MS = 60_000;
+/** The longest wait (ms) between starts of a failing helper, unless its restartDelay is longer. */
+const MAX_BACKOFF_MS = 60_000;
 
 // The helper runs under this shell, which `setsid` makes the leader of a
 // new session and process group. It ends the helper and every descendant
@@ -112,6 +127,9 @@ export class HelperSupervisor {
   #loop: Promise<void> = Promise.resolve();
   #exited: { promise: Promise<void>; resolve: () => void };
   #temporary = false;
+  #maxFailures = Infinity;
+  #onGiveUp: () => void = () => {};
+  #startedAt = 0;
 
   private constructor(
     spec: HelperProcess,
@@ -173,6 +191,12 @@ export class HelperSupervisor {
       command,
     );
     supervisor.#temporary = temporary;
+    const maxFailures = options.maxFailures ?? Infinity;
+    if (!(maxFailures >= 1)) {
+      throw new RangeError(`Invalid maxFailures ${maxFailures}: must be at least 1`);
+    }
+    supervisor.#maxFailures = maxFailures;
+    if (options.onGiveUp !== undefined) supervisor.#onGiveUp = options.onGiveUp;
     await supervisor.#startOnce();
     supervisor.#loop = supervisor.#run();
     return supervisor;
@@ -224,11 +248,13 @@ export class HelperSupervisor {
     }).spawn();
     // Nothing is ever written: the pipe only tells the wrapper we are alive.
     this.#child.stdin.getWriter();
+    this.#startedAt = performance.now();
     return true;
   }
 
   async #run(): Promise<void> {
-    const delay = this.#spec.restartDelay ?? 10_000;
+    const restartDelay = this.#spec.restartDelay ?? 10_000;
+    let failures = 0;
     for (;;) {
       const child = this.#child!;
       // A close() that ran while this child was being started saw only the
@@ -241,11 +267,24 @@ export class HelperSupervisor {
       ]);
       this.#exited.resolve();
       if (this.#closed) return;
+      const how = status.signal ?? `code ${status.code}`;
+      failures = performance.now() - this.#startedAt >= STABLE_RUN_MS ? 0 : failures + 1;
+      if (failures >= this.#maxFailures) {
+        this.#onLog(
+          "notice",
+          `${this.#spec.command} exited (${how}), failing ${failures} times in a row: not started again`,
+        );
+        this.#child = undefined;
+        this.#onGiveUp();
+        return;
+      }
+      // A helper that keeps failing is started less and less often.
+      const delay = failures <= 1
+        ? restartDelay
+        : Math.max(restartDelay, Math.min(restartDelay * 2 ** (failures - 1), MAX_BACKOFF_MS));
       this.#onLog(
         "notice",
-        `${this.#spec.command} exited (${
-          status.signal ?? `code ${status.code}`
-        }); starting it again in ${Math.round(delay / 1000)} s`,
+        `${this.#spec.command} exited (${how}); starting it again in ${Math.round(delay / 1000)} s`,
       );
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);

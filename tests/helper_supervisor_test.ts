@@ -85,3 +85,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "helper supervisor: a helper that keeps failing is started less often, then given up",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await requireProgram("setsid", "util-linux");
+    const root = await Deno.makeTempDir({ prefix: "ptkit-supervisor-test-" });
+    await Deno.chmod(root, 0o711);
+    const logs: string[] = [];
+    const gaveUp = Promise.withResolvers<void>();
+    try {
+      const supervisor = await HelperSupervisor.start(
+        () => ({ command: "false", args: [], restartDelay: 1_000 }),
+        {
+          directory: `${root}/helper`,
+          listen: { hostname: "127.0.0.1", port: 9 },
+          maxFailures: 3,
+          onGiveUp: () => gaveUp.resolve(),
+          onLog: (severity, message) => logs.push(`${severity} ${message}`),
+        },
+      );
+      await gaveUp.promise;
+      assertEquals(logs, [
+        "notice false exited (code 1); starting it again in 1 s",
+        "notice false exited (code 1); starting it again in 2 s",
+        "notice false exited (code 1), failing 3 times in a row: not started again",
+      ]);
+      assertEquals(supervisor.pid, undefined);
+      await supervisor.close();
+      assertEquals(await helperProcesses(root), []);
+    } finally {
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
+});
