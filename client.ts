@@ -39,6 +39,7 @@ import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, type NetConn, tcpDialer } from "./net/net_conn.ts";
 import { dialPlanned } from "./net/_planned_dial.ts";
 import { HelperSupervisor } from "./net/_helper_process.ts";
+import { type HelperSlot, HelperSlots } from "./net/_helper_slots.ts";
 import { socks5Connect } from "./ipc/socks/_client.ts";
 import { TransportConn, type TransportConnOptions } from "./net/transport_conn.ts";
 
@@ -67,11 +68,90 @@ export interface ConnectorOptions {
    * subdirectory per server. Defaults to a new temporary directory.
    */
   readonly helperDirectory?: string;
+  /**
+   * Bounds the helper processes the connector runs (the `ssh` transport's
+   * `ssh -D`, one per server it dials): share one {@linkcode HelperLimit}
+   * to bound several connectors together. When all are taken, a dial to
+   * another server stops the idle helper (no open connection) used longest
+   * ago, or fails when every helper carries connections. Defaults to a
+   * limit of the connector's own, `new HelperLimit()` (8 helpers).
+   */
+  readonly helperLimit?: HelperLimit;
   /** Told each line a helper process logs (addresses redacted). Defaults to none. */
   readonly onHelperLog?: (
     severity: "error" | "warning" | "notice" | "info" | "debug",
     message: string,
   ) => void;
+}
+
+/** Options for {@linkcode HelperLimit}. */
+export interface HelperLimitOptions {
+  /** The most helper processes running at once, a positive integer. Defaults to 8. */
+  readonly max?: number;
+}
+
+/** The internal state of each {@linkcode HelperLimit}. */
+const limitSlots = new WeakMap<HelperLimit, HelperSlots>();
+
+/**
+ * A bound on the helper processes (the `ssh` transport's `ssh -D`, one per
+ * server) that the connectors given it run together (see
+ * {@linkcode ConnectorOptions.helperLimit}). A helper with no open
+ * connection is stopped to make room for a new one; when every helper
+ * carries connections, a dial that needs another fails. A helper whose
+ * program keeps failing (5 runs in a row, the waits between them growing
+ * from its restart delay to a minute) is stopped too; the next dial to its
+ * server starts it again.
+ *
+ * @example Two connectors sharing one limit
+ * ```ts
+ * import { createConnector, HelperLimit } from "@ptkit/ptkit/client";
+ * import { plain } from "@ptkit/ptkit/transports";
+ * import { strictEqual } from "node:assert";
+ *
+ * const helperLimit = new HelperLimit({ max: 4 });
+ * await using first = await createConnector(plain, {}, { helperLimit });
+ * await using second = await createConnector(plain, {}, { helperLimit });
+ * strictEqual(helperLimit.max, 4);
+ * strictEqual(helperLimit.size, 0);
+ * ```
+ */
+export class HelperLimit {
+  /**
+   * Make a limit.
+   *
+   * @param options The most helpers at once.
+   * @throws {RangeError} When `max` is not a positive integer.
+   */
+  constructor(options: HelperLimitOptions = {}) {
+    const max = options.max ?? DEFAULT_MAX_HELPERS;
+    if (!Number.isInteger(max) || max < 1) {
+      throw new RangeError(`Invalid helper limit ${max}: must be a positive integer`);
+    }
+    limitSlots.set(this, new HelperSlots(max));
+  }
+
+  /** The most helper processes running at once. */
+  get max(): number {
+    return limitSlots.get(this)!.max;
+  }
+
+  /** The helper processes running (or starting) now. */
+  get size(): number {
+    return limitSlots.get(this)!.size;
+  }
+}
+
+/** The helpers a connector runs when given no {@linkcode HelperLimit}. */
+const DEFAULT_MAX_HELPERS = 8;
+/** Failed runs in a row after which a connector's helper is stopped. */
+const HELPER_MAX_FAILURES = 5;
+
+/** A helper a connector runs, for one server. */
+interface HelperEntry extends HelperSlot {
+  open: number;
+  lastUsed: number;
+  started: Promise<{ helper: HelperSupervisor; port: number }>;
 }
 
 /** Options for {@linkcode Connector.dial}. */
@@ -124,7 +204,8 @@ export class Connector {
   #connOptions: TransportConnOptions;
   #caCerts: readonly string[];
   #helperOptions: Pick<ConnectorOptions, "helperDirectory" | "onHelperLog">;
-  #helpers = new Map<string, Promise<{ helper: HelperSupervisor; port: number }>>();
+  #helpers = new Map<string, HelperEntry>();
+  #slots: HelperSlots;
   #closed = false;
 
   /**
@@ -136,7 +217,8 @@ export class Connector {
    * @param connOptions Options for every connection (the handshake timeout).
    * @param caCerts Extra trusted CA certificates (PEM) for TLS a transport
    * asks for. Defaults to none.
-   * @param helperOptions Where helper processes keep files and log.
+   * @param helperOptions Where helper processes keep files and log, and
+   * the limit on them. Defaults to a limit of the connector's own (8).
    */
   constructor(
     name: string,
@@ -144,7 +226,7 @@ export class Connector {
     dialer: Dialer,
     connOptions: TransportConnOptions = {},
     caCerts: readonly string[] = [],
-    helperOptions: Pick<ConnectorOptions, "helperDirectory" | "onHelperLog"> = {},
+    helperOptions: Pick<ConnectorOptions, "helperDirectory" | "onHelperLog" | "helperLimit"> = {},
   ) {
     if (!Array.isArray(caCerts) || caCerts.some((pem) => typeof pem !== "string")) {
       throw new TypeError("Invalid caCerts: expected an array of PEM strings");
@@ -155,6 +237,9 @@ export class Connector {
     this.#dialer = dialer;
     this.#connOptions = { ...connOptions, name };
     this.#helperOptions = helperOptions;
+    const limit = helperOptions.helperLimit ?? new HelperLimit();
+    if (!limitSlots.has(limit)) throw new TypeError("Invalid helperLimit: expected a HelperLimit");
+    this.#slots = limitSlots.get(limit)!;
   }
 
   /**
@@ -167,9 +252,8 @@ export class Connector {
   async close(): Promise<void> {
     if (!this.#closed) this.#side.close?.();
     this.#closed = true;
-    const helpers = [...this.#helpers.values()];
-    this.#helpers.clear();
-    await Promise.allSettled(helpers.map(async (h) => (await h).helper.close()));
+    // All at once: each stops its helper and gives its slot back.
+    await Promise.allSettled([...this.#helpers.values()].map((entry) => entry.close()));
   }
 
   /** Same as {@linkcode Connector.close}. */
@@ -177,37 +261,77 @@ export class Connector {
     return this.close();
   }
 
-  #socksHelper(destination: HostPort): Promise<{ port: number }> {
-    const build = this.#side.socksHelper!.bind(this.#side);
-    const key = `${destination.hostname}_${destination.port}`;
-    let started = this.#helpers.get(key);
-    if (started === undefined) {
-      started = (async () => {
-        const base = this.#helperOptions.helperDirectory ??
-          await Deno.makeTempDir({ prefix: "ptkit-helper-" });
-        // A free loopback port for the helper's SOCKS5 proxy, kept across restarts.
-        const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-        const port = probe.addr.port;
-        probe.close();
-        const helper = await HelperSupervisor.start(
-          (context) => build(destination, context),
-          {
-            directory: `${base}/${this.#name}-${key.replace(/[^A-Za-z0-9_.-]/g, "_")}`,
-            listen: { hostname: "127.0.0.1", port },
-            // Its files hold the client's private key: they stay this
-            // process's user's, never `nobody`'s (shared by other daemons).
-            asNobody: false,
-            ...(this.#helperOptions.onHelperLog === undefined
-              ? {}
-              : { onLog: this.#helperOptions.onHelperLog }),
-          },
-        );
-        return { helper, port };
-      })();
-      started.catch(() => this.#helpers.delete(key));
-      this.#helpers.set(key, started);
+  /**
+   * The helper for `destination` (its server), started when there is none:
+   * it takes a slot of the connector's {@linkcode HelperLimit}.
+   */
+  #helperFor(destination: HostPort): HelperEntry {
+    if (this.#closed) {
+      throw new Deno.errors.BadResource(`Cannot dial: the ${this.#name} connector is closed`);
     }
-    return started;
+    const key = `${destination.hostname}_${destination.port}`;
+    const known = this.#helpers.get(key);
+    if (known !== undefined) return known;
+    let stopping: Promise<void> | undefined;
+    const madeBase = this.#helperOptions.helperDirectory === undefined;
+    let base = this.#helperOptions.helperDirectory;
+    let directory = "";
+    const entry: HelperEntry = {
+      open: 0,
+      lastUsed: performance.now(),
+      started: undefined!,
+      // Stops the helper (evicted, given up, the connector closed) and
+      // removes what this connector made for it.
+      close: () => {
+        if (this.#helpers.get(key) === entry) this.#helpers.delete(key);
+        this.#slots.release(entry);
+        stopping ??= entry.started.then(async ({ helper }) => {
+          await helper.close();
+          await Deno.remove(directory, { recursive: true }).catch(() => {});
+          if (madeBase) await Deno.remove(base!).catch(() => {});
+        }, () => {});
+        return stopping;
+      },
+    };
+    const room = this.#slots.take(entry);
+    if (room === false) {
+      // No address in the message: it becomes a LOG line.
+      throw new Error(
+        `Cannot dial: all ${this.#slots.max} ${this.#name} helper processes (one per server) carry open connections`,
+      );
+    }
+    this.#helpers.set(key, entry);
+    const build = this.#side.socksHelper!.bind(this.#side);
+    entry.started = (async () => {
+      // The idle helper that made room is gone first: never more processes than the limit.
+      await room;
+      base ??= await Deno.makeTempDir({ prefix: "ptkit-helper-" });
+      directory = `${base}/${this.#name}-${key.replace(/[^A-Za-z0-9_.-]/g, "_")}`;
+      // A free loopback port for the helper's SOCKS5 proxy, kept across restarts.
+      const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = probe.addr.port;
+      probe.close();
+      const helper = await HelperSupervisor.start(
+        (context) => build(destination, context),
+        {
+          directory,
+          listen: { hostname: "127.0.0.1", port },
+          // Its files hold the client's private key: they stay this
+          // process's user's, never `nobody`'s (shared by other daemons).
+          asNobody: false,
+          // One that keeps failing (a server that refuses) is dropped; the
+          // next dial to its server starts it again.
+          maxFailures: HELPER_MAX_FAILURES,
+          onGiveUp: () => void entry.close(),
+          ...(this.#helperOptions.onHelperLog === undefined
+            ? {}
+            : { onLog: this.#helperOptions.onHelperLog }),
+        },
+      );
+      return { helper, port };
+    })();
+    entry.started.catch(() => entry.close());
+    return entry;
   }
 
   async #dialThroughHelper(
@@ -217,18 +341,42 @@ export class Connector {
     if (plan?.tls !== undefined) {
       throw new TypeError("Cannot dial: TLS through a helper's SOCKS5 proxy is not supported");
     }
-    const { port } = await this.#socksHelper(destination);
+    const entry = this.#helperFor(destination);
+    // The helper is busy from now until the connection closes.
+    entry.open++;
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
+      entry.open--;
+      entry.lastUsed = performance.now();
+    };
     let conn: NetConn;
     try {
-      conn = await tcpDialer({ hostname: "127.0.0.1", port });
+      const { port } = await entry.started;
+      try {
+        conn = await tcpDialer({ hostname: "127.0.0.1", port });
+      } catch (error) {
+        throw new Error(
+          `The ${this.#name} helper's SOCKS5 proxy is not up: it is still connecting to the server, or failing to (its own warnings say why; it is tried again): ${
+            (error as Error).message
+          }`,
+          { cause: error },
+        );
+      }
     } catch (error) {
-      throw new Error(
-        `The ${this.#name} helper's SOCKS5 proxy is not up: it is still connecting to the server, or failing to (its own warnings say why; it is tried again): ${
-          (error as Error).message
-        }`,
-        { cause: error },
-      );
+      release();
+      throw error;
     }
+    // However the connection ends, it is closed: then the helper is free.
+    const close = conn.close.bind(conn);
+    conn.close = () => {
+      try {
+        close();
+      } finally {
+        release();
+      }
+    };
     try {
       await socks5Connect(conn, {
         hostname: plan?.hostname ?? destination.hostname,
@@ -371,6 +519,7 @@ export async function createConnector(
         ? {}
         : { helperDirectory: options.helperDirectory }),
       ...(options.onHelperLog === undefined ? {} : { onHelperLog: options.onHelperLog }),
+      ...(options.helperLimit === undefined ? {} : { helperLimit: options.helperLimit }),
     },
   );
 }

@@ -42,7 +42,14 @@
 
 export * from "./transports/mod.ts";
 export * from "./net/mod.ts";
-export { Connector, type ConnectorOptions, createConnector, type DialOptions } from "./client.ts";
+export {
+  Connector,
+  type ConnectorOptions,
+  createConnector,
+  type DialOptions,
+  HelperLimit,
+  type HelperLimitOptions,
+} from "./client.ts";
 export {
   type ConnectionLimits,
   DEFAULT_CONNECTION_LIMITS,

@@ -497,3 +497,50 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "main.ts ssh client under tor: SOCKS requests for many servers run at most 8 ssh at once",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await requireOpenSsh();
+    const state = await Deno.makeTempDir({ prefix: "ptkit-ssh-many-" });
+    await Deno.chmod(state, 0o700);
+    // Servers that take the connection and never answer: each ssh waits (30 s).
+    using silent = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+    // As tor runs it: no target, each bridge's arguments in its SOCKS request.
+    const client = startMain(["-client", "-transports", "ssh"], state);
+    const sshProcesses = async () => {
+      let count = 0;
+      for (const pid of await descendantPids(client.child.pid)) {
+        const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`).catch(() => "");
+        if (/^(\/usr\/bin\/)?ssh\0/.test(cmdline)) count++;
+      }
+      return count;
+    };
+    try {
+      const socks = await client.cmethod("ssh");
+      const auth = {
+        username: `fp=SHA256:${"A".repeat(43)};user=nobody;relay=4000`,
+        password: "\0",
+      };
+      const most: number[] = [];
+      for (let i = 1; i <= 24; i++) {
+        // Each request names another bridge: another ssh helper.
+        const bridge = { hostname: `127.0.1.${i}`, port: silent.addr.port };
+        await socks5Connect(socks, bridge, auth).then((conn) => conn.close(), () => {});
+        most.push(await sshProcesses());
+      }
+      ok(most.every((count) => count <= 8), `ssh processes after each request: ${most}`);
+      ok(most.at(-1)! > 0, "no ssh ran");
+      const directories = [];
+      for await (const entry of Deno.readDir(`${state}/ssh-helper`)) directories.push(entry.name);
+      ok(directories.length <= 8, `helper directories: ${directories.length}`);
+      await stop(client, "SIGTERM", state);
+      assertLogsClean(client);
+    } finally {
+      await client[Symbol.asyncDispose]().catch(() => {});
+      await Deno.remove(state, { recursive: true }).catch(() => {});
+    }
+  },
+});

@@ -9,7 +9,7 @@ import type {
 import { type Dialer, tcpDialer } from "../../net/net_conn.ts";
 import { relay } from "../../net/relay.ts";
 import { ConnectionLoop, retryWhileExhausted } from "../../net/_accept_loop.ts";
-import { type Connector, createConnector } from "../../client.ts";
+import { type Connector, createConnector, HelperLimit } from "../../client.ts";
 import type { PtLine } from "../lines/pt_line.ts";
 import { RepeatedKeyLog } from "../lines/_first_value.ts";
 import { SocksServer } from "../socks/_socks_server.ts";
@@ -142,9 +142,12 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
       return { type: "CMETHOD", transport: name, mode, address };
     };
     // A transport's helper processes (the ssh client's `ssh -D`) keep
-    // their files in the state directory and log through LOG lines.
+    // their files in the state directory and log through LOG lines; one
+    // limit on them (8) holds across all the transport's connectors (one
+    // per set of SOCKS arguments).
     const helperOptions = {
       helperDirectory: `${config.stateDir ?? Deno.cwd()}/${name}-helper`,
+      helperLimit: new HelperLimit(),
       onHelperLog: (severity: Parameters<typeof log>[0], message: string) =>
         log(severity, `${name}: ${message}`),
     };

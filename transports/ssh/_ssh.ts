@@ -577,8 +577,8 @@ function requireLocal(env: TransportEnvironment | undefined, side: string) {
  *   `signals` for the operator to pass on. Its helper is
  *   `ssh -N -D 127.0.0.1:<port>` with the pinned host key (no
  *   trust-on-first-use, no `known_hosts` or config from `$HOME`, no
- *   agent), restarted every 10 s while it fails (the key has not been
- *   accepted yet). Each connection goes through that SOCKS proxy to the
+ *   agent), restarted after 10 s while it fails (the key has not been
+ *   accepted yet), less often as failures go on. Each connection goes through that SOCKS proxy to the
  *   server's relay.
  * - **Server**: its helper is its own `sshd` on the bind address, with a
  *   configuration in the helper directory: public-key authentication only,
