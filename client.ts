@@ -250,10 +250,17 @@ export class Connector {
    * again does nothing more.
    */
   async close(): Promise<void> {
-    if (!this.#closed) this.#side.close?.();
+    const first = !this.#closed;
     this.#closed = true;
     // All at once: each stops its helper and gives its slot back.
-    await Promise.allSettled([...this.#helpers.values()].map((entry) => entry.close()));
+    const stopping = Promise.allSettled([...this.#helpers.values()].map((entry) => entry.close()));
+    try {
+      // Last, so that a hook that throws leaves nothing else open; its
+      // error is the caller's.
+      if (first) this.#side.close?.();
+    } finally {
+      await stopping;
+    }
   }
 
   /** Same as {@linkcode Connector.close}. */

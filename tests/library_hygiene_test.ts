@@ -267,3 +267,23 @@ Deno.test("layerTransports: closing a stacked listener or connector closes every
   await rejects(connector.close(), /inner failed to close/);
   deepStrictEqual(closed.slice(2), ["inner client", "outer client"]);
 });
+
+Deno.test("Connector.close: a transport close hook that throws still leaves the connector closed", async () => {
+  const failing = defineTransport<string>({
+    name: "failing",
+    parseConfig: () => "x",
+    pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+    close: () => {
+      throw new Error("hook failed");
+    },
+  });
+  using server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const connector = await createConnector(failing, {});
+  await rejects(connector.close(), /hook failed/);
+  await rejects(
+    connector.dial({ port: server.addr.port }),
+    (e) => e instanceof Deno.errors.BadResource && /connector is closed/.test(e.message),
+  );
+  // Once closed, closing again does nothing.
+  await connector.close();
+});
