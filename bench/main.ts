@@ -12,6 +12,32 @@ import { freeBench } from "./free_bench.ts";
 import { pipeToHop } from "./pipe_hop.ts";
 import { udpBench } from "./udp_bench.ts";
 
+const USAGE = `Usage: deno task bench
+
+Prints progress, then each figure beside a baseline measured in the same run
+(raw loopback, obfs4proxy, ss-libev, coturn, nginx) and their ratios. Takes
+no arguments; these variables choose what runs:
+
+  BENCH_MIB=N                  MiB per throughput run (default 512)
+  BENCH_ONLY=free              run only the free-mode section
+  BENCH_FREE_ROUNDS=N          free-mode paired rounds (default 48)
+  BENCH_FREE_AA=1              free mode: socks mode against itself (the noise)
+  BENCH_QUICK=1                TURN: a shorter run
+  OBFS4_BENCH_ONLY=LIST        obfs4: start,throughput,latency,handshakes,firstbyte,memory,iat
+  OBFS4_BENCH_IAT_MIB=N        obfs4: MiB of the iat-mode 1 transfer (default 2)
+  OBFS4_BENCH_PROFILE=DIR      obfs4: write V8 CPU profiles of ptkit's processes to DIR
+  SHADOWSOCKS_BENCH_METHODS=L  Shadowsocks: comma-separated methods
+
+Each section is a script of its own under bench/ (deno run -A bench/obfs4_bench.ts ...).
+`;
+if (Deno.args.length > 0) {
+  const help = Deno.args.some((arg) => /^--?h(elp)?$/.test(arg));
+  (help ? console.log : console.error)(
+    help ? USAGE : `Unknown argument ${JSON.stringify(Deno.args[0])}\n\n${USAGE}`,
+  );
+  Deno.exit(help ? 0 : 64);
+}
+
 const TOTAL = Number(Deno.env.get("BENCH_MIB") ?? "512") * 1024 * 1024;
 const ROUNDS = 3;
 // Free mode against socks mode: many short paired rounds (a quarter of
