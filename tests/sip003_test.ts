@@ -218,7 +218,7 @@ async function startSsLocal(
     ...["-b", "127.0.0.1", "-l", String(localPort), "--plugin-opts", printed],
   ]);
   try {
-    await local.waitFor(/obfs4 client on SS_LOCAL/);
+    await local.waitFor(/obfs4 client on [^ ]+:[0-9]+ \(SS_LOCAL\)/);
   } catch (error) {
     await local.stop("SIGKILL");
     throw error;
@@ -270,6 +270,17 @@ Deno.test("SIP003: ss-local and ss-server with main.ts as their obfs4 plugin; ob
     await waitListening(serverPort);
     // The file is written after the line is printed: its notice says when.
     await server.waitFor(/Wrote .*sip003_client_options\.txt/);
+    // Where it listens, and the part of an ss:// link that names the plugin.
+    ok(
+      server.output().includes(`obfs4 server on 127.0.0.1:${serverPort} (SS_REMOTE)`),
+      server.output(),
+    );
+    ok(
+      server.output().includes(
+        `in an ss:// link: /?plugin=${encodeURIComponent(`ptkit;${printed}`)}`,
+      ),
+      server.output(),
+    );
     deepStrictEqual(
       await Deno.readTextFile(`${stateDir}/${CLIENT_OPTIONS_FILE}`),
       `${printed}\n`,
@@ -436,7 +447,7 @@ Deno.test("SIP003: the plugin exits when its parent's stdin pipe closes, not on 
     SS_LOCAL_PORT: String(freePort()),
     SS_PLUGIN_OPTIONS: "transport=plain",
   });
-  const started = /plain client on SS_LOCAL/;
+  const started = /plain client on [^ ]+ \(SS_LOCAL\)/;
   // A pipe: closing it is the parent going away.
   {
     const child = new Deno.Command(MAIN, {

@@ -7,7 +7,12 @@
 // run by the same runner as tor's PT, with text on stderr.
 
 import type { TransportOptions } from "../../transports/transport.ts";
-import { bracketBareIpv6, type HostPort, parseHostPort } from "../../net/address.ts";
+import {
+  bracketBareIpv6,
+  formatHostPort,
+  type HostPort,
+  parseHostPort,
+} from "../../net/address.ts";
 import { isIpLiteral } from "../../net/_ip_address.ts";
 import { formatPluginOptions, parsePluginOptions } from "../lines/_args.ts";
 import { logged, type LogSeverity, parseLogSeverity } from "../lines/_output.ts";
@@ -203,15 +208,25 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
           if (logged(line.severity, plan.logLevel)) say(`[${line.severity}] ${line.message}`);
           return;
         case "CMETHOD":
-          say(`${plan.transport} client on SS_LOCAL, carrying connections to SS_REMOTE`);
+          say(
+            `${plan.transport} client on ${
+              formatHostPort(line.address)
+            } (SS_LOCAL), carrying connections to SS_REMOTE`,
+          );
           return;
         case "SMETHOD": {
           // One line per address of a host list: the options once.
           if (printed) return;
           printed = true;
           const options = formatPluginOptions({ transport: plan.transport, ...line.args });
-          say(`${plan.transport} server on SS_REMOTE; the client's --plugin-opts:`);
+          say(
+            `${plan.transport} server on ${
+              formatHostPort(line.address)
+            } (SS_REMOTE); the client's --plugin-opts:`,
+          );
           write(`${options}\n`);
+          // SIP002 percent-encodes the plugin and its options in a link.
+          say(`in an ss:// link: /?plugin=${encodeURIComponent(`ptkit;${options}`)}`);
           resolve(options);
           return;
         }
