@@ -279,28 +279,51 @@ export class HelperSupervisor {
         return;
       }
       // A helper that keeps failing is started less and less often.
-      const delay = failures <= 1
-        ? restartDelay
-        : Math.max(restartDelay, Math.min(restartDelay * 2 ** (failures - 1), MAX_BACKOFF_MS));
+      const backoff = (n: number) =>
+        n <= 1 ? restartDelay : Math.max(
+          restartDelay,
+          Math.min(restartDelay * 2 ** (n - 1), MAX_BACKOFF_MS),
+        );
+      let delay = backoff(failures);
       this.#onLog(
         "notice",
         `${this.#spec.command} exited (${how}); starting it again in ${Math.round(delay / 1000)} s`,
       );
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delay);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#wake = undefined;
-      if (this.#closed) return;
-      try {
-        if (!await this.#startOnce()) return;
-      } catch (error) {
-        this.#onLog("warning", `Cannot start ${this.#spec.command}: ${(error as Error).message}`);
-        this.#child = undefined;
-        return;
+      // A start that fails (its files cannot be written, say) counts as a
+      // failed run: tried again later, or given up, never left for dead.
+      for (;;) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          this.#wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.#wake = undefined;
+        if (this.#closed) return;
+        try {
+          if (!await this.#startOnce()) return;
+          break;
+        } catch (error) {
+          this.#child = undefined;
+          failures++;
+          const why = (error as Error).message;
+          if (failures >= this.#maxFailures) {
+            this.#onLog(
+              "notice",
+              `Cannot start ${this.#spec.command}: ${why}; failing ${failures} times in a row: not started again`,
+            );
+            this.#onGiveUp();
+            return;
+          }
+          delay = backoff(failures);
+          this.#onLog(
+            "warning",
+            `Cannot start ${this.#spec.command}: ${why}; trying again in ${
+              Math.round(delay / 1000)
+            } s`,
+          );
+        }
       }
     }
   }

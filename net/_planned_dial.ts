@@ -81,6 +81,11 @@ export async function dialPlanned(
   for (const name of names) {
     signal?.throwIfAborted();
     const tcp = await dial();
+    // A dialer that does not heed the signal may return after it aborted.
+    if (signal?.aborted) {
+      closeQuietly(tcp);
+      throw signal.reason;
+    }
     // As for plain TCP (see TransportConn): writes go out when made.
     if ("setNoDelay" in tcp && typeof tcp.setNoDelay === "function") tcp.setNoDelay(true);
     let conn: Deno.TlsConn | undefined;

@@ -345,7 +345,10 @@ export class TransportConn implements AsyncDisposable {
   /**
    * Finish writing: flush the encoder and shut the network write side. Reading
    * goes on until the peer finishes too. Works while the application holds a
-   * writer of {@linkcode TransportConn.writable} (its later writes fail).
+   * writer of {@linkcode TransportConn.writable}: what it wrote before (a
+   * write in progress, writes queued behind it) goes out first. Write
+   * nothing after calling it: a write that reaches the connection before the
+   * encoder is closed still goes out, later ones fail.
    *
    * @returns Resolves when the write side is shut.
    */

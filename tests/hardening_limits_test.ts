@@ -9,6 +9,7 @@ import { createConnector } from "../client.ts";
 import { listen } from "../server.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { plain } from "../transports/plain.ts";
+import { webtunnel } from "../transports/webtunnel/mod.ts";
 import { defineTransport } from "../transports/define_transport.ts";
 import { parseSmethodArgs } from "../ipc/lines/_args.ts";
 import { boundDial } from "../ipc/managed/_outbound_dialer.ts";
@@ -461,6 +462,44 @@ Deno.test("UDP server at maxFlows: a source with fewer flows takes the place of 
   strictEqual(fourth.got, "none");
   strictEqual(server.stats().connectionsRejected, 1);
   strictEqual(server.stats().flowsClosed.evicted, 1);
+});
+
+Deno.test("UDP server behind a front on loopback (WebTunnel): flows count X-Forwarded-For's client, so one client cannot take every flow", async () => {
+  await using echo = await udpEcho();
+  const path = "/s3cret-udp";
+  await using server = await serveUdpServer({
+    transport: webtunnel,
+    config: { url: `https://localhost${path}` },
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+    maxFlows: 2,
+  });
+  const conns: Deno.Conn[] = [];
+  const open = async (client: string) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    conns.push(conn);
+    const head = `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n` +
+      `Upgrade: websocket\r\nX-Forwarded-For: ${client}\r\n\r\n`;
+    await conn.write(new TextEncoder().encode(head));
+    const n = await conn.read(new Uint8Array(4096));
+    ok(n !== null && n > 0, "the upgrade was answered");
+  };
+  try {
+    await open("192.0.2.1");
+    await open("192.0.2.1");
+    // Another client through the same front: it takes the place of one of
+    // the first client's flows instead of being refused.
+    await open("192.0.2.2");
+    for (let i = 0; i < 100 && server.stats().flowsClosed.evicted === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    strictEqual(server.stats().flowsClosed.evicted, 1);
+    strictEqual(server.stats().connectionsRejected, 0);
+  } finally {
+    for (const conn of conns) closeQuietly(conn);
+  }
 });
 
 Deno.test("listen(): the accept queue is as long as the kernel allows (somaxconn), not Deno's 511", async () => {

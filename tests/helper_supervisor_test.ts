@@ -121,3 +121,42 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "helper supervisor: a restart that cannot write the helper's files counts as a failure: tried again, then given up",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await requireProgram("setsid", "util-linux");
+    const root = await Deno.makeTempDir({ prefix: "ptkit-supervisor-test-" });
+    await Deno.chmod(root, 0o711);
+    const logs: string[] = [];
+    const gaveUp = Promise.withResolvers<void>();
+    try {
+      const supervisor = await HelperSupervisor.start(
+        () => ({ command: "true", args: [], restartDelay: 1, files: { key: "k" } }),
+        {
+          directory: `${root}/helper`,
+          listen: { hostname: "127.0.0.1", port: 9 },
+          maxFailures: 3,
+          onGiveUp: () => gaveUp.resolve(),
+          onLog: (severity, message) => logs.push(`${severity} ${message}`),
+        },
+      );
+      // The helper's directory goes: each restart fails to write its file.
+      await Deno.remove(`${root}/helper`, { recursive: true });
+      await gaveUp.promise;
+      // (Before, a failed restart was the end: never tried again, never given up.)
+      assertEquals(
+        /Cannot start true: .*not started again$/.test(logs.at(-1)!),
+        true,
+        logs.join("\n"),
+      );
+      await supervisor.close();
+      assertEquals(await helperProcesses(root), []);
+    } finally {
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
+});

@@ -4,7 +4,7 @@
 // connections fail with a SOCKS error, and nothing reaches the target
 // directly (fail closed).
 
-import { deepStrictEqual, notStrictEqual, ok } from "node:assert";
+import { deepStrictEqual, notStrictEqual, ok, rejects } from "node:assert";
 import { relay } from "../net/relay.ts";
 import { SocksServer } from "../ipc/socks/_socks_server.ts";
 import { PtProcess, readN, startMicrosocks } from "./ipc_util.ts";
@@ -412,6 +412,26 @@ Deno.test("SocksServer gives connect up after connectTimeout: reply 06 (TTL expi
   ok(aborted instanceof Error && /timed out/.test(aborted.message), String(aborted));
   conn.close();
   await server.close();
+  // A callback that ignores its signal delays nothing: the reply comes at
+  // the deadline, and what it connects later is closed.
+  let late: Deno.Conn | undefined;
+  const echo = new CountingEcho();
+  const deaf = new SocksServer(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
+    connectTimeout: 300,
+    connect: async () => {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      return late = await Deno.connect({ hostname: "127.0.0.1", port: echo.port });
+    },
+  });
+  const started = Date.now();
+  const second = await socksRequest(deaf.addr.port);
+  deepStrictEqual((await readN(second, 10))[1], 0x06);
+  ok(Date.now() - started < 900, `reply 06 after ${Date.now() - started} ms`);
+  second.close();
+  await until("the late connection", () => late !== undefined);
+  await rejects(late!.write(new Uint8Array(1)));
+  await deaf.close();
+  await echo.close();
 });
 
 Deno.test("SocksServer: a client that sends data before the reply gives the attempt up; data after the reply reaches the destination whole", async () => {
@@ -439,6 +459,8 @@ Deno.test("SocksServer: a client that sends data before the reply gives the atte
   await new Promise((resolve) => setTimeout(resolve, 50));
   await early.write(new Uint8Array([42]));
   await until("the early attempt given up", () => gaveUp === 1);
+  // Refused with a reply, as pipelining is in the handshake.
+  deepStrictEqual((await readN(early, 10))[1], 0x01);
   early.close();
   // A well-behaved client: its first byte after the reply is not lost.
   const good = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
@@ -451,4 +473,42 @@ Deno.test("SocksServer: a client that sends data before the reply gives the atte
   good.close();
   await server.close();
   await echo.close();
+});
+
+Deno.test("SocksServer relays with Nagle off on the client's socket too (TCP_NODELAY), as on the destination's", async () => {
+  const echo = new CountingEcho();
+  const server = new SocksServer(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
+    connect: (request) => Deno.connect({ hostname: "127.0.0.1", port: request.port }),
+  });
+  // Which sockets get setNoDelay(true): recorded by local port.
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dialed = await Deno.connect({ hostname: "127.0.0.1", port: probe.addr.port });
+  const accepted = await probe.accept();
+  const proto = Object.getPrototypeOf(accepted) as Deno.TcpConn;
+  dialed.close();
+  accepted.close();
+  probe.close();
+  const original = proto.setNoDelay;
+  const nodelay = new Set<number>();
+  proto.setNoDelay = function (this: Deno.TcpConn, on?: boolean) {
+    if (on !== false) nodelay.add((this.localAddr as Deno.NetAddr).port);
+    return original.call(this, on);
+  };
+  try {
+    const client = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    await client.write(new Uint8Array([5, 1, 0]));
+    await readN(client, 2);
+    const port = echo.port;
+    await client.write(new Uint8Array([5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 255]));
+    deepStrictEqual((await readN(client, 10))[1], 0);
+    await client.write(new Uint8Array([7]));
+    deepStrictEqual(await readN(client, 1), new Uint8Array([7]));
+    // The server's end of the client's connection has the client's remote port.
+    ok(nodelay.has((client.remoteAddr as Deno.NetAddr).port), [...nodelay].join(","));
+    client.close();
+  } finally {
+    proto.setNoDelay = original;
+    await server.close();
+    await echo.close();
+  }
 });

@@ -313,25 +313,29 @@ Deno.test("-workers 2 in a PT program of its own run with -A: the children get t
   }
 });
 
-Deno.test("-workers 2 under -A with --deny-env: no child gets the variable the parent was denied; one process serves and says why", async () => {
+Deno.test("-workers 2 under -A with --deny-env and --deny-write: no child gets a permission whole that the parent holds only part of", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_deny_" });
   try {
     const pt = new PtProcess(
       [
-        ...["run", "-A", "--deny-env=PTKIT_TEST_DENIED"],
+        ...["run", "-A", "--deny-env=PTKIT_TEST_DENIED", "--deny-write=/etc"],
         new URL("./workers_env_main.ts", import.meta.url).pathname,
-        ...["-server", "-transports", "envtag", "-orport", "127.0.0.1:9", "-workers", "2"],
+        ...["-server", "-transports", "plain", "-orport", "127.0.0.1:9", "-workers", "2"],
         ...["-state", `${dir}/state`, "-logLevel", "info"],
       ],
-      { PTKIT_TEST_TAG: "x", PTKIT_TEST_DENIED: "secret" },
+      { PTKIT_TEST_DENIED: "secret" },
       { program: Deno.execPath() },
     );
-    const warning = await pt.waitFor(
-      /^LOG SEVERITY=warning MESSAGE="-workers 2: one process serves/,
-    );
-    ok(warning.includes("--deny-"), warning);
     await pt.waitFor(/^SMETHODS DONE$/);
-    deepStrictEqual(await childrenOf(pt.child.pid), []);
+    await pt.waitFor(/^LOG SEVERITY=info MESSAGE="Worker 2 of 2: serving"/);
+    const [child] = await childrenOf(pt.child.pid);
+    const args = (await Deno.readTextFile(`/proc/${child}/cmdline`)).split("\0");
+    for (const [flag, why] of [["--allow-env", "env"], ["--allow-write", "write"]] as const) {
+      ok(!args.includes(flag), `${why} passed on whole: ${args.join(" ")}`);
+    }
+    ok(args.includes(`--allow-write=${dir}/state`), args.join(" "));
+    ok(args.some((a) => a.startsWith("--allow-env=TOR_PT_*")), args.join(" "));
+    ok(!args.some((a) => a.startsWith("--allow-run") || a === "-A"), args.join(" "));
     pt.child.kill("SIGTERM");
     await pt.exit();
   } finally {

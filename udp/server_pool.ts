@@ -264,9 +264,13 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
       // evicted when it is full), so unauthenticated ones cannot fill the
       // flows. A failed handshake is reported by `serve`.
       await conn.ready.catch(() => {});
-      const slot = conn.error === undefined
-        ? take(sourceKey(conn.remoteAddr) ?? "")
-        : { flow: undefined };
+      // The client the transport reported (WebTunnel's X-Forwarded-For
+      // behind a front server on loopback), else the socket's peer.
+      const client = conn.clientAddress;
+      const source = client === undefined
+        ? sourceKey(conn.remoteAddr)
+        : sourceKey({ transport: "tcp", hostname: client.hostname, port: client.port });
+      const slot = conn.error === undefined ? take(source ?? "") : { flow: undefined };
       if (slot === undefined) {
         record.fail(new Error("Too many flows"), "error");
         rejected++;

@@ -233,6 +233,8 @@ export async function runManaged(
     );
   } finally {
     watch.dispose();
+    // The shutdown waited at most a moment: no child outlives the parent.
+    pool?.kill();
     await metrics?.stop();
   }
   return 0;
@@ -317,7 +319,7 @@ function workerCount(
     return 1;
   }
   // Without run permission every spawn would fail: say so once, serve alone.
-  const unavailable = workersUnavailable();
+  const unavailable = workersUnavailable(config);
   if (unavailable !== undefined) {
     log("warning", `-workers ${workers}: one process serves: ${unavailable}`);
     return 1;

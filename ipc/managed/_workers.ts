@@ -276,6 +276,16 @@ export class WorkerPool implements RunningProxy {
     this.#stopping = true;
     await Promise.allSettled(this.#slots.map((slot) => slot.stop("SIGTERM")));
   }
+
+  /**
+   * SIGKILL every child still running, at once: the parent is about to exit
+   * without waiting for the rest of {@linkcode WorkerPool.close}'s grace (a
+   * stopped child reads no end of input and would outlive it).
+   */
+  kill(): void {
+    this.#stopping = true;
+    for (const slot of this.#slots) slot.kill();
+  }
 }
 
 /** One child process, started again when it dies. */
@@ -327,7 +337,7 @@ class WorkerSlot {
   }
 
   #spawnChild(): Deno.ChildProcess {
-    const args = workerArgs();
+    const args = workerArgs(workerPaths(this.#options.config));
     if (args === undefined) throw new Error(PARTLY_DENIED);
     return new Deno.Command(workerProgram(), {
       args,
@@ -489,6 +499,16 @@ class WorkerSlot {
     stdin.write(bytes).then(() => unread.bytes -= bytes.length, () => {});
   }
 
+  /** SIGKILL the running child, if any, now. */
+  kill(): void {
+    clearTimeout(this.#timer);
+    try {
+      this.#child?.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+  }
+
   async stop(signal: "SIGINT" | "SIGTERM"): Promise<void> {
     clearTimeout(this.#timer);
     const child = this.#child;
@@ -524,7 +544,7 @@ class WorkerSlot {
  *
  * @returns The reason, with the fix, as a sentence fragment.
  */
-export function workersUnavailable(): string | undefined {
+export function workersUnavailable(config: ClientConfig | ServerConfig): string | undefined {
   const program = workerProgram();
   let state: Deno.PermissionState = "denied";
   try {
@@ -532,14 +552,16 @@ export function workersUnavailable(): string | undefined {
   } catch {
     // Counted as denied.
   }
-  if (state === "granted") return workerArgs() === undefined ? PARTLY_DENIED : undefined;
+  if (state === "granted") {
+    return workerArgs(workerPaths(config)) === undefined ? PARTLY_DENIED : undefined;
+  }
   return Deno.build.standalone
     ? `worker processes need permission to run ${program} (compile with --allow-run)`
     : `worker processes need permission to run "deno" (grant --allow-run=deno, as main.ts's shebang does)`;
 }
 
 const PARTLY_DENIED =
-  "this process is denied part of a permission worker processes need (a --deny-* flag), which a child could not be denied alike";
+  "this process is denied part of the net or ffi permission worker processes need (a --deny-* flag), which a child could not be denied alike";
 
 /** The program a child runs: the same Deno, or the compiled executable itself. */
 function workerProgram(): string {
@@ -558,58 +580,81 @@ function workerProgram(): string {
 }
 
 /**
+ * The files a child reads and writes: the state directory and, for an
+ * Extended ORPort target, tor's auth cookie (read again per connection).
+ */
+function workerPaths(config: ClientConfig | ServerConfig): WorkerPaths {
+  const stateDir = config.stateDir ?? Deno.cwd();
+  const cookie = config.kind === "server" && config.target.kind === "extorport"
+    ? [config.target.cookieFile]
+    : [];
+  return { read: [stateDir, ...cookie], write: [stateDir] };
+}
+
+/** What {@linkcode workerPaths} gives. */
+interface WorkerPaths {
+  readonly read: readonly string[];
+  readonly write: readonly string[];
+}
+
+/**
  * The child's arguments: the main module again, as a worker; `undefined`
  * when the child's permissions cannot be made no wider than the parent's.
  */
-function workerArgs(): string[] | undefined {
+function workerArgs(paths: WorkerPaths): string[] | undefined {
   if (Deno.build.standalone) return [WORKER_ARG];
-  const flags = workerDenoFlags();
+  const flags = workerDenoFlags(paths);
   return flags === undefined ? undefined : ["run", ...flags, Deno.mainModule, WORKER_ARG];
 }
 
 /**
- * A child's Deno flags: {@linkcode WORKER_DENO_FLAGS}, where the parent
- * holds a permission whole (`-A`, `--allow-env`) passing it on whole, so
- * that a program of its own around `runManagedProxy` (a transport reading
- * its own variables) gets in its children what it has; main.ts under its
- * shebang gets exactly the list. A permission the list grants whole that
- * the parent lacks (or holds for some paths only) is left out. `undefined`
- * when the parent is denied part of a permission the list grants (a
- * `--deny-*` flag): Deno does not say which part, and a child would get more
- * than the parent has. A child never starts processes: `run` is not passed on.
+ * A child's Deno flags, never wider than what the parent holds:
+ * {@linkcode WORKER_DENO_FLAGS}, where the parent holds a permission whole
+ * (`-A`, `--allow-env`) passing it on whole (a program of its own around
+ * `runManagedProxy`, whose transport reads its own variables, gets in its
+ * children what it has). Where it holds only part of one (a `--deny-*`
+ * flag, a narrower list, or Deno's own denial of writes to the programs
+ * `--allow-run` names, as under main.ts's shebang): read and write are
+ * granted for the paths a child uses (the state directory, tor's cookie)
+ * that the parent may use, the list's variables and `sys` kinds for those
+ * the parent has, and `undefined` when `net` or `ffi` is partly denied
+ * (Deno does not say which part). A child never starts processes: `run`
+ * is not passed on.
  */
-function workerDenoFlags(): string[] | undefined {
-  const runGranted = () => {
+function workerDenoFlags(paths: WorkerPaths): string[] | undefined {
+  const query = (descriptor: Deno.PermissionDescriptor): Deno.PermissionStatus | undefined => {
     try {
-      return Deno.permissions.querySync({ name: "run" }).state === "granted" ||
-        Deno.permissions.querySync({ name: "run", command: workerProgram() }).state === "granted";
+      return Deno.permissions.querySync(descriptor);
     } catch {
-      return false;
+      return undefined; // Unknown to this Deno: not held.
     }
   };
-  const flags = [...WORKER_DENO_FLAGS];
-  for (const name of ["env", "net", "read", "write", "ffi", "sys", "import"] as const) {
-    let status: Deno.PermissionStatus | undefined;
-    try {
-      status = Deno.permissions.querySync({ name });
-    } catch {
-      // Unknown to this Deno: left as the list says.
+  const whole = (status: Deno.PermissionStatus | undefined) =>
+    status?.state === "granted" && status.partial !== true;
+  const flags: string[] = [];
+  for (const flag of WORKER_DENO_FLAGS) {
+    const match = /^--allow-(env|net|read|write|ffi|sys)(?:=(.*))?$/.exec(flag);
+    if (match === null) {
+      flags.push(flag);
+      continue;
     }
-    const flag = `--allow-${name}`;
-    const at = flags.findIndex((f) => f === flag || f.startsWith(`${flag}=`));
-    // Granted but for some parts (--deny-env=KEY): which ones, Deno does not
-    // say. (Deno itself denies writing to the programs --allow-run names:
-    // that partial write is not the parent's choice.)
-    const partial = status?.partial === true && !(name === "write" && runGranted());
-    if (partial && at >= 0) return undefined;
-    if (status?.state === "granted" && !partial) {
-      if (at >= 0) flags[at] = flag;
-      else flags.push(flag);
-    } else if (at >= 0 && flags[at] === flag) {
-      // The list grants it whole; the parent lacks it (or holds a narrower
-      // list): the child gets no more than the parent.
-      flags.splice(at, 1);
+    const name = match[1] as "env" | "net" | "read" | "write" | "ffi" | "sys";
+    const status = query({ name });
+    if (whole(status)) {
+      flags.push(`--allow-${name}`);
+    } else if (name === "read" || name === "write") {
+      const held = paths[name].filter((path) => whole(query({ name, path })));
+      if (held.length > 0) flags.push(`--allow-${name}=${held.join(",")}`);
+    } else if (name === "env" || name === "sys") {
+      const items = (match[2] ?? "").split(",").filter((item) =>
+        whole(query(name === "env" ? { name, variable: item } : { name, kind: item as "uid" }))
+      );
+      if (items.length > 0) flags.push(`--allow-${name}=${items.join(",")}`);
+    } else if (status?.partial === true) {
+      return undefined;
     }
   }
+  // Not in the list (a program of its own may need it): passed on when whole.
+  if (whole(query({ name: "import" }))) flags.push("--allow-import");
   return flags;
 }

@@ -14,6 +14,17 @@ import type { TransportConn } from "../../net/transport_conn.ts";
 import type { NetConn } from "../../net/net_conn.ts";
 import { checkTimeout } from "../../net/address.ts";
 
+/** A promise that rejects with `signal`'s reason once it aborts (never resolves). */
+function aborted(signal: AbortSignal): Promise<never> {
+  const rejected = new Promise<never>((_resolve, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
+  // Handled: an abort after the race was won is nobody's error.
+  rejected.catch(() => {});
+  return rejected;
+}
+
 /** The codes `ptkit_socks_replies_total` labels, as `0x..`; anything else is `other`. */
 const REPLY_CODES: readonly string[] = [
   ...new Set(Object.values(SocksReply).map(replyLabel)),
@@ -216,22 +227,25 @@ export class SocksServer implements AsyncDisposable {
     }, this.#options.connectTimeout ?? 60_000);
     let end: RelayEnd;
     try {
-      end = await this.#options.connect(
+      const connecting = this.#options.connect(
         request,
         (dialed) => record.transport(dialed, { established: true }),
         AbortSignal.any([giveUp.signal, signal]),
       );
-      // Given up while the connection arrived: it is not used.
-      if (giveUp.signal.aborted) {
-        closeQuietly(end);
-        throw giveUp.signal.reason;
-      }
+      // A connection that arrives after the attempt was given up (a
+      // callback that does not heed its signal) is closed, never used.
+      connecting.then((late) => {
+        if (giveUp.signal.aborted || signal.aborted) closeQuietly(late);
+      }, () => {});
+      end = await Promise.race([connecting, aborted(AbortSignal.any([giveUp.signal, signal]))]);
     } catch (error) {
       const reason = giveUp.signal.aborted ? giveUp.signal.reason : error;
       record.fail(reason, giveUp.signal.aborted && !watched ? "timeout" : "error");
       if (signal.aborted) return;
       onError(reason, "connect");
-      if (!watched) await request.reply(socksReplyCode(reason)).catch(() => {});
+      // Given up for data sent early or the client's end of stream: the
+      // reply says so (a client that only half-closed still reads it).
+      await request.reply(socksReplyCode(reason)).catch(() => {});
       return;
     } finally {
       connecting = false;
@@ -252,6 +266,10 @@ export class SocksServer implements AsyncDisposable {
       write: (p) => conn.write(p),
       closeWrite: () => conn.closeWrite(),
       close: () => conn.close(),
+      // The relay turns Nagle off on the client's socket too.
+      ...("setNoDelay" in conn
+        ? { setNoDelay: (on?: boolean) => (conn as Deno.TcpConn).setNoDelay(on) }
+        : {}),
       get localAddr() {
         return conn.localAddr;
       },
