@@ -17,7 +17,10 @@ export interface ConnectionLimits {
    * with the newcomer), or else one that has
    * waited 2 s from a source holding at least as many (so many sources each
    * holding just under their limit, reconnecting as fast as they are
-   * closed, cannot fill the listener nor take a slow client's place).
+   * closed, cannot fill the listener nor take a slow client's place). With no
+   * handshake to close, the source holding the most connections gives up
+   * its oldest past the handshake when it holds at least two more than the
+   * newcomer's (so a few authenticated sources cannot lock all others out).
    */
   readonly maxConnections?: number;
   /**
@@ -89,6 +92,8 @@ interface Source {
   open: number;
   /** Unfinished handshakes, oldest first. */
   readonly handshaking: Set<Slot>;
+  /** Connections past their handshake, in the order they finished it. */
+  readonly established: Set<Slot>;
 }
 
 /**
@@ -186,7 +191,7 @@ export class SourceLimiter {
       );
     }
     if (source === undefined && key !== undefined) {
-      source = { key, open: 0, handshaking: new Set() };
+      source = { key, open: 0, handshaking: new Set(), established: new Set() };
       this.#sources.set(key, source);
     }
     this.#open++;
@@ -199,6 +204,7 @@ export class SourceLimiter {
         open = false;
         this.#open--;
         if (source === undefined) return;
+        source.established.delete(slot);
         if (source.handshaking.delete(slot)) this.#checkOver(source);
         if (--source.open === 0) this.#sources.delete(source.key);
       },
@@ -220,18 +226,21 @@ export class SourceLimiter {
             return perSourceRefusal(limits);
           }
           if (source !== undefined) {
+            source.established.delete(slot);
             if (source.handshaking.delete(slot)) this.#checkOver(source);
             if (--source.open === 0) this.#sources.delete(source.key);
           }
           if (target === undefined) {
-            target = { key: moveTo, open: 0, handshaking: new Set() };
+            target = { key: moveTo, open: 0, handshaking: new Set(), established: new Set() };
             this.#sources.set(moveTo, target);
           }
           target.open++;
+          target.established.add(slot);
           source = target;
           return undefined;
         }
-        if (source === undefined || !source.handshaking.delete(slot)) return undefined;
+        if (source === undefined || !open || !source.handshaking.delete(slot)) return undefined;
+        source.established.add(slot);
         this.#checkOver(source);
         return undefined;
       },
@@ -307,9 +316,42 @@ export class SourceLimiter {
         if (worst === undefined || source.handshaking.size > worst.handshaking.size) worst = source;
       }
     }
-    if (worst === undefined) return false;
+    if (worst === undefined) return this.#evictEstablished(from);
     this.#evict(worst, worst.handshaking.values().next().value!);
     this.#checkOver(worst);
+    return this.#open < this.#limits.maxConnections;
+  }
+
+  /**
+   * At `maxConnections` with no handshake to close: the source holding the
+   * most connections gives up its oldest past its handshake, when it holds
+   * at least two more than the newcomer's source does. So
+   * a few sources that authenticated (anyone with the bridge line, the
+   * password or the URL) and hold every slot cannot lock all others out; a
+   * fair share each stays.
+   */
+  #evictEstablished(from: Source | undefined): boolean {
+    const holds = from?.open ?? 0;
+    let worst: Source | undefined;
+    for (const source of this.#sources.values()) {
+      if (source === from || source.established.size === 0) continue;
+      if (source.open < holds + 2) continue;
+      if (worst === undefined || source.open > worst.open) worst = source;
+    }
+    if (worst === undefined) return false;
+    const oldest: Slot = worst.established.values().next().value!;
+    worst.established.delete(oldest);
+    oldest.release();
+    try {
+      oldest.close();
+    } catch {
+      // Closing is the connection's business.
+    }
+    this.#onEvict?.(
+      new RangeError(
+        `Connection closed: ${this.#limits.maxConnections} connections open (maxConnections), most of them from its source; a newcomer from another took its place`,
+      ),
+    );
     return this.#open < this.#limits.maxConnections;
   }
 

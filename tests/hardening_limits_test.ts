@@ -334,6 +334,30 @@ Deno.test("SourceLimiter: at a full listener, a source over its own per-source l
   limiter.close();
 });
 
+Deno.test("SourceLimiter: a full listener held by sources past their handshake gives a newcomer from another source a place, up to a fair share", () => {
+  const limiter = new SourceLimiter({ maxConnections: 4 });
+  const closed: string[] = [];
+  const admit = (hostname: string, name: string) => {
+    const admission = limiter.admit(tcp(hostname), () => closed.push(name));
+    if (!(admission instanceof RangeError)) admission.handshaken();
+    return admission;
+  };
+  // One authenticated source holds every slot.
+  for (const name of ["a1", "a2", "a3", "a4"]) {
+    ok(!(admit("192.0.2.1", name) instanceof RangeError));
+  }
+  // Another source's client takes the place of the oldest.
+  ok(!(admit("198.51.100.7", "b1") instanceof RangeError));
+  deepStrictEqual(closed, ["a1"]);
+  ok(!(admit("198.51.100.7", "b2") instanceof RangeError));
+  deepStrictEqual(closed, ["a1", "a2"]);
+  // Two each now: no more swapping.
+  ok(admit("198.51.100.7", "b3") instanceof RangeError);
+  ok(admit("192.0.2.1", "a5") instanceof RangeError);
+  deepStrictEqual(closed, ["a1", "a2"]);
+  limiter.close();
+});
+
 Deno.test("SourceLimiter: sources that keep their connections young cannot take the place of another address's slow handshake, nor refuse a new address", async () => {
   const limiter = new SourceLimiter({ maxConnections: 4, maxHandshakesPerSource: 2 });
   const closed: string[] = [];

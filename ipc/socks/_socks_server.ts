@@ -14,6 +14,14 @@ import type { TransportConn } from "../../net/transport_conn.ts";
 import type { NetConn } from "../../net/net_conn.ts";
 import { checkTimeout } from "../../net/address.ts";
 
+/**
+ * How long a connection attempt goes on once its SOCKS client's input has
+ * ended, in ms: long enough for a quick answer to a client that only shut
+ * its write side, short enough that clients which close at once hold no
+ * slot for long.
+ */
+const HALF_CLOSE_GRACE_MS = 5000;
+
 /** A promise that rejects with `signal`'s reason once it aborts (never resolves). */
 function aborted(signal: AbortSignal): Promise<never> {
   const rejected = new Promise<never>((_resolve, reject) => {
@@ -57,7 +65,9 @@ export interface SocksServerOptions {
    * Time `connect` has, in ms (the TCP connection, an upstream proxy's
    * exchange, the transport's handshake): then the client gets reply `06`
    * (TTL expired) and the attempt is given up. Defaults to 60,000. A client
-   * that closes its connection meanwhile gives it up at once.
+   * that resets its connection or sends data before the reply gives it up at
+   * once (reply `01`); one whose input ends (closed, or only its write side
+   * shut) 5 s later.
    */
   readonly connectTimeout?: number;
   /** Largest settings block accepted, in bytes. Defaults to 16384. */
@@ -203,24 +213,32 @@ export class SocksServer implements AsyncDisposable {
     // that ends meanwhile means it went away, or broke the protocol, and
     // the attempt is given up. A byte read after the reply is the relay's.
     const watch = new Uint8Array(1);
-    const watching = conn.read(watch).then(
+    const watching: Promise<{ n: number | null; error?: unknown }> = conn.read(watch).then(
       (n) => ({ n }),
       (error: unknown) => ({ n: null, error }),
     );
     const giveUp = new AbortController();
     let watched = false;
     let connecting = true;
-    void watching.then(({ n }) => {
+    let graceTimer: ReturnType<typeof setTimeout> | undefined;
+    void watching.then(({ n, error }) => {
       if (!connecting) return;
-      watched = true;
-      giveUp.abort(
-        new SocksReplyError(
-          SocksReply.generalFailure,
-          n === null
-            ? "SOCKS client closed its connection before the reply"
-            : "Cannot parse SOCKS request: data sent before the reply",
-        ),
-      );
+      const stop = () => {
+        watched = true;
+        giveUp.abort(
+          new SocksReplyError(
+            SocksReply.generalFailure,
+            n === null
+              ? "SOCKS client closed its connection before the reply"
+              : "Cannot parse SOCKS request: data sent before the reply",
+          ),
+        );
+      };
+      // An end of stream may be a client that only shut its write side (it
+      // still reads the reply): it gets HALF_CLOSE_GRACE_MS more, a reset
+      // or early data nothing.
+      if (n === null && error === undefined) graceTimer = setTimeout(stop, HALF_CLOSE_GRACE_MS);
+      else stop();
     });
     const connectTimer = setTimeout(() => {
       giveUp.abort(new SocksReplyError(SocksReply.ttlExpired, "Cannot connect: timed out"));
@@ -250,6 +268,7 @@ export class SocksServer implements AsyncDisposable {
     } finally {
       connecting = false;
       clearTimeout(connectTimer);
+      clearTimeout(graceTimer);
     }
     // The read that watched goes on: what it takes comes first in the relay.
     let first: Promise<{ n: number | null; error?: unknown }> | undefined = watching;
