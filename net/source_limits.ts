@@ -339,36 +339,31 @@ export class SourceLimiter {
       if (worst === undefined || source.open > worst.open) worst = source;
     }
     if (worst === undefined) return false;
-    const oldest: Slot = worst.established.values().next().value!;
-    worst.established.delete(oldest);
-    oldest.release();
-    try {
-      oldest.close();
-    } catch {
-      // Closing is the connection's business.
-    }
-    this.#onEvict?.(
-      new RangeError(
-        `Connection closed: ${this.#limits.maxConnections} connections open (maxConnections), most of them from its source; a newcomer from another took its place`,
-      ),
+    this.#evict(
+      worst,
+      worst.established.values().next().value!,
+      `Connection closed: ${this.#limits.maxConnections} connections open (maxConnections), most of them from its source; a newcomer from another took its place`,
     );
     return this.#open < this.#limits.maxConnections;
   }
 
-  #evict(source: Source, slot: Slot): void {
+  /** Close `slot` of `source` to make room, saying why (never naming an address). */
+  #evict(
+    source: Source,
+    slot: Slot,
+    why =
+      `Connection closed: its source had more than ${this.#limits.maxHandshakesPerSource} connections that did not finish their handshake (maxHandshakesPerSource)`,
+  ): void {
     // Its slot is free at once; the connection's own release comes later.
     source.handshaking.delete(slot);
+    source.established.delete(slot);
     slot.release();
     try {
       slot.close();
     } catch {
       // Closing is the connection's business.
     }
-    this.#onEvict?.(
-      new RangeError(
-        `Connection closed: its source had more than ${this.#limits.maxHandshakesPerSource} connections that did not finish their handshake (maxHandshakesPerSource)`,
-      ),
-    );
+    this.#onEvict?.(new RangeError(why));
   }
 }
 

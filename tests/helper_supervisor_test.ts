@@ -9,154 +9,129 @@ import { deepStrictEqual as assertEquals } from "node:assert";
 import { HelperSupervisor } from "../net/_helper_process.ts";
 import { helperProcesses, requireProgram, waitFor } from "./ssh_util.ts";
 
-Deno.test({
-  name: "helper supervisor: close() while a restart starts the helper leaves no helper running",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async () => {
-    await requireProgram("setsid", "util-linux");
-    const root = await Deno.makeTempDir({ prefix: "ptkit-supervisor-test-" });
-    // Run as root, helpers run as nobody, who must reach their directory.
-    await Deno.chmod(root, 0o711);
+/**
+ * A test with real helper processes under a fresh directory (root-run
+ * helpers run as nobody, who must reach it); whatever is left running is
+ * killed and the directory removed afterwards.
+ */
+function supervisorTest(name: string, fn: (root: string) => Promise<void>): void {
+  Deno.test({
+    name: `helper supervisor: ${name}`,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      await requireProgram("setsid", "util-linux");
+      const root = await Deno.makeTempDir({ prefix: "ptkit-supervisor-test-" });
+      await Deno.chmod(root, 0o711);
+      try {
+        await fn(root);
+      } finally {
+        for (const line of await helperProcesses(root)) {
+          Deno.kill(Number(line.split(" ")[0]), "SIGKILL");
+        }
+        await Deno.remove(root, { recursive: true }).catch(() => {});
+      }
+    },
+  });
+}
+
+/** Start a helper under `root`, with the logs and the give-up collected. */
+function failing(
+  root: string,
+  command: string,
+  restartDelay: number,
+  files?: Record<string, string>,
+) {
+  const logs: string[] = [];
+  const gaveUp = Promise.withResolvers<void>();
+  const started = HelperSupervisor.start(
+    () => ({ command, args: [], restartDelay, ...(files === undefined ? {} : { files }) }),
+    {
+      directory: `${root}/helper`,
+      listen: { hostname: "127.0.0.1", port: 9 },
+      maxFailures: 3,
+      onGiveUp: () => gaveUp.resolve(),
+      onLog: (severity, message) => logs.push(`${severity} ${message}`),
+    },
+  );
+  return { logs, gaveUp: gaveUp.promise, started };
+}
+
+supervisorTest(
+  "close() while a restart starts the helper leaves no helper running",
+  async (root) => {
     let supervisor: HelperSupervisor | undefined;
     let starts = 0;
     let closing: Promise<void> | undefined;
-    try {
-      supervisor = await HelperSupervisor.start(() => ({
-        // The first run exits at once (as a refused ssh does); the restart lives.
-        command: "sh",
-        args: ["-c", "if [ -e started ]; then exec sleep 600; fi; : > started"],
-        restartDelay: 1,
-        // Read as each start writes the helper's files: the restart's is
-        // where close() lands, before the helper is spawned.
-        get files() {
-          starts++;
-          if (starts === 2) closing = supervisor!.close();
-          return {};
-        },
-      }), { directory: `${root}/helper`, listen: { hostname: "127.0.0.1", port: 9 } });
-      await waitFor(() => closing !== undefined, 20_000);
-      await closing;
-      assertEquals(await helperProcesses(root), []);
-    } finally {
-      for (const line of await helperProcesses(root)) {
-        Deno.kill(Number(line.split(" ")[0]), "SIGKILL");
-      }
-      await Deno.remove(root, { recursive: true }).catch(() => {});
-    }
+    supervisor = await HelperSupervisor.start(() => ({
+      // The first run exits at once (as a refused ssh does); the restart lives.
+      command: "sh",
+      args: ["-c", "if [ -e started ]; then exec sleep 600; fi; : > started"],
+      restartDelay: 1,
+      // Read as each start writes the helper's files: the restart's is
+      // where close() lands, before the helper is spawned.
+      get files() {
+        starts++;
+        if (starts === 2) closing = supervisor!.close();
+        return {};
+      },
+    }), { directory: `${root}/helper`, listen: { hostname: "127.0.0.1", port: 9 } });
+    await waitFor(() => closing !== undefined, 20_000);
+    await closing;
+    assertEquals(await helperProcesses(root), []);
   },
+);
+
+supervisorTest("every helper that exits at once is seen to exit, and closes", async (root) => {
+  const supervisors: HelperSupervisor[] = [];
+  // Many at once: the wrapper's watchdog, signalled as it was being
+  // forked, lost the signal now and then and kept the output pipes
+  // open, so neither a restart nor close() ever came.
+  for (let i = 0; i < 64; i++) {
+    supervisors.push(
+      await HelperSupervisor.start(
+        () => ({ command: "true", args: [], restartDelay: 600_000 }),
+        { directory: `${root}/helper-${i}`, listen: { hostname: "127.0.0.1", port: 9 } },
+      ),
+    );
+  }
+  let exited = 0;
+  for (const supervisor of supervisors) supervisor.exited.then(() => exited++);
+  await waitFor(() => exited === supervisors.length, 30_000)
+    .catch(() => assertEquals(exited, supervisors.length, "helpers never seen to exit"));
+  await Promise.all(supervisors.map((supervisor) => supervisor.close()));
+  assertEquals(await helperProcesses(root), []);
 });
 
-Deno.test({
-  name: "helper supervisor: every helper that exits at once is seen to exit, and closes",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async () => {
-    await requireProgram("setsid", "util-linux");
-    const root = await Deno.makeTempDir({ prefix: "ptkit-supervisor-test-" });
-    await Deno.chmod(root, 0o711);
-    const supervisors: HelperSupervisor[] = [];
-    try {
-      // Many at once: the wrapper's watchdog, signalled as it was being
-      // forked, lost the signal now and then and kept the output pipes
-      // open, so neither a restart nor close() ever came.
-      for (let i = 0; i < 64; i++) {
-        supervisors.push(
-          await HelperSupervisor.start(
-            () => ({ command: "true", args: [], restartDelay: 600_000 }),
-            {
-              directory: `${root}/helper-${i}`,
-              listen: { hostname: "127.0.0.1", port: 9 },
-            },
-          ),
-        );
-      }
-      let exited = 0;
-      for (const supervisor of supervisors) supervisor.exited.then(() => exited++);
-      await waitFor(() => exited === supervisors.length, 30_000)
-        .catch(() => assertEquals(exited, supervisors.length, "helpers never seen to exit"));
-      await Promise.all(supervisors.map((supervisor) => supervisor.close()));
-      assertEquals(await helperProcesses(root), []);
-    } finally {
-      for (const line of await helperProcesses(root)) {
-        Deno.kill(Number(line.split(" ")[0]), "SIGKILL");
-      }
-      await Deno.remove(root, { recursive: true }).catch(() => {});
-    }
-  },
+supervisorTest("a helper that keeps failing is started less often, then given up", async (root) => {
+  const { logs, gaveUp, started } = failing(root, "false", 1_000);
+  const supervisor = await started;
+  await gaveUp;
+  assertEquals(logs, [
+    "notice false exited (code 1); starting it again in 1 s",
+    "notice false exited (code 1); starting it again in 2 s",
+    "notice false exited (code 1), failing 3 times in a row: not started again",
+  ]);
+  assertEquals(supervisor.pid, undefined);
+  await supervisor.close();
+  assertEquals(await helperProcesses(root), []);
 });
 
-Deno.test({
-  name: "helper supervisor: a helper that keeps failing is started less often, then given up",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async () => {
-    await requireProgram("setsid", "util-linux");
-    const root = await Deno.makeTempDir({ prefix: "ptkit-supervisor-test-" });
-    await Deno.chmod(root, 0o711);
-    const logs: string[] = [];
-    const gaveUp = Promise.withResolvers<void>();
-    try {
-      const supervisor = await HelperSupervisor.start(
-        () => ({ command: "false", args: [], restartDelay: 1_000 }),
-        {
-          directory: `${root}/helper`,
-          listen: { hostname: "127.0.0.1", port: 9 },
-          maxFailures: 3,
-          onGiveUp: () => gaveUp.resolve(),
-          onLog: (severity, message) => logs.push(`${severity} ${message}`),
-        },
-      );
-      await gaveUp.promise;
-      assertEquals(logs, [
-        "notice false exited (code 1); starting it again in 1 s",
-        "notice false exited (code 1); starting it again in 2 s",
-        "notice false exited (code 1), failing 3 times in a row: not started again",
-      ]);
-      assertEquals(supervisor.pid, undefined);
-      await supervisor.close();
-      assertEquals(await helperProcesses(root), []);
-    } finally {
-      await Deno.remove(root, { recursive: true }).catch(() => {});
-    }
+supervisorTest(
+  "a restart that cannot write the helper's files counts as a failure: tried again, then given up",
+  async (root) => {
+    const { logs, gaveUp, started } = failing(root, "true", 1, { key: "k" });
+    const supervisor = await started;
+    // The helper's directory goes: each restart fails to write its file.
+    await Deno.remove(`${root}/helper`, { recursive: true });
+    await gaveUp;
+    // (Before, a failed restart was the end: never tried again, never given up.)
+    assertEquals(
+      /Cannot start true: .*not started again$/.test(logs.at(-1)!),
+      true,
+      logs.join("\n"),
+    );
+    await supervisor.close();
+    assertEquals(await helperProcesses(root), []);
   },
-});
-
-Deno.test({
-  name:
-    "helper supervisor: a restart that cannot write the helper's files counts as a failure: tried again, then given up",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async () => {
-    await requireProgram("setsid", "util-linux");
-    const root = await Deno.makeTempDir({ prefix: "ptkit-supervisor-test-" });
-    await Deno.chmod(root, 0o711);
-    const logs: string[] = [];
-    const gaveUp = Promise.withResolvers<void>();
-    try {
-      const supervisor = await HelperSupervisor.start(
-        () => ({ command: "true", args: [], restartDelay: 1, files: { key: "k" } }),
-        {
-          directory: `${root}/helper`,
-          listen: { hostname: "127.0.0.1", port: 9 },
-          maxFailures: 3,
-          onGiveUp: () => gaveUp.resolve(),
-          onLog: (severity, message) => logs.push(`${severity} ${message}`),
-        },
-      );
-      // The helper's directory goes: each restart fails to write its file.
-      await Deno.remove(`${root}/helper`, { recursive: true });
-      await gaveUp.promise;
-      // (Before, a failed restart was the end: never tried again, never given up.)
-      assertEquals(
-        /Cannot start true: .*not started again$/.test(logs.at(-1)!),
-        true,
-        logs.join("\n"),
-      );
-      await supervisor.close();
-      assertEquals(await helperProcesses(root), []);
-    } finally {
-      await Deno.remove(root, { recursive: true }).catch(() => {});
-    }
-  },
-});
+);
