@@ -234,6 +234,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
               // connection fails whatever waits on it.
               const onAbort = () => conn.close();
               signal.addEventListener("abort", onAbort, { once: true });
+              if (signal.aborted) onAbort();
               try {
                 if (!config.free) {
                   // The SOCKS reply waits for the transport's handshake (as
