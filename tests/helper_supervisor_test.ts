@@ -60,10 +60,9 @@ function failing(
 supervisorTest(
   "close() while a restart starts the helper leaves no helper running",
   async (root) => {
-    let supervisor: HelperSupervisor | undefined;
     let starts = 0;
     let closing: Promise<void> | undefined;
-    supervisor = await HelperSupervisor.start(() => ({
+    const supervisor: HelperSupervisor = await HelperSupervisor.start(() => ({
       // The first run exits at once (as a refused ssh does); the restart lives.
       command: "sh",
       args: ["-c", "if [ -e started ]; then exec sleep 600; fi; : > started"],
@@ -72,7 +71,7 @@ supervisorTest(
       // where close() lands, before the helper is spawned.
       get files() {
         starts++;
-        if (starts === 2) closing = supervisor!.close();
+        if (starts === 2) closing = supervisor.close();
         return {};
       },
     }), { directory: `${root}/helper`, listen: { hostname: "127.0.0.1", port: 9 } });
