@@ -343,6 +343,35 @@ Deno.test("-workers 2 under -A with --deny-env and --deny-write: no child gets a
   }
 });
 
+Deno.test("-workers 2 under main.ts's shebang: a child may write the state directory only; with a comma in its path (a flag list separator) one process serves and says why", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_paths_" });
+  const echo = startEcho();
+  try {
+    const server = await startServer(`${dir}/plain`, 2, echo.addr.port);
+    const args = (await Deno.readTextFile(`/proc/${server.children[0]}/cmdline`)).split("\0");
+    deepStrictEqual(args.filter((a) => a.startsWith("--allow-write")), [
+      `--allow-write=${dir}/plain`,
+    ]);
+    server.pt.child.kill("SIGTERM");
+    await server.pt.exit();
+    const comma = new PtProcess([
+      ...["-server", "-transports", "obfs4", "-orport", `127.0.0.1:${echo.addr.port}`],
+      ...["-state", `${dir}/a,${dir}/b`, "-logLevel", "info", "-workers", "2"],
+    ], {});
+    const warning = await comma.waitFor(
+      /^LOG SEVERITY=warning MESSAGE="-workers 2: one process serves/,
+    );
+    ok(warning.includes("comma"), warning);
+    await comma.waitFor(/^SMETHODS DONE$/);
+    deepStrictEqual(await childrenOf(comma.child.pid), []);
+    comma.child.kill("SIGTERM");
+    await comma.exit();
+  } finally {
+    await echo.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("-workers 2 with webtunnel: the SMETHOD carries the placeholder, every worker joins the real listen port", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_wt_" });
   const orPort = 9; // Never dialled: no client connects.

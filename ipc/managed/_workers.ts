@@ -561,7 +561,7 @@ export function workersUnavailable(config: ClientConfig | ServerConfig): string 
 }
 
 const PARTLY_DENIED =
-  "this process is denied part of the net or ffi permission worker processes need (a --deny-* flag), which a child could not be denied alike";
+  "a child could not be given just the part this process holds of a permission it needs (a --deny-* flag on net or ffi, or a state directory or cookie path holding a comma, which Deno's flags cannot say)";
 
 /** The program a child runs: the same Deno, or the compiled executable itself. */
 function workerProgram(): string {
@@ -643,6 +643,9 @@ function workerDenoFlags(paths: WorkerPaths): string[] | undefined {
     if (whole(status)) {
       flags.push(`--allow-${name}`);
     } else if (name === "read" || name === "write") {
+      // Deno splits a flag's list at commas: a path holding one would grant
+      // its pieces, which the parent was never asked about.
+      if (paths[name].some((path) => path.includes(","))) return undefined;
       const held = paths[name].filter((path) => whole(query({ name, path })));
       if (held.length > 0) flags.push(`--allow-${name}=${held.join(",")}`);
     } else if (name === "env" || name === "sys") {

@@ -245,17 +245,17 @@ export class SocksServer implements AsyncDisposable {
     }, this.#options.connectTimeout ?? 60_000);
     let end: RelayEnd;
     try {
-      const connecting = this.#options.connect(
+      const attempt = this.#options.connect(
         request,
         (dialed) => record.transport(dialed, { established: true }),
         AbortSignal.any([giveUp.signal, signal]),
       );
       // A connection that arrives after the attempt was given up (a
       // callback that does not heed its signal) is closed, never used.
-      connecting.then((late) => {
+      attempt.then((late) => {
         if (giveUp.signal.aborted || signal.aborted) closeQuietly(late);
       }, () => {});
-      end = await Promise.race([connecting, aborted(AbortSignal.any([giveUp.signal, signal]))]);
+      end = await Promise.race([attempt, aborted(AbortSignal.any([giveUp.signal, signal]))]);
     } catch (error) {
       const reason = giveUp.signal.aborted ? giveUp.signal.reason : error;
       record.fail(reason, giveUp.signal.aborted && !watched ? "timeout" : "error");
