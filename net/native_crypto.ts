@@ -79,6 +79,7 @@ export function loadNativeCrypto(): Promise<CryptoBackend> {
     };
     return {
       name: "sodium-native 5.1.0 (libsodium, Node-API) with node:crypto",
+      worker: { module: import.meta.url, load: "loadNativeCrypto" },
       secretboxSeal(box, message, nonce, key) {
         checkSecretbox(box, message, nonce, key);
         sodium.crypto_secretbox_easy(box, message, nonce, key);

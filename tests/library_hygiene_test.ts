@@ -209,8 +209,8 @@ Deno.test({
   name: "obfs4: a closed side's spare key pair timer is cleared, and no new one starts",
   ...sanitized,
   fn: async () => {
-    const { KeyPairReserve } = await import("../transports/obfs4/_elligator2.ts");
-    const reserve = new KeyPairReserve(await runtimeCrypto(), undefined, 2);
+    const { KeyPairReserve } = await import("../transports/obfs4/_keypair_reserve.ts");
+    const reserve = new KeyPairReserve(await runtimeCrypto(), { size: 2 });
     reserve.take();
     reserve.refillAfter(60_000);
     reserve.close();

@@ -13,9 +13,9 @@ import { bridgeCloseDelay } from "../transports/obfs4/mod.ts";
 import { ntorClient, ntorKdf, ntorServer } from "../transports/obfs4/_ntor.ts";
 import {
   generateRepresentableKeyPair,
-  KeyPairReserve,
   representativeToPublicKey,
 } from "../transports/obfs4/_elligator2.ts";
+import { KeyPairReserve } from "../transports/obfs4/_keypair_reserve.ts";
 import { eachBackend } from "./crypto_backends.ts";
 import { libcryptoHmac } from "../net/_hmac.ts";
 import { loadNativeCrypto } from "../net/native_crypto.ts";
@@ -339,7 +339,7 @@ Deno.test("both backends agree on every primitive", async () => {
 
 Deno.test("KeyPairReserve hands out each pair once and refills to its size", async (t) => {
   await eachBackend(t, (c) => {
-    const reserve = new KeyPairReserve(c, undefined, 2);
+    const reserve = new KeyPairReserve(c, { size: 2 });
     strictEqual(reserve.spares, 1);
     reserve.refill();
     reserve.refill();

@@ -30,6 +30,13 @@ export interface CryptoBackend {
   /** What implements the primitives, for logs (`"sodium-native 5.1.0 (libsodium, Node-API)"`). */
   readonly name: string;
   /**
+   * Where a Web Worker can load this same backend: a module URL and the
+   * name of its export that loads it (`{ module: ".../native_crypto.ts",
+   * load: "loadNativeCrypto" }`), so that costly work (obfs4's spare key
+   * pairs) can run off the main thread. Absent: no worker is started.
+   */
+  readonly worker?: { readonly module: string; readonly load: string };
+  /**
    * NaCl `crypto_secretbox_easy` (XSalsa20-Poly1305): seal `message` into
    * `box`, the 16-byte tag first. `box.length` must be `message.length + 16`;
    * the two may overlap.
@@ -290,6 +297,7 @@ export function loadWasmCrypto(): Promise<CryptoBackend> {
     const backend: CryptoBackend = {
       name:
         "libsodium-wrappers 0.7.13 (libsodium in WebAssembly) with @noble/hashes and @noble/curves",
+      worker: { module: import.meta.url, load: "loadWasmCrypto" },
       secretboxSeal(box, message, nonce, key) {
         checkSecretbox(box, message, nonce, key);
         const heap = load(message, nonce, key);

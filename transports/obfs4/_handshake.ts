@@ -65,10 +65,20 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
+// Where `needle` (not empty) starts in haystack[from, to), or -1. The
+// runtime's own byte search finds each candidate (the server's padding is
+// up to 8 KiB, searched on every read until the mark arrives).
 function indexOf(haystack: Uint8Array, needle: Uint8Array, from: number, to: number): number {
-  outer: for (let i = from; i + needle.length <= to; i++) {
-    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
-    return i;
+  const first = needle[0]!;
+  const last = to - needle.length;
+  for (
+    let i = haystack.indexOf(first, from);
+    i >= 0 && i <= last;
+    i = haystack.indexOf(first, i + 1)
+  ) {
+    let j = 1;
+    while (j < needle.length && haystack[i + j] === needle[j]) j++;
+    if (j === needle.length) return i;
   }
   return -1;
 }

@@ -18,7 +18,7 @@ import {
 } from "./_config.ts";
 import { MAX_SEGMENT_LENGTH } from "./_framing.ts";
 import { GoRand } from "./_go_rand.ts";
-import { KeyPairReserve } from "./_elligator2.ts";
+import { KeyPairReserve, type KeyPairReserveOptions } from "./_keypair_reserve.ts";
 import { ClientHandshake, type RandomFill, ServerHandshake } from "./_handshake.ts";
 import { HashDrbg } from "./_hash_drbg.ts";
 import { type IatSleep, obfs4proxySleep } from "./_iat.ts";
@@ -34,7 +34,7 @@ const MAX_IAT_DELAY = 100;
 // Room for one decoded chunk, so the handshake proceeds before anyone reads.
 const DECODE_READABLE: QueuingStrategy<Uint8Array> = { highWaterMark: 1 };
 
-/** Hooks for tests: clock, randomness and the failed-handshake delay. */
+/** Hooks for tests (clock, randomness, delays), and where spare key pairs are made. */
 export interface Obfs4Options {
   /** The clock, in milliseconds since the epoch. Defaults to `Date.now`. */
   readonly now?: () => number;
@@ -65,6 +65,15 @@ export interface Obfs4Options {
    * kernel waits, as Go's netpoller makes them; 0 sends back to back).
    */
   readonly iatSleep?: (milliseconds: number) => Promise<void> | void;
+  /**
+   * Make the spare ephemeral key pairs (Elligator2 rejection sampling and a
+   * scalar multiplication, 0.3-1.3 ms each) in a Web Worker, so that no
+   * handshake or traffic waits while one is made. The worker loads the
+   * crypto backend's own loader (`CryptoBackend.worker`); where no Worker
+   * can start, spares are made on the main thread. Ignored when `random` is
+   * given. Defaults to `true`.
+   */
+  readonly keyPairWorker?: boolean;
 }
 
 /**
@@ -105,6 +114,8 @@ interface Parsed {
   /** The parsed client options; absent when the bridge comes with each connection. */
   readonly client?: ClientConfig;
   readonly server?: ServerShared;
+  /** The environment's notices (`env.onNotice`), for a key pair worker that failed. */
+  readonly onNotice?: (message: string) => void;
 }
 
 interface ServerShared {
@@ -259,6 +270,31 @@ function refillSoon(reserve: KeyPairReserve): void {
 
 const REFILL_DELAY_MS = 20;
 
+// Spare key pairs kept, made in a worker: a bridge answers bursts of
+// clients; a client (one per user) opens a few circuits at once.
+// A worker is asked for half the reserve at a time (each message costs).
+const SERVER_SPARES = 64;
+const CLIENT_SPARES = 16;
+
+function reserveOptions(
+  options: Obfs4Options,
+  size: number,
+  parsed: Parsed,
+): KeyPairReserveOptions {
+  if (options.random !== undefined) return { size, random: options.random };
+  const notice = parsed.onNotice;
+  return {
+    size,
+    worker: options.keyPairWorker ?? true,
+    ...(notice === undefined ? {} : {
+      onWorkerError: (reason: string) =>
+        notice(
+          `obfs4 makes its spare key pairs on the main thread: their worker failed (${reason})`,
+        ),
+    }),
+  };
+}
+
 /**
  * Why an obfs4 server says nothing: it answers no handshake made for
  * another bridge's keys (probe resistance), and closes it only later.
@@ -274,7 +310,10 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
   let received: Uint8Array = new Uint8Array(0);
   const encode = core.encode((controller) =>
     withCrypto(parsed.crypto, (backend) => {
-      const spares = parsed.reserve.pairs ??= new KeyPairReserve(backend, options.random);
+      const spares = parsed.reserve.pairs ??= new KeyPairReserve(
+        backend,
+        reserveOptions(options, CLIENT_SPARES, parsed),
+      );
       handshake = new ClientHandshake(backend, config.identity, {
         now,
         random,
@@ -357,7 +396,10 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
   let handshake: ServerHandshake | undefined;
   // The ephemeral key pair is ready before the client speaks (a spare in the reserve).
   const begin = (backend: CryptoBackend) => {
-    const spares = shared.reserve.pairs ??= new KeyPairReserve(backend, options.random);
+    const spares = shared.reserve.pairs ??= new KeyPairReserve(
+      backend,
+      reserveOptions(options, SERVER_SPARES, parsed),
+    );
     handshake = new ServerHandshake(backend, config.keys, shared.filter, {
       ...(options.now === undefined ? {} : { now: options.now }),
       ...(options.random === undefined ? {} : { random: options.random }),
@@ -490,13 +532,14 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
       // connection needs it (the managed proxy starts it right after
       // CMETHODS DONE / SMETHODS DONE).
       const lazy = new LazyCrypto(cryptoLoader(env));
+      const notices = env.onNotice === undefined ? {} : { onNotice: env.onNotice };
       if (role === "client") {
         // Empty options: every connection's settings name the bridge (as
         // Tor's SOCKS arguments do).
         const client = Object.keys(config).length === 0 ? undefined : parseClientConfig(config);
         return client === undefined
-          ? { crypto: lazy, reserve: {}, clientOptions: config }
-          : { crypto: lazy, reserve: {}, clientOptions: config, client };
+          ? { crypto: lazy, reserve: {}, clientOptions: config, ...notices }
+          : { crypto: lazy, reserve: {}, clientOptions: config, client, ...notices };
       }
       // An iat-mode option saved into obfs4_state.json is said (env.onNotice).
       const server = await loadServerConfig(
@@ -511,6 +554,7 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
       return {
         crypto: lazy,
         reserve: {},
+        ...notices,
         server: {
           config: server,
           filter: new ReplayFilter({

@@ -1,0 +1,117 @@
+// Copyright the ptkit authors. MIT license.
+
+// obfs4's spare ephemeral key pairs made in a Web Worker (KeyPairReserve's
+// `worker` option): the pairs are good ones, the worker goes with close(),
+// and a worker that cannot load leaves the spares to the main thread and
+// says why.
+
+import { deepStrictEqual, notDeepStrictEqual, ok, strictEqual } from "node:assert";
+import { KeyPairReserve } from "../transports/obfs4/_keypair_reserve.ts";
+import { representativeToPublicKey } from "../transports/obfs4/_elligator2.ts";
+import { CRYPTO_BACKENDS, eachBackend } from "./crypto_backends.ts";
+import type { CryptoBackend } from "../transports/crypto_backend.ts";
+
+const sanitized = { sanitizeOps: true, sanitizeResources: true } as const;
+
+// The native backend dlopens libcrypto once per process: before the
+// sanitized tests, which would count it as theirs.
+for (const { load } of CRYPTO_BACKENDS) await load();
+
+async function until(what: string, ready: () => boolean, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ready()) {
+    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+Deno.test({
+  name: "KeyPairReserve with a worker fills to its size with good key pairs, on each backend",
+  ...sanitized,
+  fn: async (t) => {
+    await eachBackend(t, async (crypto) => {
+      const errors: string[] = [];
+      const reserve = new KeyPairReserve(crypto, {
+        size: 8,
+        worker: true,
+        onWorkerError: (reason) => errors.push(reason),
+      });
+      try {
+        ok(reserve.usesWorker, "a worker was started");
+        await until("the worker's spares", () => reserve.spares === 8);
+        const pairs = Array.from({ length: 8 }, () => reserve.take());
+        strictEqual(reserve.spares, 0);
+        // Taken below half: refillAfter asks the worker (the delay is for
+        // the main-thread path only).
+        reserve.refillAfter(60_000);
+        await until("the worker's refill", () => reserve.spares === 8);
+        for (const [i, pair] of pairs.entries()) {
+          deepStrictEqual(representativeToPublicKey(pair.representative), pair.publicKey);
+          const other = pairs[(i + 1) % pairs.length]!;
+          notDeepStrictEqual(pair.secretKey, other.secretKey);
+          // The dirty public key agrees with its secret key under X25519
+          // (the low-order part vanishes in a clamped multiplication).
+          deepStrictEqual(
+            crypto.x25519(pair.secretKey, other.publicKey),
+            crypto.x25519(other.secretKey, pair.publicKey),
+          );
+        }
+        deepStrictEqual(errors, []);
+      } finally {
+        reserve.close();
+      }
+      strictEqual(reserve.usesWorker, false);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "KeyPairReserve: a worker that cannot load its backend says why; spares come from the main thread",
+  ...sanitized,
+  fn: async () => {
+    const { loadWasmCrypto } = await import("../transports/crypto_backend.ts");
+    const wasm = await loadWasmCrypto();
+    const broken: CryptoBackend = {
+      ...wasm,
+      worker: { module: wasm.worker!.module, load: "noSuchLoader" },
+    };
+    const errors: string[] = [];
+    const reserve = new KeyPairReserve(broken, {
+      size: 4,
+      worker: true,
+      onWorkerError: (reason) => errors.push(reason),
+    });
+    try {
+      await until("the worker's failure", () => errors.length > 0);
+      ok(errors[0]!.includes("noSuchLoader"), errors[0]);
+      strictEqual(reserve.usesWorker, false);
+      reserve.take();
+      reserve.take();
+      reserve.refillAfter(1);
+      await until("the main thread's refill", () => reserve.spares > 0, 5_000);
+      strictEqual(errors.length, 1);
+    } finally {
+      reserve.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "KeyPairReserve: a backend without a worker loader, or given randomness, makes no worker",
+  ...sanitized,
+  fn: async () => {
+    const { loadWasmCrypto } = await import("../transports/crypto_backend.ts");
+    const { worker: _, ...withoutWorker } = await loadWasmCrypto();
+    const a = new KeyPairReserve(withoutWorker, { worker: true });
+    strictEqual(a.usesWorker, false);
+    a.close();
+    let n = 0;
+    const b = new KeyPairReserve(await loadWasmCrypto(), {
+      worker: true,
+      random: (bytes) => bytes.fill(n++ & 0xff),
+    });
+    strictEqual(b.usesWorker, false);
+    b.close();
+  },
+});
