@@ -229,3 +229,28 @@ Deno.test("Session decodes the same bytes however the wire is split, on both bac
     }
   }
 });
+
+Deno.test("ClientHandshake finds the server's mark however the answer is split, and the same keys", async () => {
+  const config = await generateServerConfig(0);
+  for (const sizes of [[1], [7], [16, 1], [1000], [3, 500, 31]]) {
+    for (let round = 0; round < 4; round++) {
+      const client = new ClientHandshake(box, config.keys);
+      const server = new ServerHandshake(box, config.keys, new ReplayFilter());
+      const step = server.parse(client.message);
+      ok(step.done);
+      // The answer, then the start of the first frame (which must be left).
+      const wire = new Uint8Array(step.response.length + 45);
+      wire.set(step.response);
+      wire.fill(0xaa, step.response.length);
+      let got;
+      let i = 0;
+      for (let n = 0; got === undefined && n < wire.length;) {
+        n = Math.min(wire.length, n + sizes[i++ % sizes.length]!);
+        got = client.parse(wire.subarray(0, n));
+      }
+      ok(got !== undefined, `answer of ${step.response.length} bytes in pieces of ${sizes}`);
+      strictEqual(got.consumed, step.response.length);
+      deepStrictEqual(got.keys, step.keys);
+    }
+  }
+});

@@ -122,6 +122,11 @@ export class ClientHandshake {
   #public: Uint8Array;
   #epoch: Uint8Array;
   #message: Uint8Array | undefined;
+  // The server's mark, once its representative arrived, and where the
+  // search for it goes on (the answer comes in pieces; each parse sees all
+  // of it so far).
+  #mark: Uint8Array | undefined;
+  #searchFrom = KEY_LENGTH + AUTH_LENGTH;
 
   /**
    * Generate a client handshake.
@@ -176,13 +181,15 @@ export class ClientHandshake {
     if (received.length < SERVER_MIN_LENGTH) return undefined;
     const crypto = this.#crypto;
     const representative = received.subarray(0, KEY_LENGTH);
-    const mark = mac(crypto, this.#key, representative);
+    const mark = this.#mark ??= mac(crypto, this.#key, representative);
     const end = Math.min(received.length, MAX_HANDSHAKE_LENGTH);
-    const pos = indexOf(received, mark, KEY_LENGTH + AUTH_LENGTH, end - MAC_LENGTH);
+    const pos = indexOf(received, mark, this.#searchFrom, end - MAC_LENGTH);
     if (pos < 0) {
       if (received.length >= MAX_HANDSHAKE_LENGTH) {
         throw new SyntaxError("Cannot complete obfs4 handshake: server mark not found");
       }
+      // Every start up to here was tried: a mark there would have fitted.
+      this.#searchFrom = Math.max(this.#searchFrom, end - MAC_LENGTH - MARK_LENGTH + 1);
       return undefined;
     }
     const tag = received.subarray(pos + MARK_LENGTH, pos + MARK_LENGTH + MAC_LENGTH);
