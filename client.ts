@@ -38,6 +38,7 @@ import { assertTransport } from "./transports/_transport_name.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, type NetConn, tcpDialer } from "./net/net_conn.ts";
 import { dialPlanned } from "./net/_planned_dial.ts";
+import { abortable } from "./net/_abortable.ts";
 import { HelperSupervisor } from "./net/_helper_process.ts";
 import { type HelperSlot, HelperSlots } from "./net/_helper_slots.ts";
 import { socks5Connect } from "./ipc/socks/_client.ts";
@@ -460,29 +461,6 @@ export class Connector {
       throw error;
     }
   }
-}
-
-/**
- * `dialing`, or a rejection with `signal`'s reason as soon as it aborts; a
- * connection that arrives after that is closed.
- */
-function abortable(dialing: Promise<NetConn>, signal: AbortSignal): Promise<NetConn> {
-  return new Promise<NetConn>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    dialing.then((conn) => {
-      signal.removeEventListener("abort", onAbort);
-      if (!signal.aborted) return resolve(conn);
-      try {
-        conn.close();
-      } catch {
-        // Already closed.
-      }
-    }, (error) => {
-      signal.removeEventListener("abort", onAbort);
-      reject(error);
-    });
-  });
 }
 
 /**

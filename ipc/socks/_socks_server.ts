@@ -4,6 +4,7 @@
 
 import { relay, type RelayEnd } from "../../net/relay.ts";
 import { closeQuietly, ConnectionLoop, type ServeContext } from "../../net/_accept_loop.ts";
+import { abortable } from "../../net/_abortable.ts";
 import type { ConnectionLimits } from "../../net/source_limits.ts";
 import { socksHandshake, type SocksRequest } from "./_server_handshake.ts";
 import { SocksReply, socksReplyCode, SocksReplyError } from "./_reply.ts";
@@ -21,17 +22,6 @@ import { checkTimeout } from "../../net/address.ts";
  * slot for long.
  */
 const HALF_CLOSE_GRACE_MS = 5000;
-
-/** A promise that rejects with `signal`'s reason once it aborts (never resolves). */
-function aborted(signal: AbortSignal): Promise<never> {
-  const rejected = new Promise<never>((_resolve, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    else signal.addEventListener("abort", () => reject(signal.reason), { once: true });
-  });
-  // Handled: an abort after the race was won is nobody's error.
-  rejected.catch(() => {});
-  return rejected;
-}
 
 /** The codes `ptkit_socks_replies_total` labels, as `0x..`; anything else is `other`. */
 const REPLY_CODES: readonly string[] = [
@@ -245,17 +235,15 @@ export class SocksServer implements AsyncDisposable {
     }, this.#options.connectTimeout ?? 60_000);
     let end: RelayEnd;
     try {
+      const attemptSignal = AbortSignal.any([giveUp.signal, signal]);
       const attempt = this.#options.connect(
         request,
         (dialed) => record.transport(dialed, { established: true }),
-        AbortSignal.any([giveUp.signal, signal]),
+        attemptSignal,
       );
       // A connection that arrives after the attempt was given up (a
       // callback that does not heed its signal) is closed, never used.
-      attempt.then((late) => {
-        if (giveUp.signal.aborted || signal.aborted) closeQuietly(late);
-      }, () => {});
-      end = await Promise.race([attempt, aborted(AbortSignal.any([giveUp.signal, signal]))]);
+      end = await abortable(attempt, attemptSignal);
     } catch (error) {
       const reason = giveUp.signal.aborted ? giveUp.signal.reason : error;
       record.fail(reason, giveUp.signal.aborted && !watched ? "timeout" : "error");
