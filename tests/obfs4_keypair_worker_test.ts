@@ -37,7 +37,11 @@ Deno.test({
         onWorkerError: (reason) => errors.push(reason),
       });
       try {
-        ok(reserve.usesWorker, "a worker was started");
+        // No thread before the first refill (a side that never serves starts none).
+        strictEqual(reserve.usesWorker, false);
+        reserve.take();
+        reserve.refillAfter(60_000);
+        await until("the worker's start", () => reserve.usesWorker);
         await until("the worker's spares", () => reserve.spares === 8);
         const pairs = Array.from({ length: 8 }, () => reserve.take());
         strictEqual(reserve.spares, 0);
@@ -83,14 +87,45 @@ Deno.test({
       onWorkerError: (reason) => errors.push(reason),
     });
     try {
+      reserve.take();
+      reserve.refillAfter(60_000);
       await until("the worker's failure", () => errors.length > 0);
       ok(errors[0]!.includes("noSuchLoader"), errors[0]);
       strictEqual(reserve.usesWorker, false);
-      reserve.take();
-      reserve.take();
-      reserve.refillAfter(1);
+      // The main thread refilled at once (refillAfter(0) on the failure).
       await until("the main thread's refill", () => reserve.spares > 0, 5_000);
       strictEqual(errors.length, 1);
+    } finally {
+      reserve.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "KeyPairReserve: a worker that never answers is given up after its timeout",
+  ...sanitized,
+  fn: async () => {
+    const { loadWasmCrypto } = await import("../transports/crypto_backend.ts");
+    const wasm = await loadWasmCrypto();
+    // A backend module whose loading never ends.
+    const silent: CryptoBackend = {
+      ...wasm,
+      worker: { module: "data:text/javascript,await new Promise(() => {});", load: "x" },
+    };
+    const errors: string[] = [];
+    const reserve = new KeyPairReserve(silent, {
+      size: 4,
+      worker: true,
+      workerAnswerTimeout: 500,
+      onWorkerError: (reason) => errors.push(reason),
+    });
+    try {
+      reserve.take();
+      reserve.refillAfter(60_000);
+      await until("the timeout", () => errors.length > 0, 10_000);
+      ok(errors[0]!.includes("no answer in 500 ms"), errors[0]);
+      strictEqual(reserve.usesWorker, false);
+      await until("the main thread's refill", () => reserve.spares > 0, 5_000);
     } finally {
       reserve.close();
     }
@@ -104,13 +139,20 @@ Deno.test({
     const { loadWasmCrypto } = await import("../transports/crypto_backend.ts");
     const { worker: _, ...withoutWorker } = await loadWasmCrypto();
     const a = new KeyPairReserve(withoutWorker, { worker: true });
+    a.take();
+    a.refillAfter(1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
     strictEqual(a.usesWorker, false);
+    strictEqual(a.spares, 1, "refilled on this thread");
     a.close();
     let n = 0;
     const b = new KeyPairReserve(await loadWasmCrypto(), {
       worker: true,
       random: (bytes) => bytes.fill(n++ & 0xff),
     });
+    b.take();
+    b.refillAfter(1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
     strictEqual(b.usesWorker, false);
     b.close();
   },

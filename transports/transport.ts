@@ -368,9 +368,10 @@ export interface ServerTransport {
   pair(): TransportPair;
   /**
    * Release what the side holds beyond its connections (its replay
-   * filter's subscription to `env.replays`). The runtime calls it once,
-   * when the listener that made the side closes; connections already made
-   * keep working. Absent: nothing to release.
+   * filter's subscription to `env.replays`; obfs4's key pair worker, a
+   * thread that keeps the process running until this is called). The
+   * runtime calls it once, when the listener that made the side closes;
+   * connections already made keep working. Absent: nothing to release.
    */
   close?(): void;
 }

@@ -26,6 +26,12 @@ export interface KeyPairReserveOptions {
    * Defaults to `false`.
    */
   readonly worker?: boolean;
+  /**
+   * How long, in milliseconds, the worker has to answer a request before it
+   * is given up as failed (its first answer includes loading its modules).
+   * Defaults to 20000.
+   */
+  readonly workerAnswerTimeout?: number;
   /** Told why, when the worker could not start or failed (spares then come from the main thread). */
   readonly onWorkerError?: (reason: string) => void;
 }
@@ -62,7 +68,12 @@ export class KeyPairReserve {
   #closed = false;
   #worker: Worker | undefined;
   #asked = false;
+  #answerTimer: ReturnType<typeof setTimeout> | undefined;
   #onWorkerError: ((reason: string) => void) | undefined;
+  #answerTimeout: number;
+  // A worker is wanted but not started yet: it starts at the first refill,
+  // in a later task (starting one blocks this thread for 15-25 ms).
+  #wantsWorker: boolean;
 
   /**
    * Make the first spare, and start the worker when asked to.
@@ -75,13 +86,10 @@ export class KeyPairReserve {
     this.#random = options.random ?? ((b) => globalThis.crypto.getRandomValues(b));
     this.#size = options.size ?? 1;
     this.#onWorkerError = options.onWorkerError;
+    this.#answerTimeout = options.workerAnswerTimeout ?? 20_000;
     this.#spares.push(generateRepresentableKeyPair(crypto, this.#random));
-    if (
-      options.worker === true && options.random === undefined && crypto.worker !== undefined &&
-      typeof Worker === "function"
-    ) {
-      this.#startWorker();
-    }
+    this.#wantsWorker = options.worker === true && options.random === undefined &&
+      crypto.worker !== undefined && typeof Worker === "function";
   }
 
   /**
@@ -111,6 +119,12 @@ export class KeyPairReserve {
     if (this.#closed) return;
     // In a later task: the post costs the main thread 50 us or more (it
     // wakes the worker), and the bytes just written should go out first.
+    if (this.#wantsWorker) {
+      this.#wantsWorker = false;
+      return nextTask(() => {
+        if (!this.#closed) this.#startWorker();
+      });
+    }
     if (this.#worker !== undefined) return nextTask(() => this.#ask());
     if (this.#timer !== undefined) return;
     this.#timer = setTimeout(() => {
@@ -124,6 +138,7 @@ export class KeyPairReserve {
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    clearTimeout(this.#answerTimer);
     this.#worker?.terminate();
     this.#worker = undefined;
   }
@@ -133,7 +148,7 @@ export class KeyPairReserve {
     return this.#spares.length;
   }
 
-  /** Whether a worker makes the spares (it may still be starting). */
+  /** Whether a worker makes the spares (it may still be loading); none before the first refill. */
   get usesWorker(): boolean {
     return this.#worker !== undefined;
   }
@@ -148,25 +163,17 @@ export class KeyPairReserve {
       return;
     }
     this.#worker = worker;
-    // A worker that cannot load or fails: spares come from this thread again.
-    const fail = (reason: string) => {
-      if (this.#worker !== worker) return;
-      worker.terminate();
-      this.#worker = undefined;
-      this.#asked = false;
-      this.#onWorkerError?.(reason);
-      if (this.#spares.length < this.#size) this.refillAfter(0);
-    };
     worker.onerror = (event: ErrorEvent) => {
       event.preventDefault();
-      fail(event.message);
+      this.#fail(worker, event.message);
     };
-    worker.onmessageerror = () => fail("a message could not be read");
+    worker.onmessageerror = () => this.#fail(worker, "a message could not be read");
     worker.onmessage = (event: MessageEvent<KeyPairAnswer>) => {
       if (this.#worker !== worker) return;
       this.#asked = false;
+      clearTimeout(this.#answerTimer);
       const answer = event.data;
-      if ("error" in answer) return fail(answer.error);
+      if ("error" in answer) return this.#fail(worker, answer.error);
       const { pairs } = answer;
       for (let at = 0; at + KEY_PAIR_RECORD <= pairs.length; at += KEY_PAIR_RECORD) {
         if (this.#spares.length >= this.#size) break;
@@ -192,6 +199,24 @@ export class KeyPairReserve {
     if (this.#worker === undefined || this.#asked || missing * 2 < this.#size) return;
     this.#asked = true;
     const { module, load } = this.#crypto.worker!;
-    this.#worker.postMessage({ module, load, count: missing } satisfies KeyPairRequest);
+    const worker = this.#worker;
+    worker.postMessage({ module, load, count: missing } satisfies KeyPairRequest);
+    // A worker that never answers (its backend's module hangs loading) is
+    // given up, as one that fails.
+    this.#answerTimer = setTimeout(
+      () => this.#fail(worker, `no answer in ${this.#answerTimeout} ms`),
+      this.#answerTimeout,
+    );
+  }
+
+  /** A worker that cannot load, fails or is silent: spares come from this thread again. */
+  #fail(worker: Worker, reason: string): void {
+    if (this.#worker !== worker) return;
+    worker.terminate();
+    this.#worker = undefined;
+    this.#asked = false;
+    clearTimeout(this.#answerTimer);
+    this.#onWorkerError?.(reason);
+    if (this.#spares.length < this.#size) this.refillAfter(0);
   }
 }

@@ -66,12 +66,14 @@ export interface Obfs4Options {
    */
   readonly iatSleep?: (milliseconds: number) => Promise<void> | void;
   /**
-   * Make the spare ephemeral key pairs (Elligator2 rejection sampling and a
-   * scalar multiplication, 0.3-1.3 ms each) in a Web Worker, so that no
-   * handshake or traffic waits while one is made. The worker loads the
-   * crypto backend's own loader (`CryptoBackend.worker`); where no Worker
-   * can start, spares are made on the main thread. Ignored when `random` is
-   * given. Defaults to `true`.
+   * Server side: make the spare ephemeral key pairs (Elligator2 rejection
+   * sampling and a scalar multiplication, 0.3-1.3 ms each) in a Web Worker,
+   * so that no handshake or traffic waits while one is made. One worker per
+   * server side, started after its first handshake, loading the crypto
+   * backend's own loader (`CryptoBackend.worker`); it keeps the process
+   * running until the side is closed (closing the listener does it). Where
+   * no Worker can start, spares are made on the main thread. Ignored when
+   * `random` is given. Defaults to `true`.
    */
   readonly keyPairWorker?: boolean;
 }
@@ -114,7 +116,7 @@ interface Parsed {
   /** The parsed client options; absent when the bridge comes with each connection. */
   readonly client?: ClientConfig;
   readonly server?: ServerShared;
-  /** The environment's notices (`env.onNotice`), for a key pair worker that failed. */
+  /** Server side: the environment's notices (`env.onNotice`), for a key pair worker that failed. */
   readonly onNotice?: (message: string) => void;
 }
 
@@ -270,17 +272,13 @@ function refillSoon(reserve: KeyPairReserve): void {
 
 const REFILL_DELAY_MS = 20;
 
-// Spare key pairs kept, made in a worker: a bridge answers bursts of
-// clients; a client (one per user) opens a few circuits at once.
-// A worker is asked for half the reserve at a time (each message costs).
+// Spare key pairs a server keeps, made in a worker and asked for half at a
+// time (each message costs). A client (one per user, a handful of
+// connections) keeps one, made on its own thread after each handshake.
 const SERVER_SPARES = 64;
-const CLIENT_SPARES = 16;
 
-function reserveOptions(
-  options: Obfs4Options,
-  size: number,
-  parsed: Parsed,
-): KeyPairReserveOptions {
+function serverReserveOptions(options: Obfs4Options, parsed: Parsed): KeyPairReserveOptions {
+  const size = SERVER_SPARES;
   if (options.random !== undefined) return { size, random: options.random };
   const notice = parsed.onNotice;
   return {
@@ -312,7 +310,7 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
     withCrypto(parsed.crypto, (backend) => {
       const spares = parsed.reserve.pairs ??= new KeyPairReserve(
         backend,
-        reserveOptions(options, CLIENT_SPARES, parsed),
+        options.random === undefined ? {} : { random: options.random },
       );
       handshake = new ClientHandshake(backend, config.identity, {
         now,
@@ -398,7 +396,7 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
   const begin = (backend: CryptoBackend) => {
     const spares = shared.reserve.pairs ??= new KeyPairReserve(
       backend,
-      reserveOptions(options, SERVER_SPARES, parsed),
+      serverReserveOptions(options, parsed),
     );
     handshake = new ServerHandshake(backend, config.keys, shared.filter, {
       ...(options.now === undefined ? {} : { now: options.now }),
@@ -532,14 +530,13 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
       // connection needs it (the managed proxy starts it right after
       // CMETHODS DONE / SMETHODS DONE).
       const lazy = new LazyCrypto(cryptoLoader(env));
-      const notices = env.onNotice === undefined ? {} : { onNotice: env.onNotice };
       if (role === "client") {
         // Empty options: every connection's settings name the bridge (as
         // Tor's SOCKS arguments do).
         const client = Object.keys(config).length === 0 ? undefined : parseClientConfig(config);
         return client === undefined
-          ? { crypto: lazy, reserve: {}, clientOptions: config, ...notices }
-          : { crypto: lazy, reserve: {}, clientOptions: config, client, ...notices };
+          ? { crypto: lazy, reserve: {}, clientOptions: config }
+          : { crypto: lazy, reserve: {}, clientOptions: config, client };
       }
       // An iat-mode option saved into obfs4_state.json is said (env.onNotice).
       const server = await loadServerConfig(
@@ -554,7 +551,7 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
       return {
         crypto: lazy,
         reserve: {},
-        ...notices,
+        ...(env.onNotice === undefined ? {} : { onNotice: env.onNotice }),
         server: {
           config: server,
           filter: new ReplayFilter({
