@@ -3,9 +3,20 @@
 
 import type { CryptoBackend } from "../crypto_backend.ts";
 import { generateRepresentableKeyPair, type RepresentableKeyPair } from "./_elligator2.ts";
-import { KEY_PAIR_RECORD, type KeyPairAnswer, type KeyPairRequest } from "./_keypair_worker.ts";
 import type { RandomFill } from "./_random.ts";
-import { nextTask } from "./_next_task.ts";
+
+/** A request to the worker (`_keypair_worker.ts`): how many pairs, made with which backend. */
+export interface KeyPairRequest {
+  readonly module: string;
+  readonly load: string;
+  readonly count: number;
+}
+
+/** The worker's answer: `count` records of {@linkcode KEY_PAIR_RECORD} bytes, or why none came. */
+export type KeyPairAnswer = { readonly pairs: Uint8Array } | { readonly error: string };
+
+/** Bytes per record: secret key, public key, representative. */
+export const KEY_PAIR_RECORD = 96;
 
 /** Options of a {@linkcode KeyPairReserve}. */
 export interface KeyPairReserveOptions {
@@ -116,21 +127,19 @@ export class KeyPairReserve {
    * @param ms The delay without a worker.
    */
   refillAfter(ms: number): void {
-    if (this.#closed) return;
-    // In a later task: the post costs the main thread 50 us or more (it
-    // wakes the worker), and the bytes just written should go out first.
-    if (this.#wantsWorker) {
-      this.#wantsWorker = false;
-      return nextTask(() => {
-        if (!this.#closed) this.#startWorker();
-      });
-    }
-    if (this.#worker !== undefined) return nextTask(() => this.#ask());
-    if (this.#timer !== undefined) return;
+    if (this.#closed || this.#timer !== undefined) return;
+    // With a worker, in the next task: starting it holds this thread 15-25
+    // ms, a post 50 us or more (it wakes the worker), and the bytes just
+    // written should go out first.
+    const worker = this.#wantsWorker || this.#worker !== undefined;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.refill();
-    }, ms);
+      if (this.#wantsWorker) {
+        this.#wantsWorker = false;
+        this.#startWorker();
+      } else if (this.#worker !== undefined) this.#ask();
+      else this.refill();
+    }, worker ? 0 : ms);
   }
 
   /** Stop the worker and clear a pending refill; later ones do nothing. */
@@ -160,7 +169,7 @@ export class KeyPairReserve {
     } catch (error) {
       // No worker here (a runtime without module workers, or no permission).
       this.#onWorkerError?.(error instanceof Error ? error.message : String(error));
-      return;
+      return this.refill();
     }
     this.#worker = worker;
     worker.onerror = (event: ErrorEvent) => {

@@ -13,28 +13,18 @@
 
 import type { CryptoBackend } from "../crypto_backend.ts";
 import { generateRepresentableKeyPair } from "./_elligator2.ts";
-
-/** A request: how many pairs, made with which backend. */
-export interface KeyPairRequest {
-  readonly module: string;
-  readonly load: string;
-  readonly count: number;
-}
-
-/** The answer: `count` records of 96 bytes, or why none came. */
-export type KeyPairAnswer = { readonly pairs: Uint8Array } | { readonly error: string };
-
-/** Bytes per record: secret key, public key, representative. */
-export const KEY_PAIR_RECORD = 96;
+import { KEY_PAIR_RECORD, type KeyPairAnswer, type KeyPairRequest } from "./_keypair_reserve.ts";
 
 interface WorkerScope {
   onmessage: ((event: MessageEvent<KeyPairRequest>) => void) | null;
   postMessage(message: KeyPairAnswer, transfer?: Transferable[]): void;
 }
 
-// Only when run as a Worker: importing this file elsewhere does nothing.
+// Only as a Worker's main module: imported by another module (in a worker
+// that runs a whole PT, say), it must not take that worker's messages.
+// (Browsers have no `import.meta.main`; there only `new Worker` loads it.)
 const scope = globalThis as unknown as WorkerScope;
-if ("WorkerGlobalScope" in globalThis) {
+if ("WorkerGlobalScope" in globalThis && (import.meta as { main?: boolean }).main !== false) {
   let backend: Promise<CryptoBackend> | undefined;
   scope.onmessage = async (event) => {
     const { module, load, count } = event.data;
