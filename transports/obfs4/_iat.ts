@@ -169,7 +169,7 @@ function drive(): void {
  * wait being its kernel wait. A timer alone adds 1-2 ms to every wait in
  * Deno and cannot wait less than 2 ms.
  *
- * @example A 4.7 ms sleep takes about 5.1 ms
+ * @example A 4.7 ms sleep takes about 5.1 ms (never less than 4.7)
  * ```ts
  * import { obfs4proxySleep } from "./_iat.ts";
  * import { ok, strictEqual } from "node:assert";
@@ -177,7 +177,7 @@ function drive(): void {
  * strictEqual(obfs4proxySleep(0), undefined);
  * const start = performance.now();
  * await obfs4proxySleep(4.7);
- * ok(performance.now() - start >= 5);
+ * ok(performance.now() - start >= 4.7);
  * ```
  *
  * @param milliseconds The sampled delay.
