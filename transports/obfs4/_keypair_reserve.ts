@@ -87,7 +87,8 @@ export class KeyPairReserve {
   #wantsWorker: boolean;
 
   /**
-   * Make the first spare, and start the worker when asked to.
+   * Make the first spare; a worker, when asked for, starts at the first
+   * {@linkcode KeyPairReserve.refillAfter}.
    *
    * @param crypto The crypto backend.
    * @param options Randomness, size and worker.
@@ -120,11 +121,12 @@ export class KeyPairReserve {
   }
 
   /**
-   * Fill the reserve again: at once in the worker when there is one, else
+   * Fill the reserve again: with a worker, ask it in the next task (once
+   * the reserve is down to half; the first call starts it), else
    * {@linkcode KeyPairReserve.refill} in `ms` milliseconds (one timer at a
    * time). Nothing once {@linkcode KeyPairReserve.close} was called.
    *
-   * @param ms The delay without a worker.
+   * @param ms The delay without a worker, in milliseconds.
    */
   refillAfter(ms: number): void {
     if (this.#closed || this.#timer !== undefined) return;
