@@ -69,23 +69,33 @@ Deno.test({
   },
 });
 
+/** A reserve of 4 on the WebAssembly backend whose worker loads `worker`, and its errors. */
+async function reserveLoading(
+  worker: { module?: string; load: string },
+  workerAnswerTimeout?: number,
+): Promise<{ reserve: KeyPairReserve; errors: string[] }> {
+  const { loadWasmCrypto } = await import("../transports/crypto_backend.ts");
+  const wasm = await loadWasmCrypto();
+  const backend: CryptoBackend = {
+    ...wasm,
+    worker: { module: worker.module ?? wasm.worker!.module, load: worker.load },
+  };
+  const errors: string[] = [];
+  const reserve = new KeyPairReserve(backend, {
+    size: 4,
+    worker: true,
+    ...(workerAnswerTimeout === undefined ? {} : { workerAnswerTimeout }),
+    onWorkerError: (reason) => errors.push(reason),
+  });
+  return { reserve, errors };
+}
+
 Deno.test({
   name:
     "KeyPairReserve: a worker that cannot load its backend says why; spares come from the main thread",
   ...sanitized,
   fn: async () => {
-    const { loadWasmCrypto } = await import("../transports/crypto_backend.ts");
-    const wasm = await loadWasmCrypto();
-    const broken: CryptoBackend = {
-      ...wasm,
-      worker: { module: wasm.worker!.module, load: "noSuchLoader" },
-    };
-    const errors: string[] = [];
-    const reserve = new KeyPairReserve(broken, {
-      size: 4,
-      worker: true,
-      onWorkerError: (reason) => errors.push(reason),
-    });
+    const { reserve, errors } = await reserveLoading({ load: "noSuchLoader" });
     try {
       reserve.take();
       reserve.refillAfter(60_000);
@@ -105,20 +115,11 @@ Deno.test({
   name: "KeyPairReserve: a worker that never answers is given up after its timeout",
   ...sanitized,
   fn: async () => {
-    const { loadWasmCrypto } = await import("../transports/crypto_backend.ts");
-    const wasm = await loadWasmCrypto();
     // A backend module whose loading never ends.
-    const silent: CryptoBackend = {
-      ...wasm,
-      worker: { module: "data:text/javascript,await new Promise(() => {});", load: "x" },
-    };
-    const errors: string[] = [];
-    const reserve = new KeyPairReserve(silent, {
-      size: 4,
-      worker: true,
-      workerAnswerTimeout: 500,
-      onWorkerError: (reason) => errors.push(reason),
-    });
+    const { reserve, errors } = await reserveLoading(
+      { module: "data:text/javascript,await new Promise(() => {});", load: "x" },
+      500,
+    );
     try {
       reserve.take();
       reserve.refillAfter(60_000);

@@ -116,8 +116,6 @@ interface Parsed {
   /** The parsed client options; absent when the bridge comes with each connection. */
   readonly client?: ClientConfig;
   readonly server?: ServerShared;
-  /** Server side: the environment's notices (`env.onNotice`), for a key pair worker that failed. */
-  readonly onNotice?: (message: string) => void;
 }
 
 interface ServerShared {
@@ -129,6 +127,8 @@ interface ServerShared {
   readonly reserve: { pairs?: KeyPairReserve };
   readonly handshakeTimeoutMs: number;
   readonly closeDelayMs: number;
+  /** The environment's notices (`env.onNotice`), for a key pair worker that failed. */
+  readonly onNotice?: (message: string) => void;
 }
 
 /**
@@ -277,10 +277,13 @@ const REFILL_DELAY_MS = 20;
 // connections) keeps one, made on its own thread after each handshake.
 const SERVER_SPARES = 64;
 
-function serverReserveOptions(options: Obfs4Options, parsed: Parsed): KeyPairReserveOptions {
+function serverReserveOptions(
+  options: Obfs4Options,
+  shared: ServerShared,
+): KeyPairReserveOptions {
   const size = SERVER_SPARES;
   if (options.random !== undefined) return { size, random: options.random };
-  const notice = parsed.onNotice;
+  const notice = shared.onNotice;
   return {
     size,
     worker: options.keyPairWorker ?? true,
@@ -396,7 +399,7 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
   const begin = (backend: CryptoBackend) => {
     const spares = shared.reserve.pairs ??= new KeyPairReserve(
       backend,
-      serverReserveOptions(options, parsed),
+      serverReserveOptions(options, shared),
     );
     handshake = new ServerHandshake(backend, config.keys, shared.filter, {
       ...(options.now === undefined ? {} : { now: options.now }),
@@ -551,7 +554,6 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
       return {
         crypto: lazy,
         reserve: {},
-        ...(env.onNotice === undefined ? {} : { onNotice: env.onNotice }),
         server: {
           config: server,
           filter: new ReplayFilter({
@@ -563,6 +565,7 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
           reserve: {},
           handshakeTimeoutMs: options.serverHandshakeTimeout ?? SERVER_HANDSHAKE_TIMEOUT_MS,
           closeDelayMs: probeCloseDelay(bridgeCloseDelay(server.drbgSeed)),
+          ...(env.onNotice === undefined ? {} : { onNotice: env.onNotice }),
         },
       };
     },
