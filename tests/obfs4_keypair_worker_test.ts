@@ -43,7 +43,23 @@ Deno.test({
         reserve.refillAfter(60_000);
         await until("the worker's start", () => reserve.usesWorker);
         await until("the worker's spares", () => reserve.spares === 8);
-        const pairs = Array.from({ length: 8 }, () => reserve.take());
+        // Over half full, a handshake's refillAfter sets no timer (one
+        // costs the main thread 20-30 us on the path of the answer).
+        const setTimer = globalThis.setTimeout;
+        let timers = 0;
+        globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+          timers++;
+          return setTimer(...args);
+        }) as typeof setTimeout;
+        let first;
+        try {
+          first = reserve.take();
+          reserve.refillAfter(0);
+        } finally {
+          globalThis.setTimeout = setTimer;
+        }
+        strictEqual(timers, 0);
+        const pairs = [first, ...Array.from({ length: 7 }, () => reserve.take())];
         strictEqual(reserve.spares, 0);
         // Taken below half: refillAfter asks the worker (the delay is for
         // the main-thread path only).
@@ -127,6 +143,35 @@ Deno.test({
       ok(errors[0]!.includes("no answer in 500 ms"), errors[0]);
       strictEqual(reserve.usesWorker, false);
       await until("the main thread's refill", () => reserve.spares > 0, 5_000);
+    } finally {
+      reserve.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "KeyPairReserve: while its worker loads, an empty reserve is refilled on the main thread",
+  ...sanitized,
+  fn: async () => {
+    // A worker still loading (here: never done) answers nothing for a
+    // while; handshakes meanwhile must not each make their pair on the
+    // path of their answer.
+    const { reserve, errors } = await reserveLoading(
+      { module: "data:text/javascript,await new Promise(() => {});", load: "x" },
+      60_000,
+    );
+    try {
+      reserve.take();
+      reserve.refillAfter(10);
+      await until("the worker's start", () => reserve.usesWorker);
+      strictEqual(reserve.spares, 0);
+      for (let i = 0; i < 2; i++) {
+        reserve.refillAfter(10);
+        await until("the main thread's refill", () => reserve.spares === 1, 5_000);
+        reserve.take();
+      }
+      strictEqual(reserve.usesWorker, true, "the worker is still waited for");
+      deepStrictEqual(errors, []);
     } finally {
       reserve.close();
     }

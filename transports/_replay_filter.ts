@@ -126,6 +126,6 @@ export class ReplayFilter {
       if (now - time < this.#ttlMs && this.#seen.size < this.#maxEntries) break;
       this.#seen.delete(key);
     }
-    return Array.from(mac, (b) => String.fromCharCode(b)).join("");
+    return String.fromCharCode.apply(null, mac as unknown as number[]);
   }
 }

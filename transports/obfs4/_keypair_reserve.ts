@@ -85,6 +85,8 @@ export class KeyPairReserve {
   // A worker is wanted but not started yet: it starts at the first refill,
   // in a later task (starting one blocks this thread for 15-25 ms).
   #wantsWorker: boolean;
+  // The worker answered at least once (it has loaded).
+  #answered = false;
 
   /**
    * Make the first spare; a worker, when asked for, starts at the first
@@ -124,24 +126,30 @@ export class KeyPairReserve {
    * Fill the reserve again: with a worker, ask it in the next task (once
    * the reserve is down to half; the first call starts it), else
    * {@linkcode KeyPairReserve.refill} in `ms` milliseconds (one timer at a
-   * time). Nothing once {@linkcode KeyPairReserve.close} was called.
+   * time), as also while a worker has not answered yet and the reserve is
+   * empty. Nothing once {@linkcode KeyPairReserve.close} was called.
    *
-   * @param ms The delay without a worker, in milliseconds.
+   * @param ms The delay of a refill on this thread, in milliseconds.
    */
   refillAfter(ms: number): void {
     if (this.#closed || this.#timer !== undefined) return;
     // With a worker, in the next task: starting it holds this thread 15-25
     // ms, a post 50 us or more (it wakes the worker), and the bytes just
-    // written should go out first.
-    const worker = this.#wantsWorker || this.#worker !== undefined;
+    // written should go out first. A running worker is asked only when the
+    // reserve is down to half: no timer for the other handshakes (one costs
+    // this thread 20-30 us). Until it first answers (loading its crypto
+    // takes up to a second), an empty reserve is refilled on this thread,
+    // as without a worker.
+    const now = this.#wantsWorker || (this.#worker !== undefined && this.#askDue());
+    if (!now && this.#worker !== undefined && (this.#answered || this.#spares.length > 0)) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       if (this.#wantsWorker) {
         this.#wantsWorker = false;
         this.#startWorker();
-      } else if (this.#worker !== undefined) this.#ask();
+      } else if (this.#worker !== undefined && this.#askDue()) this.#ask();
       else this.refill();
-    }, worker ? 0 : ms);
+    }, now ? 0 : ms);
   }
 
   /** Stop the worker and clear a pending refill; later ones do nothing. */
@@ -184,6 +192,7 @@ export class KeyPairReserve {
       this.#asked = false;
       clearTimeout(this.#answerTimer);
       const answer = event.data;
+      this.#answered = !("error" in answer);
       if ("error" in answer) return this.#fail(worker, answer.error);
       const { pairs } = answer;
       for (let at = 0; at + KEY_PAIR_RECORD <= pairs.length; at += KEY_PAIR_RECORD) {
@@ -206,8 +215,8 @@ export class KeyPairReserve {
    * microseconds, so they come in batches.
    */
   #ask(): void {
+    if (this.#worker === undefined || !this.#askDue()) return;
     const missing = this.#size - this.#spares.length;
-    if (this.#worker === undefined || this.#asked || missing * 2 < this.#size) return;
     this.#asked = true;
     const { module, load } = this.#crypto.worker!;
     const worker = this.#worker;
@@ -218,6 +227,11 @@ export class KeyPairReserve {
       () => this.#fail(worker, `no answer in ${this.#answerTimeout} ms`),
       this.#answerTimeout,
     );
+  }
+
+  /** Whether a request to the worker is due: none pending, the reserve down to half. */
+  #askDue(): boolean {
+    return !this.#asked && (this.#size - this.#spares.length) * 2 >= this.#size;
   }
 
   /** A worker that cannot load, fails or is silent: spares come from this thread again. */
