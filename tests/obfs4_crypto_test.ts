@@ -195,6 +195,12 @@ Deno.test("representativeToPublicKey inverts generateRepresentableKeyPair and X2
     for (let i = 0; i < 40; i++) {
       const pair = generateRepresentableKeyPair(c);
       topBits.add(pair.representative[31]! & 0xc0);
+      // Below the two random top bits, the non-negative root, as
+      // obfs4proxy sends (r and -r stand for the same key).
+      const low = pair.representative.slice();
+      low[31]! &= 0x3f;
+      const r = low.reduceRight((n, byte) => (n << 8n) | BigInt(byte), 0n);
+      ok(r <= ((1n << 255n) - 20n) / 2n, `representative ${r} is the non-negative root`);
       const decoded = representativeToPublicKey(pair.representative);
       deepStrictEqual(decoded, pair.publicKey);
       deepStrictEqual(

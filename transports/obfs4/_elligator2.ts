@@ -68,20 +68,6 @@ function ratioCandidate(u: bigint, v: bigint): bigint {
   return (((u * v3) % P) * ((square(pow22501(uv7).t250, 2) * uv7) % P)) % P;
 }
 
-/**
- * The non-negative square root of u / v, or `undefined` when u / v is not
- * a square (v nonzero): the candidate, fixed by sqrt(-1).
- */
-function sqrtRatio(u: bigint, v: bigint): bigint | undefined {
-  let x = ratioCandidate(u, v);
-  const vx2 = (((x * x) % P) * v) % P;
-  if (vx2 !== u) {
-    if (vx2 !== mod(-u)) return undefined;
-    x = (x * SQRT_M1) % P;
-  }
-  return x > HALF_P ? P - x : x;
-}
-
 function toLE(n: bigint): Uint8Array {
   const out = new Uint8Array(32);
   for (let i = 0; i < 32; i++) {
@@ -213,13 +199,24 @@ function representable(
   if (n === 0n || d === 0n) return undefined;
   const uPlusA = mod(n + A * d); // (u + A) d
   if (uPlusA === 0n) return undefined;
-  // r = sqrt(-u / (2 (u + A))) for tweak bit 0, sqrt(-(u + A) / (2 u)) for 1.
-  const r = (tweak & 1) === 0 ? sqrtRatio(mod(-n), mod(2n * uPlusA)) : sqrtRatio(
-    mod(-uPlusA),
-    mod(2n * n),
-  );
-  if (r === undefined) return undefined;
+  // r = sqrt(a / b): -u / (2 (u + A)) for tweak bit 0, -(u + A) / (2 u)
+  // for 1 (the d's cancel). As in the decoding, one exponentiation gives
+  // both r and the 1 / d of the public key: the candidate x for sqrt(1 /
+  // (a b d^2)) has (a b d^2) x^2 = q, a fourth root of unity that is +-1
+  // exactly when a b (so a / b) is a square; then x' = x (times sqrt(-1)
+  // for q = -1) has (x' d)^2 = 1 / (a b), so a x' d is a square root of
+  // a / b, and 1 / d = d x^2 a b / q.
+  const [a, b] = (tweak & 1) === 0 ? [mod(-n), mod(2n * uPlusA)] : [mod(-uPlusA), mod(2n * n)];
+  const ab = (a * b) % P;
+  const v = (ab * ((d * d) % P)) % P;
+  const x = ratioCandidate(1n, v);
+  const x2 = (x * x) % P;
+  const q = (v * x2) % P;
+  if (q !== 1n && q !== P - 1n) return undefined;
+  const root = (((a * (q === 1n ? x : (x * SQRT_M1) % P)) % P) * d) % P;
+  const r = root > HALF_P ? P - root : root;
+  const inverseD = (((((d * x2) % P) * ab) % P) * q) % P;
   const representative = toLE(r);
   representative[31]! |= tweak & 0xc0;
-  return { publicKey: toLE((n * invert(d)) % P), representative };
+  return { publicKey: toLE((n * inverseD) % P), representative };
 }
