@@ -76,6 +76,8 @@ export class KeyPairReserve {
   #spares: RepresentableKeyPair[] = [];
   #size: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  // When the pending timer fires (performance.now() milliseconds).
+  #timerDue = 0;
   #closed = false;
   #worker: Worker | undefined;
   #asked = false;
@@ -125,14 +127,14 @@ export class KeyPairReserve {
   /**
    * Fill the reserve again: with a worker, ask it in the next task (once
    * the reserve is down to half; the first call starts it), else
-   * {@linkcode KeyPairReserve.refill} in `ms` milliseconds (one timer at a
-   * time), as also while a worker has not answered yet and the reserve is
-   * empty. Nothing once {@linkcode KeyPairReserve.close} was called.
+   * {@linkcode KeyPairReserve.refill} in `ms` milliseconds, as also while
+   * a worker has not answered yet and the reserve is empty. One timer at a
+   * time: the one due soonest. Nothing once {@linkcode KeyPairReserve.close} was called.
    *
    * @param ms The delay of a refill on this thread, in milliseconds.
    */
   refillAfter(ms: number): void {
-    if (this.#closed || this.#timer !== undefined) return;
+    if (this.#closed) return;
     // With a worker, in the next task: starting it holds this thread 15-25
     // ms, a post 50 us or more (it wakes the worker), and the bytes just
     // written should go out first. A running worker is asked only when the
@@ -142,14 +144,25 @@ export class KeyPairReserve {
     // as without a worker.
     const now = this.#wantsWorker || (this.#worker !== undefined && this.#askDue());
     if (!now && this.#worker !== undefined && (this.#answered || this.#spares.length > 0)) return;
+    // One timer at a time; one due sooner takes its place (the worker is
+    // asked at once though a refill on this thread was waiting).
+    const delay = now ? 0 : ms;
+    const due = performance.now() + delay;
+    if (this.#timer !== undefined) {
+      if (this.#timerDue <= due) return;
+      clearTimeout(this.#timer);
+    }
+    this.#timerDue = due;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       if (this.#wantsWorker) {
         this.#wantsWorker = false;
         this.#startWorker();
+        // It loads for up to a second: the next handshake's spare meanwhile.
+        if (this.#worker !== undefined && this.#spares.length === 0) this.refillAfter(ms);
       } else if (this.#worker !== undefined && this.#askDue()) this.#ask();
       else this.refill();
-    }, now ? 0 : ms);
+    }, delay);
   }
 
   /** Stop the worker and clear a pending refill; later ones do nothing. */

@@ -107,10 +107,30 @@ function withCrypto(
   return crypto.get().then(then);
 }
 
+/** A side's key pair reserve, made on first use; `closed` once the side closed. */
+interface ReserveSlot {
+  pairs?: KeyPairReserve;
+  closed?: boolean;
+}
+
+/**
+ * The side's reserve, made now if it was not. A connection accepted (or
+ * dialled) before its side closed may make it after, once the crypto
+ * backend has loaded: that one is closed at once, so that no worker or
+ * timer outlives the side (a worker would keep the process running).
+ */
+function reserveOf(slot: ReserveSlot, make: () => KeyPairReserve): KeyPairReserve {
+  if (slot.pairs === undefined) {
+    slot.pairs = make();
+    if (slot.closed) slot.pairs.close();
+  }
+  return slot.pairs;
+}
+
 interface Parsed {
   readonly crypto: LazyCrypto;
   /** Client side: spare ephemeral key pairs, made when the backend is loaded. */
-  readonly reserve: { pairs?: KeyPairReserve };
+  readonly reserve: ReserveSlot;
   /** The client options as given (per-connection settings are merged over them). */
   readonly clientOptions?: TransportOptions;
   /** The parsed client options; absent when the bridge comes with each connection. */
@@ -124,7 +144,7 @@ interface ServerShared {
   readonly lengthDist: WeightedDist;
   readonly iatDist: WeightedDist;
   /** Spare ephemeral key pairs, made when the backend is loaded. */
-  readonly reserve: { pairs?: KeyPairReserve };
+  readonly reserve: ReserveSlot;
   readonly handshakeTimeoutMs: number;
   readonly closeDelayMs: number;
   /** The environment's notices (`env.onNotice`), for a key pair worker that failed. */
@@ -312,9 +332,13 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
   let received: Uint8Array = new Uint8Array(0);
   const encode = core.encode((controller) =>
     withCrypto(parsed.crypto, (backend) => {
-      const spares = parsed.reserve.pairs ??= new KeyPairReserve(
-        backend,
-        options.random === undefined ? {} : { random: options.random },
+      const spares = reserveOf(
+        parsed.reserve,
+        () =>
+          new KeyPairReserve(
+            backend,
+            options.random === undefined ? {} : { random: options.random },
+          ),
       );
       handshake = new ClientHandshake(backend, config.identity, {
         now,
@@ -403,9 +427,9 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
   let handshake: ServerHandshake | undefined;
   // The ephemeral key pair is ready before the client speaks (a spare in the reserve).
   const begin = (backend: CryptoBackend) => {
-    const spares = shared.reserve.pairs ??= new KeyPairReserve(
-      backend,
-      serverReserveOptions(options, shared),
+    const spares = reserveOf(
+      shared.reserve,
+      () => new KeyPairReserve(backend, serverReserveOptions(options, shared)),
     );
     handshake = new ServerHandshake(backend, config.keys, shared.filter, {
       ...(options.now === undefined ? {} : { now: options.now }),
@@ -589,8 +613,11 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
     // The listener or connector closed: no refill timer outlives it (a test
     // with Deno's op sanitizer would fail), and the filter stops sharing.
     close: (parsed) => {
-      parsed.reserve.pairs?.close();
-      parsed.server?.reserve.pairs?.close();
+      for (const slot of [parsed.reserve, parsed.server?.reserve]) {
+        if (slot === undefined) continue;
+        slot.closed = true;
+        slot.pairs?.close();
+      }
       parsed.server?.filter.close();
     },
     async generateConfig(env) {
