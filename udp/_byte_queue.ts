@@ -3,23 +3,62 @@
 // Internal: a FIFO of bytes made of the chunks a stream delivered. Not part
 // of the public API.
 
-/** Bytes waiting to be parsed, kept as the chunks they arrived in. */
+// A chunk this large that fills at least half its buffer is kept as it
+// is; smaller ones, or views of a much larger buffer, are copied into a tail
+// buffer of the queue's own. Each array costs the runtime a few hundred
+// bytes besides its bytes, and a view keeps its whole buffer: a peer that
+// sends a frame one byte per segment made each byte held cost about 475
+// (red team, round 8).
+const KEEP_LENGTH = 2048;
+const TAIL_SIZE = 8192;
+
+/**
+ * Bytes waiting to be parsed: large chunks kept as they arrived, small ones
+ * copied together, so that what is held stays near the bytes queued.
+ */
 export class ByteQueue {
   #chunks: Uint8Array[] = [];
   #head = 0;
   #offset = 0;
   #length = 0;
+  // The buffer small chunks are copied into, how much of it is written, and
+  // whether the last queued chunk is its open view (grown in place).
+  #tail: Uint8Array | undefined;
+  #tailEnd = 0;
+  #tailOpen = false;
 
   /** How many bytes are queued. */
   get length(): number {
     return this.#length;
   }
 
-  /** Append a chunk (kept by reference). */
+  /** Append a chunk: kept by reference when large, else copied. */
   push(chunk: Uint8Array): void {
-    if (chunk.byteLength === 0) return;
-    this.#chunks.push(chunk);
-    this.#length += chunk.byteLength;
+    const n = chunk.byteLength;
+    if (n === 0) return;
+    this.#length += n;
+    if (n >= KEEP_LENGTH && n * 2 >= chunk.buffer.byteLength) {
+      this.#chunks.push(chunk);
+      this.#tailOpen = false;
+      return;
+    }
+    let tail = this.#tail;
+    if (tail === undefined || tail.byteLength - this.#tailEnd < n) {
+      tail = this.#tail = new Uint8Array(Math.max(TAIL_SIZE, n));
+      this.#tailEnd = 0;
+      this.#tailOpen = false;
+    }
+    const start = this.#tailEnd;
+    tail.set(chunk, start);
+    this.#tailEnd = start + n;
+    if (this.#tailOpen) {
+      const last = this.#chunks.length - 1;
+      const open = this.#chunks[last]!;
+      this.#chunks[last] = tail.subarray(open.byteOffset, this.#tailEnd);
+    } else {
+      this.#chunks.push(tail.subarray(start, this.#tailEnd));
+      this.#tailOpen = true;
+    }
   }
 
   /** A copy of the first `n` bytes, which stay queued. `n` must be <= length. */
@@ -48,6 +87,7 @@ export class ByteQueue {
       if (this.#head === this.#chunks.length) {
         this.#chunks = [];
         this.#head = 0;
+        this.#tailOpen = false;
       }
     }
     return view;
@@ -79,6 +119,7 @@ export class ByteQueue {
       if (this.#head === this.#chunks.length) {
         this.#chunks = [];
         this.#head = 0;
+        this.#tailOpen = false;
       } else if (this.#head > 1024) {
         this.#chunks = this.#chunks.slice(this.#head);
         this.#head = 0;

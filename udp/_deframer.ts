@@ -22,7 +22,7 @@ export class Deframer {
     this.#max = maxDatagram;
   }
 
-  /** Add bytes from the stream (kept by reference). */
+  /** Add bytes from the stream (large chunks kept by reference, small ones copied). */
   push(chunk: Uint8Array): void {
     this.#queue.push(chunk);
   }
