@@ -114,7 +114,9 @@ export function statusCode(line: string): number | undefined {
  * ```
  */
 export class HeadBuffer {
-  #chunks: Uint8Array[] = [];
+  // The bytes so far, copied: a head sent one byte per segment must not keep
+  // an array (a few hundred bytes each) or a whole read buffer per byte.
+  #bytes = new Uint8Array(0);
   #length = 0;
   /** How many of the last bytes added match the start of `\r\n\r\n`. */
   #matched = 0;
@@ -146,25 +148,32 @@ export class HeadBuffer {
         const all = this.#join(chunk);
         const end = this.#length + i + 1;
         if (end - 4 > this.#maxBytes) throw new HeadTooLong(this.#maxBytes);
-        this.#chunks = [];
+        this.#bytes = new Uint8Array(0);
         this.#length = 0;
         this.#matched = 0;
         return { head: all.subarray(0, end - 4), rest: all.subarray(end) };
       }
       if (this.#length + i + 1 > this.#maxBytes + 4) throw new HeadTooLong(this.#maxBytes);
     }
-    this.#chunks.push(chunk);
-    this.#length += chunk.length;
+    const length = this.#length + chunk.length;
+    if (length > this.#bytes.length) {
+      // Doubling, up to the longest head accepted (the checks above bound
+      // what is kept).
+      const grown = new Uint8Array(
+        Math.max(length, Math.min(2 * this.#bytes.length, this.#maxBytes + 4), 256),
+      );
+      grown.set(this.#bytes.subarray(0, this.#length));
+      this.#bytes = grown;
+    }
+    this.#bytes.set(chunk, this.#length);
+    this.#length = length;
     return undefined;
   }
 
   #join(last: Uint8Array): Uint8Array {
     const all = new Uint8Array(this.#length + last.length);
-    let offset = 0;
-    for (const chunk of [...this.#chunks, last]) {
-      all.set(chunk, offset);
-      offset += chunk.length;
-    }
+    all.set(this.#bytes.subarray(0, this.#length));
+    all.set(last, this.#length);
     return all;
   }
 }
