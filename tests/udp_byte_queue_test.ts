@@ -4,7 +4,7 @@
 // over a stream): what it holds stays near the bytes queued, whatever the
 // chunks' sizes, and it gives back exactly the bytes pushed.
 
-import { deepStrictEqual, ok, strictEqual } from "node:assert";
+import { deepStrictEqual, strictEqual } from "node:assert";
 import { ByteQueue } from "../udp/_byte_queue.ts";
 import { Deframer } from "../udp/_deframer.ts";
 import { lengthFraming } from "../udp/mod.ts";
