@@ -6,7 +6,7 @@ import { type ConnectionLimits, SourceLimiter } from "./source_limits.ts";
 import { type ServerStats, StatsCollector } from "./server_stats.ts";
 import { TransportConn, type TransportConnOptions } from "./transport_conn.ts";
 import { LISTENER_METRICS } from "./_connection_metrics.ts";
-import { classifyIp, isIpLiteral } from "./_ip_address.ts";
+import { reportedSource } from "./_client_source.ts";
 
 /** Options of a {@linkcode TransportListener} beyond its connections' own. */
 export interface TransportListenerOptions {
@@ -217,19 +217,4 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
     this.close();
     return this.#helperClosed;
   }
-}
-
-/**
- * The client address a front server on this host reported for `conn`, as a
- * source for the limits; `undefined` when the peer is not on loopback (a
- * reported address is trusted only from a front server beside us) or
- * nothing was reported.
- */
-function reportedSource(conn: TransportConn): Deno.NetAddr | undefined {
-  const peer = conn.remoteAddr;
-  if (peer.transport !== "tcp" || !isIpLiteral(peer.hostname)) return undefined;
-  if (classifyIp(peer.hostname) !== "loopback") return undefined;
-  const client = conn.clientAddress;
-  if (client === undefined || client.hostname === peer.hostname) return undefined;
-  return { transport: "tcp", hostname: client.hostname, port: client.port };
 }

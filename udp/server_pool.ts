@@ -5,6 +5,7 @@ import { listen } from "../server.ts";
 import { ConnectionLoop, retryWhileExhausted } from "../net/_accept_loop.ts";
 import { type ConnectionLimits, sourceKey } from "../net/source_limits.ts";
 import { SourceShare } from "../net/_source_share.ts";
+import { reportedSource } from "../net/_client_source.ts";
 import { checkPort } from "../net/address.ts";
 import type { TransportConn } from "../net/transport_conn.ts";
 import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
@@ -266,10 +267,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
       await conn.ready.catch(() => {});
       // The client the transport reported (WebTunnel's X-Forwarded-For
       // behind a front server on loopback), else the socket's peer.
-      const client = conn.clientAddress;
-      const source = client === undefined
-        ? sourceKey(conn.remoteAddr)
-        : sourceKey({ transport: "tcp", hostname: client.hostname, port: client.port });
+      const source = sourceKey(reportedSource(conn) ?? conn.remoteAddr);
       const slot = conn.error === undefined ? take(source ?? "") : { flow: undefined };
       if (slot === undefined) {
         record.fail(new Error("Too many flows"), "error");

@@ -15,6 +15,7 @@ import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
 import { outboundDialer } from "./_outbound_dialer.ts";
 import { type MetricsRegistry, withMode } from "../../net/metrics.ts";
 import { classifyIp } from "../../net/_ip_address.ts";
+import { reportedSource } from "../../net/_client_source.ts";
 
 /**
  * Run the server side of the managed proxy: for each known requested
@@ -261,12 +262,10 @@ function targetOf(
           signal,
         });
     case "turn":
-      // Each connection's client is the source its allocations count against.
+      // Each connection's client is the source its allocations count
+      // against: the one a front server on loopback reported, else the peer.
       return (conn) => {
-        const client = conn.clientAddress;
-        const source = client === undefined
-          ? undefined
-          : sourceKey({ transport: "tcp", hostname: client.hostname, port: client.port });
+        const source = sourceKey(reportedSource(conn) ?? conn.remoteAddr);
         return Promise.resolve(turnEnd(turn!, handlers.serveTurnStream!, source));
       };
   }
