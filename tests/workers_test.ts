@@ -313,6 +313,31 @@ Deno.test("-workers 2 in a PT program of its own run with -A: the children get t
   }
 });
 
+Deno.test("A PT program of its own without --unstable-net: the default workers give way to one process, which says why (it exited with 70 before)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_stable_" });
+  try {
+    // --no-config: not ptkit's deno.json, whose "unstable" grants the flag.
+    const pt = new PtProcess(
+      [
+        ...["run", "-A", "--no-config", new URL("./workers_env_main.ts", import.meta.url).pathname],
+        ...["-server", "-transports", "plain", "-orport", "127.0.0.1:9", "-workers", "2"],
+        ...["-state", `${dir}/state`],
+      ],
+      {},
+      { program: Deno.execPath() },
+    );
+    await pt.waitFor(
+      /^LOG SEVERITY=warning MESSAGE="-workers 2: one process serves: sharing a port needs Deno's --unstable-net flag/,
+    );
+    await pt.waitFor(/^SMETHODS DONE$/);
+    pt.child.kill("SIGTERM");
+    const { lines } = await pt.exit();
+    ok(!lines.some((line) => /Unstable API/.test(line)), lines.join("\n"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("-workers 2 under -A with --deny-env and --deny-write: no child gets a permission whole that the parent holds only part of", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_deny_" });
   try {

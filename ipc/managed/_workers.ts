@@ -545,6 +545,12 @@ class WorkerSlot {
  * @returns The reason, with the fix, as a sentence fragment.
  */
 export function workersUnavailable(config: ClientConfig | ServerConfig): string | undefined {
+  // Sharing a port (SO_REUSEPORT) is unstable in Deno, and listening with it
+  // without the flag ends the process (no error to catch). The flag also
+  // brings Deno.listenDatagram: its absence says the flag is missing.
+  if (typeof (Deno as { listenDatagram?: unknown }).listenDatagram !== "function") {
+    return `sharing a port needs Deno's --unstable-net flag (main.ts's shebang gives it; a program of your own: run it with --unstable-net, or put "unstable": ["net"] in its deno.json)`;
+  }
   const program = workerProgram();
   let state: Deno.PermissionState = "denied";
   try {
