@@ -404,7 +404,7 @@ Deno.test("main.ts client with an ssh bridge line prints the key's CMESSAGE line
     ok(/^ssh-ed25519 [A-Za-z0-9+/]+$/.test(key.sshKey), lines[0]);
     ok(
       client.stderr.includes(
-        "[message] ssh has a message for the server: pass the next line, exactly, to the server's stdin",
+        "[message] ssh has a message for the server: pass the next line, exactly, to the server's stdin (a pipe: a PT does not read a terminal), or append it to the file sshAuthorizedKeys in the server's state directory",
       ),
       client.stderr,
     );

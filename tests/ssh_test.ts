@@ -308,3 +308,71 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "ssh server takes a client key an operator appends to its state by hand (the CMESSAGE line as printed), and skips a bad line with a notice",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await requireProgram("sshd", "openssh-server");
+    await requireProgram("ssh", "openssh-client");
+    const root = await Deno.makeTempDir({ prefix: "ptkit-ssh-hand-" });
+    await Deno.chmod(root, 0o711);
+    const echo = echoServer();
+    const logs: string[] = [];
+    const notices: string[] = [];
+    const onHelperLog = (severity: string, message: string) => logs.push(`${severity} ${message}`);
+    try {
+      const serverStore = new FileStore(`${root}/server`);
+      const clientStore = new FileStore(`${root}/client`);
+      await Deno.mkdir(`${root}/server`, { recursive: true });
+      await Deno.mkdir(`${root}/client`, { recursive: true });
+      // Under tor: nothing relays the client's CMESSAGE to the server PT.
+      const server = await proxy(ssh, {}, {
+        hostname: "127.0.0.1",
+        port: 0,
+        target: toDestination,
+        env: { local: serverStore, onNotice: (message) => notices.push(message) },
+        helperDirectory: `${root}/server-helper`,
+        onHelperLog,
+      });
+      const clientOperator = operatorPipe();
+      const connector = await createConnector(ssh, server.clientOptions, {
+        env: { local: clientStore, signals: clientOperator.pipe },
+        helperDirectory: `${root}/client-helper`,
+        onHelperLog,
+      });
+      const destination = {
+        hostname: "127.0.0.1",
+        port: server.addr.port,
+        destination: { hostname: "127.0.0.1", port: echo.port },
+      };
+      await assertRejects(() => connector.dial(destination));
+      // The operator's hand: the line from the client's tor log, as it is,
+      // after a line that is no key.
+      const line = `CMESSAGE ssh ${btoa(clientOperator.sent[0]!)}`;
+      await serverStore.set("sshAuthorizedKeys", `not a key\n${line}\n`);
+      const conn = await waitFor(() => connector.dial(destination).catch(() => undefined), 40_000);
+      const [, back] = await Promise.all([
+        writeAll(conn.writable, pseudoRandomChunks(4096, 3)),
+        hashReadable(conn.readable),
+      ]);
+      assertEquals(back.digest(), hashOf(pseudoRandomChunks(4096, 3)));
+      conn.close();
+      assertEquals(notices.filter((n) => /line 1 of the stored client keys/.test(n)).length, 1);
+      assert(notices.every((n) => !n.includes("not a key")), "a notice quotes the line");
+      // What the operator wrote stays as written.
+      assertEquals(await serverStore.get("sshAuthorizedKeys"), `not a key\n${line}\n`);
+      await connector.close();
+      await server.close();
+      assertEquals(await helperProcesses(root), []);
+    } catch (error) {
+      console.error(logs.join("\n"));
+      throw error;
+    } finally {
+      await echo.close();
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
+});

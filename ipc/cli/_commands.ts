@@ -384,10 +384,16 @@ function humanLines(
       case "CMESSAGE":
       case "SMESSAGE": {
         // For the operator of the other side (the ssh client's key): the
-        // line itself on stdout, to pass on as it is.
-        const to = line.type === "CMESSAGE" ? "server" : "client";
+        // line itself on stdout, to pass on as it is. A server's message
+        // (ssh's host key) is for information: a client takes its pin from
+        // its configuration only.
+        const byHand = line.transport === "ssh"
+          ? ", or append it to the file sshAuthorizedKeys in the server's state directory"
+          : "";
         context.err(
-          `[message] ${line.transport} has a message for the ${to}: pass the next line, exactly, to the ${to}'s stdin\n`,
+          line.type === "CMESSAGE"
+            ? `[message] ${line.transport} has a message for the server: pass the next line, exactly, to the server's stdin (a pipe: a PT does not read a terminal)${byHand}\n`
+            : `[message] ${line.transport} says, for the client's operator (its bridge line carries the same; a client takes nothing from it):\n`,
         );
         context.out(`${formatPtLine(line)}\n`);
         return;

@@ -30,6 +30,9 @@ export const SSH_CLIENT_KEY = "sshKey";
 export const SSH_HOST_KEY = "sshHostKey";
 /** The `local` key of the server's authorized client keys (one line each). */
 export const SSH_AUTHORIZED_KEYS = "sshAuthorizedKeys";
+
+/** How often a server reads its stored client keys again, in milliseconds. */
+const KEYS_RELOAD_MS = 3_000;
 /** The `local` key of the server's relay port, kept across restarts. */
 export const SSH_RELAY_PORT = "sshRelayPort";
 
@@ -385,18 +388,70 @@ class SshServer implements ServerTransport {
   #context: HelperContext | undefined;
   #pending: Promise<void> = Promise.resolve();
   #signals: SignalPipe | undefined;
+  #onNotice: ((message: string) => void) | undefined;
+  // The stored keys as last read, and the timer that reads them again.
+  #stored: string;
+  #reload: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     local: NonNullable<TransportEnvironment["local"]>,
     hostKey: string,
-    authorized: string[],
+    stored: string,
     relayPort: number | undefined,
+    onNotice: ((message: string) => void) | undefined,
   ) {
     this.#local = local;
     this.#hostKey = hostKey;
     this.#hostPublicKey = publicKeyOfPrivate(hostKey);
-    this.#authorized = authorized;
+    this.#onNotice = onNotice;
+    this.#stored = stored;
+    this.#authorized = this.#keysOf(stored);
     this.#relayPort = relayPort;
+  }
+
+  /**
+   * The keys of the stored text, one per line: a public key line, or a
+   * client's `CMESSAGE ssh <base64>` line as its PT printed it (what an
+   * operator appends by hand: under tor nothing relays it). A line that is
+   * neither is skipped and said, by number (never quoted).
+   */
+  #keysOf(text: string): string[] {
+    const keys: string[] = [];
+    for (const [i, raw] of text.split("\n").entries()) {
+      const line = raw.trim();
+      if (line === "" || line.startsWith("#")) continue;
+      try {
+        const message = /^CMESSAGE\s+ssh\s+(\S+)$/.exec(line);
+        const key = parseSshKeyMessage(
+          message === null ? line : utf8OfBase64(message[1]!),
+        );
+        if (!keys.includes(key)) keys.push(key);
+      } catch (error) {
+        this.#onNotice?.(
+          `ssh: line ${i + 1} of the stored client keys (${SSH_AUTHORIZED_KEYS}) is skipped: ${
+            (error as Error).message
+          }`,
+        );
+      }
+    }
+    return keys;
+  }
+
+  /** Read the stored keys again; sshd gets the ones added since. */
+  async #reloadKeys(): Promise<void> {
+    const text = (await this.#local.get(SSH_AUTHORIZED_KEYS)) ?? "";
+    if (text === this.#stored) return;
+    this.#stored = text;
+    const added = this.#keysOf(text).filter((key) => !this.#authorized.includes(key));
+    if (added.length === 0) return;
+    this.#authorized.push(...added);
+    await this.#context?.writeFile("authorized_keys", this.#authorizedKeys());
+  }
+
+  /** Stop reading the stored keys again (the listener closed). */
+  close(): void {
+    clearInterval(this.#reload);
+    this.#reload = undefined;
   }
 
   get clientOptions(): TransportOptions {
@@ -449,7 +504,10 @@ class SshServer implements ServerTransport {
     const next = this.#pending.then(async () => {
       if (this.#authorized.includes(line)) return;
       this.#authorized.push(line);
-      await this.#local.set(SSH_AUTHORIZED_KEYS, this.#authorized.join("\n") + "\n");
+      // Appended: what an operator wrote there stays as it is.
+      const stored = (await this.#local.get(SSH_AUTHORIZED_KEYS)) ?? "";
+      this.#stored = `${stored}${stored === "" || stored.endsWith("\n") ? "" : "\n"}${line}\n`;
+      await this.#local.set(SSH_AUTHORIZED_KEYS, this.#stored);
       if (this.#context !== undefined) {
         await this.#context.writeFile("authorized_keys", this.#authorizedKeys());
       }
@@ -469,6 +527,14 @@ class SshServer implements ServerTransport {
     const relay = context.relay;
     if (relay === undefined) throw new TypeError("Cannot start sshd: the runtime gave no relay");
     this.#context = context;
+    // Keys an operator added to the state by hand are taken within seconds.
+    this.#reload ??= setInterval(() => {
+      this.#pending = this.#pending.then(() => this.#reloadKeys()).catch((error) =>
+        this.#onNotice?.(
+          `ssh: cannot read the stored client keys again: ${(error as Error).message}`,
+        )
+      );
+    }, KEYS_RELOAD_MS);
     this.#user = context.user;
     if (this.#relayPort !== relay.port) {
       this.#relayPort = relay.port;
@@ -560,6 +626,17 @@ class SshServer implements ServerTransport {
   }
 }
 
+/** The text a base64 `CMESSAGE` payload carries. */
+function utf8OfBase64(encoded: string): string {
+  let binary: string;
+  try {
+    binary = atob(encoded);
+  } catch {
+    throw new SyntaxError("Cannot parse ssh key message: the CMESSAGE payload is not base64");
+  }
+  return new TextDecoder().decode(Uint8Array.from(binary, (c) => c.charCodeAt(0)));
+}
+
 function requireLocal(env: TransportEnvironment | undefined, side: string) {
   const local = env?.local;
   if (local === undefined) {
@@ -646,18 +723,16 @@ export const ssh: Transport = {
       hostKey = generateOpenSshKey("ptkit-ssh-host").privateKey;
       await local.set(SSH_HOST_KEY, hostKey);
     }
-    const authorized = ((await local.get(SSH_AUTHORIZED_KEYS)) ?? "").split("\n")
-      .filter((line) => line.trim() !== "")
-      .map((line) => parseOpenSshPublicKey(line).line);
     const stored = await local.get(SSH_RELAY_PORT);
     const relay = stored === undefined ? undefined : Number(stored);
     const server = new SshServer(
       local,
       hostKey,
-      authorized,
+      (await local.get(SSH_AUTHORIZED_KEYS)) ?? "",
       relay !== undefined && Number.isInteger(relay) && relay > 0 && relay < 65536
         ? relay
         : undefined,
+      env?.onNotice,
     );
     if (env?.signals !== undefined) server.listenTo(env.signals);
     return server;
