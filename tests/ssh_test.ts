@@ -94,25 +94,57 @@ function operatorPipe(): { pipe: SignalPipe; sent: string[]; feed: (text: string
   };
 }
 
+/** What {@linkcode withSshBench} gives a test. */
+interface SshBench {
+  readonly root: string;
+  readonly echo: ReturnType<typeof echoServer>;
+  /** The helpers' log lines, `severity message`. */
+  readonly logs: string[];
+  readonly onHelperLog: (severity: string, message: string) => void;
+  readonly serverStore: FileStore;
+  readonly clientStore: FileStore;
+}
+
+/**
+ * Run `test` with a directory holding a server's and a client's stores, an
+ * echo target and the helpers' log (printed when it fails); all removed after.
+ */
+async function withSshBench(prefix: string, test: (bench: SshBench) => Promise<void>) {
+  await requireProgram("sshd", "openssh-server");
+  await requireProgram("ssh", "openssh-client");
+  const root = await Deno.makeTempDir({ prefix });
+  // Run as root, ptkit runs helpers as nobody, who must reach their files.
+  await Deno.chmod(root, 0o711);
+  await Deno.mkdir(`${root}/server`, { recursive: true });
+  await Deno.mkdir(`${root}/client`, { recursive: true });
+  const logs: string[] = [];
+  const echo = echoServer();
+  try {
+    await test({
+      root,
+      echo,
+      logs,
+      onHelperLog: (severity, message) => logs.push(`${severity} ${message}`),
+      serverStore: new FileStore(`${root}/server`),
+      clientStore: new FileStore(`${root}/client`),
+    });
+  } catch (error) {
+    console.error(logs.join("\n"));
+    throw error;
+  } finally {
+    await echo.close();
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+}
+
 Deno.test({
   name:
     "ssh end to end: key relayed on signals, 16 MiB each way, restart keeps keys, no helper left",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    await requireProgram("sshd", "openssh-server");
-    await requireProgram("ssh", "openssh-client");
-    const root = await Deno.makeTempDir({ prefix: "ptkit-ssh-test-" });
-    // Run as root, ptkit runs helpers as nobody, who must reach their files.
-    await Deno.chmod(root, 0o711);
-    const echo = echoServer();
-    const logs: string[] = [];
-    const onHelperLog = (severity: string, message: string) => logs.push(`${severity} ${message}`);
-    try {
-      const serverStore = new FileStore(`${root}/server`);
-      const clientStore = new FileStore(`${root}/client`);
-      await Deno.mkdir(`${root}/server`, { recursive: true });
-      await Deno.mkdir(`${root}/client`, { recursive: true });
+    await withSshBench("ptkit-ssh-test-", async (bench) => {
+      const { root, echo, logs, onHelperLog, serverStore, clientStore } = bench;
       const serverOperator = operatorPipe();
       const startServer = (signals?: SignalPipe) =>
         proxy(ssh, {}, {
@@ -213,13 +245,7 @@ Deno.test({
       await connector.close();
       await server.close();
       assertEquals(await helperProcesses(root), []);
-    } catch (error) {
-      console.error(logs.join("\n"));
-      throw error;
-    } finally {
-      await echo.close();
-      await Deno.remove(root, { recursive: true }).catch(() => {});
-    }
+    });
   },
 });
 
@@ -315,19 +341,9 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    await requireProgram("sshd", "openssh-server");
-    await requireProgram("ssh", "openssh-client");
-    const root = await Deno.makeTempDir({ prefix: "ptkit-ssh-hand-" });
-    await Deno.chmod(root, 0o711);
-    const echo = echoServer();
-    const logs: string[] = [];
-    const notices: string[] = [];
-    const onHelperLog = (severity: string, message: string) => logs.push(`${severity} ${message}`);
-    try {
-      const serverStore = new FileStore(`${root}/server`);
-      const clientStore = new FileStore(`${root}/client`);
-      await Deno.mkdir(`${root}/server`, { recursive: true });
-      await Deno.mkdir(`${root}/client`, { recursive: true });
+    await withSshBench("ptkit-ssh-hand-", async (bench) => {
+      const { root, echo, onHelperLog, serverStore, clientStore } = bench;
+      const notices: string[] = [];
       // Under tor: nothing relays the client's CMESSAGE to the server PT.
       const server = await proxy(ssh, {}, {
         hostname: "127.0.0.1",
@@ -367,12 +383,6 @@ Deno.test({
       await connector.close();
       await server.close();
       assertEquals(await helperProcesses(root), []);
-    } catch (error) {
-      console.error(logs.join("\n"));
-      throw error;
-    } finally {
-      await echo.close();
-      await Deno.remove(root, { recursive: true }).catch(() => {});
-    }
+    });
   },
 });
