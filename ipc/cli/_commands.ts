@@ -724,6 +724,8 @@ function socksClientText(what: string, addr: string): string {
     "",
     "Try it:",
     `  curl --socks5-hostname ${addr} https://example.com/`,
+    "(The server must relay to its clients' destinations: \`main.ts server\`, or -target socks.",
+    "A tor bridge's line is for tor: put it in torrc with ClientTransportPlugin.)",
     "",
     "Ctrl-C stops the client.",
     "",

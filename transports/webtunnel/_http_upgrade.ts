@@ -163,7 +163,9 @@ function checkResponse(head: HttpHead, onRefused?: (status: number) => void): vo
   }
   if (code !== 101) {
     onRefused?.(code);
-    throw new Error(`WebTunnel server answered HTTP status ${code}, not 101 Switching Protocols`);
+    throw new Error(
+      `WebTunnel server answered HTTP status ${code}, not 101 Switching Protocols (check that the url's path is the server's secret path, and that the front server passes that path on with its Upgrade header)`,
+    );
   }
   if (!hasToken(head, "Upgrade", "websocket") || !hasToken(head, "Connection", "upgrade")) {
     throw new Error(

@@ -61,7 +61,9 @@ function parseClient(
   env: TransportEnvironment,
 ): ParsedClient {
   if (config.url === undefined) {
-    throw new TypeError("Cannot configure webtunnel: missing required option 'url'");
+    throw new TypeError(
+      "Cannot configure webtunnel: missing required option 'url' (the bridge line's url=https://HOST/SECRET-PATH)",
+    );
   }
   const url = parseWebtunnelUrl(config.url);
   if (config.cert !== undefined) {
@@ -166,7 +168,9 @@ export const webtunnel: Transport = defineTransport<Config>({
   parseConfig(config: TransportOptions, role, env): Config {
     if (role === "server") {
       if (config.url === undefined) {
-        throw new TypeError("Cannot configure webtunnel: missing required option 'url'");
+        throw new TypeError(
+          "Cannot configure webtunnel: missing required option 'url' (the public https://HOST/SECRET-PATH its front server passes on, given as --options 'url=...' or in TOR_PT_SERVER_TRANSPORT_OPTIONS)",
+        );
       }
       parseWebtunnelUrl(config.url);
       return { role, url: config.url, ver: config.ver ?? WEBTUNNEL_VERSION };
