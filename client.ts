@@ -361,10 +361,12 @@ export class Connector {
     };
     let conn: NetConn;
     try {
-      const { port } = await entry.started;
+      const { helper, port } = await entry.started;
       try {
         conn = await tcpDialer({ hostname: "127.0.0.1", port });
       } catch (error) {
+        // Down between runs: this connection fails, the next finds it sooner.
+        helper.nudge();
         throw new Error(
           `The ${this.#name} helper's SOCKS5 proxy is not up: it is still connecting to the server, or failing to (its own warnings say why; it is tried again): ${
             (error as Error).message

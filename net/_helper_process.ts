@@ -348,6 +348,17 @@ export class HelperSupervisor {
   }
 
   /**
+   * A connection wants the helper while it waits to be started again: it
+   * starts now when its last start was at least its `restartDelay` ago (a
+   * key an operator just accepted must not wait out a backoff of a minute).
+   */
+  nudge(): void {
+    if (this.#closed || this.#wake === undefined) return;
+    const restartDelay = this.#spec.restartDelay ?? 10_000;
+    if (performance.now() - this.#startedAt >= restartDelay) this.#wake();
+  }
+
+  /**
    * Stop the helper and everything it started, and stop restarting it.
    * Resolves once the wrapper has exited.
    */

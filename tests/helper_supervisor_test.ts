@@ -134,3 +134,31 @@ supervisorTest(
     assertEquals(await helperProcesses(root), []);
   },
 );
+
+supervisorTest(
+  "nudge() starts a helper that waits out its backoff, once its restartDelay has passed",
+  async (root) => {
+    let starts = 0;
+    const supervisor = await HelperSupervisor.start(() => ({
+      // Fails at once (as ssh does until the server accepts its key).
+      command: "sh",
+      args: ["-c", "exit 1"],
+      restartDelay: 100,
+      get files() {
+        starts++;
+        return {};
+      },
+    }), { directory: `${root}/helper`, listen: { hostname: "127.0.0.1", port: 9 } });
+    try {
+      // Failures double the wait: 0.1, 0.2, 0.4, 0.8, 1.6, 3.2 s, then 6.4 s.
+      await waitFor(() => starts >= 7, 30_000);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const before = starts;
+      supervisor.nudge();
+      // Started again well before the 6.4 s it was waiting out.
+      await waitFor(() => starts > before, 4_000);
+    } finally {
+      await supervisor.close();
+    }
+  },
+);
