@@ -150,13 +150,13 @@ supervisorTest(
       },
     }), { directory: `${root}/helper`, listen: { hostname: "127.0.0.1", port: 9 } });
     try {
-      // Failures double the wait: 0.1, 0.2, 0.4, 0.8, 1.6, 3.2 s, then 6.4 s.
-      await waitFor(() => starts >= 7, 30_000);
+      // Failures double the wait: 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4 s, then 12.8 s.
+      await waitFor(() => starts >= 8, 60_000);
       await new Promise((resolve) => setTimeout(resolve, 200));
       const before = starts;
       supervisor.nudge();
-      // Started again well before the 6.4 s it was waiting out.
-      await waitFor(() => starts > before, 4_000);
+      // Started again well before the 12.8 s it was waiting out.
+      await waitFor(() => starts > before, 8_000);
     } finally {
       await supervisor.close();
     }
