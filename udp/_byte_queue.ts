@@ -88,9 +88,21 @@ export class ByteQueue {
         this.#chunks = [];
         this.#head = 0;
         this.#tailOpen = false;
+      } else {
+        this.#dropConsumed();
       }
     }
     return view;
+  }
+
+  // Chunks read to their end are let go at once (amortized: the entries
+  // moved are at most those dropped): a peer whose frames straddle every
+  // read must not keep up to 1024 whole read buffers alive.
+  #dropConsumed(): void {
+    if (this.#head * 2 >= this.#chunks.length) {
+      this.#chunks = this.#chunks.slice(this.#head);
+      this.#head = 0;
+    }
   }
 
   #copy(n: number, consume: boolean): Uint8Array {
@@ -120,9 +132,8 @@ export class ByteQueue {
         this.#chunks = [];
         this.#head = 0;
         this.#tailOpen = false;
-      } else if (this.#head > 1024) {
-        this.#chunks = this.#chunks.slice(this.#head);
-        this.#head = 0;
+      } else {
+        this.#dropConsumed();
       }
     }
     return out;
