@@ -139,6 +139,7 @@ supervisorTest(
   "nudge() starts a helper that waits out its backoff, once its restartDelay has passed",
   async (root) => {
     let starts = 0;
+    let waits = 0;
     const supervisor = await HelperSupervisor.start(() => ({
       // Fails at once (as ssh does until the server accepts its key).
       command: "sh",
@@ -148,10 +149,18 @@ supervisorTest(
         starts++;
         return {};
       },
-    }), { directory: `${root}/helper`, listen: { hostname: "127.0.0.1", port: 9 } });
+    }), {
+      directory: `${root}/helper`,
+      listen: { hostname: "127.0.0.1", port: 9 },
+      onLog: (_, message) => {
+        if (/starting it again in/.test(message)) waits++;
+      },
+    });
     try {
-      // Failures double the wait: 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4 s, then 12.8 s.
-      await waitFor(() => starts >= 8, 60_000);
+      // Failures double the wait: 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4 s, then 12.8 s:
+      // the eighth run's exit seen, the supervisor waits 12.8 s.
+      await waitFor(() => waits >= 8, 60_000);
+      // Past its restartDelay since that run started.
       await new Promise((resolve) => setTimeout(resolve, 200));
       const before = starts;
       supervisor.nudge();

@@ -386,3 +386,113 @@ Deno.test({
     });
   },
 });
+
+/** A store in memory whose reads of the stored client keys can be made to fail once. */
+function flakyStore() {
+  const values = new Map<string, string>();
+  const store = {
+    failNextKeysRead: false,
+    values,
+    get: (key: string) => {
+      if (key === "sshAuthorizedKeys" && store.failNextKeysRead) {
+        store.failNextKeysRead = false;
+        return Promise.reject(
+          new Error("Cannot read state file: it was replaced while being opened"),
+        );
+      }
+      return Promise.resolve(values.get(key));
+    },
+    set: (key: string, value: string) => {
+      values.set(key, value);
+      return Promise.resolve();
+    },
+  };
+  return store;
+}
+
+/** Start an ssh server side's helper (its stored keys are then read again every 3 s). */
+async function startHelper(side: Awaited<ReturnType<typeof ssh.server>>, dir: string) {
+  await side.helper!.process({
+    directory: dir,
+    listen: { hostname: "127.0.0.1", port: 1 },
+    relay: { hostname: "127.0.0.1", port: 5 },
+    user: "nobody",
+    writeFile: () => Promise.resolve(),
+  });
+}
+
+Deno.test("ssh server: stored client keys it cannot read (another user's file) are said once, and it starts anyway", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit-ssh-keys-" });
+  try {
+    // The operator, as root, wrote the file for a PT that runs as nobody:
+    // a state file another user owns is refused.
+    await Deno.writeTextFile(`${dir}/sshAuthorizedKeys`, `${generateOpenSshKey("a").publicKey}\n`);
+    await Deno.chown(`${dir}/sshAuthorizedKeys`, 65534, 65534);
+    const notices: string[] = [];
+    const side = await ssh.server({}, {
+      local: new FileStore(dir),
+      onNotice: (message) => notices.push(message),
+    });
+    try {
+      await startHelper(side, dir);
+      // Two reloads later, still one notice (it was one every 3 s).
+      await new Promise((resolve) => setTimeout(resolve, 7_000));
+    } finally {
+      side.close!();
+    }
+    assertEquals(notices.length, 1, notices.join("\n"));
+    assert(/write it as the PT's own user/.test(notices[0]!), notices[0]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ssh server: a client key that cannot be stored is said, and later messages are still taken", async () => {
+  const store = flakyStore();
+  const incoming = new TransformStream<Uint8Array, Uint8Array>();
+  const writer = incoming.writable.getWriter();
+  const notices: string[] = [];
+  const side = await ssh.server({}, {
+    local: store,
+    signals: { readable: incoming.readable, writable: new WritableStream<Uint8Array>() },
+    onNotice: (message) => notices.push(message),
+  });
+  try {
+    const a = generateOpenSshKey("a").publicKey;
+    const b = generateOpenSshKey("b").publicKey;
+    store.failNextKeysRead = true;
+    const send = (key: string) => writer.write(new TextEncoder().encode(sshKeyMessage(key)));
+    await send(a);
+    await waitFor(() => notices.length > 0, 5_000);
+    assert(/could not be stored/.test(notices[0]!), notices[0]);
+    // The reader goes on, and the key that failed can be sent again.
+    await send(b);
+    await send(a);
+    await waitFor(
+      () => (store.values.get("sshAuthorizedKeys") ?? "").split("\n").length === 3,
+      5_000,
+    );
+  } finally {
+    side.close!();
+    await writer.close();
+  }
+});
+
+Deno.test("ssh server: a stored line that is no key is skipped by number, never quoted", async () => {
+  const store = flakyStore();
+  // An operator used to sshd's authorized_keys writes an option with a
+  // client's address; another pastes a token.
+  store.values.set(
+    "sshAuthorizedKeys",
+    `from="203.0.113.77" ${generateOpenSshKey("a").publicKey}\nhunter2-token rest\n`,
+  );
+  const notices: string[] = [];
+  const side = await ssh.server({}, { local: store, onNotice: (message) => notices.push(message) });
+  side.close!();
+  assertEquals(notices.length, 2, notices.join("\n"));
+  assert(notices[0]!.includes("line 1 ") && notices[1]!.includes("line 2 "), notices.join("\n"));
+  assert(
+    notices.every((n) => !n.includes("203.0.113.77") && !n.includes("hunter2")),
+    notices.join("\n"),
+  );
+});

@@ -382,21 +382,24 @@ class SshServer implements ServerTransport {
   #local: NonNullable<TransportEnvironment["local"]>;
   #hostKey: string;
   #hostPublicKey: string;
-  #authorized: string[];
+  // Insertion-ordered: sshd's authorized_keys lists them in this order.
+  #authorized: Set<string>;
   #relayPort: number | undefined;
   #user: string | undefined;
   #context: HelperContext | undefined;
   #pending: Promise<void> = Promise.resolve();
   #signals: SignalPipe | undefined;
   #onNotice: ((message: string) => void) | undefined;
-  // The stored keys as last read, and the timer that reads them again.
-  #stored: string;
+  // The stored keys as last read, the timer that reads them again, and the
+  // last reason they could not be read (said once, not every 3 s).
+  #stored: string | undefined;
   #reload: ReturnType<typeof setInterval> | undefined;
+  #unreadable: string | undefined;
 
   constructor(
     local: NonNullable<TransportEnvironment["local"]>,
     hostKey: string,
-    stored: string,
+    stored: string | Error,
     relayPort: number | undefined,
     onNotice: ((message: string) => void) | undefined,
   ) {
@@ -404,9 +407,31 @@ class SshServer implements ServerTransport {
     this.#hostKey = hostKey;
     this.#hostPublicKey = publicKeyOfPrivate(hostKey);
     this.#onNotice = onNotice;
-    this.#stored = stored;
-    this.#authorized = this.#keysOf(stored);
+    this.#authorized = new Set();
+    if (stored instanceof Error) this.#cannotRead(stored);
+    else this.#take(stored);
     this.#relayPort = relayPort;
+  }
+
+  /**
+   * The stored keys cannot be read (a file another user owns, say): said
+   * once per reason; the server goes on with the keys it has.
+   */
+  #cannotRead(error: Error): void {
+    if (error.message === this.#unreadable) return;
+    this.#unreadable = error.message;
+    this.#onNotice?.(
+      `ssh: cannot read the stored client keys (${SSH_AUTHORIZED_KEYS}; write it as the PT's own user): ${error.message}`,
+    );
+  }
+
+  /** Take the keys of the stored text; whether any was new. */
+  #take(text: string): boolean {
+    this.#stored = text;
+    this.#unreadable = undefined;
+    const before = this.#authorized.size;
+    for (const key of this.#keysOf(text)) this.#authorized.add(key);
+    return this.#authorized.size > before;
   }
 
   /**
@@ -415,22 +440,21 @@ class SshServer implements ServerTransport {
    * operator appends by hand: under tor nothing relays it). A line that is
    * neither is skipped and said, by number (never quoted).
    */
-  #keysOf(text: string): string[] {
-    const keys: string[] = [];
+  #keysOf(text: string): Set<string> {
+    const keys = new Set<string>();
     for (const [i, raw] of text.split("\n").entries()) {
       const line = raw.trim();
       if (line === "" || line.startsWith("#")) continue;
       try {
         const message = /^CMESSAGE\s+ssh\s+(\S+)$/.exec(line);
-        const key = parseSshKeyMessage(
-          message === null ? line : utf8OfBase64(message[1]!),
-        );
-        if (!keys.includes(key)) keys.push(key);
-      } catch (error) {
+        keys.add(parseSshKeyMessage(message === null ? line : utf8OfBase64(message[1]!)));
+      } catch {
+        // The parser's reason would quote the line (an sshd option such as
+        // from="ADDRESS", a pasted token): only its number is said.
         this.#onNotice?.(
-          `ssh: line ${i + 1} of the stored client keys (${SSH_AUTHORIZED_KEYS}) is skipped: ${
-            (error as Error).message
-          }`,
+          `ssh: line ${
+            i + 1
+          } of the stored client keys (${SSH_AUTHORIZED_KEYS}) is skipped: it is neither an ssh-ed25519 public key line nor a client's CMESSAGE ssh line`,
         );
       }
     }
@@ -439,12 +463,14 @@ class SshServer implements ServerTransport {
 
   /** Read the stored keys again; sshd gets the ones added since. */
   async #reloadKeys(): Promise<void> {
-    const text = (await this.#local.get(SSH_AUTHORIZED_KEYS)) ?? "";
-    if (text === this.#stored) return;
-    this.#stored = text;
-    const added = this.#keysOf(text).filter((key) => !this.#authorized.includes(key));
-    if (added.length === 0) return;
-    this.#authorized.push(...added);
+    let text: string;
+    try {
+      text = (await this.#local.get(SSH_AUTHORIZED_KEYS)) ?? "";
+    } catch (error) {
+      return this.#cannotRead(error as Error);
+    }
+    this.#unreadable = undefined;
+    if (text === this.#stored || !this.#take(text)) return;
     await this.#context?.writeFile("authorized_keys", this.#authorizedKeys());
   }
 
@@ -491,7 +517,15 @@ class SshServer implements ServerTransport {
           onBadMessage?.(error as Error);
           continue;
         }
-        await this.authorize(line);
+        // A key that cannot be stored now (the state cannot be read or
+        // written) is said; the next messages are still taken.
+        await this.authorize(line).catch((error) => {
+          const reason = error instanceof Error ? error : new Error(String(error));
+          if (onBadMessage !== undefined) onBadMessage(reason);
+          else {
+            this.#onNotice?.(`ssh: a client key could not be stored: ${reason.message}`);
+          }
+        });
       }
     } catch {
       // The pipe ended.
@@ -502,12 +536,14 @@ class SshServer implements ServerTransport {
   authorize(publicKey: string): Promise<void> {
     const line = parseOpenSshPublicKey(publicKey).line;
     const next = this.#pending.then(async () => {
-      if (this.#authorized.includes(line)) return;
-      this.#authorized.push(line);
-      // Appended: what an operator wrote there stays as it is.
+      if (this.#authorized.has(line)) return;
+      // Appended: what an operator wrote there stays as it is. Taken once
+      // stored, so that a key that failed to be stored can be sent again.
       const stored = (await this.#local.get(SSH_AUTHORIZED_KEYS)) ?? "";
-      this.#stored = `${stored}${stored === "" || stored.endsWith("\n") ? "" : "\n"}${line}\n`;
-      await this.#local.set(SSH_AUTHORIZED_KEYS, this.#stored);
+      const text = `${stored}${stored === "" || stored.endsWith("\n") ? "" : "\n"}${line}\n`;
+      await this.#local.set(SSH_AUTHORIZED_KEYS, text);
+      this.#stored = text;
+      this.#authorized.add(line);
       if (this.#context !== undefined) {
         await this.#context.writeFile("authorized_keys", this.#authorizedKeys());
       }
@@ -520,7 +556,7 @@ class SshServer implements ServerTransport {
     const relay = this.#relayPort;
     // Each key may only open the relay: no shell, command, PTY, agent, X11.
     const options = `restrict,port-forwarding,permitopen="127.0.0.1:${relay}",command="/bin/false"`;
-    return this.#authorized.map((line) => `${options} ${line}\n`).join("");
+    return [...this.#authorized].map((line) => `${options} ${line}\n`).join("");
   }
 
   async #process(context: HelperContext): Promise<HelperProcess> {
@@ -531,7 +567,7 @@ class SshServer implements ServerTransport {
     this.#reload ??= setInterval(() => {
       this.#pending = this.#pending.then(() => this.#reloadKeys()).catch((error) =>
         this.#onNotice?.(
-          `ssh: cannot read the stored client keys again: ${(error as Error).message}`,
+          `ssh: cannot give sshd the stored client keys: ${(error as Error).message}`,
         )
       );
     }, KEYS_RELOAD_MS);
@@ -725,10 +761,16 @@ export const ssh: Transport = {
     }
     const stored = await local.get(SSH_RELAY_PORT);
     const relay = stored === undefined ? undefined : Number(stored);
+    // Stored keys that cannot be read leave the server up with none (said;
+    // read again every few seconds), not down.
+    const authorized = await local.get(SSH_AUTHORIZED_KEYS).then(
+      (text) => text ?? "",
+      (error) => error instanceof Error ? error : new Error(String(error)),
+    );
     const server = new SshServer(
       local,
       hostKey,
-      (await local.get(SSH_AUTHORIZED_KEYS)) ?? "",
+      authorized,
       relay !== undefined && Number.isInteger(relay) && relay > 0 && relay < 65536
         ? relay
         : undefined,
