@@ -21,11 +21,9 @@ export class ByteQueue {
   #head = 0;
   #offset = 0;
   #length = 0;
-  // The buffer small chunks are copied into, how much of it is written, and
-  // whether the last queued chunk is its open view (grown in place).
+  // The buffer small chunks are copied into, and how much of it is written.
   #tail: Uint8Array | undefined;
   #tailEnd = 0;
-  #tailOpen = false;
 
   /** How many bytes are queued. */
   get length(): number {
@@ -39,25 +37,26 @@ export class ByteQueue {
     this.#length += n;
     if (n >= KEEP_LENGTH && n * 2 >= chunk.buffer.byteLength) {
       this.#chunks.push(chunk);
-      this.#tailOpen = false;
       return;
     }
     let tail = this.#tail;
     if (tail === undefined || tail.byteLength - this.#tailEnd < n) {
       tail = this.#tail = new Uint8Array(Math.max(TAIL_SIZE, n));
       this.#tailEnd = 0;
-      this.#tailOpen = false;
     }
     const start = this.#tailEnd;
     tail.set(chunk, start);
     this.#tailEnd = start + n;
-    if (this.#tailOpen) {
-      const last = this.#chunks.length - 1;
-      const open = this.#chunks[last]!;
+    // The last queued chunk ends where these bytes start in the tail: it
+    // grows in place (a view of the same buffer) rather than a view each.
+    const last = this.#chunks.length - 1;
+    const open = this.#chunks[last];
+    if (
+      open?.buffer === tail.buffer && open.byteOffset + open.byteLength === start
+    ) {
       this.#chunks[last] = tail.subarray(open.byteOffset, this.#tailEnd);
     } else {
       this.#chunks.push(tail.subarray(start, this.#tailEnd));
-      this.#tailOpen = true;
     }
   }
 
@@ -87,7 +86,6 @@ export class ByteQueue {
       if (this.#head === this.#chunks.length) {
         this.#chunks = [];
         this.#head = 0;
-        this.#tailOpen = false;
       } else {
         this.#dropConsumed();
       }
@@ -131,7 +129,6 @@ export class ByteQueue {
       if (this.#head === this.#chunks.length) {
         this.#chunks = [];
         this.#head = 0;
-        this.#tailOpen = false;
       } else {
         this.#dropConsumed();
       }

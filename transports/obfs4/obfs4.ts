@@ -279,10 +279,10 @@ class PairCore {
 
 /**
  * Make a server's next spare key pair on a timer, 20 ms on (when no worker
- * makes them): by then the handshake
- * written just before has left, and a client that connects again at once
- * (a browser's next connection, a bench) has been answered, so the 0.1-0.3
- * ms it takes (Elligator2's square roots on bigints) delays no client. With
+ * makes them): by then the handshake written just before has left, and a
+ * client that connects again at once (a browser's next connection, a
+ * bench) has been answered, so the 0.1-0.3 ms it takes (Elligator2's square
+ * roots on bigints) delays no client. With
  * 1 ms the refill met the next client's handshake: the server's first
  * handshake byte took 0.69-0.79 ms median against 0.68 ms with 20 ms, in
  * turns in one run of `OBFS4_BENCH_ONLY=firstbyte bench/obfs4_bench.ts`.

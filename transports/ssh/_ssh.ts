@@ -30,11 +30,11 @@ export const SSH_CLIENT_KEY = "sshKey";
 export const SSH_HOST_KEY = "sshHostKey";
 /** The `local` key of the server's authorized client keys (one line each). */
 export const SSH_AUTHORIZED_KEYS = "sshAuthorizedKeys";
+/** The `local` key of the server's relay port, kept across restarts. */
+export const SSH_RELAY_PORT = "sshRelayPort";
 
 /** How often a server reads its stored client keys again, in milliseconds. */
 const KEYS_RELOAD_MS = 3_000;
-/** The `local` key of the server's relay port, kept across restarts. */
-export const SSH_RELAY_PORT = "sshRelayPort";
 
 const CLIENT_KEYS = ["fp", "user", "relay", "host", "port", "hostkey"] as const;
 const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
@@ -428,7 +428,6 @@ class SshServer implements ServerTransport {
   /** Take the keys of the stored text; whether any was new. */
   #take(text: string): boolean {
     this.#stored = text;
-    this.#unreadable = undefined;
     const before = this.#authorized.size;
     for (const key of this.#keysOf(text)) this.#authorized.add(key);
     return this.#authorized.size > before;
