@@ -53,6 +53,7 @@ import type { ConnectionLimits } from "./net/source_limits.ts";
 import { metricsCore, metricsMode, type MetricsRegistry } from "./net/metrics.ts";
 import { ConnectionMetrics, LISTENER_METRICS } from "./net/_connection_metrics.ts";
 import { listenOn } from "./net/_listen.ts";
+import { RelayListener } from "./net/_relay_listener.ts";
 
 export { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./net/source_limits.ts";
 
@@ -168,7 +169,7 @@ export async function listen(
   checkTimeout(handshakeTimeout, "handshakeTimeout", "listen");
   const side = await transport.server(config, withRuntimeCrypto(options.env));
   const hostname = options.hostname ?? "0.0.0.0";
-  let tcp: Deno.TcpListener;
+  let tcp: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
   let helper: { addr: Deno.NetAddr; close(): Promise<void> } | undefined;
   try {
     if (side.helper === undefined) {
@@ -187,9 +188,10 @@ export async function listen(
     } else {
       // The helper listens on the bind address; the runtime on a loopback
       // relay it forwards to (the port of an earlier run when it is free).
-      tcp = listenRelay(side.helper.relayPort);
+      const relay = new RelayListener(side.helper.relayPort);
+      tcp = relay;
       try {
-        helper = await startServerHelper(side.helper, tcp.addr, hostname, port, options);
+        helper = await startServerHelper(side.helper, relay, hostname, port, options);
       } catch (error) {
         tcp.close();
         throw error;
@@ -219,20 +221,9 @@ export async function listen(
   }
 }
 
-function listenRelay(preferred: number | undefined): Deno.TcpListener {
-  if (preferred !== undefined && preferred > 0) {
-    try {
-      return Deno.listen({ hostname: "127.0.0.1", port: preferred, transport: "tcp" });
-    } catch (error) {
-      if (!(error instanceof Deno.errors.AddrInUse)) throw error;
-    }
-  }
-  return Deno.listen({ hostname: "127.0.0.1", port: 0, transport: "tcp" });
-}
-
 async function startServerHelper(
   serverHelper: NonNullable<ServerTransport["helper"]>,
-  relay: Deno.NetAddr,
+  relay: RelayListener,
   hostname: string,
   port: number,
   options: ListenOptions,
@@ -248,7 +239,15 @@ async function startServerHelper(
   const supervisor = await HelperSupervisor.start((context) => serverHelper.process(context), {
     directory,
     listen: { hostname, port },
-    relay: { hostname: relay.hostname, port: relay.port },
+    relay: { hostname: relay.addr.hostname, port: relay.addr.port },
+    relayHosts: (hostnames) => {
+      for (const error of relay.listenOn(hostnames)) {
+        options.onHelperLog?.(
+          "warning",
+          `Cannot accept a client key's tunnels at its own relay address: ${error.message}`,
+        );
+      }
+    },
     ...(options.onHelperLog === undefined ? {} : { onLog: options.onHelperLog }),
   });
   return {

@@ -26,3 +26,20 @@ export function reportedSource(
   if (client === undefined || client.hostname === peer.hostname) return undefined;
   return { transport: "tcp", hostname: client.hostname, port: client.port };
 }
+
+/**
+ * Connections a server helper's relay accepted at an address that stands
+ * for one client (sshd's per-key relay address), and that address.
+ */
+export const relaySources: WeakMap<Deno.TcpConn, Deno.Addr> = new WeakMap();
+
+/**
+ * The source a connection counts against when it is accepted: the client a
+ * relay address stands for, else the socket's peer.
+ *
+ * @param conn The accepted connection.
+ * @returns Its source.
+ */
+export function acceptedSource(conn: Deno.TcpConn): Deno.Addr {
+  return relaySources.get(conn) ?? conn.remoteAddr;
+}

@@ -18,6 +18,8 @@ export interface HelperSupervisorOptions {
   readonly listen: HostPort;
   /** Servers: the runtime's relay the helper forwards to. */
   readonly relay?: HostPort;
+  /** Servers: accept at the relay's port on these loopback addresses too (see the helper context). */
+  readonly relayHosts?: (hostnames: readonly string[]) => void;
   /** Told each output line (addresses redacted) and each restart. Defaults to none. */
   readonly onLog?: HelperLog;
   /**
@@ -178,6 +180,7 @@ export class HelperSupervisor {
       directory,
       listen: options.listen,
       ...(options.relay === undefined ? {} : { relay: options.relay }),
+      ...(options.relayHosts === undefined ? {} : { relayHosts: options.relayHosts }),
       user: user.name,
       writeFile,
     };

@@ -6,7 +6,7 @@ import { type ConnectionLimits, SourceLimiter } from "./source_limits.ts";
 import { type ServerStats, StatsCollector } from "./server_stats.ts";
 import { TransportConn, type TransportConnOptions } from "./transport_conn.ts";
 import { LISTENER_METRICS } from "./_connection_metrics.ts";
-import { reportedSource } from "./_client_source.ts";
+import { acceptedSource, reportedSource } from "./_client_source.ts";
 
 /** Options of a {@linkcode TransportListener} beyond its connections' own. */
 export interface TransportListenerOptions {
@@ -130,7 +130,7 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
     for (;;) {
       const tcp = await this.#acceptor.next();
       let conn: TransportConn | undefined;
-      const admission = this.#limiter.admit(tcp.remoteAddr, () => {
+      const admission = this.#limiter.admit(acceptedSource(tcp), () => {
         if (conn === undefined) closeQuietly(tcp);
         else conn.close();
       });

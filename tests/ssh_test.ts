@@ -13,7 +13,13 @@ import { proxy, type ProxyTarget } from "../server.ts";
 import { tcpDialer } from "../net/net_conn.ts";
 import { FileStore } from "../ipc/managed/_file_store.ts";
 import type { SignalPipe } from "../transports/transport.ts";
-import { parseSshKeyMessage, ssh, SSH_CLIENT_KEY, sshKeyMessage } from "../transports/ssh/_ssh.ts";
+import {
+  parseSshKeyMessage,
+  ssh,
+  SSH_CLIENT_KEY,
+  sshKeyMessage,
+  sshRelayHost,
+} from "../transports/ssh/_ssh.ts";
 import { generateOpenSshKey, publicKeyOfPrivate } from "../transports/ssh/_openssh_key.ts";
 import { echoServer, hashOf, hashReadable, pseudoRandomChunks, writeAll } from "./_util.ts";
 import { helperProcesses, requireProgram, run, waitFor } from "./ssh_util.ts";
@@ -382,6 +388,130 @@ Deno.test({
       assertEquals(await serverStore.get("sshAuthorizedKeys"), `not a key\n${line}\n`);
       await connector.close();
       await server.close();
+      assertEquals(await helperProcesses(root), []);
+    });
+  },
+});
+
+/** Whether `conn` echoes three bytes (false when it closes first, or after 5 s). */
+async function echoes(
+  conn: { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> },
+): Promise<boolean> {
+  const echoed = (async () => {
+    const writer = conn.writable.getWriter();
+    writer.write(new Uint8Array([7, 8, 9])).catch(() => {});
+    writer.releaseLock();
+    const reader = conn.readable.getReader();
+    let got = 0;
+    try {
+      while (got < 3) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        got += value.length;
+      }
+    } catch {
+      // Reset: not echoed.
+    } finally {
+      reader.releaseLock();
+    }
+    return got >= 3;
+  })();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), 5_000));
+  try {
+    return await Promise.race([echoed, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test({
+  name:
+    "ssh server: each client key is its own source in the per-source limits, and a key can open only its own relay address",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withSshBench("ptkit-ssh-sources-", async (bench) => {
+      const { root, echo, onHelperLog, serverStore, clientStore } = bench;
+      const serverOperator = operatorPipe();
+      const server = await proxy(ssh, {}, {
+        hostname: "127.0.0.1",
+        port: 0,
+        target: toDestination,
+        env: { local: serverStore, signals: serverOperator.pipe },
+        helperDirectory: `${root}/server-helper`,
+        limits: { maxConnectionsPerSource: 3 },
+        onHelperLog,
+      });
+      await Deno.mkdir(`${root}/client2`);
+      const connectors = [];
+      for (const [i, local] of [clientStore, new FileStore(`${root}/client2`)].entries()) {
+        const operator = operatorPipe();
+        connectors.push(
+          await createConnector(ssh, server.clientOptions, {
+            env: { local, signals: operator.pipe },
+            helperDirectory: `${root}/client-helper-${i}`,
+            onHelperLog,
+          }),
+        );
+        serverOperator.feed(operator.sent[0]!);
+      }
+      const [a, b] = connectors as [typeof connectors[0], typeof connectors[0]];
+      const destination = {
+        hostname: "127.0.0.1",
+        port: server.addr.port,
+        destination: { hostname: "127.0.0.1", port: echo.port },
+      };
+      // Client A takes its whole share: three connections, held open.
+      // Closed on failure too: the echo target waits for its connections.
+      const held: { close(): void }[] = [];
+      try {
+        const first = await waitFor(() => a.dial(destination).catch(() => undefined), 40_000);
+        held.push(first);
+        assert(await echoes(first), "A's first connection does not echo");
+        for (let i = 0; i < 2; i++) {
+          const conn = await a.dial(destination);
+          assert(await echoes(conn), `A's connection ${i + 2} does not echo`);
+          held.push(conn);
+        }
+        const fourth = await a.dial(destination);
+        const refused = !(await echoes(fourth));
+        fourth.close();
+        assert(refused, "A's fourth connection went past its share");
+        // Client B is another source: its connections go through.
+        const other = await waitFor(() => b.dial(destination).catch(() => undefined), 40_000);
+        const accepted = await echoes(other);
+        other.close();
+        assert(accepted, "B was refused: it shares A's source");
+
+        // A's key cannot open B's relay address, nor 127.0.0.1's.
+        const keyA = await clientStore.get(SSH_CLIENT_KEY);
+        await Deno.writeTextFile(`${root}/id`, keyA!, { mode: 0o600 });
+        const relay = server.clientOptions.relay!;
+        const keyB = publicKeyOfPrivate(
+          (await new FileStore(`${root}/client2`).get(SSH_CLIENT_KEY))!,
+        );
+        for (const host of [sshRelayHost(keyB), "127.0.0.1"]) {
+          const attempt = await new Deno.Command("ssh", {
+            args: [
+              ...["-F", "none", "-i", `${root}/id`, "-o", "BatchMode=yes"],
+              ...["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"],
+              ...["-o", "IdentitiesOnly=yes", "-p", String(server.addr.port)],
+              ...["-l", server.clientOptions.user!, "-W", `${host}:${relay}`, "127.0.0.1"],
+            ],
+            stdin: "null",
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+          const said = new TextDecoder().decode(attempt.stderr);
+          assert(attempt.code !== 0, `A's key opened ${host}`);
+          assert(/administratively prohibited|open failed/.test(said), said);
+        }
+      } finally {
+        for (const conn of held) conn.close();
+        for (const connector of connectors) await connector.close();
+        await server.close();
+      }
       assertEquals(await helperProcesses(root), []);
     });
   },

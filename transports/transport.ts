@@ -272,9 +272,14 @@ export interface ClientTransport {
    *
    * The context's fields: `directory` (the helper's private directory,
    * mode 0700), `listen` (where the helper must listen: here a loopback
-   * port), `relay` (servers only: the runtime's loopback relay), `user`
-   * (the user the helper runs as) and `writeFile(name, content)` (replace
-   * one of its files now, mode 0600). The helper's fields: `command` (a
+   * port), `relay` (servers only: the runtime's loopback relay),
+   * `relayHosts(hostnames)` (servers only: accept at the relay's port on
+   * these other loopback IPv4 addresses too, one per client the helper can
+   * tell apart, as sshd's per-key `permitopen` does; the per-source limits
+   * then count each address as a client of its own, since every tunnel
+   * reaches the relay from 127.0.0.1; calls add to the addresses already
+   * given), `user` (the user the helper runs as) and `writeFile(name,
+   * content)` (replace one of its files now, mode 0600). The helper's fields: `command` (a
    * program the runtime looks up on `PATH` and in the `sbin` directories),
    * `args` (`{dir}` is replaced by the directory), `files` (name to content,
    * written before each start; defaults to none), `restartDelay`
@@ -290,6 +295,7 @@ export interface ClientTransport {
     readonly directory: string;
     readonly listen: HostPort;
     readonly relay?: HostPort;
+    readonly relayHosts?: (hostnames: readonly string[]) => void;
     readonly user: string;
     writeFile(name: string, content: string): Promise<void>;
   }): {

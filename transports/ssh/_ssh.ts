@@ -283,10 +283,12 @@ const announced = new Set<string>();
 class SshClient implements ClientTransport {
   #config: SshClientConfig | undefined;
   #privateKey: string;
+  #relayHost: string;
 
-  constructor(config: SshClientConfig | undefined, privateKey: string) {
+  constructor(config: SshClientConfig | undefined, privateKey: string, publicKey: string) {
     this.#config = config;
     this.#privateKey = privateKey;
+    this.#relayHost = sshRelayHost(publicKey);
   }
 
   /** The configuration; without one, the error a missing `fp` gives. */
@@ -301,8 +303,9 @@ class SshClient implements ClientTransport {
   }
 
   connection(): { hostname: string; port: number } {
-    // The tunnel ends at the server's relay, as sshd resolves it.
-    return { hostname: "127.0.0.1", port: this.#checked.relay };
+    // The tunnel ends at the server's relay, at the loopback address sshd
+    // lets this client's key open (and only this key).
+    return { hostname: this.#relayHost, port: this.#checked.relay };
   }
 
   socksHelper(destination: HostPort, context: HelperContext): HelperProcess {
@@ -551,11 +554,20 @@ class SshServer implements ServerTransport {
     return next;
   }
 
+  /**
+   * sshd's authorized keys. Each key may only open the relay, at its own
+   * loopback address (see {@linkcode sshRelayHost}): no shell, command, PTY,
+   * agent, X11. The runtime is asked to accept at those addresses first.
+   */
   #authorizedKeys(): string {
     const relay = this.#relayPort;
-    // Each key may only open the relay: no shell, command, PTY, agent, X11.
-    const options = `restrict,port-forwarding,permitopen="127.0.0.1:${relay}",command="/bin/false"`;
-    return [...this.#authorized].map((line) => `${options} ${line}\n`).join("");
+    const keys = [...this.#authorized];
+    this.#context?.relayHosts?.(keys.map(sshRelayHost));
+    return keys.map((line) =>
+      `restrict,port-forwarding,permitopen="${
+        sshRelayHost(line)
+      }:${relay}",command="/bin/false" ${line}\n`
+    ).join("");
   }
 
   async #process(context: HelperContext): Promise<HelperProcess> {
@@ -628,7 +640,9 @@ class SshServer implements ServerTransport {
       "GatewayPorts no",
       "PermitListen none",
       "AllowTcpForwarding local",
-      `PermitOpen 127.0.0.1:${relay.port}`,
+      // Any host at the relay's port: each key's own permitopen narrows it
+      // to that key's loopback address (sshd requires both to allow it).
+      `PermitOpen *:${relay.port}`,
       "ForceCommand /bin/false",
       "PrintMotd no",
       "PrintLastLog no",
@@ -659,6 +673,25 @@ class SshServer implements ServerTransport {
       describeOutput: describeSshdOutput,
     };
   }
+}
+
+/**
+ * The loopback address where a client key's tunnels reach the server's
+ * relay: `127.A.B.C`, from the first bytes of the key's SHA-256
+ * fingerprint (A and C in 1-254, so never 127.0.0.1). sshd lets each key
+ * open only its own (`permitopen`), and the runtime counts each address as
+ * a client of its own in its per-source limits: through sshd, every tunnel
+ * comes from 127.0.0.1, and one client's channels would otherwise use up
+ * every other client's share. Two keys share an address once in about 16
+ * million pairs (then they share a share).
+ *
+ * @param publicKey The client's public key line.
+ * @returns The IPv4 loopback literal.
+ */
+export function sshRelayHost(publicKey: string): string {
+  const digest = atob(openSshFingerprint(publicKey).slice("SHA256:".length) + "=");
+  const byte = (i: number) => digest.charCodeAt(i);
+  return `127.${1 + byte(0) % 254}.${byte(1)}.${1 + byte(2) % 254}`;
 }
 
 /** The text a base64 `CMESSAGE` payload carries. */
@@ -745,7 +778,7 @@ export const ssh: Transport = {
       announced.add(publicKey);
       await sendSignal(env.signals, sshKeyMessage(publicKey));
     }
-    return new SshClient(config, privateKey);
+    return new SshClient(config, privateKey, publicKey);
   },
   async server(options: TransportOptions, env?: TransportEnvironment): Promise<ServerTransport> {
     dropUnknownOptions(options, [], {
