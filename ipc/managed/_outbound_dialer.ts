@@ -88,6 +88,13 @@ export async function boundDial(
     const fail = (error: unknown) => {
       signal?.removeEventListener("abort", onAbort);
       socket.destroy();
+      // node:net says only "bind EINVAL 203.0.113.7": say which setting.
+      if (error instanceof Error && (error as { syscall?: string }).syscall === "bind") {
+        const variable = source.includes(":") ? "_V6" : "_V4";
+        error.message = `Cannot dial from TOR_PT_OUTBOUND_BIND_ADDRESS${variable} ${source}: ${
+          (error as { code?: string }).code ?? error.message
+        } (is it an address of this machine?)`;
+      }
       reject(error);
     };
     const onAbort = () => fail(signal!.reason);

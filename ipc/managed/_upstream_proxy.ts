@@ -2,7 +2,7 @@
 
 import { writeFull } from "../../net/conn_io.ts";
 import { closeQuietly } from "../../net/_accept_loop.ts";
-import type { Dialer, NetConn } from "../../net/net_conn.ts";
+import { type Dialer, type NetConn, tcpDialer } from "../../net/net_conn.ts";
 import type { HostPort } from "../../net/address.ts";
 import { formatHostPort } from "../../net/address.ts";
 import { SocksReply, SocksReplyError } from "../socks/_reply.ts";
@@ -18,18 +18,20 @@ import { socks4aConnect, socks5Connect } from "../socks/_client.ts";
  * where there is one) and nothing is ever dialed directly.
  *
  * @param proxy The proxy, from {@linkcode parseUpstreamProxy}.
+ * @param connect Opens the connection to the proxy itself (from
+ * `TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6`). Defaults to `Deno.connect`.
  * @returns The dialer.
  */
-export function upstreamProxyDialer(proxy: UpstreamProxy): Dialer {
+export function upstreamProxyDialer(proxy: UpstreamProxy, connect: Dialer = tcpDialer): Dialer {
   return async (target: HostPort, _settings, options = {}): Promise<NetConn> => {
     const { signal } = options;
-    let conn: Deno.TcpConn;
+    let conn: NetConn;
     try {
-      conn = await Deno.connect({
-        hostname: proxy.hostname,
-        port: proxy.port,
-        ...(signal === undefined ? {} : { signal }),
-      });
+      conn = await connect(
+        { hostname: proxy.hostname, port: proxy.port },
+        undefined,
+        signal === undefined ? {} : { signal },
+      );
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       // Said as the proxy's failure, not the bridge's (the class is kept:
@@ -66,7 +68,7 @@ export function upstreamProxyDialer(proxy: UpstreamProxy): Dialer {
   };
 }
 
-async function httpConnect(conn: Deno.Conn, proxy: UpstreamProxy, target: HostPort) {
+async function httpConnect(conn: NetConn, proxy: UpstreamProxy, target: HostPort) {
   const authority = formatHostPort(target);
   let request = `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n`;
   if (proxy.username !== undefined) {

@@ -7,6 +7,7 @@ import type {
   TransportOptions,
 } from "../../transports/transport.ts";
 import { type Dialer, tcpDialer } from "../../net/net_conn.ts";
+import { outboundDialer } from "./_outbound_dialer.ts";
 import { relay } from "../../net/relay.ts";
 import { ConnectionLoop, retryWhileExhausted } from "../../net/_accept_loop.ts";
 import { type Connector, createConnector, HelperLimit } from "../../client.ts";
@@ -80,10 +81,15 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
   const running: RunningProxy[] = [];
   const repeated = new RepeatedKeyLog((message) => log("warning", message));
   let direct = options.dialer ?? tcpDialer;
+  if (options.dialer === undefined && config.outboundBind !== undefined) {
+    // TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6: bridges and the upstream proxy
+    // are dialed from the given source addresses (loopback ones are not).
+    direct = outboundDialer(config.outboundBind);
+  }
   if (options.dialer === undefined && config.proxy !== undefined) {
     // The upstream proxy's dialer loads only when a proxy is used.
     const { upstreamProxyDialer } = await import("./_upstream_proxy.ts");
-    direct = upstreamProxyDialer(config.proxy);
+    direct = upstreamProxyDialer(config.proxy, direct);
   }
   // Right after a flood the process may be out of descriptors for a moment:
   // dials wait for them rather than failing the connection.

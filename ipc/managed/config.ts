@@ -77,6 +77,12 @@ export interface ClientConfig extends ManagedConfigBase {
   /** The upstream proxy every connection goes through, fail-closed. */
   readonly proxy?: UpstreamProxy;
   /**
+   * Source addresses of outgoing connections to servers and to the upstream
+   * proxy (`TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6`; loopback destinations
+   * are dialed normally). Absent: the system's choice.
+   */
+  readonly outboundBind?: { readonly v4?: string; readonly v6?: string };
+  /**
    * The options given at start are all a transport gets (a bridge line in
    * `main.ts client`, an `ss://` link, SIP003 plugin options): they are
    * checked as a whole at start, so a line without its keys fails with
@@ -351,7 +357,7 @@ export function parseManagedConfig(
   } as const;
   const side = server
     ? serverConfig(base, flags.values, value, vars, envError, attempt, onlyFree(base, options))
-    : clientConfig(base, flags.values, value, options.known, envError, attempt, version);
+    : clientConfig(base, flags.values, value, vars, options.known, envError, attempt, version);
   return { ...side, workers: workerCount(side, flags.values.workers, options.cpus, envError) };
 }
 
@@ -418,6 +424,7 @@ function clientConfig(
   base: ManagedConfigBase,
   flags: Flags,
   value: (key: string) => string | undefined,
+  env: Readonly<Record<string, string>>,
   known: Iterable<string> | undefined,
   envError: EnvError,
   attempt: Attempt,
@@ -471,6 +478,10 @@ function clientConfig(
   } else if (mode !== "socks5" || free) {
     envError(`${free ? "-free" : `-mode ${mode}`} needs -target`);
   }
+  // tor sets these for client PTs too (pt-spec's common variables).
+  const outboundBind = attempt(() =>
+    parseOutboundBind(env.TOR_PT_OUTBOUND_BIND_ADDRESS_V4, env.TOR_PT_OUTBOUND_BIND_ADDRESS_V6)
+  );
   // The upstream proxy is checked last: its error is PROXY-ERROR.
   let proxy: UpstreamProxy | undefined;
   const proxyText = value("proxy");
@@ -491,6 +502,7 @@ function clientConfig(
     ...(udpQueue === undefined ? {} : { udpQueue }),
     ...(udpIdleTimeout === undefined ? {} : { udpIdleTimeout }),
     ...(proxy === undefined ? {} : { proxy }),
+    ...(outboundBind.v4 === undefined && outboundBind.v6 === undefined ? {} : { outboundBind }),
   };
 }
 
