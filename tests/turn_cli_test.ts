@@ -9,6 +9,7 @@ import { ok, strictEqual } from "node:assert";
 import type { StunAddress } from "../udp/stun/_message.ts";
 import { StunMethod } from "../udp/stun/_constants.ts";
 import { startTurnCli } from "./turn_util.ts";
+import { MAIN } from "./ipc_util.ts";
 import { errorCode, Queue, StunTestClient } from "./turn_test_client.ts";
 
 /** The answer to a CreatePermission for each peer, from a fresh allocation. */
@@ -58,3 +59,39 @@ for (
     }
   });
 }
+
+// The flag forms the other commands (server, client, start) take: -flag,
+// --flag=value, and a "did you mean" for a near miss.
+Deno.test("turn CLI takes -flag and --flag=value as the other commands do", async () => {
+  const { child } = await startTurnCli(["-listen", "127.0.0.1:0", "--user=u:p:q", "-realm=r"]);
+  child.kill("SIGTERM");
+  strictEqual((await child.status).code, 0);
+});
+
+Deno.test("turn CLI names a near miss of a flag, never a value", async () => {
+  const run = async (args: string[]) => {
+    const { code, stderr } = await new Deno.Command(MAIN, {
+      args: ["turn", ...args],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    return { code, stderr: new TextDecoder().decode(stderr) };
+  };
+  const typo = await run(["--lisen", "127.0.0.1:0", "--user", "u:p", "--realm", "r"]);
+  strictEqual(typo.code, 64);
+  ok(
+    typo.stderr.startsWith("ptkit: error: Unknown flag --lisen (did you mean --listen?)\n"),
+    typo.stderr,
+  );
+  const secret = await run(["--listen", "127.0.0.1:0", "--usr=u:S3CRET", "--realm", "r"]);
+  strictEqual(secret.code, 64);
+  ok(
+    secret.stderr.startsWith("ptkit: error: Unknown flag --usr (did you mean --user?)\n"),
+    secret.stderr,
+  );
+  ok(!secret.stderr.includes("S3CRET"), secret.stderr);
+  const flagValue = await run(["--allow-loopback-peers=yes", "--listen", "127.0.0.1:0"]);
+  strictEqual(flagValue.code, 64);
+  ok(flagValue.stderr.includes("Flag --allow-loopback-peers takes no value"), flagValue.stderr);
+});

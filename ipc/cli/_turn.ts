@@ -2,6 +2,7 @@
 
 import { formatHostPort, parseHostPort } from "../../net/address.ts";
 import { cliError } from "./_names.ts";
+import { suggestOptionKey } from "../../transports/_option_keys.ts";
 import { LISTEN_ADDRESS } from "../../net/_listen.ts";
 import { parseUserinfo } from "../../net/_userinfo.ts";
 import { serveTurnUdp } from "../../udp/turn/_udp_server.ts";
@@ -51,23 +52,31 @@ export async function runTurnCommand(args: string[]): Promise<number> {
     Deno.stderr.writeSync(new TextEncoder().encode(`${cliError(why)}${USAGE}\n`));
     return 64;
   };
+  const flags = ["listen", "user", "realm", "allow-loopback-peers"];
   for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i]!;
-    const value = rest[i + 1];
+    // As the other commands: -flag or --flag, the value next or after "=".
+    const match = /^--?([A-Za-z][A-Za-z-]*)(?:=([^]*))?$/.exec(rest[i]!);
+    if (match === null) {
+      // Only flag names are echoed: a stray value may be a USER:PASSWORD.
+      return fail(`Unexpected argument ${i + 1} (expected a flag)`);
+    }
+    const name = match[1]!;
+    const inline = match[2];
+    if (!flags.includes(name)) {
+      const near = suggestOptionKey(name, flags);
+      return fail(
+        `Unknown flag --${name}${near === undefined ? "" : ` (did you mean --${near}?)`}`,
+      );
+    }
+    const arg = `--${name}`;
     if (arg === "--allow-loopback-peers") {
+      if (inline !== undefined) return fail(`Flag ${arg} takes no value`);
       allowLoopbackPeers = true;
       continue;
     }
-    if (arg !== "--listen" && arg !== "--user" && arg !== "--realm") {
-      // Only flag names are echoed: a stray value may be a USER:PASSWORD.
-      return fail(
-        /^--?[A-Za-z][A-Za-z-]*$/.test(arg)
-          ? `Unknown flag ${arg}`
-          : `Unexpected argument ${i + 1} (expected a flag)`,
-      );
-    }
+    const value = inline ?? rest[i + 1];
     if (value === undefined) return fail(`Flag ${arg} needs a value`);
-    i++;
+    if (inline === undefined) i++;
     if (arg === "--listen") listen = value;
     else if (arg === "--realm") realm = value;
     else {
