@@ -205,6 +205,23 @@ Deno.test("shadowsocks: configuration errors name the value; unknown keys are ig
         error.message.includes(`unsupported method "${method!.toLowerCase()}" (${why})`),
     );
   }
+  // Another program's name for a method ptkit has is named, with ss-libev's.
+  for (
+    const [method, ours] of [
+      ["chacha20-poly1305", "chacha20-ietf-poly1305"],
+      ["AEAD_CHACHA20_POLY1305", "chacha20-ietf-poly1305"],
+      ["AEAD_AES_256_GCM", "aes-256-gcm"],
+      ["xchacha20-poly1305", "xchacha20-ietf-poly1305"],
+    ]
+  ) {
+    await rejects(
+      async () => await shadowsocks.client({ method: method!, password: "x" }),
+      (error: Error) =>
+        error.message.includes(
+          `unsupported method "${method}" (another program's name for ${ours}: write that)`,
+        ),
+    );
+  }
   for (
     const method of [
       "rc4-md5x",

@@ -135,6 +135,20 @@ const OTHER_METHODS: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * Other programs' names for the methods ptkit has (shadowsocks-rust's
+ * aliases, go-shadowsocks2's and Outline's AEAD_ names): named in an error
+ * with the name ss-libev and ptkit use.
+ */
+const OTHER_NAMES: ReadonlyMap<string, ShadowsocksMethod> = new Map([
+  ["chacha20-poly1305", "chacha20-ietf-poly1305"],
+  ["xchacha20-poly1305", "xchacha20-ietf-poly1305"],
+  ["aead_chacha20_poly1305", "chacha20-ietf-poly1305"],
+  ["aead_xchacha20_poly1305", "xchacha20-ietf-poly1305"],
+  ["aead_aes_128_gcm", "aes-128-gcm"],
+  ["aead_aes_256_gcm", "aes-256-gcm"],
+]);
+
+/**
  * Parse `method` and `password` or `key` (base64 of the key's bytes).
  *
  * @param options The transport options.
@@ -164,6 +178,10 @@ export function parseConfig(options: TransportOptions): ShadowsocksConfig {
           ? "an AEAD method ptkit does not have"
           : "a stream cipher, insecure and not supported"
       })`
+      : OTHER_NAMES.has(lower)
+      ? ` ${JSON.stringify(name)} (another program's name for ${
+        OTHER_NAMES.get(lower)
+      }: write that)`
       : close === undefined
       ? " (not shown)"
       : ` ${JSON.stringify(name)} (did you mean ${close}?)`;
