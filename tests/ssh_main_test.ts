@@ -25,11 +25,11 @@ import {
 const SIZE = 16 * 1024 * 1024;
 
 /** Start main.ts with `args` and a state directory. */
-function startMain(args: string[], state: string): PtProcess {
+function startMain(args: string[], state: string, env: Record<string, string> = {}): PtProcess {
   // As tor runs it: the end of stdin means exit.
   return new PtProcess(
     [...args, "-state", state, "-logLevel", "debug", "-exit-on-stdin-close"],
-    {},
+    env,
   );
 }
 
@@ -364,6 +364,30 @@ Deno.test("main.ts ssh: an upstream proxy is refused (ssh would connect past it)
     ok(
       `${lines.join("\n")}\n${stderr}`.includes(
         "CMETHOD-ERROR ssh Transport 'ssh' cannot go through an upstream proxy",
+      ),
+      stderr,
+    );
+  } finally {
+    await client[Symbol.asyncDispose]();
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("main.ts ssh: an outbound bind address is refused (ssh would connect from another)", async () => {
+  const { root, client: clientState } = await testRoot();
+  const client = startMain(["-client", "-transports", "ssh,plain"], clientState, {
+    TOR_PT_MANAGED_TRANSPORT_VER: "1",
+    TOR_PT_OUTBOUND_BIND_ADDRESS_V4: "127.0.0.1",
+  });
+  try {
+    await waitForLine(client, /^CMETHODS DONE$/);
+    await client.closeStdin();
+    const { lines, stderr } = await client.exit();
+    ok(!lines.some((line) => line.startsWith("CMETHOD ssh ")), lines.join("\n"));
+    ok(lines.some((line) => line.startsWith("CMETHOD plain ")), lines.join("\n"));
+    ok(
+      `${lines.join("\n")}\n${stderr}`.includes(
+        "CMETHOD-ERROR ssh Transport 'ssh' cannot leave from TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6",
       ),
       stderr,
     );

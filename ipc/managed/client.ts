@@ -162,6 +162,12 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
         // Its helper (ssh) would connect directly, past the proxy.
         throw new Error(`Transport '${name}' cannot go through an upstream proxy`);
       }
+      if (config.outboundBind !== undefined && HELPER_TRANSPORTS.has(name)) {
+        // Its helper (ssh) would connect from the default source address.
+        throw new Error(
+          `Transport '${name}' cannot leave from TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6`,
+        );
+      }
       if (config.optionsComplete) await checkComplete(transport, base, env);
       if (config.mode === "socks5") {
         const connectors = new Map<string, Promise<Connector>>();
