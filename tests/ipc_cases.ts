@@ -75,6 +75,15 @@ export const cases: Case[] = [
     stdout: ["VERSION-ERROR no-version"],
   },
   {
+    name: "flags with a parent's variable but no version name the variable",
+    args: ["-client", "-transports", "plain"],
+    env: { TOR_PT_STATE_LOCATION: `${state}/s` },
+    code: 78,
+    stdout: [
+      "VERSION-ERROR no-version (TOR_PT_MANAGED_TRANSPORT_VER is not set, but TOR_PT_STATE_LOCATION is: give -ptversion, or unset it)",
+    ],
+  },
+  {
     name: "-ptversion overrides the variable",
     args: ["-ptversion", "1"],
     env: { ...v1, TOR_PT_MANAGED_TRANSPORT_VER: "3" },

@@ -277,7 +277,19 @@ export function parseManagedConfig(
   const offered = value("version");
   let versions: string[];
   if (offered === undefined) {
-    if (Object.keys(vars).length > 0) throw new ManagedConfigError("VERSION-ERROR", "no-version");
+    const set = Object.keys(vars);
+    if (set.length > 0) {
+      // Flags with a variable left in the environment (exported by hand, or
+      // by a service manager): say which one made this a parent's run.
+      throw new ManagedConfigError(
+        "VERSION-ERROR",
+        args.length === 0
+          ? "no-version"
+          : `no-version (TOR_PT_MANAGED_TRANSPORT_VER is not set, but ${set.join(", ")} ${
+            set.length === 1 ? "is" : "are"
+          }: give -ptversion, or unset ${set.length === 1 ? "it" : "them"})`,
+      );
+    }
     versions = ["2"]; // Standalone use with flags only.
   } else {
     versions = offered.split(",");
