@@ -131,3 +131,53 @@ Deno.test("serveUdpClient and serveUdpServer echo 10,000 datagrams in order over
   const config = { method: "aes-128-gcm", password: "udp-test-password" };
   await echoThrough(shadowsocks, 4, config, {}, config);
 });
+
+// A server whose target is on another host (a VPN or DNS server, not
+// loopback): its flow sockets bound 127.0.0.1, from which the kernel sends
+// nothing off the machine (EINVAL), so every datagram was dropped as
+// udpSendFailed. 198.51.100.1 (TEST-NET-2) stands for the remote target;
+// the datagram only has to leave.
+Deno.test("transparent-UDP server sends to a target on another host", async () => {
+  const { default: dgram } = await import("node:dgram");
+  const probe = dgram.createSocket("udp4");
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once("error", reject);
+      probe.send(
+        new Uint8Array([0]),
+        9,
+        "198.51.100.1",
+        (error) => error ? reject(error) : resolve(),
+      );
+    });
+  } catch (error) {
+    throw new Error(`This test needs a route to 198.51.100.1 (a default route): ${error}`);
+  } finally {
+    probe.close();
+  }
+  const { UdpSocket } = await import("../udp/udp_socket.ts");
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: { hostname: "198.51.100.1", port: 9 },
+    framing: "length",
+  });
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: server.addr.port },
+    framing: "length",
+  });
+  await using app = await UdpSocket.open({ connect: client.addr });
+  app.send(new Uint8Array([1, 2, 3]));
+  for (let i = 0; i < 500; i++) {
+    const stats = server.stats();
+    if (stats.datagramsFromTunnel + stats.drops.udpSendFailed > 0) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const stats = server.stats();
+  strictEqual(stats.drops.udpSendFailed, 0, JSON.stringify(stats.drops));
+  strictEqual(stats.datagramsFromTunnel, 1);
+});

@@ -13,7 +13,7 @@ import {
   openLibc,
   sockaddr,
 } from "../net/_libc.ts";
-import { formatIp, parseIp, parseIpv4 } from "../net/_ip_address.ts";
+import { classifyIp, formatIp, parseIp, parseIpv4 } from "../net/_ip_address.ts";
 import type { HostPort } from "../net/address.ts";
 import { listenOn } from "../net/_listen.ts";
 
@@ -39,7 +39,12 @@ export interface UdpEndpoint extends HostPort {
 
 /** Options for {@linkcode UdpSocket.open}. */
 export interface UdpSocketOptions {
-  /** Local address to bind. Defaults to `"127.0.0.1"` (`"::1"` for an IPv6 peer). */
+  /**
+   * Local address to bind. Defaults to `"127.0.0.1"` without a peer or with
+   * a loopback one (`"::1"` for an IPv6 peer), and to the wildcard address
+   * (`"0.0.0.0"`, `"::"`) with a peer on another host, so that datagrams
+   * can leave by the route toward it.
+   */
   readonly hostname?: string;
   /** Local port; 0 (the default) picks a free one. */
   readonly port?: number;
@@ -418,7 +423,13 @@ export class UdpSocket implements AsyncDisposable {
     const peer = options.connect === undefined
       ? undefined
       : await resolveUdpAddress(options.connect, what);
-    const hostname = options.hostname ?? (peer?.family === 6 ? "::1" : "127.0.0.1");
+    // A socket bound to loopback cannot send to another host (the kernel
+    // refuses a loopback source off the machine): toward one, bind the
+    // wildcard address and let the route choose the source.
+    const hostname = options.hostname ??
+      (peer === undefined || classifyIp(peer.hostname) === "loopback"
+        ? (peer?.family === 6 ? "::1" : "127.0.0.1")
+        : (peer.family === 6 ? "::" : "0.0.0.0"));
     const port = checkPort(options.port ?? 0, what);
     const bufferSize = options.bufferSize ?? Infinity;
     if (!(bufferSize > 0)) {
