@@ -29,11 +29,15 @@ async function snapshot(dir: string): Promise<Record<string, string>> {
 }
 
 /**
- * Start an obfs4 server on `state` (with `env` added); returns its protocol
- * lines up to SMETHODS DONE.
+ * Start an obfs4 server on `state` (with `env` and `args` added); returns
+ * its protocol lines up to SMETHODS DONE.
  */
-async function serverLines(state: string, env: Record<string, string> = {}): Promise<string[]> {
-  await using pt = new PtProcess([], {
+async function serverLines(
+  state: string,
+  env: Record<string, string> = {},
+  args: string[] = [],
+): Promise<string[]> {
+  await using pt = new PtProcess(args, {
     TOR_PT_MANAGED_TRANSPORT_VER: "1",
     TOR_PT_SERVER_TRANSPORTS: "obfs4",
     TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
@@ -279,6 +283,29 @@ Deno.test("obfs4proxy's obfs4_state.json alone: the bridge line is written on ev
     // The option is kept without being given again, by ptkit and by obfs4proxy.
     strictEqual(smethodArgs(await serverLines(state)), iat2);
     strictEqual(await runObfs4proxy(state), iat2);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("PTs started at once on a new state directory all serve the one identity that is saved", async () => {
+  // Before: each read no obfs4_state.json, made its own keys and renamed
+  // them over the others': a PT announced a cert that no file kept (and a
+  // restart gave the bridge another identity). Four at once, three times.
+  const root = await Deno.makeTempDir({ prefix: "ptkit_state_" });
+  try {
+    for (let round = 0; round < 3; round++) {
+      const state = `${root}/state${round}`;
+      const runs = await Promise.all(
+        Array.from({ length: 4 }, () => serverLines(state, {}, ["-workers", "1"])),
+      );
+      const saved = await bridgeArgs(`${state}/obfs4_bridgeline.txt`);
+      for (const lines of runs) strictEqual(smethodArgs(lines), saved, lines.join("\n"));
+      deepStrictEqual(Object.keys(await snapshot(state)).sort(), [
+        "obfs4_bridgeline.txt",
+        "obfs4_state.json",
+      ]);
+    }
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -20,6 +20,7 @@ import { ShutdownWatch } from "./_shutdown.ts";
 import { fileErrorReason, FileStore } from "./_file_store.ts";
 import { RecordingStore, WorkerPool, workersUnavailable } from "./_workers.ts";
 import { ReplayHub } from "./_replay_hub.ts";
+import { lockStateDir } from "./_state_lock.ts";
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "../../net/source_limits.ts";
 
 /** How a side runs beside its configuration. */
@@ -195,10 +196,24 @@ export async function runManaged(
     ...(metrics === undefined ? {} : { metrics: metrics.registry }),
   };
   try {
-    // Each side loads only its own modules: a PT starts quickly.
-    let running: RunningProxy = config.kind === "server"
-      ? await (await import("./server.ts")).runServer({ ...config, stateDir }, options)
-      : await (await import("./client.ts")).runClient({ ...config, stateDir }, options);
+    // The state directory's files are read or created by one starting
+    // process at a time (a worker child has its parent's state instead).
+    const unlock = hooks.local === undefined
+      ? await lockStateDir(stateDir, () =>
+        log(
+          "notice",
+          `Waiting for another process starting on the state directory ${stateDir}`,
+        ))
+      : () => {};
+    let running: RunningProxy;
+    try {
+      // Each side loads only its own modules: a PT starts quickly.
+      running = config.kind === "server"
+        ? await (await import("./server.ts")).runServer({ ...config, stateDir }, options)
+        : await (await import("./client.ts")).runClient({ ...config, stateDir }, options);
+    } finally {
+      unlock();
+    }
     if (workers > 1 && bound.size > 0) {
       const children = new WorkerPool({
         count: workers,
