@@ -310,3 +310,37 @@ Deno.test("PTs started at once on a new state directory all serve the one identi
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a PT waits for the state directory's lock while another starts, says so, and SIGTERM ends the wait", async () => {
+  const state = await Deno.makeTempDir({ prefix: "ptkit_state_" });
+  // This test is the other process, caught in the middle of its start.
+  const held = await Deno.open(state, { read: true });
+  await held.lock(true);
+  let released = false;
+  try {
+    await using pt = new PtProcess(["-workers", "1"], {
+      TOR_PT_MANAGED_TRANSPORT_VER: "1",
+      TOR_PT_SERVER_TRANSPORTS: "obfs4",
+      TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
+      TOR_PT_ORPORT: "127.0.0.1:9",
+      TOR_PT_STATE_LOCATION: state,
+    });
+    await pt.waitFor(/^LOG SEVERITY=notice MESSAGE="Waiting for another process starting/);
+    pt.child.kill("SIGTERM");
+    // Released only if the PT has not ended by itself within 20 s.
+    const release = setTimeout(() => {
+      released = true;
+      held.close();
+    }, 20_000);
+    const { code, lines } = await pt.exit();
+    clearTimeout(release);
+    strictEqual(released, false, "the PT ended only once the lock was released");
+    strictEqual(code, 0);
+    ok(lines.includes('LOG SEVERITY=notice MESSAGE="Shutting down: SIGTERM"'), lines.join("\n"));
+    ok(!lines.some((l) => l.startsWith("SMETHOD")), lines.join("\n"));
+    deepStrictEqual(await snapshot(state), {});
+  } finally {
+    if (!released) held.close();
+    await Deno.remove(state, { recursive: true });
+  }
+});

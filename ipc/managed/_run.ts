@@ -198,13 +198,23 @@ export async function runManaged(
   try {
     // The state directory's files are read or created by one starting
     // process at a time (a worker child has its parent's state instead).
-    const unlock = hooks.local === undefined
-      ? await lockStateDir(stateDir, () =>
+    // A signal (or the input's end) while it waits ends the PT: the lock's
+    // holder may never finish starting.
+    const locking = hooks.local === undefined
+      ? lockStateDir(stateDir, () =>
         log(
           "notice",
           `Waiting for another process starting on the state directory ${stateDir}`,
         ))
-      : () => {};
+      : Promise.resolve(() => {});
+    const unlock = await Promise.race([locking, watch.stopAsked.then(() => undefined)]);
+    if (unlock === undefined) {
+      // Released once had (the waiting thread cannot be called back).
+      void locking.then((release) => release());
+      const why = await watch.stopAsked;
+      if (why !== "" && hooks.shutdownNotices !== false) log("notice", `Shutting down: ${why}`);
+      return 0;
+    }
     let running: RunningProxy;
     try {
       // Each side loads only its own modules: a PT starts quickly.

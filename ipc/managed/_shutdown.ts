@@ -60,6 +60,7 @@ export class ShutdownWatch {
   #onEvent: ((kind: "now" | "drain", why: string) => void) | undefined;
 
   #disposed = false;
+  #stopAsked = Promise.withResolvers<string>();
   /**
    * What starts with `serve`, once the side runs: reading the parent's
    * input and polling the parent. Neither is needed sooner (the pipe keeps
@@ -78,6 +79,7 @@ export class ShutdownWatch {
         this.#pending = kind;
         this.#why = why;
       }
+      this.#stopAsked.resolve(why);
     };
     this.#cleanups.push(options.onClose);
     const watchParent = options.process && options.watchParent;
@@ -168,6 +170,15 @@ export class ShutdownWatch {
       // pipe open while it lives.)
       else if (orphanedAtStart) fire("now", "parent process exited");
     })();
+  }
+
+  /**
+   * Resolves with the cause (`SIGTERM`) once an event says stop, before or
+   * after `serve`: a side that waits during start-up (for the state
+   * directory's lock) gives up when it comes.
+   */
+  get stopAsked(): Promise<string> {
+    return this.#stopAsked.promise;
   }
 
   /**
