@@ -27,6 +27,8 @@ const SO_TYPE = 3;
 const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
 const SOCK_DGRAM = 2;
+/** Linux: close the descriptor on exec (a helper process never inherits it). */
+const SOCK_CLOEXEC = 0o2000000;
 const SOCK_STREAM = 1;
 const SO_ACCEPTCONN = 30;
 /** What listen(2) is asked for; the kernel caps it at net.core.somaxconn. */
@@ -59,6 +61,9 @@ const MMSGHDR = 64; // struct mmsghdr on LP64: msghdr (56) + msg_len (4) + paddi
 
 const symbols = {
   listen: { parameters: ["i32", "i32"], result: "i32" },
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
@@ -223,6 +228,28 @@ export class Libc {
       ),
     );
     return sent >= 0 ? sent : -this.#errno();
+  }
+
+  /**
+   * The local address this host sends from toward `ip` (4 or 16 bytes): the
+   * kernel's route lookup, through a UDP socket connected there (nothing is
+   * sent), or `undefined` when there is no route.
+   */
+  routedSource(ip: Uint8Array): Uint8Array | undefined {
+    const family = ip.length === 4 ? AF_INET : AF_INET6;
+    const fd = this.#lib.symbols.socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return undefined;
+    try {
+      const name = sockaddr(ip, 9);
+      if (this.#lib.symbols.connect(fd, name, name.byteLength) !== 0) return undefined;
+      this.#addressLength[0] = this.#address.byteLength;
+      if (this.#lib.symbols.getsockname(fd, this.#address, this.#addressLength) !== 0) {
+        return undefined;
+      }
+      return this.#address.slice(ip.length === 4 ? 4 : 8, ip.length === 4 ? 8 : 24);
+    } finally {
+      this.#lib.symbols.close(fd);
+    }
   }
 
   #errno(): number {

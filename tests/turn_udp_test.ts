@@ -416,3 +416,46 @@ Deno.test("serveTurnUdp counts a peer datagram too large for an IPv4 client as C
     await turn.close();
   }
 });
+
+Deno.test("serveTurnUdp on 0.0.0.0 gives each client a relayed address it can reach (the route's source), never 0.0.0.0, and relays there", async () => {
+  const turn = await serveTurnUdp({
+    hostname: "0.0.0.0",
+    port: 0,
+    realm: "pt.test",
+    users: { u: "p" },
+    allowLoopbackPeers: true,
+  });
+  const { socket, inbox, client } = await udpClient("127.0.0.1", turn.addr);
+  const peer = await UdpSocket.open({ hostname: "127.0.0.1" });
+  const peerInbox = new Queue<Uint8Array>();
+  peer.onmessage = (data) => peerInbox.push(data.slice());
+  try {
+    const allocated = await client.allocate();
+    strictEqual(errorCode(allocated), 0);
+    const relayed = relayedAddress(allocated);
+    deepStrictEqual(relayed.address, "127.0.0.1");
+    ok(relayed.port > 0);
+    const peerAddress = { family: 4, address: "127.0.0.1", port: peer.addr.port } as const;
+    strictEqual(errorCode(await withPeer(client, StunMethod.CreatePermission, peerAddress)), 0);
+    const tid = crypto.getRandomValues(new Uint8Array(12));
+    client.wire.send(encodeStunMessage({
+      method: StunMethod.Send,
+      class: 1,
+      transactionId: tid,
+      attributes: [
+        { type: StunAttr.XorPeerAddress, value: encodeXorAddress(peerAddress, tid) },
+        { type: StunAttr.Data, value: new Uint8Array([1, 2, 3]) },
+      ],
+    }));
+    deepStrictEqual(await peerInbox.pop(), new Uint8Array([1, 2, 3]));
+    // The peer answers at the relayed address it was given.
+    peer.send(new Uint8Array([4, 5]), { hostname: relayed.address, port: relayed.port });
+    const data = parseStunMessage(await inbox.pop());
+    strictEqual(data.method, StunMethod.Data);
+    deepStrictEqual([...getAttribute(data, StunAttr.Data)!], [4, 5]);
+  } finally {
+    await socket.close();
+    await peer.close();
+    await turn.close();
+  }
+});

@@ -93,6 +93,11 @@ export interface TurnRelayRequest {
   readonly evenPort: boolean;
   /** Also reserve port + 1 (returned as the second socket). */
   readonly reserveNext: boolean;
+  /**
+   * The client's address, as far as it is known: a relay bound to a
+   * wildcard address reports the address this host reaches the client from.
+   */
+  readonly client?: TurnClient["address"];
 }
 
 /** Opens relayed sockets (node:dgram in `createUdpRelayFactory`, fakes in tests). */
@@ -862,6 +867,7 @@ export class TurnServer {
           family,
           evenPort: evenPort !== undefined,
           reserveNext,
+          client: client.address,
         });
       } catch {
         if (this.#pending.get(client.key) === tid) {

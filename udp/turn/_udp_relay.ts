@@ -1,14 +1,20 @@
 // Copyright the ptkit authors. MIT license.
 
-import { parseIp } from "../../net/_ip_address.ts";
+import { formatIp, parseIp } from "../../net/_ip_address.ts";
+import { openLibc } from "../../net/_libc.ts";
 import { RECEIVE_HEADROOM, UdpSocket } from "../udp_socket.ts";
 import type { TurnRelayFactory, TurnRelayRequest, TurnRelaySocket } from "./_turn_server.ts";
 
 /** Options of {@linkcode createUdpRelayFactory}. */
 export interface UdpRelayOptions {
-  /** IPv4 address to bind relayed sockets to (e.g. "127.0.0.1"); omit for no IPv4 relaying. */
+  /**
+   * IPv4 address to bind relayed sockets to (e.g. "127.0.0.1"); omit for no
+   * IPv4 relaying. With `0.0.0.0` they listen on every address and the
+   * relayed address each client is given is the one this host reaches
+   * that client from (a route lookup through libc: needs `--allow-ffi`).
+   */
   readonly ipv4?: string;
-  /** IPv6 address to bind relayed sockets to (e.g. "::1"); omit for no IPv6 relaying. */
+  /** IPv6 address to bind relayed sockets to (e.g. "::1"); omit for no IPv6 relaying. `::` as `0.0.0.0` above. */
   readonly ipv6?: string;
 }
 
@@ -52,13 +58,23 @@ export function createUdpRelayFactory(options: UdpRelayOptions): TurnRelayFactor
   if (families.length === 0) {
     throw new TypeError("Cannot create UDP relay factory: give ipv4 or ipv6");
   }
+  for (const host of [options.ipv4, options.ipv6]) {
+    // A relayed address of 0.0.0.0 reaches nobody: the route to the client
+    // tells which address to give instead, and only libc can ask for it.
+    if (host !== undefined && isWildcard(host) && openLibc() === null) {
+      throw new TypeError(
+        `Cannot relay on ${host}: giving clients a reachable relayed address needs --allow-ffi (a route lookup); bind the relay to one address instead`,
+      );
+    }
+  }
   return {
     families,
     async open(request: TurnRelayRequest): Promise<TurnRelaySocket[]> {
       const host = request.family === 4 ? options.ipv4 : options.ipv6;
       if (host === undefined) throw new RangeError(`Cannot relay IPv${request.family}`);
+      const advertised = isWildcard(host) ? routedTo(request) : undefined;
       for (let attempt = 0; attempt < 40; attempt++) {
-        const first = await relaySocket(host, 0);
+        const first = await relaySocket(host, 0, advertised);
         if (!request.evenPort && !request.reserveNext) return [first];
         if (first.address.port % 2 !== 0 || first.address.port === 65535) {
           first.close();
@@ -66,7 +82,7 @@ export function createUdpRelayFactory(options: UdpRelayOptions): TurnRelayFactor
         }
         if (!request.reserveNext) return [first];
         try {
-          const second = await relaySocket(host, first.address.port + 1);
+          const second = await relaySocket(host, first.address.port + 1, advertised);
           return [first, second];
         } catch {
           first.close();
@@ -77,11 +93,36 @@ export function createUdpRelayFactory(options: UdpRelayOptions): TurnRelayFactor
   };
 }
 
-async function relaySocket(host: string, port: number): Promise<TurnRelaySocket> {
+function isWildcard(host: string): boolean {
+  return parseIp(host).every((byte) => byte === 0);
+}
+
+/** The address this host reaches the request's client from, in the requested family. */
+function routedTo(request: TurnRelayRequest): string {
+  const client = request.client;
+  const ip = client === undefined || client.family !== request.family
+    ? undefined
+    : parseIp(client.address);
+  const source = ip === undefined || isWildcard(client!.address)
+    ? undefined
+    : openLibc()?.routedSource(ip);
+  if (source === undefined || source.every((byte) => byte === 0)) {
+    throw new RangeError(
+      `Cannot relay IPv${request.family} on the wildcard address: no route to the client tells which address to give`,
+    );
+  }
+  return formatIp(source);
+}
+
+async function relaySocket(
+  host: string,
+  port: number,
+  advertised: string | undefined,
+): Promise<TurnRelaySocket> {
   const socket = await UdpSocket.open({ hostname: host, port });
   const { family, hostname } = socket.addr;
   const relay: TurnRelaySocket = {
-    address: { family, address: hostname, port: socket.addr.port },
+    address: { family, address: advertised ?? hostname, port: socket.addr.port },
     maxDatagram: socket.maxDatagram,
     headroom: RECEIVE_HEADROOM,
     onPacket: undefined,
