@@ -545,3 +545,50 @@ Deno.test("serveUdpClient drops datagrams from new sources beyond maxFlows as to
   strictEqual(client.stats().flowsOpened, 1);
   deepStrictEqual(echo.received, [new Uint8Array([1]), new Uint8Array([3])]);
 });
+
+Deno.test("serveUdpServer bounds what all its flows hold toward clients that do not read (poolBufferBytes)", async () => {
+  // An echo that keeps nothing (udpEcho keeps what it received).
+  await using echo = await UdpSocket.open({ bufferSize: 8 * 1024 * 1024 });
+  echo.onmessage = (data, from) => void echo.send(data, from);
+  // Every flow may hold 1 MiB, the pool 2 MiB in all (a variable: the option
+  // is new, and this test ran against the code before it).
+  const limits = { sendBufferBytes: 1024 * 1024, poolBufferBytes: 2 * 1024 * 1024 };
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+    ...limits,
+  });
+  // Eight clients (plain: the connection is the flow) send datagrams the
+  // target echoes, and never read a reply.
+  const conns: Deno.TcpConn[] = [];
+  for (let i = 0; i < 8; i++) {
+    conns.push(await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }));
+  }
+  const size = 60_000;
+  const framed = new Uint8Array(2 + size);
+  new DataView(framed.buffer).setUint16(0, size);
+  let rounds = 0;
+  while (server.flows().length < 8 || server.flows().some((f) => f.drops.congested === 0)) {
+    ok(rounds++ < 1000, "the flows never reported congestion");
+    for (const conn of conns) await conn.write(framed);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  const held = server.flows().reduce((sum, f) => sum + f.queuedBytes, 0);
+  // 2 MiB for the pool, and what each flow may always hold: 64 KiB and one datagram.
+  ok(held <= 2 * 1024 * 1024 + 8 * (64 * 1024 + 2 + size), `the flows hold ${held} bytes`);
+  for (const conn of conns) conn.close();
+  await waitFor(() => server.stats().flowsOpen === 0, "the flows closed");
+  // What they held is given back: a new flow holds its own 1 MiB again.
+  using alone = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  rounds = 0;
+  while ((server.flows()[0]?.drops.congested ?? 0) === 0) {
+    ok(rounds++ < 1000, "the new flow never reported congestion");
+    await alone.write(framed);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  ok(server.flows()[0]!.queuedBytes > 1024 * 1024 - 2 - size, "the new flow holds its 1 MiB");
+});

@@ -23,8 +23,28 @@ export interface FlowSettings {
   readonly queueDatagrams: number;
   readonly queueBytes: number;
   readonly sendBufferBytes: number;
+  /** What every flow of the pool holds together (see {@linkcode QueueBudget}). */
+  readonly budget: QueueBudget;
   readonly clock: Clock;
 }
+
+/**
+ * The bytes all flows of one pool hold, framed, toward their connections.
+ * Past `limit`, a flow holding {@linkcode FLOW_SHARE} or more takes no more
+ * (its datagrams are dropped as `congested` or `waiting`): a flow's own
+ * limit times a thousand flows would otherwise be a gigabyte.
+ */
+export class QueueBudget {
+  readonly limit: number;
+  used = 0;
+
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+}
+
+/** What a flow may hold whatever the others hold (when its own limits allow). */
+export const FLOW_SHARE = 64 * 1024;
 
 /** Framed datagrams written to the transport connection as one chunk. */
 interface Batch {
@@ -131,10 +151,11 @@ export class Flow {
     if (this.#state === "waiting") {
       if (
         this.#queuedDatagrams >= this.#settings.queueDatagrams ||
-        this.#queuedBytes + length > this.#settings.queueBytes
+        this.#queuedBytes + length > this.#settings.queueBytes || this.#overBudget(length)
       ) return this.drop("waiting");
     } else if (
-      this.#queuedDatagrams > 0 && this.#queuedBytes + length > this.#settings.sendBufferBytes
+      this.#queuedDatagrams > 0 &&
+      (this.#queuedBytes + length > this.#settings.sendBufferBytes || this.#overBudget(length))
     ) {
       return this.drop("congested");
     }
@@ -153,7 +174,14 @@ export class Flow {
     batch.size += datagram.byteLength;
     this.#queuedDatagrams++;
     this.#queuedBytes += length;
+    this.#settings.budget.used += length;
     this.#wake?.();
+  }
+
+  /** Whether `length` more bytes would take this flow past its share of a spent budget. */
+  #overBudget(length: number): boolean {
+    const budget = this.#settings.budget;
+    return this.#queuedBytes + length > FLOW_SHARE && budget.used + length > budget.limit;
   }
 
   /** Waiting -> Connected: start moving datagrams both ways. */
@@ -183,6 +211,7 @@ export class Flow {
     this.#queue = [];
     this.#queueHead = 0;
     this.#queuedDatagrams = 0;
+    this.#settings.budget.used -= this.#queuedBytes;
     this.#queuedBytes = 0;
     this.#open = undefined;
     this.#wake?.();
@@ -231,6 +260,7 @@ export class Flow {
     if (batch === this.#open) this.#open = undefined;
     this.#queuedDatagrams -= batch.count;
     this.#queuedBytes -= batch.used;
+    this.#settings.budget.used -= batch.used;
     if (this.#queueHead === this.#queue.length) {
       this.#queue = [];
       this.#queueHead = 0;

@@ -2,7 +2,7 @@
 // This module is browser-compatible.
 
 import { type Clock, systemClock } from "./_clock.ts";
-import type { FlowSettings } from "./_flow.ts";
+import { type FlowSettings, QueueBudget } from "./_flow.ts";
 import { checkMaxDatagram, type Framing } from "./framing.ts";
 import { lengthFraming } from "./length_framing.ts";
 import { stunFraming } from "./stun/framing.ts";
@@ -33,6 +33,15 @@ export interface UdpPoolOptions {
    * 1 MiB.
    */
   readonly sendBufferBytes?: number;
+  /**
+   * Bytes (framed) all flows of the pool may hold together while their
+   * transport connections are busy (or, on the client, while they connect).
+   * Past it, a flow holding 64 KiB or more takes no more: its datagrams are
+   * dropped as `congested` (`waiting` while it connects). Defaults to 64 MiB,
+   * so clients that do not read hold at most that and 64 KiB (and one
+   * datagram) a flow, not `sendBufferBytes` times `maxFlows`.
+   */
+  readonly poolBufferBytes?: number;
   /** Flows open at once; more are refused. Defaults to 1024. */
   readonly maxFlows?: number;
   /**
@@ -100,6 +109,9 @@ export function resolveSettings(
     queueDatagrams: checkCount(options.queueDatagrams, 64, "queueDatagrams", what),
     queueBytes: checkCount(options.queueBytes, 256 * 1024, "queueBytes", what),
     sendBufferBytes: checkCount(options.sendBufferBytes, 1024 * 1024, "sendBufferBytes", what),
+    budget: new QueueBudget(
+      checkCount(options.poolBufferBytes, 64 * 1024 * 1024, "poolBufferBytes", what),
+    ),
     maxFlows: checkCount(options.maxFlows, 1024, "maxFlows", what),
     clock: options.clock ?? systemClock,
   };

@@ -1328,6 +1328,17 @@ export const MUTATIONS: readonly Mutation[] = [
     filter: "Waiting queue",
   },
   {
+    id: "udp-pool-budget",
+    kind: "bound",
+    description: "UDP flows hold 1 MiB each toward clients that do not read, with no bound in all",
+    file: UDP_FLOW,
+    search:
+      "return this.#queuedBytes + length > FLOW_SHARE && budget.used + length > budget.limit;",
+    replace: "return false;",
+    tests: [T_UDP_POOL],
+    filter: "poolBufferBytes",
+  },
+  {
     id: "udp-length-deframe-max",
     kind: "bound",
     description: "length-framed datagrams over maxDatagram accepted from the stream",
