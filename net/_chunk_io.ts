@@ -20,28 +20,40 @@ export interface ChunkSink {
 
 const MIN_READ = 2 * 1024;
 const MAX_READ = 256 * 1024;
+/**
+ * The largest buffer a read gets right after one that found the socket
+ * drained (it did not fill its buffer): that read most likely waits, and
+ * holds its buffer while it does.
+ */
+const WAIT_READ = 16 * 1024;
 
 /**
  * Reads a socket into chunks that are the reader's to keep. The read buffer's
  * size follows the reads: it starts small and stays small while reads are
- * small (an idle connection's pending read holds 2 KiB), grows fourfold
- * while reads fill it, and falls back to the size of a read that did not
- * fill half of it. A read that filled at least half of the buffer is handed
- * over as it is; a smaller one is copied out and the buffer is read into
- * again, so a socket whose reads stop short of the buffer (TLS gives one
- * 16 KiB record per read) costs neither a fresh zeroed buffer per read nor a
- * mostly empty one per chunk. `first` sizes the first read (a transport's
- * handshake, up to 8 KiB for obfs4, then arrives in one read).
+ * small, grows fourfold while reads fill it, and falls back to the size of a
+ * read that did not fill half of it. A read that filled at least half of the
+ * buffer is handed over as it is; a smaller one is copied out and the buffer
+ * is read into again, so a socket whose reads stop short of the buffer (TLS
+ * gives one 16 KiB record per read) costs neither a fresh zeroed buffer per
+ * read nor a mostly empty one per chunk. A read that follows one which did
+ * not fill its buffer (the socket was drained, so this one most likely
+ * waits) gets at most 16 KiB, and the grown size again once it fills that:
+ * an idle connection's pending read holds at most 16 KiB, however large a
+ * burst came before (a client's bursts on a thousand connections, then
+ * silence, held 256 KiB on each). `first` sizes the first read (a
+ * transport's handshake, up to 8 KiB for obfs4, then arrives in one read).
  */
 export function connSource(conn: NetConn, first: number = MIN_READ): ChunkSource {
   let size = first;
+  let drained = false;
   let buffer: Uint8Array | undefined;
   return {
     async read() {
+      const want = drained ? Math.min(size, WAIT_READ) : size;
       // A buffer kept from a short read is reused unless it is four times
       // larger than the reads need now (or too small for them).
-      if (buffer === undefined || buffer.length < size || buffer.length > size * 4) {
-        buffer = new Uint8Array(size);
+      if (buffer === undefined || buffer.length < want || buffer.length > want * 4) {
+        buffer = new Uint8Array(want);
       }
       const into = buffer;
       const n = await conn.read(into);
@@ -49,7 +61,8 @@ export function connSource(conn: NetConn, first: number = MIN_READ): ChunkSource
         buffer = undefined;
         return null;
       }
-      if (n === into.length) size = Math.min(into.length * 4, MAX_READ);
+      drained = n < into.length;
+      if (n === into.length) size = Math.min(Math.max(size, into.length * 4), MAX_READ);
       else if (n < into.length / 2) size = Math.max(MIN_READ, 2 ** Math.ceil(Math.log2(n || 1)));
       if (n < into.length / 2) return into.slice(0, n);
       buffer = undefined;

@@ -1,0 +1,61 @@
+// Copyright the ptkit authors. MIT license.
+
+// A socket's read buffer grows while reads fill it (up to 256 KiB). The read
+// that waits on an idle connection must not hold such a buffer: a client that
+// sends a burst on each of its connections and then idles would hold 256 KiB
+// of the server's memory per connection (red team, round 9: 1000 plain
+// connections, 1 MiB each then idle, held 288 MB).
+
+import { ok, strictEqual } from "node:assert";
+import { connSource } from "../net/_chunk_io.ts";
+import type { NetConn } from "../net/net_conn.ts";
+
+/**
+ * A socket whose reads fill the given fractions of the buffer handed to them,
+ * one per read; after the last, a read waits (its buffer's size recorded).
+ */
+function scriptedConn(fractions: number[]): { conn: NetConn; sizes: number[]; end: () => void } {
+  const sizes: number[] = [];
+  let end!: () => void;
+  const ended = new Promise<null>((resolve) => end = () => resolve(null));
+  const addr = { transport: "tcp", hostname: "127.0.0.1", port: 1 } as const;
+  const conn: NetConn = {
+    read(p) {
+      sizes.push(p.length);
+      const fraction = fractions.shift();
+      if (fraction === undefined) return ended;
+      return Promise.resolve(Math.max(1, Math.floor(p.length * fraction)));
+    },
+    write: (p) => Promise.resolve(p.length),
+    closeWrite: () => Promise.resolve(),
+    close: () => end(),
+    localAddr: addr,
+    remoteAddr: addr,
+  };
+  return { conn, sizes, end };
+}
+
+Deno.test("connSource: after a burst, the read that waits on an idle connection holds at most 16 KiB", async () => {
+  // Full reads grow the buffer to 256 KiB; the burst ends with a read that
+  // fills 60% of it (more than half: handed over as it is).
+  const { conn, sizes, end } = scriptedConn([1, 1, 1, 1, 1, 0.6]);
+  const source = connSource(conn, 16 * 1024);
+  for (let i = 0; i < 6; i++) ok((await source.read())!.length > 0);
+  strictEqual(Math.max(...sizes), 256 * 1024, "the burst's reads grew to 256 KiB");
+  const waiting = source.read();
+  await Promise.resolve();
+  ok(sizes.at(-1)! <= 16 * 1024, `the waiting read holds ${sizes.at(-1)} bytes`);
+  end();
+  strictEqual(await waiting, null);
+});
+
+Deno.test("connSource: a burst after an idle wait is read with the buffer it had grown to", async () => {
+  // The wait's (small) read fills: the data is flowing again, and the next
+  // read takes 256 KiB at once.
+  const { conn, sizes, end } = scriptedConn([1, 1, 1, 1, 1, 0.6, 1, 1]);
+  const source = connSource(conn, 16 * 1024);
+  for (let i = 0; i < 8; i++) ok((await source.read())!.length > 0);
+  strictEqual(sizes.at(-1), 256 * 1024);
+  end();
+  strictEqual(await source.read(), null);
+});
