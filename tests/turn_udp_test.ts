@@ -112,6 +112,28 @@ Deno.test("serveTurnUdp answers a stale nonce with 438", async () => {
   ok(getAttribute(r, StunAttr.Nonce));
 });
 
+Deno.test("serveTurnUdp refuses an authenticated Allocate replayed from another address (438, as coturn)", async () => {
+  // An observer of one client's authenticated Allocate sent it again from
+  // its own address: the nonce held for an hour from anywhere, so each copy
+  // took an allocation on the user's account (and its quota) for the sender.
+  await using rig = await udpRig();
+  const victim = await rig.open();
+  strictEqual(errorCode(await victim.allocate()), 0);
+  const captured = victim.build(StunMethod.Allocate, [TRANSPORT_UDP]);
+  const thief = await rig.open("nobody", "unknown");
+  thief.wire.send(captured);
+  const r = await thief.response(captured.subarray(8, 20));
+  strictEqual(errorCode(r), 438);
+  ok(getAttribute(r, StunAttr.Nonce));
+  strictEqual(rig.turn.server.stats().allocations, 1);
+  // The victim's own nonce still serves it.
+  const refresh = await victim.request(StunMethod.Refresh, [{
+    type: StunAttr.Lifetime,
+    value: new Uint8Array([0, 0, 2, 88]),
+  }]);
+  strictEqual(errorCode(refresh), 0);
+});
+
 Deno.test("serveTurnUdp answers out-of-range channel numbers with 400", async () => {
   await using rig = await udpRig(true);
   const c = await rig.open();

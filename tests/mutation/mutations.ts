@@ -446,9 +446,20 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "authentication",
     description: "TURN nonce accepted without checking its MAC",
     file: TURN_SERVER,
-    search: "if (!match || match[3] !== this.#nonceMac(`${match[1]}.${match[2]}`)) return false;",
+    search:
+      "if (!match || match[3] !== this.#nonceMac(`${match[1]}.${match[2]}`, client)) return false;",
     replace: "if (!match) return false;",
     tests: [T_TURN_SERVER],
+  },
+  {
+    id: "turn-nonce-client",
+    kind: "authentication",
+    description: "TURN nonce good from any address: a replayed Allocate takes an allocation",
+    file: TURN_SERVER,
+    search: "const mac = hmacSha1(this.#secret, encoder.encode(`${expiry}.${client.key}`));",
+    replace: "const mac = hmacSha1(this.#secret, encoder.encode(expiry));",
+    tests: [T_TURN_UDP],
+    filter: "replayed from another address",
   },
   {
     id: "turn-nonce-expiry",

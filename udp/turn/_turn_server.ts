@@ -667,24 +667,30 @@ export class TurnServer {
   #challenge(client: TurnClient, request: StunMessage, code: 401 | 438): void {
     this.#error(client, request, code, undefined, [
       { type: StunAttr.Realm, value: encoder.encode(this.#realm) },
-      { type: StunAttr.Nonce, value: encoder.encode(this.#makeNonce()) },
+      { type: StunAttr.Nonce, value: encoder.encode(this.#makeNonce(client)) },
     ]);
   }
 
-  #makeNonce(): string {
+  /**
+   * A nonce for `client` alone: its MAC covers the client's key (its 5-tuple,
+   * or its stream), so an authenticated request seen on the way and sent
+   * again from another address gets 438, not an allocation on the user's
+   * account (coturn keeps a nonce per session, to the same effect).
+   */
+  #makeNonce(client: TurnClient): string {
     const expiry = Math.floor(this.#now() + this.#nonceLifetime * 1000).toString(16);
     const salt = hexOf(crypto.getRandomValues(new Uint8Array(4)));
-    return `${expiry}.${salt}.${this.#nonceMac(`${expiry}.${salt}`)}`;
+    return `${expiry}.${salt}.${this.#nonceMac(`${expiry}.${salt}`, client)}`;
   }
 
-  #nonceMac(expiry: string): string {
-    const mac = hmacSha1(this.#secret, encoder.encode(expiry));
+  #nonceMac(expiry: string, client: TurnClient): string {
+    const mac = hmacSha1(this.#secret, encoder.encode(`${expiry}.${client.key}`));
     return Array.from(mac.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
-  #nonceValid(nonce: string): boolean {
+  #nonceValid(nonce: string, client: TurnClient): boolean {
     const match = /^([0-9a-f]{1,13})\.([0-9a-f]{8})\.([0-9a-f]{16})$/.exec(nonce);
-    if (!match || match[3] !== this.#nonceMac(`${match[1]}.${match[2]}`)) return false;
+    if (!match || match[3] !== this.#nonceMac(`${match[1]}.${match[2]}`, client)) return false;
     return parseInt(match[1]!, 16) > this.#now();
   }
 
@@ -738,7 +744,7 @@ export class TurnServer {
       this.#error(client, request, 400);
       return;
     }
-    if (!this.#nonceValid(decoder.decode(nonceBytes))) {
+    if (!this.#nonceValid(decoder.decode(nonceBytes), client)) {
       this.#challenge(client, request, 438);
       return;
     }
