@@ -19,6 +19,13 @@ export interface ServeTurnStreamOptions {
    */
   readonly maxQueuedBytes?: number;
   /**
+   * Bytes queued toward all stream clients of the same server together
+   * (default 64 MiB). Past it, a client holding 64 KiB or more takes no more
+   * (what it is sent is dropped, as beyond `maxQueuedBytes`): 4,096
+   * connections that do not read would otherwise hold 256 KiB each.
+   */
+  readonly maxTotalQueuedBytes?: number;
+  /**
    * The largest STUN message or ChannelData (unpadded) sent to the client, in
    * bytes: the `maxDatagram` of the deframer at the other end. Larger ones are
    * dropped and counted (`oversize`). Default 65,507.
@@ -78,8 +85,15 @@ export async function serveTurnStream(
   const key = `stream:${nextStreamId++}`;
   const limit = checkSize("maxQueuedBytes", options.maxQueuedBytes, DEFAULT_MAX_QUEUED);
   const maxPacket = checkSize("maxPacket", options.maxPacket, MAX_DATAGRAM);
+  const total = checkSize(
+    "maxTotalQueuedBytes",
+    options.maxTotalQueuedBytes,
+    DEFAULT_MAX_TOTAL_QUEUED,
+  );
+  let shared = queuedBy.get(server);
+  if (shared === undefined) queuedBy.set(server, shared = { used: 0 });
   const writer = conn.writable.getWriter();
-  const out = new OutQueue(writer, limit);
+  const out = new OutQueue(writer, limit, shared, total);
   const client = {
     key,
     address: options.remoteAddress ?? { family: 4, address: "0.0.0.0", port: 0 } as const,
@@ -157,6 +171,11 @@ function checkSize(name: string, value: number | undefined, fallback: number): n
 }
 
 const DEFAULT_MAX_QUEUED = 256 * 1024;
+const DEFAULT_MAX_TOTAL_QUEUED = 64 * 1024 * 1024;
+/** What a client may hold whatever the others hold (when its own limit allows). */
+const CLIENT_SHARE = 64 * 1024;
+/** Bytes queued toward the stream clients of each server, in all. */
+const queuedBy = new WeakMap<TurnServer, { used: number }>();
 /** Queued bytes toward a client above which its requests wait. */
 const READ_PAUSE = 64 * 1024;
 /** Frames one connection handles before the others get a turn. */
@@ -171,15 +190,26 @@ class OutQueue {
   broken = false;
   #writer: WritableStreamDefaultWriter<Uint8Array>;
   #limit: number;
+  #shared: { used: number };
+  #total: number;
+  /** Bytes this queue counts in `#shared` (queued or in flight, until written or stopped). */
+  #counted = 0;
   #buffer = new Uint8Array(0);
   #used = 0;
   #inFlight = 0;
   #writing = false;
   #waiters: { below: number; resolve: () => void }[] = [];
 
-  constructor(writer: WritableStreamDefaultWriter<Uint8Array>, limit: number) {
+  constructor(
+    writer: WritableStreamDefaultWriter<Uint8Array>,
+    limit: number,
+    shared: { used: number },
+    total: number,
+  ) {
     this.#writer = writer;
     this.#limit = limit;
+    this.#shared = shared;
+    this.#total = total;
   }
 
   /** Bytes not yet written out. */
@@ -190,6 +220,9 @@ class OutQueue {
   /** Queue a copy of `view` (it may sit in a relay's receive buffer); false when full or broken. */
   push(view: Uint8Array): boolean {
     if (this.broken || this.queued + view.length > this.#limit) return false;
+    if (
+      this.queued + view.length > CLIENT_SHARE && this.#shared.used + view.length > this.#total
+    ) return false;
     if (this.#used + view.length > this.#buffer.length) {
       // Alone it is written at once: no room to spare. Behind a write in
       // flight, room for more to come.
@@ -202,6 +235,8 @@ class OutQueue {
     }
     this.#buffer.set(view, this.#used);
     this.#used += view.length;
+    this.#counted += view.length;
+    this.#shared.used += view.length;
     if (!this.#writing) void this.#flush();
     return true;
   }
@@ -209,7 +244,18 @@ class OutQueue {
   /** Send nothing more; whoever waits in {@linkcode OutQueue.drained} goes on. */
   stop(): void {
     this.broken = true;
+    // What was not written is let go: it no longer counts against the others.
+    this.#used = 0;
+    this.#buffer = new Uint8Array(0);
+    this.#release(this.#counted);
     this.#wake();
+  }
+
+  /** Count `n` bytes fewer in what the server's clients hold. */
+  #release(n: number): void {
+    const released = Math.min(n, this.#counted);
+    this.#counted -= released;
+    this.#shared.used -= released;
   }
 
   /** Resolves once everything queued was written, or the stream broke. */
@@ -237,11 +283,13 @@ class OutQueue {
       } catch {
         this.broken = true;
       }
+      this.#release(chunk.length);
       this.#inFlight = 0;
       this.#wake();
     }
     this.#writing = false;
-    this.#wake();
+    if (this.broken) this.stop();
+    else this.#wake();
   }
 
   #wake(): void {
