@@ -1055,55 +1055,15 @@ Deno.test("serveTurnStream drops what a stalled client cannot take beyond maxQue
   server.close();
 });
 
-Deno.test("serveTurnStream bounds what all stalled stream clients of one server hold (maxTotalQueuedBytes)", async () => {
-  // Each stream client may hold 256 KiB; four that never read, each sent
-  // 300 KB by its peer, held 1 MiB in all before (4,096 connections: 1 GiB).
-  const relay = new FakeRelay();
-  const server = new TurnServer({ realm: "pt.test", users: { u: "p" }, relay });
-  // A variable: the option is new, and this test ran against the code before it.
-  const limits = { maxQueuedBytes: 256 * 1024, maxTotalQueuedBytes: 128 * 1024 };
-  const clients = [];
-  for (let i = 0; i < 4; i++) {
-    const inbox = new Queue<Uint8Array>();
-    let stalled = false;
-    const toServer = new TransformStream<Uint8Array, Uint8Array>();
-    const fromServer = new WritableStream<Uint8Array>({
-      write(chunk) {
-        if (!stalled) {
-          inbox.push(chunk.slice());
-          return;
-        }
-        return new Promise<void>(() => {});
-      },
-    });
-    const stop = new AbortController();
-    const done = serveTurnStream(server, { readable: toServer.readable, writable: fromServer }, {
-      ...limits,
-      signal: stop.signal,
-    });
-    const writer = toServer.writable.getWriter();
-    const c = new StunTestClient({ inbox, send: (b) => void writer.write(b) });
-    const socket = relay.socketAt(relayedAddress(await c.allocate()));
-    strictEqual(
-      errorCode(await withPeer(c, StunMethod.ChannelBind, PUBLIC_A, [channelNumber(0x4000)])),
-      0,
-    );
-    stalled = true;
-    clients.push({ socket, stop, done });
-  }
-  const before = server.stats().relayedToClients;
-  for (let i = 0; i < 300; i++) {
-    for (const { socket } of clients) socket.receive(new Uint8Array(1000), PUBLIC_A);
-  }
-  // ChannelData of 1004 bytes: 128 KiB in all, and 64 KiB (and one) each whatever the others hold.
-  const taken = server.stats().relayedToClients - before;
-  ok(taken <= Math.ceil((128 * 1024 + 4 * 64 * 1024) / 1004) + 4, `${taken} datagrams held`);
-  // Once they are gone, what they held is given back: a new client takes the
-  // whole 128 KiB (64 KiB had they kept it).
-  for (const { stop, done } of clients) {
-    stop.abort();
-    await done;
-  }
+/**
+ * A stream client of `server` with an allocation and a channel to PUBLIC_A,
+ * which then stops taking what it is sent.
+ */
+async function channelThenStall(
+  server: TurnServer,
+  relay: FakeRelay,
+  limits: { maxQueuedBytes: number },
+) {
   const inbox = new Queue<Uint8Array>();
   let stalled = false;
   const toServer = new TransformStream<Uint8Array, Uint8Array>();
@@ -1129,11 +1089,37 @@ Deno.test("serveTurnStream bounds what all stalled stream clients of one server 
     0,
   );
   stalled = true;
+  return { socket, stop, done };
+}
+
+Deno.test("serveTurnStream bounds what all stalled stream clients of one server hold (maxTotalQueuedBytes)", async () => {
+  // Each stream client may hold 256 KiB; four that never read, each sent
+  // 300 KB by its peer, held 1 MiB in all before.
+  const relay = new FakeRelay();
+  const server = new TurnServer({ realm: "pt.test", users: { u: "p" }, relay });
+  // A variable: the option is new, and this test ran against the code before it.
+  const limits = { maxQueuedBytes: 256 * 1024, maxTotalQueuedBytes: 128 * 1024 };
+  const clients = [];
+  for (let i = 0; i < 4; i++) clients.push(await channelThenStall(server, relay, limits));
+  const before = server.stats().relayedToClients;
+  for (let i = 0; i < 300; i++) {
+    for (const { socket } of clients) socket.receive(new Uint8Array(1000), PUBLIC_A);
+  }
+  // ChannelData of 1004 bytes: 128 KiB in all, and 64 KiB (and one) each whatever the others hold.
+  const taken = server.stats().relayedToClients - before;
+  ok(taken <= Math.ceil((128 * 1024 + 4 * 64 * 1024) / 1004) + 4, `${taken} datagrams held`);
+  // Once they are gone, what they held is given back: a new client takes the
+  // whole 128 KiB (64 KiB had they kept it).
+  for (const { stop, done } of clients) {
+    stop.abort();
+    await done;
+  }
+  const last = await channelThenStall(server, relay, limits);
   const again = server.stats().relayedToClients;
-  for (let i = 0; i < 300; i++) socket.receive(new Uint8Array(1000), PUBLIC_A);
+  for (let i = 0; i < 300; i++) last.socket.receive(new Uint8Array(1000), PUBLIC_A);
   strictEqual(server.stats().relayedToClients - again, Math.floor(128 * 1024 / 1004));
-  stop.abort();
-  await done;
+  last.stop.abort();
+  await last.done;
   server.close();
 });
 
