@@ -474,3 +474,31 @@ Deno.test("shadowsocks server: a replayed stream is refused and drained", async 
   await rejects(third.ready!);
   await w1.close();
 });
+
+Deno.test("shadowsocks server: a salt is still refused after a password holder's flood of 500,000 connections (two salts each), as with ss-libev", async () => {
+  let add: ((value: Uint8Array) => void) | undefined;
+  const transport = createShadowsocks({ drainTimeout: 5000 });
+  const side = await transport.server({ method: "chacha20-ietf-poly1305", password: "pw" }, {
+    // The flood's salts arrive as another worker's would: the same filter.
+    replays: { recorded: () => {}, subscribe: (f) => (add = f, () => {}) },
+  });
+  const wire = await clientWire({ hostname: "b.example", port: 443 }, utf8("once"));
+  const first = side.pair();
+  const w1 = first.decode.writable.getWriter();
+  await w1.write(wire);
+  deepStrictEqual(await first.destination, { hostname: "b.example", port: 443 });
+  const salt = new Uint8Array(32);
+  const view = new DataView(salt.buffer);
+  for (let i = 0; i < 999_998; i++) {
+    crypto.getRandomValues(salt.subarray(0, 8));
+    view.setUint32(8, i);
+    add!(salt);
+  }
+  const replayed = side.pair();
+  const w2 = replayed.decode.writable.getWriter();
+  await w2.write(wire);
+  await w2.close().catch(() => {});
+  await rejects(replayed.ready!, /closed before a valid request/);
+  await w1.close();
+  side.close?.();
+});

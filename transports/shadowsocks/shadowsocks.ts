@@ -4,7 +4,7 @@
 import { defineTransport } from "../define_transport.ts";
 import { deferred } from "../_deferred.ts";
 import type { HostPort, Transport, TransportPair } from "../transport.ts";
-import { ReplayFilter } from "../_replay_filter.ts";
+import { GenerationalReplayFilter } from "../_replay_filter.ts";
 import { cryptoLoader, loadWasmCrypto } from "../crypto_backend.ts";
 import type { TransportEnvironment } from "../transport.ts";
 import { decodeAddress, encodeAddress, MAX_ADDRESS_LENGTH } from "./_address.ts";
@@ -40,7 +40,11 @@ export interface ShadowsocksOptions {
   readonly drainTimeout?: number;
   /**
    * Bounds of the server's salt replay filter: how long a salt is
-   * remembered (ms) and how many at most. Defaults to 3 hours and 102,400.
+   * remembered (ms) and how many at most. Defaults to 3 hours and
+   * 2,000,000: the newest half of that (500,000 connections, each with the
+   * client's salt and the server's) and the last 3 hours' are always
+   * remembered, at most 16 bytes a salt (shadowsocks-libev's server keeps
+   * 500,000 to 1,000,000 client salts).
    */
   readonly replayFilter?: { readonly ttlMs?: number; readonly maxEntries?: number };
 }
@@ -49,7 +53,7 @@ interface Parsed {
   /** Absent on a client whose connections bring their own options. */
   readonly config?: ShadowsocksConfig;
   readonly factories: Map<string, AeadFactory>;
-  readonly filter?: ReplayFilter;
+  readonly filter?: GenerationalReplayFilter;
   readonly drainMs: number;
   readonly options: Readonly<Record<string, string>>;
   readonly env: TransportEnvironment;
@@ -164,7 +168,7 @@ function clientPair(
 function serverPair(
   config: ShadowsocksConfig,
   factory: AeadFactory,
-  filter: ReplayFilter,
+  filter: GenerationalReplayFilter,
   drainMs: number,
   random: (bytes: Uint8Array) => void,
   now: () => number,
@@ -378,7 +382,7 @@ export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
         env,
         ...(role === "server"
           ? {
-            filter: new ReplayFilter({
+            filter: new GenerationalReplayFilter({
               ...options.replayFilter,
               ...(env?.replays === undefined ? {} : { share: env.replays }),
               now,
@@ -463,7 +467,7 @@ function deferredPair(later: Promise<TransportPair>): TransportPair {
  * the key's 16 or 32 bytes). Each direction starts with a random salt; the
  * session subkey is HKDF-SHA1(key, salt, "ss-subkey"); chunks carry at most
  * 0x3FFF bytes. The server refuses salts seen in the last three hours
- * (its replay filter holds at most 102,400), and answers garbage, wrong
+ * or among the newest million (its own included), and answers garbage, wrong
  * keys and replays with silence: it reads and discards until the peer
  * closes or 30 to 90 s have passed. A client configured with no options
  * takes them from each connection's settings. Other keys are ignored and
