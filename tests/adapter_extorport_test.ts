@@ -56,6 +56,20 @@ Deno.test("SAFE_COOKIE reads and writes 64-byte cookie files with the header", a
       return error instanceof TypeError;
     });
     await rejects(safeCookie.readCookieFile(dir), new RegExp(`${dir}: a directory`));
+    // A missing file and a wrong size name the file too, once, in their class.
+    await rejects(safeCookie.readCookieFile(`${dir}/absent`), (error: Error) => {
+      match(error.message, new RegExp(`^Cannot read auth cookie file ${dir}/absent: No such file`));
+      strictEqual(error.message.split(`${dir}/absent`).length, 2);
+      return error instanceof Deno.errors.NotFound;
+    });
+    await Deno.writeFile(`${dir}/short`, bytes.subarray(0, 10));
+    await rejects(safeCookie.readCookieFile(`${dir}/short`), (error: Error) => {
+      match(
+        error.message,
+        new RegExp(`^Cannot read auth cookie file ${dir}/short: expected 64 bytes, got 10$`),
+      );
+      return error instanceof SyntaxError;
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

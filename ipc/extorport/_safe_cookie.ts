@@ -133,12 +133,24 @@ export function formatCookieFile(cookie: Uint8Array): Uint8Array {
  * read for good, a directory cannot be read); the message names the path.
  */
 export async function readCookieFile(path: string | URL): Promise<Uint8Array> {
-  const info = await Deno.stat(path);
-  if (!info.isFile) {
-    const kind = info.isDirectory ? "a directory" : "not a regular file";
-    throw new TypeError(`Cannot read auth cookie file ${String(path)}: ${kind}`);
+  const what = `Cannot read auth cookie file ${String(path)}`;
+  let info: Deno.FileInfo;
+  let file: Deno.FsFile;
+  try {
+    info = await Deno.stat(path);
+    if (!info.isFile) {
+      const kind = info.isDirectory ? "a directory" : "not a regular file";
+      throw new TypeError(`${what}: ${kind}`);
+    }
+    file = await Deno.open(path, { read: true });
+  } catch (error) {
+    // Deno says "No such file or directory (os error 2): stat '...'":
+    // said once, with the file's name first, in the class it came in.
+    if (error instanceof Error && !error.message.startsWith(what)) {
+      error.message = `${what}: ${error.message.replace(/: \w+ '.*'$/, "")}`;
+    }
+    throw error;
   }
-  const file = await Deno.open(path, { read: true });
   try {
     const buffer = new Uint8Array(2 * AUTH_LENGTH + 1);
     let length = 0;
@@ -147,7 +159,13 @@ export async function readCookieFile(path: string | URL): Promise<Uint8Array> {
       if (n === null) break;
       length += n;
     }
-    return parseCookieFile(buffer.subarray(0, length));
+    try {
+      return parseCookieFile(buffer.subarray(0, length));
+    } catch (error) {
+      throw new SyntaxError(
+        (error as Error).message.replace("Cannot read auth cookie file", what),
+      );
+    }
   } finally {
     file.close();
   }
