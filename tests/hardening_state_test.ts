@@ -95,6 +95,14 @@ Deno.test("an obfs4_state.json link to another file gives SMETHOD-ERROR; both ar
   }, /obfs4_state\.json.*symbolic link/);
 });
 
+Deno.test("a damaged obfs4_state.json gives SMETHOD-ERROR naming its path (as obfs4proxy), no secret, and is left as it was", async () => {
+  const secret = "ab".repeat(32);
+  const error = await refuses(async (state) => {
+    await Deno.writeTextFile(`${state}/obfs4_state.json`, `{"private-key": "${secret}",`);
+  }, /Cannot parse \/.*\/state\/obfs4_state\.json: invalid JSON/);
+  ok(!error.includes(secret), error);
+});
+
 Deno.test("a directory in place of obfs4_state.json gives SMETHOD-ERROR", async () => {
   await refuses(async (state) => {
     await Deno.mkdir(`${state}/obfs4_state.json`);

@@ -142,6 +142,12 @@ export interface LocalStore {
   get(key: string): Promise<string | undefined>;
   /** Store `value` under `key`, replacing what was there. */
   set(key: string, value: string): Promise<void>;
+  /**
+   * Where `key` is kept, for messages about it (a state file's path, as
+   * obfs4proxy names `/var/lib/tor/pt_state/obfs4_state.json`). Absent: the
+   * key alone names it.
+   */
+  describe?(key: string): string;
 }
 
 /**

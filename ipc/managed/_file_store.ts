@@ -110,6 +110,17 @@ export class FileStore implements LocalStore {
     await writeFileSafely(this.#path(key), new TextEncoder().encode(value));
   }
 
+  /**
+   * The file that holds `key`, for messages.
+   *
+   * @param key A file name.
+   * @returns Its path in the state directory.
+   * @throws {TypeError} When the key is not a plain file name.
+   */
+  describe(key: string): string {
+    return this.#path(key);
+  }
+
   #path(key: string): string {
     if (typeof key !== "string" || !KEY.test(key) || key.endsWith(".tmp")) {
       throw new TypeError(`Invalid state key ${JSON.stringify(key)}: must be a plain file name`);

@@ -176,6 +176,10 @@ export class RecordingStore implements LocalStore {
     await this.#inner.set(key, value);
     this.#seen.set(key, value);
   }
+
+  describe(key: string): string {
+    return this.#inner.describe?.(key) ?? key;
+  }
 }
 
 /** Options for {@linkcode WorkerPool}. */

@@ -461,7 +461,14 @@ export async function loadServerConfig(
     config = await generateServerConfig(iatOption ?? 0, random, crypto);
     await local.set(STATE_FILE, formatState(config));
   } else {
-    config = await parseState(stored, crypto);
+    try {
+      config = await parseState(stored, crypto);
+    } catch (error) {
+      // Named where it is, as obfs4proxy does: the operator opens that file.
+      const where = local.describe?.(STATE_FILE);
+      if (!(error instanceof SyntaxError) || where === undefined) throw error;
+      throw new SyntaxError(error.message.replace(STATE, `Cannot parse ${where}`));
+    }
     if (iatOption !== undefined && iatOption !== config.iatMode) {
       // obfs4proxy writes its state back with the iat-mode it was given: a
       // bridge keeps it when the option is later removed. The keys stay.
