@@ -29,6 +29,7 @@ async function chain(
   mode: "transparent-UDP" | "STUN",
   serverTarget: string,
   extraServer: string[] = [],
+  serverEnv: Record<string, string> = {},
 ) {
   const dir = await Deno.makeTempDir({ prefix: "ptkit_udp_ipc_" });
   // Port 0 everywhere: the PTs pick free ports and report them.
@@ -36,7 +37,7 @@ async function chain(
     ...["-server", "-transports", "obfs4", "-mode", mode],
     ...["-bindaddr", "obfs4-127.0.0.1:0", "-target", serverTarget],
     ...["-state", `${dir}/server`, "-exit-on-stdin-close", ...extraServer],
-  ], {});
+  ], serverEnv);
   const line = await server.waitFor(/^SMETHOD(-ERROR)? obfs4 /);
   ok(line.startsWith("SMETHOD obfs4 "), line);
   await server.waitFor(/^SMETHODS DONE$/);
@@ -200,4 +201,44 @@ Deno.test("main.ts STUN mode with the embedded TURN server keeps its generated p
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("main.ts transparent-UDP server sends to its target from TOR_PT_OUTBOUND_BIND_ADDRESS_V4, and from nowhere else", async () => {
+  const address = Deno.networkInterfaces().find((i) =>
+    i.family === "IPv4" && !i.address.startsWith("127.")
+  )?.address;
+  ok(address !== undefined, "This test needs a non-loopback IPv4 address");
+  await using echo = await UdpSocket.open({ hostname: address });
+  const senders: string[] = [];
+  echo.onmessage = (data, from) => {
+    senders.push(from.hostname);
+    echo.send(data, from);
+  };
+  // 203.0.113.77 (TEST-NET-3) is never an address of this machine.
+  for (const bind of [address, "203.0.113.77"]) {
+    const pts = await chain("transparent-UDP", `${address}:${echo.addr.port}`, [], {
+      TOR_PT_MANAGED_TRANSPORT_VER: "1",
+      TOR_PT_OUTBOUND_BIND_ADDRESS_V4: bind,
+    });
+    try {
+      await using app = await UdpSocket.open({
+        connect: { hostname: "127.0.0.1", port: pts.port },
+      });
+      let replies = 0;
+      app.onmessage = () => void replies++;
+      for (let i = 0; i < 5 && replies === 0; i++) {
+        app.send(new Uint8Array([i]));
+        await new Promise((resolve) => setTimeout(resolve, 400));
+      }
+      if (bind === address) {
+        ok(replies > 0, "no reply through the bound address");
+        deepStrictEqual([...new Set(senders)], [address]);
+      } else {
+        strictEqual(replies, 0, "a datagram left from another address than the bind address");
+      }
+    } finally {
+      await pts.close();
+    }
+  }
+  deepStrictEqual([...new Set(senders)], [address]);
 });

@@ -47,6 +47,13 @@ export interface UdpServerOptions extends UdpPoolOptions {
   readonly port: number;
   /** The UDP server datagrams go to (the Server App, or a TURN server in STUN mode). */
   readonly target: HostPort;
+  /**
+   * The local address flows send to the target from (the managed proxy's
+   * `TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6`). Defaults to the system's
+   * choice. An address the machine lacks fails each flow: nothing leaves
+   * from another.
+   */
+  readonly localAddress?: string;
   /** Limits on transport connections, in all and per source (see `listen`). Defaults to `listen`'s. */
   readonly limits?: ConnectionLimits;
   /** Where accept errors and refused connections are reported, digested (see `listen`). */
@@ -171,6 +178,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
     ...(options.onAcceptError === undefined ? {} : { onAcceptError: options.onAcceptError }),
   });
   const bufferSize = options.udpBufferSize ?? 1024 * 1024;
+  const localAddress = options.localAddress;
   const onError = options.onError;
   const flows = new Set<Flow>();
   const totals = zeroCounters();
@@ -218,7 +226,12 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
     try {
       await conn.ready;
       socket = await retryWhileExhausted(
-        () => UdpSocket.open({ connect: fixedTarget, bufferSize }),
+        () =>
+          UdpSocket.open({
+            ...(localAddress === undefined ? {} : { hostname: localAddress }),
+            connect: fixedTarget,
+            bufferSize,
+          }),
         signal,
       );
       if (closing) throw new Error("Server closed");

@@ -56,14 +56,26 @@ export function parseOutboundBind(v4?: string, v6?: string): OutboundBind {
  */
 export function outboundDialer(bind: OutboundBind, fallback: Dialer = tcpDialer): Dialer {
   return (target: HostPort, settings, options = {}) => {
-    const v4 = parseIpv4(target.hostname) >= 0;
-    const v6 = !v4 && parseIpv6(target.hostname) !== undefined;
-    const source = v4 ? bind.v4 : v6 ? bind.v6 : undefined;
-    if (source === undefined || classifyIp(target.hostname) === "loopback") {
-      return fallback(target, settings, options);
-    }
+    const source = outboundSource(bind, target.hostname);
+    if (source === undefined) return fallback(target, settings, options);
     return boundDial(target, source, options.signal);
   };
+}
+
+/**
+ * The source address to send to `hostname` from: the bind address of its
+ * family, or `undefined` (the system's choice) for a loopback destination,
+ * a host name, or a family without one.
+ *
+ * @param bind The bind addresses.
+ * @param hostname The destination.
+ * @returns The source address, or `undefined`.
+ */
+export function outboundSource(bind: OutboundBind, hostname: string): string | undefined {
+  const v4 = parseIpv4(hostname) >= 0;
+  const v6 = !v4 && parseIpv6(hostname) !== undefined;
+  const source = v4 ? bind.v4 : v6 ? bind.v6 : undefined;
+  return source === undefined || classifyIp(hostname) === "loopback" ? undefined : source;
 }
 
 /**

@@ -12,7 +12,7 @@ import type { ServerConfig, ServerTarget } from "./config.ts";
 import { type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
 import { sideTransports } from "./_requested_transports.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
-import { outboundDialer } from "./_outbound_dialer.ts";
+import { outboundDialer, outboundSource } from "./_outbound_dialer.ts";
 import { type MetricsRegistry, withMode } from "../../net/metrics.ts";
 import { classifyIp } from "../../net/_ip_address.ts";
 import { reportedSource } from "../../net/_client_source.ts";
@@ -101,6 +101,7 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
           hostname: at.hostname,
           port: at.port,
           target: target.address,
+          ...udpSource(config.outboundBind, target.address.hostname),
           framing: target.framing,
           ...(target.idleTimeout === undefined ? {} : { idleTimeout: target.idleTimeout }),
           ...limits,
@@ -423,4 +424,13 @@ function loopbackOnly(hostname: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** A UDP target's flows send from the outbound bind address of its family, if any. */
+function udpSource(
+  bind: ServerConfig["outboundBind"],
+  hostname: string,
+): { localAddress?: string } {
+  const source = outboundSource(bind, hostname);
+  return source === undefined ? {} : { localAddress: source };
 }
