@@ -37,8 +37,10 @@ const WAIT_READ = 16 * 1024;
  * gives one 16 KiB record per read) costs neither a fresh zeroed buffer per
  * read nor a mostly empty one per chunk. A read that follows one which did
  * not fill its buffer (the socket was drained, so this one most likely
- * waits) gets at most 16 KiB, and the grown size again once it fills that:
- * an idle connection's pending read holds at most 16 KiB, however large a
+ * waits) gets at most 16 KiB, and the grown size again once it fills that
+ * (a larger buffer kept from a short read is not reused for it, though it
+ * would fit: this costs reads of 16 KiB records a fresh buffer every other
+ * read): an idle connection's pending read holds at most 16 KiB, however large a
  * burst came before (a client's bursts on a thousand connections, then
  * silence, held 256 KiB on each). `first` sizes the first read (a
  * transport's handshake, up to 8 KiB for obfs4, then arrives in one read).
@@ -51,8 +53,10 @@ export function connSource(conn: NetConn, first: number = MIN_READ): ChunkSource
     async read() {
       const want = drained ? Math.min(size, WAIT_READ) : size;
       // A buffer kept from a short read is reused unless it is four times
-      // larger than the reads need now (or too small for them).
-      if (buffer === undefined || buffer.length < want || buffer.length > want * 4) {
+      // larger than the reads need now (or too small for them); a read that
+      // most likely waits reuses none larger than it gets.
+      const largest = drained ? want : want * 4;
+      if (buffer === undefined || buffer.length < want || buffer.length > largest) {
         buffer = new Uint8Array(want);
       }
       const into = buffer;

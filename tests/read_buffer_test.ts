@@ -59,3 +59,19 @@ Deno.test("connSource: a burst after an idle wait is read with the buffer it had
   end();
   strictEqual(await source.read(), null);
 });
+
+Deno.test("connSource: a buffer kept from a short read is not reused by the read that waits when it is over 16 KiB", async () => {
+  // A full 16 KiB read grows the buffer to 64 KiB; the next fills 45% of it
+  // (under half: copied out, and the buffer kept for reuse). The socket is
+  // drained, so the next read most likely waits: it must not wait on the
+  // kept 64 KiB buffer.
+  const { conn, sizes, end } = scriptedConn([1, 0.45]);
+  const source = connSource(conn, 16 * 1024);
+  for (let i = 0; i < 2; i++) ok((await source.read())!.length > 0);
+  strictEqual(sizes.at(-1), 64 * 1024, "the short read had a 64 KiB buffer");
+  const waiting = source.read();
+  await Promise.resolve();
+  ok(sizes.at(-1)! <= 16 * 1024, `the waiting read holds ${sizes.at(-1)} bytes`);
+  end();
+  strictEqual(await waiting, null);
+});
