@@ -1239,6 +1239,49 @@ Deno.test("serveTurnStream relays padded ChannelData over a byte stream to a UDP
   await new Promise<void>((resolve) => peer.close(resolve));
 });
 
+Deno.test("TurnServer on a wildcard relay gives a stream client, whose address is not known, the default route's address and relays there", async () => {
+  // -mode STUN -target turn on 0.0.0.0: serveTurnStream's client has no
+  // address (0.0.0.0), so no route to it can tell which address to give.
+  const local = new Set(Deno.networkInterfaces().map((i) => i.address));
+  const server = new TurnServer({
+    realm: "pt.test",
+    users: { u: "p" },
+    relay: createUdpRelayFactory({ ipv4: "0.0.0.0" }),
+    allowLoopbackPeers: true,
+    allowPrivatePeers: true,
+  });
+  const inbox = new Queue<Uint8Array>();
+  const client: TurnClient = {
+    key: "stream:wildcard",
+    address: { family: 4, address: "0.0.0.0", port: 0 },
+    stream: true,
+    send: (packet) => {
+      inbox.push(packet.slice());
+      return true;
+    },
+  };
+  const c = new StunTestClient({ inbox, send: (bytes) => server.handle(client, bytes) });
+  // A peer (here on loopback) reaches the relay at the address given.
+  const peer = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => peer.bind(0, "127.0.0.1", resolve));
+  try {
+    const allocated = await c.allocate();
+    strictEqual(errorCode(allocated), 0, "needs a default IPv4 route on this host");
+    const relayed = relayedAddress(allocated);
+    ok(relayed.address !== "0.0.0.0" && local.has(relayed.address), relayed.address);
+    const peerAddress = { family: 4, address: "127.0.0.1", port: peer.address().port } as const;
+    strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, peerAddress)), 0);
+    peer.send(new Uint8Array([4, 5]), relayed.port, relayed.address);
+    let data;
+    do data = parseStunMessage(await inbox.pop()); while (data.method !== StunMethod.Data);
+    deepStrictEqual([...getAttribute(data, StunAttr.Data)!], [4, 5]);
+  } finally {
+    server.disconnect(client.key);
+    server.close();
+    await new Promise<void>((resolve) => peer.close(() => resolve()));
+  }
+});
+
 Deno.test("TurnServer counts allocations, permissions, channels, relays and drops as metrics", async () => {
   const registry = new MetricsRegistry();
   const { server, relay, connect } = rig({ metrics: registry });

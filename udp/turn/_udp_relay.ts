@@ -97,18 +97,32 @@ function isWildcard(host: string): boolean {
   return parseIp(host).every((byte) => byte === 0);
 }
 
-/** The address this host reaches the request's client from, in the requested family. */
+/**
+ * Where a host's default route goes, for the route lookup when the client's
+ * address is not known (a stream client of `-mode STUN -target turn`) or is
+ * of the other family (REQUESTED-ADDRESS-FAMILY): libwebrtc's own choice for
+ * finding the default local address. Nothing is sent there.
+ */
+const PUBLIC_HOST = { 4: "8.8.8.8", 6: "2001:4860:4860::8888" } as const;
+
+/**
+ * The address this host reaches the request's client from, in the
+ * requested family; for a client whose address is not known or not of that
+ * family, the address of the default route (peers on the Internet reach
+ * this host there).
+ */
 function routedTo(request: TurnRelayRequest): string {
   const client = request.client;
-  const ip = client === undefined || client.family !== request.family
-    ? undefined
-    : parseIp(client.address);
-  const source = ip === undefined || isWildcard(client!.address)
-    ? undefined
-    : openLibc()?.routedSource(ip);
+  const known = client !== undefined && client.family === request.family &&
+    !isWildcard(client.address);
+  const source = openLibc()?.routedSource(
+    parseIp(known ? client.address : PUBLIC_HOST[request.family]),
+  );
   if (source === undefined || source.every((byte) => byte === 0)) {
     throw new RangeError(
-      `Cannot relay IPv${request.family} on the wildcard address: no route to the client tells which address to give`,
+      `Cannot relay IPv${request.family} on the wildcard address: no route ${
+        known ? "to the client" : "out of this host"
+      } tells which address to give`,
     );
   }
   return formatIp(source);
