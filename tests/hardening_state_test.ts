@@ -5,6 +5,7 @@
 // owner, or when a .tmp link is planted, the server reports SMETHOD-ERROR
 // naming the file, leaves everything as it was, and writes no key anywhere.
 
+import { ShutdownWatch } from "../ipc/managed/_shutdown.ts";
 import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert";
 import { FileStore } from "../ipc/managed/_file_store.ts";
 import { PtProcess, requireBinary } from "./ipc_util.ts";
@@ -351,4 +352,73 @@ Deno.test("a PT waits for the state directory's lock while another starts, says 
     if (!released) held.close();
     await Deno.remove(state, { recursive: true });
   }
+});
+
+Deno.test("a PT waiting for the state directory's lock ends when its stdin closes (TOR_PT_EXIT_ON_STDIN_CLOSE), and says so", async () => {
+  const state = await Deno.makeTempDir({ prefix: "ptkit_state_" });
+  // This test is the other process, caught in the middle of its start.
+  const held = await Deno.open(state, { read: true });
+  await held.lock(true);
+  let released = false;
+  try {
+    await using pt = new PtProcess(["-workers", "1"], {
+      TOR_PT_MANAGED_TRANSPORT_VER: "1",
+      TOR_PT_SERVER_TRANSPORTS: "obfs4",
+      TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
+      TOR_PT_ORPORT: "127.0.0.1:9",
+      TOR_PT_STATE_LOCATION: state,
+      TOR_PT_EXIT_ON_STDIN_CLOSE: "1",
+    });
+    await pt.waitFor(/^LOG SEVERITY=notice MESSAGE="Waiting for another process starting/);
+    // tor gone (its end of the pipe closed) while the holder never finishes.
+    await pt.closeStdin();
+    // Released only if the PT has not ended by itself within 20 s.
+    const release = setTimeout(() => {
+      released = true;
+      held.close();
+    }, 20_000);
+    const { code, lines } = await pt.exit();
+    clearTimeout(release);
+    strictEqual(released, false, "the PT ended only once the lock was released");
+    strictEqual(code, 0);
+    ok(
+      lines.includes('LOG SEVERITY=notice MESSAGE="Shutting down: stdin closed"'),
+      lines.join("\n"),
+    );
+    ok(!lines.some((l) => l.startsWith("SMETHOD")), lines.join("\n"));
+    deepStrictEqual(await snapshot(state), {});
+  } finally {
+    if (!released) held.close();
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
+Deno.test("ShutdownWatch.watchEarly holds the input's lines until the side serves, then gives them in order", async () => {
+  const input = new TransformStream<Uint8Array, Uint8Array>();
+  const seen: string[] = [];
+  const watch = new ShutdownWatch({
+    exitOnStdinClose: true,
+    process: false,
+    watchParent: false,
+    stdin: input.readable,
+    onLine: (line) => seen.push(line),
+    onTooLong: () => {},
+    onClose: () => {},
+  });
+  const writer = input.writable.getWriter();
+  watch.watchEarly();
+  await writer.write(new TextEncoder().encode("CMESSAGE a 1\nCMESSAGE a 2\n"));
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  deepStrictEqual(seen, [], "no line before the side serves");
+  let closed = 0;
+  const serving = watch.serve({
+    drain: () => Promise.resolve(),
+    close: () => Promise.resolve(void closed++),
+  }, () => {});
+  deepStrictEqual(seen, ["CMESSAGE a 1", "CMESSAGE a 2"]);
+  await writer.write(new TextEncoder().encode("CMESSAGE a 3\n"));
+  await writer.close();
+  await serving;
+  deepStrictEqual(seen, ["CMESSAGE a 1", "CMESSAGE a 2", "CMESSAGE a 3"]);
+  strictEqual(closed, 1);
 });

@@ -198,14 +198,17 @@ export async function runManaged(
   try {
     // The state directory's files are read or created by one starting
     // process at a time (a worker child has its parent's state instead).
-    // A signal (or the input's end) while it waits ends the PT: the lock's
-    // holder may never finish starting.
+    // A signal (or, once it waited 2 s, the input's end or the parent's)
+    // while it waits ends the PT: the lock's holder may never finish
+    // starting.
     const locking = hooks.local === undefined
-      ? lockStateDir(stateDir, () =>
+      ? lockStateDir(stateDir, () => {
         log(
           "notice",
           `Waiting for another process starting on the state directory ${stateDir}`,
-        ))
+        );
+        watch.watchEarly();
+      })
       : Promise.resolve(() => {});
     const unlock = await Promise.race([locking, watch.stopAsked.then(() => undefined)]);
     if (unlock === undefined) {

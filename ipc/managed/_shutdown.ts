@@ -42,6 +42,9 @@ export const CAUSE_REPORTED: unique symbol = Symbol("ptkit.causeReported");
 /** How long an immediate shutdown (SIGTERM, stdin closed) waits for connections to close, in ms. */
 const CLOSE_PATIENCE_MS = 2000;
 
+/** Input lines held while a side waits to start (see `ShutdownWatch.watchEarly`). */
+const HELD_LINES = 256;
+
 /**
  * How long after the first SIGINT another one counts as a second (exit at
  * once) rather than the same keypress delivered twice.
@@ -69,6 +72,14 @@ export class ShutdownWatch {
    * CMETHODS DONE.
    */
   #starts: (() => void)[] = [];
+  /**
+   * Input lines read before `serve` (see {@linkcode ShutdownWatch.watchEarly}),
+   * given to `onLine` once it serves: the side's transports take them then.
+   */
+  #held: string[] | undefined;
+  /** Wakes the input's reader, paused with {@linkcode HELD_LINES} lines held. */
+  #resume: (() => void) | undefined;
+  #onLine: (line: string) => void;
 
   constructor(options: ShutdownOptions) {
     const fire = (kind: "now" | "drain", why: string) => {
@@ -82,6 +93,7 @@ export class ShutdownWatch {
       this.#stopAsked.resolve(why);
     };
     this.#cleanups.push(options.onClose);
+    this.#onLine = options.onLine;
     const watchParent = options.process && options.watchParent;
     const parent = Deno.ppid;
     const orphanedAtStart = watchParent && parent === 1;
@@ -158,7 +170,14 @@ export class ShutdownWatch {
         for (;;) {
           const { value, done } = await reader.read();
           if (done) break;
-          options.onLine(value);
+          if (this.#held === undefined) {
+            this.#onLine(value);
+            continue;
+          }
+          this.#held.push(value);
+          if (this.#held.length >= HELD_LINES) {
+            await new Promise<void>((resolve) => this.#resume = resolve);
+          }
         }
       } catch {
         // A broken input counts as closed.
@@ -182,6 +201,20 @@ export class ShutdownWatch {
   }
 
   /**
+   * Start watching the input's end and the parent before `serve`: a side
+   * that waits long during start-up (for the state directory's lock, whose
+   * holder may never finish starting) ends when tor closes its stdin or
+   * dies, not only on a signal. Lines read meanwhile are held (at most
+   * {@linkcode HELD_LINES}; then the input is not read further) and given
+   * to `onLine` once it serves.
+   */
+  watchEarly(): void {
+    if (this.#disposed || this.#starts.length === 0) return;
+    this.#held = [];
+    for (const start of this.#starts.splice(0)) start();
+  }
+
+  /**
    * Serve until an event says stop.
    *
    * @param running What runs.
@@ -191,6 +224,10 @@ export class ShutdownWatch {
     if (!this.#disposed) {
       for (const start of this.#starts.splice(0)) start();
     }
+    const held = this.#held;
+    this.#held = undefined;
+    for (const line of held ?? []) this.#onLine(line);
+    this.#resume?.();
     try {
       await new Promise<void>((resolve) => {
         // One line per event: once closing, later events (the input that
@@ -223,6 +260,7 @@ export class ShutdownWatch {
 
   dispose(): void {
     this.#disposed = true;
+    this.#resume?.();
     for (const cleanup of this.#cleanups.splice(0)) cleanup();
   }
 }
