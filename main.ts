@@ -33,7 +33,8 @@ if (import.meta.main) {
   }
   if (command === "turn") {
     const { runTurnCommand } = await import("./ipc/cli/_turn.ts");
-    Deno.exit(await runTurnCommand(Deno.args.slice(1)));
+    // "turn" counts in the positions errors name, as the subcommand does in runCli.
+    Deno.exit(await runTurnCommand(Deno.args));
   }
   if (CLI_COMMANDS.includes(command)) {
     const { runCli } = await import("./ipc/cli/_commands.ts");

@@ -95,3 +95,33 @@ Deno.test("turn CLI names a near miss of a flag, never a value", async () => {
   strictEqual(flagValue.code, 64);
   ok(flagValue.stderr.includes("Flag --allow-loopback-peers takes no value"), flagValue.stderr);
 });
+
+// One parser for every command's flags (ipc/cli/_cli_flags.ts): turn takes
+// the managed proxy's spelling as the others do, and a stray argument gets
+// the same hint, never its value.
+Deno.test("turn CLI parses its flags as the other commands do: --camelCase, and a stray argument's hint", async () => {
+  const run = async (args: string[]) => {
+    const { code, stderr } = await new Deno.Command(MAIN, {
+      args: ["turn", ...args],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    return { code, stderr: new TextDecoder().decode(stderr) };
+  };
+  const camel = await run(["--allowLoopbackPeers=yes", "--listen", "127.0.0.1:0"]);
+  strictEqual(camel.code, 64);
+  ok(
+    camel.stderr.startsWith("ptkit: error: Flag --allow-loopback-peers takes no value\n"),
+    camel.stderr,
+  );
+  const stray = await run(["password=S3CRET", "--listen", "127.0.0.1:0"]);
+  strictEqual(stray.code, 64);
+  ok(
+    stray.stderr.startsWith(
+      "ptkit: error: Unexpected argument 2 (password=...): expected a flag (-name or --name)\n",
+    ),
+    stray.stderr,
+  );
+  ok(!stray.stderr.includes("S3CRET"), stray.stderr);
+});

@@ -7,8 +7,7 @@ import type { Transport } from "../../transports/transport.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
 import { classifyIp, isIpLiteral } from "../../net/_ip_address.ts";
 import { DestinationPolicy } from "../../net/destination_policy.ts";
-import { unexpectedArgument } from "../../net/_userinfo.ts";
-import { suggestOptionKey } from "../../transports/_option_keys.ts";
+import { parseCliFlags, type Spec } from "./_cli_flags.ts";
 import { formatPtLine, type PtLine } from "../lines/pt_line.ts";
 import { type BridgeLine, formatBridgeLine, parseBridgeLine } from "../lines/_bridge_line.ts";
 import { RepeatedKeyLog } from "../lines/_first_value.ts";
@@ -53,12 +52,6 @@ export interface CliOptions {
 
 /** The subcommands {@linkcode runCli} understands. */
 export { CLI_COMMANDS };
-
-interface Spec {
-  readonly value?: string;
-  readonly help: string;
-  readonly fallback?: string;
-}
 
 const LOG_LEVEL: Spec = {
   value: "LEVEL",
@@ -320,33 +313,6 @@ interface Context {
   readonly getEnv: (name: string) => string | undefined;
   readonly command: string;
   readonly options: CliOptions;
-}
-
-function parseCliFlags(
-  args: readonly string[],
-  specs: Record<string, Spec>,
-  before: number,
-  positional: (arg: string) => boolean = () => false,
-): Record<string, string> | string {
-  const values: Record<string, string> = {};
-  for (let i = 0; i < args.length; i++) {
-    const match = /^--?([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(args[i]!);
-    if (match === null && positional(args[i]!)) continue;
-    if (match === null) return unexpectedArgument(args[i]!, before + i + 1);
-    const [, given, inline] = match;
-    // The managed proxy's spelling works too: --logLevel is --log-level.
-    const name = given!.replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase();
-    const spec = name === "h" ? specs.help : specs[name!];
-    if (spec === undefined) {
-      const near = suggestOptionKey(name!, Object.keys(specs));
-      return `Unknown flag --${name}${near === undefined ? "" : ` (did you mean --${near}?)`}`;
-    }
-    if (spec.value === undefined) values[name === "h" ? "help" : name!] = "true";
-    else if (inline !== undefined) values[name!] = inline;
-    else if (i + 1 < args.length) values[name!] = args[++i]!;
-    else return `Flag --${name} needs a value`;
-  }
-  return values;
 }
 
 function stateDir(given: string | undefined, role: string, getEnv: Context["getEnv"]): string {

@@ -2,7 +2,7 @@
 
 import { formatHostPort, parseHostPort } from "../../net/address.ts";
 import { cliError } from "./_names.ts";
-import { suggestOptionKey } from "../../transports/_option_keys.ts";
+import { parseCliFlags, type Spec } from "./_cli_flags.ts";
 import { LISTEN_ADDRESS } from "../../net/_listen.ts";
 import { parseUserinfo } from "../../net/_userinfo.ts";
 import { serveTurnUdp } from "../../udp/turn/_udp_server.ts";
@@ -27,6 +27,14 @@ Example:
   main.ts turn --listen 127.0.0.1:3478 --user u:p --realm example.org
 `;
 
+const SPECS: Record<string, Spec> = {
+  listen: { value: "HOST:PORT", help: "address to listen on" },
+  user: { value: "USER:PASSWORD", help: "a user (repeatable)" },
+  realm: { value: "REALM", help: "the realm" },
+  "allow-loopback-peers": { help: "also relay to loopback peers" },
+  help: { help: "print this help" },
+};
+
 /**
  * The `turn` command: a standalone TURN server on UDP until SIGINT or SIGTERM.
  *
@@ -44,49 +52,27 @@ export async function runTurnCommand(args: string[]): Promise<number> {
     Deno.stdout.writeSync(new TextEncoder().encode(HELP));
     return 0;
   }
-  let listen: string | undefined;
-  let realm: string | undefined;
-  let allowLoopbackPeers = false;
-  const users: Record<string, string> = {};
   const fail = (why: string): number => {
     Deno.stderr.writeSync(new TextEncoder().encode(`${cliError(why)}${USAGE}\n`));
     return 64;
   };
-  const flags = ["listen", "user", "realm", "allow-loopback-peers"];
-  for (let i = 0; i < rest.length; i++) {
-    // As the other commands: -flag or --flag, the value next or after "=".
-    const match = /^--?([A-Za-z][A-Za-z-]*)(?:=([^]*))?$/.exec(rest[i]!);
-    if (match === null) {
-      // Only flag names are echoed: a stray value may be a USER:PASSWORD.
-      return fail(`Unexpected argument ${i + 1} (expected a flag)`);
+  // As the other commands (one parser): -flag or --flag, the value next
+  // or after "=", a near miss named; only flag names are echoed (a stray
+  // value may be a USER:PASSWORD).
+  const all: Record<string, string[]> = {};
+  const parsed = parseCliFlags(rest, SPECS, args.length - rest.length, undefined, all);
+  if (typeof parsed === "string") return fail(parsed);
+  const { listen, realm } = parsed;
+  let allowLoopbackPeers = false;
+  if (parsed["allow-loopback-peers"] !== undefined) allowLoopbackPeers = true;
+  const users: Record<string, string> = {};
+  for (const value of all.user ?? []) {
+    // The user name ends at the first ":" (the password may hold more).
+    const { username, password } = parseUserinfo(value);
+    if (username === "" || password === undefined) {
+      return fail("--user must be USER:PASSWORD");
     }
-    const name = match[1]!;
-    const inline = match[2];
-    if (!flags.includes(name)) {
-      const near = suggestOptionKey(name, flags);
-      return fail(
-        `Unknown flag --${name}${near === undefined ? "" : ` (did you mean --${near}?)`}`,
-      );
-    }
-    const arg = `--${name}`;
-    if (arg === "--allow-loopback-peers") {
-      if (inline !== undefined) return fail(`Flag ${arg} takes no value`);
-      allowLoopbackPeers = true;
-      continue;
-    }
-    const value = inline ?? rest[i + 1];
-    if (value === undefined) return fail(`Flag ${arg} needs a value`);
-    if (inline === undefined) i++;
-    if (arg === "--listen") listen = value;
-    else if (arg === "--realm") realm = value;
-    else {
-      // The user name ends at the first ":" (the password may hold more).
-      const { username, password } = parseUserinfo(value);
-      if (username === "" || password === undefined) {
-        return fail("--user must be USER:PASSWORD");
-      }
-      users[username] = password;
-    }
+    users[username] = password;
   }
   if (listen === undefined) return fail("Missing --listen HOST:PORT");
   if (realm === undefined || realm === "") return fail("Missing --realm REALM");

@@ -1,0 +1,63 @@
+// Copyright the ptkit authors. MIT license.
+// Internal: the flags of main.ts's own commands (`server`, `client`,
+// `start`, `turn`): -flag or --flag, the value next or after "=", a "did you
+// mean" for a near miss, and no value ever echoed.
+
+import { unexpectedArgument } from "../../net/_userinfo.ts";
+import { suggestOptionKey } from "../../transports/_option_keys.ts";
+
+/** One flag of a command. */
+export interface Spec {
+  /** The value's placeholder in the usage; absent for a flag without one. */
+  readonly value?: string;
+  readonly help: string;
+  readonly fallback?: string;
+}
+
+/**
+ * Parse a command's flags: `-name` or `--name`, the value next or after
+ * `=` (`--logLevel` is `--log-level`, as the managed proxy spells it). A
+ * flag given again takes the later value; every value of each flag, in
+ * order, goes to `all` when it is given (a repeatable flag: turn's --user).
+ *
+ * @param args The arguments after the subcommand.
+ * @param specs The command's flags by name.
+ * @param before How many arguments came before `args` (for positions).
+ * @param positional Takes an argument that is not a flag (a link), or not.
+ * @param all Receives every value of each flag.
+ * @returns The values by flag name (`"true"` for one without a value), or
+ * the reason, which names flags only.
+ */
+export function parseCliFlags(
+  args: readonly string[],
+  specs: Record<string, Spec>,
+  before: number,
+  positional: (arg: string) => boolean = () => false,
+  all?: Record<string, string[]>,
+): Record<string, string> | string {
+  const values: Record<string, string> = {};
+  for (let i = 0; i < args.length; i++) {
+    const match = /^--?([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(args[i]!);
+    if (match === null && positional(args[i]!)) continue;
+    if (match === null) return unexpectedArgument(args[i]!, before + i + 1);
+    const [, given, inline] = match;
+    // The managed proxy's spelling works too: --logLevel is --log-level.
+    const name = given!.replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase();
+    const key = name === "h" ? "help" : name;
+    const spec = specs[key];
+    if (spec === undefined) {
+      const near = suggestOptionKey(name, Object.keys(specs));
+      return `Unknown flag --${name}${near === undefined ? "" : ` (did you mean --${near}?)`}`;
+    }
+    let value: string;
+    if (spec.value === undefined) {
+      if (inline !== undefined) return `Flag --${key} takes no value`;
+      value = "true";
+    } else if (inline !== undefined) value = inline;
+    else if (i + 1 < args.length) value = args[++i]!;
+    else return `Flag --${key} needs a value`;
+    values[key] = value;
+    if (all !== undefined) (all[key] ??= []).push(value);
+  }
+  return values;
+}
