@@ -29,17 +29,18 @@ export function reportedSource(
 
 /**
  * Connections a server helper's relay accepted at an address that stands
- * for one client (sshd's per-key relay address), and that address.
+ * for one client (sshd's per-key relay address), and that address: the
+ * socket, and the transport connection made of it.
  */
-export const relaySources: WeakMap<Deno.TcpConn, Deno.Addr> = new WeakMap();
+export const relaySources: WeakMap<object, Deno.Addr> = new WeakMap();
 
 /**
  * The source a connection counts against when it is accepted: the client a
  * relay address stands for, else the socket's peer.
  *
- * @param conn The accepted connection.
+ * @param conn The accepted socket, or the transport connection made of it.
  * @returns Its source.
  */
-export function acceptedSource(conn: Deno.TcpConn): Deno.Addr {
+export function acceptedSource(conn: { readonly remoteAddr: Deno.Addr }): Deno.Addr {
   return relaySources.get(conn) ?? conn.remoteAddr;
 }

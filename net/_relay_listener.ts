@@ -80,6 +80,11 @@ export class RelayListener implements Deno.Listener<Deno.TcpConn, Deno.NetAddr> 
       let item: Omit<Queued, "taken">;
       try {
         const conn = await listener.accept();
+        if (this.#closed) {
+          // Accepted as the relay closed: nothing would take it.
+          conn.close();
+          return;
+        }
         // The address it was reached at identifies the client key.
         if (keyed) relaySources.set(conn, conn.localAddr);
         item = { conn };

@@ -6,7 +6,7 @@ import { type ConnectionLimits, SourceLimiter } from "./source_limits.ts";
 import { type ServerStats, StatsCollector } from "./server_stats.ts";
 import { TransportConn, type TransportConnOptions } from "./transport_conn.ts";
 import { LISTENER_METRICS } from "./_connection_metrics.ts";
-import { acceptedSource, reportedSource } from "./_client_source.ts";
+import { acceptedSource, relaySources, reportedSource } from "./_client_source.ts";
 
 /** Options of a {@linkcode TransportListener} beyond its connections' own. */
 export interface TransportListenerOptions {
@@ -150,6 +150,8 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
         continue;
       }
       const accepted = conn;
+      const relayed = relaySources.get(tcp);
+      if (relayed !== undefined) relaySources.set(accepted, relayed);
       accepted.ready.then(() => {
         // Behind a front server on this host (WebTunnel behind nginx), the
         // client is the one it reported, not the front's loopback address,

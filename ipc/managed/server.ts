@@ -15,7 +15,7 @@ import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
 import { outboundDialer, outboundSource } from "./_outbound_dialer.ts";
 import { type MetricsRegistry, withMode } from "../../net/metrics.ts";
 import { classifyIp } from "../../net/_ip_address.ts";
-import { reportedSource } from "../../net/_client_source.ts";
+import { acceptedSource, reportedSource } from "../../net/_client_source.ts";
 
 /**
  * Run the server side of the managed proxy: for each known requested
@@ -266,7 +266,7 @@ function targetOf(
       // Each connection's client is the source its allocations count
       // against: the one a front server on loopback reported, else the peer.
       return (conn) => {
-        const source = sourceKey(reportedSource(conn) ?? conn.remoteAddr);
+        const source = sourceKey(reportedSource(conn) ?? acceptedSource(conn));
         return Promise.resolve(turnEnd(turn!, handlers.serveTurnStream!, source));
       };
   }

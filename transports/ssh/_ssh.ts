@@ -556,8 +556,10 @@ class SshServer implements ServerTransport {
 
   /**
    * sshd's authorized keys. Each key may only open the relay, at its own
-   * loopback address (see {@linkcode sshRelayHost}): no shell, command, PTY,
-   * agent, X11. The runtime is asked to accept at those addresses first.
+   * loopback address (see {@linkcode sshRelayHost}), or at 127.0.0.1 as
+   * clients of earlier versions do (all of them one source there): no
+   * shell, command, PTY, agent, X11. The runtime is asked to accept at
+   * those addresses first.
    */
   #authorizedKeys(): string {
     const relay = this.#relayPort;
@@ -566,7 +568,7 @@ class SshServer implements ServerTransport {
     return keys.map((line) =>
       `restrict,port-forwarding,permitopen="${
         sshRelayHost(line)
-      }:${relay}",command="/bin/false" ${line}\n`
+      }:${relay}",permitopen="127.0.0.1:${relay}",command="/bin/false" ${line}\n`
     ).join("");
   }
 
