@@ -285,6 +285,9 @@ export class GenerationalReplayFilter {
    * @param mac The value.
    */
   record(now: number, mac: Uint8Array): void {
+    // From another process's filter: one too short to be a salt is no
+    // value this filter ever tests, and must not stop the others' delivery.
+    if (mac.length < KEY_BYTES) return;
     const key = this.#keyOf(now, mac);
     if (!this.#previous.has(key)) this.#current.add(key);
   }
