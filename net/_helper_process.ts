@@ -42,6 +42,22 @@ export interface HelperSupervisorOptions {
   readonly onGiveUp?: () => void;
 }
 
+/**
+ * Output lines of a helper logged in each {@linkcode OUTPUT_INTERVAL_MS}; the
+ * rest are counted and reported as one line. Anyone who reaches sshd makes it
+ * print a few lines per connection, with text of their choosing (a user name,
+ * a banner): they must not flood the parent's log.
+ */
+const OUTPUT_LINES_PER_INTERVAL = 20;
+const OUTPUT_INTERVAL_MS = 10_000;
+const SEVERITY_RANK: Readonly<Record<HelperLogLine["severity"], number>> = {
+  error: 0,
+  warning: 1,
+  notice: 2,
+  info: 3,
+  debug: 4,
+};
+
 /** A run at least this long (ms) is a success: the failure count starts again. */
 const STABLE_RUN_MS = 60_000;
 /** The longest wait (ms) between starts of a failing helper, unless its restartDelay is longer. */
@@ -100,7 +116,9 @@ const SEARCH_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin
  */
 export function redactAddresses(line: string): string {
   return line
-    .replace(/\[[0-9A-Fa-f:.%\w]*:[0-9A-Fa-f:.%\w]*\](:\d+)?/g, "[address]")
+    // Bracketed, with the port after the bracket: `[2001:db8::1]:22`, and
+    // `[192.0.2.1]:22` as sshd writes IPv4 addresses too.
+    .replace(/\[[0-9A-Fa-f:.%\w]*[:.][0-9A-Fa-f:.%\w]*\](:\d+)?/g, "[address]")
     .replace(/\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b/g, "[address]")
     .replace(/(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]*(?:%\w+)?/g, "[address]")
     .replace(/\bport \d+/g, "port [port]");
@@ -132,6 +150,11 @@ export class HelperSupervisor {
   #maxFailures = Infinity;
   #onGiveUp: () => void = () => {};
   #startedAt = 0;
+  /** Output lines logged in this interval, and those held back (the most severe's severity). */
+  #outputLogged = 0;
+  #outputHeld = 0;
+  #outputHeldSeverity: HelperLogLine["severity"] = "debug";
+  #outputTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(
     spec: HelperProcess,
@@ -338,7 +361,7 @@ export class HelperSupervisor {
     const emit = (line: string) => {
       const described = describe(line);
       if (described !== undefined) {
-        this.#onLog(described.severity, redactAddresses(described.message).slice(0, 400));
+        this.#logOutput(described.severity, redactAddresses(described.message).slice(0, 400));
       }
     };
     for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
@@ -348,6 +371,44 @@ export class HelperSupervisor {
       for (const line of lines) emit(line.replace(/\r$/, ""));
     }
     if (rest !== "") emit(rest);
+  }
+
+  /**
+   * Log one line of the helper's output, unless {@linkcode OUTPUT_LINES_PER_INTERVAL}
+   * were logged in this interval: then it is counted, and the count is
+   * logged when the interval ends.
+   */
+  #logOutput(severity: HelperLogLine["severity"], message: string): void {
+    if (this.#outputTimer === undefined) {
+      this.#outputTimer = setTimeout(() => this.#endOutputInterval(), OUTPUT_INTERVAL_MS);
+      Deno.unrefTimer(this.#outputTimer);
+    }
+    if (this.#outputLogged < OUTPUT_LINES_PER_INTERVAL) {
+      this.#outputLogged++;
+      this.#onLog(severity, message);
+      return;
+    }
+    this.#outputHeld++;
+    if (SEVERITY_RANK[severity] < SEVERITY_RANK[this.#outputHeldSeverity]) {
+      this.#outputHeldSeverity = severity;
+    }
+  }
+
+  /** Log how many output lines were held back, and start counting again. */
+  #endOutputInterval(): void {
+    clearTimeout(this.#outputTimer);
+    this.#outputTimer = undefined;
+    this.#outputLogged = 0;
+    if (this.#outputHeld === 0) return;
+    const held = this.#outputHeld;
+    const severity = this.#outputHeldSeverity;
+    this.#outputHeld = 0;
+    this.#outputHeldSeverity = "debug";
+    this.#onLog(
+      severity,
+      `${this.#spec.command}: ${held} more output line${held === 1 ? "" : "s"} not logged ` +
+        `(at most ${OUTPUT_LINES_PER_INTERVAL} every ${OUTPUT_INTERVAL_MS / 1000} s)`,
+    );
   }
 
   /**
@@ -373,6 +434,7 @@ export class HelperSupervisor {
       if (child !== undefined) kill(child);
     }
     await this.#loop;
+    this.#endOutputInterval();
     // A directory made for this run only (keys in it) goes with it.
     if (this.#temporary) await Deno.remove(this.#directory, { recursive: true }).catch(() => {});
   }

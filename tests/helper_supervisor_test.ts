@@ -6,7 +6,7 @@
 // helper too.
 
 import { deepStrictEqual as assertEquals } from "node:assert";
-import { HelperSupervisor } from "../net/_helper_process.ts";
+import { HelperSupervisor, redactAddresses } from "../net/_helper_process.ts";
 import { helperProcesses, requireProgram, waitFor } from "./ssh_util.ts";
 
 /**
@@ -171,3 +171,52 @@ supervisorTest(
     }
   },
 );
+
+supervisorTest(
+  "a helper's output is logged at most 20 lines every 10 s, the rest as one line with the count",
+  async (root) => {
+    // Anyone who reaches sshd makes it print lines of their choosing (a user
+    // name, a banner), a few per connection: 1,000 of them were 1,000 LOG
+    // lines, every one passed on to the parent.
+    const logs: string[] = [];
+    const supervisor = await HelperSupervisor.start(() => ({
+      command: "sh",
+      args: ["-c", 'i=0; while [ $i -lt 1000 ]; do echo "Invalid user u$i"; i=$((i+1)); done'],
+      restartDelay: 600_000,
+    }), {
+      directory: `${root}/helper`,
+      listen: { hostname: "127.0.0.1", port: 9 },
+      onLog: (severity, message) => logs.push(`${severity} ${message}`),
+    });
+    // Seen to exit once its output is read to the end.
+    await supervisor.exited;
+    await supervisor.close();
+    const output = logs.filter((line) => !/exited \(code 0\)/.test(line));
+    assertEquals(output.length, 21, output.slice(0, 3).join("\n"));
+    assertEquals(output.slice(0, 2), ["info Invalid user u0", "info Invalid user u1"]);
+    assertEquals(
+      output.at(-1),
+      "info sh: 980 more output lines not logged (at most 20 every 10 s)",
+    );
+  },
+);
+
+Deno.test("helper output: bracketed addresses lose their port too (sshd writes [192.0.2.7]:59604)", () => {
+  assertEquals(
+    redactAddresses(
+      "drop connection #4 from [192.0.2.7]:59604 on [192.0.2.8]:2222 past MaxStartups",
+    ),
+    "drop connection #4 from [address] on [address] past MaxStartups",
+  );
+  assertEquals(
+    redactAddresses("drop connection #4 from [2001:db8::7]:59604 on [::1]:2222 past MaxStartups"),
+    "drop connection #4 from [address] on [address] past MaxStartups",
+  );
+  assertEquals(
+    redactAddresses("Connection closed by 192.0.2.7 port 59604 [preauth]"),
+    "Connection closed by [address] port [port] [preauth]",
+  );
+  // Not addresses: left as they are.
+  assertEquals(redactAddresses("Server listening on [address]"), "Server listening on [address]");
+  assertEquals(redactAddresses("kex [preauth]"), "kex [preauth]");
+});
