@@ -1350,6 +1350,17 @@ export const MUTATIONS: readonly Mutation[] = [
     filter: "poolBufferBytes",
   },
   {
+    id: "udp-flow-turn",
+    kind: "bound",
+    description:
+      "A UDP flow sends every datagram of the reads already queued without giving the event loop a turn",
+    file: UDP_FLOW,
+    search: "if (++turn % DATAGRAMS_PER_TURN === 0) {",
+    replace: "if (false) {",
+    tests: [T_UDP_POOL],
+    filter: "event loop a turn",
+  },
+  {
     id: "udp-length-deframe-max",
     kind: "bound",
     description: "length-framed datagrams over maxDatagram accepted from the stream",
