@@ -132,3 +132,29 @@ Deno.test("UdpSocket relaying between sockets of one process keeps each sender's
     ok(got[i - 1]! < got[i]!, `datagram ${got[i]} after ${got[i - 1]}`);
   }
 });
+
+Deno.test("UdpSocket under a flood gives timers and other I/O a turn while datagrams are queued", async () => {
+  // With FFI a wake-up drained the kernel's queue while recvmmsg returned
+  // full batches: a sender as fast as the process kept it there, and a
+  // 5 s flood of STUN Binding requests from one client froze a TURN
+  // server's process for 5 s. Now a wake-up takes at most 16 batches (512
+  // datagrams), and the rest come after timers and other I/O.
+  await using receiver = await UdpSocket.open({ hostname: "127.0.0.1", port: 0 });
+  await using sender = await UdpSocket.open({ hostname: "127.0.0.1", port: 0 });
+  let delivered = 0;
+  receiver.onmessage = () => void delivered++;
+  // Queued in the kernel before the receiver runs: sends with FFI are synchronous.
+  const datagram = new Uint8Array(20);
+  let sent = 0;
+  for (let i = 0; i < 2048; i++) if (sender.send(datagram, receiver.addr)) sent++;
+  ok(sent > 1024, `${sent} datagrams queued`);
+  let atTimer = -1;
+  setTimeout(() => atTimer = delivered, 0);
+  await waitFor(
+    () => atTimer >= 0 && receiver.stats().datagramsReceived === sent,
+    "every datagram",
+  );
+  // Before: 2,048 (all of them) delivered before the timer ran. Now at most
+  // the hand-off's drain and one wake-up's: 512 + 1 + 512.
+  ok(atTimer <= 1025, `${atTimer} of ${sent} delivered before a timer due at once ran`);
+});

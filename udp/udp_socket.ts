@@ -113,6 +113,13 @@ const RECEIVE_SIZE = 65_536;
 const CACHE_LIMIT = 16_384;
 /** Rounds of hand-offs between sockets of this process in one microtask. */
 const HOT_ROUNDS = 64;
+/**
+ * Batches of `recvmmsg` one wake-up takes at most: a sender as fast as this
+ * process fills every batch, and a drain that went on while they came full
+ * kept the event loop from everything else for as long as it sent. What is
+ * left is taken at the next wake-up, after timers and other I/O.
+ */
+const DRAIN_BATCHES = 16;
 
 /** The part of `Deno.DatagramConn` used here (unstable in Deno 2: `--unstable-net`). */
 interface DatagramConn {
@@ -277,9 +284,9 @@ interface Pending {
  * over IPv6) arrive whole.
  *
  * With FFI (`--allow-ffi`, 64-bit Linux) the same socket goes faster through
- * libc: the kernel buffers are raised to what it allows, every wake-up drains
- * the queued datagrams with one `recvmmsg` call instead of a promise per
- * datagram, and `send` is one `sendto` call on the caller's bytes. Without
+ * libc: the kernel buffers are raised to what it allows, every wake-up takes
+ * the queued datagrams 32 to a `recvmmsg` call (at most 512; timers and
+ * other I/O go before the rest) instead of a promise per datagram, and `send` is one `sendto` call on the caller's bytes. Without
  * FFI the kernel's default buffers stay (212,992 bytes on stock Linux, a few
  * hundred datagrams) and each datagram takes a promise each way.
  *
@@ -611,15 +618,25 @@ export class UdpSocket implements AsyncDisposable {
         continue;
       }
       this.#deliver(data, this.#endpointOf(from.hostname, from.port));
-      if (this.#fd >= 0) this.#drain();
+      if (this.#fd >= 0 && this.#drain()) {
+        // More is queued: a receive would complete at once, and the next
+        // drain too, without end under a flood. Timers and I/O go first.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
     }
   }
 
-  /** Take and deliver every datagram already queued in the kernel (FFI). */
-  #drain(): void {
+  /**
+   * Take and deliver the datagrams already queued in the kernel (FFI), at
+   * most {@linkcode DRAIN_BATCHES} batches.
+   *
+   * @returns Whether it stopped at that limit (more may be queued).
+   */
+  #drain(): boolean {
     const libc = this.#libc!;
     let n = BATCH;
-    while (n === BATCH && !this.#closed) {
+    for (let batches = 0; n === BATCH && !this.#closed; batches++) {
+      if (batches === DRAIN_BATCHES) return true;
       n = libc.drain(this.#fd);
       for (let i = 0; i < n; i++) {
         if (libc.truncated(i)) {
@@ -628,9 +645,10 @@ export class UdpSocket implements AsyncDisposable {
         }
         const from = this.#endpointFromName(libc.names, i * NAME_SIZE);
         if (from !== undefined) this.#deliver(libc.datagram(i), from);
-        if (this.#closed) return;
+        if (this.#closed) return false;
       }
     }
+    return false;
   }
 
   #deliver(data: Uint8Array, from: Endpoint): void {

@@ -64,6 +64,7 @@ const SOURCE_LIMITS = "net/source_limits.ts";
 const UDP_CLIENT_POOL = "udp/client_pool.ts";
 const UDP_SERVER_POOL = "udp/server_pool.ts";
 const UDP_FLOW = "udp/_flow.ts";
+const UDP_SOCKET = "udp/udp_socket.ts";
 const LENGTH_FRAMING = "udp/length_framing.ts";
 const STUN_FRAMING = "udp/stun/framing.ts";
 const AEAD = "net/_aead.ts";
@@ -92,6 +93,7 @@ const T_SOURCE_LIMITS = "tests/hardening_limits_test.ts";
 const T_WORKERS = "tests/workers_test.ts";
 const T_REPLAY_HUB = "tests/replay_hub_test.ts";
 const T_UDP_POOL = "tests/udp_pool_test.ts";
+const T_UDP_SOCKET = "tests/udp_socket_test.ts";
 const T_UDP_FRAMING = "tests/udp_framing_test.ts";
 const T_TURN_FLAGS = "tests/ipc_server_messages_test.ts";
 const T_TURN_CLI = "tests/turn_cli_test.ts";
@@ -1359,6 +1361,17 @@ export const MUTATIONS: readonly Mutation[] = [
     replace: "if (false) {",
     tests: [T_UDP_POOL],
     filter: "event loop a turn",
+  },
+  {
+    id: "udp-socket-drain-cap",
+    kind: "bound",
+    description:
+      "A UdpSocket's wake-up drains the kernel's queue while recvmmsg fills its batches: a flood freezes the process",
+    file: UDP_SOCKET,
+    search: "if (batches === DRAIN_BATCHES) return true;",
+    replace: "if (false) return true;",
+    tests: [T_UDP_SOCKET],
+    filter: "under a flood",
   },
   {
     id: "udp-length-deframe-max",
