@@ -7,6 +7,9 @@ import type { TransportPair } from "../transports/transport.ts";
 import { ClientHandshake } from "../transports/obfs4/_handshake.ts";
 import { loadServerConfig, parseClientConfig } from "../transports/obfs4/_config.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
+import { FrameEncoder } from "../transports/obfs4/_framing.ts";
+import { concat } from "../transports/_bytes.ts";
+import { packet } from "./obfs4_wire_helpers.ts";
 
 async function collect(readable: ReadableStream<Uint8Array>, n: number): Promise<Uint8Array> {
   const out = new Uint8Array(n);
@@ -381,4 +384,53 @@ Deno.test("obfs4 client takes the bridge from per-connection settings", async ()
   const other = await obfs4.server({}, { local: new MemoryStore() });
   const fixed = await obfs4.client(other.clientOptions);
   await roundTrip(fixed.pair(server.clientOptions), server.pair(), [10]);
+});
+
+Deno.test("obfs4 server decodes a chunk of many small frames a slice at a time, giving the event loop turns", async () => {
+  // A client that knows the bridge line chooses its frame sizes: 12,000
+  // frames of one byte are 264,000 bytes, one read, and were all decoded
+  // at once (a 256 KiB read kept every other connection waiting for over
+  // half a second). Now 32 KiB at a time while frames are that small.
+  const server = await obfs4.server({}, { local: new MemoryStore() });
+  const pair = server.pair();
+  const crypto = await loadWasmCrypto();
+  const hs = new ClientHandshake(crypto, parseClientConfig(server.clientOptions).identity);
+  const toServer = pair.decode.writable.getWriter();
+  const fromServer = pair.encode.readable.getReader();
+  const decoded = pair.decode.readable.getReader();
+  void toServer.write(hs.message);
+  let received: Uint8Array = new Uint8Array(0);
+  let result;
+  while ((result = hs.parse(received)) === undefined) {
+    const { value, done } = await fromServer.read();
+    ok(!done, "the server answers the handshake");
+    received = concat(received, value);
+  }
+  await pair.ready;
+  const encoder = new FrameEncoder(result.keys.subarray(0, 72), crypto);
+  const frames = 12_000;
+  const wire = concat(
+    ...Array.from({ length: frames }, () => encoder.encode(packet(new Uint8Array(1)))),
+  );
+  let got = 0;
+  const reading = (async () => {
+    while (got < frames) {
+      const { value, done } = await decoded.read();
+      if (done) break;
+      got += value.length;
+    }
+  })();
+  let atTimer = -1;
+  setTimeout(() => atTimer = got, 0);
+  await toServer.write(wire);
+  await reading;
+  strictEqual(got, frames);
+  // Before: all 12,000 were decoded (and read) before a timer due at once
+  // ran; now one slice's 1,489.
+  const seen = atTimer < 0 ? "all" : String(atTimer);
+  ok(atTimer >= 0 && atTimer < frames / 2, `${seen} of ${frames} bytes decoded before a timer ran`);
+  await toServer.close();
+  fromServer.releaseLock();
+  await pair.encode.readable.cancel().catch(() => {});
+  await pair.encode.writable.close().catch(() => {});
 });

@@ -1352,6 +1352,17 @@ export const MUTATIONS: readonly Mutation[] = [
     filter: "poolBufferBytes",
   },
   {
+    id: "obfs4-decode-turns",
+    kind: "bound",
+    description:
+      "obfs4 decodes a whole read of small frames at once, keeping every other connection waiting",
+    file: OBFS4,
+    search: "if (at < chunk.length && session.framesDecoded - before < SMALL_FRAMES_PER_SLICE) {",
+    replace: "if (at < chunk.length) {",
+    tests: [T_OBFS4_PAIR],
+    filter: "many small frames",
+  },
+  {
     id: "udp-flow-turn",
     kind: "bound",
     description:

@@ -90,6 +90,7 @@ export class Session {
   #buffer: Uint8Array = new Uint8Array(0);
   #scratch = new Uint8Array(MAX_FRAME_PAYLOAD);
   #offset = 0;
+  #framesDecoded = 0;
 
   /**
    * Start a session.
@@ -259,6 +260,11 @@ export class Session {
     return this.#iatDist.sample() / 10;
   }
 
+  /** Frames decoded so far. */
+  get framesDecoded(): number {
+    return this.#framesDecoded;
+  }
+
   /**
    * Decode received wire bytes.
    *
@@ -310,6 +316,7 @@ export class Session {
       const consumed = this.#decoder.decodeInto(this.#buffer, this.#offset, out, h);
       if (consumed === 0) break;
       this.#offset += consumed;
+      this.#framesDecoded++;
       const type = out[h]!;
       const length = (out[h + 1]! << 8) | out[h + 2]!;
       out[h] = saved0;
