@@ -69,6 +69,7 @@ const LENGTH_FRAMING = "udp/length_framing.ts";
 const STUN_FRAMING = "udp/stun/framing.ts";
 const AEAD = "net/_aead.ts";
 const SS_FRAMING = "transports/shadowsocks/_framing.ts";
+const SS_TRANSPORT = "transports/shadowsocks/shadowsocks.ts";
 
 // Test files.
 const T_TURN_SERVER = "tests/turn_server_test.ts";
@@ -1361,6 +1362,17 @@ export const MUTATIONS: readonly Mutation[] = [
     replace: "if (at < chunk.length) {",
     tests: [T_OBFS4_PAIR],
     filter: "many small frames",
+  },
+  {
+    id: "ss-decode-turns",
+    kind: "bound",
+    description:
+      "Shadowsocks decodes a whole read of small chunks at once, keeping every other connection waiting",
+    file: SS_TRANSPORT,
+    search: "if (at < wire.length && opened < SMALL_CHUNKS_PER_SLICE) {",
+    replace: "if (at < wire.length) {",
+    tests: [T_SS_FRAMING],
+    filter: "many small chunks",
   },
   {
     id: "udp-flow-turn",
