@@ -2,6 +2,7 @@
 // Internal: one UDP flow bound to one transport connection, shared by the
 // client and server pools. Not part of the public API.
 
+import { setImmediate } from "node:timers";
 import type { TransportConn } from "../net/transport_conn.ts";
 import type { Clock } from "./_clock.ts";
 import { Deframer } from "./_deframer.ts";
@@ -324,8 +325,10 @@ export class Flow {
         deframer.push(value);
         for (let datagram; (datagram = deframer.next()) !== undefined;) {
           if (++turn % DATAGRAMS_PER_TURN === 0) {
-            // A timer, not the pool's clock: a turn for everyone else.
-            await new Promise((resolve) => setTimeout(resolve, 0));
+            // A turn for everyone else: I/O is polled and due timers run
+            // before an immediate. Not setTimeout(0), which waits 2 ms
+            // here (a quarter of a busy flow's rate, measured).
+            await new Promise((resolve) => setImmediate(resolve));
           }
           if (this.#state === "closed") {
             this.drop("closed");
