@@ -47,6 +47,7 @@ const OBFS4_SESSION = "transports/obfs4/_session.ts";
 const CRYPTO_BACKEND = "transports/crypto_backend.ts";
 const NATIVE_CRYPTO = "net/native_crypto.ts";
 const REPLAY_FILTER = "transports/_replay_filter.ts";
+const DECODE_TURNS = "transports/_decode_turns.ts";
 const EXT_ORPORT = "ipc/extorport/_client.ts";
 const SAFE_COOKIE = "ipc/extorport/_safe_cookie.ts";
 const EXT_ORPORT_SERVER = "ipc/extorport/server.ts";
@@ -69,7 +70,6 @@ const LENGTH_FRAMING = "udp/length_framing.ts";
 const STUN_FRAMING = "udp/stun/framing.ts";
 const AEAD = "net/_aead.ts";
 const SS_FRAMING = "transports/shadowsocks/_framing.ts";
-const SS_TRANSPORT = "transports/shadowsocks/shadowsocks.ts";
 
 // Test files.
 const T_TURN_SERVER = "tests/turn_server_test.ts";
@@ -1357,9 +1357,9 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description:
       "obfs4 decodes a whole read of small frames at once, keeping every other connection waiting",
-    file: OBFS4,
-    search: "if (at < chunk.length && session.framesDecoded - before < SMALL_FRAMES_PER_SLICE) {",
-    replace: "if (at < chunk.length) {",
+    file: DECODE_TURNS,
+    search: "if (at < wire.length && decoded < SMALL_UNITS_PER_SLICE) {",
+    replace: "if (at < wire.length) {",
     tests: [T_OBFS4_PAIR],
     filter: "many small frames",
   },
@@ -1368,8 +1368,8 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description:
       "Shadowsocks decodes a whole read of small chunks at once, keeping every other connection waiting",
-    file: SS_TRANSPORT,
-    search: "if (at < wire.length && opened < SMALL_CHUNKS_PER_SLICE) {",
+    file: DECODE_TURNS,
+    search: "if (at < wire.length && decoded < SMALL_UNITS_PER_SLICE) {",
     replace: "if (at < wire.length) {",
     tests: [T_SS_FRAMING],
     filter: "many small chunks",

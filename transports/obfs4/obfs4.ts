@@ -23,6 +23,7 @@ import { ClientHandshake, type RandomFill, ServerHandshake } from "./_handshake.
 import { HashDrbg } from "./_hash_drbg.ts";
 import { type IatSleep, obfs4proxySleep } from "./_iat.ts";
 import { ReplayFilter } from "../_replay_filter.ts";
+import { decodeInTurns } from "../_decode_turns.ts";
 import { Session } from "./_session.ts";
 import { WeightedDist } from "./_weighted_dist.ts";
 import { concat } from "../_bytes.ts";
@@ -34,48 +35,20 @@ const MAX_IAT_DELAY = 100;
 // Room for one decoded chunk, so the handshake proceeds before anyone reads.
 const DECODE_READABLE: QueuingStrategy<Uint8Array> = { highWaterMark: 1 };
 /**
- * Received bytes decoded at a time while frames are small, and the frames
- * in such a slice from which the rest of a chunk is decoded a slice at a
- * time, the event loop getting a turn between slices: a 256 KiB read of
- * 22-byte frames is 12,000 of them, and decoding them at once kept every
- * other connection waiting for over half a second. Ordinary frames (up to
- * 1,448 bytes) are about 23 a slice: their chunk is decoded in two steps.
+ * Decode `chunk` into `controller` (see {@linkcode decodeInTurns}): a
+ * slice at a time, with turns of the event loop, while its frames are small.
  */
-const DECODE_SLICE = 32 * 1024;
-const SMALL_FRAMES_PER_SLICE = 256;
-
-/**
- * Decode `chunk` into `controller`: at once when it is small or holds
- * ordinary frames, else a slice at a time with a turn of the event loop
- * between slices (then a promise, which rejects as decoding throws).
- */
-function decodeInTurns(
+function decodeFrames(
   session: Session,
   chunk: Uint8Array,
   controller: TransformStreamDefaultController<Uint8Array>,
 ): void | Promise<void> {
-  let at = 0;
-  const step = (): boolean => {
+  return decodeInTurns(chunk, (slice) => {
     const before = session.framesDecoded;
-    const end = chunk.length - at > DECODE_SLICE ? at + DECODE_SLICE : chunk.length;
-    const out = session.decode(at === 0 && end === chunk.length ? chunk : chunk.subarray(at, end));
+    const out = session.decode(slice);
     if (out.length > 0) controller.enqueue(out);
-    at = end;
-    if (at < chunk.length && session.framesDecoded - before < SMALL_FRAMES_PER_SLICE) {
-      const rest = session.decode(chunk.subarray(at));
-      if (rest.length > 0) controller.enqueue(rest);
-      at = chunk.length;
-    }
-    return at < chunk.length;
-  };
-  if (!step()) return;
-  return (async () => {
-    do {
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      // The connection may have ended meanwhile.
-      if (controller.desiredSize === null) return;
-    } while (step());
-  })();
+    return session.framesDecoded - before;
+  }, () => controller.desiredSize !== null);
 }
 
 /** Hooks for tests (clock, randomness, delays), and where spare key pairs are made. */
@@ -417,7 +390,7 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
       transform: (chunk, controller) => {
         try {
           if (core.session !== undefined) {
-            return decodeInTurns(core.session, chunk, controller)?.catch((error) => {
+            return decodeFrames(core.session, chunk, controller)?.catch((error) => {
               core.fail(error);
               throw error;
             });
@@ -525,7 +498,7 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
       transform: (chunk, controller) => {
         if (core.session !== undefined) {
           try {
-            return decodeInTurns(core.session, chunk, controller)?.catch((error) => {
+            return decodeFrames(core.session, chunk, controller)?.catch((error) => {
               core.fail(error);
               throw error;
             });

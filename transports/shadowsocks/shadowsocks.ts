@@ -5,6 +5,7 @@ import { defineTransport } from "../define_transport.ts";
 import { deferred } from "../_deferred.ts";
 import type { HostPort, Transport, TransportPair } from "../transport.ts";
 import { GenerationalReplayFilter } from "../_replay_filter.ts";
+import { decodeInTurns } from "../_decode_turns.ts";
 import { cryptoLoader, loadWasmCrypto } from "../crypto_backend.ts";
 import type { TransportEnvironment } from "../transport.ts";
 import { decodeAddress, encodeAddress, MAX_ADDRESS_LENGTH } from "./_address.ts";
@@ -75,48 +76,6 @@ async function aeadFactory(env: TransportEnvironment, method: MethodInfo): Promi
     if (aead === undefined) throw new TypeError(`Cannot use ${method.name}: no backend has it`);
     return aead;
   };
-}
-
-/**
- * Received bytes decoded at a time while chunks are small, and the chunks
- * in such a slice from which the rest of a read is decoded a slice at a
- * time, the event loop getting a turn between slices: a peer chooses its
- * chunk sizes, and a read of one-byte chunks (35 bytes each) decoded at
- * once kept every other connection waiting for seconds.
- */
-const DECODE_SLICE = 32 * 1024;
-const SMALL_CHUNKS_PER_SLICE = 256;
-
-/**
- * Decode `wire` with `decodeSlice` (which returns how many payloads it
- * opened, or -1 to stop): at once when it is small or its chunks are
- * ordinary, else a slice at a time with a turn of the event loop between
- * slices while `alive()` (then a promise, which rejects as decoding throws).
- */
-function decodeInTurns(
-  wire: Uint8Array,
-  decodeSlice: (slice: Uint8Array) => number,
-  alive: () => boolean,
-): void | Promise<void> {
-  let at = 0;
-  const step = (): boolean => {
-    const end = wire.length - at > DECODE_SLICE ? at + DECODE_SLICE : wire.length;
-    const opened = decodeSlice(at === 0 && end === wire.length ? wire : wire.subarray(at, end));
-    at = end;
-    if (opened < 0) return false;
-    if (at < wire.length && opened < SMALL_CHUNKS_PER_SLICE) {
-      decodeSlice(wire.subarray(at));
-      at = wire.length;
-    }
-    return at < wire.length;
-  };
-  if (!step()) return;
-  return (async () => {
-    do {
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      if (!alive()) return;
-    } while (step());
-  })();
 }
 
 /**
