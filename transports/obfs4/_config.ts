@@ -466,8 +466,10 @@ export async function loadServerConfig(
     } catch (error) {
       // Named where it is, as obfs4proxy does: the operator opens that file.
       const where = local.describe?.(STATE_FILE);
-      if (!(error instanceof SyntaxError) || where === undefined) throw error;
-      throw new SyntaxError(error.message.replace(STATE, `Cannot parse ${where}`));
+      if (where !== undefined && error instanceof Error && error.message.startsWith(STATE)) {
+        error.message = `Cannot parse ${where}${error.message.slice(STATE.length)}`;
+      }
+      throw error;
     }
     if (iatOption !== undefined && iatOption !== config.iatMode) {
       // obfs4proxy writes its state back with the iat-mode it was given: a
