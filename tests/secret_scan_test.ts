@@ -651,7 +651,7 @@ const EXPECTED: Record<string, RegExp> = {
   "-turnuser without STUN mode": /ENV-ERROR -turnuser needs/,
   "-turnuser with -target not turn": /ENV-ERROR -turnuser needs/,
   "turn --user with an empty user name": /--user must be USER:PASSWORD/,
-  "turn with a stray USER:PASSWORD argument": /Unexpected argument 3/,
+  "turn with a stray USER:PASSWORD argument": /Unexpected argument 4/,
   "main.ts client given an ss:// link as a bridge line": /word 1 is not an address/,
   "main.ts client given a legacy all-base64 ss:// link after a flag":
     /Unexpected argument [0-9]+ \(an ss:\/\/ URI\)/,
