@@ -139,3 +139,28 @@ export function guarded<T>(promise: Promise<T>, what: string, limitMs = 10_000):
   });
   return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
 }
+
+/**
+ * Write `wire` and read `total` bytes back from `decoded`; also how many had
+ * been read when a timer set at the write's start ran (-1: it never did
+ * before the end), to tell a decoder that gives the event loop turns.
+ */
+export async function bytesBeforeTimer(
+  write: () => Promise<void>,
+  decoded: ReadableStreamDefaultReader<Uint8Array>,
+  total: number,
+): Promise<{ got: number; atTimer: number }> {
+  let got = 0;
+  const reading = (async () => {
+    while (got < total) {
+      const { value, done } = await decoded.read();
+      if (done) break;
+      got += value.length;
+    }
+  })();
+  let atTimer = -1;
+  setTimeout(() => atTimer = got, 0);
+  await write();
+  await reading;
+  return { got, atTimer };
+}

@@ -1,5 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
+import { bytesBeforeTimer } from "./_util.ts";
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
 import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
@@ -412,18 +413,7 @@ Deno.test("obfs4 server decodes a chunk of many small frames a slice at a time, 
   const wire = concat(
     ...Array.from({ length: frames }, () => encoder.encode(packet(new Uint8Array(1)))),
   );
-  let got = 0;
-  const reading = (async () => {
-    while (got < frames) {
-      const { value, done } = await decoded.read();
-      if (done) break;
-      got += value.length;
-    }
-  })();
-  let atTimer = -1;
-  setTimeout(() => atTimer = got, 0);
-  await toServer.write(wire);
-  await reading;
+  const { got, atTimer } = await bytesBeforeTimer(() => toServer.write(wire), decoded, frames);
   strictEqual(got, frames);
   // Before: all 12,000 were decoded (and read) before a timer due at once
   // ran; now one slice's 1,489.

@@ -9,7 +9,7 @@ import { createShadowsocks, shadowsocks } from "../transports/shadowsocks/mod.ts
 import { METHODS as METHOD_INFO } from "../transports/shadowsocks/_methods.ts";
 import { evpBytesToKey, sessionSubkey } from "../transports/shadowsocks/_methods.ts";
 import type { HostPort, TransportPair } from "../transports/transport.ts";
-import { hashOf, pseudoRandomChunks } from "./_util.ts";
+import { bytesBeforeTimer, hashOf, pseudoRandomChunks } from "./_util.ts";
 import { SS_LOCAL_RECORDED } from "./portable_checks.ts";
 import { libcryptoAead, type NodeCryptoAead, nodeCryptoAead } from "../net/_aead.ts";
 import { loadNativeCrypto } from "../net/native_crypto.ts";
@@ -530,18 +530,7 @@ Deno.test("shadowsocks server decodes a read of many small chunks a slice at a t
   const pair = server.pair();
   const toServer = pair.decode.writable.getWriter();
   const decoded = pair.decode.readable.getReader();
-  let got = 0;
-  const reading = (async () => {
-    while (got < frames) {
-      const { value, done } = await decoded.read();
-      if (done) break;
-      got += value.length;
-    }
-  })();
-  let atTimer = -1;
-  setTimeout(() => atTimer = got, 0);
-  await toServer.write(wire);
-  await reading;
+  const { got, atTimer } = await bytesBeforeTimer(() => toServer.write(wire), decoded, frames);
   strictEqual(got, frames);
   deepStrictEqual(await pair.destination, { hostname: "example.com", port: 80 });
   // Before: all 12,000 were decoded (and read) before a timer due at once
