@@ -7,6 +7,7 @@ import type { TransportConn } from "../net/transport_conn.ts";
 import type { Clock } from "./_clock.ts";
 import { Deframer } from "./_deframer.ts";
 import type { Framing } from "./framing.ts";
+import type { QueueBudget } from "./_queue_budget.ts";
 import {
   type MutableCounters,
   type UdpCloseReason,
@@ -24,28 +25,10 @@ export interface FlowSettings {
   readonly queueDatagrams: number;
   readonly queueBytes: number;
   readonly sendBufferBytes: number;
-  /** What every flow of the pool holds together (see {@linkcode QueueBudget}). */
+  /** What every flow of the pool holds together, framed, toward its connection. */
   readonly budget: QueueBudget;
   readonly clock: Clock;
 }
-
-/**
- * The bytes all flows of one pool hold, framed, toward their connections.
- * Past `limit`, a flow holding {@linkcode FLOW_SHARE} or more takes no more
- * (its datagrams are dropped as `congested` or `waiting`): a flow's own
- * limit times a thousand flows would otherwise be a gigabyte.
- */
-export class QueueBudget {
-  readonly limit: number;
-  used = 0;
-
-  constructor(limit: number) {
-    this.limit = limit;
-  }
-}
-
-/** What a flow may hold whatever the others hold (when its own limits allow). */
-export const FLOW_SHARE = 64 * 1024;
 
 /** Framed datagrams written to the transport connection as one chunk. */
 interface Batch {
@@ -182,14 +165,13 @@ export class Flow {
     batch.size += datagram.byteLength;
     this.#queuedDatagrams++;
     this.#queuedBytes += length;
-    this.#settings.budget.used += length;
+    this.#settings.budget.take(length);
     this.#wake?.();
   }
 
   /** Whether `length` more bytes would take this flow past its share of a spent budget. */
   #overBudget(length: number): boolean {
-    const budget = this.#settings.budget;
-    return this.#queuedBytes + length > FLOW_SHARE && budget.used + length > budget.limit;
+    return !this.#settings.budget.admits(this.#queuedBytes, length);
   }
 
   /** Waiting -> Connected: start moving datagrams both ways. */
@@ -219,7 +201,7 @@ export class Flow {
     this.#queue = [];
     this.#queueHead = 0;
     this.#queuedDatagrams = 0;
-    this.#settings.budget.used -= this.#queuedBytes;
+    this.#settings.budget.release(this.#queuedBytes);
     this.#queuedBytes = 0;
     this.#open = undefined;
     this.#wake?.();
@@ -268,7 +250,7 @@ export class Flow {
     if (batch === this.#open) this.#open = undefined;
     this.#queuedDatagrams -= batch.count;
     this.#queuedBytes -= batch.used;
-    this.#settings.budget.used -= batch.used;
+    this.#settings.budget.release(batch.used);
     if (this.#queueHead === this.#queue.length) {
       this.#queue = [];
       this.#queueHead = 0;

@@ -2,7 +2,8 @@
 // This module is browser-compatible.
 
 import { type Clock, systemClock } from "./_clock.ts";
-import { type FlowSettings, QueueBudget } from "./_flow.ts";
+import type { FlowSettings } from "./_flow.ts";
+import { QueueBudget } from "./_queue_budget.ts";
 import { checkMaxDatagram, type Framing } from "./framing.ts";
 import { lengthFraming } from "./length_framing.ts";
 import { stunFraming } from "./stun/framing.ts";

@@ -40,6 +40,7 @@ const TURN_SERVER = "udp/turn/_turn_server.ts";
 const IP_ADDRESS = "net/_ip_address.ts";
 const STUN_INTEGRITY = "udp/stun/_integrity.ts";
 const TURN_STREAM = "udp/turn/_stream_server.ts";
+const QUEUE_BUDGET = "udp/_queue_budget.ts";
 const OBFS4 = "transports/obfs4/obfs4.ts";
 const OBFS4_HANDSHAKE = "transports/obfs4/_handshake.ts";
 const OBFS4_FRAMING = "transports/obfs4/_framing.ts";
@@ -1344,11 +1345,11 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "udp-pool-budget",
     kind: "bound",
-    description: "UDP flows hold 1 MiB each toward clients that do not read, with no bound in all",
-    file: UDP_FLOW,
-    search:
-      "return this.#queuedBytes + length > FLOW_SHARE && budget.used + length > budget.limit;",
-    replace: "return false;",
+    description:
+      "Queues toward clients that do not read share no budget (UDP flows hold 1 MiB each)",
+    file: QUEUE_BUDGET,
+    search: "return held + length <= this.share || this.#used + length <= this.limit;",
+    replace: "return true;",
     tests: [T_UDP_POOL],
     filter: "poolBufferBytes",
   },

@@ -2,6 +2,7 @@
 
 import { Deframer } from "../_deframer.ts";
 import { MAX_DATAGRAM } from "../framing.ts";
+import { QueueBudget } from "../_queue_budget.ts";
 import { stunFraming } from "../stun/framing.ts";
 import type { StunAddress } from "../stun/_message.ts";
 import type { TurnServer } from "./_turn_server.ts";
@@ -22,7 +23,8 @@ export interface ServeTurnStreamOptions {
    * Bytes queued toward all stream clients of the same server together
    * (default 64 MiB). Past it, a client holding 64 KiB or more takes no more
    * (what it is sent is dropped, as beyond `maxQueuedBytes`): 4,096
-   * connections that do not read would otherwise hold 256 KiB each.
+   * connections that do not read would otherwise hold 256 KiB each. The value
+   * given with a server's first connection holds for all of its connections.
    */
   readonly maxTotalQueuedBytes?: number;
   /**
@@ -90,10 +92,11 @@ export async function serveTurnStream(
     options.maxTotalQueuedBytes,
     DEFAULT_MAX_TOTAL_QUEUED,
   );
-  let shared = queuedBy.get(server);
-  if (shared === undefined) queuedBy.set(server, shared = { used: 0 });
+  let budget = budgets.get(server);
+  // The first connection's total stands for the server's.
+  if (budget === undefined) budgets.set(server, budget = new QueueBudget(total));
   const writer = conn.writable.getWriter();
-  const out = new OutQueue(writer, limit, shared, total);
+  const out = new OutQueue(writer, limit, budget);
   const client = {
     key,
     address: options.remoteAddress ?? { family: 4, address: "0.0.0.0", port: 0 } as const,
@@ -172,10 +175,8 @@ function checkSize(name: string, value: number | undefined, fallback: number): n
 
 const DEFAULT_MAX_QUEUED = 256 * 1024;
 const DEFAULT_MAX_TOTAL_QUEUED = 64 * 1024 * 1024;
-/** What a client may hold whatever the others hold (when its own limit allows). */
-const CLIENT_SHARE = 64 * 1024;
 /** Bytes queued toward the stream clients of each server, in all. */
-const queuedBy = new WeakMap<TurnServer, { used: number }>();
+const budgets = new WeakMap<TurnServer, QueueBudget>();
 /** Queued bytes toward a client above which its requests wait. */
 const READ_PAUSE = 64 * 1024;
 /** Frames one connection handles before the others get a turn. */
@@ -190,9 +191,8 @@ class OutQueue {
   broken = false;
   #writer: WritableStreamDefaultWriter<Uint8Array>;
   #limit: number;
-  #shared: { used: number };
-  #total: number;
-  /** Bytes this queue counts in `#shared` (queued or in flight, until written or stopped). */
+  #budget: QueueBudget;
+  /** Bytes this queue counts in `#budget` (queued or in flight, until written or stopped). */
   #counted = 0;
   #buffer = new Uint8Array(0);
   #used = 0;
@@ -203,13 +203,11 @@ class OutQueue {
   constructor(
     writer: WritableStreamDefaultWriter<Uint8Array>,
     limit: number,
-    shared: { used: number },
-    total: number,
+    budget: QueueBudget,
   ) {
     this.#writer = writer;
     this.#limit = limit;
-    this.#shared = shared;
-    this.#total = total;
+    this.#budget = budget;
   }
 
   /** Bytes not yet written out. */
@@ -220,9 +218,7 @@ class OutQueue {
   /** Queue a copy of `view` (it may sit in a relay's receive buffer); false when full or broken. */
   push(view: Uint8Array): boolean {
     if (this.broken || this.queued + view.length > this.#limit) return false;
-    if (
-      this.queued + view.length > CLIENT_SHARE && this.#shared.used + view.length > this.#total
-    ) return false;
+    if (!this.#budget.admits(this.queued, view.length)) return false;
     if (this.#used + view.length > this.#buffer.length) {
       // Alone it is written at once: no room to spare. Behind a write in
       // flight, room for more to come.
@@ -236,7 +232,7 @@ class OutQueue {
     this.#buffer.set(view, this.#used);
     this.#used += view.length;
     this.#counted += view.length;
-    this.#shared.used += view.length;
+    this.#budget.take(view.length);
     if (!this.#writing) void this.#flush();
     return true;
   }
@@ -255,7 +251,7 @@ class OutQueue {
   #release(n: number): void {
     const released = Math.min(n, this.#counted);
     this.#counted -= released;
-    this.#shared.used -= released;
+    this.#budget.release(released);
   }
 
   /** Resolves once everything queued was written, or the stream broke. */
