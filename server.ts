@@ -38,6 +38,7 @@ import type {
   TransportOptions,
 } from "./transports/transport.ts";
 import { HelperSupervisor } from "./net/_helper_process.ts";
+import { HelperFront } from "./net/_helper_front.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
 import { checkPort, checkTimeout } from "./net/address.ts";
 import { raiseListenBacklog } from "./net/_libc.ts";
@@ -228,32 +229,51 @@ async function startServerHelper(
   port: number,
   options: ListenOptions,
 ): Promise<{ addr: Deno.NetAddr; close(): Promise<void> }> {
-  if (port === 0) {
-    // A free port on the bind address for the helper.
-    const probe = Deno.listen({ hostname, port: 0, transport: "tcp" });
-    port = probe.addr.port;
+  // The runtime listens on the bind address and counts each source's
+  // unauthenticated connections; the helper listens on loopback.
+  const listener = listenOn(
+    { hostname, port },
+    () => Deno.listen({ hostname, port, transport: "tcp" }),
+  );
+  raiseListenBacklog(listener.addr);
+  let front: HelperFront | undefined;
+  try {
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0, transport: "tcp" });
+    const helperAt = { hostname: "127.0.0.1", port: probe.addr.port };
     probe.close();
+    const directory = options.helperDirectory ??
+      await Deno.makeTempDir({ prefix: "ptkit-helper-" });
+    const supervisor = await HelperSupervisor.start((context) => serverHelper.process(context), {
+      directory,
+      listen: helperAt,
+      relay: { hostname: relay.addr.hostname, port: relay.addr.port },
+      relayHosts: (hostnames) => {
+        for (const error of relay.listenOn(hostnames)) {
+          options.onHelperLog?.(
+            "warning",
+            `Cannot accept a client key's tunnels at its own relay address: ${error.message}`,
+          );
+        }
+      },
+      onHandshaken: (helperPort) => front?.handshaken(helperPort),
+      ...(options.onHelperLog === undefined ? {} : { onLog: options.onHelperLog }),
+    });
+    front = new HelperFront(listener, helperAt, {
+      ...(options.limits === undefined ? {} : { limits: options.limits }),
+      ...(options.onAcceptError === undefined ? {} : { onAcceptError: options.onAcceptError }),
+    });
+    const started = front;
+    return {
+      addr: started.addr,
+      close: async () => {
+        await started.close();
+        await supervisor.close();
+      },
+    };
+  } catch (error) {
+    if (front === undefined) listener.close();
+    throw error;
   }
-  const directory = options.helperDirectory ??
-    await Deno.makeTempDir({ prefix: "ptkit-helper-" });
-  const supervisor = await HelperSupervisor.start((context) => serverHelper.process(context), {
-    directory,
-    listen: { hostname, port },
-    relay: { hostname: relay.addr.hostname, port: relay.addr.port },
-    relayHosts: (hostnames) => {
-      for (const error of relay.listenOn(hostnames)) {
-        options.onHelperLog?.(
-          "warning",
-          `Cannot accept a client key's tunnels at its own relay address: ${error.message}`,
-        );
-      }
-    },
-    ...(options.onHelperLog === undefined ? {} : { onLog: options.onHelperLog }),
-  });
-  return {
-    addr: { transport: "tcp", hostname, port },
-    close: () => supervisor.close(),
-  };
 }
 
 /**

@@ -20,6 +20,12 @@ export interface HelperSupervisorOptions {
   readonly relay?: HostPort;
   /** Servers: accept at the relay's port on these loopback addresses too (see the helper context). */
   readonly relayHosts?: (hostnames: readonly string[]) => void;
+  /**
+   * Servers: told the source port of the runtime's connection whose client
+   * authenticated, when the helper's output says so (`describeOutput`'s
+   * `handshaken`). Defaults to none.
+   */
+  readonly onHandshaken?: (port: number) => void;
   /** Told each output line (addresses redacted) and each restart. Defaults to none. */
   readonly onLog?: HelperLog;
   /**
@@ -149,6 +155,7 @@ export class HelperSupervisor {
   #temporary = false;
   #maxFailures = Infinity;
   #onGiveUp: () => void = () => {};
+  #onHandshaken: (port: number) => void = () => {};
   #startedAt = 0;
   /** Output lines logged in this interval, and those held back (the most severe's severity). */
   #outputLogged = 0;
@@ -223,6 +230,7 @@ export class HelperSupervisor {
     }
     supervisor.#maxFailures = maxFailures;
     if (options.onGiveUp !== undefined) supervisor.#onGiveUp = options.onGiveUp;
+    if (options.onHandshaken !== undefined) supervisor.#onHandshaken = options.onHandshaken;
     await supervisor.#startOnce();
     supervisor.#loop = supervisor.#run();
     return supervisor;
@@ -360,6 +368,7 @@ export class HelperSupervisor {
     let rest = "";
     const emit = (line: string) => {
       const described = describe(line);
+      if (described?.handshaken !== undefined) this.#onHandshaken(described.handshaken);
       if (described !== undefined) {
         this.#logOutput(described.severity, redactAddresses(described.message).slice(0, 400));
       }

@@ -8,6 +8,7 @@ import {
   ok as assert,
   rejects as assertRejects,
 } from "node:assert";
+import { connect, type Socket } from "node:net";
 import { createConnector } from "../client.ts";
 import { proxy, type ProxyTarget } from "../server.ts";
 import { tcpDialer } from "../net/net_conn.ts";
@@ -626,4 +627,107 @@ Deno.test("ssh server: a stored line that is no key is skipped by number, never 
     notices.every((n) => !n.includes("203.0.113.77") && !n.includes("hunter2")),
     notices.join("\n"),
   );
+});
+
+/**
+ * Open a TCP connection to `port` from `source` (a loopback address) and
+ * resolve whether the server's SSH banner arrived within `ms`; the socket
+ * stays open (idle) until `sockets` are destroyed.
+ */
+function bannerFrom(
+  source: string,
+  port: number,
+  sockets: Socket[],
+  ms = 5_000,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: "127.0.0.1", port, localAddress: source });
+    sockets.push(socket);
+    let text = "";
+    const timer = setTimeout(() => resolve(false), ms);
+    socket.on("data", (chunk: Uint8Array) => {
+      text += new TextDecoder().decode(chunk);
+      if (text.includes("SSH-2.0-")) {
+        clearTimeout(timer);
+        resolve(true);
+      }
+    });
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve(text.includes("SSH-2.0-"));
+    });
+  });
+}
+
+Deno.test({
+  name:
+    "ssh server: idle unauthenticated connections from 64 sources lock no new client out, and an authenticated tunnel is not counted with them",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withSshBench("ptkit-ssh-startups-", async (bench) => {
+      const { root, echo, onHelperLog, serverStore, clientStore } = bench;
+      const serverOperator = operatorPipe();
+      const server = await proxy(ssh, {}, {
+        hostname: "127.0.0.1",
+        port: 0,
+        target: toDestination,
+        env: { local: serverStore, signals: serverOperator.pipe },
+        helperDirectory: `${root}/server-helper`,
+        onHelperLog,
+      });
+      const clientOperator = operatorPipe();
+      const connector = await createConnector(ssh, server.clientOptions, {
+        env: { local: clientStore, signals: clientOperator.pipe },
+        helperDirectory: `${root}/client-helper`,
+        onHelperLog,
+      });
+      const sockets: Socket[] = [];
+      try {
+        serverOperator.feed(clientOperator.sent[0]!);
+        const destination = {
+          hostname: "127.0.0.1",
+          port: server.addr.port,
+          destination: { hostname: "127.0.0.1", port: echo.port },
+        };
+        // An authenticated tunnel from 127.0.0.1 first.
+        const tunnel = await waitFor(
+          () => connector.dial(destination).catch(() => undefined),
+          40_000,
+        );
+        // Four idle connections from the tunnel's own source: only the
+        // tunnel beyond them would be a fifth unfinished one, and lose its
+        // place after the 2 s grace.
+        const own = await Promise.all(
+          Array.from({ length: 4 }, () => bannerFrom("127.0.0.1", server.addr.port, sockets)),
+        );
+        assertEquals(own, [true, true, true, true]);
+        // 64 sources, 4 idle connections each: sshd's whole ceiling (256).
+        const idle: Promise<boolean>[] = [];
+        for (let i = 0; i < 64; i++) {
+          for (let j = 0; j < 4; j++) {
+            idle.push(bannerFrom(`127.0.1.${i + 1}`, server.addr.port, sockets, 10_000));
+          }
+        }
+        await Promise.all(idle);
+        await new Promise((resolve) => setTimeout(resolve, 2_500));
+        // Ten clients from fresh sources each get the banner.
+        const fresh = await Promise.all(
+          Array.from(
+            { length: 10 },
+            (_, i) => bannerFrom(`127.0.2.${i + 1}`, server.addr.port, sockets),
+          ),
+        );
+        assertEquals(fresh.filter(Boolean).length, 10, `fresh clients served: ${fresh}`);
+        assert(await echoes(tunnel), "the authenticated tunnel was closed");
+        tunnel.close();
+      } finally {
+        for (const socket of sockets) socket.destroy();
+        await connector.close();
+        await server.close();
+      }
+      assertEquals(await helperProcesses(root), []);
+    });
+  },
 });

@@ -45,10 +45,15 @@
  * {@linkcode ClientTransport.socksHelper}: the helper serves a SOCKS5 proxy
  * on a loopback port the runtime chose, and the runtime dials each
  * connection through it (to the plan's host and port, names unresolved). A
- * server side gives {@linkcode ServerTransport.helper}: the helper listens
- * on the bind address and forwards to a loopback relay where the runtime
- * accepts connections and runs the pair as for any transport (the
- * Extended ORPort, free mode and its destination policy included).
+ * server side gives {@linkcode ServerTransport.helper}: the runtime listens
+ * on the bind address and relays each connection to the helper on a
+ * loopback port, counting the connections whose client has not
+ * authenticated (192 in all, 4 per source, the oldest of the source holding
+ * the most closed to make room: sshd alone let idle connections from 64
+ * addresses lock everyone out); the helper forwards to a loopback relay
+ * where the runtime accepts connections and runs the pair as for any
+ * transport (the Extended ORPort, free mode and its destination policy
+ * included).
  *
  * ## Next: transports that own their connection
  *
@@ -291,7 +296,11 @@ export interface ClientTransport {
    * written before each start; defaults to none), `restartDelay`
    * (milliseconds; defaults to 10000) and `describeOutput` (turns one output
    * line into a log line with a `LOG` severity, or `undefined` to drop it;
-   * defaults to every line at `info`).
+   * defaults to every line at `info`; a server's helper also says, as
+   * `handshaken`, the source port of the runtime's connection whose client
+   * just authenticated: the runtime listens on the bind address and relays
+   * each connection to the helper on loopback, counting unfinished ones per
+   * source).
    *
    * @param server The server (the SOCKS destination or bridge address).
    * @param context Where the proxy must listen, the helper's directory.
@@ -312,6 +321,7 @@ export interface ClientTransport {
     readonly describeOutput?: (line: string) => {
       readonly severity: "error" | "warning" | "notice" | "info" | "debug";
       readonly message: string;
+      readonly handshaken?: number;
     } | undefined;
   };
   /**
@@ -355,8 +365,9 @@ export interface ServerTransport {
    */
   readonly bridgeAddress?: HostPort;
   /**
-   * A helper process that listens on the bind address in the runtime's
-   * place and forwards to the runtime's loopback relay (the spec's own
+   * A helper process that serves the connections the runtime accepts on
+   * the bind address (relayed to it on loopback) and forwards to the
+   * runtime's loopback relay (the spec's own
    * `sshd`; see "Helper processes" above): `relayPort` is the relay port to
    * listen on when it is free (kept from an earlier run, so that clients'
    * arguments stay valid; absent or 0: any), and `process(context)` builds

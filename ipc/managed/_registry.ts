@@ -93,9 +93,9 @@ export const builtinTransports: ReadonlyMap<string, Transport> = new Map<string,
 );
 
 /**
- * The transports that run helper processes (`ssh`): their server's helper
- * listens itself (its own sshd), so one process serves them whatever
- * `-workers` says (workers would each start one on the same port); their
+ * The transports that run helper processes (`ssh`): their server has one
+ * helper (its own sshd, with the relay it forwards to), so one process
+ * serves them whatever `-workers` says (workers would each start one); their
  * client's helper connects by itself, so it cannot honour an upstream
  * proxy (`-proxy`, `TOR_PT_PROXY`) and is refused with one.
  */

@@ -339,7 +339,7 @@ function workerCount(
   if (workers <= 1) return 1;
   const alone = config.transports.find((name) => HELPER_TRANSPORTS.has(name));
   if (alone !== undefined) {
-    log("info", `-workers: one process serves ${alone} (its helper listens itself)`);
+    log("info", `-workers: one process serves ${alone} (it has one helper process)`);
     return 1;
   }
   if (!hooks.process || Deno.build.os !== "linux") {

@@ -41,6 +41,9 @@ const IP_ADDRESS = "net/_ip_address.ts";
 const STUN_INTEGRITY = "udp/stun/_integrity.ts";
 const TURN_STREAM = "udp/turn/_stream_server.ts";
 const QUEUE_BUDGET = "udp/_queue_budget.ts";
+const HELPER_FRONT = "net/_helper_front.ts";
+const SSH = "transports/ssh/_ssh.ts";
+const T_SSH = "tests/ssh_test.ts";
 const OBFS4 = "transports/obfs4/obfs4.ts";
 const OBFS4_HANDSHAKE = "transports/obfs4/_handshake.ts";
 const OBFS4_FRAMING = "transports/obfs4/_framing.ts";
@@ -1416,5 +1419,27 @@ export const MUTATIONS: readonly Mutation[] = [
     search: "if (total > maxDatagram) {",
     replace: "if (false) {",
     tests: [T_UDP_FRAMING],
+  },
+  {
+    id: "ssh-front-handshakes",
+    kind: "bound",
+    description:
+      "sshd's unauthenticated connections are not counted per source: idle ones from 64 sources lock new clients out",
+    file: HELPER_FRONT,
+    search: "const admitted = this.#handshakes.admit(conn.remoteAddr, () => closeQuietly(conn));",
+    replace: "const admitted = { release: () => {} };",
+    tests: [T_SSH],
+    filter: "lock no new client out",
+  },
+  {
+    id: "ssh-front-authenticated",
+    kind: "bound",
+    description:
+      "An authenticated SSH connection still counts as unfinished and loses its place to idle ones",
+    file: SSH,
+    search: "/^Accepted publickey for \\S+ from 127\\.0\\.0\\.1 port (\\d+) /",
+    replace: "/^never$/",
+    tests: [T_SSH],
+    filter: "lock no new client out",
   },
 ];

@@ -196,7 +196,14 @@ function describeSshdOutput(line: string): HelperLogLine | undefined {
   // A client key's fingerprint identifies the client: never logged.
   const shown = text.replace(/SHA256:[A-Za-z0-9+/]{43}/g, "[key]");
   if (/^(fatal|error)/i.test(text)) return { severity: "warning", message: `sshd: ${shown}` };
-  return { severity: "info", message: `sshd: ${shown}` };
+  // The runtime's front counts a connection as unfinished until its client
+  // authenticated; sshd names it by the front's side of it.
+  const accepted = /^Accepted publickey for \S+ from 127\.0\.0\.1 port (\d+) /.exec(text);
+  return {
+    severity: "info",
+    message: `sshd: ${shown}`,
+    ...(accepted ? { handshaken: Number(accepted[1]) } : {}),
+  };
 }
 
 /** IPv6 literals are bracketed in ssh's and sshd's address arguments. */
@@ -607,12 +614,9 @@ class SshServer implements ServerTransport {
     }
     const dir = context.directory;
     const config = [
+      // A loopback port: the runtime listens on the bind address and relays
+      // each connection here.
       `ListenAddress ${bracketed(context.listen.hostname)}:${context.listen.port}`,
-      // sshd's sockets are IPv6-only: `::` takes IPv4 clients as well only
-      // with its own line (as every other transport listening on `::` does).
-      ...(isUnspecifiedIpv6(context.listen.hostname)
-        ? [`ListenAddress 0.0.0.0:${context.listen.port}`]
-        : []),
       `HostKey ${dir}/ssh_host_ed25519_key`,
       `AuthorizedKeysFile ${dir}/authorized_keys`,
       "AuthorizedPrincipalsFile none",
@@ -652,12 +656,11 @@ class SshServer implements ServerTransport {
       "MaxAuthTries 3",
       "MaxSessions 0",
       "LoginGraceTime 30",
-      // Unauthenticated connections: up to 64 before random drops (256 at
-      // most, each an sshd process), 4 from one source, a source being an
-      // IPv4 address or an IPv6 /64 as in ptkit's own limits.
-      "MaxStartups 64:30:256",
-      "PerSourceMaxStartups 4",
-      "PerSourceNetBlockSize 32:64",
+      // Unauthenticated connections: every one comes from the runtime's
+      // front (127.0.0.1), which lets at most 192 through, 4 per source,
+      // making room by the sources holding the most (sshd drops at random);
+      // sshd's ceiling is above it, so it refuses none itself.
+      "MaxStartups 256",
       "ClientAliveInterval 30",
       "ClientAliveCountMax 3",
       "LogLevel INFO",
@@ -823,10 +826,4 @@ async function sendSignal(signals: SignalPipe | undefined, message: string): Pro
   } finally {
     writer.releaseLock();
   }
-}
-
-/** Whether `hostname` is IPv6's unspecified address (`::`, bracketed or not). */
-function isUnspecifiedIpv6(hostname: string): boolean {
-  const bare = hostname.replace(/^\[|\]$/g, "");
-  return /^[0:]+$/.test(bare) && bare.includes(":");
 }
