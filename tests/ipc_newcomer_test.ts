@@ -171,6 +171,36 @@ Deno.test("a state file that is not JSON is a configuration error (64), as a bad
   }
 });
 
+Deno.test("a state directory that cannot be written to is a configuration error (64), as README says", async () => {
+  // Root writes anywhere: as root (as CI runs) main.ts runs as nobody here.
+  const NOBODY = 65534;
+  const asNobody = Deno.uid() === 0;
+  const base = await Deno.makeTempDir();
+  try {
+    await Deno.chmod(base, 0o755);
+    const state = `${base}/state`;
+    await Deno.mkdir(state, { mode: 0o555 });
+    await Deno.chmod(state, 0o555);
+    const denoDir = `${base}/deno_dir`;
+    await Deno.mkdir(denoDir);
+    if (asNobody) await Deno.chown(denoDir, NOBODY, NOBODY);
+    const args = ["server", "--listen", "127.0.0.1:0", "--state", state];
+    const output = await new Deno.Command(asNobody ? "setpriv" : MAIN, {
+      args: asNobody
+        ? [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "--", MAIN, ...args]
+        : args,
+      env: childEnv({ HOME: base, DENO_DIR: denoDir }),
+      clearEnv: true,
+      stdin: "null",
+    }).output();
+    const err = new TextDecoder().decode(output.stderr);
+    match(err, /Cannot write state file \/\S*\/state\/obfs4_state\.json: permission denied/);
+    deepStrictEqual(output.code, 64, err);
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
 Deno.test("a state directory over a file or through one says so, not mkdir's errno", async () => {
   const dir = await Deno.makeTempDir();
   try {

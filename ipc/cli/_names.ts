@@ -21,14 +21,17 @@ export function cliError(message: string): string {
 /**
  * The exit code of a transport that did not start, from its
  * `CMETHOD-ERROR`/`SMETHOD-ERROR` message: 64 (EX_USAGE) for configuration
- * (its options, a state file that cannot be read or parsed), 1 otherwise
- * (its address taken, say).
+ * (its options, a state file that cannot be read, parsed, written or
+ * replaced: a state directory it may not write to, say), 1 otherwise (its
+ * address taken, say).
  *
  * @param message The error line's message.
  * @returns 64 or 1.
  */
 export function methodErrorCode(message: string): 64 | 1 {
-  return /^(Cannot (configure |parse |read state file |use state )|Invalid )/.test(message)
+  return /^(Cannot (configure |parse |(read|write|replace) state file |use state )|Invalid )/.test(
+      message,
+    )
     ? 64
     : 1;
 }
