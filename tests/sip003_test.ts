@@ -525,3 +525,34 @@ Deno.test("SIP003: the server plugin writes sip003_client_options.txt through th
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("SIP003: the server plugin writes sip003_client_options.txt while it holds the state directory's lock", async () => {
+  const stateDir = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
+  try {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL("./sip003_lock_main.ts", import.meta.url).pathname],
+      env: childEnv({
+        SS_REMOTE_HOST: "127.0.0.1",
+        SS_REMOTE_PORT: String(freePort()),
+        SS_LOCAL_HOST: "127.0.0.1",
+        SS_LOCAL_PORT: "9",
+        SS_PLUGIN_OPTIONS: `server;transport=obfs4;state=${stateDir}`,
+      }),
+      clearEnv: true,
+      stdin: "null",
+    }).output();
+    const text = new TextDecoder().decode(output.stderr);
+    deepStrictEqual(output.code, 0, text);
+    // Only the lock, the write's report and the release, in their order.
+    const events = text.split("\n").filter((line) => /^(un)?locked$|Wrote /.test(line))
+      .map((line) => line.replace(/^.*Wrote .*$/, "wrote"));
+    deepStrictEqual(events, ["locked", "wrote", "unlocked"], text);
+    ok(
+      (await Deno.readTextFile(`${stateDir}/${CLIENT_OPTIONS_FILE}`)).startsWith(
+        "transport=obfs4;",
+      ),
+    );
+  } finally {
+    await Deno.remove(stateDir, { recursive: true });
+  }
+});

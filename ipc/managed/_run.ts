@@ -77,6 +77,13 @@ export interface RunHooks {
   readonly sendReplay?: (line: string) => void;
   /** A worker child's replay lines from its parent's setup, taken before it listens. */
   readonly replaySnapshot?: string;
+  /**
+   * Awaited once the side has started (its `*METHODS DONE` is out), before
+   * the state directory's lock is released: what it writes there (the
+   * SIP003 server's client options) is written under the lock, as the
+   * transports' state is.
+   */
+  readonly whileLocked?: () => Promise<void>;
 }
 
 /**
@@ -224,6 +231,7 @@ export async function runManaged(
       running = config.kind === "server"
         ? await (await import("./server.ts")).runServer({ ...config, stateDir }, options)
         : await (await import("./client.ts")).runClient({ ...config, stateDir }, options);
+      await hooks.whileLocked?.();
     } finally {
       unlock();
     }

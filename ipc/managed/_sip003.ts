@@ -296,7 +296,10 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
   const stop = new AbortController();
   let stateDir = plan.config.stateDir!;
   if (!stateDir.startsWith("/")) stateDir = `${Deno.cwd()}/${stateDir}`;
-  output.clientOptions.then(async (text) => {
+  // Written before the run releases the state directory's lock: a second
+  // plugin starting on the directory waits for it, and never finds (nor
+  // removes as a crash's) this one's half-written temporary file.
+  const written = output.clientOptions.then(async (text) => {
     if (output.failed()) stop.abort(CAUSE_REPORTED);
     if (text === undefined) return;
     // What the client needs, beside the state it comes from (0600: the
@@ -330,6 +333,7 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
     process: true,
     signal: stop.signal,
     stdin: new ReadableStream(),
+    whileLocked: () => written,
   });
   return code !== 0 ? code : output.failureCode();
 }
