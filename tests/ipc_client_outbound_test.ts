@@ -5,8 +5,9 @@
 // from them. A source address the machine does not have makes the dial fail
 // (nothing leaves from the default address instead).
 
-import { deepStrictEqual, match, notStrictEqual } from "node:assert";
+import { deepStrictEqual, match, notStrictEqual, rejects } from "node:assert";
 import { PtProcess, readN } from "./ipc_util.ts";
+import { outboundDialer, type ResolvedAddress } from "../ipc/managed/_outbound_dialer.ts";
 
 /** A non-loopback IPv4 address of this machine (the destination that gets bound). */
 function localAddress(): string {
@@ -137,4 +138,48 @@ Deno.test("a client PT refuses a malformed TOR_PT_OUTBOUND_BIND_ADDRESS_V4 with 
     "VERSION 1",
     'ENV-ERROR Cannot parse TOR_PT_OUTBOUND_BIND_ADDRESS_V4 "::1": not an IPv4 address',
   ]);
+});
+
+Deno.test("a bridge given by host name is resolved, then dialed from the bind address of its family", async () => {
+  const address = localAddress();
+  const bridge = new Counting(address);
+  const local = new Counting("127.0.0.1");
+  // A name for this machine's address (none resolves to it here).
+  const names: Record<string, ResolvedAddress[]> = {
+    "bridge.example": [{ address, family: 4 }],
+    "local.example": [{ address: "127.0.0.1", family: 4 }],
+  };
+  const resolve = (name: string) => Promise.resolve(names[name] ?? []);
+  const ping = async (conn: { write(p: Uint8Array): Promise<number>; close(): void }) => {
+    await conn.write(new TextEncoder().encode("ping"));
+    deepStrictEqual(new TextDecoder().decode(await readN(conn as Deno.Conn, 4)), "ping");
+    conn.close();
+  };
+  try {
+    const port = bridge.listener.addr.port;
+    await ping(
+      await outboundDialer({ v4: address }, undefined, resolve)({
+        hostname: "bridge.example",
+        port,
+      }),
+    );
+    deepStrictEqual(bridge.peers, [address]);
+    // From an address the machine lacks, the dial fails: nothing leaves from the default one.
+    await rejects(
+      outboundDialer({ v4: ABSENT }, undefined, resolve)({ hostname: "bridge.example", port }),
+      /Cannot dial from TOR_PT_OUTBOUND_BIND_ADDRESS_V4 /,
+    );
+    deepStrictEqual(bridge.peers.length, 1);
+    // A name for a loopback address is dialed unbound, as 127.0.0.1 is.
+    await ping(
+      await outboundDialer({ v4: ABSENT }, undefined, resolve)({
+        hostname: "local.example",
+        port: local.listener.addr.port,
+      }),
+    );
+    deepStrictEqual(local.peers, ["127.0.0.1"]);
+  } finally {
+    await bridge.close();
+    await local.close();
+  }
 });

@@ -4,7 +4,7 @@ import type { Socket } from "node:net";
 import type { Dialer, NetConn } from "../../net/net_conn.ts";
 import type { HostPort } from "../../net/address.ts";
 import { tcpDialer } from "../../net/net_conn.ts";
-import { classifyIp, parseIpv4, parseIpv6 } from "../../net/_ip_address.ts";
+import { classifyIp, isIpLiteral, parseIpv4, parseIpv6 } from "../../net/_ip_address.ts";
 
 /** Source addresses for outgoing connections (`TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6`). */
 export interface OutboundBind {
@@ -45,27 +45,81 @@ export function parseOutboundBind(v4?: string, v6?: string): OutboundBind {
   return result;
 }
 
+/** An address a host name resolves to. */
+export interface ResolvedAddress {
+  /** The IP address. */
+  readonly address: string;
+  /** Its family. */
+  readonly family: 4 | 6;
+}
+
+/**
+ * Resolve a host name as the system does (`getaddrinfo`: /etc/hosts, then
+ * DNS), in the system's order of preference.
+ *
+ * @param hostname The name.
+ * @returns Its addresses (at least one).
+ * @throws {Error} When the name does not resolve (the message names it).
+ */
+export async function systemResolve(hostname: string): Promise<ResolvedAddress[]> {
+  const { default: dns } = await import("node:dns");
+  let found: { address: string; family: number }[];
+  try {
+    found = await dns.promises.lookup(hostname, { all: true, verbatim: true });
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    throw new Error(`Cannot resolve ${JSON.stringify(hostname)}: ${code ?? String(error)}`, {
+      cause: error,
+    });
+  }
+  if (found.length === 0) {
+    throw new Error(`Cannot resolve ${JSON.stringify(hostname)}: no address`);
+  }
+  return found.map(({ address, family }) => ({ address, family: family === 6 ? 6 : 4 }));
+}
+
 /**
  * A {@linkcode Dialer} whose connections leave from the given source
- * address of the destination's family. Loopback destinations, host names
- * and families without a source address are dialed normally.
+ * address of the destination's family. A host name is resolved first (with
+ * `resolve`, only when a source address is set) and its first address
+ * dialed, bound by that address's family, so that a bridge or target given
+ * by name leaves from the bind address as one given by IP address does.
+ * Loopback destinations and families without a source address are dialed
+ * normally.
  *
  * @param bind The source addresses.
  * @param fallback The dialer for everything else. Defaults to `Deno.connect`.
+ * @param resolve Resolves host names. Defaults to {@linkcode systemResolve}.
  * @returns The dialer.
  */
-export function outboundDialer(bind: OutboundBind, fallback: Dialer = tcpDialer): Dialer {
-  return (target: HostPort, settings, options = {}) => {
+export function outboundDialer(
+  bind: OutboundBind,
+  fallback: Dialer = tcpDialer,
+  resolve: (hostname: string) => Promise<readonly ResolvedAddress[]> = systemResolve,
+): Dialer {
+  const dial: Dialer = (target: HostPort, settings, options = {}) => {
     const source = outboundSource(bind, target.hostname);
     if (source === undefined) return fallback(target, settings, options);
     return boundDial(target, source, options.signal);
+  };
+  return async (target: HostPort, settings, options = {}) => {
+    if (isIpLiteral(target.hostname) || (bind.v4 === undefined && bind.v6 === undefined)) {
+      return await dial(target, settings, options);
+    }
+    const [first] = await resolve(target.hostname);
+    options.signal?.throwIfAborted();
+    if (first === undefined) {
+      throw new Error(`Cannot resolve ${JSON.stringify(target.hostname)}: no address`);
+    }
+    return await dial({ hostname: first.address, port: target.port }, settings, options);
   };
 }
 
 /**
  * The source address to send to `hostname` from: the bind address of its
  * family, or `undefined` (the system's choice) for a loopback destination,
- * a host name, or a family without one.
+ * a host name (resolve it first: {@linkcode outboundDialer} does), or a
+ * family without one.
  *
  * @param bind The bind addresses.
  * @param hostname The destination.
