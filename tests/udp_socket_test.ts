@@ -6,7 +6,7 @@
 import type { HostPort } from "@ptkit/ptkit/net";
 import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
 import { plain } from "@ptkit/ptkit/transports";
-import { deepStrictEqual, ok, strictEqual } from "node:assert";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import { appSocket, udpEcho, waitFor } from "./udp_test_utils.ts";
 
 const MAX_4 = 65_507;
@@ -157,4 +157,24 @@ Deno.test("UdpSocket under a flood gives timers and other I/O a turn while datag
   // Before: 2,048 (all of them) delivered before the timer ran. Now at most
   // the hand-off's drain and one wake-up's: 512 + 1 + 512.
   ok(atTimer <= 1025, `${atTimer} of ${sent} delivered before a timer due at once ran`);
+});
+
+Deno.test("a UDP target name that does not resolve is an error naming it, in sentence case", async () => {
+  // .invalid never resolves (RFC 6761).
+  await rejects(
+    serveUdpServer({
+      transport: plain,
+      config: {},
+      hostname: "127.0.0.1",
+      port: 0,
+      target: { hostname: "nosuch.invalid", port: 53 },
+      framing: "length",
+    }),
+    // ENOTFOUND, or EAI_AGAIN where DNS cannot be reached: named either way.
+    /^Error: Cannot serve UDP server: cannot resolve "nosuch\.invalid" \([A-Z_]+\)$/,
+  );
+  await rejects(
+    UdpSocket.open({ connect: { hostname: "nosuch.invalid", port: 53 } }),
+    /^Error: Cannot open UDP socket: cannot resolve "nosuch\.invalid" \([A-Z_]+\)$/,
+  );
 });

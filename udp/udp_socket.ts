@@ -235,7 +235,8 @@ export function udpEndpoint(hostname: string, port: number): UdpEndpoint {
 
 /**
  * Resolve an address to an endpoint: an IP literal as it is, a host name
- * through the system resolver. Internal.
+ * through the system resolver (a name that does not resolve is an error
+ * naming it: `Cannot <what>: cannot resolve "name" (ENOTFOUND)`). Internal.
  */
 export async function resolveUdpAddress(address: HostPort, what: string): Promise<Endpoint> {
   const port = checkPort(address?.port, what);
@@ -244,7 +245,19 @@ export async function resolveUdpAddress(address: HostPort, what: string): Promis
   }
   const ip = literal(address.hostname);
   if (ip !== undefined) return new Endpoint(ip, port);
-  const found = await lookup(address.hostname);
+  let found: { address: string };
+  try {
+    found = await lookup(address.hostname);
+  } catch (error) {
+    // node:dns says "getaddrinfo ENOTFOUND <name>": say what was being done, and its code.
+    const code = (error as { code?: string }).code;
+    throw new Error(
+      `Cannot ${what}: cannot resolve ${JSON.stringify(address.hostname)}${
+        code === undefined ? "" : ` (${code})`
+      }`,
+      { cause: error },
+    );
+  }
   return new Endpoint(parseIp(found.address), port);
 }
 
