@@ -556,3 +556,34 @@ Deno.test("SIP003: the server plugin writes sip003_client_options.txt while it h
     await Deno.remove(stateDir, { recursive: true });
   }
 });
+
+Deno.test("SIP003: a mistyped plugin option gets a did-you-mean hint, as a mistyped flag does", async () => {
+  const home = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
+  try {
+    await using plugin = new TextProcess(MAIN, [], {
+      SS_REMOTE_HOST: "127.0.0.1",
+      SS_REMOTE_PORT: String(freePort()),
+      SS_LOCAL_HOST: "127.0.0.1",
+      SS_LOCAL_PORT: "9",
+      // `stat` for `state`; the state goes to the per-user directory (XDG_STATE_HOME).
+      SS_PLUGIN_OPTIONS: `server;transport=obfs4;stat=${home}/typo;iat-mod=0`,
+      XDG_STATE_HOME: home,
+    });
+    for (let i = 0; i < 600 && !/(Wrote|Cannot \w+ state file) /.test(plugin.stderr); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    ok(
+      plugin.stderr.includes(
+        "ptkit: [notice] obfs4: ignoring unknown option 'stat' (did you mean 'state'?)\n",
+      ),
+      plugin.stderr,
+    );
+    ok(!plugin.stderr.includes(`${home}/typo`), "the value is not printed");
+    // The transport's own keys keep the transport's hints.
+    ok(
+      plugin.stderr.includes("obfs4: ignoring unknown option 'iat-mod' (did you mean 'iat-mode'?)"),
+    );
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});

@@ -8,7 +8,7 @@ import type {
   TransportEnvironment,
   TransportOptions,
 } from "../../transports/transport.ts";
-import { isPlainOptionKey } from "../../transports/_option_keys.ts";
+import { isPlainOptionKey, suggestOptionKey } from "../../transports/_option_keys.ts";
 import { FileStore } from "./_file_store.ts";
 import type { PtLine } from "../lines/pt_line.ts";
 import type { ManagedConfigBase } from "./config.ts";
@@ -90,17 +90,23 @@ const MAX_LOGGED_KEYS = 256;
  * A reporter for options transports ignore: one `LOG` line at `notice` per
  * transport and key for the life of the reporter (a managed proxy keeps one
  * per process), naming the key, never its value, with a "did you mean" hint
- * when there is one. After 256 distinct keys, one more line says that
- * further keys are not logged (SOCKS clients choose the keys).
+ * when there is one: the transport's, else one of `frontEndKeys` (a
+ * SIP003 plugin's `state` for `stat`). After 256 distinct keys, one more
+ * line says that further keys are not logged (SOCKS clients choose the
+ * keys).
  *
  * @param emit Where `LOG` lines go.
+ * @param frontEndKeys The keys of the front end that gave the options.
  * @returns The reporter, for `env.onIgnoredOption`.
  */
-export function ignoredOptionLog(emit: (line: PtLine) => void): (ignored: IgnoredOption) => void {
+export function ignoredOptionLog(
+  emit: (line: PtLine) => void,
+  frontEndKeys: readonly string[] = [],
+): (ignored: IgnoredOption) => void {
   const notice = (message: string) => emit({ type: "LOG", severity: "notice", message });
   const seen = new Set<string>();
   let full = false;
-  return ({ transport, key, suggestion, reason }) => {
+  return ({ transport, key, suggestion: own, reason }) => {
     const id = `${transport}\0${key}`;
     if (seen.has(id) || full) return;
     if (seen.size >= MAX_LOGGED_KEYS) {
@@ -109,6 +115,9 @@ export function ignoredOptionLog(emit: (line: PtLine) => void): (ignored: Ignore
       return;
     }
     seen.add(id);
+    // The transport's hint names its own keys; a front end's key mistyped
+    // (SS_PLUGIN_OPTIONS' `stat` for `state`) gets one too, as a mistyped flag does.
+    const suggestion = own ?? suggestOptionKey(key, frontEndKeys);
     // A key with separators may be a piece of a value (a secret): not shown.
     const shown = (text: string) =>
       isPlainOptionKey(text)
@@ -145,7 +154,7 @@ export function sideTransports(
     ...(options.signals === undefined ? {} : { signals: options.signals }),
     ...(options.replays === undefined ? {} : { replays: options.replays }),
     ...(options.local === undefined ? {} : { local: options.local }),
-    onIgnoredOption: ignoredOptionLog(options.emit),
+    onIgnoredOption: ignoredOptionLog(options.emit, config.frontEndKeys),
     onNotice: (message) => options.emit({ type: "LOG", severity: "notice", message }),
   });
 }

@@ -113,6 +113,8 @@ export function parseSip003(
     logLevel,
     warnings,
     workers: 1,
+    // The transport is given the other keys: a mistyped plugin key gets its hint.
+    frontEndKeys: PLUGIN_KEYS,
   } as const;
   if (server) {
     if (!remotes.every((at) => isIpLiteral(at.hostname))) {

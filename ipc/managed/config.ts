@@ -48,6 +48,13 @@ export interface ManagedConfigBase {
    * meaning 127.0.0.1; no variable): `GET /metrics`. Absent: not served.
    */
   readonly metrics?: HostPort;
+  /**
+   * The keys of the front end that gave `options` beside the transports'
+   * (a SIP003 plugin's `state`, `loglevel`, ...): a transport's unknown
+   * option close to one of them is logged with it as the "did you mean"
+   * hint (`stat` for `state`). Absent: none.
+   */
+  readonly frontEndKeys?: readonly string[];
 }
 
 /** The client side: SOCKS front ends, transparent TCP, or datagrams. */
