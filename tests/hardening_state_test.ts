@@ -422,3 +422,43 @@ Deno.test("ShutdownWatch.watchEarly holds the input's lines until the side serve
   deepStrictEqual(seen, ["CMESSAGE a 1", "CMESSAGE a 2", "CMESSAGE a 3"]);
   strictEqual(closed, 1);
 });
+
+Deno.test("FileStore: after the rename, the state directory itself is flushed (fsync), so the new file survives a power loss", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_state_" });
+  // What the store does, traced: which paths it opens, renames, and flushes.
+  const events: string[] = [];
+  const paths = new WeakMap<Deno.FsFile, string>();
+  const open = Deno.open;
+  const rename = Deno.rename;
+  const proto = Deno.FsFile.prototype;
+  const { sync, syncData } = proto;
+  Deno.open = async (path, options) => {
+    const file = await open(path, options);
+    paths.set(file, String(path));
+    return file;
+  };
+  Deno.rename = async (from, to) => {
+    await rename(from, to);
+    events.push(`rename ${to}`);
+  };
+  proto.sync = function (this: Deno.FsFile) {
+    events.push(`sync ${paths.get(this)}`);
+    return sync.call(this);
+  };
+  proto.syncData = function (this: Deno.FsFile) {
+    events.push(`syncData ${paths.get(this)}`);
+    return syncData.call(this);
+  };
+  try {
+    await new FileStore(dir).set("key", "value");
+  } finally {
+    Object.assign(Deno, { open, rename });
+    Object.assign(proto, { sync, syncData });
+  }
+  try {
+    deepStrictEqual(events, [`syncData ${dir}/key.tmp`, `rename ${dir}/key`, `sync ${dir}`]);
+    strictEqual(await Deno.readTextFile(`${dir}/key`), "value");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -44,7 +44,8 @@ async function readText(file: Deno.FsFile, path: string): Promise<string> {
  * file, or a file of another owner, is refused with an error naming the
  * file, for reads and writes alike, and left untouched. Writes go to
  * `<key>.tmp`, created exclusively with mode 0600 (a link planted there is
- * refused, not followed), flushed to disk, then renamed over the file.
+ * refused, not followed), flushed to disk, then renamed over the file,
+ * and the directory flushed so that the rename survives a power loss.
  */
 export class FileStore implements LocalStore {
   #dir: string;
@@ -135,7 +136,8 @@ export class FileStore implements LocalStore {
  * (or `<path>.tmp`) that is a symbolic link (dangling or not), anything but
  * a regular file, or a file of another owner, is refused with an error
  * naming it, and left untouched. The bytes go to `<path>.tmp`, created
- * exclusively with mode 0600, flushed to disk, then renamed over `path`; a
+ * exclusively with mode 0600, flushed to disk, then renamed over `path`,
+ * and `path`'s directory flushed (the rename survives a power loss); a
  * `.tmp` regular file of ours (a write interrupted by a crash) is removed
  * first.
  *
@@ -189,6 +191,34 @@ async function writeSafely(path: string, bytes: Uint8Array, what: string): Promi
   }
   file.close();
   await Deno.rename(temp, path);
+  // The rename is an entry of the directory: until the directory is
+  // flushed too, a power loss may leave the old file (or none) in place.
+  const slash = path.lastIndexOf("/");
+  await syncDirectory(slash < 0 ? "." : path.slice(0, slash) || "/");
+}
+
+/**
+ * Flush a directory's entries to disk (`fsync` of the directory, as Deno
+ * opens one for reading on Unix). A directory that cannot be opened (no
+ * read permission) or a file system that refuses to flush one is left as
+ * it is: the file was written and renamed, and only durability across a
+ * power loss is at stake.
+ */
+async function syncDirectory(dir: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  let handle: Deno.FsFile;
+  try {
+    handle = await Deno.open(dir, { read: true });
+  } catch {
+    return;
+  }
+  try {
+    await handle.sync();
+  } catch {
+    // EINVAL on file systems without fsync for directories.
+  } finally {
+    handle.close();
+  }
 }
 
 /**
