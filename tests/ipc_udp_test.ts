@@ -10,7 +10,7 @@ import { UdpSocket } from "../udp/mod.ts";
 import { StunMethod } from "../udp/stun/_constants.ts";
 import { PtProcess } from "./ipc_util.ts";
 import { startCoturn, startTurnPeer, uclientLosesNothing } from "./turn_util.ts";
-import { errorCode, Queue, StunTestClient } from "./turn_test_client.ts";
+import { errorCode, Queue, relayedAddress, StunTestClient } from "./turn_test_client.ts";
 
 /** Parse `SMETHOD name addr ARGS:k=v,...` (no escapes in obfs4's values). */
 function smethod(line: string): { port: number; args: Record<string, string> } {
@@ -241,4 +241,34 @@ Deno.test("main.ts transparent-UDP server sends to its target from TOR_PT_OUTBOU
     }
   }
   deepStrictEqual([...new Set(senders)], [address]);
+});
+
+Deno.test("main.ts STUN mode's embedded TURN server relays from TOR_PT_OUTBOUND_BIND_ADDRESS_V4", async () => {
+  // A non-loopback address of this machine: the relays' source, and the relayed address given.
+  const address = Deno.networkInterfaces().find((i) =>
+    i.family === "IPv4" && !i.address.startsWith("127.")
+  )?.address;
+  if (address === undefined) throw new Error("This test needs a non-loopback IPv4 address");
+  const pts = await chain("STUN", "turn", [], {
+    TOR_PT_MANAGED_TRANSPORT_VER: "1",
+    TOR_PT_OUTBOUND_BIND_ADDRESS_V4: address,
+  });
+  const socket = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+  try {
+    const inbox = new Queue<Uint8Array>();
+    socket.on("message", (msg: Uint8Array) => inbox.push(new Uint8Array(msg)));
+    const c = new StunTestClient(
+      { inbox, send: (b) => socket.send(b, pts.port, "127.0.0.1") },
+      pts.args["turn-user"]!,
+      pts.args["turn-password"]!,
+    );
+    const allocated = await c.allocate();
+    strictEqual(errorCode(allocated), 0);
+    // Before, the relay was bound to the transport's listen address (127.0.0.1).
+    strictEqual(relayedAddress(allocated).address, address);
+  } finally {
+    await new Promise<void>((resolve) => socket.close(() => resolve()));
+    await pts.close();
+  }
 });

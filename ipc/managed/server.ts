@@ -72,7 +72,7 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
   }
   const requested = sideTransports(config, options);
   const turn = target.kind === "turn"
-    ? new EmbeddedTurn(target, requested[0]?.env.local, metrics)
+    ? new EmbeddedTurn(target, requested[0]?.env.local, metrics, config.outboundBind)
     : undefined;
   // Each transport on each of its addresses (several only for a SIP003
   // server given a host list).
@@ -309,16 +309,19 @@ class EmbeddedTurn {
   #sweep: ReturnType<typeof setInterval> | undefined;
 
   #metrics: MetricsRegistry | undefined;
+  #outboundBind: ServerConfig["outboundBind"];
 
   constructor(
     options: Extract<ServerTarget, { kind: "turn" }>,
     local: LocalStore | undefined,
     metrics?: MetricsRegistry,
+    outboundBind: ServerConfig["outboundBind"] = {},
   ) {
     this.#options = options;
     this.#local = local;
     this.#metrics = metrics;
     this.#credentials = options.credentials;
+    this.#outboundBind = outboundBind;
   }
 
   /** The credentials clients need, when they were generated (once {@linkcode server} ran). */
@@ -349,7 +352,14 @@ class EmbeddedTurn {
     return { user: "ptkit", password };
   }
 
-  /** The server, made on first use with relays bound near `listenHost`. */
+  /**
+   * The server, made on first use with relays bound near `listenHost`: the
+   * relay address when one was given, else the outbound bind address of
+   * `listenHost`'s family (`TOR_PT_OUTBOUND_BIND_ADDRESS_V4`/`_V6`: the
+   * source of the server's outgoing packets, relayed datagrams to peers
+   * among them, and so the relayed address clients are given), else
+   * `listenHost`.
+   */
   async server(listenHost: string): Promise<TurnServer> {
     if (this.#server !== undefined) return this.#server;
     const credentials = this.#credentials ??= await this.#generated();
@@ -358,7 +368,8 @@ class EmbeddedTurn {
       import("../../udp/turn/_udp_relay.ts"),
     ]);
     if (this.#server !== undefined) return this.#server;
-    const relayHost = this.#options.relayAddress ?? listenHost;
+    const bound = listenHost.includes(":") ? this.#outboundBind.v6 : this.#outboundBind.v4;
+    const relayHost = this.#options.relayAddress ?? bound ?? listenHost;
     const relay = createUdpRelayFactory(
       relayHost.includes(":") ? { ipv6: relayHost } : { ipv4: relayHost },
     );
