@@ -77,6 +77,25 @@ Deno.test("main.ts reports STATUS TYPE=version right after VERSION, on both side
   await Deno.remove(state, { recursive: true });
 });
 
+Deno.test("main.ts takes TOR_PT_CLIENT_TRANSPORTS=* as an unknown name (tor never sends it), saying pt-spec has no wildcard", async () => {
+  const state = await Deno.makeTempDir();
+  try {
+    const { code, stdout } = await main(["-exit-on-stdin-close"], {
+      TOR_PT_MANAGED_TRANSPORT_VER: "1",
+      TOR_PT_STATE_LOCATION: state,
+      TOR_PT_CLIENT_TRANSPORTS: "*",
+    });
+    deepStrictEqual(code, 0, stdout);
+    const lines = stdout.trimEnd().split("\n");
+    ok(!lines.some((l) => /METHOD-ERROR/.test(l)), stdout);
+    deepStrictEqual(lines.filter((l) => /Unknown transport/.test(l)), [
+      'LOG SEVERITY=warning MESSAGE="Unknown transport \\"*\\" ignored: pt-spec has no wildcard, list the transports by name (available: plain, obfs4, webtunnel, shadowsocks, ssh)"',
+    ]);
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
 Deno.test("main.ts logs unknown transport names (client and server) and sends no METHOD-ERROR for them", async () => {
   const state = await Deno.makeTempDir();
   for (

@@ -152,11 +152,13 @@ export async function runManaged(
   // Unknown names get no CMETHOD-ERROR (the spec says to ignore them, and
   // arti fails on one), but the operator is told.
   for (const name of new Set(config.transports.filter((t) => !registry.has(t)))) {
+    // "*" was an early pt-spec draft's "every transport": tor never sends it
+    // (goptlib and lyrebird take it as a name too), so it is said why.
     log(
       "warning",
-      `Unknown transport ${JSON.stringify(name.slice(0, 64))} ignored (available: ${
-        [...registry.keys()].join(", ")
-      })`,
+      `Unknown transport ${JSON.stringify(name.slice(0, 64))} ignored${
+        name === "*" ? ": pt-spec has no wildcard, list the transports by name" : ""
+      } (available: ${[...registry.keys()].join(", ")})`,
     );
   }
   const metrics = hooks.reportMetrics === undefined
