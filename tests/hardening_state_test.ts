@@ -462,3 +462,22 @@ Deno.test("FileStore: after the rename, the state directory itself is flushed (f
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a start removes the obfs4_state.json.tmp an interrupted write left, and says so in a LOG line", async () => {
+  const state = await Deno.makeTempDir({ prefix: "ptkit_state_" });
+  try {
+    await Deno.writeTextFile(`${state}/obfs4_state.json.tmp`, '{"node-id":"half', { mode: 0o600 });
+    const lines = await serverLines(state);
+    ok(lines.some((l) => l.startsWith("SMETHOD obfs4 ")), JSON.stringify(lines));
+    deepStrictEqual(
+      lines.filter((l) => l.includes(".tmp")),
+      [
+        `LOG SEVERITY=notice MESSAGE="Removed ${state}/obfs4_state.json.tmp, left by an interrupted write"`,
+      ],
+    );
+    const saved = await snapshot(state);
+    deepStrictEqual(Object.keys(saved).sort(), ["obfs4_bridgeline.txt", "obfs4_state.json"]);
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});

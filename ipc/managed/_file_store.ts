@@ -45,18 +45,24 @@ async function readText(file: Deno.FsFile, path: string): Promise<string> {
  * file, for reads and writes alike, and left untouched. Writes go to
  * `<key>.tmp`, created exclusively with mode 0600 (a link planted there is
  * refused, not followed), flushed to disk, then renamed over the file,
- * and the directory flushed so that the rename survives a power loss.
+ * and the directory flushed so that the rename survives a power loss. A
+ * `<key>.tmp` regular file of ours, left by a write a crash interrupted, is
+ * removed first and `onNotice` told.
  */
 export class FileStore implements LocalStore {
   #dir: string;
+  #onNotice: ((message: string) => void) | undefined;
 
   /**
    * Use a directory that exists.
    *
    * @param dir The state directory.
+   * @param options `onNotice`, told when a write removes a temporary file
+   * an interrupted write left (for a `LOG` line).
    */
-  constructor(dir: string) {
+  constructor(dir: string, options: { readonly onNotice?: (message: string) => void } = {}) {
     this.#dir = dir.replace(/\/+$/, "") || "/";
+    this.#onNotice = options.onNotice;
   }
 
   /**
@@ -108,7 +114,12 @@ export class FileStore implements LocalStore {
    * regular file, or of another owner (the message names the file).
    */
   async set(key: string, value: string): Promise<void> {
-    await writeFileSafely(this.#path(key), new TextEncoder().encode(value));
+    await writeFileSafely(
+      this.#path(key),
+      new TextEncoder().encode(value),
+      "state file",
+      this.#onNotice,
+    );
   }
 
   /**
@@ -139,11 +150,13 @@ export class FileStore implements LocalStore {
  * exclusively with mode 0600, flushed to disk, then renamed over `path`,
  * and `path`'s directory flushed (the rename survives a power loss); a
  * `.tmp` regular file of ours (a write interrupted by a crash) is removed
- * first.
+ * first, and `onNotice` told (never a link: one there is refused, not
+ * followed).
  *
  * @param path The file.
  * @param bytes Its new content.
  * @param what What the file is, for errors (`Cannot write <what> <path>: ...`).
+ * @param onNotice Told when a stale `.tmp` file was removed.
  * @throws {Error} When the file or `<path>.tmp` is refused, or the system
  * refuses the write (the message names the file).
  */
@@ -151,15 +164,21 @@ export async function writeFileSafely(
   path: string,
   bytes: Uint8Array,
   what = "state file",
+  onNotice?: (message: string) => void,
 ): Promise<void> {
   try {
-    await writeSafely(path, bytes, what);
+    await writeSafely(path, bytes, what, onNotice);
   } catch (error) {
     throw inContext(error, `Cannot write ${what} ${path}`);
   }
 }
 
-async function writeSafely(path: string, bytes: Uint8Array, what: string): Promise<void> {
+async function writeSafely(
+  path: string,
+  bytes: Uint8Array,
+  what: string,
+  onNotice: ((message: string) => void) | undefined,
+): Promise<void> {
   const temp = `${path}.tmp`;
   const existing = await lstatOrUndefined(path);
   if (existing !== undefined) checkOwnFile(path, existing, "replace", what);
@@ -168,6 +187,7 @@ async function writeSafely(path: string, bytes: Uint8Array, what: string): Promi
     // A write interrupted by a crash leaves its own regular file: remove it.
     checkOwnFile(temp, stale, "replace", what);
     await Deno.remove(temp);
+    onNotice?.(`Removed ${temp}, left by an interrupted write`);
   }
   let file: Deno.FsFile;
   try {

@@ -57,7 +57,11 @@ export interface RequestedTransport {
  * @returns The transports to start.
  */
 export function requestedTransports(request: TransportRequest): RequestedTransport[] {
-  const local = request.local ?? new FileStore(request.stateDir);
+  const local = request.local ??
+    new FileStore(
+      request.stateDir,
+      request.onNotice === undefined ? {} : { onNotice: request.onNotice },
+    );
   const seen = new Set<string>();
   const result: RequestedTransport[] = [];
   for (const name of request.transports) {

@@ -170,7 +170,9 @@ export async function runManaged(
   // transport listens and what state it read, for its children.
   const bound = new Map<string, HostPort>();
   const recording = workers > 1
-    ? new RecordingStore(hooks.local ?? new FileStore(stateDir))
+    ? new RecordingStore(
+      hooks.local ?? new FileStore(stateDir, { onNotice: (message) => log("notice", message) }),
+    )
     : undefined;
   const local = recording ?? hooks.local;
   // Notices the parent gave while it started (an ignored option, say) are

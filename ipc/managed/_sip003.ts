@@ -310,7 +310,9 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
     // refused and left as it was, never followed.
     const file = `${stateDir}/${CLIENT_OPTIONS_FILE}`;
     try {
-      await new FileStore(stateDir).set(CLIENT_OPTIONS_FILE, `${text}\n`);
+      const onNotice = (message: string) =>
+        output.emit({ type: "LOG", severity: "notice", message });
+      await new FileStore(stateDir, { onNotice }).set(CLIENT_OPTIONS_FILE, `${text}\n`);
       output.emit({ type: "LOG", severity: "notice", message: `Wrote ${file}` });
     } catch (error) {
       // The store's errors name the file and say why (no secret in them).
