@@ -5,9 +5,9 @@
 // resolves to is judged (a name that resolves to loopback is refused like
 // the literal), and only the allowed ones are dialed.
 
-import { deepStrictEqual, rejects, strictEqual } from "node:assert";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import { DestinationPolicy } from "../net/destination_policy.ts";
-import { connectSocksDestination } from "../ipc/socks/_target.ts";
+import { connectDestination, connectSocksDestination } from "../ipc/socks/_target.ts";
 import { SocksReplyError } from "../ipc/socks/_reply.ts";
 
 /** A SOCKS5 CONNECT to `host` port 80 (an IPv4 literal or a name) through connectSocksDestination. */
@@ -61,4 +61,46 @@ Deno.test("connectSocksDestination checks every address a name resolves to and d
     policy: DestinationPolicy.parse("loopback"),
   });
   deepStrictEqual(allowed.dialed, ["127.0.0.1"]);
+});
+
+Deno.test("connectDestination bounds the name lookups a source has under way (a resolver that never answers takes no more)", async () => {
+  // Each lookup of the system resolver holds a thread of Deno's blocking
+  // pool (512, shared with file reads) until the name servers answer or
+  // time out: one client naming 100 hosts whose name servers never answer
+  // ran 100 lookups at once, and a few hundred left nothing for anyone else.
+  const pending: (() => void)[] = [];
+  const calls: string[] = [];
+  const resolve = (name: string) => {
+    calls.push(name);
+    return new Promise<string[]>((done) => pending.push(() => done([])));
+  };
+  const attacker = Array.from(
+    { length: 100 },
+    (_, i) =>
+      connectDestination({ hostname: `n${i}.slow.test`, port: 80 }, {
+        resolve,
+        source: "198.51.100.7",
+      }).catch((error) => error),
+  );
+  await new Promise((done) => setTimeout(done, 0));
+  strictEqual(calls.length, 8, "lookups under way for one source");
+  // Another client's lookup runs at once.
+  const other = connectDestination({ hostname: "other.test", port: 80 }, {
+    resolve,
+    source: "203.0.113.9",
+  }).catch((error) => error);
+  await new Promise((done) => setTimeout(done, 0));
+  strictEqual(calls.length, 9);
+  strictEqual(calls[8], "other.test");
+  // Every lookup runs in its turn, and each answer arrives.
+  while (pending.length > 0) {
+    pending.splice(0).forEach((answer) => answer());
+    await new Promise((done) => setTimeout(done, 0));
+  }
+  const results = await Promise.all([...attacker, other]);
+  strictEqual(calls.length, 101);
+  for (const result of results) {
+    ok(result instanceof SocksReplyError);
+    strictEqual(result.code, 0x04);
+  }
 });

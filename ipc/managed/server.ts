@@ -5,6 +5,7 @@ import type { HostPort } from "../../net/address.ts";
 import type { Dialer } from "../../net/net_conn.ts";
 import { sourceKey } from "../../net/source_limits.ts";
 import type { RelayEnd } from "../../net/relay.ts";
+import type { TransportConn } from "../../net/transport_conn.ts";
 import { closeQuietly, retryWhileExhausted } from "../../net/_accept_loop.ts";
 import { proxy, type ProxyTarget } from "../../server.ts";
 import type { TurnServer } from "../../udp/turn/_turn_server.ts";
@@ -215,6 +216,7 @@ function targetOf(
       return await handlers.connectDestination!(destination, {
         policy: target.policy,
         dialer: (address) => dial(address, signal),
+        ...lookupSource(conn),
       });
     };
   }
@@ -261,6 +263,7 @@ function targetOf(
           policy: target.policy,
           dialer: (address) => dial(address, signal),
           signal,
+          ...lookupSource(conn),
         });
     case "turn":
       // Each connection's client is the source its allocations count
@@ -270,6 +273,15 @@ function targetOf(
         return Promise.resolve(turnEnd(turn!, handlers.serveTurnStream!, source));
       };
   }
+}
+
+/**
+ * The source a free destination's name lookups count against: the client a
+ * front server on loopback reported, else the peer (as TURN's quota).
+ */
+function lookupSource(conn: TransportConn): { readonly source?: string } {
+  const source = sourceKey(reportedSource(conn) ?? acceptedSource(conn));
+  return source === undefined ? {} : { source };
 }
 
 /**

@@ -11,6 +11,7 @@ import { DestinationPolicy } from "../../net/destination_policy.ts";
 import { isIpLiteral } from "../../net/_ip_address.ts";
 import { socksHandshake } from "./_server_handshake.ts";
 import { SocksReply, socksReplyCode, SocksReplyError } from "./_reply.ts";
+import { LookupQueue } from "./_lookup_queue.ts";
 
 /** Resolves a host name to IP literals (IPv6 without brackets). */
 export type Resolver = (hostname: string) => Promise<string[]>;
@@ -21,9 +22,26 @@ export interface DestinationOptions {
   readonly policy?: DestinationPolicy;
   /** Connects the destination (an IP literal). Defaults to `Deno.connect`. */
   readonly dialer?: Dialer;
-  /** Resolves names on this (the server) side. Defaults to the system resolver. */
+  /**
+   * Resolves names on this (the server) side. Defaults to the system
+   * resolver. Either way lookups are bounded: 64 at once in the process, 8
+   * for one `source`, the others waiting (10 s at most) in line.
+   */
   readonly resolve?: Resolver;
+  /**
+   * The source the client counts against (`sourceKey` of its address), for
+   * the bound on lookups; without one a lookup counts only in all.
+   */
+  readonly source?: string;
 }
+
+/**
+ * Every lookup a client asks for, in the process: the system resolver holds
+ * a thread of Deno's blocking pool (shared with file operations) until it
+ * answers or gives up, so a client naming hosts whose name servers never
+ * answer must not take them all.
+ */
+const lookups = new LookupQueue();
 
 /** Options for {@linkcode connectSocksDestination}. */
 export interface SocksTargetOptions extends DestinationOptions {
@@ -101,7 +119,8 @@ export async function connectDestination(
     addresses = [destination.hostname];
   } else {
     try {
-      addresses = await (options.resolve ?? systemResolve)(destination.hostname);
+      const resolve = options.resolve ?? systemResolve;
+      addresses = await lookups.run(options.source, () => resolve(destination.hostname));
     } catch (error) {
       throw new SocksReplyError(
         SocksReply.hostUnreachable,

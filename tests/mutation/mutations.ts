@@ -1208,6 +1208,16 @@ export const MUTATIONS: readonly Mutation[] = [
     replace: `const policy = options.policy ?? new DestinationPolicy({ allow: ["loopback"] });`,
     tests: [T_IP, T_SOCKS_TARGET],
   },
+  {
+    id: "socks-target-lookup-bound",
+    kind: "bound",
+    description:
+      "free-mode name lookups unbounded per source (a silent resolver takes every thread)",
+    file: SOCKS_TARGET,
+    search: "addresses = await lookups.run(options.source, () => resolve(destination.hostname));",
+    replace: "addresses = await resolve(destination.hostname);",
+    tests: [T_SOCKS_TARGET],
+  },
   // SOCKS handshake lengths.
   {
     id: "socks-json-length",

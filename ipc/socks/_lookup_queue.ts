@@ -1,0 +1,144 @@
+// Copyright the ptkit authors. MIT license.
+// Internal: the name lookups remote clients ask for (free mode's SOCKS
+// destinations, Shadowsocks' destinations), bounded in all and per source.
+//
+// The system resolver (getaddrinfo, through node:dns) runs on Deno's
+// blocking thread pool: 512 threads, which every file operation shares. A
+// lookup holds its thread until the resolver gives up (resolv.conf: 5 s a
+// try, two tries, for each name server), whatever its caller does
+// meanwhile, and names under a domain whose name servers never answer cost
+// a client nothing to send. Unbounded, a few hundred such names took every
+// thread, and every other client's lookup and every file read (the
+// Extended ORPort's cookie, state files) waited for them.
+
+/** Lookups running at once, all sources together. */
+export const MAX_LOOKUPS = 64;
+/** Lookups running at once for one source. */
+export const MAX_LOOKUPS_PER_SOURCE = 8;
+/** How long a lookup waits for its turn before it fails, in ms. */
+export const LOOKUP_WAIT_MS = 10_000;
+
+interface Waiter {
+  readonly source: string | undefined;
+  readonly start: () => void;
+}
+
+/**
+ * Runs lookups, at most `max` at once and `perSource` for one source; the
+ * others wait in line, and a free place goes to the waiting lookup whose
+ * source runs the fewest (the oldest of those), so a source with many slow
+ * lookups under way is served last. A lookup that waits longer than
+ * `waitMs` fails without running.
+ */
+export class LookupQueue {
+  #max: number;
+  #perSource: number;
+  #waitMs: number;
+  #running = 0;
+  #bySource = new Map<string, number>();
+  #waiting: Waiter[] = [];
+
+  /**
+   * Make a queue.
+   *
+   * @param limits At most `max` lookups at once, `perSource` for one
+   * source; `waitMs` to wait for a turn.
+   */
+  constructor(
+    { max = MAX_LOOKUPS, perSource = MAX_LOOKUPS_PER_SOURCE, waitMs = LOOKUP_WAIT_MS }: {
+      readonly max?: number;
+      readonly perSource?: number;
+      readonly waitMs?: number;
+    } = {},
+  ) {
+    this.#max = max;
+    this.#perSource = perSource;
+    this.#waitMs = waitMs;
+  }
+
+  /** How many lookups are running. */
+  get running(): number {
+    return this.#running;
+  }
+
+  /** How many lookups are waiting for their turn. */
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+
+  /**
+   * Run `lookup` when its turn comes.
+   *
+   * @param source The source it counts against (`sourceKey`), or
+   * `undefined` for one that counts only in all.
+   * @param lookup The lookup.
+   * @returns What it returns.
+   * @throws {Error} When it waited `waitMs` without its turn (it never ran).
+   */
+  async run<T>(source: string | undefined, lookup: () => Promise<T>): Promise<T> {
+    // A lookup that waited was counted when its turn came.
+    if (this.#waiting.length === 0 && this.#mayStart(source)) this.#count(source, 1);
+    else await this.#turn(source);
+    try {
+      return await lookup();
+    } finally {
+      this.#count(source, -1);
+      this.#next();
+    }
+  }
+
+  #mayStart(source: string | undefined): boolean {
+    return this.#running < this.#max &&
+      (source === undefined || (this.#bySource.get(source) ?? 0) < this.#perSource);
+  }
+
+  #count(source: string | undefined, delta: number): void {
+    this.#running += delta;
+    if (source === undefined) return;
+    const n = (this.#bySource.get(source) ?? 0) + delta;
+    if (n === 0) this.#bySource.delete(source);
+    else this.#bySource.set(source, n);
+  }
+
+  #turn(source: string | undefined): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        source,
+        start: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      const timer = setTimeout(() => {
+        const i = this.#waiting.indexOf(waiter);
+        if (i >= 0) this.#waiting.splice(i, 1);
+        reject(new Error(`No turn to look the name up within ${this.#waitMs} ms`));
+      }, this.#waitMs);
+      this.#waiting.push(waiter);
+      // A place may be free already (only others' lookups were waiting).
+      this.#next();
+    });
+  }
+
+  /** Start the waiting lookups that may run now, fewest running first. */
+  #next(): void {
+    while (this.#running < this.#max) {
+      let best = -1;
+      let fewest = Infinity;
+      for (let i = 0; i < this.#waiting.length; i++) {
+        const { source } = this.#waiting[i]!;
+        if (!this.#mayStart(source)) continue;
+        const running = source === undefined ? 0 : this.#bySource.get(source) ?? 0;
+        if (running < fewest) {
+          fewest = running;
+          best = i;
+        }
+      }
+      if (best < 0) return;
+      const [waiter] = this.#waiting.splice(best, 1);
+      // Counted now, before it resumes, so the next choice sees it.
+      this.#count(waiter!.source, 1);
+      waiter!.start();
+    }
+  }
+}

@@ -1,0 +1,57 @@
+// Copyright the ptkit authors. MIT license.
+
+// The bound on name lookups remote clients ask for (ipc/socks/_lookup_queue.ts):
+// in all, per source, who goes next, and how long one waits.
+
+import { deepStrictEqual, rejects, strictEqual } from "node:assert";
+import { LookupQueue } from "../ipc/socks/_lookup_queue.ts";
+
+const turn = () => new Promise((done) => setTimeout(done, 0));
+
+Deno.test("LookupQueue runs at most max lookups, and a freed place goes to the source running the fewest", async () => {
+  const queue = new LookupQueue({ max: 4, perSource: 3, waitMs: 60_000 });
+  const started: string[] = [];
+  const answers: (() => void)[] = [];
+  const lookup = (name: string) => () => {
+    started.push(name);
+    return new Promise<string>((done) => answers.push(() => done(name)));
+  };
+  const runs = [
+    ...["a1", "a2", "a3", "a4"].map((name) => queue.run("a", lookup(name))),
+    queue.run("b", lookup("b1")),
+    queue.run("c", lookup("c1")),
+  ];
+  await turn();
+  // a4 waits for a's own bound; b1 takes the last place; c1 waits for one.
+  deepStrictEqual(started, ["a1", "a2", "a3", "b1"]);
+  deepStrictEqual([queue.running, queue.waiting], [4, 2]);
+  answers[0]!(); // a1 ends: c1 (none running) goes before a4 (two running).
+  await turn();
+  deepStrictEqual(started, ["a1", "a2", "a3", "b1", "c1"]);
+  answers[1]!();
+  await turn();
+  deepStrictEqual(started, ["a1", "a2", "a3", "b1", "c1", "a4"]);
+  while (answers.length < 6) await turn();
+  answers.slice(2).forEach((answer) => answer());
+  deepStrictEqual(await Promise.all(runs), ["a1", "a2", "a3", "a4", "b1", "c1"]);
+  deepStrictEqual([queue.running, queue.waiting], [0, 0]);
+});
+
+Deno.test("LookupQueue fails a lookup that waits too long without running it", async () => {
+  const queue = new LookupQueue({ max: 1, perSource: 1, waitMs: 20 });
+  let answer!: () => void;
+  const first = queue.run("a", () => new Promise<void>((done) => answer = done));
+  let ran = false;
+  await rejects(
+    queue.run("b", () => {
+      ran = true;
+      return Promise.resolve();
+    }),
+    /No turn to look the name up within 20 ms/,
+  );
+  strictEqual(ran, false);
+  strictEqual(queue.waiting, 0);
+  answer();
+  await first;
+  strictEqual(queue.running, 0);
+});
