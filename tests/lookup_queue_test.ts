@@ -55,3 +55,36 @@ Deno.test("LookupQueue fails a lookup that waits too long without running it", a
   await first;
   strictEqual(queue.running, 0);
 });
+
+Deno.test("LookupQueue bounds the lookups waiting in line, for one source and in all", async () => {
+  const queue = new LookupQueue({
+    max: 1,
+    perSource: 1,
+    waitMs: 60_000,
+    maxWaitingPerSource: 3,
+    maxWaiting: 4,
+  });
+  let answer!: () => void;
+  const first = queue.run("x", () => new Promise<void>((done) => answer = done));
+  const ran: string[] = [];
+  const lookup = (name: string) => () => {
+    ran.push(name);
+    return Promise.resolve(name);
+  };
+  const a = ["a1", "a2", "a3"].map((name) => queue.run("a", lookup(name)));
+  // A fourth from a is refused at once: three of its lookups wait already.
+  await rejects(queue.run("a", lookup("a4")), /Too many name lookups waiting for one client/);
+  const b1 = queue.run("b", lookup("b1"));
+  strictEqual(queue.waiting, 4);
+  // The line is full: a (three waiting, two more than c's none) gives up its oldest.
+  const c1 = queue.run("c", lookup("c1"));
+  await rejects(a[0]!, /given up for another client's/);
+  strictEqual(queue.waiting, 4);
+  // Now a holds two, b and c one each: nobody holds two more than b, so a second b fails.
+  await rejects(queue.run("b", lookup("b2")), /Too many name lookups waiting$/);
+  answer();
+  await first;
+  deepStrictEqual(await Promise.all([a[1]!, a[2]!, b1, c1]), ["a2", "a3", "b1", "c1"]);
+  deepStrictEqual(ran.sort(), ["a2", "a3", "b1", "c1"]);
+  deepStrictEqual([queue.running, queue.waiting], [0, 0]);
+});

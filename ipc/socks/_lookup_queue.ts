@@ -17,10 +17,19 @@ export const MAX_LOOKUPS = 64;
 export const MAX_LOOKUPS_PER_SOURCE = 8;
 /** How long a lookup waits for its turn before it fails, in ms. */
 export const LOOKUP_WAIT_MS = 10_000;
+/**
+ * Lookups waiting for one source: its connection may be gone (nothing
+ * watches it meanwhile), so only this bounds what a client that opens and
+ * closes connections leaves in line.
+ */
+export const MAX_WAITING_PER_SOURCE = 64;
+/** Lookups waiting, all sources together. */
+export const MAX_WAITING = 4096;
 
 interface Waiter {
   readonly source: string | undefined;
   readonly start: () => void;
+  readonly drop: (error: Error) => void;
 }
 
 /**
@@ -28,32 +37,49 @@ interface Waiter {
  * others wait in line, and a free place goes to the waiting lookup whose
  * source runs the fewest (the oldest of those), so a source with many slow
  * lookups under way is served last. A lookup that waits longer than
- * `waitMs` fails without running.
+ * `waitMs` fails without running, and so does one beyond `maxWaitingPerSource`
+ * waiting for its source; with `maxWaiting` in line, the source with the
+ * most waiting (two more than the newcomer's at least) loses its oldest,
+ * else the newcomer fails.
  */
 export class LookupQueue {
   #max: number;
   #perSource: number;
   #waitMs: number;
+  #maxWaitingPerSource: number;
+  #maxWaiting: number;
   #running = 0;
   #bySource = new Map<string, number>();
   #waiting: Waiter[] = [];
+  #waitingBySource = new Map<string, number>();
 
   /**
    * Make a queue.
    *
    * @param limits At most `max` lookups at once, `perSource` for one
-   * source; `waitMs` to wait for a turn.
+   * source; `waitMs` to wait for a turn; at most `maxWaiting` waiting,
+   * `maxWaitingPerSource` for one source.
    */
   constructor(
-    { max = MAX_LOOKUPS, perSource = MAX_LOOKUPS_PER_SOURCE, waitMs = LOOKUP_WAIT_MS }: {
+    {
+      max = MAX_LOOKUPS,
+      perSource = MAX_LOOKUPS_PER_SOURCE,
+      waitMs = LOOKUP_WAIT_MS,
+      maxWaitingPerSource = MAX_WAITING_PER_SOURCE,
+      maxWaiting = MAX_WAITING,
+    }: {
       readonly max?: number;
       readonly perSource?: number;
       readonly waitMs?: number;
+      readonly maxWaitingPerSource?: number;
+      readonly maxWaiting?: number;
     } = {},
   ) {
     this.#max = max;
     this.#perSource = perSource;
     this.#waitMs = waitMs;
+    this.#maxWaitingPerSource = maxWaitingPerSource;
+    this.#maxWaiting = maxWaiting;
   }
 
   /** How many lookups are running. */
@@ -73,7 +99,8 @@ export class LookupQueue {
    * `undefined` for one that counts only in all.
    * @param lookup The lookup.
    * @returns What it returns.
-   * @throws {Error} When it waited `waitMs` without its turn (it never ran).
+   * @throws {Error} When it waited `waitMs` without its turn, or could not
+   * wait in line (it never ran).
    */
   async run<T>(source: string | undefined, lookup: () => Promise<T>): Promise<T> {
     // A lookup that waited was counted when its turn came.
@@ -101,20 +128,47 @@ export class LookupQueue {
   }
 
   #turn(source: string | undefined): Promise<void> {
+    const waiting = (key: string | undefined) =>
+      key === undefined ? 0 : this.#waitingBySource.get(key) ?? 0;
+    if (waiting(source) >= this.#maxWaitingPerSource) {
+      return Promise.reject(new Error("Too many name lookups waiting for one client"));
+    }
+    if (this.#waiting.length >= this.#maxWaiting) {
+      let most: string | undefined;
+      for (const [key, n] of this.#waitingBySource) if (n > waiting(most)) most = key;
+      if (most === undefined || waiting(most) < waiting(source) + 2) {
+        return Promise.reject(new Error("Too many name lookups waiting"));
+      }
+      this.#waiting.find((waiter) => waiter.source === most)!
+        .drop(new Error("Too many name lookups waiting: given up for another client's"));
+    }
     return new Promise((resolve, reject) => {
+      const leave = () => {
+        clearTimeout(timer);
+        this.#waiting.splice(this.#waiting.indexOf(waiter), 1);
+        if (source !== undefined) {
+          const n = waiting(source) - 1;
+          if (n === 0) this.#waitingBySource.delete(source);
+          else this.#waitingBySource.set(source, n);
+        }
+      };
       const waiter: Waiter = {
         source,
         start: () => {
-          clearTimeout(timer);
+          leave();
           resolve();
         },
+        drop: (error) => {
+          leave();
+          reject(error);
+        },
       };
-      const timer = setTimeout(() => {
-        const i = this.#waiting.indexOf(waiter);
-        if (i >= 0) this.#waiting.splice(i, 1);
-        reject(new Error(`No turn to look the name up within ${this.#waitMs} ms`));
-      }, this.#waitMs);
+      const timer = setTimeout(
+        () => waiter.drop(new Error(`No turn to look the name up within ${this.#waitMs} ms`)),
+        this.#waitMs,
+      );
       this.#waiting.push(waiter);
+      if (source !== undefined) this.#waitingBySource.set(source, waiting(source) + 1);
       // A place may be free already (only others' lookups were waiting).
       this.#next();
     });
@@ -135,10 +189,10 @@ export class LookupQueue {
         }
       }
       if (best < 0) return;
-      const [waiter] = this.#waiting.splice(best, 1);
+      const waiter = this.#waiting[best]!;
       // Counted now, before it resumes, so the next choice sees it.
-      this.#count(waiter!.source, 1);
-      waiter!.start();
+      this.#count(waiter.source, 1);
+      waiter.start();
     }
   }
 }
