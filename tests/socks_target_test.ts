@@ -7,7 +7,11 @@
 
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import { DestinationPolicy } from "../net/destination_policy.ts";
-import { connectDestination, connectSocksDestination } from "../ipc/socks/_target.ts";
+import {
+  connectDestination,
+  connectSocksDestination,
+  systemResolve,
+} from "../ipc/socks/_target.ts";
 import { SocksReplyError } from "../ipc/socks/_reply.ts";
 
 /** A SOCKS5 CONNECT to `host` port 80 (an IPv4 literal or a name) through connectSocksDestination. */
@@ -103,5 +107,40 @@ Deno.test("connectDestination bounds the name lookups a source has under way (a 
   for (const result of results) {
     ok(result instanceof SocksReplyError);
     strictEqual(result.code, 0x04);
+  }
+});
+
+Deno.test("systemResolve holds no thread of Deno's blocking pool: file reads go on while 64 lookups wait for a silent name server", async () => {
+  // getaddrinfo (node:dns lookup) held one of the pool's 32 threads per
+  // lookup until the name servers timed out: 32 names under a domain whose
+  // name servers never answer stopped every file read for 10 s.
+  const silent = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  let queries = 0;
+  const drained = (async () => {
+    try {
+      for await (const _ of silent) queries++;
+    } catch {
+      // Closed.
+    }
+  })();
+  const stop = new AbortController();
+  const nameServer = { ipAddr: "127.0.0.1", port: (silent.addr as Deno.NetAddr).port };
+  let settled = 0;
+  const lookups = Array.from(
+    { length: 64 },
+    (_, i) =>
+      systemResolve(`n${i}.slow.test`, { nameServer, signal: stop.signal })
+        .catch((error) => error)
+        .finally(() => settled++),
+  );
+  try {
+    while (queries < 64) await new Promise((done) => setTimeout(done, 10));
+    ok((await Deno.readTextFile(import.meta.filename!)).length > 0);
+    strictEqual(settled, 0, "a lookup ended before the file was read");
+  } finally {
+    stop.abort(new Error("test over"));
+    await Promise.all(lookups);
+    silent.close();
+    await drained;
   }
 });

@@ -2,17 +2,21 @@
 // Internal: the name lookups remote clients ask for (free mode's SOCKS
 // destinations, Shadowsocks' destinations), bounded in all and per source.
 //
-// The system resolver (getaddrinfo, through node:dns) runs on Deno's
-// blocking thread pool: 512 threads, which every file operation shares. A
-// lookup holds its thread until the resolver gives up (resolv.conf: 5 s a
-// try, two tries, for each name server), whatever its caller does
-// meanwhile, and names under a domain whose name servers never answer cost
-// a client nothing to send. Unbounded, a few hundred such names took every
-// thread, and every other client's lookup and every file read (the
-// Extended ORPort's cookie, state files) waited for them.
+// Names under a domain whose name servers never answer cost a client
+// nothing to send, and each lookup of one holds its sockets (two queries)
+// until the deadline (10 s): unbounded, a client with 1024 connections
+// could hold 2048 sockets and every other client's lookup would wait behind
+// its own. (getaddrinfo, which ptkit no longer uses for them, held one of
+// the 32 threads of Deno's blocking pool each: 32 such names stopped every
+// file read of the process.)
 
-/** Lookups running at once, all sources together. */
-export const MAX_LOOKUPS = 64;
+/**
+ * Lookups running at once, all sources together. Sources that each run
+ * their 8 slow lookups can still fill it (16 of them); a freed place then
+ * goes to a source running none, so other clients' lookups wait for the
+ * next slow one to end instead of for every one.
+ */
+export const MAX_LOOKUPS = 128;
 /** Lookups running at once for one source. */
 export const MAX_LOOKUPS_PER_SOURCE = 8;
 /** How long a lookup waits for its turn before it fails, in ms. */
