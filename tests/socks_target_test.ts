@@ -144,3 +144,36 @@ Deno.test("systemResolve holds no thread of Deno's blocking pool: file reads go 
     await drained;
   }
 });
+
+Deno.test("connectDestination dials at most 4 of a name's addresses, and gives the dial up when its signal aborts", async () => {
+  // A name's owner chooses how many addresses it has, and a dial of a
+  // silent one takes two minutes (SYN retries): 200 addresses held the
+  // connection, and after it closed a socket, for 200 times that.
+  const many = Array.from({ length: 200 }, (_, i) => `8.8.${i >> 8}.${i & 255}`);
+  const dialed: string[] = [];
+  const refused = await connectDestination({ hostname: "many.test", port: 80 }, {
+    resolve: () => Promise.resolve(many),
+    dialer: (address) => {
+      dialed.push(address.hostname);
+      return Promise.reject(new Deno.errors.ConnectionRefused("refused in the test"));
+    },
+  }).catch((error) => error);
+  ok(refused instanceof SocksReplyError);
+  deepStrictEqual(dialed, many.slice(0, 4));
+  // A dial under way ends when the caller gives the destination up.
+  const giveUp = new AbortController();
+  let dialSignal: AbortSignal | undefined;
+  const pending = connectDestination({ hostname: "8.8.8.8", port: 80 }, {
+    signal: giveUp.signal,
+    dialer: (_address, _settings, options) => {
+      dialSignal = options?.signal;
+      return new Promise((_resolve, reject) => {
+        options?.signal?.addEventListener("abort", () => reject(options.signal!.reason));
+      });
+    },
+  });
+  while (dialSignal === undefined) await new Promise((done) => setTimeout(done, 0));
+  giveUp.abort(new Error("connection closed"));
+  await rejects(pending, /connection closed/);
+  strictEqual(dialSignal.aborted, true);
+});

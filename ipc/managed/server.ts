@@ -206,7 +206,7 @@ function targetOf(
 ): ProxyTarget {
   // Right after a flood the process may be out of descriptors for a moment.
   const dial = (address: { hostname: string; port: number }, signal: AbortSignal) =>
-    retryWhileExhausted(() => base(address), signal);
+    retryWhileExhausted(() => base(address, undefined, { signal }), signal);
   if (target.kind === "free" || (free && target.kind === "socks")) {
     return async (conn, { signal }) => {
       const destination = await conn.destination;
@@ -215,8 +215,9 @@ function targetOf(
       }
       return await handlers.connectDestination!(destination, {
         policy: target.policy,
-        dialer: (address) => dial(address, signal),
+        dialer: (address, _settings, options) => dial(address, options?.signal ?? signal),
         ...lookupSource(conn),
+        signal: untilClosed(conn, signal),
       });
     };
   }
@@ -261,8 +262,8 @@ function targetOf(
       return (conn, { signal }) =>
         handlers.connectSocksDestination!(conn, {
           policy: target.policy,
-          dialer: (address) => dial(address, signal),
-          signal,
+          dialer: (address, _settings, options) => dial(address, options?.signal ?? signal),
+          signal: untilClosed(conn, signal),
           ...lookupSource(conn),
         });
     case "turn":
@@ -273,6 +274,16 @@ function targetOf(
         return Promise.resolve(turnEnd(turn!, handlers.serveTurnStream!, source));
       };
   }
+}
+
+/**
+ * `signal`, also aborted when `conn` closes (a limit closed it to make
+ * room): its destination is given up, not dialed on for minutes.
+ */
+function untilClosed(conn: TransportConn, signal: AbortSignal): AbortSignal {
+  const closed = new AbortController();
+  conn.closed.then(() => closed.abort(new Error("Connection closed before its destination")));
+  return AbortSignal.any([signal, closed.signal]);
 }
 
 /**

@@ -12,6 +12,7 @@ import { isIpLiteral } from "../../net/_ip_address.ts";
 import { socksHandshake } from "./_server_handshake.ts";
 import { SocksReply, socksReplyCode, SocksReplyError } from "./_reply.ts";
 import { LookupQueue } from "./_lookup_queue.ts";
+import { abortable } from "../../net/_abortable.ts";
 
 /** Resolves a host name to IP literals (IPv6 without brackets). */
 export type Resolver = (hostname: string) => Promise<string[]>;
@@ -34,7 +35,20 @@ export interface DestinationOptions {
    * the bound on lookups; without one a lookup counts only in all.
    */
   readonly source?: string;
+  /**
+   * Aborting it gives the destination up: the lookup waiting or under way,
+   * the dial under way (the dialer gets it), and the addresses not tried.
+   */
+  readonly signal?: AbortSignal;
 }
+
+/** The most addresses of one name dialed in turn. */
+export const MAX_DIAL_ADDRESSES = 4;
+/**
+ * Longest the destination takes to connect, lookup and every dial
+ * together, in ms (a client's SOCKS front end gives up after 60 s too).
+ */
+export const DESTINATION_TIMEOUT_MS = 60_000;
 
 /**
  * Every lookup a client asks for, in the process: each holds two sockets
@@ -113,15 +127,45 @@ export async function connectDestination(
   destination: { readonly hostname: string; readonly port: number },
   options: DestinationOptions = {},
 ): Promise<RelayEnd> {
+  const deadline = new AbortController();
+  const timer = setTimeout(
+    () =>
+      deadline.abort(
+        new SocksReplyError(
+          SocksReply.ttlExpired,
+          `Cannot connect the destination: not within ${DESTINATION_TIMEOUT_MS} ms`,
+        ),
+      ),
+    DESTINATION_TIMEOUT_MS,
+  );
+  const signal = options.signal === undefined
+    ? deadline.signal
+    : AbortSignal.any([deadline.signal, options.signal]);
+  try {
+    return await connectWithin(destination, options, signal);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function connectWithin(
+  destination: { readonly hostname: string; readonly port: number },
+  options: DestinationOptions,
+  signal: AbortSignal,
+): Promise<RelayEnd> {
   const policy = options.policy ?? new DestinationPolicy();
   let addresses: string[];
   if (isIpLiteral(destination.hostname)) {
     addresses = [destination.hostname];
   } else {
     try {
-      const resolve = options.resolve ?? systemResolve;
-      addresses = await lookups.run(options.source, () => resolve(destination.hostname));
+      const resolve = options.resolve ?? ((name: string) => systemResolve(name, { signal }));
+      addresses = await untilAborted(
+        lookups.run(options.source, () => resolve(destination.hostname)),
+        signal,
+      );
     } catch (error) {
+      if (signal.aborted) throw signal.reason;
       throw new SocksReplyError(
         SocksReply.hostUnreachable,
         "Cannot resolve the destination name",
@@ -140,14 +184,33 @@ export async function connectDestination(
     );
   }
   let lastError: unknown;
-  for (const ip of allowed) {
+  // A name's owner chooses how many addresses it has (thousands, over
+  // TCP), each dial of a silent one taking two minutes: a few are tried.
+  for (const ip of allowed.slice(0, MAX_DIAL_ADDRESSES)) {
+    if (signal.aborted) throw signal.reason;
     try {
-      return await (options.dialer ?? tcpDialer)({ hostname: ip, port: destination.port });
+      return await abortable(
+        (options.dialer ?? tcpDialer)({ hostname: ip, port: destination.port }, undefined, {
+          signal,
+        }),
+        signal,
+      );
     } catch (error) {
+      if (signal.aborted) throw signal.reason;
       lastError = error;
     }
   }
   throw asReplyError(lastError);
+}
+
+/** `pending`, or a rejection with `signal`'s reason as soon as it aborts. */
+function untilAborted<T>(pending: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    pending.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 /** A failure as the SOCKS reply it gets (a dial error named, never an address). */

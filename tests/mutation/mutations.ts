@@ -1212,10 +1212,19 @@ export const MUTATIONS: readonly Mutation[] = [
     id: "socks-target-lookup-bound",
     kind: "bound",
     description:
-      "free-mode name lookups unbounded per source (a silent resolver takes every thread)",
+      "free-mode name lookups unbounded per source (a silent name server holds every socket)",
     file: SOCKS_TARGET,
-    search: "addresses = await lookups.run(options.source, () => resolve(destination.hostname));",
-    replace: "addresses = await resolve(destination.hostname);",
+    search: "lookups.run(options.source, () => resolve(destination.hostname)),",
+    replace: "resolve(destination.hostname),",
+    tests: [T_SOCKS_TARGET],
+  },
+  {
+    id: "socks-target-dial-cap",
+    kind: "bound",
+    description: "free-mode destination dials every address its name has, each up to two minutes",
+    file: SOCKS_TARGET,
+    search: "for (const ip of allowed.slice(0, MAX_DIAL_ADDRESSES)) {",
+    replace: "for (const ip of allowed) {",
     tests: [T_SOCKS_TARGET],
   },
   // SOCKS handshake lengths.
