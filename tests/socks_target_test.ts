@@ -160,6 +160,16 @@ Deno.test("connectDestination dials at most 4 of a name's addresses, and gives t
   }).catch((error) => error);
   ok(refused instanceof SocksReplyError);
   deepStrictEqual(dialed, many.slice(0, 4));
+  // The families take turns: a host without IPv4 still reaches IPv6.
+  dialed.length = 0;
+  await connectDestination({ hostname: "mixed.test", port: 80 }, {
+    resolve: () => Promise.resolve([...many.slice(0, 5), "2001:4860::1", "2001:4860::2"]),
+    dialer: (address) => {
+      dialed.push(address.hostname);
+      return Promise.reject(new Deno.errors.ConnectionRefused("refused in the test"));
+    },
+  }).catch(() => {});
+  deepStrictEqual(dialed, ["8.8.0.0", "2001:4860::1", "8.8.0.1", "2001:4860::2"]);
   // A dial under way ends when the caller gives the destination up.
   const giveUp = new AbortController();
   let dialSignal: AbortSignal | undefined;

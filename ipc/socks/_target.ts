@@ -185,8 +185,9 @@ async function connectWithin(
   }
   let lastError: unknown;
   // A name's owner chooses how many addresses it has (thousands, over
-  // TCP), each dial of a silent one taking two minutes: a few are tried.
-  for (const ip of allowed.slice(0, MAX_DIAL_ADDRESSES)) {
+  // TCP), each dial of a silent one taking two minutes: a few are tried,
+  // the families taking turns (a host without IPv4 still gets to IPv6).
+  for (const ip of alternateFamilies(allowed).slice(0, MAX_DIAL_ADDRESSES)) {
     if (signal.aborted) throw signal.reason;
     try {
       return await abortable(
@@ -201,6 +202,18 @@ async function connectWithin(
     }
   }
   throw asReplyError(lastError);
+}
+
+/** The addresses, IPv4 and IPv6 taking turns, each family in its order. */
+function alternateFamilies(addresses: readonly string[]): string[] {
+  const v4 = addresses.filter((ip) => !ip.includes(":"));
+  const v6 = addresses.filter((ip) => ip.includes(":"));
+  const turns: string[] = [];
+  for (let i = 0; i < Math.max(v4.length, v6.length); i++) {
+    if (i < v4.length) turns.push(v4[i]!);
+    if (i < v6.length) turns.push(v6[i]!);
+  }
+  return turns;
 }
 
 /** `pending`, or a rejection with `signal`'s reason as soon as it aborts. */

@@ -1223,8 +1223,8 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description: "free-mode destination dials every address its name has, each up to two minutes",
     file: SOCKS_TARGET,
-    search: "for (const ip of allowed.slice(0, MAX_DIAL_ADDRESSES)) {",
-    replace: "for (const ip of allowed) {",
+    search: "for (const ip of alternateFamilies(allowed).slice(0, MAX_DIAL_ADDRESSES)) {",
+    replace: "for (const ip of alternateFamilies(allowed)) {",
     tests: [T_SOCKS_TARGET],
   },
   // SOCKS handshake lengths.
