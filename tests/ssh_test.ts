@@ -10,7 +10,7 @@ import {
 } from "node:assert";
 import { connect, type Socket } from "node:net";
 import { createConnector } from "../client.ts";
-import { proxy, type ProxyTarget } from "../server.ts";
+import { type ConnectionLimits, proxy, type ProxyTarget } from "../server.ts";
 import { tcpDialer } from "../net/net_conn.ts";
 import { FileStore } from "../ipc/managed/_file_store.ts";
 import type { SignalPipe } from "../transports/transport.ts";
@@ -142,6 +142,24 @@ async function withSshBench(prefix: string, test: (bench: SshBench) => Promise<v
     await echo.close();
     await Deno.remove(root, { recursive: true }).catch(() => {});
   }
+}
+
+/**
+ * An ssh server on loopback for `bench` (relaying to the destination each
+ * connection names), client keys given through the returned operator pipe.
+ */
+async function sshServer(bench: SshBench, limits?: ConnectionLimits) {
+  const operator = operatorPipe();
+  const server = await proxy(ssh, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: toDestination,
+    env: { local: bench.serverStore, signals: operator.pipe },
+    helperDirectory: `${bench.root}/server-helper`,
+    ...(limits === undefined ? {} : { limits }),
+    onHelperLog: bench.onHelperLog,
+  });
+  return { server, operator };
 }
 
 Deno.test({
@@ -433,16 +451,9 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     await withSshBench("ptkit-ssh-sources-", async (bench) => {
-      const { root, echo, onHelperLog, serverStore, clientStore } = bench;
-      const serverOperator = operatorPipe();
-      const server = await proxy(ssh, {}, {
-        hostname: "127.0.0.1",
-        port: 0,
-        target: toDestination,
-        env: { local: serverStore, signals: serverOperator.pipe },
-        helperDirectory: `${root}/server-helper`,
-        limits: { maxConnectionsPerSource: 3 },
-        onHelperLog,
+      const { root, echo, onHelperLog, clientStore } = bench;
+      const { server, operator: serverOperator } = await sshServer(bench, {
+        maxConnectionsPerSource: 3,
       });
       await Deno.mkdir(`${root}/client2`);
       const connectors = [];
@@ -667,16 +678,8 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     await withSshBench("ptkit-ssh-startups-", async (bench) => {
-      const { root, echo, onHelperLog, serverStore, clientStore } = bench;
-      const serverOperator = operatorPipe();
-      const server = await proxy(ssh, {}, {
-        hostname: "127.0.0.1",
-        port: 0,
-        target: toDestination,
-        env: { local: serverStore, signals: serverOperator.pipe },
-        helperDirectory: `${root}/server-helper`,
-        onHelperLog,
-      });
+      const { root, echo, onHelperLog, clientStore } = bench;
+      const { server, operator: serverOperator } = await sshServer(bench);
       const clientOperator = operatorPipe();
       const connector = await createConnector(ssh, server.clientOptions, {
         env: { local: clientStore, signals: clientOperator.pipe },
