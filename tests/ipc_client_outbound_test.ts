@@ -7,7 +7,7 @@
 
 import { deepStrictEqual, match, notStrictEqual, rejects } from "node:assert";
 import { PtProcess, readN } from "./ipc_util.ts";
-import { outboundDialer, type ResolvedAddress } from "../ipc/managed/_outbound_dialer.ts";
+import { outboundDialer } from "../ipc/managed/_outbound_dialer.ts";
 
 /** A non-loopback IPv4 address of this machine (the destination that gets bound). */
 function localAddress(): string {
@@ -145,9 +145,9 @@ Deno.test("a bridge given by host name is resolved, then dialed from the bind ad
   const bridge = new Counting(address);
   const local = new Counting("127.0.0.1");
   // A name for this machine's address (none resolves to it here).
-  const names: Record<string, ResolvedAddress[]> = {
-    "bridge.example": [{ address, family: 4 }],
-    "local.example": [{ address: "127.0.0.1", family: 4 }],
+  const names: Record<string, string[]> = {
+    "bridge.example": [address],
+    "local.example": ["127.0.0.1"],
   };
   const resolve = (name: string) => Promise.resolve(names[name] ?? []);
   const ping = async (conn: { write(p: Uint8Array): Promise<number>; close(): void }) => {

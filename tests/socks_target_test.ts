@@ -7,11 +7,8 @@
 
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import { DestinationPolicy } from "../net/destination_policy.ts";
-import {
-  connectDestination,
-  connectSocksDestination,
-  systemResolve,
-} from "../ipc/socks/_target.ts";
+import { connectDestination, connectSocksDestination } from "../ipc/socks/_target.ts";
+import { systemResolve } from "../net/_resolve.ts";
 import { SocksReplyError } from "../ipc/socks/_reply.ts";
 
 /** A SOCKS5 CONNECT to `host` port 80 (an IPv4 literal or a name) through connectSocksDestination. */

@@ -5,6 +5,7 @@ import type { Dialer, NetConn } from "../../net/net_conn.ts";
 import type { HostPort } from "../../net/address.ts";
 import { tcpDialer } from "../../net/net_conn.ts";
 import { classifyIp, isIpLiteral, parseIpv4, parseIpv6 } from "../../net/_ip_address.ts";
+import { systemResolve } from "../../net/_resolve.ts";
 
 /** Source addresses for outgoing connections (`TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6`). */
 export interface OutboundBind {
@@ -45,39 +46,6 @@ export function parseOutboundBind(v4?: string, v6?: string): OutboundBind {
   return result;
 }
 
-/** An address a host name resolves to. */
-export interface ResolvedAddress {
-  /** The IP address. */
-  readonly address: string;
-  /** Its family. */
-  readonly family: 4 | 6;
-}
-
-/**
- * Resolve a host name as the system does (`getaddrinfo`: /etc/hosts, then
- * DNS), in the system's order of preference.
- *
- * @param hostname The name.
- * @returns Its addresses (at least one).
- * @throws {Error} When the name does not resolve (the message names it).
- */
-export async function systemResolve(hostname: string): Promise<ResolvedAddress[]> {
-  const { default: dns } = await import("node:dns");
-  let found: { address: string; family: number }[];
-  try {
-    found = await dns.promises.lookup(hostname, { all: true, verbatim: true });
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    throw new Error(`Cannot resolve ${JSON.stringify(hostname)}: ${code ?? String(error)}`, {
-      cause: error,
-    });
-  }
-  if (found.length === 0) {
-    throw new Error(`Cannot resolve ${JSON.stringify(hostname)}: no address`);
-  }
-  return found.map(({ address, family }) => ({ address, family: family === 6 ? 6 : 4 }));
-}
-
 /**
  * A {@linkcode Dialer} whose connections leave from the given source
  * address of the destination's family. A host name is resolved first (with
@@ -95,7 +63,7 @@ export async function systemResolve(hostname: string): Promise<ResolvedAddress[]
 export function outboundDialer(
   bind: OutboundBind,
   fallback: Dialer = tcpDialer,
-  resolve: (hostname: string) => Promise<readonly ResolvedAddress[]> = systemResolve,
+  resolve: (hostname: string) => Promise<readonly string[]> = systemResolve,
 ): Dialer {
   const dial: Dialer = (target: HostPort, settings, options = {}) => {
     const source = outboundSource(bind, target.hostname);
@@ -106,12 +74,23 @@ export function outboundDialer(
     if (isIpLiteral(target.hostname) || (bind.v4 === undefined && bind.v6 === undefined)) {
       return await dial(target, settings, options);
     }
-    const [first] = await resolve(target.hostname);
+    let found: readonly string[];
+    try {
+      found = await resolve(target.hostname);
+    } catch (error) {
+      throw new Error(
+        `Cannot resolve ${JSON.stringify(target.hostname)}: ${
+          error instanceof Deno.errors.NotFound ? "no address" : (error as Error).message
+        }`,
+        { cause: error },
+      );
+    }
+    const [first] = found;
     options.signal?.throwIfAborted();
     if (first === undefined) {
       throw new Error(`Cannot resolve ${JSON.stringify(target.hostname)}: no address`);
     }
-    return await dial({ hostname: first.address, port: target.port }, settings, options);
+    return await dial({ hostname: first, port: target.port }, settings, options);
   };
 }
 
