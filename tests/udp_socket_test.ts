@@ -170,11 +170,11 @@ Deno.test("a UDP target name that does not resolve is an error naming it, in sen
       target: { hostname: "nosuch.invalid", port: 53 },
       framing: "length",
     }),
-    // ENOTFOUND, or EAI_AGAIN where DNS cannot be reached: named either way.
-    /^Error: Cannot serve UDP server: cannot resolve "nosuch\.invalid" \([A-Z_]+\)$/,
+    // No address, or the name servers' failure where DNS cannot be reached: named either way.
+    /^Error: Cannot serve UDP server: cannot resolve "nosuch\.invalid" \(.+\)$/,
   );
   await rejects(
     UdpSocket.open({ connect: { hostname: "nosuch.invalid", port: 53 } }),
-    /^Error: Cannot open UDP socket: cannot resolve "nosuch\.invalid" \([A-Z_]+\)$/,
+    /^Error: Cannot open UDP socket: cannot resolve "nosuch\.invalid" \(.+\)$/,
   );
 });

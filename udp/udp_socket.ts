@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import { lookup } from "node:dns/promises";
+import { systemResolve } from "../net/_resolve.ts";
 import {
   AF_INET,
   AF_INET6,
@@ -235,8 +235,9 @@ export function udpEndpoint(hostname: string, port: number): UdpEndpoint {
 
 /**
  * Resolve an address to an endpoint: an IP literal as it is, a host name
- * through the system resolver (a name that does not resolve is an error
- * naming it: `Cannot <what>: cannot resolve "name" (ENOTFOUND)`). Internal.
+ * through the name servers of `/etc/resolv.conf` and `/etc/hosts`, its
+ * IPv4 address first (a name that does not resolve is an error naming it:
+ * `Cannot <what>: cannot resolve "name" (no address)`). Internal.
  */
 export async function resolveUdpAddress(address: HostPort, what: string): Promise<Endpoint> {
   const port = checkPort(address?.port, what);
@@ -245,20 +246,17 @@ export async function resolveUdpAddress(address: HostPort, what: string): Promis
   }
   const ip = literal(address.hostname);
   if (ip !== undefined) return new Endpoint(ip, port);
-  let found: { address: string };
+  let found: string | undefined;
   try {
-    found = await lookup(address.hostname);
+    [found] = await systemResolve(address.hostname);
   } catch (error) {
-    // node:dns says "getaddrinfo ENOTFOUND <name>": say what was being done, and its code.
-    const code = (error as { code?: string }).code;
-    throw new Error(
-      `Cannot ${what}: cannot resolve ${JSON.stringify(address.hostname)}${
-        code === undefined ? "" : ` (${code})`
-      }`,
-      { cause: error },
-    );
+    // Say what was being done, and why in a few words.
+    const why = error instanceof Deno.errors.NotFound ? "no address" : (error as Error).message;
+    throw new Error(`Cannot ${what}: cannot resolve ${JSON.stringify(address.hostname)} (${why})`, {
+      cause: error,
+    });
   }
-  return new Endpoint(parseIp(found.address), port);
+  return new Endpoint(parseIp(found!), port);
 }
 
 function isWildcard(ip: Uint8Array): boolean {
