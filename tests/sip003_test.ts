@@ -587,3 +587,33 @@ Deno.test("SIP003: a mistyped plugin option gets a did-you-mean hint, as a misty
     await Deno.remove(home, { recursive: true });
   }
 });
+
+Deno.test("SIP003: a WebTunnel server plugin says where it listens (SS_REMOTE), not the bridge line's placeholder address", async () => {
+  const stateDir = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
+  try {
+    const port = freePort();
+    await using plugin = new TextProcess(MAIN, [], {
+      SS_REMOTE_HOST: "127.0.0.1",
+      SS_REMOTE_PORT: String(port),
+      SS_LOCAL_HOST: "127.0.0.1",
+      SS_LOCAL_PORT: "9",
+      SS_PLUGIN_OPTIONS:
+        `server;transport=webtunnel;url=https://bridge.example/6d0c2f8a;state=${stateDir}`,
+    });
+    for (let i = 0; i < 600 && !plugin.stderr.includes("--plugin-opts"); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    ok(
+      plugin.stderr.includes(`ptkit: webtunnel server on 127.0.0.1:${port} (SS_REMOTE); `),
+      plugin.stderr,
+    );
+    ok(!plugin.stderr.includes("2001:db8"), plugin.stderr);
+    // The client's options are WebTunnel's own: its URL, which the client dials.
+    ok(
+      plugin.stderr.includes("\ntransport=webtunnel;url=https://bridge.example/6d0c2f8a;ver="),
+      plugin.stderr,
+    );
+  } finally {
+    await Deno.remove(stateDir, { recursive: true });
+  }
+});

@@ -182,6 +182,12 @@ export interface Sip003Output {
   readonly failureCode: () => number;
   /** Resolves with the client's plugin options once the server listens. */
   readonly clientOptions: Promise<string | undefined>;
+  /**
+   * Records where the server listens, before its `SMETHOD` line: that
+   * line's address is what a bridge line carries (WebTunnel's is a
+   * placeholder), not the SS_REMOTE address.
+   */
+  readonly onListening: (transport: string, address: HostPort) => void;
 }
 
 /**
@@ -197,6 +203,7 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
   // The first failure's exit code; 0 while nothing failed.
   let code = 0;
   let printed = false;
+  let listening: HostPort | undefined;
   let resolve: (text: string | undefined) => void = () => {};
   const clientOptions = new Promise<string | undefined>((r) => resolve = r);
   const say = (text: string) => write(`ptkit: ${text.replace(/[^\x20-\x7e]/g, "?")}\n`);
@@ -204,6 +211,7 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
     failed: () => code !== 0,
     failureCode: () => code,
     clientOptions,
+    onListening: (_transport, address) => listening ??= address,
     emit: (line) => {
       switch (line.type) {
         case "LOG":
@@ -223,7 +231,7 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
           const options = formatPluginOptions({ transport: plan.transport, ...line.args });
           say(
             `${plan.transport} server on ${
-              formatHostPort(line.address)
+              formatHostPort(listening ?? line.address)
             } (SS_REMOTE); the client's --plugin-opts:`,
           );
           write(`${options}\n`);
@@ -334,6 +342,7 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
   });
   const code = await runManaged(plan.config, {
     emit: output.emit,
+    onListening: output.onListening,
     process: true,
     signal: stop.signal,
     stdin: new ReadableStream(),
