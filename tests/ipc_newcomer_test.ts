@@ -101,6 +101,38 @@ Deno.test("server: Shadowsocks' client command has a password placeholder, never
   }
 });
 
+Deno.test("client refuses the server's printed Shadowsocks command as is: its <PASSWORD> or <KEY> placeholder is named, exit 64", async () => {
+  const state = await Deno.makeTempDir();
+  try {
+    for (
+      const [options, name] of [
+        ["method=aes-256-gcm;password=Opt9Secret", "password"],
+        [`method=aes-128-gcm;key=${btoa("0123456789abcdef")}`, "key"],
+      ] as const
+    ) {
+      const server = await cli([
+        ...["server", "--transport", "shadowsocks", "--listen", "127.0.0.1:0", "--state", state],
+        ...["--options", options],
+      ], "Ctrl-C stops");
+      // The client command exactly as printed, with a free SOCKS port.
+      const line = /client --bridge '([^']+)'/.exec(server.out)![1]!;
+      const client = await cli(
+        ["client", "--bridge", line, "--socks", "127.0.0.1:0", "--state", state],
+        "Ctrl-C stops",
+      );
+      deepStrictEqual(client.code, 64, client.out + client.err);
+      const placeholder = name === "key" ? "<KEY>" : "<PASSWORD>";
+      deepStrictEqual(
+        client.err,
+        `ptkit: error: The bridge line's ${name} is the placeholder ${placeholder}: replace it with the server's ${name} (the server never prints it)\n`,
+      );
+      deepStrictEqual(client.out, "");
+    }
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
 Deno.test("server --public-address takes an IP address (tor's bridge lines take no name), exit 64", async () => {
   const { code, err } = await cli(["server", "--public-address", "bridge.example.org:443"]);
   deepStrictEqual(code, 64);

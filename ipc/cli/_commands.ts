@@ -527,8 +527,8 @@ async function server(flags: Record<string, string>, context: Context): Promise<
   const secret = transport !== "shadowsocks"
     ? undefined
     : given.key !== undefined
-    ? { name: "key", placeholder: "<KEY>" }
-    : { name: "password", placeholder: "<PASSWORD>" };
+    ? { name: "key", placeholder: SECRET_PLACEHOLDERS.key }
+    : { name: "password", placeholder: SECRET_PLACEHOLDERS.password };
   return await runSide(config, context, level, (method) => {
     const listening = bound ?? method.address;
     const line = formatBridgeLine({
@@ -594,6 +594,14 @@ async function server(flags: Record<string, string>, context: Context): Promise<
 }
 
 /**
+ * What the server's printed bridge line and client command say in place of
+ * a Shadowsocks secret, which is never printed. A client given one of them
+ * verbatim would start, then see every connection dropped 30 to 90 s
+ * later (the server cannot authenticate it), so `client` refuses them.
+ */
+const SECRET_PLACEHOLDERS = { password: "<PASSWORD>", key: "<KEY>" } as const;
+
+/**
  * `main.ts server --options`: the transport's options as `k=v;k=v` (tor's
  * form, backslash escapes) or a JSON object; errors never quote a value.
  */
@@ -631,6 +639,13 @@ async function client(flags: Record<string, string>, context: Context): Promise<
   }
   if (flags.tcp !== undefined && flags.socks !== undefined) {
     throw new UsageError("Give --socks or --tcp, not both");
+  }
+  for (const [name, placeholder] of Object.entries(SECRET_PLACEHOLDERS)) {
+    if (bridge.options[name] === placeholder) {
+      throw new UsageError(
+        `The bridge line's ${name} is the placeholder ${placeholder}: replace it with the server's ${name} (the server never prints it)`,
+      );
+    }
   }
   const state = stateDir(flags.state, "client", context.getEnv);
   const level = logLevel(flags);
