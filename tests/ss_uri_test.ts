@@ -5,7 +5,7 @@
 
 import { deepStrictEqual, ok, throws } from "node:assert";
 import { parseSsUri, type SsUri } from "../ipc/cli/_ss_uri.ts";
-import { CountingHttpServer, curl, TextProcess } from "./cli_util.ts";
+import { CountingHttpServer, curl, runUntil, TextProcess } from "./cli_util.ts";
 import { MAIN } from "./ipc_util.ts";
 import { freePort } from "./obfs4_live_helpers.ts";
 import { startSsLibev } from "./shadowsocks_util.ts";
@@ -252,6 +252,25 @@ Deno.test("main.ts client ss://...: the link may follow the flags; the #tag prin
     deepStrictEqual(result.out, "link after flags\n", result.err + client.stderr);
     deepStrictEqual(await client.interrupt(), 0);
     ok(!(client.stdout + client.stderr).includes(SECRET), "the password was printed");
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
+Deno.test("main.ts client ss://... over ptkit's WebTunnel plugin names the host it dials (the URL's), not the link's", async () => {
+  const state = await Deno.makeTempDir();
+  try {
+    const plugin = encodeURIComponent(
+      "ptkit;transport=webtunnel;url=https://bridge.example:8443/6d0c2f8a;ver=0.0.3",
+    );
+    const link = `ss://${b64url(`aes-128-gcm:${SECRET}`)}@192.0.2.1:8388/?plugin=${plugin}`;
+    const { code, out, err } = await runUntil(
+      ["client", "--socks", "127.0.0.1:0", "--state", state, link],
+      "Ctrl-C stops",
+    );
+    deepStrictEqual(code, 0, err);
+    ok(out.includes("Shadowsocks aes-128-gcm over webtunnel to bridge.example:8443\n"), out);
+    ok(!(out + err).includes(SECRET), "the password was printed");
   } finally {
     await Deno.remove(state, { recursive: true });
   }

@@ -779,6 +779,10 @@ async function ssClient(
     optionsComplete: true,
   };
   const label = uri.tag === "" ? "" : ` (${printableTag(uri.tag)})`;
+  // Over WebTunnel the plugin dials its URL's host (or addr=), not the link's.
+  const dialed = formatHostPort(
+    await dialedAddress(registry.get(transport), uri.server, options),
+  );
   return await runSide(
     config,
     { ...context, options: { ...context.options, registry } },
@@ -790,7 +794,7 @@ async function ssClient(
         : ` over ${transport.slice("shadowsocks_over_".length)}`;
       context.out(
         socksClientText(
-          `Shadowsocks ${uri.method}${over} to ${formatHostPort(uri.server)}${label}`,
+          `Shadowsocks ${uri.method}${over} to ${dialed}${label}`,
           addr,
         ),
       );
