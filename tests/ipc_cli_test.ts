@@ -38,6 +38,16 @@ Deno.test("runCli refuses bad input with a clear message and exit 64", async () 
     [["server", "--logLevel", "loud"], /Invalid log level "loud"/],
     [["client", "--sock", "127.0.0.1:1"], /Unknown flag --sock \(did you mean --socks\?\)/],
     [["server", "--listen"], /Flag --listen needs a value/],
+    // A value left out before the next flag is named, not taken as the value.
+    [
+      ["server", "--listen", "--target", "socks"],
+      /^ptkit: error: Flag --listen needs a value \(the next argument is the flag --target\)\n/,
+    ],
+    [
+      ["client", "--bridge", "--socks", "127.0.0.1:1"],
+      /^ptkit: error: Flag --bridge needs a value \(the next argument is the flag --socks\)\n/,
+    ],
+    [["server", "--state", "--help"], /Flag --state needs a value \(.*the flag --help\)/],
     [["server", "--listen", "nowhere"], /Cannot parse --listen "nowhere"/],
     [["server", "--transport", "nope"], /Unknown transport "nope": available: plain, obfs4/],
     [["server", "stray"], /Unexpected argument 2: expected a flag/],

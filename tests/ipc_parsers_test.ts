@@ -191,6 +191,16 @@ Deno.test("parseFlags takes single and double dashes, = and separate values", ()
     "Unexpected argument 1: expected a flag (-name or --name)",
   ]);
   deepStrictEqual(parseFlags(["-target"]).errors, ["Flag -target needs a value"]);
+  // A value left out before the next flag is named, not taken as the value
+  // (a state directory called "-transports" was created before).
+  const skipped = parseFlags(["-client", "-state", "-transports", "obfs4"]);
+  deepStrictEqual(skipped.errors, [
+    "Flag -state needs a value (the next argument is the flag -transports)",
+  ]);
+  deepStrictEqual(skipped.values.transports, "obfs4");
+  deepStrictEqual(skipped.values.state, undefined);
+  // A value that only looks like a flag is still a value.
+  deepStrictEqual(parseFlags(["-options", "-x"]).values.options, "-x");
 });
 
 Deno.test("IpcOutput never lets an argument break a line", () => {

@@ -42,7 +42,7 @@ export function parseCliFlags(
     if (match === null) return unexpectedArgument(args[i]!, before + i + 1);
     const [, given, inline] = match;
     // The managed proxy's spelling works too: --logLevel is --log-level.
-    const name = given!.replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase();
+    const name = flagName(given!);
     const key = name === "h" ? "help" : name;
     const spec = specs[key];
     if (spec === undefined) {
@@ -54,10 +54,32 @@ export function parseCliFlags(
       if (inline !== undefined) return `Flag --${key} takes no value`;
       value = "true";
     } else if (inline !== undefined) value = inline;
-    else if (i + 1 < args.length) value = args[++i]!;
-    else return `Flag --${key} needs a value`;
+    else if (i + 1 < args.length && knownFlag(args[i + 1]!, specs) === undefined) {
+      value = args[++i]!;
+    } else {
+      // A value left out before the next flag (`--listen --target socks`,
+      // an empty shell variable) is named as such, not taken as the value.
+      const next = i + 1 < args.length ? knownFlag(args[i + 1]!, specs) : undefined;
+      return `Flag --${key} needs a value${
+        next === undefined ? "" : ` (the next argument is the flag --${next})`
+      }`;
+    }
     values[key] = value;
     if (all !== undefined) (all[key] ??= []).push(value);
   }
   return values;
+}
+
+/** A flag's name as the specs spell it: --logLevel is --log-level. */
+function flagName(given: string): string {
+  return given.replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase();
+}
+
+/** The name of the command's flag `arg` is (without a value), if it is one. */
+function knownFlag(arg: string, specs: Record<string, Spec>): string | undefined {
+  const match = /^--?([A-Za-z][A-Za-z0-9-]*)$/.exec(arg);
+  if (match === null) return undefined;
+  const name = flagName(match[1]!);
+  const key = name === "h" ? "help" : name;
+  return Object.hasOwn(specs, key) ? key : undefined;
 }

@@ -251,10 +251,7 @@ export function parseFlags(args: readonly string[]): ParsedFlags {
       continue;
     }
     const [, dashes, name, inline] = match;
-    // In any case, with or without dashes inside: -logLevel, -loglevel, -log-level.
-    const plain = (text: string) => text.toLowerCase().replaceAll("-", "");
-    const lower = plain(name!);
-    const spec = FLAGS.find((f) => f.names.some((n) => plain(n) === lower));
+    const spec = findFlag(name!);
     if (spec === undefined) {
       const near = suggestOptionKey(name!, FLAGS.flatMap((f) => f.names));
       errors.push(
@@ -270,13 +267,32 @@ export function parseFlags(args: readonly string[]): ParsedFlags {
       else errors.push(`Flag -${name} takes no value, got ${JSON.stringify(inline)}`);
     } else if (inline !== undefined) {
       values[spec.key] = inline;
-    } else if (i + 1 < args.length) {
+    } else if (i + 1 < args.length && !isFlag(args[i + 1]!)) {
       values[spec.key] = args[++i]!;
     } else {
-      errors.push(`Flag -${name} needs a value`);
+      // A value left out before the next flag (`-state -transports obfs4`)
+      // is named as such, not taken as the value.
+      errors.push(
+        `Flag -${name} needs a value${
+          i + 1 < args.length ? ` (the next argument is the flag ${args[i + 1]})` : ""
+        }`,
+      );
     }
   }
   return { values, errors };
+}
+
+/** The flag named `name`, in any case, with or without dashes inside: -logLevel, -loglevel, -log-level. */
+function findFlag(name: string): (typeof FLAGS)[number] | undefined {
+  const plain = (text: string) => text.toLowerCase().replaceAll("-", "");
+  const lower = plain(name);
+  return FLAGS.find((f) => f.names.some((n) => plain(n) === lower));
+}
+
+/** Whether `arg` is one of the flags, without a value (`-transports`). */
+function isFlag(arg: string): boolean {
+  const match = /^--?([A-Za-z][A-Za-z0-9-]*)$/.exec(arg);
+  return match !== null && findFlag(match[1]!) !== undefined;
 }
 
 /**
