@@ -423,7 +423,9 @@ export class Connector {
       throw new Deno.errors.BadResource(`Cannot dial: the ${this.#name} connector is closed`);
     }
     if (typeof options !== "object" || options === null) {
-      throw new TypeError(`Cannot dial: options must be an object, got ${typeof options}`);
+      throw new TypeError(
+        `Cannot dial: options must be an object, got ${options === null ? "null" : typeof options}`,
+      );
     }
     const hostname = options.hostname ?? "127.0.0.1";
     if (typeof hostname !== "string" || hostname === "") {
@@ -490,6 +492,13 @@ export async function createConnector(
   options: ConnectorOptions = {},
 ): Promise<Connector> {
   assertTransport(transport, "create a connector");
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(
+      `Cannot create a connector: options must be an object, got ${
+        options === null ? "null" : typeof options
+      }`,
+    );
+  }
   checkTimeout(options.handshakeTimeout, "handshakeTimeout", "create a connector");
   const side = await transport.client(config, withRuntimeCrypto(options.env));
   const connOptions = options.handshakeTimeout === undefined

@@ -163,7 +163,9 @@ export async function listen(
 ): Promise<TransportListener> {
   assertTransport(transport, "listen");
   if (typeof options !== "object" || options === null) {
-    throw new TypeError(`Cannot listen: options must be an object, got ${typeof options}`);
+    throw new TypeError(
+      `Cannot listen: options must be an object, got ${options === null ? "null" : typeof options}`,
+    );
   }
   const port = checkPort(options.port, "listen");
   const { handshakeTimeout, limits, onAcceptError } = options;
@@ -307,6 +309,11 @@ export async function proxy(
   config: TransportOptions,
   options: ProxyOptions,
 ): Promise<ServerManager> {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(
+      `Cannot proxy: options must be an object, got ${options === null ? "null" : typeof options}`,
+    );
+  }
   const { target, onError } = options;
   let connectTarget: (conn: TransportConn, context: { signal: AbortSignal }) => Promise<RelayEnd>;
   if (typeof target === "function") {
@@ -323,7 +330,9 @@ export async function proxy(
     connectTarget = (_conn, { signal }) => retryWhileExhausted(() => dialer(fixed), signal);
   } else {
     throw new TypeError(
-      `Cannot proxy: target must be an address or a function, got ${typeof target}`,
+      `Cannot proxy: target must be an address or a function, got ${
+        target === null ? "null" : typeof target
+      }`,
     );
   }
   const metrics = options.metrics === undefined ? undefined : new ConnectionMetrics(

@@ -138,7 +138,9 @@ export class SourceLimiter {
   ) {
     const what = options.what ?? "listen";
     if (typeof limits !== "object" || limits === null) {
-      throw new TypeError(`Cannot ${what}: limits must be an object, got ${typeof limits}`);
+      throw new TypeError(
+        `Cannot ${what}: limits must be an object, got ${limits === null ? "null" : typeof limits}`,
+      );
     }
     const resolved = { ...DEFAULT_CONNECTION_LIMITS };
     for (const key of Object.keys(DEFAULT_CONNECTION_LIMITS) as (keyof ConnectionLimits)[]) {

@@ -372,6 +372,47 @@ Deno.test("library calls name what is wrong with a transport or its options", as
   );
 });
 
+Deno.test("library calls given null for their options say null, not 'object' or a destructuring error", async () => {
+  const { listen, proxy } = await import("../server.ts");
+  const { createConnector } = await import("../client.ts");
+  const { plain } = await import("../transports/plain.ts");
+  const { launchClient } = await import("../ipc/adapter/mod.ts");
+  const { serveUdpServer } = await import("../udp/mod.ts");
+  await rejects(
+    listen(plain, {}, null as never),
+    /^TypeError: Cannot listen: options must be an object, got null$/,
+  );
+  await rejects(
+    listen(plain, {}, { hostname: "127.0.0.1", port: 0, limits: null as never }),
+    /^TypeError: Cannot listen: limits must be an object, got null$/,
+  );
+  await rejects(
+    proxy(plain, {}, null as never),
+    /^TypeError: Cannot proxy: options must be an object, got null$/,
+  );
+  await rejects(
+    proxy(plain, {}, { hostname: "127.0.0.1", port: 0, target: null as never }),
+    /^TypeError: Cannot proxy: target must be an address or a function, got null$/,
+  );
+  await rejects(
+    createConnector(plain, {}, null as never),
+    /^TypeError: Cannot create a connector: options must be an object, got null$/,
+  );
+  const connector = await createConnector(plain, {});
+  await rejects(
+    connector.dial(null as never),
+    /^TypeError: Cannot dial: options must be an object, got null$/,
+  );
+  await rejects(
+    launchClient(null as never),
+    /^TypeError: Cannot launch PT: options must be an object, got null$/,
+  );
+  await rejects(
+    serveUdpServer(null as never),
+    /^TypeError: Cannot serve UDP server: options must be an object, got null$/,
+  );
+});
+
 Deno.test("an obfs4 connector without a bridge names every missing key when a dial brings none", async () => {
   const { obfs4 } = await import("../transports/obfs4/mod.ts");
   const { createConnector } = await import("../client.ts");

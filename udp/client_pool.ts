@@ -234,7 +234,11 @@ class ClientPool implements UdpClientPool {
 export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClientPool> {
   const what = "serve UDP client";
   if (typeof options !== "object" || options === null) {
-    throw new TypeError(`Cannot ${what}: options must be an object, got ${typeof options}`);
+    throw new TypeError(
+      `Cannot ${what}: options must be an object, got ${
+        options === null ? "null" : typeof options
+      }`,
+    );
   }
   const settings = resolveSettings(options, what);
   const server = {

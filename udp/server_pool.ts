@@ -149,7 +149,11 @@ export interface UdpServerPool extends AsyncDisposable {
 export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServerPool> {
   const what = "serve UDP server";
   if (typeof options !== "object" || options === null) {
-    throw new TypeError(`Cannot ${what}: options must be an object, got ${typeof options}`);
+    throw new TypeError(
+      `Cannot ${what}: options must be an object, got ${
+        options === null ? "null" : typeof options
+      }`,
+    );
   }
   const settings = resolveSettings(options, what);
   const target = options.target;

@@ -176,7 +176,11 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
   constructor(options: PtLaunchOptions, role: PtRole) {
     super();
     if (typeof options !== "object" || options === null) {
-      throw new TypeError(`Cannot launch PT: options must be an object, got ${typeof options}`);
+      throw new TypeError(
+        `Cannot launch PT: options must be an object, got ${
+          options === null ? "null" : typeof options
+        }`,
+      );
     }
     if (typeof options.path !== "string" || options.path === "") {
       throw new TypeError(`Cannot launch PT: invalid path ${JSON.stringify(options.path)}`);
