@@ -69,6 +69,49 @@ Deno.test("start runs shadowsocks with a password of its own, and the demo page 
   }
 });
 
+Deno.test("a standalone client's SOCKS port ignores an application's own user name and password (SOCKS5) or user id (SOCKS4): its bridge line is all the transport gets", async () => {
+  const state = await Deno.makeTempDir();
+  const stop = new AbortController();
+  let out = "";
+  let err = "";
+  const started = Promise.withResolvers<void>();
+  const done = runCli(
+    ["start", "--transport", "plain", "--socks", "127.0.0.1:0", "--state", state],
+    {
+      stdout: (t) => {
+        out += t;
+        if (out.includes("Press Ctrl-C")) started.resolve();
+      },
+      stderr: (t) => err += t,
+      getEnv: () => undefined,
+      process: false,
+      signal: stop.signal,
+    },
+  );
+  try {
+    await Promise.race([started.promise, done.then(() => Promise.reject(new Error(err)))]);
+    const socks = /SOCKS5 proxy: (127\.0\.0\.1:[0-9]+)/.exec(out)![1]!;
+    const page = /curl --socks5-hostname \S+ (http:\/\/localhost:[0-9]+\/)/.exec(out)![1]!;
+    for (
+      const proxy of [
+        `socks5h://alice:Secret5Mark@${socks}`, // not k=v: was reply 0x12
+        `socks4a://root@${socks}`, // Java's SOCKS4 sends the OS user name
+      ]
+    ) {
+      const curl = await new Deno.Command("curl", {
+        args: ["-s", "-m", "20", "-x", proxy, page],
+      }).output();
+      deepStrictEqual(curl.code, 0, `${proxy}: curl exit ${curl.code}\n${err}`);
+      match(new TextDecoder().decode(curl.stdout), /came through plain/);
+    }
+    ok(!(out + err).includes("Secret5Mark"), out + err);
+  } finally {
+    stop.abort();
+    await done;
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
 Deno.test("server: Shadowsocks' client command has a password placeholder, never the password; WebTunnel says where it listens", async () => {
   const state = await Deno.makeTempDir();
   try {

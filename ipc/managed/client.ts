@@ -291,6 +291,10 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
               }
             },
             onAcceptError,
+            // Options complete at start (a bridge line, an ss:// link) are
+            // all the transport gets: an application's SOCKS user name and
+            // password are its own business, not transport arguments.
+            ...(config.optionsComplete ? { settings: false } : {}),
             ...(metrics === undefined ? {} : { metrics: { registry: metrics, transport: name } }),
             onError: (error, stage) => {
               // A failed SOCKS handshake is info (a port scan, say), but

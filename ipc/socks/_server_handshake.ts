@@ -57,6 +57,17 @@ export interface SocksHandshakeOptions {
    * for metrics. Defaults to nothing.
    */
   readonly onReply?: (code: number) => void;
+  /**
+   * Whether the client's authentication carries per-connection transport
+   * settings, as tor's does. `false` for an application's SOCKS proxy whose
+   * transport was fully configured at start (`main.ts client`): "no
+   * authentication" is preferred, a user name and password are accepted and
+   * ignored (applications send them for their own reasons: stream
+   * isolation, a habit), the PT 2.0 JSON methods are not offered, and a
+   * SOCKS4 user id (Java sends the OS user name) is ignored; `settings` is
+   * then always empty. Defaults to `true`.
+   */
+  readonly settings?: boolean;
 }
 
 /** Each handshake's `onReply`, read wherever a reply is sent. */
@@ -100,21 +111,30 @@ export async function socksHandshake(
   if (options.onReply !== undefined) REPLY_HOOKS.set(io, options.onReply);
   const reader = new HandshakeReader(io, maxSettings + 600, options.signal);
   const version = (await reader.need(1))[0];
-  if (version === 5) return await socks5(io, reader, maxSettings);
-  if (version === 4) return await socks4(io, reader);
+  const settings = options.settings ?? true;
+  if (version === 5) return await socks5(io, reader, maxSettings, settings);
+  if (version === 4) return await socks4(io, reader, settings);
   throw new SocksReplyError(
     SocksReply.generalFailure,
     `Cannot parse SOCKS greeting: unsupported version 0x${hex(version!)}`,
   );
 }
 
-async function socks5(conn: HandshakeIo, reader: HandshakeReader, maxSettings: number) {
+async function socks5(
+  conn: HandshakeIo,
+  reader: HandshakeReader,
+  maxSettings: number,
+  withSettings: boolean,
+) {
   const [, count] = await reader.need(2);
   const methods = (await reader.need(2 + count!)).subarray(2);
   reader.consume(2 + count!);
   reader.noPipelining("greeting");
   let method = NO_METHOD;
-  for (const preferred of [METHOD_JSON, METHOD_JSON_OLD, METHOD_USERPASS, METHOD_NONE]) {
+  const order = withSettings
+    ? [METHOD_JSON, METHOD_JSON_OLD, METHOD_USERPASS, METHOD_NONE]
+    : [METHOD_NONE, METHOD_USERPASS];
+  for (const preferred of order) {
     if (methods.includes(preferred)) {
       method = preferred;
       break;
@@ -151,7 +171,11 @@ async function socks5(conn: HandshakeIo, reader: HandshakeReader, maxSettings: n
     reader.noPipelining("user/password");
     const bytes = pass.length === 1 && pass[0] === 0 ? user : concat(user, pass);
     try {
-      settings = parseTorArgs(decodeUtf8(bytes), { onRepeatedKey: (k) => repeatedKeys.push(k) });
+      if (withSettings) {
+        settings = parseTorArgs(decodeUtf8(bytes), {
+          onRepeatedKey: (k) => repeatedKeys.push(k),
+        });
+      }
     } catch (error) {
       settingsError = new SocksReplyError(
         SocksReply.settingsParseError,
@@ -265,7 +289,11 @@ async function socks5(conn: HandshakeIo, reader: HandshakeReader, maxSettings: n
   } satisfies SocksRequest;
 }
 
-async function socks4(conn: HandshakeIo, reader: HandshakeReader): Promise<SocksRequest> {
+async function socks4(
+  conn: HandshakeIo,
+  reader: HandshakeReader,
+  withSettings: boolean,
+): Promise<SocksRequest> {
   const head = await reader.need(8);
   const command = head[1]!;
   const port = (head[2]! << 8) | head[3]!;
@@ -305,10 +333,12 @@ async function socks4(conn: HandshakeIo, reader: HandshakeReader): Promise<Socks
     await reply4(conn, 1);
     throw error;
   }
-  let settings: TransportOptions;
+  let settings: TransportOptions = {};
   const repeatedKeys: string[] = [];
   try {
-    settings = parseTorArgs(decodeUtf8(userId), { onRepeatedKey: (k) => repeatedKeys.push(k) });
+    if (withSettings) {
+      settings = parseTorArgs(decodeUtf8(userId), { onRepeatedKey: (k) => repeatedKeys.push(k) });
+    }
   } catch (error) {
     throw await fail(SocksReply.settingsParseError, (error as Error).message);
   }

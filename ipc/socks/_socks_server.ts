@@ -63,6 +63,13 @@ export interface SocksServerOptions {
   /** Largest settings block accepted, in bytes. Defaults to 16384. */
   readonly maxSettingsBytes?: number;
   /**
+   * Whether clients' authentication carries per-connection transport
+   * settings (tor's PT arguments); `false` ignores it, for an application's
+   * proxy whose transport is configured at start (see `settings` in
+   * `socksHandshake`'s options). Defaults to `true`.
+   */
+  readonly settings?: boolean;
+  /**
    * Called when one connection fails (handshake, connect, relay). The error
    * never holds the client's address. Defaults to ignoring.
    */
@@ -189,6 +196,7 @@ export class SocksServer implements AsyncDisposable {
           ? {}
           : { maxSettingsBytes: this.#options.maxSettingsBytes }),
         ...(this.#replies === undefined ? {} : { onReply: (code) => this.#countReply(code) }),
+        ...(this.#options.settings === undefined ? {} : { settings: this.#options.settings }),
       });
     } catch (error) {
       record.fail(error, deadline.signal.aborted ? "timeout" : "error");
