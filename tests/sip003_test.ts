@@ -37,6 +37,15 @@ const PLUGIN_OPTION_ROWS: readonly [text: string, expected: Record<string, strin
   ["k\\=x=1", { "k=x": "1" }],
   ["k\\;x", { "k;x": "" }],
   ["state=/tmp/a\\ b", { state: "/tmp/a b" }],
+  // Lists as people write them: spaces around items, keys and values are not theirs.
+  ["server; transport=obfs4; state=/var/lib/x", {
+    server: "",
+    transport: "obfs4",
+    state: "/var/lib/x",
+  }],
+  [" transport = obfs4 ;iat-mode= 0 ; ", { transport: "obfs4", "iat-mode": "0" }],
+  // An escaped space stays, at either end.
+  ["state=/tmp/a\\ ;k=\\ v;j=\\ ;i=\\ \\ ", { state: "/tmp/a ", k: " v", j: " ", i: "  " }],
   ["k=1;k=2", { k: "1" }],
   ["k=", { k: "" }],
   ["k=v\\", /trailing backslash/],
@@ -613,6 +622,34 @@ Deno.test("SIP003: a WebTunnel server plugin says where it listens (SS_REMOTE), 
       plugin.stderr.includes("\ntransport=webtunnel;url=https://bridge.example/6d0c2f8a;ver="),
       plugin.stderr,
     );
+  } finally {
+    await Deno.remove(stateDir, { recursive: true });
+  }
+});
+
+Deno.test("SIP003: --plugin-opts written with spaces after the semicolons ('server; transport=plain; state=DIR') is read as meant", async () => {
+  const stateDir = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
+  try {
+    const port = freePort();
+    await using plugin = new TextProcess(MAIN, [], {
+      SS_REMOTE_HOST: "127.0.0.1",
+      SS_REMOTE_PORT: String(port),
+      SS_LOCAL_HOST: "127.0.0.1",
+      SS_LOCAL_PORT: "9",
+      SS_PLUGIN_OPTIONS: `server; transport=plain; state=${stateDir}`,
+    });
+    const said = /(Wrote|error)/;
+    for (let i = 0; i < 600 && !said.test(plugin.stderr); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // Not obfs4 (the default) in the per-user state directory, with notices
+    // about unknown options.
+    ok(
+      plugin.stderr.includes(`ptkit: plain server on 127.0.0.1:${port} (SS_REMOTE)`),
+      plugin.stderr,
+    );
+    ok(plugin.stderr.includes(`Wrote ${stateDir}/${CLIENT_OPTIONS_FILE}`), plugin.stderr);
+    ok(!plugin.stderr.includes("unknown option"), plugin.stderr);
   } finally {
     await Deno.remove(stateDir, { recursive: true });
   }

@@ -311,7 +311,10 @@ export function formatServerTransportOptions(
  * next character, the first unescaped `=` ends the key), and also what the
  * plugins in the field accept: a key without `=` is a flag whose value is
  * the empty string (`server;tls`), empty items are skipped (`a=1;;b=2;`).
- * A repeated key keeps its first value.
+ * Spaces around an item, its key or its value are not part of them
+ * (`server; state = /x`, as people write lists); an escaped space (`\ `)
+ * stays. A repeated key
+ * keeps its first value.
  *
  * @param text The options.
  * @param options What to do about repeated keys.
@@ -325,25 +328,46 @@ export function parsePluginOptions(
 ): TransportOptions {
   const what = "plugin options";
   const pairs = new FirstValuePairs(options.onRepeatedKey);
-  splitEscaped(text, ";", what).forEach((item, index) => {
+  splitEscaped(text, ";", what).forEach((raw, index) => {
+    const item = trimUnescaped(raw);
     if (item === "") return;
-    if (unescapedIndex(item, "=") < 0) pairs.add(unescape(item), "");
-    else pairs.add(...splitPair(item, index, what));
+    const eq = unescapedIndex(item, "=");
+    if (eq < 0) {
+      pairs.add(unescape(item), "");
+      return;
+    }
+    const key = trimUnescaped(item.slice(0, eq));
+    const value = item.slice(eq + 1).replace(/^\s+/, "");
+    pairs.add(...splitPair(`${key}=${value}`, index, what));
   });
   return pairs.values;
+}
+
+/** `text` without the white space at its ends, except an escaped one (`\ `). */
+function trimUnescaped(text: string): string {
+  let end = text.length;
+  while (end > 0 && /\s/.test(text[end - 1]!)) {
+    // An odd run of backslashes before it escapes it.
+    let slashes = 0;
+    while (end - 2 - slashes >= 0 && text[end - 2 - slashes] === "\\") slashes++;
+    if (slashes % 2 === 1) break;
+    end--;
+  }
+  return text.slice(0, end).replace(/^\s+/, "");
 }
 
 /**
  * Format SIP003 plugin options, the inverse of
  * {@linkcode parsePluginOptions}: `k=v;k=v` with `\`, `;` and `=`
- * escaped by a backslash, in keys and values; an empty value gives the bare
- * key (a flag).
+ * escaped by a backslash, in keys and values, and white space at their ends;
+ * an empty value gives the bare key (a flag).
  *
  * @param options The options, in order.
  * @returns The text form.
  */
 export function formatPluginOptions(options: TransportOptions): string {
-  const escape = (s: string) => s.replace(/[\\;=]/g, "\\$&");
+  // White space at either end is escaped: the parser trims what is not.
+  const escape = (s: string) => s.replace(/[\\;=]/g, "\\$&").replace(/^\s|\s$/g, "\\$&");
   return Object.entries(options)
     .map(([k, v]) => v === "" ? escape(k) : `${escape(k)}=${escape(v)}`)
     .join(";");
