@@ -117,8 +117,14 @@ export function parseSip003(
     frontEndKeys: PLUGIN_KEYS,
   } as const;
   if (server) {
-    if (!remotes.every((at) => isIpLiteral(at.hostname))) {
-      throw new RangeError("Invalid SS_REMOTE_HOST: the server listens on IP addresses");
+    const name = remotes.find((at) => !isIpLiteral(at.hostname));
+    if (name !== undefined) {
+      // The operator's own listen address (ss-server -s), so it is named.
+      throw new RangeError(
+        `Invalid SS_REMOTE_HOST ${
+          JSON.stringify(name.hostname.slice(0, 64))
+        }: the server listens on IP addresses (give ss-server -s an IP address, such as 0.0.0.0 or 127.0.0.1)`,
+      );
     }
     return {
       transport,
