@@ -176,6 +176,49 @@ Deno.test("client refuses the server's printed Shadowsocks command as is: its <P
   }
 });
 
+Deno.test("client --bridge @obfs4_bridgeline.txt: its comments are skipped, and its placeholders named until replaced", async () => {
+  const state = await Deno.makeTempDir();
+  try {
+    const server = await cli([
+      ...["server", "--transport", "obfs4", "--listen", "127.0.0.1:0", "--state", state],
+    ], "Ctrl-C stops");
+    deepStrictEqual(server.code, 0, server.err);
+    const file = `${state}/obfs4_bridgeline.txt`;
+    const written = await Deno.readTextFile(file);
+    ok(written.startsWith("#") && written.includes("<IP ADDRESS>:<PORT> <FINGERPRINT>"), written);
+    // As written: the placeholder is named (it was "word 1 is not an address").
+    const asIs = await cli(["client", "--bridge", `@${file}`, "--state", state], "Ctrl-C stops");
+    deepStrictEqual(asIs.code, 64, asIs.out + asIs.err);
+    deepStrictEqual(
+      asIs.err,
+      "ptkit: error: The bridge line still holds the placeholder <IP ADDRESS> (as obfs4_bridgeline.txt writes it): replace it with the bridge's own value\n",
+    );
+    // Edited as its comments say (a copy: ptkit rewrites its own), it works.
+    const port = /listening on 127\.0\.0\.1:([0-9]+)/.exec(server.out)![1]!;
+    const edited = `${state}/edited_bridgeline.txt`;
+    await Deno.writeTextFile(
+      edited,
+      written.replace(
+        "<IP ADDRESS>:<PORT> <FINGERPRINT>",
+        `127.0.0.1:${port} 0123456789ABCDEF0123456789ABCDEF01234567`,
+      ),
+    );
+    const ok2 = await cli(
+      ["client", "--bridge", `@${edited}`, "--socks", "127.0.0.1:0", "--state", state],
+      "Ctrl-C stops",
+    );
+    deepStrictEqual(ok2.code, 0, ok2.err);
+    match(ok2.out, new RegExp(`^ptkit client: obfs4 to 127\\.0\\.0\\.1:${port}\n`));
+    // Two lines (tor's bridgelines file, say): which one is meant is not guessed.
+    await Deno.writeTextFile(edited, "plain 127.0.0.1:1\n# a comment\nplain 127.0.0.1:2\n");
+    const two = await cli(["client", "--bridge", `@${edited}`, "--state", state], "Ctrl-C stops");
+    deepStrictEqual(two.code, 64);
+    match(two.err, /holds 2 lines besides comments and blank ones: expected one\n$/);
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
 Deno.test("server --public-address takes an IP address (tor's bridge lines take no name), exit 64", async () => {
   const { code, err } = await cli(["server", "--public-address", "bridge.example.org:443"]);
   deepStrictEqual(code, 64);

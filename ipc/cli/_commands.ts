@@ -227,13 +227,16 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
   // `@FILE`: the value (a password's carrier) is read from a file, so that
   // it never shows in the process list.
   try {
-    for (const flag of ["options", "bridge"]) {
-      if (parsed[flag]?.startsWith("@")) {
-        parsed[flag] = await readValueFile(parsed[flag], `--${flag}`);
-      }
+    if (parsed.options?.startsWith("@")) {
+      parsed.options = await readValueFile(parsed.options, "--options");
+    }
+    // A bridge line's or a link's file may carry comments (ptkit's own
+    // obfs4_bridgeline.txt does): its one other line is the value.
+    if (parsed.bridge?.startsWith("@")) {
+      parsed.bridge = oneLine(await readValueFile(parsed.bridge, "--bridge"), parsed.bridge);
     }
     if (link?.startsWith("@")) {
-      link = await readValueFile(link, "the ss:// link");
+      link = oneLine(await readValueFile(link, "the ss:// link"), link);
       if (!/^ss:\/\//i.test(link)) {
         throw new UsageError("The ss:// link's file does not hold an ss:// link");
       }
@@ -296,6 +299,21 @@ async function readValueFile(arg: string, what: string): Promise<string> {
     throw new UsageError(`Cannot read ${what} from ${path}: ${(error as Error).message}`);
   }
   return text.replace(/\r?\n$/, "");
+}
+
+/**
+ * The one line of `text` that is neither blank nor a `#` comment; `file`
+ * (`@PATH`) names the file otherwise (a line itself is never quoted: it may
+ * hold a password).
+ */
+function oneLine(text: string, file: string): string {
+  const lines = text.split(/\r?\n/).filter((line) => !/^\s*(#.*)?$/.test(line));
+  if (lines.length !== 1) {
+    throw new UsageError(
+      `${file.slice(1)} holds ${lines.length} lines besides comments and blank ones: expected one`,
+    );
+  }
+  return lines[0]!.trim();
 }
 
 function parsedBridgeTransport(bridge: string | undefined): string | undefined {
@@ -601,6 +619,9 @@ async function server(flags: Record<string, string>, context: Context): Promise<
  */
 const SECRET_PLACEHOLDERS = { password: "<PASSWORD>", key: "<KEY>" } as const;
 
+/** The placeholders of a bridge line in `obfs4_bridgeline.txt` (as obfs4proxy's). */
+const ADDRESS_PLACEHOLDERS = ["<IP ADDRESS>", "<PORT>", "<FINGERPRINT>"] as const;
+
 /**
  * `main.ts server --options`: the transport's options as `k=v;k=v` (tor's
  * form, backslash escapes) or a JSON object; errors never quote a value.
@@ -616,6 +637,13 @@ function serverOptions(text: string | undefined): Record<string, string> {
 
 async function client(flags: Record<string, string>, context: Context): Promise<number> {
   if (flags.bridge === undefined) throw new UsageError("Missing --bridge '<bridge line>'");
+  for (const placeholder of ADDRESS_PLACEHOLDERS) {
+    if (flags.bridge.includes(placeholder)) {
+      throw new UsageError(
+        `The bridge line still holds the placeholder ${placeholder} (as obfs4_bridgeline.txt writes it): replace it with the bridge's own value`,
+      );
+    }
+  }
   let bridge: BridgeLine;
   try {
     const repeated = new RepeatedKeyLog((message) => context.err(`ptkit client: ${message}\n`));
