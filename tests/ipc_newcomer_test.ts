@@ -375,6 +375,12 @@ Deno.test("a mistyped command is named without echoing the argument; flags are q
   deepStrictEqual(parseFlags(["help"]).errors, [
     "Unexpected argument 1: expected a flag (-name or --name); did you mean --help?",
   ]);
+  deepStrictEqual(parseFlags(["version"]).errors, [
+    "Unexpected argument 1: expected a flag (-name or --name); did you mean --version?",
+  ]);
+  // Not -h, the nearest name, but the version flag.
+  deepStrictEqual(parseFlags(["-v"]).errors, ["Unknown flag -v (did you mean --version?)"]);
+  deepStrictEqual(parseFlags(["--V"]).errors, ["Unknown flag --V (did you mean --version?)"]);
   // Not the first argument, or nothing like a command: no hint, nothing echoed.
   deepStrictEqual(parseFlags(["-client", "serve"]).errors, [
     "Unexpected argument 2: expected a flag (-name or --name)",

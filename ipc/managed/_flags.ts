@@ -242,7 +242,11 @@ export function parseFlags(args: readonly string[]): ParsedFlags {
       // A stray value may be a credential: it is never echoed. A first
       // argument close to a command (`main.ts serve`) gets the command named.
       const command = i === 0
-        ? /^help$/i.test(arg) ? "--help" : suggestOptionKey(arg, [...CLI_COMMANDS, "turn"])
+        ? /^help$/i.test(arg)
+          ? "--help"
+          : /^version$/i.test(arg)
+          ? "--version"
+          : suggestOptionKey(arg, [...CLI_COMMANDS, "turn"])
         : undefined;
       errors.push(
         unexpectedArgument(arg, i + 1) +
@@ -253,11 +257,15 @@ export function parseFlags(args: readonly string[]): ParsedFlags {
     const [, dashes, name, inline] = match;
     const spec = findFlag(name!);
     if (spec === undefined) {
-      const near = suggestOptionKey(name!, FLAGS.flatMap((f) => f.names));
+      // -v and -V mean the version elsewhere: --version, not -h (one letter away).
+      const similar = suggestOptionKey(name!, FLAGS.flatMap((f) => f.names));
+      const near = /^v$/i.test(name!)
+        ? "--version"
+        : similar === undefined
+        ? undefined
+        : `${dashes}${similar}`;
       errors.push(
-        `Unknown flag ${dashes}${name}${
-          near === undefined ? "" : ` (did you mean ${dashes}${near}?)`
-        }`,
+        `Unknown flag ${dashes}${name}${near === undefined ? "" : ` (did you mean ${near}?)`}`,
       );
       continue;
     }
