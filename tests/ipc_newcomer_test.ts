@@ -69,7 +69,13 @@ Deno.test("start runs shadowsocks with a password of its own, and the demo page 
   }
 });
 
-Deno.test("a standalone client's SOCKS port ignores an application's own user name and password (SOCKS5) or user id (SOCKS4): its bridge line is all the transport gets", async () => {
+/**
+ * Run `main.ts start --transport plain` in this process while `use` runs,
+ * with its SOCKS address, its demo page and its stderr so far.
+ */
+async function withStart(
+  use: (socks: string, page: string, err: () => string) => Promise<void>,
+): Promise<void> {
   const state = await Deno.makeTempDir();
   const stop = new AbortController();
   let out = "";
@@ -92,6 +98,16 @@ Deno.test("a standalone client's SOCKS port ignores an application's own user na
     await Promise.race([started.promise, done.then(() => Promise.reject(new Error(err)))]);
     const socks = /SOCKS5 proxy: (127\.0\.0\.1:[0-9]+)/.exec(out)![1]!;
     const page = /curl --socks5-hostname \S+ (http:\/\/localhost:[0-9]+\/)/.exec(out)![1]!;
+    await use(socks, page, () => err);
+  } finally {
+    stop.abort();
+    await done;
+    await Deno.remove(state, { recursive: true });
+  }
+}
+
+Deno.test("a standalone client's SOCKS port ignores an application's own user name and password (SOCKS5) or user id (SOCKS4): its bridge line is all the transport gets", async () => {
+  await withStart(async (socks, page, err) => {
     for (
       const proxy of [
         `socks5h://alice:Secret5Mark@${socks}`, // not k=v: was reply 0x12
@@ -101,15 +117,26 @@ Deno.test("a standalone client's SOCKS port ignores an application's own user na
       const curl = await new Deno.Command("curl", {
         args: ["-s", "-m", "20", "-x", proxy, page],
       }).output();
-      deepStrictEqual(curl.code, 0, `${proxy}: curl exit ${curl.code}\n${err}`);
+      deepStrictEqual(curl.code, 0, `${proxy}: curl exit ${curl.code}\n${err()}`);
       match(new TextDecoder().decode(curl.stdout), /came through plain/);
     }
-    ok(!(out + err).includes("Secret5Mark"), out + err);
-  } finally {
-    stop.abort();
-    await done;
-    await Deno.remove(state, { recursive: true });
-  }
+    ok(!err().includes("Secret5Mark"), err());
+  });
+});
+
+Deno.test("an application set up for an HTTP proxy on a SOCKS port gets a 400 page saying so, and the client a warning", async () => {
+  await withStart(async (socks, page, err) => {
+    for (const target of [page, "https://example.com/"]) {
+      // A plain request, then a CONNECT (curl tunnels https through an HTTP proxy).
+      const curl = await new Deno.Command("curl", {
+        args: ["-s", "-m", "20", "-i", "-x", `http://${socks}`, target],
+      }).output();
+      const reply = new TextDecoder().decode(curl.stdout);
+      match(reply, /^HTTP\/1\.1 400 Bad Request\r\n/, `${target}: ${reply}`);
+      if (target === page) match(reply, /This is a SOCKS5 proxy, not an HTTP proxy/);
+    }
+    match(err(), /\[warning\] plain: SOCKS handshake failed: .*an HTTP request came/);
+  });
 });
 
 Deno.test("server: Shadowsocks' client command has a password placeholder, never the password; WebTunnel says where it listens", async () => {

@@ -14,6 +14,7 @@ import { type Connector, createConnector, HelperLimit } from "../../client.ts";
 import type { PtLine } from "../lines/pt_line.ts";
 import { RepeatedKeyLog } from "../lines/_first_value.ts";
 import { SocksServer } from "../socks/_socks_server.ts";
+import { HTTP_REQUEST_MESSAGE } from "../socks/_server_handshake.ts";
 import { SocksReply, SocksReplyError } from "../socks/_reply.ts";
 import { socks5Connect } from "../socks/_client.ts";
 import type { ClientConfig } from "./config.ts";
@@ -300,8 +301,10 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
               // A failed SOCKS handshake is info (a port scan, say), but
               // arguments that do not parse are the application's
               // configuration (a bridge line): the operator must see them.
+              // So is an HTTP request (an application set up for an HTTP proxy).
               const argumentsError = error instanceof SocksReplyError &&
-                error.code === SocksReply.settingsParseError;
+                (error.code === SocksReply.settingsParseError ||
+                  error.message === HTTP_REQUEST_MESSAGE);
               digested(
                 stage === "handshake" && !argumentsError ? "info" : "warning",
                 `${name}: SOCKS ${stage} failed: ${describe(error)}`,

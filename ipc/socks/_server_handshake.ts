@@ -114,11 +114,46 @@ export async function socksHandshake(
   const settings = options.settings ?? true;
   if (version === 5) return await socks5(io, reader, maxSettings, settings);
   if (version === 4) return await socks4(io, reader, settings);
+  if (version! >= 0x41 && version! <= 0x5a) {
+    // An HTTP method's first letter (CONNECT, GET, POST...): an application
+    // set up for an HTTP proxy. Its user sees why, as a page, not an empty reply.
+    // Its head is read first: closed with bytes unread, the connection would
+    // be reset, and the page lost with it.
+    try {
+      for (let n = 4; n <= 8192; n++) {
+        const head = await reader.need(n);
+        if (head[n - 4] === 13 && head[n - 3] === 10 && head[n - 2] === 13 && head[n - 1] === 10) {
+          break;
+        }
+      }
+    } catch {
+      // Closed, too long or timed out: answer what came.
+    }
+    const body = "This is a SOCKS5 proxy, not an HTTP proxy: set the application's proxy " +
+      "to SOCKS5 (socks5h://HOST:PORT), or SOCKS4a.\n";
+    await writeFull(
+      io,
+      new TextEncoder().encode(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n" +
+          `Content-Length: ${body.length}\r\n\r\n${body}`,
+      ),
+    ).catch(() => {});
+    throw new SocksReplyError(SocksReply.generalFailure, HTTP_REQUEST_MESSAGE);
+  }
   throw new SocksReplyError(
     SocksReply.generalFailure,
     `Cannot parse SOCKS greeting: unsupported version 0x${hex(version!)}`,
   );
 }
+
+/**
+ * The message of the {@linkcode SocksReplyError} {@linkcode socksHandshake}
+ * throws when an HTTP request came instead of a SOCKS greeting (the
+ * application is set up for an HTTP proxy): its user's mistake, worth a
+ * warning where a probe's garbage is not.
+ */
+export const HTTP_REQUEST_MESSAGE =
+  "Cannot parse SOCKS greeting: an HTTP request came (the application is set up for an HTTP proxy; this port speaks SOCKS5 and SOCKS4a)";
 
 async function socks5(
   conn: HandshakeIo,
