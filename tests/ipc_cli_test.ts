@@ -49,6 +49,11 @@ Deno.test("runCli refuses bad input with a clear message and exit 64", async () 
     ],
     [["server", "--state", "--help"], /Flag --state needs a value \(.*the flag --help\)/],
     [["server", "--listen", "nowhere"], /Cannot parse --listen "nowhere"/],
+    // Options written with spaces, as in a bridge line: named, the password not quoted.
+    [
+      ["server", "--transport", "shadowsocks", "--options", "method=aes-256-gcm password=Pw9Mark"],
+      /^ptkit: error: Invalid --options: the value of 'method' holds another k=v after a space: separate options with ';' \(k=v;k=v\), not spaces\n$/,
+    ],
     [["server", "--transport", "nope"], /Unknown transport "nope": available: plain, obfs4/],
     [["server", "stray"], /Unexpected argument 2: expected a flag/],
     [["client"], /Missing --bridge/],

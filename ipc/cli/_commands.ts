@@ -628,11 +628,26 @@ const ADDRESS_PLACEHOLDERS = ["<IP ADDRESS>", "<PORT>", "<FINGERPRINT>"] as cons
  */
 function serverOptions(text: string | undefined): Record<string, string> {
   if (text === undefined) return {};
+  const json = text.trimStart().startsWith("{");
+  let options: Record<string, string>;
   try {
-    return { ...(text.trimStart().startsWith("{") ? parseJsonSettings(text) : parseTorArgs(text)) };
+    options = { ...(json ? parseJsonSettings(text) : parseTorArgs(text)) };
   } catch (error) {
     throw new UsageError(`Invalid --options: ${(error as Error).message}`);
   }
+  // Options written as a bridge line's, with spaces ('method=... password=...'):
+  // one option whose value swallowed the others, a password with them. The
+  // value is never quoted, nor a key unless it is a plain name.
+  const entries = Object.entries(options);
+  if (!json && entries.length === 1 && /\s[A-Za-z][A-Za-z0-9_-]*=/.test(entries[0]![1])) {
+    const key = entries[0]![0];
+    throw new UsageError(
+      `Invalid --options: the value of ${
+        /^[A-Za-z][A-Za-z0-9_-]{0,31}$/.test(key) ? `'${key}'` : "the option"
+      } holds another k=v after a space: separate options with ';' (k=v;k=v), not spaces`,
+    );
+  }
+  return options;
 }
 
 async function client(flags: Record<string, string>, context: Context): Promise<number> {
