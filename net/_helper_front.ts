@@ -10,6 +10,7 @@ import {
   retryWhileExhausted,
 } from "./_accept_loop.ts";
 import type { HostPort } from "./address.ts";
+import type { NetConn } from "./net_conn.ts";
 import { relay } from "./relay.ts";
 import {
   type ConnectionLimits,
@@ -137,8 +138,28 @@ export class HelperFront {
     };
     const timer = setTimeout(finish, HANDSHAKE_DEADLINE_MS);
     this.#pending.set(port, finish);
+    // The helper ending a connection whose client never authenticated (a
+    // failed login, LoginGraceTime) ends it here too: passed on as a
+    // half-close, the client could keep its side open, past the deadline
+    // above, as if it had logged in.
+    const helperEnded = new AbortController();
+    const helperEnd = {
+      read: async (p: Uint8Array) => {
+        const n = await helper.read(p);
+        if (n === null && this.#pending.get(port) === finish) {
+          helperEnded.abort(new Error("The helper ended an unauthenticated connection"));
+        }
+        return n;
+      },
+      write: (p: Uint8Array) => helper.write(p),
+      closeWrite: () => helper.closeWrite(),
+      close: () => helper.close(),
+      setNoDelay: (noDelay?: boolean) => helper.setNoDelay(noDelay),
+      localAddr: helper.localAddr,
+      remoteAddr: helper.remoteAddr,
+    } satisfies NetConn & Pick<Deno.TcpConn, "setNoDelay">;
     try {
-      await relay(conn, helper, { signal });
+      await relay(conn, helperEnd, { signal: AbortSignal.any([signal, helperEnded.signal]) });
     } catch {
       // A reset ends this connection only.
     } finally {
