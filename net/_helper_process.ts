@@ -213,6 +213,7 @@ export class HelperSupervisor {
       ...(options.relayHosts === undefined ? {} : { relayHosts: options.relayHosts }),
       user: user.name,
       writeFile,
+      probe: probeProgram,
     };
     const spec = await build(context);
     const command = await findProgram(spec.command);
@@ -525,6 +526,29 @@ async function findProgram(command: string): Promise<string> {
       command === "sshd" ? "openssh-server" : command === "ssh" ? "openssh-client" : command
     })`,
   );
+}
+
+/** How long (ms) a probe of a helper program may take. */
+const PROBE_TIMEOUT_MS = 5_000;
+
+/**
+ * Run a helper program with `args` (through `sh`, the one program the
+ * runtime may run besides deno) and return what it printed, stdout then
+ * stderr: its version, for one (`sshd -V`). Nothing is read from it.
+ */
+async function probeProgram(command: string, args: readonly string[]): Promise<string> {
+  const program = await findProgram(command);
+  const { stdout, stderr } = await new Deno.Command("sh", {
+    args: ["-c", 'exec "$0" "$@"', program, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    clearEnv: true,
+    env: { PATH: SEARCH_PATH.join(":"), LC_ALL: "C" },
+    signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+  }).output();
+  const decoder = new TextDecoder();
+  return decoder.decode(stdout) + decoder.decode(stderr);
 }
 
 async function helperUser(asNobody: boolean): Promise<

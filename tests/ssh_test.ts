@@ -564,6 +564,42 @@ async function startHelper(side: Awaited<ReturnType<typeof ssh.server>>, dir: st
   });
 }
 
+Deno.test("ssh server: sshd 9.8 and later is told not to penalize sources (every connection comes from the runtime's front on 127.0.0.1); older sshd is not given the keyword", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit-ssh-penalties-" });
+  const side = await ssh.server({}, { local: flakyStore() });
+  try {
+    const configFor = async (version: string) => {
+      const probed: string[][] = [];
+      const helper = await side.helper!.process({
+        directory: dir,
+        listen: { hostname: "127.0.0.1", port: 1 },
+        relay: { hostname: "127.0.0.1", port: 5 },
+        user: "nobody",
+        writeFile: () => Promise.resolve(),
+        probe: (command, args) => {
+          probed.push([command, ...args]);
+          return Promise.resolve(version);
+        },
+      });
+      assertEquals(probed, [["sshd", "-V"]]);
+      return helper.files!["sshd_config"]!.split("\n");
+    };
+    for (
+      const version of ["OpenSSH_9.8p1, OpenSSL 3.3.1", "OpenSSH_10.0p2 Debian-7, OpenSSL 3.5.1"]
+    ) {
+      assert((await configFor(version)).includes("PerSourcePenalties no"), version);
+    }
+    for (
+      const version of ["OpenSSH_9.2p1 Debian-2+deb12u10, OpenSSL 3.0.19", "OpenSSH_8.4p1", ""]
+    ) {
+      assert(!(await configFor(version)).some((line) => /PerSourcePenalties/i.test(line)), version);
+    }
+  } finally {
+    side.close!();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("ssh server: stored client keys it cannot read (another user's file) are said once, and it starts anyway", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ptkit-ssh-keys-" });
   try {

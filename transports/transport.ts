@@ -289,8 +289,12 @@ export interface ClientTransport {
    * tell apart, as sshd's per-key `permitopen` does; the per-source limits
    * then count each address as a client of its own, since every tunnel
    * reaches the relay from 127.0.0.1; calls add to the addresses already
-   * given), `user` (the user the helper runs as) and `writeFile(name,
-   * content)` (replace one of its files now, mode 0600). The helper's fields: `command` (a
+   * given), `user` (the user the helper runs as), `writeFile(name,
+   * content)` (replace one of its files now, mode 0600) and, when the
+   * runtime can run programs, `probe(command, args)` (run a program looked
+   * up as `command` below, with `args`, and resolve to what it printed on
+   * stdout and stderr within 5 s: the helper's version, say, to choose
+   * options it knows). The helper's fields: `command` (a
    * program the runtime looks up on `PATH` and in the `sbin` directories),
    * `args` (`{dir}` is replaced by the directory), `files` (name to content,
    * written before each start; defaults to none), `restartDelay`
@@ -313,6 +317,7 @@ export interface ClientTransport {
     readonly relayHosts?: (hostnames: readonly string[]) => void;
     readonly user: string;
     writeFile(name: string, content: string): Promise<void>;
+    readonly probe?: (command: string, args: readonly string[]) => Promise<string>;
   }): {
     readonly command: string;
     readonly args: readonly string[];

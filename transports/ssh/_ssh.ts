@@ -206,6 +206,17 @@ function describeSshdOutput(line: string): HelperLogLine | undefined {
   };
 }
 
+/**
+ * Whether sshd, by its version line (`sshd -V`: `OpenSSH_9.8p1, ...`),
+ * penalizes sources (`PerSourcePenalties`, OpenSSH 9.8 and later).
+ */
+function hasSourcePenalties(version: string): boolean {
+  const found = /OpenSSH_(\d+)\.(\d+)/.exec(version);
+  if (found === null) return false;
+  const major = Number(found[1]);
+  return major > 9 || (major === 9 && Number(found[2]) >= 8);
+}
+
 /** IPv6 literals are bracketed in ssh's and sshd's address arguments. */
 function bracketed(host: string): string {
   return host.includes(":") ? `[${host}]` : host;
@@ -613,6 +624,12 @@ class SshServer implements ServerTransport {
       );
     }
     const dir = context.directory;
+    // Every connection reaches sshd from the runtime's front (127.0.0.1):
+    // sshd's penalties (OpenSSH 9.8 and later, on by default) would block
+    // that one address, every client with it, after a few connections that
+    // did not log in. The front limits each source instead. Older sshd
+    // refuses the keyword.
+    const version = await context.probe?.("sshd", ["-V"]).catch(() => "") ?? "";
     const config = [
       // A loopback port: the runtime listens on the bind address and relays
       // each connection here.
@@ -661,6 +678,7 @@ class SshServer implements ServerTransport {
       // making room by the sources holding the most (sshd drops at random);
       // sshd's ceiling is above it, so it refuses none itself.
       "MaxStartups 256",
+      ...(hasSourcePenalties(version) ? ["PerSourcePenalties no"] : []),
       "ClientAliveInterval 30",
       "ClientAliveCountMax 3",
       "LogLevel INFO",
