@@ -49,7 +49,7 @@ import { relay, type RelayEnd } from "./net/relay.ts";
 import { ServerManager } from "./net/server_manager.ts";
 import type { TransportConn } from "./net/transport_conn.ts";
 import { TransportListener } from "./net/transport_listener.ts";
-import { ConnectionLoop, retryWhileExhausted } from "./net/_accept_loop.ts";
+import { closeQuietly, ConnectionLoop, retryWhileExhausted } from "./net/_accept_loop.ts";
 import type { ConnectionLimits } from "./net/source_limits.ts";
 import { metricsCore, metricsMode, type MetricsRegistry } from "./net/metrics.ts";
 import { ConnectionMetrics, LISTENER_METRICS } from "./net/_connection_metrics.ts";
@@ -239,13 +239,14 @@ async function startServerHelper(
   );
   raiseListenBacklog(listener.addr);
   let front: HelperFront | undefined;
+  let supervisor: HelperSupervisor | undefined;
   try {
     const probe = Deno.listen({ hostname: "127.0.0.1", port: 0, transport: "tcp" });
     const helperAt = { hostname: "127.0.0.1", port: probe.addr.port };
     probe.close();
     const directory = options.helperDirectory ??
       await Deno.makeTempDir({ prefix: "ptkit-helper-" });
-    const supervisor = await HelperSupervisor.start((context) => serverHelper.process(context), {
+    supervisor = await HelperSupervisor.start((context) => serverHelper.process(context), {
       directory,
       listen: helperAt,
       relay: { hostname: relay.addr.hostname, port: relay.addr.port },
@@ -264,16 +265,19 @@ async function startServerHelper(
       ...(options.limits === undefined ? {} : { limits: options.limits }),
       ...(options.onAcceptError === undefined ? {} : { onAcceptError: options.onAcceptError }),
     });
-    const started = front;
+    const started = { front, supervisor };
     return {
-      addr: started.addr,
+      addr: started.front.addr,
       close: async () => {
-        await started.close();
-        await supervisor.close();
+        await started.front.close();
+        await started.supervisor.close();
       },
     };
   } catch (error) {
-    if (front === undefined) listener.close();
+    // The front refusing its limits has closed the listener already; the
+    // helper started for it is stopped, not left running.
+    closeQuietly(listener);
+    await supervisor?.close();
     throw error;
   }
 }

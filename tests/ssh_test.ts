@@ -564,6 +564,30 @@ async function startHelper(side: Awaited<ReturnType<typeof ssh.server>>, dir: st
   });
 }
 
+Deno.test({
+  name:
+    "ssh server: limits out of range are refused as such (RangeError), and the sshd started meanwhile is stopped",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withSshBench("ptkit-ssh-limits-", async (bench) => {
+      await assertRejects(
+        () =>
+          proxy(ssh, {}, {
+            hostname: "127.0.0.1",
+            port: 0,
+            target: toDestination,
+            env: { local: bench.serverStore },
+            helperDirectory: `${bench.root}/server-helper`,
+            limits: { maxConnections: 0 },
+          }),
+        (error: unknown) => error instanceof RangeError && /maxConnections/.test(error.message),
+      );
+      assertEquals(await helperProcesses(bench.root), []);
+    });
+  },
+});
+
 Deno.test("ssh server: sshd 9.8 and later is told not to penalize sources (every connection comes from the runtime's front on 127.0.0.1); older sshd is not given the keyword", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ptkit-ssh-penalties-" });
   const side = await ssh.server({}, { local: flakyStore() });
