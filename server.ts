@@ -94,7 +94,8 @@ export interface ListenOptions {
   readonly onAcceptError?: (error: Error, count: number) => void;
   /**
    * Where a transport's helper process (the `ssh` server's sshd) keeps its
-   * files. Defaults to a new temporary directory.
+   * files. Defaults to a new temporary directory, removed when the
+   * listener closes.
    */
   readonly helperDirectory?: string;
   /** Told each line a helper process logs (addresses redacted). Defaults to none. */
@@ -240,12 +241,18 @@ async function startServerHelper(
   raiseListenBacklog(listener.addr);
   let front: HelperFront | undefined;
   let supervisor: HelperSupervisor | undefined;
+  // A directory made here, for this listener only: its files (the host
+  // key, the helper's configuration) go with it.
+  let made: string | undefined;
+  const removeMade = async () => {
+    if (made !== undefined) await Deno.remove(made, { recursive: true }).catch(() => {});
+  };
   try {
     const probe = Deno.listen({ hostname: "127.0.0.1", port: 0, transport: "tcp" });
     const helperAt = { hostname: "127.0.0.1", port: probe.addr.port };
     probe.close();
     const directory = options.helperDirectory ??
-      await Deno.makeTempDir({ prefix: "ptkit-helper-" });
+      (made = await Deno.makeTempDir({ prefix: "ptkit-helper-" }));
     supervisor = await HelperSupervisor.start((context) => serverHelper.process(context), {
       directory,
       listen: helperAt,
@@ -271,6 +278,7 @@ async function startServerHelper(
       close: async () => {
         await started.front.close();
         await started.supervisor.close();
+        await removeMade();
       },
     };
   } catch (error) {
@@ -278,6 +286,7 @@ async function startServerHelper(
     // helper started for it is stopped, not left running.
     closeQuietly(listener);
     await supervisor?.close();
+    await removeMade();
     throw error;
   }
 }

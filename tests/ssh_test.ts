@@ -588,6 +588,42 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "ssh server: the temporary directory made for sshd when no helperDirectory is given (host key, configuration) is removed when the listener closes",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withSshBench("ptkit-ssh-tmpdir-", async (bench) => {
+      // Temporary directories of this test only: TMPDIR is read at each one made.
+      const tmp = `${bench.root}/tmp`;
+      await Deno.mkdir(tmp, { mode: 0o711 });
+      await Deno.chmod(tmp, 0o711);
+      const before = Deno.env.get("TMPDIR");
+      Deno.env.set("TMPDIR", tmp);
+      try {
+        const server = await proxy(ssh, {}, {
+          hostname: "127.0.0.1",
+          port: 0,
+          target: toDestination,
+          env: { local: bench.serverStore },
+        });
+        const made = [];
+        for await (const entry of Deno.readDir(tmp)) made.push(entry.name);
+        assert(made.some((name) => name.startsWith("ptkit-helper-")), made.join(" "));
+        await server.close();
+      } finally {
+        if (before === undefined) Deno.env.delete("TMPDIR");
+        else Deno.env.set("TMPDIR", before);
+      }
+      const left = [];
+      for await (const entry of Deno.readDir(tmp)) left.push(entry.name);
+      assertEquals(left, []);
+      assertEquals(await helperProcesses(bench.root), []);
+    });
+  },
+});
+
 Deno.test("ssh server: sshd 9.8 and later is told not to penalize sources (every connection comes from the runtime's front on 127.0.0.1); older sshd is not given the keyword", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ptkit-ssh-penalties-" });
   const side = await ssh.server({}, { local: flakyStore() });
