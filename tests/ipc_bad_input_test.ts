@@ -27,7 +27,12 @@ const cases: BadCase[] = [
   {
     name: "HTTP instead of SOCKS",
     send: [new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n")],
-    expect: bytes(),
+    // A page saying why, as tor's SOCKS port gives one.
+    expect: new TextEncoder().encode(
+      "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n" +
+        "Content-Length: 116\r\n\r\nThis is a SOCKS5 proxy, not an HTTP proxy: set the " +
+        "application's proxy to SOCKS5 (socks5h://HOST:PORT), or SOCKS4a.\n",
+    ),
   },
   { name: "SOCKS version 6", send: [bytes(6, 1, 0)], expect: bytes() },
   {

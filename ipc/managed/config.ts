@@ -262,8 +262,13 @@ export function parseManagedConfig(
   }
   const notUtf8 = (options.notUtf8 ?? []).filter((name) => ENV_VARS.includes(name));
   const flags = parseFlags(args);
-  if (flags.values.help === "true") return { kind: "help" };
-  if (asksForVersion(args)) return { kind: "ptkit-version" };
+  // Both asked for (`--version --help`): the first one given, as GNU tools do.
+  const versionAt = versionRequest(args);
+  const helpAt = flags.values.help === "true"
+    ? args.findIndex((arg) => /^--?(h|help)(=.*)?$/i.test(arg))
+    : -1;
+  if (helpAt >= 0 && (versionAt < 0 || helpAt < versionAt)) return { kind: "help" };
+  if (versionAt >= 0) return { kind: "ptkit-version" };
   if (args.length === 0 && Object.keys(vars).length === 0 && notUtf8.length === 0) {
     throw new ManagedConfigError(
       undefined,
@@ -705,12 +710,12 @@ function idleTimeout(flags: Flags, envError: EnvError): number | undefined {
 }
 
 /**
- * Whether the arguments ask for ptkit's version: `--version` (or
- * `-version`) with nothing after it or a flag after it. `-version LIST`
- * stays the PT 2.0 draft 1 spelling of `-ptversion`.
+ * Where the arguments ask for ptkit's version (-1: they do not):
+ * `--version` (or `-version`) with nothing after it or a flag after it.
+ * `-version LIST` stays the PT 2.0 draft 1 spelling of `-ptversion`.
  */
-function asksForVersion(args: readonly string[]): boolean {
-  return args.some((arg, i) =>
+function versionRequest(args: readonly string[]): number {
+  return args.findIndex((arg, i) =>
     /^--?version$/i.test(arg) && (i + 1 >= args.length || args[i + 1]!.startsWith("-"))
   );
 }
