@@ -3,6 +3,7 @@
 
 import { deepStrictEqual, match, ok } from "node:assert";
 import { runCli } from "../ipc/cli/_commands.ts";
+import { methodErrorCode } from "../ipc/cli/_names.ts";
 import { childEnv } from "./ipc_util.ts";
 import { runUntil } from "./cli_util.ts";
 
@@ -404,4 +405,17 @@ Deno.test("every listen that fails names its address: server, SOCKS, metrics, TU
     busyUdp.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("methodErrorCode: configuration and state directory faults are 64, a full or failing disk 1", () => {
+  const table: [string, 64 | 1][] = [
+    ["Cannot write state file /s/obfs4_state.json: Permission denied (os error 13)", 64],
+    ["Cannot read state file /s/obfs4_state.json: unexpected end of JSON input", 64],
+    ["Invalid cert: must be 70 base64 characters", 64],
+    ["Cannot write state file /s/obfs4_state.json: No space left on device (os error 28)", 1],
+    ["Cannot replace state file /s/x: Disk quota exceeded (os error 122)", 1],
+    ["Cannot write state file /s/x: Input/output error (os error 5)", 1],
+    ["Cannot listen on 127.0.0.1:443: Address already in use (os error 98)", 1],
+  ];
+  for (const [message, code] of table) deepStrictEqual(methodErrorCode(message), code, message);
 });

@@ -23,12 +23,14 @@ export function cliError(message: string): string {
  * `CMETHOD-ERROR`/`SMETHOD-ERROR` message: 64 (EX_USAGE) for configuration
  * (its options, a state file that cannot be read, parsed, written or
  * replaced: a state directory it may not write to, say), 1 otherwise (its
- * address taken, say).
+ * address taken, a full or failing disk).
  *
  * @param message The error line's message.
  * @returns 64 or 1.
  */
 export function methodErrorCode(message: string): 64 | 1 {
+  // A full disk or a failing one is no configuration fault.
+  if (/No space left on device|Disk quota exceeded|Input\/output error/i.test(message)) return 1;
   return /^(Cannot (configure |parse |(read|write|replace) state file |use state )|Invalid )/.test(
       message,
     )

@@ -63,7 +63,10 @@ export function parseOutboundBind(v4?: string, v6?: string): OutboundBind {
 export function outboundDialer(
   bind: OutboundBind,
   fallback: Dialer = tcpDialer,
-  resolve: (hostname: string) => Promise<readonly string[]> = systemResolve,
+  resolve: (
+    hostname: string,
+    options: { signal?: AbortSignal },
+  ) => Promise<readonly string[]> = systemResolve,
 ): Dialer {
   const dial: Dialer = (target: HostPort, settings, options = {}) => {
     const source = outboundSource(bind, target.hostname);
@@ -76,7 +79,10 @@ export function outboundDialer(
     }
     let found: readonly string[];
     try {
-      found = await resolve(target.hostname);
+      found = await resolve(
+        target.hostname,
+        options.signal === undefined ? {} : { signal: options.signal },
+      );
     } catch (error) {
       throw new Error(
         `Cannot resolve ${JSON.stringify(target.hostname)}: ${
