@@ -88,3 +88,24 @@ Deno.test("LookupQueue bounds the lookups waiting in line, for one source and in
   deepStrictEqual(ran.sort(), ["a2", "a3", "b1", "c1"]);
   deepStrictEqual([queue.running, queue.waiting], [0, 0]);
 });
+
+Deno.test("LookupQueue takes a waiting lookup whose connection closed out of the line at once", async () => {
+  const queue = new LookupQueue({ max: 1, waitMs: 60_000 });
+  let finish!: () => void;
+  const first = queue.run("a", () => new Promise<void>((done) => finish = done));
+  const stop = new AbortController();
+  const started: string[] = [];
+  const waiting = queue.run("b", () => Promise.resolve(void started.push("b")), stop.signal);
+  await turn();
+  strictEqual(queue.waiting, 1);
+  stop.abort(new Error("closed"));
+  await rejects(waiting, /closed/);
+  // Out of the line before its turn came, and never run.
+  strictEqual(queue.waiting, 0);
+  finish();
+  await first;
+  await turn();
+  deepStrictEqual([started, queue.running], [[], 0]);
+  // An aborted signal never enters the line.
+  await rejects(queue.run("c", () => Promise.resolve(), stop.signal), /closed/);
+});

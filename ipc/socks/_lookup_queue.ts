@@ -102,14 +102,22 @@ export class LookupQueue {
    * @param source The source it counts against (`sourceKey`), or
    * `undefined` for one that counts only in all.
    * @param lookup The lookup.
+   * @param signal Aborting it takes a lookup still waiting out of the line
+   * (its connection closed: its place goes to another).
    * @returns What it returns.
    * @throws {Error} When it waited `waitMs` without its turn, or could not
-   * wait in line (it never ran).
+   * wait in line (it never ran); the signal's reason when it was aborted
+   * while waiting.
    */
-  async run<T>(source: string | undefined, lookup: () => Promise<T>): Promise<T> {
+  async run<T>(
+    source: string | undefined,
+    lookup: () => Promise<T>,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    signal?.throwIfAborted();
     // A lookup that waited was counted when its turn came.
     if (this.#waiting.length === 0 && this.#mayStart(source)) this.#count(source, 1);
-    else await this.#turn(source);
+    else await this.#turn(source, signal);
     try {
       return await lookup();
     } finally {
@@ -131,7 +139,7 @@ export class LookupQueue {
     else this.#bySource.set(source, n);
   }
 
-  #turn(source: string | undefined): Promise<void> {
+  #turn(source: string | undefined, signal: AbortSignal | undefined): Promise<void> {
     const waiting = (key: string | undefined) =>
       key === undefined ? 0 : this.#waitingBySource.get(key) ?? 0;
     if (waiting(source) >= this.#maxWaitingPerSource) {
@@ -147,8 +155,10 @@ export class LookupQueue {
         .drop(new Error("Too many name lookups waiting: given up for another client's"));
     }
     return new Promise((resolve, reject) => {
+      const onAbort = () => waiter.drop(signal!.reason);
       const leave = () => {
         clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
         this.#waiting.splice(this.#waiting.indexOf(waiter), 1);
         if (source !== undefined) {
           const n = waiting(source) - 1;
@@ -173,6 +183,7 @@ export class LookupQueue {
       );
       this.#waiting.push(waiter);
       if (source !== undefined) this.#waitingBySource.set(source, waiting(source) + 1);
+      signal?.addEventListener("abort", onAbort, { once: true });
       // A place may be free already (only others' lookups were waiting).
       this.#next();
     });

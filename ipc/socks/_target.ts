@@ -162,7 +162,7 @@ async function connectWithin(
     try {
       const resolve = options.resolve ?? ((name: string) => systemResolve(name, { signal }));
       addresses = await untilAborted(
-        lookups.run(options.source, () => resolve(destination.hostname)),
+        lookups.run(options.source, () => resolve(destination.hostname), signal),
         signal,
       );
     } catch (error) {
