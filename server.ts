@@ -74,7 +74,9 @@ export interface ListenOptions {
   readonly env?: TransportEnvironment;
   /**
    * Milliseconds a connection's transport handshake may take before it is
-   * closed. Defaults to 120000.
+   * closed. Defaults to 120000, or no deadline for a transport whose pairs
+   * hold probes as long as their peer does (Shadowsocks, as
+   * shadowsocks-libev).
    */
   readonly handshakeTimeout?: number;
   /**

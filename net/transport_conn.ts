@@ -41,7 +41,9 @@ export interface TransportConnOptions {
    * Milliseconds the transport's handshake (`pair.ready`) may take before the
    * connection fails. Defaults to 120000: longer than any transport's own
    * deadline (obfs4 closes failed handshakes after at most 90 s), so the
-   * transport's behaviour on the wire is what a probe sees.
+   * transport's behaviour on the wire is what a probe sees; none at all
+   * for a pair that `holdsProbes` (Shadowsocks), as its reference server
+   * sets none.
    */
   readonly handshakeTimeout?: number;
 }
@@ -133,8 +135,11 @@ export class TransportConn implements AsyncDisposable {
     // Shadowsocks probe delay, a server shutting down): whoever awaits
     // `ready` is never left waiting on a connection that is gone.
     this.#gone.promise.catch(() => {});
+    // A transport that holds probes as long as their peer does (Shadowsocks)
+    // gets no deadline unless one is given.
+    const limit = options.handshakeTimeout ?? (pair.holdsProbes === true ? undefined : 120_000);
     this.#ready = handshake === undefined ? Promise.resolve() : Promise.race([
-      this.#limit(handshake, options.handshakeTimeout ?? 120_000, name),
+      limit === undefined ? handshake : this.#limit(handshake, limit, name),
       this.#gone.promise,
     ]);
     this.#ready.catch((error) => this.#fail(error));

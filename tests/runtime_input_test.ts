@@ -8,6 +8,7 @@ import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:a
 import { createConnector } from "../client.ts";
 import { listen, proxy } from "../server.ts";
 import { checkPort, formatHostPort, parseHostPort } from "../net/address.ts";
+import { TransportConn } from "../net/transport_conn.ts";
 import { defineTransport, type IgnoredOption, layerTransports } from "../transports/mod.ts";
 import { assertTransportName } from "../transports/_transport_name.ts";
 import { plain } from "../transports/plain.ts";
@@ -189,3 +190,62 @@ Deno.test("proxy closes a connection whose handshake never completes, after hand
   strictEqual(errors.length, 1);
   match(String(errors[0]), /Transport 'stuck' handshake did not complete within 200 ms/);
 });
+
+Deno.test("TransportConn sets no handshake deadline of its own for a pair that holds probes (Shadowsocks), 120 s for others, and a given one for both", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const delays: number[] = [];
+  const realSetTimeout = globalThis.setTimeout;
+  try {
+    // The deadlines each TransportConn arms, as timers of 100 ms or more.
+    const deadlines = async (
+      pair: Parameters<typeof newConn>[1],
+      options: { handshakeTimeout?: number } = {},
+    ) => {
+      const [net] = await Promise.all([
+        Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
+        listener.accept().then((c) => conns.push(c)),
+      ]);
+      conns.push(net);
+      delays.length = 0;
+      const conn = newConn(net, pair, options);
+      conn.ready.catch(() => {});
+      const armed = delays.filter((ms) => ms >= 100);
+      conn.close();
+      return armed;
+    };
+    globalThis.setTimeout = ((f: () => void, ms?: number) => {
+      delays.push(ms ?? 0);
+      return realSetTimeout(f, ms);
+    }) as typeof setTimeout;
+    const never = () => new Promise<void>(() => {});
+    const plainPair = () => ({
+      encode: new TransformStream<Uint8Array, Uint8Array>(),
+      decode: new TransformStream<Uint8Array, Uint8Array>(),
+      ready: never(),
+    });
+    // Not a fresh literal: the property is checked at run time, not by type.
+    const held = () => ({ ...plainPair(), holdsProbes: true });
+    deepStrictEqual(await deadlines(plainPair()), [120_000]);
+    deepStrictEqual(await deadlines(held()), []);
+    deepStrictEqual(await deadlines(held(), { handshakeTimeout: 500 }), [500]);
+  } finally {
+    globalThis.setTimeout = realSetTimeout;
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch {
+        // Closed by its TransportConn.
+      }
+    }
+    listener.close();
+  }
+});
+
+function newConn(
+  net: Deno.Conn,
+  pair: ConstructorParameters<typeof TransportConn>[1],
+  options: ConstructorParameters<typeof TransportConn>[2],
+): TransportConn {
+  return new TransportConn(net, pair, options);
+}

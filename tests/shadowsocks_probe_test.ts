@@ -6,7 +6,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { createConnector } from "../client.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
-import { ptkitServer } from "./shadowsocks_util.ts";
+import { ptkitServer, startSsLibev } from "./shadowsocks_util.ts";
 import { tcpServer } from "./_util.ts";
 
 const OPTIONS = { method: "chacha20-ietf-poly1305", password: "probe-test" };
@@ -121,4 +121,62 @@ Deno.test("shadowsocks server over TCP: 1000 random-garbage connections get no b
   await conn.closed;
   deepStrictEqual(server.stats().connectionsFailed >= 1000, true);
   await target.close();
+});
+
+/**
+ * Open a connection, send `wire`, and watch it for `ms`: whether it was
+ * closed meanwhile ("FIN", "RST") or is still open and reading ("open").
+ * Then half-close it: how it ends after that, and the bytes it returned.
+ */
+async function holdProbe(port: number, wire: Uint8Array, ms: number) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(wire);
+    let got = 0;
+    const buffer = new Uint8Array(4096);
+    const ended = (async () => {
+      for (;;) {
+        const n = await conn.read(buffer).catch(() => undefined);
+        if (n === undefined) return "RST";
+        if (n === null) return "FIN";
+        got += n;
+      }
+    })();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const during = await Promise.race([
+      ended,
+      new Promise<string>((resolve) => timer = setTimeout(() => resolve("open"), ms)),
+    ]);
+    clearTimeout(timer);
+    // Still open: it must still be reading, then end when we end.
+    const more = during === "open" ? await conn.write(new Uint8Array(10)).catch(() => 0) : 0;
+    if (during === "open") await conn.closeWrite();
+    return { during, more, after: await ended, got };
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("shadowsocks server over TCP holds a connection that does not authenticate as long as its peer does, as ss-server (shadowsocks-libev) does", async () => {
+  // This password's key gave the old keyed delay 30.013 s: ptkit closed
+  // garbage then, while ss-server never closes it of its own accord.
+  const options = { method: "chacha20-ietf-poly1305", password: "probe-1059" };
+  await using ours = await ptkitServer(options);
+  await using theirs = await startSsLibev("ss-server", options);
+  const wires = [
+    crypto.getRandomValues(new Uint8Array(100)),
+    crypto.getRandomValues(new Uint8Array(16384)),
+    // A salt and a chunk length's worth: the length's tag fails.
+    crypto.getRandomValues(new Uint8Array(32 + 18)),
+  ];
+  const results = await Promise.all(
+    [theirs.port, ours.addr.port].flatMap((port) =>
+      wires.map((wire) => holdProbe(port, wire, 33_000))
+    ),
+  );
+  const expected = { during: "open", more: 10, after: "FIN", got: 0 };
+  results.forEach((r, i) => {
+    const who = i < wires.length ? "ss-server" : "ptkit";
+    deepStrictEqual(r, expected, `${who}, ${wires[i % wires.length]!.length} bytes`);
+  });
 });

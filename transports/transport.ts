@@ -135,6 +135,15 @@ export interface TransportPair {
    * IP literal, and the socket's peer otherwise. Never logged.
    */
   readonly clientAddress?: Promise<HostPort | undefined>;
+  /**
+   * Server pairs only: `true` when a connection that never completes the
+   * handshake is held, read and dropped, for as long as its peer keeps it
+   * open, as the reference server does (shadowsocks-libev never closes a
+   * connection that failed to authenticate). The runtime then sets no
+   * handshake deadline of its own unless given one explicitly: a deadline
+   * would close probes at a moment the reference never does.
+   */
+  readonly holdsProbes?: boolean;
 }
 
 /**

@@ -19,8 +19,6 @@ import {
 } from "./_methods.ts";
 import { concat } from "../_bytes.ts";
 
-const MIN_DRAIN_MS = 30_000;
-const DRAIN_SPREAD_MS = 60_000;
 // Room for one decoded chunk, so the request is read before anyone reads.
 const DECODE_READABLE: QueuingStrategy<Uint8Array> = { highWaterMark: 1 };
 
@@ -34,9 +32,10 @@ export interface ShadowsocksOptions {
    * How long, in ms after it was accepted, a server connection may take to
    * send a valid request. A connection with garbage, a wrong key or a
    * replayed salt is read and its bytes discarded, unanswered, until the
-   * peer closes or this deadline; then it is closed. Defaults to a constant
-   * per server from 30 to 90 s, derived from its key (the same in every
-   * process and after a restart).
+   * peer closes or this deadline; then it is closed. Defaults to no
+   * deadline: shadowsocks-libev never closes such a connection itself, so
+   * a close at any moment would tell a prober the server is not it (the
+   * listener's limits bound how many are held).
    */
   readonly drainTimeout?: number;
   /**
@@ -55,7 +54,8 @@ interface Parsed {
   readonly config?: ShadowsocksConfig;
   readonly factories: Map<string, AeadFactory>;
   readonly filter?: GenerationalReplayFilter;
-  readonly drainMs: number;
+  /** Undefined: no deadline. */
+  readonly drainMs: number | undefined;
   readonly options: Readonly<Record<string, string>>;
   readonly env: TransportEnvironment;
 }
@@ -174,7 +174,7 @@ function serverPair(
   config: ShadowsocksConfig,
   factory: AeadFactory,
   filter: GenerationalReplayFilter,
-  drainMs: number,
+  drainMs: number | undefined,
   random: (bytes: Uint8Array) => void,
   now: () => number,
 ): TransportPair {
@@ -204,8 +204,9 @@ function serverPair(
     }
   };
   // Probe resistance: whatever a connection without a valid request sends
-  // is read and dropped, unanswered, until it closes or the deadline.
-  const timer = setTimeout(
+  // is read and dropped, unanswered, until it closes (as shadowsocks-libev
+  // does) or the deadline, if one was given.
+  const timer = drainMs === undefined ? undefined : setTimeout(
     () =>
       fail(
         new Error(
@@ -303,34 +304,13 @@ function serverPair(
     undefined,
     DECODE_READABLE,
   );
-  return { encode, decode, ready: ready.promise, destination: destination.promise };
-}
-
-/**
- * A server's drain delay, 30-90 s, from its master key (SHA-256 of a label
- * and the key): the same in every process serving that key. Internal.
- *
- * @example The same key, the same delay
- * ```ts
- * import { keyedDrainMs } from "./shadowsocks.ts";
- * import { ok, strictEqual } from "node:assert";
- *
- * const key = new Uint8Array(32).fill(7);
- * const ms = await keyedDrainMs(key);
- * ok(ms >= 30_000 && ms < 90_000);
- * strictEqual(await keyedDrainMs(key.slice()), ms);
- * ```
- *
- * @param key The server's master key.
- * @returns The delay, in ms.
- */
-export async function keyedDrainMs(key: Uint8Array): Promise<number> {
-  const label = new TextEncoder().encode("ptkit shadowsocks drain delay");
-  const input = new Uint8Array(label.length + key.length);
-  input.set(label);
-  input.set(key, label.length);
-  const digest = new DataView(await crypto.subtle.digest("SHA-256", input));
-  return MIN_DRAIN_MS + (digest.getUint32(0) % DRAIN_SPREAD_MS);
+  return {
+    encode,
+    decode,
+    ready: ready.promise,
+    destination: destination.promise,
+    holdsProbes: drainMs === undefined,
+  };
 }
 
 /**
@@ -370,22 +350,13 @@ export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
     optionKeys: { client: OPTION_KEYS, server: OPTION_KEYS },
     async parseConfig(config, role, env): Promise<Parsed> {
       const factories = new Map<string, AeadFactory>();
-      let drainMs = options.drainTimeout ?? 0;
-      if (options.drainTimeout === undefined) {
-        const draw = new Uint32Array(1);
-        random(new Uint8Array(draw.buffer));
-        drainMs = MIN_DRAIN_MS + (draw[0]! % DRAIN_SPREAD_MS);
-      }
+      const drainMs = options.drainTimeout;
       // A client without options takes them from each connection's
       // settings (as tor's SOCKS arguments bring a bridge line's).
       if (role === "client" && Object.keys(config).length === 0) {
         return { factories, drainMs, options: config, env };
       }
       const parsed = parseConfig(config);
-      // The server's delay comes from its key: every -workers process and
-      // every restart closes garbage at the same moment (one drawn per
-      // process told a censor how many there were, and that it restarted).
-      if (options.drainTimeout === undefined) drainMs = await keyedDrainMs(parsed.key);
       // Load the library now: connections then start without waiting.
       await factoryOf(factories, parsed.method, env);
       return {
