@@ -41,7 +41,7 @@ import { HelperSupervisor } from "./net/_helper_process.ts";
 import { HelperFront } from "./net/_helper_front.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
 import { checkPort, checkTimeout } from "./net/address.ts";
-import { raiseListenBacklog } from "./net/_libc.ts";
+import { raiseListenBacklog, setListenKeepAlive } from "./net/_libc.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
 import type { HostPort } from "./net/address.ts";
@@ -191,6 +191,7 @@ export async function listen(
       // dropped for seconds; the kernel's somaxconn (4096 by default) is
       // what Go servers (obfs4proxy) get.
       raiseListenBacklog(tcp.addr);
+      if (side.keepAlive !== undefined) setListenKeepAlive(tcp.addr, side.keepAlive);
     } else {
       // The helper listens on the bind address; the runtime on a loopback
       // relay it forwards to (the port of an earlier run when it is free).

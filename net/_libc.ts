@@ -31,6 +31,10 @@ const SOCK_DGRAM = 2;
 const SOCK_CLOEXEC = 0o2000000;
 const SOCK_STREAM = 1;
 const SO_ACCEPTCONN = 30;
+const SO_KEEPALIVE = 9;
+const IPPROTO_TCP = 6;
+const TCP_KEEPIDLE = 4;
+const TCP_KEEPINTVL = 5;
 /** What listen(2) is asked for; the kernel caps it at net.core.somaxconn. */
 const MAX_BACKLOG = 65_535;
 /** `AF_INET` on Linux. */
@@ -130,6 +134,24 @@ export class Libc {
   raiseListenBacklog(name: Uint8Array): boolean {
     const fd = this.#findSocket(name, SOCK_STREAM, true);
     return fd >= 0 && this.#lib.symbols.listen(fd, MAX_BACKLOG) === 0;
+  }
+
+  /**
+   * Turn TCP keepalive on for this process's TCP listener bound to `name`
+   * (a sockaddr): probes after `seconds` idle, then every `seconds`.
+   * Sockets it accepts inherit these options (Linux copies them).
+   *
+   * @returns Whether it was found and set.
+   */
+  setListenKeepAlive(name: Uint8Array, seconds: number): boolean {
+    const fd = this.#findSocket(name, SOCK_STREAM, true);
+    if (fd < 0) return false;
+    const set = (level: number, option: number, value: number) => {
+      this.#int[0] = value;
+      return this.#lib.symbols.setsockopt(fd, level, option, this.#int, 4) === 0;
+    };
+    return set(IPPROTO_TCP, TCP_KEEPIDLE, seconds) && set(IPPROTO_TCP, TCP_KEEPINTVL, seconds) &&
+      set(SOL_SOCKET, SO_KEEPALIVE, 1);
   }
 
   #findSocket(name: Uint8Array, type: number, listening = false): number {
@@ -288,14 +310,29 @@ export function sockaddr(ip: Uint8Array, port: number): Uint8Array {
  */
 export function raiseListenBacklog(addr: Deno.NetAddr): boolean {
   const libc = openLibc();
-  if (libc === null) return false;
-  let ip: Uint8Array;
+  const name = libc === null ? undefined : nameOf(addr);
+  return name !== undefined && libc!.raiseListenBacklog(name);
+}
+
+/**
+ * Turn TCP keepalive on for this process's TCP listener at `addr` (probes
+ * after `seconds` idle, then every `seconds`; accepted sockets inherit
+ * it), when FFI may be used.
+ *
+ * @returns Whether it was set.
+ */
+export function setListenKeepAlive(addr: Deno.NetAddr, seconds: number): boolean {
+  const libc = openLibc();
+  const name = libc === null ? undefined : nameOf(addr);
+  return name !== undefined && libc!.setListenKeepAlive(name, seconds);
+}
+
+function nameOf(addr: Deno.NetAddr): Uint8Array | undefined {
   try {
-    ip = parseIp(addr.hostname);
+    return sockaddr(parseIp(addr.hostname), addr.port);
   } catch {
-    return false;
+    return undefined;
   }
-  return libc.raiseListenBacklog(sockaddr(ip, addr.port));
 }
 
 let libc: Libc | null | undefined;

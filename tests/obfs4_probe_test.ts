@@ -20,7 +20,7 @@ import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 
 const backend = await loadWasmCrypto();
 import { writeFull } from "../net/conn_io.ts";
-import { startEcho } from "./obfs4_live_helpers.ts";
+import { freePort, startEcho, startObfs4proxy } from "./obfs4_live_helpers.ts";
 import { packet, rawSession, readUntilClosed } from "./obfs4_wire_helpers.ts";
 
 /** Deterministic random bytes: SHA-256 in counter mode over a fixed seed. */
@@ -296,5 +296,59 @@ Deno.test("obfs4 server over TCP holds 1000 half-open handshakes in bounded memo
   } finally {
     for (const c of conns) c.close();
     await server.close();
+  }
+});
+
+/**
+ * The kernel timer of the server's end of the loopback connection from
+ * `clientPort` to `serverPort` (/proc/net/tcp's `tr` and `tm->when`): 2 and
+ * the ticks left when a keepalive (or another socket timer) is armed.
+ */
+async function serverSocketTimer(serverPort: number, clientPort: number) {
+  const hex = (n: number) => n.toString(16).toUpperCase().padStart(4, "0");
+  const table = await Deno.readTextFile("/proc/net/tcp");
+  for (const line of table.split("\n").slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields[1]?.endsWith(`:${hex(serverPort)}`) && fields[2]?.endsWith(`:${hex(clientPort)}`)) {
+      const [tr, when] = fields[5]!.split(":");
+      return { timer: Number(tr), ticks: parseInt(when!, 16) };
+    }
+  }
+  throw new Error(`No socket from ${clientPort} to ${serverPort} in /proc/net/tcp`);
+}
+
+Deno.test("obfs4 server over TCP arms TCP keepalive on an idle probe's connection (15 s), as obfs4proxy does", async () => {
+  const dir = await Deno.makeTempDir();
+  const echo = startEcho();
+  const theirPort = freePort();
+  const pt = await startObfs4proxy({
+    TOR_PT_SERVER_TRANSPORTS: "obfs4",
+    TOR_PT_SERVER_BINDADDR: `obfs4-127.0.0.1:${theirPort}`,
+    TOR_PT_ORPORT: `127.0.0.1:${echo.addr.port}`,
+    TOR_PT_STATE_LOCATION: dir,
+  });
+  const ours = await startServer(obfs4);
+  const conns: Deno.TcpConn[] = [];
+  try {
+    const timers = [];
+    for (const port of [theirPort, ours.manager.addr.port]) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conns.push(conn);
+      await writeFull(conn, crypto.getRandomValues(new Uint8Array(10)));
+      // Past the delayed ACK of those bytes: only a keepalive is left armed.
+      await sleep(500);
+      timers.push(await serverSocketTimer(port, conn.localAddr.port));
+    }
+    const [theirs, mine] = timers;
+    strictEqual(theirs!.timer, 2, "obfs4proxy arms its keepalive");
+    ok(theirs!.ticks > 0 && theirs!.ticks <= 1500, `obfs4proxy: ${theirs!.ticks} ticks left`);
+    strictEqual(mine!.timer, 2, "ptkit arms a keepalive too");
+    ok(mine!.ticks > 0 && mine!.ticks <= 1500, `ptkit: ${mine!.ticks} ticks left (15 s at most)`);
+  } finally {
+    for (const conn of conns) conn.close();
+    await ours.close();
+    await pt.stop();
+    await echo.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -43,6 +43,11 @@ export interface TransportDefinition<C> {
    */
   readonly free?: boolean;
   /**
+   * The server side's TCP keepalive in seconds (see
+   * {@linkcode ServerTransport.keepAlive}). Defaults to none.
+   */
+  readonly serverKeepAlive?: number;
+  /**
    * Validate and parse a configuration; throw a `TypeError` or `RangeError`
    * naming the bad value (a missing required key, a malformed value). Runs
    * once per side, not per connection.
@@ -202,6 +207,9 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
       const side: ServerTransport = {
         clientOptions: definition.clientOptions?.(parsed) ?? {},
         ...(bridgeAddress === undefined ? {} : { bridgeAddress }),
+        ...(definition.serverKeepAlive === undefined
+          ? {}
+          : { keepAlive: definition.serverKeepAlive }),
         pair: () => definition.pair(parsed, "server", {}),
       };
       const close = definition.close;

@@ -379,6 +379,16 @@ export interface ServerTransport {
    */
   readonly bridgeAddress?: HostPort;
   /**
+   * TCP keepalive of accepted connections, as the reference server has it:
+   * seconds a connection may be idle before the kernel sends a keepalive
+   * probe, and between probes (obfs4proxy and lyrebird, Go servers: 15).
+   * A prober holding an idle connection sees these packets, so a server
+   * without them is told apart. The runtime sets it on the listening socket
+   * (accepted sockets inherit it) when it may use FFI on Linux. Absent: no
+   * keepalive.
+   */
+  readonly keepAlive?: number;
+  /**
    * A helper process that serves the connections the runtime accepts on
    * the bind address (relayed to it on loopback) and forwards to the
    * runtime's loopback relay (the spec's own
