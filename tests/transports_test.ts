@@ -5,6 +5,7 @@ import { deepStrictEqual, ok, strictEqual, throws } from "node:assert";
 import { layerTransports, mapChunks, MemoryStore } from "../transports/mod.ts";
 import { layerPairs } from "../transports/layer.ts";
 import { plain } from "../transports/plain.ts";
+import { obfs4 } from "../transports/obfs4/mod.ts";
 import { rot } from "./rot_transport.ts";
 
 async function roundTrip(
@@ -99,4 +100,20 @@ Deno.test("layerTransports: a free first layer makes a free stack; a free outer 
   throws(() => side.pair({}), TypeError);
   const pair = side.pair({}, { hostname: "example.com", port: 80 });
   ok(pair.encode.writable instanceof WritableStream);
+});
+
+Deno.test("A stack's server keeps the TCP keepalive of its wire layer (obfs4's 15 s), and none when that layer has none", async () => {
+  const generated = await obfs4.generateConfig!();
+  const server = Object.fromEntries(
+    Object.entries(generated.server).map(([key, value]) => [`obfs4.${key}`, value]),
+  );
+  const env = { local: new MemoryStore() };
+  const alone = await obfs4.server(generated.server, env);
+  strictEqual(alone.keepAlive, 15);
+  alone.close?.();
+  const outer = await layerTransports("plainobfs4", [plain, obfs4]).server(server, env);
+  strictEqual(outer.keepAlive, 15);
+  const inner = await layerTransports("obfs4plain", [obfs4, plain]).server(server, env);
+  strictEqual(inner.keepAlive, undefined);
+  for (const side of [outer, inner]) side.close?.();
 });

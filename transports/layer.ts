@@ -233,9 +233,12 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
       });
       const bridgeAddress = sides.findLast((side) => side.bridgeAddress !== undefined)
         ?.bridgeAddress;
+      // The socket is the wire layer's: its keepalive, if it has one.
+      const keepAlive = sides.at(-1)?.keepAlive;
       return {
         clientOptions,
         ...(bridgeAddress === undefined ? {} : { bridgeAddress }),
+        ...(keepAlive === undefined ? {} : { keepAlive }),
         pair: () => stack(sides.map((side) => side.pair())),
         close: closeAll(sides),
       };
