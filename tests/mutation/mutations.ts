@@ -1214,7 +1214,7 @@ export const MUTATIONS: readonly Mutation[] = [
     description:
       "free-mode name lookups unbounded per source (a silent name server holds every socket)",
     file: SOCKS_TARGET,
-    search: "lookups.run(options.source, () => resolve(destination.hostname)),",
+    search: "lookups.run(options.source, () => resolve(destination.hostname), signal),",
     replace: "resolve(destination.hostname),",
     tests: [T_SOCKS_TARGET],
   },
