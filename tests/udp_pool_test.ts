@@ -440,6 +440,38 @@ Deno.test("serveUdpClient removes a flow whose connection fails on write; the ne
   strictEqual(dials, 2);
 });
 
+Deno.test("idleTimeout Infinity, as documented, is taken on both sides and never closes a flow", async () => {
+  const clientClock = new ManualClock();
+  const serverClock = new ManualClock();
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+    idleTimeout: Infinity,
+    clock: serverClock,
+  });
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: server.addr.port },
+    framing: "length",
+    idleTimeout: Infinity,
+    clock: clientClock,
+  });
+  await using app = await appSocket(client.addr);
+  await app.send(new Uint8Array([7]));
+  await waitFor(() => app.replies.length === 1, "the reply");
+  clientClock.advance(2 ** 40);
+  serverClock.advance(2 ** 40);
+  strictEqual(client.stats().flowsOpen, 1);
+  strictEqual(server.stats().flowsOpen, 1);
+  strictEqual(client.stats().flowsClosed.idle + server.stats().flowsClosed.idle, 0);
+});
+
 Deno.test("serveUdpClient and serveUdpServer refuse bad options", async () => {
   const base = { transport: plain, config: {}, server: { port: 9 } };
   await rejects(serveUdpClient({ ...base, framing: "json" as "length" }), TypeError);

@@ -102,7 +102,8 @@ export function resolveSettings(
   what: string,
 ): FlowSettings & { readonly maxFlows: number } {
   const idleTimeout = options.idleTimeout ?? 120_000;
-  checkTimeout(idleTimeout, "idleTimeout", what);
+  // `Infinity` is documented (never idle out); flows arm no timer for it.
+  if (idleTimeout !== Infinity) checkTimeout(idleTimeout, "idleTimeout", what);
   return {
     framing: resolveFraming(options.framing, what),
     maxDatagram: checkMaxDatagram(options.maxDatagram, what),
