@@ -268,6 +268,46 @@ Deno.test("layerTransports: closing a stacked listener or connector closes every
   deepStrictEqual(closed.slice(2), ["inner client", "outer client"]);
 });
 
+Deno.test({
+  name:
+    "layerTransports: when one layer refuses its configuration, the layers already configured are closed and nothing is left running",
+  ...sanitized,
+  fn: async () => {
+    const closed: string[] = [];
+    let late: ReturnType<typeof setTimeout> | undefined;
+    // A layer whose side takes a moment to make (as obfs4's server makes
+    // its identity keys) and holds a timer until it is closed.
+    const slow = defineTransport<string>({
+      name: "slow",
+      parseConfig: async (_config, role) => {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        late = setTimeout(() => {}, 60_000);
+        return role;
+      },
+      pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+      close: (_config, role) => {
+        closed.push(`slow ${role}`);
+        clearTimeout(late);
+      },
+    });
+    const picky = defineTransport<number>({
+      name: "picky",
+      parseConfig: (config) => {
+        throw new RangeError(`Invalid n ${JSON.stringify(config.n)}`);
+      },
+      pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+    });
+    const stacked = layerTransports("stacked", [picky, slow]);
+    await rejects(
+      listen(stacked, { "picky.n": "0" }, { hostname: "127.0.0.1", port: 0 }),
+      (e) => e instanceof RangeError && e.message === 'Invalid n "0"',
+    );
+    deepStrictEqual(closed, ["slow server"]);
+    await rejects(createConnector(stacked, { "picky.n": "0" }), RangeError);
+    deepStrictEqual(closed, ["slow server", "slow client"]);
+  },
+});
+
 Deno.test("Connector.close: a transport close hook that throws still leaves the connector closed", async () => {
   const failing = defineTransport<string>({
     name: "failing",

@@ -198,7 +198,7 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
     ...(optionKeys === undefined ? {} : { optionKeys }),
     async client(config: TransportOptions, env?: TransportEnvironment): Promise<ClientTransport> {
       const configs = split(config, "client", env);
-      const sides = await Promise.all(
+      const sides = await allOrClose(
         layers.map((t, i) => t.client(configs[i]!, layerEnv(t, env))),
       );
       const result: ClientTransport = {
@@ -222,7 +222,7 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
     },
     async server(config: TransportOptions, env?: TransportEnvironment): Promise<ServerTransport> {
       const configs = split(config, "server", env);
-      const sides = await Promise.all(
+      const sides = await allOrClose(
         layers.map((t, i) => t.server(configs[i]!, layerEnv(t, env))),
       );
       const clientOptions: Record<string, string> = {};
@@ -244,4 +244,29 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
       };
     },
   };
+}
+
+/**
+ * Every layer's side, once all are configured. When one refuses its
+ * configuration, the others are waited for and those made are closed (a
+ * refill timer, a key-pair worker, a replay filter do not outlive the
+ * refusal); the first refusal, in layer order, is thrown.
+ */
+async function allOrClose<S extends { close?: () => void }>(
+  making: readonly (S | Promise<S>)[],
+): Promise<S[]> {
+  const settled = await Promise.allSettled(making);
+  const failed = settled.find((result) => result.status === "rejected");
+  if (failed === undefined) {
+    return settled.map((result) => (result as PromiseFulfilledResult<S>).value);
+  }
+  for (const result of settled) {
+    if (result.status !== "fulfilled") continue;
+    try {
+      result.value.close?.();
+    } catch {
+      // The refusal is the caller's error.
+    }
+  }
+  throw failed.reason;
 }
