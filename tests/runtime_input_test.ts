@@ -154,6 +154,27 @@ Deno.test("assertTransportName and layerTransports refuse bad names and layer ke
   await rejects(Promise.resolve().then(() => stacked.client({ "rot_by_N.n": "0" })), RangeError);
 });
 
+Deno.test("defineTransport refuses a serverKeepAlive the kernel would refuse, with a RangeError naming it", async () => {
+  const define = (serverKeepAlive: number) =>
+    defineTransport({
+      name: "kept",
+      parseConfig: () => undefined,
+      serverKeepAlive,
+      pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+    });
+  // Each of these left accepted sockets without keepalive, silently
+  // (setsockopt refused 0 and out-of-range values; 0.5 and NaN became 0).
+  for (const bad of [0, -15, 0.5, NaN, Infinity, 32768, 1e12]) {
+    throws(
+      () => define(bad),
+      (e) => e instanceof RangeError && e.message.includes(`invalid serverKeepAlive ${bad}`),
+    );
+  }
+  for (const good of [1, 15, 32767]) {
+    strictEqual((await define(good).server({})).keepAlive, good);
+  }
+});
+
 Deno.test("proxy closes a connection whose handshake never completes, after handshakeTimeout", async () => {
   const stuck = defineTransport({
     name: "stuck",

@@ -44,7 +44,8 @@ export interface TransportDefinition<C> {
   readonly free?: boolean;
   /**
    * The server side's TCP keepalive in seconds (see
-   * {@linkcode ServerTransport.keepAlive}). Defaults to none.
+   * {@linkcode ServerTransport.keepAlive}): an integer from 1 to 32767,
+   * Linux's limit for `TCP_KEEPIDLE` and `TCP_KEEPINTVL`. Defaults to none.
    */
   readonly serverKeepAlive?: number;
   /**
@@ -115,6 +116,9 @@ export interface TransportDefinition<C> {
  * @param definition The name, parser and pair factory.
  * @returns The transport.
  * @throws {TypeError} When the name is not a C identifier.
+ * @throws {RangeError} When `serverKeepAlive` is not an integer from 1 to
+ * 32767 (the kernel would refuse it, and accepted sockets would have no
+ * keepalive).
  *
  * @example A transport that adds a fixed offset to every byte
  * ```ts
@@ -160,6 +164,15 @@ export interface TransportDefinition<C> {
  */
 export function defineTransport<C>(definition: TransportDefinition<C>): Transport {
   const name = assertTransportName(definition.name);
+  const keepAlive = definition.serverKeepAlive;
+  if (
+    keepAlive !== undefined &&
+    !(Number.isInteger(keepAlive) && keepAlive >= 1 && keepAlive <= MAX_KEEPALIVE_SECONDS)
+  ) {
+    throw new RangeError(
+      `Cannot define transport '${name}': invalid serverKeepAlive ${keepAlive}: must be an integer number of seconds in 1-${MAX_KEEPALIVE_SECONDS}`,
+    );
+  }
   const keys = definition.optionKeys;
   const known = (
     options: unknown,
@@ -207,9 +220,7 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
       const side: ServerTransport = {
         clientOptions: definition.clientOptions?.(parsed) ?? {},
         ...(bridgeAddress === undefined ? {} : { bridgeAddress }),
-        ...(definition.serverKeepAlive === undefined
-          ? {}
-          : { keepAlive: definition.serverKeepAlive }),
+        ...(keepAlive === undefined ? {} : { keepAlive }),
         pair: () => definition.pair(parsed, "server", {}),
       };
       const close = definition.close;
@@ -223,6 +234,9 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
   }
   return transport;
 }
+
+/** Linux's largest `TCP_KEEPIDLE` and `TCP_KEEPINTVL` (`MAX_TCP_KEEPIDLE`). */
+const MAX_KEEPALIVE_SECONDS = 32767;
 
 function checkDestination(
   name: string,
