@@ -175,6 +175,35 @@ Deno.test("defineTransport refuses a serverKeepAlive the kernel would refuse, wi
   }
 });
 
+Deno.test("defineTransport reports an unknown per-connection setting once per dial, also when it plans the connection", async () => {
+  const seen: string[] = [];
+  const planned = defineTransport({
+    name: "planned",
+    optionKeys: { client: ["via"], server: [] },
+    parseConfig: () => undefined,
+    connection: (_config, destination, settings) => {
+      seen.push(Object.keys(settings).join());
+      return { hostname: destination.hostname, port: destination.port };
+    },
+    pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+  });
+  await using listener = await listen(planned, {}, { hostname: "127.0.0.1", port: 0 });
+  const ignored: IgnoredOption[] = [];
+  await using connector = await createConnector(planned, {}, {
+    env: { onIgnoredOption: (i) => ignored.push(i) },
+  });
+  await using conn = await connector.dial({
+    port: listener.addr.port,
+    settings: { via: "x", bogus: "1" },
+  });
+  await using _accepted = await listener.accept();
+  ok(conn.stats().startTime > 0);
+  // The plan sees only the keys it knows.
+  deepStrictEqual(seen, ["via"]);
+  // Reported twice before: once for the plan, once for the pair.
+  deepStrictEqual(ignored, [{ transport: "planned", key: "bogus" }]);
+});
+
 Deno.test("proxy closes a connection whose handshake never completes, after handshakeTimeout", async () => {
   const stuck = defineTransport({
     name: "stuck",

@@ -207,8 +207,11 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
       };
       const connection = definition.connection;
       if (connection !== undefined) {
+        // The runtime asks for the plan and the pair of each connection:
+        // its unknown settings are reported once, by `pair`; the plan sees
+        // the known ones quietly (as layerTransports does).
         side.connection = (destination, settings) =>
-          connection(parsed, destination, known(settings, "client", env));
+          connection(parsed, destination, known(settings, "client", {}));
       }
       const close = definition.close;
       if (close !== undefined) side.close = () => close(parsed, "client");
