@@ -264,6 +264,10 @@ const cases: Case[] = [
       ["-mode", "transparent-UDP", "-target", "127.0.0.1:9", "-udpidletimeout", "0"],
       /Invalid -udpidletimeout "0"/,
     ],
+    [
+      ["-mode", "transparent-UDP", "-target", "127.0.0.1:9", "-udpidletimeout", "2147484"],
+      /Invalid -udpidletimeout "2147484": at most 2147483 seconds/,
+    ],
     [["-udpidletimeout", "5"], /-udpidletimeout needs -mode transparent-UDP or STUN/],
     [
       ["-mode", "transparent-UDP", "-target", "127.0.0.1:9", "-udpqueue", "1"],

@@ -697,6 +697,9 @@ export function parseMetricsAddress(text: string, what: string): HostPort {
 }
 
 /** `-udpidletimeout` (seconds) in milliseconds. */
+/** The longest -udpidletimeout, in seconds: a timer waits at most 2^31 - 1 ms. */
+const MAX_IDLE_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
 function idleTimeout(flags: Flags, envError: EnvError): number | undefined {
   const text = flags.udpIdleTimeout;
   if (text === undefined) return undefined;
@@ -704,6 +707,11 @@ function idleTimeout(flags: Flags, envError: EnvError): number | undefined {
   if (!/^[0-9]+(\.[0-9]+)?$/.test(text) || seconds <= 0) {
     envError(
       `Invalid -udpidletimeout ${JSON.stringify(text)}: expected a positive number of seconds`,
+    );
+  } else if (seconds > MAX_IDLE_SECONDS) {
+    // The longest a timer waits (2^31 - 1 ms, about 24.8 days).
+    envError(
+      `Invalid -udpidletimeout ${JSON.stringify(text)}: at most ${MAX_IDLE_SECONDS} seconds`,
     );
   }
   return seconds * 1000;
