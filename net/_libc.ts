@@ -139,13 +139,26 @@ export class Libc {
   /**
    * Turn TCP keepalive on for this process's TCP listener bound to `name`
    * (a sockaddr): probes after `seconds` idle, then every `seconds`.
-   * Sockets it accepts inherit these options (Linux copies them).
+   * Sockets it accepts inherit these options (Linux copies them). With
+   * several listeners at `name` (`reusePort`, one per Web Worker), the
+   * first without keepalive is the one just made; with none left, it is
+   * already set.
    *
    * @returns Whether it was found and set.
    */
   setListenKeepAlive(name: Uint8Array, seconds: number): boolean {
-    const fd = this.#findSocket(name, SOCK_STREAM, true);
-    if (fd < 0) return false;
+    if (this.#findSocket(name, SOCK_STREAM, true) < 0) return false;
+    const fd = this.#findSocket(name, SOCK_STREAM, true, (fd) => {
+      this.#intLength[0] = 4;
+      return this.#lib.symbols.getsockopt(
+            fd,
+            SOL_SOCKET,
+            SO_KEEPALIVE,
+            this.#int,
+            this.#intLength,
+          ) === 0 && this.#int[0] === 0;
+    });
+    if (fd < 0) return true;
     const set = (level: number, option: number, value: number) => {
       this.#int[0] = value;
       return this.#lib.symbols.setsockopt(fd, level, option, this.#int, 4) === 0;
@@ -154,7 +167,12 @@ export class Libc {
       set(SOL_SOCKET, SO_KEEPALIVE, 1);
   }
 
-  #findSocket(name: Uint8Array, type: number, listening = false): number {
+  #findSocket(
+    name: Uint8Array,
+    type: number,
+    listening = false,
+    wanted: (fd: number) => boolean = () => true,
+  ): number {
     const address = this.#address;
     const size = name.byteLength;
     // Descriptors are handed out lowest first and the socket was just made,
@@ -177,7 +195,7 @@ export class Libc {
       this.#intLength[0] = 4;
       if (
         this.#lib.symbols.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, this.#int, this.#intLength) ===
-          0 && this.#int[0] === 1
+          0 && this.#int[0] === 1 && wanted(fd)
       ) return fd;
     }
     return -1;
