@@ -6,6 +6,7 @@ import { layerTransports, mapChunks, MemoryStore } from "../transports/mod.ts";
 import { layerPairs } from "../transports/layer.ts";
 import { plain } from "../transports/plain.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
+import { shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { rot } from "./rot_transport.ts";
 
 async function roundTrip(
@@ -116,4 +117,36 @@ Deno.test("A stack's server keeps the TCP keepalive of its wire layer (obfs4's 1
   const inner = await layerTransports("obfs4plain", [obfs4, plain]).server(server, env);
   strictEqual(inner.keepAlive, undefined);
   for (const side of [outer, inner]) side.close?.();
+});
+
+Deno.test("A stack's server pair holds probes when the layer probes meet holds them (Shadowsocks under a wire layer without a handshake), and not under obfs4", async () => {
+  const generated = await obfs4.generateConfig!();
+  const env = { local: new MemoryStore() };
+  const credentials = { method: "chacha20-ietf-poly1305", password: "stack-probe" };
+  const config = (first: string, second: string) => ({
+    ...Object.fromEntries(
+      Object.entries(credentials).map(([key, value]) => [`shadowsocks.${key}`, value]),
+    ),
+    ...(first === "obfs4" || second === "obfs4"
+      ? Object.fromEntries(
+        Object.entries(generated.server).map(([key, value]) => [`obfs4.${key}`, value]),
+      )
+      : {}),
+  });
+  const alone = await shadowsocks.server(credentials, env);
+  strictEqual(alone.pair().holdsProbes, true);
+  alone.close?.();
+  const cases = [
+    [shadowsocks, plain, true],
+    [shadowsocks, obfs4, undefined],
+  ] as const;
+  for (const [first, second, expected] of cases) {
+    const name = `${first.name}_${second.name}`;
+    const side = await layerTransports(name, [first, second]).server(
+      config(first.name, second.name),
+      env,
+    );
+    strictEqual(side.pair().holdsProbes, expected, name);
+    side.close?.();
+  }
 });

@@ -56,6 +56,11 @@ export function layerPairs(inner: TransportPair, outer: TransportPair): Transpor
     ...(clientAddress === undefined ? {} : { clientAddress }),
     // A free transport's destination travels in the inner layer's stream.
     ...(inner.destination === undefined ? {} : { destination: inner.destination }),
+    // Probes meet the wire layer, or the inner one through a wire layer
+    // without a handshake of its own: held as long as that layer holds them.
+    ...(outer.holdsProbes === true || (outer.ready === undefined && inner.holdsProbes === true)
+      ? { holdsProbes: true }
+      : {}),
   };
 }
 
