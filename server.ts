@@ -50,7 +50,7 @@ import { ServerManager } from "./net/server_manager.ts";
 import type { TransportConn } from "./net/transport_conn.ts";
 import { TransportListener } from "./net/transport_listener.ts";
 import { closeQuietly, ConnectionLoop, retryWhileExhausted } from "./net/_accept_loop.ts";
-import type { ConnectionLimits } from "./net/source_limits.ts";
+import { type ConnectionLimits, HANDSHAKE_GRACE } from "./net/source_limits.ts";
 import { metricsCore, metricsMode, type MetricsRegistry } from "./net/metrics.ts";
 import { ConnectionMetrics, LISTENER_METRICS } from "./net/_connection_metrics.ts";
 import { listenOn } from "./net/_listen.ts";
@@ -363,13 +363,20 @@ export async function proxy(
   if (metrics !== undefined) LISTENER_METRICS.set(listener, metrics);
   let failures = 0;
 
+  // Connections still in their transport handshake: a drain closes them.
+  const handshaking = new Set<TransportConn>();
   const loop = new ConnectionLoop(listener, {
     ...(metrics === undefined ? {} : { metrics }),
     serve: async (conn, { signal, record }) => {
       let end: RelayEnd | undefined;
       let stage: "handshake" | "target" | "relay" = "handshake";
       try {
-        await conn.ready;
+        handshaking.add(conn);
+        try {
+          await conn.ready;
+        } finally {
+          handshaking.delete(conn);
+        }
         stage = "target";
         end = await connectTarget(conn, { signal });
         if (signal.aborted) throw signal.reason;
@@ -404,7 +411,21 @@ export async function proxy(
       await listener[Symbol.asyncDispose]();
       await Promise.allSettled([...listener.connections].map((conn) => conn.closed));
     },
-    () => loop.drain(),
+    async () => {
+      const drained = loop.drain();
+      // A connection that has not finished its handshake serves no one, and
+      // one a transport holds as long as its peer does (a Shadowsocks probe)
+      // would hold the drain for ever: after the grace a handshake under way
+      // gets, they are closed.
+      const timer = setTimeout(() => {
+        for (const conn of handshaking) conn.close();
+      }, HANDSHAKE_GRACE);
+      try {
+        await drained;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
     listener.bridgeAddress,
   );
 }

@@ -88,7 +88,10 @@ export class ServerManager implements AsyncDisposable {
 
   /**
    * Stop accepting; open connections go on until they end (a graceful
-   * shutdown, SIGINT's). {@linkcode ServerManager.close} ends them at once.
+   * shutdown, SIGINT's). A `proxy()` server closes those still in their
+   * transport handshake 2 s later (a probe held as long as its peer holds
+   * it would otherwise never end). {@linkcode ServerManager.close} ends
+   * them at once.
    *
    * @returns Resolves once every open connection has ended.
    */

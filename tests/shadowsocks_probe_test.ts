@@ -180,3 +180,43 @@ Deno.test("shadowsocks server over TCP holds a connection that does not authenti
     deepStrictEqual(r, expected, `${who}, ${wires[i % wires.length]!.length} bytes`);
   });
 });
+
+Deno.test("shadowsocks server over TCP: a drain (SIGINT) closes a held probe and waits for the authenticated connection", async () => {
+  const target = pongTarget();
+  // No drainTimeout: probes are held as long as their peer holds them.
+  await using server = await ptkitServer(OPTIONS);
+  const connector = await createConnector(shadowsocks, OPTIONS);
+  const client = await connector.dial({
+    port: server.addr.port,
+    destination: { hostname: "127.0.0.1", port: target.port },
+  });
+  const writer = client.writable.getWriter();
+  await writer.write(utf8("ping"));
+  const reader = client.readable.getReader();
+  deepStrictEqual(new TextDecoder().decode((await reader.read()).value), "pong");
+  const before = server.stats().wireBytesRead;
+  const probe = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  await probe.write(crypto.getRandomValues(new Uint8Array(100)));
+  // The server reads (and drops) the probe's bytes: it is being served.
+  while (server.stats().wireBytesRead < before + 100) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  let drained = false;
+  const draining = server.drain().then(() => drained = true);
+  // The probe is closed (before: held until its peer closed, and the drain with it).
+  let guard: ReturnType<typeof setTimeout> | undefined;
+  const ended = await Promise.race([
+    probe.read(new Uint8Array(16)).then((n) => n === null ? "FIN" : "data", () => "RST"),
+    new Promise<string>((resolve) => guard = setTimeout(() => resolve("held"), 60_000)),
+  ]);
+  clearTimeout(guard);
+  probe.close();
+  ok(ended === "FIN" || ended === "RST", `the probe was ${ended} during the drain`);
+  // The authenticated connection is not: the drain waits for it.
+  strictEqual(drained, false);
+  await writer.write(utf8("more"));
+  client.close();
+  await draining;
+  strictEqual(drained, true);
+  await target.close();
+});
