@@ -33,48 +33,23 @@ Deno.test("start refuses webtunnel and ssh with one line naming server and clien
 });
 
 Deno.test("start runs shadowsocks with a password of its own, and the demo page comes through", async () => {
-  const state = await Deno.makeTempDir();
-  const stop = new AbortController();
-  let out = "";
-  let err = "";
-  const started = Promise.withResolvers<void>();
-  const done = runCli(
-    ["start", "--transport", "shadowsocks", "--socks", "127.0.0.1:0"].concat(
-      ["--state", state],
-    ),
-    {
-      stdout: (t) => {
-        out += t;
-        if (out.includes("Press Ctrl-C")) started.resolve();
-      },
-      stderr: (t) => err += t,
-      getEnv: () => undefined,
-      process: false,
-      signal: stop.signal,
-    },
-  );
-  try {
-    await Promise.race([started.promise, done.then(() => Promise.reject(new Error(err)))]);
-    const socks = /SOCKS5 proxy: 127\.0\.0\.1:([0-9]+)/.exec(out)![1]!;
-    const page = /curl --socks5-hostname \S+ (http:\/\/localhost:[0-9]+\/)/.exec(out)![1]!;
+  await withStart(async (socks, page, err, out) => {
     const curl = await new Deno.Command("curl", {
-      args: ["-s", "-m", "20", "--socks5-hostname", `127.0.0.1:${socks}`, page],
+      args: ["-s", "-m", "20", "--socks5-hostname", socks, page],
     }).output();
     match(new TextDecoder().decode(curl.stdout), /came through shadowsocks/);
-    ok(!/password/i.test(out + err), out + err);
-  } finally {
-    stop.abort();
-    await done;
-    await Deno.remove(state, { recursive: true });
-  }
+    ok(!/password/i.test(out() + err()), out() + err());
+  }, "shadowsocks");
 });
 
 /**
- * Run `main.ts start --transport plain` in this process while `use` runs,
- * with its SOCKS address, its demo page and its stderr so far.
+ * Run `main.ts start --transport <transport>` (plain by default) in this
+ * process while `use` runs, with its SOCKS address, its demo page and its
+ * stderr and stdout so far.
  */
 async function withStart(
-  use: (socks: string, page: string, err: () => string) => Promise<void>,
+  use: (socks: string, page: string, err: () => string, out: () => string) => Promise<void>,
+  transport = "plain",
 ): Promise<void> {
   const state = await Deno.makeTempDir();
   const stop = new AbortController();
@@ -82,7 +57,7 @@ async function withStart(
   let err = "";
   const started = Promise.withResolvers<void>();
   const done = runCli(
-    ["start", "--transport", "plain", "--socks", "127.0.0.1:0", "--state", state],
+    ["start", "--transport", transport, "--socks", "127.0.0.1:0", "--state", state],
     {
       stdout: (t) => {
         out += t;
@@ -98,7 +73,7 @@ async function withStart(
     await Promise.race([started.promise, done.then(() => Promise.reject(new Error(err)))]);
     const socks = /SOCKS5 proxy: (127\.0\.0\.1:[0-9]+)/.exec(out)![1]!;
     const page = /curl --socks5-hostname \S+ (http:\/\/localhost:[0-9]+\/)/.exec(out)![1]!;
-    await use(socks, page, () => err);
+    await use(socks, page, () => err, () => out);
   } finally {
     stop.abort();
     await done;

@@ -505,17 +505,11 @@ Deno.test("SIP003: the server plugin writes sip003_client_options.txt through th
     await Deno.mkdir(stateDir, { mode: 0o700 });
     await Deno.writeTextFile(`${root}/victim.txt`, "precious\n");
     await Deno.symlink(`${root}/victim.txt`, `${stateDir}/${CLIENT_OPTIONS_FILE}`);
-    await using plugin = new TextProcess(MAIN, [], {
-      SS_REMOTE_HOST: "127.0.0.1",
-      SS_REMOTE_PORT: String(freePort()),
-      SS_LOCAL_HOST: "127.0.0.1",
-      SS_LOCAL_PORT: "9",
-      SS_PLUGIN_OPTIONS: `server;transport=obfs4;state=${stateDir}`,
-    });
-    const said = /(Wrote|Cannot \w+ state file) /;
-    for (let i = 0; i < 600 && !said.test(plugin.stderr); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await using plugin = await serverPlugin(
+      `server;transport=obfs4;state=${stateDir}`,
+      freePort(),
+      /(Wrote|Cannot \w+ state file) /,
+    );
     ok(
       new RegExp(`Cannot replace state file ${stateDir}/${CLIENT_OPTIONS_FILE}: .*symbolic link`)
         .test(plugin.stderr),
@@ -570,18 +564,13 @@ Deno.test("SIP003: the server plugin writes sip003_client_options.txt while it h
 Deno.test("SIP003: a mistyped plugin option gets a did-you-mean hint, as a mistyped flag does", async () => {
   const home = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
   try {
-    await using plugin = new TextProcess(MAIN, [], {
-      SS_REMOTE_HOST: "127.0.0.1",
-      SS_REMOTE_PORT: String(freePort()),
-      SS_LOCAL_HOST: "127.0.0.1",
-      SS_LOCAL_PORT: "9",
-      // `stat` for `state`; the state goes to the per-user directory (XDG_STATE_HOME).
-      SS_PLUGIN_OPTIONS: `server;transport=obfs4;stat=${home}/typo;iat-mod=0`,
-      XDG_STATE_HOME: home,
-    });
-    for (let i = 0; i < 600 && !/(Wrote|Cannot \w+ state file) /.test(plugin.stderr); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    // `stat` for `state`; the state goes to the per-user directory (XDG_STATE_HOME).
+    await using plugin = await serverPlugin(
+      `server;transport=obfs4;stat=${home}/typo;iat-mod=0`,
+      freePort(),
+      /(Wrote|Cannot \w+ state file) /,
+      { XDG_STATE_HOME: home },
+    );
     ok(
       plugin.stderr.includes(
         "ptkit: [notice] obfs4: ignoring unknown option 'stat' (did you mean 'state'?)\n",
@@ -602,17 +591,11 @@ Deno.test("SIP003: a WebTunnel server plugin says where it listens (SS_REMOTE), 
   const stateDir = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
   try {
     const port = freePort();
-    await using plugin = new TextProcess(MAIN, [], {
-      SS_REMOTE_HOST: "127.0.0.1",
-      SS_REMOTE_PORT: String(port),
-      SS_LOCAL_HOST: "127.0.0.1",
-      SS_LOCAL_PORT: "9",
-      SS_PLUGIN_OPTIONS:
-        `server;transport=webtunnel;url=https://bridge.example/6d0c2f8a;state=${stateDir}`,
-    });
-    for (let i = 0; i < 600 && !plugin.stderr.includes("--plugin-opts"); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await using plugin = await serverPlugin(
+      `server;transport=webtunnel;url=https://bridge.example/6d0c2f8a;state=${stateDir}`,
+      port,
+      /--plugin-opts/,
+    );
     ok(
       plugin.stderr.includes(`ptkit: webtunnel server on 127.0.0.1:${port} (SS_REMOTE); `),
       plugin.stderr,
@@ -632,17 +615,11 @@ Deno.test("SIP003: --plugin-opts written with spaces after the semicolons ('serv
   const stateDir = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
   try {
     const port = freePort();
-    await using plugin = new TextProcess(MAIN, [], {
-      SS_REMOTE_HOST: "127.0.0.1",
-      SS_REMOTE_PORT: String(port),
-      SS_LOCAL_HOST: "127.0.0.1",
-      SS_LOCAL_PORT: "9",
-      SS_PLUGIN_OPTIONS: `server; transport=plain; state=${stateDir}`,
-    });
-    const said = /(Wrote|error)/;
-    for (let i = 0; i < 600 && !said.test(plugin.stderr); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await using plugin = await serverPlugin(
+      `server; transport=plain; state=${stateDir}`,
+      port,
+      /(Wrote|error)/,
+    );
     // Not obfs4 (the default) in the per-user state directory, with notices
     // about unknown options.
     ok(
@@ -655,3 +632,27 @@ Deno.test("SIP003: --plugin-opts written with spaces after the semicolons ('serv
     await Deno.remove(stateDir, { recursive: true });
   }
 });
+
+/**
+ * Start main.ts as a SIP003 server plugin on 127.0.0.1:`port` with
+ * `options`, and wait (30 s at most) until its stderr matches `until`.
+ */
+async function serverPlugin(
+  options: string,
+  port: number,
+  until: RegExp,
+  env: Record<string, string> = {},
+): Promise<TextProcess> {
+  const plugin = new TextProcess(MAIN, [], {
+    SS_REMOTE_HOST: "127.0.0.1",
+    SS_REMOTE_PORT: String(port),
+    SS_LOCAL_HOST: "127.0.0.1",
+    SS_LOCAL_PORT: "9",
+    SS_PLUGIN_OPTIONS: options,
+    ...env,
+  });
+  for (let i = 0; i < 600 && !until.test(plugin.stderr); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return plugin;
+}
