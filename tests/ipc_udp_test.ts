@@ -152,26 +152,14 @@ Deno.test("main.ts STUN mode's embedded TURN server refuses loopback and private
     ]]] as const
   ) {
     const pts = await chain("STUN", "turn", [...allow]);
-    const socket = dgram.createSocket("udp4");
-    await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-    try {
-      const inbox = new Queue<Uint8Array>();
-      socket.on("message", (msg: Uint8Array) => inbox.push(new Uint8Array(msg)));
-      const c = new StunTestClient(
-        { inbox, send: (b) => socket.send(b, pts.port, "127.0.0.1") },
-        pts.args["turn-user"]!,
-        pts.args["turn-password"]!,
-      );
-      strictEqual(errorCode(await c.allocate()), 0);
-      const codes: number[] = [];
-      for (const peer of peers) {
-        codes.push(errorCode(await c.withPeer(StunMethod.CreatePermission, peer)));
-      }
-      deepStrictEqual(codes, [...expected], `-allow ${allow[1] ?? "(none)"}`);
-    } finally {
-      await new Promise<void>((resolve) => socket.close(() => resolve()));
-      await pts.close();
+    await using turn = await turnClient(pts);
+    const c = turn.client;
+    strictEqual(errorCode(await c.allocate()), 0);
+    const codes: number[] = [];
+    for (const peer of peers) {
+      codes.push(errorCode(await c.withPeer(StunMethod.CreatePermission, peer)));
     }
+    deepStrictEqual(codes, [...expected], `-allow ${allow[1] ?? "(none)"}`);
   }
 });
 
@@ -253,22 +241,33 @@ Deno.test("main.ts STUN mode's embedded TURN server relays from TOR_PT_OUTBOUND_
     TOR_PT_MANAGED_TRANSPORT_VER: "1",
     TOR_PT_OUTBOUND_BIND_ADDRESS_V4: address,
   });
+  await using turn = await turnClient(pts);
+  const allocated = await turn.client.allocate();
+  strictEqual(errorCode(allocated), 0);
+  // Before, the relay was bound to the transport's listen address (127.0.0.1).
+  strictEqual(relayedAddress(allocated).address, address);
+});
+
+/**
+ * A TURN client (its user and password from the SMETHOD ARGS) on a UDP
+ * socket of its own, toward the STUN-mode chain `pts`; disposing of it
+ * closes the socket, then the chain.
+ */
+async function turnClient(pts: Awaited<ReturnType<typeof chain>>) {
   const socket = dgram.createSocket("udp4");
   await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-  try {
-    const inbox = new Queue<Uint8Array>();
-    socket.on("message", (msg: Uint8Array) => inbox.push(new Uint8Array(msg)));
-    const c = new StunTestClient(
-      { inbox, send: (b) => socket.send(b, pts.port, "127.0.0.1") },
-      pts.args["turn-user"]!,
-      pts.args["turn-password"]!,
-    );
-    const allocated = await c.allocate();
-    strictEqual(errorCode(allocated), 0);
-    // Before, the relay was bound to the transport's listen address (127.0.0.1).
-    strictEqual(relayedAddress(allocated).address, address);
-  } finally {
-    await new Promise<void>((resolve) => socket.close(() => resolve()));
-    await pts.close();
-  }
-});
+  const inbox = new Queue<Uint8Array>();
+  socket.on("message", (msg: Uint8Array) => inbox.push(new Uint8Array(msg)));
+  const client = new StunTestClient(
+    { inbox, send: (b) => socket.send(b, pts.port, "127.0.0.1") },
+    pts.args["turn-user"]!,
+    pts.args["turn-password"]!,
+  );
+  return {
+    client,
+    async [Symbol.asyncDispose]() {
+      await new Promise<void>((resolve) => socket.close(() => resolve()));
+      await pts.close();
+    },
+  };
+}

@@ -168,29 +168,54 @@ Deno.test("serveUdpClient removes a flow whose dial failed; the next datagram di
   strictEqual(dials, 2);
 });
 
-Deno.test("idle timeout removes the flow on both sides, and the next datagram opens a fresh connection", async () => {
+/**
+ * A plain client and server pool with `idleTimeout` and manual clocks in
+ * front of a UDP echo, and an application socket on the client; all closed
+ * on disposal.
+ */
+async function clockedPools(idleTimeout: number) {
+  await using stack = new AsyncDisposableStack();
   const clientClock = new ManualClock();
   const serverClock = new ManualClock();
-  await using echo = await udpEcho();
-  await using server = await serveUdpServer({
-    transport: plain,
-    config: {},
-    hostname: "127.0.0.1",
-    port: 0,
-    target: echo.addr,
-    framing: "length",
-    idleTimeout: 1000,
-    clock: serverClock,
-  });
-  await using client = await serveUdpClient({
-    transport: plain,
-    config: {},
-    server: { port: server.addr.port },
-    framing: "length",
-    idleTimeout: 1000,
-    clock: clientClock,
-  });
-  await using app = await appSocket(client.addr);
+  const echo = stack.use(await udpEcho());
+  const server = stack.use(
+    await serveUdpServer({
+      transport: plain,
+      config: {},
+      hostname: "127.0.0.1",
+      port: 0,
+      target: echo.addr,
+      framing: "length",
+      idleTimeout,
+      clock: serverClock,
+    }),
+  );
+  const client = stack.use(
+    await serveUdpClient({
+      transport: plain,
+      config: {},
+      server: { port: server.addr.port },
+      framing: "length",
+      idleTimeout,
+      clock: clientClock,
+    }),
+  );
+  const app = stack.use(await appSocket(client.addr));
+  const owned = stack.move();
+  return {
+    clientClock,
+    serverClock,
+    echo,
+    server,
+    client,
+    app,
+    [Symbol.asyncDispose]: () => owned.disposeAsync(),
+  };
+}
+
+Deno.test("idle timeout removes the flow on both sides, and the next datagram opens a fresh connection", async () => {
+  await using pools = await clockedPools(1000);
+  const { clientClock, serverClock, echo, server, client, app } = pools;
   const roundTrip = async (byte: number) => {
     const before = app.replies.length;
     await app.send(new Uint8Array([byte]));
@@ -441,28 +466,8 @@ Deno.test("serveUdpClient removes a flow whose connection fails on write; the ne
 });
 
 Deno.test("idleTimeout Infinity, as documented, is taken on both sides and never closes a flow", async () => {
-  const clientClock = new ManualClock();
-  const serverClock = new ManualClock();
-  await using echo = await udpEcho();
-  await using server = await serveUdpServer({
-    transport: plain,
-    config: {},
-    hostname: "127.0.0.1",
-    port: 0,
-    target: echo.addr,
-    framing: "length",
-    idleTimeout: Infinity,
-    clock: serverClock,
-  });
-  await using client = await serveUdpClient({
-    transport: plain,
-    config: {},
-    server: { port: server.addr.port },
-    framing: "length",
-    idleTimeout: Infinity,
-    clock: clientClock,
-  });
-  await using app = await appSocket(client.addr);
+  await using pools = await clockedPools(Infinity);
+  const { clientClock, serverClock, server, client, app } = pools;
   await app.send(new Uint8Array([7]));
   await waitFor(() => app.replies.length === 1, "the reply");
   clientClock.advance(2 ** 40);
