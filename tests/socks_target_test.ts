@@ -184,3 +184,25 @@ Deno.test("connectDestination dials at most 4 of a name's addresses, and gives t
   await rejects(pending, /connection closed/);
   strictEqual(dialSignal.aborted, true);
 });
+
+Deno.test("connectDestination with a signal aborted before the lookup rejects with its reason, and leaves no unhandled rejection behind", async () => {
+  // The connection closed before its destination was connected: the lookup
+  // queue refuses the aborted signal at once, and that refusal must be
+  // handled (unhandled, it ends the server process).
+  const reason = new Error("Connection closed before its destination");
+  let resolved = 0;
+  await rejects(
+    connectDestination({ hostname: "closed.test", port: 80 }, {
+      signal: AbortSignal.abort(reason),
+      resolve: () => {
+        resolved++;
+        return Promise.resolve(["192.0.2.1"]);
+      },
+      dialer: () => Promise.reject(new Error("never dialed")),
+    }),
+    (error) => error === reason,
+  );
+  strictEqual(resolved, 0);
+  // An unhandled rejection is reported once the event loop turns.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+});

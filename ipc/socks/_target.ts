@@ -221,7 +221,12 @@ function alternateFamilies(addresses: readonly string[]): string[] {
 function untilAborted<T>(pending: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
-    if (signal.aborted) return onAbort();
+    if (signal.aborted) {
+      // `pending` may still reject (a lookup queue refuses an aborted
+      // signal at once): unhandled, that would end the process.
+      pending.catch(() => {});
+      return onAbort();
+    }
     signal.addEventListener("abort", onAbort, { once: true });
     pending.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
