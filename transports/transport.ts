@@ -384,8 +384,9 @@ export interface ServerTransport {
    * probe, and between probes (obfs4proxy and lyrebird, Go servers: 15).
    * A prober holding an idle connection sees these packets, so a server
    * without them is told apart. The runtime sets it on the listening socket
-   * (accepted sockets inherit it) when it may use FFI on Linux. Absent: no
-   * keepalive.
+   * (accepted sockets inherit it) when it may use FFI on Linux. An integer
+   * from 1 to 32767 (Linux's limit; the kernel refuses other values, and
+   * accepted sockets then have no keepalive). Absent: no keepalive.
    */
   readonly keepAlive?: number;
   /**

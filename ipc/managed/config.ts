@@ -696,10 +696,10 @@ export function parseMetricsAddress(text: string, what: string): HostPort {
   return { hostname: "127.0.0.1", port };
 }
 
-/** `-udpidletimeout` (seconds) in milliseconds. */
 /** The longest -udpidletimeout, in seconds: a timer waits at most 2^31 - 1 ms. */
 const MAX_IDLE_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
+/** `-udpidletimeout` (seconds) in milliseconds. */
 function idleTimeout(flags: Flags, envError: EnvError): number | undefined {
   const text = flags.udpIdleTimeout;
   if (text === undefined) return undefined;
