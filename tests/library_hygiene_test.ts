@@ -308,6 +308,42 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "layerTransports: a layer written by hand that refuses by throwing at once (not a rejected promise) still gets the layers before it closed",
+  ...sanitized,
+  fn: async () => {
+    const closed: string[] = [];
+    let late: ReturnType<typeof setTimeout> | undefined;
+    const slow = defineTransport<string>({
+      name: "slow",
+      parseConfig: async (_config, role) => {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        late = setTimeout(() => {}, 60_000);
+        return role;
+      },
+      pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+      close: (_config, role) => {
+        closed.push(`slow ${role}`);
+        clearTimeout(late);
+      },
+    });
+    // Not async: its refusal is a throw, as plain JavaScript writes it.
+    const refuse = (): never => {
+      throw new RangeError("Invalid n");
+    };
+    const brittle = { name: "brittle", client: refuse, server: refuse } as unknown as Transport;
+    const stacked = layerTransports("stacked", [slow, brittle]);
+    await rejects(
+      listen(stacked, {}, { hostname: "127.0.0.1", port: 0 }),
+      (e) => e instanceof RangeError && e.message === "Invalid n",
+    );
+    deepStrictEqual(closed, ["slow server"]);
+    await rejects(createConnector(stacked, {}), RangeError);
+    deepStrictEqual(closed, ["slow server", "slow client"]);
+  },
+});
+
 Deno.test("Connector.close: a transport close hook that throws still leaves the connector closed", async () => {
   const failing = defineTransport<string>({
     name: "failing",

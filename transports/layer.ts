@@ -204,7 +204,8 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
     async client(config: TransportOptions, env?: TransportEnvironment): Promise<ClientTransport> {
       const configs = split(config, "client", env);
       const sides = await allOrClose(
-        layers.map((t, i) => t.client(configs[i]!, layerEnv(t, env))),
+        // async: a layer that throws at once is a refusal like a rejection.
+        layers.map(async (t, i) => await t.client(configs[i]!, layerEnv(t, env))),
       );
       const result: ClientTransport = {
         close: closeAll(sides),
@@ -228,7 +229,8 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
     async server(config: TransportOptions, env?: TransportEnvironment): Promise<ServerTransport> {
       const configs = split(config, "server", env);
       const sides = await allOrClose(
-        layers.map((t, i) => t.server(configs[i]!, layerEnv(t, env))),
+        // async: a layer that throws at once is a refusal like a rejection.
+        layers.map(async (t, i) => await t.server(configs[i]!, layerEnv(t, env))),
       );
       const clientOptions: Record<string, string> = {};
       sides.forEach((side, i) => {
