@@ -35,6 +35,13 @@ Deno.test("main.ts --version prints ptkit's version from deno.json and exits 0",
   await Deno.remove(state, { recursive: true });
 });
 
+Deno.test("main.ts prints its usage for -help in every spelling the flags take, and for --help before --version", async () => {
+  for (const args of [["--help"], ["-HELP"], ["-he-lp"], ["-h=true"], ["--help", "--version"]]) {
+    const { code, stdout, stderr } = await main(args);
+    deepStrictEqual([code, stdout.startsWith("Usage: "), stderr], [0, true, ""], args.join(" "));
+  }
+});
+
 Deno.test("main.ts reports STATUS TYPE=version right after VERSION, on both sides, in a form strict parsers take", async () => {
   const state = await Deno.makeTempDir();
   const runs = [

@@ -297,6 +297,15 @@ function findFlag(name: string): (typeof FLAGS)[number] | undefined {
   return FLAGS.find((f) => f.names.some((n) => plain(n) === lower));
 }
 
+/**
+ * Whether `arg` asks for the usage: `-help` or `-h` in any spelling the
+ * flags take (`--HELP`, `-he-lp`), with or without `=true`.
+ */
+export function isHelpFlag(arg: string): boolean {
+  const match = /^--?([A-Za-z][A-Za-z0-9-]*)(?:=(true|1))?$/i.exec(arg);
+  return match !== null && findFlag(match[1]!)?.key === "help";
+}
+
 /** Whether `arg` is one of the flags, without a value (`-transports`). */
 function isFlag(arg: string): boolean {
   const match = /^--?([A-Za-z][A-Za-z0-9-]*)$/.exec(arg);

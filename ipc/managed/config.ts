@@ -14,7 +14,7 @@ import { parseUserinfo } from "../../net/_userinfo.ts";
 import { parseTransportOptions } from "../lines/_args.ts";
 import { parseLogSeverity } from "../lines/_output.ts";
 import { RepeatedKeyLog } from "../lines/_first_value.ts";
-import { ENV_VARS, FLAGS, parseFlags } from "./_flags.ts";
+import { ENV_VARS, FLAGS, isHelpFlag, parseFlags } from "./_flags.ts";
 import { parseBindAddr } from "./_bind_addr.ts";
 import { parseOutboundBind } from "./_outbound_dialer.ts";
 import { parseUpstreamProxy, type UpstreamProxy } from "./_proxy_uri.ts";
@@ -264,9 +264,7 @@ export function parseManagedConfig(
   const flags = parseFlags(args);
   // Both asked for (`--version --help`): the first one given, as GNU tools do.
   const versionAt = versionRequest(args);
-  const helpAt = flags.values.help === "true"
-    ? args.findIndex((arg) => /^--?(h|help)(=.*)?$/i.test(arg))
-    : -1;
+  const helpAt = flags.values.help === "true" ? args.findIndex(isHelpFlag) : -1;
   if (helpAt >= 0 && (versionAt < 0 || helpAt < versionAt)) return { kind: "help" };
   if (versionAt >= 0) return { kind: "ptkit-version" };
   if (args.length === 0 && Object.keys(vars).length === 0 && notUtf8.length === 0) {
