@@ -226,3 +226,54 @@ Deno.test("a checkout whose setup step did not run names it: deno install", asyn
     await Deno.remove(base, { recursive: true });
   }
 });
+
+Deno.test("a bridge with an Extended ORPort whose setup step did not run names deno install in SMETHOD-ERROR", async () => {
+  // tor logs SMETHOD-ERROR lines, not a PT's stderr: a stack trace and exit 1
+  // left an operator with "terminated with status code 1" and nothing else.
+  const base = await Deno.makeTempDir({ prefix: "ptkit_no_modules_" });
+  try {
+    const copy = await new Deno.Command("cp", {
+      args: ["-a", ...NEEDED.filter((n) => n !== "node_modules").map((n) => `${ROOT}${n}`), base],
+    }).output();
+    ok(copy.success, new TextDecoder().decode(copy.stderr));
+    await Deno.writeFile(`${base}/cookie`, new Uint8Array(64));
+    const child = new Deno.Command(`${base}/main.ts`, {
+      clearEnv: true,
+      env: {
+        ...isolatedEnv(base),
+        TOR_PT_MANAGED_TRANSPORT_VER: "1",
+        TOR_PT_SERVER_TRANSPORTS: "obfs4",
+        TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
+        TOR_PT_ORPORT: "127.0.0.1:9",
+        TOR_PT_EXTENDED_SERVER_PORT: "127.0.0.1:9",
+        TOR_PT_AUTH_COOKIE_FILE: `${base}/cookie`,
+        TOR_PT_STATE_LOCATION: `${base}/state`,
+        TOR_PT_EXIT_ON_STDIN_CLOSE: "1",
+      },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const errors = new Response(child.stderr).text();
+    let text = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      text += chunk;
+      if (text.includes("SMETHODS DONE\n")) await child.stdin.close().catch(() => {});
+    }
+    await child.stdin.close().catch(() => {});
+    const status = await child.status;
+    const stderr = await errors;
+    ok(
+      text.includes(
+        "SMETHOD-ERROR obfs4 Cannot load the Extended ORPort client (TOR_PT_EXTENDED_SERVER_PORT):" +
+          ' npm package @noble/hashes@2.4.0 is not installed in node_modules/ (run "deno install"' +
+          " once where ptkit's deno.json is)\n",
+      ),
+      text + stderr,
+    );
+    ok(text.includes("SMETHODS DONE\n"), text + stderr);
+    ok(status.code === 0, `exit ${status.code}: ${stderr}`);
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});

@@ -17,6 +17,7 @@ import { outboundDialer, outboundSource } from "./_outbound_dialer.ts";
 import { type MetricsRegistry, withMode } from "../../net/metrics.ts";
 import { classifyIp } from "../../net/_ip_address.ts";
 import { acceptedSource, reportedSource } from "../../net/_client_source.ts";
+import { restateMissingPackage } from "../../transports/_npm_package.ts";
 
 /**
  * Run the server side of the managed proxy: for each known requested
@@ -60,8 +61,17 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
   // Per-connection lines, digested: a flood of probes must not flood the parent.
   const digested = digestLog(log);
   const running: RunningProxy[] = [];
-  const handlers = await loadTargetHandlers(target);
-  if (target.kind === "extorport") {
+  // A target's modules that cannot load (a checkout without `deno install`)
+  // fail each transport with SMETHOD-ERROR naming the fix, which tor logs,
+  // rather than the process with a stack trace on stderr, which it does not.
+  let handlers: TargetHandlers = {};
+  let handlersFailed: unknown;
+  try {
+    handlers = await loadTargetHandlers(target);
+  } catch (error) {
+    handlersFailed = restateMissingPackage(error, TARGET_WHAT[target.kind]);
+  }
+  if (target.kind === "extorport" && handlersFailed === undefined) {
     // Read again for every connection (tor may rewrite it), but a file that
     // cannot be read now is said once, at start, not only per connection.
     await handlers.readCookieFile!(target.cookieFile).catch((error) =>
@@ -89,6 +99,7 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
     const onAcceptError = acceptErrorLogger(log, name);
     const limits = options.limits === undefined ? {} : { limits: options.limits };
     try {
+      if (handlersFailed !== undefined) throw handlersFailed;
       let addr: Deno.NetAddr;
       let clientOptions: TransportOptions;
       let bridgeAddress: HostPort | undefined;
@@ -447,6 +458,16 @@ async function loadTargetHandlers(target: ServerTarget): Promise<TargetHandlers>
   }
   return {};
 }
+
+/** How each target's modules are named when they cannot load. */
+const TARGET_WHAT: Record<ServerTarget["kind"], string> = {
+  orport: "the ORPort target",
+  extorport: "the Extended ORPort client (TOR_PT_EXTENDED_SERVER_PORT)",
+  socks: "the SOCKS5 target",
+  free: "the SOCKS5 target",
+  turn: "the embedded TURN server",
+  udp: "the UDP target",
+};
 
 /** How the cookie file is named in messages. */
 const COOKIE_WHAT = "The Extended ORPort auth cookie (TOR_PT_AUTH_COOKIE_FILE)";
