@@ -544,3 +544,19 @@ Deno.test("client: SOCKS arguments that do not parse get reply 0x12 and a warnin
     await Deno.remove(state, { recursive: true });
   }
 });
+
+Deno.test("the usage's -proxy line shows every upstream proxy form the parser takes: a SOCKS4a user id, an HTTP user without a password", async () => {
+  const { usage } = await import("../ipc/managed/_flags.ts");
+  const { parseUpstreamProxy } = await import("../ipc/managed/_proxy_uri.ts");
+  const line = usage("main.ts").split("\n").find((text) => text.includes("-proxy URI"));
+  ok(line !== undefined);
+  const forms = line.match(/(?:socks5|socks4a|http):\/\/\S+?ip:port/g) ?? [];
+  deepStrictEqual(forms, [
+    "socks5://[user:pass@]ip:port",
+    "socks4a://[user@]ip:port",
+    "http://[user[:pass]@]ip:port",
+  ]);
+  for (const uri of ["socks4a://alice@127.0.0.1:9", "http://alice@127.0.0.1:9"]) {
+    parseUpstreamProxy(uri);
+  }
+});

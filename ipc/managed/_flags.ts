@@ -97,7 +97,7 @@ export const FLAGS: readonly FlagSpec[] = [
     env: "TOR_PT_PROXY",
     value: "URI",
     help:
-      "upstream proxy: socks5://[user:pass@]ip:port, socks4a://ip:port, http://[user:pass@]ip:port",
+      "upstream proxy: socks5://[user:pass@]ip:port, socks4a://[user@]ip:port, http://[user[:pass]@]ip:port",
   },
   {
     names: ["options"],
