@@ -105,7 +105,10 @@ Deno.test("main.ts server: an unreachable ORPort closes that client's connection
     await conn.write(new Uint8Array([1])).catch(() => 0);
     deepStrictEqual(await readAll(conn), new Uint8Array(0));
   }
-  await pt.waitFor(/^LOG SEVERITY=warning MESSAGE="plain: connection failed: /);
+  // The line says which side refused (the ORPort, not the client), without its address.
+  await pt.waitFor(
+    /^LOG SEVERITY=warning MESSAGE="plain: connection failed: cannot connect to the target \(the ORPort or -target\): Connection refused/,
+  );
   // Once the ORPort is up, the same server relays.
   {
     await using echo = new EchoServer(orPort);

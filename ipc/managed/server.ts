@@ -158,8 +158,8 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
             digested(
               stage === "handshake" || quiet ? "info" : "warning",
               `${name}: connection failed${stage === "handshake" ? " in the handshake" : ""}: ${
-                describe(error)
-              }`,
+                dialFailures.has(error as object) ? DIAL_WHAT[target.kind] ?? "" : ""
+              }${describe(error)}`,
             ),
         });
         running.push(manager);
@@ -234,7 +234,7 @@ function targetOf(
   }
   switch (target.kind) {
     case "orport":
-      return (_conn, { signal }) => dial(target.address, signal);
+      return (_conn, { signal }) => markDialFailure(dial(target.address, signal));
     case "extorport": {
       const failures = metrics === undefined
         ? undefined
@@ -250,7 +250,7 @@ function targetOf(
           failures?.inc();
           throw new Error(`${COOKIE_WHAT} cannot be read: ${describe(error)}`, { cause: error });
         }
-        const end = await dial(target.address, signal);
+        const end = await markDialFailure(dial(target.address, signal));
         try {
           // The transport's report (WebTunnel's X-Forwarded-For) when it
           // is an IP literal, else the socket's peer: TransportConn.clientAddress.
@@ -457,6 +457,31 @@ async function loadTargetHandlers(target: ServerTarget): Promise<TargetHandlers>
     return { readCookieFile, extOrPortHandshake, authFailureCounter };
   }
   return {};
+}
+
+/**
+ * Errors of dialing a fixed target (tor's ORPort or Extended ORPort, or
+ * `-target HOST:PORT`), so that the log line says which side refused: a
+ * bare "Connection refused" reads as the client's doing. Marked, not
+ * wrapped: the outcome metrics classify the error itself. No address is
+ * logged.
+ */
+const dialFailures = new WeakSet<object>();
+
+/** What a dial failure's log line says first, by target. */
+const DIAL_WHAT: Partial<Record<ServerTarget["kind"], string>> = {
+  orport: "cannot connect to the target (the ORPort or -target): ",
+  extorport: "cannot connect to the Extended ORPort: ",
+};
+
+/** `dialing`, its error marked as a fixed target's dial failure. */
+async function markDialFailure<T>(dialing: Promise<T>): Promise<T> {
+  try {
+    return await dialing;
+  } catch (error) {
+    if (typeof error === "object" && error !== null) dialFailures.add(error);
+    throw error;
+  }
 }
 
 /** How each target's modules are named when they cannot load. */
