@@ -268,28 +268,35 @@ Deno.test("layerTransports: closing a stacked listener or connector closes every
   deepStrictEqual(closed.slice(2), ["inner client", "outer client"]);
 });
 
+/**
+ * A layer whose side takes a moment to make (as obfs4's server makes its
+ * identity keys) and holds a timer until it is closed; its closes are
+ * recorded in `closed` ("slow server", "slow client").
+ */
+function slowLayer(closed: string[]): Transport {
+  let late: ReturnType<typeof setTimeout> | undefined;
+  return defineTransport<string>({
+    name: "slow",
+    parseConfig: async (_config, role) => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      late = setTimeout(() => {}, 60_000);
+      return role;
+    },
+    pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+    close: (_config, role) => {
+      closed.push(`slow ${role}`);
+      clearTimeout(late);
+    },
+  });
+}
+
 Deno.test({
   name:
     "layerTransports: when one layer refuses its configuration, the layers already configured are closed and nothing is left running",
   ...sanitized,
   fn: async () => {
     const closed: string[] = [];
-    let late: ReturnType<typeof setTimeout> | undefined;
-    // A layer whose side takes a moment to make (as obfs4's server makes
-    // its identity keys) and holds a timer until it is closed.
-    const slow = defineTransport<string>({
-      name: "slow",
-      parseConfig: async (_config, role) => {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        late = setTimeout(() => {}, 60_000);
-        return role;
-      },
-      pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
-      close: (_config, role) => {
-        closed.push(`slow ${role}`);
-        clearTimeout(late);
-      },
-    });
+    const slow = slowLayer(closed);
     const picky = defineTransport<number>({
       name: "picky",
       parseConfig: (config) => {
@@ -314,20 +321,7 @@ Deno.test({
   ...sanitized,
   fn: async () => {
     const closed: string[] = [];
-    let late: ReturnType<typeof setTimeout> | undefined;
-    const slow = defineTransport<string>({
-      name: "slow",
-      parseConfig: async (_config, role) => {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        late = setTimeout(() => {}, 60_000);
-        return role;
-      },
-      pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
-      close: (_config, role) => {
-        closed.push(`slow ${role}`);
-        clearTimeout(late);
-      },
-    });
+    const slow = slowLayer(closed);
     // Not async: its refusal is a throw, as plain JavaScript writes it.
     const refuse = (): never => {
       throw new RangeError("Invalid n");

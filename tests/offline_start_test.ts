@@ -173,13 +173,20 @@ Deno.test("main.ts starts offline with an empty DENO_DIR and HOME after deno ins
   }
 });
 
-Deno.test("a checkout whose setup step did not run names it: deno install", async () => {
+/** A copy of the checkout without node_modules (its setup step not run), in a fresh directory. */
+async function checkoutWithoutModules(): Promise<string> {
   const base = await Deno.makeTempDir({ prefix: "ptkit_no_modules_" });
+  const copy = await new Deno.Command("cp", {
+    args: ["-a", ...NEEDED.filter((n) => n !== "node_modules").map((n) => `${ROOT}${n}`), base],
+  }).output();
+  if (!copy.success) await Deno.remove(base, { recursive: true });
+  ok(copy.success, new TextDecoder().decode(copy.stderr));
+  return base;
+}
+
+Deno.test("a checkout whose setup step did not run names it: deno install", async () => {
+  const base = await checkoutWithoutModules();
   try {
-    const copy = await new Deno.Command("cp", {
-      args: ["-a", ...NEEDED.filter((n) => n !== "node_modules").map((n) => `${ROOT}${n}`), base],
-    }).output();
-    ok(copy.success, new TextDecoder().decode(copy.stderr));
     const child = new Deno.Command(`${base}/main.ts`, {
       args: [
         ...["-server", "-transports", "shadowsocks,obfs4", "-workers", "1"],
@@ -230,12 +237,8 @@ Deno.test("a checkout whose setup step did not run names it: deno install", asyn
 Deno.test("a bridge with an Extended ORPort whose setup step did not run names deno install in SMETHOD-ERROR", async () => {
   // tor logs SMETHOD-ERROR lines, not a PT's stderr: a stack trace and exit 1
   // left an operator with "terminated with status code 1" and nothing else.
-  const base = await Deno.makeTempDir({ prefix: "ptkit_no_modules_" });
+  const base = await checkoutWithoutModules();
   try {
-    const copy = await new Deno.Command("cp", {
-      args: ["-a", ...NEEDED.filter((n) => n !== "node_modules").map((n) => `${ROOT}${n}`), base],
-    }).output();
-    ok(copy.success, new TextDecoder().decode(copy.stderr));
     await Deno.writeFile(`${base}/cookie`, new Uint8Array(64));
     const child = new Deno.Command(`${base}/main.ts`, {
       clearEnv: true,
