@@ -79,6 +79,9 @@ const MAX_BACKOFF_MS = 60_000;
 // with SIGKILL: a SIGTERM that reaches it while it is being forked (the
 // helper exited at once) is lost, and it then held the output pipes open,
 // so the helper was never seen to exit (no restart, close() never done).
+// A signal handled between a job's fork and the assignment of its pid
+// finds the pid in $! (the watchdog once outlived a close() that came
+// right after the start that way, and close() waited for ever).
 const WRAPPER = `
 descendants() {
   for s in /proc/[0-9]*/stat; do
@@ -89,14 +92,18 @@ descendants() {
 }
 stop() {
   trap '' TERM INT HUP
-  # A signal that came as the helper was being started: it is the last job.
+  # A signal that came as the helper or the watchdog was being started: it
+  # is the last job, forked but not yet named.
   [ -n "$c" ] || c=$!
+  [ -n "$w" ] || w=$!
   kill -STOP "$c" 2>/dev/null
   kill -KILL "$c" $(descendants "$c") 2>/dev/null
   kill -KILL "$w" 2>/dev/null
   if [ -n "$PTKIT_HELPER_CLEANUP" ]; then rm -rf -- "$PTKIT_HELPER_CLEANUP"; fi
   exit 143
 }
+c=
+w=
 trap stop TERM INT HUP
 exec 3<&0
 "$@" </dev/null 3<&- &
@@ -148,6 +155,7 @@ export class HelperSupervisor {
   #owner: { uid: number; gid: number } | undefined;
   #command: string;
   #child: Deno.ChildProcess | undefined;
+  #stdin: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #closed = false;
   #wake: (() => void) | undefined;
   #loop: Promise<void> = Promise.resolve();
@@ -282,7 +290,7 @@ export class HelperSupervisor {
       ...(this.#owner === undefined ? {} : { uid: this.#owner.uid, gid: this.#owner.gid }),
     }).spawn();
     // Nothing is ever written: the pipe only tells the wrapper we are alive.
-    this.#child.stdin.getWriter();
+    this.#stdin = this.#child.stdin.getWriter();
     this.#startedAt = performance.now();
     return true;
   }
@@ -294,7 +302,10 @@ export class HelperSupervisor {
       const child = this.#child!;
       // A close() that ran while this child was being started saw only the
       // one before it: this one is stopped here, and waited for.
-      if (this.#closed) kill(child);
+      if (this.#closed) {
+        kill(child);
+        this.#stdin?.close().catch(() => {});
+      }
       const [status] = await Promise.all([
         child.status,
         this.#pump(child.stdout),
@@ -442,6 +453,8 @@ export class HelperSupervisor {
       this.#wake?.();
       const child = this.#child;
       if (child !== undefined) kill(child);
+      // The wrapper's watchdog stops everything when this pipe closes too.
+      this.#stdin?.close().catch(() => {});
     }
     await this.#loop;
     this.#endOutputInterval();

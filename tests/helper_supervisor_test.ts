@@ -102,6 +102,27 @@ supervisorTest("every helper that exits at once is seen to exit, and closes", as
   assertEquals(await helperProcesses(root), []);
 });
 
+supervisorTest("close() right after the start closes, however soon it comes", async (root) => {
+  // A close() just after the start signalled the wrapper as it forked its
+  // watchdog (sshd started for limits then refused): the watchdog lived on
+  // with the output pipes, and close() waited for ever (a CI run hung).
+  const closes: Promise<void>[] = [];
+  for (let i = 0; i < 64; i++) {
+    const supervisor = await HelperSupervisor.start(
+      () => ({ command: "sleep", args: ["600"], restartDelay: 600_000 }),
+      { directory: `${root}/helper-${i}`, listen: { hostname: "127.0.0.1", port: 9 } },
+    );
+    // Spread over the wrapper's first moments, some at once.
+    if (i % 4 !== 0) await new Promise((resolve) => setTimeout(resolve, i % 4));
+    closes.push(supervisor.close());
+  }
+  let closed = 0;
+  for (const close of closes) close.then(() => closed++);
+  await waitFor(() => closed === closes.length, 30_000)
+    .catch(() => assertEquals(closed, closes.length, "close() never done"));
+  assertEquals(await helperProcesses(root), []);
+});
+
 supervisorTest("a helper that keeps failing is started less often, then given up", async (root) => {
   const { logs, gaveUp, started } = failing(root, "false", 1_000);
   const supervisor = await started;
