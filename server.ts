@@ -147,7 +147,8 @@ export interface ProxyOptions extends ListenOptions {
  * @param options Where to listen, storage and signals.
  * @returns The listener; its `clientOptions` are what clients need.
  * @throws {TypeError} When the transport rejects the configuration.
- * @throws {RangeError} When the port, the handshake timeout or a limit is out of range.
+ * @throws {RangeError} When the port, the handshake timeout, a limit or the
+ * transport's `keepAlive` is out of range.
  *
  * @example Listening on a free port
  * ```ts
@@ -178,6 +179,17 @@ export async function listen(
   let tcp: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
   let helper: { addr: Deno.NetAddr; close(): Promise<void> } | undefined;
   try {
+    const keepAlive = side.keepAlive;
+    if (
+      keepAlive !== undefined &&
+      !(Number.isInteger(keepAlive) && keepAlive >= 1 && keepAlive <= 32767)
+    ) {
+      // The kernel refuses it, and accepted sockets would have none: said
+      // here rather than served without the keepalive the transport asked for.
+      throw new RangeError(
+        `Cannot listen: invalid keepAlive ${keepAlive} of transport "${transport.name}": must be an integer from 1 to 32767 seconds`,
+      );
+    }
     if (side.helper === undefined) {
       tcp = listenOn({ hostname, port }, () =>
         Deno.listen({

@@ -102,6 +102,7 @@ export class TransportConn implements AsyncDisposable {
   #clientAddress: HostPort | undefined;
   #encodeEnded = false;
   #writeShut: Promise<void> | undefined;
+  #closingWrite: Promise<void> | undefined;
   /** Set once the encoder is being closed: writes from then on fail. */
   #writeClosed = false;
   /** The write to the encoder in progress, if any. */
@@ -355,9 +356,15 @@ export class TransportConn implements AsyncDisposable {
    * nothing after calling it: a write that reaches the connection before the
    * encoder is closed still goes out, later ones fail.
    *
+   * Calling it again returns the first call's promise.
+   *
    * @returns Resolves when the write side is shut.
    */
-  async closeWrite(): Promise<void> {
+  closeWrite(): Promise<void> {
+    return this.#closingWrite ??= this.#closeWriteOnce();
+  }
+
+  async #closeWriteOnce(): Promise<void> {
     if (this.#writable.locked) return await this.#shutWrite(this.#encoder);
     const writer = this.#writable.getWriter();
     try {

@@ -150,6 +150,25 @@ Deno.test({
 
 Deno.test({
   name:
+    "TransportConn: closeWrite called twice (with a writer held and without) resolves every time, as Deno.Conn's does",
+  ...sanitized,
+  fn: async () => {
+    await using ends = await plainConnection();
+    const { conn, accepted } = ends;
+    // Before, the second call rejected with "The stream is closed or errored".
+    await Promise.all([conn.closeWrite(), conn.closeWrite()]);
+    await conn.closeWrite();
+    const held = accepted.writable.getWriter();
+    await accepted.closeWrite();
+    await accepted.closeWrite();
+    held.releaseLock();
+    deepStrictEqual(await accepted.readable.getReader().read(), { value: undefined, done: true });
+    deepStrictEqual(await conn.readable.getReader().read(), { value: undefined, done: true });
+  },
+});
+
+Deno.test({
+  name:
     "TransportConn: writes made before closeWrite (not awaited, queued behind each other) all go out before the shut",
   ...sanitized,
   fn: async () => {

@@ -175,6 +175,29 @@ Deno.test("defineTransport refuses a serverKeepAlive the kernel would refuse, wi
   }
 });
 
+Deno.test("listen() refuses a hand-written server side whose keepAlive the kernel would refuse, closing it and listening on nothing", async () => {
+  for (const bad of [0, -1, 0.5, NaN, 32768]) {
+    let closed = 0;
+    const handWritten = {
+      name: "handmade",
+      client: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+      server: () => ({
+        keepAlive: bad,
+        pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+        close: () => {
+          closed++;
+        },
+      }),
+    } as unknown as Parameters<typeof listen>[0];
+    // Before, the value went to setsockopt, which refused it: served without keepalive, silently.
+    await rejects(
+      listen(handWritten, {}, { hostname: "127.0.0.1", port: 0 }),
+      (e: Error) => e instanceof RangeError && e.message.includes(`invalid keepAlive ${bad}`),
+    );
+    strictEqual(closed, 1);
+  }
+});
+
 Deno.test("defineTransport reports an unknown per-connection setting once per dial, also when it plans the connection", async () => {
   const seen: string[] = [];
   const planned = defineTransport({
