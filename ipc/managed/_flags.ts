@@ -351,3 +351,10 @@ export function usage(command: string): string {
   );
   return lines.join("\n");
 }
+
+/**
+ * The argument that makes the main module a worker child (`-workers`): its
+ * setup comes on stdin. Here, not with the workers, so that a start that
+ * has none does not load them.
+ */
+export const WORKER_ARG = "--ptkit-worker";

@@ -18,7 +18,7 @@ import { builtinTransports as defaultRegistry, HELPER_TRANSPORTS } from "./_regi
 import { SignalHub } from "./_signal_hub.ts";
 import { ShutdownWatch } from "./_shutdown.ts";
 import { fileErrorReason, FileStore } from "./_file_store.ts";
-import { RecordingStore, WorkerPool, workersUnavailable } from "./_workers.ts";
+import type { WorkerPool } from "./_workers.ts";
 import { ReplayHub } from "./_replay_hub.ts";
 import { lockStateDir } from "./_state_lock.ts";
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "../../net/source_limits.ts";
@@ -164,13 +164,18 @@ export async function runManaged(
   const metrics = hooks.reportMetrics === undefined
     ? await startMetrics(config, log)
     : await workerMetrics(hooks.reportMetrics);
-  const workers = workerCount(config, hooks, log);
+  // The workers' module loads only when they may serve: a start with one
+  // process (a client, by default) reaches *METHODS DONE without it.
+  const workerModule = (config.workers ?? 1) > 1 ? await import("./_workers.ts") : undefined;
+  const workers = workerModule === undefined
+    ? 1
+    : workerCount(config, hooks, log, workerModule.workersUnavailable);
   const sharedBy = hooks.sharedBy ?? workers;
   // With workers, the parent listens with SO_REUSEPORT, notes where each
   // transport listens and what state it read, for its children.
   const bound = new Map<string, HostPort>();
   const recording = workers > 1
-    ? new RecordingStore(
+    ? new workerModule!.RecordingStore(
       hooks.local ?? new FileStore(stateDir, { onNotice: (message) => log("notice", message) }),
     )
     : undefined;
@@ -240,7 +245,7 @@ export async function runManaged(
       unlock();
     }
     if (workers > 1 && bound.size > 0) {
-      const children = new WorkerPool({
+      const children = new workerModule!.WorkerPool({
         count: workers,
         config: { ...config, stateDir },
         listenAt: bound,
@@ -346,6 +351,7 @@ function workerCount(
   config: ClientConfig | ServerConfig,
   hooks: RunHooks,
   log: (severity: "info" | "warning" | "notice", message: string) => void,
+  workersUnavailable: (config: ClientConfig | ServerConfig) => string | undefined,
 ): number {
   const workers = config.workers ?? 1;
   if (workers <= 1) return 1;

@@ -31,14 +31,19 @@ export async function lockStateDir(
   } catch {
     return () => {};
   }
-  const timer = setTimeout(onWait, WAIT_NOTICE_MS);
+  // Not setTimeout: Deno's global setTimeout loads its Node-compatible
+  // timers at its first use (5-7 ms measured), which a PT need not spend
+  // before CMETHODS DONE / SMETHODS DONE. This timer does not keep the
+  // process alive; the lock being waited for does.
+  const notice = AbortSignal.timeout(WAIT_NOTICE_MS);
+  notice.addEventListener("abort", onWait, { once: true });
   try {
     await file.lock(true);
   } catch {
     file.close();
     return () => {};
   } finally {
-    clearTimeout(timer);
+    notice.removeEventListener("abort", onWait);
   }
   let released = false;
   return () => {

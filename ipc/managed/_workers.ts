@@ -20,12 +20,10 @@ import { MAX_PT_LINE_LENGTH, parsePtLine, type PtLine } from "../lines/pt_line.t
 import type { ClientConfig, ServerConfig } from "./config.ts";
 import type { RunningProxy } from "./runner.ts";
 import { describe } from "./_log.ts";
+import { WORKER_ARG } from "./_flags.ts";
 import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
 import type { ReplayHub } from "./_replay_hub.ts";
 import { type MetricsSnapshot, sumSnapshots } from "../../net/_metrics.ts";
-
-/** The argument that makes the main module a worker child. */
-export const WORKER_ARG = "--ptkit-worker";
 
 /**
  * The Deno flags of a worker child: main.ts's shebang without

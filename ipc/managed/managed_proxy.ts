@@ -4,10 +4,9 @@ import type { Transport } from "../../transports/transport.ts";
 import { IpcOutput } from "../lines/_output.ts";
 import { ManagedConfigError, parseManagedConfig } from "./config.ts";
 import { builtinTransports as defaultRegistry } from "./_registry.ts";
-import { ENV_VARS, usage } from "./_flags.ts";
+import { ENV_VARS, usage, WORKER_ARG } from "./_flags.ts";
 import { PTKIT_VERSION } from "./_version.ts";
 import { runManaged } from "./_run.ts";
-import { WORKER_ARG } from "./_workers.ts";
 import { assertTransport } from "../../transports/_transport_name.ts";
 
 /** Options for {@linkcode runManagedProxy}. */
