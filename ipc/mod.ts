@@ -25,10 +25,11 @@
  * import { runManagedProxy } from "@ptkit/ptkit/ipc";
  * import { deepStrictEqual, ok } from "node:assert";
  *
+ * const state = await Deno.makeTempDir();
  * const lines: string[] = [];
  * const stop = new AbortController();
  * const done = runManagedProxy({
- *   args: ["-ptversion", "1", "-transports", "plain", "-state", await Deno.makeTempDir()],
+ *   args: ["-ptversion", "1", "-transports", "plain", "-state", state],
  *   getEnv: () => undefined,
  *   stdout: (line) => {
  *     lines.push(line);
@@ -41,6 +42,7 @@
  * deepStrictEqual(lines[0], "VERSION 1\n");
  * ok(lines[1]!.startsWith("STATUS TRANSPORT=ptkit TYPE=version IMPLEMENTATION=ptkit VERSION="));
  * ok(lines[2]!.startsWith("CMETHOD plain socks5 127.0.0.1:"));
+ * await Deno.remove(state, { recursive: true });
  * ```
  *
  * @module

@@ -31,13 +31,15 @@ export interface InWorkerOptions {
  * import { startInWorker } from "@ptkit/ptkit/ipc/adapter";
  * import { strictEqual } from "node:assert";
  *
+ * const state = await Deno.makeTempDir();
  * await using pt = await startInWorker({
- *   args: ["-client", "-transports", "plain", "-state", await Deno.makeTempDir()],
+ *   args: ["-client", "-transports", "plain", "-state", state],
  * });
  * strictEqual(pt.version, "2");
  * const method = pt.methods.get("plain");
  * strictEqual(method?.type === "CMETHOD" && method.mode, "socks5");
  * strictEqual(await pt.stop(), 0);
+ * await Deno.remove(state, { recursive: true });
  * ```
  */
 export class InWorkerPt extends EventTarget implements AsyncDisposable {
