@@ -4,7 +4,7 @@
 
 import { writeFull } from "../../net/conn_io.ts";
 import { formatIp } from "../../net/_ip_address.ts";
-import { HandshakeIo } from "../../net/_handshake_io.ts";
+import { HandshakeIo, isNetConn } from "../../net/_handshake_io.ts";
 import type { RelayEnd } from "../../net/relay.ts";
 import type { TransportOptions } from "../../transports/transport.ts";
 import { parseJsonSettings, parseTorArgs } from "../lines/_args.ts";
@@ -131,19 +131,53 @@ export async function socksHandshake(
     }
     const body = "This is a SOCKS5 proxy, not an HTTP proxy: set the application's proxy " +
       "to SOCKS5 (socks5h://HOST:PORT), or SOCKS4a.\n";
-    await writeFull(
+    const sent = await writeFull(
       io,
       new TextEncoder().encode(
         "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n" +
           `Content-Length: ${body.length}\r\n\r\n${body}`,
       ),
-    ).catch(() => {});
+    ).then(() => true, () => false);
+    // A request body (a POST) left unread would reset the connection as it
+    // closes, and the page with it: read a little of it first.
+    if (sent) await lingerAfterPage(conn, options.signal);
     throw new SocksReplyError(SocksReply.generalFailure, HTTP_REQUEST_MESSAGE);
   }
   throw new SocksReplyError(
     SocksReply.generalFailure,
     `Cannot parse SOCKS greeting: unsupported version 0x${hex(version!)}`,
   );
+}
+
+/** After the 400 page: how long and how much of the rest of a request is read and dropped. */
+const LINGER_MS = 1_000;
+const LINGER_BYTES = 64 * 1024;
+
+/**
+ * Shut the write side of a socket that got the 400 page and read what else
+ * its client sends, up to 64 KiB or 1 s, so that closing it does not reset
+ * it. A stream connection (SOCKS inside a transport) is left as it is.
+ */
+async function lingerAfterPage(conn: RelayEnd, signal: AbortSignal | undefined): Promise<void> {
+  if (!isNetConn(conn)) return;
+  try {
+    await conn.closeWrite();
+  } catch {
+    return;
+  }
+  const chunk = new Uint8Array(4096);
+  const deadline = AbortSignal.any([AbortSignal.timeout(LINGER_MS), ...(signal ? [signal] : [])]);
+  const stopped = new Promise<null>((resolve) => {
+    if (deadline.aborted) resolve(null);
+    deadline.addEventListener("abort", () => resolve(null), { once: true });
+  });
+  let dropped = 0;
+  while (dropped < LINGER_BYTES && !deadline.aborted) {
+    // The read left pending at the deadline ends when the caller closes the socket.
+    const n = await Promise.race([conn.read(chunk).catch(() => null), stopped]);
+    if (n === null) return;
+    dropped += n;
+  }
 }
 
 /**
