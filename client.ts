@@ -458,10 +458,11 @@ export class Connector {
       } catch {
         // Already closed.
       }
-      await Promise.allSettled([
-        pair.encode.writable.abort(error),
-        pair.decode.writable.abort(error),
-      ]);
+      // One after the other: a transport whose abort of one side errors the
+      // other (obfs4's pair fails as a whole) left the second abort, begun
+      // in the same tick, pending for ever, and the dial with it.
+      await pair.encode.writable.abort(error).catch(() => {});
+      await pair.decode.writable.abort(error).catch(() => {});
       throw error;
     }
   }

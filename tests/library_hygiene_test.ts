@@ -18,6 +18,7 @@ import {
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { runManagedProxy } from "../ipc/mod.ts";
+import { guarded } from "./_util.ts";
 import { runtimeCrypto } from "../net/mod.ts";
 import { MetricsRegistry } from "../net/metrics.ts";
 
@@ -64,6 +65,73 @@ for (const [transport, config] of cases) {
           writer.releaseLock();
         }
       }
+    },
+  });
+}
+
+// A pair whose sides fail together, as obfs4's does: aborting one errors the other.
+const entangled = defineTransport({
+  name: "entangled",
+  parseConfig: () => undefined,
+  pair: () => {
+    let encoder: TransformStreamDefaultController<Uint8Array> | undefined;
+    let decoder: TransformStreamDefaultController<Uint8Array> | undefined;
+    return {
+      encode: new TransformStream({
+        start: (c) => void (encoder = c),
+        cancel: (reason) => decoder?.error(reason),
+      }),
+      decode: new TransformStream({
+        start: (c) => void (decoder = c),
+        cancel: (reason) => encoder?.error(reason),
+      }),
+    };
+  },
+});
+
+for (
+  const [transport, config] of [...cases, [entangled, {}] as [Transport, Record<string, string>]]
+) {
+  Deno.test({
+    name:
+      `${transport.name}: a dial whose signal is aborted (before or while it connects) rejects with the signal's reason, leaving nothing open`,
+    ...sanitized,
+    fn: async () => {
+      await using listener = await listen(transport, config, {
+        hostname: "127.0.0.1",
+        port: 0,
+        env: { local: new MemoryStore() },
+      });
+      await using connector = await createConnector(transport, {
+        ...config,
+        ...listener.clientOptions,
+      });
+      const destination = transport.free ? { destination: { hostname: "127.0.0.1", port: 9 } } : {};
+      // Before, obfs4's never settled: the pair's two aborts, begun in one
+      // tick, left the second pending when the first errored its side.
+      const reason = new Error("the user gave up");
+      await guarded(
+        rejects(
+          connector.dial({
+            port: listener.addr.port,
+            signal: AbortSignal.abort(reason),
+            ...destination,
+          }),
+          (error) => error === reason,
+        ),
+        "a dial aborted before it began",
+      );
+      const during = new AbortController();
+      const dialing = connector.dial({
+        port: listener.addr.port,
+        signal: during.signal,
+        ...destination,
+      });
+      during.abort(reason);
+      await guarded(
+        dialing.then((conn) => conn.close(), (error) => strictEqual(error, reason)),
+        "a dial aborted while it connected",
+      );
     },
   });
 }
