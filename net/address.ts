@@ -1,5 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
+import { checkTimerMs } from "../transports/_timeout.ts";
 import type { HostPort } from "../transports/transport.ts";
 import { parseIpv6 } from "./_ip_address.ts";
 
@@ -131,18 +132,8 @@ export function checkPort(port: unknown, what: string, min = 0): number {
  * ```
  */
 export function checkTimeout(value: unknown, name: string, what: string): void {
-  if (
-    value !== undefined &&
-    !(typeof value === "number" && Number.isFinite(value) && value > 0 && value <= MAX_TIMER_MS)
-  ) {
-    throw new RangeError(
-      `Cannot ${what}: invalid ${name} ${value}: must be a positive number of ms up to ${MAX_TIMER_MS}`,
-    );
-  }
+  checkTimerMs(value, name, what);
 }
-
-/** The longest delay `setTimeout` takes, in ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Bracket an IPv6 address written without brackets before its port

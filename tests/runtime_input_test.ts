@@ -12,6 +12,9 @@ import { TransportConn } from "../net/transport_conn.ts";
 import { defineTransport, type IgnoredOption, layerTransports } from "../transports/mod.ts";
 import { assertTransportName } from "../transports/_transport_name.ts";
 import { plain } from "../transports/plain.ts";
+import { createObfs4 } from "../transports/obfs4/mod.ts";
+import { createShadowsocks } from "../transports/shadowsocks/mod.ts";
+import { MemoryStore } from "../transports/mod.ts";
 import { rot } from "./rot_transport.ts";
 
 Deno.test("TransportConn rejects chunks that are not Uint8Array with a TypeError naming the type", async () => {
@@ -173,6 +176,49 @@ Deno.test("defineTransport refuses a serverKeepAlive the kernel would refuse, wi
   for (const good of [1, 15, 32767]) {
     strictEqual((await define(good).server({})).keepAlive, good);
   }
+});
+
+Deno.test("transport timer options a timer cannot hold (too large, negative, NaN, not a number) are refused with a RangeError naming them, not turned into a 1 ms deadline", async () => {
+  // 2 ** 40 was meant as "very long": Node's timers warned TimeoutOverflowWarning
+  // and fired after 1 ms, dropping every Shadowsocks client / failing every obfs4 dial.
+  const bad: unknown[] = [2 ** 40, 2 ** 31, -1, 0, NaN, Infinity, "60000"];
+  for (const value of bad) {
+    const shown = typeof value === "number" ? String(value) : "a string";
+    throws(
+      () => createShadowsocks({ drainTimeout: value as number }),
+      (e: Error) => e instanceof RangeError && e.message.includes(`invalid drainTimeout ${shown}`),
+    );
+    for (const name of ["clientHandshakeTimeout", "serverHandshakeTimeout"]) {
+      throws(
+        () => createObfs4({ [name]: value as number }),
+        (e: Error) => e instanceof RangeError && e.message.includes(`invalid ${name} ${shown}`),
+      );
+    }
+  }
+  for (const ttlMs of [-1, 0, NaN, Infinity]) {
+    throws(
+      () => createShadowsocks({ replayFilter: { ttlMs } }),
+      (e: Error) =>
+        e instanceof RangeError && e.message.includes(`invalid replay filter ttlMs ${ttlMs}`),
+    );
+  }
+  for (const maxEntries of [1, 0, -5, 2.5, NaN]) {
+    throws(
+      () => createShadowsocks({ replayFilter: { maxEntries } }),
+      (e: Error) =>
+        e instanceof RangeError &&
+        e.message.includes(`invalid replay filter maxEntries ${maxEntries}`),
+    );
+  }
+  // Good values still go.
+  createShadowsocks({ drainTimeout: 2 ** 31 - 1, replayFilter: { ttlMs: 2 ** 40, maxEntries: 2 } });
+  createObfs4({ clientHandshakeTimeout: 1, serverHandshakeTimeout: 2 ** 31 - 1 });
+  // A probeCloseDelay answering a delay no timer holds fails the server's configuration.
+  const server = createObfs4({ probeCloseDelay: () => 2 ** 40 });
+  await rejects(
+    Promise.resolve().then(() => server.server({}, { local: new MemoryStore() })),
+    (e: Error) => e instanceof RangeError && e.message.includes("invalid probeCloseDelay result"),
+  );
 });
 
 Deno.test("listen() refuses a hand-written server side whose keepAlive the kernel would refuse, closing it and listening on nothing", async () => {

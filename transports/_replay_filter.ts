@@ -22,6 +22,41 @@ export interface ReplayFilterOptions {
 }
 
 /**
+ * Check a replay filter's bounds: `ttlMs` a positive, finite number of ms
+ * and `maxEntries` an integer of at least `minEntries`, where given.
+ *
+ * @param options The bounds.
+ * @param what What is being set up, for the message.
+ * @param minEntries The fewest entries the filter works with.
+ * @throws {RangeError} When one is out of range.
+ */
+export function checkReplayFilterBounds(
+  options: { readonly ttlMs?: number; readonly maxEntries?: number } | undefined,
+  what: string,
+  minEntries = 2,
+): void {
+  const ttlMs: unknown = options?.ttlMs;
+  if (ttlMs !== undefined && !(typeof ttlMs === "number" && Number.isFinite(ttlMs) && ttlMs > 0)) {
+    throw new RangeError(
+      `Cannot ${what}: invalid replay filter ttlMs ${
+        typeof ttlMs === "number" ? ttlMs : `a ${typeof ttlMs}`
+      }: must be a positive number of ms`,
+    );
+  }
+  const maxEntries: unknown = options?.maxEntries;
+  if (
+    maxEntries !== undefined &&
+    !(Number.isSafeInteger(maxEntries) && (maxEntries as number) >= minEntries)
+  ) {
+    throw new RangeError(
+      `Cannot ${what}: invalid replay filter maxEntries ${
+        typeof maxEntries === "number" ? maxEntries : `a ${typeof maxEntries}`
+      }: must be an integer of at least ${minEntries}`,
+    );
+  }
+}
+
+/**
  * Remembers values seen recently (obfs4's client handshake MACs,
  * Shadowsocks salts) so that a replay is refused: by default for three
  * hours and at most 102,400 of them, the oldest forgotten first, so memory
@@ -49,6 +84,7 @@ export class ReplayFilter {
    * @param options How long and how many values are remembered.
    */
   constructor(options: ReplayFilterOptions = {}) {
+    checkReplayFilterBounds(options, "make a replay filter", 1);
     this.#ttlMs = options.ttlMs ?? TTL_MS;
     this.#maxEntries = options.maxEntries ?? MAX_ENTRIES;
     const share = options.share;
@@ -237,11 +273,9 @@ export class GenerationalReplayFilter {
    * @throws {RangeError} When `maxEntries` is below 2.
    */
   constructor(options: ReplayFilterOptions = {}) {
+    checkReplayFilterBounds(options, "make a replay filter");
     this.#ttlMs = options.ttlMs ?? TTL_MS;
     const maxEntries = options.maxEntries ?? 2_000_000;
-    if (!(maxEntries >= 2)) {
-      throw new RangeError(`Invalid replay filter maxEntries ${maxEntries}: must be at least 2`);
-    }
     this.#half = Math.floor(maxEntries / 2);
     const share = options.share;
     if (share !== undefined) {

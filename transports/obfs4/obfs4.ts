@@ -27,6 +27,7 @@ import { decodeInTurns } from "../_decode_turns.ts";
 import { Session } from "./_session.ts";
 import { WeightedDist } from "./_weighted_dist.ts";
 import { concat } from "../_bytes.ts";
+import { checkTimerMs } from "../_timeout.ts";
 
 const CLIENT_HANDSHAKE_TIMEOUT_MS = 60_000;
 const SERVER_HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -557,6 +558,12 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
   return core.pair(decode, encode);
 }
 
+/** A probeCloseDelay's answer, checked as a timer's delay (0: at once). */
+function checkedCloseDelay(ms: number): number {
+  checkTimerMs(ms, "probeCloseDelay result", "configure an obfs4 server", true);
+  return ms;
+}
+
 /**
  * Make an obfs4 transport with test hooks (clock, randomness, probe delay).
  * Applications use {@linkcode obfs4}.
@@ -572,8 +579,15 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
  *
  * @param options The hooks.
  * @returns The transport.
+ * @throws {RangeError} When `clientHandshakeTimeout` or
+ * `serverHandshakeTimeout` is not a positive number of ms a timer can hold
+ * (up to 2,147,483,647). A `probeCloseDelay` answering such a value (or a
+ * negative one) fails the server side's configuration with one.
  */
 export function createObfs4(options: Obfs4Options = {}): Transport {
+  const what = "create an obfs4 transport";
+  checkTimerMs(options.clientHandshakeTimeout, "clientHandshakeTimeout", what);
+  checkTimerMs(options.serverHandshakeTimeout, "serverHandshakeTimeout", what);
   const probeCloseDelay = options.probeCloseDelay ??
     ((d: number) => SERVER_HANDSHAKE_TIMEOUT_MS + d * 1000);
   return defineTransport<Parsed>({
@@ -618,7 +632,7 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
           iatDist: new WeightedDist(iatSeed, 0, MAX_IAT_DELAY),
           reserve: {},
           handshakeTimeoutMs: options.serverHandshakeTimeout ?? SERVER_HANDSHAKE_TIMEOUT_MS,
-          closeDelayMs: probeCloseDelay(bridgeCloseDelay(server.drbgSeed)),
+          closeDelayMs: checkedCloseDelay(probeCloseDelay(bridgeCloseDelay(server.drbgSeed))),
           ...(env.onNotice === undefined ? {} : { onNotice: env.onNotice }),
         },
       };

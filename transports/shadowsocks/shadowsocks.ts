@@ -4,7 +4,8 @@
 import { defineTransport } from "../define_transport.ts";
 import { deferred } from "../_deferred.ts";
 import type { HostPort, Transport, TransportPair } from "../transport.ts";
-import { GenerationalReplayFilter } from "../_replay_filter.ts";
+import { checkReplayFilterBounds, GenerationalReplayFilter } from "../_replay_filter.ts";
+import { checkTimerMs } from "../_timeout.ts";
 import { decodeInTurns } from "../_decode_turns.ts";
 import { cryptoLoader, loadWasmCrypto } from "../crypto_backend.ts";
 import type { TransportEnvironment } from "../transport.ts";
@@ -328,8 +329,14 @@ function serverPair(
  *
  * @param options The hooks.
  * @returns The transport.
+ * @throws {RangeError} When `drainTimeout` is not a positive number of ms a
+ * timer can hold (up to 2,147,483,647), or `replayFilter`'s `ttlMs` is not
+ * a positive number or its `maxEntries` an integer of at least 2.
  */
 export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
+  const what = "create a Shadowsocks transport";
+  checkTimerMs(options.drainTimeout, "drainTimeout", what);
+  checkReplayFilterBounds(options.replayFilter, what);
   const random = options.random ?? ((bytes: Uint8Array) => crypto.getRandomValues(bytes));
   const now = options.now ?? Date.now;
   const factoryOf = async (
@@ -454,7 +461,8 @@ function deferredPair(later: Promise<TransportPair>): TransportPair {
  * 0x3FFF bytes. The server refuses salts seen in the last three hours
  * or among the newest million (its own included), and answers garbage, wrong
  * keys and replays with silence: it reads and discards until the peer
- * closes or 30 to 90 s have passed. A client configured with no options
+ * closes, as ss-server does (or until `drainTimeout`, when
+ * {@linkcode createShadowsocks} is given one). A client configured with no options
  * takes them from each connection's settings. Other keys are ignored and
  * reported to `env.onIgnoredOption`.
  *
