@@ -32,7 +32,7 @@ import type {
   TransportEnvironment,
   TransportOptions,
 } from "./transports/transport.ts";
-import { checkPort, checkTimeout } from "./net/address.ts";
+import { checkDestination, checkPort, checkTimeout } from "./net/address.ts";
 import { parsingSettings } from "./transports/_settings_error.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
@@ -413,7 +413,9 @@ export class Connector {
    * @param options Where to connect, and per-connection settings.
    * @returns The connection, ready to use (a handshake, if any, runs as the
    * first bytes flow).
-   * @throws {TypeError} When the options are malformed.
+   * @throws {TypeError} When the options are malformed, or a free transport's
+   * `destination` names a host no server takes (a space, an IPv6 zone).
+   * An internationalized name is sent in its punycode form.
    * @throws {RangeError} When the port is out of range.
    * @throws {Deno.errors.BadResource} When the connector is closed.
    * @throws The reason of `options.signal` when it aborts first.
@@ -439,7 +441,13 @@ export class Connector {
     // A throw here is the settings' fault (a required key missing, a
     // malformed value): marked so, for the SOCKS reply `13`.
     const plan = parsingSettings(() => this.#side.connection?.(destination, settings));
-    const pair = parsingSettings(() => this.#side.pair(settings, options.destination));
+    // A free transport's destination, checked before anything is sent (a
+    // name no server takes was carried, and the server held the connection
+    // as a probe's, silently).
+    const target = options.destination === undefined
+      ? undefined
+      : checkDestination(options.destination, "dial");
+    const pair = parsingSettings(() => this.#side.pair(settings, target));
     const signal = options.signal;
     let net: NetConn | undefined;
     try {

@@ -2,7 +2,7 @@
 
 import { checkTimerMs } from "../transports/_timeout.ts";
 import type { HostPort } from "../transports/transport.ts";
-import { parseIpv6 } from "./_ip_address.ts";
+import { isIpLiteral, parseIpv6 } from "./_ip_address.ts";
 
 export type { HostPort };
 
@@ -109,6 +109,86 @@ export function checkPort(port: unknown, what: string, min = 0): number {
     throw new RangeError(`Invalid port ${port} for ${what}: must be an integer in ${min}-65535`);
   }
   return port;
+}
+
+/** What a host name carried unresolved may hold: ASCII letters, digits, `.`, `_`, `-`. */
+const HOST_NAME = /^[A-Za-z0-9._-]+$/;
+
+/**
+ * Whether `name` is a plausible host name to carry unresolved to a server
+ * (in a SOCKS5 or Shadowsocks address): 1-255 ASCII letters, digits, `.`,
+ * `_` and `-`. Internal.
+ *
+ * @example Names that can and cannot be carried
+ * ```ts
+ * import { isHostName } from "./address.ts";
+ * import { strictEqual } from "node:assert";
+ *
+ * strictEqual(isHostName("xn--bcher-kva.example"), true);
+ * strictEqual(isHostName("a b"), false);
+ * ```
+ *
+ * @param name The name.
+ * @returns Whether it is one.
+ */
+export function isHostName(name: string): boolean {
+  return name.length > 0 && name.length <= 255 && HOST_NAME.test(name);
+}
+
+/**
+ * Check a free transport's destination (`Connector.dial`'s `destination`)
+ * and put it in the form the server is given: an IP literal (IPv6 with or
+ * without brackets), or a host name of 1-255 ASCII letters, digits, `.`,
+ * `_` and `-`; an internationalized name becomes its punycode form
+ * (`bücher.example` is `xn--bcher-kva.example`), as browsers send it. The
+ * name is not repeated in errors (where users go is theirs). Internal.
+ *
+ * @example An internationalized name, and one no server takes
+ * ```ts
+ * import { checkDestination } from "./address.ts";
+ * import { strictEqual, throws } from "node:assert";
+ *
+ * strictEqual(checkDestination({ hostname: "bücher.example", port: 80 }, "dial").hostname, "xn--bcher-kva.example");
+ * throws(() => checkDestination({ hostname: "a b", port: 80 }, "dial"), TypeError);
+ * ```
+ *
+ * @param destination The destination.
+ * @param what What is being done, for the message (`dial`).
+ * @returns The destination to send.
+ * @throws {TypeError} When it is not an object with such a host name.
+ * @throws {RangeError} When its port is not an integer 0-65535.
+ */
+export function checkDestination(destination: unknown, what: string): HostPort {
+  if (typeof destination !== "object" || destination === null) {
+    throw new TypeError(
+      `Cannot ${what}: destination must be an object with hostname and port, got ${
+        destination === null ? "null" : typeof destination
+      }`,
+    );
+  }
+  const { hostname, port } = destination as { hostname?: unknown; port?: unknown };
+  checkPort(port, `the ${what} destination`);
+  if (typeof hostname !== "string" || hostname === "") {
+    throw new TypeError(`Cannot ${what}: the destination's hostname must be a non-empty string`);
+  }
+  const bare = hostname.startsWith("[") && hostname.endsWith("]") ? hostname.slice(1, -1) : hostname;
+  if (isIpLiteral(bare)) return { hostname, port: port as number };
+  if (isHostName(hostname)) return { hostname, port: port as number };
+  let ascii: string | undefined;
+  if (/[^\x00-\x7f]/.test(hostname) && !/[\s/?#@:\[\]%\\]/.test(hostname)) {
+    try {
+      ascii = new URL(`http://${hostname}/`).hostname;
+    } catch {
+      // Not a name URL parsing takes either.
+    }
+  }
+  if (ascii !== undefined && isHostName(ascii)) return { hostname: ascii, port: port as number };
+  throw new TypeError(
+    `Cannot ${what}: the destination's hostname (${
+      new TextEncoder().encode(hostname).length
+    } bytes) is neither an IP address nor a host name of 1-255 ASCII letters, digits, '.', '_' and '-'` +
+      " (an IPv6 zone or a space cannot be carried to a server)",
+  );
 }
 
 /**

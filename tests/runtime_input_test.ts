@@ -13,7 +13,7 @@ import { defineTransport, type IgnoredOption, layerTransports } from "../transpo
 import { assertTransportName } from "../transports/_transport_name.ts";
 import { plain } from "../transports/plain.ts";
 import { createObfs4 } from "../transports/obfs4/mod.ts";
-import { createShadowsocks } from "../transports/shadowsocks/mod.ts";
+import { createShadowsocks, shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { MemoryStore } from "../transports/mod.ts";
 import { rot } from "./rot_transport.ts";
 
@@ -219,6 +219,47 @@ Deno.test("transport timer options a timer cannot hold (too large, negative, NaN
     Promise.resolve().then(() => server.server({}, { local: new MemoryStore() })),
     (e: Error) => e instanceof RangeError && e.message.includes("invalid probeCloseDelay result"),
   );
+});
+
+Deno.test("a free transport's destination no server takes (a space, an IPv6 zone, a bracket left open) is refused by dial with a TypeError; an internationalized name goes as punycode", async () => {
+  const config = { method: "chacha20-ietf-poly1305", password: "correct-horse-battery" };
+  await using listener = await listen(shadowsocks, config, {
+    hostname: "127.0.0.1",
+    port: 0,
+    env: { local: new MemoryStore() },
+  });
+  await using connector = await createConnector(shadowsocks, {
+    ...config,
+    ...listener.clientOptions,
+  });
+  // Before, each was sent: the server (as ss-server) found no valid request
+  // and held the connection as a probe's, silently, until the client gave up.
+  for (const hostname of ["a b", "[::1", "fe80::1%eth0", "host/path", "", "x".repeat(256)]) {
+    await rejects(
+      connector.dial({ port: listener.addr.port, destination: { hostname, port: 80 } }),
+      (e: Error) =>
+        e instanceof TypeError && /Cannot dial: the destination's hostname/.test(e.message) &&
+        (hostname === "" || !e.message.includes(hostname)),
+      JSON.stringify(hostname),
+    );
+  }
+  for (
+    const [hostname, sent] of [
+      ["bücher.example", "xn--bcher-kva.example"],
+      ["[2001:db8::1]", "2001:db8::1"],
+      ["example.com", "example.com"],
+    ]
+  ) {
+    await using conn = await connector.dial({
+      port: listener.addr.port,
+      destination: { hostname: hostname!, port: 443 },
+    });
+    const writer = conn.writable.getWriter();
+    await writer.write(new Uint8Array([1]));
+    writer.releaseLock();
+    await using accepted = await listener.accept();
+    deepStrictEqual(await accepted.destination, { hostname: sent, port: 443 });
+  }
 });
 
 Deno.test("listen() refuses a hand-written server side whose keepAlive the kernel would refuse, closing it and listening on nothing", async () => {

@@ -4,7 +4,7 @@
 // one encoder and decoder for the client's requests, the server's replies
 // and the server's reading of requests.
 
-import type { HostPort } from "../../net/address.ts";
+import { type HostPort, isHostName } from "../../net/address.ts";
 import { formatIp, isIpLiteral, parseIp } from "../../net/_ip_address.ts";
 
 /** ATYP: IPv4 address. */
@@ -14,8 +14,6 @@ export const ATYP_NAME = 0x03;
 /** ATYP: IPv6 address. */
 export const ATYP_IPV6 = 0x04;
 
-/** What a host name may hold (ASCII letters, digits, `.`, `_`, `-`). */
-const HOST_NAME = /^[A-Za-z0-9._-]+$/;
 
 /**
  * The length of an address on the wire (ATYP byte, address, 2-byte port),
@@ -45,7 +43,7 @@ export function decodeAddress(bytes: Uint8Array): HostPort & { readonly valid: b
   const port = (bytes[bytes.length - 2]! << 8) | bytes[bytes.length - 1]!;
   if (bytes[0] === ATYP_NAME) {
     const hostname = new TextDecoder().decode(bytes.subarray(2, bytes.length - 2));
-    return { hostname, port, valid: bytes[1]! > 0 && HOST_NAME.test(hostname) };
+    return { hostname, port, valid: isHostName(hostname) };
   }
   return { hostname: formatIp(bytes.subarray(1, bytes.length - 2)), port, valid: true };
 }
@@ -58,6 +56,8 @@ export function decodeAddress(bytes: Uint8Array): HostPort & { readonly valid: b
  * @returns ATYP, address, port.
  * @throws {RangeError} When a name is empty or longer than 255 bytes, or
  * the port is out of range.
+ * @throws {TypeError} When a name holds other than ASCII letters, digits,
+ * `.`, `_` and `-`.
  */
 export function encodeAddress(target: HostPort): Uint8Array {
   const { hostname, port } = target;
@@ -74,6 +74,13 @@ export function encodeAddress(target: HostPort): Uint8Array {
     const name = new TextEncoder().encode(hostname);
     if (name.length === 0 || name.length > 255) {
       throw new RangeError(`Invalid SOCKS host name of ${name.length} bytes: expected 1-255`);
+    }
+    if (!isHostName(hostname)) {
+      // No server takes it (ss-server says "invalid host name" and holds
+      // the connection as a probe's): refused here, where the caller sees it.
+      throw new TypeError(
+        `Invalid SOCKS host name of ${name.length} bytes: only ASCII letters, digits, '.', '_' and '-' can be sent`,
+      );
     }
     head = new Uint8Array(2 + name.length);
     head[0] = ATYP_NAME;
