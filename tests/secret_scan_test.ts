@@ -170,6 +170,11 @@ const PROXY_PATHS: Path[] = [
   ],
   ["TOR_PT_PROXY, bad IPv6, version 2", proxyClient(`http://${PROXY_USER}@[::1:8080`, V2)],
   ["TOR_PT_PROXY without a scheme", proxyClient(`${PROXY_USER}@127.0.0.1:8080`)],
+  // The user and password alone (the @ip:port left out) looked like
+  // host:port, and the message quoted them whole.
+  ["TOR_PT_PROXY of a user and password only", proxyClient(`socks5://${PROXY_USER}`)],
+  ["TOR_PT_PROXY of a user and password only, http", proxyClient(`http://${PROXY_USER}`)],
+  ["TOR_PT_PROXY of a user and password only, no scheme", proxyClient(PROXY_USER)],
   [
     "a proxy URI given as a stray argument",
     (state) =>
@@ -629,6 +634,10 @@ const EXPECTED: Record<string, RegExp> = {
   "TOR_PT_PROXY with a path": /PROXY-ERROR .*path, query or fragment/,
   "TOR_PT_PROXY with a 300-byte password": /PROXY-ERROR .*1-255 bytes/,
   "TOR_PT_PROXY, bad IPv6, version 2": /PROXY-ERROR .*expected ip:port/,
+  "TOR_PT_PROXY of a user and password only": /PROXY-ERROR .*not shown.*must be an IP address/,
+  "TOR_PT_PROXY of a user and password only, http":
+    /PROXY-ERROR .*not shown.*must be an IP address/,
+  "TOR_PT_PROXY of a user and password only, no scheme": /PROXY-ERROR .*not shown.*expected socks5/,
   "TOR_PT_PROXY without a scheme": /PROXY-ERROR .*expected socks5/,
   "a proxy URI given as a stray argument": /ENV-ERROR Unexpected argument/,
   "a proxy URI given as a stray argument without a scheme": /ENV-ERROR Unexpected argument/,

@@ -4,12 +4,7 @@
 // when a proxy is used).
 
 import { parseIpv4, parseIpv6 } from "../../net/_ip_address.ts";
-import {
-  parseUserinfo,
-  redactUserinfo,
-  splitAuthority,
-  type Userinfo,
-} from "../../net/_userinfo.ts";
+import { parseUserinfo, splitAuthority, type Userinfo } from "../../net/_userinfo.ts";
 
 /** A parsed `TOR_PT_PROXY` URI. */
 export interface UpstreamProxy {
@@ -26,6 +21,24 @@ export interface UpstreamProxy {
 }
 
 const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//;
+
+/**
+ * A proxy URI as an error may show it: the scheme, `***@` for a userinfo,
+ * and the address after it only when it holds nothing but what an IP
+ * address and port hold. A user and password with the `@ip:port` left out
+ * look like `host:port`, and a password holding `@` (tor writes it
+ * verbatim) leaves its tail after the last `@`: both were printed.
+ */
+function shownProxyUri(text: string): string {
+  const scheme = SCHEME.exec(text)?.[0] ?? "";
+  const rest = text.slice(scheme.length);
+  const at = rest.lastIndexOf("@");
+  const address = rest.slice(at + 1);
+  const shown = `${scheme}${at < 0 ? "" : "***@"}`;
+  if (/^[0-9A-Fa-f.:\[\]\/]*$/.test(address)) return JSON.stringify(shown + address);
+  const hidden = `${address.length} characters, not shown: they may hold a password`;
+  return shown === "" ? `(${hidden})` : `${JSON.stringify(shown)} (then ${hidden})`;
+}
 
 /**
  * Parse and validate an upstream proxy URI
@@ -45,7 +58,7 @@ const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//;
  */
 export function parseUpstreamProxy(text: string): UpstreamProxy {
   const fail = (why: string) =>
-    new SyntaxError(`Cannot parse proxy URI ${JSON.stringify(redactUserinfo(text))}: ${why}`);
+    new SyntaxError(`Cannot parse proxy URI ${shownProxyUri(text)}: ${why}`);
   const schemeMatch = SCHEME.exec(text);
   if (schemeMatch === null) throw fail("expected socks5, socks4a or http, then :// and ip:port");
   const scheme = schemeMatch[1]!.toLowerCase();
