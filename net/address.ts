@@ -171,7 +171,9 @@ export function checkDestination(destination: unknown, what: string): HostPort {
   if (typeof hostname !== "string" || hostname === "") {
     throw new TypeError(`Cannot ${what}: the destination's hostname must be a non-empty string`);
   }
-  const bare = hostname.startsWith("[") && hostname.endsWith("]") ? hostname.slice(1, -1) : hostname;
+  const bare = hostname.startsWith("[") && hostname.endsWith("]")
+    ? hostname.slice(1, -1)
+    : hostname;
   if (isIpLiteral(bare)) return { hostname, port: port as number };
   if (isHostName(hostname)) return { hostname, port: port as number };
   let ascii: string | undefined;

@@ -14,7 +14,6 @@ export const ATYP_NAME = 0x03;
 /** ATYP: IPv6 address. */
 export const ATYP_IPV6 = 0x04;
 
-
 /**
  * The length of an address on the wire (ATYP byte, address, 2-byte port),
  * from its first two bytes (ATYP, then the first address byte: a name's
