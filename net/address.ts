@@ -177,7 +177,7 @@ export function checkDestination(destination: unknown, what: string): HostPort {
   if (isIpLiteral(bare)) return { hostname, port: port as number };
   if (isHostName(hostname)) return { hostname, port: port as number };
   let ascii: string | undefined;
-  if (/[^\x00-\x7f]/.test(hostname) && !/[\s/?#@:\[\]%\\]/.test(hostname)) {
+  if (/[^ -~]/.test(hostname) && !/[\s/?#@:\[\]%\\]/.test(hostname)) {
     try {
       ascii = new URL(`http://${hostname}/`).hostname;
     } catch {
