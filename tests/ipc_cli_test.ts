@@ -3,7 +3,7 @@
 
 import { deepStrictEqual, match, ok } from "node:assert";
 import { runCli } from "../ipc/cli/_commands.ts";
-import { methodErrorCode } from "../ipc/cli/_names.ts";
+import { cliError, methodErrorCode, methodErrorText } from "../ipc/cli/_names.ts";
 import { childEnv } from "./ipc_util.ts";
 import { runUntil } from "./cli_util.ts";
 
@@ -418,4 +418,49 @@ Deno.test("methodErrorCode: configuration and state directory faults are 64, a f
     ["Cannot listen on 127.0.0.1:443: Address already in use (os error 98)", 1],
   ];
   for (const [message, code] of table) deepStrictEqual(methodErrorCode(message), code, message);
+});
+
+Deno.test("runCli: an error naming a file keeps its case (link2.txt, empty.txt, a lower-case key), never capitalized", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/link2.txt`, "ss://A@h:1\nss://B@h:2\n");
+    await Deno.writeTextFile(`${dir}/empty.txt`, "# only a comment\n\n");
+    const table: [string[], string][] = [
+      [["client", `@${dir}/link2.txt`], `The file ${dir}/link2.txt holds 2 lines`],
+      [["client", "--bridge", `@${dir}/empty.txt`], `The file ${dir}/empty.txt holds 0 lines`],
+    ];
+    for (const [args, text] of table) {
+      const { code, err } = await run(args);
+      deepStrictEqual(code, 64, err);
+      ok(err.startsWith(`ptkit: error: ${text} besides comments and blank ones`), err);
+    }
+    // A relative path is printed as given, its first letter unchanged.
+    const cwd = Deno.cwd();
+    Deno.chdir(dir);
+    try {
+      const { code, err } = await run(["client", "@link2.txt"]);
+      deepStrictEqual(code, 64, err);
+      ok(err.startsWith("ptkit: error: The file link2.txt holds 2 lines"), err);
+    } finally {
+      Deno.chdir(cwd);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("methodErrorText: a transport's lower-case text gets its side's prefix; a sentence is kept as it is", () => {
+  deepStrictEqual(
+    methodErrorText("obfs4", "Cannot configure transport 'obfs4': missing option 'cert'"),
+    "Cannot configure transport 'obfs4': missing option 'cert'",
+  );
+  deepStrictEqual(
+    methodErrorText("plain", "Cannot listen on 127.0.0.1:9: Address already in use (os error 98)"),
+    "Cannot listen on 127.0.0.1:9: Address already in use (os error 98)",
+  );
+  deepStrictEqual(
+    methodErrorText("plain", "connection reset"),
+    "Cannot start plain: connection reset",
+  );
+  deepStrictEqual(cliError("link2.txt is empty"), "ptkit: error: link2.txt is empty\n");
 });

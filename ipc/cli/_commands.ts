@@ -310,7 +310,9 @@ function oneLine(text: string, file: string): string {
   const lines = text.split(/\r?\n/).filter((line) => !/^\s*(#.*)?$/.test(line));
   if (lines.length !== 1) {
     throw new UsageError(
-      `${file.slice(1)} holds ${lines.length} lines besides comments and blank ones: expected one`,
+      `The file ${
+        file.slice(1)
+      } holds ${lines.length} lines besides comments and blank ones: expected one`,
     );
   }
   return lines[0]!.trim();

@@ -8,14 +8,30 @@ export const CLI_COMMANDS: readonly string[] = ["server", "client", "start"];
 
 /**
  * An error of the standalone commands (`main.ts server|client|start|turn`,
- * a SIP003 plugin) as one line of stderr: `ptkit: error: <Sentence>`, the
- * first letter of the message capitalized.
+ * a SIP003 plugin) as one line of stderr: `ptkit: error: <Sentence>`. The
+ * message is written in sentence case where it is made and printed as it
+ * is: a message that starts with a value (a file name, a key) keeps its
+ * case.
  *
  * @param message What went wrong (never a secret: callers redact).
  * @returns The line, newline included.
  */
 export function cliError(message: string): string {
-  return `ptkit: error: ${message.replace(/^[a-z]/, (c) => c.toUpperCase())}\n`;
+  return `ptkit: error: ${message}\n`;
+}
+
+/**
+ * The message of a transport that did not start, for a person: a
+ * transport's own text that does not start as a sentence (`connection
+ * reset`) gets `Cannot start <transport>: ` first; a sentence (`Cannot
+ * configure ...`, `Cannot listen on ...`) is kept as it is.
+ *
+ * @param transport The transport.
+ * @param message The `CMETHOD-ERROR`/`SMETHOD-ERROR` message.
+ * @returns The message.
+ */
+export function methodErrorText(transport: string, message: string): string {
+  return /^[A-Z]/.test(message) ? message : `Cannot start ${transport}: ${message}`;
 }
 
 /**

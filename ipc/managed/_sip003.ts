@@ -21,7 +21,7 @@ import type { ClientConfig, ServerConfig } from "./config.ts";
 import { perUserStateDir } from "./_state_dir.ts";
 import { FileStore } from "./_file_store.ts";
 import { CAUSE_REPORTED } from "./_shutdown.ts";
-import { cliError, methodErrorCode } from "../cli/_names.ts";
+import { cliError, methodErrorCode, methodErrorText } from "../cli/_names.ts";
 
 /** The SIP003 variables: the four addresses a plugin host sets, then the plugin options. */
 export const SIP003_VARS: readonly string[] = [
@@ -250,7 +250,13 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
         case "SMETHOD-ERROR":
         case "ENV-ERROR":
           code ||= line.type === "ENV-ERROR" ? 64 : methodErrorCode(line.message);
-          write(cliError(line.message.replace(/[^\x20-\x7e]/g, "?")));
+          write(
+            cliError(
+              line.type === "ENV-ERROR"
+                ? line.message.replace(/[^\x20-\x7e]/g, "?")
+                : methodErrorText(line.transport, line.message.replace(/[^\x20-\x7e]/g, "?")),
+            ),
+          );
           return;
         case "CMETHODS-DONE":
         case "SMETHODS-DONE":
