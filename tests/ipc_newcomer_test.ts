@@ -11,7 +11,8 @@
 // and turn's shutdown line.
 
 import { deepStrictEqual, match, ok, rejects } from "node:assert";
-import { runCli } from "../ipc/cli/_commands.ts";
+import { runCli, startPolicyText } from "../ipc/cli/_commands.ts";
+import { DestinationPolicy } from "../net/destination_policy.ts";
 import { runUntil } from "./cli_util.ts";
 import { parseFlags } from "../ipc/managed/_flags.ts";
 import { perUserStateDir } from "../ipc/managed/_state_dir.ts";
@@ -42,6 +43,46 @@ Deno.test("start runs shadowsocks with a password of its own, and the demo page 
   }, "shadowsocks");
 });
 
+Deno.test("start says what its server refuses as --allow leaves it: loopback allowed is not called refused", async () => {
+  // The text as start prints it, for each --allow.
+  await withStart((_socks, _page, _err, out) => {
+    match(
+      out(),
+      /^The server refuses loopback, private, link-local and multicast destinations except the demo page \(SOCKS reply 02\)\.$/m,
+    );
+    return Promise.resolve();
+  });
+  await using http = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => new Response("loopback reached\n"),
+  );
+  await withStart(
+    async (socks, _page, _err, out) => {
+      match(
+        out(),
+        /^The server allows loopback destinations \(--allow\) and refuses private, link-local and multicast destinations except the demo page \(shadowsocks carries no answer back: the connection just closes\)\.$/m,
+      );
+      ok(!out().includes("refuses loopback"), out());
+      // As it says: a loopback destination other than the demo page comes through.
+      const curl = await new Deno.Command("curl", {
+        args: ["-s", "-m", "20", "--socks5-hostname", socks, `http://127.0.0.1:${http.addr.port}/`],
+      }).output();
+      deepStrictEqual(new TextDecoder().decode(curl.stdout), "loopback reached\n");
+    },
+    "shadowsocks",
+    ["--allow", "loopback"],
+  );
+  const policy = (list: string) => DestinationPolicy.parse(list);
+  deepStrictEqual(
+    startPolicyText(policy("private,[::1]:53"), "SOCKS reply 02"),
+    "The server allows private destinations (--allow) and refuses loopback, link-local and multicast destinations except the demo page and the --allow list's addresses (SOCKS reply 02).",
+  );
+  deepStrictEqual(
+    startPolicyText(policy("loopback,private,link-local,multicast"), "SOCKS reply 02"),
+    "The server allows loopback, private, link-local and multicast destinations (--allow).",
+  );
+});
+
 /**
  * Run `main.ts start --transport <transport>` (plain by default) in this
  * process while `use` runs, with its SOCKS address, its demo page and its
@@ -50,6 +91,7 @@ Deno.test("start runs shadowsocks with a password of its own, and the demo page 
 async function withStart(
   use: (socks: string, page: string, err: () => string, out: () => string) => Promise<void>,
   transport = "plain",
+  more: string[] = [],
 ): Promise<void> {
   const state = await Deno.makeTempDir();
   const stop = new AbortController();
@@ -57,7 +99,7 @@ async function withStart(
   let err = "";
   const started = Promise.withResolvers<void>();
   const done = runCli(
-    ["start", "--transport", transport, "--socks", "127.0.0.1:0", "--state", state],
+    ["start", "--transport", transport, "--socks", "127.0.0.1:0", "--state", state, ...more],
     {
       stdout: (t) => {
         out += t;

@@ -962,11 +962,12 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
           "Any public site works the same way when this machine is online:",
           `  curl --socks5-hostname ${socksAddr} https://example.com/`,
           "",
-          `The server refuses loopback and private destinations except the demo page (${
+          startPolicyText(
+            allowed(flags.allow),
             (context.options.registry ?? defaultRegistry).get(transport)?.free
               ? `${transport} carries no answer back: the connection just closes`
-              : "SOCKS reply 02"
-          }).`,
+              : "SOCKS reply 02",
+          ),
           "Press Ctrl-C to stop.",
           "",
         ].join("\n"),
@@ -978,6 +979,43 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
   } finally {
     await page.shutdown();
   }
+}
+
+/** An address of each scope `--allow` names, to ask a policy whether it refuses the scope. */
+const SCOPE_SAMPLES = {
+  loopback: "127.0.0.1",
+  private: "10.0.0.1",
+  "link-local": "169.254.0.1",
+  multicast: "224.0.0.1",
+} as const;
+
+/**
+ * What `start` says its server refuses, from the `--allow` list it was
+ * given (the demo page is allowed besides): the scopes refused, those
+ * allowed, and how a refusal shows (`how`).
+ *
+ * @param policy The `--allow` list (without the demo page).
+ * @param how How a refused destination reaches the application.
+ * @returns One sentence.
+ */
+export function startPolicyText(policy: DestinationPolicy, how: string): string {
+  const scopes = Object.keys(SCOPE_SAMPLES) as (keyof typeof SCOPE_SAMPLES)[];
+  const refused = scopes.filter((scope) => policy.refusal(SCOPE_SAMPLES[scope], 9) !== undefined);
+  const allowedScopes = scopes.filter((scope) => !refused.includes(scope));
+  const list = (names: string[]) =>
+    names.length === 1 ? names[0]! : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
+  // Exact ip:port items of --allow are allowed too, whatever their scope.
+  const exact = policy.toString().split(",").some((item) => item.includes(":"));
+  const besides = `the demo page${exact ? " and the --allow list's addresses" : ""}`;
+  if (refused.length === 0) {
+    return `The server allows ${list(allowedScopes)} destinations (--allow).`;
+  }
+  const allowedText = allowedScopes.length === 0
+    ? ""
+    : `allows ${list(allowedScopes)} destinations (--allow) and `;
+  return `The server ${allowedText}refuses ${
+    list(refused)
+  } destinations except ${besides} (${how}).`;
 }
 
 /** A host and a port that can be dialed. */
