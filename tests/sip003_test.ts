@@ -11,7 +11,7 @@
 
 import { deepStrictEqual, ok, throws } from "node:assert";
 import { formatPluginOptions, parsePluginOptions } from "../ipc/lines/_args.ts";
-import { CLIENT_OPTIONS_FILE, parseSip003 } from "../ipc/managed/_sip003.ts";
+import { CLIENT_OPTIONS_FILE, parseSip003, pluginWording } from "../ipc/managed/_sip003.ts";
 import { createConnector } from "../client.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { CountingHttpServer, curl, TextProcess } from "./cli_util.ts";
@@ -175,6 +175,97 @@ Deno.test("parseSip003: bad variables and options are errors that quote no optio
       return true;
     });
   }
+});
+
+Deno.test("parseSip003: server is the key alone, server=true or server=false; another value is refused", () => {
+  for (
+    const [options, kind] of [
+      ["server", "server"],
+      ["server=true", "server"],
+      ["server=TRUE", "server"],
+      [" server = true ", "server"],
+      ["server=false", "client"],
+      ["server=False", "client"],
+      ["", "client"],
+    ] as const
+  ) {
+    deepStrictEqual(
+      parseSip003({ ...VARS, SS_PLUGIN_OPTIONS: `${options};transport=plain` }, state).config.kind,
+      kind,
+      options,
+    );
+  }
+  for (const value of ["yes", "1", "flase", "0"]) {
+    throws(
+      () => parseSip003({ ...VARS, SS_PLUGIN_OPTIONS: `server=${value}` }, state),
+      (error: Error) => {
+        deepStrictEqual(
+          error.message,
+          `Invalid plugin option server "${value}": expected server alone, server=true or server=false`,
+        );
+        return error instanceof SyntaxError;
+      },
+    );
+  }
+});
+
+Deno.test("parseSip003: a plugin key given twice or an empty state= is refused, naming the key; a transport's key given twice is a warning", () => {
+  for (
+    const [options, key] of [
+      ["transport=plain;transport=obfs4", "transport"],
+      ["server;server=false", "server"],
+      ["server;state=/a;state=/b", "state"],
+      ["loglevel=info;loglevel=debug", "loglevel"],
+    ] as const
+  ) {
+    throws(() => parseSip003({ ...VARS, SS_PLUGIN_OPTIONS: options }, state), (error: Error) => {
+      deepStrictEqual(
+        error.message,
+        `Invalid plugin options: the key '${key}' is given more than once: give it once`,
+      );
+      return error instanceof SyntaxError;
+    });
+  }
+  for (const options of ["server;state=", "server;state= ", "state="]) {
+    throws(
+      () => parseSip003({ ...VARS, SS_PLUGIN_OPTIONS: options }, state),
+      /^SyntaxError: Invalid plugin option state: it is empty: give a directory/,
+      options,
+    );
+  }
+  const plan = parseSip003(
+    { ...VARS, SS_PLUGIN_OPTIONS: "transport=obfs4;cert=Secret9Mark;cert=Other9Mark" },
+    state,
+  );
+  deepStrictEqual(plan.config.options.get("obfs4"), { cert: "Secret9Mark" });
+  deepStrictEqual(plan.config.warnings, [
+    'The plugin options give "cert" more than once; using its first value',
+  ]);
+});
+
+Deno.test("pluginWording: a transport's hint names the plugin options, not --options, tor's variable or a bridge line", () => {
+  deepStrictEqual(
+    pluginWording(
+      "Cannot configure webtunnel: missing required option 'url' (the public https://HOST/SECRET-PATH its front server passes on, given as --options 'url=...' or in TOR_PT_SERVER_TRANSPORT_OPTIONS)",
+      true,
+    ),
+    "Cannot configure webtunnel: missing required option 'url' (the public https://HOST/SECRET-PATH its front server passes on, given as url=... in the plugin options: ss-server --plugin-opts or SS_PLUGIN_OPTIONS)",
+  );
+  deepStrictEqual(
+    pluginWording(
+      "Cannot configure webtunnel: missing required option 'url' (the bridge line's url=https://HOST/SECRET-PATH)",
+      false,
+    ),
+    "Cannot configure webtunnel: missing required option 'url' (the plugin option url=https://HOST/SECRET-PATH, in ss-local --plugin-opts or SS_PLUGIN_OPTIONS)",
+  );
+  deepStrictEqual(
+    pluginWording("a wrong cert: check the bridge line's cert, and the address", false),
+    "a wrong cert: check the plugin options' cert, and the address",
+  );
+  deepStrictEqual(
+    pluginWording("Cannot listen on 127.0.0.1:9", true),
+    "Cannot listen on 127.0.0.1:9",
+  );
 });
 
 /** A shadowsocks-libev program with main.ts as its plugin; output collected. */
@@ -430,6 +521,39 @@ Deno.test("SIP003: main.ts refuses an unknown or free transport and bad options 
     deepStrictEqual(status.code, 64, plugin.stderr);
     ok(message.test(plugin.stderr), plugin.stderr);
     ok(!(plugin.stdout + plugin.stderr).includes("Secret9Mark"), plugin.stderr);
+  }
+});
+
+Deno.test("SIP003: main.ts tells a plugin user to put WebTunnel's url= in the plugin options (server and client), exit 64", async () => {
+  const home = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
+  try {
+    for (
+      const [options, where] of [
+        ["server;transport=webtunnel", "ss-server --plugin-opts or SS_PLUGIN_OPTIONS"],
+        ["transport=webtunnel", "ss-local --plugin-opts or SS_PLUGIN_OPTIONS"],
+      ] as const
+    ) {
+      await using plugin = new TextProcess(MAIN, [], {
+        ...VARS,
+        SS_REMOTE_HOST: "127.0.0.1",
+        SS_REMOTE_PORT: String(freePort()),
+        SS_PLUGIN_OPTIONS: options,
+        XDG_STATE_HOME: home,
+      });
+      const status = await plugin.child.status;
+      await plugin.done;
+      deepStrictEqual(status.code, 64, plugin.stderr);
+      ok(
+        plugin.stderr.startsWith(
+          "ptkit: error: Cannot configure webtunnel: missing required option 'url' (",
+        ),
+        plugin.stderr,
+      );
+      ok(plugin.stderr.includes(`url=`) && plugin.stderr.includes(`${where})\n`), plugin.stderr);
+      ok(!/--options|TOR_PT_|bridge line/.test(plugin.stderr), plugin.stderr);
+    }
+  } finally {
+    await Deno.remove(home, { recursive: true });
   }
 });
 

@@ -77,8 +77,26 @@ export function parseSip003(
       } not set (a plugin host sets SS_REMOTE_HOST, SS_REMOTE_PORT, SS_LOCAL_HOST and SS_LOCAL_PORT)`,
     );
   }
-  const options = parsePluginOptions(env.SS_PLUGIN_OPTIONS ?? "");
-  const server = options.server !== undefined;
+  const repeated: string[] = [];
+  const options = parsePluginOptions(env.SS_PLUGIN_OPTIONS ?? "", {
+    onRepeatedKey: (key) => repeated.push(key),
+  });
+  // The plugin's own keys choose what runs: given twice, neither value is
+  // the obvious one. (A transport's key given twice keeps its first value,
+  // as in a bridge line, with a warning.)
+  const twice = repeated.find((key) => PLUGIN_KEYS.includes(key));
+  if (twice !== undefined) {
+    throw new SyntaxError(
+      `Invalid plugin options: the key '${twice}' is given more than once: give it once`,
+    );
+  }
+  const server = serverOption(options.server);
+  if (options.state === "") {
+    throw new SyntaxError(
+      "Invalid plugin option state: it is empty: give a directory (state=/var/lib/ptkit-ss), " +
+        "or leave state out for the per-user default",
+    );
+  }
   const transport = options.transport ?? "obfs4";
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(transport)) {
     throw new SyntaxError(
@@ -97,7 +115,11 @@ export function parseSip003(
   const locals = addresses(env.SS_LOCAL_HOST!, env.SS_LOCAL_PORT!, "SS_LOCAL");
   const remote = remotes[0]!;
   const local = locals[0]!;
-  const warnings: string[] = [];
+  const warnings: string[] = repeated.map((key) =>
+    `The plugin options give ${
+      JSON.stringify(key.slice(0, 64))
+    } more than once; using its first value`
+  );
   if (locals.length > 1) {
     warnings.push(`SS_LOCAL_HOST lists ${locals.length} hosts: the first is used`);
   }
@@ -108,7 +130,7 @@ export function parseSip003(
     version: "2",
     transports: [transport],
     options: new Map<string, TransportOptions>([[transport, args]]),
-    stateDir: options.state || defaultState(server ? "server" : "client"),
+    stateDir: options.state ?? defaultState(server ? "server" : "client"),
     exitOnStdinClose: false,
     logLevel,
     warnings,
@@ -152,6 +174,42 @@ export function parseSip003(
       optionsComplete: true,
     },
   };
+}
+
+/**
+ * Whether the plugin options choose the server: the key `server` alone (as
+ * ss-server's `--plugin-opts "server;..."` gives it) or `server=true`;
+ * absent or `server=false`: the client.
+ */
+function serverOption(value: string | undefined): boolean {
+  if (value === undefined || /^false$/i.test(value)) return false;
+  if (value === "" || /^true$/i.test(value)) return true;
+  throw new SyntaxError(
+    `Invalid plugin option server ${
+      JSON.stringify(value.slice(0, 64))
+    }: expected server alone, server=true or server=false`,
+  );
+}
+
+/**
+ * A transport's message as a SIP003 plugin's user meets it: where it
+ * says to give an option on the command line of main.ts server or tor
+ * (`--options`, `TOR_PT_SERVER_TRANSPORT_OPTIONS`, a bridge line), the
+ * plugin options (`--plugin-opts`, `SS_PLUGIN_OPTIONS`) are named instead.
+ *
+ * @param message The message (an error or a log line).
+ * @param server The side: ss-server's plugin or ss-local's.
+ * @returns The message.
+ */
+export function pluginWording(message: string, server: boolean): string {
+  const where = `${server ? "ss-server" : "ss-local"} --plugin-opts or SS_PLUGIN_OPTIONS`;
+  return message
+    .replace(
+      /given as --options '([^']*)' or in TOR_PT_SERVER_TRANSPORT_OPTIONS/g,
+      `given as $1 in the plugin options: ${where}`,
+    )
+    .replace(/\(the bridge line's ([^)]*)\)/g, `(the plugin option $1, in ${where})`)
+    .replace(/\bthe bridge line's\b/g, "the plugin options'");
 }
 
 /**
@@ -213,6 +271,7 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
   let resolve: (text: string | undefined) => void = () => {};
   const clientOptions = new Promise<string | undefined>((r) => resolve = r);
   const say = (text: string) => write(`ptkit: ${text.replace(/[^\x20-\x7e]/g, "?")}\n`);
+  const server = plan.config.kind === "server";
   return {
     failed: () => code !== 0,
     failureCode: () => code,
@@ -221,7 +280,9 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
     emit: (line) => {
       switch (line.type) {
         case "LOG":
-          if (logged(line.severity, plan.logLevel)) say(`[${line.severity}] ${line.message}`);
+          if (logged(line.severity, plan.logLevel)) {
+            say(`[${line.severity}] ${pluginWording(line.message, server)}`);
+          }
           return;
         case "CMETHOD":
           say(
@@ -254,7 +315,10 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
             cliError(
               line.type === "ENV-ERROR"
                 ? line.message.replace(/[^\x20-\x7e]/g, "?")
-                : methodErrorText(line.transport, line.message.replace(/[^\x20-\x7e]/g, "?")),
+                : methodErrorText(
+                  line.transport,
+                  pluginWording(line.message, server).replace(/[^\x20-\x7e]/g, "?"),
+                ),
             ),
           );
           return;
