@@ -156,6 +156,19 @@ const ROWS: readonly [name: string, link: string, expected: SsUri | RegExp][] = 
     `ss://${b64url(`a:${SECRET}`)}@h:1/?plugin=p%3Bk%3D${SECRET}%5C`,
     /trailing backslash/,
   ],
+  // Copied from a web page: white space around the link is not its own.
+  ...[" ", "\n", "\r\n", "\t", "\u00a0"].map((space): [string, string, SsUri] => [
+    `white space ${
+      [...space].map((c) => `U+${c.charCodeAt(0).toString(16).padStart(4, "0")}`).join(" ")
+    } around the link`,
+    `${space}ss://${b64url(`aes-128-gcm:${SECRET}`)}@192.0.2.1:8388#t${space}`,
+    { method: "aes-128-gcm", password: SECRET, server: server("192.0.2.1", 8388), tag: "t" },
+  ]),
+  [
+    "a plugin that gives transport twice",
+    `ss://${b64url(`a:${SECRET}`)}@h:1/?plugin=ptkit%3Btransport%3Dplain%3Btransport%3Dobfs4`,
+    /^Cannot parse the ss:\/\/ link: the plugin gives 'transport' more than once$/,
+  ],
   ["legacy without @", `ss://${btoa(`aes-128-gcm:${SECRET}`)}`, /no '@'/],
   ["an empty link", "ss://", /./],
   ["a bad IPv6 host", `ss://${b64url(`a:${SECRET}`)}@[::1:1`, /./],
@@ -222,6 +235,53 @@ Deno.test("main.ts client ss://...: bad links and foreign plugins fail with 64, 
     deepStrictEqual(status.code, 64, client.stderr);
     ok(message.test(client.stderr), client.stderr);
     ok(!(client.stdout + client.stderr).includes(SECRET), `password printed: ${client.stderr}`);
+  }
+});
+
+Deno.test("main.ts client ss://...: a link with white space around it (copied from a web page) is the link", async () => {
+  const link = `ss://${b64url(`aes-128-gcm:${SECRET}`)}@127.0.0.1:8388`;
+  const state = await Deno.makeTempDir();
+  try {
+    for (const arg of [`${link} `, ` ${link}`, `\t${link}\n`, `\u00a0${link}\u00a0`]) {
+      for (const args of [[arg, "--socks", "127.0.0.1:0"], ["--socks", "127.0.0.1:0", arg]]) {
+        const { code, out, err } = await runUntil(
+          ["client", ...args, "--state", state],
+          "SOCKS5 proxy:",
+        );
+        deepStrictEqual(code, 0, err);
+        ok(out.includes("Shadowsocks aes-128-gcm to 127.0.0.1:8388"), out + err);
+        ok(!(out + err).includes(SECRET), "password printed");
+      }
+    }
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
+Deno.test("main.ts client ss://...?plugin=ptkit;...: the SIP003 plugin's own keys (server, state, loglevel) pasted with the server's options are ignored, not given to the transport", async () => {
+  const state = await Deno.makeTempDir();
+  try {
+    // A cert as the server plugin prints it: 52 bytes, base64 without padding.
+    const cert = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(52))))
+      .replace(/=+$/, "");
+    const plugin = encodeURIComponent(
+      `ptkit;server;transport=obfs4;state=${state}/elsewhere;loglevel=debug;cert=${cert};iat-mode=0`,
+    );
+    const link = `ss://${b64url(`aes-128-gcm:${SECRET}`)}@127.0.0.1:8388/?plugin=${plugin}`;
+    const { code, out, err } = await runUntil(
+      ["client", link, "--socks", "127.0.0.1:0", "--state", state],
+      "SOCKS5 proxy:",
+    );
+    deepStrictEqual(code, 0, err);
+    ok(out.includes("Shadowsocks aes-128-gcm over obfs4 to 127.0.0.1:8388"), out + err);
+    // Nothing about unknown options; the link's state= is not used, nor its loglevel.
+    ok(!/unknown option|\[debug\]|\[info\]/.test(err), err);
+    await Deno.stat(`${state}/elsewhere`).then(
+      () => Promise.reject(new Error("the link's state= was used")),
+      (error) => ok(error instanceof Deno.errors.NotFound),
+    );
+  } finally {
+    await Deno.remove(state, { recursive: true });
   }
 });
 

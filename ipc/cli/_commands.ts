@@ -24,7 +24,7 @@ import { builtinTransports as defaultRegistry } from "../managed/_registry.ts";
 import { runManaged } from "../managed/_run.ts";
 import { CAUSE_REPORTED } from "../managed/_shutdown.ts";
 import { perUserStateDir } from "../managed/_state_dir.ts";
-import { CLI_COMMANDS, cliError, methodErrorCode } from "./_names.ts";
+import { CLI_COMMANDS, cliError, methodErrorCode, SIP003_PLUGIN_KEYS } from "./_names.ts";
 import { parseSsUri, type SsUri } from "./_ss_uri.ts";
 import { layerTransports } from "../../transports/layer.ts";
 
@@ -202,8 +202,11 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
   // between or after the flags.
   let link: string | undefined;
   const takeLink = (arg: string): boolean => {
-    if (subcommand !== "client" || link !== undefined || !/^(ss:\/\/|@)/i.test(arg)) return false;
-    link = arg;
+    // White space around a link copied from a web page is not the link's.
+    if (subcommand !== "client" || link !== undefined || !/^\s*(ss:\/\/|@)/i.test(arg)) {
+      return false;
+    }
+    link = arg.trim();
     return true;
   };
   const specs = SPECS[subcommand ?? ""];
@@ -793,7 +796,13 @@ async function ssClient(
         } is not ptkit: run ss-local with that plugin (ptkit's is plugin=ptkit;transport=...)`,
       );
     }
-    const { transport: outerName = "obfs4", ...outerOptions } = uri.plugin.options;
+    // The SIP003 plugin's own keys (server, state, loglevel: pasted with
+    // the server plugin's options) are not the transport's: --state and
+    // --log-level set those here, and the keys are ignored.
+    const { transport: outerName = "obfs4", ...pluginOptions } = uri.plugin.options;
+    const outerOptions = Object.fromEntries(
+      Object.entries(pluginOptions).filter(([key]) => !SIP003_PLUGIN_KEYS.includes(key)),
+    );
     const outer = registry.get(outerName);
     const inner = registry.get("shadowsocks");
     if (outer === undefined || inner === undefined || outer.free) {

@@ -7,6 +7,12 @@
 export const CLI_COMMANDS: readonly string[] = ["server", "client", "start"];
 
 /**
+ * The SIP003 plugin's own keys in its options (`server;transport=obfs4;
+ * state=DIR;loglevel=info`): the others are its transport's.
+ */
+export const SIP003_PLUGIN_KEYS: readonly string[] = ["server", "transport", "state", "loglevel"];
+
+/**
  * An error of the standalone commands (`main.ts server|client|start|turn`,
  * a SIP003 plugin) as one line of stderr: `ptkit: error: <Sentence>`. The
  * message is written in sentence case where it is made and printed as it

@@ -28,7 +28,8 @@ export interface SsUri {
  * percent-encoded (the 2022 methods' form), the plugin part
  * percent-encoded `name;k=v;k=v` (a `+` in it is a `+`); or the legacy
  * `ss://BASE64(method:password@host:port)[#TAG]`. Other query parameters
- * are ignored. No error message holds the password or the userinfo.
+ * are ignored; white space around the link is dropped. No error message
+ * holds the password or the userinfo.
  *
  * @param text The link.
  * @returns What it says.
@@ -39,6 +40,9 @@ export function parseSsUri(text: string): SsUri {
   const fail = (why: string): never => {
     throw new SyntaxError(`Cannot parse the ss:// link: ${why}`);
   };
+  // A link copied from a web page or a message often brings white space
+  // (a space, a line break, a no-break space) at its ends: none is its.
+  text = text.trim();
   if (!/^ss:\/\//i.test(text)) fail("it must start with ss://");
   if (text.length > 8192) fail("longer than 8192 characters");
   let rest = text.slice(5);
@@ -98,14 +102,19 @@ export function parseSsUri(text: string): SsUri {
     const semicolon = value.indexOf(";");
     const name = semicolon < 0 ? value : value.slice(0, semicolon);
     if (name.trim() === "") fail("the plugin has no name");
+    const repeated: string[] = [];
     try {
       plugin = {
         name,
-        options: parsePluginOptions(semicolon < 0 ? "" : value.slice(semicolon + 1)),
+        options: parsePluginOptions(semicolon < 0 ? "" : value.slice(semicolon + 1), {
+          onRepeatedKey: (key) => repeated.push(key),
+        }),
       };
     } catch (error) {
       fail((error as Error).message.replace(/^Cannot parse /, "bad "));
     }
+    // Which transport runs is not left to the first of two.
+    if (repeated.includes("transport")) fail("the plugin gives 'transport' more than once");
   }
   return { method, password, server, ...(plugin === undefined ? {} : { plugin }), tag };
 }

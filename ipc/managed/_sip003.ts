@@ -21,7 +21,7 @@ import type { ClientConfig, ServerConfig } from "./config.ts";
 import { perUserStateDir } from "./_state_dir.ts";
 import { FileStore } from "./_file_store.ts";
 import { CAUSE_REPORTED } from "./_shutdown.ts";
-import { cliError, methodErrorCode, methodErrorText } from "../cli/_names.ts";
+import { cliError, methodErrorCode, methodErrorText, SIP003_PLUGIN_KEYS } from "../cli/_names.ts";
 
 /** The SIP003 variables: the four addresses a plugin host sets, then the plugin options. */
 export const SIP003_VARS: readonly string[] = [
@@ -33,7 +33,7 @@ export const SIP003_VARS: readonly string[] = [
 ];
 
 /** The plugin options ptkit reads itself; the others are the transport's. */
-const PLUGIN_KEYS = ["server", "transport", "state", "loglevel"];
+const PLUGIN_KEYS = SIP003_PLUGIN_KEYS;
 
 /** The file the server writes the client's plugin options to, in its state directory. */
 export const CLIENT_OPTIONS_FILE = "sip003_client_options.txt";
