@@ -285,6 +285,30 @@ Deno.test("main.ts client ss://...?plugin=ptkit;...: the SIP003 plugin's own key
   }
 });
 
+Deno.test("main.ts client ss://...?plugin=ptkit;transport=webtunnel without url=: the error names the link's plugin option, not a bridge line", async () => {
+  const state = await Deno.makeTempDir();
+  try {
+    const link = `ss://${b64url(`aes-128-gcm:${SECRET}`)}@127.0.0.1:8388/?plugin=${
+      encodeURIComponent("ptkit;transport=webtunnel")
+    }`;
+    const { code, err } = await runUntil([
+      "client",
+      link,
+      "--socks",
+      "127.0.0.1:0",
+      "--state",
+      state,
+    ]);
+    deepStrictEqual(code, 64, err);
+    deepStrictEqual(
+      err,
+      "ptkit: error: Cannot configure webtunnel: missing required option 'url' (the link's plugin option url=https://HOST/SECRET-PATH)\n",
+    );
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
 Deno.test("main.ts client ss://...: the link may follow the flags; the #tag prints as UTF-8", async () => {
   await using http = new CountingHttpServer("link after flags\n");
   const method = "aes-128-gcm";

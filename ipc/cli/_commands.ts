@@ -336,6 +336,11 @@ interface Context {
   readonly getEnv: (name: string) => string | undefined;
   readonly command: string;
   readonly options: CliOptions;
+  /**
+   * A transport's message in the words of this command (where its options
+   * come from): `ss://` names the link's plugin options, not a bridge line.
+   */
+  readonly wording?: (message: string) => string;
 }
 
 function stateDir(given: string | undefined, role: string, getEnv: Context["getEnv"]): string {
@@ -349,7 +354,11 @@ function humanLines(
   onMethod: (line: Extract<PtLine, { type: "CMETHOD" | "SMETHOD" }>) => void,
   onError: (code: number) => void,
 ): (line: PtLine) => void {
-  return (line) => {
+  return (given) => {
+    const line = context.wording !== undefined &&
+        (given.type === "LOG" || given.type === "CMETHOD-ERROR" || given.type === "SMETHOD-ERROR")
+      ? { ...given, message: context.wording(given.message) }
+      : given;
     switch (line.type) {
       case "LOG":
         if (logged(line.severity, level)) {
@@ -837,9 +846,16 @@ async function ssClient(
   const dialed = formatHostPort(
     await dialedAddress(registry.get(transport), uri.server, options),
   );
+  // The transport's options come from the link: its hints say so.
+  const wording = (message: string) =>
+    message.replace(/\bthe bridge line's\b/g, "the link's plugin option");
   return await runSide(
     config,
-    { ...context, options: { ...context.options, registry } },
+    {
+      ...context,
+      options: { ...context.options, registry },
+      ...(uri.plugin === undefined ? {} : { wording }),
+    },
     level,
     (method) => {
       const addr = formatHostPort(method.address);
