@@ -49,18 +49,21 @@ export interface Sip003Plan {
 }
 
 /**
- * Turn the SIP003 variables into a side to run. Client (no `server` key):
- * listen on SS_LOCAL, carry each connection over `transport` (default
- * obfs4) with the remaining options as its arguments to SS_REMOTE. Server
- * (`server` key): listen on SS_REMOTE with the transport, relay decoded
- * connections to SS_LOCAL; state from `state=` (else `defaultState`).
- * Pure.
+ * Turn the SIP003 variables into a side to run. Client (no `server` key,
+ * or `server=false`): listen on SS_LOCAL, carry each connection over
+ * `transport` (default obfs4) with the remaining options as its arguments
+ * to SS_REMOTE. Server (`server` alone or `server=true`): listen on
+ * SS_REMOTE with the transport, relay decoded connections to SS_LOCAL;
+ * state from `state=` (else `defaultState`). A transport's key given twice
+ * keeps its first value, with a warning. Pure.
  *
  * @param env The variables (`SS_*`).
  * @param defaultState The server's state directory when `state=` is absent.
  * @returns The plan.
  * @throws {TypeError} When an address variable is missing.
- * @throws {SyntaxError} On malformed options (never quoting them).
+ * @throws {SyntaxError} On malformed options (never quoting a transport's
+ * value), another value of `server`, a plugin key (`server`, `transport`,
+ * `state`, `loglevel`) given twice, or an empty `state=`.
  * @throws {RangeError} On a malformed address or port.
  */
 export function parseSip003(
