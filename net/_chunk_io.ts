@@ -204,10 +204,41 @@ export async function pump(
   }
 }
 
-/** A short description of a value, for error messages. */
+/** A constructor name as code spells it (anything else is not shown). */
+const TYPE_NAME = /^[A-Za-z_$][\w$]{0,63}$/;
+
+/**
+ * A short description of a value's type, for error messages: the type and,
+ * for strings, arrays and binary data, the length. Never the content: a
+ * chunk that is not a `Uint8Array` is still the application's data (a
+ * decoder that produced text, a string written by mistake), and messages
+ * reach logs.
+ *
+ * @param value Anything.
+ * @returns For example `string (11 characters)`, `ArrayBuffer (4 bytes)`,
+ * `Object`, `number`, `null`.
+ */
 export function describe(value: unknown): string {
   if (value === null) return "null";
-  if (typeof value === "object") return value.constructor?.name ?? "object";
-  if (typeof value === "string") return `string ${JSON.stringify(value.slice(0, 20))}`;
-  return `${typeof value} ${String(value)}`;
+  switch (typeof value) {
+    case "string":
+      return `string (${value.length} characters)`;
+    case "object":
+      break;
+    default:
+      return typeof value;
+  }
+  try {
+    if (Array.isArray(value)) return `Array (${value.length} items)`;
+    const constructor = (value as { constructor?: { name?: unknown } }).constructor;
+    const name = typeof constructor === "function" ? constructor.name : undefined;
+    const type = typeof name === "string" && TYPE_NAME.test(name) ? name : "object";
+    if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
+      return `${type} (${value.byteLength} bytes)`;
+    }
+    return type;
+  } catch {
+    // A proxy or a getter that throws: its type is all that is known.
+    return "object";
+  }
 }

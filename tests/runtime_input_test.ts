@@ -9,6 +9,7 @@ import { createConnector } from "../client.ts";
 import { listen, proxy } from "../server.ts";
 import { checkPort, formatHostPort, parseHostPort } from "../net/address.ts";
 import { TransportConn } from "../net/transport_conn.ts";
+import { describe } from "../net/_chunk_io.ts";
 import { defineTransport, type IgnoredOption, layerTransports } from "../transports/mod.ts";
 import { assertTransportName } from "../transports/_transport_name.ts";
 import { plain } from "../transports/plain.ts";
@@ -58,6 +59,65 @@ Deno.test("TransportConn reports a transport that emits non-Uint8Array chunks", 
     String(conn.error),
     /Transport 'broken' encoder produced a chunk that is not a Uint8Array: string/,
   );
+});
+
+Deno.test("Messages about a chunk that is not a Uint8Array name its type and length, never its content", async () => {
+  const secret = "SECRET-DATA";
+  const leaky = defineTransport({
+    name: "leaky",
+    parseConfig: () => undefined,
+    pair: () => ({
+      encode: new TransformStream(),
+      decode: new TransformStream<Uint8Array, Uint8Array>({
+        transform: (_chunk, c) => c.enqueue(secret as unknown as Uint8Array),
+      }),
+    }),
+  });
+  await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+  const connector = await createConnector(leaky, {});
+  await using conn = await connector.dial({ port: listener.addr.port });
+  await using accepted = await listener.accept();
+  await accepted.writable.getWriter().write(new Uint8Array([1]));
+  const read = await conn.readable.getReader().read().then(() => undefined, (e: unknown) => e);
+  ok(read instanceof TypeError);
+  strictEqual(
+    read.message,
+    "Transport 'leaky' decoder produced a chunk that is not a Uint8Array: string (11 characters)",
+  );
+
+  await using written = await connector.dial({ port: listener.addr.port });
+  await using _peer = await listener.accept();
+  const write = await written.writable.getWriter().write("str-SECRET" as unknown as Uint8Array)
+    .then(() => undefined, (e: unknown) => e);
+  ok(write instanceof TypeError);
+  strictEqual(
+    write.message,
+    "Cannot write to transport connection: chunk must be a Uint8Array, got string (10 characters)",
+  );
+
+  // Every kind of value: the type (and a length), nothing of the value.
+  class Secret {}
+  Object.defineProperty(Secret, "name", { value: "SECRET DATA" });
+  const revoked = Proxy.revocable({}, {});
+  revoked.revoke();
+  const cases: [unknown, string][] = [
+    [secret, "string (11 characters)"],
+    [4242, "number"],
+    [4242n, "bigint"],
+    [true, "boolean"],
+    [Symbol("SECRET"), "symbol"],
+    [undefined, "undefined"],
+    [null, "null"],
+    [() => secret, "function"],
+    [{ secret }, "Object"],
+    [Object.create(null), "object"],
+    [[secret, secret], "Array (2 items)"],
+    [new ArrayBuffer(4), "ArrayBuffer (4 bytes)"],
+    [new Uint16Array(3), "Uint16Array (6 bytes)"],
+    [new Secret(), "object"],
+    [revoked.proxy, "object"],
+  ];
+  for (const [value, expected] of cases) strictEqual(describe(value), expected);
 });
 
 Deno.test("createConnector and listen reject configurations that fail validation", async () => {
