@@ -45,7 +45,7 @@ import { raiseListenBacklog, setListenKeepAlive } from "./net/_libc.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
 import type { HostPort } from "./net/address.ts";
-import { relay, type RelayEnd } from "./net/relay.ts";
+import { isRelayEnd, relay, type RelayEnd } from "./net/relay.ts";
 import { ServerManager } from "./net/server_manager.ts";
 import type { TransportConn } from "./net/transport_conn.ts";
 import { TransportListener } from "./net/transport_listener.ts";
@@ -112,7 +112,9 @@ export interface ListenOptions {
  * function that connects whatever it likes for that connection (after the
  * transport's handshake succeeded; it may first read and write the
  * connection itself, as free mode's SOCKS5 target does, then leave it for
- * the relay). `signal` is aborted when the server closes.
+ * the relay). `signal` is aborted when the server closes. A function that
+ * returns anything else than a connection or `{ readable, writable, close }`
+ * fails that connection with a `TypeError` (stage `"target"`).
  */
 export type ProxyTarget =
   | HostPort
@@ -390,7 +392,16 @@ export async function proxy(
           handshaking.delete(conn);
         }
         stage = "target";
-        end = await connectTarget(conn, { signal });
+        const connected: unknown = await connectTarget(conn, { signal });
+        if (!isRelayEnd(connected)) {
+          // Closed if it can be: it may hold a socket all the same.
+          closeEnd(connected);
+          const returned = typeof connected === "object" && connected !== null
+            ? "an object that is neither a connection nor readable/writable streams"
+            : `${connected === null ? "null" : typeof connected}, not a connection`;
+          throw new TypeError(`Cannot relay: the target function returned ${returned}`);
+        }
+        end = connected;
         if (signal.aborted) throw signal.reason;
         stage = "relay";
         record.established();
@@ -398,11 +409,7 @@ export async function proxy(
       } catch (error) {
         record.fail(error);
         conn.close();
-        try {
-          end?.close();
-        } catch {
-          // Already closed.
-        }
+        closeEnd(end);
         if (!signal.aborted) {
           failures++;
           onError?.(error, stage);
@@ -440,4 +447,14 @@ export async function proxy(
     },
     listener.bridgeAddress,
   );
+}
+
+/** Close what a target function returned, if it has a `close` (it may be closed already). */
+function closeEnd(end: unknown): void {
+  try {
+    const close = (end as { close?: unknown } | null | undefined)?.close;
+    if (typeof close === "function") close.call(end);
+  } catch {
+    // Already closed.
+  }
 }

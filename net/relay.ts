@@ -5,6 +5,7 @@ import {
   type ChunkSource,
   connSink,
   connSource,
+  describe,
   pump,
   streamSink,
   streamSource,
@@ -60,6 +61,9 @@ export interface RelayOptions {
  * @param b The other end.
  * @param options An abort signal.
  * @returns The byte counts once both directions have ended.
+ * @throws {TypeError} When an end is neither a connection (`read`, `write`,
+ * `closeWrite`, `close`) nor streams (`readable`, `writable`, `close`): the
+ * relay rejects before it reads or closes either end.
  *
  * @example Joining two TCP connections
  * ```ts
@@ -88,6 +92,15 @@ export async function relay(
   b: RelayEnd,
   options: RelayOptions = {},
 ): Promise<RelayResult> {
+  for (const [end, name] of [[a, "a"], [b, "b"]] as const) {
+    if (!isRelayEnd(end)) {
+      throw new TypeError(
+        `Cannot relay: end ${name} must be a connection (read, write, closeWrite, close) or readable/writable streams with close(), got ${
+          describe(end)
+        }`,
+      );
+    }
+  }
   let aToB = 0;
   let bToA = 0;
   const ea = endpoint(a);
@@ -139,6 +152,32 @@ export async function relay(
     closeBoth();
     forward.catch(() => {});
     backward.catch(() => {});
+  }
+}
+
+/**
+ * Whether `value` can be an end of a {@linkcode relay}: an object with
+ * `read`, `write`, `closeWrite` and `close` (a {@linkcode NetConn}), or with
+ * `readable` and `writable` streams and `close`. Internal (the module's
+ * entry point does not export it): `proxy` checks what a target function
+ * returned with it.
+ *
+ * @param value Anything.
+ * @returns Whether `relay` takes it.
+ */
+export function isRelayEnd(value: unknown): value is RelayEnd {
+  if (typeof value !== "object" || value === null) return false;
+  try {
+    const end = value as Record<string, unknown>;
+    if (typeof end.close !== "function") return false;
+    if (typeof end.read === "function") {
+      return typeof end.write === "function" && typeof end.closeWrite === "function";
+    }
+    const readable = end.readable as { getReader?: unknown } | null | undefined;
+    const writable = end.writable as { getWriter?: unknown } | null | undefined;
+    return typeof readable?.getReader === "function" && typeof writable?.getWriter === "function";
+  } catch {
+    return false; // A getter or a proxy that throws.
   }
 }
 

@@ -120,6 +120,81 @@ Deno.test("Messages about a chunk that is not a Uint8Array name its type and len
   for (const [value, expected] of cases) strictEqual(describe(value), expected);
 });
 
+Deno.test("proxy fails a connection whose target function returns no connection with a TypeError at stage 'target', closing what it can", async () => {
+  const errors: [unknown, string][] = [];
+  let closedReturned = 0;
+  const returns: unknown[] = [{}, { close: () => closedReturned++ }, undefined, "SECRET"];
+  await using manager = await proxy(plain, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: () => Promise.resolve(returns.shift() as never),
+    onError: (error, stage) => errors.push([error, stage]),
+  });
+  const connector = await createConnector(plain, {});
+  for (let i = 0; i < 4; i++) {
+    await using conn = await connector.dial({ port: manager.addr.port });
+    await conn.writable.getWriter().write(new Uint8Array([1]));
+    // The server closes the connection: its reader sees the end.
+    await conn.readable.getReader().read().catch(() => {});
+  }
+  while (errors.length < 4) await new Promise((resolve) => setTimeout(resolve, 10));
+  const object = "an object that is neither a connection nor readable/writable streams";
+  deepStrictEqual(
+    errors.map(([error, stage]) => [error instanceof TypeError, String(error), stage]),
+    [
+      [true, `TypeError: Cannot relay: the target function returned ${object}`, "target"],
+      [true, `TypeError: Cannot relay: the target function returned ${object}`, "target"],
+      [
+        true,
+        "TypeError: Cannot relay: the target function returned undefined, not a connection",
+        "target",
+      ],
+      [
+        true,
+        "TypeError: Cannot relay: the target function returned string, not a connection",
+        "target",
+      ],
+    ],
+  );
+  strictEqual(closedReturned, 1);
+});
+
+Deno.test("defineTransport refuses a pair() that returns no { encode, decode } with a TypeError naming what is missing", async () => {
+  const pairs: unknown[] = [
+    {},
+    { encode: new TransformStream() },
+    { encode: new TransformStream(), decode: {} },
+    null,
+    Promise.resolve({}),
+  ];
+  const expected = [
+    "got no 'encode'",
+    "got no 'decode'",
+    "got a 'decode' that is not a TransformStream",
+    "got null",
+    "got a promise (pair() must not be async)",
+  ];
+  const made = defineTransport({
+    name: "made",
+    parseConfig: () => undefined,
+    pair: () => pairs.shift() as never,
+  });
+  const client = await made.client({});
+  const server = await made.server({});
+  for (const [i, tail] of expected.entries()) {
+    const side = i % 2 === 0 ? () => client.pair({}) : () => server.pair();
+    throws(side, (error: unknown) =>
+      error instanceof TypeError &&
+      error.message ===
+        `Cannot make a 'made' connection: pair() must return { encode, decode }, ${tail}`);
+  }
+  // A dial fails before it connects.
+  pairs.push({});
+  await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+  const connector = await createConnector(made, {});
+  await rejects(connector.dial({ port: listener.addr.port }), /got no 'encode'/);
+});
+
 Deno.test("createConnector and listen reject configurations that fail validation", async () => {
   await rejects(
     createConnector(rot, { n: "0" }),

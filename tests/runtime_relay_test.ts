@@ -110,3 +110,33 @@ Deno.test("relay ends normally when a transport connection's peer leaves outrigh
   strictEqual(result.aToB, 2);
   right.close();
 });
+
+Deno.test("relay refuses an end that is neither a connection nor streams, with a TypeError naming which, before touching the other", async () => {
+  const { left, leftPeer, right, rightPeer } = await twoPairs();
+  const streams = { readable: new ReadableStream(), writable: new WritableStream(), close() {} };
+  for (
+    const [a, b, message] of [
+      [{}, leftPeer, /^Cannot relay: end a must be a connection .* got Object$/],
+      [leftPeer, { read: () => {}, close() {} }, /^Cannot relay: end b must be .* got Object$/],
+      [leftPeer, null, /^Cannot relay: end b must be .* got null$/],
+      [{ readable: {}, writable: {}, close() {} }, streams, /^Cannot relay: end a must be /],
+    ] as const
+  ) {
+    await rejects(
+      relay(a as unknown as Deno.Conn, b as unknown as Deno.Conn),
+      (error: unknown) => error instanceof TypeError && message.test(error.message),
+    );
+  }
+  // Nothing was read or closed: the streams are not locked, the sockets still carry bytes.
+  ok(!streams.readable.locked && !streams.writable.locked);
+  const done = relay(leftPeer, rightPeer);
+  await left.write(new Uint8Array([1, 2]));
+  await left.closeWrite();
+  const buffer = new Uint8Array(4);
+  strictEqual(await right.read(buffer), 2);
+  await right.closeWrite();
+  strictEqual(await left.read(buffer), null);
+  strictEqual((await done).aToB, 2);
+  left.close();
+  right.close();
+});

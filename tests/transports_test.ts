@@ -78,6 +78,28 @@ Deno.test("mapChunks drops empty results and plain passes bytes unchanged", asyn
   deepStrictEqual(result.wire, new Uint8Array([5, 6, 7]));
 });
 
+Deno.test("mapChunks refuses a function that returns no Uint8Array with a TypeError naming the type", async () => {
+  for (
+    const [result, type] of [
+      [undefined, "undefined"],
+      [null, "null"],
+      ["SECRET", "string"],
+      [[1, 2], "Array"],
+      [new ArrayBuffer(2), "ArrayBuffer"],
+    ] as const
+  ) {
+    const map = mapChunks(() => result as unknown as Uint8Array);
+    const writing = map.writable.getWriter().write(new Uint8Array([1]));
+    const error = await map.readable.getReader().read().then(() => undefined, (e: unknown) => e);
+    await writing.catch(() => {});
+    ok(error instanceof TypeError);
+    strictEqual(
+      error.message,
+      `Cannot map a chunk: the function given to mapChunks must return a Uint8Array, got ${type}`,
+    );
+  }
+});
+
 Deno.test("MemoryStore keeps values per key", async () => {
   const store = new MemoryStore();
   await store.set("a", "1");

@@ -66,6 +66,9 @@ export interface TransportDefinition<C> {
    * @param settings Per-connection settings (always empty on the server).
    * @param destination A free transport's client: where the connection goes
    * (always given then). Otherwise `undefined`.
+   * @returns The pair, at once (not a promise): anything but an object with
+   * `encode` and `decode` streams makes the side's `pair()` throw a
+   * `TypeError` saying what is missing, before any byte is sent.
    */
   pair(
     config: C,
@@ -196,13 +199,15 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
       const parsed = await definition.parseConfig(known(config, "client", env), "client", env);
       const side: ClientTransport = {
         pair: (settings, destination) => {
-          if (!free) return definition.pair(parsed, "client", known(settings, "client", env));
-          return definition.pair(
-            parsed,
-            "client",
-            known(settings, "client", env),
-            checkDestination(name, destination),
-          );
+          const pair = free
+            ? definition.pair(
+              parsed,
+              "client",
+              known(settings, "client", env),
+              checkDestination(name, destination),
+            )
+            : definition.pair(parsed, "client", known(settings, "client", env));
+          return checkPair(name, pair);
         },
       };
       const connection = definition.connection;
@@ -224,7 +229,7 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
         clientOptions: definition.clientOptions?.(parsed) ?? {},
         ...(bridgeAddress === undefined ? {} : { bridgeAddress }),
         ...(keepAlive === undefined ? {} : { keepAlive }),
-        pair: () => definition.pair(parsed, "server", {}),
+        pair: () => checkPair(name, definition.pair(parsed, "server", {})),
       };
       const close = definition.close;
       if (close !== undefined) side.close = () => close(parsed, "server");
@@ -266,6 +271,38 @@ function checkDestination(
     );
   }
   return { hostname, port };
+}
+
+/**
+ * What a definition's `pair()` returned, checked: the runtime would fail on
+ * it later with a bare "Cannot read properties of undefined".
+ */
+function checkPair(name: string, pair: unknown): TransportPair {
+  const what = `Cannot make a '${name}' connection: pair() must return { encode, decode }`;
+  if (typeof pair !== "object" || pair === null) {
+    throw new TypeError(`${what}, got ${pair === null ? "null" : typeof pair}`);
+  }
+  if (typeof (pair as { then?: unknown }).then === "function") {
+    throw new TypeError(`${what}, got a promise (pair() must not be async)`);
+  }
+  for (const key of ["encode", "decode"] as const) {
+    const stream = (pair as Partial<TransportPair>)[key];
+    if (stream === undefined) throw new TypeError(`${what}, got no '${key}'`);
+    if (!isTransformStream(stream)) {
+      throw new TypeError(`${what}, got a '${key}' that is not a TransformStream`);
+    }
+  }
+  return pair as TransportPair;
+}
+
+/** Whether `value` has a readable and a writable side, as a `TransformStream` has. */
+function isTransformStream(value: unknown): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  const { readable, writable } = value as {
+    readable?: { getReader?: unknown } | null;
+    writable?: { getWriter?: unknown } | null;
+  };
+  return typeof readable?.getReader === "function" && typeof writable?.getWriter === "function";
 }
 
 function checkOptions(name: string, options: unknown): TransportOptions {

@@ -6,7 +6,9 @@
  * block of stateless transports (one chunk in, one chunk out). Empty results
  * are dropped.
  *
- * @param fn Maps one chunk; it may reuse and return its argument.
+ * @param fn Maps one chunk; it may reuse and return its argument. It must
+ * return a `Uint8Array`: anything else errors the stream with a `TypeError`
+ * (naming the type returned, not the value), which fails the connection.
  * @returns The transform stream.
  *
  * @example Inverting every byte
@@ -25,8 +27,24 @@ export function mapChunks(
 ): TransformStream<Uint8Array, Uint8Array> {
   return new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
-      const out = fn(chunk);
+      const out: unknown = fn(chunk);
+      if (!(out instanceof Uint8Array)) {
+        throw new TypeError(
+          `Cannot map a chunk: the function given to mapChunks must return a Uint8Array, got ${
+            typeName(out)
+          }`,
+        );
+      }
       if (out.byteLength > 0) controller.enqueue(out);
     },
   });
+}
+
+/** A value's type, never its content: `undefined`, `number`, `ArrayBuffer`... */
+function typeName(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value !== "object") return typeof value;
+  // The built-in tag (`Object.prototype.toString`): `Array`, `ArrayBuffer`, `Object`.
+  const tag = Object.prototype.toString.call(value).slice(8, -1);
+  return /^[A-Za-z]\w{0,63}$/.test(tag) ? tag : "object";
 }

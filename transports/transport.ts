@@ -250,8 +250,12 @@ export interface ClientTransport {
    * @param settings The per-connection settings (empty when there are none).
    * @param destination Where the connection goes, for a free transport
    * (required then); bound transports ignore it.
-   * @returns The encode/decode pair for that connection.
-   * @throws {TypeError} When a free transport gets no destination.
+   * @returns The encode/decode pair for that connection: an object with two
+   * `TransformStream`s, `encode` and `decode`, made when called (not a
+   * promise).
+   * @throws {TypeError} When a free transport gets no destination, or (a
+   * side `defineTransport` made) when the definition's `pair()`
+   * returned no `{ encode, decode }`.
    */
   pair(settings: TransportOptions, destination?: HostPort): TransportPair;
   /**
@@ -411,7 +415,11 @@ export interface ServerTransport {
   /**
    * Make the pair for one accepted connection.
    *
-   * @returns The encode/decode pair for that connection.
+   * @returns The encode/decode pair for that connection: an object with two
+   * `TransformStream`s, `encode` and `decode`, made when called (not a
+   * promise).
+   * @throws {TypeError} (A side `defineTransport` made) when the
+   * definition's `pair()` returned no `{ encode, decode }`.
    */
   pair(): TransportPair;
   /**
