@@ -45,11 +45,17 @@ import { raiseListenBacklog, setListenKeepAlive } from "./net/_libc.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
 import type { HostPort } from "./net/address.ts";
+import { abortable } from "./net/_abortable.ts";
 import { isRelayEnd, relay, type RelayEnd } from "./net/relay.ts";
 import { ServerManager } from "./net/server_manager.ts";
 import type { TransportConn } from "./net/transport_conn.ts";
 import { TransportListener } from "./net/transport_listener.ts";
-import { closeQuietly, ConnectionLoop, retryWhileExhausted } from "./net/_accept_loop.ts";
+import {
+  callbackThrew,
+  closeQuietly,
+  ConnectionLoop,
+  retryWhileExhausted,
+} from "./net/_accept_loop.ts";
 import { type ConnectionLimits, HANDSHAKE_GRACE } from "./net/source_limits.ts";
 import { metricsCore, metricsMode, type MetricsRegistry } from "./net/metrics.ts";
 import { ConnectionMetrics, LISTENER_METRICS } from "./net/_connection_metrics.ts";
@@ -91,7 +97,9 @@ export interface ListenOptions {
    * Called when accepting fails (a connection reset before it was
    * accepted, file descriptors exhausted) or a connection is refused by a
    * limit: the first of a kind at once, then at most every 10 s with a
-   * count. Accepting always goes on. Defaults to ignoring.
+   * count. Accepting always goes on. Defaults to ignoring. A callback
+   * that throws does not stop the server: its first throw is printed with
+   * `console.error`, later ones are ignored.
    */
   readonly onAcceptError?: (error: Error, count: number) => void;
   /**
@@ -112,7 +120,9 @@ export interface ListenOptions {
  * function that connects whatever it likes for that connection (after the
  * transport's handshake succeeded; it may first read and write the
  * connection itself, as free mode's SOCKS5 target does, then leave it for
- * the relay). `signal` is aborted when the server closes. A function that
+ * the relay). `signal` is aborted when the server closes; the server does
+ * not wait for a function that ignores it (its connection is closed, and
+ * what it returns afterwards is closed too). A function that
  * returns anything else than a connection or `{ readable, writable, close }`
  * fails that connection with a `TypeError` (stage `"target"`).
  */
@@ -130,7 +140,11 @@ export interface ProxyOptions extends ListenOptions {
    * Called when one connection fails: in the transport's `handshake`, on
    * the way to the `target`, or in the `relay`. The error names the cause;
    * the connection is already closed. Defaults to ignoring. Never called
-   * for connections ended by {@linkcode ServerManager.close}.
+   * for connections ended by {@linkcode ServerManager.close}. A callback
+   * that throws does not stop the server nor change the connection's fate:
+   * its first throw is printed with `console.error` (it is a fault of the
+   * application's, which would otherwise go unseen), later ones are
+   * ignored; it is called again for the next failure.
    */
   readonly onError?: (error: unknown, stage: "handshake" | "target" | "relay") => void;
   /**
@@ -376,6 +390,7 @@ export async function proxy(
   const listener = await listen(transport, config, options);
   if (metrics !== undefined) LISTENER_METRICS.set(listener, metrics);
   let failures = 0;
+  const onErrorThrew = callbackThrew("proxy() onError");
 
   // Connections still in their transport handshake: a drain closes them.
   const handshaking = new Set<TransportConn>();
@@ -392,7 +407,13 @@ export async function proxy(
           handshaking.delete(conn);
         }
         stage = "target";
-        const connected: unknown = await connectTarget(conn, { signal });
+        // A target function that ignores `signal` would hold close() for
+        // ever: the abort is not waited for, and what it returns after it
+        // is closed.
+        const connected: unknown = await abortable(
+          Promise.resolve(connectTarget(conn, { signal })),
+          signal,
+        );
         if (!isRelayEnd(connected)) {
           // Closed if it can be: it may hold a socket all the same.
           closeEnd(connected);
@@ -412,7 +433,11 @@ export async function proxy(
         closeEnd(end);
         if (!signal.aborted) {
           failures++;
-          onError?.(error, stage);
+          try {
+            onError?.(error, stage);
+          } catch (thrown) {
+            onErrorThrew(thrown);
+          }
         }
       }
     },

@@ -43,6 +43,14 @@ const PER_CONNECTION = new Set([
   "EINTR",
 ]);
 
+/**
+ * How long {@linkcode ConnectionLoop.close} waits for a service after
+ * aborting its signal and closing its connection, in ms: one that ignores
+ * both (an application's function that never settles) is not waited for
+ * past it.
+ */
+export const CLOSE_GRACE = 1000;
+
 /** Back-off on resource exhaustion: from this many ms, doubling... */
 const BACKOFF_MIN = 5;
 /** ...up to this many. */
@@ -78,6 +86,31 @@ export function acceptErrorKind(error: unknown): "closed" | "exhausted" | "conne
 }
 
 /**
+ * Reports an application's callback that threw, on the console, the first
+ * time only: the server goes on (a callback is a log, not a part of the
+ * service), but the fault does not go unseen. The thrown value is the
+ * application's own; the message adds only the callback's name.
+ *
+ * @param callback The callback, for the message (`"proxy() onError"`).
+ * @returns What to call with each value the callback threw.
+ */
+export function callbackThrew(callback: string): (thrown: unknown) => void {
+  let reported = false;
+  return (thrown) => {
+    if (reported) return;
+    reported = true;
+    try {
+      console.error(
+        `The ${callback} callback threw; the server goes on, and later throws are not reported:`,
+        thrown,
+      );
+    } catch {
+      // A console that fails has nowhere to report to.
+    }
+  };
+}
+
+/**
  * Reports errors without flooding: the first `burst` of a kind at once, then
  * the count of that kind once per interval (10 s) while they keep coming.
  */
@@ -86,9 +119,11 @@ export class ErrorDigest {
   #burst: number;
   #kinds = new Map<string, { error: Error; count: number; passed: number }>();
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Told what `report` threw (the first time, on the console). */
+  #threw = callbackThrew("onAcceptError");
 
   /**
-   * @param report Where reports go.
+   * @param report Where reports go; what it throws is reported once, on the console.
    * @param burst How many errors of a kind are reported one by one per interval.
    */
   constructor(report: AcceptErrorHandler, burst = 1) {
@@ -143,8 +178,9 @@ export class ErrorDigest {
   #emit(error: Error, count: number): void {
     try {
       this.#report(error, count);
-    } catch {
-      // A failing log must not end the loop.
+    } catch (thrown) {
+      // A failing log must not end the loop, nor go unseen.
+      this.#threw(thrown);
     }
   }
 }
@@ -246,6 +282,8 @@ export interface ConnectionLoopOptions<C> {
   /**
    * Serve one connection until it ends. Errors are the function's to
    * report; a rejection is ignored. The connection is closed afterwards.
+   * It should end soon once `signal` is aborted: `close()` waits for it
+   * only {@linkcode CLOSE_GRACE} more.
    */
   readonly serve: (conn: C, context: ServeContext) => Promise<void>;
   /** Limits to enforce (see `ConnectionLimits`); none when omitted (the listener may enforce its own). */
@@ -278,7 +316,10 @@ export interface LoopConn {
  * an {@linkcode Acceptor}), refuses connections over the limits, serves
  * each connection concurrently, and closes it when its service ends.
  * `drain()` stops accepting and waits; `close()` also ends every
- * connection.
+ * connection, and waits for a service that goes on after that (ignoring
+ * its signal) at most {@linkcode CLOSE_GRACE}: then it is abandoned, its
+ * connection closed and forgotten (limits, metrics), and `close()` and any
+ * `drain()` resolve.
  */
 export class ConnectionLoop<C extends LoopConn> {
   #listener: { accept(): Promise<C>; close(): void };
@@ -287,10 +328,14 @@ export class ConnectionLoop<C extends LoopConn> {
   #limiter: SourceLimiter | undefined;
   #acceptor: Acceptor<C>;
   #conns = new Set<C>();
-  #tasks = new Set<Promise<void>>();
+  /** Each service under way, and what ends its bookkeeping (once). */
+  #tasks = new Map<Promise<void>, () => void>();
   #abort = new AbortController();
   #loop: Promise<void>;
   #closed = false;
+  /** Resolved once close() stops waiting for the services still under way. */
+  #abandoned = Promise.withResolvers<void>();
+  #closing: Promise<void> | undefined;
 
   /**
    * Start serving (the loop owns the listener and closes it).
@@ -347,7 +392,9 @@ export class ConnectionLoop<C extends LoopConn> {
   async drain(): Promise<void> {
     this.#stopAccepting();
     await this.#loop;
-    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+    while (this.#tasks.size > 0) {
+      await Promise.race([Promise.allSettled(this.#tasks.keys()), this.#abandoned.promise]);
+    }
     this.#digest?.stop();
   }
 
@@ -361,7 +408,18 @@ export class ConnectionLoop<C extends LoopConn> {
     this.#stopAccepting();
     if (!this.#abort.signal.aborted) this.#abort.abort(reason);
     for (const conn of this.#conns) closeQuietly(conn);
-    return this.drain();
+    return this.#closing ??= (async () => {
+      // A service that ignores its signal would hold close() for ever.
+      const timer = setTimeout(() => {
+        for (const end of [...this.#tasks.values()]) end();
+        this.#abandoned.resolve();
+      }, CLOSE_GRACE);
+      try {
+        await this.drain();
+      } finally {
+        clearTimeout(timer);
+      }
+    })();
   }
 
   #stopAccepting(): void {
@@ -410,14 +468,20 @@ export class ConnectionLoop<C extends LoopConn> {
       } catch (error) {
         task = Promise.reject(error);
       }
-      const tracked: Promise<void> = task.catch((error) => record.fail(error)).finally(() => {
+      let ended = false;
+      const end = () => {
+        if (ended) return;
+        ended = true;
         record.end();
         admission?.release();
         if (this.#options.closeWhenServed ?? true) closeQuietly(conn);
         this.#conns.delete(conn);
         this.#tasks.delete(tracked);
-      });
-      this.#tasks.add(tracked);
+      };
+      const tracked: Promise<void> = task.catch((error) => {
+        if (!ended) record.fail(error);
+      }).finally(end);
+      this.#tasks.set(tracked, end);
     }
   }
 }

@@ -6,6 +6,8 @@ import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert";
 import { createConnector } from "../client.ts";
 import { listen, proxy } from "../server.ts";
 import { plain } from "../transports/plain.ts";
+import { CLOSE_GRACE, ConnectionLoop, ErrorDigest } from "../net/_accept_loop.ts";
+import type { RelayEnd } from "../net/relay.ts";
 import { rot } from "./rot_transport.ts";
 import {
   echoServer,
@@ -196,4 +198,104 @@ Deno.test("TransportConn.stats and ServerStats count exact bytes", async () => {
   strictEqual(stats.appBytesWritten, 12345);
   strictEqual(stats.wireBytesRead, 777777);
   strictEqual(stats.wireBytesWritten, 12345);
+});
+
+Deno.test("ServerManager.close resolves at once when a target function ignores its signal; the connection is closed, and what the function returns later too", async () => {
+  const late = Promise.withResolvers<RelayEnd>();
+  const called = Promise.withResolvers<AbortSignal>();
+  const manager = await proxy(plain, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: (_conn, { signal }) => {
+      called.resolve(signal);
+      return late.promise;
+    },
+  });
+  const connector = await createConnector(plain, {});
+  await using conn = await connector.dial({ port: manager.addr.port });
+  await conn.writable.getWriter().write(new Uint8Array([1]));
+  const signal = await called.promise;
+  const started = Date.now();
+  await manager.close();
+  ok(Date.now() - started < CLOSE_GRACE, `close() took ${Date.now() - started} ms`);
+  ok(signal.aborted);
+  // The server closed the connection: the client reads its end.
+  const read = await conn.readable.getReader().read().catch(() => ({ done: true }));
+  ok(read.done);
+  let lateClosed = false;
+  late.resolve({
+    readable: new ReadableStream(),
+    writable: new WritableStream(),
+    close: () => lateClosed = true,
+  });
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  ok(lateClosed, "an end returned after close() is closed");
+});
+
+Deno.test("ConnectionLoop.close stops waiting for a service that ignores its signal after CLOSE_GRACE, closing its connection; a drain under way resolves too", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = Promise.withResolvers<void>();
+  const loop = new ConnectionLoop(listener, {
+    serve: () => {
+      served.resolve();
+      return new Promise<void>(() => {}); // Never settles, whatever happens.
+    },
+  });
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  await served.promise;
+  strictEqual(loop.connections.size, 1);
+  const draining = loop.drain();
+  const started = Date.now();
+  await Promise.all([loop.close(), draining]);
+  const took = Date.now() - started;
+  ok(took >= CLOSE_GRACE - 50 && took < CLOSE_GRACE + 1000, `close() took ${took} ms`);
+  strictEqual(loop.connections.size, 0);
+  // The server side was closed: the client reads its end.
+  strictEqual(await client.read(new Uint8Array(1)).catch(() => null), null);
+  client.close();
+});
+
+Deno.test("A proxy() onError or onAcceptError callback that throws is printed once on the console; the server goes on", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const refusedPort = closed.addr.port;
+  closed.close();
+  const printed: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => printed.push(args);
+  try {
+    let calls = 0;
+    await using manager = await proxy(plain, {}, {
+      hostname: "127.0.0.1",
+      port: 0,
+      target: { hostname: "127.0.0.1", port: refusedPort },
+      onError: () => {
+        calls++;
+        throw new Error("application bug");
+      },
+    });
+    const connector = await createConnector(plain, {});
+    for (let i = 0; i < 3; i++) {
+      await using conn = await connector.dial({ port: manager.addr.port });
+      for await (const _ of conn.readable) { /* until the server closes it */ }
+    }
+    while (calls < 3) await new Promise((resolve) => setTimeout(resolve, 10));
+    strictEqual(manager.stats().connectionsFailed, 3);
+    strictEqual(printed.length, 1);
+    strictEqual(
+      printed[0]![0],
+      "The proxy() onError callback threw; the server goes on, and later throws are not reported:",
+    );
+    match(String(printed[0]![1]), /application bug/);
+
+    printed.length = 0;
+    const digest = new ErrorDigest(() => {
+      throw new Error("log bug");
+    }, 3);
+    for (let i = 0; i < 3; i++) digest.add("kind", new Error("refused"));
+    digest.stop();
+    strictEqual(printed.length, 1);
+    match(String(printed[0]![0]), /^The onAcceptError callback threw/);
+  } finally {
+    console.error = consoleError;
+  }
 });
