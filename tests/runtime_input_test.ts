@@ -195,6 +195,32 @@ Deno.test("defineTransport refuses a pair() that returns no { encode, decode } w
   await rejects(connector.dial({ port: listener.addr.port }), /got no 'encode'/);
 });
 
+Deno.test("A free transport's pair refuses a malformed destination hostname naming its type, not its content", async () => {
+  const free = defineTransport({
+    name: "freeish",
+    free: true,
+    parseConfig: () => undefined,
+    pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+  });
+  const client = await free.client({});
+  for (
+    const [hostname, got] of [
+      [{ SECRET: "host" }, "object"],
+      [["SECRET"], "object"],
+      [42, "number"],
+      ["", "an empty string"],
+      [null, "null"],
+    ] as const
+  ) {
+    throws(
+      () => client.pair({}, { hostname: hostname as unknown as string, port: 1 }),
+      (error: unknown) =>
+        error instanceof TypeError && error.message ===
+          `Cannot make a 'freeish' connection: invalid destination hostname: expected a non-empty string, got ${got}`,
+    );
+  }
+});
+
 Deno.test("createConnector and listen reject configurations that fail validation", async () => {
   await rejects(
     createConnector(rot, { n: "0" }),

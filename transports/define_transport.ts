@@ -259,9 +259,11 @@ function checkDestination(
   }
   const { hostname, port } = destination;
   if (typeof hostname !== "string" || hostname === "") {
+    // Where the application's connection goes is its own: the message names
+    // the type only.
     throw new TypeError(
-      `Cannot make a '${name}' connection: invalid destination hostname ${
-        JSON.stringify(hostname)
+      `Cannot make a '${name}' connection: invalid destination hostname: expected a non-empty string, got ${
+        hostname === "" ? "an empty string" : hostname === null ? "null" : typeof hostname
       }`,
     );
   }
