@@ -408,8 +408,8 @@ export async function proxy(
         }
         stage = "target";
         // A target function that ignores `signal` would hold close() for
-        // ever: the abort is not waited for, and what it returns after it
-        // is closed.
+        // ever: once it is aborted the function is no longer waited for,
+        // and what it returns afterwards is closed.
         const connected: unknown = await abortable(
           Promise.resolve(connectTarget(conn, { signal })),
           signal,
