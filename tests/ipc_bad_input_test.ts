@@ -106,8 +106,9 @@ const cases: BadCase[] = [
     expect: bytes(5, 0, 5, 1, 0, 1, 0, 0, 0, 0, 0, 0),
   },
   {
-    name: "greeting pipelined with the request",
-    send: [bytes(5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, 0, 80)],
+    // Offering two methods, it cannot know which the answer picks.
+    name: "greeting of two methods pipelined with the request",
+    send: [bytes(5, 2, 0, 2, 5, 1, 0, 1, 127, 0, 0, 1, 0, 80)],
     expect: bytes(),
   },
   {
@@ -187,6 +188,37 @@ Deno.test("main.ts SOCKS front end survives malformed input, one connection at a
   await pt.closeStdin();
   const { code, stderr } = await pt.exit();
   deepStrictEqual([code, stderr], [0, ""]);
+  await Deno.remove(state, { recursive: true });
+});
+
+Deno.test("main.ts SOCKS front end answers a client that sends its handshake's steps at once, offering one method (as obfs4proxy does)", async () => {
+  const { pt, port, state } = await startPt();
+  await using _ = pt;
+  using service = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const p = service.addr.port;
+  const connect = bytes(5, 1, 0, 1, 127, 0, 0, 1, p >> 8, p & 255);
+  // Before, each was closed without a reply (and without a log line).
+  for (
+    const [name, first, answer] of [
+      ["no authentication and the request", bytes(5, 1, 0, connect), bytes(5, 0)],
+      [
+        "user/password and the request",
+        bytes(5, 1, 2, 1, 3, 0x78, 0x3d, 0x31, 1, 0, connect),
+        bytes(5, 2, 1, 0),
+      ],
+    ] as const
+  ) {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(first);
+    deepStrictEqual(await readN(conn, answer.length), answer, name);
+    deepStrictEqual((await readN(conn, 10))[1], 0, name);
+    using peer = await service.accept();
+    await conn.write(bytes(7));
+    deepStrictEqual(await readN(peer, 1), bytes(7), name);
+  }
+  await pt.closeStdin();
+  const { code } = await pt.exit();
+  deepStrictEqual(code, 0);
   await Deno.remove(state, { recursive: true });
 });
 

@@ -196,9 +196,13 @@ async function socks5(
   withSettings: boolean,
 ) {
   const [, count] = await reader.need(2);
-  const methods = (await reader.need(2 + count!)).subarray(2);
+  // A copy: consume() moves what follows (a pipelined message) over it.
+  const methods = (await reader.need(2 + count!)).slice(2);
   reader.consume(2 + count!);
-  reader.noPipelining("greeting");
+  // A client that offers one method knows which comes next, and may send
+  // it at once (obfs4proxy answers such a client too); one that offers
+  // several must wait for the choice.
+  if (count !== 1) reader.noPipelining("greeting");
   let method = NO_METHOD;
   const order = withSettings
     ? [METHOD_JSON, METHOD_JSON_OLD, METHOD_USERPASS, METHOD_NONE]
@@ -237,7 +241,7 @@ async function socks5(
     const user = all.slice(2, 2 + ulen!);
     const pass = all.slice(3 + ulen!, 3 + ulen! + plen);
     reader.consume(3 + ulen! + plen);
-    reader.noPipelining("user/password");
+    // The request may follow at once (whatever the answer, it comes next).
     const bytes = pass.length === 1 && pass[0] === 0 ? user : concat(user, pass);
     try {
       if (withSettings) {
