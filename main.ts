@@ -36,7 +36,10 @@ if (import.meta.main) {
     // "turn" counts in the positions errors name, as the subcommand does in runCli.
     Deno.exit(await runTurnCommand(Deno.args));
   }
-  if (CLI_COMMANDS.includes(command)) {
+  // A word where a command goes (`sever`, `help`) is a person's mistyped
+  // command: said as one, not answered with tor's protocol lines (tor
+  // gives flags only, or nothing).
+  if (CLI_COMMANDS.includes(command) || /^[A-Za-z]/.test(command)) {
     const { runCli } = await import("./ipc/cli/_commands.ts");
     Deno.exit(await runCli(Deno.args));
   }

@@ -33,7 +33,13 @@ Deno.test("runCli prints help for each subcommand", async () => {
 
 Deno.test("runCli refuses bad input with a clear message and exit 64", async () => {
   const table: [string[], RegExp][] = [
-    [["bogus"], /Unknown subcommand "bogus"/],
+    // A mistyped command is named with a guess; any other word may be a
+    // value given in the wrong place, and is not shown.
+    [
+      ["bogus"],
+      /^ptkit: error: Unknown command \(not shown\): expected server, client, start, turn/,
+    ],
+    [["sever"], /^ptkit: error: Unknown command "sever" \(did you mean server\?\)/],
     [["server", "--bogus"], /Unknown flag --bogus/],
     // The managed proxy's spelling is understood (and its value checked).
     [["server", "--logLevel", "loud"], /Invalid log level "loud"/],
@@ -190,6 +196,20 @@ Deno.test("main.ts --help lists every command and main.ts turn --help works", as
     /^Usage: main\.ts turn --listen HOST:PORT --user USER:PASSWORD/,
   );
   match(decoder.decode(turn.stdout), /--realm REALM/);
+  // A mistyped command: one error line and exit 64, not tor's protocol
+  // lines (VERSION, STATUS, ENV-ERROR joined by ';').
+  const typo = await new Deno.Command(main, {
+    args: ["sever", "--listen", "127.0.0.1:0"],
+    stdin: "null",
+  }).output();
+  deepStrictEqual(
+    [typo.code, decoder.decode(typo.stdout), decoder.decode(typo.stderr).split("\n")[0]],
+    [
+      64,
+      "",
+      'ptkit: error: Unknown command "sever" (did you mean server?): expected server, client, start, turn, or flags as tor gives them (main.ts --help)',
+    ],
+  );
 });
 
 Deno.test("main.ts server --options gives the transport its options (shadowsocks, webtunnel), k=v;k=v or JSON; bad ones fail with 64 quoting no value; --workers is checked", async () => {

@@ -25,6 +25,7 @@ import { runManaged } from "../managed/_run.ts";
 import { CAUSE_REPORTED } from "../managed/_shutdown.ts";
 import { perUserStateDir } from "../managed/_state_dir.ts";
 import { CLI_COMMANDS, cliError, methodErrorCode, SIP003_PLUGIN_KEYS } from "./_names.ts";
+import { suggestOptionKey } from "../../transports/_option_keys.ts";
 import { parseSsUri, type SsUri } from "./_ss_uri.ts";
 import { layerTransports } from "../../transports/layer.ts";
 
@@ -211,9 +212,16 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
   };
   const specs = SPECS[subcommand ?? ""];
   if (specs === undefined) {
+    // Named only when it is a command mistyped (or `help`): anything else
+    // may be a value given in the wrong place (a password), not shown.
+    const known = [...CLI_COMMANDS, "turn"];
+    const guess = suggestOptionKey(subcommand ?? "", known);
+    const shown = guess !== undefined || subcommand === "help";
     err(
       cliError(
-        `Unknown subcommand ${JSON.stringify(subcommand)}: expected ${CLI_COMMANDS.join(", ")}`,
+        `Unknown command ${shown ? JSON.stringify(subcommand) : "(not shown)"}${
+          guess === undefined ? "" : ` (did you mean ${guess}?)`
+        }: expected ${known.join(", ")}, or flags as tor gives them (${command} --help)`,
       ),
     );
     return 64;
