@@ -324,6 +324,14 @@ Deno.test("main.ts SOCKS reply 13 when a transport's required arguments are miss
     deepStrictEqual(code, 0x13, name);
   }
   await pt.closeStdin();
-  deepStrictEqual((await pt.exit()).code, 0);
+  const { code, lines } = await pt.exit();
+  deepStrictEqual(code, 0);
+  // Each such failure is a STATUS line, as a failed dial's is (arguments a
+  // transport refused at its configuration were a LOG line only).
+  const failed = lines.filter((line) =>
+    line.startsWith(`STATUS TRANSPORT=`) &&
+    line.includes(`ADDRESS=127.0.0.1:${closedPort} CONNECT=Failed ERRSTR="`)
+  );
+  deepStrictEqual(failed.length, cases.length, lines.join("\n"));
   await Deno.remove(state, { recursive: true });
 });

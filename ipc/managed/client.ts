@@ -218,8 +218,22 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
               for (const key of request.repeatedKeys) {
                 repeated.report(`${name}: SOCKS arguments`, key);
               }
-              const connector = await connectorFor({ ...base, ...request.settings });
               const destination = { hostname: request.hostname, port: request.port };
+              // Arguments the transport refuses (iat-mode=5, a short cert)
+              // fail the connection before it dials: told in the same
+              // STATUS line as a failed dial (it was a LOG line only).
+              const server = transport.free
+                ? config.target ?? destination
+                : config.free
+                ? config.target!
+                : destination;
+              let connector: Connector;
+              try {
+                connector = await connectorFor({ ...base, ...request.settings });
+              } catch (error) {
+                status(name, server, { CONNECT: "Failed", ERRSTR: describe(error) });
+                throw error;
+              }
               if (transport.free) {
                 // A free transport carries the destination itself (names
                 // unresolved): to the -free server, or under tor to the
