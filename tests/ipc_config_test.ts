@@ -152,6 +152,31 @@ const ROWS: readonly Row[] = [
     expect: { error: "ENV-ERROR", exitCode: 64, message: /must be an IP address/ },
   },
   {
+    // Named as the operator wrote it (the message said TOR_PT_ORPORT).
+    name: "-orport with a host name names the flag",
+    args: ["-server", "-transports", "plain", "-orport", "localhost:9001"],
+    expect: {
+      error: "ENV-ERROR",
+      exitCode: 64,
+      message:
+        /^Invalid -orport "localhost:9001": must be|^Invalid -orport "localhost:9001": the host must be an IP address/,
+    },
+  },
+  {
+    name: "-extorport without a cookie file names the flag",
+    args: ["-server", "-transports", "plain", "-extorport", "127.0.0.1:9002"],
+    expect: {
+      error: "ENV-ERROR",
+      exitCode: 64,
+      message: /^-extorport needs TOR_PT_AUTH_COOKIE_FILE/,
+    },
+  },
+  {
+    name: "-proxylistenaddr with an IPv6 address without brackets is repaired, as -orport's is",
+    args: ["-client", "-transports", "plain", "-proxylistenaddr", "::1:1080"],
+    expect: { listen: hp("::1", 1080) },
+  },
+  {
     name: "Extended ORPort wins over the ORPort",
     env: {
       ...server,

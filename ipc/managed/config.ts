@@ -486,7 +486,10 @@ function clientConfig(
   if (free && mode !== "socks5") envError("-free needs -mode socks5");
   let listen: HostPort = { hostname: "127.0.0.1", port: 0 };
   if (flags.proxyListenAddr !== undefined) {
-    listen = attempt(() => parseHostPort(flags.proxyListenAddr!, "-proxylistenaddr"));
+    // An IPv6 address without brackets is repaired, as -bindaddr's and -orport's are.
+    listen = attempt(() =>
+      parseHostPort(bracketBareIpv6(flags.proxyListenAddr!), "-proxylistenaddr")
+    );
     const offered = known === undefined ? undefined : new Set(known);
     const started = new Set(base.transports.filter((t) => offered?.has(t) ?? true));
     if (listen.port !== 0 && started.size > 1) {
@@ -588,20 +591,26 @@ function serverConfig(
     };
     const ext = value("extOrPort");
     const orPort = value("orPort");
+    // Errors name what the operator wrote: the flag, or the variable.
+    const named = (key: string, variable: string) =>
+      flags[key] === undefined ? variable : `-${key.toLowerCase()}`;
     if (targetText !== undefined) {
       target = { kind: "orport", address: attempt(() => destination(targetText, "-target")) };
     } else if (ext !== undefined && ext !== "") {
       const cookieFile = value("authCookie");
       if (cookieFile === undefined || cookieFile === "") {
-        envError("TOR_PT_EXTENDED_SERVER_PORT needs TOR_PT_AUTH_COOKIE_FILE (-authcookie)");
+        envError(
+          `${named("extOrPort", "TOR_PT_EXTENDED_SERVER_PORT")} needs ` +
+            "TOR_PT_AUTH_COOKIE_FILE (-authcookie)",
+        );
       }
       target = {
         kind: "extorport",
-        address: ipAddress("TOR_PT_EXTENDED_SERVER_PORT", ext),
+        address: ipAddress(named("extOrPort", "TOR_PT_EXTENDED_SERVER_PORT"), ext),
         cookieFile: cookieFile!,
       };
     } else if (orPort !== undefined && orPort !== "") {
-      target = { kind: "orport", address: ipAddress("TOR_PT_ORPORT", orPort) };
+      target = { kind: "orport", address: ipAddress(named("orPort", "TOR_PT_ORPORT"), orPort) };
     } else {
       return envError(
         "No target: set TOR_PT_ORPORT, TOR_PT_EXTENDED_SERVER_PORT, -target HOST:PORT or -target socks",
