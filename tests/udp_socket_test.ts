@@ -6,7 +6,7 @@
 import type { HostPort } from "@ptkit/ptkit/net";
 import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
 import { plain } from "@ptkit/ptkit/transports";
-import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
 import { appSocket, udpEcho, waitFor } from "./udp_test_utils.ts";
 
 const MAX_4 = 65_507;
@@ -65,6 +65,17 @@ Deno.test("UdpSocket sends and receives 65,507 bytes over IPv4 and 65,527 over I
     strictEqual(sender.stats().drops.oversize, 1);
     strictEqual(receiver.stats().drops.truncated, 0);
   }
+});
+
+Deno.test("UdpSocket.send refuses a port that is not 1-65535 (70000 went to port 4464), with FFI or without", async () => {
+  await using socket = await UdpSocket.open({ hostname: "127.0.0.1" });
+  for (const port of [70_000, 65_536, 0, -1, 4464.5, NaN]) {
+    throws(
+      () => socket.send(new Uint8Array(1), { hostname: "127.0.0.1", port }),
+      (e: Error) => e instanceof RangeError && e.message.includes(`invalid port ${port}`),
+    );
+  }
+  strictEqual(socket.stats().datagramsSent, 0);
 });
 
 Deno.test("transparent-UDP carries a 65,507-byte datagram whole both ways", async () => {

@@ -510,6 +510,8 @@ export class UdpSocket implements AsyncDisposable {
    * it, `false` when it was dropped (counted in {@linkcode UdpSocket.stats}:
    * too large, queue full, closed, or refused by the kernel).
    * @throws {TypeError} When `to` is missing on a socket that is not connected.
+   * @throws {RangeError} When `to.port` is not an integer from 1 to 65535
+   * (70000 went to port 4464, the kernel taking it modulo 65536).
    */
   send(data: Uint8Array, to?: HostPort): boolean {
     const peer = to ?? this.#peer;
@@ -517,6 +519,14 @@ export class UdpSocket implements AsyncDisposable {
       throw new TypeError(
         "Cannot send UDP datagram: no address given and the socket is not connected",
       );
+    }
+    if (to !== undefined) {
+      const port = to.port;
+      if (!(Number.isInteger(port) && port >= 1 && port <= 65535)) {
+        throw new RangeError(
+          `Cannot send UDP datagram: invalid port ${port}: must be an integer from 1 to 65535`,
+        );
+      }
     }
     if (this.#closed) {
       this.#drops.closed++;
