@@ -237,4 +237,17 @@ Deno.test("parseBridgeLine and formatBridgeLine", () => {
   for (const bad of ["", "obfs4", "obfs4 nowhere", "obfs4 1.2.3.4:0", "obfs4 1.2.3.4:1 cert"]) {
     throws(() => parseBridgeLine(bad), SyntaxError, bad);
   }
+  // SMETHOD's ARGS form pasted as a bridge line's arguments: said so (the
+  // transport only said 'iat-mode' was missing); the value is not quoted.
+  throws(
+    () => parseBridgeLine("obfs4 127.0.0.1:1 cert=Sec9Mark,iat-mode=0"),
+    (e: Error) =>
+      e instanceof SyntaxError && /word 3 holds key=value pairs joined by ','/.test(e.message) &&
+      !e.message.includes("Sec9Mark"),
+  );
+  // A comma escaped as SMETHOD escapes it, or one not followed by a key, is a value's.
+  deepStrictEqual(parseBridgeLine("x 127.0.0.1:1 password=a\\,b=c").options, {
+    password: "a\\,b=c",
+  });
+  deepStrictEqual(parseBridgeLine("x 127.0.0.1:1 password=a,1").options, { password: "a,1" });
 });

@@ -415,3 +415,35 @@ Deno.test("classifyOutcome: a SOCKS reply error names what the destination did, 
     ],
   );
 });
+
+Deno.test("-metrics on an address beyond loopback is served with a warning saying who can read it; on loopback without one", async () => {
+  const { runManagedProxy } = await import("../ipc/mod.ts");
+  const state = await Deno.makeTempDir();
+  try {
+    for (const [at, warned] of [["0.0.0.0:0", true], ["0", false]] as const) {
+      const lines: string[] = [];
+      const stop = new AbortController();
+      const code = await runManagedProxy({
+        args: ["-client", "-transports", "plain", "-state", state, "-metrics", at],
+        getEnv: () => undefined,
+        stdout: (line) => {
+          lines.push(line);
+          if (line === "CMETHODS DONE\n") stop.abort();
+        },
+        signal: stop.signal,
+        process: false,
+      });
+      strictEqual(code, 0);
+      const warning = lines.find((line) => line.includes("Metrics are served beyond loopback"));
+      strictEqual(warning !== undefined, warned, lines.join(""));
+      if (warned) {
+        match(
+          warning!,
+          /^LOG SEVERITY=warning MESSAGE="Metrics are served beyond loopback \(0\.0\.0\.0\)/,
+        );
+      }
+    }
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});

@@ -636,8 +636,8 @@ async function server(flags: Record<string, string>, context: Context): Promise<
 /**
  * What the server's printed bridge line and client command say in place of
  * a Shadowsocks secret, which is never printed. A client given one of them
- * verbatim would start, then see every connection dropped 30 to 90 s
- * later (the server cannot authenticate it), so `client` refuses them.
+ * verbatim would start, then see every connection held unanswered by the
+ * server (it cannot authenticate it), so `client` refuses them.
  */
 const SECRET_PLACEHOLDERS = { password: "<PASSWORD>", key: "<KEY>" } as const;
 

@@ -65,6 +65,14 @@ export function parseBridgeLine(text: string, options: KeyValueListOptions = {})
         `Cannot parse bridge line: word ${position(index)} is not key=value`,
       );
     }
+    // The SMETHOD ARGS form (cert=...,iat-mode=0), copied into a bridge
+    // line: the transport only said a key was missing.
+    if (/^[A-Za-z][\w-]*=(?:[^,\\]|\\.)*,[A-Za-z][\w-]*=/.test(word)) {
+      throw new SyntaxError(
+        `Cannot parse bridge line: word ${position(index)} holds key=value pairs joined by ',' ` +
+          "(SMETHOD's ARGS form): separate a bridge line's arguments with spaces",
+      );
+    }
     args.add(word.slice(0, eq), word.slice(eq + 1));
   }
   return {

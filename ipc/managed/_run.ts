@@ -307,6 +307,15 @@ async function startMetrics(
   try {
     const server = registry.serve(config.metrics);
     log("notice", `Serving metrics at http://${formatHostPort(server.addr)}/metrics`);
+    if (!/^(127\.|::1$|::ffff:127\.)/.test(server.addr.hostname)) {
+      // Counts of connections, handshakes and probes tell a censor this is a
+      // bridge: said, since -metrics 0.0.0.0:PORT is easily written.
+      log(
+        "warning",
+        `Metrics are served beyond loopback (${server.addr.hostname}): anyone who reaches ` +
+          `port ${server.addr.port} can read them; firewall it, or serve on 127.0.0.1`,
+      );
+    }
     return { registry, stop: () => server.shutdown().catch(() => {}) };
   } catch (error) {
     // describe() names the address (the operator's own), not the flag
