@@ -33,6 +33,7 @@ import type {
   TransportOptions,
 } from "./transports/transport.ts";
 import { checkDestination, checkPort, checkTimeout } from "./net/address.ts";
+import { checkTransportPair } from "./transports/_pair.ts";
 import { parsingSettings } from "./transports/_settings_error.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
@@ -447,7 +448,10 @@ export class Connector {
     const target = options.destination === undefined
       ? undefined
       : checkDestination(options.destination, "dial");
-    const pair = parsingSettings(() => this.#side.pair(settings, target));
+    const made = parsingSettings(() => this.#side.pair(settings, target));
+    // A transport written by hand whose pair() returns no streams is its
+    // author's fault, not the settings' (no SOCKS reply 13).
+    const pair = checkTransportPair(this.#name, made);
     const signal = options.signal;
     let net: NetConn | undefined;
     try {

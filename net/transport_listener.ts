@@ -1,5 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
+import { checkTransportPair } from "../transports/_pair.ts";
 import type { HostPort, ServerTransport, TransportOptions } from "../transports/transport.ts";
 import { Acceptor, closeQuietly, ErrorDigest } from "./_accept_loop.ts";
 import { type ConnectionLimits, SourceLimiter } from "./source_limits.ts";
@@ -141,7 +142,11 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
         continue;
       }
       try {
-        conn = new TransportConn(tcp, this.#side.pair(), this.#connOptions);
+        conn = new TransportConn(
+          tcp,
+          checkTransportPair(this.#connOptions.name ?? "transport", this.#side.pair()),
+          this.#connOptions,
+        );
       } catch (caught) {
         closeQuietly(tcp);
         admission.release();

@@ -17,6 +17,7 @@ import { createObfs4 } from "../transports/obfs4/mod.ts";
 import { createShadowsocks, shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { MemoryStore } from "../transports/mod.ts";
 import { rot } from "./rot_transport.ts";
+import { guarded } from "./_util.ts";
 
 Deno.test("TransportConn rejects chunks that are not Uint8Array with a TypeError naming the type", async () => {
   await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
@@ -421,6 +422,32 @@ Deno.test("a free transport's destination no server takes (a space, an IPv6 zone
     await using accepted = await listener.accept();
     deepStrictEqual(await accepted.destination, { hostname: sent, port: 443 });
   }
+});
+
+Deno.test("a hand-written transport whose pair() returns no streams fails its dial and its accepted connections with a TypeError saying so (not 'reading writable'), and the server goes on", async () => {
+  const broken = {
+    name: "handmade",
+    client: () => ({ pair: () => ({}) }),
+    server: () => ({ pair: () => ({ encode: new TransformStream() }) }),
+  } as unknown as Parameters<typeof listen>[0];
+  await using listener = await listen(broken, {}, { hostname: "127.0.0.1", port: 0 });
+  await using connector = await createConnector(broken, {});
+  await rejects(
+    connector.dial({ port: listener.addr.port }),
+    (e: Error) =>
+      e instanceof TypeError &&
+      e.message ===
+        "Cannot make a 'handmade' connection: pair() must return { encode, decode }, got no 'encode'",
+  );
+  // The server's side: each such connection is closed; accept() goes on.
+  const accepting = listener.accept().then(() => "accepted", () => "closed");
+  for (let i = 0; i < 2; i++) {
+    const raw = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    strictEqual(await guarded(raw.read(new Uint8Array(1)), "the server's close"), null);
+    raw.close();
+  }
+  await listener.close();
+  strictEqual(await accepting, "closed");
 });
 
 Deno.test("listen() refuses a hand-written server side whose keepAlive the kernel would refuse, closing it and listening on nothing", async () => {

@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
+import { checkTransportPair } from "./_pair.ts";
 import type {
   ClientTransport,
   GeneratedConfig,
@@ -207,7 +208,7 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
               checkDestination(name, destination),
             )
             : definition.pair(parsed, "client", known(settings, "client", env));
-          return checkPair(name, pair);
+          return checkTransportPair(name, pair);
         },
       };
       const connection = definition.connection;
@@ -229,7 +230,7 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
         clientOptions: definition.clientOptions?.(parsed) ?? {},
         ...(bridgeAddress === undefined ? {} : { bridgeAddress }),
         ...(keepAlive === undefined ? {} : { keepAlive }),
-        pair: () => checkPair(name, definition.pair(parsed, "server", {})),
+        pair: () => checkTransportPair(name, definition.pair(parsed, "server", {})),
       };
       const close = definition.close;
       if (close !== undefined) side.close = () => close(parsed, "server");
@@ -273,38 +274,6 @@ function checkDestination(
     );
   }
   return { hostname, port };
-}
-
-/**
- * What a definition's `pair()` returned, checked: the runtime would fail on
- * it later with a bare "Cannot read properties of undefined".
- */
-function checkPair(name: string, pair: unknown): TransportPair {
-  const what = `Cannot make a '${name}' connection: pair() must return { encode, decode }`;
-  if (typeof pair !== "object" || pair === null) {
-    throw new TypeError(`${what}, got ${pair === null ? "null" : typeof pair}`);
-  }
-  if (typeof (pair as { then?: unknown }).then === "function") {
-    throw new TypeError(`${what}, got a promise (pair() must not be async)`);
-  }
-  for (const key of ["encode", "decode"] as const) {
-    const stream = (pair as Partial<TransportPair>)[key];
-    if (stream === undefined) throw new TypeError(`${what}, got no '${key}'`);
-    if (!isTransformStream(stream)) {
-      throw new TypeError(`${what}, got a '${key}' that is not a TransformStream`);
-    }
-  }
-  return pair as TransportPair;
-}
-
-/** Whether `value` has a readable and a writable side, as a `TransformStream` has. */
-function isTransformStream(value: unknown): boolean {
-  if (typeof value !== "object" || value === null) return false;
-  const { readable, writable } = value as {
-    readable?: { getReader?: unknown } | null;
-    writable?: { getWriter?: unknown } | null;
-  };
-  return typeof readable?.getReader === "function" && typeof writable?.getWriter === "function";
 }
 
 function checkOptions(name: string, options: unknown): TransportOptions {
