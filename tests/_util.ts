@@ -2,6 +2,10 @@
 // Shared test helpers: deterministic data, hashing, and real TCP peers.
 
 import { createHash } from "node:crypto";
+import { type Connector, createConnector } from "../client.ts";
+import { listen } from "../server.ts";
+import type { TransportListener } from "../net/transport_listener.ts";
+import { MemoryStore, type Transport, type TransportOptions } from "../transports/mod.ts";
 
 /** A deterministic pseudo-random chunk generator (xorshift32), `total` bytes. */
 export function* pseudoRandomChunks(
@@ -163,4 +167,29 @@ export async function bytesBeforeTimer(
   await write();
   await reading;
   return { got, atTimer };
+}
+
+/**
+ * A transport's server on a free loopback port (its state in memory) and a
+ * connector to it, given what the server tells clients besides `config`;
+ * both closed on dispose.
+ */
+export async function loopbackEnds(transport: Transport, config: TransportOptions): Promise<
+  { listener: TransportListener; connector: Connector } & AsyncDisposable
+> {
+  const listener = await listen(transport, config, {
+    hostname: "127.0.0.1",
+    port: 0,
+    env: { local: new MemoryStore() },
+  });
+  // A Shadowsocks client knows the password besides what the server tells.
+  const connector = await createConnector(transport, { ...config, ...listener.clientOptions });
+  return {
+    listener,
+    connector,
+    async [Symbol.asyncDispose]() {
+      await connector.close();
+      await listener.close();
+    },
+  };
 }

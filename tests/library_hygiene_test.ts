@@ -8,17 +8,11 @@
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
 import { createConnector } from "../client.ts";
 import { listen } from "../server.ts";
-import {
-  defineTransport,
-  layerTransports,
-  MemoryStore,
-  plain,
-  type Transport,
-} from "../transports/mod.ts";
+import { defineTransport, layerTransports, plain, type Transport } from "../transports/mod.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { runManagedProxy } from "../ipc/mod.ts";
-import { guarded } from "./_util.ts";
+import { guarded, loopbackEnds } from "./_util.ts";
 import { runtimeCrypto } from "../net/mod.ts";
 import { MetricsRegistry } from "../net/metrics.ts";
 
@@ -42,16 +36,8 @@ for (const [transport, config] of cases) {
     ...sanitized,
     fn: async () => {
       {
-        await using listener = await listen(transport, config, {
-          hostname: "127.0.0.1",
-          port: 0,
-          env: { local: new MemoryStore() },
-        });
-        // A Shadowsocks client knows the password besides what the server tells.
-        await using connector = await createConnector(transport, {
-          ...config,
-          ...listener.clientOptions,
-        });
+        await using ends = await loopbackEnds(transport, config);
+        const { listener, connector } = ends;
         for (let i = 0; i < 2; i++) {
           await using conn = await connector.dial({
             port: listener.addr.port,
@@ -97,15 +83,8 @@ for (
       `${transport.name}: a dial whose signal is aborted (before or while it connects) rejects with the signal's reason, leaving nothing open`,
     ...sanitized,
     fn: async () => {
-      await using listener = await listen(transport, config, {
-        hostname: "127.0.0.1",
-        port: 0,
-        env: { local: new MemoryStore() },
-      });
-      await using connector = await createConnector(transport, {
-        ...config,
-        ...listener.clientOptions,
-      });
+      await using ends = await loopbackEnds(transport, config);
+      const { listener, connector } = ends;
       const destination = transport.free ? { destination: { hostname: "127.0.0.1", port: 9 } } : {};
       // Before, obfs4's never settled: the pair's two aborts, begun in one
       // tick, left the second pending when the first errored its side.

@@ -17,7 +17,7 @@ import { createObfs4 } from "../transports/obfs4/mod.ts";
 import { createShadowsocks, shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { MemoryStore } from "../transports/mod.ts";
 import { rot } from "./rot_transport.ts";
-import { guarded } from "./_util.ts";
+import { guarded, loopbackEnds } from "./_util.ts";
 
 Deno.test("TransportConn rejects chunks that are not Uint8Array with a TypeError naming the type", async () => {
   await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
@@ -384,16 +384,11 @@ Deno.test("transport timer options a timer cannot hold (too large, negative, NaN
 });
 
 Deno.test("a free transport's destination no server takes (a space, an IPv6 zone, a bracket left open) is refused by dial with a TypeError; an internationalized name goes as punycode", async () => {
-  const config = { method: "chacha20-ietf-poly1305", password: "correct-horse-battery" };
-  await using listener = await listen(shadowsocks, config, {
-    hostname: "127.0.0.1",
-    port: 0,
-    env: { local: new MemoryStore() },
+  await using ends = await loopbackEnds(shadowsocks, {
+    method: "chacha20-ietf-poly1305",
+    password: "correct-horse-battery",
   });
-  await using connector = await createConnector(shadowsocks, {
-    ...config,
-    ...listener.clientOptions,
-  });
+  const { listener, connector } = ends;
   // Before, each was sent: the server (as ss-server) found no valid request
   // and held the connection as a probe's, silently, until the client gave up.
   for (const hostname of ["a b", "[::1", "fe80::1%eth0", "host/path", "", "x".repeat(256)]) {
