@@ -93,9 +93,12 @@ Deno.test("main.ts drains on SIGINT: no new connections, open ones go on, then e
   }
   await rejects(Deno.connect({ hostname: "127.0.0.1", port }), Deno.errors.ConnectionRefused);
   await roundTrip();
-  // Ending the last connection lets the process exit.
+  // Ending the last connection lets the process exit, saying so.
   conn.close();
   peer.close();
+  await pt.waitFor(
+    /^LOG SEVERITY=notice MESSAGE="SIGINT: the open connections have ended; exiting"$/,
+  );
   const { code, stderr } = await pt.exit();
   deepStrictEqual([code, stderr], [0, ""]);
   await Deno.remove(state, { recursive: true });
@@ -118,7 +121,11 @@ Deno.test("main.ts counts SIGINTs that arrive together as one: one Ctrl-C under 
   peer.close();
   const { code, stderr, lines } = await pt.exit();
   deepStrictEqual([code, stderr], [0, ""]);
-  deepStrictEqual(lines.filter((l) => /SIGINT/.test(l)).length, 1, String(lines));
+  deepStrictEqual(
+    lines.filter((l) => /SIGINT: no new connections/.test(l)).length,
+    1,
+    String(lines),
+  );
   await Deno.remove(state, { recursive: true });
 });
 

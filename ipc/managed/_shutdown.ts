@@ -247,7 +247,11 @@ export class ShutdownWatch {
             notice(
               "SIGINT: no new connections; waiting for open ones to end (SIGINT again to exit now)",
             );
-            drained.then(resolve, resolve);
+            // The end is said too: the last line was "waiting" (a user's report).
+            drained.then(() => notice("SIGINT: the open connections have ended; exiting")).then(
+              resolve,
+              resolve,
+            );
           }
         };
         this.#onEvent = handle;
