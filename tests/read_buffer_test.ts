@@ -75,3 +75,42 @@ Deno.test("connSource: a buffer kept from a short read is not reused by the read
   end();
   strictEqual(await waiting, null);
 });
+
+Deno.test("connSource: with many sockets open, reads share a 16 MiB budget, and get it back as they end", async () => {
+  // A relay whose one end stops reading holds a few chunks of a read's size:
+  // at 256 KiB each, a thousand such connections held over a gigabyte.
+  const open = Array.from({ length: 1000 }, () => scriptedConn([]));
+  const waiting = open.map(({ conn }) => connSource(conn).read());
+  const busy = scriptedConn([1, 1, 1, 1, 1, 1, 1]);
+  const source = connSource(busy.conn, 16 * 1024);
+  for (let i = 0; i < 7; i++) ok((await source.read())!.length > 0);
+  strictEqual(Math.max(...busy.sizes), 16 * 1024, "1001 sockets share 16 MiB: 16 KiB each");
+  for (const { end } of open) end();
+  for (const read of waiting) strictEqual(await read, null);
+  // The others ended: this socket's reads grow to 256 KiB again.
+  const again = scriptedConn([1, 1, 1, 1, 1]);
+  const later = connSource(again.conn, 16 * 1024);
+  for (let i = 0; i < 5; i++) ok((await later.read())!.length > 0);
+  strictEqual(Math.max(...again.sizes), 256 * 1024);
+  busy.end();
+  again.end();
+  strictEqual(await source.read(), null);
+  strictEqual(await later.read(), null);
+});
+
+Deno.test("connSource: a cancelled or failed socket gives its share back", async () => {
+  const cancelled = Array.from({ length: 600 }, () => connSource(scriptedConn([]).conn));
+  for (const source of cancelled) source.cancel(new Error("gone"));
+  const failing: NetConn = {
+    ...scriptedConn([]).conn,
+    read: () => Promise.reject(new Error("reset")),
+  };
+  const failed = Array.from({ length: 600 }, () => connSource(failing));
+  for (const source of failed) await source.read().catch(() => {});
+  const busy = scriptedConn([1, 1, 1, 1, 1]);
+  const source = connSource(busy.conn, 16 * 1024);
+  for (let i = 0; i < 5; i++) ok((await source.read())!.length > 0);
+  strictEqual(Math.max(...busy.sizes), 256 * 1024);
+  busy.end();
+  strictEqual(await source.read(), null);
+});
