@@ -56,10 +56,26 @@ export interface DigestedLog {
 }
 
 /**
+ * The kind of a per-connection `LOG` line: its text with every number
+ * (decimal, or hexadecimal written `0x...`) made `#`. A peer chooses many
+ * of the numbers these lines hold (a frame's claimed length, a chunk's, a
+ * first byte), so counting each text apart would let it write a line per
+ * connection by changing them.
+ *
+ * @param message The line's text.
+ * @returns Its kind.
+ */
+export function lineKind(message: string): string {
+  return message.replace(/0x[0-9A-Fa-f]+|[0-9]+/g, "#");
+}
+
+/**
  * Per-connection `LOG` lines without flooding: the first 10 lines of each
- * text in 10 s are written at once, further repeats are counted and
- * written as one line with the count (a flood of probes or resets gives a
- * few lines, and a parent that reads slowly never blocks the proxy).
+ * kind of text in 10 s (texts that differ only in their numbers are one
+ * kind, see {@linkcode lineKind}) are written at once, further ones are
+ * counted and written as one line with the count (a flood of probes or
+ * resets gives a few lines, and a parent that reads slowly never blocks the
+ * proxy).
  *
  * @param log Writes one `LOG` line.
  * @returns The digesting log function.
@@ -73,7 +89,10 @@ export function digestLog(
     log((error as Line).severity, `${error.message}${times}`);
   }, 10);
   const digested = (severity: Parameters<typeof log>[0], message: string) => {
-    digest.add(`${severity} ${message}`, Object.assign(new Error(message), { severity }));
+    digest.add(
+      `${severity} ${lineKind(message)}`,
+      Object.assign(new Error(message), { severity }),
+    );
   };
   return Object.assign(digested, { stop: () => digest.stop() });
 }

@@ -1,0 +1,66 @@
+// Copyright the ptkit authors. MIT license.
+
+// Per-connection LOG lines are digested by kind: a peer that changes the
+// numbers in the text it causes (an obfs4 frame's claimed payload length,
+// chosen by anyone holding the bridge line) must not get a line per
+// connection past the digest.
+
+import { deepStrictEqual, strictEqual } from "node:assert";
+import { digestLog, lineKind } from "../ipc/managed/_log.ts";
+
+Deno.test("digestLog: lines that differ only in their numbers are one kind (10 at once, then counted)", () => {
+  const lines: string[] = [];
+  const digested = digestLog((severity, message) => lines.push(`${severity} ${message}`));
+  try {
+    for (let i = 0; i < 30; i++) {
+      digested(
+        "warning",
+        `obfs4: connection failed: Cannot decode obfs4 packet: invalid payload length ${100 + i}`,
+      );
+    }
+    strictEqual(lines.length, 10, lines.join("\n"));
+    strictEqual(
+      lines[0],
+      "warning obfs4: connection failed: Cannot decode obfs4 packet: invalid payload length 100",
+    );
+  } finally {
+    digested.stop();
+  }
+  strictEqual(lines.length, 11, lines.join("\n"));
+  strictEqual(
+    lines[10],
+    "warning obfs4: connection failed: Cannot decode obfs4 packet: invalid payload length 129 (20 times since the last report)",
+  );
+});
+
+Deno.test("digestLog: other texts and other severities are still kinds of their own", () => {
+  const lines: string[] = [];
+  const digested = digestLog((severity, message) => lines.push(`${severity} ${message}`));
+  try {
+    for (let i = 0; i < 12; i++) digested("info", "a: connection failed: bad tag");
+    for (let i = 0; i < 12; i++) digested("warning", "a: connection failed: bad tag");
+    for (let i = 0; i < 12; i++) {
+      digested("info", `a: first byte 0x${(0x80 + i).toString(16)} is wrong`);
+    }
+    strictEqual(lines.length, 30, lines.join("\n"));
+  } finally {
+    digested.stop();
+  }
+});
+
+Deno.test("lineKind makes decimal and 0x numbers one placeholder, and keeps words", () => {
+  deepStrictEqual(
+    [
+      lineKind("chunk length 16385 out of range 1-16383"),
+      lineKind("first byte 0xc3 starts neither"),
+      lineKind("bad tag"),
+      lineKind("exceeds the maximum of 65535 (os error 104)"),
+    ],
+    [
+      "chunk length # out of range #-#",
+      "first byte # starts neither",
+      "bad tag",
+      "exceeds the maximum of # (os error #)",
+    ],
+  );
+});
