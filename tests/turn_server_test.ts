@@ -960,6 +960,8 @@ Deno.test("TurnServer takes 50 requests a second (bursts of 50) from a byte-stre
     await new Promise((r) => setTimeout(r, 10));
   }
   strictEqual(server.stats().drops.rateLimited, 10_000);
+  // `dropped` is every reason together, rate-limited requests included.
+  strictEqual(server.stats().dropped, 10_000);
   stop.abort();
   await done;
   server.close();

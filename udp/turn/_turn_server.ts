@@ -430,8 +430,9 @@ export class TurnServer {
       channelsTotal: this.#channelsTotal,
       relayedToPeers: this.#toPeers,
       relayedToClients: this.#toClients,
-      dropped: d.malformed + d.noAllocation + d.noChannel + d.noPermission + d.oversize +
-        d.sendFailed,
+      // Every reason, as the JSDoc says (rateLimited was left out): summed
+      // from the record, so a reason added later is counted too.
+      dropped: Object.values(d).reduce((sum, n) => sum + n, 0),
       drops: { ...d },
     };
   }
