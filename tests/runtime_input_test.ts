@@ -340,6 +340,47 @@ Deno.test("defineTransport refuses a serverKeepAlive the kernel would refuse, wi
   }
 });
 
+Deno.test("defineTransport refuses a definition without parseConfig or pair, or with members of the wrong type, at once with a TypeError naming the member", async () => {
+  const streams = () => ({ encode: new TransformStream(), decode: new TransformStream() });
+  const define = (definition: Record<string, unknown>) => () =>
+    defineTransport(
+      { name: "made", ...definition } as unknown as Parameters<
+        typeof defineTransport
+      >[0],
+    );
+  // Each of these was accepted and failed at the first client(), server()
+  // or pair() with JavaScript's 'definition.pair is not a function', or
+  // (a string for an array of keys) was spread into its letters.
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ pair: streams }, /'made': parseConfig must be a function, got undefined/],
+    [{ parseConfig: () => 0 }, /'made': pair must be a function, got undefined/],
+    [{ parseConfig: () => 0, pair: streams, close: "yes" }, /close must be a function, got string/],
+    [
+      { parseConfig: () => 0, pair: streams, optionKeys: { client: "tag", server: ["tag"] } },
+      /optionKeys\.client is string/,
+    ],
+    [{ parseConfig: () => 0, pair: streams, optionKeys: null }, /optionKeys must be .*got null/],
+    [
+      { parseConfig: () => 0, pair: streams, serverKeepAlive: "15" },
+      /serverKeepAlive must be a number of seconds, got string/,
+    ],
+  ];
+  for (const [definition, message] of cases) {
+    throws(define(definition), (e) => e instanceof TypeError && message.test(e.message));
+  }
+  throws(
+    () => defineTransport(null as unknown as Parameters<typeof defineTransport>[0]),
+    (e) => e instanceof TypeError && /definition must be an object, got null/.test(e.message),
+  );
+  // A complete definition still works, optional members left out.
+  const made = define({
+    parseConfig: () => 0,
+    pair: streams,
+    optionKeys: { client: [], server: [] },
+  })();
+  ok((await made.client({})).pair({}).encode instanceof TransformStream);
+});
+
 Deno.test("transport timer options a timer cannot hold (too large, negative, NaN, not a number) are refused with a RangeError naming them, not turned into a 1 ms deadline", async () => {
   // 2 ** 40 was meant as "very long": Node's timers warned TimeoutOverflowWarning
   // and fired after 1 ms, dropping every Shadowsocks client / failing every obfs4 dial.

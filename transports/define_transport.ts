@@ -119,7 +119,10 @@ export interface TransportDefinition<C> {
  * @typeParam C The parsed configuration.
  * @param definition The name, parser and pair factory.
  * @returns The transport.
- * @throws {TypeError} When the name is not a C identifier.
+ * @throws {TypeError} When the definition is not an object, its name is not
+ * a C identifier, `parseConfig` or `pair` is missing, a member that is given
+ * is not of its type (a function; `optionKeys` arrays of strings;
+ * `serverKeepAlive` a number).
  * @throws {RangeError} When `serverKeepAlive` is not an integer from 1 to
  * 32767 (the kernel would refuse it, and accepted sockets would have no
  * keepalive).
@@ -167,8 +170,37 @@ export interface TransportDefinition<C> {
  * ```
  */
 export function defineTransport<C>(definition: TransportDefinition<C>): Transport {
+  if (typeof definition !== "object" || definition === null) {
+    throw new TypeError(
+      `Cannot define a transport: the definition must be an object, got ${
+        definition === null ? "null" : typeof definition
+      }`,
+    );
+  }
   const name = assertTransportName(definition.name);
+  // Checked here, not at the first connection: a definition missing
+  // parseConfig or pair failed later with JavaScript's own
+  // 'definition.pair is not a function'.
+  for (const member of FUNCTION_MEMBERS) {
+    const value = definition[member];
+    if (typeof value !== "function" && (value !== undefined || REQUIRED_MEMBERS.has(member))) {
+      throw new TypeError(
+        `Cannot define transport '${name}': ${member} must be a function, got ${
+          value === null ? "null" : typeof value
+        }`,
+      );
+    }
+  }
+  const optionKeys = definition.optionKeys;
+  if (optionKeys !== undefined) checkOptionKeys(name, optionKeys);
   const keepAlive = definition.serverKeepAlive;
+  if (keepAlive !== undefined && typeof keepAlive !== "number") {
+    throw new TypeError(
+      `Cannot define transport '${name}': serverKeepAlive must be a number of seconds, got ${
+        keepAlive === null ? "null" : typeof keepAlive
+      }`,
+    );
+  }
   if (
     keepAlive !== undefined &&
     !(Number.isInteger(keepAlive) && keepAlive >= 1 && keepAlive <= MAX_KEEPALIVE_SECONDS)
@@ -177,7 +209,7 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
       `Cannot define transport '${name}': invalid serverKeepAlive ${keepAlive}: must be an integer number of seconds in 1-${MAX_KEEPALIVE_SECONDS}`,
     );
   }
-  const keys = definition.optionKeys;
+  const keys = optionKeys;
   const known = (
     options: unknown,
     side: keyof TransportOptionKeys,
@@ -242,6 +274,48 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
     transport.generateConfig = (env: TransportEnvironment = {}) => generate(env);
   }
   return transport;
+}
+
+/** The members of a {@linkcode TransportDefinition} that are functions. */
+const FUNCTION_MEMBERS = [
+  "parseConfig",
+  "pair",
+  "clientOptions",
+  "connection",
+  "bridgeAddress",
+  "generateConfig",
+  "close",
+] as const;
+
+/** The function members a definition must have. */
+const REQUIRED_MEMBERS: ReadonlySet<string> = new Set(["parseConfig", "pair"]);
+
+/**
+ * `optionKeys` must be `{ client, server }`, arrays of strings: a string
+ * given for an array was spread into its letters, and a key dropped as
+ * unknown.
+ */
+function checkOptionKeys(name: string, keys: unknown): void {
+  const shape = `optionKeys must be { client: string[], server: string[] }`;
+  if (typeof keys !== "object" || keys === null) {
+    throw new TypeError(
+      `Cannot define transport '${name}': ${shape}, got ${keys === null ? "null" : typeof keys}`,
+    );
+  }
+  for (const side of ["client", "server"] as const) {
+    const list: unknown = (keys as Record<string, unknown>)[side];
+    if (!Array.isArray(list) || !list.every((key) => typeof key === "string")) {
+      throw new TypeError(
+        `Cannot define transport '${name}': ${shape}; optionKeys.${side} is ${
+          Array.isArray(list)
+            ? "an array holding something other than strings"
+            : list === null
+            ? "null"
+            : typeof list
+        }`,
+      );
+    }
+  }
 }
 
 /** Linux's largest `TCP_KEEPIDLE` and `TCP_KEEPINTVL` (`MAX_TCP_KEEPIDLE`). */
