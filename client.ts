@@ -435,6 +435,14 @@ export class Connector {
       throw new TypeError(`Cannot dial: invalid hostname ${JSON.stringify(hostname)}`);
     }
     const port = checkPort(options.port, "dial", 1);
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new TypeError(
+        `Cannot dial: signal must be an AbortSignal, got ${
+          signal === null ? "null" : typeof signal
+        }`,
+      );
+    }
     // Make the plan and the pair first: bad settings fail before any packet
     // is sent.
     const settings = options.settings ?? {};
@@ -452,7 +460,6 @@ export class Connector {
     // A transport written by hand whose pair() returns no streams is its
     // author's fault, not the settings' (no SOCKS reply 13).
     const pair = checkTransportPair(this.#name, made);
-    const signal = options.signal;
     let net: NetConn | undefined;
     try {
       signal?.throwIfAborted();

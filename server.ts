@@ -162,7 +162,8 @@ export interface ProxyOptions extends ListenOptions {
  * @param config Its server configuration.
  * @param options Where to listen, storage and signals.
  * @returns The listener; its `clientOptions` are what clients need.
- * @throws {TypeError} When the transport rejects the configuration.
+ * @throws {TypeError} When the transport rejects the configuration, or the
+ * options are malformed (a hostname that is not a non-empty string).
  * @throws {RangeError} When the port, the handshake timeout, a limit or the
  * transport's `keepAlive` is out of range.
  *
@@ -188,10 +189,15 @@ export async function listen(
     );
   }
   const port = checkPort(options.port, "listen");
+  const hostname = options.hostname ?? "0.0.0.0";
+  // Before the transport is configured: a number here failed after it, with
+  // JavaScript's 'hostname.includes is not a function'.
+  if (typeof hostname !== "string" || hostname === "") {
+    throw new TypeError(`Cannot listen: invalid hostname ${JSON.stringify(hostname)}`);
+  }
   const { handshakeTimeout, limits, onAcceptError } = options;
   checkTimeout(handshakeTimeout, "handshakeTimeout", "listen");
   const side = await transport.server(config, withRuntimeCrypto(options.env));
-  const hostname = options.hostname ?? "0.0.0.0";
   let tcp: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
   let helper: { addr: Deno.NetAddr; close(): Promise<void> } | undefined;
   try {
@@ -331,8 +337,8 @@ async function startServerHelper(
  * @param config Its server configuration.
  * @param options Where to listen and where to relay to.
  * @returns The running server's manager.
- * @throws {TypeError} When the transport rejects the configuration or the
- * target is malformed.
+ * @throws {TypeError} When the transport rejects the configuration, or the
+ * target or the hostname is malformed.
  *
  * @example Relaying to a local service
  * ```ts

@@ -262,6 +262,37 @@ Deno.test("Connector.dial rejects bad addresses and settings before connecting",
   );
 });
 
+Deno.test("listen and proxy refuse a hostname that is not a non-empty string, and dial a signal that is not an AbortSignal, with a TypeError naming them", async () => {
+  // These failed with JavaScript's own 'hostname.includes is not a function'
+  // (after the transport was configured) and 'signal?.throwIfAborted is not a
+  // function'.
+  for (const hostname of [1, "", ["127.0.0.1"]]) {
+    const options = { hostname: hostname as unknown as string, port: 0 };
+    await rejects(
+      listen(plain, {}, options),
+      (e: unknown) =>
+        e instanceof TypeError &&
+        e.message === `Cannot listen: invalid hostname ${JSON.stringify(hostname)}`,
+    );
+    await rejects(
+      proxy(plain, {}, { ...options, target: { hostname: "127.0.0.1", port: 1 } }),
+      (e: unknown) => e instanceof TypeError && /invalid hostname/.test(e.message),
+    );
+  }
+  const connector = await createConnector(plain, {});
+  for (const signal of ["stop", { aborted: false }, null]) {
+    await rejects(
+      connector.dial({ port: 1, signal: signal as unknown as AbortSignal }),
+      (e: unknown) =>
+        e instanceof TypeError &&
+        e.message ===
+          `Cannot dial: signal must be an AbortSignal, got ${
+            signal === null ? "null" : typeof signal
+          }`,
+    );
+  }
+});
+
 Deno.test("proxy rejects a malformed target", async () => {
   await rejects(
     proxy(plain, {}, { port: 0, target: { hostname: "127.0.0.1", port: 0 } }),
