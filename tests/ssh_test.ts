@@ -17,6 +17,7 @@ import type { SignalPipe } from "../transports/transport.ts";
 import {
   parseSshKeyMessage,
   ssh,
+  SSH_AUTHORIZED_KEYS,
   SSH_CLIENT_KEY,
   sshKeyMessage,
   sshRelayHost,
@@ -622,6 +623,47 @@ Deno.test({
       assertEquals(await helperProcesses(bench.root), []);
     });
   },
+});
+
+Deno.test("ssh: listen and createConnector resolve when nothing reads their signals yet (the messages wait in the pipe), as an application wiring both sides in one process does", async () => {
+  await withSshBench("ptkit-ssh-unread-", async (bench) => {
+    // Both awaited the write of their message: the server's proxy() never
+    // resolved until something read its signals, so the client that would
+    // read it could not be made after it.
+    const toClient = new TransformStream<Uint8Array, Uint8Array>();
+    const toServer = new TransformStream<Uint8Array, Uint8Array>();
+    await using server = await proxy(ssh, {}, {
+      hostname: "127.0.0.1",
+      port: 0,
+      target: toDestination,
+      env: {
+        local: bench.serverStore,
+        signals: { readable: toServer.readable, writable: toClient.writable },
+      },
+      helperDirectory: `${bench.root}/server-helper`,
+      onHelperLog: bench.onHelperLog,
+    });
+    await using connector = await createConnector(ssh, server.clientOptions, {
+      env: {
+        local: bench.clientStore,
+        signals: { readable: toClient.readable, writable: toServer.writable },
+      },
+      helperDirectory: `${bench.root}/client-helper`,
+      onHelperLog: bench.onHelperLog,
+    });
+    assertEquals(connector.name, "ssh");
+    // The messages were queued, not lost: the server's host key message
+    // reached the client's pipe, and the client's key reaches the server,
+    // which authorizes it.
+    const announced = await toClient.readable.getReader().read();
+    const hostKey = JSON.parse(new TextDecoder().decode(announced.value));
+    assertEquals(hostKey.fingerprint, server.clientOptions.fp);
+    const clientKey = publicKeyOfPrivate((await bench.clientStore.get(SSH_CLIENT_KEY))!);
+    await waitFor(
+      async () => ((await bench.serverStore.get(SSH_AUTHORIZED_KEYS)) ?? "").includes(clientKey),
+      10_000,
+    );
+  });
 });
 
 Deno.test("ssh server: sshd 9.8 and later is told not to penalize sources (every connection comes from the runtime's front on 127.0.0.1); older sshd is not given the keyword", async () => {

@@ -613,7 +613,7 @@ class SshServer implements ServerTransport {
     const signals = this.#signals;
     this.#signals = undefined;
     if (signals !== undefined) {
-      await sendSignal(
+      sendSignal(
         signals,
         JSON.stringify({
           fingerprint: openSshFingerprint(this.#hostPublicKey),
@@ -799,7 +799,7 @@ export const ssh: Transport = {
     // it comes again at the next start); the server takes a key twice.
     if (env?.signals !== undefined && !announced.has(publicKey)) {
       announced.add(publicKey);
-      await sendSignal(env.signals, sshKeyMessage(publicKey));
+      sendSignal(env.signals, sshKeyMessage(publicKey));
     }
     return new SshClient(config, privateKey, publicKey);
   },
@@ -836,12 +836,17 @@ export const ssh: Transport = {
   },
 };
 
-async function sendSignal(signals: SignalPipe | undefined, message: string): Promise<void> {
+/**
+ * Queue a message on `signals` without waiting for it to be taken: the pipe
+ * is best-effort, and an application that reads it only after `listen` or
+ * `createConnector` resolved (wiring a client and a server in one process)
+ * waited for ever on a write its reader was not there for. A pipe that
+ * fails the write loses the message, as an unreliable pipe may.
+ */
+function sendSignal(signals: SignalPipe | undefined, message: string): void {
   if (signals === undefined) return;
   const writer = signals.writable.getWriter();
-  try {
-    await writer.write(new TextEncoder().encode(message));
-  } finally {
-    writer.releaseLock();
-  }
+  writer.write(new TextEncoder().encode(message)).catch(() => {});
+  // The queued write stays queued; the pipe is free for the next writer.
+  writer.releaseLock();
 }
