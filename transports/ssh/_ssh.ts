@@ -741,13 +741,16 @@ function requireLocal(env: TransportEnvironment | undefined, side: string) {
  * over Debian's OpenSSH.
  *
  * - **Client**: reads `sshKey` from `local`; when absent, generates an
- *   Ed25519 key, stores it and sends {@linkcode sshKeyMessage} on
- *   `signals` for the operator to pass on. Its helper is
- *   `ssh -N -D 127.0.0.1:<port>` with the pinned host key (no
+ *   Ed25519 key, stores it and sends its public key on `signals` for the
+ *   operator to pass on, as one message of JSON
+ *   `{"sshKey": "ssh-ed25519 AAAA...", "fingerprint": "SHA256:..."}`. Its
+ *   helper is `ssh -N -D 127.0.0.1:<port>` with the pinned host key (no
  *   trust-on-first-use, no `known_hosts` or config from `$HOME`, no
  *   agent), restarted after 10 s while it fails (the key has not been
- *   accepted yet), less often as failures go on. Each connection goes through that SOCKS proxy to the
- *   server's relay.
+ *   accepted yet), less often as failures go on. Each connection goes
+ *   through that SOCKS proxy to the server's relay; a dial while the
+ *   helper is not up yet fails at once with an `Error` saying so (dial
+ *   again later).
  * - **Server**: its helper is its own `sshd` on the bind address, with a
  *   configuration in the helper directory: public-key authentication only,
  *   no shell, command, TTY, agent or X11 forwarding, TCP forwarding only to
@@ -756,8 +759,14 @@ function requireLocal(env: TransportEnvironment | undefined, side: string) {
  *   ranges refused unless allowed). sshd cannot judge addresses (it resolves
  *   names itself and its `PermitOpen` knows no ranges), so destinations
  *   are judged by ptkit past the relay. Client keys arriving on `signals`
- *   are added to its authorized keys, restricted the same way. `SMETHOD`
- *   ARGS are `fp` (host key fingerprint), `user` and `relay`.
+ *   (the client's message, or a bare `ssh-ed25519 AAAA...` line) are added
+ *   to its authorized keys, restricted the same way. At each start it
+ *   sends one message of JSON `{"fingerprint", "hostKey", "user",
+ *   "relay"}` on `signals`. `SMETHOD` ARGS are `fp` (host key
+ *   fingerprint), `user` and `relay`.
+ *
+ * Messages on `signals` are queued, not waited for: `listen`, `proxy` and
+ * `createConnector` resolve whether or not the application reads them yet.
  *
  * Both sides need `local`; the host key lives under `sshHostKey`.
  *
