@@ -9,11 +9,24 @@
  *
  * @example Dialing through a Shadowsocks server
  * ```ts
+ * import { createConnector } from "@ptkit/ptkit/client";
+ * import { listen } from "@ptkit/ptkit/server";
  * import { shadowsocks } from "@ptkit/ptkit/transports/shadowsocks";
- * import { strictEqual } from "node:assert";
+ * import { deepStrictEqual } from "node:assert";
  *
- * strictEqual(shadowsocks.name, "shadowsocks");
- * strictEqual(shadowsocks.free, true);
+ * const options = { method: "chacha20-ietf-poly1305", password: "secret" };
+ * await using listener = await listen(shadowsocks, options, { hostname: "127.0.0.1", port: 0 });
+ * await using connector = await createConnector(shadowsocks, options);
+ * await using conn = await connector.dial({
+ *   port: listener.addr.port,
+ *   destination: { hostname: "example.com", port: 443 }, // a free transport names it
+ * });
+ * await conn.writable.getWriter().write(new TextEncoder().encode("hello"));
+ * await using accepted = await listener.accept();
+ * // The server learns where the client goes once its first bytes arrive.
+ * deepStrictEqual(await accepted.destination, { hostname: "example.com", port: 443 });
+ * const { value } = await accepted.readable.getReader().read();
+ * deepStrictEqual(new TextDecoder().decode(value), "hello");
  * ```
  *
  * @module
