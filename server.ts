@@ -59,7 +59,7 @@ import {
 import { type ConnectionLimits, HANDSHAKE_GRACE } from "./net/source_limits.ts";
 import { metricsCore, metricsMode, type MetricsRegistry } from "./net/metrics.ts";
 import { ConnectionMetrics, LISTENER_METRICS } from "./net/_connection_metrics.ts";
-import { listenOn } from "./net/_listen.ts";
+import { checkListenHostname, listenOn } from "./net/_listen.ts";
 import { RelayListener } from "./net/_relay_listener.ts";
 
 export { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./net/source_limits.ts";
@@ -189,12 +189,8 @@ export async function listen(
     );
   }
   const port = checkPort(options.port, "listen");
-  const hostname = options.hostname ?? "0.0.0.0";
-  // Before the transport is configured: a number here failed after it, with
-  // JavaScript's 'hostname.includes is not a function'.
-  if (typeof hostname !== "string" || hostname === "") {
-    throw new TypeError(`Cannot listen: invalid hostname ${JSON.stringify(hostname)}`);
-  }
+  // Before the transport is configured.
+  const hostname = checkListenHostname(options.hostname ?? "0.0.0.0");
   const { handshakeTimeout, limits, onAcceptError } = options;
   checkTimeout(handshakeTimeout, "handshakeTimeout", "listen");
   const side = await transport.server(config, withRuntimeCrypto(options.env));

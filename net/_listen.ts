@@ -16,11 +16,14 @@ export const LISTEN_ADDRESS: unique symbol = Symbol("ptkit.listenAddress");
  * @param at Where it listens (a missing hostname is Deno's 0.0.0.0).
  * @param listen Opens the listener.
  * @returns What `listen` returned.
+ * @throws {TypeError} When `at.hostname` is given and is not a string
+ * (before `listen` runs).
  */
 export function listenOn<T>(
   at: { readonly hostname?: string | undefined; readonly port: number },
   listen: () => T,
 ): T {
+  if (at.hostname !== undefined) checkListenHostname(at.hostname);
   try {
     return listen();
   } catch (error) {
@@ -46,4 +49,30 @@ function listenError(error: unknown, at: HostPort): unknown {
   }
   Object.defineProperty(wrapped, LISTEN_ADDRESS, { value: address });
   return wrapped;
+}
+
+/**
+ * Check the hostname a listener is to bind: a number or an array failed
+ * with JavaScript's 'hostname.includes is not a function' while the failure
+ * was being named.
+ *
+ * @param hostname What the caller gave.
+ * @returns `hostname`, typed.
+ * @throws {TypeError} When it is not a string (an empty or malformed one
+ * is Deno's to refuse, named by {@linkcode listenOn}).
+ */
+export function checkListenHostname(hostname: unknown): string {
+  if (typeof hostname !== "string") {
+    const shown = typeof hostname === "number" || typeof hostname === "boolean" ||
+        hostname === null
+      ? `${String(hostname)} `
+      : "";
+    const type = hostname === null
+      ? "null"
+      : Array.isArray(hostname)
+      ? "an array"
+      : typeof hostname;
+    throw new TypeError(`Cannot listen: invalid hostname ${shown}(${type}): must be a string`);
+  }
+  return hostname;
 }

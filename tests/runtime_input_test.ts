@@ -16,6 +16,7 @@ import { plain } from "../transports/plain.ts";
 import { createObfs4 } from "../transports/obfs4/mod.ts";
 import { createShadowsocks, shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { MemoryStore } from "../transports/mod.ts";
+import { serveUdpClient, serveUdpServer, UdpSocket } from "../udp/mod.ts";
 import { rot } from "./rot_transport.ts";
 import { guarded, loopbackEnds } from "./_util.ts";
 
@@ -262,17 +263,17 @@ Deno.test("Connector.dial rejects bad addresses and settings before connecting",
   );
 });
 
-Deno.test("listen and proxy refuse a hostname that is not a non-empty string, and dial a signal that is not an AbortSignal, with a TypeError naming them", async () => {
+Deno.test("listen and proxy refuse a hostname that is not a string, and dial a signal that is not an AbortSignal, with a TypeError naming them", async () => {
   // These failed with JavaScript's own 'hostname.includes is not a function'
   // (after the transport was configured) and 'signal?.throwIfAborted is not a
   // function'.
-  for (const hostname of [1, "", ["127.0.0.1"]]) {
+  for (const hostname of [1, true, ["127.0.0.1"]]) {
     const options = { hostname: hostname as unknown as string, port: 0 };
     await rejects(
       listen(plain, {}, options),
       (e: unknown) =>
         e instanceof TypeError &&
-        e.message === `Cannot listen: invalid hostname ${JSON.stringify(hostname)}`,
+        /^Cannot listen: invalid hostname .*: must be a string$/.test(e.message),
     );
     await rejects(
       proxy(plain, {}, { ...options, target: { hostname: "127.0.0.1", port: 1 } }),
@@ -291,6 +292,37 @@ Deno.test("listen and proxy refuse a hostname that is not a non-empty string, an
           }`,
     );
   }
+});
+
+Deno.test("every listener (UdpSocket.open, serveUdpClient, serveUdpServer) names a hostname that is not a string, with a TypeError", async () => {
+  // UdpSocket.open({ hostname: 5 }) and serveUdpClient({ hostname: 1, ... })
+  // failed with JavaScript's 'hostname.includes is not a function'.
+  const refused = (e: unknown) =>
+    e instanceof TypeError &&
+    /^Cannot listen: invalid hostname 5 \(number\): must be a string$/.test(e.message);
+  const hostname = 5 as unknown as string;
+  await rejects(UdpSocket.open({ hostname }), refused);
+  await rejects(
+    serveUdpClient({
+      transport: plain,
+      config: {},
+      hostname,
+      server: { port: 1 },
+      framing: "length",
+    }),
+    refused,
+  );
+  await rejects(
+    serveUdpServer({
+      transport: plain,
+      config: {},
+      hostname,
+      port: 0,
+      target: { hostname: "127.0.0.1", port: 9 },
+      framing: "length",
+    }),
+    refused,
+  );
 });
 
 Deno.test("proxy rejects a malformed target", async () => {
