@@ -100,6 +100,19 @@ Deno.test("mapChunks refuses a function that returns no Uint8Array with a TypeEr
   }
 });
 
+Deno.test("mapChunks refuses what is not a function at once, with a TypeError naming its type", () => {
+  // It was taken, and the first chunk failed its connection with
+  // JavaScript's 'fn is not a function'.
+  for (const [value, type] of [[undefined, "undefined"], [null, "null"], [3, "number"]] as const) {
+    throws(
+      () => mapChunks(value as unknown as (chunk: Uint8Array) => Uint8Array),
+      (e: unknown) =>
+        e instanceof TypeError &&
+        e.message === `Cannot make a mapChunks stream: expected a function, got ${type}`,
+    );
+  }
+});
+
 Deno.test("MemoryStore keeps values per key", async () => {
   const store = new MemoryStore();
   await store.set("a", "1");

@@ -10,6 +10,7 @@
  * return a `Uint8Array`: anything else errors the stream with a `TypeError`
  * (naming the type returned, not the value), which fails the connection.
  * @returns The transform stream.
+ * @throws {TypeError} When `fn` is not a function.
  *
  * @example Inverting every byte
  * ```ts
@@ -25,6 +26,13 @@
 export function mapChunks(
   fn: (chunk: Uint8Array) => Uint8Array,
 ): TransformStream<Uint8Array, Uint8Array> {
+  // Checked now: a value that is no function failed at the first chunk,
+  // with JavaScript's 'fn is not a function', and ended that connection.
+  if (typeof fn !== "function") {
+    throw new TypeError(
+      `Cannot make a mapChunks stream: expected a function, got ${typeName(fn)}`,
+    );
+  }
   return new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
       const out: unknown = fn(chunk);
