@@ -113,6 +113,27 @@ Deno.test("mapChunks refuses what is not a function at once, with a TypeError na
   }
 });
 
+Deno.test("layerTransports refuses layers that are not an array of transports with a TypeError naming the layer", () => {
+  // These failed with JavaScript's 'layers.slice is not a function' and
+  // 'Cannot read properties of null (reading 'name')'.
+  throws(
+    () => layerTransports("stack", plain as unknown as []),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message ===
+        "Cannot layer transport 'stack': layers must be an array of transports, got object",
+  );
+  throws(
+    () => layerTransports("stack", [plain, null as unknown as typeof plain]),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message.startsWith(
+        "Cannot layer transport 'stack' (layer 1): transport must be a Transport",
+      ),
+  );
+  strictEqual(layerTransports("stack", [rot, plain]).name, "stack");
+});
+
 Deno.test("MemoryStore keeps values per key", async () => {
   const store = new MemoryStore();
   await store.set("a", "1");

@@ -10,7 +10,7 @@ import type {
   TransportOptions,
   TransportPair,
 } from "./transport.ts";
-import { assertTransportName } from "./_transport_name.ts";
+import { assertTransport, assertTransportName } from "./_transport_name.ts";
 import { suggestOptionKey } from "./_option_keys.ts";
 
 /**
@@ -92,8 +92,9 @@ function chain(
  * @param name The name of the stacked transport.
  * @param layers The transports, application side first.
  * @returns The stacked transport.
- * @throws {TypeError} When the name is invalid, `layers` is empty, two
- * layers share a name, or a layer other than the first is free.
+ * @throws {TypeError} When the name is invalid, `layers` is not an array of
+ * transports or is empty, two layers share a name, or a layer other than the
+ * first is free.
  *
  * @example Plain over plain
  * ```ts
@@ -122,9 +123,19 @@ function chain(
  */
 export function layerTransports(name: string, layers: readonly Transport[]): Transport {
   assertTransportName(name);
+  // An array of transports: anything else failed with JavaScript's own
+  // 'layers.slice is not a function' or 'Cannot read properties of null'.
+  if (!Array.isArray(layers as unknown)) {
+    throw new TypeError(
+      `Cannot layer transport '${name}': layers must be an array of transports, got ${
+        layers === null ? "null" : typeof layers
+      }`,
+    );
+  }
   if (layers.length === 0) {
     throw new TypeError(`Cannot layer transport '${name}': no layers given`);
   }
+  layers.forEach((layer, i) => assertTransport(layer, `layer transport '${name}' (layer ${i})`));
   if (layers.slice(1).some((t) => t.free)) {
     throw new TypeError(
       `Cannot layer transport '${name}': only the first (innermost) layer may be free`,
