@@ -32,7 +32,7 @@ import type {
   TransportEnvironment,
   TransportOptions,
 } from "./transports/transport.ts";
-import { checkDestination, checkPort, checkTimeout } from "./net/address.ts";
+import { checkDestination, checkFunctionOption, checkPort, checkTimeout } from "./net/address.ts";
 import { checkTransportPair } from "./transports/_pair.ts";
 import { parsingSettings } from "./transports/_settings_error.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
@@ -520,6 +520,8 @@ export async function createConnector(
     );
   }
   checkTimeout(options.handshakeTimeout, "handshakeTimeout", "create a connector");
+  checkFunctionOption(options.dialer, "dialer", "create a connector");
+  checkFunctionOption(options.onHelperLog, "onHelperLog", "create a connector");
   const side = await transport.client(config, withRuntimeCrypto(options.env));
   const connOptions = options.handshakeTimeout === undefined
     ? {}

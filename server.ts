@@ -40,7 +40,7 @@ import type {
 import { HelperSupervisor } from "./net/_helper_process.ts";
 import { HelperFront } from "./net/_helper_front.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
-import { checkPort, checkTimeout } from "./net/address.ts";
+import { checkFunctionOption, checkPort, checkTimeout } from "./net/address.ts";
 import { raiseListenBacklog, setListenKeepAlive } from "./net/_libc.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
@@ -193,6 +193,8 @@ export async function listen(
   const hostname = checkListenHostname(options.hostname ?? "0.0.0.0");
   const { handshakeTimeout, limits, onAcceptError } = options;
   checkTimeout(handshakeTimeout, "handshakeTimeout", "listen");
+  checkFunctionOption(onAcceptError, "onAcceptError", "listen");
+  checkFunctionOption(options.onHelperLog, "onHelperLog", "listen");
   const side = await transport.server(config, withRuntimeCrypto(options.env));
   let tcp: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
   let helper: { addr: Deno.NetAddr; close(): Promise<void> } | undefined;
@@ -361,6 +363,8 @@ export async function proxy(
     );
   }
   const { target, onError } = options;
+  checkFunctionOption(onError, "onError", "proxy");
+  checkFunctionOption(options.dialer, "dialer", "proxy");
   let connectTarget: (conn: TransportConn, context: { signal: AbortSignal }) => Promise<RelayEnd>;
   if (typeof target === "function") {
     connectTarget = target;

@@ -218,6 +218,33 @@ export function checkTimeout(value: unknown, name: string, what: string): void {
 }
 
 /**
+ * Check a function option (a dialer, a callback): `undefined` or a
+ * function. Internal. A value of another type was taken and failed later,
+ * at the first dial or error, with JavaScript's 'dialer is not a function'.
+ *
+ * @param value The option's value.
+ * @param name The option's name, for the error message (`dialer`).
+ * @param what What is being set up, for the error message (`listen`).
+ * @throws {TypeError} When it is neither.
+ *
+ * @example Refusing a dialer that is not a function
+ * ```ts
+ * import { checkFunctionOption } from "./address.ts";
+ * import { throws } from "node:assert";
+ *
+ * checkFunctionOption(undefined, "dialer", "create a connector");
+ * throws(() => checkFunctionOption("tcp", "dialer", "create a connector"), TypeError);
+ * ```
+ */
+export function checkFunctionOption(value: unknown, name: string, what: string): void {
+  if (value !== undefined && typeof value !== "function") {
+    throw new TypeError(
+      `Cannot ${what}: ${name} must be a function, got ${value === null ? "null" : typeof value}`,
+    );
+  }
+}
+
+/**
  * Bracket an IPv6 address written without brackets before its port
  * (`1:2::3:4:9999` becomes `[1:2::3:4]:9999`), as goptlib repairs what old
  * tor versions put in `TOR_PT_SERVER_BINDADDR`, `TOR_PT_ORPORT` and

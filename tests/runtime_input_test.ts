@@ -325,6 +325,37 @@ Deno.test("every listener (UdpSocket.open, serveUdpClient, serveUdpServer) names
   );
 });
 
+Deno.test("createConnector, listen and proxy refuse a dialer or callback that is not a function, with a TypeError naming the option", async () => {
+  // Each was taken: dial and every proxied connection then failed with
+  // JavaScript's 'dialer is not a function', and a callback threw when it
+  // was first called.
+  const named = (what: string, name: string, type: string) => (e: unknown) =>
+    e instanceof TypeError &&
+    e.message === `Cannot ${what}: ${name} must be a function, got ${type}`;
+  const bad = <T>(value: unknown) => value as T;
+  await rejects(
+    createConnector(plain, {}, { dialer: bad(5) }),
+    named("create a connector", "dialer", "number"),
+  );
+  await rejects(
+    createConnector(plain, {}, { onHelperLog: bad("log") }),
+    named("create a connector", "onHelperLog", "string"),
+  );
+  await rejects(
+    listen(plain, {}, { hostname: "127.0.0.1", port: 0, onAcceptError: bad(null) }),
+    named("listen", "onAcceptError", "null"),
+  );
+  const target = { hostname: "127.0.0.1", port: 9 };
+  await rejects(
+    proxy(plain, {}, { hostname: "127.0.0.1", port: 0, target, dialer: bad("tcp") }),
+    named("proxy", "dialer", "string"),
+  );
+  await rejects(
+    proxy(plain, {}, { hostname: "127.0.0.1", port: 0, target, onError: bad({}) }),
+    named("proxy", "onError", "object"),
+  );
+});
+
 Deno.test("proxy rejects a malformed target", async () => {
   await rejects(
     proxy(plain, {}, { port: 0, target: { hostname: "127.0.0.1", port: 0 } }),
