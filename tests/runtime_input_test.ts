@@ -356,6 +356,40 @@ Deno.test("createConnector, listen and proxy refuse a dialer or callback that is
   );
 });
 
+Deno.test("createObfs4 and createShadowsocks refuse null options and hooks that are not functions, with a TypeError naming them", () => {
+  // null failed with JavaScript's 'Cannot read properties of null', and a
+  // hook of another type (random: "x") was taken and failed at the first
+  // connection.
+  const bad = <T>(value: unknown) => value as T;
+  throws(
+    () => createObfs4(bad(null)),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message === "Cannot create an obfs4 transport: options must be an object, got null",
+  );
+  throws(
+    () => createShadowsocks(bad(null)),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message === "Cannot create a Shadowsocks transport: options must be an object, got null",
+  );
+  throws(
+    () => createShadowsocks({ random: bad("x") }),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message === "Cannot create a Shadowsocks transport: random must be a function, got string",
+  );
+  throws(
+    () => createObfs4({ probeCloseDelay: bad(30_000) }),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message ===
+        "Cannot create an obfs4 transport: probeCloseDelay must be a function, got number",
+  );
+  strictEqual(createObfs4().name, "obfs4");
+  strictEqual(createShadowsocks({ now: () => 0 }).name, "shadowsocks");
+});
+
 Deno.test("proxy rejects a malformed target", async () => {
   await rejects(
     proxy(plain, {}, { port: 0, target: { hostname: "127.0.0.1", port: 0 } }),

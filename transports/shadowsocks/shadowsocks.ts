@@ -6,6 +6,7 @@ import { deferred } from "../_deferred.ts";
 import type { HostPort, Transport, TransportPair } from "../transport.ts";
 import { checkReplayFilterBounds, GenerationalReplayFilter } from "../_replay_filter.ts";
 import { checkTimerMs } from "../_timeout.ts";
+import { checkFactoryOptions } from "../_factory_options.ts";
 import { decodeInTurns } from "../_decode_turns.ts";
 import { cryptoLoader, loadWasmCrypto } from "../crypto_backend.ts";
 import type { TransportEnvironment } from "../transport.ts";
@@ -332,9 +333,12 @@ function serverPair(
  * @throws {RangeError} When `drainTimeout` is not a positive number of ms a
  * timer can hold (up to 2,147,483,647), or `replayFilter`'s `ttlMs` is not
  * a positive number or its `maxEntries` an integer of at least 2.
+ * @throws {TypeError} When `options` is not an object, or `random` or `now`
+ * is given and is not a function.
  */
 export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
   const what = "create a Shadowsocks transport";
+  checkFactoryOptions(options, what, ["random", "now"]);
   checkTimerMs(options.drainTimeout, "drainTimeout", what);
   checkReplayFilterBounds(options.replayFilter, what);
   const random = options.random ?? ((bytes: Uint8Array) => crypto.getRandomValues(bytes));

@@ -1,0 +1,49 @@
+// Copyright the ptkit authors. MIT license.
+// This module is browser-compatible.
+// Internal: the hooks object a transport factory (createObfs4,
+// createShadowsocks) takes, checked when the factory is called.
+
+/**
+ * Check a transport factory's options: `undefined` or an object, whose
+ * hooks named in `functions` are functions when given. Before, `null`
+ * failed with JavaScript's 'Cannot read properties of null', and a hook of
+ * another type was taken and failed at the first connection.
+ *
+ * @param options What the caller passed.
+ * @param what The call, for the message (`create an obfs4 transport`).
+ * @param functions The keys whose values must be functions.
+ * @throws {TypeError} When `options` is not an object, or a hook is not a
+ * function.
+ *
+ * @example Refusing null and a hook that is not a function
+ * ```ts
+ * import { checkFactoryOptions } from "./_factory_options.ts";
+ * import { throws } from "node:assert";
+ *
+ * checkFactoryOptions({ random: () => {} }, "create a transport", ["random"]);
+ * throws(() => checkFactoryOptions(null, "create a transport", []), /got null/);
+ * throws(() => checkFactoryOptions({ now: 5 }, "create a transport", ["now"]), TypeError);
+ * ```
+ */
+export function checkFactoryOptions(
+  options: unknown,
+  what: string,
+  functions: readonly string[],
+): void {
+  if (options === undefined) return;
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new TypeError(
+      `Cannot ${what}: options must be an object, got ${
+        options === null ? "null" : Array.isArray(options) ? "an array" : typeof options
+      }`,
+    );
+  }
+  for (const key of functions) {
+    const value: unknown = (options as Record<string, unknown>)[key];
+    if (value !== undefined && typeof value !== "function") {
+      throw new TypeError(
+        `Cannot ${what}: ${key} must be a function, got ${value === null ? "null" : typeof value}`,
+      );
+    }
+  }
+}
