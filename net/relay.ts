@@ -63,7 +63,8 @@ export interface RelayOptions {
  * @returns The byte counts once both directions have ended.
  * @throws {TypeError} When an end is neither a connection (`read`, `write`,
  * `closeWrite`, `close`) nor streams (`readable`, `writable`, `close`): the
- * relay rejects before it reads or closes either end.
+ * relay rejects before it reads or closes either end; also when `options`
+ * is not an object or its `signal` is not an `AbortSignal`.
  *
  * @example Joining two TCP connections
  * ```ts
@@ -101,6 +102,22 @@ export async function relay(
       );
     }
   }
+  // Checked before either end is touched: a signal that was no AbortSignal
+  // failed with JavaScript's 'signal?.addEventListener is not a function'
+  // once both ends were wrapped, and null options with a destructuring error.
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(
+      `Cannot relay: options must be an object, got ${options === null ? "null" : typeof options}`,
+    );
+  }
+  const { signal } = options;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new TypeError(
+      `Cannot relay: signal must be an AbortSignal, got ${
+        signal === null ? "null" : typeof signal
+      }`,
+    );
+  }
   let aToB = 0;
   let bToA = 0;
   const ea = endpoint(a);
@@ -109,7 +126,6 @@ export async function relay(
     closeQuietly(a);
     closeQuietly(b);
   };
-  const { signal } = options;
   const onAbort = () => {
     const reason = signal?.reason ?? new Error("Relay aborted");
     ea.source.cancel(reason);

@@ -140,3 +140,34 @@ Deno.test("relay refuses an end that is neither a connection nor streams, with a
   left.close();
   right.close();
 });
+
+Deno.test("relay refuses options that are not an object and a signal that is not an AbortSignal before it touches either end", async () => {
+  // They failed with JavaScript's 'signal?.addEventListener is not a
+  // function' (after both ends were wrapped) and 'Cannot destructure
+  // property 'signal' of 'options' as it is null'.
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  using left = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const leftPeer = await listener.accept();
+  using right = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const rightPeer = await listener.accept();
+  await left.write(new Uint8Array([1, 2, 3]));
+  for (
+    const [options, message] of [
+      [{ signal: "stop" }, "Cannot relay: signal must be an AbortSignal, got string"],
+      [null, "Cannot relay: options must be an object, got null"],
+    ] as const
+  ) {
+    await rejects(
+      relay(leftPeer, rightPeer, options as unknown as { signal?: AbortSignal }),
+      (e: unknown) => e instanceof TypeError && e.message === message,
+    );
+  }
+  // Neither end was read or closed: the bytes written before still cross.
+  const done = relay(leftPeer, rightPeer);
+  const buffer = new Uint8Array(8);
+  strictEqual(await right.read(buffer), 3);
+  await left.closeWrite();
+  await right.closeWrite();
+  strictEqual(await left.read(buffer), null);
+  strictEqual((await done).aToB, 3);
+});
