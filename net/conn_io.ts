@@ -33,6 +33,8 @@ export async function writeFull(conn: Pick<NetConn, "write">, bytes: Uint8Array)
  * @param onEnd Makes the error thrown when the peer closes first, given the
  * count read so far. Defaults to an `Error` saying so.
  * @returns The bytes.
+ * @throws {TypeError} When `n` is not a number.
+ * @throws {RangeError} When `n` is not a non-negative integer.
  *
  * @example Reading a fixed-size reply
  * ```ts
@@ -53,6 +55,14 @@ export async function readExactly(
   onEnd: (got: number) => Error = (got) =>
     new Error(`Connection closed after ${got} of ${n} bytes`),
 ): Promise<Uint8Array> {
+  // new Uint8Array(n) said 'Invalid typed array length: -1', and made 1.5
+  // one byte, NaN none and "5" five.
+  if (typeof n !== "number") {
+    throw new TypeError(`Cannot read exactly n bytes: n must be a number, got ${typeof n}`);
+  }
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new RangeError(`Cannot read exactly ${n} bytes: n must be a non-negative integer`);
+  }
   const buffer = new Uint8Array(n);
   let offset = 0;
   while (offset < n) {

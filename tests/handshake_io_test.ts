@@ -3,7 +3,7 @@
 // connection is read by the byte, then handed back as it is, or with the
 // bytes read past the handshake in front.
 
-import { deepStrictEqual, strictEqual } from "node:assert";
+import { deepStrictEqual, rejects, strictEqual } from "node:assert";
 import { HandshakeIo } from "../net/_handshake_io.ts";
 import { readExactly } from "../net/mod.ts";
 import type { StreamConn } from "../net/relay.ts";
@@ -61,4 +61,27 @@ Deno.test("HandshakeIo writes a stream connection, then releases its writer", as
   const writer = conn.writable.getWriter(); // Unlocked again.
   void writer.write(new Uint8Array([7]));
   deepStrictEqual((await heard.read()).value, new Uint8Array([7]));
+});
+
+Deno.test("readExactly refuses a count that is not a non-negative integer, naming it, before reading", async () => {
+  // new Uint8Array(n) said 'Invalid typed array length: -1', read one byte
+  // for 1.5 and none for NaN.
+  let reads = 0;
+  const conn = { read: () => Promise.resolve(++reads) };
+  for (const n of [-1, 1.5, NaN, Infinity]) {
+    await rejects(
+      readExactly(conn, n),
+      (e: unknown) =>
+        e instanceof RangeError &&
+        e.message === `Cannot read exactly ${n} bytes: n must be a non-negative integer`,
+    );
+  }
+  await rejects(
+    readExactly(conn, "5" as unknown as number),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message === "Cannot read exactly n bytes: n must be a number, got string",
+  );
+  strictEqual(reads, 0);
+  deepStrictEqual(await readExactly(conn, 0), new Uint8Array(0));
 });
