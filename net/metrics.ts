@@ -5,6 +5,7 @@ import { encodeSnapshot, MetricsCore } from "./_metrics.ts";
 import type { MetricsMode } from "./_connection_metrics.ts";
 import { processFds } from "./_process_fds.ts";
 import { listenOn } from "./_listen.ts";
+import { checkPort } from "./address.ts";
 import { MetricsHttpServer, type MetricsResponse } from "./_metrics_http.ts";
 
 const cores = new WeakMap<MetricsRegistry, MetricsCore>();
@@ -55,6 +56,13 @@ export class MetricsRegistry {
    * reports them. Defaults to true.
    */
   constructor(options: { readonly process?: boolean } = {}) {
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError(
+        `Cannot make a metrics registry: options must be an object, got ${
+          options === null ? "null" : typeof options
+        }`,
+      );
+    }
     const core = new MetricsCore();
     cores.set(this, core);
     if (options.process ?? true) addProcessMetrics(core);
@@ -82,6 +90,9 @@ export class MetricsRegistry {
    * `port` (0 picks a free one), and a `signal` that stops the server.
    * @returns The running server (`addr`, `shutdown()`, `await using`).
    * @throws {Deno.errors.AddrInUse} When the port is taken.
+   * @throws {TypeError} When the options are malformed (a port that is not
+   * a number, a signal that is not an `AbortSignal`).
+   * @throws {RangeError} When the port is out of range.
    *
    * @example Scraping the endpoint
    * ```ts
@@ -172,8 +183,28 @@ function serveMetrics(
   registry: MetricsRegistry,
   options: { readonly hostname?: string; readonly port: number; readonly signal?: AbortSignal },
 ): Deno.HttpServer<Deno.NetAddr> {
+  // Checked before listening: no options failed with 'Cannot read
+  // properties of undefined', a port "9" listened on port 9, and a signal
+  // that was no AbortSignal threw JavaScript's own error with the port
+  // already open.
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(
+      `Cannot serve metrics: options must be an object, got ${
+        options === null ? "null" : typeof options
+      }`,
+    );
+  }
+  const port = checkPort(options.port, "serve metrics");
+  const signal: unknown = options.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new TypeError(
+      `Cannot serve metrics: signal must be an AbortSignal, got ${
+        signal === null ? "null" : typeof signal
+      }`,
+    );
+  }
   const core = metricsCore(registry);
-  const at = { hostname: options.hostname ?? "127.0.0.1", port: options.port };
+  const at = { hostname: options.hostname ?? "127.0.0.1", port };
   const listener = listenOn(at, () => Deno.listen(at));
   return new MetricsHttpServer(listener, (method, path): MetricsResponse => {
     if (path !== "/metrics" && path !== "/") return { status: 404, body: "Not found\n" };

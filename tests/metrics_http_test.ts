@@ -4,7 +4,7 @@
 // process, idle connections must not crowd out a scraper, and bad requests
 // get a clear HTTP answer.
 
-import { match, ok, strictEqual } from "node:assert";
+import { match, ok, strictEqual, throws } from "node:assert";
 import { MetricsRegistry } from "../net/metrics.ts";
 import { writeFull } from "../net/conn_io.ts";
 import { readUntilClosed } from "./obfs4_wire_helpers.ts";
@@ -184,4 +184,42 @@ Deno.test("metrics endpoint: five sources reopening idle connections cannot fill
     }
     ok(opened >= 5 * 16 * 2, `the sources opened only ${opened} connections`);
   }
+});
+
+Deno.test({
+  name:
+    "MetricsRegistry.serve refuses malformed options with a TypeError or RangeError naming them, before it listens",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  fn: () => {
+    // serve() failed with 'Cannot read properties of undefined', port "9"
+    // listened on port 9, and signal "x" threw JavaScript's own error with
+    // the port left open.
+    const registry = new MetricsRegistry({ process: false });
+    const serve = (options: unknown) => () =>
+      registry.serve(options as Parameters<MetricsRegistry["serve"]>[0]);
+    const cases: [unknown, ErrorConstructor, string][] = [
+      [undefined, TypeError, "Cannot serve metrics: options must be an object, got undefined"],
+      [{ port: "9" }, TypeError, "Invalid port for serve metrics: expected a number, got string"],
+      [
+        { port: 70000 },
+        RangeError,
+        "Invalid port 70000 for serve metrics: must be an integer in 0-65535",
+      ],
+      [
+        { port: 0, signal: "x" },
+        TypeError,
+        "Cannot serve metrics: signal must be an AbortSignal, got string",
+      ],
+    ];
+    for (const [options, Class, message] of cases) {
+      throws(serve(options), (e: unknown) => e instanceof Class && e.message === message);
+    }
+    throws(
+      () => new MetricsRegistry(null as unknown as { process?: boolean }),
+      (e: unknown) =>
+        e instanceof TypeError &&
+        e.message === "Cannot make a metrics registry: options must be an object, got null",
+    );
+  },
 });
