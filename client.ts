@@ -123,10 +123,21 @@ export class HelperLimit {
    * Make a limit.
    *
    * @param options The most helpers at once.
+   * @throws {TypeError} When `options` is not an object or `max` not a number.
    * @throws {RangeError} When `max` is not a positive integer.
    */
   constructor(options: HelperLimitOptions = {}) {
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError(
+        `Cannot make a helper limit: options must be an object, got ${
+          options === null ? "null" : typeof options
+        }`,
+      );
+    }
     const max = options.max ?? DEFAULT_MAX_HELPERS;
+    if (typeof max !== "number") {
+      throw new TypeError(`Invalid helper limit: max must be a number, got ${typeof max}`);
+    }
     if (!Number.isInteger(max) || max < 1) {
       throw new RangeError(`Invalid helper limit ${max}: must be a positive integer`);
     }

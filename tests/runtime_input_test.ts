@@ -5,7 +5,7 @@
 // resource sanitizer stays on).
 
 import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:assert";
-import { createConnector } from "../client.ts";
+import { createConnector, HelperLimit } from "../client.ts";
 import { listen, proxy } from "../server.ts";
 import { checkPort, formatHostPort, parseHostPort } from "../net/address.ts";
 import { TransportConn } from "../net/transport_conn.ts";
@@ -388,6 +388,25 @@ Deno.test("createObfs4 and createShadowsocks refuse null options and hooks that 
   );
   strictEqual(createObfs4().name, "obfs4");
   strictEqual(createShadowsocks({ now: () => 0 }).name, "shadowsocks");
+});
+
+Deno.test("HelperLimit refuses null options and a max that is not a number with a TypeError", () => {
+  // null failed with 'Cannot read properties of null (reading 'max')', and
+  // max: "3" said 'Invalid helper limit 3: must be a positive integer'.
+  throws(
+    () => new HelperLimit(null as unknown as { max?: number }),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message === "Cannot make a helper limit: options must be an object, got null",
+  );
+  throws(
+    () => new HelperLimit({ max: "3" as unknown as number }),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message === "Invalid helper limit: max must be a number, got string",
+  );
+  throws(() => new HelperLimit({ max: 0 }), RangeError);
+  strictEqual(new HelperLimit().max, 8);
 });
 
 Deno.test("proxy rejects a malformed target", async () => {
