@@ -58,6 +58,10 @@ export class DestinationPolicy {
    * @param options `allow`: scopes to allow (`loopback`, `private`,
    * `link-local`, `multicast`); `allowDestinations`: exact IP addresses and
    * ports to allow. Both default to none: public destinations only.
+   * @throws {TypeError} When `options` is not an object, `allow` or
+   * `allowDestinations` is not an iterable (an array; a string is refused),
+   * or a scope is unknown.
+   * @throws {SyntaxError} When an allowed destination is not an IP address.
    */
   constructor(
     options: {
@@ -65,6 +69,29 @@ export class DestinationPolicy {
       readonly allowDestinations?: Iterable<HostPort>;
     } = {},
   ) {
+    // A string is iterable: allow: "loopback" was read letter by letter
+    // ('Invalid destination scope "l"'), and null options failed with
+    // 'Cannot read properties of null'.
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError(
+        `Cannot make a destination policy: options must be an object, got ${
+          options === null ? "null" : typeof options
+        }`,
+      );
+    }
+    for (const name of ["allow", "allowDestinations"] as const) {
+      const value: unknown = options[name];
+      if (
+        value !== undefined &&
+        (typeof value !== "object" || value === null || !(Symbol.iterator in value))
+      ) {
+        throw new TypeError(
+          `Cannot make a destination policy: ${name} must be an array, got ${
+            value === null ? "null" : typeof value
+          }${typeof value === "string" ? ` (write [${JSON.stringify(value)}])` : ""}`,
+        );
+      }
+    }
     this.#scopes = new Set(options.allow ?? []);
     for (const scope of this.#scopes) {
       if (!SCOPES.includes(scope)) {

@@ -313,3 +313,33 @@ Deno.test("TURN refuses peers as the policy does (403), with and without its all
     strictEqual(loose.get(address), allowed ? 0 : 403, address);
   }
 });
+
+Deno.test("DestinationPolicy refuses null options and a string where an array of scopes or destinations goes, saying what to write", () => {
+  // allow: "loopback" was read letter by letter ('Invalid destination scope
+  // "l"'), and null failed with 'Cannot read properties of null'.
+  type Options = ConstructorParameters<typeof DestinationPolicy>[0];
+  throws(
+    () => new DestinationPolicy({ allow: "loopback" } as unknown as Options),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message ===
+        'Cannot make a destination policy: allow must be an array, got string (write ["loopback"])',
+  );
+  throws(
+    () => new DestinationPolicy({ allowDestinations: 5 } as unknown as Options),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message ===
+        "Cannot make a destination policy: allowDestinations must be an array, got number",
+  );
+  throws(
+    () => new DestinationPolicy(null as unknown as Options),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message === "Cannot make a destination policy: options must be an object, got null",
+  );
+  strictEqual(
+    new DestinationPolicy({ allow: new Set(["loopback"] as const) }).toString(),
+    "loopback",
+  );
+});
