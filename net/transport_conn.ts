@@ -86,6 +86,8 @@ export class TransportConn implements AsyncDisposable {
   #closed = false;
   #closedByUser = false;
   #error: unknown = undefined;
+  /** The `BadResource` that `close()` ended the connection with. */
+  #closeReason: Error | undefined;
   #netClosed = false;
   #wireIn: Promise<void>;
   #wireOut: Promise<void>;
@@ -239,10 +241,12 @@ export class TransportConn implements AsyncDisposable {
       this.#fail(error);
       throw error;
     }
+    this.#throwIfGone();
     if (this.#writeClosed) {
       throw new TypeError("Cannot write to transport connection: its write side is closed");
     }
     await encoder.ready;
+    this.#throwIfGone();
     if (this.#writeClosed) {
       throw new TypeError("Cannot write to transport connection: its write side is closed");
     }
@@ -376,13 +380,15 @@ export class TransportConn implements AsyncDisposable {
 
   /**
    * Close the connection at once, in both directions. Pending reads end, and
-   * writes fail. Calling it again does nothing.
+   * writes fail with `Deno.errors.BadResource` (as a `Deno.Conn`'s do after
+   * its `close()`), as does `ready` while the handshake runs. Calling it
+   * again does nothing.
    */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#closedByUser = true;
-    const reason = new Error("Transport connection closed");
+    const reason = this.#closeReason = new Deno.errors.BadResource("Transport connection closed");
     this.#gone.reject(reason);
     this.#abortEncode(reason);
     this.#abortDecode(reason);
@@ -408,6 +414,14 @@ export class TransportConn implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
     await this.#done;
+  }
+
+  /**
+   * A write after `close()` or a failure is refused (the encoder, aborted,
+   * would take it and drop it): with `BadResource`, or the failure's error.
+   */
+  #throwIfGone(): void {
+    if (this.#closed) throw this.#closeReason ?? this.#error;
   }
 
   #fail(error: unknown): void {

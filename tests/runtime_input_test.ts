@@ -38,6 +38,29 @@ Deno.test("TransportConn rejects chunks that are not Uint8Array with a TypeError
   }
 });
 
+Deno.test("TransportConn after close(): writes fail with Deno.errors.BadResource, as a Deno.Conn's do, and reads end", async () => {
+  await using ends = await loopbackEnds(plain, {});
+  await using conn = await ends.connector.dial({ port: ends.listener.addr.port });
+  await using accepted = await ends.listener.accept();
+  const writer = conn.writable.getWriter();
+  const reader = conn.readable.getReader();
+  conn.close();
+  // Before, the write was taken (and its bytes dropped): it resolved.
+  const [write, read] = await Promise.allSettled([
+    writer.write(new Uint8Array([1])),
+    reader.read(),
+  ]);
+  ok(write.status === "rejected", "the write after close() was taken");
+  ok(
+    write.reason instanceof Deno.errors.BadResource &&
+      /Transport connection closed/.test(String(write.reason)),
+    String(write.reason),
+  );
+  deepStrictEqual(read, { status: "fulfilled", value: { done: true, value: undefined } });
+  // The peer sees the connection end, with nothing from the refused write.
+  for await (const chunk of accepted.readable) ok(false, `the peer got ${chunk.length} bytes`);
+});
+
 Deno.test("TransportConn reports a transport that emits non-Uint8Array chunks", async () => {
   const broken = defineTransport({
     name: "broken",
