@@ -72,6 +72,37 @@ Deno.test("extOrPortHandshake sends USERADDR, TRANSPORT, DONE and skips unknown 
   conn.close();
 });
 
+// USERADDR as tor reads it: an IPv4 client of a listener on [::] arrives as
+// an IPv4-mapped IPv6 address, which goptlib's PTs send in dotted form (Go
+// prints it so); tor would count it as an IPv6 client of unknown country.
+const userAddrs: [string, string][] = [
+  ["::ffff:127.0.0.1", "127.0.0.1:4321"],
+  ["::ffff:c000:201", "192.0.2.1:4321"],
+  ["::FFFF:203.0.113.9", "203.0.113.9:4321"],
+  ["198.51.100.7", "198.51.100.7:4321"],
+  ["::1", "[::1]:4321"],
+  ["2001:db8::ffff:1.2.3.4", "[2001:db8::ffff:1.2.3.4]:4321"],
+  ["::1.2.3.4", "[::1.2.3.4]:4321"],
+];
+
+Deno.test("extOrPortHandshake sends an IPv4-mapped USERADDR as its IPv4 address", async () => {
+  const cookie = crypto.getRandomValues(new Uint8Array(32));
+  await using fake = new FakeExtOrPort(cookie, () => "okay");
+  for (const [hostname] of userAddrs) {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: fake.port });
+    await extOrPortHandshake(conn, {
+      cookie,
+      transport: "obfs4",
+      userAddr: { hostname, port: 4321 },
+    });
+    conn.close();
+  }
+  deepStrictEqual(
+    fake.sessions.map((session) => session.commands?.find((c) => c.cmd === 1)?.body),
+    userAddrs.map(([, sent]) => sent),
+  );
+});
+
 const failures: [string, FakeBehaviour, RegExp][] = [
   ["DENY", "deny", /denied/],
   ["a wrong server hash", "wrong-server-hash", /server hash is wrong/],

@@ -6,6 +6,7 @@ import { readExactly, writeFull } from "../../net/conn_io.ts";
 import { closeQuietly } from "../../net/_accept_loop.ts";
 import type { NetConn } from "../../net/net_conn.ts";
 import { formatHostPort, type HostPort } from "../../net/address.ts";
+import { formatIp, isIpLiteral, parseIp } from "../../net/_ip_address.ts";
 import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
 import type { Counter } from "../../net/_metrics.ts";
 import {
@@ -31,7 +32,11 @@ export interface ExtOrPortOptions {
   readonly cookie: Uint8Array;
   /** The transport name sent in `TRANSPORT` (none is sent for `""`). */
   readonly transport: string;
-  /** The client's address sent in `USERADDR`, if known. */
+  /**
+   * The client's address sent in `USERADDR`, if known. An IPv4-mapped IPv6
+   * address (`::ffff:a.b.c.d`, an IPv4 client of a listener on `[::]`) is
+   * sent as the IPv4 address it stands for (see {@linkcode formatUserAddr}).
+   */
   readonly userAddr?: HostPort;
   /** Deadline for the whole handshake, in ms. Defaults to 5000. */
   readonly timeoutMs?: number;
@@ -110,7 +115,7 @@ async function handshake(conn: NetConn, options: ExtOrPortOptions): Promise<void
   // Metadata.
   const parts: Uint8Array[] = [];
   if (options.userAddr !== undefined) {
-    parts.push(encodeCommand(CMD_USERADDR, encoder.encode(formatHostPort(options.userAddr))));
+    parts.push(encodeCommand(CMD_USERADDR, encoder.encode(formatUserAddr(options.userAddr))));
   }
   if (options.transport !== "") {
     parts.push(encodeCommand(CMD_TRANSPORT, encoder.encode(options.transport)));
@@ -125,6 +130,28 @@ async function handshake(conn: NetConn, options: ExtOrPortOptions): Promise<void
     if (command === CMD_DENY) throw new Error("Extended ORPort denied the connection");
     // CONTROL and unknown commands are ignored.
   }
+}
+
+/**
+ * The body of a `USERADDR` command: `a.b.c.d:port` or `[ipv6]:port`. An
+ * IPv4-mapped IPv6 address (what a dual-stack listener on `[::]` reports for
+ * an IPv4 client) is written as its IPv4 address, as goptlib's PTs send it
+ * (Go prints such an address in dotted form): tor would otherwise take the
+ * client for an IPv6 one, and its bridge statistics (country, IP version)
+ * would count every IPv4 client as an IPv6 client of unknown country.
+ *
+ * @param address The client's address.
+ * @returns The text sent.
+ */
+export function formatUserAddr(address: HostPort): string {
+  const { hostname, port } = address;
+  if (hostname.includes(":") && isIpLiteral(hostname)) {
+    const bytes = parseIp(hostname);
+    const mapped = bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff &&
+      bytes[11] === 0xff;
+    if (mapped) return formatHostPort({ hostname: formatIp(bytes.subarray(12)), port });
+  }
+  return formatHostPort(address);
 }
 
 function closed(): Error {
