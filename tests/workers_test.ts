@@ -417,6 +417,25 @@ Deno.test("-workers 2 with webtunnel: the SMETHOD carries the placeholder, every
   }
 });
 
+Deno.test("-workers 2: an unknown transport among known ones is warned about once, not again by the worker", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_unknown_" });
+  await using pt = new PtProcess([
+    ...["-server", "-transports", "plain,bogus", "-orport", "127.0.0.1:9"],
+    ...["-state", dir, "-logLevel", "info", "-workers", "2"],
+  ], {});
+  try {
+    await pt.waitFor(/^SMETHODS DONE$/);
+    // The worker's own lines come before its "serving".
+    await pt.waitFor(/^LOG SEVERITY=info MESSAGE="Worker 2 of 2: serving"/);
+    deepStrictEqual(pt.lines.filter((line) => line.includes("bogus")), [
+      'LOG SEVERITY=warning MESSAGE="Unknown transport \\"bogus\\" ignored (available: plain, obfs4, webtunnel, shadowsocks, ssh)"',
+    ]);
+    pt.child.kill("SIGTERM");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 for (const workers of [["-workers", "3"], []]) {
   Deno.test(`-workers without --allow-run (README's no-FFI command, ${workers.join(" ") || "the default"}): one warning, one process, no retries`, async () => {
     const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_norun_" });

@@ -60,7 +60,14 @@ export async function runWorker(registry: ReadonlyMap<string, Transport>): Promi
     },
   });
   return await runManaged(
-    { ...setup.config, workers: 1, warnings: [], exitOnStdinClose: true },
+    {
+      ...setup.config,
+      // The parent warned about these, and about unknown transports, once for all.
+      transports: setup.config.transports.filter((name) => registry.has(name)),
+      workers: 1,
+      warnings: [],
+      exitOnStdinClose: true,
+    },
     {
       emit,
       registry,
