@@ -263,6 +263,13 @@ const ROWS: readonly Row[] = [
     expect: { stateDir: "/tmp/pt", exitOnStdinClose: true },
   },
   {
+    // A launcher that sets every variable, empty when unused (ptadapter):
+    // the working directory, said in a notice, as when it is unset.
+    name: "an empty state location is none",
+    env: { ...client, TOR_PT_STATE_LOCATION: "" },
+    expect: { stateDir: undefined },
+  },
+  {
     name: "exit on stdin close is only 1",
     env: { ...client, TOR_PT_EXIT_ON_STDIN_CLOSE: "0" },
     expect: { exitOnStdinClose: false },

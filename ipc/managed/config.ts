@@ -363,7 +363,9 @@ export function parseManagedConfig(
       })
     );
   }
-  const stateDir = value("state");
+  // Empty is none (a launcher that sets every variable, as ptadapter does):
+  // the working directory then, with the notice an unset one gets.
+  const stateDir = value("state") || undefined;
   const metrics = flags.values.metrics === undefined
     ? undefined
     : attempt(() => parseMetricsAddress(flags.values.metrics!, "-metrics"));
