@@ -276,6 +276,26 @@ function embeddedIpv4(bytes: Uint8Array): Uint8Array | undefined {
   return undefined;
 }
 
+/**
+ * The 4 bytes of the IPv4 address an IPv4-mapped IPv6 address
+ * (`::ffff:a.b.c.d`) stands for; any other address as it is. Internal.
+ *
+ * @param bytes 4 or 16 address bytes.
+ * @returns The IPv4 address, or `bytes`.
+ *
+ * @example An IPv4 client of a listener on `[::]`
+ * ```ts
+ * import { formatIp, parseIp, unmapIpv4 } from "./_ip_address.ts";
+ * import { strictEqual } from "node:assert";
+ *
+ * strictEqual(formatIp(unmapIpv4(parseIp("::ffff:192.0.2.1"))), "192.0.2.1");
+ * strictEqual(formatIp(unmapIpv4(parseIp("::1"))), "::1");
+ * ```
+ */
+export function unmapIpv4(bytes: Uint8Array): Uint8Array {
+  return bytes.length === 16 && isMapped(bytes) ? bytes.subarray(12) : bytes;
+}
+
 function isMapped(bytes: Uint8Array): boolean {
   return zeros(bytes, 0, 10) && bytes[10] === 0xff && bytes[11] === 0xff;
 }

@@ -2,7 +2,7 @@
 // This module is browser-compatible.
 
 import { formatHostPort, type HostPort, parseHostPort } from "./address.ts";
-import { classifyIp, formatIp, type IpAddressClass, parseIp } from "./_ip_address.ts";
+import { classifyIp, formatIp, type IpAddressClass, parseIp, unmapIpv4 } from "./_ip_address.ts";
 
 /** The kinds of destinations a {@linkcode DestinationPolicy} can be told to allow. */
 export type AddressScope = "loopback" | "private" | "link-local" | "multicast";
@@ -202,9 +202,5 @@ export class DestinationPolicy {
 
 /** An exact destination's key: IPv4-mapped addresses count as IPv4. */
 function key(bytes: Uint8Array, port: number): string {
-  const ip = bytes.length === 16 && bytes.subarray(0, 10).every((b) => b === 0) &&
-      bytes[10] === 0xff && bytes[11] === 0xff
-    ? bytes.subarray(12)
-    : bytes;
-  return formatHostPort({ hostname: formatIp(ip), port });
+  return formatHostPort({ hostname: formatIp(unmapIpv4(bytes)), port });
 }

@@ -6,7 +6,7 @@ import { readExactly, writeFull } from "../../net/conn_io.ts";
 import { closeQuietly } from "../../net/_accept_loop.ts";
 import type { NetConn } from "../../net/net_conn.ts";
 import { formatHostPort, type HostPort } from "../../net/address.ts";
-import { formatIp, isIpLiteral, parseIp } from "../../net/_ip_address.ts";
+import { formatIp, isIpLiteral, parseIp, unmapIpv4 } from "../../net/_ip_address.ts";
 import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
 import type { Counter } from "../../net/_metrics.ts";
 import {
@@ -145,13 +145,11 @@ async function handshake(conn: NetConn, options: ExtOrPortOptions): Promise<void
  */
 export function formatUserAddr(address: HostPort): string {
   const { hostname, port } = address;
-  if (hostname.includes(":") && isIpLiteral(hostname)) {
-    const bytes = parseIp(hostname);
-    const mapped = bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff &&
-      bytes[11] === 0xff;
-    if (mapped) return formatHostPort({ hostname: formatIp(bytes.subarray(12)), port });
-  }
-  return formatHostPort(address);
+  if (!hostname.includes(":") || !isIpLiteral(hostname)) return formatHostPort(address);
+  const bytes = unmapIpv4(parseIp(hostname));
+  return bytes.length === 4
+    ? formatHostPort({ hostname: formatIp(bytes), port })
+    : formatHostPort(address);
 }
 
 function closed(): Error {
