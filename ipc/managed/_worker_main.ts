@@ -62,8 +62,9 @@ export async function runWorker(registry: ReadonlyMap<string, Transport>): Promi
   return await runManaged(
     {
       ...setup.config,
-      // The parent warned about these, and about unknown transports, once for all.
-      transports: setup.config.transports.filter((name) => registry.has(name)),
+      // Only what the parent serves: it told of an unknown transport, or
+      // one that could not start, once for all.
+      transports: setup.config.transports.filter((name) => setup.listenAt.has(name)),
       workers: 1,
       warnings: [],
       exitOnStdinClose: true,
