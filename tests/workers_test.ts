@@ -446,6 +446,30 @@ Deno.test("-workers 2: an unknown transport, or one that cannot start, is told o
   }
 });
 
+Deno.test("-workers 2: a start-up warning (an auth cookie that cannot be read) is said once, not again by the worker", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_cookie_" });
+  await using pt = new PtProcess([
+    ...["-server", "-transports", "plain", "-extorport", "127.0.0.1:9"],
+    ...["-authcookie", `${dir}/no_such_cookie`],
+    ...["-state", dir, "-logLevel", "info", "-workers", "2"],
+  ], {});
+  try {
+    await pt.waitFor(/^SMETHODS DONE$/);
+    // The worker's own start-up lines come before its "serving".
+    await pt.waitFor(/^LOG SEVERITY=info MESSAGE="Worker 2 of 2: serving"/);
+    deepStrictEqual(
+      pt.lines.filter((line) => line.includes("cannot be read")).map((line) =>
+        line.replace(/ MESSAGE=.*/, "")
+      ),
+      ["LOG SEVERITY=warning"],
+      pt.lines.join("\n"),
+    );
+    pt.child.kill("SIGTERM");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 for (const workers of [["-workers", "3"], []]) {
   Deno.test(`-workers without --allow-run (README's no-FFI command, ${workers.join(" ") || "the default"}): one warning, one process, no retries`, async () => {
     const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_norun_" });

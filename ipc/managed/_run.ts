@@ -180,13 +180,18 @@ export async function runManaged(
     )
     : undefined;
   const local = recording ?? hooks.local;
-  // Notices the parent gave while it started (an ignored option, say) are
-  // said once, not again by each worker.
+  // Notices the parent gave (an ignored option, say) and the warnings it
+  // gave while it started (an auth cookie it cannot read) are said once,
+  // not again by each worker. A warning said later is each process's own.
   const notices = new Set<string>();
+  let starting = true;
   const options = {
     emit: workers > 1
       ? (line: PtLine) => {
-        if (line.type === "LOG" && line.severity === "notice" && notices.size < 1024) {
+        if (
+          line.type === "LOG" && notices.size < 1024 &&
+          (line.severity === "notice" || (starting && line.severity === "warning"))
+        ) {
           notices.add(line.message);
         }
         emit(line);
@@ -244,6 +249,7 @@ export async function runManaged(
     } finally {
       unlock();
     }
+    starting = false;
     if (workers > 1 && bound.size > 0) {
       const children = new workerModule!.WorkerPool({
         count: workers,

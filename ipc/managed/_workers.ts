@@ -189,7 +189,10 @@ export interface WorkerPoolOptions {
   readonly state: ReadonlyMap<string, string>;
   /** Where the children's lines go. */
   readonly emit: (line: PtLine) => void;
-  /** Notices the parent already gave: a child's same notice is not repeated. */
+  /**
+   * Notices and start-up warnings the parent already gave: a child's same
+   * notice or warning is not repeated.
+   */
   readonly said?: ReadonlySet<string>;
   /** First pause before a restart, in ms (doubles up to 30 s). Defaults to 500. */
   readonly restartDelay?: number;
@@ -444,7 +447,7 @@ class WorkerSlot {
         switch (line.type) {
           case "LOG":
             if (
-              line.severity === "notice" &&
+              (line.severity === "notice" || line.severity === "warning") &&
               (this.#options.said?.has(this.#unprefixed(line.message)) ||
                 // The parent said why it stops, once for all.
                 (this.#stopping() && SHUTDOWN_NOTICE.test(this.#unprefixed(line.message))))
