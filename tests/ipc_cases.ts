@@ -137,6 +137,14 @@ export const cases: Case[] = [
     stdout: ["VERSION 1", /^ENV-ERROR Both TOR_PT_CLIENT_TRANSPORTS and TOR_PT_SERVER/],
   },
   {
+    // lyrebird and obfs4proxy take an empty list for none.
+    name: "client transports beside an empty server list start the client",
+    env: { ...v1, TOR_PT_SERVER_TRANSPORTS: "" },
+    code: 0,
+    stdout: ["VERSION 1", SOCKS, "CMETHODS DONE"],
+    stderr: "",
+  },
+  {
     name: "-server with only client variables has no server transports",
     args: ["-server"],
     env: v1,

@@ -107,6 +107,23 @@ const ROWS: readonly Row[] = [
     env: { ...server, TOR_PT_CLIENT_TRANSPORTS: "plain" },
     expect: { error: "ENV-ERROR", exitCode: 64, message: /Both TOR_PT_CLIENT_TRANSPORTS/ },
   },
+  // lyrebird and obfs4proxy (ptIsClient) take an empty list for none: an
+  // environment that clears the other side's variable is not both sides.
+  {
+    name: "client transports beside an empty server list",
+    env: { ...client, TOR_PT_SERVER_TRANSPORTS: "" },
+    expect: { kind: "client", transports: ["plain"] },
+  },
+  {
+    name: "server transports beside an empty client list",
+    env: { ...server, TOR_PT_CLIENT_TRANSPORTS: "" },
+    expect: { kind: "server", transports: ["plain"] },
+  },
+  {
+    name: "both transport lists empty",
+    env: { ...client, TOR_PT_CLIENT_TRANSPORTS: "", TOR_PT_SERVER_TRANSPORTS: "" },
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /No transports requested/ },
+  },
   {
     name: "-client and -server",
     args: ["-client", "-server", "-transports", "plain"],

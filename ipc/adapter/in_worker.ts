@@ -65,10 +65,14 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
     let resolveExit!: (code: number) => void;
     this.#exited = new Promise<number>((resolve) => resolveExit = resolve)
       .finally(() => this.#worker.terminate());
-    this.#kind =
-      args.some((a) => /^--?server$/i.test(a)) || env.TOR_PT_SERVER_TRANSPORTS !== undefined
-        ? "server"
-        : "client";
+    // As parseManagedConfig chooses: -server, else the server variable
+    // unless -client or a non-empty client list says otherwise.
+    const clientListed = (env.TOR_PT_CLIENT_TRANSPORTS ?? "").trim() !== "";
+    this.#kind = args.some((a) => /^--?server$/i.test(a)) ||
+        (!args.some((a) => /^--?client$/i.test(a)) &&
+          env.TOR_PT_SERVER_TRANSPORTS !== undefined && !clientListed)
+      ? "server"
+      : "client";
     const startup = new PtStartup({
       kind: this.#kind,
       versions: offeredVersions(args, env),

@@ -335,10 +335,13 @@ export function parseManagedConfig(
   if (serverFlag && clientFlag) envError("Both -client and -server given");
   const clientEnv = vars.TOR_PT_CLIENT_TRANSPORTS;
   const serverEnv = vars.TOR_PT_SERVER_TRANSPORTS;
-  if (!clientFlag && clientEnv !== undefined && serverEnv !== undefined) {
+  // An empty list is none, as lyrebird and obfs4proxy take it: a parent
+  // that clears the other side's variable asks for one side.
+  const clientListed = clientEnv !== undefined && clientEnv.trim() !== "";
+  if (!clientFlag && clientListed && serverEnv !== undefined && serverEnv.trim() !== "") {
     envError("Both TOR_PT_CLIENT_TRANSPORTS and TOR_PT_SERVER_TRANSPORTS are set");
   }
-  const server = serverFlag || (!clientFlag && serverEnv !== undefined && clientEnv === undefined);
+  const server = serverFlag || (!clientFlag && serverEnv !== undefined && !clientListed);
   const exitOnStdinClose = flags.values.exitOnStdinClose !== undefined
     ? flags.values.exitOnStdinClose === "true"
     : vars.TOR_PT_EXIT_ON_STDIN_CLOSE === "1";
