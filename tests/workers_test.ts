@@ -397,77 +397,69 @@ Deno.test("-workers 2 under main.ts's shebang: a child may write the state direc
   }
 });
 
-Deno.test("-workers 2 with webtunnel: the SMETHOD carries the placeholder, every worker joins the real listen port", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_wt_" });
-  const orPort = 9; // Never dialled: no client connects.
-  await using pt = new PtProcess([
-    ...["-server", "-transports", "webtunnel", "-orport", `127.0.0.1:${orPort}`],
-    ...["-options", "webtunnel:url=https://example.com/s3cret"],
-    ...["-state", dir, "-logLevel", "info", "-workers", "2"],
-  ], {});
+/**
+ * main.ts -server with `args` (given a fresh state directory) and -workers
+ * 2: its stdout lines once the worker serves (a worker's own start-up lines
+ * come before its "serving"). It is then stopped and the directory removed.
+ */
+async function linesOnceWorkerServes(args: (dir: string) => string[]): Promise<string[]> {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_" });
   try {
-    const smethod = await pt.waitFor(/^SMETHOD webtunnel /);
-    ok(/^SMETHOD webtunnel \[2001:db8:[0-9a-f:]+\]:443 ARGS:/.test(smethod), smethod);
+    await using pt = new PtProcess(
+      [...args(dir), ...["-state", dir, "-logLevel", "info", "-workers", "2"]],
+      {},
+    );
     await pt.waitFor(/^SMETHODS DONE$/);
     await pt.waitFor(/^LOG SEVERITY=info MESSAGE="Worker 2 of 2: serving"/);
-    ok(!pt.lines.some((line) => /SEVERITY=warning/.test(line)), pt.lines.join("\n"));
     pt.child.kill("SIGTERM");
+    return [...pt.lines];
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+Deno.test("-workers 2 with webtunnel: the SMETHOD carries the placeholder, every worker joins the real listen port", async () => {
+  const orPort = 9; // Never dialled: no client connects.
+  const lines = await linesOnceWorkerServes(() => [
+    ...["-server", "-transports", "webtunnel", "-orport", `127.0.0.1:${orPort}`],
+    ...["-options", "webtunnel:url=https://example.com/s3cret"],
+  ]);
+  const smethod = lines.find((line) => line.startsWith("SMETHOD webtunnel "));
+  ok(smethod && /^SMETHOD webtunnel \[2001:db8:[0-9a-f:]+\]:443 ARGS:/.test(smethod), smethod);
+  ok(!lines.some((line) => /SEVERITY=warning/.test(line)), lines.join("\n"));
 });
 
 Deno.test("-workers 2: an unknown transport, or one that cannot start, is told of once, not again by the worker", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_unknown_" });
-  // bogus is no transport; webtunnel without url= cannot start.
-  await using pt = new PtProcess([
-    // Version 1, as tor: every line on stdout.
+  // bogus is no transport; webtunnel without url= cannot start. Version 1,
+  // as tor: every line on stdout.
+  const lines = await linesOnceWorkerServes(() => [
     ...["-ptversion", "1", "-server", "-transports", "plain,bogus,webtunnel"],
     ...["-orport", "127.0.0.1:9"],
-    ...["-state", dir, "-logLevel", "info", "-workers", "2"],
-  ], {});
-  try {
-    await pt.waitFor(/^SMETHODS DONE$/);
-    // The worker's own lines come before its "serving".
-    await pt.waitFor(/^LOG SEVERITY=info MESSAGE="Worker 2 of 2: serving"/);
-    deepStrictEqual(
-      pt.lines.filter((line) => /bogus|webtunnel/.test(line)).map((line) =>
-        line.startsWith('LOG SEVERITY=warning MESSAGE="Unknown transport \\"bogus\\" ignored')
-          ? "unknown bogus"
-          : line.startsWith("SMETHOD-ERROR webtunnel Cannot configure webtunnel: missing")
-          ? "SMETHOD-ERROR webtunnel"
-          : line
-      ),
-      ["unknown bogus", "SMETHOD-ERROR webtunnel"],
-    );
-    pt.child.kill("SIGTERM");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  ]);
+  deepStrictEqual(
+    lines.filter((line) => /bogus|webtunnel/.test(line)).map((line) =>
+      line.startsWith('LOG SEVERITY=warning MESSAGE="Unknown transport \\"bogus\\" ignored')
+        ? "unknown bogus"
+        : line.startsWith("SMETHOD-ERROR webtunnel Cannot configure webtunnel: missing")
+        ? "SMETHOD-ERROR webtunnel"
+        : line
+    ),
+    ["unknown bogus", "SMETHOD-ERROR webtunnel"],
+  );
 });
 
 Deno.test("-workers 2: a start-up warning (an auth cookie that cannot be read) is said once, not again by the worker", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_cookie_" });
-  await using pt = new PtProcess([
+  const lines = await linesOnceWorkerServes((dir) => [
     ...["-server", "-transports", "plain", "-extorport", "127.0.0.1:9"],
     ...["-authcookie", `${dir}/no_such_cookie`],
-    ...["-state", dir, "-logLevel", "info", "-workers", "2"],
-  ], {});
-  try {
-    await pt.waitFor(/^SMETHODS DONE$/);
-    // The worker's own start-up lines come before its "serving".
-    await pt.waitFor(/^LOG SEVERITY=info MESSAGE="Worker 2 of 2: serving"/);
-    deepStrictEqual(
-      pt.lines.filter((line) => line.includes("cannot be read")).map((line) =>
-        line.replace(/ MESSAGE=.*/, "")
-      ),
-      ["LOG SEVERITY=warning"],
-      pt.lines.join("\n"),
-    );
-    pt.child.kill("SIGTERM");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  ]);
+  deepStrictEqual(
+    lines.filter((line) => line.includes("cannot be read")).map((line) =>
+      line.replace(/ MESSAGE=.*/, "")
+    ),
+    ["LOG SEVERITY=warning"],
+    lines.join("\n"),
+  );
 });
 
 for (const workers of [["-workers", "3"], []]) {
