@@ -439,6 +439,55 @@ Deno.test("serveTurnUdp counts a peer datagram too large for an IPv4 client as C
   }
 });
 
+Deno.test("serveTurnUdp on :: gives an IPv4 client an IPv4 relayed address and its own IPv4 address, and relays to IPv4 peers", async () => {
+  const turn = await serveTurnUdp({
+    hostname: "::",
+    port: 0,
+    realm: "pt.test",
+    users: { u: "p" },
+    allowLoopbackPeers: true,
+  });
+  // The dual-stack listener sees this client as ::ffff:127.0.0.1.
+  const { socket, inbox, client } = await udpClient("127.0.0.1", turn.addr);
+  const peer = await UdpSocket.open({ hostname: "127.0.0.1" });
+  const peerInbox = new Queue<Uint8Array>();
+  peer.onmessage = (data) => peerInbox.push(data.slice());
+  const v6 = await udpClient("::1", turn.addr);
+  try {
+    const allocated = await client.allocate();
+    strictEqual(errorCode(allocated), 0);
+    const relayed = relayedAddress(allocated);
+    deepStrictEqual(relayed.address, "127.0.0.1");
+    deepStrictEqual(
+      decodeXorAddress(
+        getAttribute(allocated, StunAttr.XorMappedAddress)!,
+        allocated.transactionId,
+      ),
+      { family: 4, address: "127.0.0.1", port: socket.addr.port },
+    );
+    const peerAddress = { family: 4, address: "127.0.0.1", port: peer.addr.port } as const;
+    strictEqual(
+      errorCode(
+        await withPeer(client, StunMethod.ChannelBind, peerAddress, [
+          { type: StunAttr.ChannelNumber, value: new Uint8Array([0x40, 0x03, 0, 0]) },
+        ]),
+      ),
+      0,
+    );
+    client.wire.send(channelData(0x4003, new Uint8Array([1, 2, 3])));
+    deepStrictEqual(await peerInbox.pop(), new Uint8Array([1, 2, 3]));
+    peer.send(new Uint8Array([4, 5]), { hostname: relayed.address, port: relayed.port });
+    deepStrictEqual(await inbox.pop(), channelData(0x4003, new Uint8Array([4, 5])));
+    // An IPv6 client of the same server still gets an IPv6 relay.
+    strictEqual(relayedAddress(await v6.client.allocate()).address, "::1");
+  } finally {
+    await socket.close();
+    await v6.socket.close();
+    await peer.close();
+    await turn.close();
+  }
+});
+
 Deno.test("serveTurnUdp on 0.0.0.0 gives each client a relayed address it can reach (the route's source), never 0.0.0.0, and relays there", async () => {
   const turn = await serveTurnUdp({
     hostname: "0.0.0.0",

@@ -831,7 +831,14 @@ export class TurnServer {
       this.#error(client, request, 400, key);
       return;
     }
-    let family: 4 | 6 = this.#relay.families.includes(4) ? 4 : this.#relay.families[0] ?? 4;
+    // Unasked, the client's own family when relayed (an IPv4 client of a
+    // dual-stack server gets IPv4, as RFC 8656 has it), else IPv4 if relayed.
+    const families = this.#relay.families;
+    let family: 4 | 6 = families.includes(client.address.family)
+      ? client.address.family
+      : families.includes(4)
+      ? 4
+      : families[0] ?? 4;
     if (familyValue) {
       const f = familyValue[0] === 1 ? 4 : familyValue[0] === 2 ? 6 : 0;
       if (f === 0 || familyValue.length !== 4) {

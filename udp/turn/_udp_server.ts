@@ -9,6 +9,7 @@ import {
   type TurnServerStats,
 } from "./_turn_server.ts";
 import { type UdpEndpoint, UdpSocket, type UdpSocketStats } from "../udp_socket.ts";
+import type { StunAddress } from "../stun/_message.ts";
 
 /** Options of {@linkcode serveTurnUdp}. */
 export interface ServeTurnUdpOptions extends Omit<TurnServerOptions, "relay"> {
@@ -16,7 +17,10 @@ export interface ServeTurnUdpOptions extends Omit<TurnServerOptions, "relay"> {
   readonly hostname: string;
   /** UDP port; 0 picks one. */
   readonly port: number;
-  /** Address to bind relayed sockets to; defaults to `hostname`. */
+  /**
+   * Address to bind relayed sockets to; defaults to `hostname`. On `::`,
+   * IPv4 relays go on `0.0.0.0` (a dual-stack socket takes IPv4 clients).
+   */
   readonly relayAddress?: string;
   /** How often expired state is swept, in ms (default 1000). */
   readonly sweepInterval?: number;
@@ -45,6 +49,8 @@ export interface TurnUdpServer {
 }
 
 const CLIENT_CACHE_LIMIT = 65_536;
+/** The largest UDP payload over IPv4. */
+const MAX_IPV4_DATAGRAM = 65_507;
 
 /**
  * Run a standalone TURN server on a UDP socket (ptkit's {@linkcode UdpSocket}:
@@ -66,23 +72,33 @@ const CLIENT_CACHE_LIMIT = 65_536;
 export async function serveTurnUdp(options: ServeTurnUdpOptions): Promise<TurnUdpServer> {
   parseIp(options.hostname);
   const relayHost = options.relayAddress ?? options.hostname;
+  const relayIp = parseIp(relayHost);
   const relay = createUdpRelayFactory(
-    parseIp(relayHost).length === 4 ? { ipv4: relayHost } : { ipv6: relayHost },
+    relayIp.length === 4
+      ? { ipv4: relayHost }
+      // On `::` the sockets take IPv4 clients too (as ::ffff:a.b.c.d):
+      // they get IPv4 relays, on every IPv4 address.
+      : relayIp.every((byte) => byte === 0)
+      ? { ipv4: "0.0.0.0", ipv6: relayHost }
+      : { ipv6: relayHost },
   );
   const server = new TurnServer({ ...options, relay });
   const socket = await UdpSocket.open({ hostname: options.hostname, port: options.port });
   // One TurnClient per 5-tuple, made on its first datagram: nothing is
   // allocated per datagram afterwards.
   const clients = new Map<number | string, TurnClient>();
-  const maxPacket = socket.maxDatagram;
+  // An IPv4 client of a dual-stack socket takes IPv4 datagrams only.
+  const maxPacket = (address: StunAddress) =>
+    address.family === 4 ? Math.min(socket.maxDatagram, MAX_IPV4_DATAGRAM) : socket.maxDatagram;
   const clientOf = (from: UdpEndpoint): TurnClient => {
     let client = clients.get(from.key);
     if (client === undefined) {
       if (clients.size >= CLIENT_CACHE_LIMIT) clients.clear();
+      const address = unmapped(from);
       client = {
         key: from.key,
-        address: { family: from.family, address: from.hostname, port: from.port },
-        maxPacket,
+        address,
+        maxPacket: maxPacket(address),
         send: (packet: Uint8Array) => socket.send(packet, from),
       };
       clients.set(from.key, client);
@@ -105,4 +121,15 @@ export async function serveTurnUdp(options: ServeTurnUdpOptions): Promise<TurnUd
       return closing;
     },
   };
+}
+
+/**
+ * A sender's address as STUN gives it: an IPv4 client of a dual-stack
+ * socket (`::ffff:a.b.c.d`) as the IPv4 address it is.
+ */
+function unmapped(from: UdpEndpoint): StunAddress {
+  const mapped = from.family === 6 ? /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(from.hostname) : null;
+  return mapped
+    ? { family: 4, address: mapped[1]!, port: from.port }
+    : { family: from.family, address: from.hostname, port: from.port };
 }
