@@ -1284,6 +1284,45 @@ Deno.test("TurnServer on a wildcard relay gives a stream client, whose address i
   }
 });
 
+Deno.test("TurnServer on a :: relay (-mode STUN -target turn on [::]) gives a stream client, which asks for no family, an IPv4 relay; IPv6 when asked", async () => {
+  const local = new Set(Deno.networkInterfaces().map((i) => i.address));
+  const server = new TurnServer({
+    realm: "pt.test",
+    users: { u: "p" },
+    relay: createUdpRelayFactory({ ipv6: "::" }),
+  });
+  const inbox = new Queue<Uint8Array>();
+  const client = (key: string): TurnClient => ({
+    key,
+    address: { family: 4, address: "0.0.0.0", port: 0 },
+    stream: true,
+    send: (packet) => {
+      inbox.push(packet.slice());
+      return true;
+    },
+  });
+  const v4 = client("stream:v4");
+  const v6 = client("stream:v6");
+  const c = new StunTestClient({ inbox, send: (bytes) => server.handle(v4, bytes) });
+  const d = new StunTestClient({ inbox, send: (bytes) => server.handle(v6, bytes) });
+  try {
+    const allocated = await c.allocate();
+    strictEqual(errorCode(allocated), 0, "needs a default IPv4 route on this host");
+    const relayed = relayedAddress(allocated);
+    strictEqual(relayed.family, 4);
+    ok(local.has(relayed.address), relayed.address);
+    const asked = await d.allocate([
+      { type: StunAttr.RequestedAddressFamily, value: new Uint8Array([2, 0, 0, 0]) },
+    ]);
+    strictEqual(errorCode(asked), 0, "needs a default IPv6 route on this host");
+    strictEqual(relayedAddress(asked).family, 6);
+  } finally {
+    server.disconnect(v4.key);
+    server.disconnect(v6.key);
+    server.close();
+  }
+});
+
 Deno.test("TurnServer counts allocations, permissions, channels, relays and drops as metrics", async () => {
   const registry = new MetricsRegistry();
   const { server, relay, connect } = rig({ metrics: registry });

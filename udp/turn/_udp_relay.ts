@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import { formatIp, parseIp } from "../../net/_ip_address.ts";
+import { formatIp, parseIp, parseIpv6 } from "../../net/_ip_address.ts";
 import { openLibc } from "../../net/_libc.ts";
 import { RECEIVE_HEADROOM, UdpSocket } from "../udp_socket.ts";
 import type { TurnRelayFactory, TurnRelayRequest, TurnRelaySocket } from "./_turn_server.ts";
@@ -14,7 +14,12 @@ export interface UdpRelayOptions {
    * that client from (a route lookup through libc: needs `--allow-ffi`).
    */
   readonly ipv4?: string;
-  /** IPv6 address to bind relayed sockets to (e.g. "::1"); omit for no IPv6 relaying. `::` as `0.0.0.0` above. */
+  /**
+   * IPv6 address to bind relayed sockets to (e.g. "::1"); omit for no IPv6
+   * relaying. `::` as `0.0.0.0` above; without `ipv4`, it relays IPv4 too
+   * (on `0.0.0.0`) when this host has an IPv4 route out, as a socket on
+   * `::` takes IPv4 clients.
+   */
   readonly ipv6?: string;
 }
 
@@ -43,6 +48,7 @@ export interface UdpRelayOptions {
  */
 export function createUdpRelayFactory(options: UdpRelayOptions): TurnRelayFactory {
   const families: (4 | 6)[] = [];
+  options = withImpliedIpv4(options);
   if (options.ipv4 !== undefined) {
     if (parseIp(options.ipv4).length !== 4) {
       throw new TypeError(`Cannot relay on ${JSON.stringify(options.ipv4)}: not IPv4`);
@@ -91,6 +97,21 @@ export function createUdpRelayFactory(options: UdpRelayOptions): TurnRelayFactor
       throw new Error("Cannot open relay socket: no free port pair found");
     },
   };
+}
+
+/**
+ * `{ ipv6: "::" }` relays IPv4 on `0.0.0.0` as well, when this host has an
+ * IPv4 route out: a server socket on `::` is dual-stack and takes IPv4
+ * clients, which get IPv4 when they ask for nothing (RFC 8656).
+ */
+function withImpliedIpv4(options: UdpRelayOptions): UdpRelayOptions {
+  const ipv6 = options.ipv6 === undefined ? undefined : parseIpv6(options.ipv6);
+  if (options.ipv4 !== undefined || ipv6 === undefined || !ipv6.every((byte) => byte === 0)) {
+    return options;
+  }
+  const source = openLibc()?.routedSource(parseIp(PUBLIC_HOST[4]));
+  if (source === undefined || source.every((byte) => byte === 0)) return options;
+  return { ...options, ipv4: "0.0.0.0" };
 }
 
 function isWildcard(host: string): boolean {

@@ -18,8 +18,9 @@ export interface ServeTurnUdpOptions extends Omit<TurnServerOptions, "relay"> {
   /** UDP port; 0 picks one. */
   readonly port: number;
   /**
-   * Address to bind relayed sockets to; defaults to `hostname`. On `::`,
-   * IPv4 relays go on `0.0.0.0` (a dual-stack socket takes IPv4 clients).
+   * Address to bind relayed sockets to; defaults to `hostname`. `::` relays
+   * IPv4 too (see `createUdpRelayFactory`): the listening socket takes IPv4
+   * clients there as well.
    */
   readonly relayAddress?: string;
   /** How often expired state is swept, in ms (default 1000). */
@@ -72,15 +73,8 @@ const MAX_IPV4_DATAGRAM = 65_507;
 export async function serveTurnUdp(options: ServeTurnUdpOptions): Promise<TurnUdpServer> {
   parseIp(options.hostname);
   const relayHost = options.relayAddress ?? options.hostname;
-  const relayIp = parseIp(relayHost);
   const relay = createUdpRelayFactory(
-    relayIp.length === 4
-      ? { ipv4: relayHost }
-      // On `::` the sockets take IPv4 clients too (as ::ffff:a.b.c.d):
-      // they get IPv4 relays, on every IPv4 address.
-      : relayIp.every((byte) => byte === 0)
-      ? { ipv4: "0.0.0.0", ipv6: relayHost }
-      : { ipv6: relayHost },
+    parseIp(relayHost).length === 4 ? { ipv4: relayHost } : { ipv6: relayHost },
   );
   const server = new TurnServer({ ...options, relay });
   const socket = await UdpSocket.open({ hostname: options.hostname, port: options.port });
