@@ -9,7 +9,8 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { UdpSocket } from "../udp/mod.ts";
 import { StunMethod } from "../udp/stun/_constants.ts";
 import { PtProcess } from "./ipc_util.ts";
-import { startCoturn, startTurnPeer, uclientLosesNothing } from "./turn_util.ts";
+import { bindingRequest, startCoturn, startTurnPeer, uclientLosesNothing } from "./turn_util.ts";
+import { guarded } from "./_util.ts";
 import { errorCode, Queue, relayedAddress, StunTestClient } from "./turn_test_client.ts";
 
 /** Parse `SMETHOD name addr ARGS:k=v,...` (no escapes in obfs4's values). */
@@ -246,6 +247,34 @@ Deno.test("main.ts STUN mode's embedded TURN server relays from TOR_PT_OUTBOUND_
   strictEqual(errorCode(allocated), 0);
   // Before, the relay was bound to the transport's listen address (127.0.0.1).
   strictEqual(relayedAddress(allocated).address, address);
+});
+
+Deno.test("main.ts -mode STUN -target turn ends a connection idle for -udpidletimeout", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_udp_ipc_" });
+  const server = new PtProcess([
+    ...["-server", "-transports", "plain", "-mode", "STUN", "-target", "turn"],
+    ...["-bindaddr", "plain-127.0.0.1:0", "-udpidletimeout", "1"],
+    ...["-state", dir, "-exit-on-stdin-close"],
+  ], {});
+  try {
+    const { port } = smethod(await server.waitFor(/^SMETHOD plain /));
+    await server.waitFor(/^SMETHODS DONE$/);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await conn.write(bindingRequest());
+      const answer = new Uint8Array(256);
+      ok((await conn.read(answer) ?? 0) >= 20, "the Binding answer");
+      // Then nothing either way: the server ends the connection (the flag
+      // was ignored with -target turn; this read never returned).
+      strictEqual(await guarded(conn.read(answer), "the idle connection's end"), null);
+    } finally {
+      conn.close();
+    }
+  } finally {
+    await server.closeStdin();
+    strictEqual((await server.exit()).code, 0);
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 /**

@@ -145,6 +145,8 @@ export interface ServerConfig extends ManagedConfigBase {
       readonly allowPrivatePeers: boolean;
       /** Address relayed sockets bind to; defaults to the transport's listen address. */
       readonly relayAddress?: string;
+      /** `-udpidletimeout` in ms: a connection with no frame either way for this long ends. */
+      readonly idleTimeout?: number;
     };
   /** Source addresses of outgoing connections (`TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6`). */
   readonly outboundBind: { readonly v4?: string; readonly v6?: string };
@@ -662,12 +664,14 @@ function datagramTarget(
       }
       credentials = { user: given.username, password: given.password! };
     }
+    const idle = idleTimeout(flags, envError);
     return {
       kind: "turn",
       realm: flags.turnRealm ?? "ptkit",
       ...(credentials === undefined ? {} : { credentials }),
       allowLoopbackPeers: allowed.includes("loopback"),
       allowPrivatePeers: allowed.includes("private"),
+      ...(idle === undefined ? {} : { idleTimeout: idle }),
     };
   }
   for (const key of ["allow", "turnUser", "turnRealm"]) {

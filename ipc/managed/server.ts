@@ -282,7 +282,9 @@ function targetOf(
       // against: the one a front server on loopback reported, else the peer.
       return (conn) => {
         const source = sourceKey(reportedSource(conn) ?? acceptedSource(conn));
-        return Promise.resolve(turnEnd(turn!, handlers.serveTurnStream!, source));
+        return Promise.resolve(
+          turnEnd(turn!, handlers.serveTurnStream!, source, target.idleTimeout),
+        );
       };
   }
 }
@@ -316,6 +318,7 @@ function turnEnd(
   server: TurnServer,
   serveTurnStream: typeof import("../../udp/turn/_stream_server.ts").serveTurnStream,
   source: string | undefined,
+  idleTimeout: number | undefined,
 ): RelayEnd {
   const toServer = new TransformStream<Uint8Array, Uint8Array>();
   const fromServer = new TransformStream<Uint8Array, Uint8Array>();
@@ -323,6 +326,7 @@ function turnEnd(
   serveTurnStream(server, { readable: toServer.readable, writable: fromServer.writable }, {
     signal: stop.signal,
     ...(source === undefined ? {} : { source }),
+    ...(idleTimeout === undefined ? {} : { idleTimeout }),
   });
   return {
     readable: fromServer.readable,

@@ -3,6 +3,7 @@
 import { Deframer } from "../_deframer.ts";
 import { MAX_DATAGRAM } from "../framing.ts";
 import { QueueBudget } from "../_queue_budget.ts";
+import { checkTimeout } from "../../net/address.ts";
 import { stunFraming } from "../stun/framing.ts";
 import type { StunAddress } from "../stun/_message.ts";
 import type { TurnServer } from "./_turn_server.ts";
@@ -33,6 +34,12 @@ export interface ServeTurnStreamOptions {
    * dropped and counted (`oversize`). Default 65,507.
    */
   readonly maxPacket?: number;
+  /**
+   * End the connection after this many milliseconds without a frame either
+   * way (`-udpidletimeout`); its allocation goes with it. Default: never
+   * (the client ends it).
+   */
+  readonly idleTimeout?: number;
   /** Abort to end the connection. */
   readonly signal?: AbortSignal;
 }
@@ -87,6 +94,8 @@ export async function serveTurnStream(
   const key = `stream:${nextStreamId++}`;
   const limit = checkSize("maxQueuedBytes", options.maxQueuedBytes, DEFAULT_MAX_QUEUED);
   const maxPacket = checkSize("maxPacket", options.maxPacket, MAX_DATAGRAM);
+  const idleTimeout = options.idleTimeout;
+  if (idleTimeout !== undefined) checkTimeout(idleTimeout, "idleTimeout", "serve TURN stream");
   const total = checkSize(
     "maxTotalQueuedBytes",
     options.maxTotalQueuedBytes,
@@ -103,7 +112,10 @@ export async function serveTurnStream(
     ...(options.source === undefined ? {} : { source: options.source }),
     stream: true,
     maxPacket,
-    send: (view: Uint8Array): boolean => out.push(view),
+    send: (view: Uint8Array): boolean => {
+      lastActivity = performance.now();
+      return out.push(view);
+    },
   };
   // Frames are taken from each chunk read one at a time (a stream of them
   // would hold every 20-byte request of a 256 KiB read as a chunk of its own).
@@ -117,6 +129,17 @@ export async function serveTurnStream(
   };
   if (options.signal?.aborted) onAbort();
   options.signal?.addEventListener("abort", onAbort, { once: true });
+  // Idle: nothing either way for idleTimeout ends the read, as the client's end would.
+  let lastActivity = performance.now();
+  let idleTimer: ReturnType<typeof setTimeout> | undefined;
+  const armIdle = (wait: number) => {
+    idleTimer = setTimeout(() => {
+      const left = lastActivity + idleTimeout! - performance.now();
+      if (left > 0) armIdle(left);
+      else reader.cancel(new Error("TURN stream idle")).catch(() => {});
+    }, wait);
+  };
+  if (idleTimeout !== undefined) armIdle(idleTimeout);
   try {
     reading: while (!out.broken) {
       const { value, done } = await reader.read();
@@ -125,6 +148,7 @@ export async function serveTurnStream(
         deframer.finish();
         break;
       }
+      lastActivity = performance.now();
       deframer.push(value);
       let turn = 0;
       for (let frame; (frame = deframer.next()) !== undefined;) {
@@ -143,6 +167,7 @@ export async function serveTurnStream(
     reader.cancel(error).catch(() => {});
     ended = true;
   } finally {
+    clearTimeout(idleTimer);
     options.signal?.removeEventListener("abort", onAbort);
     // Stopped sending (the client's side broke): nothing more is read either.
     if (!ended) reader.cancel().catch(() => {});
