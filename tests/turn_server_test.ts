@@ -26,6 +26,7 @@ import {
 } from "./turn_test_client.ts";
 import { MetricsRegistry } from "../net/metrics.ts";
 import { promtoolCheckMetrics, sample } from "./metrics_util.ts";
+import { guarded } from "./_util.ts";
 
 interface Rig {
   server: TurnServer;
@@ -991,6 +992,35 @@ Deno.test("TurnServer's request budget of a byte-stream client survives a clock 
   }
   strictEqual(answers, 10);
   strictEqual(server.stats().drops.rateLimited, 0);
+  server.close();
+});
+
+Deno.test("serveTurnStream with idleTimeout ends an idle connection, also one whose client never reads what it is sent", async () => {
+  const server = new TurnServer({ realm: "pt.test", users: {}, relay: new FakeRelay() });
+  // A client that reads its answer, then sends nothing more.
+  const answers: Uint8Array[] = [];
+  const reading = serveTurnStream(server, {
+    readable: new ReadableStream({
+      start: (controller) => controller.enqueue(bindingFlood(1)),
+    }),
+    writable: new WritableStream({ write: (chunk) => void answers.push(chunk) }),
+  }, { idleTimeout: 50 });
+  await guarded(reading, "the idle connection's end");
+  strictEqual(answers.length, 1);
+  // A client that never takes what it is sent: the first write of its
+  // answers waits for ever (the close waited for it).
+  const toServer = new TransformStream<Uint8Array, Uint8Array>();
+  let closed = false;
+  const stalled = serveTurnStream(server, {
+    readable: toServer.readable,
+    writable: new WritableStream({ write: () => new Promise(() => {}), abort: () => {} }),
+  }, { idleTimeout: 50 });
+  const writer = toServer.writable.getWriter();
+  writer.write(bindingFlood(40)).catch(() => {});
+  writer.closed.then(() => {}, () => closed = true);
+  await guarded(stalled, "the stalled idle connection's end");
+  await guarded(writer.closed.catch(() => {}), "the client's side cancelled");
+  ok(closed, "the client's side was cancelled, not closed cleanly");
   server.close();
 });
 

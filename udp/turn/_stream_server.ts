@@ -129,14 +129,19 @@ export async function serveTurnStream(
   };
   if (options.signal?.aborted) onAbort();
   options.signal?.addEventListener("abort", onAbort, { once: true });
-  // Idle: nothing either way for idleTimeout ends the read, as the client's end would.
+  // Idle: nothing either way for idleTimeout ends the connection. What is
+  // still queued has waited that long for a client that does not read: it
+  // is dropped, as on an abort.
   let lastActivity = performance.now();
   let idleTimer: ReturnType<typeof setTimeout> | undefined;
+  let idled = false;
   const armIdle = (wait: number) => {
     idleTimer = setTimeout(() => {
       const left = lastActivity + idleTimeout! - performance.now();
-      if (left > 0) armIdle(left);
-      else reader.cancel(new Error("TURN stream idle")).catch(() => {});
+      if (left > 0) return armIdle(left);
+      idled = true;
+      out.stop();
+      reader.cancel(new Error("TURN stream idle")).catch(() => {});
     }, wait);
   };
   if (idleTimeout !== undefined) armIdle(idleTimeout);
@@ -172,11 +177,12 @@ export async function serveTurnStream(
     // Stopped sending (the client's side broke): nothing more is read either.
     if (!ended) reader.cancel().catch(() => {});
     server.disconnect(key);
-    if (options.signal?.aborted) {
-      // Aborted: what the client did not take is dropped, not waited for
-      // (an abort, too, waits for a write in flight).
+    if (options.signal?.aborted || (idled && out.queued > 0)) {
+      // Aborted, or idle with a write in flight: what the client did not
+      // take is dropped, not waited for (an abort, too, waits for a write
+      // in flight).
       out.stop();
-      writer.abort(options.signal.reason).catch(() => {});
+      writer.abort(options.signal?.reason ?? new Error("TURN stream idle")).catch(() => {});
     } else {
       // The answers already queued go out before the close (a client that
       // half-closes after its requests gets them all).
