@@ -125,3 +125,27 @@ Deno.test("turn CLI parses its flags as the other commands do: --camelCase, and 
   );
   ok(!stray.stderr.includes("S3CRET"), stray.stderr);
 });
+
+Deno.test("turn CLI refuses a host name in --listen as a usage error (64), not a failure to listen (1)", async () => {
+  const { code, stderr } = await new Deno.Command(MAIN, {
+    args: ["turn", "--listen", "localhost:0", "--user", "u:p", "--realm", "r"],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(stderr);
+  strictEqual(code, 64, text);
+  ok(
+    text.startsWith(
+      'ptkit: error: Invalid --listen "localhost:0": the host must be an IP address\n',
+    ),
+    text,
+  );
+  // An IPv6 literal in brackets is an IP address.
+  const { child, port } = await startTurnCli([
+    ...["--listen", "[::1]:0", "--user", "u:p", "--realm", "r"],
+  ]);
+  ok(port > 0);
+  child.kill("SIGTERM");
+  strictEqual((await child.status).code, 0);
+});

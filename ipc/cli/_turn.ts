@@ -5,6 +5,7 @@ import { cliError } from "./_names.ts";
 import { parseCliFlags, type Spec } from "./_cli_flags.ts";
 import { LISTEN_ADDRESS } from "../../net/_listen.ts";
 import { parseUserinfo } from "../../net/_userinfo.ts";
+import { isIpLiteral } from "../../net/_ip_address.ts";
 import { serveTurnUdp } from "../../udp/turn/_udp_server.ts";
 import { releaseEarlySignals } from "../managed/_early_signals.ts";
 
@@ -82,6 +83,11 @@ export async function runTurnCommand(args: string[]): Promise<number> {
     address = parseHostPort(listen, "--listen");
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
+  }
+  // The listening and relayed sockets bind an address: a name is a usage
+  // error, not a failure to listen (exit 1).
+  if (!isIpLiteral(address.hostname)) {
+    return fail(`Invalid --listen ${JSON.stringify(listen)}: the host must be an IP address`);
   }
   let turn;
   try {
