@@ -1176,8 +1176,8 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "policy",
     description: "free-mode ip:port allowance opens every port of the address",
     file: DESTINATION_POLICY,
-    search: "return formatHostPort({ hostname: formatIp(ip), port });",
-    replace: "return formatHostPort({ hostname: formatIp(ip), port: 1 });",
+    search: "return formatHostPort({ hostname: formatIp(unmapIpv4(bytes)), port });",
+    replace: "return formatHostPort({ hostname: formatIp(unmapIpv4(bytes)), port: 1 });",
     tests: [T_POLICY],
   },
   {
