@@ -13,7 +13,7 @@ import { describe } from "../net/_chunk_io.ts";
 import { defineTransport, type IgnoredOption, layerTransports } from "../transports/mod.ts";
 import { assertTransportName } from "../transports/_transport_name.ts";
 import { plain } from "../transports/plain.ts";
-import { createObfs4 } from "../transports/obfs4/mod.ts";
+import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
 import { createShadowsocks, shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { MemoryStore } from "../transports/mod.ts";
 import { serveUdpClient, serveUdpServer, UdpSocket } from "../udp/mod.ts";
@@ -487,6 +487,46 @@ Deno.test("assertTransportName and layerTransports refuse bad names and layer ke
     { transport: "stack", key: "plain.x" },
   ]);
   await rejects(Promise.resolve().then(() => stacked.client({ "rot_by_N.n": "0" })), RangeError);
+});
+
+Deno.test("layerTransports generates a configuration when every layer can: each layer's, under its prefix, which the stack takes as it is", async () => {
+  const stacked = layerTransports("ss_obfs4", [shadowsocks, obfs4]);
+  strictEqual(typeof stacked.generateConfig, "function");
+  const config = await stacked.generateConfig!();
+  deepStrictEqual(Object.keys(config.client).sort(), [
+    "obfs4.cert",
+    "obfs4.iat-mode",
+    "shadowsocks.key",
+    "shadowsocks.method",
+  ]);
+  deepStrictEqual(Object.keys(config.server).sort(), [
+    "obfs4.drbg-seed",
+    "obfs4.iat-mode",
+    "obfs4.node-id",
+    "obfs4.private-key",
+    "shadowsocks.key",
+    "shadowsocks.method",
+  ]);
+  // Every key is one the stack knows, and the two halves match: a dial
+  // through it reaches the destination the client named.
+  const ignored: IgnoredOption[] = [];
+  const env = { onIgnoredOption: (i: IgnoredOption) => ignored.push(i) };
+  await using listener = await listen(stacked, config.server, {
+    hostname: "127.0.0.1",
+    port: 0,
+    env,
+  });
+  await using connector = await createConnector(stacked, config.client, { env });
+  await using conn = await connector.dial({
+    port: listener.addr.port,
+    destination: { hostname: "192.0.2.1", port: 80 },
+  });
+  await conn.writable.getWriter().write(new Uint8Array([1, 2, 3]));
+  await using accepted = await listener.accept();
+  deepStrictEqual(await accepted.destination, { hostname: "192.0.2.1", port: 80 });
+  deepStrictEqual(ignored, []);
+  // A stack with a layer that generates nothing generates nothing.
+  strictEqual(layerTransports("ss_plain", [shadowsocks, plain]).generateConfig, undefined);
 });
 
 Deno.test("defineTransport refuses a serverKeepAlive the kernel would refuse, with a RangeError naming it", async () => {

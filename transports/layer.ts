@@ -3,6 +3,7 @@
 
 import type {
   ClientTransport,
+  GeneratedConfig,
   ServerTransport,
   Transport,
   TransportEnvironment,
@@ -87,7 +88,9 @@ function chain(
  * layer nearest the wire that declares them, so obfs4 inside WebTunnel
  * dials WebTunnel's URL. When the first layer is free (`shadowsocks`),
  * so is the stack: its client pairs hand that layer the destination, its
- * server pairs report that layer's (Shadowsocks over obfs4).
+ * server pairs report that layer's (Shadowsocks over obfs4). When every
+ * layer can generate a configuration (`generateConfig`), so can the stack:
+ * each layer's, its keys written with the layer's prefix.
  *
  * @param name The name of the stacked transport.
  * @param layers The transports, application side first.
@@ -119,6 +122,28 @@ function chain(
  * const ignored: IgnoredOption[] = [];
  * await stacked.client({ color: "blue" }, { onIgnoredOption: (i) => ignored.push(i) });
  * deepStrictEqual(ignored, [{ transport: "plain2", key: "color" }]);
+ * ```
+ *
+ * @example Generating a configuration for Shadowsocks over obfs4
+ * ```ts
+ * import { layerTransports } from "@ptkit/ptkit/transports";
+ * import { obfs4 } from "@ptkit/ptkit/transports/obfs4";
+ * import { shadowsocks } from "@ptkit/ptkit/transports/shadowsocks";
+ * import { listen } from "@ptkit/ptkit/server";
+ * import { createConnector } from "@ptkit/ptkit/client";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * const stacked = layerTransports("ss_obfs4", [shadowsocks, obfs4]);
+ * const config = await stacked.generateConfig!();
+ * deepStrictEqual(Object.keys(config.client).sort(), [
+ *   "obfs4.cert",
+ *   "obfs4.iat-mode",
+ *   "shadowsocks.key",
+ *   "shadowsocks.method",
+ * ]);
+ * await using listener = await listen(stacked, config.server, { hostname: "127.0.0.1", port: 0 });
+ * await using connector = await createConnector(stacked, config.client);
+ * deepStrictEqual(connector.name, "ss_obfs4");
  * ```
  */
 export function layerTransports(name: string, layers: readonly Transport[]): Transport {
@@ -208,10 +233,29 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
     }
     if (failure !== undefined) throw failure.error;
   };
+  // Each layer's configuration, its keys under the layer's prefix (as
+  // `split` reads them back).
+  const generators = layers.map((t) => t.generateConfig?.bind(t));
+  const generateConfig = generators.every((g) => g !== undefined)
+    ? async (env?: TransportEnvironment): Promise<GeneratedConfig> => {
+      const generated = await Promise.all(
+        generators.map(async (generate, i) => await generate!(layerEnv(layers[i]!, env))),
+      );
+      const client: Record<string, string> = {};
+      const server: Record<string, string> = {};
+      generated.forEach((config, i) => {
+        const prefix = `${layers[i]!.name}.`;
+        for (const [key, value] of Object.entries(config.client)) client[prefix + key] = value;
+        for (const [key, value] of Object.entries(config.server)) server[prefix + key] = value;
+      });
+      return { client, server };
+    }
+    : undefined;
   return {
     name,
     ...(layers[0]!.free ? { free: true } : {}),
     ...(optionKeys === undefined ? {} : { optionKeys }),
+    ...(generateConfig === undefined ? {} : { generateConfig }),
     async client(config: TransportOptions, env?: TransportEnvironment): Promise<ClientTransport> {
       const configs = split(config, "client", env);
       const sides = await allOrClose(
