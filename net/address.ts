@@ -111,6 +111,49 @@ export function checkPort(port: unknown, what: string, min = 0): number {
   return port;
 }
 
+/**
+ * Check that `value` is a {@linkcode HostPort}: an object whose `hostname`
+ * is a string and whose `port` is an integer in `min`-65535. Internal. The
+ * hostname is not judged further (nor repeated: it may be a client's).
+ *
+ * @param value The value to check.
+ * @param what What it is, for the error message (`allowDestinations[0]`).
+ * @param min The lowest port allowed (1 for a destination, 0 to listen).
+ * @returns The value, typed.
+ * @throws {TypeError} When it is not an object, its hostname not a string
+ * or its port not a number.
+ * @throws {RangeError} When its port is not an integer in range.
+ *
+ * @example Refusing null and a port that matches nothing
+ * ```ts
+ * import { checkHostPort } from "./address.ts";
+ * import { throws } from "node:assert";
+ *
+ * checkHostPort({ hostname: "127.0.0.1", port: 80 }, "allowed destination", 1);
+ * throws(() => checkHostPort(null, "allowed destination"), TypeError);
+ * throws(() => checkHostPort({ hostname: "127.0.0.1", port: 0 }, "allowed destination", 1), RangeError);
+ * ```
+ */
+export function checkHostPort(value: unknown, what: string, min = 0): HostPort {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new TypeError(
+      `Invalid ${what}: expected an object with hostname and port, got ${
+        value === null ? "null" : Array.isArray(value) ? "an array" : typeof value
+      }`,
+    );
+  }
+  const { hostname, port } = value as { hostname?: unknown; port?: unknown };
+  if (typeof hostname !== "string") {
+    throw new TypeError(
+      `Invalid ${what}: hostname must be a string, got ${
+        hostname === null ? "null" : typeof hostname
+      }`,
+    );
+  }
+  checkPort(port, what, min);
+  return value as HostPort;
+}
+
 /** What a host name carried unresolved may hold: ASCII letters, digits, `.`, `_`, `-`. */
 const HOST_NAME = /^[A-Za-z0-9._-]+$/;
 

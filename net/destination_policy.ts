@@ -1,7 +1,13 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { formatHostPort, type HostPort, parseHostPort } from "./address.ts";
+import {
+  checkHostPort,
+  checkPort,
+  formatHostPort,
+  type HostPort,
+  parseHostPort,
+} from "./address.ts";
 import { classifyIp, formatIp, type IpAddressClass, parseIp, unmapIpv4 } from "./_ip_address.ts";
 
 /** The kinds of destinations a {@linkcode DestinationPolicy} can be told to allow. */
@@ -60,7 +66,10 @@ export class DestinationPolicy {
    * ports to allow. Both default to none: public destinations only.
    * @throws {TypeError} When `options` is not an object, `allow` or
    * `allowDestinations` is not an iterable (an array; a string is refused),
-   * or a scope is unknown.
+   * a scope is unknown, or an allowed destination is not an object with a
+   * string hostname and a number port.
+   * @throws {RangeError} When an allowed destination's port is not an
+   * integer in 1-65535.
    * @throws {SyntaxError} When an allowed destination is not an IP address.
    */
   constructor(
@@ -100,8 +109,13 @@ export class DestinationPolicy {
         );
       }
     }
+    // Each an IP address and a port 1-65535: port 0, a missing port or a
+    // port given as text was taken and matched nothing.
     this.#exact = new Set(
-      [...(options.allowDestinations ?? [])].map((d) => key(parseIp(d.hostname), d.port)),
+      [...(options.allowDestinations ?? [])].map((d, i) => {
+        const { hostname, port } = checkHostPort(d, `allowDestinations[${i}]`, 1);
+        return key(parseIp(hostname), port);
+      }),
     );
   }
 
@@ -139,6 +153,8 @@ export class DestinationPolicy {
       try {
         hostPort = parseHostPort(item, "allowed destination");
         parseIp(hostPort.hostname);
+        // Port 0 matches nothing: refused here as any item that is no ip:port.
+        checkPort(hostPort.port, "allowed destination", 1);
       } catch {
         hostPort = undefined;
       }

@@ -343,3 +343,51 @@ Deno.test("DestinationPolicy refuses null options and a string where an array of
     "loopback",
   );
 });
+
+Deno.test("DestinationPolicy refuses an allowed destination of the wrong shape (port 0, a port as text, a hostname not a string, null) with an error naming it", () => {
+  // Port 0 (and a missing or textual port) was taken and matched nothing;
+  // null failed with 'Cannot read properties of null'.
+  type Options = ConstructorParameters<typeof DestinationPolicy>[0];
+  const make = (entry: unknown) => () =>
+    new DestinationPolicy({ allowDestinations: [entry] } as unknown as Options);
+  throws(
+    make({ hostname: "127.0.0.1", port: 0 }),
+    (e: unknown) =>
+      e instanceof RangeError &&
+      e.message === "Invalid port 0 for allowDestinations[0]: must be an integer in 1-65535",
+  );
+  throws(make({ hostname: "127.0.0.1", port: 70000 }), /Invalid port 70000 for allowDestinations/);
+  throws(
+    make({ hostname: "127.0.0.1", port: "80" }),
+    (e: unknown) => e instanceof TypeError && /port for allowDestinations\[0\]/.test(e.message),
+  );
+  throws(make({ hostname: "127.0.0.1" }), TypeError);
+  throws(
+    make({ hostname: 5, port: 80 }),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message === "Invalid allowDestinations[0]: hostname must be a string, got number",
+  );
+  throws(
+    make(null),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message ===
+        "Invalid allowDestinations[0]: expected an object with hostname and port, got null",
+  );
+  // The second entry is named as such.
+  throws(
+    () =>
+      new DestinationPolicy({
+        allowDestinations: [{ hostname: "10.0.0.1", port: 80 }, { hostname: "10.0.0.2", port: 0 }],
+      }),
+    /allowDestinations\[1\]/,
+  );
+  // parse keeps its SyntaxError for an item that is no ip:port.
+  throws(() => DestinationPolicy.parse("127.0.0.1:0"), SyntaxError);
+  strictEqual(
+    new DestinationPolicy({ allowDestinations: [{ hostname: "127.0.0.1", port: 1 }] })
+      .refusal("127.0.0.1", 1),
+    undefined,
+  );
+});
