@@ -34,7 +34,13 @@ export function listenOn<T>(
 /** `error` as a failure to listen on `at` (see {@linkcode listenOn}). */
 function listenError(error: unknown, at: HostPort): unknown {
   if (!(error instanceof Error) || LISTEN_ADDRESS in error) return error;
-  const address = formatHostPort(at);
+  let address: string;
+  try {
+    address = formatHostPort(at);
+  } catch {
+    // A port no listener takes: Deno's own error says so.
+    return error;
+  }
   const message = `Cannot listen on ${address}: ${error.message}`;
   let wrapped: Error;
   try {

@@ -67,6 +67,9 @@ export function parseHostPort(text: string, what = "address"): HostPort {
  *
  * @param address The address to format.
  * @returns The text form.
+ * @throws {TypeError} When `address` is not an object with a string
+ * `hostname` and a number `port`.
+ * @throws {RangeError} When the port is not an integer in 0-65535.
  *
  * @example Formatting addresses
  * ```ts
@@ -78,7 +81,9 @@ export function parseHostPort(text: string, what = "address"): HostPort {
  * ```
  */
 export function formatHostPort(address: HostPort): string {
-  const { hostname, port } = address;
+  // null failed with JavaScript's 'Cannot destructure property', a missing
+  // hostname with 'Cannot read properties of undefined'.
+  const { hostname, port } = checkHostPort(address, "address to format");
   return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
 }
 

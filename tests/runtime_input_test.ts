@@ -10,7 +10,12 @@ import { listen, proxy } from "../server.ts";
 import { checkPort, formatHostPort, parseHostPort } from "../net/address.ts";
 import { TransportConn } from "../net/transport_conn.ts";
 import { describe } from "../net/_chunk_io.ts";
-import { defineTransport, type IgnoredOption, layerTransports } from "../transports/mod.ts";
+import {
+  defineTransport,
+  type HostPort,
+  type IgnoredOption,
+  layerTransports,
+} from "../transports/mod.ts";
 import { assertTransportName } from "../transports/_transport_name.ts";
 import { plain } from "../transports/plain.ts";
 import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
@@ -471,6 +476,28 @@ Deno.test("parseHostPort parses and rejects addresses with the value in the mess
   }
   throws(() => parseHostPort("127.0.0.1:65536"), RangeError);
   throws(() => checkPort(1.5, "x"), RangeError);
+});
+
+Deno.test("formatHostPort refuses null, a hostname that is not a string and a port out of range with an error naming them, not JavaScript's own", () => {
+  // null failed with 'Cannot destructure property 'hostname' of 'address' as it is null'.
+  const format = (value: unknown) => () => formatHostPort(value as HostPort);
+  throws(
+    format(null),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message ===
+        "Invalid address to format: expected an object with hostname and port, got null",
+  );
+  throws(format(undefined), /expected an object with hostname and port, got undefined/);
+  throws(
+    format({ hostname: 5, port: 80 }),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message === "Invalid address to format: hostname must be a string, got number",
+  );
+  throws(format({ hostname: "a" }), (e: unknown) => e instanceof TypeError && /port/.test(`${e}`));
+  throws(format({ hostname: "a", port: 70000 }), /Invalid port 70000/);
+  strictEqual(formatHostPort({ hostname: "::1", port: 0 }), "[::1]:0");
 });
 
 Deno.test("assertTransportName and layerTransports refuse bad names and layer keys", async () => {
