@@ -34,6 +34,7 @@ import type {
 } from "./transports/transport.ts";
 import { checkDestination, checkFunctionOption, checkPort, checkTimeout } from "./net/address.ts";
 import { checkTransportPair } from "./transports/_pair.ts";
+import { checkEnvironment } from "./transports/_factory_options.ts";
 import { parsingSettings } from "./transports/_settings_error.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
@@ -241,10 +242,7 @@ export class Connector {
     caCerts: readonly string[] = [],
     helperOptions: Pick<ConnectorOptions, "helperDirectory" | "onHelperLog" | "helperLimit"> = {},
   ) {
-    if (!Array.isArray(caCerts) || caCerts.some((pem) => typeof pem !== "string")) {
-      throw new TypeError("Invalid caCerts: expected an array of PEM strings");
-    }
-    this.#caCerts = [...caCerts];
+    this.#caCerts = [...checkCaCerts(caCerts, "make a connector")];
     this.#name = name;
     this.#side = side;
     this.#dialer = dialer;
@@ -530,6 +528,10 @@ export async function createConnector(
       }`,
     );
   }
+  checkEnvironment(options.env, "create a connector");
+  // Before the transport is configured: a certificate that is no PEM failed
+  // only at a dial that asked for TLS (WebTunnel's), or never.
+  checkCaCerts(options.caCerts ?? [], "create a connector");
   checkTimeout(options.handshakeTimeout, "handshakeTimeout", "create a connector");
   checkFunctionOption(options.dialer, "dialer", "create a connector");
   checkFunctionOption(options.onHelperLog, "onHelperLog", "create a connector");
@@ -551,4 +553,41 @@ export async function createConnector(
       ...(options.helperLimit === undefined ? {} : { helperLimit: options.helperLimit }),
     },
   );
+}
+
+/** A PEM certificate block, as `Deno.connectTls` and `Deno.startTls` read them. */
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----/;
+
+/**
+ * Check `caCerts`: an array of strings each holding at least one PEM
+ * certificate block. The message says what is wrong, never the content.
+ *
+ * @param caCerts What the caller gave.
+ * @param what The call, for the message (`create a connector`).
+ * @returns The certificates, typed.
+ * @throws {TypeError} When it is not an array of such strings.
+ */
+function checkCaCerts(caCerts: unknown, what: string): readonly string[] {
+  if (!Array.isArray(caCerts)) {
+    throw new TypeError(
+      `Cannot ${what}: caCerts must be an array of PEM strings, got ${
+        caCerts === null ? "null" : typeof caCerts
+      }`,
+    );
+  }
+  caCerts.forEach((pem: unknown, i) => {
+    if (typeof pem !== "string") {
+      throw new TypeError(
+        `Cannot ${what}: caCerts[${i}] must be a PEM string, got ${
+          pem === null ? "null" : typeof pem
+        }`,
+      );
+    }
+    if (!PEM_CERTIFICATE.test(pem)) {
+      throw new TypeError(
+        `Cannot ${what}: caCerts[${i}] (${pem.length} characters) holds no PEM certificate: expected a -----BEGIN CERTIFICATE----- block`,
+      );
+    }
+  });
+  return caCerts as readonly string[];
 }

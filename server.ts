@@ -40,6 +40,7 @@ import type {
 import { HelperSupervisor } from "./net/_helper_process.ts";
 import { HelperFront } from "./net/_helper_front.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
+import { checkEnvironment } from "./transports/_factory_options.ts";
 import { checkFunctionOption, checkPort, checkTimeout } from "./net/address.ts";
 import { raiseListenBacklog, setListenKeepAlive } from "./net/_libc.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
@@ -192,6 +193,7 @@ export async function listen(
   // Before the transport is configured.
   const hostname = checkListenHostname(options.hostname ?? "0.0.0.0");
   const { handshakeTimeout, limits, onAcceptError } = options;
+  checkEnvironment(options.env, "listen");
   checkTimeout(handshakeTimeout, "handshakeTimeout", "listen");
   checkFunctionOption(onAcceptError, "onAcceptError", "listen");
   checkFunctionOption(options.onHelperLog, "onHelperLog", "listen");
@@ -363,6 +365,7 @@ export async function proxy(
     );
   }
   const { target, onError } = options;
+  checkEnvironment(options.env, "proxy");
   checkFunctionOption(onError, "onError", "proxy");
   checkFunctionOption(options.dialer, "dialer", "proxy");
   let connectTarget: (conn: TransportConn, context: { signal: AbortSignal }) => Promise<RelayEnd>;

@@ -15,7 +15,9 @@ import {
   type HostPort,
   type IgnoredOption,
   layerTransports,
+  type TransportEnvironment,
 } from "../transports/mod.ts";
+import { webtunnel } from "../transports/webtunnel/mod.ts";
 import { assertTransportName } from "../transports/_transport_name.ts";
 import { plain } from "../transports/plain.ts";
 import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
@@ -499,6 +501,74 @@ Deno.test("formatHostPort refuses null, a hostname that is not a string and a po
   throws(format({ hostname: "a", port: 70000 }), /Invalid port 70000/);
   strictEqual(formatHostPort({ hostname: "::1", port: 0 }), "[::1]:0");
 });
+
+Deno.test("createConnector refuses caCerts that are no array of PEM certificates, and createConnector, listen and proxy an env that is no object, at once with a TypeError naming them", async () => {
+  // ["garbage"] was taken and failed at the first WebTunnel dial; "x" only
+  // after the transport was configured; env: "x" was taken silently.
+  const secret = "garbage-not-a-certificate";
+  const caCertsRefused = (expected: RegExp) => (e: unknown) =>
+    e instanceof TypeError && expected.test(e.message) && !e.message.includes(secret);
+  await rejects(
+    createConnector(webtunnel, { url: "https://example.com/path" }, { caCerts: [secret] }),
+    caCertsRefused(
+      /^Cannot create a connector: caCerts\[0\] \(25 characters\) holds no PEM certificate: expected a -----BEGIN CERTIFICATE----- block$/,
+    ),
+  );
+  await rejects(
+    createConnector(plain, {}, { caCerts: "x" as unknown as string[] }),
+    caCertsRefused(
+      /^Cannot create a connector: caCerts must be an array of PEM strings, got string$/,
+    ),
+  );
+  await rejects(
+    createConnector(plain, {}, { caCerts: [PEM, 5] as unknown as string[] }),
+    caCertsRefused(/caCerts\[1\] must be a PEM string, got number/),
+  );
+  // Checked before the transport is configured: none is made, none leaks.
+  let configured = 0;
+  const counted = defineTransport({
+    name: "counted",
+    parseConfig: () => configured++,
+    pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+  });
+  await rejects(createConnector(counted, {}, { caCerts: ["x"] }), TypeError);
+  strictEqual(configured, 0);
+  await using connector = await createConnector(plain, {}, { caCerts: [PEM] });
+  strictEqual(connector.name, "plain");
+  for (const env of ["x", 5, null, [1]]) {
+    const refused = (what: string) => (e: unknown) =>
+      e instanceof TypeError &&
+      new RegExp(`^Cannot ${what}: env must be an object, got `).test(e.message);
+    await rejects(
+      createConnector(plain, {}, { env: env as unknown as TransportEnvironment }),
+      refused("create a connector"),
+    );
+    await rejects(
+      listen(plain, {}, {
+        hostname: "127.0.0.1",
+        port: 0,
+        env: env as unknown as TransportEnvironment,
+      }),
+      refused("listen"),
+    );
+    await rejects(
+      proxy(plain, {}, {
+        hostname: "127.0.0.1",
+        port: 0,
+        target: { hostname: "127.0.0.1", port: 9 },
+        env: env as unknown as TransportEnvironment,
+      }),
+      refused("proxy"),
+    );
+  }
+  await rejects(
+    createConnector(plain, {}, { env: { onNotice: "log" } as unknown as TransportEnvironment }),
+    /env\.onNotice must be a function, got string/,
+  );
+});
+
+/** A certificate's shape (not a real one: nothing dials with it). */
+const PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n";
 
 Deno.test("assertTransportName and layerTransports refuse bad names and layer keys", async () => {
   for (const bad of ["", "1abc", "a-b", "a b", "é"]) {

@@ -12,6 +12,7 @@
  * @param options What the caller passed.
  * @param what The call, for the message (`create an obfs4 transport`).
  * @param functions The keys whose values must be functions.
+ * @param name What the object is called, for the message (`env`).
  * @throws {TypeError} When `options` is not an object, or a hook is not a
  * function.
  *
@@ -23,17 +24,19 @@
  * checkFactoryOptions({ random: () => {} }, "create a transport", ["random"]);
  * throws(() => checkFactoryOptions(null, "create a transport", []), /got null/);
  * throws(() => checkFactoryOptions({ now: 5 }, "create a transport", ["now"]), TypeError);
+ * throws(() => checkFactoryOptions("x", "listen", [], "env"), /env must be an object, got string/);
  * ```
  */
 export function checkFactoryOptions(
   options: unknown,
   what: string,
   functions: readonly string[],
+  name = "options",
 ): void {
   if (options === undefined) return;
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     throw new TypeError(
-      `Cannot ${what}: options must be an object, got ${
+      `Cannot ${what}: ${name} must be an object, got ${
         options === null ? "null" : Array.isArray(options) ? "an array" : typeof options
       }`,
     );
@@ -42,8 +45,37 @@ export function checkFactoryOptions(
     const value: unknown = (options as Record<string, unknown>)[key];
     if (value !== undefined && typeof value !== "function") {
       throw new TypeError(
-        `Cannot ${what}: ${key} must be a function, got ${value === null ? "null" : typeof value}`,
+        `Cannot ${what}: ${name === "options" ? "" : `${name}.`}${key} must be a function, got ${
+          value === null ? "null" : typeof value
+        }`,
       );
     }
   }
+}
+
+/** The members of a `TransportEnvironment` that are functions. */
+const ENV_FUNCTIONS: readonly string[] = ["crypto", "onIgnoredOption", "onNotice"];
+
+/**
+ * Check a `TransportEnvironment` given to the runtime (`createConnector`,
+ * `listen`, `proxy`): `undefined` or an object whose hooks are functions.
+ * A string or a number was taken silently (its properties read as
+ * missing), and a hook of another type failed at the first use.
+ *
+ * @param env What the caller passed as `env`.
+ * @param what The call, for the message (`create a connector`).
+ * @throws {TypeError} When `env` is not an object, or a hook is not a
+ * function.
+ *
+ * @example Refusing an env that is a string
+ * ```ts
+ * import { checkEnvironment } from "./_factory_options.ts";
+ * import { throws } from "node:assert";
+ *
+ * checkEnvironment({ onNotice: () => {} }, "listen");
+ * throws(() => checkEnvironment("x", "listen"), /env must be an object, got string/);
+ * ```
+ */
+export function checkEnvironment(env: unknown, what: string): void {
+  checkFactoryOptions(env, what, ENV_FUNCTIONS, "env");
 }
