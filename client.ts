@@ -34,7 +34,7 @@ import type {
 } from "./transports/transport.ts";
 import { checkDestination, checkFunctionOption, checkPort, checkTimeout } from "./net/address.ts";
 import { checkTransportPair } from "./transports/_pair.ts";
-import { checkEnvironment } from "./transports/_factory_options.ts";
+import { checkEnvironment, checkOptionType } from "./transports/_factory_options.ts";
 import { parsingSettings } from "./transports/_settings_error.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
@@ -249,7 +249,7 @@ export class Connector {
     this.#connOptions = { ...connOptions, name };
     this.#helperOptions = helperOptions;
     const limit = helperOptions.helperLimit ?? new HelperLimit();
-    if (!limitSlots.has(limit)) throw new TypeError("Invalid helperLimit: expected a HelperLimit");
+    checkHelperLimit(limit);
     this.#slots = limitSlots.get(limit)!;
   }
 
@@ -535,6 +535,11 @@ export async function createConnector(
   checkTimeout(options.handshakeTimeout, "handshakeTimeout", "create a connector");
   checkFunctionOption(options.dialer, "dialer", "create a connector");
   checkFunctionOption(options.onHelperLog, "onHelperLog", "create a connector");
+  // Before the transport is configured: a helperDirectory of another type
+  // was taken and failed at the first dial through a helper, and a
+  // helperLimit not made by new HelperLimit() left the configured side open.
+  checkOptionType(options.helperDirectory, "string", "helperDirectory", "create a connector");
+  checkHelperLimit(options.helperLimit);
   const side = await transport.client(config, withRuntimeCrypto(options.env));
   const connOptions = options.handshakeTimeout === undefined
     ? {}
@@ -590,4 +595,13 @@ function checkCaCerts(caCerts: unknown, what: string): readonly string[] {
     }
   });
   return caCerts as readonly string[];
+}
+
+/** Check a `helperLimit`: `undefined`, or one made by `new HelperLimit()`. */
+function checkHelperLimit(limit: unknown): void {
+  if (limit !== undefined && !limitSlots.has(limit as HelperLimit)) {
+    throw new TypeError(
+      `Invalid helperLimit: expected a HelperLimit, got ${limit === null ? "null" : typeof limit}`,
+    );
+  }
 }

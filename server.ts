@@ -40,7 +40,7 @@ import type {
 import { HelperSupervisor } from "./net/_helper_process.ts";
 import { HelperFront } from "./net/_helper_front.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
-import { checkEnvironment } from "./transports/_factory_options.ts";
+import { checkEnvironment, checkOptionType } from "./transports/_factory_options.ts";
 import { checkFunctionOption, checkPort, checkTimeout } from "./net/address.ts";
 import { raiseListenBacklog, setListenKeepAlive } from "./net/_libc.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
@@ -197,6 +197,10 @@ export async function listen(
   checkTimeout(handshakeTimeout, "handshakeTimeout", "listen");
   checkFunctionOption(onAcceptError, "onAcceptError", "listen");
   checkFunctionOption(options.onHelperLog, "onHelperLog", "listen");
+  // A reusePort of "yes" (or 0) was taken as its truthiness, a
+  // helperDirectory of another type failed once the helper started.
+  checkOptionType(options.reusePort, "boolean", "reusePort", "listen");
+  checkOptionType(options.helperDirectory, "string", "helperDirectory", "listen");
   const side = await transport.server(config, withRuntimeCrypto(options.env));
   let tcp: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
   let helper: { addr: Deno.NetAddr; close(): Promise<void> } | undefined;

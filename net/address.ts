@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { checkTimerMs } from "../transports/_timeout.ts";
+import { checkOptionType } from "../transports/_factory_options.ts";
 import type { HostPort } from "../transports/transport.ts";
 import { isIpLiteral, parseIpv6 } from "./_ip_address.ts";
 
@@ -285,11 +286,7 @@ export function checkTimeout(value: unknown, name: string, what: string): void {
  * ```
  */
 export function checkFunctionOption(value: unknown, name: string, what: string): void {
-  if (value !== undefined && typeof value !== "function") {
-    throw new TypeError(
-      `Cannot ${what}: ${name} must be a function, got ${value === null ? "null" : typeof value}`,
-    );
-  }
+  checkOptionType(value, "function", name, what);
 }
 
 /**

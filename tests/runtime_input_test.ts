@@ -570,6 +570,54 @@ Deno.test("createConnector refuses caCerts that are no array of PEM certificates
 /** A certificate's shape (not a real one: nothing dials with it). */
 const PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n";
 
+Deno.test("createConnector, listen and proxy refuse a helperDirectory, a reusePort or a helperLimit of the wrong type before the transport is configured, with a TypeError naming the option", async () => {
+  // helperDirectory: 5 and reusePort: "yes" were taken silently; a
+  // helperLimit of 5 was refused only after the transport's side was made
+  // (and left open).
+  let configured = 0;
+  const counted = defineTransport({
+    name: "counted",
+    parseConfig: () => configured++,
+    pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+  });
+  const named = (message: string) => (e: unknown) =>
+    e instanceof TypeError && e.message === message;
+  await rejects(
+    createConnector(counted, {}, { helperDirectory: 5 as unknown as string }),
+    named("Cannot create a connector: helperDirectory must be a string, got number"),
+  );
+  await rejects(
+    createConnector(counted, {}, { helperLimit: 5 as unknown as HelperLimit }),
+    named("Invalid helperLimit: expected a HelperLimit, got number"),
+  );
+  const at = { hostname: "127.0.0.1", port: 0 };
+  for (const reusePort of ["yes", 1, 0, null]) {
+    await rejects(
+      listen(counted, {}, { ...at, reusePort: reusePort as unknown as boolean }),
+      named(
+        `Cannot listen: reusePort must be a boolean, got ${
+          reusePort === null ? "null" : typeof reusePort
+        }`,
+      ),
+    );
+  }
+  await rejects(
+    listen(counted, {}, { ...at, helperDirectory: ["/tmp"] as unknown as string }),
+    named("Cannot listen: helperDirectory must be a string, got object"),
+  );
+  await rejects(
+    proxy(counted, {}, {
+      ...at,
+      target: { hostname: "127.0.0.1", port: 9 },
+      reusePort: "x" as unknown as boolean,
+    }),
+    /reusePort must be a boolean, got string/,
+  );
+  strictEqual(configured, 0);
+  await using listener = await listen(plain, {}, { ...at, reusePort: false });
+  ok(listener.addr.port > 0);
+});
+
 Deno.test("assertTransportName and layerTransports refuse bad names and layer keys", async () => {
   for (const bad of ["", "1abc", "a-b", "a b", "é"]) {
     throws(() => assertTransportName(bad), TypeError);

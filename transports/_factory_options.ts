@@ -42,14 +42,49 @@ export function checkFactoryOptions(
     );
   }
   for (const key of functions) {
-    const value: unknown = (options as Record<string, unknown>)[key];
-    if (value !== undefined && typeof value !== "function") {
-      throw new TypeError(
-        `Cannot ${what}: ${name === "options" ? "" : `${name}.`}${key} must be a function, got ${
-          value === null ? "null" : typeof value
-        }`,
-      );
-    }
+    checkOptionType(
+      (options as Record<string, unknown>)[key],
+      "function",
+      name === "options" ? key : `${name}.${key}`,
+      what,
+    );
+  }
+}
+
+/**
+ * Check an option of one type: `undefined` (the default applies) or a value
+ * of that type. A value of another type was taken silently (a `reusePort`
+ * of `"yes"`, a `helperDirectory` of `5`) or failed later with
+ * JavaScript's own error ('dialer is not a function').
+ *
+ * @param value The option's value.
+ * @param type The type it must have.
+ * @param name The option's name, for the message (`reusePort`).
+ * @param what The call, for the message (`listen`).
+ * @throws {TypeError} When it has another type.
+ *
+ * @example Refusing a flag given as text
+ * ```ts
+ * import { checkOptionType } from "./_factory_options.ts";
+ * import { throws } from "node:assert";
+ *
+ * checkOptionType(true, "boolean", "reusePort", "listen");
+ * throws(
+ *   () => checkOptionType("yes", "boolean", "reusePort", "listen"),
+ *   /Cannot listen: reusePort must be a boolean, got string/,
+ * );
+ * ```
+ */
+export function checkOptionType(
+  value: unknown,
+  type: "boolean" | "string" | "function",
+  name: string,
+  what: string,
+): void {
+  if (value !== undefined && typeof value !== type) {
+    throw new TypeError(
+      `Cannot ${what}: ${name} must be a ${type}, got ${value === null ? "null" : typeof value}`,
+    );
   }
 }
 
