@@ -618,6 +618,27 @@ Deno.test("createConnector, listen and proxy refuse a helperDirectory, a reusePo
   ok(listener.addr.port > 0);
 });
 
+Deno.test("defineTransport refuses a free member that is not a boolean with a TypeError naming it, not a bound transport made silently", () => {
+  const definition = {
+    name: "maybe_free",
+    parseConfig: () => undefined,
+    pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+  };
+  for (const free of ["yes", 1, null]) {
+    throws(
+      () => defineTransport({ ...definition, free: free as unknown as boolean }),
+      (e: unknown) =>
+        e instanceof TypeError &&
+        e.message ===
+          `Cannot define transport 'maybe_free': free must be a boolean, got ${
+            free === null ? "null" : typeof free
+          }`,
+    );
+  }
+  strictEqual(defineTransport({ ...definition, free: true }).free, true);
+  strictEqual(defineTransport({ ...definition, free: false }).free, undefined);
+});
+
 Deno.test("assertTransportName and layerTransports refuse bad names and layer keys", async () => {
   for (const bad of ["", "1abc", "a-b", "a b", "é"]) {
     throws(() => assertTransportName(bad), TypeError);

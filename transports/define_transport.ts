@@ -15,6 +15,7 @@ import type {
 } from "./transport.ts";
 import { assertTransportName } from "./_transport_name.ts";
 import { dropUnknownOptions } from "./_option_keys.ts";
+import { checkOptionType } from "./_factory_options.ts";
 
 /** Which side of a connection a pair serves. */
 type TransportRole = "client" | "server";
@@ -122,7 +123,7 @@ export interface TransportDefinition<C> {
  * @throws {TypeError} When the definition is not an object, its name is not
  * a C identifier, `parseConfig` or `pair` is missing, a member that is given
  * is not of its type (a function; `optionKeys` arrays of strings;
- * `serverKeepAlive` a number).
+ * `serverKeepAlive` a number; `free` a boolean).
  * @throws {RangeError} When `serverKeepAlive` is not an integer from 1 to
  * 32767 (the kernel would refuse it, and accepted sockets would have no
  * keepalive).
@@ -191,6 +192,8 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
       );
     }
   }
+  // free: "yes" was taken as a bound transport, silently.
+  checkOptionType(definition.free, "boolean", "free", `define transport '${name}'`);
   const optionKeys = definition.optionKeys;
   if (optionKeys !== undefined) checkOptionKeys(name, optionKeys);
   const keepAlive = definition.serverKeepAlive;
