@@ -639,6 +639,31 @@ Deno.test("defineTransport refuses a free member that is not a boolean with a Ty
   strictEqual(defineTransport({ ...definition, free: false }).free, undefined);
 });
 
+Deno.test("MemoryStore refuses a key or value that is not a string with a TypeError naming it (a rejection), never storing it", async () => {
+  // set("k", 5) stored a number, which get("k") gave back where a string goes.
+  const store = new MemoryStore();
+  await rejects(
+    store.set("k", 5 as unknown as string),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message === "Cannot store a value: value must be a string, got number",
+  );
+  strictEqual(await store.get("k"), undefined);
+  await rejects(
+    store.set("k", undefined as unknown as string),
+    /value must be a string, got undefined/,
+  );
+  await rejects(store.set(5 as unknown as string, "v"), /key must be a string, got number/);
+  await rejects(
+    store.get(null as unknown as string),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message === "Cannot read a stored value: key must be a string, got null",
+  );
+  await store.set("k", "v");
+  strictEqual(await store.get("k"), "v");
+});
+
 Deno.test("assertTransportName and layerTransports refuse bad names and layer keys", async () => {
   for (const bad of ["", "1abc", "a-b", "a b", "é"]) {
     throws(() => assertTransportName(bad), TypeError);

@@ -61,6 +61,8 @@ export function checkFactoryOptions(
  * @param type The type it must have.
  * @param name The option's name, for the message (`reusePort`).
  * @param what The call, for the message (`listen`).
+ * @param required Whether `undefined` is refused too (an argument, not an
+ * option).
  * @throws {TypeError} When it has another type.
  *
  * @example Refusing a flag given as text
@@ -80,8 +82,9 @@ export function checkOptionType(
   type: "boolean" | "string" | "function",
   name: string,
   what: string,
+  required = false,
 ): void {
-  if (value !== undefined && typeof value !== type) {
+  if ((required || value !== undefined) && typeof value !== type) {
     throw new TypeError(
       `Cannot ${what}: ${name} must be a ${type}, got ${value === null ? "null" : typeof value}`,
     );
