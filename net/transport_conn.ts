@@ -15,6 +15,7 @@ import {
 } from "./_chunk_io.ts";
 import type { NetConn } from "./net_conn.ts";
 import { checkTimeout } from "./address.ts";
+import { checkFactoryOptions, checkOptionType } from "../transports/_factory_options.ts";
 
 /** Byte counts and age of one transport connection. */
 export interface ConnStats {
@@ -118,8 +119,13 @@ export class TransportConn implements AsyncDisposable {
    * @param net The network connection (a `Deno.Conn`, or what a dialer gave).
    * @param pair This connection's encode/decode pair.
    * @param options The transport name for error messages.
+   * @throws {TypeError} When `options` is not an object or `name` not a
+   * string.
+   * @throws {RangeError} When `handshakeTimeout` is not a positive number of
+   * ms a timer can hold (whether or not the pair has a handshake).
    */
   constructor(net: NetConn, pair: TransportPair, options: TransportConnOptions = {}) {
+    checkConnOptions(options, "wrap a transport connection");
     const name = options.name ?? "transport";
     this.#net = net;
     // Each write goes out when made, as Go's sockets (obfs4proxy's) do: the
@@ -445,7 +451,6 @@ export class TransportConn implements AsyncDisposable {
   }
 
   #limit(ready: Promise<void>, ms: number, name: string): Promise<void> {
-    checkTimeout(ms, "handshakeTimeout", "wrap a transport connection");
     return new Promise<void>((resolve, reject) => {
       this.#handshakeTimer = setTimeout(() => {
         reject(
@@ -469,4 +474,23 @@ export class TransportConn implements AsyncDisposable {
       // Already closed.
     }
   }
+}
+
+/**
+ * Check a {@linkcode TransportConnOptions}: `undefined` or an object whose
+ * `name` is a string and whose `handshakeTimeout` a timer can hold. A
+ * timeout was checked only for a pair with a handshake, so a listener
+ * given -1 failed each such connection as it was accepted, and null options
+ * failed with 'Cannot read properties of null'. Internal.
+ *
+ * @param options What the caller gave.
+ * @param what The call, for the message (`wrap a transport connection`).
+ * @throws {TypeError} When it is not an object, or `name` not a string.
+ * @throws {RangeError} When `handshakeTimeout` is out of range.
+ */
+export function checkConnOptions(options: unknown, what: string): void {
+  checkFactoryOptions(options, what, []);
+  const { name, handshakeTimeout } = (options ?? {}) as TransportConnOptions;
+  checkOptionType(name, "string", "name", what);
+  checkTimeout(handshakeTimeout, "handshakeTimeout", what);
 }

@@ -5,7 +5,8 @@ import type { HostPort, ServerTransport, TransportOptions } from "../transports/
 import { Acceptor, closeQuietly, ErrorDigest } from "./_accept_loop.ts";
 import { type ConnectionLimits, SourceLimiter } from "./source_limits.ts";
 import { type ServerStats, StatsCollector } from "./server_stats.ts";
-import { TransportConn, type TransportConnOptions } from "./transport_conn.ts";
+import { checkConnOptions, TransportConn, type TransportConnOptions } from "./transport_conn.ts";
+import { checkFactoryOptions } from "../transports/_factory_options.ts";
 import { LISTENER_METRICS } from "./_connection_metrics.ts";
 import { acceptedSource, relaySources, reportedSource } from "./_client_source.ts";
 
@@ -72,7 +73,10 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
    * @param name The transport's name.
    * @param connOptions Options for every accepted connection (the handshake timeout).
    * @param options Connection limits and where accept errors go.
-   * @throws {RangeError} When a limit is not a positive integer or `Infinity`.
+   * @throws {TypeError} When `connOptions` or `options` is not an object,
+   * or one of their members not of its type.
+   * @throws {RangeError} When a limit is not a positive integer or
+   * `Infinity`, or the handshake timeout is out of range.
    */
   constructor(
     listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>,
@@ -81,6 +85,12 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
     connOptions: TransportConnOptions = {},
     options: TransportListenerOptions = {},
   ) {
+    // Checked here, not at each connection: a handshakeTimeout of -1 failed
+    // every accepted connection whose pair has a handshake, an
+    // onAcceptError of another type the first accept error, and null
+    // options with 'Cannot read properties of null'.
+    checkConnOptions(connOptions, "make a transport listener");
+    checkFactoryOptions(options, "make a transport listener", ["onAcceptError"]);
     this.#listener = listener;
     this.#side = side;
     this.#connOptions = { ...connOptions, name };

@@ -8,7 +8,8 @@ import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:a
 import { createConnector, HelperLimit } from "../client.ts";
 import { listen, proxy } from "../server.ts";
 import { checkPort, formatHostPort, parseHostPort } from "../net/address.ts";
-import { TransportConn } from "../net/transport_conn.ts";
+import { TransportConn, type TransportConnOptions } from "../net/transport_conn.ts";
+import { TransportListener } from "../net/transport_listener.ts";
 import { describe } from "../net/_chunk_io.ts";
 import {
   defineTransport,
@@ -662,6 +663,53 @@ Deno.test("MemoryStore refuses a key or value that is not a string with a TypeEr
   );
   await store.set("k", "v");
   strictEqual(await store.get("k"), "v");
+});
+
+Deno.test("TransportConn and TransportListener refuse a handshakeTimeout, a name, an onAcceptError or options of the wrong type when made, with an error naming them", async () => {
+  // A handshakeTimeout of -1 was checked only for a pair with a handshake
+  // (a listener failed each such connection as it came), an onAcceptError
+  // of 5 failed at the first accept error, null options with
+  // 'Cannot read properties of null'.
+  const side = await plain.server({});
+  type ConnOptions = ConstructorParameters<typeof TransportListener>[3];
+  type ListenerOptions = ConstructorParameters<typeof TransportListener>[4];
+  const cases: [ConnOptions, ListenerOptions, RegExp][] = [
+    [
+      { handshakeTimeout: -1 },
+      {},
+      /^RangeError: Cannot make a transport listener: invalid handshakeTimeout -1/,
+    ],
+    [{ handshakeTimeout: "5" as unknown as number }, {}, /invalid handshakeTimeout a string/],
+    [{ name: 5 as unknown as string }, {}, /name must be a string, got number/],
+    [null as unknown as ConnOptions, {}, /options must be an object, got null/],
+    [{}, null as unknown as ListenerOptions, /options must be an object, got null/],
+    [
+      {},
+      { onAcceptError: 5 as unknown as () => void },
+      /^TypeError: Cannot make a transport listener: onAcceptError must be a function, got number$/,
+    ],
+  ];
+  for (const [connOptions, options, expected] of cases) {
+    using tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    throws(() => new TransportListener(tcp, side, "plain", connOptions, options), expected);
+  }
+  using tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  using net = await Deno.connect({ hostname: "127.0.0.1", port: tcp.addr.port });
+  using _peer = await tcp.accept();
+  for (
+    const [options, error] of [
+      [{ handshakeTimeout: -1 }, RangeError],
+      [{ name: 5 }, TypeError],
+      [null, TypeError],
+    ] as const
+  ) {
+    throws(
+      () => new TransportConn(net, side.pair(), options as unknown as TransportConnOptions),
+      (e: unknown) =>
+        e instanceof error &&
+        /^Cannot wrap a transport connection: /.test(`${(e as Error).message}`),
+    );
+  }
 });
 
 Deno.test("assertTransportName and layerTransports refuse bad names and layer keys", async () => {
