@@ -8,6 +8,7 @@ import {
   type HostPort,
   parseHostPort,
 } from "./address.ts";
+import { checkOptionType } from "../transports/_factory_options.ts";
 import { classifyIp, formatIp, type IpAddressClass, parseIp, unmapIpv4 } from "./_ip_address.ts";
 
 /** The kinds of destinations a {@linkcode DestinationPolicy} can be told to allow. */
@@ -126,6 +127,7 @@ export class DestinationPolicy {
    *
    * @param text The list (`-allow`).
    * @returns The policy.
+   * @throws {TypeError} When `text` is not a string.
    * @throws {SyntaxError} On an item that is neither.
    *
    * @example Parsing `-allow`
@@ -140,6 +142,8 @@ export class DestinationPolicy {
    * ```
    */
   static parse(text: string): DestinationPolicy {
+    // A number or null failed with JavaScript's 'text.split is not a function'.
+    checkOptionType(text, "string", "the list", "parse allowed destinations", true);
     const allow: AddressScope[] = [];
     const exact: HostPort[] = [];
     for (const raw of text.split(",")) {

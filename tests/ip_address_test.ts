@@ -391,3 +391,16 @@ Deno.test("DestinationPolicy refuses an allowed destination of the wrong shape (
     undefined,
   );
 });
+
+Deno.test("DestinationPolicy.parse refuses a list that is not a string with a TypeError naming its type, not JavaScript's own", () => {
+  // parse(5) failed with 'text.split is not a function or its return value is not iterable'.
+  for (const [bad, type] of [[5, "number"], [null, "null"], [["loopback"], "object"]] as const) {
+    throws(
+      () => DestinationPolicy.parse(bad as unknown as string),
+      (e: unknown) =>
+        e instanceof TypeError &&
+        e.message === `Cannot parse allowed destinations: the list must be a string, got ${type}`,
+    );
+  }
+  strictEqual(DestinationPolicy.parse("loopback").toString(), "loopback");
+});
