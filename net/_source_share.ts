@@ -42,6 +42,11 @@ export class SourceShare<T> {
     return true;
   }
 
+  /** The items `source` holds, oldest first. */
+  held(source: string): T[] {
+    return [...this.#bySource.get(source) ?? []];
+  }
+
   /**
    * The items, oldest first, of the source that holds the most, when
    * `source` holds at least two fewer (taking one of them for `source` then

@@ -446,7 +446,7 @@ Deno.test("UDP server: connections still in their handshake take no flow slot, s
   }
 });
 
-Deno.test("UDP server at maxFlows: a source with fewer flows takes the place of the idlest flow of the source with the most", async () => {
+Deno.test("UDP server at maxFlows: a source with fewer flows takes the place of the idlest flow of the source with the most, one with as many its own idlest", async () => {
   await using echo = await udpEcho();
   await using server = await udpServer(plain, echo.addr, 2);
   const pool = (dialer?: Dialer) =>
@@ -480,12 +480,25 @@ Deno.test("UDP server at maxFlows: a source with fewer flows takes the place of 
   deepStrictEqual(third.got, new Uint8Array([3]));
   strictEqual(server.stats().flowsClosed.evicted, 1);
   strictEqual(server.stats().flowsOpen, 2);
-  // Now one each: a third flow from 127.0.0.1 is refused, not swapped in.
+  // Now one each: a new flow from 127.0.0.1 takes the place of its own
+  // idlest flow (as a NAT table does; it was refused before, so a client
+  // whose resolver used a fresh port per query was locked out until its old
+  // flows idled out), not 127.0.0.2's.
   const fourth = await echoed(greedy.addr, 4);
   await using _fourth = fourth.app;
-  strictEqual(fourth.got, "none");
+  deepStrictEqual(fourth.got, new Uint8Array([4]));
+  strictEqual(server.stats().connectionsRejected, 0);
+  strictEqual(server.stats().flowsClosed.evicted, 2);
+  const again = new Promise<Uint8Array>((resolve) => third.app.onmessage = (data) => resolve(data));
+  third.app.send(new Uint8Array([5]));
+  deepStrictEqual(await again, new Uint8Array([5]));
+  // A source holding none, while nobody holds two more, is refused.
+  await using stranger = await pool((target) => boundDial(target, "127.0.0.3"));
+  const fifth = await echoed(stranger.addr, 6);
+  await using _fifth = fifth.app;
+  strictEqual(fifth.got, "none");
   strictEqual(server.stats().connectionsRejected, 1);
-  strictEqual(server.stats().flowsClosed.evicted, 1);
+  strictEqual(server.stats().flowsClosed.evicted, 2);
 });
 
 Deno.test("UDP server behind a front on loopback (WebTunnel): flows count X-Forwarded-For's client, so one client cannot take every flow", async () => {

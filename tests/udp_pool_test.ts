@@ -4,7 +4,8 @@ import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
 import type { Dialer, NetConn } from "@ptkit/ptkit/net";
 import { plain } from "@ptkit/ptkit/transports";
 import { obfs4 } from "@ptkit/ptkit/transports/obfs4";
-import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
+import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert";
+import { MetricsRegistry } from "@ptkit/ptkit/net";
 import { appSocket, ManualClock, udpEcho, waitFor } from "./udp_test_utils.ts";
 
 const tcpDialer: Dialer = (target) =>
@@ -517,7 +518,10 @@ Deno.test("UdpSocket keeps a burst of sends in order", async () => {
   deepStrictEqual(got, Array.from({ length: 50 }, (_, i) => i));
 });
 
-Deno.test("maxFlows bounds flows on both sides, counting what it refuses", async () => {
+Deno.test("maxFlows bounds flows on both sides: a new flow from the same source takes the place of the idlest", async () => {
+  // Before, the server refused the client's second flow (one source, at
+  // maxFlows): a client whose resolver used a fresh port per query was
+  // locked out until its old flows idled out.
   await using echo = await udpEcho();
   await using server = await serveUdpServer({
     transport: plain,
@@ -540,20 +544,22 @@ Deno.test("maxFlows bounds flows on both sides, counting what it refuses", async
   await using c = await appSocket(client.addr);
   await a.send(new Uint8Array([1]));
   await waitFor(() => a.replies.length === 1, "a's reply");
-  await b.send(new Uint8Array([2])); // the client opens a second flow; the server refuses it
-  await waitFor(() => server.stats().connectionsRejected === 1, "the server to refuse");
-  await waitFor(() => client.stats().flowsClosed.peerClosed === 1, "the client to see it");
-  await c.send(new Uint8Array([3])); // two flows were open when b's closed: c gets a flow
-  await b.send(new Uint8Array([4]));
-  await a.send(new Uint8Array([5]));
-  await waitFor(() => a.replies.length === 2, "a's second reply");
-  deepStrictEqual(a.replies, [new Uint8Array([1]), new Uint8Array([5])]);
-  strictEqual(b.replies.length, 0);
-  strictEqual(server.stats().flowsOpened, 1);
-  ok(client.stats().flowsOpened >= 3);
+  await b.send(new Uint8Array([2])); // the client opens a second flow; the server closes a's
+  await waitFor(() => b.replies.length === 1, "b's reply");
+  await waitFor(() => client.stats().flowsClosed.peerClosed === 1, "the client to see a's end");
+  await c.send(new Uint8Array([3])); // one flow open on the client: c gets one, b's makes room on the server
+  await waitFor(() => c.replies.length === 1, "c's reply");
+  strictEqual(server.stats().connectionsRejected, 0);
+  strictEqual(server.stats().flowsClosed.evicted, 2);
+  strictEqual(server.stats().flowsOpened, 3);
+  await waitFor(() => server.stats().flowsOpen === 1, "one flow open on the server");
+  strictEqual(client.stats().flowsClosed.evicted, 0);
 });
 
-Deno.test("serveUdpClient drops datagrams from new sources beyond maxFlows as tooManyFlows", async () => {
+Deno.test("serveUdpClient at maxFlows closes the least recently active flow for a new source, as a NAT table does", async () => {
+  // Before: the new source's datagrams were dropped as tooManyFlows until a
+  // flow idled out (a resolver using a fresh port per query lost every
+  // query past maxFlows for two minutes).
   await using echo = await udpEcho();
   await using server = await serveUdpServer({
     transport: plain,
@@ -563,24 +569,57 @@ Deno.test("serveUdpClient drops datagrams from new sources beyond maxFlows as to
     target: echo.addr,
     framing: "length",
   });
+  const clock = new ManualClock();
+  const registry = new MetricsRegistry();
   await using client = await serveUdpClient({
     transport: plain,
     config: {},
     server: { port: server.addr.port },
     framing: "length",
-    maxFlows: 1,
+    maxFlows: 2,
+    clock,
+    metrics: registry,
   });
   await using a = await appSocket(client.addr);
   await using b = await appSocket(client.addr);
+  await using c = await appSocket(client.addr);
   await a.send(new Uint8Array([1]));
   await waitFor(() => a.replies.length === 1, "a's reply");
+  clock.advance(10);
   await b.send(new Uint8Array([2]));
-  await waitFor(() => client.stats().drops.tooManyFlows === 1, "b's datagram refused");
-  await a.send(new Uint8Array([3]));
+  await waitFor(() => b.replies.length === 1, "b's reply");
+  clock.advance(10);
+  await a.send(new Uint8Array([3])); // a is now more recent than b
   await waitFor(() => a.replies.length === 2, "a's second reply");
-  strictEqual(b.replies.length, 0);
-  strictEqual(client.stats().flowsOpened, 1);
-  deepStrictEqual(echo.received, [new Uint8Array([1]), new Uint8Array([3])]);
+  clock.advance(10);
+  await c.send(new Uint8Array([4])); // full: b's flow, the idlest, makes room
+  await waitFor(() => c.replies.length === 1, "c's reply");
+  await a.send(new Uint8Array([5])); // a's flow stayed open
+  await waitFor(() => a.replies.length === 3, "a's third reply");
+  const stats = client.stats();
+  strictEqual(stats.drops.tooManyFlows, 0);
+  strictEqual(stats.flowsClosed.evicted, 1);
+  strictEqual(stats.flowsOpened, 3);
+  strictEqual(stats.flowsOpen, 2);
+  deepStrictEqual(echo.received, [1, 2, 3, 4, 5].map((n) => new Uint8Array([n])));
+  match(
+    registry.expose(),
+    /^ptkit_udp_flows_evicted_total\{transport="plain",side="client",mode="transparent-UDP"\} 1$/m,
+  );
+});
+
+Deno.test("serveUdpClient with maxFlows 0 drops every datagram as tooManyFlows", async () => {
+  await using client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: 9 },
+    framing: "length",
+    maxFlows: 0,
+  });
+  await using a = await appSocket(client.addr);
+  await a.send(new Uint8Array([1]));
+  await waitFor(() => client.stats().drops.tooManyFlows === 1, "a's datagram refused");
+  strictEqual(client.stats().flowsOpened, 0);
 });
 
 Deno.test("serveUdpServer bounds what all its flows hold toward clients that do not read (poolBufferBytes)", async () => {

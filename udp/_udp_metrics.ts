@@ -8,7 +8,8 @@ import { UDP_DROP_REASONS, type UdpPoolStats } from "./udp_stats.ts";
 import type { TurnServerStats } from "./turn/_turn_server.ts";
 
 /**
- * Count a pool's datagrams each way, drops by reason, flows opened and open.
+ * Count a pool's datagrams each way, drops by reason, flows opened, open and
+ * evicted.
  *
  * @param core The registry.
  * @param labels The pool's transport, side and mode.
@@ -39,6 +40,11 @@ export function countUdpPool(
     datagrams.labels({ ...bound, direction: "from_tunnel" }).track(() => last.datagramsFromTunnel),
     core.counter("ptkit_udp_flows_total", "UDP flows opened.", rules).labels(bound)
       .track(() => last.flowsOpened),
+    core.counter(
+      "ptkit_udp_flows_evicted_total",
+      "UDP flows closed at maxFlows to make room for a new one (flowsClosed.evicted).",
+      rules,
+    ).labels(bound).track(() => last.flowsClosed.evicted),
     ...UDP_DROP_REASONS.map((reason) =>
       drops.labels({ ...bound, reason }).track(() => last.drops[reason])
     ),

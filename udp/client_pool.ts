@@ -128,7 +128,10 @@ class ClientPool implements UdpClientPool {
       const key = from.key;
       let flow = this.#flows.get(key);
       if (flow === undefined) {
-        if (this.#flows.size >= maxFlows) {
+        // Full: as a NAT table does, the least recently active flow makes
+        // room (a resolver using a fresh source port per query would
+        // otherwise lock every new query out until flows idle out).
+        if (this.#flows.size >= maxFlows && !this.#evictIdlest()) {
           this.#totals.drops.tooManyFlows++;
           return;
         }
@@ -141,6 +144,21 @@ class ClientPool implements UdpClientPool {
       }
       flow.push(data);
     };
+  }
+
+  /**
+   * Close the least recently active open flow (`evicted`).
+   *
+   * @returns Whether there was one.
+   */
+  #evictIdlest(): boolean {
+    let victim: Flow | undefined;
+    for (const flow of this.#flows.values()) {
+      if (victim === undefined || flow.lastActivity < victim.lastActivity) victim = flow;
+    }
+    // Closing it removes it from `#flows` (`flowClosed`).
+    victim?.close("evicted");
+    return victim !== undefined;
   }
 
   flowClosed(from: UdpEndpoint, flow: Flow, reason: UdpCloseReason): void {
@@ -202,7 +220,9 @@ class ClientPool implements UdpClientPool {
  * (`queueDatagrams`, `queueBytes`; 0 drops them, counted as `waiting`) and are
  * sent once Connected; a failed dial, a closed connection, a write failure or
  * `idleTimeout` without traffic removes the flow, and the next datagram opens
- * a fresh one.
+ * a fresh one. With `maxFlows` flows open, a datagram from a new source
+ * closes the least recently active flow (`flowsClosed.evicted`) and opens
+ * its own, as a NAT table does.
  *
  * @param options The transport, PT server, UDP address, framing and limits.
  * @returns The running pool.

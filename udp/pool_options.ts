@@ -43,7 +43,11 @@ export interface UdpPoolOptions {
    * datagram) a flow, not `sendBufferBytes` times `maxFlows`.
    */
   readonly poolBufferBytes?: number;
-  /** Flows open at once; more are refused. Defaults to 1024. */
+  /**
+   * Flows open at once. Defaults to 1024. At the limit, a new flow takes the
+   * place of the least recently active one (`flowsClosed.evicted`; on the
+   * server, one of the source with the most flows, see `serveUdpServer`).
+   */
   readonly maxFlows?: number;
   /**
    * Kernel buffer size to ask for the UDP sockets, in bytes. Defaults to as

@@ -63,10 +63,12 @@ export interface UdpServerOptions extends UdpPoolOptions {
 /** A {@linkcode UdpServerPool}'s statistics. */
 export interface UdpServerStats extends UdpPoolStats {
   /**
-   * Transport connections refused because `maxFlows` flows were open and
-   * their source held at least as many as any other (a source with fewer
-   * takes the place of the least recently active flow of the source with
-   * the most: `flowsClosed.evicted`).
+   * Transport connections refused because `maxFlows` flows were open, no
+   * source held two more than theirs, and their source held no open flow.
+   * Otherwise a flow makes room (`flowsClosed.evicted`): a source with
+   * fewer takes the place of the least recently active flow of the source
+   * with the most, and a source holding as many as any other the place of
+   * its own least recently active flow.
    */
   readonly connectionsRejected: number;
   /** Transport connections that failed before carrying datagrams (handshake, UDP socket). */
@@ -199,18 +201,24 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
   // The flow slots taken (`maxFlows` at most), by source: one source may
   // use every slot while nobody else wants one, but a connection from a
   // source with fewer flows than the one with the most takes the place of
-  // that source's least recently active flow.
+  // that source's least recently active flow; one from a source holding as
+  // many as any other, of its own (as a NAT table does: a client whose
+  // resolver uses a fresh port per query is not locked out until its old
+  // flows idle out, and takes nothing from anyone else).
   const slots = new SourceShare<Slot>();
+  const idlest = (candidates: Slot[]): Slot | undefined => {
+    let victim: Slot | undefined;
+    for (const slot of candidates) {
+      if (slot.flow === undefined) continue;
+      if (victim === undefined || slot.flow.lastActivity < victim.flow!.lastActivity) {
+        victim = slot;
+      }
+    }
+    return victim;
+  };
   const take = (source: string): Slot | undefined => {
     if (slots.size >= settings.maxFlows) {
-      // The least recently active open flow of the source holding the most.
-      let victim: Slot | undefined;
-      for (const slot of slots.largest(source) ?? []) {
-        if (slot.flow === undefined) continue;
-        if (victim === undefined || slot.flow.lastActivity < victim.flow!.lastActivity) {
-          victim = slot;
-        }
-      }
+      const victim = idlest(slots.largest(source) ?? []) ?? idlest(slots.held(source));
       if (victim === undefined) return undefined;
       slots.delete(victim);
       victim.flow!.close("evicted");

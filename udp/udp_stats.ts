@@ -13,7 +13,8 @@
  * - `writeFailed`: queued when writing to the transport connection failed.
  * - `dialFailed`: queued when the transport connection could not be opened.
  * - `closed`: queued or arriving when the flow closed (idle, peer closed, shutdown).
- * - `tooManyFlows`: would have opened a flow beyond `maxFlows`.
+ * - `tooManyFlows`: would have opened a flow beyond `maxFlows` with no open
+ *   flow to take the place of (`maxFlows` 0).
  * - `udpSendFailed`: the UDP socket refused to send it.
  */
 export type UdpDropReason =
@@ -50,9 +51,12 @@ export const UDP_DROP_REASONS: readonly UdpDropReason[] = [
  * - `writeFailed`: writing a datagram to the transport connection failed.
  * - `dialFailed`: the transport connection could not be opened.
  * - `shutdown`: the pool was closed.
- * - `evicted`: the server was at `maxFlows` when a connection from a source
- *   with fewer flows came; this was the least recently active flow of the
- *   source with the most.
+ * - `evicted`: the pool was at `maxFlows` and a new flow took its place. On
+ *   the client, this was the least recently active flow (a datagram from a
+ *   new source came). On the server, a connection came from a source with
+ *   fewer flows than another (this was the least recently active flow of
+ *   the source with the most), or from a source holding as many as any
+ *   other (this was that source's own least recently active flow).
  */
 export type UdpCloseReason =
   | "idle"

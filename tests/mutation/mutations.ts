@@ -1340,7 +1340,7 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description: "UDP client opens flows past maxFlows",
     file: UDP_CLIENT_POOL,
-    search: "if (this.#flows.size >= maxFlows) {",
+    search: "if (this.#flows.size >= maxFlows && !this.#evictIdlest()) {",
     replace: "if (false) {",
     tests: [T_UDP_POOL],
   },
