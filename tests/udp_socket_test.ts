@@ -189,3 +189,100 @@ Deno.test("a UDP target name that does not resolve is an error naming it, in sen
     /^Error: Cannot open UDP socket: cannot resolve "nosuch\.invalid" \(.+\)$/,
   );
 });
+
+Deno.test("UdpSocket.open refuses null options and a connect that is not { hostname, port } with a TypeError naming the option", async () => {
+  // Before: "Cannot read properties of null (reading 'connect')", and for
+  // connect "127.0.0.1:53" a RangeError blaming the port.
+  await rejects(
+    () => UdpSocket.open(null as unknown as undefined),
+    (e: Error) =>
+      e instanceof TypeError &&
+      e.message === "Cannot open UDP socket: options must be an object, got null",
+  );
+  await rejects(
+    () => UdpSocket.open({ connect: "127.0.0.1:53" as unknown as HostPort }),
+    (e: Error) =>
+      e instanceof TypeError &&
+      e.message ===
+        "Cannot open UDP socket: connect must be an object { hostname, port }, got string (12 characters)",
+  );
+  await rejects(
+    () => UdpSocket.open({ connect: null as unknown as HostPort }),
+    (e: Error) => e instanceof TypeError && e.message.includes("connect must be an object"),
+  );
+});
+
+/** The message `UdpSocket.send("s3cret", to)` throws, or what it returned, in this process. */
+const SEND_STRING = `
+  import { UdpSocket } from ${JSON.stringify(new URL("../udp/mod.ts", import.meta.url).href)};
+  await using socket = await UdpSocket.open({ hostname: "127.0.0.1" });
+  const to = { hostname: "127.0.0.1", port: 9 };
+  const results = [];
+  for (const data of ["s3cret", [1, 2], new ArrayBuffer(2), null]) {
+    try {
+      results.push("returned " + socket.send(data, to));
+    } catch (error) {
+      results.push(error.constructor.name + ": " + error.message);
+    }
+  }
+  console.log(JSON.stringify({ batched: socket.batched, results }));
+`;
+
+Deno.test("UdpSocket.send refuses data that is not a Uint8Array with a TypeError naming its type, never its content, with FFI or without", async () => {
+  // Before: "Invalid FFI buffer type" with FFI; without, `true` (and the
+  // string was sent as what Deno made of it).
+  const file = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(file, SEND_STRING);
+    for (const ffi of [true, false]) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--quiet",
+          "--no-prompt",
+          "--unstable-net",
+          "--allow-net",
+          ...(ffi ? ["--allow-ffi"] : []),
+          file,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      strictEqual(out.code, 0, new TextDecoder().decode(out.stderr));
+      const { batched, results } = JSON.parse(new TextDecoder().decode(out.stdout));
+      strictEqual(batched, ffi);
+      const refused = (type: string) =>
+        `TypeError: Cannot send UDP datagram: data must be a Uint8Array, got ${type}`;
+      deepStrictEqual(results, [
+        refused("string (6 characters)"),
+        refused("Array (2 items)"),
+        refused("ArrayBuffer (2 bytes)"),
+        refused("null"),
+      ]);
+      ok(!results.join().includes("s3cret"));
+    }
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("UdpSocket's docs link only what @ptkit/ptkit/udp exports (onmessage linked RECEIVE_HEADROOM, which it does not)", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["doc", "--json", new URL("../udp/mod.ts", import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  strictEqual(out.code, 0, new TextDecoder().decode(out.stderr));
+  const text = new TextDecoder().decode(out.stdout);
+  const doc = JSON.parse(text) as {
+    nodes: Record<string, { symbols: { name: string }[] }>;
+  };
+  const exported = new Set(
+    Object.values(doc.nodes).flatMap((node) => node.symbols.map((symbol) => symbol.name)),
+  );
+  const linked = new Set(
+    [...text.matchAll(/@link(?:code)? ([A-Za-z_$][\w$]*)/g)].map((m) => m[1]!),
+  );
+  ok(linked.has("UdpSocket"));
+  deepStrictEqual([...linked].filter((name) => !exported.has(name)), []);
+});

@@ -16,6 +16,7 @@ import {
 import { classifyIp, formatIp, parseIp, parseIpv4 } from "../net/_ip_address.ts";
 import type { HostPort } from "../net/address.ts";
 import { listenOn } from "../net/_listen.ts";
+import { describe } from "../net/_chunk_io.ts";
 
 /**
  * A UDP address with an IP literal, as a {@linkcode UdpSocket} reports
@@ -106,7 +107,8 @@ const MAX_PAYLOAD_6 = 65_527;
 /**
  * Writable bytes before (and at least as many after) every datagram a
  * {@linkcode UdpSocket} delivers, so a relay can frame it in place (a TURN
- * server's 4-byte ChannelData header and padding).
+ * server's 4-byte ChannelData header and padding). Internal: not exported
+ * by `@ptkit/ptkit/udp`.
  */
 export const RECEIVE_HEADROOM: number = HEADROOM;
 const RECEIVE_SIZE = 65_536;
@@ -395,8 +397,8 @@ export class UdpSocket implements AsyncDisposable {
 
   /**
    * Called with each datagram received and its sender. `data` is a view
-   * into a reused buffer, valid until the call returns; it has
-   * {@linkcode RECEIVE_HEADROOM} writable bytes before and after it.
+   * into a reused buffer, valid until the call returns: copy it
+   * (`data.slice()`) to keep it.
    */
   onmessage: ((data: Uint8Array, from: UdpEndpoint) => void) | undefined;
   /** Called with errors while receiving or sending (the datagram is already counted). Defaults to ignoring them. */
@@ -433,10 +435,21 @@ export class UdpSocket implements AsyncDisposable {
    * @param options Where to bind, what to connect to, buffer sizes.
    * @returns The open socket.
    * @throws {Deno.errors.NotSupported} When `Deno.listenDatagram` is not available (no `--unstable-net`).
+   * @throws {TypeError} When `options` is not an object, or `connect` is not a
+   * `{ hostname, port }` object (an `"host:port"` string, say).
    * @throws {RangeError} When a port or size is out of range.
    */
   static async open(options: UdpSocketOptions = {}): Promise<UdpSocket> {
     const what = "open UDP socket";
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError(`Cannot ${what}: options must be an object, got ${describe(options)}`);
+    }
+    const connect: unknown = options.connect;
+    if (connect !== undefined && (typeof connect !== "object" || connect === null)) {
+      throw new TypeError(
+        `Cannot ${what}: connect must be an object { hostname, port }, got ${describe(connect)}`,
+      );
+    }
     const listen = listenDatagram();
     const peer = options.connect === undefined
       ? undefined
@@ -509,11 +522,18 @@ export class UdpSocket implements AsyncDisposable {
    * @returns `true` when the datagram was handed to the kernel or queued for
    * it, `false` when it was dropped (counted in {@linkcode UdpSocket.stats}:
    * too large, queue full, closed, or refused by the kernel).
-   * @throws {TypeError} When `to` is missing on a socket that is not connected.
+   * @throws {TypeError} When `data` is not a `Uint8Array` (the message names
+   * its type, never its content), or `to` is missing on a socket that is not
+   * connected.
    * @throws {RangeError} When `to.port` is not an integer from 1 to 65535
    * (70000 went to port 4464, the kernel taking it modulo 65536).
    */
   send(data: Uint8Array, to?: HostPort): boolean {
+    if (!(data instanceof Uint8Array)) {
+      throw new TypeError(
+        `Cannot send UDP datagram: data must be a Uint8Array, got ${describe(data)}`,
+      );
+    }
     const peer = to ?? this.#peer;
     if (peer === undefined) {
       throw new TypeError(
