@@ -1389,3 +1389,26 @@ Deno.test("TurnServer counts allocations, permissions, channels, relays and drop
   strictEqual(sample(after, "ptkit_turn_allocations_total"), 1, "counters keep their last value");
   strictEqual(sample(after, "ptkit_turn_allocations"), 0, "live gauges drop out");
 });
+
+Deno.test("TurnServer Refresh with a REQUESTED-ADDRESS-FAMILY neither IPv4 nor IPv6 gets 440 Address Family not Supported, another valid family 443", async () => {
+  // Before: any value but 0x01 was taken for IPv6 and answered 443.
+  const { server, connect } = rig();
+  const c = connect();
+  strictEqual(errorCode(await c.allocate()), 0);
+  const family = (bytes: number[]) => ({
+    type: StunAttr.RequestedAddressFamily,
+    value: new Uint8Array(bytes),
+  });
+  for (const value of [[0, 0, 0, 0], [3, 0, 0, 0], [0xff, 0, 0, 0], [1, 0]]) {
+    strictEqual(
+      errorCode(await c.authed(StunMethod.Refresh, [family(value)])),
+      440,
+      `family ${value}`,
+    );
+  }
+  strictEqual(errorCode(await c.authed(StunMethod.Refresh, [family([2, 0, 0, 0])])), 443);
+  const same = await c.authed(StunMethod.Refresh, [family([1, 0, 0, 0])]);
+  strictEqual(errorCode(same), 0);
+  strictEqual(lifetimeOf(same), 600);
+  server.close();
+});

@@ -283,6 +283,16 @@ const KNOWN_REQUIRED = new Set<number>([
   StunAttr.UseCandidate,
 ]);
 
+/**
+ * The family a REQUESTED-ADDRESS-FAMILY value asks for (RFC 8656 section
+ * 18.1: 0x01 IPv4, 0x02 IPv6), or `undefined` for any other value or
+ * length (440 Address Family not Supported).
+ */
+function requestedFamily(value: Uint8Array): 4 | 6 | undefined {
+  if (value.length !== 4) return undefined;
+  return value[0] === 1 ? 4 : value[0] === 2 ? 6 : undefined;
+}
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -840,12 +850,8 @@ export class TurnServer {
       ? 4
       : families[0] ?? 4;
     if (familyValue) {
-      const f = familyValue[0] === 1 ? 4 : familyValue[0] === 2 ? 6 : 0;
-      if (f === 0 || familyValue.length !== 4) {
-        this.#error(client, request, 440, key);
-        return;
-      }
-      if (!this.#relay.families.includes(f)) {
+      const f = requestedFamily(familyValue);
+      if (f === undefined || !this.#relay.families.includes(f)) {
         this.#error(client, request, 440, key);
         return;
       }
@@ -985,10 +991,20 @@ export class TurnServer {
   }
 
   #refresh(allocation: Allocation, request: StunMessage): void {
+    // A family other than IPv4 or IPv6 is not supported (440); a valid one
+    // other than the allocation's is a mismatch (443, RFC 8656 section 7.3).
     const familyValue = getAttribute(request, StunAttr.RequestedAddressFamily);
-    if (familyValue && (familyValue[0] === 1 ? 4 : 6) !== allocation.relay.address.family) {
-      this.#error(allocation.client, request, 443, allocation.key);
-      return;
+    if (familyValue) {
+      const family = requestedFamily(familyValue);
+      if (family !== allocation.relay.address.family) {
+        this.#error(
+          allocation.client,
+          request,
+          family === undefined ? 440 : 443,
+          allocation.key,
+        );
+        return;
+      }
     }
     const lifetime = this.#lifetime(request);
     if (lifetime === 0) this.#delete(allocation);
