@@ -1412,3 +1412,35 @@ Deno.test("TurnServer Refresh with a REQUESTED-ADDRESS-FAMILY neither IPv4 nor I
   strictEqual(lifetimeOf(same), 600);
   server.close();
 });
+
+Deno.test("TurnServer discards a Send indication with an unknown comprehension-required attribute (RFC 8489 section 6.3) instead of relaying it", async () => {
+  const { server, relay, connect } = rig({ allowLoopbackPeers: false });
+  const c = connect();
+  const socket = relay.socketAt(relayedAddress(await c.allocate()));
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PUBLIC_A)), 0);
+  const indication = (extra: { type: number; value: Uint8Array }[]) => {
+    const transactionId = crypto.getRandomValues(new Uint8Array(12));
+    c.wire.send(encodeStunMessage({
+      method: StunMethod.Send,
+      class: StunClass.Indication,
+      transactionId,
+      attributes: [
+        peerAttr(PUBLIC_A, transactionId),
+        { type: StunAttr.Data, value: new Uint8Array([extra.length]) },
+        ...extra,
+      ],
+    }, { fingerprint: true }));
+  };
+  indication([{ type: 0x0031, value: new Uint8Array(4) }]); // unknown, required: discarded
+  indication([{ type: 0x8055, value: new Uint8Array(4) }, {
+    type: 0x8056,
+    value: new Uint8Array(4),
+  }]); // optional: relayed
+  deepStrictEqual(socket.sent.map((s) => [...s.data]), [[2]]);
+  strictEqual(server.stats().relayedToPeers, 1);
+  strictEqual(server.stats().drops.malformed, 1);
+  // Nothing is answered to an indication.
+  strictEqual(errorCode(await c.request(StunMethod.Binding)), 0);
+  strictEqual(c.other.length, 0);
+  server.close();
+});

@@ -172,7 +172,11 @@ export interface TurnServerOptions {
 
 /** Datagrams a {@linkcode TurnServer} dropped, by reason. */
 export interface TurnDrops {
-  /** Neither STUN nor ChannelData, unparsable, a bad FINGERPRINT, or a class the server does not take. */
+  /**
+   * Neither STUN nor ChannelData, unparsable, a bad FINGERPRINT, a class the
+   * server does not take, or a Send indication with a comprehension-required
+   * attribute it does not know.
+   */
   malformed: number;
   /** ChannelData or a Send indication from a client without an allocation. */
   noAllocation: number;
@@ -282,6 +286,15 @@ const KNOWN_REQUIRED = new Set<number>([
   StunAttr.Priority,
   StunAttr.UseCandidate,
 ]);
+
+/**
+ * The comprehension-required attribute types (below 0x8000) of `message`
+ * this server does not know, each once, at most 32.
+ */
+function unknownRequired(message: StunMessage): number[] {
+  const types = message.attributes.map((a) => a.type);
+  return [...new Set(types.filter((t) => t < 0x8000 && !KNOWN_REQUIRED.has(t)))].slice(0, 32);
+}
 
 /**
  * The family a REQUESTED-ADDRESS-FAMILY value asks for (RFC 8656 section
@@ -510,7 +523,10 @@ export class TurnServer {
     if (message.class === StunClass.Request) {
       this.#onRequest(client, message);
     } else if (message.class === StunClass.Indication && message.method === StunMethod.Send) {
-      this.#onSend(client, message);
+      // An indication with a comprehension-required attribute we do not
+      // know is discarded (RFC 8489 section 6.3.2), not relayed.
+      if (unknownRequired(message).length > 0) this.#drops.malformed++;
+      else this.#onSend(client, message);
     } else {
       this.#drops.malformed++;
     }
@@ -708,11 +724,7 @@ export class TurnServer {
   #onRequest(client: TurnClient, request: StunMessage): void {
     // Any request with a comprehension-required attribute we do not know,
     // Binding included, gets 420 (RFC 8489 section 6.3.1), as from coturn.
-    const unknown = [
-      ...new Set(
-        request.attributes.map((a) => a.type).filter((t) => t < 0x8000 && !KNOWN_REQUIRED.has(t)),
-      ),
-    ].slice(0, 32);
+    const unknown = unknownRequired(request);
     if (unknown.length > 0) {
       const value = new Uint8Array(unknown.length * 2);
       unknown.forEach((t, i) => {
