@@ -1444,3 +1444,25 @@ Deno.test("TurnServer discards a Send indication with an unknown comprehension-r
   strictEqual(c.other.length, 0);
   server.close();
 });
+
+Deno.test("TurnServer CreatePermission listing one peer several times counts it once against maxPermissions", async () => {
+  // Before: each listing counted as a new permission, so 508 came too early.
+  const { server, connect } = rig({ maxPermissions: 2 });
+  const c = connect();
+  strictEqual(errorCode(await c.allocate()), 0);
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PUBLIC_A)), 0);
+  const transactionId = crypto.getRandomValues(new Uint8Array(12));
+  c.wire.send(c.build(StunMethod.CreatePermission, [
+    peerAttr(PUBLIC_B, transactionId),
+    peerAttr(PUBLIC_B, transactionId),
+    peerAttr({ ...PUBLIC_B, port: 6000 }, transactionId),
+    peerAttr(PUBLIC_A, transactionId),
+  ], { transactionId }));
+  strictEqual(errorCode(await c.response(transactionId)), 0);
+  strictEqual(server.stats().permissions, 2);
+  strictEqual(server.stats().permissionsTotal, 3);
+  // The allocation is full now: a third address is still refused.
+  const third = { family: 4, address: "1.1.1.1", port: 5000 } as const;
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, third)), 508);
+  server.close();
+});

@@ -266,10 +266,10 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description: "TURN CreatePermission ignores maxPermissions",
     file: TURN_SERVER,
-    search: `    if (allocation.permissions.size + fresh > this.#maxPermissions) {
-      this.#purge(allocation, this.#now());`,
+    search: `    if (!fits()) {
+      // Expired ones make room (and one of these peers' may be among them).`,
     replace: `    if (false) {
-      this.#purge(allocation, this.#now());`,
+      // Expired ones make room (and one of these peers' may be among them).`,
     tests: [T_TURN_SERVER],
   },
   {

@@ -1059,17 +1059,25 @@ export class TurnServer {
       this.#error(allocation.client, request, 400, allocation.key);
       return;
     }
-    const fresh = peers.filter((p) => !allocation.permissions.has(p.ipKey)).length;
-    if (allocation.permissions.size + fresh > this.#maxPermissions) {
+    // A peer listed several times is one permission (a port of the same
+    // address too: permissions are by IP address).
+    const distinct = new Set(peers.map((p) => p.ipKey));
+    const fits = () => {
+      let fresh = 0;
+      for (const ip of distinct) if (!allocation.permissions.has(ip)) fresh++;
+      return allocation.permissions.size + fresh <= this.#maxPermissions;
+    };
+    if (!fits()) {
+      // Expired ones make room (and one of these peers' may be among them).
       this.#purge(allocation, this.#now());
-      if (allocation.permissions.size + fresh > this.#maxPermissions) {
+      if (!fits()) {
         this.#error(allocation.client, request, 508, allocation.key);
         return;
       }
     }
     const expires = this.#now() + PERMISSION_LIFETIME * 1000;
-    for (const p of peers) allocation.permissions.set(p.ipKey, expires);
-    this.#permissionsTotal += peers.length;
+    for (const ip of distinct) allocation.permissions.set(ip, expires);
+    this.#permissionsTotal += distinct.size;
     this.#reply(allocation.client, request, StunClass.SuccessResponse, [], allocation.key);
   }
 
