@@ -1466,3 +1466,22 @@ Deno.test("TurnServer CreatePermission listing one peer several times counts it 
   strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, third)), 508);
   server.close();
 });
+
+Deno.test("TurnServer ignores STUN Binding indications (keepalives): no answer, no drop counted", async () => {
+  // Before: each was counted as a malformed drop; coturn ignores them.
+  const { server, connect } = rig();
+  const c = connect();
+  for (const fingerprint of [true, false]) {
+    c.wire.send(encodeStunMessage({
+      method: StunMethod.Binding,
+      class: StunClass.Indication,
+      transactionId: crypto.getRandomValues(new Uint8Array(12)),
+      attributes: [],
+    }, { fingerprint }));
+  }
+  strictEqual(errorCode(await c.request(StunMethod.Binding)), 0);
+  strictEqual(c.other.length, 0);
+  strictEqual(server.stats().dropped, 0);
+  deepStrictEqual(Object.values(server.stats().drops).filter((n) => n !== 0), []);
+  server.close();
+});

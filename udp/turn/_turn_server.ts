@@ -175,7 +175,8 @@ export interface TurnDrops {
   /**
    * Neither STUN nor ChannelData, unparsable, a bad FINGERPRINT, a class the
    * server does not take, or a Send indication with a comprehension-required
-   * attribute it does not know.
+   * attribute it does not know. Binding indications (keepalives) are
+   * ignored, not counted.
    */
   malformed: number;
   /** ChannelData or a Send indication from a client without an allocation. */
@@ -522,6 +523,9 @@ export class TurnServer {
     }
     if (message.class === StunClass.Request) {
       this.#onRequest(client, message);
+    } else if (message.class === StunClass.Indication && message.method === StunMethod.Binding) {
+      // A keepalive (RFC 8489 section 3; ICE agents and coturn's clients
+      // send them): nothing to answer, nothing dropped, as coturn.
     } else if (message.class === StunClass.Indication && message.method === StunMethod.Send) {
       // An indication with a comprehension-required attribute we do not
       // know is discarded (RFC 8489 section 6.3.2), not relayed.
