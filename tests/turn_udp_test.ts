@@ -439,19 +439,25 @@ Deno.test("serveTurnUdp counts a peer datagram too large for an IPv4 client as C
   }
 });
 
-Deno.test("serveTurnUdp on :: gives an IPv4 client an IPv4 relayed address and its own IPv4 address, and relays to IPv4 peers", async () => {
+/** A TURN server on `hostname` that relays to loopback, and a peer on 127.0.0.1 with its inbox. */
+async function turnAndPeer(hostname: string) {
   const turn = await serveTurnUdp({
-    hostname: "::",
+    hostname,
     port: 0,
     realm: "pt.test",
     users: { u: "p" },
     allowLoopbackPeers: true,
   });
-  // The dual-stack listener sees this client as ::ffff:127.0.0.1.
-  const { socket, inbox, client } = await udpClient("127.0.0.1", turn.addr);
   const peer = await UdpSocket.open({ hostname: "127.0.0.1" });
   const peerInbox = new Queue<Uint8Array>();
   peer.onmessage = (data) => peerInbox.push(data.slice());
+  return { turn, peer, peerInbox };
+}
+
+Deno.test("serveTurnUdp on :: gives an IPv4 client an IPv4 relayed address and its own IPv4 address, and relays to IPv4 peers", async () => {
+  const { turn, peer, peerInbox } = await turnAndPeer("::");
+  // The dual-stack listener sees this client as ::ffff:127.0.0.1.
+  const { socket, inbox, client } = await udpClient("127.0.0.1", turn.addr);
   const v6 = await udpClient("::1", turn.addr);
   try {
     const allocated = await client.allocate();
@@ -489,17 +495,8 @@ Deno.test("serveTurnUdp on :: gives an IPv4 client an IPv4 relayed address and i
 });
 
 Deno.test("serveTurnUdp on 0.0.0.0 gives each client a relayed address it can reach (the route's source), never 0.0.0.0, and relays there", async () => {
-  const turn = await serveTurnUdp({
-    hostname: "0.0.0.0",
-    port: 0,
-    realm: "pt.test",
-    users: { u: "p" },
-    allowLoopbackPeers: true,
-  });
+  const { turn, peer, peerInbox } = await turnAndPeer("0.0.0.0");
   const { socket, inbox, client } = await udpClient("127.0.0.1", turn.addr);
-  const peer = await UdpSocket.open({ hostname: "127.0.0.1" });
-  const peerInbox = new Queue<Uint8Array>();
-  peer.onmessage = (data) => peerInbox.push(data.slice());
   try {
     const allocated = await client.allocate();
     strictEqual(errorCode(allocated), 0);
