@@ -92,17 +92,6 @@ const PEER_B = { family: 4, address: "127.0.0.2", port: 7 } as const;
 const PUBLIC_A = { family: 4, address: "8.8.8.8", port: 5000 } as const;
 const PUBLIC_B = { family: 4, address: "9.9.9.9", port: 5000 } as const;
 
-/** A Send indication (RFC 8656 section 11) carrying `data` to `peer`. */
-function sendIndication(c: StunTestClient, peer: StunAddress, data: Uint8Array): void {
-  const transactionId = crypto.getRandomValues(new Uint8Array(12));
-  c.wire.send(encodeStunMessage({
-    method: StunMethod.Send,
-    class: StunClass.Indication,
-    transactionId,
-    attributes: [peerAttr(peer, transactionId), { type: StunAttr.Data, value: data }],
-  }, { fingerprint: true }));
-}
-
 const channelNumber = (n: number) => ({
   type: StunAttr.ChannelNumber,
   value: new Uint8Array([n >> 8, n & 0xff, 0, 0]),
@@ -619,27 +608,27 @@ Deno.test("TurnServer relays a Send indication only to a peer with a live permis
   const socket = relay.socketAt(relayedAddress(await c.allocate()));
   const data = new Uint8Array([1, 2, 3]);
   // No permission at all: nothing is sent.
-  sendIndication(c, PUBLIC_A, data);
+  c.sendIndication(PUBLIC_A, data);
   // A loopback peer cannot get a permission, so it gets no data either.
   strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PEER_A)), 403);
-  sendIndication(c, PEER_A, data);
+  c.sendIndication(PEER_A, data);
   strictEqual(socket.sent.length, 0);
   strictEqual(server.stats().drops.noPermission, 2);
   strictEqual(server.stats().relayedToPeers, 0);
   // A permission covers its IP address (any port), not another address.
   strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PUBLIC_A)), 0);
-  sendIndication(c, PUBLIC_A, data);
-  sendIndication(c, { ...PUBLIC_A, port: 6000 }, data);
-  sendIndication(c, PUBLIC_B, data);
-  sendIndication(c, PEER_A, data);
+  c.sendIndication(PUBLIC_A, data);
+  c.sendIndication({ ...PUBLIC_A, port: 6000 }, data);
+  c.sendIndication(PUBLIC_B, data);
+  c.sendIndication(PEER_A, data);
   deepStrictEqual(socket.sent.map((s) => s.peer), [PUBLIC_A, { ...PUBLIC_A, port: 6000 }]);
   strictEqual(server.stats().drops.noPermission, 4);
   // Until the permission expires (300 s).
   clock.t += 299_000;
-  sendIndication(c, PUBLIC_A, data);
+  c.sendIndication(PUBLIC_A, data);
   strictEqual(socket.sent.length, 3);
   clock.t += 2_000;
-  sendIndication(c, PUBLIC_A, data);
+  c.sendIndication(PUBLIC_A, data);
   strictEqual(socket.sent.length, 3);
   strictEqual(server.stats().drops.noPermission, 5);
   strictEqual(server.stats().relayedToPeers, 3);
@@ -654,7 +643,7 @@ Deno.test("TurnServer: interleaved Send and Data indications to and from two pee
   strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PUBLIC_A)), 0);
   strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PUBLIC_B)), 0);
   const order = [0, 0, 1, 1, 0, 2, 2, 1, 0];
-  for (const [i, p] of order.entries()) sendIndication(c, peers[p]!, new Uint8Array([i]));
+  for (const [i, p] of order.entries()) c.sendIndication(peers[p]!, new Uint8Array([i]));
   deepStrictEqual(
     socket.sent.map((s) => [s.peer, [...s.data]]),
     order.map((p, i) => [peers[p], [i]]),
@@ -733,7 +722,7 @@ Deno.test("TurnServer ChannelBind refuses the peers CreatePermission refuses, un
     const bound = await withPeer(c, StunMethod.ChannelBind, address, [channelNumber(channel)]);
     strictEqual(errorCode(bound), 403, what);
     c.wire.send(encodeChannelData(channel++, new Uint8Array([1])));
-    sendIndication(c, address, new Uint8Array([1]));
+    c.sendIndication(address, new Uint8Array([1]));
   }
   strictEqual(socket.sent.length, 0);
   server.close();
@@ -769,7 +758,7 @@ Deno.test("TurnServer holds each allocation to maxPermissions, through CreatePer
     errorCode(await withPeer(c, StunMethod.ChannelBind, peer(3), [channelNumber(0x4001)])),
     508,
   );
-  sendIndication(c, peer(3), new Uint8Array([1]));
+  c.sendIndication(peer(3), new Uint8Array([1]));
   c.wire.send(encodeChannelData(0x4001, new Uint8Array([1])));
   strictEqual(socket.sent.length, 0);
   // Refreshing a peer that has one is fine.
@@ -836,11 +825,11 @@ Deno.test("TurnServer stops relaying for an expired allocation at once, before a
     clock.t += 500_000;
     strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PUBLIC_A)), 0);
     strictEqual(errorCode(await bind()), 0);
-    sendIndication(c, PUBLIC_A, new Uint8Array([1]));
+    c.sendIndication(PUBLIC_A, new Uint8Array([1]));
     strictEqual(socket.sent.length, 1);
     clock.t += 101_000;
     const fromClient = () => {
-      sendIndication(c, PUBLIC_A, new Uint8Array([2]));
+      c.sendIndication(PUBLIC_A, new Uint8Array([2]));
       c.wire.send(encodeChannelData(0x4000, new Uint8Array([3])));
     };
     const fromPeers = () => {
@@ -899,7 +888,7 @@ Deno.test("TurnServer on an IPv6 relay refuses IPv4-mapped loopback and private 
   for (const address of ["::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:192.168.1.1", "::1"]) {
     const peer = { family: 6, address, port: 5000 } as const;
     strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, peer)), 403, address);
-    sendIndication(c, peer, new Uint8Array([1]));
+    c.sendIndication(peer, new Uint8Array([1]));
   }
   strictEqual(sockets[0]!.sent.length, 0);
   // A public IPv6 peer is fine.
@@ -1418,19 +1407,8 @@ Deno.test("TurnServer discards a Send indication with an unknown comprehension-r
   const c = connect();
   const socket = relay.socketAt(relayedAddress(await c.allocate()));
   strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PUBLIC_A)), 0);
-  const indication = (extra: { type: number; value: Uint8Array }[]) => {
-    const transactionId = crypto.getRandomValues(new Uint8Array(12));
-    c.wire.send(encodeStunMessage({
-      method: StunMethod.Send,
-      class: StunClass.Indication,
-      transactionId,
-      attributes: [
-        peerAttr(PUBLIC_A, transactionId),
-        { type: StunAttr.Data, value: new Uint8Array([extra.length]) },
-        ...extra,
-      ],
-    }, { fingerprint: true }));
-  };
+  const indication = (extra: { type: number; value: Uint8Array }[]) =>
+    c.sendIndication(PUBLIC_A, new Uint8Array([extra.length]), extra);
   indication([{ type: 0x0031, value: new Uint8Array(4) }]); // unknown, required: discarded
   indication([{ type: 0x8055, value: new Uint8Array(4) }, {
     type: 0x8056,

@@ -174,6 +174,21 @@ export class StunTestClient {
     return await this.response(transactionId);
   }
 
+  /** Send a Send indication (RFC 8656 section 11) carrying `data` to `peer`, with `extra` attributes after. */
+  sendIndication(peer: StunAddress, data: Uint8Array, extra: StunAttribute[] = []): void {
+    const transactionId = crypto.getRandomValues(new Uint8Array(12));
+    this.wire.send(encodeStunMessage({
+      method: StunMethod.Send,
+      class: StunClass.Indication,
+      transactionId,
+      attributes: [
+        { type: StunAttr.XorPeerAddress, value: encodeXorAddress(peer, transactionId) },
+        { type: StunAttr.Data, value: data },
+        ...extra,
+      ],
+    }, { fingerprint: true }));
+  }
+
   /** Allocate a UDP relay; returns the response. */
   allocate(extra: StunAttribute[] = []): Promise<StunMessage> {
     return this.authed(StunMethod.Allocate, [
