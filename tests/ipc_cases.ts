@@ -57,6 +57,13 @@ export const cases: Case[] = [
     stdout: ["VERSION-ERROR no-version"],
   },
   {
+    name: "a trailing comma in the version list is ignored, as goptlib ignores it",
+    env: { ...v1, TOR_PT_MANAGED_TRANSPORT_VER: "1," },
+    code: 0,
+    stdout: ["VERSION 1", SOCKS, "CMETHODS DONE"],
+    stderr: "",
+  },
+  {
     name: "malformed version list",
     env: { ...v1, TOR_PT_MANAGED_TRANSPORT_VER: "1, 2" },
     code: 78,

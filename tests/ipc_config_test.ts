@@ -70,6 +70,45 @@ const ROWS: readonly Row[] = [
     env: { ...client, TOR_PT_MANAGED_TRANSPORT_VER: "" },
     expect: { error: "VERSION-ERROR", exitCode: 78, message: /^no-version/ },
   },
+  // goptlib finds 1 in any list: empty items are ignored, not malformed.
+  {
+    name: "version list with a trailing comma",
+    env: { ...client, TOR_PT_MANAGED_TRANSPORT_VER: "1," },
+    expect: { version: "1" },
+  },
+  {
+    name: "version list with empty items",
+    env: { ...client, TOR_PT_MANAGED_TRANSPORT_VER: ",1,,2," },
+    expect: { version: "2" },
+  },
+  {
+    name: "-ptversion list with a trailing comma",
+    args: ["-ptversion", "2,", "-transports", "plain"],
+    expect: { version: "2" },
+  },
+  {
+    name: "version list of empty items only",
+    env: { ...client, TOR_PT_MANAGED_TRANSPORT_VER: "," },
+    expect: { error: "VERSION-ERROR", exitCode: 78, message: /^no-version$/ },
+  },
+  {
+    name: "version list with a space in a version",
+    env: { ...client, TOR_PT_MANAGED_TRANSPORT_VER: "1, 2" },
+    expect: {
+      error: "VERSION-ERROR",
+      exitCode: 78,
+      message: /^no-version \(malformed version list\)$/,
+    },
+  },
+  {
+    name: "version list with a control character in a version",
+    env: { ...client, TOR_PT_MANAGED_TRANSPORT_VER: "1,2\x1b" },
+    expect: {
+      error: "VERSION-ERROR",
+      exitCode: 78,
+      message: /^no-version \(malformed version list\)$/,
+    },
+  },
   {
     name: "variables without a version",
     env: { TOR_PT_CLIENT_TRANSPORTS: "plain" },
@@ -91,6 +130,16 @@ const ROWS: readonly Row[] = [
     name: "client transports in order",
     env: { ...client, TOR_PT_CLIENT_TRANSPORTS: "obfs4,plain,obfs4" },
     expect: { transports: ["obfs4", "plain", "obfs4"] },
+  },
+  {
+    name: "client transport list with empty items",
+    env: { ...client, TOR_PT_CLIENT_TRANSPORTS: ",obfs4,,plain," },
+    expect: { transports: ["obfs4", "plain"] },
+  },
+  {
+    name: "server transport list with a trailing comma",
+    env: { ...server, TOR_PT_SERVER_TRANSPORTS: "plain," },
+    expect: { kind: "server", transports: ["plain"] },
   },
   {
     name: "empty client transport list",
@@ -136,6 +185,18 @@ const ROWS: readonly Row[] = [
     expect: {
       bindAddrs: new Map([["alpha", hp("1.2.3.4", 1111)], ["beta", hp("1:2::3:4", 2222)]]),
     },
+  },
+  {
+    name: "bind address list with empty items",
+    env: { ...server, TOR_PT_SERVER_BINDADDR: ",alpha-1.2.3.4:1111,,beta-[1:2::3:4]:2222," },
+    expect: {
+      bindAddrs: new Map([["alpha", hp("1.2.3.4", 1111)], ["beta", hp("1:2::3:4", 2222)]]),
+    },
+  },
+  {
+    name: "bind address list with a malformed item beside empty ones",
+    env: { ...server, TOR_PT_SERVER_BINDADDR: "alpha-1.2.3.4:1111,,1.2.3.4:2222," },
+    expect: { error: "ENV-ERROR", exitCode: 64, message: /expected name-addr:port/ },
   },
   {
     name: "bind address without a port",

@@ -221,7 +221,7 @@ function offeredVersions(args: readonly string[], env: Readonly<Record<string, s
     const match = /^--?(?:pt)?version(?:=(.*))?$/i.exec(arg);
     if (match) list = match[1] ?? args[i + 1];
   });
-  return (list ?? "2").split(",");
+  return (list ?? "2").split(",").filter((v) => v !== "");
 }
 
 /**

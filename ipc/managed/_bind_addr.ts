@@ -8,7 +8,8 @@ import { isIpLiteral } from "../../net/_ip_address.ts";
  * Parse `TOR_PT_SERVER_BINDADDR` / `-bindaddr`: `name-addr:port,...`, split
  * at the first `-`. Addresses must be IP literals (IPv6 in brackets; an
  * unbracketed IPv6 address is read with its last `:` before the port, as
- * goptlib repairs it). A name given twice is an error.
+ * goptlib repairs it). Empty items are ignored. A name given twice is an
+ * error.
  *
  * @param text The list.
  * @returns The address of each transport name, in order.
@@ -18,6 +19,9 @@ export function parseBindAddr(text: string): Map<string, HostPort> {
   const result = new Map<string, HostPort>();
   if (text.trim() === "") return result;
   for (const item of text.split(",")) {
+    // An empty item (a trailing comma) names nothing: ignored, as in the
+    // transport lists.
+    if (item.trim() === "") continue;
     const dash = item.indexOf("-");
     if (dash <= 0) {
       throw new SyntaxError(

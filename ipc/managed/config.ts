@@ -304,7 +304,9 @@ export function parseManagedConfig(
     }
     versions = ["2"]; // Standalone use with flags only.
   } else {
-    versions = offered.split(",");
+    // Empty items (`1,`, `,2`, `1,,2`) are ignored, as goptlib finds `1` in
+    // any list; a version with a space or control character is malformed.
+    versions = offered.split(",").filter((v) => v !== "");
     if (!versions.every((v) => /^[\x21-\x2b\x2d-\x7e]+$/.test(v))) {
       throw new ManagedConfigError("VERSION-ERROR", "no-version (malformed version list)");
     }
