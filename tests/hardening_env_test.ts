@@ -134,6 +134,22 @@ Deno.test("main.ts server: an Extended ORPort auth cookie it cannot read is said
   );
 });
 
+Deno.test("main.ts server: an auth cookie given by -authcookie that it cannot read is said at start naming the flag", async () => {
+  const { code, lines } = await run(
+    { ...SERVER_ENV, TOR_PT_EXTENDED_SERVER_PORT: "127.0.0.1:9" },
+    { args: ["-authcookie", "/nonexistent/extended_orport_auth_cookie"] },
+  );
+  strictEqual(code, 0, JSON.stringify(lines));
+  ok(lines.some((l) => l.startsWith("SMETHOD obfs4 ")), JSON.stringify(lines));
+  ok(
+    lines.some((l) =>
+      /^LOG SEVERITY=warning MESSAGE="The Extended ORPort auth cookie \(-authcookie\) cannot be read: .*each connection fails until it can"$/
+        .test(l)
+    ),
+    JSON.stringify(lines),
+  );
+});
+
 /** Wait until process `pid` catches SIGINT and SIGTERM (SigCgt in /proc/PID/status). */
 async function handlersInstalled(pid: number): Promise<void> {
   const wanted = (1n << 1n) | (1n << 14n); // SIGINT (2), SIGTERM (15)

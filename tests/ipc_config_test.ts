@@ -266,6 +266,20 @@ const ROWS: readonly Row[] = [
         kind: "extorport",
         address: hp("::1", 9002),
         cookieFile: "/var/lib/tor/extended_orport_auth_cookie",
+        cookieFileFrom: "TOR_PT_AUTH_COOKIE_FILE",
+      },
+    },
+  },
+  {
+    name: "-authcookie is named as the flag in messages",
+    env: { ...server, TOR_PT_EXTENDED_SERVER_PORT: "127.0.0.1:9002" },
+    args: ["-authcookie", "/run/cookie"],
+    expect: {
+      target: {
+        kind: "extorport",
+        address: hp("127.0.0.1", 9002),
+        cookieFile: "/run/cookie",
+        cookieFileFrom: "-authcookie",
       },
     },
   },

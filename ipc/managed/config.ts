@@ -125,7 +125,16 @@ export interface ServerConfig extends ManagedConfigBase {
    */
   readonly target:
     | { readonly kind: "orport"; readonly address: HostPort }
-    | { readonly kind: "extorport"; readonly address: HostPort; readonly cookieFile: string }
+    | {
+      readonly kind: "extorport";
+      readonly address: HostPort;
+      readonly cookieFile: string;
+      /**
+       * How messages name the cookie file: `-authcookie` when the flag gave
+       * it, else `TOR_PT_AUTH_COOKIE_FILE` (also what an absent one means).
+       */
+      readonly cookieFileFrom?: string;
+    }
     | { readonly kind: "socks"; readonly policy: DestinationPolicy }
     | { readonly kind: "free"; readonly policy: DestinationPolicy }
     | {
@@ -617,6 +626,7 @@ function serverConfig(
         kind: "extorport",
         address: ipAddress(named("extOrPort", "TOR_PT_EXTENDED_SERVER_PORT"), ext),
         cookieFile: cookieFile!,
+        cookieFileFrom: named("authCookie", "TOR_PT_AUTH_COOKIE_FILE"),
       };
     } else if (orPort !== undefined && orPort !== "") {
       target = { kind: "orport", address: ipAddress(named("orPort", "TOR_PT_ORPORT"), orPort) };

@@ -77,7 +77,9 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
     await handlers.readCookieFile!(target.cookieFile).catch((error) =>
       log(
         "warning",
-        `${COOKIE_WHAT} cannot be read: ${describe(error)}; each connection fails until it can`,
+        `${cookieWhat(target)} cannot be read: ${
+          describe(error)
+        }; each connection fails until it can`,
       )
     );
   }
@@ -248,7 +250,9 @@ function targetOf(
           cookie = await readCookieFile!(target.cookieFile);
         } catch (error) {
           failures?.inc();
-          throw new Error(`${COOKIE_WHAT} cannot be read: ${describe(error)}`, { cause: error });
+          throw new Error(`${cookieWhat(target)} cannot be read: ${describe(error)}`, {
+            cause: error,
+          });
         }
         const end = await markDialFailure(dial(target.address, signal));
         try {
@@ -498,8 +502,10 @@ const TARGET_WHAT: Record<ServerTarget["kind"], string> = {
   udp: "the UDP target",
 };
 
-/** How the cookie file is named in messages. */
-const COOKIE_WHAT = "The Extended ORPort auth cookie (TOR_PT_AUTH_COOKIE_FILE)";
+/** How the cookie file is named in messages: by the flag or variable that gave it. */
+function cookieWhat(target: { readonly cookieFileFrom?: string }): string {
+  return `The Extended ORPort auth cookie (${target.cookieFileFrom ?? "TOR_PT_AUTH_COOKIE_FILE"})`;
+}
 
 /** Whether a listen address is reachable from this host only. */
 function loopbackOnly(hostname: string): boolean {
