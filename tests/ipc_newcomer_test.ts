@@ -612,6 +612,40 @@ Deno.test("client: SOCKS arguments that do not parse get reply 0x12 and a warnin
   }
 });
 
+Deno.test("client: SOCKS arguments that do not parse get a STATUS CONNECT=Failed line naming the bridge, as refused ones do, never the arguments", async () => {
+  const state = await Deno.makeTempDir();
+  await using pt = new PtProcess([], {
+    TOR_PT_MANAGED_TRANSPORT_VER: "1",
+    TOR_PT_CLIENT_TRANSPORTS: "obfs4",
+    TOR_PT_STATE_LOCATION: state,
+    TOR_PT_EXIT_ON_STDIN_CLOSE: "1",
+  });
+  try {
+    const { port } = await pt.cmethod("obfs4");
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    // The user name ends with ';' (an empty pair), the password is "\0".
+    const user = new TextEncoder().encode("cert=SecretCertMark;iat-mode=0;");
+    await conn.write(new Uint8Array([5, 1, 2]));
+    const buf = new Uint8Array(64);
+    deepStrictEqual([...buf.subarray(0, (await conn.read(buf))!)], [5, 2]);
+    await conn.write(new Uint8Array([1, user.length, ...user, 1, 0]));
+    await conn.read(buf); // The auth reply.
+    await conn.write(new Uint8Array([5, 1, 0, 1, 192, 0, 2, 1, 0x01, 0xbb]));
+    const n = await conn.read(buf);
+    deepStrictEqual(n !== null && buf[1], SocksReply.settingsParseError);
+    conn.close();
+    await pt.closeStdin();
+    const { lines } = await pt.exit();
+    const failed = lines.filter((l) =>
+      l.startsWith('STATUS TRANSPORT=obfs4 ADDRESS=192.0.2.1:443 CONNECT=Failed ERRSTR="')
+    );
+    deepStrictEqual(failed.length, 1, lines.join("\n"));
+    ok(lines.every((l) => !l.includes("SecretCertMark")), lines.join("\n"));
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
 Deno.test("the usage's -proxy line shows every upstream proxy form the parser takes: a SOCKS4a user id, an HTTP user without a password", async () => {
   const { usage } = await import("../ipc/managed/_flags.ts");
   const { parseUpstreamProxy } = await import("../ipc/managed/_proxy_uri.ts");

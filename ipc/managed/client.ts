@@ -214,6 +214,14 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
           // failure is each connection's SOCKS reply.
           connectorFor(base).catch(() => {});
         }
+        // The PT server a connection to `destination` goes to: the one the
+        // SOCKS request names (the bridge, under tor), or the -target.
+        const serverFor = (destination: HostPort): HostPort =>
+          transport.free
+            ? config.target ?? destination
+            : config.free
+            ? config.target!
+            : destination;
         const server = new SocksServer(
           tcpListen(),
           {
@@ -225,11 +233,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
               // Arguments the transport refuses (iat-mode=5, a short cert)
               // fail the connection before it dials: told in the same
               // STATUS line as a failed dial (it was a LOG line only).
-              const server = transport.free
-                ? config.target ?? destination
-                : config.free
-                ? config.target!
-                : destination;
+              const server = serverFor(destination);
               let connector: Connector;
               try {
                 connector = await connectorFor({ ...base, ...request.settings });
@@ -326,6 +330,18 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
                 stage === "handshake" && !argumentsError ? "info" : "warning",
                 `${name}: SOCKS ${stage} failed: ${describe(error)}`,
               );
+              // Arguments that do not parse fail the connection as those
+              // the transport refuses do: the same STATUS line, naming the
+              // bridge the request named.
+              if (
+                stage === "handshake" && error instanceof SocksReplyError &&
+                error.code === SocksReply.settingsParseError && error.destination !== undefined
+              ) {
+                status(name, serverFor(error.destination), {
+                  CONNECT: "Failed",
+                  ERRSTR: describe(error),
+                });
+              }
             },
           },
         );

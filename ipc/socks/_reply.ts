@@ -78,18 +78,35 @@ export function describeReply(code: number): string {
 export class SocksReplyError extends Error {
   /** The SOCKS5 reply code. */
   readonly code: number;
+  /**
+   * The destination the SOCKS request named, when the error came after the
+   * request was read (per-connection arguments that do not parse, reply
+   * `12`): under tor, the bridge. Absent otherwise.
+   */
+  readonly destination?: { readonly hostname: string; readonly port: number };
 
   /**
    * Make the error.
    *
    * @param code The SOCKS5 reply code.
    * @param message What happened.
-   * @param options The cause, if any.
+   * @param options The cause, if any, and the destination the request
+   * named, if it was read.
    */
-  constructor(code: number, message: string, options?: ErrorOptions) {
+  constructor(
+    code: number,
+    message: string,
+    options?: ErrorOptions & {
+      readonly destination?: { readonly hostname: string; readonly port: number };
+    },
+  ) {
     super(message, options);
     this.name = "SocksReplyError";
     this.code = code;
+    if (options?.destination !== undefined) {
+      const { hostname, port } = options.destination;
+      this.destination = { hostname, port };
+    }
   }
 }
 

@@ -345,7 +345,12 @@ async function socks5(
   }
   if (settingsError !== undefined) {
     await reply5(conn, settingsError.code);
-    throw settingsError;
+    // The request was read: the error says where it was going (the
+    // bridge, under tor), for the STATUS line a refused connection gets.
+    throw new SocksReplyError(settingsError.code, settingsError.message, {
+      cause: settingsError.cause,
+      destination: { hostname, port },
+    });
   }
   if (port === 0) {
     await reply5(conn, SocksReply.generalFailure);
@@ -390,9 +395,13 @@ async function socks4(
     }
   }
   reader.consume(offset);
-  const fail = async (code: number, message: string) => {
+  const fail = async (
+    code: number,
+    message: string,
+    options?: ConstructorParameters<typeof SocksReplyError>[2],
+  ) => {
     await reply4(conn, code);
-    return new SocksReplyError(code, message);
+    return new SocksReplyError(code, message, options);
   };
   if (command !== 1) {
     throw await fail(
@@ -413,7 +422,10 @@ async function socks4(
       settings = parseTorArgs(decodeUtf8(userId), { onRepeatedKey: (k) => repeatedKeys.push(k) });
     }
   } catch (error) {
-    throw await fail(SocksReply.settingsParseError, (error as Error).message);
+    throw await fail(SocksReply.settingsParseError, (error as Error).message, {
+      cause: error,
+      destination: { hostname, port },
+    });
   }
   if (port === 0) {
     throw await fail(SocksReply.generalFailure, "Cannot parse SOCKS4 request: port 0");
