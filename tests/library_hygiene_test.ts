@@ -11,7 +11,7 @@ import { listen } from "../server.ts";
 import { defineTransport, layerTransports, plain, type Transport } from "../transports/mod.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
-import { runManagedProxy } from "../ipc/mod.ts";
+import { formatPtLine, parseManagedConfig, parsePtLine, runManagedProxy } from "../ipc/mod.ts";
 import { guarded, loopbackEnds } from "./_util.ts";
 import { runtimeCrypto } from "../net/mod.ts";
 import { MetricsRegistry } from "../net/metrics.ts";
@@ -258,6 +258,156 @@ Deno.test("A transport whose name is not a C identifier is refused by listen, cr
       stdout: () => {},
     }),
     78,
+  );
+});
+
+// formatPtLine, parsePtLine and parseManagedConfig given what their types
+// forbid (a JavaScript caller, a cast): the documented class, a message
+// naming what is wrong, never a value that may be secret; never a line
+// that could not be read back.
+const LOCAL = { hostname: "127.0.0.1", port: 1080 };
+const badIpcInput: [string, () => unknown, typeof TypeError | typeof SyntaxError, RegExp][] = [
+  [
+    "formatPtLine, an unknown type",
+    () => formatPtLine({ type: "FOO" } as never),
+    TypeError,
+    /^Cannot format PT line: unknown type "FOO"$/,
+  ],
+  [
+    "formatPtLine(null)",
+    () => formatPtLine(null as never),
+    TypeError,
+    /^Cannot format PT line: expected an object, got null$/,
+  ],
+  [
+    'formatPtLine, CMETHOD transport "a b"',
+    () => formatPtLine({ type: "CMETHOD", transport: "a b", mode: "socks5", address: LOCAL }),
+    TypeError,
+    /^Cannot format CMETHOD line: invalid transport name "a b"$/,
+  ],
+  [
+    "formatPtLine, SMETHOD transport with a tab",
+    () => formatPtLine({ type: "SMETHOD", transport: "a\tb", address: LOCAL, args: {} }),
+    TypeError,
+    /^Cannot format SMETHOD line: invalid transport name "a\?b"$/,
+  ],
+  [
+    "formatPtLine, CMETHOD-ERROR transport with a newline",
+    () => formatPtLine({ type: "CMETHOD-ERROR", transport: "a\nb", message: "x" }),
+    TypeError,
+    /^Cannot format CMETHOD-ERROR line: invalid transport name "a\?b"$/,
+  ],
+  [
+    'formatPtLine, CMETHOD mode "so cks"',
+    () => formatPtLine({ type: "CMETHOD", transport: "obfs4", mode: "so cks", address: LOCAL }),
+    TypeError,
+    /invalid mode "so cks"$/,
+  ],
+  [
+    'formatPtLine, CMETHOD host "a b"',
+    () =>
+      formatPtLine({
+        type: "CMETHOD",
+        transport: "obfs4",
+        mode: "socks5",
+        address: { hostname: "a b", port: 1 },
+      }),
+    TypeError,
+    /^Cannot format CMETHOD line: invalid address "a b" port 1/,
+  ],
+  [
+    'formatPtLine, VERSION "1 2"',
+    () => formatPtLine({ type: "VERSION", version: "1 2" }),
+    TypeError,
+    /invalid version "1 2"$/,
+  ],
+  [
+    'formatPtLine, LOG severity "a b"',
+    () => formatPtLine({ type: "LOG", severity: "a b", message: "x" }),
+    TypeError,
+    /invalid severity "a b"$/,
+  ],
+  [
+    'formatPtLine, STATUS field name "X Y"',
+    () => formatPtLine({ type: "STATUS", transport: "obfs4", fields: { "X Y": "1" } }),
+    TypeError,
+    /invalid field name "X Y"$/,
+  ],
+  [
+    "formatPtLine, an ARGS value not a string",
+    () =>
+      formatPtLine({
+        type: "SMETHOD",
+        transport: "obfs4",
+        address: LOCAL,
+        args: { cert: ["SecretCertMark"] } as never,
+      }),
+    TypeError,
+    /^Cannot format SMETHOD line: the value of ARGS key "cert" must be a string, got array$/,
+  ],
+  [
+    "parsePtLine(5)",
+    () => parsePtLine(5 as never),
+    TypeError,
+    /^Cannot parse PT line: expected a string, got number$/,
+  ],
+  [
+    "parsePtLine, a bad keyword",
+    () => parsePtLine("A\x01 B"),
+    SyntaxError,
+    /^Cannot parse PT line: invalid keyword/,
+  ],
+  [
+    'parseManagedConfig("x", {}, {})',
+    () => parseManagedConfig("x" as never, {}, {}),
+    TypeError,
+    /^Invalid args for parseManagedConfig: expected an array of strings, got string$/,
+  ],
+  [
+    "parseManagedConfig, env null",
+    () => parseManagedConfig([], null as never),
+    TypeError,
+    /^Invalid env for parseManagedConfig: expected an object of strings, got null$/,
+  ],
+  [
+    "parseManagedConfig, a variable not a string",
+    () =>
+      parseManagedConfig([], { TOR_PT_PROXY: ["socks5://u:SecretCertMark@127.0.0.1:9"] } as never),
+    TypeError,
+    /^Invalid env TOR_PT_PROXY for parseManagedConfig: expected a string, got array$/,
+  ],
+  [
+    "parseManagedConfig, options null",
+    () => parseManagedConfig([], {}, null as never),
+    TypeError,
+    /^Invalid options for parseManagedConfig: expected an object, got null$/,
+  ],
+];
+for (const [name, call, type, message] of badIpcInput) {
+  Deno.test(`IPC line and configuration functions refuse bad input: ${name}`, () => {
+    throws(call, (e) => {
+      ok(e instanceof type, `${(e as Error).constructor.name}: ${(e as Error).message}`);
+      ok(message.test(e.message), e.message);
+      ok(!e.message.includes("SecretCertMark"), e.message);
+      return true;
+    });
+  });
+}
+
+Deno.test("formatPtLine still writes what its types allow", () => {
+  strictEqual(
+    formatPtLine({ type: "CMETHOD", transport: "obfs4", mode: "socks5", address: LOCAL }),
+    "CMETHOD obfs4 socks5 127.0.0.1:1080",
+  );
+  strictEqual(formatPtLine({ type: "unknown", keyword: "X-NEW" }), "X-NEW");
+  // The name a parent asked for is written as it is when it is one word.
+  strictEqual(
+    formatPtLine({ type: "CMETHOD-ERROR", transport: "*", message: "no such transport" }),
+    "CMETHOD-ERROR * no such transport",
+  );
+  strictEqual(
+    formatPtLine({ type: "STATUS", transport: undefined, fields: { TYPE: "version" } }),
+    "STATUS TYPE=version",
   );
 });
 

@@ -70,6 +70,10 @@ export const MAX_PT_LINE_LENGTH: number = Math.max(16384, MAX_MESSAGE_LINE_LENGT
 
 const KEYWORD = /^[A-Za-z0-9_-]+$/;
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** One word: printable ASCII without space. */
+const WORD = /^[\x21-\x7e]+$/;
+/** A version: printable ASCII without space or comma. */
+const VERSION = /^[\x21-\x2b\x2d-\x7e]+$/;
 
 /**
  * Format one protocol line (without its newline): the inverse of
@@ -84,7 +88,14 @@ const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
  *
  * @param line The line.
  * @returns Its text.
- * @throws {TypeError} On an invalid keyword (`unknown` lines).
+ * @throws {TypeError} When `line` is not a `PtLine`: not an object, an
+ * unknown `type`, a field of the wrong type, or a word the line could not
+ * carry (a transport name that is not one word of printable ASCII: the
+ * name the parent asked for is written as it is, `*` or `t:1` too; a
+ * keyword, mode,
+ * severity or `STATUS` field name outside `[A-Za-z0-9_-]`, a version with a
+ * space or comma, an address without a host or with a port outside 0-65535).
+ * The message names the value, never a message or argument value.
  * @throws {RangeError} On an empty or oversized `CMESSAGE`/`SMESSAGE` payload.
  *
  * @example Lines of a server PT
@@ -112,42 +123,105 @@ const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
  * ```
  */
 export function formatPtLine(line: PtLine): string {
+  if (typeof line !== "object" || line === null) {
+    throw new TypeError(`Cannot format PT line: expected an object, got ${typeName(line)}`);
+  }
+  const type = line.type;
+  // What a field must be, checked before anything is written: a value that
+  // could not be read back (`CMETHOD a b ...`) is refused, never sent.
+  const word = (value: unknown, pattern: RegExp, what: string): string => {
+    if (typeof value !== "string" || !pattern.test(value)) {
+      throw new TypeError(`Cannot format ${type} line: invalid ${what} ${shown(value)}`);
+    }
+    return value;
+  };
+  // Free text (messages, values): checked for type only, and never quoted
+  // in the error (it may hold a secret).
+  const text = (value: unknown, what: string): string => {
+    if (typeof value !== "string") {
+      throw new TypeError(
+        `Cannot format ${type} line: the ${what} must be a string, got ${typeName(value)}`,
+      );
+    }
+    return value;
+  };
+  const hostPort = (value: unknown): string => {
+    const { hostname, port } = (typeof value === "object" && value !== null ? value : {}) as {
+      hostname?: unknown;
+      port?: unknown;
+    };
+    if (
+      typeof hostname !== "string" || !/^[\x21-\x7e]+$/.test(hostname) ||
+      typeof port !== "number" || !Number.isInteger(port) || port < 0 || port > 65535
+    ) {
+      throw new TypeError(
+        `Cannot format ${type} line: invalid address ${
+          typeof hostname === "string" ? `${shown(hostname)} port ${shown(port)}` : shown(value)
+        }: expected { hostname, port } with an IP address or name and a port from 0 to 65535`,
+      );
+    }
+    return formatHostPort({ hostname, port });
+  };
   switch (line.type) {
     case "VERSION":
-      return formatLine("VERSION", line.version);
+      return formatLine("VERSION", word(line.version, VERSION, "version"));
     case "VERSION-ERROR":
     case "ENV-ERROR":
     case "PROXY-ERROR":
-      return formatLine(line.type, safe(line.message));
+      return formatLine(line.type, safe(text(line.message, "message")));
     case "PROXY-DONE":
       return formatLine("PROXY", "DONE");
     case "CMETHOD":
       return formatLine(
         "CMETHOD",
-        `${line.transport} ${line.mode} ${formatHostPort(line.address)}`,
+        `${word(line.transport, WORD, "transport name")} ${word(line.mode, KEYWORD, "mode")} ${
+          hostPort(line.address)
+        }`,
       );
     case "CMETHOD-ERROR":
     case "SMETHOD-ERROR":
-      return formatLine(line.type, `${line.transport} ${safe(line.message)}`);
+      return formatLine(
+        line.type,
+        `${word(line.transport, WORD, "transport name")} ${safe(text(line.message, "message"))}`,
+      );
     case "CMETHODS-DONE":
       return formatLine("CMETHODS", "DONE");
     case "SMETHOD": {
+      const transport = word(line.transport, WORD, "transport name");
+      const address = hostPort(line.address);
+      if (typeof line.args !== "object" || line.args === null) {
+        throw new TypeError(
+          `Cannot format SMETHOD line: the args must be an object, got ${typeName(line.args)}`,
+        );
+      }
+      for (const [key, value] of Object.entries(line.args)) {
+        text(value, `value of ARGS key ${shown(key)}`);
+      }
       const args = formatSmethodArgs(line.args);
-      const address = formatHostPort(line.address);
-      return formatLine("SMETHOD", `${line.transport} ${address}${args === "" ? "" : ` ${args}`}`);
+      return formatLine("SMETHOD", `${transport} ${address}${args === "" ? "" : ` ${args}`}`);
     }
     case "SMETHODS-DONE":
       return formatLine("SMETHODS", "DONE");
     case "LOG":
       return formatLine(
         "LOG",
-        `SEVERITY=${line.severity} MESSAGE=${quote(safe(line.message))}`,
+        `SEVERITY=${word(line.severity, KEYWORD, "severity")} MESSAGE=${
+          quote(safe(text(line.message, "message")))
+        }`,
       );
     case "STATUS": {
-      const parts = line.transport === undefined ? [] : [`TRANSPORT=${line.transport}`];
+      const parts = line.transport === undefined
+        ? []
+        : [`TRANSPORT=${word(line.transport, WORD, "transport name")}`];
+      if (typeof line.fields !== "object" || line.fields === null) {
+        throw new TypeError(
+          `Cannot format STATUS line: the fields must be an object, got ${typeName(line.fields)}`,
+        );
+      }
       for (const [k, v] of Object.entries(line.fields)) {
-        const value = safe(v);
-        parts.push(`${k}=${/^[A-Za-z0-9_.:\/-]+$/.test(value) ? value : quote(value)}`);
+        const key = word(k, KEYWORD, "field name");
+        const value = safe(text(v, `value of ${key}`));
+        parts.push(`${key}=${/^[A-Za-z0-9_.:\/-]+$/.test(value) ? value : quote(value)}`);
       }
       return formatLine("STATUS", parts.join(" "));
     }
@@ -155,8 +229,23 @@ export function formatPtLine(line: PtLine): string {
     case "SMESSAGE":
       return formatMessageLine(line.type, line.transport, line.payload).slice(0, -1);
     case "unknown":
-      return formatLine(line.keyword);
+      return formatLine(word(line.keyword, KEYWORD, "keyword"));
+    default:
+      throw new TypeError(
+        `Cannot format PT line: unknown type ${shown((line as { type?: unknown }).type)}`,
+      );
   }
+}
+
+/** What a value is, for an error: `null`, `array` or its `typeof`. */
+function typeName(value: unknown): string {
+  return value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
+}
+
+/** A value quoted for an error: a string (shortened, printable), else its type. */
+function shown(value: unknown): string {
+  if (typeof value === "number") return String(value);
+  return typeof value === "string" ? preview(value) : typeName(value);
 }
 
 /**
@@ -170,7 +259,7 @@ export function formatPtLine(line: PtLine): string {
  * @throws {TypeError} On an invalid keyword.
  */
 export function formatLine(keyword: string, args = ""): string {
-  if (!KEYWORD.test(keyword)) {
+  if (typeof keyword !== "string" || !KEYWORD.test(keyword)) {
     throw new TypeError(`Invalid IPC keyword ${JSON.stringify(keyword)}`);
   }
   const rest = printable(args);
@@ -214,6 +303,7 @@ function quote(text: string): string {
  *
  * @param line The line.
  * @returns What it says.
+ * @throws {TypeError} When `line` is not a string.
  * @throws {SyntaxError} When the keyword is malformed, the line is too long,
  * or a known keyword has malformed arguments.
  *
@@ -234,6 +324,9 @@ function quote(text: string): string {
  * ```
  */
 export function parsePtLine(line: string): PtLine {
+  if (typeof line !== "string") {
+    throw new TypeError(`Cannot parse PT line: expected a string, got ${typeName(line)}`);
+  }
   if (line.length > MAX_PT_LINE_LENGTH) {
     throw new SyntaxError(
       `Cannot parse PT line: ${line.length} characters exceed ${MAX_PT_LINE_LENGTH}`,

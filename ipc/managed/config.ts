@@ -224,6 +224,10 @@ export class ManagedConfigError extends Error {
  * @returns The configuration.
  * @throws {ManagedConfigError} What the parent must be told, and the exit
  * code.
+ * @throws {TypeError} When `args` is not an array of strings, `env` not an
+ * object whose `TOR_PT_*` values are strings, or `options` not an object
+ * (`notUtf8` an array of strings, `cpus` a number): the message names the
+ * argument or variable, never a value of the environment.
  *
  * @example The client side, as tor configures it
  * ```ts
@@ -266,6 +270,7 @@ export function parseManagedConfig(
     readonly cpus?: number;
   } = {},
 ): ManagedConfig {
+  checkArguments(args, env, options);
   const vars: Record<string, string> = {};
   for (const name of ENV_VARS) {
     const value = env[name];
@@ -399,6 +404,61 @@ export function parseManagedConfig(
     ? serverConfig(base, flags.values, value, vars, envError, attempt, onlyFree(base, options))
     : clientConfig(base, flags.values, value, vars, options.known, envError, attempt, version);
   return { ...side, workers: workerCount(side, flags.values.workers, options.cpus, envError) };
+}
+
+/** What a value is, for an error: `null`, `array` or its `typeof`. */
+function typeName(value: unknown): string {
+  return value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
+}
+
+/** parseManagedConfig's arguments, checked for shape (a library caller's mistake). */
+function checkArguments(args: unknown, env: unknown, options: unknown): void {
+  if (!Array.isArray(args)) {
+    throw new TypeError(
+      `Invalid args for parseManagedConfig: expected an array of strings, got ${typeName(args)}`,
+    );
+  }
+  args.forEach((arg, i) => {
+    if (typeof arg !== "string") {
+      throw new TypeError(
+        `Invalid args[${i}] for parseManagedConfig: expected a string, got ${typeName(arg)}`,
+      );
+    }
+  });
+  if (typeof env !== "object" || env === null || Array.isArray(env)) {
+    throw new TypeError(
+      `Invalid env for parseManagedConfig: expected an object of strings, got ${typeName(env)}`,
+    );
+  }
+  for (const name of ENV_VARS) {
+    const value = (env as Record<string, unknown>)[name];
+    if (value !== undefined && typeof value !== "string") {
+      throw new TypeError(
+        `Invalid env ${name} for parseManagedConfig: expected a string, got ${typeName(value)}`,
+      );
+    }
+  }
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new TypeError(
+      `Invalid options for parseManagedConfig: expected an object, got ${typeName(options)}`,
+    );
+  }
+  const { notUtf8, cpus } = options as { notUtf8?: unknown; cpus?: unknown };
+  if (
+    notUtf8 !== undefined &&
+    (!Array.isArray(notUtf8) || !notUtf8.every((name) => typeof name === "string"))
+  ) {
+    throw new TypeError(
+      `Invalid options.notUtf8 for parseManagedConfig: expected an array of variable names, got ${
+        typeName(notUtf8)
+      }`,
+    );
+  }
+  if (cpus !== undefined && typeof cpus !== "number") {
+    throw new TypeError(
+      `Invalid options.cpus for parseManagedConfig: expected a number, got ${typeName(cpus)}`,
+    );
+  }
 }
 
 /** Most worker processes `-workers` accepts. */
