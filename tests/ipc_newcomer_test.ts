@@ -10,7 +10,7 @@
 // transport or null options, obfs4's error for a dial without a bridge,
 // and turn's shutdown line.
 
-import { deepStrictEqual, match, ok, rejects } from "node:assert";
+import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert";
 import { runCli, startPolicyText } from "../ipc/cli/_commands.ts";
 import { DestinationPolicy } from "../net/destination_policy.ts";
 import { runUntil } from "./cli_util.ts";
@@ -585,6 +585,25 @@ Deno.test("an obfs4 connector without a bridge names every missing key when a di
   );
 });
 
+/**
+ * A SOCKS5 CONNECT to the IPv4 address and port in `destination` (6 bytes)
+ * through the PT's port, with `user` as RFC 1929 user name and "\0" as
+ * password, as tor sends bridge arguments; returns the reply code.
+ */
+async function socksReplyTo(port: number, user: string, destination: number[]): Promise<number> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const name = new TextEncoder().encode(user);
+  await conn.write(new Uint8Array([5, 1, 2]));
+  const buf = new Uint8Array(64);
+  deepStrictEqual([...buf.subarray(0, (await conn.read(buf))!)], [5, 2]);
+  await conn.write(new Uint8Array([1, name.length, ...name, 1, 0]));
+  await conn.read(buf); // The auth reply.
+  await conn.write(new Uint8Array([5, 1, 0, 1, ...destination]));
+  const n = await conn.read(buf);
+  ok(n !== null && n >= 2, "no SOCKS reply");
+  return buf[1]!;
+}
+
 Deno.test("client: SOCKS arguments that do not parse get reply 0x12 and a warning (the default level shows it), never the arguments", async () => {
   const state = await Deno.makeTempDir();
   await using pt = new PtProcess([], {
@@ -594,17 +613,10 @@ Deno.test("client: SOCKS arguments that do not parse get reply 0x12 and a warnin
   });
   try {
     const { port } = await pt.cmethod("obfs4");
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    const user = new TextEncoder().encode("cert=SecretCertMark;");
-    await conn.write(new Uint8Array([5, 1, 2]));
-    const buf = new Uint8Array(64);
-    deepStrictEqual([...buf.subarray(0, (await conn.read(buf))!)], [5, 2]);
-    await conn.write(new Uint8Array([1, user.length, ...user, 1, 0]));
-    await conn.read(buf); // The auth reply.
-    await conn.write(new Uint8Array([5, 1, 0, 1, 192, 0, 2, 1, 0, 80]));
-    const n = await conn.read(buf);
-    deepStrictEqual(n !== null && buf[1], SocksReply.settingsParseError);
-    conn.close();
+    strictEqual(
+      await socksReplyTo(port, "cert=SecretCertMark;", [192, 0, 2, 1, 0, 80]),
+      SocksReply.settingsParseError,
+    );
     const line = await pt.waitFor(/^LOG SEVERITY=warning MESSAGE=".*SOCKS handshake failed/);
     ok(!line.includes("SecretCertMark"), line);
   } finally {
@@ -622,18 +634,11 @@ Deno.test("client: SOCKS arguments that do not parse get a STATUS CONNECT=Failed
   });
   try {
     const { port } = await pt.cmethod("obfs4");
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    // The user name ends with ';' (an empty pair), the password is "\0".
-    const user = new TextEncoder().encode("cert=SecretCertMark;iat-mode=0;");
-    await conn.write(new Uint8Array([5, 1, 2]));
-    const buf = new Uint8Array(64);
-    deepStrictEqual([...buf.subarray(0, (await conn.read(buf))!)], [5, 2]);
-    await conn.write(new Uint8Array([1, user.length, ...user, 1, 0]));
-    await conn.read(buf); // The auth reply.
-    await conn.write(new Uint8Array([5, 1, 0, 1, 192, 0, 2, 1, 0x01, 0xbb]));
-    const n = await conn.read(buf);
-    deepStrictEqual(n !== null && buf[1], SocksReply.settingsParseError);
-    conn.close();
+    // The user name ends with ';' (an empty pair).
+    strictEqual(
+      await socksReplyTo(port, "cert=SecretCertMark;iat-mode=0;", [192, 0, 2, 1, 0x01, 0xbb]),
+      SocksReply.settingsParseError,
+    );
     await pt.closeStdin();
     const { lines } = await pt.exit();
     const failed = lines.filter((l) =>
