@@ -34,7 +34,11 @@ import type {
 } from "./transports/transport.ts";
 import { checkDestination, checkFunctionOption, checkPort, checkTimeout } from "./net/address.ts";
 import { checkTransportPair } from "./transports/_pair.ts";
-import { checkEnvironment, checkOptionType } from "./transports/_factory_options.ts";
+import {
+  checkEnvironment,
+  checkFactoryOptions,
+  checkOptionType,
+} from "./transports/_factory_options.ts";
 import { parsingSettings } from "./transports/_settings_error.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
@@ -128,13 +132,7 @@ export class HelperLimit {
    * @throws {RangeError} When `max` is not a positive integer.
    */
   constructor(options: HelperLimitOptions = {}) {
-    if (typeof options !== "object" || options === null) {
-      throw new TypeError(
-        `Cannot make a helper limit: options must be an object, got ${
-          options === null ? "null" : typeof options
-        }`,
-      );
-    }
+    checkFactoryOptions(options, "make a helper limit", []);
     const max = options.max ?? DEFAULT_MAX_HELPERS;
     if (typeof max !== "number") {
       throw new TypeError(`Invalid helper limit: max must be a number, got ${typeof max}`);

@@ -8,7 +8,7 @@ import {
   type HostPort,
   parseHostPort,
 } from "./address.ts";
-import { checkOptionType } from "../transports/_factory_options.ts";
+import { checkFactoryOptions, checkOptionType } from "../transports/_factory_options.ts";
 import { classifyIp, formatIp, type IpAddressClass, parseIp, unmapIpv4 } from "./_ip_address.ts";
 
 /** The kinds of destinations a {@linkcode DestinationPolicy} can be told to allow. */
@@ -82,13 +82,7 @@ export class DestinationPolicy {
     // A string is iterable: allow: "loopback" was read letter by letter
     // ('Invalid destination scope "l"'), and null options failed with
     // 'Cannot read properties of null'.
-    if (typeof options !== "object" || options === null) {
-      throw new TypeError(
-        `Cannot make a destination policy: options must be an object, got ${
-          options === null ? "null" : typeof options
-        }`,
-      );
-    }
+    checkFactoryOptions(options, "make a destination policy", []);
     for (const name of ["allow", "allowDestinations"] as const) {
       const value: unknown = options[name];
       if (

@@ -7,6 +7,7 @@ import { processFds } from "./_process_fds.ts";
 import { listenOn } from "./_listen.ts";
 import { checkPort } from "./address.ts";
 import { MetricsHttpServer, type MetricsResponse } from "./_metrics_http.ts";
+import { checkFactoryOptions } from "../transports/_factory_options.ts";
 
 const cores = new WeakMap<MetricsRegistry, MetricsCore>();
 const modes = new WeakMap<MetricsRegistry, MetricsMode>();
@@ -56,13 +57,7 @@ export class MetricsRegistry {
    * reports them. Defaults to true.
    */
   constructor(options: { readonly process?: boolean } = {}) {
-    if (typeof options !== "object" || options === null) {
-      throw new TypeError(
-        `Cannot make a metrics registry: options must be an object, got ${
-          options === null ? "null" : typeof options
-        }`,
-      );
-    }
+    checkFactoryOptions(options, "make a metrics registry", []);
     const core = new MetricsCore();
     cores.set(this, core);
     if (options.process ?? true) addProcessMetrics(core);

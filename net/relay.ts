@@ -11,6 +11,7 @@ import {
   streamSource,
 } from "./_chunk_io.ts";
 import type { NetConn } from "./net_conn.ts";
+import { checkFactoryOptions } from "../transports/_factory_options.ts";
 
 /**
  * Either end of a {@linkcode relay}: a socket-like {@linkcode NetConn}, or a
@@ -105,11 +106,7 @@ export async function relay(
   // Checked before either end is touched: a signal that was no AbortSignal
   // failed with JavaScript's 'signal?.addEventListener is not a function'
   // once both ends were wrapped, and null options with a destructuring error.
-  if (typeof options !== "object" || options === null) {
-    throw new TypeError(
-      `Cannot relay: options must be an object, got ${options === null ? "null" : typeof options}`,
-    );
-  }
+  checkFactoryOptions(options, "relay", []);
   const { signal } = options;
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new TypeError(
