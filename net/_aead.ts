@@ -5,7 +5,7 @@
 // against node:crypto's 0.8 and 0.17 GB/s in Deno 2.9; node:crypto where it
 // does not.
 
-import type { Aead, AeadAlgorithm } from "../transports/crypto_backend.ts";
+import { type Aead, type AeadAlgorithm, aeadKeyLength } from "../transports/crypto_backend.ts";
 import { libcryptoPart } from "./_libcrypto.ts";
 
 const TAG = 16;
@@ -16,6 +16,7 @@ const SYMBOLS = {
   EVP_CIPHER_CTX_new: { parameters: [], result: "pointer" },
   EVP_CIPHER_CTX_free: { parameters: ["pointer"], result: "void" },
   EVP_aes_128_gcm: { parameters: [], result: "pointer" },
+  EVP_aes_192_gcm: { parameters: [], result: "pointer" },
   EVP_aes_256_gcm: { parameters: [], result: "pointer" },
   EVP_chacha20_poly1305: { parameters: [], result: "pointer" },
   EVP_CipherInit_ex: {
@@ -33,7 +34,7 @@ type Symbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 export type AeadMaker = (algorithm: AeadAlgorithm, key: Uint8Array) => Aead | undefined;
 
 /**
- * OpenSSL's AEADs through FFI (ChaCha20-Poly1305, AES-128-GCM,
+ * OpenSSL's AEADs through FFI (ChaCha20-Poly1305, AES-128-GCM, AES-192-GCM,
  * AES-256-GCM), or `undefined` when FFI is not allowed or libcrypto 3 is
  * missing.
  */
@@ -43,6 +44,7 @@ function libcrypto(lib: Symbols): AeadMaker {
   const ciphers: Partial<Record<AeadAlgorithm, Deno.PointerValue>> = {
     "chacha20-poly1305": lib.EVP_chacha20_poly1305(),
     "aes-128-gcm": lib.EVP_aes_128_gcm(),
+    "aes-192-gcm": lib.EVP_aes_192_gcm(),
     "aes-256-gcm": lib.EVP_aes_256_gcm(),
   };
   // A context is freed when the AEAD that owns it is collected.
@@ -95,7 +97,7 @@ function libcrypto(lib: Symbols): AeadMaker {
 }
 
 function checkKey(algorithm: AeadAlgorithm, key: Uint8Array): void {
-  const want = algorithm === "aes-128-gcm" ? 16 : 32;
+  const want = aeadKeyLength(algorithm);
   if (!(key instanceof Uint8Array) || key.length !== want) {
     throw new RangeError(`Cannot use ${algorithm} key of ${key?.length} bytes: want ${want}`);
   }
@@ -114,11 +116,14 @@ export interface NodeCryptoAead {
   createDecipheriv(alg: string, key: Uint8Array, iv: Uint8Array, o: object): NodeCipher;
 }
 
-/** node:crypto's AEADs (ChaCha20-Poly1305, AES-GCM; no XChaCha20). */
+/**
+ * node:crypto's AEADs (ChaCha20-Poly1305, AES-128-GCM, AES-256-GCM; no
+ * XChaCha20, and no AES-192-GCM, which Deno's node:crypto lacks).
+ */
 export function nodeCryptoAead(lib: NodeCryptoAead): AeadMaker {
   const options = { authTagLength: TAG };
   return (algorithm, key) => {
-    if (algorithm === "xchacha20-poly1305") return undefined;
+    if (algorithm === "xchacha20-poly1305" || algorithm === "aes-192-gcm") return undefined;
     checkKey(algorithm, key);
     return {
       seal(plaintext, nonce, dest, offset) {

@@ -48,6 +48,7 @@ const utf8 = (s: string) => new TextEncoder().encode(s);
 const ALL = [
   "chacha20-ietf-poly1305",
   "aes-128-gcm",
+  "aes-192-gcm",
   "aes-256-gcm",
   "xchacha20-ietf-poly1305",
 ] as const;
@@ -66,7 +67,12 @@ Deno.test("shadowsocks: EVP_BytesToKey equals OpenSSL's `enc -P -md md5 -nosalt`
   strictEqual(hex(evpBytesToKey(utf8("password"), 16)), "5f4dcc3b5aa765d61d8327deb882cf99");
 });
 
-const RECORDED = SS_LOCAL_RECORDED;
+const RECORDED: Readonly<Record<string, string>> = {
+  ...SS_LOCAL_RECORDED,
+  // ss-local 3.3.5 -m aes-192-gcm -k ptkit-vector, the same request and data.
+  "aes-192-gcm":
+    "0ece90f2f30679daf0a01472a5015c0403551a485d4ca9e4107600d516abe35c459aca2d0caad18fd1fea5c4a790cf6f2a8d785890095500f3ad9d37dc6589ad1d97dfb269fe92d7a7691ff76d0498d6f9e6426693cd029a4fd451704c28742ad5476d6796caeef80579a6e4e09ea367b07bd155a6281b467d209469bb",
+};
 
 for (const backend of Object.keys(BACKENDS)) {
   for (const [method, recorded] of Object.entries(RECORDED)) {
@@ -147,7 +153,7 @@ for (const method of ALL) {
 
 Deno.test("shadowsocks: the crypto backends interoperate, both ways", async () => {
   const names = Object.keys(BACKENDS);
-  for (const method of ["chacha20-ietf-poly1305", "aes-128-gcm", "aes-256-gcm"]) {
+  for (const method of ["chacha20-ietf-poly1305", "aes-128-gcm", "aes-192-gcm", "aes-256-gcm"]) {
     for (const from of names) {
       for (const to of names) {
         if (from === to) continue;
@@ -241,6 +247,15 @@ Deno.test("shadowsocks: configuration errors name the value; unknown keys are ig
   await rejects(
     async () => await shadowsocks.server({ method: "aes-128-gcm", key: btoa("short") }),
     RangeError,
+  );
+  // ss-libev's aes-192-gcm: a 24-byte key.
+  await rejects(
+    async () => await shadowsocks.server({ method: "aes-192-gcm", key: btoa("k".repeat(16)) }),
+    /option 'key' must be base64 of 24 bytes for aes-192-gcm/,
+  );
+  deepStrictEqual(
+    (await shadowsocks.server({ method: "aes-192-gcm", key: btoa("k".repeat(24)) })).clientOptions,
+    { method: "aes-192-gcm" },
   );
   await rejects(
     async () =>

@@ -17,7 +17,13 @@ import { requireBinary, waitListening } from "./ipc_util.ts";
 import { connStreams, freePort } from "./obfs4_live_helpers.ts";
 
 /** The methods both ptkit and shadowsocks-libev 3.3.5 speak. */
-export const METHODS = ["chacha20-ietf-poly1305", "aes-128-gcm", "aes-256-gcm"] as const;
+export const METHODS = [
+  "chacha20-ietf-poly1305",
+  "aes-128-gcm",
+  "aes-192-gcm",
+  "aes-256-gcm",
+  "xchacha20-ietf-poly1305",
+] as const;
 
 /** A running shadowsocks-libev program. */
 export interface SsProcess extends AsyncDisposable {

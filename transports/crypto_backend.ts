@@ -78,8 +78,8 @@ export interface CryptoBackend {
   /** HKDF-SHA256 (RFC 5869): `length` bytes of output key material; `info` at most 1024 bytes. */
   hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array;
   /**
-   * The AEAD of `algorithm` under `key` (32 bytes; 16 for AES-128-GCM), or
-   * `undefined` when this backend lacks the algorithm.
+   * The AEAD of `algorithm` under `key` (32 bytes; 16 for AES-128-GCM, 24
+   * for AES-192-GCM), or `undefined` when this backend lacks the algorithm.
    */
   aead(algorithm: AeadAlgorithm, key: Uint8Array): Aead | undefined;
 }
@@ -93,7 +93,27 @@ export type AeadAlgorithm =
   | "chacha20-poly1305"
   | "xchacha20-poly1305"
   | "aes-128-gcm"
+  | "aes-192-gcm"
   | "aes-256-gcm";
+
+/**
+ * The key length of an AEAD algorithm in bytes: 16 for AES-128-GCM, 24 for
+ * AES-192-GCM, 32 for the others.
+ *
+ * @example
+ * ```ts
+ * import { aeadKeyLength } from "./crypto_backend.ts";
+ * import { strictEqual } from "node:assert";
+ *
+ * strictEqual(aeadKeyLength("aes-192-gcm"), 24);
+ * ```
+ *
+ * @param algorithm The algorithm.
+ * @returns Its key length.
+ */
+export function aeadKeyLength(algorithm: AeadAlgorithm): number {
+  return algorithm === "aes-128-gcm" ? 16 : algorithm === "aes-192-gcm" ? 24 : 32;
+}
 
 /** One AEAD key: seals and opens under a caller's nonce, without associated data. */
 export interface Aead {
@@ -350,8 +370,8 @@ export function loadWasmCrypto(): Promise<CryptoBackend> {
       hkdfSha256: (ikm, salt, info, length) => hkdf(sha256, ikm, salt, info, length),
       aead(algorithm, key) {
         const aeads = sodium as unknown as SodiumAead;
-        if (algorithm === "aes-128-gcm" || algorithm === "aes-256-gcm") {
-          check("AES-GCM key", key, algorithm === "aes-128-gcm" ? 16 : 32);
+        if (algorithm.startsWith("aes-")) {
+          check("AES-GCM key", key, aeadKeyLength(algorithm));
           return oneShotAead(
             (m, nonce) => gcm(key, nonce).encrypt(m),
             (c, nonce) => gcm(key, nonce).decrypt(c),

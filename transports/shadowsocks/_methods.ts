@@ -11,6 +11,7 @@ import type { AeadAlgorithm } from "../crypto_backend.ts";
 export type ShadowsocksMethod =
   | "chacha20-ietf-poly1305"
   | "aes-128-gcm"
+  | "aes-192-gcm"
   | "aes-256-gcm"
   | "xchacha20-ietf-poly1305";
 
@@ -38,6 +39,7 @@ export const METHODS: Readonly<Record<ShadowsocksMethod, MethodInfo>> = {
     algorithm: "chacha20-poly1305",
   },
   "aes-128-gcm": { name: "aes-128-gcm", keyLength: 16, nonceLength: 12, algorithm: "aes-128-gcm" },
+  "aes-192-gcm": { name: "aes-192-gcm", keyLength: 24, nonceLength: 12, algorithm: "aes-192-gcm" },
   "aes-256-gcm": { name: "aes-256-gcm", keyLength: 32, nonceLength: 12, algorithm: "aes-256-gcm" },
   "xchacha20-ietf-poly1305": {
     name: "xchacha20-ietf-poly1305",
@@ -145,6 +147,7 @@ const OTHER_NAMES: ReadonlyMap<string, ShadowsocksMethod> = new Map([
   ["aead_chacha20_poly1305", "chacha20-ietf-poly1305"],
   ["aead_xchacha20_poly1305", "xchacha20-ietf-poly1305"],
   ["aead_aes_128_gcm", "aes-128-gcm"],
+  ["aead_aes_192_gcm", "aes-192-gcm"],
   ["aead_aes_256_gcm", "aes-256-gcm"],
 ]);
 

@@ -3,7 +3,7 @@
 
 /**
  * Shadowsocks AEAD (SIP004/SIP007: `chacha20-ietf-poly1305`,
- * `aes-128-gcm`, `aes-256-gcm`, `xchacha20-ietf-poly1305`), a free
+ * `aes-128-gcm`, `aes-192-gcm`, `aes-256-gcm`, `xchacha20-ietf-poly1305`), a free
  * transport wire-compatible with shadowsocks-libev 3.3.5: each connection
  * carries its destination to the server.
  *

@@ -458,9 +458,9 @@ function deferredPair(later: Promise<TransportPair>): TransportPair {
  * destination policy allowed it.
  *
  * Options (both sides): `method` (`chacha20-ietf-poly1305`,
- * `aes-128-gcm`, `aes-256-gcm`, `xchacha20-ietf-poly1305`), and `password`
+ * `aes-128-gcm`, `aes-192-gcm`, `aes-256-gcm`, `xchacha20-ietf-poly1305`), and `password`
  * (the master key is OpenSSL's `EVP_BytesToKey` of it) or `key` (base64 of
- * the key's 16 or 32 bytes). Each direction starts with a random salt; the
+ * the key's 16, 24 or 32 bytes). Each direction starts with a random salt; the
  * session subkey is HKDF-SHA1(key, salt, "ss-subkey"); chunks carry at most
  * 0x3FFF bytes. The server refuses salts seen in the last three hours
  * or among the newest million (its own included), and answers garbage, wrong
