@@ -6,7 +6,7 @@
 
 import { deepStrictEqual, ok } from "node:assert";
 import { createConnector } from "../client.ts";
-import { shadowsocks } from "../transports/shadowsocks/mod.ts";
+import { createShadowsocks, shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { CountingHttpServer, curl } from "./cli_util.ts";
 import { socks5Connect } from "./obfs4_socks5.ts";
 import { connStreams } from "./obfs4_live_helpers.ts";
@@ -88,4 +88,31 @@ Deno.test("shadowsocks: curl through ss-local's SOCKS5 and ptkit's server to an 
   ]);
   deepStrictEqual(result.out, "hello through shadowsocks\n", result.err + local.output());
   deepStrictEqual(http.connections, 1);
+});
+
+Deno.test("shadowsocks: a key from generateConfig() works as ss-server's --key (URL-safe base64, as ss-libev requires)", async () => {
+  // Bytes 0xfb encode as '+/v7...' in standard base64, which ss-libev's
+  // --key refuses ('It requires a 32-byte key encoded with URL-safe Base64').
+  const transport = createShadowsocks({ random: (bytes) => bytes.fill(0xfb) });
+  const { client, server } = await transport.generateConfig!();
+  deepStrictEqual(client, server);
+  const { method, key } = server as { method: string; key: string };
+  ok(/^[A-Za-z0-9_-]+=*$/.test(key), `not URL-safe base64: ${key}`);
+  const target = exchangeTarget(1024);
+  await using ssServer = await startSsLibev("ss-server", { method, key });
+  const conn = await (await createConnector(shadowsocks, client)).dial({
+    port: ssServer.port,
+    destination: { hostname: "127.0.0.1", port: target.port },
+  });
+  try {
+    deepStrictEqual(
+      await exchange(conn, 1024, 1),
+      { bytes: 1024, sha256: expectedHash(1024, 2) },
+      ssServer.output(),
+    );
+  } finally {
+    conn.close();
+    await conn.closed;
+    await target.close();
+  }
 });

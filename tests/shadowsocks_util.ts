@@ -51,11 +51,12 @@ export function collectOutput(
 
 /**
  * Start `ss-local` (SOCKS5 on `port`) or `ss-server` (on `port`) from
- * shadowsocks-libev; fail naming the package when it is missing.
+ * shadowsocks-libev, with a password (`-k`) or a base64 key (`--key`); fail
+ * naming the package when it is missing.
  */
 export async function startSsLibev(
   program: "ss-local" | "ss-server",
-  options: { method: string; password: string; server?: number },
+  options: { method: string; server?: number } & ({ password: string } | { key: string }),
 ): Promise<SsProcess> {
   const binary = requireBinary(program, "shadowsocks-libev");
   const port = freePort();
@@ -63,7 +64,11 @@ export async function startSsLibev(
     ? ["-s", "127.0.0.1", "-p", String(port)]
     : ["-s", "127.0.0.1", "-p", String(options.server), "-b", "127.0.0.1", "-l", String(port)];
   const child = new Deno.Command(binary, {
-    args: [...args, "-k", options.password, "-m", options.method, "-t", "60"],
+    args: [
+      ...args,
+      ...("key" in options ? ["--key", options.key] : ["-k", options.password]),
+      ...["-m", options.method, "-t", "60"],
+    ],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -225,11 +225,14 @@ export function parseConfig(options: TransportOptions): ShadowsocksConfig {
 }
 
 /**
- * Base64 of bytes (standard alphabet, padded).
+ * URL-safe base64 of bytes (`-` and `_`, padded): the form
+ * shadowsocks-libev's `--key` requires (it refuses `+` and `/`) and
+ * prints; `key` takes either alphabet.
  *
  * @param bytes The bytes.
  * @returns The text.
  */
-export function toBase64(bytes: Uint8Array): string {
-  return btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(""));
+export function toBase64Url(bytes: Uint8Array): string {
+  return btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(""))
+    .replaceAll("+", "-").replaceAll("/", "_");
 }

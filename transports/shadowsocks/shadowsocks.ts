@@ -17,7 +17,7 @@ import {
   OPTION_KEYS,
   parseConfig,
   type ShadowsocksConfig,
-  toBase64,
+  toBase64Url,
 } from "./_methods.ts";
 import { concat } from "../_bytes.ts";
 
@@ -418,7 +418,7 @@ export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
     clientOptions: (parsed) => ({ method: parsed.config!.method.name }),
     close: (parsed) => parsed.filter?.close(),
     generateConfig() {
-      const key = toBase64(randomBytes(random, 32));
+      const key = toBase64Url(randomBytes(random, 32));
       const method = "chacha20-ietf-poly1305";
       return { client: { method, key }, server: { method, key } };
     },
@@ -459,7 +459,7 @@ function deferredPair(later: Promise<TransportPair>): TransportPair {
  *
  * Options (both sides): `method` (`chacha20-ietf-poly1305`,
  * `aes-128-gcm`, `aes-192-gcm`, `aes-256-gcm`, `xchacha20-ietf-poly1305`), and `password`
- * (the master key is OpenSSL's `EVP_BytesToKey` of it) or `key` (base64 of
+ * (the master key is OpenSSL's `EVP_BytesToKey` of it) or `key` (base64, URL-safe or standard, of
  * the key's 16, 24 or 32 bytes). Each direction starts with a random salt; the
  * session subkey is HKDF-SHA1(key, salt, "ss-subkey"); chunks carry at most
  * 0x3FFF bytes. The server refuses salts seen in the last three hours
