@@ -326,6 +326,46 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "ssh client: why ssh cannot reach its server (connection refused) is a warning, as the SOCKS failure says",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withSshBench("ptkit-ssh-test-", async (bench) => {
+      // A port nobody listens on: the server is gone.
+      const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = closed.addr.port;
+      closed.close();
+      const connector = await createConnector(ssh, {
+        fp: generateOpenSshKey().fingerprint,
+        user: "nobody",
+        relay: "40123",
+      }, {
+        env: { local: bench.clientStore, signals: operatorPipe().pipe },
+        helperDirectory: `${bench.root}/client-helper`,
+        onHelperLog: bench.onHelperLog,
+      });
+      try {
+        const at = {
+          hostname: "127.0.0.1",
+          port,
+          destination: { hostname: "192.0.2.1", port: 80 },
+        };
+        const failure = await connector.dial(at).then(() => undefined, (error) => error as Error);
+        assert(failure?.message.includes("its own warnings say why"), failure?.message);
+        await waitFor(() => bench.logs.some((l) => /Connection refused/.test(l)), 20_000);
+        const said = bench.logs.filter((l) => /Connection refused/.test(l));
+        assert(said.every((l) => l.startsWith("warning ")), said.join("\n"));
+        assert(said.every((l) => !l.includes(String(port))), said.join("\n"));
+      } finally {
+        await connector.close();
+      }
+      assertEquals(await helperProcesses(bench.root), []);
+    });
+  },
+});
+
+Deno.test({
   name: "ssh server on [::] takes IPv4 clients too (sshd's own sockets are IPv6-only)",
   sanitizeOps: false,
   sanitizeResources: false,

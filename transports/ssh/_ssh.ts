@@ -178,16 +178,15 @@ export function parseSshKeyMessage(message: string): string {
 }
 
 /**
- * The `ssh` helper's output, judged: authentication and host key failures
- * are warnings an operator must see; the rest is `info`.
+ * The `ssh` helper's output, judged: ssh runs with `LogLevel=ERROR`, so
+ * every line it prints is why it failed (a refused key, a wrong host key, a
+ * server it cannot reach or resolve): a warning an operator must see at the
+ * default level, as the failed SOCKS request's error points to it.
  */
 function describeSshOutput(line: string): HelperLogLine | undefined {
   const text = line.trim();
   if (text === "") return undefined;
-  if (/Permission denied|Host key verification failed|REMOTE HOST IDENTIFICATION/i.test(text)) {
-    return { severity: "warning", message: `ssh: ${text}` };
-  }
-  return { severity: "info", message: `ssh: ${text}` };
+  return { severity: "warning", message: `ssh: ${text}` };
 }
 
 function describeSshdOutput(line: string): HelperLogLine | undefined {
