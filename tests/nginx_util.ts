@@ -113,6 +113,31 @@ export interface NginxOptions {
   readonly files?: Readonly<Record<string, Uint8Array>>;
 }
 
+/** The README's secret path and WebTunnel server address, replaced in its nginx blocks. */
+const README_PATH = "/6d0c2f8a3b1e4f5a9c7d";
+const README_BACKEND = "http://127.0.0.1:15000;";
+
+/**
+ * The `location` blocks of README.md's "Running a WebTunnel bridge" nginx
+ * configuration, as an operator copies them, with this test's secret path
+ * and backend port (and `proxy_bind`): the tests run the documented setup.
+ */
+async function readmeLocations(options: NginxOptions): Promise<string> {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const start = readme.indexOf(`\n    location = ${README_PATH} {\n`);
+  if (start < 0) throw new Error("README.md has no WebTunnel nginx location block");
+  const lines: string[] = [];
+  for (const line of readme.slice(start + 1).split("\n")) {
+    if (!line.startsWith("    ")) break;
+    lines.push(line.slice(4));
+  }
+  const text = lines.join("\n");
+  if (!text.includes(README_BACKEND)) throw new Error("README.md's nginx block has no proxy_pass");
+  const bind = options.proxyBind === undefined ? "" : `\n        proxy_bind ${options.proxyBind};`;
+  return text.replace(`location = ${README_PATH} {`, `location = ${options.secretPath} {`)
+    .replace(README_BACKEND, `http://127.0.0.1:${options.backendPort};${bind}`);
+}
+
 /** The cover page nginx serves on `/`. */
 export const COVER_PAGE = "<!doctype html><title>Recipes</title><h1>Grandma's recipes</h1>\n";
 
@@ -166,21 +191,7 @@ ${temp}
     location / {
       index index.html;
     }
-    location = ${options.secretPath} {
-      proxy_pass http://127.0.0.1:${options.backendPort};
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection "upgrade";
-      proxy_set_header X-Forwarded-For $remote_addr;
-      proxy_buffering off;
-      # An upgraded connection is relayed through one proxy_buffer_size
-      # buffer (4k by default, which halves throughput).
-      proxy_buffer_size 256k;
-      proxy_buffers 4 256k;
-      proxy_busy_buffers_size 256k;
-      proxy_read_timeout 1h;
-      proxy_send_timeout 1h;
-${options.proxyBind === undefined ? "" : `      proxy_bind ${options.proxyBind};\n`}    }
+${await readmeLocations(options)}
   }
 }
 `,

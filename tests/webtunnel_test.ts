@@ -368,6 +368,49 @@ Deno.test("webtunnel over TLS: a wrong server name fails, another from servernam
   }
 });
 
+Deno.test("webtunnel behind nginx as README configures it: the secret path answers anything but an upgrade as a missing page does", async () => {
+  const echo = echoServer();
+  await using manager = await proxy(webtunnel, { url: `https://localhost${SECRET}` }, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: { hostname: "127.0.0.1", port: echo.port },
+  });
+  await using site = await front(manager.addr.port);
+  try {
+    const base = `https://localhost:${site.nginx.port}`;
+    /** curl's status line, headers and body, without the Date header. */
+    const probe = async (args: string[], path: string) => {
+      const result = await curl(["-i", "--cacert", site.certificate.caFile, ...args, base + path]);
+      return result.out.split("\r\n").filter((line) => !line.startsWith("Date: ")).join("\r\n");
+    };
+    const probes = [
+      [],
+      ["-0"],
+      ["-I"],
+      ["-X", "POST", "-d", "x=1"],
+      ["-X", "OPTIONS"],
+      ["-X", "DELETE"],
+      ["-H", "Upgrade: h2c"],
+      ["-X", "POST", "-H", "Upgrade: websocket", "-H", "Connection: upgrade"],
+    ];
+    for (const args of probes) {
+      const missing = await probe(args, "/no-such-page");
+      ok(/^HTTP\/1\.[01] 40[45] /.test(missing), missing);
+      deepStrictEqual(await probe(args, SECRET), missing, `curl ${args.join(" ")}`);
+    }
+    // The upgrade still goes through.
+    const connector = await createConnector(webtunnel, { url: base + SECRET }, {
+      caCerts: [site.certificate.caPem],
+    });
+    await using conn = await connector.dial({ hostname: "2001:db8::1", port: 443 });
+    await conn.writable.getWriter().write(encoder.encode("ping"));
+    const { value } = await conn.readable.getReader().read();
+    deepStrictEqual(decoder.decode(value), "ping");
+  } finally {
+    await echo.close();
+  }
+});
+
 Deno.test("obfs4 inside webtunnel behind nginx carries 8 MiB each way", async () => {
   const size = 8 * 1024 * 1024;
   const target = hashingTarget(size);
