@@ -94,7 +94,11 @@ Deno.test("webtunnel client fails on any status but 101, naming it", async () =>
   for (
     const [reply, pattern] of [
       ["HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", /status 200/],
-      ["HTTP/1.1 404 Not Found\r\n\r\n", /status 404/],
+      ["HTTP/1.1 404 Not Found\r\n\r\n", /status 404.*secret path/],
+      // nginx's answers when the WebTunnel server behind it is down or silent.
+      ["HTTP/1.1 502 Bad Gateway\r\n\r\n", /status 502.*could not reach the WebTunnel server/],
+      ["HTTP/1.1 503 Service Unavailable\r\n\r\n", /status 503.*could not reach/],
+      ["HTTP/1.1 504 Gateway Time-out\r\n\r\n", /status 504.*could not reach/],
       ["HTTP/1.1 1010 Odd\r\n\r\n", /no HTTP\/1.1 status line/],
       ["HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", /without/],
       ["SSH-2.0-OpenSSH\r\n\r\n", /no HTTP\/1.1 status line/],

@@ -163,8 +163,12 @@ function checkResponse(head: HttpHead, onRefused?: (status: number) => void): vo
   }
   if (code !== 101) {
     onRefused?.(code);
+    // A front server's own answers when the WebTunnel server behind it is down or silent.
+    const hint = code === 502 || code === 503 || code === 504
+      ? "the front server could not reach the WebTunnel server behind it: check that it runs, on the address the front server passes the secret path to"
+      : "check that the url's path is the server's secret path, and that the front server passes that path on with its Upgrade header";
     throw new Error(
-      `WebTunnel server answered HTTP status ${code}, not 101 Switching Protocols (check that the url's path is the server's secret path, and that the front server passes that path on with its Upgrade header)`,
+      `WebTunnel server answered HTTP status ${code}, not 101 Switching Protocols (${hint})`,
     );
   }
   if (!hasToken(head, "Upgrade", "websocket") || !hasToken(head, "Connection", "upgrade")) {
