@@ -174,6 +174,11 @@ Deno.test("webtunnel server answers bad input with a small page, and stays up", 
 
     const post = await exchange(port, UPGRADE.replace("GET", "POST"));
     ok(post.startsWith("HTTP/1.1 405 Method Not Allowed\r\n"), post);
+    // A HEAD answer has no body (RFC 9110 9.3.2), only the length GET's would have.
+    const head = await exchange(port, UPGRADE.replace("GET", "HEAD"));
+    ok(head.startsWith("HTTP/1.1 405 Method Not Allowed\r\n"), head);
+    ok(head.endsWith("\r\n\r\n") && head.includes("Content-Length: "), head);
+    deepStrictEqual(head, post.slice(0, post.indexOf("\r\n\r\n") + 4));
 
     const garbage = await exchange(port, "\x16\x03\x01\x02\x00 hello\r\n\r\n");
     ok(garbage.startsWith("HTTP/1.1 400 Bad Request\r\n"), garbage);

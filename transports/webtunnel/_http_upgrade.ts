@@ -191,6 +191,8 @@ const REASONS: Readonly<Record<number, string>> = {
  * `Connection: close`.
  *
  * @param status One of 400, 404, 405, 408, 431.
+ * @param withBody False for an answer to `HEAD`: the head alone, with the
+ * `Content-Length` the page would have (RFC 9110, section 9.3.2).
  * @returns The whole response.
  *
  * @example A 404 page
@@ -201,7 +203,7 @@ const REASONS: Readonly<Record<number, string>> = {
  * ok(new TextDecoder().decode(errorResponse(404)).startsWith("HTTP/1.1 404 Not Found\r\n"));
  * ```
  */
-export function errorResponse(status: number): Uint8Array {
+export function errorResponse(status: number, withBody = true): Uint8Array {
   const reason = REASONS[status];
   if (reason === undefined) throw new RangeError(`Unsupported HTTP error status ${status}`);
   const body = `<html>\r\n<head><title>${status} ${reason}</title></head>\r\n<body>\r\n` +
@@ -209,7 +211,7 @@ export function errorResponse(status: number): Uint8Array {
   return encoder.encode(
     `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/html\r\n` +
       `Content-Length: ${encoder.encode(body).length}\r\nConnection: close\r\n` +
-      (status === 405 ? "Allow: GET\r\n" : "") + `\r\n${body}`,
+      (status === 405 ? "Allow: GET\r\n" : "") + `\r\n${withBody ? body : ""}`,
   );
 }
 
@@ -254,8 +256,8 @@ export class UpgradeRefused extends Error {
  * `Upgrade: websocket` gets `101` and the connection becomes a byte tunnel
  * (bytes pipelined after the head included); anything else gets a small
  * error page (404 for a request that is not an upgrade, 405 for another
- * method, 400 for a malformed head, 431 for a long one, 408 for a slow one)
- * and `ready` rejects with {@linkcode UpgradeRefused}. `clientAddress` is
+ * method, its head alone for `HEAD`, 400 for a malformed head, 431 for a
+ * long one, 408 for a slow one) and `ready` rejects with {@linkcode UpgradeRefused}. `clientAddress` is
  * the first `X-Forwarded-For` value (port {@linkcode FORWARDED_PORT}).
  *
  * @returns The pair.
@@ -291,14 +293,14 @@ export function upgradeServerPair(): TransportPair {
     clearTimeout(grace);
     if (refusal !== undefined) upgraded.reject(refusal);
   };
-  const refuse = (status: number, why: string) => {
+  const refuse = (status: number, why: string, withBody = true) => {
     clearTimeout(timer);
     if (state !== "head") return;
     state = "refused";
     refusal = new UpgradeRefused(status, `WebTunnel request refused with HTTP ${status}: ${why}`);
     address.resolve(undefined);
     try {
-      encodeController.enqueue(errorResponse(status));
+      encodeController.enqueue(errorResponse(status, withBody));
       encodeController.terminate();
     } catch {
       // The connection is gone already.
@@ -346,7 +348,7 @@ export function upgradeServerPair(): TransportPair {
         }
         const line = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP\/1\.[01]$/.exec(request.startLine);
         if (line === null) return refuse(400, "malformed request line");
-        if (line[1] !== "GET") return refuse(405, "method is not GET");
+        if (line[1] !== "GET") return refuse(405, "method is not GET", line[1] !== "HEAD");
         if (
           !hasToken(request, "Upgrade", "websocket") || !hasToken(request, "Connection", "upgrade")
         ) {
