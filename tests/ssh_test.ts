@@ -799,6 +799,51 @@ Deno.test("ssh server: a client key that cannot be stored is said, and later mes
   }
 });
 
+Deno.test({
+  name:
+    "ssh server: a key the operator deletes from the stored client keys is refused from the next login, as one added is taken",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withSshBench("ptkit-ssh-revoke-", async (bench) => {
+      const { server } = await sshServer(bench);
+      try {
+        const kept = generateOpenSshKey("kept");
+        const revoked = generateOpenSshKey("revoked");
+        await Deno.writeTextFile(`${bench.root}/id`, revoked.privateKey, { mode: 0o600 });
+        /** Whether sshd refuses the key at login (ssh says Permission denied). */
+        const refused = async () => {
+          const result = await new Deno.Command("ssh", {
+            args: [
+              ...["-F", "none", "-i", `${bench.root}/id`, "-o", "BatchMode=yes"],
+              ...["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"],
+              ...["-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10", "-p"],
+              ...[String(server.addr.port), "-l", server.clientOptions.user!, "127.0.0.1"],
+              "true",
+            ],
+            stdin: "null",
+            stdout: "null",
+            stderr: "piped",
+          }).output();
+          return /Permission denied/.test(new TextDecoder().decode(result.stderr));
+        };
+        assert(await refused(), "a key never given was let in");
+        await bench.serverStore.set(
+          SSH_AUTHORIZED_KEYS,
+          `${kept.publicKey}\n${revoked.publicKey}\n`,
+        );
+        await waitFor(async () => !(await refused()), 15_000);
+        // The operator deletes the line (the file is read again every 3 s).
+        await bench.serverStore.set(SSH_AUTHORIZED_KEYS, `${kept.publicKey}\n`);
+        await waitFor(() => refused(), 15_000);
+      } finally {
+        await server.close();
+      }
+      assertEquals(await helperProcesses(bench.root), []);
+    });
+  },
+});
+
 Deno.test("ssh server: a stored line that is no key is skipped by number, never quoted", async () => {
   const store = flakyStore();
   // An operator used to sshd's authorized_keys writes an option with a

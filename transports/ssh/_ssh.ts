@@ -445,12 +445,17 @@ class SshServer implements ServerTransport {
     );
   }
 
-  /** Take the keys of the stored text; whether any was new. */
+  /**
+   * Take the keys of the stored text, which lists every authorized key (those
+   * relayed on signals are appended to it): a key deleted from it is
+   * refused from the next login on. Whether the keys changed.
+   */
   #take(text: string): boolean {
     this.#stored = text;
-    const before = this.#authorized.size;
-    for (const key of this.#keysOf(text)) this.#authorized.add(key);
-    return this.#authorized.size > before;
+    const keys = this.#keysOf(text);
+    const before = [...this.#authorized];
+    this.#authorized = keys;
+    return before.length !== keys.size || before.some((key) => !keys.has(key));
   }
 
   /**
@@ -480,7 +485,7 @@ class SshServer implements ServerTransport {
     return keys;
   }
 
-  /** Read the stored keys again; sshd gets the ones added since. */
+  /** Read the stored keys again; sshd gets the ones added or deleted since. */
   async #reloadKeys(): Promise<void> {
     let text: string;
     try {
