@@ -22,6 +22,12 @@ export interface FlowSettings {
   readonly framing: Framing;
   readonly maxDatagram: number;
   readonly idleTimeout: number;
+  /**
+   * How long a datagram (either way) keeps the flow open at least, in ms,
+   * or `undefined` when it says nothing (STUN framing: a TURN allocation's
+   * lifetime, see `allocationLifetimeMs`).
+   */
+  readonly holdFor?: (datagram: Uint8Array) => number | undefined;
   readonly queueDatagrams: number;
   readonly queueBytes: number;
   readonly sendBufferBytes: number;
@@ -74,7 +80,11 @@ export class Flow {
   #conn: TransportConn | undefined;
   #startTime: number;
   #lastActivity: number;
+  /** The flow stays open until then at least (a TURN allocation's expiry). */
+  #holdUntil = 0;
   #timer: unknown = undefined;
+  /** When `#timer` is due (the clock's ms). */
+  #timerAt = 0;
   #tasks: Promise<unknown>[] = [];
 
   constructor(
@@ -126,6 +136,7 @@ export class Flow {
   push(datagram: Uint8Array): void {
     this.#lastActivity = this.#settings.clock.now();
     if (this.#state === "closed") return this.drop("closed");
+    this.#hold(datagram);
     const { framing, maxDatagram } = this.#settings;
     let length: number;
     let framed: Uint8Array | undefined;
@@ -232,14 +243,34 @@ export class Flow {
     };
   }
 
+  /** Keep the flow open as long as `datagram` says (a TURN allocation's lifetime). */
+  #hold(datagram: Uint8Array): void {
+    const ms = this.#settings.holdFor?.(datagram);
+    if (ms === undefined) return;
+    const { clock } = this.#settings;
+    this.#holdUntil = clock.now() + ms;
+    // A shorter hold (a Refresh deleting the allocation) brings the timer forward.
+    if (this.#timer !== undefined && this.#timerAt > this.#idleDeadline()) {
+      clock.clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#armIdle();
+    }
+  }
+
+  /** When the flow closes for idleness, as things stand (the clock's ms). */
+  #idleDeadline(): number {
+    return Math.max(this.#lastActivity + this.#settings.idleTimeout, this.#holdUntil);
+  }
+
   #armIdle(): void {
     const { idleTimeout, clock } = this.#settings;
     if (this.#state === "closed" || !Number.isFinite(idleTimeout)) return;
-    const wait = Math.max(0, this.#lastActivity + idleTimeout - clock.now());
+    const wait = Math.max(0, this.#idleDeadline() - clock.now());
+    this.#timerAt = clock.now() + wait;
     this.#timer = clock.setTimeout(() => {
       this.#timer = undefined;
       if (this.#state === "closed") return;
-      if (clock.now() - this.#lastActivity >= idleTimeout) this.close("idle");
+      if (clock.now() >= this.#idleDeadline()) this.close("idle");
       else this.#armIdle();
     }, wait);
   }
@@ -314,7 +345,10 @@ export class Flow {
           }
           if (this.#state === "closed") {
             this.drop("closed");
-          } else if (!this.#sendUdp(datagram)) {
+            continue;
+          }
+          this.#hold(datagram);
+          if (!this.#sendUdp(datagram)) {
             this.drop("udpSendFailed");
           } else {
             this.#counters.datagramsFromTunnel++;

@@ -7,6 +7,7 @@ import { QueueBudget } from "./_queue_budget.ts";
 import { checkMaxDatagram, type Framing } from "./framing.ts";
 import { lengthFraming } from "./length_framing.ts";
 import { stunFraming } from "./stun/framing.ts";
+import { allocationLifetimeMs } from "./stun/_allocation_lifetime.ts";
 import type { MetricsRegistry } from "../net/metrics.ts";
 import { checkTimeout } from "../net/address.ts";
 
@@ -23,7 +24,9 @@ export interface UdpPoolOptions {
   /**
    * Close a flow after this many milliseconds without a datagram either
    * way; `Infinity` never does. Defaults to 120,000 (two minutes, RFC 4787's
-   * minimum for a NAT's UDP mapping).
+   * minimum for a NAT's UDP mapping). With `"stun"` framing, a flow that
+   * carried a TURN Allocate or Refresh success response stays open at least
+   * for the LIFETIME it gave (the allocation would be lost with the flow).
    */
   readonly idleTimeout?: number;
   /** The largest datagram carried, in bytes. Defaults to 65,507. */
@@ -108,8 +111,11 @@ export function resolveSettings(
   const idleTimeout = options.idleTimeout ?? 120_000;
   // `Infinity` is documented (never idle out); flows arm no timer for it.
   if (idleTimeout !== Infinity) checkTimeout(idleTimeout, "idleTimeout", what);
+  const framing = resolveFraming(options.framing, what);
   return {
-    framing: resolveFraming(options.framing, what),
+    framing,
+    // A flow carrying TURN lives as long as its allocation, idle or not.
+    ...(framing === stunFraming ? { holdFor: allocationLifetimeMs } : {}),
     maxDatagram: checkMaxDatagram(options.maxDatagram, what),
     idleTimeout,
     queueDatagrams: checkCount(options.queueDatagrams, 64, "queueDatagrams", what),
