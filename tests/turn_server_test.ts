@@ -884,7 +884,11 @@ Deno.test("TurnServer on an IPv6 relay refuses IPv4-mapped loopback and private 
         send: (p) => inbox.push(p),
       }, bytes),
   });
-  strictEqual(relayedAddress(await c.allocate()).family, 6);
+  // Unasked, IPv4 (RFC 8656 section 7.2), which this server cannot relay: 440, as coturn.
+  strictEqual(errorCode(await c.allocate()), 440);
+  strictEqual(sockets.length, 0);
+  const ipv6 = { type: StunAttr.RequestedAddressFamily, value: new Uint8Array([2, 0, 0, 0]) };
+  strictEqual(relayedAddress(await c.allocate([ipv6])).family, 6);
   for (const address of ["::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:192.168.1.1", "::1"]) {
     const peer = { family: 6, address, port: 5000 } as const;
     strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, peer)), 403, address);

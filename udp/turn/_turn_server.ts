@@ -857,14 +857,15 @@ export class TurnServer {
       this.#error(client, request, 400, key);
       return;
     }
-    // Unasked, the client's own family when relayed (an IPv4 client of a
-    // dual-stack server gets IPv4, as RFC 8656 has it), else IPv4 if relayed.
+    // Unasked, RFC 8656 section 7.2 gives IPv4, and 440 when IPv4 is not
+    // relayed (an IPv6-only server, as coturn answers); a dual-stack server
+    // gives an IPv6 client its own family.
     const families = this.#relay.families;
-    let family: 4 | 6 = families.includes(client.address.family)
-      ? client.address.family
-      : families.includes(4)
-      ? 4
-      : families[0] ?? 4;
+    let family: 4 | 6 = families.includes(client.address.family) ? client.address.family : 4;
+    if (!familyValue && !families.includes(4)) {
+      this.#error(client, request, 440, key);
+      return;
+    }
     if (familyValue) {
       const f = requestedFamily(familyValue);
       if (f === undefined || !this.#relay.families.includes(f)) {
