@@ -1008,20 +1008,12 @@ export class TurnServer {
   }
 
   #refresh(allocation: Allocation, request: StunMessage): void {
-    // A family other than IPv4 or IPv6 is not supported (440); a valid one
-    // other than the allocation's is a mismatch (443, RFC 8656 section 7.3).
+    // Any value that does not name the allocation's family, IPv4 or IPv6 or
+    // neither, is a mismatch: 443 (RFC 8656 section 7.3; coturn 4.6 too).
     const familyValue = getAttribute(request, StunAttr.RequestedAddressFamily);
-    if (familyValue) {
-      const family = requestedFamily(familyValue);
-      if (family !== allocation.relay.address.family) {
-        this.#error(
-          allocation.client,
-          request,
-          family === undefined ? 440 : 443,
-          allocation.key,
-        );
-        return;
-      }
+    if (familyValue && requestedFamily(familyValue) !== allocation.relay.address.family) {
+      this.#error(allocation.client, request, 443, allocation.key);
+      return;
     }
     const lifetime = this.#lifetime(request);
     if (lifetime === 0) this.#delete(allocation);
