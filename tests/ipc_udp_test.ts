@@ -7,7 +7,7 @@
 import dgram from "node:dgram";
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { UdpSocket } from "../udp/mod.ts";
-import { StunMethod } from "../udp/stun/_constants.ts";
+import { StunAttr, StunMethod } from "../udp/stun/_constants.ts";
 import { PtProcess } from "./ipc_util.ts";
 import { bindingRequest, startCoturn, startTurnPeer, uclientLosesNothing } from "./turn_util.ts";
 import { guarded } from "./_util.ts";
@@ -31,12 +31,13 @@ async function chain(
   serverTarget: string,
   extraServer: string[] = [],
   serverEnv: Record<string, string> = {},
+  bindHost = "127.0.0.1",
 ) {
   const dir = await Deno.makeTempDir({ prefix: "ptkit_udp_ipc_" });
   // Port 0 everywhere: the PTs pick free ports and report them.
   const server = new PtProcess([
     ...["-server", "-transports", "obfs4", "-mode", mode],
-    ...["-bindaddr", "obfs4-127.0.0.1:0", "-target", serverTarget],
+    ...["-bindaddr", `obfs4-${bindHost}:0`, "-target", serverTarget],
     ...["-state", `${dir}/server`, "-exit-on-stdin-close", ...extraServer],
   ], serverEnv);
   const line = await server.waitFor(/^SMETHOD(-ERROR)? obfs4 /);
@@ -247,6 +248,38 @@ Deno.test("main.ts STUN mode's embedded TURN server relays from TOR_PT_OUTBOUND_
   strictEqual(errorCode(allocated), 0);
   // Before, the relay was bound to the transport's listen address (127.0.0.1).
   strictEqual(relayedAddress(allocated).address, address);
+});
+
+Deno.test("main.ts STUN mode's embedded TURN server on [::] keeps relaying IPv4 with TOR_PT_OUTBOUND_BIND_ADDRESS_V6, and relays IPv6 from that address", async () => {
+  const address = Deno.networkInterfaces().find((i) =>
+    i.family === "IPv6" && i.scopeid === 0 && i.address !== "::1" && !i.address.startsWith("fe80")
+  )?.address;
+  if (address === undefined) throw new Error("This test needs a non-loopback IPv6 address");
+  const pts = await chain("STUN", "turn", [], {
+    TOR_PT_MANAGED_TRANSPORT_VER: "1",
+    TOR_PT_OUTBOUND_BIND_ADDRESS_V6: address,
+  }, "[::]");
+  await using turn = await turnClient(pts);
+  // Unasked, IPv4 (RFC 8656), as on [::] without the variable. Before, the
+  // IPv6 outbound address made the relay IPv6-only.
+  const ipv4 = await turn.client.allocate();
+  strictEqual(errorCode(ipv4), 0);
+  strictEqual(relayedAddress(ipv4).family, 4);
+  // IPv6, asked for from another source (another flow), comes from the outbound address.
+  await using socket = await UdpSocket.open({ connect: { hostname: "127.0.0.1", port: pts.port } });
+  const inbox = new Queue<Uint8Array>();
+  socket.onmessage = (data) => inbox.push(data.slice());
+  const second = new StunTestClient(
+    { inbox, send: (bytes) => socket.send(bytes) },
+    pts.args["turn-user"]!,
+    pts.args["turn-password"]!,
+  );
+  const ipv6 = await second.allocate([
+    { type: StunAttr.RequestedAddressFamily, value: new Uint8Array([2, 0, 0, 0]) },
+  ]);
+  strictEqual(errorCode(ipv6), 0);
+  strictEqual(relayedAddress(ipv6).family, 6);
+  strictEqual(relayedAddress(ipv6).address, address);
 });
 
 Deno.test("main.ts -mode STUN -target turn ends a connection idle for -udpidletimeout", async () => {

@@ -396,24 +396,29 @@ class EmbeddedTurn {
 
   /**
    * The server, made on first use with relays bound near `listenHost`: the
-   * relay address when one was given, else the outbound bind address of
-   * `listenHost`'s family (`TOR_PT_OUTBOUND_BIND_ADDRESS_V4`/`_V6`: the
-   * source of the server's outgoing packets, relayed datagrams to peers
-   * among them, and so the relayed address clients are given), else
-   * `listenHost`.
+   * relay address when one was given, else, for each family `listenHost`
+   * serves (both on `::`), that family's outbound bind address
+   * (`TOR_PT_OUTBOUND_BIND_ADDRESS_V4`/`_V6`: the source of the server's
+   * outgoing packets, relayed datagrams to peers among them, and so the
+   * relayed address clients are given), else `listenHost`.
    */
   async server(listenHost: string): Promise<TurnServer> {
     if (this.#server !== undefined) return this.#server;
     const credentials = this.#credentials ??= await this.#generated();
-    const [{ TurnServer }, { createUdpRelayFactory }] = await Promise.all([
+    const [{ TurnServer }, { createUdpRelayFactory, relayHostsFor }] = await Promise.all([
       import("../../udp/turn/_turn_server.ts"),
       import("../../udp/turn/_udp_relay.ts"),
     ]);
     if (this.#server !== undefined) return this.#server;
-    const bound = listenHost.includes(":") ? this.#outboundBind.v6 : this.#outboundBind.v4;
-    const relayHost = this.#options.relayAddress ?? bound ?? listenHost;
+    const relayHost = this.#options.relayAddress;
+    // The listen address says which families are relayed (both on ::); an
+    // outbound bind address only says where its family's relays bind.
     const relay = createUdpRelayFactory(
-      relayHost.includes(":") ? { ipv6: relayHost } : { ipv4: relayHost },
+      relayHost === undefined
+        ? relayHostsFor(listenHost, this.#outboundBind)
+        : relayHost.includes(":")
+        ? { ipv6: relayHost }
+        : { ipv4: relayHost },
     );
     this.#server = new TurnServer({
       realm: this.#options.realm,

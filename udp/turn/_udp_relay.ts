@@ -100,6 +100,42 @@ export function createUdpRelayFactory(options: UdpRelayOptions): TurnRelayFactor
 }
 
 /**
+ * Where an embedded TURN server (`-mode STUN -target turn`) listening on
+ * `listenHost` binds its relayed sockets, given the outbound bind addresses
+ * (`TOR_PT_OUTBOUND_BIND_ADDRESS_V4`/`_V6`): the families relayed are those
+ * of the listen address (on `::`, IPv6 and, with an IPv4 route out, IPv4),
+ * and each family's sockets bind to that family's outbound address when one
+ * is given, else to the listen address. An outbound address never takes a
+ * family away.
+ *
+ * @param listenHost The transport's listen address (an IP literal, no brackets).
+ * @param outbound The outbound bind addresses, by family.
+ * @returns Options for {@linkcode createUdpRelayFactory}.
+ *
+ * @example A dual-stack listener keeps IPv4 with an IPv6 outbound address
+ * ```ts
+ * import { relayHostsFor } from "./_udp_relay.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * deepStrictEqual(relayHostsFor("127.0.0.1", { v4: "192.0.2.7" }), { ipv4: "192.0.2.7" });
+ * deepStrictEqual(relayHostsFor("::1", {}), { ipv6: "::1" });
+ * deepStrictEqual(relayHostsFor("::", { v4: "192.0.2.7", v6: "2001:db8::7" }), {
+ *   ipv4: "192.0.2.7",
+ *   ipv6: "2001:db8::7",
+ * });
+ * ```
+ */
+export function relayHostsFor(
+  listenHost: string,
+  outbound: { readonly v4?: string | undefined; readonly v6?: string | undefined },
+): UdpRelayOptions {
+  if (!listenHost.includes(":")) return { ipv4: outbound.v4 ?? listenHost };
+  if (!isWildcard(listenHost)) return { ipv6: outbound.v6 ?? listenHost };
+  const ipv4 = outbound.v4 ?? withImpliedIpv4({ ipv6: listenHost }).ipv4;
+  return { ...(ipv4 === undefined ? {} : { ipv4 }), ipv6: outbound.v6 ?? listenHost };
+}
+
+/**
  * `{ ipv6: "::" }` relays IPv4 on `0.0.0.0` as well, when this host has an
  * IPv4 route out: a server socket on `::` is dual-stack and takes IPv4
  * clients, which get IPv4 when they ask for nothing (RFC 8656).
