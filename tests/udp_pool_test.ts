@@ -146,27 +146,68 @@ Deno.test("serveUdpClient with queueDatagrams 0 drops and counts the first datag
   strictEqual(client.flows()[0]!.drops.waiting, 1);
 });
 
-Deno.test("serveUdpClient removes a flow whose dial failed; the next datagram dials again", async () => {
+Deno.test("serveUdpClient removes a flow whose dial failed; the next datagram dials again once the back-off ends, not per datagram", async () => {
   let dials = 0;
+  let up = false;
+  const clock = new ManualClock();
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: plain,
+    config: {},
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+  });
   await using client = await serveUdpClient({
     transport: plain,
     config: {},
-    server: { port: 9 },
+    server: { port: server.addr.port },
     framing: "length",
-    dialer: () => {
+    dialer: (target) => {
       dials++;
-      return Promise.reject(new Error("Connection refused"));
+      return up ? tcpDialer(target) : Promise.reject(new Error("Connection refused"));
     },
     onError: () => {},
+    clock,
   });
   await using app = await appSocket(client.addr);
-  await app.send(new Uint8Array([1]));
-  await waitFor(() => client.stats().flowsClosed.dialFailed === 1, "the failed dial");
-  strictEqual(client.stats().flowsOpen, 0);
-  strictEqual(client.stats().drops.dialFailed, 1);
-  await app.send(new Uint8Array([2]));
-  await waitFor(() => client.stats().flowsClosed.dialFailed === 2, "the second failed dial");
-  strictEqual(dials, 2);
+  const others = await Promise.all([1, 2, 3].map(() => appSocket(client.addr)));
+  try {
+    await app.send(new Uint8Array([1]));
+    await waitFor(() => client.stats().flowsClosed.dialFailed === 1, "the failed dial");
+    strictEqual(client.stats().flowsOpen, 0);
+    strictEqual(client.stats().drops.dialFailed, 1);
+    // While the server is down, datagrams (from this source or new ones, as
+    // a resolver's fresh source ports) are dropped and counted, not dialled.
+    for (let i = 0; i < 10; i++) await app.send(new Uint8Array([2]));
+    for (const other of others) await other.send(new Uint8Array([3]));
+    await waitFor(() => client.stats().drops.dialFailed === 14, "13 datagrams dropped");
+    strictEqual(dials, 1);
+    strictEqual(client.stats().flowsOpened, 1);
+    // After 1 s, one dial; it fails again: 2 s more.
+    clock.advance(1000);
+    await app.send(new Uint8Array([4]));
+    await waitFor(() => client.stats().flowsClosed.dialFailed === 2, "the second failed dial");
+    strictEqual(dials, 2);
+    clock.advance(1999);
+    await app.send(new Uint8Array([5]));
+    await waitFor(() => client.stats().drops.dialFailed === 16, "the datagram in the back-off");
+    strictEqual(dials, 2);
+    // The server is back: the next dial succeeds and carries datagrams again.
+    up = true;
+    clock.advance(1);
+    await app.send(new Uint8Array([6]));
+    await waitFor(() => app.replies.length === 1, "the reply once the server is back");
+    deepStrictEqual(app.replies, [new Uint8Array([6])]);
+    strictEqual(dials, 3);
+    // A success ends the back-off: other sources dial at once.
+    await others[0]!.send(new Uint8Array([7]));
+    await waitFor(() => others[0]!.replies.length === 1, "another source's reply");
+    strictEqual(dials, 4);
+  } finally {
+    for (const other of others) await other.close();
+  }
 });
 
 /**

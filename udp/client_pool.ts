@@ -6,6 +6,7 @@ import type { Dialer } from "../net/net_conn.ts";
 import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
 import { BOUND_DESTINATION, checkPort } from "../net/address.ts";
 import { Flow } from "./_flow.ts";
+import type { Clock } from "./_clock.ts";
 import { metricsCore } from "../net/metrics.ts";
 import { countUdpPool } from "./_udp_metrics.ts";
 import { resolveSettings, type UdpPoolOptions } from "./pool_options.ts";
@@ -98,6 +99,11 @@ export interface UdpClientPool extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+/** The first wait after a failed dial, in ms. */
+const DIAL_BACKOFF_MIN = 1000;
+/** The longest wait after failed dials, in ms. */
+const DIAL_BACKOFF_MAX = 30_000;
+
 class ClientPool implements UdpClientPool {
   #socket: UdpSocket;
   #flows = new Map<number | string, Flow>();
@@ -109,6 +115,11 @@ class ClientPool implements UdpClientPool {
   >;
   #opened = 0;
   #nextId = 1;
+  #clock: Clock;
+  /** No new flow dials before then (the clock's ms): the last dial failed. */
+  #retryAt = 0;
+  /** The current wait after a failed dial, in ms; 0 once a dial succeeded. */
+  #backoff = 0;
   #closing: Promise<void> | undefined;
   /** Called once closed (folds the metrics' last counts). */
   onClosed: (() => void) | undefined;
@@ -122,12 +133,20 @@ class ClientPool implements UdpClientPool {
       totals: MutableCounters,
     ) => Flow,
     maxFlows: number,
+    clock: Clock,
   ) {
     this.#socket = socket;
+    this.#clock = clock;
     socket.onmessage = (data, from) => {
       const key = from.key;
       let flow = this.#flows.get(key);
       if (flow === undefined) {
+        // The PT server did not answer the last dial: no new dial (one per
+        // datagram, while it is down) before the back-off ends.
+        if (this.#retryAt !== 0 && this.#clock.now() < this.#retryAt) {
+          this.#totals.drops.dialFailed++;
+          return;
+        }
         // Full: as a NAT table does, the least recently active flow makes
         // room (a resolver using a fresh source port per query would
         // otherwise lock every new query out until flows idle out).
@@ -159,6 +178,18 @@ class ClientPool implements UdpClientPool {
     // Closing it removes it from `#flows` (`flowClosed`).
     victim?.close("evicted");
     return victim !== undefined;
+  }
+
+  /** A dial succeeded: new flows dial at once again. */
+  dialSucceeded(): void {
+    this.#backoff = 0;
+    this.#retryAt = 0;
+  }
+
+  /** A dial failed: new flows wait 1 s, doubling with each failure up to 30 s. */
+  dialFailed(): void {
+    this.#backoff = Math.min(Math.max(this.#backoff * 2, DIAL_BACKOFF_MIN), DIAL_BACKOFF_MAX);
+    this.#retryAt = this.#clock.now() + this.#backoff;
   }
 
   flowClosed(from: UdpEndpoint, flow: Flow, reason: UdpCloseReason): void {
@@ -220,7 +251,10 @@ class ClientPool implements UdpClientPool {
  * (`queueDatagrams`, `queueBytes`; 0 drops them, counted as `waiting`) and are
  * sent once Connected; a failed dial, a closed connection, a write failure or
  * `idleTimeout` without traffic removes the flow, and the next datagram opens
- * a fresh one. With `maxFlows` flows open, a datagram from a new source
+ * a fresh one. After a failed dial no new flow dials for 1 s (doubling with
+ * each failure, up to 30 s, until a dial succeeds): datagrams that would
+ * open one meanwhile are dropped as `dialFailed`, so a PT server that is
+ * down is not dialled once per datagram. With `maxFlows` flows open, a datagram from a new source
  * closes the least recently active flow (`flowsClosed.evicted`) and opens
  * its own, as a NAT table does.
  *
@@ -283,25 +317,36 @@ export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClie
     ...(options.transport.free ? { destination: BOUND_DESTINATION } : {}),
   };
   const onError = options.onError;
-  const pool = new ClientPool(socket, (pool, from, id, totals) => {
-    const flow: Flow = new Flow(
-      id,
-      settings,
-      totals,
-      (data) => pool.send(data, from),
-      (flow, reason, error) => {
-        pool.flowClosed(from, flow, reason);
-        if (error !== undefined && reason !== "shutdown") onError?.(error);
-      },
-    );
-    flow.track(
-      connector.dial(dialOptions).then(
-        (conn) => flow.connect(conn),
-        (error) => flow.close("dialFailed", error),
-      ),
-    );
-    return flow;
-  }, settings.maxFlows);
+  const pool = new ClientPool(
+    socket,
+    (pool, from, id, totals) => {
+      const flow: Flow = new Flow(
+        id,
+        settings,
+        totals,
+        (data) => pool.send(data, from),
+        (flow, reason, error) => {
+          pool.flowClosed(from, flow, reason);
+          if (error !== undefined && reason !== "shutdown") onError?.(error);
+        },
+      );
+      flow.track(
+        connector.dial(dialOptions).then(
+          (conn) => {
+            pool.dialSucceeded();
+            flow.connect(conn);
+          },
+          (error) => {
+            pool.dialFailed();
+            flow.close("dialFailed", error);
+          },
+        ),
+      );
+      return flow;
+    },
+    settings.maxFlows,
+    settings.clock,
+  );
   if (options.metrics !== undefined) {
     pool.onClosed = countUdpPool(metricsCore(options.metrics), {
       transport: options.transport.name,
