@@ -8,7 +8,14 @@
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
 import { createConnector } from "../client.ts";
 import { listen } from "../server.ts";
-import { defineTransport, layerTransports, plain, type Transport } from "../transports/mod.ts";
+import {
+  defineTransport,
+  HandshakeError,
+  type HandshakeFailure,
+  layerTransports,
+  plain,
+  type Transport,
+} from "../transports/mod.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { formatPtLine, parseManagedConfig, parsePtLine, runManagedProxy } from "../ipc/mod.ts";
@@ -572,4 +579,21 @@ Deno.test("Connector.close: a transport close hook that throws still leaves the 
   );
   // Once closed, closing again does nothing.
   await connector.close();
+});
+
+Deno.test("HandshakeError refuses a reason it does not know with a TypeError naming it and the accepted ones", () => {
+  for (const reason of ["slow", "Timeout", "", 5, null, undefined, {}]) {
+    throws(
+      () => new HandshakeError(reason as HandshakeFailure, "x"),
+      (error: unknown) =>
+        error instanceof TypeError &&
+        error.message.startsWith("Cannot make HandshakeError: unknown reason ") &&
+        error.message.endsWith("expected one of failed, probe-delay, replay, timeout"),
+      String(reason),
+    );
+  }
+  throws(() => new HandshakeError("slow" as HandshakeFailure, "x"), /unknown reason "slow"/);
+  for (const reason of ["failed", "probe-delay", "replay", "timeout"] as const) {
+    strictEqual(new HandshakeError(reason, "x").reason, reason);
+  }
 });

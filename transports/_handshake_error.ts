@@ -15,6 +15,23 @@
  */
 export type HandshakeFailure = "failed" | "probe-delay" | "replay" | "timeout";
 
+/** Every {@linkcode HandshakeFailure}, for checking a reason. */
+const HANDSHAKE_FAILURES: readonly HandshakeFailure[] = [
+  "failed",
+  "probe-delay",
+  "replay",
+  "timeout",
+];
+
+/** A value for a message: a string quoted, a primitive as written, else its type. */
+function shown(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (value === null || (typeof value !== "object" && typeof value !== "function")) {
+    return String(value);
+  }
+  return `a value of type ${typeof value}`;
+}
+
 /**
  * The error a transport pair's `ready` rejects with (and its streams fail
  * with) when the handshake fails, saying why: the runtime counts
@@ -25,10 +42,11 @@ export type HandshakeFailure = "failed" | "probe-delay" | "replay" | "timeout";
  * @example Telling a handshake timeout from other failures
  * ```ts
  * import { HandshakeError } from "@ptkit/ptkit/transports";
- * import { strictEqual } from "node:assert";
+ * import { strictEqual, throws } from "node:assert";
  *
  * const error: unknown = new HandshakeError("timeout", "Handshake did not complete in time");
  * strictEqual(error instanceof HandshakeError && error.reason, "timeout");
+ * throws(() => new HandshakeError("slow" as "timeout", "x"), TypeError);
  * ```
  */
 export class HandshakeError extends Error {
@@ -41,8 +59,17 @@ export class HandshakeError extends Error {
    * @param reason Why the handshake failed.
    * @param message What happened (no key material, no address).
    * @param options The cause, if any.
+   * @throws {TypeError} When `reason` is not a {@linkcode HandshakeFailure}
+   * (an unknown reason would be counted as no outcome the metrics know).
    */
   constructor(reason: HandshakeFailure, message: string, options?: ErrorOptions) {
+    if (!HANDSHAKE_FAILURES.includes(reason)) {
+      throw new TypeError(
+        `Cannot make HandshakeError: unknown reason ${shown(reason)}; expected one of ${
+          HANDSHAKE_FAILURES.join(", ")
+        }`,
+      );
+    }
     super(message, options);
     this.name = "HandshakeError";
     this.reason = reason;
