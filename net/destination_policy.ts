@@ -197,8 +197,12 @@ export class DestinationPolicy {
    * @returns The refused scope (`loopback`, `private`, `link-local`,
    * `multicast`) or class (`unspecified`, `broadcast`, `documentation`,
    * `benchmarking`, `reserved`), `not an IP address`, or `undefined`.
+   * @throws {TypeError} When `port` is not a number.
+   * @throws {RangeError} When `port` is not an integer in 0-65535.
    */
   refusal(ip: string, port: number): string | undefined {
+    // A port out of range matched no allowed destination and said nothing.
+    checkPort(port, "destination policy refusal");
     let bytes: Uint8Array;
     try {
       bytes = parseIp(ip);

@@ -16,6 +16,7 @@ import {
   plain,
   type Transport,
 } from "../transports/mod.ts";
+import { DestinationPolicy } from "../net/mod.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { formatPtLine, parseManagedConfig, parsePtLine, runManagedProxy } from "../ipc/mod.ts";
@@ -596,4 +597,21 @@ Deno.test("HandshakeError refuses a reason it does not know with a TypeError nam
   for (const reason of ["failed", "probe-delay", "replay", "timeout"] as const) {
     strictEqual(new HandshakeError(reason, "x").reason, reason);
   }
+});
+
+Deno.test("DestinationPolicy.refusal refuses a port that is not an integer in 0-65535, naming it", () => {
+  const policy = DestinationPolicy.parse("192.168.1.5:8080");
+  for (const port of [-1, 65536, 1.5, NaN, Infinity]) {
+    throws(
+      () => policy.refusal("192.168.1.5", port),
+      (error: unknown) =>
+        error instanceof RangeError &&
+        error.message.startsWith(`Invalid port ${port} for destination policy refusal`),
+      String(port),
+    );
+  }
+  throws(() => policy.refusal("192.168.1.5", "8080" as unknown as number), TypeError);
+  strictEqual(policy.refusal("192.168.1.5", 8080), undefined);
+  strictEqual(policy.refusal("192.168.1.5", 0), "private");
+  strictEqual(policy.refusal("192.168.1.5", 65535), "private");
 });
