@@ -5,7 +5,7 @@
 // chosen by anyone holding the bridge line) must not get a line per
 // connection past the digest.
 
-import { deepStrictEqual, strictEqual } from "node:assert";
+import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { digestLog, lineKind } from "../ipc/managed/_log.ts";
 
 Deno.test("digestLog: lines that differ only in their numbers are one kind (10 at once, then counted)", () => {
@@ -61,6 +61,43 @@ Deno.test("lineKind makes decimal and 0x numbers one placeholder, and keeps word
       "first byte # starts neither",
       "bad tag",
       "exceeds the maximum of # (os error #)",
+    ],
+  );
+});
+
+Deno.test("digestLog: lines that differ only in a quoted value are one kind (a SOCKS client chooses the values its arguments' errors quote)", () => {
+  const lines: string[] = [];
+  const digested = digestLog((severity, message) => lines.push(`${severity} ${message}`));
+  try {
+    for (let i = 0; i < 30; i++) {
+      digested(
+        "warning",
+        `obfs4: SOCKS connect failed: Transport 'obfs4' rejected its arguments: Cannot configure transport 'obfs4': invalid iat-mode "x${
+          String.fromCharCode(97 + i)
+        }" (want 0, 1 or 2)`,
+      );
+    }
+    strictEqual(lines.length, 10, lines.join("\n"));
+  } finally {
+    digested.stop();
+  }
+  strictEqual(lines.length, 11, lines.join("\n"));
+  ok(lines[10]!.endsWith("(20 times since the last report)"), lines[10]);
+});
+
+Deno.test("lineKind makes a double-quoted value (escapes included) one placeholder, and keeps the words around it", () => {
+  deepStrictEqual(
+    [
+      lineKind(`invalid iat-mode "xy" (want 0, 1 or 2)`),
+      lineKind(`invalid iat-mode "a\\"b c" (want 0, 1 or 2)`),
+      lineKind(`invalid user "" and host "h"`),
+      lineKind(`Transport 'obfs4' rejected its arguments`),
+    ],
+    [
+      `invalid iat-mode "*" (want #, # or #)`,
+      `invalid iat-mode "*" (want #, # or #)`,
+      `invalid user "*" and host "*"`,
+      `Transport 'obfs#' rejected its arguments`,
     ],
   );
 });

@@ -56,23 +56,26 @@ export interface DigestedLog {
 }
 
 /**
- * The kind of a per-connection `LOG` line: its text with every number
- * (decimal, or hexadecimal written `0x...`) made `#`. A peer chooses many
- * of the numbers these lines hold (a frame's claimed length, a chunk's, a
- * first byte), so counting each text apart would let it write a line per
- * connection by changing them.
+ * The kind of a per-connection `LOG` line: its text with every
+ * double-quoted value (as `JSON.stringify` writes one, escapes included)
+ * made `"*"` and every number (decimal, or hexadecimal written `0x...`)
+ * made `#`. A peer chooses many of the numbers these lines hold (a frame's
+ * claimed length, a chunk's, a first byte) and the values they quote (a
+ * SOCKS client's per-connection arguments, `invalid iat-mode "x"`), so
+ * counting each text apart would let it write a line per connection by
+ * changing them.
  *
  * @param message The line's text.
  * @returns Its kind.
  */
 export function lineKind(message: string): string {
-  return message.replace(/0x[0-9A-Fa-f]+|[0-9]+/g, "#");
+  return message.replace(/"(?:[^"\\]|\\.)*"/g, '"*"').replace(/0x[0-9A-Fa-f]+|[0-9]+/g, "#");
 }
 
 /**
  * Per-connection `LOG` lines without flooding: the first 10 lines of each
- * kind of text in 10 s (texts that differ only in their numbers are one
- * kind, see {@linkcode lineKind}) are written at once, further ones are
+ * kind of text in 10 s (texts that differ only in their numbers or quoted
+ * values are one kind, see {@linkcode lineKind}) are written at once, further ones are
  * counted and written as one line with the count (a flood of probes or
  * resets gives a few lines, and a parent that reads slowly never blocks the
  * proxy).
