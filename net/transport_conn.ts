@@ -280,8 +280,13 @@ export class TransportConn implements AsyncDisposable {
         }
       }
       this.#writeClosed = true;
-      await closeWriter(encoder);
-      await this.#wireOut;
+      // An encoder that holds a chunk for ever (waiting for a reply that
+      // never comes) keeps its stream from closing, even once cancelled:
+      // close() or a failure ends the wait, with its error.
+      await Promise.race([
+        closeWriter(encoder).then(() => this.#wireOut),
+        this.#gone.promise,
+      ]);
     })();
   }
 
@@ -368,7 +373,10 @@ export class TransportConn implements AsyncDisposable {
    *
    * Calling it again returns the first call's promise.
    *
-   * @returns Resolves when the write side is shut.
+   * @returns Resolves when the write side is shut; rejects with
+   * `Deno.errors.BadResource` when {@linkcode TransportConn.close} comes
+   * first (or with the error that ended the connection), even while the
+   * encoder still holds a chunk.
    */
   closeWrite(): Promise<void> {
     return this.#closingWrite ??= this.#closeWriteOnce();

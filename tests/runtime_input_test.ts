@@ -69,6 +69,39 @@ Deno.test("TransportConn after close(): writes fail with Deno.errors.BadResource
   for await (const chunk of accepted.readable) ok(false, `the peer got ${chunk.length} bytes`);
 });
 
+Deno.test("TransportConn.close() settles a closeWrite() under way while the encoder holds a chunk: it rejects with BadResource, as writes do", async () => {
+  // An encoder that holds its chunk (waiting for a peer's reply that never
+  // comes, say): the flush behind it cannot finish, and close() must still
+  // end the closeWrite() waiting for it, through writable.close() too.
+  const stuck = defineTransport({
+    name: "stuck",
+    parseConfig: () => undefined,
+    pair: () => ({
+      encode: new TransformStream<Uint8Array, Uint8Array>({
+        transform: () => new Promise(() => {}),
+      }),
+      decode: new TransformStream(),
+    }),
+  });
+  await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+  const connector = await createConnector(stuck, {});
+  for (const how of ["closeWrite", "writable.close"]) {
+    await using conn = await connector.dial({ port: listener.addr.port });
+    await using _accepted = await listener.accept();
+    const writer = conn.writable.getWriter();
+    await writer.write(new Uint8Array([1]));
+    const closing = how === "closeWrite" ? conn.closeWrite() : writer.close();
+    closing.catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    conn.close();
+    await rejects(
+      guarded(closing, `${how}() after close()`, 2000),
+      (error: unknown) => error instanceof Deno.errors.BadResource,
+      how,
+    );
+  }
+});
+
 Deno.test("TransportConn reports a transport that emits non-Uint8Array chunks", async () => {
   const broken = defineTransport({
     name: "broken",
