@@ -2,7 +2,8 @@
 
 import type { ConnectionPlan, HostPort } from "../transports/transport.ts";
 import { checkPort } from "./address.ts";
-import type { Dialer, NetConn } from "./net_conn.ts";
+import { type Dialer, isNetConn, type NetConn } from "./net_conn.ts";
+import { describe } from "./_chunk_io.ts";
 import { closeQuietly } from "./_accept_loop.ts";
 
 /**
@@ -54,8 +55,9 @@ export async function dialPlanned(
 ): Promise<NetConn> {
   const target = planTarget(destination, plan);
   const dial = async () => {
+    let conn: unknown;
     try {
-      return await (signal !== undefined
+      conn = await (signal !== undefined
         ? dialer(target, settings ?? {}, { signal })
         : settings === undefined
         ? dialer(target)
@@ -71,6 +73,18 @@ export async function dialPlanned(
       }
       throw error;
     }
+    // A dialer that forgot its return, or gave a connection's streams,
+    // failed in TransportConn with JavaScript's own error, or at the first
+    // read.
+    if (!isNetConn(conn)) {
+      closeQuietly(conn as { close(): void });
+      throw new TypeError(
+        `Cannot dial: the dialer returned ${
+          describe(conn)
+        }, not a connection (read, write, closeWrite, close)`,
+      );
+    }
+    return conn;
   };
   const tls = plan?.tls;
   if (tls === undefined) return await dial();

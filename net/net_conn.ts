@@ -26,6 +26,26 @@ export interface NetConn {
   readonly remoteAddr: Deno.Addr;
 }
 
+/**
+ * Whether `value` has what the runtime uses of a {@linkcode NetConn}: `read`,
+ * `write`, `closeWrite` and `close` functions. Internal (the module's entry
+ * point does not export it): a dialer's result and a `TransportConn`'s
+ * network side are checked with it, and so is a relay's end.
+ *
+ * @param value Anything.
+ * @returns Whether it can serve as a network connection.
+ */
+export function isNetConn(value: unknown): value is NetConn {
+  if (typeof value !== "object" || value === null) return false;
+  try {
+    const conn = value as Record<string, unknown>;
+    return typeof conn.read === "function" && typeof conn.write === "function" &&
+      typeof conn.closeWrite === "function" && typeof conn.close === "function";
+  } catch {
+    return false; // A getter or a proxy that throws.
+  }
+}
+
 /** Options a {@linkcode Dialer} is called with. */
 export interface DialerOptions {
   /**

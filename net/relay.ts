@@ -10,7 +10,7 @@ import {
   streamSink,
   streamSource,
 } from "./_chunk_io.ts";
-import type { NetConn } from "./net_conn.ts";
+import { isNetConn, type NetConn } from "./net_conn.ts";
 import { checkFactoryOptions } from "../transports/_factory_options.ts";
 
 /**
@@ -183,9 +183,7 @@ export function isRelayEnd(value: unknown): value is RelayEnd {
   try {
     const end = value as Record<string, unknown>;
     if (typeof end.close !== "function") return false;
-    if (typeof end.read === "function") {
-      return typeof end.write === "function" && typeof end.closeWrite === "function";
-    }
+    if (typeof end.read === "function") return isNetConn(value);
     const readable = end.readable as { getReader?: unknown } | null | undefined;
     const writable = end.writable as { getWriter?: unknown } | null | undefined;
     return typeof readable?.getReader === "function" && typeof writable?.getWriter === "function";

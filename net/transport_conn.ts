@@ -13,7 +13,8 @@ import {
   streamSink,
   streamSource,
 } from "./_chunk_io.ts";
-import type { NetConn } from "./net_conn.ts";
+import { isNetConn, type NetConn } from "./net_conn.ts";
+import { checkTransportPair } from "../transports/_pair.ts";
 import { checkTimeout } from "./address.ts";
 import { checkFactoryOptions, checkOptionType } from "../transports/_factory_options.ts";
 
@@ -119,14 +120,23 @@ export class TransportConn implements AsyncDisposable {
    * @param net The network connection (a `Deno.Conn`, or what a dialer gave).
    * @param pair This connection's encode/decode pair.
    * @param options The transport name for error messages.
-   * @throws {TypeError} When `options` is not an object or `name` not a
-   * string.
+   * @throws {TypeError} When `net` is not a connection (`read`, `write`,
+   * `closeWrite`, `close`), `pair` not `{ encode, decode }` of streams,
+   * `options` not an object or `name` not a string.
    * @throws {RangeError} When `handshakeTimeout` is not a positive number of
    * ms a timer can hold (whether or not the pair has a handshake).
    */
   constructor(net: NetConn, pair: TransportPair, options: TransportConnOptions = {}) {
     checkConnOptions(options, "wrap a transport connection");
     const name = options.name ?? "transport";
+    if (!isNetConn(net)) {
+      throw new TypeError(
+        `Cannot wrap a transport connection: net must be a connection (read, write, closeWrite, close), got ${
+          describe(net)
+        }`,
+      );
+    }
+    checkTransportPair(name, pair);
     this.#net = net;
     // Each write goes out when made, as Go's sockets (obfs4proxy's) do: the
     // transport's write sizes and timing are what it shows on the wire,

@@ -102,6 +102,40 @@ Deno.test("TransportConn.close() settles a closeWrite() under way while the enco
   }
 });
 
+Deno.test("A dialer that returns no connection fails the dial with a TypeError saying so, and TransportConn refuses a net or pair that is not one, naming what it got", async () => {
+  const isNamed = (pattern: RegExp) => (error: unknown) =>
+    error instanceof TypeError && pattern.test(error.message);
+  // A dialer that forgot its return, or gave a connection's streams:
+  // 'Cannot use 'in' operator...' before, or a dial that succeeded and
+  // failed at the first read with 'net.read is not a function'.
+  const streams = { readable: new ReadableStream(), writable: new WritableStream(), close() {} };
+  for (const [returned, named] of [[undefined, "undefined"], [streams, "Object"]] as const) {
+    const connector = await createConnector(plain, {}, {
+      dialer: () => Promise.resolve(returned as unknown as Deno.Conn),
+    });
+    await rejects(
+      connector.dial({ port: 1 }),
+      isNamed(
+        new RegExp(
+          `^Cannot dial: the dialer returned ${named}, not a connection \\(read, write, closeWrite, close\\)$`,
+        ),
+      ),
+    );
+  }
+  const pair = (await plain.client({})).pair({});
+  throws(
+    () => new TransportConn(null as unknown as Deno.Conn, pair),
+    isNamed(/^Cannot wrap a transport connection: net must be a connection .* got null$/),
+  );
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  using tcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  using _peer = await listener.accept();
+  throws(
+    () => new TransportConn(tcp, null as unknown as typeof pair),
+    isNamed(/must return \{ encode, decode \}, got null$/),
+  );
+});
+
 Deno.test("TransportConn reports a transport that emits non-Uint8Array chunks", async () => {
   const broken = defineTransport({
     name: "broken",
