@@ -54,7 +54,8 @@ export interface TransportConnOptions {
  * A connection through a transport: application bytes written to `writable`
  * are encoded and sent on the network connection, and bytes received are
  * decoded and come out of `readable`. It looks like a `Deno.Conn` (streams,
- * `close`, `closeWrite`, addresses, `await using`) plus {@linkcode stats}.
+ * `close`, `closeWrite`, addresses, `using` and `await using`) plus
+ * {@linkcode stats}.
  *
  * Errors end the whole connection: a network error, or a transport stream
  * that throws, errors both `readable` and `writable` with the cause and
@@ -78,7 +79,7 @@ export interface TransportConnOptions {
  * peer.close();
  * ```
  */
-export class TransportConn implements AsyncDisposable {
+export class TransportConn implements Disposable, AsyncDisposable {
   #net: NetConn;
   #startTime = Date.now();
   #appBytesWritten = 0;
@@ -432,6 +433,15 @@ export class TransportConn implements AsyncDisposable {
       wireBytesWritten: this.#wireBytesWritten,
       wireBytesRead: this.#wireBytesRead,
     };
+  }
+
+  /**
+   * Close the connection, for `using` (as a `Deno.Conn` takes): the same as
+   * {@linkcode TransportConn.close}. `await using` also waits until it is
+   * closed.
+   */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /** Close the connection and wait until it is. */

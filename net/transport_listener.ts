@@ -28,7 +28,7 @@ export interface TransportListenerOptions {
  * A listening transport server, like `Deno.Listener`: accepts network
  * connections and yields them as {@linkcode TransportConn}s (decoded bytes),
  * plus the Server Manager's {@linkcode stats}. Async-iterable; `close()`
- * ends a `for await` loop quietly.
+ * ends a `for await` loop quietly. `using` and `await using` close it.
  *
  * No connection can end the listener: one reset or aborted before it was
  * accepted is skipped (the next is accepted at once), running out of file
@@ -53,7 +53,8 @@ export interface TransportListenerOptions {
  * deepStrictEqual(listener.stats().connectionsAccepted, 1);
  * ```
  */
-export class TransportListener implements AsyncIterable<TransportConn>, AsyncDisposable {
+export class TransportListener
+  implements AsyncIterable<TransportConn>, Disposable, AsyncDisposable {
   #listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
   #side: ServerTransport;
   #connOptions: TransportConnOptions;
@@ -227,6 +228,15 @@ export class TransportListener implements AsyncIterable<TransportConn>, AsyncDis
       }
       yield conn;
     }
+  }
+
+  /**
+   * Stop accepting, for `using` (as a `Deno.Listener` takes): the same as
+   * {@linkcode TransportListener.close}. A helper, if any, is being stopped
+   * when it returns; `await using` waits until it is.
+   */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /** Stop accepting (and stop the helper, if any). */

@@ -21,7 +21,7 @@ import { obfs4 } from "../transports/obfs4/mod.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { formatPtLine, parseManagedConfig, parsePtLine, runManagedProxy } from "../ipc/mod.ts";
 import { guarded, loopbackEnds } from "./_util.ts";
-import { runtimeCrypto } from "../net/mod.ts";
+import { runtimeCrypto, type TransportConn } from "../net/mod.ts";
 import { MetricsRegistry } from "../net/metrics.ts";
 
 // What the process keeps for its life (libsodium, libcrypto and libc
@@ -237,6 +237,29 @@ Deno.test({
     for await (const chunk of accepted.readable) received += chunk.length;
     strictEqual(received, 15_000);
     strictEqual(conn.stats().appBytesWritten, 15_000);
+  },
+});
+
+Deno.test({
+  name:
+    "TransportConn and TransportListener take `using`, as Deno.Conn and Deno.Listener do: leaving the block closes them",
+  ...sanitized,
+  fn: async () => {
+    const listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+    const connector = await createConnector(plain, {});
+    let kept: { conn: TransportConn; accepted: TransportConn } | undefined;
+    {
+      // A type error before: no [Symbol.dispose].
+      using conn = await connector.dial({ port: listener.addr.port });
+      using accepted = await listener.accept();
+      kept = { conn, accepted };
+    }
+    await guarded(kept.conn.closed, "the dialed connection to close");
+    await guarded(kept.accepted.closed, "the accepted connection to close");
+    {
+      using _listener = listener;
+    }
+    await rejects(listener.accept(), Deno.errors.BadResource);
   },
 });
 
