@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import type { NetConn } from "./net_conn.ts";
+import { describe } from "./_chunk_io.ts";
 
 /**
  * Write all of `bytes` to a connection (`write` may take only part).
@@ -33,7 +34,8 @@ export async function writeFull(conn: Pick<NetConn, "write">, bytes: Uint8Array)
  * @param onEnd Makes the error thrown when the peer closes first, given the
  * count read so far. Defaults to an `Error` saying so.
  * @returns The bytes.
- * @throws {TypeError} When `n` is not a number.
+ * @throws {TypeError} When `n` is not a number, or `conn` has no `read`
+ * method (a `TransportConn` has streams: read its `readable`).
  * @throws {RangeError} When `n` is not a non-negative integer.
  *
  * @example Reading a fixed-size reply
@@ -62,6 +64,15 @@ export async function readExactly(
   }
   if (!Number.isSafeInteger(n) || n < 0) {
     throw new RangeError(`Cannot read exactly ${n} bytes: n must be a non-negative integer`);
+  }
+  // null failed with JavaScript's 'Cannot read properties of null', a
+  // TransportConn (streams, no read()) with 'conn.read is not a function'.
+  if (typeof (conn as { read?: unknown } | null)?.read !== "function") {
+    throw new TypeError(
+      `Cannot read exactly ${n} bytes: conn must have a read() method (a Deno.Conn), got ${
+        describe(conn)
+      }`,
+    );
   }
   const buffer = new Uint8Array(n);
   let offset = 0;

@@ -85,3 +85,18 @@ Deno.test("readExactly refuses a count that is not a non-negative integer, namin
   strictEqual(reads, 0);
   deepStrictEqual(await readExactly(conn, 0), new Uint8Array(0));
 });
+
+Deno.test("readExactly refuses a conn without read() (null, a TransportConn, which has streams) with a TypeError naming its type, before reading", async () => {
+  // JavaScript's 'Cannot read properties of null (reading 'read')' or
+  // 'conn.read is not a function' before.
+  const streams = { readable: new ReadableStream(), writable: new WritableStream() };
+  for (const [conn, named] of [[null, "null"], [streams, "Object"], [5, "number"]] as const) {
+    await rejects(
+      readExactly(conn as unknown as Deno.Conn, 1),
+      (e: unknown) =>
+        e instanceof TypeError &&
+        e.message ===
+          `Cannot read exactly 1 bytes: conn must have a read() method (a Deno.Conn), got ${named}`,
+    );
+  }
+});
