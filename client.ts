@@ -467,6 +467,13 @@ export class Connector {
     // A transport written by hand whose pair() returns no streams is its
     // author's fault, not the settings' (no SOCKS reply 13).
     const pair = checkTransportPair(this.#name, made);
+    // The pair's promises are the TransportConn's to report, once the
+    // network connection is made. Until then (a handshake refused at once,
+    // a pair whose ready fails when a failed dial aborts its streams) a
+    // rejection had no handler, and Deno ended the process for it.
+    for (const promise of [pair.ready, pair.destination, pair.clientAddress]) {
+      if (promise !== undefined) Promise.resolve(promise).catch(() => {});
+    }
     let net: NetConn | undefined;
     try {
       signal?.throwIfAborted();

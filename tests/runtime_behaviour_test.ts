@@ -6,6 +6,7 @@ import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert";
 import { createConnector } from "../client.ts";
 import { listen, proxy } from "../server.ts";
 import { plain } from "../transports/plain.ts";
+import { defineTransport } from "../transports/mod.ts";
 import { CLOSE_GRACE, ConnectionLoop, ErrorDigest } from "../net/_accept_loop.ts";
 import type { RelayEnd } from "../net/relay.ts";
 import { rot } from "./rot_transport.ts";
@@ -298,4 +299,56 @@ Deno.test("A proxy() onError or onAcceptError callback that throws is printed on
   } finally {
     console.error = consoleError;
   }
+});
+
+Deno.test("A client pair whose ready rejects before its network connection is made (at once, or when a failed dial aborts its streams) ends no process: the error reaches the caller", async () => {
+  // Before, the rejection had no handler until the TransportConn was made
+  // after the connect: Deno ended the process with 'Uncaught (in promise)'.
+  const refusedAtOnce = defineTransport({
+    name: "refused_at_once",
+    parseConfig: () => undefined,
+    pair: () => ({
+      encode: new TransformStream<Uint8Array, Uint8Array>(),
+      decode: new TransformStream<Uint8Array, Uint8Array>(),
+      ready: Promise.reject(new RangeError("Handshake refused at once")),
+    }),
+  });
+  // A pair that fails as a whole: aborting its decoder (what a failed dial
+  // does) rejects its ready.
+  const failsWhole = defineTransport({
+    name: "fails_whole",
+    parseConfig: () => undefined,
+    pair: () => {
+      const { promise: ready, reject } = Promise.withResolvers<void>();
+      const decode = new TransformStream<Uint8Array, Uint8Array>();
+      const writable = new WritableStream<Uint8Array>({
+        write: (chunk) => {
+          const writer = decode.writable.getWriter();
+          return writer.write(chunk).finally(() => writer.releaseLock());
+        },
+        abort: (reason) => {
+          reject(reason);
+          return decode.writable.abort(reason);
+        },
+      });
+      return {
+        encode: new TransformStream<Uint8Array, Uint8Array>(),
+        decode: { readable: decode.readable, writable },
+        ready,
+      };
+    },
+  });
+  await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+  const conn = await (await createConnector(refusedAtOnce, {})).dial({ port: listener.addr.port });
+  await rejects(conn.ready, /Handshake refused at once/);
+  conn.close();
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = closed.addr.port;
+  closed.close();
+  await rejects(
+    (await createConnector(failsWhole, {})).dial({ port }),
+    Deno.errors.ConnectionRefused,
+  );
+  // An unhandled rejection is reported once the event loop turns.
+  await new Promise((resolve) => setTimeout(resolve, 50));
 });
