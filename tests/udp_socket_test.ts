@@ -286,3 +286,49 @@ Deno.test("UdpSocket's docs link only what @ptkit/ptkit/udp exports (onmessage l
   ok(linked.has("UdpSocket"));
   deepStrictEqual([...linked].filter((name) => !exported.has(name)), []);
 });
+
+Deno.test("UdpSocket: an onmessage or onerror callback that throws ends nothing: printed once on the console, the socket goes on receiving", async () => {
+  // Before, an onerror that threw escaped the receive loop or the send queue
+  // ('Uncaught Error', the process ended), and an onmessage that threw
+  // without an onerror went unseen.
+  const printed: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => printed.push(args);
+  try {
+    await using a = await UdpSocket.open({ hostname: "127.0.0.1" });
+    let received = 0;
+    a.onmessage = () => {
+      received++;
+      throw new Error("onmessage fault");
+    };
+    await using b = await UdpSocket.open({ connect: a.addr });
+    b.send(new Uint8Array([1]));
+    await waitFor(() => received === 1, "the first datagram");
+    b.send(new Uint8Array([2]));
+    await waitFor(() => received === 2, "the second datagram");
+    a.onerror = () => {
+      throw new Error("onerror fault");
+    };
+    b.send(new Uint8Array([3]));
+    // A send that fails: an IPv6 receiver from an IPv4 socket.
+    a.send(new Uint8Array([4]), { hostname: "::1", port: 9 });
+    await waitFor(() => received === 3 && a.stats().drops.sendFailed === 1, "the failed send");
+    b.send(new Uint8Array([5]));
+    await waitFor(() => received === 4, "a datagram after the throws");
+    deepStrictEqual(
+      printed.map((args) => [String(args[0]), String(args[1])]),
+      [
+        [
+          "The UdpSocket onmessage callback threw; the server goes on, and later throws are not reported:",
+          "Error: onmessage fault",
+        ],
+        [
+          "The UdpSocket onerror callback threw; the server goes on, and later throws are not reported:",
+          "Error: onerror fault",
+        ],
+      ],
+    );
+  } finally {
+    console.error = consoleError;
+  }
+});

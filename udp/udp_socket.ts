@@ -17,6 +17,7 @@ import { classifyIp, formatIp, parseIp, parseIpv4 } from "../net/_ip_address.ts"
 import type { HostPort } from "../net/address.ts";
 import { listenOn } from "../net/_listen.ts";
 import { describe } from "../net/_chunk_io.ts";
+import { callbackThrew } from "../net/_accept_loop.ts";
 
 /**
  * A UDP address with an IP literal, as a {@linkcode UdpSocket} reports
@@ -401,8 +402,16 @@ export class UdpSocket implements AsyncDisposable {
    * (`data.slice()`) to keep it.
    */
   onmessage: ((data: Uint8Array, from: UdpEndpoint) => void) | undefined;
-  /** Called with errors while receiving or sending (the datagram is already counted). Defaults to ignoring them. */
+  /**
+   * Called with errors while receiving or sending (the datagram is already
+   * counted), and with what `onmessage` throws. Defaults to ignoring them
+   * (an `onmessage` that throws is then printed once with `console.error`).
+   * One that throws changes nothing: its first throw is printed with
+   * `console.error`, later ones are ignored.
+   */
   onerror: ((error: Error) => void) | undefined;
+  #onmessageThrew = callbackThrew("UdpSocket onmessage");
+  #onerrorThrew = callbackThrew("UdpSocket onerror");
 
   private constructor(
     conn: DatagramConn,
@@ -572,7 +581,7 @@ export class UdpSocket implements AsyncDisposable {
         }
         if (sent !== -EAGAIN && sent !== -ENOBUFS) {
           this.#drops.sendFailed++;
-          this.onerror?.(new Error(`Cannot send UDP datagram: errno ${-sent}`));
+          this.#report(new Error(`Cannot send UDP datagram: errno ${-sent}`));
           return false;
         }
       }
@@ -621,7 +630,7 @@ export class UdpSocket implements AsyncDisposable {
         } catch (error) {
           if (this.#closed) break;
           this.#drops.sendFailed++;
-          this.onerror?.(error instanceof Error ? error : new Error(String(error)));
+          this.#report(error);
         }
         this.#pendingBytes -= data.byteLength;
         this.#pending[this.#pendingHead++] = undefined as unknown as Pending;
@@ -655,7 +664,7 @@ export class UdpSocket implements AsyncDisposable {
         if (error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted) {
           return;
         }
-        this.onerror?.(error instanceof Error ? error : new Error(String(error)));
+        this.#report(error);
         continue;
       }
       this.#deliver(data, this.#endpointOf(from.hostname, from.port));
@@ -702,7 +711,23 @@ export class UdpSocket implements AsyncDisposable {
     try {
       this.onmessage?.(data, from);
     } catch (error) {
+      // The application's fault: its onerror hears it, or the console does
+      // (once), rather than nobody.
+      if (this.onerror === undefined) this.#onmessageThrew(error);
+      else this.#report(error);
+    }
+  }
+
+  /**
+   * Tell `onerror`. One that throws would end the receive loop or the send
+   * queue (an uncaught error ends the process): its first throw is printed
+   * on the console, as a server's callbacks' are, later ones ignored.
+   */
+  #report(error: unknown): void {
+    try {
       this.onerror?.(error instanceof Error ? error : new Error(String(error)));
+    } catch (thrown) {
+      this.#onerrorThrew(thrown);
     }
   }
 
