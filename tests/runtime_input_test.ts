@@ -784,7 +784,21 @@ Deno.test("assertTransportName and layerTransports refuse bad names and layer ke
     throws(() => assertTransportName(bad), TypeError);
   }
   throws(() => layerTransports("x", []), TypeError);
-  throws(() => layerTransports("x", [plain, plain]), /two layers share a name/);
+  // The messages name the layers (they said only 'two layers share a name').
+  throws(
+    () => layerTransports("x", [rot, plain, plain]),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message ===
+        "Cannot layer transport 'x': layers 1 and 2 share the name 'plain' (give one another, as { ...plain, name: 'outer' })",
+  );
+  throws(
+    () => layerTransports("x", [plain, shadowsocks]),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message ===
+        "Cannot layer transport 'x': layer 1 ('shadowsocks') is free; only the first (innermost) layer may be",
+  );
   const stacked = layerTransports("stack", [rot, plain]);
   const ignored: IgnoredOption[] = [];
   await stacked.client({ n: "3", "plain.x": "1" }, { onIgnoredOption: (i) => ignored.push(i) });

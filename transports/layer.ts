@@ -161,15 +161,25 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
     throw new TypeError(`Cannot layer transport '${name}': no layers given`);
   }
   layers.forEach((layer, i) => assertTransport(layer, `layer transport '${name}' (layer ${i})`));
-  if (layers.slice(1).some((t) => t.free)) {
+  // Each message names the layer (by index and name), not only the rule.
+  const free = layers.findIndex((t, i) => i > 0 && t.free);
+  if (free > 0) {
     throw new TypeError(
-      `Cannot layer transport '${name}': only the first (innermost) layer may be free`,
+      `Cannot layer transport '${name}': layer ${free} ('${
+        layers[free]!.name
+      }') is free; only the first (innermost) layer may be`,
     );
   }
-  const names = new Set(layers.map((t) => t.name));
-  if (names.size !== layers.length) {
-    throw new TypeError(`Cannot layer transport '${name}': two layers share a name`);
-  }
+  const first = new Map<string, number>();
+  layers.forEach((layer, i) => {
+    const earlier = first.get(layer.name);
+    if (earlier !== undefined) {
+      throw new TypeError(
+        `Cannot layer transport '${name}': layers ${earlier} and ${i} share the name '${layer.name}' (give one another, as { ...${layer.name}, name: 'outer' })`,
+      );
+    }
+    first.set(layer.name, i);
+  });
   const prefixed = (side: keyof TransportOptionKeys): string[] =>
     layers.flatMap((t) => (t.optionKeys?.[side] ?? []).map((key) => `${t.name}.${key}`));
   const optionKeys: TransportOptionKeys | undefined =
