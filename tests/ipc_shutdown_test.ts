@@ -138,8 +138,13 @@ Deno.test("main.ts exits 0 on a second SIGINT (half a second later) while connec
   // Another keypress, not the same one delivered twice.
   await new Promise((resolve) => setTimeout(resolve, 700));
   pt.child.kill("SIGINT");
-  const { code } = await pt.exit();
+  const { code, lines } = await pt.exit();
   deepStrictEqual(code, 0);
+  // The last word is the second SIGINT's: the connections did not end, they were closed.
+  deepStrictEqual(lines.filter((l) => l.startsWith("LOG ")).slice(-2), [
+    'LOG SEVERITY=notice MESSAGE="SIGINT: no new connections; waiting for open ones to end (SIGINT again to exit now)"',
+    'LOG SEVERITY=notice MESSAGE="Shutting down: second SIGINT"',
+  ]);
   deepStrictEqual(await readN(conn, 1), bytes());
   conn.close();
   peer.close();

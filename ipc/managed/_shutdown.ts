@@ -248,10 +248,11 @@ export class ShutdownWatch {
               "SIGINT: no new connections; waiting for open ones to end (SIGINT again to exit now)",
             );
             // The end is said too: the last line was "waiting" (a user's report).
-            drained.then(() => notice("SIGINT: the open connections have ended; exiting")).then(
-              resolve,
-              resolve,
-            );
+            // Not after a later event closed them (a second SIGINT, SIGTERM):
+            // that event's line was the last word.
+            drained.then(() => {
+              if (handled === "drain") notice("SIGINT: the open connections have ended; exiting");
+            }).then(resolve, resolve);
           }
         };
         this.#onEvent = handle;
