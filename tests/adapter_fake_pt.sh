@@ -66,6 +66,7 @@ case "$1" in
     echo "VERSION 1"
     echo "CMETHOD fake socks5 127.0.0.1:9"
     echo "CMETHODS DONE"
+    echo "fake PT: panic: the frobnicator broke" >&2
     exit 1
     ;;
   *)

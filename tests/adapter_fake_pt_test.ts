@@ -247,7 +247,11 @@ Deno.test("launchClient with restart off gives up at the first unexpected exit",
   );
   await pt.start();
   const failed = await failedEvent;
-  match(failed.error.message, /exited with code 1; relaunching is off/);
+  // What it wrote to stderr before it died (a Go PT's panic) is said too.
+  match(
+    failed.error.message,
+    /exited with code 1; relaunching is off; stderr: fake PT: panic: the frobnicator broke$/,
+  );
   await rejects(pt.ready(), /relaunching is off/);
 });
 

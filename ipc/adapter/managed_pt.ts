@@ -583,7 +583,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
         );
       } else if (this.#run === run && run.stopping === undefined && this.#state === "running") {
         this.#stop(run); // Releases its stdin; the process is already gone.
-        this.#onUnexpectedExit(s);
+        this.#onUnexpectedExit(s, run.stderrTail.trim());
       }
     });
 
@@ -630,7 +630,8 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     this.dispatchEvent(new PtLogEvent("warning", message));
   }
 
-  #onUnexpectedExit(status: Deno.CommandStatus): void {
+  /** A PT that exited while running; `stderr` is the tail of what it wrote there (a panic, say). */
+  #onUnexpectedExit(status: Deno.CommandStatus, stderr: string): void {
     const policy = this.#options.restart ?? {};
     this.#state = "restarting";
     this.#ready = new Promise<void>((resolve, reject) => {
@@ -643,19 +644,21 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     this.#scheduleRestart(
       new Error(`PT ${this.#options.path} exited with ${describeStatus(status)}`),
       status,
+      stderr,
     );
   }
 
-  #scheduleRestart(cause: Error, status?: Deno.CommandStatus): void {
+  #scheduleRestart(cause: Error, status?: Deno.CommandStatus, stderr = ""): void {
     const policy = this.#options.restart ?? {};
     const maxAttempts = policy === false ? 0 : policy.maxAttempts ?? 5;
     const code = status?.code ?? -1;
     const signal = status?.signal ?? null;
     if (this.#attempt >= maxAttempts) {
       const error = new Error(
-        maxAttempts === 0
+        (maxAttempts === 0
           ? `${cause.message}; relaunching is off`
-          : `${cause.message}; gave up after ${this.#attempt} relaunches`,
+          : `${cause.message}; gave up after ${this.#attempt} relaunches`) +
+          (stderr === "" ? "" : `; stderr: ${stderr}`),
         { cause },
       );
       this.#state = "failed";
