@@ -709,7 +709,6 @@ Deno.test("TurnServer ChannelBind refuses the peers CreatePermission refuses, un
     { address: "169.254.1.1", port: 5 },
     { address: "224.0.0.1", port: 5 },
     { address: "0.0.0.0", port: 5 },
-    { address: "8.8.8.8", port: 0 },
   ];
   const { server, relay, connect } = rig({ allowLoopbackPeers: false });
   const c = connect();
@@ -733,9 +732,7 @@ Deno.test("TurnServer ChannelBind refuses the peers CreatePermission refuses, un
   channel = 0x4000;
   for (const peer of refused) {
     const address = { family: 4, ...peer } as const;
-    const expected = peer.port !== 0 && /^(127|10|192\.168|169\.254)\./.test(peer.address)
-      ? 0
-      : 403;
+    const expected = /^(127|10|192\.168|169\.254)\./.test(peer.address) ? 0 : 403;
     const bound = await withPeer(d, StunMethod.ChannelBind, address, [channelNumber(channel++)]);
     strictEqual(errorCode(bound), expected, `${peer.address}:${peer.port}`);
   }
@@ -1465,5 +1462,44 @@ Deno.test("TurnServer ignores STUN Binding indications (keepalives): no answer, 
   strictEqual(c.other.length, 0);
   strictEqual(server.stats().dropped, 0);
   deepStrictEqual(Object.values(server.stats().drops).filter((n) => n !== 0), []);
+  server.close();
+});
+
+Deno.test("TurnServer CreatePermission ignores the peer's port (RFC 8656 section 9), port 0 included, as coturn; ChannelBind and Send to port 0 are refused", async () => {
+  const { server, relay, connect } = rig({ allowLoopbackPeers: false });
+  const c = connect();
+  const socket = relay.socketAt(relayedAddress(await c.allocate()));
+  const portZero = { ...PUBLIC_A, port: 0 } as const;
+  // The permission is for 8.8.8.8 whatever port was named (403 before).
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, portZero)), 0);
+  // A channel binds a transport address: port 0 is none.
+  strictEqual(
+    errorCode(await withPeer(c, StunMethod.ChannelBind, portZero, [channelNumber(0x4000)])),
+    403,
+  );
+  c.sendIndication(portZero, new Uint8Array([1]));
+  c.sendIndication(PUBLIC_A, new Uint8Array([2]));
+  deepStrictEqual(socket.sent.map((s) => [s.peer.port, ...s.data]), [[PUBLIC_A.port, 2]]);
+  strictEqual(server.stats().drops.malformed, 1);
+  server.close();
+});
+
+Deno.test("TurnServer answers an Allocate whose RESERVATION-TOKEN is not 8 bytes 400, as coturn, not 508 as for an unknown token", async () => {
+  const { server, connect } = rig();
+  for (const length of [0, 4, 12]) {
+    const m = await connect().allocate([
+      { type: StunAttr.ReservationToken, value: new Uint8Array(length) },
+    ]);
+    strictEqual(errorCode(m), 400, `${length} bytes`);
+  }
+  strictEqual(
+    errorCode(
+      await connect().allocate([
+        { type: StunAttr.ReservationToken, value: new Uint8Array(8) },
+      ]),
+    ),
+    508,
+  );
+  strictEqual(server.stats().allocations, 0);
   server.close();
 });

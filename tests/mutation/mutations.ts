@@ -237,9 +237,8 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "policy",
     description: "TURN peers the policy refuses (multicast, unspecified, reserved) allowed",
     file: TURN_SERVER,
-    search:
-      "if (peer.port === 0 || this.#peers.refusal(peer.hostname, peer.port) !== undefined) return 403;",
-    replace: "if (peer.port === 0) return 403;",
+    search: "if (this.#peers.refusal(peer.hostname, peer.port) !== undefined) return 403;",
+    replace: "",
     tests: [T_TURN_SERVER],
   },
   {
@@ -247,9 +246,8 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "policy",
     description: "TURN peer port 0 allowed",
     file: TURN_SERVER,
-    search:
-      "if (peer.port === 0 || this.#peers.refusal(peer.hostname, peer.port) !== undefined) return 403;",
-    replace: "if (this.#peers.refusal(peer.hostname, peer.port) !== undefined) return 403;",
+    search: "if (peer.port === 0 && !anyPort) return 403;",
+    replace: "",
     tests: [T_TURN_SERVER],
   },
   {

@@ -849,7 +849,9 @@ export class TurnServer {
     const evenPort = getAttribute(request, StunAttr.EvenPort);
     const token = getAttribute(request, StunAttr.ReservationToken);
     const familyValue = getAttribute(request, StunAttr.RequestedAddressFamily);
-    if (token && (evenPort || familyValue)) {
+    // A RESERVATION-TOKEN is 8 bytes (RFC 8656 section 18.9): another
+    // length is a malformed request (400, as coturn), not an unknown token (508).
+    if (token && (evenPort || familyValue || token.length !== 8)) {
       this.#error(client, request, 400, key);
       return;
     }
@@ -1027,8 +1029,18 @@ export class TurnServer {
     );
   }
 
-  /** Returns an error code, or the peer address. */
-  #checkPeer(allocation: Allocation, value: Uint8Array, tid: Uint8Array): UdpEndpoint | number {
+  /**
+   * Returns an error code, or the peer address. `anyPort` for
+   * CreatePermission, whose port is ignored (RFC 8656 section 9: permissions
+   * are by IP address), so port 0 is taken there, as coturn takes it; a
+   * channel binds a transport address, and port 0 is none (403).
+   */
+  #checkPeer(
+    allocation: Allocation,
+    value: Uint8Array,
+    tid: Uint8Array,
+    anyPort = false,
+  ): UdpEndpoint | number {
     let peer: UdpEndpoint;
     try {
       const address = decodeXorAddress(value, tid);
@@ -1037,7 +1049,8 @@ export class TurnServer {
       return 400;
     }
     if (peer.family !== allocation.relay.address.family) return 443;
-    if (peer.port === 0 || this.#peers.refusal(peer.hostname, peer.port) !== undefined) return 403;
+    if (peer.port === 0 && !anyPort) return 403;
+    if (this.#peers.refusal(peer.hostname, peer.port) !== undefined) return 403;
     return peer;
   }
 
@@ -1045,7 +1058,7 @@ export class TurnServer {
     const peers: UdpEndpoint[] = [];
     for (const a of request.attributes) {
       if (a.type !== StunAttr.XorPeerAddress) continue;
-      const peer = this.#checkPeer(allocation, a.value, request.transactionId);
+      const peer = this.#checkPeer(allocation, a.value, request.transactionId, true);
       if (typeof peer === "number") {
         this.#error(allocation.client, request, peer, allocation.key);
         return;
@@ -1187,7 +1200,8 @@ export class TurnServer {
       return;
     }
     const peer = this.#sendPeer(allocation, peerValue, message.transactionId);
-    if (peer === undefined) {
+    // Port 0 is no transport address (a permission to its IP may exist).
+    if (peer === undefined || peer.port === 0) {
       this.#drops.malformed++;
       return;
     }
