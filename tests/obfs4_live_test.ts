@@ -321,6 +321,41 @@ Deno.test("obfs4 server started on obfs4proxy's state accepts obfs4proxy clients
   }
 });
 
+Deno.test("obfs4 server starts on the state obfs4proxy wrote from keys in its options ('public-key' empty) and keeps the bridge line", async () => {
+  // obfs4proxy given node-id, private-key and drbg-seed as server transport
+  // options writes them to obfs4_state.json with "public-key":"" (it derives
+  // the public key from the private one): a bridge that later drops the
+  // options starts from that file.
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_obfs4k_" });
+  try {
+    const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    const keys = await generateServerConfig(0);
+    const pt = await startObfs4proxy({
+      TOR_PT_SERVER_TRANSPORTS: "obfs4",
+      TOR_PT_SERVER_BINDADDR: `obfs4-127.0.0.1:${freePort()}`,
+      TOR_PT_SERVER_TRANSPORT_OPTIONS: [
+        `obfs4:node-id=${hex(keys.keys.nodeId)}`,
+        `obfs4:private-key=${hex(keys.keys.secretKey)}`,
+        `obfs4:drbg-seed=${hex(keys.drbgSeed)}`,
+      ].join(";"),
+      TOR_PT_ORPORT: "127.0.0.1:9",
+      TOR_PT_STATE_LOCATION: dir,
+    });
+    const cert = parseArgs(pt.method[1]!).cert!;
+    await pt.stop();
+    const text = await Deno.readTextFile(`${dir}/obfs4_state.json`);
+    strictEqual(JSON.parse(text)["public-key"], "", "obfs4proxy writes an empty public-key");
+    const store = new MemoryStore();
+    await store.set("obfs4_state.json", text);
+    await withPtkitServer({}, store, async (port, ptkitCert) => {
+      strictEqual(ptkitCert, cert);
+      await viaObfs4proxyClient(port, cert, "0", [1000]);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("obfs4proxy started on the state ptkit wrote accepts ptkit and obfs4proxy clients with ptkit's bridge line", async () => {
   const store = new MemoryStore();
   let ptkitCert = "";

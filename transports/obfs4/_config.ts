@@ -292,7 +292,10 @@ export async function parseState(
     parseIatMode(json["iat-mode"] ?? 0, STATE),
     crypto,
   );
-  if (json["public-key"] !== undefined) {
+  // obfs4proxy and lyrebird derive the public key from the private one and
+  // never read this member; they write it empty when the keys came from
+  // server transport options.
+  if (json["public-key"] !== undefined && json["public-key"] !== "") {
     const stored = fromHex("public-key", json["public-key"], KEY_LENGTH, STATE);
     if (toHex(stored) !== toHex(config.keys.publicKey)) {
       throw new SyntaxError(`${STATE}: public-key does not match private-key`);
