@@ -98,6 +98,33 @@ Deno.test("Session rejects packets shorter than the header or with a bad length"
   );
 });
 
+Deno.test("Session hands on the bytes of the good frames before a bad one, then throws", () => {
+  const dist = new WeightedDist(new Uint8Array(24), 0, 1448);
+  for (const [bad, why] of [["tag", /bad tag/], ["packet", /invalid payload length/]] as const) {
+    const session = new Session({
+      sendKeys: new Uint8Array(72),
+      receiveKeys: keys,
+      crypto: box,
+      iatMode: 0,
+      lengthDist: dist,
+      iatDist: dist,
+      acceptSeed: true,
+    });
+    const encoder = new FrameEncoder(keys, box);
+    const frames = [[0, 0, 3, 1, 2, 3], [0, 0, 0, 9], [0, 0, 2, 4, 5]].map((p) =>
+      encoder.encode(Uint8Array.from(p))
+    );
+    const last = bad === "tag"
+      ? encoder.encode(Uint8Array.from([0, 0, 1, 6]))
+      : encoder.encode(Uint8Array.from([0, 0, 9, 6]));
+    if (bad === "tag") last[10]! ^= 1;
+    const wire = new Uint8Array([...frames.flatMap((f) => [...f]), ...last]);
+    const handed: Uint8Array[] = [];
+    throws(() => session.decode(wire, (bytes) => handed.push(bytes)), why);
+    deepStrictEqual(handed, [Uint8Array.from([1, 2, 3, 4, 5])], bad);
+  }
+});
+
 Deno.test("Session pads every burst and writes paranoid bursts in sampled sizes", () => {
   const dist = new WeightedDist(new Uint8Array(24).fill(3), 0, 1448);
   const make = (iatMode: 0 | 1 | 2, send: Uint8Array, receive: Uint8Array) =>

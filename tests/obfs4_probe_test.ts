@@ -359,3 +359,79 @@ Deno.test("obfs4 server over TCP arms TCP keepalive on an idle probe's connectio
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** A TCP listener that takes one connection and keeps everything it reads until its end. */
+function startSink(): { port: number; received: Promise<Uint8Array>; close(): void } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const received = (async () => {
+    const conn = await listener.accept();
+    const buf = new Uint8Array(65536);
+    const parts: number[] = [];
+    for (;;) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) break;
+      parts.push(...buf.subarray(0, n));
+    }
+    conn.close();
+    return Uint8Array.from(parts);
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    received,
+    close: () => listener.close(),
+  };
+}
+
+Deno.test("obfs4 server relays the payload of frames that arrived with a bad one before dropping the connection, as obfs4proxy does", async () => {
+  const data = new TextEncoder().encode("relayed before the bad frame");
+  /** One write of a good frame and a tampered one; what reached the target. */
+  const tamper = async (
+    port: number,
+    options: TransportOptions,
+    sink: ReturnType<typeof startSink>,
+  ) => {
+    const session = await rawSession(port, options);
+    const good = session.encoder.encode(packet(data));
+    const bad = session.encoder.encode(packet(new Uint8Array(50)));
+    bad[20]! ^= 1;
+    const both = new Uint8Array(good.length + bad.length);
+    both.set(good);
+    both.set(bad, good.length);
+    await writeFull(session.conn, both);
+    strictEqual(await readUntilClosed(session.conn), 0, "nothing comes back");
+    session.conn.close();
+    return new TextDecoder().decode(await sink.received);
+  };
+  const dir = await Deno.makeTempDir();
+  const theirSink = startSink();
+  const theirPort = freePort();
+  const pt = await startObfs4proxy({
+    TOR_PT_SERVER_TRANSPORTS: "obfs4",
+    TOR_PT_SERVER_BINDADDR: `obfs4-127.0.0.1:${theirPort}`,
+    TOR_PT_ORPORT: `127.0.0.1:${theirSink.port}`,
+    TOR_PT_STATE_LOCATION: dir,
+  });
+  const ourSink = startSink();
+  const ours = await proxy(obfs4, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    env: { local: new MemoryStore() },
+    target: { hostname: "127.0.0.1", port: ourSink.port },
+    onError: () => {},
+  });
+  try {
+    const cert = Object.fromEntries(
+      pt.method[1]!.slice("ARGS:".length).split(",").map((kv) => kv.split("=", 2)),
+    );
+    const theirs = await tamper(theirPort, { cert: cert.cert, "iat-mode": "0" }, theirSink);
+    strictEqual(theirs, "relayed before the bad frame", "obfs4proxy relays it");
+    const mine = await tamper(ours.addr.port, ours.clientOptions, ourSink);
+    strictEqual(mine, "relayed before the bad frame", "ptkit relays it too");
+  } finally {
+    theirSink.close();
+    ourSink.close();
+    await ours.close();
+    await pt.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

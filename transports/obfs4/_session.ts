@@ -91,6 +91,10 @@ export class Session {
   #scratch = new Uint8Array(MAX_FRAME_PAYLOAD);
   #offset = 0;
   #framesDecoded = 0;
+  // The output of the decode in progress, and where its good payloads end
+  // (handed on when a later frame is bad).
+  #decoding: Uint8Array = EMPTY;
+  #decodedEnd = 0;
 
   /**
    * Start a session.
@@ -269,15 +273,34 @@ export class Session {
    * Decode received wire bytes.
    *
    * @param chunk Bytes from the network.
+   * @param beforeError Given, it is handed the application bytes of the
+   * good frames that came before a bad one, just before the error is thrown
+   * (obfs4proxy relays them before it drops the connection).
    * @returns The application bytes they complete (possibly none). Throws a
    * `SyntaxError` for a bad frame or packet.
    */
-  decode(chunk: Uint8Array): Uint8Array {
+  decode(chunk: Uint8Array, beforeError?: (bytes: Uint8Array) => void): Uint8Array {
+    this.#decodedEnd = PACKET_OVERHEAD;
+    try {
+      return this.#decode(chunk);
+    } catch (error) {
+      if (beforeError !== undefined && this.#decodedEnd > PACKET_OVERHEAD) {
+        beforeError(this.#decoding.slice(PACKET_OVERHEAD, this.#decodedEnd));
+      }
+      throw error;
+    } finally {
+      this.#decoding = EMPTY;
+    }
+  }
+
+  #decode(chunk: Uint8Array): Uint8Array {
     const pending = this.#buffer.length - this.#offset;
     // Payloads are opened straight into place: each packet is decrypted 3
     // bytes before where its payload goes, over the end of the previous
     // payload (saved and put back), so the packet header costs no copy.
-    const out = new Uint8Array(PACKET_OVERHEAD + Math.max(0, pending) + chunk.length);
+    const out = this.#decoding = new Uint8Array(
+      PACKET_OVERHEAD + Math.max(0, pending) + chunk.length,
+    );
     let total = PACKET_OVERHEAD;
     if (pending > 0) {
       // Finish the partial frame with at most one frame's worth of the
@@ -313,7 +336,15 @@ export class Session {
     for (let n = 0; n < max; n++) {
       const h = total - PACKET_OVERHEAD;
       const saved0 = out[h]!, saved1 = out[h + 1]!, saved2 = out[h + 2]!;
-      const consumed = this.#decoder.decodeInto(this.#buffer, this.#offset, out, h);
+      let consumed: number;
+      try {
+        consumed = this.#decoder.decodeInto(this.#buffer, this.#offset, out, h);
+      } catch (error) {
+        out[h] = saved0;
+        out[h + 1] = saved1;
+        out[h + 2] = saved2;
+        throw error;
+      }
       if (consumed === 0) break;
       this.#offset += consumed;
       this.#framesDecoded++;
@@ -332,6 +363,7 @@ export class Session {
       const start = total;
       if (type === TYPE_PAYLOAD) {
         total += length;
+        this.#decodedEnd = total;
       } else if (type === TYPE_PRNG_SEED) {
         if (this.#acceptSeed && length === DRBG_SEED_LENGTH) {
           const seed = out.slice(start, start + length);

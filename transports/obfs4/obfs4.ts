@@ -49,7 +49,9 @@ function decodeFrames(
 ): void | Promise<void> {
   return decodeInTurns(chunk, (slice) => {
     const before = session.framesDecoded;
-    const out = session.decode(slice);
+    // Good frames' bytes before a bad frame are handed on before the error
+    // (a reader waiting takes them), as obfs4proxy relays them.
+    const out = session.decode(slice, (bytes) => controller.enqueue(bytes));
     if (out.length > 0) controller.enqueue(out);
     return session.framesDecoded - before;
   }, () => controller.desiredSize !== null);
@@ -417,7 +419,7 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
           const rest = received.subarray(result.consumed);
           received = new Uint8Array(0);
           if (rest.length > 0) {
-            const out = session.decode(rest);
+            const out = session.decode(rest, (bytes) => controller.enqueue(bytes));
             if (out.length > 0) controller.enqueue(out);
           }
         } catch (error) {
