@@ -557,6 +557,37 @@ Deno.test("SIP003: main.ts tells a plugin user to put WebTunnel's url= in the pl
   }
 });
 
+Deno.test("SIP003: main.ts given transport options it refuses exits 64 without creating anything on disk (state= or the per-user default)", async () => {
+  const home = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
+  try {
+    for (
+      const options of [
+        "server;transport=webtunnel",
+        "transport=webtunnel",
+        "server;transport=obfs4;iat-mode=9",
+        "transport=obfs4;cert=Secret9Mark;iat-mode=0",
+        `server;transport=obfs4;iat-mode=9;state=${home}/given`,
+      ]
+    ) {
+      await using plugin = new TextProcess(MAIN, [], {
+        ...VARS,
+        SS_REMOTE_HOST: "127.0.0.1",
+        SS_REMOTE_PORT: String(freePort()),
+        SS_PLUGIN_OPTIONS: options,
+        XDG_STATE_HOME: home,
+      });
+      const status = await plugin.child.status;
+      await plugin.done;
+      deepStrictEqual(status.code, 64, `${options}: ${plugin.stderr}`);
+      const made = [];
+      for await (const entry of Deno.readDir(home)) made.push(entry.name);
+      deepStrictEqual(made, [], `${options} created ${made.join(", ")}`);
+    }
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
 Deno.test("SIP003: main.ts with only some of the address variables names the missing ones (64), not the managed proxy's usage", async () => {
   await using plugin = new TextProcess(MAIN, [], {
     SS_REMOTE_HOST: "127.0.0.1",

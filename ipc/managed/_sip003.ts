@@ -382,6 +382,24 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
     return 64;
   }
   const output = sip003Output(plan, options.stderr);
+  // Options the transport refuses fail here, before the state directory is
+  // made (a mistyped option left an empty directory behind).
+  try {
+    const { checkOptionsInMemory } = await import("./_check_options.ts");
+    await checkOptionsInMemory(
+      chosen,
+      plan.config.kind,
+      plan.config.options.get(plan.transport) ?? {},
+    );
+  } catch (error) {
+    const { describe } = await import("./_log.ts");
+    output.emit({
+      type: plan.config.kind === "server" ? "SMETHOD-ERROR" : "CMETHOD-ERROR",
+      transport: plan.transport,
+      message: describe(error),
+    });
+    return output.failureCode();
+  }
   const stop = new AbortController();
   let stateDir = plan.config.stateDir!;
   if (!stateDir.startsWith("/")) stateDir = `${Deno.cwd()}/${stateDir}`;

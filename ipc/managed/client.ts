@@ -1,11 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { listenOn } from "../../net/_listen.ts";
-import type {
-  Transport,
-  TransportEnvironment,
-  TransportOptions,
-} from "../../transports/transport.ts";
+import type { TransportOptions } from "../../transports/transport.ts";
 import { type Dialer, tcpDialer } from "../../net/net_conn.ts";
 import { outboundDialer } from "./_outbound_dialer.ts";
 import { relay } from "../../net/relay.ts";
@@ -22,6 +18,7 @@ import { type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
 import { sideTransports } from "./_requested_transports.ts";
 import { HELPER_TRANSPORTS } from "./_registry.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
+import { checkComplete } from "./_check_options.ts";
 import { BOUND_DESTINATION, formatHostPort, type HostPort } from "../../net/address.ts";
 import type { TransportConn } from "../../net/transport_conn.ts";
 import { metricsCore } from "../../net/metrics.ts";
@@ -478,32 +475,5 @@ class Forwarder implements RunningProxy {
 
   close(): Promise<void> {
     return this.#loop.close(new Error("Closed"));
-  }
-}
-
-/**
- * Check that `options` alone configure a client of `transport`: a
- * transport given no options at start waits for each connection's (tor's
- * SOCKS arguments), so making one connection's streams is what finds a
- * missing key.
- */
-async function checkComplete(
-  transport: Transport,
-  options: TransportOptions,
-  env: TransportEnvironment | undefined,
-): Promise<void> {
-  // Without the message pipe: the check is not the client, and announces
-  // nothing (the ssh client's key went out twice).
-  const { signals: _, ...checking } = env ?? {};
-  const side = await transport.client(options, checking);
-  const pair = side.pair({}, transport.free ? { hostname: "192.0.2.1", port: 9 } : undefined);
-  // The streams are never used: closed at once, nothing left pending.
-  const quiet = () => {};
-  pair.ready?.catch(quiet);
-  pair.destination?.catch(quiet);
-  pair.clientAddress?.catch(quiet);
-  for (const stream of [pair.encode, pair.decode]) {
-    stream.writable.abort().catch(quiet);
-    stream.readable.cancel().catch(quiet);
   }
 }

@@ -1,0 +1,59 @@
+// Copyright the ptkit authors. MIT license.
+// Internal: checking a transport's options before anything runs.
+
+import type {
+  Transport,
+  TransportEnvironment,
+  TransportOptions,
+} from "../../transports/transport.ts";
+import { MemoryStore } from "../../transports/memory_store.ts";
+
+/**
+ * Check that `options` alone configure a client of `transport`: a
+ * transport given no options at start waits for each connection's (tor's
+ * SOCKS arguments), so making one connection's streams is what finds a
+ * missing key.
+ */
+export async function checkComplete(
+  transport: Transport,
+  options: TransportOptions,
+  env: TransportEnvironment | undefined,
+): Promise<void> {
+  // Without the message pipe: the check is not the client, and announces
+  // nothing (the ssh client's key went out twice).
+  const { signals: _, ...checking } = env ?? {};
+  const side = await transport.client(options, checking);
+  const pair = side.pair({}, transport.free ? { hostname: "192.0.2.1", port: 9 } : undefined);
+  // The streams are never used: closed at once, nothing left pending.
+  const quiet = () => {};
+  pair.ready?.catch(quiet);
+  pair.destination?.catch(quiet);
+  pair.clientAddress?.catch(quiet);
+  for (const stream of [pair.encode, pair.decode]) {
+    stream.writable.abort().catch(quiet);
+    stream.readable.cancel().catch(quiet);
+  }
+}
+
+/**
+ * Check a transport's options for one side without touching the disk: the
+ * side is configured with its state in memory (keys made for the check are
+ * thrown away) and closed again. The SIP003 plugin checks its options so
+ * before it makes its state directory: options it refuses leave nothing on
+ * disk.
+ *
+ * @param transport The transport.
+ * @param side Which side the options configure.
+ * @param options Its options.
+ * @throws Whatever the transport throws for options it refuses.
+ */
+export async function checkOptionsInMemory(
+  transport: Transport,
+  side: "client" | "server",
+  options: TransportOptions,
+): Promise<void> {
+  const env: TransportEnvironment = { local: new MemoryStore() };
+  if (side === "client") return await checkComplete(transport, options, env);
+  const server = await transport.server(options, env);
+  server.close?.();
+}
