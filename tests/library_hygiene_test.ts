@@ -7,7 +7,7 @@
 
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
 import { createConnector } from "../client.ts";
-import { listen } from "../server.ts";
+import { listen, proxy } from "../server.ts";
 import {
   defineTransport,
   HandshakeError,
@@ -637,4 +637,28 @@ Deno.test("DestinationPolicy.refusal refuses a port that is not an integer in 0-
   strictEqual(policy.refusal("192.168.1.5", 8080), undefined);
   strictEqual(policy.refusal("192.168.1.5", 0), "private");
   strictEqual(policy.refusal("192.168.1.5", 65535), "private");
+});
+
+Deno.test("proxy() rejects to its caller when it cannot listen (port in use, address not this host's, unknown host), and says nothing to onAcceptError", async () => {
+  using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  for (
+    const [hostname, port, error] of [
+      ["127.0.0.1", busy.addr.port, Deno.errors.AddrInUse],
+      ["203.0.113.9", 0, Deno.errors.AddrNotAvailable],
+      ["no-such-host.invalid", 0, Error],
+    ] as const
+  ) {
+    const acceptErrors: Error[] = [];
+    await rejects(
+      proxy(plain, {}, {
+        hostname,
+        port,
+        target: { hostname: "127.0.0.1", port: 9 },
+        onAcceptError: (e) => acceptErrors.push(e),
+      }),
+      (thrown: unknown) => thrown instanceof error && /^Cannot listen on /.test(thrown.message),
+      hostname,
+    );
+    deepStrictEqual(acceptErrors, [], hostname);
+  }
 });
