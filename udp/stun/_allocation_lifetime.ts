@@ -6,11 +6,17 @@ import { STUN_MAGIC_COOKIE, StunAttr } from "./_constants.ts";
 /** Allocate (0x003) and Refresh (0x004) success responses, as message types. */
 const ALLOCATE_SUCCESS = 0x0103;
 const REFRESH_SUCCESS = 0x0104;
+/**
+ * The longest hold, in seconds: RFC 8656 section 7.2 has servers cap a
+ * lifetime at an hour (coturn's max-allocate-lifetime), and a forged
+ * response cannot hold a flow for longer.
+ */
+const MAX_LIFETIME = 3600;
 
 /**
  * How long the TURN allocation a datagram speaks of lives: the LIFETIME of
  * an Allocate or Refresh success response (RFC 8656 sections 7.1 and 7.3),
- * in milliseconds; 0 when a Refresh deleted it. `undefined` for any other
+ * in milliseconds, at most an hour; 0 when a Refresh deleted it. `undefined` for any other
  * datagram (ChannelData, other STUN messages, no LIFETIME, not STUN).
  *
  * A UDP flow carrying TURN traffic (STUN mode) lives at least this long
@@ -31,6 +37,8 @@ const REFRESH_SUCCESS = 0x0104;
  *   0, 0x0d, 0, 4, 0, 0, 0x02, 0x58,
  * ]);
  * strictEqual(allocationLifetimeMs(response), 600_000);
+ * response.set([0xff, 0xff, 0xff, 0xff], 24); // past an hour: an hour
+ * strictEqual(allocationLifetimeMs(response), 3_600_000);
  * strictEqual(allocationLifetimeMs(new Uint8Array([0x40, 0, 0, 0])), undefined);
  * ```
  */
@@ -47,7 +55,7 @@ export function allocationLifetimeMs(datagram: Uint8Array): number | undefined {
     const length = view.getUint16(offset + 2);
     if (offset + 4 + length > end) return undefined;
     if (attribute === StunAttr.Lifetime) {
-      return length === 4 ? view.getUint32(offset + 4) * 1000 : undefined;
+      return length === 4 ? Math.min(view.getUint32(offset + 4), MAX_LIFETIME) * 1000 : undefined;
     }
     offset += 4 + ((length + 3) & ~3);
   }
