@@ -3,7 +3,7 @@
 import type { HostPort } from "../net/address.ts";
 import { listen } from "../server.ts";
 import { ConnectionLoop, retryWhileExhausted } from "../net/_accept_loop.ts";
-import { type ConnectionLimits, sourceKey } from "../net/source_limits.ts";
+import { type ConnectionLimits, sourceKey, SourceLimiter } from "../net/source_limits.ts";
 import { SourceShare } from "../net/_source_share.ts";
 import { reportedSource } from "../net/_client_source.ts";
 import { checkPort } from "../net/address.ts";
@@ -54,7 +54,13 @@ export interface UdpServerOptions extends UdpPoolOptions {
    * from another.
    */
   readonly localAddress?: string;
-  /** Limits on transport connections, in all and per source (see `listen`). Defaults to `listen`'s. */
+  /**
+   * Limits on transport connections, in all and per source (see `listen`).
+   * Defaults to `listen`'s. A flow is a connection, so
+   * `maxConnectionsPerSource` is the most flows one source holds: past it,
+   * a new one takes the place of that source's least recently active flow
+   * (`flowsClosed.evicted`), as at `maxFlows`, rather than being refused.
+   */
   readonly limits?: ConnectionLimits;
   /** Where accept errors and refused connections are reported, digested (see `listen`). */
   readonly onAcceptError?: (error: Error, count: number) => void;
@@ -64,7 +70,9 @@ export interface UdpServerOptions extends UdpPoolOptions {
 export interface UdpServerStats extends UdpPoolStats {
   /**
    * Transport connections refused because `maxFlows` flows were open, no
-   * source held two more than theirs, and their source held no open flow.
+   * source held two more than theirs, and their source held no open flow
+   * (or its source held `maxConnectionsPerSource` connections, none of them
+   * yet an open flow).
    * Otherwise a flow makes room (`flowsClosed.evicted`): a source with
    * fewer takes the place of the least recently active flow of the source
    * with the most, and a source holding as many as any other the place of
@@ -176,11 +184,18 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
       mode: options.framing === "stun" ? "STUN" : "transparent-UDP",
     },
   );
+  // A flow is a connection: the most a source holds past its handshake is
+  // decided below, where a source at it gives up its own idlest flow (as at
+  // maxFlows), not by the listener, which refused the connection outright. A
+  // client at its own maxFlows closes its idlest flow and dials a new one at
+  // once, and the new connection raced the old one's close: with the
+  // defaults (1024 and 1024) a new flow from a client past 1024 was lost.
+  const perSource = new SourceLimiter(options.limits, { what }).limits.maxConnectionsPerSource;
   const listener = await listen(options.transport, options.config, {
     hostname: options.hostname ?? "0.0.0.0",
     port: options.port,
     ...(options.env === undefined ? {} : { env: options.env }),
-    ...(options.limits === undefined ? {} : { limits: options.limits }),
+    limits: { ...options.limits, maxConnectionsPerSource: Infinity },
     ...(options.onAcceptError === undefined ? {} : { onAcceptError: options.onAcceptError }),
   });
   const bufferSize = options.udpBufferSize ?? 1024 * 1024;
@@ -217,7 +232,12 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
     return victim;
   };
   const take = (source: string): Slot | undefined => {
-    if (slots.size >= settings.maxFlows) {
+    if (slots.count(source) >= perSource) {
+      const victim = idlest(slots.held(source));
+      if (victim === undefined) return undefined;
+      slots.delete(victim);
+      victim.flow!.close("evicted");
+    } else if (slots.size >= settings.maxFlows) {
       const victim = idlest(slots.largest(source) ?? []) ?? idlest(slots.held(source));
       if (victim === undefined) return undefined;
       slots.delete(victim);

@@ -1352,6 +1352,15 @@ export const MUTATIONS: readonly Mutation[] = [
     tests: [T_UDP_POOL],
   },
   {
+    id: "udp-server-flows-per-source",
+    kind: "bound",
+    description: "UDP server lets one source hold flows past maxConnectionsPerSource",
+    file: UDP_SERVER_POOL,
+    search: "if (slots.count(source) >= perSource) {",
+    replace: "if (false) {",
+    tests: [T_UDP_POOL],
+  },
+  {
     id: "udp-waiting-queue",
     kind: "bound",
     description: "UDP flow queues without limit while its connection is being made",
