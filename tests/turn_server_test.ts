@@ -1503,3 +1503,19 @@ Deno.test("TurnServer answers an Allocate whose RESERVATION-TOKEN is not 8 bytes
   strictEqual(server.stats().allocations, 0);
   server.close();
 });
+
+Deno.test("TurnServer counts a peer's datagram reaching an allocation that has expired (before any sweep) as noAllocation", async () => {
+  // Before, it was dropped with no count: the only loss on the relay path
+  // that stats() did not show.
+  const { server, relay, clock, connect } = rig({ allowLoopbackPeers: false });
+  const c = connect();
+  const socket = relay.socketAt(relayedAddress(await c.allocate()));
+  strictEqual(errorCode(await withPeer(c, StunMethod.CreatePermission, PUBLIC_A)), 0);
+  clock.t += 601_000;
+  socket.receive(new Uint8Array([4]), PUBLIC_A);
+  strictEqual(c.wire.inbox.size, 0);
+  strictEqual(server.stats().allocations, 0);
+  strictEqual(server.stats().drops.noAllocation, 1);
+  ok(socket.closed);
+  server.close();
+});

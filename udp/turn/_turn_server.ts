@@ -179,7 +179,10 @@ export interface TurnDrops {
    * ignored, not counted.
    */
   malformed: number;
-  /** ChannelData or a Send indication from a client without an allocation. */
+  /**
+   * ChannelData or a Send indication from a client without an allocation,
+   * or a peer's datagram reaching an allocation that has expired.
+   */
   noAllocation: number;
   /** ChannelData on a channel that is not bound (or expired). */
   noChannel: number;
@@ -1271,6 +1274,7 @@ export class TurnServer {
     const now = this.#now();
     if (allocation.expires <= now) {
       this.#delete(allocation);
+      this.#drops.noAllocation++;
       return;
     }
     if (!this.#permitted(allocation, peer.ipKey, now)) {
