@@ -1519,3 +1519,51 @@ Deno.test("TurnServer counts a peer's datagram reaching an allocation that has e
   ok(socket.closed);
   server.close();
 });
+
+Deno.test("TurnServer answers an RFC 3489 Binding request (no magic cookie) with MAPPED-ADDRESS and its transaction id, as coturn; other cookieless packets stay malformed", () => {
+  // Before, it went unanswered, counted as malformed: a legacy SIP phone
+  // using the TURN server as its STUN server learned no address.
+  const { server } = rig();
+  const answers: Uint8Array[] = [];
+  const client: TurnClient = {
+    key: "legacy",
+    address: { family: 4, address: "192.0.2.7", port: 0x4321 },
+    send: (p) => answers.push(p),
+  };
+  const request = new Uint8Array(20);
+  request[1] = 0x01;
+  request.set([0xde, 0xad, 0xbe, 0xef], 4);
+  request.fill(0x5a, 8);
+  server.handle(client, request);
+  strictEqual(answers.length, 1);
+  const answer = answers[0]!;
+  deepStrictEqual([...answer.subarray(0, 2)], [0x01, 0x01]); // Binding success response
+  deepStrictEqual([...answer.subarray(4, 20)], [...request.subarray(4, 20)]);
+  strictEqual(((answer[2]! << 8) | answer[3]!) + 20, answer.length);
+  // The first attribute: MAPPED-ADDRESS 192.0.2.7:0x4321, not XORed.
+  deepStrictEqual([...answer.subarray(20, 32)], [
+    0x00,
+    0x01,
+    0x00,
+    0x08,
+    0x00,
+    0x01,
+    0x43,
+    0x21,
+    192,
+    0,
+    2,
+    7,
+  ]);
+  strictEqual(server.stats().drops.malformed, 0);
+  // A cookieless Allocate, or a Binding whose length is wrong, is still malformed.
+  const allocate = request.slice();
+  allocate[1] = 0x03;
+  server.handle(client, allocate);
+  const badLength = request.slice();
+  badLength[3] = 4;
+  server.handle(client, badLength);
+  strictEqual(answers.length, 1);
+  strictEqual(server.stats().drops.malformed, 2);
+  server.close();
+});

@@ -34,6 +34,33 @@ export function encodeXorAddress(address: StunAddress, transactionId: Uint8Array
 }
 
 /**
+ * Encode a MAPPED-ADDRESS value (the address as it is, not XORed: what an
+ * RFC 3489 client reads).
+ *
+ * @param address The address.
+ * @returns The attribute value.
+ *
+ * @example IPv4
+ * ```ts
+ * import { encodeAddress } from "./_attributes.ts";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * deepStrictEqual(
+ *   encodeAddress({ family: 4, address: "192.0.2.1", port: 0x1234 }),
+ *   new Uint8Array([0, 1, 0x12, 0x34, 192, 0, 2, 1]),
+ * );
+ * ```
+ */
+export function encodeAddress(address: StunAddress): Uint8Array {
+  const ip = parseIp(address.address);
+  const out = new Uint8Array(4 + ip.length);
+  out[1] = ip.length === 4 ? 1 : 2;
+  new DataView(out.buffer).setUint16(2, address.port);
+  out.set(ip, 4);
+  return out;
+}
+
+/**
  * Decode an XOR-*-ADDRESS value.
  *
  * @param value The attribute value.

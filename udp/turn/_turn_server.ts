@@ -6,6 +6,7 @@ import { DestinationPolicy } from "../../net/destination_policy.ts";
 import { StunAttr, StunClass, type StunClassValue, StunMethod } from "../stun/_constants.ts";
 import {
   decodeXorAddress,
+  encodeAddress,
   encodeErrorCode,
   encodeXorAddress,
   u32,
@@ -176,7 +177,8 @@ export interface TurnDrops {
    * Neither STUN nor ChannelData, unparsable, a bad FINGERPRINT, a class the
    * server does not take, or a Send indication with a comprehension-required
    * attribute it does not know. Binding indications (keepalives) are
-   * ignored, not counted.
+   * ignored, not counted; an RFC 3489 Binding request (no magic cookie) is
+   * answered, not counted.
    */
   malformed: number;
   /**
@@ -290,6 +292,15 @@ const KNOWN_REQUIRED = new Set<number>([
   StunAttr.Priority,
   StunAttr.UseCandidate,
 ]);
+
+/**
+ * Whether `packet` is an RFC 3489 Binding request: a STUN header without the
+ * magic cookie, type 0x0001, a length that is the rest of the packet.
+ */
+function isRfc3489Binding(packet: Uint8Array): boolean {
+  return packet.length >= 20 && packet[0] === 0 && packet[1] === 1 &&
+    ((packet[2]! << 8) | packet[3]!) === packet.length - 20 && packet.length % 4 === 0;
+}
 
 /**
  * The comprehension-required attribute types (below 0x8000) of `message`
@@ -503,7 +514,9 @@ export class TurnServer {
       return;
     }
     if (!isStunMessage(packet)) {
-      this.#drops.malformed++;
+      // Over a byte stream (STUN mode) such a message cannot be framed.
+      if (client.stream !== true && isRfc3489Binding(packet)) this.#answerRfc3489(client, packet);
+      else this.#drops.malformed++;
       return;
     }
     // The class bits of the message type (C1 is 0x0100, C0 0x0010): 00 is a request.
@@ -537,6 +550,27 @@ export class TurnServer {
     } else {
       this.#drops.malformed++;
     }
+  }
+
+  /**
+   * Answer a Binding request of an RFC 3489 client (no magic cookie), as
+   * RFC 8489 section 11 says a server should and coturn does: its 16-byte
+   * transaction id echoed, MAPPED-ADDRESS instead of XOR-MAPPED-ADDRESS, no
+   * FINGERPRINT (such a client knows none). Legacy SIP phones and NAT
+   * probes use the one address as STUN and TURN server.
+   */
+  #answerRfc3489(client: TurnClient, request: Uint8Array): void {
+    const response = encodeStunMessage({
+      method: StunMethod.Binding,
+      class: StunClass.SuccessResponse,
+      transactionId: request.subarray(8, 20),
+      attributes: [
+        { type: StunAttr.MappedAddress, value: encodeAddress(client.address) },
+        { type: StunAttr.Software, value: this.#software },
+      ],
+    });
+    response.set(request.subarray(4, 8), 4);
+    client.send(response);
   }
 
   /**
