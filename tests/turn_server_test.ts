@@ -1504,6 +1504,32 @@ Deno.test("TurnServer answers an Allocate whose RESERVATION-TOKEN is not 8 bytes
   server.close();
 });
 
+Deno.test("TurnServer answers an Allocate or Refresh whose LIFETIME is not 4 bytes 400, as coturn, and keeps the allocation", async () => {
+  // Before, a malformed LIFETIME was read as none: the Allocate succeeded
+  // with 600 s, and a Refresh refreshed.
+  const { server, connect } = rig();
+  for (const length of [0, 3, 5, 8]) {
+    const m = await connect().allocate([
+      { type: StunAttr.Lifetime, value: new Uint8Array(length) },
+    ]);
+    strictEqual(errorCode(m), 400, `Allocate, ${length} bytes`);
+  }
+  strictEqual(server.stats().allocations, 0);
+  const c = connect();
+  strictEqual(errorCode(await c.allocate()), 0);
+  const bad = await c.authed(StunMethod.Refresh, [
+    { type: StunAttr.Lifetime, value: new Uint8Array([0, 0, 0]) },
+  ]);
+  strictEqual(errorCode(bad), 400);
+  strictEqual(server.stats().allocations, 1);
+  strictEqual(
+    errorCode(await c.authed(StunMethod.Refresh, [{ type: StunAttr.Lifetime, value: u32(0) }])),
+    0,
+  );
+  strictEqual(server.stats().allocations, 0);
+  server.close();
+});
+
 Deno.test("TurnServer counts a peer's datagram reaching an allocation that has expired (before any sweep) as noAllocation", async () => {
   // Before, it was dropped with no count: the only loss on the relay path
   // that stats() did not show.

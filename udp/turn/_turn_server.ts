@@ -852,9 +852,15 @@ export class TurnServer {
     } else this.#channelBind(allocation, request);
   }
 
-  #lifetime(request: StunMessage): number {
+  /**
+   * The lifetime a request gets, in seconds (0 to delete); `undefined` when
+   * its LIFETIME is not 4 bytes (RFC 8656 section 18.4), a malformed
+   * request that gets 400, as coturn answers.
+   */
+  #lifetime(request: StunMessage): number | undefined {
     const value = getAttribute(request, StunAttr.Lifetime);
-    if (!value || value.length !== 4) return DEFAULT_LIFETIME;
+    if (!value) return DEFAULT_LIFETIME;
+    if (value.length !== 4) return undefined;
     const asked = new DataView(value.buffer, value.byteOffset, 4).getUint32(0);
     if (asked === 0) return 0;
     return Math.max(DEFAULT_LIFETIME, Math.min(asked, this.#maxLifetime));
@@ -892,7 +898,8 @@ export class TurnServer {
       this.#error(client, request, 400, key);
       return;
     }
-    if (evenPort && evenPort.length !== 1 && evenPort.length !== 4) {
+    const asked = this.#lifetime(request);
+    if ((evenPort && evenPort.length !== 1 && evenPort.length !== 4) || asked === undefined) {
       this.#error(client, request, 400, key);
       return;
     }
@@ -922,7 +929,7 @@ export class TurnServer {
       this.#error(client, request, victim, key);
       return;
     }
-    const lifetime = this.#lifetime(request) || DEFAULT_LIFETIME;
+    const lifetime = asked || DEFAULT_LIFETIME;
     let sockets: TurnRelaySocket[];
     if (token) {
       const hex = hexOf(token);
@@ -1055,6 +1062,10 @@ export class TurnServer {
       return;
     }
     const lifetime = this.#lifetime(request);
+    if (lifetime === undefined) {
+      this.#error(allocation.client, request, 400, allocation.key);
+      return;
+    }
     if (lifetime === 0) this.#delete(allocation);
     else allocation.expires = this.#now() + lifetime * 1000;
     this.#reply(
