@@ -651,6 +651,58 @@ Deno.test("client: SOCKS arguments that do not parse get a STATUS CONNECT=Failed
   }
 });
 
+Deno.test("client: a parent that stops reading stdout does not stop the PT: LOG and STATUS lines past a backlog are dropped and counted, and the SOCKS port keeps answering", async () => {
+  const state = await Deno.makeTempDir();
+  await using pt = new PtProcess([], {
+    TOR_PT_MANAGED_TRANSPORT_VER: "1",
+    TOR_PT_CLIENT_TRANSPORTS: "obfs4",
+    TOR_PT_STATE_LOCATION: state,
+    TOR_PT_EXIT_ON_STDIN_CLOSE: "1",
+  });
+  try {
+    const { port } = await pt.cmethod("obfs4");
+    // From here on nobody reads the PT's stdout. Each refused connection
+    // writes a STATUS and a LOG line (about 300 bytes): 5000 of them are far
+    // past a pipe's 64 KiB (where a synchronous write stopped the process)
+    // and what the test's own stream buffers.
+    const attempts = 5000;
+    for (let i = 0; i < attempts; i++) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stuck = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`The PT stopped answering after ${i} connections`)),
+          30_000,
+        );
+      });
+      try {
+        strictEqual(
+          await Promise.race([
+            socksReplyTo(port, "cert=AAAA;iat-mode=0", [192, 0, 2, 1, 0, 80]),
+            stuck,
+          ]),
+          SocksReply.settingsInvalid,
+        );
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    await pt.closeStdin();
+    const { code, lines } = await pt.exit();
+    strictEqual(code, 0);
+    const failed = lines.filter((l) => l.startsWith("STATUS TRANSPORT=obfs4 ADDRESS=192.0.2.1:80"));
+    ok(failed.length > 0 && failed.length < attempts, `${failed.length} STATUS lines`);
+    ok(
+      lines.some((l) =>
+        /^LOG SEVERITY=warning MESSAGE="\d+ LOG and STATUS lines were dropped: the parent process did not read stdout/
+          .test(l)
+      ),
+      lines.slice(-5).join("\n"),
+    );
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
 Deno.test("the usage's -proxy line shows every upstream proxy form the parser takes: a SOCKS4a user id, an HTTP user without a password", async () => {
   const { usage } = await import("../ipc/managed/_flags.ts");
   const { parseUpstreamProxy } = await import("../ipc/managed/_proxy_uri.ts");

@@ -73,10 +73,16 @@ export class IpcOutput {
    */
   constructor(options: IpcOutputOptions = {}) {
     const encoder = new TextEncoder();
-    this.#stdout = options.stdout ?? ((line) => writeAll(Deno.stdout, encoder.encode(line)));
+    if (options.stdout === undefined) {
+      const queue = stdoutQueue ??= new StdoutQueue(Deno.stdout);
+      this.#queue = queue;
+      this.#stdout = (line) => queue.push(encoder.encode(line), false);
+    } else this.#stdout = options.stdout;
     this.#stderr = options.stderr ?? ((line) => writeAll(Deno.stderr, encoder.encode(line)));
     this.#level = options.logLevel ?? "notice";
   }
+
+  #queue: StdoutQueue | undefined;
 
   /** The negotiated version, once a `VERSION` line was written. */
   get negotiated(): string | undefined {
@@ -93,7 +99,11 @@ export class IpcOutput {
     if (line.type === "VERSION") this.#version = line.version;
     const text = `${formatPtLine(line)}\n`;
     if (line.type.endsWith("-ERROR") && this.#version === "2") this.#stderr(text);
-    else this.#stdout(text);
+    else if (this.#queue !== undefined && (line.type === "LOG" || line.type === "STATUS")) {
+      // Lines of the kinds that come per connection: dropped (and counted)
+      // rather than held without bound while the parent does not read.
+      this.#queue.push(new TextEncoder().encode(text), true);
+    } else this.#stdout(text);
   }
 
   /**
@@ -116,6 +126,106 @@ export class IpcOutput {
   text(text: string, stream: "stdout" | "stderr" = "stdout"): void {
     if (stream === "stdout") this.#stdout(text);
     else this.#stderr(text);
+  }
+}
+
+/**
+ * Bytes of lines that may wait for a parent that reads stdout slowly; past
+ * it, `LOG` and `STATUS` lines are dropped and counted (protocol lines
+ * always wait).
+ */
+export const STDOUT_BACKLOG_BYTES = 256 * 1024;
+
+/** The process's one queue toward stdout (every IpcOutput writing there shares it, in order). */
+let stdoutQueue: StdoutQueue | undefined;
+
+/**
+ * Wait until the lines written to stdout so far reached it (the process is
+ * about to exit), for at most `timeoutMs`: a parent that stopped reading
+ * does not keep the process from exiting.
+ *
+ * @param timeoutMs The longest wait, in ms. Defaults to 1000.
+ * @returns Resolves when they are written, or the time is up.
+ */
+export function flushStdout(timeoutMs = 1000): Promise<void> {
+  return stdoutQueue?.flush(timeoutMs) ?? Promise.resolve();
+}
+
+/**
+ * Lines on their way to stdout, written in order by one asynchronous
+ * writer: a parent that stops reading (its pipe full) no longer blocks the
+ * process in a synchronous write, which stopped every connection.
+ */
+class StdoutQueue {
+  #target: { write(p: Uint8Array): Promise<number> };
+  #queue: Uint8Array[] = [];
+  #bytes = 0;
+  #dropped = 0;
+  #broken = false;
+  #pumping: Promise<void> | undefined;
+
+  constructor(target: { write(p: Uint8Array): Promise<number> }) {
+    this.#target = target;
+  }
+
+  push(bytes: Uint8Array, droppable: boolean): void {
+    if (this.#broken) return;
+    if (droppable && this.#bytes >= STDOUT_BACKLOG_BYTES) {
+      this.#dropped++;
+      return;
+    }
+    this.#queue.push(bytes);
+    this.#bytes += bytes.length;
+    this.#pumping ??= this.#pump();
+  }
+
+  async #pump(): Promise<void> {
+    try {
+      for (;;) {
+        const bytes = this.#queue[0];
+        if (bytes === undefined) {
+          if (this.#dropped === 0) return;
+          this.#queue.push(this.#dropNotice());
+          continue;
+        }
+        let offset = 0;
+        while (offset < bytes.length) offset += await this.#target.write(bytes.subarray(offset));
+        this.#queue.shift();
+        this.#bytes -= bytes.length;
+      }
+    } catch {
+      // The parent stopped reading (it exited): nothing to tell it any more.
+      this.#broken = true;
+      this.#queue = [];
+      this.#bytes = 0;
+    } finally {
+      this.#pumping = undefined;
+    }
+  }
+
+  #dropNotice(): Uint8Array {
+    const dropped = this.#dropped;
+    this.#dropped = 0;
+    const line = formatPtLine({
+      type: "LOG",
+      severity: "warning",
+      message:
+        `${dropped} LOG and STATUS lines were dropped: the parent process did not read stdout (over ${STDOUT_BACKLOG_BYTES} bytes waited)`,
+    });
+    const bytes = new TextEncoder().encode(`${line}\n`);
+    this.#bytes += bytes.length;
+    return bytes;
+  }
+
+  async flush(timeoutMs: number): Promise<void> {
+    const pumping = this.#pumping;
+    if (pumping === undefined) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      pumping,
+      new Promise<void>((resolve) => timer = setTimeout(resolve, timeoutMs)),
+    ]);
+    clearTimeout(timer);
   }
 }
 

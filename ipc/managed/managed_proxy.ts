@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import type { Transport } from "../../transports/transport.ts";
-import { IpcOutput } from "../lines/_output.ts";
+import { flushStdout, IpcOutput } from "../lines/_output.ts";
 import { ManagedConfigError, parseManagedConfig } from "./config.ts";
 import { builtinTransports as defaultRegistry } from "./_registry.ts";
 import { ENV_VARS, usage, WORKER_ARG } from "./_flags.ts";
@@ -75,6 +75,15 @@ export interface ManagedProxyOptions {
  * ```
  */
 export async function runManagedProxy(options: ManagedProxyOptions): Promise<number> {
+  try {
+    return await runProxy(options);
+  } finally {
+    // Lines still on their way to a parent that reads slowly go out before the exit.
+    await flushStdout();
+  }
+}
+
+async function runProxy(options: ManagedProxyOptions): Promise<number> {
   if (options.args[0] === WORKER_ARG && options.args.length === 1) {
     // A `-workers` child of this very program: its setup comes on stdin.
     const { runWorker } = await import("./_worker_main.ts");
