@@ -38,8 +38,12 @@ if (import.meta.main) {
   }
   // A word where a command goes (`sever`, `help`) is a person's mistyped
   // command: said as one, not answered with tor's protocol lines (tor
-  // gives flags only, or nothing).
-  if (CLI_COMMANDS.includes(command) || /^[A-Za-z]/.test(command)) {
+  // gives flags only, or nothing). But `managed`, obfsproxy's mode word,
+  // is what torrc lines written for obfs4proxy may still give: the managed
+  // proxy skips it, as obfs4proxy and lyrebird do.
+  if (
+    CLI_COMMANDS.includes(command) || (/^[A-Za-z]/.test(command) && command !== "managed")
+  ) {
     const { runCli } = await import("./ipc/cli/_commands.ts");
     Deno.exit(await runCli(Deno.args));
   }

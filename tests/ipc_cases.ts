@@ -64,6 +64,24 @@ export const cases: Case[] = [
     stderr: "",
   },
   {
+    // torrc lines written for obfsproxy, still in guides for obfs4proxy:
+    // `ClientTransportPlugin obfs4 exec /usr/bin/obfs4proxy managed`.
+    name:
+      "obfsproxy's 'managed' word before the flags is skipped, as obfs4proxy and lyrebird skip it",
+    args: ["managed", "-logLevel", "error"],
+    env: v1,
+    code: 0,
+    stdout: ["VERSION 1", SOCKS, "CMETHODS DONE"],
+    stderr: "",
+  },
+  {
+    name: "'managed' anywhere but first is an unexpected argument",
+    args: ["-logLevel", "error", "managed"],
+    env: v1,
+    code: 64,
+    stdout: ["VERSION 1", /^ENV-ERROR Unexpected argument 3/],
+  },
+  {
     name: "malformed version list",
     env: { ...v1, TOR_PT_MANAGED_TRANSPORT_VER: "1, 2" },
     code: 78,

@@ -237,6 +237,9 @@ export function parseFlags(args: readonly string[]): ParsedFlags {
   const errors: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
+    // obfsproxy's mode word, still in torrc lines written for it
+    // (`exec /usr/bin/obfs4proxy managed`): obfs4proxy and lyrebird ignore it.
+    if (i === 0 && arg === "managed") continue;
     const match = /^(--?)([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(arg);
     if (match === null) {
       // A stray value may be a credential: it is never echoed. A first
