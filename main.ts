@@ -37,13 +37,17 @@ if (import.meta.main) {
     Deno.exit(await runTurnCommand(Deno.args));
   }
   // A word where a command goes (`sever`, `help`) is a person's mistyped
-  // command: said as one, not answered with tor's protocol lines (tor
-  // gives flags only, or nothing). But `managed`, obfsproxy's mode word,
-  // is what torrc lines written for obfs4proxy may still give: the managed
-  // proxy skips it, as obfs4proxy and lyrebird do.
-  if (
-    CLI_COMMANDS.includes(command) || (/^[A-Za-z]/.test(command) && command !== "managed")
-  ) {
+  // command: said as one, not answered with tor's protocol lines. Not when
+  // tor started it (the variable is set): a stray word then comes from the
+  // torrc exec line, and the managed proxy refuses it with an ENV-ERROR on
+  // stdout, the protocol's error line that parents read, as it refuses a
+  // stray flag.
+  // `managed`, obfsproxy's mode word that torrc lines written for
+  // obfs4proxy may still give, the managed proxy skips, as obfs4proxy and
+  // lyrebird do.
+  const word = /^[A-Za-z]/.test(command) && command !== "managed" &&
+    !envSet("TOR_PT_MANAGED_TRANSPORT_VER");
+  if (CLI_COMMANDS.includes(command) || word) {
     const { runCli } = await import("./ipc/cli/_commands.ts");
     Deno.exit(await runCli(Deno.args));
   }
@@ -57,14 +61,16 @@ if (import.meta.main) {
  * and tor's is not. `deno run` may not grant reading them.
  */
 function sip003Started(): boolean {
-  const set = (variable: string) => {
-    if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return false;
-    try {
-      return Deno.env.get(variable) !== undefined;
-    } catch {
-      return true; // Set, but not valid UTF-8: the side that reads it reports it.
-    }
-  };
-  return !set("TOR_PT_MANAGED_TRANSPORT_VER") &&
-    ["SS_REMOTE_HOST", "SS_REMOTE_PORT", "SS_LOCAL_HOST", "SS_LOCAL_PORT"].some(set);
+  return !envSet("TOR_PT_MANAGED_TRANSPORT_VER") &&
+    ["SS_REMOTE_HOST", "SS_REMOTE_PORT", "SS_LOCAL_HOST", "SS_LOCAL_PORT"].some(envSet);
+}
+
+/** Whether a variable is set (`deno run` may not grant reading it: then not). */
+function envSet(variable: string): boolean {
+  if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return false;
+  try {
+    return Deno.env.get(variable) !== undefined;
+  } catch {
+    return true; // Set, but not valid UTF-8: the side that reads it reports it.
+  }
 }

@@ -75,6 +75,15 @@ export const cases: Case[] = [
     stderr: "",
   },
   {
+    // Under tor a stray word comes from the torrc exec line; tor logs stderr
+    // at info only, an ENV-ERROR line as a warning.
+    name: "a stray word where tor starts it is an ENV-ERROR on stdout, as a stray flag is",
+    args: ["bogus", "-logLevel", "error"],
+    env: v1,
+    code: 64,
+    stdout: ["VERSION 1", /^ENV-ERROR Unexpected argument 1/],
+  },
+  {
     name: "'managed' anywhere but first is an unexpected argument",
     args: ["-logLevel", "error", "managed"],
     env: v1,
