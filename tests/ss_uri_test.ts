@@ -206,6 +206,9 @@ Deno.test("main.ts client ss://...: a SOCKS5 proxy through ss-server (names unre
     ]);
     await client.waitFor(/SOCKS5 proxy: 127\.0\.0\.1:[0-9]+/);
     ok(client.stdout.includes(`Shadowsocks ${method} to 127.0.0.1:${ssServer.port} (Test box)`));
+    // Any Shadowsocks server relays to its clients' destinations: no hint
+    // that it must be main.ts server or -target socks, nor about torrc.
+    ok(!/main\.ts server|-target socks|torrc/.test(client.stdout), client.stdout);
     const result = await curl([
       "--socks5-hostname",
       `127.0.0.1:${socks}`,

@@ -727,18 +727,13 @@ async function client(flags: Record<string, string>, context: Context): Promise<
   };
   // What is dialed: the bridge line's address, or where the transport's
   // plan goes instead (WebTunnel's URL host or addr=; the address is a placeholder).
-  const dialed = formatHostPort(
-    await dialedAddress(
-      (context.options.registry ?? defaultRegistry).get(transport),
-      bridge.address,
-      bridge.options,
-    ),
-  );
+  const known = (context.options.registry ?? defaultRegistry).get(transport);
+  const dialed = formatHostPort(await dialedAddress(known, bridge.address, bridge.options));
   return await runSide(config, context, level, (method) => {
     const addr = formatHostPort(method.address);
     context.out(
       method.type === "CMETHOD" && method.mode === "socks5"
-        ? socksClientText(`${method.transport} to ${dialed}`, addr)
+        ? socksClientText(`${method.transport} to ${dialed}`, addr, known?.free !== true)
         : `ptkit client: ${method.transport} to ${dialed}; TCP port ${addr} relays to the server's target.\n`,
     );
   });
@@ -762,16 +757,25 @@ async function dialedAddress(
   }
 }
 
-/** What a client with a SOCKS5 front end tells its user once it listens. */
-function socksClientText(what: string, addr: string): string {
+/**
+ * What a client with a SOCKS5 front end tells its user once it listens;
+ * `bound`: the transport's server relays to one target, so it must be one
+ * that ends in SOCKS (a free transport's server, such as any Shadowsocks
+ * server, relays to each connection's destination itself).
+ */
+function socksClientText(what: string, addr: string, bound: boolean): string {
   return [
     `ptkit client: ${what}`,
     `SOCKS5 proxy: ${addr} (names are resolved by the server)`,
     "",
     "Try it:",
     `  curl --socks5-hostname ${addr} https://example.com/`,
-    "(The server must relay to its clients' destinations: \`main.ts server\`, or -target socks.",
-    "A tor bridge's line is for tor: put it in torrc with ClientTransportPlugin.)",
+    ...(bound
+      ? [
+        "(The server must relay to its clients' destinations: \`main.ts server\`, or -target socks.",
+        "A tor bridge's line is for tor: put it in torrc with ClientTransportPlugin.)",
+      ]
+      : []),
     "",
     "Ctrl-C stops the client.",
     "",
@@ -871,10 +875,7 @@ async function ssClient(
         ? ""
         : ` over ${transport.slice("shadowsocks_over_".length)}`;
       context.out(
-        socksClientText(
-          `Shadowsocks ${uri.method}${over} to ${dialed}${label}`,
-          addr,
-        ),
+        socksClientText(`Shadowsocks ${uri.method}${over} to ${dialed}${label}`, addr, false),
       );
     },
   );
