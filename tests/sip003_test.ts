@@ -166,7 +166,10 @@ Deno.test("parseSip003: bad variables and options are errors that quote no optio
       [{ ...VARS, SS_PLUGIN_OPTIONS: "server", SS_REMOTE_HOST: "example.com" }, /IP address/],
       [{ ...VARS, SS_PLUGIN_OPTIONS: "transport=ob fs4" }, /expected a transport name/],
       [{ ...VARS, SS_PLUGIN_OPTIONS: "cert=Secret9Mark\\" }, /trailing backslash/],
-      [{ ...VARS, SS_PLUGIN_OPTIONS: "loglevel=chatty" }, /chatty/],
+      [
+        { ...VARS, SS_PLUGIN_OPTIONS: "loglevel=chatty" },
+        /^Invalid plugin option loglevel "chatty": expected one of error, warning, notice, info, debug$/,
+      ],
     ] as const
   ) {
     throws(() => parseSip003(vars, state), (error: Error) => {

@@ -64,7 +64,8 @@ export interface Sip003Plan {
  * @throws {SyntaxError} On malformed options (never quoting a transport's
  * value), another value of `server`, a plugin key (`server`, `transport`,
  * `state`, `loglevel`) given twice, or an empty `state=`.
- * @throws {RangeError} On a malformed address or port.
+ * @throws {RangeError} On a malformed address or port, or an unknown
+ * `loglevel=`.
  */
 export function parseSip003(
   env: Readonly<Record<string, string | undefined>>,
@@ -108,7 +109,15 @@ export function parseSip003(
       }: expected a transport name`,
     );
   }
-  const logLevel = parseLogSeverity(options.loglevel ?? "notice");
+  let logLevel: LogSeverity;
+  try {
+    logLevel = parseLogSeverity(options.loglevel ?? "notice");
+  } catch (error) {
+    // Named as the plugin option it is, as server= and transport= are.
+    throw new RangeError(
+      (error as Error).message.replace(/^Invalid log level /, "Invalid plugin option loglevel "),
+    );
+  }
   const args: Record<string, string> = {};
   for (const [key, value] of Object.entries(options)) {
     if (!PLUGIN_KEYS.includes(key)) args[key] = value;
