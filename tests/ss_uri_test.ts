@@ -52,6 +52,16 @@ const ROWS: readonly [name: string, link: string, expected: SsUri | RegExp][] = 
     },
   ],
   [
+    "go-shadowsocks2's form: plain method:password, the method its AEAD_ name",
+    `ss://AEAD_CHACHA20_POLY1305:${SECRET}@192.0.2.1:8488`,
+    {
+      method: "AEAD_CHACHA20_POLY1305",
+      password: SECRET,
+      server: server("192.0.2.1", 8488),
+      tag: "",
+    },
+  ],
+  [
     "plain userinfo with %3A",
     `ss://aes-256-gcm%3A${SECRET}@192.0.2.1:8388`,
     { method: "aes-256-gcm", password: SECRET, server: server("192.0.2.1", 8388), tag: "" },
@@ -230,6 +240,11 @@ Deno.test("main.ts client ss://...: bad links and foreign plugins fail with 64, 
       [`ss://aes-128-gcm:${SECRET}%zz@127.0.0.1:1`, /bad percent-encoding/],
       [`ss://${good}@127.0.0.1:1/?plugin=obfs-local%3Bobfs%3Dhttp`, /"obfs-local" is not ptkit/],
       [`ss://${good}@127.0.0.1:1/?plugin=ptkit%3Btransport%3Dbogus`, /Unknown plugin transport/],
+      // go-shadowsocks2's link: the method is named, with ss-libev's name for it.
+      [
+        `ss://AEAD_AES_256_GCM:${SECRET}@127.0.0.1:1`,
+        /"AEAD_AES_256_GCM" \(another program's name for aes-256-gcm: write that\)/,
+      ],
     ] as const
   ) {
     await using client = new TextProcess(MAIN, ["client", link, "--socks", "127.0.0.1:0"]);

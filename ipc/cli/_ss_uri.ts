@@ -74,7 +74,9 @@ export function parseSsUri(text: string): SsUri {
   if (colon < 0) fail("the credentials are not method:password");
   const method = userinfo.slice(0, colon);
   const password = userinfo.slice(colon + 1);
-  if (!/^[a-z0-9][a-z0-9-]*$/i.test(method)) fail("the method is empty or not a cipher name");
+  // go-shadowsocks2's names have '_' (AEAD_CHACHA20_POLY1305): the
+  // transport names them, with the name to write.
+  if (!/^[a-z0-9][a-z0-9_-]*$/i.test(method)) fail("the method is empty or not a cipher name");
   if (password === "") fail("the password is empty");
   const query = rest.search(/[/?]/);
   const authority = query < 0 ? rest : rest.slice(0, query);
