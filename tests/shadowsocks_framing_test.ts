@@ -430,6 +430,25 @@ Deno.test("shadowsocks server: oversized or zero lengths and bad tags before the
   deepStrictEqual(fed.out, [Uint8Array.from([7, 8])]);
 });
 
+Deno.test("shadowsocks client: a reply that does not authenticate says what that means, not only 'bad length tag'", async () => {
+  // What an SSH server (or anything but a Shadowsocks server with this
+  // method and password) sends back.
+  const banner = utf8("SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n".repeat(3));
+  const pair = (await shadowsocks.client({ method: "aes-128-gcm", password: "p" })).pair({}, {
+    hostname: "a.example",
+    port: 80,
+  });
+  const writer = pair.decode.writable.getWriter();
+  writer.write(banner).catch(() => {});
+  await rejects(
+    pair.decode.readable.getReader().read(),
+    (error: Error) =>
+      error.message ===
+        "Cannot read the server's shadowsocks stream: its first chunk does not authenticate " +
+          "(a server with another method or password, or not a Shadowsocks server)",
+  );
+});
+
 Deno.test("shadowsocks server: after the request, a bad tag, an oversized length or a truncated chunk ends the connection", async () => {
   const good = { length: REQUEST.length, payload: REQUEST };
   for (

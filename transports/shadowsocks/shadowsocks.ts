@@ -11,7 +11,7 @@ import { decodeInTurns } from "../_decode_turns.ts";
 import { cryptoLoader, loadWasmCrypto } from "../crypto_backend.ts";
 import type { TransportEnvironment } from "../transport.ts";
 import { decodeAddress, encodeAddress, MAX_ADDRESS_LENGTH } from "./_address.ts";
-import { type AeadFactory, ChunkDecoder, ChunkEncoder } from "./_framing.ts";
+import { type AeadFactory, ChunkDecoder, ChunkEncoder, ChunkError } from "./_framing.ts";
 import {
   type MethodInfo,
   OPTION_KEYS,
@@ -154,7 +154,19 @@ function clientPair(
       transform: (chunk, controller) => {
         const out: Uint8Array[] = [];
         return decodeInTurns(chunk, (slice) => {
-          decoder.decode(slice, (payload) => out.push(payload));
+          try {
+            decoder.decode(slice, (payload) => out.push(payload));
+          } catch (error) {
+            // Before any chunk opened, the peer is not the server the
+            // options describe: say so, rather than which tag failed.
+            if (error instanceof ChunkError && error.stage === "salt") {
+              throw new Error(
+                "Cannot read the server's shadowsocks stream: its first chunk does not authenticate " +
+                  "(a server with another method or password, or not a Shadowsocks server)",
+              );
+            }
+            throw error;
+          }
           const opened = out.length;
           enqueueAll(controller, out.splice(0));
           return opened;
