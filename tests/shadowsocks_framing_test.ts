@@ -430,6 +430,21 @@ Deno.test("shadowsocks server: oversized or zero lengths and bad tags before the
   deepStrictEqual(fed.out, [Uint8Array.from([7, 8])]);
 });
 
+Deno.test("shadowsocks server: a random hook that repeats itself fails the connection that cannot get a fresh salt, never hangs", async () => {
+  const server = await createShadowsocks({ random: (bytes) => bytes.fill(7) })
+    .server({ method: "aes-128-gcm", password: "p" });
+  const write = (pair: TransportPair) => {
+    pair.encode.readable.pipeTo(new WritableStream()).catch(() => {});
+    return pair.encode.writable.getWriter().write(utf8("x"));
+  };
+  await write(server.pair());
+  // The same salt again: refused by the replay filter, 16 times.
+  await rejects(
+    write(server.pair()),
+    /^Error: Cannot make a shadowsocks salt: the random source gave 16 salts already used$/,
+  );
+});
+
 Deno.test("shadowsocks client: a reply that does not authenticate says what that means, not only 'bad length tag'", async () => {
   // What an SSH server (or anything but a Shadowsocks server with this
   // method and password) sends back.

@@ -21,6 +21,10 @@ import {
 } from "./_methods.ts";
 import { concat } from "../_bytes.ts";
 
+// Fresh salts drawn before a server connection gives up: a good random
+// source repeats none.
+const MAX_SALT_TRIES = 16;
+
 // Room for one decoded chunk, so the request is read before anyone reads.
 const DECODE_READABLE: QueuingStrategy<Uint8Array> = { highWaterMark: 1 };
 
@@ -242,8 +246,17 @@ function serverPair(
       if (encoder === undefined) {
         // The server's salts go in the filter too, so that its own stream
         // reflected back at it is refused.
-        let salt: Uint8Array;
-        do salt = randomBytes(random, method.keyLength); while (filter.testAndSet(now(), salt));
+        // A repeat is a broken random source (a constant `random` hook):
+        // fail this connection rather than spin the event loop forever.
+        let salt = randomBytes(random, method.keyLength);
+        for (let tries = 1; filter.testAndSet(now(), salt); tries++) {
+          if (tries === MAX_SALT_TRIES) {
+            throw new Error(
+              `Cannot make a shadowsocks salt: the random source gave ${MAX_SALT_TRIES} salts already used`,
+            );
+          }
+          salt = randomBytes(random, method.keyLength);
+        }
         encoder = new ChunkEncoder(method, factory, key, salt);
       }
       controller.enqueue(encoder.encode(chunk));
