@@ -15,6 +15,7 @@ import { tcpDialer } from "../net/net_conn.ts";
 import { FileStore } from "../ipc/managed/_file_store.ts";
 import type { SignalPipe } from "../transports/transport.ts";
 import {
+  parseSshClientConfig,
   parseSshKeyMessage,
   ssh,
   SSH_AUTHORIZED_KEYS,
@@ -51,6 +52,42 @@ Deno.test("ssh keys: ssh-keygen reads ptkit's private key, public key and finger
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ssh client options: host is a name or an IP address; a user, a port or a URL in it is refused, naming host", () => {
+  const base = { fp: `SHA256:${"A".repeat(43)}`, user: "nobody", relay: "40123" };
+  for (
+    const [host, expected] of [
+      ["bridge.example.org", "bridge.example.org"],
+      ["203.0.113.7", "203.0.113.7"],
+      ["2001:db8::7", "2001:db8::7"],
+      ["[2001:db8::7]", "2001:db8::7"],
+    ] as const
+  ) {
+    assertEquals(parseSshClientConfig({ ...base, host }).host, expected);
+  }
+  // ssh would read these as user@host, a name with a port, a URI or an option.
+  for (
+    const host of [
+      "alice@203.0.113.7",
+      "203.0.113.7:22",
+      "bridge.example.org:22",
+      "ssh://203.0.113.7",
+      "-oProxyCommand=x",
+      "[bridge.example.org]",
+      "a b",
+      "",
+    ]
+  ) {
+    let error: unknown;
+    try {
+      parseSshClientConfig({ ...base, host });
+    } catch (caught) {
+      error = caught;
+    }
+    assert(error instanceof TypeError, `host ${JSON.stringify(host)} was taken`);
+    assert(/host/.test(error.message), error.message);
   }
 });
 

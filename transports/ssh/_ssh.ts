@@ -94,10 +94,7 @@ export function parseSshClientConfig(options: TransportOptions): SshClientConfig
       "Invalid ssh client configuration: missing relay (the server's relay port)",
     );
   }
-  const host = options.host;
-  if (host !== undefined && (host === "" || /[\s,"'\\\0]/.test(host) || host.startsWith("-"))) {
-    throw new TypeError(`Invalid ssh client configuration: invalid host ${JSON.stringify(host)}`);
-  }
+  const host = options.host === undefined ? undefined : parseSshHost(options.host);
   const port = parsePort(options.port, "port");
   let hostKey: string | undefined;
   if (options.hostkey !== undefined) {
@@ -118,6 +115,28 @@ export function parseSshClientConfig(options: TransportOptions): SshClientConfig
     ...(port === undefined ? {} : { port }),
     ...(hostKey === undefined ? {} : { hostKey }),
   };
+}
+
+/**
+ * The `host` option: a name or an IP address (IPv6 with or without
+ * brackets, given to ssh without). ssh would read `user@host`, `ssh://...`
+ * or a leading `-` as something else, and `host:port` as a name.
+ */
+function parseSshHost(value: string): string {
+  const inner = /^\[(.*)\]$/.exec(value)?.[1];
+  const ipv6 = /^[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*$/;
+  if (
+    inner !== undefined
+      ? ipv6.test(inner)
+      : /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(value) || ipv6.test(value)
+  ) {
+    return inner ?? value;
+  }
+  throw new TypeError(
+    `Invalid ssh client configuration: invalid host ${
+      JSON.stringify(value)
+    }: expected a name or an IP address (the port goes in port=)`,
+  );
 }
 
 function parsePort(value: string | undefined, key: string): number | undefined {
