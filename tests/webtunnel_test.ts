@@ -118,6 +118,26 @@ Deno.test("webtunnel client fails on any status but 101, naming it", async () =>
   }
 });
 
+Deno.test("webtunnel refuses a url it could never dial when configured (client and server), naming url, never quoting it", async () => {
+  for (
+    const [url, pattern] of [
+      [`https://localhost:0${SECRET}`, /'url': port 0 is out of range/],
+      [`https://localhost:99999${SECRET}`, /'url': not an absolute URL.*port/],
+      [`ftp://localhost${SECRET}`, /'url': scheme must be https or http/],
+    ] as const
+  ) {
+    for (const role of ["client", "server"] as const) {
+      await rejects(
+        async () => role === "client" ? webtunnel.client({ url }) : await webtunnel.server({ url }),
+        (error: Error) =>
+          error instanceof TypeError && pattern.test(error.message) &&
+          !error.message.includes(SECRET.slice(1)),
+        `${role} ${url}`,
+      );
+    }
+  }
+});
+
 /** Send `request` to the server, return everything it answers until it closes. */
 async function exchange(port: number, request: Uint8Array | string): Promise<string> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });

@@ -26,7 +26,8 @@ export interface WebtunnelUrl {
  *
  * @param text The value.
  * @returns The parsed URL.
- * @throws {TypeError} When it is not an absolute http or https URL with a host.
+ * @throws {TypeError} When it is not an absolute http or https URL with a host
+ * (and a port from 1 to 65535 when it has one).
  *
  * @example Parsing a bridge URL
  * ```ts
@@ -47,7 +48,9 @@ export function parseWebtunnelUrl(text: string): WebtunnelUrl {
   try {
     url = new URL(text);
   } catch {
-    throw new TypeError("Invalid WebTunnel option 'url': not an absolute URL");
+    throw new TypeError(
+      "Invalid WebTunnel option 'url': not an absolute URL (https://HOST[:PORT]/SECRET-PATH, the port 1-65535)",
+    );
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") {
     throw new TypeError(
@@ -57,6 +60,9 @@ export function parseWebtunnelUrl(text: string): WebtunnelUrl {
     );
   }
   if (url.hostname === "") throw new TypeError("Invalid WebTunnel option 'url': no host");
+  if (url.port === "0") {
+    throw new TypeError("Invalid WebTunnel option 'url': port 0 is out of range (1-65535)");
+  }
   const tls = url.protocol === "https:";
   const hostname = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
   return {
