@@ -136,6 +136,14 @@ Deno.test("webtunnel refuses a url it could never dial when configured (client a
       );
     }
   }
+  // addr= likewise: port 0 is no port to dial.
+  for (const addr of ["localhost:0", "[::1]:0", "192.0.2.1:00", "localhost:65536"]) {
+    await rejects(
+      async () => await webtunnel.client({ url: `https://localhost${SECRET}`, addr }),
+      (error: Error) => error instanceof TypeError && /'addr'.*1-65535/.test(error.message),
+      addr,
+    );
+  }
 });
 
 /** Send `request` to the server, return everything it answers until it closes. */

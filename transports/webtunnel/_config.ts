@@ -81,7 +81,7 @@ export function parseWebtunnelUrl(text: string): WebtunnelUrl {
  *
  * @param text The value.
  * @returns The address.
- * @throws {TypeError} When it is not `host:port`.
+ * @throws {TypeError} When it is not `host:port` with a port from 1 to 65535.
  *
  * @example Parsing addresses
  * ```ts
@@ -109,13 +109,14 @@ export function parseWebtunnelAddr(text: string): HostPort {
     url = undefined;
   }
   if (
-    url === undefined || url.port === "" || url.hostname === "" || url.username !== "" ||
+    url === undefined || url.port === "" || url.port === "0" || url.hostname === "" ||
+    url.username !== "" ||
     url.password !== "" || url.pathname !== "" || url.search !== "" || url.hash !== "" ||
     /[@/?#\s]/.test(text)
   ) {
     throw new TypeError(
-      "Invalid WebTunnel option 'addr': expected host:port (an IP address or a name), " +
-        "with an IPv6 address in brackets",
+      "Invalid WebTunnel option 'addr': expected host:port (an IP address or a name, " +
+        "an IPv6 address in brackets; the port 1-65535)",
     );
   }
   const hostname = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
