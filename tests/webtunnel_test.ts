@@ -435,6 +435,13 @@ Deno.test("webtunnel behind nginx as README configures it: the secret path answe
       ok(/^HTTP\/1\.[01] 40[45] /.test(missing), missing);
       deepStrictEqual(await probe(args, SECRET), missing, `curl ${args.join(" ")}`);
     }
+    // An upgrade whose values differ in case (webtunnel-server compares them
+    // lower-cased) is passed on too.
+    const mixed = await probe(
+      ["-m", "3", "-H", "Upgrade: WebSocket", "-H", "Connection: Upgrade"],
+      SECRET,
+    );
+    ok(mixed.startsWith("HTTP/1.1 101 "), mixed);
     // The upgrade still goes through.
     const connector = await createConnector(webtunnel, { url: base + SECRET }, {
       caCerts: [site.certificate.caPem],
