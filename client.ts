@@ -48,6 +48,7 @@ import { abortable } from "./net/_abortable.ts";
 import { HelperSupervisor } from "./net/_helper_process.ts";
 import { type HelperSlot, HelperSlots } from "./net/_helper_slots.ts";
 import { socks5Connect } from "./ipc/socks/_client.ts";
+import { SocksReplyError } from "./ipc/socks/_reply.ts";
 import { TransportConn, type TransportConnOptions } from "./net/transport_conn.ts";
 
 /** Options for {@linkcode createConnector}. */
@@ -402,7 +403,15 @@ export class Connector {
       });
     } catch (error) {
       conn.close();
-      throw error;
+      // Up, but its server refused the forward (ssh: a wrong relay= or user=);
+      // the SOCKS reply code the proxy gave is kept.
+      const message =
+        `The ${this.#name} helper's SOCKS5 proxy did not open the connection (its own warnings say why): ${
+          (error as Error).message
+        }`;
+      throw error instanceof SocksReplyError
+        ? new SocksReplyError(error.code, message, { cause: error })
+        : new Error(message, { cause: error });
     }
     return conn;
   }

@@ -403,6 +403,59 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "ssh client: a forward the server refuses (a wrong relay=) is said at warning, and the failed dial says the helper did not open it",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withSshBench("ptkit-ssh-test-", async (bench) => {
+      const { server } = await sshServer(bench);
+      // The client's key, authorized on the server already.
+      const key = generateOpenSshKey("client");
+      await bench.clientStore.set(SSH_CLIENT_KEY, key.privateKey);
+      await bench.serverStore.set(SSH_AUTHORIZED_KEYS, `${key.publicKey}\n`);
+      const relay = Number(server.clientOptions.relay);
+      const connector = await createConnector(ssh, {
+        ...server.clientOptions,
+        relay: String(relay === 65535 ? relay - 1 : relay + 1),
+      }, {
+        env: { local: bench.clientStore, signals: operatorPipe().pipe },
+        helperDirectory: `${bench.root}/client-helper`,
+        onHelperLog: bench.onHelperLog,
+      });
+      try {
+        const at = {
+          hostname: "127.0.0.1",
+          port: server.addr.port,
+          destination: { hostname: "127.0.0.1", port: bench.echo.port },
+        };
+        // The first dial starts ssh; later ones reach its SOCKS5 proxy.
+        const failure = await waitFor(
+          () =>
+            connector.dial(at).then(
+              (conn) => {
+                conn.close();
+                return new Error("the dial went through");
+              },
+              (error: Error) => error.message.includes("not up") ? undefined : error,
+            ),
+          20_000,
+        );
+        assert(/helper's SOCKS5 proxy did not open/.test(failure.message), failure.message);
+        await waitFor(() => bench.logs.some((l) => /open failed/.test(l)), 10_000);
+        const said = bench.logs.filter((l) => /open failed/.test(l));
+        assert(said.every((l) => l.startsWith("warning ")), said.join("\n"));
+        assertEquals(bench.echo.accepted(), 0);
+      } finally {
+        await connector.close();
+        await server.close();
+      }
+      assertEquals(await helperProcesses(bench.root), []);
+    });
+  },
+});
+
+Deno.test({
   name: "ssh server on [::] takes IPv4 clients too (sshd's own sockets are IPv6-only)",
   sanitizeOps: false,
   sanitizeResources: false,

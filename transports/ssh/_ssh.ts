@@ -197,9 +197,10 @@ export function parseSshKeyMessage(message: string): string {
 }
 
 /**
- * The `ssh` helper's output, judged: ssh runs with `LogLevel=ERROR`, so
- * every line it prints is why it failed (a refused key, a wrong host key, a
- * server it cannot reach or resolve): a warning an operator must see at the
+ * The `ssh` helper's output, judged: ssh runs with `LogLevel=INFO` and no
+ * host key to learn, so every line it prints is why something failed (a
+ * refused key, a wrong host key, a server it cannot reach or resolve, a
+ * forward the server refused): a warning an operator must see at the
  * default level, as the failed SOCKS request's error points to it.
  */
 function describeSshOutput(line: string): HelperLogLine | undefined {
@@ -391,7 +392,10 @@ class SshClient implements ClientTransport {
       "ServerAliveInterval=15",
       "ServerAliveCountMax=3",
       "ConnectTimeout=30",
-      "LogLevel=ERROR",
+      // INFO: a forward the server refuses ("channel 2: open failed:
+      // administratively prohibited", a wrong relay= or user=) is said only
+      // at this level; below it a SOCKS request just closes.
+      "LogLevel=INFO",
     ];
     return {
       command: "ssh",
