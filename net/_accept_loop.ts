@@ -198,6 +198,8 @@ export class Acceptor<C> {
   #count: ((kind: "exhausted" | "connection" | "unknown") => void) | undefined;
   #stopped = false;
   #wake: (() => void) | undefined;
+  /** Settles once the accept under way (if any) has. */
+  #turn: Promise<unknown> = Promise.resolve();
 
   /**
    * @param accept The listener's accept.
@@ -215,12 +217,21 @@ export class Acceptor<C> {
   }
 
   /**
-   * The next connection.
+   * The next connection. Calls made while one waits queue behind it, each
+   * getting its own connection: a `Deno.Listener` takes one accept at a
+   * time, and the second of two accept loops met `Busy` ('Another accept
+   * task is ongoing'), reported as an accept error and retried in a loop.
    *
    * @returns The connection.
    * @throws {Deno.errors.BadResource} When the listener is closed or the acceptor stopped.
    */
-  async next(): Promise<C> {
+  next(): Promise<C> {
+    const turn = this.#turn.then(() => this.#next());
+    this.#turn = turn.catch(() => {});
+    return turn;
+  }
+
+  async #next(): Promise<C> {
     let delay = 0;
     let unknown = 0;
     for (;;) {

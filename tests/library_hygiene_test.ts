@@ -263,6 +263,36 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "TransportListener: accept() called again while one waits (two accept loops) queues behind it: each gets its own connection, and no accept error is reported",
+  ...sanitized,
+  fn: async () => {
+    // Before, the second call met Deno's 'Busy: Another accept task is
+    // ongoing', reported to onAcceptError (and counted), then retried at once
+    // a hundred times and every 100 ms after.
+    const errors: string[] = [];
+    await using listener = await listen(plain, {}, {
+      hostname: "127.0.0.1",
+      port: 0,
+      onAcceptError: (error) => errors.push(`${error.name}: ${error.message}`),
+    });
+    const accepting = [listener.accept(), listener.accept()] as const;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const connector = await createConnector(plain, {});
+    await using first = await connector.dial({ port: listener.addr.port });
+    await using second = await connector.dial({ port: listener.addr.port });
+    const [a, b] = await guarded(Promise.all(accepting), "both accepts");
+    ok(a !== b);
+    a.close();
+    b.close();
+    deepStrictEqual(errors, []);
+    strictEqual(listener.stats().connectionsAccepted, 2);
+    void first;
+    void second;
+  },
+});
+
 Deno.test("A transport whose name is not a C identifier is refused by listen, createConnector and runManagedProxy", async () => {
   const bad = { ...plain, name: "my-pt" } as Transport;
   await rejects(
