@@ -104,9 +104,12 @@ export interface UdpFlowStats extends UdpCounters {
   readonly id: number;
   /** Its state (PT 2.0 draft 1, Table 1; server flows are always `connected`). */
   readonly state: "waiting" | "connected" | "closed";
-  /** When it opened, by the pool's clock. */
+  /**
+   * When it opened, in milliseconds since the epoch, by the pool's clock
+   * (monotonic: `performance.timeOrigin + performance.now()`, whole).
+   */
   readonly startTime: number;
-  /** When the last datagram went either way, by the pool's clock. */
+  /** When the last datagram went either way, in milliseconds since the epoch (as `startTime`). */
   readonly lastActivity: number;
   /** Why it closed, once it has. */
   readonly closeReason?: UdpCloseReason;
