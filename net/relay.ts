@@ -65,7 +65,9 @@ export interface RelayOptions {
  * @throws {TypeError} When an end is neither a connection (`read`, `write`,
  * `closeWrite`, `close`) nor streams (`readable`, `writable`, `close`): the
  * relay rejects before it reads or closes either end; also when `options`
- * is not an object or its `signal` is not an `AbortSignal`.
+ * is not an object or its `signal` is not an `AbortSignal`, when `a` and
+ * `b` are the same connection, or when a reader or writer holds an end's
+ * stream.
  *
  * @example Joining two TCP connections
  * ```ts
@@ -114,6 +116,21 @@ export async function relay(
         signal === null ? "null" : typeof signal
       }`,
     );
+  }
+  // Before either end is touched: one connection as both ends read its own
+  // socket twice and never settled, and a stream a reader or writer holds
+  // failed with JavaScript's 'ReadableStream is locked', the other end's
+  // stream already taken.
+  if (a === b) throw new TypeError("Cannot relay: ends a and b are the same connection");
+  for (const [end, name] of [[a, "a"], [b, "b"]] as const) {
+    if ("read" in end && typeof end.read === "function") continue;
+    const { readable, writable } = end as StreamConn;
+    if (readable.locked || writable.locked) {
+      const [side, holder] = readable.locked ? ["readable", "reader"] : ["writable", "writer"];
+      throw new TypeError(
+        `Cannot relay: end ${name}'s ${side} is locked (a ${holder} holds it: release it first)`,
+      );
+    }
   }
   let aToB = 0;
   let bToA = 0;

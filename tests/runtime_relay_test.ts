@@ -141,6 +141,49 @@ Deno.test("relay refuses an end that is neither a connection nor streams, with a
   right.close();
 });
 
+Deno.test("relay refuses one connection given as both ends, and an end whose stream a reader or writer holds, with a TypeError saying so, before touching either", async () => {
+  // JavaScript's 'ReadableStream is locked' before, with end a's stream
+  // already taken.
+  const { left, leftPeer, right, rightPeer } = await twoPairs();
+  await rejects(
+    relay(leftPeer, leftPeer),
+    (error: unknown) =>
+      error instanceof TypeError &&
+      error.message === "Cannot relay: ends a and b are the same connection",
+  );
+  const free = { readable: new ReadableStream(), writable: new WritableStream(), close() {} };
+  const held = { readable: new ReadableStream(), writable: new WritableStream(), close() {} };
+  const reader = held.readable.getReader();
+  await rejects(
+    relay(free, held),
+    (error: unknown) =>
+      error instanceof TypeError &&
+      error.message ===
+        "Cannot relay: end b's readable is locked (a reader holds it: release it first)",
+  );
+  reader.releaseLock();
+  const writer = held.writable.getWriter();
+  await rejects(
+    relay(held, free),
+    (error: unknown) =>
+      error instanceof TypeError &&
+      error.message ===
+        "Cannot relay: end a's writable is locked (a writer holds it: release it first)",
+  );
+  writer.releaseLock();
+  ok(!free.readable.locked && !free.writable.locked);
+  // The sockets still carry bytes.
+  const done = relay(leftPeer, rightPeer);
+  await left.write(new Uint8Array([1]));
+  await left.closeWrite();
+  strictEqual(await right.read(new Uint8Array(2)), 1);
+  await right.closeWrite();
+  strictEqual(await left.read(new Uint8Array(2)), null);
+  strictEqual((await done).aToB, 1);
+  left.close();
+  right.close();
+});
+
 Deno.test("relay refuses options that are not an object and a signal that is not an AbortSignal before it touches either end", async () => {
   // They failed with JavaScript's 'signal?.addEventListener is not a
   // function' (after both ends were wrapped) and 'Cannot destructure
