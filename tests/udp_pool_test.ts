@@ -210,6 +210,55 @@ Deno.test("serveUdpClient removes a flow whose dial failed; the next datagram di
   }
 });
 
+Deno.test("an onError of serveUdpClient or serveUdpServer that throws is printed once on the console; the pool goes on", async () => {
+  // Before, its throws went unseen (swallowed with the flow's promise), where
+  // proxy()'s onError is printed once.
+  const printed: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => printed.push(args);
+  try {
+    const throwing = () => {
+      throw new Error("onError fault");
+    };
+    await using client = await serveUdpClient({
+      transport: plain,
+      config: {},
+      server: { port: 9 },
+      framing: "length",
+      dialer: () => Promise.reject(new Error("Connection refused")),
+      onError: throwing,
+    });
+    await using app = await appSocket(client.addr);
+    await app.send(new Uint8Array([1]));
+    await waitFor(() => client.stats().flowsClosed.dialFailed === 1, "the failed dial");
+    await app.send(new Uint8Array([2]));
+    await waitFor(() => client.stats().flowsClosed.dialFailed === 2, "the second failed dial");
+    await using server = await serveUdpServer({
+      transport: plain,
+      config: {},
+      hostname: "127.0.0.1",
+      port: 0,
+      target: { hostname: "127.0.0.1", port: 9 },
+      framing: "stun",
+      onError: throwing,
+    });
+    for (let i = 1; i <= 2; i++) {
+      using tcp = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+      await tcp.write(new Uint8Array([0xff, 0xff, 0xff, 0xff]));
+      await waitFor(() => server.stats().flowsClosed.framingError === i, "a framing error");
+    }
+    deepStrictEqual(
+      printed.map((args) => [String(args[0]), String(args[1])]),
+      ["serveUdpClient()", "serveUdpServer()"].map((pool) => [
+        `The ${pool} onError callback threw; the server goes on, and later throws are not reported:`,
+        "Error: onError fault",
+      ]),
+    );
+  } finally {
+    console.error = consoleError;
+  }
+});
+
 /**
  * A plain client and server pool with `idleTimeout` and manual clocks in
  * front of a UDP echo, and an application socket on the client; all closed

@@ -70,7 +70,9 @@ export interface UdpPoolOptions {
   readonly clock?: Clock;
   /**
    * Called when a flow ends with an error (framing, connection, dial). The
-   * message names no address. Defaults to ignoring.
+   * message names no address. Defaults to ignoring. A callback that throws
+   * changes nothing: its first throw is printed with `console.error`, later
+   * ones are ignored.
    */
   readonly onError?: (error: unknown) => void;
   /**
