@@ -435,3 +435,82 @@ Deno.test("obfs4 server relays the payload of frames that arrived with a bad one
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("obfs4 server answers a maximum-length handshake that arrives with more bytes in the same read, as obfs4proxy does (its handshake reads take 8 KiB)", async () => {
+  /** One write of a real handshake with `padding` and `extra` random bytes after it; answered? */
+  const send = async (port: number, options: TransportOptions, padding: number, extra: number) => {
+    const hs = new ClientHandshake(backend, parseClientConfig(options).identity, { padding });
+    const wire = new Uint8Array(hs.message.length + extra);
+    wire.set(hs.message);
+    crypto.getRandomValues(wire.subarray(hs.message.length));
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await writeFull(conn, wire);
+      // Either answer comes at once; silence is cut short (the server holds a
+      // failed handshake open for 30 s and more).
+      const timer = setTimeout(() => conn.close(), 2000);
+      const buf = new Uint8Array(65536);
+      let received = new Uint8Array(0);
+      for (;;) {
+        const n = await conn.read(buf).catch(() => null);
+        if (n === null) break;
+        const more = new Uint8Array(received.length + n);
+        more.set(received);
+        more.set(buf.subarray(0, n), received.length);
+        received = more;
+        try {
+          if (hs.parse(received) !== undefined) break;
+        } catch {
+          break;
+        }
+      }
+      clearTimeout(timer);
+      try {
+        return hs.parse(received) !== undefined;
+      } catch {
+        return false;
+      }
+    } finally {
+      try {
+        conn.close();
+      } catch {
+        // Closed by the timer.
+      }
+    }
+  };
+  const dir = await Deno.makeTempDir();
+  const echo = startEcho();
+  const theirPort = freePort();
+  const pt = await startObfs4proxy({
+    TOR_PT_SERVER_TRANSPORTS: "obfs4",
+    TOR_PT_SERVER_BINDADDR: `obfs4-127.0.0.1:${theirPort}`,
+    TOR_PT_ORPORT: `127.0.0.1:${echo.addr.port}`,
+    TOR_PT_STATE_LOCATION: dir,
+  });
+  const ours = await startServer(obfs4);
+  try {
+    const cert = Object.fromEntries(
+      pt.method[1]!.slice("ARGS:".length).split(",").map((kv) => kv.split("=", 2)),
+    );
+    const theirs = { cert: cert.cert, "iat-mode": "0" };
+    const mine = ours.manager.clientOptions;
+    const port = ours.manager.addr.port;
+    // 8192 bytes of handshake, then more: the first 8 KiB read holds the whole handshake.
+    for (const extra of [100, 20_000]) {
+      strictEqual(
+        await send(theirPort, theirs, CLIENT_MAX_PADDING, extra),
+        true,
+        `obfs4proxy, +${extra}`,
+      );
+      strictEqual(await send(port, mine, CLIENT_MAX_PADDING, extra), true, `ptkit, +${extra}`);
+    }
+    // A shorter handshake with bytes after it in the same read is refused by both.
+    strictEqual(await send(theirPort, theirs, 8000, 100), false, "obfs4proxy, shorter");
+    strictEqual(await send(port, mine, 8000, 100), false, "ptkit, shorter");
+  } finally {
+    await ours.close();
+    await pt.stop();
+    await echo.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -11,7 +11,8 @@ import { ntorClient, ntorKdf, type NtorResult, ntorServer } from "./_ntor.ts";
 import { randomBytes, type RandomFill, randomInt } from "./_random.ts";
 import type { ReplayFilter } from "../_replay_filter.ts";
 
-const MAX_HANDSHAKE_LENGTH = 8192;
+/** The longest handshake either side sends (and obfs4proxy's handshake read size). */
+export const MAX_HANDSHAKE_LENGTH = 8192;
 const KEY_LENGTH = 32;
 const MARK_LENGTH = 16;
 const MAC_LENGTH = 16;

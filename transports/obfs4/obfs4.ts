@@ -19,7 +19,12 @@ import {
 import { MAX_SEGMENT_LENGTH } from "./_framing.ts";
 import { GoRand } from "./_go_rand.ts";
 import { KeyPairReserve, type KeyPairReserveOptions } from "./_keypair_reserve.ts";
-import { ClientHandshake, type RandomFill, ServerHandshake } from "./_handshake.ts";
+import {
+  ClientHandshake,
+  MAX_HANDSHAKE_LENGTH,
+  type RandomFill,
+  ServerHandshake,
+} from "./_handshake.ts";
 import { HashDrbg } from "./_hash_drbg.ts";
 import { type IatSleep, obfs4proxySleep } from "./_iat.ts";
 import { ReplayFilter } from "../_replay_filter.ts";
@@ -502,9 +507,9 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
         return started;
       },
       transform: (chunk, controller) => {
-        if (core.session !== undefined) {
+        const frames = (session: Session, wire: Uint8Array) => {
           try {
-            return decodeFrames(core.session, chunk, controller)?.catch((error) => {
+            return decodeFrames(session, wire, controller)?.catch((error) => {
               core.fail(error);
               throw error;
             });
@@ -512,34 +517,50 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
             core.fail(error);
             throw error;
           }
-        }
+        };
+        if (core.session !== undefined) return frames(core.session, chunk);
         if (failed) return;
-        received = received.length === 0 ? chunk : concat(received, chunk);
-        let step;
-        try {
-          step = handshake!.parse(received);
-        } catch (error) {
-          if (error instanceof SyntaxError && error.message.endsWith("replayed handshake")) {
-            why = "replay";
+        // As obfs4proxy, which reads a handshake 8 KiB at a time and looks
+        // at what it has after each read: a chunk is taken as those reads
+        // would take it (a full-length handshake followed by more bytes is
+        // answered), and what follows a complete handshake is frames.
+        for (let at = 0; at < chunk.length; at += MAX_HANDSHAKE_LENGTH) {
+          const read = chunk.subarray(at, at + MAX_HANDSHAKE_LENGTH);
+          received = received.length === 0 ? read : concat(received, read);
+          let step;
+          try {
+            step = handshake!.parse(received);
+          } catch (error) {
+            if (error instanceof SyntaxError && error.message.endsWith("replayed handshake")) {
+              why = "replay";
+            }
+            giveUp();
+            return;
           }
-          giveUp();
-          return;
+          if (!step.done) continue;
+          received = new Uint8Array(0);
+          handshake = undefined;
+          const session = new Session({
+            sendKeys: step.keys.subarray(72, 144),
+            receiveKeys: step.keys.subarray(0, 72),
+            crypto: parsed.crypto.value!,
+            iatMode: config.iatMode,
+            lengthDist: shared.lengthDist,
+            iatDist: shared.iatDist,
+            acceptSeed: false,
+          });
+          core.encodeController.enqueue(
+            concat(step.response, session.seedFrame(config.drbgSeed)),
+          );
+          core.succeed(session);
+          refillSoon(shared.reserve.pairs!);
+          const rest = chunk.subarray(at + read.length);
+          if (rest.length === 0) return;
+          // obfs4proxy has written its answer before it reads a frame: the
+          // rest is decoded a turn later, so that a bad frame in it drops a
+          // connection whose answer has left.
+          return new Promise((resolve) => setTimeout(resolve, 0)).then(() => frames(session, rest));
         }
-        if (!step.done) return;
-        received = new Uint8Array(0);
-        handshake = undefined;
-        const session = new Session({
-          sendKeys: step.keys.subarray(72, 144),
-          receiveKeys: step.keys.subarray(0, 72),
-          crypto: parsed.crypto.value!,
-          iatMode: config.iatMode,
-          lengthDist: shared.lengthDist,
-          iatDist: shared.iatDist,
-          acceptSeed: false,
-        });
-        core.encodeController.enqueue(concat(step.response, session.seedFrame(config.drbgSeed)));
-        core.succeed(session);
-        refillSoon(shared.reserve.pairs!);
       },
       flush: () => {
         if (core.session === undefined) {
