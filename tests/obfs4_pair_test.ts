@@ -6,11 +6,16 @@ import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
 import type { TransportPair } from "../transports/transport.ts";
 import { ClientHandshake } from "../transports/obfs4/_handshake.ts";
-import { loadServerConfig, parseClientConfig } from "../transports/obfs4/_config.ts";
+import {
+  generateServerConfig,
+  loadServerConfig,
+  parseClientConfig,
+} from "../transports/obfs4/_config.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 import { FrameEncoder } from "../transports/obfs4/_framing.ts";
 import { concat } from "../transports/_bytes.ts";
 import { packet } from "./obfs4_wire_helpers.ts";
+import { ZERO_ONLY_SEED } from "./obfs4_live_helpers.ts";
 
 async function collect(readable: ReadableStream<Uint8Array>, n: number): Promise<Uint8Array> {
   const out = new Uint8Array(n);
@@ -423,4 +428,51 @@ Deno.test("obfs4 server decodes a chunk of many small frames a slice at a time, 
   fromServer.releaseLock();
   await pair.encode.readable.cancel().catch(() => {});
   await pair.encode.writable.close().catch(() => {});
+});
+
+Deno.test("obfs4 client takes the bridge's length table at its first read after the handshake, as obfs4proxy's: its first writes draw from its own", async () => {
+  // A bridge whose table holds the length 0 alone: every burst a client
+  // pads with it ends on a 1448-byte boundary.
+  const { keys } = await generateServerConfig(0);
+  const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  const server = await obfs4.server({
+    "node-id": hex(keys.nodeId),
+    "private-key": hex(keys.secretKey),
+    "drbg-seed": hex(ZERO_ONLY_SEED),
+  }, {});
+  const client = await obfs4.client(server.clientOptions);
+  let firstOnBoundary = 0;
+  const CONNECTIONS = 8;
+  for (let i = 0; i < CONNECTIONS; i++) {
+    const c = client.pair({});
+    const s = server.pair();
+    const wire: number[] = [];
+    const up = c.encode.readable.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform: (chunk, controller) => {
+          wire.push(chunk.length);
+          controller.enqueue(chunk);
+        },
+      }),
+    ).pipeTo(s.decode.writable);
+    const down = s.encode.readable.pipeTo(c.decode.writable);
+    await Promise.all([c.ready, s.ready]);
+    const cw = c.encode.writable.getWriter();
+    const sw = s.encode.writable.getWriter();
+    // Before anything more came from the server (the seed came with its handshake).
+    await Promise.all([cw.write(new Uint8Array(100)), collect(s.decode.readable, 100)]);
+    if (wire[1]! % 1448 === 0) firstOnBoundary++;
+    await Promise.all([sw.write(new Uint8Array(10)), collect(c.decode.readable, 10)]);
+    // After a read: the bridge's table.
+    await Promise.all([cw.write(new Uint8Array(100)), collect(s.decode.readable, 100)]);
+    strictEqual(wire.length, 3);
+    strictEqual(wire[2]! % 1448, 0, "after the first read the client pads with the bridge's table");
+    await cw.close();
+    await sw.close();
+    await Promise.all([up, down]);
+  }
+  ok(
+    firstOnBoundary < CONNECTIONS,
+    "every first write was padded with the bridge's table, before the client's first read",
+  );
 });

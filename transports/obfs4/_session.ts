@@ -95,6 +95,9 @@ export class Session {
   // (handed on when a later frame is bad).
   #decoding: Uint8Array = EMPTY;
   #decodedEnd = 0;
+  // A seed that came with the server's handshake, applied with the next read.
+  #holdSeed = false;
+  #heldSeed: Uint8Array | undefined;
 
   /**
    * Start a session.
@@ -293,7 +296,38 @@ export class Session {
     }
   }
 
+  /**
+   * Decode the bytes that came in the same read as the server's handshake
+   * (a client's). A PRNG seed among them takes effect with the next bytes
+   * received: obfs4proxy's and lyrebird's clients act on it at their next
+   * network read, so their writes until then (a TLS ClientHello) are padded
+   * from their own tables.
+   *
+   * @param chunk Bytes from the network, after the handshake.
+   * @param beforeError As for {@linkcode Session.decode}.
+   * @returns The application bytes they complete (possibly none).
+   */
+  decodeWithHandshake(chunk: Uint8Array, beforeError?: (bytes: Uint8Array) => void): Uint8Array {
+    this.#holdSeed = true;
+    try {
+      return this.decode(chunk, beforeError);
+    } finally {
+      this.#holdSeed = false;
+    }
+  }
+
+  #reseed(seed: Uint8Array): void {
+    this.#lengthDist.reset(seed);
+    if (this.#iatMode !== 0) {
+      this.#iatDist.reset(this.#crypto.sha256(seed).subarray(0, 24));
+    }
+  }
+
   #decode(chunk: Uint8Array): Uint8Array {
+    if (this.#heldSeed !== undefined) {
+      this.#reseed(this.#heldSeed);
+      this.#heldSeed = undefined;
+    }
     const pending = this.#buffer.length - this.#offset;
     // Payloads are opened straight into place: each packet is decrypted 3
     // bytes before where its payload goes, over the end of the previous
@@ -367,10 +401,8 @@ export class Session {
       } else if (type === TYPE_PRNG_SEED) {
         if (this.#acceptSeed && length === DRBG_SEED_LENGTH) {
           const seed = out.slice(start, start + length);
-          this.#lengthDist.reset(seed);
-          if (this.#iatMode !== 0) {
-            this.#iatDist.reset(this.#crypto.sha256(seed).subarray(0, 24));
-          }
+          if (this.#holdSeed) this.#heldSeed = seed;
+          else this.#reseed(seed);
         }
       }
     }

@@ -424,7 +424,7 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
           const rest = received.subarray(result.consumed);
           received = new Uint8Array(0);
           if (rest.length > 0) {
-            const out = session.decode(rest, (bytes) => controller.enqueue(bytes));
+            const out = session.decodeWithHandshake(rest, (bytes) => controller.enqueue(bytes));
             if (out.length > 0) controller.enqueue(out);
           }
         } catch (error) {
