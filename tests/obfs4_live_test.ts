@@ -382,6 +382,45 @@ Deno.test("obfs4proxy started on the state ptkit wrote accepts ptkit and obfs4pr
   }
 });
 
+Deno.test("obfs4 client takes a bridge line with cert and also node-id and public-key, using the cert, as obfs4proxy does", async () => {
+  await withObfs4proxyServer("0", async (port, args) => {
+    // Values that name no bridge: obfs4proxy never reads them when a cert is given.
+    const stale = { "node-id": "00".repeat(20), "public-key": "11".repeat(32) };
+    const connector = await createConnector(obfs4, { cert: args.cert!, "iat-mode": "0", ...stale });
+    const conn = await connector.dial({ hostname: "127.0.0.1", port });
+    const r = await echoTransfer(conn, 1000);
+    strictEqual(r.received, r.sent);
+    await conn.closed;
+    const dir = await Deno.makeTempDir({ prefix: "ptkit_obfs4c_" });
+    const pt = await startObfs4proxy({
+      TOR_PT_CLIENT_TRANSPORTS: "obfs4",
+      TOR_PT_STATE_LOCATION: dir,
+    });
+    try {
+      const [host, socksPort] = pt.method[1]!.split(":");
+      const socks = await socks5Connect(
+        { hostname: host!, port: Number(socksPort) },
+        { hostname: "127.0.0.1", port },
+        {
+          username: `cert=${args.cert};iat-mode=0;node-id=${stale["node-id"]};public-key=${
+            stale["public-key"]
+          }`,
+          password: "\0",
+        },
+      );
+      try {
+        const theirs = await echoTransfer(connStreams(socks), 1000);
+        strictEqual(theirs.received, theirs.sent, "obfs4proxy's client takes the same line");
+      } finally {
+        socks.close();
+      }
+    } finally {
+      await pt.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
+
 Deno.test("obfs4 carries 8 concurrent connections each way with obfs4proxy", async () => {
   await withObfs4proxyServer("0", async (port, args) => {
     const connector = await createConnector(obfs4, { cert: args.cert!, "iat-mode": "0" });

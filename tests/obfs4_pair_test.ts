@@ -382,7 +382,8 @@ Deno.test("obfs4 client reports a server that closes during the handshake", asyn
 });
 
 Deno.test("obfs4 client takes the bridge from per-connection settings", async () => {
-  const server = await obfs4.server({}, { local: new MemoryStore() });
+  const serverStore = new MemoryStore();
+  const server = await obfs4.server({}, { local: serverStore });
   const client = await obfs4.client({});
   throws(() => client.pair({}), TypeError);
   throws(() => client.pair({ cert: server.clientOptions.cert! }), TypeError);
@@ -390,6 +391,14 @@ Deno.test("obfs4 client takes the bridge from per-connection settings", async ()
   const other = await obfs4.server({}, { local: new MemoryStore() });
   const fixed = await obfs4.client(other.clientOptions);
   await roundTrip(fixed.pair(server.clientOptions), server.pair(), [10]);
+  // Legacy arguments with a connection name its bridge over the options' cert.
+  const state = JSON.parse((await serverStore.get("obfs4_state.json"))!);
+  const legacy = {
+    "node-id": state["node-id"],
+    "public-key": state["public-key"],
+    "iat-mode": "0",
+  };
+  await roundTrip(fixed.pair(legacy), server.pair(), [10]);
 });
 
 Deno.test("obfs4 server decodes a chunk of many small frames a slice at a time, giving the event loop turns", async () => {

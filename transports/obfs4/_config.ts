@@ -112,8 +112,9 @@ export const SERVER_KEYS: readonly string[] = [
 
 /**
  * Parse an obfs4 client configuration: `cert` and `iat-mode`, or the legacy
- * `node-id` and `public-key` (hex) with `iat-mode`. Other keys are not
- * looked at (the transport drops and reports them before this runs).
+ * `node-id` and `public-key` (hex) with `iat-mode` (not looked at when a
+ * `cert` is given, as obfs4proxy does). Other keys are not looked at (the
+ * transport drops and reports them before this runs).
  *
  * @example Parsing a bridge line's arguments
  * ```ts
@@ -139,14 +140,8 @@ export function parseClientConfig(options: TransportOptions): ClientConfig {
     );
   }
   const iatMode = parseIatMode(options["iat-mode"]);
-  if (options.cert !== undefined) {
-    if (options["node-id"] !== undefined || options["public-key"] !== undefined) {
-      throw new TypeError(
-        "Cannot configure transport 'obfs4': give either 'cert' or 'node-id' and 'public-key'",
-      );
-    }
-    return { identity: decodeCert(options.cert), iatMode };
-  }
+  // With a cert, obfs4proxy and lyrebird never read node-id and public-key.
+  if (options.cert !== undefined) return { identity: decodeCert(options.cert), iatMode };
   if (options["node-id"] === undefined || options["public-key"] === undefined) {
     throw new TypeError(
       "Cannot configure transport 'obfs4': missing option 'cert' (or 'node-id' and 'public-key')",

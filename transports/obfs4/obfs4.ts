@@ -582,6 +582,24 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
   return core.pair(decode, encode);
 }
 
+const BRIDGE_KEYS = ["cert", "node-id", "public-key"];
+
+/**
+ * A connection's settings merged over the client options; settings that
+ * name a bridge (a cert, or the legacy node-id and public-key) replace the
+ * bridge the options name (a cert there would otherwise win over them).
+ */
+function withBridge(
+  options: TransportOptions | undefined,
+  settings: TransportOptions,
+): TransportOptions {
+  const base: Record<string, string> = { ...options };
+  if (BRIDGE_KEYS.some((k) => settings[k] !== undefined)) {
+    for (const k of BRIDGE_KEYS) delete base[k];
+  }
+  return { ...base, ...settings };
+}
+
 /** A probeCloseDelay's answer, checked as a timer's delay (0: at once). */
 function checkedCloseDelay(ms: number): number {
   checkTimerMs(ms, "probeCloseDelay result", "configure an obfs4 server", true);
@@ -668,7 +686,7 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
       if (role === "server") return serverPair(parsed.server!, parsed, options);
       const client = Object.keys(settings).length === 0 && parsed.client !== undefined
         ? parsed.client
-        : parseClientConfig({ ...parsed.clientOptions, ...settings });
+        : parseClientConfig(withBridge(parsed.clientOptions, settings));
       return clientPair(client, parsed, options);
     },
     clientOptions: (parsed) => ({
