@@ -220,6 +220,8 @@ Deno.test("an onError of serveUdpClient or serveUdpServer that throws is printed
     const throwing = () => {
       throw new Error("onError fault");
     };
+    // A manual clock: after a failed dial, the pool waits 1 s before it dials again.
+    const clock = new ManualClock();
     await using client = await serveUdpClient({
       transport: plain,
       config: {},
@@ -227,10 +229,12 @@ Deno.test("an onError of serveUdpClient or serveUdpServer that throws is printed
       framing: "length",
       dialer: () => Promise.reject(new Error("Connection refused")),
       onError: throwing,
+      clock,
     });
     await using app = await appSocket(client.addr);
     await app.send(new Uint8Array([1]));
     await waitFor(() => client.stats().flowsClosed.dialFailed === 1, "the failed dial");
+    clock.advance(1000);
     await app.send(new Uint8Array([2]));
     await waitFor(() => client.stats().flowsClosed.dialFailed === 2, "the second failed dial");
     await using server = await serveUdpServer({
