@@ -111,6 +111,29 @@ export function callbackThrew(callback: string): (thrown: unknown) => void {
 }
 
 /**
+ * An application's callback that cannot throw into the caller: a throw is
+ * reported once, as {@linkcode callbackThrew} does, and the caller goes on.
+ *
+ * @param callback The application's callback, if any.
+ * @param name The callback, for the message (`"serveUdpClient() onError"`).
+ * @returns The guarded callback, or `undefined` when none was given.
+ */
+export function guardCallback<A extends unknown[]>(
+  callback: ((...args: A) => void) | undefined,
+  name: string,
+): ((...args: A) => void) | undefined {
+  if (callback === undefined) return undefined;
+  const threw = callbackThrew(name);
+  return (...args) => {
+    try {
+      callback(...args);
+    } catch (thrown) {
+      threw(thrown);
+    }
+  };
+}
+
+/**
  * Reports errors without flooding: the first `burst` of a kind at once, then
  * the count of that kind once per interval (10 s) while they keep coming.
  */

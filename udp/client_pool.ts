@@ -2,7 +2,7 @@
 
 import type { HostPort } from "../net/address.ts";
 import { createConnector } from "../client.ts";
-import { callbackThrew } from "../net/_accept_loop.ts";
+import { guardCallback } from "../net/_accept_loop.ts";
 import type { Dialer } from "../net/net_conn.ts";
 import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
 import { BOUND_DESTINATION, checkPort } from "../net/address.ts";
@@ -319,14 +319,7 @@ export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClie
   };
   // The application's callback: one that throws is printed once, as
   // proxy()'s onError is, instead of being lost with the flow's promise.
-  const onErrorThrew = callbackThrew("serveUdpClient() onError");
-  const onError = options.onError === undefined ? undefined : (error: unknown) => {
-    try {
-      options.onError!(error);
-    } catch (thrown) {
-      onErrorThrew(thrown);
-    }
-  };
+  const onError = guardCallback(options.onError, "serveUdpClient() onError");
   const pool = new ClientPool(
     socket,
     (pool, from, id, totals) => {

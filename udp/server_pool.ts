@@ -2,7 +2,7 @@
 
 import type { HostPort } from "../net/address.ts";
 import { listen } from "../server.ts";
-import { callbackThrew, ConnectionLoop, retryWhileExhausted } from "../net/_accept_loop.ts";
+import { ConnectionLoop, guardCallback, retryWhileExhausted } from "../net/_accept_loop.ts";
 import { type ConnectionLimits, sourceKey, SourceLimiter } from "../net/source_limits.ts";
 import { SourceShare } from "../net/_source_share.ts";
 import { reportedSource } from "../net/_client_source.ts";
@@ -202,14 +202,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
   const localAddress = options.localAddress;
   // The application's callback: one that throws is printed once, as
   // proxy()'s onError is, instead of being lost with the flow's promise.
-  const onErrorThrew = callbackThrew("serveUdpServer() onError");
-  const onError = options.onError === undefined ? undefined : (error: unknown) => {
-    try {
-      options.onError!(error);
-    } catch (thrown) {
-      onErrorThrew(thrown);
-    }
-  };
+  const onError = guardCallback(options.onError, "serveUdpServer() onError");
   const flows = new Set<Flow>();
   const totals = zeroCounters();
   const closedByReason = Object.fromEntries(UDP_CLOSE_REASONS.map((r) => [r, 0])) as Record<
