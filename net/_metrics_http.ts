@@ -57,8 +57,11 @@ function formatResponse(response: MetricsResponse, head: boolean): Uint8Array {
 
 /** The method and path of a request head, or the status refusing it. */
 function requestOf(headBytes: Uint8Array): { method: string; path: string } | number {
-  const end = headBytes.indexOf(13);
-  const line = new TextDecoder().decode(end < 0 ? headBytes : headBytes.subarray(0, end));
+  // The request line ends in CR LF or a bare LF (as Go's and nginx's HTTP
+  // servers take it).
+  const end = headBytes.indexOf(10);
+  const line = new TextDecoder().decode(end < 0 ? headBytes : headBytes.subarray(0, end))
+    .replace(/\r$/, "");
   const match = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP\/(\d)\.(\d)$/.exec(line);
   if (match === null) return 400;
   if (match[3] !== "1") return 505;

@@ -131,7 +131,10 @@ class ConnectProxy {
   #tasks = new Set<Promise<void>>();
   #conns = new Set<Deno.Conn>();
   #loop: Promise<void>;
-  constructor(auth?: string) {
+  /** Line endings of the replies (a bare LF, as some proxies send). */
+  #eol: string;
+  constructor(auth?: string, eol = "\r\n") {
+    this.#eol = eol;
     this.#loop = (async () => {
       for await (const conn of this.listener) {
         this.#conns.add(conn);
@@ -156,23 +159,29 @@ class ConnectProxy {
       const match = /^CONNECT ([0-9.]+):([0-9]+) HTTP\/1\.1\r\n/.exec(text);
       const encoder = new TextEncoder();
       if (match === null) {
-        await conn.write(encoder.encode("HTTP/1.1 400 Bad Request\r\n\r\n"));
+        await conn.write(encoder.encode(`HTTP/1.1 400 Bad Request${this.#eol}${this.#eol}`));
         return conn.close();
       }
       if (
         auth !== undefined && !text.includes(`\r\nProxy-Authorization: Basic ${btoa(auth)}\r\n`)
       ) {
-        await conn.write(encoder.encode("HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"));
+        await conn.write(
+          encoder.encode(`HTTP/1.1 407 Proxy Authentication Required${this.#eol}${this.#eol}`),
+        );
         return conn.close();
       }
       let target: Deno.Conn;
       try {
         target = await Deno.connect({ hostname: match[1]!, port: Number(match[2]) });
       } catch {
-        await conn.write(encoder.encode("HTTP/1.1 502 Bad Gateway\r\n\r\n"));
+        await conn.write(encoder.encode(`HTTP/1.1 502 Bad Gateway${this.#eol}${this.#eol}`));
         return conn.close();
       }
-      await conn.write(encoder.encode("HTTP/1.1 200 Connection established\r\n\r\n"));
+      await conn.write(
+        encoder.encode(
+          `HTTP/1.1 200 Connection established${this.#eol}Via: 1.1 test${this.#eol}${this.#eol}`,
+        ),
+      );
       await relay(conn, target);
     } catch {
       try {
@@ -240,6 +249,31 @@ Deno.test("main.ts maps an HTTP proxy's 407 to SOCKS reply 02", async () => {
   await upstream.close();
   await echo.close();
   await Deno.remove(state, { recursive: true });
+});
+
+Deno.test("main.ts dials through an HTTP proxy whose replies end lines in a bare LF, and maps its 407", async () => {
+  // Before, only CR LF CR LF ended the reply head: the dial waited until the
+  // proxy closed, then failed. Go's and nginx's HTTP readers take a bare LF.
+  const echo = new CountingEcho();
+  const upstream = new ConnectProxy(undefined, "\n");
+  const { pt, port: ptPort, state } = await startPt(`http://127.0.0.1:${upstream.port}`);
+  await using _ = pt;
+  deepStrictEqual(await socksEcho(ptPort, echo.port), 0);
+  deepStrictEqual(echo.accepted, 1);
+  await pt.closeStdin();
+  deepStrictEqual((await pt.exit()).code, 0);
+  await upstream.close();
+  const refusing = new ConnectProxy("tor:s3cret", "\n");
+  const second = await startPt(`http://127.0.0.1:${refusing.port}`);
+  await using __ = second.pt;
+  deepStrictEqual(await socksEcho(second.port, echo.port), 0x02);
+  deepStrictEqual(echo.accepted, 1);
+  await second.pt.closeStdin();
+  deepStrictEqual((await second.pt.exit()).code, 0);
+  await refusing.close();
+  await echo.close();
+  await Deno.remove(state, { recursive: true });
+  await Deno.remove(second.state, { recursive: true });
 });
 
 Deno.test("main.ts dials through a SOCKS4a proxy", async () => {

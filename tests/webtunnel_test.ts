@@ -4,7 +4,7 @@
 // nginx (TLS with a certificate made now by openssl) in front: 64 MiB each
 // way, obfs4 inside WebTunnel, the client's address from X-Forwarded-For.
 
-import { deepStrictEqual, ok, rejects } from "node:assert";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import { createConnector } from "../client.ts";
 import { proxy } from "../server.ts";
 import { webtunnel } from "../transports/webtunnel/mod.ts";
@@ -164,6 +164,30 @@ async function exchange(port: number, request: Uint8Array | string): Promise<str
 
 const UPGRADE = `GET ${SECRET} HTTP/1.1\r\nHost: example.com\r\nConnection: upgrade\r\n` +
   "Upgrade: websocket\r\n\r\n";
+
+Deno.test("webtunnel server upgrades a request whose lines end in a bare LF, as webtunnel-server (Go's net/http) does", async () => {
+  // Before: no answer, then 408 after the 10 s head deadline; a prober could
+  // tell ptkit from webtunnel-server with one request.
+  const echo = echoServer();
+  await using manager = await proxy(webtunnel, { url: `https://example.com${SECRET}` }, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: { hostname: "127.0.0.1", port: echo.port },
+  });
+  try {
+    const crlf = await exchange(manager.addr.port, UPGRADE);
+    const lf = await exchange(manager.addr.port, UPGRADE.replaceAll("\r\n", "\n"));
+    ok(lf.startsWith("HTTP/1.1 101 Switching Protocols\r\n"), lf);
+    strictEqual(lf, crlf);
+    const notUpgrade = await exchange(
+      manager.addr.port,
+      `GET ${SECRET} HTTP/1.1\nHost: example.com\n\n`,
+    );
+    ok(notUpgrade.startsWith("HTTP/1.1 404 Not Found\r\n"), notUpgrade);
+  } finally {
+    await echo.close();
+  }
+});
 
 Deno.test("webtunnel server answers bad input with a small page, and stays up", async () => {
   const echo = echoServer();

@@ -20,7 +20,9 @@ export interface HttpHead {
 }
 
 /**
- * Parse a head (everything up to and without the blank line).
+ * Parse a head (everything up to and without the blank line). Lines end in
+ * CR LF or a bare LF, as Go's net/textproto (webtunnel-server, lyrebird's
+ * HTTP code) and nginx accept them.
  *
  * @param bytes The head's bytes, without the final `\r\n\r\n`.
  * @returns The parsed head.
@@ -39,7 +41,7 @@ export interface HttpHead {
  * ```
  */
 export function parseHttpHead(bytes: Uint8Array): HttpHead {
-  const lines = decoder.decode(bytes).split("\r\n");
+  const lines = decoder.decode(bytes).split(/\r?\n/);
   const startLine = lines[0]!;
   const fields: [string, string][] = [];
   for (let i = 1; i < lines.length; i++) {
@@ -92,13 +94,16 @@ export function headerValues(head: HttpHead, name: string): string[] {
  * ```
  */
 export function statusCode(line: string): number | undefined {
-  const status = /^HTTP\/1\.[01] ([0-9]{3})(?: |\r|$)/.exec(line);
+  const status = /^HTTP\/1\.[01] ([0-9]{3})(?: |\r|\n|$)/.exec(line);
   return status === null ? undefined : Number(status[1]);
 }
 
 /**
  * Collects an HTTP head from chunks, keeping what follows it; linear in the
- * bytes added.
+ * bytes added. The head ends at the first empty line; lines end in CR LF or
+ * a bare LF (`\n\n`, `\r\n\n` and `\n\r\n` end a head too), as Go's
+ * net/textproto and nginx read them: a request a Go server answers is not
+ * left waiting for a CR LF CR LF that never comes.
  *
  * @example Finding the end of a head that arrives in pieces
  * ```ts
@@ -111,6 +116,7 @@ export function statusCode(line: string): number | undefined {
  * const { head, rest } = buffer.add(bytes("\n\r\nhello"))!;
  * deepStrictEqual(new TextDecoder().decode(head), "GET / HTTP/1.1\r\nHost: a");
  * deepStrictEqual(new TextDecoder().decode(rest), "hello");
+ * deepStrictEqual(new TextDecoder().decode(buffer.add(bytes("GET / HTTP/1.1\nHost: a\n\n"))!.head), "GET / HTTP/1.1\nHost: a");
  * ```
  */
 export class HeadBuffer {
@@ -118,8 +124,15 @@ export class HeadBuffer {
   // an array (a few hundred bytes each) or a whole read buffer per byte.
   #bytes = new Uint8Array(0);
   #length = 0;
-  /** How many of the last bytes added match the start of `\r\n\r\n`. */
-  #matched = 0;
+  /**
+   * Where the bytes so far stand: 0 inside a line, 1 at the start of a line
+   * (after its LF), 2 at the start of a line after a CR.
+   */
+  #state = 0;
+  /** Whether the last byte added was a CR. */
+  #cr = false;
+  /** Whether the last line that ended did in CR LF (not a bare LF). */
+  #crlf = false;
   #maxBytes: number;
 
   /**
@@ -142,17 +155,24 @@ export class HeadBuffer {
   add(chunk: Uint8Array): { head: Uint8Array; rest: Uint8Array } | undefined {
     for (let i = 0; i < chunk.length; i++) {
       const byte = chunk[i]!;
-      const want = this.#matched % 2 === 0 ? 13 : 10;
-      this.#matched = byte === want ? this.#matched + 1 : byte === 13 ? 1 : 0;
-      if (this.#matched === 4) {
+      if (byte === 10 && this.#state !== 0) {
+        // An empty line: the head is what came before the line ending of
+        // its last line.
         const all = this.#join(chunk);
         const end = this.#length + i + 1;
-        if (end - 4 > this.#maxBytes) throw new HeadTooLong(this.#maxBytes);
+        const blank = (this.#state === 2 ? 2 : 1) + (this.#crlf ? 2 : 1);
+        if (end - blank > this.#maxBytes) throw new HeadTooLong(this.#maxBytes);
         this.#bytes = new Uint8Array(0);
         this.#length = 0;
-        this.#matched = 0;
-        return { head: all.subarray(0, end - 4), rest: all.subarray(end) };
+        this.#state = 0;
+        this.#cr = this.#crlf = false;
+        return { head: all.subarray(0, Math.max(0, end - blank)), rest: all.subarray(end) };
       }
+      if (byte === 10) {
+        this.#crlf = this.#cr;
+        this.#state = 1;
+      } else this.#state = byte === 13 && this.#state === 1 ? 2 : 0;
+      this.#cr = byte === 13;
       if (this.#length + i + 1 > this.#maxBytes + 4) throw new HeadTooLong(this.#maxBytes);
     }
     const length = this.#length + chunk.length;

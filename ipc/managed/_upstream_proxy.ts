@@ -6,7 +6,7 @@ import { type Dialer, type NetConn, tcpDialer } from "../../net/net_conn.ts";
 import type { HostPort } from "../../net/address.ts";
 import { formatHostPort } from "../../net/address.ts";
 import { SocksReply, SocksReplyError } from "../socks/_reply.ts";
-import { statusCode } from "../../transports/_http_head.ts";
+import { HeadBuffer, HeadTooLong, statusCode } from "../../transports/_http_head.ts";
 import type { UpstreamProxy } from "./_proxy_uri.ts";
 import { restated } from "./_log.ts";
 import { socks4aConnect, socks5Connect } from "../socks/_client.ts";
@@ -76,33 +76,38 @@ async function httpConnect(conn: NetConn, proxy: UpstreamProxy, target: HostPort
     request += `Proxy-Authorization: Basic ${btoa(String.fromCharCode(...credentials))}\r\n`;
   }
   await writeFull(conn, new TextEncoder().encode(request + "\r\n"));
-  // Read the head one byte at a time so no tunnelled byte is swallowed.
-  const head: number[] = [];
+  // Read the head one byte at a time so no tunnelled byte is swallowed; it
+  // ends at the first empty line (CR LF or a bare LF, as Go's proxies and
+  // nginx read heads).
+  const buffer = new HeadBuffer(8192);
   const one = new Uint8Array(1);
-  while (head.length < 8192) {
+  for (;;) {
     const n = await conn.read(one);
     if (n === null) throw upstreamError("HTTP proxy closed the connection");
-    head.push(one[0]!);
-    const l = head.length;
-    if (
-      l >= 4 && head[l - 4] === 13 && head[l - 3] === 10 && head[l - 2] === 13 && head[l - 1] === 10
-    ) {
-      const code = statusCode(String.fromCharCode(...head));
-      if (code === undefined) throw upstreamError("HTTP proxy sent a bad status line");
-      if (code >= 200 && code < 300) return;
-      throw new SocksReplyError(
-        code === 403 || code === 407
-          ? SocksReply.notAllowed
-          : code === 504
-          ? SocksReply.ttlExpired
-          : code === 502 || code === 503
-          ? SocksReply.hostUnreachable
-          : SocksReply.generalFailure,
-        `HTTP proxy refused CONNECT with status ${code}`,
-      );
+    let complete;
+    try {
+      complete = buffer.add(one);
+    } catch (error) {
+      if (error instanceof HeadTooLong) {
+        throw upstreamError("HTTP proxy sent a response head over 8192 bytes");
+      }
+      throw error;
     }
+    if (complete === undefined) continue;
+    const code = statusCode(new TextDecoder().decode(complete.head));
+    if (code === undefined) throw upstreamError("HTTP proxy sent a bad status line");
+    if (code >= 200 && code < 300) return;
+    throw new SocksReplyError(
+      code === 403 || code === 407
+        ? SocksReply.notAllowed
+        : code === 504
+        ? SocksReply.ttlExpired
+        : code === 502 || code === 503
+        ? SocksReply.hostUnreachable
+        : SocksReply.generalFailure,
+      `HTTP proxy refused CONNECT with status ${code}`,
+    );
   }
-  throw upstreamError("HTTP proxy sent a response head over 8192 bytes");
 }
 
 function upstreamError(message: string): SocksReplyError {
