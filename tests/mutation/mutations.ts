@@ -170,10 +170,12 @@ export const MUTATIONS: readonly Mutation[] = [
     file: TURN_SERVER,
     search: `    if (allocation.expires <= now) {
       this.#delete(allocation);
-      this.#drops.noAllocation++;`,
+      this.#drops.noAllocation++;
+      return undefined;`,
     replace: `    if (false) {
       this.#delete(allocation);
-      this.#drops.noAllocation++;`,
+      this.#drops.noAllocation++;
+      return undefined;`,
     tests: [T_TURN_SERVER],
   },
   {
@@ -183,6 +185,7 @@ export const MUTATIONS: readonly Mutation[] = [
     file: TURN_SERVER,
     search: `    if (allocation.expires <= now) {
       this.#delete(allocation);
+      this.#drops.noAllocation++;
       return;
     }`,
     replace: "",
