@@ -293,6 +293,18 @@ Deno.test("obfs4 state errors name obfs4_state.json and the key, missing or inva
   }
 });
 
+Deno.test("obfs4 client reads iat-mode as obfs4proxy does (Go's strconv.Atoi): a sign and leading zeros are allowed, 0-2 only", async () => {
+  // Before, 'iat-mode=01' and '+1', which obfs4proxy takes, were refused.
+  const { clientOptions } = await obfs4.server({}, { local: new MemoryStore() });
+  const cert = clientOptions.cert!;
+  for (const [text, mode] of [["01", 1], ["+1", 1], ["-0", 0], ["0002", 2], ["2", 2]] as const) {
+    strictEqual(parseClientConfig({ cert, "iat-mode": text }).iatMode, mode, text);
+  }
+  for (const text of ["3", "+3", "-1", "1.0", " 1", "1 ", "0x1", "", "++1", "1e0"]) {
+    throws(() => parseClientConfig({ cert, "iat-mode": text }), RangeError, JSON.stringify(text));
+  }
+});
+
 /** A MemoryStore that records each key written. */
 class CountingStore extends MemoryStore {
   written: string[] = [];

@@ -52,9 +52,18 @@ function fromHex(name: string, value: unknown, length: number, from = OPTIONS): 
   return Uint8Array.from(value.match(/../g) ?? [], (h) => parseInt(h, 16));
 }
 
+/**
+ * An iat-mode: 0, 1 or 2, written as Go's strconv.Atoi reads it (what
+ * obfs4proxy and lyrebird parse it with): a sign and leading zeros are
+ * allowed (`01`, `+1`, `-0`).
+ */
 function parseIatMode(value: unknown, from = OPTIONS): IatMode {
   const text = typeof value === "number" ? String(value) : value;
-  if (text === "0" || text === "1" || text === "2") return Number(text) as IatMode;
+  if (typeof text === "string" && /^[+-]?[0-9]{1,18}$/.test(text)) {
+    const mode = Number(text);
+    if (mode === 0) return 0; // -0 too
+    if (mode === 1 || mode === 2) return mode;
+  }
   throw new RangeError(
     `${from}: invalid iat-mode${
       typeof text === "string" && text.length <= 8 && isPlainOptionKey(text)
