@@ -394,6 +394,8 @@ Deno.test({
         const said = bench.logs.filter((l) => /Connection refused/.test(l));
         assert(said.every((l) => l.startsWith("warning ")), said.join("\n"));
         assert(said.every((l) => !l.includes(String(port))), said.join("\n"));
+        // ssh's own 'ssh: connect to host ...' is not prefixed 'ssh: ' again.
+        assert(said.every((l) => !l.includes("ssh: ssh:")), said.join("\n"));
       } finally {
         await connector.close();
       }

@@ -206,7 +206,8 @@ export function parseSshKeyMessage(message: string): string {
 function describeSshOutput(line: string): HelperLogLine | undefined {
   const text = line.trim();
   if (text === "") return undefined;
-  return { severity: "warning", message: `ssh: ${text}` };
+  // ssh names itself on some lines ('ssh: connect to host ...'): once is enough.
+  return { severity: "warning", message: text.startsWith("ssh: ") ? text : `ssh: ${text}` };
 }
 
 function describeSshdOutput(line: string): HelperLogLine | undefined {
