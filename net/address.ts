@@ -12,9 +12,11 @@ export type { HostPort };
  *
  * @param text The address to parse.
  * @param what What the address is, for the error message.
+ * @param min The lowest port allowed: 0 (the default) where a port is
+ * listened on, 1 for an address that is dialed.
  * @returns The parsed address; IPv6 hosts are returned without brackets.
  * @throws {SyntaxError} When the text is not of that form.
- * @throws {RangeError} When the port is out of 0-65535.
+ * @throws {RangeError} When the port is out of `min`-65535.
  *
  * @example Parsing addresses
  * ```ts
@@ -24,9 +26,10 @@ export type { HostPort };
  * deepStrictEqual(parseHostPort("127.0.0.1:9050"), { hostname: "127.0.0.1", port: 9050 });
  * deepStrictEqual(parseHostPort("[::1]:443"), { hostname: "::1", port: 443 });
  * throws(() => parseHostPort("1.2.3"), SyntaxError);
+ * throws(() => parseHostPort("127.0.0.1:0", "ORPort", 1), RangeError);
  * ```
  */
-export function parseHostPort(text: string, what = "address"): HostPort {
+export function parseHostPort(text: string, what = "address", min = 0): HostPort {
   if (typeof text !== "string") {
     throw new TypeError(`Cannot parse ${what}: expected a string, got ${typeof text}`);
   }
@@ -60,7 +63,7 @@ export function parseHostPort(text: string, what = "address"): HostPort {
   if (!/^[0-9]{1,5}$/.test(portText)) {
     throw new SyntaxError(`Cannot parse ${what} ${JSON.stringify(text)}: invalid port`);
   }
-  return { hostname, port: checkPort(Number(portText), `${what} ${JSON.stringify(text)}`) };
+  return { hostname, port: checkPort(Number(portText), `${what} ${JSON.stringify(text)}`, min) };
 }
 
 /**

@@ -226,8 +226,12 @@ const cases: Case[] = [
   ...[
     [{ TOR_PT_ORPORT: "nowhere" }, /Cannot parse TOR_PT_ORPORT/],
     [{ TOR_PT_ORPORT: "127.0.0.1" }, /Cannot parse TOR_PT_ORPORT/],
-    [{ TOR_PT_ORPORT: "127.0.0.1:0" }, /port 0/],
-    [{ TOR_PT_ORPORT: "127.0.0.1:70000" }, /70000/],
+    // The range said is the range taken (it said 0-65535, then refused 0).
+    [
+      { TOR_PT_ORPORT: "127.0.0.1:0" },
+      /Invalid port 0 for TOR_PT_ORPORT .*: must be an integer in 1-65535$/,
+    ],
+    [{ TOR_PT_ORPORT: "127.0.0.1:70000" }, /Invalid port 70000 .*: must be an integer in 1-65535$/],
     [{ TOR_PT_ORPORT: "" }, /No target/],
     [{ TOR_PT_EXTENDED_SERVER_PORT: "127.0.0.1:1" }, /needs TOR_PT_AUTH_COOKIE_FILE/],
     [

@@ -759,11 +759,9 @@ function datagramTarget(
   };
 }
 
-/** `host:port` with a port that can be dialed. */
+/** `host:port` with a port that can be dialed (1-65535). */
 function destination(text: string, what: string): HostPort {
-  const parsed = parseHostPort(text, what);
-  if (parsed.port === 0) throw new RangeError(`Invalid ${what}: port 0`);
-  return parsed;
+  return parseHostPort(text, what, 1);
 }
 
 /**
