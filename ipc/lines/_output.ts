@@ -104,6 +104,11 @@ export class IpcOutput {
       // rather than held without bound while the parent does not read.
       this.#queue.push(new TextEncoder().encode(text), true);
     } else this.#stdout(text);
+    // Until its methods are out, the PT's lines go out as written (its
+    // parent is reading them, and an asynchronous first write to stdout
+    // cost start-up 50 ms); from then on, per-connection lines come at a
+    // peer's pace, and a parent that stops reading must not block them.
+    if (line.type === "CMETHODS-DONE" || line.type === "SMETHODS-DONE") this.#queue?.goAsync();
   }
 
   /**
@@ -157,19 +162,30 @@ export function flushStdout(timeoutMs = 1000): Promise<void> {
  * process in a synchronous write, which stopped every connection.
  */
 class StdoutQueue {
-  #target: { write(p: Uint8Array): Promise<number> };
+  #target: { write(p: Uint8Array): Promise<number>; writeSync(p: Uint8Array): number };
   #queue: Uint8Array[] = [];
   #bytes = 0;
   #dropped = 0;
   #broken = false;
   #pumping: Promise<void> | undefined;
+  /** Lines are written synchronously until {@linkcode StdoutQueue.goAsync}. */
+  #sync = true;
 
-  constructor(target: { write(p: Uint8Array): Promise<number> }) {
+  constructor(target: { write(p: Uint8Array): Promise<number>; writeSync(p: Uint8Array): number }) {
     this.#target = target;
+  }
+
+  /** From now on, lines wait in the queue for the asynchronous writer. */
+  goAsync(): void {
+    this.#sync = false;
   }
 
   push(bytes: Uint8Array, droppable: boolean): void {
     if (this.#broken) return;
+    if (this.#sync) {
+      writeAll(this.#target, bytes);
+      return;
+    }
     if (droppable && this.#bytes >= STDOUT_BACKLOG_BYTES) {
       this.#dropped++;
       return;
