@@ -11,7 +11,7 @@
 // and turn's shutdown line.
 
 import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert";
-import { runCli, startPolicyText } from "../ipc/cli/_commands.ts";
+import { policyText, runCli } from "../ipc/cli/_commands.ts";
 import { DestinationPolicy } from "../net/destination_policy.ts";
 import { runUntil } from "./cli_util.ts";
 import { parseFlags } from "../ipc/managed/_flags.ts";
@@ -48,7 +48,7 @@ Deno.test("start says what its server refuses as --allow leaves it: loopback all
   await withStart((_socks, _page, _err, out) => {
     match(
       out(),
-      /^The server refuses loopback, private, link-local and multicast destinations except the demo page \(SOCKS reply 02\)\.$/m,
+      /^The server refuses loopback, private, link-local and multicast destinations except the demo page \(SOCKS reply 02; see --allow\)\.$/m,
     );
     return Promise.resolve();
   });
@@ -74,11 +74,11 @@ Deno.test("start says what its server refuses as --allow leaves it: loopback all
   );
   const policy = (list: string) => DestinationPolicy.parse(list);
   deepStrictEqual(
-    startPolicyText(policy("private,[::1]:53"), "SOCKS reply 02"),
+    policyText(policy("private,[::1]:53"), "SOCKS reply 02", true),
     "The server allows private destinations (--allow) and refuses loopback, link-local and multicast destinations except the demo page and the --allow list's addresses (SOCKS reply 02).",
   );
   deepStrictEqual(
-    startPolicyText(policy("loopback,private,link-local,multicast"), "SOCKS reply 02"),
+    policyText(policy("loopback,private,link-local,multicast"), "SOCKS reply 02", true),
     "The server allows loopback, private, link-local and multicast destinations (--allow).",
   );
 });
@@ -240,6 +240,45 @@ Deno.test("client refuses the server's printed Shadowsocks command as is: its <P
       );
       deepStrictEqual(client.out, "");
     }
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
+Deno.test("server in free mode says what it refuses (a client's loopback destination gets SOCKS reply 02) and how --allow changes it", async () => {
+  const state = await Deno.makeTempDir();
+  try {
+    const strict = await cli(
+      ["server", "--transport", "obfs4", "--listen", "127.0.0.1:0", "--state", state],
+      "Ctrl-C stops",
+    );
+    deepStrictEqual(strict.code, 0, strict.err);
+    match(
+      strict.out,
+      /^The server refuses loopback, private, link-local and multicast destinations \(SOCKS reply 02; see --allow\)\.$/m,
+    );
+    const loose = await cli(
+      [
+        ...["server", "--transport", "shadowsocks", "--listen", "127.0.0.1:0", "--state", state],
+        ...["--options", "method=aes-256-gcm;password=x", "--allow", "loopback,[::1]:53"],
+      ],
+      "Ctrl-C stops",
+    );
+    deepStrictEqual(loose.code, 0, loose.err);
+    match(
+      loose.out,
+      /^The server allows loopback destinations \(--allow\) and refuses private, link-local and multicast destinations except the --allow list's addresses \(shadowsocks carries no answer back: the connection just closes\)\.$/m,
+    );
+    // Relaying to one service, no destination is chosen by clients: nothing said.
+    const bound = await cli(
+      [
+        ...["server", "--transport", "plain", "--listen", "127.0.0.1:0", "--state", state],
+        ...["--target", "127.0.0.1:9"],
+      ],
+      "Ctrl-C stops",
+    );
+    deepStrictEqual(bound.code, 0, bound.err);
+    ok(!bound.out.includes("destinations"), bound.out);
   } finally {
     await Deno.remove(state, { recursive: true });
   }

@@ -611,6 +611,9 @@ async function server(flags: Record<string, string>, context: Context): Promise<
         `  ${context.command} client --bridge '${line}' ${
           isFree ? "--socks 127.0.0.1:1080" : "--tcp 127.0.0.1:5000"
         }`,
+        ...(isFree
+          ? ["", policyText(allowed(flags.allow), refusalShows(transport, context), false)]
+          : []),
         ...(unreachable
           ? [
             "",
@@ -996,12 +999,7 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
           "Any public site works the same way when this machine is online:",
           `  curl --socks5-hostname ${socksAddr} https://example.com/`,
           "",
-          startPolicyText(
-            allowed(flags.allow),
-            (context.options.registry ?? defaultRegistry).get(transport)?.free
-              ? `${transport} carries no answer back: the connection just closes`
-              : "SOCKS reply 02",
-          ),
+          policyText(allowed(flags.allow), refusalShows(transport, context), true),
           "Press Ctrl-C to stop.",
           "",
         ].join("\n"),
@@ -1024,15 +1022,16 @@ const SCOPE_SAMPLES = {
 } as const;
 
 /**
- * What `start` says its server refuses, from the `--allow` list it was
- * given (the demo page is allowed besides): the scopes refused, those
- * allowed, and how a refusal shows (`how`).
+ * What a free-mode server (`server`, `start`) refuses, from the `--allow`
+ * list it was given: the scopes refused, those allowed, and how a refusal
+ * shows (`how`). `start`'s demo page is allowed besides.
  *
  * @param policy The `--allow` list (without the demo page).
  * @param how How a refused destination reaches the application.
+ * @param demoPage Whether the demo page of `start` is allowed besides.
  * @returns One sentence.
  */
-export function startPolicyText(policy: DestinationPolicy, how: string): string {
+export function policyText(policy: DestinationPolicy, how: string, demoPage: boolean): string {
   const scopes = Object.keys(SCOPE_SAMPLES) as (keyof typeof SCOPE_SAMPLES)[];
   const refused = scopes.filter((scope) => policy.refusal(SCOPE_SAMPLES[scope], 9) !== undefined);
   const allowedScopes = scopes.filter((scope) => !refused.includes(scope));
@@ -1040,16 +1039,26 @@ export function startPolicyText(policy: DestinationPolicy, how: string): string 
     names.length === 1 ? names[0]! : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
   // Exact ip:port items of --allow are allowed too, whatever their scope.
   const exact = policy.toString().split(",").some((item) => item.includes(":"));
-  const besides = `the demo page${exact ? " and the --allow list's addresses" : ""}`;
+  const besides = [
+    ...(demoPage ? ["the demo page"] : []),
+    ...(exact ? ["the --allow list's addresses"] : []),
+  ].join(" and ");
   if (refused.length === 0) {
     return `The server allows ${list(allowedScopes)} destinations (--allow).`;
   }
   const allowedText = allowedScopes.length === 0
     ? ""
     : `allows ${list(allowedScopes)} destinations (--allow) and `;
-  return `The server ${allowedText}refuses ${
-    list(refused)
-  } destinations except ${besides} (${how}).`;
+  return `The server ${allowedText}refuses ${list(refused)} destinations${
+    besides === "" ? "" : ` except ${besides}`
+  } (${how}${allowedScopes.length === 0 && !exact ? "; see --allow" : ""}).`;
+}
+
+/** How a destination the server refuses reaches a client's application. */
+function refusalShows(transport: string, context: Context): string {
+  return (context.options.registry ?? defaultRegistry).get(transport)?.free
+    ? `${transport} carries no answer back: the connection just closes`
+    : "SOCKS reply 02";
 }
 
 /** A host and a port that can be dialed. */
