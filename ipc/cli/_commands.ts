@@ -539,6 +539,7 @@ async function server(flags: Record<string, string>, context: Context): Promise<
   const target = flags.target ?? "socks";
   const isFree = target === "socks";
   if (!isFree && flags.allow !== undefined) throw new UsageError("--allow needs --target socks");
+  const policy = isFree ? allowed(flags.allow) : undefined;
   const state = stateDir(flags.state, "server", context.getEnv);
   const level = logLevel(flags);
   const side: ServerConfig = {
@@ -546,8 +547,8 @@ async function server(flags: Record<string, string>, context: Context): Promise<
     ...metrics(flags),
     kind: "server",
     bindAddrs: new Map([[transport, listen]]),
-    target: isFree
-      ? { kind: "socks", policy: allowed(flags.allow) }
+    target: policy !== undefined
+      ? { kind: "socks", policy }
       : { kind: "orport", address: destination(target, "--target") },
     outboundBind: {},
   };
@@ -611,8 +612,8 @@ async function server(flags: Record<string, string>, context: Context): Promise<
         `  ${context.command} client --bridge '${line}' ${
           isFree ? "--socks 127.0.0.1:1080" : "--tcp 127.0.0.1:5000"
         }`,
-        ...(isFree
-          ? ["", policyText(allowed(flags.allow), refusalShows(transport, context), false)]
+        ...(policy !== undefined
+          ? ["", policyText(policy, refusalShows(transport, context), false)]
           : []),
         ...(unreachable
           ? [
