@@ -8,12 +8,14 @@ import {
   getAttribute,
   parseStunMessage,
   type StunAddress,
+  type StunAttribute,
 } from "../udp/stun/_message.ts";
 import { serveTurnUdp, type TurnUdpServer } from "../udp/turn/_udp_server.ts";
 import { StunAttr, StunMethod } from "../udp/stun/_constants.ts";
 import { UdpSocket } from "../udp/mod.ts";
 import { errorCode, Queue, relayedAddress, StunTestClient } from "./turn_test_client.ts";
 import { waitFor } from "./udp_test_utils.ts";
+import { describeAnswer, startCoturn, udpStunClient } from "./turn_util.ts";
 
 interface UdpRig {
   turn: TurnUdpServer;
@@ -517,4 +519,134 @@ Deno.test("serveTurnUdp on 0.0.0.0 gives each client a relayed address it can re
     await peer.close();
     await turn.close();
   }
+});
+
+/**
+ * Attributes probed in each method: every comprehension-required one ptkit's
+ * constants name, ACCESS-TOKEN, and one nobody defines.
+ */
+const PROBED: readonly [string, number, (tid: Uint8Array) => Uint8Array][] = [
+  ["MAPPED-ADDRESS", 0x0001, () => new Uint8Array([0, 1, 0x13, 0x88, 127, 0, 0, 1])],
+  ["ERROR-CODE", 0x0009, () => new Uint8Array([0, 0, 4, 0])],
+  ["UNKNOWN-ATTRIBUTES", 0x000a, () => new Uint8Array([0, 0x31, 0, 0])],
+  ["CHANNEL-NUMBER", 0x000c, () => new Uint8Array([0x40, 0x05, 0, 0])],
+  ["LIFETIME", 0x000d, () => new Uint8Array([0, 0, 2, 0x58])],
+  ["BANDWIDTH", 0x0010, () => new Uint8Array(4)],
+  ["XOR-PEER-ADDRESS", 0x0012, (tid) => encodeXorAddress(PARITY_PEER, tid)],
+  ["DATA", 0x0013, () => new Uint8Array(4)],
+  ["XOR-RELAYED-ADDRESS", 0x0016, (tid) => encodeXorAddress(PARITY_PEER, tid)],
+  ["REQUESTED-ADDRESS-FAMILY", 0x0017, () => new Uint8Array([1, 0, 0, 0])],
+  ["EVEN-PORT", 0x0018, () => new Uint8Array([0])],
+  ["REQUESTED-TRANSPORT", 0x0019, () => new Uint8Array([17, 0, 0, 0])],
+  ["DONT-FRAGMENT", 0x001a, () => new Uint8Array(0)],
+  ["ACCESS-TOKEN", 0x001b, () => new Uint8Array(4)],
+  ["MESSAGE-INTEGRITY-SHA256", 0x001c, () => new Uint8Array(32)],
+  ["PASSWORD-ALGORITHM", 0x001d, () => new Uint8Array(4)],
+  ["USERHASH", 0x001e, () => new Uint8Array(32)],
+  ["XOR-MAPPED-ADDRESS", 0x0020, (tid) => encodeXorAddress(PARITY_PEER, tid)],
+  ["PRIORITY", 0x0024, () => new Uint8Array(4)],
+  ["USE-CANDIDATE", 0x0025, () => new Uint8Array(0)],
+  ["0x0031", 0x0031, () => new Uint8Array(4)],
+];
+const PARITY_PEER = { family: 4, address: "127.0.0.1", port: 5000 } as const;
+
+/**
+ * Each probed attribute added to a Binding, an Allocate (unauthenticated and
+ * authenticated), a Refresh, a CreatePermission and a ChannelBind, against
+ * the TURN server on 127.0.0.1:`port`; one line per answer.
+ */
+async function attributeAnswers(port: number): Promise<string[]> {
+  const lines: string[] = [];
+  const transport = { type: StunAttr.RequestedTransport, value: new Uint8Array([17, 0, 0, 0]) };
+  const send = async (
+    c: StunTestClient,
+    method: number,
+    attrs: StunAttribute[],
+    tid: Uint8Array,
+    auth?: boolean,
+  ) => {
+    c.wire.send(
+      c.build(method, attrs, { transactionId: tid, ...(auth === undefined ? {} : { auth }) }),
+    );
+    return describeAnswer(await c.response(tid));
+  };
+  for (const [name, type, value] of PROBED) {
+    const tid = () => crypto.getRandomValues(new Uint8Array(12));
+    {
+      await using socket = await udpStunClient(port);
+      const c = socket.client;
+      const t = tid();
+      lines.push(
+        `Binding ${name}: ${await send(
+          c,
+          StunMethod.Binding,
+          [{ type, value: value(t) }],
+          t,
+          false,
+        )}`,
+      );
+      const u = tid();
+      const attrs = type === transport.type ? [transport] : [transport, { type, value: value(u) }];
+      lines.push(
+        `Allocate unauthenticated ${name}: ${await send(c, StunMethod.Allocate, attrs, u)}`,
+      );
+    }
+    {
+      await using socket = await udpStunClient(port);
+      const c = socket.client;
+      const first = await c.request(StunMethod.Allocate, [transport], { auth: false });
+      c.nonce = new TextDecoder().decode(getAttribute(first, StunAttr.Nonce)!);
+      c.realm = new TextDecoder().decode(getAttribute(first, StunAttr.Realm)!);
+      const t = tid();
+      if (type !== transport.type) {
+        const attrs = [transport, { type, value: value(t) }];
+        lines.push(`Allocate ${name}: ${await send(c, StunMethod.Allocate, attrs, t)}`);
+      }
+      await c.authed(StunMethod.Allocate, [transport]);
+      for (
+        const [method, base] of [
+          ["Refresh", (_: Uint8Array): StunAttribute[] => []],
+          ["CreatePermission", (t: Uint8Array) => [
+            { type: StunAttr.XorPeerAddress, value: encodeXorAddress(PARITY_PEER, t) },
+          ]],
+          ["ChannelBind", (t: Uint8Array) => [
+            { type: StunAttr.ChannelNumber, value: new Uint8Array([0x40, 0, 0, 0]) },
+            { type: StunAttr.XorPeerAddress, value: encodeXorAddress(PARITY_PEER, t) },
+          ]],
+        ] as const
+      ) {
+        const t = tid();
+        const attrs = base(t);
+        if (attrs.some((a) => a.type === type)) continue;
+        const code = method === "Refresh"
+          ? StunMethod.Refresh
+          : method === "CreatePermission"
+          ? StunMethod.CreatePermission
+          : StunMethod.ChannelBind;
+        lines.push(
+          `${method} ${name}: ${await send(c, code, [...attrs, { type, value: value(t) }], t)}`,
+        );
+      }
+      await c.authed(StunMethod.Refresh, [{ type: StunAttr.Lifetime, value: new Uint8Array(4) }]);
+    }
+  }
+  return lines;
+}
+
+Deno.test("serveTurnUdp answers a request carrying an attribute its method does not take as coturn does: 420 once authenticated (BANDWIDTH, DATA in an Allocate...)", async () => {
+  // Before, any attribute ptkit knew was taken in any method: an Allocate
+  // with BANDWIDTH (0x0010, reserved since RFC 5766) or DATA got a relay
+  // where coturn answers 420, and an unauthenticated Allocate with an
+  // unknown attribute got 420 where coturn asks for credentials (401).
+  await using coturn = await startCoturn();
+  await using rig = await udpRig(true);
+  const expected = await attributeAnswers(coturn.port);
+  const actual = await attributeAnswers(rig.turn.addr.port);
+  deepStrictEqual(
+    actual.filter((line, i) => line !== expected[i]),
+    expected.filter((line, i) => line !== actual[i]).map((line) => `coturn: ${line}`),
+  );
+  // The cases the fault was found with, spelled out.
+  ok(expected.includes("Allocate BANDWIDTH: 420 unknown=0010 integrity"), expected.join("\n"));
+  ok(expected.includes("Allocate DATA: 420 unknown=0013 integrity"));
 });

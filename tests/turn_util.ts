@@ -4,7 +4,10 @@
 
 import { ok, strictEqual } from "node:assert";
 import { UdpSocket } from "../udp/mod.ts";
+import { StunAttr } from "../udp/stun/_constants.ts";
+import { getAttribute, type StunMessage } from "../udp/stun/_message.ts";
 import { MAIN, requireBinary } from "./ipc_util.ts";
+import { errorCode, Queue, StunTestClient } from "./turn_test_client.ts";
 
 /** A free UDP port on 127.0.0.1 (free when this returns). */
 export async function freeUdpPort(): Promise<number> {
@@ -165,4 +168,32 @@ export async function startTurnCli(
   }
   reader.cancel().catch(() => {});
   return { child, port: Number(match[1]) };
+}
+
+/** A STUN test client on its own UDP socket toward 127.0.0.1:`port`. */
+export async function udpStunClient(
+  port: number,
+): Promise<{ client: StunTestClient; [Symbol.asyncDispose](): Promise<void> }> {
+  const socket = await UdpSocket.open({ connect: { hostname: "127.0.0.1", port } });
+  const inbox = new Queue<Uint8Array>();
+  socket.onmessage = (data: Uint8Array) => inbox.push(data.slice());
+  return {
+    client: new StunTestClient({ inbox, send: (bytes) => socket.send(bytes) }),
+    [Symbol.asyncDispose]: () => socket.close(),
+  };
+}
+
+/**
+ * An answer as one comparable line: its error code (0 for success), its
+ * UNKNOWN-ATTRIBUTES, and which of REALM, NONCE and MESSAGE-INTEGRITY it holds.
+ */
+export function describeAnswer(m: StunMessage): string {
+  const unknown = getAttribute(m, StunAttr.UnknownAttributes);
+  return [
+    String(errorCode(m)),
+    unknown ? `unknown=${[...unknown].map((b) => b.toString(16).padStart(2, "0")).join("")}` : "",
+    getAttribute(m, StunAttr.Realm) ? "realm" : "",
+    getAttribute(m, StunAttr.Nonce) ? "nonce" : "",
+    getAttribute(m, StunAttr.MessageIntegrity) ? "integrity" : "",
+  ].filter((s) => s !== "").join(" ");
 }

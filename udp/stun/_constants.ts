@@ -71,6 +71,7 @@ export const StunAttr = {
   EvenPort: 0x0018,
   RequestedTransport: 0x0019,
   DontFragment: 0x001a,
+  AccessToken: 0x001b,
   MessageIntegritySha256: 0x001c,
   PasswordAlgorithm: 0x001d,
   Userhash: 0x001e,

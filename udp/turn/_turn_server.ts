@@ -268,30 +268,43 @@ const PERMISSION_LIFETIME = 300;
 const CHANNEL_LIFETIME = 600;
 const RESERVATION_LIFETIME = 30;
 
-const KNOWN_REQUIRED = new Set<number>([
-  StunAttr.MappedAddress,
-  StunAttr.Username,
-  StunAttr.MessageIntegrity,
-  StunAttr.ErrorCode,
-  StunAttr.UnknownAttributes,
-  StunAttr.ChannelNumber,
-  StunAttr.Lifetime,
-  StunAttr.Bandwidth,
-  StunAttr.XorPeerAddress,
-  StunAttr.Data,
-  StunAttr.Realm,
-  StunAttr.Nonce,
-  StunAttr.XorRelayedAddress,
-  StunAttr.RequestedAddressFamily,
-  StunAttr.EvenPort,
-  StunAttr.RequestedTransport,
-  StunAttr.DontFragment,
-  StunAttr.MessageIntegritySha256,
-  StunAttr.XorMappedAddress,
-  StunAttr.ReservationToken,
-  StunAttr.Priority,
-  StunAttr.UseCandidate,
-]);
+/**
+ * The comprehension-required attributes (below 0x8000) each method takes,
+ * as coturn knows them: the credentials, PRIORITY and ACCESS-TOKEN in any
+ * method, and each method's own. Any other is unknown to that method and
+ * gets 420 (RFC 8489 section 7.3.1), as from coturn: BANDWIDTH (0x0010,
+ * reserved since RFC 5766), DATA outside a Send indication, or an
+ * attribute of another method.
+ */
+const KNOWN_REQUIRED: ReadonlyMap<number, ReadonlySet<number>> = (() => {
+  const common = [
+    StunAttr.Username,
+    StunAttr.MessageIntegrity,
+    StunAttr.Realm,
+    StunAttr.Nonce,
+    StunAttr.Priority,
+    StunAttr.AccessToken,
+  ];
+  const known = (...own: number[]) => new Set([...common, ...own]);
+  return new Map([
+    [StunMethod.Binding, known()],
+    [
+      StunMethod.Allocate,
+      known(
+        StunAttr.Lifetime,
+        StunAttr.RequestedTransport,
+        StunAttr.DontFragment,
+        StunAttr.EvenPort,
+        StunAttr.ReservationToken,
+        StunAttr.RequestedAddressFamily,
+      ),
+    ],
+    [StunMethod.Refresh, known(StunAttr.Lifetime, StunAttr.RequestedAddressFamily)],
+    [StunMethod.CreatePermission, known(StunAttr.XorPeerAddress)],
+    [StunMethod.ChannelBind, known(StunAttr.ChannelNumber, StunAttr.XorPeerAddress)],
+    [StunMethod.Send, known(StunAttr.XorPeerAddress, StunAttr.Data, StunAttr.DontFragment)],
+  ]);
+})();
 
 /**
  * Whether `packet` is an RFC 3489 Binding request: a STUN header without the
@@ -304,11 +317,12 @@ function isRfc3489Binding(packet: Uint8Array): boolean {
 
 /**
  * The comprehension-required attribute types (below 0x8000) of `message`
- * this server does not know, each once, at most 32.
+ * its method does not take, each once, at most 32.
  */
 function unknownRequired(message: StunMessage): number[] {
+  const known = KNOWN_REQUIRED.get(message.method);
   const types = message.attributes.map((a) => a.type);
-  return [...new Set(types.filter((t) => t < 0x8000 && !KNOWN_REQUIRED.has(t)))].slice(0, 32);
+  return [...new Set(types.filter((t) => t < 0x8000 && !known?.has(t)))].slice(0, 32);
 }
 
 /**
@@ -762,22 +776,30 @@ export class TurnServer {
     return parseInt(match[1]!, 16) > this.#now();
   }
 
-  #onRequest(client: TurnClient, request: StunMessage): void {
-    // Any request with a comprehension-required attribute we do not know,
-    // Binding included, gets 420 (RFC 8489 section 6.3.1), as from coturn.
+  /**
+   * Answer 420 with UNKNOWN-ATTRIBUTES, and return true, when `request`
+   * carries a comprehension-required attribute its method does not take
+   * (RFC 8489 section 7.3.1). `key` signs the answer of an authenticated
+   * request.
+   */
+  #refusedUnknown(client: TurnClient, request: StunMessage, key?: Uint8Array): boolean {
     const unknown = unknownRequired(request);
-    if (unknown.length > 0) {
-      const value = new Uint8Array(unknown.length * 2);
-      unknown.forEach((t, i) => {
-        value[i * 2] = t >> 8;
-        value[i * 2 + 1] = t & 0xff;
-      });
-      this.#error(client, request, 420, undefined, [
-        { type: StunAttr.UnknownAttributes, value },
-      ]);
-      return;
-    }
+    if (unknown.length === 0) return false;
+    const value = new Uint8Array(unknown.length * 2);
+    unknown.forEach((t, i) => {
+      value[i * 2] = t >> 8;
+      value[i * 2 + 1] = t & 0xff;
+    });
+    this.#error(client, request, 420, key, [{ type: StunAttr.UnknownAttributes, value }]);
+    return true;
+  }
+
+  #onRequest(client: TurnClient, request: StunMessage): void {
+    // A request with a comprehension-required attribute its method does not
+    // take gets 420, as from coturn: a Binding at once, a TURN request once
+    // it is authenticated (before, it gets 401 like any other).
     if (request.method === StunMethod.Binding) {
+      if (this.#refusedUnknown(client, request)) return;
       this.#reply(client, request, StunClass.SuccessResponse, [
         {
           type: StunAttr.XorMappedAddress,
@@ -846,6 +868,7 @@ export class TurnServer {
       this.#error(client, request, 441, key);
       return;
     }
+    if (this.#refusedUnknown(client, request, key)) return;
     if (request.method === StunMethod.Refresh) this.#refresh(allocation, request);
     else if (request.method === StunMethod.CreatePermission) {
       this.#createPermission(allocation, request);
@@ -885,6 +908,7 @@ export class TurnServer {
       this.#error(client, request, 400, key);
       return;
     }
+    if (this.#refusedUnknown(client, request, key)) return;
     if (transport[0] !== 17) {
       this.#error(client, request, 442, key);
       return;
