@@ -598,10 +598,9 @@ async function attributeAnswers(port: number): Promise<string[]> {
       c.nonce = new TextDecoder().decode(getAttribute(first, StunAttr.Nonce)!);
       c.realm = new TextDecoder().decode(getAttribute(first, StunAttr.Realm)!);
       const t = tid();
-      if (type !== transport.type) {
-        const attrs = [transport, { type, value: value(t) }];
-        lines.push(`Allocate ${name}: ${await send(c, StunMethod.Allocate, attrs, t)}`);
-      }
+      // REQUESTED-TRANSPORT given twice.
+      const attrs = [transport, { type, value: value(t) }];
+      lines.push(`Allocate ${name}: ${await send(c, StunMethod.Allocate, attrs, t)}`);
       await c.authed(StunMethod.Allocate, [transport]);
       for (
         const [method, base] of [
@@ -633,11 +632,12 @@ async function attributeAnswers(port: number): Promise<string[]> {
   return lines;
 }
 
-Deno.test("serveTurnUdp answers a request carrying an attribute its method does not take as coturn does: 420 once authenticated (BANDWIDTH, DATA in an Allocate...)", async () => {
+Deno.test("serveTurnUdp answers a request carrying an attribute its method does not take as coturn does: 420 once authenticated (BANDWIDTH, DATA in an Allocate...); 400 for REQUESTED-TRANSPORT twice", async () => {
   // Before, any attribute ptkit knew was taken in any method: an Allocate
   // with BANDWIDTH (0x0010, reserved since RFC 5766) or DATA got a relay
   // where coturn answers 420, and an unauthenticated Allocate with an
-  // unknown attribute got 420 where coturn asks for credentials (401).
+  // unknown attribute got 420 where coturn asks for credentials (401); an
+  // Allocate with REQUESTED-TRANSPORT twice got a relay (coturn: 400).
   await using coturn = await startCoturn();
   await using rig = await udpRig(true);
   const expected = await attributeAnswers(coturn.port);
@@ -649,4 +649,5 @@ Deno.test("serveTurnUdp answers a request carrying an attribute its method does 
   // The cases the fault was found with, spelled out.
   ok(expected.includes("Allocate BANDWIDTH: 420 unknown=0010 integrity"), expected.join("\n"));
   ok(expected.includes("Allocate DATA: 420 unknown=0013 integrity"));
+  ok(expected.includes("Allocate REQUESTED-TRANSPORT: 400 integrity"));
 });

@@ -904,7 +904,9 @@ export class TurnServer {
     }
     if (this.#pending.has(client.key)) return; // A retransmission; the answer is on its way.
     const transport = getAttribute(request, StunAttr.RequestedTransport);
-    if (!transport || transport.length !== 4) {
+    // Missing, not 4 bytes, or given twice: 400, as coturn answers.
+    const transports = request.attributes.filter((a) => a.type === StunAttr.RequestedTransport);
+    if (!transport || transport.length !== 4 || transports.length > 1) {
       this.#error(client, request, 400, key);
       return;
     }
