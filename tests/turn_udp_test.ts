@@ -651,3 +651,72 @@ Deno.test("serveTurnUdp answers a request carrying an attribute its method does 
   ok(expected.includes("Allocate DATA: 420 unknown=0013 integrity"));
   ok(expected.includes("Allocate REQUESTED-TRANSPORT: 400 integrity"));
 });
+
+/** Requests naming the right and a wrong REALM, in turn, toward 127.0.0.1:`port`; one line per answer. */
+async function realmAnswers(port: number): Promise<string[]> {
+  const lines: string[] = [];
+  const transport = { type: StunAttr.RequestedTransport, value: new Uint8Array([17, 0, 0, 0]) };
+  await using socket = await udpStunClient(port);
+  const c = socket.client;
+  const ask = async (
+    what: string,
+    method: number,
+    attrs: StunAttribute[],
+    realm: string,
+    options = {},
+  ) => {
+    c.realm = realm;
+    lines.push(`${what}: ${describeAnswer(await c.request(method, attrs, options))}`);
+  };
+  const challenge = await c.request(StunMethod.Allocate, [transport], { auth: false });
+  c.nonce = new TextDecoder().decode(getAttribute(challenge, StunAttr.Nonce)!);
+  const realm = new TextDecoder().decode(getAttribute(challenge, StunAttr.Realm)!);
+  await ask("Allocate, another realm", StunMethod.Allocate, [transport], "other.test");
+  await ask("Allocate, no realm", StunMethod.Allocate, [transport], "");
+  await ask(
+    "Allocate, another realm, wrong password",
+    StunMethod.Allocate,
+    [transport],
+    "other.test",
+    {
+      password: "wrong",
+    },
+  );
+  const nonce = c.nonce;
+  c.nonce = "not-a-nonce-of-this-server";
+  await ask(
+    "Allocate, another realm, a bogus nonce",
+    StunMethod.Allocate,
+    [transport],
+    "other.test",
+  );
+  await ask("Allocate, the realm, a bogus nonce", StunMethod.Allocate, [transport], realm);
+  c.nonce = nonce;
+  await ask("Refresh before an allocation, another realm", StunMethod.Refresh, [], "other.test");
+  await ask("Allocate, the realm", StunMethod.Allocate, [transport], realm);
+  await ask("Refresh, another realm", StunMethod.Refresh, [], "other.test");
+  await ask("Refresh, another realm, wrong password", StunMethod.Refresh, [], "other.test", {
+    password: "wrong",
+  });
+  await ask("Refresh, the realm, wrong password", StunMethod.Refresh, [], realm, {
+    password: "wrong",
+  });
+  await ask("Refresh, the realm", StunMethod.Refresh, [], realm);
+  await ask("Refresh to 0, the realm", StunMethod.Refresh, [
+    { type: StunAttr.Lifetime, value: new Uint8Array(4) },
+  ], realm);
+  return lines;
+}
+
+Deno.test("serveTurnUdp answers a request naming another realm as coturn does: 437 for an Allocate, 441 for another request, before the nonce is looked at", async () => {
+  // Before: 401 with a fresh nonce (438 with a bad nonce), where coturn
+  // answers 437 or 441 ("wrong credentials: the realm value is incorrect").
+  await using coturn = await startCoturn();
+  await using rig = await udpRig(true);
+  const expected = await realmAnswers(coturn.port);
+  const actual = await realmAnswers(rig.turn.addr.port);
+  deepStrictEqual(
+    actual.filter((line, i) => line !== expected[i]),
+    expected.filter((line, i) => line !== actual[i]).map((line) => `coturn: ${line}`),
+  );
+});

@@ -483,8 +483,8 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "authentication",
     description: "TURN accepts a user name it does not know",
     file: TURN_SERVER,
-    search: "if (password === undefined || realm !== this.#realm) {",
-    replace: "if (realm !== this.#realm) {",
+    search: "if (password === undefined) {",
+    replace: "if (false) {",
     tests: [T_TURN_SERVER],
   },
   {
@@ -492,8 +492,8 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "authentication",
     description: "TURN accepts another realm",
     file: TURN_SERVER,
-    search: "if (password === undefined || realm !== this.#realm) {",
-    replace: "if (password === undefined) {",
+    search: "if (realm !== this.#realm) {",
+    replace: "if (false) {",
     tests: [T_TURN_SERVER],
   },
   {

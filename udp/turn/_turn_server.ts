@@ -830,14 +830,22 @@ export class TurnServer {
       this.#error(client, request, 400);
       return;
     }
+    // Another realm is wrong credentials, before the nonce is looked at, as
+    // coturn answers: 437 to an Allocate, 441 to another request (RFC 8489
+    // section 9.2.4 checks that REALM is present, not its value; RFC 8656
+    // gives 441 for credentials other than the allocation's).
+    const realm = decoder.decode(realmBytes);
+    if (realm !== this.#realm) {
+      this.#error(client, request, request.method === StunMethod.Allocate ? 437 : 441);
+      return;
+    }
     if (!this.#nonceValid(decoder.decode(nonceBytes), client)) {
       this.#challenge(client, request, 438);
       return;
     }
     const username = decoder.decode(usernameBytes);
     const password = Object.hasOwn(this.#users, username) ? this.#users[username] : undefined;
-    const realm = decoder.decode(realmBytes);
-    if (password === undefined || realm !== this.#realm) {
+    if (password === undefined) {
       this.#challenge(client, request, 401);
       return;
     }
