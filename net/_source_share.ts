@@ -65,4 +65,45 @@ export class SourceShare<T> {
     }
     return most.length > count(this.#bySource.get(source)).length + 1 ? most : undefined;
   }
+
+  /**
+   * The item to give up so that `source` may hold one more (flows: a
+   * connection each). At `perSource` items of its own, its least recently
+   * active one goes, rather than the newcomer being refused: a client at
+   * its own flow limit closes its idlest flow and opens a new one at once,
+   * and the new connection races the old one's close. At `total` in all,
+   * the least recently active item of the source holding the most, when
+   * `source` holds at least two fewer, else its own.
+   *
+   * @param source The source asking for room.
+   * @param perSource The most items one source holds.
+   * @param total The most items held in all.
+   * @param activity When an item was last active; `undefined` for one not
+   * in use yet, which is never chosen.
+   * @returns The item to close (still held: delete it), `undefined` when
+   * there is room, or `null` when room is needed and no item can give it.
+   */
+  makeRoom(
+    source: string,
+    perSource: number,
+    total: number,
+    activity: (item: T) => number | undefined,
+  ): T | undefined | null {
+    const idlest = (candidates: T[]): T | undefined => {
+      let victim: T | undefined;
+      let since = Infinity;
+      for (const item of candidates) {
+        const at = activity(item);
+        if (at !== undefined && at < since) [victim, since] = [item, at];
+      }
+      return victim;
+    };
+    if (this.count(source) >= perSource) {
+      return idlest(this.held(source)) ?? null;
+    }
+    if (this.size >= total) {
+      return idlest(this.largest(source) ?? []) ?? idlest(this.held(source)) ?? null;
+    }
+    return undefined;
+  }
 }

@@ -6,7 +6,10 @@
 
 import dgram from "node:dgram";
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
-import { UdpSocket } from "../udp/mod.ts";
+import { serveUdpClient, UdpSocket } from "../udp/mod.ts";
+import { parseManagedConfig, type PtLine, runServer } from "../ipc/mod.ts";
+import { plain } from "../transports/mod.ts";
+import { waitFor } from "./udp_test_utils.ts";
 import { StunAttr, StunMethod } from "../udp/stun/_constants.ts";
 import { PtProcess } from "./ipc_util.ts";
 import { bindingRequest, startCoturn, startTurnPeer, uclientLosesNothing } from "./turn_util.ts";
@@ -333,3 +336,50 @@ async function turnClient(pts: Awaited<ReturnType<typeof chain>>) {
     },
   };
 }
+
+Deno.test("STUN mode's embedded TURN server at maxConnectionsPerSource: a new flow from the source takes the place of its idlest, not refused by the listener", async () => {
+  // Before, the listener refused the connection and its datagram was lost
+  // ('Connection refused: 2 connections past their handshake open from one
+  // source'): the client at its maxFlows closes its idlest flow and dials
+  // the new one at once, racing that close to the server (the race
+  // serveUdpServer settled for transparent-UDP and STUN to a UDP target).
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_turn_flows_" });
+  const config = parseManagedConfig([
+    ...["-server", "-transports", "plain", "-mode", "STUN", "-target", "turn", "-state", dir],
+  ]);
+  if (config.kind !== "server") throw new Error("not a server");
+  const lines: PtLine[] = [];
+  const running = await runServer(config, {
+    emit: (line) => lines.push(line),
+    limits: { maxConnectionsPerSource: 2 },
+  });
+  const listening = lines.find((line) => line.type === "SMETHOD");
+  ok(listening?.type === "SMETHOD", JSON.stringify(lines));
+  const apps: UdpSocket[] = [];
+  try {
+    await using client = await serveUdpClient({
+      transport: plain,
+      config: listening.args,
+      server: { port: listening.address.port },
+      framing: "stun",
+      maxFlows: 2,
+    });
+    for (let i = 0; i < 4; i++) {
+      const app = await UdpSocket.open({ connect: client.addr });
+      apps.push(app);
+      let answers = 0;
+      app.onmessage = () => answers++;
+      app.send(bindingRequest());
+      await waitFor(() => answers === 1, `app ${i}'s Binding answer`, 10_000);
+    }
+    strictEqual(client.stats().flowsClosed.evicted, 2);
+    deepStrictEqual(
+      lines.filter((line) => line.type === "LOG" && /refused/.test(line.message)),
+      [],
+    );
+  } finally {
+    for (const app of apps) await app.close();
+    await running.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

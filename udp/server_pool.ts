@@ -223,25 +223,15 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
   // resolver uses a fresh port per query is not locked out until its old
   // flows idle out, and takes nothing from anyone else).
   const slots = new SourceShare<Slot>();
-  const idlest = (candidates: Slot[]): Slot | undefined => {
-    let victim: Slot | undefined;
-    for (const slot of candidates) {
-      if (slot.flow === undefined) continue;
-      if (victim === undefined || slot.flow.lastActivity < victim.flow!.lastActivity) {
-        victim = slot;
-      }
-    }
-    return victim;
-  };
   const take = (source: string): Slot | undefined => {
-    if (slots.count(source) >= perSource) {
-      const victim = idlest(slots.held(source));
-      if (victim === undefined) return undefined;
-      slots.delete(victim);
-      victim.flow!.close("evicted");
-    } else if (slots.size >= settings.maxFlows) {
-      const victim = idlest(slots.largest(source) ?? []) ?? idlest(slots.held(source));
-      if (victim === undefined) return undefined;
+    const victim = slots.makeRoom(
+      source,
+      perSource,
+      settings.maxFlows,
+      (slot) => slot.flow?.lastActivity,
+    );
+    if (victim === null) return undefined;
+    if (victim !== undefined) {
       slots.delete(victim);
       victim.flow!.close("evicted");
     }

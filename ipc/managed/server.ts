@@ -3,7 +3,8 @@
 import type { LocalStore, TransportOptions } from "../../transports/transport.ts";
 import type { HostPort } from "../../net/address.ts";
 import type { Dialer } from "../../net/net_conn.ts";
-import { sourceKey } from "../../net/source_limits.ts";
+import { sourceKey, SourceLimiter } from "../../net/source_limits.ts";
+import { SourceShare } from "../../net/_source_share.ts";
 import type { RelayEnd } from "../../net/relay.ts";
 import type { TransportConn } from "../../net/transport_conn.ts";
 import { closeQuietly, retryWhileExhausted } from "../../net/_accept_loop.ts";
@@ -102,6 +103,14 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
     const limits = options.limits === undefined ? {} : { limits: options.limits };
     try {
       if (handlersFailed !== undefined) throw handlersFailed;
+      // The embedded TURN server's connections are flows, as a UDP pool's:
+      // the most one source holds is decided where it gives up its idlest
+      // (targetOf), not by the listener, which refused the newcomer (the same
+      // race serveUdpServer settles: a client at its maxFlows closes its
+      // idlest flow and dials a new one at once).
+      const perSource = target.kind === "turn"
+        ? new SourceLimiter(options.limits, { what: "listen" }).limits.maxConnectionsPerSource
+        : Infinity;
       let addr: Deno.NetAddr;
       let clientOptions: TransportOptions;
       let bridgeAddress: HostPort | undefined;
@@ -136,7 +145,9 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
           port: at.port,
           ...(options.reusePort ? { reusePort: true } : {}),
           env,
-          ...limits,
+          ...(target.kind === "turn"
+            ? { limits: { ...options.limits, maxConnectionsPerSource: Infinity } }
+            : limits),
           onAcceptError,
           // A transport's helper (the ssh server's sshd) keeps its files in
           // the state directory and logs through LOG lines.
@@ -144,6 +155,7 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
           onHelperLog: (severity, message) => log(severity, `${name}: ${message}`),
           target: targetOf(target, name, transport.free === true, base, digested, handlers, {
             turn: await turn?.server(at.hostname),
+            perSource,
             ...(metrics === undefined ? {} : { metrics }),
           }),
           ...(metrics === undefined ? {} : {
@@ -212,8 +224,10 @@ function targetOf(
   base: Dialer,
   log: (severity: "info", message: string) => void,
   handlers: TargetHandlers,
-  { turn, metrics }: {
+  { turn, perSource, metrics }: {
     readonly turn: TurnServer | undefined;
+    /** The most TURN connections one source holds (`maxConnectionsPerSource`). */
+    readonly perSource: number;
     readonly metrics?: MetricsRegistry;
   },
 ): ProxyTarget {
@@ -281,15 +295,31 @@ function targetOf(
           signal: untilClosed(conn, signal),
           ...lookupSource(conn),
         });
-    case "turn":
+    case "turn": {
       // Each connection's client is the source its allocations count
       // against: the one a front server on loopback reported, else the peer.
+      // A source at perSource gives up its least recently active connection
+      // to a new one, as serveUdpServer's flows (SourceShare.makeRoom).
+      const ends = new SourceShare<TurnEnd>();
       return (conn) => {
         const source = sourceKey(reportedSource(conn) ?? acceptedSource(conn));
-        return Promise.resolve(
-          turnEnd(turn!, handlers.serveTurnStream!, source, target.idleTimeout),
-        );
+        const key = source ?? "";
+        const victim = ends.makeRoom(key, perSource, Infinity, (end) => end.lastActivity);
+        if (victim) {
+          ends.delete(victim);
+          victim.evict(
+            new RangeError(
+              `Connection closed: its source opened more than ${perSource} TURN connections (maxConnectionsPerSource); its least recently active one made room`,
+            ),
+          );
+        }
+        const end = turnEnd(turn!, handlers.serveTurnStream!, source, target.idleTimeout);
+        ends.add(key, end);
+        const release = () => ends.delete(end);
+        end.done.then(release, release);
+        return Promise.resolve(end.relay);
       };
+    }
   }
 }
 
@@ -323,20 +353,48 @@ function turnEnd(
   serveTurnStream: typeof import("../../udp/turn/_stream_server.ts").serveTurnStream,
   source: string | undefined,
   idleTimeout: number | undefined,
-): RelayEnd {
-  const toServer = new TransformStream<Uint8Array, Uint8Array>();
-  const fromServer = new TransformStream<Uint8Array, Uint8Array>();
+): TurnEnd {
   const stop = new AbortController();
-  serveTurnStream(server, { readable: toServer.readable, writable: fromServer.writable }, {
+  // When a frame last went either way: the idlest goes first at the limit.
+  const touch: Transformer<Uint8Array, Uint8Array> = {
+    transform(chunk, controller) {
+      end.lastActivity = performance.now();
+      controller.enqueue(chunk);
+    },
+  };
+  const toServer = new TransformStream<Uint8Array, Uint8Array>(touch);
+  const fromServer = new TransformStream<Uint8Array, Uint8Array>(touch);
+  const done = serveTurnStream(server, {
+    readable: toServer.readable,
+    writable: fromServer.writable,
+  }, {
     signal: stop.signal,
     ...(source === undefined ? {} : { source }),
     ...(idleTimeout === undefined ? {} : { idleTimeout }),
   });
-  return {
-    readable: fromServer.readable,
-    writable: toServer.writable,
-    close: () => stop.abort(),
+  const end: TurnEnd = {
+    relay: {
+      readable: fromServer.readable,
+      writable: toServer.writable,
+      close: () => stop.abort(),
+    },
+    evict: (why) => stop.abort(why),
+    lastActivity: performance.now(),
+    done,
   };
+  return end;
+}
+
+/** One connection's end in the embedded TURN server. */
+interface TurnEnd {
+  /** What the connection is relayed to. */
+  readonly relay: RelayEnd;
+  /** End it to make room for another connection of its source. */
+  evict(why: Error): void;
+  /** When a frame last went either way (`performance.now()`). */
+  lastActivity: number;
+  /** Settles when the connection's TURN client is gone. */
+  readonly done: Promise<void>;
 }
 
 /** The state key of the embedded TURN server's generated password. */

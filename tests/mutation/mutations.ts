@@ -67,7 +67,6 @@ const SOURCE_SHARE = "net/_source_share.ts";
 const REPLAY_HUB = "ipc/managed/_replay_hub.ts";
 const SOURCE_LIMITS = "net/source_limits.ts";
 const UDP_CLIENT_POOL = "udp/client_pool.ts";
-const UDP_SERVER_POOL = "udp/server_pool.ts";
 const UDP_FLOW = "udp/_flow.ts";
 const UDP_SOCKET = "udp/udp_socket.ts";
 const LENGTH_FRAMING = "udp/length_framing.ts";
@@ -1349,19 +1348,20 @@ export const MUTATIONS: readonly Mutation[] = [
     id: "udp-server-max-flows",
     kind: "bound",
     description: "UDP server serves flows past maxFlows",
-    file: UDP_SERVER_POOL,
-    search: "if (slots.size >= settings.maxFlows) {",
+    file: SOURCE_SHARE,
+    search: "if (this.size >= total) {",
     replace: "if (false) {",
     tests: [T_UDP_POOL],
   },
   {
     id: "udp-server-flows-per-source",
     kind: "bound",
-    description: "UDP server lets one source hold flows past maxConnectionsPerSource",
-    file: UDP_SERVER_POOL,
-    search: "if (slots.count(source) >= perSource) {",
+    description:
+      "UDP server and embedded TURN server let one source hold flows past maxConnectionsPerSource",
+    file: SOURCE_SHARE,
+    search: "if (this.count(source) >= perSource) {",
     replace: "if (false) {",
-    tests: [T_UDP_POOL],
+    tests: [T_UDP_POOL, T_IPC_UDP],
   },
   {
     id: "udp-waiting-queue",
