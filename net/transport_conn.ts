@@ -158,9 +158,15 @@ export class TransportConn implements Disposable, AsyncDisposable {
     // A transport that holds probes as long as their peer does (Shadowsocks)
     // gets no deadline unless one is given.
     const limit = options.handshakeTimeout ?? (pair.holdsProbes === true ? undefined : 120_000);
+    // A handshake still waiting once the decoder has taken the peer's end
+    // of stream (its flush done) cannot finish: it fails at once, as the
+    // built-in transports' do, not at the deadline (a custom transport whose
+    // `ready` waits for the peer's first byte).
+    const peerEnded = deferred<never>();
     this.#ready = handshake === undefined ? Promise.resolve() : Promise.race([
       limit === undefined ? handshake : this.#limit(handshake, limit, name),
       this.#gone.promise,
+      peerEnded.promise,
     ]);
     this.#ready.catch((error) => this.#fail(error));
     this.#destination = pair.destination;
@@ -181,6 +187,13 @@ export class TransportConn implements Disposable, AsyncDisposable {
       (n) => this.#wireBytesRead += n,
     );
 
+    this.#wireIn.then(() =>
+      peerEnded.reject(
+        new HandshakeError(
+          "failed",
+          `Transport '${name}' handshake failed: the peer closed the connection before the handshake finished`,
+        ),
+      ), () => {});
     this.#wireOut.catch((error) => this.#fail(error));
     this.#wireIn.catch((error) => {
       if (!this.#readCancelled) this.#fail(error);
@@ -328,7 +341,9 @@ export class TransportConn implements Disposable, AsyncDisposable {
   /**
    * Resolves once the transport's handshake has completed (at once for a
    * transport without one); rejects when it failed, and the connection is
-   * then closed.
+   * then closed. It rejects at once (`HandshakeError`, reason `failed`)
+   * when the peer's bytes end, and the decoder has taken that end, before
+   * the pair's `ready` settled; at `handshakeTimeout` when they do not.
    */
   get ready(): Promise<void> {
     return this.#ready;

@@ -12,6 +12,7 @@ import type { RelayEnd } from "../net/relay.ts";
 import { rot } from "./rot_transport.ts";
 import {
   echoServer,
+  guarded,
   hashOf,
   hashReadable,
   pseudoRandomChunks,
@@ -351,4 +352,51 @@ Deno.test("A client pair whose ready rejects before its network connection is ma
   );
   // An unhandled rejection is reported once the event loop turns.
   await new Promise((resolve) => setTimeout(resolve, 50));
+});
+
+Deno.test("A custom transport whose ready waits for the peer's first byte fails its handshake at once when the peer closes first, on both sides, not at the 120 s deadline", async () => {
+  // Before, ready stayed pending until handshakeTimeout (120 s by default):
+  // the decoder saw the end of stream but nothing settled ready.
+  const firstByte = defineTransport({
+    name: "first_byte",
+    parseConfig: () => undefined,
+    pair: () => {
+      let heard!: () => void;
+      const ready = new Promise<void>((resolve) => heard = resolve);
+      const decode = new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          heard();
+          controller.enqueue(chunk);
+        },
+      });
+      return { encode: new TransformStream(), decode, ready };
+    },
+  });
+  await using listener = await listen(firstByte, {}, { hostname: "127.0.0.1", port: 0 });
+  // Server side: a peer that connects and closes at once.
+  const tcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  tcp.close();
+  const accepted = await listener.accept();
+  const serverSide = await guarded(
+    accepted.ready.then(() => "resolved", (error: Error) => error.message),
+    "the server side's ready",
+  );
+  match(
+    serverSide,
+    /Transport 'first_byte' handshake failed: the peer closed the connection before the handshake finished/,
+  );
+  // Client side: a server that accepts and closes at once.
+  const silent = tcpServer((conn) => Promise.resolve(conn.close()));
+  const connector = await createConnector(firstByte, {});
+  const dialed = await connector.dial({ port: silent.port });
+  const clientSide = await guarded(
+    dialed.ready.then(() => "resolved", (error: Error) => error.message),
+    "the client side's ready",
+  );
+  match(
+    clientSide,
+    /Transport 'first_byte' handshake failed: the peer closed the connection before the handshake finished/,
+  );
+  await dialed.closed;
+  await silent.close();
 });

@@ -70,7 +70,10 @@ export interface TransportDefinition<C> {
    * (always given then). Otherwise `undefined`.
    * @returns The pair, at once (not a promise): anything but an object with
    * `encode` and `decode` streams makes the side's `pair()` throw a
-   * `TypeError` saying what is missing, before any byte is sent.
+   * `TypeError` saying what is missing, before any byte is sent. Its
+   * `ready` may wait for the peer's bytes without watching for the end of
+   * stream: a peer that closes first fails the handshake at once (see
+   * `TransportPair.ready`), not at the runtime's handshake deadline.
    */
   pair(
     config: C,

@@ -118,6 +118,11 @@ export interface TransportPair {
    * client proved it knows the bridge's secret), rejects when it failed.
    * A server runtime waits for it before it connects the target, so probes
    * never reach the service behind. Omit it when there is no handshake.
+   * It need not watch for the peer closing: once the peer's bytes have
+   * ended and `decode` has taken that end (its `flush` done) with `ready`
+   * still pending, the runtime fails the handshake at once ("the peer
+   * closed the connection before the handshake finished"), as when a
+   * transport rejects `ready` itself, rather than at its deadline.
    */
   readonly ready?: Promise<void>;
   /**
