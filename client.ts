@@ -40,7 +40,11 @@ import {
   checkOptionType,
 } from "./transports/_factory_options.ts";
 import { parsingSettings } from "./transports/_settings_error.ts";
-import { assertTransport } from "./transports/_transport_name.ts";
+import {
+  assertTransport,
+  checkTransportName,
+  checkTransportSide,
+} from "./transports/_transport_name.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, type NetConn, tcpDialer } from "./net/net_conn.ts";
 import { dialPlanned } from "./net/_planned_dial.ts";
@@ -49,7 +53,11 @@ import { HelperSupervisor } from "./net/_helper_process.ts";
 import { type HelperSlot, HelperSlots } from "./net/_helper_slots.ts";
 import { socks5Connect } from "./ipc/socks/_client.ts";
 import { SocksReplyError } from "./ipc/socks/_reply.ts";
-import { TransportConn, type TransportConnOptions } from "./net/transport_conn.ts";
+import {
+  checkConnOptions,
+  TransportConn,
+  type TransportConnOptions,
+} from "./net/transport_conn.ts";
 
 /** Options for {@linkcode createConnector}. */
 export interface ConnectorOptions {
@@ -232,6 +240,10 @@ export class Connector {
    * asks for. Defaults to none.
    * @param helperOptions Where helper processes keep files and log, and
    * the limit on them. Defaults to a limit of the connector's own (8).
+   * @throws {TypeError} When `name` is not a transport name, `side` not a
+   * configured client side, `dialer` not a function, or an option not of
+   * its type (as `createConnector` says).
+   * @throws {RangeError} When the handshake timeout is out of range.
    */
   constructor(
     name: string,
@@ -241,7 +253,16 @@ export class Connector {
     caCerts: readonly string[] = [],
     helperOptions: Pick<ConnectorOptions, "helperDirectory" | "onHelperLog" | "helperLimit"> = {},
   ) {
-    this.#caCerts = [...checkCaCerts(caCerts, "make a connector")];
+    const what = "make a connector";
+    // Each was taken as given, and a side, dialer or option of another type
+    // failed at the first dial with JavaScript's own error.
+    checkTransportName(name, what);
+    checkTransportSide(side, "client", what);
+    checkOptionType(dialer, "function", "dialer", what, true);
+    checkConnOptions(connOptions, what);
+    this.#caCerts = [...checkCaCerts(caCerts, what)];
+    checkFactoryOptions(helperOptions, what, ["onHelperLog"]);
+    checkOptionType(helperOptions.helperDirectory, "string", "helperDirectory", what);
     this.#name = name;
     this.#side = side;
     this.#dialer = dialer;

@@ -57,7 +57,11 @@ import {
   ConnectionLoop,
   retryWhileExhausted,
 } from "./net/_accept_loop.ts";
-import { type ConnectionLimits, HANDSHAKE_GRACE } from "./net/source_limits.ts";
+import {
+  type ConnectionLimits,
+  HANDSHAKE_GRACE,
+  resolveConnectionLimits,
+} from "./net/source_limits.ts";
 import { metricsCore, metricsMode, type MetricsRegistry } from "./net/metrics.ts";
 import { ConnectionMetrics, LISTENER_METRICS } from "./net/_connection_metrics.ts";
 import { checkListenHostname, listenOn } from "./net/_listen.ts";
@@ -196,6 +200,8 @@ export async function listen(
   checkEnvironment(options.env, "listen");
   checkTimeout(handshakeTimeout, "handshakeTimeout", "listen");
   checkFunctionOption(onAcceptError, "onAcceptError", "listen");
+  // Before the transport is configured (the listener checks them again).
+  resolveConnectionLimits(limits, "listen");
   checkFunctionOption(options.onHelperLog, "onHelperLog", "listen");
   // A reusePort of "yes" (or 0) was taken as its truthiness, a
   // helperDirectory of another type failed once the helper started.

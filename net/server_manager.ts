@@ -2,6 +2,8 @@
 
 import type { HostPort, TransportOptions } from "../transports/transport.ts";
 import type { ServerStats } from "./server_stats.ts";
+import { checkHostPort } from "./address.ts";
+import { checkFactoryOptions, checkOptionType } from "../transports/_factory_options.ts";
 
 /**
  * A live server (PT 2.0 draft 1's Server Manager): its address, what clients need
@@ -41,6 +43,10 @@ export class ServerManager implements AsyncDisposable {
    * @param drain Stops accepting and waits for open connections. Defaults to `close`.
    * @param bridgeAddress The address bridge lines carry, when the transport
    * gives one that is not where the server listens. Defaults to none.
+   * @throws {TypeError} When `addr` or `bridgeAddress` is not a host and
+   * port, `clientOptions` not an object, or `stats`, `close` or `drain`
+   * not a function.
+   * @throws {RangeError} When a port is out of range (`bridgeAddress`: 1-65535).
    */
   constructor(
     addr: Deno.NetAddr,
@@ -50,6 +56,18 @@ export class ServerManager implements AsyncDisposable {
     drain: () => Promise<void> = close,
     bridgeAddress?: HostPort,
   ) {
+    // Each was taken as given: a stats or close of another type failed when
+    // called, an address of another type when read.
+    const what = "make a server manager";
+    checkHostPort(addr, "addr of a server manager");
+    if (clientOptions === undefined) {
+      throw new TypeError(`Cannot ${what}: clientOptions must be an object, got undefined`);
+    }
+    checkFactoryOptions(clientOptions, what, [], "clientOptions");
+    checkOptionType(stats, "function", "stats", what, true);
+    checkOptionType(close, "function", "close", what, true);
+    checkOptionType(drain, "function", "drain", what, true);
+    if (bridgeAddress !== undefined) checkHostPort(bridgeAddress, "bridgeAddress", 1);
     this.#bridgeAddress = bridgeAddress;
     this.#addr = addr;
     this.#clientOptions = clientOptions;

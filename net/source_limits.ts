@@ -136,24 +136,7 @@ export class SourceLimiter {
     limits: ConnectionLimits = {},
     options: { what?: string; onEvict?: (error: RangeError) => void } = {},
   ) {
-    const what = options.what ?? "listen";
-    if (typeof limits !== "object" || limits === null) {
-      throw new TypeError(
-        `Cannot ${what}: limits must be an object, got ${limits === null ? "null" : typeof limits}`,
-      );
-    }
-    const resolved = { ...DEFAULT_CONNECTION_LIMITS };
-    for (const key of Object.keys(DEFAULT_CONNECTION_LIMITS) as (keyof ConnectionLimits)[]) {
-      const value = limits[key];
-      if (value === undefined) continue;
-      if (!(value === Infinity || (Number.isSafeInteger(value) && value > 0))) {
-        throw new RangeError(
-          `Cannot ${what}: invalid ${key} ${value}: must be a positive integer or Infinity`,
-        );
-      }
-      resolved[key] = value;
-    }
-    this.#limits = resolved;
+    this.#limits = resolveConnectionLimits(limits, options.what ?? "listen");
     this.#onEvict = options.onEvict;
   }
 
@@ -367,6 +350,47 @@ export class SourceLimiter {
     }
     this.#onEvict?.(new RangeError(why));
   }
+}
+
+/**
+ * Check `limits` and fill in the defaults ({@linkcode DEFAULT_CONNECTION_LIMITS}).
+ *
+ * @param limits What the caller gave (`undefined`: the defaults).
+ * @param what The call, for the message (`listen`).
+ * @returns The limits in force.
+ * @throws {TypeError} When `limits` is not an object.
+ * @throws {RangeError} When a limit is not a positive integer or `Infinity`.
+ *
+ * @example Refusing a limit of 0
+ * ```ts
+ * import { resolveConnectionLimits } from "./source_limits.ts";
+ * import { throws } from "node:assert";
+ *
+ * throws(() => resolveConnectionLimits({ maxConnections: 0 }, "listen"), RangeError);
+ * ```
+ */
+export function resolveConnectionLimits(
+  limits: ConnectionLimits | undefined,
+  what: string,
+): Required<ConnectionLimits> {
+  if (limits === undefined) return { ...DEFAULT_CONNECTION_LIMITS };
+  if (typeof limits !== "object" || limits === null) {
+    throw new TypeError(
+      `Cannot ${what}: limits must be an object, got ${limits === null ? "null" : typeof limits}`,
+    );
+  }
+  const resolved = { ...DEFAULT_CONNECTION_LIMITS };
+  for (const key of Object.keys(DEFAULT_CONNECTION_LIMITS) as (keyof ConnectionLimits)[]) {
+    const value = limits[key];
+    if (value === undefined) continue;
+    if (!(value === Infinity || (Number.isSafeInteger(value) && value > 0))) {
+      throw new RangeError(
+        `Cannot ${what}: invalid ${key} ${value}: must be a positive integer or Infinity`,
+      );
+    }
+    resolved[key] = value;
+  }
+  return resolved;
 }
 
 /**

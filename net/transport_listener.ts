@@ -7,6 +7,7 @@ import { type ConnectionLimits, SourceLimiter } from "./source_limits.ts";
 import { type ServerStats, StatsCollector } from "./server_stats.ts";
 import { checkConnOptions, TransportConn, type TransportConnOptions } from "./transport_conn.ts";
 import { checkFactoryOptions } from "../transports/_factory_options.ts";
+import { checkTransportName, checkTransportSide } from "../transports/_transport_name.ts";
 import { LISTENER_METRICS } from "./_connection_metrics.ts";
 import { acceptedSource, relaySources, reportedSource } from "./_client_source.ts";
 
@@ -74,8 +75,9 @@ export class TransportListener
    * @param name The transport's name.
    * @param connOptions Options for every accepted connection (the handshake timeout).
    * @param options Connection limits and where accept errors go.
-   * @throws {TypeError} When `connOptions` or `options` is not an object,
-   * or one of their members not of its type.
+   * @throws {TypeError} When `listener` is not a listener, `side` not a
+   * configured server side, `name` not a transport name, `connOptions` or
+   * `options` not an object, or one of their members not of its type.
    * @throws {RangeError} When a limit is not a positive integer or
    * `Infinity`, or the handshake timeout is out of range.
    */
@@ -90,12 +92,29 @@ export class TransportListener
     // every accepted connection whose pair has a handshake, an
     // onAcceptError of another type the first accept error, and null
     // options with 'Cannot read properties of null'.
-    checkConnOptions(connOptions, "make a transport listener");
-    checkFactoryOptions(options, "make a transport listener", ["onAcceptError"]);
+    const what = "make a transport listener";
+    // A listener, side or name of another type was taken, and failed at the
+    // first connection with JavaScript's own error.
+    const l = listener as Partial<Deno.Listener> | null;
+    if (
+      typeof l !== "object" || l === null || typeof l.accept !== "function" ||
+      typeof l.close !== "function" || typeof l.addr !== "object"
+    ) {
+      throw new TypeError(
+        `Cannot ${what}: listener must be a Deno.Listener (accept, close, addr), got ${
+          l === null ? "null" : typeof l
+        }`,
+      );
+    }
+    checkTransportSide(side, "server", what);
+    checkTransportName(name, what);
+    checkConnOptions(connOptions, what);
+    checkFactoryOptions(options, what, ["onAcceptError"]);
     this.#listener = listener;
     this.#side = side;
     this.#connOptions = { ...connOptions, name };
     this.#limiter = new SourceLimiter(options.limits, {
+      what,
       onEvict: (error) => this.#digest?.add("evicted", error),
     });
     this.#digest = options.onAcceptError === undefined

@@ -5,7 +5,9 @@
 // resource sanitizer stays on).
 
 import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:assert";
-import { createConnector, HelperLimit } from "../client.ts";
+import { Connector, createConnector, HelperLimit } from "../client.ts";
+import { ServerManager } from "../net/server_manager.ts";
+import { tcpDialer } from "../net/net_conn.ts";
 import { listen, proxy } from "../server.ts";
 import { checkPort, formatHostPort, parseHostPort } from "../net/address.ts";
 import { TransportConn, type TransportConnOptions } from "../net/transport_conn.ts";
@@ -1163,3 +1165,105 @@ function newConn(
 ): TransportConn {
   return new TransportConn(net, pair, options);
 }
+
+Deno.test("TransportListener, Connector and ServerManager refuse a listener, side, name, dialer, address or callback of the wrong type when made, with an error naming it, as listen, createConnector and proxy do", async () => {
+  // Before, each took them silently: a bad side or dialer failed at the
+  // first connection with JavaScript's own error ('this.#side.pair is not a
+  // function'), a bad name went into every message, a ServerManager's stats
+  // or close of another type failed when called.
+  const server = await plain.server({});
+  const client = await plain.client({});
+  using tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  type Listener = ConstructorParameters<typeof TransportListener>[0];
+  type Side = ConstructorParameters<typeof TransportListener>[1];
+  const listenerCases: [() => unknown, RegExp][] = [
+    [
+      () => new TransportListener(null as unknown as Listener, server, "plain"),
+      /^TypeError: Cannot make a transport listener: listener must be a Deno\.Listener \(accept, close, addr\), got null$/,
+    ],
+    [
+      () => new TransportListener(tcp, {} as unknown as Side, "plain"),
+      /^TypeError: Cannot make a transport listener: side must be a ServerTransport \(from transport\.server\(\)\), got an object without pair\(\)$/,
+    ],
+    [
+      () => new TransportListener(tcp, server, "no good"),
+      /^TypeError: Cannot make a transport listener: invalid transport name "no good": must match/,
+    ],
+    [
+      () => new TransportListener(tcp, server, "plain", {}, { limits: { maxConnections: 0 } }),
+      /^RangeError: Cannot make a transport listener: invalid maxConnections 0/,
+    ],
+  ];
+  type ClientSide = ConstructorParameters<typeof Connector>[1];
+  type Dialer = ConstructorParameters<typeof Connector>[2];
+  const connectorCases: [() => unknown, RegExp][] = [
+    [
+      () => new Connector("plain", null as unknown as ClientSide, tcpDialer),
+      /^TypeError: Cannot make a connector: side must be a ClientTransport \(from transport\.client\(\)\), got null$/,
+    ],
+    [
+      () => new Connector("plain", client, "tcp" as unknown as Dialer),
+      /^TypeError: Cannot make a connector: dialer must be a function, got string$/,
+    ],
+    [
+      () => new Connector(5 as unknown as string, client, tcpDialer),
+      /^TypeError: Cannot make a connector: invalid transport name 5: must match/,
+    ],
+    [
+      () => new Connector("plain", client, tcpDialer, { handshakeTimeout: -1 }),
+      /^RangeError: Cannot make a connector: invalid handshakeTimeout -1/,
+    ],
+    [
+      () => new Connector("plain", client, tcpDialer, {}, [], { onHelperLog: 5 as never }),
+      /^TypeError: Cannot make a connector: onHelperLog must be a function, got number$/,
+    ],
+  ];
+  const stats = () => ({}) as never;
+  const close = () => Promise.resolve();
+  const addr: Deno.NetAddr = { transport: "tcp", hostname: "127.0.0.1", port: 1 };
+  const managerCases: [() => unknown, RegExp][] = [
+    [
+      () => new ServerManager(null as unknown as Deno.NetAddr, {}, stats, close),
+      /^TypeError: Invalid addr of a server manager: expected an object with hostname and port, got null$/,
+    ],
+    [
+      () => new ServerManager(addr, "x" as never, stats, close),
+      /^TypeError: Cannot make a server manager: clientOptions must be an object, got string$/,
+    ],
+    [
+      () => new ServerManager(addr, {}, undefined as never, close),
+      /^TypeError: Cannot make a server manager: stats must be a function, got undefined$/,
+    ],
+    [
+      () => new ServerManager(addr, {}, stats, null as never),
+      /^TypeError: Cannot make a server manager: close must be a function, got null$/,
+    ],
+    [
+      () => new ServerManager(addr, {}, stats, close, 5 as never),
+      /^TypeError: Cannot make a server manager: drain must be a function, got number$/,
+    ],
+    [
+      () => new ServerManager(addr, {}, stats, close, close, { hostname: 5 as never, port: 1 }),
+      /^TypeError: Invalid bridgeAddress: hostname must be a string, got number$/,
+    ],
+    [
+      () => new ServerManager(addr, {}, stats, close, close, { hostname: "a", port: 0 }),
+      /^RangeError: Invalid port 0 for bridgeAddress: must be an integer in 1-65535$/,
+    ],
+  ];
+  const unthrown: string[] = [];
+  for (const [make, expected] of [...listenerCases, ...connectorCases, ...managerCases]) {
+    try {
+      const made = make();
+      unthrown.push(`${expected}: made`);
+      if (made instanceof TransportListener || made instanceof Connector) {
+        await Promise.resolve(made.close()).catch(() => {});
+      }
+    } catch (error) {
+      if (!expected.test(`${error}`)) unthrown.push(`${expected}: ${error}`);
+    }
+  }
+  deepStrictEqual(unthrown, []);
+  server.close?.();
+  client.close?.();
+});

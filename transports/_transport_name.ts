@@ -61,12 +61,65 @@ export function assertTransport(transport: unknown, what: string): Transport {
       }`,
     );
   }
-  if (!NAME.test(t.name)) {
+  checkTransportName(t.name, what);
+  return t as Transport;
+}
+
+/**
+ * Check a transport name given to a runtime call or constructor: a C
+ * identifier, named in the message with the call.
+ *
+ * @param name What the caller passed.
+ * @param what The call, for the message (`make a connector`).
+ * @returns `name`, typed.
+ * @throws {TypeError} When it is not a string or not a C identifier.
+ *
+ * @example Refusing a name with a space
+ * ```ts
+ * import { checkTransportName } from "./_transport_name.ts";
+ * import { throws } from "node:assert";
+ *
+ * throws(() => checkTransportName("no good", "make a connector"), /invalid transport name "no good"/);
+ * ```
+ */
+export function checkTransportName(name: unknown, what: string): string {
+  if (typeof name !== "string" || !NAME.test(name)) {
     throw new TypeError(
       `Cannot ${what}: invalid transport name ${
-        JSON.stringify(t.name)
+        typeof name === "string" || typeof name === "number" ? JSON.stringify(name) : typeof name
       }: must match [a-zA-Z_][a-zA-Z0-9_]*`,
     );
   }
-  return t as Transport;
+  return name;
+}
+
+/**
+ * Check a configured side given to a runtime constructor: an object with a
+ * `pair` function, as `transport.client()` and `transport.server()` return.
+ *
+ * @param side What the caller passed.
+ * @param role Which side it must be.
+ * @param what The call, for the message (`make a connector`).
+ * @throws {TypeError} When it is not such an object.
+ *
+ * @example Refusing a side without pair()
+ * ```ts
+ * import { checkTransportSide } from "./_transport_name.ts";
+ * import { throws } from "node:assert";
+ *
+ * throws(() => checkTransportSide({}, "server", "make a transport listener"), /without pair\(\)/);
+ * ```
+ */
+export function checkTransportSide(side: unknown, role: "client" | "server", what: string): void {
+  if (
+    typeof side !== "object" || side === null ||
+    typeof (side as { pair?: unknown }).pair !== "function"
+  ) {
+    const kind = role === "client" ? "ClientTransport" : "ServerTransport";
+    throw new TypeError(
+      `Cannot ${what}: side must be a ${kind} (from transport.${role}()), got ${
+        side === null ? "null" : typeof side === "object" ? "an object without pair()" : typeof side
+      }`,
+    );
+  }
 }
