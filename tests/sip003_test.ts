@@ -141,15 +141,14 @@ Deno.test("parseSip003: a |-separated host list (ss-libev given several -s): the
     deepStrictEqual(client.target, { hostname: expected[0], port: 8388 });
     deepStrictEqual(client.warnings.length, expected.length > 1 ? 1 : 0, hosts);
   }
-  throws(
-    () =>
-      parseSip003(
-        { ...VARS, SS_REMOTE_HOST: "127.0.0.1|example.com", SS_PLUGIN_OPTIONS: "server" },
-        state,
-      ),
-    // The name at fault, and what to give instead (ss-server -s localhost).
-    /^RangeError: Invalid SS_REMOTE_HOST "example\.com": the server listens on IP addresses \(give ss-server -s an IP address/,
-  );
+  // A host name, as ss-server -s takes one (its listener binds the name's
+  // first address, as ss-server's own does).
+  const named = parseSip003(
+    { ...VARS, SS_REMOTE_HOST: "127.0.0.1|localhost", SS_PLUGIN_OPTIONS: "server" },
+    state,
+  ).config;
+  ok(named.kind === "server");
+  deepStrictEqual(named.moreBindAddrs?.get("obfs4"), [{ hostname: "localhost", port: 8388 }]);
   throws(() => parseSip003({ ...VARS, SS_REMOTE_HOST: "|" }, state), /no host/);
 });
 
@@ -163,7 +162,6 @@ Deno.test("parseSip003: bad variables and options are errors that quote no optio
         /^Cannot start as a SIP003 plugin: SS_LOCAL_HOST and SS_LOCAL_PORT are not set/,
       ],
       [{ ...VARS, SS_REMOTE_PORT: undefined }, /: SS_REMOTE_PORT is not set/],
-      [{ ...VARS, SS_PLUGIN_OPTIONS: "server", SS_REMOTE_HOST: "example.com" }, /IP address/],
       [{ ...VARS, SS_PLUGIN_OPTIONS: "transport=ob fs4" }, /expected a transport name/],
       [{ ...VARS, SS_PLUGIN_OPTIONS: "cert=Secret9Mark\\" }, /trailing backslash/],
       [
@@ -494,6 +492,40 @@ Deno.test("SIP003: ss-server given two -s (127.0.0.1 and ::1): the plugin listen
       }
     }
     deepStrictEqual(http.connections, 2);
+  } finally {
+    await server.stop("SIGKILL");
+    await Deno.remove(stateDir, { recursive: true });
+  }
+});
+
+Deno.test("SIP003: ss-server given a host name (-s localhost), as ss-libev takes one: the plugin listens on its address; ss-local reaches it", async () => {
+  // Before, the plugin refused it ('Invalid SS_REMOTE_HOST "localhost": the
+  // server listens on IP addresses') and ss-server exited.
+  await using http = new CountingHttpServer("by name\n");
+  const stateDir = await Deno.makeTempDir();
+  const method = "chacha20-ietf-poly1305";
+  const password = "sip003-name-password";
+  const serverPort = freePort();
+  const server = startWithPlugin("ss-server", [
+    ...["-s", "localhost", "-p", String(serverPort), "-k", password, "-m", method],
+    ...["--plugin-opts", `server;transport=obfs4;state=${stateDir}`],
+  ]);
+  try {
+    const printed =
+      (await server.waitFor(/^(transport=obfs4;cert=[A-Za-z0-9+/]+;iat-mode=0)$/m))[1]!;
+    ok(!/error/i.test(server.output()), server.output());
+    const { local, get } = await startSsLocal("localhost", serverPort, {
+      password,
+      method,
+      printed,
+    });
+    try {
+      const result = await get(`http://localhost:${http.port}/`);
+      deepStrictEqual(result.out, "by name\n", result.err + local.output() + server.output());
+    } finally {
+      await local.stop("SIGKILL");
+    }
+    deepStrictEqual(http.connections, 1);
   } finally {
     await server.stop("SIGKILL");
     await Deno.remove(stateDir, { recursive: true });

@@ -13,7 +13,6 @@ import {
   type HostPort,
   parseHostPort,
 } from "../../net/address.ts";
-import { isIpLiteral } from "../../net/_ip_address.ts";
 import { formatPluginOptions, parsePluginOptions } from "../lines/_args.ts";
 import { logged, type LogSeverity, parseLogSeverity } from "../lines/_output.ts";
 import type { PtLine } from "../lines/pt_line.ts";
@@ -151,15 +150,8 @@ export function parseSip003(
     frontEndKeys: PLUGIN_KEYS,
   } as const;
   if (server) {
-    const name = remotes.find((at) => !isIpLiteral(at.hostname));
-    if (name !== undefined) {
-      // The operator's own listen address (ss-server -s), so it is named.
-      throw new RangeError(
-        `Invalid SS_REMOTE_HOST ${
-          JSON.stringify(name.hostname.slice(0, 64))
-        }: the server listens on IP addresses (give ss-server -s an IP address, such as 0.0.0.0 or 127.0.0.1)`,
-      );
-    }
+    // A host name (ss-server -s localhost) is listened on as ss-server
+    // listens itself: on the name's first address.
     return {
       transport,
       logLevel,
