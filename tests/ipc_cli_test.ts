@@ -3,6 +3,7 @@
 
 import { deepStrictEqual, match, ok } from "node:assert";
 import { runCli } from "../ipc/cli/_commands.ts";
+import { parseSip003 } from "../ipc/managed/_sip003.ts";
 import { cliError, methodErrorCode, methodErrorText } from "../ipc/cli/_names.ts";
 import { childEnv } from "./ipc_util.ts";
 import { runUntil } from "./cli_util.ts";
@@ -483,4 +484,34 @@ Deno.test("methodErrorText: a transport's lower-case text gets its side's prefix
     "Cannot start plain: connection reset",
   );
   deepStrictEqual(cliError("link2.txt is empty"), "ptkit: error: link2.txt is empty\n");
+});
+
+Deno.test("Port 0 is refused in the one form parseHostPort gives ('Invalid port 0 for X: must be an integer in 1-65535'): --target, a bridge line's address, and SIP003's SS_*_PORT", async () => {
+  // Before, each said it its own way: 'Invalid --target: port 0',
+  // 'Cannot parse bridge line: port 0', 'Invalid SS_LOCAL_PORT: port 0'.
+  const form = /Invalid port 0 for .+: must be an integer in 1-65535\n?$/;
+  const target = await run(["server", "--transport", "plain", "--target", "127.0.0.1:0"]);
+  deepStrictEqual(target.code, 64);
+  match(target.err, /^ptkit: error: Invalid port 0 for --target "127\.0\.0\.1:0": must be/);
+  match(target.err, form);
+  const bridge = await run(["client", "--bridge", "plain 192.0.2.1:0", "--socks", "127.0.0.1:0"]);
+  deepStrictEqual(bridge.code, 64);
+  match(bridge.err, /^ptkit: error: Invalid port 0 for bridge address: must be/);
+  match(bridge.err, form);
+  for (const variable of ["SS_LOCAL_PORT", "SS_REMOTE_PORT"]) {
+    let message = "";
+    try {
+      parseSip003({
+        SS_REMOTE_HOST: "192.0.2.1",
+        SS_REMOTE_PORT: "8388",
+        SS_LOCAL_HOST: "127.0.0.1",
+        SS_LOCAL_PORT: "1984",
+        [variable]: "0",
+      }, () => "/nonexistent");
+    } catch (error) {
+      message = `${error}`;
+    }
+    match(message, /^RangeError: Invalid port 0 for SS_(LOCAL|REMOTE)_HOST:SS_\1_PORT /);
+    match(message, form);
+  }
 });

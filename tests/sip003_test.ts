@@ -156,7 +156,10 @@ Deno.test("parseSip003: bad variables and options are errors that quote no optio
   for (
     const [vars, message] of [
       [{ ...VARS, SS_REMOTE_PORT: "99999" }, /SS_REMOTE/],
-      [{ ...VARS, SS_LOCAL_PORT: "0" }, /SS_LOCAL_PORT: port 0/],
+      [
+        { ...VARS, SS_LOCAL_PORT: "0" },
+        /^Invalid port 0 for SS_LOCAL_HOST:SS_LOCAL_PORT "127\.0\.0\.1:0": must be an integer in 1-65535$/,
+      ],
       [
         { ...VARS, SS_LOCAL_HOST: undefined, SS_LOCAL_PORT: undefined },
         /^Cannot start as a SIP003 plugin: SS_LOCAL_HOST and SS_LOCAL_PORT are not set/,

@@ -1064,9 +1064,7 @@ function refusalShows(transport: string, context: Context): string {
 
 /** A host and a port that can be dialed. */
 function destination(text: string, what: string): HostPort {
-  const parsed = address(text, what);
-  if (parsed.port === 0) throw new UsageError(`Invalid ${what}: port 0`);
-  return parsed;
+  return address(text, what, 1);
 }
 
 /** `--metrics`, when given: where the side serves its metrics. */
@@ -1079,9 +1077,9 @@ function metrics(flags: Record<string, string>): { readonly metrics?: HostPort }
   }
 }
 
-function address(text: string, what: string): HostPort {
+function address(text: string, what: string, min = 0): HostPort {
   try {
-    return parseHostPort(text, what);
+    return parseHostPort(text, what, min);
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

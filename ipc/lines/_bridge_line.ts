@@ -2,7 +2,7 @@
 // This module is browser-compatible.
 
 import type { TransportOptions } from "../../transports/transport.ts";
-import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
+import { checkPort, formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
 import type { KeyValueListOptions } from "./_args.ts";
 import { FirstValuePairs } from "./_first_value.ts";
 
@@ -30,7 +30,8 @@ export interface BridgeLine {
  * @returns Its parts.
  * @throws {SyntaxError} When the address or an argument is malformed; the
  * message gives the bad word's position (1-based, counting every word of
- * the line), never its text, which may be a secret.
+ * the line), never its text, which may be a secret (port 0: `Invalid
+ * port 0 for bridge address: must be an integer in 1-65535`).
  */
 export function parseBridgeLine(text: string, options: KeyValueListOptions = {}): BridgeLine {
   const lineWords = text.trim().split(/\s+/).filter((w) => w !== "");
@@ -54,7 +55,13 @@ export function parseBridgeLine(text: string, options: KeyValueListOptions = {})
       }; expected [transport] host:port [fingerprint] [key=value ...]`,
     );
   }
-  if (address.port === 0) throw new SyntaxError("Cannot parse bridge line: port 0");
+  try {
+    // In checkPort's words, as every port: the word is not quoted (it may
+    // be a misplaced secret).
+    checkPort(address.port, "bridge address", 1);
+  } catch (error) {
+    throw new SyntaxError((error as Error).message);
+  }
   let fingerprint: string | undefined;
   if (words.length > 0 && /^[0-9A-Fa-f]{40}$/.test(words[0]!)) fingerprint = words.shift();
   const args = new FirstValuePairs(options.onRepeatedKey);

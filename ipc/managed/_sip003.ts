@@ -227,12 +227,7 @@ function addresses(hosts: string, port: string, what: string): HostPort[] {
   );
   if (list.length === 0) throw new RangeError(`Invalid ${what}_HOST: no host`);
   return list.map((host) => {
-    const parsed = parseHostPort(
-      bracketBareIpv6(`${host}:${port}`),
-      `${what}_HOST:${what}_PORT`,
-    );
-    if (parsed.port === 0) throw new RangeError(`Invalid ${what}_PORT: port 0`);
-    return parsed;
+    return parseHostPort(bracketBareIpv6(`${host}:${port}`), `${what}_HOST:${what}_PORT`, 1);
   });
 }
 
