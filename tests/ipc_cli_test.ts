@@ -4,6 +4,7 @@
 import { deepStrictEqual, match, ok } from "node:assert";
 import { runCli } from "../ipc/cli/_commands.ts";
 import { parseSip003 } from "../ipc/managed/_sip003.ts";
+import { parseUpstreamProxy } from "../ipc/managed/_proxy_uri.ts";
 import { cliError, methodErrorCode, methodErrorText } from "../ipc/cli/_names.ts";
 import { childEnv } from "./ipc_util.ts";
 import { runUntil } from "./cli_util.ts";
@@ -486,7 +487,7 @@ Deno.test("methodErrorText: a transport's lower-case text gets its side's prefix
   deepStrictEqual(cliError("link2.txt is empty"), "ptkit: error: link2.txt is empty\n");
 });
 
-Deno.test("Port 0 is refused in the one form parseHostPort gives ('Invalid port 0 for X: must be an integer in 1-65535'): --target, a bridge line's address, and SIP003's SS_*_PORT", async () => {
+Deno.test("Port 0 is refused in the one form parseHostPort gives ('Invalid port 0 for X: must be an integer in 1-65535'): --target, a bridge line's address, SIP003's SS_*_PORT and TOR_PT_PROXY's URI", async () => {
   // Before, each said it its own way: 'Invalid --target: port 0',
   // 'Cannot parse bridge line: port 0', 'Invalid SS_LOCAL_PORT: port 0'.
   const form = /Invalid port 0 for .+: must be an integer in 1-65535\n?$/;
@@ -514,4 +515,15 @@ Deno.test("Port 0 is refused in the one form parseHostPort gives ('Invalid port 
     match(message, /^RangeError: Invalid port 0 for SS_(LOCAL|REMOTE)_HOST:SS_\1_PORT /);
     match(message, form);
   }
+  // TOR_PT_PROXY's URI (before: 'Invalid proxy port 0: must be 1-65535');
+  // its userinfo stays unquoted.
+  let proxy = "nothing thrown";
+  try {
+    parseUpstreamProxy("socks5://user:Pw9Mark@127.0.0.1:0");
+  } catch (error) {
+    proxy = `${error}`;
+  }
+  match(proxy, /^RangeError: Invalid port 0 for proxy URI "socks5:\/\/\*\*\*@127\.0\.0\.1:0": /);
+  match(proxy, form);
+  ok(!proxy.includes("Pw9Mark"));
 });

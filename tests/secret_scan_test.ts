@@ -627,7 +627,7 @@ const SHADOWSOCKS_PATHS: Path[] = [
 const EXPECTED: Record<string, RegExp> = {
   "TOR_PT_PROXY with a host name": /PROXY-ERROR .*must be an IP address/,
   "TOR_PT_PROXY without a port": /PROXY-ERROR .*missing or bad port/,
-  "TOR_PT_PROXY with port 99999": /PROXY-ERROR Invalid proxy port/,
+  "TOR_PT_PROXY with port 99999": /PROXY-ERROR Invalid port 99999 for proxy URI/,
   "TOR_PT_PROXY socks4a with a password": /PROXY-ERROR .*SOCKS4a has no password/,
   "TOR_PT_PROXY with another scheme": /PROXY-ERROR Unsupported proxy scheme/,
   "TOR_PT_PROXY with a bad escape": /PROXY-ERROR .*bad percent-encoding/,
@@ -645,7 +645,7 @@ const EXPECTED: Record<string, RegExp> = {
   "microsocks refusing the password": /CONNECT=Failed .*refused the credentials/,
   "an HTTP proxy answering 407": /CONNECT=Failed .*status 407/,
   "the adapter given a bad proxy": /must be an IP address/,
-  "parseUpstreamProxy's error": /Invalid proxy port 0|must be an IP address/,
+  "parseUpstreamProxy's error": /Invalid port 0 for proxy URI|must be an IP address/,
   "server options with a short drbg-seed": /SMETHOD-ERROR .*'drbg-seed' must be 24 bytes/,
   "server options with a non-hex private-key": /SMETHOD-ERROR .*'private-key' must be 32 bytes/,
   "server options with a public-key that does not match": /SMETHOD-ERROR .*does not match/,

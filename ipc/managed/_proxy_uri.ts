@@ -4,6 +4,7 @@
 // when a proxy is used).
 
 import { parseIpv4, parseIpv6 } from "../../net/_ip_address.ts";
+import { checkPort } from "../../net/address.ts";
 import { parseUserinfo, splitAuthority, type Userinfo } from "../../net/_userinfo.ts";
 
 /** A parsed `TOR_PT_PROXY` URI. */
@@ -84,8 +85,7 @@ export function parseUpstreamProxy(text: string): UpstreamProxy {
     throw fail("the host must be an IP address");
   }
   if (portText === undefined || !/^[0-9]{1,5}$/.test(portText)) throw fail("missing or bad port");
-  const port = Number(portText);
-  if (port < 1 || port > 65535) throw new RangeError(`Invalid proxy port ${port}: must be 1-65535`);
+  const port = checkPort(Number(portText), `proxy URI ${shownProxyUri(text)}`, 1);
   let credentials: Userinfo | undefined;
   try {
     credentials = userinfo === undefined || userinfo === ""
