@@ -13,6 +13,9 @@ import { webtunnel } from "../transports/webtunnel/mod.ts";
 import { defineTransport } from "../transports/define_transport.ts";
 import { parseSmethodArgs } from "../ipc/lines/_args.ts";
 import { boundDial } from "../ipc/managed/_outbound_dialer.ts";
+import { parseManagedConfig } from "../ipc/managed/config.ts";
+import { runServer } from "../ipc/managed/server.ts";
+import type { PtLine } from "../ipc/lines/pt_line.ts";
 import { SocksServer } from "../ipc/socks/_socks_server.ts";
 import { HANDSHAKE_GRACE, SourceLimiter } from "../net/source_limits.ts";
 import { closeQuietly } from "../net/_accept_loop.ts";
@@ -553,4 +556,82 @@ Deno.test("listen(): the accept queue is as long as the kernel allows (somaxconn
   // Listening sockets: State Recv-Q Send-Q (the backlog) Local Peer.
   const backlog = Number(new TextDecoder().decode(out.stdout).trim().split(/\s+/)[2]);
   strictEqual(backlog, Math.min(somaxconn, 65535));
+});
+
+Deno.test("server: a connection closed while its ORPort or Extended ORPort dial is under way gives that dial up (a silent tor holds no socket outside the limits)", async () => {
+  // Found by the DoS helper: with tor's ORPort silent (its accept queue
+  // full), a dial takes about two minutes (SYN retries). A connection that
+  // the limits closed to make room, or whose client reset it, went on
+  // dialing, one socket each, outside every limit: free mode's destinations
+  // were given up when their connection closed, the fixed targets were not.
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_dial_" });
+  const cookieFile = `${dir}/cookie`;
+  await Deno.writeFile(
+    cookieFile,
+    new Uint8Array([
+      ...new TextEncoder().encode("! Extended ORPort Auth Cookie !\n"),
+      ...crypto.getRandomValues(new Uint8Array(32)),
+    ]),
+  );
+  try {
+    for (
+      const target of [
+        ["-orport", "127.0.0.1:9"],
+        ["-extorport", "127.0.0.1:9", "-authcookie", cookieFile],
+      ]
+    ) {
+      const config = parseManagedConfig([
+        "-server",
+        "-transports",
+        "plain",
+        ...target,
+        "-state",
+        dir,
+      ]);
+      ok(config.kind === "server");
+      // A dialer as silent as a full accept queue: it ends only when aborted.
+      const dials: AbortSignal[] = [];
+      let dialed = () => {};
+      const dialer: Dialer = (_target, _settings, options) => {
+        dials.push(options!.signal!);
+        dialed();
+        return new Promise((_resolve, reject) =>
+          options!.signal!.addEventListener("abort", () => reject(options!.signal!.reason))
+        );
+      };
+      const dialsReach = (count: number) =>
+        new Promise<void>((resolve) => {
+          dialed = () => dials.length >= count && resolve();
+          dialed();
+        });
+      const lines: PtLine[] = [];
+      const running = await runServer(config, {
+        emit: (line) => lines.push(line),
+        dialer,
+        limits: { maxConnections: 2 },
+      });
+      const smethod = lines.find((line) => line.type === "SMETHOD");
+      ok(smethod?.type === "SMETHOD", JSON.stringify(lines));
+      const conns = await connectMany(smethod.address.port, 2);
+      await within(10_000, `two dials (${target[0]})`, () => dialsReach(2));
+      // The listener is full: a newcomer from another source takes the
+      // place of the oldest connection of the source holding the most.
+      conns.push(...await connectMany(smethod.address.port, 1, "127.0.0.2"));
+      await within(10_000, `the third dial (${target[0]})`, () => dialsReach(3));
+      await within(
+        10_000,
+        `the closed connection's dial given up (${target[0]})`,
+        () =>
+          new Promise<void>((resolve) => {
+            if (dials[0]!.aborted) resolve();
+            dials[0]!.addEventListener("abort", () => resolve());
+          }),
+      );
+      strictEqual(dials[1]!.aborted, false, "a connection still open lost its dial");
+      for (const conn of conns) closeQuietly(conn);
+      await running.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

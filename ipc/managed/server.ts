@@ -250,7 +250,9 @@ function targetOf(
   }
   switch (target.kind) {
     case "orport":
-      return (_conn, { signal }) => markDialFailure(dial(target.address, signal));
+      // A connection closed meanwhile (a limit made room, its client reset
+      // it) gives the dial up: a silent ORPort holds no socket for minutes.
+      return (conn, { signal }) => markDialFailure(dial(target.address, untilClosed(conn, signal)));
     case "extorport": {
       const failures = metrics === undefined
         ? undefined
@@ -268,7 +270,7 @@ function targetOf(
             cause: error,
           });
         }
-        const end = await markDialFailure(dial(target.address, signal));
+        const end = await markDialFailure(dial(target.address, untilClosed(conn, signal)));
         try {
           // The transport's report (WebTunnel's X-Forwarded-For) when it
           // is an IP literal, else the socket's peer: TransportConn.clientAddress.
@@ -325,7 +327,8 @@ function targetOf(
 
 /**
  * `signal`, also aborted when `conn` closes (a limit closed it to make
- * room): its destination is given up, not dialed on for minutes.
+ * room, its client reset it): its destination or fixed target is given
+ * up, not dialed on for minutes.
  */
 function untilClosed(conn: TransportConn, signal: AbortSignal): AbortSignal {
   const closed = new AbortController();
