@@ -219,6 +219,7 @@ export class Acceptor<C> {
   #accept: () => Promise<C>;
   #digest: ErrorDigest | undefined;
   #count: ((kind: "exhausted" | "connection" | "unknown") => void) | undefined;
+  #makeRoom: (() => boolean) | undefined;
   #stopped = false;
   #wake: (() => void) | undefined;
   /** Settles once the accept under way (if any) has. */
@@ -228,15 +229,20 @@ export class Acceptor<C> {
    * @param accept The listener's accept.
    * @param digest Where errors are counted and reported.
    * @param count Told the kind of every accept error (for metrics).
+   * @param makeRoom Called when the process is out of descriptors: closes
+   * a connection of the source holding the most, if any, as at a full
+   * listener (`SourceLimiter.makeRoom`), and says whether it did.
    */
   constructor(
     accept: () => Promise<C>,
     digest?: ErrorDigest,
     count?: (kind: "exhausted" | "connection" | "unknown") => void,
+    makeRoom?: () => boolean,
   ) {
     this.#accept = accept;
     this.#digest = digest;
     this.#count = count;
+    this.#makeRoom = makeRoom;
   }
 
   /**
@@ -269,7 +275,12 @@ export class Acceptor<C> {
         const code = (error as { code?: unknown }).code;
         this.#digest?.add(`accept ${typeof code === "string" ? code : error.name}`, error);
         if (kind === "exhausted" || (kind === "unknown" && ++unknown > UNKNOWN_RETRIES)) {
-          delay = Math.min(Math.max(delay * 2, BACKOFF_MIN), BACKOFF_MAX);
+          // Out of descriptors with one source holding more than others:
+          // its oldest connection goes (its descriptors come back within a
+          // turn or two), so the connections waiting, from anyone, are
+          // accepted in turn rather than locked out while it stays.
+          const madeRoom = code === "EMFILE" && this.#makeRoom?.() === true;
+          delay = madeRoom ? BACKOFF_MIN : Math.min(Math.max(delay * 2, BACKOFF_MIN), BACKOFF_MAX);
           await this.#sleep(delay);
         }
       }

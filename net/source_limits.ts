@@ -233,6 +233,24 @@ export class SourceLimiter {
     };
   }
 
+  /**
+   * The process is out of file descriptors (accept failed with `EMFILE`):
+   * close one connection as at `maxConnections` for a newcomer from a
+   * source holding none. Below `maxConnections` the descriptors may run out
+   * first (a low `ulimit -n`), and without this one source holding them all
+   * locked every other out until it left.
+   *
+   * @returns Whether a connection was closed.
+   */
+  makeRoom(): boolean {
+    const before = this.#open;
+    this.#evictForRoom(
+      undefined,
+      "Connection closed: the process ran out of file descriptors, most of them held by its source; a newcomer took its place",
+    );
+    return this.#open < before;
+  }
+
   /** Stop the timer that enforces `maxHandshakesPerSource` (the listener closed). */
   close(): void {
     this.#closed = true;
@@ -275,7 +293,7 @@ export class SourceLimiter {
    * (a real handshake takes milliseconds: a full listener serves a new
    * client rather than keep a stalled one).
    */
-  #evictForRoom(from: Source | undefined): boolean {
+  #evictForRoom(from: Source | undefined, why?: string): boolean {
     let worst: Source | undefined;
     for (const source of this.#over) {
       if (worst === undefined || source.handshaking.size > worst.handshaking.size) worst = source;
@@ -301,8 +319,8 @@ export class SourceLimiter {
         if (worst === undefined || source.handshaking.size > worst.handshaking.size) worst = source;
       }
     }
-    if (worst === undefined) return this.#evictEstablished(from);
-    this.#evict(worst, worst.handshaking.values().next().value!);
+    if (worst === undefined) return this.#evictEstablished(from, why);
+    this.#evict(worst, worst.handshaking.values().next().value!, why);
     this.#checkOver(worst);
     return this.#open < this.#limits.maxConnections;
   }
@@ -315,7 +333,7 @@ export class SourceLimiter {
    * password or the URL) and hold every slot cannot lock all others out; a
    * fair share each stays.
    */
-  #evictEstablished(from: Source | undefined): boolean {
+  #evictEstablished(from: Source | undefined, why?: string): boolean {
     const holds = from?.open ?? 0;
     let worst: Source | undefined;
     for (const source of this.#sources.values()) {
@@ -327,7 +345,8 @@ export class SourceLimiter {
     this.#evict(
       worst,
       worst.established.values().next().value!,
-      `Connection closed: ${this.#limits.maxConnections} connections open (maxConnections), most of them from its source; a newcomer from another took its place`,
+      why ??
+        `Connection closed: ${this.#limits.maxConnections} connections open (maxConnections), most of them from its source; a newcomer from another took its place`,
     );
     return this.#open < this.#limits.maxConnections;
   }

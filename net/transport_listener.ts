@@ -33,7 +33,9 @@ export interface TransportListenerOptions {
  *
  * No connection can end the listener: one reset or aborted before it was
  * accepted is skipped (the next is accepted at once), running out of file
- * descriptors backs off briefly (at most 100 ms) and tries again, and
+ * descriptors backs off briefly (at most 100 ms) and tries again, first
+ * closing a connection as a full listener does (for a newcomer from a
+ * source holding none: one source cannot hold every descriptor), and
  * connections over the {@linkcode ConnectionLimits} are closed. These are
  * reported to `onAcceptError`, digested.
  *
@@ -124,6 +126,7 @@ export class TransportListener
       () => listener.accept(),
       this.#digest,
       (kind) => LISTENER_METRICS.get(this)?.acceptError(kind),
+      () => this.#limiter.makeRoom(),
     );
     this.#helper = options.helper;
   }

@@ -5,7 +5,7 @@
 // running without a panic, and serves a good connection once they are gone.
 // The client's SOCKS front end, too.
 
-import { strictEqual } from "node:assert";
+import { ok, strictEqual } from "node:assert";
 import { echoServer } from "./_util.ts";
 import {
   goodClient,
@@ -112,6 +112,43 @@ Deno.test("SOCKS client at 128 file descriptors survives 300 connections", async
       ["-client", "-transports", "plain"],
       /^CMETHOD plain /,
       (port) => goodClient.socks(port, echo.port),
+    );
+  } finally {
+    await echo.close();
+  }
+});
+
+Deno.test("transparent-TCP server at 128 file descriptors, all held by one source: a client from another is served meanwhile", async () => {
+  // Found by the DoS helper: below maxConnections the descriptors ran out
+  // first, and the limits' rules that make room at a full listener never
+  // ran: 300 connections from 127.0.0.2 locked every other address out
+  // until they left. Out of descriptors, the source holding the most now
+  // gives up its oldest connection, as at a full listener.
+  const echo = echoServer();
+  try {
+    await withPt(
+      ["-server", "-transports", "plain", "-orport", `127.0.0.1:${echo.port}`],
+      /^SMETHOD plain /,
+      async (pt, port) => {
+        await using holder = holdConnections(port, 300, "127.0.0.2");
+        await holder.ready;
+        await within(30_000, "the LOG line of EMFILE", () => pt.waitFor(/os error 24/));
+        // Served while the other source still holds its connections (each
+        // try from 127.0.0.1 waits for the server's answer; the first may
+        // meet the moment the process has no descriptor).
+        await within(30_000, "a good connection from another source", async () => {
+          for (;;) {
+            try {
+              return await goodClient.echo(port);
+            } catch {
+              await new Promise((resolve) => setTimeout(resolve, 100));
+            }
+          }
+        });
+        const held = await holder.status();
+        ok(held.open > 0, `the other source holds none: ${JSON.stringify(held)}`);
+      },
+      { nofile: "128:128" },
     );
   } finally {
     await echo.close();

@@ -19,6 +19,8 @@ import type { PtLine } from "../ipc/lines/pt_line.ts";
 import { SocksServer } from "../ipc/socks/_socks_server.ts";
 import { HANDSHAKE_GRACE, SourceLimiter } from "../net/source_limits.ts";
 import { closeQuietly } from "../net/_accept_loop.ts";
+import { TransportListener } from "../net/transport_listener.ts";
+import type { TransportConn } from "../net/transport_conn.ts";
 import { echoServer } from "./_util.ts";
 import { MAIN, PtProcess } from "./ipc_util.ts";
 import {
@@ -642,4 +644,64 @@ Deno.test("server: a connection closed while its ORPort or Extended ORPort dial 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("TransportListener out of descriptors (EMFILE) below maxConnections: the source holding the most gives up its oldest, and the next connection is accepted", async () => {
+  // Found by the DoS helper: a low `ulimit -n` runs out before
+  // maxConnections, and the listener only backed off, so one source
+  // holding every descriptor locked every other out until it left.
+  using inner = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let a1Closed = false;
+  let exhausted = false;
+  const emfile = () =>
+    Object.assign(new Error("Too many open files (os error 24)"), { code: "EMFILE" });
+  const wrapper = {
+    addr: inner.addr,
+    // Out of descriptors until A's oldest connection is closed.
+    accept: () => exhausted && !a1Closed ? Promise.reject(emfile()) : inner.accept(),
+    close: () => inner.close(),
+  } as unknown as Deno.TcpListener;
+  const reports: string[] = [];
+  const listener = new TransportListener(wrapper, await plain.server({}), "plain", {}, {
+    onAcceptError: (error) => reports.push(error.message),
+  });
+  const fromA = await connectMany(inner.addr.port, 3);
+  const accepted = [];
+  for (let i = 0; i < 3; i++) {
+    const conn = await listener.accept();
+    await conn.ready;
+    accepted.push(conn);
+  }
+  accepted[0]!.closed.then(() => a1Closed = true);
+  exhausted = true;
+  const [fromB] = await connectMany(inner.addr.port, 1, "127.0.0.2");
+  let b: TransportConn | undefined;
+  await within(10_000, "B's connection accepted", async () => b = await listener.accept());
+  strictEqual((b!.remoteAddr as Deno.NetAddr).hostname, "127.0.0.2");
+  strictEqual(a1Closed, true, "A's oldest connection is open");
+  ok(reports.some((message) => /ran out of file descriptors/.test(message)), reports.join("\n"));
+  for (const conn of [...fromA, fromB!]) closeQuietly(conn);
+  for (const conn of [...accepted, b!]) conn.close();
+  listener.close();
+});
+
+Deno.test("SourceLimiter.makeRoom: a source holding two or more gives up its oldest; one connection per source is kept", () => {
+  const limiter = new SourceLimiter();
+  const closed: string[] = [];
+  const admit = (hostname: string, name: string) => {
+    const slot = limiter.admit(tcp(hostname), () => closed.push(name));
+    ok(!(slot instanceof RangeError));
+    slot.handshaken();
+  };
+  admit("192.0.2.1", "a1");
+  admit("192.0.2.2", "b1");
+  admit("192.0.2.2", "b2");
+  admit("192.0.2.2", "b3");
+  strictEqual(limiter.makeRoom(), true);
+  strictEqual(limiter.makeRoom(), true);
+  deepStrictEqual(closed, ["b1", "b2"]);
+  // Each source holds one: nobody is closed for a newcomer that may be anyone.
+  strictEqual(limiter.makeRoom(), false);
+  deepStrictEqual(closed, ["b1", "b2"]);
+  limiter.close();
 });
