@@ -638,6 +638,15 @@ Deno.test("server: a connection closed while its ORPort or Extended ORPort dial 
         1,
         "not exactly the closed connection's dial was given up",
       );
+      // Its log line blames the connection, not tor's port.
+      const logs = () =>
+        lines.flatMap((line) => line.type === "LOG" ? [line.message] : []).join("\n");
+      await within(10_000, `the closed connection's log line (${target[0]})`, async () => {
+        while (!/Connection closed before its destination/.test(logs())) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      });
+      ok(!/cannot connect to the/.test(logs()), logs());
       for (const conn of conns) closeQuietly(conn);
       await running.close();
     }

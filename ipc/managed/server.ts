@@ -252,7 +252,10 @@ function targetOf(
     case "orport":
       // A connection closed meanwhile (a limit made room, its client reset
       // it) gives the dial up: a silent ORPort holds no socket for minutes.
-      return (conn, { signal }) => markDialFailure(dial(target.address, untilClosed(conn, signal)));
+      return (conn, { signal }) => {
+        const dialing = untilClosed(conn, signal);
+        return markDialFailure(dial(target.address, dialing), dialing);
+      };
     case "extorport": {
       const failures = metrics === undefined
         ? undefined
@@ -270,7 +273,8 @@ function targetOf(
             cause: error,
           });
         }
-        const end = await markDialFailure(dial(target.address, untilClosed(conn, signal)));
+        const dialing = untilClosed(conn, signal);
+        const end = await markDialFailure(dial(target.address, dialing), dialing);
         try {
           // The transport's report (WebTunnel's X-Forwarded-For) when it
           // is an IP literal, else the socket's peer: TransportConn.clientAddress.
@@ -548,12 +552,16 @@ const DIAL_WHAT: Partial<Record<ServerTarget["kind"], string>> = {
   extorport: "cannot connect to the Extended ORPort: ",
 };
 
-/** `dialing`, its error marked as a fixed target's dial failure. */
-async function markDialFailure<T>(dialing: Promise<T>): Promise<T> {
+/**
+ * `dialing`, its error marked as a fixed target's dial failure, unless
+ * `signal` gave the dial up (the connection closed: the target is not to
+ * blame, and the log line must not say it is).
+ */
+async function markDialFailure<T>(dialing: Promise<T>, signal: AbortSignal): Promise<T> {
   try {
     return await dialing;
   } catch (error) {
-    if (typeof error === "object" && error !== null) dialFailures.add(error);
+    if (!signal.aborted && typeof error === "object" && error !== null) dialFailures.add(error);
     throw error;
   }
 }
