@@ -392,6 +392,10 @@ export const cases: Case[] = [
     ],
     [["-udpqueue", "4"], /-udpqueue needs -mode transparent-UDP or STUN/],
     [["-turnuser", "u:p"], /-turnuser is a server flag/],
+    // Given to a client these were silently ignored, as -bindaddr is not.
+    [["-orport", "127.0.0.1:9"], /-orport is a server flag \(add -server\)/],
+    [["-extorport", "127.0.0.1:9"], /-extorport is a server flag \(add -server\)/],
+    [["-authcookie", "/nonexistent"], /-authcookie is a server flag \(add -server\)/],
   ].map(([args, pattern]): Case => ({
     name: `${(args as string[]).join(" ")} is an ENV-ERROR`,
     args: args as string[],

@@ -280,6 +280,9 @@ const cases: Case[] = [
     [["-target", "nowhere"], /Cannot parse -target "nowhere"/],
     [["-free"], /-free is a client flag/],
     [["-proxylistenaddr", "127.0.0.1:1"], /-proxylistenaddr is a client flag/],
+    // Given to a server, the upstream proxy was silently ignored (its
+    // connections went out directly); the other side's flags are refused.
+    [["-proxy", "socks5://127.0.0.1:9"], /-proxy is a client flag/],
   ].map(([args, pattern]) => ({
     name: `${(args as string[]).join(" ")} is an ENV-ERROR`,
     args: args as string[],

@@ -530,7 +530,9 @@ function clientConfig(
   attempt: Attempt,
   version: "1" | "2",
 ): ClientConfig {
-  for (const key of ["bindAddr", "allow"]) {
+  // Flags only (tor sets no variable of the other side): one given here
+  // would be ignored, and the run would not do what was asked.
+  for (const key of ["bindAddr", "allow", "orPort", "extOrPort", "authCookie"]) {
     if (flags[key] !== undefined) envError(`-${key.toLowerCase()} is a server flag (add -server)`);
   }
   const mode = flags.mode ?? "socks5";
@@ -622,6 +624,7 @@ function serverConfig(
     envError("-proxylistenaddr is a client flag: use -bindaddr");
   }
   if (flags.free !== undefined) envError("-free is a client flag");
+  if (flags.proxy !== undefined) envError("-proxy is a client flag");
   const bindAddrs = attempt(() => parseBindAddr(value("bindAddr") ?? ""));
   const mode = flags.mode ?? "transparent-TCP";
   if (!["socks5", "transparent-TCP", "transparent-UDP", "STUN"].includes(mode)) {
