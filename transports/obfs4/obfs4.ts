@@ -75,7 +75,11 @@ export interface Obfs4Options {
    * [0, 60), derived from its drbg seed). Defaults to `30000 + 1000 * delay`.
    */
   readonly probeCloseDelay?: (bridgeDelaySeconds: number) => number;
-  /** How long a client waits for the server's handshake. Defaults to 60 s. */
+  /**
+   * How long, in milliseconds from the start of a client connection's pair,
+   * it waits for the server's handshake before failing with a
+   * `HandshakeError` (`"timeout"`). Defaults to 60 s (60000).
+   */
   readonly clientHandshakeTimeout?: number;
   /**
    * How long, in milliseconds after it was accepted, a server connection
