@@ -195,8 +195,12 @@ export function chooseRuntimeCrypto(): Promise<CryptoChoice> {
 }
 
 /**
- * The runtime's crypto loader, for `TransportEnvironment.crypto`: the
- * backend {@linkcode chooseRuntimeCrypto} picks.
+ * The runtime's crypto loader, for `TransportEnvironment.crypto`: native
+ * libsodium (`sodium-native`, with `node:crypto` for HMAC and HKDF) when FFI
+ * is granted (`--allow-ffi`) and the addon loads, else libsodium in
+ * WebAssembly (`loadWasmCrypto`). FFI permission is only queried, never
+ * requested (no prompt); the choice is made once per process, at the first
+ * call, and every call returns the same backend.
  *
  * @example Giving a transport the runtime's crypto
  * ```ts

@@ -48,7 +48,8 @@ export interface PtLaunchOptions {
   readonly env?: Readonly<Record<string, string>>;
   /**
    * Variables copied from this process's environment when set; nothing else
-   * is inherited. Defaults to {@linkcode DEFAULT_INHERITED_ENV}.
+   * is inherited. Defaults to `PATH`, `HOME`, `TMPDIR`, `LANG`, `LC_ALL`,
+   * `TZ`, `DENO_DIR` and `NO_COLOR`.
    */
   readonly inheritEnv?: readonly string[];
   /** Working directory of the PT. Defaults to this process's. */
