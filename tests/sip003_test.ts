@@ -9,7 +9,7 @@
 // ss://...?plugin=ptkit;...` reaches the server plugin too; the plugins
 // exit with their parents.
 
-import { deepStrictEqual, ok, throws } from "node:assert";
+import { deepStrictEqual, ok, strictEqual, throws } from "node:assert";
 import { formatPluginOptions, parsePluginOptions } from "../ipc/lines/_args.ts";
 import { CLIENT_OPTIONS_FILE, parseSip003, pluginWording } from "../ipc/managed/_sip003.ts";
 import { createConnector } from "../client.ts";
@@ -799,6 +799,29 @@ Deno.test("SIP003: a WebTunnel server plugin says where it listens (SS_REMOTE), 
       plugin.stderr.includes("\ntransport=webtunnel;url=https://bridge.example/6d0c2f8a;ver="),
       plugin.stderr,
     );
+  } finally {
+    await Deno.remove(stateDir, { recursive: true });
+  }
+});
+
+Deno.test("SIP003: a server plugin given a host list (SS_REMOTE_HOST=127.0.0.1|::1) says it listens on each, not on the first alone", async () => {
+  const stateDir = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
+  try {
+    const port = freePort();
+    await using plugin = await serverPlugin(
+      `server;transport=plain;state=${stateDir}`,
+      port,
+      /(Wrote|error)/,
+      { SS_REMOTE_HOST: "127.0.0.1|::1" },
+    );
+    ok(
+      plugin.stderr.includes(
+        `ptkit: plain server on 127.0.0.1:${port} and [::1]:${port} (SS_REMOTE); `,
+      ),
+      plugin.stderr,
+    );
+    // The client's options, once.
+    strictEqual(plugin.stderr.split("the client's --plugin-opts").length, 2, plugin.stderr);
   } finally {
     await Deno.remove(stateDir, { recursive: true });
   }

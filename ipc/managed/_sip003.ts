@@ -265,8 +265,11 @@ export interface Sip003Output {
 export function sip003Output(plan: Sip003Plan, write: (text: string) => void): Sip003Output {
   // The first failure's exit code; 0 while nothing failed.
   let code = 0;
-  let printed = false;
+  // Where the server listens (one address per host of a host list) and the
+  // first SMETHOD's arguments: said once, when every address is known.
   let listening: HostPort | undefined;
+  const served: HostPort[] = [];
+  let args: Record<string, string> | undefined;
   let resolve: (text: string | undefined) => void = () => {};
   const clientOptions = new Promise<string | undefined>((r) => resolve = r);
   const say = (text: string) => write(`ptkit: ${text.replace(/[^\x20-\x7e]/g, "?")}\n`);
@@ -275,7 +278,7 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
     failed: () => code !== 0,
     failureCode: () => code,
     clientOptions,
-    onListening: (_transport, address) => listening ??= address,
+    onListening: (_transport, address) => listening = address,
     emit: (line) => {
       switch (line.type) {
         case "LOG":
@@ -290,22 +293,12 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
             } (SS_LOCAL), carrying connections to SS_REMOTE`,
           );
           return;
-        case "SMETHOD": {
-          // One line per address of a host list: the options once.
-          if (printed) return;
-          printed = true;
-          const options = formatPluginOptions({ transport: plan.transport, ...line.args });
-          say(
-            `${plan.transport} server on ${
-              formatHostPort(listening ?? line.address)
-            } (SS_REMOTE); the client's --plugin-opts:`,
-          );
-          write(`${options}\n`);
-          // SIP002 percent-encodes the plugin and its options in a link.
-          say(`in an ss:// link: /?plugin=${encodeURIComponent(`ptkit;${options}`)}`);
-          resolve(options);
+        case "SMETHOD":
+          // One line per address of a host list: the options once, at SMETHODS DONE.
+          served.push(listening ?? line.address);
+          listening = undefined;
+          args ??= { ...line.args };
           return;
-        }
         case "CMETHOD-ERROR":
         case "SMETHOD-ERROR":
         case "ENV-ERROR":
@@ -322,9 +315,25 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
           );
           return;
         case "CMETHODS-DONE":
-        case "SMETHODS-DONE":
           resolve(undefined);
           return;
+        case "SMETHODS-DONE": {
+          if (args === undefined) {
+            resolve(undefined);
+            return;
+          }
+          const options = formatPluginOptions({ transport: plan.transport, ...args });
+          say(
+            `${plan.transport} server on ${
+              served.map(formatHostPort).join(" and ")
+            } (SS_REMOTE); the client's --plugin-opts:`,
+          );
+          write(`${options}\n`);
+          // SIP002 percent-encodes the plugin and its options in a link.
+          say(`in an ss:// link: /?plugin=${encodeURIComponent(`ptkit;${options}`)}`);
+          resolve(options);
+          return;
+        }
       }
     },
   };
