@@ -279,3 +279,19 @@ Deno.test("launchClient refuses malformed options", async () => {
     /Cannot launch PT \/nonexistent\/pt/,
   );
 });
+
+Deno.test("close() while start() makes the state directory: start rejects, no PT is spawned, the temporary directory is removed", async () => {
+  for (const stateDir of [undefined, await Deno.makeTempDir({ prefix: "ptkit_given_" })]) {
+    const pt = new PtClient(fake("ok", stateDir === undefined ? {} : { stateDir }));
+    const started = pt.start(); // Awaits the directory before spawning.
+    const closed = pt.close();
+    await rejects(started, /closed while the PT was starting/);
+    await closed;
+    strictEqual(pt.pid, undefined);
+    deepStrictEqual(await fakePids(), []);
+    const dir = pt.stateDir!;
+    // A temporary directory is the adapter's to remove; a given one stays.
+    strictEqual(await Deno.stat(dir).then(() => true, () => false), stateDir !== undefined);
+    if (stateDir !== undefined) await Deno.remove(stateDir, { recursive: true });
+  }
+});

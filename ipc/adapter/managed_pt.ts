@@ -335,6 +335,14 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
         this.#stateDir = await Deno.makeTempDir({ prefix: "ptkit_pt_" });
         this.#ownStateDir = true;
       }
+      if ((this.#state as string) === "closed") {
+        // close() ran while the directory was made: spawn nothing, and
+        // remove a directory close() could not know of yet.
+        if (this.#ownStateDir) {
+          await Deno.remove(this.#stateDir, { recursive: true }).catch(() => {});
+        }
+        throw new Error("PT adapter closed while the PT was starting");
+      }
       return await this.#launch();
     } catch (error) {
       await this.close();
