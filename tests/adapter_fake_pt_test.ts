@@ -295,3 +295,49 @@ Deno.test("close() while start() makes the state directory: start rejects, no PT
     if (stateDir !== undefined) await Deno.remove(stateDir, { recursive: true });
   }
 });
+
+Deno.test("an aborted dial through a PT closes its SOCKS connection to the PT at once", async () => {
+  // The PT's SOCKS port is this listener: it takes the greeting and never answers,
+  // as a PT does while its handshake with an unresponsive bridge goes on.
+  using socks = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  await using pt = await launchClient(fake("ok", { env: { FAKE_PORT: `${socks.addr.port}` } }));
+  const transport = pt.transports.get("fake")!;
+  const connector = await transport.connector({ k: "v" });
+  for (
+    const dial of [
+      (signal: AbortSignal) => connector.dial({ hostname: "192.0.2.1", port: 443, signal }),
+      (signal: AbortSignal) =>
+        transport.dialer()({ hostname: "192.0.2.1", port: 443 }, {}, { signal }),
+    ]
+  ) {
+    const controller = new AbortController();
+    const accepted = socks.accept();
+    const dialing = dial(controller.signal);
+    using conn = await accepted;
+    const greeting = new Uint8Array(3);
+    strictEqual(await conn.read(greeting), 3);
+    controller.abort(new Error("given up"));
+    await rejects(dialing, /given up/);
+    // The adapter closed its end: the PT reads end of stream. Before, the
+    // connection and its SOCKS timer stayed until the PT answered or 30 s.
+    strictEqual(await conn.read(new Uint8Array(16)), null);
+  }
+  // An already aborted signal dials nothing.
+  const controller = new AbortController();
+  controller.abort(new Error("too late"));
+  await rejects(
+    transport.dial({ hostname: "192.0.2.1", port: 443 }, {}, { signal: controller.signal }),
+    /too late/,
+  );
+  // Abort while the dial waits for a relaunch.
+  await using dying = await launchClient(fake("ok", { restart: { initialDelay: 60000 } }));
+  const exited = new Promise((resolve) => dying.addEventListener("exit", resolve, { once: true }));
+  Deno.kill(dying.pid!, "SIGKILL");
+  await exited;
+  const waiting = new AbortController();
+  const dialing = dying.transports.get("fake")!.dial({ hostname: "192.0.2.1", port: 443 }, {}, {
+    signal: waiting.signal,
+  });
+  waiting.abort(new Error("no more waiting"));
+  await rejects(dialing, /no more waiting/);
+});

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import type { ClientTransport, TransportOptions } from "../../transports/transport.ts";
-import type { Dialer, NetConn } from "../../net/net_conn.ts";
+import type { Dialer, DialerOptions, NetConn } from "../../net/net_conn.ts";
 import type { HostPort } from "../../net/address.ts";
 import { Connector } from "../../client.ts";
 import { parseUpstreamProxy } from "../managed/_proxy_uri.ts";
@@ -86,10 +86,21 @@ export class PtClientTransport {
    *
    * @param target The PT server.
    * @param args The transport's arguments (a bridge line's `k=v` pairs).
+   * @param options An abort signal: aborting gives the dial up, closing the
+   * connection to the PT's SOCKS port (the PT then drops its attempt).
    * @returns The connection; it carries plain application bytes.
+   * @throws The reason of `options.signal` when it aborts first.
    */
-  async dial(target: HostPort, args: TransportOptions = {}): Promise<NetConn> {
-    await this.#client.ready();
+  async dial(
+    target: HostPort,
+    args: TransportOptions = {},
+    options: DialerOptions = {},
+  ): Promise<NetConn> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    await (signal === undefined
+      ? this.#client.ready()
+      : untilAborted(this.#client.ready(), signal));
     const method = this.#method();
     if (method === undefined) {
       throw new Error(`PT no longer offers transport '${this.#name}'`);
@@ -108,13 +119,17 @@ export class PtClientTransport {
     const conn = await Deno.connect({
       hostname: method.address.hostname,
       port: method.address.port,
+      ...(signal === undefined ? {} : { signal }),
     });
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
       conn.close();
     }, timeout);
+    const onAbort = () => conn.close();
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
+      signal?.throwIfAborted();
       await socks5Connect(conn, target, {
         settings: args,
         settingsFormat: format,
@@ -127,6 +142,7 @@ export class PtClientTransport {
       } catch {
         // Already closed.
       }
+      if (signal?.aborted) throw signal.reason;
       if (timedOut) {
         throw new SocksReplyError(
           SocksReply.settingsTimeout,
@@ -136,6 +152,7 @@ export class PtClientTransport {
       throw error;
     } finally {
       clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
     }
   }
 
@@ -147,7 +164,7 @@ export class PtClientTransport {
    */
   dialer(args: TransportOptions = {}): Dialer {
     const fixed = { ...args };
-    return (target) => this.dial(target, fixed);
+    return (target, _settings, options) => this.dial(target, fixed, options);
   }
 
   /**
@@ -166,7 +183,8 @@ export class PtClientTransport {
     const side: ClientTransport = {
       pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
     };
-    const dialer: Dialer = (target, settings = {}) => this.dial(target, { ...fixed, ...settings });
+    const dialer: Dialer = (target, settings = {}, options) =>
+      this.dial(target, { ...fixed, ...settings }, options);
     return Promise.resolve(new Connector(this.#name, side, dialer));
   }
 }
@@ -269,4 +287,13 @@ export async function launchClient(options: LaunchClientOptions): Promise<PtClie
   const client = new PtClient(options);
   await client.start();
   return client;
+}
+
+/** `promise`, or a rejection with the signal's reason once it aborts. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
