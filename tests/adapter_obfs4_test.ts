@@ -170,3 +170,40 @@ Deno.test("ExtOrPortServer accepts obfs4proxy's connections with transport and c
     ok(!errors[0]!.message.includes("127.0.0.1"), "no client address in errors");
   }
 });
+
+Deno.test("launchServer with a relative stateDir and cookie file and another cwd: obfs4proxy uses the directory and file the application named", async () => {
+  const home = Deno.cwd();
+  const base = await Deno.makeTempDir({ prefix: "ptkit_relative_" });
+  await Deno.mkdir(`${base}/elsewhere`);
+  Deno.chdir(base);
+  try {
+    await using ext = await listenExtOrPort({ cookieFile: "cookie" });
+    await using pt = await launchServer({
+      path: OBFS4PROXY(),
+      transports: ["obfs4"],
+      extorport: ext,
+      stateDir: "state",
+      cwd: `${base}/elsewhere`,
+    });
+    strictEqual(pt.stateDir, `${base}/state`);
+    // The identity is where the application looks for it, not under the PT's cwd.
+    ok((await Deno.stat(`${base}/state/obfs4_state.json`)).isFile);
+    await rejects(Deno.stat(`${base}/elsewhere/state`), Deno.errors.NotFound);
+    // obfs4proxy reads the cookie the ExtORPort server wrote: a client gets through.
+    const transport = pt.transports.get("obfs4")!;
+    const conn = await (await createConnector(obfs4, transport.clientOptions)).dial({
+      ...transport.address,
+    });
+    await conn.writable.getWriter().write(new Uint8Array([1]));
+    const first = await Promise.race([
+      ext.accept(),
+      conn.readable.getReader().read().then(() => "client connection closed", () => "failed"),
+    ]);
+    ok(typeof first !== "string", `${first}`);
+    await first.deny();
+    conn.close();
+  } finally {
+    Deno.chdir(home);
+    await Deno.remove(base, { recursive: true });
+  }
+});

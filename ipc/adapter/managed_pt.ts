@@ -38,8 +38,9 @@ export interface PtLaunchOptions {
   /** The transports to start (`TOR_PT_CLIENT_TRANSPORTS` / `TOR_PT_SERVER_TRANSPORTS`). */
   readonly transports: readonly string[];
   /**
-   * `TOR_PT_STATE_LOCATION` (created 0700). Defaults to a fresh temporary
-   * directory, removed on close.
+   * `TOR_PT_STATE_LOCATION` (created 0700). A relative path is taken from
+   * this process's working directory, whatever `cwd` is. Defaults to a fresh
+   * temporary directory, removed on close.
    */
   readonly stateDir?: string;
   /** `TOR_PT_MANAGED_TRANSPORT_VER`. Defaults to `["1", "2"]`. */
@@ -329,7 +330,8 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     this.#state = "starting";
     try {
       if (this.#options.stateDir !== undefined) {
-        this.#stateDir = this.#options.stateDir;
+        // Absolute: the PT may run in another working directory (`cwd`).
+        this.#stateDir = absolutePath(this.#options.stateDir);
         await Deno.mkdir(this.#stateDir, { recursive: true, mode: 0o700 });
       } else {
         this.#stateDir = await Deno.makeTempDir({ prefix: "ptkit_pt_" });
@@ -699,6 +701,17 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
       this.dispatchEvent(new Event("ready"));
     }, delay);
   }
+}
+
+/**
+ * A path as given to a PT: relative paths are taken from this process's
+ * working directory, so that a PT with another `cwd` finds the same place.
+ *
+ * @param path A path.
+ * @returns The path, absolute.
+ */
+export function absolutePath(path: string): string {
+  return path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
 }
 
 /** Whether `promise` settles within `ms` milliseconds (the timer is always cleared). */

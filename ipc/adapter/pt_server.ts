@@ -3,7 +3,7 @@
 import type { TransportOptions } from "../../transports/transport.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
 import { formatServerTransportOptions } from "../lines/_args.ts";
-import { ManagedPt, type PtLaunchOptions } from "./managed_pt.ts";
+import { absolutePath, ManagedPt, type PtLaunchOptions } from "./managed_pt.ts";
 import type { PtLaunchResult } from "./pt_startup.ts";
 
 /** Options for {@linkcode launchServer}. */
@@ -27,7 +27,10 @@ export interface LaunchServerOptions extends PtLaunchOptions {
   readonly extorport?: {
     /** The ExtORPort address (`TOR_PT_EXTENDED_SERVER_PORT`). */
     readonly addr: HostPort;
-    /** The cookie file (`TOR_PT_AUTH_COOKIE_FILE`). */
+    /**
+     * The cookie file (`TOR_PT_AUTH_COOKIE_FILE`); a relative path is taken
+     * from this process's working directory.
+     */
     readonly cookieFile: string;
   };
 }
@@ -101,6 +104,8 @@ export class PtServer extends ManagedPt {
       : typeof orport === "string"
       ? formatHostPort(parseHostPort(orport, "orport"))
       : formatHostPort(orport);
+    // Absolute: the PT may run in another working directory (`cwd`).
+    const cookieFile = extorport === undefined ? "" : absolutePath(extorport.cookieFile);
     const transports = new Map<string, PtServerTransport>();
     const env = (): Record<string, string> => ({
       TOR_PT_SERVER_TRANSPORTS: options.transports.join(","),
@@ -109,7 +114,7 @@ export class PtServer extends ManagedPt {
       TOR_PT_SERVER_TRANSPORT_OPTIONS: formatServerTransportOptions(transportOptions),
       TOR_PT_ORPORT: orportText,
       TOR_PT_EXTENDED_SERVER_PORT: extorport === undefined ? "" : formatHostPort(extorport.addr),
-      TOR_PT_AUTH_COOKIE_FILE: extorport?.cookieFile ?? "",
+      TOR_PT_AUTH_COOKIE_FILE: cookieFile,
     });
     const errors = new Map<string, string>();
     super(options, {
