@@ -136,6 +136,31 @@ Deno.test("startInWorker rejects with the error line and exit code", async () =>
   );
 });
 
+Deno.test("InWorkerPt keeps the start-up lines and a bounded tail of what a long-running front end prints", async () => {
+  const dir = await Deno.makeTempDir();
+  const pt = await startInWorker({ args: ["-client", "-transports", "plain", "-state", dir] });
+  try {
+    // Each message delivered gives a LOG line, as each connection gives a STATUS line.
+    const count = 5000;
+    let logs = 0;
+    const logged = new Promise<void>((resolve) =>
+      pt.addEventListener("log", () => {
+        if (++logs === count) resolve();
+      })
+    );
+    for (let i = 0; i < count; i++) pt.sendMessage("plain", new Uint8Array([i & 0xff]));
+    await logged;
+    ok(pt.lines.length <= 2000, `${pt.lines.length} lines kept`);
+    deepStrictEqual(pt.lines.slice(0, 1), ["VERSION 2"]);
+    ok(pt.lines.includes("CMETHODS DONE"));
+    // The latest line is kept (delivered, or refused while 64 wait).
+    ok(/^LOG SEVERITY=\w+ MESSAGE=".*SMESSAGE.*plain/.test(pt.lines.at(-1)!), pt.lines.at(-1));
+  } finally {
+    strictEqual(await pt.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("InWorkerPt cleanup of temporary state", async () => {
   await Deno.remove(state, { recursive: true }).catch(() => {});
 });

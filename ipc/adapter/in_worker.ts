@@ -6,6 +6,9 @@ import { formatMessageLine } from "../lines/_message_line.ts";
 import { type PtLaunchResult, PtStartup } from "./pt_startup.ts";
 import type { FromWorker, ToWorker } from "./_in_worker_main.ts";
 
+/** Stdout lines kept: the first ones (start-up) and the latest ones, this many each. */
+const KEPT_LINES = 1000;
+
 /** Options for {@linkcode startInWorker}. */
 export interface InWorkerOptions {
   /** The command-line flags, as `main.ts` takes them. Defaults to none. */
@@ -44,7 +47,8 @@ export interface InWorkerOptions {
  */
 export class InWorkerPt extends EventTarget implements AsyncDisposable {
   #worker: Worker;
-  #lines: string[] = [];
+  #firstLines: string[] = [];
+  #lastLines: string[] = [];
   #stderr = "";
   #exited: Promise<number>;
   #ready: Promise<void>;
@@ -122,9 +126,13 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
     return this.#ready;
   }
 
-  /** Every line printed on "stdout" so far, without newlines. */
+  /**
+   * The lines printed on "stdout", without newlines: the first 1000 (start-up)
+   * and the latest 1000, as a long-running front end prints lines for each
+   * connection; every line while there are no more than 2000.
+   */
   get lines(): readonly string[] {
-    return this.#lines;
+    return [...this.#firstLines, ...this.#lastLines.slice(-KEPT_LINES)];
   }
 
   /** Everything printed on "stderr" so far. */
@@ -187,12 +195,24 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
     await this.stop();
   }
 
+  #keep(line: string): void {
+    if (this.#firstLines.length < KEPT_LINES) {
+      this.#firstLines.push(line);
+      return;
+    }
+    this.#lastLines.push(line);
+    // Trimmed now and then, not at every line.
+    if (this.#lastLines.length >= 2 * KEPT_LINES) {
+      this.#lastLines = this.#lastLines.slice(-KEPT_LINES);
+    }
+  }
+
   #receive(stream: "stdout" | "stderr", text: string): PtLine[] {
     if (stream === "stderr") this.#stderr += text;
     const parsed: PtLine[] = [];
     for (const line of text.split("\n")) {
       if (line === "") continue;
-      if (stream === "stdout") this.#lines.push(line);
+      if (stream === "stdout") this.#keep(line);
       let value: PtLine;
       try {
         value = parsePtLine(line);
