@@ -69,6 +69,13 @@ case "$1" in
     echo "fake PT: panic: the frobnicator broke" >&2
     exit 1
     ;;
+  deaf)
+    # Starts, then never reads stdin (nor sees it close): its pipe fills up.
+    echo "VERSION 1"
+    echo "CMETHOD fake socks5 127.0.0.1:9"
+    echo "CMETHODS DONE"
+    exec sleep 1000
+    ;;
   *)
     echo "fake PT: unknown mode $1" >&2
     exit 2

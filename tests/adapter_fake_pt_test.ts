@@ -341,3 +341,19 @@ Deno.test("an aborted dial through a PT closes its SOCKS connection to the PT at
   waiting.abort(new Error("no more waiting"));
   await rejects(dialing, /no more waiting/);
 });
+
+Deno.test("close() stops a PT that does not read its stdin while messages for it are queued", async () => {
+  const pt = await launchClient(fake("deaf"));
+  const pid = pt.pid!;
+  // 10 messages of 16 KiB are more than a pipe holds: the last writes wait.
+  const sends = Array.from(
+    { length: 10 },
+    () => pt.sendMessage("fake", new Uint8Array(16384)).then(() => "sent", () => "dropped"),
+  );
+  // Closing stdin waits behind those writes; the PT still gets SIGTERM after stopTimeout.
+  await pt.close();
+  ok(await gone(pid));
+  const outcomes = await Promise.all(sends);
+  ok(outcomes.includes("dropped"), String(outcomes));
+  deepStrictEqual(await fakePids(), []);
+});

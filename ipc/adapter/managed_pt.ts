@@ -622,7 +622,9 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
   #stop(run: Run): Promise<void> {
     run.stopping ??= (async () => {
       const timeout = this.#options.stopTimeout ?? 2000;
-      await run.stdin.close().catch(() => {});
+      // Not awaited: the close waits behind queued messages, which a PT
+      // that does not read its stdin never takes; the signals still come.
+      run.stdin.close().catch(() => {});
       for (const signal of ["SIGTERM", "SIGKILL"] as const) {
         if (await settleWithin(run.status, timeout)) break;
         try {
