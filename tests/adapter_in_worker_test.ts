@@ -4,7 +4,7 @@
 // cases main.ts passes as a process), curl through its SOCKS5 front end, bad
 // SOCKS input, and an upstream proxy that fails closed.
 
-import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
 import { InWorkerPt, startInWorker } from "../ipc/adapter/in_worker.ts";
 import { proxy } from "../server.ts";
 import { plain } from "../transports/plain.ts";
@@ -159,6 +159,20 @@ Deno.test("InWorkerPt keeps the start-up lines and a bounded tail of what a long
     strictEqual(await pt.stop(), 0);
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("InWorkerPt.sendMessage refuses once the front end stops, as ManagedPt.sendMessage does", async () => {
+  const dir = await Deno.makeTempDir();
+  const pt = await startInWorker({ args: ["-client", "-transports", "plain", "-state", dir] });
+  pt.sendMessage("plain", new Uint8Array([1])); // Running: delivered.
+  const stopped = pt.stop();
+  throws(
+    () => pt.sendMessage("plain", new Uint8Array([2])),
+    /Cannot send SMESSAGE: the front end is not running/,
+  );
+  strictEqual(await stopped, 0);
+  throws(() => pt.sendMessage("plain", new Uint8Array([3])), /the front end is not running/);
+  await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("InWorkerPt cleanup of temporary state", async () => {

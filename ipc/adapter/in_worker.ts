@@ -54,6 +54,8 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
   #ready: Promise<void>;
   #result: PtLaunchResult | undefined;
   #kind: "client" | "server";
+  /** stop() was called or the front end exited: nothing reads "stdin" any more. */
+  #stopping = false;
 
   /**
    * Start the front end in a new Worker. {@linkcode startInWorker} also
@@ -68,7 +70,10 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
     this.#worker = new Worker(new URL("./_in_worker_main.ts", import.meta.url), { type: "module" });
     let resolveExit!: (code: number) => void;
     this.#exited = new Promise<number>((resolve) => resolveExit = resolve)
-      .finally(() => this.#worker.terminate());
+      .finally(() => {
+        this.#stopping = true;
+        this.#worker.terminate();
+      });
     // As parseManagedConfig chooses: -server, else the server variable
     // unless -client or a non-empty client list says otherwise.
     const clientListed = (env.TOR_PT_CLIENT_TRANSPORTS ?? "").trim() !== "";
@@ -166,6 +171,7 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
    * @returns The exit code.
    */
   stop(): Promise<number> {
+    this.#stopping = true;
     this.#worker.postMessage({ type: "stop" } satisfies ToWorker);
     return this.#exited;
   }
@@ -180,13 +186,12 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
    * @param payload 1 to 16384 bytes.
    * @throws {TypeError} On a bad transport name.
    * @throws {RangeError} When the payload is empty or too large.
+   * @throws {Error} When the front end was stopped or exited.
    */
   sendMessage(transport: string, payload: Uint8Array): void {
-    const text = formatMessageLine(
-      this.#kind === "client" ? "SMESSAGE" : "CMESSAGE",
-      transport,
-      payload,
-    );
+    const kind = this.#kind === "client" ? "SMESSAGE" : "CMESSAGE";
+    const text = formatMessageLine(kind, transport, payload);
+    if (this.#stopping) throw new Error(`Cannot send ${kind}: the front end is not running`);
     this.#worker.postMessage({ type: "stdin", text } satisfies ToWorker);
   }
 
