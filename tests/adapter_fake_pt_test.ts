@@ -261,6 +261,11 @@ Deno.test("launchClient refuses malformed options", async () => {
   await rejects(launchClient({ path: FAKE, transports: ["a", "a"] }), TypeError);
   await rejects(launchClient({ path: FAKE, transports: ["a"], versions: ["1,2"] }), TypeError);
   await rejects(launchClient({ path: FAKE, transports: ["a"], startTimeout: -1 }), RangeError);
+  // Not the working directory, where a PT would write its keys.
+  await rejects(
+    launchClient({ path: FAKE, transports: ["a"], stateDir: "" }),
+    /Cannot launch PT: invalid stateDir ""/,
+  );
   await rejects(
     launchClient({ path: FAKE, transports: ["a"], restart: { initialDelay: -5 } }),
     RangeError,

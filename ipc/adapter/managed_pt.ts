@@ -187,6 +187,14 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     if (typeof options.path !== "string" || options.path === "") {
       throw new TypeError(`Cannot launch PT: invalid path ${JSON.stringify(options.path)}`);
     }
+    if (
+      options.stateDir !== undefined &&
+      (typeof options.stateDir !== "string" || options.stateDir === "")
+    ) {
+      throw new TypeError(
+        `Cannot launch PT: invalid stateDir ${JSON.stringify(options.stateDir)}`,
+      );
+    }
     if (!Array.isArray(options.transports) || options.transports.length === 0) {
       throw new TypeError("Cannot launch PT: transports must be a non-empty array of names");
     }
