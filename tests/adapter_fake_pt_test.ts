@@ -279,6 +279,23 @@ Deno.test("launchClient refuses malformed options", async () => {
     launchServer({ path: FAKE, transports: ["a"] }),
     /exactly one of orport and extorport/,
   );
+  // Nothing listens on port 0: every client's connection would fail.
+  await rejects(
+    launchServer({ path: FAKE, transports: ["a"], orport: "127.0.0.1:0" }),
+    /Invalid port 0 for orport "127.0.0.1:0": must be an integer in 1-65535/,
+  );
+  await rejects(
+    launchServer({ path: FAKE, transports: ["a"], orport: { hostname: "127.0.0.1", port: 0 } }),
+    /Invalid port 0 for orport: must be an integer in 1-65535/,
+  );
+  await rejects(
+    launchServer({
+      path: FAKE,
+      transports: ["a"],
+      extorport: { addr: { hostname: "127.0.0.1", port: 0 }, cookieFile: "/nonexistent" },
+    }),
+    /Invalid port 0 for extorport address/,
+  );
   await rejects(
     launchClient({ path: "/nonexistent/pt", transports: ["a"] }),
     /Cannot launch PT \/nonexistent\/pt/,

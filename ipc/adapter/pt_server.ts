@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import type { TransportOptions } from "../../transports/transport.ts";
-import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
+import { checkHostPort, formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
 import { formatServerTransportOptions } from "../lines/_args.ts";
 import { absolutePath, ManagedPt, type PtLaunchOptions } from "./managed_pt.ts";
 import type { PtLaunchResult } from "./pt_startup.ts";
@@ -99,11 +99,15 @@ export class PtServer extends ManagedPt {
         throw new TypeError(`Cannot launch server PT: ${name} is not in transports`);
       }
     }
-    const orportText = orport === undefined
+    // Where the PT connects: port 0 is refused, as main.ts refuses it in TOR_PT_ORPORT.
+    const orportText = orport === undefined ? "" : formatHostPort(
+      typeof orport === "string"
+        ? parseHostPort(orport, "orport", 1)
+        : checkHostPort(orport, "orport", 1),
+    );
+    const extorportText = extorport === undefined
       ? ""
-      : typeof orport === "string"
-      ? formatHostPort(parseHostPort(orport, "orport"))
-      : formatHostPort(orport);
+      : formatHostPort(checkHostPort(extorport.addr, "extorport address", 1));
     // Absolute: the PT may run in another working directory (`cwd`).
     const cookieFile = extorport === undefined ? "" : absolutePath(extorport.cookieFile);
     const transports = new Map<string, PtServerTransport>();
@@ -113,7 +117,7 @@ export class PtServer extends ManagedPt {
         .join(","),
       TOR_PT_SERVER_TRANSPORT_OPTIONS: formatServerTransportOptions(transportOptions),
       TOR_PT_ORPORT: orportText,
-      TOR_PT_EXTENDED_SERVER_PORT: extorport === undefined ? "" : formatHostPort(extorport.addr),
+      TOR_PT_EXTENDED_SERVER_PORT: extorportText,
       TOR_PT_AUTH_COOKIE_FILE: cookieFile,
     });
     const errors = new Map<string, string>();
