@@ -261,6 +261,13 @@ Deno.test("launchClient refuses malformed options", async () => {
   await rejects(launchClient({ path: FAKE, transports: ["a", "a"] }), TypeError);
   await rejects(launchClient({ path: FAKE, transports: ["a"], versions: ["1,2"] }), TypeError);
   await rejects(launchClient({ path: FAKE, transports: ["a"], startTimeout: -1 }), RangeError);
+  // Every dial would have timed out at once ('timed out after -1 ms').
+  for (const socksTimeout of [-1, Number.NaN, 2 ** 40]) {
+    await rejects(
+      launchClient({ path: FAKE, transports: ["a"], socksTimeout }),
+      /Cannot launch PT: invalid socksTimeout/,
+    );
+  }
   // Not the working directory, where a PT would write its keys.
   await rejects(
     launchClient({ path: FAKE, transports: ["a"], stateDir: "" }),
