@@ -175,6 +175,16 @@ Deno.test("InWorkerPt.sendMessage refuses once the front end stops, as ManagedPt
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("startInWorker refuses a startTimeout no timer holds, before starting anything", async () => {
+  // -1 gave 'did not finish starting within -1 ms' and a runtime warning on stderr.
+  for (const startTimeout of [-1, Number.NaN, 2 ** 40]) {
+    await rejects(
+      startInWorker({ args: ["-client", "-transports", "plain"], startTimeout }),
+      /Cannot start in a Worker: invalid startTimeout/,
+    );
+  }
+});
+
 Deno.test("InWorkerPt cleanup of temporary state", async () => {
   await Deno.remove(state, { recursive: true }).catch(() => {});
 });

@@ -5,6 +5,7 @@ import { PtLogEvent, PtMessageEvent, PtStatusEvent } from "./pt_events.ts";
 import { formatMessageLine } from "../lines/_message_line.ts";
 import { type PtLaunchResult, PtStartup } from "./pt_startup.ts";
 import type { FromWorker, ToWorker } from "./_in_worker_main.ts";
+import { checkTimeout } from "../../net/address.ts";
 
 /** Stdout lines kept: the first ones (start-up) and the latest ones, this many each. */
 const KEPT_LINES = 1000;
@@ -255,6 +256,7 @@ function offeredVersions(args: readonly string[], env: Readonly<Record<string, s
  *
  * @param options Flags and variables, as for the executable.
  * @returns The running front end.
+ * @throws {RangeError} When `startTimeout` is not a positive number of ms.
  * @throws {Error} When it fails to start (the message quotes the error line
  * and the exit code) or does not finish starting within the timeout.
  *
@@ -270,6 +272,7 @@ function offeredVersions(args: readonly string[], env: Readonly<Record<string, s
  * ```
  */
 export async function startInWorker(options: InWorkerOptions = {}): Promise<InWorkerPt> {
+  checkTimeout(options.startTimeout, "startTimeout", "start in a Worker");
   const pt = new InWorkerPt(options);
   const timeout = options.startTimeout ?? 30000;
   let timer: ReturnType<typeof setTimeout> | undefined;
