@@ -386,3 +386,16 @@ Deno.test("close() stops a PT that does not read its stdin while messages for it
   ok(outcomes.includes("dropped"), String(outcomes));
   deepStrictEqual(await fakePids(), []);
 });
+
+Deno.test("pid is undefined once the PT has exited: killed and awaiting relaunch, or closed", async () => {
+  // A pid kept after the exit may name another process once the system reuses it.
+  await using pt = await launchClient(fake("ok", { restart: { initialDelay: 60000 } }));
+  const exited = new Promise((resolve) => pt.addEventListener("exit", resolve, { once: true }));
+  Deno.kill(pt.pid!, "SIGKILL");
+  await exited;
+  strictEqual(pt.pid, undefined);
+  await using other = await launchClient(fake("ok"));
+  ok(other.pid !== undefined);
+  await other.close();
+  strictEqual(other.pid, undefined);
+});

@@ -118,6 +118,8 @@ interface Run {
   readonly child: Deno.ChildProcess;
   readonly stdin: WritableStreamDefaultWriter<Uint8Array>;
   readonly status: Promise<Deno.CommandStatus>;
+  /** The process exited (its pid may be reused from then on). */
+  exited: boolean;
   /** The process exited and both output readers finished (or were cancelled). */
   finished: Promise<void>;
   stderrTail: string;
@@ -302,9 +304,13 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     return this.#version;
   }
 
-  /** The process id of the running PT, if one runs. */
+  /**
+   * The process id of the running PT, if one runs: `undefined` once it has
+   * exited (the system may give the number to another process).
+   */
   get pid(): number | undefined {
-    return this.#run?.child.pid;
+    const run = this.#run;
+    return run === undefined || run.exited ? undefined : run.child.pid;
   }
 
   /** The state directory (`TOR_PT_STATE_LOCATION`). */
@@ -477,7 +483,9 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
       finished: Promise.resolve(),
       stderrTail: "",
       stopping: undefined,
+      exited: false,
     };
+    status.then(() => run.exited = true, () => run.exited = true);
     this.#run = run;
     run.stdin.closed.catch(() => {});
 
