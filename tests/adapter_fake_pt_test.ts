@@ -286,6 +286,25 @@ Deno.test("launchClient refuses malformed options", async () => {
     launchServer({ path: FAKE, transports: ["a"] }),
     /exactly one of orport and extorport/,
   );
+  // An address object is checked as the text form is, naming the transport.
+  await rejects(
+    launchServer({
+      path: FAKE,
+      transports: ["a"],
+      orport: "127.0.0.1:9",
+      bindaddr: { a: { hostname: "127.0.0.1", port: 70000 } },
+    }),
+    RangeError("Invalid port 70000 for bindaddr of a: must be an integer in 0-65535"),
+  );
+  await rejects(
+    launchServer({
+      path: FAKE,
+      transports: ["a"],
+      orport: "127.0.0.1:9",
+      bindaddr: { a: null as unknown as string },
+    }),
+    /^TypeError: Invalid bindaddr of a: expected an object with hostname and port, got null$/,
+  );
   // Nothing listens on port 0: every client's connection would fail.
   await rejects(
     launchServer({ path: FAKE, transports: ["a"], orport: "127.0.0.1:0" }),

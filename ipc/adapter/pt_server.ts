@@ -91,7 +91,7 @@ export class PtServer extends ManagedPt {
           ? { hostname: "127.0.0.1", port: 0 }
           : typeof given === "string"
           ? parseHostPort(given, `bindaddr of ${name}`)
-          : given,
+          : checkHostPort(given, `bindaddr of ${name}`),
       );
     }
     for (const name of [...Object.keys(bindaddr), ...Object.keys(transportOptions)]) {
