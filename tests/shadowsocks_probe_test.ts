@@ -8,6 +8,10 @@ import { createConnector } from "../client.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
 import { ptkitServer, startSsLibev } from "./shadowsocks_util.ts";
 import { tcpServer } from "./_util.ts";
+import { ChunkEncoder } from "../transports/shadowsocks/_framing.ts";
+import { evpBytesToKey, METHODS as METHOD_INFO } from "../transports/shadowsocks/_methods.ts";
+import { loadWasmCrypto } from "../transports/crypto_backend.ts";
+import { concat } from "../transports/_bytes.ts";
 
 const OPTIONS = { method: "chacha20-ietf-poly1305", password: "probe-test" };
 const utf8 = (s: string) => new TextEncoder().encode(s);
@@ -218,5 +222,68 @@ Deno.test("shadowsocks server over TCP: a drain (SIGINT) closes a held probe and
   client.close();
   await draining;
   strictEqual(drained, true);
+  await target.close();
+});
+
+/** A client's first flight for `password`, sealed by hand from `salt`: each payload its own chunk. */
+async function sealed(password: string, salt: Uint8Array, payloads: Uint8Array[]) {
+  const method = METHOD_INFO["chacha20-ietf-poly1305"];
+  const wasm = await loadWasmCrypto();
+  const encoder = new ChunkEncoder(
+    method,
+    (subkey) => wasm.aead(method.algorithm, subkey)!,
+    evpBytesToKey(utf8(password), method.keyLength),
+    salt,
+  );
+  return payloads.map((payload) => encoder.encode(payload));
+}
+
+/** Send `wire` on a held connection: the first bytes the server answers (a guard fails a silent one). */
+async function firstAnswer(port: number, wire: Uint8Array): Promise<number> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  let guard: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await conn.write(wire);
+    return await Promise.race([
+      conn.read(new Uint8Array(4096)).then((n) => n ?? 0, () => 0),
+      new Promise<number>((resolve) => guard = setTimeout(() => resolve(-1), 10_000)),
+    ]);
+  } finally {
+    clearTimeout(guard);
+    conn.close();
+  }
+}
+
+Deno.test("shadowsocks server over TCP records a salt only once a read's chunks all opened, as ss-server (shadowsocks-libev) does", async () => {
+  const target = pongTarget();
+  await using ours = await ptkitServer(OPTIONS);
+  await using theirs = await startSsLibev("ss-server", OPTIONS);
+  const request = Uint8Array.from([1, 127, 0, 0, 1, target.port >> 8, target.port & 0xff]);
+  const flip = (bytes: Uint8Array) => bytes.map((b, i) => i === bytes.length - 1 ? b ^ 1 : b);
+  // Each probe sends what a prober could make of a flight the server has not
+  // seen yet: its salt and first length only, the flight with its payload's
+  // tag broken, or the flight with a broken chunk after it in the same read.
+  const probes: Record<string, (flight: Uint8Array, next: Uint8Array) => Uint8Array> = {
+    "salt and length": (flight) => flight.subarray(0, 32 + 18),
+    "bad payload tag": (flight) => flip(flight),
+    "bad chunk after it": (flight, next) => concat(flight, flip(next)),
+  };
+  const results: Record<string, unknown> = {};
+  for (const [server, port] of [["ss-server", theirs.port], ["ptkit", ours.addr.port]] as const) {
+    for (const [name, make] of Object.entries(probes)) {
+      const salt = crypto.getRandomValues(new Uint8Array(32));
+      const [flight, next] = await sealed(OPTIONS.password, salt, [
+        concat(request, utf8("ping")),
+        utf8("more"),
+      ]);
+      const silent = await probe(port, make(flight!, next!));
+      // The genuine flight afterwards: the server never took its salt, so it is served.
+      results[`${server}, ${name}`] = { silent, served: await firstAnswer(port, flight!) > 0 };
+    }
+  }
+  const expected = Object.fromEntries(
+    Object.keys(results).map((key) => [key, { silent: 0, served: true }]),
+  );
+  deepStrictEqual(results, expected);
   await target.close();
 });

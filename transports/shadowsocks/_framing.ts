@@ -111,8 +111,10 @@ export class ChunkDecoder {
    * @param method The method.
    * @param factory Its AEAD.
    * @param key The master key.
-   * @param onSalt Told the salt once the first length opened; returns
-   * false to refuse it (a replay).
+   * @param onSalt Told the salt once the first payload opened, after the
+   * rest of that `decode` call's chunks opened too (shadowsocks-libev
+   * records a salt only then: a salt with a bad chunk after it, or no whole
+   * chunk, stays unrecorded); returns false to refuse it (a replay).
    */
   constructor(
     method: MethodInfo,
@@ -139,7 +141,11 @@ export class ChunkDecoder {
 
   /**
    * Open what `wire` completes, handing each payload to `emit` as it opens
-   * (so a caller sees the payloads before a later chunk's error).
+   * (so a caller sees the payloads before a later chunk's error), except
+   * the stream's first payloads: those are handed on at the end of the call
+   * that opened them, once every chunk it completed opened and the salt was
+   * taken (as shadowsocks-libev decrypts a whole read before it records the
+   * salt or reads the request).
    *
    * @param wire Wire bytes, in order.
    * @param emit Takes each completed chunk's payload.
@@ -147,6 +153,8 @@ export class ChunkDecoder {
    * a refused salt; the stream is then unusable.
    */
   decode(wire: Uint8Array, emit: (payload: Uint8Array) => void): void {
+    // Until the salt is taken, payloads wait for the end of this call.
+    const held: Uint8Array[] | undefined = this.#opened ? undefined : [];
     let data = wire;
     if (this.#pending.length > 0) {
       data = new Uint8Array(this.#pending.length + wire.length);
@@ -167,11 +175,6 @@ export class ChunkDecoder {
         const length = this.#aead.open(data.subarray(at, at + 2 + TAG_LENGTH), this.#nonce);
         if (length === undefined) throw new ChunkError("bad length tag", stage());
         increment(this.#nonce);
-        if (!this.#opened) {
-          if (!this.#onSalt(this.#salt!)) throw new ChunkError("repeated salt", "salt");
-          this.#opened = true;
-          this.#salt = undefined;
-        }
         const n = (length[0]! << 8) | length[1]!;
         if (n === 0 || n > MAX_PAYLOAD) {
           throw new ChunkError(`chunk length ${n} out of range 1-${MAX_PAYLOAD}`, "stream");
@@ -186,9 +189,15 @@ export class ChunkDecoder {
         increment(this.#nonce);
         this.#payload = -1;
         at += n;
-        emit(payload);
+        if (held === undefined) emit(payload);
+        else held.push(payload);
       }
     }
     this.#pending = at === data.length ? new Uint8Array(0) : data.slice(at);
+    if (held === undefined || held.length === 0) return;
+    if (!this.#onSalt(this.#salt!)) throw new ChunkError("repeated salt", "salt");
+    this.#opened = true;
+    this.#salt = undefined;
+    for (const payload of held) emit(payload);
   }
 }
