@@ -439,6 +439,26 @@ Deno.test("shadowsocks server: oversized or zero lengths and bad tags before the
   deepStrictEqual(fed.out, [Uint8Array.from([7, 8])]);
 });
 
+Deno.test("shadowsocks server: a request split across two reads is drained silently, as ss-server reads it from one read's chunks", async () => {
+  // Measured against ss-server 3.3.5 (shadowsocks-libev): the request's
+  // first 3 bytes in one chunk and read, the rest in the next chunk and
+  // read, is refused ('invalid host name length') and the connection held
+  // silently until the peer closes; both chunks in one read are served.
+  const wire = await craft([
+    { length: 3, payload: REQUEST.subarray(0, 3) },
+    { length: REQUEST.length - 3 + 2, payload: Uint8Array.from([...REQUEST.subarray(3), 7, 8]) },
+  ]);
+  const split = 32 + 18 + 3 + 16;
+  const fed = await feedServer([wire.subarray(0, split), wire.subarray(split)]);
+  await rejects(fed.reading, /closed before a valid request/);
+  strictEqual(fed.destination(), undefined);
+  deepStrictEqual(fed.out, []);
+  // The same flight in one read is served.
+  const whole = await feedServer([wire]);
+  await whole.reading;
+  deepStrictEqual(whole.destination(), { hostname: "a.example", port: 80 });
+});
+
 Deno.test("shadowsocks server: a random hook that repeats itself fails the connection that cannot get a fresh salt, never hangs", async () => {
   const server = await createShadowsocks({ random: (bytes) => bytes.fill(7) })
     .server({ method: "aes-128-gcm", password: "p" });

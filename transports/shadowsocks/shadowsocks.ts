@@ -10,7 +10,7 @@ import { checkFactoryOptions } from "../_factory_options.ts";
 import { decodeInTurns } from "../_decode_turns.ts";
 import { cryptoLoader, loadWasmCrypto } from "../crypto_backend.ts";
 import type { TransportEnvironment } from "../transport.ts";
-import { decodeAddress, encodeAddress, MAX_ADDRESS_LENGTH } from "./_address.ts";
+import { decodeAddress, encodeAddress } from "./_address.ts";
 import { type AeadFactory, ChunkDecoder, ChunkEncoder, ChunkError } from "./_framing.ts";
 import {
   type MethodInfo,
@@ -285,10 +285,7 @@ function serverPair(
           } catch {
             return drain();
           }
-          if (request === undefined) {
-            if (head.length >= MAX_ADDRESS_LENGTH) drain();
-            return;
-          }
+          if (request === undefined) return;
           established = true;
           clearTimeout(timer);
           destination.resolve(request.destination);
@@ -301,6 +298,9 @@ function serverPair(
           const before = opened;
           try {
             decoder.decode(slice, emit);
+            // The request must be whole in the first payloads (those of
+            // one read), as shadowsocks-libev reads it from one read's.
+            if (!established && head.length > 0) drain();
             enqueueAll(controller, out.splice(0));
           } catch (error) {
             if (!established) {
