@@ -287,3 +287,28 @@ Deno.test("shadowsocks server over TCP records a salt only once a read's chunks 
   deepStrictEqual(results, expected);
   await target.close();
 });
+
+Deno.test("shadowsocks server over TCP reads a request's address type by its low four bits, as ss-server (shadowsocks-libev) does", async () => {
+  const target = pongTarget();
+  await using ours = await ptkitServer(OPTIONS);
+  await using theirs = await startSsLibev("ss-server", OPTIONS);
+  const port = [target.port >> 8, target.port & 0xff];
+  // ss-libev masks the type with 0x0F (its high bits once flagged one-time auth).
+  const requests: Record<string, number[]> = {
+    "0x11 (IPv4)": [0x11, 127, 0, 0, 1, ...port],
+    "0xF1 (IPv4)": [0xf1, 127, 0, 0, 1, ...port],
+    "0x13 (name)": [0x13, 9, ...utf8("127.0.0.1"), ...port],
+  };
+  const results: Record<string, boolean> = {};
+  for (const [server, at] of [["ss-server", theirs.port], ["ptkit", ours.addr.port]] as const) {
+    for (const [name, request] of Object.entries(requests)) {
+      const salt = crypto.getRandomValues(new Uint8Array(32));
+      const [flight] = await sealed(OPTIONS.password, salt, [
+        concat(Uint8Array.from(request), utf8("ping")),
+      ]);
+      results[`${server}, ${name}`] = await firstAnswer(at, flight!) > 0;
+    }
+  }
+  deepStrictEqual(results, Object.fromEntries(Object.keys(results).map((key) => [key, true])));
+  await target.close();
+});

@@ -62,3 +62,21 @@ export function decodeAddress(
   }
   return { destination: { hostname, port }, length };
 }
+
+/**
+ * Read a Shadowsocks request's address header from the start of `bytes` as
+ * shadowsocks-libev's server does: by the address type's low four bits
+ * (its high bits once flagged one-time auth), so `0x11` reads as `0x01`.
+ *
+ * @param bytes Decrypted bytes from the stream's start.
+ * @returns As {@linkcode decodeAddress}.
+ * @throws {SyntaxError} As {@linkcode decodeAddress}.
+ */
+export function decodeRequest(
+  bytes: Uint8Array,
+): { readonly destination: HostPort; readonly length: number } | undefined {
+  if (bytes.length === 0 || bytes[0]! < 0x10) return decodeAddress(bytes);
+  const masked = bytes.slice(0, MAX_ADDRESS_LENGTH);
+  masked[0]! &= 0x0f;
+  return decodeAddress(masked);
+}

@@ -10,7 +10,7 @@ import { checkFactoryOptions } from "../_factory_options.ts";
 import { decodeInTurns } from "../_decode_turns.ts";
 import { cryptoLoader, loadWasmCrypto } from "../crypto_backend.ts";
 import type { TransportEnvironment } from "../transport.ts";
-import { decodeAddress, encodeAddress } from "./_address.ts";
+import { decodeRequest, encodeAddress } from "./_address.ts";
 import { type AeadFactory, ChunkDecoder, ChunkEncoder, ChunkError } from "./_framing.ts";
 import {
   type MethodInfo,
@@ -281,7 +281,7 @@ function serverPair(
           head = concat(head, payload);
           let request;
           try {
-            request = decodeAddress(head);
+            request = decodeRequest(head);
           } catch {
             return drain();
           }
