@@ -459,6 +459,46 @@ Deno.test("shadowsocks server: a request split across two reads is drained silen
   deepStrictEqual(whole.destination(), { hostname: "a.example", port: 80 });
 });
 
+Deno.test("shadowsocks server takes the names ss-server takes, and holds the rest silently as it does", async () => {
+  // Measured against ss-server 3.3.5 (shadowsocks-libev): "lookup" names it
+  // looked up, "held" ones it refused ('invalid host name') and held as a
+  // probe's; a name that is an IP literal it connects as that address.
+  const table: [string, "lookup" | "held"][] = [
+    ["a_b.invalid", "lookup"],
+    ["_x.invalid", "lookup"],
+    ["a.invalid.", "lookup"],
+    ["A-1.INVALID", "lookup"],
+    ["a", "lookup"],
+    ["1.2.3", "lookup"],
+    ["xn--bcher-kva.invalid", "lookup"],
+    [`${"x".repeat(63)}.invalid`, "lookup"],
+    [`${"x".repeat(64)}.invalid`, "held"],
+    ["-a.invalid", "held"],
+    ["a-.invalid", "held"],
+    ["a.-b.invalid", "held"],
+    ["a.b-.invalid", "held"],
+    ["a..invalid", "held"],
+    [".a.invalid", "held"],
+    ["[::1]", "held"],
+    ["a b.invalid", "held"],
+    ["a*b.invalid", "held"],
+  ];
+  for (const [name, expected] of table) {
+    const bytes = utf8(name);
+    const request = Uint8Array.from([3, bytes.length, ...bytes, 0, 80]);
+    const fed = await feedServer([await craft([{ length: request.length, payload: request }])]);
+    await fed.reading.catch(() => {});
+    const got = fed.destination() === undefined ? "held" : "lookup";
+    deepStrictEqual([name, got], [name, expected]);
+    if (got === "lookup") deepStrictEqual(fed.destination(), { hostname: name, port: 80 });
+  }
+  // A name that is an IPv6 literal is that address.
+  const request = Uint8Array.from([3, 3, ...utf8("::1"), 0, 80]);
+  const fed = await feedServer([await craft([{ length: request.length, payload: request }])]);
+  await fed.reading;
+  deepStrictEqual(fed.destination(), { hostname: "::1", port: 80 });
+});
+
 Deno.test("shadowsocks server: a random hook that repeats itself fails the connection that cannot get a fresh salt, never hangs", async () => {
   const server = await createShadowsocks({ random: (bytes) => bytes.fill(7) })
     .server({ method: "aes-128-gcm", password: "p" });
