@@ -237,7 +237,7 @@ Deno.test("webtunnel server answers bad input with a small page, and stays up", 
 
     const huge = await exchange(
       port,
-      `GET ${SECRET} HTTP/1.1\r\n` + `X-Pad: ${"a".repeat(1000)}\r\n`.repeat(64) + "\r\n",
+      `GET ${SECRET} HTTP/1.1\r\n` + `X-Pad: ${"a".repeat(1000)}\r\n`.repeat(80) + "\r\n",
     );
     ok(huge.startsWith("HTTP/1.1 431 Request Header Fields Too Large\r\n"), huge);
 
@@ -474,6 +474,48 @@ Deno.test("webtunnel behind nginx as README configures it: the secret path answe
     await conn.writable.getWriter().write(encoder.encode("ping"));
     const { value } = await conn.readable.getReader().read();
     deepStrictEqual(decoder.decode(value), "ping");
+  } finally {
+    await echo.close();
+  }
+});
+
+Deno.test("webtunnel behind nginx as README configures it: an upgrade with as many header bytes as nginx passes (4 x 8 KiB buffers) is upgraded, as webtunnel-server does", async () => {
+  const echo = echoServer();
+  await using manager = await proxy(webtunnel, { url: `https://localhost${SECRET}` }, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: { hostname: "127.0.0.1", port: echo.port },
+  });
+  await using site = await front(manager.addr.port);
+  try {
+    // nginx takes header lines of up to 8 KiB and 32 KiB in all (its default
+    // large_client_header_buffers): four 7000-byte lines pass it, and
+    // webtunnel-server (Go's http.ReadRequest, no limit) upgrades them.
+    const pad = Array.from({ length: 4 }, (_, i) => `X-Pad-${i}: ${"a".repeat(7000)}\r\n`).join("");
+    const conn = await Deno.connectTls({
+      hostname: "localhost",
+      port: site.nginx.port,
+      caCerts: [site.certificate.caPem],
+    });
+    try {
+      await conn.write(encoder.encode(
+        `GET ${SECRET} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n` +
+          `Connection: upgrade\r\n${pad}\r\nping`,
+      ));
+      // Read the answer's head, then, after a 101, the echoed bytes.
+      let text = "";
+      const buffer = new Uint8Array(4096);
+      for (;;) {
+        const end = text.indexOf("\r\n\r\n");
+        if (end >= 0 && (!text.startsWith("HTTP/1.1 101 ") || text.endsWith("ping"))) break;
+        const n = await conn.read(buffer);
+        if (n === null) break;
+        text += decoder.decode(buffer.subarray(0, n));
+      }
+      ok(text.startsWith("HTTP/1.1 101 ") && text.endsWith("\r\n\r\nping"), text.slice(0, 200));
+    } finally {
+      conn.close();
+    }
   } finally {
     await echo.close();
   }

@@ -22,8 +22,15 @@ import {
   statusCode,
 } from "../_http_head.ts";
 
-/** Longest request or response head either side reads, in bytes. */
-export const MAX_HEAD_BYTES = 16 * 1024;
+/**
+ * Longest request or response head either side reads, in bytes: more than
+ * nginx in front passes on (header lines of up to 8 KiB, 32 KiB in all, by
+ * its default `large_client_header_buffers`, plus the headers its
+ * `proxy_set_header` lines add), since webtunnel-server (Go's
+ * `http.ReadRequest`) upgrades any of those; a smaller bound answered 431
+ * through nginx where webtunnel-server answers 101.
+ */
+export const MAX_HEAD_BYTES = 64 * 1024;
 /** Milliseconds the server waits for a complete request head. */
 export const HEAD_TIMEOUT_MS = 10_000;
 /** Milliseconds the server gives a refused client to read its error page. */
