@@ -499,6 +499,26 @@ Deno.test("shadowsocks server takes the names ss-server takes, and holds the res
   deepStrictEqual(fed.destination(), { hostname: "::1", port: 80 });
 });
 
+Deno.test("shadowsocks server reads a chunk's length by its low 14 bits, as ss-server does", async () => {
+  // Measured against ss-server 3.3.5 (shadowsocks-libev): a request chunk
+  // whose length field is 0x4000 | n or 0xC000 | n is served as n bytes.
+  for (const high of [0x4000, 0x8000, 0xc000]) {
+    const fed = await feedServer([
+      await craft([{ length: high | REQUEST.length, payload: REQUEST }, {
+        length: high | 2,
+        payload: Uint8Array.from([7, 8]),
+      }]),
+    ]);
+    await fed.reading;
+    deepStrictEqual(
+      fed.destination(),
+      { hostname: "a.example", port: 80 },
+      `0x${high.toString(16)}`,
+    );
+    deepStrictEqual(fed.out, [Uint8Array.from([7, 8])]);
+  }
+});
+
 Deno.test("shadowsocks server: a random hook that repeats itself fails the connection that cannot get a fresh salt, never hangs", async () => {
   const server = await createShadowsocks({ random: (bytes) => bytes.fill(7) })
     .server({ method: "aes-128-gcm", password: "p" });

@@ -860,10 +860,11 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "ss-chunk-length",
     kind: "bound",
-    description: "shadowsocks chunk lengths over 0x3FFF accepted",
+    description:
+      "shadowsocks chunk lengths read whole, not as their low 14 bits (as ss-libev reads them)",
     file: SS_FRAMING,
-    search: "if (n === 0 || n > MAX_PAYLOAD) {",
-    replace: "if (n === 0) {",
+    search: "const n = ((length[0]! << 8) | length[1]!) & MAX_PAYLOAD;",
+    replace: "const n = (length[0]! << 8) | length[1]!;",
     tests: [T_SS_FRAMING],
   },
   // ExtORPort, the PT side.

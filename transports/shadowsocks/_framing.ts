@@ -149,8 +149,8 @@ export class ChunkDecoder {
    *
    * @param wire Wire bytes, in order.
    * @param emit Takes each completed chunk's payload.
-   * @throws {ChunkError} On a bad tag, a length over 0x3FFF, a zero length or
-   * a refused salt; the stream is then unusable.
+   * @throws {ChunkError} On a bad tag, a zero length (of the length's low 14
+   * bits) or a refused salt; the stream is then unusable.
    */
   decode(wire: Uint8Array, emit: (payload: Uint8Array) => void): void {
     // Until the salt is taken, payloads wait for the end of this call.
@@ -175,9 +175,11 @@ export class ChunkDecoder {
         const length = this.#aead.open(data.subarray(at, at + 2 + TAG_LENGTH), this.#nonce);
         if (length === undefined) throw new ChunkError("bad length tag", stage());
         increment(this.#nonce);
-        const n = (length[0]! << 8) | length[1]!;
-        if (n === 0 || n > MAX_PAYLOAD) {
-          throw new ChunkError(`chunk length ${n} out of range 1-${MAX_PAYLOAD}`, "stream");
+        // The low 14 bits, as shadowsocks-libev reads it (SIP004 reserves
+        // the top two; ss-libev masks them off rather than refuse them).
+        const n = ((length[0]! << 8) | length[1]!) & MAX_PAYLOAD;
+        if (n === 0) {
+          throw new ChunkError(`chunk length 0 (a chunk carries 1-${MAX_PAYLOAD} bytes)`, "stream");
         }
         this.#payload = n;
         at += 2 + TAG_LENGTH;
