@@ -553,6 +553,19 @@ Deno.test("shadowsocks client: a reply that does not authenticate says what that
   );
 });
 
+Deno.test("shadowsocks client: a server's good first chunk then a broken one in the same read says which chunk failed", async () => {
+  const pair = (await shadowsocks.client({ method: "chacha20-ietf-poly1305", password: "pw" }))
+    .pair({}, { hostname: "a.example", port: 80 });
+  const wire = await craft([{ length: 2, payload: utf8("hi") }, { length: 1, payload: utf8("x") }]);
+  // The second chunk's sealed length (after the salt and the first chunk).
+  wire[32 + 18 + 2 + 16]! ^= 1;
+  pair.decode.writable.getWriter().write(wire).catch(() => {});
+  await rejects(
+    pair.decode.readable.getReader().read(),
+    (error: Error) => error.message === "Cannot open shadowsocks chunk: bad length tag",
+  );
+});
+
 Deno.test("shadowsocks server: after the request, a bad tag, an oversized length or a truncated chunk ends the connection", async () => {
   const good = { length: REQUEST.length, payload: REQUEST };
   for (

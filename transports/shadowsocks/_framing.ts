@@ -162,7 +162,8 @@ export class ChunkDecoder {
       data.set(wire, this.#pending.length);
     }
     let at = 0;
-    const stage = () => this.#opened ? "stream" : "salt";
+    // "stream" once a chunk opened (in this call too, its payload held).
+    const stage = () => this.#opened || (held?.length ?? 0) > 0 ? "stream" : "salt";
     for (;;) {
       if (this.#aead === undefined) {
         const n = this.#method.keyLength;
