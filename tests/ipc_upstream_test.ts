@@ -276,23 +276,42 @@ Deno.test("main.ts dials through an HTTP proxy whose replies end lines in a bare
   await Deno.remove(second.state, { recursive: true });
 });
 
-Deno.test("main.ts dials through a SOCKS4a proxy", async () => {
+Deno.test("main.ts dials through a SOCKS4a proxy; an IPv6 bridge fails with 08 before the proxy is dialed", async () => {
   const echo = new CountingEcho();
   const requests: string[] = [];
+  const failures: string[] = [];
   // ptkit's own SOCKS server, connecting directly, stands in for a SOCKS4a proxy.
   const upstream = new SocksServer(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
     connect: (request) => {
       requests.push(`${request.version} ${request.hostname}:${request.port}`);
       return Deno.connect({ hostname: request.hostname, port: request.port });
     },
+    onError: (error, stage) => failures.push(`${stage}: ${(error as Error).message}`),
   });
   const { pt, port: ptPort, state } = await startPt(`socks4a://127.0.0.1:${upstream.addr.port}`);
   await using _ = pt;
   deepStrictEqual(await socksEcho(ptPort, echo.port), 0);
   deepStrictEqual(requests, [`4 127.0.0.1:${echo.port}`]);
+  // A bridge at an IPv6 address (tor's `Bridge obfs4 [2001:db8::1]:443 ...`)
+  // cannot go through SOCKS4a: reply 08, and the proxy sees no connection
+  // (obfs4proxy does not dial it either); it used to get one that closed
+  // without a byte, logged by the proxy as a failed handshake.
+  {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port: ptPort });
+    await conn.write(new Uint8Array([5, 1, 0]));
+    deepStrictEqual(await readN(conn, 2), new Uint8Array([5, 0]));
+    await conn.write(
+      new Uint8Array([5, 1, 0, 4, ...new Uint8Array(15), 1, echo.port >> 8, echo.port & 255]),
+    );
+    deepStrictEqual((await readN(conn, 10))[1], 0x08);
+  }
+  // The IPv4 request after it is served: the proxy has seen both by then.
+  deepStrictEqual(await socksEcho(ptPort, echo.port), 0);
+  deepStrictEqual(requests.length, 2);
+  deepStrictEqual(failures, []);
   await upstream.close();
   deepStrictEqual(await socksEcho(ptPort, echo.port), 0x05);
-  deepStrictEqual(echo.accepted, 1);
+  deepStrictEqual(echo.accepted, 2);
   await pt.closeStdin();
   deepStrictEqual((await pt.exit()).code, 0);
   await echo.close();

@@ -9,7 +9,7 @@ import { SocksReply, SocksReplyError } from "../socks/_reply.ts";
 import { HeadBuffer, HeadTooLong, statusCode } from "../../transports/_http_head.ts";
 import type { UpstreamProxy } from "./_proxy_uri.ts";
 import { restated } from "./_log.ts";
-import { socks4aConnect, socks5Connect } from "../socks/_client.ts";
+import { checkSocks4aTarget, socks4aConnect, socks5Connect } from "../socks/_client.ts";
 
 /**
  * A {@linkcode Dialer} that opens every connection through an upstream
@@ -25,6 +25,9 @@ import { socks4aConnect, socks5Connect } from "../socks/_client.ts";
 export function upstreamProxyDialer(proxy: UpstreamProxy, connect: Dialer = tcpDialer): Dialer {
   return async (target: HostPort, _settings, options = {}): Promise<NetConn> => {
     const { signal } = options;
+    // A destination the proxy cannot carry fails before the proxy is
+    // dialed (it would see a connection that closes without a byte).
+    if (proxy.scheme === "socks4a") checkSocks4aTarget(target);
     let conn: NetConn;
     try {
       conn = await connect(

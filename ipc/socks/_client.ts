@@ -181,12 +181,7 @@ export async function socks4aConnect(
   userId = "",
 ): Promise<void> {
   const encoder = new TextEncoder();
-  if (target.hostname.includes(":")) {
-    throw new SocksReplyError(
-      SocksReply.addressTypeNotSupported,
-      "SOCKS4a proxy cannot reach IPv6 addresses",
-    );
-  }
+  checkSocks4aTarget(target);
   const v4 = parseIpv4(target.hostname);
   const ip = v4 >= 0 ? [v4 >>> 24, (v4 >>> 16) & 0xff, (v4 >>> 8) & 0xff, v4 & 0xff] : [0, 0, 0, 1];
   const name = v4 >= 0 ? [] : [...encoder.encode(target.hostname), 0];
@@ -212,6 +207,22 @@ export async function socks4aConnect(
     throw new SocksReplyError(
       reply[1] === 0x5c || reply[1] === 0x5d ? SocksReply.notAllowed : SocksReply.generalFailure,
       `SOCKS4a proxy failed the request with code 0x${reply[1]!.toString(16)}`,
+    );
+  }
+}
+
+/**
+ * Throw when a SOCKS4a proxy cannot carry `target` (an IPv6 address), so
+ * that a dialer can refuse it before it opens a connection to the proxy.
+ *
+ * @param target The destination.
+ * @throws {SocksReplyError} `08` for an IPv6 destination.
+ */
+export function checkSocks4aTarget(target: HostPort): void {
+  if (target.hostname.includes(":")) {
+    throw new SocksReplyError(
+      SocksReply.addressTypeNotSupported,
+      "SOCKS4a proxy cannot reach IPv6 addresses",
     );
   }
 }
