@@ -335,3 +335,35 @@ Deno.test("main.ts SOCKS reply 13 when a transport's required arguments are miss
   deepStrictEqual(failed.length, cases.length, lines.join("\n"));
   await Deno.remove(state, { recursive: true });
 });
+
+Deno.test("main.ts: a connection attempt given up during the transport's handshake says why in its STATUS line, as in its LOG line", async () => {
+  const state = await Deno.makeTempDir();
+  // A bridge that accepts and never answers: obfs4's handshake waits.
+  using silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  await using pt = new PtProcess([], env(state, { TOR_PT_CLIENT_TRANSPORTS: "obfs4" }));
+  const at = await pt.cmethod("obfs4");
+  const cert = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(52))));
+  const args = encoder.encode(`cert=${cert.replace(/=+$/, "")};iat-mode=0`);
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: at.port });
+  await conn.write(new Uint8Array([5, 1, 2]));
+  deepStrictEqual(await readN(conn, 2), new Uint8Array([5, 2]));
+  await conn.write(new Uint8Array([1, args.length, ...args, 1, 0]));
+  deepStrictEqual(await readN(conn, 2), new Uint8Array([1, 0]));
+  const p = silent.addr.port;
+  await conn.write(new Uint8Array([5, 1, 0, 1, 127, 0, 0, 1, p >> 8, p & 255]));
+  // Dialed: the handshake is under way. A byte now (before the reply) gives
+  // the attempt up at once, as the client's leaving does 5 s after its FIN.
+  using _bridgeSide = await silent.accept();
+  await conn.write(new Uint8Array([0x16]));
+  deepStrictEqual((await readN(conn, 10))[1], 0x01);
+  await pt.closeStdin();
+  const { code, lines } = await pt.exit();
+  deepStrictEqual(code, 0);
+  const why = "data sent before the reply";
+  ok(lines.some((l) => l.startsWith("LOG ") && l.includes(why)), lines.join("\n"));
+  const status = lines.filter((l) => l.includes("CONNECT=Failed"));
+  deepStrictEqual(status.length, 1, lines.join("\n"));
+  // It said "Transport connection closed": the PT's own closing, not the reason.
+  ok(status[0]!.includes(why), status[0]);
+  await Deno.remove(state, { recursive: true });
+});

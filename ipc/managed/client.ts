@@ -129,7 +129,13 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
       // a blocking write to the parent's pipe (0.2-0.3 ms, measured in a
       // client's CPU profile), and it was made before the reply.
       () => setTimeout(() => status(name, server, { CONNECT: "Success" }), 0),
-      (error) => status(name, server, { CONNECT: "Failed", ERRSTR: describe(error) }),
+      // Given up (the SOCKS client left, a timeout): closing the connection
+      // failed the handshake, and the reason is the abort's, not the close.
+      (error) =>
+        status(name, server, {
+          CONNECT: "Failed",
+          ERRSTR: describe(signal.aborted ? signal.reason : error),
+        }),
     );
     return conn;
   };
