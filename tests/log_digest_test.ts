@@ -6,7 +6,7 @@
 // connection past the digest.
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
-import { digestLog, lineKind } from "../ipc/managed/_log.ts";
+import { describe, digestLog, lineKind } from "../ipc/managed/_log.ts";
 
 Deno.test("digestLog: lines that differ only in their numbers are one kind (10 at once, then counted)", () => {
   const lines: string[] = [];
@@ -100,4 +100,21 @@ Deno.test("lineKind makes a double-quoted value (escapes included) one placehold
       `Transport 'obfs#' rejected its arguments`,
     ],
   );
+});
+
+Deno.test("describe replaces a whole IPv4 address and port that a colon follows ('dial 192.0.2.1:443: refused' kept '192.0.2.' before)", () => {
+  const cases: [string, string][] = [
+    ["dial 192.0.2.1:443: refused", "dial [address]: refused"],
+    ["error connecting to 198.51.100.23:80: timed out", "error connecting to [address]: timed out"],
+    ["from 203.0.113.77:5555:x", "from [address]:x"],
+    ["bind 2001:db8::1 failed", "bind [address] failed"],
+    ["dial [2001:db8::1]:443: refused", "dial [address]: refused"],
+    ["peer ::ffff:192.0.2.1 left", "peer [address] left"],
+    ["peer:2001:db8::1 left", "peer[address] left"],
+  ];
+  for (const [message, expected] of cases) {
+    const described = describe(new Error(message));
+    strictEqual(described, expected);
+    ok(!/[0-9]{1,3}\.[0-9]{1,3}\./.test(described), described);
+  }
 });

@@ -18,8 +18,14 @@ export function describe(error: unknown): string {
     return `Cannot listen on ${error[LISTEN_ADDRESS]}: ${describe(error.cause)}`;
   }
   const message = error instanceof Error ? error.message : String(error);
+  // An IPv6 address never starts inside an IPv4 address or a number: the
+  // "1:443:" of "192.0.2.1:443: refused" is not one (taken as one, it left
+  // "192.0.2." of the IPv4 address behind).
   return message
-    .replace(/\[?[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\]?(:[0-9]+)?/g, "[address]")
+    .replace(
+      /(?<![0-9.])\[?[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\]?(:[0-9]+)?/g,
+      "[address]",
+    )
     .replace(/\b[0-9]{1,3}(\.[0-9]{1,3}){3}(:[0-9]+)?\b/g, "[address]");
 }
 
