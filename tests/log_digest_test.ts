@@ -118,3 +118,21 @@ Deno.test("describe replaces a whole IPv4 address and port that a colon follows 
     ok(!/[0-9]{1,3}\.[0-9]{1,3}\./.test(described), described);
   }
 });
+
+Deno.test("describe keeps the colon after an unbracketed IPv6 address, as after an IPv4 one (an outbound bind error read 'TOR_PT_OUTBOUND_BIND_ADDRESS_V6 [address] EINVAL')", () => {
+  const cases: [string, string][] = [
+    [
+      "Cannot dial from TOR_PT_OUTBOUND_BIND_ADDRESS_V6 fd00::99: EINVAL (is it an address of this machine?)",
+      "Cannot dial from TOR_PT_OUTBOUND_BIND_ADDRESS_V6 [address]: EINVAL (is it an address of this machine?)",
+    ],
+    [
+      "Cannot dial from TOR_PT_OUTBOUND_BIND_ADDRESS_V4 192.0.2.99: EINVAL (is it an address of this machine?)",
+      "Cannot dial from TOR_PT_OUTBOUND_BIND_ADDRESS_V4 [address]: EINVAL (is it an address of this machine?)",
+    ],
+    ["dial ::1: refused", "dial [address]: refused"],
+    ["dial 2001:db8::: refused", "dial [address]: refused"],
+    ["dial 2001:db8:: refused", "dial [address] refused"],
+    ["dial [2001:db8::1]:443: refused", "dial [address]: refused"],
+  ];
+  for (const [message, expected] of cases) strictEqual(describe(new Error(message)), expected);
+});

@@ -20,11 +20,13 @@ export function describe(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   // An IPv6 address never starts inside an IPv4 address or a number: the
   // "1:443:" of "192.0.2.1:443: refused" is not one (taken as one, it left
-  // "192.0.2." of the IPv4 address behind).
+  // "192.0.2." of the IPv4 address behind). A colon that follows one
+  // ("fd00::99: EINVAL") is matched with it and put back: an odd number of
+  // colons cannot end an address.
   return message
     .replace(
       /(?<![0-9.])\[?[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\]?(:[0-9]+)?/g,
-      "[address]",
+      (match) => /:*$/.exec(match)![0].length % 2 === 1 ? "[address]:" : "[address]",
     )
     .replace(/\b[0-9]{1,3}(\.[0-9]{1,3}){3}(:[0-9]+)?\b/g, "[address]");
 }
