@@ -124,6 +124,26 @@ Deno.test("main.ts reports a SOCKS error when microsocks refuses the credentials
   await Deno.remove(state, { recursive: true });
 });
 
+Deno.test("main.ts says a SOCKS5 proxy that refuses every offered method may want a user name and password (TOR_PT_PROXY gave none)", async () => {
+  const echo = new CountingEcho();
+  const upstream = await startMicrosocks("ptuser", "right");
+  const { pt, port: ptPort, state } = await startPt(`socks5://127.0.0.1:${upstream.port}`);
+  await using _ = pt;
+  deepStrictEqual(await socksEcho(ptPort, echo.port), 0x02);
+  deepStrictEqual(echo.accepted, 0);
+  await pt.closeStdin();
+  const { code, lines } = await pt.exit();
+  deepStrictEqual(code, 0);
+  const failed = lines.filter((line) => line.includes("CONNECT=Failed"));
+  deepStrictEqual(failed.length, 1, lines.join("\n"));
+  // It said only "accepts none of our methods (offered 0x0, chose 0xff)".
+  ok(failed[0]!.includes("offered 0x00, chose 0xff"), failed[0]);
+  ok(failed[0]!.includes("needs a user name and password"), failed[0]);
+  await upstream.kill();
+  await echo.close();
+  await Deno.remove(state, { recursive: true });
+});
+
 /** A small HTTP CONNECT proxy with optional basic authentication. */
 class ConnectProxy {
   readonly listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -130,11 +130,17 @@ export async function socks5Connect(
   }
   if (version !== 5) throw failure(`${peer} sent a bad method reply`);
   if (!offered.includes(method!)) {
+    const hex = (m: number) => `0x${m.toString(16).padStart(2, "0")}`;
+    // Offered "no authentication" alone and refused: a proxy that wants a
+    // user name and password cannot choose that method (not offered).
+    const hint = offered.length === 1 && offered[0] === METHOD_NONE
+      ? ": it probably needs a user name and password, and none was given"
+      : "";
     throw new SocksReplyError(
       SocksReply.notAllowed,
-      `${peer} accepts none of our methods (offered ${
-        offered.map((m) => `0x${m.toString(16)}`).join(", ")
-      }, chose 0x${method!.toString(16)})`,
+      `${peer} accepts none of our methods (offered ${offered.map(hex).join(", ")}, chose ${
+        hex(method!)
+      })${hint}`,
     );
   }
   if (method === METHOD_USERPASS) {
