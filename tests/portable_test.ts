@@ -31,6 +31,7 @@ import {
   toHex,
 } from "./portable_checks.ts";
 import { requireBinary } from "./ipc_util.ts";
+import { inChromium as runInChromium } from "./chromium_util.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const CHECKS = new URL("./portable_checks.ts", import.meta.url).pathname;
@@ -233,32 +234,6 @@ Deno.test("portable checks pass in Deno on the sources", async () => {
   checkReport(report);
 });
 
-/** Kill a process group, politely first. */
-async function killGroup(child: Deno.ChildProcess): Promise<void> {
-  const status = child.status;
-  for (const signal of ["SIGTERM", "SIGKILL"] as const) {
-    try {
-      Deno.kill(-child.pid, signal);
-    } catch {
-      // Already gone.
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const exited = await Promise.race([
-      status.then(() => true),
-      new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), 3000)),
-    ]);
-    clearTimeout(timer);
-    if (exited) break;
-  }
-  await status;
-  // Chromium's helpers may outlive it briefly: the group goes at once.
-  try {
-    Deno.kill(-child.pid, "SIGKILL");
-  } catch {
-    // None left.
-  }
-}
-
 const PAGE = `<!doctype html>
 <meta charset="utf-8">
 <title>ptkit portable checks</title>
@@ -273,81 +248,13 @@ const PAGE = `<!doctype html>
 </script>
 `;
 
-/** What the page posts back. */
-interface Outcome {
-  readonly report?: PortableReport;
-  readonly error?: string;
-}
-
 /** Serve the bundle to headless Chromium and collect the page's report. */
-async function inChromium(code: string): Promise<PortableReport> {
-  const chromium = requireBinary("chromium", "chromium");
-  const setsid = requireBinary("setsid", "util-linux");
-  let deliver!: (body: Outcome) => void;
-  const posted = new Promise<Outcome>((r) => deliver = r);
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
-    const { pathname } = new URL(req.url);
-    if (req.method === "POST" && pathname === "/result") {
-      deliver(JSON.parse(await req.text()));
-      return new Response(null, { status: 204 });
-    }
-    if (pathname === "/") return new Response(PAGE, { headers: { "content-type": "text/html" } });
-    if (pathname === "/portable_checks.js") {
-      return new Response(code, { headers: { "content-type": "text/javascript" } });
-    }
-    return new Response("Not found", { status: 404 });
+function inChromium(code: string): Promise<PortableReport> {
+  return runInChromium<PortableReport>({
+    html: PAGE,
+    scripts: { "/portable_checks.js": code },
+    timeoutMs: RUN_TIMEOUT_MS,
   });
-  const profile = await Deno.makeTempDir({ prefix: "ptkit_chromium_" });
-  // Its own session, so that the whole process tree can be ended.
-  const child = new Deno.Command(setsid, {
-    args: [
-      chromium,
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      `--user-data-dir=${profile}`,
-      `http://127.0.0.1:${server.addr.port}/`,
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let stderr = "";
-  const drained = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-    new WritableStream({ write: (text) => void (stderr = (stderr + text).slice(-20_000)) }),
-  ).catch(() => {});
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    const result = await Promise.race<Outcome>([
-      posted,
-      child.status.then((status) => ({ error: `chromium exited early (${status.code})` })),
-      new Promise<{ error: string }>((resolve) => {
-        timer = setTimeout(
-          () => resolve({ error: "no report within the time limit" }),
-          RUN_TIMEOUT_MS,
-        );
-      }),
-    ]);
-    if (result.report === undefined) {
-      // Without a D-Bus, Chromium complains at length: leave that out.
-      const log = stderr.split("\n").filter((line) => !/:ERROR:dbus\//.test(line)).join("\n");
-      throw new Error(
-        `Chromium did not run the checks: ${result.error}\nchromium stderr:\n${log.slice(-4000)}`,
-      );
-    }
-    return result.report;
-  } finally {
-    clearTimeout(timer);
-    await killGroup(child);
-    await drained;
-    await server.shutdown();
-    await Deno.remove(profile, { recursive: true });
-  }
 }
 
 /** Run the Node bundle with `node` and read the report it prints. */
