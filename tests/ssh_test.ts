@@ -364,6 +364,61 @@ Deno.test({
 
 Deno.test({
   name:
+    "ssh refusals: a host key that is not the pinned one (fp= alone, or with hostkey=) is said as such in one line, without ssh's known_hosts advice (a file ptkit rewrites)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withSshBench("ptkit-ssh-test-", async (bench) => {
+      const { server } = await sshServer(bench);
+      // Another server's key, as a man in the middle (or a server whose
+      // state was lost) would offer: pinned by fingerprint alone, and by
+      // the key itself (ssh then knows a key for the host, and says it changed).
+      const other = generateOpenSshKey();
+      const pins = [
+        { ...server.clientOptions, fp: other.fingerprint },
+        { ...server.clientOptions, fp: other.fingerprint, hostkey: other.publicKey },
+      ];
+      try {
+        for (const [i, pin] of pins.entries()) {
+          const logs: string[] = [];
+          const connector = await createConnector(ssh, pin, {
+            env: { local: bench.clientStore, signals: operatorPipe().pipe },
+            helperDirectory: `${bench.root}/client-helper-${i}`,
+            onHelperLog: (severity, message) => logs.push(`${severity} ${message}`),
+          });
+          try {
+            const at = {
+              hostname: "127.0.0.1",
+              port: server.addr.port,
+              destination: { hostname: "127.0.0.1", port: bench.echo.port },
+            };
+            await assertRejects(() => connector.dial(at));
+            await waitFor(() => logs.some((l) => /Host key verification failed/.test(l)), 20_000);
+            const said = logs.join("\n");
+            assert(
+              logs.some((l) =>
+                /^warning ssh: the server's host key is not the pinned one \(fp=\)/.test(l)
+              ),
+              said,
+            );
+            // Advice that does not apply (ptkit rewrites that file at each
+            // start), and a line that reads as if no key were pinned.
+            assert(!/known_hosts|ssh-keygen|No ED25519 host key is known|@@@/.test(said), said);
+            assertEquals(bench.echo.accepted(), 0);
+          } finally {
+            await connector.close();
+          }
+        }
+      } finally {
+        await server.close();
+      }
+      assertEquals(await helperProcesses(bench.root), []);
+    });
+  },
+});
+
+Deno.test({
+  name:
     "ssh client: why ssh cannot reach its server (connection refused) is a warning, as the SOCKS failure says",
   sanitizeOps: false,
   sanitizeResources: false,

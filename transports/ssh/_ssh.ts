@@ -196,6 +196,22 @@ export function parseSshKeyMessage(message: string): string {
   return line;
 }
 
+/** The lines of ssh's banner and advice about a changed host key (OpenSSH's sshconnect.c). */
+const SSH_HOST_KEY_BANNER: readonly RegExp[] = [
+  /^@+$/,
+  /^@\s*WARNING: .*@$/,
+  /^IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!$/,
+  /^Someone could be eavesdropping on you right now/,
+  /^It is also possible that a host key has just been changed\.$/,
+  /^The fingerprint for the \S+ key sent by the remote host is$/,
+  /^SHA256:[A-Za-z0-9+/]{43}\.$/,
+  /^Please contact your system administrator\.$/,
+  /^Add correct host key in /,
+  /^Offending \S+ key in /,
+  /^remove with:$/,
+  /^ssh-keygen -f /,
+];
+
 /**
  * The `ssh` helper's output, judged: ssh runs with `LogLevel=INFO` and no
  * host key to learn, so every line it prints is why something failed (a
@@ -206,6 +222,20 @@ export function parseSshKeyMessage(message: string): string {
 function describeSshOutput(line: string): HelperLogLine | undefined {
   const text = line.trim();
   if (text === "") return undefined;
+  // A host key that is not the pinned one. ssh says 'No ED25519 host key is
+  // known' (fp= alone: it reads as if nothing were pinned) or prints its
+  // REMOTE HOST IDENTIFICATION HAS CHANGED banner (with hostkey=), advising
+  // to edit or clean a known_hosts file that ptkit rewrites at each start:
+  // one line says what happened instead ('Host key verification failed'
+  // follows, as ssh prints it).
+  if (/and you have requested strict checking\.$/.test(text)) {
+    return {
+      severity: "warning",
+      message:
+        "ssh: the server's host key is not the pinned one (fp=): refused, as a man in the middle would be; if the server's key really changed (its state was lost), take fp= (and hostkey=) from its new SMETHOD ARGS",
+    };
+  }
+  if (SSH_HOST_KEY_BANNER.some((pattern) => pattern.test(text))) return undefined;
   // ssh names itself on some lines ('ssh: connect to host ...'): once is enough.
   return { severity: "warning", message: text.startsWith("ssh: ") ? text : `ssh: ${text}` };
 }
