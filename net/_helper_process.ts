@@ -81,7 +81,12 @@ const MAX_BACKOFF_MS = 60_000;
 // so the helper was never seen to exit (no restart, close() never done).
 // A signal handled between a job's fork and the assignment of its pid
 // finds the pid in $! (the watchdog once outlived a close() that came
-// right after the start that way, and close() waited for ever).
+// right after the start that way, and close() waited for ever). A helper
+// that exits on its own leaves processes of its own that init adopted
+// (sshd's sessions when its listener was killed): found by the output
+// pipes they hold (they keep them open, so the runtime never saw the helper
+// end and never started it again, and nothing would stop them later), and
+// killed with it.
 const WRAPPER = `
 descendants() {
   for s in /proc/[0-9]*/stat; do
@@ -90,6 +95,14 @@ descendants() {
     END { n = 1; q[1] = root; for (i = 1; i <= n; i++) for (p in parent)
       if (parent[p] == q[i]) { q[++n] = p; print p } }'
 }
+leftovers() {
+  for f in 1 2; do
+    l=$(readlink "/proc/$$/fd/$f" 2>/dev/null) || continue
+    case "$l" in pipe:*) ;; *) continue ;; esac
+    i=\${l#pipe:?}
+    find /proc/[0-9]*/fd/$f -maxdepth 0 -lname "pipe:?\${i%?}?" 2>/dev/null
+  done | awk -F/ -v me="$$" -v w="$w" '$3 != me && $3 != w && !seen[$3]++ { print $3 }'
+}
 stop() {
   trap '' TERM INT HUP
   # A signal that came as the helper or the watchdog was being started: it
@@ -97,7 +110,7 @@ stop() {
   [ -n "$c" ] || c=$!
   [ -n "$w" ] || w=$!
   kill -STOP "$c" 2>/dev/null
-  kill -KILL "$c" $(descendants "$c") 2>/dev/null
+  kill -KILL "$c" $(descendants "$c") $(leftovers) 2>/dev/null
   kill -KILL "$w" 2>/dev/null
   if [ -n "$PTKIT_HELPER_CLEANUP" ]; then rm -rf -- "$PTKIT_HELPER_CLEANUP"; fi
   exit 143
@@ -113,6 +126,7 @@ w=$!
 exec 3<&-
 wait "$c"
 s=$?
+kill -KILL $(leftovers) 2>/dev/null
 kill -KILL "$w" 2>/dev/null
 exit "$s"
 `;

@@ -25,7 +25,14 @@ import {
 } from "../transports/ssh/_ssh.ts";
 import { generateOpenSshKey, publicKeyOfPrivate } from "../transports/ssh/_openssh_key.ts";
 import { echoServer, hashOf, hashReadable, pseudoRandomChunks, writeAll } from "./_util.ts";
-import { helperProcesses, requireProgram, run, waitFor } from "./ssh_util.ts";
+import {
+  descendantPids,
+  helperProcesses,
+  requireProgram,
+  run,
+  stillRunning,
+  waitFor,
+} from "./ssh_util.ts";
 
 Deno.test("ssh keys: ssh-keygen reads ptkit's private key, public key and fingerprint", async () => {
   await requireProgram("ssh-keygen", "openssh-client");
@@ -596,6 +603,85 @@ Deno.test({
       await connector.close();
       await server.close();
       assertEquals(await helperProcesses(root), []);
+    });
+  },
+});
+
+/** The pid of the sshd listener whose configuration is under `directory`, if one runs. */
+async function sshdListener(directory: string): Promise<number | undefined> {
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`);
+      if (cmdline.includes(`${directory}/sshd_config`) && cmdline.includes("[listener]")) {
+        return Number(entry.name);
+      }
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return undefined;
+}
+
+Deno.test({
+  name:
+    "ssh server: an sshd listener killed while a tunnel is open (the OOM killer, an admin) is started again at once; the sessions it leaves are ended, none left behind",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withSshBench("ptkit-ssh-listener-", async (bench) => {
+      const { root, echo, onHelperLog, clientStore, serverStore } = bench;
+      // The client's key is authorized before the server starts.
+      const key = generateOpenSshKey();
+      await clientStore.set(SSH_CLIENT_KEY, key.privateKey);
+      await serverStore.set(SSH_AUTHORIZED_KEYS, `${key.publicKey}\n`);
+      const { server } = await sshServer(bench);
+      const connector = await createConnector(ssh, server.clientOptions, {
+        env: { local: clientStore, signals: operatorPipe().pipe },
+        helperDirectory: `${root}/client-helper`,
+        onHelperLog,
+      });
+      const destination = {
+        hostname: "127.0.0.1",
+        port: server.addr.port,
+        destination: { hostname: "127.0.0.1", port: echo.port },
+      };
+      let sessions: number[] = [];
+      try {
+        const held = await waitFor(
+          () => connector.dial(destination).catch(() => undefined),
+          40_000,
+        );
+        assert(await echoes(held), "the tunnel does not echo");
+        const listener = await sshdListener(`${root}/server-helper`);
+        assert(listener !== undefined, "no sshd listener found");
+        // The per-connection processes (they start sessions of their own).
+        sessions = await descendantPids(listener);
+        assert(sessions.length > 0, "no sshd session process found");
+        Deno.kill(listener, "SIGKILL");
+        // A new listener, while the held tunnel's client is still there;
+        // the sessions the dead one left are ended (nothing else tracks them).
+        const again = await waitFor(async () => {
+          const pid = await sshdListener(`${root}/server-helper`);
+          return pid !== undefined && pid !== listener ? pid : undefined;
+        }, 20_000);
+        assert(again !== listener);
+        await waitFor(async () => (await stillRunning(sessions)).length === 0, 10_000);
+        held.close();
+        // Clients get through again (their ssh reconnects).
+        const conn = await waitFor(
+          () => connector.dial(destination).catch(() => undefined),
+          40_000,
+        );
+        const echoed = await echoes(conn);
+        conn.close();
+        assert(echoed, "no tunnel after the restart");
+      } finally {
+        await connector.close();
+        await server.close();
+      }
+      assertEquals(await helperProcesses(root), []);
+      assertEquals(await stillRunning(sessions), []);
     });
   },
 });
