@@ -175,6 +175,8 @@ export class HelperSupervisor {
   #loop: Promise<void> = Promise.resolve();
   #exited: { promise: Promise<void>; resolve: () => void };
   #temporary = false;
+  /** Files the transport wrote since (`HelperContext.writeFile`): a start writes these. */
+  #written = new Map<string, string>();
   #maxFailures = Infinity;
   #onGiveUp: () => void = () => {};
   #onHandshaken: (port: number) => void = () => {};
@@ -226,8 +228,13 @@ export class HelperSupervisor {
     await Deno.mkdir(directory, { recursive: true, mode: 0o700 });
     await Deno.chmod(directory, 0o700);
     if (user.owner !== undefined) await Deno.chown(directory, user.owner.uid, user.owner.gid);
-    const writeFile = (name: string, content: string) =>
-      writeHelperFile(directory, name, content, user.owner);
+    // What the transport writes while the helper runs (a key added) is
+    // what a restart writes too, not the file as it was at the first start.
+    const written = new Map<string, string>();
+    const writeFile = async (name: string, content: string) => {
+      await writeHelperFile(directory, name, content, user.owner);
+      written.set(name, content);
+    };
     const context: HelperContext = {
       directory,
       listen: options.listen,
@@ -247,6 +254,7 @@ export class HelperSupervisor {
       command,
     );
     supervisor.#temporary = temporary;
+    supervisor.#written = written;
     const maxFailures = options.maxFailures ?? Infinity;
     if (!(maxFailures >= 1)) {
       throw new RangeError(`Invalid maxFailures ${maxFailures}: must be at least 1`);
@@ -272,7 +280,8 @@ export class HelperSupervisor {
   /** Start the helper; false when the supervisor was closed meanwhile. */
   async #startOnce(): Promise<boolean> {
     for (const [name, content] of Object.entries(this.#spec.files ?? {})) {
-      await writeHelperFile(this.#directory, name, content, this.#owner);
+      const latest = this.#written.get(name) ?? content;
+      await writeHelperFile(this.#directory, name, latest, this.#owner);
     }
     if (this.#closed) return false;
     const args = this.#spec.args.map((arg) => arg.replaceAll("{dir}", this.#directory));

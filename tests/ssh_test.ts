@@ -686,6 +686,63 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "ssh server: a client key relayed after the start still logs in once sshd was started again (its authorized_keys is not the one of the first start)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withSshBench("ptkit-ssh-rekey-", async (bench) => {
+      const { root, echo, onHelperLog, clientStore } = bench;
+      const { server, operator } = await sshServer(bench);
+      const clientOperator = operatorPipe();
+      const connector = await createConnector(ssh, server.clientOptions, {
+        env: { local: clientStore, signals: clientOperator.pipe },
+        helperDirectory: `${root}/client-helper`,
+        onHelperLog,
+      });
+      operator.feed(clientOperator.sent[0]!);
+      const destination = {
+        hostname: "127.0.0.1",
+        port: server.addr.port,
+        destination: { hostname: "127.0.0.1", port: echo.port },
+      };
+      try {
+        const first = await waitFor(
+          () => connector.dial(destination).catch(() => undefined),
+          40_000,
+        );
+        const echoed = await echoes(first);
+        first.close();
+        assert(echoed, "the tunnel does not echo");
+        const listener = await sshdListener(`${root}/server-helper`);
+        assert(listener !== undefined, "no sshd listener found");
+        const before = bench.logs.length;
+        Deno.kill(listener, "SIGKILL");
+        await waitFor(async () => {
+          const pid = await sshdListener(`${root}/server-helper`);
+          return pid !== undefined && pid !== listener;
+        }, 20_000);
+        const conn = await waitFor(
+          () => connector.dial(destination).catch(() => undefined),
+          40_000,
+        );
+        const again = await echoes(conn);
+        conn.close();
+        assert(again, "no tunnel after the restart");
+        assert(
+          !bench.logs.slice(before).some((l) => /Permission denied \(publickey\)/.test(l)),
+          "the restarted sshd refused the key",
+        );
+      } finally {
+        await connector.close();
+        await server.close();
+      }
+      assertEquals(await helperProcesses(root), []);
+    });
+  },
+});
+
 /** Whether `conn` echoes three bytes (false when it closes first, or after 5 s). */
 async function echoes(
   conn: { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> },
