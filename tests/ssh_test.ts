@@ -20,6 +20,7 @@ import {
   ssh,
   SSH_AUTHORIZED_KEYS,
   SSH_CLIENT_KEY,
+  SSH_HOST_KEY,
   sshKeyMessage,
   sshRelayHost,
 } from "../transports/ssh/_ssh.ts";
@@ -119,6 +120,36 @@ Deno.test("ssh key messages: malformed, truncated and mismatched input is refuse
       threw = error instanceof SyntaxError;
     }
     assert(threw, `accepted ${JSON.stringify(bad.slice(0, 40))}`);
+  }
+});
+
+Deno.test("ssh: a damaged stored key (client sshKey, server sshHostKey) fails naming its file, and is left as it is", async () => {
+  const root = await Deno.makeTempDir({ prefix: "ptkit-ssh-damaged-" });
+  try {
+    const store = new FileStore(root);
+    const key = generateOpenSshKey();
+    // Cut short, as a full disk or a bad copy leaves it.
+    const damaged = key.privateKey.slice(0, 200);
+    const options = { fp: key.fingerprint, user: "nobody", relay: "40123" };
+    for (
+      const [name, start] of [
+        [SSH_CLIENT_KEY, () => ssh.client(options, { local: store })],
+        [SSH_HOST_KEY, () => ssh.server({}, { local: store })],
+      ] as const
+    ) {
+      await store.set(name, damaged);
+      const error = await Promise.resolve().then(start).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      assert(error instanceof SyntaxError, String(error));
+      // The operator opens that file: its path is said, and what to do.
+      assert(error.message.includes(`${root}/${name}`), error.message);
+      assert(/not replaced/.test(error.message), error.message);
+      assertEquals(await store.get(name), damaged);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 });
 

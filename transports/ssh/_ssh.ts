@@ -786,6 +786,31 @@ function utf8OfBase64(encoded: string): string {
   return new TextDecoder().decode(Uint8Array.from(binary, (c) => c.charCodeAt(0)));
 }
 
+/**
+ * The public key of a stored private key; a key that cannot be read fails
+ * naming its file (the store's `describe`), as obfs4's state does, and
+ * saying why it is left as it is.
+ */
+function storedKey(
+  local: NonNullable<TransportEnvironment["local"]>,
+  name: string,
+  privateKey: string,
+  what: string,
+  why: string,
+): string {
+  try {
+    return publicKeyOfPrivate(privateKey);
+  } catch (error) {
+    const reason = (error as Error).message.replace(/^Cannot parse SSH private key: /, "");
+    throw new SyntaxError(
+      `Cannot parse ${what} in ${
+        local.describe?.(name) ?? name
+      }: ${reason}; it is not replaced (${why}): restore it, or move it away for a new one`,
+      { cause: error },
+    );
+  }
+}
+
 function requireLocal(env: TransportEnvironment | undefined, side: string) {
   const local = env?.local;
   if (local === undefined) {
@@ -855,7 +880,13 @@ export const ssh: Transport = {
     let publicKey: string;
     if (privateKey !== undefined) {
       // A damaged stored key is an error, never silently replaced.
-      publicKey = publicKeyOfPrivate(privateKey);
+      publicKey = storedKey(
+        local,
+        SSH_CLIENT_KEY,
+        privateKey,
+        "the ssh client key",
+        "the server's operator would have to authorize a new one",
+      );
     } else {
       const key = generateOpenSshKey("ptkit-ssh-client");
       privateKey = key.privateKey;
@@ -880,6 +911,15 @@ export const ssh: Transport = {
     if (hostKey === undefined) {
       hostKey = generateOpenSshKey("ptkit-ssh-host").privateKey;
       await local.set(SSH_HOST_KEY, hostKey);
+    } else {
+      // Damaged: an error naming the file, never silently replaced.
+      storedKey(
+        local,
+        SSH_HOST_KEY,
+        hostKey,
+        "the ssh host key",
+        "a new one changes fp=, so every client's configuration",
+      );
     }
     const stored = await local.get(SSH_RELAY_PORT);
     const relay = stored === undefined ? undefined : Number(stored);
