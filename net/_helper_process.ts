@@ -90,7 +90,7 @@ const MAX_BACKOFF_MS = 60_000;
 const WRAPPER = `
 descendants() {
   for s in /proc/[0-9]*/stat; do
-    read -r l < "$s" 2>/dev/null && echo "\${s#/proc/} \${l##*) }"
+    { read -r l < "$s"; } 2>/dev/null && echo "\${s#/proc/} \${l##*) }"
   done | awk -v root="$1" '{ sub("/stat", "", $1); parent[$1] = $3 }
     END { n = 1; q[1] = root; for (i = 1; i <= n; i++) for (p in parent)
       if (parent[p] == q[i]) { q[++n] = p; print p } }'

@@ -241,3 +241,36 @@ Deno.test("helper output: bracketed addresses lose their port too (sshd writes [
   assertEquals(redactAddresses("Server listening on [address]"), "Server listening on [address]");
   assertEquals(redactAddresses("kex [preauth]"), "kex [preauth]");
 });
+
+supervisorTest(
+  "stopping a helper while processes come and go logs nothing of the wrapper's own (a process gone between its listing of /proc and its read)",
+  async (root) => {
+    // Short-lived processes, as on a busy host: some are gone by the time
+    // the wrapper reads their /proc entry.
+    const churn = new Deno.Command("sh", {
+      args: ["-c", "while :; do /bin/true & /bin/true & wait; done"],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const logs: string[] = [];
+    try {
+      for (let i = 0; i < 30; i++) {
+        const supervisor = await HelperSupervisor.start(
+          () => ({ command: "sleep", args: ["600"] }),
+          {
+            directory: `${root}/helper-${i}`,
+            listen: { hostname: "127.0.0.1", port: 9 },
+            onLog: (severity, message) => logs.push(`${severity} ${message}`),
+          },
+        );
+        await supervisor.close();
+      }
+    } finally {
+      churn.kill("SIGKILL");
+      await churn.status;
+    }
+    assertEquals(logs.filter((line) => /\/proc\//.test(line)), []);
+    assertEquals(await helperProcesses(root), []);
+  },
+);
