@@ -638,6 +638,46 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "ssh: state directories whose path holds a space or a percent sign (macOS's 'Application Support', a user's choice) work on both sides",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    // ssh and sshd split option values at spaces (IdentityFile,
+    // UserKnownHostsFile, AuthorizedKeysFile) and expand % tokens in them.
+    await withSshBench("ptkit-ssh pt state %d-", async (bench) => {
+      const { root, echo, onHelperLog, clientStore } = bench;
+      const { server, operator } = await sshServer(bench);
+      const clientOperator = operatorPipe();
+      const connector = await createConnector(ssh, server.clientOptions, {
+        env: { local: clientStore, signals: clientOperator.pipe },
+        helperDirectory: `${root}/client-helper`,
+        onHelperLog,
+      });
+      operator.feed(clientOperator.sent[0]!);
+      try {
+        const conn = await waitFor(
+          () =>
+            connector.dial({
+              hostname: "127.0.0.1",
+              port: server.addr.port,
+              destination: { hostname: "127.0.0.1", port: echo.port },
+            }).catch(() => undefined),
+          40_000,
+        );
+        const echoed = await echoes(conn);
+        conn.close();
+        assert(echoed, "the tunnel does not echo");
+      } finally {
+        await connector.close();
+        await server.close();
+      }
+      assertEquals(await helperProcesses(root), []);
+    });
+  },
+});
+
 /** The pid of the sshd listener whose configuration is under `directory`, if one runs. */
 async function sshdListener(directory: string): Promise<number | undefined> {
   for await (const entry of Deno.readDir("/proc")) {

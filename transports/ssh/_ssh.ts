@@ -267,6 +267,17 @@ function hasSourcePenalties(version: string): boolean {
   return major > 9 || (major === 9 && Number(found[2]) >= 8);
 }
 
+/**
+ * A path as an ssh or sshd configuration value: quoted, since both split
+ * values at spaces (UserKnownHostsFile and AuthorizedKeysFile take several
+ * files: a state directory such as `.../Application Support/...` named two
+ * others), and with `%` doubled where the keyword expands `%` tokens.
+ */
+function configPath(path: string, expanded: boolean): string {
+  const value = expanded ? path.replaceAll("%", "%%") : path;
+  return `"${value.replace(/[\\"]/g, "\\$&")}"`;
+}
+
 /** IPv6 literals are bracketed in ssh's and sshd's address arguments. */
 function bracketed(host: string): string {
   return host.includes(":") ? `[${host}]` : host;
@@ -399,11 +410,11 @@ class SshClient implements ClientTransport {
       "BatchMode=yes",
       "IdentitiesOnly=yes",
       "IdentityAgent=none",
-      `IdentityFile=${dir}/id_ed25519`,
-      `UserKnownHostsFile=${dir}/known_hosts`,
+      `IdentityFile=${configPath(`${dir}/id_ed25519`, true)}`,
+      `UserKnownHostsFile=${configPath(`${dir}/known_hosts`, true)}`,
       "GlobalKnownHostsFile=none",
       ...(config.hostKey === undefined
-        ? [`KnownHostsCommand=/bin/sh ${dir}/known_hosts.sh %f %K`]
+        ? [`KnownHostsCommand=/bin/sh ${configPath(`${dir}/known_hosts.sh`, true)} %f %K`]
         : []),
       "StrictHostKeyChecking=yes",
       "HostKeyAlgorithms=ssh-ed25519",
@@ -692,8 +703,8 @@ class SshServer implements ServerTransport {
       // A loopback port: the runtime listens on the bind address and relays
       // each connection here.
       `ListenAddress ${bracketed(context.listen.hostname)}:${context.listen.port}`,
-      `HostKey ${dir}/ssh_host_ed25519_key`,
-      `AuthorizedKeysFile ${dir}/authorized_keys`,
+      `HostKey ${configPath(`${dir}/ssh_host_ed25519_key`, false)}`,
+      `AuthorizedKeysFile ${configPath(`${dir}/authorized_keys`, true)}`,
       "AuthorizedPrincipalsFile none",
       // The runtime makes the directory 0700 and the files 0600; StrictModes
       // would also refuse any parent directory others may write (/tmp).
