@@ -181,6 +181,8 @@ export class HelperSupervisor {
   #onGiveUp: () => void = () => {};
   #onHandshaken: (port: number) => void = () => {};
   #startedAt = 0;
+  /** The run's last output line, as logged: an exit names it when it was logged below notice. */
+  #lastOutput: { severity: HelperLogLine["severity"]; message: string } | undefined;
   /** Output lines logged in this interval, and those held back (the most severe's severity). */
   #outputLogged = 0;
   #outputHeld = 0;
@@ -314,6 +316,7 @@ export class HelperSupervisor {
     }).spawn();
     // Nothing is ever written: the pipe only tells the wrapper we are alive.
     this.#stdin = this.#child.stdin.getWriter();
+    this.#lastOutput = undefined;
     this.#startedAt = performance.now();
     return true;
   }
@@ -336,12 +339,20 @@ export class HelperSupervisor {
       ]);
       this.#exited.resolve();
       if (this.#closed) return;
-      const how = status.signal ?? `code ${status.code}`;
+      // Why it stopped is most often its last line (sshd's configuration
+      // errors and other fatal ones carry no 'fatal' mark, so they are
+      // logged at info): said with the exit, which is logged at notice.
+      const last = this.#lastOutput;
+      const how = `${status.signal ?? `code ${status.code}`})${
+        last !== undefined && SEVERITY_RANK[last.severity] > SEVERITY_RANK.notice
+          ? ` after saying ${JSON.stringify(last.message)}`
+          : ""
+      }`;
       failures = performance.now() - this.#startedAt >= STABLE_RUN_MS ? 0 : failures + 1;
       if (failures >= this.#maxFailures) {
         this.#onLog(
           "notice",
-          `${this.#spec.command} exited (${how}), failing ${failures} times in a row: not started again`,
+          `${this.#spec.command} exited (${how}, failing ${failures} times in a row: not started again`,
         );
         this.#child = undefined;
         this.#onGiveUp();
@@ -356,7 +367,7 @@ export class HelperSupervisor {
       let delay = backoff(failures);
       this.#onLog(
         "notice",
-        `${this.#spec.command} exited (${how}); starting it again in ${Math.round(delay / 1000)} s`,
+        `${this.#spec.command} exited (${how}; starting it again in ${Math.round(delay / 1000)} s`,
       );
       // A start that fails (its files cannot be written, say) counts as a
       // failed run: tried again later, or given up, never left for dead.
@@ -405,7 +416,9 @@ export class HelperSupervisor {
       const described = describe(line);
       if (described?.handshaken !== undefined) this.#onHandshaken(described.handshaken);
       if (described !== undefined) {
-        this.#logOutput(described.severity, redactAddresses(described.message).slice(0, 400));
+        const message = redactAddresses(described.message).slice(0, 400);
+        this.#lastOutput = { severity: described.severity, message };
+        this.#logOutput(described.severity, message);
       }
     };
     for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {

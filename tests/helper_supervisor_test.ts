@@ -274,3 +274,34 @@ supervisorTest(
     assertEquals(await helperProcesses(root), []);
   },
 );
+
+supervisorTest(
+  "a helper that exits says why at notice: its last line, when that was logged below notice (sshd's configuration errors carry no 'fatal' mark)",
+  async (root) => {
+    const logs: string[] = [];
+    const supervisor = await HelperSupervisor.start(
+      () => ({
+        command: "sh",
+        // As sshd with a bad configuration: a line of its own, then exit 255.
+        args: ["-c", "echo 'sshd_config line 2: keyword HostKey extra arguments' >&2; exit 255"],
+        restartDelay: 600_000,
+      }),
+      {
+        directory: `${root}/helper`,
+        listen: { hostname: "127.0.0.1", port: 9 },
+        onLog: (severity, message) => logs.push(`${severity} ${message}`),
+      },
+    );
+    try {
+      await waitFor(() => logs.some((line) => /exited/.test(line)), 20_000);
+    } finally {
+      await supervisor.close();
+    }
+    assertEquals(
+      logs.filter((line) => /exited/.test(line)),
+      [
+        'notice sh exited (code 255) after saying "sshd_config line 2: keyword HostKey extra arguments"; starting it again in 600 s',
+      ],
+    );
+  },
+);
