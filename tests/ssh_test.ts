@@ -21,6 +21,7 @@ import {
   SSH_AUTHORIZED_KEYS,
   SSH_CLIENT_KEY,
   SSH_HOST_KEY,
+  SSH_RELAY_PORT,
   sshKeyMessage,
   sshRelayHost,
 } from "../transports/ssh/_ssh.ts";
@@ -671,6 +672,42 @@ Deno.test({
         assert(echoed, "the tunnel does not echo");
       } finally {
         await connector.close();
+        await server.close();
+      }
+      assertEquals(await helperProcesses(root), []);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "ssh server: a kept relay port another program took is said (every client's relay= is then wrong), never silently replaced",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withSshBench("ptkit-ssh-relay-", async (bench) => {
+      const { root, serverStore, onHelperLog } = bench;
+      // The port of an earlier run, taken meanwhile.
+      using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const kept = taken.addr.port;
+      await serverStore.set(SSH_RELAY_PORT, String(kept));
+      const notices: string[] = [];
+      const server = await proxy(ssh, {}, {
+        hostname: "127.0.0.1",
+        port: 0,
+        target: toDestination,
+        env: { local: serverStore, onNotice: (message) => notices.push(message) },
+        helperDirectory: `${root}/server-helper`,
+        onHelperLog,
+      });
+      try {
+        const now = server.clientOptions.relay!;
+        assert(now !== String(kept), "the taken port is still given");
+        assertEquals(await serverStore.get(SSH_RELAY_PORT), now);
+        const said = notices.filter((n) => n.includes(`relay=${now}`));
+        assertEquals(said.length, 1, notices.join("\n"));
+        assert(said[0]!.includes(`relay=${kept}`), said[0]);
+      } finally {
         await server.close();
       }
       assertEquals(await helperProcesses(root), []);

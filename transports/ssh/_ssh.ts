@@ -673,6 +673,13 @@ class SshServer implements ServerTransport {
     }, KEYS_RELOAD_MS);
     this.#user = context.user;
     if (this.#relayPort !== relay.port) {
+      // The kept port was taken by another program: every client configured
+      // with it is refused from now on, which the operator must know.
+      if (this.#relayPort !== undefined) {
+        this.#onNotice?.(
+          `ssh: the relay port kept in ${SSH_RELAY_PORT} is taken by another program: the relay is now at another port, so clients configured with relay=${this.#relayPort} are refused until given relay=${relay.port} (the SMETHOD ARGS say it)`,
+        );
+      }
       this.#relayPort = relay.port;
       await this.#local.set(SSH_RELAY_PORT, String(relay.port));
     }
