@@ -1,5 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
+import { redactAddresses } from "./_redact_addresses.ts";
 import type {
   HelperContext,
   HelperLogLine,
@@ -132,24 +133,6 @@ exit "$s"
 `;
 
 const SEARCH_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
-
-/**
- * Redact what a helper's output may reveal about clients: IPv4 and IPv6
- * literals and port numbers (`port 51234`, `:51234`) become `[address]`
- * and `[port]`.
- *
- * @param line One line of output.
- * @returns The line without addresses.
- */
-export function redactAddresses(line: string): string {
-  return line
-    // Bracketed, with the port after the bracket: `[2001:db8::1]:22`, and
-    // `[192.0.2.1]:22` as sshd writes IPv4 addresses too.
-    .replace(/\[[0-9A-Fa-f:.%\w]*[:.][0-9A-Fa-f:.%\w]*\](:\d+)?/g, "[address]")
-    .replace(/\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b/g, "[address]")
-    .replace(/(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]*(?:%\w+)?/g, "[address]")
-    .replace(/\bport \d+/g, "port [port]");
-}
 
 /**
  * Runs one transport helper process (see `HelperProcess` in

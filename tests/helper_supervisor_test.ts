@@ -6,7 +6,9 @@
 // helper too.
 
 import { deepStrictEqual as assertEquals } from "node:assert";
-import { HelperSupervisor, redactAddresses } from "../net/_helper_process.ts";
+import { HelperSupervisor } from "../net/_helper_process.ts";
+import { redactAddresses } from "../net/_redact_addresses.ts";
+import { describe } from "../ipc/managed/_log.ts";
 import { helperProcesses, requireProgram, waitFor } from "./ssh_util.ts";
 
 /**
@@ -235,6 +237,15 @@ Deno.test("helper output: bracketed addresses lose their port too (sshd writes [
   );
   assertEquals(
     redactAddresses("Connection closed by 192.0.2.7 port 59604 [preauth]"),
+    "Connection closed by [address] port [port] [preauth]",
+  );
+  assertEquals(
+    redactAddresses("Accepted publickey for ptkit from fe80::1%eth0 port 51234 ssh2"),
+    "Accepted publickey for ptkit from [address] port [port] ssh2",
+  );
+  // LOG lines and helper output share the rule: an error's text loses the same.
+  assertEquals(
+    describe(new Error("Connection closed by 192.0.2.7 port 59604 [preauth]")),
     "Connection closed by [address] port [port] [preauth]",
   );
   // Not addresses: left as they are.

@@ -4,10 +4,11 @@
 
 import { acceptErrorKind, ErrorDigest } from "../../net/_accept_loop.ts";
 import { LISTEN_ADDRESS } from "../../net/_listen.ts";
+import { redactAddresses } from "../../net/_redact_addresses.ts";
 
 /**
- * An error's message with IP addresses replaced by `[address]`, except the
- * address of a listen that failed (the operator's own).
+ * An error's message with IP addresses and ports replaced (`redactAddresses`),
+ * except the address of a listen that failed (the operator's own).
  *
  * @param error The error.
  * @returns The message.
@@ -17,18 +18,7 @@ export function describe(error: unknown): string {
   if (error instanceof Error && LISTEN_ADDRESS in error) {
     return `Cannot listen on ${error[LISTEN_ADDRESS]}: ${describe(error.cause)}`;
   }
-  const message = error instanceof Error ? error.message : String(error);
-  // An IPv6 address never starts inside an IPv4 address or a number: the
-  // "1:443:" of "192.0.2.1:443: refused" is not one (taken as one, it left
-  // "192.0.2." of the IPv4 address behind). A colon that follows one
-  // ("fd00::99: EINVAL") is matched with it and put back: an odd number of
-  // colons cannot end an address.
-  return message
-    .replace(
-      /(?<![0-9.])\[?[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\]?(:[0-9]+)?/g,
-      (match) => /:*$/.exec(match)![0].length % 2 === 1 ? "[address]:" : "[address]",
-    )
-    .replace(/\b[0-9]{1,3}(\.[0-9]{1,3}){3}(:[0-9]+)?\b/g, "[address]");
+  return redactAddresses(error instanceof Error ? error.message : String(error));
 }
 
 /**
