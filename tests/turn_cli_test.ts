@@ -149,3 +149,71 @@ Deno.test("turn CLI refuses a host name in --listen as a usage error (64), not a
   child.kill("SIGTERM");
   strictEqual((await child.status).code, 0);
 });
+
+// A password on the command line shows in the process list: `--user @FILE`
+// takes the users from a file, one USER:PASSWORD a line (comments and
+// blank lines skipped), as coturn's userdb keeps them off it.
+Deno.test("turn CLI --user @FILE reads the users from a file, one a line; a bad line or file is named, never its content", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const users = `${dir}/users`;
+    await Deno.writeTextFile(users, "# TURN users\n\nalice:S3CRET:1\n  bob:hunter2  \n");
+    const { child, port } = await startTurnCli(
+      ["--listen", "127.0.0.1:0", "--user", `@${users}`, "--realm", "pt.test"],
+    );
+    try {
+      // One socket each: a second Allocate from one 5-tuple is 437.
+      const allocateAs = async (username: string, password: string) => {
+        const socket = dgram.createSocket("udp4");
+        await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+        try {
+          const inbox = new Queue<Uint8Array>();
+          socket.on("message", (msg: Uint8Array) => inbox.push(new Uint8Array(msg)));
+          const send = (b: Uint8Array) => socket.send(b, port, "127.0.0.1");
+          return errorCode(
+            await new StunTestClient({ inbox, send }, username, password).allocate(),
+          );
+        } finally {
+          await new Promise<void>((resolve) => socket.close(() => resolve()));
+        }
+      };
+      strictEqual(await allocateAs("alice", "S3CRET:1"), 0);
+      strictEqual(await allocateAs("bob", "hunter2"), 0);
+      strictEqual(await allocateAs("bob", "wrong"), 401);
+    } finally {
+      child.kill("SIGTERM");
+      strictEqual((await child.status).code, 0);
+    }
+    const run = async (args: string[]) => {
+      const { code, stderr } = await new Deno.Command(MAIN, {
+        args: ["turn", "--listen", "127.0.0.1:0", "--realm", "r", ...args],
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      return { code, stderr: new TextDecoder().decode(stderr) };
+    };
+    await Deno.writeTextFile(users, "carol:S3CRET\nS3CRET-no-colon\n");
+    const bad = await run(["--user", `@${users}`]);
+    strictEqual(bad.code, 64);
+    ok(
+      bad.stderr.startsWith(
+        `ptkit: error: Line 2 of ${users} (besides comments) is not USER:PASSWORD\n`,
+      ),
+      bad.stderr,
+    );
+    ok(!bad.stderr.includes("S3CRET"), bad.stderr);
+    await Deno.writeTextFile(users, "# nobody yet\n");
+    const empty = await run(["--user", `@${users}`]);
+    strictEqual(empty.code, 64);
+    ok(empty.stderr.startsWith(`ptkit: error: The file ${users} holds no USER:PASSWORD line\n`));
+    const missing = await run(["--user", `@${dir}/nope`]);
+    strictEqual(missing.code, 64);
+    ok(
+      missing.stderr.startsWith(`ptkit: error: Cannot read --user from ${dir}/nope: `),
+      missing.stderr,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

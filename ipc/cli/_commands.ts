@@ -28,6 +28,7 @@ import { CLI_COMMANDS, cliError, methodErrorCode, SIP003_PLUGIN_KEYS } from "./_
 import { suggestOptionKey } from "../../transports/_option_keys.ts";
 import { parseSsUri, type SsUri } from "./_ss_uri.ts";
 import { layerTransports } from "../../transports/layer.ts";
+import { oneLine, readValueFile, UsageError } from "./_value_file.ts";
 
 /** Options for {@linkcode runCli}. */
 export interface CliOptions {
@@ -282,51 +283,6 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
     }
     throw error;
   }
-}
-
-class UsageError extends Error {}
-
-/** The largest file `@FILE` reads, in bytes. */
-const MAX_VALUE_FILE = 65_536;
-
-/**
- * The value an `@FILE` argument stands for: the file's text without its
- * trailing line break. The path is named in errors; the content never is.
- */
-async function readValueFile(arg: string, what: string): Promise<string> {
-  const path = arg.slice(1);
-  let text: string;
-  try {
-    const info = await Deno.stat(path);
-    if (!info.isFile) throw new UsageError(`Cannot read ${what} from ${path}: not a regular file`);
-    if (info.size > MAX_VALUE_FILE) {
-      throw new UsageError(
-        `Cannot read ${what} from ${path}: ${info.size} bytes, more than ${MAX_VALUE_FILE}`,
-      );
-    }
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    if (error instanceof UsageError) throw error;
-    throw new UsageError(`Cannot read ${what} from ${path}: ${(error as Error).message}`);
-  }
-  return text.replace(/\r?\n$/, "");
-}
-
-/**
- * The one line of `text` that is neither blank nor a `#` comment; `file`
- * (`@PATH`) names the file otherwise (a line itself is never quoted: it may
- * hold a password).
- */
-function oneLine(text: string, file: string): string {
-  const lines = text.split(/\r?\n/).filter((line) => !/^\s*(#.*)?$/.test(line));
-  if (lines.length !== 1) {
-    throw new UsageError(
-      `The file ${
-        file.slice(1)
-      } holds ${lines.length} lines besides comments and blank ones: expected one`,
-    );
-  }
-  return lines[0]!.trim();
 }
 
 function parsedBridgeTransport(bridge: string | undefined): string | undefined {

@@ -8,6 +8,7 @@ import { parseUserinfo } from "../../net/_userinfo.ts";
 import { isIpLiteral } from "../../net/_ip_address.ts";
 import { serveTurnUdp } from "../../udp/turn/_udp_server.ts";
 import { releaseEarlySignals } from "../managed/_early_signals.ts";
+import { readValueFile, UsageError, valueLines } from "./_value_file.ts";
 
 const USAGE =
   "Usage: main.ts turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM [--allow-loopback-peers]";
@@ -19,7 +20,9 @@ A TURN server (RFC 8656) over UDP, with long-term credentials, until SIGINT or
 SIGTERM. Loopback, private, link-local and multicast peers are refused (403).
 
   --listen HOST:PORT        address to listen on (IPv6 in brackets)
-  --user USER:PASSWORD      a user; the user name ends at the first ':' (repeatable)
+  --user USER:PASSWORD      a user; the user name ends at the first ':' (repeatable;
+                            @FILE: the users from FILE, one USER:PASSWORD a line,
+                            keeping passwords off the command line)
   --realm REALM             the realm
   --allow-loopback-peers    also relay to loopback peers
   --help                    print this help
@@ -30,7 +33,7 @@ Example:
 
 const SPECS: Record<string, Spec> = {
   listen: { value: "HOST:PORT", help: "address to listen on" },
-  user: { value: "USER:PASSWORD", help: "a user (repeatable)" },
+  user: { value: "USER:PASSWORD", help: "a user (repeatable; @FILE: one a line)" },
   realm: { value: "REALM", help: "the realm" },
   "allow-loopback-peers": { help: "also relay to loopback peers" },
   help: { help: "print this help" },
@@ -68,12 +71,31 @@ export async function runTurnCommand(args: string[]): Promise<number> {
   if (parsed["allow-loopback-peers"] !== undefined) allowLoopbackPeers = true;
   const users: Record<string, string> = {};
   for (const value of all.user ?? []) {
-    // The user name ends at the first ":" (the password may hold more).
-    const { username, password } = parseUserinfo(value);
-    if (username === "" || password === undefined) {
-      return fail("--user must be USER:PASSWORD");
+    // `@FILE`: users one a line, so that no password shows in the process
+    // list (as coturn's userdb keeps them off it).
+    let given = [value];
+    if (value.startsWith("@")) {
+      try {
+        given = valueLines(await readValueFile(value, "--user"));
+      } catch (error) {
+        if (error instanceof UsageError) return fail(error.message);
+        throw error;
+      }
+      if (given.length === 0) return fail(`The file ${value.slice(1)} holds no USER:PASSWORD line`);
     }
-    users[username] = password;
+    for (const [index, entry] of given.entries()) {
+      // The user name ends at the first ":" (the password may hold more).
+      const { username, password } = parseUserinfo(entry);
+      if (username === "" || password === undefined) {
+        // Never the line itself: it may hold a password.
+        return fail(
+          value.startsWith("@")
+            ? `Line ${index + 1} of ${value.slice(1)} (besides comments) is not USER:PASSWORD`
+            : "--user must be USER:PASSWORD",
+        );
+      }
+      users[username] = password;
+    }
   }
   if (listen === undefined) return fail("Missing --listen HOST:PORT");
   if (realm === undefined || realm === "") return fail("Missing --realm REALM");
