@@ -239,6 +239,17 @@ async function sshServer(bench: SshBench, limits?: ConnectionLimits) {
   return { server, operator };
 }
 
+/** A client of `server` on the bench's client store, announcing its key on its own pipe. */
+async function sshClient(bench: SshBench, server: { clientOptions: Record<string, string> }) {
+  const clientOperator = operatorPipe();
+  const connector = await createConnector(ssh, server.clientOptions, {
+    env: { local: bench.clientStore, signals: clientOperator.pipe },
+    helperDirectory: `${bench.root}/client-helper`,
+    onHelperLog: bench.onHelperLog,
+  });
+  return { connector, clientOperator };
+}
+
 Deno.test({
   name:
     "ssh end to end: key relayed on signals, 16 MiB each way, restart keeps keys, no helper left",
@@ -594,7 +605,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     await withSshBench("ptkit-ssh-hand-", async (bench) => {
-      const { root, echo, onHelperLog, serverStore, clientStore } = bench;
+      const { root, echo, onHelperLog, serverStore } = bench;
       const notices: string[] = [];
       // Under tor: nothing relays the client's CMESSAGE to the server PT.
       const server = await proxy(ssh, {}, {
@@ -605,12 +616,7 @@ Deno.test({
         helperDirectory: `${root}/server-helper`,
         onHelperLog,
       });
-      const clientOperator = operatorPipe();
-      const connector = await createConnector(ssh, server.clientOptions, {
-        env: { local: clientStore, signals: clientOperator.pipe },
-        helperDirectory: `${root}/client-helper`,
-        onHelperLog,
-      });
+      const { connector, clientOperator } = await sshClient(bench, server);
       const destination = {
         hostname: "127.0.0.1",
         port: server.addr.port,
@@ -648,14 +654,9 @@ Deno.test({
     // ssh and sshd split option values at spaces (IdentityFile,
     // UserKnownHostsFile, AuthorizedKeysFile) and expand % tokens in them.
     await withSshBench("ptkit-ssh pt state %d-", async (bench) => {
-      const { root, echo, onHelperLog, clientStore } = bench;
+      const { root, echo } = bench;
       const { server, operator } = await sshServer(bench);
-      const clientOperator = operatorPipe();
-      const connector = await createConnector(ssh, server.clientOptions, {
-        env: { local: clientStore, signals: clientOperator.pipe },
-        helperDirectory: `${root}/client-helper`,
-        onHelperLog,
-      });
+      const { connector, clientOperator } = await sshClient(bench, server);
       operator.feed(clientOperator.sent[0]!);
       try {
         const conn = await waitFor(
@@ -801,14 +802,9 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     await withSshBench("ptkit-ssh-rekey-", async (bench) => {
-      const { root, echo, onHelperLog, clientStore } = bench;
+      const { root, echo } = bench;
       const { server, operator } = await sshServer(bench);
-      const clientOperator = operatorPipe();
-      const connector = await createConnector(ssh, server.clientOptions, {
-        env: { local: clientStore, signals: clientOperator.pipe },
-        helperDirectory: `${root}/client-helper`,
-        onHelperLog,
-      });
+      const { connector, clientOperator } = await sshClient(bench, server);
       operator.feed(clientOperator.sent[0]!);
       const destination = {
         hostname: "127.0.0.1",
@@ -1299,14 +1295,9 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     await withSshBench("ptkit-ssh-startups-", async (bench) => {
-      const { root, echo, onHelperLog, clientStore } = bench;
+      const { root, echo } = bench;
       const { server, operator: serverOperator } = await sshServer(bench);
-      const clientOperator = operatorPipe();
-      const connector = await createConnector(ssh, server.clientOptions, {
-        env: { local: clientStore, signals: clientOperator.pipe },
-        helperDirectory: `${root}/client-helper`,
-        onHelperLog,
-      });
+      const { connector, clientOperator } = await sshClient(bench, server);
       const sockets: Socket[] = [];
       try {
         serverOperator.feed(clientOperator.sent[0]!);
