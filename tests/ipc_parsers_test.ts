@@ -279,3 +279,42 @@ Deno.test("SocksServer drain waits for open connections; close ends them", async
   deepStrictEqual(await readN(client, 1), new Uint8Array());
   client.close();
 });
+
+// The SOCKS front end reads one byte to watch a client while it connects
+// (a close or early data gives the attempt up). That byte used to cross on
+// its own: an application's first write (a TLS ClientHello) became a 1-byte
+// write and the rest, two frames and two bursts on the wire, which neither
+// obfs4proxy nor ss-local sends. It now crosses with what came with it; an
+// application that sends one byte and waits still gets it through.
+Deno.test("SocksServer relays an application's first write as one chunk, not its first byte alone; a lone byte still crosses", async () => {
+  const chunks: number[] = [];
+  const server = new SocksServer(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
+    connect: () => {
+      const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          chunks.push(chunk.length);
+          controller.enqueue(chunk);
+        },
+      });
+      return Promise.resolve({ readable, writable, close: () => {} });
+    },
+  });
+  try {
+    for (const sizes of [[1000, 1], [1, 1000]]) {
+      chunks.length = 0;
+      using client = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+      await client.write(new Uint8Array([5, 1, 0]));
+      await readN(client, 2);
+      await client.write(new Uint8Array([5, 1, 0, 1, 192, 0, 2, 1, 0, 80]));
+      deepStrictEqual((await readN(client, 10))[1], 0);
+      // Each write is echoed back whole before the next one goes.
+      for (const size of sizes) {
+        await client.write(new Uint8Array(size).fill(7));
+        deepStrictEqual(await readN(client, size), new Uint8Array(size).fill(7));
+      }
+      deepStrictEqual(chunks, sizes);
+    }
+  } finally {
+    await server.close();
+  }
+});
