@@ -16,6 +16,7 @@ import { echoServer, Hasher, hashOf, pseudoRandomChunks, tcpServer } from "./_ut
 import { readAll } from "./ipc_util.ts";
 import { COVER_PAGE, makeCertificate, Nginx, type TestCertificate } from "./nginx_util.ts";
 import { curl } from "./cli_util.ts";
+import { freePort } from "./tor_util.ts";
 import { parseManagedConfig } from "../ipc/managed/config.ts";
 import { runServer } from "../ipc/managed/server.ts";
 import type { PtLine } from "../ipc/lines/pt_line.ts";
@@ -519,6 +520,28 @@ Deno.test("webtunnel behind nginx as README configures it: an upgrade with as ma
   } finally {
     await echo.close();
   }
+});
+
+Deno.test("webtunnel behind nginx as README configures it: nginx's error log never names a bridge user (WebTunnel server down, or closing at once)", async () => {
+  // A port nothing listens on, then a server that closes each connection
+  // unread (a reset): nginx logs both at level error, with 'client: ADDRESS'
+  // and the request line (the secret path) unless the location's error_log
+  // sends them elsewhere.
+  const down = freePort();
+  const closing = tcpServer((conn) => Promise.resolve(conn.close()));
+  for (const backend of [down, closing.port]) {
+    await using site = await front(backend);
+    const connector = await createConnector(webtunnel, {
+      url: `https://localhost:${site.nginx.port}${SECRET}`,
+    }, { caCerts: [site.certificate.caPem] });
+    const conn = await connector.dial({ hostname: "2001:db8::1", port: 443 });
+    await rejects(conn.ready, /status 502/);
+    await conn.closed;
+    const log = await site.nginx.errorLog();
+    ok(/\[notice\].*start worker process/.test(log), log);
+    ok(!log.includes("client: 127.0.0.1") && !log.includes(SECRET), log);
+  }
+  await closing.close();
 });
 
 Deno.test("obfs4 inside webtunnel behind nginx carries 8 MiB each way", async () => {
