@@ -14,7 +14,10 @@ export interface WebtunnelUrl {
   readonly hostname: string;
   /** The port: the URL's, else 443 for https and 80 for http. */
   readonly port: number;
-  /** The `Host` header: the URL's host, with its port when it has one. */
+  /**
+   * The `Host` header: the URL's host without its port (an IPv6 address in
+   * brackets), as lyrebird's client sends it.
+   */
   readonly host: string;
   /** The escaped path, starting with `/`: the shared secret. */
   readonly path: string;
@@ -38,7 +41,7 @@ export interface WebtunnelUrl {
  * deepStrictEqual([url.hostname, url.port, url.host, url.path], [
  *   "2001:db8::1",
  *   8443,
- *   "[2001:db8::1]:8443",
+ *   "[2001:db8::1]",
  *   "/s3cret",
  * ]);
  * ```
@@ -70,7 +73,7 @@ export function parseWebtunnelUrl(text: string): WebtunnelUrl {
     tls,
     hostname,
     port: url.port === "" ? (tls ? 443 : 80) : Number(url.port),
-    host: url.host,
+    host: url.hostname,
     path: url.pathname === "" ? "/" : url.pathname,
   };
 }

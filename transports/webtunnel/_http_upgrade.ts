@@ -51,7 +51,8 @@ const HEAD_DEMAND: QueuingStrategy<Uint8Array> = { highWaterMark: 1 };
  * sends it in the reference client.
  *
  * @param path The URL's path, escaped, starting with `/` (the secret).
- * @param host The `Host` header: the URL's host, with its port when it has one.
+ * @param host The `Host` header: the URL's host without its port (lyrebird's
+ * client sends `url.Hostname()`).
  * @returns The request head.
  *
  * @example The request for a bridge URL
