@@ -5,6 +5,7 @@ import { checkPort } from "./address.ts";
 import { type Dialer, isNetConn, type NetConn } from "./net_conn.ts";
 import { describe } from "./_chunk_io.ts";
 import { closeQuietly } from "./_accept_loop.ts";
+import { reportTlsServerName } from "../transports/_tls_outcome.ts";
 
 /**
  * Open the network connection a transport's {@linkcode ConnectionPlan} asks
@@ -114,6 +115,8 @@ export async function dialPlanned(
       });
       await conn.handshake();
       signal?.throwIfAborted();
+      // The plan's maker starts its next connections with this name.
+      reportTlsServerName(tls, name);
       return new TlsNetConn(conn);
     } catch (error) {
       if (signal?.aborted) {

@@ -5,13 +5,14 @@
 // way, obfs4 inside WebTunnel, the client's address from X-Forwarded-For.
 
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
-import { createConnector } from "../client.ts";
+import { type Connector, createConnector } from "../client.ts";
 import { proxy } from "../server.ts";
 import { webtunnel } from "../transports/webtunnel/mod.ts";
 import { layerTransports } from "../transports/layer.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
 import type { TransportConn } from "../net/transport_conn.ts";
+import { tcpDialer } from "../net/net_conn.ts";
 import { echoServer, Hasher, hashOf, pseudoRandomChunks, tcpServer } from "./_util.ts";
 import { readAll } from "./ipc_util.ts";
 import { COVER_PAGE, makeCertificate, Nginx, type TestCertificate } from "./nginx_util.ts";
@@ -429,6 +430,48 @@ Deno.test("webtunnel over TLS: a wrong server name fails, another from servernam
       const { value } = await conn.readable.getReader().read();
       deepStrictEqual(decoder.decode(value), "ping");
     }
+  } finally {
+    await echo.close();
+  }
+});
+
+Deno.test("webtunnel over TLS: after a server name fails its TLS handshake, later connections start with the one that worked (as lyrebird rerolls)", async () => {
+  const echo = echoServer();
+  await using manager = await proxy(webtunnel, { url: `https://localhost${SECRET}` }, {
+    hostname: "127.0.0.1",
+    port: 0,
+    target: { hostname: "127.0.0.1", port: echo.port },
+  });
+  await using site = await front(manager.addr.port);
+  try {
+    let dials = 0;
+    const random = Math.random;
+    // The first server name is the one picked at start: the wrong one.
+    Math.random = () => 0;
+    let connector: Connector;
+    try {
+      connector = await createConnector(webtunnel, {
+        url: `https://localhost:${site.nginx.port}${SECRET}`,
+        servername: "wrong.example,localhost",
+      }, {
+        caCerts: [site.certificate.caPem],
+        dialer: (target, settings, options) => {
+          dials++;
+          return tcpDialer(target, settings, options);
+        },
+      });
+    } finally {
+      Math.random = random;
+    }
+    for (let i = 0; i < 3; i++) {
+      await using conn = await connector.dial({ hostname: "2001:db8::1", port: 443 });
+      await conn.writable.getWriter().write(encoder.encode("ping"));
+      const { value } = await conn.readable.getReader().read();
+      deepStrictEqual(decoder.decode(value), "ping");
+    }
+    // One TLS handshake with wrong.example, then localhost each time: a
+    // censor sees no failed handshake before every tunnel.
+    strictEqual(dials, 4);
   } finally {
     await echo.close();
   }

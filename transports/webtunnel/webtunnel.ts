@@ -16,6 +16,7 @@ import {
   type WebtunnelUrl,
 } from "./_config.ts";
 import { upgradeClientPair, upgradeRequest, upgradeServerPair } from "./_http_upgrade.ts";
+import { onTlsServerName } from "../_tls_outcome.ts";
 
 /** The `ver=` a ptkit WebTunnel server reports (its wire is webtunnel-server's). */
 export const WEBTUNNEL_VERSION = "0.0.3";
@@ -46,7 +47,14 @@ class ParsedClient {
     if (!this.#url.tls) return { hostname, port };
     const names = this.#serverNames;
     const serverNames = [...names.slice(this.#current), ...names.slice(0, this.#current)];
-    return { hostname, port, tls: { serverNames } };
+    const tls = { serverNames };
+    // A name that failed its TLS handshake is not tried first again: the
+    // next connections start with the one that worked, as lyrebird rerolls.
+    onTlsServerName(tls, (name) => {
+      const index = names.indexOf(name);
+      if (index >= 0) this.#current = index;
+    });
+    return { hostname, port, tls };
   }
 
   /** The server refused the upgrade: use another server name next time, as the reference does. */
