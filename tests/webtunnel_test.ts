@@ -96,6 +96,26 @@ Deno.test("webtunnel client brackets an IPv6 URL host and honours addr=", async 
   await rejects(createConnector(webtunnel, { url: "https://x/s", cert: "AAAA" }), /pinning/);
 });
 
+Deno.test("webtunnel client says which name it sends as SNI when it cannot imitate one (sni-imitation=)", async () => {
+  const reasons = async (config: Record<string, string>) => {
+    const ignored: string[] = [];
+    await createConnector(webtunnel, { url: "https://bridge.example/s", ...config }, {
+      env: { onIgnoredOption: ({ key, reason }) => ignored.push(`${key}: ${reason}`) },
+    });
+    return ignored;
+  };
+  deepStrictEqual(await reasons({ "sni-imitation": "cover.example" }), [
+    "sni-imitation: Deno verifies the certificate against the SNI only, so the URL host is sent as SNI, not the imitated name",
+  ]);
+  // As lyrebird, servername= is what goes out when both are given.
+  deepStrictEqual(
+    await reasons({ "sni-imitation": "cover.example", servername: "front.example" }),
+    [
+      "sni-imitation: Deno verifies the certificate against the SNI only, so servername is sent as SNI, not the imitated name",
+    ],
+  );
+});
+
 Deno.test("webtunnel client fails on any status but 101, naming it", async () => {
   for (
     const [reply, pattern] of [

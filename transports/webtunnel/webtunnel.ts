@@ -87,9 +87,12 @@ function parseClient(
     report("utls", "Deno cannot shape its TLS ClientHello; plain TLS is used");
   }
   report("utls-authority", "Deno verifies the certificate against the SNI only");
+  // lyrebird sends servername= when both are given.
   report(
     "sni-imitation",
-    "Deno verifies the certificate against the SNI only; the URL host is sent",
+    `Deno verifies the certificate against the SNI only, so ${
+      config.servername === undefined ? "the URL host" : "servername"
+    } is sent as SNI, not the imitated name`,
   );
   const names = (config.servername ?? "").split(",").map((name) => name.trim())
     .filter((name) => name !== "");
