@@ -96,23 +96,36 @@ Deno.test("webtunnel client brackets an IPv6 URL host and honours addr=", async 
   await rejects(createConnector(webtunnel, { url: "https://x/s", cert: "AAAA" }), /pinning/);
 });
 
-Deno.test("webtunnel client says which name it sends as SNI when it cannot imitate one (sni-imitation=)", async () => {
+// sni-imitation= hides the bridge's host from the SNI; Deno verifies the
+// certificate against the name it sends, so honouring the rest of the line
+// would send the very name the line hides: refused, unless servername= says
+// what to send (lyrebird sends servername then).
+Deno.test("webtunnel client refuses sni-imitation= alone (the URL host it hides would be the SNI), and says which name it sends with servername=", async () => {
   const reasons = async (config: Record<string, string>) => {
     const ignored: string[] = [];
-    await createConnector(webtunnel, { url: "https://bridge.example/s", ...config }, {
+    await createConnector(webtunnel, config, {
       env: { onIgnoredOption: ({ key, reason }) => ignored.push(`${key}: ${reason}`) },
     });
     return ignored;
   };
-  deepStrictEqual(await reasons({ "sni-imitation": "cover.example" }), [
-    "sni-imitation: Deno verifies the certificate against the SNI only, so the URL host is sent as SNI, not the imitated name",
-  ]);
-  // As lyrebird, servername= is what goes out when both are given.
+  await rejects(
+    reasons({ url: "https://bridge.example/s", "sni-imitation": "cover.example" }),
+    (error: Error) =>
+      error instanceof TypeError &&
+      /option 'sni-imitation' cannot be honoured/.test(error.message) &&
+      !error.message.includes("cover.example") && !error.message.includes("bridge.example"),
+  );
   deepStrictEqual(
-    await reasons({ "sni-imitation": "cover.example", servername: "front.example" }),
-    [
-      "sni-imitation: Deno verifies the certificate against the SNI only, so servername is sent as SNI, not the imitated name",
-    ],
+    await reasons({
+      url: "https://bridge.example/s",
+      "sni-imitation": "cover.example",
+      servername: "front.example",
+    }),
+    ["sni-imitation: servername is sent as SNI, as lyrebird does when both are given"],
+  );
+  deepStrictEqual(
+    await reasons({ url: "http://bridge.example/s", "sni-imitation": "cover.example" }),
+    ["sni-imitation: the URL is not https: there is no SNI"],
   );
 });
 

@@ -87,13 +87,24 @@ function parseClient(
     report("utls", "Deno cannot shape its TLS ClientHello; plain TLS is used");
   }
   report("utls-authority", "Deno verifies the certificate against the SNI only");
-  // lyrebird sends servername= when both are given.
-  report(
-    "sni-imitation",
-    `Deno verifies the certificate against the SNI only, so ${
-      config.servername === undefined ? "the URL host" : "servername"
-    } is sent as SNI, not the imitated name`,
-  );
+  // sni-imitation= asks for another name in the SNI than the certificate's
+  // (the bridge line hides its host from a censor). Deno verifies against
+  // the name it sends, so it would send the URL host: the name the line
+  // hides. Refused, unless servername= is given: lyrebird sends that one
+  // then, as ptkit does.
+  if (config["sni-imitation"] !== undefined && url.tls) {
+    if (config.servername === undefined) {
+      throw new TypeError(
+        "Cannot configure webtunnel: option 'sni-imitation' cannot be honoured: Deno's TLS " +
+          "verifies the certificate against the name it sends, so the URL host, which the " +
+          "bridge line hides, would go out as SNI; give servername= (sent instead) or " +
+          "remove sni-imitation= to send the URL host",
+      );
+    }
+    report("sni-imitation", "servername is sent as SNI, as lyrebird does when both are given");
+  } else {
+    report("sni-imitation", "the URL is not https: there is no SNI");
+  }
   const names = (config.servername ?? "").split(",").map((name) => name.trim())
     .filter((name) => name !== "");
   return new ParsedClient(
@@ -138,12 +149,15 @@ const CLIENT_KEYS = [
  * TLS for `https` with SNI from the URL host or `servername=` (a comma list:
  * one is used, another after a failed TLS handshake or a refused upgrade),
  * sends the upgrade request and accepts nothing but `101`. `ver=` is
- * informational. `utls=`, `utls-authority=` and `sni-imitation=` are accepted
- * and reported (`env.onIgnoredOption` with a reason): Deno cannot shape its
- * ClientHello nor verify the certificate against another name than the SNI,
- * so plain TLS with the SNI above is used. `cert=` (certificate chain
- * pinning instead of CA verification) fails with a `TypeError`: Deno's TLS
- * does not expose the peer's chain. Other keys are ignored and reported.
+ * informational. `utls=` and `utls-authority=` are accepted and reported
+ * (`env.onIgnoredOption` with a reason): Deno cannot shape its ClientHello,
+ * so plain TLS with the SNI above is used. `sni-imitation=` with
+ * `servername=` is reported too (servername is sent, as lyrebird does);
+ * alone, it fails with a `TypeError`: Deno verifies the certificate against
+ * the name it sends, so it would send the URL host, the name the bridge
+ * line hides. `cert=` (certificate chain pinning instead of CA
+ * verification) fails with a `TypeError`: Deno's TLS does not expose the
+ * peer's chain. Other keys are ignored and reported.
  *
  * **Server** (`ServerTransportOptions webtunnel url=https://example.com/secret`):
  * plain HTTP on its listen address, behind a front web server (nginx,
