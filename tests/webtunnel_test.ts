@@ -4,6 +4,7 @@
 // nginx (TLS with a certificate made now by openssl) in front: 64 MiB each
 // way, obfs4 inside WebTunnel, the client's address from X-Forwarded-For.
 
+import { upgradeServerPair } from "../transports/webtunnel/_http_upgrade.ts";
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import { type Connector, createConnector } from "../client.ts";
 import { proxy } from "../server.ts";
@@ -743,5 +744,32 @@ Deno.test("webtunnel behind a front on loopback: the per-source limits count X-F
   } finally {
     for (const conn of conns) conn.close();
     await echo.close();
+  }
+});
+
+// nginx's $proxy_add_x_forwarded_for (the Tor Project guide's) appends the
+// address it saw to what the client sent: the first value is the client's
+// choice, the last the front's. Taking the first let a client pick its own
+// USERADDR and escape the per-source limits.
+Deno.test("webtunnel server takes the last X-Forwarded-For value (the front's), never one the client sent before it", async () => {
+  const cases: [string, string][] = [
+    ["X-Forwarded-For: 203.0.113.9, 192.0.2.7\r\n", "192.0.2.7"],
+    ["X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 192.0.2.7\r\n", "192.0.2.7"],
+    ["X-Forwarded-For: 203.0.113.9,2001:db8::7\r\n", "2001:db8::7"],
+    ["X-Forwarded-For: 192.0.2.7\r\n", "192.0.2.7"],
+  ];
+  for (const [fields, expected] of cases) {
+    const pair = upgradeServerPair();
+    const writer = pair.decode.writable.getWriter();
+    void writer.write(
+      new TextEncoder().encode(
+        `GET /s HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n${fields}\r\n`,
+      ),
+    );
+    void pair.decode.readable.getReader().read();
+    void pair.encode.readable.getReader().read();
+    await pair.ready;
+    deepStrictEqual(await pair.clientAddress, { hostname: expected, port: 60000 }, fields);
+    await writer.close().catch(() => {});
   }
 });

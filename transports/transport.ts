@@ -74,7 +74,7 @@ export interface TransportPair {
   readonly destination?: Promise<HostPort>;
   /**
    * Server pairs only: the client's address as a front server reported it
-   * (WebTunnel's first `X-Forwarded-For` value), for the Extended ORPort's
+   * (WebTunnel's last `X-Forwarded-For` value), for the Extended ORPort's
    * `USERADDR`. Resolves no later than `ready` (to `undefined` when no
    * address was reported); the runtime uses it only when `hostname` is an
    * IP literal, and the socket's peer otherwise. Never logged.

@@ -266,7 +266,8 @@ export class UpgradeRefused extends Error {
  * error page (404 for a request that is not an upgrade, 405 for another
  * method, its head alone for `HEAD`, 400 for a malformed head, 431 for a
  * long one, 408 for a slow one) and `ready` rejects with {@linkcode UpgradeRefused}. `clientAddress` is
- * the first `X-Forwarded-For` value (port {@linkcode FORWARDED_PORT}).
+ * the last `X-Forwarded-For` value, the one the front server added (port
+ * {@linkcode FORWARDED_PORT}).
  *
  * @returns The pair.
  *
@@ -278,7 +279,7 @@ export class UpgradeRefused extends Error {
  * const pair = upgradeServerPair();
  * const request = new TextEncoder().encode(
  *   "GET /any HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n" +
- *     "X-Forwarded-For: 192.0.2.7, 10.0.0.1\r\n\r\ntunnel",
+ *     "X-Forwarded-For: 10.0.0.1, 192.0.2.7\r\n\r\ntunnel",
  * );
  * pair.decode.writable.getWriter().write(request);
  * const decoded = pair.decode.readable.getReader().read();
@@ -394,10 +395,16 @@ export function upgradeServerPair(): TransportPair {
   return { encode, decode, ready: upgraded.promise, clientAddress: address.promise };
 }
 
-/** The first `X-Forwarded-For` value, as given (the runtime checks it is an IP). */
+/**
+ * The last `X-Forwarded-For` value, as given (the runtime checks it is an
+ * IP): the address the front server itself saw. Values before it are what
+ * the client sent (nginx's `$proxy_add_x_forwarded_for` appends to them),
+ * so taking the first, as webtunnel-server does, let a client choose its own
+ * `USERADDR` and source for the per-source limits.
+ */
 function forwardedFor(head: HttpHead): HostPort | undefined {
-  const first = headerValues(head, "X-Forwarded-For")[0]?.split(",")[0]?.trim();
-  if (first === undefined || first === "") return undefined;
-  const hostname = first.startsWith("[") && first.endsWith("]") ? first.slice(1, -1) : first;
+  const last = headerValues(head, "X-Forwarded-For").at(-1)?.split(",").at(-1)?.trim();
+  if (last === undefined || last === "") return undefined;
+  const hostname = last.startsWith("[") && last.endsWith("]") ? last.slice(1, -1) : last;
   return { hostname, port: FORWARDED_PORT };
 }

@@ -164,7 +164,7 @@ const CLIENT_KEYS = [
  * Caddy) that holds the certificate and forwards the secret path with the
  * upgrade headers and `X-Forwarded-For`. Any path is accepted; requests that
  * are not upgrades get a small error page. The client's address for the
- * Extended ORPort is the first `X-Forwarded-For` value. `clientOptions` are
+ * Extended ORPort is the last `X-Forwarded-For` value (the front server's). `clientOptions` are
  * `url` and `ver`; `bridgeAddress` is a placeholder in 2001:db8::/32
  * derived from the URL, port 443.
  *
