@@ -7,6 +7,7 @@
 import { deepStrictEqual, notStrictEqual, ok, rejects } from "node:assert";
 import { relay } from "../net/relay.ts";
 import { SocksServer } from "../ipc/socks/_socks_server.ts";
+import { socks5Connect } from "../ipc/socks/_client.ts";
 import { PtProcess, readN, startMicrosocks } from "./ipc_util.ts";
 
 /** An echo service that counts the connections it accepted. */
@@ -142,6 +143,44 @@ Deno.test("main.ts says a SOCKS5 proxy that refuses every offered method may wan
   await upstream.kill();
   await echo.close();
   await Deno.remove(state, { recursive: true });
+});
+
+Deno.test("socks5Connect hints at a missing user name and password only when the server refused (0xff) or chose that method", async () => {
+  // A server answering the greeting with `method` (as a bound ptkit server's
+  // echo target does, echoing 05 01 00: 'chose 0x01'), then closing.
+  const reply = async (method: number): Promise<string> => {
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const served = (async () => {
+      const conn = await listener.accept();
+      await readN(conn, 3);
+      await conn.write(new Uint8Array([5, method]));
+      conn.close();
+    })();
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    try {
+      await socks5Connect(conn, { hostname: "192.0.2.1", port: 443 });
+    } catch (error) {
+      return String(error);
+    } finally {
+      await served;
+      try {
+        conn.close();
+      } catch {
+        // Closed by the failure.
+      }
+    }
+    throw new Error("socks5Connect succeeded");
+  };
+  const hint = "needs a user name and password";
+  ok((await reply(0xff)).includes(hint));
+  ok((await reply(0x02)).includes(hint));
+  // GSSAPI, or any other method not offered: not a password matter.
+  for (const method of [0x01, 0x03, 0x80]) {
+    const message = await reply(method);
+    ok(message.includes(`chose 0x${method.toString(16).padStart(2, "0")}`), message);
+    ok(!message.includes(hint), message);
+    ok(message.includes("not one it was offered"), message);
+  }
 });
 
 /** A small HTTP CONNECT proxy with optional basic authentication. */

@@ -48,6 +48,8 @@ export interface Socks5ConnectOptions {
 const METHOD_NONE = 0x00;
 const METHOD_USERPASS = 0x02;
 const METHOD_JSON = 0x80;
+/** The server accepts none of the methods offered (RFC 1928). */
+const METHOD_REFUSED = 0xff;
 
 /**
  * Ask a SOCKS5 server, over an open connection, to CONNECT a destination
@@ -131,11 +133,16 @@ export async function socks5Connect(
   if (version !== 5) throw failure(`${peer} sent a bad method reply`);
   if (!offered.includes(method!)) {
     const hex = (m: number) => `0x${m.toString(16).padStart(2, "0")}`;
-    // Offered "no authentication" alone and refused: a proxy that wants a
-    // user name and password cannot choose that method (not offered).
-    const hint = offered.length === 1 && offered[0] === METHOD_NONE
+    // Offered "no authentication" alone and refused (0xff), or answered
+    // with user/password all the same: a proxy that wants a user name and
+    // password. Any other method it chose (GSSAPI, or a byte from something
+    // that is not a SOCKS5 server, such as an echo) is not one it was offered.
+    const hint = offered.length === 1 && offered[0] === METHOD_NONE &&
+        (method === METHOD_REFUSED || method === METHOD_USERPASS)
       ? ": it probably needs a user name and password, and none was given"
-      : "";
+      : method === METHOD_REFUSED
+      ? ""
+      : ": not one it was offered";
     throw new SocksReplyError(
       SocksReply.notAllowed,
       `${peer} accepts none of our methods (offered ${offered.map(hex).join(", ")}, chose ${
