@@ -8,6 +8,7 @@ import { serveUdpClient, serveUdpServer, UdpSocket } from "@ptkit/ptkit/udp";
 import { plain } from "@ptkit/ptkit/transports";
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
 import { appSocket, udpEcho, waitFor } from "./udp_test_utils.ts";
+import { sendRawUdp } from "./raw_udp.ts";
 
 const MAX_4 = 65_507;
 
@@ -331,4 +332,20 @@ Deno.test("UdpSocket: an onmessage or onerror callback that throws ends nothing:
   } finally {
     console.error = consoleError;
   }
+});
+
+// A datagram from port 0 cannot be answered (a forged source, as an
+// attacker's raw socket sends): the transparent-UDP client dialed a bridge
+// connection for one and then logged a warning per flow. Dropped and
+// counted where every UDP user receives.
+Deno.test("UdpSocket drops a datagram from port 0 (counted as fromPortZero), delivers the others", async () => {
+  await using socket = await UdpSocket.open({ hostname: "127.0.0.1" });
+  const got: string[] = [];
+  socket.onmessage = (data, from) => got.push(`${new TextDecoder().decode(data)}:${from.port}`);
+  sendRawUdp(socket.addr.port, 0, new TextEncoder().encode("forged"));
+  sendRawUdp(socket.addr.port, 4242, new TextEncoder().encode("real"));
+  await waitFor(() => got.length > 0, "the datagram from port 4242", 2000);
+  deepStrictEqual(got, ["real:4242"]);
+  strictEqual(socket.stats().drops.fromPortZero, 1);
+  strictEqual(socket.stats().datagramsReceived, 1);
 });

@@ -92,6 +92,8 @@ export interface UdpSocketStats {
     readonly truncated: number;
     /** From another sender than the connected peer. */
     readonly foreign: number;
+    /** From port 0: no answer can reach its sender (a forged or broken one). */
+    readonly fromPortZero: number;
     /** The send queue was full. */
     readonly congested: number;
     /** The kernel refused to send it (an unreachable network, an unresolvable name, ...). */
@@ -275,6 +277,7 @@ const zeroDrops = (): UdpSocketDrops => ({
   oversize: 0,
   truncated: 0,
   foreign: 0,
+  fromPortZero: 0,
   congested: 0,
   sendFailed: 0,
   closed: 0,
@@ -704,6 +707,12 @@ export class UdpSocket implements AsyncDisposable {
   #deliver(data: Uint8Array, from: Endpoint): void {
     if (this.#peer !== undefined && from.key !== this.#peer.key) {
       this.#drops.foreign++;
+      return;
+    }
+    // Nothing can answer it: a transparent-UDP client would dial a flow for
+    // it, a TURN server allocate for it.
+    if (from.port === 0) {
+      this.#drops.fromPortZero++;
       return;
     }
     this.#received++;
