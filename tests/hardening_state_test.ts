@@ -89,6 +89,46 @@ Deno.test("a dangling obfs4_state.json link (volume not mounted) gives SMETHOD-E
   ok(error.length < 300, error);
 });
 
+Deno.test("a state directory that is a dangling link (volume not mounted), or lies below one, gives ENV-ERROR saying so; nothing is created", async () => {
+  const root = await Deno.makeTempDir({ prefix: "ptkit_state_" });
+  try {
+    await Deno.mkdir(`${root}/volume`);
+    await Deno.symlink(`${root}/volume/not-mounted/pt_state`, `${root}/state`);
+    await Deno.symlink(`${root}/volume/not-mounted`, `${root}/data`);
+    // A link to a directory that exists is followed, as before.
+    await Deno.symlink(`${root}/volume`, `${root}/mounted`);
+    const before = await snapshot(root);
+    for (
+      const [state, link, target] of [
+        [`${root}/state`, `${root}/state`, `${root}/volume/not-mounted/pt_state`],
+        [`${root}/data/pt_state`, `${root}/data`, `${root}/volume/not-mounted`],
+      ]
+    ) {
+      await using pt = new PtProcess([], {
+        TOR_PT_MANAGED_TRANSPORT_VER: "1",
+        TOR_PT_SERVER_TRANSPORTS: "obfs4",
+        TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
+        TOR_PT_ORPORT: "127.0.0.1:9",
+        TOR_PT_STATE_LOCATION: state!,
+      });
+      const { code, lines } = await pt.exit();
+      strictEqual(code, 64, JSON.stringify(lines));
+      deepStrictEqual(lines.filter((l) => l.startsWith("ENV-ERROR")), [
+        `ENV-ERROR Cannot use state directory ${JSON.stringify(state)}: ${
+          link === state ? "it" : JSON.stringify(link)
+        } is a symbolic link to ${
+          JSON.stringify(target)
+        }, which does not exist (a volume not mounted yet?); nothing was created`,
+      ]);
+      deepStrictEqual(await snapshot(root), before, "something was created");
+    }
+    await serverLines(`${root}/mounted/pt_state`);
+    ok((await Deno.stat(`${root}/volume/pt_state/obfs4_state.json`)).isFile);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("an obfs4_state.json link to another file gives SMETHOD-ERROR; both are left as they were", async () => {
   await refuses(async (state, volume) => {
     await Deno.writeTextFile(`${volume}/elsewhere.json`, "{}");

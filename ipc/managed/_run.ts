@@ -87,6 +87,31 @@ export interface RunHooks {
 }
 
 /**
+ * Why `mkdir -p` of `path` found something in its way, when that is a
+ * symbolic link to nothing (the state on a volume not mounted yet): which
+ * part of the path it is and where it points. `undefined` otherwise (a file
+ * in the way is said by {@linkcode fileErrorReason}).
+ */
+async function danglingLink(path: string): Promise<string | undefined> {
+  let at = "";
+  for (const part of path.split("/").filter((p) => p !== "")) {
+    at += `/${part}`;
+    try {
+      if (!(await Deno.lstat(at)).isSymlink) continue;
+      await Deno.stat(at);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) return undefined;
+      const target = await Deno.readLink(at).catch(() => undefined);
+      if (target === undefined) return undefined;
+      return `${at === path ? "it" : JSON.stringify(at)} is a symbolic link to ${
+        JSON.stringify(target)
+      }, which does not exist (a volume not mounted yet?); nothing was created`;
+    }
+  }
+  return undefined;
+}
+
+/**
  * Run one side until it should exit: create the state directory (0700),
  * start watching for the end, log the configuration's warnings and the
  * unknown transports, start the side, serve.
@@ -107,9 +132,12 @@ export async function runManaged(
     await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
   } catch (error) {
     // A state path is the operator's own, not a secret: it is named.
+    const why = error instanceof Deno.errors.AlreadyExists
+      ? await danglingLink(stateDir) ?? fileErrorReason(error)
+      : fileErrorReason(error);
     emit({
       type: "ENV-ERROR",
-      message: `Cannot use state directory ${JSON.stringify(stateDir)}: ${fileErrorReason(error)}`,
+      message: `Cannot use state directory ${JSON.stringify(stateDir)}: ${why}`,
     });
     return 64;
   }
