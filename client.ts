@@ -184,7 +184,7 @@ export interface DialOptions {
   /** Per-connection settings for the transport. Defaults to none. */
   readonly settings?: TransportOptions;
   /**
-   * A free transport's destination (the seed's TCP destination endpoint):
+   * A free transport's destination (PT 2.0 draft 1's TCP destination endpoint):
    * the server connects it, names unresolved. Required for a free
    * transport (`Transport.free`); a bound transport ignores it.
    */

@@ -27,7 +27,7 @@ export type TransportOptions = Readonly<Record<string, string>>;
 
 /**
  * A host and a port, as `Deno.connect` takes them; also where a connection of
- * a *free* transport goes (the seed's TCP destination endpoint), a host name
+ * a *free* transport goes (PT 2.0 draft 1's TCP destination endpoint), a host name
  * there being sent unresolved.
  */
 export interface HostPort {
@@ -430,7 +430,7 @@ export interface Transport {
     readonly server: readonly string[];
   };
   /**
-   * True for a *free* transport (the seed's "Bound vs. Free"): each client
+   * True for a *free* transport (PT 2.0 draft 1's "Bound vs. Free"): each client
    * connection carries its own destination (`pair(settings, destination)`)
    * and the server connects whatever its pairs' `destination` names, so it
    * needs no fixed target. Absent or false: a bound transport.
