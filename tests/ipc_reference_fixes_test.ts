@@ -10,10 +10,16 @@
 import { deepStrictEqual, match, ok } from "node:assert";
 import { IpcOutput } from "../ipc/lines/_output.ts";
 import { parseBridgeLine } from "../ipc/lines/_bridge_line.ts";
-import { parseSmethodArgs, parseTorArgs, parseTransportOptions } from "../ipc/lines/_args.ts";
+import {
+  parseJsonSettings,
+  parseSmethodArgs,
+  parseTorArgs,
+  parseTransportOptions,
+} from "../ipc/lines/_args.ts";
 import { parsePtLine } from "../ipc/mod.ts";
 import { type PtLogEvent, PtServer, type PtStatusEvent } from "../ipc/adapter/mod.ts";
 import { childEnv, MAIN, PtProcess, readN } from "./ipc_util.ts";
+import { TextProcess } from "./cli_util.ts";
 import { FakeExtOrPort, writeCookieFile } from "./ext_orport_fake.ts";
 import { echoSocks } from "./reference_tables/peers.ts";
 
@@ -94,6 +100,68 @@ Deno.test("fix 2: every k=v parser keeps a repeated key's first value and report
     fields: { A: "1" },
     repeatedKeys: ["A"],
   });
+});
+
+Deno.test("fix 2: options written as JSON keep a repeated key's first value and report it once, as the k=v forms do", () => {
+  const seen: unknown[] = [];
+  const report = (key: string, transport?: string) => seen.push([key, transport]);
+  // -options / TOR_PT_SERVER_TRANSPORT_OPTIONS as JSON: per transport, a
+  // transport named twice (its options merged), and for every transport.
+  deepStrictEqual(
+    Object.fromEntries(
+      parseTransportOptions(
+        '{"a":{"k":"1","j":"x","k":"2"},"b":{"k":"3"},"a":{"k":"4","i":"y","j":"z"}}',
+        { onRepeatedKey: report },
+      ),
+    ),
+    { a: { k: "1", j: "x", i: "y" }, b: { k: "3" } },
+  );
+  deepStrictEqual(
+    Object.fromEntries(
+      parseTransportOptions(' {"k":"1","k":"2","n":3,"n":4}', { onRepeatedKey: report }),
+    ),
+    { "*": { k: "1", n: "3" } },
+  );
+  // SOCKS per-connection settings as JSON (PT 2.0), and main.ts server --options.
+  deepStrictEqual(
+    parseJsonSettings('{"k":"\\u0031","k":"2","k\\u0020":"3","__proto__":"p","__proto__":"q"}', {
+      onRepeatedKey: report,
+    }),
+    JSON.parse('{"k":"\\u0031","k ":"3","__proto__":"p"}'),
+  );
+  deepStrictEqual(seen, [
+    ["k", "a"],
+    ["j", "a"],
+    ["k", "*"],
+    ["n", "*"],
+    ["k", undefined],
+    ["__proto__", undefined],
+  ]);
+});
+
+Deno.test("fix 2: main.ts server --options (k=v or JSON) uses a repeated key's first value and says the key once, never a value", async () => {
+  for (
+    const options of [
+      "method=aes-128-gcm;password=FirstMark;password=SecondMark;password=ThirdMark",
+      '{"method":"aes-128-gcm","password":"FirstMark","password":"SecondMark","password":"ThirdMark"}',
+    ]
+  ) {
+    const dir = await Deno.makeTempDir({ prefix: "ptkit_repeat_" });
+    try {
+      await using server = new TextProcess(MAIN, [
+        ...["server", "--transport", "shadowsocks", "--listen", "127.0.0.1:0"],
+        ...["--state", dir, "--options", options],
+      ]);
+      await server.waitFor(/listening on/);
+      deepStrictEqual(await server.interrupt(), 0);
+      const output = server.stdout + server.stderr;
+      deepStrictEqual(output.match(/more than once/g)?.length, 1, output);
+      match(output, /--options give "password" more than once; using its first value/);
+      ok(!/FirstMark|SecondMark|ThirdMark/.test(output), output);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
 });
 
 Deno.test("fix 2: main.ts uses a repeated SOCKS argument's first value and logs the key once, never a value", async () => {

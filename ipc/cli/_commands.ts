@@ -491,7 +491,7 @@ async function server(flags: Record<string, string>, context: Context): Promise<
       }: expected IP:PORT (bridge lines take an IP address, not a name)`,
     );
   }
-  const given = serverOptions(flags.options);
+  const given = serverOptions(flags.options, context);
   const target = flags.target ?? "socks";
   const isFree = target === "socks";
   if (!isFree && flags.allow !== undefined) throw new UsageError("--allow needs --target socks");
@@ -608,12 +608,19 @@ const ADDRESS_PLACEHOLDERS = ["<IP ADDRESS>", "<PORT>", "<FINGERPRINT>"] as cons
  * `main.ts server --options`: the transport's options as `k=v;k=v` (tor's
  * form, backslash escapes) or a JSON object; errors never quote a value.
  */
-function serverOptions(text: string | undefined): Record<string, string> {
+function serverOptions(text: string | undefined, context: Context): Record<string, string> {
   if (text === undefined) return {};
   const json = text.trimStart().startsWith("{");
   let options: Record<string, string>;
+  // A repeated key keeps its first value and is said once (never a value).
+  const repeated = new RepeatedKeyLog((message) => context.err(`ptkit server: ${message}\n`));
+  const onRepeatedKey = (key: string) => repeated.report("--options", key);
   try {
-    options = { ...(json ? parseJsonSettings(text) : parseTorArgs(text)) };
+    options = {
+      ...(json
+        ? parseJsonSettings(text, { onRepeatedKey })
+        : parseTorArgs(text, { onRepeatedKey })),
+    };
   } catch (error) {
     throw new UsageError(`Invalid --options: ${(error as Error).message}`);
   }

@@ -81,40 +81,124 @@ export function formatTorArgs(options: TransportOptions): string {
 /**
  * Parse per-connection settings sent as JSON (PT 2.0 method `0x80`/`0x09`):
  * an object whose values are strings (numbers and booleans are turned into
- * strings).
+ * strings). A key the object repeats keeps its first value, as in the
+ * `k=v` forms (`JSON.parse` would keep the last), and is reported once to
+ * `options.onRepeatedKey`.
  *
  * @param text The JSON text.
+ * @param options What to do about repeated keys.
  * @returns The settings.
  * @throws {SyntaxError} When the text is not JSON, not an object, or holds a
  * value that is not a string, number or boolean.
  */
-export function parseJsonSettings(text: string): TransportOptions {
-  let value: unknown;
+export function parseJsonSettings(
+  text: string,
+  options: KeyValueListOptions = {},
+): TransportOptions {
+  let value: OrderedJson;
   try {
-    value = JSON.parse(text);
+    value = parseOrderedJson(text);
   } catch (error) {
     throw new SyntaxError(`Cannot parse JSON settings: ${jsonError(error)}`);
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new SyntaxError(
-      `Cannot parse JSON settings: expected an object, got ${
-        Array.isArray(value) ? "an array" : value === null ? "null" : typeof value
-      }`,
-    );
+  return jsonSettings(value, new FirstValuePairs(options.onRepeatedKey));
+}
+
+/** JSON as parsed with each object's members in order, repeated keys included. */
+type OrderedJson =
+  | string
+  | number
+  | boolean
+  | null
+  | OrderedJson[]
+  | { readonly members: [string, OrderedJson][] };
+
+/** Whether a value is an object (in {@linkcode OrderedJson}'s form). */
+function isJsonObject(value: OrderedJson): value is { readonly members: [string, OrderedJson][] } {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** What a JSON value is, for messages (never the value). */
+function jsonKind(value: OrderedJson): string {
+  return Array.isArray(value) ? "an array" : value === null ? "null" : typeof value;
+}
+
+/** Add the members of a settings object (`{"k":"v"}`) to `pairs`; returns its values. */
+function jsonSettings(value: OrderedJson, pairs: FirstValuePairs): Record<string, string> {
+  if (!isJsonObject(value)) {
+    throw new SyntaxError(`Cannot parse JSON settings: expected an object, got ${jsonKind(value)}`);
   }
-  const result: Record<string, string> = {};
-  for (const [k, v] of Object.entries(value)) {
-    if (typeof v === "string") result[k] = v;
-    else if (typeof v === "number" || typeof v === "boolean") result[k] = String(v);
+  for (const [k, v] of value.members) {
+    if (typeof v === "string") pairs.add(k, v);
+    else if (typeof v === "number" || typeof v === "boolean") pairs.add(k, String(v));
     else {
       throw new SyntaxError(
         `Cannot parse JSON settings: value of ${JSON.stringify(k)} must be a string, got ${
-          v === null ? "null" : typeof v
+          v === null ? "null" : jsonKind(v)
         }`,
       );
     }
   }
-  return result;
+  return pairs.values;
+}
+
+/**
+ * Parse JSON keeping every member of every object in order: `JSON.parse`
+ * checks the text (its errors are thrown), then a scan of the checked text
+ * collects the members, with strings and numbers read by `JSON.parse`.
+ */
+function parseOrderedJson(text: string): OrderedJson {
+  JSON.parse(text);
+  let i = 0;
+  const space = () => {
+    while (i < text.length && " \t\n\r".includes(text[i]!)) i++;
+  };
+  const literal = /true|false|null|-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+  const string = (): string => {
+    const start = i++;
+    while (text[i] !== '"') i += text[i] === "\\" ? 2 : 1;
+    i++;
+    return JSON.parse(text.slice(start, i));
+  };
+  const value = (): OrderedJson => {
+    space();
+    if (text[i] === "{") {
+      const members: [string, OrderedJson][] = [];
+      i++;
+      space();
+      if (text[i] === "}") i++;
+      else {
+        do {
+          space();
+          const key = string();
+          space();
+          i++; // ':'
+          members.push([key, value()]);
+          space();
+        } while (text[i++] === ",");
+      }
+      return { members };
+    }
+    if (text[i] === "[") {
+      const items: OrderedJson[] = [];
+      i++;
+      space();
+      if (text[i] === "]") i++;
+      else {
+        do {
+          items.push(value());
+          space();
+        } while (text[i++] === ",");
+      }
+      return items;
+    }
+    if (text[i] === '"') return string();
+    literal.lastIndex = i;
+    const token = literal.exec(text)![0];
+    i += token.length;
+    return JSON.parse(token);
+  };
+  return value();
 }
 
 /** Options for {@linkcode parseTransportOptions}. */
@@ -154,19 +238,29 @@ export function parseTransportOptions(
 ): Map<string, TransportOptions> {
   const result = new Map<string, Record<string, string>>();
   if (text.trimStart().startsWith("{")) {
-    let value: unknown;
+    let value: OrderedJson;
     try {
-      value = JSON.parse(text);
+      value = parseOrderedJson(text);
     } catch (error) {
       throw new SyntaxError(`Cannot parse transport options: ${jsonError(error)}`);
     }
-    const entries = Object.entries(value as Record<string, unknown>);
-    if (entries.every(([, v]) => typeof v === "object" && v !== null && !Array.isArray(v))) {
-      for (const [name, v] of entries) {
-        result.set(name, { ...parseJsonSettings(JSON.stringify(v)) });
+    // A repeated key keeps its first value, as in tor's form; a transport
+    // named twice gets the members of both.
+    const members = isJsonObject(value) ? value.members : [];
+    if (members.every(([, v]) => isJsonObject(v))) {
+      const byName = new Map<string, FirstValuePairs>();
+      for (const [name, v] of members) {
+        let pairs = byName.get(name);
+        if (pairs === undefined) {
+          pairs = new FirstValuePairs((key) => options.onRepeatedKey?.(key, name));
+          byName.set(name, pairs);
+          result.set(name, pairs.values);
+        }
+        jsonSettings(v, pairs);
       }
     } else {
-      result.set("*", { ...parseJsonSettings(text) });
+      const pairs = new FirstValuePairs((key) => options.onRepeatedKey?.(key, "*"));
+      result.set("*", jsonSettings(value, pairs));
     }
     return result;
   }

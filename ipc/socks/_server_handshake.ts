@@ -287,7 +287,9 @@ async function socks5(
       reader.consume(4 + length);
     }
     try {
-      settings = parseJsonSettings(decodeUtf8(body));
+      settings = parseJsonSettings(decodeUtf8(body), {
+        onRepeatedKey: (k) => repeatedKeys.push(k),
+      });
     } catch (error) {
       settingsError = new SocksReplyError(
         SocksReply.settingsParseError,
