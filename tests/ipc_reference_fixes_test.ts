@@ -7,7 +7,7 @@
 // value, logged once by name), (3) unbracketed IPv6 in TOR_PT_ORPORT and
 // TOR_PT_EXTENDED_SERVER_PORT, (4) LOG/STATUS C strings that arti can read.
 
-import { deepStrictEqual, match, ok } from "node:assert";
+import { deepStrictEqual, match, ok, throws } from "node:assert";
 import { IpcOutput } from "../ipc/lines/_output.ts";
 import { parseBridgeLine } from "../ipc/lines/_bridge_line.ts";
 import {
@@ -129,6 +129,9 @@ Deno.test("fix 2: options written as JSON keep a repeated key's first value and 
     }),
     JSON.parse('{"k":"\\u0031","k ":"3","__proto__":"p"}'),
   );
+  // Nesting as deep as JSON.parse takes is refused for what it is, not by the stack.
+  const deep = `{"a":{"k":${"[".repeat(100_000)}${"]".repeat(100_000)}}}`;
+  throws(() => parseTransportOptions(deep), /value of "k" must be a string, got an array/);
   deepStrictEqual(seen, [
     ["k", "a"],
     ["j", "a"],

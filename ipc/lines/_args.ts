@@ -146,6 +146,9 @@ function jsonSettings(value: OrderedJson, pairs: FirstValuePairs): Record<string
  * Parse JSON keeping every member of every object in order: `JSON.parse`
  * checks the text (its errors are thrown), then a scan of the checked text
  * collects the members, with strings and numbers read by `JSON.parse`.
+ * Options are objects of objects of strings at most: an array or object
+ * nested deeper is skipped without recursion (its kind stays, empty), so
+ * that no nesting depth the text holds can exhaust the stack.
  */
 function parseOrderedJson(text: string): OrderedJson {
   JSON.parse(text);
@@ -160,8 +163,22 @@ function parseOrderedJson(text: string): OrderedJson {
     i++;
     return JSON.parse(text.slice(start, i));
   };
-  const value = (): OrderedJson => {
+  /** Skip the array or object at `i` (its brackets matched, strings skipped). */
+  const skip = (): OrderedJson => {
+    const kind = text[i];
+    for (let depth = 0;;) {
+      const c = text[i++];
+      if (c === '"') {
+        while (text[i] !== '"') i += text[i] === "\\" ? 2 : 1;
+        i++;
+      } else if (c === "[" || c === "{") depth++;
+      else if ((c === "]" || c === "}") && --depth === 0) break;
+    }
+    return kind === "[" ? [] : { members: [] };
+  };
+  const value = (depth = 0): OrderedJson => {
     space();
+    if ((text[i] === "{" || text[i] === "[") && depth >= 2) return skip();
     if (text[i] === "{") {
       const members: [string, OrderedJson][] = [];
       i++;
@@ -173,7 +190,7 @@ function parseOrderedJson(text: string): OrderedJson {
           const key = string();
           space();
           i++; // ':'
-          members.push([key, value()]);
+          members.push([key, value(depth + 1)]);
           space();
         } while (text[i++] === ",");
       }
@@ -186,7 +203,7 @@ function parseOrderedJson(text: string): OrderedJson {
       if (text[i] === "]") i++;
       else {
         do {
-          items.push(value());
+          items.push(value(depth + 1));
           space();
         } while (text[i++] === ",");
       }
