@@ -303,6 +303,36 @@ Deno.test("main.ts client ss://...?plugin=ptkit;...: the SIP003 plugin's own key
   }
 });
 
+Deno.test("main.ts client ss://...?plugin=ptkit;...: a plugin option given twice keeps its first value and is said once (as SIP003 says it), never its value", async () => {
+  const state = await Deno.makeTempDir();
+  try {
+    const repeated: string[] = [];
+    const uri = parseSsUri(
+      `ss://${b64url(`aes-128-gcm:${SECRET}`)}@127.0.0.1:8388/?plugin=${
+        encodeURIComponent("ptkit;transport=plain;foo=FirstMark;foo=SecondMark;bar=1;foo=Third")
+      }`,
+      { onRepeatedKey: (key) => repeated.push(key) },
+    );
+    deepStrictEqual(uri.plugin?.options, { transport: "plain", foo: "FirstMark", bar: "1" });
+    deepStrictEqual(repeated, ["foo"]);
+    const plugin = encodeURIComponent("ptkit;transport=plain;foo=FirstMark;foo=SecondMark");
+    const link = `ss://${b64url(`aes-128-gcm:${SECRET}`)}@127.0.0.1:8388/?plugin=${plugin}`;
+    const { code, out, err } = await runUntil(
+      ["client", link, "--socks", "127.0.0.1:0", "--state", state],
+      "SOCKS5 proxy:",
+    );
+    deepStrictEqual(code, 0, err);
+    deepStrictEqual(
+      (out + err).match(/.*more than once.*/g),
+      ['ptkit client: The link\'s plugin options give "foo" more than once; using its first value'],
+      out + err,
+    );
+    ok(!/FirstMark|SecondMark/.test(out + err), out + err);
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
 Deno.test("main.ts client ss://...?plugin=ptkit;transport=webtunnel without url=: the error names the link's plugin option, not a bridge line", async () => {
   const state = await Deno.makeTempDir();
   try {

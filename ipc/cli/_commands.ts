@@ -768,7 +768,10 @@ async function ssClient(
   }
   let uri: SsUri;
   try {
-    uri = parseSsUri(link);
+    const repeated = new RepeatedKeyLog((message) => context.err(`ptkit client: ${message}\n`));
+    uri = parseSsUri(link, {
+      onRepeatedKey: (key) => repeated.report("The link's plugin options", key),
+    });
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

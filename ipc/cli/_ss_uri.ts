@@ -31,12 +31,20 @@ export interface SsUri {
  * are ignored; white space around the link is dropped. No error message
  * holds the password or the userinfo.
  *
+ * A plugin option given twice keeps its first value (`transport` twice is
+ * refused: which transport runs is not left to the first of two), and is
+ * reported once to `options.onRepeatedKey` (the key, never a value).
+ *
  * @param text The link.
+ * @param options What to do about plugin options given twice.
  * @returns What it says.
  * @throws {SyntaxError} When the link is malformed.
  * @throws {RangeError} When the port is out of range.
  */
-export function parseSsUri(text: string): SsUri {
+export function parseSsUri(
+  text: string,
+  options: { readonly onRepeatedKey?: (key: string) => void } = {},
+): SsUri {
   const fail = (why: string): never => {
     throw new SyntaxError(`Cannot parse the ss:// link: ${why}`);
   };
@@ -117,6 +125,7 @@ export function parseSsUri(text: string): SsUri {
     }
     // Which transport runs is not left to the first of two.
     if (repeated.includes("transport")) fail("the plugin gives 'transport' more than once");
+    for (const key of repeated) options.onRepeatedKey?.(key);
   }
   return { method, password, server, ...(plugin === undefined ? {} : { plugin }), tag };
 }
