@@ -211,11 +211,10 @@ export class SocksServer implements AsyncDisposable {
     // that ends meanwhile means it went away, or broke the protocol, and
     // the attempt is given up. A byte read after the reply is the relay's.
     const watch = new Uint8Array(1);
-    let watching: Promise<{ n: number | null; error?: unknown }> | undefined = conn.read(watch)
-      .then(
-        (n) => ({ n }),
-        (error: unknown) => ({ n: null, error }),
-      );
+    const watching: Promise<{ n: number | null; error?: unknown }> = conn.read(watch).then(
+      (n) => ({ n }),
+      (error: unknown) => ({ n: null, error }),
+    );
     const giveUp = new AbortController();
     let watched = false;
     let connecting = true;
@@ -267,21 +266,17 @@ export class SocksServer implements AsyncDisposable {
       clearTimeout(connectTimer);
       clearTimeout(graceTimer);
     }
-    // The read that watched goes on: what it takes comes first in the relay,
-    // with what came along with it (in the socket's buffer already), so an
-    // application's first write crosses as one, as it would without the
-    // watch: a byte of its own would be a frame and a burst of its own on
-    // the wire, which neither obfs4proxy nor ss-local sends.
-    const carried = new ReadAhead(conn);
+    // The read that watched goes on: what it takes comes first in the relay.
+    let first: Promise<{ n: number | null; error?: unknown }> | undefined = watching;
     const client: NetConn = {
       read: async (p) => {
-        if (watching === undefined) return await carried.read(p);
-        const { n, error } = await watching;
-        watching = undefined;
+        if (first === undefined) return await conn.read(p);
+        const { n, error } = await first;
+        first = undefined;
         if (error !== undefined) throw error;
         if (n === null || n === 0) return n;
         p[0] = watch[0]!;
-        return 1 + await carried.readReady(p.subarray(1));
+        return 1;
       },
       write: (p) => conn.write(p),
       closeWrite: () => conn.closeWrite(),
@@ -305,67 +300,5 @@ export class SocksServer implements AsyncDisposable {
       closeQuietly(end);
       if (!signal.aborted) onError(error, "relay");
     }
-  }
-}
-
-type ReadResult = { n: number | null; error?: unknown };
-
-/**
- * Reads of a connection that can take what is ready now without waiting:
- * `readReady` starts a read and gives what it returns within the current
- * turn of the event loop (bytes already in the socket's buffer), else 0,
- * leaving the read to the next `read`. Its own buffer holds what a later,
- * smaller `read` has not taken yet.
- */
-class ReadAhead {
-  #conn: NetConn;
-  #pending: Promise<ReadResult> | undefined;
-  #buffer: Uint8Array = new Uint8Array(0);
-  #held: Uint8Array | undefined;
-
-  constructor(conn: NetConn) {
-    this.#conn = conn;
-  }
-
-  async read(p: Uint8Array): Promise<number | null> {
-    if (this.#held === undefined && this.#pending === undefined) return await this.#conn.read(p);
-    if (this.#held === undefined) {
-      const { n, error } = await this.#pending!;
-      this.#pending = undefined;
-      if (error !== undefined) throw error;
-      if (n === null) return null;
-      this.#held = this.#buffer.subarray(0, n);
-    }
-    return this.#take(p);
-  }
-
-  async readReady(p: Uint8Array): Promise<number> {
-    if (p.length === 0) return 0;
-    this.#buffer = new Uint8Array(p.length);
-    const pending = this.#conn.read(this.#buffer).then(
-      (n): ReadResult => ({ n }),
-      (error: unknown): ReadResult => ({ n: null, error }),
-    );
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const now = await Promise.race([
-      pending,
-      new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), 0)),
-    ]);
-    clearTimeout(timer);
-    // Not ready, at its end or failed: the next read says so.
-    if (now === undefined || now.n === null || now.error !== undefined) {
-      this.#pending = pending;
-      return 0;
-    }
-    this.#held = this.#buffer.subarray(0, now.n);
-    return this.#take(p);
-  }
-
-  #take(p: Uint8Array): number {
-    const held = this.#held!;
-    const n = Math.min(held.length, p.length);
-    p.set(held.subarray(0, n));
-    this.#held = n === held.length ? undefined : held.subarray(n);
-    return n;
   }
 }
