@@ -98,8 +98,8 @@ export function parseSsUri(
       /:[^:\]]*$/.test(authority) ? "the server's port is not a number" : "the server has no port",
     );
   }
-  const server = parseHostPort(authority, "ss:// server");
-  if (server.port === 0) throw new RangeError("Cannot parse the ss:// link: port 0");
+  // Port 0 cannot be dialed: refused in parseHostPort's one wording.
+  const server = parseHostPort(authority, "ss:// server", 1);
   let plugin: SsUri["plugin"];
   for (const parameter of after.slice(1).split("&")) {
     const eq = parameter.indexOf("=");
