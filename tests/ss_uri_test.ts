@@ -52,6 +52,22 @@ const ROWS: readonly [name: string, link: string, expected: SsUri | RegExp][] = 
     },
   ],
   [
+    "an '@' left unencoded in the query (RFC 3986 allows it): the userinfo ends before the query",
+    `ss://${b64url(`aes-256-gcm:${SECRET}`)}@192.0.2.1:8388/?outline=1&prefix=a@b#x`,
+    { method: "aes-256-gcm", password: SECRET, server: server("192.0.2.1", 8388), tag: "x" },
+  ],
+  [
+    "an '@' in the plugin part, with no slash before the query",
+    `ss://${b64url(`aes-256-gcm:${SECRET}`)}@192.0.2.1:8388?plugin=p%3Bk%3Du@h`,
+    {
+      method: "aes-256-gcm",
+      password: SECRET,
+      server: server("192.0.2.1", 8388),
+      plugin: { name: "p", options: { k: "u@h" } },
+      tag: "",
+    },
+  ],
+  [
     "go-shadowsocks2's form: plain method:password, the method its AEAD_ name",
     `ss://AEAD_CHACHA20_POLY1305:${SECRET}@192.0.2.1:8488`,
     {

@@ -60,7 +60,13 @@ export function parseSsUri(
     tag = decode(rest.slice(hash + 1), "the #tag", fail);
     rest = rest.slice(0, hash);
   }
-  let at = rest.lastIndexOf("@");
+  // The userinfo ends at the last '@' before the query: RFC 3986 lets a
+  // query hold '@' unencoded (`?prefix=a@b`), and base64, base64url and
+  // percent-encoded userinfo never hold '?'. Failing that (a '?' left
+  // unencoded in a password), the last '@' of all.
+  const question = rest.indexOf("?");
+  let at = question < 0 ? -1 : rest.lastIndexOf("@", question);
+  if (at < 0) at = rest.lastIndexOf("@");
   let userinfo: string;
   if (at < 0) {
     // Legacy: everything but the tag is base64 of method:password@host:port.
