@@ -18,7 +18,8 @@ export interface ChunkSink {
   abort(reason: unknown): void;
 }
 
-const MIN_READ = 2 * 1024;
+/** A socket's first read through {@linkcode connSource}, and the smallest read. */
+export const MIN_READ = 2 * 1024;
 const MAX_READ = 256 * 1024;
 /**
  * What the read buffers of every socket of the process may hold together

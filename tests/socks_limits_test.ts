@@ -142,3 +142,41 @@ Deno.test("SocksServer closes a client that does not finish its handshake after 
 function match(text: string, pattern: RegExp): void {
   ok(pattern.test(text), `${JSON.stringify(text)} does not match ${pattern}`);
 }
+
+Deno.test("SocksServer hands the application's first write on whole, not its first byte alone (a 1-byte first chunk marked every ptkit client)", async () => {
+  // The end the relay writes to records each chunk it is given: a
+  // transport makes one record of each (Shadowsocks: one AEAD chunk, 35
+  // bytes on the wire for one byte), where ss-local sends the first read whole.
+  const chunks: number[] = [];
+  let gotAll: () => void = () => {};
+  const all = new Promise<void>((resolve) => gotAll = resolve);
+  const server = new SocksServer(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
+    connect: () =>
+      Promise.resolve({
+        readable: new ReadableStream<Uint8Array>(),
+        writable: new WritableStream<Uint8Array>({
+          write: (chunk) => {
+            chunks.push(chunk.length);
+            if (chunks.reduce((a, b) => a + b, 0) >= 1000) gotAll();
+          },
+        }),
+        close: () => {},
+      }),
+  });
+  try {
+    using client = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    const reply = new Uint8Array(16);
+    await client.write(new Uint8Array([5, 1, 0]));
+    let got = 0;
+    while (got < 2) got += (await client.read(reply.subarray(got)))!;
+    await client.write(new Uint8Array(REQUEST));
+    got = 0;
+    while (got < 10) got += (await client.read(reply.subarray(got)))!;
+    strictEqual(reply[1], 0);
+    await client.write(new Uint8Array(1000).fill(0x16));
+    await guarded(all, "the relay to hand on the 1000 bytes");
+    deepStrictEqual(chunks, [1000]);
+  } finally {
+    await server.close();
+  }
+});

@@ -5,6 +5,7 @@
 import { relay, type RelayEnd } from "../../net/relay.ts";
 import { closeQuietly, ConnectionLoop, type ServeContext } from "../../net/_accept_loop.ts";
 import { abortable } from "../../net/_abortable.ts";
+import { MIN_READ } from "../../net/_chunk_io.ts";
 import type { ConnectionLimits } from "../../net/source_limits.ts";
 import { socksHandshake, type SocksRequest } from "./_server_handshake.ts";
 import { SocksReply, socksReplyCode, SocksReplyError } from "./_reply.ts";
@@ -209,8 +210,10 @@ export class SocksServer implements AsyncDisposable {
     // The client waits for the reply and sends nothing before it (bytes
     // that come early are pipelining, refused as in the handshake): a read
     // that ends meanwhile means it went away, or broke the protocol, and
-    // the attempt is given up. A byte read after the reply is the relay's.
-    const watch = new Uint8Array(1);
+    // the attempt is given up. What it reads after the reply is the relay's
+    // first read, whole: one byte alone made the transport's first record
+    // (a 35-byte Shadowsocks chunk on every connection, never ss-local's).
+    const watch = new Uint8Array(MIN_READ);
     const watching: Promise<{ n: number | null; error?: unknown }> = conn.read(watch).then(
       (n) => ({ n }),
       (error: unknown) => ({ n: null, error }),
@@ -268,15 +271,21 @@ export class SocksServer implements AsyncDisposable {
     }
     // The read that watched goes on: what it takes comes first in the relay.
     let first: Promise<{ n: number | null; error?: unknown }> | undefined = watching;
+    let held: Uint8Array | undefined;
     const client: NetConn = {
       read: async (p) => {
-        if (first === undefined) return await conn.read(p);
-        const { n, error } = await first;
-        first = undefined;
-        if (error !== undefined) throw error;
-        if (n === null || n === 0) return n;
-        p[0] = watch[0]!;
-        return 1;
+        if (first !== undefined) {
+          const { n, error } = await first;
+          first = undefined;
+          if (error !== undefined) throw error;
+          if (n === null || n === 0) return n;
+          held = watch.subarray(0, n);
+        }
+        if (held === undefined) return await conn.read(p);
+        const n = Math.min(held.length, p.length);
+        p.set(held.subarray(0, n));
+        held = n === held.length ? undefined : held.subarray(n);
+        return n;
       },
       write: (p) => conn.write(p),
       closeWrite: () => conn.closeWrite(),
