@@ -270,6 +270,47 @@ Deno.test("pluginWording: a transport's hint names the plugin options, not --opt
     pluginWording("Cannot listen on 127.0.0.1:9", true),
     "Cannot listen on 127.0.0.1:9",
   );
+  // The side is the options' word alone: a plugin on the wrong side hears so.
+  match(
+    pluginWording("Cannot listen on 127.0.0.1:9: Address already in use (os error 98)", false),
+    /in use \(os error 98\) \(SS_LOCAL: under ss-server, .* give the plugin 'server' in its options/,
+  );
+  match(
+    pluginWording(
+      "Cannot listen on 192.0.2.1:9: Cannot assign requested address (os error 99)",
+      true,
+    ),
+    /\(os error 99\) \(SS_REMOTE is no address of this machine: under ss-local .* leave 'server' out/,
+  );
+  // Where the side is right, the message is as it was.
+  for (const server of [true, false]) {
+    const taken = "Cannot listen on 127.0.0.1:9: Address already in use (os error 98)";
+    if (server) deepStrictEqual(pluginWording(taken, server), taken);
+    const foreign = "Cannot listen on 192.0.2.1:9: Cannot assign requested address (os error 99)";
+    if (!server) deepStrictEqual(pluginWording(foreign, server), foreign);
+  }
+});
+
+Deno.test("SIP003: ss-server whose --plugin-opts leave out 'server' hears that its plugin needs it, not only that an address is in use", async () => {
+  const serverPort = freePort();
+  const server = startWithPlugin("ss-server", [
+    ...["-s", "127.0.0.1", "-p", String(serverPort), "-k", "sip003-side", "-m", "aes-128-gcm"],
+    ...["--plugin-opts", "transport=plain"],
+  ]);
+  try {
+    // The plugin, a client, tries ss-server's own SS_LOCAL port and exits.
+    await server.waitFor(/ptkit: error: .*/);
+    match(
+      server.output(),
+      /ptkit: error: Cannot listen on 127\.0\.0\.1:[0-9]+: Address already in use/,
+    );
+    match(
+      server.output(),
+      /give the plugin 'server' in its options, --plugin-opts "server;transport=\.\.\."/,
+    );
+  } finally {
+    await server.stop("SIGKILL");
+  }
 });
 
 /** A shadowsocks-libev program with main.ts as its plugin; output collected. */
@@ -871,4 +912,8 @@ async function serverPlugin(
     await new Promise((r) => setTimeout(r, 50));
   }
   return plugin;
+}
+
+function match(text: string, pattern: RegExp): void {
+  ok(pattern.test(text), `${JSON.stringify(text)} does not match ${pattern}`);
 }

@@ -207,6 +207,17 @@ function serverOption(value: string | undefined): boolean {
  */
 export function pluginWording(message: string, server: boolean): string {
   const where = `${server ? "ss-server" : "ss-local"} --plugin-opts or SS_PLUGIN_OPTIONS`;
+  // The side comes from the options alone: a plugin under ss-server without
+  // `server` tries ss-server's own SS_LOCAL port, one under ss-local with
+  // it the remote server's address. Say so where that is what the error
+  // most likely means.
+  if (!server && /^Cannot listen on \S+: Address already in use\b/.test(message)) {
+    message += " (SS_LOCAL: under ss-server, ss-server listens there itself: give the plugin " +
+      "'server' in its options, --plugin-opts \"server;transport=...\")";
+  } else if (server && /^Cannot listen on \S+: Cannot assign requested address\b/.test(message)) {
+    message += " (SS_REMOTE is no address of this machine: under ss-local the plugin is the " +
+      "client: leave 'server' out of --plugin-opts)";
+  }
   return message
     .replace(
       /given as --options '([^']*)' or in TOR_PT_SERVER_TRANSPORT_OPTIONS/g,
