@@ -394,7 +394,12 @@ Deno.test("every listen that fails names its address: server, SOCKS, metrics, TU
       SS_LOCAL_PORT: String(port),
       SS_PLUGIN_OPTIONS: "transport=plain",
     });
-    deepStrictEqual(sip003, { code: 1, out: `ptkit: error: ${inUse}\n` });
+    // A client plugin's SS_LOCAL taken: most likely ss-server's own port (no 'server' given).
+    deepStrictEqual(sip003, {
+      code: 1,
+      out: `ptkit: error: ${inUse} (SS_LOCAL: under ss-server, ss-server listens there itself: ` +
+        `give the plugin 'server' in its options, --plugin-opts "server;transport=...")\n`,
+    });
     // Metrics must not take the side down: a warning naming the address (not the flag).
     const stop = new AbortController();
     let err = "";
