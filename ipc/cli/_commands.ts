@@ -775,6 +775,15 @@ async function ssClient(
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+  // Outline's connection prefix makes each connection's first bytes look
+  // like another protocol's: going without it silently changes what a
+  // censor sees from what the link's author chose.
+  if (uri.ignored?.includes("prefix")) {
+    context.err(
+      "Warning: the link's prefix= (Outline's connection prefix) is not supported: " +
+        "each connection starts with random bytes (its salt), not that prefix\n",
+    );
+  }
   const credentials = { method: uri.method, password: uri.password };
   let transport = "shadowsocks";
   let options: Record<string, string> = credentials;

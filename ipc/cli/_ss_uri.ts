@@ -19,6 +19,11 @@ export interface SsUri {
   readonly plugin?: { readonly name: string; readonly options: TransportOptions };
   /** The server's label (`#tag`), decoded; empty when absent. */
   readonly tag: string;
+  /**
+   * The names of the query parameters besides `plugin` (Outline's `outline`
+   * and `prefix`, ...), which are not used; absent when there are none.
+   */
+  readonly ignored?: readonly string[];
 }
 
 /**
@@ -28,7 +33,8 @@ export interface SsUri {
  * percent-encoded (the 2022 methods' form), the plugin part
  * percent-encoded `name;k=v;k=v` (a `+` in it is a `+`); or the legacy
  * `ss://BASE64(method:password@host:port)[#TAG]`. Other query parameters
- * are ignored; white space around the link is dropped. No error message
+ * are not used, their names listed in `ignored`; white space around the
+ * link is dropped. No error message
  * holds the password or the userinfo.
  *
  * A plugin option given twice keeps its first value (`transport` twice is
@@ -107,10 +113,15 @@ export function parseSsUri(
   // Port 0 cannot be dialed: refused in parseHostPort's one wording.
   const server = parseHostPort(authority, "ss:// server", 1);
   let plugin: SsUri["plugin"];
+  const ignored = new Set<string>();
   for (const parameter of after.slice(1).split("&")) {
     const eq = parameter.indexOf("=");
     const key = eq < 0 ? parameter : parameter.slice(0, eq);
-    if (key !== "plugin") continue;
+    if (key !== "plugin") {
+      // Named only: a value might be anything.
+      if (key !== "") ignored.add(key.slice(0, 64));
+      continue;
+    }
     if (plugin !== undefined) fail("two plugin parameters");
     // SIP002 percent-encodes the plugin (RFC 3986): a '+' is a '+' (a
     // cert's base64), not form encoding's space.
@@ -133,7 +144,14 @@ export function parseSsUri(
     if (repeated.includes("transport")) fail("the plugin gives 'transport' more than once");
     for (const key of repeated) options.onRepeatedKey?.(key);
   }
-  return { method, password, server, ...(plugin === undefined ? {} : { plugin }), tag };
+  return {
+    method,
+    password,
+    server,
+    ...(plugin === undefined ? {} : { plugin }),
+    tag,
+    ...(ignored.size === 0 ? {} : { ignored: [...ignored] }),
+  };
 }
 
 /** Percent-decode `text`, failing with `what` (never the text). */
