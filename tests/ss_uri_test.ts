@@ -213,6 +213,22 @@ const ROWS: readonly [name: string, link: string, expected: SsUri | RegExp][] = 
   ],
   ["legacy without @", `ss://${btoa(`aes-128-gcm:${SECRET}`)}`, /no '@'/],
   ["an empty link", "ss://", /./],
+  // RFC 6874: a zone in a URI is written %25 (the link-local server of a LAN).
+  [
+    "an IPv6 zone written %25, as RFC 6874 has it in a URI",
+    `ss://${b64url(`aes-128-gcm:${SECRET}`)}@[fe80::1%25eth0]:8388`,
+    {
+      method: "aes-128-gcm",
+      password: SECRET,
+      server: server("fe80::1%eth0", 8388),
+      tag: "",
+    },
+  ],
+  [
+    "a host name with a percent-encoded letter (RFC 3986 reg-name)",
+    `ss://${b64url(`aes-128-gcm:${SECRET}`)}@ex%41mple.com:8388`,
+    { method: "aes-128-gcm", password: SECRET, server: server("exAmple.com", 8388), tag: "" },
+  ],
   ["a bad IPv6 host", `ss://${b64url(`a:${SECRET}`)}@[::1:1`, /./],
 ];
 

@@ -110,8 +110,16 @@ export function parseSsUri(
       /:[^:\]]*$/.test(authority) ? "the server's port is not a number" : "the server has no port",
     );
   }
-  // Port 0 cannot be dialed: refused in parseHostPort's one wording.
-  const server = parseHostPort(authority, "ss:// server", 1);
+  // The host may be percent-encoded (RFC 3986), an IPv6 zone always is
+  // (RFC 6874: [fe80::1%25eth0]); a bare zone (%eth0) is no escape and is
+  // kept. Port 0 cannot be dialed: refused in parseHostPort's one wording.
+  let host = authority;
+  try {
+    host = decodeURIComponent(authority);
+  } catch {
+    // Not percent-encoding: the text as it is.
+  }
+  const server = parseHostPort(host, "ss:// server", 1);
   let plugin: SsUri["plugin"];
   const ignored = new Set<string>();
   for (const parameter of after.slice(1).split("&")) {
