@@ -656,3 +656,56 @@ for (const row of ROWS) {
     }
   });
 }
+
+Deno.test("parseManagedConfig reads -options, -turnuser and -proxy written @FILE through readValueFile; other flags and the environment are taken as written", () => {
+  const files: Record<string, string> = {
+    "/o": "plain:k=v",
+    "/u": "alice:S3CRET",
+    "/p": "socks5://u:S3CRET@127.0.0.1:1080",
+  };
+  const asked: string[] = [];
+  const readValueFile = (path: string, flag: string) => {
+    asked.push(`${flag} ${path}`);
+    const text = files[path];
+    if (text === undefined) throw new Error(`Cannot read ${flag} from ${path}: not found`);
+    return text;
+  };
+  const client = parseManagedConfig(
+    ["-client", "-transports", "plain", "-proxy", "@/p", "-state", "@/s"],
+    {},
+    { readValueFile },
+  );
+  ok(client.kind === "client");
+  deepStrictEqual(client.proxy?.password, "S3CRET");
+  const turn = parseManagedConfig(
+    ["-server", "-transports", "plain", "-mode", "STUN", "-target", "turn", "-turnuser", "@/u"],
+    {},
+    { readValueFile },
+  );
+  ok(turn.kind === "server");
+  deepStrictEqual(asked, ["-proxy /p", "-turnuser /u"]);
+  // An @ in the environment is tor's value, never a file.
+  try {
+    parseManagedConfig([], {
+      TOR_PT_MANAGED_TRANSPORT_VER: "1",
+      TOR_PT_CLIENT_TRANSPORTS: "plain",
+      TOR_PT_STATE_LOCATION: "/tmp/x",
+      TOR_PT_PROXY: "@/p",
+    }, { readValueFile });
+    ok(false, "TOR_PT_PROXY=@/p was taken");
+  } catch (error) {
+    ok(error instanceof ManagedConfigError && error.keyword === "PROXY-ERROR", String(error));
+  }
+  deepStrictEqual(asked.length, 2);
+  // A file that cannot be read: ENV-ERROR after the VERSION line.
+  try {
+    parseManagedConfig(["-client", "-transports", "plain", "-proxy", "@/nope"], {}, {
+      readValueFile,
+    });
+    ok(false, "a missing file was taken");
+  } catch (error) {
+    ok(error instanceof ManagedConfigError, String(error));
+    deepStrictEqual([error.keyword, error.version], ["ENV-ERROR", "2"]);
+    deepStrictEqual(error.message, "Cannot read -proxy from /nope: not found");
+  }
+});

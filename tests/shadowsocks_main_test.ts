@@ -236,3 +236,49 @@ Deno.test("main.ts shadowsocks: a transparent-TCP client reaches a bound server'
     await Deno.remove(freeState, { recursive: true });
   }
 });
+
+// A password given as `-options` shows in the process list: `-options
+// @FILE` (and `-turnuser`, `-proxy`) reads the value from a file, as
+// `main.ts server --options @FILE` does. A file that cannot be read is an
+// ENV-ERROR naming its path, never its content.
+Deno.test("main.ts -server -options @FILE takes the Shadowsocks password from a file (ss-local carries curl through it); an unreadable file is an ENV-ERROR naming the path", async () => {
+  const method = "aes-256-gcm";
+  await using http = new CountingHttpServer(`hello ${method}\n`);
+  const state = await Deno.makeTempDir();
+  const file = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(file, `${JSON.stringify({ method, password: PASSWORD })}\n`);
+  const port = freePort();
+  const pt = startMain([
+    ...["-server", "-transports", "shadowsocks", "-bindaddr", `shadowsocks-127.0.0.1:${port}`],
+    ...["-options", `@${file}`, "-allow", "loopback"],
+  ], state);
+  try {
+    deepStrictEqual(await smethodPort(pt, method), port);
+    await using local = await startSsLibev("ss-local", {
+      method,
+      password: PASSWORD,
+      server: port,
+    });
+    const result = await curl([
+      "--socks5-hostname",
+      `127.0.0.1:${local.port}`,
+      `http://localhost:${http.port}/`,
+    ]);
+    deepStrictEqual(result.out, `hello ${method}\n`, result.err + local.output());
+  } finally {
+    await stopAndScan(pt, state);
+  }
+  try {
+    const missing = startMain(
+      ["-server", "-transports", "shadowsocks", "-options", `@${state}/nope`],
+      state,
+    );
+    // PT 2.0 writes error lines to stderr.
+    const { code, stderr } = await missing.exit();
+    deepStrictEqual(code, 64);
+    ok(stderr.startsWith(`ENV-ERROR Cannot read -options from ${state}/nope: `), stderr);
+  } finally {
+    await Deno.remove(state, { recursive: true });
+    await Deno.remove(file);
+  }
+});

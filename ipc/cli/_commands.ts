@@ -240,15 +240,15 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
   // it never shows in the process list.
   try {
     if (parsed.options?.startsWith("@")) {
-      parsed.options = await readValueFile(parsed.options, "--options");
+      parsed.options = readValueFile(parsed.options, "--options");
     }
     // A bridge line's or a link's file may carry comments (ptkit's own
     // obfs4_bridgeline.txt does): its one other line is the value.
     if (parsed.bridge?.startsWith("@")) {
-      parsed.bridge = oneLine(await readValueFile(parsed.bridge, "--bridge"), parsed.bridge);
+      parsed.bridge = oneLine(readValueFile(parsed.bridge, "--bridge"), parsed.bridge);
     }
     if (link?.startsWith("@")) {
-      link = oneLine(await readValueFile(link, "the ss:// link"), link);
+      link = oneLine(readValueFile(link, "the ss:// link"), link);
       if (!/^ss:\/\//i.test(link)) {
         throw new UsageError("The ss:// link's file does not hold an ss:// link");
       }

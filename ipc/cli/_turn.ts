@@ -76,7 +76,7 @@ export async function runTurnCommand(args: string[]): Promise<number> {
     let given = [value];
     if (value.startsWith("@")) {
       try {
-        given = valueLines(await readValueFile(value, "--user"));
+        given = valueLines(readValueFile(value, "--user"));
       } catch (error) {
         if (error instanceof UsageError) return fail(error.message);
         throw error;

@@ -11,19 +11,20 @@ const MAX_VALUE_FILE = 65_536;
 /**
  * The value an `@FILE` argument stands for: the file's text without its
  * trailing line break. The path is named in errors; the content never is.
+ * Synchronous: read once at start, before anything else runs.
  */
-export async function readValueFile(arg: string, what: string): Promise<string> {
+export function readValueFile(arg: string, what: string): string {
   const path = arg.slice(1);
   let text: string;
   try {
-    const info = await Deno.stat(path);
+    const info = Deno.statSync(path);
     if (!info.isFile) throw new UsageError(`Cannot read ${what} from ${path}: not a regular file`);
     if (info.size > MAX_VALUE_FILE) {
       throw new UsageError(
         `Cannot read ${what} from ${path}: ${info.size} bytes, more than ${MAX_VALUE_FILE}`,
       );
     }
-    text = await Deno.readTextFile(path);
+    text = Deno.readTextFileSync(path);
   } catch (error) {
     if (error instanceof UsageError) throw error;
     throw new UsageError(`Cannot read ${what} from ${path}: ${(error as Error).message}`);

@@ -97,14 +97,15 @@ export const FLAGS: readonly FlagSpec[] = [
     env: "TOR_PT_PROXY",
     value: "URI",
     help:
-      "upstream proxy: socks5://[user:pass@]ip:port, socks4a://[user@]ip:port, http://[user[:pass]@]ip:port",
+      "upstream proxy: socks5://[user:pass@]ip:port, socks4a://[user@]ip:port, http://[user[:pass]@]ip:port (@FILE: read from FILE)",
   },
   {
     names: ["options"],
     key: "options",
     env: "TOR_PT_SERVER_TRANSPORT_OPTIONS",
     value: "OPTS",
-    help: 'transport options: name:k=v;name:k=v, or JSON {"name":{"k":"v"}} or {"k":"v"}',
+    help:
+      'transport options: name:k=v;name:k=v, or JSON {"name":{"k":"v"}} or {"k":"v"} (@FILE: read from FILE)',
   },
   {
     names: ["mode"],
@@ -156,7 +157,8 @@ export const FLAGS: readonly FlagSpec[] = [
     names: ["turnuser"],
     key: "turnUser",
     value: "USER:PASSWORD",
-    help: "server, -target turn: the TURN user (default: generated, printed in the SMETHOD ARGS)",
+    help:
+      "server, -target turn: the TURN user (default: generated, printed in the SMETHOD ARGS; @FILE: read from FILE)",
   },
   {
     names: ["turnrealm"],

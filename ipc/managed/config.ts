@@ -206,6 +206,13 @@ export class ManagedConfigError extends Error {
   }
 }
 
+/** The flags whose value may be `@FILE` (see `readValueFile`), by key. */
+const VALUE_FILE_FLAGS: readonly (readonly [string, string])[] = [
+  ["options", "-options"],
+  ["turnUser", "-turnuser"],
+  ["proxy", "-proxy"],
+];
+
 /**
  * Parse the managed proxy's configuration: flags (`-flag value`,
  * `--flag=value`; flags win) over `TOR_PT_*` variables, PT 1.0 and PT 2.0
@@ -220,7 +227,11 @@ export class ManagedConfigError extends Error {
  * `free`: the free transports among them (a server of free transports
  * only needs no target: each connection names its destination; default:
  * none); `cpus`: the number of CPUs, the server's default `-workers` (default 1;
- * `runManagedProxy` gives `navigator.hardwareConcurrency`).
+ * `runManagedProxy` gives `navigator.hardwareConcurrency`); `readValueFile`:
+ * reads the file of a `-options`, `-turnuser` or `-proxy` value written
+ * `@FILE` (given the path and the flag; what it throws is an `ENV-ERROR`;
+ * default: none, the value is taken as written; `runManagedProxy` reads
+ * the file).
  * @returns The configuration.
  * @throws {ManagedConfigError} What the parent must be told, and the exit
  * code.
@@ -268,6 +279,7 @@ export function parseManagedConfig(
     readonly known?: Iterable<string>;
     readonly free?: Iterable<string>;
     readonly cpus?: number;
+    readonly readValueFile?: (path: string, what: string) => string;
   } = {},
 ): ManagedConfig {
   checkArguments(args, env, options);
@@ -277,7 +289,7 @@ export function parseManagedConfig(
     if (value !== undefined) vars[name] = value;
   }
   const notUtf8 = (options.notUtf8 ?? []).filter((name) => ENV_VARS.includes(name));
-  const flags = parseFlags(args);
+  let flags = parseFlags(args);
   // Both asked for (`--version --help`): the first one given, as GNU tools do.
   const versionAt = versionRequest(args);
   const helpAt = flags.values.help === "true" ? args.findIndex(isHelpFlag) : -1;
@@ -347,6 +359,17 @@ export function parseManagedConfig(
   };
   if (notUtf8.length > 0) envError(notUtf8Message());
   if (flags.errors.length > 0) envError(flags.errors.join("; "));
+  // `-options @FILE`, `-turnuser @FILE`, `-proxy @FILE`: a value that holds
+  // a password, read from a file so that it never shows in the process list.
+  const read = options.readValueFile;
+  if (read !== undefined) {
+    const values = { ...flags.values };
+    for (const [key, flag] of VALUE_FILE_FLAGS) {
+      const given = values[key];
+      if (given?.startsWith("@")) values[key] = attempt(() => read(given.slice(1), flag));
+    }
+    flags = { ...flags, values };
+  }
   const logLevel = attempt(() => parseLogSeverity(value("logLevel") ?? "notice"));
   const serverFlag = flags.values.server === "true";
   const clientFlag = flags.values.client === "true";

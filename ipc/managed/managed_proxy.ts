@@ -8,6 +8,7 @@ import { ENV_VARS, usage, WORKER_ARG } from "./_flags.ts";
 import { PTKIT_VERSION } from "./_version.ts";
 import { runManaged } from "./_run.ts";
 import { assertTransport } from "../../transports/_transport_name.ts";
+import { readValueFile } from "../cli/_value_file.ts";
 
 /** Options for {@linkcode runManagedProxy}. */
 export interface ManagedProxyOptions {
@@ -118,6 +119,7 @@ async function runProxy(options: ManagedProxyOptions): Promise<number> {
       known: registry.keys(),
       free: [...registry.values()].filter((t) => t.free === true).map((t) => t.name),
       cpus: navigator.hardwareConcurrency,
+      readValueFile: (path, flag) => readValueFile(`@${path}`, flag),
     });
   } catch (error) {
     if (!(error instanceof ManagedConfigError)) throw error;
