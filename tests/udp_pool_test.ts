@@ -7,6 +7,7 @@ import { obfs4 } from "@ptkit/ptkit/transports/obfs4";
 import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert";
 import { MetricsRegistry } from "@ptkit/ptkit/net";
 import { appSocket, ManualClock, udpEcho, waitFor } from "./udp_test_utils.ts";
+import { guarded } from "./_util.ts";
 
 const tcpDialer: Dialer = (target) =>
   Deno.connect({ hostname: target.hostname, port: target.port });
@@ -840,4 +841,63 @@ Deno.test("serveUdpServer gives the event loop a turn while one connection sends
   }
   // Before: 426,510 in one turn; now 256.
   ok(most <= 4096, `${most} datagrams sent in one turn`);
+});
+
+Deno.test("serveUdpClient gives up the dial of a flow it closes while waiting (evicted, idle, shutdown): connection attempts stay within maxFlows", async () => {
+  // Before: a flow closed while its dial was under way (a PT server that
+  // drops SYNs: each attempt lasts two minutes) left the dial running, so a
+  // resolver using a fresh source port per query held one connection
+  // attempt per query (300 queries with -udpidletimeout 2: 300 SYN-SENT
+  // sockets, no flow open), past maxFlows, and close() waited for them all.
+  const clock = new ManualClock();
+  let dials = 0;
+  const pending = new Set<AbortSignal | undefined>();
+  const hanging: Dialer = (_target, _settings, options) => {
+    dials++;
+    const signal = options?.signal;
+    pending.add(signal);
+    return new Promise<NetConn>((_, reject) => {
+      signal?.addEventListener("abort", () => {
+        pending.delete(signal);
+        reject(signal.reason);
+      }, { once: true });
+    });
+  };
+  const client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: 9 },
+    framing: "length",
+    maxFlows: 2,
+    idleTimeout: 60_000,
+    dialer: hanging,
+    onError: () => {},
+    clock,
+  });
+  const apps = await Promise.all([1, 2, 3, 4].map(() => appSocket(client.addr)));
+  try {
+    for (const [i, app] of apps.slice(0, 3).entries()) {
+      await app.send(new Uint8Array([i]));
+      await waitFor(() => dials === i + 1, `dial ${i + 1}`);
+      clock.advance(10);
+    }
+    // The third source evicted the first's waiting flow: its dial is given up.
+    strictEqual(client.stats().flowsClosed.evicted, 1);
+    await waitFor(() => pending.size === 2, "the evicted flow's dial given up");
+    // The two others idle out: their dials are given up too.
+    clock.advance(60_000);
+    strictEqual(client.stats().flowsClosed.idle, 2);
+    await waitFor(() => pending.size === 0, "the idle flows' dials given up");
+    // Dials given up by the pool are no failed dials: no back-off.
+    strictEqual(client.stats().drops.dialFailed, 0);
+    await apps[3]!.send(new Uint8Array([3]));
+    await waitFor(() => dials === 4, "a new source's dial at once");
+    strictEqual(client.stats().drops.dialFailed, 0);
+    // close() gives the last one up and returns.
+    await guarded(client.close(), "the pool's close with a dial under way");
+    strictEqual(pending.size, 0);
+  } finally {
+    for (const app of apps) await app.close();
+    await guarded(client.close(), "the pool's close");
+  }
 });

@@ -257,7 +257,9 @@ class ClientPool implements UdpClientPool {
  * open one meanwhile are dropped as `dialFailed`, so a PT server that is
  * down is not dialled once per datagram. With `maxFlows` flows open, a datagram from a new source
  * closes the least recently active flow (`flowsClosed.evicted`) and opens
- * its own, as a NAT table does.
+ * its own, as a NAT table does. A flow closed while its dial is under way
+ * (evicted, idle, the pool closing) gives that dial up, so connection
+ * attempts never outnumber `maxFlows` (this is no failed dial: no back-off).
  *
  * @param options The transport, PT server, UDP address, framing and limits.
  * @returns The running pool.
@@ -323,23 +325,30 @@ export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClie
   const pool = new ClientPool(
     socket,
     (pool, from, id, totals) => {
+      // A flow closed while it waits (evicted, idle, shutdown) gives its
+      // dial up: an attempt toward a server that drops SYNs lasts minutes,
+      // and one per closed flow would hold sockets past maxFlows.
+      const dialing = new AbortController();
       const flow: Flow = new Flow(
         id,
         settings,
         totals,
         (data) => pool.send(data, from),
         (flow, reason, error) => {
+          dialing.abort();
           pool.flowClosed(from, flow, reason);
           if (error !== undefined && reason !== "shutdown") onError?.(error);
         },
       );
       flow.track(
-        connector.dial(dialOptions).then(
+        connector.dial({ ...dialOptions, signal: dialing.signal }).then(
           (conn) => {
             pool.dialSucceeded();
             flow.connect(conn);
           },
           (error) => {
+            // Given up by the pool, not failed: no back-off.
+            if (dialing.signal.aborted) return;
             pool.dialFailed();
             flow.close("dialFailed", error);
           },
