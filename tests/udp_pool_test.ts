@@ -901,3 +901,56 @@ Deno.test("serveUdpClient gives up the dial of a flow it closes while waiting (e
     await guarded(client.close(), "the pool's close");
   }
 });
+
+Deno.test("serveUdpClient backs off after a failed handshake as after a failed dial: a bridge that refuses every handshake is not dialled once per new source", async () => {
+  // Before: the back-off followed the TCP connect alone, so a bridge whose
+  // keys changed (every obfs4 handshake fails) got a new connection and
+  // handshake for every new source port (a resolver: one per query).
+  const clock = new ManualClock();
+  await using echo = await udpEcho();
+  await using server = await serveUdpServer({
+    transport: obfs4,
+    config: { "iat-mode": "0" },
+    hostname: "127.0.0.1",
+    port: 0,
+    target: echo.addr,
+    framing: "length",
+  });
+  // The bridge's address, now answering every handshake by hanging up.
+  using closer = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let accepted = 0;
+  const closing = (async () => {
+    for await (const conn of closer) {
+      accepted++;
+      conn.close();
+    }
+  })();
+  const client = await serveUdpClient({
+    transport: obfs4,
+    config: server.clientOptions,
+    server: { port: closer.addr.port },
+    framing: "length",
+    onError: () => {},
+    clock,
+  });
+  const apps = await Promise.all([1, 2, 3].map(() => appSocket(client.addr)));
+  try {
+    await apps[0]!.send(new Uint8Array([1]));
+    await waitFor(() => client.stats().flowsOpen === 0 && accepted === 1, "the failed handshake");
+    // New sources meanwhile: dropped and counted, not dialled.
+    await apps[1]!.send(new Uint8Array([2]));
+    await apps[2]!.send(new Uint8Array([3]));
+    await waitFor(() => client.stats().drops.dialFailed === 2, "two datagrams in the back-off");
+    strictEqual(client.stats().flowsOpened, 1);
+    // The back-off over, one more attempt.
+    clock.advance(1000);
+    await apps[1]!.send(new Uint8Array([4]));
+    await waitFor(() => accepted === 2, "the attempt after the back-off");
+    strictEqual(client.stats().flowsOpened, 2);
+  } finally {
+    for (const app of apps) await app.close();
+    await guarded(client.close(), "the pool's close");
+    closer.close();
+    await closing.catch(() => {});
+  }
+});

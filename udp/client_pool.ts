@@ -100,6 +100,9 @@ export interface UdpClientPool extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+/** Why the pool itself closes a flow: its dial or handshake did not fail. */
+const GIVEN_UP: ReadonlySet<UdpCloseReason> = new Set(["idle", "evicted", "shutdown"]);
+
 /** The first wait after a failed dial, in ms. */
 const DIAL_BACKOFF_MIN = 1000;
 /** The longest wait after failed dials, in ms. */
@@ -252,10 +255,11 @@ class ClientPool implements UdpClientPool {
  * (`queueDatagrams`, `queueBytes`; 0 drops them, counted as `waiting`) and are
  * sent once Connected; a failed dial, a closed connection, a write failure or
  * `idleTimeout` without traffic removes the flow, and the next datagram opens
- * a fresh one. After a failed dial no new flow dials for 1 s (doubling with
- * each failure, up to 30 s, until a dial succeeds): datagrams that would
- * open one meanwhile are dropped as `dialFailed`, so a PT server that is
- * down is not dialled once per datagram. With `maxFlows` flows open, a datagram from a new source
+ * a fresh one. After a failed dial or transport handshake no new flow dials
+ * for 1 s (doubling with each failure, up to 30 s, until a handshake
+ * succeeds): datagrams that would open one meanwhile are dropped as
+ * `dialFailed`, so a PT server that is down, or refuses every handshake (a
+ * bridge whose keys changed), is not dialled once per datagram. With `maxFlows` flows open, a datagram from a new source
  * closes the least recently active flow (`flowsClosed.evicted`) and opens
  * its own, as a NAT table does. A flow closed while its dial is under way
  * (evicted, idle, the pool closing) gives that dial up, so connection
@@ -343,8 +347,19 @@ export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClie
       flow.track(
         connector.dial({ ...dialOptions, signal: dialing.signal }).then(
           (conn) => {
-            pool.dialSucceeded();
             flow.connect(conn);
+            // The PT server is reached once the transport's handshake is
+            // done: one that refuses every handshake (a bridge whose keys
+            // changed) is no more dialled once per new source than one
+            // that is down. A flow the pool closed (idle, evicted,
+            // shutdown) failed nothing.
+            conn.ready.then(
+              () => pool.dialSucceeded(),
+              () => {
+                const reason = flow.stats().closeReason;
+                if (reason === undefined || !GIVEN_UP.has(reason)) pool.dialFailed();
+              },
+            );
           },
           (error) => {
             // Given up by the pool, not failed: no back-off.

@@ -12,7 +12,7 @@
  * - `invalid`: the framing cannot carry it (not STUN or ChannelData in STUN mode).
  * - `writeFailed`: queued when writing to the transport connection failed.
  * - `dialFailed`: queued when the transport connection could not be opened, or
- *   arriving from a new source while new dials wait after a failed one.
+ *   arriving from a new source while new dials wait after a failed dial or handshake.
  * - `closed`: queued or arriving when the flow closed (idle, peer closed, shutdown).
  * - `tooManyFlows`: would have opened a flow beyond `maxFlows` with no open
  *   flow to take the place of (`maxFlows` 0).
