@@ -1594,3 +1594,38 @@ Deno.test("TurnServer answers an RFC 3489 Binding request (no magic cookie) with
   strictEqual(server.stats().drops.malformed, 2);
   server.close();
 });
+
+Deno.test("serveTurnStream with idleTimeout keeps a quiet connection while its allocation lives, as STUN mode's UDP flows are held; it ends once the allocation expires", async () => {
+  // Before: -mode STUN -target turn -udpidletimeout 3 ended the connection of
+  // a TURN client quiet between its refreshes after 3 s, its allocation with
+  // it (its next Refresh, on a new flow: 437), where the same flags toward
+  // coturn hold the flow for the allocation's lifetime (README: "in STUN
+  // mode not before the TURN allocation it carries expires").
+  const clock = { t: Date.now() };
+  const server = new TurnServer({
+    realm: "pt.test",
+    users: { u: "p" },
+    relay: new FakeRelay(),
+    now: () => clock.t,
+  });
+  const toServer = new TransformStream<Uint8Array, Uint8Array>();
+  const inbox = new Queue<Uint8Array>();
+  let ended = false;
+  const done = serveTurnStream(server, {
+    readable: toServer.readable,
+    writable: new WritableStream({ write: (chunk) => inbox.push(chunk.slice()) }),
+  }, { idleTimeout: 50 }).finally(() => ended = true);
+  const writer = toServer.writable.getWriter();
+  const c = new StunTestClient({ inbox, send: (b) => void writer.write(b).catch(() => {}) });
+  strictEqual(errorCode(await c.allocate()), 0);
+  // Quiet for many idle timeouts: the allocation holds the connection.
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  strictEqual(ended, false, "the connection of a live allocation ended for idleness");
+  strictEqual(errorCode(await c.authed(StunMethod.Refresh, [])), 0);
+  // The allocation expires (600 s on the server's clock): idle again, it ends.
+  clock.t += 601_000;
+  await guarded(done, "the idle connection's end once its allocation expired");
+  strictEqual(server.stats().allocations, 0);
+  await writer.abort().catch(() => {});
+  server.close();
+});

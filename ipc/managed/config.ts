@@ -154,7 +154,7 @@ export interface ServerConfig extends ManagedConfigBase {
       readonly allowPrivatePeers: boolean;
       /** Address relayed sockets bind to; defaults to the transport's listen address. */
       readonly relayAddress?: string;
-      /** `-udpidletimeout` in ms: a connection with no frame either way for this long ends. */
+      /** `-udpidletimeout` in ms: a connection with no frame either way for this long, and no live allocation, ends. */
       readonly idleTimeout?: number;
     };
   /** Source addresses of outgoing connections (`TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6`). */

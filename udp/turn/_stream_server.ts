@@ -36,8 +36,8 @@ export interface ServeTurnStreamOptions {
   readonly maxPacket?: number;
   /**
    * End the connection after this many milliseconds without a frame either
-   * way (`-udpidletimeout`); its allocation goes with it. Default: never
-   * (the client ends it).
+   * way (`-udpidletimeout`), once its client holds no live allocation (a
+   * quiet TURN client is not gone). Default: never (the client ends it).
    */
   readonly idleTimeout?: number;
   /** Abort to end the connection. */
@@ -129,9 +129,11 @@ export async function serveTurnStream(
   };
   if (options.signal?.aborted) onAbort();
   options.signal?.addEventListener("abort", onAbort, { once: true });
-  // Idle: nothing either way for idleTimeout ends the connection. What is
-  // still queued has waited that long for a client that does not read: it
-  // is dropped, as on an abort.
+  // Idle: nothing either way for idleTimeout ends the connection, but not
+  // while the client's allocation lives (a TURN client says nothing between
+  // its refreshes; STUN mode's UDP flows are held the same way), checked
+  // again every idleTimeout. What is still queued has waited that long for
+  // a client that does not read: it is dropped, as on an abort.
   let lastActivity = performance.now();
   let idleTimer: ReturnType<typeof setTimeout> | undefined;
   let idled = false;
@@ -139,6 +141,7 @@ export async function serveTurnStream(
     idleTimer = setTimeout(() => {
       const left = lastActivity + idleTimeout! - performance.now();
       if (left > 0) return armIdle(left);
+      if (server.allocationLeft(key) > 0) return armIdle(idleTimeout!);
       idled = true;
       out.stop();
       reader.cancel(new Error("TURN stream idle")).catch(() => {});

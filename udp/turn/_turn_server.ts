@@ -601,6 +601,19 @@ export class TurnServer {
     if (token !== undefined) this.#dropReservation(token);
   }
 
+  /**
+   * How long a client's allocation has left, in ms by the server's clock
+   * (0 when it has none): a quiet TURN client says nothing between its
+   * refreshes, and a connection it holds is not idle until then.
+   *
+   * @param key The client's key.
+   * @returns The milliseconds left, or 0.
+   */
+  allocationLeft(key: string | number): number {
+    const allocation = this.#allocationOf(key);
+    return allocation === undefined ? 0 : allocation.expires - this.#now();
+  }
+
   /** Delete expired allocations, permissions, channels and reservations. */
   sweep(): void {
     const now = this.#now();
