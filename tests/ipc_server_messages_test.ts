@@ -260,6 +260,9 @@ const cases: Case[] = [
       /Invalid -turnuser: expected USER:PASSWORD/,
     ],
     [["-mode", "STUN", "-target", "turn", "-allow", "public"], /Invalid -allow "public"/],
+    // Before: 'Cannot parse -target "turn": expected host:port', though README gives -target turn.
+    [["-mode", "transparent-UDP", "-target", "turn"], /-target turn needs -mode STUN/],
+    [["-target", "turn"], /-target turn needs -mode STUN/],
     [
       ["-mode", "STUN", "-target", "127.0.0.1:3478", "-turnrealm", "r"],
       /-turnrealm needs -mode STUN -target turn/,

@@ -667,6 +667,10 @@ function serverConfig(
     }
   }
   if (flags.udpQueue !== undefined) envError("-udpqueue is a client flag");
+  // The embedded TURN server frames as STUN: the other modes cannot end there.
+  if (targetText === "turn" && mode !== "STUN") {
+    envError(`-target turn needs -mode STUN (the embedded TURN server), not ${mode}`);
+  }
   let target: ServerTarget;
   if (datagrams) {
     target = datagramTarget(mode as "transparent-UDP" | "STUN", flags, envError, attempt);
