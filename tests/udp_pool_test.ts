@@ -954,3 +954,52 @@ Deno.test("serveUdpClient backs off after a failed handshake as after a failed d
     await closing.catch(() => {});
   }
 });
+
+Deno.test("serveUdpClient: dials that fail together count as one failure for the back-off (1 s), not one doubling each", async () => {
+  // Before: ten flows dialling when the server went down (a resolver's
+  // concurrent queries) failed together and doubled the back-off ten
+  // times, to its 30 s cap: a blip of the server kept new flows out 30 s.
+  const clock = new ManualClock();
+  let dials = 0;
+  let fail!: () => void;
+  let failed = new Promise<void>((resolve) => fail = resolve);
+  const client = await serveUdpClient({
+    transport: plain,
+    config: {},
+    server: { port: 9 },
+    framing: "length",
+    dialer: async () => {
+      dials++;
+      await failed;
+      throw new Error("Connection refused");
+    },
+    onError: () => {},
+    clock,
+  });
+  const apps = await Promise.all(Array.from({ length: 11 }, () => appSocket(client.addr)));
+  try {
+    for (const app of apps.slice(0, 10)) await app.send(new Uint8Array([1]));
+    await waitFor(() => dials === 10, "ten dials under way");
+    fail();
+    await waitFor(() => client.stats().flowsClosed.dialFailed === 10, "the ten failed dials");
+    // One round of failures: the next attempt 1 s later.
+    failed = new Promise<void>((resolve) => fail = resolve);
+    clock.advance(999);
+    await apps[10]!.send(new Uint8Array([2]));
+    await waitFor(() => client.stats().drops.dialFailed === 11, "the datagram in the back-off");
+    strictEqual(dials, 10);
+    clock.advance(1);
+    await apps[10]!.send(new Uint8Array([3]));
+    await waitFor(() => dials === 11, "the attempt 1 s after the failures");
+    fail();
+    await waitFor(() => client.stats().flowsClosed.dialFailed === 11, "its failure");
+    // A failure of the next round doubles it: 2 s.
+    clock.advance(1999);
+    await apps[10]!.send(new Uint8Array([4]));
+    await waitFor(() => client.stats().drops.dialFailed === 13, "the datagram in the 2 s back-off");
+    strictEqual(dials, 11);
+  } finally {
+    for (const app of apps) await app.close();
+    await guarded(client.close(), "the pool's close");
+  }
+});

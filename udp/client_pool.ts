@@ -124,6 +124,12 @@ class ClientPool implements UdpClientPool {
   #retryAt = 0;
   /** The current wait after a failed dial, in ms; 0 once a dial succeeded. */
   #backoff = 0;
+  /**
+   * Dials started since the last failure that set the back-off: dials that
+   * were under way together (a resolver's concurrent queries when the
+   * server went down) fail as one, and double the wait once.
+   */
+  #round = 0;
   #closing: Promise<void> | undefined;
   /** Called once closed (folds the metrics' last counts). */
   onClosed: (() => void) | undefined;
@@ -190,8 +196,19 @@ class ClientPool implements UdpClientPool {
     this.#retryAt = 0;
   }
 
-  /** A dial failed: new flows wait 1 s, doubling with each failure up to 30 s. */
-  dialFailed(): void {
+  /** The round a dial starting now belongs to (see {@linkcode ClientPool.dialFailed}). */
+  get round(): number {
+    return this.#round;
+  }
+
+  /**
+   * A dial of `round` failed: new flows wait 1 s, doubling with each round
+   * of failures up to 30 s. Other dials of a round that already failed
+   * change nothing.
+   */
+  dialFailed(round: number): void {
+    if (round !== this.#round) return;
+    this.#round++;
     this.#backoff = Math.min(Math.max(this.#backoff * 2, DIAL_BACKOFF_MIN), DIAL_BACKOFF_MAX);
     this.#retryAt = this.#clock.now() + this.#backoff;
   }
@@ -257,7 +274,7 @@ class ClientPool implements UdpClientPool {
  * `idleTimeout` without traffic removes the flow, and the next datagram opens
  * a fresh one. After a failed dial or transport handshake no new flow dials
  * for 1 s (doubling with each failure, up to 30 s, until a handshake
- * succeeds): datagrams that would open one meanwhile are dropped as
+ * succeeds; dials under way together fail as one): datagrams that would open one meanwhile are dropped as
  * `dialFailed`, so a PT server that is down, or refuses every handshake (a
  * bridge whose keys changed), is not dialled once per datagram. With `maxFlows` flows open, a datagram from a new source
  * closes the least recently active flow (`flowsClosed.evicted`) and opens
@@ -333,6 +350,7 @@ export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClie
       // dial up: an attempt toward a server that drops SYNs lasts minutes,
       // and one per closed flow would hold sockets past maxFlows.
       const dialing = new AbortController();
+      const round = pool.round;
       const flow: Flow = new Flow(
         id,
         settings,
@@ -357,14 +375,14 @@ export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClie
               () => pool.dialSucceeded(),
               () => {
                 const reason = flow.stats().closeReason;
-                if (reason === undefined || !GIVEN_UP.has(reason)) pool.dialFailed();
+                if (reason === undefined || !GIVEN_UP.has(reason)) pool.dialFailed(round);
               },
             );
           },
           (error) => {
             // Given up by the pool, not failed: no back-off.
             if (dialing.signal.aborted) return;
-            pool.dialFailed();
+            pool.dialFailed(round);
             flow.close("dialFailed", error);
           },
         ),
