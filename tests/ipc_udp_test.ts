@@ -383,3 +383,27 @@ Deno.test("STUN mode's embedded TURN server at maxConnectionsPerSource: a new fl
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+// RFC 3489 (classic STUN) Binding requests carry no magic cookie; legacy
+// SIP phones send them. main.ts turn answers them, but STUN mode refused
+// them as a framing error at the client, so they never reached the
+// embedded TURN server (counted as an invalid drop).
+Deno.test("main.ts STUN mode carries an RFC 3489 Binding request (no magic cookie) to the embedded TURN server and its answer back", async () => {
+  const pts = await chain("STUN", "turn");
+  const socket = dgram.createSocket("udp4");
+  try {
+    await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+    const inbox = new Queue<Uint8Array>();
+    socket.on("message", (msg: Uint8Array) => inbox.push(new Uint8Array(msg)));
+    const request = new Uint8Array(20);
+    request[1] = 0x01;
+    request.set(crypto.getRandomValues(new Uint8Array(16)), 4);
+    socket.send(request, pts.port, "127.0.0.1");
+    const answer = await inbox.pop();
+    deepStrictEqual([...answer.subarray(0, 2)], [0x01, 0x01]); // Binding success response
+    deepStrictEqual([...answer.subarray(4, 20)], [...request.subarray(4, 20)]);
+  } finally {
+    await new Promise<void>((resolve) => socket.close(() => resolve()));
+    await pts.close();
+  }
+});

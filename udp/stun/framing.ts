@@ -2,7 +2,6 @@
 // This module is browser-compatible.
 
 import type { FrameBounds, Framing } from "../framing.ts";
-import { STUN_MAGIC_COOKIE as MAGIC_COOKIE } from "./_constants.ts";
 
 function hex(value: number, digits: number): string {
   return "0x" + value.toString(16).padStart(digits, "0");
@@ -14,20 +13,12 @@ function kindError(first: number, what: string): SyntaxError {
   );
 }
 
-function checkCookie(message: Uint8Array, what: string): void {
-  const cookie = ((message[4]! << 24) | (message[5]! << 16) | (message[6]! << 8) | message[7]!) >>>
-    0;
-  if (cookie !== MAGIC_COOKIE) {
-    throw new SyntaxError(
-      `Cannot ${what}: STUN magic cookie ${hex(cookie, 8)} is not ${hex(MAGIC_COOKIE, 8)}`,
-    );
-  }
-}
-
 /**
  * STUN framing (PT 2.0 section 3.3.5.4, "STUN-aware" mode): STUN messages
- * (RFC 8489: first two bits 00, 20-byte header with the magic cookie, length
- * a multiple of 4) are delimited by their own length field, and TURN
+ * (RFC 8489: first two bits 00, a 20-byte header, length a multiple of 4;
+ * no magic cookie is required, as RFC 3489 clients such as legacy SIP
+ * phones send none and the TURN server answers their Binding requests)
+ * are delimited by their own length field, and TURN
  * ChannelData (RFC 8656: first two bits 01, channel 0x4000-0x7FFF) by its
  * length, padded to a multiple of 4 bytes on the stream as RFC 8656 requires
  * over TCP. Anything else is a framing error (`SyntaxError`).
@@ -79,7 +70,6 @@ export const stunFraming: Framing = {
       if (length % 4 !== 0) {
         throw new SyntaxError(`Cannot ${what}: STUN length ${length} is not a multiple of 4`);
       }
-      checkCookie(datagram, what);
       if (n > maxDatagram) {
         throw new RangeError(`Cannot ${what}: ${n} bytes exceeds the maximum of ${maxDatagram}`);
       }
@@ -134,8 +124,5 @@ export const stunFraming: Framing = {
       return { start: 0, end, total: (end + 3) & ~3 };
     }
     throw kindError(header[0]!, what);
-  },
-  verify(datagram: Uint8Array): void {
-    if (datagram[0]! >> 6 === 0) checkCookie(datagram, "deframe STUN");
   },
 };

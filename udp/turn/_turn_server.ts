@@ -528,9 +528,10 @@ export class TurnServer {
       return;
     }
     if (!isStunMessage(packet)) {
-      // Over a byte stream (STUN mode) such a message cannot be framed.
-      if (client.stream !== true && isRfc3489Binding(packet)) this.#answerRfc3489(client, packet);
-      else this.#drops.malformed++;
+      if (!isRfc3489Binding(packet)) this.#drops.malformed++;
+      else if (client.stream === true && !this.#takeRequestToken(client)) {
+        this.#drops.rateLimited++;
+      } else this.#answerRfc3489(client, packet);
       return;
     }
     // The class bits of the message type (C1 is 0x0100, C0 0x0010): 00 is a request.
