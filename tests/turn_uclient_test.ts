@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // Acceptance: coturn's turnutils_uclient (Debian package "coturn") against our standalone server.
 
-import { freeUdpPort, startTurnCli } from "./turn_util.ts";
+import { freeUdpPort, startTurnCli, waitForUdp } from "./turn_util.ts";
 import { requireBinary } from "./ipc_util.ts";
 import { ok, strictEqual } from "node:assert";
 
@@ -98,6 +98,47 @@ Deno.test("turn CLI --user splits at the first colon: a password may hold ':' an
     const wrong = await uclient([...common, "-u", "alice:p@ss", "-w", "w0rd", "127.0.0.1"]);
     ok(wrong.code !== 0 || !/Total lost packets 0 \(/.test(wrong.output), wrong.output.slice(-800));
   } finally {
+    server.kill("SIGTERM");
+    strictEqual((await server.status).code, 0);
+  }
+});
+
+Deno.test("turn CLI on an IPv6-only address serves turnutils_uclient's RTP/RTCP pairs to an IPv6 peer: the RESERVATION-TOKEN Allocate, which names no family, gets the reserved IPv6 port, as from coturn", async () => {
+  requireBinary("turnutils_uclient", "coturn");
+  requireBinary("turnutils_peer", "coturn");
+  const peerPort = await freeUdpPort();
+  const peer = new Deno.Command("turnutils_peer", {
+    args: ["-L", "127.0.0.1", "-L", "::1", "-p", String(peerPort)],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const { child: server, port } = await startTurnCli([
+    ...["--listen", "[::1]:0", "--user", "u:p", "--realm", "pt.test", "--allow-loopback-peers"],
+  ]);
+  try {
+    await waitForUdp(peerPort, new Uint8Array([1]), "turnutils_peer");
+    // Without -c, each client allocates an RTP/RTCP pair: an Allocate with
+    // REQUESTED-ADDRESS-FAMILY IPv6 and EVEN-PORT R, then one with the
+    // RESERVATION-TOKEN alone (RFC 8656 forbids a family beside a token).
+    const args = ["-e", "::1", "-r", String(peerPort), "-n", "50", "-m", "2", "-l", "170"];
+    const { code, output } = await uclient([
+      ...args,
+      "-u",
+      "u",
+      "-w",
+      "p",
+      "-p",
+      String(port),
+      "::1",
+    ]);
+    const summary = output.match(/Total lost packets \d+ \([^)]*\)|error \d+[^\n]*/)?.[0] ??
+      output.slice(-800);
+    strictEqual(code, 0, `uclient ${args.join(" ")} exited ${code}: ${summary}`);
+    ok(/Total lost packets 0 \(/.test(output), summary);
+  } finally {
+    peer.kill("SIGTERM");
+    await peer.status;
     server.kill("SIGTERM");
     strictEqual((await server.status).code, 0);
   }
