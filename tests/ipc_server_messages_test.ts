@@ -3,7 +3,7 @@
 // by spawning it the way tor does (stdin closed, so it exits after
 // SMETHODS DONE).
 
-import { deepStrictEqual, match } from "node:assert";
+import { deepStrictEqual, match, ok, strictEqual } from "node:assert";
 import { childEnv, MAIN } from "./ipc_util.ts";
 import { protocolLines } from "./ipc_cases.ts";
 
@@ -263,6 +263,8 @@ const cases: Case[] = [
     // Before: 'Cannot parse -target "turn": expected host:port', though README gives -target turn.
     [["-mode", "transparent-UDP", "-target", "turn"], /-target turn needs -mode STUN/],
     [["-target", "turn"], /-target turn needs -mode STUN/],
+    // An empty realm is refused at start, naming the flag (long ones: below).
+    [["-mode", "STUN", "-target", "turn", "-turnrealm", ""], /Invalid -turnrealm: it is empty/],
     [
       ["-mode", "STUN", "-target", "127.0.0.1:3478", "-turnrealm", "r"],
       /-turnrealm needs -mode STUN -target turn/,
@@ -322,4 +324,32 @@ for (const c of cases) {
 Deno.test("main.ts server: cleanup", async () => {
   busy.close();
   await Deno.remove(state, { recursive: true });
+});
+
+Deno.test("main.ts server: a -turnrealm or -turnuser no TURN client can send back (RFC 8489: REALM under 128 characters, USERNAME under 509 bytes) is an ENV-ERROR naming the flag, never the value", async () => {
+  const run = async (flag: string, value: string) => {
+    const output = await new Deno.Command(MAIN, {
+      args: ["-mode", "STUN", "-target", "turn", flag, value],
+      env: childEnv(sv1),
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return { code: output.code, stdout: new TextDecoder().decode(output.stdout) };
+  };
+  const realm = await run("-turnrealm", "é".repeat(128));
+  strictEqual(realm.code, 64, realm.stdout);
+  match(
+    realm.stdout,
+    /^ENV-ERROR Invalid -turnrealm: 128 characters, RFC 8489 allows at most 127$/m,
+  );
+  ok(!realm.stdout.includes("é"), realm.stdout);
+  const user = await run("-turnuser", `${"u".repeat(509)}:S3CRET`);
+  strictEqual(user.code, 64, user.stdout);
+  match(
+    user.stdout,
+    /^ENV-ERROR Invalid -turnuser: a user name of 509 bytes, RFC 8489 allows at most 508$/m,
+  );
+  ok(!user.stdout.includes("uuu") && !user.stdout.includes("S3CRET"), user.stdout);
 });

@@ -10,6 +10,7 @@ import type { StunAddress } from "../udp/stun/_message.ts";
 import { StunMethod } from "../udp/stun/_constants.ts";
 import { startTurnCli } from "./turn_util.ts";
 import { MAIN } from "./ipc_util.ts";
+import { guarded } from "./_util.ts";
 import { errorCode, Queue, StunTestClient } from "./turn_test_client.ts";
 
 /** The answer to a CreatePermission for each peer, from a fresh allocation. */
@@ -216,4 +217,40 @@ Deno.test("turn CLI --user @FILE reads the users from a file, one a line; a bad 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("turn CLI refuses a realm or user name no TURN client can send back (RFC 8489: REALM under 128 characters, USERNAME under 509 bytes) as a usage error naming the flag, never the value", async () => {
+  const run = async (user: string, realm: string) => {
+    const child = new Deno.Command(MAIN, {
+      args: ["turn", "--listen", "127.0.0.1:0", "--user", `${user}:S3CRET`, "--realm", realm],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    try {
+      const { code, stderr } = await guarded(child.output(), "main.ts turn to refuse its flags");
+      return { code, text: new TextDecoder().decode(stderr) };
+    } catch (error) {
+      child.kill("SIGKILL");
+      await child.status;
+      throw error;
+    }
+  };
+  // coturn's turnutils_uclient cuts a longer realm to 127 characters and
+  // then gets 437 for ever; a longer user name fails every Allocate.
+  const realm = await run("u", "é".repeat(128));
+  strictEqual(realm.code, 64, realm.text);
+  ok(realm.text.startsWith("ptkit: error: Invalid --realm: 128 characters"), realm.text);
+  ok(!realm.text.includes("éé"), realm.text);
+  const user = await run("ü".repeat(255), "r"); // 510 bytes
+  strictEqual(user.code, 64, user.text);
+  ok(user.text.startsWith("ptkit: error: Invalid --user: a user name of 510 bytes"), user.text);
+  ok(!user.text.includes("üü") && !user.text.includes("S3CRET"), user.text);
+  // The longest of each starts.
+  const { child, port } = await startTurnCli([
+    ...["--listen", "127.0.0.1:0", "--user", `${"u".repeat(508)}:p`, "--realm", "é".repeat(127)],
+  ]);
+  ok(port > 0);
+  child.kill("SIGTERM");
+  strictEqual((await child.status).code, 0);
 });

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import dgram from "node:dgram";
-import { deepStrictEqual, ok, strictEqual } from "node:assert";
+import { deepStrictEqual, ok, strictEqual, throws } from "node:assert";
 import { createUdpRelayFactory } from "../udp/turn/_udp_relay.ts";
 import { decodeXorAddress, encodeXorAddress, u32 } from "../udp/stun/_attributes.ts";
 import { encodeChannelData, isChannelData, parseChannelData } from "../udp/stun/_channel_data.ts";
@@ -1628,4 +1628,19 @@ Deno.test("serveTurnStream with idleTimeout keeps a quiet connection while its a
   strictEqual(server.stats().allocations, 0);
   await writer.abort().catch(() => {});
   server.close();
+});
+
+Deno.test("TurnServer refuses a realm of 128 characters or a user name of 509 bytes (RFC 8489), naming neither", () => {
+  const relay = new FakeRelay();
+  throws(
+    () => new TurnServer({ realm: "é".repeat(128), users: { u: "p" }, relay }),
+    (e: Error) =>
+      e instanceof RangeError && e.message.includes("128 characters") && !e.message.includes("é"),
+  );
+  throws(
+    () => new TurnServer({ realm: "r", users: { u: "p", ["x".repeat(509)]: "p" }, relay }),
+    (e: Error) =>
+      e instanceof RangeError && e.message.includes("509 bytes") && !e.message.includes("xx"),
+  );
+  new TurnServer({ realm: "é".repeat(127), users: { ["x".repeat(508)]: "p" }, relay }).close();
 });

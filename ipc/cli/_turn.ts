@@ -9,6 +9,7 @@ import { isIpLiteral } from "../../net/_ip_address.ts";
 import { serveTurnUdp } from "../../udp/turn/_udp_server.ts";
 import { releaseEarlySignals } from "../managed/_early_signals.ts";
 import { readValueFile, UsageError, valueLines } from "./_value_file.ts";
+import { realmProblem, usernameProblem } from "../../udp/turn/_credential_limits.ts";
 
 const USAGE =
   "Usage: main.ts turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM [--allow-loopback-peers]";
@@ -94,11 +95,15 @@ export async function runTurnCommand(args: string[]): Promise<number> {
             : "--user must be USER:PASSWORD",
         );
       }
+      const problem = usernameProblem(username);
+      if (problem !== undefined) return fail(`Invalid --user: ${problem}`);
       users[username] = password;
     }
   }
   if (listen === undefined) return fail("Missing --listen HOST:PORT");
   if (realm === undefined || realm === "") return fail("Missing --realm REALM");
+  const realmTrouble = realmProblem(realm);
+  if (realmTrouble !== undefined) return fail(`Invalid --realm: ${realmTrouble}`);
   if (Object.keys(users).length === 0) return fail("Missing --user USER:PASSWORD");
   let address;
   try {

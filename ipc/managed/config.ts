@@ -18,6 +18,7 @@ import { ENV_VARS, FLAGS, isHelpFlag, parseFlags } from "./_flags.ts";
 import { parseBindAddr } from "./_bind_addr.ts";
 import { parseOutboundBind } from "./_outbound_dialer.ts";
 import { parseUpstreamProxy, type UpstreamProxy } from "./_proxy_uri.ts";
+import { realmProblem, usernameProblem } from "../../udp/turn/_credential_limits.ts";
 
 export type { UpstreamProxy };
 
@@ -764,8 +765,12 @@ function datagramTarget(
       if (given.username === "" || !given.password) {
         envError("Invalid -turnuser: expected USER:PASSWORD, both non-empty");
       }
+      const problem = usernameProblem(given.username);
+      if (problem !== undefined) envError(`Invalid -turnuser: ${problem}`);
       credentials = { user: given.username, password: given.password! };
     }
+    const realmTrouble = flags.turnRealm === undefined ? undefined : realmProblem(flags.turnRealm);
+    if (realmTrouble !== undefined) envError(`Invalid -turnrealm: ${realmTrouble}`);
     const idle = idleTimeout(flags, envError);
     return {
       kind: "turn",

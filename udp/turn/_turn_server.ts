@@ -28,6 +28,7 @@ import { countTurnServer } from "../_udp_metrics.ts";
 import { sourceKey } from "../../net/source_limits.ts";
 import { SourceShare } from "../../net/_source_share.ts";
 import { systemClock } from "../_clock.ts";
+import { realmProblem, usernameProblem } from "./_credential_limits.ts";
 
 /** Requests a byte-stream client may make in a burst, and per millisecond after it. */
 const STREAM_REQUEST_BURST = 50;
@@ -435,6 +436,9 @@ export class TurnServer {
     if (typeof options.realm !== "string" || options.realm === "") {
       throw new TypeError("Cannot create TURN server: realm must be a non-empty string");
     }
+    const problem = realmProblem(options.realm) ??
+      Object.keys(options.users).map(usernameProblem).find((p) => p !== undefined);
+    if (problem !== undefined) throw new RangeError(`Cannot create TURN server: ${problem}`);
     this.#realm = options.realm;
     this.#users = options.users;
     this.#relay = options.relay;
