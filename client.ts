@@ -32,7 +32,13 @@ import type {
   TransportEnvironment,
   TransportOptions,
 } from "./transports/transport.ts";
-import { checkDestination, checkFunctionOption, checkPort, checkTimeout } from "./net/address.ts";
+import {
+  checkDestination,
+  checkDialHostname,
+  checkFunctionOption,
+  checkPort,
+  checkTimeout,
+} from "./net/address.ts";
 import { checkTransportPair } from "./transports/_pair.ts";
 import {
   checkEnvironment,
@@ -451,9 +457,11 @@ export class Connector {
    * @param options Where to connect, and per-connection settings.
    * @returns The connection, ready to use (a handshake, if any, runs as the
    * first bytes flow).
-   * @throws {TypeError} When the options are malformed, or a free transport's
-   * `destination` names a host no server takes (a space, an IPv6 zone).
-   * An internationalized name is sent in its punycode form.
+   * @throws {TypeError} When the options are malformed, `hostname` is
+   * neither an IP address nor a host name (an internationalized one is
+   * dialed by its punycode form), or a free transport's `destination` names
+   * a host no server takes (a space, an IPv6 zone). An internationalized
+   * destination is sent in its punycode form.
    * @throws {RangeError} When the port is out of range.
    * @throws {Deno.errors.BadResource} When the connector is closed.
    * @throws The reason of `options.signal` when it aborts first.
@@ -467,10 +475,7 @@ export class Connector {
         `Cannot dial: options must be an object, got ${options === null ? "null" : typeof options}`,
       );
     }
-    const hostname = options.hostname ?? "127.0.0.1";
-    if (typeof hostname !== "string" || hostname === "") {
-      throw new TypeError(`Cannot dial: invalid hostname ${JSON.stringify(hostname)}`);
-    }
+    const hostname = checkDialHostname(options.hostname ?? "127.0.0.1", "dial");
     const port = checkPort(options.port, "dial", 1);
     const signal = options.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) {

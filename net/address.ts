@@ -188,6 +188,62 @@ export function isHostName(name: string): boolean {
 }
 
 /**
+ * A host name the socket layer looks up: labels of ASCII letters, digits,
+ * `_` and `-` joined by single dots, a final dot allowed, 255 bytes in all
+ * (what Deno.connect takes; a longer label fails its lookup, as it should).
+ */
+const DNS_NAME = /^(?=.{1,255}$)[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$/;
+
+/**
+ * Check the host a connector is to dial and put it in the form the
+ * socket layer takes: an IP literal (IPv6 with or without brackets, with
+ * a zone) as it is, a host name of dot-separated labels (ASCII letters,
+ * digits, `_` and `-`; a final dot allowed; 255 bytes in all), or an
+ * internationalized name as its punycode form. Internal.
+ *
+ * @example A name, an internationalized name and one that is neither
+ * ```ts
+ * import { checkDialHostname } from "./address.ts";
+ * import { strictEqual, throws } from "node:assert";
+ *
+ * strictEqual(checkDialHostname("bridge.example", "dial"), "bridge.example");
+ * strictEqual(checkDialHostname("bücher.example", "dial"), "xn--bcher-kva.example");
+ * throws(() => checkDialHostname("a b", "dial"), TypeError);
+ * ```
+ *
+ * @param hostname What the caller gave.
+ * @param what What is being done, for the message (`dial`).
+ * @returns The hostname to connect to.
+ * @throws {TypeError} When it is not a non-empty string, or neither an IP
+ * address nor a host name (the message names it: it is the caller's own
+ * server, never a client's destination).
+ */
+export function checkDialHostname(hostname: unknown, what: string): string {
+  if (typeof hostname !== "string" || hostname === "") {
+    throw new TypeError(`Cannot ${what}: invalid hostname ${JSON.stringify(hostname)}`);
+  }
+  const bare = hostname.startsWith("[") && hostname.endsWith("]")
+    ? hostname.slice(1, -1)
+    : hostname;
+  const zone = bare.indexOf("%");
+  if (isIpLiteral(zone > 0 && bare.includes(":") ? bare.slice(0, zone) : bare)) return hostname;
+  if (DNS_NAME.test(hostname)) return hostname;
+  if (/[^ -~]/.test(hostname) && !/[\s/?#@:\[\]%\\]/.test(hostname)) {
+    try {
+      const ascii = new URL(`http://${hostname}/`).hostname;
+      if (DNS_NAME.test(ascii)) return ascii;
+    } catch {
+      // Not a name URL parsing takes either.
+    }
+  }
+  throw new TypeError(
+    `Cannot ${what}: invalid hostname ${
+      JSON.stringify(hostname)
+    }: neither an IP address nor a host name`,
+  );
+}
+
+/**
  * Check a free transport's destination (`Connector.dial`'s `destination`)
  * and put it in the form the server is given: an IP literal (IPv6 with or
  * without brackets), or a host name of 1-255 ASCII letters, digits, `.`,

@@ -1267,3 +1267,30 @@ Deno.test("TransportListener, Connector and ServerManager refuse a listener, sid
   server.close?.();
   client.close?.();
 });
+
+Deno.test("Connector.dial refuses a hostname that is neither an IP address nor a host name with a TypeError naming it, and dials an internationalized one by its punycode form", async () => {
+  const connector = await createConnector(plain, {});
+  // Deno.connect threw a URIError for these ('invalid host ... invalid char
+  // found in FQDN', 'empty label found in FQDN'), not the TypeError every
+  // other bad dial argument gives.
+  for (
+    const hostname of ["a b", "a/b", "x@y", "a\tb", "a..b", ".", "a:b", "a%b", "x".repeat(300)]
+  ) {
+    await rejects(
+      connector.dial({ hostname, port: 9 }),
+      (e: unknown) =>
+        e instanceof TypeError &&
+        e.message.startsWith(`Cannot dial: invalid hostname ${JSON.stringify(hostname)}:`),
+      JSON.stringify(hostname),
+    );
+  }
+  // Names Deno looks up (or IP literals) go on to the dial: a refused
+  // connection or a failed lookup, never a TypeError.
+  for (const hostname of ["bücher.invalid", "a_b.invalid", "localhost.", "::1", "[::1]"]) {
+    await rejects(
+      connector.dial({ hostname, port: 9 }),
+      (e: unknown) => !(e instanceof TypeError) && !(e instanceof URIError),
+      JSON.stringify(hostname),
+    );
+  }
+});
