@@ -447,7 +447,7 @@ async function turnAndPeer(hostname: string) {
   return { turn, peer, peerInbox };
 }
 
-Deno.test("serveTurnUdp on :: gives an IPv4 client an IPv4 relayed address and its own IPv4 address, and relays to IPv4 peers", async () => {
+Deno.test("serveTurnUdp on :: gives an IPv4 client an IPv4 relayed address and its own IPv4 address, and relays to IPv4 peers; an IPv6 client gets IPv4 unasked, IPv6 when it asks", async () => {
   const { turn, peer, peerInbox } = await turnAndPeer("::");
   // The dual-stack listener sees this client as ::ffff:127.0.0.1.
   const { socket, inbox, client } = await udpClient("127.0.0.1", turn.addr);
@@ -477,8 +477,20 @@ Deno.test("serveTurnUdp on :: gives an IPv4 client an IPv4 relayed address and i
     deepStrictEqual(await peerInbox.pop(), new Uint8Array([1, 2, 3]));
     peer.send(new Uint8Array([4, 5]), { hostname: relayed.address, port: relayed.port });
     deepStrictEqual(await inbox.pop(), channelData(0x4003, new Uint8Array([4, 5])));
-    // An IPv6 client of the same server still gets an IPv6 relay.
-    strictEqual(relayedAddress(await v6.client.allocate()).address, "::1");
+    // An IPv6 client of the same server gets IPv4 unasked (RFC 8656 section
+    // 7.2, as coturn; Debian's turnutils_uclient -y over ::1 failed with
+    // 'relay addr cannot be received' on an IPv6 one), IPv6 when it asks.
+    // (the IPv4 address this host reaches the world from: the client's own
+    // route is IPv6)
+    const unasked = relayedAddress(await v6.client.allocate());
+    strictEqual(unasked.family, 4, unasked.address);
+    const v6b = await udpClient("::1", turn.addr);
+    try {
+      const ipv6 = { type: StunAttr.RequestedAddressFamily, value: new Uint8Array([2, 0, 0, 0]) };
+      strictEqual(relayedAddress(await v6b.client.allocate([ipv6])).address, "::1");
+    } finally {
+      await v6b.socket.close();
+    }
   } finally {
     await socket.close();
     await v6.socket.close();

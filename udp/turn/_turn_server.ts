@@ -955,12 +955,13 @@ export class TurnServer {
       this.#error(client, request, 400, key);
       return;
     }
-    // Unasked, RFC 8656 section 7.2 gives IPv4, and 440 when IPv4 is not
-    // relayed (an IPv6-only server, as coturn answers); a dual-stack server
-    // gives an IPv6 client its own family. A RESERVATION-TOKEN names no
-    // family (none may be given beside it): the reserved socket's is used.
+    // Unasked, RFC 8656 section 7.2 gives IPv4, an IPv6 client's too (as
+    // coturn does: Debian's turnutils_uclient over IPv6 takes nothing
+    // else), and 440 when IPv4 is not relayed (an IPv6-only server, as
+    // coturn answers). A RESERVATION-TOKEN names no family (none may be
+    // given beside it): the reserved socket's is used.
     const families = this.#relay.families;
-    let family: 4 | 6 = families.includes(client.address.family) ? client.address.family : 4;
+    let family: 4 | 6 = 4;
     if (!familyValue && !token && !families.includes(4)) {
       this.#error(client, request, 440, key);
       return;
