@@ -144,6 +144,26 @@ Deno.test("a damaged obfs4_state.json gives SMETHOD-ERROR naming its path (as ob
   ok(!error.includes(secret), error);
 });
 
+Deno.test("a damaged obfs4_state.json (cut short, or empty after a full disk) says it is kept and what to do: restore it, or move it away for new keys", async () => {
+  // Under tor the operator reads only this line ("Server managed proxy
+  // encountered a method error"): it must say why the file is not replaced
+  // and the two ways out, as the ssh transport's damaged key does.
+  const advice =
+    /; it is not replaced \(new keys change cert=, so every client's bridge line\): restore it from a backup, or move it away for a new identity$/;
+  const cut = await refuses(async (state) => {
+    await Deno.writeTextFile(`${state}/obfs4_state.json`, `{"node-id": "00",`);
+  }, /^SMETHOD-ERROR obfs4 Cannot parse \/.*\/state\/obfs4_state\.json: invalid JSON; /);
+  match(cut, advice);
+  const empty = await refuses(async (state) => {
+    await Deno.writeTextFile(`${state}/obfs4_state.json`, "");
+  }, /^SMETHOD-ERROR obfs4 Cannot parse \/.*\/state\/obfs4_state\.json: the file is empty; /);
+  match(empty, advice);
+  const missing = await refuses(async (state) => {
+    await Deno.writeTextFile(`${state}/obfs4_state.json`, "{}");
+  }, /obfs4_state\.json: 'node-id', 'private-key' and 'drbg-seed' are missing; /);
+  match(missing, advice);
+});
+
 Deno.test("a directory in place of obfs4_state.json gives SMETHOD-ERROR", async () => {
   await refuses(async (state) => {
     await Deno.mkdir(`${state}/obfs4_state.json`);

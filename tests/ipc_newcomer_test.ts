@@ -389,7 +389,7 @@ Deno.test("a state file that is not JSON is a configuration error (64), as a bad
     deepStrictEqual(empty.code, 64, empty.err);
     match(
       empty.err,
-      /ptkit: error: Cannot start obfs4: Cannot parse \/\S*\/obfs4_state\.json: 'node-id', 'private-key' and 'drbg-seed' are missing\n/,
+      /ptkit: error: Cannot start obfs4: Cannot parse \/\S*\/obfs4_state\.json: 'node-id', 'private-key' and 'drbg-seed' are missing; it is not replaced \(.*restore it from a backup.*\n/,
     );
     deepStrictEqual(await Deno.readTextFile(`${state}/obfs4_state.json`), "{}");
   } finally {

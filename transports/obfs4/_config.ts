@@ -472,9 +472,15 @@ export async function loadServerConfig(
       config = await parseState(stored, crypto);
     } catch (error) {
       // Named where it is, as obfs4proxy does: the operator opens that file.
-      const where = local.describe?.(STATE_FILE);
-      if (where !== undefined && error instanceof Error && error.message.startsWith(STATE)) {
-        error.message = `Cannot parse ${where}${error.message.slice(STATE.length)}`;
+      // Under tor this one line is all the operator sees: why the file is
+      // kept, and the two ways out (the ssh transport's keys say the same).
+      if (error instanceof Error && error.message.startsWith(STATE)) {
+        const where = local.describe?.(STATE_FILE) ?? STATE_FILE;
+        const reason = stored.trim() === ""
+          ? ": the file is empty"
+          : error.message.slice(STATE.length);
+        error.message =
+          `Cannot parse ${where}${reason}; it is not replaced (new keys change cert=, so every client's bridge line): restore it from a backup, or move it away for a new identity`;
       }
       throw error;
     }
