@@ -250,7 +250,7 @@ Deno.test("parseSip003: a plugin key given twice or an empty state= is refused, 
 Deno.test("pluginWording: a transport's hint names the plugin options, not --options, tor's variable or a bridge line", () => {
   deepStrictEqual(
     pluginWording(
-      "Cannot configure webtunnel: missing required option 'url' (the public https://HOST/SECRET-PATH its front server passes on, given as --options 'url=...' or in TOR_PT_SERVER_TRANSPORT_OPTIONS)",
+      "Cannot configure webtunnel: missing required option 'url' (the public https://HOST/SECRET-PATH its front server passes on, given as --options 'url=...', or under tor as 'ServerTransportOptions webtunnel url=...' in torrc)",
       true,
     ),
     "Cannot configure webtunnel: missing required option 'url' (the public https://HOST/SECRET-PATH its front server passes on, given as url=... in the plugin options: ss-server --plugin-opts or SS_PLUGIN_OPTIONS)",

@@ -158,6 +158,18 @@ Deno.test("webtunnel client fails on any status but 101, naming it", async () =>
   }
 });
 
+Deno.test("webtunnel server without url names where it goes: --options, or torrc's ServerTransportOptions line under tor", async () => {
+  // A bridge operator following a WebTunnel setup guide writes torrc, not
+  // TOR_PT_SERVER_TRANSPORT_OPTIONS (the variable tor makes of that line).
+  await rejects(
+    async () => await webtunnel.server({}),
+    (error: Error) =>
+      error instanceof TypeError &&
+      error.message ===
+        "Cannot configure webtunnel: missing required option 'url' (the public https://HOST/SECRET-PATH its front server passes on, given as --options 'url=...', or under tor as 'ServerTransportOptions webtunnel url=...' in torrc)",
+  );
+});
+
 Deno.test("webtunnel refuses a url it could never dial when configured (client and server), naming url, never quoting it", async () => {
   for (
     const [url, pattern] of [

@@ -198,7 +198,7 @@ function serverOption(value: string | undefined): boolean {
 /**
  * A transport's message as a SIP003 plugin's user meets it: where it
  * says to give an option on the command line of main.ts server or tor
- * (`--options`, `TOR_PT_SERVER_TRANSPORT_OPTIONS`, a bridge line), the
+ * (`--options`, torrc's `ServerTransportOptions`, a bridge line), the
  * plugin options (`--plugin-opts`, `SS_PLUGIN_OPTIONS`) are named instead.
  *
  * @param message The message (an error or a log line).
@@ -220,7 +220,7 @@ export function pluginWording(message: string, server: boolean): string {
   }
   return message
     .replace(
-      /given as --options '([^']*)' or in TOR_PT_SERVER_TRANSPORT_OPTIONS/g,
+      /given as --options '([^']*)', or under tor as 'ServerTransportOptions [^']*' in torrc/g,
       `given as $1 in the plugin options: ${where}`,
     )
     .replace(/\(the bridge line's ([^)]*)\)/g, `(the plugin option $1, in ${where})`)

@@ -194,7 +194,7 @@ export const webtunnel: Transport = defineTransport<Config>({
     if (role === "server") {
       if (config.url === undefined) {
         throw new TypeError(
-          "Cannot configure webtunnel: missing required option 'url' (the public https://HOST/SECRET-PATH its front server passes on, given as --options 'url=...' or in TOR_PT_SERVER_TRANSPORT_OPTIONS)",
+          "Cannot configure webtunnel: missing required option 'url' (the public https://HOST/SECRET-PATH its front server passes on, given as --options 'url=...', or under tor as 'ServerTransportOptions webtunnel url=...' in torrc)",
         );
       }
       parseWebtunnelUrl(config.url);
