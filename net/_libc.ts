@@ -20,6 +20,7 @@
 //
 // Without FFI none of this runs and the socket uses Deno's API alone.
 
+import type { HostPort } from "./address.ts";
 import { parseIp } from "./_ip_address.ts";
 
 const SOL_SOCKET = 1;
@@ -32,6 +33,7 @@ const SOCK_CLOEXEC = 0o2000000;
 const SOCK_STREAM = 1;
 const SO_ACCEPTCONN = 30;
 const SO_KEEPALIVE = 9;
+const SO_REUSEPORT = 15;
 const IPPROTO_TCP = 6;
 const TCP_KEEPIDLE = 4;
 const TCP_KEEPINTVL = 5;
@@ -134,6 +136,20 @@ export class Libc {
   raiseListenBacklog(name: Uint8Array): boolean {
     const fd = this.#findSocket(name, SOCK_STREAM, true);
     return fd >= 0 && this.#lib.symbols.listen(fd, MAX_BACKLOG) === 0;
+  }
+
+  /**
+   * Let other sockets of this user join this process's TCP listener bound
+   * to `name` (SO_REUSEPORT, set after it listens: the kernel checks the
+   * flag when another socket binds, and makes the group then).
+   *
+   * @returns Whether it was found and set.
+   */
+  allowReusePort(name: Uint8Array): boolean {
+    const fd = this.#findSocket(name, SOCK_STREAM, true);
+    if (fd < 0) return false;
+    this.#int[0] = 1;
+    return this.#lib.symbols.setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, this.#int, 4) === 0;
   }
 
   /**
@@ -333,6 +349,18 @@ export function raiseListenBacklog(addr: Deno.NetAddr): boolean {
 }
 
 /**
+ * Let `-workers` children join this process's TCP listener at `addr`
+ * (SO_REUSEPORT set on it after it listened alone), when FFI may be used.
+ *
+ * @returns Whether it was set.
+ */
+export function allowReusePort(addr: HostPort): boolean {
+  const libc = openLibc();
+  const name = libc === null ? undefined : nameOf(addr);
+  return name !== undefined && libc!.allowReusePort(name);
+}
+
+/**
  * Turn TCP keepalive on for this process's TCP listener at `addr` (probes
  * after `seconds` idle, then every `seconds`; accepted sockets inherit
  * it), when FFI may be used.
@@ -345,7 +373,7 @@ export function setListenKeepAlive(addr: Deno.NetAddr, seconds: number): boolean
   return name !== undefined && libc!.setListenKeepAlive(name, seconds);
 }
 
-function nameOf(addr: Deno.NetAddr): Uint8Array | undefined {
+function nameOf(addr: HostPort): Uint8Array | undefined {
   try {
     return sockaddr(parseIp(addr.hostname), addr.port);
   } catch {

@@ -557,3 +557,52 @@ Deno.test("-workers 3: a replayed obfs4 handshake is answered once, whichever pr
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("-workers 2: a second PT that binds the port between this one's probe and its listen is not joined: one of them fails, as a port in use does", async () => {
+  // Found live: two main.ts (two tor bridges given one ServerTransportListenAddr
+  // port by mistake, each with its own keys) started together both passed the
+  // probe bind, both listened with SO_REUSEPORT, and the kernel spread each
+  // bridge's clients over both (half their handshakes reached the wrong keys)
+  // without a line saying so; obfs4proxy's second start fails. Here the
+  // window is held open: this test holds the state directory's lock, which
+  // the PT takes after its probe, and binds as the other PT would meanwhile.
+  const state = await Deno.makeTempDir({ prefix: "ptkit_reuseport_" });
+  const port = (() => {
+    using probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    return probe.addr.port;
+  })();
+  const held = await Deno.open(state, { read: true });
+  await held.lock(true);
+  let other: Deno.Listener | undefined;
+  try {
+    await using pt = new PtProcess(["-workers", "2"], {
+      TOR_PT_MANAGED_TRANSPORT_VER: "1",
+      TOR_PT_SERVER_TRANSPORTS: "plain",
+      TOR_PT_SERVER_BINDADDR: `plain-127.0.0.1:${port}`,
+      TOR_PT_ORPORT: "127.0.0.1:9",
+      TOR_PT_STATE_LOCATION: state,
+      TOR_PT_EXIT_ON_STDIN_CLOSE: "1",
+    });
+    await pt.waitFor(/^LOG SEVERITY=notice MESSAGE="Waiting for another process starting/);
+    other = Deno.listen({ hostname: "127.0.0.1", port, reusePort: true });
+    held.close();
+    await pt.waitFor(/^SMETHODS DONE$/);
+    await pt.closeStdin();
+    const { lines } = await pt.exit();
+    ok(
+      lines.includes(
+        `SMETHOD-ERROR plain Cannot listen on 127.0.0.1:${port}: Address already in use (os error 98)`,
+      ),
+      lines.join("\n"),
+    );
+    ok(!lines.some((line) => line.startsWith("SMETHOD plain")), lines.join("\n"));
+  } finally {
+    other?.close();
+    try {
+      held.close();
+    } catch {
+      // Closed above.
+    }
+    await Deno.remove(state, { recursive: true });
+  }
+});

@@ -199,8 +199,15 @@ export async function runManaged(
     ? 1
     : workerCount(config, hooks, log, workerModule.workersUnavailable);
   const sharedBy = hooks.sharedBy ?? workers;
-  // With workers, the parent listens with SO_REUSEPORT, notes where each
-  // transport listens and what state it read, for its children.
+  // With workers, the parent notes where each transport listens and what
+  // state it read, for its children. Where it can (FFI), it listens alone
+  // and lets its children in once it has started (SO_REUSEPORT set
+  // afterwards): a second PT started at the same moment on the same port
+  // (another tor's, with other keys) passes the probe bind as well, and
+  // listening with SO_REUSEPORT from the start would let it join, the
+  // kernel spreading each one's clients over both without a word.
+  const libc = workers > 1 && !hooks.reusePort ? await import("../../net/_libc.ts") : undefined;
+  const shareLater = libc?.openLibc() != null;
   const bound = new Map<string, HostPort>();
   const recording = workers > 1
     ? new workerModule!.RecordingStore(
@@ -239,7 +246,7 @@ export async function runManaged(
     signals: (name: string) => hub.pipe(name),
     replays: (name: string) => replays.env(name),
     ...(hooks.listenAt === undefined ? {} : { listenAt: hooks.listenAt }),
-    ...(hooks.reusePort || workers > 1 ? { reusePort: true } : {}),
+    ...(hooks.reusePort || (workers > 1 && !shareLater) ? { reusePort: true } : {}),
     ...(local === undefined ? {} : { local }),
     ...(sharedBy > 1 ? { limits: perWorkerLimits(sharedBy) } : {}),
     ...(metrics === undefined ? {} : { metrics: metrics.registry }),
@@ -278,7 +285,15 @@ export async function runManaged(
       unlock();
     }
     starting = false;
-    if (workers > 1 && bound.size > 0) {
+    const closed = shareLater ? [...bound].find(([, at]) => !libc!.allowReusePort(at)) : undefined;
+    if (closed !== undefined) {
+      log(
+        "warning",
+        `-workers ${workers}: one process serves: cannot let workers join ${
+          closed[0]
+        }'s listener at ${formatHostPort(closed[1])}`,
+      );
+    } else if (workers > 1 && bound.size > 0) {
       const children = new workerModule!.WorkerPool({
         count: workers,
         config: { ...config, stateDir },
@@ -388,7 +403,9 @@ const METRICS_REPORT_INTERVAL = 1000;
  * How many processes serve: `config.workers` where processes can share a
  * port (Linux, a process of its own), else 1. A fixed port that another
  * socket holds stays an error of its transport, as with one process:
- * SO_REUSEPORT would join the other socket's group instead.
+ * SO_REUSEPORT would join the other socket's group instead (a socket that
+ * binds after this probe is kept out by the parent listening alone, see
+ * `shareLater` in runManaged).
  */
 function workerCount(
   config: ClientConfig | ServerConfig,
