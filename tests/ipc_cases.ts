@@ -76,7 +76,7 @@ export const cases: Case[] = [
   },
   {
     // Under tor a stray word comes from the torrc exec line; tor logs stderr
-    // at info only, an ENV-ERROR line as a warning.
+    // at info only, the ENV-ERROR's text as an error (its LOG line).
     name: "a stray word where tor starts it is an ENV-ERROR on stdout, as a stray flag is",
     args: ["bogus", "-logLevel", "error"],
     env: v1,

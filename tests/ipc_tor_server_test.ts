@@ -107,3 +107,31 @@ for (
     },
   });
 }
+
+Deno.test("Debian tor shows a bridge operator why main.ts could not start (an ENV-ERROR), at warning or above, not only 'failed the configuration protocol'", async () => {
+  // tor (transports.c, handle_proxy_line) prints an ENV-ERROR's message only
+  // when it comes before VERSION; where pt-spec puts it, after VERSION (as
+  // goptlib does), tor says only that the PT "failed the configuration
+  // protocol" and logs the line itself at info. Found live: a pt_state that
+  // is a file, or -workers 0 on the exec line.
+  const torBinary = requireBinary("tor", "tor");
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_torsrv_enverror_" });
+  const bridge = await startBridgeTor(torBinary, dir, freePort(), [
+    "ExtORPort auto",
+    `ServerTransportPlugin obfs4 exec ${MAIN} -workers 0`,
+    `ServerTransportListenAddr obfs4 127.0.0.1:${freePort()}`,
+    "Log notice stdout",
+  ]);
+  try {
+    await bridge.waitFor(/failed the configuration protocol/, 60000);
+    await bridge.waitFor(/terminated with status code 64/, 30000);
+    ok(
+      /\[(warn|err)\] Managed proxy "[^"]*main\.ts": Invalid -workers "0": expected a whole number from 1 to 256/
+        .test(bridge.log),
+      bridge.log,
+    );
+  } finally {
+    await bridge.stop();
+  }
+  await assertCleanTorRun(bridge, dir);
+});

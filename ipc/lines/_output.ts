@@ -97,6 +97,13 @@ export class IpcOutput {
   write(line: PtLine): void {
     if (line.type === "LOG" && !logged(line.severity, this.#level)) return;
     if (line.type === "VERSION") this.#version = line.version;
+    if (line.type === "ENV-ERROR" && this.#version === "1") {
+      // tor shows an ENV-ERROR's message only when it comes before VERSION;
+      // after it, where pt-spec puts it (and goptlib sends it), tor says no
+      // more than "failed the configuration protocol" and logs the line at
+      // info. A LOG line it shows at its severity: the operator reads why.
+      this.write({ type: "LOG", severity: "error", message: line.message });
+    }
     const text = `${formatPtLine(line)}\n`;
     if (line.type.endsWith("-ERROR") && this.#version === "2") this.#stderr(text);
     else if (this.#queue !== undefined && (line.type === "LOG" || line.type === "STATUS")) {
