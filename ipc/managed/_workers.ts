@@ -223,8 +223,12 @@ const KILL_AFTER = 5_000;
  */
 const MAX_UNREAD = 1 << 20;
 
-/** A child's notice that it stops (the parent's own notice says why). */
-const SHUTDOWN_NOTICE = /^(Shutting down: |SIGINT: no new connections)/;
+/**
+ * A child's notice that it stops, or that its drain ended (the parent's own
+ * notices say both, once for all).
+ */
+const SHUTDOWN_NOTICE =
+  /^(Shutting down: |SIGINT: no new connections|SIGINT: the open connections have ended)/;
 
 /** The parent's children, started, restarted, stopped together. */
 export class WorkerPool implements RunningProxy {
