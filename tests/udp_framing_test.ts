@@ -314,3 +314,38 @@ Deno.test("stunFraming carries an RFC 3489 message (no magic cookie) both ways",
   deepStrictEqual(value, legacy);
   await writer.close().catch(() => {});
 });
+
+Deno.test("lengthFraming.frame refuses a datagram its two-byte length cannot carry, whatever maxDatagram says, and both framings name a datagram that is not bytes", () => {
+  // A 70,000-byte datagram with maxDatagram 100,000 was framed with the
+  // length 70,000 & 0xffff = 4,464: the peer took 4,464 bytes as the
+  // datagram and the rest as garbage frames.
+  for (const n of [65_536, 70_000]) {
+    throws(
+      () => lengthFraming.frame(new Uint8Array(n), 100_000),
+      (e: unknown) =>
+        e instanceof RangeError &&
+        e.message === `Cannot frame datagram: ${n} bytes exceeds the maximum of 65535`,
+    );
+  }
+  deepStrictEqual(
+    lengthFraming.frame(new Uint8Array(65_535), 100_000).subarray(0, 2),
+    new Uint8Array([0xff, 0xff]),
+  );
+  for (const framing of [lengthFraming, stunFraming]) {
+    for (
+      const [bad, got] of [
+        ["abc", "string (3 characters)"],
+        [null, "null"],
+        [[1, 2, 3, 4], "Array (4 items)"],
+      ] as const
+    ) {
+      throws(
+        () => framing.frame(bad as unknown as Uint8Array, 65_507),
+        (e: unknown) =>
+          e instanceof TypeError &&
+          e.message === `Cannot frame datagram: expected a Uint8Array, got ${got}`,
+        `${framing.name} ${got}`,
+      );
+    }
+  }
+});

@@ -1,6 +1,8 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
+import { describe } from "../net/_chunk_io.ts";
+
 /**
  * How datagrams are delimited on a byte stream (PT 2.0 section 3.3.5.4):
  * `length` framing for transparent UDP, `stun` framing for STUN/TURN.
@@ -89,6 +91,16 @@ export function checkMaxDatagram(value: number | undefined, what: string): numbe
     throw new RangeError(`Cannot ${what}: maxDatagram must be an integer 0-65535, got ${max}`);
   }
   return max;
+}
+
+/**
+ * Check that a datagram given to a framing is bytes: a string or an array
+ * would be framed as garbage (or fail with JavaScript's own error). Internal.
+ */
+export function checkDatagram(datagram: unknown): asserts datagram is Uint8Array {
+  if (!(datagram instanceof Uint8Array)) {
+    throw new TypeError(`Cannot frame datagram: expected a Uint8Array, got ${describe(datagram)}`);
+  }
 }
 
 /** The bounds {@linkcode Framing.parseHeader} reads (internal shorthand). */

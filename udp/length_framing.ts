@@ -1,12 +1,17 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import type { FrameBounds, Framing } from "./framing.ts";
+import { checkDatagram, type FrameBounds, type Framing } from "./framing.ts";
+
+/** The largest datagram a two-byte length can carry. */
+const MAX_LENGTH = 0xffff;
 
 /**
  * Length framing for transparent UDP (PT 2.0 section 3.3.5.4): each datagram
  * is prefixed with its length as two bytes in network (big-endian) order.
- * Any datagram of 0 to 65,535 bytes fits; `maxDatagram` narrows that.
+ * Any datagram of 0 to 65,535 bytes fits; `maxDatagram` narrows that (a
+ * larger `maxDatagram` does not widen it: a bigger datagram is refused, with
+ * a `RangeError`).
  *
  * @example Framing a datagram
  * ```ts
@@ -26,10 +31,13 @@ export const lengthFraming: Framing = {
     return out;
   },
   frameLength(datagram: Uint8Array, maxDatagram: number): number {
+    checkDatagram(datagram);
     const n = datagram.byteLength;
-    if (n > maxDatagram) {
+    if (n > maxDatagram || n > MAX_LENGTH) {
       throw new RangeError(
-        `Cannot frame datagram: ${n} bytes exceeds the maximum of ${maxDatagram}`,
+        `Cannot frame datagram: ${n} bytes exceeds the maximum of ${
+          Math.min(maxDatagram, MAX_LENGTH)
+        }`,
       );
     }
     return 2 + n;

@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import type { FrameBounds, Framing } from "../framing.ts";
+import { checkDatagram, type FrameBounds, type Framing } from "../framing.ts";
 
 function hex(value: number, digits: number): string {
   return "0x" + value.toString(16).padStart(digits, "0");
@@ -49,6 +49,7 @@ export const stunFraming: Framing = {
     return out;
   },
   frameLength(datagram: Uint8Array, maxDatagram: number): number {
+    checkDatagram(datagram);
     const what = "frame datagram as STUN";
     const n = datagram.byteLength;
     if (n < 4) {
