@@ -349,3 +349,30 @@ Deno.test("UdpSocket drops a datagram from port 0 (counted as fromPortZero), del
   strictEqual(socket.stats().drops.fromPortZero, 1);
   strictEqual(socket.stats().datagramsReceived, 1);
 });
+
+Deno.test("UdpSocket.open and send refuse a port that is not a number with a TypeError naming its type, as listen and serveUdpClient do (a RangeError said 'got 5' for \"5\")", async () => {
+  await rejects(
+    () => UdpSocket.open({ hostname: "127.0.0.1", port: "5" as unknown as number }),
+    (e: Error) =>
+      e instanceof TypeError &&
+      e.message === "Invalid port for open UDP socket: expected a number, got string",
+  );
+  await rejects(
+    () => UdpSocket.open({ connect: { hostname: "127.0.0.1", port: "53" as unknown as number } }),
+    (e: Error) => e instanceof TypeError && e.message.endsWith("expected a number, got string"),
+  );
+  await rejects(
+    () => UdpSocket.open({ hostname: "127.0.0.1", port: 70_000 }),
+    (e: Error) =>
+      e instanceof RangeError &&
+      e.message === "Invalid port 70000 for open UDP socket: must be an integer in 0-65535",
+  );
+  await using socket = await UdpSocket.open({ hostname: "127.0.0.1" });
+  throws(
+    () => socket.send(new Uint8Array(1), { hostname: "127.0.0.1", port: "9" as unknown as number }),
+    (e: Error) =>
+      e instanceof TypeError &&
+      e.message === "Cannot send UDP datagram: port must be a number, got string",
+  );
+  strictEqual(socket.stats().datagramsSent, 0);
+});

@@ -14,7 +14,7 @@ import {
   sockaddr,
 } from "../net/_libc.ts";
 import { classifyIp, formatIp, parseIp, parseIpv4 } from "../net/_ip_address.ts";
-import type { HostPort } from "../net/address.ts";
+import { checkPort, type HostPort } from "../net/address.ts";
 import { listenOn } from "../net/_listen.ts";
 import { describe } from "../net/_chunk_io.ts";
 import { callbackThrew } from "../net/_accept_loop.ts";
@@ -189,14 +189,6 @@ class Endpoint implements UdpEndpoint {
   }
 }
 
-/** A Linux sockaddr_in (16 bytes) or sockaddr_in6 (28 bytes). */
-function checkPort(port: unknown, what: string): number {
-  if (typeof port !== "number" || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new RangeError(`Cannot ${what}: port must be an integer 0-65535, got ${port}`);
-  }
-  return port;
-}
-
 function literal(hostname: string): Uint8Array | undefined {
   const bare = hostname.startsWith("[") && hostname.endsWith("]")
     ? hostname.slice(1, -1)
@@ -214,7 +206,7 @@ function literal(hostname: string): Uint8Array | undefined {
  * @param hostname An IPv4 or IPv6 literal (brackets allowed).
  * @param port The port, 0-65535.
  * @returns The endpoint.
- * @throws {TypeError} When `hostname` is not an IP literal.
+ * @throws {TypeError} When `hostname` is not an IP literal, or `port` not a number.
  * @throws {RangeError} When `port` is out of range.
  *
  * @example Keys for map lookups
@@ -447,8 +439,9 @@ export class UdpSocket implements AsyncDisposable {
    * @param options Where to bind, what to connect to, buffer sizes.
    * @returns The open socket.
    * @throws {Deno.errors.NotSupported} When `Deno.listenDatagram` is not available (no `--unstable-net`).
-   * @throws {TypeError} When `options` is not an object, or `connect` is not a
-   * `{ hostname, port }` object (an `"host:port"` string, say).
+   * @throws {TypeError} When `options` is not an object, `connect` is not a
+   * `{ hostname, port }` object (an `"host:port"` string, say), or a port is
+   * not a number.
    * @throws {RangeError} When a port or size is out of range.
    */
   static async open(options: UdpSocketOptions = {}): Promise<UdpSocket> {
@@ -535,8 +528,8 @@ export class UdpSocket implements AsyncDisposable {
    * it, `false` when it was dropped (counted in {@linkcode UdpSocket.stats}:
    * too large, queue full, closed, or refused by the kernel).
    * @throws {TypeError} When `data` is not a `Uint8Array` (the message names
-   * its type, never its content), or `to` is missing on a socket that is not
-   * connected.
+   * its type, never its content), `to` is missing on a socket that is not
+   * connected, or `to.port` is not a number.
    * @throws {RangeError} When `to.port` is not an integer from 1 to 65535
    * (70000 went to port 4464, the kernel taking it modulo 65536).
    */
@@ -555,6 +548,11 @@ export class UdpSocket implements AsyncDisposable {
     if (to !== undefined) {
       const port = to.port;
       if (!(Number.isInteger(port) && port >= 1 && port <= 65535)) {
+        if (typeof port !== "number") {
+          throw new TypeError(
+            `Cannot send UDP datagram: port must be a number, got ${typeof port}`,
+          );
+        }
         throw new RangeError(
           `Cannot send UDP datagram: invalid port ${port}: must be an integer from 1 to 65535`,
         );
