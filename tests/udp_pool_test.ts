@@ -1003,3 +1003,57 @@ Deno.test("serveUdpClient: dials that fail together count as one failure for the
     await guarded(client.close(), "the pool's close");
   }
 });
+
+Deno.test("serveUdpServer and serveUdpClient refuse a udpBufferSize no socket takes at start, naming it; UdpSocket.open a bufferSize or sendQueueBytes that is not a number", async () => {
+  // Before, serveUdpServer({ udpBufferSize: 0 }) (or -1, or "big") started,
+  // and every flow then failed opening its socket, each told to onError:
+  // the server carried nothing.
+  const target = { hostname: "127.0.0.1", port: 9 };
+  const server = (udpBufferSize: unknown) =>
+    serveUdpServer({
+      transport: plain,
+      config: {},
+      hostname: "127.0.0.1",
+      port: 0,
+      target,
+      framing: "length",
+      udpBufferSize: udpBufferSize as number,
+    });
+  const client = (udpBufferSize: unknown) =>
+    serveUdpClient({
+      transport: plain,
+      config: {},
+      server: { port: 9 },
+      framing: "length",
+      udpBufferSize: udpBufferSize as number,
+    });
+  for (
+    const [start, what] of [[server, "serve UDP server"], [client, "serve UDP client"]] as const
+  ) {
+    for (const bad of [0, -1, NaN]) {
+      await rejects(
+        start(bad),
+        (e: Error) =>
+          e instanceof RangeError &&
+          e.message === `Cannot ${what}: udpBufferSize must be positive, got ${bad}`,
+      );
+    }
+    await rejects(
+      start("big"),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message === `Cannot ${what}: udpBufferSize must be a number, got string`,
+    );
+  }
+  for (const name of ["bufferSize", "sendQueueBytes"]) {
+    await rejects(
+      UdpSocket.open({ [name]: "5" }),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message === `Cannot open UDP socket: ${name} must be a number, got string`,
+    );
+  }
+  // Infinity (the default) and a size still open.
+  await (await server(Infinity)).close();
+  await (await server(4096)).close();
+});

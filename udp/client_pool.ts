@@ -11,7 +11,7 @@ import type { Clock } from "./_clock.ts";
 import { metricsCore } from "../net/metrics.ts";
 import { countUdpPool } from "./_udp_metrics.ts";
 import { resolveSettings, type UdpPoolOptions } from "./pool_options.ts";
-import { type UdpEndpoint, UdpSocket } from "./udp_socket.ts";
+import { checkBufferSize, type UdpEndpoint, UdpSocket } from "./udp_socket.ts";
 import {
   addCounters,
   type MutableCounters,
@@ -319,6 +319,9 @@ export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClie
     );
   }
   const settings = resolveSettings(options, what);
+  if (options.udpBufferSize !== undefined) {
+    checkBufferSize(options.udpBufferSize, "udpBufferSize", what);
+  }
   const server = {
     hostname: options.server?.hostname ?? "127.0.0.1",
     port: checkPort(options.server?.port, what, 1),

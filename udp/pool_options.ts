@@ -53,7 +53,9 @@ export interface UdpPoolOptions {
    */
   readonly maxFlows?: number;
   /**
-   * Kernel buffer size to ask for the UDP sockets, in bytes. Defaults to as
+   * Kernel buffer size to ask for the UDP sockets, in bytes: a positive
+   * number (`Infinity`: as much as the kernel allows), checked when the pool
+   * starts, though the server opens its sockets per flow. Defaults to as
    * much as the kernel allows for the client's socket (it takes every
    * application's datagrams) and 1 MiB for each of the server's per-flow
    * sockets. Applied only on 64-bit Linux with `--allow-ffi` (see

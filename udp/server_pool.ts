@@ -18,7 +18,7 @@ import {
 } from "../net/_connection_metrics.ts";
 import { countUdpPool } from "./_udp_metrics.ts";
 import { resolveSettings, type UdpPoolOptions } from "./pool_options.ts";
-import { resolveUdpAddress, UdpSocket } from "./udp_socket.ts";
+import { checkBufferSize, resolveUdpAddress, UdpSocket } from "./udp_socket.ts";
 import {
   addCounters,
   UDP_CLOSE_REASONS,
@@ -166,6 +166,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
     );
   }
   const settings = resolveSettings(options, what);
+  const bufferSize = checkBufferSize(options.udpBufferSize ?? 1024 * 1024, "udpBufferSize", what);
   const target = options.target;
   if (typeof target?.hostname !== "string" || target.hostname === "") {
     throw new TypeError(
@@ -198,7 +199,6 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
     limits: { ...options.limits, maxConnectionsPerSource: Infinity },
     ...(options.onAcceptError === undefined ? {} : { onAcceptError: options.onAcceptError }),
   });
-  const bufferSize = options.udpBufferSize ?? 1024 * 1024;
   const localAddress = options.localAddress;
   // The application's callback: one that throws is printed once, as
   // proxy()'s onError is, instead of being lost with the flow's promise.

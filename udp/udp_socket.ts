@@ -189,6 +189,20 @@ class Endpoint implements UdpEndpoint {
   }
 }
 
+/**
+ * Check a kernel buffer size to ask for (`bufferSize`, the pools'
+ * `udpBufferSize`): a positive number of bytes, `Infinity` for as much as the
+ * kernel allows. Internal: the pools check theirs at start with it, as a
+ * server opens a socket per flow only when one arrives.
+ */
+export function checkBufferSize(value: unknown, name: string, what: string): number {
+  if (typeof value !== "number") {
+    throw new TypeError(`Cannot ${what}: ${name} must be a number, got ${typeof value}`);
+  }
+  if (!(value > 0)) throw new RangeError(`Cannot ${what}: ${name} must be positive, got ${value}`);
+  return value;
+}
+
 function literal(hostname: string): Uint8Array | undefined {
   const bare = hostname.startsWith("[") && hostname.endsWith("]")
     ? hostname.slice(1, -1)
@@ -467,11 +481,13 @@ export class UdpSocket implements AsyncDisposable {
         ? (peer?.family === 6 ? "::1" : "127.0.0.1")
         : (peer.family === 6 ? "::" : "0.0.0.0"));
     const port = checkPort(options.port ?? 0, what);
-    const bufferSize = options.bufferSize ?? Infinity;
-    if (!(bufferSize > 0)) {
-      throw new RangeError(`Cannot ${what}: bufferSize must be positive, got ${bufferSize}`);
-    }
+    const bufferSize = checkBufferSize(options.bufferSize ?? Infinity, "bufferSize", what);
     const sendQueueBytes = options.sendQueueBytes ?? 1024 * 1024;
+    if (typeof sendQueueBytes !== "number") {
+      throw new TypeError(
+        `Cannot ${what}: sendQueueBytes must be a number, got ${typeof sendQueueBytes}`,
+      );
+    }
     if (!(sendQueueBytes >= 0)) {
       throw new RangeError(
         `Cannot ${what}: sendQueueBytes must be non-negative, got ${sendQueueBytes}`,
