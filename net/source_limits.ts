@@ -377,7 +377,7 @@ export class SourceLimiter {
  * @param limits What the caller gave (`undefined`: the defaults).
  * @param what The call, for the message (`listen`).
  * @returns The limits in force.
- * @throws {TypeError} When `limits` is not an object.
+ * @throws {TypeError} When `limits` is not an object, or a limit not a number.
  * @throws {RangeError} When a limit is not a positive integer or `Infinity`.
  *
  * @example Refusing a limit of 0
@@ -402,6 +402,9 @@ export function resolveConnectionLimits(
   for (const key of Object.keys(DEFAULT_CONNECTION_LIMITS) as (keyof ConnectionLimits)[]) {
     const value = limits[key];
     if (value === undefined) continue;
+    if (typeof value !== "number") {
+      throw new TypeError(`Cannot ${what}: ${key} must be a number, got ${typeof value}`);
+    }
     if (!(value === Infinity || (Number.isSafeInteger(value) && value > 0))) {
       throw new RangeError(
         `Cannot ${what}: invalid ${key} ${value}: must be a positive integer or Infinity`,

@@ -1294,3 +1294,30 @@ Deno.test("Connector.dial refuses a hostname that is neither an IP address nor a
     );
   }
 });
+
+Deno.test("listen and the UDP pools refuse a limit that is not a number with a TypeError naming its type (a RangeError said 'invalid maxConnections 5' for \"5\")", async () => {
+  await rejects(
+    listen(plain, {}, {
+      hostname: "127.0.0.1",
+      port: 0,
+      limits: { maxConnections: "5" as unknown as number },
+    }),
+    (e: Error) =>
+      e instanceof TypeError &&
+      e.message === "Cannot listen: maxConnections must be a number, got string",
+  );
+  for (const name of ["maxFlows", "queueDatagrams", "queueBytes", "sendBufferBytes"]) {
+    await rejects(
+      serveUdpClient({
+        transport: plain,
+        config: {},
+        server: { port: 9 },
+        framing: "length",
+        [name]: "5",
+      }),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message === `Cannot serve UDP client: ${name} must be a number, got string`,
+    );
+  }
+});

@@ -101,6 +101,9 @@ export function resolveFraming(framing: UdpPoolOptions["framing"], what: string)
 
 function checkCount(value: number | undefined, fallback: number, name: string, what: string) {
   const n = value ?? fallback;
+  if (typeof n !== "number") {
+    throw new TypeError(`Cannot ${what}: ${name} must be a number, got ${typeof n}`);
+  }
   if (!(Number.isInteger(n) && n >= 0) && n !== Infinity) {
     throw new RangeError(`Cannot ${what}: ${name} must be a non-negative integer, got ${n}`);
   }
