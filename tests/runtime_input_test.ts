@@ -486,6 +486,14 @@ Deno.test("createObfs4 and createShadowsocks refuse null options and hooks that 
       e.message ===
         "Cannot create an obfs4 transport: probeCloseDelay must be a function, got number",
   );
+  // keyPairWorker: "false" was taken as true: the worker thread started.
+  throws(
+    () => createObfs4({ keyPairWorker: bad("false") }),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message === "Cannot create an obfs4 transport: keyPairWorker must be a boolean, got string",
+  );
+  strictEqual(createObfs4({ keyPairWorker: false }).name, "obfs4");
   strictEqual(createObfs4().name, "obfs4");
   strictEqual(createShadowsocks({ now: () => 0 }).name, "shadowsocks");
 });

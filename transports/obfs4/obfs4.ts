@@ -33,7 +33,7 @@ import { Session } from "./_session.ts";
 import { WeightedDist } from "./_weighted_dist.ts";
 import { concat } from "../_bytes.ts";
 import { checkTimerMs } from "../_timeout.ts";
-import { checkFactoryOptions } from "../_factory_options.ts";
+import { checkFactoryOptions, checkOptionType } from "../_factory_options.ts";
 
 const CLIENT_HANDSHAKE_TIMEOUT_MS = 60_000;
 const SERVER_HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -629,12 +629,14 @@ function checkedCloseDelay(ms: number): number {
  * `serverHandshakeTimeout` is not a positive number of ms a timer can hold
  * (up to 2,147,483,647). A `probeCloseDelay` answering such a value (or a
  * negative one) fails the server side's configuration with one.
- * @throws {TypeError} When `options` is not an object, or a hook (`now`,
- * `random`, `probeCloseDelay`, `iatSleep`) is given and is not a function.
+ * @throws {TypeError} When `options` is not an object, a hook (`now`,
+ * `random`, `probeCloseDelay`, `iatSleep`) is given and is not a function, or
+ * `keyPairWorker` is given and is not a boolean.
  */
 export function createObfs4(options: Obfs4Options = {}): Transport {
   const what = "create an obfs4 transport";
   checkFactoryOptions(options, what, ["now", "random", "probeCloseDelay", "iatSleep"]);
+  checkOptionType(options.keyPairWorker, "boolean", "keyPairWorker", what);
   checkTimerMs(options.clientHandshakeTimeout, "clientHandshakeTimeout", what);
   checkTimerMs(options.serverHandshakeTimeout, "serverHandshakeTimeout", what);
   const probeCloseDelay = options.probeCloseDelay ??
