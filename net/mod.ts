@@ -11,9 +11,22 @@
  * @example Relaying between two sockets
  * ```ts
  * import { relay } from "@ptkit/ptkit/net";
- * import { ok } from "node:assert";
+ * import { deepStrictEqual } from "node:assert";
  *
- * ok(typeof relay === "function");
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const at = { hostname: "127.0.0.1", port: listener.addr.port };
+ * using client = await Deno.connect(at);
+ * const clientEnd = await listener.accept();
+ * const service = await Deno.connect(at);
+ * const serviceEnd = await listener.accept();
+ * const relaying = relay(clientEnd, serviceEnd);
+ * await client.write(new TextEncoder().encode("hi"));
+ * await client.closeWrite(); // the FIN travels through
+ * const buffer = new Uint8Array(8);
+ * deepStrictEqual(new TextDecoder().decode(buffer.subarray(0, (await service.read(buffer))!)), "hi");
+ * deepStrictEqual(await service.read(buffer), null);
+ * service.close();
+ * deepStrictEqual(await relaying, { aToB: 2, bToA: 0 });
  * ```
  *
  * @module

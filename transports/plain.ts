@@ -16,12 +16,15 @@ import { defineTransport } from "./define_transport.ts";
  * It knows no option key: any option is ignored and reported to
  * `env.onIgnoredOption`.
  *
- * @example Dialing through `plain`
+ * @example Bytes through a `plain` pair, unchanged; an option ignored and reported
  * ```ts
- * import { plain } from "@ptkit/ptkit/transports";
+ * import { type IgnoredOption, plain } from "@ptkit/ptkit/transports";
  * import { deepStrictEqual } from "node:assert";
  *
- * const { encode } = (await plain.client({})).pair({});
+ * const ignored: IgnoredOption[] = [];
+ * const client = await plain.client({ color: "blue" }, { onIgnoredOption: (i) => ignored.push(i) });
+ * deepStrictEqual(ignored, [{ transport: "plain", key: "color" }]);
+ * const { encode } = client.pair({});
  * encode.writable.getWriter().write(new Uint8Array([1, 2, 3]));
  * const { value } = await encode.readable.getReader().read();
  * deepStrictEqual(value, new Uint8Array([1, 2, 3]));
