@@ -7,7 +7,7 @@ import { processFds } from "./_process_fds.ts";
 import { listenOn } from "./_listen.ts";
 import { checkPort } from "./address.ts";
 import { MetricsHttpServer, type MetricsResponse } from "./_metrics_http.ts";
-import { checkFactoryOptions } from "../transports/_factory_options.ts";
+import { checkFactoryOptions, checkOptionType } from "../transports/_factory_options.ts";
 
 const cores = new WeakMap<MetricsRegistry, MetricsCore>();
 const modes = new WeakMap<MetricsRegistry, MetricsMode>();
@@ -55,9 +55,12 @@ export class MetricsRegistry {
    * @param options `process: false` leaves out the process metrics (start
    * time, build information, file descriptors): for a worker whose parent
    * reports them. Defaults to true.
+   * @throws {TypeError} When `options` is not an object, or `process` is
+   * given and is not a boolean.
    */
   constructor(options: { readonly process?: boolean } = {}) {
     checkFactoryOptions(options, "make a metrics registry", []);
+    checkOptionType(options.process, "boolean", "process", "make a metrics registry");
     const core = new MetricsCore();
     cores.set(this, core);
     if (options.process ?? true) addProcessMetrics(core);

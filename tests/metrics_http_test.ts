@@ -221,5 +221,13 @@ Deno.test({
         e instanceof TypeError &&
         e.message === "Cannot make a metrics registry: options must be an object, got null",
     );
+    // process: "false" was read as truthy: the process metrics were kept,
+    // and a worker's registry reported them a second time.
+    throws(
+      () => new MetricsRegistry({ process: "false" as unknown as boolean }),
+      (e: unknown) =>
+        e instanceof TypeError &&
+        e.message === "Cannot make a metrics registry: process must be a boolean, got string",
+    );
   },
 });
