@@ -44,6 +44,7 @@ import {
   checkEnvironment,
   checkFactoryOptions,
   checkOptionType,
+  checkSignalOption,
 } from "./transports/_factory_options.ts";
 import { parsingSettings } from "./transports/_settings_error.ts";
 import {
@@ -478,13 +479,7 @@ export class Connector {
     const hostname = checkDialHostname(options.hostname ?? "127.0.0.1", "dial");
     const port = checkPort(options.port, "dial", 1);
     const signal = options.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      throw new TypeError(
-        `Cannot dial: signal must be an AbortSignal, got ${
-          signal === null ? "null" : typeof signal
-        }`,
-      );
-    }
+    checkSignalOption(signal, "dial");
     // Make the plan and the pair first: bad settings fail before any packet
     // is sent.
     const settings = options.settings ?? {};

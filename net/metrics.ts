@@ -7,7 +7,11 @@ import { processFds } from "./_process_fds.ts";
 import { listenOn } from "./_listen.ts";
 import { checkPort } from "./address.ts";
 import { MetricsHttpServer, type MetricsResponse } from "./_metrics_http.ts";
-import { checkFactoryOptions, checkOptionType } from "../transports/_factory_options.ts";
+import {
+  checkFactoryOptions,
+  checkOptionType,
+  checkSignalOption,
+} from "../transports/_factory_options.ts";
 
 const cores = new WeakMap<MetricsRegistry, MetricsCore>();
 const modes = new WeakMap<MetricsRegistry, MetricsMode>();
@@ -194,13 +198,7 @@ function serveMetrics(
   }
   const port = checkPort(options.port, "serve metrics");
   const signal: unknown = options.signal;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new TypeError(
-      `Cannot serve metrics: signal must be an AbortSignal, got ${
-        signal === null ? "null" : typeof signal
-      }`,
-    );
-  }
+  checkSignalOption(signal, "serve metrics");
   const core = metricsCore(registry);
   const at = { hostname: options.hostname ?? "127.0.0.1", port };
   const listener = listenOn(at, () => Deno.listen(at));

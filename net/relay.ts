@@ -11,7 +11,7 @@ import {
   streamSource,
 } from "./_chunk_io.ts";
 import { isNetConn, type NetConn } from "./net_conn.ts";
-import { checkFactoryOptions } from "../transports/_factory_options.ts";
+import { checkFactoryOptions, checkSignalOption } from "../transports/_factory_options.ts";
 
 /**
  * Either end of a {@linkcode relay}: a socket-like {@linkcode NetConn}, or a
@@ -110,13 +110,7 @@ export async function relay(
   // once both ends were wrapped, and null options with a destructuring error.
   checkFactoryOptions(options, "relay", []);
   const { signal } = options;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new TypeError(
-      `Cannot relay: signal must be an AbortSignal, got ${
-        signal === null ? "null" : typeof signal
-      }`,
-    );
-  }
+  checkSignalOption(signal, "relay");
   // Before either end is touched: one connection as both ends read its own
   // socket twice and never settled, and a stream a reader or writer holds
   // failed with JavaScript's 'ReadableStream is locked', the other end's

@@ -322,6 +322,35 @@ Deno.test("A transport whose name is not a C identifier is refused by listen, cr
   );
 });
 
+Deno.test('runManagedProxy refuses options of the wrong type at once with a TypeError naming them: process "no" would watch the application\'s own signals and stdin', async () => {
+  // Before: null failed with "Cannot read properties of null", getEnv: "x"
+  // with "readEnv is not a function", stdout: "x" with "this[#stdout] is not
+  // a function", and process: "no", signal: "x" or stdin: "x" were taken
+  // (process "no" as true: SIGTERM, SIGINT and stdin handlers installed in
+  // the embedding application).
+  const base = { args: ["-ptversion", "3", "-client", "-transports", "plain"], stdout: () => {} };
+  const cases: [Record<string, unknown> | null, string][] = [
+    [null, "options must be an object, got null"],
+    [{ ...base, getEnv: "x" }, "getEnv must be a function, got string"],
+    [{ ...base, stdout: "x" }, "stdout must be a function, got string"],
+    [{ ...base, stderr: 5 }, "stderr must be a function, got number"],
+    [{ ...base, process: "no" }, "process must be a boolean, got string"],
+    [{ ...base, process: false, signal: "x" }, "signal must be an AbortSignal, got string"],
+    [{ ...base, process: false, stdin: "x" }, "stdin must be a ReadableStream, got string"],
+    [{ ...base, process: false, command: 5 }, "command must be a string, got number"],
+    [{ ...base, process: false, registry: [] }, "registry must be a Map of transports, got object"],
+  ];
+  for (const [options, message] of cases) {
+    await rejects(
+      runManagedProxy(options as unknown as Parameters<typeof runManagedProxy>[0]),
+      (e: unknown) =>
+        e instanceof TypeError && e.message === `Cannot run the managed proxy: ${message}`,
+      message,
+    );
+  }
+  strictEqual(await runManagedProxy({ ...base, process: false }), 78);
+});
+
 // formatPtLine, parsePtLine and parseManagedConfig given what their types
 // forbid (a JavaScript caller, a cast): the documented class, a message
 // naming what is wrong, never a value that may be secret; never a line

@@ -91,6 +91,34 @@ export function checkOptionType(
   }
 }
 
+/**
+ * Check an abort signal option: `undefined` or an `AbortSignal`. A string
+ * failed with JavaScript's 'signal.addEventListener is not a function', or
+ * was taken and never aborted anything.
+ *
+ * @param value The option's value.
+ * @param what The call, for the message (`dial`).
+ * @throws {TypeError} When it is neither.
+ *
+ * @example Refusing a signal that is not an AbortSignal
+ * ```ts
+ * import { checkSignalOption } from "./_factory_options.ts";
+ * import { throws } from "node:assert";
+ *
+ * checkSignalOption(AbortSignal.abort(), "dial");
+ * throws(() => checkSignalOption("stop", "dial"), /Cannot dial: signal must be an AbortSignal, got string/);
+ * ```
+ */
+export function checkSignalOption(value: unknown, what: string): void {
+  if (value !== undefined && !(value instanceof AbortSignal)) {
+    throw new TypeError(
+      `Cannot ${what}: signal must be an AbortSignal, got ${
+        value === null ? "null" : typeof value
+      }`,
+    );
+  }
+}
+
 /** The members of a `TransportEnvironment` that are functions. */
 const ENV_FUNCTIONS: readonly string[] = ["crypto", "onIgnoredOption", "onNotice"];
 

@@ -9,6 +9,11 @@ import { PTKIT_VERSION } from "./_version.ts";
 import { runManaged } from "./_run.ts";
 import { assertTransport } from "../../transports/_transport_name.ts";
 import { readValueFile } from "../cli/_value_file.ts";
+import {
+  checkFactoryOptions,
+  checkOptionType,
+  checkSignalOption,
+} from "../../transports/_factory_options.ts";
 
 /** Options for {@linkcode runManagedProxy}. */
 export interface ManagedProxyOptions {
@@ -57,8 +62,11 @@ export interface ManagedProxyOptions {
  *
  * @param options Arguments, environment and output.
  * @returns The exit code.
- * @throws {TypeError} When a `registry` entry is not a transport, or its
- * name is not a C identifier.
+ * @throws {TypeError} When an option is of the wrong type (`options` not an
+ * object, `getEnv`, `stdout` or `stderr` not a function, `process` not a
+ * boolean, `signal` not an `AbortSignal`, `stdin` not a `ReadableStream`,
+ * `registry` not a `Map`), `args` is not an array of strings, or a
+ * `registry` entry is not a transport, or its name is not a C identifier.
  *
  * @example Refusing a parent that speaks no known version
  * ```ts
@@ -84,8 +92,46 @@ export async function runManagedProxy(options: ManagedProxyOptions): Promise<num
   }
 }
 
+/**
+ * Check the options before anything runs: a value of the wrong type failed
+ * with JavaScript's own error ('readEnv is not a function'), or was taken
+ * (`process: "no"` as true, watching the application's own signals).
+ */
+function checkOptions(options: ManagedProxyOptions): void {
+  const what = "run the managed proxy";
+  checkFactoryOptions(options, what, ["getEnv", "stdout", "stderr"]);
+  if (options === undefined) {
+    throw new TypeError(`Cannot ${what}: options must be an object, got undefined`);
+  }
+  checkOptionType(options.process, "boolean", "process", what);
+  checkOptionType(options.command, "string", "command", what);
+  checkSignalOption(options.signal, what);
+  if (options.stdin !== undefined && !(options.stdin instanceof ReadableStream)) {
+    throw new TypeError(
+      `Cannot ${what}: stdin must be a ReadableStream, got ${
+        options.stdin === null ? "null" : typeof options.stdin
+      }`,
+    );
+  }
+  const registry: unknown = options.registry;
+  if (
+    registry !== undefined &&
+    (typeof registry !== "object" || registry === null ||
+      typeof (registry as Map<string, unknown>).get !== "function" ||
+      typeof (registry as Map<string, unknown>).values !== "function")
+  ) {
+    throw new TypeError(
+      `Cannot ${what}: registry must be a Map of transports, got ${
+        registry === null ? "null" : typeof registry
+      }`,
+    );
+  }
+}
+
 async function runProxy(options: ManagedProxyOptions): Promise<number> {
-  if (options.args[0] === WORKER_ARG && options.args.length === 1) {
+  checkOptions(options);
+  // Arguments that are not an array of strings are parseManagedConfig's to name.
+  if (Array.isArray(options.args) && options.args[0] === WORKER_ARG && options.args.length === 1) {
     // A `-workers` child of this very program: its setup comes on stdin.
     const { runWorker } = await import("./_worker_main.ts");
     return await runWorker(options.registry ?? defaultRegistry);
