@@ -19,7 +19,14 @@ import {
 import { DestinationPolicy } from "../net/mod.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
-import { formatPtLine, parseManagedConfig, parsePtLine, runManagedProxy } from "../ipc/mod.ts";
+import {
+  formatPtLine,
+  parseManagedConfig,
+  parsePtLine,
+  runClient,
+  runManagedProxy,
+  runServer,
+} from "../ipc/mod.ts";
 import { guarded, loopbackEnds } from "./_util.ts";
 import { runtimeCrypto, type TransportConn } from "../net/mod.ts";
 import { MetricsRegistry } from "../net/metrics.ts";
@@ -349,6 +356,67 @@ Deno.test('runManagedProxy refuses options of the wrong type at once with a Type
     );
   }
   strictEqual(await runManagedProxy({ ...base, process: false }), 78);
+});
+
+Deno.test("runClient and runServer refuse a configuration of the other side and options of the wrong type at once, with a TypeError naming them", async () => {
+  // Before: null options failed destructuring 'emit', emit: "x" with 'emit
+  // is not a function', runServer given a client configuration with
+  // 'reading 'kind'', and runClient given a server configuration started
+  // SOCKS front ends; dialer: "x", reusePort: "no", onListening: "x",
+  // local: "x" and metrics: {} were taken.
+  const state = await Deno.makeTempDir();
+  try {
+    const client = parseManagedConfig(["-client", "-transports", "plain", "-state", state]);
+    const server = parseManagedConfig([
+      ...["-server", "-transports", "plain", "-orport", "127.0.0.1:9", "-state", state],
+    ]);
+    if (client.kind !== "client" || server.kind !== "server") throw new Error("not parsed");
+    const emit = () => {};
+    type Run = (config: unknown, options: unknown) => Promise<unknown>;
+    const sides: [Run, unknown, unknown, string][] = [
+      [runClient as Run, client, server, "run the client side"],
+      [runServer as Run, server, client, "run the server side"],
+    ];
+    for (const [run, own, other, what] of sides) {
+      const cases: [unknown, unknown, string][] = [
+        [
+          other,
+          { emit },
+          `config must be a ${
+            what.split(" ")[2]
+          } configuration from parseManagedConfig, got kind "${(other as { kind: string }).kind}"`,
+        ],
+        [
+          null,
+          { emit },
+          "config must be a " + what.split(" ")[2] +
+          " configuration from parseManagedConfig, got null",
+        ],
+        [own, null, "options must be an object, got null"],
+        [own, {}, "emit must be a function, got undefined"],
+        [own, { emit: "x" }, "emit must be a function, got string"],
+        [own, { emit, dialer: "x" }, "dialer must be a function, got string"],
+        [own, { emit, onListening: "x" }, "onListening must be a function, got string"],
+        [own, { emit, reusePort: "no" }, "reusePort must be a boolean, got string"],
+        [own, { emit, registry: [] }, "registry must be a Map of transports, got object"],
+        [own, { emit, local: "x" }, "local must be an object, got string"],
+        [own, { emit, metrics: {} }, "metrics must be made by new MetricsRegistry()"],
+      ];
+      for (const [config, options, message] of cases) {
+        await rejects(
+          run(config, options),
+          (e: unknown) => e instanceof TypeError && e.message === `Cannot ${what}: ${message}`,
+          `${what}: ${message}`,
+        );
+      }
+      const lines: string[] = [];
+      const running = await run(own, { emit: (line: { type: string }) => lines.push(line.type) });
+      await (running as { close(): Promise<void> }).close();
+      ok(lines.includes(what === "run the client side" ? "CMETHODS-DONE" : "SMETHODS-DONE"));
+    }
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
 });
 
 // formatPtLine, parsePtLine and parseManagedConfig given what their types

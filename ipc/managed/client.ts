@@ -14,7 +14,7 @@ import { HTTP_REQUEST_MESSAGE } from "../socks/_server_handshake.ts";
 import { SocksReply, SocksReplyError } from "../socks/_reply.ts";
 import { socks5Connect } from "../socks/_client.ts";
 import type { ClientConfig } from "./config.ts";
-import { type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
+import { checkRunArguments, type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
 import { sideTransports } from "./_requested_transports.ts";
 import { HELPER_TRANSPORTS } from "./_registry.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
@@ -56,6 +56,9 @@ const CONNECT_TIMEOUT_MS = 60_000;
  * directory exists.
  * @param options Where lines go, the transports, signals, the dialer.
  * @returns The running side.
+ * @throws {TypeError} When `config` is not a client configuration
+ * (`parseManagedConfig`'s `kind: "client"`), or an option is of the wrong
+ * type (`emit` missing or not a function, say).
  *
  * @example A SOCKS front end for `plain`
  * ```ts
@@ -72,6 +75,7 @@ const CONNECT_TIMEOUT_MS = 60_000;
  * ```
  */
 export async function runClient(config: ClientConfig, options: RunOptions): Promise<RunningProxy> {
+  checkRunArguments(config, options, "client");
   const { emit } = options;
   const log = (severity: "error" | "warning" | "notice" | "info" | "debug", message: string) =>
     emit({ type: "LOG", severity, message });

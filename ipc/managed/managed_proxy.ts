@@ -7,6 +7,7 @@ import { builtinTransports as defaultRegistry } from "./_registry.ts";
 import { ENV_VARS, usage, WORKER_ARG } from "./_flags.ts";
 import { PTKIT_VERSION } from "./_version.ts";
 import { runManaged } from "./_run.ts";
+import { checkRegistry } from "./runner.ts";
 import { assertTransport } from "../../transports/_transport_name.ts";
 import { readValueFile } from "../cli/_value_file.ts";
 import {
@@ -113,19 +114,7 @@ function checkOptions(options: ManagedProxyOptions): void {
       }`,
     );
   }
-  const registry: unknown = options.registry;
-  if (
-    registry !== undefined &&
-    (typeof registry !== "object" || registry === null ||
-      typeof (registry as Map<string, unknown>).get !== "function" ||
-      typeof (registry as Map<string, unknown>).values !== "function")
-  ) {
-    throw new TypeError(
-      `Cannot ${what}: registry must be a Map of transports, got ${
-        registry === null ? "null" : typeof registry
-      }`,
-    );
-  }
+  checkRegistry(options.registry, what);
 }
 
 async function runProxy(options: ManagedProxyOptions): Promise<number> {

@@ -10,7 +10,8 @@ import type { HostPort } from "../../net/address.ts";
 import type { Dialer } from "../../net/net_conn.ts";
 import type { ConnectionLimits } from "../../net/source_limits.ts";
 import type { PtLine } from "../lines/pt_line.ts";
-import type { MetricsRegistry } from "../../net/metrics.ts";
+import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
+import { checkFactoryOptions, checkOptionType } from "../../transports/_factory_options.ts";
 
 /**
  * What {@linkcode runClient} and {@linkcode runServer} are given beside the
@@ -106,4 +107,77 @@ export function runningSide(
       done(true);
     },
   };
+}
+
+/**
+ * Check a registry of transports by name: `undefined` or a `Map`-like
+ * object (`get`, `keys`, `values`). Internal: `runManagedProxy`,
+ * `runClient` and `runServer`.
+ *
+ * @param registry What the caller passed.
+ * @param what The call, for the message (`run the managed proxy`).
+ * @throws {TypeError} When it is neither.
+ */
+export function checkRegistry(registry: unknown, what: string): void {
+  if (registry === undefined) return;
+  const map = registry as Partial<Record<"get" | "keys" | "values", unknown>> | null;
+  if (
+    typeof registry !== "object" || map === null || typeof map.get !== "function" ||
+    typeof map.keys !== "function" || typeof map.values !== "function"
+  ) {
+    throw new TypeError(
+      `Cannot ${what}: registry must be a Map of transports, got ${
+        registry === null ? "null" : typeof registry
+      }`,
+    );
+  }
+}
+
+/**
+ * Check what `runClient` or `runServer` was given before anything starts:
+ * a configuration of that side (as `parseManagedConfig` makes it) and
+ * options of the documented types. Before, a server configuration given to
+ * `runClient` started SOCKS front ends, and a callback of the wrong type
+ * failed with JavaScript's own error ('emit is not a function') or later.
+ * Internal.
+ *
+ * @param config What the caller passed as the configuration.
+ * @param options What the caller passed as the options.
+ * @param side The side being run.
+ * @throws {TypeError} When either is not of its type.
+ */
+export function checkRunArguments(
+  config: unknown,
+  options: unknown,
+  side: "client" | "server",
+): void {
+  const what = `run the ${side} side`;
+  if (
+    typeof config !== "object" || config === null || (config as { kind?: unknown }).kind !== side
+  ) {
+    const kind = typeof config === "object" && config !== null
+      ? `kind ${JSON.stringify(String((config as { kind?: unknown }).kind))}`
+      : config === null
+      ? "null"
+      : typeof config;
+    throw new TypeError(
+      `Cannot ${what}: config must be a ${side} configuration from parseManagedConfig, got ${kind}`,
+    );
+  }
+  if (options === undefined) {
+    throw new TypeError(`Cannot ${what}: options must be an object, got undefined`);
+  }
+  checkFactoryOptions(options, what, ["signals", "replays", "dialer", "onListening"]);
+  const given = options as Partial<Record<keyof RunOptions, unknown>>;
+  checkOptionType(given.emit, "function", "emit", what, true);
+  checkOptionType(given.reusePort, "boolean", "reusePort", what);
+  checkRegistry(given.registry, what);
+  checkFactoryOptions(given.local, what, ["get", "set"], "local");
+  if (given.metrics !== undefined) {
+    try {
+      metricsCore(given.metrics as MetricsRegistry);
+    } catch {
+      throw new TypeError(`Cannot ${what}: metrics must be made by new MetricsRegistry()`);
+    }
+  }
 }

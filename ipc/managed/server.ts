@@ -11,7 +11,7 @@ import { closeQuietly, retryWhileExhausted } from "../../net/_accept_loop.ts";
 import { proxy, type ProxyTarget } from "../../server.ts";
 import type { TurnServer } from "../../udp/turn/_turn_server.ts";
 import type { ServerConfig, ServerTarget } from "./config.ts";
-import { type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
+import { checkRunArguments, type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
 import { sideTransports } from "./_requested_transports.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
 import { outboundDialer, outboundSource } from "./_outbound_dialer.ts";
@@ -35,6 +35,9 @@ import { restateMissingPackage } from "../../transports/_npm_package.ts";
  * @param options Where lines go, the transports, signals, the dialer and
  * connection limits.
  * @returns The running side.
+ * @throws {TypeError} When `config` is not a server configuration
+ * (`parseManagedConfig`'s `kind: "server"`), or an option is of the wrong
+ * type (`emit` missing or not a function, say).
  *
  * @example Serving `plain` in front of a TCP service
  * ```ts
@@ -53,6 +56,7 @@ import { restateMissingPackage } from "../../transports/_npm_package.ts";
  * ```
  */
 export async function runServer(config: ServerConfig, options: RunOptions): Promise<RunningProxy> {
+  checkRunArguments(config, options, "server");
   const { emit } = options;
   const log = (severity: "error" | "warning" | "notice" | "info" | "debug", message: string) =>
     emit({ type: "LOG", severity, message });
