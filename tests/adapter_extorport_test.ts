@@ -198,6 +198,38 @@ Deno.test("listenExtOrPort refuses bad limits", async () => {
   await rejects(listenExtOrPort({ maxPending: 1.5 }), RangeError);
 });
 
+Deno.test("listenExtOrPort refuses options of the wrong type before it writes or listens, with a TypeError naming them", async () => {
+  // Before: null failed with 'Cannot destructure property', port: "5"
+  // listened on port 5, cookieFile: 5 wrote the cookie to ./5.tmp and left
+  // it there, onError: "x" was taken and failed at the first bad client.
+  const cwd = Deno.cwd();
+  const dir = await Deno.makeTempDir();
+  Deno.chdir(dir);
+  try {
+    const cases: [unknown, string][] = [
+      [null, "options must be an object, got null"],
+      [{ port: "5" }, "Invalid port for listen for ExtORPort: expected a number, got string"],
+      [{ cookieFile: 5 }, "Cannot listen for ExtORPort: cookieFile must be a string, got number"],
+      [{ onError: "x" }, "Cannot listen for ExtORPort: onError must be a function, got string"],
+      [{ maxPending: "5" }, "Cannot listen for ExtORPort: maxPending must be a number, got string"],
+    ];
+    for (const [options, message] of cases) {
+      await rejects(
+        listenExtOrPort(options as Parameters<typeof listenExtOrPort>[0]),
+        (e: unknown) =>
+          e instanceof TypeError &&
+          e.message ===
+            (message.startsWith("options") ? `Cannot listen for ExtORPort: ${message}` : message),
+        message,
+      );
+    }
+    deepStrictEqual([...Deno.readDirSync(dir)], []);
+  } finally {
+    Deno.chdir(cwd);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("ExtOrPortServer refuses a wrong client hash with status 0", async () => {
   const errors: Error[] = [];
   await using server = await listenExtOrPort({ onError: (e) => errors.push(e) });

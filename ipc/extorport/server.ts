@@ -21,7 +21,8 @@ import {
   encodeCommand,
   readCommand,
 } from "./_commands.ts";
-import { checkTimeout } from "../../net/address.ts";
+import { checkPort, checkTimeout } from "../../net/address.ts";
+import { checkFactoryOptions, checkOptionType } from "../../transports/_factory_options.ts";
 
 /** Options for {@linkcode listenExtOrPort}. */
 export interface ExtOrPortServerOptions {
@@ -399,7 +400,10 @@ export class ExtOrPortServer implements AsyncDisposable {
  *
  * @param options Where to listen, the cookie file, the limits.
  * @returns The server.
- * @throws {RangeError} When a limit is out of range.
+ * @throws {TypeError} When `options` is not an object, or an option is of
+ * the wrong type (a `port` or `maxPending` that is not a number, a
+ * `cookieFile` that is not a string, an `onError` that is not a function).
+ * @throws {RangeError} When a limit or the port is out of range.
  *
  * @example Listening with a temporary cookie file
  * ```ts
@@ -413,8 +417,15 @@ export class ExtOrPortServer implements AsyncDisposable {
 export async function listenExtOrPort(
   options: ExtOrPortServerOptions = {},
 ): Promise<ExtOrPortServer> {
+  const what = "listen for ExtORPort";
+  checkFactoryOptions(options, what, ["onError"]);
   const { handshakeTimeout, maxPending } = options;
-  checkTimeout(handshakeTimeout, "handshakeTimeout", "listen for ExtORPort");
+  checkTimeout(handshakeTimeout, "handshakeTimeout", what);
+  checkOptionType(options.cookieFile, "string", "cookieFile", what);
+  const port = checkPort(options.port ?? 0, what);
+  if (maxPending !== undefined && typeof maxPending !== "number") {
+    throw new TypeError(`Cannot ${what}: maxPending must be a number, got ${typeof maxPending}`);
+  }
   if (maxPending !== undefined && !(Number.isInteger(maxPending) && maxPending >= 0)) {
     throw new RangeError(
       `Cannot listen for ExtORPort: maxPending must be a non-negative integer, got ${maxPending}`,
@@ -429,7 +440,7 @@ export async function listenExtOrPort(
   const cookie = await writeCookieFile(cookieFile);
   let listener;
   try {
-    const at = { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 0 };
+    const at = { hostname: options.hostname ?? "127.0.0.1", port };
     listener = listenOn(at, () => Deno.listen({ ...at, transport: "tcp" }));
   } catch (error) {
     if (tempDir !== undefined) await Deno.remove(tempDir, { recursive: true }).catch(() => {});
