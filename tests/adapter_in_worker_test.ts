@@ -185,6 +185,33 @@ Deno.test("startInWorker refuses a startTimeout no timer holds, before starting 
   }
 });
 
+Deno.test("startInWorker refuses options, args or env of the wrong shape with a TypeError naming them, before a Worker starts", async () => {
+  // Before: null failed with 'reading 'startTimeout'', args: "-client" was
+  // split into one-letter arguments the front end refused (exit 64), and an
+  // env value 1 failed inside the Worker with '(list ?? "2").split is not a
+  // function'.
+  const cases: [unknown, string][] = [
+    [null, "Cannot start in a Worker: options must be an object, got null"],
+    [
+      { args: "-client" },
+      "Invalid args for startInWorker: expected an array of strings, got string",
+    ],
+    [{ args: ["-client", 5] }, "Invalid args[1] for startInWorker: expected a string, got number"],
+    [{ env: "x" }, "Invalid env for startInWorker: expected an object of strings, got string"],
+    [
+      { env: { TOR_PT_MANAGED_TRANSPORT_VER: 1 } },
+      "Invalid env TOR_PT_MANAGED_TRANSPORT_VER for startInWorker: expected a string, got number",
+    ],
+  ];
+  for (const [options, message] of cases) {
+    await rejects(
+      startInWorker(options as Parameters<typeof startInWorker>[0]),
+      (e: unknown) => e instanceof TypeError && e.message === message,
+      message,
+    );
+  }
+});
+
 Deno.test("InWorkerPt cleanup of temporary state", async () => {
   await Deno.remove(state, { recursive: true }).catch(() => {});
 });

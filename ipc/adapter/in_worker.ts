@@ -6,6 +6,8 @@ import { formatMessageLine } from "../lines/_message_line.ts";
 import { type PtLaunchResult, PtStartup } from "./pt_startup.ts";
 import type { FromWorker, ToWorker } from "./_in_worker_main.ts";
 import { checkTimeout } from "../../net/address.ts";
+import { checkFactoryOptions } from "../../transports/_factory_options.ts";
+import { checkArgsAndEnv } from "../managed/config.ts";
 
 /** Stdout lines kept: the first ones (start-up) and the latest ones, this many each. */
 const KEPT_LINES = 1000;
@@ -66,6 +68,8 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
    */
   constructor(options: InWorkerOptions = {}) {
     super();
+    checkFactoryOptions(options, "start in a Worker", []);
+    checkArgsAndEnv(options.args ?? [], options.env ?? {}, "startInWorker");
     const args = [...(options.args ?? [])];
     const env = { ...(options.env ?? {}) };
     this.#worker = new Worker(new URL("./_in_worker_main.ts", import.meta.url), { type: "module" });
@@ -256,6 +260,9 @@ function offeredVersions(args: readonly string[], env: Readonly<Record<string, s
  *
  * @param options Flags and variables, as for the executable.
  * @returns The running front end.
+ * @throws {TypeError} When `options` is not an object, `args` not an array
+ * of strings, or `env` not an object whose `TOR_PT_*` values are strings
+ * (checked before the `Worker` starts).
  * @throws {RangeError} When `startTimeout` is not a positive number of ms.
  * @throws {Error} When it fails to start (the message quotes the error line
  * and the exit code) or does not finish starting within the timeout.
@@ -272,6 +279,7 @@ function offeredVersions(args: readonly string[], env: Readonly<Record<string, s
  * ```
  */
 export async function startInWorker(options: InWorkerOptions = {}): Promise<InWorkerPt> {
+  checkFactoryOptions(options, "start in a Worker", []);
   checkTimeout(options.startTimeout, "startTimeout", "start in a Worker");
   const pt = new InWorkerPt(options);
   const timeout = options.startTimeout ?? 30000;

@@ -435,33 +435,48 @@ function typeName(value: unknown): string {
   return value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
 }
 
-/** parseManagedConfig's arguments, checked for shape (a library caller's mistake). */
-function checkArguments(args: unknown, env: unknown, options: unknown): void {
+/**
+ * Flags and `TOR_PT_*` variables as a library caller gives them, checked for
+ * shape: an array of strings and an object whose `TOR_PT_*` values are
+ * strings (the variable is named, never its value). Internal:
+ * `parseManagedConfig` and `startInWorker`.
+ *
+ * @param args The flags.
+ * @param env The variables.
+ * @param caller Who was given them, for the message (`parseManagedConfig`).
+ * @throws {TypeError} When either is not of that shape.
+ */
+export function checkArgsAndEnv(args: unknown, env: unknown, caller: string): void {
   if (!Array.isArray(args)) {
     throw new TypeError(
-      `Invalid args for parseManagedConfig: expected an array of strings, got ${typeName(args)}`,
+      `Invalid args for ${caller}: expected an array of strings, got ${typeName(args)}`,
     );
   }
   args.forEach((arg, i) => {
     if (typeof arg !== "string") {
       throw new TypeError(
-        `Invalid args[${i}] for parseManagedConfig: expected a string, got ${typeName(arg)}`,
+        `Invalid args[${i}] for ${caller}: expected a string, got ${typeName(arg)}`,
       );
     }
   });
   if (typeof env !== "object" || env === null || Array.isArray(env)) {
     throw new TypeError(
-      `Invalid env for parseManagedConfig: expected an object of strings, got ${typeName(env)}`,
+      `Invalid env for ${caller}: expected an object of strings, got ${typeName(env)}`,
     );
   }
   for (const name of ENV_VARS) {
     const value = (env as Record<string, unknown>)[name];
     if (value !== undefined && typeof value !== "string") {
       throw new TypeError(
-        `Invalid env ${name} for parseManagedConfig: expected a string, got ${typeName(value)}`,
+        `Invalid env ${name} for ${caller}: expected a string, got ${typeName(value)}`,
       );
     }
   }
+}
+
+/** parseManagedConfig's arguments, checked for shape (a library caller's mistake). */
+function checkArguments(args: unknown, env: unknown, options: unknown): void {
+  checkArgsAndEnv(args, env, "parseManagedConfig");
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     throw new TypeError(
       `Invalid options for parseManagedConfig: expected an object, got ${typeName(options)}`,
