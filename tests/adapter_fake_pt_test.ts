@@ -255,6 +255,53 @@ Deno.test("launchClient with restart off gives up at the first unexpected exit",
   await rejects(pt.ready(), /relaunching is off/);
 });
 
+Deno.test("launchClient and launchServer refuse options of the wrong type with a TypeError naming them (never a value), before a process starts", async () => {
+  // Before: args "x", env "x", inheritEnv "PATH", restart "no" and
+  // jsonLengthPrefix "no" (read as true: JSON framed for the wrong protocol)
+  // were taken; versions "1" failed with 'this[#versions].every is not a
+  // function', env { A: 1 } and cwd 5 with Deno's 'serde_v8 error' after
+  // the spawn was tried, transportOptions "x" with '0 is not in
+  // transports', an option value 1 with 's.replace is not a function'.
+  const base = { path: FAKE, transports: ["a"] };
+  const client: [Record<string, unknown>, string][] = [
+    [{ args: "x" }, "args must be an array of strings, got string"],
+    [{ args: ["-a", 5] }, "args[1] must be a string, got number"],
+    [{ versions: "1" }, "versions must be an array of strings, got string"],
+    [{ inheritEnv: "PATH" }, "inheritEnv must be an array of strings, got string"],
+    [{ env: "x" }, "env must be an object of strings, got string"],
+    [{ env: { SECRET: 1 } }, 'env "SECRET" must be a string, got number'],
+    [{ cwd: 5 }, "cwd must be a string, got number"],
+    [{ restart: "no" }, "restart must be an object or false, got string"],
+    [{ restart: { initialDelay: "5" } }, "restart.initialDelay must be a number, got string"],
+    [{ jsonLengthPrefix: "no" }, "jsonLengthPrefix must be a boolean, got string"],
+  ];
+  for (const [options, message] of client) {
+    await rejects(
+      launchClient({ ...base, ...options } as Parameters<typeof launchClient>[0]),
+      (e: unknown) => e instanceof TypeError && e.message === `Cannot launch PT: ${message}`,
+      message,
+    );
+  }
+  const server: [Record<string, unknown>, string][] = [
+    [{ transportOptions: "x" }, "transportOptions must be an object, got string"],
+    [
+      { transportOptions: { a: { "iat-mode": 1 } } },
+      'transportOptions.a "iat-mode" must be a string, got number',
+    ],
+  ];
+  for (const [options, message] of server) {
+    await rejects(
+      launchServer(
+        { ...base, orport: "127.0.0.1:9", ...options } as Parameters<
+          typeof launchServer
+        >[0],
+      ),
+      (e: unknown) => e instanceof TypeError && e.message === `Cannot launch PT: ${message}`,
+      message,
+    );
+  }
+});
+
 Deno.test("launchClient refuses malformed options", async () => {
   await rejects(launchClient({ path: FAKE, transports: [] }), TypeError);
   await rejects(launchClient({ path: FAKE, transports: ["bad name"] }), TypeError);

@@ -13,6 +13,7 @@ import {
 import { formatMessageLine } from "../lines/_message_line.ts";
 import { LineStream } from "../lines/_line_stream.ts";
 import { checkTimeout } from "../../net/address.ts";
+import { checkOptionType } from "../../transports/_factory_options.ts";
 
 /** When and how often a PT that died is launched again. */
 export interface PtRestartPolicy {
@@ -208,6 +209,11 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     if (new Set(options.transports).size !== options.transports.length) {
       throw new TypeError("Cannot launch PT: a transport is listed twice");
     }
+    checkStringList(options.args, "args");
+    checkStringList(options.versions, "versions");
+    checkStringList(options.inheritEnv, "inheritEnv");
+    checkStringRecord(options.env, "env");
+    checkOptionType(options.cwd, "string", "cwd", "launch PT");
     this.#versions = options.versions ?? ["1", "2"];
     if (this.#versions.length === 0 || !this.#versions.every((v) => VERSION.test(v))) {
       throw new TypeError(
@@ -218,8 +224,20 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
       checkTimeout(options[key], key, "launch PT");
     }
     if (options.restart !== undefined && options.restart !== false) {
+      if (typeof options.restart !== "object" || options.restart === null) {
+        throw new TypeError(
+          `Cannot launch PT: restart must be an object or false, got ${
+            options.restart === null ? "null" : typeof options.restart
+          }`,
+        );
+      }
       for (const key of ["maxAttempts", "initialDelay", "maxDelay", "stableAfter"] as const) {
         const value = options.restart[key];
+        if (value !== undefined && typeof value !== "number") {
+          throw new TypeError(
+            `Cannot launch PT: restart.${key} must be a number, got ${typeof value}`,
+          );
+        }
         if (value !== undefined && !(Number.isInteger(value) && value >= 0)) {
           throw new RangeError(
             `Cannot launch PT: restart.${key} must be a non-negative integer, got ${value}`,
@@ -745,4 +763,62 @@ async function settleWithin(promise: Promise<unknown>, ms: number): Promise<bool
 
 function describeStatus(status: Deno.CommandStatus): string {
   return status.signal !== null ? `signal ${status.signal}` : `code ${status.code}`;
+}
+
+/**
+ * Check a launch option that is a list of strings (`args`, `versions`,
+ * `inheritEnv`): `undefined` or an array of strings. A string was taken as
+ * its characters, or failed with JavaScript's own error. Internal.
+ *
+ * @param value The option's value.
+ * @param name The option's name, for the message.
+ * @throws {TypeError} When it is neither.
+ */
+export function checkStringList(value: unknown, name: string): void {
+  if (value === undefined) return;
+  if (!Array.isArray(value)) {
+    throw new TypeError(
+      `Cannot launch PT: ${name} must be an array of strings, got ${
+        value === null ? "null" : typeof value
+      }`,
+    );
+  }
+  value.forEach((item, i) => {
+    if (typeof item !== "string") {
+      throw new TypeError(
+        `Cannot launch PT: ${name}[${i}] must be a string, got ${
+          item === null ? "null" : typeof item
+        }`,
+      );
+    }
+  });
+}
+
+/**
+ * Check a launch option that maps names to strings (`env`, one transport's
+ * server options): `undefined` or an object whose values are strings. The
+ * message names the key, never a value (it may be a secret). Internal.
+ *
+ * @param value The option's value.
+ * @param name The option's name, for the message.
+ * @throws {TypeError} When it is neither.
+ */
+export function checkStringRecord(value: unknown, name: string): void {
+  if (value === undefined) return;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new TypeError(
+      `Cannot launch PT: ${name} must be an object of strings, got ${
+        value === null ? "null" : Array.isArray(value) ? "an array" : typeof value
+      }`,
+    );
+  }
+  for (const [key, item] of Object.entries(value)) {
+    if (typeof item !== "string") {
+      throw new TypeError(
+        `Cannot launch PT: ${name} ${JSON.stringify(key)} must be a string, got ${
+          item === null ? "null" : typeof item
+        }`,
+      );
+    }
+  }
 }

@@ -3,6 +3,7 @@
 import type { ClientTransport, TransportOptions } from "../../transports/transport.ts";
 import type { Dialer, DialerOptions, NetConn } from "../../net/net_conn.ts";
 import { checkTimeout, type HostPort } from "../../net/address.ts";
+import { checkOptionType } from "../../transports/_factory_options.ts";
 import { Connector } from "../../client.ts";
 import { parseUpstreamProxy } from "../managed/_proxy_uri.ts";
 import { ManagedPt, type PtLaunchOptions } from "./managed_pt.ts";
@@ -217,6 +218,7 @@ export class PtClient extends ManagedPt {
   constructor(options: LaunchClientOptions) {
     if (options?.proxy !== undefined) parseUpstreamProxy(options.proxy);
     checkTimeout(options?.socksTimeout, "socksTimeout", "launch PT");
+    checkOptionType(options?.jsonLengthPrefix, "boolean", "jsonLengthPrefix", "launch PT");
     const env = (): Record<string, string> => ({
       TOR_PT_CLIENT_TRANSPORTS: options.transports.join(","),
       ...(options.proxy === undefined ? {} : { TOR_PT_PROXY: options.proxy }),

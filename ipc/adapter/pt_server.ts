@@ -3,7 +3,7 @@
 import type { TransportOptions } from "../../transports/transport.ts";
 import { checkHostPort, formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
 import { formatServerTransportOptions } from "../lines/_args.ts";
-import { absolutePath, ManagedPt, type PtLaunchOptions } from "./managed_pt.ts";
+import { absolutePath, checkStringRecord, ManagedPt, type PtLaunchOptions } from "./managed_pt.ts";
 import type { PtLaunchResult } from "./pt_startup.ts";
 
 /** Options for {@linkcode launchServer}. */
@@ -79,6 +79,16 @@ export class PtServer extends ManagedPt {
    */
   constructor(options: LaunchServerOptions) {
     const { bindaddr = {}, orport, extorport, transportOptions = {} } = options ?? {};
+    if (typeof transportOptions !== "object" || transportOptions === null) {
+      throw new TypeError(
+        `Cannot launch PT: transportOptions must be an object, got ${
+          transportOptions === null ? "null" : typeof transportOptions
+        }`,
+      );
+    }
+    for (const [name, settings] of Object.entries(transportOptions)) {
+      checkStringRecord(settings, `transportOptions.${name}`);
+    }
     if ((orport === undefined) === (extorport === undefined)) {
       throw new TypeError("Cannot launch server PT: give exactly one of orport and extorport");
     }
