@@ -789,3 +789,42 @@ Deno.test("proxy() rejects to its caller when it cannot listen (port in use, add
     deepStrictEqual(acceptErrors, [], hostname);
   }
 });
+
+Deno.test("every function, class and constant an entry point of deno.json exports has a runnable @example (ManagedConfigError and ExtOrPortRequest had none, ExtOrPortServer and PtClientTransport only `ts ignore` ones)", async () => {
+  const config = JSON.parse(
+    await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
+  ) as { exports: Record<string, string> };
+  const lacking: string[] = [];
+  for (const [entry, file] of Object.entries(config.exports)) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["doc", "--json", new URL(`../${file}`, import.meta.url).pathname],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    strictEqual(out.code, 0, new TextDecoder().decode(out.stderr));
+    const doc = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+      nodes: Record<string, {
+        symbols: {
+          name: string;
+          declarations: {
+            kind: string;
+            jsDoc?: { tags?: { kind: string; doc?: string }[] };
+          }[];
+        }[];
+      }>;
+    };
+    for (const node of Object.values(doc.nodes)) {
+      for (const symbol of node.symbols) {
+        for (const declaration of symbol.declarations) {
+          if (declaration.kind === "interface" || declaration.kind === "typeAlias") continue;
+          const examples = (declaration.jsDoc?.tags ?? []).filter((tag) => tag.kind === "example");
+          // A fence of ts or js with nothing after it runs under deno test --doc.
+          if (!examples.some((tag) => /```(?:ts|js)\s*\n/.test(tag.doc ?? ""))) {
+            lacking.push(`${entry}: ${symbol.name}`);
+          }
+        }
+      }
+    }
+  }
+  deepStrictEqual(lacking, []);
+});

@@ -31,13 +31,24 @@ export interface LaunchClientOptions extends PtLaunchOptions {
  * bytes; {@linkcode PtClientTransport.dialer} gives a `Dialer` for anything
  * that takes one.
  *
- * @example Dialing through obfs4proxy
- * ```ts ignore
+ * @example Dialing a ptkit obfs4 server through obfs4proxy
+ * ```ts
  * import { launchClient } from "@ptkit/ptkit/ipc/adapter";
+ * import { listen } from "@ptkit/ptkit/server";
+ * import { obfs4 } from "@ptkit/ptkit/transports/obfs4";
+ * import { deepStrictEqual } from "node:assert";
  *
+ * await using server = await listen(obfs4, {}, { hostname: "127.0.0.1", port: 0 });
  * await using pt = await launchClient({ path: "obfs4proxy", transports: ["obfs4"] });
- * const connector = await pt.transports.get("obfs4")!.connector({ cert: "...", "iat-mode": "0" });
- * await using conn = await connector.dial({ hostname: "192.0.2.1", port: 443 });
+ * await using connector = await pt.transports.get("obfs4")!.connector(server.clientOptions);
+ * // obfs4proxy answers the SOCKS request once the obfs4 handshake is done,
+ * // and a listener runs the server's side of it for connections it accepts.
+ * const accepting = server.accept();
+ * await using conn = await connector.dial({ port: server.addr.port });
+ * await conn.writable.getWriter().write(new TextEncoder().encode("hi"));
+ * await using accepted = await accepting;
+ * const { value } = await accepted.readable.getReader().read();
+ * deepStrictEqual(new TextDecoder().decode(value), "hi");
  * ```
  */
 export class PtClientTransport {

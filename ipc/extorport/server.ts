@@ -59,6 +59,35 @@ const MAX_MESSAGES = 64;
  * the application's decision: {@linkcode ExtOrPortRequest.accept} answers
  * `OKAY` and hands over the connection (it then carries the client's plain
  * bytes), {@linkcode ExtOrPortRequest.deny} answers `DENY` and closes it.
+ *
+ * @example Accepting a connection from ptkit's own server side
+ * ```ts
+ * import { listenExtOrPort } from "@ptkit/ptkit/ipc/adapter";
+ * import { parseManagedConfig, type PtLine, runServer } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual } from "node:assert";
+ *
+ * await using ext = await listenExtOrPort();
+ * const state = await Deno.makeTempDir();
+ * const config = parseManagedConfig([
+ *   ...["-server", "-transports", "plain", "-state", state, "-authcookie", ext.cookieFile],
+ *   ...["-extorport", `127.0.0.1:${ext.addr.port}`],
+ * ]);
+ * if (config.kind !== "server") throw new Error("not a server");
+ * const lines: PtLine[] = [];
+ * const pt = await runServer(config, { emit: (line) => lines.push(line) });
+ * const method = lines.find((line) => line.type === "SMETHOD");
+ * if (method?.type !== "SMETHOD") throw new Error("no SMETHOD");
+ * using client = await Deno.connect({ hostname: "127.0.0.1", port: method.address.port });
+ * const request = await ext.accept();
+ * deepStrictEqual(request.transport, "plain");
+ * deepStrictEqual(request.remoteAddr?.hostname, "127.0.0.1"); // USERADDR
+ * using conn = await request.accept(); // OKAY: the client's bytes follow
+ * await client.write(new Uint8Array([42]));
+ * const buffer = new Uint8Array(1);
+ * deepStrictEqual(await conn.read(buffer), 1);
+ * await pt.close();
+ * await Deno.remove(state, { recursive: true });
+ * ```
  */
 export class ExtOrPortRequest {
   #conn: Deno.Conn;
@@ -164,15 +193,25 @@ export class ExtOrPortRequest {
  * `extorport` to {@linkcode launchServer}.
  *
  * @example Accepting connections from obfs4proxy
- * ```ts ignore
+ * ```ts
  * import { launchServer, listenExtOrPort } from "@ptkit/ptkit/ipc/adapter";
+ * import { createConnector } from "@ptkit/ptkit/client";
+ * import { obfs4 } from "@ptkit/ptkit/transports/obfs4";
+ * import { deepStrictEqual } from "node:assert";
  *
  * await using ext = await listenExtOrPort();
  * await using pt = await launchServer({ path: "obfs4proxy", transports: ["obfs4"], extorport: ext });
+ * // A client of the bridge: ptkit's own obfs4.
+ * const { address, clientOptions } = pt.transports.get("obfs4")!;
+ * await using connector = await createConnector(obfs4, clientOptions);
+ * await using conn = await connector.dial(address);
+ * await conn.writable.getWriter().write(new TextEncoder().encode("hi"));
  * for await (const request of ext) {
- *   console.log(request.transport);
- *   const conn = await request.accept();
- *   conn.close();
+ *   deepStrictEqual(request.transport, "obfs4");
+ *   using client = await request.accept(); // the client's bytes, decoded by obfs4proxy
+ *   const buffer = new Uint8Array(2);
+ *   deepStrictEqual(await client.read(buffer), 2);
+ *   break;
  * }
  * ```
  */

@@ -178,6 +178,23 @@ export type ManagedConfig =
  * `VERSION` line then comes first, and decides whether the error line goes
  * to stdout or stderr). No configuration at all has no keyword: print the
  * usage. Messages never hold a secret.
+ *
+ * @example Telling the parent why a configuration cannot run
+ * ```ts
+ * import { ManagedConfigError, parseManagedConfig } from "@ptkit/ptkit/ipc";
+ * import { deepStrictEqual, ok } from "node:assert";
+ *
+ * let error: unknown;
+ * try {
+ *   parseManagedConfig(["-client", "-transports", "plain", "-bogus"]);
+ * } catch (caught) {
+ *   error = caught;
+ * }
+ * ok(error instanceof ManagedConfigError);
+ * // What a parent reads on stdout: `VERSION 2`, then `ENV-ERROR Unknown flag -bogus`.
+ * deepStrictEqual([error.version, error.keyword, error.message], ["2", "ENV-ERROR", "Unknown flag -bogus"]);
+ * deepStrictEqual(error.exitCode, 64);
+ * ```
  */
 export class ManagedConfigError extends Error {
   /** `VERSION-ERROR`, `ENV-ERROR`, `PROXY-ERROR`, or undefined for no configuration at all. */
