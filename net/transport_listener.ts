@@ -31,6 +31,13 @@ export interface TransportListenerOptions {
  * plus the Server Manager's {@linkcode stats}. Async-iterable; `close()`
  * ends a `for await` loop quietly. `using` and `await using` close it.
  *
+ * A connection's transport handshake runs (and its deadline,
+ * `handshakeTimeout`, starts) once the application accepts it (`accept()`
+ * or the `for await` loop), as with a TLS listener: until then its client
+ * waits, and one that waits for the handshake before going on (obfs4proxy
+ * answers its SOCKS request only then) waits for the application to accept.
+ * Accept in a loop, or before awaiting such a dial.
+ *
  * No connection can end the listener: one reset or aborted before it was
  * accepted is skipped (the next is accepted at once), running out of file
  * descriptors backs off briefly (at most 100 ms) and tries again, first
