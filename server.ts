@@ -41,7 +41,8 @@ import { HelperSupervisor } from "./net/_helper_process.ts";
 import { HelperFront } from "./net/_helper_front.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
 import { checkEnvironment, checkOptionType } from "./transports/_factory_options.ts";
-import { checkFunctionOption, checkPort, checkTimeout } from "./net/address.ts";
+import { checkFunctionOption, checkPort, checkTimeout, isHostName } from "./net/address.ts";
+import { isIpLiteral } from "./net/_ip_address.ts";
 import { raiseListenBacklog, setListenKeepAlive } from "./net/_libc.ts";
 import { withRuntimeCrypto } from "./net/native_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
@@ -348,7 +349,8 @@ async function startServerHelper(
  * @param options Where to listen and where to relay to.
  * @returns The running server's manager.
  * @throws {TypeError} When the transport rejects the configuration, or the
- * target or the hostname is malformed.
+ * target or the hostname is malformed (with the default dialer, a target
+ * hostname that is neither an IP address nor a host name: `"a b"`).
  *
  * @example Relaying to a local service
  * ```ts
@@ -388,6 +390,16 @@ export async function proxy(
       );
     }
     const fixed = { hostname: target.hostname, port: checkPort(target.port, "proxy target", 1) };
+    const bare = fixed.hostname.replace(/^\[(.*)\]$/, "$1");
+    if (options.dialer === undefined && !isIpLiteral(bare) && !isHostName(fixed.hostname)) {
+      // Deno.connect would refuse it at every connection (a URIError):
+      // a server that can never reach its target is refused at start.
+      throw new TypeError(
+        `Cannot proxy: invalid target hostname ${
+          JSON.stringify(fixed.hostname)
+        }: expected an IP address or a host name of ASCII letters, digits, '.', '_' and '-'`,
+      );
+    }
     const dialer = options.dialer ?? tcpDialer;
     // Right after a flood the process may be out of descriptors for a moment.
     connectTarget = (_conn, { signal }) => retryWhileExhausted(() => dialer(fixed), signal);

@@ -529,6 +529,27 @@ Deno.test("proxy rejects a malformed target", async () => {
     }),
     TypeError,
   );
+  // A name no connection can reach started a server whose every connection
+  // then failed at stage "target" with Deno's URIError.
+  await rejects(
+    proxy(plain, {}, {
+      hostname: "127.0.0.1",
+      port: 0,
+      target: { hostname: "a b", port: 9 },
+    }),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message ===
+        `Cannot proxy: invalid target hostname "a b": expected an IP address or a host name of ASCII letters, digits, '.', '_' and '-'`,
+  );
+  // An IP literal (IPv6 with or without brackets) and a name still start.
+  for (const hostname of ["::1", "[::1]", "localhost", "tor.example."]) {
+    await (await proxy(plain, {}, {
+      hostname: "127.0.0.1",
+      port: 0,
+      target: { hostname, port: 9 },
+    })).close();
+  }
 });
 
 Deno.test("parseHostPort parses and rejects addresses with the value in the message", () => {
