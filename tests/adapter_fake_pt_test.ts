@@ -3,7 +3,7 @@
 // The adapter against misbehaving PTs (tests/adapter_fake_pt.sh): clear
 // errors, no hang, relaunch with bounded backoff, no process left behind.
 
-import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert";
+import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:assert";
 import {
   launchClient,
   type LaunchClientOptions,
@@ -389,6 +389,72 @@ Deno.test("close() while start() makes the state directory: start rejects, no PT
     strictEqual(await Deno.stat(dir).then(() => true, () => false), stateDir !== undefined);
     if (stateDir !== undefined) await Deno.remove(stateDir, { recursive: true });
   }
+});
+
+Deno.test("PtClientTransport refuses a target, arguments, options or signal of the wrong type, naming them, before it connects to the PT", async () => {
+  // Before: a null target failed with 'Cannot destructure property', a
+  // signal "x" with 'signal?.throwIfAborted is not a function'; port 0, null
+  // arguments and an argument value 5 went to the PT (general failure
+  // 0x01), and connector(null) or { cert: 5 } were taken.
+  using socks = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  await using pt = await launchClient(fake("ok", { env: { FAKE_PORT: `${socks.addr.port}` } }));
+  const transport = pt.transports.get("fake")!;
+  const at = { hostname: "127.0.0.1", port: 9 };
+  const bad = <T>(value: unknown) => value as T;
+  const cases: [() => unknown, typeof TypeError | typeof RangeError, string][] = [
+    [
+      () => transport.dial(bad(null), {}),
+      TypeError,
+      "Invalid PT server address: expected an object with hostname and port, got null",
+    ],
+    [
+      () => transport.dial({ ...at, port: 0 }, {}),
+      RangeError,
+      "Invalid port 0 for PT server address: must be an integer in 1-65535",
+    ],
+    [
+      () => transport.dial(at, bad(null)),
+      TypeError,
+      "Cannot configure transport 'fake': options must be an object of strings, got null",
+    ],
+    [
+      () => transport.dial(at, bad({ cert: 5 })),
+      TypeError,
+      "Cannot configure transport 'fake': option 'cert' must be a string, got number",
+    ],
+    [
+      () => transport.dial(at, {}, { signal: bad("x") }),
+      TypeError,
+      "Cannot dial: signal must be an AbortSignal, got string",
+    ],
+    [
+      () => transport.connector(bad(null)),
+      TypeError,
+      "Cannot configure transport 'fake': options must be an object of strings, got null",
+    ],
+    [
+      () => transport.connector(bad({ cert: 5 })),
+      TypeError,
+      "Cannot configure transport 'fake': option 'cert' must be a string, got number",
+    ],
+  ];
+  for (const [call, Class, message] of cases) {
+    await rejects(
+      (async () => await call())(),
+      (e: unknown) => e instanceof Class && e.message === message,
+      message,
+    );
+  }
+  const connector = transport.connector(bad(null));
+  ok(connector instanceof Promise, "connector() rejects, never throws");
+  await connector.catch(() => {});
+  throws(
+    () => transport.dialer(bad("x")),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message ===
+        "Cannot configure transport 'fake': options must be an object of strings, got string",
+  );
 });
 
 Deno.test("an aborted dial through a PT closes its SOCKS connection to the PT at once", async () => {

@@ -356,7 +356,17 @@ function checkDestination(
   return { hostname, port };
 }
 
-function checkOptions(name: string, options: unknown): TransportOptions {
+/**
+ * Check a transport's options (a configuration, per-connection settings, a
+ * PT's arguments): an object whose values are strings. The message names
+ * the key, never a value (it may be a secret). Internal.
+ *
+ * @param name The transport's name, for the message.
+ * @param options What the caller gave.
+ * @returns `options`, typed.
+ * @throws {TypeError} When it is not an object of strings.
+ */
+export function checkOptions(name: string, options: unknown): TransportOptions {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     throw new TypeError(
       `Cannot configure transport '${name}': options must be an object of strings, got ${

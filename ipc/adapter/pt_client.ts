@@ -2,8 +2,13 @@
 
 import type { ClientTransport, TransportOptions } from "../../transports/transport.ts";
 import type { Dialer, DialerOptions, NetConn } from "../../net/net_conn.ts";
-import { checkTimeout, type HostPort } from "../../net/address.ts";
-import { checkOptionType } from "../../transports/_factory_options.ts";
+import { checkHostPort, checkTimeout, type HostPort } from "../../net/address.ts";
+import {
+  checkFactoryOptions,
+  checkOptionType,
+  checkSignalOption,
+} from "../../transports/_factory_options.ts";
+import { checkOptions } from "../../transports/define_transport.ts";
 import { Connector } from "../../client.ts";
 import { parseUpstreamProxy } from "../managed/_proxy_uri.ts";
 import { ManagedPt, type PtLaunchOptions } from "./managed_pt.ts";
@@ -101,6 +106,9 @@ export class PtClientTransport {
    * @param options An abort signal: aborting gives the dial up, closing the
    * connection to the PT's SOCKS port (the PT then drops its attempt).
    * @returns The connection; it carries plain application bytes.
+   * @throws {TypeError} When `target` is not a host and port, `args` not an
+   * object of strings, or `options.signal` not an `AbortSignal`.
+   * @throws {RangeError} When the port is not 1-65535.
    * @throws The reason of `options.signal` when it aborts first.
    */
   async dial(
@@ -108,7 +116,11 @@ export class PtClientTransport {
     args: TransportOptions = {},
     options: DialerOptions = {},
   ): Promise<NetConn> {
+    checkHostPort(target, "PT server address", 1);
+    checkOptions(this.#name, args);
+    checkFactoryOptions(options, "dial", []);
     const { signal } = options;
+    checkSignalOption(signal, "dial");
     signal?.throwIfAborted();
     await (signal === undefined
       ? this.#client.ready()
@@ -173,9 +185,10 @@ export class PtClientTransport {
    *
    * @param args The transport's arguments.
    * @returns The dialer.
+   * @throws {TypeError} When `args` is not an object of strings.
    */
   dialer(args: TransportOptions = {}): Dialer {
-    const fixed = { ...args };
+    const fixed = { ...checkOptions(this.#name, args) };
     return (target, _settings, options) => this.dial(target, fixed, options);
   }
 
@@ -187,9 +200,11 @@ export class PtClientTransport {
    *
    * @param args The transport's arguments for every connection.
    * @returns The connector.
+   * @throws {TypeError} (a rejection) When `args` is not an object of strings.
    */
-  connector(args: TransportOptions = {}): Promise<Connector> {
-    const fixed = { ...args };
+  // deno-lint-ignore require-await
+  async connector(args: TransportOptions = {}): Promise<Connector> {
+    const fixed = { ...checkOptions(this.#name, args) };
     // The PT does the transforming: the pair is the identity, and the
     // per-connection settings travel to the PT with the SOCKS request.
     const side: ClientTransport = {
@@ -197,7 +212,7 @@ export class PtClientTransport {
     };
     const dialer: Dialer = (target, settings = {}, options) =>
       this.dial(target, { ...fixed, ...settings }, options);
-    return Promise.resolve(new Connector(this.#name, side, dialer));
+    return new Connector(this.#name, side, dialer);
   }
 }
 
