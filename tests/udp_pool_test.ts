@@ -1057,3 +1057,32 @@ Deno.test("serveUdpServer and serveUdpClient refuse a udpBufferSize no socket ta
   await (await server(Infinity)).close();
   await (await server(4096)).close();
 });
+
+Deno.test("serveUdpClient refuses a server that is not { hostname?, port } and settings that are not strings, naming them, before it listens", async () => {
+  // Before: server "127.0.0.1:9" said 'Invalid port ... got undefined', a
+  // hostname 5 and settings "x" were taken and failed every flow's dial.
+  const base = { transport: plain, config: {}, framing: "length" as const };
+  const cases: [Record<string, unknown>, string][] = [
+    [
+      { server: "127.0.0.1:9" },
+      "Invalid server for serve UDP client: expected an object with hostname and port, got string",
+    ],
+    [
+      { server: { hostname: 5, port: 9 } },
+      "Invalid server for serve UDP client: hostname must be a string, got number",
+    ],
+    [
+      { server: { port: 9 }, settings: "x" },
+      "Cannot configure transport 'plain': options must be an object of strings, got string",
+    ],
+  ];
+  for (const [options, message] of cases) {
+    await rejects(
+      serveUdpClient({ ...base, ...options } as unknown as Parameters<typeof serveUdpClient>[0]),
+      (e: Error) => e instanceof TypeError && e.message === message,
+      message,
+    );
+  }
+  // The hostname still defaults to 127.0.0.1.
+  await (await serveUdpClient({ ...base, server: { port: 9 } })).close();
+});

@@ -5,7 +5,8 @@ import { createConnector } from "../client.ts";
 import { guardCallback } from "../net/_accept_loop.ts";
 import type { Dialer } from "../net/net_conn.ts";
 import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
-import { BOUND_DESTINATION, checkPort } from "../net/address.ts";
+import { BOUND_DESTINATION, checkHostPort, checkPort } from "../net/address.ts";
+import { checkOptions } from "../transports/define_transport.ts";
 import { Flow } from "./_flow.ts";
 import type { Clock } from "./_clock.ts";
 import { metricsCore } from "../net/metrics.ts";
@@ -322,10 +323,19 @@ export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClie
   if (options.udpBufferSize !== undefined) {
     checkBufferSize(options.udpBufferSize, "udpBufferSize", what);
   }
-  const server = {
-    hostname: options.server?.hostname ?? "127.0.0.1",
-    port: checkPort(options.server?.port, what, 1),
-  };
+  // A "host:port" string or a hostname of another type was taken (as a
+  // missing port, or failing every flow's dial).
+  const given: unknown = options.server;
+  const server = checkHostPort(
+    typeof given === "object" && given !== null && !Array.isArray(given)
+      ? { ...given, hostname: (given as { hostname?: unknown }).hostname ?? "127.0.0.1" }
+      : given,
+    "server for serve UDP client",
+    1,
+  );
+  if (options.settings !== undefined) {
+    checkOptions(String(options.transport?.name), options.settings);
+  }
   const port = checkPort(options.port ?? 0, what);
   const connector = await createConnector(options.transport, options.config, {
     ...(options.env === undefined ? {} : { env: options.env }),
