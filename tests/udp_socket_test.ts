@@ -374,5 +374,13 @@ Deno.test("UdpSocket.open and send refuse a port that is not a number with a Typ
       e instanceof TypeError &&
       e.message === "Cannot send UDP datagram: port must be a number, got string",
   );
+  // A hostname of another type returned true and failed later in the kernel.
+  throws(
+    () => socket.send(new Uint8Array(1), { hostname: 5 as unknown as string, port: 9 }),
+    (e: Error) =>
+      e instanceof TypeError &&
+      e.message === "Cannot send UDP datagram: hostname must be a string, got number",
+  );
   strictEqual(socket.stats().datagramsSent, 0);
+  strictEqual(socket.stats().drops.sendFailed, 0);
 });

@@ -545,7 +545,7 @@ export class UdpSocket implements AsyncDisposable {
    * too large, queue full, closed, or refused by the kernel).
    * @throws {TypeError} When `data` is not a `Uint8Array` (the message names
    * its type, never its content), `to` is missing on a socket that is not
-   * connected, or `to.port` is not a number.
+   * connected, or `to.port` is not a number or `to.hostname` not a string.
    * @throws {RangeError} When `to.port` is not an integer from 1 to 65535
    * (70000 went to port 4464, the kernel taking it modulo 65536).
    */
@@ -571,6 +571,15 @@ export class UdpSocket implements AsyncDisposable {
         }
         throw new RangeError(
           `Cannot send UDP datagram: invalid port ${port}: must be an integer from 1 to 65535`,
+        );
+      }
+      if (typeof to.hostname !== "string") {
+        // It was taken, and failed in the kernel later ('Invalid argument'),
+        // told to onerror while send had returned true.
+        throw new TypeError(
+          `Cannot send UDP datagram: hostname must be a string, got ${
+            to.hostname === null ? "null" : typeof to.hostname
+          }`,
         );
       }
     }
