@@ -34,9 +34,9 @@
 
 export { formatHostPort, type HostPort, parseHostPort } from "./address.ts";
 export { DestinationPolicy } from "./destination_policy.ts";
-export type { Dialer, DialerOptions, NetConn } from "./net_conn.ts";
+export type { Dialer, NetConn } from "./net_conn.ts";
 export { readExactly } from "./conn_io.ts";
-export { relay, type RelayEnd, type RelayOptions, type RelayResult } from "./relay.ts";
+export { relay, type RelayEnd } from "./relay.ts";
 export { type ConnStats, TransportConn, type TransportConnOptions } from "./transport_conn.ts";
 export { TransportListener, type TransportListenerOptions } from "./transport_listener.ts";
 export { ServerManager } from "./server_manager.ts";

@@ -46,17 +46,6 @@ export function isNetConn(value: unknown): value is NetConn {
   }
 }
 
-/** Options a {@linkcode Dialer} is called with. */
-export interface DialerOptions {
-  /**
-   * Aborting it gives the attempt up: the dialer rejects with its reason
-   * and closes whatever it opened (the socket being connected, an upstream
-   * proxy's connection during its exchange). A dialer that ignores it still
-   * works: its connection is closed when it arrives.
-   */
-  readonly signal?: AbortSignal;
-}
-
 /**
  * Opens the network connection a transport runs over. The default is
  * `Deno.connect`; replace it to go through an upstream proxy or to bind a
@@ -65,13 +54,17 @@ export interface DialerOptions {
  *
  * @param target Where to connect.
  * @param settings The connection's per-connection settings (empty when none).
- * @param options An abort signal.
+ * @param options An abort signal: aborting it gives the attempt up, and the
+ * dialer rejects with its reason and closes whatever it opened (the socket
+ * being connected, an upstream proxy's connection during its exchange). A
+ * dialer that ignores it still works: its connection is closed when it
+ * arrives.
  * @returns The open connection.
  */
 export type Dialer = (
   target: HostPort,
   settings?: Readonly<Record<string, string>>,
-  options?: DialerOptions,
+  options?: { readonly signal?: AbortSignal },
 ) => Promise<NetConn>;
 
 /**
@@ -97,7 +90,7 @@ export type Dialer = (
 export function tcpDialer(
   target: HostPort,
   _settings?: Readonly<Record<string, string>>,
-  options: DialerOptions = {},
+  options: { readonly signal?: AbortSignal } = {},
 ): Promise<NetConn> {
   return Deno.connect({
     hostname: target.hostname,

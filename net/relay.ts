@@ -28,20 +28,6 @@ export type RelayEnd = NetConn | {
 /** The Web Streams form of a {@linkcode RelayEnd}. */
 export type StreamConn = Exclude<RelayEnd, NetConn>;
 
-/** How many bytes a {@linkcode relay} moved each way. */
-export interface RelayResult {
-  /** Bytes read from `a` and written to `b`. */
-  readonly aToB: number;
-  /** Bytes read from `b` and written to `a`. */
-  readonly bToA: number;
-}
-
-/** Options for {@linkcode relay}. */
-export interface RelayOptions {
-  /** Aborting it ends the relay and closes both ends. */
-  readonly signal?: AbortSignal;
-}
-
 /**
  * Copy bytes both ways between two connections until both directions end,
  * then close both.
@@ -60,8 +46,11 @@ export interface RelayOptions {
  *
  * @param a One end.
  * @param b The other end.
- * @param options An abort signal.
- * @returns The byte counts once both directions have ended.
+ * @param options An abort signal: aborting it ends the relay and closes
+ * both ends.
+ * @returns How many bytes moved each way once both directions have ended:
+ * `aToB` read from `a` and written to `b`, `bToA` read from `b` and written
+ * to `a`.
  * @throws {TypeError} When an end is neither a connection (`read`, `write`,
  * `closeWrite`, `close`) nor streams (`readable`, `writable`, `close`): the
  * relay rejects before it reads or closes either end; also when `options`
@@ -94,8 +83,8 @@ export interface RelayOptions {
 export async function relay(
   a: RelayEnd,
   b: RelayEnd,
-  options: RelayOptions = {},
-): Promise<RelayResult> {
+  options: { readonly signal?: AbortSignal } = {},
+): Promise<{ readonly aToB: number; readonly bToA: number }> {
   for (const [end, name] of [[a, "a"], [b, "b"]] as const) {
     if (!isRelayEnd(end)) {
       throw new TypeError(

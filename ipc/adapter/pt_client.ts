@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import type { ClientTransport, TransportOptions } from "../../transports/transport.ts";
-import type { Dialer, DialerOptions, NetConn } from "../../net/net_conn.ts";
+import type { Dialer, NetConn } from "../../net/net_conn.ts";
 import { checkHostPort, checkTimeout, type HostPort } from "../../net/address.ts";
 import {
   checkFactoryOptions,
@@ -114,7 +114,7 @@ export class PtClientTransport {
   async dial(
     target: HostPort,
     args: TransportOptions = {},
-    options: DialerOptions = {},
+    options: { readonly signal?: AbortSignal } = {},
   ): Promise<NetConn> {
     checkHostPort(target, "PT server address", 1);
     checkOptions(this.#name, args);
