@@ -11,7 +11,6 @@ import { listen, proxy } from "../server.ts";
 import {
   defineTransport,
   HandshakeError,
-  type HandshakeFailure,
   layerTransports,
   plain,
   type Transport,
@@ -735,7 +734,7 @@ Deno.test("Connector.close: a transport close hook that throws still leaves the 
 Deno.test("HandshakeError refuses a reason it does not know with a TypeError naming it and the accepted ones", () => {
   for (const reason of ["slow", "Timeout", "", 5, null, undefined, {}]) {
     throws(
-      () => new HandshakeError(reason as HandshakeFailure, "x"),
+      () => new HandshakeError(reason as HandshakeError["reason"], "x"),
       (error: unknown) =>
         error instanceof TypeError &&
         error.message.startsWith("Cannot make HandshakeError: unknown reason ") &&
@@ -743,7 +742,10 @@ Deno.test("HandshakeError refuses a reason it does not know with a TypeError nam
       String(reason),
     );
   }
-  throws(() => new HandshakeError("slow" as HandshakeFailure, "x"), /unknown reason "slow"/);
+  throws(
+    () => new HandshakeError("slow" as HandshakeError["reason"], "x"),
+    /unknown reason "slow"/,
+  );
   for (const reason of ["failed", "probe-delay", "replay", "timeout"] as const) {
     strictEqual(new HandshakeError(reason, "x").reason, reason);
   }

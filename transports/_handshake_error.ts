@@ -3,20 +3,8 @@
 // Why a transport's handshake failed, for the metrics' outcomes and for
 // callers that tell a timeout from a refusal (`conn.ready` rejects with it).
 
-/**
- * Why a transport handshake failed, as the runtime counts it:
- *
- * - `failed`: the peer sent something invalid or closed before finishing;
- * - `probe-delay`: the server held a connection without a valid handshake
- *   and closed it after its probe-resistance delay (obfs4's 30-90 s);
- * - `replay`: the server saw a handshake it had already accepted (a replay
- *   attack or an active probe) and refused it;
- * - `timeout`: the handshake did not complete in time.
- */
-export type HandshakeFailure = "failed" | "probe-delay" | "replay" | "timeout";
-
-/** Every {@linkcode HandshakeFailure}, for checking a reason. */
-const HANDSHAKE_FAILURES: readonly HandshakeFailure[] = [
+/** Every reason a {@linkcode HandshakeError} can give, for checking one. */
+const HANDSHAKE_FAILURES: readonly HandshakeError["reason"][] = [
   "failed",
   "probe-delay",
   "replay",
@@ -50,8 +38,17 @@ function shown(value: unknown): string {
  * ```
  */
 export class HandshakeError extends Error {
-  /** Why the handshake failed. */
-  readonly reason: HandshakeFailure;
+  /**
+   * Why the handshake failed, as the runtime counts it:
+   *
+   * - `failed`: the peer sent something invalid or closed before finishing;
+   * - `probe-delay`: the server held a connection without a valid handshake
+   *   and closed it after its probe-resistance delay (obfs4's 30-90 s);
+   * - `replay`: the server saw a handshake it had already accepted (a replay
+   *   attack or an active probe) and refused it;
+   * - `timeout`: the handshake did not complete in time.
+   */
+  readonly reason: "failed" | "probe-delay" | "replay" | "timeout";
 
   /**
    * Make the error.
@@ -59,10 +56,11 @@ export class HandshakeError extends Error {
    * @param reason Why the handshake failed.
    * @param message What happened (no key material, no address).
    * @param options The cause, if any.
-   * @throws {TypeError} When `reason` is not a {@linkcode HandshakeFailure}
-   * (an unknown reason would be counted as no outcome the metrics know).
+   * @throws {TypeError} When `reason` is not one of those of
+   * {@linkcode HandshakeError.reason} (an unknown reason would be counted as
+   * no outcome the metrics know).
    */
-  constructor(reason: HandshakeFailure, message: string, options?: ErrorOptions) {
+  constructor(reason: HandshakeError["reason"], message: string, options?: ErrorOptions) {
     if (!HANDSHAKE_FAILURES.includes(reason)) {
       throw new TypeError(
         `Cannot make HandshakeError: unknown reason ${shown(reason)}; expected one of ${

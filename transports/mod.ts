@@ -116,4 +116,4 @@ export {
   loadWasmCrypto,
 } from "./crypto_backend.ts";
 export { plain } from "./plain.ts";
-export { HandshakeError, type HandshakeFailure } from "./_handshake_error.ts";
+export { HandshakeError } from "./_handshake_error.ts";

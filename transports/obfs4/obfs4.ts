@@ -5,7 +5,7 @@ import { type CryptoBackend, type CryptoLoader, cryptoLoader } from "../crypto_b
 import { defineTransport } from "../define_transport.ts";
 import { deferred } from "../_deferred.ts";
 import type { Transport, TransportOptions, TransportPair } from "../transport.ts";
-import { HandshakeError, type HandshakeFailure } from "../_handshake_error.ts";
+import { HandshakeError } from "../_handshake_error.ts";
 import {
   CLIENT_KEYS,
   type ClientConfig,
@@ -477,7 +477,7 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
   let received: Uint8Array = new Uint8Array(0);
   let failed = false;
   // Why the handshake failed (a replay is counted apart from other probes).
-  let why: HandshakeFailure = "failed";
+  let why: HandshakeError["reason"] = "failed";
   // From here on, whatever arrives is read and dropped unanswered.
   const giveUp = () => {
     if (failed) return;
