@@ -107,12 +107,6 @@ export interface ConnectorOptions {
   ) => void;
 }
 
-/** Options for {@linkcode HelperLimit}. */
-export interface HelperLimitOptions {
-  /** The most helper processes running at once, a positive integer. Defaults to 8. */
-  readonly max?: number;
-}
-
 /** The internal state of each {@linkcode HelperLimit}. */
 const limitSlots = new WeakMap<HelperLimit, HelperSlots>();
 
@@ -143,11 +137,12 @@ export class HelperLimit {
   /**
    * Make a limit.
    *
-   * @param options The most helpers at once.
+   * @param options `max`: the most helper processes running at once, a
+   * positive integer. Defaults to 8.
    * @throws {TypeError} When `options` is not an object or `max` not a number.
    * @throws {RangeError} When `max` is not a positive integer.
    */
-  constructor(options: HelperLimitOptions = {}) {
+  constructor(options: { readonly max?: number } = {}) {
     checkFactoryOptions(options, "make a helper limit", []);
     const max = options.max ?? DEFAULT_MAX_HELPERS;
     if (typeof max !== "number") {

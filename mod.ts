@@ -48,7 +48,6 @@ export {
   createConnector,
   type DialOptions,
   HelperLimit,
-  type HelperLimitOptions,
 } from "./client.ts";
 export {
   type ConnectionLimits,
