@@ -32,7 +32,7 @@ export function countUdpPool(
   );
   const drops = core.counter(
     "ptkit_udp_dropped_total",
-    "Datagrams dropped, by reason (see UdpDropReason).",
+    "Datagrams dropped, by reason (see UdpCounters.drops).",
     { ...rules, reason: UDP_DROP_REASONS },
   );
   const releases = [

@@ -56,13 +56,7 @@ export {
   type UdpSocketStats,
 } from "./udp_socket.ts";
 export type { UdpPoolOptions } from "./pool_options.ts";
-export {
-  type UdpCloseReason,
-  type UdpCounters,
-  type UdpDropReason,
-  type UdpFlowStats,
-  type UdpPoolStats,
-} from "./udp_stats.ts";
+export type { UdpCounters, UdpFlowStats, UdpPoolStats } from "./udp_stats.ts";
 export { serveUdpClient, type UdpClientOptions, type UdpClientPool } from "./client_pool.ts";
 export {
   serveUdpServer,

@@ -2,34 +2,12 @@
 // This module is browser-compatible.
 
 /**
- * Why a datagram was dropped.
- *
- * - `waiting`: the flow's transport connection was not connected yet and
- *   the waiting queue was full (always, with a queue of 0: PT 2.0 draft 1's Table 1).
- * - `congested`: the transport connection did not take bytes fast enough and
- *   the flow's send buffer was full.
- * - `oversize`: larger than `maxDatagram`.
- * - `invalid`: the framing cannot carry it (not STUN or ChannelData in STUN mode).
- * - `writeFailed`: queued when writing to the transport connection failed.
- * - `dialFailed`: queued when the transport connection could not be opened, or
- *   arriving from a new source while new dials wait after a failed dial or handshake.
- * - `closed`: queued or arriving when the flow closed (idle, peer closed, shutdown).
- * - `tooManyFlows`: would have opened a flow beyond `maxFlows` with no open
- *   flow to take the place of (`maxFlows` 0).
- * - `udpSendFailed`: the UDP socket refused to send it.
+ * Why a datagram was dropped: the keys of {@linkcode UdpCounters.drops}.
+ * Internal (the `udp` entry point does not export it).
  */
-export type UdpDropReason =
-  | "waiting"
-  | "congested"
-  | "oversize"
-  | "invalid"
-  | "writeFailed"
-  | "dialFailed"
-  | "closed"
-  | "tooManyFlows"
-  | "udpSendFailed";
+export type UdpDropReason = keyof UdpCounters["drops"];
 
-/** Every {@linkcode UdpDropReason}, for iterating. */
+/** Every reason a datagram is dropped for, for iterating. */
 export const UDP_DROP_REASONS: readonly UdpDropReason[] = [
   "waiting",
   "congested",
@@ -43,33 +21,12 @@ export const UDP_DROP_REASONS: readonly UdpDropReason[] = [
 ];
 
 /**
- * Why a flow ended.
- *
- * - `idle`: no datagram either way for `idleTimeout`.
- * - `peerClosed`: the other end closed the transport connection.
- * - `framingError`: the byte stream from the peer was not validly framed.
- * - `connectionError`: the transport connection failed (network, transport).
- * - `writeFailed`: writing a datagram to the transport connection failed.
- * - `dialFailed`: the transport connection could not be opened.
- * - `shutdown`: the pool was closed.
- * - `evicted`: the pool was at `maxFlows` and a new flow took its place. On
- *   the client, this was the least recently active flow (a datagram from a
- *   new source came). On the server, a connection came from a source with
- *   fewer flows than another (this was the least recently active flow of
- *   the source with the most), or from a source holding as many as any
- *   other (this was that source's own least recently active flow).
+ * Why a flow ended: {@linkcode UdpFlowStats.closeReason}. Internal (the
+ * `udp` entry point does not export it).
  */
-export type UdpCloseReason =
-  | "idle"
-  | "peerClosed"
-  | "framingError"
-  | "connectionError"
-  | "writeFailed"
-  | "dialFailed"
-  | "shutdown"
-  | "evicted";
+export type UdpCloseReason = NonNullable<UdpFlowStats["closeReason"]>;
 
-/** Every {@linkcode UdpCloseReason}, for iterating. */
+/** Every reason a flow ends for, for iterating. */
 export const UDP_CLOSE_REASONS: readonly UdpCloseReason[] = [
   "idle",
   "peerClosed",
@@ -91,8 +48,37 @@ export interface UdpCounters {
   readonly datagramsFromTunnel: number;
   /** Their bytes. */
   readonly bytesFromTunnel: number;
-  /** Datagrams dropped, by reason. */
-  readonly drops: Readonly<Record<UdpDropReason, number>>;
+  /**
+   * Datagrams dropped, by reason:
+   *
+   * - `waiting`: the flow's transport connection was not connected yet and
+   *   the waiting queue was full (always, with a queue of 0: PT 2.0 draft 1's Table 1).
+   * - `congested`: the transport connection did not take bytes fast enough and
+   *   the flow's send buffer was full.
+   * - `oversize`: larger than `maxDatagram`.
+   * - `invalid`: the framing cannot carry it (not STUN or ChannelData in STUN mode).
+   * - `writeFailed`: queued when writing to the transport connection failed.
+   * - `dialFailed`: queued when the transport connection could not be opened, or
+   *   arriving from a new source while new dials wait after a failed dial or handshake.
+   * - `closed`: queued or arriving when the flow closed (idle, peer closed, shutdown).
+   * - `tooManyFlows`: would have opened a flow beyond `maxFlows` with no open
+   *   flow to take the place of (`maxFlows` 0).
+   * - `udpSendFailed`: the UDP socket refused to send it.
+   */
+  readonly drops: Readonly<
+    Record<
+      | "waiting"
+      | "congested"
+      | "oversize"
+      | "invalid"
+      | "writeFailed"
+      | "dialFailed"
+      | "closed"
+      | "tooManyFlows"
+      | "udpSendFailed",
+      number
+    >
+  >;
 }
 
 /** A flow's state. */
@@ -111,8 +97,32 @@ export interface UdpFlowStats extends UdpCounters {
   readonly startTime: number;
   /** When the last datagram went either way, in milliseconds since the epoch (as `startTime`). */
   readonly lastActivity: number;
-  /** Why it closed, once it has. */
-  readonly closeReason?: UdpCloseReason;
+  /**
+   * Why it closed, once it has:
+   *
+   * - `idle`: no datagram either way for `idleTimeout`.
+   * - `peerClosed`: the other end closed the transport connection.
+   * - `framingError`: the byte stream from the peer was not validly framed.
+   * - `connectionError`: the transport connection failed (network, transport).
+   * - `writeFailed`: writing a datagram to the transport connection failed.
+   * - `dialFailed`: the transport connection could not be opened.
+   * - `shutdown`: the pool was closed.
+   * - `evicted`: the pool was at `maxFlows` and a new flow took its place. On
+   *   the client, this was the least recently active flow (a datagram from a
+   *   new source came). On the server, a connection came from a source with
+   *   fewer flows than another (this was the least recently active flow of
+   *   the source with the most), or from a source holding as many as any
+   *   other (this was that source's own least recently active flow).
+   */
+  readonly closeReason?:
+    | "idle"
+    | "peerClosed"
+    | "framingError"
+    | "connectionError"
+    | "writeFailed"
+    | "dialFailed"
+    | "shutdown"
+    | "evicted";
   /** Datagrams waiting to be written to the transport connection. */
   readonly queuedDatagrams: number;
   /** Their framed bytes. */
@@ -125,8 +135,8 @@ export interface UdpPoolStats extends UdpCounters {
   readonly flowsOpened: number;
   /** Flows open now. */
   readonly flowsOpen: number;
-  /** Flows closed so far, by reason. */
-  readonly flowsClosed: Readonly<Record<UdpCloseReason, number>>;
+  /** Flows closed so far, by reason (those of {@linkcode UdpFlowStats.closeReason}). */
+  readonly flowsClosed: Readonly<Record<NonNullable<UdpFlowStats["closeReason"]>, number>>;
 }
 
 /** Zeroed drop counters. Internal. */
