@@ -51,7 +51,6 @@
 export {
   type ClientConfig,
   type ManagedConfig,
-  type ManagedConfigBase,
   ManagedConfigError,
   parseManagedConfig,
   type ServerConfig,

@@ -22,8 +22,10 @@ import { realmProblem, usernameProblem } from "../../udp/turn/_credential_limits
 
 export type { UpstreamProxy };
 
-/** What both sides of a managed proxy are configured with. */
-export interface ManagedConfigBase {
+/** The client side: SOCKS front ends, transparent TCP, or datagrams. */
+export interface ClientConfig {
+  /** The side. */
+  readonly kind: "client";
   /** The negotiated IPC version: `"2"` when offered, else `"1"`. */
   readonly version: "1" | "2";
   /** Requested transport names, in order (unknown ones are skipped when starting). */
@@ -56,12 +58,6 @@ export interface ManagedConfigBase {
    * hint (`stat` for `state`). Absent: none.
    */
   readonly frontEndKeys?: readonly string[];
-}
-
-/** The client side: SOCKS front ends, transparent TCP, or datagrams. */
-export interface ClientConfig extends ManagedConfigBase {
-  /** The side. */
-  readonly kind: "client";
   /**
    * `socks5`: a SOCKS front end per transport; `transparent-TCP`: relay to
    * `target`; `transparent-UDP` / `STUN`: datagrams framed by length / by
@@ -101,11 +97,37 @@ export interface ClientConfig extends ManagedConfigBase {
   readonly optionsComplete?: boolean;
 }
 
+/**
+ * What both sides are configured with: the fields {@linkcode ClientConfig}
+ * and {@linkcode ServerConfig} share, but for `kind`, `target` and
+ * `outboundBind`. Internal (the `ipc` entry point does not export it).
+ */
+export type ManagedConfigBase = Omit<
+  ClientConfig | ServerConfig,
+  "kind" | "target" | "outboundBind"
+>;
+
 /** Where the server side sends decoded connections (internal shorthand). */
 export type ServerTarget = ServerConfig["target"];
 
-/** The server side: transports in front of a target. */
-export interface ServerConfig extends ManagedConfigBase {
+/**
+ * The server side: transports in front of a target. The fields both sides
+ * share (`version` to `frontEndKeys`) are those of {@linkcode ClientConfig}.
+ */
+export interface ServerConfig extends
+  Pick<
+    ClientConfig,
+    | "version"
+    | "transports"
+    | "options"
+    | "stateDir"
+    | "exitOnStdinClose"
+    | "logLevel"
+    | "warnings"
+    | "workers"
+    | "metrics"
+    | "frontEndKeys"
+  > {
   /** The side. */
   readonly kind: "server";
   /** Where each transport listens (`TOR_PT_SERVER_BINDADDR`); others get 127.0.0.1, a free port. */
