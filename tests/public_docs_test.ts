@@ -2,14 +2,20 @@
 // The public docs (deno doc of every entry point in deno.json's exports), as
 // issue 21 asks of them: examples import public specifiers
 // (`@ptkit/ptkit/...`), never a file by its path, and the specification is
-// called by its name (PT 2.0 draft 1), not "the seed".
+// called by its name (PT 2.0 draft 1), not "the seed"; and the public API
+// stays small: at most 120 names over all entry points (issue 21, point 3).
 
 import { deepStrictEqual, ok } from "node:assert";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
-/** Every JSDoc text of the public API, with where it is. */
-async function publicDocs(): Promise<{ where: string; doc: string }[]> {
+/** The public API as deno doc sees it: the entry points of deno.json's exports. */
+interface DocJson {
+  readonly nodes: Record<string, { readonly symbols: readonly { readonly name: string }[] }>;
+}
+
+/** `deno doc --json` over every entry point of deno.json's exports. */
+async function docJson(): Promise<DocJson> {
   const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
   const entries = Object.values(config.exports as Record<string, string>);
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
@@ -19,7 +25,11 @@ async function publicDocs(): Promise<{ where: string; doc: string }[]> {
     stderr: "piped",
   }).output();
   deepStrictEqual(code, 0, new TextDecoder().decode(stderr));
-  const json = JSON.parse(new TextDecoder().decode(stdout));
+  return JSON.parse(new TextDecoder().decode(stdout));
+}
+
+/** Every JSDoc text of the public API, with where it is. */
+function publicDocs(json: DocJson): { where: string; doc: string }[] {
   const docs: { where: string; doc: string }[] = [];
   const walk = (value: unknown, where: string) => {
     if (Array.isArray(value)) {
@@ -40,7 +50,7 @@ async function publicDocs(): Promise<{ where: string; doc: string }[]> {
 }
 
 Deno.test("public docs: examples import @ptkit/ptkit specifiers and the specification is named PT 2.0 draft 1, not 'the seed'", async () => {
-  const docs = await publicDocs();
+  const docs = publicDocs(await docJson());
   ok(docs.length > 100, `only ${docs.length} doc texts found`);
   deepStrictEqual(
     docs.filter(({ doc }) => /\bfrom\s+["']\.\.?\//.test(doc)).map(({ where }) => where),
@@ -52,4 +62,23 @@ Deno.test("public docs: examples import @ptkit/ptkit specifiers and the specific
     [],
     "a doc says 'the seed' (write PT 2.0 draft 1)",
   );
+});
+
+Deno.test("public API: at most 120 distinct names over the entry points of deno.json's exports (issue 21, point 3), and README's count is theirs", async () => {
+  const json = await docJson();
+  const names = new Set<string>();
+  for (const node of Object.values(json.nodes)) {
+    for (const symbol of node.symbols) names.add(symbol.name);
+  }
+  ok(names.size > 50, `only ${names.size} names found: deno doc --json changed its shape?`);
+  ok(
+    names.size <= 120,
+    `${names.size} public names, over issue 21's limit of 120: write an option or result shape inline where it is used, or keep the file internal (_*.ts) instead of exporting it. Names: ${
+      [...names].sort().join(", ")
+    }`,
+  );
+  const readme = await Deno.readTextFile(`${ROOT}README.md`);
+  const said = readme.match(/(\d+) names in all/);
+  ok(said !== null, "README no longer says how many names there are ('N names in all')");
+  deepStrictEqual(Number(said[1]), names.size, "README's 'N names in all' is not the count");
 });
