@@ -58,9 +58,4 @@ export {
 export type { UdpPoolOptions } from "./pool_options.ts";
 export type { UdpCounters, UdpFlowStats, UdpPoolStats } from "./udp_stats.ts";
 export { serveUdpClient, type UdpClientOptions, type UdpClientPool } from "./client_pool.ts";
-export {
-  serveUdpServer,
-  type UdpServerOptions,
-  type UdpServerPool,
-  type UdpServerStats,
-} from "./server_pool.ts";
+export { serveUdpServer, type UdpServerOptions, type UdpServerPool } from "./server_pool.ts";

@@ -66,23 +66,6 @@ export interface UdpServerOptions extends UdpPoolOptions {
   readonly onAcceptError?: (error: Error, count: number) => void;
 }
 
-/** A {@linkcode UdpServerPool}'s statistics. */
-export interface UdpServerStats extends UdpPoolStats {
-  /**
-   * Transport connections refused because `maxFlows` flows were open, no
-   * source held two more than theirs, and their source held no open flow
-   * (or its source held `maxConnectionsPerSource` connections, none of them
-   * yet an open flow).
-   * Otherwise a flow makes room (`flowsClosed.evicted`): a source with
-   * fewer takes the place of the least recently active flow of the source
-   * with the most, and a source holding as many as any other the place of
-   * its own least recently active flow.
-   */
-  readonly connectionsRejected: number;
-  /** Transport connections that failed before carrying datagrams (handshake, UDP socket). */
-  readonly connectionsFailed: number;
-}
-
 /**
  * The PT server's UDP side (PT 2.0 section 3.3.5.5, Table 2): every accepted
  * transport connection gets its own UDP socket connected to the target;
@@ -112,11 +95,26 @@ export interface UdpServerPool extends AsyncDisposable {
   /** What a client needs to reach this server (its bridge line arguments). */
   readonly clientOptions: TransportOptions;
   /**
-   * Statistics over all flows, open and closed.
+   * Statistics over all flows, open and closed, and the transport
+   * connections that carried none.
    *
    * @returns A snapshot of the counters.
    */
-  stats(): UdpServerStats;
+  stats(): UdpPoolStats & {
+    /**
+     * Transport connections refused because `maxFlows` flows were open, no
+     * source held two more than theirs, and their source held no open flow
+     * (or its source held `maxConnectionsPerSource` connections, none of them
+     * yet an open flow).
+     * Otherwise a flow makes room (`flowsClosed.evicted`): a source with
+     * fewer takes the place of the least recently active flow of the source
+     * with the most, and a source holding as many as any other the place of
+     * its own least recently active flow.
+     */
+    readonly connectionsRejected: number;
+    /** Transport connections that failed before carrying datagrams (handshake, UDP socket). */
+    readonly connectionsFailed: number;
+  };
   /**
    * Statistics of each open flow (no addresses).
    *
