@@ -38,7 +38,7 @@ export type { Dialer, NetConn } from "./net_conn.ts";
 export { readExactly } from "./conn_io.ts";
 export { relay, type RelayEnd } from "./relay.ts";
 export { type ConnStats, TransportConn, type TransportConnOptions } from "./transport_conn.ts";
-export { TransportListener, type TransportListenerOptions } from "./transport_listener.ts";
+export { TransportListener } from "./transport_listener.ts";
 export { ServerManager } from "./server_manager.ts";
 export type { ServerStats } from "./server_stats.ts";
 export { runtimeCrypto } from "./native_crypto.ts";

@@ -11,20 +11,6 @@ import { checkTransportName, checkTransportSide } from "../transports/_transport
 import { LISTENER_METRICS } from "./_connection_metrics.ts";
 import { acceptedSource, relaySources, reportedSource } from "./_client_source.ts";
 
-/** Options of a {@linkcode TransportListener} beyond its connections' own. */
-export interface TransportListenerOptions {
-  /** Connection limits, in all and per source. Defaults to `DEFAULT_CONNECTION_LIMITS`. */
-  readonly limits?: ConnectionLimits;
-  /** Where accept errors and refused connections are reported (digested). Defaults to ignoring. */
-  readonly onAcceptError?: (error: Error, count: number) => void;
-  /**
-   * A transport helper that listens in the listener's place (the `ssh`
-   * server's own sshd) and forwards to it: `addr` is then the helper's
-   * address, and closing the listener stops the helper. Defaults to none.
-   */
-  readonly helper?: { readonly addr: Deno.NetAddr; close(): Promise<void> };
-}
-
 /**
  * A listening transport server, like `Deno.Listener`: accepts network
  * connections and yields them as {@linkcode TransportConn}s (decoded bytes),
@@ -83,7 +69,8 @@ export class TransportListener
    * @param side The configured server side of the transport.
    * @param name The transport's name.
    * @param connOptions Options for every accepted connection (the handshake timeout).
-   * @param options Connection limits and where accept errors go.
+   * @param options Options beyond the connections' own: connection limits,
+   * where accept errors go, a helper listening in the listener's place.
    * @throws {TypeError} When `listener` is not a listener, `side` not a
    * configured server side, `name` not a transport name, `connOptions` or
    * `options` not an object, or one of their members not of its type.
@@ -95,7 +82,18 @@ export class TransportListener
     side: ServerTransport,
     name: string,
     connOptions: TransportConnOptions = {},
-    options: TransportListenerOptions = {},
+    options: {
+      /** Connection limits, in all and per source. Defaults to `DEFAULT_CONNECTION_LIMITS`. */
+      readonly limits?: ConnectionLimits;
+      /** Where accept errors and refused connections are reported (digested). Defaults to ignoring. */
+      readonly onAcceptError?: (error: Error, count: number) => void;
+      /**
+       * A transport helper that listens in the listener's place (the `ssh`
+       * server's own sshd) and forwards to it: `addr` is then the helper's
+       * address, and closing the listener stops the helper. Defaults to none.
+       */
+      readonly helper?: { readonly addr: Deno.NetAddr; close(): Promise<void> };
+    } = {},
   ) {
     // Checked here, not at each connection: a handshakeTimeout of -1 failed
     // every accepted connection whose pair has a handshake, an
