@@ -16,7 +16,7 @@
  */
 
 import { holdEarlySignals } from "./ipc/managed/_early_signals.ts";
-import { CLI_COMMANDS } from "./ipc/cli/_names.ts";
+import { CLI_COMMANDS, cliError } from "./ipc/cli/_names.ts";
 
 if (import.meta.main) {
   // First of all: a SIGTERM or SIGINT that arrives while the rest loads ends
@@ -29,12 +29,12 @@ if (import.meta.main) {
   if (Deno.args.length === 0 && sip003Started()) {
     const { runSip003 } = await import("./ipc/managed/_sip003.ts");
     const stderr = (text: string) => Deno.stderr.writeSync(new TextEncoder().encode(text));
-    Deno.exit(await runSip003({ getEnv: (name) => Deno.env.get(name), stderr }));
+    await exitWith(() => runSip003({ getEnv: (name) => Deno.env.get(name), stderr }));
   }
   if (command === "turn") {
     const { runTurnCommand } = await import("./ipc/cli/_turn.ts");
     // "turn" counts in the positions errors name, as the subcommand does in runCli.
-    Deno.exit(await runTurnCommand(Deno.args));
+    await exitWith(() => runTurnCommand(Deno.args));
   }
   // A word where a command goes (`sever`, `help`) is a person's mistyped
   // command: said as one, not answered with tor's protocol lines. Not when
@@ -49,10 +49,29 @@ if (import.meta.main) {
     !envSet("TOR_PT_MANAGED_TRANSPORT_VER");
   if (CLI_COMMANDS.includes(command) || word) {
     const { runCli } = await import("./ipc/cli/_commands.ts");
-    Deno.exit(await runCli(Deno.args));
+    await exitWith(() => runCli(Deno.args));
   }
   const { runManagedProxy } = await import("./ipc/managed/managed_proxy.ts");
-  Deno.exit(await runManagedProxy({ args: Deno.args }));
+  await exitWith(() => runManagedProxy({ args: Deno.args }));
+}
+
+/**
+ * Runs a command and exits with its code. Run with fewer permissions than
+ * the shebang grants (`deno run main.ts start`), Deno's NotCapable error
+ * (it names the flag) is one line of stderr saying how to run main.ts
+ * instead, exit 64 (EX_USAGE), not an uncaught stack trace.
+ */
+async function exitWith(run: () => Promise<number>): Promise<never> {
+  let code: number;
+  try {
+    code = await run();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotCapable)) throw error;
+    const help = "(./main.ts and deno task start grant every permission ptkit needs)";
+    Deno.stderr.writeSync(new TextEncoder().encode(cliError(`${error.message} ${help}`)));
+    code = 64;
+  }
+  Deno.exit(code);
 }
 
 /**

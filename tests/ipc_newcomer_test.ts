@@ -757,3 +757,29 @@ Deno.test("the usage's -proxy line shows every upstream proxy form the parser ta
     parseUpstreamProxy(uri);
   }
 });
+
+Deno.test("deno run main.ts without the shebang's permissions: one line naming the flag and how to run it, exit 64, no stack trace", async () => {
+  const decoder = new TextDecoder();
+  for (
+    const [flags, args, flag] of [
+      [[], ["start"], "--allow-env"],
+      [["--allow-env"], ["start"], "--allow-net"],
+      [[], ["server", "--transport", "plain", "--listen", "127.0.0.1:0"], "--allow-env"],
+      [[], ["-client", "-transports", "plain"], "--allow-env"],
+    ] as const
+  ) {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--no-prompt", ...flags, MAIN, ...args],
+      env: childEnv({ NO_COLOR: "1" }),
+      clearEnv: true,
+      stdin: "null",
+    }).output();
+    const err = decoder.decode(output.stderr);
+    strictEqual(output.code, 64, `${args.join(" ")}: ${err}`);
+    strictEqual(err.split("\n").length, 2, `one line: ${err}`);
+    match(err, /^ptkit: error: Requires \w+ access to .*/);
+    ok(err.includes(flag), err);
+    ok(err.includes("./main.ts") && err.includes("deno task start"), err);
+    strictEqual(decoder.decode(output.stdout), "");
+  }
+});
