@@ -783,3 +783,14 @@ Deno.test("deno run main.ts without the shebang's permissions: one line naming t
     strictEqual(decoder.decode(output.stdout), "");
   }
 });
+
+Deno.test("generateConfig()'s whole { client, server } given as options is named, with which half goes where", async () => {
+  const { listen } = await import("../server.ts");
+  const { createConnector } = await import("../client.ts");
+  const { shadowsocks } = await import("../transports/shadowsocks/mod.ts");
+  const generated = await shadowsocks.generateConfig!();
+  const said =
+    /^TypeError: Cannot configure transport 'shadowsocks': options must be an object of strings, got generateConfig\(\)'s \{ client, server \}: give the server side its \.server and the client side its \.client$/;
+  await rejects(listen(shadowsocks, generated as never, { hostname: "127.0.0.1", port: 0 }), said);
+  await rejects(createConnector(shadowsocks, generated as never), said);
+});

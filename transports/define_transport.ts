@@ -374,6 +374,15 @@ export function checkOptions(name: string, options: unknown): TransportOptions {
       }`,
     );
   }
+  const { client, server } = options as Record<string, unknown>;
+  if (
+    typeof client === "object" && client !== null && typeof server === "object" && server !== null
+  ) {
+    throw new TypeError( // Both halves of a GeneratedConfig, given as one side's options.
+      `Cannot configure transport '${name}': options must be an object of strings, got` +
+        " generateConfig()'s { client, server }: give the server side its .server and the client side its .client",
+    );
+  }
   for (const [key, value] of Object.entries(options)) {
     if (typeof value !== "string") {
       throw new TypeError(
