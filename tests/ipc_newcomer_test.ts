@@ -794,3 +794,36 @@ Deno.test("generateConfig()'s whole { client, server } given as options is named
   await rejects(listen(shadowsocks, generated as never, { hostname: "127.0.0.1", port: 0 }), said);
   await rejects(createConnector(shadowsocks, generated as never), said);
 });
+
+Deno.test("start says so when 127.0.0.1:1080 is taken and it took a free port instead", async () => {
+  let holder: Deno.Listener | undefined;
+  try {
+    holder = Deno.listen({ hostname: "127.0.0.1", port: 1080 });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AddrInUse)) throw error; // Taken already: as wanted.
+  }
+  const state = await Deno.makeTempDir();
+  const stop = new AbortController();
+  let out = "";
+  const started = Promise.withResolvers<void>();
+  const done = runCli(["start", "--transport", "plain", "--state", state], {
+    stdout: (t) => {
+      out += t;
+      if (out.includes("Press Ctrl-C")) started.resolve();
+    },
+    stderr: () => {},
+    getEnv: () => undefined,
+    process: false,
+    signal: stop.signal,
+  });
+  try {
+    await Promise.race([started.promise, done.then(() => Promise.reject(new Error(out)))]);
+    match(out, /^SOCKS5 proxy: 127\.0\.0\.1:[0-9]+ \(127\.0\.0\.1:1080 is taken\)$/m);
+    ok(!out.includes("127.0.0.1:1080 http"), out);
+  } finally {
+    stop.abort();
+    await done;
+    holder?.close();
+    await Deno.remove(state, { recursive: true });
+  }
+});

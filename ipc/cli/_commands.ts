@@ -892,7 +892,9 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
   const options = startOptions(transport);
   const state = stateDir(flags.state, "start", context.getEnv);
   let socks = address(flags.socks ?? "127.0.0.1:1080", "--socks");
-  if (flags.socks === undefined && !portFree(socks)) socks = { ...socks, port: 0 };
+  // The default taken (another proxy, a second start): a free port, and the line says why.
+  const taken = flags.socks === undefined && !portFree(socks) ? formatHostPort(socks) : undefined;
+  if (taken !== undefined) socks = { ...socks, port: 0 };
   const stop = abortable(context);
   const page = Deno.serve({
     hostname: "127.0.0.1",
@@ -967,7 +969,7 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
           `ptkit is running: the ${transport} server on ${serverAddr} (free mode: it ends in a SOCKS5`,
           "server) and its client, in this process.",
           "",
-          `SOCKS5 proxy: ${socksAddr}`,
+          `SOCKS5 proxy: ${socksAddr}${taken === undefined ? "" : ` (${taken} is taken)`}`,
           "",
           "Try it (a demo page served by this process, fetched through the transport):",
           `  curl --socks5-hostname ${socksAddr} ${pageUrl}`,
