@@ -827,3 +827,15 @@ Deno.test("start says so when 127.0.0.1:1080 is taken and it took a free port in
     await Deno.remove(state, { recursive: true });
   }
 });
+
+Deno.test("main.ts help and main.ts version at a shell point at --help and --version, as the managed proxy's flags do", async () => {
+  for (const [word, flag] of [["help", "--help"], ["version", "--version"]]) {
+    const { code, out, err } = await cli([word!]);
+    deepStrictEqual(code, 64, err);
+    deepStrictEqual(
+      err,
+      `ptkit: error: Unknown command "${word}" (did you mean ${flag}?): expected server, client, start, turn, or flags as tor gives them (main.ts --help)\n`,
+    );
+    deepStrictEqual(out, "");
+  }
+});

@@ -213,11 +213,13 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
   };
   const specs = SPECS[subcommand ?? ""];
   if (specs === undefined) {
-    // Named only when it is a command mistyped (or `help`): anything else
+    // Named only when it is a command mistyped (or `help`, `version`): anything else
     // may be a value given in the wrong place (a password), not shown.
     const known = [...CLI_COMMANDS, "turn"];
-    const guess = suggestOptionKey(subcommand ?? "", known);
-    const shown = guess !== undefined || subcommand === "help";
+    // `help` and `version` are the flags' words, as the managed proxy's hints say.
+    const flag = subcommand === "help" || subcommand === "version" ? `--${subcommand}` : undefined;
+    const guess = suggestOptionKey(subcommand ?? "", known) ?? flag;
+    const shown = guess !== undefined;
     err(
       cliError(
         `Unknown command ${shown ? JSON.stringify(subcommand) : "(not shown)"}${
