@@ -57,6 +57,12 @@ export function parseHostPort(text: string, what = "address", min = 0): HostPort
     hostname = text.slice(0, colon);
     portText = text.slice(colon + 1);
   }
+  if (hostname === "" && /^[0-9]{1,5}$/.test(portText)) { // Go's ":443"
+    throw new SyntaxError(
+      `Cannot parse ${what} ${JSON.stringify(text)}: missing host before the port (an IP address,` +
+        ` such as 127.0.0.1:${portText}, or 0.0.0.0:${portText} for every IPv4 address)`,
+    );
+  }
   if (hostname === "" || !/^[A-Za-z0-9._:%-]+$/.test(hostname)) {
     throw new SyntaxError(`Cannot parse ${what} ${JSON.stringify(text)}: invalid host`);
   }

@@ -839,3 +839,21 @@ Deno.test("main.ts help and main.ts version at a shell point at --help and --ver
     deepStrictEqual(out, "");
   }
 });
+
+Deno.test("a listen address with no host (Go's ':443') is named as a missing host, with an example", async () => {
+  const { code, out, err } = await cli([
+    "server",
+    "--transport",
+    "plain",
+    "--listen",
+    ":14443",
+    "--target",
+    "127.0.0.1:9",
+  ]);
+  deepStrictEqual(code, 64, err);
+  deepStrictEqual(
+    err,
+    'ptkit: error: Cannot parse --listen ":14443": missing host before the port (an IP address, such as 127.0.0.1:14443, or 0.0.0.0:14443 for every IPv4 address)\n',
+  );
+  deepStrictEqual(out, "");
+});
