@@ -254,3 +254,19 @@ Deno.test("turn CLI refuses a realm or user name no TURN client can send back (R
   child.kill("SIGTERM");
   strictEqual((await child.status).code, 0);
 });
+
+Deno.test("main.ts turn names every missing flag at once, in the usage's order, exit 64", async () => {
+  for (
+    const [args, missing] of [
+      [[], "--listen HOST:PORT, --user USER:PASSWORD and --realm REALM"],
+      [["--listen", "127.0.0.1:0"], "--user USER:PASSWORD and --realm REALM"],
+      [["--realm", "r"], "--listen HOST:PORT and --user USER:PASSWORD"],
+    ] as const
+  ) {
+    const output = await new Deno.Command(MAIN, { args: ["turn", ...args], stdin: "null" })
+      .output();
+    const err = new TextDecoder().decode(output.stderr);
+    strictEqual(output.code, 64, err);
+    strictEqual(err.split("\n")[0], `ptkit: error: Missing ${missing}`);
+  }
+});

@@ -100,6 +100,20 @@ export async function runTurnCommand(args: string[]): Promise<number> {
       users[username] = password;
     }
   }
+  // Every flag missing at once, in the usage's order (not one run each);
+  // a bad --user value is named first, as above.
+  const missing = [
+    listen === undefined ? "--listen HOST:PORT" : "",
+    (all.user ?? []).length === 0 ? "--user USER:PASSWORD" : "",
+    realm === undefined || realm === "" ? "--realm REALM" : "",
+  ].filter((flag) => flag !== "");
+  if (missing.length > 0) {
+    return fail(
+      `Missing ${missing.slice(0, -1).join(", ")}${missing.length > 1 ? " and " : ""}${
+        missing.at(-1)
+      }`,
+    );
+  }
   if (listen === undefined) return fail("Missing --listen HOST:PORT");
   if (realm === undefined || realm === "") return fail("Missing --realm REALM");
   const realmTrouble = realmProblem(realm);
