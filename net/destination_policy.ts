@@ -9,6 +9,7 @@ import {
   parseHostPort,
 } from "./address.ts";
 import { checkFactoryOptions, checkOptionType } from "../transports/_factory_options.ts";
+import { suggestOptionKey } from "../transports/_option_keys.ts";
 import { classifyIp, formatIp, type IpAddressClass, parseIp, unmapIpv4 } from "./_ip_address.ts";
 
 /** The kinds of destinations a {@linkcode DestinationPolicy} can be told to allow. */
@@ -160,7 +161,7 @@ export class DestinationPolicy {
         throw new SyntaxError(
           `Cannot parse allowed destination ${JSON.stringify(item)}: expected one of ${
             SCOPES.join(", ")
-          } or an ip:port`,
+          } or an ip:port${allowHint(item)}`,
         );
       }
       exact.push(hostPort);
@@ -221,4 +222,24 @@ export class DestinationPolicy {
 /** An exact destination's key: IPv4-mapped addresses count as IPv4. */
 function key(bytes: Uint8Array, port: number): string {
   return formatHostPort({ hostname: formatIp(unmapIpv4(bytes)), port });
+}
+
+/**
+ * What an `--allow` item that parsed as nothing was likely meant to be: a
+ * scope mistyped (`loopbak`, `localhost`), or an address without its port.
+ */
+function allowHint(item: string): string {
+  const scope = item.toLowerCase() === "localhost" ? "loopback" : suggestOptionKey(item, SCOPES);
+  if (scope !== undefined) return ` (did you mean ${scope}?)`;
+  let ip: Uint8Array;
+  try {
+    ip = parseIp(item);
+  } catch {
+    return "";
+  }
+  const ipClass = classifyIp(ip);
+  const scopeOf = (SCOPES as readonly string[]).includes(ipClass)
+    ? `, or the scope ${ipClass}`
+    : "";
+  return ` (an address needs its port: ${item.includes(":") ? `[${item}]` : item}:PORT${scopeOf})`;
 }

@@ -857,3 +857,28 @@ Deno.test("a listen address with no host (Go's ':443') is named as a missing hos
   );
   deepStrictEqual(out, "");
 });
+
+Deno.test("--allow names a near miss of a scope, localhost, and an address without its port", () => {
+  for (
+    const [item, hint] of [
+      ["loopbak", " (did you mean loopback?)"],
+      ["Private", " (did you mean private?)"],
+      ["localhost", " (did you mean loopback?)"],
+      ["127.0.0.1", " (an address needs its port: 127.0.0.1:PORT, or the scope loopback)"],
+      ["::1", " (an address needs its port: [::1]:PORT, or the scope loopback)"],
+      ["everything", ""],
+    ]
+  ) {
+    let message = "";
+    try {
+      DestinationPolicy.parse(item!);
+    } catch (error) {
+      ok(error instanceof SyntaxError);
+      message = error.message;
+    }
+    deepStrictEqual(
+      message,
+      `Cannot parse allowed destination "${item}": expected one of loopback, private, link-local, multicast or an ip:port${hint}`,
+    );
+  }
+});
