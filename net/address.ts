@@ -49,6 +49,13 @@ export function parseHostPort(text: string, what = "address", min = 0): HostPort
     }
   } else {
     const colon = text.lastIndexOf(":");
+    if (colon < 0 && /^[0-9]{1,5}$/.test(text)) {
+      throw new SyntaxError(
+        `Cannot parse ${what} ${
+          JSON.stringify(text)
+        }: expected host:port (a port alone: 127.0.0.1:${text} for this machine)`,
+      );
+    }
     if (colon < 0 || text.indexOf(":") !== colon) {
       throw new SyntaxError(
         `Cannot parse ${what} ${JSON.stringify(text)}: expected host:port (IPv6 in brackets)`,

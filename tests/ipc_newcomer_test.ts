@@ -882,3 +882,12 @@ Deno.test("--allow names a near miss of a scope, localhost, and an address witho
     );
   }
 });
+
+Deno.test("a port alone where host:port goes (--socks 1080) says how to write it", async () => {
+  const { code, err } = await cli(["start", "--socks", "1080"]);
+  deepStrictEqual(code, 64, err);
+  deepStrictEqual(
+    err,
+    'ptkit: error: Cannot parse --socks "1080": expected host:port (a port alone: 127.0.0.1:1080 for this machine)\n',
+  );
+});
