@@ -26,6 +26,7 @@ import { classifyOutcome } from "../net/_connection_metrics.ts";
 import { SocksReplyError } from "../ipc/socks/_reply.ts";
 import { parseManagedConfig } from "../ipc/managed/config.ts";
 import { runServer } from "../ipc/managed/server.ts";
+import { runClient } from "../ipc/managed/client.ts";
 import type { PtLine } from "../ipc/lines/pt_line.ts";
 import { socks5Connect } from "./obfs4_socks5.ts";
 
@@ -386,6 +387,53 @@ Deno.test("free mode's SOCKS target counts a refused destination (reply 05) and 
     strictEqual(sample(text, `ptkit_connections_total{${labels},outcome="error"}`) ?? 0, 0);
   } finally {
     await running.close();
+  }
+});
+
+Deno.test("the client's SOCKS front end counts a failed dial by what failed, as transparent-TCP does: upstream_proxy_failed, target_refused, not error", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const refusedPort = closed.addr.port;
+  closed.close();
+  for (
+    const [proxy, outcome] of [
+      [[], "target_refused"], // the PT server refuses
+      [["-proxy", `socks5://127.0.0.1:${refusedPort}`], "upstream_proxy_failed"],
+    ] as const
+  ) {
+    const registry = new MetricsRegistry();
+    const config = parseManagedConfig([
+      ...["-client", "-transports", "plain", "-mode", "socks5", "-state", "."],
+      ...proxy,
+    ]);
+    ok(config.kind === "client");
+    const lines: PtLine[] = [];
+    const running = await runClient(config, {
+      emit: (line) => lines.push(line),
+      metrics: registry,
+    });
+    try {
+      const cmethod = lines.find((line) => line.type === "CMETHOD");
+      ok(cmethod?.type === "CMETHOD", JSON.stringify(lines));
+      const failed = await socks5Connect(cmethod.address, {
+        hostname: "127.0.0.1",
+        port: refusedPort,
+      }).then((conn) => (conn.close(), ""), (error: Error) => error.message);
+      ok(failed !== "", "the SOCKS connect failed");
+      const labels = 'transport="plain",side="client",mode="socks5"';
+      const text = await waitFor(
+        registry,
+        (t) =>
+          sample(t, `ptkit_connections_accepted_total{${labels}}`) === 1 &&
+          sample(t, `ptkit_connections_open{${labels}}`) === 0,
+      );
+      strictEqual(
+        sample(text, `ptkit_connections_total{${labels},outcome="${outcome}"}`),
+        1,
+        `${proxy.join(" ") || "no proxy"}: ${failed}\n${text}`,
+      );
+    } finally {
+      await running.close();
+    }
   }
 });
 

@@ -257,7 +257,10 @@ export class SocksServer implements AsyncDisposable {
       end = await abortable(attempt, attemptSignal);
     } catch (error) {
       const reason = giveUp.signal.aborted ? giveUp.signal.reason : error;
-      record.fail(reason, giveUp.signal.aborted && !watched ? "timeout" : "error");
+      // The error tells what failed (the PT server refused, its handshake,
+      // the upstream proxy: marked), as in transparent-TCP; a deadline's
+      // give-up is a timeout.
+      record.fail(reason, giveUp.signal.aborted && !watched ? "timeout" : undefined);
       if (signal.aborted) return;
       onError(reason, "connect");
       // Given up for data sent early or the client's end of stream: the
