@@ -201,6 +201,20 @@ export function isHostName(name: string): boolean {
 }
 
 /**
+ * An internationalized name's punycode form (`bücher.example` is
+ * `xn--bcher-kva.example`), as browsers send it; `undefined` for ASCII text
+ * and for what URL parsing does not take as a host.
+ */
+function punycodeOf(hostname: string): string | undefined {
+  if (!/[^ -~]/.test(hostname) || /[\s/?#@:\[\]%\\]/.test(hostname)) return undefined;
+  try {
+    return new URL(`http://${hostname}/`).hostname;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * A host name the socket layer looks up: labels of ASCII letters, digits,
  * `_` and `-` joined by single dots, a final dot allowed, 255 bytes in all
  * (what Deno.connect takes; a longer label fails its lookup, as it should).
@@ -241,14 +255,8 @@ export function checkDialHostname(hostname: unknown, what: string): string {
   const zone = bare.indexOf("%");
   if (isIpLiteral(zone > 0 && bare.includes(":") ? bare.slice(0, zone) : bare)) return hostname;
   if (DNS_NAME.test(hostname)) return hostname;
-  if (/[^ -~]/.test(hostname) && !/[\s/?#@:\[\]%\\]/.test(hostname)) {
-    try {
-      const ascii = new URL(`http://${hostname}/`).hostname;
-      if (DNS_NAME.test(ascii)) return ascii;
-    } catch {
-      // Not a name URL parsing takes either.
-    }
-  }
+  const ascii = punycodeOf(hostname);
+  if (ascii !== undefined && DNS_NAME.test(ascii)) return ascii;
   throw new TypeError(
     `Cannot ${what}: invalid hostname ${
       JSON.stringify(hostname)
@@ -297,14 +305,7 @@ export function checkDestination(destination: unknown, what: string): HostPort {
     : hostname;
   if (isIpLiteral(bare)) return { hostname, port: port as number };
   if (isHostName(hostname)) return { hostname, port: port as number };
-  let ascii: string | undefined;
-  if (/[^ -~]/.test(hostname) && !/[\s/?#@:\[\]%\\]/.test(hostname)) {
-    try {
-      ascii = new URL(`http://${hostname}/`).hostname;
-    } catch {
-      // Not a name URL parsing takes either.
-    }
-  }
+  const ascii = punycodeOf(hostname);
   if (ascii !== undefined && isHostName(ascii)) return { hostname: ascii, port: port as number };
   throw new TypeError(
     `Cannot ${what}: the destination's hostname (${
