@@ -507,8 +507,9 @@ Deno.test("a mistyped command is named without echoing the argument; flags are q
 
 Deno.test("a relative XDG_STATE_HOME or HOME is ignored (XDG Base Directory specification)", () => {
   const env = (vars: Record<string, string>) => (name: string) => vars[name];
+  const exists = () => true;
   deepStrictEqual(
-    perUserStateDir("server", env({ XDG_STATE_HOME: "relative/dir", HOME: "/home/u" })),
+    perUserStateDir("server", env({ XDG_STATE_HOME: "relative/dir", HOME: "/home/u" }), exists),
     "/home/u/.local/state/ptkit/server",
   );
   deepStrictEqual(
@@ -519,6 +520,45 @@ Deno.test("a relative XDG_STATE_HOME or HOME is ignored (XDG Base Directory spec
     perUserStateDir("client", env({ HOME: "here" })),
     `${Deno.cwd()}/.ptkit-state/ptkit/client`,
   );
+});
+
+Deno.test("a HOME that does not exist (a service user's /nonexistent) is not created: main.ts server keeps state in the working directory", async () => {
+  const cwd = await Deno.makeTempDir();
+  const home = `${cwd}/nonexistent`;
+  const env = (vars: Record<string, string>) => (name: string) => vars[name];
+  deepStrictEqual(
+    perUserStateDir("server", env({ HOME: home })),
+    `${Deno.cwd()}/.ptkit-state/ptkit/server`,
+  );
+  // The executable, as a service user's shell would start it.
+  const child = new Deno.Command(MAIN, {
+    args: ["server", "--transport", "obfs4", "--listen", "127.0.0.1:0", "--target", "127.0.0.1:9"],
+    cwd,
+    // Deno's own cache would otherwise be looked for under that HOME.
+    env: {
+      DENO_DIR: Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`,
+      ...childEnv(),
+      HOME: home,
+    },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes("Ctrl-C")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += value;
+  }
+  child.kill("SIGTERM");
+  await reader.cancel();
+  await child.status;
+  await child.stderr.cancel();
+  match(out, new RegExp(`State \\(keys\\): ${cwd}/\\.ptkit-state/ptkit/server`));
+  ok((await Deno.stat(`${cwd}/.ptkit-state/ptkit/server/obfs4_state.json`)).isFile);
+  await rejects(() => Deno.stat(home), Deno.errors.NotFound);
+  await Deno.remove(cwd, { recursive: true });
 });
 
 Deno.test("help texts of several lines continue under their first", async () => {
