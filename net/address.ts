@@ -65,9 +65,12 @@ export function parseHostPort(text: string, what = "address", min = 0): HostPort
     portText = text.slice(colon + 1);
   }
   if (hostname === "" && /^[0-9]{1,5}$/.test(portText)) { // Go's ":443"
+    // 0.0.0.0 (every IPv4 address) is advice for a listen address only.
+    const example = min === 0
+      ? `an IP address, such as 127.0.0.1:${portText}, or 0.0.0.0:${portText} for every IPv4 address`
+      : `the address to connect to, such as 127.0.0.1:${portText}`;
     throw new SyntaxError(
-      `Cannot parse ${what} ${JSON.stringify(text)}: missing host before the port (an IP address,` +
-        ` such as 127.0.0.1:${portText}, or 0.0.0.0:${portText} for every IPv4 address)`,
+      `Cannot parse ${what} ${JSON.stringify(text)}: missing host before the port (${example})`,
     );
   }
   if (hostname === "" || !/^[A-Za-z0-9._:%-]+$/.test(hostname)) {

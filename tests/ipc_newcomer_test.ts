@@ -898,6 +898,30 @@ Deno.test("a listen address with no host (Go's ':443') is named as a missing hos
   deepStrictEqual(out, "");
 });
 
+Deno.test("an address to connect to with no host (--target ':9', an ss:// link's '@:8388') gets no listen advice", async () => {
+  // 0.0.0.0 is where a server listens on every IPv4 address, not a place
+  // to connect to: the hint for a listen address was given for these too.
+  const link = `ss://${btoa("aes-256-gcm:pass")}@:8388`;
+  for (
+    const [args, what, port] of [
+      [
+        ["server", "--transport", "plain", "--listen", "127.0.0.1:0", "--target", ":9"],
+        "--target",
+        "9",
+      ],
+      [["client", link], "ss:// server", "8388"],
+    ] as const
+  ) {
+    const { code, out, err } = await cli([...args]);
+    deepStrictEqual(code, 64, err);
+    deepStrictEqual(
+      err,
+      `ptkit: error: Cannot parse ${what} ":${port}": missing host before the port (the address to connect to, such as 127.0.0.1:${port})\n`,
+    );
+    deepStrictEqual(out, "");
+  }
+});
+
 Deno.test("--allow names a near miss of a scope, localhost, and an address without its port", () => {
   for (
     const [item, hint] of [
