@@ -59,3 +59,23 @@ Deno.test({
     await Deno.remove(dir, { recursive: true });
   },
 });
+
+Deno.test("the tests' tor bridge asks only loopback for its consensus, never the public Tor network", async () => {
+  // A bridge relay fetches the consensus from the directory authorities and
+  // fallbacks built into tor: public addresses, which a test run here must
+  // never reach. startBridgeTor names one authority on loopback instead.
+  const torBinary = requireBinary("tor", "tor");
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_tor_loopback_" });
+  const bridge = await startBridgeTor(torBinary, dir, freePort(), ["Log info stdout"]);
+  try {
+    await bridge.waitFor(/Downloading consensus from \S+ using/, 60000);
+  } finally {
+    await bridge.stop();
+  }
+  const sources = [...bridge.log.matchAll(/Downloading consensus from (\S+) using/g)].map((m) =>
+    m[1]!
+  );
+  ok(sources.length > 0);
+  for (const source of sources) ok(source.startsWith("127.0.0.1:"), `asked ${source}`);
+  await Deno.remove(dir, { recursive: true });
+});

@@ -98,7 +98,11 @@ export async function ptLeftovers(stateDir: string): Promise<number[]> {
 /**
  * Start a tor bridge in `dir/bridge` (made here, with `dir/client` for the
  * client): ORPort on loopback, no descriptor published, no exits, no SOCKS
- * port, quick shutdown; `lines` add the transport's settings and logging.
+ * port, quick shutdown, and one directory authority, on loopback, where
+ * nothing listens: a relay otherwise fetches the consensus from the public
+ * Tor network's authorities and fallbacks, which a test must never reach
+ * (tor then uses none of its built-in ones); `lines` add the transport's
+ * settings and logging.
  */
 export async function startBridgeTor(
   tor: string,
@@ -119,6 +123,9 @@ export async function startBridgeTor(
       "ExitPolicy reject *:*",
       "SocksPort 0",
       "ShutdownWaitLength 0",
+      `DirAuthority loopback orport=9 no-v2 v3ident=${"0".repeat(40)} 127.0.0.1:9 ${
+        "0".repeat(39)
+      }1`,
       ...lines,
     ].join("\n") + "\n",
   );
