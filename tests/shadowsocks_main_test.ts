@@ -9,7 +9,9 @@
 
 import { deepStrictEqual, ok } from "node:assert";
 import { CountingHttpServer, curl } from "./cli_util.ts";
-import { PtProcess, readAll } from "./ipc_util.ts";
+import { PtProcess, readAll, readN } from "./ipc_util.ts";
+import { evpBytesToKey, sessionSubkey } from "../transports/shadowsocks/_methods.ts";
+import * as nodeCrypto from "node:crypto";
 import { socks5Connect } from "./obfs4_socks5.ts";
 import { METHODS, startSsLibev } from "./shadowsocks_util.ts";
 import { freePort } from "./obfs4_live_helpers.ts";
@@ -280,5 +282,54 @@ Deno.test("main.ts -server -options @FILE takes the Shadowsocks password from a 
   } finally {
     await Deno.remove(state, { recursive: true });
     await Deno.remove(file);
+  }
+});
+
+Deno.test("main.ts shadowsocks -client -free: the request goes with the application's first data in one chunk, as ss-local sends it", async () => {
+  // ss-local (shadowsocks-libev 3.3.5, local.c) answers the SOCKS request,
+  // then waits up to 50 ms for the application's first bytes and seals the
+  // address header and them as one chunk. Sent alone, the request makes a
+  // first flight of a fixed size (salt, 18, 7 + 16 bytes for an IPv4
+  // destination): a censor's old Shadowsocks signal, and not ss-local's.
+  const method = "aes-256-gcm";
+  const recorder = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const state = await Deno.makeTempDir();
+  const listen = freePort();
+  const pt = startMain([
+    ...["-client", "-transports", "shadowsocks", "-free"],
+    ...["-target", `127.0.0.1:${recorder.addr.port}`, "-proxylistenaddr", `127.0.0.1:${listen}`],
+    ...["-options", JSON.stringify({ method, password: PASSWORD })],
+  ], state);
+  const key = evpBytesToKey(new TextEncoder().encode(PASSWORD), 32);
+  const request = new TextEncoder().encode("GET / HTTP/1.0\r\n\r\n");
+  try {
+    await pt.cmethod("shadowsocks");
+    for (let i = 0; i < 3; i++) {
+      const accepted = recorder.accept();
+      // As curl does: the request, then its first bytes as soon as the reply comes.
+      const app = await socks5Connect({ hostname: "127.0.0.1", port: listen }, {
+        hostname: "192.0.2.1",
+        port: 80,
+      });
+      await app.write(request);
+      const server = await accepted;
+      const first = await readN(server, 32 + 18);
+      const decipher = nodeCrypto.createDecipheriv(
+        "aes-256-gcm",
+        sessionSubkey(key, first.subarray(0, 32)),
+        new Uint8Array(12),
+      );
+      decipher.setAuthTag(first.subarray(34, 50));
+      const length = decipher.update(first.subarray(32, 34));
+      decipher.final();
+      // The address header (type, 4, 2: 7 bytes) and the request together.
+      deepStrictEqual((length[0]! << 8) | length[1]!, 7 + request.length, `connection ${i + 1}`);
+      app.close();
+      server.close();
+    }
+  } finally {
+    recorder.close();
+    await stopAndScan(pt, state);
+    await Deno.remove(state, { recursive: true });
   }
 });
