@@ -163,7 +163,11 @@ const OTHER_NAMES: ReadonlyMap<string, ShadowsocksMethod> = new Map([
 export function parseConfig(options: TransportOptions): ShadowsocksConfig {
   const name = options.method;
   if (name === undefined) {
-    throw new TypeError("Cannot configure shadowsocks: missing option 'method'");
+    // Both missing are named at once (as obfs4 names its own): one run, not two.
+    const secret = options.password === undefined && options.key === undefined
+      ? " and option 'password' (or 'key')"
+      : "";
+    throw new TypeError(`Cannot configure shadowsocks: missing option 'method'${secret}`);
   }
   const method = METHODS[name.toLowerCase() as ShadowsocksMethod];
   if (method === undefined || !Object.hasOwn(METHODS, name.toLowerCase())) {
