@@ -169,7 +169,8 @@ export interface ProxyOptions extends ListenOptions {
  * @param options Where to listen, storage and signals.
  * @returns The listener; its `clientOptions` are what clients need.
  * @throws {TypeError} When the transport rejects the configuration, or the
- * options are malformed (a hostname that is not a non-empty string).
+ * options are malformed (a hostname that is neither an IP address nor a
+ * host name: `localhost:80`).
  * @throws {RangeError} When the port, the handshake timeout, a limit or the
  * transport's `keepAlive` is out of range.
  *

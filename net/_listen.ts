@@ -2,7 +2,7 @@
 // Internal: a listen that fails names the address it was to listen on (the
 // operator's own, never a client's: it may be printed).
 
-import { formatHostPort, type HostPort } from "./address.ts";
+import { checkDialHostname, formatHostPort, type HostPort } from "./address.ts";
 
 /** The address a failed listen names, kept by `describe()` (which hides other addresses). */
 export const LISTEN_ADDRESS: unique symbol = Symbol("ptkit.listenAddress");
@@ -64,8 +64,10 @@ function listenError(error: unknown, at: HostPort): unknown {
  *
  * @param hostname What the caller gave.
  * @returns `hostname`, typed.
- * @throws {TypeError} When it is not a string (an empty or malformed one
- * is Deno's to refuse, named by {@linkcode listenOn}).
+ * @throws {TypeError} When it is not a string, or neither an IP address
+ * nor a host name (`localhost:80`, a port in the name: Deno's own
+ * 'invalid char found in FQDN' came after it in brackets, as if IPv6), as
+ * a dial's hostname is checked.
  */
 export function checkListenHostname(hostname: unknown): string {
   if (typeof hostname !== "string") {
@@ -79,6 +81,15 @@ export function checkListenHostname(hostname: unknown): string {
       ? "an array"
       : typeof hostname;
     throw new TypeError(`Cannot listen: invalid hostname ${shown}(${type}): must be a string`);
+  }
+  try {
+    checkDialHostname(hostname, "listen");
+  } catch {
+    throw new TypeError(
+      `Cannot listen on ${
+        JSON.stringify(hostname)
+      }: invalid hostname: neither an IP address nor a host name`,
+    );
   }
   return hostname;
 }

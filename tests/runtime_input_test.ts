@@ -1324,6 +1324,28 @@ Deno.test("Connector.dial refuses a hostname that is neither an IP address nor a
   }
 });
 
+Deno.test("listen refuses a hostname that is neither an IP address nor a host name (a port in it: 'localhost:80') with a TypeError naming it, as a dial's is checked", async () => {
+  // Deno's URIError ('invalid char found in FQDN') came after the name put
+  // in brackets, as if it were IPv6: 'Cannot listen on [localhost:80]:0'.
+  for (const hostname of ["localhost:80", "127.0.0.1:80", "a b", "a..b", ""]) {
+    await rejects(
+      listen(plain, {}, { hostname, port: 0 }),
+      (e: unknown) =>
+        e instanceof TypeError &&
+        e.message ===
+          `Cannot listen on ${
+            JSON.stringify(hostname)
+          }: invalid hostname: neither an IP address nor a host name`,
+      JSON.stringify(hostname),
+    );
+  }
+  // IP literals and names still listen.
+  for (const hostname of ["127.0.0.1", "::1", "localhost"]) {
+    const listener = await listen(plain, {}, { hostname, port: 0 });
+    listener.close();
+  }
+});
+
 Deno.test("listen and the UDP pools refuse a limit that is not a number with a TypeError naming its type (a RangeError said 'invalid maxConnections 5' for \"5\")", async () => {
   await rejects(
     listen(plain, {}, {
