@@ -8,7 +8,11 @@ import {
 import { SipHash, sipHash24 } from "../transports/obfs4/_siphash.ts";
 import { HashDrbg } from "../transports/obfs4/_hash_drbg.ts";
 import { GoRand } from "../transports/obfs4/_go_rand.ts";
-import { WeightedDist } from "../transports/obfs4/_weighted_dist.ts";
+import {
+  distributionValues,
+  freshDistributionValues,
+  WeightedDist,
+} from "../transports/obfs4/_weighted_dist.ts";
 import { bridgeCloseDelay } from "../transports/obfs4/mod.ts";
 import { ntorClient, ntorKdf, ntorServer } from "../transports/obfs4/_ntor.ts";
 import {
@@ -146,6 +150,52 @@ Deno.test("GoRand draws in range and WeightedDist samples in range", () => {
   const seenOther = new Set<number>();
   for (let i = 0; i < 5000; i++) seenOther.add(other.sample());
   notDeepStrictEqual([...seen].sort(), [...seenOther].sort());
+});
+
+Deno.test("WeightedDist.fresh draws a client's own table from its random source, 1 to 100 distinct values as a random seed's", () => {
+  // A counter as the random source: the same table twice, drawn at the first sample only.
+  const counter = () => {
+    let n = 0;
+    let calls = 0;
+    return {
+      fill: (b: Uint8Array) => {
+        calls++;
+        for (let i = 0; i < b.length; i++) b[i] = (n++ * 131) & 0xff;
+      },
+      calls: () => calls,
+    };
+  };
+  const a = counter();
+  const dist = WeightedDist.fresh(a.fill, 0, 1448);
+  strictEqual(a.calls(), 0, "nothing is drawn before the first sample");
+  const table = new Set(freshDistributionValues(counter().fill, 0, 1448));
+  ok(table.size >= 1 && table.size <= 100);
+  for (let i = 0; i < 500; i++) ok(table.has(dist.sample()));
+  ok(a.calls() > 0);
+  const seedValues = new Set(distributionValues(new Uint8Array(24).fill(9), 0, 1448));
+  ok([...table].some((v) => !seedValues.has(v)), "not a fixed seed's table");
+  // Real randomness: every sample in range, and the tables' sizes spread
+  // over 1 to 100 values (a seeded table's law).
+  let few = 0;
+  let many = 0;
+  for (let t = 0; t < 300; t++) {
+    const dist = WeightedDist.fresh((bytes) => crypto.getRandomValues(bytes), 10, 20);
+    const seen = new Set<number>();
+    for (let i = 0; i < 200; i++) {
+      const v = dist.sample();
+      ok(Number.isInteger(v) && v >= 10 && v <= 20, `${v}`);
+      seen.add(v);
+    }
+    if (seen.size <= 3) few++;
+    if (seen.size >= 9) many++;
+  }
+  ok(few > 0 && many > 0, `${few} tables with at most 3 values, ${many} with at least 9`);
+  // reset() replaces it with a seed's table.
+  const seeded = new WeightedDist(new Uint8Array(24).fill(9), 0, 1448);
+  const replaced = WeightedDist.fresh((bytes) => crypto.getRandomValues(bytes), 0, 1448);
+  replaced.reset(new Uint8Array(24).fill(9));
+  const values = new Set(Array.from({ length: 2000 }, () => seeded.sample()));
+  for (let i = 0; i < 2000; i++) ok(values.has(replaced.sample()));
 });
 
 Deno.test("ntorClient and ntorServer match the reference vectors", async (t) => {

@@ -19,12 +19,7 @@ import {
 import { MAX_SEGMENT_LENGTH } from "./_framing.ts";
 import { GoRand } from "./_go_rand.ts";
 import { KeyPairReserve, type KeyPairReserveOptions } from "./_keypair_reserve.ts";
-import {
-  ClientHandshake,
-  MAX_HANDSHAKE_LENGTH,
-  type RandomFill,
-  ServerHandshake,
-} from "./_handshake.ts";
+import { ClientHandshake, MAX_HANDSHAKE_LENGTH, ServerHandshake } from "./_handshake.ts";
 import { HashDrbg } from "./_hash_drbg.ts";
 import { type IatSleep, obfs4proxySleep } from "./_iat.ts";
 import { ReplayFilter } from "../_replay_filter.ts";
@@ -202,12 +197,6 @@ interface ServerShared {
 export function bridgeCloseDelay(drbgSeed: Uint8Array): number {
   // Checked live against obfs4proxy 0.0.14: the first draw.
   return new GoRand(new HashDrbg(drbgSeed)).intn(MAX_CLOSE_DELAY_SECONDS);
-}
-
-function randomSeed(random: RandomFill): Uint8Array {
-  const seed = new Uint8Array(24);
-  random(seed);
-  return seed;
 }
 
 async function send(
@@ -419,8 +408,10 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
             receiveKeys: result.keys.subarray(72, 144),
             crypto: parsed.crypto.value!,
             iatMode: config.iatMode,
-            lengthDist: new WeightedDist(randomSeed(random), 0, MAX_SEGMENT_LENGTH),
-            iatDist: new WeightedDist(randomSeed(random), 0, MAX_IAT_DELAY),
+            // The client's own tables, of fresh secret seeds (obfs4proxy's
+            // newObfs4ClientConn), until the server's seed comes.
+            lengthDist: WeightedDist.fresh(random, 0, MAX_SEGMENT_LENGTH),
+            iatDist: WeightedDist.fresh(random, 0, MAX_IAT_DELAY),
             acceptSeed: true,
           });
           handshake = undefined;
