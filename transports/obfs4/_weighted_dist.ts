@@ -15,6 +15,19 @@ interface Tables {
 }
 const cache = new Map<string, Tables>();
 const ZERO_SEED = new Uint8Array(24);
+// Set while WeightedDist.fresh constructs (the constructor then takes no seed).
+let making = false;
+// drawTables's random words (it runs synchronously, one call at a time).
+const WORDS = new Uint32Array(320);
+const WORD_BYTES = new Uint8Array(WORDS.buffer);
+// drawTables's shuffle scratch, for ranges up to MAX_SCRATCH values.
+const MAX_SCRATCH = 4096;
+let shuffle = new Int32Array(0);
+const touched: number[] = [];
+function scratch(count: number): Int32Array {
+  if (shuffle.length < count) shuffle = new Int32Array(count).fill(-1);
+  return shuffle;
+}
 
 /**
  * obfs4's weighted distribution over the integers [min, max]: a seed picks up
@@ -42,8 +55,9 @@ export class WeightedDist {
   #values: readonly number[] = [];
   #prob: readonly number[] = [];
   #alias: readonly number[] = [];
-  #random = new Uint32Array(256);
-  #randomUsed = 256;
+  // Made at the first sample (a client's IAT table in IAT mode 0 never samples).
+  #random: Uint32Array | undefined;
+  #randomUsed = 0;
 
   /**
    * Build a distribution.
@@ -56,7 +70,7 @@ export class WeightedDist {
     checkRange(min, max);
     this.#min = min;
     this.#max = max;
-    this.reset(seed);
+    if (!making) this.reset(seed);
   }
 
   /**
@@ -95,8 +109,14 @@ export class WeightedDist {
    * @returns The distribution.
    */
   static fresh(random: (bytes: Uint8Array) => void, min: number, max: number): WeightedDist {
-    const dist = new WeightedDist(ZERO_SEED, min, max);
-    dist.#seed = undefined;
+    // No seed to check or copy: the table comes from `random`.
+    making = true;
+    let dist: WeightedDist;
+    try {
+      dist = new WeightedDist(ZERO_SEED, min, max);
+    } finally {
+      making = false;
+    }
     dist.#fresh = random;
     return dist;
   }
@@ -109,11 +129,13 @@ export class WeightedDist {
   }
 
   #uint32(): number {
-    if (this.#randomUsed === this.#random.length) {
-      crypto.getRandomValues(this.#random);
+    let random = this.#random;
+    if (random === undefined || this.#randomUsed === random.length) {
+      random = this.#random ??= new Uint32Array(256);
+      crypto.getRandomValues(random);
       this.#randomUsed = 0;
     }
-    return this.#random[this.#randomUsed++]!;
+    return random[this.#randomUsed++]!;
   }
 
   /** @returns One value drawn from the distribution. */
@@ -223,14 +245,13 @@ function build(seed: Uint8Array, min: number, max: number): Tables {
  */
 function drawTables(random: (bytes: Uint8Array) => void, min: number, max: number): Tables {
   const count = max + 1 - min;
-  const words = new Uint32Array(320);
-  let used = words.length;
+  let used = WORDS.length;
   const uint32 = (): number => {
-    if (used === words.length) {
-      random(new Uint8Array(words.buffer));
+    if (used === WORDS.length) {
+      random(WORD_BYTES);
       used = 0;
     }
-    return words[used++]!;
+    return WORDS[used++]!;
   };
   // Uniform in [0, k), k <= 2^32: rejection of the top partial range.
   const below = (k: number): number => {
@@ -241,15 +262,25 @@ function drawTables(random: (bytes: Uint8Array) => void, min: number, max: numbe
     }
   };
   const n = below(Math.min(Math.max(count, 1), MAX_VALUES)) + 1;
-  // A partial Fisher-Yates shuffle: its first n places.
-  const perm = new Map<number, number>();
+  // A partial Fisher-Yates shuffle: its first n places. Moved entries are
+  // kept in a scratch array (-1: untouched, the identity), put back after.
+  const perm = count <= MAX_SCRATCH ? scratch(count) : undefined;
+  const moved = perm === undefined ? new Map<number, number>() : undefined;
+  const get = (k: number) => perm === undefined ? moved!.get(k) ?? k : perm[k]! < 0 ? k : perm[k]!;
   const values: number[] = [];
   for (let i = 0; i < n; i++) {
     const j = i + below(count - i);
-    const at = perm.get(j) ?? j;
-    perm.set(j, perm.get(i) ?? i);
+    const at = get(j);
+    const here = get(i);
+    if (perm === undefined) moved!.set(j, here);
+    else {
+      perm[j] = here;
+      touched.push(j);
+    }
     values.push(at + min);
   }
+  for (const k of touched) perm![k] = -1;
+  touched.length = 0;
   // 53 random bits each, as a double in [0, 1).
   const weights = values.map(() => ((uint32() >>> 11) * 2 ** 32 + uint32()) / 2 ** 53);
   return aliasTables(values, weights);
