@@ -5,11 +5,14 @@
 // running without a panic, and serves a good connection once they are gone.
 // The client's SOCKS front end, too.
 
-import { ok, strictEqual } from "node:assert";
+import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { echoServer } from "./_util.ts";
+import { FakeExtOrPort, writeCookieFile } from "./ext_orport_fake.ts";
 import {
   goodClient,
   holdConnections,
+  prlimit,
+  readExactly,
   resetConnections,
   udpEcho,
   within,
@@ -152,5 +155,82 @@ Deno.test("transparent-TCP server at 128 file descriptors, all held by one sourc
     );
   } finally {
     await echo.close();
+  }
+});
+
+/** How many connections wait in the accept queue of the listener on `port` (IPv4). */
+async function acceptQueue(port: number): Promise<number> {
+  const local = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  for (const line of (await Deno.readTextFile("/proc/net/tcp")).split("\n").slice(1)) {
+    const [, localAddress, , state, queues] = line.trim().split(/\s+/);
+    if (state === "0A" && localAddress?.endsWith(local)) {
+      return parseInt(queues!.split(":")[1]!, 16);
+    }
+  }
+  throw new Error(`No listener on port ${port}`);
+}
+
+/** The lowest descriptor numbers free in process `pid`. */
+async function freeDescriptors(pid: number, count: number): Promise<number[]> {
+  const used = new Set<number>();
+  for await (const entry of Deno.readDir(`/proc/${pid}/fd`)) used.add(Number(entry.name));
+  const free: number[] = [];
+  for (let fd = 0; free.length < count; fd++) if (!used.has(fd)) free.push(fd);
+  return free;
+}
+
+Deno.test("Extended ORPort server out of descriptors for a moment: the auth cookie read waits, as the dial does", async () => {
+  // Found as an attacker holding a bridge's descriptors (h40attack): the
+  // dial to tor's Extended ORPort waits for a descriptor (retried for up
+  // to 3 s), but the auth cookie read before it failed at once with
+  // EMFILE: the client was dropped, with a warning blaming the cookie.
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_ext_fd_" });
+  const cookie = crypto.getRandomValues(new Uint8Array(32));
+  const cookieFile = `${dir}/cookie`;
+  await writeCookieFile(cookieFile, cookie);
+  await using fake = new FakeExtOrPort(cookie, () => "okay");
+  try {
+    await withPt(
+      ["-server", "-transports", "plain", "-workers", "1", "-orport", "127.0.0.1:9"]
+        .concat(["-extorport", `127.0.0.1:${fake.port}`, "-authcookie", cookieFile]),
+      /^SMETHOD plain /,
+      async (pt, port) => {
+        const pid = pt.child.pid;
+        const setLimit = async (soft: string) =>
+          ok(
+            (await new Deno.Command(prlimit(), { args: [`--pid=${pid}`, `--nofile=${soft}:`] })
+              .output()).success,
+            "prlimit --pid failed",
+          );
+        const before = (await Deno.readTextFile(`/proc/${pid}/limits`))
+          .match(/^Max open files\s+(\d+)/m)![1]!;
+        // A first client loads what serving needs; then, once the files
+        // opened at start have settled, one descriptor is left: the
+        // accepted socket takes it, and nothing else can be opened until
+        // the limit is raised again.
+        {
+          using first = await Deno.connect({ hostname: "127.0.0.1", port });
+          await first.write(new Uint8Array([7]));
+          deepStrictEqual(await readExactly(first, 1), new Uint8Array([7]));
+        }
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        const [, next] = await freeDescriptors(pid, 2);
+        await setLimit(String(next));
+        using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+        await conn.write(new Uint8Array([42]));
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        // The client was accepted (into that last descriptor): none waits
+        // in the listener's queue.
+        strictEqual(await acceptQueue(port), 0, "the client was not accepted");
+        await setLimit(before);
+        deepStrictEqual(await readExactly(conn, 1), new Uint8Array([42]));
+        ok(
+          !pt.lines.some((line) => /cookie .*cannot be read/.test(line)),
+          pt.lines.filter((line) => /cookie/.test(line)).join("\n"),
+        );
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

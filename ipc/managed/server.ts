@@ -267,10 +267,11 @@ function targetOf(
       return async (conn, { signal }) => {
         const { readCookieFile, extOrPortHandshake } = handlers;
         // The cookie first: a cookie that cannot be read holds no
-        // connection to tor.
+        // connection to tor. Out of descriptors for a moment, its read
+        // waits as the dial does, rather than drop the client.
         let cookie: Uint8Array;
         try {
-          cookie = await readCookieFile!(target.cookieFile);
+          cookie = await retryWhileExhausted(() => readCookieFile!(target.cookieFile), signal);
         } catch (error) {
           failures?.inc();
           throw new Error(`${cookieWhat(target)} cannot be read: ${describe(error)}`, {
