@@ -8,6 +8,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { echoServer } from "./_util.ts";
 import { FakeExtOrPort, writeCookieFile } from "./ext_orport_fake.ts";
+import { socks5Connect } from "../ipc/socks/_client.ts";
 import {
   goodClient,
   holdConnections,
@@ -232,5 +233,53 @@ Deno.test("Extended ORPort server out of descriptors for a moment: the auth cook
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("free-mode server out of descriptors for a moment: a destination's name lookup waits, as the dial does", async () => {
+  // Found as an attacker holding a server's descriptors (h40attack): the
+  // dial to a free-mode destination waits for a descriptor (retried for
+  // up to 3 s), but a named destination's lookup before it failed at once:
+  // a client naming its destination (as Shadowsocks clients do) got reply
+  // 04, one giving an IP address was served.
+  const echo = echoServer();
+  try {
+    await withPt(
+      ["-server", "-transports", "plain", "-workers", "1", "-target", "socks"]
+        .concat(["-allow", "loopback"]),
+      /^SMETHOD plain /,
+      async (pt, port) => {
+        const pid = pt.child.pid;
+        const setLimit = async (soft: string) =>
+          ok(
+            (await new Deno.Command(prlimit(), { args: [`--pid=${pid}`, `--nofile=${soft}:`] })
+              .output()).success,
+            "prlimit --pid failed",
+          );
+        const before = (await Deno.readTextFile(`/proc/${pid}/limits`))
+          .match(/^Max open files\s+(\d+)/m)![1]!;
+        const connect = async (conn: Deno.Conn) => {
+          await socks5Connect(conn, { hostname: "localhost", port: echo.port });
+          await conn.write(new Uint8Array([42]));
+          deepStrictEqual(await readExactly(conn, 1), new Uint8Array([42]));
+        };
+        {
+          using first = await Deno.connect({ hostname: "127.0.0.1", port });
+          await connect(first);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        const [, next] = await freeDescriptors(pid, 2);
+        await setLimit(String(next));
+        using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+        const served = connect(conn);
+        served.catch(() => {});
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        strictEqual(await acceptQueue(port), 0, "the client was not accepted");
+        await setLimit(before);
+        await served;
+      },
+    );
+  } finally {
+    await echo.close();
   }
 });
