@@ -11,7 +11,7 @@ export const LISTEN_ADDRESS: unique symbol = Symbol("ptkit.listenAddress");
  * Run `listen`; a failure is rethrown as an error of the same class (so
  * `instanceof Deno.errors.AddrInUse` still holds) whose message names the
  * address: `Cannot listen on 127.0.0.1:443: Address already in use (os
- * error 98)`, the original as its `cause`.
+ * error 98)`, with the original's `code` and the original as its `cause`.
  *
  * @param at Where it listens (a missing hostname is Deno's 0.0.0.0).
  * @param listen Opens the listener.
@@ -54,6 +54,12 @@ function listenError(error: unknown, at: HostPort): unknown {
     wrapped = new Error(message, { cause: error });
   }
   Object.defineProperty(wrapped, LISTEN_ADDRESS, { value: address });
+  // The code (EMFILE, EADDRINUSE...) goes along: out of descriptors, a UDP
+  // socket is retried as a dial is (retryWhileExhausted reads the code).
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && !("code" in wrapped)) {
+    Object.defineProperty(wrapped, "code", { value: code, enumerable: true });
+  }
   return wrapped;
 }
 

@@ -171,6 +171,31 @@ async function acceptQueue(port: number): Promise<number> {
   throw new Error(`No listener on port ${port}`);
 }
 
+/**
+ * Leave process `pid` one descriptor (`prlimit --pid`): after `warm` (a
+ * first client, which loads what serving needs) and a moment for the
+ * files opened at start to settle, the soft limit becomes the second
+ * lowest free descriptor. `restore()` puts the limit back.
+ */
+async function leaveOneDescriptor(
+  pid: number,
+  warm: () => Promise<void>,
+): Promise<{ restore(): Promise<void> }> {
+  const setLimit = async (soft: string) =>
+    ok(
+      (await new Deno.Command(prlimit(), { args: [`--pid=${pid}`, `--nofile=${soft}:`] })
+        .output()).success,
+      "prlimit --pid failed",
+    );
+  const before = (await Deno.readTextFile(`/proc/${pid}/limits`))
+    .match(/^Max open files\s+(\d+)/m)![1]!;
+  await warm();
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const [, next] = await freeDescriptors(pid, 2);
+  await setLimit(String(next));
+  return { restore: () => setLimit(before) };
+}
+
 /** The lowest descriptor numbers free in process `pid`. */
 async function freeDescriptors(pid: number, count: number): Promise<number[]> {
   const used = new Set<number>();
@@ -196,34 +221,21 @@ Deno.test("Extended ORPort server out of descriptors for a moment: the auth cook
         .concat(["-extorport", `127.0.0.1:${fake.port}`, "-authcookie", cookieFile]),
       /^SMETHOD plain /,
       async (pt, port) => {
-        const pid = pt.child.pid;
-        const setLimit = async (soft: string) =>
-          ok(
-            (await new Deno.Command(prlimit(), { args: [`--pid=${pid}`, `--nofile=${soft}:`] })
-              .output()).success,
-            "prlimit --pid failed",
-          );
-        const before = (await Deno.readTextFile(`/proc/${pid}/limits`))
-          .match(/^Max open files\s+(\d+)/m)![1]!;
-        // A first client loads what serving needs; then, once the files
-        // opened at start have settled, one descriptor is left: the
-        // accepted socket takes it, and nothing else can be opened until
-        // the limit is raised again.
-        {
+        const echo = async (conn: Deno.Conn, byte: number) => {
+          await conn.write(new Uint8Array([byte]));
+          deepStrictEqual(await readExactly(conn, 1), new Uint8Array([byte]));
+        };
+        const limits = await leaveOneDescriptor(pt.child.pid, async () => {
           using first = await Deno.connect({ hostname: "127.0.0.1", port });
-          await first.write(new Uint8Array([7]));
-          deepStrictEqual(await readExactly(first, 1), new Uint8Array([7]));
-        }
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        const [, next] = await freeDescriptors(pid, 2);
-        await setLimit(String(next));
+          await echo(first, 7);
+        });
         using conn = await Deno.connect({ hostname: "127.0.0.1", port });
         await conn.write(new Uint8Array([42]));
         await new Promise((resolve) => setTimeout(resolve, 500));
         // The client was accepted (into that last descriptor): none waits
         // in the listener's queue.
         strictEqual(await acceptQueue(port), 0, "the client was not accepted");
-        await setLimit(before);
+        await limits.restore();
         deepStrictEqual(await readExactly(conn, 1), new Uint8Array([42]));
         ok(
           !pt.lines.some((line) => /cookie .*cannot be read/.test(line)),
@@ -249,37 +261,47 @@ Deno.test("free-mode server out of descriptors for a moment: a destination's nam
         .concat(["-allow", "loopback"]),
       /^SMETHOD plain /,
       async (pt, port) => {
-        const pid = pt.child.pid;
-        const setLimit = async (soft: string) =>
-          ok(
-            (await new Deno.Command(prlimit(), { args: [`--pid=${pid}`, `--nofile=${soft}:`] })
-              .output()).success,
-            "prlimit --pid failed",
-          );
-        const before = (await Deno.readTextFile(`/proc/${pid}/limits`))
-          .match(/^Max open files\s+(\d+)/m)![1]!;
         const connect = async (conn: Deno.Conn) => {
           await socks5Connect(conn, { hostname: "localhost", port: echo.port });
           await conn.write(new Uint8Array([42]));
           deepStrictEqual(await readExactly(conn, 1), new Uint8Array([42]));
         };
-        {
+        const limits = await leaveOneDescriptor(pt.child.pid, async () => {
           using first = await Deno.connect({ hostname: "127.0.0.1", port });
           await connect(first);
-        }
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        const [, next] = await freeDescriptors(pid, 2);
-        await setLimit(String(next));
+        });
         using conn = await Deno.connect({ hostname: "127.0.0.1", port });
         const served = connect(conn);
         served.catch(() => {});
         await new Promise((resolve) => setTimeout(resolve, 500));
         strictEqual(await acceptQueue(port), 0, "the client was not accepted");
-        await setLimit(before);
+        await limits.restore();
         await served;
       },
     );
   } finally {
     await echo.close();
   }
+});
+
+Deno.test("transparent-UDP server out of descriptors for a moment: a flow's socket waits, as a dial does", async () => {
+  // Found as an attacker holding a server's descriptors (h40attack): the
+  // pool retries a flow's UDP socket while the process is out of
+  // descriptors, but UdpSocket.open's error had lost the code that says
+  // so (EMFILE), so the flow failed at once and the datagram was lost.
+  await using echo = await udpEcho();
+  await withPt(
+    ["-server", "-transports", "plain", "-workers", "1", "-mode", "transparent-UDP"]
+      .concat(["-target", `127.0.0.1:${echo.addr.port}`]),
+    /^SMETHOD plain /,
+    async (pt, port) => {
+      const limits = await leaveOneDescriptor(pt.child.pid, () => goodClient.datagram(port));
+      using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(new Uint8Array([0, 3, 7, 8, 9]));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      strictEqual(await acceptQueue(port), 0, "the client was not accepted");
+      await limits.restore();
+      deepStrictEqual(await readExactly(conn, 5), new Uint8Array([0, 3, 7, 8, 9]));
+    },
+  );
 });
