@@ -348,6 +348,43 @@ Deno.test("TurnServer at a full quota: a source holding fewer allocations takes 
   server.close();
 });
 
+Deno.test("TurnServer out of descriptors below its quotas: a source holding fewer allocations takes the place of the oldest of the source holding the most", async () => {
+  // Found as an attacker (h40attack): main.ts turn under a ulimit -n below
+  // its quotas (1000 a user, 5000 in all; a shell's soft limit is often
+  // 1024): one source's allocations took every descriptor, and every
+  // other source got 508 while the quota's sharing rule never ran.
+  const relay = new FakeRelay();
+  const open = relay.open.bind(relay);
+  const descriptors = 4;
+  relay.open = (request) => {
+    if (relay.sockets.filter((s) => !s.closed).length >= descriptors) {
+      return Promise.reject(
+        Object.assign(
+          new Error("Cannot listen on 127.0.0.1:0: Too many open files (os error 24)"),
+          {
+            code: "EMFILE",
+          },
+        ),
+      );
+    }
+    return open(request);
+  };
+  const { server, connect } = rig({ relay });
+  const greedy = Array.from({ length: 4 }, (_, i) => connect(`g${i}`, "u", "p", "192.0.2.1"));
+  for (const c of greedy) strictEqual(errorCode(await c.allocate()), 0);
+  // Another source gets one, in place of the greedy source's oldest.
+  strictEqual(errorCode(await connect("o0", "v", "q", "198.51.100.7").allocate()), 0);
+  strictEqual(server.stats().allocationsEvicted, 1);
+  strictEqual(errorCode(await greedy[0]!.authed(StunMethod.Refresh)), 437);
+  strictEqual(errorCode(await greedy[1]!.authed(StunMethod.Refresh)), 0);
+  // 3 and 1: one more from the other source; a third would leave it ahead.
+  strictEqual(errorCode(await connect("o1", "v", "q", "198.51.100.7").allocate()), 0);
+  strictEqual(errorCode(await connect("o2", "v", "q", "198.51.100.7").allocate()), 508);
+  strictEqual(server.stats().allocationsEvicted, 2);
+  strictEqual(server.stats().allocations, 4);
+  server.close();
+});
+
 Deno.test("TurnServer reservations: a closed client's goes with it, and a source holds at most one more than its allocations when it reserves", async () => {
   const { server, connect } = rig({ totalQuota: 10 });
   const evenPortR = [{ type: StunAttr.EvenPort, value: new Uint8Array([0x80]) }];

@@ -26,6 +26,7 @@ import { type UdpEndpoint, udpEndpoint } from "../udp_socket.ts";
 import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
 import { countTurnServer } from "../_udp_metrics.ts";
 import { sourceKey } from "../../net/source_limits.ts";
+import { acceptErrorKind, retryWhileExhausted } from "../../net/_accept_loop.ts";
 import { SourceShare } from "../../net/_source_share.ts";
 import { systemClock } from "../_clock.ts";
 import { realmProblem, usernameProblem } from "./_credential_limits.ts";
@@ -999,13 +1000,31 @@ export class TurnServer {
       // While the relay opens, no other Allocate picks the same allocation to delete.
       const claim = victim;
       if (claim !== undefined) this.#claimed.add(claim);
-      try {
-        sockets = await this.#relay.open({
+      const open = () =>
+        this.#relay.open({
           family,
           evenPort: evenPort !== undefined,
           reserveNext,
           client: client.address,
         });
+      try {
+        try {
+          sockets = await open();
+        } catch (error) {
+          if (acceptErrorKind(error) !== "exhausted") throw error;
+          // Out of descriptors before a quota is reached (a ulimit -n
+          // below them): room is made as at a full quota, now, since only
+          // a closed socket gives a descriptor back; else one source
+          // holding them all would lock every other out. Then the open
+          // waits for a descriptor as a dial does.
+          const freed = victim ?? this.#bySource.largest(source, (a) => !this.#claimed.has(a))?.[0];
+          victim = undefined;
+          if (freed !== undefined) {
+            this.#delete(freed);
+            this.#evicted++;
+          }
+          sockets = await retryWhileExhausted(open);
+        }
       } catch {
         if (this.#pending.get(client.key) === tid) {
           this.#pending.delete(client.key);
