@@ -13,7 +13,11 @@ const symbols = {
   opendir: { parameters: ["buffer"], result: "pointer" },
   readdir: { parameters: ["pointer"], result: "pointer" },
   closedir: { parameters: ["pointer"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
 } as const;
+
+/** `errno` when the process has no descriptor left. */
+const EMFILE = 24;
 
 /** Reads the descriptor count and limit of this process. */
 export interface ProcessFds {
@@ -46,10 +50,26 @@ function open(): ProcessFds | undefined {
     if (Deno.build.arch !== "x86_64" && Deno.build.arch !== "aarch64") return undefined;
     if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
     const libc = Deno.dlopen("libc.so.6", symbols).symbols;
+    const max = () => {
+      const limit = new BigUint64Array(2); // struct rlimit { rlim_cur, rlim_max }
+      if (libc.getrlimit(RLIMIT_NOFILE, limit) !== 0) throw new Error("getrlimit failed");
+      // RLIM_INFINITY is all ones.
+      return limit[0] === 0xffff_ffff_ffff_ffffn ? Infinity : Number(limit[0]);
+    };
+    const errno = () => {
+      const pointer = libc.__errno_location();
+      return pointer === null ? 0 : new Deno.UnsafePointerView(pointer).getInt32();
+    };
     const fds: ProcessFds = {
       open: atMostOnePercent(() => {
         const dir = libc.opendir(FD_DIR);
-        if (dir === null) throw new Error("Cannot open /proc/self/fd");
+        if (dir === null) {
+          // The listing takes a descriptor: without one left, every one
+          // the limit allows is open (the moment an operator most needs
+          // the count, never to be left out).
+          if (errno() === EMFILE) return max();
+          throw new Error("Cannot open /proc/self/fd");
+        }
         let entries = 0;
         try {
           while (libc.readdir(dir) !== null) entries++;
@@ -59,12 +79,7 @@ function open(): ProcessFds | undefined {
         // Less ".", ".." and the descriptor of the listing itself.
         return entries - 3;
       }),
-      max: () => {
-        const limit = new BigUint64Array(2); // struct rlimit { rlim_cur, rlim_max }
-        if (libc.getrlimit(RLIMIT_NOFILE, limit) !== 0) throw new Error("getrlimit failed");
-        // RLIM_INFINITY is all ones.
-        return limit[0] === 0xffff_ffff_ffff_ffffn ? Infinity : Number(limit[0]);
-      },
+      max,
     };
     fds.open();
     fds.max();

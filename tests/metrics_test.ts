@@ -29,6 +29,7 @@ import { runServer } from "../ipc/managed/server.ts";
 import { runClient } from "../ipc/managed/client.ts";
 import type { PtLine } from "../ipc/lines/pt_line.ts";
 import { socks5Connect } from "./obfs4_socks5.ts";
+import { prlimit } from "./hardening_util.ts";
 
 Deno.test("the encoder escapes HELP text and label values and writes histograms as the format wants", () => {
   const core = new MetricsCore();
@@ -349,6 +350,44 @@ Deno.test("process_open_fds follows descriptors opened and closed", () => {
   strictEqual(count(), before + 5);
   for (const listener of listeners) listener.close();
   strictEqual(count(), before);
+});
+Deno.test("process_open_fds at the descriptor limit is the limit, not left out", async () => {
+  // Found as an attacker holding a bridge's descriptors (h40attack): the
+  // count lists /proc/self/fd, which takes a descriptor, so at the limit
+  // (when an operator most needs it) the listing failed and the sample was
+  // left out: README's PtkitConnectionsNearFdLimit alert saw no series.
+  const script = `
+    import { MetricsRegistry } from ${
+    JSON.stringify(new URL("../net/metrics.ts", import.meta.url).href)
+  };
+    const registry = new MetricsRegistry();
+    registry.expose();
+    const held = [];
+    try {
+      for (;;) held.push(Deno.openSync("/dev/null"));
+    } catch {
+      // Out of descriptors.
+    }
+    const text = registry.expose();
+    for (const file of held) file.close();
+    console.log(text.split("\\n").filter((l) => /^process_(open|max)_fds /.test(l)).join("\\n"));
+  `;
+  const file = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(file, script);
+    const out = await new Deno.Command(prlimit(), {
+      args: ["--nofile=64:64", Deno.execPath(), "run", "--quiet", "--no-prompt"]
+        .concat(["--allow-read", "--allow-ffi", file]),
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    strictEqual(out.code, 0, new TextDecoder().decode(out.stderr));
+    const text = new TextDecoder().decode(out.stdout);
+    match(text, /^process_max_fds 64$/m);
+    match(text, /^process_open_fds 64$/m);
+  } finally {
+    await Deno.remove(file);
+  }
 });
 
 Deno.test("free mode's SOCKS target counts a refused destination (reply 05) and a policy refusal (reply 02) as target_refused, not error", async () => {
