@@ -9,6 +9,9 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { echoServer } from "./_util.ts";
 import { FakeExtOrPort, writeCookieFile } from "./ext_orport_fake.ts";
 import { socks5Connect } from "../ipc/socks/_client.ts";
+import { createConnector } from "../client.ts";
+import { obfs4 } from "../transports/obfs4/mod.ts";
+import { parseSmethodArgs } from "../ipc/lines/_args.ts";
 import {
   goodClient,
   holdConnections,
@@ -204,6 +207,45 @@ async function freeDescriptors(pid: number, count: number): Promise<number[]> {
   for (let fd = 0; free.length < count; fd++) if (!used.has(fd)) free.push(fd);
   return free;
 }
+
+Deno.test("obfs4 bridge out of descriptors at its first good handshake: the key pair worker started at its first connection, the process lives on", async () => {
+  // Found as an attacker (h40attack): the spare key pairs' Worker started
+  // at the first good handshake; a process out of descriptors then (a
+  // flood holding them) panicked in Deno starting the Worker's thread, and
+  // the whole bridge exited 1.
+  const echo = echoServer();
+  try {
+    await withPt(
+      ["-server", "-transports", "obfs4", "-workers", "1", "-bindaddr", "obfs4-127.0.0.1:0"]
+        .concat(["-orport", `127.0.0.1:${echo.port}`]),
+      /^SMETHOD obfs4 /,
+      async (pt, port) => {
+        const smethod = pt.lines.find((line) => line.startsWith("SMETHOD obfs4 "))!;
+        const args = smethod.split(" ").find((word) => word.startsWith("ARGS:"))!.slice(5);
+        const connector = await createConnector(obfs4, parseSmethodArgs(args));
+        const limits = await leaveOneDescriptor(pt.child.pid, async () => {
+          // A connection that sends nothing: a prober's, or a flood's first.
+          using _first = await Deno.connect({ hostname: "127.0.0.1", port });
+          await new Promise((resolve) => setTimeout(resolve, 1500));
+        });
+        const dialing = connector.dial({ hostname: "127.0.0.1", port });
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        await limits.restore();
+        await using conn = await dialing;
+        const writer = conn.writable.getWriter();
+        await writer.write(new Uint8Array([1, 2, 3]));
+        const reader = conn.readable.getReader();
+        const { value } = await reader.read();
+        deepStrictEqual(value, new Uint8Array([1, 2, 3]));
+        reader.releaseLock();
+        writer.releaseLock();
+        strictEqual(pt.lines.filter((line) => /panicked/.test(line)).length, 0);
+      },
+    );
+  } finally {
+    echo.close();
+  }
+});
 
 Deno.test("Extended ORPort server out of descriptors for a moment: the auth cookie read waits, as the dial does", async () => {
   // Found as an attacker holding a bridge's descriptors (h40attack): the

@@ -96,7 +96,7 @@ export interface Obfs4Options {
    * Server side: make the spare ephemeral key pairs (Elligator2 rejection
    * sampling and a scalar multiplication, 0.3-1.3 ms each) in a Web Worker,
    * so that no handshake or traffic waits while one is made. One worker per
-   * server side, started after its first handshake, loading the crypto
+   * server side, started at its first connection, loading the crypto
    * backend's own loader (`CryptoBackend.worker`); it keeps the process
    * running until the side is closed (closing the listener does it). Where
    * no Worker can start, spares are made on the main thread. Ignored when
@@ -451,10 +451,15 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
   let handshake: ServerHandshake | undefined;
   // The ephemeral key pair is ready before the client speaks (a spare in the reserve).
   const begin = (backend: CryptoBackend) => {
-    const spares = reserveOf(
-      shared.reserve,
-      () => new KeyPairReserve(backend, serverReserveOptions(options, shared)),
-    );
+    const spares = reserveOf(shared.reserve, () => {
+      const made = new KeyPairReserve(backend, serverReserveOptions(options, shared));
+      // The worker's thread starts at the side's first connection, before
+      // it has sent anything: started at its first good handshake, it could
+      // meet a process whose descriptors a flood holds, and Deno ends the
+      // whole process when a Worker's thread cannot get one.
+      refillSoon(made);
+      return made;
+    });
     handshake = new ServerHandshake(backend, config.keys, shared.filter, {
       ...(options.now === undefined ? {} : { now: options.now }),
       ...(options.random === undefined ? {} : { random: options.random }),
