@@ -16,7 +16,9 @@
 // - drains the datagrams already queued with one recvmmsg(2) call into a
 //   shared arena (32 slots of 64 KiB, each with 4 bytes of headroom);
 // - sends with sendto(2), MSG_DONTWAIT, from the caller's buffer: no copy,
-//   no promise.
+//   no promise; several datagrams to one receiver with one sendmmsg(2) call
+//   (copied into a send arena), so the receiver is woken once per batch,
+//   not once per datagram.
 //
 // Without FFI none of this runs and the socket uses Deno's API alone.
 
@@ -52,8 +54,10 @@ export const EAGAIN = 11;
 export const ENOBUFS = 105;
 const MAX_FD_SCAN = 1 << 20;
 
-/** Datagrams one {@linkcode Libc.drain} call takes at most. */
+/** Datagrams one {@linkcode Libc.drain} call takes at most, and one {@linkcode Libc.sendMany} call sends. */
 export const BATCH = 32;
+/** Bytes of datagrams one {@linkcode Libc.sendMany} call sends at most (any one datagram fits). */
+export const SEND_ARENA = 256 * 1024;
 /** Bytes before each received datagram that the receiver may overwrite (a ChannelData header). */
 export const HEADROOM = 4;
 /** Room for a datagram in a slot: the largest UDP payload, rounded up. */
@@ -75,6 +79,7 @@ const symbols = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
+  sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
@@ -91,6 +96,15 @@ export class Libc {
   #addressLength = new Uint32Array(1);
   // The headers hold the iovecs' address: keep them alive as long as this.
   #iovecs: BigUint64Array | undefined;
+  // sendmmsg: headers, iovecs and the receiver's name pointing into the
+  // send arena, made with the first batch.
+  #sendArena = new Uint8Array(0);
+  #sendHeaders = new Uint8Array(BATCH * MMSGHDR);
+  #sendView = new DataView(this.#sendHeaders.buffer);
+  #sendIovecBytes = new Uint8Array(BATCH * 16);
+  #sendIovecs = new DataView(this.#sendIovecBytes.buffer);
+  #sendName = new Uint8Array(NAME);
+  #sendArenaBase = 0;
 
   constructor(lib: Deno.DynamicLibrary<typeof symbols>) {
     this.#lib = lib;
@@ -283,6 +297,61 @@ export class Libc {
         name.byteLength,
       ),
     );
+    return sent >= 0 ? sent : -this.#errno();
+  }
+
+  /** The send arena and the headers pointing into it, once. */
+  #prepareSend(): void {
+    if (this.#sendArena.byteLength !== 0) return;
+    this.#sendArena = new Uint8Array(SEND_ARENA);
+    const base = (buffer: Uint8Array): number =>
+      Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+    this.#sendArenaBase = base(this.#sendArena);
+    const name = BigInt(base(this.#sendName));
+    const iovs = BigInt(base(this.#sendIovecBytes));
+    for (let i = 0; i < BATCH; i++) {
+      const h = i * MMSGHDR;
+      this.#sendView.setBigUint64(h, name, true); // msg_name
+      this.#sendView.setBigUint64(h + 16, iovs + BigInt(i * 16), true); // msg_iov
+      this.#sendView.setBigUint64(h + 24, 1n, true); // msg_iovlen
+    }
+  }
+
+  /**
+   * Send `count` datagrams from `datagrams[start]` on (at most {@linkcode BATCH}, together at most
+   * {@linkcode SEND_ARENA} bytes) to `name` with one sendmmsg call, without
+   * blocking. They are copied first: the caller's buffers may be reused at
+   * once.
+   *
+   * @returns How many were sent (the first ones), or minus the errno when
+   * the first could not be.
+   */
+  sendMany(
+    fd: number,
+    datagrams: readonly Uint8Array[],
+    start: number,
+    count: number,
+    name: Uint8Array,
+  ): number {
+    this.#prepareSend();
+    const arena = this.#sendArena;
+    const headers = this.#sendView;
+    const iovecs = this.#sendIovecs;
+    this.#sendName.set(name);
+    let offset = 0;
+    for (let i = 0; i < count; i++) {
+      const datagram = datagrams[start + i]!;
+      const size = datagram.byteLength;
+      arena.set(datagram, offset);
+      const address = this.#sendArenaBase + offset;
+      iovecs.setUint32(i * 16, address % 0x1_0000_0000, true); // iov_base
+      iovecs.setUint32(i * 16 + 4, Math.floor(address / 0x1_0000_0000), true);
+      iovecs.setUint32(i * 16 + 8, size, true); // iov_len
+      iovecs.setUint32(i * 16 + 12, 0, true);
+      headers.setUint32(i * MMSGHDR + 8, name.byteLength, true); // msg_namelen
+      offset += size;
+    }
+    const sent = this.#lib.symbols.sendmmsg(fd, this.#sendHeaders, count, MSG_DONTWAIT);
     return sent >= 0 ? sent : -this.#errno();
   }
 

@@ -118,6 +118,53 @@ Deno.test("transparent-UDP refuses a datagram over maxDatagram with a counted dr
   strictEqual(app.replies.every((d) => d.byteLength === 1), true, "nothing truncated came back");
 });
 
+Deno.test("UdpSocket.sendMany is send for each datagram in order: the same results, counts and drops, to a connected peer or an address", async () => {
+  await using receiver = await UdpSocket.open({ hostname: "127.0.0.1" });
+  const got: number[] = [];
+  receiver.onmessage = (data) => got.push(data.length === 0 ? -1 : data[0]! | (data[1]! << 8));
+  const datagram = (i: number, size = 200) => {
+    const d = new Uint8Array(size);
+    d[0] = i & 0xff;
+    d[1] = i >> 8;
+    return d;
+  };
+  for (const connected of [true, false]) {
+    got.length = 0;
+    await using sender = await UdpSocket.open(connected ? { connect: receiver.addr } : {});
+    const to = connected ? undefined : { hostname: "127.0.0.1", port: receiver.addr.port };
+    // 70 datagrams (more than one system call takes), one too large in the
+    // middle, one empty, one of 65,507 bytes; the last one not counted.
+    const batch = Array.from({ length: 72 }, (_, i) => datagram(i));
+    batch[5] = new Uint8Array(MAX_4 + 1);
+    batch[6] = new Uint8Array(0);
+    batch[40] = datagram(40, MAX_4);
+    const results: boolean[] = [];
+    strictEqual(sender.sendMany(batch, 71, to, results), 70);
+    deepStrictEqual(results, batch.slice(0, 71).map((_, i) => i !== 5));
+    await waitFor(() => got.length === 70, "the datagrams", 5000);
+    deepStrictEqual(got, [...Array(71).keys()].filter((i) => i !== 5).map((i) => i === 6 ? -1 : i));
+    const stats = sender.stats();
+    strictEqual(stats.datagramsSent, 70);
+    strictEqual(stats.bytesSent, 68 * 200 + MAX_4);
+    strictEqual(stats.drops.oversize, 1);
+    // As send: what is not bytes is a TypeError once it is reached, after what came before went.
+    throws(
+      () => sender.sendMany([datagram(1), "x" as unknown as Uint8Array], 2, to),
+      (e: Error) => e instanceof TypeError && e.message.includes("got string"),
+    );
+    strictEqual(sender.stats().datagramsSent, 71);
+    if (!connected) {
+      throws(
+        () => sender.sendMany([datagram(1), datagram(2)], 2, { hostname: "127.0.0.1", port: 0 }),
+        RangeError,
+      );
+    }
+    await sender.close();
+    strictEqual(sender.sendMany([datagram(1), datagram(2)], 2, to), 0);
+    strictEqual(sender.stats().drops.closed, 2);
+  }
+});
+
 Deno.test("UdpSocket relaying between sockets of one process keeps each sender's order", async () => {
   // A sends to B, B relays every datagram to C (as a TURN server relays
   // between two of its allocations); with FFI, B and C are drained right

@@ -223,6 +223,10 @@ class ClientPool implements UdpClientPool {
     return this.#socket.send(data, to);
   }
 
+  sendMany(datagrams: Uint8Array[], count: number, to: UdpEndpoint, results: boolean[]): void {
+    this.#socket.sendMany(datagrams, count, to, results);
+  }
+
   get addr(): HostPort {
     return this.#socket.addr;
   }
@@ -374,6 +378,7 @@ export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClie
           pool.flowClosed(from, flow, reason);
           if (error !== undefined && reason !== "shutdown") onError?.(error);
         },
+        (datagrams, count, results) => pool.sendMany(datagrams, count, from, results),
       );
       flow.track(
         connector.dial({ ...dialOptions, signal: dialing.signal }).then(

@@ -280,6 +280,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
         udp.close();
         if (error !== undefined && reason !== "shutdown") onError?.(error);
       },
+      (datagrams, count, results) => udp.sendMany(datagrams, count, undefined, results),
     );
     record.established();
     opened++;
