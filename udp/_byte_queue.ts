@@ -60,8 +60,16 @@ export class ByteQueue {
     }
   }
 
-  /** A copy of the first `n` bytes, which stay queued. `n` must be <= length. */
+  /**
+   * The first `n` bytes, which stay queued: a view of the chunk they lie in
+   * when they lie in one (no copy; a deframer peeks at every header), else a
+   * copy. `n` must be <= length.
+   */
   peek(n: number): Uint8Array {
+    const chunk = this.#chunks[this.#head];
+    if (chunk !== undefined && chunk.byteLength - this.#offset >= n) {
+      return chunk.subarray(this.#offset, this.#offset + n);
+    }
     return this.#copy(n, false);
   }
 
