@@ -44,7 +44,7 @@ export type SendMany = (datagrams: Uint8Array[], count: number, results: boolean
 
 /** Framed datagrams written to the transport connection as one chunk. */
 interface Batch {
-  readonly bytes: Uint8Array;
+  bytes: Uint8Array;
   /** Bytes used. */
   used: number;
   /** Datagrams in it. */
@@ -84,6 +84,12 @@ export class Flow {
   #queuedBytes = 0;
   /** The last batch in the queue, while datagrams may still be added to it. */
   #open: Batch | undefined;
+  /**
+   * The last batch in the queue while it holds the one datagram that came to
+   * an empty queue (sized to it): a second one before it is written joins
+   * it, and both go in one write.
+   */
+  #alone: Batch | undefined;
   #wake: (() => void) | undefined;
   #conn: TransportConn | undefined;
   #startTime: number;
@@ -173,11 +179,23 @@ export class Flow {
     }
     let batch = this.#open;
     if (batch === undefined || batch.used + length > batch.bytes.byteLength) {
-      // Alone in the queue it will be written at once: no room to spare.
-      const size = this.#queuedDatagrams === 0 ? length : Math.max(length, BATCH_BYTES);
-      batch = { bytes: new Uint8Array(size), used: 0, count: 0, size: 0 };
-      this.#queue.push(batch);
-      this.#open = size > length ? batch : undefined;
+      const alone = this.#alone;
+      this.#alone = undefined;
+      if (alone !== undefined && alone.used + length <= BATCH_BYTES) {
+        // More came before the first was written (a burst read at once):
+        // room for them beside it, rather than a write of its own.
+        const bytes = new Uint8Array(BATCH_BYTES);
+        bytes.set(alone.bytes.subarray(0, alone.used));
+        alone.bytes = bytes;
+        batch = this.#open = alone;
+      } else {
+        // Alone in the queue it will be written at once: no room to spare.
+        const size = this.#queuedDatagrams === 0 ? length : Math.max(length, BATCH_BYTES);
+        batch = { bytes: new Uint8Array(size), used: 0, count: 0, size: 0 };
+        this.#queue.push(batch);
+        this.#open = size > length ? batch : undefined;
+        if (this.#queuedDatagrams === 0 && this.#open === undefined) this.#alone = batch;
+      }
     }
     if (framed !== undefined) batch.bytes.set(framed, batch.used);
     else framing.writeFrame!(datagram, batch.bytes, batch.used);
@@ -225,6 +243,7 @@ export class Flow {
     this.#settings.budget.release(this.#queuedBytes);
     this.#queuedBytes = 0;
     this.#open = undefined;
+    this.#alone = undefined;
     this.#wake?.();
     this.#conn?.close();
     this.#onClose(this, reason, error);
@@ -289,6 +308,7 @@ export class Flow {
     const batch = this.#queue[this.#queueHead]!;
     this.#queue[this.#queueHead++] = undefined as unknown as Batch;
     if (batch === this.#open) this.#open = undefined;
+    if (batch === this.#alone) this.#alone = undefined;
     this.#queuedDatagrams -= batch.count;
     this.#queuedBytes -= batch.used;
     this.#settings.budget.release(batch.used);
