@@ -213,7 +213,9 @@ export class SocksServer implements AsyncDisposable {
     // the attempt is given up. What it reads after the reply is the relay's
     // first read, whole: one byte alone made the transport's first record
     // (a 35-byte Shadowsocks chunk on every connection, never ss-local's).
-    const watch = new Uint8Array(MIN_READ);
+    // Let go of once the relay has what it read: an idle connection keeps
+    // only the relay's own read buffer (2 KiB a connection more before).
+    let watch: Uint8Array | undefined = new Uint8Array(MIN_READ);
     const watching: Promise<{ n: number | null; error?: unknown }> = conn.read(watch).then(
       (n) => ({ n }),
       (error: unknown) => ({ n: null, error }),
@@ -279,10 +281,12 @@ export class SocksServer implements AsyncDisposable {
       read: async (p) => {
         if (first !== undefined) {
           const { n, error } = await first;
+          const read = watch!;
           first = undefined;
+          watch = undefined;
           if (error !== undefined) throw error;
           if (n === null || n === 0) return n;
-          held = watch.subarray(0, n);
+          held = read.subarray(0, n);
         }
         if (held === undefined) return await conn.read(p);
         const n = Math.min(held.length, p.length);

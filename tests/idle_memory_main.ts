@@ -1,0 +1,77 @@
+// Copyright the ptkit authors. MIT license.
+
+// Child of idle_memory_test.ts (run with --v8-flags=--expose-gc): what an
+// idle connection keeps outside the JS heap, once collected, in bytes per
+// connection. `socks`: 200 connections through the client's SOCKS front end,
+// each relayed after one byte of data to an end that never answers (its
+// pending socket read holds a buffer: one per connection is expected).
+// `dist`: 1000 obfs4 weighted distributions (a client's connection has two),
+// each sampled once.
+
+import { SocksServer } from "../ipc/socks/_socks_server.ts";
+import { socks5Connect } from "./obfs4_socks5.ts";
+import { WeightedDist } from "../transports/obfs4/_weighted_dist.ts";
+
+const gc = (globalThis as unknown as { gc: () => void }).gc;
+const collect = async () => {
+  // Array buffers are freed after a collection, in later tasks.
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+};
+const external = () => Deno.memoryUsage().external;
+
+if (Deno.args[0] === "socks") {
+  const N = 200;
+  let relayed = 0;
+  let allRelayed: () => void;
+  const done = new Promise<void>((resolve) => allRelayed = resolve);
+  const server = new SocksServer(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
+    connect: () =>
+      Promise.resolve({
+        readable: new ReadableStream<Uint8Array>(),
+        writable: new WritableStream<Uint8Array>({
+          write: () => {
+            if (++relayed === N) allRelayed();
+          },
+        }),
+        close: () => {},
+      }),
+  });
+  const proxy = { hostname: "127.0.0.1", port: server.addr.port };
+  const target = { hostname: "192.0.2.1", port: 80 };
+  // One connection first, so that what a first connection loads is not counted.
+  const warm = await socks5Connect(proxy, target);
+  await collect();
+  const before = external();
+  const conns: Deno.Conn[] = [];
+  for (let i = 0; i < N - 1; i++) {
+    const conn = await socks5Connect(proxy, target);
+    await conn.write(new Uint8Array([i & 0xff]));
+    conns.push(conn);
+  }
+  await warm.write(new Uint8Array([1]));
+  await done;
+  await collect();
+  console.log(Math.round((external() - before) / (N - 1)));
+  for (const conn of [warm, ...conns]) conn.close();
+  await server.close();
+} else if (Deno.args[0] === "dist") {
+  const N = 1000;
+  const warm = new WeightedDist(new Uint8Array(24), 0, 1448);
+  warm.sample();
+  await collect();
+  const before = external();
+  const dists: WeightedDist[] = [];
+  for (let i = 0; i < N; i++) {
+    const dist = new WeightedDist(new Uint8Array(24).fill(i & 0xff), 0, 1448);
+    dist.sample();
+    dists.push(dist);
+  }
+  await collect();
+  console.log(Math.round((external() - before) / N));
+  if (dists.length !== N) throw new Error("unreachable");
+} else {
+  throw new TypeError(`Unknown case ${Deno.args[0]}`);
+}
