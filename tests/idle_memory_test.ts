@@ -28,3 +28,9 @@ Deno.test("An idle connection through the SOCKS front end holds one read buffer,
   const held = await heldPerConnection("socks");
   ok(held < 3 * 1024, `${held} bytes per idle connection held outside the heap`);
 });
+
+Deno.test("obfs4 weighted distributions share their pool of random numbers", async () => {
+  // 1024 before: each distribution (two per client connection) kept 256 of its own.
+  const held = await heldPerConnection("dist");
+  ok(held < 256, `${held} bytes per distribution held outside the heap`);
+});

@@ -55,9 +55,6 @@ export class WeightedDist {
   #values: readonly number[] = [];
   #prob: readonly number[] = [];
   #alias: readonly number[] = [];
-  // Made at the first sample (a client's IAT table in IAT mode 0 never samples).
-  #random: Uint32Array | undefined;
-  #randomUsed = 0;
 
   /**
    * Build a distribution.
@@ -128,16 +125,6 @@ export class WeightedDist {
     this.#alias = tables.alias;
   }
 
-  #uint32(): number {
-    let random = this.#random;
-    if (random === undefined || this.#randomUsed === random.length) {
-      random = this.#random ??= new Uint32Array(256);
-      crypto.getRandomValues(random);
-      this.#randomUsed = 0;
-    }
-    return random[this.#randomUsed++]!;
-  }
-
   /** @returns One value drawn from the distribution. */
   sample(): number {
     if (this.#seed !== undefined) {
@@ -151,10 +138,25 @@ export class WeightedDist {
       this.#fresh = undefined;
     }
     const n = this.#values.length;
-    let i = Math.floor((this.#uint32() / 2 ** 32) * n);
-    if (this.#uint32() / 2 ** 32 >= this.#prob[i]!) i = this.#alias[i]!;
+    let i = Math.floor((uint32() / 2 ** 32) * n);
+    if (uint32() / 2 ** 32 >= this.#prob[i]!) i = this.#alias[i]!;
     return this.#values[i]!;
   }
+}
+
+// Random numbers for sampling, drawn from the CSPRNG 256 at a time and
+// shared by every distribution: each value is used once, so a sample is as
+// random as with a pool of its own, and an idle client connection (two
+// distributions) no longer keeps 2 KiB of them.
+const randomPool = new Uint32Array(256);
+let randomUsed = randomPool.length;
+
+function uint32(): number {
+  if (randomUsed === randomPool.length) {
+    crypto.getRandomValues(randomPool);
+    randomUsed = 0;
+  }
+  return randomPool[randomUsed++]!;
 }
 
 /**
