@@ -18,6 +18,35 @@ export interface ChunkSink {
   abort(reason: unknown): void;
 }
 
+/**
+ * How a relay reads and writes a stream connection without its public
+ * streams (a {@linkcode TransportConn}'s: they would cost an idle
+ * connection about 5 KiB of promises, queues and controllers). Registered
+ * by the class that has them, so that this module imports none.
+ */
+interface DirectAccess {
+  /** Whether `end` has direct ends a relay may take now. */
+  available(end: object): boolean;
+  /** Take them: the end's streams, if asked for later, are locked. */
+  take(end: object): { source: ChunkSource; sink: ChunkSink };
+}
+let directAccess: DirectAccess | undefined;
+
+/** Register the one class whose connections have direct ends. */
+export function registerDirectEnds(access: DirectAccess): void {
+  directAccess = access;
+}
+
+/** Whether a relay may read and write `end` through its direct ends. */
+export function hasDirectEnds(end: object): boolean {
+  return directAccess?.available(end) ?? false;
+}
+
+/** Take `end`'s direct ends (check {@linkcode hasDirectEnds} first). */
+export function takeDirectEnds(end: object): { source: ChunkSource; sink: ChunkSink } {
+  return directAccess!.take(end);
+}
+
 /** A socket's first read through {@linkcode connSource}, and the smallest read. */
 export const MIN_READ = 2 * 1024;
 const MAX_READ = 256 * 1024;

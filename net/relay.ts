@@ -6,9 +6,11 @@ import {
   connSink,
   connSource,
   describe,
+  hasDirectEnds,
   pump,
   streamSink,
   streamSource,
+  takeDirectEnds,
 } from "./_chunk_io.ts";
 import { isNetConn, type NetConn } from "./net_conn.ts";
 import { checkFactoryOptions, checkSignalOption } from "../transports/_factory_options.ts";
@@ -107,6 +109,7 @@ export async function relay(
   if (a === b) throw new TypeError("Cannot relay: ends a and b are the same connection");
   for (const [end, name] of [[a, "a"], [b, "b"]] as const) {
     if ("read" in end && typeof end.read === "function") continue;
+    if (hasDirectEnds(end)) continue;
     const { readable, writable } = end as StreamConn;
     if (readable.locked || writable.locked) {
       const [side, holder] = readable.locked ? ["readable", "reader"] : ["writable", "writer"];
@@ -184,6 +187,8 @@ export function isRelayEnd(value: unknown): value is RelayEnd {
     const end = value as Record<string, unknown>;
     if (typeof end.close !== "function") return false;
     if (typeof end.read === "function") return isNetConn(value);
+    // A transport connection's streams are made when first asked for.
+    if (hasDirectEnds(value)) return true;
     const readable = end.readable as { getReader?: unknown } | null | undefined;
     const writable = end.writable as { getWriter?: unknown } | null | undefined;
     return typeof readable?.getReader === "function" && typeof writable?.getWriter === "function";
@@ -200,6 +205,9 @@ function endpoint(end: RelayEnd): { source: ChunkSource; sink: ChunkSink } {
     if ("setNoDelay" in end && typeof end.setNoDelay === "function") end.setNoDelay(true);
     return { source: connSource(end), sink: connSink(end) };
   }
+  // A transport connection is read and written as its streams would be,
+  // without making them.
+  if (hasDirectEnds(end)) return takeDirectEnds(end);
   const conn = end as StreamConn;
   return { source: streamSource(conn.readable, "Relay source"), sink: streamSink(conn.writable) };
 }

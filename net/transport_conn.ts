@@ -5,11 +5,14 @@ import { HandshakeError } from "../transports/_handshake_error.ts";
 import { deferred } from "../transports/_deferred.ts";
 import { formatIp, isIpLiteral, parseIp } from "./_ip_address.ts";
 import {
+  type ChunkSink,
+  type ChunkSource,
   closeWriter,
   connSink,
   connSource,
   describe,
   pump,
+  registerDirectEnds,
   streamSink,
   streamSource,
 } from "./_chunk_io.ts";
@@ -97,13 +100,17 @@ export class TransportConn implements Disposable, AsyncDisposable {
   #done: Promise<void>;
   #abortEncode: (reason: unknown) => void;
   #abortDecode: (reason: unknown) => void;
-  #readable: ReadableStream<Uint8Array>;
+  // The streams are made when first asked for: a relay reads and writes
+  // the connection without them (see #takeDirect), which an idle
+  // connection's memory shows (two streams, their controllers, queues and
+  // promises, about 5 KiB a connection).
+  #readable: ReadableStream<Uint8Array> | undefined;
   #ready: Promise<void>;
   /** Rejected once the connection has failed or been closed (see the constructor). */
   #gone = deferred<never>();
   #destination: Promise<HostPort> | undefined;
   #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
-  #writable: WritableStream<Uint8Array>;
+  #writable: WritableStream<Uint8Array> | undefined;
   #clientAddress: HostPort | undefined;
   #encodeEnded = false;
   #writeShut: Promise<void> | undefined;
@@ -114,6 +121,23 @@ export class TransportConn implements Disposable, AsyncDisposable {
   #writing: Promise<void> | undefined;
   #readCancelled = false;
   #encoder: WritableStreamDefaultWriter<Uint8Array>;
+  #decoder: ReadableStreamDefaultReader<Uint8Array>;
+  #name: string;
+  /** The decoded chunk read ahead (as a stream of highWaterMark 1 reads one). */
+  #ahead: Promise<Uint8Array | null> | undefined;
+  /** Set once reading ended: null at end of stream (or cancel), else the error. */
+  #readEnd: { readonly error: unknown } | null | undefined;
+  /** Whether a relay took the connection's direct ends (the streams then stay locked). */
+  #direct = false;
+  /** The direct sink's write in flight, whose failure the next write or end reports. */
+  #directWrite: Promise<void> | undefined;
+
+  static {
+    registerDirectEnds({
+      available: (end) => #net in end && end.#directAvailable(),
+      take: (end) => (end as TransportConn).#takeDirect(),
+    });
+  }
 
   /**
    * Wrap a network connection in one side of a transport.
@@ -129,7 +153,7 @@ export class TransportConn implements Disposable, AsyncDisposable {
    */
   constructor(net: NetConn, pair: TransportPair, options: TransportConnOptions = {}) {
     checkConnOptions(options, "wrap a transport connection");
-    const name = options.name ?? "transport";
+    const name = this.#name = options.name ?? "transport";
     if (!isNetConn(net)) {
       throw new TypeError(
         `Cannot wrap a transport connection: net must be a connection (read, write, closeWrite, close), got ${
@@ -200,67 +224,132 @@ export class TransportConn implements Disposable, AsyncDisposable {
     });
     this.#done = Promise.allSettled([this.#wireIn, this.#wireOut]).then(() => this.#closeNet());
 
-    const encoder = this.#encoder = pair.encode.writable.getWriter();
-    this.#writable = new WritableStream<Uint8Array>({
-      write: (chunk) => {
-        const writing = this.#write(encoder, chunk);
-        this.#writing = writing;
-        writing.then(() => {
-          if (this.#writing === writing) this.#writing = undefined;
-        }, () => {
-          if (this.#writing === writing) this.#writing = undefined;
-        });
-        return writing;
-      },
-      close: () => this.#shutWrite(encoder),
-      abort: (reason) => {
-        encoder.abort(reason).catch(() => {});
-      },
-    });
-
+    this.#encoder = pair.encode.writable.getWriter();
     // One chunk is read ahead, so a transport whose handshake runs in its
     // decoder makes progress (and resolves `ready`) before the application
     // reads anything.
-    const decoder = pair.decode.readable.getReader();
-    this.#readable = new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
-        let result: ReadableStreamReadResult<Uint8Array>;
-        try {
-          result = await decoder.read();
-        } catch (error) {
-          if (this.#closedByUser) {
-            controller.close();
-            return;
-          }
-          this.#fail(error);
-          throw error;
-        }
-        const { value, done } = result;
-        if (done) {
-          controller.close();
-          return;
-        }
-        if (!(value instanceof Uint8Array)) {
-          const error = new TypeError(
-            `Transport '${name}' decoder produced a chunk that is not a Uint8Array: ${
-              describe(value)
-            }`,
-          );
-          this.#fail(error);
-          throw error;
-        }
-        this.#appBytesRead += value.byteLength;
-        controller.enqueue(value);
+    this.#decoder = pair.decode.readable.getReader();
+    this.#readAhead();
+  }
+
+  /** Start reading the next decoded chunk ahead. */
+  #readAhead(): void {
+    const ahead = this.#ahead = this.#readDecoded();
+    ahead.catch(() => {});
+  }
+
+  /** One chunk from the decoder: null at its end (or once closed by the user). */
+  async #readDecoded(): Promise<Uint8Array | null> {
+    let result: ReadableStreamReadResult<Uint8Array>;
+    try {
+      result = await this.#decoder.read();
+    } catch (error) {
+      if (this.#closedByUser) return null;
+      this.#fail(error);
+      throw error;
+    }
+    const { value, done } = result;
+    if (done) return null;
+    if (!(value instanceof Uint8Array)) {
+      const error = new TypeError(
+        `Transport '${this.#name}' decoder produced a chunk that is not a Uint8Array: ${
+          describe(value)
+        }`,
+      );
+      this.#fail(error);
+      throw error;
+    }
+    this.#appBytesRead += value.byteLength;
+    return value;
+  }
+
+  /**
+   * The next decoded chunk (null: end of stream); the one after is read
+   * ahead at once, as a stream of highWaterMark 1 pulls it. Called one at
+   * a time (by the readable's pull, or the relay's pump).
+   */
+  async #nextChunk(): Promise<Uint8Array | null> {
+    const end = this.#readEnd;
+    if (end !== undefined) {
+      if (end === null) return null;
+      throw end.error;
+    }
+    const ahead = this.#ahead ?? this.#readDecoded();
+    this.#ahead = undefined;
+    let value: Uint8Array | null;
+    try {
+      value = await ahead;
+    } catch (error) {
+      this.#readEnd ??= { error };
+      throw error;
+    }
+    if (value === null) this.#readEnd ??= null;
+    else if (this.#readEnd === undefined) this.#readAhead();
+    return value;
+  }
+
+  /**
+   * Cancelling stops reading, nothing more: the write side goes on (a
+   * relay cancels one direction and lets the other finish), and the
+   * peer's later bytes, which the cancelled decoder refuses, no longer
+   * fail the whole connection. `close()` ends both.
+   */
+  #cancelRead(reason: unknown): void {
+    if (this.#readEnd !== undefined) return;
+    this.#readEnd = null;
+    this.#ahead = undefined;
+    this.#readCancelled = true;
+    this.#decoder.cancel(reason).catch(() => {});
+  }
+
+  /** A write through `writable` (or the relay's direct sink), tracked for #shutWrite. */
+  #trackedWrite(chunk: Uint8Array): Promise<void> {
+    const writing = this.#write(this.#encoder, chunk);
+    this.#writing = writing;
+    writing.then(() => {
+      if (this.#writing === writing) this.#writing = undefined;
+    }, () => {
+      if (this.#writing === writing) this.#writing = undefined;
+    });
+    return writing;
+  }
+
+  #directAvailable(): boolean {
+    return !this.#direct && this.#readable === undefined && this.#writable === undefined;
+  }
+
+  /**
+   * The relay's ends, reading and writing as `readable` and `writable`
+   * would (one chunk read ahead, one write in flight whose failure the
+   * next write or the end reports) without making them; the streams, if
+   * asked for later, are locked, as a relay's would be.
+   */
+  #takeDirect(): { source: ChunkSource; sink: ChunkSink } {
+    this.#direct = true;
+    const settled = async () => {
+      const writing = this.#directWrite;
+      if (writing !== undefined) await writing;
+    };
+    return {
+      source: {
+        read: () => this.#nextChunk(),
+        cancel: (reason) => this.#cancelRead(reason),
       },
-      // Cancelling stops reading, nothing more: the write side goes on (a
-      // relay cancels one direction and lets the other finish), and the
-      // peer's later bytes, which the cancelled decoder refuses, no longer
-      // fail the whole connection. `close()` ends both.
-      cancel: (reason) => {
-        this.#readCancelled = true;
-        decoder.cancel(reason).catch(() => {});
+      sink: {
+        write: async (chunk) => {
+          await settled();
+          const writing = this.#directWrite = this.#trackedWrite(chunk);
+          writing.catch(() => {});
+        },
+        end: async () => {
+          await settled();
+          await this.#shutWrite(this.#encoder);
+        },
+        abort: (reason) => {
+          this.#encoder.abort(reason).catch(() => {});
+        },
       },
-    }, { highWaterMark: 1 });
+    };
   }
 
   async #write(encoder: WritableStreamDefaultWriter<Uint8Array>, chunk: Uint8Array): Promise<void> {
@@ -320,11 +409,33 @@ export class TransportConn implements Disposable, AsyncDisposable {
    * {@linkcode TransportConn.closeWrite} or {@linkcode TransportConn.close}.
    */
   get readable(): ReadableStream<Uint8Array> {
+    if (this.#readable === undefined) {
+      this.#readable = new ReadableStream<Uint8Array>({
+        // The chunk read ahead is this stream's one queued chunk.
+        pull: async (controller) => {
+          const value = await this.#nextChunk();
+          if (value === null) controller.close();
+          else controller.enqueue(value);
+        },
+        cancel: (reason) => this.#cancelRead(reason),
+      }, { highWaterMark: 0 });
+      if (this.#direct) this.#readable.getReader();
+    }
     return this.#readable;
   }
 
   /** Bytes to encode and send to the peer. Closing it half-closes the connection. */
   get writable(): WritableStream<Uint8Array> {
+    if (this.#writable === undefined) {
+      this.#writable = new WritableStream<Uint8Array>({
+        write: (chunk) => this.#trackedWrite(chunk),
+        close: () => this.#shutWrite(this.#encoder),
+        abort: (reason) => {
+          this.#encoder.abort(reason).catch(() => {});
+        },
+      });
+      if (this.#direct) this.#writable.getWriter();
+    }
     return this.#writable;
   }
 
@@ -409,8 +520,8 @@ export class TransportConn implements Disposable, AsyncDisposable {
   }
 
   async #closeWriteOnce(): Promise<void> {
-    if (this.#writable.locked) return await this.#shutWrite(this.#encoder);
-    const writer = this.#writable.getWriter();
+    if (this.#direct || this.writable.locked) return await this.#shutWrite(this.#encoder);
+    const writer = this.writable.getWriter();
     try {
       await writer.close();
     } finally {

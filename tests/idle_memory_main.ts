@@ -6,11 +6,14 @@
 // each relayed after one byte of data to an end that never answers (its
 // pending socket read holds a buffer: one per connection is expected).
 // `dist`: 1000 obfs4 weighted distributions (a client's connection has two),
-// each sampled once.
+// each sampled once. `relay`: the JS heap that 200 idle transport
+// connections (a pass-through transport) relayed to a TCP connection hold.
 
 import { SocksServer } from "../ipc/socks/_socks_server.ts";
 import { socks5Connect } from "./obfs4_socks5.ts";
 import { WeightedDist } from "../transports/obfs4/_weighted_dist.ts";
+import { TransportConn } from "../net/transport_conn.ts";
+import { relay } from "../net/relay.ts";
 
 const gc = (globalThis as unknown as { gc: () => void }).gc;
 const collect = async () => {
@@ -72,6 +75,38 @@ if (Deno.args[0] === "socks") {
   await collect();
   console.log(Math.round((external() - before) / N));
   if (dists.length !== N) throw new Error("unreachable");
+} else if (Deno.args[0] === "relay") {
+  const N = 200;
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const socketPair = async () => {
+    const near = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    return [near, await listener.accept()];
+  };
+  const open: Deno.Conn[] = [];
+  const relayed: Promise<unknown>[] = [];
+  const one = async () => {
+    const [peer, wire] = await socketPair();
+    const [target, targetPeer] = await socketPair();
+    const conn = new TransportConn(wire!, {
+      encode: new TransformStream(),
+      decode: new TransformStream(),
+    });
+    relayed.push(relay(conn, target!).catch(() => {}));
+    // One byte each way, then silence.
+    await peer!.write(new Uint8Array([1]));
+    await targetPeer!.read(new Uint8Array(16));
+    await targetPeer!.write(new Uint8Array([2]));
+    await peer!.read(new Uint8Array(16));
+    open.push(peer!, targetPeer!);
+  };
+  await one();
+  await collect();
+  const before = Deno.memoryUsage().heapUsed;
+  for (let i = 1; i < N; i++) await one();
+  await collect();
+  console.log(Math.round((Deno.memoryUsage().heapUsed - before) / (N - 1)));
+  for (const conn of open) conn.close();
+  await Promise.all(relayed);
 } else {
   throw new TypeError(`Unknown case ${Deno.args[0]}`);
 }
