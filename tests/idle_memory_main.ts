@@ -8,12 +8,16 @@
 // `dist`: 1000 obfs4 weighted distributions (a client's connection has two),
 // each sampled once. `relay`: the JS heap that 200 idle transport
 // connections (a pass-through transport) relayed to a TCP connection hold.
+// `session`: 500 obfs4 sessions (one per established connection, on each
+// side), each having sent and received a packet.
 
 import { SocksServer } from "../ipc/socks/_socks_server.ts";
 import { socks5Connect } from "./obfs4_socks5.ts";
 import { WeightedDist } from "../transports/obfs4/_weighted_dist.ts";
 import { TransportConn } from "../net/transport_conn.ts";
 import { relay } from "../net/relay.ts";
+import { Session } from "../transports/obfs4/_session.ts";
+import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 
 const gc = (globalThis as unknown as { gc: () => void }).gc;
 const collect = async () => {
@@ -107,6 +111,28 @@ if (Deno.args[0] === "socks") {
   console.log(Math.round((Deno.memoryUsage().heapUsed - before) / (N - 1)));
   for (const conn of open) conn.close();
   await Promise.all(relayed);
+} else if (Deno.args[0] === "session") {
+  const N = 500;
+  const crypto = await loadWasmCrypto();
+  const dist = new WeightedDist(new Uint8Array(24), 0, 1448);
+  const common = { crypto, iatMode: 0 as const, lengthDist: dist, iatDist: dist };
+  const a = new Uint8Array(72).fill(1);
+  const b = new Uint8Array(72).fill(2);
+  const pair = () => {
+    const client = new Session({ ...common, sendKeys: a, receiveKeys: b, acceptSeed: true });
+    const server = new Session({ ...common, sendKeys: b, receiveKeys: a, acceptSeed: false });
+    const writes = client.encode(new Uint8Array([1, 2, 3]));
+    if (server.decode(writes[0]!).length !== 3) throw new Error("Not decoded");
+    return [client, server];
+  };
+  const warm = pair();
+  await collect();
+  const before = external();
+  const sessions: Session[] = [];
+  for (let i = 0; i < N / 2; i++) sessions.push(...pair());
+  await collect();
+  console.log(Math.round((external() - before) / N));
+  if (sessions.length !== N || warm.length !== 2) throw new Error("unreachable");
 } else {
   throw new TypeError(`Unknown case ${Deno.args[0]}`);
 }
