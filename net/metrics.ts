@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import denoJson from "../deno.json" with { type: "json" };
+import { cores } from "./_metrics_cores.ts";
 import { encodeSnapshot, MetricsCore } from "./_metrics.ts";
 import type { MetricsMode } from "./_connection_metrics.ts";
 import { processFds } from "./_process_fds.ts";
@@ -13,7 +14,6 @@ import {
   checkSignalOption,
 } from "../transports/_factory_options.ts";
 
-const cores = new WeakMap<MetricsRegistry, MetricsCore>();
 const modes = new WeakMap<MetricsRegistry, MetricsMode>();
 
 /** The text exposition format's media type, as `GET /metrics` answers. */

@@ -2,7 +2,7 @@
 // Internal: error text for LOG lines, with anything like an address removed
 // (logs must not hold client IP addresses).
 
-import { acceptErrorKind, ErrorDigest } from "../../net/_accept_loop.ts";
+import { acceptErrorKind, ErrorDigest } from "../../net/_accept_error.ts";
 import { LISTEN_ADDRESS } from "../../net/_listen.ts";
 import { redactAddresses } from "../../net/_redact_addresses.ts";
 

@@ -9,7 +9,6 @@ import type { HostPort } from "../../net/address.ts";
 import type { PtLine } from "../lines/pt_line.ts";
 import type { ClientConfig, ServerConfig } from "./config.ts";
 import type { RunningProxy } from "./runner.ts";
-import { chooseRuntimeCrypto } from "../../net/native_crypto.ts";
 import { formatHostPort } from "../../net/address.ts";
 import type { MetricsRegistry } from "../../net/metrics.ts";
 import type { MetricsSnapshot } from "../../net/_metrics.ts";
@@ -21,7 +20,7 @@ import { fileErrorReason, FileStore } from "./_file_store.ts";
 import type { WorkerPool } from "./_workers.ts";
 import { ReplayHub } from "./_replay_hub.ts";
 import { lockStateDir } from "./_state_lock.ts";
-import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "../../net/source_limits.ts";
+import type { ConnectionLimits } from "../../net/source_limits.ts";
 
 /** How a side runs beside its configuration. */
 export interface RunHooks {
@@ -215,6 +214,13 @@ export async function runManaged(
     )
     : undefined;
   const local = recording ?? hooks.local;
+  // The limits' module loads here only for workers (the side loads it anyway).
+  const limits = sharedBy > 1
+    ? perWorkerLimits(
+      sharedBy,
+      (await import("../../net/source_limits.ts")).DEFAULT_CONNECTION_LIMITS,
+    )
+    : undefined;
   // Notices the parent gave (an ignored option, say) and the warnings it
   // gave while it started (an auth cookie it cannot read) are said once,
   // not again by each worker. A warning said later is each process's own.
@@ -248,7 +254,7 @@ export async function runManaged(
     ...(hooks.listenAt === undefined ? {} : { listenAt: hooks.listenAt }),
     ...(hooks.reusePort || (workers > 1 && !shareLater) ? { reusePort: true } : {}),
     ...(local === undefined ? {} : { local }),
-    ...(sharedBy > 1 ? { limits: perWorkerLimits(sharedBy) } : {}),
+    ...(limits === undefined ? {} : { limits }),
     ...(metrics === undefined ? {} : { metrics: metrics.registry }),
   };
   try {
@@ -455,10 +461,12 @@ function chooseCryptoAfterStart(
   log: (severity: "info" | "warning", message: string) => void,
 ): void {
   setTimeout(() => {
-    chooseRuntimeCrypto().then(
-      ({ backend, reason }) => log("info", `Crypto: ${backend.name}, as ${reason}`),
-      (error) => log("warning", `Crypto: cannot load a backend: ${describe(error)}`),
-    );
+    // Its modules load here too, not before the side starts.
+    import("../../net/native_crypto.ts").then(({ chooseRuntimeCrypto }) => chooseRuntimeCrypto())
+      .then(
+        ({ backend, reason }) => log("info", `Crypto: ${backend.name}, as ${reason}`),
+        (error) => log("warning", `Crypto: cannot load a backend: ${describe(error)}`),
+      );
   }, 0);
 }
 
@@ -469,9 +477,12 @@ function chooseCryptoAfterStart(
  * source still holds no more than one process would let it. The
  * per-listener limit stays per process (descriptors are per process).
  */
-function perWorkerLimits(count: number): ConnectionLimits {
+function perWorkerLimits(
+  count: number,
+  defaults: Readonly<Required<ConnectionLimits>>,
+): ConnectionLimits {
   return {
-    maxHandshakesPerSource: Math.ceil(DEFAULT_CONNECTION_LIMITS.maxHandshakesPerSource / count),
-    maxConnectionsPerSource: Math.ceil(DEFAULT_CONNECTION_LIMITS.maxConnectionsPerSource / count),
+    maxHandshakesPerSource: Math.ceil(defaults.maxHandshakesPerSource / count),
+    maxConnectionsPerSource: Math.ceil(defaults.maxConnectionsPerSource / count),
   };
 }

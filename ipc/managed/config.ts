@@ -16,7 +16,7 @@ import { parseLogSeverity } from "../lines/_output.ts";
 import { RepeatedKeyLog } from "../lines/_first_value.ts";
 import { ENV_VARS, FLAGS, isHelpFlag, parseFlags } from "./_flags.ts";
 import { parseBindAddr } from "./_bind_addr.ts";
-import { parseOutboundBind } from "./_outbound_dialer.ts";
+import { parseOutboundBind } from "./_outbound_bind.ts";
 import { parseUpstreamProxy, type UpstreamProxy } from "./_proxy_uri.ts";
 import { realmProblem, usernameProblem } from "../../udp/turn/_credential_limits.ts";
 

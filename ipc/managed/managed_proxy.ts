@@ -7,7 +7,7 @@ import { builtinTransports as defaultRegistry } from "./_registry.ts";
 import { ENV_VARS, usage, WORKER_ARG } from "./_flags.ts";
 import { PTKIT_VERSION } from "./_version.ts";
 import { runManaged } from "./_run.ts";
-import { checkRegistry } from "./runner.ts";
+import { checkRegistry } from "./_check_registry.ts";
 import { assertTransport } from "../../transports/_transport_name.ts";
 import { readValueFile } from "../cli/_value_file.ts";
 import {

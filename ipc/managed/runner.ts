@@ -10,8 +10,10 @@ import type { HostPort } from "../../net/address.ts";
 import type { Dialer } from "../../net/net_conn.ts";
 import type { ConnectionLimits } from "../../net/source_limits.ts";
 import type { PtLine } from "../lines/pt_line.ts";
-import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
+import type { MetricsRegistry } from "../../net/metrics.ts";
+import { isMetricsRegistry } from "../../net/_metrics_cores.ts";
 import { checkFactoryOptions, checkOptionType } from "../../transports/_factory_options.ts";
+import { checkRegistry } from "./_check_registry.ts";
 
 /**
  * What {@linkcode runClient} and {@linkcode runServer} are given beside the
@@ -110,30 +112,6 @@ export function runningSide(
 }
 
 /**
- * Check a registry of transports by name: `undefined` or a `Map`-like
- * object (`get`, `keys`, `values`). Internal: `runManagedProxy`,
- * `runClient` and `runServer`.
- *
- * @param registry What the caller passed.
- * @param what The call, for the message (`run the managed proxy`).
- * @throws {TypeError} When it is neither.
- */
-export function checkRegistry(registry: unknown, what: string): void {
-  if (registry === undefined) return;
-  const map = registry as Partial<Record<"get" | "keys" | "values", unknown>> | null;
-  if (
-    typeof registry !== "object" || map === null || typeof map.get !== "function" ||
-    typeof map.keys !== "function" || typeof map.values !== "function"
-  ) {
-    throw new TypeError(
-      `Cannot ${what}: registry must be a Map of transports, got ${
-        registry === null ? "null" : typeof registry
-      }`,
-    );
-  }
-}
-
-/**
  * Check what `runClient` or `runServer` was given before anything starts:
  * a configuration of that side (as `parseManagedConfig` makes it) and
  * options of the documented types. Before, a server configuration given to
@@ -173,11 +151,7 @@ export function checkRunArguments(
   checkOptionType(given.reusePort, "boolean", "reusePort", what);
   checkRegistry(given.registry, what);
   checkFactoryOptions(given.local, what, ["get", "set"], "local");
-  if (given.metrics !== undefined) {
-    try {
-      metricsCore(given.metrics as MetricsRegistry);
-    } catch {
-      throw new TypeError(`Cannot ${what}: metrics must be made by new MetricsRegistry()`);
-    }
+  if (given.metrics !== undefined && !isMetricsRegistry(given.metrics)) {
+    throw new TypeError(`Cannot ${what}: metrics must be made by new MetricsRegistry()`);
   }
 }
