@@ -3,16 +3,9 @@
 import { listenOn } from "../../net/_listen.ts";
 import type { TransportOptions } from "../../transports/transport.ts";
 import { type Dialer, tcpDialer } from "../../net/net_conn.ts";
-import { outboundDialer } from "./_outbound_dialer.ts";
-import { relay } from "../../net/relay.ts";
-import { ConnectionLoop, retryWhileExhausted } from "../../net/_accept_loop.ts";
-import { type Connector, createConnector, HelperLimit } from "../../client.ts";
+import type { Connector } from "../../client.ts";
 import type { PtLine } from "../lines/pt_line.ts";
 import { RepeatedKeyLog } from "../lines/_first_value.ts";
-import { SocksServer } from "../socks/_socks_server.ts";
-import { HTTP_REQUEST_MESSAGE } from "../socks/_server_handshake.ts";
-import { SocksReply, SocksReplyError } from "../socks/_reply.ts";
-import { socks5Connect } from "../socks/_client.ts";
 import type { ClientConfig } from "./config.ts";
 import { checkRunArguments, type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
 import { sideTransports } from "./_requested_transports.ts";
@@ -21,12 +14,8 @@ import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
 import { checkComplete } from "./_check_options.ts";
 import { BOUND_DESTINATION, formatHostPort, type HostPort } from "../../net/address.ts";
 import type { TransportConn } from "../../net/transport_conn.ts";
-import { metricsCore } from "../../net/metrics.ts";
-import {
-  ConnectionMetrics,
-  type ConnectionRecord,
-  markOutcome,
-} from "../../net/_connection_metrics.ts";
+import type * as Serving from "./_client_serving.ts";
+import { DeferredFront } from "./_deferred_front.ts";
 
 /** Connectors kept per transport, one per distinct configuration. */
 const MAX_CONNECTORS = 64;
@@ -35,8 +24,18 @@ const MAX_CONNECTORS = 64;
  * greeting, in ms (it answers before dialing anything).
  */
 const FREE_GREETING_TIMEOUT_MS = 20_000;
-/** Time a transparent-TCP connection's transport connection has to come up, in ms (as the SOCKS front end's `connectTimeout`). */
-const CONNECT_TIMEOUT_MS = 60_000;
+
+/**
+ * The modules that serve connections (SOCKS front end, connectors, relay,
+ * accept loop, metrics), loaded once. A SOCKS front end without start-up
+ * arguments (tor's case) binds its port, says CMETHOD and CMETHODS DONE
+ * first and loads them after: the kernel's backlog holds connections until
+ * it accepts.
+ */
+let servingModule: Promise<typeof Serving> | undefined;
+function loadServing(): Promise<typeof Serving> {
+  return servingModule ??= import("./_client_serving.ts");
+}
 
 /**
  * Run the client side of the managed proxy: for each known requested
@@ -81,11 +80,16 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
     emit({ type: "LOG", severity, message });
   if (config.proxy !== undefined) emit({ type: "PROXY-DONE" });
   const running: RunningProxy[] = [];
+  // Set once the serving modules have loaded: every use below runs after.
+  let serving: typeof Serving;
+  // SOCKS front ends bound before they load, started once they have.
+  const deferred: DeferredFront[] = [];
   const repeated = new RepeatedKeyLog((message) => log("warning", message));
   let direct = options.dialer ?? tcpDialer;
   if (options.dialer === undefined && config.outboundBind !== undefined) {
     // TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6: bridges and the upstream proxy
     // are dialed from the given source addresses (loopback ones are not).
+    const { outboundDialer } = await import("./_outbound_dialer.ts");
     direct = outboundDialer(config.outboundBind);
   }
   if (options.dialer === undefined && config.proxy !== undefined) {
@@ -96,7 +100,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
   // Right after a flood the process may be out of descriptors for a moment:
   // dials wait for them rather than failing the connection.
   const dialer: Dialer = (target, _settings, dialerOptions = {}) =>
-    retryWhileExhausted(
+    serving.retryWhileExhausted(
       () => direct(target, undefined, dialerOptions),
       dialerOptions.signal,
     );
@@ -124,7 +128,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
         destination === undefined ? { ...server, signal } : { ...server, destination, signal },
       );
     } catch (error) {
-      if (config.proxy !== undefined) markOutcome(error, "upstream_proxy_failed");
+      if (config.proxy !== undefined) serving.markOutcome(error, "upstream_proxy_failed");
       status(name, server, { CONNECT: "Failed", ERRSTR: describe(error) });
       throw error;
     }
@@ -162,12 +166,14 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
     // their files in the state directory and log through LOG lines; one
     // limit on them (8) holds across all the transport's connectors (one
     // per set of SOCKS arguments).
-    const helperOptions = {
-      helperDirectory: `${config.stateDir ?? Deno.cwd()}/${name}-helper`,
-      helperLimit: new HelperLimit(),
-      onHelperLog: (severity: Parameters<typeof log>[0], message: string) =>
-        log(severity, `${name}: ${message}`),
-    };
+    let helpers: Parameters<typeof serving.createConnector>[2] | undefined;
+    const helperOptions = () =>
+      helpers ??= {
+        helperDirectory: `${config.stateDir ?? Deno.cwd()}/${name}-helper`,
+        helperLimit: new serving.HelperLimit(),
+        onHelperLog: (severity: Parameters<typeof log>[0], message: string) =>
+          log(severity, `${name}: ${message}`),
+      };
     try {
       if (config.proxy !== undefined && HELPER_TRANSPORTS.has(name)) {
         // Its helper (ssh) would connect directly, past the proxy.
@@ -190,11 +196,15 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
           const key = keyOf(settings);
           let connector = connectors.get(key);
           if (connector === undefined) {
-            connector = createConnector(transport, settings, { env, dialer, ...helperOptions })
+            connector = serving.createConnector(transport, settings, {
+              env,
+              dialer,
+              ...helperOptions(),
+            })
               .catch((error) => {
                 connectors.delete(key);
-                throw new SocksReplyError(
-                  SocksReply.settingsInvalid,
+                throw new serving.SocksReplyError(
+                  serving.SocksReply.settingsInvalid,
                   `Transport '${name}' rejected its arguments: ${(error as Error).message}`,
                   { cause: error },
                 );
@@ -210,16 +220,17 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
           connectors.set(key, connector);
           return connector;
         };
-        if (Object.keys(base).length > 0) {
+        const given = Object.keys(base).length > 0;
+        if (given) {
           // The configuration given at start (-options, a bridge line) is
           // checked now: a missing key fails here, not on every connection.
-          const first = await createConnector(transport, base, { env, dialer, ...helperOptions });
+          serving = await loadServing();
+          const first = await serving.createConnector(transport, base, {
+            env,
+            dialer,
+            ...helperOptions(),
+          });
           connectors.set(keyOf(base), Promise.resolve(first));
-        } else {
-          // None (tor gives each connection's in its SOCKS request): the
-          // transport's module loads while CMETHODS DONE goes out, and a
-          // failure is each connection's SOCKS reply.
-          connectorFor(base).catch(() => {});
         }
         // The PT server a connection to `destination` goes to: the one the
         // SOCKS request names (the bridge, under tor), or the -target.
@@ -229,145 +240,158 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
             : config.free
             ? config.target!
             : destination;
-        const server = new SocksServer(
-          tcpListen(),
-          {
-            connect: async (request, follow, signal) => {
-              for (const key of request.repeatedKeys) {
-                repeated.report(`${name}: SOCKS arguments`, key);
-              }
-              const destination = { hostname: request.hostname, port: request.port };
-              // Arguments the transport refuses (iat-mode=5, a short cert)
-              // fail the connection before it dials: told in the same
-              // STATUS line as a failed dial (it was a LOG line only).
-              const server = serverFor(destination);
-              let connector: Connector;
-              try {
-                connector = await connectorFor({ ...base, ...request.settings });
-              } catch (error) {
-                status(name, server, { CONNECT: "Failed", ERRSTR: describe(error) });
-                throw error;
-              }
-              if (transport.free) {
-                // A free transport carries the destination itself (names
-                // unresolved): to the -free server, or under tor to the
-                // bridge the SOCKS request names (which relays to its ORPort).
+        const listener = tcpListen();
+        const front = new DeferredFront(listener, () => {
+          if (!given) {
+            // None (tor gives each connection's in its SOCKS request): the
+            // transport's module loads as the front end starts, and a
+            // failure is each connection's SOCKS reply.
+            connectorFor(base).catch(() => {});
+          }
+          const server = new serving.SocksServer(
+            listener,
+            {
+              connect: async (request, follow, signal) => {
+                for (const key of request.repeatedKeys) {
+                  repeated.report(`${name}: SOCKS arguments`, key);
+                }
+                const destination = { hostname: request.hostname, port: request.port };
+                // Arguments the transport refuses (iat-mode=5, a short cert)
+                // fail the connection before it dials: told in the same
+                // STATUS line as a failed dial (it was a LOG line only).
+                const server = serverFor(destination);
+                let connector: Connector;
+                try {
+                  connector = await connectorFor({ ...base, ...request.settings });
+                } catch (error) {
+                  status(name, server, { CONNECT: "Failed", ERRSTR: describe(error) });
+                  throw error;
+                }
+                if (transport.free) {
+                  // A free transport carries the destination itself (names
+                  // unresolved): to the -free server, or under tor to the
+                  // bridge the SOCKS request names (which relays to its ORPort).
+                  const conn = await dialReported(
+                    name,
+                    connector,
+                    config.target ?? destination,
+                    destination,
+                    signal,
+                  );
+                  follow(conn);
+                  return conn;
+                }
                 const conn = await dialReported(
                   name,
                   connector,
-                  config.target ?? destination,
-                  destination,
+                  config.free ? config.target! : destination,
+                  undefined,
                   signal,
                 );
                 follow(conn);
-                return conn;
-              }
-              const conn = await dialReported(
-                name,
-                connector,
-                config.free ? config.target! : destination,
-                undefined,
-                signal,
-              );
-              follow(conn);
-              // Given up (timed out, the client left, shutting down) while
-              // the handshake or the free-mode greeting runs: closing the
-              // connection fails whatever waits on it.
-              const onAbort = () => conn.close();
-              signal.addEventListener("abort", onAbort, { once: true });
-              if (signal.aborted) onAbort();
-              try {
-                if (!config.free) {
-                  // The SOCKS reply waits for the transport's handshake (as
-                  // lyrebird's does): a refused one (WebTunnel's non-101
-                  // answer) is a SOCKS error, not a granted connection that dies.
+                // Given up (timed out, the client left, shutting down) while
+                // the handshake or the free-mode greeting runs: closing the
+                // connection fails whatever waits on it.
+                const onAbort = () => conn.close();
+                signal.addEventListener("abort", onAbort, { once: true });
+                if (signal.aborted) onAbort();
+                try {
+                  if (!config.free) {
+                    // The SOCKS reply waits for the transport's handshake (as
+                    // lyrebird's does): a refused one (WebTunnel's non-101
+                    // answer) is a SOCKS error, not a granted connection that dies.
+                    try {
+                      await conn.ready;
+                    } catch (error) {
+                      conn.close();
+                      throw error;
+                    }
+                    return conn;
+                  }
+                  // Free mode: the destination travels to the server's SOCKS5
+                  // target, then the transport connection itself is relayed.
                   try {
-                    await conn.ready;
+                    // Its greeting's answer comes before it dials anything: a
+                    // server without a SOCKS5 target (one relaying to a fixed
+                    // service) never sends one, which must not hang the client.
+                    return await serving.socks5Connect(conn, destination, {
+                      peer: "server's SOCKS5 target",
+                      greetingTimeout: FREE_GREETING_TIMEOUT_MS,
+                    });
                   } catch (error) {
                     conn.close();
+                    // No answer to the greeting, or one that is not SOCKS5
+                    // (the bound server's own service spoke): free mode is off.
+                    if (
+                      error instanceof serving.SocksReplyError &&
+                      (error.code === serving.SocksReply.ttlExpired ||
+                        error.message.endsWith("sent a bad method reply"))
+                    ) {
+                      throw new serving.SocksReplyError(
+                        error.code,
+                        `${error.message}: is the server in free mode (-target socks)?`,
+                      );
+                    }
                     throw error;
                   }
-                  return conn;
+                } finally {
+                  signal.removeEventListener("abort", onAbort);
                 }
-                // Free mode: the destination travels to the server's SOCKS5
-                // target, then the transport connection itself is relayed.
-                try {
-                  // Its greeting's answer comes before it dials anything: a
-                  // server without a SOCKS5 target (one relaying to a fixed
-                  // service) never sends one, which must not hang the client.
-                  return await socks5Connect(conn, destination, {
-                    peer: "server's SOCKS5 target",
-                    greetingTimeout: FREE_GREETING_TIMEOUT_MS,
+              },
+              onAcceptError,
+              // Options complete at start (a bridge line, an ss:// link) are
+              // all the transport gets: an application's SOCKS user name and
+              // password are its own business, not transport arguments.
+              ...(config.optionsComplete ? { settings: false } : {}),
+              ...(metrics === undefined ? {} : { metrics: { registry: metrics, transport: name } }),
+              onError: (error, stage) => {
+                // A failed SOCKS handshake is info (a port scan, say), but
+                // arguments that do not parse are the application's
+                // configuration (a bridge line): the operator must see them.
+                // So is an HTTP request (an application set up for an HTTP proxy).
+                const argumentsError = error instanceof serving.SocksReplyError &&
+                  (error.code === serving.SocksReply.settingsParseError ||
+                    error.message === serving.HTTP_REQUEST_MESSAGE);
+                digested(
+                  stage === "handshake" && !argumentsError ? "info" : "warning",
+                  `${name}: SOCKS ${stage} failed: ${describe(error)}`,
+                );
+                // Arguments that do not parse fail the connection as those
+                // the transport refuses do: the same STATUS line, naming the
+                // bridge the request named.
+                if (
+                  stage === "handshake" && error instanceof serving.SocksReplyError &&
+                  error.code === serving.SocksReply.settingsParseError &&
+                  error.destination !== undefined
+                ) {
+                  status(name, serverFor(error.destination), {
+                    CONNECT: "Failed",
+                    ERRSTR: describe(error),
                   });
-                } catch (error) {
-                  conn.close();
-                  // No answer to the greeting, or one that is not SOCKS5
-                  // (the bound server's own service spoke): free mode is off.
-                  if (
-                    error instanceof SocksReplyError &&
-                    (error.code === SocksReply.ttlExpired ||
-                      error.message.endsWith("sent a bad method reply"))
-                  ) {
-                    throw new SocksReplyError(
-                      error.code,
-                      `${error.message}: is the server in free mode (-target socks)?`,
-                    );
-                  }
-                  throw error;
                 }
-              } finally {
-                signal.removeEventListener("abort", onAbort);
-              }
+              },
             },
-            onAcceptError,
-            // Options complete at start (a bridge line, an ss:// link) are
-            // all the transport gets: an application's SOCKS user name and
-            // password are its own business, not transport arguments.
-            ...(config.optionsComplete ? { settings: false } : {}),
-            ...(metrics === undefined ? {} : { metrics: { registry: metrics, transport: name } }),
-            onError: (error, stage) => {
-              // A failed SOCKS handshake is info (a port scan, say), but
-              // arguments that do not parse are the application's
-              // configuration (a bridge line): the operator must see them.
-              // So is an HTTP request (an application set up for an HTTP proxy).
-              const argumentsError = error instanceof SocksReplyError &&
-                (error.code === SocksReply.settingsParseError ||
-                  error.message === HTTP_REQUEST_MESSAGE);
-              digested(
-                stage === "handshake" && !argumentsError ? "info" : "warning",
-                `${name}: SOCKS ${stage} failed: ${describe(error)}`,
-              );
-              // Arguments that do not parse fail the connection as those
-              // the transport refuses do: the same STATUS line, naming the
-              // bridge the request named.
-              if (
-                stage === "handshake" && error instanceof SocksReplyError &&
-                error.code === SocksReply.settingsParseError && error.destination !== undefined
-              ) {
-                status(name, serverFor(error.destination), {
-                  CONNECT: "Failed",
-                  ERRSTR: describe(error),
-                });
-              }
-            },
-          },
-        );
-        // Closing the front end stops the connectors' helpers too.
+          );
+          return server;
+        });
+        // Closing the front end stops the connectors' helpers too (a
+        // connector made at start, before the front end was served, as well).
         const stopHelpers = async () => {
           await Promise.allSettled([...connectors.values()].map(closeConnector));
           connectors.clear();
         };
         running.push({
           drain: async () => {
-            await server.drain();
+            await front.drain();
             await stopHelpers();
           },
           close: async () => {
-            await server.close();
+            await front.close();
             await stopHelpers();
           },
         });
-        emit(cmethod("socks5", server.addr));
+        deferred.push(front);
+        emit(cmethod("socks5", listener.addr));
       } else if (config.mode === "transparent-UDP" || config.mode === "STUN") {
         // TURN credentials in a bridge line are for the application, not the transport.
         const settings = Object.fromEntries(
@@ -375,6 +399,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
         );
         // UDP modes evaluate their modules (node:dgram is slow to load) only when asked for.
         const { serveUdpClient } = await import("../../udp/client_pool.ts");
+        serving = await loadServing();
         const pool = await serveUdpClient({
           transport,
           config: settings,
@@ -392,8 +417,13 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
         running.push({ drain: () => pool.close(), close: () => pool.close() });
         emit(cmethod(config.mode, pool.addr));
       } else {
-        const connector = await createConnector(transport, base, { env, dialer, ...helperOptions });
-        const forwarder = new Forwarder(
+        serving = await loadServing();
+        const connector = await serving.createConnector(transport, base, {
+          env,
+          dialer,
+          ...helperOptions(),
+        });
+        const forwarder = new serving.Forwarder(
           tcpListen(),
           async (record, signal) => {
             // A free transport carries a destination: a bound server
@@ -411,8 +441,8 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
           },
           (error) => digested("warning", `${name}: connection failed: ${describe(error)}`),
           onAcceptError,
-          metrics === undefined ? undefined : new ConnectionMetrics(
-            metricsCore(metrics),
+          metrics === undefined ? undefined : new serving.ConnectionMetrics(
+            serving.metricsCore(metrics),
             { transport: name, side: "client", mode: "transparent-TCP" },
           ),
         );
@@ -424,66 +454,22 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
     }
   }
   emit({ type: "CMETHODS-DONE" });
-  return runningSide(running, () => digested.stop());
-}
-
-/** Accepts TCP connections and relays each to whatever `dial` returns. */
-class Forwarder implements RunningProxy {
-  #addr: Deno.NetAddr;
-  #loop: ConnectionLoop<Deno.TcpConn>;
-
-  constructor(
-    listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>,
-    dial: (
-      record: ConnectionRecord,
-      signal: AbortSignal,
-    ) => Promise<{ close(): void } & Parameters<typeof relay>[1]>,
-    onError: (error: unknown) => void,
-    onAcceptError: (error: Error, count: number) => void,
-    metrics?: ConnectionMetrics,
-  ) {
-    this.#addr = listener.addr;
-    this.#loop = new ConnectionLoop(listener, {
-      // No handshake on this side: only the total is limited.
-      limits: { maxConnectionsPerSource: Infinity },
-      onAcceptError,
-      ...(metrics === undefined ? {} : { metrics }),
-      serve: async (conn, { signal, handshaken, record }) => {
-        handshaken();
-        // The transport connection has CONNECT_TIMEOUT_MS to come up (a
-        // bridge that never answers must not hold the slot for good).
-        const giveUp = new AbortController();
-        const timer = setTimeout(
-          () => giveUp.abort(new Error("Cannot connect: timed out")),
-          CONNECT_TIMEOUT_MS,
-        );
+  if (deferred.length > 0) {
+    // Started at once: the first connection waits only for the load.
+    const failed = (error: unknown) => log("error", `Cannot serve: ${describe(error)}`);
+    loadServing().then((loaded) => {
+      serving = loaded;
+      for (const front of deferred) {
         try {
-          const end = await dial(record, AbortSignal.any([signal, giveUp.signal]));
-          clearTimeout(timer);
-          if (signal.aborted) {
-            end.close();
-            return;
-          }
-          await relay(conn, end, { signal });
+          front.start();
         } catch (error) {
-          record.fail(error);
-          if (!signal.aborted) onError(error);
-        } finally {
-          clearTimeout(timer);
+          failed(error);
         }
-      },
+      }
+    }, (error) => {
+      for (const front of deferred) front.fail();
+      failed(error);
     });
   }
-
-  get addr(): Deno.NetAddr {
-    return this.#addr;
-  }
-
-  drain(): Promise<void> {
-    return this.#loop.drain();
-  }
-
-  close(): Promise<void> {
-    return this.#loop.close(new Error("Closed"));
-  }
+  return runningSide(running, () => digested.stop());
 }
