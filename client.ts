@@ -52,7 +52,7 @@ import {
   checkTransportName,
   checkTransportSide,
 } from "./transports/_transport_name.ts";
-import { withRuntimeCrypto } from "./net/native_crypto.ts";
+import { withRuntimeCrypto } from "./net/_runtime_crypto.ts";
 import { type Dialer, type NetConn, tcpDialer } from "./net/net_conn.ts";
 import { dialPlanned } from "./net/_planned_dial.ts";
 import { abortable } from "./net/_abortable.ts";

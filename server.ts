@@ -31,20 +31,13 @@
  * @module
  */
 
-import type {
-  ServerTransport,
-  Transport,
-  TransportEnvironment,
-  TransportOptions,
-} from "./transports/transport.ts";
-import { HelperSupervisor } from "./net/_helper_process.ts";
-import { HelperFront } from "./net/_helper_front.ts";
+import type { Transport, TransportEnvironment, TransportOptions } from "./transports/transport.ts";
 import { assertTransport } from "./transports/_transport_name.ts";
 import { checkEnvironment, checkOptionType } from "./transports/_factory_options.ts";
 import { checkFunctionOption, checkPort, checkTimeout, isHostName } from "./net/address.ts";
 import { isIpLiteral } from "./net/_ip_address.ts";
 import { raiseListenBacklog, setListenKeepAlive } from "./net/_libc.ts";
-import { withRuntimeCrypto } from "./net/native_crypto.ts";
+import { withRuntimeCrypto } from "./net/_runtime_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
 import type { HostPort } from "./net/address.ts";
 import { abortable } from "./net/_abortable.ts";
@@ -52,21 +45,15 @@ import { isRelayEnd, relay, type RelayEnd } from "./net/relay.ts";
 import { ServerManager } from "./net/server_manager.ts";
 import type { TransportConn } from "./net/transport_conn.ts";
 import { TransportListener } from "./net/transport_listener.ts";
-import {
-  callbackThrew,
-  closeQuietly,
-  ConnectionLoop,
-  retryWhileExhausted,
-} from "./net/_accept_loop.ts";
+import { callbackThrew, ConnectionLoop, retryWhileExhausted } from "./net/_accept_loop.ts";
 import {
   type ConnectionLimits,
   HANDSHAKE_GRACE,
   resolveConnectionLimits,
 } from "./net/source_limits.ts";
-import { metricsCore, metricsMode, type MetricsRegistry } from "./net/metrics.ts";
+import type { MetricsRegistry } from "./net/metrics.ts";
 import { ConnectionMetrics, LISTENER_METRICS } from "./net/_connection_metrics.ts";
 import { checkListenHostname, listenOn } from "./net/_listen.ts";
-import { RelayListener } from "./net/_relay_listener.ts";
 
 export { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./net/source_limits.ts";
 
@@ -241,6 +228,8 @@ export async function listen(
     } else {
       // The helper listens on the bind address; the runtime on a loopback
       // relay it forwards to (the port of an earlier run when it is free).
+      // Its modules load only for a transport with a helper (ssh).
+      const { RelayListener, startServerHelper } = await import("./net/_server_helper.ts");
       const relay = new RelayListener(side.helper.relayPort);
       tcp = relay;
       try {
@@ -270,72 +259,6 @@ export async function listen(
     tcp.close();
     await helper?.close();
     side.close?.();
-    throw error;
-  }
-}
-
-async function startServerHelper(
-  serverHelper: NonNullable<ServerTransport["helper"]>,
-  relay: RelayListener,
-  hostname: string,
-  port: number,
-  options: ListenOptions,
-): Promise<{ addr: Deno.NetAddr; close(): Promise<void> }> {
-  // The runtime listens on the bind address and counts each source's
-  // unauthenticated connections; the helper listens on loopback.
-  const listener = listenOn(
-    { hostname, port },
-    () => Deno.listen({ hostname, port, transport: "tcp" }),
-  );
-  raiseListenBacklog(listener.addr);
-  let front: HelperFront | undefined;
-  let supervisor: HelperSupervisor | undefined;
-  // A directory made here, for this listener only: its files (the host
-  // key, the helper's configuration) go with it.
-  let made: string | undefined;
-  const removeMade = async () => {
-    if (made !== undefined) await Deno.remove(made, { recursive: true }).catch(() => {});
-  };
-  try {
-    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0, transport: "tcp" });
-    const helperAt = { hostname: "127.0.0.1", port: probe.addr.port };
-    probe.close();
-    const directory = options.helperDirectory ??
-      (made = await Deno.makeTempDir({ prefix: "ptkit-helper-" }));
-    supervisor = await HelperSupervisor.start((context) => serverHelper.process(context), {
-      directory,
-      listen: helperAt,
-      relay: { hostname: relay.addr.hostname, port: relay.addr.port },
-      relayHosts: (hostnames) => {
-        for (const error of relay.listenOn(hostnames)) {
-          options.onHelperLog?.(
-            "warning",
-            `Cannot accept a client key's tunnels at its own relay address: ${error.message}`,
-          );
-        }
-      },
-      onHandshaken: (helperPort) => front?.handshaken(helperPort),
-      ...(options.onHelperLog === undefined ? {} : { onLog: options.onHelperLog }),
-    });
-    front = new HelperFront(listener, helperAt, {
-      ...(options.limits === undefined ? {} : { limits: options.limits }),
-      ...(options.onAcceptError === undefined ? {} : { onAcceptError: options.onAcceptError }),
-    });
-    const started = { front, supervisor };
-    return {
-      addr: started.front.addr,
-      close: async () => {
-        await started.front.close();
-        await started.supervisor.close();
-        await removeMade();
-      },
-    };
-  } catch (error) {
-    // The front refusing its limits has closed the listener already; the
-    // helper started for it is stopped, not left running.
-    closeQuietly(listener);
-    await supervisor?.close();
-    await removeMade();
     throw error;
   }
 }
@@ -411,14 +334,16 @@ export async function proxy(
       }`,
     );
   }
-  const metrics = options.metrics === undefined ? undefined : new ConnectionMetrics(
-    metricsCore(options.metrics),
-    {
+  let metrics: ConnectionMetrics | undefined;
+  if (options.metrics !== undefined) {
+    // The metrics modules load only when a registry is given.
+    const { metricsCore, metricsMode } = await import("./net/metrics.ts");
+    metrics = new ConnectionMetrics(metricsCore(options.metrics), {
       transport: transport.name,
       side: "server",
       mode: metricsMode(options.metrics) ?? "transparent-TCP",
-    },
-  );
+    });
+  }
   const listener = await listen(transport, config, options);
   if (metrics !== undefined) LISTENER_METRICS.set(listener, metrics);
   let failures = 0;

@@ -5,10 +5,10 @@ import {
   type CryptoBackend,
   loadWasmCrypto,
 } from "../transports/crypto_backend.ts";
-import type { TransportEnvironment } from "../transports/transport.ts";
 import { libcryptoAead, type NodeCryptoAead, nodeCryptoAead } from "./_aead.ts";
 import { libcryptoHmac } from "./_hmac.ts";
 import { restateMissingPackage } from "../transports/_npm_package.ts";
+export { runtimeCrypto, withRuntimeCrypto } from "./_runtime_crypto.ts";
 
 // sodium-native's Node-API binding, called directly: its index.js checks
 // every argument in JavaScript (about half the throughput on 1430-byte
@@ -192,47 +192,4 @@ export function chooseRuntimeCrypto(): Promise<CryptoChoice> {
   // A failed load (no descriptor to open a module, say) is tried again.
   choice.catch(() => choice = undefined);
   return choice;
-}
-
-/**
- * The runtime's crypto loader, for `TransportEnvironment.crypto`: native
- * libsodium (`sodium-native`, with `node:crypto` for HMAC and HKDF) when FFI
- * is granted (`--allow-ffi`) and the addon loads, else libsodium in
- * WebAssembly (`loadWasmCrypto`). FFI permission is only queried, never
- * requested (no prompt); the choice is made once per process, at the first
- * call, and every call returns the same backend.
- *
- * @example Giving a transport the runtime's crypto
- * ```ts
- * import { runtimeCrypto } from "@ptkit/ptkit/net";
- * import { obfs4 } from "@ptkit/ptkit/transports/obfs4";
- * import { MemoryStore } from "@ptkit/ptkit/transports";
- * import { ok } from "node:assert";
- *
- * const server = await obfs4.server({}, { local: new MemoryStore(), crypto: runtimeCrypto });
- * ok(server.clientOptions.cert);
- * ```
- *
- * @returns The backend.
- */
-export function runtimeCrypto(): Promise<CryptoBackend> {
-  return chooseRuntimeCrypto().then((c) => c.backend);
-}
-
-/**
- * `env` with the runtime's crypto loader unless it names one.
- *
- * @example Filling in the loader
- * ```ts
- * import { runtimeCrypto, withRuntimeCrypto } from "./native_crypto.ts";
- * import { strictEqual } from "node:assert";
- *
- * strictEqual(withRuntimeCrypto(undefined).crypto, runtimeCrypto);
- * ```
- *
- * @param env The environment a caller gave, if any.
- * @returns The environment to give the transport.
- */
-export function withRuntimeCrypto(env: TransportEnvironment | undefined): TransportEnvironment {
-  return env?.crypto !== undefined ? env : { ...env, crypto: runtimeCrypto };
 }

@@ -191,12 +191,15 @@ export async function runManaged(
   const metrics = hooks.reportMetrics === undefined
     ? await startMetrics(config, log)
     : await workerMetrics(hooks.reportMetrics);
-  // The workers' module loads only when they may serve: a start with one
-  // process (a client, by default) reaches *METHODS DONE without it.
-  const workerModule = (config.workers ?? 1) > 1 ? await import("./_workers.ts") : undefined;
-  const workers = workerModule === undefined
+  // The workers' modules load only when they may serve: a start with one
+  // process (a client, by default) reaches *METHODS DONE without them, and
+  // the pool itself loads after it.
+  const workerCommand = (config.workers ?? 1) > 1
+    ? await import("./_worker_command.ts")
+    : undefined;
+  const workers = workerCommand === undefined
     ? 1
-    : workerCount(config, hooks, log, workerModule.workersUnavailable);
+    : workerCount(config, hooks, log, workerCommand.workersUnavailable);
   const sharedBy = hooks.sharedBy ?? workers;
   // With workers, the parent notes where each transport listens and what
   // state it read, for its children. Where it can (FFI), it listens alone
@@ -209,7 +212,7 @@ export async function runManaged(
   const shareLater = libc?.openLibc() != null;
   const bound = new Map<string, HostPort>();
   const recording = workers > 1
-    ? new workerModule!.RecordingStore(
+    ? new (await import("./_recording_store.ts")).RecordingStore(
       hooks.local ?? new FileStore(stateDir, { onNotice: (message) => log("notice", message) }),
     )
     : undefined;
@@ -300,7 +303,8 @@ export async function runManaged(
         }'s listener at ${formatHostPort(closed[1])}`,
       );
     } else if (workers > 1 && bound.size > 0) {
-      const children = new workerModule!.WorkerPool({
+      const { WorkerPool } = await import("./_workers.ts");
+      const children = new WorkerPool({
         count: workers,
         config: { ...config, stateDir },
         listenAt: bound,

@@ -15,7 +15,7 @@ import { checkRunArguments, type RunningProxy, runningSide, type RunOptions } fr
 import { sideTransports } from "./_requested_transports.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
 import { outboundDialer, outboundSource } from "./_outbound_dialer.ts";
-import { type MetricsRegistry, withMode } from "../../net/metrics.ts";
+import type { MetricsRegistry } from "../../net/metrics.ts";
 import { classifyIp } from "../../net/_ip_address.ts";
 import { acceptedSource, reportedSource } from "../../net/_client_source.ts";
 import { restateMissingPackage } from "../../transports/_npm_package.ts";
@@ -63,6 +63,10 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
   const target = config.target;
   const base = options.dialer ?? outboundDialer(config.outboundBind);
   const { metrics } = options;
+  // The metrics modules load only when a registry is given.
+  const withMode = metrics === undefined
+    ? undefined
+    : (await import("../../net/metrics.ts")).withMode;
   // Per-connection lines, digested: a flood of probes must not flood the parent.
   const digested = digestLog(log);
   const running: RunningProxy[] = [];
@@ -163,7 +167,7 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
             ...(metrics === undefined ? {} : { metrics }),
           }),
           ...(metrics === undefined ? {} : {
-            metrics: withMode(
+            metrics: withMode!(
               metrics,
               target.kind === "socks" || target.kind === "free"
                 ? "socks5"
