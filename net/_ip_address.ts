@@ -256,7 +256,7 @@ export function classifyIp(address: string | Uint8Array): IpAddressClass {
   if (embedded !== undefined) return classify4(embedded);
   // 6to4: the IPv4 address of the site's relay router follows 2002::/16.
   if (bytes[0] === 0x20 && bytes[1] === 0x02) return classify4(bytes.subarray(2, 6));
-  return lookup(V6_TABLE, bytes) ?? ((bytes[0]! & 0xe0) === 0x20 ? "public" : "reserved");
+  return lookup(v6Table(), bytes) ?? ((bytes[0]! & 0xe0) === 0x20 ? "public" : "reserved");
 }
 
 /**
@@ -306,7 +306,7 @@ function zeros(bytes: Uint8Array, from: number, to: number): boolean {
 }
 
 function classify4(bytes: Uint8Array): IpAddressClass {
-  return lookup(V4_TABLE, bytes) ?? "public";
+  return lookup(v4Table(), bytes) ?? "public";
 }
 
 /** A prefix and its class; the longest matching prefix wins. */
@@ -338,7 +338,7 @@ function matches(prefix: Uint8Array, length: number, bytes: Uint8Array): boolean
 }
 
 // IANA IPv4 Special-Purpose Address Registry, and multicast.
-const V4_TABLE: readonly Entry[] = entries([
+const V4_LIST: readonly [string, IpAddressClass][] = [
   ["0.0.0.0/8", "unspecified"],
   ["10.0.0.0/8", "private"],
   ["100.64.0.0/10", "shared"],
@@ -357,11 +357,11 @@ const V4_TABLE: readonly Entry[] = entries([
   ["224.0.0.0/4", "multicast"],
   ["240.0.0.0/4", "reserved"],
   ["255.255.255.255/32", "broadcast"],
-]);
+];
 
 // IANA IPv6 Special-Purpose Address Registry, the address architecture and
 // multicast. IPv4-embedding prefixes are handled before the table.
-const V6_TABLE: readonly Entry[] = entries([
+const V6_LIST: readonly [string, IpAddressClass][] = [
   ["::/128", "unspecified"],
   ["::1/128", "loopback"],
   ["64:ff9b:1::/48", "reserved"], // NAT64 local use.
@@ -383,4 +383,15 @@ const V6_TABLE: readonly Entry[] = entries([
   ["fe80::/10", "link-local"],
   ["fec0::/10", "site-local"],
   ["ff00::/8", "multicast"],
-]);
+];
+
+// The tables are made at their first use: a start that classifies no address
+// (the managed proxy before *METHODS DONE) does not parse them.
+let v4: readonly Entry[] | undefined;
+let v6: readonly Entry[] | undefined;
+function v4Table(): readonly Entry[] {
+  return v4 ??= entries(V4_LIST);
+}
+function v6Table(): readonly Entry[] {
+  return v6 ??= entries(V6_LIST);
+}
