@@ -283,7 +283,11 @@ async function startTime(
     text += value;
   }
   const ms = performance.now() - t;
-  child.kill("SIGKILL");
+  try {
+    child.kill("SIGKILL");
+  } catch {
+    // Exited already (the empty program ends right after its line).
+  }
   await child.status;
   await reader.cancel().catch(() => {});
   await child.stdin.close().catch(() => {});
