@@ -5,7 +5,6 @@
 // -workers child; never the standalone commands, which run on like any
 // daemon under nohup), an abort; and the parent's input lines.
 
-import { LineStream } from "../lines/_line_stream.ts";
 import { MAX_MESSAGE_LINE_LENGTH } from "../lines/_message_line.ts";
 import type { RunningProxy } from "./runner.ts";
 import { releaseEarlySignals } from "./_early_signals.ts";
@@ -97,16 +96,16 @@ export class ShutdownWatch {
     const watchParent = options.process && options.watchParent;
     const parent = Deno.ppid;
     const orphanedAtStart = watchParent && parent === 1;
-    let input: ReadableStream<Uint8Array> | undefined = options.stdin;
+    const given = options.stdin;
     if (
-      input === undefined && options.process &&
-      (options.exitOnStdinClose || !Deno.stdin.isTerminal())
+      given !== undefined ||
+      (options.process && (options.exitOnStdinClose || !Deno.stdin.isTerminal()))
     ) {
-      input = stdinStream();
-    }
-    if (input !== undefined) {
-      const lines = input;
-      this.#starts.push(() => this.#readLines(lines, options, fire, orphanedAtStart));
+      // The input's stream is made when the watch starts (Deno loads its
+      // streams at their first use: after *METHODS DONE).
+      this.#starts.push(() =>
+        this.#readLines(given ?? stdinStream(), options, fire, orphanedAtStart)
+      );
     }
     if (options.signal) {
       const signal = options.signal;
@@ -153,6 +152,24 @@ export class ShutdownWatch {
   /** Deliver the parent's input lines; its end stops the proxy (see the options). */
   #readLines(
     lines: ReadableStream<Uint8Array>,
+    options: ShutdownOptions,
+    fire: (kind: "now" | "drain", why: string) => void,
+    orphanedAtStart: boolean,
+  ): void {
+    // The splitter's module loads here: defining its class loads Deno's
+    // streams, which a start need not wait for.
+    void import("../lines/_line_stream.ts").then(({ LineStream }) => {
+      if (this.#disposed) {
+        lines.cancel().catch(() => {});
+        return;
+      }
+      this.#pipeLines(lines, LineStream, options, fire, orphanedAtStart);
+    });
+  }
+
+  #pipeLines(
+    lines: ReadableStream<Uint8Array>,
+    LineStream: typeof import("../lines/_line_stream.ts").LineStream,
     options: ShutdownOptions,
     fire: (kind: "now" | "drain", why: string) => void,
     orphanedAtStart: boolean,

@@ -50,26 +50,39 @@ export class SignalHub {
     let pipe = this.#pipes.get(transport);
     if (pipe !== undefined) return pipe;
     const outgoing = this.#side === "client" ? "CMESSAGE" : "SMESSAGE";
-    const readable = new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        if (this.#closed) controller.close();
-        else this.#inputs.set(transport, controller);
+    const makeReadable = () =>
+      new ReadableStream<Uint8Array>({
+        start: (controller) => {
+          if (this.#closed) controller.close();
+          else this.#inputs.set(transport, controller);
+        },
+      }, { highWaterMark: QUEUE });
+    const makeWritable = () =>
+      new WritableStream<Uint8Array>({
+        write: (chunk) => {
+          if (!(chunk instanceof Uint8Array)) {
+            throw new TypeError(`Cannot send a message of ${transport}: expected a Uint8Array`);
+          }
+          if (chunk.length > MAX_MESSAGE_BYTES) {
+            throw new RangeError(
+              `Cannot send a message of ${transport}: ${chunk.length} bytes exceed ${MAX_MESSAGE_BYTES}`,
+            );
+          }
+          if (chunk.length > 0) this.#emit({ type: outgoing, transport, payload: chunk.slice() });
+        },
+      });
+    // Made at first use: Deno loads its streams then (a transport that never
+    // signals, obfs4's, loads none before *METHODS DONE).
+    let readable: ReadableStream<Uint8Array> | undefined;
+    let writable: WritableStream<Uint8Array> | undefined;
+    pipe = {
+      get readable() {
+        return readable ??= makeReadable();
       },
-    }, { highWaterMark: QUEUE });
-    const writable = new WritableStream<Uint8Array>({
-      write: (chunk) => {
-        if (!(chunk instanceof Uint8Array)) {
-          throw new TypeError(`Cannot send a message of ${transport}: expected a Uint8Array`);
-        }
-        if (chunk.length > MAX_MESSAGE_BYTES) {
-          throw new RangeError(
-            `Cannot send a message of ${transport}: ${chunk.length} bytes exceed ${MAX_MESSAGE_BYTES}`,
-          );
-        }
-        if (chunk.length > 0) this.#emit({ type: outgoing, transport, payload: chunk.slice() });
+      get writable() {
+        return writable ??= makeWritable();
       },
-    });
-    pipe = { readable, writable };
+    };
     this.#pipes.set(transport, pipe);
     return pipe;
   }
@@ -94,6 +107,9 @@ export class SignalHub {
       this.#warn(`Ignored ${message.kind} on the ${this.#side} side: expected ${incoming}`);
       return;
     }
+    // A pipe whose readable was not asked for yet gets it now (its start
+    // registers the controller), so the message waits there as before.
+    if (!this.#inputs.has(message.transport)) void this.#pipes.get(message.transport)?.readable;
     const controller = this.#inputs.get(message.transport);
     if (controller === undefined) {
       this.#warn(`Ignored ${message.kind} for unknown transport ${message.transport}`);
