@@ -154,3 +154,24 @@ Deno.test("formatServerTransportOptions escapes so that tor-style parsers read i
   deepStrictEqual(parsed.get("other"), options.other);
   deepStrictEqual(formatServerTransportOptions({}), "");
 });
+
+Deno.test("parsePtLine reads goptlib's octal escapes as the bytes of UTF-8 text, not one character each", () => {
+  // goptlib (obfs4proxy, lyrebird, snowflake) escapes every byte outside
+  // printable ASCII as \ooo: "café" is written caf\303\251.
+  deepStrictEqual(parsePtLine('LOG SEVERITY=warning MESSAGE="caf\\303\\251 \\342\\200\\224 ok"'), {
+    type: "LOG",
+    severity: "warning",
+    message: "café — ok",
+  });
+  deepStrictEqual(parsePtLine('STATUS TRANSPORT=t ERRSTR="\\346\\227\\245\\n"'), {
+    type: "STATUS",
+    transport: "t",
+    fields: { ERRSTR: "日\n" },
+  });
+  // A byte sequence that is not UTF-8 is not dropped: U+FFFD in its place.
+  deepStrictEqual(parsePtLine('LOG SEVERITY=info MESSAGE="a\\377b"'), {
+    type: "LOG",
+    severity: "info",
+    message: "a\ufffdb",
+  });
+});

@@ -69,6 +69,7 @@ export type PtLine =
 export const MAX_PT_LINE_LENGTH: number = Math.max(16384, MAX_MESSAGE_LINE_LENGTH);
 
 const KEYWORD = /^[A-Za-z0-9_-]+$/;
+const UTF8 = new TextDecoder();
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** One word: printable ASCII without space. */
 const WORD = /^[\x21-\x7e]+$/;
@@ -295,7 +296,8 @@ function quote(text: string): string {
  * `SMETHOD` `ARGS:` values are unescaped (`\,` `\=` `\\`); `LOG` and
  * `STATUS` values may be quoted C strings (`\n \r \t \" \\` and octal
  * `\ooo`, as goptlib writes them; arti refuses octal, ptkit reads what the
- * PTs it drives write). A key that `ARGS:` or the fields of `LOG` /
+ * PTs it drives write). Octal escapes are bytes: a run of them is read as
+ * UTF-8 (`caf\303\251` is `café`; a byte that is not UTF-8 becomes U+FFFD). A key that `ARGS:` or the fields of `LOG` /
  * `STATUS` repeat keeps its first value and is listed in `repeatedKeys`
  * (goptlib prints a key once per value when a transport gives several).
  * `CMESSAGE` / `SMESSAGE` payloads are decoded from base64 (see
@@ -456,8 +458,22 @@ function parseFields(
     if (text[i] === '"') {
       i++;
       let closed = false;
+      // Octal escapes are bytes (goptlib writes each byte of UTF-8 text
+      // outside printable ASCII as \ooo): a run of them is decoded as UTF-8.
+      let bytes: number[] = [];
+      const flush = () => {
+        if (bytes.length > 0) value += UTF8.decode(new Uint8Array(bytes));
+        bytes = [];
+      };
       while (i < text.length) {
         const c = text[i]!;
+        if (c === "\\" && /[0-7]/.test(text[i + 1] ?? "")) {
+          const digits = /^[0-7]{1,3}/.exec(text.slice(i + 1))![0];
+          bytes.push(parseInt(digits, 8) & 0xff);
+          i += 1 + digits.length;
+          continue;
+        }
+        flush();
         if (c === '"') {
           closed = true;
           i++;
@@ -466,12 +482,6 @@ function parseFields(
         if (c === "\\") {
           const n = text[i + 1];
           if (n === undefined) break;
-          if (/[0-7]/.test(n)) {
-            const digits = /^[0-7]{1,3}/.exec(text.slice(i + 1))![0];
-            value += String.fromCharCode(parseInt(digits, 8) & 0xff);
-            i += 1 + digits.length;
-            continue;
-          }
           value += n === "n" ? "\n" : n === "r" ? "\r" : n === "t" ? "\t" : n;
           i += 2;
           continue;
