@@ -69,6 +69,13 @@ case "$1" in
     echo "fake PT: panic: the frobnicator broke" >&2
     exit 1
     ;;
+  malformed-method)
+    # Its only CMETHOD line has no port: nothing usable, and the line says why.
+    echo "VERSION 1"
+    echo "CMETHOD fake socks5 127.0.0.1"
+    echo "CMETHODS DONE"
+    exec cat > /dev/null
+    ;;
   deaf)
     # Starts, then never reads stdin (nor sees it close): its pipe fills up.
     echo "VERSION 1"

@@ -103,6 +103,25 @@ Deno.test("launchServer refuses a PT that answers with client lines", async () =
   deepStrictEqual(await fakePids(), []);
 });
 
+Deno.test("a start-up failure names the lines it ignored: a malformed CMETHOD, or a server PT's answer with client lines", async () => {
+  // The adapter's warnings while a PT starts go to "log" listeners, and
+  // launchClient's caller can attach none before it settles: the error is
+  // all they see.
+  const error = await launchClient(fake("malformed-method")).then(
+    () => new Error("launched"),
+    (e: Error) => e,
+  );
+  match(error.message, /failed to start: it started none of fake/);
+  match(
+    error.message,
+    /started none of fake \(ignored a malformed line from the PT: Cannot parse CMETHOD line: .*expected host:port/,
+  );
+  const server = await launchServer({ ...fake("ok", { startTimeout: 500 }), orport: "127.0.0.1:9" })
+    .then(() => new Error("launched"), (e: Error) => e);
+  match(server.message, /no SMETHODS DONE within 500 ms \(ignored CMETHOD/);
+  deepStrictEqual(await fakePids(), []);
+});
+
 Deno.test("launchClient parses lines, ignores noise and unknown keywords, and reports LOG and STATUS", async () => {
   const logs: PtLogEvent[] = [];
   const statuses: PtStatusEvent[] = [];

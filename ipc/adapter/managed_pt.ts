@@ -113,6 +113,8 @@ export interface PtRole {
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const VERSION = /^[\x21-\x2b\x2d-\x7e]+$/;
 const TAIL = 2048;
+/** Ignored start-up lines a failure's message names, at most. */
+const MAX_IGNORED_SHOWN = 3;
 const DRAIN_GRACE = 500;
 
 interface Run {
@@ -476,14 +478,22 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     }
     const kind = this.#role.kind;
     const doneText = kind === "client" ? "CMETHODS DONE" : "SMETHODS DONE";
+    let settled = false;
+    // What was ignored while starting, for the failure's message: the
+    // caller of launchClient / launchServer has no listener for the
+    // warnings yet, and a malformed CMETHOD is otherwise only "started none".
+    const ignored: string[] = [];
+    const warn = (message: string) => {
+      if (!settled && ignored.length < MAX_IGNORED_SHOWN) ignored.push(message);
+      this.#warn(message);
+    };
     const startup = new PtStartup({
       kind,
       versions: this.#versions,
       requested: new Set(this.#options.transports),
       proxy: this.#role.proxy,
-      warn: (message) => this.#warn(message),
+      warn,
     });
-    let settled = false;
     let resolveStart!: (result: PtLaunchResult) => void;
     let rejectStart!: (error: Error) => void;
     const started = new Promise<PtLaunchResult>((resolve, reject) => {
@@ -514,7 +524,11 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     const fail = (message: string) => {
       if (settled) return;
       settled = true;
-      rejectStart(new Error(withTail(`PT ${path} failed to start: ${message}`)));
+      // "Ignored a malformed line ...": lowercased after the message.
+      const why = ignored.length === 0
+        ? ""
+        : ` (${ignored.map((text) => text[0]!.toLowerCase() + text.slice(1)).join("; ")})`;
+      rejectStart(new Error(withTail(`PT ${path} failed to start: ${message}${why}`)));
     };
     this.#abortLaunch = (error) => {
       if (!settled) {
@@ -529,7 +543,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
         parsed = parsePtLine(line);
       } catch (error) {
         if (!fromStderr) {
-          this.#warn(`Ignored a malformed line from the PT: ${(error as Error).message}`);
+          warn(`Ignored a malformed line from the PT: ${(error as Error).message}`);
         }
         return;
       }
@@ -551,7 +565,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
       if (parsed.type === "CMESSAGE" || parsed.type === "SMESSAGE") {
         const expected = kind === "client" ? "CMESSAGE" : "SMESSAGE";
         if (parsed.type !== expected) {
-          this.#warn(`Ignored ${parsed.type} from a ${kind} PT: expected ${expected}`);
+          warn(`Ignored ${parsed.type} from a ${kind} PT: expected ${expected}`);
         } else {
           this.dispatchEvent(new PtMessageEvent(parsed.type, parsed.transport, parsed.payload));
         }
@@ -587,7 +601,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
             maxLength: MAX_PT_LINE_LENGTH,
             onTooLong: () => {
               if (!fromStderr) {
-                this.#warn(`Ignored a line of over ${MAX_PT_LINE_LENGTH} characters from the PT`);
+                warn(`Ignored a line of over ${MAX_PT_LINE_LENGTH} characters from the PT`);
               }
             },
           }),
