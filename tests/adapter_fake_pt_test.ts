@@ -119,6 +119,11 @@ Deno.test("a start-up failure names the lines it ignored: a malformed CMETHOD, o
   const server = await launchServer({ ...fake("ok", { startTimeout: 500 }), orport: "127.0.0.1:9" })
     .then(() => new Error("launched"), (e: Error) => e);
   match(server.message, /no SMETHODS DONE within 500 ms \(ignored CMETHOD/);
+  // It asked for "fake": the line is ignored for its kind, not as unrequested.
+  match(
+    server.message,
+    /ignored CMETHOD for fake \(a client PT's line; this PT was launched as a server\)/,
+  );
   deepStrictEqual(await fakePids(), []);
 });
 

@@ -110,7 +110,14 @@ export class PtStartup {
       case "SMETHOD-ERROR": {
         if (this.#version === undefined) throw new Error(`it sent ${line.type} before VERSION`);
         const mine = line.type.startsWith(kind === "client" ? "C" : "S");
-        if (!mine || (requested !== undefined && !requested.has(line.transport))) {
+        if (!mine) {
+          const other = kind === "client" ? "server" : "client";
+          warn(
+            `Ignored ${line.type} for ${line.transport} (a ${other} PT's line; this PT was launched as a ${kind})`,
+          );
+          return undefined;
+        }
+        if (requested !== undefined && !requested.has(line.transport)) {
           warn(`Ignored ${line.type} for ${line.transport} (not requested)`);
           return undefined;
         }
