@@ -5,7 +5,7 @@
 import { deepStrictEqual, throws } from "node:assert";
 import { formatServerTransportOptions, parseSmethodArgs } from "../ipc/lines/_args.ts";
 import { MAX_PT_LINE_LENGTH } from "../ipc/lines/pt_line.ts";
-import { parsePtLine } from "../ipc/mod.ts";
+import { formatPtLine, parsePtLine } from "../ipc/mod.ts";
 import { parseTransportOptions } from "../ipc/lines/_args.ts";
 import { IpcOutput } from "../ipc/lines/_output.ts";
 
@@ -174,4 +174,33 @@ Deno.test("parsePtLine reads goptlib's octal escapes as the bytes of UTF-8 text,
     severity: "info",
     message: "a\ufffdb",
   });
+});
+
+Deno.test("formatPtLine refuses SMETHOD ARGS it could not send intact (an empty key, a space, a control or non-ASCII character), never showing a value", () => {
+  const smethod = (args: Record<string, string>) =>
+    formatPtLine({
+      type: "SMETHOD",
+      transport: "t",
+      address: { hostname: "127.0.0.1", port: 1 },
+      args,
+    });
+  // Each of these was written as a line that parsePtLine (and tor) read
+  // differently: "ARGS:=v" is refused, "ARGS:k=my secret" cut at the space.
+  throws(
+    () => smethod({ "": "v" }),
+    /^TypeError: Cannot format SMETHOD line: invalid ARGS key ""$/,
+  );
+  throws(() => smethod({ "a b": "v" }), /invalid ARGS key "a b"/);
+  for (const value of ["my secret", "caf\u00e9", "a\nb", "tab\there"]) {
+    throws(
+      () => smethod({ password: value }),
+      (error: Error) =>
+        error instanceof TypeError &&
+        error.message ===
+          'Cannot format SMETHOD line: the value of ARGS key "password" is not printable ASCII without spaces (not shown)',
+    );
+  }
+  // What goptlib escapes still goes through and reads back.
+  const args = { cert: "a,b=c\\d", empty: "" };
+  deepStrictEqual((parsePtLine(smethod(args)) as { args: unknown }).args, args);
 });

@@ -73,6 +73,8 @@ const UTF8 = new TextDecoder();
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** One word: printable ASCII without space. */
 const WORD = /^[\x21-\x7e]+$/;
+/** An `SMETHOD` `ARGS` value: printable ASCII without space, possibly empty. */
+const ARG_VALUE = /^[\x21-\x7e]*$/;
 /** A version: printable ASCII without space or comma. */
 const VERSION = /^[\x21-\x2b\x2d-\x7e]+$/;
 
@@ -95,7 +97,9 @@ const VERSION = /^[\x21-\x2b\x2d-\x7e]+$/;
  * name the parent asked for is written as it is, `*` or `t:1` too; a
  * keyword, mode,
  * severity or `STATUS` field name outside `[A-Za-z0-9_-]`, a version with a
- * space or comma, an address without a host or with a port outside 0-65535).
+ * space or comma, an address without a host or with a port outside 0-65535,
+ * an `SMETHOD` `ARGS` key or value that is not printable ASCII without
+ * spaces, or an empty key).
  * The message names the value, never a message or argument value.
  * @throws {RangeError} On an empty or oversized `CMESSAGE`/`SMESSAGE` payload.
  *
@@ -195,8 +199,17 @@ export function formatPtLine(line: PtLine): string {
           `Cannot format SMETHOD line: the args must be an object, got ${typeName(line.args)}`,
         );
       }
+      // Each pair must reach the parent intact: the line is split at spaces
+      // and reduced to printable ASCII, which would change a value silently.
       for (const [key, value] of Object.entries(line.args)) {
-        text(value, `value of ARGS key ${shown(key)}`);
+        word(key, WORD, "ARGS key");
+        if (!ARG_VALUE.test(text(value, `value of ARGS key ${shown(key)}`))) {
+          throw new TypeError(
+            `Cannot format SMETHOD line: the value of ARGS key ${
+              shown(key)
+            } is not printable ASCII without spaces (not shown)`,
+          );
+        }
       }
       const args = formatSmethodArgs(line.args);
       return formatLine("SMETHOD", `${transport} ${address}${args === "" ? "" : ` ${args}`}`);
