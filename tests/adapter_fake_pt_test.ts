@@ -395,7 +395,12 @@ Deno.test("launchClient refuses malformed options", async () => {
   );
   await rejects(
     launchClient({ path: "/nonexistent/pt", transports: ["a"] }),
-    /Cannot launch PT \/nonexistent\/pt/,
+    /^Error: Cannot launch PT \/nonexistent\/pt: no such file$/,
+  );
+  // A bare name is looked up in PATH: the error says so, not Deno's "entity not found".
+  await rejects(
+    launchClient({ path: "no-such-pt-binary", transports: ["a"] }),
+    /^Error: Cannot launch PT no-such-pt-binary: not found in PATH \(install it, or give its full path\)$/,
   );
 });
 

@@ -474,7 +474,13 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
         ...(this.#options.cwd === undefined ? {} : { cwd: this.#options.cwd }),
       }).spawn();
     } catch (error) {
-      throw new Error(`Cannot launch PT ${path}: ${(error as Error).message}`, { cause: error });
+      // Deno says "entity not found" for a name missing from PATH.
+      const why = !(error instanceof Deno.errors.NotFound)
+        ? (error as Error).message
+        : path.includes("/")
+        ? "no such file"
+        : "not found in PATH (install it, or give its full path)";
+      throw new Error(`Cannot launch PT ${path}: ${why}`, { cause: error });
     }
     const kind = this.#role.kind;
     const doneText = kind === "client" ? "CMETHODS DONE" : "SMETHODS DONE";
