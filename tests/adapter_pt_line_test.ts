@@ -204,3 +204,13 @@ Deno.test("formatPtLine refuses SMETHOD ARGS it could not send intact (an empty 
   const args = { cert: "a,b=c\\d", empty: "" };
   deepStrictEqual((parsePtLine(smethod(args)) as { args: unknown }).args, args);
 });
+
+Deno.test("parsePtLine reads \\xHH escapes as bytes, as tor's C-string reader does", () => {
+  // tor (src/lib/encoding/cstring.c unescape_string) takes \x and two hex
+  // digits as one byte; they join octal escapes in the UTF-8 text.
+  deepStrictEqual(parsePtLine('LOG SEVERITY=notice MESSAGE="\\x41 caf\\xC3\\251 \\x7e"'), {
+    type: "LOG",
+    severity: "notice",
+    message: "A café ~",
+  });
+});

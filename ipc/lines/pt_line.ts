@@ -309,7 +309,8 @@ function quote(text: string): string {
  * `SMETHOD` `ARGS:` values are unescaped (`\,` `\=` `\\`); `LOG` and
  * `STATUS` values may be quoted C strings (`\n \r \t \" \\` and octal
  * `\ooo`, as goptlib writes them; arti refuses octal, ptkit reads what the
- * PTs it drives write). Octal escapes are bytes: a run of them is read as
+ * PTs it drives write; `\xHH` too, as tor reads it). Octal and hex escapes
+ * are bytes: a run of them is read as
  * UTF-8 (`caf\303\251` is `café`; a byte that is not UTF-8 becomes U+FFFD). A key that `ARGS:` or the fields of `LOG` /
  * `STATUS` repeat keeps its first value and is listed in `repeatedKeys`
  * (goptlib prints a key once per value when a transport gives several).
@@ -484,6 +485,13 @@ function parseFields(
           const digits = /^[0-7]{1,3}/.exec(text.slice(i + 1))![0];
           bytes.push(parseInt(digits, 8) & 0xff);
           i += 1 + digits.length;
+          continue;
+        }
+        // \xHH, one byte, as tor's C-string reader takes it.
+        const hex = c === "\\" ? /^[xX]([0-9A-Fa-f]{2})/.exec(text.slice(i + 1)) : null;
+        if (hex !== null) {
+          bytes.push(parseInt(hex[1]!, 16));
+          i += 4;
           continue;
         }
         flush();
