@@ -329,7 +329,10 @@ Deno.test("launchClient and launchServer refuse options of the wrong type with a
 Deno.test("launchClient refuses malformed options", async () => {
   await rejects(launchClient({ path: FAKE, transports: [] }), TypeError);
   await rejects(launchClient({ path: FAKE, transports: ["bad name"] }), TypeError);
-  await rejects(launchClient({ path: FAKE, transports: ["a", "a"] }), TypeError);
+  await rejects(
+    launchClient({ path: FAKE, transports: ["a", "b", "a"] }),
+    /^TypeError: Cannot launch PT: transport "a" is listed twice$/,
+  );
   await rejects(launchClient({ path: FAKE, transports: ["a"], versions: ["1,2"] }), TypeError);
   await rejects(launchClient({ path: FAKE, transports: ["a"], startTimeout: -1 }), RangeError);
   // Every dial would have timed out at once ('timed out after -1 ms').

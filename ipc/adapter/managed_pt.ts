@@ -208,8 +208,9 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
         throw new TypeError(`Cannot launch PT: invalid transport name ${JSON.stringify(name)}`);
       }
     }
-    if (new Set(options.transports).size !== options.transports.length) {
-      throw new TypeError("Cannot launch PT: a transport is listed twice");
+    const twice = options.transports.find((name, i) => options.transports.indexOf(name) !== i);
+    if (twice !== undefined) {
+      throw new TypeError(`Cannot launch PT: transport ${JSON.stringify(twice)} is listed twice`);
     }
     checkStringList(options.args, "args");
     checkStringList(options.versions, "versions");
