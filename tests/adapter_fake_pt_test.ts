@@ -72,6 +72,36 @@ Deno.test("launchClient times out a PT that never answers and kills it past SIGT
   deepStrictEqual(await fakePids(), []);
 });
 
+Deno.test("launchClient stops when its signal aborts: the start rejects with the signal's reason and the PT is gone", async () => {
+  // Found as a library user (h40adapt): { signal } was ignored without an
+  // error, and a silent PT held the caller for the whole startTimeout.
+  const controller = new AbortController();
+  const reason = new Error("the user gave up");
+  setTimeout(() => controller.abort(reason), 300);
+  const error = await launchClient(
+    fake("silent", { startTimeout: 60_000, signal: controller.signal }),
+  ).then(() => new Error("launched"), (e: unknown) => e);
+  // (A timeout would have rejected with its own error, 60 s later.)
+  strictEqual(error, reason);
+  deepStrictEqual(await fakePids(), []);
+  // Already aborted: nothing is spawned.
+  await rejects(
+    launchClient(fake("ok", { signal: AbortSignal.abort(reason) })),
+    (e: unknown) => e === reason,
+  );
+  deepStrictEqual(await fakePids(), []);
+  // Aborted after the start: the PT stops, as close() stops it.
+  const late = new AbortController();
+  const pt = await launchClient(fake("ok", { signal: late.signal }));
+  late.abort();
+  await pt.close();
+  deepStrictEqual(await fakePids(), []);
+  await rejects(
+    launchClient(fake("ok", { signal: "no" as unknown as AbortSignal })),
+    /Cannot launch PT: signal must be an AbortSignal, got string/,
+  );
+});
+
 Deno.test("launchClient reports VERSION-ERROR with the versions offered", async () => {
   await rejects(
     launchClient(fake("version-error", { versions: ["1"] })),

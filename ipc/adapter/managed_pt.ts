@@ -68,6 +68,12 @@ export interface PtLaunchOptions {
   readonly stopTimeout?: number;
   /** Relaunch a PT that dies, or `false` for never. Defaults to `{}` (the defaults). */
   readonly restart?: PtRestartPolicy | false;
+  /**
+   * Stops the PT when it aborts, as `close()` does: a start in progress
+   * (`launchClient`, `launchServer`) then rejects with the signal's reason,
+   * and an already aborted signal spawns nothing. Defaults to none.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** Environment variables a PT inherits by default: the essentials, nothing else. */
@@ -226,6 +232,13 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     for (const key of ["startTimeout", "stopTimeout"] as const) {
       checkTimeout(options[key], key, "launch PT");
     }
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+      throw new TypeError(
+        `Cannot launch PT: signal must be an AbortSignal, got ${
+          options.signal === null ? "null" : typeof options.signal
+        }`,
+      );
+    }
     if (options.restart !== undefined && options.restart !== false) {
       if (typeof options.restart !== "object" || options.restart === null) {
         throw new TypeError(
@@ -363,7 +376,10 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
   async start(): Promise<PtLaunchResult> {
     if (this.#state !== "new") throw new Error("PT adapter was already started");
     this.#state = "starting";
+    const signal = this.#options.signal;
     try {
+      signal?.throwIfAborted();
+      signal?.addEventListener("abort", this.#onAbort, { once: true });
       if (this.#options.stateDir !== undefined) {
         // Absolute: the PT may run in another working directory (`cwd`).
         this.#stateDir = absolutePath(this.#options.stateDir);
@@ -378,6 +394,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
         if (this.#ownStateDir) {
           await Deno.remove(this.#stateDir, { recursive: true }).catch(() => {});
         }
+        if (signal?.aborted) throw signal.reason;
         throw new Error("PT adapter closed while the PT was starting");
       }
       return await this.#launch();
@@ -397,6 +414,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#state = "closed";
+      this.#options.signal?.removeEventListener("abort", this.#onAbort);
       clearTimeout(this.#restartTimer);
       this.#abortLaunch?.(new Error("PT adapter closed while the PT was starting"));
       this.#readyReject?.(new Error("PT adapter is closed"));
@@ -435,6 +453,12 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     }
     await run.stdin.write(new TextEncoder().encode(line));
   }
+
+  /** The signal aborted: a start in progress fails with its reason, then the PT stops. */
+  #onAbort = (): void => {
+    this.#abortLaunch?.(this.#options.signal!.reason);
+    this.close().catch(() => {});
+  };
 
   /** Stop the PT. */
   [Symbol.asyncDispose](): Promise<void> {
