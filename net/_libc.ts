@@ -75,6 +75,7 @@ const symbols = {
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
@@ -189,6 +190,27 @@ export class Libc {
           ) === 0 && this.#int[0] === 0;
     });
     if (fd < 0) return true;
+    return this.#setKeepAlive(fd, seconds);
+  }
+
+  /**
+   * Turn TCP keepalive on for this process's connected TCP socket from
+   * `name` to `peer` (sockaddrs): probes after `seconds` idle, then every
+   * `seconds`.
+   *
+   * @returns Whether it was found and set.
+   */
+  setConnectionKeepAlive(name: Uint8Array, peer: Uint8Array, seconds: number): boolean {
+    const fd = this.#findSocket(name, SOCK_STREAM, false, (fd) => {
+      this.#addressLength[0] = this.#address.byteLength;
+      return this.#lib.symbols.getpeername(fd, this.#address, this.#addressLength) === 0 &&
+        sameName(this.#address, peer, peer.byteLength);
+    });
+    if (fd < 0) return false;
+    return this.#setKeepAlive(fd, seconds);
+  }
+
+  #setKeepAlive(fd: number, seconds: number): boolean {
     const set = (level: number, option: number, value: number) => {
       this.#int[0] = value;
       return this.#lib.symbols.setsockopt(fd, level, option, this.#int, 4) === 0;
@@ -221,7 +243,10 @@ export class Libc {
         continue;
       }
       if (this.#int[0] !== type) continue;
-      if (!listening) return fd;
+      if (!listening) {
+        if (wanted(fd)) return fd;
+        continue;
+      }
       this.#intLength[0] = 4;
       if (
         this.#lib.symbols.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, this.#int, this.#intLength) ===
@@ -440,6 +465,24 @@ export function setListenKeepAlive(addr: Deno.NetAddr, seconds: number): boolean
   const libc = openLibc();
   const name = libc === null ? undefined : nameOf(addr);
   return name !== undefined && libc!.setListenKeepAlive(name, seconds);
+}
+
+/**
+ * Turn TCP keepalive on for this process's connected TCP socket from
+ * `local` to `remote` (probes after `seconds` idle, then every `seconds`),
+ * when FFI may be used.
+ *
+ * @returns Whether it was set.
+ */
+export function setConnectionKeepAlive(
+  local: HostPort,
+  remote: HostPort,
+  seconds: number,
+): boolean {
+  const libc = openLibc();
+  const name = libc === null ? undefined : nameOf(local);
+  const peer = name === undefined ? undefined : nameOf(remote);
+  return peer !== undefined && libc!.setConnectionKeepAlive(name!, peer, seconds);
 }
 
 function nameOf(addr: HostPort): Uint8Array | undefined {

@@ -6,11 +6,14 @@ import { type Dialer, isNetConn, type NetConn } from "./net_conn.ts";
 import { describe } from "./_chunk_io.ts";
 import { closeQuietly } from "./_accept_loop.ts";
 import { reportTlsServerName } from "../transports/_tls_outcome.ts";
+import { setConnectionKeepAlive } from "./_libc.ts";
 
 /**
  * Open the network connection a transport's {@linkcode ConnectionPlan} asks
  * for: TCP through `dialer` to the plan's host and port (else the
- * destination's), then, when the plan says so, TLS with `Deno.startTls`
+ * destination's), with the plan's TCP keepalive set on a Deno TCP
+ * connection (through libc, when FFI may be used), then, when the plan says
+ * so, TLS with `Deno.startTls`
  * (SNI and certificate check against each of the plan's server names in
  * turn, dialing again after a failed TLS handshake; trusted roots are Deno's,
  * `DENO_CERT`'s and the plan's `caCerts`). Without a plan it is `dialer`
@@ -55,6 +58,7 @@ export async function dialPlanned(
   signal?: AbortSignal,
 ): Promise<NetConn> {
   const target = planTarget(destination, plan);
+  const keepAlive = planKeepAlive(plan);
   const dial = async () => {
     let conn: unknown;
     try {
@@ -84,6 +88,10 @@ export async function dialPlanned(
           describe(conn)
         }, not a connection (read, write, closeWrite, close)`,
       );
+    }
+    if (keepAlive !== undefined && isTcpConn(conn)) {
+      const { localAddr, remoteAddr } = conn as Deno.TcpConn;
+      setConnectionKeepAlive(localAddr, remoteAddr, keepAlive);
     }
     return conn;
   };
@@ -172,6 +180,23 @@ function planTarget(destination: HostPort, plan?: ConnectionPlan): HostPort {
   }
   const port = checkPort(plan.port ?? destination.port, "connection plan", 1);
   return { hostname, port };
+}
+
+/** The plan's TCP keepalive in seconds (an integer from 1 to 32767), if any. */
+function planKeepAlive(plan?: ConnectionPlan): number | undefined {
+  const keepAlive: unknown = plan?.keepAlive;
+  if (keepAlive === undefined) return undefined;
+  if (
+    typeof keepAlive !== "number" || !Number.isInteger(keepAlive) || keepAlive < 1 ||
+    keepAlive > 32767
+  ) {
+    throw new TypeError(
+      `Invalid connection plan: keepAlive must be an integer number of seconds in 1-32767, got ${
+        typeof keepAlive === "number" ? keepAlive : typeof keepAlive
+      }`,
+    );
+  }
+  return keepAlive;
 }
 
 function checkNames(names: unknown): readonly string[] {

@@ -6,6 +6,7 @@
 import { ok, strictEqual } from "node:assert";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { proxy } from "../server.ts";
+import { createConnector } from "../client.ts";
 import type { ServerManager } from "../net/mod.ts";
 import { bridgeCloseDelay, createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
@@ -357,6 +358,49 @@ Deno.test("obfs4 server over TCP arms TCP keepalive on an idle probe's connectio
     await pt.stop();
     await echo.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("obfs4 client arms TCP keepalive on its connection to the bridge (15 s), as obfs4proxy's and lyrebird's Go dialer does", async () => {
+  // Measured side by side: an obfs4proxy 0.0.14 client's socket to the
+  // bridge shows timer:(keepalive,12sec,0) 3 s after connecting (ss -to).
+  const server = await startServer(obfs4);
+  try {
+    const connector = await createConnector(obfs4, server.manager.clientOptions);
+    const port = server.manager.addr.port;
+    const conn = await connector.dial({ hostname: "127.0.0.1", port });
+    try {
+      await conn.ready;
+      const writer = conn.writable.getWriter();
+      await writer.write(new TextEncoder().encode("hello"));
+      writer.releaseLock();
+      const reader = conn.readable.getReader();
+      ok(!(await reader.read()).done, "the echo answers");
+      reader.releaseLock();
+      // Past the delayed ACK of those bytes: only a keepalive is left armed.
+      await sleep(500);
+      const hex = port.toString(16).toUpperCase().padStart(4, "0");
+      const timers = [];
+      for (const line of (await Deno.readTextFile("/proc/net/tcp")).split("\n").slice(1)) {
+        const fields = line.trim().split(/\s+/);
+        // The client's end: its peer is the bridge's port, state established.
+        if (fields[2]?.endsWith(`:${hex}`) && fields[3] === "01") {
+          const [tr, when] = fields[5]!.split(":");
+          timers.push({ timer: Number(tr), ticks: parseInt(when!, 16) });
+        }
+      }
+      strictEqual(timers.length, 1);
+      strictEqual(timers[0]!.timer, 2, "the client's socket has a keepalive armed");
+      ok(
+        timers[0]!.ticks > 0 && timers[0]!.ticks <= 1500,
+        `${timers[0]!.ticks} ticks left (15 s at most)`,
+      );
+    } finally {
+      conn.close();
+      await connector.close();
+    }
+  } finally {
+    await server.close();
   }
 });
 

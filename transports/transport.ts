@@ -215,7 +215,12 @@ export interface ClientTransport {
    *   certificate, tried in order (after a failed TLS handshake the runtime
    *   dials again with the next), `caCerts` (extra trusted CA certificates,
    *   PEM, besides the runtime's roots: Deno's, `DENO_CERT`, the
-   *   connector's `caCerts`) and `alpnProtocols` to offer.
+   *   connector's `caCerts`) and `alpnProtocols` to offer;
+   * - `keepAlive`: TCP keepalive of the connection in seconds, as the
+   *   reference client has it (obfs4proxy and lyrebird, Go clients: 15): the
+   *   idle time before the first probe and between probes, an integer from 1
+   *   to 32767. A censor watching an idle connection sees these packets. The
+   *   runtime sets it when it may use FFI on Linux; absent, none.
    *
    * @param destination Where the application asked to go (the SOCKS
    * destination: for a bridge line, its address).
@@ -225,6 +230,7 @@ export interface ClientTransport {
   connection?(destination: HostPort, settings: TransportOptions): {
     readonly hostname?: string;
     readonly port?: number;
+    readonly keepAlive?: number;
     readonly tls?: {
       readonly serverNames: readonly string[];
       readonly caCerts?: readonly string[];

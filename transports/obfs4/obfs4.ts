@@ -32,8 +32,8 @@ import { checkFactoryOptions, checkOptionType } from "../_factory_options.ts";
 
 const CLIENT_HANDSHAKE_TIMEOUT_MS = 60_000;
 const SERVER_HANDSHAKE_TIMEOUT_MS = 30_000;
-/** Go's default TCP keepalive on accepted connections (obfs4proxy, lyrebird). */
-const SERVER_KEEPALIVE_SECONDS = 15;
+/** Go's default TCP keepalive, on accepted and dialed connections (obfs4proxy, lyrebird). */
+const KEEPALIVE_SECONDS = 15;
 const MAX_CLOSE_DELAY_SECONDS = 60;
 const MAX_IAT_DELAY = 100;
 // Room for one decoded chunk, so the handshake proceeds before anyone reads.
@@ -642,7 +642,11 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
     optionKeys: { client: CLIENT_KEYS, server: SERVER_KEYS },
     // As obfs4proxy's Go listener: keepalive probes after 15 s idle, then
     // every 15 s (a prober holding an idle connection sees them).
-    serverKeepAlive: SERVER_KEEPALIVE_SECONDS,
+    serverKeepAlive: KEEPALIVE_SECONDS,
+    // Go's dialer gives obfs4proxy's and lyrebird's clients the same
+    // keepalive on their connection to the bridge (a censor watching an idle
+    // one sees its probes).
+    connection: () => ({ keepAlive: KEEPALIVE_SECONDS }),
     async parseConfig(config, role, env): Promise<Parsed> {
       // Nothing loads the crypto backend here: it loads when the first
       // connection needs it (the managed proxy starts it right after
