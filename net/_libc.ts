@@ -195,11 +195,10 @@ export class Libc {
 
   /**
    * Turn TCP keepalive on for this process's connected TCP sockets that
-   * `pending` names (keyed by {@linkcode nameKey} of their local name): one
-   * pass over the descriptors for all of them. Each found is taken out of
-   * `pending`.
+   * `pending` names (keyed by their local port): one pass over the
+   * descriptors for all of them. Each found is taken out of `pending`.
    */
-  setConnectionsKeepAlive(pending: Map<string, PendingKeepAlive>): void {
+  setConnectionsKeepAlive(pending: Map<number, PendingKeepAlive[]>): void {
     const address = this.#address;
     let unused = 0;
     for (let fd = 0; fd < MAX_FD_SCAN && unused < 256 && pending.size > 0; fd++) {
@@ -209,9 +208,12 @@ export class Libc {
         continue;
       }
       unused = 0;
-      const key = nameKey(address);
-      const wanted = pending.get(key);
-      if (wanted === undefined) continue;
+      const port = (address[2]! << 8) | address[3]!;
+      const waiting = pending.get(port);
+      if (waiting === undefined) continue;
+      const at = waiting.findIndex((w) => sameName(address, w.name, w.name.byteLength));
+      if (at < 0) continue;
+      const wanted = waiting[at]!;
       this.#intLength[0] = 4;
       if (
         this.#lib.symbols.getsockopt(fd, SOL_SOCKET, SO_TYPE, this.#int, this.#intLength) !== 0 ||
@@ -222,7 +224,8 @@ export class Libc {
         this.#lib.symbols.getpeername(fd, address, this.#addressLength) !== 0 ||
         !sameName(address, wanted.peer, wanted.peer.byteLength)
       ) continue;
-      pending.delete(key);
+      waiting.splice(at, 1);
+      if (waiting.length === 0) pending.delete(port);
       this.#setKeepAlive(fd, wanted.seconds);
     }
   }
@@ -486,24 +489,25 @@ export function setListenKeepAlive(addr: Deno.NetAddr, seconds: number): boolean
 
 /** A connection waiting for its keepalive. */
 interface PendingKeepAlive {
+  readonly name: Uint8Array;
   readonly peer: Uint8Array;
   readonly seconds: number;
 }
 
 // Finding a socket's descriptor is a scan of them all (Deno does not give
-// it): dialed connections wait up to KEEPALIVE_BATCH_MS and share one
-// scan, not one each (3.8 ms a dial with 2000 connections open). Probes
-// start only after seconds of idleness, so the wait is not seen.
-const KEEPALIVE_BATCH_MS = 1000;
-const pendingKeepAlive = new Map<string, PendingKeepAlive>();
+// it; about 1 us a descriptor): a dial's socket is looked for in the next
+// task, off the dial's path, with those of the other dials meanwhile, in
+// one pass. (A longer wait would batch more, but a timer left running
+// when a connection closes at once is a leak to Deno's test sanitizers.)
+const pendingKeepAlive = new Map<number, PendingKeepAlive[]>();
 let keepAliveTimer: ReturnType<typeof setTimeout> | undefined;
 
 /**
  * Turn TCP keepalive on for this process's connected TCP socket from
  * `local` to `remote` (probes after `seconds` idle, then every `seconds`),
- * when FFI may be used: within a second, in one pass over the descriptors
- * with the other connections dialed meanwhile. A connection closed before
- * then is skipped.
+ * when FFI may be used: in the next task, with the other connections
+ * dialed meanwhile (one pass over the descriptors for all of them). A
+ * connection closed before then is skipped.
  *
  * @returns Whether it will be set (FFI may be used, both addresses are IP).
  */
@@ -516,30 +520,17 @@ export function setConnectionKeepAlive(
   const name = libc === null ? undefined : nameOf(local);
   const peer = name === undefined ? undefined : nameOf(remote);
   if (peer === undefined) return false;
-  pendingKeepAlive.set(nameKey(name!), { peer, seconds });
-  if (keepAliveTimer === undefined) {
-    keepAliveTimer = setTimeout(() => {
-      keepAliveTimer = undefined;
-      libc!.setConnectionsKeepAlive(pendingKeepAlive);
-      // What was not found has closed meanwhile.
-      pendingKeepAlive.clear();
-    }, KEEPALIVE_BATCH_MS);
-    // Not a reason to keep the process running.
-    Deno.unrefTimer(keepAliveTimer);
-  }
+  const waiting = pendingKeepAlive.get(local.port);
+  const entry = { name: name!, peer, seconds };
+  if (waiting === undefined) pendingKeepAlive.set(local.port, [entry]);
+  else waiting.push(entry);
+  keepAliveTimer ??= setTimeout(() => {
+    keepAliveTimer = undefined;
+    libc!.setConnectionsKeepAlive(pendingKeepAlive);
+    // What was not found has closed meanwhile.
+    pendingKeepAlive.clear();
+  }, 0);
   return true;
-}
-
-/** The family, port and address of a sockaddr (what {@linkcode sameName} compares), as a map key. */
-function nameKey(name: Uint8Array): string {
-  const family = name[0]! | (name[1]! << 8);
-  const end = family === AF_INET ? 8 : 24;
-  let key = family === AF_INET ? "4" : "6";
-  for (let i = 2; i < end; i++) {
-    if (family === AF_INET6 && i >= 4 && i < 8) continue; // flowinfo
-    key += String.fromCharCode(name[i]!);
-  }
-  return key;
 }
 
 function nameOf(addr: HostPort): Uint8Array | undefined {

@@ -193,3 +193,31 @@ export async function loopbackEnds(transport: Transport, config: TransportOption
     },
   };
 }
+
+/**
+ * The TCP timer of this machine's one established IPv4 socket whose peer
+ * is loopback port `port` (/proc/net/tcp: 2 is a keepalive, `ticks` in
+ * 1/100 s), once a keepalive is armed on it, or what it has after 10 s.
+ * ptkit sets a dialed connection's keepalive in the task after the dial.
+ */
+export async function clientTimerTo(port: number): Promise<{ timer: number; ticks: number }[]> {
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  const read = async () => {
+    const found = [];
+    for (const line of (await Deno.readTextFile("/proc/net/tcp")).split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      // The client's end: its peer is `port`, state established.
+      if (fields[2]?.endsWith(`:${hex}`) && fields[3] === "01") {
+        const [tr, when] = fields[5]!.split(":");
+        found.push({ timer: Number(tr), ticks: parseInt(when!, 16) });
+      }
+    }
+    return found;
+  };
+  let timers = await read();
+  for (let i = 0; i < 50 && !(timers.length === 1 && timers[0]!.timer === 2); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    timers = await read();
+  }
+  return timers;
+}

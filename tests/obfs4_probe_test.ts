@@ -22,6 +22,7 @@ import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 const backend = await loadWasmCrypto();
 import { writeFull } from "../net/conn_io.ts";
 import { freePort, startEcho, startObfs4proxy } from "./obfs4_live_helpers.ts";
+import { clientTimerTo } from "./_util.ts";
 import { packet, rawSession, readUntilClosed } from "./obfs4_wire_helpers.ts";
 
 /** Deterministic random bytes: SHA-256 in counter mode over a fixed seed. */
@@ -377,27 +378,8 @@ Deno.test("obfs4 client arms TCP keepalive on its connection to the bridge (15 s
       const reader = conn.readable.getReader();
       ok(!(await reader.read()).done, "the echo answers");
       reader.releaseLock();
-      const hex = port.toString(16).toUpperCase().padStart(4, "0");
-      const clientTimers = async () => {
-        const found = [];
-        for (const line of (await Deno.readTextFile("/proc/net/tcp")).split("\n").slice(1)) {
-          const fields = line.trim().split(/\s+/);
-          // The client's end: its peer is the bridge's port, state established.
-          if (fields[2]?.endsWith(`:${hex}`) && fields[3] === "01") {
-            const [tr, when] = fields[5]!.split(":");
-            found.push({ timer: Number(tr), ticks: parseInt(when!, 16) });
-          }
-        }
-        return found;
-      };
-      // Past the delayed ACK of those bytes only a keepalive is left armed;
-      // it is set within a second of the dial (one scan of the descriptors
-      // for the connections dialed meanwhile). Up to 10 s on a busy machine.
-      let timers = await clientTimers();
-      for (let i = 0; i < 50 && !(timers.length === 1 && timers[0]!.timer === 2); i++) {
-        await sleep(200);
-        timers = await clientTimers();
-      }
+      // Past the delayed ACK of those bytes only a keepalive is left armed.
+      const timers = await clientTimerTo(port);
       strictEqual(timers.length, 1);
       strictEqual(timers[0]!.timer, 2, "the client's socket has a keepalive armed");
       ok(
