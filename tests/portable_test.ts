@@ -105,6 +105,7 @@ function checkReport(report: PortableReport) {
   deepStrictEqual(JSON.parse(report.webtunnelPlan), {
     hostname: "example.com",
     port: 8443,
+    keepAlive: 15,
     tls: { serverNames: ["example.com"] },
   });
   deepStrictEqual(report.ignored, ["obfs4.iatMode->obfs4.iat-mode"]);

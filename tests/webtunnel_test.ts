@@ -14,7 +14,14 @@ import { obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
 import type { TransportConn } from "../net/transport_conn.ts";
 import { tcpDialer } from "../net/net_conn.ts";
-import { echoServer, Hasher, hashOf, pseudoRandomChunks, tcpServer } from "./_util.ts";
+import {
+  clientTimerTo,
+  echoServer,
+  Hasher,
+  hashOf,
+  pseudoRandomChunks,
+  tcpServer,
+} from "./_util.ts";
 import { readAll } from "./ipc_util.ts";
 import { COVER_PAGE, makeCertificate, Nginx, type TestCertificate } from "./nginx_util.ts";
 import { curl } from "./cli_util.ts";
@@ -72,6 +79,27 @@ Deno.test("webtunnel client sends the reference request and keeps bytes after th
     await conn.ready;
     const { value } = await conn.readable.getReader().read();
     deepStrictEqual(decoder.decode(value), "first");
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("webtunnel client arms TCP keepalive on its connection (15 s), as lyrebird's Go dialer does", async () => {
+  // Found as a censor (h40censor): lyrebird's webtunnel client dials with
+  // Go's net.Dial (keepalive probes after 15 s idle); ptkit's had none.
+  const server = rawServer(
+    "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+  );
+  try {
+    const connector = await createConnector(webtunnel, {
+      url: `http://127.0.0.1:${server.port}${SECRET}`,
+    });
+    await using conn = await connector.dial({ hostname: "2001:db8::1", port: 443 });
+    await conn.ready;
+    const timers = await clientTimerTo(server.port);
+    strictEqual(timers.length, 1);
+    strictEqual(timers[0]!.timer, 2, "the client's socket has a keepalive armed");
+    ok(timers[0]!.ticks <= 1500, `${timers[0]!.ticks} ticks left (15 s at most)`);
   } finally {
     await server.close();
   }

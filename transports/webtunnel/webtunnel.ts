@@ -21,6 +21,9 @@ import { onTlsServerName } from "../_tls_outcome.ts";
 /** The `ver=` a ptkit WebTunnel server reports (its wire is webtunnel-server's). */
 export const WEBTUNNEL_VERSION = "0.0.3";
 
+/** Go's default TCP keepalive of a dialed connection, in seconds. */
+const KEEPALIVE_SECONDS = 15;
+
 /** One parsed client configuration: how to dial, what to send. */
 class ParsedClient {
   readonly request: Uint8Array;
@@ -44,7 +47,11 @@ class ParsedClient {
 
   plan(): ConnectionPlan {
     const { hostname, port } = this.#dial;
-    if (!this.#url.tls) return { hostname, port };
+    // lyrebird's webtunnel client dials with Go's net.Dial: keepalive probes
+    // after 15 s idle, then every 15 s (a censor watching an idle
+    // connection sees them).
+    const keepAlive = KEEPALIVE_SECONDS;
+    if (!this.#url.tls) return { hostname, port, keepAlive };
     const names = this.#serverNames;
     const serverNames = [...names.slice(this.#current), ...names.slice(0, this.#current)];
     const tls = { serverNames };
@@ -54,7 +61,7 @@ class ParsedClient {
       const index = names.indexOf(name);
       if (index >= 0) this.#current = index;
     });
-    return { hostname, port, tls };
+    return { hostname, port, keepAlive, tls };
   }
 
   /** The server refused the upgrade: use another server name next time, as the reference does. */
@@ -180,6 +187,7 @@ const CLIENT_KEYS = [
  * deepStrictEqual(client.connection?.({ hostname: "2001:db8::1", port: 443 }, {}), {
  *   hostname: "localhost",
  *   port: 8443,
+ *   keepAlive: 15,
  *   tls: { serverNames: ["localhost"] },
  * });
  * const server = await webtunnel.server({ url: "https://example.com/s3cret" });
