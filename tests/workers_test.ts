@@ -16,6 +16,7 @@ import { WORKER_DENO_FLAGS } from "../ipc/managed/_workers.ts";
 import { parseClientConfig } from "../transports/obfs4/_config.ts";
 import { ClientHandshake } from "../transports/obfs4/_handshake.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
+import { freePort, promtoolCheckMetrics, sample } from "./metrics_util.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -610,5 +611,69 @@ Deno.test("-workers 2: a second PT that binds the port between this one's probe 
       // Closed above.
     }
     await Deno.remove(state, { recursive: true });
+  }
+});
+
+Deno.test("-workers 2 -metrics: connections open in a worker that dies count as closed (outcome error), so accepted still equals open plus closed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_workers_metrics_" });
+  const echo = startEcho();
+  const metricsPort = freePort();
+  const conns: Deno.Conn[] = [];
+  const scrape = async () => await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const labels = 'transport="obfs4",side="server",mode="transparent-TCP"';
+  const closed = (text: string) =>
+    ["ok", "handshake_failed", "probe_delay_closed", "replay_refused", "target_refused"]
+      .concat(["upstream_proxy_failed", "timeout", "error"])
+      .reduce(
+        (n, o) => n + (sample(text, `ptkit_connections_total{${labels},outcome="${o}"}`) ?? 0),
+        0,
+      );
+  try {
+    const server = await startServer(`${dir}/state`, 2, echo.addr.port, [
+      "-metrics",
+      `127.0.0.1:${metricsPort}`,
+    ]);
+    const child = server.children[0]!;
+    // Half a handshake each: the connections stay open, waiting for the rest.
+    for (let i = 0; i < 64; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+      await conn.write(crypto.getRandomValues(new Uint8Array(100)));
+      conns.push(conn);
+      if (i >= 7 && await socketsHeld(child, await establishedInodes(server.port)) > 0) break;
+    }
+    const inChild = await socketsHeld(child, await establishedInodes(server.port));
+    ok(inChild > 0, "no connection reached the worker");
+    let text = "";
+    for (let i = 0; i < 100; i++) {
+      text = await scrape();
+      if (sample(text, `ptkit_connections_open{${labels}}`) === conns.length) break;
+      await sleep(100);
+    }
+    deepStrictEqual(sample(text, `ptkit_connections_open{${labels}}`), conns.length);
+    Deno.kill(child, "SIGKILL");
+    await server.pt.waitFor(/^LOG SEVERITY=warning MESSAGE="Worker 2 of 2: exited \(SIGKILL\)/);
+    text = await scrape();
+    const accepted = sample(text, `ptkit_connections_accepted_total{${labels}}`)!;
+    const open = sample(text, `ptkit_connections_open{${labels}}`)!;
+    deepStrictEqual(accepted, conns.length);
+    deepStrictEqual(open, conns.length - inChild);
+    deepStrictEqual(
+      { accepted, openPlusClosed: open + closed(text) },
+      { accepted, openPlusClosed: accepted },
+    );
+    deepStrictEqual(sample(text, `ptkit_connections_total{${labels},outcome="error"}`), inChild);
+    await promtoolCheckMetrics(text);
+    server.pt.child.kill("SIGTERM");
+    deepStrictEqual((await server.pt.exit()).code, 0);
+  } finally {
+    for (const conn of conns) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    await echo.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });

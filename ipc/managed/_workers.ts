@@ -25,7 +25,7 @@ export { WORKER_DENO_FLAGS, workersUnavailable } from "./_worker_command.ts";
 export { RecordingStore } from "./_recording_store.ts";
 import { metricsCore, type MetricsRegistry } from "../../net/metrics.ts";
 import type { ReplayHub } from "./_replay_hub.ts";
-import { type MetricsSnapshot, sumSnapshots } from "../../net/_metrics.ts";
+import { type FamilySnapshot, type MetricsSnapshot, sumSnapshots } from "../../net/_metrics.ts";
 
 /** What a child reads as the first line of its stdin. */
 export interface WorkerSetup {
@@ -157,6 +157,30 @@ export interface WorkerPoolOptions {
    * to it, and a child that starts gets what it remembers. Defaults to none.
    */
   readonly replays?: ReplayHub;
+}
+
+/**
+ * A dead child's snapshot with its open connections counted as closed by
+ * `error` (the kernel closed them with the process), so that accepted stays
+ * open plus closed by outcome once its gauges drop out of the sum. (A child
+ * sends only series that are not zero: the `error` series, or the whole
+ * family, may be missing; the parent's own family names it first.)
+ */
+function closeOpenConnections(snapshot: MetricsSnapshot): MetricsSnapshot {
+  const open = snapshot.families.find((f) => f.name === "ptkit_connections_open");
+  const lost = (open?.series ?? []).filter((series) => series.value > 0).map((series) => ({
+    labels: [...series.labels, "error"],
+    value: series.value,
+  }));
+  if (open === undefined || lost.length === 0) return snapshot;
+  const closed: FamilySnapshot = {
+    name: "ptkit_connections_total",
+    help: "",
+    type: "counter",
+    labelNames: [...open.labelNames, "outcome"],
+    series: lost,
+  };
+  return sumSnapshots([snapshot, { families: [closed] }], { gauges: false });
 }
 
 /** Longest pause between restarts of one worker, in ms. */
@@ -349,7 +373,9 @@ class WorkerSlot {
       this.#child = undefined;
       // Counters never go backwards: a dead child's last counts stay.
       if (this.#metrics !== undefined) {
-        this.#retired = sumSnapshots([this.#retired, this.#metrics], { gauges: false });
+        this.#retired = sumSnapshots([this.#retired, closeOpenConnections(this.#metrics)], {
+          gauges: false,
+        });
         this.#metrics = undefined;
       }
       this.#stdin?.close().catch(() => {});
