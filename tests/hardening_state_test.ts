@@ -541,3 +541,25 @@ Deno.test("a start removes the obfs4_state.json.tmp an interrupted write left, a
     await Deno.remove(state, { recursive: true });
   }
 });
+
+Deno.test("an obfs4_state.json that other users may read (copied with a umask of 022) is a warning naming it and its mode, once; the bridge serves and no key is printed", async () => {
+  const state = await Deno.makeTempDir({ prefix: "ptkit_state_" });
+  try {
+    const first = await serverLines(state, {}, ["-workers", "2"]);
+    ok(first.some((l) => l.startsWith("SMETHOD obfs4 ")), JSON.stringify(first));
+    ok(!first.some((l) => l.includes("may be read by other users")), JSON.stringify(first));
+    await Deno.chmod(`${state}/obfs4_state.json`, 0o644);
+    const stored = JSON.parse(await Deno.readTextFile(`${state}/obfs4_state.json`));
+    const lines = await serverLines(state, {}, ["-workers", "2"]);
+    ok(lines.some((l) => l.startsWith("SMETHOD obfs4 ")), JSON.stringify(lines));
+    const warnings = lines.filter((l) => l.includes("may be read by other users"));
+    deepStrictEqual(warnings, [
+      `LOG SEVERITY=warning MESSAGE="State file ${state}/obfs4_state.json may be read by other users (mode 0644); ptkit keeps state files 0600, as they may hold keys: chmod 600 it"`,
+    ]);
+    for (const key of ["private-key", "drbg-seed"]) {
+      ok(!lines.some((l) => l.includes(stored[key])), `${key} printed`);
+    }
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});

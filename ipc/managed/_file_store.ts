@@ -52,17 +52,29 @@ async function readText(file: Deno.FsFile, path: string): Promise<string> {
 export class FileStore implements LocalStore {
   #dir: string;
   #onNotice: ((message: string) => void) | undefined;
+  #onWarning: ((message: string) => void) | undefined;
+  #warned = new Set<string>();
 
   /**
    * Use a directory that exists.
    *
    * @param dir The state directory.
    * @param options `onNotice`, told when a write removes a temporary file
-   * an interrupted write left (for a `LOG` line).
+   * an interrupted write left (for a `LOG` line); `onWarning`, told once per
+   * file when a file read grants its group or others any access (it holds
+   * keys: an operator who copied it with `cp` or a umask of 022 left it
+   * readable; obfs4proxy and ptkit create it 0600).
    */
-  constructor(dir: string, options: { readonly onNotice?: (message: string) => void } = {}) {
+  constructor(
+    dir: string,
+    options: {
+      readonly onNotice?: (message: string) => void;
+      readonly onWarning?: (message: string) => void;
+    } = {},
+  ) {
     this.#dir = dir.replace(/\/+$/, "") || "/";
     this.#onNotice = options.onNotice;
+    this.#onWarning = options.onWarning;
   }
 
   /**
@@ -87,6 +99,15 @@ export class FileStore implements LocalStore {
     const info = await lstatOrUndefined(path);
     if (info === undefined) return undefined;
     checkOwnFile(path, info, "read");
+    const mode = (info.mode ?? 0) & 0o777;
+    if ((mode & 0o077) !== 0 && this.#onWarning !== undefined && !this.#warned.has(path)) {
+      this.#warned.add(path);
+      this.#onWarning(
+        `State file ${path} may be read by other users (mode 0${
+          mode.toString(8)
+        }); ptkit keeps state files 0600, as they may hold keys: chmod 600 it`,
+      );
+    }
     const file = await Deno.open(path, { read: true });
     try {
       // The file opened must be the one checked, not one swapped in since.

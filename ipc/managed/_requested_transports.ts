@@ -33,6 +33,8 @@ export interface TransportRequest {
   readonly onIgnoredOption?: (ignored: IgnoredOption) => void;
   /** Told what a transport did that the operator should know (see `TransportEnvironment.onNotice`). */
   readonly onNotice?: (message: string) => void;
+  /** Told of a state file other users may read (see `FileStore`). */
+  readonly onWarning?: (message: string) => void;
   /** The transports' storage in place of the state directory's files. */
   readonly local?: LocalStore;
 }
@@ -60,7 +62,10 @@ export function requestedTransports(request: TransportRequest): RequestedTranspo
   const local = request.local ??
     new FileStore(
       request.stateDir,
-      request.onNotice === undefined ? {} : { onNotice: request.onNotice },
+      {
+        ...(request.onNotice === undefined ? {} : { onNotice: request.onNotice }),
+        ...(request.onWarning === undefined ? {} : { onWarning: request.onWarning }),
+      },
     );
   const seen = new Set<string>();
   const result: RequestedTransport[] = [];
@@ -160,5 +165,6 @@ export function sideTransports(
     ...(options.local === undefined ? {} : { local: options.local }),
     onIgnoredOption: ignoredOptionLog(options.emit, config.frontEndKeys),
     onNotice: (message) => options.emit({ type: "LOG", severity: "notice", message }),
+    onWarning: (message) => options.emit({ type: "LOG", severity: "warning", message }),
   });
 }

@@ -213,7 +213,10 @@ export async function runManaged(
   const bound = new Map<string, HostPort>();
   const recording = workers > 1
     ? new (await import("./_recording_store.ts")).RecordingStore(
-      hooks.local ?? new FileStore(stateDir, { onNotice: (message) => log("notice", message) }),
+      hooks.local ?? new FileStore(stateDir, {
+        onNotice: (message) => log("notice", message),
+        onWarning: (message) => log("warning", message),
+      }),
     )
     : undefined;
   const local = recording ?? hooks.local;
