@@ -193,7 +193,10 @@ export class TransportConn implements Disposable, AsyncDisposable {
       peerEnded.promise,
     ]);
     this.#ready.catch((error) => this.#fail(error));
-    this.#destination = pair.destination;
+    // A promise (checkTransportPair): a thenable of another kind may have no catch.
+    this.#destination = pair.destination === undefined
+      ? undefined
+      : Promise.resolve(pair.destination);
     this.#destination?.catch(() => {});
 
     const encodeSource = streamSource(pair.encode.readable, `Transport '${name}' encoder`);

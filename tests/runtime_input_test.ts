@@ -1372,3 +1372,42 @@ Deno.test("listen and the UDP pools refuse a limit that is not a number with a T
     );
   }
 });
+
+Deno.test("A pair whose ready, destination or clientAddress is not a promise is refused with a TypeError naming it, on both sides", async () => {
+  const pairs: unknown[] = [];
+  const made = defineTransport({
+    name: "made",
+    parseConfig: () => undefined,
+    pair: () => pairs.shift() as never,
+  });
+  const client = await made.client({});
+  const server = await made.server({});
+  const streams = () => ({ encode: new TransformStream(), decode: new TransformStream() });
+  const cases: [string, unknown][] = [
+    ["ready", true],
+    ["destination", { hostname: "127.0.0.1", port: 1 }],
+    ["clientAddress", 5],
+    ["ready", null],
+  ];
+  for (const [i, [key, value]] of cases.entries()) {
+    pairs.push({ ...streams(), [key]: value });
+    const side = i % 2 === 0 ? () => client.pair({}) : () => server.pair();
+    const got = value === null ? "null" : typeof value;
+    throws(side, (error: unknown) =>
+      error instanceof TypeError &&
+      error.message ===
+        `Cannot make a 'made' connection: pair()'s '${key}' must be a promise, got ${got}`);
+  }
+  // A dial fails before it connects, with that message, not 'ready.then is not a function'
+  // from the first write.
+  pairs.push({ ...streams(), ready: true });
+  await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+  const connector = await createConnector(made, {});
+  await rejects(
+    connector.dial({ port: listener.addr.port }),
+    /pair\(\)'s 'ready' must be a promise, got boolean/,
+  );
+  // A pair without them, or with promises, is taken.
+  pairs.push({ ...streams(), ready: Promise.resolve(), clientAddress: undefined });
+  ok(client.pair({}).ready instanceof Promise);
+});

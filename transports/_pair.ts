@@ -12,7 +12,10 @@ import type { TransportPair } from "./transport.ts";
  * @param name The transport's name, for the message.
  * @param pair What `pair()` returned.
  * @returns The pair.
- * @throws {TypeError} When it is not `{ encode, decode }` of streams.
+ * @throws {TypeError} When it is not `{ encode, decode }` of streams, or
+ * its `ready`, `destination` or `clientAddress` is given and not a promise
+ * (the runtime failed on it at the first write with JavaScript's own
+ * "ready.then is not a function").
  */
 export function checkTransportPair(name: string, pair: unknown): TransportPair {
   const what = `Cannot make a '${name}' connection: pair() must return { encode, decode }`;
@@ -27,6 +30,20 @@ export function checkTransportPair(name: string, pair: unknown): TransportPair {
     if (stream === undefined) throw new TypeError(`${what}, got no '${key}'`);
     if (!isTransformStream(stream)) {
       throw new TypeError(`${what}, got a '${key}' that is not a TransformStream`);
+    }
+  }
+  for (const key of ["ready", "destination", "clientAddress"] as const) {
+    const value: unknown = (pair as Partial<TransportPair>)[key];
+    if (value === undefined) continue;
+    if (
+      (typeof value !== "object" && typeof value !== "function") || value === null ||
+      typeof (value as { then?: unknown }).then !== "function"
+    ) {
+      throw new TypeError(
+        `Cannot make a '${name}' connection: pair()'s '${key}' must be a promise, got ${
+          value === null ? "null" : typeof value
+        }`,
+      );
     }
   }
   return pair as TransportPair;

@@ -69,8 +69,9 @@ export interface TransportDefinition<C> {
    * @param destination A free transport's client: where the connection goes
    * (always given then). Otherwise `undefined`.
    * @returns The pair, at once (not a promise): anything but an object with
-   * `encode` and `decode` streams makes the side's `pair()` throw a
-   * `TypeError` saying what is missing, before any byte is sent. Its
+   * `encode` and `decode` streams (or one whose `ready`, `destination` or
+   * `clientAddress` is given and not a promise) makes the side's `pair()`
+   * throw a `TypeError` saying what is wrong, before any byte is sent. Its
    * `ready` may wait for the peer's bytes without watching for the end of
    * stream: a peer that closes first fails the handshake at once (see
    * `TransportPair.ready`), not at the runtime's handshake deadline.
