@@ -88,8 +88,11 @@ export interface ListenOptions {
   readonly limits?: ConnectionLimits;
   /**
    * Called when accepting fails (a connection reset before it was
-   * accepted, file descriptors exhausted) or a connection is refused by a
-   * limit: the first of a kind at once, then at most every 10 s with a
+   * accepted, file descriptors exhausted), a connection is refused by a
+   * limit, or the transport's server `pair()` throws (an `Error` whose
+   * message is `Cannot make a '<name>' connection: pair() threw: ...`, the
+   * thrown value its `cause`; `proxy()`'s `onError` is not called for it,
+   * since no connection was made): the first of a kind at once, then at most every 10 s with a
    * count. Accepting always goes on. Defaults to ignoring. A callback
    * that throws does not stop the server: its first throw is printed with
    * `console.error`, later ones are ignored.

@@ -39,6 +39,31 @@ const PER_CONNECTION = new Set([
 ]);
 
 /**
+ * A connection a listener accepted but could not give its transport: the
+ * server side's `pair()` threw, or returned no pair. It is the transport's
+ * (or its configuration's) fault, not the network's: reported to
+ * `onAcceptError` with the transport named, and logged by the managed proxy
+ * as a warning. The original error is the `cause`.
+ */
+export class TransportPairError extends Error {
+  /**
+   * @param transport The transport's name.
+   * @param cause What `pair()` threw (or the check of what it returned).
+   */
+  constructor(transport: string, cause: unknown) {
+    const text = cause instanceof Error ? cause.message : String(cause);
+    // The check of a returned pair names the transport already.
+    super(
+      text.startsWith(`Cannot make a '${transport}' connection:`)
+        ? text
+        : `Cannot make a '${transport}' connection: pair() threw: ${text}`,
+      { cause },
+    );
+    this.name = "TransportPairError";
+  }
+}
+
+/**
  * What to do after an accept error: `"closed"` (the listener is closed:
  * stop), `"exhausted"` (out of descriptors, buffers or memory: back off),
  * `"connection"` (one connection failed: accept the next at once) or

@@ -3,6 +3,7 @@
 import { checkTransportPair } from "../transports/_pair.ts";
 import type { HostPort, ServerTransport, TransportOptions } from "../transports/transport.ts";
 import { Acceptor, closeQuietly, ErrorDigest } from "./_accept_loop.ts";
+import { TransportPairError } from "./_accept_error.ts";
 import { type ConnectionLimits, SourceLimiter } from "./source_limits.ts";
 import { type ServerStats, StatsCollector } from "./server_stats.ts";
 import { checkConnOptions, TransportConn, type TransportConnOptions } from "./transport_conn.ts";
@@ -180,11 +181,14 @@ export class TransportListener
         continue;
       }
       try {
-        conn = new TransportConn(
-          tcp,
-          checkTransportPair(this.#connOptions.name ?? "transport", this.#side.pair()),
-          this.#connOptions,
-        );
+        const name = this.#connOptions.name ?? "transport";
+        let pair;
+        try {
+          pair = checkTransportPair(name, this.#side.pair());
+        } catch (caught) {
+          throw new TransportPairError(name, caught);
+        }
+        conn = new TransportConn(tcp, pair, this.#connOptions);
       } catch (caught) {
         closeQuietly(tcp);
         admission.release();

@@ -13,6 +13,7 @@ import { checkPort, formatHostPort, parseHostPort } from "../net/address.ts";
 import { TransportConn, type TransportConnOptions } from "../net/transport_conn.ts";
 import { TransportListener } from "../net/transport_listener.ts";
 import { describe } from "../net/_chunk_io.ts";
+import { acceptErrorLogger } from "../ipc/managed/_log.ts";
 import {
   defineTransport,
   type HostPort,
@@ -1410,4 +1411,43 @@ Deno.test("A pair whose ready, destination or clientAddress is not a promise is 
   // A pair without them, or with promises, is taken.
   pairs.push({ ...streams(), ready: Promise.resolve(), clientAddress: undefined });
   ok(client.pair({}).ready instanceof Promise);
+});
+
+Deno.test("A server pair() that throws reaches onAcceptError naming the transport, and the managed proxy logs it as a warning, not an info 'accept failed'", async () => {
+  const thrower = defineTransport({
+    name: "thrower",
+    parseConfig: () => undefined,
+    pair: (_config, role) => {
+      if (role === "server") throw new Error("no state for this connection");
+      return { encode: new TransformStream(), decode: new TransformStream() };
+    },
+  });
+  const errors: Error[] = [];
+  await using listener = await listen(thrower, {}, {
+    hostname: "127.0.0.1",
+    port: 0,
+    onAcceptError: (error) => errors.push(error),
+  });
+  const accepting = listener.accept().catch(() => {});
+  const socket = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  // The server closes it, and accepts on.
+  strictEqual(await socket.read(new Uint8Array(1)), null);
+  socket.close();
+  strictEqual(errors.length, 1);
+  strictEqual(
+    errors[0]!.message,
+    "Cannot make a 'thrower' connection: pair() threw: no state for this connection",
+  );
+  strictEqual((errors[0]!.cause as Error).message, "no state for this connection");
+  const lines: [string, string][] = [];
+  acceptErrorLogger((severity, message) => lines.push([severity, message]), "thrower")(
+    errors[0]!,
+    1,
+  );
+  deepStrictEqual(lines, [[
+    "warning",
+    "thrower: Cannot make a 'thrower' connection: pair() threw: no state for this connection",
+  ]]);
+  listener.close();
+  await accepting;
 });

@@ -2,7 +2,7 @@
 // Internal: error text for LOG lines, with anything like an address removed
 // (logs must not hold client IP addresses).
 
-import { acceptErrorKind, ErrorDigest } from "../../net/_accept_error.ts";
+import { acceptErrorKind, ErrorDigest, TransportPairError } from "../../net/_accept_error.ts";
 import { LISTEN_ADDRESS } from "../../net/_listen.ts";
 import { redactAddresses } from "../../net/_redact_addresses.ts";
 
@@ -24,7 +24,8 @@ export function describe(error: unknown): string {
 /**
  * An `onAcceptError` handler that writes `LOG` lines: running out of file
  * descriptors or memory and the global connection limit are `warning`s
- * (the operator's business), connections reset before they were accepted
+ * (the operator's business), and so is a transport whose server `pair()`
+ * failed; connections reset before they were accepted
  * and per-source refusals are `info` (what clients and probes cause).
  *
  * @param log Writes one `LOG` line.
@@ -37,10 +38,14 @@ export function acceptErrorLogger(
 ): (error: Error, count: number) => void {
   return (error, count) => {
     const refused = error instanceof RangeError;
-    const severe = refused
-      ? error.message.includes("(maxConnections)")
-      : acceptErrorKind(error) === "exhausted";
-    const what = refused ? describe(error) : `accept failed: ${describe(error)}`;
+    // The transport's pair() failed: its author's or the operator's fault,
+    // on every connection, so never hidden at the default level.
+    const transport = error instanceof TransportPairError;
+    const severe = transport ||
+      (refused
+        ? error.message.includes("(maxConnections)")
+        : acceptErrorKind(error) === "exhausted");
+    const what = refused || transport ? describe(error) : `accept failed: ${describe(error)}`;
     const times = count === 1 ? "" : ` (${count} times since the last report)`;
     log(severe ? "warning" : "info", `${name}: ${what}${times}`);
   };
