@@ -1451,3 +1451,33 @@ Deno.test("A server pair() that throws reaches onAcceptError naming the transpor
   listener.close();
   await accepting;
 });
+
+Deno.test("defineTransport refuses clientOptions() that do not return an object of strings when the server side is configured, not at the client", async () => {
+  const returning = (value: unknown) =>
+    defineTransport({
+      name: "offering",
+      parseConfig: () => 5,
+      clientOptions: () => value as never,
+      pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+    });
+  const cases: [unknown, string][] = [
+    [{ k: 5 }, "option 'k' as a number, not a string"],
+    [undefined, "undefined, not an object of strings"],
+    [null, "null, not an object of strings"],
+    ["k=5", "string, not an object of strings"],
+  ];
+  for (const [value, tail] of cases) {
+    await rejects(
+      async () => await returning(value).server({}),
+      (error: unknown) =>
+        error instanceof TypeError &&
+        error.message === `Cannot configure transport 'offering': clientOptions() returned ${tail}`,
+    );
+    await rejects(
+      listen(returning(value), {}, { hostname: "127.0.0.1", port: 0 }),
+      /clientOptions\(\) returned/,
+    );
+  }
+  // Strings are taken as they are.
+  deepStrictEqual((await returning({ k: "5" }).server({})).clientOptions, { k: "5" });
+});

@@ -83,8 +83,9 @@ export interface TransportDefinition<C> {
     destination?: HostPort,
   ): TransportPair;
   /**
-   * The client arguments that reach a server with configuration `config`.
-   * Defaults to none.
+   * The client arguments that reach a server with configuration `config`:
+   * an object of strings (anything else makes the server side's
+   * configuration fail with a `TypeError`). Defaults to none.
    */
   clientOptions?(config: C): TransportOptions;
   /**
@@ -266,7 +267,9 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
       const parsed = await definition.parseConfig(known(config, "server", env), "server", env);
       const bridgeAddress = definition.bridgeAddress?.(parsed);
       const side: ServerTransport = {
-        clientOptions: definition.clientOptions?.(parsed) ?? {},
+        clientOptions: definition.clientOptions === undefined
+          ? {}
+          : checkClientOptions(name, definition.clientOptions(parsed)),
         ...(bridgeAddress === undefined ? {} : { bridgeAddress }),
         ...(keepAlive === undefined ? {} : { keepAlive }),
         pair: () => checkTransportPair(name, definition.pair(parsed, "server", {})),
@@ -281,6 +284,32 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
     transport.generateConfig = (env: TransportEnvironment = {}) => generate(env);
   }
   return transport;
+}
+
+/**
+ * What a definition's `clientOptions()` returned, checked when the server
+ * side is configured: a value of another type (`{ k: 5 }`, a forgotten
+ * `return`) was offered to clients (the listener's `clientOptions`, the
+ * SMETHOD line's ARGS) and failed only at a client, or was taken as none.
+ */
+function checkClientOptions(name: string, options: unknown): TransportOptions {
+  const what = `Cannot configure transport '${name}': clientOptions() returned`;
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    const got = Array.isArray(options) ? "an array" : options === null ? "null" : typeof options;
+    throw new TypeError(`${what} ${got}, not an object of strings`);
+  }
+  for (const [key, value] of Object.entries(options)) {
+    if (typeof value !== "string") {
+      throw new TypeError(
+        `${what} option '${key}' ${
+          value === null
+            ? "as null"
+            : `as ${/^[aeiou]/.test(typeof value) ? "an" : "a"} ${typeof value}`
+        }, not a string`,
+      );
+    }
+  }
+  return options as TransportOptions;
 }
 
 /** The members of a {@linkcode TransportDefinition} that are functions. */
