@@ -18,7 +18,7 @@ import {
 } from "./_chunk_io.ts";
 import { isNetConn, type NetConn } from "./net_conn.ts";
 import { checkTransportPair } from "../transports/_pair.ts";
-import { checkTimeout } from "./address.ts";
+import { checkDestination, checkTimeout } from "./address.ts";
 import { checkFactoryOptions, checkOptionType } from "../transports/_factory_options.ts";
 
 /** Byte counts and age of one transport connection. */
@@ -193,10 +193,15 @@ export class TransportConn implements Disposable, AsyncDisposable {
       peerEnded.promise,
     ]);
     this.#ready.catch((error) => this.#fail(error));
-    // A promise (checkTransportPair): a thenable of another kind may have no catch.
+    // Checked here, the one place every server's destination passes: a
+    // transport's malformed one (a space, port 99999, null) was looked up
+    // as a name or failed with JavaScript's own error. A promise
+    // (checkTransportPair): a thenable of another kind may have no catch.
     this.#destination = pair.destination === undefined
       ? undefined
-      : Promise.resolve(pair.destination);
+      : Promise.resolve(pair.destination).then((destination) =>
+        checkReportedDestination(name, destination)
+      );
     this.#destination?.catch(() => {});
 
     const encodeSource = streamSource(pair.encode.readable, `Transport '${name}' encoder`);
@@ -630,6 +635,28 @@ export class TransportConn implements Disposable, AsyncDisposable {
     } catch {
       // Already closed.
     }
+  }
+}
+
+/**
+ * A destination a server pair reported, checked as a client's is
+ * ({@linkcode checkDestination}): the name is not repeated.
+ *
+ * @param name The transport's name.
+ * @param destination What the pair's `destination` resolved to.
+ * @returns The destination, a name in punycode form.
+ * @throws {TypeError} When it is not a host name or IP address and port.
+ * @throws {RangeError} When its port is out of range.
+ */
+function checkReportedDestination(name: string, destination: unknown): HostPort {
+  try {
+    return checkDestination(destination, "relay");
+  } catch (error) {
+    const Kind = error instanceof RangeError ? RangeError : TypeError;
+    throw new Kind(
+      `Transport '${name}' reported a malformed destination: ${(error as Error).message}`,
+      { cause: error },
+    );
   }
 }
 

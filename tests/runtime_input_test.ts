@@ -1481,3 +1481,47 @@ Deno.test("defineTransport refuses clientOptions() that do not return an object 
   // Strings are taken as they are.
   deepStrictEqual((await returning({ k: "5" }).server({})).clientOptions, { k: "5" });
 });
+
+Deno.test("A server pair's destination that is not a host and port is refused by the runtime with an error naming the transport, not looked up or read", async () => {
+  const reported: unknown[] = [];
+  const carrier = defineTransport({
+    name: "carrier",
+    free: true,
+    parseConfig: () => undefined,
+    pair: (_config, role) => ({
+      encode: new TransformStream(),
+      decode: new TransformStream(),
+      ...(role === "server" ? { destination: Promise.resolve(reported.shift() as HostPort) } : {}),
+    }),
+  });
+  await using listener = await listen(carrier, {}, { hostname: "127.0.0.1", port: 0 });
+  const cases: [unknown, RegExp][] = [
+    [
+      { hostname: "a b", port: 80 },
+      /^TypeError: Transport 'carrier' reported a malformed destination: Cannot relay: the destination's hostname \(3 bytes\) is neither/,
+    ],
+    [
+      { hostname: "127.0.0.1", port: 99999 },
+      /^RangeError: Transport 'carrier' reported a malformed destination: Invalid port 99999 for the relay destination/,
+    ],
+    [
+      null,
+      /^TypeError: Transport 'carrier' reported a malformed destination: Cannot relay: destination must be an object with hostname and port, got null$/,
+    ],
+  ];
+  for (const [value, expected] of cases) {
+    reported.push(value);
+    using socket = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    await using conn = await listener.accept();
+    const error = await conn.destination!.then(() => undefined, (e: unknown) => e);
+    ok(error instanceof Error, `${value}: resolved`);
+    match(`${error.name}: ${error.message}`, expected);
+    socket.close();
+  }
+  // A good one comes through unchanged.
+  reported.push({ hostname: "example.com", port: 443 });
+  using socket = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  await using conn = await listener.accept();
+  deepStrictEqual(await conn.destination, { hostname: "example.com", port: 443 });
+  socket.close();
+});

@@ -70,6 +70,10 @@ export interface TransportPair {
    * names, resolved when it has arrived and been authenticated (no later
    * than `ready`). The runtime connects it (after its destination policy
    * allowed it) instead of a fixed target. Absent for bound transports.
+   * The runtime checks it as a client's `destination` is checked (an IP
+   * address or a host name of ASCII letters, digits, `.`, `_` and `-`, a
+   * port 0-65535): anything else fails the connection with a `TypeError` or
+   * `RangeError` naming the transport, never the name.
    */
   readonly destination?: Promise<HostPort>;
   /**
