@@ -262,6 +262,16 @@ Deno.test("proxy fails a connection whose target function returns no connection 
   strictEqual(closedReturned, 1);
 });
 
+/** A transport "made" whose pair() hands out `pairs` one by one, with its two sides. */
+async function queuedTransport(pairs: unknown[]) {
+  const made = defineTransport({
+    name: "made",
+    parseConfig: () => undefined,
+    pair: () => pairs.shift() as never,
+  });
+  return { made, client: await made.client({}), server: await made.server({}) };
+}
+
 Deno.test("defineTransport refuses a pair() that returns no { encode, decode } with a TypeError naming what is missing", async () => {
   const pairs: unknown[] = [
     {},
@@ -277,13 +287,7 @@ Deno.test("defineTransport refuses a pair() that returns no { encode, decode } w
     "got null",
     "got a promise (pair() must not be async)",
   ];
-  const made = defineTransport({
-    name: "made",
-    parseConfig: () => undefined,
-    pair: () => pairs.shift() as never,
-  });
-  const client = await made.client({});
-  const server = await made.server({});
+  const { made, client, server } = await queuedTransport(pairs);
   for (const [i, tail] of expected.entries()) {
     const side = i % 2 === 0 ? () => client.pair({}) : () => server.pair();
     throws(side, (error: unknown) =>
@@ -1376,13 +1380,7 @@ Deno.test("listen and the UDP pools refuse a limit that is not a number with a T
 
 Deno.test("A pair whose ready, destination or clientAddress is not a promise is refused with a TypeError naming it, on both sides", async () => {
   const pairs: unknown[] = [];
-  const made = defineTransport({
-    name: "made",
-    parseConfig: () => undefined,
-    pair: () => pairs.shift() as never,
-  });
-  const client = await made.client({});
-  const server = await made.server({});
+  const { made, client, server } = await queuedTransport(pairs);
   const streams = () => ({ encode: new TransformStream(), decode: new TransformStream() });
   const cases: [string, unknown][] = [
     ["ready", true],
