@@ -60,8 +60,9 @@ export interface UdpSocketOptions {
   /**
    * Kernel receive and send buffer size to ask for, in bytes. Defaults to
    * `Infinity`: as much as the kernel allows (Linux caps the request at
-   * net.core.rmem_max / wmem_max and grants twice that). Applied only with
-   * FFI (see {@linkcode UdpSocket.bufferSize}).
+   * net.core.rmem_max / wmem_max and grants twice that; a process with
+   * CAP_NET_ADMIN, as root, gets up to 4 MiB past that cap). Applied only
+   * with FFI (see {@linkcode UdpSocket.bufferSize}).
    */
   readonly bufferSize?: number;
   /**
