@@ -46,6 +46,7 @@ import { ServerManager } from "./net/server_manager.ts";
 import type { TransportConn } from "./net/transport_conn.ts";
 import { TransportListener } from "./net/transport_listener.ts";
 import { callbackThrew, ConnectionLoop, retryWhileExhausted } from "./net/_accept_loop.ts";
+import { closedForLimit } from "./net/_accept_error.ts";
 import {
   type ConnectionLimits,
   HANDSHAKE_GRACE,
@@ -136,7 +137,9 @@ export interface ProxyOptions extends ListenOptions {
    * Called when one connection fails: in the transport's `handshake`, on
    * the way to the `target`, or in the `relay`. The error names the cause;
    * the connection is already closed. Defaults to ignoring. Never called
-   * for connections ended by {@linkcode ServerManager.close}. A callback
+   * for connections ended by {@linkcode ServerManager.close}, nor for one
+   * the listener's `limits` closed to make room (that goes to
+   * `onAcceptError`, once). A callback
    * that throws does not stop the server nor change the connection's fate:
    * its first throw is printed with `console.error` (it is a fault of the
    * application's, which would otherwise go unseen), later ones are
@@ -366,6 +369,11 @@ export async function proxy(
         } finally {
           handshaking.delete(conn);
         }
+        // Closed by the listener's limits as its handshake ended (a reported
+        // client over its limit): no target is dialled for it.
+        if (closedForLimit.has(conn)) {
+          throw new Deno.errors.BadResource("Transport connection closed");
+        }
         stage = "target";
         // A target function that ignores `signal` would hold close() for
         // ever: once it is aborted the function is no longer waited for,
@@ -391,7 +399,9 @@ export async function proxy(
         record.fail(error);
         conn.close();
         closeEnd(end);
-        if (!signal.aborted) {
+        // A connection the listener closed for a limit was reported there
+        // (onAcceptError), not failed.
+        if (!signal.aborted && !closedForLimit.has(conn)) {
           failures++;
           try {
             onError?.(error, stage);

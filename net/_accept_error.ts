@@ -12,6 +12,14 @@
  */
 export type AcceptErrorHandler = (error: Error, count: number) => void;
 
+/**
+ * Connections a listener closed for one of its limits after accepting them
+ * (a source's handshake evicted to make room, a reported client over its
+ * limit). The listener reports those through `onAcceptError`; whoever
+ * serves the connection does not report the close again as a failure.
+ */
+export const closedForLimit: WeakSet<object> = new WeakSet();
+
 /** How long errors of one kind are counted before they are reported again, in ms. */
 const DIGEST_INTERVAL = 10_000;
 

@@ -16,7 +16,12 @@ export {
   ErrorDigest,
   guardCallback,
 } from "./_accept_error.ts";
-import { type AcceptErrorHandler, acceptErrorKind, ErrorDigest } from "./_accept_error.ts";
+import {
+  type AcceptErrorHandler,
+  acceptErrorKind,
+  closedForLimit,
+  ErrorDigest,
+} from "./_accept_error.ts";
 
 /**
  * How long {@linkcode ConnectionLoop.close} waits for a service after
@@ -319,7 +324,10 @@ export class ConnectionLoop<C extends LoopConn> {
       let admission: Admission | undefined;
       const limiter = this.#limiter;
       if (limiter !== undefined) {
-        const admitted = limiter.admit(conn.remoteAddr, () => closeQuietly(conn));
+        const admitted = limiter.admit(conn.remoteAddr, () => {
+          closedForLimit.add(conn as object);
+          closeQuietly(conn);
+        });
         if (admitted instanceof RangeError) {
           closeQuietly(conn);
           this.#options.metrics?.refused();

@@ -3,7 +3,7 @@
 import { checkTransportPair } from "../transports/_pair.ts";
 import type { HostPort, ServerTransport, TransportOptions } from "../transports/transport.ts";
 import { Acceptor, closeQuietly, ErrorDigest } from "./_accept_loop.ts";
-import { TransportPairError } from "./_accept_error.ts";
+import { closedForLimit, TransportPairError } from "./_accept_error.ts";
 import { type ConnectionLimits, SourceLimiter } from "./source_limits.ts";
 import { type ServerStats, StatsCollector } from "./server_stats.ts";
 import { checkConnOptions, TransportConn, type TransportConnOptions } from "./transport_conn.ts";
@@ -172,7 +172,10 @@ export class TransportListener
       let conn: TransportConn | undefined;
       const admission = this.#limiter.admit(acceptedSource(tcp), () => {
         if (conn === undefined) closeQuietly(tcp);
-        else conn.close();
+        else {
+          closedForLimit.add(conn);
+          conn.close();
+        }
       });
       if (admission instanceof RangeError) {
         closeQuietly(tcp);
@@ -207,6 +210,7 @@ export class TransportListener
         if (refused === undefined) return;
         LISTENER_METRICS.get(this)?.refused();
         this.#digest?.add(refused.message, refused);
+        closedForLimit.add(accepted);
         accepted.close();
       }, () => {});
       accepted.closed.then(() => admission.release());

@@ -72,7 +72,8 @@ export interface UdpPoolOptions {
   readonly clock?: Clock;
   /**
    * Called when a flow ends with an error (framing, connection, dial). The
-   * message names no address. Defaults to ignoring. A callback that throws
+   * message names no address (a connection the server's `limits` closed in
+   * its handshake goes to `onAcceptError` instead). Defaults to ignoring. A callback that throws
    * changes nothing: its first throw is printed with `console.error`, later
    * ones are ignored.
    */

@@ -3,6 +3,7 @@
 import type { HostPort } from "../net/address.ts";
 import { listen } from "../server.ts";
 import { ConnectionLoop, guardCallback, retryWhileExhausted } from "../net/_accept_loop.ts";
+import { closedForLimit } from "../net/_accept_error.ts";
 import { type ConnectionLimits, sourceKey, SourceLimiter } from "../net/source_limits.ts";
 import { SourceShare } from "../net/_source_share.ts";
 import { reportedSource } from "../net/_client_source.ts";
@@ -247,6 +248,10 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
     let socket: UdpSocket | undefined;
     try {
       await conn.ready;
+      // Closed by the listener's limits as its handshake ended: no socket.
+      if (closedForLimit.has(conn)) {
+        throw new Deno.errors.BadResource("Transport connection closed");
+      }
       socket = await retryWhileExhausted(
         () =>
           UdpSocket.open({
@@ -262,7 +267,8 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
       conn.close();
       await socket?.close();
       await conn.closed;
-      if (!closing) {
+      // One the listener closed for a limit was reported there, not failed.
+      if (!closing && !closedForLimit.has(conn)) {
         failed++;
         onError?.(error);
       }

@@ -4,6 +4,7 @@
 
 import { relay, type RelayEnd } from "../../net/relay.ts";
 import { closeQuietly, ConnectionLoop, type ServeContext } from "../../net/_accept_loop.ts";
+import { closedForLimit } from "../../net/_accept_error.ts";
 import { abortable } from "../../net/_abortable.ts";
 import { MIN_READ } from "../../net/_chunk_io.ts";
 import type { ConnectionLimits } from "../../net/source_limits.ts";
@@ -72,7 +73,8 @@ export interface SocksServerOptions {
   readonly settings?: boolean;
   /**
    * Called when one connection fails (handshake, connect, relay). The error
-   * never holds the client's address. Defaults to ignoring.
+   * never holds the client's address. Not called for a handshake the
+   * `limits` closed (that goes to `onAcceptError`). Defaults to ignoring.
    */
   readonly onError?: (error: unknown, stage: "handshake" | "connect" | "relay") => void;
   /**
@@ -201,7 +203,8 @@ export class SocksServer implements AsyncDisposable {
       });
     } catch (error) {
       record.fail(error, deadline.signal.aborted ? "timeout" : "error");
-      if (!signal.aborted) onError(error, "handshake");
+      // One the limits closed was reported there (onAcceptError).
+      if (!signal.aborted && !closedForLimit.has(conn)) onError(error, "handshake");
       return;
     } finally {
       clearTimeout(timer);
