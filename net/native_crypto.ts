@@ -8,6 +8,7 @@ import {
 import { libcryptoAead, type NodeCryptoAead, nodeCryptoAead } from "./_aead.ts";
 import { libcryptoHmac } from "./_hmac.ts";
 import { restateMissingPackage } from "../transports/_npm_package.ts";
+import { processFds } from "./_process_fds.ts";
 export { runtimeCrypto, withRuntimeCrypto } from "./_runtime_crypto.ts";
 
 // sodium-native's Node-API binding, called directly: its index.js checks
@@ -147,6 +148,22 @@ export interface CryptoChoice {
 
 let choice: Promise<CryptoChoice> | undefined;
 
+/**
+ * Spare file descriptors a Worker needs before it starts: its thread's
+ * event loop takes a few, and Deno ends the whole process (a panic) when it
+ * gets none. A server out of them is under a flood; its work stays on the
+ * main thread until they are back.
+ */
+const WORKER_SPARE_FDS = 64;
+
+/** `backend` whose worker starts only with spare descriptors (FFI reads them). */
+function withWorkerCheck(backend: CryptoBackend): CryptoBackend {
+  const fds = processFds();
+  if (backend.worker === undefined || fds === undefined) return backend;
+  const mayStart = () => fds.max() - fds.open() >= WORKER_SPARE_FDS;
+  return { ...backend, worker: { ...backend.worker, mayStart } };
+}
+
 function ffiGranted(): boolean {
   try {
     return Deno.permissions.querySync({ name: "ffi" }).state === "granted";
@@ -179,10 +196,13 @@ export function chooseRuntimeCrypto(): Promise<CryptoChoice> {
       return { backend: await loadWasmCrypto(), reason: "--allow-ffi is not granted" };
     }
     try {
-      return { backend: await loadNativeCrypto(), reason: "--allow-ffi is granted" };
+      return {
+        backend: withWorkerCheck(await loadNativeCrypto()),
+        reason: "--allow-ffi is granted",
+      };
     } catch (error) {
       return {
-        backend: await loadWasmCrypto(),
+        backend: withWorkerCheck(await loadWasmCrypto()),
         reason: `the native addon did not load (${
           error instanceof Error ? error.message.split("\n")[0] : String(error)
         })`,

@@ -247,6 +247,53 @@ Deno.test("obfs4 bridge out of descriptors at its first good handshake: the key 
   }
 });
 
+Deno.test("obfs4 bridge beside another transport, out of descriptors at obfs4's first connection: no key pair worker starts then, the process lives on", async () => {
+  // Found as an attacker (h41attack): with obfs4 served beside another
+  // transport, a flood through the other one held every descriptor, then
+  // obfs4's first connection started the key pair Worker, whose thread
+  // Deno could not give its own descriptors: it panicked and the bridge
+  // exited. The runtime's crypto now lets a Worker start only with spare
+  // descriptors; the spares come from the main thread meanwhile.
+  const echo = echoServer();
+  try {
+    await withPt(
+      ["-server", "-transports", "obfs4,plain", "-workers", "1"]
+        .concat(["-bindaddr", "obfs4-127.0.0.1:0,plain-127.0.0.1:0"])
+        .concat(["-orport", `127.0.0.1:${echo.port}`]),
+      /^SMETHOD plain /,
+      async (pt) => {
+        const portOf = (name: string) => {
+          const line = pt.lines.find((line) => line.startsWith(`SMETHOD ${name} `))!;
+          return Number(line.split(" ")[2]!.split(":").at(-1));
+        };
+        const smethod = pt.lines.find((line) => line.startsWith("SMETHOD obfs4 "))!;
+        const args = smethod.split(" ").find((word) => word.startsWith("ARGS:"))!.slice(5);
+        const connector = await createConnector(obfs4, parseSmethodArgs(args));
+        const limits = await leaveOneDescriptor(pt.child.pid, async () => {
+          // The flood's way in: plain, served and warm.
+          using first = await Deno.connect({ hostname: "127.0.0.1", port: portOf("plain") });
+          await first.write(new Uint8Array([7]));
+          deepStrictEqual(await readExactly(first, 1), new Uint8Array([7]));
+        });
+        const dialing = connector.dial({ hostname: "127.0.0.1", port: portOf("obfs4") });
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        await limits.restore();
+        await using conn = await dialing;
+        const writer = conn.writable.getWriter();
+        await writer.write(new Uint8Array([1, 2, 3]));
+        const reader = conn.readable.getReader();
+        const { value } = await reader.read();
+        deepStrictEqual(value, new Uint8Array([1, 2, 3]));
+        reader.releaseLock();
+        writer.releaseLock();
+        strictEqual(pt.lines.filter((line) => /panicked/.test(line)).length, 0);
+      },
+    );
+  } finally {
+    echo.close();
+  }
+});
+
 Deno.test("Extended ORPort server out of descriptors for a moment: the auth cookie read waits, as the dial does", async () => {
   // Found as an attacker holding a bridge's descriptors (h40attack): the
   // dial to tor's Extended ORPort waits for a descriptor (retried for up

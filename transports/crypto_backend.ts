@@ -35,7 +35,17 @@ export interface CryptoBackend {
    * load: "loadNativeCrypto" }`), so that costly work (obfs4's spare key
    * pairs) can run off the main thread. Absent: no worker is started.
    */
-  readonly worker?: { readonly module: string; readonly load: string };
+  readonly worker?: {
+    readonly module: string;
+    readonly load: string;
+    /**
+     * Whether a Worker may start now. Absent: always. The Deno runtime's
+     * crypto says no while the process has few spare file descriptors (a
+     * flood holding them): Deno ends the whole process when a Worker's
+     * thread cannot get its own. The work then stays on the main thread.
+     */
+    readonly mayStart?: () => boolean;
+  };
   /**
    * NaCl `crypto_secretbox_easy` (XSalsa20-Poly1305): seal `message` into
    * `box`, the 16-byte tag first. `box.length` must be `message.length + 16`;

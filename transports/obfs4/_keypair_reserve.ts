@@ -186,6 +186,12 @@ export class KeyPairReserve {
   }
 
   #startWorker(): void {
+    if (this.#crypto.worker?.mayStart?.() === false) {
+      // Not now (the process is short of descriptors): this thread makes
+      // the spares, and the next refill tries again.
+      this.#wantsWorker = true;
+      return this.refill();
+    }
     let worker: Worker;
     try {
       worker = new Worker(new URL("./_keypair_worker.ts", import.meta.url), { type: "module" });
