@@ -845,6 +845,37 @@ Deno.test("SIP003: a WebTunnel server plugin says where it listens (SS_REMOTE), 
   }
 });
 
+Deno.test("SIP003: a WebTunnel client plugin says it carries connections to its url='s host (what it dials), not to SS_REMOTE", async () => {
+  // ss-local -s 192.0.2.1 -p 15000: the plugin dials the url's host, never SS_REMOTE.
+  const local = freePort();
+  await using plugin = await serverPlugin(
+    "transport=webtunnel;url=https://bridge.example:8443/6d0c2f8a;ver=0.0.3",
+    15000,
+    /(carrying|error)/,
+    { SS_REMOTE_HOST: "192.0.2.1", SS_LOCAL_PORT: String(local) },
+  );
+  ok(
+    plugin.stderr.includes(
+      `ptkit: webtunnel client on 127.0.0.1:${local} (SS_LOCAL), carrying connections to ` +
+        "bridge.example:8443 (from the plugin options; SS_REMOTE is not used)\n",
+    ),
+    plugin.stderr,
+  );
+  ok(!plugin.stderr.includes("6d0c2f8a"), "the secret path is not printed");
+  // Other transports dial SS_REMOTE, as the line says.
+  const plainLocal = freePort();
+  await using plain = await serverPlugin("transport=plain", 15000, /(carrying|error)/, {
+    SS_REMOTE_HOST: "192.0.2.1",
+    SS_LOCAL_PORT: String(plainLocal),
+  });
+  ok(
+    plain.stderr.includes(
+      `ptkit: plain client on 127.0.0.1:${plainLocal} (SS_LOCAL), carrying connections to SS_REMOTE\n`,
+    ),
+    plain.stderr,
+  );
+});
+
 Deno.test("SIP003: a server plugin given a host list (SS_REMOTE_HOST=127.0.0.1|::1) says it listens on each, not on the first alone", async () => {
   const stateDir = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
   try {

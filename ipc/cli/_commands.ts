@@ -22,6 +22,7 @@ import {
 import { parseJsonSettings, parseTorArgs } from "../lines/_args.ts";
 import { builtinTransports as defaultRegistry } from "../managed/_registry.ts";
 import { runManaged } from "../managed/_run.ts";
+import { dialedAddress } from "../managed/_check_options.ts";
 import { CAUSE_REPORTED } from "../managed/_shutdown.ts";
 import { perUserStateDir } from "../managed/_state_dir.ts";
 import { CLI_COMMANDS, cliError, methodErrorCode, SIP003_PLUGIN_KEYS } from "./_names.ts";
@@ -706,24 +707,6 @@ async function client(flags: Record<string, string>, context: Context): Promise<
         : `ptkit client: ${method.transport} to ${dialed}; TCP port ${addr} relays to the server's target.\n`,
     );
   });
-}
-
-/**
- * Where a client's connections go: the transport's connection plan for
- * `address` (its host and port), else `address`. Bad options give
- * `address` (the run reports them).
- */
-async function dialedAddress(
-  transport: Transport | undefined,
-  address: HostPort,
-  options: Readonly<Record<string, string>>,
-): Promise<HostPort> {
-  try {
-    const plan = (await transport?.client({ ...options }))?.connection?.(address, {});
-    return { hostname: plan?.hostname ?? address.hostname, port: plan?.port ?? address.port };
-  } catch {
-    return address;
-  }
 }
 
 /**

@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // Internal: checking a transport's options before anything runs.
 
+import type { HostPort } from "../../net/address.ts";
 import type {
   Transport,
   TransportEnvironment,
@@ -56,4 +57,29 @@ export async function checkOptionsInMemory(
   if (side === "client") return await checkComplete(transport, options, env);
   const server = await transport.server(options, env);
   server.close?.();
+}
+
+/**
+ * Where a client of `transport` with `options` dials for `address`: the
+ * transport's connection plan's host and port when it plans its
+ * connections (WebTunnel dials its url='s host, or addr=), else `address`
+ * itself (also when the options are refused: the caller reports that).
+ *
+ * @param transport The transport, when known.
+ * @param address The server's address as given (a bridge line's, an
+ * `ss://` link's, SS_REMOTE).
+ * @param options The client's options.
+ * @returns The address dialed.
+ */
+export async function dialedAddress(
+  transport: Transport | undefined,
+  address: HostPort,
+  options: Readonly<Record<string, string>>,
+): Promise<HostPort> {
+  try {
+    const plan = (await transport?.client({ ...options }))?.connection?.(address, {});
+    return { hostname: plan?.hostname ?? address.hostname, port: plan?.port ?? address.port };
+  } catch {
+    return address;
+  }
 }

@@ -271,9 +271,15 @@ export interface Sip003Output {
  *
  * @param plan The run.
  * @param write Receives text for stderr.
+ * @param dialed On the client, where the transport dials when its options
+ * say (WebTunnel's url= host), not SS_REMOTE; named in its first line.
  * @returns The emitter and what it saw.
  */
-export function sip003Output(plan: Sip003Plan, write: (text: string) => void): Sip003Output {
+export function sip003Output(
+  plan: Sip003Plan,
+  write: (text: string) => void,
+  dialed?: HostPort,
+): Sip003Output {
   // The first failure's exit code; 0 while nothing failed.
   let code = 0;
   // Where the server listens (one address per host of a host list) and the
@@ -301,7 +307,11 @@ export function sip003Output(plan: Sip003Plan, write: (text: string) => void): S
           say(
             `${plan.transport} client on ${
               formatHostPort(line.address)
-            } (SS_LOCAL), carrying connections to SS_REMOTE`,
+            } (SS_LOCAL), carrying connections to ${
+              dialed === undefined
+                ? "SS_REMOTE"
+                : `${formatHostPort(dialed)} (from the plugin options; SS_REMOTE is not used)`
+            }`,
           );
           return;
         case "SMETHOD":
@@ -397,7 +407,20 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
     );
     return 64;
   }
-  const output = sip003Output(plan, options.stderr);
+  // A transport that plans its connections (WebTunnel dials its url='s
+  // host) does not dial SS_REMOTE: the client's line names what it dials.
+  let dialed: HostPort | undefined;
+  const remote = plan.config.kind === "client" ? plan.config.target : undefined;
+  if (remote !== undefined) {
+    const { dialedAddress } = await import("./_check_options.ts");
+    const address = await dialedAddress(
+      chosen,
+      remote,
+      plan.config.options.get(plan.transport) ?? {},
+    );
+    if (formatHostPort(address) !== formatHostPort(remote)) dialed = address;
+  }
+  const output = sip003Output(plan, options.stderr, dialed);
   // Options the transport refuses fail here, before the state directory is
   // made (a mistyped option left an empty directory behind).
   try {
