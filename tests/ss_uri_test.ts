@@ -304,6 +304,23 @@ Deno.test("main.ts client ss://...: bad links and foreign plugins fail with 64, 
   }
 });
 
+Deno.test("main.ts client ssconf://... (an Outline dynamic access key) is said to be a key to fetch, not an unexpected argument; the key's address is not printed (64)", async () => {
+  for (
+    const key of [`ssconf://keys.example/${SECRET}#box`, ` SSCONF://keys.example:8443/${SECRET}`]
+  ) {
+    for (const args of [[key, "--socks", "127.0.0.1:0"], ["--socks", "127.0.0.1:0", key]]) {
+      await using client = new TextProcess(MAIN, ["client", ...args]);
+      const status = await client.child.status;
+      await client.done;
+      deepStrictEqual(status.code, 64, client.stderr);
+      ok(/Outline dynamic access key/.test(client.stderr), client.stderr);
+      ok(!client.stderr.includes("Unexpected argument"), client.stderr);
+      ok(!(client.stdout + client.stderr).includes(SECRET), `key printed: ${client.stderr}`);
+      ok(!client.stderr.includes("keys.example"), client.stderr);
+    }
+  }
+});
+
 Deno.test("main.ts client ss://...: a link with white space around it (copied from a web page) is the link", async () => {
   const link = `ss://${b64url(`aes-128-gcm:${SECRET}`)}@127.0.0.1:8388`;
   const state = await Deno.makeTempDir();

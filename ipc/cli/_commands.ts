@@ -204,7 +204,14 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
   // `client ss://...`: a Shadowsocks link in place of --bridge, before,
   // between or after the flags.
   let link: string | undefined;
+  // An Outline dynamic access key (ssconf://) is taken to be refused with
+  // what to do, not as a stray argument.
+  let dynamicKey = false;
   const takeLink = (arg: string): boolean => {
+    if (subcommand === "client" && /^\s*ssconf:\/\//i.test(arg)) {
+      dynamicKey = true;
+      return true;
+    }
     // White space around a link copied from a web page is not the link's.
     if (subcommand !== "client" || link !== undefined || !/^\s*(ss:\/\/|@)/i.test(arg)) {
       return false;
@@ -239,6 +246,10 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
     out(cliUsage(subcommand!, command));
     return 0;
   }
+  if (dynamicKey) {
+    err(cliError(DYNAMIC_KEY));
+    return 64;
+  }
   // `@FILE`: the value (a password's carrier) is read from a file, so that
   // it never shows in the process list.
   try {
@@ -252,6 +263,7 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
     }
     if (link?.startsWith("@")) {
       link = oneLine(readValueFile(link, "the ss:// link"), link);
+      if (/^ssconf:\/\//i.test(link)) throw new UsageError(DYNAMIC_KEY);
       if (!/^ss:\/\//i.test(link)) {
         throw new UsageError("The ss:// link's file does not hold an ss:// link");
       }
@@ -287,6 +299,17 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
     throw error;
   }
 }
+
+/**
+ * An Outline dynamic access key (`ssconf://HOST/PATH`) names where to fetch
+ * the server's settings, over https: ptkit does not fetch it. Its address
+ * is not repeated (whoever holds it gets the password).
+ */
+const DYNAMIC_KEY = "An ssconf:// key (an Outline dynamic access key) is not a server link but " +
+  "the address of one, and ptkit does not fetch it: fetch it with https:// in place of " +
+  "ssconf:// (curl -s 'https://...'), then give the ss:// link it returns, or, for JSON, " +
+  "its method, password, server and server_port as --bridge " +
+  "'shadowsocks SERVER:SERVER_PORT method=... password=...' (@FILE keeps the password off the command line)";
 
 function parsedBridgeTransport(bridge: string | undefined): string | undefined {
   if (bridge === undefined) return undefined;
