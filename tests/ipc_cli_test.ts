@@ -367,9 +367,11 @@ Deno.test("main.ts server: a state directory or file it cannot use is named, wit
 });
 
 Deno.test("every listen that fails names its address: server, SOCKS, metrics, TURN, tor's PT, SIP003", async () => {
-  using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // One port held for TCP and UDP: the kernel's free TCP port may be taken
+  // for UDP by another process on a shared machine, so try again then.
+  const [busy, busyUdp] = holdTcpAndUdp();
+  using _busy = busy;
   const port = busy.addr.port;
-  const busyUdp = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port });
   const at = `127.0.0.1:${port}`;
   const inUse = `Cannot listen on ${at}: Address already in use (os error 98)`;
   const dir = await Deno.makeTempDir();
@@ -532,3 +534,17 @@ Deno.test("Port 0 is refused in the one form parseHostPort gives ('Invalid port 
   match(proxy, form);
   ok(!proxy.includes("Pw9Mark"));
 });
+
+/** A loopback port held for both TCP and UDP (another is tried while its UDP side is taken). */
+function holdTcpAndUdp(): [Deno.TcpListener, Deno.DatagramConn] {
+  for (let attempt = 0;; attempt++) {
+    const tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    try {
+      const port = tcp.addr.port;
+      return [tcp, Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port })];
+    } catch (error) {
+      tcp.close();
+      if (!(error instanceof Deno.errors.AddrInUse) || attempt === 20) throw error;
+    }
+  }
+}
