@@ -899,6 +899,51 @@ Deno.test("SIP003: a server plugin given a host list (SS_REMOTE_HOST=127.0.0.1|:
   }
 });
 
+Deno.test("SIP003: ss-server -s 0.0.0.0 -s :: (both wildcards, as ss-libev listens on each): the plugin serves IPv4 and IPv6 with no error, in either order", async () => {
+  for (const hosts of ["0.0.0.0|::", "::|0.0.0.0"]) {
+    // A wildcard port is taken by any process's socket on it (a shared
+    // machine's outgoing connections too): then the run is made again.
+    for (let attempt = 1;; attempt++) {
+      const stateDir = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
+      try {
+        const port = freePort();
+        const stderr = await (async () => {
+          await using plugin = await serverPlugin(
+            `server;transport=plain;state=${stateDir}`,
+            port,
+            /(Wrote|Cannot \w+ state file) /,
+            { SS_REMOTE_HOST: hosts },
+          );
+          if (!plugin.stderr.includes("error")) {
+            // Both families reach it.
+            for (const hostname of ["127.0.0.1", "::1"]) {
+              const conn = await Deno.connect({ hostname, port });
+              conn.close();
+            }
+          }
+          return plugin.stderr;
+        })();
+        if (stderr.includes("error") && attempt < 5 && takenByOthers(port)) continue;
+        ok(!stderr.includes("error"), stderr);
+        ok(stderr.includes(`plain server on [::]:${port} (SS_REMOTE)`), stderr);
+        break;
+      } finally {
+        await Deno.remove(stateDir, { recursive: true });
+      }
+    }
+  }
+});
+
+/** Whether another process holds `port` on a wildcard address now. */
+function takenByOthers(port: number): boolean {
+  try {
+    Deno.listen({ hostname: "::", port }).close();
+    return false;
+  } catch {
+    return true;
+  }
+}
+
 Deno.test("SIP003: --plugin-opts written with spaces after the semicolons ('server; transport=plain; state=DIR') is read as meant", async () => {
   const stateDir = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
   try {

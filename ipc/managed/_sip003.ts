@@ -151,7 +151,14 @@ export function parseSip003(
   } as const;
   if (server) {
     // A host name (ss-server -s localhost) is listened on as ss-server
-    // listens itself: on the name's first address.
+    // listens itself: on the name's first address. With both wildcards
+    // (-s 0.0.0.0 -s ::), [::] goes first: dual-stack, it serves IPv4 too,
+    // and 0.0.0.0 then finds its port taken (the side says so, no error).
+    const wildcard6 = remotes.findIndex((at) => at.hostname === "::");
+    if (wildcard6 > 0 && remotes.some((at) => at.hostname === "0.0.0.0")) {
+      remotes.unshift(...remotes.splice(wildcard6, 1));
+    }
+    const remote = remotes[0]!;
     return {
       transport,
       logLevel,

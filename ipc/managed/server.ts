@@ -106,6 +106,9 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
       : config.moreBindAddrs?.get(wanted.name) ?? [];
     return [first, ...more].map((at) => ({ ...wanted, at }));
   });
+  // Where each transport listens, as `name host port`: a dual-stack [::]
+  // takes 0.0.0.0's connections too.
+  const listening = new Set<string>();
   for (const { name, transport, env, options: settings, at } of listens) {
     const onAcceptError = acceptErrorLogger(log, name);
     const limits = options.limits === undefined ? {} : { limits: options.limits };
@@ -201,6 +204,7 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
             "(or firewall the port)",
         );
       }
+      listening.add(`${name} ${addr.hostname} ${addr.port}`);
       options.onListening?.(name, { hostname: addr.hostname, port: addr.port });
       emit({
         type: "SMETHOD",
@@ -209,6 +213,20 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
         args: clientOptions,
       });
     } catch (error) {
+      // Given 0.0.0.0 and :: (ss-server -s 0.0.0.0 -s ::), [::] is dual-stack
+      // (Linux's default): it serves IPv4 already, where ss-libev binds two
+      // sockets, the IPv6 one IPv6-only.
+      const dualStack = `${name} :: ${at.port}`;
+      if (
+        error instanceof Deno.errors.AddrInUse && at.hostname === "0.0.0.0" &&
+        listening.has(dualStack)
+      ) {
+        log(
+          "notice",
+          `${name}: 0.0.0.0:${at.port} is served by [::]:${at.port}, which takes IPv4 connections too`,
+        );
+        continue;
+      }
       emit({ type: "SMETHOD-ERROR", transport: name, message: describe(error) });
     }
   }
