@@ -163,6 +163,8 @@ Deno.test("webtunnel client fails on any status but 101, naming it", async () =>
     const [reply, pattern] of [
       ["HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", /status 200/],
       ["HTTP/1.1 404 Not Found\r\n\r\n", /status 404.*secret path/],
+      // nginx's answer to plain HTTP on its TLS port (url=http:// where https:// was meant).
+      ["HTTP/1.1 400 Bad Request\r\n\r\n", /status 400.*speaks TLS.*https:\/\//],
       // nginx's answers when the WebTunnel server behind it is down or silent.
       ["HTTP/1.1 502 Bad Gateway\r\n\r\n", /status 502.*could not reach the WebTunnel server/],
       ["HTTP/1.1 503 Service Unavailable\r\n\r\n", /status 503.*could not reach/],

@@ -174,6 +174,9 @@ function checkResponse(head: HttpHead, onRefused?: (status: number) => void): vo
     // A front server's own answers when the WebTunnel server behind it is down or silent.
     const hint = code === 502 || code === 503 || code === 504
       ? "the front server could not reach the WebTunnel server behind it: check that it runs, on the address the front server passes the secret path to"
+      : code === 400
+      // nginx's answer to plain HTTP on a port that speaks TLS.
+      ? "the front server found the request malformed: a url=http:// whose port speaks TLS gets this; use https://"
       : "check that the url's path is the server's secret path, and that the front server passes that path on with its Upgrade header";
     throw new Error(
       `WebTunnel server answered HTTP status ${code}, not 101 Switching Protocols (${hint})`,
