@@ -418,6 +418,75 @@ Deno.test("runClient and runServer refuse a configuration of the other side and 
   }
 });
 
+Deno.test({
+  name:
+    "runClient and runServer whose emit throws still return the running side (the throw printed once on the console), so its listeners can be closed; runManagedProxy's stdout likewise",
+  ...sanitized,
+  fn: async () => {
+    // Before: a throw from emit at the CMETHOD line was caught as the
+    // transport's failure, the CMETHOD-ERROR emit threw again, and
+    // runClient rejected with the application's error while its SOCKS
+    // listener stayed open with no handle to close it (a leaked TCP
+    // listener); runServer reported SMETHOD-ERROR for a transport it served.
+    const state = await Deno.makeTempDir();
+    const printed: unknown[][] = [];
+    const consoleError = console.error;
+    console.error = (...args: unknown[]) => printed.push(args);
+    try {
+      const client = parseManagedConfig(["-client", "-transports", "plain", "-state", state]);
+      const server = parseManagedConfig([
+        ...["-server", "-transports", "plain", "-bindaddr", "plain-127.0.0.1:0"],
+        ...["-orport", "127.0.0.1:9", "-state", state],
+      ]);
+      if (client.kind !== "client" || server.kind !== "server") throw new Error("not parsed");
+      const sides = [["runClient", runClient, client], ["runServer", runServer, server]] as const;
+      for (const [name, run, config] of sides) {
+        printed.length = 0;
+        const types: string[] = [];
+        const boom = new Error("emit boom");
+        const running =
+          await (run as (c: unknown, o: unknown) => Promise<{ close(): Promise<void> }>)(
+            config,
+            {
+              emit: (line: { type: string }) => {
+                types.push(line.type);
+                throw boom;
+              },
+            },
+          );
+        await running.close();
+        ok(!types.some((type) => type.endsWith("-ERROR")), `${name}: ${types}`);
+        deepStrictEqual(printed.length, 1, name);
+        ok(String(printed[0]![0]).includes(`${name}() emit`), String(printed[0]![0]));
+        strictEqual(printed[0]![1], boom);
+      }
+      // runManagedProxy's stdout likewise: the client's CMETHOD line threw,
+      // and tor would have read CMETHOD-ERROR for a SOCKS port that serves.
+      printed.length = 0;
+      const stop = new AbortController();
+      const lines: string[] = [];
+      const exit = await runManagedProxy({
+        args: ["-ptversion", "1", "-client", "-transports", "plain", "-state", state],
+        getEnv: () => undefined,
+        process: false,
+        signal: stop.signal,
+        stdout: (line) => {
+          lines.push(line);
+          if (line === "CMETHODS DONE\n") stop.abort();
+          if (line.startsWith("CMETHOD ")) throw new Error("stdout boom");
+        },
+      });
+      strictEqual(exit, 0);
+      ok(!lines.some((line) => line.startsWith("CMETHOD-ERROR")), lines.join(""));
+      deepStrictEqual(printed.length, 1);
+      ok(String(printed[0]![0]).includes("runManagedProxy() stdout"), String(printed[0]![0]));
+    } finally {
+      console.error = consoleError;
+      await Deno.remove(state, { recursive: true });
+    }
+  },
+});
+
 // formatPtLine, parsePtLine and parseManagedConfig given what their types
 // forbid (a JavaScript caller, a cast): the documented class, a message
 // naming what is wrong, never a value that may be secret; never a line

@@ -7,7 +7,13 @@ import type { Connector } from "../../client.ts";
 import type { PtLine } from "../lines/pt_line.ts";
 import { RepeatedKeyLog } from "../lines/_first_value.ts";
 import type { ClientConfig } from "./config.ts";
-import { checkRunArguments, type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
+import {
+  checkRunArguments,
+  guardEmit,
+  type RunningProxy,
+  runningSide,
+  type RunOptions,
+} from "./runner.ts";
 import { sideTransports } from "./_requested_transports.ts";
 import { HELPER_TRANSPORTS } from "./_registry.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
@@ -75,6 +81,7 @@ function loadServing(): Promise<typeof Serving> {
  */
 export async function runClient(config: ClientConfig, options: RunOptions): Promise<RunningProxy> {
   checkRunArguments(config, options, "client");
+  options = guardEmit(options, "runClient");
   const { emit } = options;
   const log = (severity: "error" | "warning" | "notice" | "info" | "debug", message: string) =>
     emit({ type: "LOG", severity, message });

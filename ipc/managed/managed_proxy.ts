@@ -9,6 +9,7 @@ import { PTKIT_VERSION } from "./_version.ts";
 import { runManaged } from "./_run.ts";
 import { checkRegistry } from "./_check_registry.ts";
 import { assertTransport } from "../../transports/_transport_name.ts";
+import { guardCallback } from "../../net/_accept_error.ts";
 import { readValueFile } from "../cli/_value_file.ts";
 import {
   checkFactoryOptions,
@@ -26,7 +27,10 @@ export interface ManagedProxyOptions {
   readonly registry?: ReadonlyMap<string, Transport>;
   /** How the program is invoked, for the usage text. Defaults to `main.ts`. */
   readonly command?: string;
-  /** Where lines go, newline included. Defaults to the process's stdout. */
+  /**
+   * Where lines go, newline included. Defaults to the process's stdout. What
+   * it throws is printed once on the console, and the proxy goes on.
+   */
   readonly stdout?: (line: string) => void;
   /** Where error lines (version 2) and plain text go. Defaults to the process's stderr. */
   readonly stderr?: (line: string) => void;
@@ -143,8 +147,12 @@ async function runProxy(options: ManagedProxyOptions): Promise<number> {
       notUtf8.push(name);
     }
   }
+  // The application's stdout is guarded: a throw is printed once on the
+  // console and the proxy goes on (it would otherwise fail a transport that
+  // is serving, or end the side with its listeners open).
+  const stdout = guardCallback(options.stdout, "runManagedProxy() stdout");
   const writer = new IpcOutput({
-    ...(options.stdout === undefined ? {} : { stdout: options.stdout }),
+    ...(stdout === undefined ? {} : { stdout }),
     ...(options.stderr === undefined ? {} : { stderr: options.stderr }),
   });
   let config;
@@ -176,7 +184,7 @@ async function runProxy(options: ManagedProxyOptions): Promise<number> {
     return 0;
   }
   const output = new IpcOutput({
-    ...(options.stdout === undefined ? {} : { stdout: options.stdout }),
+    ...(stdout === undefined ? {} : { stdout }),
     ...(options.stderr === undefined ? {} : { stderr: options.stderr }),
     logLevel: config.logLevel,
   });

@@ -14,6 +14,7 @@ import type { MetricsRegistry } from "../../net/metrics.ts";
 import { isMetricsRegistry } from "../../net/_metrics_cores.ts";
 import { checkFactoryOptions, checkOptionType } from "../../transports/_factory_options.ts";
 import { checkRegistry } from "./_check_registry.ts";
+import { guardCallback } from "../../net/_accept_error.ts";
 
 /**
  * What {@linkcode runClient} and {@linkcode runServer} are given beside the
@@ -25,7 +26,8 @@ export interface RunOptions {
    * `CMETHOD`/`SMETHOD` and their errors, `CMETHODS DONE`/`SMETHODS DONE`,
    * `LOG` (every severity: filter them here), `STATUS` and the
    * `CMESSAGE`/`SMESSAGE` its transports send. `formatPtLine` writes them
-   * as tor reads them.
+   * as tor reads them. What it throws is printed once on the console, and
+   * the side goes on.
    */
   readonly emit: (line: PtLine) => void;
   /** The transports on offer, by name. Defaults to {@linkcode builtinTransports}. */
@@ -154,4 +156,20 @@ export function checkRunArguments(
   if (given.metrics !== undefined && !isMetricsRegistry(given.metrics)) {
     throw new TypeError(`Cannot ${what}: metrics must be made by new MetricsRegistry()`);
   }
+}
+
+/**
+ * `options` with an `emit` that cannot throw into the side: what the
+ * application's `emit` throws is printed once on the console (as a
+ * server's other callbacks' throws are) and the side goes on. Before, a
+ * throw at a `CMETHOD` line was taken for the transport's failure, and
+ * when the `CMETHOD-ERROR` line threw too, `runClient` rejected with its
+ * listeners open and nothing to close them with. Internal.
+ *
+ * @param options The checked options (see {@linkcode checkRunArguments}).
+ * @param name The function, for the message (`"runClient"`).
+ * @returns The same options with `emit` guarded.
+ */
+export function guardEmit(options: RunOptions, name: "runClient" | "runServer"): RunOptions {
+  return { ...options, emit: guardCallback(options.emit, `${name}() emit`)! };
 }

@@ -11,7 +11,13 @@ import { closeQuietly, retryWhileExhausted } from "../../net/_accept_loop.ts";
 import { proxy, type ProxyTarget } from "../../server.ts";
 import type { TurnServer } from "../../udp/turn/_turn_server.ts";
 import type { ServerConfig, ServerTarget } from "./config.ts";
-import { checkRunArguments, type RunningProxy, runningSide, type RunOptions } from "./runner.ts";
+import {
+  checkRunArguments,
+  guardEmit,
+  type RunningProxy,
+  runningSide,
+  type RunOptions,
+} from "./runner.ts";
 import { sideTransports } from "./_requested_transports.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
 import { outboundDialer, outboundSource } from "./_outbound_dialer.ts";
@@ -57,6 +63,7 @@ import { restateMissingPackage } from "../../transports/_npm_package.ts";
  */
 export async function runServer(config: ServerConfig, options: RunOptions): Promise<RunningProxy> {
   checkRunArguments(config, options, "server");
+  options = guardEmit(options, "runServer");
   const { emit } = options;
   const log = (severity: "error" | "warning" | "notice" | "info" | "debug", message: string) =>
     emit({ type: "LOG", severity, message });
