@@ -79,6 +79,22 @@ Deno.test("UdpSocket.send refuses a port that is not 1-65535 (70000 went to port
   strictEqual(socket.stats().datagramsSent, 0);
 });
 
+Deno.test("UdpSocket.open refuses a connect peer at port 0, which send refuses too: every datagram to it failed in the kernel", async () => {
+  // Before: the socket opened, and each send() returned false, counted as
+  // sendFailed ('errno 22' to onerror), with no word when it was made.
+  for (const hostname of ["127.0.0.1", "::1"]) {
+    await rejects(
+      () => UdpSocket.open({ connect: { hostname, port: 0 } }),
+      (e: Error) =>
+        e instanceof RangeError &&
+        e.message === "Invalid port 0 for open UDP socket: must be an integer in 1-65535",
+    );
+  }
+  await using peer = await UdpSocket.open();
+  await using socket = await UdpSocket.open({ connect: { hostname: "127.0.0.1", port: 65535 } });
+  strictEqual(socket.send(new Uint8Array(1), peer.addr), true);
+});
+
 Deno.test("transparent-UDP carries a 65,507-byte datagram whole both ways", async () => {
   await using echo = await udpEcho();
   await using pools = await plainPools(echo.addr);

@@ -54,7 +54,7 @@ export interface UdpSocketOptions {
   /**
    * Talk to this peer only: datagrams from anyone else are dropped (counted
    * as `foreign`), and {@linkcode UdpSocket.send} needs no address. A host
-   * name is resolved once, here.
+   * name is resolved once, here. Its port is 1-65535.
    */
   readonly connect?: HostPort;
   /**
@@ -247,13 +247,14 @@ export function udpEndpoint(hostname: string, port: number): UdpEndpoint {
 }
 
 /**
- * Resolve an address to an endpoint: an IP literal as it is, a host name
- * through the name servers of `/etc/resolv.conf` and `/etc/hosts`, its
- * IPv4 address first (a name that does not resolve is an error naming it:
+ * Resolve a peer's address (its port 1-65535) to an endpoint: an IP
+ * literal as it is, a host name through the name servers of
+ * `/etc/resolv.conf` and `/etc/hosts`, its IPv4 address first (a name that does not resolve is an error naming it:
  * `Cannot <what>: cannot resolve "name" (no address)`). Internal.
  */
 export async function resolveUdpAddress(address: HostPort, what: string): Promise<Endpoint> {
-  const port = checkPort(address?.port, what);
+  // A peer, never port 0: no datagram can be sent there (send refuses it).
+  const port = checkPort(address?.port, what, 1);
   if (typeof address.hostname !== "string" || address.hostname === "") {
     throw new TypeError(`Cannot ${what}: invalid hostname ${JSON.stringify(address.hostname)}`);
   }
@@ -458,7 +459,8 @@ export class UdpSocket implements AsyncDisposable {
    * @throws {TypeError} When `options` is not an object, `connect` is not a
    * `{ hostname, port }` object (an `"host:port"` string, say), or a port is
    * not a number.
-   * @throws {RangeError} When a port or size is out of range.
+   * @throws {RangeError} When a port or size is out of range (`connect`'s
+   * port must be 1-65535: no datagram can be sent to port 0).
    */
   static async open(options: UdpSocketOptions = {}): Promise<UdpSocket> {
     const what = "open UDP socket";
