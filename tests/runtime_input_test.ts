@@ -430,6 +430,38 @@ Deno.test("every listener (UdpSocket.open, serveUdpClient, serveUdpServer) names
   );
 });
 
+Deno.test("serveUdpClient and serveUdpServer refuse an onError that is not a function, and serveUdpServer a localAddress that is not a string, with a TypeError naming them", async () => {
+  // Before: onError: 5 was taken, and each failed flow printed 'The
+  // serveUdpClient() onError callback threw' for JavaScript's own 'is not a
+  // function'; localAddress: 5 was taken, and every flow failed to open its
+  // socket ('invalid hostname 5').
+  const client = { transport: plain, config: {}, server: { port: 1 }, framing: "length" } as const;
+  const server = {
+    transport: plain,
+    config: {},
+    port: 0,
+    target: { hostname: "127.0.0.1", port: 9 },
+    framing: "length",
+  } as const;
+  const cases: [() => Promise<unknown>, string][] = [
+    [
+      () => serveUdpClient({ ...client, onError: 5 as never }),
+      "Cannot serve UDP client: onError must be a function, got number",
+    ],
+    [
+      () => serveUdpServer({ ...server, onError: "log" as never }),
+      "Cannot serve UDP server: onError must be a function, got string",
+    ],
+    [
+      () => serveUdpServer({ ...server, localAddress: 5 as never }),
+      "Cannot serve UDP server: localAddress must be a string, got number",
+    ],
+  ];
+  for (const [serve, message] of cases) {
+    await rejects(serve, (e: unknown) => e instanceof TypeError && e.message === message, message);
+  }
+});
+
 Deno.test("createConnector, listen and proxy refuse a dialer or callback that is not a function, with a TypeError naming the option", async () => {
   // Each was taken: dial and every proxied connection then failed with
   // JavaScript's 'dialer is not a function', and a callback threw when it

@@ -6,6 +6,7 @@ import type { FlowSettings } from "./_flow.ts";
 import { QueueBudget } from "./_queue_budget.ts";
 import { checkMaxDatagram, type Framing } from "./framing.ts";
 import { lengthFraming } from "./length_framing.ts";
+import { checkOptionType } from "../transports/_factory_options.ts";
 import { stunFraming } from "./stun/framing.ts";
 import { allocationLifetimeMs } from "./stun/_allocation_lifetime.ts";
 import type { MetricsRegistry } from "../net/metrics.ts";
@@ -111,7 +112,12 @@ function checkCount(value: number | undefined, fallback: number, name: string, w
   return n;
 }
 
-/** Resolve and check the options flows share. Internal. */
+/**
+ * Resolve and check the options flows share, and `onError`. Internal.
+ *
+ * @throws {TypeError} When an option is of the wrong type.
+ * @throws {RangeError} When a number is out of range.
+ */
 export function resolveSettings(
   options: UdpPoolOptions & { readonly queueDatagrams?: number; readonly queueBytes?: number },
   what: string,
@@ -120,6 +126,9 @@ export function resolveSettings(
   // `Infinity` is documented (never idle out); flows arm no timer for it.
   if (idleTimeout !== Infinity) checkTimeout(idleTimeout, "idleTimeout", what);
   const framing = resolveFraming(options.framing, what);
+  // Checked here, not at the first failed flow (each of which printed
+  // JavaScript's 'is not a function' through the callback guard).
+  checkOptionType(options.onError, "function", "onError", what);
   return {
     framing,
     // A flow carrying TURN lives as long as its allocation, idle or not.

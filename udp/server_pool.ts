@@ -20,6 +20,7 @@ import {
 import { countUdpPool } from "./_udp_metrics.ts";
 import { resolveSettings, type UdpPoolOptions } from "./pool_options.ts";
 import { checkBufferSize, resolveUdpAddress, UdpSocket } from "./udp_socket.ts";
+import { checkOptionType } from "../transports/_factory_options.ts";
 import {
   addCounters,
   UDP_CLOSE_REASONS,
@@ -165,6 +166,7 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
     );
   }
   const settings = resolveSettings(options, what);
+  checkOptionType(options.localAddress, "string", "localAddress", what);
   const bufferSize = checkBufferSize(options.udpBufferSize ?? 1024 * 1024, "udpBufferSize", what);
   const target = options.target;
   if (typeof target?.hostname !== "string" || target.hostname === "") {
