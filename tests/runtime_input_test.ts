@@ -430,6 +430,35 @@ Deno.test("every listener (UdpSocket.open, serveUdpClient, serveUdpServer) names
   );
 });
 
+Deno.test("serveUdpServer names a target that is not { hostname, port }, and both pools and UdpSocket.open a peer hostname that is neither an IP address nor a host name, with a TypeError", async () => {
+  // Before: serveUdpServer's target "127.0.0.1:9", null or 5 said 'invalid
+  // target hostname undefined'; its target "a b" was looked up and failed
+  // with a plain Error ('cannot resolve "a b" (proto error: unrecognized
+  // char: )'); serveUdpClient took a server "a b", and every flow's dial
+  // then failed.
+  const server = { transport: plain, config: {}, port: 0, framing: "length" } as const;
+  const notHostPort = (got: string) => (e: unknown) =>
+    e instanceof TypeError &&
+    e.message ===
+      `Invalid target for serve UDP server: expected an object with hostname and port, got ${got}`;
+  await rejects(
+    serveUdpServer({ ...server, target: "127.0.0.1:9" as never }),
+    notHostPort("string"),
+  );
+  await rejects(serveUdpServer({ ...server, target: null as never }), notHostPort("null"));
+  const neither = (what: string) => (e: unknown) =>
+    e instanceof TypeError &&
+    e.message ===
+      `Cannot ${what}: invalid hostname "a b": neither an IP address nor a host name`;
+  const peer = { hostname: "a b", port: 9 };
+  await rejects(serveUdpServer({ ...server, target: peer }), neither("serve UDP server"));
+  await rejects(
+    serveUdpClient({ transport: plain, config: {}, server: peer, framing: "length" }),
+    neither("serve UDP client"),
+  );
+  await rejects(UdpSocket.open({ connect: peer }), neither("open UDP socket"));
+});
+
 Deno.test("serveUdpClient and serveUdpServer refuse an onError that is not a function, and serveUdpServer a localAddress that is not a string, with a TypeError naming them", async () => {
   // Before: onError: 5 was taken, and each failed flow printed 'The
   // serveUdpClient() onError callback threw' for JavaScript's own 'is not a

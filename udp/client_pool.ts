@@ -5,7 +5,7 @@ import { createConnector } from "../client.ts";
 import { guardCallback } from "../net/_accept_loop.ts";
 import type { Dialer } from "../net/net_conn.ts";
 import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
-import { BOUND_DESTINATION, checkHostPort, checkPort } from "../net/address.ts";
+import { BOUND_DESTINATION, checkDialHostname, checkHostPort, checkPort } from "../net/address.ts";
 import { checkOptions } from "../transports/define_transport.ts";
 import { Flow } from "./_flow.ts";
 import type { Clock } from "./_clock.ts";
@@ -337,6 +337,8 @@ export async function serveUdpClient(options: UdpClientOptions): Promise<UdpClie
     "server for serve UDP client",
     1,
   );
+  // Checked here, not at each flow's dial.
+  checkDialHostname(server.hostname, what);
   if (options.settings !== undefined) {
     checkOptions(String(options.transport?.name), options.settings);
   }

@@ -7,7 +7,7 @@ import { closedForLimit } from "../net/_accept_error.ts";
 import { type ConnectionLimits, sourceKey, SourceLimiter } from "../net/source_limits.ts";
 import { SourceShare } from "../net/_source_share.ts";
 import { reportedSource } from "../net/_client_source.ts";
-import { checkPort } from "../net/address.ts";
+import { checkHostPort } from "../net/address.ts";
 import type { TransportConn } from "../net/transport_conn.ts";
 import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
 import { Flow } from "./_flow.ts";
@@ -168,16 +168,9 @@ export async function serveUdpServer(options: UdpServerOptions): Promise<UdpServ
   const settings = resolveSettings(options, what);
   checkOptionType(options.localAddress, "string", "localAddress", what);
   const bufferSize = checkBufferSize(options.udpBufferSize ?? 1024 * 1024, "udpBufferSize", what);
-  const target = options.target;
-  if (typeof target?.hostname !== "string" || target.hostname === "") {
-    throw new TypeError(
-      `Cannot ${what}: invalid target hostname ${JSON.stringify(target?.hostname)}`,
-    );
-  }
-  const fixedTarget = await resolveUdpAddress(
-    { hostname: target.hostname, port: checkPort(target.port, what, 1) },
-    what,
-  );
+  // A "host:port" string or null said 'invalid target hostname undefined'.
+  const target = checkHostPort(options.target, `target for ${what}`, 1);
+  const fixedTarget = await resolveUdpAddress(target, what);
   const metrics = options.metrics === undefined ? undefined : new ConnectionMetrics(
     metricsCore(options.metrics),
     {

@@ -15,7 +15,7 @@ import {
   sockaddr,
 } from "../net/_libc.ts";
 import { classifyIp, formatIp, parseIp, parseIpv4 } from "../net/_ip_address.ts";
-import { checkPort, type HostPort } from "../net/address.ts";
+import { checkDialHostname, checkPort, type HostPort } from "../net/address.ts";
 import { listenOn } from "../net/_listen.ts";
 import { describe } from "../net/_chunk_io.ts";
 import { callbackThrew } from "../net/_accept_loop.ts";
@@ -260,9 +260,12 @@ export async function resolveUdpAddress(address: HostPort, what: string): Promis
   }
   const ip = literal(address.hostname);
   if (ip !== undefined) return new Endpoint(ip, port);
+  // A name no resolver takes ("a b") is the caller's mistake, said as a
+  // dial's is, not the resolver's 'proto error: unrecognized char'.
+  const name = checkDialHostname(address.hostname, what);
   let found: string | undefined;
   try {
-    [found] = await systemResolve(address.hostname);
+    [found] = await systemResolve(name);
   } catch (error) {
     // Say what was being done, and why in a few words.
     const why = error instanceof Deno.errors.NotFound ? "no address" : (error as Error).message;
