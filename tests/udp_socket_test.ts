@@ -95,6 +95,33 @@ Deno.test("UdpSocket.open refuses a connect peer at port 0, which send refuses t
   strictEqual(socket.send(new Uint8Array(1), peer.addr), true);
 });
 
+Deno.test("UdpSocket.send refuses a hostname that is neither an IP address nor a host name with a TypeError, and sends to a name", async () => {
+  // Before: send returned true, and Deno's "URIError: invalid host 'a b':
+  // invalid char found in FQDN" came later to onerror (sendFailed).
+  await using peer = await UdpSocket.open({ hostname: "127.0.0.1" });
+  const got = new Promise<number>((resolve) => peer.onmessage = (data) => resolve(data[0]!));
+  await using socket = await UdpSocket.open({ hostname: "127.0.0.1" });
+  const errors: Error[] = [];
+  socket.onerror = (error) => errors.push(error);
+  for (const hostname of ["a b", "", "host:80"]) {
+    throws(
+      () => socket.send(new Uint8Array(1), { hostname, port: peer.addr.port }),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message.startsWith(
+          `Cannot send UDP datagram: invalid hostname ${JSON.stringify(hostname)}`,
+        ),
+      hostname,
+    );
+  }
+  strictEqual(
+    socket.send(new Uint8Array([7]), { hostname: "localhost", port: peer.addr.port }),
+    true,
+  );
+  strictEqual(await got, 7);
+  deepStrictEqual([errors.length, socket.stats().drops.sendFailed], [0, 0]);
+});
+
 Deno.test("transparent-UDP carries a 65,507-byte datagram whole both ways", async () => {
   await using echo = await udpEcho();
   await using pools = await plainPools(echo.addr);

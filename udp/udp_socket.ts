@@ -552,7 +552,9 @@ export class UdpSocket implements AsyncDisposable {
    * too large, queue full, closed, or refused by the kernel).
    * @throws {TypeError} When `data` is not a `Uint8Array` (the message names
    * its type, never its content), `to` is missing on a socket that is not
-   * connected, or `to.port` is not a number or `to.hostname` not a string.
+   * connected, or `to.port` is not a number or `to.hostname` not a string,
+   * or neither an IP address nor a host name (a name is looked up as the
+   * datagram goes; an internationalized one by its punycode form).
    * @throws {RangeError} When `to.port` is not an integer from 1 to 65535
    * (70000 went to port 4464, the kernel taking it modulo 65536).
    */
@@ -595,7 +597,13 @@ export class UdpSocket implements AsyncDisposable {
       this.#drops.congested++;
       return false;
     }
-    this.#pending.push({ data: data.slice(), to: peer });
+    // A name (not an IP literal) is resolved by Deno as the datagram goes:
+    // one no resolver takes ("a b") is refused here, as a dial's is, not
+    // told to onerror later as Deno's URIError while send returned true.
+    const receiver = peer instanceof Endpoint || literal(peer.hostname) !== undefined
+      ? peer
+      : { hostname: checkDialHostname(peer.hostname, "send UDP datagram"), port: peer.port };
+    this.#pending.push({ data: data.slice(), to: receiver });
     this.#pendingBytes += size;
     if (!this.#pumping) this.#pump();
     return true;
