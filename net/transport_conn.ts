@@ -111,6 +111,8 @@ export class TransportConn implements Disposable, AsyncDisposable {
   #destination: Promise<HostPort> | undefined;
   #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   #writable: WritableStream<Uint8Array> | undefined;
+  /** Errors `writable` when the connection fails (see #fail). */
+  #writableController: WritableStreamDefaultController | undefined;
   #clientAddress: HostPort | undefined;
   #encodeEnded = false;
   #writeShut: Promise<void> | undefined;
@@ -432,10 +434,19 @@ export class TransportConn implements Disposable, AsyncDisposable {
     return this.#readable;
   }
 
-  /** Bytes to encode and send to the peer. Closing it half-closes the connection. */
+  /**
+   * Bytes to encode and send to the peer. Closing it half-closes the
+   * connection. It errors, with {@linkcode TransportConn.error}, as soon as
+   * the connection fails (a writer's `closed` rejects, a pipe into it ends).
+   */
   get writable(): WritableStream<Uint8Array> {
     if (this.#writable === undefined) {
       this.#writable = new WritableStream<Uint8Array>({
+        start: (controller) => {
+          this.#writableController = controller;
+          // Made after a failure: errored from the start, as it would be.
+          if (this.#closed && !this.#closedByUser) controller.error(this.#error);
+        },
         write: (chunk) => this.#trackedWrite(chunk),
         close: () => this.#shutWrite(this.#encoder),
         abort: (reason) => {
@@ -597,6 +608,10 @@ export class TransportConn implements Disposable, AsyncDisposable {
     this.#closed = true;
     this.#error = error;
     this.#gone.reject(error);
+    // The writable errors now, not at the application's next write: a
+    // writer's closed promise rejects, a pipe into it ends (a closed one
+    // stays closed).
+    this.#writableController?.error(error);
     this.#abortDecode(error);
     if (this.#encodeEnded) {
       // The transport finished its output before it failed (an HTTP error

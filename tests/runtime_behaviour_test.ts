@@ -170,6 +170,39 @@ Deno.test("TransportConn errors name the cause: peer reset and a throwing decode
   await echo.close();
 });
 
+Deno.test("A connection whose decoder throws errors its writable at once (writer.closed rejects, a pipe into it ends), as README says, not at the next write", async () => {
+  // Before: writer.closed stayed pending until the application wrote
+  // again, and a pipeTo from a quiet source into the writable never ended.
+  const boom = new RangeError("decoder boom");
+  const failing = defineTransport({
+    name: "failing",
+    parseConfig: () => undefined,
+    pair: () => ({
+      encode: new TransformStream(),
+      decode: new TransformStream({
+        transform() {
+          throw boom;
+        },
+      }),
+    }),
+  });
+  await using listener = await listen(plain, {}, { hostname: "127.0.0.1", port: 0 });
+  await using connector = await createConnector(failing, {});
+  for (const use of ["writer", "pipe"] as const) {
+    await using conn = await connector.dial({ port: listener.addr.port });
+    await using accepted = await listener.accept();
+    const ended = use === "writer"
+      ? conn.writable.getWriter().closed
+      : new ReadableStream<Uint8Array>().pipeTo(conn.writable); // a source that sends nothing yet
+    const outcome = ended.then(() => "resolved", (e: unknown) => e);
+    const writer = accepted.writable.getWriter();
+    await writer.write(new Uint8Array([1])); // the decoder throws on it
+    await conn.closed;
+    strictEqual(conn.error, boom);
+    strictEqual(await outcome, boom, use);
+  }
+});
+
 Deno.test("TransportConn.stats and ServerStats count exact bytes", async () => {
   await using listener = await listen(rot, { n: "1" }, { hostname: "127.0.0.1", port: 0 });
   const connector = await createConnector(rot, listener.clientOptions);
