@@ -16,6 +16,7 @@ import { describe } from "../net/_chunk_io.ts";
 import { acceptErrorLogger } from "../ipc/managed/_log.ts";
 import {
   defineTransport,
+  type GeneratedConfig,
   type HostPort,
   type IgnoredOption,
   layerTransports,
@@ -1539,6 +1540,43 @@ Deno.test("defineTransport refuses clientOptions() that do not return an object 
   }
   // Strings are taken as they are.
   deepStrictEqual((await returning({ k: "5" }).server({})).clientOptions, { k: "5" });
+});
+
+Deno.test("defineTransport checks what generateConfig() returns: { client, server }, each an object of strings, naming what is not", async () => {
+  // Before: { client: { k: 5 } } was handed on as it was (failing only when
+  // a side was configured with it), undefined was returned as the
+  // configuration, and a layered stack failed with JavaScript's 'Cannot
+  // convert undefined or null to object'.
+  const generating = (generateConfig: () => unknown) =>
+    defineTransport({
+      name: "gen_t",
+      parseConfig: () => undefined,
+      pair: () => ({ encode: new TransformStream(), decode: new TransformStream() }),
+      generateConfig: generateConfig as () => GeneratedConfig,
+    });
+  const what = "Cannot generate a configuration for transport 'gen_t': generateConfig() returned";
+  const cases: [unknown, string][] = [
+    [undefined, `${what} undefined, not { client, server }`],
+    [{ client: {} }, `${what} server undefined, not an object of strings`],
+    [{ client: { k: 5 }, server: {} }, `${what} client option 'k' as a number, not a string`],
+  ];
+  for (const [generated, message] of cases) {
+    const refused = (e: unknown) => e instanceof TypeError && e.message === message;
+    throws(() => generating(() => generated).generateConfig!(), refused, message);
+    await rejects(
+      async () => await generating(() => Promise.resolve(generated)).generateConfig!(),
+      refused,
+    );
+    await rejects(
+      async () =>
+        await layerTransports("stack", [generating(() => generated), obfs4]).generateConfig!(),
+      refused,
+    );
+  }
+  deepStrictEqual(
+    generating(() => ({ client: { k: "1" }, server: { k: "1" } })).generateConfig!(),
+    { client: { k: "1" }, server: { k: "1" } },
+  );
 });
 
 Deno.test("A server pair's destination that is not a host and port is refused by the runtime with an error naming the transport, not looked up or read", async () => {

@@ -281,7 +281,14 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
   };
   const generate = definition.generateConfig;
   if (generate !== undefined) {
-    transport.generateConfig = (env: TransportEnvironment = {}) => generate(env);
+    // Checked as clientOptions() is: what it returns is handed to sides,
+    // stacks and operators as it is. A promise stays a promise.
+    transport.generateConfig = (env: TransportEnvironment = {}) => {
+      const generated = generate(env);
+      return typeof (generated as { then?: unknown } | undefined)?.then === "function"
+        ? Promise.resolve(generated).then((config) => checkGeneratedConfig(name, config))
+        : checkGeneratedConfig(name, generated);
+    };
   }
   return transport;
 }
@@ -293,15 +300,43 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
  * SMETHOD line's ARGS) and failed only at a client, or was taken as none.
  */
 function checkClientOptions(name: string, options: unknown): TransportOptions {
-  const what = `Cannot configure transport '${name}': clientOptions() returned`;
+  return checkStringOptions(
+    `Cannot configure transport '${name}': clientOptions() returned`,
+    "",
+    options,
+  );
+}
+
+/**
+ * What a definition's `generateConfig()` returned: `{ client, server }`,
+ * each an object of strings. A value of another type was handed on as it
+ * was, and a layered stack failed with JavaScript's own error.
+ */
+function checkGeneratedConfig(name: string, generated: unknown): GeneratedConfig {
+  const what = `Cannot generate a configuration for transport '${name}': generateConfig() returned`;
+  if (typeof generated !== "object" || generated === null || Array.isArray(generated)) {
+    throw new TypeError(`${what} ${describeValue(generated)}, not { client, server }`);
+  }
+  const { client, server } = generated as { client?: unknown; server?: unknown };
+  return {
+    client: checkStringOptions(what, "client ", client),
+    server: checkStringOptions(what, "server ", server),
+  };
+}
+
+function describeValue(value: unknown): string {
+  return Array.isArray(value) ? "an array" : value === null ? "null" : typeof value;
+}
+
+/** Check an object of strings; `side` ("client ", "server " or "") names it in the message. */
+function checkStringOptions(what: string, side: string, options: unknown): TransportOptions {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    const got = Array.isArray(options) ? "an array" : options === null ? "null" : typeof options;
-    throw new TypeError(`${what} ${got}, not an object of strings`);
+    throw new TypeError(`${what} ${side}${describeValue(options)}, not an object of strings`);
   }
   for (const [key, value] of Object.entries(options)) {
     if (typeof value !== "string") {
       throw new TypeError(
-        `${what} option '${key}' ${
+        `${what} ${side}option '${key}' ${
           value === null
             ? "as null"
             : `as ${/^[aeiou]/.test(typeof value) ? "an" : "a"} ${typeof value}`
