@@ -68,19 +68,24 @@ function ratioCandidate(u: bigint, v: bigint): bigint {
   return (((u * v3) % P) * ((square(pow22501(uv7).t250, 2) * uv7) % P)) % P;
 }
 
+// 32 little-endian bytes to and from a bigint, 64 bits at a time: eight
+// bigints made per conversion where a byte at a time made 64 (two for each
+// byte), and a handshake converts five or six times.
 function toLE(n: bigint): Uint8Array {
   const out = new Uint8Array(32);
-  for (let i = 0; i < 32; i++) {
-    out[i] = Number(n & 0xffn);
-    n >>= 8n;
-  }
+  const view = new DataView(out.buffer);
+  view.setBigUint64(0, BigInt.asUintN(64, n), true);
+  view.setBigUint64(8, BigInt.asUintN(64, n >> 64n), true);
+  view.setBigUint64(16, BigInt.asUintN(64, n >> 128n), true);
+  view.setBigUint64(24, BigInt.asUintN(64, n >> 192n), true);
   return out;
 }
 
+/** A 32-byte little-endian number. */
 function fromLE(bytes: Uint8Array): bigint {
-  let n = 0n;
-  for (let i = bytes.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(bytes[i]!);
-  return n;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, 32);
+  return view.getBigUint64(0, true) | (view.getBigUint64(8, true) << 64n) |
+    (view.getBigUint64(16, true) << 128n) | (view.getBigUint64(24, true) << 192n);
 }
 
 /**
