@@ -5,7 +5,8 @@
 // accepted socket carries it.
 
 import { ok, strictEqual } from "node:assert";
-import { openLibc, setListenKeepAlive } from "../net/_libc.ts";
+import { openLibc, setConnectionKeepAlive, setListenKeepAlive } from "../net/_libc.ts";
+import { clientTimerTo } from "./_util.ts";
 
 /** The kernel timer (`tr`) of each server socket on `port` (/proc/net/tcp), by client port. */
 async function serverTimers(port: number): Promise<Map<number, number>> {
@@ -62,5 +63,51 @@ Deno.test("setListenKeepAlive: two listeners sharing a port in one process (reus
         // Already closed.
       }
     }
+  }
+});
+
+Deno.test("setConnectionKeepAlive finds a dialed socket below and above the descriptor it found last (its search starts there)", async () => {
+  if (openLibc() === null) throw new Error("libc could not be opened");
+  const listeners = Array.from(
+    { length: 5 },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  const open: Deno.Conn[] = [];
+  const dial = async (i: number) => {
+    const port = (listeners[i]!.addr as Deno.NetAddr).port;
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    open.push(conn, await listeners[i]!.accept());
+    return conn;
+  };
+  const arm = (conn: Deno.Conn) =>
+    ok(setConnectionKeepAlive(conn.localAddr as Deno.NetAddr, conn.remoteAddr as Deno.NetAddr, 15));
+  const armed = async (i: number) =>
+    strictEqual((await clientTimerTo((listeners[i]!.addr as Deno.NetAddr).port))[0]?.timer, 2);
+  try {
+    const a = await dial(0);
+    const b = await dial(1);
+    const c = await dial(2);
+    // The search now starts at c's descriptor.
+    arm(c);
+    await armed(2);
+    // a's and b's descriptors are free again: the next dials take them,
+    // below c's.
+    for (const conn of [a, b]) conn.close();
+    const d = await dial(3);
+    arm(d);
+    await armed(3);
+    // And one above d's again (c's neighbours are taken).
+    const e = await dial(4);
+    arm(e);
+    await armed(4);
+  } finally {
+    for (const conn of open) {
+      try {
+        conn.close();
+      } catch {
+        // Closed above.
+      }
+    }
+    for (const listener of listeners) listener.close();
   }
 });
