@@ -156,17 +156,40 @@ let choice: Promise<CryptoChoice> | undefined;
  */
 const WORKER_SPARE_FDS = 64;
 
-/** `backend` whose worker starts only with spare descriptors (FFI reads them). */
+/**
+ * `backend` as the runtime may use it: with no worker where the process may
+ * not read the worker's modules (a Worker that cannot load them printed
+ * Deno's "Uncaught (in worker) Requires read access" on stderr however it
+ * was handled; the work stays on the main thread), and one that starts only
+ * with spare descriptors where FFI can count them.
+ */
 function withWorkerCheck(backend: CryptoBackend): CryptoBackend {
+  const worker = backend.worker;
+  if (worker === undefined) return backend;
+  if (!mayRead(worker.module)) {
+    const { worker: _, ...withoutWorker } = backend;
+    return withoutWorker;
+  }
   const fds = processFds();
-  if (backend.worker === undefined || fds === undefined) return backend;
+  if (fds === undefined) return backend;
   const mayStart = () => fds.max() - fds.open() >= WORKER_SPARE_FDS;
-  return { ...backend, worker: { ...backend.worker, mayStart } };
+  return { ...backend, worker: { ...worker, mayStart } };
 }
 
 function ffiGranted(): boolean {
   try {
     return Deno.permissions.querySync({ name: "ffi" }).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a module at `url` may be read without a prompt (only `file:` needs read access). */
+function mayRead(url: string): boolean {
+  if (!url.startsWith("file:")) return true;
+  try {
+    const path = decodeURIComponent(new URL(url).pathname);
+    return Deno.permissions.querySync({ name: "read", path }).state === "granted";
   } catch {
     return false;
   }
@@ -193,7 +216,10 @@ function ffiGranted(): boolean {
 export function chooseRuntimeCrypto(): Promise<CryptoChoice> {
   choice ??= (async () => {
     if (!ffiGranted()) {
-      return { backend: await loadWasmCrypto(), reason: "--allow-ffi is not granted" };
+      return {
+        backend: withWorkerCheck(await loadWasmCrypto()),
+        reason: "--allow-ffi is not granted",
+      };
     }
     try {
       return {

@@ -899,3 +899,46 @@ Deno.test("every function, class and constant an entry point of deno.json export
   }
   deepStrictEqual(lacking, []);
 });
+
+Deno.test("an obfs4 server in a program without --allow-read makes its key pairs on the main thread, with no uncaught worker error on stderr", async () => {
+  // Found as a Deno developer (h41lib): `deno run --allow-net app.ts`
+  // serving obfs4 printed `error: Uncaught (in worker "") Requires read
+  // access to ".../_keypair_worker.ts"` (Deno prints it however the
+  // Worker's error is handled), though the handshake worked and the exit
+  // code was 0. The runtime's crypto now offers no worker to a process
+  // that may not read its modules.
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_noread_" });
+  try {
+    await Deno.writeTextFile(
+      `${dir}/app.ts`,
+      `import { createConnector, listen } from "@ptkit/ptkit";
+import { obfs4 } from "@ptkit/ptkit/transports/obfs4";
+await using listener = await listen(obfs4, {}, { hostname: "127.0.0.1", port: 0 });
+const connector = await createConnector(obfs4, listener.clientOptions);
+(async () => {
+  for await (const conn of listener) conn.readable.pipeTo(conn.writable).catch(() => {});
+})();
+await using conn = await connector.dial({ hostname: "127.0.0.1", port: listener.addr.port });
+const writer = conn.writable.getWriter();
+await writer.write(new Uint8Array([5]));
+const { value } = await conn.readable.getReader().read();
+console.log("echo", value?.[0]);
+// The key pair reserve's refill (and the worker's start, had it one) come after the first handshake.
+await new Promise((resolve) => setTimeout(resolve, 1000));
+await writer.close().catch(() => {});
+`,
+    );
+    const config = new URL("../deno.json", import.meta.url).pathname;
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-net", "--no-prompt", "--config", config, `${dir}/app.ts`],
+      stdin: "null",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const err = new TextDecoder().decode(stderr);
+    strictEqual(new TextDecoder().decode(stdout).trim(), "echo 5", err);
+    strictEqual(code, 0, err);
+    ok(!/Uncaught|Requires read access/.test(err), err);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
