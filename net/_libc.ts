@@ -84,15 +84,23 @@ const NAME = 32; // sockaddr_in6 is 28 bytes
 export const NAME_SIZE = NAME;
 const MMSGHDR = 64; // struct mmsghdr on LP64: msghdr (56) + msg_len (4) + padding
 
+// Each symbol Deno.dlopen binds costs start-up time (all twelve at once
+// took 5-20 ms of a server's start, five about 2): the socket options a
+// listener needs before *METHODS DONE are bound when the library opens,
+// the datagram calls at their first use.
 const symbols = {
   listen: { parameters: ["i32", "i32"], result: "i32" },
-  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+} as const;
+
+/** The calls of UDP sockets and route lookups, bound at their first use. */
+const datagramSymbols = {
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
   sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
@@ -122,8 +130,15 @@ export class Libc {
   #sendName = new Uint8Array(NAME);
   #sendArenaBase = 0;
 
+  #datagramLib: Deno.DynamicLibrary<typeof datagramSymbols>["symbols"] | undefined;
+
   constructor(lib: Deno.DynamicLibrary<typeof symbols>) {
     this.#lib = lib;
+  }
+
+  /** The datagram calls, bound at the first use (the library is open already). */
+  #datagram(): Deno.DynamicLibrary<typeof datagramSymbols>["symbols"] {
+    return this.#datagramLib ??= Deno.dlopen("libc.so.6", datagramSymbols).symbols;
   }
 
   /** The 2 MiB receive arena and the headers pointing into it, once. */
@@ -349,7 +364,7 @@ export class Libc {
    */
   drain(fd: number): number {
     for (let i = 0; i < BATCH; i++) this.#view.setUint32(i * MMSGHDR + 8, NAME, true);
-    const n = this.#lib.symbols.recvmmsg(fd, this.#headers, BATCH, MSG_DONTWAIT, null);
+    const n = this.#datagram().recvmmsg(fd, this.#headers, BATCH, MSG_DONTWAIT, null);
     return n > 0 ? n : 0;
   }
 
@@ -382,7 +397,7 @@ export class Libc {
   sendTo(fd: number, data: Uint8Array, name: Uint8Array): number {
     const sent = Number(
       // Deno takes a number for usize at run time (no BigInt per send); its types say bigint.
-      this.#lib.symbols.sendto(
+      this.#datagram().sendto(
         fd,
         data,
         data.byteLength as unknown as bigint,
@@ -445,7 +460,7 @@ export class Libc {
       headers.setUint32(i * MMSGHDR + 8, name.byteLength, true); // msg_namelen
       offset += size;
     }
-    const sent = this.#lib.symbols.sendmmsg(fd, this.#sendHeaders, count, MSG_DONTWAIT);
+    const sent = this.#datagram().sendmmsg(fd, this.#sendHeaders, count, MSG_DONTWAIT);
     return sent >= 0 ? sent : -this.#errno();
   }
 
@@ -456,23 +471,23 @@ export class Libc {
    */
   routedSource(ip: Uint8Array): Uint8Array | undefined {
     const family = ip.length === 4 ? AF_INET : AF_INET6;
-    const fd = this.#lib.symbols.socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    const fd = this.#datagram().socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return undefined;
     try {
       const name = sockaddr(ip, 9);
-      if (this.#lib.symbols.connect(fd, name, name.byteLength) !== 0) return undefined;
+      if (this.#datagram().connect(fd, name, name.byteLength) !== 0) return undefined;
       this.#addressLength[0] = this.#address.byteLength;
       if (this.#lib.symbols.getsockname(fd, this.#address, this.#addressLength) !== 0) {
         return undefined;
       }
       return this.#address.slice(ip.length === 4 ? 4 : 8, ip.length === 4 ? 8 : 24);
     } finally {
-      this.#lib.symbols.close(fd);
+      this.#datagram().close(fd);
     }
   }
 
   #errno(): number {
-    const pointer = this.#lib.symbols.__errno_location();
+    const pointer = this.#datagram().__errno_location();
     return pointer === null ? 0 : new Deno.UnsafePointerView(pointer).getInt32();
   }
 }
