@@ -123,6 +123,14 @@ export async function runManaged(
   hooks: RunHooks,
 ): Promise<number> {
   const { emit } = hooks;
+  // Each side loads only its own modules, and starts loading them now: the
+  // state directory is made and locked meanwhile (waits on the file
+  // system), so a PT starts sooner. Awaited, and any failure thrown, where
+  // the side starts, as before.
+  const serverModule = config.kind === "server" ? import("./server.ts") : undefined;
+  const clientModule = config.kind === "server" ? undefined : import("./client.ts");
+  serverModule?.catch(() => {});
+  clientModule?.catch(() => {});
   const log = (severity: "info" | "warning" | "notice", message: string) =>
     emit({ type: "LOG", severity, message });
   let stateDir = config.stateDir ?? Deno.cwd();
@@ -288,10 +296,9 @@ export async function runManaged(
     }
     let running: RunningProxy;
     try {
-      // Each side loads only its own modules: a PT starts quickly.
       running = config.kind === "server"
-        ? await (await import("./server.ts")).runServer({ ...config, stateDir }, options)
-        : await (await import("./client.ts")).runClient({ ...config, stateDir }, options);
+        ? await (await serverModule!).runServer({ ...config, stateDir }, options)
+        : await (await clientModule!).runClient({ ...config, stateDir }, options);
       await hooks.whileLocked?.();
     } finally {
       unlock();
