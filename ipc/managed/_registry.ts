@@ -32,7 +32,7 @@ function lazyTransport(entry: LazyEntry): Transport {
       }
       return transport;
     });
-  return {
+  const transport: Transport = {
     name: entry.name,
     ...(entry.free ? { free: true } : {}),
     client: async (config, env) => (await loaded()).client(config, env),
@@ -45,6 +45,30 @@ function lazyTransport(entry: LazyEntry): Transport {
       return await transport.generateConfig(env);
     },
   };
+  loaders.set(transport, loaded);
+  return transport;
+}
+
+/** How each lazy transport loads its module (once; later calls share the first). */
+const loaders = new WeakMap<Transport, () => Promise<Transport>>();
+
+/**
+ * Start loading a lazy transport's module without waiting for it (the
+ * managed server, while it makes and locks its state directory); nothing
+ * for any other transport. A failure is left to the transport's first
+ * `server`/`client`, which reports it as if nothing had been loaded before.
+ *
+ * @param transport A transport of the registry.
+ *
+ * @example Loading obfs4's module ahead of its first use
+ * ```ts
+ * import { builtinTransports, preloadTransport } from "./_registry.ts";
+ *
+ * preloadTransport(builtinTransports.get("obfs4")!);
+ * ```
+ */
+export function preloadTransport(transport: Transport): void {
+  loaders.get(transport)?.().catch(() => {});
 }
 
 /**

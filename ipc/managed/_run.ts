@@ -13,7 +13,11 @@ import { formatHostPort } from "../../net/address.ts";
 import type { MetricsRegistry } from "../../net/metrics.ts";
 import type { MetricsSnapshot } from "../../net/_metrics.ts";
 import { describe } from "./_log.ts";
-import { builtinTransports as defaultRegistry, HELPER_TRANSPORTS } from "./_registry.ts";
+import {
+  builtinTransports as defaultRegistry,
+  HELPER_TRANSPORTS,
+  preloadTransport,
+} from "./_registry.ts";
 import { SignalHub } from "./_signal_hub.ts";
 import { ShutdownWatch } from "./_shutdown.ts";
 import { fileErrorReason, FileStore } from "./_file_store.ts";
@@ -131,6 +135,15 @@ export async function runManaged(
   const clientModule = config.kind === "server" ? undefined : import("./client.ts");
   serverModule?.catch(() => {});
   clientModule?.catch(() => {});
+  const registry = hooks.registry ?? defaultRegistry;
+  // A server configures its transports before SMETHODS DONE: their modules
+  // load meanwhile too (a client's wait until a connection needs them).
+  if (config.kind === "server") {
+    for (const name of config.transports) {
+      const transport = registry.get(name);
+      if (transport !== undefined) preloadTransport(transport);
+    }
+  }
   const log = (severity: "info" | "warning" | "notice", message: string) =>
     emit({ type: "LOG", severity, message });
   let stateDir = config.stateDir ?? Deno.cwd();
@@ -156,7 +169,6 @@ export async function runManaged(
       `No state directory given (-state, TOR_PT_STATE_LOCATION): state is kept in ${stateDir}`,
     );
   }
-  const registry = hooks.registry ?? defaultRegistry;
   const hub = new SignalHub(config.kind, emit);
   let pool: WorkerPool | undefined;
   // The servers' replay filters, shared by the listeners of a transport
