@@ -799,6 +799,12 @@ Deno.test("webtunnel server takes the last X-Forwarded-For value (the front's), 
     ["X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 192.0.2.7\r\n", "192.0.2.7"],
     ["X-Forwarded-For: 203.0.113.9,2001:db8::7\r\n", "2001:db8::7"],
     ["X-Forwarded-For: 192.0.2.7\r\n", "192.0.2.7"],
+    // With the client's port, as Azure Application Gateway sends it (found as
+    // a WebTunnel operator, h41ss: every such client was the front's
+    // loopback address, one source for the per-source limits).
+    ["X-Forwarded-For: 203.0.113.9, 192.0.2.7:4711\r\n", "192.0.2.7"],
+    ["X-Forwarded-For: [2001:db8::5]:4711\r\n", "2001:db8::5"],
+    ["X-Forwarded-For: [2001:db8::5]\r\n", "2001:db8::5"],
   ];
   for (const [fields, expected] of cases) {
     const pair = upgradeServerPair();

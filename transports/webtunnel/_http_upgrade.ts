@@ -400,7 +400,7 @@ export function upgradeServerPair(): TransportPair {
 
 /**
  * The last `X-Forwarded-For` value, as given (the runtime checks it is an
- * IP): the address the front server itself saw. Values before it are what
+ * IP), less a port the front added: the address the front server itself saw. Values before it are what
  * the client sent (nginx's `$proxy_add_x_forwarded_for` appends to them),
  * so taking the first, as webtunnel-server does, let a client choose its own
  * `USERADDR` and source for the per-source limits.
@@ -408,6 +408,9 @@ export function upgradeServerPair(): TransportPair {
 function forwardedFor(head: HttpHead): HostPort | undefined {
   const last = headerValues(head, "X-Forwarded-For").at(-1)?.split(",").at(-1)?.trim();
   if (last === undefined || last === "") return undefined;
-  const hostname = last.startsWith("[") && last.endsWith("]") ? last.slice(1, -1) : last;
+  // The client's port, where a front adds it ("192.0.2.7:4711",
+  // "[2001:db8::5]:4711": Azure Application Gateway), is not USERADDR's.
+  const withPort = /^(?:\[([^\]]*)\]|([0-9.]+))(?::\d{1,5})?$/.exec(last);
+  const hostname = withPort === null ? last : withPort[1] ?? withPort[2]!;
   return { hostname, port: FORWARDED_PORT };
 }
