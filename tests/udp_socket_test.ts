@@ -254,6 +254,42 @@ Deno.test("UdpSocket relaying between sockets of one process keeps each sender's
   }
 });
 
+Deno.test("UdpSocket between two sockets of one process: the receiver gets the bytes from the sender's address, writable around them, counted on both; two that answer each other at once still let timers run", async () => {
+  await using a = await UdpSocket.open({ hostname: "127.0.0.1" });
+  await using b = await UdpSocket.open({ hostname: "127.0.0.1" });
+  const got: { data: number[]; from: string; key: number | string; before: number }[] = [];
+  b.onmessage = (data, from) => {
+    // RECEIVE_HEADROOM (4) bytes before and after are the receiver's to write.
+    const around = new Uint8Array(data.buffer, data.byteOffset - 4, data.byteLength + 8);
+    const before = around[3]!;
+    around.fill(0xee, 0, 4);
+    around.fill(0xee, data.byteLength + 4);
+    got.push({ data: [...data], from: `${from.hostname}:${from.port}`, key: from.key, before });
+  };
+  const datagram = new Uint8Array([1, 2, 3, 4, 5]);
+  ok(a.send(datagram, b.addr));
+  ok(a.send(datagram.subarray(1, 3), b.addr));
+  await waitFor(() => got.length === 2, "both datagrams");
+  deepStrictEqual(got.map((g) => g.data), [[1, 2, 3, 4, 5], [2, 3]]);
+  deepStrictEqual(got.map((g) => g.from), Array(2).fill(`127.0.0.1:${a.addr.port}`));
+  strictEqual(got[0]!.key, a.addr.key);
+  deepStrictEqual(datagram, new Uint8Array([1, 2, 3, 4, 5]), "the sender's bytes are untouched");
+  strictEqual(a.stats().datagramsSent, 2);
+  strictEqual(a.stats().bytesSent, 7);
+  strictEqual(b.stats().datagramsReceived, 2);
+  strictEqual(b.stats().bytesReceived, 7);
+  // Two sockets that answer each other at once: no unbounded recursion, and
+  // a timer due at once runs while they go on.
+  let rounds = 0;
+  a.onmessage = (data) => void (rounds++, a.send(data, b.addr));
+  b.onmessage = (data) => void (rounds++, b.send(data, a.addr));
+  const atTimer = new Promise<number>((resolve) => setTimeout(() => resolve(rounds), 0));
+  a.send(datagram, b.addr);
+  const first = await atTimer;
+  await waitFor(() => rounds > first + 100, "more rounds after the timer");
+  a.onmessage = b.onmessage = undefined;
+});
+
 Deno.test("UdpSocket under a flood gives timers and other I/O a turn while datagrams are queued", async () => {
   // With FFI a wake-up drained the kernel's queue while recvmmsg returned
   // full batches: a sender as fast as the process kept it there, and a
@@ -261,7 +297,9 @@ Deno.test("UdpSocket under a flood gives timers and other I/O a turn while datag
   // server's process for 5 s. Now a wake-up takes at most 16 batches (512
   // datagrams), and the rest come after timers and other I/O.
   await using receiver = await UdpSocket.open({ hostname: "127.0.0.1", port: 0 });
-  await using sender = await UdpSocket.open({ hostname: "127.0.0.1", port: 0 });
+  // On the wildcard address, so that its datagrams go through the kernel
+  // (one bound to 127.0.0.1 hands them over directly).
+  await using sender = await UdpSocket.open({ hostname: "0.0.0.0", port: 0 });
   let delivered = 0;
   receiver.onmessage = () => void delivered++;
   // Queued in the kernel before the receiver runs: sends with FFI are synchronous.

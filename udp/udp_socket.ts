@@ -315,7 +315,9 @@ interface Pending {
  * With FFI (`--allow-ffi`, 64-bit Linux) the same socket goes faster through
  * libc: the kernel buffers are raised to what it allows, every wake-up takes
  * the queued datagrams 32 to a `recvmmsg` call (at most 512; timers and
- * other I/O go before the rest) instead of a promise per datagram, and `send` is one `sendto` call on the caller's bytes. Without
+ * other I/O go before the rest) instead of a promise per datagram, and `send` is one `sendto` call on the caller's bytes
+ * (to another IPv4 socket of this process bound to one address, no call at all: the datagram is
+ * handed to its `onmessage` directly, from this socket's address, as the kernel would). Without
  * FFI the kernel's default buffers stay (212,992 bytes on stock Linux, a few
  * hundred datagrams) and each datagram takes a promise each way.
  *
@@ -340,7 +342,7 @@ interface Pending {
  */
 export class UdpSocket implements AsyncDisposable {
   #conn: DatagramConn;
-  #addr: UdpEndpoint;
+  #addr: Endpoint;
   #family: 4 | 6;
   #maxPayload: number;
   #peer: Endpoint | undefined;
@@ -364,6 +366,12 @@ export class UdpSocket implements AsyncDisposable {
   #sentBytes = 0;
   #drops = zeroDrops();
   #hot = false;
+  /**
+   * A socket of this process sent here through the kernel since the last
+   * drain that emptied the queue: a datagram handed over directly now
+   * could overtake it (see `#handOver`).
+   */
+  #kernelSent = false;
 
   /**
    * Batched sockets of this process by their local endpoint's key, and those
@@ -378,6 +386,10 @@ export class UdpSocket implements AsyncDisposable {
   static #hotSockets: UdpSocket[] = [];
   static #hotScheduled = false;
   static #hotThrottled = false;
+  /** Inside a direct hand-over: sends from its `onmessage` go through the kernel. */
+  static #handingOver = false;
+  /** Where a datagram handed over directly lies, with headroom before and after. */
+  static #handOverBuffer: Uint8Array | undefined;
 
   static #flushHot(): void {
     let round = 0;
@@ -575,6 +587,11 @@ export class UdpSocket implements AsyncDisposable {
       return false;
     }
     if (this.#fd >= 0 && this.#pendingHead === this.#pending.length) {
+      if (this.#handOver(data, peer)) {
+        this.#sent++;
+        this.#sentBytes += size;
+        return true;
+      }
       const name = this.#nameOf(peer);
       if (name !== undefined) {
         const sent = this.#libc!.sendTo(this.#fd, data, name);
@@ -739,8 +756,46 @@ export class UdpSocket implements AsyncDisposable {
   #wakeLocal(peer: HostPort): void {
     if (peer instanceof Endpoint) {
       const local = UdpSocket.#locals.get(peer.key);
-      if (local !== undefined) local.#markHot();
+      if (local !== undefined) {
+        local.#kernelSent = true;
+        local.#markHot();
+      }
     }
+  }
+
+  /**
+   * Hand a datagram to a socket of this process at `peer` without the
+   * kernel (a TURN server relaying between two of its allocations): what the
+   * kernel would deliver, the same bytes from this socket's address, counted
+   * as sent here and received there, without a sendto(2), a wake-up and a
+   * recvmmsg(2) for it. IPv4 sockets bound to one address (the kernel would
+   * choose the source of a wildcard one), both through libc. Not from
+   * inside another hand-over (a receiver answering at once goes through the
+   * kernel, so two sockets of this process cannot call each other without
+   * end), and not while datagrams this process sent there through the
+   * kernel may still wait in its queue (this one would overtake them).
+   *
+   * @returns Whether it was handed over (else it goes through the kernel).
+   */
+  #handOver(data: Uint8Array, peer: HostPort): boolean {
+    if (UdpSocket.#handingOver || this.#family !== 4 || !(peer instanceof Endpoint)) return false;
+    const local = UdpSocket.#locals.get(peer.key);
+    if (
+      local === undefined || local === this || local.#family !== 4 || local.#kernelSent ||
+      UdpSocket.#hotThrottled || isWildcard(this.#addr.ip)
+    ) return false;
+    const buffer = UdpSocket.#handOverBuffer ??= new Uint8Array(
+      RECEIVE_HEADROOM + RECEIVE_SIZE + RECEIVE_HEADROOM,
+    );
+    buffer.set(data, RECEIVE_HEADROOM);
+    const from = local.#endpointOfLocal(this.#addr);
+    UdpSocket.#handingOver = true;
+    try {
+      local.#deliver(buffer.subarray(RECEIVE_HEADROOM, RECEIVE_HEADROOM + data.byteLength), from);
+    } finally {
+      UdpSocket.#handingOver = false;
+    }
+    return true;
   }
 
   #nameOf(to: HostPort): Uint8Array | undefined {
@@ -772,6 +827,7 @@ export class UdpSocket implements AsyncDisposable {
           await this.#conn.send(data, { transport: "udp", hostname: to.hostname, port: to.port });
           this.#sent++;
           this.#sentBytes += data.byteLength;
+          this.#wakeLocal(to);
         } catch (error) {
           if (this.#closed) break;
           this.#drops.sendFailed++;
@@ -830,8 +886,15 @@ export class UdpSocket implements AsyncDisposable {
   #drain(): boolean {
     const libc = this.#libc!;
     let n = BATCH;
+    // What was sent here before this call is taken by it, unless it stops
+    // at the limit.
+    const kernelSent = this.#kernelSent;
+    this.#kernelSent = false;
     for (let batches = 0; n === BATCH && !this.#closed; batches++) {
-      if (batches === DRAIN_BATCHES) return true;
+      if (batches === DRAIN_BATCHES) {
+        this.#kernelSent ||= kernelSent;
+        return true;
+      }
       n = libc.drain(this.#fd);
       for (let i = 0; i < n; i++) {
         if (libc.truncated(i)) {
@@ -934,6 +997,17 @@ export class UdpSocket implements AsyncDisposable {
     if (cached === undefined) {
       if (this.#cache6Names.size >= CACHE_LIMIT) this.#cache6Names.clear();
       this.#cache6Names.set(key, endpoint);
+    }
+    return endpoint;
+  }
+
+  /** The cached endpoint for a socket of this process at `addr` (IPv4) sending here. */
+  #endpointOfLocal(addr: Endpoint): Endpoint {
+    const key = addr.key as number;
+    let endpoint = this.#cache4.get(key);
+    if (endpoint === undefined) {
+      endpoint = new Endpoint(addr.ip.slice(), addr.port);
+      this.#remember4(key, endpoint);
     }
     return endpoint;
   }

@@ -1425,10 +1425,22 @@ export const MUTATIONS: readonly Mutation[] = [
     description:
       "A UdpSocket's wake-up drains the kernel's queue while recvmmsg fills its batches: a flood freezes the process",
     file: UDP_SOCKET,
-    search: "if (batches === DRAIN_BATCHES) return true;",
-    replace: "if (false) return true;",
+    search: "if (batches === DRAIN_BATCHES) {",
+    replace: "if (false) {",
     tests: [T_UDP_SOCKET],
     filter: "under a flood",
+  },
+  {
+    id: "udp-socket-hand-over-nested",
+    kind: "bound",
+    description:
+      "A datagram handed over directly between sockets of one process is answered directly too: two sockets answering each other recurse until the stack overflows",
+    file: UDP_SOCKET,
+    search:
+      "if (UdpSocket.#handingOver || this.#family !== 4 || !(peer instanceof Endpoint)) return false;",
+    replace: "if (this.#family !== 4 || !(peer instanceof Endpoint)) return false;",
+    tests: [T_UDP_SOCKET],
+    filter: "answer each other at once",
   },
   {
     id: "udp-length-deframe-max",
