@@ -473,8 +473,18 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description: "TURN nonce never goes stale",
     file: TURN_SERVER,
-    search: "return parseInt(match[1]!, 16) > this.#now();",
+    search: "return known.expiry > this.#now();",
     replace: "return true;",
+    tests: [T_TURN_SERVER],
+  },
+  {
+    id: "turn-nonce-cache",
+    kind: "authentication",
+    description:
+      "TURN takes any nonce from a client once one of its nonces was good (the remembered one is not compared)",
+    file: TURN_SERVER,
+    search: "if (known === undefined || known.nonce !== nonce) {",
+    replace: "if (known === undefined) {",
     tests: [T_TURN_SERVER],
   },
   {

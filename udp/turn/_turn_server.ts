@@ -390,6 +390,8 @@ export class TurnServer {
   #nonceLifetime: number;
   #software: Uint8Array;
   #secret: Uint8Array = crypto.getRandomValues(new Uint8Array(16));
+  /** Each client's last nonce whose MAC was good, and its expiry (ms). */
+  #validNonces = new WeakMap<TurnClient, { nonce: string; expiry: number }>();
   #ids = new Uint8Array(12 * 256);
   #idsAt = this.#ids.length;
   #allocations = new Map<string | number, Allocation>();
@@ -790,9 +792,15 @@ export class TurnServer {
   }
 
   #nonceValid(nonce: string, client: TurnClient): boolean {
-    const match = /^([0-9a-f]{1,13})\.([0-9a-f]{8})\.([0-9a-f]{16})$/.exec(nonce);
-    if (!match || match[3] !== this.#nonceMac(`${match[1]}.${match[2]}`, client)) return false;
-    return parseInt(match[1]!, 16) > this.#now();
+    // A client signs its requests with the nonce it was given until it goes
+    // stale: its MAC is checked once, and its expiry remembered.
+    let known = this.#validNonces.get(client);
+    if (known === undefined || known.nonce !== nonce) {
+      const match = /^([0-9a-f]{1,13})\.([0-9a-f]{8})\.([0-9a-f]{16})$/.exec(nonce);
+      if (!match || match[3] !== this.#nonceMac(`${match[1]}.${match[2]}`, client)) return false;
+      this.#validNonces.set(client, known = { nonce, expiry: parseInt(match[1]!, 16) });
+    }
+    return known.expiry > this.#now();
   }
 
   /**
