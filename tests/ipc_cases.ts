@@ -209,6 +209,17 @@ export const cases: Case[] = [
     stderr: "",
   },
   {
+    name:
+      "obfs4proxy's and lyrebird's -obfs4-distBias is refused, saying what it is and what to do",
+    args: ["-enableLogging", "-obfs4-distBias"],
+    env: v1,
+    code: 64,
+    stdout: [
+      "VERSION 1",
+      /^ENV-ERROR Flag -obfs4-distBias \(obfs4proxy's and lyrebird's biased obfs4 packet-length tables\) is not supported: remove it from the torrc exec line$/,
+    ],
+  },
+  {
     name: "-log-level and -loglevel are -logLevel, INFO is info",
     args: ["-log-level", "INFO"],
     env: v1,

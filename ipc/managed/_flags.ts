@@ -261,6 +261,16 @@ export function parseFlags(args: readonly string[]): ParsedFlags {
     }
     const [, dashes, name, inline] = match;
     const spec = findFlag(name!);
+    const foreign = UNSUPPORTED_FLAGS.get(plainName(name!));
+    if (spec === undefined && foreign !== undefined) {
+      // Off (`=false`) is what ptkit does anyway; on is refused, not ignored.
+      if (inline === undefined || !/^(false|0)$/i.test(inline)) {
+        errors.push(
+          `Flag ${dashes}${name} (${foreign}) is not supported: remove it from the torrc exec line`,
+        );
+      }
+      continue;
+    }
     if (spec === undefined) {
       // -v and -V mean the version elsewhere: --version, not -h (one letter away).
       const similar = suggestOptionKey(name!, FLAGS.flatMap((f) => f.names));
@@ -295,11 +305,24 @@ export function parseFlags(args: readonly string[]): ParsedFlags {
   return { values, errors };
 }
 
+/**
+ * Boolean flags of obfs4proxy and lyrebird that ptkit cannot honour, by
+ * {@linkcode plainName}, with what each does: a torrc line carrying one is
+ * told so by name (an `ENV-ERROR`), never served without it unsaid.
+ */
+const UNSUPPORTED_FLAGS: ReadonlyMap<string, string> = new Map([
+  ["obfs4distbias", "obfs4proxy's and lyrebird's biased obfs4 packet-length tables"],
+]);
+
+/** A flag's name in any case, with or without dashes inside: -logLevel, -loglevel, -log-level. */
+function plainName(name: string): string {
+  return name.toLowerCase().replaceAll("-", "");
+}
+
 /** The flag named `name`, in any case, with or without dashes inside: -logLevel, -loglevel, -log-level. */
 function findFlag(name: string): (typeof FLAGS)[number] | undefined {
-  const plain = (text: string) => text.toLowerCase().replaceAll("-", "");
-  const lower = plain(name);
-  return FLAGS.find((f) => f.names.some((n) => plain(n) === lower));
+  const lower = plainName(name);
+  return FLAGS.find((f) => f.names.some((n) => plainName(n) === lower));
 }
 
 /**
