@@ -522,6 +522,28 @@ Deno.test("a relative XDG_STATE_HOME or HOME is ignored (XDG Base Directory spec
   );
 });
 
+Deno.test("the per-user state directory has no doubled slash when HOME, XDG_STATE_HOME or the working directory is / or ends in /", () => {
+  const env = (vars: Record<string, string>) => (name: string) => vars[name];
+  const exists = () => true;
+  deepStrictEqual(
+    perUserStateDir("server", env({ HOME: "/" }), exists),
+    "/.local/state/ptkit/server",
+  );
+  deepStrictEqual(
+    perUserStateDir("server", env({ HOME: "/home/u/" }), exists),
+    "/home/u/.local/state/ptkit/server",
+  );
+  deepStrictEqual(perUserStateDir("client", env({ XDG_STATE_HOME: "/x//" })), "/x/ptkit/client");
+  // A service started from / with no usable HOME (systemd's default working directory).
+  const cwd = Deno.cwd();
+  try {
+    Deno.chdir("/");
+    deepStrictEqual(perUserStateDir("server", env({})), "/.ptkit-state/ptkit/server");
+  } finally {
+    Deno.chdir(cwd);
+  }
+});
+
 Deno.test("a HOME that does not exist (a service user's /nonexistent) is not created: main.ts server keeps state in the working directory", async () => {
   const cwd = await Deno.makeTempDir();
   const home = `${cwd}/nonexistent`;

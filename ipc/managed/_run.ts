@@ -24,6 +24,7 @@ import { fileErrorReason, FileStore } from "./_file_store.ts";
 import type { WorkerPool } from "./_workers.ts";
 import { ReplayHub } from "./_replay_hub.ts";
 import { lockStateDir } from "./_state_lock.ts";
+import { inDirectory } from "./_state_dir.ts";
 import type { ConnectionLimits } from "../../net/source_limits.ts";
 
 /** How a side runs beside its configuration. */
@@ -147,7 +148,7 @@ export async function runManaged(
   const log = (severity: "info" | "warning" | "notice", message: string) =>
     emit({ type: "LOG", severity, message });
   let stateDir = config.stateDir ?? Deno.cwd();
-  if (!stateDir.startsWith("/")) stateDir = `${Deno.cwd()}/${stateDir}`;
+  if (!stateDir.startsWith("/")) stateDir = inDirectory(Deno.cwd(), stateDir);
   try {
     await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
   } catch (error) {

@@ -25,8 +25,24 @@ export function perUserStateDir(
   const xdg = absolute(getEnv("XDG_STATE_HOME"));
   const given = absolute(getEnv("HOME"));
   const home = given !== undefined && isDirectory(given) ? given : undefined;
-  const base = xdg ? xdg : home ? `${home}/.local/state` : `${Deno.cwd()}/.ptkit-state`;
-  return `${base}/ptkit/${role}`;
+  const base = xdg
+    ? xdg
+    : home
+    ? inDirectory(home, ".local/state")
+    : inDirectory(Deno.cwd(), ".ptkit-state");
+  return inDirectory(base, `ptkit/${role}`);
+}
+
+/**
+ * `name` in `directory`, without a doubled slash when the directory is `/`
+ * or ends in one (`//.ptkit-state` would be printed as the state's path).
+ *
+ * @param directory An absolute directory.
+ * @param name A relative path.
+ * @returns The joined path.
+ */
+export function inDirectory(directory: string, name: string): string {
+  return `${directory.replace(/\/+$/, "")}/${name}`;
 }
 
 function existingDirectory(path: string): boolean {
