@@ -15,16 +15,32 @@
  * @module
  */
 
-import { holdEarlySignals } from "./ipc/managed/_early_signals.ts";
-import { CLI_COMMANDS, cliError } from "./ipc/cli/_names.ts";
-
+// No static import: run through a symbolic link in another directory
+// (`ln -s /opt/ptkit/main.ts /usr/local/bin/ptkit`, a torrc exec line naming
+// the link), Deno looks for ptkit's modules and its deno.json (the npm
+// packages' names) beside the link, and nothing would load: that is said
+// first, in one line.
 if (import.meta.main) {
+  const real = linkedMainModule();
+  if (real === undefined) await main();
+  else refuseLink(real);
+}
+
+/**
+ * Runs the command `Deno.args` names, and exits.
+ *
+ * @returns Never: the process exits.
+ */
+export async function main(): Promise<void> {
+  const { holdEarlySignals } = await import("./ipc/managed/_early_signals.ts");
+  const { CLI_COMMANDS, cliError } = await import("./ipc/cli/_names.ts");
   // First of all: a SIGTERM or SIGINT that arrives while the rest loads ends
   // the PT with exit 0 (the managed proxy takes the signals over before any
-  // transport starts). Hence the dynamic imports below, of only what the
-  // command needs: a PT that tor starts reaches CMETHODS DONE / SMETHODS
-  // DONE quickly.
+  // transport starts; the shebang blocks both until then). Hence the dynamic
+  // imports below, of only what the command needs: a PT that tor starts
+  // reaches CMETHODS DONE / SMETHODS DONE quickly.
   holdEarlySignals();
+  const exitWith = (run: () => Promise<number>) => exitWithCode(run, cliError);
   const command = Deno.args[0] ?? "";
   if (Deno.args.length === 0 && sip003Started()) {
     const { runSip003 } = await import("./ipc/managed/_sip003.ts");
@@ -61,7 +77,10 @@ if (import.meta.main) {
  * (it names the flag) is one line of stderr saying how to run main.ts
  * instead, exit 64 (EX_USAGE), not an uncaught stack trace.
  */
-async function exitWith(run: () => Promise<number>): Promise<never> {
+async function exitWithCode(
+  run: () => Promise<number>,
+  cliError: (message: string) => string,
+): Promise<never> {
   let code: number;
   try {
     code = await run();
@@ -72,6 +91,42 @@ async function exitWith(run: () => Promise<number>): Promise<never> {
     code = 64;
   }
   Deno.exit(code);
+}
+
+/**
+ * main.ts's real path when this module was loaded through a symbolic link
+ * to it from another directory (a link to the checkout's directory is
+ * fine: deno.json is beside main.ts there); otherwise undefined. Needs read
+ * permission there (`deno run main.ts` without it must not prompt), and a
+ * compiled executable has no link to follow.
+ */
+function linkedMainModule(): string | undefined {
+  const path = import.meta.filename;
+  if (Deno.build.standalone || path === undefined) return undefined;
+  try {
+    if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") return undefined;
+    const real = Deno.realPathSync(path);
+    const directory = (file: string) => file.slice(0, file.lastIndexOf("/")) || "/";
+    return directory(real) === Deno.realPathSync(directory(path)) ? undefined : real;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Says that main.ts must be run by its own path, and exits 64: on stderr,
+ * and as an `ENV-ERROR` when tor started it (tor logs that line's text at
+ * `warn`, where it logs a PT's stderr only at `info`).
+ */
+function refuseLink(real: string): never {
+  const message = `main.ts was started through a symbolic link to ${real}: Deno looks for ` +
+    `ptkit's modules and deno.json beside the link; run ${real} by its path, or make the link ` +
+    `a two-line script: #!/bin/sh, then exec ${real} "$@"`;
+  const write = (stream: { writeSync(bytes: Uint8Array): number }, text: string) =>
+    stream.writeSync(new TextEncoder().encode(text));
+  if (envSet("TOR_PT_MANAGED_TRANSPORT_VER")) write(Deno.stdout, `ENV-ERROR ${message}\n`);
+  write(Deno.stderr, `ptkit: error: ${message}\n`);
+  Deno.exit(64);
 }
 
 /**

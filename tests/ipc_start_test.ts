@@ -3,7 +3,7 @@
 // that works, and stops cleanly on SIGINT.
 
 import { deepStrictEqual, match, ok } from "node:assert";
-import { requireBinary } from "./ipc_util.ts";
+import { MAIN, requireBinary } from "./ipc_util.ts";
 import { curl, TextProcess } from "./cli_util.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -130,3 +130,42 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     await Deno.remove(home, { recursive: true });
   });
 }
+
+Deno.test("main.ts run through a symbolic link from another directory (/usr/local/bin/ptkit) says to run it by its path, on stderr and to tor as ENV-ERROR; a link to the checkout's directory runs", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_link_" });
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  const real = await Deno.realPath(MAIN);
+  const said = `main.ts was started through a symbolic link to ${real}: Deno looks for ptkit's ` +
+    `modules and deno.json beside the link; run ${real} by its path, or make the link a two-line ` +
+    `script: #!/bin/sh, then exec ${real} "$@"`;
+  try {
+    // As an operator installs a PT on PATH: ln -s /opt/ptkit/main.ts /usr/local/bin/ptkit.
+    const link = `${dir}/ptkit`;
+    await Deno.symlink(MAIN, link);
+    const version = await new Deno.Command(link, { args: ["--version"], stdin: "null" }).output();
+    deepStrictEqual(
+      [version.code, text(version.stdout), text(version.stderr)],
+      [64, "", `ptkit: error: ${said}\n`],
+    );
+    const managed = await new Deno.Command(link, {
+      stdin: "null",
+      env: {
+        TOR_PT_MANAGED_TRANSPORT_VER: "1",
+        TOR_PT_CLIENT_TRANSPORTS: "plain",
+        TOR_PT_STATE_LOCATION: `${dir}/state`,
+        TOR_PT_EXIT_ON_STDIN_CLOSE: "1",
+      },
+    }).output();
+    deepStrictEqual([managed.code, text(managed.stdout)], [64, `ENV-ERROR ${said}\n`]);
+    // A link to the checkout's directory finds everything beside main.ts.
+    await Deno.symlink(real.slice(0, real.lastIndexOf("/")), `${dir}/checkout`);
+    const through = await new Deno.Command(`${dir}/checkout/main.ts`, {
+      args: ["--version"],
+      stdin: "null",
+    }).output();
+    deepStrictEqual(through.code, 0, text(through.stderr));
+    match(text(through.stdout), /^ptkit [0-9]/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
