@@ -313,7 +313,10 @@ function checkOwnFile(
   if (!info.isFile) refuse(info.isDirectory ? "it is a directory" : "it is not a regular file");
   const uid = ownUid();
   if (uid !== undefined && info.uid !== null && info.uid !== uid) {
-    refuse(`it belongs to user ${info.uid}, not to this process's user ${uid}`);
+    refuse(
+      `it belongs to user ${info.uid}, not to this process's user ${uid} (if it is this PT's ` +
+        `own, chown it to user ${uid}, the user this PT runs as)`,
+    );
   }
 }
 
