@@ -28,7 +28,20 @@ interface DirectAccess {
   /** Whether `end` has direct ends a relay may take now. */
   available(end: object): boolean;
   /** Take them: the end's streams, if asked for later, are locked. */
-  take(end: object): { source: ChunkSource; sink: ChunkSink };
+  take(end: object): DirectEnds;
+}
+
+/** A connection's direct ends (see {@linkcode takeDirectEnds}). */
+export interface DirectEnds {
+  /** Reads as its `readable` would. */
+  readonly source: ChunkSource;
+  /** Writes as its `writable` would, one write in flight (a relay's). */
+  readonly sink: ChunkSink;
+  /**
+   * Write a chunk and wait until the connection took it, rejecting with its
+   * failure: what a writer of its `writable` does. Not mixed with `sink`.
+   */
+  send(chunk: Uint8Array): Promise<void>;
 }
 let directAccess: DirectAccess | undefined;
 
@@ -43,7 +56,7 @@ export function hasDirectEnds(end: object): boolean {
 }
 
 /** Take `end`'s direct ends (check {@linkcode hasDirectEnds} first). */
-export function takeDirectEnds(end: object): { source: ChunkSource; sink: ChunkSink } {
+export function takeDirectEnds(end: object): DirectEnds {
   return directAccess!.take(end);
 }
 

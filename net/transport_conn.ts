@@ -5,12 +5,11 @@ import { HandshakeError } from "../transports/_handshake_error.ts";
 import { deferred } from "../transports/_deferred.ts";
 import { formatIp, isIpLiteral, parseIp } from "./_ip_address.ts";
 import {
-  type ChunkSink,
-  type ChunkSource,
   closeWriter,
   connSink,
   connSource,
   describe,
+  type DirectEnds,
   pump,
   registerDirectEnds,
   streamSink,
@@ -334,7 +333,7 @@ export class TransportConn implements Disposable, AsyncDisposable {
    * next write or the end reports) without making them; the streams, if
    * asked for later, are locked, as a relay's would be.
    */
-  #takeDirect(): { source: ChunkSource; sink: ChunkSink } {
+  #takeDirect(): DirectEnds {
     this.#direct = true;
     const settled = async () => {
       const writing = this.#directWrite;
@@ -359,6 +358,7 @@ export class TransportConn implements Disposable, AsyncDisposable {
           this.#encoder.abort(reason).catch(() => {});
         },
       },
+      send: (chunk) => this.#trackedWrite(chunk),
     };
   }
 

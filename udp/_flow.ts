@@ -4,6 +4,7 @@
 
 import { setImmediate } from "node:timers";
 import type { TransportConn } from "../net/transport_conn.ts";
+import { hasDirectEnds, takeDirectEnds } from "../net/_chunk_io.ts";
 import type { Clock } from "./_clock.ts";
 import { Deframer } from "./_deframer.ts";
 import type { Framing } from "./framing.ts";
@@ -222,7 +223,23 @@ export class Flow {
     }
     this.#state = "connected";
     this.#conn = conn;
-    this.#tasks.push(this.#pumpOut(conn), this.#pumpIn(conn), conn.closed);
+    // A transport connection is read and written as its streams would be,
+    // without them (one stream layer less each way, per chunk).
+    if (hasDirectEnds(conn)) {
+      const { source, send } = takeDirectEnds(conn);
+      this.#tasks.push(this.#pumpOut(send), this.#pumpIn(() => source.read()), conn.closed);
+      return;
+    }
+    const writer = conn.writable.getWriter();
+    const reader = conn.readable.getReader();
+    this.#tasks.push(
+      this.#pumpOut((chunk) => writer.write(chunk)).finally(() => writer.releaseLock()),
+      this.#pumpIn(async () => {
+        const { value, done } = await reader.read();
+        return done ? null : value;
+      }).finally(() => reader.releaseLock()),
+      conn.closed,
+    );
   }
 
   close(reason: UdpCloseReason, error?: unknown): void {
@@ -322,8 +339,7 @@ export class Flow {
     return batch;
   }
 
-  async #pumpOut(conn: TransportConn): Promise<void> {
-    const writer = conn.writable.getWriter();
+  async #pumpOut(write: (chunk: Uint8Array) => Promise<void>): Promise<void> {
     try {
       while (this.#state === "connected") {
         if (this.#queueHead === this.#queue.length) {
@@ -334,7 +350,7 @@ export class Flow {
         const { bytes: buffer, used, count, size: bytes } = this.#take();
         const chunk = used === buffer.byteLength ? buffer : buffer.subarray(0, used);
         try {
-          await writer.write(chunk);
+          await write(chunk);
         } catch (error) {
           this.drop("writeFailed", count);
           throw error;
@@ -346,8 +362,6 @@ export class Flow {
       }
     } catch (error) {
       this.close("writeFailed", error);
-    } finally {
-      writer.releaseLock();
     }
   }
 
@@ -368,10 +382,9 @@ export class Flow {
    * complete: those of one read together (one system call for up to 32,
    * with `sendUdpMany`), before the next read or turn.
    */
-  async #pumpIn(conn: TransportConn): Promise<void> {
+  async #pumpIn(read: () => Promise<Uint8Array | null>): Promise<void> {
     const { framing, maxDatagram, clock } = this.#settings;
     const deframer = new Deframer(framing, maxDatagram);
-    const reader = conn.readable.getReader();
     const many = this.#sendUdpMany;
     // Views into the chunks read, valid until the next read: sent before it.
     const ready: Uint8Array[] = [];
@@ -389,8 +402,8 @@ export class Flow {
     let turn = 0;
     try {
       while (true) {
-        const { value, done } = await reader.read();
-        if (done) {
+        const value = await read();
+        if (value === null) {
           deframer.finish();
           break;
         }
@@ -422,8 +435,6 @@ export class Flow {
     } catch (error) {
       const framingError = error instanceof SyntaxError || error instanceof RangeError;
       this.close(framingError ? "framingError" : "connectionError", error);
-    } finally {
-      reader.releaseLock();
     }
   }
 }
