@@ -237,7 +237,13 @@ export class Flow {
     this.#queuedDatagrams++;
     this.#queuedBytes += length;
     this.#settings.budget.take(length);
-    this.#wake?.();
+    // The writer waits for the first datagram of a burst only: the rest of
+    // the burst finds it woken (a resolve each was 1% of a flow's samples).
+    const wake = this.#wake;
+    if (wake !== undefined) {
+      this.#wake = undefined;
+      wake();
+    }
   }
 
   /** Whether `length` more bytes would take this flow past its share of a spent budget. */
