@@ -11,6 +11,7 @@ import { FakeExtOrPort, writeCookieFile } from "./ext_orport_fake.ts";
 import { socks5Connect } from "../ipc/socks/_client.ts";
 import { createConnector } from "../client.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
+import type { TransportConn } from "../net/transport_conn.ts";
 import { parseSmethodArgs } from "../ipc/lines/_args.ts";
 import {
   goodClient,
@@ -208,6 +209,19 @@ async function freeDescriptors(pid: number, count: number): Promise<number[]> {
   return free;
 }
 
+/** `conn` (closed after) echoes three bytes through the bridge, and the bridge never panicked. */
+async function echoesAndLives(conn: TransportConn, lines: string[]): Promise<void> {
+  await using _conn = conn;
+  const writer = conn.writable.getWriter();
+  await writer.write(new Uint8Array([1, 2, 3]));
+  const reader = conn.readable.getReader();
+  const { value } = await reader.read();
+  deepStrictEqual(value, new Uint8Array([1, 2, 3]));
+  reader.releaseLock();
+  writer.releaseLock();
+  strictEqual(lines.filter((line) => /panicked/.test(line)).length, 0);
+}
+
 Deno.test("obfs4 bridge out of descriptors at its first good handshake: the key pair worker started at its first connection, the process lives on", async () => {
   // Found as an attacker (h40attack): the spare key pairs' Worker started
   // at the first good handshake; a process out of descriptors then (a
@@ -231,15 +245,7 @@ Deno.test("obfs4 bridge out of descriptors at its first good handshake: the key 
         const dialing = connector.dial({ hostname: "127.0.0.1", port });
         await new Promise((resolve) => setTimeout(resolve, 500));
         await limits.restore();
-        await using conn = await dialing;
-        const writer = conn.writable.getWriter();
-        await writer.write(new Uint8Array([1, 2, 3]));
-        const reader = conn.readable.getReader();
-        const { value } = await reader.read();
-        deepStrictEqual(value, new Uint8Array([1, 2, 3]));
-        reader.releaseLock();
-        writer.releaseLock();
-        strictEqual(pt.lines.filter((line) => /panicked/.test(line)).length, 0);
+        await echoesAndLives(await dialing, pt.lines);
       },
     );
   } finally {
@@ -278,15 +284,7 @@ Deno.test("obfs4 bridge beside another transport, out of descriptors at obfs4's 
         const dialing = connector.dial({ hostname: "127.0.0.1", port: portOf("obfs4") });
         await new Promise((resolve) => setTimeout(resolve, 1500));
         await limits.restore();
-        await using conn = await dialing;
-        const writer = conn.writable.getWriter();
-        await writer.write(new Uint8Array([1, 2, 3]));
-        const reader = conn.readable.getReader();
-        const { value } = await reader.read();
-        deepStrictEqual(value, new Uint8Array([1, 2, 3]));
-        reader.releaseLock();
-        writer.releaseLock();
-        strictEqual(pt.lines.filter((line) => /panicked/.test(line)).length, 0);
+        await echoesAndLives(await dialing, pt.lines);
       },
     );
   } finally {
