@@ -184,9 +184,10 @@ Deno.test("shadowsocks: a large write becomes chunks of at most 0x3FFF bytes", a
   writer.close();
   let wire = 0;
   for await (const c of pair.encode.readable) wire += c.length;
-  // Salt, then the request and data in ceil(n / 0x3FFF) chunks of 34 bytes' overhead.
-  const payload = 1 + 1 + 9 + 2 + data.length;
-  strictEqual(wire, 16 + payload + Math.ceil(payload / 0x3fff) * 34);
+  // Salt, the request in a chunk of its own (as ss-local), then the data in
+  // ceil(n / 0x3FFF) chunks, each with 34 bytes of overhead.
+  const request = 1 + 1 + 9 + 2;
+  strictEqual(wire, 16 + request + 34 + data.length + Math.ceil(data.length / 0x3fff) * 34);
 });
 
 Deno.test("shadowsocks: configuration errors name the value; unknown keys are ignored", async () => {

@@ -59,8 +59,8 @@ async function recordClient(port: number, data: Uint8Array): Promise<Uint8Array>
   const peer = await recorder.accept();
   const chunks: number[] = [];
   const buffer = new Uint8Array(4096);
-  // The request and data arrive together, in one chunk: wait for its bytes.
-  while (chunks.length < 32 + 18 + 7 + data.length + 16) {
+  // The request and data arrive together, in two chunks: wait for their bytes.
+  while (chunks.length < 32 + (18 + 7 + 16) + (18 + data.length + 16)) {
     const n = await peer.read(buffer);
     if (n === null) break;
     chunks.push(...buffer.subarray(0, n));

@@ -114,7 +114,8 @@ function randomBytes(random: (bytes: Uint8Array) => void, n: number): Uint8Array
 
 /**
  * How long a client holds its request (the address header) for the
- * application's first data, to seal both as one chunk: ss-local's 50 ms
+ * application's first data, to send both in one write (the request a chunk
+ * of its own, the data the next chunks, as ss-local seals them): ss-local's 50 ms
  * (shadowsocks-libev 3.3.5, `delayed_connect_watcher`). An application's
  * first bytes come after the SOCKS reply, a round trip later: sent at once,
  * the request made a first flight of its own, of a fixed size (73 bytes for
@@ -135,7 +136,7 @@ function clientPair(
   const encoder = new ChunkEncoder(method, factory, key, randomBytes(random, method.keyLength));
   const decoder = new ChunkDecoder(method, factory, key);
   // The request goes with the first data written within REQUEST_WAIT_MS,
-  // sealed as one chunk, as ss-local sends it; alone when the application
+  // in the same write (two chunks), as ss-local sends it; alone when the application
   // waits for the server.
   let request: Uint8Array | undefined = encodeAddress(destination);
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -157,9 +158,15 @@ function clientPair(
     transform: (chunk, controller) => {
       if (request !== undefined) {
         clearTimeout(timer);
-        const bytes = concat(request, chunk);
+        const bytes = request;
         request = undefined;
-        controller.enqueue(encoder.encode(bytes));
+        // As ss-local: the request is a chunk of its own, the data the
+        // next ones, both in one write.
+        controller.enqueue(
+          chunk.length === 0
+            ? encoder.encode(bytes)
+            : concat(encoder.encode(bytes), encoder.encode(chunk)),
+        );
       } else if (chunk.length > 0) {
         controller.enqueue(encoder.encode(chunk));
       }
