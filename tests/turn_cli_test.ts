@@ -270,3 +270,47 @@ Deno.test("main.ts turn names every missing flag at once, in the usage's order, 
     strictEqual(err.split("\n")[0], `ptkit: error: Missing ${missing}`);
   }
 });
+
+Deno.test("turn CLI refuses a user given twice with different passwords (one would silently stop working), naming where and never the name or passwords; the same user and password twice is taken", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const run = async (args: string[]) => {
+      const { code, stderr } = await new Deno.Command(MAIN, {
+        args: ["turn", "--listen", "127.0.0.1:0", "--realm", "r", ...args],
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      return { code, stderr: new TextDecoder().decode(stderr) };
+    };
+    const flags = await run(["--user", "dave:0LDPASS", "--user", "dave:N3WPASS"]);
+    strictEqual(flags.code, 64);
+    ok(
+      flags.stderr.startsWith(
+        "ptkit: error: Invalid --user: a user name is given twice with different passwords\n",
+      ),
+      flags.stderr,
+    );
+    const users = `${dir}/users`;
+    await Deno.writeTextFile(users, "# users\ndave:N3WPASS\nerin:x\n");
+    const mixed = await run(["--user", "dave:0LDPASS", "--user", `@${users}`]);
+    strictEqual(mixed.code, 64);
+    ok(
+      mixed.stderr.startsWith(
+        `ptkit: error: Line 1 of ${users} (besides comments) gives a user name given before with a different password\n`,
+      ),
+      mixed.stderr,
+    );
+    for (const text of [flags.stderr, mixed.stderr]) {
+      ok(!/dave|0LDPASS|N3WPASS/.test(text), text);
+    }
+    // The same user and password twice is no conflict.
+    const { child } = await startTurnCli(
+      ["--listen", "127.0.0.1:0", "--user", "dave:N3WPASS", "--user", `@${users}`, "--realm", "r"],
+    );
+    child.kill("SIGTERM");
+    strictEqual((await child.status).code, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -97,6 +97,17 @@ export async function runTurnCommand(args: string[]): Promise<number> {
       }
       const problem = usernameProblem(username);
       if (problem !== undefined) return fail(`Invalid --user: ${problem}`);
+      // A user given twice with another password: one of the two would
+      // silently stop working (the same pair twice is no conflict).
+      if (Object.hasOwn(users, username) && users[username] !== password) {
+        return fail(
+          value.startsWith("@")
+            ? `Line ${index + 1} of ${
+              value.slice(1)
+            } (besides comments) gives a user name given before with a different password`
+            : "Invalid --user: a user name is given twice with different passwords",
+        );
+      }
       users[username] = password;
     }
   }
