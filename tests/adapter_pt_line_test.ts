@@ -214,3 +214,46 @@ Deno.test("parsePtLine reads \\xHH escapes as bytes, as tor's C-string reader do
     message: "A café ~",
   });
 });
+
+Deno.test("a CMETHOD or SMETHOD line with port 0 is malformed, as tor reads it ('Transport address has no port'), and formatPtLine does not write one", () => {
+  // tor's parse_cmethod_line and parse_smethod_line refuse a port of 0;
+  // taking it gave launchClient a transport whose every dial failed with
+  // Deno's 'Invalid port (out of range): 0'.
+  for (
+    const line of [
+      "CMETHOD obfs4 socks5 127.0.0.1:0",
+      "CMETHOD obfs4 socks5 [::1]:0",
+      "SMETHOD obfs4 127.0.0.1:0 ARGS:cert=abc",
+    ]
+  ) {
+    throws(() => parsePtLine(line), (error: Error) => {
+      deepStrictEqual(error instanceof SyntaxError, true, line);
+      deepStrictEqual(/port/.test(error.message), true, error.message);
+      return true;
+    });
+  }
+  deepStrictEqual(parsePtLine("CMETHOD obfs4 socks5 127.0.0.1:1"), {
+    type: "CMETHOD",
+    transport: "obfs4",
+    mode: "socks5",
+    address: { hostname: "127.0.0.1", port: 1 },
+  });
+  for (
+    const line of [
+      {
+        type: "CMETHOD",
+        transport: "obfs4",
+        mode: "socks5",
+        address: { hostname: "127.0.0.1", port: 0 },
+      },
+      {
+        type: "SMETHOD",
+        transport: "obfs4",
+        address: { hostname: "127.0.0.1", port: 0 },
+        args: {},
+      },
+    ] as const
+  ) {
+    throws(() => formatPtLine(line), TypeError);
+  }
+});

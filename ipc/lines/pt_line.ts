@@ -97,7 +97,7 @@ const VERSION = /^[\x21-\x2b\x2d-\x7e]+$/;
  * name the parent asked for is written as it is, `*` or `t:1` too; a
  * keyword, mode,
  * severity or `STATUS` field name outside `[A-Za-z0-9_-]`, a version with a
- * space or comma, an address without a host or with a port outside 0-65535,
+ * space or comma, an address without a host or with a port outside 1-65535 (tor refuses port 0),
  * an `SMETHOD` `ARGS` key or value that is not printable ASCII without
  * spaces, or an empty key).
  * The message names the value, never a message or argument value.
@@ -157,12 +157,12 @@ export function formatPtLine(line: PtLine): string {
     };
     if (
       typeof hostname !== "string" || !/^[\x21-\x7e]+$/.test(hostname) ||
-      typeof port !== "number" || !Number.isInteger(port) || port < 0 || port > 65535
+      typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535
     ) {
       throw new TypeError(
         `Cannot format ${type} line: invalid address ${
           typeof hostname === "string" ? `${shown(hostname)} port ${shown(port)}` : shown(value)
-        }: expected { hostname, port } with an IP address or name and a port from 0 to 65535`,
+        }: expected { hostname, port } with an IP address or name and a port from 1 to 65535`,
       );
     }
     return formatHostPort({ hostname, port });
@@ -439,7 +439,9 @@ function withRepeated(repeated: string[]): { repeatedKeys?: readonly string[] } 
 
 function address(text: string, fail: (why: string) => SyntaxError): HostPort {
   try {
-    return parseHostPort(text, "PT address");
+    // tor refuses port 0 ("Transport address ... has no port"): nothing
+    // can connect to it.
+    return parseHostPort(text, "PT address", 1);
   } catch (error) {
     throw fail((error as Error).message);
   }
