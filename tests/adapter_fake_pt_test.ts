@@ -154,6 +154,12 @@ Deno.test("a start-up failure names the lines it ignored: a malformed CMETHOD, o
     server.message,
     /ignored CMETHOD for fake \(a client PT's line; this PT was launched as a server\)/,
   );
+  // Its CMETHODS DONE was ignored too, and said so: a client binary used
+  // as a server otherwise fails with the timeout alone.
+  match(
+    server.message,
+    /ignored CMETHODS DONE \(a client PT's line; this PT was launched as a server\)/,
+  );
   deepStrictEqual(await fakePids(), []);
 });
 

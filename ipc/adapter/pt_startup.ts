@@ -130,7 +130,17 @@ export class PtStartup {
       }
       case "CMETHODS-DONE":
       case "SMETHODS-DONE": {
-        if (line.type !== (kind === "client" ? "CMETHODS-DONE" : "SMETHODS-DONE")) return undefined;
+        if (line.type !== (kind === "client" ? "CMETHODS-DONE" : "SMETHODS-DONE")) {
+          // A client binary launched as a server (or the reverse): said, as
+          // its method lines are, so the start-up failure is not a bare timeout.
+          const other = kind === "client" ? "server" : "client";
+          warn(
+            `Ignored ${
+              line.type.replace("-", " ")
+            } (a ${other} PT's line; this PT was launched as a ${kind})`,
+          );
+          return undefined;
+        }
         if (this.#version === undefined) throw new Error(`it sent ${doneText} before VERSION`);
         if (proxy && !this.#proxyDone) {
           throw new Error("it did not accept the upstream proxy (no PROXY DONE)");
