@@ -69,6 +69,15 @@ case "$1" in
     echo "fake PT: panic: the frobnicator broke" >&2
     exit 1
     ;;
+  repeated-method)
+    # Two CMETHOD lines for one transport: tor keeps the first ("the same
+    # transport already exists ... Skipping").
+    echo "VERSION 1"
+    echo "CMETHOD fake socks5 127.0.0.1:4242"
+    echo "CMETHOD fake socks5 127.0.0.1:4343"
+    echo "CMETHODS DONE"
+    exec cat > /dev/null
+    ;;
   malformed-method)
     # Its only CMETHOD line has no port: nothing usable, and the line says why.
     echo "VERSION 1"

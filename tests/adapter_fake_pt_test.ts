@@ -599,3 +599,23 @@ Deno.test("pid is undefined once the PT has exited: killed and awaiting relaunch
   await other.close();
   strictEqual(other.pid, undefined);
 });
+
+Deno.test("a second CMETHOD for one transport is ignored and said, as tor keeps the first", async () => {
+  const logs: PtLogEvent[] = [];
+  const pt = new PtClient(fake("repeated-method"));
+  pt.addEventListener("log", (e) => logs.push(e as PtLogEvent));
+  try {
+    await pt.start();
+    deepStrictEqual(pt.transports.get("fake")!.address, { hostname: "127.0.0.1", port: 4242 });
+    ok(
+      logs.some((e) =>
+        /Ignored a second CMETHOD for fake at 127\.0\.0\.1:4343 \(the first, at 127\.0\.0\.1:4242, is kept/
+          .test(e.message)
+      ),
+      JSON.stringify(logs.map((e) => e.message)),
+    );
+  } finally {
+    await pt.close();
+  }
+  deepStrictEqual(await fakePids(), []);
+});

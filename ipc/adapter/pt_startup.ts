@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import type { PtLine } from "../lines/pt_line.ts";
+import { formatHostPort } from "../../net/address.ts";
 
 /** What a PT reported while starting. */
 export interface PtLaunchResult {
@@ -124,6 +125,19 @@ export class PtStartup {
         if (line.type === "CMETHOD-ERROR" || line.type === "SMETHOD-ERROR") {
           this.#errors.set(line.transport, line.message);
         } else {
+          const first = this.#methods.get(line.transport);
+          if (first !== undefined) {
+            // tor keeps the first ("the same transport already exists ...
+            // Skipping"): so does the adapter, and says so.
+            warn(
+              `Ignored a second ${line.type} for ${line.transport} at ${
+                formatHostPort(line.address)
+              } (the first, at ${
+                formatHostPort((first as typeof line).address)
+              }, is kept, as tor keeps it)`,
+            );
+            return undefined;
+          }
           this.#methods.set(line.transport, line);
         }
         return undefined;
