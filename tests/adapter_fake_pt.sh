@@ -13,6 +13,13 @@ case "$1" in
     echo "fake PT: waiting forever" >&2
     while :; do sleep 0.1; done
     ;;
+  echo-secrets)
+    # A PT that repeats what it was given in its error line and on stderr.
+    echo "VERSION 1"
+    echo "fake PT: options were $TOR_PT_SERVER_TRANSPORT_OPTIONS" >&2
+    echo "PROXY-ERROR cannot use $TOR_PT_PROXY"
+    exit 1
+    ;;
   version-error)
     echo "VERSION-ERROR no-version"
     exit 78

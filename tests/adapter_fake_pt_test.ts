@@ -619,3 +619,18 @@ Deno.test("a second CMETHOD for one transport is ignored and said, as tor keeps 
   }
   deepStrictEqual(await fakePids(), []);
 });
+
+Deno.test("launchClient's failure never repeats a secret the PT echoed: the proxy's credentials, server options' keys", async () => {
+  // Found as an adapter user (h41adapt): the failure quoted the PT's
+  // PROXY-ERROR word for word (and its stderr), so a PT that echoes its
+  // proxy URI put the password into ptkit's error.
+  const error = await launchClient(fake("echo-secrets", {
+    proxy: "socks5://alice:s3cr%3At-pass@127.0.0.1:1080",
+    env: { TOR_PT_SERVER_TRANSPORT_OPTIONS: "fake:password=hunter2-long-secret;fake:iat-mode=0" },
+  })).then(() => new Error("launched"), (error: Error) => error);
+  match(error.message, /PROXY-ERROR cannot use socks5:\/\/\*\*\*:\*\*\*@127\.0\.0\.1:1080/);
+  match(error.message, /options were fake:password=\*\*\*;fake:iat-mode=0/);
+  for (const secret of ["alice", "s3cr", "hunter2"]) {
+    ok(!error.message.includes(secret), `${secret} in: ${error.message}`);
+  }
+});

@@ -11,6 +11,7 @@ import {
   PtStatusEvent,
 } from "./pt_events.ts";
 import { formatMessageLine } from "../lines/_message_line.ts";
+import { parseTransportOptions } from "../lines/_args.ts";
 import { LineStream } from "../lines/_line_stream.ts";
 import { checkTimeout } from "../../net/address.ts";
 import { checkOptionType } from "../../transports/_factory_options.ts";
@@ -487,11 +488,13 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
   /** One launch: spawn, read lines until `*METHODS DONE`, or fail and stop it. */
   async #launch(): Promise<PtLaunchResult> {
     const { path } = this.#options;
+    const env = this.#env();
+    this.#secrets = secretsOf(env);
     let child: Deno.ChildProcess;
     try {
       child = new Deno.Command(path, {
         args: [...(this.#options.args ?? [])],
-        env: this.#env(),
+        env,
         clearEnv: true,
         stdin: "piped",
         stdout: "piped",
@@ -548,9 +551,11 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     this.#run = run;
     run.stdin.closed.catch(() => {});
 
+    // The PT's words (its error lines, its stderr) may repeat a secret it
+    // was given (a proxy's password, a server's keys): never in ours.
     const withTail = (message: string) => {
       const tail = run.stderrTail.trim();
-      return tail === "" ? message : `${message}; stderr: ${tail}`;
+      return redact(tail === "" ? message : `${message}; stderr: ${tail}`, this.#secrets);
     };
     const fail = (message: string) => {
       if (settled) return;
@@ -718,6 +723,9 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     return run.stopping;
   }
 
+  /** What the last launch's environment holds that must not be printed (see {@linkcode secretsOf}). */
+  #secrets: readonly string[] = [];
+
   #warn(message: string): void {
     this.dispatchEvent(new PtLogEvent("warning", message));
   }
@@ -750,7 +758,7 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
         (maxAttempts === 0
           ? `${cause.message}; relaunching is off`
           : `${cause.message}; gave up after ${this.#attempt} relaunches`) +
-          (stderr === "" ? "" : `; stderr: ${stderr}`),
+          (stderr === "" ? "" : `; stderr: ${redact(stderr, this.#secrets)}`),
         { cause },
       );
       this.#state = "failed";
@@ -866,4 +874,48 @@ export function checkStringRecord(value: unknown, name: string): void {
       );
     }
   }
+}
+
+/**
+ * The values in a PT's environment that are secrets: the upstream proxy's
+ * user name and password (`TOR_PT_PROXY`, raw and decoded) and the server
+ * transport options' values of 8 characters or more (keys, passwords, a
+ * WebTunnel path), longest first.
+ */
+function secretsOf(env: Record<string, string>): string[] {
+  const secrets = new Set<string>();
+  const proxy = env.TOR_PT_PROXY;
+  if (proxy !== undefined) {
+    try {
+      const url = new URL(proxy);
+      for (const part of [url.username, url.password]) {
+        if (part === "") continue;
+        secrets.add(part);
+        try {
+          secrets.add(decodeURIComponent(part));
+        } catch {
+          // Not percent-encoded text: the raw form is enough.
+        }
+      }
+    } catch {
+      // Not a URI: the PT refuses it, and it was never parsed into parts.
+    }
+  }
+  const options = env.TOR_PT_SERVER_TRANSPORT_OPTIONS;
+  if (options !== undefined) {
+    try {
+      for (const values of parseTransportOptions(options).values()) {
+        for (const value of Object.values(values)) if (value.length >= 8) secrets.add(value);
+      }
+    } catch {
+      // Malformed: the PT refuses it.
+    }
+  }
+  return [...secrets].sort((a, b) => b.length - a.length);
+}
+
+/** `text` with every occurrence of each secret replaced by `***`. */
+function redact(text: string, secrets: readonly string[]): string {
+  for (const secret of secrets) text = text.replaceAll(secret, "***");
+  return text;
 }
