@@ -38,6 +38,17 @@ const PEERS: StunAddress[] = [
   { family: 4, address: "8.8.8.8", port: 9 },
 ];
 
+/** `main.ts turn --listen 127.0.0.1:0 --realm r ARGS` to its exit: code and stderr (for usage errors). */
+async function turnCliRun(args: string[]): Promise<{ code: number; stderr: string }> {
+  const { code, stderr } = await new Deno.Command(MAIN, {
+    args: ["turn", "--listen", "127.0.0.1:0", "--realm", "r", ...args],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  return { code, stderr: new TextDecoder().decode(stderr) };
+}
+
 for (
   const [flags, expected] of [[[], [403, 403, 0]], [["--allow-loopback-peers"], [
     0,
@@ -185,15 +196,7 @@ Deno.test("turn CLI --user @FILE reads the users from a file, one a line; a bad 
       child.kill("SIGTERM");
       strictEqual((await child.status).code, 0);
     }
-    const run = async (args: string[]) => {
-      const { code, stderr } = await new Deno.Command(MAIN, {
-        args: ["turn", "--listen", "127.0.0.1:0", "--realm", "r", ...args],
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-      }).output();
-      return { code, stderr: new TextDecoder().decode(stderr) };
-    };
+    const run = turnCliRun;
     await Deno.writeTextFile(users, "carol:S3CRET\nS3CRET-no-colon\n");
     const bad = await run(["--user", `@${users}`]);
     strictEqual(bad.code, 64);
@@ -274,15 +277,7 @@ Deno.test("main.ts turn names every missing flag at once, in the usage's order, 
 Deno.test("turn CLI refuses a user given twice with different passwords (one would silently stop working), naming where and never the name or passwords; the same user and password twice is taken", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const run = async (args: string[]) => {
-      const { code, stderr } = await new Deno.Command(MAIN, {
-        args: ["turn", "--listen", "127.0.0.1:0", "--realm", "r", ...args],
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-      }).output();
-      return { code, stderr: new TextDecoder().decode(stderr) };
-    };
+    const run = turnCliRun;
     const flags = await run(["--user", "dave:0LDPASS", "--user", "dave:N3WPASS"]);
     strictEqual(flags.code, 64);
     ok(
