@@ -3,6 +3,7 @@
 // error lines once version 2 was negotiated; LOG lines below the log level
 // are dropped.
 
+import { concat } from "../../transports/_bytes.ts";
 import { formatPtLine, type PtLine } from "./pt_line.ts";
 
 /** Severity of a `LOG` line, most severe first. */
@@ -220,7 +221,7 @@ class StdoutQueue {
         while (count < queue.length && length + queue[count]!.length <= WRITE_BATCH_BYTES) {
           length += queue[count++]!.length;
         }
-        const bytes = count === 1 ? queue[0]! : joined(queue, count, length);
+        const bytes = count === 1 ? queue[0]! : concat(...queue.slice(0, count));
         let offset = 0;
         while (offset < bytes.length) offset += await this.#target.write(bytes.subarray(offset));
         queue.splice(0, count);
@@ -264,17 +265,6 @@ class StdoutQueue {
 
 /** The most bytes of queued lines that one write to stdout carries. */
 const WRITE_BATCH_BYTES = 16384;
-
-/** The first `count` buffers of `parts`, `length` bytes in all, as one. */
-function joined(parts: readonly Uint8Array[], count: number, length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (let i = 0; i < count; i++) {
-    out.set(parts[i]!, at);
-    at += parts[i]!.length;
-  }
-  return out;
-}
 
 function writeAll(target: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
   try {
