@@ -208,6 +208,33 @@ Deno.test("UdpSocket.sendMany is send for each datagram in order: the same resul
   }
 });
 
+Deno.test("UdpSocket.sendMany delivers runs of one size (one UDP_SEGMENT message each with FFI) as the same datagrams, byte for byte and in order", async () => {
+  await using receiver = await UdpSocket.open({ hostname: "127.0.0.1" });
+  const got: Uint8Array[] = [];
+  receiver.onmessage = (data) => got.push(data.slice());
+  await using sender = await UdpSocket.open({ connect: receiver.addr });
+  // Runs that a shorter datagram ends, one an empty one breaks, one a longer
+  // one follows, a run past 64 KiB together, one that fills a whole call.
+  const sizes = [
+    ...[64, 64, 64, 10, 64, 64, 0, 0, 64, 5, 5, 6, 1400, 1400, 1399, 1400, 1, 1],
+    ...Array(8).fill(9000),
+    ...Array(40).fill(100),
+  ];
+  const batch = sizes.map((size, i) => {
+    const d = new Uint8Array(size);
+    for (let k = 0; k < size; k++) d[k] = (i * 7 + k) & 0xff;
+    return d;
+  });
+  const results: boolean[] = [];
+  strictEqual(sender.sendMany(batch, batch.length, undefined, results), batch.length);
+  strictEqual(results.every((ok) => ok), true);
+  await waitFor(() => got.length === batch.length, "the datagrams", 5000);
+  deepStrictEqual(got.map((d) => d.byteLength), sizes);
+  deepStrictEqual(got, batch);
+  strictEqual(sender.stats().datagramsSent, batch.length);
+  strictEqual(sender.stats().bytesSent, sizes.reduce((a, b) => a + b, 0));
+});
+
 Deno.test("UdpSocket's buffers pass net.core.rmem_max up to 4 MiB where the process may (CAP_NET_ADMIN), else stop at it", async () => {
   // Stock Linux caps SO_RCVBUF at 212,992 bytes: a few hundred datagrams, a
   // 0.2 s pause of a busy TURN server. A turnutils_uclient run in CI lost 4
