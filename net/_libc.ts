@@ -75,6 +75,7 @@ const GSO_SEGMENTS = 64;
 /** Bytes one UDP_SEGMENT message carries at most: one IPv4 datagram's payload. */
 const GSO_BYTES = 65_507;
 const EINVAL = 22;
+const EMSGSIZE = 90;
 const EIO = 5;
 const ENOPROTOOPT = 92;
 const EOPNOTSUPP = 95;
@@ -153,7 +154,8 @@ export class Libc {
   #messageDatagrams = new Uint32Array(BATCH);
   /**
    * UDP GSO is used for runs of datagrams shorter than this: lowered to the
-   * size the kernel refused (EINVAL: a route whose MTU is below it), 0 once
+   * size the kernel refused (EINVAL, EMSGSIZE: a route whose MTU is below
+   * it, a socket with SO_NO_CHECK), 0 once
    * the kernel refused it for good (EIO: no checksum offload, IPsec;
    * ENOPROTOOPT, EOPNOTSUPP: a kernel without it). Such a run then goes
    * datagram by datagram, as without GSO.
@@ -545,7 +547,7 @@ export class Libc {
       if (n === 1) return sent > 0 || result >= 0 ? sent : -errno;
       if (result > 0) continue;
       const before = this.#gsoBelow;
-      if (errno === EINVAL) {
+      if (errno === EINVAL || errno === EMSGSIZE) {
         this.#gsoBelow = Math.min(before, datagrams[start + sent]!.byteLength);
       } else if (errno === EIO || errno === ENOPROTOOPT || errno === EOPNOTSUPP) {
         this.#gsoBelow = 0;

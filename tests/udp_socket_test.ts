@@ -9,6 +9,7 @@ import { plain } from "@ptkit/ptkit/transports";
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
 import { appSocket, udpEcho, waitFor } from "./udp_test_utils.ts";
 import { sendRawUdp } from "./raw_udp.ts";
+import { openLibc, sockaddr } from "../net/_libc.ts";
 
 const MAX_4 = 65_507;
 
@@ -233,6 +234,42 @@ Deno.test("UdpSocket.sendMany delivers runs of one size (one UDP_SEGMENT message
   deepStrictEqual(got, batch);
   strictEqual(sender.stats().datagramsSent, batch.length);
   strictEqual(sender.stats().bytesSent, sizes.reduce((a, b) => a + b, 0));
+});
+
+Deno.test("UdpSocket.sendMany still delivers every datagram where the kernel refuses a run as one UDP_SEGMENT message (a socket with SO_NO_CHECK)", async () => {
+  await using receiver = await UdpSocket.open({ hostname: "127.0.0.1" });
+  const got: Uint8Array[] = [];
+  receiver.onmessage = (data) => got.push(data.slice());
+  await using sender = await UdpSocket.open({ connect: receiver.addr });
+  strictEqual(sender.batched, true, "run with --allow-ffi");
+  // The kernel refuses UDP GSO (EINVAL) on a socket that sends without checksums.
+  const libc = Deno.dlopen("libc.so.6", {
+    setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  });
+  try {
+    const fd = openLibc()!.findUdpSocket(
+      sockaddr(new Uint8Array([127, 0, 0, 1]), sender.addr.port),
+    );
+    strictEqual(
+      libc.symbols.setsockopt(fd, 1, 11, /* SOL_SOCKET, SO_NO_CHECK */ new Int32Array([1]), 4),
+      0,
+    );
+  } finally {
+    libc.close();
+  }
+  // Sizes no other test sends in runs: the refusal is remembered per size.
+  const sizes = [30_001, 30_001, 30_000, 30_001, 30_001, 7];
+  const batch = sizes.map((size, i) => new Uint8Array(size).fill(i + 1));
+  for (let round = 0; round < 2; round++) {
+    got.length = 0;
+    const results: boolean[] = [];
+    strictEqual(sender.sendMany(batch, batch.length, undefined, results), batch.length);
+    strictEqual(results.every((ok) => ok), true);
+    await waitFor(() => got.length === batch.length, "the datagrams", 5000);
+    deepStrictEqual(got, batch);
+  }
+  strictEqual(sender.stats().datagramsSent, 2 * batch.length);
+  strictEqual(sender.stats().drops.sendFailed, 0);
 });
 
 Deno.test("UdpSocket's buffers pass net.core.rmem_max up to 4 MiB where the process may (CAP_NET_ADMIN), else stop at it", async () => {
