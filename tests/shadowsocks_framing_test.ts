@@ -699,3 +699,38 @@ Deno.test("shadowsocks server decodes a read of many small chunks a slice at a t
   ok(atTimer >= 0 && atTimer < frames / 2, `${seen} of ${frames} bytes decoded before a timer ran`);
   await toServer.close();
 });
+
+Deno.test("shadowsocks server: salts that share their first bytes (an Outline client's connection prefix) are told apart by the rest, not refused as replays", async () => {
+  // Outline's clients start every salt with the access key's prefix (here
+  // 16 03 01 00 A8 01 01, a TLS record's start) and fill the rest at random.
+  const outline = createShadowsocks({
+    random: (bytes) => {
+      crypto.getRandomValues(bytes);
+      if (bytes.length === 32) bytes.set([0x16, 3, 1, 0, 0xa8, 1, 1]);
+    },
+  });
+  const options = { method: "chacha20-ietf-poly1305", password: "pw" };
+  const client = await outline.client(options);
+  const server = await createShadowsocks({ drainTimeout: 5000 }).server(options);
+  for (let n = 0; n < 20; n++) {
+    const pair = client.pair({}, { hostname: "a.example", port: 443 });
+    pair.encode.writable.getWriter().write(utf8("hi")).catch(() => {});
+    const { value: wire } = await pair.encode.readable.getReader().read();
+    deepStrictEqual([...wire!.subarray(0, 7)], [0x16, 3, 1, 0, 0xa8, 1, 1]);
+    const side = server.pair();
+    const writer = side.decode.writable.getWriter();
+    writer.write(wire!).catch(() => {});
+    deepStrictEqual(
+      await side.destination,
+      { hostname: "a.example", port: 443 },
+      `connection ${n}`,
+    );
+    // The same stream again is still a replay.
+    const again = server.pair();
+    const replay = again.decode.writable.getWriter();
+    replay.write(wire!).catch(() => {});
+    replay.close().catch(() => {});
+    await rejects(again.ready!, /closed before a valid request/);
+    writer.close().catch(() => {});
+  }
+});

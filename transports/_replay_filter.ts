@@ -238,8 +238,9 @@ class KeyTable {
  * old as the time to live; it then becomes the previous generation and the
  * one before is forgotten. So the newest `maxEntries / 2` values and those
  * of the last time to live are always remembered (up to `maxEntries`, and
- * up to twice the time to live). Each value is kept as its first 6 bytes
- * (48 bits: values are MACs and random salts, and a repeat is always the
+ * up to twice the time to live). Each value is kept as its bytes folded
+ * into 6 (48 bits, byte i the XOR of bytes i, i + 6, ...: values are MACs and
+ * salts, random at least after a fixed prefix, and a repeat is always the
  * same bytes), at most 16 bytes of memory a value, in tables that grow with
  * use. The same methods as {@linkcode ReplayFilter}.
  *
@@ -327,8 +328,8 @@ export class GenerationalReplayFilter {
   }
 
   /**
-   * The values remembered (their first 6 bytes, which is what this filter
-   * compares), oldest generation first.
+   * The values remembered (their 6 folded bytes, which is what this filter
+   * compares, and which it takes back as the same value), oldest generation first.
    *
    * @param _now Unused: what has expired is already forgotten.
    * @returns Each value.
@@ -359,8 +360,16 @@ export class GenerationalReplayFilter {
       this.#current = new KeyTable();
       this.#started = now;
     }
+    // Every byte counts, folded into 6 (byte i is the XOR of bytes i, i + 6,
+    // ...): a salt whose first bytes are fixed (Outline's connection prefix,
+    // 16 03 01 00 A8 01 01 on every connection) is told apart by its random
+    // rest, not taken for a replay of the first. A 6-byte value is its own key.
     let key = 0;
-    for (let i = 0; i < KEY_BYTES; i++) key = key * 256 + mac[i]!;
+    for (let i = 0; i < KEY_BYTES; i++) {
+      let byte = 0;
+      for (let j = i; j < mac.length; j += KEY_BYTES) byte ^= mac[j]!;
+      key = key * 256 + byte;
+    }
     return key;
   }
 }
