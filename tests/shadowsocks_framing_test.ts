@@ -734,3 +734,57 @@ Deno.test("shadowsocks server: salts that share their first bytes (an Outline cl
     writer.close().catch(() => {});
   }
 });
+
+Deno.test("shadowsocks client: prefix= (Outline's connection prefix) starts the salt, in the client's options or a connection's settings; the server reads it as any salt", async () => {
+  const options = { method: "chacha20-ietf-poly1305", password: "pw" };
+  const destination = { hostname: "a.example", port: 80 };
+  const server = await shadowsocks.server(options);
+  for (
+    const [client, settings] of [
+      [await shadowsocks.client({ ...options, prefix: "POST+%2F" }), {}],
+      [await shadowsocks.client({}), { ...options, prefix: "POST+%2F" }],
+    ] as const
+  ) {
+    const pair = client.pair(settings, destination);
+    const serverPair = server.pair();
+    const wire = pair.encode.readable.getReader();
+    const writer = pair.encode.writable.getWriter();
+    writer.write(utf8("hello")).catch(() => {});
+    const { value } = await wire.read();
+    deepStrictEqual(value!.subarray(0, 6), utf8("POST /"));
+    const serverWriter = serverPair.decode.writable.getWriter();
+    serverWriter.write(value!).catch(() => {});
+    deepStrictEqual(await serverPair.destination, destination);
+    const { value: data } = await serverPair.decode.readable.getReader().read();
+    deepStrictEqual(data, utf8("hello"));
+  }
+  // Each connection's salt is random after the prefix.
+  const client = await shadowsocks.client({ ...options, prefix: "%16%03%01%00%C2%A8%01%01" });
+  const salts = await Promise.all([0, 1].map(async () => {
+    const pair = client.pair({}, destination);
+    pair.encode.writable.getWriter().write(utf8("x")).catch(() => {});
+    return (await pair.encode.readable.getReader().read()).value!.subarray(0, 32);
+  }));
+  for (const salt of salts) deepStrictEqual([...salt.subarray(0, 7)], [22, 3, 1, 0, 0xa8, 1, 1]);
+  ok(hex(salts[0]!) !== hex(salts[1]!));
+  // A server takes no prefix: it is ignored there, as other unknown keys.
+  const ignored: string[] = [];
+  await shadowsocks.server({ ...options, prefix: "%16" }, {
+    onIgnoredOption: ({ key }) => ignored.push(key),
+  });
+  deepStrictEqual(ignored, ["prefix"]);
+  // What Outline's clients refuse, and a prefix that leaves no salt random.
+  for (
+    const [prefix, message] of [
+      ["%E2%82%AC", /'prefix' must be percent-encoded as in an Outline access key/],
+      ["%A8", /'prefix' must be percent-encoded/],
+      ["%zz", /'prefix' must be percent-encoded/],
+      ["A".repeat(32), /'prefix' is 32 bytes, but chacha20-ietf-poly1305's salt is 32/],
+    ] as const
+  ) {
+    await rejects(async () => await shadowsocks.client({ ...options, prefix }), (error: Error) => {
+      ok(error instanceof RangeError && message.test(error.message), String(error));
+      return true;
+    });
+  }
+});

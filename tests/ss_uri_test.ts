@@ -3,7 +3,7 @@
 // apps share, and malformed ones, whose errors never hold the password; and
 // `main.ts client ss://...` through ss-server (shadowsocks-libev).
 
-import { deepStrictEqual, ok, strictEqual, throws } from "node:assert";
+import { deepStrictEqual, ok, throws } from "node:assert";
 import { parseSsUri, type SsUri } from "../ipc/cli/_ss_uri.ts";
 import { CountingHttpServer, curl, runUntil, TextProcess } from "./cli_util.ts";
 import { MAIN } from "./ipc_util.ts";
@@ -59,7 +59,8 @@ const ROWS: readonly [name: string, link: string, expected: SsUri | RegExp][] = 
       password: SECRET,
       server: server("192.0.2.1", 8388),
       tag: "x",
-      ignored: ["outline", "prefix"],
+      prefix: "a@b",
+      ignored: ["outline"],
     },
   ],
   [
@@ -341,32 +342,79 @@ Deno.test("main.ts client ss://...: a link with white space around it (copied fr
   }
 });
 
-Deno.test("main.ts client ss://...: an Outline link's prefix= (a disguise for each connection's first bytes) is said not to be applied, never dropped in silence", async () => {
-  const base = `ss://${b64url(`aes-128-gcm:${SECRET}`)}@127.0.0.1:8388/`;
-  const state = await Deno.makeTempDir();
-  try {
-    for (
-      const [query, warned] of [["?outline=1&prefix=%16%03%01%00%C2%A8%01%01", true], [
-        "",
-        false,
-      ]] as const
-    ) {
-      const { code, out, err } = await runUntil(
-        ["client", `${base}${query}#x`, "--socks", "127.0.0.1:0", "--state", state],
-        "SOCKS5 proxy:",
-      );
-      deepStrictEqual(code, 0, err);
-      strictEqual(
-        /^Warning: the link's prefix= \(Outline's connection prefix\) is not supported: /m.test(
-          err,
-        ),
-        warned,
-        err,
-      );
-      ok(!(out + err).includes(SECRET), "password printed");
+Deno.test("main.ts client ss://...: an Outline link's prefix= starts each connection's salt, as Outline's clients send it, and ss-server serves it", async () => {
+  await using http = new CountingHttpServer("hello with a prefix\n");
+  const method = "aes-128-gcm";
+  await using ssServer = await startSsLibev("ss-server", { method, password: SECRET });
+  // A relay in front of ss-server that keeps each connection's first bytes.
+  const firsts: Uint8Array[] = [];
+  const relay = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const relaying = (async () => {
+    for await (const conn of relay) {
+      (async () => {
+        const upstream = await Deno.connect({ hostname: "127.0.0.1", port: ssServer.port });
+        const buffer = new Uint8Array(4096);
+        const n = await conn.read(buffer);
+        if (n === null) return conn.close();
+        firsts.push(buffer.slice(0, n));
+        await upstream.write(buffer.subarray(0, n));
+        await Promise.all([
+          conn.readable.pipeTo(upstream.writable),
+          upstream.readable.pipeTo(conn.writable),
+        ])
+          .catch(() => {});
+      })().catch(() => {});
     }
+  })();
+  const state = await Deno.makeTempDir();
+  const socks = freePort();
+  // Outline's HTTPS-request prefix: 16 03 01 00 A8 01 01 (U+00A8 as %C2%A8).
+  const link = `ss://${b64url(`${method}:${SECRET}`)}@127.0.0.1:${relay.addr.port}/` +
+    `?outline=1&prefix=%16%03%01%00%C2%A8%01%01#x`;
+  try {
+    await using client = new TextProcess(MAIN, [
+      ...["client", link, "--socks", `127.0.0.1:${socks}`, "--state", state],
+    ]);
+    await client.waitFor(/SOCKS5 proxy: 127\.0\.0\.1:[0-9]+/);
+    ok(!/prefix/.test(client.stderr), client.stderr);
+    for (let i = 0; i < 2; i++) {
+      const result = await curl([
+        "--socks5-hostname",
+        `127.0.0.1:${socks}`,
+        `http://localhost:${http.port}/`,
+      ]);
+      deepStrictEqual(result.out, "hello with a prefix\n", result.err + client.stderr);
+    }
+    deepStrictEqual(firsts.length, 2);
+    for (const first of firsts) {
+      deepStrictEqual([...first.subarray(0, 7)], [0x16, 0x03, 0x01, 0x00, 0xa8, 0x01, 0x01]);
+    }
+    // The rest of the salt is random: the two connections' salts differ.
+    ok(firsts[0]!.subarray(7, 16).some((b, i) => b !== firsts[1]![7 + i]));
+    deepStrictEqual(await client.interrupt(), 0);
+    ok(!(client.stdout + client.stderr).includes(SECRET), "the password was printed");
   } finally {
+    relay.close();
+    await relaying.catch(() => {});
     await Deno.remove(state, { recursive: true });
+  }
+});
+
+Deno.test("main.ts client ss://...: a prefix= Outline's clients refuse (a character above U+00FF) or one as long as the salt is refused (64), naming it", async () => {
+  const base = `ss://${b64url(`aes-128-gcm:${SECRET}`)}@127.0.0.1:8388/`;
+  for (
+    const [query, message] of [
+      ["?prefix=%E2%82%AC", /option 'prefix' must be percent-encoded as in an Outline access key/],
+      ["?prefix=%A8", /option 'prefix' must be percent-encoded/],
+      [`?prefix=${"A".repeat(16)}`, /'prefix' is 16 bytes, but aes-128-gcm's salt is 16/],
+    ] as const
+  ) {
+    await using client = new TextProcess(MAIN, ["client", base + query, "--socks", "127.0.0.1:0"]);
+    const status = await client.child.status;
+    await client.done;
+    deepStrictEqual(status.code, 64, client.stderr);
+    ok(message.test(client.stderr), client.stderr);
+    ok(!(client.stdout + client.stderr).includes(SECRET), "password printed");
   }
 });
 

@@ -783,16 +783,13 @@ async function ssClient(
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  // Outline's connection prefix makes each connection's first bytes look
-  // like another protocol's: going without it silently changes what a
-  // censor sees from what the link's author chose.
-  if (uri.ignored?.includes("prefix")) {
-    context.err(
-      "Warning: the link's prefix= (Outline's connection prefix) is not supported: " +
-        "each connection starts with random bytes (its salt), not that prefix\n",
-    );
-  }
-  const credentials = { method: uri.method, password: uri.password };
+  // Outline's connection prefix (the first bytes of each connection's
+  // salt) is the transport's `prefix` option, which decodes it.
+  const credentials: Record<string, string> = {
+    method: uri.method,
+    password: uri.password,
+    ...(uri.prefix === undefined ? {} : { prefix: uri.prefix }),
+  };
   let transport = "shadowsocks";
   let options: Record<string, string> = credentials;
   let registry = context.options.registry ?? defaultRegistry;

@@ -20,8 +20,14 @@ export interface SsUri {
   /** The server's label (`#tag`), decoded; empty when absent. */
   readonly tag: string;
   /**
-   * The names of the query parameters besides `plugin` (Outline's `outline`
-   * and `prefix`, ...), which are not used; absent when there are none.
+   * Outline's connection prefix (`prefix=`), as the link writes it
+   * (percent-encoded: the transport's `prefix` option decodes it); absent
+   * when the link has none.
+   */
+  readonly prefix?: string;
+  /**
+   * The names of the query parameters besides `plugin` and `prefix`
+   * (Outline's `outline`, ...), which are not used; absent when there are none.
    */
   readonly ignored?: readonly string[];
 }
@@ -31,7 +37,8 @@ export interface SsUri {
  * where USERINFO is base64url or standard base64 of `method:password`
  * (padding optional, percent-encoded or not) or `method:password`
  * percent-encoded (the 2022 methods' form), the plugin part
- * percent-encoded `name;k=v;k=v` (a `+` in it is a `+`); or the legacy
+ * percent-encoded `name;k=v;k=v` (a `+` in it is a `+`), Outline's
+ * `prefix` kept as written (the first, as Outline's clients take it); or the legacy
  * `ss://BASE64(method:password@host:port)[#TAG]`. Other query parameters
  * are not used, their names listed in `ignored`; white space around the
  * link is dropped. No error message
@@ -121,10 +128,16 @@ export function parseSsUri(
   }
   const server = parseHostPort(host, "ss:// server", 1);
   let plugin: SsUri["plugin"];
+  let prefix: string | undefined;
   const ignored = new Set<string>();
   for (const parameter of after.slice(1).split("&")) {
     const eq = parameter.indexOf("=");
     const key = eq < 0 ? parameter : parameter.slice(0, eq);
+    if (key === "prefix") {
+      // Outline's clients take the first (Go's url.Values.Get).
+      prefix ??= eq < 0 ? "" : parameter.slice(eq + 1);
+      continue;
+    }
     if (key !== "plugin") {
       // Named only: a value might be anything.
       if (key !== "") ignored.add(key.slice(0, 64));
@@ -158,6 +171,7 @@ export function parseSsUri(
     server,
     ...(plugin === undefined ? {} : { plugin }),
     tag,
+    ...(prefix === undefined || prefix === "" ? {} : { prefix }),
     ...(ignored.size === 0 ? {} : { ignored: [...ignored] }),
   };
 }

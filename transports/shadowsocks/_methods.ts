@@ -52,12 +52,56 @@ export const METHODS: Readonly<Record<ShadowsocksMethod, MethodInfo>> = {
 /** The option keys both sides understand. */
 export const OPTION_KEYS: readonly string[] = ["method", "password", "key"];
 
+/** The client's option keys: the common ones and Outline's salt `prefix`. */
+export const CLIENT_OPTION_KEYS: readonly string[] = [...OPTION_KEYS, "prefix"];
+
 /** A parsed configuration: the method and the master key. */
 export interface ShadowsocksConfig {
   /** The method. */
   readonly method: MethodInfo;
   /** The master key (from `key`, or derived from `password`). */
   readonly key: Uint8Array;
+  /**
+   * A client's salt prefix (Outline's connection prefix): the first bytes
+   * of each connection's salt, the rest random. Absent: all random.
+   */
+  readonly prefix?: Uint8Array;
+}
+
+/**
+ * Outline's connection prefix from its text as an access key writes it
+ * (`prefix=%16%03%01%00%C2%A8%01%01`): form-decoded (`+` a space, `%XX`
+ * UTF-8), then each character, U+0000 to U+00FF, one byte, as Outline's
+ * clients read it (`%C2%A8` is the byte 0xA8). It must leave at least one
+ * byte of the salt random: a salt all prefix is the same salt on every
+ * connection, which a server's replay filter refuses after the first.
+ *
+ * @param text The option's text.
+ * @param method The method (its salt is as long as its key).
+ * @returns The prefix's bytes (empty for an empty text).
+ * @throws {RangeError} When the text is not such an encoding or too long.
+ */
+export function parsePrefix(text: string, method: MethodInfo): Uint8Array {
+  let decoded: string | undefined;
+  try {
+    decoded = decodeURIComponent(text.replaceAll("+", " "));
+  } catch {
+    decoded = undefined;
+  }
+  const chars = decoded === undefined ? [] : [...decoded];
+  if (decoded === undefined || chars.some((c) => c.codePointAt(0)! > 0xff)) {
+    throw new RangeError(
+      "Cannot configure shadowsocks: option 'prefix' must be percent-encoded as in an Outline " +
+        "access key, each character U+0000 to U+00FF one byte (the byte 0xA8 is written %C2%A8)",
+    );
+  }
+  if (chars.length >= method.keyLength) {
+    throw new RangeError(
+      `Cannot configure shadowsocks: option 'prefix' is ${chars.length} bytes, but ${method.name}'s ` +
+        `salt is ${method.keyLength}: the prefix must leave some of it random (a shorter prefix)`,
+    );
+  }
+  return Uint8Array.from(chars, (c) => c.codePointAt(0)!);
 }
 
 /**
@@ -152,15 +196,28 @@ const OTHER_NAMES: ReadonlyMap<string, ShadowsocksMethod> = new Map([
 ]);
 
 /**
- * Parse `method` and `password` or `key` (base64 of the key's bytes).
+ * Parse `method` and `password` or `key` (base64 of the key's bytes), and
+ * a client's `prefix` (see {@linkcode parsePrefix}).
  *
  * @param options The transport options.
- * @returns The method and master key.
+ * @param role Whose options: a server has no `prefix`.
+ * @returns The method and master key (and a client's salt prefix).
  * @throws {TypeError} When `method` or both `password` and `key` are missing.
  * @throws {RangeError} On an unknown method, both `password` and `key`, an
- * empty password, or a key that is not base64 of the right length.
+ * empty password, a key that is not base64 of the right length, or a bad
+ * client `prefix`.
  */
-export function parseConfig(options: TransportOptions): ShadowsocksConfig {
+export function parseConfig(
+  options: TransportOptions,
+  role: "client" | "server" = "server",
+): ShadowsocksConfig {
+  const config = parseKey(options);
+  if (role === "server" || options.prefix === undefined) return config;
+  const prefix = parsePrefix(options.prefix, config.method);
+  return prefix.length === 0 ? config : { ...config, prefix };
+}
+
+function parseKey(options: TransportOptions): ShadowsocksConfig {
   const name = options.method;
   if (name === undefined) {
     // Both missing are named at once (as obfs4 names its own): one run, not two.

@@ -13,6 +13,7 @@ import type { TransportEnvironment } from "../transport.ts";
 import { decodeRequest, encodeAddress } from "./_address.ts";
 import { type AeadFactory, ChunkDecoder, ChunkEncoder, ChunkError } from "./_framing.ts";
 import {
+  CLIENT_OPTION_KEYS,
   type MethodInfo,
   OPTION_KEYS,
   parseConfig,
@@ -132,8 +133,11 @@ function clientPair(
   destination: HostPort,
   random: (bytes: Uint8Array) => void,
 ): TransportPair {
-  const { method, key } = config;
-  const encoder = new ChunkEncoder(method, factory, key, randomBytes(random, method.keyLength));
+  const { method, key, prefix } = config;
+  // Outline's connection prefix, when given, starts the salt; the rest is random.
+  const salt = randomBytes(random, method.keyLength);
+  if (prefix !== undefined) salt.set(prefix);
+  const encoder = new ChunkEncoder(method, factory, key, salt);
   const decoder = new ChunkDecoder(method, factory, key);
   // The request goes with the first data written within REQUEST_WAIT_MS,
   // in the same write (two chunks), as ss-local sends it; alone when the application
@@ -404,7 +408,7 @@ export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
   return defineTransport<Parsed>({
     name: "shadowsocks",
     free: true,
-    optionKeys: { client: OPTION_KEYS, server: OPTION_KEYS },
+    optionKeys: { client: CLIENT_OPTION_KEYS, server: OPTION_KEYS },
     async parseConfig(config, role, env): Promise<Parsed> {
       const factories = new Map<string, AeadFactory>();
       const drainMs = options.drainTimeout;
@@ -413,7 +417,7 @@ export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
       if (role === "client" && Object.keys(config).length === 0) {
         return { factories, drainMs, options: config, env };
       }
-      const parsed = parseConfig(config);
+      const parsed = parseConfig(config, role);
       // Load the library now: connections then start without waiting.
       await factoryOf(factories, parsed.method, env);
       return {
@@ -447,7 +451,7 @@ export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
       }
       const config = Object.keys(settings).length === 0 && parsed.config !== undefined
         ? parsed.config
-        : parseConfig({ ...parsed.options, ...settings });
+        : parseConfig({ ...parsed.options, ...settings }, "client");
       const factory = parsed.factories.get(config.method.name);
       if (factory === undefined) {
         // A method first named by a connection's settings: load it, then go.
@@ -506,7 +510,11 @@ function deferredPair(later: Promise<TransportPair>): TransportPair {
  * Options (both sides): `method` (`chacha20-ietf-poly1305`,
  * `aes-128-gcm`, `aes-192-gcm`, `aes-256-gcm`, `xchacha20-ietf-poly1305`), and `password`
  * (the master key is OpenSSL's `EVP_BytesToKey` of it) or `key` (base64, URL-safe or standard, of
- * the key's 16, 24 or 32 bytes). Each direction starts with a random salt; the
+ * the key's 16, 24 or 32 bytes). Client only: `prefix`, Outline's connection
+ * prefix, written as an Outline access key writes it (`%16%03%01%00%C2%A8%01%01`,
+ * `POST+`), the first bytes of each connection's salt (the rest random, at
+ * least one byte), as Outline's clients send it, so a connection's first
+ * bytes look like another protocol's. Each direction starts with a random salt; the
  * session subkey is HKDF-SHA1(key, salt, "ss-subkey"); chunks carry at most
  * 0x3FFF bytes. The server refuses salts seen in the last three hours
  * or among the newest million (its own included), and answers garbage, wrong
