@@ -194,6 +194,19 @@ const ROWS: readonly [name: string, link: string, expected: SsUri | RegExp][] = 
     /no name/,
   ],
   ["two plugins", `ss://${b64url(`a:${SECRET}`)}@h:1/?plugin=a&plugin=b`, /two plugin/],
+  ...[`?plugin=`, `?plugin`, `?plugin=&outline=1`, `?plugin=%20`, `?plugin=&plugin=`].map((
+    query,
+  ): [string, string, SsUri] => [
+    `an empty plugin (${query}) is none, as the Shadowsocks apps read it`,
+    `ss://${b64url(`aes-128-gcm:${SECRET}`)}@192.0.2.1:8388/${query}`,
+    {
+      method: "aes-128-gcm",
+      password: SECRET,
+      server: server("192.0.2.1", 8388),
+      tag: "",
+      ...(query.includes("outline") ? { ignored: ["outline"] } : {}),
+    },
+  ]),
   [
     "a plugin option with a trailing backslash",
     `ss://${b64url(`a:${SECRET}`)}@h:1/?plugin=p%3Bk%3D${SECRET}%5C`,

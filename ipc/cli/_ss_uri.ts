@@ -37,7 +37,8 @@ export interface SsUri {
  * where USERINFO is base64url or standard base64 of `method:password`
  * (padding optional, percent-encoded or not) or `method:password`
  * percent-encoded (the 2022 methods' form), the plugin part
- * percent-encoded `name;k=v;k=v` (a `+` in it is a `+`), Outline's
+ * percent-encoded `name;k=v;k=v` (a `+` in it is a `+`; an empty one is
+ * none), Outline's
  * `prefix` kept as written (the first, as Outline's clients take it); or the legacy
  * `ss://BASE64(method:password@host:port)[#TAG]`. Other query parameters
  * are not used, their names listed in `ignored`; white space around the
@@ -143,10 +144,13 @@ export function parseSsUri(
       if (key !== "") ignored.add(key.slice(0, 64));
       continue;
     }
-    if (plugin !== undefined) fail("two plugin parameters");
     // SIP002 percent-encodes the plugin (RFC 3986): a '+' is a '+' (a
     // cert's base64), not form encoding's space.
-    const value = decode(parameter.slice(eq + 1), "the plugin", fail);
+    const value = eq < 0 ? "" : decode(parameter.slice(eq + 1), "the plugin", fail);
+    // An empty plugin (`?plugin=`, as link generators write a server
+    // without one) is no plugin, as the Shadowsocks apps read it.
+    if (value.trim() === "") continue;
+    if (plugin !== undefined) fail("two plugin parameters");
     const semicolon = value.indexOf(";");
     const name = semicolon < 0 ? value : value.slice(0, semicolon);
     if (name.trim() === "") fail("the plugin has no name");
