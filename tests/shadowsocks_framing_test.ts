@@ -788,3 +788,31 @@ Deno.test("shadowsocks client: prefix= (Outline's connection prefix) starts the 
     });
   }
 });
+
+Deno.test("shadowsocks client: the request waits for the application's first data from when the connection is made (its first read), not from the pair's making: a connection slower than 50 ms still sends both in one write, as ss-local does", async () => {
+  const client = await shadowsocks.client({ method: "aes-128-gcm", password: "pw" });
+  // Salt 16, the request (1 + 4 + 2 bytes for an IPv4 address) 2 + 16 + 7 + 16.
+  const requestAlone = 16 + 2 + 16 + 7 + 16;
+  const destination = { hostname: "192.0.2.1", port: 443 };
+  const pair = client.pair({}, destination);
+  // The TCP connection takes longer than the 50 ms wait (a path with a
+  // 100 ms round trip): TransportConn reads the encoder only once it is made.
+  await new Promise((resolve) => setTimeout(resolve, 120));
+  const wire = pair.encode.readable.getReader();
+  const first = wire.read();
+  // The application speaks once the SOCKS reply (sent when the connection
+  // is made) reached it.
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  const writer = pair.encode.writable.getWriter();
+  writer.write(utf8("GET / HTTP/1.1\r\n\r\n")).catch(() => {});
+  const { value } = await first;
+  deepStrictEqual(value!.length, requestAlone + 2 + 16 + 18 + 16, "the request went alone");
+  // An application that waits for the server gets its request sent alone,
+  // once the connection is made and the wait is over.
+  const silent = client.pair({}, destination).encode.readable.getReader();
+  deepStrictEqual((await silent.read()).value!.length, requestAlone);
+  await silent.cancel();
+  await wire.cancel();
+  // Cancelled by its reader (the connection gone), the encoder takes no more.
+  await rejects(writer.write(utf8("late")));
+});

@@ -121,11 +121,115 @@ function randomBytes(random: (bytes: Uint8Array) => void, n: number): Uint8Array
  * first bytes come after the SOCKS reply, a round trip later: sent at once,
  * the request made a first flight of its own, of a fixed size (73 bytes for
  * an IPv4 destination with a 32-byte key), which ss-local never sends to an
- * application that speaks first. The time counts from the pair's making,
- * before the TCP connection: ss-local counts from its SOCKS reply, after it
- * (a pair is not told when its connection is made).
+ * application that speaks first. ss-local counts from its SOCKS reply; the
+ * client counts from the first read of its encoder, which a connection
+ * (TransportConn) makes once the TCP connection is made, just before the
+ * SOCKS reply: counted from the pair's making, before a TCP connection
+ * slower than the wait, the request went alone on every such path.
  */
 const REQUEST_WAIT_MS = 50;
+
+/**
+ * A client's encoder: application bytes in, chunks out, the request held
+ * for the first data until {@linkcode REQUEST_WAIT_MS} after the first read.
+ * A TransformStream's own parts, made by hand to see that first read (a
+ * TransformStream tells its transformer nothing of reads); as one, it holds
+ * one chunk and a write settles once the reader asks for more.
+ */
+function clientEncoder(encoder: ChunkEncoder, destination: HostPort): TransformStream<
+  Uint8Array,
+  Uint8Array
+> {
+  let request: Uint8Array | undefined = encodeAddress(destination);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let read = false;
+  let out!: ReadableStreamDefaultController<Uint8Array>;
+  let input!: WritableStreamDefaultController;
+  let demand: (() => void) | undefined;
+  const wake = () => {
+    const resolve = demand;
+    demand = undefined;
+    resolve?.();
+  };
+  const sendRequest = () => {
+    clearTimeout(timer);
+    if (request === undefined) return;
+    const bytes = request;
+    request = undefined;
+    try {
+      out.enqueue(encoder.encode(bytes));
+    } catch {
+      // The connection already ended.
+    }
+  };
+  const readable = new ReadableStream<Uint8Array>({
+    start: (controller) => {
+      out = controller;
+    },
+    pull: () => {
+      // The first read: the connection is made.
+      if (!read) {
+        read = true;
+        if (request !== undefined) timer = setTimeout(sendRequest, REQUEST_WAIT_MS);
+      }
+      wake();
+    },
+    cancel: (reason) => {
+      clearTimeout(timer);
+      request = undefined;
+      input.error(reason);
+      wake();
+    },
+  }, { highWaterMark: 0 });
+  const writable = new WritableStream<Uint8Array>({
+    start: (controller) => {
+      input = controller;
+    },
+    write: async (chunk) => {
+      let bytes: Uint8Array;
+      try {
+        if (request !== undefined) {
+          clearTimeout(timer);
+          const header = request;
+          request = undefined;
+          // As ss-local: the request is a chunk of its own, the data the
+          // next ones, both in one write.
+          bytes = chunk.length === 0
+            ? encoder.encode(header)
+            : concat(encoder.encode(header), encoder.encode(chunk));
+        } else if (chunk.length > 0) {
+          bytes = encoder.encode(chunk);
+        } else {
+          return;
+        }
+      } catch (error) {
+        try {
+          out.error(error);
+        } catch {
+          // Already ended.
+        }
+        throw error;
+      }
+      out.enqueue(bytes);
+      // Backpressure, as a TransformStream's: one chunk held until read.
+      if ((out.desiredSize ?? 1) <= 0) await new Promise<void>((resolve) => demand = resolve);
+    },
+    close: () => {
+      sendRequest();
+      out.close();
+    },
+    abort: (reason) => {
+      clearTimeout(timer);
+      request = undefined;
+      try {
+        out.error(reason);
+      } catch {
+        // Already ended.
+      }
+    },
+  });
+  return { readable, writable } as TransformStream<Uint8Array, Uint8Array>;
+}
 
 function clientPair(
   config: ShadowsocksConfig,
@@ -137,47 +241,11 @@ function clientPair(
   // Outline's connection prefix, when given, starts the salt; the rest is random.
   const salt = randomBytes(random, method.keyLength);
   if (prefix !== undefined) salt.set(prefix);
-  const encoder = new ChunkEncoder(method, factory, key, salt);
+  // The request goes with the first data written within REQUEST_WAIT_MS of
+  // the connection, in the same write (two chunks), as ss-local sends it;
+  // alone when the application waits for the server.
+  const encode = clientEncoder(new ChunkEncoder(method, factory, key, salt), destination);
   const decoder = new ChunkDecoder(method, factory, key);
-  // The request goes with the first data written within REQUEST_WAIT_MS,
-  // in the same write (two chunks), as ss-local sends it; alone when the application
-  // waits for the server.
-  let request: Uint8Array | undefined = encodeAddress(destination);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const sendRequest = (controller: TransformStreamDefaultController<Uint8Array>) => {
-    clearTimeout(timer);
-    if (request === undefined) return;
-    const bytes = request;
-    request = undefined;
-    try {
-      controller.enqueue(encoder.encode(bytes));
-    } catch {
-      // The connection already ended.
-    }
-  };
-  const encode = new TransformStream<Uint8Array, Uint8Array>({
-    start: (controller) => {
-      timer = setTimeout(() => sendRequest(controller), REQUEST_WAIT_MS);
-    },
-    transform: (chunk, controller) => {
-      if (request !== undefined) {
-        clearTimeout(timer);
-        const bytes = request;
-        request = undefined;
-        // As ss-local: the request is a chunk of its own, the data the
-        // next ones, both in one write.
-        controller.enqueue(
-          chunk.length === 0
-            ? encoder.encode(bytes)
-            : concat(encoder.encode(bytes), encoder.encode(chunk)),
-        );
-      } else if (chunk.length > 0) {
-        controller.enqueue(encoder.encode(chunk));
-      }
-    },
-    flush: (controller) => sendRequest(controller),
-    cancel: () => clearTimeout(timer),
-  });
   const decode = new TransformStream<Uint8Array, Uint8Array>(
     {
       transform: (chunk, controller) => {
