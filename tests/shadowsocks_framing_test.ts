@@ -816,3 +816,40 @@ Deno.test("shadowsocks client: the request waits for the application's first dat
   // Cancelled by its reader (the connection gone), the encoder takes no more.
   await rejects(writer.write(utf8("late")));
 });
+
+Deno.test("shadowsocks client refuses a server stream whose salt it has seen (a recorded answer replayed, or its own stream sent back), as ss-local does", async () => {
+  const options = { method: "chacha20-ietf-poly1305", password: "pw" };
+  const client = await shadowsocks.client(options);
+  const server = await shadowsocks.server(options);
+  const destination = { hostname: "a.example", port: 80 };
+  // One connection, and the server's answer to it as recorded on the wire.
+  const first = client.pair({}, destination);
+  first.encode.writable.getWriter().write(utf8("GET /")).catch(() => {});
+  const request = (await first.encode.readable.getReader().read()).value!;
+  const side = server.pair();
+  side.decode.writable.getWriter().write(request).catch(() => {});
+  await side.destination;
+  side.encode.writable.getWriter().write(utf8("200 OK")).catch(() => {});
+  const answer = (await side.encode.readable.getReader().read()).value!;
+  const firstIn = first.decode.writable.getWriter();
+  firstIn.write(answer).catch(() => {});
+  deepStrictEqual((await first.decode.readable.getReader().read()).value, utf8("200 OK"));
+  for (
+    const [what, wire] of [["a replayed answer", answer], ["its own stream", request]] as const
+  ) {
+    const later = client.pair({}, destination);
+    later.decode.writable.getWriter().write(wire).catch(() => {});
+    await rejects(
+      later.decode.readable.getReader().read(),
+      (error: Error) => {
+        strictEqual(
+          error.message,
+          "Cannot read the server's shadowsocks stream: its salt was seen before " +
+            "(a recorded stream replayed, or this client's own sent back)",
+          what,
+        );
+        return true;
+      },
+    );
+  }
+});

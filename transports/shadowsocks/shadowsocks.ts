@@ -60,7 +60,8 @@ interface Parsed {
   /** Absent on a client whose connections bring their own options. */
   readonly config?: ShadowsocksConfig;
   readonly factories: Map<string, AeadFactory>;
-  readonly filter?: GenerationalReplayFilter;
+  /** The salts seen: a server's clients' and its own, or a client's. */
+  readonly filter: GenerationalReplayFilter;
   /** Undefined: no deadline. */
   readonly drainMs: number | undefined;
   readonly options: Readonly<Record<string, string>>;
@@ -231,21 +232,34 @@ function clientEncoder(encoder: ChunkEncoder, destination: HostPort): TransformS
   return { readable, writable } as TransformStream<Uint8Array, Uint8Array>;
 }
 
+/**
+ * Salts a client remembers, its own and its servers' (the newest half always):
+ * shadowsocks-libev's ss-local keeps 10,000 to 20,000 (its client-sized
+ * replay filter) and refuses a server stream whose salt it has seen.
+ */
+const CLIENT_REPLAY_ENTRIES = 20_000;
+
 function clientPair(
   config: ShadowsocksConfig,
   factory: AeadFactory,
   destination: HostPort,
   random: (bytes: Uint8Array) => void,
+  filter: GenerationalReplayFilter,
+  now: () => number,
 ): TransportPair {
   const { method, key, prefix } = config;
   // Outline's connection prefix, when given, starts the salt; the rest is random.
   const salt = randomBytes(random, method.keyLength);
   if (prefix !== undefined) salt.set(prefix);
+  // Its own salt too: its stream reflected back at it is refused.
+  filter.testAndSet(now(), salt);
   // The request goes with the first data written within REQUEST_WAIT_MS of
   // the connection, in the same write (two chunks), as ss-local sends it;
   // alone when the application waits for the server.
   const encode = clientEncoder(new ChunkEncoder(method, factory, key, salt), destination);
-  const decoder = new ChunkDecoder(method, factory, key);
+  // A server's stream whose salt was seen (a recorded one replayed, or the
+  // client's own reflected) is refused, as ss-local refuses it.
+  const decoder = new ChunkDecoder(method, factory, key, (salt) => !filter.testAndSet(now(), salt));
   const decode = new TransformStream<Uint8Array, Uint8Array>(
     {
       transform: (chunk, controller) => {
@@ -254,6 +268,12 @@ function clientPair(
           try {
             decoder.decode(slice, (payload) => out.push(payload));
           } catch (error) {
+            if (error instanceof ChunkError && error.message.endsWith(": repeated salt")) {
+              throw new Error(
+                "Cannot read the server's shadowsocks stream: its salt was seen before " +
+                  "(a recorded stream replayed, or this client's own sent back)",
+              );
+            }
             // Before any chunk opened, the peer is not the server the
             // options describe: say so, rather than which tag failed.
             if (error instanceof ChunkError && error.stage === "salt") {
@@ -482,8 +502,10 @@ export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
       const drainMs = options.drainTimeout;
       // A client without options takes them from each connection's
       // settings (as tor's SOCKS arguments bring a bridge line's).
+      const clientFilter = () =>
+        new GenerationalReplayFilter({ maxEntries: CLIENT_REPLAY_ENTRIES, now });
       if (role === "client" && Object.keys(config).length === 0) {
-        return { factories, drainMs, options: config, env };
+        return { factories, drainMs, options: config, env, filter: clientFilter() };
       }
       const parsed = parseConfig(config, role);
       // Load the library now: connections then start without waiting.
@@ -494,15 +516,13 @@ export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
         drainMs,
         options: config,
         env,
-        ...(role === "server"
-          ? {
-            filter: new GenerationalReplayFilter({
-              ...options.replayFilter,
-              ...(env?.replays === undefined ? {} : { share: env.replays }),
-              now,
-            }),
-          }
-          : {}),
+        filter: role === "server"
+          ? new GenerationalReplayFilter({
+            ...options.replayFilter,
+            ...(env?.replays === undefined ? {} : { share: env.replays }),
+            now,
+          })
+          : clientFilter(),
       };
     },
     pair(parsed, role, settings, destination) {
@@ -511,7 +531,7 @@ export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
         return serverPair(
           config,
           parsed.factories.get(config.method.name)!,
-          parsed.filter!,
+          parsed.filter,
           parsed.drainMs,
           random,
           now,
@@ -525,16 +545,16 @@ export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
         // A method first named by a connection's settings: load it, then go.
         return deferredPair(
           factoryOf(parsed.factories, config.method, parsed.env).then((loaded) =>
-            clientPair(config, loaded, destination!, random)
+            clientPair(config, loaded, destination!, random, parsed.filter, now)
           ),
         );
       }
-      return clientPair(config, factory, destination!, random);
+      return clientPair(config, factory, destination!, random, parsed.filter, now);
     },
     // The password is a secret: clients get the method here and the
     // password or key from the operator, never from a printed line.
     clientOptions: (parsed) => ({ method: parsed.config!.method.name }),
-    close: (parsed) => parsed.filter?.close(),
+    close: (parsed) => parsed.filter.close(),
     generateConfig() {
       const key = toBase64Url(randomBytes(random, 32));
       const method = "chacha20-ietf-poly1305";
