@@ -634,3 +634,43 @@ Deno.test("launchClient's failure never repeats a secret the PT echoed: the prox
     ok(!error.message.includes(secret), `${secret} in: ${error.message}`);
   }
 });
+
+Deno.test("PtClientTransport.dialer(args) sends each dial's settings with its args, as connector() does (the Dialer contract)", async () => {
+  // Found as a library user (h42lib): the dialer dropped its second
+  // argument, so a connector dialing through it (createConnector's
+  // `dialer`) lost every connection's settings, though Dialer's JSDoc says
+  // a dialer that is itself a transport receives them.
+  using socks = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  await using pt = await launchClient(fake("ok", { env: { FAKE_PORT: `${socks.addr.port}` } }));
+  const dialer = pt.transports.get("fake")!.dialer({ cert: "c", "iat-mode": "0" });
+  const controller = new AbortController();
+  const accepted = socks.accept();
+  const dialing = dialer({ hostname: "192.0.2.1", port: 443 }, { "iat-mode": "1", k: "v" }, {
+    signal: controller.signal,
+  });
+  using conn = await accepted;
+  const read = async (n: number) => {
+    const out = new Uint8Array(n);
+    for (let at = 0; at < n;) {
+      const count = await conn.read(out.subarray(at));
+      if (count === null) throw new Error("closed");
+      at += count;
+    }
+    return out;
+  };
+  deepStrictEqual([...await read(3)], [5, 1, 2]); // Arguments: user/password offered.
+  await conn.write(new Uint8Array([5, 2]));
+  const [, ulen] = await read(2);
+  const user = new TextDecoder().decode(await read(ulen!));
+  controller.abort(new Error("enough"));
+  await rejects(dialing, /enough/);
+  // The dial's settings win over the dialer's arguments, as with connector().
+  deepStrictEqual(user.split(";").sort(), ["cert=c", "iat-mode=1", "k=v"]);
+  // Settings that are not an object of strings: a rejection, before the PT is reached.
+  const bad = dialer({ hostname: "192.0.2.1", port: 443 }, { k: 5 } as unknown as { k: string });
+  ok(bad instanceof Promise);
+  await rejects(bad, {
+    name: "TypeError",
+    message: "Cannot configure transport 'fake': option 'k' must be a string, got number",
+  });
+});

@@ -182,14 +182,19 @@ export class PtClientTransport {
 
   /**
    * A `Dialer` that reaches PT servers through this transport with `args`.
+   * As {@linkcode PtClientTransport.connector}, the PT gets `args` merged
+   * with the settings each call passes (settings win): a connector given
+   * this dialer passes its connections' `settings`.
    *
-   * @param args The transport's arguments.
+   * @param args The transport's arguments for every connection.
    * @returns The dialer.
-   * @throws {TypeError} When `args` is not an object of strings.
+   * @throws {TypeError} When `args` is not an object of strings (a dial
+   * rejects with one when its settings are not).
    */
   dialer(args: TransportOptions = {}): Dialer {
     const fixed = { ...checkOptions(this.#name, args) };
-    return (target, _settings, options) => this.dial(target, fixed, options);
+    return async (target, settings = {}, options) =>
+      await this.dial(target, { ...fixed, ...checkOptions(this.#name, settings) }, options);
   }
 
   /**
