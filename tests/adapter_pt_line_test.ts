@@ -257,3 +257,50 @@ Deno.test("a CMETHOD or SMETHOD line with port 0 is malformed, as tor reads it (
     throws(() => formatPtLine(line), TypeError);
   }
 });
+
+Deno.test("a CMETHOD or SMETHOD line with a host name is malformed, as tor reads it (an IP address is needed), and formatPtLine does not write one", () => {
+  // tor's parse_cmethod_line and parse_smethod_line take the address with
+  // tor_addr_parse ('Error parsing transport address'), arti as a
+  // SocketAddr: a PT that prints a name works under ptkit's adapter only,
+  // and its SOCKS port was looked up in DNS at every dial.
+  for (
+    const [line, shown] of [
+      ["CMETHOD obfs4 socks5 localhost:1080", "localhost:1080"],
+      ["CMETHOD obfs4 socks5 pt.example:1080", "pt.example:1080"],
+      ["SMETHOD obfs4 bridge.example:443 ARGS:cert=abc", "bridge.example:443"],
+    ]
+  ) {
+    throws(() => parsePtLine(line!), (error: Error) => {
+      deepStrictEqual(error instanceof SyntaxError, true, line);
+      deepStrictEqual(
+        error.message,
+        `Cannot parse ${line!.slice(0, 7)} line: PT address "${shown}" has a host name where ` +
+          "an IP address belongs (tor refuses it)",
+      );
+      return true;
+    });
+  }
+  for (const hostname of ["localhost", "bridge.example"]) {
+    throws(
+      () =>
+        formatPtLine({
+          type: "CMETHOD",
+          transport: "obfs4",
+          mode: "socks5",
+          address: { hostname, port: 1080 },
+        }),
+      TypeError,
+    );
+    throws(
+      () =>
+        formatPtLine({
+          type: "SMETHOD",
+          transport: "obfs4",
+          address: { hostname, port: 1 },
+          args: {},
+        }),
+      TypeError,
+    );
+  }
+  deepStrictEqual(parsePtLine("SMETHOD obfs4 [2001:db8::1]:443").type, "SMETHOD");
+});

@@ -8,6 +8,7 @@
 
 import type { TransportOptions } from "../../transports/transport.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
+import { isIpLiteral } from "../../net/_ip_address.ts";
 import { redactUserinfo } from "../../net/_userinfo.ts";
 import { formatMessageLine, MAX_MESSAGE_LINE_LENGTH, parseMessageLine } from "./_message_line.ts";
 import { formatSmethodArgs, parseSmethodArgs } from "./_args.ts";
@@ -97,7 +98,8 @@ const VERSION = /^[\x21-\x2b\x2d-\x7e]+$/;
  * name the parent asked for is written as it is, `*` or `t:1` too; a
  * keyword, mode,
  * severity or `STATUS` field name outside `[A-Za-z0-9_-]`, a version with a
- * space or comma, an address without a host or with a port outside 1-65535 (tor refuses port 0),
+ * space or comma, an address whose host is not an IP address or whose port is outside 1-65535
+ * (tor refuses a host name and port 0),
  * an `SMETHOD` `ARGS` key or value that is not printable ASCII without
  * spaces, or an empty key).
  * The message names the value, never a message or argument value.
@@ -156,13 +158,13 @@ export function formatPtLine(line: PtLine): string {
       port?: unknown;
     };
     if (
-      typeof hostname !== "string" || !/^[\x21-\x7e]+$/.test(hostname) ||
+      typeof hostname !== "string" || !isIpLiteral(hostname) ||
       typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535
     ) {
       throw new TypeError(
         `Cannot format ${type} line: invalid address ${
           typeof hostname === "string" ? `${shown(hostname)} port ${shown(port)}` : shown(value)
-        }: expected { hostname, port } with an IP address or name and a port from 1 to 65535`,
+        }: expected { hostname, port } with an IP address (tor refuses a name) and a port from 1 to 65535`,
       );
     }
     return formatHostPort({ hostname, port });
@@ -321,7 +323,8 @@ function quote(text: string): string {
  * @returns What it says.
  * @throws {TypeError} When `line` is not a string.
  * @throws {SyntaxError} When the keyword is malformed, the line is too long,
- * or a known keyword has malformed arguments.
+ * or a known keyword has malformed arguments (a `CMETHOD` or `SMETHOD`
+ * address must be an IP address and a port from 1 to 65535, as tor reads it).
  *
  * @example Parsing lines of obfs4proxy
  * ```ts
@@ -438,13 +441,24 @@ function withRepeated(repeated: string[]): { repeatedKeys?: readonly string[] } 
 }
 
 function address(text: string, fail: (why: string) => SyntaxError): HostPort {
+  let hostPort: HostPort;
   try {
     // tor refuses port 0 ("Transport address ... has no port"): nothing
     // can connect to it.
-    return parseHostPort(text, "PT address", 1);
+    hostPort = parseHostPort(text, "PT address", 1);
   } catch (error) {
     throw fail((error as Error).message);
   }
+  // tor reads the address with tor_addr_parse, arti as a SocketAddr: a
+  // name is refused ("Error parsing transport address").
+  if (!isIpLiteral(hostPort.hostname)) {
+    throw fail(
+      `PT address ${
+        JSON.stringify(text)
+      } has a host name where an IP address belongs (tor refuses it)`,
+    );
+  }
+  return hostPort;
 }
 
 /** `K=V K="quoted \"C\" string"` pairs; repeated keys go to `repeated`. */
