@@ -207,3 +207,15 @@ Deno.test("launchServer with a relative stateDir and cookie file and another cwd
     await Deno.remove(base, { recursive: true });
   }
 });
+
+Deno.test("launchClient gives obfs4proxy an upstream proxy URI written with a trailing slash (new URL() writes one for http) without it", async () => {
+  // Found as a library user (h42lib): parseUpstreamProxy takes
+  // 'socks5://127.0.0.1:1080/' and 'http://127.0.0.1:8080/' (as goptlib's
+  // getProxyURL does), and the adapter passed it on as it was: obfs4proxy
+  // and lyrebird answer 'PROXY-ERROR proxy URI has a path defined', so the
+  // launch failed on a URI the adapter had accepted.
+  for (const uri of ["socks5://127.0.0.1:1080/", new URL("http://127.0.0.1:8080").href]) {
+    await using pt = await launchClient({ path: OBFS4PROXY(), transports: ["obfs4"], proxy: uri });
+    deepStrictEqual([...pt.transports.keys()], ["obfs4"]);
+  }
+});

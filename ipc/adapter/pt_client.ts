@@ -21,6 +21,8 @@ export interface LaunchClientOptions extends PtLaunchOptions {
   /**
    * Upstream proxy URI for the PT (`TOR_PT_PROXY`), e.g.
    * `socks5://user:pass@127.0.0.1:1080`; the PT must answer `PROXY DONE`.
+   * The host is an IP address; a trailing `/` is dropped (obfs4proxy and
+   * lyrebird refuse it).
    */
   readonly proxy?: string;
   /** With PT 2.0, frame the JSON arguments with a 4-byte length. Defaults to false. */
@@ -250,9 +252,14 @@ export class PtClient extends ManagedPt {
     if (options?.proxy !== undefined) parseUpstreamProxy(options.proxy);
     checkTimeout(options?.socksTimeout, "socksTimeout", "launch PT");
     checkOptionType(options?.jsonLengthPrefix, "boolean", "jsonLengthPrefix", "launch PT");
+    // A URI that ends in "/" (new URL() writes one for http) is taken, as
+    // goptlib takes it, but obfs4proxy and lyrebird refuse any path ("proxy
+    // URI has a path defined"): the PT gets it without. Once parsed, a last
+    // "/" follows the port, never a password.
+    const proxyUri = options.proxy?.endsWith("/") ? options.proxy.slice(0, -1) : options.proxy;
     const env = (): Record<string, string> => ({
       TOR_PT_CLIENT_TRANSPORTS: options.transports.join(","),
-      ...(options.proxy === undefined ? {} : { TOR_PT_PROXY: options.proxy }),
+      ...(proxyUri === undefined ? {} : { TOR_PT_PROXY: proxyUri }),
     });
     const methods = new Map<string, { mode: string; address: HostPort }>();
     const transports = new Map<string, PtClientTransport>();
