@@ -674,3 +674,36 @@ Deno.test("PtClientTransport.dialer(args) sends each dial's settings with its ar
     message: "Cannot configure transport 'fake': option 'k' must be a string, got number",
   });
 });
+
+Deno.test("a throwing event listener is reported as an uncaught error (EventTarget semantics, as documented); the adapter and the other listeners carry on", async () => {
+  // Decided in session 42 (h42lib): a listener's exception goes to
+  // globalThis's "error" event, as for Deno's WebSocket or Worker, which
+  // ends the program unless a handler calls preventDefault(). What the
+  // adapter must do is not be hurt by it: the PT's lines are still read,
+  // the other listeners still called, close() still works.
+  const reported: string[] = [];
+  const onError = (event: ErrorEvent) => {
+    reported.push(String(event.error?.message));
+    event.preventDefault();
+  };
+  globalThis.addEventListener("error", onError);
+  try {
+    const seen: string[] = [];
+    await using pt = new PtClient(fake("ok"));
+    pt.addEventListener("log", () => {
+      throw new Error("a listener's bug");
+    });
+    pt.addEventListener("log", (e) => seen.push((e as PtLogEvent).message));
+    const statuses: PtStatusEvent[] = [];
+    pt.addEventListener("status", (e) => statuses.push(e as PtStatusEvent));
+    await pt.start();
+    while (statuses.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    ok(seen.includes('hello "parent"\n'), JSON.stringify(seen));
+    deepStrictEqual(reported.length, seen.length);
+    ok(reported.every((message) => message === "a listener's bug"));
+    deepStrictEqual([...pt.transports.keys()], ["fake"]);
+  } finally {
+    globalThis.removeEventListener("error", onError);
+  }
+  deepStrictEqual(await fakePids(), []);
+});

@@ -29,8 +29,13 @@ export interface InWorkerOptions {
  * place of stdin and stdout. `stop()` is what closing stdin (with
  * `TOR_PT_EXIT_ON_STDIN_CLOSE=1`) or SIGTERM is to the executable.
  *
- * Events: `"log"` ({@linkcode PtLogEvent}) and `"status"`
- * ({@linkcode PtStatusEvent}) for `LOG` and `STATUS` lines.
+ * Events: `"log"` ({@linkcode PtLogEvent}), `"status"`
+ * ({@linkcode PtStatusEvent}) and `"message"` ({@linkcode PtMessageEvent})
+ * for `LOG`, `STATUS` and `CMESSAGE` / `SMESSAGE` lines. A listener that
+ * throws is treated as by any `EventTarget`: the front end and the other
+ * listeners carry on, and the exception is reported as uncaught
+ * (`globalThis`'s `"error"` event), which ends a Deno program unless a
+ * handler there calls `preventDefault()`.
  *
  * @example Starting plain in a Worker and reading its CMETHOD
  * ```ts

@@ -148,7 +148,12 @@ interface Run {
  * out-of-band message for the PT on the other side, which
  * {@linkcode ManagedPt.sendMessage} delivers), `"exit"` ({@linkcode PtExitEvent}, an
  * unexpected exit), `"ready"` (a relaunch finished starting), `"failed"`
- * ({@linkcode PtFailedEvent}, gave up relaunching).
+ * ({@linkcode PtFailedEvent}, gave up relaunching). Listeners are called as
+ * by any `EventTarget` (Deno's `WebSocket` and `Worker` too): one that
+ * throws stops neither the PT nor the other listeners, and its exception
+ * is reported as uncaught (`globalThis`'s `"error"` event), which ends a
+ * Deno program unless a handler there calls `preventDefault()`. Catch in
+ * the listener what it may throw.
  *
  * @example Watching a PT's log lines
  * ```ts
