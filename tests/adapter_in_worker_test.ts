@@ -143,8 +143,12 @@ Deno.test("InWorkerPt keeps the start-up lines and a bounded tail of what a long
     // Each message delivered gives a LOG line, as each connection gives a STATUS line.
     const count = 5000;
     let logs = 0;
+    const severities = new Set<string>();
+    // The listener's event is typed (a PtLogEvent): before, InWorkerPt's
+    // events were plain Events, and event.severity did not type-check.
     const logged = new Promise<void>((resolve) =>
-      pt.addEventListener("log", () => {
+      pt.addEventListener("log", (event) => {
+        severities.add(event.severity);
         if (++logs === count) resolve();
       })
     );
@@ -153,6 +157,7 @@ Deno.test("InWorkerPt keeps the start-up lines and a bounded tail of what a long
     ok(pt.lines.length <= 2000, `${pt.lines.length} lines kept`);
     deepStrictEqual(pt.lines.slice(0, 1), ["VERSION 2"]);
     ok(pt.lines.includes("CMETHODS DONE"));
+    ok(severities.size > 0 && [...severities].every((s) => typeof s === "string"));
     // The latest line is kept (delivered, or refused while 64 wait).
     ok(/^LOG SEVERITY=\w+ MESSAGE=".*SMESSAGE.*plain/.test(pt.lines.at(-1)!), pt.lines.at(-1));
   } finally {

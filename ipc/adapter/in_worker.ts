@@ -2,6 +2,7 @@
 
 import { parsePtLine, type PtLine } from "../lines/pt_line.ts";
 import { PtLogEvent, PtMessageEvent, PtStatusEvent } from "./pt_events.ts";
+import type { PtEventMap } from "./managed_pt.ts";
 import { formatMessageLine } from "../lines/_message_line.ts";
 import { type PtLaunchResult, PtStartup } from "./pt_startup.ts";
 import type { FromWorker, ToWorker } from "./_in_worker_main.ts";
@@ -208,6 +209,75 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
   /** Stop and wait. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
+  }
+
+  /**
+   * Listen for an event (typed for `"log"`, `"status"` and `"message"`, as
+   * in {@linkcode PtEventMap}).
+   *
+   * @param type The event type.
+   * @param listener The listener.
+   * @param options The usual listener options.
+   */
+  override addEventListener<K extends "log" | "status" | "message">(
+    type: K,
+    listener: (event: PtEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  /**
+   * Listen for an event.
+   *
+   * @param type The event type.
+   * @param listener The listener.
+   * @param options The usual listener options.
+   */
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | ((event: never) => void) | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(type, listener as EventListenerOrEventListenerObject | null, options);
+  }
+
+  /**
+   * Stop listening.
+   *
+   * @param type The event type.
+   * @param listener The listener given to `addEventListener`.
+   * @param options The usual listener options.
+   */
+  override removeEventListener<K extends "log" | "status" | "message">(
+    type: K,
+    listener: (event: PtEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  /**
+   * Stop listening.
+   *
+   * @param type The event type.
+   * @param listener The listener given to `addEventListener`.
+   * @param options The usual listener options.
+   */
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | ((event: never) => void) | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    super.removeEventListener(
+      type,
+      listener as EventListenerOrEventListenerObject | null,
+      options,
+    );
   }
 
   #keep(line: string): void {
