@@ -148,7 +148,8 @@ export async function dialPlanned(
     }
   }
   // The names are the bridge's (not printed); what failed, and the usual fix.
-  const reason = lastError instanceof Error ? lastError.message : String(lastError);
+  const raw = lastError instanceof Error ? lastError.message : String(lastError);
+  const reason = withoutCertificateNames(raw);
   const hint = /UnknownIssuer/.test(reason)
     ? " (the certificate's issuer is not trusted here: for a private CA, give its certificate in DENO_CERT=FILE.pem)"
     : "";
@@ -158,8 +159,22 @@ export async function dialPlanned(
         ? "the bridge's server name"
         : `each of the bridge's ${names.length} server names`
     }: ${reason}${hint}`,
-    { cause: lastError },
+    // The raw error names them: kept only when it does not (a cause is
+    // printed with its error).
+    reason === raw ? { cause: lastError } : {},
   );
+}
+
+/**
+ * rustls's reason for a certificate that does not hold the server name,
+ * without the names: it quotes the name asked for and lists the
+ * certificate's (`certificate not valid for name "x"; certificate is only
+ * valid for DnsName("y"), IpAddress(192.0.2.1)`), the bridge's names both.
+ */
+function withoutCertificateNames(reason: string): string {
+  return reason
+    .replace(/(certificate not valid for name) "[^"]*"/, "$1 asked (not shown)")
+    .replace(/(certificate is only valid for) [^;]*/, "$1 others (not shown)");
 }
 
 /** Whether a dial failed because the host name did not resolve. */

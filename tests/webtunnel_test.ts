@@ -494,6 +494,19 @@ Deno.test("webtunnel over TLS: a wrong server name fails, another from servernam
         /^TLS handshake failed for the bridge's server name: .*UnknownIssuer.* DENO_CERT=FILE\.pem\)$/
           .test(error.message) && !error.message.includes("localhost"),
     );
+    // A name the certificate does not hold: rustls's reason quotes it and
+    // the certificate's names, which the message must not repeat (the
+    // bridge's names are not printed; before: 'certificate not valid for
+    // name "wrong.example"; certificate is only valid for DnsName("localhost")...').
+    const wrong = await createConnector(webtunnel, { url, servername: "wrong.example" }, {
+      caCerts,
+    });
+    await rejects(
+      wrong.dial({ hostname: "2001:db8::1", port: 443 }),
+      (error: Error) =>
+        /^TLS handshake failed for the bridge's server name: .*certificate not valid for name/
+          .test(error.message) && !/wrong\.example|localhost|127\.0\.0\.1/.test(error.message),
+    );
     // The certificate names localhost; "wrong.example" fails, then localhost works.
     for (let i = 0; i < 3; i++) {
       const connector = await createConnector(webtunnel, {
