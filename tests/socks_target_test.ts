@@ -206,3 +206,16 @@ Deno.test("connectDestination with a signal aborted before the lookup rejects wi
   // An unhandled rejection is reported once the event loop turns.
   await new Promise((resolve) => setTimeout(resolve, 50));
 });
+
+Deno.test("SocksReplyError keeps the destination (under tor, the bridge) out of what console.log prints, and gives it to code that asks", () => {
+  // Found as a library user (h42lib) logging a SocksServer error with
+  // console.log(error): Deno prints an error's own enumerable properties,
+  // and 'destination: { hostname: "198.51.100.7", port: 443 }' came with it.
+  const error = new SocksReplyError(0x12, "Cannot parse the connection's arguments", {
+    destination: { hostname: "198.51.100.7", port: 443 },
+  });
+  ok(!Deno.inspect(error).includes("198.51.100.7"), Deno.inspect(error));
+  ok(Deno.inspect(error).includes("code: 18"), Deno.inspect(error));
+  deepStrictEqual(error.destination, { hostname: "198.51.100.7", port: 443 });
+  strictEqual(new SocksReplyError(1, "x").destination, undefined);
+});

@@ -81,9 +81,10 @@ export class SocksReplyError extends Error {
   /**
    * The destination the SOCKS request named, when the error came after the
    * request was read (per-connection arguments that do not parse, reply
-   * `12`): under tor, the bridge. Absent otherwise.
+   * `12`): under tor, the bridge. Absent otherwise. Not enumerable, so that
+   * `console.log(error)` does not print it.
    */
-  readonly destination?: { readonly hostname: string; readonly port: number };
+  declare readonly destination?: { readonly hostname: string; readonly port: number };
 
   /**
    * Make the error.
@@ -105,7 +106,7 @@ export class SocksReplyError extends Error {
     this.code = code;
     if (options?.destination !== undefined) {
       const { hostname, port } = options.destination;
-      this.destination = { hostname, port };
+      Object.defineProperty(this, "destination", { value: Object.freeze({ hostname, port }) });
     }
   }
 }
