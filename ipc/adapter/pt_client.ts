@@ -256,7 +256,7 @@ export class PtClient extends ManagedPt {
     // goptlib takes it, but obfs4proxy and lyrebird refuse any path ("proxy
     // URI has a path defined"): the PT gets it without. Once parsed, a last
     // "/" follows the port, never a password.
-    const proxyUri = options.proxy?.endsWith("/") ? options.proxy.slice(0, -1) : options.proxy;
+    const proxyUri = options?.proxy?.endsWith("/") ? options.proxy.slice(0, -1) : options?.proxy;
     const env = (): Record<string, string> => ({
       TOR_PT_CLIENT_TRANSPORTS: options.transports.join(","),
       ...(proxyUri === undefined ? {} : { TOR_PT_PROXY: proxyUri }),
