@@ -461,6 +461,13 @@ export class Connector {
    * @throws {RangeError} When the port is out of range.
    * @throws {Deno.errors.BadResource} When the connector is closed.
    * @throws The reason of `options.signal` when it aborts first.
+   * @throws The network's error when the connection cannot be made (Deno's
+   * `ConnectionRefused`, a failed lookup, a failed TLS handshake). Its
+   * message does not name the server's address or TLS server names, so
+   * that it may be logged where a bridge's address must not be; the caller
+   * knows which server it dialed. (A failed lookup of a host name that the
+   * transport's own configuration gave, such as WebTunnel's URL host, names
+   * that host.)
    */
   async dial(options: DialOptions): Promise<TransportConn> {
     if (this.#closed) {

@@ -112,6 +112,11 @@ export class PtClientTransport {
    * object of strings, or `options.signal` not an `AbortSignal`.
    * @throws {RangeError} When the port is not 1-65535.
    * @throws The reason of `options.signal` when it aborts first.
+   * @throws {SocksReplyError} When the PT refuses or fails the request (its
+   * SOCKS reply code in `code`; a timeout after `socksTimeout`), or an
+   * error of Deno's when the PT's SOCKS port cannot be reached. No message
+   * names `target`, so that it may be logged where a bridge's address must
+   * not be.
    */
   async dial(
     target: HostPort,
