@@ -136,6 +136,26 @@ Deno.test("startInWorker rejects with the error line and exit code", async () =>
   );
 });
 
+Deno.test("startInWorker's failure to start any transport says what the front end logged about it", async () => {
+  // Found as a library user (h42lib): a misspelt transport failed with only
+  // 'Front end failed to start: it started none of its transports (exit
+  // code 0)', while the front end had said why in a LOG warning that no
+  // listener could hear yet (startInWorker returns once started).
+  const dir = await Deno.makeTempDir();
+  try {
+    await rejects(
+      startInWorker({ args: ["-client", "-transports", "obfs5", "-state", dir] }),
+      (error: Error) =>
+        error.message ===
+          "Front end failed to start: it started none of its transports (it logged: Unknown " +
+            'transport "obfs5" ignored (available: plain, obfs4, webtunnel, shadowsocks, ssh)) ' +
+            "(exit code 0)",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("InWorkerPt keeps the start-up lines and a bounded tail of what a long-running front end prints", async () => {
   const dir = await Deno.makeTempDir();
   const pt = await startInWorker({ args: ["-client", "-transports", "plain", "-state", dir] });

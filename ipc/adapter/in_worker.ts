@@ -23,6 +23,9 @@ export interface InWorkerOptions {
   readonly startTimeout?: number;
 }
 
+/** Warning and error `LOG` lines of the start a failure to start quotes, at most. */
+const MAX_LOGGED_SHOWN = 3;
+
 /**
  * ptkit's own managed-proxy front end running in a `Worker` of this process
  * (PT 2.0 draft 1's inter-thread interface, 4.3): the same configuration, lines and
@@ -110,11 +113,21 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
       rejectReady(new Error(why));
       resolveExit(code);
     };
+    // What the front end logged at warning or error while starting (a
+    // transport name it does not know): a failure to start says it, as no
+    // listener can have heard it when startInWorker is what waits.
+    const logged: string[] = [];
     this.#worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const message = event.data;
       if (message.type === "exit") return exit(message.code, "it exited");
       if (message.type === "crash") return exit(70, message.message);
       for (const line of this.#receive(message.type, message.text)) {
+        if (
+          line.type === "LOG" && (line.severity === "warning" || line.severity === "error") &&
+          this.#result === undefined && logged.length < MAX_LOGGED_SHOWN
+        ) {
+          logged.push(line.message);
+        }
         try {
           const result = startup.handle(line);
           if (result !== undefined) {
@@ -122,7 +135,12 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
             resolveReady();
           }
         } catch (error) {
-          rejectReady(error as Error);
+          rejectReady(
+            logged.length === 0 ? error as Error : new Error(
+              `${(error as Error).message} (it logged: ${logged.join("; ")})`,
+              { cause: error },
+            ),
+          );
         }
       }
     };
@@ -339,8 +357,9 @@ function offeredVersions(args: readonly string[], env: Readonly<Record<string, s
  * of strings, or `env` not an object whose `TOR_PT_*` values are strings
  * (checked before the `Worker` starts).
  * @throws {RangeError} When `startTimeout` is not a positive number of ms.
- * @throws {Error} When it fails to start (the message quotes the error line
- * and the exit code) or does not finish starting within the timeout.
+ * @throws {Error} When it fails to start (the message quotes the error line,
+ * the first warnings it logged while starting, and the exit code) or does
+ * not finish starting within the timeout.
  *
  * @example Refusing a parent that offers no known version
  * ```ts
