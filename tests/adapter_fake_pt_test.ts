@@ -15,6 +15,7 @@ import {
   type PtStatusEvent,
 } from "../ipc/adapter/mod.ts";
 import { MAX_PT_LINE_LENGTH } from "../ipc/lines/pt_line.ts";
+import { relative } from "node:path";
 
 const FAKE = new URL("./adapter_fake_pt.sh", import.meta.url).pathname;
 
@@ -706,4 +707,19 @@ Deno.test("a throwing event listener is reported as an uncaught error (EventTarg
     globalThis.removeEventListener("error", onError);
   }
   deepStrictEqual(await fakePids(), []);
+});
+
+Deno.test("launchClient takes a relative path with a slash from this process's working directory, whatever cwd is, as stateDir", async () => {
+  // Found as a library user (h42lib): with cwd set, './pt' was looked for in
+  // the PT's working directory and failed with 'Cannot launch PT ./pt: no
+  // such file', while stateDir and cookieFile are taken from this process's.
+  const path = relative(Deno.cwd(), FAKE);
+  const dotted = path.startsWith(".") ? path : `./${path}`;
+  const cwd = await Deno.makeTempDir();
+  try {
+    await using pt = await launchClient(fake("ok", { path: dotted, cwd }));
+    deepStrictEqual([...pt.transports.keys()], ["fake"]);
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
 });

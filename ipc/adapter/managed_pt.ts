@@ -33,7 +33,11 @@ export interface PtRestartPolicy {
 
 /** Options common to {@linkcode launchClient} and {@linkcode launchServer}. */
 export interface PtLaunchOptions {
-  /** The PT executable (looked up in `PATH` when it has no slash). */
+  /**
+   * The PT executable: looked up in `PATH` when it has no slash; a relative
+   * path with one is taken from this process's working directory, whatever
+   * `cwd` is.
+   */
   readonly path: string;
   /** Its command-line arguments. Defaults to none. */
   readonly args?: readonly string[];
@@ -184,6 +188,8 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
   #closing: Promise<void> | undefined;
   #abortLaunch: ((error: Error) => void) | undefined;
   #repeated = new RepeatedKeyLog((message) => this.#warn(message));
+  /** The executable as spawned (a relative path made absolute at the first launch). */
+  #command: string | undefined;
 
   /**
    * Use {@linkcode launchClient} or {@linkcode launchServer}.
@@ -495,9 +501,12 @@ export class ManagedPt extends EventTarget implements AsyncDisposable {
     const { path } = this.#options;
     const env = this.#env();
     this.#secrets = secretsOf(env);
+    // A relative path with a slash is this process's, as stateDir's is,
+    // not the PT's working directory's (`cwd`); fixed at the first launch.
+    this.#command ??= path.includes("/") ? absolutePath(path) : path;
     let child: Deno.ChildProcess;
     try {
-      child = new Deno.Command(path, {
+      child = new Deno.Command(this.#command, {
         args: [...(this.#options.args ?? [])],
         env,
         clearEnv: true,
