@@ -433,6 +433,35 @@ Deno.test("launchClient refuses malformed options", async () => {
     }),
     /Invalid port 0 for extorport address/,
   );
+  // A host name where tor sets an IP address: obfs4proxy answered
+  // 'ENV-ERROR TOR_PT_SERVER_BINDADDR: "obfs4-localhost:0": not an IP
+  // string' (and the same for TOR_PT_ORPORT) after it was started (h42lib).
+  for (
+    const [options, message] of [
+      [
+        { orport: "127.0.0.1:9", bindaddr: { a: "localhost:0" } },
+        'Invalid bindaddr of a "localhost:0": the host must be an IP address (PTs refuse a name)',
+      ],
+      [
+        { orport: "localhost:9" },
+        'Invalid orport "localhost:9": the host must be an IP address (PTs refuse a name)',
+      ],
+      [
+        { orport: { hostname: "tor.example", port: 9 } },
+        'Invalid orport "tor.example": the host must be an IP address (PTs refuse a name)',
+      ],
+      [
+        { extorport: { addr: { hostname: "localhost", port: 9 }, cookieFile: "/nonexistent" } },
+        'Invalid extorport address "localhost": the host must be an IP address (PTs refuse a name)',
+      ],
+    ] as const
+  ) {
+    await rejects(
+      launchServer({ path: FAKE, transports: ["a"], ...options }),
+      (error: Error) => error instanceof TypeError && error.message === message,
+      message,
+    );
+  }
   await rejects(
     launchClient({ path: "/nonexistent/pt", transports: ["a"] }),
     /^Error: Cannot launch PT \/nonexistent\/pt: no such file$/,

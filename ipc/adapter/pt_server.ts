@@ -3,6 +3,7 @@
 import type { TransportOptions } from "../../transports/transport.ts";
 import { checkHostPort, formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
 import { formatServerTransportOptions } from "../lines/_args.ts";
+import { isIpLiteral } from "../../net/_ip_address.ts";
 import { absolutePath, checkStringRecord, ManagedPt, type PtLaunchOptions } from "./managed_pt.ts";
 import type { PtLaunchResult } from "./pt_startup.ts";
 
@@ -17,7 +18,7 @@ export interface LaunchServerOptions extends PtLaunchOptions {
   readonly bindaddr?: Readonly<Record<string, HostPort | string>>;
   /** Server options of each transport (`TOR_PT_SERVER_TRANSPORT_OPTIONS`). */
   readonly transportOptions?: Readonly<Record<string, TransportOptions>>;
-  /** Forward plain connections here (`TOR_PT_ORPORT`). */
+  /** Forward plain connections here (`TOR_PT_ORPORT`): an IP address and a port. */
   readonly orport?: HostPort | string;
   /**
    * Forward connections here with the Extended ORPort protocol
@@ -99,9 +100,7 @@ export class PtServer extends ManagedPt {
         name,
         given === undefined
           ? { hostname: "127.0.0.1", port: 0 }
-          : typeof given === "string"
-          ? parseHostPort(given, `bindaddr of ${name}`)
-          : checkHostPort(given, `bindaddr of ${name}`),
+          : ipHostPort(given, `bindaddr of ${name}`, 0),
       );
     }
     for (const name of [...Object.keys(bindaddr), ...Object.keys(transportOptions)]) {
@@ -110,14 +109,10 @@ export class PtServer extends ManagedPt {
       }
     }
     // Where the PT connects: port 0 is refused, as main.ts refuses it in TOR_PT_ORPORT.
-    const orportText = orport === undefined ? "" : formatHostPort(
-      typeof orport === "string"
-        ? parseHostPort(orport, "orport", 1)
-        : checkHostPort(orport, "orport", 1),
-    );
+    const orportText = orport === undefined ? "" : formatHostPort(ipHostPort(orport, "orport", 1));
     const extorportText = extorport === undefined
       ? ""
-      : formatHostPort(checkHostPort(extorport.addr, "extorport address", 1));
+      : formatHostPort(ipHostPort(extorport.addr, "extorport address", 1));
     // Absolute: the PT may run in another working directory (`cwd`).
     const cookieFile = extorport === undefined ? "" : absolutePath(extorport.cookieFile);
     const transports = new Map<string, PtServerTransport>();
@@ -166,6 +161,26 @@ export class PtServer extends ManagedPt {
 }
 
 /**
+ * A server PT's address option, `"ip:port"` or a `HostPort`: tor sets
+ * `TOR_PT_SERVER_BINDADDR`, `TOR_PT_ORPORT` and
+ * `TOR_PT_EXTENDED_SERVER_PORT` to IP addresses, and goptlib refuses a name
+ * ("not an IP string"), so one is refused here, before a PT starts.
+ */
+function ipHostPort(value: HostPort | string, what: string, min: number): HostPort {
+  const address = typeof value === "string"
+    ? parseHostPort(value, what, min)
+    : checkHostPort(value, what, min);
+  if (!isIpLiteral(address.hostname)) {
+    throw new TypeError(
+      `Invalid ${what} ${
+        JSON.stringify(typeof value === "string" ? value : address.hostname)
+      }: the host must be an IP address (PTs refuse a name)`,
+    );
+  }
+  return address;
+}
+
+/**
  * Launch a server PT and wait until it reported its transports. Every
  * server variable is set, empty when unused, and nothing else is inherited
  * but the essentials; the PT forwards to `orport`, or to `extorport` with
@@ -173,7 +188,10 @@ export class PtServer extends ManagedPt {
  *
  * @param options The executable, the transports, where to listen and where to forward.
  * @returns The running PT.
- * @throws {TypeError} When the options are malformed.
+ * @throws {TypeError} When the options are malformed (an address whose host
+ * is not an IP address too: PTs refuse a name).
+ * @throws {RangeError} When a port is out of range (`orport` and
+ * `extorport` 1-65535).
  * @throws {Error} When the PT fails to start (see {@linkcode launchClient}).
  *
  * @example Launching obfs4proxy in front of a service
