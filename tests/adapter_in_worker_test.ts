@@ -240,3 +240,29 @@ Deno.test("startInWorker refuses options, args or env of the wrong shape with a 
 Deno.test("InWorkerPt cleanup of temporary state", async () => {
   await Deno.remove(state, { recursive: true }).catch(() => {});
 });
+
+Deno.test("InWorkerPt.ready rejects with a whole sentence saying the front end failed to start, as startInWorker does", async () => {
+  // Found as a library user (h42lib): ready rejected with the fragments
+  // startInWorker builds on ('it exited', 'it rejected its environment:
+  // ENV-ERROR ...'), and those were all a caller of new InWorkerPt() saw.
+  const pt = new InWorkerPt({
+    env: {
+      TOR_PT_MANAGED_TRANSPORT_VER: "1",
+      TOR_PT_CLIENT_TRANSPORTS: "plain",
+      TOR_PT_PROXY: "ftp://x",
+    },
+  });
+  await rejects(
+    pt.ready,
+    /^Error: Front end failed to start: it rejected the upstream proxy: PROXY-ERROR /,
+  );
+  strictEqual(await pt.stop(), 69);
+  const dir = await Deno.makeTempDir();
+  try {
+    const early = new InWorkerPt({ args: ["-client", "-transports", "plain", "-state", dir] });
+    strictEqual(await early.stop(), 0);
+    await rejects(early.ready, /^Error: Front end failed to start: /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -109,8 +109,14 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
       rejectReady = reject;
     });
     this.#ready.catch(() => {});
+    // A whole sentence: `ready` is public, and its rejection is all a
+    // caller of `new InWorkerPt()` sees.
+    const failed = (why: string, cause?: unknown) =>
+      rejectReady(
+        new Error(`Front end failed to start: ${why}`, cause === undefined ? {} : { cause }),
+      );
     const exit = (code: number, why: string) => {
-      rejectReady(new Error(why));
+      failed(why);
       resolveExit(code);
     };
     // What the front end logged at warning or error while starting (a
@@ -135,12 +141,8 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
             resolveReady();
           }
         } catch (error) {
-          rejectReady(
-            logged.length === 0 ? error as Error : new Error(
-              `${(error as Error).message} (it logged: ${logged.join("; ")})`,
-              { cause: error },
-            ),
-          );
+          const why = (error as Error).message;
+          failed(logged.length === 0 ? why : `${why} (it logged: ${logged.join("; ")})`, error);
         }
       }
     };
@@ -154,7 +156,8 @@ export class InWorkerPt extends EventTarget implements AsyncDisposable {
   /**
    * Resolves once the transports are started (`CMETHODS DONE` or
    * `SMETHODS DONE`); rejects with the reason when start-up failed (an error
-   * line, or an exit before the end of start-up).
+   * line, or an exit before the end of start-up): `Front end failed to
+   * start: ...`.
    */
   get ready(): Promise<void> {
     return this.#ready;
@@ -383,7 +386,12 @@ export async function startInWorker(options: InWorkerOptions = {}): Promise<InWo
       pt.ready,
       new Promise<never>((_, reject) => {
         timer = setTimeout(
-          () => reject(new Error(`Front end did not finish starting within ${timeout} ms`)),
+          () =>
+            reject(
+              new Error(
+                `Front end failed to start: it did not finish starting within ${timeout} ms`,
+              ),
+            ),
           timeout,
         );
       }),
@@ -391,9 +399,7 @@ export async function startInWorker(options: InWorkerOptions = {}): Promise<InWo
     return pt;
   } catch (error) {
     const code = await pt.stop();
-    throw new Error(`Front end failed to start: ${(error as Error).message} (exit code ${code})`, {
-      cause: error,
-    });
+    throw new Error(`${(error as Error).message} (exit code ${code})`, { cause: error });
   } finally {
     clearTimeout(timer);
   }
