@@ -350,3 +350,35 @@ Deno.test("ExtOrPortServer denies connections beyond maxPending and ends iterati
   first.conn.close();
   second.conn.close();
 });
+
+Deno.test("listenExtOrPort: an onError that throws is reported once on the console and the server goes on, as listen()'s onAcceptError", async () => {
+  // Found as a library user (h42lib): the throw was swallowed by the
+  // connection's task without a word, so a bug in the callback went unseen.
+  const printed: unknown[][] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => void printed.push(args);
+  let calls = 0;
+  try {
+    await using ext = await listenExtOrPort({
+      onError: () => {
+        calls++;
+        throw new Error("callback bug");
+      },
+    });
+    for (let i = 0; i < 2; i++) {
+      using conn = await Deno.connect({ hostname: ext.addr.hostname, port: ext.addr.port });
+      await conn.write(new Uint8Array(32).fill(0x41));
+      const buffer = new Uint8Array(64);
+      while ((await conn.read(buffer).catch(() => null)) !== null) { /* until closed */ }
+      await waitFor(() => calls === i + 1, "onError called");
+    }
+  } finally {
+    console.error = original;
+  }
+  strictEqual(printed.length, 1);
+  match(
+    String(printed[0]![0]),
+    /^The listenExtOrPort\(\) onError callback threw; the server goes on/,
+  );
+  strictEqual((printed[0]![1] as Error).message, "callback bug");
+});

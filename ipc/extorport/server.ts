@@ -4,6 +4,7 @@ import { listenOn } from "../../net/_listen.ts";
 import { readExactly, writeFull } from "../../net/conn_io.ts";
 import { type HostPort, parseHostPort } from "../../net/address.ts";
 import { closeQuietly, ConnectionLoop } from "../../net/_accept_loop.ts";
+import { guardCallback } from "../../net/_accept_error.ts";
 import {
   AUTH_LENGTH,
   clientHash,
@@ -45,7 +46,9 @@ export interface ExtOrPortServerOptions {
   /**
    * Called when one connection fails (authentication, malformed message,
    * timeout, queue full); the connection is already closed. Messages never
-   * hold client addresses. Defaults to ignoring.
+   * hold client addresses. Defaults to ignoring. A callback that throws
+   * does not stop the server: its first throw is printed with
+   * `console.error`, later ones are ignored (as `listen()`'s `onAcceptError`).
    */
   readonly onError?: (error: Error) => void;
 }
@@ -228,6 +231,7 @@ export class ExtOrPortServer implements AsyncDisposable {
   #loop: ConnectionLoop<Deno.TcpConn>;
   #closing: Promise<void> | undefined;
   #authFailures = 0;
+  #onError: ((error: Error) => void) | undefined;
 
   /**
    * Use {@linkcode listenExtOrPort}.
@@ -250,7 +254,10 @@ export class ExtOrPortServer implements AsyncDisposable {
     this.#cookieFile = cookieFile;
     this.#tempDir = tempDir;
     this.#options = options;
-    const onError = options.onError;
+    // A throw is the application's bug: reported once, and the server goes
+    // on (before, the connection's task swallowed it without a word).
+    const onError = guardCallback(options.onError, "listenExtOrPort() onError");
+    this.#onError = onError;
     this.#loop = new ConnectionLoop(listener, {
       serve: (conn) => this.#serve(conn),
       // Authenticated connections are handed over to the application.
@@ -343,7 +350,7 @@ export class ExtOrPortServer implements AsyncDisposable {
     } catch (error) {
       closeQuietly(conn);
       if (this.#closing === undefined) {
-        this.#options.onError?.(
+        this.#onError?.(
           timedOut
             ? new Error(`ExtORPort handshake timed out after ${timeout} ms`, { cause: error })
             : error as Error,
@@ -370,7 +377,7 @@ export class ExtOrPortServer implements AsyncDisposable {
       waiter.resolve(request);
     } else if (this.#pending.length >= (this.#options.maxPending ?? 64)) {
       await request.deny();
-      this.#options.onError?.(new Error("ExtORPort connection denied: too many waiting"));
+      this.#onError?.(new Error("ExtORPort connection denied: too many waiting"));
     } else {
       this.#pending.push(request);
     }
