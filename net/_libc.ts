@@ -105,13 +105,17 @@ const MMSGHDR = 64; // struct mmsghdr on LP64: msghdr (56) + msg_len (4) + paddi
 // Each symbol Deno.dlopen binds costs start-up time (all twelve at once
 // took 5-20 ms of a server's start, five about 2): the socket options a
 // listener needs before *METHODS DONE are bound when the library opens,
-// the datagram calls at their first use.
+// the datagram calls at their first use. errno is in the first group: the
+// descriptor scan that finds a listener reads it (EBADF), and with it in
+// the second every server bound all seven datagram calls before SMETHODS
+// DONE.
 const symbols = {
   listen: { parameters: ["i32", "i32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
 /** The calls of UDP sockets and route lookups, bound at their first use. */
@@ -122,7 +126,6 @@ const datagramSymbols = {
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
   sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
 /** libc's socket calls, with the UDP receive arena (made for the first UDP socket). One per process. */
@@ -585,7 +588,7 @@ export class Libc {
   }
 
   #errno(): number {
-    const pointer = this.#datagram().__errno_location();
+    const pointer = this.#lib.symbols.__errno_location();
     return pointer === null ? 0 : new Deno.UnsafePointerView(pointer).getInt32();
   }
 }
