@@ -286,17 +286,12 @@ let wasm: Promise<CryptoBackend> | undefined;
  */
 export function loadWasmCrypto(): Promise<CryptoBackend> {
   wasm ??= (async () => {
+    // The packages' module, loaded only now: see _wasm_crypto.ts.
     const [{ default: sodium }, { sha256, sha512 }, { hmac }, { hkdf }, { ed25519 }, { gcm }] =
-      await Promise.all([
-        import("libsodium-wrappers"),
-        import("@noble/hashes/sha2.js"),
-        import("@noble/hashes/hmac.js"),
-        import("@noble/hashes/hkdf.js"),
-        import("@noble/curves/ed25519.js"),
-        import("@noble/ciphers/aes.js"),
-      ]).catch((error) => {
-        throw restateMissingPackage(error, "the WebAssembly crypto backend");
-      });
+      await import("./_wasm_crypto.ts").then(({ wasmCryptoPackages }) => wasmCryptoPackages())
+        .catch((error) => {
+          throw restateMissingPackage(error, "the WebAssembly crypto backend");
+        });
     const wrappers = sodium as unknown as { ready: Promise<void>; libsodium: RawSodium };
     await wrappers.ready;
     const lib = wrappers.libsodium;
