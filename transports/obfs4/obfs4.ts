@@ -18,13 +18,13 @@ import {
 } from "./_config.ts";
 import { MAX_SEGMENT_LENGTH } from "./_framing.ts";
 import { GoRand } from "./_go_rand.ts";
-import { KeyPairReserve, type KeyPairReserveOptions } from "./_keypair_reserve.ts";
-import { ClientHandshake, MAX_HANDSHAKE_LENGTH, ServerHandshake } from "./_handshake.ts";
+import type { KeyPairReserve, KeyPairReserveOptions } from "./_keypair_reserve.ts";
+import type { ClientHandshake, ServerHandshake } from "./_handshake.ts";
 import { HashDrbg } from "./_hash_drbg.ts";
 import { type IatSleep, obfs4proxySleep } from "./_iat.ts";
 import { ReplayFilter } from "../_replay_filter.ts";
 import { decodeInTurns } from "../_decode_turns.ts";
-import { Session } from "./_session.ts";
+import type { Session } from "./_session.ts";
 import { WeightedDist } from "./_weighted_dist.ts";
 import { concat } from "../_bytes.ts";
 import { checkTimerMs } from "../_timeout.ts";
@@ -105,33 +105,60 @@ export interface Obfs4Options {
   readonly keyPairWorker?: boolean;
 }
 
+/** The modules a connection needs (handshakes, sessions, spare key pairs): see _data_path.ts. */
+type DataPath = typeof import("./_data_path.ts");
+
+let dataPath: Promise<DataPath> | undefined;
+
 /**
- * The crypto backend of one configured side: loaded on first use (after
- * the runtime has started), then at hand synchronously.
+ * The modules a connection needs, loaded once. A side starts loading them
+ * when it is configured, without waiting: Deno loads a dynamic import when
+ * the event loop next runs, so a managed server, which writes its
+ * SMETHOD lines in the same run of promise callbacks as it configures its
+ * transports, has written SMETHODS DONE first; its first connection finds
+ * them loaded, as it finds the crypto backend.
+ */
+function loadDataPath(): Promise<DataPath> {
+  dataPath ??= import("./_data_path.ts");
+  dataPath.catch(() => dataPath = undefined);
+  return dataPath;
+}
+
+/**
+ * The crypto backend of one configured side, with the modules its
+ * connections use: loaded on first use (after the runtime has started;
+ * a server starts without them), then at hand synchronously.
  */
 class LazyCrypto {
   #load: CryptoLoader;
   #promise: Promise<CryptoBackend> | undefined;
   value: CryptoBackend | undefined;
+  /** Set with `value`. */
+  path: DataPath | undefined;
 
   constructor(load: CryptoLoader) {
     this.#load = load;
   }
 
   get(): Promise<CryptoBackend> {
-    this.#promise ??= this.#load().then((crypto) => this.value = crypto);
+    this.#promise ??= Promise.all([this.#load(), loadDataPath()]).then(
+      ([crypto, path]) => {
+        this.path = path;
+        return this.value = crypto;
+      },
+    );
     this.#promise.catch(() => this.#promise = undefined);
     return this.#promise;
   }
 }
 
-/** Run `then` with the backend: at once when it is loaded, else once it is. */
+/** Run `then` with the backend and the modules: at once when they are loaded, else once they are. */
 function withCrypto(
   crypto: LazyCrypto,
-  then: (crypto: CryptoBackend) => void,
+  then: (crypto: CryptoBackend, path: DataPath) => void,
 ): void | Promise<void> {
-  if (crypto.value !== undefined) return then(crypto.value);
-  return crypto.get().then(then);
+  if (crypto.value !== undefined) return then(crypto.value, crypto.path!);
+  return crypto.get().then((backend) => then(backend, crypto.path!));
 }
 
 /** A side's key pair reserve, made on first use; `closed` once the side closed. */
@@ -352,16 +379,16 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
   let handshake: ClientHandshake | undefined;
   let received: Uint8Array = new Uint8Array(0);
   const encode = core.encode((controller) =>
-    withCrypto(parsed.crypto, (backend) => {
+    withCrypto(parsed.crypto, (backend, path) => {
       const spares = reserveOf(
         parsed.reserve,
         () =>
-          new KeyPairReserve(
+          new path.KeyPairReserve(
             backend,
             options.random === undefined ? {} : { random: options.random },
           ),
       );
-      handshake = new ClientHandshake(backend, config.identity, {
+      handshake = new path.ClientHandshake(backend, config.identity, {
         now,
         random,
         keyPair: spares.take(),
@@ -403,7 +430,7 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
           // The handshake was sent before anything could arrive.
           const result = handshake!.parse(received);
           if (result === undefined) return;
-          const session = new Session({
+          const session = new parsed.crypto.path!.Session({
             sendKeys: result.keys.subarray(0, 72),
             receiveKeys: result.keys.subarray(72, 144),
             crypto: parsed.crypto.value!,
@@ -450,9 +477,9 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
   const core = new PairCore(options.iatSleep ?? obfs4proxySleep);
   let handshake: ServerHandshake | undefined;
   // The ephemeral key pair is ready before the client speaks (a spare in the reserve).
-  const begin = (backend: CryptoBackend) => {
+  const begin = (backend: CryptoBackend, path: DataPath) => {
     const spares = reserveOf(shared.reserve, () => {
-      const made = new KeyPairReserve(backend, serverReserveOptions(options, shared));
+      const made = new path.KeyPairReserve(backend, serverReserveOptions(options, shared));
       // The worker's thread starts at the side's first connection, before
       // it has sent anything: started at its first good handshake, it could
       // meet a process whose descriptors a flood holds, and Deno ends the
@@ -460,7 +487,7 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
       refillSoon(made);
       return made;
     });
-    handshake = new ServerHandshake(backend, config.keys, shared.filter, {
+    handshake = new path.ServerHandshake(backend, config.keys, shared.filter, {
       ...(options.now === undefined ? {} : { now: options.now }),
       ...(options.random === undefined ? {} : { random: options.random }),
       // A spare made in advance, taken once the client's handshake is
@@ -524,8 +551,10 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
         // at what it has after each read: a chunk is taken as those reads
         // would take it (a full-length handshake followed by more bytes is
         // answered), and what follows a complete handshake is frames.
-        for (let at = 0; at < chunk.length; at += MAX_HANDSHAKE_LENGTH) {
-          const read = chunk.subarray(at, at + MAX_HANDSHAKE_LENGTH);
+        // The modules are loaded: start() waited for them.
+        const path = parsed.crypto.path!;
+        for (let at = 0; at < chunk.length; at += path.MAX_HANDSHAKE_LENGTH) {
+          const read = chunk.subarray(at, at + path.MAX_HANDSHAKE_LENGTH);
           received = received.length === 0 ? read : concat(received, read);
           let step;
           try {
@@ -540,7 +569,7 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
           if (!step.done) continue;
           received = new Uint8Array(0);
           handshake = undefined;
-          const session = new Session({
+          const session = new path.Session({
             sendKeys: step.keys.subarray(72, 144),
             receiveKeys: step.keys.subarray(0, 72),
             crypto: parsed.crypto.value!,
@@ -656,6 +685,7 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
         // Empty options: every connection's settings name the bridge (as
         // Tor's SOCKS arguments do).
         const client = Object.keys(config).length === 0 ? undefined : parseClientConfig(config);
+        loadDataPath().catch(() => {});
         return client === undefined
           ? { crypto: lazy, reserve: {}, clientOptions: config }
           : { crypto: lazy, reserve: {}, clientOptions: config, client };
@@ -670,6 +700,8 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
       );
       const digest = await crypto.subtle.digest("SHA-256", server.drbgSeed.slice());
       const iatSeed = new Uint8Array(digest, 0, 24);
+      // Its last wait: from here to its SMETHOD line a managed server runs on.
+      loadDataPath().catch(() => {});
       return {
         crypto: lazy,
         reserve: {},
