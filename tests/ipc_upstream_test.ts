@@ -8,6 +8,9 @@ import { deepStrictEqual, notStrictEqual, ok, rejects } from "node:assert";
 import { relay } from "../net/relay.ts";
 import { SocksServer } from "../ipc/socks/_socks_server.ts";
 import { socks5Connect } from "../ipc/socks/_client.ts";
+import { createConnector } from "../client.ts";
+import { createObfs4 } from "../transports/obfs4/mod.ts";
+import { MemoryStore } from "../transports/memory_store.ts";
 import { PtProcess, readN, startMicrosocks } from "./ipc_util.ts";
 
 /** An echo service that counts the connections it accepted. */
@@ -544,6 +547,58 @@ Deno.test("SocksServer gives connect up after connectTimeout: reply 06 (TTL expi
   await rejects(late!.write(new Uint8Array(1)));
   await deaf.close();
   await echo.close();
+});
+
+Deno.test("SocksServer: an obfs4 handshake still unanswered at connectTimeout ends at obfs4's own deadline, with its words (a wrong cert gets no answer), reply 06", async () => {
+  // Found under tor with a bridge line whose cert was not the bridge's:
+  // the obfs4 bridge answers nothing and closes 30 s + d later (d up to
+  // 60 s), so for half of all bridges the SOCKS front end's 60 s deadline
+  // came first, a moment before obfs4's own 60 s one, and tor logged
+  // 'obfs4: SOCKS connect failed: Cannot connect: timed out', which reads
+  // as a blocked bridge. Here the front end's deadline is 200 ms, obfs4's
+  // 600 ms; a TCP listener that never accepts is the silent bridge.
+  const obfs4 = createObfs4({ clientHandshakeTimeout: 600 });
+  const bridge = await obfs4.server({}, { local: new MemoryStore() });
+  const connector = await createConnector(obfs4, bridge.clientOptions);
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // The first dial loads the crypto: done here, not within the deadline.
+  const warm = await connector.dial({ port: silent.addr.port });
+  warm.close();
+  await warm.ready.catch(() => {});
+  let failure: unknown;
+  const server = new SocksServer(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
+    connectTimeout: 200,
+    // As the managed client's: the SOCKS reply waits for the handshake.
+    connect: async (_request, follow, signal) => {
+      const conn = await connector.dial({ port: silent.addr.port, signal });
+      follow(conn);
+      const onAbort = () => conn.close();
+      signal.addEventListener("abort", onAbort, { once: true });
+      try {
+        await conn.ready;
+        return conn;
+      } catch (error) {
+        conn.close();
+        throw error;
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+      }
+    },
+    onError: (error) => failure = error,
+  });
+  const conn = await socksRequest(server.addr.port);
+  deepStrictEqual((await readN(conn, 10))[1], 0x06);
+  await until("the failure", () => failure !== undefined);
+  ok(
+    failure instanceof Error &&
+      /^Cannot complete obfs4 handshake: timed out \(an obfs4 server never answers a handshake made with a wrong cert/
+        .test(failure.message),
+    String(failure),
+  );
+  conn.close();
+  await server.close();
+  await connector.close();
+  silent.close();
 });
 
 Deno.test("SocksServer: a client that sends data before the reply gives the attempt up; data after the reply reaches the destination whole", async () => {

@@ -30,6 +30,14 @@ const MAX_CONNECTORS = 64;
  * greeting, in ms (it answers before dialing anything).
  */
 const FREE_GREETING_TIMEOUT_MS = 20_000;
+/**
+ * How long a SOCKS request's transport handshake may take once the PT
+ * server took the connection, in ms: lyrebird's obfs4 client deadline, and
+ * the front end's for the whole request. The front end's, a moment earlier
+ * than obfs4's own, leaves a handshake under way to this one or the
+ * transport's, whose error says why (obfs4's: a wrong cert gets no answer).
+ */
+const HANDSHAKE_TIMEOUT_MS = 60_000;
 
 /**
  * The modules that serve connections (SOCKS front end, connectors, relay,
@@ -206,6 +214,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
             connector = serving.createConnector(transport, settings, {
               env,
               dialer,
+              handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
               ...helperOptions(),
             })
               .catch((error) => {
@@ -235,6 +244,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
           const first = await serving.createConnector(transport, base, {
             env,
             dialer,
+            handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
             ...helperOptions(),
           });
           connectors.set(keyOf(base), Promise.resolve(first));

@@ -56,7 +56,10 @@ export interface SocksServerOptions {
   /**
    * Time `connect` has, in ms (the TCP connection, an upstream proxy's
    * exchange, the transport's handshake): then the client gets reply `06`
-   * (TTL expired) and the attempt is given up. Defaults to 60,000. A client
+   * (TTL expired) and the attempt is given up. Defaults to 60,000. A
+   * transport handshake still under way then (of a connection given to
+   * `follow`) ends at its own deadline instead, and its error is the one
+   * reported (obfs4's names a wrong cert as the likely cause). A client
    * that resets its connection or sends data before the reply gives it up at
    * once (reply `01`); one whose input ends (closed, or only its write side
    * shut) 5 s later.
@@ -246,15 +249,42 @@ export class SocksServer implements AsyncDisposable {
       if (n === null && error === undefined) graceTimer = setTimeout(stop, HALF_CLOSE_GRACE_MS);
       else stop();
     });
+    // The transport connection `connect` follows, and whether its
+    // handshake has settled.
+    let handshake: Promise<void> | undefined;
+    let handshakeSettled = false;
     const connectTimer = setTimeout(() => {
-      giveUp.abort(new SocksReplyError(SocksReply.ttlExpired, "Cannot connect: timed out"));
+      const timedOut = new SocksReplyError(SocksReply.ttlExpired, "Cannot connect: timed out");
+      if (handshake === undefined || handshakeSettled) {
+        giveUp.abort(timedOut);
+        return;
+      }
+      // A transport handshake still under way has a deadline of its own,
+      // whose error says why it failed (obfs4's 60 s, counted from before
+      // the dial, and its "a wrong cert gets no answer"; the connection's
+      // handshakeTimeout otherwise): it decides. This deadline, a moment
+      // earlier, said only "timed out": a bridge line with a wrong cert
+      // read as a blocked bridge.
+      handshake.then(
+        // Done meanwhile: a connect that returns at once is served; one with
+        // a step still to come (free mode's greeting) is given up.
+        () =>
+          setTimeout(() => {
+            if (connecting) giveUp.abort(timedOut);
+          }, 0),
+        (error: unknown) => giveUp.abort(error),
+      );
     }, this.#options.connectTimeout ?? 60_000);
     let end: RelayEnd;
     try {
       const attemptSignal = AbortSignal.any([giveUp.signal, signal]);
       const attempt = this.#options.connect(
         request,
-        (dialed) => record.transport(dialed, { established: true }),
+        (dialed) => {
+          record.transport(dialed, { established: true });
+          handshake = dialed.ready;
+          handshake.then(() => handshakeSettled = true, () => handshakeSettled = true);
+        },
         attemptSignal,
       );
       // A connection that arrives after the attempt was given up (a
