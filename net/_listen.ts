@@ -7,6 +7,18 @@ import { checkDialHostname, formatHostPort, type HostPort } from "./address.ts";
 /** The address a failed listen names, kept by `describe()` (which hides other addresses). */
 export const LISTEN_ADDRESS: unique symbol = Symbol("ptkit.listenAddress");
 
+/** What a failed listen's message says after the cause's (the fix), kept by `describe()` too. */
+export const LISTEN_HINT: unique symbol = Symbol("ptkit.listenHint");
+
+/**
+ * Said after a refused listen on a port below 1024: binding one takes a
+ * capability that tor's user (Debian's debian-tor) lacks, and `setcap` on
+ * `deno`'s usual path (npm's global install, a link in /usr/local/bin)
+ * fails with "Invalid file": it must name the executable itself.
+ */
+const LOW_PORT_HINT =
+  "; a port below 1024 needs the capability to bind it (CAP_NET_BIND_SERVICE: setcap cap_net_bind_service=+ep on the deno executable itself, not a link to it: readlink -f $(command -v deno)), or take a port from 1024";
+
 /**
  * Run `listen`; a failure is rethrown as an error of the same class (so
  * `instanceof Deno.errors.AddrInUse` still holds) whose message names the
@@ -41,7 +53,12 @@ function listenError(error: unknown, at: HostPort): unknown {
     // A port no listener takes: Deno's own error says so.
     return error;
   }
-  const message = `Cannot listen on ${address}: ${error.message}`;
+  // Binding a low port is refused for want of a capability (as tor's user):
+  // said with the fix, not as a bare 'Permission denied'.
+  const hint = error instanceof Deno.errors.PermissionDenied && at.port > 0 && at.port < 1024
+    ? LOW_PORT_HINT
+    : "";
+  const message = `Cannot listen on ${address}: ${error.message}${hint}`;
   let wrapped: Error;
   try {
     // Deno refuses a malformed host name with a URIError: bad input, a TypeError here.
@@ -54,6 +71,7 @@ function listenError(error: unknown, at: HostPort): unknown {
     wrapped = new Error(message, { cause: error });
   }
   Object.defineProperty(wrapped, LISTEN_ADDRESS, { value: address });
+  Object.defineProperty(wrapped, LISTEN_HINT, { value: hint });
   // The code (EMFILE, EADDRINUSE...) goes along: out of descriptors, a UDP
   // socket is retried as a dial is (retryWhileExhausted reads the code).
   const code = (error as { code?: unknown }).code;

@@ -6,6 +6,8 @@
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert";
 import { childEnv, MAIN } from "./ipc_util.ts";
 import { protocolLines } from "./ipc_cases.ts";
+import { listenOn } from "../net/_listen.ts";
+import { describe } from "../ipc/managed/_log.ts";
 
 interface Case {
   name: string;
@@ -352,4 +354,37 @@ Deno.test("main.ts server: a -turnrealm or -turnuser no TURN client can send bac
     /^ENV-ERROR Invalid -turnuser: a user name of 509 bytes, RFC 8489 allows at most 508$/m,
   );
   ok(!user.stdout.includes("uuu") && !user.stdout.includes("S3CRET"), user.stdout);
+});
+
+Deno.test("A listen refused on a port below 1024 (tor's user lacks the capability) says what to do, in the SMETHOD-ERROR's text too; a higher port's refusal does not", () => {
+  // Found as a bridge operator following README ('ServerTransportListenAddr
+  // obfs4 0.0.0.0:443') with the PT run as another user: tor logged only
+  // 'Cannot listen on 0.0.0.0:443: Permission denied (os error 13)', and the
+  // README's `setcap ... deno` on deno's usual path (a link: npm's global
+  // install) fails with 'Invalid file'.
+  const refused = () => {
+    throw new Deno.errors.PermissionDenied("Permission denied (os error 13)");
+  };
+  const failure = (port: number): unknown => {
+    try {
+      listenOn({ hostname: "0.0.0.0", port }, refused);
+    } catch (error) {
+      return error;
+    }
+    throw new Error("listenOn did not throw");
+  };
+  const low = failure(443);
+  ok(low instanceof Deno.errors.PermissionDenied, String(low));
+  const hint =
+    "; a port below 1024 needs the capability to bind it (CAP_NET_BIND_SERVICE: setcap cap_net_bind_service=+ep on the deno executable itself, not a link to it: readlink -f $(command -v deno)), or take a port from 1024";
+  strictEqual(low.message, `Cannot listen on 0.0.0.0:443: Permission denied (os error 13)${hint}`);
+  // describe() makes the SMETHOD-ERROR and LOG text from the parts.
+  strictEqual(
+    describe(low),
+    `Cannot listen on 0.0.0.0:443: Permission denied (os error 13)${hint}`,
+  );
+  strictEqual(
+    describe(failure(8443)),
+    "Cannot listen on 0.0.0.0:8443: Permission denied (os error 13)",
+  );
 });

@@ -3,7 +3,7 @@
 // (logs must not hold client IP addresses).
 
 import { acceptErrorKind, ErrorDigest, TransportPairError } from "../../net/_accept_error.ts";
-import { LISTEN_ADDRESS } from "../../net/_listen.ts";
+import { LISTEN_ADDRESS, LISTEN_HINT } from "../../net/_listen.ts";
 import { redactAddresses } from "../../net/_redact_addresses.ts";
 
 /**
@@ -16,7 +16,8 @@ import { redactAddresses } from "../../net/_redact_addresses.ts";
 export function describe(error: unknown): string {
   // A listen address is the operator's own: kept (the cause's text is not).
   if (error instanceof Error && LISTEN_ADDRESS in error) {
-    return `Cannot listen on ${error[LISTEN_ADDRESS]}: ${describe(error.cause)}`;
+    const hint = LISTEN_HINT in error ? error[LISTEN_HINT] : "";
+    return `Cannot listen on ${error[LISTEN_ADDRESS]}: ${describe(error.cause)}${hint}`;
   }
   return redactAddresses(error instanceof Error ? error.message : String(error));
 }
