@@ -76,6 +76,11 @@ export async function dialPlanned(
           { cause: error },
         );
       }
+      // The same for a refused or unreachable server: under tor the bridge
+      // address beside the error is only the bridge line's (WebTunnel's
+      // placeholder [2001:db8:...]:443), and a bare 'Connection refused'
+      // read as that address's.
+      if (plan?.hostname !== undefined) throw namedDialError(error, target);
       throw error;
     }
     // A dialer that forgot its return, or gave a connection's streams,
@@ -178,6 +183,28 @@ function withoutCertificateNames(reason: string): string {
 }
 
 /** Whether a dial failed because the host name did not resolve. */
+/**
+ * A network error of dialing the host a transport's plan chose, as an error
+ * of the same Deno class (so the SOCKS reply and the outcome metrics read
+ * it alike) whose message names that host; other errors (an upstream
+ * proxy's, which name their own side) as they are.
+ */
+function namedDialError(error: unknown, target: HostPort): unknown {
+  if (!(error instanceof Error)) return error;
+  const Class = error.constructor as new (message: string, options: ErrorOptions) => Error;
+  if (!(Object.values(Deno.errors) as unknown[]).includes(Class)) return error;
+  const host = target.hostname.includes(":") ? `[${target.hostname}]` : target.hostname;
+  const named = new Class(
+    `Cannot connect to ${host}:${target.port} (the server the transport's options name, not the bridge address): ${error.message}`,
+    { cause: error },
+  );
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && !("code" in named)) {
+    Object.defineProperty(named, "code", { value: code, enumerable: true });
+  }
+  return named;
+}
+
 function isLookupFailure(error: unknown): boolean {
   return error instanceof Error &&
     /failed to lookup address|Name or service not known|nodename nor servname|os error -[25]\b/

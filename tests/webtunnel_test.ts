@@ -26,6 +26,7 @@ import { readAll } from "./ipc_util.ts";
 import { COVER_PAGE, makeCertificate, Nginx, type TestCertificate } from "./nginx_util.ts";
 import { curl } from "./cli_util.ts";
 import { freePort } from "./tor_util.ts";
+import { socksReplyCode } from "../ipc/socks/_reply.ts";
 import { parseManagedConfig } from "../ipc/managed/config.ts";
 import { runServer } from "../ipc/managed/server.ts";
 import type { PtLine } from "../ipc/lines/pt_line.ts";
@@ -833,4 +834,24 @@ Deno.test("webtunnel server takes the last X-Forwarded-For value (the front's), 
     deepStrictEqual(await pair.clientAddress, { hostname: expected, port: 60000 }, fields);
     await writer.close().catch(() => {});
   }
+});
+
+Deno.test("webtunnel client: a url host that refuses names itself in the error, of the same class (SOCKS reply 05), not as the bridge's placeholder address", async () => {
+  // Found under tor as a WebTunnel user: tor names the bridge line's
+  // placeholder ([2001:db8:...]:443) beside the PT's bare 'Connection
+  // refused (os error 111)', which read as that address refusing.
+  const closed = freePort();
+  await using connector = await createConnector(webtunnel, {
+    url: `http://127.0.0.1:${closed}/secret`,
+  });
+  const error = await connector.dial({ hostname: "2001:db8::1", port: 443 }).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+  ok(error instanceof Deno.errors.ConnectionRefused, String(error));
+  strictEqual(
+    error.message,
+    `Cannot connect to 127.0.0.1:${closed} (the server the transport's options name, not the bridge address): Connection refused (os error 111)`,
+  );
+  strictEqual(socksReplyCode(error), 0x05);
 });
