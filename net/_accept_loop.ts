@@ -180,6 +180,16 @@ export interface ConnectionLoopOptions<C> {
    * Defaults to nowhere.
    */
   readonly metrics?: ConnectionMetrics;
+  /**
+   * Out of file descriptors (accept fails with `EMFILE`), close the oldest
+   * connection of the source holding the most, as at a full listener
+   * (`SourceLimiter.makeRoom`, with `limits`), as a `TransportListener`
+   * does: for a listener open to many sources, which one source holding
+   * every descriptor would otherwise lock out. Defaults to false (back off
+   * and retry only: a loop serving one local client, such as the SOCKS
+   * front end, would close that client's own connections).
+   */
+  readonly makeRoomWhenExhausted?: boolean;
 }
 
 /** A connection a loop serves. */
@@ -245,10 +255,12 @@ export class ConnectionLoop<C extends LoopConn> {
       }
     }
     const metrics = options.metrics;
+    const limiter = options.makeRoomWhenExhausted ? this.#limiter : undefined;
     this.#acceptor = new Acceptor(
       () => listener.accept(),
       this.#digest,
       metrics === undefined ? undefined : (kind) => metrics.acceptError(kind),
+      limiter === undefined ? undefined : () => limiter.makeRoom(),
     );
     this.#loop = this.#run();
   }

@@ -97,6 +97,9 @@ export class HelperFront {
         // Unfinished ones are counted above.
         maxHandshakesPerSource: Infinity,
       },
+      // Open to every source: one holding every descriptor must not lock
+      // the others out (h42attack: a client waited 10 s for sshd's banner).
+      makeRoomWhenExhausted: true,
       ...(options.onAcceptError === undefined ? {} : { onAcceptError: options.onAcceptError }),
     });
   }

@@ -13,6 +13,7 @@ import { createConnector } from "../client.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import type { TransportConn } from "../net/transport_conn.ts";
 import { parseSmethodArgs } from "../ipc/lines/_args.ts";
+import { ConnectionLoop } from "../net/_accept_loop.ts";
 import {
   goodClient,
   holdConnections,
@@ -391,4 +392,51 @@ Deno.test("transparent-UDP server out of descriptors for a moment: a flow's sock
       deepStrictEqual(await readExactly(conn, 5), new Uint8Array([0, 3, 7, 8, 9]));
     },
   );
+});
+
+Deno.test("ConnectionLoop out of descriptors (the ssh transport's front): the source holding the most gives up its oldest connection, as a TransportListener's does", async () => {
+  // Found as an attacker (h42attack): 300 connections from 127.0.0.1 to
+  // main.ts -transports ssh at 128 descriptors kept a client from
+  // 127.0.0.2 waiting 10-11 s for sshd's banner (plain: 20 ms). 82aa450
+  // made room out of descriptors in TransportListener only; the ssh
+  // transport's front (HelperFront) accepts through a ConnectionLoop,
+  // which backed off and retried without closing anything; the front now
+  // asks its loop to make room (makeRoomWhenExhausted).
+  const closed: number[] = [];
+  const from = (hostname: string, id: number) => ({
+    remoteAddr: { transport: "tcp", hostname, port: 40000 + id } as const,
+    close: () => void closed.push(id),
+  });
+  let accepts = 0;
+  const stop = Promise.withResolvers<never>();
+  const listener = {
+    accept: () => {
+      accepts++;
+      if (accepts <= 5) return Promise.resolve(from("192.0.2.1", accepts));
+      if (accepts === 6) return Promise.resolve(from("192.0.2.2", accepts));
+      if (accepts === 7) {
+        return Promise.reject(
+          Object.assign(new Error("Too many open files (os error 24)"), { code: "EMFILE" }),
+        );
+      }
+      return stop.promise;
+    },
+    close: () => stop.reject(new Deno.errors.BadResource("Listener has been closed")),
+  };
+  stop.promise.catch(() => {});
+  const loop = new ConnectionLoop(listener, {
+    limits: {},
+    makeRoomWhenExhausted: true,
+    serve: (_conn, { signal }) =>
+      new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve())),
+  });
+  try {
+    await within(5_000, "a connection closed to make room", async () => {
+      while (closed.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    });
+    // The first of the source holding five; the other source's one stays.
+    deepStrictEqual(closed, [1]);
+  } finally {
+    await loop.close();
+  }
 });
