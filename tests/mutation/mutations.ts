@@ -1494,4 +1494,15 @@ export const MUTATIONS: readonly Mutation[] = [
     tests: [T_SSH],
     filter: "lock no new client out",
   },
+  {
+    id: "connection-loop-exhausted-room",
+    kind: "bound",
+    description:
+      "A ConnectionLoop out of descriptors (the ssh front) closes nothing: one source holding them all locks the others out",
+    file: "net/_accept_loop.ts",
+    search: "const limiter = options.makeRoomWhenExhausted ? this.#limiter : undefined;",
+    replace: "const limiter = undefined as SourceLimiter | undefined;",
+    tests: ["tests/hardening_fd_limit_test.ts"],
+    filter: "ConnectionLoop out of descriptors",
+  },
 ];
