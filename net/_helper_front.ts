@@ -10,6 +10,7 @@ import {
   retryWhileExhausted,
 } from "./_accept_loop.ts";
 import type { HostPort } from "./address.ts";
+import { resetConnection } from "./_libc.ts";
 import type { NetConn } from "./net_conn.ts";
 import { relay } from "./relay.ts";
 import {
@@ -148,7 +149,19 @@ export class HelperFront {
     const helperEnded = new AbortController();
     const helperEnd = {
       read: async (p: Uint8Array) => {
-        const n = await helper.read(p);
+        let n: number | null;
+        try {
+          n = await helper.read(p);
+        } catch (error) {
+          // The helper reset the connection (sshd closing with a probe's
+          // bytes unread: "Invalid SSH identification string" before the
+          // rest of an HTTP request): the client gets a reset too, as from
+          // sshd itself, not a FIN.
+          if (error instanceof Deno.errors.ConnectionReset) {
+            resetConnection(conn.localAddr, conn.remoteAddr);
+          }
+          throw error;
+        }
         if (n === null && this.#pending.get(port) === finish) {
           helperEnded.abort(new Error("The helper ended an unauthenticated connection"));
         }

@@ -280,6 +280,26 @@ export class Libc {
     }
   }
 
+  /**
+   * Reset this process's connected TCP socket from `name` to `peer` now
+   * (an RST, as a program's close with bytes left unread sends), leaving
+   * its descriptor open for its owner to close: a `connect` to AF_UNSPEC,
+   * Linux's disconnect, found by a scan of the descriptors. (SO_LINGER
+   * would not do: Deno shuts the write side, a FIN, before it closes.)
+   *
+   * @returns Whether it was found and reset.
+   */
+  resetConnection(name: Uint8Array, peer: Uint8Array): boolean {
+    const address = this.#address;
+    const fd = this.#findSocket(name, SOCK_STREAM, false, (fd) => {
+      this.#addressLength[0] = address.byteLength;
+      return this.#lib.symbols.getpeername(fd, address, this.#addressLength) === 0 &&
+        sameName(address, peer, peer.byteLength);
+    });
+    // sa_family AF_UNSPEC (0), the rest zero.
+    return fd >= 0 && this.#datagram().connect(fd, new Uint8Array(16), 16) === 0;
+  }
+
   /** Where {@linkcode Libc.setConnectionsKeepAlive} last found a socket. */
   #keepAliveHint = 0;
 
@@ -650,6 +670,22 @@ export function setListenKeepAlive(addr: Deno.NetAddr, seconds: number): boolean
   const libc = openLibc();
   const name = libc === null ? undefined : nameOf(addr);
   return name !== undefined && libc!.setListenKeepAlive(name, seconds);
+}
+
+/**
+ * Reset this process's TCP connection from `local` to `remote` now (an RST;
+ * the connection's reads and writes fail from then on, its close sends
+ * nothing more), when FFI may be used: for passing on a reset that the
+ * other end of a relay got, where a prober would see a FIN that the
+ * program behind it never sends.
+ *
+ * @returns Whether it was reset.
+ */
+export function resetConnection(local: HostPort, remote: HostPort): boolean {
+  const libc = openLibc();
+  const name = libc === null ? undefined : nameOf(local);
+  const peer = name === undefined ? undefined : nameOf(remote);
+  return peer !== undefined && libc!.resetConnection(name!, peer);
 }
 
 /** A connection waiting for its keepalive. */

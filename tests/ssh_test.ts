@@ -1346,3 +1346,48 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "ssh server: a probe sshd resets (an HTTP request: sshd answers 'Invalid SSH identification string' and closes with the request's later lines unread) is reset by the front too, not ended with a FIN that OpenSSH never sends there",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withSshBench("ptkit-ssh-reset-", async (bench) => {
+      const { server } = await sshServer(bench);
+      try {
+        const probe = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+        await probe.write(
+          new TextEncoder().encode("GET / HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n"),
+        );
+        let text = "";
+        let end = "open";
+        const buffer = new Uint8Array(4096);
+        const deadline = setTimeout(() => probe.close(), 20_000);
+        try {
+          for (;;) {
+            const n = await probe.read(buffer);
+            if (n === null) {
+              end = "FIN";
+              break;
+            }
+            text += new TextDecoder().decode(buffer.subarray(0, n));
+          }
+        } catch (error) {
+          end = error instanceof Deno.errors.ConnectionReset ? "RST" : String(error);
+        } finally {
+          clearTimeout(deadline);
+        }
+        try {
+          probe.close();
+        } catch {
+          // Closed by the deadline.
+        }
+        assert(text.includes("Invalid SSH identification string"), `got: ${JSON.stringify(text)}`);
+        assertEquals(end, "RST");
+      } finally {
+        await server.close();
+      }
+    });
+  },
+});
