@@ -1391,3 +1391,97 @@ Deno.test({
     });
   },
 });
+
+/**
+ * The name-lists of the KEXINIT an SSH client sends to a listener that
+ * gives it a banner (ssh sends it without waiting for the server's).
+ */
+async function clientKexInit(listener: Deno.TcpListener): Promise<string[]> {
+  const conn = await listener.accept();
+  try {
+    await conn.write(new TextEncoder().encode("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\r\n"));
+    let bytes = new Uint8Array(0);
+    const buffer = new Uint8Array(65536);
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) throw new Error("The client closed before its KEXINIT");
+      const joined = new Uint8Array(bytes.length + n);
+      joined.set(bytes);
+      joined.set(buffer.subarray(0, n), bytes.length);
+      bytes = joined;
+      const lineEnd = bytes.findIndex((b, i) => b === 0x0a && bytes[i - 1] === 0x0d);
+      if (lineEnd < 0 || bytes.length < lineEnd + 5) continue;
+      const view = new DataView(bytes.buffer, lineEnd + 1);
+      const length = view.getUint32(0);
+      if (bytes.length < lineEnd + 5 + length) continue;
+      // packet_length, padding_length, SSH_MSG_KEXINIT (20), cookie (16).
+      let at = 4 + 1 + 1 + 16;
+      const lists: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        const size = view.getUint32(at);
+        lists.push(
+          new TextDecoder().decode(
+            bytes.subarray(lineEnd + 1 + at + 4, lineEnd + 1 + at + 4 + size),
+          ),
+        );
+        at += 4 + size;
+      }
+      return lists;
+    }
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test({
+  name:
+    "ssh client: its KEXINIT offers what a stock ssh client's does (no host key algorithm list cut to ssh-ed25519, a first flight 456 bytes shorter than OpenSSH's)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withSshBench("ptkit-ssh-kexinit-", async (bench) => {
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const connector = await createConnector(ssh, {
+        fp: generateOpenSshKey().fingerprint,
+        user: "nobody",
+        relay: "40123",
+      }, {
+        env: { local: bench.clientStore, signals: operatorPipe().pipe },
+        helperDirectory: `${bench.root}/client-helper`,
+        onHelperLog: bench.onHelperLog,
+      });
+      try {
+        const at = {
+          hostname: "127.0.0.1",
+          port: listener.addr.port,
+          destination: { hostname: "192.0.2.1", port: 80 },
+        };
+        const dial = connector.dial(at).then((conn) => conn.close(), () => {});
+        const ptkit = await clientKexInit(listener);
+        const stock = new Deno.Command("ssh", {
+          args: [
+            "-F",
+            "none",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-p",
+            String(listener.addr.port),
+            "nobody@127.0.0.1",
+            "true",
+          ],
+          stdout: "null",
+          stderr: "null",
+        }).output();
+        const reference = await clientKexInit(listener);
+        await stock;
+        await dial;
+        assertEquals(ptkit.slice(0, 8), reference.slice(0, 8));
+      } finally {
+        await connector.close();
+        listener.close();
+      }
+    });
+  },
+});

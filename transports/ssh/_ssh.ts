@@ -416,8 +416,11 @@ class SshClient implements ClientTransport {
       ...(config.hostKey === undefined
         ? [`KnownHostsCommand=/bin/sh ${configPath(`${dir}/known_hosts.sh`, true)} %f %K`]
         : []),
+      // ssh's own host key algorithms: cut to ssh-ed25519, its KEXINIT
+      // was 456 bytes shorter than any stock client's, a first flight a
+      // censor can pick out. Only the pinned key passes either way: the
+      // known_hosts file and the script above know no other.
       "StrictHostKeyChecking=yes",
-      "HostKeyAlgorithms=ssh-ed25519",
       "CheckHostIP=no",
       "UpdateHostKeys=no",
       "HashKnownHosts=no",
