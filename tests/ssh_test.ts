@@ -1485,3 +1485,51 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "ssh server: a client offering keys it does not know is disconnected after six, as a stock sshd does (MaxAuthTries' default), not after three",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withSshBench("ptkit-ssh-authtries-", async (bench) => {
+      const { server } = await sshServer(bench);
+      try {
+        const identities: string[] = [];
+        for (let i = 0; i < 8; i++) {
+          const path = `${bench.root}/probe_key_${i}`;
+          await Deno.writeTextFile(path, generateOpenSshKey().privateKey, { mode: 0o600 });
+          identities.push("-i", path);
+        }
+        const { stderr } = await new Deno.Command("ssh", {
+          args: [
+            "-v",
+            "-F",
+            "none",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            ...identities,
+            "-p",
+            String(server.addr.port),
+            `${server.clientOptions.user}@127.0.0.1`,
+            "true",
+          ],
+          stdin: "null",
+          stdout: "null",
+          stderr: "piped",
+        }).output();
+        const said = new TextDecoder().decode(stderr);
+        assert(said.includes("Too many authentication failures"), said);
+        assertEquals(said.split("\n").filter((l) => l.includes("Offering public key")).length, 6);
+      } finally {
+        await server.close();
+      }
+    });
+  },
+});

@@ -749,7 +749,9 @@ class SshServer implements ServerTransport {
       "PrintMotd no",
       "PrintLastLog no",
       "Banner none",
-      "MaxAuthTries 3",
+      // sshd's default (6): a prober offering throwaway keys is cut off
+      // after as many as by any stock sshd.
+      "MaxAuthTries 6",
       "MaxSessions 0",
       "LoginGraceTime 30",
       // Unauthenticated connections: every one comes from the runtime's
