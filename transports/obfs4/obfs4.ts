@@ -21,6 +21,7 @@ import { GoRand } from "./_go_rand.ts";
 import type { KeyPairReserve, KeyPairReserveOptions } from "./_keypair_reserve.ts";
 import type { ClientHandshake, ServerHandshake } from "./_handshake.ts";
 import { HashDrbg } from "./_hash_drbg.ts";
+import { nextTask } from "./_next_task.ts";
 import { type IatSleep, obfs4proxySleep } from "./_iat.ts";
 import { ReplayFilter } from "../_replay_filter.ts";
 import { decodeInTurns } from "../_decode_turns.ts";
@@ -254,9 +255,23 @@ class PairCore {
   decodeController!: TransformStreamDefaultController<Uint8Array>;
   timers: ReturnType<typeof setTimeout>[] = [];
   finished = false;
+  /** Called once, in a later task, after the first application bytes were encoded (then cleared). */
+  afterFirstWrite: (() => void) | undefined;
 
   constructor(sleep: IatSleep) {
     this.sleep = sleep;
+  }
+
+  /**
+   * The first application bytes were handed on to the wire: run
+   * `afterFirstWrite` in the next task, once they have been written
+   * (the network write is made in this task's microtasks).
+   */
+  wrote(): void {
+    const then = this.afterFirstWrite;
+    if (then === undefined) return;
+    this.afterFirstWrite = undefined;
+    nextTask(then);
   }
 
   /** Run `f` after `ms` unless the handshake ends first. */
@@ -303,14 +318,19 @@ class PairCore {
       transform: (chunk, controller) => {
         const session = this.session;
         if (session === undefined) {
-          return this.sessionReady.promise.then((s) => send(s, chunk, controller, this.sleep));
+          return this.sessionReady.promise.then((s) => {
+            this.wrote();
+            return send(s, chunk, controller, this.sleep);
+          });
         }
         if (session.iatMode === 0) {
           // The steady state: no promise, no await.
           const writes = session.encode(chunk);
           if (writes.length > 0) controller.enqueue(writes[0]!);
+          if (this.afterFirstWrite !== undefined) this.wrote();
           return;
         }
+        if (this.afterFirstWrite !== undefined) this.wrote();
         return send(session, chunk, controller, this.sleep);
       },
       cancel: () => this.stopTimer(),
@@ -395,12 +415,19 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
       });
       controller.enqueue(handshake.message);
       handshake.forgetMessage();
-      // The client's next spare is made at once (a timer of 0, which Deno
-      // runs 1-2 ms later): mostly while the server answers, and the next
-      // connection finds it ready. With 20 ms, connections 5 ms apart (a
-      // browser's, a bench's) made three pairs in four on their critical
-      // path, 0.3 ms each.
-      spares.refillAfter(0);
+      // The client's next spare (0.1-0.3 ms of this thread) is made in the
+      // task after the connection's first application bytes were written:
+      // while the server answers them (a TLS ClientHello's round trip, a
+      // bench's echo), when nothing else of this connection is waiting,
+      // and the next connection finds it ready. A timer of 0 (which Deno
+      // runs 1-2 ms later) met the loopback connect's completion or the
+      // server's answer, and held them up; 20 ms later, connections 5 ms
+      // apart (a browser's, a bench's) made three pairs in four on their
+      // critical path. After a connection that sends nothing, the next one
+      // makes its pair itself (as under a burst of connections).
+      core.afterFirstWrite = () => {
+        if (parsed.reserve.closed !== true) spares.refill();
+      };
     })
   );
   const decode = new TransformStream<Uint8Array, Uint8Array>(
