@@ -7,6 +7,7 @@ import {
 } from "../transports/crypto_backend.ts";
 import { libcryptoAead, type NodeCryptoAead, nodeCryptoAead } from "./_aead.ts";
 import { libcryptoHmac } from "./_hmac.ts";
+import { libcryptoPowP58 } from "./_field_pow.ts";
 import { restateMissingPackage } from "../transports/_npm_package.ts";
 import { processFds } from "./_process_fds.ts";
 export { runtimeCrypto, withRuntimeCrypto } from "./_runtime_crypto.ts";
@@ -73,6 +74,8 @@ export function loadNativeCrypto(): Promise<CryptoBackend> {
       throw restateMissingPackage(error, "the native crypto backend");
     });
     const sodium: SodiumBinding = binding;
+    // Elligator2's exponentiation in libcrypto where it loads (net/_field_pow.ts).
+    const powP58 = libcryptoPowP58();
     const hashOut = (length: number, f: (out: Uint8Array) => void): Uint8Array => {
       const out = new Uint8Array(length);
       f(out);
@@ -132,6 +135,7 @@ export function loadNativeCrypto(): Promise<CryptoBackend> {
       },
       // OpenSSL through FFI where libcrypto 3 loads, else node:crypto.
       aead: libcryptoAead() ?? nodeCryptoAead(nodeCrypto as unknown as NodeCryptoAead),
+      ...(powP58 === undefined ? {} : { powP58 }),
     } satisfies CryptoBackend;
   })();
   native.catch(() => native = undefined);

@@ -253,6 +253,8 @@ Deno.test("representativeToPublicKey inverts generateRepresentableKeyPair and X2
       ok(r <= ((1n << 255n) - 20n) / 2n, `representative ${r} is the non-negative root`);
       const decoded = representativeToPublicKey(pair.representative);
       deepStrictEqual(decoded, pair.publicKey);
+      // With the backend's exponentiation (native: libcrypto's), the same key.
+      deepStrictEqual(representativeToPublicKey(pair.representative, c), pair.publicKey);
       deepStrictEqual(
         x25519.getSharedSecret(peer, decoded),
         x25519.getSharedSecret(pair.secretKey, peerPublic),
@@ -263,7 +265,9 @@ Deno.test("representativeToPublicKey inverts generateRepresentableKeyPair and X2
   });
 });
 
-Deno.test("representativeToPublicKey is RFC 9380's Elligator2 map (Z = 2) on any representative", () => {
+Deno.test("representativeToPublicKey is RFC 9380's Elligator2 map (Z = 2) on any representative, with bigints and with the native backend's exponentiation", async () => {
+  const native = await loadNativeCrypto();
+  ok(native.powP58 !== undefined, "libcrypto 3's exponentiation loads (Debian package libssl3)");
   // An independent implementation of the same map: noble-curves' RFC 9380
   // map_to_curve_elligator2_curve25519 returns u as a fraction xMn / xMd.
   const P = (1n << 255n) - 19n;
@@ -290,6 +294,11 @@ Deno.test("representativeToPublicKey is RFC 9380's Elligator2 map (Z = 2) on any
   for (const representative of cases) {
     const u = toInt(representativeToPublicKey(representative));
     strictEqual(u, expected(representative), `representative ${hex(representative)}`);
+    strictEqual(
+      toInt(representativeToPublicKey(representative, native)),
+      u,
+      `representative ${hex(representative)}, native exponentiation`,
+    );
     // Both branches of the map are taken (w itself, or -w - A).
     const r = toInt(representative.slice().map((b, i) => (i === 31 ? b & 0x3f : b)));
     const d = (1n + 2n * r * r) % P;

@@ -88,6 +88,12 @@ export interface CryptoBackend {
   /** HKDF-SHA256 (RFC 5869): `length` bytes of output key material; `info` at most 1024 bytes. */
   hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array;
   /**
+   * z^((p - 5) / 8) modulo p = 2^255 - 19, of and to 32 little-endian bytes
+   * (`z` below p): the exponentiation in obfs4's Elligator2 map, where the
+   * backend has a faster one than JavaScript's bigints. Absent: bigints.
+   */
+  readonly powP58?: (z: Uint8Array) => Uint8Array;
+  /**
    * The AEAD of `algorithm` under `key` (32 bytes; 16 for AES-128-GCM, 24
    * for AES-192-GCM), or `undefined` when this backend lacks the algorithm.
    */

@@ -201,7 +201,7 @@ export class ClientHandshake {
       crypto,
       this.#secret,
       this.#public,
-      representativeToPublicKey(representative),
+      representativeToPublicKey(representative, crypto),
       this.#identity.publicKey,
       this.#identity.nodeId,
     );
@@ -345,7 +345,7 @@ export class ServerHandshake {
     }
     if (epoch === undefined) throw fail("MAC mismatch");
     if (received.length !== end) throw fail("trailing data after the MAC");
-    return { epoch, X: representativeToPublicKey(received.subarray(0, KEY_LENGTH)) };
+    return { epoch, X: representativeToPublicKey(received.subarray(0, KEY_LENGTH), crypto) };
   }
 
   #respond(
