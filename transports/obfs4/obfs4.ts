@@ -245,6 +245,14 @@ async function send(
   }
 }
 
+// The runtime's setImmediate (Deno, Node: the next turn of the event loop,
+// 6 us a call here), else nextTask (browsers; 27 us in Deno: an operation
+// on the runtime's thread pool).
+const immediate = (globalThis as { setImmediate?: (then: () => void) => unknown }).setImmediate;
+const afterThisTask: (then: () => void) => void = typeof immediate === "function"
+  ? (then) => void immediate(then)
+  : nextTask;
+
 /** The parts both sides' pairs share. */
 class PairCore {
   readonly sleep: IatSleep;
@@ -271,7 +279,7 @@ class PairCore {
     const then = this.afterFirstWrite;
     if (then === undefined) return;
     this.afterFirstWrite = undefined;
-    nextTask(then);
+    afterThisTask(then);
   }
 
   /** Run `f` after `ms` unless the handshake ends first. */
