@@ -85,6 +85,50 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "KeyPairReserve: a worker left idle with the reserve full stops (its thread and heap go), and starts again once half the spares are taken",
+  ...sanitized,
+  fn: async (t) => {
+    await eachBackend(t, async (crypto) => {
+      const errors: string[] = [];
+      const reserve = new KeyPairReserve(crypto, {
+        size: 8,
+        worker: true,
+        workerIdleTimeout: 50,
+        onWorkerError: (reason) => errors.push(reason),
+      });
+      try {
+        reserve.take();
+        reserve.refillAfter(60_000);
+        await until("the worker's start", () => reserve.usesWorker);
+        await until("the worker's spares", () => reserve.spares === 8);
+        // Nothing taken: an idle bridge keeps its spares, not the worker.
+        await until("the idle worker's stop", () => !reserve.usesWorker, 10_000);
+        strictEqual(reserve.spares, 8);
+        // Above half, the spares it made are handed out; no worker yet.
+        const pairs = Array.from({ length: 3 }, () => reserve.take());
+        reserve.refillAfter(60_000);
+        strictEqual(reserve.usesWorker, false);
+        strictEqual(reserve.spares, 5);
+        // Down to half: it starts again and fills the reserve.
+        pairs.push(reserve.take());
+        reserve.refillAfter(60_000);
+        await until("the worker's new start", () => reserve.usesWorker);
+        await until("the new worker's spares", () => reserve.spares === 8);
+        pairs.push(...Array.from({ length: 8 }, () => reserve.take()));
+        for (const pair of pairs) {
+          deepStrictEqual(representativeToPublicKey(pair.representative), pair.publicKey);
+        }
+        strictEqual(new Set(pairs.map((pair) => pair.secretKey.join())).size, pairs.length);
+        deepStrictEqual(errors, []);
+      } finally {
+        reserve.close();
+      }
+    });
+  },
+});
+
 /** A reserve of 4 on the WebAssembly backend whose worker loads `worker`, and its errors. */
 async function reserveLoading(
   worker: { module?: string; load: string },

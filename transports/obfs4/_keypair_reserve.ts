@@ -45,7 +45,22 @@ export interface KeyPairReserveOptions {
   readonly workerAnswerTimeout?: number;
   /** Told why, when the worker could not start or failed (spares then come from the main thread). */
   readonly onWorkerError?: (reason: string) => void;
+  /**
+   * How long, in milliseconds, a worker that filled the reserve runs on
+   * while no spare is taken before it is stopped; it starts again once
+   * the reserve is down to half. Defaults to 500.
+   */
+  readonly workerIdleTimeout?: number;
 }
+
+/**
+ * A worker holds its own thread, V8 heap and modules (10-15 MiB of an idle
+ * bridge's resident memory): once it has filled the reserve and no spare is
+ * taken for this long, it stops. Starting it again, once half the spares
+ * are taken, costs this thread 15-25 ms, at most once per half a reserve
+ * of handshakes.
+ */
+const WORKER_IDLE_MS = 500;
 
 /**
  * Representable key pairs made ahead of need, so that a handshake's
@@ -89,6 +104,10 @@ export class KeyPairReserve {
   #wantsWorker: boolean;
   // The worker answered at least once (it has loaded).
   #answered = false;
+  #idleTimeout: number;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  // A spare was taken since the idle timer was set.
+  #taken = false;
 
   /**
    * Make the first spare; a worker, when asked for, starts at the first
@@ -103,6 +122,7 @@ export class KeyPairReserve {
     this.#size = options.size ?? 1;
     this.#onWorkerError = options.onWorkerError;
     this.#answerTimeout = options.workerAnswerTimeout ?? 20_000;
+    this.#idleTimeout = options.workerIdleTimeout ?? WORKER_IDLE_MS;
     this.#spares.push(generateRepresentableKeyPair(crypto, this.#random));
     this.#wantsWorker = options.worker === true && options.random === undefined &&
       crypto.worker !== undefined && typeof Worker === "function";
@@ -114,6 +134,7 @@ export class KeyPairReserve {
    * @returns A spare, or a pair made now if there is none.
    */
   take(): RepresentableKeyPair {
+    this.#taken = true;
     return this.#spares.pop() ?? generateRepresentableKeyPair(this.#crypto, this.#random);
   }
 
@@ -126,7 +147,8 @@ export class KeyPairReserve {
 
   /**
    * Fill the reserve again: with a worker, ask it in the next task (once
-   * the reserve is down to half; the first call starts it), else
+   * the reserve is down to half; the first such call starts it, and starts
+   * it again after it stopped idle), else
    * {@linkcode KeyPairReserve.refill} in `ms` milliseconds, as also while
    * a worker has not answered yet and the reserve is empty. One timer at a
    * time: the one due soonest. Nothing once {@linkcode KeyPairReserve.close} was called.
@@ -142,7 +164,10 @@ export class KeyPairReserve {
     // this thread 20-30 us). Until it first answers (loading its crypto
     // takes up to a second), an empty reserve is refilled on this thread,
     // as without a worker.
-    const now = this.#wantsWorker || (this.#worker !== undefined && this.#askDue());
+    const now = (this.#wantsWorker || this.#worker !== undefined) && this.#askDue();
+    // A worker stopped idle starts again once the reserve is down to half:
+    // until then, spares are taken from what it made.
+    if (!now && this.#wantsWorker && this.#spares.length > 0) return;
     if (!now && this.#worker !== undefined && (this.#answered || this.#spares.length > 0)) return;
     // One timer at a time; one due sooner takes its place (the worker is
     // asked at once though a refill on this thread was waiting).
@@ -171,6 +196,7 @@ export class KeyPairReserve {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     clearTimeout(this.#answerTimer);
+    clearTimeout(this.#idleTimer);
     this.#worker?.terminate();
     this.#worker = undefined;
   }
@@ -180,7 +206,10 @@ export class KeyPairReserve {
     return this.#spares.length;
   }
 
-  /** Whether a worker makes the spares (it may still be loading); none before the first refill. */
+  /**
+   * Whether a worker makes the spares (it may still be loading); none
+   * before the first refill, nor while it is stopped idle.
+   */
   get usesWorker(): boolean {
     return this.#worker !== undefined;
   }
@@ -224,6 +253,7 @@ export class KeyPairReserve {
       }
       // Taken faster than made: ask again.
       this.#ask();
+      this.#stopWhenIdle(worker);
     };
     this.#ask();
   }
@@ -248,6 +278,25 @@ export class KeyPairReserve {
     );
   }
 
+  /**
+   * Stop `worker` once it has been idle for the idle timeout: no request
+   * pending and no spare taken meanwhile. The next refill that finds the
+   * reserve down to half starts a new one.
+   */
+  #stopWhenIdle(worker: Worker): void {
+    clearTimeout(this.#idleTimer);
+    this.#taken = false;
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      if (this.#worker !== worker) return;
+      if (this.#taken || this.#asked) return this.#stopWhenIdle(worker);
+      worker.terminate();
+      this.#worker = undefined;
+      this.#answered = false;
+      this.#wantsWorker = true;
+    }, this.#idleTimeout);
+  }
+
   /** Whether a request to the worker is due: none pending, the reserve down to half. */
   #askDue(): boolean {
     return !this.#asked && (this.#size - this.#spares.length) * 2 >= this.#size;
@@ -260,6 +309,7 @@ export class KeyPairReserve {
     this.#worker = undefined;
     this.#asked = false;
     clearTimeout(this.#answerTimer);
+    clearTimeout(this.#idleTimer);
     this.#onWorkerError?.(reason);
     if (this.#spares.length < this.#size) this.refillAfter(0);
   }
