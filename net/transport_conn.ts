@@ -17,6 +17,7 @@ import {
 } from "./_chunk_io.ts";
 import { isNetConn, type NetConn } from "./net_conn.ts";
 import { checkTransportPair } from "../transports/_pair.ts";
+import { DIRECT_PAIR, type DirectPair } from "../transports/_direct_pair.ts";
 import { checkDestination, checkTimeout } from "./address.ts";
 import { checkFactoryOptions, checkOptionType } from "../transports/_factory_options.ts";
 
@@ -205,13 +206,23 @@ export class TransportConn implements Disposable, AsyncDisposable {
       );
     this.#destination?.catch(() => {});
 
-    const encodeSource = streamSource(pair.encode.readable, `Transport '${name}' encoder`);
+    // A pair of the runtime's own transports (obfs4) runs its transformers
+    // without their streams: two TransformStreams, their readers, writers
+    // and promises cost an idle connection about 10 KiB of heap.
+    const direct = directPair(pair);
+    const encodeReadable = direct === undefined
+      ? pair.encode.readable
+      : { getReader: () => direct.encode } as unknown as ReadableStream<Uint8Array>;
+    const decodeWritable = direct === undefined
+      ? pair.decode.writable
+      : { getWriter: () => direct.decode } as unknown as WritableStream<Uint8Array>;
+    const encodeSource = streamSource(encodeReadable, `Transport '${name}' encoder`);
     this.#abortEncode = (reason) => encodeSource.cancel(reason);
     this.#wireOut = pump(encodeSource, connSink(net), (n) => this.#wireBytesWritten += n, {
       onEnd: () => this.#encodeEnded = true,
     });
 
-    const decodeSink = streamSink(pair.decode.writable);
+    const decodeSink = streamSink(decodeWritable);
     this.#abortDecode = (reason) => decodeSink.abort(reason);
     // The first read takes a whole handshake (16 KiB); later ones follow the traffic.
     this.#wireIn = pump(
@@ -233,11 +244,15 @@ export class TransportConn implements Disposable, AsyncDisposable {
     });
     this.#done = Promise.allSettled([this.#wireIn, this.#wireOut]).then(() => this.#closeNet());
 
-    this.#encoder = pair.encode.writable.getWriter();
+    this.#encoder = direct === undefined
+      ? pair.encode.writable.getWriter()
+      : direct.encode as unknown as WritableStreamDefaultWriter<Uint8Array>;
     // One chunk is read ahead, so a transport whose handshake runs in its
     // decoder makes progress (and resolves `ready`) before the application
     // reads anything.
-    this.#decoder = pair.decode.readable.getReader();
+    this.#decoder = direct === undefined
+      ? pair.decode.readable.getReader()
+      : direct.decode as unknown as ReadableStreamDefaultReader<Uint8Array>;
     this.#readAhead();
   }
 
@@ -651,6 +666,12 @@ export class TransportConn implements Disposable, AsyncDisposable {
       // Already closed.
     }
   }
+}
+
+/** The pair's transformers to run without streams, when it offers them (DIRECT_PAIR). */
+function directPair(pair: TransportPair): DirectPair | undefined {
+  const take = (pair as { [DIRECT_PAIR]?: () => DirectPair | undefined })[DIRECT_PAIR];
+  return typeof take === "function" ? take.call(pair) : undefined;
 }
 
 /**

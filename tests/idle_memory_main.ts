@@ -18,6 +18,8 @@ import { TransportConn } from "../net/transport_conn.ts";
 import { relay } from "../net/relay.ts";
 import { Session } from "../transports/obfs4/_session.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
+import { createObfs4 } from "../transports/obfs4/mod.ts";
+import { MemoryStore } from "../transports/memory_store.ts";
 
 const gc = (globalThis as unknown as { gc: () => void }).gc;
 const collect = async () => {
@@ -111,6 +113,44 @@ if (Deno.args[0] === "socks") {
   console.log(Math.round((Deno.memoryUsage().heapUsed - before) / (N - 1)));
   for (const conn of open) conn.close();
   await Promise.all(relayed);
+} else if (Deno.args[0] === "obfs4") {
+  // Both sides of an obfs4 connection in this process, each a
+  // TransportConn relayed to a TCP connection, as main.ts's client and
+  // server relay theirs; one byte each way, then silence.
+  const N = 40;
+  const transport = createObfs4({ keyPairWorker: false });
+  const server = await transport.server({}, { local: new MemoryStore() });
+  const client = await transport.client(server.clientOptions);
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const socketPair = async () => {
+    const near = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    return [near, await listener.accept()] as const;
+  };
+  const open: Deno.Conn[] = [];
+  const relayed: Promise<unknown>[] = [];
+  const one = async () => {
+    const [clientWire, serverWire] = await socketPair();
+    const [app, appPeer] = await socketPair();
+    const [target, targetPeer] = await socketPair();
+    const clientConn = new TransportConn(clientWire, client.pair({}), { name: "obfs4" });
+    const serverConn = new TransportConn(serverWire, server.pair(), { name: "obfs4" });
+    relayed.push(relay(appPeer, clientConn).catch(() => {}));
+    relayed.push(relay(serverConn, target).catch(() => {}));
+    await app.write(new Uint8Array([1]));
+    await targetPeer.read(new Uint8Array(16));
+    await targetPeer.write(new Uint8Array([2]));
+    await app.read(new Uint8Array(16));
+    open.push(app, targetPeer);
+  };
+  await one();
+  await collect();
+  const before = Deno.memoryUsage().heapUsed;
+  for (let i = 1; i < N; i++) await one();
+  await collect();
+  console.log(Math.round((Deno.memoryUsage().heapUsed - before) / (N - 1)));
+  for (const conn of open) conn.close();
+  await Promise.all(relayed);
+  server.close?.();
 } else if (Deno.args[0] === "session") {
   const N = 500;
   const crypto = await loadWasmCrypto();

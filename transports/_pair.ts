@@ -4,6 +4,7 @@
 // defineTransport and by the runtime for transports written by hand.
 
 import type { TransportPair } from "./transport.ts";
+import { DIRECT_PAIR } from "./_direct_pair.ts";
 
 /**
  * What a transport's `pair()` returned, checked: the runtime would fail on
@@ -25,7 +26,10 @@ export function checkTransportPair(name: string, pair: unknown): TransportPair {
   if (typeof (pair as { then?: unknown }).then === "function") {
     throw new TypeError(`${what}, got a promise (pair() must not be async)`);
   }
-  for (const key of ["encode", "decode"] as const) {
+  // The runtime's own transports (obfs4) make their streams when first
+  // asked for: they are not made here.
+  const direct = DIRECT_PAIR in pair;
+  for (const key of direct ? [] : ["encode", "decode"] as const) {
     const stream = (pair as Partial<TransportPair>)[key];
     if (stream === undefined) throw new TypeError(`${what}, got no '${key}'`);
     if (!isTransformStream(stream)) {

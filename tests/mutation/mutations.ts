@@ -709,14 +709,14 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description: "obfs4 server never closes a connection without a good handshake",
     file: OBFS4,
-    search: `        core.after(
-          shared.closeDelayMs,
-          () =>
-            core.fail(`,
-    replace: `        core.after(
-          shared.closeDelayMs,
-          () =>
-            void (`,
+    search: `      core.after(
+        shared.closeDelayMs,
+        () =>
+          core.fail(`,
+    replace: `      core.after(
+        shared.closeDelayMs,
+        () =>
+          void (`,
     tests: [T_OBFS4_DEADLINES],
   },
   {
@@ -725,13 +725,13 @@ export const MUTATIONS: readonly Mutation[] = [
     description: "obfs4 client waits for the server's handshake forever",
     file: OBFS4,
     search: `() =>
-            core.fail(
-              new HandshakeError(
-                "timeout",`,
+          core.fail(
+            new HandshakeError(
+              "timeout",`,
     replace: `() =>
-            void (
-              new HandshakeError(
-                "timeout",`,
+          void (
+            new HandshakeError(
+              "timeout",`,
     tests: [T_OBFS4_DEADLINES],
   },
   // obfs4: the replay filter.

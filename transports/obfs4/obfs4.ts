@@ -28,6 +28,12 @@ import { decodeInTurns } from "../_decode_turns.ts";
 import type { Session } from "./_session.ts";
 import { WeightedDist } from "./_weighted_dist.ts";
 import { concat } from "../_bytes.ts";
+import {
+  DIRECT_PAIR,
+  type DirectPair,
+  DirectTransform,
+  transformStreamOf,
+} from "../_direct_pair.ts";
 import { checkTimerMs } from "../_timeout.ts";
 import { checkFactoryOptions, checkOptionType } from "../_factory_options.ts";
 
@@ -317,8 +323,10 @@ class PairCore {
     }
   }
 
-  encode(start: (c: TransformStreamDefaultController<Uint8Array>) => void | Promise<void>) {
-    return new TransformStream<Uint8Array, Uint8Array>({
+  encode(
+    start: (c: TransformStreamDefaultController<Uint8Array>) => void | Promise<void>,
+  ): Transformer<Uint8Array, Uint8Array> {
+    return {
       start: (controller) => {
         this.encodeController = controller;
         return start(controller);
@@ -342,14 +350,52 @@ class PairCore {
         return send(session, chunk, controller, this.sleep);
       },
       cancel: () => this.stopTimer(),
-    });
+    };
   }
 
+  /**
+   * The pair: its transformers start now; the streams are made when first
+   * asked for, and the runtime's connections run the transformers without
+   * them (DIRECT_PAIR), one or the other.
+   */
   pair(
-    decode: TransformStream<Uint8Array, Uint8Array>,
-    encode: TransformStream<Uint8Array, Uint8Array>,
+    decode: Transformer<Uint8Array, Uint8Array>,
+    encode: Transformer<Uint8Array, Uint8Array>,
   ): TransportPair {
-    return { encode, decode, ready: this.ready.promise };
+    const direct: DirectPair = {
+      encode: new DirectTransform(encode, 0),
+      decode: new DirectTransform(decode, DECODE_READABLE.highWaterMark!),
+    };
+    let streams:
+      | {
+        encode: TransformStream<Uint8Array, Uint8Array>;
+        decode: TransformStream<Uint8Array, Uint8Array>;
+      }
+      | undefined;
+    let taken = false;
+    const made = () => {
+      if (taken) {
+        throw new TypeError("Cannot use an obfs4 pair's streams: a transport connection runs it");
+      }
+      return streams ??= {
+        encode: transformStreamOf(direct.encode),
+        decode: transformStreamOf(direct.decode),
+      };
+    };
+    return {
+      get encode() {
+        return made().encode;
+      },
+      get decode() {
+        return made().decode;
+      },
+      ready: this.ready.promise,
+      [DIRECT_PAIR]: (): DirectPair | undefined => {
+        if (streams !== undefined || taken) return undefined;
+        taken = true;
+        return direct;
+      },
+    } as TransportPair;
   }
 }
 
@@ -406,8 +452,11 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
   const now = (options.now ?? Date.now)();
   let handshake: ClientHandshake | undefined;
   let received: Uint8Array = new Uint8Array(0);
-  const encode = core.encode((controller) =>
-    withCrypto(parsed.crypto, (backend, path) => {
+  // Until the handshake is sent (the crypto backend loading): the server's
+  // bytes are taken after it.
+  let sending: Promise<void> | undefined;
+  const encode = core.encode((controller) => {
+    const sent = withCrypto(parsed.crypto, (backend, path) => {
       const spares = reserveOf(
         parsed.reserve,
         () =>
@@ -436,74 +485,84 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
       core.afterFirstWrite = () => {
         if (parsed.reserve.closed !== true) spares.refill();
       };
-    })
-  );
-  const decode = new TransformStream<Uint8Array, Uint8Array>(
-    {
-      start: (controller) => {
-        core.decodeController = controller;
-        core.after(
-          options.clientHandshakeTimeout ?? CLIENT_HANDSHAKE_TIMEOUT_MS,
-          () =>
-            core.fail(
-              new HandshakeError(
-                "timeout",
-                `Cannot complete obfs4 handshake: timed out${WRONG_CERT_HINT}`,
-              ),
+    });
+    if (sent instanceof Promise) {
+      const done = () => {
+        sending = undefined;
+      };
+      sending = sent.then(done, done);
+    }
+    return sent;
+  });
+  const take = (
+    chunk: Uint8Array,
+    controller: TransformStreamDefaultController<Uint8Array>,
+  ): void | Promise<void> => {
+    try {
+      if (core.session !== undefined) {
+        return decodeFrames(core.session, chunk, controller)?.catch((error) => {
+          core.fail(error);
+          throw error;
+        });
+      }
+      received = received.length === 0 ? chunk : concat(received, chunk);
+      // The handshake was sent before anything could arrive.
+      const result = handshake!.parse(received);
+      if (result === undefined) return;
+      const session = new parsed.crypto.path!.Session({
+        sendKeys: result.keys.subarray(0, 72),
+        receiveKeys: result.keys.subarray(72, 144),
+        crypto: parsed.crypto.value!,
+        iatMode: config.iatMode,
+        // The client's own tables, of fresh secret seeds (obfs4proxy's
+        // newObfs4ClientConn), until the server's seed comes.
+        lengthDist: WeightedDist.fresh(random, 0, MAX_SEGMENT_LENGTH),
+        iatDist: WeightedDist.fresh(random, 0, MAX_IAT_DELAY),
+        acceptSeed: true,
+      });
+      handshake = undefined;
+      core.succeed(session);
+      const rest = received.subarray(result.consumed);
+      received = new Uint8Array(0);
+      if (rest.length > 0) {
+        const out = session.decodeWithHandshake(rest, (bytes) => controller.enqueue(bytes));
+        if (out.length > 0) controller.enqueue(out);
+      }
+    } catch (error) {
+      core.fail(error);
+      throw error;
+    }
+  };
+  const decode: Transformer<Uint8Array, Uint8Array> = {
+    start: (controller) => {
+      core.decodeController = controller;
+      core.after(
+        options.clientHandshakeTimeout ?? CLIENT_HANDSHAKE_TIMEOUT_MS,
+        () =>
+          core.fail(
+            new HandshakeError(
+              "timeout",
+              `Cannot complete obfs4 handshake: timed out${WRONG_CERT_HINT}`,
             ),
-        );
-      },
-      transform: (chunk, controller) => {
-        try {
-          if (core.session !== undefined) {
-            return decodeFrames(core.session, chunk, controller)?.catch((error) => {
-              core.fail(error);
-              throw error;
-            });
-          }
-          received = received.length === 0 ? chunk : concat(received, chunk);
-          // The handshake was sent before anything could arrive.
-          const result = handshake!.parse(received);
-          if (result === undefined) return;
-          const session = new parsed.crypto.path!.Session({
-            sendKeys: result.keys.subarray(0, 72),
-            receiveKeys: result.keys.subarray(72, 144),
-            crypto: parsed.crypto.value!,
-            iatMode: config.iatMode,
-            // The client's own tables, of fresh secret seeds (obfs4proxy's
-            // newObfs4ClientConn), until the server's seed comes.
-            lengthDist: WeightedDist.fresh(random, 0, MAX_SEGMENT_LENGTH),
-            iatDist: WeightedDist.fresh(random, 0, MAX_IAT_DELAY),
-            acceptSeed: true,
-          });
-          handshake = undefined;
-          core.succeed(session);
-          const rest = received.subarray(result.consumed);
-          received = new Uint8Array(0);
-          if (rest.length > 0) {
-            const out = session.decodeWithHandshake(rest, (bytes) => controller.enqueue(bytes));
-            if (out.length > 0) controller.enqueue(out);
-          }
-        } catch (error) {
-          core.fail(error);
-          throw error;
-        }
-      },
-      flush: () => {
-        if (core.session === undefined) {
-          const error = new HandshakeError(
-            "failed",
-            `Cannot complete obfs4 handshake: server closed the connection${WRONG_CERT_HINT}`,
-          );
-          core.fail(error);
-          throw error;
-        }
-      },
-      cancel: (reason) => core.fail(reason),
+          ),
+      );
     },
-    undefined,
-    DECODE_READABLE,
-  );
+    transform: (chunk, controller) => {
+      if (sending !== undefined) return sending.then(() => take(chunk, controller));
+      return take(chunk, controller);
+    },
+    flush: () => {
+      if (core.session === undefined) {
+        const error = new HandshakeError(
+          "failed",
+          `Cannot complete obfs4 handshake: server closed the connection${WRONG_CERT_HINT}`,
+        );
+        core.fail(error);
+        throw error;
+      }
+    },
+    cancel: (reason) => core.fail(reason),
+  };
   return core.pair(decode, encode);
 }
 
@@ -545,104 +604,100 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
     if (shared.reserve.pairs !== undefined) refillSoon(shared.reserve.pairs);
   };
   const encode = core.encode(() => {});
-  const decode = new TransformStream<Uint8Array, Uint8Array>(
-    {
-      start: (controller) => {
-        core.decodeController = controller;
-        // As obfs4proxy: the client has 30 s to complete its handshake;
-        // after that nothing is answered. Probe resistance: a connection
-        // without a good handshake is closed only after a bridge-specific
-        // delay, whatever it sends.
-        core.after(shared.handshakeTimeoutMs, giveUp);
-        core.after(
-          shared.closeDelayMs,
-          () =>
-            core.fail(
-              new HandshakeError(
-                why === "replay" ? "replay" : "probe-delay",
-                `Cannot accept obfs4 handshake: ${
-                  why === "replay" ? "replayed" : "invalid or timed out"
-                }, closed after the probe delay`,
-              ),
+  const decode: Transformer<Uint8Array, Uint8Array> = {
+    start: (controller) => {
+      core.decodeController = controller;
+      // As obfs4proxy: the client has 30 s to complete its handshake;
+      // after that nothing is answered. Probe resistance: a connection
+      // without a good handshake is closed only after a bridge-specific
+      // delay, whatever it sends.
+      core.after(shared.handshakeTimeoutMs, giveUp);
+      core.after(
+        shared.closeDelayMs,
+        () =>
+          core.fail(
+            new HandshakeError(
+              why === "replay" ? "replay" : "probe-delay",
+              `Cannot accept obfs4 handshake: ${
+                why === "replay" ? "replayed" : "invalid or timed out"
+              }, closed after the probe delay`,
             ),
-        );
-        return started;
-      },
-      transform: (chunk, controller) => {
-        const frames = (session: Session, wire: Uint8Array) => {
-          try {
-            return decodeFrames(session, wire, controller)?.catch((error) => {
-              core.fail(error);
-              throw error;
-            });
-          } catch (error) {
+          ),
+      );
+      return started;
+    },
+    transform: (chunk, controller) => {
+      const frames = (session: Session, wire: Uint8Array) => {
+        try {
+          return decodeFrames(session, wire, controller)?.catch((error) => {
             core.fail(error);
             throw error;
-          }
-        };
-        if (core.session !== undefined) return frames(core.session, chunk);
-        if (failed) return;
-        // As obfs4proxy, which reads a handshake 8 KiB at a time and looks
-        // at what it has after each read: a chunk is taken as those reads
-        // would take it (a full-length handshake followed by more bytes is
-        // answered), and what follows a complete handshake is frames.
-        // The modules are loaded: start() waited for them.
-        const path = parsed.crypto.path!;
-        for (let at = 0; at < chunk.length; at += path.MAX_HANDSHAKE_LENGTH) {
-          const read = chunk.subarray(at, at + path.MAX_HANDSHAKE_LENGTH);
-          received = received.length === 0 ? read : concat(received, read);
-          let step;
-          try {
-            step = handshake!.parse(received);
-          } catch (error) {
-            if (error instanceof SyntaxError && error.message.endsWith("replayed handshake")) {
-              why = "replay";
-            }
-            giveUp();
-            return;
-          }
-          if (!step.done) continue;
-          received = new Uint8Array(0);
-          handshake = undefined;
-          const session = new path.Session({
-            sendKeys: step.keys.subarray(72, 144),
-            receiveKeys: step.keys.subarray(0, 72),
-            crypto: parsed.crypto.value!,
-            iatMode: config.iatMode,
-            lengthDist: shared.lengthDist,
-            iatDist: shared.iatDist,
-            acceptSeed: false,
           });
-          core.encodeController.enqueue(
-            concat(step.response, session.seedFrame(config.drbgSeed)),
-          );
-          core.succeed(session);
-          refillSoon(shared.reserve.pairs!);
-          const rest = chunk.subarray(at + read.length);
-          if (rest.length === 0) return;
-          // obfs4proxy has written its answer before it reads a frame: the
-          // rest is decoded a turn later, so that a bad frame in it drops a
-          // connection whose answer has left.
-          return new Promise((resolve) => setTimeout(resolve, 0)).then(() => frames(session, rest));
-        }
-      },
-      flush: () => {
-        if (core.session === undefined) {
-          const error = new HandshakeError(
-            why,
-            `Cannot accept obfs4 handshake: ${
-              why === "replay" ? "replayed, then " : ""
-            }client closed the connection`,
-          );
+        } catch (error) {
           core.fail(error);
           throw error;
         }
-      },
-      cancel: (reason) => core.fail(reason),
+      };
+      if (core.session !== undefined) return frames(core.session, chunk);
+      if (failed) return;
+      // As obfs4proxy, which reads a handshake 8 KiB at a time and looks
+      // at what it has after each read: a chunk is taken as those reads
+      // would take it (a full-length handshake followed by more bytes is
+      // answered), and what follows a complete handshake is frames.
+      // The modules are loaded: start() waited for them.
+      const path = parsed.crypto.path!;
+      for (let at = 0; at < chunk.length; at += path.MAX_HANDSHAKE_LENGTH) {
+        const read = chunk.subarray(at, at + path.MAX_HANDSHAKE_LENGTH);
+        received = received.length === 0 ? read : concat(received, read);
+        let step;
+        try {
+          step = handshake!.parse(received);
+        } catch (error) {
+          if (error instanceof SyntaxError && error.message.endsWith("replayed handshake")) {
+            why = "replay";
+          }
+          giveUp();
+          return;
+        }
+        if (!step.done) continue;
+        received = new Uint8Array(0);
+        handshake = undefined;
+        const session = new path.Session({
+          sendKeys: step.keys.subarray(72, 144),
+          receiveKeys: step.keys.subarray(0, 72),
+          crypto: parsed.crypto.value!,
+          iatMode: config.iatMode,
+          lengthDist: shared.lengthDist,
+          iatDist: shared.iatDist,
+          acceptSeed: false,
+        });
+        core.encodeController.enqueue(
+          concat(step.response, session.seedFrame(config.drbgSeed)),
+        );
+        core.succeed(session);
+        refillSoon(shared.reserve.pairs!);
+        const rest = chunk.subarray(at + read.length);
+        if (rest.length === 0) return;
+        // obfs4proxy has written its answer before it reads a frame: the
+        // rest is decoded a turn later, so that a bad frame in it drops a
+        // connection whose answer has left.
+        return new Promise((resolve) => setTimeout(resolve, 0)).then(() => frames(session, rest));
+      }
     },
-    undefined,
-    DECODE_READABLE,
-  );
+    flush: () => {
+      if (core.session === undefined) {
+        const error = new HandshakeError(
+          why,
+          `Cannot accept obfs4 handshake: ${
+            why === "replay" ? "replayed, then " : ""
+          }client closed the connection`,
+        );
+        core.fail(error);
+        throw error;
+      }
+    },
+    cancel: (reason) => core.fail(reason),
+  };
   return core.pair(decode, encode);
 }
 
