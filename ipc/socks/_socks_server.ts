@@ -185,7 +185,39 @@ export class SocksServer implements AsyncDisposable {
     replies[i < 0 ? replies.length - 1 : i]!.inc();
   }
 
-  async #serve(conn: Deno.Conn, { signal, handshaken, record }: ServeContext): Promise<void> {
+  async #serve(conn: Deno.Conn, context: ServeContext): Promise<void> {
+    // In two steps: the handshake's and the connect's timers, abort
+    // controllers and signals (the first step's locals) are let go of once
+    // connected, not kept for the relay's whole life (about 2 KiB an idle
+    // connection).
+    const connected = await this.#connect(conn, context);
+    if (connected !== undefined) await this.#relay(connected, context.signal);
+  }
+
+  /** The relay of a connected client: reply, then relay until both ends are done. */
+  async #relay(
+    { request, client, end }: { request: SocksRequest; client: NetConn; end: RelayEnd },
+    signal: AbortSignal,
+  ): Promise<void> {
+    try {
+      if (signal.aborted) throw signal.reason;
+      await request.reply(SocksReply.succeeded);
+      await relay(client, end, { signal: signal });
+    } catch (error) {
+      closeQuietly(end);
+      if (!signal.aborted) this.#options.onError?.(error, "relay");
+    }
+  }
+
+  /**
+   * The handshake and the connect: the connected destination and the
+   * client's connection to relay, or nothing when the attempt ended (its
+   * reply sent, the failure reported).
+   */
+  async #connect(
+    conn: Deno.Conn,
+    { signal, handshaken, record }: ServeContext,
+  ): Promise<{ request: SocksRequest; client: NetConn; end: RelayEnd } | undefined> {
     const onError = this.#options.onError ?? (() => {});
     const deadline = new AbortController();
     const timer = setTimeout(() => {
@@ -219,9 +251,9 @@ export class SocksServer implements AsyncDisposable {
     // the attempt is given up. What it reads after the reply is the relay's
     // first read, whole: one byte alone made the transport's first record
     // (a 35-byte Shadowsocks chunk on every connection, never ss-local's).
-    // Let go of once the relay has what it read: an idle connection keeps
-    // only the relay's own read buffer (2 KiB a connection more before).
-    let watch: Uint8Array | undefined = new Uint8Array(MIN_READ);
+    // Let go of once the relay has what it read (watchedClient): an idle
+    // connection keeps only the relay's own read buffer (2 KiB more before).
+    const watch = new Uint8Array(MIN_READ);
     const watching: Promise<{ n: number | null; error?: unknown }> = conn.read(watch).then(
       (n) => ({ n }),
       (error: unknown) => ({ n: null, error }),
@@ -307,47 +339,53 @@ export class SocksServer implements AsyncDisposable {
       clearTimeout(connectTimer);
       clearTimeout(graceTimer);
     }
-    // The read that watched goes on: what it takes comes first in the relay.
-    let first: Promise<{ n: number | null; error?: unknown }> | undefined = watching;
-    let held: Uint8Array | undefined;
-    const client: NetConn = {
-      read: async (p) => {
-        if (first !== undefined) {
-          const { n, error } = await first;
-          const read = watch!;
-          first = undefined;
-          watch = undefined;
-          if (error !== undefined) throw error;
-          if (n === null || n === 0) return n;
-          held = read.subarray(0, n);
-        }
-        if (held === undefined) return await conn.read(p);
-        const n = Math.min(held.length, p.length);
-        p.set(held.subarray(0, n));
-        held = n === held.length ? undefined : held.subarray(n);
-        return n;
-      },
-      write: (p) => conn.write(p),
-      closeWrite: () => conn.closeWrite(),
-      close: () => conn.close(),
-      // The relay turns Nagle off on the client's socket too.
-      ...("setNoDelay" in conn
-        ? { setNoDelay: (on?: boolean) => (conn as Deno.TcpConn).setNoDelay(on) }
-        : {}),
-      get localAddr() {
-        return conn.localAddr;
-      },
-      get remoteAddr() {
-        return conn.remoteAddr;
-      },
-    };
-    try {
-      if (signal.aborted) throw signal.reason;
-      await request.reply(SocksReply.succeeded);
-      await relay(client, end, { signal: signal });
-    } catch (error) {
-      closeQuietly(end);
-      if (!signal.aborted) onError(error, "relay");
-    }
+    return { request, end, client: watchedClient(conn, watching, watch) };
   }
+}
+
+/**
+ * The client's connection as the relay reads it: the read that watched it
+ * while the destination was connected comes first, whole, then the socket.
+ * Its own function: the relay keeps this alone, not the connect's scope.
+ */
+function watchedClient(
+  conn: Deno.Conn,
+  watching: Promise<{ n: number | null; error?: unknown }>,
+  watchBuffer: Uint8Array,
+): NetConn {
+  // The read that watched goes on: what it takes comes first in the relay.
+  let watch: Uint8Array | undefined = watchBuffer;
+  let first: Promise<{ n: number | null; error?: unknown }> | undefined = watching;
+  let held: Uint8Array | undefined;
+  return {
+    read: async (p) => {
+      if (first !== undefined) {
+        const { n, error } = await first;
+        const read = watch!;
+        first = undefined;
+        watch = undefined;
+        if (error !== undefined) throw error;
+        if (n === null || n === 0) return n;
+        held = read.subarray(0, n);
+      }
+      if (held === undefined) return await conn.read(p);
+      const n = Math.min(held.length, p.length);
+      p.set(held.subarray(0, n));
+      held = n === held.length ? undefined : held.subarray(n);
+      return n;
+    },
+    write: (p) => conn.write(p),
+    closeWrite: () => conn.closeWrite(),
+    close: () => conn.close(),
+    // The relay turns Nagle off on the client's socket too.
+    ...("setNoDelay" in conn
+      ? { setNoDelay: (on?: boolean) => (conn as Deno.TcpConn).setNoDelay(on) }
+      : {}),
+    get localAddr() {
+      return conn.localAddr;
+    },
+    get remoteAddr() {
+      return conn.remoteAddr;
+    },
+  };
 }
