@@ -253,10 +253,6 @@ export async function pump(
   count: (bytes: number) => void,
   options: PumpOptions = {},
 ): Promise<void> {
-  const sinkFailed = (error: unknown) => {
-    source.cancel(error);
-    if (!options.sinkGone?.(error)) throw error;
-  };
   let chunk: Uint8Array | null;
   try {
     chunk = await source.read();
@@ -268,7 +264,7 @@ export async function pump(
     try {
       await sink.write(chunk);
     } catch (error) {
-      return sinkFailed(error);
+      return sinkFailed(source, options, error);
     }
     count(chunk.byteLength);
     try {
@@ -282,8 +278,19 @@ export async function pump(
   try {
     await sink.end();
   } catch (error) {
-    sinkFailed(error);
+    sinkFailed(source, options, error);
   }
+}
+
+/**
+ * A failed write or end of a pump's sink: the source is cancelled, and the
+ * error rethrown unless `sinkGone` says the sink's peer only left. Not a
+ * closure of each pump: an idle relayed connection has four pumps, each
+ * of which kept one (with its context) for its life.
+ */
+function sinkFailed(source: ChunkSource, options: PumpOptions, error: unknown): void {
+  source.cancel(error);
+  if (!options.sinkGone?.(error)) throw error;
 }
 
 /** A constructor name as code spells it (anything else is not shown). */
