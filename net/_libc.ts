@@ -31,7 +31,6 @@
 //
 // Without FFI none of this runs and the socket uses Deno's API alone.
 
-import { setImmediate } from "node:timers";
 import type { HostPort } from "./address.ts";
 import { parseIp } from "./_ip_address.ts";
 
@@ -732,6 +731,9 @@ export function setConnectionKeepAlive(
   else waiting.push(entry);
   if (!keepAliveScheduled) {
     keepAliveScheduled = true;
+    // The global, read here: importing node:timers (or reading the global)
+    // loads Deno's Node compatibility layer, 10-20 ms of a server's start
+    // before SMETHODS DONE when this module loaded with the listener.
     setImmediate(() => {
       keepAliveScheduled = false;
       libc!.setConnectionsKeepAlive(pendingKeepAlive);

@@ -254,10 +254,18 @@ async function send(
 // The runtime's setImmediate (Deno, Node: the next turn of the event loop,
 // 6 us a call here), else nextTask (browsers; 27 us in Deno: an operation
 // on the runtime's thread pool).
-const immediate = (globalThis as { setImmediate?: (then: () => void) => unknown }).setImmediate;
-const afterThisTask: (then: () => void) => void = typeof immediate === "function"
-  ? (then) => void immediate(then)
-  : nextTask;
+// Looked up at the first call, not as this module loads: in Deno the global
+// is a getter that loads the Node compatibility layer (10-20 ms), which a
+// server would otherwise pay before SMETHODS DONE.
+let afterThisTaskImpl: ((then: () => void) => void) | undefined;
+const afterThisTask = (then: () => void): void => {
+  if (afterThisTaskImpl === undefined) {
+    const immediate = (globalThis as { setImmediate?: (then: () => void) => unknown })
+      .setImmediate;
+    afterThisTaskImpl = typeof immediate === "function" ? (then) => void immediate(then) : nextTask;
+  }
+  afterThisTaskImpl(then);
+};
 
 /** The parts both sides' pairs share. */
 class PairCore {

@@ -1,0 +1,82 @@
+// Copyright the ptkit authors. MIT license.
+// A fast start (issue 12): what main.ts loads before CMETHODS DONE /
+// SMETHODS DONE, read from Deno's own module loader log (DENO_LOG=debug
+// names every module it compiles) on the same pipe as the protocol lines.
+
+import { deepStrictEqual, ok } from "node:assert";
+import { childEnv, MAIN } from "./ipc_util.ts";
+
+/**
+ * The modules main.ts compiled before its `*METHODS DONE` line, in order,
+ * and the lines it printed until then.
+ */
+async function loadedBeforeDone(
+  env: Record<string, string>,
+  done: string,
+): Promise<{ modules: string[]; lines: string[] }> {
+  // stderr on stdout's pipe: the loader's lines and the protocol's stay in
+  // the order the process wrote them.
+  const child = new Deno.Command("sh", {
+    args: ["-c", 'exec "$0" 2>&1', MAIN],
+    env: childEnv({ ...env, DENO_LOG: "debug", TOR_PT_EXIT_ON_STDIN_CLOSE: "1" }),
+    clearEnv: true,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const modules: string[] = [];
+  const lines: string[] = [];
+  let text = "";
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    while (!lines.includes(done)) {
+      const { value, done: ended } = await reader.read();
+      if (ended) throw new Error(`main.ts ended before ${done}: ${lines.join(" | ")}`);
+      text += value;
+      const parts = text.split("\n");
+      text = parts.pop()!;
+      for (const line of parts) {
+        const module = / for ES module: (\S+?),? /.exec(line)?.[1];
+        if (module !== undefined) modules.push(module);
+        else if (!line.startsWith("DEBUG ") && /^[A-Z]/.test(line)) lines.push(line);
+      }
+    }
+  } finally {
+    await child.stdin.close();
+    await reader.cancel();
+    await child.status;
+  }
+  return { modules, lines };
+}
+
+const state = await Deno.makeTempDir({ prefix: "ptkit-start-modules-" });
+const v1 = { TOR_PT_MANAGED_TRANSPORT_VER: "1", TOR_PT_STATE_LOCATION: state };
+
+for (
+  const [side, env, done] of [
+    ["server", {
+      ...v1,
+      TOR_PT_SERVER_TRANSPORTS: "obfs4",
+      TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
+      TOR_PT_ORPORT: "127.0.0.1:9",
+    }, "SMETHODS DONE"],
+    ["client", { ...v1, TOR_PT_CLIENT_TRANSPORTS: "obfs4" }, "CMETHODS DONE"],
+  ] as const
+) {
+  Deno.test(`main.ts ${side} loads none of Deno's Node compatibility layer before ${done} (node:timers, loaded with the listener, cost a server 10-20 ms of its start)`, async () => {
+    const { modules, lines } = await loadedBeforeDone(env, done);
+    // The loader's log was read: main.ts itself is in it.
+    ok(modules.some((m) => m.endsWith("/main.ts")), `no module in the loader's log: ${lines}`);
+    deepStrictEqual(
+      modules.filter((m) => m.startsWith("node:") || m.startsWith("ext:deno_node/")),
+      [],
+    );
+  });
+}
+
+Deno.test({
+  name: "start modules: cleanup of temporary state",
+  fn: async () => {
+    await Deno.remove(state, { recursive: true });
+  },
+});
