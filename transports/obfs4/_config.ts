@@ -92,8 +92,22 @@ export function encodeCert(identity: BridgeIdentity): string {
   const bytes = new Uint8Array(NODE_ID_LENGTH + KEY_LENGTH);
   bytes.set(identity.nodeId);
   bytes.set(identity.publicKey, NODE_ID_LENGTH);
-  return btoa(String.fromCharCode(...bytes)).replace(/=+$/, "");
+  const toBase64 = (bytes as { toBase64?: (options: { omitPadding: boolean }) => string })
+    .toBase64;
+  return typeof toBase64 === "function"
+    ? toBase64.call(bytes, { omitPadding: true })
+    : btoa(String.fromCharCode(...bytes)).replace(/=+$/, "");
 }
+
+/**
+ * Uint8Array's own base64 decoder where the runtime has it (Deno 2.9,
+ * current browsers), else atob. Deno loads atob and btoa's module at
+ * their first call (3 ms of a server's start, before SMETHODS DONE: the
+ * cert and the public key are encoded and decoded there).
+ */
+const fromBase64 = (Uint8Array as {
+  fromBase64?: (text: string, options: { alphabet: "base64url" }) => Uint8Array;
+}).fromBase64;
 
 function decodeCert(cert: string): BridgeIdentity {
   let bytes: Uint8Array;
@@ -198,8 +212,13 @@ async function publicKeyOf(secretKey: Uint8Array, crypto: CryptoLoader): Promise
       "deriveBits",
     ]);
     const jwk = await globalThis.crypto.subtle.exportKey("jwk", key);
-    const x = atob(jwk.x!.replace(/-/g, "+").replace(/_/g, "/") + "=");
-    if (x.length === KEY_LENGTH) return Uint8Array.from(x, (c) => c.charCodeAt(0));
+    const publicKey = typeof fromBase64 === "function"
+      ? fromBase64(jwk.x!, { alphabet: "base64url" })
+      : Uint8Array.from(
+        atob(jwk.x!.replace(/-/g, "+").replace(/_/g, "/") + "="),
+        (c) => c.charCodeAt(0),
+      );
+    if (publicKey.length === KEY_LENGTH) return publicKey;
   } catch {
     // No X25519 in this runtime's WebCrypto.
   }
