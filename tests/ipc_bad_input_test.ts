@@ -119,7 +119,7 @@ const cases: BadCase[] = [
   {
     name: "SOCKS4 user id without end",
     send: [bytes(4, 1, 0, 80, 127, 0, 0, 1, new Uint8Array(17000).fill(0x61))],
-    expect: bytes(),
+    expect: bytes(0, 0x5b, 0, 0, 0, 0, 0, 0),
   },
   {
     name: "SOCKS4 BIND",

@@ -98,7 +98,7 @@ Deno.test("socksHandshake refuses a SOCKS4 user ID that never ends once it passe
     { maxSettingsBytes: 100 },
   );
   ok(r.error instanceof SocksReplyError, String(r.error));
-  match(r.error.message, /too long/);
+  match(r.error.message, /user ID longer than 691 bytes/);
   // Within the bound, a user ID is settings.
   const user = new TextEncoder().encode("k=" + "v".repeat(600));
   const fits = await handshake([
@@ -113,7 +113,7 @@ Deno.test("socksHandshake refuses a SOCKS4a host name over 255 bytes", async () 
   const head = new Uint8Array([4, 1, 0, 80, 0, 0, 0, 1, 0]);
   const r = await handshake([head, new Uint8Array(300).fill(0x61), new Uint8Array([0])]);
   ok(r.error instanceof SocksReplyError, String(r.error));
-  match(r.error.message, /field too long/);
+  match(r.error.message, /host name longer than 255 bytes/);
   const fits = await handshake([head, new Uint8Array(255).fill(0x61), new Uint8Array([0])]);
   strictEqual(fits.error, undefined, String(fits.error));
 });
@@ -179,4 +179,26 @@ Deno.test("SocksServer hands the application's first write on whole, not its fir
   } finally {
     await server.close();
   }
+});
+
+Deno.test("socksHandshake answers a SOCKS4 user ID or SOCKS4a host name over its bound with reply 0x5b, naming the field and the bound", async () => {
+  const user = await handshake(
+    [new Uint8Array([4, 1, 0, 80, 198, 51, 100, 7]), new Uint8Array(800).fill(0x61)],
+    { maxSettingsBytes: 100 },
+  );
+  ok(user.error instanceof SocksReplyError, String(user.error));
+  strictEqual(
+    user.error.message,
+    "Cannot parse SOCKS4 request: user ID longer than 691 bytes",
+  );
+  strictEqual(user.error.code, 0x10);
+  deepStrictEqual([...user.reply], [0, 0x5b, 0, 0, 0, 0, 0, 0]);
+  const head = new Uint8Array([4, 1, 0, 80, 0, 0, 0, 1, 0]);
+  const name = await handshake([head, new Uint8Array(300).fill(0x61), new Uint8Array([0])]);
+  ok(name.error instanceof SocksReplyError, String(name.error));
+  strictEqual(
+    name.error.message,
+    "Cannot parse SOCKS4a request: host name longer than 255 bytes",
+  );
+  deepStrictEqual([...name.reply], [0, 0x5b, 0, 0, 0, 0, 0, 0]);
 });

@@ -379,12 +379,24 @@ async function socks4(
   const port = (head[2]! << 8) | head[3]!;
   const ip = head.slice(4, 8);
   let offset = 8;
-  const userEnd = await reader.findZero(offset);
+  // A field past its bound is answered (0x5b), as every other refusal after
+  // the request's head is: the client is told, not left with a closed socket.
+  // The user ID is the settings: the rest of the handshake's bound is its.
+  const userLimit = reader.max - 9;
+  const userEnd = await overBound(
+    conn,
+    reader.findZero(offset, userLimit, "SOCKS4 request: user ID"),
+    SocksReply.settingsTooLarge,
+  );
   const userId = (await reader.need(userEnd)).slice(offset, userEnd);
   offset = userEnd + 1;
   let hostname = formatIp(ip);
   if (ip[0] === 0 && ip[1] === 0 && ip[2] === 0 && ip[3] !== 0) {
-    const nameEnd = await reader.findZero(offset, 255);
+    const nameEnd = await overBound(
+      conn,
+      reader.findZero(offset, 255, "SOCKS4a request: host name"),
+      SocksReply.generalFailure,
+    );
     hostname = new TextDecoder().decode((await reader.need(nameEnd)).slice(offset, nameEnd));
     offset = nameEnd + 1;
     if (!decodeAddress(socks4aName(hostname)).valid) {
@@ -450,6 +462,27 @@ async function reply5(conn: HandshakeIo, code: number, final = false): Promise<v
   if (final && code === 0) conn.finish();
 }
 
+/**
+ * The NUL a SOCKS4 field ends with; past the field's bound (or the
+ * handshake's), reply 0x5b and fail with the same message and `code`.
+ */
+async function overBound(
+  conn: HandshakeIo,
+  found: Promise<number>,
+  code: number,
+): Promise<number> {
+  try {
+    return await found;
+  } catch (error) {
+    if (!TOO_LONG.has(error as object)) throw error;
+    await reply4(conn, code);
+    throw new SocksReplyError(code, (error as Error).message);
+  }
+}
+
+/** The errors HandshakeReader throws for input past a bound (not a closed connection). */
+const TOO_LONG = new WeakSet<object>();
+
 /** Send a SOCKS4 reply; a success hands the connection back. */
 async function reply4(conn: HandshakeIo, code: number, final = false): Promise<void> {
   await writeFull(conn, new Uint8Array([0, code === 0 ? 0x5a : 0x5b, 0, 0, 0, 0, 0, 0]));
@@ -491,13 +524,20 @@ class HandshakeReader {
     this.#signal = signal;
   }
 
+  /** The most bytes the handshake may take. */
+  get max(): number {
+    return this.#max;
+  }
+
   /** Wait until at least `n` bytes are buffered; returns the buffer view. */
   async need(n: number): Promise<Uint8Array> {
     if (n > this.#max) {
-      throw new SocksReplyError(
+      const error = new SocksReplyError(
         SocksReply.generalFailure,
-        "Cannot parse SOCKS handshake: too long",
+        `Cannot parse SOCKS handshake: longer than ${this.#max} bytes`,
       );
+      TOO_LONG.add(error);
+      throw error;
     }
     while (this.#length < n) {
       this.#signal?.throwIfAborted();
@@ -547,17 +587,19 @@ class HandshakeReader {
   }
 
   /** Index of the first NUL at or after `from`, reading on as needed. */
-  async findZero(from: number, limit = this.#max): Promise<number> {
+  async findZero(from: number, limit: number, field: string): Promise<number> {
     let i = from;
     for (;;) {
       const b = await this.need(i + 1);
       while (i < b.length) {
         if (b[i] === 0) return i;
         if (++i - from > limit) {
-          throw new SocksReplyError(
+          const error = new SocksReplyError(
             SocksReply.generalFailure,
-            "Cannot parse SOCKS4 request: field too long",
+            `Cannot parse ${field} longer than ${limit} bytes`,
           );
+          TOO_LONG.add(error);
+          throw error;
         }
       }
     }

@@ -1271,8 +1271,8 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description: "SOCKS4a host name read past 255 bytes",
     file: SOCKS_HANDSHAKE,
-    search: "const nameEnd = await reader.findZero(offset, 255);",
-    replace: "const nameEnd = await reader.findZero(offset);",
+    search: 'reader.findZero(offset, 255, "SOCKS4a request: host name"),',
+    replace: 'reader.findZero(offset, reader.max, "SOCKS4a request: host name"),',
     tests: [T_SOCKS_LIMITS],
   },
   {
