@@ -47,6 +47,7 @@ import type { TransportConn } from "./net/transport_conn.ts";
 import { TransportListener } from "./net/transport_listener.ts";
 import { callbackThrew, ConnectionLoop, retryWhileExhausted } from "./net/_accept_loop.ts";
 import { closedForLimit } from "./net/_accept_error.ts";
+import { clientFailures, endedByClient } from "./net/_client_failure.ts";
 import {
   type ConnectionLimits,
   HANDSHAKE_GRACE,
@@ -396,6 +397,13 @@ export async function proxy(
         record.established();
         await relay(conn, end, { signal });
       } catch (error) {
+        // The client's own connection failed (main.ts logs that at info).
+        if (
+          stage === "relay" && typeof error === "object" && error !== null &&
+          endedByClient(conn, error)
+        ) {
+          clientFailures.add(error);
+        }
         record.fail(error);
         conn.close();
         closeEnd(end);

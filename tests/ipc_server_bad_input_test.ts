@@ -4,11 +4,11 @@
 // embedded SOCKS5 target). The process stays up, its memory stays bounded,
 // and later good connections work.
 
-import { deepStrictEqual, ok } from "node:assert";
+import { deepStrictEqual, match, ok } from "node:assert";
 import { createConnector } from "../client.ts";
 import { obfs4 } from "../transports/obfs4/mod.ts";
 import { parseSmethodArgs } from "../ipc/lines/_args.ts";
-import { PtProcess, readAll, readN } from "./ipc_util.ts";
+import { PtProcess, readAll, readN, requireBinary } from "./ipc_util.ts";
 import { freePort } from "./tor_util.ts";
 
 /** Echoes every connection; closes them all on dispose. */
@@ -224,5 +224,33 @@ Deno.test("main.ts server (plain, -target socks): 1000 connections of random byt
   await pt.closeStdin();
   const { code, stderr } = await pt.exit();
   deepStrictEqual([code, stderr], [0, ""]);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("main.ts server: a client that resets its connection while relaying (a censor's injected RST, a crashed client) is logged at info, not as a warning for the operator", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_srvbad_" });
+  await using echo = new EchoServer();
+  await using pt = new PtProcess(
+    ["-logLevel", "info"],
+    serverEnv(dir, "plain", { TOR_PT_ORPORT: `127.0.0.1:${echo.port}` }),
+  );
+  const { port } = await smethod(pt, "plain");
+  // Node.js can reset a socket (SO_LINGER 0); Deno cannot.
+  const script = `
+    const net = require("node:net");
+    const socket = net.connect(${port}, "127.0.0.1", () => socket.write("hello"));
+    socket.on("data", () => { socket.resetAndDestroy(); console.log("reset"); });
+    socket.on("error", () => {});
+  `;
+  const output = await new Deno.Command(requireBinary("node", "nodejs"), {
+    args: ["-e", script],
+    stdout: "piped",
+  }).output();
+  deepStrictEqual(new TextDecoder().decode(output.stdout).trim(), "reset");
+  const line = await pt.waitFor(/plain: connection failed/);
+  match(line, /^LOG SEVERITY=info MESSAGE="plain: connection failed: Connection reset by peer/);
+  await pt.closeStdin();
+  const { code } = await pt.exit();
+  deepStrictEqual(code, 0);
   await Deno.remove(dir, { recursive: true });
 });

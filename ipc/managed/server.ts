@@ -24,6 +24,7 @@ import { outboundDialer, outboundSource } from "./_outbound_dialer.ts";
 import type { MetricsRegistry } from "../../net/metrics.ts";
 import { classifyIp } from "../../net/_ip_address.ts";
 import { acceptedSource, reportedSource } from "../../net/_client_source.ts";
+import { clientFailures } from "../../net/_client_failure.ts";
 import { restateMissingPackage } from "../../transports/_npm_package.ts";
 
 /**
@@ -188,7 +189,9 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
           }),
           onError: (error, stage) =>
             digested(
-              stage === "handshake" || quiet ? "info" : "warning",
+              stage === "handshake" || quiet || clientFailures.has(error as object)
+                ? "info"
+                : "warning",
               `${name}: connection failed${stage === "handshake" ? " in the handshake" : ""}: ${
                 dialFailures.has(error as object) ? DIAL_WHAT[target.kind] ?? "" : ""
               }${describe(error)}`,
