@@ -288,10 +288,10 @@ async function badInput(
 }
 
 Deno.test("ExtOrPortServer closes bad input with a clear error and keeps serving", async () => {
-  match(
-    (await badInput(() => Promise.resolve(new Uint8Array([2])))).message,
-    /unsupported auth type 0x2/,
-  );
+  const unsupported = await badInput(() => Promise.resolve(new Uint8Array([2])));
+  match(unsupported.message, /unsupported auth type 0x2/);
+  // Bad input from the PT is a SyntaxError, as the project's parsers throw.
+  ok(unsupported instanceof SyntaxError, `${unsupported.name}: ${unsupported.message}`);
   match(
     (await badInput(() => Promise.resolve(new Uint8Array([1, 0, 0])))).message,
     /closed the connection \(2 of 32 bytes read\)/,
@@ -321,6 +321,7 @@ Deno.test("ExtOrPortServer refuses malformed metadata and endless messages", asy
     conn.close();
     await waitFor(() => errors.length > 0, "the server to report an error");
     match(errors[0]!.message, pattern);
+    ok(errors[0] instanceof SyntaxError, `${errors[0]!.name}: ${errors[0]!.message}`);
   }
 });
 

@@ -91,7 +91,11 @@ async function handshake(conn: NetConn, options: ExtOrPortOptions): Promise<void
     const [type] = await read(1);
     if (type === 0) break;
     types.push(type!);
-    if (types.length > 16) throw new Error("Extended ORPort sent too many auth types");
+    if (types.length > 16) {
+      throw new SyntaxError(
+        "Cannot parse Extended ORPort auth types: more than 16 (too many auth types)",
+      );
+    }
   }
   if (!types.includes(SAFE_COOKIE)) {
     throw new Error(`Extended ORPort offers no SAFE_COOKIE auth (types ${types.join(",")})`);

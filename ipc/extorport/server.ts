@@ -390,7 +390,7 @@ export class ExtOrPortServer implements AsyncDisposable {
     await writeFull(conn, new Uint8Array([SAFE_COOKIE, 0]));
     const [authType] = await read(1);
     if (authType !== SAFE_COOKIE) {
-      throw new Error(
+      throw new SyntaxError(
         `Cannot authenticate ExtORPort client: unsupported auth type 0x${authType!.toString(16)}`,
       );
     }
@@ -425,7 +425,7 @@ export class ExtOrPortServer implements AsyncDisposable {
       if (command === CMD_USERADDR || command === CMD_TRANSPORT) {
         const text = new TextDecoder().decode(body);
         if (!/^[\x21-\x7e]+$/.test(text)) {
-          throw new Error(
+          throw new SyntaxError(
             `Cannot parse ExtORPort ${
               command === CMD_USERADDR ? "USERADDR" : "TRANSPORT"
             }: not printable ASCII (${body.length} bytes)`,
@@ -436,7 +436,9 @@ export class ExtOrPortServer implements AsyncDisposable {
       }
       // Unknown commands are ignored, as the spec says.
     }
-    throw new Error(`Cannot parse ExtORPort messages: no DONE within ${MAX_MESSAGES} messages`);
+    throw new SyntaxError(
+      `Cannot parse ExtORPort messages: no DONE within ${MAX_MESSAGES} messages`,
+    );
   }
 }
 
