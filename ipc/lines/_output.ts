@@ -176,6 +176,8 @@ class StdoutQueue {
   #dropped = 0;
   #broken = false;
   #pumping: Promise<void> | undefined;
+  /** Per-connection lines wait for this timer (see {@linkcode LINE_BATCH_MS}). */
+  #batch: ReturnType<typeof setTimeout> | undefined;
   /** Lines are written synchronously until {@linkcode StdoutQueue.goAsync}. */
   #sync = true;
 
@@ -200,6 +202,19 @@ class StdoutQueue {
     }
     this.#queue.push(bytes);
     this.#bytes += bytes.length;
+    if (this.#pumping !== undefined) return;
+    // A per-connection line waits for the others of the next
+    // LINE_BATCH_MS: each write to the pipe costs this process an
+    // operation (0.1 ms and more) and wakes the parent, which reads it
+    // while the connection it reports on has its first exchange.
+    if (droppable) this.#batch ??= setTimeout(() => this.#startPump(), LINE_BATCH_MS);
+    else this.#startPump();
+  }
+
+  /** Write what is queued now (a batch waiting goes with it, in order). */
+  #startPump(): void {
+    clearTimeout(this.#batch);
+    this.#batch = undefined;
     this.#pumping ??= this.#pump();
   }
 
@@ -252,6 +267,7 @@ class StdoutQueue {
   }
 
   async flush(timeoutMs: number): Promise<void> {
+    if (this.#batch !== undefined) this.#startPump();
     const pumping = this.#pumping;
     if (pumping === undefined) return;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -265,6 +281,12 @@ class StdoutQueue {
 
 /** The most bytes of queued lines that one write to stdout carries. */
 const WRITE_BATCH_BYTES = 16384;
+/**
+ * How long a per-connection line (`LOG`, `STATUS`) waits for others before
+ * it is written, in ms; a protocol line, or the process's exit
+ * ({@linkcode flushStdout}), writes them at once, in order.
+ */
+const LINE_BATCH_MS = 100;
 
 function writeAll(target: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
   try {
