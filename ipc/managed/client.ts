@@ -1,6 +1,5 @@
 // Copyright the ptkit authors. MIT license.
 
-import { setImmediate } from "node:timers";
 import { listenOn } from "../../net/_listen.ts";
 import type { TransportOptions } from "../../transports/transport.ts";
 import { type Dialer, tcpDialer } from "../../net/net_conn.ts";
@@ -154,7 +153,9 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
       // after the reply's write, not on a timer (a setTimeout of 0 fires
       // 1-3 ms later in Deno 2.9, when the application's first bytes come,
       // and its wake-up costs the event loop about 0.1 ms). Its write to
-      // the parent waits for the other lines of the next 100 ms.
+      // the parent waits for the other lines of the next 100 ms. The global
+      // setImmediate, read here (after CMETHODS DONE): importing node:timers
+      // would load Deno's Node compatibility layer before it.
       () => setImmediate(() => status(name, server, { CONNECT: "Success" })),
       // Given up (the SOCKS client left, a timeout): closing the connection
       // failed the handshake, and the reason is the abort's, not the close.
