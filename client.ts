@@ -542,6 +542,9 @@ export class Connector {
  * @returns A connector that dials through the transport.
  * @throws {TypeError} When the transport rejects the configuration (a
  * missing required key, a malformed value).
+ * @throws {RangeError} When the transport rejects a value of the
+ * configuration as out of its range (obfs4's `iat-mode` 3, a Shadowsocks
+ * method it does not support).
  *
  * @example Refusing a bad configuration (unknown keys are only ignored)
  * ```ts

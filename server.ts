@@ -166,7 +166,8 @@ export interface ProxyOptions extends ListenOptions {
  * options are malformed (a hostname that is neither an IP address nor a
  * host name: `localhost:80`).
  * @throws {RangeError} When the port, the handshake timeout, a limit or the
- * transport's `keepAlive` is out of range.
+ * transport's `keepAlive` is out of range, or the transport rejects a value
+ * of the configuration as out of its range (obfs4's `iat-mode` 3).
  *
  * @example Listening on a free port
  * ```ts
@@ -282,6 +283,9 @@ export async function listen(
  * @throws {TypeError} When the transport rejects the configuration, or the
  * target or the hostname is malformed (with the default dialer, a target
  * hostname that is neither an IP address nor a host name: `"a b"`).
+ * @throws {RangeError} When a port, the handshake timeout or a limit is out
+ * of range, or the transport rejects a value of the configuration as out of
+ * its range (obfs4's `iat-mode` 3).
  *
  * @example Relaying to a local service
  * ```ts

@@ -5,7 +5,7 @@
 // called by its name (PT 2.0 draft 1), not "the seed"; and the public API
 // stays small: at most 120 names over all entry points (issue 21, point 3).
 
-import { deepStrictEqual, ok } from "node:assert";
+import { deepStrictEqual, ok, rejects } from "node:assert";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -81,4 +81,73 @@ Deno.test("public API: at most 120 distinct names over the entry points of deno.
   const said = readme.match(/(\d+) names in all/);
   ok(said !== null, "README no longer says how many names there are ('N names in all')");
   deepStrictEqual(Number(said[1]), names.size, "README's 'N names in all' is not the count");
+});
+
+/** The `@throws` tags of an exported function, as `{ type, doc }`. */
+function throwsTags(json: DocJson, name: string): { type: string; doc: string }[] {
+  const tags: { type: string; doc: string }[] = [];
+  for (const node of Object.values(json.nodes)) {
+    for (
+      const symbol of node.symbols as unknown as readonly {
+        name: string;
+        declarations: readonly {
+          jsDoc?: { tags?: readonly { kind: string; tsType?: { repr: string }; doc?: string }[] };
+        }[];
+      }[]
+    ) {
+      if (symbol.name !== name) continue;
+      for (const declaration of symbol.declarations) {
+        for (const tag of declaration.jsDoc?.tags ?? []) {
+          if (tag.kind === "throws") {
+            tags.push({ type: tag.tsType?.repr ?? "", doc: tag.doc ?? "" });
+          }
+        }
+      }
+    }
+  }
+  return tags;
+}
+
+Deno.test("public docs: createConnector, listen, proxy, serveUdpClient and serveUdpServer document the RangeError a transport's configuration throws (obfs4's iat-mode 3), as they pass it on", async () => {
+  const { createConnector } = await import("../client.ts");
+  const { listen, proxy } = await import("../server.ts");
+  const { serveUdpClient, serveUdpServer } = await import("../udp/mod.ts");
+  const { obfs4 } = await import("../transports/obfs4/mod.ts");
+  const cert = "p5Fy0zBBNW2IhjKzdh0WQmDtgrU1JJE4nWhnkTGmeP4yETOjFLXpAJfGXAHvOmWN7FNmIw";
+  const here = { hostname: "127.0.0.1", port: 0 };
+  const target = { hostname: "127.0.0.1", port: 9 };
+  // What each does with a configuration out of the transport's range: a RangeError.
+  const calls: Record<string, () => Promise<unknown>> = {
+    createConnector: () => createConnector(obfs4, { cert, "iat-mode": "3" }),
+    listen: () => listen(obfs4, { "iat-mode": "3" }, here),
+    proxy: () => proxy(obfs4, { "iat-mode": "3" }, { ...here, target }),
+    serveUdpClient: () =>
+      serveUdpClient({
+        transport: obfs4,
+        config: { cert, "iat-mode": "3" },
+        framing: "length",
+        server: target,
+        ...here,
+      }),
+    serveUdpServer: () =>
+      serveUdpServer({
+        transport: obfs4,
+        config: { "iat-mode": "3" },
+        framing: "length",
+        target,
+        ...here,
+      }),
+  };
+  const json = await docJson();
+  for (const [name, call] of Object.entries(calls)) {
+    await rejects(call, RangeError, `${name} with iat-mode 3`);
+    const tags = throwsTags(json, name);
+    ok(tags.length > 0, `${name}: no @throws tags found: deno doc --json changed its shape?`);
+    ok(
+      tags.some(({ type, doc }) => type === "RangeError" && /configuration/.test(doc)),
+      `${name} does not document the RangeError a transport's configuration throws: ${
+        JSON.stringify(tags)
+      }`,
+    );
+  }
 });

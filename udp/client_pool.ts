@@ -290,7 +290,9 @@ class ClientPool implements UdpClientPool {
  * @param options The transport, PT server, UDP address, framing and limits.
  * @returns The running pool.
  * @throws {TypeError} When the transport rejects the configuration or an option is malformed.
- * @throws {RangeError} When a port or limit is out of range.
+ * @throws {RangeError} When a port or limit is out of range, or the
+ * transport rejects a value of the configuration as out of its range
+ * (obfs4's `iat-mode` 3).
  *
  * @example Tunnelling datagrams to a UDP echo server
  * ```ts

@@ -140,7 +140,9 @@ export interface UdpServerPool extends AsyncDisposable {
  * @param options The transport, listen address, target, framing and limits.
  * @returns The running pool.
  * @throws {TypeError} When the transport rejects the configuration or an option is malformed.
- * @throws {RangeError} When a port or limit is out of range.
+ * @throws {RangeError} When a port or limit is out of range, or the
+ * transport rejects a value of the configuration as out of its range
+ * (obfs4's `iat-mode` 3).
  *
  * @example Serving until closed
  * ```ts
