@@ -270,6 +270,26 @@ Deno.test("FileStore: a .tmp left by a crash is replaced; links, directories and
   }
 });
 
+Deno.test("FileStore: names its files without a doubled slash when its directory is / or is given with a final slash", async () => {
+  // A PT started with no -state in / (a systemd service's working
+  // directory) or with TOR_PT_STATE_LOCATION ending in a slash.
+  strictEqual(new FileStore("/").describe("obfs4_state.json"), "/obfs4_state.json");
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_state_" });
+  try {
+    for (const given of [`${dir}/`, `${dir}//`]) {
+      const store = new FileStore(given);
+      strictEqual(store.describe("key"), `${dir}/key`);
+      await Deno.mkdir(`${dir}/sub`, { recursive: true });
+      await rejects(store.get("sub"), (error: Error) => {
+        ok(error.message.includes(`${dir}/sub`) && !error.message.includes("//"), error.message);
+        return true;
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("FileStore: reads values whole across read sizes, and refuses a file over 1 MiB, naming it", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ptkit_state_" });
   try {

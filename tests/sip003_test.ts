@@ -966,6 +966,22 @@ Deno.test("SIP003: --plugin-opts written with spaces after the semicolons ('serv
   }
 });
 
+Deno.test("SIP003: a state= written with a final slash ('state=DIR/') names its files without a doubled slash", async () => {
+  const stateDir = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
+  try {
+    const port = freePort();
+    await using plugin = await serverPlugin(
+      `server;transport=plain;state=${stateDir}/`,
+      port,
+      /(Wrote|error)/,
+    );
+    ok(plugin.stderr.includes(`Wrote ${stateDir}/${CLIENT_OPTIONS_FILE}\n`), plugin.stderr);
+    ok(!plugin.stderr.includes(`//${CLIENT_OPTIONS_FILE}`), plugin.stderr);
+  } finally {
+    await Deno.remove(stateDir, { recursive: true });
+  }
+});
+
 /**
  * Start main.ts as a SIP003 server plugin on 127.0.0.1:`port` with
  * `options`, and wait (30 s at most) until its stderr matches `until`.

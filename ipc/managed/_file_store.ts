@@ -3,6 +3,7 @@
 import type { LocalStore } from "../../transports/transport.ts";
 import { concat } from "../../transports/_bytes.ts";
 import { restated } from "./_log.ts";
+import { inDirectory } from "./_state_dir.ts";
 
 const KEY = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 
@@ -158,7 +159,7 @@ export class FileStore implements LocalStore {
     if (typeof key !== "string" || !KEY.test(key) || key.endsWith(".tmp")) {
       throw new TypeError(`Invalid state key ${JSON.stringify(key)}: must be a plain file name`);
     }
-    return `${this.#dir}/${key}`;
+    return inDirectory(this.#dir, key);
   }
 }
 

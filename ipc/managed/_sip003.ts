@@ -459,11 +459,11 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
     // obfs4 cert is the bridge's secret for its users), written as every
     // state file is: a symbolic link or another user's file in its place is
     // refused and left as it was, never followed.
-    const file = `${stateDir}/${CLIENT_OPTIONS_FILE}`;
+    const onNotice = (message: string) => output.emit({ type: "LOG", severity: "notice", message });
+    const store = new FileStore(stateDir, { onNotice });
+    const file = store.describe(CLIENT_OPTIONS_FILE);
     try {
-      const onNotice = (message: string) =>
-        output.emit({ type: "LOG", severity: "notice", message });
-      await new FileStore(stateDir, { onNotice }).set(CLIENT_OPTIONS_FILE, `${text}\n`);
+      await store.set(CLIENT_OPTIONS_FILE, `${text}\n`);
       output.emit({ type: "LOG", severity: "notice", message: `Wrote ${file}` });
     } catch (error) {
       // The store's errors name the file and say why (no secret in them).

@@ -22,6 +22,7 @@ import { BOUND_DESTINATION, formatHostPort, type HostPort } from "../../net/addr
 import type { TransportConn } from "../../net/transport_conn.ts";
 import type * as Serving from "./_client_serving.ts";
 import { DeferredFront } from "./_deferred_front.ts";
+import { inDirectory } from "./_state_dir.ts";
 
 /** Connectors kept per transport, one per distinct configuration. */
 const MAX_CONNECTORS = 64;
@@ -189,7 +190,7 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
     let helpers: Parameters<typeof serving.createConnector>[2] | undefined;
     const helperOptions = () =>
       helpers ??= {
-        helperDirectory: `${config.stateDir ?? Deno.cwd()}/${name}-helper`,
+        helperDirectory: inDirectory(config.stateDir ?? Deno.cwd(), `${name}-helper`),
         helperLimit: new serving.HelperLimit(),
         onHelperLog: (severity: Parameters<typeof log>[0], message: string) =>
           log(severity, `${name}: ${message}`),

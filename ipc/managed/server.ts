@@ -26,6 +26,7 @@ import { classifyIp } from "../../net/_ip_address.ts";
 import { acceptedSource, reportedSource } from "../../net/_client_source.ts";
 import { clientFailures } from "../../net/_client_failure.ts";
 import { restateMissingPackage } from "../../transports/_npm_package.ts";
+import { inDirectory } from "./_state_dir.ts";
 
 /**
  * Run the server side of the managed proxy: for each known requested
@@ -170,7 +171,7 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
           onAcceptError,
           // A transport's helper (the ssh server's sshd) keeps its files in
           // the state directory and logs through LOG lines.
-          helperDirectory: `${config.stateDir ?? Deno.cwd()}/${name}-helper`,
+          helperDirectory: inDirectory(config.stateDir ?? Deno.cwd(), `${name}-helper`),
           onHelperLog: (severity, message) => log(severity, `${name}: ${message}`),
           target: targetOf(target, name, transport.free === true, base, digested, handlers, {
             turn: await turn?.server(at.hostname),
