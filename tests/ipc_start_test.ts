@@ -169,3 +169,19 @@ Deno.test("main.ts run through a symbolic link from another directory (/usr/loca
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("main.ts start --state DIR/ (a final slash) names its state files without a doubled slash", async () => {
+  const state = await Deno.makeTempDir({ prefix: "ptkit_start_slash_" });
+  // A damaged server state: the start stops, naming the file.
+  await Deno.mkdir(`${state}/server`, { mode: 0o700 });
+  await Deno.writeTextFile(`${state}/server/obfs4_state.json`, "{", { mode: 0o600 });
+  const main = new URL("../main.ts", import.meta.url).pathname;
+  await using start = new TextProcess(main, [
+    ...["start", "--socks", "127.0.0.1:0", "--state", `${state}/`],
+  ]);
+  deepStrictEqual((await start.child.status).code, 64);
+  await start.done;
+  ok(start.stderr.includes(`${state}/server/obfs4_state.json`), start.stderr);
+  ok(!start.stderr.includes("//"), start.stderr);
+  await Deno.remove(state, { recursive: true });
+});

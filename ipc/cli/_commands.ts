@@ -24,7 +24,7 @@ import { builtinTransports as defaultRegistry } from "../managed/_registry.ts";
 import { runManaged } from "../managed/_run.ts";
 import { dialedAddress } from "../managed/_check_options.ts";
 import { CAUSE_REPORTED } from "../managed/_shutdown.ts";
-import { perUserStateDir } from "../managed/_state_dir.ts";
+import { inDirectory, perUserStateDir } from "../managed/_state_dir.ts";
 import { CLI_COMMANDS, cliError, methodErrorCode, SIP003_PLUGIN_KEYS } from "./_names.ts";
 import { suggestOptionKey } from "../../transports/_option_keys.ts";
 import { parseSsUri, type SsUri } from "./_ss_uri.ts";
@@ -918,7 +918,7 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
   };
   try {
     const serverConfig: ServerConfig = {
-      ...common(transport, `${state}/server`, "notice", new Map([[transport, options]])),
+      ...common(transport, inDirectory(state, "server"), "notice", new Map([[transport, options]])),
       kind: "server",
       bindAddrs: new Map([[transport, { hostname: "127.0.0.1", port: 0 }]]),
       target: { kind: "socks", policy: allowed(allow) },
@@ -941,7 +941,7 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
     const clientConfig: ClientConfig = {
       ...common(
         transport,
-        `${state}/client`,
+        inDirectory(state, "client"),
         "notice",
         new Map([[transport, { ...served.args, ...options }]]),
       ),
