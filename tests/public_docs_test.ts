@@ -151,3 +151,30 @@ Deno.test("public docs: createConnector, listen, proxy, serveUdpClient and serve
     );
   }
 });
+
+Deno.test("public docs: launchClient and launchServer document the RangeError of an option out of range (startTimeout -1) and the abort of their signal", async () => {
+  const { launchClient, launchServer } = await import("../ipc/adapter/mod.ts");
+  const base = { path: "obfs4proxy", transports: ["obfs4"] };
+  const calls: Record<string, (options: Record<string, unknown>) => Promise<unknown>> = {
+    launchClient: (options) => launchClient({ ...base, ...options }),
+    launchServer: (options) => launchServer({ ...base, orport: "127.0.0.1:9", ...options }),
+  };
+  const json = await docJson();
+  for (const [name, call] of Object.entries(calls)) {
+    // Both are refused before a PT is started.
+    await rejects(call({ startTimeout: -1 }), RangeError, `${name} with startTimeout -1`);
+    await rejects(call({ restart: { maxAttempts: -1 } }), RangeError, `${name} maxAttempts -1`);
+    const reason = new Error("given up");
+    await rejects(call({ signal: AbortSignal.abort(reason) }), (error) => error === reason);
+    const tags = throwsTags(json, name);
+    ok(tags.length > 0, `${name}: no @throws tags found: deno doc --json changed its shape?`);
+    ok(
+      tags.some(({ type, doc }) => type === "RangeError" && /startTimeout/.test(doc)),
+      `${name} does not document the RangeError of startTimeout: ${JSON.stringify(tags)}`,
+    );
+    ok(
+      tags.some(({ doc }) => /signal/.test(doc)),
+      `${name} does not document that it rejects with its signal's reason: ${JSON.stringify(tags)}`,
+    );
+  }
+});

@@ -315,9 +315,13 @@ export class PtClient extends ManagedPt {
  * @param options The executable, the transports and the limits.
  * @returns The running PT.
  * @throws {TypeError} When the options are malformed.
+ * @throws {RangeError} When `startTimeout` or a `restart` value is out of
+ * range, or `proxy` names a scheme PTs do not take (`ftp://`).
  * @throws {Error} When the PT fails to start: a version or environment
  * error, no transport started, an early exit, or no `CMETHODS DONE` within
  * the start timeout. The message holds the PT's last stderr output.
+ * @throws The reason of `options.signal` when it aborts before the PT has
+ * started (a PT being started is stopped).
  *
  * @example Launching obfs4proxy
  * ```ts

@@ -190,9 +190,11 @@ function ipHostPort(value: HostPort | string, what: string, min: number): HostPo
  * @returns The running PT.
  * @throws {TypeError} When the options are malformed (an address whose host
  * is not an IP address too: PTs refuse a name).
- * @throws {RangeError} When a port is out of range (`orport` and
- * `extorport` 1-65535).
+ * @throws {RangeError} When a port (`orport` and `extorport` 1-65535),
+ * `startTimeout` or a `restart` value is out of range.
  * @throws {Error} When the PT fails to start (see {@linkcode launchClient}).
+ * @throws The reason of `options.signal` when it aborts before the PT has
+ * started (a PT being started is stopped).
  *
  * @example Launching obfs4proxy in front of a service
  * ```ts
