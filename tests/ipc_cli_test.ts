@@ -1,11 +1,12 @@
 // Copyright the ptkit authors. MIT license.
 // The friendly CLI: help texts, and clear usage errors (exit 64) for bad input.
 
-import { deepStrictEqual, match, ok } from "node:assert";
+import { deepStrictEqual, match, ok, throws } from "node:assert";
 import { runCli } from "../ipc/cli/_commands.ts";
 import { parseSip003 } from "../ipc/managed/_sip003.ts";
 import { parseUpstreamProxy } from "../ipc/managed/_proxy_uri.ts";
 import { cliError, methodErrorCode, methodErrorText } from "../ipc/cli/_names.ts";
+import { readValueFile, UsageError } from "../ipc/cli/_value_file.ts";
 import { childEnv } from "./ipc_util.ts";
 import { runUntil } from "./cli_util.ts";
 
@@ -548,3 +549,13 @@ function holdTcpAndUdp(): [Deno.TcpListener, Deno.DatagramConn] {
     }
   }
 }
+
+Deno.test("readValueFile: '@' alone (a file name forgotten) is a usage error that says so, not 'from : Empty path is not allowed'", () => {
+  for (const what of ["-options", "-proxy", "--bridge"]) {
+    throws(() => readValueFile("@", what), (error: Error) => {
+      ok(error instanceof UsageError, String(error));
+      deepStrictEqual(error.message, `Cannot read ${what}: '@' names no file (write @FILE)`);
+      return true;
+    });
+  }
+});

@@ -15,6 +15,7 @@ const MAX_VALUE_FILE = 65_536;
  */
 export function readValueFile(arg: string, what: string): string {
   const path = arg.slice(1);
+  if (path === "") throw new UsageError(`Cannot read ${what}: '@' names no file (write @FILE)`);
   let text: string;
   try {
     const info = Deno.statSync(path);
