@@ -133,9 +133,9 @@ function jsonSettings(value: OrderedJson, pairs: FirstValuePairs): Record<string
     else if (typeof v === "number" || typeof v === "boolean") pairs.add(k, String(v));
     else {
       throw new SyntaxError(
-        `Cannot parse JSON settings: value of ${JSON.stringify(k)} must be a string, got ${
-          v === null ? "null" : jsonKind(v)
-        }`,
+        `Cannot parse JSON settings: value of ${
+          JSON.stringify(k)
+        } must be a string, number or boolean, got ${v === null ? "null" : jsonKind(v)}`,
       );
     }
   }
