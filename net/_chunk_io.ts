@@ -267,6 +267,9 @@ export async function pump(
       return sinkFailed(source, options, error);
     }
     count(chunk.byteLength);
+    // Not kept while the next read waits: an idle connection held its last
+    // chunk (up to a read's size) in each direction.
+    chunk = null;
     try {
       chunk = await source.read();
     } catch (error) {

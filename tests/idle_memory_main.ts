@@ -9,7 +9,8 @@
 // each sampled once. `relay`: the JS heap that 200 idle transport
 // connections (a pass-through transport) relayed to a TCP connection hold.
 // `session`: 500 obfs4 sessions (one per established connection, on each
-// side), each having sent and received a packet.
+// side), each having sent and received a packet. `burst`: 40 relays
+// between TCP connections, each having moved 64 KiB each way, then idle.
 
 import { SocksServer } from "../ipc/socks/_socks_server.ts";
 import { socks5Connect } from "./obfs4_socks5.ts";
@@ -111,6 +112,48 @@ if (Deno.args[0] === "socks") {
   for (let i = 1; i < N; i++) await one();
   await collect();
   console.log(Math.round((Deno.memoryUsage().heapUsed - before) / (N - 1)));
+  for (const conn of open) conn.close();
+  await Promise.all(relayed);
+} else if (Deno.args[0] === "burst") {
+  // Relays between TCP connections, each having moved 64 KiB each way in
+  // one burst, then silence: what each holds outside the heap once idle.
+  const N = 40;
+  const BURST = 64 * 1024;
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const socketPair = async () => {
+    const near = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    return [near, await listener.accept()] as const;
+  };
+  const readBurst = async (conn: Deno.Conn) => {
+    const buffer = new Uint8Array(BURST);
+    for (let got = 0; got < BURST;) {
+      const n = await conn.read(buffer.subarray(got));
+      if (n === null) throw new Error("Relay ended early");
+      got += n;
+    }
+  };
+  const writeBurst = async (conn: Deno.Conn, byte: number) => {
+    const data = new Uint8Array(BURST).fill(byte);
+    for (let sent = 0; sent < BURST;) sent += await conn.write(data.subarray(sent));
+  };
+  const open: Deno.Conn[] = [];
+  const relayed: Promise<unknown>[] = [];
+  const one = async () => {
+    const [app, appPeer] = await socketPair();
+    const [target, targetPeer] = await socketPair();
+    relayed.push(relay(appPeer, target).catch(() => {}));
+    await Promise.all([
+      writeBurst(app, 1).then(() => readBurst(targetPeer)),
+      writeBurst(targetPeer, 2).then(() => readBurst(app)),
+    ]);
+    open.push(app, targetPeer);
+  };
+  await one();
+  await collect();
+  const before = external();
+  for (let i = 1; i < N; i++) await one();
+  await collect();
+  console.log(Math.round((external() - before) / (N - 1)));
   for (const conn of open) conn.close();
   await Promise.all(relayed);
 } else if (Deno.args[0] === "obfs4") {

@@ -8,7 +8,7 @@ import { ok, strictEqual } from "node:assert";
 
 /** Bytes per connection held outside the heap (tests/idle_memory_main.ts). */
 async function heldPerConnection(
-  what: "socks" | "dist" | "relay" | "session" | "obfs4",
+  what: "socks" | "dist" | "relay" | "session" | "obfs4" | "burst",
 ): Promise<number> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -61,4 +61,12 @@ Deno.test("An idle obfs4 connection runs its pair's transforms without Transform
   // idle connection kept.
   const held = await heldPerConnection("obfs4");
   ok(held < 72 * 1024, `${held} bytes of heap per idle obfs4 connection (both sides)`);
+});
+
+Deno.test("A relay left idle after a burst holds its pending reads' buffers, not its last chunks", async () => {
+  // 77,824 bytes per relay before: besides the two pending reads' 16 KiB
+  // buffers, each direction's pump kept the last chunk it had written
+  // while it waited for the next (up to a read's size, 256 KiB).
+  const held = await heldPerConnection("burst");
+  ok(held <= 2 * 16 * 1024 + 1024, `${held} bytes per idle relay held outside the heap`);
 });
