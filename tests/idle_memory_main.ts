@@ -9,7 +9,8 @@
 // each sampled once. `relay`: the JS heap that 200 idle transport
 // connections (a pass-through transport) relayed to a TCP connection hold.
 // `session`: 500 obfs4 sessions (one per established connection, on each
-// side), each having sent and received a packet. `burst`: 40 relays
+// side), each having sent and received a packet (`session-heap`: the JS
+// heap they hold). `burst`: 40 relays
 // between TCP connections, each having moved 64 KiB each way, then idle.
 
 import { SocksServer } from "../ipc/socks/_socks_server.ts";
@@ -194,7 +195,7 @@ if (Deno.args[0] === "socks") {
   for (const conn of open) conn.close();
   await Promise.all(relayed);
   server.close?.();
-} else if (Deno.args[0] === "session") {
+} else if (Deno.args[0] === "session" || Deno.args[0] === "session-heap") {
   const N = 500;
   const crypto = await loadWasmCrypto();
   const dist = new WeightedDist(new Uint8Array(24), 0, 1448);
@@ -208,13 +209,14 @@ if (Deno.args[0] === "socks") {
     if (server.decode(writes[0]!).length !== 3) throw new Error("Not decoded");
     return [client, server];
   };
+  const held = Deno.args[0] === "session" ? external : () => Deno.memoryUsage().heapUsed;
   const warm = pair();
   await collect();
-  const before = external();
+  const before = held();
   const sessions: Session[] = [];
   for (let i = 0; i < N / 2; i++) sessions.push(...pair());
   await collect();
-  console.log(Math.round((external() - before) / N));
+  console.log(Math.round((held() - before) / N));
   if (sessions.length !== N || warm.length !== 2) throw new Error("unreachable");
 } else {
   throw new TypeError(`Unknown case ${Deno.args[0]}`);

@@ -94,7 +94,7 @@ export class Session {
   #lengthDist: WeightedDist;
   #iatDist: WeightedDist;
   #acceptSeed: boolean;
-  #buffer: Uint8Array = new Uint8Array(0);
+  #buffer: Uint8Array = EMPTY;
   #offset = 0;
   #framesDecoded = 0;
   // The output of the decode in progress, and where its good payloads end
@@ -359,7 +359,7 @@ export class Session {
     }
     total = this.#frames(out, total, Infinity);
     if (this.#offset === this.#buffer.length) {
-      this.#buffer = new Uint8Array(0);
+      this.#buffer = EMPTY;
       this.#offset = 0;
     } else if (this.#offset > 0 && this.#buffer.length - this.#offset < 4096) {
       this.#buffer = this.#buffer.slice(this.#offset);

@@ -37,6 +37,8 @@ import {
 import { checkTimerMs } from "../_timeout.ts";
 import { checkFactoryOptions, checkOptionType } from "../_factory_options.ts";
 
+/** What a handshake has received before its first bytes and after its last: one for all. */
+const NO_BYTES = new Uint8Array(0);
 const CLIENT_HANDSHAKE_TIMEOUT_MS = 60_000;
 const SERVER_HANDSHAKE_TIMEOUT_MS = 30_000;
 /** Go's default TCP keepalive, on accepted and dialed connections (obfs4proxy, lyrebird). */
@@ -459,7 +461,7 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
   const core = new PairCore(options.iatSleep ?? obfs4proxySleep);
   const now = (options.now ?? Date.now)();
   let handshake: ClientHandshake | undefined;
-  let received: Uint8Array = new Uint8Array(0);
+  let received: Uint8Array = NO_BYTES;
   // Until the handshake is sent (the crypto backend loading): the server's
   // bytes are taken after it.
   let sending: Promise<void> | undefined;
@@ -531,7 +533,7 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
       handshake = undefined;
       core.succeed(session);
       const rest = received.subarray(result.consumed);
-      received = new Uint8Array(0);
+      received = NO_BYTES;
       if (rest.length > 0) {
         const out = session.decodeWithHandshake(rest, (bytes) => controller.enqueue(bytes));
         if (out.length > 0) controller.enqueue(out);
@@ -599,7 +601,7 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
     });
   };
   const started = withCrypto(parsed.crypto, begin);
-  let received: Uint8Array = new Uint8Array(0);
+  let received: Uint8Array = NO_BYTES;
   let failed = false;
   // Why the handshake failed (a replay is counted apart from other probes).
   let why: HandshakeError["reason"] = "failed";
@@ -607,7 +609,7 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
   const giveUp = () => {
     if (failed) return;
     failed = true;
-    received = new Uint8Array(0);
+    received = NO_BYTES;
     handshake = undefined;
     if (shared.reserve.pairs !== undefined) refillSoon(shared.reserve.pairs);
   };
@@ -668,7 +670,7 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
           return;
         }
         if (!step.done) continue;
-        received = new Uint8Array(0);
+        received = NO_BYTES;
         handshake = undefined;
         const session = new path.Session({
           sendKeys: step.keys.subarray(72, 144),
