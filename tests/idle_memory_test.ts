@@ -54,7 +54,7 @@ Deno.test("obfs4 sessions share the buffer packets are laid out in", async () =>
 });
 
 Deno.test("An obfs4 session keeps its keys, nonces and SipHash states in a buffer per codec", async () => {
-  // 3,360-3,431 bytes of heap per session before (Deno 2.9.6), 2,436 after: each
+  // 3,181-3,183 bytes of heap per session before (Deno 2.9.6), 2,182-2,184 after: each
   // of its two codecs kept five small arrays with a buffer of their own
   // (the secretbox key, the nonce, the length DRBG's SipHash state, tail
   // and scratch), each buffer an object on the heap and a backing store
