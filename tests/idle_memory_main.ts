@@ -6,7 +6,8 @@
 // each relayed after one byte of data to an end that never answers (its
 // pending socket read holds a buffer: one per connection is expected).
 // `dist`: 1000 obfs4 weighted distributions (a client's connection has two),
-// each sampled once. `relay`: the JS heap that 200 idle transport
+// each sampled once (`dist-reset`: the JS heap that 500 client
+// distributions hold once the server's seed replaced their own). `relay`: the JS heap that 200 idle transport
 // connections (a pass-through transport) relayed to a TCP connection hold.
 // `session`: 500 obfs4 sessions (one per established connection, on each
 // side), each having sent and received a packet (`session-heap`: the JS
@@ -82,6 +83,27 @@ if (Deno.args[0] === "socks") {
   }
   await collect();
   console.log(Math.round((external() - before) / N));
+  if (dists.length !== N) throw new Error("unreachable");
+} else if (Deno.args[0] === "dist-reset") {
+  // 500 client distributions (a table of their own, sampled once), each
+  // then given the server's seed, as a client's length distribution is
+  // once the server's seed arrives; the connection then stays idle.
+  const N = 500;
+  const seed = new Uint8Array(24).fill(7);
+  const one = () => {
+    const dist = WeightedDist.fresh((b) => crypto.getRandomValues(b), 0, 1448);
+    dist.sample();
+    dist.reset(seed);
+    return dist;
+  };
+  const warm = one();
+  warm.sample();
+  await collect();
+  const before = Deno.memoryUsage().heapUsed;
+  const dists: WeightedDist[] = [];
+  for (let i = 0; i < N; i++) dists.push(one());
+  await collect();
+  console.log(Math.round((Deno.memoryUsage().heapUsed - before) / N));
   if (dists.length !== N) throw new Error("unreachable");
 } else if (Deno.args[0] === "relay") {
   const N = 200;

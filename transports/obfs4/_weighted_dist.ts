@@ -15,6 +15,8 @@ interface Tables {
 }
 const cache = new Map<string, Tables>();
 const ZERO_SEED = new Uint8Array(24);
+/** No table: until the next sample builds one. */
+const NO_TABLE: readonly number[] = [];
 // Set while WeightedDist.fresh constructs (the constructor then takes no seed).
 let making = false;
 // drawTables's random words (it runs synchronously, one call at a time).
@@ -80,6 +82,10 @@ export class WeightedDist {
     new HashDrbg(seed); // Checks the seed now.
     this.#seed = seed.slice();
     this.#fresh = undefined;
+    // The old tables are not kept until the next sample builds the new
+    // ones: an idle client connection, whose own table the server's seed
+    // replaced, held it (about 1.5 KiB) for its life.
+    this.#values = this.#prob = this.#alias = NO_TABLE;
   }
 
   /**
