@@ -652,7 +652,12 @@ export class TransportConn implements Disposable, AsyncDisposable {
           ),
         );
       }, ms);
-      ready.then(resolve, reject).finally(() => clearTimeout(this.#handshakeTimer));
+      ready.then(resolve, reject).finally(() => {
+        clearTimeout(this.#handshakeTimer);
+        // Not kept for the connection's life: the timer holds its callback,
+        // whose scope holds `reject` and its promise.
+        this.#handshakeTimer = undefined;
+      });
     });
   }
 
