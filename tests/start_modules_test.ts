@@ -35,10 +35,13 @@ async function loadedBeforeDone(
       text += value;
       const parts = text.split("\n");
       text = parts.pop()!;
+      // One read can carry lines from after the DONE line too (a loaded
+      // machine reads the pipe late): what follows it is not counted.
       for (const line of parts) {
         const module = / for ES module: (\S+?),? /.exec(line)?.[1];
         if (module !== undefined) modules.push(module);
         else if (!line.startsWith("DEBUG ") && /^[A-Z]/.test(line)) lines.push(line);
+        if (line === done) break;
       }
     }
   } finally {
