@@ -10,7 +10,7 @@ import { createConnector } from "../client.ts";
 import type { ServerManager } from "../net/mod.ts";
 import { bridgeCloseDelay, createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
-import type { Transport, TransportOptions } from "../transports/transport.ts";
+import type { Transport, TransportEnvironment, TransportOptions } from "../transports/transport.ts";
 import {
   CLIENT_MAX_PADDING,
   CLIENT_MIN_PADDING,
@@ -47,13 +47,49 @@ function seededRandom(seed: number): (bytes: Uint8Array) => void {
 async function startServer(
   transport: Transport,
   config: TransportOptions = {},
-): Promise<{ manager: ServerManager; dials: () => number; close(): Promise<void> }> {
+  replays?: TransportEnvironment["replays"],
+): Promise<{
+  manager: ServerManager;
+  dials: () => number;
+  pairsMade: (count: number) => Promise<number>;
+  close(): Promise<void>;
+}> {
   const echo = startEcho();
   let dials = 0;
-  const manager = await proxy(transport, config, {
+  // The server's pairs, one per connection it accepted: a pair's handshake
+  // deadline runs from its making, which a busy machine may put well after
+  // the client's connect.
+  const times: number[] = []; // When each was made (Date.now()).
+  const waiting = new Set<{ count: number; resolve: (at: number) => void }>();
+  const counted: Transport = {
+    ...transport,
+    client: transport.client.bind(transport),
+    server: async (config, env) => {
+      const server = await transport.server(config, env);
+      const pair = () => {
+        const made = server.pair();
+        times.push(Date.now());
+        for (const wait of waiting) {
+          if (times.length >= wait.count) {
+            waiting.delete(wait);
+            wait.resolve(times[wait.count - 1]!);
+          }
+        }
+        return made;
+      };
+      return new Proxy(server, {
+        get: (target, key) => {
+          if (key === "pair") return pair;
+          const value = Reflect.get(target, key);
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+    },
+  };
+  const manager = await proxy(counted, config, {
     hostname: "127.0.0.1",
     port: 0,
-    env: { local: new MemoryStore() },
+    env: { local: new MemoryStore(), ...(replays === undefined ? {} : { replays }) },
     target: async () => {
       dials++;
       const conn = await Deno.connect({ hostname: "127.0.0.1", port: echo.addr.port });
@@ -64,6 +100,12 @@ async function startServer(
   return {
     manager,
     dials: () => dials,
+    pairsMade: (count) => {
+      if (times.length >= count) return Promise.resolve(times[count - 1]!);
+      const { promise, resolve } = Promise.withResolvers<number>();
+      waiting.add({ count, resolve });
+      return promise;
+    },
     async close() {
       await manager.close();
       await echo.close();
@@ -74,49 +116,66 @@ async function startServer(
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * Open a connection and send each part at its time (ms after connecting),
- * then 10 more bytes a moment later (the server must still be reading), and
- * read until the server closes.
+ * Open a connection (once `turn` resolves) and send each part at its time
+ * (ms after `made` says the server made the connection's pair, whose
+ * handshake deadline runs from then: a busy machine may make it well after
+ * the connect), then 10 more bytes a moment later (the server must still be
+ * reading), and read until the server closes.
  */
-async function probe(port: number, parts: [number, Uint8Array][]) {
+async function probe(
+  port: number,
+  parts: [number, Uint8Array][],
+  turn: Promise<void> = Promise.resolve(),
+  made?: () => Promise<number>,
+) {
+  await turn;
   const start = Date.now();
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
-    const reading = readUntilClosed(conn);
+    // Until the server closes, or answers (which fails the probe): an
+    // answered handshake's connection stays open.
+    const reading = conn.read(new Uint8Array(65536)).then((n) => n ?? 0, () => 0);
+    const base = made === undefined ? Date.now() : await made();
     for (const [at, data] of parts) {
-      await sleep(Math.max(0, at - (Date.now() - start)));
+      await sleep(Math.max(0, at - (Date.now() - base)));
       await writeFull(conn, data);
     }
     await sleep(50);
-    const more = await conn.write(new Uint8Array(10));
+    // When was it written (ms after the pair was made): a process stalled
+    // past the server's close delay writes after the close.
+    const moreAt = Date.now() - base;
+    const more = await conn.write(new Uint8Array(10)).catch((error) => {
+      if (error instanceof Deno.errors.BrokenPipe) return 0;
+      if (error instanceof Deno.errors.ConnectionReset) return 0;
+      throw error;
+    });
     const received = await reading;
-    return { received, more, elapsed: Date.now() - start };
+    return { received, more, moreAt, elapsed: Date.now() - start };
   } finally {
     conn.close();
   }
 }
 
+type Server = Awaited<ReturnType<typeof startServer>>;
+
 /**
- * A real client handshake that succeeds, then its replay, a wrong cert,
- * random bytes, and real handshakes that complete only after the server's
- * handshake deadline (`lateMs` after connecting): all must be met with
- * silence and closed no earlier than `minMs` after connecting.
+ * A real client handshake to `server` that succeeds; then, to `probed` (the
+ * same server, or one with its keys and replay filter), its replay, a wrong
+ * cert, random bytes, and real handshakes that complete only after the
+ * server's handshake deadline (`lateMs` after it made their pairs): all must
+ * be met with silence and closed no earlier than `minMs` after connecting.
  */
-async function probeAll(
-  server: Awaited<ReturnType<typeof startServer>>,
-  minMs: number,
-  lateMs: number,
-) {
-  const { port } = server.manager.addr;
+async function probeAll(server: Server, probed: Server, minMs: number, lateMs: number) {
   const identity = parseClientConfig(server.manager.clientOptions).identity;
   const good = new ClientHandshake(backend, identity);
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.manager.addr.port });
   await writeFull(conn, good.message);
   const answer = new Uint8Array(16384);
   const n = await conn.read(answer);
   ok(n !== null && n > 0, "the real handshake gets an answer");
   conn.close();
   const dialsAfterGood = server.dials();
+  const probedDials = probed.dials();
   const other = parseClientConfig((await obfs4.generateConfig!()).client).identity;
   const late = new ClientHandshake(backend, identity).message;
   const split = new ClientHandshake(backend, identity).message;
@@ -132,27 +191,60 @@ async function probeAll(
       split.subarray(100),
     ]]],
   ];
-  const results = await Promise.all(probes.map(([, parts]) => probe(port, parts)));
+  // One connect at a time, each once the server made the last one's pair:
+  // the server's next pair is then the probe's own.
+  let pairs = probed === server ? 1 : 0;
+  let turn = Promise.resolve();
+  const { port } = probed.manager.addr;
+  const results = await Promise.all(probes.map(([, parts]) => {
+    const count = ++pairs;
+    const made = probed.pairsMade(count);
+    const running = probe(port, parts, turn, () => made);
+    turn = made.then(() => {});
+    return running;
+  }));
   results.forEach((r, i) => {
     const name = probes[i]![0];
     strictEqual(r.received, 0, `${name}: bytes came back`);
-    strictEqual(r.more, 10, `${name}: the server stopped reading`);
+    // Written before the close delay, the bytes are taken.
+    ok(r.more === 10 || r.moreAt >= minMs, `${name}: the server stopped reading (${r.more})`);
     ok(r.elapsed >= minMs, `${name}: closed after ${r.elapsed} ms, before ${minMs} ms`);
   });
   console.log(
     `closed after (ms): ${results.map((r, i) => `${probes[i]![0]} ${r.elapsed}`).join(", ")}`,
   );
   strictEqual(server.dials(), dialsAfterGood, "a probe made the server dial the target");
+  strictEqual(probed.dials(), probedDials, "a probe made the server dial the target");
 }
 
 Deno.test("obfs4 server over TCP answers random bytes, a replayed handshake, a wrong cert and handshakes after its (injected) deadline with silence, closing only after the (injected) delay", async () => {
-  const server = await startServer(
-    createObfs4({ serverHandshakeTimeout: 300, probeCloseDelay: () => 900 }),
+  // The good handshake (the replay's original) goes to a server with the
+  // real deadline and delay: a busy machine may take longer than an
+  // injected 300 ms to answer it. The probes go to one with the same keys
+  // and the injected deadline and delay, which shares its replay filter (as
+  // a SIP003 server's listeners and -workers do). The delay leaves the
+  // probes' last writes (500 ms after their pairs were made, and 50 more)
+  // room on a machine that stalls this process for a second.
+  const generated = await obfs4.generateConfig!();
+  const shared = new Set<(value: Uint8Array) => void>();
+  const replays = {
+    recorded: (value: Uint8Array) => shared.forEach((add) => add(value)),
+    subscribe: (add: (value: Uint8Array) => void) => {
+      shared.add(add);
+      return () => shared.delete(add);
+    },
+  };
+  const server = await startServer(obfs4, generated.server, replays);
+  const late = await startServer(
+    createObfs4({ serverHandshakeTimeout: 300, probeCloseDelay: () => 3000 }),
+    generated.server,
+    replays,
   );
   try {
-    await probeAll(server, 900, 500);
+    await probeAll(server, late, 3000, 500);
   } finally {
     await server.close();
+    await late.close();
   }
 });
 
@@ -164,7 +256,7 @@ Deno.test("obfs4 server over TCP ignores a valid handshake sent 31 s after conne
   strictEqual(bridgeCloseDelay(Uint8Array.from({ length: 24 }, (_, i) => i === 0 ? 0x1b : 0)), 2);
   const server = await startServer(obfs4, { ...generated.server, "drbg-seed": seed });
   try {
-    await probeAll(server, 32_000, 31_000);
+    await probeAll(server, server, 32_000, 31_000);
   } finally {
     await server.close();
   }
