@@ -42,6 +42,11 @@ export interface DirectEnds {
    * failure: what a writer of its `writable` does. Not mixed with `sink`.
    */
   send(chunk: Uint8Array): Promise<void>;
+  /**
+   * Tell `release` of each chunk written through `sink` once the
+   * connection's encoder has taken it (copied what it needs).
+   */
+  releaseTo(release: (chunk: Uint8Array) => void): void;
 }
 let directAccess: DirectAccess | undefined;
 
@@ -93,6 +98,27 @@ function readCap(): number {
 const WAIT_READ = 16 * 1024;
 
 /**
+ * Read buffers that sources with `reuse` gave back, by length (a power of
+ * two), for the next read of that length on any socket: a socket's reads
+ * change size as it drains and fills, and a fresh buffer for each was
+ * zeroed memory from the allocator (page faults, memset, frees) per read.
+ * At most {@linkcode MAX_SPARES} of each length are kept (under 2 MiB).
+ */
+const spares = new Map<number, Uint8Array[]>();
+const MAX_SPARES = 4;
+
+function takeSpare(length: number): Uint8Array | undefined {
+  return spares.get(length)?.pop();
+}
+
+function putSpare(buffer: Uint8Array): void {
+  if (buffer.byteOffset !== 0) return;
+  let kept = spares.get(buffer.length);
+  if (kept === undefined) spares.set(buffer.length, kept = []);
+  if (kept.length < MAX_SPARES) kept.push(buffer);
+}
+
+/**
  * Reads a socket into chunks that are the reader's to keep. The read buffer's
  * size follows the reads: it starts small and stays small while reads are
  * small, grows fourfold while reads fill it, and falls back to the size of a
@@ -112,8 +138,18 @@ const WAIT_READ = 16 * 1024;
  * Past 64 open sockets, every read is capped at a share of a 16 MiB budget
  * (at least 4 KiB), so a relay stalled by an end that stops reading holds a
  * few of them, not a few 256 KiB chunks.
+ *
+ * With `reuse`, each read takes a buffer of its size from the process's
+ * spares, and `release(chunk)` gives a chunk's buffer back once the reader
+ * is done with it (a transport's decoder that copies what it keeps): a
+ * stream costs no fresh buffer per read, and no copy. A read that waits
+ * still holds at most 16 KiB. Without `reuse`, `release` does nothing.
  */
-export function connSource(conn: NetConn, first: number = MIN_READ): ChunkSource {
+export function connSource(
+  conn: NetConn,
+  first: number = MIN_READ,
+  reuse: boolean = false,
+): ChunkSource & { release(chunk: Uint8Array): void } {
   let size = first;
   let drained = false;
   let buffer: Uint8Array | undefined;
@@ -132,7 +168,10 @@ export function connSource(conn: NetConn, first: number = MIN_READ): ChunkSource
       // larger than the reads need now (or too small for them, or over the
       // cap); a read that most likely waits reuses none larger than it gets.
       const largest = Math.min(drained ? want : want * 4, cap);
-      if (buffer === undefined || buffer.length < want || buffer.length > largest) {
+      if (reuse) {
+        // A spare, never a buffer lent out before (released when done with).
+        buffer = takeSpare(want) ?? new Uint8Array(want);
+      } else if (buffer === undefined || buffer.length < want || buffer.length > largest) {
         buffer = new Uint8Array(want);
       }
       const into = buffer;
@@ -144,18 +183,26 @@ export function connSource(conn: NetConn, first: number = MIN_READ): ChunkSource
         throw error;
       }
       if (n === null) {
+        if (reuse) putSpare(into);
         ended();
         return null;
       }
       drained = n < into.length;
       if (n === into.length) size = Math.min(Math.max(size, into.length * 4), MAX_READ);
       else if (n < into.length / 2) size = Math.max(MIN_READ, 2 ** Math.ceil(Math.log2(n || 1)));
+      if (reuse) {
+        buffer = undefined;
+        return into.subarray(0, n);
+      }
       if (n < into.length / 2) return into.slice(0, n);
       buffer = undefined;
       return into.subarray(0, n);
     },
     cancel() {
       ended();
+    },
+    release(chunk) {
+      if (reuse) putSpare(new Uint8Array(chunk.buffer));
     },
   };
 }

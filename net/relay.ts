@@ -120,8 +120,14 @@ export async function relay(
   }
   let aToB = 0;
   let bToA = 0;
-  const ea = endpoint(a);
-  const eb = endpoint(b);
+  // A socket relayed to a transport connection that encodes what it is
+  // given at once (obfs4's) is read into spare buffers, each given back
+  // once encoded: no fresh buffer per read.
+  const [aDirect, bDirect] = [isDirect(a), isDirect(b)];
+  const ea = endpoint(a, bDirect);
+  const eb = endpoint(b, aDirect);
+  linkRelease(ea, eb);
+  linkRelease(eb, ea);
   const closeBoth = () => {
     closeQuietly(a);
     closeQuietly(b);
@@ -197,13 +203,38 @@ export function isRelayEnd(value: unknown): value is RelayEnd {
   }
 }
 
-function endpoint(end: RelayEnd): { source: ChunkSource; sink: ChunkSink } {
+interface Endpoint {
+  readonly source: ChunkSource;
+  readonly sink: ChunkSink;
+  /** A socket's read into spare buffers: gives a chunk's buffer back. */
+  readonly release?: (chunk: Uint8Array) => void;
+  /** A transport connection's: have `release` told of each chunk its sink encoded. */
+  readonly releaseTo?: (release: (chunk: Uint8Array) => void) => void;
+}
+
+/** Whether `end` is a transport connection a relay reads and writes directly. */
+function isDirect(end: RelayEnd): boolean {
+  return !("read" in end && typeof end.read === "function") && hasDirectEnds(end);
+}
+
+/** Chunks read from `from` and written to `to` go back to `from` once `to` encoded them. */
+function linkRelease(from: Endpoint, to: Endpoint): void {
+  if (from.release !== undefined && to.releaseTo !== undefined) to.releaseTo(from.release);
+}
+
+/** `end`'s source and sink; a socket's source reads into spare buffers with `reuse`. */
+function endpoint(end: RelayEnd, reuse: boolean): Endpoint {
   if ("read" in end && typeof end.read === "function") {
     // Relayed bytes go out when they arrive, as Go's sockets (TCP_NODELAY by
     // default) send them: Nagle's algorithm would hold a small answer back
     // until the previous one is acknowledged.
     if ("setNoDelay" in end && typeof end.setNoDelay === "function") end.setNoDelay(true);
-    return { source: connSource(end), sink: connSink(end) };
+    const source = connSource(end, undefined, reuse);
+    return {
+      source,
+      sink: connSink(end),
+      ...(reuse ? { release: (chunk: Uint8Array) => source.release(chunk) } : {}),
+    };
   }
   // A transport connection is read and written as its streams would be,
   // without making them.

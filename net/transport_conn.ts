@@ -5,6 +5,8 @@ import { HandshakeError } from "../transports/_handshake_error.ts";
 import { deferred } from "../transports/_deferred.ts";
 import { formatIp, isIpLiteral, parseIp } from "./_ip_address.ts";
 import {
+  type ChunkSink,
+  type ChunkSource,
   closeWriter,
   connSink,
   connSource,
@@ -17,7 +19,7 @@ import {
 } from "./_chunk_io.ts";
 import { isNetConn, type NetConn } from "./net_conn.ts";
 import { checkTransportPair } from "../transports/_pair.ts";
-import { DIRECT_PAIR, type DirectPair } from "../transports/_direct_pair.ts";
+import { DIRECT_PAIR, type DirectPair, type DirectTransform } from "../transports/_direct_pair.ts";
 import { checkDestination, checkTimeout } from "./address.ts";
 import { checkFactoryOptions, checkOptionType } from "../transports/_factory_options.ts";
 
@@ -131,6 +133,10 @@ export class TransportConn implements Disposable, AsyncDisposable {
   #readEnd: { readonly error: unknown } | null | undefined;
   /** Whether a relay took the connection's direct ends (the streams then stay locked). */
   #direct = false;
+  /** Whether the pair is a direct one (obfs4's), whose encoder copies each write. */
+  #copiesWrites: boolean;
+  /** Told of each chunk the relay's direct sink wrote, once encoded (see DirectEnds). */
+  #release: ((chunk: Uint8Array) => void) | undefined;
   /** The direct sink's write in flight, whose failure the next write or end reports. */
   #directWrite: Promise<void> | undefined;
 
@@ -210,26 +216,32 @@ export class TransportConn implements Disposable, AsyncDisposable {
     // without their streams: two TransformStreams, their readers, writers
     // and promises cost an idle connection about 10 KiB of heap.
     const direct = directPair(pair);
+    this.#copiesWrites = direct !== undefined;
     const encodeReadable = direct === undefined
       ? pair.encode.readable
       : { getReader: () => direct.encode } as unknown as ReadableStream<Uint8Array>;
     const decodeWritable = direct === undefined
       ? pair.decode.writable
       : { getWriter: () => direct.decode } as unknown as WritableStream<Uint8Array>;
-    const encodeSource = streamSource(encodeReadable, `Transport '${name}' encoder`);
+    const encodeSource = recycling(
+      streamSource(encodeReadable, `Transport '${name}' encoder`),
+      direct?.recycle,
+    );
     this.#abortEncode = (reason) => encodeSource.cancel(reason);
     this.#wireOut = pump(encodeSource, connSink(net), (n) => this.#wireBytesWritten += n, {
       onEnd: () => this.#encodeEnded = true,
     });
 
-    const decodeSink = streamSink(decodeWritable);
-    this.#abortDecode = (reason) => decodeSink.abort(reason);
+    // A direct pair's decoder (obfs4's) copies what it keeps: the socket
+    // is read into spare buffers, each given back once decoded, not a
+    // fresh one per read.
     // The first read takes a whole handshake (16 KiB); later ones follow the traffic.
-    this.#wireIn = pump(
-      connSource(net, 16 * 1024),
-      decodeSink,
-      (n) => this.#wireBytesRead += n,
-    );
+    const wireSource = connSource(net, 16 * 1024, direct !== undefined);
+    const decodeSink = direct === undefined
+      ? streamSink(decodeWritable)
+      : transformSink(direct.decode, (chunk) => wireSource.release(chunk));
+    this.#abortDecode = (reason) => decodeSink.abort(reason);
+    this.#wireIn = pump(wireSource, decodeSink, (n) => this.#wireBytesRead += n);
 
     this.#wireIn.then(() =>
       peerEnded.reject(
@@ -327,8 +339,8 @@ export class TransportConn implements Disposable, AsyncDisposable {
   }
 
   /** A write through `writable` (or the relay's direct sink), tracked for #shutWrite. */
-  #trackedWrite(chunk: Uint8Array): Promise<void> {
-    const writing = this.#write(this.#encoder, chunk);
+  #trackedWrite(chunk: Uint8Array, release?: (chunk: Uint8Array) => void): Promise<void> {
+    const writing = this.#write(this.#encoder, chunk, release);
     this.#writing = writing;
     writing.then(() => {
       if (this.#writing === writing) this.#writing = undefined;
@@ -362,7 +374,7 @@ export class TransportConn implements Disposable, AsyncDisposable {
       sink: {
         write: async (chunk) => {
           await settled();
-          const writing = this.#directWrite = this.#trackedWrite(chunk);
+          const writing = this.#directWrite = this.#trackedWrite(chunk, this.#release);
           writing.catch(() => {});
         },
         end: async () => {
@@ -374,10 +386,19 @@ export class TransportConn implements Disposable, AsyncDisposable {
         },
       },
       send: (chunk) => this.#trackedWrite(chunk),
+      releaseTo: (release) => {
+        // Only a direct pair's encoder is known to copy what it is given
+        // (another transform may pass the chunk itself on).
+        if (this.#copiesWrites) this.#release = release;
+      },
     };
   }
 
-  async #write(encoder: WritableStreamDefaultWriter<Uint8Array>, chunk: Uint8Array): Promise<void> {
+  async #write(
+    encoder: WritableStreamDefaultWriter<Uint8Array>,
+    chunk: Uint8Array,
+    release?: (chunk: Uint8Array) => void,
+  ): Promise<void> {
     if (!(chunk instanceof Uint8Array)) {
       const error = new TypeError(
         `Cannot write to transport connection: chunk must be a Uint8Array, got ${describe(chunk)}`,
@@ -395,7 +416,8 @@ export class TransportConn implements Disposable, AsyncDisposable {
       throw new TypeError("Cannot write to transport connection: its write side is closed");
     }
     this.#appBytesWritten += chunk.byteLength;
-    encoder.write(chunk).catch(() => {});
+    // A direct pair's encoder (obfs4's) has copied the chunk once its write resolves.
+    encoder.write(chunk).then(release && (() => release(chunk)), () => {});
   }
 
   /**
@@ -671,6 +693,51 @@ export class TransportConn implements Disposable, AsyncDisposable {
       // Already closed.
     }
   }
+}
+
+/**
+ * `source` telling `recycle` of each chunk once the pump reads the next
+ * (it has then written it to the socket in full), or `source` itself.
+ */
+function recycling(
+  source: ChunkSource,
+  recycle: ((chunk: Uint8Array) => void) | undefined,
+): ChunkSource {
+  if (recycle === undefined) return source;
+  let last: Uint8Array | null = null;
+  return {
+    read: () => {
+      if (last !== null) recycle(last);
+      last = null;
+      return source.read().then((chunk) => last = chunk);
+    },
+    cancel: (reason) => {
+      last = null;
+      source.cancel(reason);
+    },
+  };
+}
+
+/**
+ * Writes to a direct pair's transform as {@linkcode streamSink} writes to a
+ * writable (each write once the last is transformed, without waiting for
+ * its own), handing each chunk to `release` once transformed (the
+ * transform, obfs4's decoder, copies what it keeps).
+ */
+function transformSink(
+  transform: DirectTransform,
+  release: (chunk: Uint8Array) => void,
+): ChunkSink {
+  return {
+    write: async (chunk) => {
+      await transform.ready;
+      transform.write(chunk).then(() => release(chunk), () => {});
+    },
+    end: () => closeWriter(transform as unknown as WritableStreamDefaultWriter<Uint8Array>),
+    abort(reason) {
+      transform.abort(reason).catch(() => {});
+    },
+  };
 }
 
 /** The pair's transformers to run without streams, when it offers them (DIRECT_PAIR). */

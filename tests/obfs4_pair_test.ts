@@ -500,3 +500,49 @@ Deno.test("obfs4 client takes the bridge's length table at its first read after 
     "every first write was padded with the bridge's table, before the client's first read",
   );
 });
+
+/**
+ * Copy what `readable` gives into `writable` through one buffer, `step`
+ * bytes a write, the buffer overwritten once each write resolved: as a
+ * transport connection reads its socket into one buffer again and again.
+ */
+async function pipeReusing(
+  readable: ReadableStream<Uint8Array>,
+  writable: WritableStream<Uint8Array>,
+  step: number,
+): Promise<void> {
+  const buffer = new Uint8Array(step);
+  const writer = writable.getWriter();
+  for await (const chunk of readable) {
+    for (let at = 0; at < chunk.length; at += step) {
+      const piece = chunk.subarray(at, at + step);
+      buffer.set(piece);
+      await writer.write(buffer.subarray(0, piece.length));
+      buffer.fill(0xee);
+    }
+  }
+  await writer.close();
+}
+
+Deno.test("obfs4 decoders keep nothing of a chunk once its write resolved: the writer may read into it again", async () => {
+  const server = await obfs4.server({}, { local: new MemoryStore() });
+  const client = await obfs4.client(server.clientOptions);
+  const [c, s] = [client.pair({}), server.pair()];
+  // Pieces shorter than a frame and than a handshake: each decoder waits
+  // on bytes it was given in an earlier write.
+  const up = pipeReusing(c.encode.readable, s.decode.writable, 97);
+  const down = pipeReusing(s.encode.readable, c.decode.writable, 61);
+  await Promise.all([c.ready, s.ready]);
+  const cw = c.encode.writable.getWriter();
+  const sw = s.encode.writable.getWriter();
+  for (const size of [1, 1427, 5000, 65536]) {
+    const data = crypto.getRandomValues(new Uint8Array(size));
+    const [, got] = await Promise.all([cw.write(data), collect(s.decode.readable, size)]);
+    deepStrictEqual(got, data);
+    const [, back] = await Promise.all([sw.write(data), collect(c.decode.readable, size)]);
+    deepStrictEqual(back, data);
+  }
+  await cw.close();
+  await sw.close();
+  await Promise.all([up, down]);
+});

@@ -10,6 +10,11 @@ export const DIRECT_PAIR: unique symbol = Symbol("ptkit.directPair");
 export interface DirectPair {
   readonly encode: DirectTransform;
   readonly decode: DirectTransform;
+  /**
+   * Told of each chunk read from `encode` once it is sent and no longer
+   * used, so its buffer may carry a later one.
+   */
+  readonly recycle?: (chunk: Uint8Array) => void;
 }
 
 /** The controller a transformer is given: a `TransformStreamDefaultController`'s part in use. */

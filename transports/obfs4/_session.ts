@@ -57,6 +57,36 @@ const EMPTY = new Uint8Array(0);
  */
 const scratch = new Uint8Array(MAX_FRAME_PAYLOAD);
 
+/**
+ * Buffers of sent writes (see {@linkcode Session.recycle}), by size (a
+ * power of two, at least {@linkcode MIN_SPARE_OUTPUT}): a write of a
+ * socket's read (up to 256 KiB) in a fresh buffer was zeroed memory from
+ * the allocator (page faults, memset, frees) per write. At most
+ * {@linkcode MAX_SPARE_OUTPUTS} of each size are kept (under 2 MiB).
+ */
+const spareOutputs = new Map<number, ArrayBuffer[]>();
+const MIN_SPARE_OUTPUT = 16 * 1024;
+/** The largest kept: a write of a 256 KiB read, with its frames and padding. */
+const MAX_SPARE_OUTPUT = 512 * 1024;
+const MAX_SPARE_OUTPUTS = 2;
+
+/** `length` bytes, in a spare buffer when it is of a size to keep one for. */
+function spareOutput(length: number): Uint8Array {
+  if (length < MIN_SPARE_OUTPUT || length > MAX_SPARE_OUTPUT) return new Uint8Array(length);
+  const size = 2 ** Math.ceil(Math.log2(length));
+  const buffer = spareOutputs.get(size)?.pop() ?? new ArrayBuffer(size);
+  return new Uint8Array(buffer, 0, length);
+}
+
+function putSpareOutput(buffer: ArrayBuffer): void {
+  const size = buffer.byteLength;
+  // Only spareOutput's (a first write's buffer is of its own length).
+  if (size < MIN_SPARE_OUTPUT || size > MAX_SPARE_OUTPUT || (size & (size - 1)) !== 0) return;
+  let kept = spareOutputs.get(size);
+  if (kept === undefined) spareOutputs.set(size, kept = []);
+  if (kept.length < MAX_SPARE_OUTPUTS) kept.push(buffer);
+}
+
 /** Wire bytes of `n` application bytes in full and partial packets, before padding. */
 function burstLength(n: number): number {
   const rest = n % MAX_PACKET_PAYLOAD;
@@ -97,6 +127,10 @@ export class Session {
   #buffer: Uint8Array = EMPTY;
   #offset = 0;
   #framesDecoded = 0;
+  /** The buffer of the last IAT-mode 0 write, until it is recycled. */
+  #lent: ArrayBufferLike | undefined;
+  /** Set once a write was recycled: writes then take spare buffers. */
+  #recycles = false;
   // The output of the decode in progress, and where its good payloads end
   // (handed on when a later frame is bad).
   #decoding: Uint8Array = EMPTY;
@@ -217,7 +251,13 @@ export class Session {
         padding.push(pads);
       }
       if (total === 0) return [];
-      const out = new Uint8Array(total);
+      let out: Uint8Array;
+      if (this.#recycles) {
+        out = spareOutput(total);
+        this.#lent = out.buffer;
+      } else {
+        out = new Uint8Array(total);
+      }
       let offset = 0;
       for (let i = 0, n = 0; i < data.length || n === 0; i += MAX_BURST, n++) {
         offset = this.#burstInto(data.subarray(i, i + MAX_BURST), padding[n]!, out, offset);
@@ -266,6 +306,22 @@ export class Session {
       writes.push(burst.subarray(offset, offset + target));
       offset += target;
     }
+  }
+
+  /**
+   * Take back what {@linkcode Session.encode} returned last (IAT mode 0),
+   * once it is sent: its buffer goes to the process's spares for later
+   * writes, which from the first call on take spare buffers (a session
+   * whose writes are never given back makes each its own). Anything else
+   * is ignored.
+   *
+   * @param write The write, which its holder no longer uses.
+   */
+  recycle(write: Uint8Array): void {
+    this.#recycles = true;
+    if (write.buffer !== this.#lent) return;
+    this.#lent = undefined;
+    putSpareOutput(write.buffer as ArrayBuffer);
   }
 
   /** @returns How long to wait between IAT-mode writes, in milliseconds. */
@@ -358,10 +414,13 @@ export class Session {
       this.#offset = 0;
     }
     total = this.#frames(out, total, Infinity);
+    // What is left (less than a frame) is copied: the chunk is the
+    // caller's again once this returns (a socket's read buffer, read into
+    // again).
     if (this.#offset === this.#buffer.length) {
       this.#buffer = EMPTY;
       this.#offset = 0;
-    } else if (this.#offset > 0 && this.#buffer.length - this.#offset < 4096) {
+    } else if (this.#offset > 0 || this.#buffer === chunk) {
       this.#buffer = this.#buffer.slice(this.#offset);
       this.#offset = 0;
     }

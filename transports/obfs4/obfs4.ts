@@ -375,6 +375,7 @@ class PairCore {
     const direct: DirectPair = {
       encode: new DirectTransform(encode, 0),
       decode: new DirectTransform(decode, DECODE_READABLE.highWaterMark!),
+      recycle: (chunk) => this.session?.recycle(chunk),
     };
     let streams:
       | {
@@ -518,7 +519,11 @@ function clientPair(config: ClientConfig, parsed: Parsed, options: Obfs4Options)
       received = received.length === 0 ? chunk : concat(received, chunk);
       // The handshake was sent before anything could arrive.
       const result = handshake!.parse(received);
-      if (result === undefined) return;
+      if (result === undefined) {
+        // Kept until the rest comes: a copy, the chunk is the caller's again.
+        if (received === chunk) received = chunk.slice();
+        return;
+      }
       const session = new parsed.crypto.path!.Session({
         sendKeys: result.keys.subarray(0, 72),
         receiveKeys: result.keys.subarray(72, 144),
@@ -693,6 +698,8 @@ function serverPair(shared: ServerShared, parsed: Parsed, options: Obfs4Options)
         // connection whose answer has left.
         return new Promise((resolve) => setTimeout(resolve, 0)).then(() => frames(session, rest));
       }
+      // Kept until the rest comes: a copy, the chunk is the caller's again.
+      if (received.buffer === chunk.buffer) received = received.slice();
     },
     flush: () => {
       if (core.session === undefined) {
