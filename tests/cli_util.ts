@@ -80,23 +80,89 @@ export class TextProcess implements AsyncDisposable {
     }
   }
 
-  /** Send SIGINT and wait for the exit code. */
+  /**
+   * Send SIGINT and wait for the exit code. A descendant that outlives the
+   * child (`deno task` gone, its `main.ts` left running) would hold the
+   * output pipes open for good: after {@linkcode ORPHAN_WAIT_MS} it is
+   * killed and the call fails, naming it, instead of waiting forever.
+   */
   async interrupt(): Promise<number> {
+    const family = await descendants(this.child.pid);
     this.child.kill("SIGINT");
     const status = await this.child.status;
-    await this.#done;
+    await this.#outputEnds(family);
     return status.code;
   }
 
+  async #outputEnds(family: number[]): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const ended = await Promise.race([
+      this.#done.then(() => true),
+      new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), ORPHAN_WAIT_MS)),
+    ]);
+    clearTimeout(timer);
+    if (ended) return;
+    const left = [];
+    for (const pid of family) {
+      const command = await Deno.readTextFile(`/proc/${pid}/cmdline`).catch(() => undefined);
+      if (command === undefined) continue;
+      left.push(`${pid} ${command.replaceAll("\0", " ").trim()}`);
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    await this.#done;
+    throw new Error(
+      `The child exited, but its output stayed open ${ORPHAN_WAIT_MS} ms: left running (now killed): ${
+        left.join("; ") || "none found"
+      }`,
+    );
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
+    const family = await descendants(this.child.pid);
     try {
       this.child.kill("SIGKILL");
     } catch {
       // Already exited.
     }
     await this.child.status;
+    for (const pid of family) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // Gone already.
+      }
+    }
     await this.#done;
   }
+}
+
+/** How long output may stay open after the child exits (its descendants' pipes). */
+const ORPHAN_WAIT_MS = 30_000;
+
+/** The processes descending from `pid`, from /proc (children first). */
+async function descendants(pid: number): Promise<number[]> {
+  const parents = new Map<number, number[]>();
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^[0-9]+$/.test(entry.name)) continue;
+    const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`).catch(() => "");
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (!Number.isInteger(ppid)) continue;
+    const list = parents.get(ppid) ?? [];
+    list.push(Number(entry.name));
+    parents.set(ppid, list);
+  }
+  const found: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const children = parents.get(queue.shift()!) ?? [];
+    found.push(...children);
+    queue.push(...children);
+  }
+  return found;
 }
 
 /** A minimal HTTP/1.0 server on loopback that counts connections. */
