@@ -60,10 +60,13 @@ export class PtProcess implements AsyncDisposable {
     this.#stderr = new Response(this.child.stderr).text();
   }
 
-  /** Read stdout until a line matching `pattern`; returns it. */
-  async waitFor(pattern: RegExp): Promise<string> {
+  /**
+   * Read stdout until a line matching `pattern` (from line `from` on: 0, the
+   * first line printed); returns it.
+   */
+  async waitFor(pattern: RegExp, from = 0): Promise<string> {
     for (;;) {
-      const found = this.lines.find((l) => pattern.test(l));
+      const found = this.lines.find((l, i) => i >= from && pattern.test(l));
       if (found !== undefined) return found;
       const newline = this.#buffer.indexOf("\n");
       if (newline >= 0) {
