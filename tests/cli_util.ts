@@ -3,7 +3,7 @@
 // searchable, and a tiny HTTP server that counts its connections.
 
 import { runCli } from "../ipc/cli/_commands.ts";
-import { childEnv } from "./ipc_util.ts";
+import { childEnv, childrenOf } from "./ipc_util.ts";
 
 /**
  * Run `main.ts <args>` in this process (runCli, no environment) until its
@@ -145,24 +145,10 @@ const ORPHAN_WAIT_MS = 30_000;
 
 /** The processes descending from `pid`, from /proc (children first). */
 async function descendants(pid: number): Promise<number[]> {
-  const parents = new Map<number, number[]>();
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^[0-9]+$/.test(entry.name)) continue;
-    const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`).catch(() => "");
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    if (!Number.isInteger(ppid)) continue;
-    const list = parents.get(ppid) ?? [];
-    list.push(Number(entry.name));
-    parents.set(ppid, list);
-  }
-  const found: number[] = [];
-  const queue = [pid];
-  while (queue.length > 0) {
-    const children = parents.get(queue.shift()!) ?? [];
-    found.push(...children);
-    queue.push(...children);
-  }
-  return found;
+  // A for-of over an array also visits what is pushed onto it meanwhile.
+  const family = [pid];
+  for (const parent of family) family.push(...await childrenOf(parent));
+  return family.slice(1);
 }
 
 /** A minimal HTTP/1.0 server on loopback that counts connections. */
