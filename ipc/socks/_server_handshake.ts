@@ -196,8 +196,9 @@ async function socks5(
   withSettings: boolean,
 ) {
   const [, count] = await reader.need(2);
-  // A copy: consume() moves what follows (a pipelined message) over it.
-  const methods = (await reader.need(2 + count!)).slice(2);
+  // A copy of the methods alone: what follows them (a pipelined message)
+  // is in the same buffer, and consume() moves it over them.
+  const methods = (await reader.need(2 + count!)).slice(2, 2 + count!);
   reader.consume(2 + count!);
   // A client that offers one method knows which comes next, and may send
   // it at once (obfs4proxy answers such a client too); one that offers
