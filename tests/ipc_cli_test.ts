@@ -44,6 +44,9 @@ Deno.test("runCli refuses bad input with a clear message and exit 64", async () 
     ],
     [["sever"], /^ptkit: error: Unknown command "sever" \(did you mean server\?\)/],
     [["server", "--bogus"], /Unknown flag --bogus/],
+    // The flag is named as typed (coturn's -L, a capital letter), not rewritten.
+    [["server", "-X"], /^ptkit: error: Unknown flag -X\n/],
+    [["server", "--noSuchFlag=1"], /^ptkit: error: Unknown flag --noSuchFlag\n/],
     // The managed proxy's spelling is understood (and its value checked).
     [["server", "--logLevel", "loud"], /Invalid log level "loud"/],
     [["client", "--sock", "127.0.0.1:1"], /Unknown flag --sock \(did you mean --socks\?\)/],

@@ -103,6 +103,10 @@ Deno.test("turn CLI names a near miss of a flag, never a value", async () => {
     secret.stderr,
   );
   ok(!secret.stderr.includes("S3CRET"), secret.stderr);
+  // coturn's -L is named as typed, not as "--l".
+  const coturn = await run(["-L", "127.0.0.1", "--user", "u:p", "--realm", "r"]);
+  strictEqual(coturn.code, 64);
+  ok(coturn.stderr.startsWith("ptkit: error: Unknown flag -L\n"), coturn.stderr);
   const flagValue = await run(["--allow-loopback-peers=yes", "--listen", "127.0.0.1:0"]);
   strictEqual(flagValue.code, 64);
   ok(flagValue.stderr.includes("Flag --allow-loopback-peers takes no value"), flagValue.stderr);

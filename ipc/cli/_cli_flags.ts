@@ -37,17 +37,20 @@ export function parseCliFlags(
 ): Record<string, string> | string {
   const values: Record<string, string> = {};
   for (let i = 0; i < args.length; i++) {
-    const match = /^--?([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(args[i]!);
+    const match = /^(--?)([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(args[i]!);
     if (match === null && positional(args[i]!)) continue;
     if (match === null) return unexpectedArgument(args[i]!, before + i + 1);
-    const [, given, inline] = match;
+    const [, dashes, given, inline] = match;
     // The managed proxy's spelling works too: --logLevel is --log-level.
     const name = flagName(given!);
     const key = name === "h" ? "help" : name;
     const spec = specs[key];
     if (spec === undefined) {
       const near = suggestOptionKey(name, Object.keys(specs));
-      return `Unknown flag --${name}${near === undefined ? "" : ` (did you mean --${near}?)`}`;
+      // Named as typed (`-L`, not `--l`), so the user finds it in their command.
+      return `Unknown flag ${dashes}${given}${
+        near === undefined ? "" : ` (did you mean --${near}?)`
+      }`;
     }
     let value: string;
     if (spec.value === undefined) {
