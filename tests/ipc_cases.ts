@@ -342,6 +342,20 @@ export const cases: Case[] = [
     stdout: ["VERSION 2", "CMETHODS DONE"],
     stderr: [/^CMETHOD-ERROR obfs4 Cannot configure transport 'obfs4': missing option 'cert'/m],
   },
+  // The transparent modes take no per-connection arguments: -options is all a
+  // transport gets there, so a transport given none (or options under another
+  // name) fails at start, not on every connection or datagram.
+  ...(["transparent-TCP", "transparent-UDP"] as const).map((mode): Case => ({
+    name: `${mode} with no -options for a transport that needs them: CMETHOD-ERROR at start`,
+    args: ["-transports", "obfs4", "-mode", mode, "-target", "127.0.0.1:9"],
+    env: v1,
+    code: 0,
+    stdout: [
+      "VERSION 1",
+      /^CMETHOD-ERROR obfs4 Cannot configure transport 'obfs4': missing option 'iat-mode' and option 'cert'/,
+      "CMETHODS DONE",
+    ],
+  })),
   {
     name: "a transport ignores options it does not know, and says so",
     args: ["-mode", "transparent-TCP", "-target", "127.0.0.1:9", "-options", "plain:k=v"],

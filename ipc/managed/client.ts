@@ -206,7 +206,11 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
           `Transport '${name}' cannot leave from TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6`,
         );
       }
-      if (config.optionsComplete) await checkComplete(transport, base, env);
+      // The transparent and datagram modes take no per-connection arguments:
+      // what was given at start is all the transport gets, so check it now.
+      if (config.optionsComplete || config.mode !== "socks5") {
+        await checkComplete(transport, base, env);
+      }
       if (config.mode === "socks5") {
         const connectors = new Map<string, Promise<Connector>>();
         const closeConnector = (connector: Promise<Connector> | undefined) =>

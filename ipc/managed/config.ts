@@ -92,7 +92,8 @@ export interface ClientConfig {
    * checked as a whole at start, so a line without its keys fails with
    * `CMETHOD-ERROR` instead of failing every connection. Under tor (the
    * default, `false`) a client's arguments may still come with each SOCKS
-   * request, so only options given at start are checked.
+   * request, so only options given at start are checked; the transparent
+   * and datagram modes, which have no SOCKS request, are checked whole.
    */
   readonly optionsComplete?: boolean;
 }
