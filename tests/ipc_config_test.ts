@@ -610,6 +610,46 @@ const ROWS: readonly Row[] = [
     env: server,
     expect: { error: "ENV-ERROR", exitCode: 64, message: /Flag -workers needs a value/ },
   },
+  // Options for a transport that is not started are ignored, and said so:
+  // SMETHOD's "ARGS:cert=..." pasted whole, or a misspelt name, would
+  // otherwise leave the transport without them and no word why.
+  {
+    name: "-options for a transport not started: a warning naming it, with a near miss",
+    args: ["-transports", "obfs4", "-options", "obfs:iat-mode=1"],
+    env: server,
+    expect: {
+      warnings: [
+        "Ignored -options for transport 'obfs': it is not among the transports started (obfs4; did you mean 'obfs4'?)",
+      ],
+    },
+  },
+  {
+    name: "-options with SMETHOD's ARGS: pasted: a warning",
+    args: ["-transports", "obfs4", "-options", "ARGS:cert=AAAA,iat-mode=0"],
+    env: client,
+    expect: {
+      warnings: [
+        "Ignored -options for transport 'ARGS': it is not among the transports started (obfs4)",
+      ],
+    },
+  },
+  {
+    name:
+      "TOR_PT_SERVER_TRANSPORT_OPTIONS for a transport not started: a warning; a name that is no transport name is not quoted",
+    env: { ...server, TOR_PT_SERVER_TRANSPORT_OPTIONS: "plain:a=b;pass=wo rd:k=v;plain2:x=y" },
+    expect: {
+      warnings: [
+        "Ignored TOR_PT_SERVER_TRANSPORT_OPTIONS under a name that is not a transport name (not shown): the transports started are plain",
+        "Ignored TOR_PT_SERVER_TRANSPORT_OPTIONS for transport 'plain2': it is not among the transports started (plain; did you mean 'plain'?)",
+      ],
+    },
+  },
+  {
+    name: "-options for every transport started, or JSON for all: no warning",
+    args: ["-transports", "obfs4,plain", "-options", "obfs4:iat-mode=1;plain:k=v"],
+    env: server,
+    expect: { warnings: [] },
+  },
   { name: "--help", args: ["--help"], expect: { kind: "help" } },
   { name: "--version", args: ["--version"], expect: { kind: "ptkit-version" } },
 ];

@@ -14,6 +14,7 @@ import { parseUserinfo } from "../../net/_userinfo.ts";
 import { parseTransportOptions } from "../lines/_args.ts";
 import { parseLogSeverity } from "../lines/_output.ts";
 import { RepeatedKeyLog } from "../lines/_first_value.ts";
+import { suggestOptionKey } from "../../transports/_option_keys.ts";
 import { ENV_VARS, FLAGS, isHelpFlag, parseFlags } from "./_flags.ts";
 import { parseBindAddr } from "./_bind_addr.ts";
 import { parseOutboundBind } from "./_outbound_bind.ts";
@@ -447,6 +448,7 @@ export function parseManagedConfig(
         onRepeatedKey: (key, name) => repeated.report(`${where} for '${name}'`, key),
       })
     );
+    warnings.push(...unstartedOptions(where, [...transportOptions.keys()], transports));
   }
   // Empty is none (a launcher that sets every variable, as ptadapter does):
   // the working directory then, with the notice an unset one gets.
@@ -468,6 +470,38 @@ export function parseManagedConfig(
     ? serverConfig(base, flags.values, value, vars, envError, attempt, onlyFree(base, options))
     : clientConfig(base, flags.values, value, vars, options.known, envError, attempt, version);
   return { ...side, workers: workerCount(side, flags.values.workers, options.cpus, envError) };
+}
+
+/**
+ * Warnings for options given to a transport that is not started (`*`, JSON
+ * settings for every transport, excepted): a misspelt name, or SMETHOD's
+ * `ARGS:k=v,...` pasted whole, leaves the transport without them. A name
+ * that is not a transport name (a C identifier) may be a piece of a
+ * password, and is not shown.
+ */
+function unstartedOptions(
+  where: string,
+  names: readonly string[],
+  transports: readonly string[],
+): string[] {
+  const warnings: string[] = [];
+  for (const name of names) {
+    if (name === "*" || transports.includes(name)) continue;
+    const started = transports.join(", ");
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(name)) {
+      warnings.push(
+        `Ignored ${where} under a name that is not a transport name (not shown): the transports started are ${started}`,
+      );
+      continue;
+    }
+    const near = suggestOptionKey(name, transports);
+    warnings.push(
+      `Ignored ${where} for transport '${name}': it is not among the transports started (${started}${
+        near === undefined ? "" : `; did you mean '${near}'?`
+      })`,
+    );
+  }
+  return warnings;
 }
 
 /** What a value is, for an error: `null`, `array` or its `typeof`. */
