@@ -158,3 +158,44 @@ Deno.test("turn CLI on an IPv6-only address serves turnutils_uclient's RTP/RTCP 
     strictEqual((await server.status).code, 0);
   }
 });
+
+Deno.test("turn CLI --user takes coturn's key form (USER:0x<hex>, as turnadmin -k prints it and turnserver.conf's user= lines hold it), on the command line and in an @FILE", async () => {
+  requireBinary("turnutils_uclient", "coturn");
+  const turnadmin = requireBinary("turnadmin", "coturn");
+  // The key of ninefingers:north.gov:youhavetoberealistic, coturn's own example.
+  const made = await new Deno.Command(turnadmin, {
+    args: ["-k", "-u", "ninefingers", "-r", "north.gov", "-p", "youhavetoberealistic"],
+    stdin: "null",
+    stderr: "null",
+  }).output();
+  const key = /0x[0-9a-f]{32}/.exec(new TextDecoder().decode(made.stdout))?.[0];
+  strictEqual(key, "0xbc807ee29df3c9ffa736523fb2c4e8ee");
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/users`, `# as turnserver.conf has it\nninefingers:${key}\n`);
+  try {
+    for (const user of [`ninefingers:${key}`, `@${dir}/users`]) {
+      const port = await freeUdpPort();
+      const { child } = await startTurnCli([
+        ...["--listen", `127.0.0.1:${port}`, "--user", user, "--realm", "north.gov"],
+        "--allow-loopback-peers",
+      ]);
+      try {
+        const common = ["-y", "-c", "-n", "20", "-m", "1", "-l", "100", "-p", String(port)];
+        const good = await uclient([
+          ...common,
+          ...["-u", "ninefingers", "-w", "youhavetoberealistic", "127.0.0.1"],
+        ]);
+        strictEqual(good.code, 0, `${user}: ${good.output.slice(-800)}`);
+        ok(/Total lost packets 0 \(/.test(good.output), good.output.slice(-800));
+        // The key itself is no password: a client sending it is refused.
+        const wrong = await uclient([...common, "-u", "ninefingers", "-w", key!, "127.0.0.1"]);
+        ok(wrong.code !== 0 || !/Total lost packets 0 \(/.test(wrong.output), wrong.output);
+      } finally {
+        child.kill("SIGTERM");
+        strictEqual((await child.status).code, 0);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

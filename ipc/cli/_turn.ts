@@ -14,6 +14,9 @@ import { realmProblem, usernameProblem } from "../../udp/turn/_credential_limits
 const USAGE =
   "Usage: main.ts turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM [--allow-loopback-peers]";
 
+/** coturn's long-term key in place of a password: `0x` and 32 hex digits (MD5). */
+const COTURN_KEY = /^0x[0-9a-fA-F]{32}$/;
+
 const HELP = `Usage: main.ts turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM
                     [--allow-loopback-peers]
 
@@ -23,7 +26,9 @@ SIGTERM. Loopback, private, link-local and multicast peers are refused (403).
   --listen HOST:PORT        address to listen on (IPv6 in brackets)
   --user USER:PASSWORD      a user; the user name ends at the first ':' (repeatable;
                             @FILE: the users from FILE, one USER:PASSWORD a line,
-                            keeping passwords off the command line)
+                            keeping passwords off the command line; a PASSWORD
+                            of 0x and 32 hex digits is coturn's key, as
+                            turnadmin -k prints it for this realm)
   --realm REALM             the realm
   --allow-loopback-peers    also relay to loopback peers
   --help                    print this help
@@ -111,6 +116,17 @@ export async function runTurnCommand(args: string[]): Promise<number> {
       users[username] = password;
     }
   }
+  // coturn's key form (turnserver.conf's `user=NAME:0x<hex>`, turnadmin -k's
+  // output): the long-term key itself, never a password clients send.
+  const keys: Record<string, Uint8Array> = {};
+  for (const [username, password] of Object.entries(users)) {
+    if (!COTURN_KEY.test(password)) continue;
+    keys[username] = Uint8Array.from(
+      password.slice(2).match(/../g)!,
+      (byte) => parseInt(byte, 16),
+    );
+    delete users[username];
+  }
   // Every flag missing at once, in the usage's order (not one run each);
   // a bad --user value is named first, as above.
   const missing = [
@@ -129,7 +145,9 @@ export async function runTurnCommand(args: string[]): Promise<number> {
   if (realm === undefined || realm === "") return fail("Missing --realm REALM");
   const realmTrouble = realmProblem(realm);
   if (realmTrouble !== undefined) return fail(`Invalid --realm: ${realmTrouble}`);
-  if (Object.keys(users).length === 0) return fail("Missing --user USER:PASSWORD");
+  if (Object.keys(users).length + Object.keys(keys).length === 0) {
+    return fail("Missing --user USER:PASSWORD");
+  }
   let address;
   try {
     address = parseHostPort(listen, "--listen");
@@ -143,7 +161,7 @@ export async function runTurnCommand(args: string[]): Promise<number> {
   }
   let turn;
   try {
-    turn = await serveTurnUdp({ ...address, realm, users, allowLoopbackPeers });
+    turn = await serveTurnUdp({ ...address, realm, users, keys, allowLoopbackPeers });
   } catch (error) {
     // The operator's own address, not a client's: it is named.
     Deno.stderr.writeSync(

@@ -492,7 +492,7 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "authentication",
     description: "TURN accepts a user name it does not know",
     file: TURN_SERVER,
-    search: "if (password === undefined) {",
+    search: "if (password === undefined && given === undefined) {",
     replace: "if (false) {",
     tests: [T_TURN_SERVER],
   },

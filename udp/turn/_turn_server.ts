@@ -117,6 +117,12 @@ export interface TurnServerOptions {
   readonly realm: string;
   /** Users and passwords. */
   readonly users: Readonly<Record<string, string>>;
+  /**
+   * Users given by their long-term key instead (MD5 of `user:realm:password`,
+   * 16 bytes: what coturn's `turnadmin -k` prints as `0x...`); a name here
+   * wins over the same name in `users`.
+   */
+  readonly keys?: Readonly<Record<string, Uint8Array>>;
   /** Relay socket factory. */
   readonly relay: TurnRelayFactory;
   /**
@@ -378,6 +384,7 @@ const decoder = new TextDecoder();
 export class TurnServer {
   #realm: string;
   #users: Readonly<Record<string, string>>;
+  #givenKeys: Readonly<Record<string, Uint8Array>>;
   #relay: TurnRelayFactory;
   #now: () => number;
   #peers: DestinationPolicy;
@@ -440,10 +447,17 @@ export class TurnServer {
       throw new TypeError("Cannot create TURN server: realm must be a non-empty string");
     }
     const problem = realmProblem(options.realm) ??
-      Object.keys(options.users).map(usernameProblem).find((p) => p !== undefined);
+      [...Object.keys(options.users), ...Object.keys(options.keys ?? {})].map(usernameProblem)
+        .find((p) => p !== undefined);
     if (problem !== undefined) throw new RangeError(`Cannot create TURN server: ${problem}`);
+    for (const key of Object.values(options.keys ?? {})) {
+      if (!(key instanceof Uint8Array) || key.length !== 16) {
+        throw new RangeError("Cannot create TURN server: a user's key must be 16 bytes");
+      }
+    }
     this.#realm = options.realm;
     this.#users = options.users;
+    this.#givenKeys = options.keys ?? {};
     this.#relay = options.relay;
     this.#now = options.now ?? systemClock.now;
     this.#peers = new DestinationPolicy({
@@ -872,15 +886,17 @@ export class TurnServer {
     }
     const username = decoder.decode(usernameBytes);
     const password = Object.hasOwn(this.#users, username) ? this.#users[username] : undefined;
-    if (password === undefined) {
+    const given = Object.hasOwn(this.#givenKeys, username) ? this.#givenKeys[username] : undefined;
+    if (password === undefined && given === undefined) {
       this.#challenge(client, request, 401);
       return;
     }
     // One key per user, derived once: MESSAGE-INTEGRITY checks reuse it.
-    let key = this.#keys.get(username);
+    let key = given ?? this.#keys.get(username);
     if (key === undefined) {
       if (this.#keys.size >= 1024) this.#keys.clear();
-      this.#keys.set(username, key = longTermKey(username, realm, password));
+      // No key given: the user has a password (checked above).
+      this.#keys.set(username, key = longTermKey(username, realm, password!));
     }
     if (!verifyIntegrity(request, key)) {
       this.#challenge(client, request, 401);
