@@ -91,7 +91,7 @@ Deno.test("parseSip003: the client listens on SS_LOCAL and dials SS_REMOTE", () 
       { hostname: "127.0.0.1", port: 1984 },
       { hostname: "192.0.2.1", port: 8388 },
       ["obfs4"],
-      "/default/client",
+      undefined, // a client keeps nothing on disk without state=
     ],
   );
   deepStrictEqual(config.options.get("obfs4"), { cert: "abc", "iat-mode": "0" });
@@ -1009,3 +1009,42 @@ async function serverPlugin(
 function match(text: string, pattern: RegExp): void {
   ok(pattern.test(text), `${JSON.stringify(text)} does not match ${pattern}`);
 }
+
+Deno.test("SIP003: a client plugin without state= writes nothing to disk (under Debian's ss-local unit, DynamicUser, no directory it may write: it failed with 'Cannot use state directory')", async () => {
+  // Its transports (plain, obfs4, webtunnel) keep no client state: the
+  // per-user default (here XDG_STATE_HOME, under systemd "/" or a HOME it
+  // cannot write) must not be made, nor locked.
+  const home = await Deno.makeTempDir({ prefix: "ptkit_sip003_client_" });
+  try {
+    const target = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = freePort();
+    await using plugin = new TextProcess(MAIN, [], {
+      SS_REMOTE_HOST: "127.0.0.1",
+      SS_REMOTE_PORT: String(target.addr.port),
+      SS_LOCAL_HOST: "127.0.0.1",
+      SS_LOCAL_PORT: String(port),
+      SS_PLUGIN_OPTIONS: "transport=plain",
+      XDG_STATE_HOME: home,
+    });
+    for (let i = 0; i < 600 && !/plain client on/.test(plugin.stderr); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    match(plugin.stderr, /plain client on 127\.0\.0\.1:[0-9]+ \(SS_LOCAL\)/);
+    // It carries a connection.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const peer = await target.accept();
+    await conn.write(new Uint8Array([7]));
+    const got = new Uint8Array(1);
+    deepStrictEqual(await peer.read(got), 1);
+    conn.close();
+    peer.close();
+    target.close();
+    deepStrictEqual(await plugin.interrupt(), 0);
+    ok(!/state/i.test(plugin.stderr), plugin.stderr);
+    const made = [];
+    for await (const entry of Deno.readDir(home)) made.push(entry.name);
+    deepStrictEqual(made, [], `the client plugin created ${made.join(", ")}`);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});

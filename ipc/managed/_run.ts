@@ -149,8 +149,11 @@ export async function runManaged(
     emit({ type: "LOG", severity, message });
   let stateDir = config.stateDir ?? Deno.cwd();
   if (!stateDir.startsWith("/")) stateDir = inDirectory(Deno.cwd(), stateDir);
+  // No directory given and the store in memory (a SIP003 client plugin):
+  // nothing is made, locked or written on disk.
+  const diskless = config.stateDir === undefined && hooks.local !== undefined;
   try {
-    await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
+    if (!diskless) await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
   } catch (error) {
     // A state path is the operator's own, not a secret: it is named.
     const why = error instanceof Deno.errors.AlreadyExists
@@ -162,7 +165,7 @@ export async function runManaged(
     });
     return 64;
   }
-  if (config.stateDir === undefined) {
+  if (config.stateDir === undefined && !diskless) {
     // obfs4proxy refuses to start without one; PT 2.1 falls back to here:
     // said, as keys may be written where nobody expects them.
     log(

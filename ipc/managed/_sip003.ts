@@ -19,6 +19,7 @@ import type { PtLine } from "../lines/pt_line.ts";
 import type { ClientConfig, ServerConfig } from "./config.ts";
 import { perUserStateDir } from "./_state_dir.ts";
 import { FileStore } from "./_file_store.ts";
+import { MemoryStore } from "../../transports/memory_store.ts";
 import { CAUSE_REPORTED } from "./_shutdown.ts";
 import { cliError, methodErrorCode, methodErrorText, SIP003_PLUGIN_KEYS } from "../cli/_names.ts";
 
@@ -141,7 +142,14 @@ export function parseSip003(
     version: "2",
     transports: [transport],
     options: new Map<string, TransportOptions>([[transport, args]]),
-    stateDir: options.state ?? defaultState(server ? "server" : "client"),
+    // A client's transports (plain, obfs4, webtunnel) keep nothing: without
+    // state= it has no state directory (runSip003 keeps its store in
+    // memory), so a service user who may write nowhere can run it.
+    ...(options.state !== undefined
+      ? { stateDir: options.state }
+      : server
+      ? { stateDir: defaultState("server") }
+      : {}),
     exitOnStdinClose: false,
     logLevel,
     warnings,
@@ -447,7 +455,7 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
     return output.failureCode();
   }
   const stop = new AbortController();
-  let stateDir = plan.config.stateDir!;
+  let stateDir = plan.config.stateDir ?? Deno.cwd();
   if (!stateDir.startsWith("/")) stateDir = `${Deno.cwd()}/${stateDir}`;
   // Written before the run releases the state directory's lock: a second
   // plugin starting on the directory waits for it, and never finds (nor
@@ -490,6 +498,8 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
     signal: stop.signal,
     stdin: new ReadableStream(),
     whileLocked: () => written,
+    // A client without state=: nothing on disk (see parseSip003).
+    ...(plan.config.stateDir === undefined ? { local: new MemoryStore() } : {}),
   });
   return code !== 0 ? code : output.failureCode();
 }
