@@ -80,7 +80,18 @@ export function createUdpRelayFactory(options: UdpRelayOptions): TurnRelayFactor
       if (host === undefined) throw new RangeError(`Cannot relay IPv${request.family}`);
       const advertised = isWildcard(host) ? routedTo(request) : undefined;
       for (let attempt = 0; attempt < 40; attempt++) {
-        const first = await relaySocket(host, 0, advertised);
+        // An even port is drawn here (one socket per try) rather than taken
+        // from the kernel and closed when odd: every socket opened costs a
+        // receive buffer and a search for its descriptor. The kernel picks
+        // when the draws keep finding ports in use.
+        const drawn = request.evenPort || request.reserveNext ? attempt < 20 : false;
+        let first: TurnRelaySocket;
+        try {
+          first = await relaySocket(host, drawn ? randomEvenPort() : 0, advertised);
+        } catch (error) {
+          if (drawn) continue;
+          throw error;
+        }
         if (!request.evenPort && !request.reserveNext) return [first];
         if (first.address.port % 2 !== 0 || first.address.port === 65535) {
           first.close();
@@ -148,6 +159,16 @@ function withImpliedIpv4(options: UdpRelayOptions): UdpRelayOptions {
   const source = openLibc()?.routedSource(parseIp(PUBLIC_HOST[4]));
   if (source === undefined || source.every((byte) => byte === 0)) return options;
   return { ...options, ipv4: "0.0.0.0" };
+}
+
+/** Where {@linkcode randomEvenPort} draws from: the dynamic ports (RFC 6335), as coturn's relays. */
+const DYNAMIC_PORTS = { first: 49152, count: (65534 - 49152) / 2 + 1 } as const;
+const portDraw = new Uint16Array(1);
+
+/** A random even port of 49152-65534 (its next port exists). */
+function randomEvenPort(): number {
+  crypto.getRandomValues(portDraw);
+  return DYNAMIC_PORTS.first + 2 * (portDraw[0]! % DYNAMIC_PORTS.count);
 }
 
 function isWildcard(host: string): boolean {
