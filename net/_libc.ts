@@ -203,7 +203,31 @@ export class Libc {
    */
   findUdpSocket(name: Uint8Array): number {
     this.#prepareReceive();
-    return this.#findSocket(name, SOCK_DGRAM);
+    // A socket takes the lowest free descriptor: in a process that opens
+    // many (a TURN server's relays), most often the one after the last
+    // found, or the last again once that was closed. Those two first, then
+    // the scan from 0 (each number looked at is a getsockname(2)).
+    const hint = this.#udpHint;
+    for (const fd of [hint + 1, hint]) {
+      if (fd > 2 && this.#isSocket(fd, name, SOCK_DGRAM)) return this.#udpHint = fd;
+    }
+    const fd = this.#findSocket(name, SOCK_DGRAM);
+    if (fd >= 0) this.#udpHint = fd;
+    return fd;
+  }
+
+  /** Where {@linkcode Libc.findUdpSocket} last found a socket. */
+  #udpHint = 0;
+
+  /** Whether descriptor `fd` is a socket of `type` bound to `name`. */
+  #isSocket(fd: number, name: Uint8Array, type: number): boolean {
+    const address = this.#address;
+    this.#addressLength[0] = address.byteLength;
+    if (this.#lib.symbols.getsockname(fd, address, this.#addressLength) !== 0) return false;
+    if (!sameName(address, name, name.byteLength)) return false;
+    this.#intLength[0] = 4;
+    return this.#lib.symbols.getsockopt(fd, SOL_SOCKET, SO_TYPE, this.#int, this.#intLength) ===
+        0 && this.#int[0] === type;
   }
 
   /**
