@@ -73,19 +73,42 @@ export class ByteQueue {
     return this.#copy(n, false);
   }
 
+  /**
+   * Copy the first `target.length` bytes into `target`; they stay queued.
+   * No array is made (a deframer reads every header this way).
+   * `target.length` must be <= length.
+   */
+  peekInto(target: Uint8Array): void {
+    const n = target.length;
+    let index = this.#head;
+    let offset = this.#offset;
+    for (let i = 0; i < n; i++) {
+      let chunk = this.#chunks[index]!;
+      if (offset === chunk.byteLength) {
+        chunk = this.#chunks[++index]!;
+        offset = 0;
+      }
+      target[i] = chunk[offset++]!;
+    }
+  }
+
   /** Remove the first `n` bytes and return them as a fresh array. */
   take(n: number): Uint8Array {
     return this.#copy(n, true);
   }
 
   /**
-   * Remove the first `n` bytes and return them: a view into the chunk they
-   * arrived in when they lie in one (no copy), else a fresh array.
+   * Remove the first `n` bytes and return bytes `start` to `end` of them
+   * (all of them by default): a view into the chunk they arrived in when
+   * they lie in one (no copy), else a fresh array. `0 <= start <= end <= n`.
    */
-  takeView(n: number): Uint8Array {
+  takeView(n: number, start: number = 0, end: number = n): Uint8Array {
     const chunk = this.#chunks[this.#head];
-    if (chunk === undefined || chunk.byteLength - this.#offset < n) return this.#copy(n, true);
-    const view = chunk.subarray(this.#offset, this.#offset + n);
+    if (chunk === undefined || chunk.byteLength - this.#offset < n) {
+      const copy = this.#copy(n, true);
+      return start === 0 && end === n ? copy : copy.subarray(start, end);
+    }
+    const view = chunk.subarray(this.#offset + start, this.#offset + end);
     this.#length -= n;
     this.#offset += n;
     if (this.#offset === chunk.byteLength) {

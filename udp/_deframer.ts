@@ -4,7 +4,7 @@
 // Not part of the public API.
 
 import { ByteQueue } from "./_byte_queue.ts";
-import type { FrameBounds, Framing } from "./framing.ts";
+import type { Framing } from "./framing.ts";
 
 /**
  * Framed bytes in, datagrams out, without a promise per datagram: push a
@@ -15,11 +15,19 @@ export class Deframer {
   #framing: Framing;
   #max: number;
   #queue = new ByteQueue();
-  #bounds: FrameBounds | undefined;
+  /** The header of the next message, copied out of the queue (no view made per datagram). */
+  #header: Uint8Array;
+  // Where the datagram lies in the message whose header was read while its
+  // bytes had not all come (`#total` -1: none): numbers, not the bounds
+  // object, which is then made and dropped within `next` once per message.
+  #start = 0;
+  #end = 0;
+  #total = -1;
 
   constructor(framing: Framing, maxDatagram: number) {
     this.#framing = framing;
     this.#max = maxDatagram;
+    this.#header = new Uint8Array(framing.headerSize);
   }
 
   /** Add bytes from the stream (large chunks kept by reference, small ones copied). */
@@ -36,17 +44,29 @@ export class Deframer {
   next(): Uint8Array | undefined {
     const framing = this.#framing;
     const queue = this.#queue;
-    if (this.#bounds === undefined) {
+    let start = this.#start;
+    let end = this.#end;
+    let total = this.#total;
+    if (total < 0) {
       if (queue.length < framing.headerSize) return undefined;
-      this.#bounds = framing.parseHeader(queue.peek(framing.headerSize), this.#max);
+      queue.peekInto(this.#header);
+      const bounds = framing.parseHeader(this.#header, this.#max);
+      start = bounds.start;
+      end = bounds.end;
+      total = bounds.total;
+      if (queue.length < total) {
+        this.#start = start;
+        this.#end = end;
+        this.#total = total;
+        return undefined;
+      }
+    } else if (queue.length < total) {
+      return undefined;
+    } else {
+      this.#total = -1;
     }
-    const bounds = this.#bounds;
-    if (queue.length < bounds.total) return undefined;
-    const message = queue.takeView(bounds.total);
-    this.#bounds = undefined;
-    const datagram = bounds.start === 0 && bounds.end === bounds.total
-      ? message
-      : message.subarray(bounds.start, bounds.end);
+    // The datagram alone: one view, whatever the header and padding.
+    const datagram = queue.takeView(total, start, end);
     framing.verify?.(datagram);
     return datagram;
   }
