@@ -236,6 +236,62 @@ Deno.test("UdpSocket.sendMany delivers runs of one size (one UDP_SEGMENT message
   strictEqual(sender.stats().bytesSent, sizes.reduce((a, b) => a + b, 0));
 });
 
+Deno.test("UdpSocket hands each datagram of every drain its own bytes: same-size datagrams in the same arena slots, drain after drain, and other sizes between them", async () => {
+  // With FFI a drain delivers views of a receive arena shared by the
+  // process's sockets, a slot per datagram, and a slot's view is handed out
+  // again to a datagram of its length: each datagram must still read as
+  // its own bytes, never another's, nor a length of another.
+  await using receiver = await UdpSocket.open({ hostname: "127.0.0.1" });
+  await using other = await UdpSocket.open({ hostname: "127.0.0.1" });
+  const got: Uint8Array[] = [];
+  const gotOther: Uint8Array[] = [];
+  receiver.onmessage = (data) => got.push(data.slice());
+  other.onmessage = (data) => gotOther.push(data.slice());
+  // Bound to the wildcard address, so that its datagrams go through the
+  // kernel (not handed over within the process) and queue there.
+  await using sender = await UdpSocket.open({ hostname: "0.0.0.0" });
+  strictEqual(receiver.batched, openLibc() !== null);
+  const sent: Uint8Array[] = [];
+  const sentOther: Uint8Array[] = [];
+  let serial = 0;
+  const datagram = (size: number) => {
+    const d = new Uint8Array(size);
+    const n = serial++;
+    for (let k = 0; k < size; k++) d[k] = (n * 31 + k * 7) & 0xff;
+    if (size >= 2) {
+      d[0] = n & 0xff;
+      d[1] = n >> 8;
+    }
+    return d;
+  };
+  for (let round = 0; round < 40; round++) {
+    // Bursts of one size (every slot reused as it was), then sizes that
+    // change from slot to slot and from drain to drain, and a second
+    // socket's datagrams through the same arena in between.
+    const sizes = round % 4 === 0
+      ? Array.from({ length: 1 + (round % 7) * 9 }, (_, i) => [64, 65, 1, 0, 64][i % 5]!)
+      : Array(1 + (round * 13) % 60).fill(round % 3 === 0 ? 512 : 64);
+    for (const size of sizes) {
+      const d = datagram(size);
+      sent.push(d);
+      sender.send(d, receiver.addr);
+    }
+    const d = datagram(64);
+    sentOther.push(d);
+    sender.send(d, other.addr);
+    await waitFor(
+      () => got.length === sent.length && gotOther.length === sentOther.length,
+      `round ${round}'s datagrams`,
+      5000,
+    );
+  }
+  // The first datagram that differs, named briefly (a diff of them all is huge).
+  const differs = (a: Uint8Array[], b: Uint8Array[]) =>
+    b.findIndex((d, i) => a[i]?.byteLength !== d.byteLength || a[i]!.some((x, k) => x !== d[k]));
+  strictEqual(differs(got, sent), -1, "every datagram as sent");
+  strictEqual(differs(gotOther, sentOther), -1, "the other socket's datagrams as sent");
+});
+
 Deno.test("UdpSocket.sendMany still delivers every datagram where the kernel refuses a run as one UDP_SEGMENT message (a socket with SO_NO_CHECK)", async () => {
   await using receiver = await UdpSocket.open({ hostname: "127.0.0.1" });
   const got: Uint8Array[] = [];

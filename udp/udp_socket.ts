@@ -360,6 +360,8 @@ export class UdpSocket implements AsyncDisposable {
   #cache4 = new Map<number, Endpoint>();
   #cache6 = new Map<string, Map<number, Endpoint>>();
   #cache6Names = new Map<number, Endpoint>();
+  /** The IPv4 sender a drain saw last. */
+  #lastFrom4: Endpoint | undefined;
   #received = 0;
   #receivedBytes = 0;
   #sent = 0;
@@ -390,6 +392,13 @@ export class UdpSocket implements AsyncDisposable {
   static #handingOver = false;
   /** Where a datagram handed over directly lies, with headroom before and after. */
   static #handOverBuffer: Uint8Array | undefined;
+  /**
+   * The last view handed out for each slot of the process's receive arena
+   * (see `#drain`): a datagram of the same length in that slot gets it
+   * again. `onmessage`'s data is valid until the call returns, as the
+   * next drain overwrites the arena anyway.
+   */
+  static #views: Uint8Array[] = [];
 
   static #flushHot(): void {
     let round = 0;
@@ -898,13 +907,21 @@ export class UdpSocket implements AsyncDisposable {
         return true;
       }
       n = libc.drain(this.#fd);
+      const views = UdpSocket.#views;
       for (let i = 0; i < n; i++) {
         if (libc.truncated(i)) {
           this.#drops.truncated++;
           continue;
         }
         const from = this.#endpointFromName(libc.names, i * NAME_SIZE);
-        if (from !== undefined) this.#deliver(libc.datagram(i), from);
+        if (from === undefined) continue;
+        // The slot's view from an earlier drain when it has this length:
+        // the same bytes of the arena, without a new array per datagram.
+        let data = views[i];
+        if (data === undefined || data.length !== libc.length(i)) {
+          data = views[i] = libc.datagram(i);
+        }
+        this.#deliver(data, from);
         if (this.#closed) return false;
       }
     }
@@ -977,6 +994,12 @@ export class UdpSocket implements AsyncDisposable {
     const family = names[at]! | (names[at + 1]! << 8);
     const port = (names[at + 2]! << 8) | names[at + 3]!;
     if (family === AF_INET) {
+      // The sender of the datagram before, most often: no key computed
+      // (a number past 2^31, which V8 allocates).
+      const last = this.#lastFrom4;
+      if (last !== undefined && last.port === port && sameBytes(last.ip, names, at + 4)) {
+        return last;
+      }
       const key = (((names[at + 4]! << 24) | (names[at + 5]! << 16) | (names[at + 6]! << 8) |
             names[at + 7]!) >>> 0) * 65536 + port;
       let endpoint = this.#cache4.get(key);
@@ -984,7 +1007,7 @@ export class UdpSocket implements AsyncDisposable {
         endpoint = new Endpoint(names.slice(at + 4, at + 8), port);
         this.#remember4(key, endpoint);
       }
-      return endpoint;
+      return this.#lastFrom4 = endpoint;
     }
     if (family !== AF_INET6) return undefined;
     // FNV-1a over the address, then the port; a hit is checked byte by byte.
