@@ -213,15 +213,19 @@ export class Flow {
       if (alone !== undefined && alone.used + length <= BATCH_BYTES) {
         // More came before the first was written (a burst read at once):
         // room for them beside it, rather than a write of its own.
-        grow(alone, alone.used + length, this.#lastBatch);
+        if (alone.used + length > alone.bytes.byteLength) {
+          grow(alone, alone.used + length, this.#lastBatch);
+        }
         batch = this.#open = alone;
       } else {
-        // Alone in the queue it will be written at once: no room to spare.
-        // Behind others, a batch of up to BATCH_BYTES, grown as it fills.
+        // Alone in the queue it will be written at once: room for as much
+        // as the flow's last batch held (the rest of a burst read at once
+        // joins it without a second buffer), no more. Behind others, a
+        // batch of up to BATCH_BYTES, grown as it fills.
         const first = this.#queuedDatagrams === 0;
         const whole = first || length >= BATCH_BYTES;
         const size = whole
-          ? length
+          ? Math.max(length, Math.min(BATCH_BYTES, this.#lastBatch))
           : Math.min(BATCH_BYTES, Math.max(MIN_BATCH, 4 * length, this.#lastBatch));
         batch = { bytes: new Uint8Array(size), used: 0, count: 0, size: 0 };
         this.#queue.push(batch);
