@@ -6,10 +6,11 @@
 // process must end on its own. Prints "still running" and exits with 3 when
 // something (a key pair worker) keeps it alive.
 
-import { obfs4 } from "../transports/obfs4/mod.ts";
+import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
 
 const generated = JSON.parse(Deno.args[0]!);
-const server = await obfs4.server(generated.server);
+// With the key pair worker (not the default), whose thread would keep the process running.
+const server = await createObfs4({ keyPairWorker: true }).server(generated.server);
 const client = await obfs4.client(generated.client);
 const s = server.pair(); // The side's backend is not loaded yet.
 server.close!(); // The listener closes; the connection goes on.

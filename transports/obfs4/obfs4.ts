@@ -103,13 +103,18 @@ export interface Obfs4Options {
   readonly iatSleep?: (milliseconds: number) => Promise<void> | void;
   /**
    * Server side: make the spare ephemeral key pairs (Elligator2 rejection
-   * sampling and a scalar multiplication, 0.3-1.3 ms each) in a Web Worker,
-   * so that no handshake or traffic waits while one is made. One worker per
-   * server side, started at its first connection, loading the crypto
-   * backend's own loader (`CryptoBackend.worker`); it keeps the process
-   * running until the side is closed (closing the listener does it). Where
-   * no Worker can start, spares are made on the main thread. Ignored when
-   * `random` is given. Defaults to `true`.
+   * sampling and a scalar multiplication, about 0.12 ms of CPU each with
+   * native libsodium, 0.55 ms in WebAssembly) in a Web Worker instead of
+   * on the main thread, 20 ms after each handshake. One worker per server
+   * side, started at its first connection, loading the crypto backend's
+   * own loader (`CryptoBackend.worker`); it keeps the process running
+   * until the side is closed (closing the listener does it). Where no
+   * Worker can start, spares are made on the main thread. Ignored when
+   * `random` is given. Defaults to `false`: a worker takes about 19 MiB
+   * of resident memory (14 MiB of it stay after it stops), holds the main
+   * thread 65-145 ms each time it starts on a loaded machine, and made
+   * handshakes cost the process more CPU, not less; a server uses more
+   * cores with more processes (`-workers N`).
    */
   readonly keyPairWorker?: boolean;
 }
@@ -426,9 +431,12 @@ function refillSoon(reserve: KeyPairReserve): void {
 
 const REFILL_DELAY_MS = 20;
 
-// Spare key pairs a server keeps, made in a worker and asked for half at a
-// time (each message costs). A client (one per user, a handful of
-// connections) keeps one, made on its own thread after each handshake.
+// Spare key pairs a server keeps at most. Made on the main thread, one
+// 20 ms after a handshake, so that the next connection finds one ready
+// (the connections of a burst make their own, as obfs4proxy's do); made
+// in a worker (keyPairWorker), asked for half at a time. A client
+// (one per user, a handful of connections) keeps one, made on its own
+// thread after each handshake.
 const SERVER_SPARES = 64;
 
 function serverReserveOptions(
@@ -440,7 +448,7 @@ function serverReserveOptions(
   const notice = shared.onNotice;
   return {
     size,
-    worker: options.keyPairWorker ?? true,
+    worker: options.keyPairWorker ?? false,
     ...(notice === undefined ? {} : {
       onWorkerError: (reason: string) =>
         notice(
