@@ -32,12 +32,10 @@
  */
 
 import type { Transport, TransportEnvironment, TransportOptions } from "./transports/transport.ts";
-import { assertTransport } from "./transports/_transport_name.ts";
-import { checkEnvironment, checkOptionType } from "./transports/_factory_options.ts";
-import { checkFunctionOption, checkPort, checkTimeout, isHostName } from "./net/address.ts";
+import { checkEnvironment } from "./transports/_factory_options.ts";
+import { checkFunctionOption, checkPort, isHostName } from "./net/address.ts";
 import { isIpLiteral } from "./net/_ip_address.ts";
 import { raiseListenBacklog, setListenKeepAlive } from "./net/_libc.ts";
-import { withRuntimeCrypto } from "./net/_runtime_crypto.ts";
 import { type Dialer, tcpDialer } from "./net/net_conn.ts";
 import type { HostPort } from "./net/address.ts";
 import { abortable } from "./net/_abortable.ts";
@@ -48,14 +46,10 @@ import { TransportListener } from "./net/transport_listener.ts";
 import { callbackThrew, ConnectionLoop, retryWhileExhausted } from "./net/_accept_loop.ts";
 import { closedForLimit } from "./net/_accept_error.ts";
 import { clientFailures, endedByClient } from "./net/_client_failure.ts";
-import {
-  type ConnectionLimits,
-  HANDSHAKE_GRACE,
-  resolveConnectionLimits,
-} from "./net/source_limits.ts";
+import { type ConnectionLimits, HANDSHAKE_GRACE } from "./net/source_limits.ts";
 import type { MetricsRegistry } from "./net/metrics.ts";
 import { ConnectionMetrics, LISTENER_METRICS } from "./net/_connection_metrics.ts";
-import { checkListenHostname, listenOn } from "./net/_listen.ts";
+import { bindServer, takeBound } from "./net/_server_bind.ts";
 
 export { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./net/source_limits.ts";
 
@@ -184,74 +178,18 @@ export async function listen(
   config: TransportOptions,
   options: ListenOptions,
 ): Promise<TransportListener> {
-  assertTransport(transport, "listen");
-  if (typeof options !== "object" || options === null) {
-    throw new TypeError(
-      `Cannot listen: options must be an object, got ${options === null ? "null" : typeof options}`,
-    );
-  }
-  const port = checkPort(options.port, "listen");
-  // Before the transport is configured.
-  const hostname = checkListenHostname(options.hostname ?? "0.0.0.0");
+  // Bound already (the managed server binds before SMETHODS DONE), or now.
+  const { side, tcp, helper } = takeBound(options) ?? await bindServer(transport, config, options);
   const { handshakeTimeout, limits, onAcceptError } = options;
-  checkEnvironment(options.env, "listen");
-  checkTimeout(handshakeTimeout, "handshakeTimeout", "listen");
-  checkFunctionOption(onAcceptError, "onAcceptError", "listen");
-  // Before the transport is configured (the listener checks them again).
-  resolveConnectionLimits(limits, "listen");
-  checkFunctionOption(options.onHelperLog, "onHelperLog", "listen");
-  // A reusePort of "yes" (or 0) was taken as its truthiness, a
-  // helperDirectory of another type failed once the helper started.
-  checkOptionType(options.reusePort, "boolean", "reusePort", "listen");
-  checkOptionType(options.helperDirectory, "string", "helperDirectory", "listen");
-  const side = await transport.server(config, withRuntimeCrypto(options.env));
-  let tcp: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
-  let helper: { addr: Deno.NetAddr; close(): Promise<void> } | undefined;
   try {
-    const keepAlive = side.keepAlive;
-    if (
-      keepAlive !== undefined &&
-      !(Number.isInteger(keepAlive) && keepAlive >= 1 && keepAlive <= 32767)
-    ) {
-      // The kernel refuses it, and accepted sockets would have none: said
-      // here rather than served without the keepalive the transport asked for.
-      throw new RangeError(
-        `Cannot listen: invalid keepAlive ${keepAlive} of transport "${transport.name}": must be an integer from 1 to 32767 seconds`,
-      );
-    }
-    if (side.helper === undefined) {
-      tcp = listenOn({ hostname, port }, () =>
-        Deno.listen({
-          hostname,
-          port,
-          transport: "tcp",
-          ...(options.reusePort ? { reusePort: true } : {}),
-        }));
+    if (helper === undefined) {
       // Deno's backlog of 511 filled up under a slowloris from many sources
       // (each closed connection reopened at once) and legitimate SYNs were
       // dropped for seconds; the kernel's somaxconn (4096 by default) is
       // what Go servers (obfs4proxy) get.
       raiseListenBacklog(tcp.addr);
       if (side.keepAlive !== undefined) setListenKeepAlive(tcp.addr, side.keepAlive);
-    } else {
-      // The helper listens on the bind address; the runtime on a loopback
-      // relay it forwards to (the port of an earlier run when it is free).
-      // Its modules load only for a transport with a helper (ssh).
-      const { RelayListener, startServerHelper } = await import("./net/_server_helper.ts");
-      const relay = new RelayListener(side.helper.relayPort);
-      tcp = relay;
-      try {
-        helper = await startServerHelper(side.helper, relay, hostname, port, options);
-      } catch (error) {
-        tcp.close();
-        throw error;
-      }
     }
-  } catch (error) {
-    side.close?.();
-    throw error;
-  }
-  try {
     return new TransportListener(
       tcp,
       side,

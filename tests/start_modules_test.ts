@@ -5,6 +5,7 @@
 
 import { deepStrictEqual, ok } from "node:assert";
 import { childEnv, MAIN } from "./ipc_util.ts";
+import { parseManagedConfig, type PtLine, runServer } from "../ipc/mod.ts";
 
 /**
  * The modules main.ts compiled before its `*METHODS DONE` line, in order,
@@ -77,6 +78,64 @@ for (
       modules.filter((m) => m.startsWith("node:") || m.startsWith("ext:")),
       [],
     );
+  });
+}
+
+/**
+ * Modules that serve connections, loaded after `*METHODS DONE`: the
+ * listeners are bound before it, and the kernel's backlog holds connections
+ * until they accept. libc's FFI calls (the listen backlog, keepalive and
+ * SO_REUSEPORT for -workers) cost 5-10 ms to bind.
+ */
+const PER_CONNECTION = [
+  "server.ts",
+  "client.ts",
+  "net/relay.ts",
+  "net/transport_listener.ts",
+  "net/server_manager.ts",
+  "net/_accept_loop.ts",
+  "net/transport_conn.ts",
+  "net/_libc.ts",
+  "ipc/managed/_server_serving.ts",
+  "ipc/managed/_client_serving.ts",
+].map((path) => new URL(`../${path}`, import.meta.url).href);
+
+for (
+  const [side, env, done] of [
+    ["server", {
+      ...v1,
+      TOR_PT_SERVER_TRANSPORTS: "obfs4",
+      TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
+      TOR_PT_ORPORT: "127.0.0.1:9",
+    }, "SMETHODS DONE"],
+    ["client", { ...v1, TOR_PT_CLIENT_TRANSPORTS: "obfs4" }, "CMETHODS DONE"],
+  ] as const
+) {
+  Deno.test(`main.ts ${side} loads no module that serves connections before ${done} (proxy() and its accept loop, relays, libc's FFI calls: 20 modules and 10-30 ms of a server's start)`, async () => {
+    const { modules, lines } = await loadedBeforeDone(env, done);
+    ok(modules.some((m) => m.endsWith("/main.ts")), `no module in the loader's log: ${lines}`);
+    // The side's own lines came before: it was started.
+    ok(
+      lines.some((line) => line.startsWith(side === "server" ? "SMETHOD " : "CMETHOD ")),
+      `${lines}`,
+    );
+    deepStrictEqual(modules.filter((m) => PER_CONNECTION.includes(m)), []);
+  });
+}
+
+for (const stop of ["close", "drain"] as const) {
+  Deno.test(`runServer stopped (${stop}) right after SMETHODS DONE, before or while it starts serving, closes its listener`, async () => {
+    const config = parseManagedConfig([
+      ...["-server", "-transports", "plain", "-orport", "127.0.0.1:9", "-state", state],
+    ]);
+    if (config.kind !== "server") throw new Error("not a server");
+    const lines: PtLine[] = [];
+    const running = await runServer(config, { emit: (line) => lines.push(line) });
+    const smethod = lines.find((line) => line.type === "SMETHOD");
+    ok(smethod?.type === "SMETHOD", JSON.stringify(lines));
+    await running[stop]();
+    // Its port is free again (AddrInUse while the listener stays open).
+    Deno.listen({ hostname: "127.0.0.1", port: smethod.address.port }).close();
   });
 }
 

@@ -1,14 +1,12 @@
 // Copyright the ptkit authors. MIT license.
 
-import type { LocalStore, TransportOptions } from "../../transports/transport.ts";
+import type { LocalStore, Transport, TransportOptions } from "../../transports/transport.ts";
 import type { HostPort } from "../../net/address.ts";
+import { checkHostPort } from "../../net/address.ts";
 import type { Dialer } from "../../net/net_conn.ts";
-import { sourceKey, SourceLimiter } from "../../net/source_limits.ts";
-import { SourceShare } from "../../net/_source_share.ts";
-import type { RelayEnd } from "../../net/relay.ts";
-import type { TransportConn } from "../../net/transport_conn.ts";
-import { closeQuietly, retryWhileExhausted } from "../../net/_accept_loop.ts";
-import { proxy, type ProxyTarget } from "../../server.ts";
+import { SourceLimiter } from "../../net/source_limits.ts";
+import type { ListenOptions, ProxyOptions } from "../../server.ts";
+import { bindServer, type BoundServer, closeBound } from "../../net/_server_bind.ts";
 import type { TurnServer } from "../../udp/turn/_turn_server.ts";
 import type { ServerConfig, ServerTarget } from "./config.ts";
 import {
@@ -20,13 +18,23 @@ import {
 } from "./runner.ts";
 import { sideTransports } from "./_requested_transports.ts";
 import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
-import { outboundDialer, outboundSource } from "./_outbound_dialer.ts";
 import type { MetricsRegistry } from "../../net/metrics.ts";
 import { classifyIp } from "../../net/_ip_address.ts";
-import { acceptedSource, reportedSource } from "../../net/_client_source.ts";
-import { clientFailures } from "../../net/_client_failure.ts";
 import { restateMissingPackage } from "../../transports/_npm_package.ts";
+import { checkTransportSide } from "../../transports/_transport_name.ts";
+import { checkFactoryOptions } from "../../transports/_factory_options.ts";
 import { inDirectory } from "./_state_dir.ts";
+import type * as Serving from "./_server_serving.ts";
+
+/**
+ * The modules that serve connections (proxy(), its accept loop and relays,
+ * the targets), loaded once, after SMETHODS DONE: the transports are bound
+ * before it, and the kernel's backlog holds connections until they accept.
+ */
+let servingModule: Promise<typeof Serving> | undefined;
+function loadServing(): Promise<typeof Serving> {
+  return servingModule ??= import("./_server_serving.ts");
+}
 
 /**
  * Run the server side of the managed proxy: for each known requested
@@ -70,7 +78,6 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
   const log = (severity: "error" | "warning" | "notice" | "info" | "debug", message: string) =>
     emit({ type: "LOG", severity, message });
   const target = config.target;
-  const base = options.dialer ?? outboundDialer(config.outboundBind);
   const { metrics } = options;
   // The metrics modules load only when a registry is given.
   const withMode = metrics === undefined
@@ -79,6 +86,10 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
   // Per-connection lines, digested: a flood of probes must not flood the parent.
   const digested = digestLog(log);
   const running: RunningProxy[] = [];
+  // Transports bound before SMETHODS DONE, served after it.
+  const deferred: DeferredServer[] = [];
+  // How targets are dialed (once the serving modules have loaded).
+  let base: Dialer | undefined;
   // A target's modules that cannot load (a checkout without `deno install`)
   // fail each transport with SMETHOD-ERROR naming the fix, which tor logs,
   // rather than the process with a stack trace on stderr, which it does not.
@@ -136,7 +147,10 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
       let bridgeAddress: HostPort | undefined;
       if (target.kind === "udp") {
         // UDP's modules are evaluated only when asked for.
-        const { serveUdpServer } = await import("../../udp/server_pool.ts");
+        const [{ serveUdpServer }, { outboundSource }] = await Promise.all([
+          import("../../udp/server_pool.ts"),
+          import("./_outbound_dialer.ts"),
+        ]);
         const pool = await serveUdpServer({
           transport,
           config: settings,
@@ -144,7 +158,7 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
           hostname: at.hostname,
           port: at.port,
           target: target.address,
-          ...udpSource(config.outboundBind, target.address.hostname),
+          ...udpSource(outboundSource(config.outboundBind, target.address.hostname)),
           framing: target.framing,
           ...(target.idleTimeout === undefined ? {} : { idleTimeout: target.idleTimeout }),
           ...limits,
@@ -160,7 +174,7 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
         // log. Failures to reach tor are the operator's business: warning.
         const quiet = target.kind === "socks" || target.kind === "free" ||
           target.kind === "turn";
-        const manager = await proxy(transport, settings, {
+        const listenOptions: ListenOptions = {
           hostname: at.hostname,
           port: at.port,
           ...(options.reusePort ? { reusePort: true } : {}),
@@ -173,37 +187,64 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
           // the state directory and logs through LOG lines.
           helperDirectory: inDirectory(config.stateDir ?? Deno.cwd(), `${name}-helper`),
           onHelperLog: (severity, message) => log(severity, `${name}: ${message}`),
-          target: targetOf(target, name, transport.free === true, base, digested, handlers, {
-            turn: await turn?.server(at.hostname),
-            perSource,
-            ...(metrics === undefined ? {} : { metrics }),
-          }),
-          ...(metrics === undefined ? {} : {
-            metrics: withMode!(
-              metrics,
-              target.kind === "socks" || target.kind === "free"
-                ? "socks5"
-                : target.kind === "turn"
-                ? "STUN"
-                : "transparent-TCP",
+        };
+        const turnServer = await turn?.server(at.hostname);
+        // Bound now, served once SMETHODS DONE is out (the kernel's backlog
+        // holds connections until then): proxy() and the modules that serve
+        // connections load after it.
+        const bound = await bindServer(transport, settings, listenOptions);
+        try {
+          checkBound(bound);
+        } catch (error) {
+          await closeBound(bound);
+          throw error;
+        }
+        const server = new DeferredServer(name, transport, settings, bound, (serving) => {
+          base ??= options.dialer ?? serving.outboundDialer(config.outboundBind);
+          return {
+            ...listenOptions,
+            target: serving.targetOf(
+              target,
+              name,
+              transport.free === true,
+              base,
+              digested,
+              handlers,
+              {
+                turn: turnServer,
+                perSource,
+                ...(metrics === undefined ? {} : { metrics }),
+                cookieName: target.kind === "extorport" ? cookieWhat(target) : "",
+              },
             ),
-          }),
-          onError: (error, stage) =>
-            digested(
-              stage === "handshake" || quiet || clientFailures.has(error as object)
-                ? "info"
-                : "warning",
-              `${name}: connection failed${stage === "handshake" ? " in the handshake" : ""}: ${
-                dialFailures.has(error as object) ? DIAL_WHAT[target.kind] ?? "" : ""
-              }${describe(error)}`,
-            ),
+            ...(metrics === undefined ? {} : {
+              metrics: withMode!(
+                metrics,
+                target.kind === "socks" || target.kind === "free"
+                  ? "socks5"
+                  : target.kind === "turn"
+                  ? "STUN"
+                  : "transparent-TCP",
+              ),
+            }),
+            onError: (error, stage) =>
+              digested(
+                stage === "handshake" || quiet || serving.clientFailures.has(error as object)
+                  ? "info"
+                  : "warning",
+                `${name}: connection failed${stage === "handshake" ? " in the handshake" : ""}: ${
+                  serving.dialFailures.has(error as object) ? DIAL_WHAT[target.kind] ?? "" : ""
+                }${describe(error)}`,
+              ),
+          };
         });
-        running.push(manager);
-        addr = manager.addr;
+        running.push(server);
+        deferred.push(server);
+        addr = bound.helper?.addr ?? bound.tcp.addr;
         // What the bridge line carries, when not the listen address
         // (WebTunnel's placeholder).
-        bridgeAddress = manager.bridgeAddress;
-        clientOptions = { ...manager.clientOptions, ...turn?.clientOptions };
+        bridgeAddress = bound.side.bridgeAddress;
+        clientOptions = { ...bound.side.clientOptions, ...turn?.clientOptions };
       }
       if (transport.name === "webtunnel" && !loopbackOnly(addr.hostname)) {
         // Its client address (for the Extended ORPort) is the first
@@ -242,204 +283,26 @@ export async function runServer(config: ServerConfig, options: RunOptions): Prom
     }
   }
   emit({ type: "SMETHODS-DONE" });
+  if (deferred.length > 0) {
+    // Started at once: the first connection waits only for the load.
+    loadServing().then(
+      (serving) => {
+        for (const server of deferred) {
+          server.start(serving).catch((error) =>
+            log("error", `${server.name}: cannot serve: ${describe(error)}`)
+          );
+        }
+      },
+      (error) => {
+        for (const server of deferred) server.close().catch(() => {});
+        log("error", `Cannot serve: ${describe(error)}`);
+      },
+    );
+  }
   return runningSide(running, (closed) => {
     if (closed) turn?.close();
     digested.stop();
   });
-}
-
-/**
- * What `proxy()` does with each connection of one transport, for a TCP
- * target. A free transport's connections go where they name (resolved here,
- * judged by the policy) with the `free` and `socks` targets, and to the
- * fixed target with the others (a bridge under tor: its ORPort).
- */
-function targetOf(
-  target: Exclude<ServerTarget, { kind: "udp" }>,
-  name: string,
-  free: boolean,
-  base: Dialer,
-  log: (severity: "info", message: string) => void,
-  handlers: TargetHandlers,
-  { turn, perSource, metrics }: {
-    readonly turn: TurnServer | undefined;
-    /** The most TURN connections one source holds (`maxConnectionsPerSource`). */
-    readonly perSource: number;
-    readonly metrics?: MetricsRegistry;
-  },
-): ProxyTarget {
-  // Right after a flood the process may be out of descriptors for a moment.
-  const dial = (address: { hostname: string; port: number }, signal: AbortSignal) =>
-    retryWhileExhausted(() => base(address, undefined, { signal }), signal);
-  if (target.kind === "free" || (free && target.kind === "socks")) {
-    return async (conn, { signal }) => {
-      const destination = await conn.destination;
-      if (destination === undefined) {
-        throw new TypeError(`Transport '${name}' is not free: it names no destination`);
-      }
-      return await handlers.connectDestination!(destination, {
-        policy: target.policy,
-        dialer: (address, _settings, options) => dial(address, options?.signal ?? signal),
-        ...lookupSource(conn),
-        signal: untilClosed(conn, signal),
-      });
-    };
-  }
-  switch (target.kind) {
-    case "orport":
-      // A connection closed meanwhile (a limit made room, its client reset
-      // it) gives the dial up: a silent ORPort holds no socket for minutes.
-      return (conn, { signal }) => {
-        const dialing = untilClosed(conn, signal);
-        return markDialFailure(dial(target.address, dialing), dialing);
-      };
-    case "extorport": {
-      const failures = metrics === undefined
-        ? undefined
-        : handlers.authFailureCounter!(metrics, name);
-      return async (conn, { signal }) => {
-        const { readCookieFile, extOrPortHandshake } = handlers;
-        // The cookie first: a cookie that cannot be read holds no
-        // connection to tor. Out of descriptors for a moment, its read
-        // waits as the dial does, rather than drop the client.
-        let cookie: Uint8Array;
-        try {
-          cookie = await retryWhileExhausted(() => readCookieFile!(target.cookieFile), signal);
-        } catch (error) {
-          failures?.inc();
-          throw new Error(`${cookieWhat(target)} cannot be read: ${describe(error)}`, {
-            cause: error,
-          });
-        }
-        const dialing = untilClosed(conn, signal);
-        const end = await markDialFailure(dial(target.address, dialing), dialing);
-        try {
-          // The transport's report (WebTunnel's X-Forwarded-For) when it
-          // is an IP literal, else the socket's peer: TransportConn.clientAddress.
-          const client = conn.clientAddress;
-          await extOrPortHandshake!(end, {
-            cookie,
-            transport: name,
-            ...(client === undefined ? {} : { userAddr: client }),
-          });
-        } catch (error) {
-          failures?.inc();
-          closeQuietly(end);
-          throw error;
-        }
-        log("info", `${name}: Extended ORPort authenticated, connection accepted`);
-        return end;
-      };
-    }
-    case "socks":
-      return (conn, { signal }) =>
-        handlers.connectSocksDestination!(conn, {
-          policy: target.policy,
-          dialer: (address, _settings, options) => dial(address, options?.signal ?? signal),
-          signal: untilClosed(conn, signal),
-          ...lookupSource(conn),
-        });
-    case "turn": {
-      // Each connection's client is the source its allocations count
-      // against: the one a front server on loopback reported, else the peer.
-      // A source at perSource gives up its least recently active connection
-      // to a new one, as serveUdpServer's flows (SourceShare.makeRoom).
-      const ends = new SourceShare<TurnEnd>();
-      return (conn) => {
-        const source = sourceKey(reportedSource(conn) ?? acceptedSource(conn));
-        const key = source ?? "";
-        const victim = ends.makeRoom(key, perSource, Infinity, (end) => end.lastActivity);
-        if (victim) {
-          ends.delete(victim);
-          victim.evict(
-            new RangeError(
-              `Connection closed: its source opened more than ${perSource} TURN connections (maxConnectionsPerSource); its least recently active one made room`,
-            ),
-          );
-        }
-        const end = turnEnd(turn!, handlers.serveTurnStream!, source, target.idleTimeout);
-        ends.add(key, end);
-        const release = () => ends.delete(end);
-        end.done.then(release, release);
-        return Promise.resolve(end.relay);
-      };
-    }
-  }
-}
-
-/**
- * `signal`, also aborted when `conn` closes (a limit closed it to make
- * room, its client reset it): its destination or fixed target is given
- * up, not dialed on for minutes.
- */
-function untilClosed(conn: TransportConn, signal: AbortSignal): AbortSignal {
-  const closed = new AbortController();
-  conn.closed.then(() => closed.abort(new Error("Connection closed before its destination")));
-  return AbortSignal.any([signal, closed.signal]);
-}
-
-/**
- * The source a free destination's name lookups count against: the client a
- * front server on loopback reported, else the peer (as TURN's quota).
- */
-function lookupSource(conn: TransportConn): { readonly source?: string } {
-  const source = sourceKey(reportedSource(conn) ?? acceptedSource(conn));
-  return source === undefined ? {} : { source };
-}
-
-/**
- * The embedded TURN server as one end of a relay: STUN messages and
- * ChannelData written to it are one TURN client's, what the server sends
- * that client comes out of it. The client's own address is not echoed in
- * XOR-MAPPED-ADDRESS: an application would hand it to its peers.
- */
-function turnEnd(
-  server: TurnServer,
-  serveTurnStream: typeof import("../../udp/turn/_stream_server.ts").serveTurnStream,
-  source: string | undefined,
-  idleTimeout: number | undefined,
-): TurnEnd {
-  const stop = new AbortController();
-  // When a frame last went either way: the idlest goes first at the limit.
-  const touch: Transformer<Uint8Array, Uint8Array> = {
-    transform(chunk, controller) {
-      end.lastActivity = performance.now();
-      controller.enqueue(chunk);
-    },
-  };
-  const toServer = new TransformStream<Uint8Array, Uint8Array>(touch);
-  const fromServer = new TransformStream<Uint8Array, Uint8Array>(touch);
-  const done = serveTurnStream(server, {
-    readable: toServer.readable,
-    writable: fromServer.writable,
-  }, {
-    signal: stop.signal,
-    ...(source === undefined ? {} : { source }),
-    ...(idleTimeout === undefined ? {} : { idleTimeout }),
-  });
-  const end: TurnEnd = {
-    relay: {
-      readable: fromServer.readable,
-      writable: toServer.writable,
-      close: () => stop.abort(),
-    },
-    evict: (why) => stop.abort(why),
-    lastActivity: performance.now(),
-    done,
-  };
-  return end;
-}
-
-/** One connection's end in the embedded TURN server. */
-interface TurnEnd {
-  /** What the connection is relayed to. */
-  readonly relay: RelayEnd;
-  /** End it to make room for another connection of its source. */
-  evict(why: Error): void;
-  /** When a frame last went either way (`performance.now()`). */
-  lastActivity: number;
-  /** Settles when the connection's TURN client is gone. */
-  readonly done: Promise<void>;
 }
 
 /** The state key of the embedded TURN server's generated password. */
@@ -542,7 +405,7 @@ class EmbeddedTurn {
 }
 
 /** What serving a target needs beyond the relay. */
-interface TargetHandlers {
+export interface TargetHandlers {
   readonly connectSocksDestination?: typeof import("../socks/_target.ts").connectSocksDestination;
   readonly connectDestination?: typeof import("../socks/_target.ts").connectDestination;
   readonly serveTurnStream?: typeof import("../../udp/turn/_stream_server.ts").serveTurnStream;
@@ -575,34 +438,11 @@ async function loadTargetHandlers(target: ServerTarget): Promise<TargetHandlers>
   return {};
 }
 
-/**
- * Errors of dialing a fixed target (tor's ORPort or Extended ORPort, or
- * `-target HOST:PORT`), so that the log line says which side refused: a
- * bare "Connection refused" reads as the client's doing. Marked, not
- * wrapped: the outcome metrics classify the error itself. No address is
- * logged.
- */
-const dialFailures = new WeakSet<object>();
-
 /** What a dial failure's log line says first, by target. */
 const DIAL_WHAT: Partial<Record<ServerTarget["kind"], string>> = {
   orport: "cannot connect to the target (the ORPort or -target): ",
   extorport: "cannot connect to the Extended ORPort: ",
 };
-
-/**
- * `dialing`, its error marked as a fixed target's dial failure, unless
- * `signal` gave the dial up (the connection closed: the target is not to
- * blame, and the log line must not say it is).
- */
-async function markDialFailure<T>(dialing: Promise<T>, signal: AbortSignal): Promise<T> {
-  try {
-    return await dialing;
-  } catch (error) {
-    if (!signal.aborted && typeof error === "object" && error !== null) dialFailures.add(error);
-    throw error;
-  }
-}
 
 /** How each target's modules are named when they cannot load. */
 const TARGET_WHAT: Record<ServerTarget["kind"], string> = {
@@ -629,10 +469,105 @@ function loopbackOnly(hostname: string): boolean {
 }
 
 /** A UDP target's flows send from the outbound bind address of its family, if any. */
-function udpSource(
-  bind: ServerConfig["outboundBind"],
-  hostname: string,
-): { localAddress?: string } {
-  const source = outboundSource(bind, hostname);
+function udpSource(source: string | undefined): { localAddress?: string } {
   return source === undefined ? {} : { localAddress: source };
+}
+
+/**
+ * What proxy() checks of a transport's server side (TransportListener and
+ * ServerManager do), checked before its SMETHOD line: a side they would
+ * refuse is that transport's SMETHOD-ERROR, as when proxy() ran before it.
+ */
+function checkBound({ side }: BoundServer): void {
+  checkTransportSide(side, "server", "make a transport listener");
+  const clientOptions = side.clientOptions;
+  if (clientOptions === undefined) {
+    throw new TypeError(
+      "Cannot make a server manager: clientOptions must be an object, got undefined",
+    );
+  }
+  checkFactoryOptions(clientOptions, "make a server manager", [], "clientOptions");
+  if (side.bridgeAddress !== undefined) checkHostPort(side.bridgeAddress, "bridgeAddress", 1);
+}
+
+/**
+ * A transport bound before SMETHODS DONE and served after it by proxy(),
+ * once its modules have loaded, or never when stopped first: its socket,
+ * helper and side are closed then.
+ */
+class DeferredServer implements RunningProxy {
+  readonly name: string;
+  #transport: Transport;
+  #settings: TransportOptions;
+  #bound: BoundServer;
+  #options: (serving: typeof Serving) => ProxyOptions;
+  #running: Promise<RunningProxy | undefined> | undefined;
+  #stopped = false;
+
+  /**
+   * @param name The transport's name, for messages.
+   * @param transport The transport.
+   * @param settings Its server configuration.
+   * @param bound Where it listens (from bindServer with the same listen options).
+   * @param options proxy()'s options: the listen options bindServer had, and the rest.
+   */
+  constructor(
+    name: string,
+    transport: Transport,
+    settings: TransportOptions,
+    bound: BoundServer,
+    options: (serving: typeof Serving) => ProxyOptions,
+  ) {
+    this.name = name;
+    this.#transport = transport;
+    this.#settings = settings;
+    this.#bound = bound;
+    this.#options = options;
+  }
+
+  /**
+   * Serve, unless drained or closed already. Rejects when it cannot (the
+   * bound server is closed then).
+   */
+  async start(serving: typeof Serving): Promise<void> {
+    if (this.#stopped || this.#running !== undefined) return;
+    const running = this.#serve(serving);
+    this.#running = running.catch(() => undefined);
+    await running;
+  }
+
+  async #serve(serving: typeof Serving): Promise<RunningProxy> {
+    let options: ProxyOptions | undefined;
+    try {
+      options = this.#options(serving);
+      serving.useBound(options, this.#bound);
+      return await serving.proxy(this.#transport, this.#settings, options);
+    } catch (error) {
+      // proxy() closes what it took; what it did not take is closed here.
+      if (options === undefined || serving.takeBound(options) !== undefined) {
+        await closeBound(this.#bound).catch(() => {});
+      }
+      throw error;
+    }
+  }
+
+  drain(): Promise<void> {
+    return this.#stop((running) => running.drain());
+  }
+
+  close(): Promise<void> {
+    return this.#stop((running) => running.close());
+  }
+
+  async #stop(stop: (running: RunningProxy) => Promise<void>): Promise<void> {
+    this.#stopped = true;
+    if (this.#running === undefined) {
+      // Never served: nothing accepted, nothing to wait for.
+      this.#running = Promise.resolve(undefined);
+      await closeBound(this.#bound);
+      return;
+    }
+    const running = await this.#running;
+    if (running !== undefined) await stop(running);
+  }
 }
