@@ -6,7 +6,7 @@ import {
   loadWasmCrypto,
 } from "../transports/crypto_backend.ts";
 import { libcryptoAead, type NodeCryptoAead, nodeCryptoAead } from "./_aead.ts";
-import { libcryptoHmac } from "./_hmac.ts";
+import { type HmacSha256, libcryptoHmac } from "./_hmac.ts";
 import { libcryptoPowP58 } from "./_field_pow.ts";
 import { restateMissingPackage } from "../transports/_npm_package.ts";
 import { processFds } from "./_process_fds.ts";
@@ -67,13 +67,18 @@ let native: Promise<CryptoBackend> | undefined;
  */
 export function loadNativeCrypto(): Promise<CryptoBackend> {
   native ??= (async () => {
-    const [{ default: binding }, nodeCrypto] = await Promise.all([
-      import("sodium-native/binding.js") as Promise<{ default: SodiumBinding }>,
-      import("node:crypto"),
+    // node:crypto only for what libcrypto does not give here: each of
+    // node:crypto and sodium-native's own loader (require-addon: Node's
+    // module loader, path and stream modules) keeps 2-5 MiB resident in
+    // every process (issue 12: memory with idle connections).
+    const hmac = libcryptoHmac();
+    const libAead = libcryptoAead();
+    const [sodium, nodeCrypto] = await Promise.all([
+      sodiumBinding(),
+      hmac === undefined || libAead === undefined ? import("node:crypto") : undefined,
     ]).catch((error) => {
       throw restateMissingPackage(error, "the native crypto backend");
     });
-    const sodium: SodiumBinding = binding;
     // Elligator2's exponentiation in libcrypto where it loads (net/_field_pow.ts).
     const powP58 = libcryptoPowP58();
     const hashOut = (length: number, f: (out: Uint8Array) => void): Uint8Array => {
@@ -82,7 +87,9 @@ export function loadNativeCrypto(): Promise<CryptoBackend> {
       return out;
     };
     return {
-      name: "sodium-native 5.1.0 (libsodium, Node-API) with node:crypto",
+      name: `sodium-native 5.1.0 (libsodium, Node-API) with ${
+        nodeCrypto === undefined ? "libcrypto 3" : "node:crypto"
+      }`,
       worker: { module: import.meta.url, load: "loadNativeCrypto" },
       secretboxSeal(box, message, nonce, key) {
         checkSecretbox(box, message, nonce, key);
@@ -124,22 +131,75 @@ export function loadNativeCrypto(): Promise<CryptoBackend> {
       sha256: (data) => hashOut(32, (out) => sodium.crypto_hash_sha256(out, data)),
       sha512: (data) => hashOut(64, (out) => sodium.crypto_hash_sha512(out, data)),
       // OpenSSL through FFI where libcrypto 3 loads, else node:crypto.
-      hmacSha256: libcryptoHmac() ?? ((key, ...parts) => {
-        const h = nodeCrypto.createHmac("sha256", key);
+      hmacSha256: hmac ?? ((key, ...parts) => {
+        const h = nodeCrypto!.createHmac("sha256", key);
         for (const part of parts) h.update(part);
         const digest = h.digest();
         return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
       }),
-      hkdfSha256(ikm, salt, info, length) {
-        return new Uint8Array(nodeCrypto.hkdfSync("sha256", ikm, salt, info, length));
-      },
+      hkdfSha256: hmac === undefined
+        ? (ikm, salt, info, length) =>
+          new Uint8Array(nodeCrypto!.hkdfSync("sha256", ikm, salt, info, length))
+        : hkdfOf(hmac),
       // OpenSSL through FFI where libcrypto 3 loads, else node:crypto.
-      aead: libcryptoAead() ?? nodeCryptoAead(nodeCrypto as unknown as NodeCryptoAead),
+      aead: libAead ?? nodeCryptoAead(nodeCrypto as unknown as NodeCryptoAead),
       ...(powP58 === undefined ? {} : { powP58 }),
     } satisfies CryptoBackend;
   })();
   native.catch(() => native = undefined);
   return native;
+}
+
+/**
+ * sodium-native's Node-API addon, opened directly from the package's
+ * prebuilt binary for this platform; where that fails (another layout, a
+ * platform the package names otherwise, a compiled executable), through the
+ * package's own loader. The same addon either way.
+ */
+async function sodiumBinding(): Promise<SodiumBinding> {
+  try {
+    const { default: process } = await import("node:process");
+    const file = new URL(
+      `prebuilds/${process.platform}-${process.arch}/sodium-native.node`,
+      import.meta.resolve("sodium-native/package.json"),
+    );
+    if (file.protocol !== "file:") throw new TypeError("Not a file");
+    const addon = { exports: {} as SodiumBinding };
+    process.dlopen(addon, decodeURIComponent(file.pathname));
+    if (typeof addon.exports.crypto_secretbox_easy !== "function") throw new TypeError("No API");
+    return addon.exports;
+  } catch {
+    const { default: binding } = await import("sodium-native/binding.js") as {
+      default: SodiumBinding;
+    };
+    return binding;
+  }
+}
+
+/**
+ * RFC 5869's HKDF-SHA256 (extract, then expand) on `hmac`: what
+ * node:crypto's hkdfSync gives, without loading node:crypto.
+ */
+function hkdfOf(
+  hmac: HmacSha256,
+): (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number) => Uint8Array {
+  return (ikm, salt, info, length) => {
+    if (!Number.isInteger(length) || length < 0 || length > 255 * 32) {
+      throw new RangeError(`Cannot derive ${length} bytes with HKDF-SHA256: at most 8160`);
+    }
+    // No salt is HashLen zeros (RFC 5869, 2.2); an empty key is not passed
+    // to OpenSSL, which would take it for "the previous key".
+    const prk = hmac(salt.length === 0 ? new Uint8Array(32) : salt, ikm);
+    const out = new Uint8Array(length);
+    const counter = new Uint8Array(1);
+    let block: Uint8Array = new Uint8Array(0);
+    for (let at = 0; at < length; at += 32) {
+      counter[0] = at / 32 + 1;
+      block = hmac(prk, block, info, counter);
+      out.set(length - at < 32 ? block.subarray(0, length - at) : block, at);
+    }
+    return out;
+  };
 }
 
 /** The backend the runtime chose, and why. */

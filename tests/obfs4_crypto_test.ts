@@ -486,6 +486,41 @@ Deno.test("hmacSha256 matches RFC 4231 (cases 2 and 6) in both backends, across 
   });
 });
 
+Deno.test("hkdfSha256 matches RFC 5869 (cases 1 to 3) in both backends, and node:crypto's at every length", async (t) => {
+  const seq = (from: number, to: number) =>
+    Uint8Array.from({ length: to - from + 1 }, (_, i) => from + i);
+  const { hkdfSync } = await import("node:crypto");
+  await eachBackend(t, (crypto) => {
+    const ikm = new Uint8Array(22).fill(0x0b);
+    strictEqual(
+      hex(crypto.hkdfSha256(ikm, seq(0x00, 0x0c), seq(0xf0, 0xf9), 42)),
+      "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
+    );
+    strictEqual(
+      hex(crypto.hkdfSha256(seq(0x00, 0x4f), seq(0x60, 0xaf), seq(0xb0, 0xff), 82)),
+      "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c" +
+        "59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71" +
+        "cc30c58179ec3e87c14c01d5c1f3434f1d87",
+    );
+    // No salt (HashLen zeros) and no info.
+    const empty = new Uint8Array(0);
+    strictEqual(
+      hex(crypto.hkdfSha256(ikm, empty, empty, 42)),
+      "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8",
+    );
+    for (const length of [0, 1, 31, 32, 33, 144, 255 * 32]) {
+      const [key, salt, info] = [22, length % 70, 9].map((n) =>
+        globalThis.crypto.getRandomValues(new Uint8Array(n))
+      ) as [Uint8Array, Uint8Array, Uint8Array];
+      deepStrictEqual(
+        crypto.hkdfSha256(key, salt, info, length),
+        new Uint8Array(hkdfSync("sha256", key, salt, info, length)),
+        `length ${length}`,
+      );
+    }
+  });
+});
+
 Deno.test("OpenSSL's HMAC-SHA256 loads through FFI here and is the native backend's", async () => {
   const hmac = libcryptoHmac();
   ok(hmac !== undefined, "libcrypto 3 did not load (Debian package libssl3)");
