@@ -6,7 +6,7 @@ import {
   loadWasmCrypto,
 } from "../transports/crypto_backend.ts";
 import { libcryptoAead, type NodeCryptoAead, nodeCryptoAead } from "./_aead.ts";
-import { type HmacSha256, libcryptoHmac } from "./_hmac.ts";
+import { libcryptoHmac } from "./_hmac.ts";
 import { libcryptoPowP58 } from "./_field_pow.ts";
 import { restateMissingPackage } from "../transports/_npm_package.ts";
 import { processFds } from "./_process_fds.ts";
@@ -43,8 +43,9 @@ let native: Promise<CryptoBackend> | undefined;
 /**
  * The native backend: libsodium through `sodium-native` 5.1.0 (a Node-API
  * addon whose prebuilt binaries ship inside the npm package; in Deno it
- * needs `--allow-ffi`) for secretbox, X25519, Edwards25519 and SHA-2,
- * `node:crypto` for HMAC-SHA256 and HKDF, and for AEADs (Shadowsocks)
+ * needs `--allow-ffi`) for secretbox, X25519, Edwards25519 and SHA-2;
+ * HMAC-SHA256 from OpenSSL's libcrypto 3 through FFI, with HKDF from
+ * `@noble/hashes` on top, else both from `node:crypto`; for AEADs (Shadowsocks)
  * OpenSSL's libcrypto 3 through FFI (about 2.7 GB/s ChaCha20-Poly1305 and
  * 4 GB/s AES-GCM on 16 KiB chunks here), else `node:crypto` (0.8 and 0.17
  * GB/s; XChaCha20 then comes from the WebAssembly backend). Loaded on the
@@ -73,9 +74,12 @@ export function loadNativeCrypto(): Promise<CryptoBackend> {
     // every process (issue 12: memory with idle connections).
     const hmac = libcryptoHmac();
     const libAead = libcryptoAead();
-    const [sodium, nodeCrypto] = await Promise.all([
+    const [sodium, nodeCrypto, nobleHkdf, nobleSha2] = await Promise.all([
       sodiumBinding(),
       hmac === undefined || libAead === undefined ? import("node:crypto") : undefined,
+      // HKDF once per handshake: @noble/hashes' where node:crypto is not loaded.
+      hmac === undefined ? undefined : import("@noble/hashes/hkdf.js"),
+      hmac === undefined ? undefined : import("@noble/hashes/sha2.js"),
     ]).catch((error) => {
       throw restateMissingPackage(error, "the native crypto backend");
     });
@@ -137,10 +141,10 @@ export function loadNativeCrypto(): Promise<CryptoBackend> {
         const digest = h.digest();
         return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
       }),
-      hkdfSha256: hmac === undefined
+      hkdfSha256: nobleHkdf === undefined || nobleSha2 === undefined
         ? (ikm, salt, info, length) =>
           new Uint8Array(nodeCrypto!.hkdfSync("sha256", ikm, salt, info, length))
-        : hkdfOf(hmac),
+        : (ikm, salt, info, length) => nobleHkdf.hkdf(nobleSha2.sha256, ikm, salt, info, length),
       // OpenSSL through FFI where libcrypto 3 loads, else node:crypto.
       aead: libAead ?? nodeCryptoAead(nodeCrypto as unknown as NodeCryptoAead),
       ...(powP58 === undefined ? {} : { powP58 }),
@@ -174,32 +178,6 @@ async function sodiumBinding(): Promise<SodiumBinding> {
     };
     return binding;
   }
-}
-
-/**
- * RFC 5869's HKDF-SHA256 (extract, then expand) on `hmac`: what
- * node:crypto's hkdfSync gives, without loading node:crypto.
- */
-function hkdfOf(
-  hmac: HmacSha256,
-): (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number) => Uint8Array {
-  return (ikm, salt, info, length) => {
-    if (!Number.isInteger(length) || length < 0 || length > 255 * 32) {
-      throw new RangeError(`Cannot derive ${length} bytes with HKDF-SHA256: at most 8160`);
-    }
-    // No salt is HashLen zeros (RFC 5869, 2.2); an empty key is not passed
-    // to OpenSSL, which would take it for "the previous key".
-    const prk = hmac(salt.length === 0 ? new Uint8Array(32) : salt, ikm);
-    const out = new Uint8Array(length);
-    const counter = new Uint8Array(1);
-    let block: Uint8Array = new Uint8Array(0);
-    for (let at = 0; at < length; at += 32) {
-      counter[0] = at / 32 + 1;
-      block = hmac(prk, block, info, counter);
-      out.set(length - at < 32 ? block.subarray(0, length - at) : block, at);
-    }
-    return out;
-  };
 }
 
 /** The backend the runtime chose, and why. */
