@@ -106,13 +106,18 @@ const WAIT_READ = 16 * 1024;
  */
 const spares = new Map<number, Uint8Array[]>();
 const MAX_SPARES = 4;
+/**
+ * The most buffers one source keeps track of as lent (read into and handed
+ * out, not yet given back): past it, the oldest is forgotten (never made a
+ * spare), so a reader that gives none back costs nothing more.
+ */
+const MAX_LENT = 8;
 
-function takeSpare(length: number): Uint8Array | undefined {
-  return spares.get(length)?.pop();
+function takeSpare(length: number): Uint8Array {
+  return spares.get(length)?.pop() ?? new Uint8Array(length);
 }
 
 function putSpare(buffer: Uint8Array): void {
-  if (buffer.byteOffset !== 0) return;
   let kept = spares.get(buffer.length);
   if (kept === undefined) spares.set(buffer.length, kept = []);
   if (kept.length < MAX_SPARES) kept.push(buffer);
@@ -143,7 +148,8 @@ function putSpare(buffer: Uint8Array): void {
  * spares, and `release(chunk)` gives a chunk's buffer back once the reader
  * is done with it (a transport's decoder that copies what it keeps): a
  * stream costs no fresh buffer per read, and no copy. A read that waits
- * still holds at most 16 KiB. Without `reuse`, `release` does nothing.
+ * still holds at most 16 KiB. A chunk given back twice, or one the source
+ * did not read, is ignored. Without `reuse`, `release` does nothing.
  */
 export function connSource(
   conn: NetConn,
@@ -153,6 +159,8 @@ export function connSource(
   let size = first;
   let drained = false;
   let buffer: Uint8Array | undefined;
+  // With `reuse`: the buffers of chunks handed out and not given back yet.
+  const lent: Uint8Array[] | undefined = reuse ? [] : undefined;
   let open = true;
   openSources++;
   const ended = () => {
@@ -170,7 +178,7 @@ export function connSource(
       const largest = Math.min(drained ? want : want * 4, cap);
       if (reuse) {
         // A spare, never a buffer lent out before (released when done with).
-        buffer = takeSpare(want) ?? new Uint8Array(want);
+        buffer = takeSpare(want);
       } else if (buffer === undefined || buffer.length < want || buffer.length > largest) {
         buffer = new Uint8Array(want);
       }
@@ -192,7 +200,10 @@ export function connSource(
       else if (n < into.length / 2) size = Math.max(MIN_READ, 2 ** Math.ceil(Math.log2(n || 1)));
       if (reuse) {
         buffer = undefined;
-        return into.subarray(0, n);
+        // Lent until given back: the buffer is found by the chunk's (no
+        // view made to give it back), and only once.
+        if (lent!.push(into) > MAX_LENT) lent!.shift();
+        return n === into.length ? into : into.subarray(0, n);
       }
       if (n < into.length / 2) return into.slice(0, n);
       buffer = undefined;
@@ -202,7 +213,14 @@ export function connSource(
       ended();
     },
     release(chunk) {
-      if (reuse) putSpare(new Uint8Array(chunk.buffer));
+      if (lent === undefined) return;
+      for (let i = 0; i < lent.length; i++) {
+        const buffer = lent[i]!;
+        if (buffer.buffer !== chunk.buffer) continue;
+        lent.splice(i, 1);
+        putSpare(buffer);
+        return;
+      }
     },
   };
 }

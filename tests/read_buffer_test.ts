@@ -114,3 +114,32 @@ Deno.test("connSource: a cancelled or failed socket gives its share back", async
   busy.end();
   strictEqual(await source.read(), null);
 });
+
+Deno.test("connSource with reuse: a chunk given back carries a later read, and is lent to one read at a time", async () => {
+  // Reads that fill 75% of their 12 KiB buffer keep that size (a size no
+  // other test's reads take, so the process's spares of it start empty).
+  const { conn, end } = scriptedConn([0.75, 0.75, 0.75, 0.75, 0.75]);
+  const source = connSource(conn, 12 * 1024, true);
+  const first = (await source.read())!;
+  strictEqual(first.buffer.byteLength, 12 * 1024);
+  // Given back twice (a caller's mistake): kept once.
+  source.release(first);
+  source.release(first);
+  const second = (await source.read())!;
+  const third = (await source.read())!;
+  strictEqual(second.buffer, first.buffer, "the given back buffer is read into again");
+  ok(third.buffer !== second.buffer, "a buffer given back twice is lent to two reads");
+  // A buffer the source did not lend (still its owner's) is not taken.
+  const foreign = new Uint8Array(12 * 1024);
+  source.release(foreign);
+  source.release(second);
+  const fourth = (await source.read())!;
+  const fifth = (await source.read())!;
+  ok(
+    fourth.buffer !== foreign.buffer && fifth.buffer !== foreign.buffer,
+    "a foreign buffer was read into",
+  );
+  ok(fourth.buffer === second.buffer || fifth.buffer === second.buffer);
+  end();
+  strictEqual(await source.read(), null);
+});
