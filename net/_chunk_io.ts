@@ -47,6 +47,12 @@ export interface DirectEnds {
    * connection's encoder has taken it (copied what it needs).
    */
   releaseTo(release: (chunk: Uint8Array) => void): void;
+  /**
+   * Say that the reader of `source` writes each chunk in full and keeps
+   * nothing of it before its next read (a relay writing to a socket): each
+   * chunk's buffer may then carry a later one from that read on.
+   */
+  recycleReads(): void;
 }
 let directAccess: DirectAccess | undefined;
 

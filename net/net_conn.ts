@@ -14,7 +14,10 @@ import type { HostPort } from "./address.ts";
 export interface NetConn {
   /** Read into `p`; resolves to the count read, or `null` at end of stream. */
   read(p: Uint8Array): Promise<number | null>;
-  /** Write some of `p`; resolves to the count written. */
+  /**
+   * Write some of `p`; resolves to the count written, once done with `p`
+   * (as `Deno.Conn`'s: the runtime then reuses its buffer).
+   */
   write(p: Uint8Array): Promise<number>;
   /** Shut down the write side (send FIN). */
   closeWrite(): Promise<void>;

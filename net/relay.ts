@@ -128,6 +128,8 @@ export async function relay(
   const eb = endpoint(b, aDirect);
   linkRelease(ea, eb);
   linkRelease(eb, ea);
+  linkRecycle(ea, eb);
+  linkRecycle(eb, ea);
   const closeBoth = () => {
     closeQuietly(a);
     closeQuietly(b);
@@ -210,6 +212,10 @@ interface Endpoint {
   readonly release?: (chunk: Uint8Array) => void;
   /** A transport connection's: have `release` told of each chunk its sink encoded. */
   readonly releaseTo?: (release: (chunk: Uint8Array) => void) => void;
+  /** A socket's: its sink writes each chunk in full and keeps nothing of it. */
+  readonly socket?: true;
+  /** A transport connection's: its chunks may be reused once the next is read. */
+  readonly recycleReads?: () => void;
 }
 
 /** Whether `end` is a transport connection a relay reads and writes directly. */
@@ -220,6 +226,14 @@ function isDirect(end: RelayEnd): boolean {
 /** Chunks read from `from` and written to `to` go back to `from` once `to` encoded them. */
 function linkRelease(from: Endpoint, to: Endpoint): void {
   if (from.release !== undefined && to.releaseTo !== undefined) to.releaseTo(from.release);
+}
+
+/**
+ * Chunks read from `from` and written to `to` go back to `from` once the
+ * next is read, when `to` is a socket (whose write is done then).
+ */
+function linkRecycle(from: Endpoint, to: Endpoint): void {
+  if (to.socket === true) from.recycleReads?.();
 }
 
 /** `end`'s source and sink; a socket's source reads into spare buffers with `reuse`. */
@@ -233,6 +247,7 @@ function endpoint(end: RelayEnd, reuse: boolean): Endpoint {
     return {
       source,
       sink: connSink(end),
+      socket: true,
       ...(reuse ? { release: (chunk: Uint8Array) => source.release(chunk) } : {}),
     };
   }

@@ -137,6 +137,8 @@ export class TransportConn implements Disposable, AsyncDisposable {
   #copiesWrites: boolean;
   /** Told of each chunk the relay's direct sink wrote, once encoded (see DirectEnds). */
   #release: ((chunk: Uint8Array) => void) | undefined;
+  /** A direct pair's: takes back a decoded chunk its reader is done with. */
+  #recycleDecoded: ((chunk: Uint8Array) => void) | undefined;
   /** The direct sink's write in flight, whose failure the next write or end reports. */
   #directWrite: Promise<void> | undefined;
 
@@ -217,6 +219,7 @@ export class TransportConn implements Disposable, AsyncDisposable {
     // and promises cost an idle connection about 10 KiB of heap.
     const direct = directPair(pair);
     this.#copiesWrites = direct !== undefined;
+    this.#recycleDecoded = direct?.recycleDecoded;
     const encodeReadable = direct === undefined
       ? pair.encode.readable
       : { getReader: () => direct.encode } as unknown as ReadableStream<Uint8Array>;
@@ -366,9 +369,18 @@ export class TransportConn implements Disposable, AsyncDisposable {
       const writing = this.#directWrite;
       if (writing !== undefined) await writing;
     };
+    // Once the reader said it keeps nothing of a chunk past its next read
+    // (recycleReads), the chunk read last goes back to the pair then.
+    let recycle: ((chunk: Uint8Array) => void) | undefined;
+    let handed: Uint8Array | null = null;
     return {
       source: {
-        read: () => this.#nextChunk(),
+        read: () => {
+          if (recycle === undefined) return this.#nextChunk();
+          if (handed !== null) recycle(handed);
+          handed = null;
+          return this.#nextChunk().then((chunk) => handed = chunk);
+        },
         cancel: (reason) => this.#cancelRead(reason),
       },
       sink: {
@@ -390,6 +402,9 @@ export class TransportConn implements Disposable, AsyncDisposable {
         // Only a direct pair's encoder is known to copy what it is given
         // (another transform may pass the chunk itself on).
         if (this.#copiesWrites) this.#release = release;
+      },
+      recycleReads: () => {
+        recycle = this.#recycleDecoded;
       },
     };
   }

@@ -281,3 +281,47 @@ Deno.test("ClientHandshake finds the server's mark however the answer is split, 
     }
   }
 });
+
+Deno.test("Session decodes into buffers given back with recycleDecoded: each lent to one chunk at a time, never one still held", () => {
+  const dist = new WeightedDist(new Uint8Array(24), 0, 1448);
+  const common = { crypto: box, iatMode: 0 as const, lengthDist: dist, iatDist: dist };
+  const sender = new Session({
+    ...common,
+    sendKeys: keys,
+    receiveKeys: new Uint8Array(72),
+    acceptSeed: false,
+  });
+  const receiver = new Session({
+    ...common,
+    sendKeys: new Uint8Array(72),
+    receiveKeys: keys,
+    acceptSeed: true,
+  });
+  // 40 KiB writes: their frames are decoded into spare buffers (16 KiB and up).
+  const data = Array.from({ length: 8 }, () => crypto.getRandomValues(new Uint8Array(40 * 1024)));
+  const decode = (i: number) => {
+    const out = receiver.decode(sender.encode(data[i]!)[0]!);
+    deepStrictEqual(out, data[i]);
+    return out;
+  };
+  // Until a chunk is given back, each is its own.
+  const first = decode(0);
+  receiver.recycleDecoded(first);
+  const a = decode(1);
+  // Given back twice (a caller's mistake): kept once.
+  receiver.recycleDecoded(a);
+  receiver.recycleDecoded(a);
+  const b = decode(2);
+  const c = decode(3);
+  strictEqual(b.buffer, a.buffer, "a chunk given back carries the next");
+  ok(c.buffer !== b.buffer, "a buffer given back twice was lent to two chunks");
+  // A chunk that was not decoded here (its holder's) is not taken.
+  const foreign = new Uint8Array(new ArrayBuffer(64 * 1024), 0, 40 * 1024);
+  receiver.recycleDecoded(foreign);
+  const d = decode(4);
+  ok(d.buffer !== foreign.buffer);
+  // The chunks still held kept their bytes through later decodes.
+  deepStrictEqual(b, data[2]);
+  deepStrictEqual(c, data[3]);
+  deepStrictEqual(d, data[4]);
+});

@@ -15,6 +15,11 @@ export interface DirectPair {
    * used, so its buffer may carry a later one.
    */
   readonly recycle?: (chunk: Uint8Array) => void;
+  /**
+   * Told of a chunk read from `decode` once its reader no longer uses it
+   * (wrote it in full), so its buffer may carry a later one.
+   */
+  readonly recycleDecoded?: (chunk: Uint8Array) => void;
 }
 
 /** The controller a transformer is given: a `TransformStreamDefaultController`'s part in use. */

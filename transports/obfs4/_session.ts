@@ -58,17 +58,24 @@ const EMPTY = new Uint8Array(0);
 const scratch = new Uint8Array(MAX_FRAME_PAYLOAD);
 
 /**
- * Buffers of sent writes (see {@linkcode Session.recycle}), by size (a
- * power of two, at least {@linkcode MIN_SPARE_OUTPUT}): a write of a
- * socket's read (up to 256 KiB) in a fresh buffer was zeroed memory from
- * the allocator (page faults, memset, frees) per write. At most
- * {@linkcode MAX_SPARE_OUTPUTS} of each size are kept (under 2 MiB).
+ * Buffers of sent writes and of relayed decoded bytes (see
+ * {@linkcode Session.recycle} and {@linkcode Session.recycleDecoded}), by
+ * size (a power of two, at least {@linkcode MIN_SPARE_OUTPUT}): a write of a
+ * socket's read (up to 256 KiB) or the bytes decoded from one in a fresh
+ * buffer was zeroed memory from the allocator (page faults, memset, frees)
+ * per read. At most {@linkcode MAX_SPARE_OUTPUTS} of each size are kept
+ * (under 2 MiB).
  */
 const spareOutputs = new Map<number, ArrayBuffer[]>();
 const MIN_SPARE_OUTPUT = 16 * 1024;
 /** The largest kept: a write of a 256 KiB read, with its frames and padding. */
 const MAX_SPARE_OUTPUT = 512 * 1024;
 const MAX_SPARE_OUTPUTS = 2;
+/**
+ * The most decoded chunks a session keeps track of as lent (handed out, not
+ * yet given back): past it, the oldest is forgotten (never made a spare).
+ */
+const MAX_LENT_DECODED = 8;
 
 /** `length` bytes, in a spare buffer when it is of a size to keep one for. */
 function spareOutput(length: number): Uint8Array {
@@ -131,6 +138,10 @@ export class Session {
   #lent: ArrayBufferLike | undefined;
   /** Set once a write was recycled: writes then take spare buffers. */
   #recycles = false;
+  /** The buffers of decoded chunks handed out, until recycled (see recycleDecoded). */
+  #lentDecoded: ArrayBufferLike[] | undefined;
+  /** Set once a decoded chunk was recycled: decodes then take spare buffers. */
+  #recyclesDecoded = false;
   // The output of the decode in progress, and where its good payloads end
   // (handed on when a later frame is bad).
   #decoding: Uint8Array = EMPTY;
@@ -324,6 +335,26 @@ export class Session {
     putSpareOutput(write.buffer as ArrayBuffer);
   }
 
+  /**
+   * Take back a chunk {@linkcode Session.decode} returned, once its holder
+   * no longer uses it (a relay wrote it to a socket in full): its buffer
+   * goes to the process's spares for later decodes, which from the first
+   * call on take spare buffers (a session whose chunks are never given back
+   * makes each its own). A chunk given back twice, or one this session did
+   * not decode, is ignored.
+   *
+   * @param chunk The decoded chunk, which its holder no longer uses.
+   */
+  recycleDecoded(chunk: Uint8Array): void {
+    this.#recyclesDecoded = true;
+    const lent = this.#lentDecoded;
+    if (lent === undefined) return;
+    const i = lent.indexOf(chunk.buffer);
+    if (i < 0) return;
+    lent.splice(i, 1);
+    putSpareOutput(chunk.buffer as ArrayBuffer);
+  }
+
   /** @returns How long to wait between IAT-mode writes, in milliseconds. */
   iatDelay(): number {
     return this.#iatDist.sample() / 10;
@@ -394,9 +425,10 @@ export class Session {
     // Payloads are opened straight into place: each packet is decrypted 3
     // bytes before where its payload goes, over the end of the previous
     // payload (saved and put back), so the packet header costs no copy.
-    const out = this.#decoding = new Uint8Array(
-      PACKET_OVERHEAD + Math.max(0, pending) + chunk.length,
-    );
+    const length = PACKET_OVERHEAD + Math.max(0, pending) + chunk.length;
+    const out = this.#decoding = this.#recyclesDecoded
+      ? spareOutput(length)
+      : new Uint8Array(length);
     let total = PACKET_OVERHEAD;
     if (pending > 0) {
       // Finish the partial frame with at most one frame's worth of the
@@ -424,7 +456,16 @@ export class Session {
       this.#buffer = this.#buffer.slice(this.#offset);
       this.#offset = 0;
     }
-    return total === PACKET_OVERHEAD ? EMPTY : out.subarray(PACKET_OVERHEAD, total);
+    if (total === PACKET_OVERHEAD) {
+      // Nothing handed out: the buffer is a spare again at once.
+      if (this.#recyclesDecoded) putSpareOutput(out.buffer as ArrayBuffer);
+      return EMPTY;
+    }
+    if (this.#recyclesDecoded) {
+      const lent = this.#lentDecoded ??= [];
+      if (lent.push(out.buffer) > MAX_LENT_DECODED) lent.shift();
+    }
+    return out.subarray(PACKET_OVERHEAD, total);
   }
 
   /**

@@ -381,6 +381,7 @@ class PairCore {
       encode: new DirectTransform(encode, 0),
       decode: new DirectTransform(decode, DECODE_READABLE.highWaterMark!),
       recycle: (chunk) => this.session?.recycle(chunk),
+      recycleDecoded: (chunk) => this.session?.recycleDecoded(chunk),
     };
     let streams:
       | {
