@@ -64,13 +64,13 @@ const scratch = new Uint8Array(MAX_FRAME_PAYLOAD);
  * socket's read (up to 256 KiB) or the bytes decoded from one in a fresh
  * buffer was zeroed memory from the allocator (page faults, memset, frees)
  * per read. At most {@linkcode MAX_SPARE_OUTPUTS} of each size are kept
- * (under 2 MiB).
+ * (under 8 MiB: the sizes from 16 to 512 KiB sum to 1008 KiB).
  */
 const spareOutputs = new Map<number, ArrayBuffer[]>();
 const MIN_SPARE_OUTPUT = 16 * 1024;
 /** The largest kept: a write of a 256 KiB read, with its frames and padding. */
 const MAX_SPARE_OUTPUT = 512 * 1024;
-const MAX_SPARE_OUTPUTS = 2;
+const MAX_SPARE_OUTPUTS = 8;
 /**
  * The most decoded chunks a session keeps track of as lent (handed out, not
  * yet given back): past it, the oldest is forgotten (never made a spare).
