@@ -55,17 +55,19 @@ async function loadedBeforeDone(
 
 const state = await Deno.makeTempDir({ prefix: "ptkit-start-modules-" });
 const v1 = { TOR_PT_MANAGED_TRANSPORT_VER: "1", TOR_PT_STATE_LOCATION: state };
+/** Each side: its environment and the line that ends its start. */
+const SIDES = [
+  ["server", {
+    ...v1,
+    TOR_PT_SERVER_TRANSPORTS: "obfs4",
+    TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
+    TOR_PT_ORPORT: "127.0.0.1:9",
+  }, "SMETHODS DONE"],
+  ["client", { ...v1, TOR_PT_CLIENT_TRANSPORTS: "obfs4" }, "CMETHODS DONE"],
+] as const;
 
 for (
-  const [side, env, done] of [
-    ["server", {
-      ...v1,
-      TOR_PT_SERVER_TRANSPORTS: "obfs4",
-      TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
-      TOR_PT_ORPORT: "127.0.0.1:9",
-    }, "SMETHODS DONE"],
-    ["client", { ...v1, TOR_PT_CLIENT_TRANSPORTS: "obfs4" }, "CMETHODS DONE"],
-  ] as const
+  const [side, env, done] of SIDES
 ) {
   Deno.test(`main.ts ${side} loads none of Deno's lazily loaded modules before ${done} (node:timers, loaded with the listener, cost a server 10-20 ms of its start; atob's module 3 ms)`, async () => {
     const { modules, lines } = await loadedBeforeDone(env, done);
@@ -101,15 +103,7 @@ const PER_CONNECTION = [
 ].map((path) => new URL(`../${path}`, import.meta.url).href);
 
 for (
-  const [side, env, done] of [
-    ["server", {
-      ...v1,
-      TOR_PT_SERVER_TRANSPORTS: "obfs4",
-      TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
-      TOR_PT_ORPORT: "127.0.0.1:9",
-    }, "SMETHODS DONE"],
-    ["client", { ...v1, TOR_PT_CLIENT_TRANSPORTS: "obfs4" }, "CMETHODS DONE"],
-  ] as const
+  const [side, env, done] of SIDES
 ) {
   Deno.test(`main.ts ${side} loads no module that serves connections before ${done} (proxy() and its accept loop, relays, libc's FFI calls: 20 modules and 10-30 ms of a server's start)`, async () => {
     const { modules, lines } = await loadedBeforeDone(env, done);
