@@ -13,16 +13,26 @@ import { MemoryStore } from "../../transports/memory_store.ts";
  * Check that `options` alone configure a client of `transport`: a
  * transport given no options at start waits for each connection's (tor's
  * SOCKS arguments), so making one connection's streams is what finds a
- * missing key.
+ * missing key. The check neither sends messages nor touches the state
+ * directory: keys it makes are thrown away.
  */
 export async function checkComplete(
   transport: Transport,
   options: TransportOptions,
   env: TransportEnvironment | undefined,
 ): Promise<void> {
-  // Without the message pipe: the check is not the client, and announces
-  // nothing (the ssh client's key went out twice).
-  const { signals: _, ...checking } = env ?? {};
+  // The check is not the client, and announces and keeps nothing: its
+  // messages go nowhere (the ssh client's key went out twice) and its state
+  // stays in memory (a key the check stored on disk was never announced by
+  // the client after it). A transport that needs a message pipe gets one.
+  const { signals, ...rest } = env ?? {};
+  const checking: TransportEnvironment = {
+    ...rest,
+    local: new MemoryStore(),
+    ...(signals === undefined ? {} : {
+      signals: { readable: new ReadableStream(), writable: new WritableStream() },
+    }),
+  };
   const side = await transport.client(options, checking);
   const pair = side.pair({}, transport.free ? { hostname: "192.0.2.1", port: 9 } : undefined);
   // The streams are never used: closed at once, nothing left pending.
