@@ -128,6 +128,16 @@ const datagramSymbols = {
   sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
 } as const;
 
+/** statx, bound for the one call that asks what a descriptor is. */
+const fileSymbols = {
+  statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
+} as const;
+const AT_EMPTY_PATH = 0x1000;
+const STATX_TYPE = 0x1;
+const S_IFMT = 0o170000;
+const S_IFIFO = 0o010000;
+const S_IFSOCK = 0o140000;
+
 /** libc's socket calls, with the UDP receive arena (made for the first UDP socket). One per process. */
 export class Libc {
   #lib: Deno.DynamicLibrary<typeof symbols>;
@@ -174,6 +184,25 @@ export class Libc {
   /** The datagram calls, bound at the first use (the library is open already). */
   #datagram(): Deno.DynamicLibrary<typeof datagramSymbols>["symbols"] {
     return this.#datagramLib ??= Deno.dlopen("libc.so.6", datagramSymbols).symbols;
+  }
+
+  /**
+   * Whether descriptor `fd` is a pipe or a socket (statx's file type; the
+   * struct's layout is the same on every architecture), or `undefined`
+   * where the kernel does not say.
+   */
+  isPipeOrSocket(fd: number): boolean | undefined {
+    const lib = Deno.dlopen("libc.so.6", fileSymbols);
+    try {
+      const stat = new Uint8Array(256); // struct statx
+      const path = new Uint8Array(1); // ""
+      if (lib.symbols.statx(fd, path, AT_EMPTY_PATH, STATX_TYPE, stat) !== 0) return undefined;
+      if ((stat[0]! & STATX_TYPE) === 0) return undefined; // stx_mask
+      const type = (stat[28]! | stat[29]! << 8) & S_IFMT; // stx_mode
+      return type === S_IFIFO || type === S_IFSOCK;
+    } finally {
+      lib.close();
+    }
   }
 
   /** The 2 MiB receive arena and the headers pointing into it, once. */

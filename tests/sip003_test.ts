@@ -732,6 +732,61 @@ Deno.test("SIP003: the plugin exits when its parent's stdin pipe closes, not on 
   }
 });
 
+Deno.test("SIP003: a parent's stdin pipe closed at once ends the plugin; a file as stdin does not", async () => {
+  const env = childEnv({
+    ...VARS,
+    SS_REMOTE_HOST: "127.0.0.1",
+    SS_LOCAL_PORT: String(freePort()),
+    SS_PLUGIN_OPTIONS: "transport=plain",
+  });
+  const started = /plain client on [^ ]+ \(SS_LOCAL\)/;
+  // The parent died before the plugin got going: its pipe ends with no byte,
+  // within the first second. That is still the parent's pipe closing.
+  {
+    const child = new Deno.Command(MAIN, {
+      env,
+      clearEnv: true,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .spawn();
+    const { text, done } = collectOutput(child);
+    await child.stdin.close();
+    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    const status = await child.status;
+    clearTimeout(timer);
+    await done;
+    deepStrictEqual(status.code, 0, text());
+    ok(/Shutting down: parent closed stdin/.test(text()), text());
+  }
+  // A file with bytes in it is nobody's pipe: it keeps serving until SIGTERM.
+  {
+    const dir = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
+    try {
+      await Deno.writeTextFile(`${dir}/input`, "not a parent\n");
+      const child = new Deno.Command("sh", {
+        args: ["-c", `exec "$0" < "$1"`, MAIN, `${dir}/input`],
+        env,
+        clearEnv: true,
+        stdout: "piped",
+        stderr: "piped",
+      })
+        .spawn();
+      const { text, done } = collectOutput(child);
+      while (!started.test(text())) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 1500));
+      ok(!/Shutting down/.test(text()), text());
+      child.kill("SIGTERM");
+      deepStrictEqual((await child.status).code, 0);
+      await done;
+      ok(/Shutting down: SIGTERM/.test(text()), text());
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});
+
 Deno.test("SIP003: the server plugin writes sip003_client_options.txt through the state store: a planted link is refused, never followed", async () => {
   const root = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
   try {

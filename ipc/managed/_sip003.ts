@@ -504,19 +504,36 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
   return code !== 0 ? code : output.failureCode();
 }
 
+/**
+ * Whether stdin is a pipe or socket (a parent's) or not (/dev/null, a file),
+ * as the kernel says (statx through FFI); `undefined` where it cannot be
+ * asked (no FFI permission, not Linux).
+ */
+async function stdinIsPipe(): Promise<boolean | undefined> {
+  try {
+    const { openLibc } = await import("../../net/_libc.ts");
+    return openLibc()?.isPipeOrSocket(0);
+  } catch {
+    return undefined;
+  }
+}
+
 /** How long after start an end of stdin means "no parent's pipe" (/dev/null). */
 const NO_PIPE_MS = 1000;
 
 /**
- * Call `onClose` when the parent's stdin pipe ends. A terminal, or a stdin
- * that ends at once without a byte (ss-libev under systemd hands the plugin
- * /dev/null; Deno cannot tell a pipe without --allow-all), is no parent's
- * pipe: the parent's death and signals end the plugin instead.
+ * Call `onClose` when the parent's stdin pipe ends. A terminal, /dev/null
+ * (ss-libev under systemd) or a file is no parent's pipe: the parent's death
+ * and signals end the plugin instead. Where the system cannot say what stdin
+ * is, a stdin that ends within {@linkcode NO_PIPE_MS} without a byte is taken
+ * for /dev/null.
  */
 function watchParentInput(onClose: () => void): void {
   if (Deno.stdin.isTerminal()) return;
   const started = Date.now();
   (async () => {
+    const pipe = await stdinIsPipe();
+    if (pipe === false) return;
     const buffer = new Uint8Array(4096);
     let seen = false;
     for (;;) {
@@ -529,6 +546,6 @@ function watchParentInput(onClose: () => void): void {
       if (n === null) break;
       seen = true;
     }
-    if (seen || Date.now() - started >= NO_PIPE_MS) onClose();
+    if (pipe || seen || Date.now() - started >= NO_PIPE_MS) onClose();
   })();
 }
