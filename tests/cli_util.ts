@@ -36,6 +36,7 @@ export class TextProcess implements AsyncDisposable {
   stdout = "";
   stderr = "";
   #waiters: (() => void)[] = [];
+  #ended = false;
   #done: Promise<void>;
 
   constructor(program: string, args: string[], env: Record<string, string> = {}) {
@@ -57,6 +58,7 @@ export class TextProcess implements AsyncDisposable {
       collect(this.child.stdout, "stdout"),
       collect(this.child.stderr, "stderr"),
     ]).then(() => {
+      this.#ended = true; // Before the waiters wake: they look at it.
       for (const wake of this.#waiters.splice(0)) wake();
     });
   }
@@ -68,12 +70,10 @@ export class TextProcess implements AsyncDisposable {
 
   /** Wait until stdout matches `pattern` (fails if the child's output ends first). */
   async waitFor(pattern: RegExp): Promise<RegExpExecArray> {
-    let ended = false;
-    this.#done.then(() => ended = true);
     for (;;) {
       const match = pattern.exec(this.stdout);
       if (match) return match;
-      if (ended) {
+      if (this.#ended) {
         throw new Error(`Output ended before ${pattern}:\n${this.stdout}\n${this.stderr}`);
       }
       await new Promise<void>((resolve) => this.#waiters.push(resolve));
