@@ -7,8 +7,8 @@ import { parseSip003 } from "../ipc/managed/_sip003.ts";
 import { parseUpstreamProxy } from "../ipc/managed/_proxy_uri.ts";
 import { cliError, methodErrorCode, methodErrorText } from "../ipc/cli/_names.ts";
 import { readValueFile, UsageError } from "../ipc/cli/_value_file.ts";
-import { childEnv } from "./ipc_util.ts";
-import { runUntil } from "./cli_util.ts";
+import { childEnv, startMicrosocks } from "./ipc_util.ts";
+import { runUntil, TextProcess } from "./cli_util.ts";
 
 async function run(args: string[]) {
   let out = "";
@@ -560,5 +560,149 @@ Deno.test("readValueFile: '@' alone (a file name forgotten) is a usage error tha
       deepStrictEqual(error.message, `Cannot read ${what}: '@' names no file (write @FILE)`);
       return true;
     });
+  }
+});
+
+/** An echo service on loopback that counts the connections it accepted. */
+function countingEcho(): { port: number; accepted: () => number; close(): Promise<void> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let accepted = 0;
+  const conns = new Set<Deno.Conn>();
+  const loop = (async () => {
+    for await (const conn of listener) {
+      accepted++;
+      conns.add(conn);
+      conn.readable.pipeTo(conn.writable).catch(() => {}).finally(() => conns.delete(conn));
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    accepted: () => accepted,
+    async close() {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // Closed by its pipe.
+        }
+      }
+      await loop;
+    },
+  };
+}
+
+/** Connect to `port`, send a line and read it back; null when the connection ends first. */
+async function echoThrough(port: number): Promise<string | null> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(new TextEncoder().encode("through\n"));
+  const buffer = new Uint8Array(64);
+  let text = "";
+  const timer = setTimeout(() => conn.close(), 10_000);
+  try {
+    while (text.length < 8) {
+      const n = await conn.read(buffer);
+      if (n === null) return null;
+      text += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+  } catch {
+    return null;
+  } finally {
+    clearTimeout(timer);
+  }
+  return text;
+}
+
+Deno.test("main.ts client --proxy: every connection to the server goes through the upstream proxy (microsocks, user and password), fail-closed; a bad URI is a usage error that hides the password", async () => {
+  const echo = countingEcho();
+  const upstream = await startMicrosocks("ptuser", "Secret7Pass");
+  const state = await Deno.makeTempDir();
+  const port = (() => {
+    using l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    return l.addr.port;
+  })();
+  try {
+    await using client = new TextProcess(new URL("../main.ts", import.meta.url).pathname, [
+      ...["client", "--bridge", `plain 127.0.0.1:${echo.port}`, "--tcp", `127.0.0.1:${port}`],
+      ...["--proxy", `socks5://ptuser:Secret7Pass@127.0.0.1:${upstream.port}`, "--state", state],
+    ]);
+    await client.waitFor(/relays to the server's target/);
+    deepStrictEqual(await echoThrough(port), "through\n");
+    deepStrictEqual(echo.accepted(), 1);
+    await upstream.kill();
+    deepStrictEqual(await echoThrough(port), null);
+    deepStrictEqual(echo.accepted(), 1, "a connection went around the stopped proxy");
+    deepStrictEqual(await client.interrupt(), 0);
+    ok(!`${client.stdout}${client.stderr}`.includes("Secret7Pass"), client.stderr);
+  } finally {
+    await upstream.kill().catch(() => {});
+    await echo.close();
+    await Deno.remove(state, { recursive: true });
+  }
+  const bad = await run([
+    ...["client", "--bridge", "plain 127.0.0.1:9", "--proxy", "socks9://u:Secret7Pass@127.0.0.1:1"],
+  ]);
+  deepStrictEqual(bad.code, 64, bad.err);
+  match(bad.err, /^ptkit: error: Invalid --proxy: Unsupported proxy scheme "socks9"/);
+  ok(!bad.err.includes("Secret7Pass"), bad.err);
+  const noPort = await run([
+    ...["client", "--bridge", "plain 127.0.0.1:9", "--proxy", "socks5://u:Secret7Pass@127.0.0.1"],
+  ]);
+  deepStrictEqual(noPort.code, 64, noPort.err);
+  match(noPort.err, /^ptkit: error: Invalid --proxy: /);
+  ok(!noPort.err.includes("Secret7Pass"), noPort.err);
+});
+
+Deno.test("main.ts client whose default state directory cannot be made (a service user without a home) keeps its state in memory and says so; a --state it cannot use is still an error", async () => {
+  const stop = new AbortController();
+  let out = "";
+  let err = "";
+  const code = await runCli([
+    ...["client", "--bridge", "plain 127.0.0.1:9", "--socks", "127.0.0.1:0"],
+  ], {
+    stdout: (t) => {
+      out += t;
+      if (out.includes("SOCKS5")) stop.abort();
+    },
+    stderr: (t) => err += t,
+    getEnv: (name) => name === "XDG_STATE_HOME" ? "/proc/forbidden" : undefined,
+    process: false,
+    signal: stop.signal,
+  });
+  deepStrictEqual(code, 0, err);
+  ok(out.includes("SOCKS5 proxy: 127.0.0.1:"), out);
+  match(
+    err,
+    /\[warning\] Cannot use state directory "\/proc\/forbidden\/ptkit\/client": [a-z ]+; client state is kept in memory for this run \(--state DIR keeps it\)/,
+  );
+  const given = await run([
+    ...["client", "--bridge", "plain 127.0.0.1:9", "--socks", "127.0.0.1:0"],
+    ...["--state", "/proc/forbidden"],
+  ]);
+  deepStrictEqual(given.code, 64, given.err);
+  match(given.err, /^ptkit: error: Cannot use state directory "\/proc\/forbidden": [a-z ]+\n$/);
+});
+
+Deno.test("main.ts client with an ss:// link serves --metrics as with --bridge (the flag was taken and ignored)", async () => {
+  const metricsPort = (() => {
+    using l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    return l.addr.port;
+  })();
+  const state = await Deno.makeTempDir();
+  try {
+    const link = `ss://${btoa("chacha20-ietf-poly1305:Secret7Pass")}@127.0.0.1:8388`;
+    await using client = new TextProcess(new URL("../main.ts", import.meta.url).pathname, [
+      ...["client", link, "--socks", "127.0.0.1:0", "--metrics", `127.0.0.1:${metricsPort}`],
+      ...["--state", state],
+    ]);
+    await client.waitFor(/SOCKS5 proxy: /);
+    const response = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    const text = await response.text();
+    deepStrictEqual(response.status, 200, text);
+    match(text, /^ptkit_build_info\{/m);
+    ok(!text.includes("Secret7Pass"), text);
+    deepStrictEqual(await client.interrupt(), 0);
+  } finally {
+    await Deno.remove(state, { recursive: true });
   }
 });

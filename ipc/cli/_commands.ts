@@ -25,6 +25,9 @@ import { runManaged } from "../managed/_run.ts";
 import { dialedAddress } from "../managed/_check_options.ts";
 import { CAUSE_REPORTED } from "../managed/_shutdown.ts";
 import { inDirectory, perUserStateDir } from "../managed/_state_dir.ts";
+import { fileErrorReason } from "../managed/_file_store.ts";
+import { parseUpstreamProxy, type UpstreamProxy } from "../managed/_proxy_uri.ts";
+import { MemoryStore } from "../../transports/memory_store.ts";
 import { CLI_COMMANDS, cliError, methodErrorCode, SIP003_PLUGIN_KEYS } from "./_names.ts";
 import { suggestOptionKey } from "../../transports/_option_keys.ts";
 import { parseSsUri, type SsUri } from "./_ss_uri.ts";
@@ -117,7 +120,17 @@ const SPECS: Record<string, Record<string, Spec>> = {
       value: "HOST:PORT",
       help: "serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: 127.0.0.1)",
     },
-    state: { value: "DIR", help: "state directory", fallback: "<per-user>/ptkit/client" },
+    proxy: {
+      value: "URI",
+      help: "upstream proxy every connection to the server goes through, fail-closed (as\n" +
+        "TOR_PT_PROXY): socks5://[USER:PASS@]IP:PORT, socks4a://IP:PORT or\n" +
+        "http://[USER:PASS@]IP:PORT (@FILE: read from FILE)",
+    },
+    state: {
+      value: "DIR",
+      help: "state directory (if the default cannot be made: kept in memory, said)",
+      fallback: "<per-user>/ptkit/client",
+    },
     "log-level": LOG_LEVEL,
     help: { help: "print this help" },
   },
@@ -260,6 +273,9 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
     // obfs4_bridgeline.txt does): its one other line is the value.
     if (parsed.bridge?.startsWith("@")) {
       parsed.bridge = oneLine(readValueFile(parsed.bridge, "--bridge"), parsed.bridge);
+    }
+    if (parsed.proxy?.startsWith("@")) {
+      parsed.proxy = oneLine(readValueFile(parsed.proxy, "--proxy"), parsed.proxy);
     }
     if (link?.startsWith("@")) {
       link = oneLine(readValueFile(link, "the ss:// link"), link);
@@ -425,7 +441,7 @@ function abortable(context: Context): AbortController {
 /** The part of the configuration every subcommand shares. */
 function common(
   transport: string,
-  state: string,
+  state: string | undefined,
   logLevel: LogSeverity,
   options: ReadonlyMap<string, Record<string, string>> = new Map(),
 ): ManagedConfigBase {
@@ -433,7 +449,7 @@ function common(
     version: "2",
     transports: [transport],
     options,
-    stateDir: state,
+    ...(state === undefined ? {} : { stateDir: state }),
     exitOnStdinClose: false,
     logLevel,
     warnings: [],
@@ -448,10 +464,12 @@ function run(
   signal: AbortSignal,
   shutdownNotices = true,
   onListening?: (transport: string, address: HostPort) => void,
+  local?: MemoryStore,
 ): Promise<number> {
   return runManaged(config, {
     shutdownNotices,
     emit,
+    ...(local === undefined ? {} : { local }),
     ...(onListening === undefined ? {} : { onListening }),
     ...(context.options.registry ? { registry: context.options.registry } : {}),
     process: context.options.process ?? true,
@@ -471,6 +489,7 @@ async function runSide(
   level: LogSeverity,
   onMethod: Parameters<typeof humanLines>[2],
   onListening?: (transport: string, address: HostPort) => void,
+  local?: MemoryStore,
 ): Promise<number> {
   const stop = abortable(context);
   let failed: number | undefined;
@@ -478,7 +497,7 @@ async function runSide(
     failed ??= code;
     stop.abort(CAUSE_REPORTED);
   });
-  const code = await run(config, context, lines, stop.signal, true, onListening);
+  const code = await run(config, context, lines, stop.signal, true, onListening, local);
   return failed !== undefined && code === 0 ? failed : code;
 }
 
@@ -705,12 +724,13 @@ async function client(flags: Record<string, string>, context: Context): Promise<
       );
     }
   }
-  const state = stateDir(flags.state, "client", context.getEnv);
+  const state = clientState(flags, context);
   const level = logLevel(flags);
   const tcp = flags.tcp !== undefined;
   const config: ClientConfig = {
-    ...common(transport, state, level, new Map([[transport, { ...bridge.options }]])),
+    ...common(transport, state.dir, level, new Map([[transport, { ...bridge.options }]])),
     ...metrics(flags),
+    ...upstreamProxy(flags),
     kind: "client",
     mode: tcp ? "transparent-TCP" : "socks5",
     listen: address(flags.tcp ?? flags.socks ?? "127.0.0.1:1080", tcp ? "--tcp" : "--socks"),
@@ -722,14 +742,56 @@ async function client(flags: Record<string, string>, context: Context): Promise<
   // plan goes instead (WebTunnel's URL host or addr=; the address is a placeholder).
   const known = (context.options.registry ?? defaultRegistry).get(transport);
   const dialed = formatHostPort(await dialedAddress(known, bridge.address, bridge.options));
-  return await runSide(config, context, level, (method) => {
-    const addr = formatHostPort(method.address);
-    context.out(
-      method.type === "CMETHOD" && method.mode === "socks5"
-        ? socksClientText(`${method.transport} to ${dialed}`, addr, known?.free !== true)
-        : `ptkit client: ${method.transport} to ${dialed}; TCP port ${addr} relays to the server's target.\n`,
+  return await runSide(
+    config,
+    context,
+    level,
+    (method) => {
+      const addr = formatHostPort(method.address);
+      context.out(
+        method.type === "CMETHOD" && method.mode === "socks5"
+          ? socksClientText(`${method.transport} to ${dialed}`, addr, known?.free !== true)
+          : `ptkit client: ${method.transport} to ${dialed}; TCP port ${addr} relays to the server's target.\n`,
+      );
+    },
+    undefined,
+    state.local,
+  );
+}
+
+/**
+ * A client's state: --state's directory (an error at start if unusable), or
+ * the per-user default, which, where it cannot be made (a service user with
+ * no home), gives way to memory for this run, said on stderr: a client
+ * needs no state to connect (obfs4, Shadowsocks, WebTunnel keep none).
+ */
+function clientState(
+  flags: Record<string, string>,
+  context: Context,
+): { dir?: string; local?: MemoryStore } {
+  const dir = stateDir(flags.state, "client", context.getEnv);
+  if (flags.state !== undefined) return { dir };
+  try {
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return { dir };
+  } catch (error) {
+    context.err(
+      `[warning] Cannot use state directory ${JSON.stringify(dir)}: ${
+        fileErrorReason(error)
+      }; client state is kept in memory for this run (--state DIR keeps it)\n`,
     );
-  });
+    return { local: new MemoryStore() };
+  }
+}
+
+/** --proxy: the upstream proxy (a usage error names the flag; never the password). */
+function upstreamProxy(flags: Record<string, string>): { proxy?: UpstreamProxy } {
+  if (flags.proxy === undefined) return {};
+  try {
+    return { proxy: parseUpstreamProxy(flags.proxy) };
+  } catch (error) {
+    throw new UsageError(`Invalid --proxy: ${(error as Error).message}`);
+  }
 }
 
 /**
@@ -826,10 +888,12 @@ async function ssClient(
     }
     registry = new Map([[transport, layerTransports(transport, [inner, outer])]]);
   }
-  const state = stateDir(flags.state, "client", context.getEnv);
+  const state = clientState(flags, context);
   const level = logLevel(flags);
   const config: ClientConfig = {
-    ...common(transport, state, level, new Map([[transport, options]])),
+    ...common(transport, state.dir, level, new Map([[transport, options]])),
+    ...metrics(flags),
+    ...upstreamProxy(flags),
     kind: "client",
     mode: "socks5",
     listen: address(flags.socks ?? "127.0.0.1:1080", "--socks"),
@@ -862,6 +926,8 @@ async function ssClient(
         socksClientText(`Shadowsocks ${uri.method}${over} to ${dialed}${label}`, addr, false),
       );
     },
+    undefined,
+    state.local,
   );
 }
 

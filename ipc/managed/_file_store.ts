@@ -278,6 +278,8 @@ export function fileErrorReason(error: unknown): string {
   // mkdir over a file (or a path through one): the system's words name the call, not the fault.
   if (error instanceof Deno.errors.AlreadyExists) return "a file is in the way (not a directory)";
   if (error instanceof Deno.errors.NotADirectory) return "a part of the path is not a directory";
+  // (mkdir -p where a parent cannot be made: /proc, a missing mount.)
+  if (error instanceof Deno.errors.NotFound) return "no such file or directory";
   return error instanceof Error ? error.message : String(error);
 }
 
