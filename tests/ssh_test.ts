@@ -154,6 +154,36 @@ Deno.test("ssh: a damaged stored key (client sshKey, server sshHostKey) fails na
   }
 });
 
+Deno.test("ssh server: a damaged stored relay port (sshRelayPort) fails naming its file, and is left as it is", async () => {
+  const root = await Deno.makeTempDir({ prefix: "ptkit-ssh-damaged-port-" });
+  try {
+    const store = new FileStore(root);
+    // Emptied by a full disk, cut short, edited by hand: each replaced by a
+    // new port would refuse every client configured with relay=.
+    for (const damaged of ["", "401x", "70000", "0", "-1", "4.5"]) {
+      await store.set(SSH_RELAY_PORT, damaged);
+      const error = await Promise.resolve().then(() => ssh.server({}, { local: store })).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      assert(error instanceof SyntaxError, `${JSON.stringify(damaged)}: ${error}`);
+      assert(error.message.includes(`${root}/${SSH_RELAY_PORT}`), error.message);
+      assert(/not replaced/.test(error.message), error.message);
+      assertEquals(await store.get(SSH_RELAY_PORT), damaged);
+      // Nothing else is written by a start it refuses (no new host key).
+      assertEquals(await store.get(SSH_HOST_KEY), undefined);
+    }
+    // A port as ptkit writes it, or with the newline an editor adds, is taken.
+    for (const kept of ["40123", "40123\n"]) {
+      await store.set(SSH_RELAY_PORT, kept);
+      await ssh.server({}, { local: store });
+      assertEquals(await store.get(SSH_RELAY_PORT), kept);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 /** Free mode's target: each connection's own destination. */
 const toDestination: ProxyTarget = async (conn) => {
   const destination = await conn.destination;

@@ -834,6 +834,26 @@ function storedKey(
   }
 }
 
+/**
+ * The relay port kept in `local`, or `undefined` when none is: a value that
+ * is not a port (a file emptied by a full disk, cut short, edited) is an
+ * error naming the file, never silently replaced by a new port, which would
+ * refuse every client configured with `relay=`.
+ */
+function storedPort(
+  local: NonNullable<TransportEnvironment["local"]>,
+  stored: string | undefined,
+): number | undefined {
+  if (stored === undefined) return undefined;
+  const port = /^[0-9]{1,5}$/.test(stored.trim()) ? Number(stored.trim()) : 0;
+  if (port >= 1 && port <= 65535) return port;
+  throw new SyntaxError(
+    `Cannot parse the ssh relay port in ${
+      local.describe?.(SSH_RELAY_PORT) ?? SSH_RELAY_PORT
+    }: not a port number (1-65535); it is not replaced (a new port changes relay=, so every client's configuration): restore it, or move it away for a new one`,
+  );
+}
+
 function requireLocal(env: TransportEnvironment | undefined, side: string) {
   const local = env?.local;
   if (local === undefined) {
@@ -930,6 +950,8 @@ export const ssh: Transport = {
       ...(env?.onIgnoredOption === undefined ? {} : { onIgnored: env.onIgnoredOption }),
     });
     const local = requireLocal(env, "server");
+    // Read first: a start it refuses writes nothing (no new host key).
+    const relay = storedPort(local, await local.get(SSH_RELAY_PORT));
     let hostKey = await local.get(SSH_HOST_KEY);
     if (hostKey === undefined) {
       hostKey = generateOpenSshKey("ptkit-ssh-host").privateKey;
@@ -944,8 +966,6 @@ export const ssh: Transport = {
         "a new one changes fp=, so every client's configuration",
       );
     }
-    const stored = await local.get(SSH_RELAY_PORT);
-    const relay = stored === undefined ? undefined : Number(stored);
     // Stored keys that cannot be read leave the server up with none (said;
     // read again every few seconds), not down.
     const authorized = await local.get(SSH_AUTHORIZED_KEYS).then(
@@ -956,9 +976,7 @@ export const ssh: Transport = {
       local,
       hostKey,
       authorized,
-      relay !== undefined && Number.isInteger(relay) && relay > 0 && relay < 65536
-        ? relay
-        : undefined,
+      relay,
       env?.onNotice,
     );
     if (env?.signals !== undefined) server.listenTo(env.signals);
