@@ -7,6 +7,7 @@
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { ReplayHub } from "../ipc/managed/_replay_hub.ts";
+import { ReplayFilter } from "../transports/_replay_filter.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
 
 Deno.test("ReplayHub: a child's value goes to its parent, which adds it, passes it to the other children and remembers it", () => {
@@ -19,7 +20,10 @@ Deno.test("ReplayHub: a child's value goes to its parent, which adds it, passes 
   deepStrictEqual(seenByChild, [[1, 2, 3]]);
 
   const sent: [string, number | undefined][] = [];
-  const parent = new ReplayHub({ send: (line, from) => sent.push([line, from]), remember: true });
+  const parent = new ReplayHub({
+    send: (line, from) => sent.push([line, from]),
+    remember: ReplayFilter,
+  });
   const seenByParent: number[][] = [];
   parent.env("obfs4").subscribe((value) => seenByParent.push([...value]));
   strictEqual(parent.handleLine(childLines[0]!.trimEnd(), 2), true);
@@ -39,7 +43,7 @@ Deno.test("ReplayHub: a child's value goes to its parent, which adds it, passes 
 
 Deno.test("ReplayHub: malformed replay lines are dropped, other lines are not its own", () => {
   const sent: string[] = [];
-  const hub = new ReplayHub({ send: (line) => sent.push(line), remember: true });
+  const hub = new ReplayHub({ send: (line) => sent.push(line), remember: ReplayFilter });
   const seen: Uint8Array[] = [];
   hub.env("obfs4").subscribe((value) => seen.push(value));
   for (
@@ -100,10 +104,10 @@ Deno.test("shadowsocks: a first flight one server accepted is refused by another
 });
 
 Deno.test("ReplayHub: a child's filters get its parent's snapshot when they subscribe, before the child listens", () => {
-  const parent = new ReplayHub({ remember: true });
+  const parent = new ReplayHub({ remember: ReplayFilter });
   parent.env("obfs4").recorded(new Uint8Array([7, 7]));
   parent.env("shadowsocks").recorded(new Uint8Array([8]));
-  const child = new ReplayHub({ remember: true, initial: parent.snapshot() });
+  const child = new ReplayHub({ remember: ReplayFilter, initial: parent.snapshot() });
   const obfs4: number[][] = [];
   const shadowsocks: number[][] = [];
   child.env("obfs4").subscribe((value) => obfs4.push([...value]));

@@ -11,7 +11,7 @@
 // A replay that reaches any process is then refused as it would be by one
 // (only one sent within the moment a line takes to cross may get through).
 
-import { ReplayFilter } from "../../transports/_replay_filter.ts";
+import type { ReplayFilter } from "../../transports/_replay_filter.ts";
 import type { TransportEnvironment } from "../../transports/transport.ts";
 
 /** The keyword of a replay line (not a PT line: parent and children keep it). */
@@ -27,11 +27,12 @@ export interface ReplayHubOptions {
    */
   readonly send?: (line: string, from?: number) => void;
   /**
-   * Keep what every process recorded: a filter that subscribes later gets
-   * it, and so does a child started later ({@linkcode ReplayHub.snapshot}).
-   * Defaults to false.
+   * Keep what every process recorded, in filters of this class
+   * (`ReplayFilter`, which only a process that remembers loads): a filter
+   * that subscribes later gets it, and so does a child started later
+   * ({@linkcode ReplayHub.snapshot}). Defaults to keeping nothing.
    */
-  readonly remember?: boolean;
+  readonly remember?: typeof ReplayFilter;
   /** Lines to take first (a child's: its parent's snapshot); with `remember`. Defaults to none. */
   readonly initial?: string;
   /** The clock, in ms since the epoch. Defaults to `Date.now`. */
@@ -44,11 +45,13 @@ export class ReplayHub {
   #now: () => number;
   #local = new Map<string, Set<(value: Uint8Array) => void>>();
   #remembered: Map<string, ReplayFilter> | undefined;
+  #filter: typeof ReplayFilter | undefined;
 
   constructor(options: ReplayHubOptions = {}) {
     this.#send = options.send;
     this.#now = options.now ?? Date.now;
-    if (options.remember) this.#remembered = new Map();
+    this.#filter = options.remember;
+    if (options.remember !== undefined) this.#remembered = new Map();
     for (const line of (options.initial ?? "").split("\n")) {
       if (line !== "") this.handleLine(line);
     }
@@ -127,7 +130,7 @@ export class ReplayHub {
   #spread(transport: string, value: Uint8Array, from: "local" | "parent" | number): void {
     if (this.#remembered !== undefined) {
       let filter = this.#remembered.get(transport);
-      if (filter === undefined) this.#remembered.set(transport, filter = new ReplayFilter());
+      if (filter === undefined) this.#remembered.set(transport, filter = new this.#filter!());
       filter.record(this.#now(), value);
     }
     // A value from elsewhere reaches every local filter; a local one the

@@ -136,6 +136,14 @@ export async function runManaged(
   const clientModule = config.kind === "server" ? undefined : import("./client.ts");
   serverModule?.catch(() => {});
   clientModule?.catch(() => {});
+  // The replay filters' module loads only where a server remembers for
+  // other processes (a client, or one process alone, reaches *METHODS
+  // DONE without it).
+  const remembering = config.kind === "server" &&
+      ((config.workers ?? 1) > 1 || hooks.replaySnapshot !== undefined)
+    ? import("../../transports/_replay_filter.ts")
+    : undefined;
+  remembering?.catch(() => {});
   const registry = hooks.registry ?? defaultRegistry;
   // A server configures its transports before SMETHODS DONE: their modules
   // load meanwhile too (a client's wait until a connection needs them).
@@ -180,8 +188,7 @@ export async function runManaged(
   // started later).
   const replays = new ReplayHub({
     ...(hooks.sendReplay === undefined ? {} : { send: hooks.sendReplay }),
-    remember: config.kind === "server" &&
-      ((config.workers ?? 1) > 1 || hooks.replaySnapshot !== undefined),
+    ...(remembering === undefined ? {} : { remember: (await remembering).ReplayFilter }),
     ...(hooks.replaySnapshot === undefined ? {} : { initial: hooks.replaySnapshot }),
   });
   const watch = new ShutdownWatch({
