@@ -1,13 +1,21 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { type CryptoLoader, loadWasmCrypto } from "../crypto_backend.ts";
+import type { CryptoLoader } from "../crypto_backend.ts";
 import type { LocalStore, TransportOptions } from "../transport.ts";
 import { isPlainOptionKey } from "../_option_keys.ts";
 import type { BridgeIdentity, BridgeKeys, RandomFill } from "./_handshake.ts";
 import type { IatMode } from "./_session.ts";
 import { MAX_SEGMENT_LENGTH } from "./_framing.ts";
 import { distributionValues } from "./_weighted_dist.ts";
+
+/**
+ * `loadWasmCrypto` (crypto_backend.ts), whose module loads at the first
+ * call: a server reads its keys and reaches SMETHODS DONE without it
+ * (WebCrypto gives the public key).
+ */
+export const loadWasm: CryptoLoader = async () =>
+  await (await import("../crypto_backend.ts")).loadWasmCrypto();
 
 /** The file obfs4 keeps its server state in (obfs4proxy's format). */
 export const STATE_FILE = "obfs4_state.json";
@@ -280,12 +288,12 @@ export function formatState(config: ServerConfig): string {
  *
  * @param text The JSON text.
  * @param crypto Loads the crypto backend, in case WebCrypto has no X25519.
- * Defaults to {@linkcode loadWasmCrypto}.
+ * Defaults to {@linkcode loadWasm}.
  * @returns The server configuration.
  */
 export async function parseState(
   text: string,
-  crypto: CryptoLoader = loadWasmCrypto,
+  crypto: CryptoLoader = loadWasm,
 ): Promise<ServerConfig> {
   let json: Record<string, unknown>;
   try {
@@ -349,13 +357,13 @@ function withIatMode(text: string, iatMode: IatMode): string {
  * @param iatMode The IAT mode.
  * @param random Random byte source. Defaults to `crypto.getRandomValues`.
  * @param crypto Loads the crypto backend, in case WebCrypto has no X25519.
- * Defaults to {@linkcode loadWasmCrypto}.
+ * Defaults to {@linkcode loadWasm}.
  * @returns The configuration.
  */
 export function generateServerConfig(
   iatMode: IatMode,
   random: RandomFill = (b) => globalThis.crypto.getRandomValues(b),
-  crypto: CryptoLoader = loadWasmCrypto,
+  crypto: CryptoLoader = loadWasm,
 ): Promise<ServerConfig> {
   const nodeId = new Uint8Array(NODE_ID_LENGTH);
   const secretKey = new Uint8Array(KEY_LENGTH);
@@ -436,7 +444,7 @@ export function bridgeLine(config: ServerConfig): string {
  * @param local Long-term storage, if any.
  * @param random Random byte source. Defaults to `crypto.getRandomValues`.
  * @param crypto Loads the crypto backend, in case WebCrypto has no X25519.
- * Defaults to {@linkcode loadWasmCrypto}.
+ * Defaults to {@linkcode loadWasm}.
  * @param onNotice Told, in a sentence for the operator's log, when the
  * stored iat-mode was changed. Defaults to ignoring.
  * @returns The configuration.
@@ -445,7 +453,7 @@ export async function loadServerConfig(
   options: TransportOptions,
   local?: LocalStore,
   random?: RandomFill,
-  crypto: CryptoLoader = loadWasmCrypto,
+  crypto: CryptoLoader = loadWasm,
   onNotice?: (message: string) => void,
 ): Promise<ServerConfig> {
   const iatOption = options["iat-mode"] === undefined

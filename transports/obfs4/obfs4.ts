@@ -1,7 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 // This module is browser-compatible.
 
-import { type CryptoBackend, type CryptoLoader, cryptoLoader } from "../crypto_backend.ts";
+import type { CryptoBackend, CryptoLoader } from "../crypto_backend.ts";
 import { defineTransport } from "../define_transport.ts";
 import { deferred } from "../_deferred.ts";
 import type { Transport, TransportOptions, TransportPair } from "../transport.ts";
@@ -12,6 +12,7 @@ import {
   encodeCert,
   generateServerConfig,
   loadServerConfig,
+  loadWasm,
   parseClientConfig,
   SERVER_KEYS,
   type ServerConfig,
@@ -796,7 +797,7 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
       // Nothing loads the crypto backend here: it loads when the first
       // connection needs it (the managed proxy starts it right after
       // CMETHODS DONE / SMETHODS DONE).
-      const lazy = new LazyCrypto(cryptoLoader(env));
+      const lazy = new LazyCrypto(env?.crypto ?? loadWasm);
       if (role === "client") {
         // Empty options: every connection's settings name the bridge (as
         // Tor's SOCKS arguments do).
@@ -858,7 +859,7 @@ export function createObfs4(options: Obfs4Options = {}): Transport {
       parsed.server?.filter.close();
     },
     async generateConfig(env) {
-      const config = await generateServerConfig(0, options.random, cryptoLoader(env));
+      const config = await generateServerConfig(0, options.random, env?.crypto ?? loadWasm);
       const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
       return {
         client: { cert: encodeCert(config.keys), "iat-mode": "0" },
