@@ -218,7 +218,10 @@ export class TransportConn implements Disposable, AsyncDisposable {
     // without their streams: two TransformStreams, their readers, writers
     // and promises cost an idle connection about 10 KiB of heap.
     const direct = directPair(pair);
-    this.#copiesWrites = direct !== undefined;
+    // A pair that passes chunks on (plain's) copies nothing: its chunks are
+    // not free when transformed.
+    const copies = direct !== undefined && direct.passesChunks !== true;
+    this.#copiesWrites = copies;
     this.#recycleDecoded = direct?.recycleDecoded;
     const encodeReadable = direct === undefined
       ? pair.encode.readable
@@ -239,10 +242,10 @@ export class TransportConn implements Disposable, AsyncDisposable {
     // is read into spare buffers, each given back once decoded, not a
     // fresh one per read.
     // The first read takes a whole handshake (16 KiB); later ones follow the traffic.
-    const wireSource = connSource(net, 16 * 1024, direct !== undefined);
+    const wireSource = connSource(net, 16 * 1024, copies);
     const decodeSink = direct === undefined
       ? streamSink(decodeWritable)
-      : transformSink(direct.decode, (chunk) => wireSource.release(chunk));
+      : transformSink(direct.decode, copies ? (chunk) => wireSource.release(chunk) : noRelease);
     this.#abortDecode = (reason) => decodeSink.abort(reason);
     this.#wireIn = pump(wireSource, decodeSink, (n) => this.#wireBytesRead += n);
 
@@ -754,6 +757,8 @@ function transformSink(
     },
   };
 }
+
+function noRelease(): void {}
 
 /** The pair's transformers to run without streams, when it offers them (DIRECT_PAIR). */
 function directPair(pair: TransportPair): DirectPair | undefined {

@@ -20,6 +20,12 @@ export interface DirectPair {
    * (wrote it in full), so its buffer may carry a later one.
    */
   readonly recycleDecoded?: (chunk: Uint8Array) => void;
+  /**
+   * Whether the transforms pass on the chunks they are given, not copies
+   * (`plain`'s): a chunk written is then not free once its write resolves,
+   * nor a chunk read from the socket once decoded.
+   */
+  readonly passesChunks?: boolean;
 }
 
 /** The controller a transformer is given: a `TransformStreamDefaultController`'s part in use. */
