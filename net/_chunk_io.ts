@@ -108,10 +108,16 @@ const WAIT_READ = 16 * 1024;
  * two), for the next read of that length on any socket: a socket's reads
  * change size as it drains and fills, and a fresh buffer for each was
  * zeroed memory from the allocator (page faults, memset, frees) per read.
- * At most {@linkcode MAX_SPARES} of each length are kept (under 2 MiB).
+ * Up to {@linkcode MAX_SPARES} of each length are kept, at most
+ * {@linkcode SPARE_BUDGET} bytes in all: 16 streams relayed at once each
+ * hold a read of their size, and four spares a length (the limit before)
+ * made most of their reads take a fresh buffer.
  */
 const spares = new Map<number, Uint8Array[]>();
-const MAX_SPARES = 4;
+const MAX_SPARES = 16;
+const SPARE_BUDGET = 4 * 1024 * 1024;
+/** Bytes of the buffers in {@linkcode spares}. */
+let sparedBytes = 0;
 /**
  * The most buffers one source keeps track of as lent (read into and handed
  * out, not yet given back): past it, the oldest is forgotten (never made a
@@ -120,13 +126,20 @@ const MAX_SPARES = 4;
 const MAX_LENT = 8;
 
 function takeSpare(length: number): Uint8Array {
-  return spares.get(length)?.pop() ?? new Uint8Array(length);
+  const spare = spares.get(length)?.pop();
+  if (spare === undefined) return new Uint8Array(length);
+  sparedBytes -= length;
+  return spare;
 }
 
 function putSpare(buffer: Uint8Array): void {
+  if (sparedBytes + buffer.length > SPARE_BUDGET) return;
   let kept = spares.get(buffer.length);
   if (kept === undefined) spares.set(buffer.length, kept = []);
-  if (kept.length < MAX_SPARES) kept.push(buffer);
+  if (kept.length < MAX_SPARES) {
+    kept.push(buffer);
+    sparedBytes += buffer.length;
+  }
 }
 
 /**

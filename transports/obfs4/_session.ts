@@ -60,38 +60,61 @@ const scratch = new Uint8Array(MAX_FRAME_PAYLOAD);
 /**
  * Buffers of sent writes and of relayed decoded bytes (see
  * {@linkcode Session.recycle} and {@linkcode Session.recycleDecoded}), by
- * size (a power of two, at least {@linkcode MIN_SPARE_OUTPUT}): a write of a
- * socket's read (up to 256 KiB) or the bytes decoded from one in a fresh
- * buffer was zeroed memory from the allocator (page faults, memset, frees)
- * per read. At most {@linkcode MAX_SPARE_OUTPUTS} of each size are kept
- * (under 8 MiB: the sizes from 16 to 512 KiB sum to 1008 KiB).
+ * size (see {@linkcode outputSize}, at least {@linkcode MIN_SPARE_OUTPUT}):
+ * a write of a socket's read (up to 256 KiB) or the bytes decoded from one
+ * in a fresh buffer was zeroed memory from the allocator (page faults,
+ * memset, frees) per read. Up to {@linkcode MAX_SPARE_OUTPUTS} of each size
+ * are kept, at most {@linkcode SPARE_OUTPUT_BUDGET} bytes in all: 16
+ * streams relayed at once each hold one of their size, and eight a size
+ * (the limit before) made most of their writes take a fresh buffer.
  */
 const spareOutputs = new Map<number, ArrayBuffer[]>();
 const MIN_SPARE_OUTPUT = 16 * 1024;
 /** The largest kept: a write of a 256 KiB read, with its frames and padding. */
 const MAX_SPARE_OUTPUT = 512 * 1024;
-const MAX_SPARE_OUTPUTS = 8;
+const MAX_SPARE_OUTPUTS = 16;
+const SPARE_OUTPUT_BUDGET = 8 * 1024 * 1024;
+/** Bytes of the buffers in {@linkcode spareOutputs}. */
+let sparedBytes = 0;
 /**
  * The most decoded chunks a session keeps track of as lent (handed out, not
  * yet given back): past it, the oldest is forgotten (never made a spare).
  */
 const MAX_LENT_DECODED = 8;
 
+/**
+ * The buffer size for `length` bytes: a power of two, or 9/8 of one for a
+ * length just over it. The frames of a 256 KiB read (262-278 KiB), or the
+ * bytes decoded from one, took a 512 KiB buffer, zeroed in full by the
+ * allocator: twice the memory, page faults and memset the bytes need.
+ */
+function outputSize(length: number): number {
+  const power = 2 ** Math.floor(Math.log2(length));
+  if (length === power) return power;
+  return length <= power * 1.125 ? power * 1.125 : power * 2;
+}
+
 /** `length` bytes, in a spare buffer when it is of a size to keep one for. */
 function spareOutput(length: number): Uint8Array {
   if (length < MIN_SPARE_OUTPUT || length > MAX_SPARE_OUTPUT) return new Uint8Array(length);
-  const size = 2 ** Math.ceil(Math.log2(length));
-  const buffer = spareOutputs.get(size)?.pop() ?? new ArrayBuffer(size);
+  const size = outputSize(length);
+  let buffer = spareOutputs.get(size)?.pop();
+  if (buffer === undefined) buffer = new ArrayBuffer(size);
+  else sparedBytes -= size;
   return new Uint8Array(buffer, 0, length);
 }
 
 function putSpareOutput(buffer: ArrayBuffer): void {
   const size = buffer.byteLength;
   // Only spareOutput's (a first write's buffer is of its own length).
-  if (size < MIN_SPARE_OUTPUT || size > MAX_SPARE_OUTPUT || (size & (size - 1)) !== 0) return;
+  if (size < MIN_SPARE_OUTPUT || size > MAX_SPARE_OUTPUT || outputSize(size) !== size) return;
+  if (sparedBytes + size > SPARE_OUTPUT_BUDGET) return;
   let kept = spareOutputs.get(size);
   if (kept === undefined) spareOutputs.set(size, kept = []);
-  if (kept.length < MAX_SPARE_OUTPUTS) kept.push(buffer);
+  if (kept.length < MAX_SPARE_OUTPUTS) {
+    kept.push(buffer);
+    sparedBytes += size;
+  }
 }
 
 /** Wire bytes of `n` application bytes in full and partial packets, before padding. */
