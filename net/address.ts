@@ -326,7 +326,8 @@ export function checkDestination(destination: unknown, what: string): HostPort {
  * @param value The option's value.
  * @param name The option's name, for the error message (`handshakeTimeout`).
  * @param what What is being set up, for the error message (`listen`).
- * @throws {RangeError} When it is not such a number.
+ * @throws {TypeError} When it is neither `undefined` nor a number.
+ * @throws {RangeError} When it is a number out of range (or NaN).
  *
  * @example Refusing a negative timeout and one no timer can hold
  * ```ts

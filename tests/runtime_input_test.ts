@@ -844,7 +844,11 @@ Deno.test("TransportConn and TransportListener refuse a handshakeTimeout, a name
       {},
       /^RangeError: Cannot make a transport listener: invalid handshakeTimeout -1/,
     ],
-    [{ handshakeTimeout: "5" as unknown as number }, {}, /invalid handshakeTimeout a string/],
+    [
+      { handshakeTimeout: "5" as unknown as number },
+      {},
+      /^TypeError: Cannot make a transport listener: handshakeTimeout must be a number, got string$/,
+    ],
     [{ name: 5 as unknown as string }, {}, /name must be a string, got number/],
     [null as unknown as ConnOptions, {}, /options must be an object, got null/],
     [{}, null as unknown as ListenerOptions, /options must be an object, got null/],
@@ -1009,22 +1013,54 @@ Deno.test("defineTransport refuses a definition without parseConfig or pair, or 
   ok((await made.client({})).pair({}).encode instanceof TransformStream);
 });
 
-Deno.test("transport timer options a timer cannot hold (too large, negative, NaN, not a number) are refused with a RangeError naming them, not turned into a 1 ms deadline", async () => {
+Deno.test("transport timer options a timer cannot hold (too large, negative, NaN) are refused with a RangeError naming them, not turned into a 1 ms deadline, and one that is no number with a TypeError naming its type", async () => {
   // 2 ** 40 was meant as "very long": Node's timers warned TimeoutOverflowWarning
   // and fired after 1 ms, dropping every Shadowsocks client / failing every obfs4 dial.
-  const bad: unknown[] = [2 ** 40, 2 ** 31, -1, 0, NaN, Infinity, "60000"];
+  const bad: unknown[] = [2 ** 40, 2 ** 31, -1, 0, NaN, Infinity];
   for (const value of bad) {
-    const shown = typeof value === "number" ? String(value) : "a string";
     throws(
       () => createShadowsocks({ drainTimeout: value as number }),
-      (e: Error) => e instanceof RangeError && e.message.includes(`invalid drainTimeout ${shown}`),
+      (e: Error) => e instanceof RangeError && e.message.includes(`invalid drainTimeout ${value}`),
     );
     for (const name of ["clientHandshakeTimeout", "serverHandshakeTimeout"]) {
       throws(
         () => createObfs4({ [name]: value as number }),
-        (e: Error) => e instanceof RangeError && e.message.includes(`invalid ${name} ${shown}`),
+        (e: Error) => e instanceof RangeError && e.message.includes(`invalid ${name} ${value}`),
       );
     }
+  }
+  // "60000" was a RangeError saying 'invalid drainTimeout a string', where a
+  // limit of the wrong type is a TypeError ('maxConnections must be a number').
+  for (const [value, type] of [["60000", "string"], [null, "null"], [60n, "bigint"]] as const) {
+    throws(
+      () => createShadowsocks({ drainTimeout: value as unknown as number }),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message ===
+          `Cannot create a Shadowsocks transport: drainTimeout must be a number, got ${type}`,
+    );
+    throws(
+      () => createObfs4({ clientHandshakeTimeout: value as unknown as number }),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message.endsWith(`: clientHandshakeTimeout must be a number, got ${type}`),
+    );
+    await rejects(
+      listen(plain, {}, {
+        hostname: "127.0.0.1",
+        port: 0,
+        handshakeTimeout: value as unknown as number,
+      }),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message === `Cannot listen: handshakeTimeout must be a number, got ${type}`,
+    );
+    await rejects(
+      createConnector(plain, {}, { handshakeTimeout: value as unknown as number }),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message === `Cannot create a connector: handshakeTimeout must be a number, got ${type}`,
+    );
   }
   for (const ttlMs of [-1, 0, NaN, Infinity]) {
     throws(

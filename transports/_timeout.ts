@@ -25,7 +25,8 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
  * @param name The option's name, for the message (`drainTimeout`).
  * @param what What is being set up, for the message (`listen`).
  * @param zero Whether 0 is allowed (at once).
- * @throws {RangeError} When it is not such a number.
+ * @throws {TypeError} When it is neither `undefined` nor a number.
+ * @throws {RangeError} When it is a number out of range (or NaN).
  */
 export function checkTimerMs(value: unknown, name: string, what: string, zero = false): void {
   if (
@@ -33,9 +34,13 @@ export function checkTimerMs(value: unknown, name: string, what: string, zero = 
     !(typeof value === "number" && Number.isFinite(value) && (zero ? value >= 0 : value > 0) &&
       value <= MAX_TIMER_MS)
   ) {
-    const shown = typeof value === "number" ? String(value) : `a ${typeof value}`;
+    if (typeof value !== "number") {
+      throw new TypeError(
+        `Cannot ${what}: ${name} must be a number, got ${value === null ? "null" : typeof value}`,
+      );
+    }
     throw new RangeError(
-      `Cannot ${what}: invalid ${name} ${shown}: must be a ${
+      `Cannot ${what}: invalid ${name} ${value}: must be a ${
         zero ? "non-negative" : "positive"
       } number of ms up to ${MAX_TIMER_MS}`,
     );
