@@ -288,7 +288,7 @@ export function checkDialHostname(hostname: unknown, what: string): string {
  * @param what What is being done, for the message (`dial`).
  * @returns The destination to send.
  * @throws {TypeError} When it is not an object with such a host name.
- * @throws {RangeError} When its port is not an integer 0-65535.
+ * @throws {RangeError} When its port is not an integer 1-65535.
  */
 export function checkDestination(destination: unknown, what: string): HostPort {
   if (typeof destination !== "object" || destination === null) {
@@ -299,7 +299,7 @@ export function checkDestination(destination: unknown, what: string): HostPort {
     );
   }
   const { hostname, port } = destination as { hostname?: unknown; port?: unknown };
-  checkPort(port, `the ${what} destination`);
+  checkPort(port, `the ${what} destination`, 1);
   if (typeof hostname !== "string" || hostname === "") {
     throw new TypeError(`Cannot ${what}: the destination's hostname must be a non-empty string`);
   }

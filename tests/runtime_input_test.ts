@@ -1124,6 +1124,27 @@ Deno.test("a free transport's destination no server takes (a space, an IPv6 zone
   }
 });
 
+Deno.test("a free transport's destination port out of range is refused by dial with a RangeError that names it and the range a destination takes, 1-65535", async () => {
+  await using ends = await loopbackEnds(shadowsocks, {
+    method: "chacha20-ietf-poly1305",
+    password: "correct-horse-battery",
+  });
+  const { listener, connector } = ends;
+  // 70000 said 'must be an integer in 0-65535', a range whose 0 the same
+  // dial then refused ('invalid destination port 0: expected 1-65535').
+  for (const port of [70000, 0, -1, 1.5, NaN]) {
+    await rejects(
+      connector.dial({ port: listener.addr.port, destination: { hostname: "example.com", port } }),
+      (e: Error) =>
+        e instanceof RangeError &&
+        e.message ===
+          `Invalid port ${port} for the dial destination: must be an integer in 1-65535`,
+      String(port),
+    );
+  }
+  strictEqual(listener.stats().connectionsAccepted, 0);
+});
+
 Deno.test("a hand-written transport whose pair() returns no streams fails its dial and its accepted connections with a TypeError saying so (not 'reading writable'), and the server goes on", async () => {
   const broken = {
     name: "handmade",
@@ -1636,6 +1657,12 @@ Deno.test("A server pair's destination that is not a host and port is refused by
     [
       { hostname: "127.0.0.1", port: 99999 },
       /^RangeError: Transport 'carrier' reported a malformed destination: Invalid port 99999 for the relay destination/,
+    ],
+    [
+      // Port 0 went on to the dial, which failed with 'Cannot connect the
+      // destination: RangeError' (ss-local passes a SOCKS request's port 0 on).
+      { hostname: "127.0.0.1", port: 0 },
+      /^RangeError: Transport 'carrier' reported a malformed destination: Invalid port 0 for the relay destination: must be an integer in 1-65535$/,
     ],
     [
       null,
