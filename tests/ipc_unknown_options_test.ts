@@ -174,7 +174,7 @@ Deno.test("main.ts client with a bridge line missing cert fails at start naming 
       state,
     ]);
     ok((await bad.child.status).code !== 0);
-    ok(/'cert' must be 70 characters of base64/.test(bad.stderr), bad.stderr);
+    ok(/'cert' has 5 characters: expected 70 of base64/.test(bad.stderr), bad.stderr);
   } finally {
     await Deno.remove(state, { recursive: true });
   }

@@ -112,6 +112,40 @@ Deno.test("obfs4 rejects bad configurations", async () => {
   await rejects(async () => await obfs4.server({}, { local: store }), SyntaxError);
 });
 
+Deno.test("obfs4 client: a malformed cert is refused with an error saying what is wrong with it (empty, its length, the position of a character that is not base64), never its text", async () => {
+  // Each said only "'cert' must be 70 characters of base64": a user whose
+  // bridge line lost its end, or who pasted URL-safe base64, could not tell
+  // which (lyrebird names the length or the byte).
+  const good = "A".repeat(69) + "Q";
+  const cases: [string, string][] = [
+    ["", "'cert' is empty: expected 70 characters of base64"],
+    [good.slice(0, 52), "'cert' has 52 characters: expected 70 of base64"],
+    [good + "AB", "'cert' has 72 characters: expected 70 of base64"],
+    [
+      good.slice(0, 9) + "-" + good.slice(10),
+      "'cert' has a character that is not base64 at position 10 of 70 (URL-safe '-' and '_' are not taken: obfs4 writes '+' and '/')",
+    ],
+    [
+      good.slice(0, 40) + " " + good.slice(41),
+      "'cert' has a character that is not base64 at position 41 of 70",
+    ],
+  ];
+  for (const [cert, message] of cases) {
+    await rejects(
+      async () => await obfs4.client({ cert, "iat-mode": "0" }),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message ===
+          `Cannot configure transport 'obfs4': ${message} (the bridge line's cert=)` &&
+        (cert === "" || !e.message.includes(cert.slice(0, 20))),
+      JSON.stringify(cert),
+    );
+  }
+  // The padded form obfs4proxy takes still goes, as does the bare one.
+  await obfs4.client({ cert: good, "iat-mode": "0" });
+  await obfs4.client({ cert: good + "==", "iat-mode": "0" });
+});
+
 async function probe(garbage: Uint8Array[], delay: number) {
   const transport = createObfs4({ probeCloseDelay: () => delay });
   const server = (await transport.server({}, { local: new MemoryStore() })).pair();

@@ -117,16 +117,34 @@ const fromBase64 = (Uint8Array as {
   fromBase64?: (text: string, options: { alphabet: "base64url" }) => Uint8Array;
 }).fromBase64;
 
+/**
+ * What is wrong with a cert that is not 70 characters of base64 (72 with
+ * obfs4proxy's `==`): empty, the position of a character that is not
+ * base64, or its length (lyrebird names the byte or the length). Never its
+ * text: a bridge line is not to be printed.
+ */
+function certProblem(cert: string): string {
+  if (cert === "") return "is empty: expected 70 characters of base64";
+  const body = cert.length === 72 && cert.endsWith("==") ? cert.slice(0, 70) : cert;
+  const at = body.search(/[^A-Za-z0-9+/]/);
+  if (at !== -1) {
+    return `has a character that is not base64 at position ${at + 1} of ${cert.length}${
+      body[at] === "-" || body[at] === "_"
+        ? " (URL-safe '-' and '_' are not taken: obfs4 writes '+' and '/')"
+        : ""
+    }`;
+  }
+  return `has ${cert.length} characters: expected 70 of base64`;
+}
+
 function decodeCert(cert: string): BridgeIdentity {
-  let bytes: Uint8Array;
-  try {
-    if (!/^[A-Za-z0-9+/]{70}(==)?$/.test(cert)) throw new Error();
-    bytes = Uint8Array.from(atob(cert.slice(0, 70) + "=="), (c) => c.charCodeAt(0));
-  } catch {
+  if (!/^[A-Za-z0-9+/]{70}(==)?$/.test(cert)) {
+    // Where to fix it: a SIP003 plugin names its plugin options instead.
     throw new TypeError(
-      "Cannot configure transport 'obfs4': 'cert' must be 70 characters of base64",
+      `Cannot configure transport 'obfs4': 'cert' ${certProblem(cert)} (the bridge line's cert=)`,
     );
   }
+  const bytes = Uint8Array.from(atob(cert.slice(0, 70) + "=="), (c) => c.charCodeAt(0));
   return { nodeId: bytes.slice(0, NODE_ID_LENGTH), publicKey: bytes.slice(NODE_ID_LENGTH) };
 }
 
