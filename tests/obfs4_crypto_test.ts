@@ -432,6 +432,32 @@ Deno.test("bridgeCloseDelay matches obfs4proxy's measured close delays", () => {
   for (const [seed, delay] of measured) strictEqual(bridgeCloseDelay(unhex(seed)), delay);
 });
 
+Deno.test("bridgeCloseDelay refuses a seed that is no Uint8Array with a TypeError naming its type, and one of another length with a RangeError naming the length", () => {
+  // bridgeCloseDelay(5) said 'seed must be 24 bytes, got undefined' (a
+  // RangeError), and a 24-character string was taken as 24 bytes of garbage.
+  const cases: [unknown, string][] = [
+    [5, "number"],
+    [null, "null"],
+    ["x".repeat(24), "string"],
+    [Array.from({ length: 24 }, () => 0), "an array"],
+  ];
+  for (const [seed, type] of cases) {
+    throws(
+      () => bridgeCloseDelay(seed as Uint8Array),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message === `Cannot seed hash DRBG: seed must be a Uint8Array, got ${type}`,
+      String(type),
+    );
+  }
+  throws(
+    () => bridgeCloseDelay(new Uint8Array(23)),
+    (e: Error) =>
+      e instanceof RangeError &&
+      e.message === "Cannot seed hash DRBG: seed must be 24 bytes, got 23",
+  );
+});
+
 Deno.test("HashDrbg number draws equal its bigint draws", () => {
   for (let s = 0; s < 20; s++) {
     const seed = Uint8Array.from({ length: 24 }, (_, i) => (i * 37 + s * 101) & 0xff);

@@ -28,11 +28,18 @@ export class HashDrbg {
    * Seed a DRBG.
    *
    * @param seed 24 bytes: the SipHash key (16) then the IV (8).
+   * @throws {TypeError} When `seed` is not a Uint8Array.
+   * @throws {RangeError} When it is not 24 bytes long.
    */
   constructor(seed: Uint8Array) {
-    if (!(seed instanceof Uint8Array) || seed.length !== DRBG_SEED_LENGTH) {
+    if (!(seed instanceof Uint8Array)) {
+      // A string's or an array's length would have been named as bytes.
+      const type = Array.isArray(seed) ? "an array" : seed === null ? "null" : typeof seed;
+      throw new TypeError(`Cannot seed hash DRBG: seed must be a Uint8Array, got ${type}`);
+    }
+    if (seed.length !== DRBG_SEED_LENGTH) {
       throw new RangeError(
-        `Cannot seed hash DRBG: seed must be ${DRBG_SEED_LENGTH} bytes, got ${seed?.length}`,
+        `Cannot seed hash DRBG: seed must be ${DRBG_SEED_LENGTH} bytes, got ${seed.length}`,
       );
     }
     this.#sip = new SipHash(seed.subarray(0, 16));

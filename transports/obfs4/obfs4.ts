@@ -235,6 +235,8 @@ interface ServerShared {
  *
  * @param drbgSeed The bridge's 24-byte drbg seed.
  * @returns Seconds in [0, 60).
+ * @throws {TypeError} When `drbgSeed` is not a Uint8Array.
+ * @throws {RangeError} When it is not 24 bytes long.
  */
 export function bridgeCloseDelay(drbgSeed: Uint8Array): number {
   // Checked live against obfs4proxy 0.0.14: the first draw.
