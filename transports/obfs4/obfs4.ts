@@ -774,8 +774,9 @@ function checkedCloseDelay(ms: number): number {
  * (up to 2,147,483,647). A `probeCloseDelay` answering such a value (or a
  * negative one) fails the server side's configuration with one.
  * @throws {TypeError} When `options` is not an object, a hook (`now`,
- * `random`, `probeCloseDelay`, `iatSleep`) is given and is not a function, or
- * `keyPairWorker` is given and is not a boolean.
+ * `random`, `probeCloseDelay`, `iatSleep`) is given and is not a function,
+ * `keyPairWorker` is given and is not a boolean, or a handshake timeout is
+ * given and is not a number.
  */
 export function createObfs4(options: Obfs4Options = {}): Transport {
   const what = "create an obfs4 transport";

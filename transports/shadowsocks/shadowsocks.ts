@@ -471,8 +471,9 @@ function serverPair(
  * @throws {RangeError} When `drainTimeout` is not a positive number of ms a
  * timer can hold (up to 2,147,483,647), or `replayFilter`'s `ttlMs` is not
  * a positive number or its `maxEntries` an integer of at least 2.
- * @throws {TypeError} When `options` is not an object, or `random` or `now`
- * is given and is not a function.
+ * @throws {TypeError} When `options` is not an object, `random` or `now` is
+ * given and is not a function, or `drainTimeout` is given and is not a
+ * number.
  */
 export function createShadowsocks(options: ShadowsocksOptions = {}): Transport {
   const what = "create a Shadowsocks transport";
