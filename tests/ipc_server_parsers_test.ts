@@ -223,6 +223,22 @@ Deno.test("a bound connection closed while its transport is open settles: closeW
   await Promise.race([conn.closed, late("TransportConn.closed")]);
 });
 
+Deno.test("parseBridgeLine: a port out of range is named with the range a bridge takes, 1-65535, as port 0 is", () => {
+  // 70000 said 'word 2 is not an address (must be an integer in 0-65535)':
+  // no port named, and a range whose 0 the same line then refused.
+  for (const port of [70000, 65536, 0]) {
+    for (const host of ["192.0.2.1", "[::1]"]) {
+      throws(
+        () => parseBridgeLine(`obfs4 ${host}:${port} cert=Sec9Mark iat-mode=0`),
+        (e: Error) =>
+          e instanceof SyntaxError &&
+          e.message === `Invalid port ${port} for bridge address: must be an integer in 1-65535`,
+        `${host}:${port}`,
+      );
+    }
+  }
+});
+
 Deno.test("parseBridgeLine and formatBridgeLine", () => {
   const fp = "0123456789ABCDEF0123456789ABCDEF01234567";
   const line = parseBridgeLine(`Bridge obfs4 192.0.2.1:443 ${fp} cert=a+b/c iat-mode=0`);

@@ -2,7 +2,7 @@
 // This module is browser-compatible.
 
 import type { TransportOptions } from "../../transports/transport.ts";
-import { checkPort, formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../../net/address.ts";
 import type { KeyValueListOptions } from "./_args.ts";
 import { FirstValuePairs } from "./_first_value.ts";
 
@@ -46,21 +46,22 @@ export function parseBridgeLine(text: string, options: KeyValueListOptions = {})
   if (addressText === undefined) throw new SyntaxError("Cannot parse bridge line: no address");
   let address: HostPort;
   try {
-    address = parseHostPort(addressText, "bridge address");
+    address = parseHostPort(addressText, "bridge address", 1);
   } catch (error) {
+    // A port out of range (digits only, so not a misplaced secret): named
+    // in checkPort's words, as port 0 is, without the word.
+    const port = error instanceof RangeError ? /^Invalid port ([0-9]+) /.exec(error.message) : null;
+    if (port !== null) {
+      throw new SyntaxError(
+        `Invalid port ${port[1]} for bridge address: must be an integer in 1-65535`,
+      );
+    }
     const why = error instanceof Error ? /: ([^:"]*)$/.exec(error.message)?.[1] : undefined;
     throw new SyntaxError(
       `Cannot parse bridge line: word ${position(-1)} is not an address${
         why === undefined ? "" : ` (${why})`
       }; expected [transport] host:port [fingerprint] [key=value ...]`,
     );
-  }
-  try {
-    // In checkPort's words, as every port: the word is not quoted (it may
-    // be a misplaced secret).
-    checkPort(address.port, "bridge address", 1);
-  } catch (error) {
-    throw new SyntaxError((error as Error).message);
   }
   let fingerprint: string | undefined;
   if (words.length > 0 && /^[0-9A-Fa-f]{40}$/.test(words[0]!)) fingerprint = words.shift();
