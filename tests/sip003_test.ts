@@ -585,7 +585,9 @@ Deno.test("SIP003: main.ts refuses an unknown or free transport and bad options 
       ],
       [
         "transport=shadowsocks;password=Secret9Mark",
-        /^ptkit: error: Free \(not a plugin\) transport "shadowsocks"/m,
+        // It said 'Free (not a plugin) transport "shadowsocks"', which told a
+        // user neither what is wrong with it nor that ss-libev does that part.
+        /^ptkit: error: Transport "shadowsocks" cannot carry a Shadowsocks connection: it is a free transport \(each connection names its own destination; Shadowsocks itself is ss-local's and ss-server's part\): expected one of plain, obfs4, webtunnel$/m,
       ],
       ["transport=obfs4;cert=Secret9Mark\\", /^ptkit: error: [A-Z].*trailing backslash/m],
     ] as const

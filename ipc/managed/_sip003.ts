@@ -413,10 +413,15 @@ export async function runSip003(options: Sip003RunOptions): Promise<number> {
   const chosen = registry.get(plan.transport);
   if (chosen === undefined || chosen.free) {
     const bound = [...registry.values()].filter((t) => !t.free).map((t) => t.name);
+    const name = JSON.stringify(plan.transport);
     options.stderr(
       cliError(
-        `${chosen === undefined ? "Unknown" : "Free (not a plugin)"} transport ${
-          JSON.stringify(plan.transport)
+        `${
+          chosen === undefined
+            ? `Unknown transport ${name}`
+            : `Transport ${name} cannot carry a Shadowsocks connection: it is a free transport ` +
+              "(each connection names its own destination; Shadowsocks itself is ss-local's " +
+              "and ss-server's part)"
         }: expected one of ${bound.join(", ")}`,
       ),
     );
