@@ -131,6 +131,37 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
+Deno.test("main.ts start takes --log-level as main.ts server and client do: info lines show, a bad level is a usage error (64)", async () => {
+  // start had no --log-level ('Unknown flag --log-level'): a user whose demo
+  // failed could not see the info lines server and client show.
+  const home = await Deno.makeTempDir({ prefix: "ptkit_start_level_" });
+  const main = new URL("../main.ts", import.meta.url).pathname;
+  {
+    await using start = new TextProcess(main, [
+      "start",
+      "--socks",
+      "127.0.0.1:0",
+      "--log-level",
+      "info",
+    ], { HOME: home });
+    await start.waitFor(/SOCKS5 proxy: /);
+    // Log lines go to stderr (waitFor reads stdout).
+    for (let i = 0; i < 600 && !/^\[info\] Crypto: /m.test(start.stderr); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    match(start.stderr, /^\[info\] Crypto: /m);
+    start.child.kill("SIGTERM");
+    deepStrictEqual((await start.child.status).code, 0);
+  }
+  {
+    await using bad = new TextProcess(main, ["start", "--log-level", "loud"], { HOME: home });
+    deepStrictEqual((await bad.child.status).code, 64);
+    await bad.done;
+    match(bad.stderr, /^ptkit: error: Invalid log level "loud": expected one of error, warning/);
+  }
+  await Deno.remove(home, { recursive: true });
+});
+
 Deno.test("main.ts run through a symbolic link from another directory (/usr/local/bin/ptkit) says to run it by its path, on stderr and to tor as ENV-ERROR; a link to the checkout's directory runs", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ptkit_link_" });
   const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);

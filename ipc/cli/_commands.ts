@@ -147,6 +147,7 @@ const SPECS: Record<string, Record<string, Spec>> = {
     },
     allow: { value: "LIST", help: "also allow these destinations (e.g. loopback)" },
     state: { value: "DIR", help: "state directory", fallback: "<per-user>/ptkit/start" },
+    "log-level": LOG_LEVEL,
     help: { help: "print this help" },
   },
 };
@@ -962,6 +963,7 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
   const transport = flags.transport ?? "obfs4";
   const options = startOptions(transport);
   const state = stateDir(flags.state, "start", context.getEnv);
+  const level = logLevel(flags);
   let socks = address(flags.socks ?? "127.0.0.1:1080", "--socks");
   // The default taken (another proxy, a second start): a free port, and the line says why.
   const taken = flags.socks === undefined && !portFree(socks) ? formatHostPort(socks) : undefined;
@@ -984,14 +986,14 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
   };
   try {
     const serverConfig: ServerConfig = {
-      ...common(transport, inDirectory(state, "server"), "notice", new Map([[transport, options]])),
+      ...common(transport, inDirectory(state, "server"), level, new Map([[transport, options]])),
       kind: "server",
       bindAddrs: new Map([[transport, { hostname: "127.0.0.1", port: 0 }]]),
       target: { kind: "socks", policy: allowed(allow) },
       outboundBind: {},
     };
     const smethod = Promise.withResolvers<Extract<PtLine, { type: "SMETHOD" }>>();
-    const serverLines = humanLines(context, "notice", (line) => {
+    const serverLines = humanLines(context, level, (line) => {
       if (line.type === "SMETHOD") smethod.resolve(line);
     }, fail);
     const serverDone = run(serverConfig, context, serverLines, stop.signal)
@@ -1008,7 +1010,7 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
       ...common(
         transport,
         inDirectory(state, "client"),
-        "notice",
+        level,
         new Map([[transport, { ...served.args, ...options }]]),
       ),
       kind: "client",
@@ -1021,7 +1023,7 @@ async function start(flags: Record<string, string>, context: Context): Promise<n
     const cmethod = Promise.withResolvers<string>();
     const clientLines = humanLines(
       context,
-      "notice",
+      level,
       (line) => cmethod.resolve(formatHostPort(line.address)),
       fail,
     );
