@@ -51,6 +51,31 @@ Deno.test("parseBindAddr reads IPv4, bracketed and bare IPv6, and refuses the re
   }
 });
 
+Deno.test("parseTransportOptions: an item without its transport's name says every item needs one, and how torrc's form is written here, quoting nothing", () => {
+  // 'shadowsocks:method=aes-256-gcm;password=Sec9Mark' (the name given once)
+  // and torrc's 'obfs4 iat-mode=1' said only "item 2 has no 'name:'
+  // (expected name:key=value)".
+  const every =
+    `(expected name:key=value, every item naming its transport: obfs4:a=1;obfs4:b=2, or JSON {"obfs4":{"a":"1","b":"2"}})`;
+  const cases: [string, string][] = [
+    ["shadowsocks:method=aes-256-gcm;password=Sec9Mark", `item 2 has no 'name:' ${every}`],
+    [
+      "obfs4 iat-mode=Sec9Mark",
+      `item 1 has no 'name:' ${every}; torrc's 'ServerTransportOptions obfs4 a=1' is written obfs4:a=1 here`,
+    ],
+  ];
+  for (const [text, message] of cases) {
+    throws(
+      () => parseTransportOptions(text),
+      (e: Error) =>
+        e instanceof SyntaxError &&
+        e.message === `Cannot parse transport options: ${message}` &&
+        !e.message.includes("Sec9Mark"),
+      text,
+    );
+  }
+});
+
 Deno.test("parseTransportOptions undoes tor's escaping of : ; \\ (and keeps = in values)", () => {
   const table: [string, Record<string, Record<string, string>>][] = [
     ["a:k=v", { a: { k: "v" } }],

@@ -287,8 +287,14 @@ export function parseTransportOptions(
   splitEscaped(text, ";", what).forEach((item, index) => {
     const colon = unescapedIndex(item, ":");
     if (colon <= 0) {
+      // The shape is described, never the item (it may hold a password).
+      const torrc = /^\s*[A-Za-z_][A-Za-z0-9_]*\s+[^\s=]+=/.test(item)
+        ? "; torrc's 'ServerTransportOptions obfs4 a=1' is written obfs4:a=1 here"
+        : "";
       throw new SyntaxError(
-        `Cannot parse ${what}: item ${index + 1} has no 'name:' (expected name:key=value)`,
+        `Cannot parse ${what}: item ${index + 1} has no 'name:' (expected name:key=value, ` +
+          `every item naming its transport: obfs4:a=1;obfs4:b=2, or JSON ` +
+          `{"obfs4":{"a":"1","b":"2"}})${torrc}`,
       );
     }
     const name = unescape(item.slice(0, colon));
