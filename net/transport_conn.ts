@@ -249,18 +249,37 @@ export class TransportConn implements Disposable, AsyncDisposable {
     this.#abortDecode = (reason) => decodeSink.abort(reason);
     this.#wireIn = pump(wireSource, decodeSink, (n) => this.#wireBytesRead += n);
 
-    this.#wireIn.then(() =>
+    // One handler per direction, the network connection closed once both
+    // have ended: an idle connection kept, for its life, a second and
+    // third handler on the wire-in pump, a second on the wire-out one, and
+    // Promise.allSettled's element functions, array and promises.
+    let resolveDone!: () => void;
+    this.#done = new Promise<void>((resolve) => resolveDone = resolve);
+    let running = 2;
+    const ended = () => {
+      if (--running > 0) return;
+      // A microtask later, as allSettled's handler ran.
+      queueMicrotask(() => {
+        this.#closeNet();
+        resolveDone();
+      });
+    };
+    this.#wireIn.then(() => {
       peerEnded.reject(
         new HandshakeError(
           "failed",
           `Transport '${name}' handshake failed: the peer closed the connection before the handshake finished`,
         ),
-      ), () => {});
-    this.#wireOut.catch((error) => this.#fail(error));
-    this.#wireIn.catch((error) => {
+      );
+      ended();
+    }, (error) => {
       if (!this.#readCancelled) this.#fail(error);
+      ended();
     });
-    this.#done = Promise.allSettled([this.#wireIn, this.#wireOut]).then(() => this.#closeNet());
+    this.#wireOut.then(ended, (error) => {
+      this.#fail(error);
+      ended();
+    });
 
     this.#encoder = direct === undefined
       ? pair.encode.writable.getWriter()
