@@ -110,6 +110,8 @@ export class TransportConn implements Disposable, AsyncDisposable {
   #ready: Promise<void>;
   /** Rejected once the connection has failed or been closed (see the constructor). */
   #gone = deferred<never>();
+  /** Rejects `ready` (nothing once it settled): with #gone's reason, or at the peer's end. */
+  #rejectReady: ((reason: unknown) => void) | undefined;
   #destination: Promise<HostPort> | undefined;
   #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   #writable: WritableStream<Uint8Array> | undefined;
@@ -188,20 +190,24 @@ export class TransportConn implements Disposable, AsyncDisposable {
     // connection has failed or been closed (a reset during an obfs4 or
     // Shadowsocks probe delay, a server shutting down): whoever awaits
     // `ready` is never left waiting on a connection that is gone.
-    this.#gone.promise.catch(() => {});
+    // (#fail and close() reject `ready` with #gone's reason: no race with
+    // #gone, whose handlers stayed on it for the connection's life.)
     // A transport that holds probes as long as their peer does (Shadowsocks)
     // gets no deadline unless one is given.
     const limit = options.handshakeTimeout ?? (pair.holdsProbes === true ? undefined : 120_000);
     // A handshake still waiting once the decoder has taken the peer's end
     // of stream (its flush done) cannot finish: it fails at once, as the
     // built-in transports' do, not at the deadline (a custom transport whose
-    // `ready` waits for the peer's first byte).
-    const peerEnded = deferred<never>();
-    this.#ready = handshake === undefined ? Promise.resolve() : Promise.race([
-      limit === undefined ? handshake : this.#limit(handshake, limit, name),
-      this.#gone.promise,
-      peerEnded.promise,
-    ]);
+    // `ready` waits for the peer's first byte): see the wire-in pump's end.
+    if (handshake === undefined) {
+      this.#ready = Promise.resolve();
+    } else {
+      const ready = deferred<void>();
+      this.#ready = ready.promise;
+      this.#rejectReady = ready.reject;
+      (limit === undefined ? handshake : this.#limit(handshake, limit, name))
+        .then(ready.resolve, ready.reject);
+    }
     this.#ready.catch((error) => this.#fail(error));
     // Checked here, the one place every server's destination passes: a
     // transport's malformed one (a space, port 99999, null) was looked up
@@ -265,7 +271,8 @@ export class TransportConn implements Disposable, AsyncDisposable {
       });
     };
     this.#wireIn.then(() => {
-      peerEnded.reject(
+      // Nothing once `ready` has settled.
+      this.#rejectReady?.(
         new HandshakeError(
           "failed",
           `Transport '${name}' handshake failed: the peer closed the connection before the handshake finished`,
@@ -634,6 +641,7 @@ export class TransportConn implements Disposable, AsyncDisposable {
     this.#closedByUser = true;
     const reason = this.#closeReason = new Deno.errors.BadResource("Transport connection closed");
     this.#gone.reject(reason);
+    this.#rejectReady?.(reason);
     this.#abortEncode(reason);
     this.#abortDecode(reason);
     this.#closeNet();
@@ -682,6 +690,7 @@ export class TransportConn implements Disposable, AsyncDisposable {
     this.#closed = true;
     this.#error = error;
     this.#gone.reject(error);
+    this.#rejectReady?.(error);
     // The writable errors now, not at the application's next write: a
     // writer's closed promise rejects, a pipe into it ends (a closed one
     // stays closed).
