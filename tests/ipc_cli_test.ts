@@ -7,7 +7,7 @@ import { parseSip003 } from "../ipc/managed/_sip003.ts";
 import { parseUpstreamProxy } from "../ipc/managed/_proxy_uri.ts";
 import { cliError, methodErrorCode, methodErrorText } from "../ipc/cli/_names.ts";
 import { readValueFile, UsageError } from "../ipc/cli/_value_file.ts";
-import { childEnv, startMicrosocks } from "./ipc_util.ts";
+import { childEnv, countingEcho, startMicrosocks } from "./ipc_util.ts";
 import { runUntil, TextProcess } from "./cli_util.ts";
 
 async function run(args: string[]) {
@@ -563,35 +563,6 @@ Deno.test("readValueFile: '@' alone (a file name forgotten) is a usage error tha
   }
 });
 
-/** An echo service on loopback that counts the connections it accepted. */
-function countingEcho(): { port: number; accepted: () => number; close(): Promise<void> } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  let accepted = 0;
-  const conns = new Set<Deno.Conn>();
-  const loop = (async () => {
-    for await (const conn of listener) {
-      accepted++;
-      conns.add(conn);
-      conn.readable.pipeTo(conn.writable).catch(() => {}).finally(() => conns.delete(conn));
-    }
-  })();
-  return {
-    port: listener.addr.port,
-    accepted: () => accepted,
-    async close() {
-      listener.close();
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch {
-          // Closed by its pipe.
-        }
-      }
-      await loop;
-    },
-  };
-}
-
 /** Connect to `port`, send a line and read it back; null when the connection ends first. */
 async function echoThrough(port: number): Promise<string | null> {
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -623,7 +594,7 @@ Deno.test("main.ts client --proxy: every connection to the server goes through t
   })();
   try {
     await using client = new TextProcess(new URL("../main.ts", import.meta.url).pathname, [
-      ...["client", "--bridge", `plain 127.0.0.1:${echo.port}`, "--tcp", `127.0.0.1:${port}`],
+      ...["client", "--bridge", `plain 127.0.0.1:${echo.addr.port}`, "--tcp", `127.0.0.1:${port}`],
       ...["--proxy", `socks5://ptuser:Secret7Pass@127.0.0.1:${upstream.port}`, "--state", state],
     ]);
     await client.waitFor(/relays to the server's target/);

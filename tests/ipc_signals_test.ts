@@ -15,63 +15,12 @@ import { PtClient } from "../ipc/adapter/pt_client.ts";
 import { PtServer } from "../ipc/adapter/pt_server.ts";
 import type { PtMessageEvent } from "../ipc/adapter/pt_events.ts";
 import { startInWorker } from "../ipc/adapter/in_worker.ts";
-import { ECHO_MAIN, PtProcess, readAll } from "./ipc_util.ts";
+import { countingEcho, ECHO_MAIN, PtProcess, readAll } from "./ipc_util.ts";
 import { guarded } from "./_util.ts";
 import { waitFor } from "./udp_test_utils.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** A TCP echo service that counts the connections it accepted. */
-function countingEcho(): { addr: Deno.NetAddr; accepted: () => number; close(): Promise<void> } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  let accepted = 0;
-  const conns = new Set<Deno.Conn>();
-  const loop = (async () => {
-    const tasks: Promise<void>[] = [];
-    for await (const conn of listener) {
-      accepted++;
-      conns.add(conn);
-      tasks.push((async () => {
-        const buffer = new Uint8Array(4096);
-        try {
-          for (;;) {
-            const n = await conn.read(buffer);
-            if (n === null) break;
-            await conn.write(buffer.subarray(0, n));
-          }
-          await conn.closeWrite();
-          await conn.read(buffer);
-        } catch {
-          // Reset.
-        } finally {
-          conns.delete(conn);
-          try {
-            conn.close();
-          } catch {
-            // Already closed.
-          }
-        }
-      })());
-    }
-    await Promise.all(tasks);
-  })();
-  return {
-    addr: listener.addr,
-    accepted: () => accepted,
-    close: async () => {
-      listener.close();
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch {
-          // Already closed.
-        }
-      }
-      await loop;
-    },
-  };
-}
 
 /** Send `text` through a transparent-TCP listener; returns what came back. */
 async function exchange(at: { hostname: string; port: number }, text: string): Promise<string> {

@@ -234,3 +234,58 @@ export async function childrenOf(pid: number): Promise<number[]> {
   }
   return found;
 }
+
+/** A TCP echo service that counts the connections it accepted. */
+export function countingEcho(): {
+  addr: Deno.NetAddr;
+  accepted: () => number;
+  close(): Promise<void>;
+} {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let accepted = 0;
+  const conns = new Set<Deno.Conn>();
+  const loop = (async () => {
+    const tasks: Promise<void>[] = [];
+    for await (const conn of listener) {
+      accepted++;
+      conns.add(conn);
+      tasks.push((async () => {
+        const buffer = new Uint8Array(4096);
+        try {
+          for (;;) {
+            const n = await conn.read(buffer);
+            if (n === null) break;
+            await conn.write(buffer.subarray(0, n));
+          }
+          await conn.closeWrite();
+          await conn.read(buffer);
+        } catch {
+          // Reset.
+        } finally {
+          conns.delete(conn);
+          try {
+            conn.close();
+          } catch {
+            // Already closed.
+          }
+        }
+      })());
+    }
+    await Promise.all(tasks);
+  })();
+  return {
+    addr: listener.addr,
+    accepted: () => accepted,
+    close: async () => {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // Already closed.
+        }
+      }
+      await loop;
+    },
+  };
+}

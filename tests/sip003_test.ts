@@ -686,106 +686,78 @@ Deno.test("SIP003: main.ts with only some of the address variables names the mis
   ok(!plugin.stderr.includes("Usage") && !plugin.stderr.includes("Secret9Mark"), plugin.stderr);
 });
 
-Deno.test("SIP003: the plugin exits when its parent's stdin pipe closes, not on /dev/null", async () => {
+/**
+ * A SIP003 client plugin over plain whose stdin is a pipe from this process
+ * ("piped"), /dev/null ("null") or the file `input` (through sh's `<`).
+ */
+function stdinPlugin(stdin: "piped" | "null" | { input: string }) {
   const env = childEnv({
     ...VARS,
     SS_REMOTE_HOST: "127.0.0.1",
     SS_LOCAL_PORT: String(freePort()),
     SS_PLUGIN_OPTIONS: "transport=plain",
   });
-  const started = /plain client on [^ ]+ \(SS_LOCAL\)/;
+  const output = { env, clearEnv: true, stdout: "piped", stderr: "piped" } as const;
+  const child = typeof stdin === "string"
+    ? new Deno.Command(MAIN, { ...output, stdin }).spawn()
+    : new Deno.Command("sh", { ...output, args: ["-c", `exec "$0" < "$1"`, MAIN, stdin.input] })
+      .spawn();
+  const { text, done } = collectOutput(child);
+  const started = async () => {
+    while (!/plain client on [^ ]+ \(SS_LOCAL\)/.test(text())) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  return { child, text, done, started };
+}
+
+/** The plugin keeps serving 1.5 s after its start, until SIGTERM ends it (0). */
+async function keepsServing(plugin: ReturnType<typeof stdinPlugin>): Promise<void> {
+  await plugin.started();
+  await new Promise((r) => setTimeout(r, 1500));
+  ok(!/Shutting down/.test(plugin.text()), plugin.text());
+  plugin.child.kill("SIGTERM");
+  deepStrictEqual((await plugin.child.status).code, 0);
+  await plugin.done;
+  ok(/Shutting down: SIGTERM/.test(plugin.text()), plugin.text());
+}
+
+Deno.test("SIP003: the plugin exits when its parent's stdin pipe closes, not on /dev/null", async () => {
   // A pipe: closing it is the parent going away.
   {
-    const child = new Deno.Command(MAIN, {
-      env,
-      clearEnv: true,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    })
-      .spawn();
-    const { text, done } = collectOutput(child);
-    while (!started.test(text())) await new Promise((r) => setTimeout(r, 50));
+    const plugin = stdinPlugin("piped");
+    await plugin.started();
     await new Promise((r) => setTimeout(r, 1200)); // Past the /dev/null window.
-    await child.stdin.close();
-    deepStrictEqual((await child.status).code, 0);
-    await done;
-    ok(/Shutting down: parent closed stdin/.test(text()), text());
-    deepStrictEqual(text().match(/Shutting down/g)?.length, 1, text());
+    await plugin.child.stdin.close();
+    deepStrictEqual((await plugin.child.status).code, 0);
+    await plugin.done;
+    ok(/Shutting down: parent closed stdin/.test(plugin.text()), plugin.text());
+    deepStrictEqual(plugin.text().match(/Shutting down/g)?.length, 1, plugin.text());
   }
   // /dev/null (ss-libev under systemd): it keeps serving until SIGTERM.
-  {
-    const child = new Deno.Command(MAIN, {
-      env,
-      clearEnv: true,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    })
-      .spawn();
-    const { text, done } = collectOutput(child);
-    while (!started.test(text())) await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 1500));
-    ok(!/Shutting down/.test(text()), text());
-    child.kill("SIGTERM");
-    deepStrictEqual((await child.status).code, 0);
-    await done;
-    ok(/Shutting down: SIGTERM/.test(text()), text());
-  }
+  await keepsServing(stdinPlugin("null"));
 });
 
 Deno.test("SIP003: a parent's stdin pipe closed at once ends the plugin; a file as stdin does not", async () => {
-  const env = childEnv({
-    ...VARS,
-    SS_REMOTE_HOST: "127.0.0.1",
-    SS_LOCAL_PORT: String(freePort()),
-    SS_PLUGIN_OPTIONS: "transport=plain",
-  });
-  const started = /plain client on [^ ]+ \(SS_LOCAL\)/;
   // The parent died before the plugin got going: its pipe ends with no byte,
   // within the first second. That is still the parent's pipe closing.
   {
-    const child = new Deno.Command(MAIN, {
-      env,
-      clearEnv: true,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    })
-      .spawn();
-    const { text, done } = collectOutput(child);
-    await child.stdin.close();
-    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-    const status = await child.status;
+    const plugin = stdinPlugin("piped");
+    await plugin.child.stdin.close();
+    const timer = setTimeout(() => plugin.child.kill("SIGKILL"), 20_000);
+    const status = await plugin.child.status;
     clearTimeout(timer);
-    await done;
-    deepStrictEqual(status.code, 0, text());
-    ok(/Shutting down: parent closed stdin/.test(text()), text());
+    await plugin.done;
+    deepStrictEqual(status.code, 0, plugin.text());
+    ok(/Shutting down: parent closed stdin/.test(plugin.text()), plugin.text());
   }
   // A file with bytes in it is nobody's pipe: it keeps serving until SIGTERM.
-  {
-    const dir = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
-    try {
-      await Deno.writeTextFile(`${dir}/input`, "not a parent\n");
-      const child = new Deno.Command("sh", {
-        args: ["-c", `exec "$0" < "$1"`, MAIN, `${dir}/input`],
-        env,
-        clearEnv: true,
-        stdout: "piped",
-        stderr: "piped",
-      })
-        .spawn();
-      const { text, done } = collectOutput(child);
-      while (!started.test(text())) await new Promise((r) => setTimeout(r, 50));
-      await new Promise((r) => setTimeout(r, 1500));
-      ok(!/Shutting down/.test(text()), text());
-      child.kill("SIGTERM");
-      deepStrictEqual((await child.status).code, 0);
-      await done;
-      ok(/Shutting down: SIGTERM/.test(text()), text());
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+  const dir = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
+  try {
+    await Deno.writeTextFile(`${dir}/input`, "not a parent\n");
+    await keepsServing(stdinPlugin({ input: `${dir}/input` }));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -3,6 +3,8 @@
 // Internal: a transport pair's two transforms without their Web Streams,
 // for the runtime's own connections. Not part of the public API.
 
+import type { TransportPair } from "./transport.ts";
+
 /** A pair's hook: its transforms as {@linkcode DirectTransform}s, if its streams were not made. */
 export const DIRECT_PAIR: unique symbol = Symbol("ptkit.directPair");
 
@@ -423,4 +425,46 @@ export function transformStreamOf(
     }
   });
   return { readable, writable } as TransformStream<Uint8Array, Uint8Array>;
+}
+
+/**
+ * The pair of `direct`: its streams (`encode`, `decode`) made when first
+ * asked for, or `direct` itself for the runtime ({@linkcode DIRECT_PAIR})
+ * while they are not; one or the other. `what` names the pair in the
+ * error of a stream asked for once the runtime took it ("an obfs4 pair");
+ * `extra` holds the pair's other members (obfs4's `ready`).
+ */
+export function pairOfDirect(
+  direct: DirectPair,
+  what: string,
+  extra: { readonly ready?: Promise<void> } = {},
+): TransportPair {
+  let streams: {
+    encode: TransformStream<Uint8Array, Uint8Array>;
+    decode: TransformStream<Uint8Array, Uint8Array>;
+  } | undefined;
+  let taken = false;
+  const made = () => {
+    if (taken) {
+      throw new TypeError(`Cannot use ${what}'s streams: a transport connection runs it`);
+    }
+    return streams ??= {
+      encode: transformStreamOf(direct.encode),
+      decode: transformStreamOf(direct.decode),
+    };
+  };
+  return {
+    get encode() {
+      return made().encode;
+    },
+    get decode() {
+      return made().decode;
+    },
+    ...extra,
+    [DIRECT_PAIR]: (): DirectPair | undefined => {
+      if (streams !== undefined || taken) return undefined;
+      taken = true;
+      return direct;
+    },
+  } as TransportPair;
 }

@@ -10,12 +10,7 @@
 
 import type { Transport, TransportPair } from "./transport.ts";
 import { defineTransport } from "./define_transport.ts";
-import {
-  DIRECT_PAIR,
-  type DirectPair,
-  DirectTransform,
-  transformStreamOf,
-} from "./_direct_pair.ts";
+import { type DirectPair, DirectTransform, pairOfDirect } from "./_direct_pair.ts";
 
 /**
  * The `plain` transport: no configuration, no handshake, bytes unchanged.
@@ -61,31 +56,5 @@ function identityPair(): TransportPair {
     decode: new DirectTransform(IDENTITY, 0),
     passesChunks: true,
   };
-  let streams: {
-    encode: TransformStream<Uint8Array, Uint8Array>;
-    decode: TransformStream<Uint8Array, Uint8Array>;
-  } | undefined;
-  let taken = false;
-  const made = () => {
-    if (taken) {
-      throw new TypeError("Cannot use a plain pair's streams: a transport connection runs it");
-    }
-    return streams ??= {
-      encode: transformStreamOf(direct.encode),
-      decode: transformStreamOf(direct.decode),
-    };
-  };
-  return {
-    get encode() {
-      return made().encode;
-    },
-    get decode() {
-      return made().decode;
-    },
-    [DIRECT_PAIR]: (): DirectPair | undefined => {
-      if (streams !== undefined || taken) return undefined;
-      taken = true;
-      return direct;
-    },
-  } as TransportPair;
+  return pairOfDirect(direct, "a plain pair");
 }

@@ -29,12 +29,7 @@ import { decodeInTurns } from "../_decode_turns.ts";
 import type { Session } from "./_session.ts";
 import { WeightedDist } from "./_weighted_dist.ts";
 import { concat } from "../_bytes.ts";
-import {
-  DIRECT_PAIR,
-  type DirectPair,
-  DirectTransform,
-  transformStreamOf,
-} from "../_direct_pair.ts";
+import { type DirectPair, DirectTransform, pairOfDirect } from "../_direct_pair.ts";
 import { checkTimerMs } from "../_timeout.ts";
 import { checkFactoryOptions, checkOptionType } from "../_factory_options.ts";
 
@@ -386,36 +381,7 @@ class PairCore {
       recycle: (chunk) => this.session?.recycle(chunk),
       recycleDecoded: (chunk) => this.session?.recycleDecoded(chunk),
     };
-    let streams:
-      | {
-        encode: TransformStream<Uint8Array, Uint8Array>;
-        decode: TransformStream<Uint8Array, Uint8Array>;
-      }
-      | undefined;
-    let taken = false;
-    const made = () => {
-      if (taken) {
-        throw new TypeError("Cannot use an obfs4 pair's streams: a transport connection runs it");
-      }
-      return streams ??= {
-        encode: transformStreamOf(direct.encode),
-        decode: transformStreamOf(direct.decode),
-      };
-    };
-    return {
-      get encode() {
-        return made().encode;
-      },
-      get decode() {
-        return made().decode;
-      },
-      ready: this.ready.promise,
-      [DIRECT_PAIR]: (): DirectPair | undefined => {
-        if (streams !== undefined || taken) return undefined;
-        taken = true;
-        return direct;
-      },
-    } as TransportPair;
+    return pairOfDirect(direct, "an obfs4 pair", { ready: this.ready.promise });
   }
 }
 
