@@ -855,3 +855,24 @@ Deno.test("webtunnel client: a url host that refuses names itself in the error, 
   );
   strictEqual(socksReplyCode(error), 0x05);
 });
+
+Deno.test("webtunnel server says a short secret path (its length, never the path), and nothing for a long one", async () => {
+  for (
+    const [url, said] of [
+      ["https://example.com", "0 characters"],
+      ["https://example.com/", "0 characters"],
+      ["https://example.com/Short9", "6 characters"],
+      ["https://example.com/0123456789abcdef", undefined],
+    ] as const
+  ) {
+    const notices: string[] = [];
+    await webtunnel.server({ url }, { onNotice: (message) => notices.push(message) });
+    if (said === undefined) {
+      deepStrictEqual(notices, [], url);
+    } else {
+      deepStrictEqual(notices.length, 1, url);
+      ok(notices[0]!.includes(`secret path is ${said} long`), notices[0]);
+      ok(!notices[0]!.includes("Short9") && !notices[0]!.includes("example.com"), notices[0]);
+    }
+  }
+});

@@ -146,6 +146,9 @@ const CLIENT_KEYS = [
   "cert",
 ];
 
+/** A secret path shorter than this (after its `/`) is said at configuration. */
+const SHORT_SECRET_PATH = 16;
+
 /**
  * The `webtunnel` transport (Tor's WebTunnel: TLS, one HTTP/1.1 upgrade,
  * then raw bytes), client and server.
@@ -173,7 +176,8 @@ const CLIENT_KEYS = [
  * are not upgrades get a small error page. The client's address for the
  * Extended ORPort is the last `X-Forwarded-For` value (the front server's). `clientOptions` are
  * `url` and `ver`; `bridgeAddress` is a placeholder in 2001:db8::/32
- * derived from the URL, port 443.
+ * derived from the URL, port 443. A secret path shorter than 16 characters
+ * is said to `env.onNotice` (its length, never the path).
  *
  * The client trusts the runtime's roots: Deno's, `DENO_CERT`, and the
  * connector's `caCerts` (`createConnector` in `@ptkit/ptkit/client`).
@@ -205,7 +209,15 @@ export const webtunnel: Transport = defineTransport<Config>({
           "Cannot configure webtunnel: missing required option 'url' (the public https://HOST/SECRET-PATH its front server passes on, given as --options 'url=...', or under tor as 'ServerTransportOptions webtunnel url=...' in torrc)",
         );
       }
-      parseWebtunnelUrl(config.url);
+      const { path } = parseWebtunnelUrl(config.url);
+      // The path is the one secret between a prober and the tunnel (the
+      // front server passes it on): a short one is said, never shown.
+      const secret = path.slice(1).length;
+      if (secret < SHORT_SECRET_PATH) {
+        env?.onNotice?.(
+          `The webtunnel url's secret path is ${secret} characters long: a prober that guesses it reaches the tunnel through the front server; use a long random one (openssl rand -hex 16)`,
+        );
+      }
       return { role, url: config.url, ver: config.ver ?? WEBTUNNEL_VERSION };
     }
     // The bridge line's arguments may also come with each connection (SOCKS).
