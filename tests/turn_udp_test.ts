@@ -15,7 +15,7 @@ import { StunAttr, StunMethod } from "../udp/stun/_constants.ts";
 import { UdpSocket } from "../udp/mod.ts";
 import { errorCode, Queue, relayedAddress, StunTestClient } from "./turn_test_client.ts";
 import { waitFor } from "./udp_test_utils.ts";
-import { describeAnswer, startCoturn, udpStunClient } from "./turn_util.ts";
+import { describeAnswer, freshLoopback, startCoturn, udpStunClient } from "./turn_util.ts";
 
 interface UdpRig {
   turn: TurnUdpServer;
@@ -585,7 +585,7 @@ async function attributeAnswers(port: number): Promise<string[]> {
   for (const [name, type, value] of PROBED) {
     const tid = () => crypto.getRandomValues(new Uint8Array(12));
     {
-      await using socket = await udpStunClient(port);
+      await using socket = await udpStunClient(port, freshLoopback());
       const c = socket.client;
       const t = tid();
       lines.push(
@@ -604,7 +604,7 @@ async function attributeAnswers(port: number): Promise<string[]> {
       );
     }
     {
-      await using socket = await udpStunClient(port);
+      await using socket = await udpStunClient(port, freshLoopback());
       const c = socket.client;
       const first = await c.request(StunMethod.Allocate, [transport], { auth: false });
       c.nonce = new TextDecoder().decode(getAttribute(first, StunAttr.Nonce)!);

@@ -170,11 +170,19 @@ export async function startTurnCli(
   return { child, port: Number(match[1]) };
 }
 
-/** A STUN test client on its own UDP socket toward 127.0.0.1:`port`. */
+/**
+ * A STUN test client on its own UDP socket toward 127.0.0.1:`port`, bound
+ * to `hostname` if given (a loopback address of its own: a 5-tuple no
+ * earlier allocation used, see {@linkcode freshLoopback}).
+ */
 export async function udpStunClient(
   port: number,
+  hostname?: string,
 ): Promise<{ client: StunTestClient; [Symbol.asyncDispose](): Promise<void> }> {
-  const socket = await UdpSocket.open({ connect: { hostname: "127.0.0.1", port } });
+  const socket = await UdpSocket.open({
+    ...(hostname === undefined ? {} : { hostname }),
+    connect: { hostname: "127.0.0.1", port },
+  });
   const inbox = new Queue<Uint8Array>();
   socket.onmessage = (data: Uint8Array) => inbox.push(data.slice());
   return {
@@ -196,4 +204,19 @@ export function describeAnswer(m: StunMessage): string {
     getAttribute(m, StunAttr.Nonce) ? "nonce" : "",
     getAttribute(m, StunAttr.MessageIntegrity) ? "integrity" : "",
   ].filter((s) => s !== "").join(" ");
+}
+
+let loopbacks = 0;
+
+/**
+ * A loopback address (127.1.x.y) no earlier call in this process gave: a
+ * socket bound to it starts a 5-tuple no allocation ever had. A TURN server
+ * answers an Allocate from a 5-tuple it still holds an allocation for with
+ * 437 (Allocation Mismatch); on 127.0.0.1 the kernel may give a new socket
+ * an ephemeral port used moments before in the same test, and coturn once
+ * answered 437 where the test expected 401 (the CI of stop 45).
+ */
+export function freshLoopback(): string {
+  const n = loopbacks++;
+  return `127.1.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`;
 }
