@@ -88,9 +88,17 @@ async function run(
 }
 
 function closedPort(): number {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  using listener = Deno.listen({ hostname: CLOSED_HOST, port: 0 });
   return listener.addr.port;
 }
+
+/**
+ * Where {@linkcode closedPort}'s ports are: not 127.0.0.1, where each PT
+ * here listens on a port of the kernel's choice, which could be the one
+ * just closed (the CI of stop 45: the "down" upstream proxy was the PT's
+ * own SOCKS port, which answered reply 0x12).
+ */
+const CLOSED_HOST = "127.0.0.2";
 
 /** The port of the first METHOD line in `output`. */
 function methodPort(output: string): number {
@@ -133,10 +141,10 @@ function connectRequest(port: number, ip = [127, 0, 0, 1]): Uint8Array {
   return new Uint8Array([5, 1, 0, 1, ...ip, port >> 8, port & 255]);
 }
 
-/** SOCKS5 CONNECT from `source` through the PT's SOCKS port to 127.0.0.1:`target`. */
-function socksFrom(source: string, target: number) {
+/** SOCKS5 CONNECT from `source` through the PT's SOCKS port to `ip` (127.0.0.1):`target`. */
+function socksFrom(source: string, target: number, ip?: number[]) {
   return (output: string) =>
-    fromClient(methodPort(output), source, new Uint8Array([5, 1, 0]), connectRequest(target));
+    fromClient(methodPort(output), source, new Uint8Array([5, 1, 0]), connectRequest(target, ip));
 }
 
 const V1 = { TOR_PT_MANAGED_TRANSPORT_VER: "1" };
@@ -187,7 +195,7 @@ const PROXY_PATHS: Path[] = [
   [
     "a SOCKS5 proxy that is down, a client from 127.0.0.3",
     (state) =>
-      proxyClient(`socks5://${PROXY_USER}@127.0.0.1:${closedPort()}`, V1, {
+      proxyClient(`socks5://${PROXY_USER}@${CLOSED_HOST}:${closedPort()}`, V1, {
         ready: /CMETHODS DONE/,
         action: socksFrom("127.0.0.3", 9),
       })(state),
@@ -260,7 +268,7 @@ const serverEnv = (state: string, extra: Record<string, string>) => ({
   ...V1,
   TOR_PT_SERVER_TRANSPORTS: "obfs4",
   TOR_PT_SERVER_BINDADDR: "obfs4-127.0.0.1:0",
-  TOR_PT_ORPORT: `127.0.0.1:${closedPort()}`,
+  TOR_PT_ORPORT: `${CLOSED_HOST}:${closedPort()}`,
   TOR_PT_STATE_LOCATION: state,
   ...extra,
 });
@@ -537,7 +545,7 @@ const COOKIE_AND_CLIENT_PATHS: Path[] = [
     (state) =>
       run(DEBUG, { ...V1, TOR_PT_CLIENT_TRANSPORTS: "plain", TOR_PT_STATE_LOCATION: state }, {
         ready: /CMETHODS DONE/,
-        action: socksFrom("127.0.0.7", closedPort()),
+        action: socksFrom("127.0.0.7", closedPort(), [127, 0, 0, 2]),
       }),
   ],
   [
@@ -615,7 +623,7 @@ const SHADOWSOCKS_PATHS: Path[] = [
     (state) =>
       run(
         ssMain("-client", { method: "aes-128-gcm", password: SS_MARK }, [
-          ...["-free", "-target", `127.0.0.1:${closedPort()}`, "-state", state],
+          ...["-free", "-target", `${CLOSED_HOST}:${closedPort()}`, "-state", state],
         ]),
         {},
         { ready: /CMETHODS DONE/, action: socksFrom("127.0.0.7", 80) },
