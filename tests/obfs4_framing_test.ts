@@ -4,13 +4,13 @@ import { deepStrictEqual, ok, strictEqual, throws } from "node:assert";
 import { FrameDecoder, FrameEncoder } from "../transports/obfs4/_framing.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
 import { CRYPTO_BACKENDS } from "./crypto_backends.ts";
-import { Session } from "../transports/obfs4/_session.ts";
+import { MAX_BURST, Session } from "../transports/obfs4/_session.ts";
 import { distributionValues, WeightedDist } from "../transports/obfs4/_weighted_dist.ts";
 import { ClientHandshake, ServerHandshake } from "../transports/obfs4/_handshake.ts";
 import { ReplayFilter } from "../transports/_replay_filter.ts";
 import { generateServerConfig } from "../transports/obfs4/_config.ts";
 import { HashDrbg } from "../transports/obfs4/_hash_drbg.ts";
-import { ZERO_ONLY_SEED } from "./obfs4_live_helpers.ts";
+import { SMALL_ONLY_SEED, ZERO_ONLY_SEED } from "./obfs4_live_helpers.ts";
 
 const box = await loadWasmCrypto();
 const keys = Uint8Array.from({ length: 72 }, (_, i) => i);
@@ -174,6 +174,35 @@ Deno.test("a zero-only length table cannot stall a paranoid (iat-mode 2) session
   const writes = sender!.encode(data);
   ok(writes.every((w) => w.length > 0 && w.length <= 1448));
   deepStrictEqual(Uint8Array.from(writes.flatMap((w) => [...receiver!.decode(w)])), data);
+});
+
+Deno.test("a length table of lengths too short to pad to (a hostile bridge's seed) cannot loop a paranoid (iat-mode 2) session", () => {
+  // Padding to 21 bytes or less takes two packets and overshoots by a
+  // segment, which lengths of 17 then take away again: obfs4proxy loops so
+  // until its memory runs out; a session pads a burst past its target at
+  // most 8 times, then writes the rest as it is.
+  deepStrictEqual(distributionValues(SMALL_ONLY_SEED, 0, 1448), [17]);
+  const dist = new WeightedDist(SMALL_ONLY_SEED, 0, 1448);
+  const [sender, receiver] = ([2, 0] as const).map((iatMode) =>
+    new Session({
+      sendKeys: keys,
+      receiveKeys: keys,
+      crypto: box,
+      iatMode,
+      lengthDist: dist,
+      iatDist: dist,
+      acceptSeed: false,
+    })
+  );
+  for (const size of [0, 1, 100, 777, 5000, 40_000]) {
+    const data = crypto.getRandomValues(new Uint8Array(size));
+    const writes = sender!.encode(data);
+    ok(writes.every((w) => w.length > 0 && w.length <= 17), `size ${size}`);
+    const bursts = Math.max(1, Math.ceil(size / MAX_BURST));
+    const wire = writes.reduce((n, w) => n + w.length, 0);
+    ok(wire <= size + bursts * (9 * 1490 + 30 * 21), `size ${size}: ${wire} wire bytes`);
+    deepStrictEqual(Uint8Array.from(writes.flatMap((w) => [...receiver!.decode(w)])), data);
+  }
 });
 
 Deno.test("generated bridge seeds never put the length 0 in the table clients draw from", async () => {

@@ -14,6 +14,16 @@ export const ZERO_ONLY_SEED: Uint8Array = Uint8Array.from(
   (_, i) => [0x42, 0x05][i] ?? 0,
 );
 
+/**
+ * A drbg seed whose obfs4 length table is [17] alone: every length it gives
+ * is too short to pad to with one packet (found by search over seeds;
+ * `distributionValues` confirms it).
+ */
+export const SMALL_ONLY_SEED: Uint8Array = Uint8Array.from(
+  { length: 24 },
+  (_, i) => [0xb6, 0x69][i] ?? 0,
+);
+
 /** A running managed obfs4proxy. */
 export interface ManagedPt {
   /** The METHOD line's fields after the method keyword. */

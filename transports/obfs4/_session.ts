@@ -25,6 +25,12 @@ const TYPE_PAYLOAD = 0;
  * takes.
  */
 export const MAX_BURST = 32 * 1024;
+/**
+ * In IAT mode 2, how many times one burst is padded past its target (the
+ * padding came out to more than one packet) before the rest is written as
+ * it is: see {@linkcode Session.encode}.
+ */
+const MAX_REPADS = 8;
 const TYPE_PRNG_SEED = 1;
 
 /** obfs4's inter-arrival time obfuscation: 0 none, 1 enabled, 2 paranoid. */
@@ -270,8 +276,13 @@ export class Session {
    *
    * @param data Application bytes.
    * @returns The network writes to make, in order; in IAT mode 0 at most
-   * one (every burst in one buffer), in IAT modes 1 and 2 one per packet
-   * (wait {@linkcode Session.iatDelay} between them).
+   * one (every burst in one buffer), in IAT mode 1 one per segment, in IAT
+   * mode 2 one per length drawn from the length table, the burst padded to
+   * the last (wait {@linkcode Session.iatDelay} between them). Where that
+   * padding overshoots (a length of at most 21 bytes takes two packets),
+   * lengths are drawn again; after 8 overshoots in a burst its rest is one
+   * write as it is, so that a table of small lengths (a hostile bridge's
+   * seed) cannot loop, where obfs4proxy's buffer grows without end.
    */
   encode(data: Uint8Array): Uint8Array[] {
     if (this.#iatMode === 0) {
@@ -318,6 +329,7 @@ export class Session {
     }
     let offset = 0;
     let zeros = 0;
+    let repads = 0;
     while (offset < burst.length) {
       let target = this.#lengthDist.sample();
       // A length of 0 writes nothing: draw again. A seed whose table holds
@@ -330,12 +342,25 @@ export class Session {
       zeros = 0;
       const remaining = burst.length - offset;
       if (remaining < target) {
+        // Padding to a length of at most a header's (a table whose values
+        // are all 21 or less, one seed in ~7,000, or a hostile bridge's
+        // choice) takes two packets and overshoots by a segment, which the
+        // same small lengths then take away again, without end: lyrebird
+        // and obfs4proxy loop so, their buffer growing until memory runs
+        // out. After a few such overshoots the rest goes out as it is.
+        if (repads === MAX_REPADS) {
+          writes.push(burst.subarray(offset));
+          return;
+        }
         const pads = this.#pad(remaining, target);
         burst = pads.length === 0
           ? burst.subarray(offset)
           : concat(burst.subarray(offset), ...pads);
         offset = 0;
-        if (burst.length !== target) continue;
+        if (burst.length !== target) {
+          repads++;
+          continue;
+        }
       }
       writes.push(burst.subarray(offset, offset + target));
       offset += target;
