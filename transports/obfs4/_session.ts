@@ -30,7 +30,7 @@ export const MAX_BURST = 32 * 1024;
  * padding came out to more than one packet) before the rest is written as
  * it is: see {@linkcode Session.encode}.
  */
-const MAX_REPADS = 8;
+const MAX_REPADS = 2;
 const TYPE_PRNG_SEED = 1;
 
 /** obfs4's inter-arrival time obfuscation: 0 none, 1 enabled, 2 paranoid. */
@@ -280,7 +280,7 @@ export class Session {
    * mode 2 one per length drawn from the length table, the burst padded to
    * the last (wait {@linkcode Session.iatDelay} between them). Where that
    * padding overshoots (a length of at most 21 bytes takes two packets),
-   * lengths are drawn again; after 8 overshoots in a burst its rest is one
+   * lengths are drawn again; after 2 overshoots in a burst its rest is one
    * write as it is, so that a table of small lengths (a hostile bridge's
    * seed) cannot loop, where obfs4proxy's buffer grows without end.
    */
