@@ -25,6 +25,7 @@ import {
   StunTestClient,
 } from "./turn_test_client.ts";
 import { MetricsRegistry } from "../net/metrics.ts";
+import { SourceRequestRates } from "../udp/turn/_request_rate.ts";
 import { promtoolCheckMetrics, sample } from "./metrics_util.ts";
 import { guarded } from "./_util.ts";
 
@@ -1023,6 +1024,246 @@ Deno.test("TurnServer's request budget of a byte-stream client survives a clock 
   server.close();
 });
 
+/** Requests a TURN server answers without credentials: Binding, and Allocate (401). */
+function unauthenticated(i: number): Uint8Array {
+  const transactionId = new Uint8Array(12);
+  new DataView(transactionId.buffer).setUint32(8, i);
+  return encodeStunMessage({
+    method: i % 2 === 0 ? StunMethod.Binding : StunMethod.Allocate,
+    class: StunClass.Request,
+    transactionId,
+    attributes: i % 2 === 0
+      ? []
+      : [{ type: StunAttr.RequestedTransport, value: new Uint8Array([17, 0, 0, 0]) }],
+  }, { fingerprint: true });
+}
+
+/** UDP clients of `server` (one per 5-tuple, as serveTurnUdp makes them) counting their answers. */
+function udpClients(server: TurnServer) {
+  const answers = new Map<string, number>();
+  const clients = new Map<string, TurnClient>();
+  const of = (address: string, port: number): TurnClient => {
+    const key = `${address}|${port}`;
+    let client = clients.get(key);
+    if (client === undefined) {
+      client = {
+        key,
+        address: { family: address.includes(":") ? 6 : 4, address, port },
+        send: () => answers.set(address, (answers.get(address) ?? 0) + 1),
+      };
+      clients.set(key, client);
+    }
+    return client;
+  };
+  return {
+    /** Send `count` unauthenticated requests from `address`, from ports 1000 and up by turns. */
+    flood(address: string, count: number, ports = 1, tick?: () => void) {
+      for (let i = 0; i < count; i++) {
+        server.handle(of(address, 1000 + (i % ports)), unauthenticated(i));
+        tick?.();
+      }
+    },
+    answered: (address: string) => answers.get(address) ?? 0,
+    of,
+  };
+}
+
+Deno.test("TurnServer over UDP answers a source's unauthenticated requests 500 at once, then 100 a second on the injected clock, and still answers other sources", () => {
+  const clock = { t: 1_000_000 };
+  const server = new TurnServer({
+    realm: "pt.test",
+    users: { u: "p" },
+    relay: new FakeRelay(),
+    now: () => clock.t,
+  });
+  const udp = udpClients(server);
+  // 2000 Binding and Allocate requests (each would get an answer: a
+  // success, a 401) from 8 ports of one address at once: 500 answered.
+  udp.flood("192.0.2.1", 2000, 8);
+  strictEqual(udp.answered("192.0.2.1"), 500);
+  strictEqual(server.stats().drops.rateLimited, 1500);
+  strictEqual(server.stats().dropped, 1500);
+  // Another address is answered meanwhile.
+  udp.flood("192.0.2.2", 10);
+  strictEqual(udp.answered("192.0.2.2"), 10);
+  // A second on: 100 more; a quarter second later, 25.
+  clock.t += 1000;
+  udp.flood("192.0.2.1", 2000, 8);
+  strictEqual(udp.answered("192.0.2.1"), 600);
+  clock.t += 250;
+  udp.flood("192.0.2.1", 2000, 8);
+  strictEqual(udp.answered("192.0.2.1"), 625);
+  // An RFC 3489 Binding request counts too.
+  const legacy = new Uint8Array(20);
+  legacy[1] = 1;
+  server.handle(udp.of("192.0.2.1", 9), legacy);
+  strictEqual(udp.answered("192.0.2.1"), 625);
+  server.handle(udp.of("192.0.2.2", 9), legacy);
+  strictEqual(udp.answered("192.0.2.2"), 11);
+  // 2000 requests spread over 2 s (one each ms) from a fresh address: the
+  // burst and 100 a second of it, 500 + floor(1999 * 0.1).
+  udp.flood("192.0.2.3", 2000, 1, () => clock.t++);
+  strictEqual(udp.answered("192.0.2.3"), 500 + Math.floor(1999 * 100 / 1000));
+  server.close();
+});
+
+Deno.test("TurnServer over UDP limits an IPv6 source by its /64, and takes its options (requestBurstPerSource, requestsPerSecondPerSource)", () => {
+  const clock = { t: 1_000_000 };
+  const server = new TurnServer({
+    realm: "pt.test",
+    users: { u: "p" },
+    relay: new FakeRelay(),
+    now: () => clock.t,
+    requestBurstPerSource: 20,
+    requestsPerSecondPerSource: 4,
+  });
+  const udp = udpClients(server);
+  udp.flood("2001:db8:1:2::a", 15);
+  udp.flood("2001:db8:1:2:ffff::b", 15);
+  strictEqual(udp.answered("2001:db8:1:2::a") + udp.answered("2001:db8:1:2:ffff::b"), 20);
+  // Another /64 is another source.
+  udp.flood("2001:db8:1:3::a", 30);
+  strictEqual(udp.answered("2001:db8:1:3::a"), 20);
+  clock.t += 500;
+  udp.flood("2001:db8:1:2::c", 10);
+  strictEqual(udp.answered("2001:db8:1:2::c"), 2);
+  server.close();
+  for (
+    const [options, message] of [
+      [
+        { requestBurstPerSource: 0 },
+        "requestBurstPerSource must be a positive integer or Infinity, got 0",
+      ],
+      [
+        { requestBurstPerSource: 1.5 },
+        "requestBurstPerSource must be a positive integer or Infinity, got 1.5",
+      ],
+      [
+        { requestsPerSecondPerSource: -1 },
+        "requestsPerSecondPerSource must be a positive number or Infinity, got -1",
+      ],
+      [
+        { requestsPerSecondPerSource: NaN },
+        "requestsPerSecondPerSource must be a positive number or Infinity, got NaN",
+      ],
+      [
+        { maxRequestSources: Infinity },
+        "maxRequestSources must be a positive integer, got Infinity",
+      ],
+    ] as const
+  ) {
+    throws(
+      () => new TurnServer({ realm: "r", users: {}, relay: new FakeRelay(), ...options }),
+      (e: Error) =>
+        e instanceof RangeError && e.message === `Cannot create TURN server: ${message}`,
+    );
+  }
+  // Infinity is no limit.
+  const open = new TurnServer({
+    realm: "r",
+    users: {},
+    relay: new FakeRelay(),
+    requestsPerSecondPerSource: Infinity,
+  });
+  const free = udpClients(open);
+  free.flood("192.0.2.1", 2000);
+  strictEqual(free.answered("192.0.2.1"), 2000);
+  open.close();
+});
+
+Deno.test("TurnServer over UDP still answers a client holding an allocation while its source floods", async () => {
+  const { server, connect } = rig();
+  const c = connect("holder", "u", "p", "192.0.2.7");
+  strictEqual(errorCode(await c.allocate()), 0);
+  const udp = udpClients(server);
+  const flooder = udp.of("192.0.2.7", 2);
+  for (let i = 0; i < 2000; i++) {
+    server.handle({ ...flooder, source: "192.0.2.7" }, unauthenticated(i));
+  }
+  strictEqual(udp.answered("192.0.2.7"), 500 - 2);
+  // Its Refresh and a Binding are answered.
+  strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 0);
+  strictEqual(errorCode(await c.request(StunMethod.Binding, [], { auth: false })), 0);
+  // Another client of the source, without an allocation, is not.
+  strictEqual(udp.answered("192.0.2.7"), 498);
+  server.close();
+});
+
+Deno.test("TurnServer tracks the request rate of at most maxRequestSources sources, forgetting those that asked least recently", () => {
+  const clock = { t: 1_000_000 };
+  const server = new TurnServer({
+    realm: "pt.test",
+    users: {},
+    relay: new FakeRelay(),
+    now: () => clock.t,
+  });
+  const udp = udpClients(server);
+  const ip = (n: number) => `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
+  udp.flood("192.0.2.1", 600);
+  strictEqual(udp.answered("192.0.2.1"), 500);
+  // 8,191 other sources (half the default 16,384, less one): 192.0.2.1 is
+  // still tracked (and refused).
+  for (let n = 0; n < 8_191; n++) udp.flood(ip(n), 1);
+  udp.flood("192.0.2.1", 1);
+  strictEqual(udp.answered("192.0.2.1"), 500);
+  // 16,384 others since it last asked: forgotten, a full burst again.
+  for (let n = 8_191; n < 8_191 + 16_384; n++) udp.flood(ip(n), 1);
+  udp.flood("192.0.2.1", 600);
+  strictEqual(udp.answered("192.0.2.1"), 1000);
+  server.close();
+});
+
+Deno.test("SourceRequestRates holds the budgets of at most maxSources of 200,000 sources", () => {
+  const rates = new SourceRequestRates(500, 100, 16_384);
+  let most = 0;
+  for (let n = 0; n < 200_000; n++) {
+    ok(rates.take(`s${n}`, 0));
+    most = Math.max(most, rates.size);
+  }
+  strictEqual(most, 16_384);
+  // A source that keeps asking is kept (and limited) through them all.
+  const busy = new SourceRequestRates(2, 1, 4);
+  ok(busy.take("a", 0) && busy.take("a", 0));
+  for (let n = 0; n < 100; n++) {
+    busy.take(`s${n}`, 0);
+    strictEqual(busy.take("a", 0), false);
+    ok(busy.size <= 4);
+  }
+});
+
+Deno.test("TurnServer limits the requests of a source's byte-stream clients together, not only each connection's", () => {
+  const clock = { t: 1_000_000 };
+  const server = new TurnServer({
+    realm: "pt.test",
+    users: {},
+    relay: new FakeRelay(),
+    now: () => clock.t,
+  });
+  let answers = 0;
+  const stream = (n: number, source?: string): TurnClient => ({
+    key: `stream:${n}`,
+    address: { family: 4, address: "0.0.0.0", port: 0 },
+    stream: true,
+    ...(source === undefined ? {} : { source }),
+    send: () => (answers++, true),
+  });
+  // 20 connections from one source, 50 requests each (each connection's burst).
+  for (let n = 0; n < 20; n++) {
+    const client = stream(n, "192.0.2.9");
+    for (let i = 0; i < 50; i++) server.handle(client, unauthenticated(i));
+  }
+  strictEqual(answers, 500);
+  strictEqual(server.stats().drops.rateLimited, 500);
+  // Connections whose source is not known have their own budget only.
+  answers = 0;
+  for (let n = 20; n < 40; n++) {
+    const client = stream(n);
+    for (let i = 0; i < 50; i++) server.handle(client, unauthenticated(i));
+  }
+  strictEqual(answers, 1000);
+  server.close();
+});
+
 Deno.test("serveTurnStream with idleTimeout ends an idle connection, also one whose client never reads what it is sent", async () => {
   const server = new TurnServer({ realm: "pt.test", users: {}, relay: new FakeRelay() });
   // A client that reads its answer, then sends nothing more.
@@ -1186,7 +1427,13 @@ Deno.test("serveTurnStream bounds what all stalled stream clients of one server 
 Deno.test("TurnServer holds quotas over 10,000 simulated clients with bounded memory", async () => {
   const users: Record<string, string> = {};
   for (let i = 0; i < 10; i++) users[`u${i}`] = "p";
-  const { server, relay, connect } = rig({ users, userQuota: 30, totalQuota: 200 });
+  // The clients share one address: the per-source request rate is tested above.
+  const { server, relay, connect } = rig({
+    users,
+    userQuota: 30,
+    totalQuota: 200,
+    requestBurstPerSource: Infinity,
+  });
   const codes = new Map<number, number>();
   const heapBefore = Deno.memoryUsage().heapUsed;
   let nonce = "";

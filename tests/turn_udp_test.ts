@@ -266,6 +266,48 @@ Deno.test("serveTurnUdp survives random, truncated and overlong datagrams", asyn
   strictEqual(rig.turn.server.stats().allocations, 1);
 });
 
+Deno.test("serveTurnUdp answers 500 of a flood of 2000 unauthenticated requests from one address (the clock held still), counting the rest as rateLimited, and still answers another address", async () => {
+  const turn = await serveTurnUdp({
+    hostname: "127.0.0.1",
+    port: 0,
+    realm: "pt.test",
+    users: { u: "p" },
+    now: () => 1_000_000,
+  });
+  await using _closing = { [Symbol.asyncDispose]: () => turn.close() };
+  const socket = await UdpSocket.open({
+    hostname: freshLoopback(),
+    connect: { hostname: "127.0.0.1", port: turn.addr.port },
+  });
+  let answers = 0;
+  socket.onmessage = () => void answers++;
+  // Binding requests and Allocates without credentials (each would get a
+  // success or a 401), 100 at a time.
+  for (let at = 0; at < 2000; at += 100) {
+    for (let i = at; i < at + 100; i++) {
+      socket.send(encodeStunMessage({
+        method: i % 2 === 0 ? StunMethod.Binding : StunMethod.Allocate,
+        class: 0,
+        transactionId: crypto.getRandomValues(new Uint8Array(12)),
+        attributes: i % 2 === 0
+          ? []
+          : [{ type: StunAttr.RequestedTransport, value: new Uint8Array([17, 0, 0, 0]) }],
+      }, { fingerprint: true }));
+    }
+    await waitFor(
+      () => answers + turn.stats().drops.rateLimited >= at + 100,
+      `answers or drops for ${at + 100} requests`,
+    );
+  }
+  await waitFor(() => answers >= 500, "500 answers");
+  strictEqual(answers, 500);
+  strictEqual(turn.stats().drops.rateLimited, 1500);
+  await socket.close();
+  // Another address is answered.
+  await using other = await udpStunClient(turn.addr.port, freshLoopback());
+  strictEqual(errorCode(await other.client.request(StunMethod.Binding, [], { auth: false })), 0);
+});
+
 Deno.test("serveTurnUdp relays over IPv6 loopback with XOR addresses in IPv6 form", async () => {
   const turn = await serveTurnUdp({
     hostname: "::1",

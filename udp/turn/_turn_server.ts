@@ -30,6 +30,7 @@ import { acceptErrorKind, retryWhileExhausted } from "../../net/_accept_loop.ts"
 import { SourceShare } from "../../net/_source_share.ts";
 import { systemClock } from "../_clock.ts";
 import { realmProblem, usernameProblem } from "./_credential_limits.ts";
+import { type RequestBudget, SourceRequestRates, takeRequestToken } from "./_request_rate.ts";
 
 /** Requests a byte-stream client may make in a burst, and per millisecond after it. */
 const STREAM_REQUEST_BURST = 50;
@@ -177,6 +178,34 @@ export interface TurnServerOptions {
   readonly nonceLifetime?: number;
   /** SOFTWARE attribute value (default "ptkit turn"). */
   readonly software?: string;
+  /**
+   * Requests one source (an IPv4 address, an IPv6 /64) may make at once
+   * (default 500), from clients that hold no live allocation: over UDP their
+   * answers (a 401 challenge, a Binding success, an error) go to whatever
+   * address the request claims to come from, so a spoofed flood would make
+   * the server reflect it at someone else, and each costs the server more
+   * than the sender. Past the burst, `requestsPerSecondPerSource`; the rest
+   * are dropped without an answer and counted as `rateLimited`. A client
+   * holding an allocation proved its credentials: its requests are not
+   * counted here. Byte-stream clients count against the source they were
+   * given (`TurnClient.source`), none when not given. A positive integer, or
+   * `Infinity` for no limit.
+   */
+  readonly requestBurstPerSource?: number;
+  /**
+   * Requests one source may make a second after its burst (default 100;
+   * see `requestBurstPerSource`). A positive number, or `Infinity` for no
+   * limit.
+   */
+  readonly requestsPerSecondPerSource?: number;
+  /**
+   * Sources whose request rate is tracked (default 16,384; an odd number is
+   * rounded up): past it, the half that asked least recently is forgotten
+   * (each starts again with a full burst), so that any number of sources
+   * takes bounded memory; a source is forgotten only once half as many
+   * others asked after it. A positive integer.
+   */
+  readonly maxRequestSources?: number;
 }
 
 /** Datagrams a {@linkcode TurnServer} dropped, by reason. */
@@ -207,9 +236,13 @@ export interface TurnDrops {
   /** The relay or the client's socket refused it. */
   sendFailed: number;
   /**
-   * Requests from a byte-stream client beyond 50 a second (bursts of 50): a
-   * TURN client makes a handful; a flood of 20-byte Binding requests cost
-   * the server a thousand times what it cost the sender.
+   * Requests dropped unanswered: from a source beyond its
+   * `requestBurstPerSource`, then `requestsPerSecondPerSource` (500, then
+   * 100 a second, by default; clients holding an allocation are not
+   * counted there), or from a byte-stream client beyond 50 a second
+   * (bursts of 50). A TURN client makes a handful; a flood of 20-byte
+   * Binding requests cost the server a thousand times what it cost the
+   * sender, and over UDP its answers may go to a spoofed address.
    */
   rateLimited: number;
 }
@@ -427,7 +460,9 @@ export class TurnServer {
     rateLimited: 0,
   };
   /** Byte-stream clients' request budgets (a connection keeps its client object). */
-  #requestBudgets = new WeakMap<TurnClient, { tokens: number; at: number }>();
+  #requestBudgets = new WeakMap<TurnClient, RequestBudget>();
+  /** Sources' request budgets; undefined with no per-source limit. */
+  #sourceRates: SourceRequestRates | undefined;
   #toPeers = 0;
   #toClients = 0;
   #allocationsTotal = 0;
@@ -474,6 +509,22 @@ export class TurnServer {
     this.#maxChannel = options.strictChannelNumbers ? 0x4fff : 0x7fff;
     this.#nonceLifetime = options.nonceLifetime ?? 3600;
     this.#software = encoder.encode(options.software ?? "ptkit turn");
+    const burst = checkLimit("requestBurstPerSource", options.requestBurstPerSource, 500);
+    const rate = checkLimit(
+      "requestsPerSecondPerSource",
+      options.requestsPerSecondPerSource,
+      100,
+      "positive number or Infinity",
+    );
+    const sources = checkLimit(
+      "maxRequestSources",
+      options.maxRequestSources,
+      16_384,
+      "positive integer",
+    );
+    if (burst !== Infinity && rate !== Infinity) {
+      this.#sourceRates = new SourceRequestRates(burst, rate, sources);
+    }
     if (options.metrics !== undefined) {
       this.#stopCounting = countTurnServer(metricsCore(options.metrics), () => this.stats());
     }
@@ -526,21 +577,42 @@ export class TurnServer {
     }
   }
 
-  #takeRequestToken(client: TurnClient): boolean {
-    const now = this.#now();
+  #takeRequestToken(client: TurnClient, now: number): boolean {
     let budget = this.#requestBudgets.get(client);
     if (budget === undefined) {
       this.#requestBudgets.set(client, budget = { tokens: STREAM_REQUEST_BURST, at: now });
     }
-    budget.tokens = Math.min(
-      STREAM_REQUEST_BURST,
-      // A clock stepped back gives nothing and takes nothing.
-      budget.tokens + Math.max(0, now - budget.at) * STREAM_REQUESTS_PER_MS,
-    );
-    budget.at = now;
-    if (budget.tokens < 1) return false;
-    budget.tokens--;
-    return true;
+    return takeRequestToken(budget, now, STREAM_REQUEST_BURST, STREAM_REQUESTS_PER_MS);
+  }
+
+  /**
+   * Whether a request of `client` is answered (a byte-stream connection's
+   * budget, then its source's); counted as `rateLimited` when not. Taken
+   * before the request is parsed: a flood costs a look-up each.
+   */
+  #admitRequest(client: TurnClient): boolean {
+    const now = this.#now();
+    if (client.stream === true && !this.#takeRequestToken(client, now)) {
+      this.#drops.rateLimited++;
+      return false;
+    }
+    const rates = this.#sourceRates;
+    if (rates === undefined) return true;
+    // A client holding an allocation proved its credentials from there; a
+    // flood from its source does not keep it from refreshing.
+    const allocation = this.#allocations.get(client.key);
+    if (allocation !== undefined && allocation.expires > now) return true;
+    // A stream given no source (its peer unknown) has its own budget only.
+    const source = client.stream === true ? client.source : this.#sourceOf(client);
+    if (source === undefined || rates.take(source, now)) return true;
+    this.#drops.rateLimited++;
+    return false;
+  }
+
+  /** The source `client` counts against (see `TurnClient.source`). */
+  #sourceOf(client: TurnClient): string {
+    return client.source ??
+      sourceKey({ transport: "udp", hostname: client.address.address, port: 0 }) ?? "";
   }
 
   #dispatch(client: TurnClient, packet: Uint8Array): void {
@@ -550,17 +622,12 @@ export class TurnServer {
     }
     if (!isStunMessage(packet)) {
       if (!isRfc3489Binding(packet)) this.#drops.malformed++;
-      else if (client.stream === true && !this.#takeRequestToken(client)) {
-        this.#drops.rateLimited++;
-      } else this.#answerRfc3489(client, packet);
+      else if (this.#admitRequest(client)) this.#answerRfc3489(client, packet);
       return;
     }
     // The class bits of the message type (C1 is 0x0100, C0 0x0010): 00 is a request.
-    if (client.stream === true && (packet[0]! & 0x01) === 0 && (packet[1]! & 0x10) === 0) {
-      if (!this.#takeRequestToken(client)) {
-        this.#drops.rateLimited++;
-        return;
-      }
+    if ((packet[0]! & 0x01) === 0 && (packet[1]! & 0x10) === 0 && !this.#admitRequest(client)) {
+      return;
     }
     let message: StunMessage;
     try {
@@ -999,8 +1066,7 @@ export class TurnServer {
       }
       family = f;
     }
-    const source = client.source ??
-      sourceKey({ transport: "udp", hostname: client.address.address, port: 0 }) ?? "";
+    const source = this.#sourceOf(client);
     const reserveNext = evenPort !== undefined && (evenPort[0]! & 0x80) !== 0;
     const slots = reserveNext ? 2 : 1;
     let victim = this.#room(source, username, token ? undefined : this.#pending.size, slots);
@@ -1487,6 +1553,31 @@ export class TurnServer {
 const MAX_UDP_PAYLOAD = 65_507;
 /** The default largest packet toward a client: ChannelData with a full 16-bit length. */
 const MAX_CLIENT_PACKET = 4 + 0xffff;
+
+/** A limit option: the default when undefined, else checked to be what `must` says. */
+function checkLimit(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  must:
+    | "positive integer or Infinity"
+    | "positive number or Infinity"
+    | "positive integer" = "positive integer or Infinity",
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number") {
+    throw new TypeError(`Cannot create TURN server: ${name} must be a number, got ${typeof value}`);
+  }
+  const valid = value === Infinity
+    ? must !== "positive integer"
+    : value > 0 && (must === "positive number or Infinity"
+      ? Number.isFinite(value)
+      : Number.isSafeInteger(value));
+  if (!valid) {
+    throw new RangeError(`Cannot create TURN server: ${name} must be a ${must}, got ${value}`);
+  }
+  return value;
+}
 
 function hexOf(bytes: Uint8Array): string {
   let out = "";

@@ -1,6 +1,7 @@
 // Copyright the ptkit authors. MIT license.
 
 import { parseIp } from "../../net/_ip_address.ts";
+import { sourceKey } from "../../net/source_limits.ts";
 import { createUdpRelayFactory } from "./_udp_relay.ts";
 import {
   type TurnClient,
@@ -89,9 +90,13 @@ export async function serveTurnUdp(options: ServeTurnUdpOptions): Promise<TurnUd
     if (client === undefined) {
       if (clients.size >= CLIENT_CACHE_LIMIT) clients.clear();
       const address = unmapped(from);
+      // Its source (an IPv4 address, an IPv6 /64), found once: requests of
+      // clients without an allocation are limited per source.
+      const source = sourceKey({ transport: "udp", hostname: address.address, port: 0 });
       client = {
         key: from.key,
         address,
+        ...(source === undefined ? {} : { source }),
         maxPacket: maxPacket(address),
         send: (packet: Uint8Array) => socket.send(packet, from),
       };
