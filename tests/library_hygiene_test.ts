@@ -749,7 +749,10 @@ Deno.test({
     const stacked = layerTransports("stacked", [picky, slow]);
     await rejects(
       listen(stacked, { "picky.n": "0" }, { hostname: "127.0.0.1", port: 0 }),
-      (e) => e instanceof RangeError && e.message === 'Invalid n "0"',
+      (e) =>
+        e instanceof RangeError &&
+        e.message ===
+          "Cannot configure transport 'stacked': its layer 'picky' refused its options (written 'picky.<key>'): Invalid n \"0\"",
     );
     deepStrictEqual(closed, ["slow server"]);
     await rejects(createConnector(stacked, { "picky.n": "0" }), RangeError);
@@ -772,7 +775,11 @@ Deno.test({
     const stacked = layerTransports("stacked", [slow, brittle]);
     await rejects(
       listen(stacked, {}, { hostname: "127.0.0.1", port: 0 }),
-      (e) => e instanceof RangeError && e.message === "Invalid n",
+      (e) =>
+        e instanceof RangeError &&
+        e.message.endsWith(
+          "its layer 'brittle' refused its options (written 'brittle.<key>'): Invalid n",
+        ),
     );
     deepStrictEqual(closed, ["slow server"]);
     await rejects(createConnector(stacked, {}), RangeError);

@@ -206,3 +206,43 @@ Deno.test("A stack's server pair holds probes when the layer probes meet holds t
     side.close?.();
   }
 });
+
+Deno.test("layerTransports: a layer's refusal of its options names the stack, the layer and how its keys are written, and keeps its class and cause", async () => {
+  const stacked = layerTransports("ss_obfs4", [shadowsocks, obfs4]);
+  const generated = await stacked.generateConfig!();
+  // A client given the server's clientOptions alone: the password is
+  // missing, and the user wrote (or forgot) 'shadowsocks.password', not
+  // 'password'.
+  const client = { ...generated.client };
+  delete client["shadowsocks.key"];
+  let refused: unknown;
+  try {
+    await stacked.client(client);
+  } catch (error) {
+    refused = error;
+  }
+  ok(refused instanceof TypeError, String(refused));
+  strictEqual(
+    refused.message,
+    "Cannot configure transport 'ss_obfs4': its layer 'shadowsocks' refused its options " +
+      "(written 'shadowsocks.<key>'): Cannot configure shadowsocks: missing option 'password' " +
+      "(or 'key')",
+  );
+  ok(refused.cause instanceof TypeError);
+  // The server side, and a RangeError stays a RangeError.
+  let rangeRefused: unknown;
+  try {
+    await stacked.server({ ...generated.server, "obfs4.iat-mode": "3" });
+  } catch (error) {
+    rangeRefused = error;
+  }
+  ok(rangeRefused instanceof RangeError, String(rangeRefused));
+  ok(
+    rangeRefused.message.startsWith(
+      "Cannot configure transport 'ss_obfs4': its layer 'obfs4' refused its options " +
+        "(written 'obfs4.<key>'): ",
+    ),
+    rangeRefused.message,
+  );
+  ok(rangeRefused.message.includes("iat-mode"), rangeRefused.message);
+});

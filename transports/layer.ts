@@ -90,7 +90,11 @@ function chain(
  * so is the stack: its client pairs hand that layer the destination, its
  * server pairs report that layer's (Shadowsocks over obfs4). When every
  * layer can generate a configuration (`generateConfig`), so can the stack:
- * each layer's, its keys written with the layer's prefix.
+ * each layer's, its keys written with the layer's prefix. A layer that
+ * refuses its options makes the stack's `client` or `server` throw an error
+ * of the same class (`TypeError`, `RangeError`) naming the stack, the layer
+ * and how its keys are written (`shadowsocks.<key>`), the layer's own error
+ * its `cause`.
  *
  * @param name The name of the stacked transport.
  * @param layers The transports, application side first.
@@ -270,7 +274,9 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
       const configs = split(config, "client", env);
       const sides = await allOrClose(
         // async: a layer that throws at once is a refusal like a rejection.
-        layers.map(async (t, i) => await t.client(configs[i]!, layerEnv(t, env))),
+        layers.map(async (t, i) =>
+          await inLayer(name, t.name, async () => await t.client(configs[i]!, layerEnv(t, env)))
+        ),
       );
       const result: ClientTransport = {
         close: closeAll(sides),
@@ -295,7 +301,9 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
       const configs = split(config, "server", env);
       const sides = await allOrClose(
         // async: a layer that throws at once is a refusal like a rejection.
-        layers.map(async (t, i) => await t.server(configs[i]!, layerEnv(t, env))),
+        layers.map(async (t, i) =>
+          await inLayer(name, t.name, async () => await t.server(configs[i]!, layerEnv(t, env)))
+        ),
       );
       const clientOptions: Record<string, string> = {};
       sides.forEach((side, i) => {
@@ -316,6 +324,34 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
       };
     },
   };
+}
+
+/**
+ * Configure one layer; a refusal of its options (a `TypeError`,
+ * `RangeError` or `SyntaxError`) is thrown again, of the same class with
+ * the layer's error as its `cause`, naming the stack, the layer and how its
+ * keys are written: the layer's own message names `password` where the
+ * user wrote (or left out) `shadowsocks.password`.
+ */
+async function inLayer<S>(stack: string, layer: string, make: () => Promise<S>): Promise<S> {
+  try {
+    return await make();
+  } catch (error) {
+    const Class = error instanceof RangeError
+      ? RangeError
+      : error instanceof SyntaxError
+      ? SyntaxError
+      : error instanceof TypeError
+      ? TypeError
+      : undefined;
+    if (Class === undefined) throw error;
+    throw new Class(
+      `Cannot configure transport '${stack}': its layer '${layer}' refused its options (written '${layer}.<key>'): ${
+        (error as Error).message
+      }`,
+      { cause: error },
+    );
+  }
 }
 
 /**
