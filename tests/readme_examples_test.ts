@@ -37,13 +37,23 @@ Deno.test("deno test --doc README.md passes: a block that needs what a test run 
   // The adapter's example dials 192.0.2.1 through obfs4proxy with cert=...:
   // a user who ran the README's examples as Deno runs them got
   // 'SocksReplyError: PT SOCKS5 port failed the request'.
+  // Shadowsocks' default port is taken where shadowsocks-libev runs (Debian's
+  // package starts ss-server on 127.0.0.1:8388): the Shadowsocks example
+  // listened there and failed with AddrInUse. It is held here (when it is
+  // free; when not, it is taken already), so an example on a fixed port fails.
+  let held: Deno.Listener | undefined;
+  try {
+    held = Deno.listen({ hostname: "127.0.0.1", port: 8388 });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+  }
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: ["test", "--doc", "--allow-all", "README.md"],
     cwd: root.pathname,
     env: { NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }).output().finally(() => held?.close());
   const text = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
   ok(code === 0, text);
   ok(/ok \| [1-9][0-9]* passed/.test(text), text);
