@@ -116,3 +116,56 @@ Deno.test("shadowsocks: a key from generateConfig() works as ss-server's --key (
     await target.close();
   }
 });
+
+Deno.test("shadowsocks half-close: through ptkit's server the reply after the client's end of stream arrives; ss-server closes both ways at it (as the README says)", async () => {
+  // A target that answers once its client's request has ended (as a
+  // client that shuts down its sending side before the answer expects).
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const echoing = (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        // conn.read, not conn.readable, whose end would close the socket.
+        const buffer = new Uint8Array(1024);
+        let length = 0;
+        for (let n; (n = await conn.read(buffer.subarray(length))) !== null;) length += n;
+        await conn.write(buffer.subarray(0, length));
+      })().catch(() => {}).finally(() => {
+        try {
+          conn.close();
+        } catch {
+          // Closed.
+        }
+      });
+    }
+  })().catch(() => {});
+  const method = "chacha20-ietf-poly1305";
+  // Send "request", end the stream, read until the server closes.
+  const ask = async (port: number): Promise<string> => {
+    const connector = await createConnector(shadowsocks, { method, password: PASSWORD });
+    await using conn = await connector.dial({
+      port,
+      destination: { hostname: "127.0.0.1", port: listener.addr.port },
+    });
+    const writer = conn.writable.getWriter();
+    await writer.write(new TextEncoder().encode("request"));
+    await writer.close();
+    let text = "";
+    for await (const chunk of conn.readable.pipeThrough(new TextDecoderStream())) text += chunk;
+    return text;
+  };
+  try {
+    {
+      await using server = await ptkitServer({ method, password: PASSWORD });
+      deepStrictEqual(await ask(server.addr.port), "request");
+    }
+    {
+      await using ssServer = await startSsLibev("ss-server", { method, password: PASSWORD });
+      // shadowsocks-libev 3.3.5 has no half-close: at the first end of
+      // stream it closes both connections, and the answer never comes back.
+      deepStrictEqual(await ask(ssServer.port), "", ssServer.output());
+    }
+  } finally {
+    listener.close();
+    await echoing;
+  }
+});
