@@ -638,6 +638,70 @@ Deno.test("SIP003: main.ts tells a plugin user to put WebTunnel's url= in the pl
   }
 });
 
+Deno.test("pluginWording: a transport's refusal of its options that names no place names the plugin options, once", () => {
+  // obfs4's own messages say what is wrong, not where to fix it: a plugin
+  // user read them without a word of --plugin-opts.
+  deepStrictEqual(
+    pluginWording(
+      "Cannot configure transport 'obfs4': missing option 'iat-mode' and option 'cert' (or 'node-id' and 'public-key')",
+      false,
+    ),
+    "Cannot configure transport 'obfs4': missing option 'iat-mode' and option 'cert' (or 'node-id' and 'public-key'); fix it in ss-local --plugin-opts or SS_PLUGIN_OPTIONS (the server plugin prints the client's)",
+  );
+  deepStrictEqual(
+    pluginWording(
+      "Cannot configure transport 'obfs4': invalid iat-mode \"7\" (want 0, 1 or 2)",
+      true,
+    ),
+    "Cannot configure transport 'obfs4': invalid iat-mode \"7\" (want 0, 1 or 2); fix it in ss-server --plugin-opts or SS_PLUGIN_OPTIONS",
+  );
+  // A message that names the place already is left as it is.
+  const named =
+    "Cannot configure transport 'obfs4': 'cert' has 3 characters: expected 70 of base64 (the bridge line's cert=)";
+  deepStrictEqual(
+    pluginWording(named, false),
+    "Cannot configure transport 'obfs4': 'cert' has 3 characters: expected 70 of base64 (the plugin option cert=, in ss-local --plugin-opts or SS_PLUGIN_OPTIONS)",
+  );
+  // Not an options error: no hint.
+  deepStrictEqual(
+    pluginWording("Cannot read state file /x/obfs4_state.json: permission denied", true),
+    "Cannot read state file /x/obfs4_state.json: permission denied",
+  );
+});
+
+Deno.test("SIP003: an obfs4 client plugin given no cert, or a server plugin a bad iat-mode, hears to fix its plugin options, exit 64", async () => {
+  const home = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
+  try {
+    for (
+      const [options, where] of [
+        ["transport=obfs4", "; fix it in ss-local --plugin-opts or SS_PLUGIN_OPTIONS ("],
+        [
+          "server;transport=obfs4;iat-mode=7",
+          "; fix it in ss-server --plugin-opts or SS_PLUGIN_OPTIONS\n",
+        ],
+      ] as const
+    ) {
+      await using plugin = new TextProcess(MAIN, [], {
+        ...VARS,
+        SS_REMOTE_HOST: "127.0.0.1",
+        SS_REMOTE_PORT: String(freePort()),
+        SS_PLUGIN_OPTIONS: options,
+        XDG_STATE_HOME: home,
+      });
+      const status = await plugin.child.status;
+      await plugin.done;
+      deepStrictEqual(status.code, 64, plugin.stderr);
+      ok(
+        plugin.stderr.startsWith("ptkit: error: Cannot configure transport 'obfs4': "),
+        plugin.stderr,
+      );
+      ok(plugin.stderr.includes(where), plugin.stderr);
+    }
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
 Deno.test("SIP003: main.ts given transport options it refuses exits 64 without creating anything on disk (state= or the per-user default)", async () => {
   const home = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
   try {

@@ -233,13 +233,22 @@ export function pluginWording(message: string, server: boolean): string {
     message += " (SS_REMOTE is no address of this machine: under ss-local the plugin is the " +
       "client: leave 'server' out of --plugin-opts)";
   }
-  return message
+  const worded = message
     .replace(
       /given as --options '([^']*)', or under tor as 'ServerTransportOptions [^']*' in torrc/g,
       `given as $1 in the plugin options: ${where}`,
     )
     .replace(/\(the bridge line's ([^)]*)\)/g, `(the plugin option $1, in ${where})`)
     .replace(/\bthe bridge line's\b/g, "the plugin options'");
+  // A transport's refusal of its options that says what is wrong but not
+  // where to fix it (obfs4's missing cert, its iat-mode 7): the plugin
+  // options are that place.
+  if (/^Cannot configure /.test(worded) && !worded.includes("SS_PLUGIN_OPTIONS")) {
+    return `${worded}; fix it in ${where}${
+      server ? "" : " (the server plugin prints the client's)"
+    }`;
+  }
+  return worded;
 }
 
 /**
