@@ -512,6 +512,31 @@ Deno.test("main.ts client ss://...?plugin=ptkit;transport=webtunnel without url=
   }
 });
 
+Deno.test("main.ts client ss://...?plugin=ptkit;transport=obfs4;cert=<bad>: the error names the link's plugin option cert=, never a layer key obfs4.cert the link does not have", async () => {
+  const state = await Deno.makeTempDir();
+  try {
+    const link = `ss://${b64url(`aes-128-gcm:${SECRET}`)}@127.0.0.1:8388/?plugin=${
+      encodeURIComponent("ptkit;transport=obfs4;cert=abc;iat-mode=0")
+    }`;
+    const { code, err } = await runUntil([
+      "client",
+      link,
+      "--socks",
+      "127.0.0.1:0",
+      "--state",
+      state,
+    ]);
+    deepStrictEqual(code, 64, err);
+    ok(err.includes("(the link's plugin option cert=)\n"), err);
+    // The link is carried as Shadowsocks inside a stack of layers, whose
+    // keys are written 'obfs4.cert': the link writes cert=.
+    ok(!err.includes("obfs4.<key>") && !err.includes("obfs4.cert"), err);
+    ok(!err.includes(SECRET), err);
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
 Deno.test("main.ts client ss://...: the link may follow the flags; the #tag prints as UTF-8", async () => {
   await using http = new CountingHttpServer("link after flags\n");
   const method = "aes-128-gcm";

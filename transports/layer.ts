@@ -92,9 +92,9 @@ function chain(
  * layer can generate a configuration (`generateConfig`), so can the stack:
  * each layer's, its keys written with the layer's prefix. A layer that
  * refuses its options makes the stack's `client` or `server` throw an error
- * of the same class (`TypeError`, `RangeError`) naming the stack, the layer
- * and how its keys are written (`shadowsocks.<key>`), the layer's own error
- * its `cause`.
+ * of the same class (`TypeError`, `RangeError`) naming the stack and the
+ * layer, whose name is its keys' prefix (`shadowsocks.password`), the
+ * layer's own error its `cause`.
  *
  * @param name The name of the stacked transport.
  * @param layers The transports, application side first.
@@ -329,9 +329,11 @@ export function layerTransports(name: string, layers: readonly Transport[]): Tra
 /**
  * Configure one layer; a refusal of its options (a `TypeError`,
  * `RangeError` or `SyntaxError`) is thrown again, of the same class with
- * the layer's error as its `cause`, naming the stack, the layer and how its
- * keys are written: the layer's own message names `password` where the
- * user wrote (or left out) `shadowsocks.password`.
+ * the layer's error as its `cause`, naming the stack and the layer (the
+ * prefix of its keys): the layer's own message names `password` where the
+ * user wrote (or left out) `shadowsocks.password`. How the keys are written
+ * is not said: a program that builds the stack from options of its own
+ * (main.ts client from an ss:// link's `cert=`) words them itself.
  */
 async function inLayer<S>(stack: string, layer: string, make: () => Promise<S>): Promise<S> {
   try {
@@ -346,7 +348,7 @@ async function inLayer<S>(stack: string, layer: string, make: () => Promise<S>):
       : undefined;
     if (Class === undefined) throw error;
     throw new Class(
-      `Cannot configure transport '${stack}': its layer '${layer}' refused its options (written '${layer}.<key>'): ${
+      `Cannot configure transport '${stack}': its layer '${layer}' refused its options: ${
         (error as Error).message
       }`,
       { cause: error },
