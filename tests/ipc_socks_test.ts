@@ -73,9 +73,11 @@ async function socksConnect(
 ): Promise<{ code: number; conn: Deno.Conn }> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const p = target.port;
+  const host = target.hostname ?? "127.0.0.1";
   if (auth.kind === "socks4") {
+    const ip = host.split(".").map(Number);
     await conn.write(
-      new Uint8Array([4, 1, p >> 8, p & 255, 127, 0, 0, 1, ...encoder.encode(auth.userId), 0]),
+      new Uint8Array([4, 1, p >> 8, p & 255, ...ip, ...encoder.encode(auth.userId), 0]),
     );
     const reply = await readN(conn, 8);
     return { code: reply[1] === 0x5a ? 0 : reply[1] ?? -1, conn };
@@ -95,7 +97,6 @@ async function socksConnect(
       : [];
     await conn.write(new Uint8Array([...head, ...body]));
   }
-  const host = target.hostname ?? "127.0.0.1";
   const address = /^[0-9.]+$/.test(host)
     ? [1, ...host.split(".").map(Number)]
     : [3, host.length, ...encoder.encode(host)];
@@ -210,10 +211,15 @@ Deno.test("main.ts per-connection arguments reach the transport intact", async (
 
 Deno.test("main.ts SOCKS replies name the real failure", async () => {
   const state = await Deno.makeTempDir();
+  // On 127.0.0.2, not 127.0.0.1: the PT below listens on 127.0.0.1 on ports
+  // of the kernel's choice, which could be this one just closed (then the
+  // "refused" dial reached the PT's own SOCKS port, as secret_scan's did).
+  const closedHost = "127.0.0.2";
   const closedPort = (() => {
-    using l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    using l = Deno.listen({ hostname: closedHost, port: 0 });
     return l.addr.port;
   })();
+  const closed = { hostname: closedHost, port: closedPort };
   await using pt = new PtProcess(
     [],
     env(state, { TOR_PT_CLIENT_TRANSPORTS: "echo,plain" }),
@@ -230,22 +236,22 @@ Deno.test("main.ts SOCKS replies name the real failure", async () => {
     >[2],
     number,
   ][] = [
-    ["refused", plainAddr.port, { port: closedPort }, { kind: "none" }, 0x05],
+    ["refused", plainAddr.port, closed, { kind: "none" }, 0x05],
     ["unresolvable name", plainAddr.port, { port: 80, hostname: "nonexistent.invalid" }, {
       kind: "none",
     }, 0x04],
-    ["args that do not parse", echo.port, { port: closedPort }, {
+    ["args that do not parse", echo.port, closed, {
       kind: "userpass",
       user: encoder.encode("novalue"),
       pass: new Uint8Array([0]),
     }, 0x12],
-    ["JSON that does not parse", echo.port, { port: closedPort }, {
+    ["JSON that does not parse", echo.port, closed, {
       kind: "json",
       method: 0x09,
       body: "{not json}",
       framed: true,
     }, 0x12],
-    ["args the transport rejects", echo.port, { port: closedPort }, {
+    ["args the transport rejects", echo.port, closed, {
       kind: "json",
       method: 0x80,
       body: '{"fail":"1"}',
@@ -253,12 +259,12 @@ Deno.test("main.ts SOCKS replies name the real failure", async () => {
     }, 0x13],
     // Keys a transport does not know are ignored: the dial goes ahead (and
     // is refused by the closed port).
-    ["plain given arguments it does not know", plainAddr.port, { port: closedPort }, {
+    ["plain given arguments it does not know", plainAddr.port, closed, {
       kind: "userpass",
       user: encoder.encode("k=v"),
       pass: new Uint8Array([0]),
     }, 0x05],
-    ["SOCKS4 refused", plainAddr.port, { port: closedPort }, { kind: "socks4", userId: "" }, 0x5b],
+    ["SOCKS4 refused", plainAddr.port, closed, { kind: "socks4", userId: "" }, 0x5b],
   ];
   for (const [name, port, target, auth, expected] of cases) {
     const { code, conn } = await socksConnect(port, target, auth);
@@ -271,7 +277,7 @@ Deno.test("main.ts SOCKS replies name the real failure", async () => {
   ok(
     lines.some((l) =>
       new RegExp(
-        `^STATUS TRANSPORT=plain ADDRESS=127\\.0\\.0\\.1:${closedPort} CONNECT=Failed ERRSTR="`,
+        `^STATUS TRANSPORT=plain ADDRESS=127\\.0\\.0\\.2:${closedPort} CONNECT=Failed ERRSTR="`,
       )
         .test(l)
     ),
