@@ -300,6 +300,10 @@ Deno.test("ManagedPt message event and sendMessage relay keyed's key between PtC
 Deno.test("InWorkerPt sendMessage reaches the front end, which logs an unknown transport", async () => {
   await using pt = await startInWorker({
     args: ["-transports", "plain", "-mode", "transparent-TCP", "-target", "127.0.0.1:9"],
+    // deno test type-checks the Worker's modules when it first loads them
+    // (13 s of CPU): with this file run alone on a loaded machine, that
+    // outlasted the default 30 s. A hang guard, not a timing check.
+    startTimeout: 180_000,
   });
   // Every log line, not only the first: another (the crypto backend's
   // choice, made after start) may come before the one this waits for.
