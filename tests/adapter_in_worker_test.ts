@@ -87,7 +87,10 @@ Deno.test("InWorkerPt SOCKS5 front end carries curl through plain, survives garb
 Deno.test("InWorkerPt upstream proxy fails closed: a dead proxy gives a SOCKS error and no direct connection", async () => {
   const curl = requireBinary("curl", "curl");
   const dir = await Deno.makeTempDir({ prefix: "ptkit_worker_" });
-  const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // On 127.0.0.2: the target below and the Worker's SOCKS port listen on
+  // 127.0.0.1 on ports of the kernel's choice, which could be this one just
+  // closed (then the 'dead' proxy would answer, as in secret_scan's 374423a).
+  const dead = Deno.listen({ hostname: "127.0.0.2", port: 0 });
   const deadPort = dead.addr.port;
   dead.close();
   const target = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -106,7 +109,7 @@ Deno.test("InWorkerPt upstream proxy fails closed: a dead proxy gives a SOCKS er
       "-state",
       dir,
       "-proxy",
-      `socks5://127.0.0.1:${deadPort}`,
+      `socks5://127.0.0.2:${deadPort}`,
     ],
   });
   ok(pt.lines.includes("PROXY DONE"));

@@ -155,13 +155,16 @@ Deno.test("proxy() counts plain connections: ok with bytes each way, and a targe
     target: { hostname: "127.0.0.1", port: echo.addr.port },
     metrics: registry,
   });
-  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // On 127.0.0.2: 'bad' listens on 127.0.0.1 on a port of the kernel's
+  // choice, which could be this one just closed (then it would be its own
+  // target).
+  const closed = Deno.listen({ hostname: "127.0.0.2", port: 0 });
   const refusedPort = closed.addr.port;
   closed.close();
   await using bad = await proxy(plain, {}, {
     hostname: "127.0.0.1",
     port: 0,
-    target: { hostname: "127.0.0.1", port: refusedPort },
+    target: { hostname: "127.0.0.2", port: refusedPort },
     metrics: registry,
   });
   for (let i = 0; i < 3; i++) {
@@ -452,13 +455,16 @@ Deno.test("free mode's SOCKS target counts a refused destination (reply 05) and 
 });
 
 Deno.test("the client's SOCKS front end counts a failed dial by what failed, as transparent-TCP does: upstream_proxy_failed, target_refused, not error", async () => {
-  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // On 127.0.0.2: each client below listens on 127.0.0.1 on a port of the
+  // kernel's choice, which could be this one just closed (then it would be
+  // its own bridge or upstream proxy).
+  const closed = Deno.listen({ hostname: "127.0.0.2", port: 0 });
   const refusedPort = closed.addr.port;
   closed.close();
   for (
     const [proxy, outcome] of [
       [[], "target_refused"], // the PT server refuses
-      [["-proxy", `socks5://127.0.0.1:${refusedPort}`], "upstream_proxy_failed"],
+      [["-proxy", `socks5://127.0.0.2:${refusedPort}`], "upstream_proxy_failed"],
     ] as const
   ) {
     const registry = new MetricsRegistry();
@@ -476,7 +482,7 @@ Deno.test("the client's SOCKS front end counts a failed dial by what failed, as 
       const cmethod = lines.find((line) => line.type === "CMETHOD");
       ok(cmethod?.type === "CMETHOD", JSON.stringify(lines));
       const failed = await socks5Connect(cmethod.address, {
-        hostname: "127.0.0.1",
+        hostname: "127.0.0.2",
         port: refusedPort,
       }).then((conn) => (conn.close(), ""), (error: Error) => error.message);
       ok(failed !== "", "the SOCKS connect failed");

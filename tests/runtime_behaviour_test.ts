@@ -85,15 +85,17 @@ Deno.test("TransportConn honours backpressure: a stalled reader does not grow me
 });
 
 Deno.test("proxy reports a refused target by name and closes only that connection", async () => {
-  // A port that refuses: bind, note the port, close.
-  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // A port that refuses: bind, note the port, close. On 127.0.0.2: the
+  // proxy below listens on 127.0.0.1 on a port of the kernel's choice, which
+  // could be this one just closed (then it would be its own target).
+  const closed = Deno.listen({ hostname: "127.0.0.2", port: 0 });
   const refusedPort = closed.addr.port;
   closed.close();
   const errors: unknown[] = [];
   await using manager = await proxy(plain, {}, {
     hostname: "127.0.0.1",
     port: 0,
-    target: { hostname: "127.0.0.1", port: refusedPort },
+    target: { hostname: "127.0.0.2", port: refusedPort },
     onError: (error) => errors.push(error),
   });
   const connector = await createConnector(plain, {});
@@ -291,7 +293,10 @@ Deno.test("ConnectionLoop.close stops waiting for a service that ignores its sig
 });
 
 Deno.test("A proxy() onError or onAcceptError callback that throws is printed once on the console; the server goes on", async () => {
-  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // On 127.0.0.2: the proxy below listens on 127.0.0.1 on a port of the
+  // kernel's choice, which could be this one just closed (then it would be
+  // its own target).
+  const closed = Deno.listen({ hostname: "127.0.0.2", port: 0 });
   const refusedPort = closed.addr.port;
   closed.close();
   const printed: unknown[][] = [];
@@ -302,7 +307,7 @@ Deno.test("A proxy() onError or onAcceptError callback that throws is printed on
     await using manager = await proxy(plain, {}, {
       hostname: "127.0.0.1",
       port: 0,
-      target: { hostname: "127.0.0.1", port: refusedPort },
+      target: { hostname: "127.0.0.2", port: refusedPort },
       onError: () => {
         calls++;
         throw new Error("application bug");
