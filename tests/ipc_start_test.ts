@@ -131,7 +131,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-Deno.test("main.ts start takes --log-level as main.ts server and client do: info lines show, a bad level is a usage error (64)", async () => {
+Deno.test("main.ts start takes --log-level as main.ts server and client do: info lines show (the crypto line once, though it runs two sides), a bad level is a usage error (64)", async () => {
   // start had no --log-level ('Unknown flag --log-level'): a user whose demo
   // failed could not see the info lines server and client show.
   const home = await Deno.makeTempDir({ prefix: "ptkit_start_level_" });
@@ -150,8 +150,17 @@ Deno.test("main.ts start takes --log-level as main.ts server and client do: info
       await new Promise((r) => setTimeout(r, 50));
     }
     match(start.stderr, /^\[info\] Crypto: /m);
+    // A connection through both sides: each has loaded its crypto by now.
+    requireBinary("curl", "curl");
+    const line =
+      (await start.waitFor(/^ {2}(curl --socks5-hostname \S+ http:\/\/localhost:[0-9]+\/)$/m))[1]!;
+    const fetched = await curl(line.split(" ").slice(1));
+    deepStrictEqual(fetched.code, 0, fetched.err);
     start.child.kill("SIGTERM");
     deepStrictEqual((await start.child.status).code, 0);
+    await start.done;
+    // One process, one backend: the line came once, not once per side.
+    deepStrictEqual(start.stderr.match(/Crypto: /g)?.length, 1, start.stderr);
   }
   {
     await using bad = new TextProcess(main, ["start", "--log-level", "loud"], { HOME: home });

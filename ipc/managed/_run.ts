@@ -511,13 +511,20 @@ function workerCount(
   return workers;
 }
 
+/** Whether this process has logged its crypto backend (see chooseCryptoAfterStart). */
+let cryptoLogged = false;
+
 /**
  * Once `*METHODS DONE` is out, load the crypto backend transports will use
- * (so the first connection does not wait for it) and log the choice once.
+ * (so the first connection does not wait for it) and log the choice once per
+ * process: `main.ts start` runs a server and a client side here, and both
+ * use the same backend.
  */
 function chooseCryptoAfterStart(
   log: (severity: "info" | "warning", message: string) => void,
 ): void {
+  if (cryptoLogged) return;
+  cryptoLogged = true;
   setTimeout(() => {
     // Its modules load here too, not before the side starts.
     import("../../net/native_crypto.ts").then(({ chooseRuntimeCrypto }) => chooseRuntimeCrypto())
