@@ -304,3 +304,28 @@ Deno.test("a CMETHOD or SMETHOD line with a host name is malformed, as tor reads
   }
   deepStrictEqual(parsePtLine("SMETHOD obfs4 [2001:db8::1]:443").type, "SMETHOD");
 });
+
+Deno.test("a CMETHOD or SMETHOD line with a bad address says so in one sentence: no 'Cannot parse' inside 'Cannot parse', no capital mid-sentence", () => {
+  // Was: 'Cannot parse CMETHOD line: Cannot parse PT address "127.0.0.1": ...'
+  // and 'Cannot parse CMETHOD line: Invalid port 0 for PT address ...'.
+  const cases: [string, string][] = [
+    [
+      "CMETHOD obfs4 socks5 127.0.0.1",
+      'Cannot parse CMETHOD line: PT address "127.0.0.1": expected host:port (IPv6 in brackets)',
+    ],
+    [
+      "SMETHOD obfs4 1.2.3.4:x",
+      'Cannot parse SMETHOD line: PT address "1.2.3.4:x": invalid port',
+    ],
+    [
+      "CMETHOD obfs4 socks5 127.0.0.1:0",
+      'Cannot parse CMETHOD line: invalid port 0 for PT address "127.0.0.1:0": must be an integer in 1-65535',
+    ],
+  ];
+  for (const [line, message] of cases) {
+    throws(() => parsePtLine(line), (error: Error) => {
+      deepStrictEqual([error.name, error.message], ["SyntaxError", message]);
+      return true;
+    });
+  }
+});

@@ -201,7 +201,12 @@ const ROWS: readonly Row[] = [
   {
     name: "bind address without a port",
     env: { ...server, TOR_PT_SERVER_BINDADDR: "alpha-1.2.3.4" },
-    expect: { error: "ENV-ERROR", exitCode: 64, message: /bind address/ },
+    expect: {
+      error: "ENV-ERROR",
+      exitCode: 64,
+      message:
+        /^Cannot parse TOR_PT_SERVER_BINDADDR address of 'alpha' "1\.2\.3\.4": expected host:port/,
+    },
   },
   {
     name: "bind address without a name",

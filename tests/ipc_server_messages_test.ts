@@ -190,7 +190,9 @@ const cases: Case[] = [
     env: { ...sv1, TOR_PT_MANAGED_TRANSPORT_VER: "2", TOR_PT_SERVER_BINDADDR: "plain-nowhere:1" },
     code: 64,
     stdout: ["VERSION 2"],
-    stderr: [/^ENV-ERROR Cannot parse bind address "plain-nowhere:1": not an IP address$/m],
+    stderr: [
+      /^ENV-ERROR Cannot parse TOR_PT_SERVER_BINDADDR item "plain-nowhere:1": not an IP address$/m,
+    ],
   },
   // Bad input: bindaddr.
   ...[

@@ -51,6 +51,52 @@ Deno.test("parseBindAddr reads IPv4, bracketed and bare IPv6, and refuses the re
   }
 });
 
+Deno.test("parseBindAddr's errors name the variable (or the flag) and the item, in one sentence", () => {
+  // Was 'Cannot parse bind address "obfs4-foo:80": ...': an operator who set
+  // TOR_PT_SERVER_BINDADDR (tor's ServerTransportListenAddr) or -bindaddr was
+  // not told which.
+  const cases: [string, string | undefined, string][] = [
+    [
+      "obfs4",
+      undefined,
+      'Cannot parse TOR_PT_SERVER_BINDADDR item "obfs4": expected name-addr:port',
+    ],
+    [
+      "ob-fs4-1.2.3.4:1",
+      "-bindaddr",
+      'Cannot parse -bindaddr item "ob-fs4-1.2.3.4:1": not an IP address',
+    ],
+    [
+      "obfs4-foo:80",
+      undefined,
+      'Cannot parse TOR_PT_SERVER_BINDADDR item "obfs4-foo:80": not an IP address',
+    ],
+    [
+      "obfs4-1.2.3.4",
+      undefined,
+      "Cannot parse TOR_PT_SERVER_BINDADDR address of 'obfs4' \"1.2.3.4\": expected host:port " +
+      "(IPv6 in brackets)",
+    ],
+    [
+      "obfs4-1.2.3.4:99999",
+      "-bindaddr",
+      "Invalid port 99999 for -bindaddr address of 'obfs4' \"1.2.3.4:99999\": must be an integer " +
+      "in 0-65535",
+    ],
+    [
+      "a-1.2.3.4:1,a-1.2.3.4:2",
+      undefined,
+      "Cannot parse TOR_PT_SERVER_BINDADDR: 'a' given twice",
+    ],
+  ];
+  for (const [text, what, message] of cases) {
+    throws(() => parseBindAddr(text, what), (error: Error) => {
+      deepStrictEqual([error.name, error.message], ["SyntaxError", message]);
+      return true;
+    });
+  }
+});
+
 Deno.test("parseTransportOptions: an item without its transport's name says every item needs one, and how torrc's form is written here, quoting nothing", () => {
   // 'shadowsocks:method=aes-256-gcm;password=Sec9Mark' (the name given once)
   // and torrc's 'obfs4 iat-mode=1' said only "item 2 has no 'name:'

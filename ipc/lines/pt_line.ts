@@ -447,7 +447,11 @@ function address(text: string, fail: (why: string) => SyntaxError): HostPort {
     // can connect to it.
     hostPort = parseHostPort(text, "PT address", 1);
   } catch (error) {
-    throw fail((error as Error).message);
+    // One sentence: "Cannot parse CMETHOD line: PT address "x": ...", not
+    // "Cannot parse CMETHOD line: Cannot parse PT address ...".
+    throw fail(
+      (error as Error).message.replace(/^Cannot parse /, "").replace(/^Invalid /, "invalid "),
+    );
   }
   // tor reads the address with tor_addr_parse, arti as a SocketAddr: a
   // name is refused ("Error parsing transport address").

@@ -12,10 +12,14 @@ import { isIpLiteral } from "../../net/_ip_address.ts";
  * error.
  *
  * @param text The list.
+ * @param what What errors call the list: the variable or flag it came from.
  * @returns The address of each transport name, in order.
  * @throws {SyntaxError} On a malformed item, a host name, or a repeated name.
  */
-export function parseBindAddr(text: string): Map<string, HostPort> {
+export function parseBindAddr(
+  text: string,
+  what = "TOR_PT_SERVER_BINDADDR",
+): Map<string, HostPort> {
   const result = new Map<string, HostPort>();
   if (text.trim() === "") return result;
   for (const item of text.split(",")) {
@@ -25,29 +29,29 @@ export function parseBindAddr(text: string): Map<string, HostPort> {
     const dash = item.indexOf("-");
     if (dash <= 0) {
       throw new SyntaxError(
-        `Cannot parse bind address ${JSON.stringify(item)}: expected name-addr:port`,
+        `Cannot parse ${what} item ${JSON.stringify(item)}: expected name-addr:port`,
       );
     }
     const name = item.slice(0, dash);
     const addr = bracketBareIpv6(item.slice(dash + 1));
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
       throw new SyntaxError(
-        `Cannot parse bind address ${JSON.stringify(item)}: invalid transport name`,
+        `Cannot parse ${what} item ${JSON.stringify(item)}: invalid transport name`,
       );
     }
     let hostPort: HostPort;
     try {
-      hostPort = parseHostPort(addr, `bind address of '${name}'`);
+      hostPort = parseHostPort(addr, `${what} address of '${name}'`);
     } catch (error) {
       throw new SyntaxError((error as Error).message, { cause: error });
     }
     if (!isIpLiteral(hostPort.hostname)) {
       throw new SyntaxError(
-        `Cannot parse bind address ${JSON.stringify(item)}: not an IP address`,
+        `Cannot parse ${what} item ${JSON.stringify(item)}: not an IP address`,
       );
     }
     if (result.has(name)) {
-      throw new SyntaxError(`Cannot parse bind address list: '${name}' given twice`);
+      throw new SyntaxError(`Cannot parse ${what}: '${name}' given twice`);
     }
     result.set(name, hostPort);
   }

@@ -738,7 +738,12 @@ function serverConfig(
   }
   if (flags.free !== undefined) envError("-free is a client flag");
   if (flags.proxy !== undefined) envError("-proxy is a client flag");
-  const bindAddrs = attempt(() => parseBindAddr(value("bindAddr") ?? ""));
+  const bindAddrs = attempt(() =>
+    parseBindAddr(
+      value("bindAddr") ?? "",
+      flags.bindAddr === undefined ? "TOR_PT_SERVER_BINDADDR" : "-bindaddr",
+    )
+  );
   const mode = flags.mode ?? "transparent-TCP";
   if (!["socks5", "transparent-TCP", "transparent-UDP", "STUN"].includes(mode)) {
     envError(
