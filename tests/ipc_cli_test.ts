@@ -94,8 +94,20 @@ Deno.test("runCli refuses bad input with a clear message and exit 64", async () 
 Deno.test("runCli client checks a bridge line's keys at start: a line without them fails before listening", async () => {
   const state = await Deno.makeTempDir();
   const table: [string, RegExp][] = [
-    ["obfs4 127.0.0.1:1", /missing option 'iat-mode'/],
-    ["obfs4 127.0.0.1:1 iat-mode=0", /missing option 'cert'/],
+    // Where the keys come from (a bridge line cut short when copied): the
+    // operator's bridge line, or a Shadowsocks plugin's options.
+    [
+      "obfs4 127.0.0.1:1",
+      /missing option 'iat-mode' and option 'cert' \(or 'node-id' and 'public-key'\); 'cert' and 'iat-mode' come from the bridge line the bridge's operator gives \(obfs4 ADDR:PORT FINGERPRINT cert=\.\.\. iat-mode=0\): keep both on tor's Bridge line or in --bridge, or, under Shadowsocks, in the plugin options \(cert=\.\.\.;iat-mode=0\)\n$/,
+    ],
+    [
+      "obfs4 127.0.0.1:1 iat-mode=0",
+      /missing option 'cert' .*; 'cert' and 'iat-mode' come from the bridge line/,
+    ],
+    [
+      `obfs4 127.0.0.1:1 iat-mode=3 cert=${"A".repeat(70)}`,
+      /^ptkit: error: Cannot configure transport 'obfs4': invalid iat-mode "3": expected 0, 1 or 2\n$/,
+    ],
     ["shadowsocks 127.0.0.1:1", /missing option 'method'/],
     ["shadowsocks 127.0.0.1:1 method=aes-128-gcm", /missing option 'password'/],
     ["webtunnel 127.0.0.1:1", /missing required option 'url'/],

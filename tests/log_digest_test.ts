@@ -74,7 +74,7 @@ Deno.test("digestLog: lines that differ only in a quoted value are one kind (a S
         "warning",
         `obfs4: SOCKS connect failed: Transport 'obfs4' rejected its arguments: Cannot configure transport 'obfs4': invalid iat-mode "x${
           String.fromCharCode(97 + i)
-        }" (want 0, 1 or 2)`,
+        }": expected 0, 1 or 2`,
       );
     }
     strictEqual(lines.length, 10, lines.join("\n"));
@@ -88,14 +88,14 @@ Deno.test("digestLog: lines that differ only in a quoted value are one kind (a S
 Deno.test("lineKind makes a double-quoted value (escapes included) one placeholder, and keeps the words around it", () => {
   deepStrictEqual(
     [
-      lineKind(`invalid iat-mode "xy" (want 0, 1 or 2)`),
-      lineKind(`invalid iat-mode "a\\"b c" (want 0, 1 or 2)`),
+      lineKind(`invalid iat-mode "xy": expected 0, 1 or 2`),
+      lineKind(`invalid iat-mode "a\\"b c": expected 0, 1 or 2`),
       lineKind(`invalid user "" and host "h"`),
       lineKind(`Transport 'obfs4' rejected its arguments`),
     ],
     [
-      `invalid iat-mode "*" (want #, # or #)`,
-      `invalid iat-mode "*" (want #, # or #)`,
+      `invalid iat-mode "*": expected #, # or #`,
+      `invalid iat-mode "*": expected #, # or #`,
       `invalid user "*" and host "*"`,
       `Transport 'obfs#' rejected its arguments`,
     ],

@@ -77,7 +77,7 @@ function parseIatMode(value: unknown, from = OPTIONS): IatMode {
       typeof text === "string" && text.length <= 8 && isPlainOptionKey(text)
         ? ` ${JSON.stringify(text)}`
         : ""
-    } (want 0, 1 or 2)`,
+    }: expected 0, 1 or 2`,
   );
 }
 
@@ -160,6 +160,15 @@ export const SERVER_KEYS: readonly string[] = [
 ];
 
 /**
+ * Where a client's `cert` and `iat-mode` come from, for the error that finds
+ * one missing (a user coming from obfs4proxy copies a bridge line and may cut
+ * it short).
+ */
+const FROM_BRIDGE_LINE = "; 'cert' and 'iat-mode' come from the bridge line the bridge's " +
+  "operator gives (obfs4 ADDR:PORT FINGERPRINT cert=... iat-mode=0): keep both on tor's Bridge " +
+  "line or in --bridge, or, under Shadowsocks, in the plugin options (cert=...;iat-mode=0)";
+
+/**
  * Parse an obfs4 client configuration: `cert` and `iat-mode`, or the legacy
  * `node-id` and `public-key` (hex) with `iat-mode` (not looked at when a
  * `cert` is given, as obfs4proxy does). Other keys are not looked at (the
@@ -185,7 +194,7 @@ export function parseClientConfig(options: TransportOptions): ClientConfig {
     throw new TypeError(
       `Cannot configure transport 'obfs4': missing option 'iat-mode'${
         noIdentity ? " and option 'cert' (or 'node-id' and 'public-key')" : ""
-      }`,
+      }${FROM_BRIDGE_LINE}`,
     );
   }
   const iatMode = parseIatMode(options["iat-mode"]);
@@ -193,7 +202,8 @@ export function parseClientConfig(options: TransportOptions): ClientConfig {
   if (options.cert !== undefined) return { identity: decodeCert(options.cert), iatMode };
   if (options["node-id"] === undefined || options["public-key"] === undefined) {
     throw new TypeError(
-      "Cannot configure transport 'obfs4': missing option 'cert' (or 'node-id' and 'public-key')",
+      "Cannot configure transport 'obfs4': missing option 'cert' (or 'node-id' and 'public-key')" +
+        FROM_BRIDGE_LINE,
     );
   }
   return {
