@@ -667,7 +667,7 @@ const EXPECTED: Record<string, RegExp> = {
   "-turnuser with an empty user name": /ENV-ERROR Invalid -turnuser/,
   "-turnuser without STUN mode": /ENV-ERROR -turnuser needs/,
   "-turnuser with -target not turn": /ENV-ERROR -turnuser needs/,
-  "turn --user with an empty user name": /--user must be USER:PASSWORD/,
+  "turn --user with an empty user name": /Invalid --user: the user name before ':' is empty/,
   "turn with a stray USER:PASSWORD argument": /Unexpected argument 4/,
   "main.ts client given an ss:// link as a bridge line": /word 1 is not an address/,
   "main.ts client given a legacy all-base64 ss:// link after a flag":

@@ -206,7 +206,8 @@ Deno.test("turn CLI --user @FILE reads the users from a file, one a line; a bad 
     strictEqual(bad.code, 64);
     ok(
       bad.stderr.startsWith(
-        `ptkit: error: Line 2 of ${users} (besides comments) is not USER:PASSWORD\n`,
+        `ptkit: error: Line 2 of ${users} (besides comments) is not USER:PASSWORD: it has no ':' ` +
+          "between the user and the password\n",
       ),
       bad.stderr,
     );
@@ -278,6 +279,42 @@ Deno.test("main.ts turn names every missing flag at once, in the usage's order, 
   }
 });
 
+Deno.test("turn CLI says which --user is wrong (its position among several) and what is wrong, never the user or the password; coturn's 0x key form must have 32 hex digits, as coturn asks", async () => {
+  // Was '--user must be USER:PASSWORD' for each of these, which --user not
+  // said; 'alice:0xabc' (a key cut short) and 'alice:' were taken.
+  const key = `0x${"ab".repeat(16)}`;
+  const cases: [string[], string][] = [
+    [["--user", "alice"], "Invalid --user: it has no ':' between the user and the password"],
+    [
+      ["--user", "bob:S3CRET", "--user", ":S3CRET"],
+      "Invalid --user 2 of 2: the user name before ':' is empty",
+    ],
+    [["--user", "alice:"], "Invalid --user: the password after ':' is empty"],
+    [
+      ["--user", "bob:S3CRET", "--user", "alice:0xabc", "--user", "carol:S3CRET"],
+      "Invalid --user 2 of 3: a password that starts with 0x is a coturn key (turnadmin -k's " +
+      "output): expected 0x and 32 hex digits, got 0x and 3 characters",
+    ],
+    [
+      ["--user", `alice:${key.slice(0, -1)}z`],
+      "Invalid --user: a password that starts with 0x is a coturn key (turnadmin -k's output): " +
+      "expected 0x and 32 hex digits, got 0x and 32 characters (not all hex digits)",
+    ],
+  ];
+  for (const [users, message] of cases) {
+    const { code, stderr } = await turnCliRun(users);
+    strictEqual(code, 64, stderr);
+    strictEqual(stderr.split("\n")[0], `ptkit: error: ${message}`);
+    ok(!stderr.includes("S3CRET") && !stderr.includes("alice") && !stderr.includes("abab"), stderr);
+  }
+  // A whole key is taken (the 'turn CLI takes coturn's key form' tests use it).
+  const { child } = await startTurnCli(
+    ["--listen", "127.0.0.1:0", "--user", `alice:${key}`, "--realm", "r"],
+  );
+  child.kill("SIGTERM");
+  strictEqual((await child.status).code, 0);
+});
+
 Deno.test("turn CLI refuses a user given twice with different passwords (one would silently stop working), naming where and never the name or passwords; the same user and password twice is taken", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -286,7 +323,7 @@ Deno.test("turn CLI refuses a user given twice with different passwords (one wou
     strictEqual(flags.code, 64);
     ok(
       flags.stderr.startsWith(
-        "ptkit: error: Invalid --user: a user name is given twice with different passwords\n",
+        "ptkit: error: Invalid --user 2 of 2: a user name is given twice with different passwords\n",
       ),
       flags.stderr,
     );

@@ -76,32 +76,52 @@ export async function runTurnCommand(args: string[]): Promise<number> {
   let allowLoopbackPeers = false;
   if (parsed["allow-loopback-peers"] !== undefined) allowLoopbackPeers = true;
   const users: Record<string, string> = {};
-  for (const value of all.user ?? []) {
+  const given = all.user ?? [];
+  for (const [position, value] of given.entries()) {
+    // Which --user (its position when there are several), never its value:
+    // it holds a password.
+    const which = given.length > 1 ? `--user ${position + 1} of ${given.length}` : "--user";
     // `@FILE`: users one a line, so that no password shows in the process
     // list (as coturn's userdb keeps them off it).
-    let given = [value];
+    let entries = [value];
     if (value.startsWith("@")) {
       try {
-        given = valueLines(readValueFile(value, "--user"));
+        entries = valueLines(readValueFile(value, "--user"));
       } catch (error) {
         if (error instanceof UsageError) return fail(error.message);
         throw error;
       }
-      if (given.length === 0) return fail(`The file ${value.slice(1)} holds no USER:PASSWORD line`);
+      if (entries.length === 0) {
+        return fail(`The file ${value.slice(1)} holds no USER:PASSWORD line`);
+      }
     }
-    for (const [index, entry] of given.entries()) {
+    for (const [index, entry] of entries.entries()) {
+      const invalid = (why: string) =>
+        fail(
+          value.startsWith("@")
+            ? `Line ${index + 1} of ${
+              value.slice(1)
+            } (besides comments) is not USER:PASSWORD: ${why}`
+            : `Invalid ${which}: ${why}`,
+        );
       // The user name ends at the first ":" (the password may hold more).
       const { username, password } = parseUserinfo(entry);
-      if (username === "" || password === undefined) {
-        // Never the line itself: it may hold a password.
-        return fail(
-          value.startsWith("@")
-            ? `Line ${index + 1} of ${value.slice(1)} (besides comments) is not USER:PASSWORD`
-            : "--user must be USER:PASSWORD",
+      // Never the line itself: it may hold a password.
+      if (password === undefined) return invalid("it has no ':' between the user and the password");
+      if (username === "") return invalid("the user name before ':' is empty");
+      if (password === "") return invalid("the password after ':' is empty");
+      const problem = usernameProblem(username);
+      if (problem !== undefined) return invalid(problem);
+      if (password.startsWith("0x") && !COTURN_KEY.test(password)) {
+        // coturn refuses it too ('Wrong user account'): taken as a password,
+        // a key cut short would fail every client's Allocate with 401.
+        return invalid(
+          `a password that starts with 0x is a coturn key (turnadmin -k's output): expected 0x ` +
+            `and 32 hex digits, got 0x and ${password.length - 2} characters${
+              /^0x[0-9a-fA-F]*$/.test(password) ? "" : " (not all hex digits)"
+            }`,
         );
       }
-      const problem = usernameProblem(username);
-      if (problem !== undefined) return fail(`Invalid --user: ${problem}`);
       // A user given twice with another password: one of the two would
       // silently stop working (the same pair twice is no conflict).
       if (Object.hasOwn(users, username) && users[username] !== password) {
@@ -110,7 +130,7 @@ export async function runTurnCommand(args: string[]): Promise<number> {
             ? `Line ${index + 1} of ${
               value.slice(1)
             } (besides comments) gives a user name given before with a different password`
-            : "Invalid --user: a user name is given twice with different passwords",
+            : `Invalid ${which}: a user name is given twice with different passwords`,
         );
       }
       users[username] = password;
