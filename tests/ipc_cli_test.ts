@@ -69,7 +69,11 @@ Deno.test("runCli refuses bad input with a clear message and exit 64", async () 
     ],
     [["server", "--transport", "nope"], /Unknown transport "nope": available: plain, obfs4/],
     [["server", "stray"], /Unexpected argument 2: expected a flag/],
-    [["client"], /Missing --bridge/],
+    // What a bridge line is and where it comes from (was "Missing --bridge '<bridge line>'").
+    [
+      ["client"],
+      /^ptkit: error: Missing --bridge: give the bridge line of the bridge to use, the words after 'Bridge' in tor's torrc \(from bridges\.torproject\.org, or from the bridge's operator: main\.ts server prints it, and obfs4_bridgeline\.txt holds it\), such as --bridge 'obfs4 203\.0\.113\.7:443 FINGERPRINT cert=\.\.\. iat-mode=0', or --bridge @FILE\n/,
+    ],
     [["client", "--bridge", "obfs4"], /no address/],
     [["client", "--bridge", "127.0.0.1:1"], /No transport/],
     [["client", "--bridge", "nope 127.0.0.1:1"], /Unknown transport "nope"/],

@@ -686,7 +686,17 @@ function serverOptions(text: string | undefined, context: Context): Record<strin
 }
 
 async function client(flags: Record<string, string>, context: Context): Promise<number> {
-  if (flags.bridge === undefined) throw new UsageError("Missing --bridge '<bridge line>'");
+  if (flags.bridge === undefined) {
+    // What a user coming from tor's torrc or obfs4proxy has in hand: the
+    // words after 'Bridge', as the bridge's operator or bridges.torproject.org
+    // gives them.
+    throw new UsageError(
+      "Missing --bridge: give the bridge line of the bridge to use, the words after 'Bridge' in " +
+        "tor's torrc (from bridges.torproject.org, or from the bridge's operator: main.ts server " +
+        "prints it, and obfs4_bridgeline.txt holds it), such as --bridge 'obfs4 203.0.113.7:443 " +
+        "FINGERPRINT cert=... iat-mode=0', or --bridge @FILE",
+    );
+  }
   for (const placeholder of ADDRESS_PLACEHOLDERS) {
     if (flags.bridge.includes(placeholder)) {
       throw new UsageError(
