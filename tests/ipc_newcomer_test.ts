@@ -804,6 +804,20 @@ Deno.test("client: a parent that stops reading stdout does not stop the PT: LOG 
   }
 });
 
+Deno.test("the usage's -transports line names the variable of each side (it stands for TOR_PT_SERVER_TRANSPORTS with -server), and -options' variable is the server's", async () => {
+  // Was '[TOR_PT_CLIENT_TRANSPORTS]' alone: a bridge operator coming from
+  // obfs4proxy could not tell that -transports sets the server's list.
+  const { usage } = await import("../ipc/managed/_flags.ts");
+  const lines = usage("main.ts").split("\n");
+  const transports = lines.find((text) => text.startsWith("  -transports LIST"));
+  ok(
+    transports?.endsWith("[TOR_PT_CLIENT_TRANSPORTS; with -server TOR_PT_SERVER_TRANSPORTS]"),
+    transports,
+  );
+  const options = lines.find((text) => text.startsWith("  -options OPTS"));
+  ok(options?.endsWith("[server: TOR_PT_SERVER_TRANSPORT_OPTIONS]"), options);
+});
+
 Deno.test("the usage's -proxy line shows every upstream proxy form the parser takes: a SOCKS4a user id, an HTTP user without a password", async () => {
   const { usage } = await import("../ipc/managed/_flags.ts");
   const { parseUpstreamProxy } = await import("../ipc/managed/_proxy_uri.ts");

@@ -14,6 +14,11 @@ export interface FlagSpec {
   readonly boolean?: boolean;
   /** The environment variable the flag overrides, if any. */
   readonly env?: string;
+  /**
+   * The usage text's note on the variables, when it is more than `env`
+   * (a flag that stands for one variable on each side).
+   */
+  readonly envHelp?: string;
   /** Placeholder for the value in the usage text. */
   readonly value?: string;
   /** One-line description for the usage text. */
@@ -46,6 +51,7 @@ export const FLAGS: readonly FlagSpec[] = [
     names: ["transports"],
     key: "transports",
     env: "TOR_PT_CLIENT_TRANSPORTS",
+    envHelp: "TOR_PT_CLIENT_TRANSPORTS; with -server TOR_PT_SERVER_TRANSPORTS",
     value: "LIST",
     help: "transports to start, comma-separated; unknown names are ignored",
   },
@@ -103,6 +109,7 @@ export const FLAGS: readonly FlagSpec[] = [
     names: ["options"],
     key: "options",
     env: "TOR_PT_SERVER_TRANSPORT_OPTIONS",
+    envHelp: "server: TOR_PT_SERVER_TRANSPORT_OPTIONS",
     value: "OPTS",
     help:
       'transport options: name:k=v;name:k=v, or JSON {"name":{"k":"v"}} or {"k":"v"} (@FILE: read from FILE)',
@@ -365,8 +372,9 @@ export function usage(command: string): string {
     const name = `${flag.names.map((n) => `-${n}`).join(", ")}${
       flag.value ? ` ${flag.value}` : ""
     }`;
-    const env = flag.env ? ` [${flag.env}]` : "";
-    lines.push(`  ${name.padEnd(26)} ${flag.help}${env}`);
+    const env = flag.envHelp ?? flag.env;
+    const note = env === undefined ? "" : ` [${env}]`;
+    lines.push(`  ${name.padEnd(26)} ${flag.help}${note}`);
   }
   lines.push(
     "",
