@@ -68,6 +68,24 @@ Deno.test("runCli refuses bad input with a clear message and exit 64", async () 
       /^ptkit: error: Invalid --options: the value of 'method' holds another k=v after a space: separate options with ';' \(k=v;k=v\), not spaces\n$/,
     ],
     [["server", "--transport", "nope"], /Unknown transport "nope": available: plain, obfs4/],
+    // The managed proxy's and tor's names for the same things (obfs4proxy
+    // users type them), too far in spelling for a near miss.
+    [
+      ["server", "-orport", "127.0.0.1:9001"],
+      /^ptkit: error: Unknown flag -orport \(did you mean --target\?\)\n/,
+    ],
+    [
+      ["server", "--bindaddr", "0.0.0.0:443"],
+      /^ptkit: error: Unknown flag --bindaddr \(did you mean --listen\?\)\n/,
+    ],
+    [
+      ["client", "-SocksPort", "9050"],
+      /^ptkit: error: Unknown flag -SocksPort \(did you mean --socks\?\)\n/,
+    ],
+    [
+      ["client", "-proxylistenaddr", "127.0.0.1:1080"],
+      /^ptkit: error: Unknown flag -proxylistenaddr \(did you mean --socks\?\)\n/,
+    ],
     [["server", "stray"], /Unexpected argument 2: expected a flag/],
     // What a bridge line is and where it comes from (was "Missing --bridge '<bridge line>'").
     [

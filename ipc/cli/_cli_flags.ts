@@ -15,6 +15,19 @@ export interface Spec {
 }
 
 /**
+ * The managed proxy's flags (and tor's torrc options) a user of obfs4proxy
+ * or tor may type to a command, and the command's flag for the same thing:
+ * too far from it in spelling for a "did you mean" of edit distance.
+ */
+const OTHER_NAMES: Readonly<Record<string, string>> = {
+  socksport: "socks",
+  proxylistenaddr: "socks",
+  orport: "target",
+  extorport: "target",
+  bindaddr: "listen",
+};
+
+/**
  * Parse a command's flags: `-name` or `--name`, the value next or after
  * `=` (`--logLevel` is `--log-level`, as the managed proxy spells it). A
  * flag given again takes the later value; every value of each flag, in
@@ -46,7 +59,10 @@ export function parseCliFlags(
     const key = name === "h" ? "help" : name;
     const spec = specs[key];
     if (spec === undefined) {
-      const near = suggestOptionKey(name, Object.keys(specs));
+      const other = OTHER_NAMES[name.toLowerCase().replaceAll("-", "")];
+      const near = other !== undefined && Object.hasOwn(specs, other)
+        ? other
+        : suggestOptionKey(name, Object.keys(specs));
       // Named as typed (`-L`, not `--l`), so the user finds it in their command.
       return `Unknown flag ${dashes}${given}${
         near === undefined ? "" : ` (did you mean --${near}?)`
