@@ -32,6 +32,14 @@ Deno.test("runCli prints help for each subcommand", async () => {
     ok(out.startsWith(`Usage: main.ts ${sub} [flags]`));
   }
   deepStrictEqual((await run(["client", "-h"])).code, 0);
+  // A tor user's bridge line carries the relay's fingerprint, which the
+  // parser takes: the help says so (it showed '[name] ip:port [k=v ...]').
+  const bridge = (await run(["client", "--help"])).out.split("\n")
+    .find((line) => line.startsWith("  --bridge LINE"));
+  ok(
+    bridge?.includes("[name] ip:port [fingerprint] [k=v ...], the words after 'Bridge' in a torrc"),
+    bridge,
+  );
 });
 
 Deno.test("runCli refuses bad input with a clear message and exit 64", async () => {

@@ -104,7 +104,8 @@ const SPECS: Record<string, Record<string, Spec>> = {
   client: {
     bridge: {
       value: "LINE",
-      help: "the server's bridge line: [name] ip:port [k=v ...] (@FILE: read from FILE)",
+      help: "the server's bridge line: [name] ip:port [fingerprint] [k=v ...], the words after " +
+        "'Bridge' in a torrc (@FILE: read from FILE)",
     },
     transport: { value: "NAME", help: "transport (default: the bridge line's first word)" },
     socks: {
