@@ -101,6 +101,11 @@ export interface DropUnknownOptionsReport {
   readonly transport: string;
   /** Told about each unknown key. Defaults to doing nothing. */
   readonly onIgnored?: (ignored: IgnoredOption) => void;
+  /**
+   * The other side and its keys: a key only it knows (an obfs4 bridge
+   * line's `cert` given to the server) is reported with a reason saying so.
+   */
+  readonly otherSide?: { readonly name: "client" | "server"; readonly keys: readonly string[] };
 }
 
 /**
@@ -142,7 +147,7 @@ export function dropUnknownOptions(
   known: readonly string[],
   report: DropUnknownOptionsReport,
 ): TransportOptions {
-  const { transport, onIgnored } = report;
+  const { transport, onIgnored, otherSide } = report;
   const unknown = Object.keys(options).filter((key) => !known.includes(key));
   if (unknown.length === 0) return options;
   const kept: Record<string, string> = {};
@@ -150,6 +155,15 @@ export function dropUnknownOptions(
     if (known.includes(key)) kept[key] = options[key]!;
   }
   for (const key of unknown) {
+    if (otherSide?.keys.includes(key)) {
+      const side = otherSide.name === "client" ? "server" : "client";
+      onIgnored?.({
+        transport,
+        key,
+        reason: `it is a ${otherSide.name} option, not a ${side} one`,
+      });
+      continue;
+    }
     const suggestion = suggestOptionKey(key, known);
     onIgnored?.(suggestion === undefined ? { transport, key } : { transport, key, suggestion });
   }

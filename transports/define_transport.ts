@@ -224,9 +224,11 @@ export function defineTransport<C>(definition: TransportDefinition<C>): Transpor
     env: TransportEnvironment,
   ): TransportOptions => {
     const checked = checkOptions(name, options);
+    const other = side === "client" ? "server" : "client";
     return keys === undefined ? checked : dropUnknownOptions(checked, keys[side], {
       transport: name,
       ...(env.onIgnoredOption === undefined ? {} : { onIgnored: env.onIgnoredOption }),
+      otherSide: { name: other, keys: keys[other] },
     });
   };
   const free = definition.free === true;
