@@ -232,7 +232,7 @@ export const cases: Case[] = [
     args: ["-logLevel", "loud"],
     env: v1,
     code: 64,
-    stdout: ["VERSION 1", /^ENV-ERROR Invalid log level "loud"/],
+    stdout: ["VERSION 1", /^ENV-ERROR Invalid -logLevel "loud": expected one of/],
   },
   {
     name: "bad -mode",

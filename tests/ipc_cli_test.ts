@@ -56,7 +56,10 @@ Deno.test("runCli refuses bad input with a clear message and exit 64", async () 
     [["server", "-X"], /^ptkit: error: Unknown flag -X\n/],
     [["server", "--noSuchFlag=1"], /^ptkit: error: Unknown flag --noSuchFlag\n/],
     // The managed proxy's spelling is understood (and its value checked).
-    [["server", "--logLevel", "loud"], /Invalid log level "loud"/],
+    [
+      ["server", "--logLevel", "loud"],
+      /^ptkit: error: Invalid --log-level "loud": expected one of/,
+    ],
     [["client", "--sock", "127.0.0.1:1"], /Unknown flag --sock \(did you mean --socks\?\)/],
     [["server", "--listen"], /Flag --listen needs a value/],
     // A value left out before the next flag is named, not taken as the value.

@@ -166,7 +166,7 @@ Deno.test("main.ts start takes --log-level as main.ts server and client do: info
     await using bad = new TextProcess(main, ["start", "--log-level", "loud"], { HOME: home });
     deepStrictEqual((await bad.child.status).code, 64);
     await bad.done;
-    match(bad.stderr, /^ptkit: error: Invalid log level "loud": expected one of error, warning/);
+    match(bad.stderr, /^ptkit: error: Invalid --log-level "loud": expected one of error, warning/);
   }
   await Deno.remove(home, { recursive: true });
 });

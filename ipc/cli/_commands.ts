@@ -505,7 +505,7 @@ async function runSide(
 
 function logLevel(flags: Record<string, string>): LogSeverity {
   try {
-    return parseLogSeverity(flags["log-level"] ?? "notice");
+    return parseLogSeverity(flags["log-level"] ?? "notice", "--log-level");
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

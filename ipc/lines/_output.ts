@@ -16,15 +16,16 @@ const SEVERITIES: readonly LogSeverity[] = ["error", "warning", "notice", "info"
  * `WARN` is `warning` (their `ERROR`, `INFO` and `DEBUG` are the same).
  *
  * @param value The value given.
+ * @param what What errors call it: the flag or option it came from.
  * @returns The severity.
  * @throws {RangeError} When it is not a known severity.
  */
-export function parseLogSeverity(value: string): LogSeverity {
+export function parseLogSeverity(value: string, what = "log level"): LogSeverity {
   const lower = value.toLowerCase();
   const severity = lower === "warn" ? "warning" : lower;
   if (!(SEVERITIES as readonly string[]).includes(severity)) {
     throw new RangeError(
-      `Invalid log level ${JSON.stringify(value.slice(0, 32))}: expected one of ${
+      `Invalid ${what} ${JSON.stringify(value.slice(0, 32))}: expected one of ${
         SEVERITIES.join(", ")
       }`,
     );

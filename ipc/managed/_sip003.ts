@@ -109,15 +109,11 @@ export function parseSip003(
       }: expected a transport name`,
     );
   }
-  let logLevel: LogSeverity;
-  try {
-    logLevel = parseLogSeverity(options.loglevel ?? "notice");
-  } catch (error) {
-    // Named as the plugin option it is, as server= and transport= are.
-    throw new RangeError(
-      (error as Error).message.replace(/^Invalid log level /, "Invalid plugin option loglevel "),
-    );
-  }
+  // Named as the plugin option it is, as server= and transport= are.
+  const logLevel: LogSeverity = parseLogSeverity(
+    options.loglevel ?? "notice",
+    "plugin option loglevel",
+  );
   const args: Record<string, string> = {};
   for (const [key, value] of Object.entries(options)) {
     if (!PLUGIN_KEYS.includes(key)) args[key] = value;

@@ -412,7 +412,7 @@ export function parseManagedConfig(
     }
     flags = { ...flags, values };
   }
-  const logLevel = attempt(() => parseLogSeverity(value("logLevel") ?? "notice"));
+  const logLevel = attempt(() => parseLogSeverity(value("logLevel") ?? "notice", "-logLevel"));
   const serverFlag = flags.values.server === "true";
   const clientFlag = flags.values.client === "true";
   if (serverFlag && clientFlag) envError("Both -client and -server given");
