@@ -496,3 +496,33 @@ Deno.test("obfs4 completes 100 handshakes each way with obfs4proxy (random repre
     }
   });
 });
+
+Deno.test("echoTransfer: a peer that resets mid-transfer fails the transfer with the read's error and leaves no unhandled rejection", async () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (event: PromiseRejectionEvent) => {
+    event.preventDefault();
+    unhandled.push(event.reason);
+  };
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
+  try {
+    const conn = {
+      readable: new ReadableStream<Uint8Array>({
+        pull: () => Promise.reject(new Error("connection reset (read)")),
+      }),
+      writable: new WritableStream<Uint8Array>({
+        write: () =>
+          new Promise((_, reject) =>
+            setTimeout(() => reject(new Error("connection reset (write)")), 1)
+          ),
+      }),
+    };
+    let failure: unknown;
+    await echoTransfer(conn, 1000, 100).catch((error) => failure = error);
+    ok(failure instanceof Error && /reset \(read\)/.test(failure.message), String(failure));
+    // Let the write's rejection settle and the runtime report it if unhandled.
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    strictEqual(unhandled.length, 0, `unhandled: ${unhandled.join(", ")}`);
+  } finally {
+    globalThis.removeEventListener("unhandledrejection", onUnhandled);
+  }
+});
