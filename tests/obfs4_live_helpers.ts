@@ -24,6 +24,16 @@ export const SMALL_ONLY_SEED: Uint8Array = Uint8Array.from(
   (_, i) => [0xb6, 0x69][i] ?? 0,
 );
 
+/**
+ * A drbg seed whose obfs4 length table is [2] alone: an IAT-mode 2 writer
+ * cuts its bursts into 2-byte writes (found by search over seeds;
+ * `distributionValues` confirms it).
+ */
+export const TINY_ONLY_SEED: Uint8Array = Uint8Array.from(
+  { length: 24 },
+  (_, i) => [0x75, 0xac, 0x01][i] ?? 0,
+);
+
 /** A running managed obfs4proxy. */
 export interface ManagedPt {
   /** The METHOD line's fields after the method keyword. */

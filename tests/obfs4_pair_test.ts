@@ -86,6 +86,31 @@ Deno.test("obfs4 pairs in IAT mode 2 round-trip data with a bridge whose length 
   await roundTrip(client.pair({}), server.pair(), [1, 18, 1469]);
 });
 
+Deno.test("an obfs4 client in IAT mode 2 whose bridge's length table holds only 2 makes each 2-byte write as it sends it: a 512 KiB write holds no view per write", async () => {
+  // tests/obfs4_paranoid_heap_main.ts: the JS heap held (after a full
+  // collection) at the 1000th of the write's ~270,000 network writes.
+  // 40.8 MB before: all of them were made at once, 150 bytes of views each.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--v8-flags=--expose-gc",
+      new URL("./obfs4_paranoid_heap_main.ts", import.meta.url).pathname,
+      String(512 * 1024),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  strictEqual(out.code, 0, new TextDecoder().decode(out.stderr));
+  const text = new TextDecoder().decode(out.stdout);
+  ok(text.includes(`received ${512 * 1024} same: true`), text);
+  const held = /^heap (-?\d+)$/m.exec(text)?.[1];
+  ok(
+    held !== undefined && Number(held) < 4 * 2 ** 20,
+    `${held} bytes of JS heap held during the write (${text})`,
+  );
+});
+
 Deno.test("obfs4 server reuses the state it stored and takes explicit keys", async () => {
   const store = new MemoryStore();
   const first = await obfs4.server({}, { local: store });

@@ -283,6 +283,8 @@ export class Session {
    * lengths are drawn again; after 2 overshoots in a burst its rest is one
    * write as it is, so that a table of small lengths (a hostile bridge's
    * seed) cannot loop, where obfs4proxy's buffer grows without end.
+   * {@linkcode Session.writes} gives the same writes, IAT mode 2's made as
+   * they are taken.
    */
   encode(data: Uint8Array): Uint8Array[] {
     if (this.#iatMode === 0) {
@@ -309,24 +311,62 @@ export class Session {
       }
       return [out];
     }
+    return [...this.writes(data)];
+  }
+
+  /**
+   * The network writes of one application write, as
+   * {@linkcode Session.encode} gives them, but in IAT mode 2 each made only
+   * when it is taken, the lengths to cut the bursts into drawn write by
+   * write (`data` is read before this returns). A bridge's seed whose table
+   * holds only tiny lengths (1 byte: one seed in ~145,000, or a hostile
+   * bridge's choice) cuts a 256 KiB write into ~266,000 writes: made at
+   * once, their views took 34 MB of heap (130 times the write's bytes),
+   * held while they went out one by one with a delay between them.
+   *
+   * @param data Application bytes.
+   * @returns The writes, in order; in IAT mode 2 taken from it one by one,
+   * once (the frames of a burst are sealed as it is reached, so no other
+   * write of this session may be encoded until all are taken).
+   */
+  writes(data: Uint8Array): Iterable<Uint8Array> {
+    if (this.#iatMode === 0) return this.encode(data);
+    if (this.#iatMode === 2) {
+      // The first burst is framed now; the rest of `data` is copied (the
+      // caller's buffer may be reused once this returns) and framed when
+      // its burst is reached, after the padding of the bursts before it,
+      // which the frame nonces must follow.
+      const first = this.#framedBurst(data.subarray(0, MAX_BURST));
+      const rest = data.length > MAX_BURST ? data.slice(MAX_BURST) : EMPTY;
+      return this.#paranoidWrites(first, rest);
+    }
     const writes: Uint8Array[] = [];
     for (let i = 0; i < data.length || i === 0; i += MAX_BURST) {
-      this.#iatBurst(data.subarray(i, i + MAX_BURST), writes);
+      const burst = this.#framedBurst(data.subarray(i, i + MAX_BURST));
+      for (let at = 0; at < burst.length; at += MAX_SEGMENT_LENGTH) {
+        writes.push(burst.subarray(at, at + MAX_SEGMENT_LENGTH));
+      }
     }
     return writes;
   }
 
-  #iatBurst(data: Uint8Array, writes: Uint8Array[]): void {
+  /** One burst's frames and (IAT mode 1) padding. */
+  #framedBurst(data: Uint8Array): Uint8Array {
     const pads: number[] = [];
-    const total = this.#padding(burstLength(data.length), pads);
-    let burst: Uint8Array = new Uint8Array(total);
+    const burst = new Uint8Array(this.#padding(burstLength(data.length), pads));
     this.#burstInto(data, pads, burst, 0);
-    if (this.#iatMode === 1) {
-      for (let i = 0; i < burst.length; i += MAX_SEGMENT_LENGTH) {
-        writes.push(burst.subarray(i, i + MAX_SEGMENT_LENGTH));
-      }
-      return;
+    return burst;
+  }
+
+  *#paranoidWrites(first: Uint8Array, rest: Uint8Array): Generator<Uint8Array, void, undefined> {
+    yield* this.#cut(first);
+    for (let i = 0; i < rest.length; i += MAX_BURST) {
+      yield* this.#cut(this.#framedBurst(rest.subarray(i, i + MAX_BURST)));
     }
+  }
+
+  /** IAT mode 2: a burst cut into writes of lengths drawn one by one. */
+  *#cut(burst: Uint8Array): Generator<Uint8Array, void, undefined> {
     let offset = 0;
     let zeros = 0;
     let repads = 0;
@@ -349,7 +389,7 @@ export class Session {
         // and obfs4proxy loop so, their buffer growing until memory runs
         // out. After a few such overshoots the rest goes out as it is.
         if (repads === MAX_REPADS) {
-          writes.push(burst.subarray(offset));
+          yield burst.subarray(offset);
           return;
         }
         const pads = this.#pad(remaining, target);
@@ -362,7 +402,7 @@ export class Session {
           continue;
         }
       }
-      writes.push(burst.subarray(offset, offset + target));
+      yield burst.subarray(offset, offset + target);
       offset += target;
     }
   }

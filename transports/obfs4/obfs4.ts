@@ -244,12 +244,13 @@ async function send(
   controller: TransformStreamDefaultController<Uint8Array>,
   sleep: IatSleep,
 ): Promise<void> {
-  const writes = session.encode(chunk);
   if (session.iatMode === 0) {
+    const writes = session.encode(chunk);
     if (writes.length > 0) controller.enqueue(writes[0]!);
     return;
   }
-  for (const w of writes) {
+  // In IAT mode 2 each write is made as it is taken (see Session.writes).
+  for (const w of session.writes(chunk)) {
     controller.enqueue(w);
     const wait = sleep(session.iatDelay());
     if (wait !== undefined) await wait;
