@@ -14,6 +14,8 @@ import { SS_LOCAL_RECORDED } from "./portable_checks.ts";
 import { libcryptoAead, type NodeCryptoAead, nodeCryptoAead } from "../net/_aead.ts";
 import { loadNativeCrypto } from "../net/native_crypto.ts";
 import { loadWasmCrypto } from "../transports/crypto_backend.ts";
+import { ChunkDecoder, ChunkEncoder } from "../transports/shadowsocks/_framing.ts";
+import { concat } from "../transports/_bytes.ts";
 import type { TransportEnvironment } from "../transports/transport.ts";
 import * as nodeCrypto from "node:crypto";
 
@@ -852,4 +854,40 @@ Deno.test("shadowsocks client refuses a server stream whose salt it has seen (a 
       },
     );
   }
+});
+
+Deno.test("a shadowsocks stream sent one byte per read is copied about once, not each byte again with every byte after it", async () => {
+  const info = METHOD_INFO["chacha20-ietf-poly1305"];
+  const wasm = await loadWasmCrypto();
+  const factory = (subkey: Uint8Array) => wasm.aead(info.algorithm, subkey)!;
+  const key = evpBytesToKey(utf8("pw"), 32);
+  const plain = crypto.getRandomValues(new Uint8Array(0x3fff * 2));
+  const salt = crypto.getRandomValues(new Uint8Array(32));
+  const wire = new ChunkEncoder(info, factory, key, salt).encode(plain);
+  const decoder = new ChunkDecoder(info, factory, key);
+  const out: Uint8Array[] = [];
+  // Bytes copied by Uint8Array#set while decoding (where the decoder joins
+  // what it holds and what came).
+  let copied = 0;
+  const set = Uint8Array.prototype.set;
+  Uint8Array.prototype.set = function (
+    this: Uint8Array,
+    source: ArrayLike<number>,
+    offset?: number,
+  ) {
+    copied += source.length;
+    return set.call(this, source, offset);
+  } as typeof set;
+  try {
+    for (let i = 0; i < wire.length; i++) {
+      decoder.decode(wire.subarray(i, i + 1), (p) => out.push(p));
+    }
+  } finally {
+    Uint8Array.prototype.set = set;
+  }
+  deepStrictEqual(concat(...out), plain);
+  // A few times each (kept, joined to the read that completes its chunk,
+  // opened): 131,731 for these 32,866. 269 million before (each read
+  // copied all the chunk's bytes before it).
+  ok(copied < 8 * wire.length, `${copied} bytes copied for ${wire.length} bytes one at a time`);
 });

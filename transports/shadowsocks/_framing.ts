@@ -102,7 +102,13 @@ export class ChunkDecoder {
   #onSalt: (salt: Uint8Array) => boolean;
   #aead: Aead | undefined;
   #nonce: Uint8Array;
+  // Bytes of a unit not yet whole: the first #pendingLength of #pending,
+  // whose room grows to the unit's length once, so that bytes arriving a few
+  // at a time are each copied once (a peer sending one byte per segment had
+  // every byte copy all the bytes before it: 300 ms of CPU for a 16 KiB
+  // chunk).
   #pending: Uint8Array = new Uint8Array(0);
+  #pendingLength = 0;
   #payload = -1;
   #opened = false;
   #salt: Uint8Array | undefined;
@@ -136,7 +142,7 @@ export class ChunkDecoder {
 
   /** Bytes held that do not make a whole chunk yet (a truncated stream at its end). */
   get pending(): number {
-    return this.#pending.length;
+    return this.#pendingLength;
   }
 
   /**
@@ -156,10 +162,27 @@ export class ChunkDecoder {
     // Until the salt is taken, payloads wait for the end of this call.
     const held: Uint8Array[] | undefined = this.#opened ? undefined : [];
     let data = wire;
-    if (this.#pending.length > 0) {
-      data = new Uint8Array(this.#pending.length + wire.length);
-      data.set(this.#pending);
-      data.set(wire, this.#pending.length);
+    const pending = this.#pendingLength;
+    if (pending > 0) {
+      const want = this.#aead === undefined
+        ? this.#method.keyLength
+        : this.#payload < 0
+        ? 2 + TAG_LENGTH
+        : this.#payload + TAG_LENGTH;
+      if (pending + wire.length < want) {
+        // Still not whole: kept in place, in room for the whole unit.
+        if (this.#pending.length < want) {
+          const room = new Uint8Array(want);
+          room.set(this.#pending.subarray(0, pending));
+          this.#pending = room;
+        }
+        this.#pending.set(wire, pending);
+        this.#pendingLength = pending + wire.length;
+        return;
+      }
+      data = new Uint8Array(pending + wire.length);
+      data.set(this.#pending.subarray(0, pending));
+      data.set(wire, pending);
     }
     let at = 0;
     // "stream" once a chunk opened (in this call too, its payload held).
@@ -197,6 +220,7 @@ export class ChunkDecoder {
       }
     }
     this.#pending = at === data.length ? new Uint8Array(0) : data.slice(at);
+    this.#pendingLength = this.#pending.length;
     if (held === undefined || held.length === 0) return;
     if (!this.#onSalt(this.#salt!)) throw new ChunkError("repeated salt", "salt");
     this.#opened = true;
