@@ -624,3 +624,37 @@ Deno.test("obfs4 decoders keep nothing of a chunk once its write resolved: the w
   await sw.close();
   await Promise.all([up, down]);
 });
+
+Deno.test("an obfs4 handshake sent one byte per read is copied about once on either side, not each byte again with every byte after it", async () => {
+  const server = await obfs4.server({}, { local: new MemoryStore() });
+  const client = await obfs4.client(server.clientOptions);
+  const junk = crypto.getRandomValues(new Uint8Array(8000));
+  for (const pair of [server.pair(), client.pair({})]) {
+    const encoded = pair.encode.readable.getReader();
+    const writer = pair.decode.writable.getWriter();
+    void pair.decode.readable.pipeTo(new WritableStream()).catch(() => {});
+    // The client's handshake (the server sends nothing) is taken off.
+    void encoded.read().catch(() => {});
+    // Bytes copied by Uint8Array#set while the handshake bytes come in.
+    let copied = 0;
+    const set = Uint8Array.prototype.set;
+    Uint8Array.prototype.set = function (
+      this: Uint8Array,
+      source: ArrayLike<number>,
+      offset?: number,
+    ) {
+      copied += source.length;
+      return set.call(this, source, offset);
+    } as typeof set;
+    try {
+      for (let i = 0; i < junk.length; i++) await writer.write(junk.subarray(i, i + 1));
+    } finally {
+      Uint8Array.prototype.set = set;
+    }
+    // 32 million before: each read was joined with all the bytes before it.
+    ok(copied < 4 * junk.length, `${copied} bytes copied for ${junk.length} bytes one at a time`);
+    await writer.abort(new Error("done")).catch(() => {});
+    await encoded.cancel().catch(() => {});
+    await pair.ready?.catch(() => {});
+  }
+});
