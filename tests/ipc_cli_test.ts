@@ -131,7 +131,7 @@ Deno.test("runCli client checks a bridge line's keys at start: a line without th
     // operator's bridge line, or a Shadowsocks plugin's options.
     [
       "obfs4 127.0.0.1:1",
-      /missing option 'iat-mode' and option 'cert' \(or 'node-id' and 'public-key'\); 'cert' and 'iat-mode' come from the bridge line the bridge's operator gives \(obfs4 ADDR:PORT FINGERPRINT cert=\.\.\. iat-mode=0\): keep both on tor's Bridge line or in --bridge, or, under Shadowsocks, in the plugin options \(cert=\.\.\.;iat-mode=0\)\n$/,
+      /missing option 'iat-mode' and option 'cert' \(or 'node-id' and 'public-key'\); 'cert' and 'iat-mode' come from the bridge line the bridge's operator gives \(obfs4 ADDR:PORT FINGERPRINT cert=\.\.\. iat-mode=0\): keep both on tor's Bridge line or in --bridge\n$/,
     ],
     [
       "obfs4 127.0.0.1:1 iat-mode=0",
@@ -352,7 +352,20 @@ Deno.test("runCli: a transport's bad options are a configuration error (64), one
     const { code, err } = await run([...args, "--state", state]);
     deepStrictEqual(code, 64, err);
     match(err, /^ptkit: error: Cannot configure (transport 'obfs4'|shadowsocks): [^\n]+\n$/);
+    // A link names no stack of layers, no bridge line: its plugin options.
+    if (args[1]!.startsWith("ss://")) ok(!/its layer|Bridge line|--bridge/.test(err), err);
   }
+  // A link's plugin options without a cert say to give it there.
+  const { err } = await run([
+    "client",
+    "ss://Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpwYXNz@127.0.0.1:8388/?plugin=ptkit%3Btransport%3Dobfs4",
+    "--state",
+    state,
+  ]);
+  match(
+    err,
+    /missing option 'iat-mode' and option 'cert' .*; give 'cert' and 'iat-mode' in the link's plugin options \(plugin=ptkit;transport=obfs4;cert=\.\.\.;iat-mode=0\)/,
+  );
   await Deno.remove(state, { recursive: true });
 });
 

@@ -14,6 +14,7 @@ import { formatPluginOptions, parsePluginOptions } from "../ipc/lines/_args.ts";
 import { CLIENT_OPTIONS_FILE, parseSip003, pluginWording } from "../ipc/managed/_sip003.ts";
 import { createConnector } from "../client.ts";
 import { shadowsocks } from "../transports/shadowsocks/mod.ts";
+import { parseClientConfig } from "../transports/obfs4/_config.ts";
 import { CountingHttpServer, curl, TextProcess } from "./cli_util.ts";
 import { childEnv, childrenOf, MAIN, requireBinary, waitListening } from "./ipc_util.ts";
 import { freePort, startObfs4proxy } from "./obfs4_live_helpers.ts";
@@ -650,11 +651,25 @@ Deno.test("pluginWording: a transport's refusal of its options that names no pla
   );
   deepStrictEqual(
     pluginWording(
-      "Cannot configure transport 'obfs4': invalid iat-mode \"7\" (want 0, 1 or 2)",
+      "Cannot configure transport 'obfs4': invalid iat-mode \"7\": expected 0, 1 or 2",
       true,
     ),
-    "Cannot configure transport 'obfs4': invalid iat-mode \"7\" (want 0, 1 or 2); fix it in ss-server --plugin-opts or SS_PLUGIN_OPTIONS",
+    "Cannot configure transport 'obfs4': invalid iat-mode \"7\": expected 0, 1 or 2; fix it in ss-server --plugin-opts or SS_PLUGIN_OPTIONS",
   );
+  // obfs4's own words for a bridge line cut short (tor's Bridge line,
+  // --bridge) give way to the plugin options, named once.
+  const cutShort = (() => {
+    try {
+      parseClientConfig({});
+    } catch (error) {
+      return (error as Error).message;
+    }
+    throw new Error("parseClientConfig took no cert and no iat-mode");
+  })();
+  ok(cutShort.includes("tor's Bridge line"), cutShort);
+  const worded = pluginWording(cutShort, false);
+  ok(!/tor's Bridge|--bridge|bridge line/.test(worded), worded);
+  strictEqual(worded.split("SS_PLUGIN_OPTIONS").length, 2, worded);
   // A message that names the place already is left as it is.
   const named =
     "Cannot configure transport 'obfs4': 'cert' has 3 characters: expected 70 of base64 (the bridge line's cert=)";
@@ -674,7 +689,10 @@ Deno.test("SIP003: an obfs4 client plugin given no cert, or a server plugin a ba
   try {
     for (
       const [options, where] of [
-        ["transport=obfs4", "; fix it in ss-local --plugin-opts or SS_PLUGIN_OPTIONS ("],
+        [
+          "transport=obfs4",
+          "; give 'cert' and 'iat-mode' in ss-local --plugin-opts or SS_PLUGIN_OPTIONS (cert=...;iat-mode=0, as the server plugin prints them)\n",
+        ],
         [
           "server;transport=obfs4;iat-mode=7",
           "; fix it in ss-server --plugin-opts or SS_PLUGIN_OPTIONS\n",

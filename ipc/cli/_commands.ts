@@ -33,6 +33,7 @@ import { suggestOptionKey } from "../../transports/_option_keys.ts";
 import { parseSsUri, type SsUri } from "./_ss_uri.ts";
 import { layerTransports } from "../../transports/layer.ts";
 import { oneLine, readValueFile, UsageError } from "./_value_file.ts";
+import { optionsGivenIn } from "../_options_place.ts";
 
 /** Options for {@linkcode runCli}. */
 export interface CliOptions {
@@ -918,9 +919,19 @@ async function ssClient(
   const dialed = formatHostPort(
     await dialedAddress(registry.get(transport), uri.server, options),
   );
-  // The transport's options come from the link: its hints say so.
+  // The transport's options come from the link: its hints say so, and a
+  // layer's refusal is told as the plugin transport's own (the link names no
+  // stack of layers).
   const wording = (message: string) =>
-    message.replace(/\bthe bridge line's\b/g, "the link's plugin option");
+    optionsGivenIn(
+      message,
+      "the link's plugin options (plugin=ptkit;transport=obfs4;cert=...;iat-mode=0), as the bridge's operator gives them",
+    )
+      .replace(
+        /^Cannot configure transport 'shadowsocks_over_[^']*': its layer '[^']*' refused its options: /,
+        "",
+      )
+      .replace(/\bthe bridge line's\b/g, "the link's plugin option");
   return await runSide(
     config,
     {

@@ -22,6 +22,7 @@ import { FileStore } from "./_file_store.ts";
 import { MemoryStore } from "../../transports/memory_store.ts";
 import { CAUSE_REPORTED } from "./_shutdown.ts";
 import { cliError, methodErrorCode, methodErrorText, SIP003_PLUGIN_KEYS } from "../cli/_names.ts";
+import { optionsGivenIn } from "../_options_place.ts";
 
 /** The SIP003 variables: the four addresses a plugin host sets, then the plugin options. */
 export const SIP003_VARS: readonly string[] = [
@@ -229,7 +230,10 @@ export function pluginWording(message: string, server: boolean): string {
     message += " (SS_REMOTE is no address of this machine: under ss-local the plugin is the " +
       "client: leave 'server' out of --plugin-opts)";
   }
-  const worded = message
+  const worded = optionsGivenIn(
+    message,
+    `${where} (cert=...;iat-mode=0, as the server plugin prints them)`,
+  )
     .replace(
       /given as --options '([^']*)', or under tor as 'ServerTransportOptions [^']*' in torrc/g,
       `given as $1 in the plugin options: ${where}`,

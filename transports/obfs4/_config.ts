@@ -162,11 +162,12 @@ export const SERVER_KEYS: readonly string[] = [
 /**
  * Where a client's `cert` and `iat-mode` come from, for the error that finds
  * one missing (a user coming from obfs4proxy copies a bridge line and may cut
- * it short).
+ * it short). A SIP003 plugin's error names its plugin options instead
+ * (pluginWording), an ss:// link's its plugin option.
  */
 const FROM_BRIDGE_LINE = "; 'cert' and 'iat-mode' come from the bridge line the bridge's " +
   "operator gives (obfs4 ADDR:PORT FINGERPRINT cert=... iat-mode=0): keep both on tor's Bridge " +
-  "line or in --bridge, or, under Shadowsocks, in the plugin options (cert=...;iat-mode=0)";
+  "line or in --bridge";
 
 /**
  * Parse an obfs4 client configuration: `cert` and `iat-mode`, or the legacy
