@@ -156,10 +156,13 @@ Deno.test("Session pads every burst and writes paranoid bursts in sampled sizes"
   }
 });
 
-Deno.test("a zero-only length table cannot stall a paranoid (iat-mode 2) session", () => {
-  deepStrictEqual(distributionValues(ZERO_ONLY_SEED, 0, 1448), [0]);
-  const dist = new WeightedDist(ZERO_ONLY_SEED, 0, 1448);
-  const [sender, receiver] = ([2, 0] as const).map((iatMode) =>
+/**
+ * A session in IAT mode 2 and one in mode 0 to decode it, both drawing
+ * lengths and delays from `seed`'s tables.
+ */
+function paranoidPair(seed: Uint8Array): [Session, Session] {
+  const dist = new WeightedDist(seed, 0, 1448);
+  const session = (iatMode: 0 | 2) =>
     new Session({
       sendKeys: keys,
       receiveKeys: keys,
@@ -168,12 +171,17 @@ Deno.test("a zero-only length table cannot stall a paranoid (iat-mode 2) session
       lengthDist: dist,
       iatDist: dist,
       acceptSeed: false,
-    })
-  );
+    });
+  return [session(2), session(0)];
+}
+
+Deno.test("a zero-only length table cannot stall a paranoid (iat-mode 2) session", () => {
+  deepStrictEqual(distributionValues(ZERO_ONLY_SEED, 0, 1448), [0]);
+  const [sender, receiver] = paranoidPair(ZERO_ONLY_SEED);
   const data = crypto.getRandomValues(new Uint8Array(5000));
-  const writes = sender!.encode(data);
+  const writes = sender.encode(data);
   ok(writes.every((w) => w.length > 0 && w.length <= 1448));
-  deepStrictEqual(Uint8Array.from(writes.flatMap((w) => [...receiver!.decode(w)])), data);
+  deepStrictEqual(Uint8Array.from(writes.flatMap((w) => [...receiver.decode(w)])), data);
 });
 
 Deno.test("a length table of lengths too short to pad to (a hostile bridge's seed) cannot loop a paranoid (iat-mode 2) session", () => {
@@ -182,26 +190,15 @@ Deno.test("a length table of lengths too short to pad to (a hostile bridge's see
   // until its memory runs out; a session pads a burst past its target at
   // most twice, then writes the rest as it is.
   deepStrictEqual(distributionValues(SMALL_ONLY_SEED, 0, 1448), [17]);
-  const dist = new WeightedDist(SMALL_ONLY_SEED, 0, 1448);
-  const [sender, receiver] = ([2, 0] as const).map((iatMode) =>
-    new Session({
-      sendKeys: keys,
-      receiveKeys: keys,
-      crypto: box,
-      iatMode,
-      lengthDist: dist,
-      iatDist: dist,
-      acceptSeed: false,
-    })
-  );
+  const [sender, receiver] = paranoidPair(SMALL_ONLY_SEED);
   for (const size of [0, 1, 100, 777, 5000, 40_000]) {
     const data = crypto.getRandomValues(new Uint8Array(size));
-    const writes = sender!.encode(data);
+    const writes = sender.encode(data);
     ok(writes.every((w) => w.length > 0 && w.length <= 17), `size ${size}`);
     const bursts = Math.max(1, Math.ceil(size / MAX_BURST));
     const wire = writes.reduce((n, w) => n + w.length, 0);
     ok(wire <= size + bursts * (3 * 1490 + 30 * 21), `size ${size}: ${wire} wire bytes`);
-    deepStrictEqual(Uint8Array.from(writes.flatMap((w) => [...receiver!.decode(w)])), data);
+    deepStrictEqual(Uint8Array.from(writes.flatMap((w) => [...receiver.decode(w)])), data);
   }
 });
 

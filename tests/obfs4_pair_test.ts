@@ -1,6 +1,6 @@
 // Copyright the ptkit authors. MIT license.
 
-import { bytesBeforeTimer } from "./_util.ts";
+import { bytesBeforeTimer, bytesCopiedBy } from "./_util.ts";
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert";
 import { createObfs4, obfs4 } from "../transports/obfs4/mod.ts";
 import { MemoryStore } from "../transports/memory_store.ts";
@@ -636,21 +636,9 @@ Deno.test("an obfs4 handshake sent one byte per read is copied about once on eit
     // The client's handshake (the server sends nothing) is taken off.
     void encoded.read().catch(() => {});
     // Bytes copied by Uint8Array#set while the handshake bytes come in.
-    let copied = 0;
-    const set = Uint8Array.prototype.set;
-    Uint8Array.prototype.set = function (
-      this: Uint8Array,
-      source: ArrayLike<number>,
-      offset?: number,
-    ) {
-      copied += source.length;
-      return set.call(this, source, offset);
-    } as typeof set;
-    try {
+    const { copied } = await bytesCopiedBy(async () => {
       for (let i = 0; i < junk.length; i++) await writer.write(junk.subarray(i, i + 1));
-    } finally {
-      Uint8Array.prototype.set = set;
-    }
+    });
     // 32 million before: each read was joined with all the bytes before it.
     ok(copied < 4 * junk.length, `${copied} bytes copied for ${junk.length} bytes one at a time`);
     await writer.abort(new Error("done")).catch(() => {});

@@ -9,7 +9,7 @@ import { createShadowsocks, shadowsocks } from "../transports/shadowsocks/mod.ts
 import { METHODS as METHOD_INFO } from "../transports/shadowsocks/_methods.ts";
 import { evpBytesToKey, sessionSubkey } from "../transports/shadowsocks/_methods.ts";
 import type { HostPort, TransportPair } from "../transports/transport.ts";
-import { bytesBeforeTimer, hashOf, pseudoRandomChunks } from "./_util.ts";
+import { bytesBeforeTimer, bytesCopiedBy, hashOf, pseudoRandomChunks } from "./_util.ts";
 import { SS_LOCAL_RECORDED } from "./portable_checks.ts";
 import { libcryptoAead, type NodeCryptoAead, nodeCryptoAead } from "../net/_aead.ts";
 import { loadNativeCrypto } from "../net/native_crypto.ts";
@@ -868,23 +868,11 @@ Deno.test("a shadowsocks stream sent one byte per read is copied about once, not
   const out: Uint8Array[] = [];
   // Bytes copied by Uint8Array#set while decoding (where the decoder joins
   // what it holds and what came).
-  let copied = 0;
-  const set = Uint8Array.prototype.set;
-  Uint8Array.prototype.set = function (
-    this: Uint8Array,
-    source: ArrayLike<number>,
-    offset?: number,
-  ) {
-    copied += source.length;
-    return set.call(this, source, offset);
-  } as typeof set;
-  try {
+  const { copied } = await bytesCopiedBy(() => {
     for (let i = 0; i < wire.length; i++) {
       decoder.decode(wire.subarray(i, i + 1), (p) => out.push(p));
     }
-  } finally {
-    Uint8Array.prototype.set = set;
-  }
+  });
   deepStrictEqual(concat(...out), plain);
   // A few times each (kept, joined to the read that completes its chunk,
   // opened): 131,731 for these 32,866. 269 million before (each read

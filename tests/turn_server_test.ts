@@ -36,6 +36,25 @@ interface Rig {
   connect(name?: string, username?: string, password?: string, source?: string): StunTestClient;
 }
 
+/**
+ * A TurnServer with no users (unless given) and a fake relay, on a clock the
+ * test moves: `clock.t` is its time in milliseconds.
+ */
+function clockedServer(
+  t: number,
+  options: Partial<TurnServerOptions> = {},
+): { clock: { t: number }; server: TurnServer } {
+  const clock = { t };
+  const server = new TurnServer({
+    realm: "pt.test",
+    users: {},
+    relay: new FakeRelay(),
+    now: () => clock.t,
+    ...options,
+  });
+  return { clock, server };
+}
+
 function rig(options: Partial<TurnServerOptions> = {}): Rig {
   const relay = new FakeRelay();
   const clock = { t: 1_000_000 };
@@ -970,13 +989,7 @@ Deno.test("serveTurnStream: a client that never reads what it is sent is not rea
 });
 
 Deno.test("TurnServer takes 50 requests a second (bursts of 50) from a byte-stream client, and counts the rest", async () => {
-  const clock = { t: 1_000_000 };
-  const server = new TurnServer({
-    realm: "pt.test",
-    users: {},
-    relay: new FakeRelay(),
-    now: () => clock.t,
-  });
+  const { clock, server } = clockedServer(1_000_000);
   const { done, stop, writer } = stalledStream(server);
   await writer.write(bindingFlood(10_000));
   for (let i = 0; i < 300 && server.stats().drops.rateLimited < 9_950; i++) {
@@ -998,13 +1011,7 @@ Deno.test("TurnServer takes 50 requests a second (bursts of 50) from a byte-stre
 });
 
 Deno.test("TurnServer's request budget of a byte-stream client survives a clock stepped back an hour", () => {
-  const clock = { t: 1_000_000_000 };
-  const server = new TurnServer({
-    realm: "pt.test",
-    users: {},
-    relay: new FakeRelay(),
-    now: () => clock.t,
-  });
+  const { clock, server } = clockedServer(1_000_000_000);
   let answers = 0;
   const client: TurnClient = {
     key: "s1",
@@ -1069,13 +1076,7 @@ function udpClients(server: TurnServer) {
 }
 
 Deno.test("TurnServer over UDP answers a source's unauthenticated requests 500 at once, then 100 a second on the injected clock, and still answers other sources", () => {
-  const clock = { t: 1_000_000 };
-  const server = new TurnServer({
-    realm: "pt.test",
-    users: { u: "p" },
-    relay: new FakeRelay(),
-    now: () => clock.t,
-  });
+  const { clock, server } = clockedServer(1_000_000, { users: { u: "p" } });
   const udp = udpClients(server);
   // 2000 Binding and Allocate requests (each would get an answer: a
   // success, a 401) from 8 ports of one address at once: 500 answered.
@@ -1108,12 +1109,8 @@ Deno.test("TurnServer over UDP answers a source's unauthenticated requests 500 a
 });
 
 Deno.test("TurnServer over UDP limits an IPv6 source by its /64, and takes its options (requestBurstPerSource, requestsPerSecondPerSource)", () => {
-  const clock = { t: 1_000_000 };
-  const server = new TurnServer({
-    realm: "pt.test",
+  const { clock, server } = clockedServer(1_000_000, {
     users: { u: "p" },
-    relay: new FakeRelay(),
-    now: () => clock.t,
     requestBurstPerSource: 20,
     requestsPerSecondPerSource: 4,
   });
@@ -1190,13 +1187,7 @@ Deno.test("TurnServer over UDP still answers a client holding an allocation whil
 });
 
 Deno.test("TurnServer tracks the request rate of at most maxRequestSources sources, forgetting those that asked least recently", () => {
-  const clock = { t: 1_000_000 };
-  const server = new TurnServer({
-    realm: "pt.test",
-    users: {},
-    relay: new FakeRelay(),
-    now: () => clock.t,
-  });
+  const { server } = clockedServer(1_000_000);
   const udp = udpClients(server);
   const ip = (n: number) => `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
   udp.flood("192.0.2.1", 600);
@@ -1232,13 +1223,7 @@ Deno.test("SourceRequestRates holds the budgets of at most maxSources of 200,000
 });
 
 Deno.test("TurnServer limits the requests of a source's byte-stream clients together, not only each connection's", () => {
-  const clock = { t: 1_000_000 };
-  const server = new TurnServer({
-    realm: "pt.test",
-    users: {},
-    relay: new FakeRelay(),
-    now: () => clock.t,
-  });
+  const { server } = clockedServer(1_000_000);
   let answers = 0;
   const stream = (n: number, source?: string): TurnClient => ({
     key: `stream:${n}`,
@@ -1885,13 +1870,7 @@ Deno.test("serveTurnStream with idleTimeout keeps a quiet connection while its a
   // it (its next Refresh, on a new flow: 437), where the same flags toward
   // coturn hold the flow for the allocation's lifetime (README: "in STUN
   // mode not before the TURN allocation it carries expires").
-  const clock = { t: Date.now() };
-  const server = new TurnServer({
-    realm: "pt.test",
-    users: { u: "p" },
-    relay: new FakeRelay(),
-    now: () => clock.t,
-  });
+  const { clock, server } = clockedServer(Date.now(), { users: { u: "p" } });
   const toServer = new TransformStream<Uint8Array, Uint8Array>();
   const inbox = new Queue<Uint8Array>();
   let ended = false;
