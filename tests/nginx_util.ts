@@ -105,8 +105,10 @@ export interface NginxOptions {
   readonly certificate: TestCertificate;
   /** The secret path (with its leading `/`) forwarded to the WebTunnel server. */
   readonly secretPath: string;
-  /** The WebTunnel server's port on 127.0.0.1. */
+  /** The WebTunnel server's port. */
   readonly backendPort: number;
+  /** The WebTunnel server's address. Defaults to 127.0.0.1. */
+  readonly backendHost?: string;
   /** Source address of nginx's connections to the backend. Defaults to the kernel's choice. */
   readonly proxyBind?: string;
   /** Extra files served from the site root, by name. */
@@ -135,7 +137,10 @@ async function readmeLocations(options: NginxOptions): Promise<string> {
   if (!text.includes(README_BACKEND)) throw new Error("README.md's nginx block has no proxy_pass");
   const bind = options.proxyBind === undefined ? "" : `\n        proxy_bind ${options.proxyBind};`;
   return text.replace(`location = ${README_PATH} {`, `location = ${options.secretPath} {`)
-    .replace(README_BACKEND, `http://127.0.0.1:${options.backendPort};${bind}`);
+    .replace(
+      README_BACKEND,
+      `http://${options.backendHost ?? "127.0.0.1"}:${options.backendPort};${bind}`,
+    );
 }
 
 /** The cover page nginx serves on `/`. */

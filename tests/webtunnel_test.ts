@@ -361,7 +361,10 @@ interface Front {
 }
 
 /** nginx with a fresh certificate in front of `backendPort`. */
-async function front(backendPort: number, extra: { proxyBind?: string } = {}): Promise<Front> {
+async function front(
+  backendPort: number,
+  extra: { proxyBind?: string; backendHost?: string } = {},
+): Promise<Front> {
   const dir = await Deno.makeTempDir({ prefix: "ptkit_webtunnel_" });
   const certificate = await makeCertificate(dir);
   const nginx = await Nginx.start({
@@ -664,10 +667,16 @@ Deno.test("webtunnel behind nginx as README configures it: nginx's error log nev
   // unread (a reset): nginx logs both at level error, with 'client: ADDRESS'
   // and the request line (the secret path) unless the location's error_log
   // sends them elsewhere.
-  const down = freePort();
+  // The port nothing listens on is on 127.0.0.2: nginx and the servers
+  // here listen on 127.0.0.1, on ports of the kernel's choice, which could
+  // be one just closed there.
+  const down = (() => {
+    using listener = Deno.listen({ hostname: "127.0.0.2", port: 0 });
+    return { host: "127.0.0.2", port: listener.addr.port };
+  })();
   const closing = tcpServer((conn) => Promise.resolve(conn.close()));
-  for (const backend of [down, closing.port]) {
-    await using site = await front(backend);
+  for (const backend of [down, { host: "127.0.0.1", port: closing.port }]) {
+    await using site = await front(backend.port, { backendHost: backend.host });
     const connector = await createConnector(webtunnel, {
       url: `https://localhost:${site.nginx.port}${SECRET}`,
     }, { caCerts: [site.certificate.caPem] });
