@@ -818,8 +818,8 @@ export const MUTATIONS: readonly Mutation[] = [
     kind: "bound",
     description: "obfs4 IAT mode 1 writes whole bursts instead of segments",
     file: OBFS4_SESSION,
-    search: "writes.push(burst.subarray(i, i + MAX_SEGMENT_LENGTH));",
-    replace: "if (i === 0) writes.push(burst);",
+    search: "writes.push(burst.subarray(at, at + MAX_SEGMENT_LENGTH));",
+    replace: "if (at === 0) writes.push(burst);",
     tests: [T_OBFS4_IAT],
   },
   {
