@@ -606,6 +606,24 @@ Deno.test("SIP003: main.ts refuses an unknown or free transport and bad options 
   }
 });
 
+/**
+ * Run main.ts as a plugin with `options` its transport refuses: its exit
+ * status must be 64 (a configuration error); its standard error.
+ */
+async function refusedOptions(options: string, home: string): Promise<string> {
+  await using plugin = new TextProcess(MAIN, [], {
+    ...VARS,
+    SS_REMOTE_HOST: "127.0.0.1",
+    SS_REMOTE_PORT: String(freePort()),
+    SS_PLUGIN_OPTIONS: options,
+    XDG_STATE_HOME: home,
+  });
+  const status = await plugin.child.status;
+  await plugin.done;
+  deepStrictEqual(status.code, 64, plugin.stderr);
+  return plugin.stderr;
+}
+
 Deno.test("SIP003: main.ts tells a plugin user to put WebTunnel's url= in the plugin options (server and client), exit 64", async () => {
   const home = await Deno.makeTempDir({ prefix: "ptkit_sip003_" });
   try {
@@ -615,24 +633,15 @@ Deno.test("SIP003: main.ts tells a plugin user to put WebTunnel's url= in the pl
         ["transport=webtunnel", "ss-local --plugin-opts or SS_PLUGIN_OPTIONS"],
       ] as const
     ) {
-      await using plugin = new TextProcess(MAIN, [], {
-        ...VARS,
-        SS_REMOTE_HOST: "127.0.0.1",
-        SS_REMOTE_PORT: String(freePort()),
-        SS_PLUGIN_OPTIONS: options,
-        XDG_STATE_HOME: home,
-      });
-      const status = await plugin.child.status;
-      await plugin.done;
-      deepStrictEqual(status.code, 64, plugin.stderr);
+      const stderr = await refusedOptions(options, home);
       ok(
-        plugin.stderr.startsWith(
+        stderr.startsWith(
           "ptkit: error: Cannot configure webtunnel: missing required option 'url' (",
         ),
-        plugin.stderr,
+        stderr,
       );
-      ok(plugin.stderr.includes(`url=`) && plugin.stderr.includes(`${where})\n`), plugin.stderr);
-      ok(!/--options|TOR_PT_|bridge line/.test(plugin.stderr), plugin.stderr);
+      ok(stderr.includes(`url=`) && stderr.includes(`${where})\n`), stderr);
+      ok(!/--options|TOR_PT_|bridge line/.test(stderr), stderr);
     }
   } finally {
     await Deno.remove(home, { recursive: true });
@@ -699,21 +708,9 @@ Deno.test("SIP003: an obfs4 client plugin given no cert, or a server plugin a ba
         ],
       ] as const
     ) {
-      await using plugin = new TextProcess(MAIN, [], {
-        ...VARS,
-        SS_REMOTE_HOST: "127.0.0.1",
-        SS_REMOTE_PORT: String(freePort()),
-        SS_PLUGIN_OPTIONS: options,
-        XDG_STATE_HOME: home,
-      });
-      const status = await plugin.child.status;
-      await plugin.done;
-      deepStrictEqual(status.code, 64, plugin.stderr);
-      ok(
-        plugin.stderr.startsWith("ptkit: error: Cannot configure transport 'obfs4': "),
-        plugin.stderr,
-      );
-      ok(plugin.stderr.includes(where), plugin.stderr);
+      const stderr = await refusedOptions(options, home);
+      ok(stderr.startsWith("ptkit: error: Cannot configure transport 'obfs4': "), stderr);
+      ok(stderr.includes(where), stderr);
     }
   } finally {
     await Deno.remove(home, { recursive: true });

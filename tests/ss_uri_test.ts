@@ -488,11 +488,16 @@ Deno.test("main.ts client ss://...?plugin=ptkit;...: a plugin option given twice
   }
 });
 
-Deno.test("main.ts client ss://...?plugin=ptkit;transport=webtunnel without url=: the error names the link's plugin option, not a bridge line", async () => {
+/**
+ * Run main.ts client with an aes-128-gcm link whose plugin options
+ * (`plugin`, as the link writes them before encoding) its transport
+ * refuses: its exit status must be 64; its standard error.
+ */
+async function refusedLink(plugin: string): Promise<string> {
   const state = await Deno.makeTempDir();
   try {
     const link = `ss://${b64url(`aes-128-gcm:${SECRET}`)}@127.0.0.1:8388/?plugin=${
-      encodeURIComponent("ptkit;transport=webtunnel")
+      encodeURIComponent(plugin)
     }`;
     const { code, err } = await runUntil([
       "client",
@@ -503,38 +508,27 @@ Deno.test("main.ts client ss://...?plugin=ptkit;transport=webtunnel without url=
       state,
     ]);
     deepStrictEqual(code, 64, err);
-    deepStrictEqual(
-      err,
-      "ptkit: error: Cannot configure webtunnel: missing required option 'url' (the link's plugin option url=https://HOST/SECRET-PATH)\n",
-    );
+    return err;
   } finally {
     await Deno.remove(state, { recursive: true });
   }
+}
+
+Deno.test("main.ts client ss://...?plugin=ptkit;transport=webtunnel without url=: the error names the link's plugin option, not a bridge line", async () => {
+  const err = await refusedLink("ptkit;transport=webtunnel");
+  deepStrictEqual(
+    err,
+    "ptkit: error: Cannot configure webtunnel: missing required option 'url' (the link's plugin option url=https://HOST/SECRET-PATH)\n",
+  );
 });
 
 Deno.test("main.ts client ss://...?plugin=ptkit;transport=obfs4;cert=<bad>: the error names the link's plugin option cert=, never a layer key obfs4.cert the link does not have", async () => {
-  const state = await Deno.makeTempDir();
-  try {
-    const link = `ss://${b64url(`aes-128-gcm:${SECRET}`)}@127.0.0.1:8388/?plugin=${
-      encodeURIComponent("ptkit;transport=obfs4;cert=abc;iat-mode=0")
-    }`;
-    const { code, err } = await runUntil([
-      "client",
-      link,
-      "--socks",
-      "127.0.0.1:0",
-      "--state",
-      state,
-    ]);
-    deepStrictEqual(code, 64, err);
-    ok(err.includes("(the link's plugin option cert=)\n"), err);
-    // The link is carried as Shadowsocks inside a stack of layers, whose
-    // keys are written 'obfs4.cert': the link writes cert=.
-    ok(!err.includes("obfs4.<key>") && !err.includes("obfs4.cert"), err);
-    ok(!err.includes(SECRET), err);
-  } finally {
-    await Deno.remove(state, { recursive: true });
-  }
+  const err = await refusedLink("ptkit;transport=obfs4;cert=abc;iat-mode=0");
+  ok(err.includes("(the link's plugin option cert=)\n"), err);
+  // The link is carried as Shadowsocks inside a stack of layers, whose
+  // keys are written 'obfs4.cert': the link writes cert=.
+  ok(!err.includes("obfs4.<key>") && !err.includes("obfs4.cert"), err);
+  ok(!err.includes(SECRET), err);
 });
 
 Deno.test("main.ts client ss://...: the link may follow the flags; the #tag prints as UTF-8", async () => {
