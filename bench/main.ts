@@ -27,6 +27,17 @@ no arguments; these variables choose what runs:
   OBFS4_BENCH_IAT_MIB=N        obfs4: MiB of the iat-mode 1 transfer (default 2)
   OBFS4_BENCH_PROFILE=DIR      obfs4: write V8 CPU profiles of ptkit's processes to DIR
   SHADOWSOCKS_BENCH_METHODS=L  Shadowsocks: comma-separated methods
+  UDP_BENCH_SIZES=LIST         UDP: datagram sizes in bytes, comma-separated (default 64,512,1400)
+  UDP_BENCH_TRANSPORTS=LIST    UDP: plain,obfs4 or either alone (default both)
+  UDP_BENCH_COUNT=N            UDP: datagrams per timed run (default 20000, at least 1000)
+  UDP_BENCH_PROFILE=DIR        UDP: write V8 CPU profiles of the PT processes to DIR
+
+The UDP table's "PT CPU" is the PT client's and server's CPU time (user +
+system, from /proc/PID/stat) in microseconds per datagram echoed, "app CPU"
+the bench process's (the application and the echo server): on a machine
+other work loads, datagrams per second follow the CPU the processes get,
+while CPU per datagram follows what their work costs (it still rises as
+bursts get shorter: the PT's reads and writes then carry fewer datagrams).
 
 Each section is a script of its own under bench/ (deno run -A bench/obfs4_bench.ts ...).
 `;
