@@ -30,6 +30,7 @@ no arguments; these variables choose what runs:
   UDP_BENCH_SIZES=LIST         UDP: datagram sizes in bytes, comma-separated (default 64,512,1400)
   UDP_BENCH_TRANSPORTS=LIST    UDP: plain,obfs4 or either alone (default both)
   UDP_BENCH_COUNT=N            UDP: datagrams per timed run (default 20000, at least 1000)
+  UDP_BENCH_WINDOW=N           UDP: datagrams outstanding (default 256; fewer: shorter bursts)
   UDP_BENCH_PROFILE=DIR        UDP: write V8 CPU profiles of the PT processes to DIR
 
 The UDP table's "PT CPU" is the PT client's and server's CPU time (user +

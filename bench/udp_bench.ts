@@ -26,7 +26,6 @@ import { udpReceiveBufferErrors } from "../tests/udp_test_utils.ts";
 import { childPids, cpuSeconds } from "./_cpu.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
-const WINDOW = 256;
 const TRANSPORTS = ["plain", "obfs4"];
 
 /**
@@ -61,6 +60,15 @@ const CHOSEN = listFromEnv(
 const COUNT = listFromEnv("UDP_BENCH_COUNT", [20_000], (item) => {
   const count = Number(item);
   return /^\d+$/.test(item) && count >= 1_000 ? count : undefined;
+})[0]!;
+/**
+ * Datagrams outstanding (UDP_BENCH_WINDOW): fewer make shorter bursts, so
+ * each read and write of the PTs carries fewer datagrams, as when the PTs
+ * keep up with the application (an idle machine) rather than fall behind.
+ */
+const WINDOW = listFromEnv("UDP_BENCH_WINDOW", [256], (item) => {
+  const window = Number(item);
+  return /^\d+$/.test(item) && window >= 1 && window <= 4096 ? window : undefined;
 })[0]!;
 
 /** CPU seconds `pid` and its descendants (a server's -workers children) have used. */
