@@ -97,6 +97,32 @@ Deno.test("runCli refuses bad input with a clear message and exit 64", async () 
       ["client", "-proxylistenaddr", "127.0.0.1:1080"],
       /^ptkit: error: Unknown flag -proxylistenaddr \(did you mean --socks\?\)\n/,
     ],
+    // Another command's flag is named with the command that takes it (a
+    // server's --orport given to the client got a bare 'Unknown flag').
+    [
+      ["client", "--orport", "127.0.0.1:9001"],
+      /^ptkit: error: Unknown flag --orport: main\.ts client has no such flag; main\.ts server takes it as --target\n/,
+    ],
+    [
+      ["client", "--public-address", "203.0.113.7:443"],
+      /^ptkit: error: Unknown flag --public-address: main\.ts client has no such flag; main\.ts server takes it\n/,
+    ],
+    [
+      ["server", "--bridge", "obfs4 203.0.113.7:443"],
+      /^ptkit: error: Unknown flag --bridge: main\.ts server has no such flag; main\.ts client takes it\n/,
+    ],
+    [
+      ["server", "-proxylistenaddr", "127.0.0.1:1080"],
+      /^ptkit: error: Unknown flag -proxylistenaddr: main\.ts server has no such flag; main\.ts client takes it as --socks\n/,
+    ],
+    [
+      ["start", "--target", "socks"],
+      /^ptkit: error: Unknown flag --target: main\.ts start has no such flag; main\.ts server takes it\n/,
+    ],
+    [
+      ["client", "--listen", "127.0.0.1:1080"],
+      /^ptkit: error: Unknown flag --listen \(did you mean --socks\?\)\n/,
+    ],
     [["server", "stray"], /Unexpected argument 2: expected a flag/],
     // What a bridge line is and where it comes from (was "Missing --bridge '<bridge line>'").
     [

@@ -25,7 +25,19 @@ const OTHER_NAMES: Readonly<Record<string, string>> = {
   orport: "target",
   extorport: "target",
   bindaddr: "listen",
+  listen: "socks",
 };
+
+/** Where a command is, among the program's others, for an unknown flag's hint. */
+export interface FlagContext {
+  /** The command as typed: `main.ts client`. */
+  readonly command: string;
+  /**
+   * The flags of the program's other commands that this one lacks, each
+   * with the command that takes it (`listen` → `main.ts server`).
+   */
+  readonly elsewhere: Readonly<Record<string, string>>;
+}
 
 /**
  * Parse a command's flags: `-name` or `--name`, the value next or after
@@ -38,6 +50,8 @@ const OTHER_NAMES: Readonly<Record<string, string>> = {
  * @param before How many arguments came before `args` (for positions).
  * @param positional Takes an argument that is not a flag (a link), or not.
  * @param all Receives every value of each flag.
+ * @param context The command among the others: a flag of another command
+ * (`main.ts client --orport`) is named as that command's.
  * @returns The values by flag name (`"true"` for one without a value), or
  * the reason, which names flags only.
  */
@@ -47,6 +61,7 @@ export function parseCliFlags(
   before: number,
   positional: (arg: string) => boolean = () => false,
   all?: Record<string, string[]>,
+  context?: FlagContext,
 ): Record<string, string> | string {
   const values: Record<string, string> = {};
   for (let i = 0; i < args.length; i++) {
@@ -63,6 +78,20 @@ export function parseCliFlags(
       const near = other !== undefined && Object.hasOwn(specs, other)
         ? other
         : suggestOptionKey(name, Object.keys(specs));
+      // Another command's flag (a server's --orport given to the client):
+      // which command takes it, not silence.
+      const owner = near === undefined && context !== undefined
+        ? Object.hasOwn(context.elsewhere, key)
+          ? { command: context.elsewhere[key]!, as: "" }
+          : other !== undefined && Object.hasOwn(context.elsewhere, other)
+          ? { command: context.elsewhere[other]!, as: ` as --${other}` }
+          : undefined
+        : undefined;
+      if (owner !== undefined) {
+        return `Unknown flag ${dashes}${given}: ${
+          context!.command
+        } has no such flag; ${owner.command} takes it${owner.as}`;
+      }
       // Named as typed (`-L`, not `--l`), so the user finds it in their command.
       return `Unknown flag ${dashes}${given}${
         near === undefined ? "" : ` (did you mean --${near}?)`

@@ -253,7 +253,18 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
     );
     return 64;
   }
-  const parsed = parseCliFlags(rest, specs, args.length - rest.length, takeLink);
+  // The other commands' flags this one lacks, each named with its command.
+  const elsewhere: Record<string, string> = {};
+  for (const [other, otherSpecs] of Object.entries(SPECS)) {
+    if (other === subcommand) continue;
+    for (const flag of Object.keys(otherSpecs)) {
+      if (!Object.hasOwn(specs, flag)) elsewhere[flag] ??= `${command} ${other}`;
+    }
+  }
+  const parsed = parseCliFlags(rest, specs, args.length - rest.length, takeLink, undefined, {
+    command: `${command} ${subcommand}`,
+    elsewhere,
+  });
   if (typeof parsed === "string") {
     err(`${cliError(parsed)}\n${cliUsage(subcommand!, command)}`);
     return 64;
