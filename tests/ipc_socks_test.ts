@@ -342,6 +342,55 @@ Deno.test("main.ts SOCKS reply 13 when a transport's required arguments are miss
   await Deno.remove(state, { recursive: true });
 });
 
+Deno.test("main.ts warns once about a bridge line's refused arguments, however often tor retries it (it warned up to 10 times every 10 s)", async () => {
+  const state = await Deno.makeTempDir();
+  const closedPort = (() => {
+    using l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    return l.addr.port;
+  })();
+  await using pt = new PtProcess(
+    ["-logLevel", "info"],
+    env(state, { TOR_PT_CLIENT_TRANSPORTS: "obfs4" }),
+  );
+  const at = await pt.cmethod("obfs4");
+  const userpass = (text: string) => ({
+    kind: "userpass" as const,
+    user: encoder.encode(text),
+    pass: new Uint8Array([0]),
+  });
+  // tor's retries of one bridge line: the same arguments each time. A
+  // cert cut short, one that does not parse, and another bridge's fault.
+  const attempts: [string, Parameters<typeof socksConnect>[2], number][] = [
+    ...Array.from({ length: 5 }, () => ["short cert", userpass("cert=AAAA;iat-mode=0"), 0x13]),
+    ...Array.from({ length: 5 }, () => ["no value", userpass("novalue"), 0x12]),
+    ["iat-mode 7", userpass("cert=AAAA;iat-mode=7"), 0x13],
+  ] as [string, Parameters<typeof socksConnect>[2], number][];
+  for (const [name, auth, expected] of attempts) {
+    const { code, conn } = await socksConnect(at.port, { port: closedPort }, auth);
+    conn.close();
+    deepStrictEqual(code, expected, name);
+  }
+  await pt.closeStdin();
+  const { code, lines } = await pt.exit();
+  deepStrictEqual(code, 0);
+  const said = (severity: string, pattern: RegExp) =>
+    lines.filter((line) => line.startsWith(`LOG SEVERITY=${severity} `) && pattern.test(line))
+      .length;
+  // Each complaint once at warning, its repeats at info.
+  deepStrictEqual(said("warning", /rejected its arguments.*'cert' has 4 characters/), 1);
+  deepStrictEqual(said("info", /rejected its arguments.*'cert' has 4 characters/), 4);
+  deepStrictEqual(said("warning", /SOCKS handshake failed/), 1);
+  deepStrictEqual(said("info", /SOCKS handshake failed/), 4);
+  deepStrictEqual(said("warning", /rejected its arguments/), 2, lines.join("\n"));
+  // Every attempt still fails in its own STATUS line (tor logs them at info).
+  const failed = lines.filter((line) =>
+    line.startsWith("STATUS TRANSPORT=obfs4 ") &&
+    line.includes(`ADDRESS=127.0.0.1:${closedPort} CONNECT=Failed ERRSTR="`)
+  );
+  deepStrictEqual(failed.length, attempts.length, lines.join("\n"));
+  await Deno.remove(state, { recursive: true });
+});
+
 Deno.test("main.ts: a connection attempt given up during the transport's handshake says why in its STATUS line, as in its LOG line", async () => {
   const state = await Deno.makeTempDir();
   // A bridge that accepts and never answers: obfs4's handshake waits.

@@ -6,7 +6,7 @@
 // connection past the digest.
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
-import { describe, digestLog, lineKind } from "../ipc/managed/_log.ts";
+import { complaintsOnce, describe, digestLog, lineKind } from "../ipc/managed/_log.ts";
 
 Deno.test("digestLog: lines that differ only in their numbers are one kind (10 at once, then counted)", () => {
   const lines: string[] = [];
@@ -135,4 +135,16 @@ Deno.test("describe keeps the colon after an unbracketed IPv6 address, as after 
     ["dial [2001:db8::1]:443: refused", "dial [address]: refused"],
   ];
   for (const [message, expected] of cases) strictEqual(describe(new Error(message)), expected);
+});
+
+Deno.test("complaintsOnce: a text is new once, again after the period, and at most max are held", () => {
+  let time = 0;
+  const isNew = complaintsOnce(1000, 2, () => time);
+  deepStrictEqual([isNew("a"), isNew("a"), isNew("b"), isNew("a")], [true, false, true, false]);
+  time = 999;
+  deepStrictEqual(isNew("a"), false);
+  time = 1000;
+  deepStrictEqual([isNew("a"), isNew("a")], [true, false]);
+  // "c" makes three: the oldest said ("b") is forgotten, "a" is kept.
+  deepStrictEqual([isNew("c"), isNew("a"), isNew("b")], [true, false, true]);
 });

@@ -12,7 +12,7 @@ import type { RunningProxy } from "./runner.ts";
 export { createConnector, HelperLimit } from "../../client.ts";
 export { SocksServer } from "../socks/_socks_server.ts";
 export { HTTP_REQUEST_MESSAGE } from "../socks/_server_handshake.ts";
-export { SocksReply, SocksReplyError } from "../socks/_reply.ts";
+export { SocksReply, socksReplyCode, SocksReplyError } from "../socks/_reply.ts";
 export { socks5Connect } from "../socks/_client.ts";
 export { retryWhileExhausted } from "../../net/_accept_loop.ts";
 export { metricsCore } from "../../net/metrics.ts";

@@ -105,6 +105,36 @@ export function digestLog(
 }
 
 /**
+ * Tells a configuration complaint that is new from one said lately: the
+ * same bridge line's arguments are refused on every connection tor retries
+ * (seconds apart, for as long as it runs), and the operator needs the
+ * warning once, not once a retry. The first time a text is seen, and again
+ * once `periodMs` has passed since it was last said, it is new; between,
+ * it is not. At most `max` texts are held (the oldest forgotten first).
+ *
+ * @param periodMs How long a text stays said. Defaults to an hour.
+ * @param max How many texts are held. Defaults to 256.
+ * @param now The clock.
+ * @returns `isNew(text)`, which records `text` as said when it is new.
+ */
+export function complaintsOnce(
+  periodMs = 3_600_000,
+  max = 256,
+  now: () => number = Date.now,
+): (text: string) => boolean {
+  const said = new Map<string, number>();
+  return (text) => {
+    const time = now();
+    const last = said.get(text);
+    if (last !== undefined && time - last < periodMs) return false;
+    said.delete(text);
+    said.set(text, time);
+    if (said.size > max) said.delete(said.keys().next().value!);
+    return true;
+  };
+}
+
+/**
  * `error` said again with `message`, of the same class (a refusal stays
  * `Deno.errors.ConnectionRefused`, so what callers map it to stays the
  * same), the original as its cause.

@@ -16,7 +16,7 @@ import {
 } from "./runner.ts";
 import { sideTransports } from "./_requested_transports.ts";
 import { HELPER_TRANSPORTS } from "./_registry.ts";
-import { acceptErrorLogger, describe, digestLog } from "./_log.ts";
+import { acceptErrorLogger, complaintsOnce, describe, digestLog } from "./_log.ts";
 import { checkComplete } from "./_check_options.ts";
 import { BOUND_DESTINATION, formatHostPort, type HostPort } from "../../net/address.ts";
 import type { TransportConn } from "../../net/transport_conn.ts";
@@ -122,6 +122,9 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
     );
   // Per-connection lines, digested: a flood must not flood the parent.
   const digested = digestLog(log);
+  // A bridge line's refused arguments, said at warning once an hour: tor
+  // retries the bridge every few seconds, each retry refused alike.
+  const newComplaint = complaintsOnce();
   const requested = sideTransports(config, options);
   const { metrics } = options;
   const status = (name: string, server: HostPort, fields: Record<string, string>) =>
@@ -379,9 +382,23 @@ export async function runClient(config: ClientConfig, options: RunOptions): Prom
                 const argumentsError = error instanceof serving.SocksReplyError &&
                   (error.code === serving.SocksReply.settingsParseError ||
                     error.message === serving.HTTP_REQUEST_MESSAGE);
+                // Arguments the transport refused (at start of the
+                // connection or when it made its pair) are the same fault.
+                const code = serving.socksReplyCode(error);
+                const complaint = argumentsError ||
+                  (stage !== "handshake" && (code === serving.SocksReply.settingsInvalid ||
+                    code === serving.SocksReply.settingsParseError));
+                const message = `${name}: SOCKS ${stage} failed: ${describe(error)}`;
+                // The same complaint again (tor's next retry of the same
+                // bridge line) is info until an hour has passed: it was
+                // repeated at warning up to 10 times every 10 s.
                 digested(
-                  stage === "handshake" && !argumentsError ? "info" : "warning",
-                  `${name}: SOCKS ${stage} failed: ${describe(error)}`,
+                  stage === "handshake" && !argumentsError
+                    ? "info"
+                    : complaint && !newComplaint(message)
+                    ? "info"
+                    : "warning",
+                  message,
                 );
                 // Arguments that do not parse fail the connection as those
                 // the transport refuses do: the same STATUS line, naming the
