@@ -738,6 +738,28 @@ Deno.test("main.ts client whose default state directory cannot be made (a servic
   match(given.err, /^ptkit: error: Cannot use state directory "\/proc\/forbidden": [a-z ]+\n$/);
 });
 
+Deno.test("main.ts server and start whose default state directory cannot be made (a service user without a home, run from /) name --state, which fixes it (the error named no fix)", async () => {
+  for (const command of ["server", "start"]) {
+    let err = "";
+    const code = await runCli([
+      command,
+      ...(command === "server" ? ["--listen", "127.0.0.1:0"] : []),
+    ], {
+      stdout: () => {},
+      stderr: (t) => err += t,
+      getEnv: (name) => name === "XDG_STATE_HOME" ? "/proc/forbidden" : undefined,
+      process: false,
+    });
+    deepStrictEqual(code, 64, err);
+    match(
+      err,
+      new RegExp(
+        `^ptkit: error: Cannot use state directory "/proc/forbidden/ptkit/${command}" \\(the default, as no --state was given\\): [a-z ]+; give --state DIR, a directory this user may write, where the keys stay across starts\n$`,
+      ),
+    );
+  }
+});
+
 Deno.test("main.ts client with an ss:// link serves --metrics as with --bridge (the flag was taken and ignored)", async () => {
   const metricsPort = (() => {
     using l = Deno.listen({ hostname: "127.0.0.1", port: 0 });

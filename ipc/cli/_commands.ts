@@ -367,6 +367,30 @@ function stateDir(given: string | undefined, role: string, getEnv: Context["getE
   return given ?? perUserStateDir(role, getEnv);
 }
 
+/**
+ * The state directory of a command that keeps keys (`server`, `start`):
+ * --state's, or the per-user default, made here, so that a default that
+ * cannot be made (a service user with no home, run from a directory it may
+ * not write) is refused with the flag that fixes it. Keys cannot live in
+ * memory as a client's state may: each start would print a new cert.
+ */
+function keysStateDir(given: string | undefined, role: string, context: Context): string {
+  const dir = stateDir(given, role, context.getEnv);
+  if (given !== undefined) return dir;
+  try {
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    // Something in the way (a dangling link): the start names it.
+    if (error instanceof Deno.errors.AlreadyExists) return dir;
+    throw new UsageError(
+      `Cannot use state directory ${JSON.stringify(dir)} (the default, as no --state was given): ${
+        fileErrorReason(error)
+      }; give --state DIR, a directory this user may write, where the keys stay across starts`,
+    );
+  }
+  return dir;
+}
+
 /** What the managed proxy reports, as text for a person. */
 function humanLines(
   context: Context,
@@ -555,7 +579,7 @@ async function server(flags: Record<string, string>, context: Context): Promise<
   const isFree = target === "socks";
   if (!isFree && flags.allow !== undefined) throw new UsageError("--allow needs --target socks");
   const policy = isFree ? allowed(flags.allow) : undefined;
-  const state = stateDir(flags.state, "server", context.getEnv);
+  const state = keysStateDir(flags.state, "server", context);
   const level = logLevel(flags);
   const side: ServerConfig = {
     ...common(transport, state, level, new Map([[transport, given]])),
@@ -995,7 +1019,7 @@ function startOptions(transport: string): Record<string, string> {
 async function start(flags: Record<string, string>, context: Context): Promise<number> {
   const transport = flags.transport ?? "obfs4";
   const options = startOptions(transport);
-  const state = stateDir(flags.state, "start", context.getEnv);
+  const state = keysStateDir(flags.state, "start", context);
   const level = logLevel(flags);
   let socks = address(flags.socks ?? "127.0.0.1:1080", "--socks");
   // The default taken (another proxy, a second start): a free port, and the line says why.
