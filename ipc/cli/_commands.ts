@@ -377,6 +377,9 @@ function stateDir(given: string | undefined, role: string, getEnv: Context["getE
 function keysStateDir(given: string | undefined, role: string, context: Context): string {
   const dir = stateDir(given, role, context.getEnv);
   if (given !== undefined) return dir;
+  // Without Deno's permission (a run without the shebang's --allow-write),
+  // main.ts names the flags to grant, in the order the start needs them.
+  if (Deno.permissions.querySync({ name: "write", path: dir }).state !== "granted") return dir;
   try {
     Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (error) {
