@@ -437,32 +437,39 @@ Deno.test("main.ts client with an ssh bridge line prints the key's CMESSAGE line
   }
 });
 
-Deno.test("main.ts ssh server killed by SIGKILL leaves no helper directory (with its host key) under /tmp", async () => {
+Deno.test("main.ts ssh server killed by SIGKILL leaves no helper directory (with its host key) under the temporary directory (TMPDIR, /tmp by default)", async () => {
   await requireOpenSsh();
   // Run as root, the helper runs as nobody; a state directory closed to
   // others (0700) puts its files in a fresh directory under /tmp.
   ok(Deno.uid() === 0, "this test needs root (as CI runs): the helper must run as another user");
+  // The system's temporary directory is the PT's TMPDIR: one of its own
+  // (searchable by the helper's user, as /tmp is), so that what another
+  // test or process makes under the shared /tmp meanwhile is not counted.
+  const tmp = await Deno.makeTempDir({ prefix: "ptkit-ssh-tmpdir-" });
+  await Deno.chmod(tmp, 0o1777);
   const helperDirs = async () => {
     const found = new Set<string>();
-    for await (const entry of Deno.readDir("/tmp")) {
+    for await (const entry of Deno.readDir(tmp)) {
       if (entry.name.startsWith("ptkit-helper-")) found.add(entry.name);
     }
     return found;
   };
-  const before = await helperDirs();
   const state = await Deno.makeTempDir({ prefix: "ptkit-ssh-closed-" });
   await Deno.chmod(state, 0o700);
-  const server = startMain(["-server", "-transports", "ssh", "-allow", "loopback"], state);
+  const server = startMain(["-server", "-transports", "ssh", "-allow", "loopback"], state, {
+    TMPDIR: tmp,
+  });
   try {
     await smethod(server);
-    const made = [...await helperDirs()].filter((name) => !before.has(name));
+    const made = [...await helperDirs()];
     deepStrictEqual(made.length, 1, `helper directories made: ${made}`);
     await stop(server, "SIGKILL", state);
     await waitFor(async () => !(await helperDirs()).has(made[0]!), 15_000)
-      .catch(() => ok(false, `/tmp/${made[0]} is left behind`));
+      .catch(() => ok(false, `${tmp}/${made[0]} is left behind`));
   } finally {
     await server[Symbol.asyncDispose]().catch(() => {});
     await Deno.remove(state, { recursive: true }).catch(() => {});
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
 });
 
