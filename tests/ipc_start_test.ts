@@ -103,6 +103,7 @@ Deno.test("deno task start drains on one SIGINT to its process group: a transfer
   deepStrictEqual(received.length, expected.length, "the transfer was cut");
   ok(received.every((b, i) => b === expected[i]), "the transfer arrived corrupted");
   const status = await start.child.status;
+  await start.done;
   deepStrictEqual(status.code, 0, start.stderr);
   match(start.stderr, /SIGINT: no new connections/);
   ok(!/second SIGINT|Shutting down/.test(start.stderr), start.stderr);

@@ -165,6 +165,7 @@ Deno.test("main.ts client with a bridge line missing cert fails at start naming 
       state,
     ]);
     const status = await client.child.status;
+    await client.done;
     ok(status.code !== 0, `exit code ${status.code}`);
     ok(/missing option 'cert'/.test(client.stderr), client.stderr);
     ok(!client.stdout.includes("SOCKS5 proxy"), client.stdout);
@@ -179,6 +180,7 @@ Deno.test("main.ts client with a bridge line missing cert fails at start naming 
       state,
     ]);
     ok((await bad.child.status).code !== 0);
+    await bad.done;
     ok(/'cert' has 5 characters: expected 70 of base64/.test(bad.stderr), bad.stderr);
   } finally {
     await Deno.remove(state, { recursive: true });

@@ -405,6 +405,7 @@ Deno.test("main.ts ssh: a bridge line without fp fails at start naming fp", asyn
       ...["--socks", "127.0.0.1:0", "--state", state],
     ]);
     const status = await client.child.status;
+    await client.done;
     ok(status.code !== 0, `exit code ${status.code}`);
     ok(/missing fp/.test(client.stderr), client.stderr);
   } finally {
