@@ -17,7 +17,15 @@ import {
 import { MAX_PT_LINE_LENGTH } from "../ipc/lines/pt_line.ts";
 import { relative } from "node:path";
 
-const FAKE = new URL("./adapter_fake_pt.sh", import.meta.url).pathname;
+// A copy of the script in a directory of this run's own: the process
+// checks below (no fake PT left behind) look for its path among every
+// process of the machine, where another run of these tests (another
+// checkout, a helper beside this one) has fake PTs of its own.
+const FAKE_DIR = await Deno.makeTempDir({ prefix: "ptkit_fake_pt_" });
+const FAKE = `${FAKE_DIR}/adapter_fake_pt.sh`;
+await Deno.copyFile(new URL("./adapter_fake_pt.sh", import.meta.url), FAKE);
+await Deno.chmod(FAKE, 0o755);
+globalThis.addEventListener("unload", () => Deno.removeSync(FAKE_DIR, { recursive: true }));
 
 function fake(mode: string, extra: Partial<LaunchClientOptions> = {}): LaunchClientOptions {
   return {
@@ -48,7 +56,7 @@ async function fakePids(): Promise<number[]> {
   for await (const entry of Deno.readDir("/proc")) {
     if (!/^\d+$/.test(entry.name)) continue;
     const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`).catch(() => "");
-    if (cmdline.includes("adapter_fake_pt.sh")) pids.push(Number(entry.name));
+    if (cmdline.includes(FAKE)) pids.push(Number(entry.name));
   }
   return pids;
 }
