@@ -204,9 +204,24 @@ export class HelperSupervisor {
     // parent is closed to others (a 0700 state directory), its files go to
     // a fresh directory under the system's temporary directory instead.
     const temporary = user.owner !== undefined && !await searchable(options.directory);
-    const directory = temporary
-      ? await Deno.makeTempDir({ prefix: "ptkit-helper-" })
-      : options.directory;
+    const directory = temporary ? await reachableTempDir() : options.directory;
+    try {
+      return await HelperSupervisor.#start(build, options, user, directory, temporary);
+    } catch (error) {
+      // A directory made here holds the helper's keys: none is left behind
+      // by a start that failed (no watchdog runs to remove it).
+      if (temporary) await Deno.remove(directory, { recursive: true }).catch(() => {});
+      throw error;
+    }
+  }
+
+  static async #start(
+    build: (context: HelperContext) => HelperProcess | Promise<HelperProcess>,
+    options: HelperSupervisorOptions,
+    user: Awaited<ReturnType<typeof helperUser>>,
+    directory: string,
+    temporary: boolean,
+  ): Promise<HelperSupervisor> {
     // Parents made here stay searchable (not readable) by the helper's user.
     const parent = directory.slice(0, directory.lastIndexOf("/"));
     if (parent !== "") await Deno.mkdir(parent, { recursive: true, mode: 0o711 });
@@ -518,6 +533,19 @@ async function writeHelperFile(
  * Whether others may reach `path`: every existing parent is searchable by
  * others (parents still missing are made so).
  */
+/**
+ * A fresh directory under the system's temporary directory (TMPDIR) when
+ * every parent of it is searchable by others, else under /tmp: a TMPDIR
+ * closed to others (`$HOME/tmp` under a 0700 home) would keep a helper
+ * that runs as another user out of its own directory.
+ */
+async function reachableTempDir(): Promise<string> {
+  const made = await Deno.makeTempDir({ prefix: "ptkit-helper-" });
+  if (await searchable(made)) return made;
+  await Deno.remove(made, { recursive: true });
+  return await Deno.makeTempDir({ dir: "/tmp", prefix: "ptkit-helper-" });
+}
+
 async function searchable(path: string): Promise<boolean> {
   const parts = path.split("/").filter((part) => part !== "");
   for (let i = 0; i < parts.length; i++) {

@@ -316,3 +316,44 @@ supervisorTest(
     );
   },
 );
+
+Deno.test("HelperSupervisor run as root for nobody, in a directory closed to others: a start that fails leaves no temporary directory (with the helper's keys) behind", async () => {
+  if (Deno.uid() !== 0) {
+    throw new Error("this test needs root (as CI runs): the helper runs as nobody");
+  }
+  // TMPDIR, searchable by others; the directory asked for is closed to
+  // them, so the helper's files go to a fresh directory under TMPDIR.
+  const tmp = await Deno.makeTempDir({ dir: "/tmp", prefix: "ptkit-supervisor-tmpdir-" });
+  await Deno.chmod(tmp, 0o1777);
+  const closed = await Deno.makeTempDir({ prefix: "ptkit-supervisor-closed-" });
+  await Deno.chmod(closed, 0o700);
+  const before = Deno.env.get("TMPDIR");
+  Deno.env.set("TMPDIR", tmp);
+  try {
+    const files = { ssh_host_ed25519_key: "a key" };
+    for (
+      const build of [
+        // The transport's builder fails, or the helper's program is missing.
+        (): never => {
+          throw new Error("the builder failed");
+        },
+        () => ({ command: "ptkit-no-such-helper-program", args: [], files }),
+      ]
+    ) {
+      let failed = false;
+      await HelperSupervisor.start(build, {
+        directory: `${closed}/helper`,
+        listen: { hostname: "127.0.0.1", port: 9 },
+      }).then((supervisor) => supervisor.close(), () => failed = true);
+      assertEquals(failed, true);
+      const left = [];
+      for await (const entry of Deno.readDir(tmp)) left.push(entry.name);
+      assertEquals(left, [], `left in TMPDIR: ${left}`);
+    }
+  } finally {
+    if (before === undefined) Deno.env.delete("TMPDIR");
+    else Deno.env.set("TMPDIR", before);
+    await Deno.remove(tmp, { recursive: true });
+    await Deno.remove(closed, { recursive: true });
+  }
+});

@@ -444,9 +444,10 @@ Deno.test("main.ts ssh server killed by SIGKILL leaves no helper directory (with
   // others (0700) puts its files in a fresh directory under /tmp.
   ok(Deno.uid() === 0, "this test needs root (as CI runs): the helper must run as another user");
   // The system's temporary directory is the PT's TMPDIR: one of its own
-  // (searchable by the helper's user, as /tmp is), so that what another
-  // test or process makes under the shared /tmp meanwhile is not counted.
-  const tmp = await Deno.makeTempDir({ prefix: "ptkit-ssh-tmpdir-" });
+  // under /tmp (searchable by the helper's user, whatever this process's
+  // TMPDIR is), so that what another test or process makes under the
+  // shared /tmp meanwhile is not counted.
+  const tmp = await Deno.makeTempDir({ dir: "/tmp", prefix: "ptkit-ssh-tmpdir-" });
   await Deno.chmod(tmp, 0o1777);
   const helperDirs = async () => {
     const found = new Set<string>();
@@ -471,6 +472,42 @@ Deno.test("main.ts ssh server killed by SIGKILL leaves no helper directory (with
     await server[Symbol.asyncDispose]().catch(() => {});
     await Deno.remove(state, { recursive: true }).catch(() => {});
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("main.ts ssh server as root with a TMPDIR closed to others: the helper's files go where it can reach them, and none (no host key) is left in TMPDIR", async () => {
+  await requireOpenSsh();
+  ok(Deno.uid() === 0, "this test needs root (as CI runs): the helper must run as another user");
+  // A TMPDIR whose parent is closed to others (TMPDIR=$HOME/tmp under a
+  // 0700 home): the helper, run as nobody, cannot reach a directory made
+  // there. Before, the server said 'SMETHOD-ERROR ssh Failed to spawn
+  // '/usr/bin/sh': Permission denied (os error 13)' and left that
+  // directory, with the host key, behind.
+  const home = await Deno.makeTempDir({ dir: "/tmp", prefix: "ptkit-ssh-closed-home-" });
+  await Deno.chmod(home, 0o700);
+  const tmp = `${home}/tmp`;
+  await Deno.mkdir(tmp, { mode: 0o1777 });
+  await Deno.chmod(tmp, 0o1777);
+  const state = await Deno.makeTempDir({ prefix: "ptkit-ssh-closed-" });
+  await Deno.chmod(state, 0o700);
+  const server = startMain(["-server", "-transports", "ssh", "-allow", "loopback"], state, {
+    TMPDIR: tmp,
+  });
+  try {
+    // With protocol version 2 an SMETHOD-ERROR goes to stderr.
+    await waitForLine(server, /^SMETHODS DONE$/);
+    if (!server.lines.some((line) => line.startsWith("SMETHOD ssh "))) {
+      server.child.kill("SIGTERM");
+      ok(false, `no SMETHOD ssh: ${(await server.exit()).stderr}`);
+    }
+    await stop(server, "SIGTERM", state);
+    const left = [];
+    for await (const entry of Deno.readDir(tmp)) left.push(entry.name);
+    deepStrictEqual(left, [], `left in TMPDIR: ${left}`);
+  } finally {
+    await server[Symbol.asyncDispose]().catch(() => {});
+    await Deno.remove(state, { recursive: true }).catch(() => {});
+    await Deno.remove(home, { recursive: true }).catch(() => {});
   }
 });
 
