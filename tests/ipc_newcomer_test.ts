@@ -19,7 +19,7 @@ import { perUserStateDir } from "../ipc/managed/_state_dir.ts";
 import { socks5Connect } from "../ipc/socks/_client.ts";
 import { SocksReply, socksReplyCode, SocksReplyError } from "../ipc/socks/_reply.ts";
 import { HandshakeError } from "../transports/_handshake_error.ts";
-import { childEnv, MAIN, PtProcess } from "./ipc_util.ts";
+import { childEnv, denoDir, MAIN, PtProcess } from "./ipc_util.ts";
 
 const cli = runUntil;
 
@@ -558,7 +558,7 @@ Deno.test("a HOME that does not exist (a service user's /nonexistent) is not cre
     cwd,
     // Deno's own cache would otherwise be looked for under that HOME.
     env: {
-      DENO_DIR: Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`,
+      DENO_DIR: denoDir(),
       ...childEnv(),
       HOME: home,
     },

@@ -3,7 +3,7 @@
 // that works, and stops cleanly on SIGINT.
 
 import { deepStrictEqual, match, ok } from "node:assert";
-import { MAIN, requireBinary } from "./ipc_util.ts";
+import { denoDir, MAIN, requireBinary } from "./ipc_util.ts";
 import { curl, TextProcess } from "./cli_util.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -11,10 +11,9 @@ const root = new URL("..", import.meta.url).pathname;
 Deno.test("deno task start runs server and client, its curl line works, SIGINT stops it", async () => {
   requireBinary("curl", "curl");
   const home = await Deno.makeTempDir({ prefix: "ptkit_start_" });
-  const denoDir = Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`;
   await using start = new TextProcess("deno", ["task", "--cwd", root, "start"], {
     HOME: home,
-    DENO_DIR: denoDir,
+    DENO_DIR: denoDir(),
   });
   const socks = (await start.waitFor(/SOCKS5 proxy: (127\.0\.0\.1:[0-9]+)/))[1]!;
   const line =
@@ -64,12 +63,11 @@ Deno.test("deno task start drains on one SIGINT to its process group: a transfer
     );
   });
   const home = await Deno.makeTempDir({ prefix: "ptkit_start_" });
-  const denoDir = Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`;
   // Its own session and process group, as a terminal's foreground job.
   await using start = new TextProcess("setsid", [
     ...["deno", "task", "--cwd", root, "start"],
     ...["--allow", `127.0.0.1:${page.addr.port}`, "--state", `${home}/state`],
-  ], { HOME: home, DENO_DIR: denoDir });
+  ], { HOME: home, DENO_DIR: denoDir() });
   const socks = (await start.waitFor(/SOCKS5 proxy: (127\.0\.0\.1:[0-9]+)/))[1]!;
   await start.waitFor(/Press Ctrl-C to stop/);
   const group = await processGroup(start.child.pid);

@@ -18,6 +18,29 @@ export function childEnv(extra: Record<string, string> = {}): Record<string, str
   return { ...env, ...extra };
 }
 
+let cachedDenoDir: string | undefined;
+
+/**
+ * Deno's cache directory as this Deno finds it (`deno info --json`:
+ * DENO_DIR, else XDG_CACHE_HOME, HOME or the password database's home), for
+ * a child given another HOME. `$HOME/.cache/deno` was a guess that a test
+ * run without HOME turned into a relative `undefined/.cache/deno`: the
+ * child filled a new cache inside the checkout.
+ */
+export function denoDir(): string {
+  if (cachedDenoDir !== undefined) return cachedDenoDir;
+  const out = new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).outputSync();
+  ok(out.success, `deno info --json failed: ${new TextDecoder().decode(out.stderr)}`);
+  const dir = JSON.parse(new TextDecoder().decode(out.stdout)).denoDir;
+  ok(typeof dir === "string" && dir.startsWith("/"), `deno info gave denoDir ${dir}`);
+  return cachedDenoDir = dir;
+}
+
 /** Every line a PT may print on stdout. */
 export const PROTOCOL_LINE =
   /^(VERSION|VERSION-ERROR|ENV-ERROR|PROXY|PROXY-ERROR|CMETHOD|CMETHOD-ERROR|CMETHODS|SMETHOD|SMETHOD-ERROR|SMETHODS|LOG|STATUS|CMESSAGE|SMESSAGE)( [\x20-\x7e]*)?$/;
