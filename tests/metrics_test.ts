@@ -382,9 +382,10 @@ Deno.test("process_open_fds at the descriptor limit is the limit, not left out",
     registry.expose();
     // Deno opens its signal pipe on the first signal listener of the
     // process, and panics (ext/signals, "Too many open files") when that
-    // comes at the limit: seen in CI, where something in the runtime took
-    // one while all descriptors were held. Open it now, as ptkit's managed
-    // modes do at start.
+    // comes at the limit: seen in CI. Deno's runtime itself takes one about
+    // half a second after start (then runs its update check), and a loaded
+    // machine kept this script at the limit that long (the loop below).
+    // Open it now, as ptkit's managed modes do at start.
     const noop = () => {};
     Deno.addSignalListener("SIGINT", noop);
     Deno.removeSignalListener("SIGINT", noop);
