@@ -91,10 +91,30 @@ const MIN_CAP = 4 * 1024;
 /** Sockets read through {@linkcode connSource} that have not ended. */
 let openSources = 0;
 
+/**
+ * What the chunks that sockets' reads handed out and that their readers still
+ * hold may come to together before reads are made smaller. A chunk is held
+ * from its read until its reader asks for the next one (a relay's pump, once
+ * its sink took it), or, read into a spare buffer, until it is given back;
+ * a source that ends lets go of all of its. The socket count's share above
+ * is taken when a read starts: a relay whose reader stalls keeps the chunks
+ * it read while few sockets were open, and each doubling of stalled
+ * connections added about as much again (red team, session 48: 200 obfs4
+ * connections whose client never read, their target flooding, held 70 MB
+ * outside the heap, 20 of them 20 MB). Past half of this, the largest read
+ * is an eighth of what is left, down to {@linkcode MIN_CAP}.
+ */
+const HELD_BUDGET = 8 * 1024 * 1024;
+/** Bytes of the chunks that sources handed out and that are still held. */
+let heldBytes = 0;
+
 /** The largest read a socket gets now, in bytes. */
 function readCap(): number {
-  const share = READ_BUDGET / Math.max(1, openSources);
-  return Math.max(MIN_CAP, Math.min(MAX_READ, 2 ** Math.floor(Math.log2(share))));
+  const share = Math.min(
+    READ_BUDGET / Math.max(1, openSources),
+    Math.max(0, HELD_BUDGET - heldBytes) / 8,
+  );
+  return Math.max(MIN_CAP, Math.min(MAX_READ, 2 ** Math.floor(Math.log2(share || 1))));
 }
 /**
  * The largest buffer a read gets right after one that found the socket
@@ -180,15 +200,29 @@ export function connSource(
   let buffer: Uint8Array | undefined;
   // With `reuse`: the buffers of chunks handed out and not given back yet.
   const lent: Uint8Array[] | undefined = reuse ? [] : undefined;
+  // Bytes this source counts in heldBytes: without `reuse`, the buffer of
+  // the chunk handed out last (until the next read); with it, the lent ones.
+  let held = 0;
+  const hold = (bytes: number) => {
+    held += bytes;
+    heldBytes += bytes;
+  };
   let open = true;
   openSources++;
   const ended = () => {
     buffer = undefined;
     if (open) openSources--;
     open = false;
+    hold(-held);
+  };
+  // A lent buffer given back or forgotten: no longer counted (nothing
+  // once the source ended, which let go of all).
+  const forget = (buffer: Uint8Array) => {
+    if (held > 0) hold(-Math.min(held, buffer.length));
   };
   return {
     async read() {
+      if (lent === undefined) hold(-held);
       const cap = readCap();
       const want = Math.min(drained ? Math.min(size, WAIT_READ) : size, cap);
       // A buffer kept from a short read is reused unless it is four times
@@ -221,11 +255,16 @@ export function connSource(
         buffer = undefined;
         // Lent until given back: the buffer is found by the chunk's (no
         // view made to give it back), and only once.
-        if (lent!.push(into) > MAX_LENT) lent!.shift();
+        if (open) hold(into.length);
+        if (lent!.push(into) > MAX_LENT) forget(lent!.shift()!);
         return n === into.length ? into : into.subarray(0, n);
       }
-      if (n < into.length / 2) return into.slice(0, n);
+      if (n < into.length / 2) {
+        if (open) hold(n);
+        return into.slice(0, n);
+      }
       buffer = undefined;
+      if (open) hold(into.length);
       return into.subarray(0, n);
     },
     cancel() {
@@ -237,6 +276,7 @@ export function connSource(
         const buffer = lent[i]!;
         if (buffer.buffer !== chunk.buffer) continue;
         lent.splice(i, 1);
+        forget(buffer);
         putSpare(buffer);
         return;
       }

@@ -143,3 +143,36 @@ Deno.test("connSource with reuse: a chunk given back carries a later read, and i
   end();
   strictEqual(await source.read(), null);
 });
+
+Deno.test("connSource: chunks that readers hold count against an 8 MiB budget; reads past it are small, and grow again once they are let go", async () => {
+  // 40 relays whose sink stalled (session 48): each holds the 256 KiB chunk
+  // it read last, and does not read again. 40 sockets alone leave reads at
+  // 256 KiB.
+  const stalled = Array.from({ length: 40 }, () => scriptedConn([1, 1, 1, 1, 1]));
+  const sources = stalled.map(({ conn }) => connSource(conn, 16 * 1024));
+  const held: Uint8Array[] = [];
+  for (const source of sources) {
+    for (let i = 0; i < 4; i++) await source.read(); // 16, 64, 256, 256 KiB.
+    held.push((await source.read())!);
+  }
+  ok(held.slice(0, 20).every((chunk) => chunk.length === 256 * 1024), "the first 20 read 256 KiB");
+  ok(held.at(-1)!.length <= 32 * 1024, `the 40th read ${held.at(-1)!.length} bytes`);
+  const busy = scriptedConn([1, 1, 1, 1, 1]);
+  const source = connSource(busy.conn, 16 * 1024);
+  for (let i = 0; i < 5; i++) ok((await source.read())!.length > 0);
+  ok(Math.max(...busy.sizes) <= 32 * 1024, `a busy socket read ${Math.max(...busy.sizes)} bytes`);
+  // The stalled readers ask for more (their chunks are let go), then end.
+  for (const [i, source] of sources.entries()) {
+    const next = source.read();
+    stalled[i]!.end();
+    await next;
+  }
+  const again = scriptedConn([1, 1, 1, 1, 1]);
+  const later = connSource(again.conn, 16 * 1024);
+  for (let i = 0; i < 5; i++) ok((await later.read())!.length > 0);
+  strictEqual(Math.max(...again.sizes), 256 * 1024);
+  busy.end();
+  again.end();
+  strictEqual(await source.read(), null);
+  strictEqual(await later.read(), null);
+});

@@ -1,0 +1,32 @@
+// Copyright the ptkit authors. MIT license.
+
+// Child of stalled_reader_test.ts (run with --v8-flags=--expose-gc): an
+// obfs4 server relaying to the target at 127.0.0.1:ARGS[0]. Prints its port
+// and bridge arguments as a JSON line; then, for each byte read on stdin,
+// collects garbage and prints the bytes it keeps (heap used and outside the
+// heap) as a line.
+
+import { proxy } from "../server.ts";
+import { obfs4 } from "../transports/obfs4/mod.ts";
+import { MemoryStore } from "../transports/memory_store.ts";
+
+const gc = (globalThis as unknown as { gc: () => void }).gc;
+const manager = await proxy(obfs4, {}, {
+  hostname: "127.0.0.1",
+  port: 0,
+  env: { local: new MemoryStore() },
+  target: { hostname: "127.0.0.1", port: Number(Deno.args[0]) },
+  onError: () => {},
+});
+console.log(JSON.stringify({ port: manager.addr.port, cert: manager.clientOptions }));
+const byte = new Uint8Array(1);
+while ((await Deno.stdin.read(byte)) !== null) {
+  // Array buffers are freed after a collection, in later tasks.
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const { heapUsed, external } = Deno.memoryUsage();
+  console.log(heapUsed + external);
+}
+await manager.close();
