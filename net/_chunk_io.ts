@@ -93,19 +93,22 @@ let openSources = 0;
 
 /**
  * What the chunks that sockets' reads handed out and that their readers still
- * hold may come to together before reads are made smaller. A chunk is held
- * from its read until its reader asks for the next one (a relay's pump, once
- * its sink took it), or, read into a spare buffer, until it is given back;
- * a source that ends lets go of all of its. The socket count's share above
- * is taken when a read starts: a relay whose reader stalls keeps the chunks
- * it read while few sockets were open, and each doubling of stalled
- * connections added about as much again (red team, session 48: 200 obfs4
- * connections whose client never read, their target flooding, held 70 MB
- * outside the heap, 20 of them 20 MB). Past half of this, the largest read
- * is an eighth of what is left, down to {@linkcode MIN_CAP}.
+ * hold, and the writes sockets have not taken yet, may come to together
+ * before reads are made smaller. A chunk is held from its read until its
+ * reader asks for the next one (a relay's pump, once its sink took it), or,
+ * read into a spare buffer, until it is given back; a source that ends lets
+ * go of all of its. A write through {@linkcode connSink} is held until the
+ * socket took all of it (a peer that stops reading holds it there). The
+ * socket count's share above is taken when a read starts: a relay whose
+ * reader stalls keeps the chunks it read while few sockets were open, and
+ * each doubling of stalled connections added about as much again (red
+ * team, session 48: 200 obfs4 connections whose client never read, their
+ * target flooding, held 70 MB outside the heap, 20 of them 20 MB). Past
+ * half of this, the largest read is an eighth of what is left, down to
+ * {@linkcode MIN_CAP}.
  */
 const HELD_BUDGET = 8 * 1024 * 1024;
-/** Bytes of the chunks that sources handed out and that are still held. */
+/** Bytes of the chunks that sources handed out and sinks are writing, still held. */
 let heldBytes = 0;
 
 /** The largest read a socket gets now, in bytes. */
@@ -287,7 +290,18 @@ export function connSource(
 /** Writes whole chunks to a socket; `end` shuts its write side. */
 export function connSink(conn: NetConn): ChunkSink {
   return {
-    write: (chunk) => writeFull(conn, chunk),
+    async write(chunk) {
+      // Held until the socket took it all: a peer that stops reading
+      // holds it there, and the reads that fill the stages before it are
+      // made smaller (see HELD_BUDGET).
+      const bytes = chunk.byteLength;
+      heldBytes += bytes;
+      try {
+        await writeFull(conn, chunk);
+      } finally {
+        heldBytes -= bytes;
+      }
+    },
     async end() {
       await conn.closeWrite();
     },

@@ -7,7 +7,7 @@
 // connections, 1 MiB each then idle, held 288 MB).
 
 import { ok, strictEqual } from "node:assert";
-import { connSource } from "../net/_chunk_io.ts";
+import { connSink, connSource } from "../net/_chunk_io.ts";
 import type { NetConn } from "../net/net_conn.ts";
 
 /**
@@ -167,6 +167,36 @@ Deno.test("connSource: chunks that readers hold count against an 8 MiB budget; r
     stalled[i]!.end();
     await next;
   }
+  const again = scriptedConn([1, 1, 1, 1, 1]);
+  const later = connSource(again.conn, 16 * 1024);
+  for (let i = 0; i < 5; i++) ok((await later.read())!.length > 0);
+  strictEqual(Math.max(...again.sizes), 256 * 1024);
+  busy.end();
+  again.end();
+  strictEqual(await source.read(), null);
+  strictEqual(await later.read(), null);
+});
+
+Deno.test("connSink: a write the socket has not taken counts against the budget of what is held until it is taken", async () => {
+  // 40 relays whose peer stopped reading: each one's 256 KiB write waits.
+  const takes: (() => void)[] = [];
+  const addr = { transport: "tcp", hostname: "127.0.0.1", port: 1 } as const;
+  const stuck: NetConn = {
+    ...scriptedConn([]).conn,
+    write: (p) => new Promise((resolve) => takes.push(() => resolve(p.length))),
+    localAddr: addr,
+    remoteAddr: addr,
+  };
+  const writes = Array.from(
+    { length: 40 },
+    () => connSink(stuck).write(new Uint8Array(256 * 1024)),
+  );
+  const busy = scriptedConn([1, 1, 1, 1, 1]);
+  const source = connSource(busy.conn, 16 * 1024);
+  for (let i = 0; i < 5; i++) ok((await source.read())!.length > 0);
+  ok(Math.max(...busy.sizes) <= 16 * 1024, `a busy socket read ${Math.max(...busy.sizes)} bytes`);
+  for (const take of takes) take();
+  await Promise.all(writes);
   const again = scriptedConn([1, 1, 1, 1, 1]);
   const later = connSource(again.conn, 16 * 1024);
   for (let i = 0; i < 5; i++) ok((await later.read())!.length > 0);

@@ -1,32 +1,46 @@
 // Copyright the ptkit authors. MIT license.
 
-// A client that never reads what its server relays to it, from a target
-// that floods: the server's relay stalls, and holds what it read before it
-// stalled. Its reads were sized by how many sockets were open when they
-// started, so the chunks of stalled relays added up as more opened (red
-// team, session 48: 200 such obfs4 connections held 70 MB outside the
-// server's heap, 20 of them 20 MB). What stalled relays hold is counted,
+// A peer that stops reading what a server relays to it: the relay stalls,
+// and holds what it read before it stalled. The server's reads were sized
+// by how many sockets were open when they started, so the chunks of
+// stalled relays added up as more opened (red team, session 48: 200 obfs4
+// connections whose client never read, their target flooding, held 70 MB
+// outside the server's heap, 20 of them 20 MB; 200 WebTunnel clients
+// flooding a target that never reads, 58 MB). What stalled relays hold is
+// counted (chunks read and not yet let go, writes a socket has not taken),
 // and reads past a budget are small.
 
 import { ok } from "node:assert";
+import { createConnector } from "../client.ts";
 import { writeFull } from "../net/conn_io.ts";
+import { webtunnel } from "../transports/webtunnel/mod.ts";
 import { rawSession } from "./obfs4_wire_helpers.ts";
 
-/** A target that writes to each connection as fast as it is read, until closed. */
-function startFlood(): { port: number; close(): void } {
+const CHUNK = new Uint8Array(65536).fill(7);
+
+/** Write `CHUNK` to `conn` until it fails (closed). */
+async function flood(conn: Deno.Conn): Promise<void> {
+  try {
+    for (;;) await writeFull(conn, CHUNK);
+  } catch {
+    // Closed.
+  }
+}
+
+/**
+ * A target that greets each connection with "hello", then floods it (as
+ * fast as it is read) or never reads it.
+ */
+function startTarget(mode: "flood" | "deaf"): { port: number; close(): void } {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const conns = new Set<Deno.Conn>();
-  const chunk = new Uint8Array(65536).fill(7);
   (async () => {
     for await (const conn of listener) {
       conns.add(conn);
-      (async () => {
-        try {
-          for (;;) await writeFull(conn, chunk);
-        } catch {
-          // Closed.
-        }
-      })();
+      writeFull(conn, new TextEncoder().encode("hello")).then(
+        () => mode === "flood" ? flood(conn) : undefined,
+        () => {},
+      );
     }
   })().catch(() => {});
   return {
@@ -38,15 +52,16 @@ function startFlood(): { port: number; close(): void } {
   };
 }
 
-Deno.test("obfs4 server: 200 clients that never read, their target flooding, hold bounded memory; another client still gets bytes", async () => {
-  const flood = startFlood();
+/** A server in a child process (tests/stalled_reader_main.ts), and what it keeps. */
+async function startServer(transport: "obfs4" | "webtunnel", targetPort: number) {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-A",
       "--v8-flags=--expose-gc",
       new URL("./stalled_reader_main.ts", import.meta.url).pathname,
-      String(flood.port),
+      String(targetPort),
+      transport,
     ],
     stdin: "piped",
     stdout: "piped",
@@ -68,29 +83,56 @@ Deno.test("obfs4 server: 200 clients that never read, their target flooding, hol
     }
   };
   const stdin = child.stdin.getWriter();
-  const kept = async () => {
-    await stdin.write(new Uint8Array(1));
-    return Number(await line());
+  const { port, cert } = JSON.parse(await line());
+  return {
+    port: port as number,
+    cert: cert as Record<string, string>,
+    /** Bytes the server keeps (heap used and outside it) after a full GC. */
+    async kept(): Promise<number> {
+      await stdin.write(new Uint8Array(1));
+      return Number(await line());
+    },
+    async close() {
+      await stdin.close();
+      await child.status;
+      await lines.cancel().catch(() => {});
+    },
   };
+}
+
+/**
+ * Open one connection with `open`, take the server's baseline, open 200
+ * more, and return what they made the server keep, in bytes.
+ */
+async function grownBy(
+  server: { kept(): Promise<number> },
+  open: () => Promise<void>,
+): Promise<number> {
+  // One first, so that the baseline includes the code paths.
+  await open();
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const before = await server.kept();
+  for (let i = 0; i < 200; i++) await open();
+  // Until every relay has filled what it can (the socket buffers, then the
+  // relay's stages).
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  const grown = (await server.kept()) - before;
+  console.log(`200 stalled connections: +${(grown / 2 ** 20).toFixed(1)} MiB kept after a full GC`);
+  return grown;
+}
+
+Deno.test("obfs4 server: 200 clients that never read, their target flooding, hold bounded memory; another client still gets bytes", async () => {
+  const target = startTarget("flood");
+  const server = await startServer("obfs4", target.port);
   const conns: Deno.Conn[] = [];
   try {
-    const { port, cert } = JSON.parse(await line());
-    // One first, so that the baseline includes the code paths.
-    conns.push((await rawSession(port, cert)).conn);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    const before = await kept();
-    for (let i = 0; i < 200; i++) conns.push((await rawSession(port, cert)).conn);
-    // Until every relay has filled what it can (the socket buffers, then
-    // the relay's stages).
-    await new Promise((resolve) => setTimeout(resolve, 3000));
-    const grown = (await kept()) - before;
-    console.log(
-      `200 stalled connections: +${(grown / 2 ** 20).toFixed(1)} MiB kept after a full GC`,
-    );
+    const grown = await grownBy(server, async () => {
+      conns.push((await rawSession(server.port, server.cert)).conn);
+    });
     // 76 MiB before (heap 6, outside it 70); about 24 after.
     ok(grown < 40 * 2 ** 20, `200 stalled connections keep ${grown} bytes`);
     // Another client still gets its target's bytes.
-    const late = await rawSession(port, cert);
+    const late = await rawSession(server.port, server.cert);
     conns.push(late.conn);
     const buffer = new Uint8Array(65536);
     let received = 0;
@@ -101,9 +143,43 @@ Deno.test("obfs4 server: 200 clients that never read, their target flooding, hol
     }
   } finally {
     for (const conn of conns) conn.close();
-    await stdin.close();
-    await child.status;
-    await lines.cancel().catch(() => {});
-    flood.close();
+    await server.close();
+    target.close();
+  }
+});
+
+Deno.test("WebTunnel server: 200 clients flooding a target that never reads hold bounded memory; another client still gets its greeting", async () => {
+  const target = startTarget("deaf");
+  const server = await startServer("webtunnel", target.port);
+  const connector = await createConnector(webtunnel, {
+    url: `http://127.0.0.1:${server.port}/stalled`,
+  });
+  const conns: { close(): void }[] = [];
+  try {
+    const grown = await grownBy(server, async () => {
+      const conn = await connector.dial({ port: server.port });
+      conns.push(conn);
+      const writer = conn.writable.getWriter();
+      (async () => {
+        for (;;) await writer.write(CHUNK.slice());
+      })().catch(() => {});
+    });
+    // 64 MiB before (heap 16, outside it 48; 58 before any budget of what
+    // is held); 28 to 38 after.
+    ok(grown < 48 * 2 ** 20, `200 stalled connections keep ${grown} bytes`);
+    const late = await connector.dial({ port: server.port });
+    conns.push(late);
+    const reader = late.readable.getReader();
+    let greeting = "";
+    while (greeting.length < 5) {
+      const { value, done } = await reader.read();
+      ok(!done, "the server closed a new connection");
+      greeting += new TextDecoder().decode(value);
+    }
+    ok(greeting === "hello", greeting);
+  } finally {
+    for (const conn of conns) conn.close();
+    await server.close();
+    target.close();
   }
 });
