@@ -111,6 +111,14 @@ const HELD_BUDGET = 8 * 1024 * 1024;
 /** Bytes of the chunks that sources handed out and sinks are writing, still held. */
 let heldBytes = 0;
 
+/**
+ * Bytes counted against the budget of what is held now (for tests: 0 once
+ * every socket has ended and every write has settled).
+ */
+export function heldNow(): number {
+  return heldBytes;
+}
+
 /** The largest read a socket gets now, in bytes. */
 function readCap(): number {
   const share = Math.min(
