@@ -1,4 +1,4 @@
-#!/usr/bin/env -S --block-signal=INT,TERM deno run -q --no-prompt --unstable-net --unstable-lazy-dynamic-imports --allow-ffi -N -R -W --allow-env=TOR_PT_*,SS_*,HOME,XDG_STATE_HOME --allow-sys=uid --allow-run=deno,sh --v8-flags=--max-semi-space-size=4
+#!/usr/bin/env -S --block-signal=INT,TERM deno run -q --no-prompt --unstable-lazy-dynamic-imports --allow-ffi -N -R -W --allow-env=TOR_PT_*,SS_*,HOME,XDG_STATE_HOME --allow-sys=uid --allow-run=deno,sh --v8-flags=--max-semi-space-size=4,--expose-gc
 // Copyright the ptkit authors. MIT license.
 
 /**

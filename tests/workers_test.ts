@@ -87,6 +87,9 @@ Deno.test("-workers: main.ts's shebang grants what a worker child is started wit
     "-W": "--allow-write",
   };
   const granted = shebang.map((flag) => long[flag] ?? flag);
+  // Deno's unstable net APIs come from the deno.json beside main.ts.
+  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  if (config.unstable?.includes("net")) granted.push("--unstable-net");
   for (const flag of WORKER_DENO_FLAGS) ok(granted.includes(flag), `shebang lacks ${flag}`);
   const run = shebang.find((flag) => flag.startsWith("--allow-run="))?.slice(12).split(",");
   ok(run?.includes("deno"), "the parent starts its workers with deno");

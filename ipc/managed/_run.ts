@@ -293,6 +293,7 @@ export async function runManaged(
     ...(limits === undefined ? {} : { limits }),
     ...(metrics === undefined ? {} : { metrics: metrics.registry }),
   };
+  let idleGc: Promise<() => void> | undefined;
   try {
     // The state directory's files are read or created by one starting
     // process at a time (a worker child has its parent's state instead).
@@ -367,12 +368,16 @@ export async function runManaged(
       }
     }
     chooseCryptoAfterStart(log);
+    // The garbage of the start and of bursts of connections is given back
+    // once the process goes quiet (V8 alone would keep it resident).
+    idleGc = import("./_idle_gc.ts").then(({ startIdleCollector }) => startIdleCollector());
     await watch.serve(
       running,
       hooks.shutdownNotices === false ? () => {} : (message) => log("notice", message),
     );
   } finally {
     watch.dispose();
+    if (idleGc !== undefined) (await idleGc.catch(() => () => {}))();
     // The shutdown waited at most a moment: no child outlives the parent.
     pool?.kill();
     await metrics?.stop();

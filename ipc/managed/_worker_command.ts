@@ -10,7 +10,10 @@ import { WORKER_ARG } from "./_flags.ts";
 /**
  * The Deno flags of a worker child: main.ts's shebang without
  * `--allow-run` (a child starts nothing). tests/workers_test.ts checks that
- * the shebang grants each of them.
+ * the shebang grants each of them (`--unstable-net` through the
+ * `deno.json` beside main.ts, `"unstable": ["net"]`, which keeps the
+ * shebang within Linux's 256 bytes; a child of a program of the library
+ * user's own gets the flag).
  */
 export const WORKER_DENO_FLAGS: readonly string[] = [
   "--quiet",
@@ -22,7 +25,7 @@ export const WORKER_DENO_FLAGS: readonly string[] = [
   "--allow-write",
   "--allow-env=TOR_PT_*,SS_*,HOME,XDG_STATE_HOME",
   "--allow-sys=uid",
-  "--v8-flags=--max-semi-space-size=4",
+  "--v8-flags=--max-semi-space-size=4,--expose-gc",
 ];
 
 /**
