@@ -415,8 +415,17 @@ export async function retryWhileExhausted<T>(
   }
 }
 
+// What closeQuietly closed (or tried to): a second call does nothing. A
+// connection has several owners that each close it when they are done (a
+// relay, then the accept loop that served it); Deno's close of a socket
+// closed already throws BadResource, and making that error (its stack
+// captured) cost every relayed connection about as much CPU as its close.
+const closedQuietly = new WeakSet<object>();
+
 /** Close a connection or listener that may be closed already. */
 export function closeQuietly(resource: { close(): void }): void {
+  if (closedQuietly.has(resource)) return;
+  closedQuietly.add(resource);
   try {
     resource.close();
   } catch {

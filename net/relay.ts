@@ -12,6 +12,7 @@ import {
   streamSource,
   takeDirectEnds,
 } from "./_chunk_io.ts";
+import { closeQuietly } from "./_accept_loop.ts";
 import { isNetConn, type NetConn } from "./net_conn.ts";
 import { checkFactoryOptions, checkSignalOption } from "../transports/_factory_options.ts";
 
@@ -266,12 +267,4 @@ function isPeerClosed(error: unknown): boolean {
     e = e instanceof Error ? e.cause : undefined;
   }
   return false;
-}
-
-function closeQuietly(end: RelayEnd): void {
-  try {
-    end.close();
-  } catch {
-    // Already closed.
-  }
 }

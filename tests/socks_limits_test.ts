@@ -202,3 +202,67 @@ Deno.test("socksHandshake answers a SOCKS4 user ID or SOCKS4a host name over its
   );
   deepStrictEqual([...name.reply], [0, 0x5b, 0, 0, 0, 0, 0, 0]);
 });
+
+Deno.test("SocksServer closes each client socket once: no Deno BadResource thrown and caught per relayed connection (its error object, stack included, cost every connection CPU and garbage)", async () => {
+  // Deno's close of a socket closed already throws BadResource; the relay
+  // closed the client's socket, then the accept loop closed it again.
+  // The class of the sockets Deno.listen accepts, and the prototype with close().
+  let proto: { close(this: Deno.Conn): void } | null;
+  {
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    using _accepted = await listener.accept();
+    proto = Object.getPrototypeOf(conn);
+    while (proto !== null && !Object.hasOwn(proto, "close")) proto = Object.getPrototypeOf(proto);
+  }
+  const owner = proto!;
+  const close = owner.close;
+  let threw = 0;
+  owner.close = function (this: Deno.Conn) {
+    try {
+      close.call(this);
+    } catch (error) {
+      if (error instanceof Deno.errors.BadResource) threw++;
+      throw error;
+    }
+  };
+  let ended: () => void = () => {};
+  const end = new Promise<void>((resolve) => ended = resolve);
+  const server = new SocksServer(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
+    connect: () =>
+      Promise.resolve({
+        readable: new ReadableStream<Uint8Array>({
+          start: (c) => {
+            c.enqueue(new Uint8Array([7]));
+            c.close();
+          },
+        }),
+        writable: new WritableStream<Uint8Array>(),
+        close: () => ended(),
+      }),
+  });
+  try {
+    for (let i = 0; i < 3; i++) {
+      const client = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+      const reply = new Uint8Array(16);
+      await client.write(new Uint8Array([5, 1, 0]));
+      let got = 0;
+      while (got < 2) got += (await client.read(reply.subarray(got)))!;
+      await client.write(new Uint8Array(REQUEST));
+      got = 0;
+      while (got < 11) got += (await client.read(reply.subarray(got)))!;
+      strictEqual(reply[1], 0);
+      strictEqual(reply[10], 7);
+      client.close();
+      await guarded(end, "the relay to end");
+      ended = () => {};
+      // The accept loop's end runs after the relay's.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    strictEqual(server.connections, 0);
+    strictEqual(threw, 0);
+  } finally {
+    owner.close = close;
+    await server.close();
+  }
+});

@@ -376,7 +376,8 @@ function watchedClient(
     },
     write: (p) => conn.write(p),
     closeWrite: () => conn.closeWrite(),
-    close: () => conn.close(),
+    // Quietly, and once: the accept loop closes the socket too when it is done.
+    close: () => closeQuietly(conn),
     // The relay turns Nagle off on the client's socket too.
     ...("setNoDelay" in conn
       ? { setNoDelay: (on?: boolean) => (conn as Deno.TcpConn).setNoDelay(on) }
