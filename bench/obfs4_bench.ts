@@ -13,7 +13,8 @@
 // CMETHODS DONE / SMETHODS DONE, beside `deno run` of a one-line program),
 // throughput (one stream each way, 16 streams; pairs and mixed pairs),
 // latency (SOCKS connect + handshake + 1-byte echo, median of 50),
-// handshakes (per second, 64 concurrent clients), firstbyte (time to the
+// handshakes (per second, 64 concurrent clients, and the CPU time each
+// side's process took per handshake, from /proc), firstbyte (time to the
 // server's first handshake byte, raw clients, median of 200), memory
 // (resident memory with 1000 idle connections, client and server, and its
 // anonymous part: RSS less mapped files such as the executable), iat
@@ -23,6 +24,7 @@
 // (default 2). OBFS4_BENCH_PROFILE=<dir> writes V8 CPU profiles of ptkit's
 // processes there.
 
+import { cpuSeconds } from "./_cpu.ts";
 import { readExactly } from "../net/mod.ts";
 import { parseClientConfig } from "../transports/obfs4/_config.ts";
 import { ClientHandshake } from "../transports/obfs4/_handshake.ts";
@@ -217,8 +219,24 @@ async function latency(c: Client, s: Server): Promise<number> {
   return median(times);
 }
 
-/** Handshakes per second: 64 clients each connecting, echoing 1 byte, closing, for `ms`. */
-async function handshakeRate(c: Client, s: Server, ms: number): Promise<number> {
+/** What {@linkcode handshakeRate} measured. */
+interface HandshakeRate {
+  /** Handshakes per second. */
+  rate: number;
+  /** CPU microseconds (user + system, all threads) per handshake of the client process. */
+  clientCpu: number;
+  /** The same of the server process. */
+  serverCpu: number;
+}
+
+/**
+ * Handshakes per second: 64 clients each connecting, echoing 1 byte,
+ * closing, for `ms`; with the CPU time each side's process took per
+ * handshake (from /proc), the figure a shared, loaded machine does not
+ * skew as much as the rate.
+ */
+async function handshakeRate(c: Client, s: Server, ms: number): Promise<HandshakeRate> {
+  const cpuBefore = [cpuSeconds(c.pt.pid), cpuSeconds(s.pt.pid)];
   let done = 0;
   const end = performance.now() + ms;
   const start = performance.now();
@@ -232,7 +250,13 @@ async function handshakeRate(c: Client, s: Server, ms: number): Promise<number> 
       done++;
     }
   }));
-  return done / ((performance.now() - start) / 1000);
+  const rate = done / ((performance.now() - start) / 1000);
+  const perHandshake = (pid: number, before: number) => (cpuSeconds(pid) - before) / done * 1e6;
+  return {
+    rate,
+    clientCpu: perHandshake(c.pt.pid, cpuBefore[0]!),
+    serverCpu: perHandshake(s.pt.pid, cpuBefore[1]!),
+  };
 }
 
 /**
@@ -493,12 +517,43 @@ if (run("latency")) {
 }
 
 if (run("handshakes")) {
-  const rate: number[] = [];
+  // Warm up every path first (JIT): one second of handshakes a pair.
+  progress("handshakes per second, warm-up, 1 s a pair");
+  for (const [, c, s] of pairs) await handshakeRate(c, s, 1000);
+  const measured: HandshakeRate[] = [];
   for (const [name, c, s] of pairs) {
     progress(`handshakes per second, ${name}, 64 concurrent clients for 3 s`);
-    rate.push(await handshakeRate(c, s, 3000));
+    measured.push(await handshakeRate(c, s, 3000));
   }
-  rows.push(...pairRows("handshakes/s", "1/s", rate, higher(1), "64 clients, pair"));
+  rows.push(
+    ...pairRows("handshakes/s", "1/s", measured.map((m) => m.rate), higher(1), "64 clients, pair"),
+  );
+  // CPU per handshake (user + system of the process, all its threads), each
+  // ptkit side against obfs4proxy's same side in the obfs4proxy pair; the
+  // mixed pairs' rows show the ptkit side in them (against obfs4proxy's
+  // other side).
+  const [go, pt, ptGo, goPt] = measured as [
+    HandshakeRate,
+    HandshakeRate,
+    HandshakeRate,
+    HandshakeRate,
+  ];
+  rows.push(
+    { name: "CPU per handshake, client, pair", unit: "us", go: go.clientCpu, pt: pt.clientCpu },
+    { name: "CPU per handshake, server, pair", unit: "us", go: go.serverCpu, pt: pt.serverCpu },
+    {
+      name: "CPU per handshake, client, vs obfs4proxy server",
+      unit: "us",
+      go: go.clientCpu,
+      pt: ptGo.clientCpu,
+    },
+    {
+      name: "CPU per handshake, server, vs obfs4proxy client",
+      unit: "us",
+      go: go.serverCpu,
+      pt: goPt.serverCpu,
+    },
+  );
 }
 
 if (run("workers")) {
@@ -527,9 +582,10 @@ if (run("workers")) {
   const one16 = await multi(ptServer);
   const two16 = await multi(twoWorkers);
   progress("workers, handshakes per second, 64 concurrent clients for 3 s each");
-  const goRate = await handshakeRate(goClient, goServer, 3000);
-  const oneRate = await handshakeRate(ptClient, ptServer, 3000);
-  const twoRate = await handshakeRate(ptClient, twoWorkers, 3000);
+  // Rates only: -workers 2's handshakes run in its child processes.
+  const goRate = (await handshakeRate(goClient, goServer, 3000)).rate;
+  const oneRate = (await handshakeRate(ptClient, ptServer, 3000)).rate;
+  const twoRate = (await handshakeRate(ptClient, twoWorkers, 3000)).rate;
   rows.push(
     {
       name: "pair, 16 streams, -workers 1",
