@@ -1418,6 +1418,7 @@ Deno.test("TurnServer holds quotas over 10,000 simulated clients with bounded me
     userQuota: 30,
     totalQuota: 200,
     requestBurstPerSource: Infinity,
+    sourceQuota: Infinity,
   });
   const codes = new Map<number, number>();
   const heapBefore = Deno.memoryUsage().heapUsed;
@@ -1906,4 +1907,119 @@ Deno.test("TurnServer refuses a realm of 128 characters or a user name of 509 by
       e instanceof RangeError && e.message.includes("509 bytes") && !e.message.includes("xx"),
   );
   new TurnServer({ realm: "é".repeat(127), users: { ["x".repeat(508)]: "p" }, relay }).close();
+});
+
+Deno.test("TurnServer caps the allocations one source holds (sourceQuota, default 100): more get 486, and another source is served without evicting anyone", async () => {
+  const { server, relay, connect } = rig();
+  // One address, many ports (a 5-tuple each), one user: 100 allocations,
+  // then 486 (RFC 8656 section 7.2: Allocation Quota Reached), no relay
+  // socket opened for them.
+  for (let i = 0; i < 100; i++) {
+    strictEqual(errorCode(await connect(`h${i}`, "u", "p", "192.0.2.1").allocate()), 0, `${i}`);
+  }
+  for (let i = 100; i < 110; i++) {
+    strictEqual(errorCode(await connect(`h${i}`, "u", "p", "192.0.2.1").allocate()), 486);
+  }
+  // Another user from the same source: the cap is the source's.
+  strictEqual(errorCode(await connect("hv", "v", "q", "192.0.2.1").allocate()), 486);
+  strictEqual(relay.sockets.length, 100);
+  // Another source gets one, and nobody was evicted to make room for it.
+  strictEqual(errorCode(await connect("other", "u", "p", "198.51.100.7").allocate()), 0);
+  deepStrictEqual([server.stats().allocations, server.stats().allocationsEvicted], [101, 0]);
+  // Once one of the source's allocations goes, it may make one more.
+  server.disconnect("h0");
+  strictEqual(errorCode(await connect("h110", "u", "p", "192.0.2.1").allocate()), 0);
+  server.close();
+});
+
+Deno.test("TurnServer's sourceQuota counts a source's reservations and Allocates in progress: a reservation token still becomes its allocation", async () => {
+  const { server, relay, connect } = rig({ sourceQuota: 3 });
+  const evenPortR = [{ type: StunAttr.EvenPort, value: new Uint8Array([0x80]) }];
+  // An RTP/RTCP pair takes two of the three: the allocation and its reservation.
+  const rtp = await connect("rtp", "u", "p", "192.0.2.1").allocate(evenPortR);
+  strictEqual(errorCode(rtp), 0);
+  strictEqual(errorCode(await connect("x", "u", "p", "192.0.2.1").allocate()), 0);
+  // Full: another plain Allocate, or one with EVEN-PORT R, gets 486.
+  strictEqual(errorCode(await connect("y", "u", "p", "192.0.2.1").allocate()), 486);
+  strictEqual(errorCode(await connect("z", "u", "p", "192.0.2.1").allocate(evenPortR)), 486);
+  // The token turns its reservation into an allocation: no more held than before.
+  const token = getAttribute(rtp, StunAttr.ReservationToken)!;
+  const rtcp = await connect("rtcp", "u", "p", "192.0.2.1").allocate([
+    { type: StunAttr.ReservationToken, value: token },
+  ]);
+  strictEqual(errorCode(rtcp), 0);
+  deepStrictEqual([server.stats().allocations, server.stats().reservations], [3, 0]);
+  server.close();
+  // Allocates arriving together (each waiting for its relay socket) never
+  // take a source past its quota, nor open more relay sockets than it.
+  const together = rig({ sourceQuota: 3 });
+  const clients = Array.from(
+    { length: 8 },
+    (_, i) => together.connect(`t${i}`, "u", "p", "192.0.2.9"),
+  );
+  for (const c of clients) strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 437);
+  const codes = (await Promise.all(clients.map((c) =>
+    c.request(StunMethod.Allocate, [
+      { type: StunAttr.RequestedTransport, value: new Uint8Array([17, 0, 0, 0]) },
+    ], { auth: true })
+  ))).map(errorCode).sort();
+  deepStrictEqual(codes, [0, 0, 0, 486, 486, 486, 486, 486]);
+  strictEqual(together.relay.sockets.length, 3);
+  together.server.close();
+  ok(relay.sockets.every((s) => s.closed));
+});
+
+Deno.test("TurnServer takes sourceQuota as a positive integer or Infinity", async () => {
+  for (const value of [0, -1, 1.5, NaN]) {
+    throws(
+      () => new TurnServer({ realm: "r", users: {}, relay: new FakeRelay(), sourceQuota: value }),
+      (e: Error) =>
+        e instanceof RangeError &&
+        e.message ===
+          `Cannot create TURN server: sourceQuota must be a positive integer or Infinity, got ${value}`,
+    );
+  }
+  const { server, connect } = rig({ sourceQuota: Infinity, userQuota: 150 });
+  for (let i = 0; i < 150; i++) {
+    strictEqual(errorCode(await connect(`h${i}`, "u", "p", "192.0.2.1").allocate()), 0);
+  }
+  server.close();
+});
+
+Deno.test("TurnServer over UDP answers a client holding an allocation 50 requests at once, then 50 a second: a flood of Refresh, CreatePermission, ChannelBind or Binding from its 5-tuple is dropped", async () => {
+  const { server, clock, connect } = rig();
+  const c = connect("holder", "u", "p", "192.0.2.7");
+  strictEqual(errorCode(await c.allocate()), 0);
+  const flood = (count: number) => {
+    const before = c.wire.inbox.size;
+    for (let i = 0; i < count; i++) {
+      const kind = i % 4;
+      c.wire.send(
+        kind === 0
+          ? c.build(StunMethod.Refresh, [])
+          : kind === 1
+          ? c.build(StunMethod.CreatePermission, [peerAttr({ ...PUBLIC_A, port: 1000 + i })])
+          : kind === 2
+          ? c.build(StunMethod.Binding, [], { auth: false })
+          : c.build(StunMethod.ChannelBind, [peerAttr(PUBLIC_B), channelNumber(0x4000)]),
+      );
+    }
+    return c.wire.inbox.size - before;
+  };
+  const limited = server.stats().drops.rateLimited;
+  // Each is signed and answered (its MESSAGE-INTEGRITY checked, a response
+  // signed): 50 of 2000 answered, the rest dropped.
+  strictEqual(flood(2000), 50);
+  strictEqual(server.stats().drops.rateLimited - limited, 1950);
+  // A second later, 50 more.
+  clock.t += 1000;
+  strictEqual(flood(2000), 50);
+  // Another client of the source (its own 5-tuple, no allocation) is
+  // still answered, from the source's budget.
+  const other = connect("other", "u", "p", "192.0.2.7");
+  strictEqual(errorCode(await other.request(StunMethod.Binding, [], { auth: false })), 0);
+  // And after a quiet second the holder refreshes as before.
+  clock.t += 1000;
+  strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 0);
+  server.close();
 });

@@ -32,7 +32,10 @@ import { systemClock } from "../_clock.ts";
 import { realmProblem, usernameProblem } from "./_credential_limits.ts";
 import { type RequestBudget, SourceRequestRates, takeRequestToken } from "./_request_rate.ts";
 
-/** Requests a byte-stream client may make in a burst, and per millisecond after it. */
+/**
+ * Requests a byte-stream client, or a UDP client holding an allocation, may
+ * make in a burst, and per millisecond after it.
+ */
 const STREAM_REQUEST_BURST = 50;
 const STREAM_REQUESTS_PER_MS = 50 / 1000;
 
@@ -160,6 +163,16 @@ export interface TurnServerOptions {
    * with the same share between sources as `userQuota`.
    */
   readonly totalQuota?: number;
+  /**
+   * Allocations one source (an IPv4 address, an IPv6 /64; see
+   * `TurnClient.source`) holds at once, its port reservations and the
+   * Allocates it has in progress counted too (default 100); more get 486
+   * (Allocation Quota Reached, RFC 8656 section 7.2), whatever the user, and
+   * never evict another's. Without it one address could hold the whole
+   * `totalQuota`: its relay sockets, descriptors and memory. A positive
+   * integer, or `Infinity` for no limit.
+   */
+  readonly sourceQuota?: number;
   /** Permissions per allocation (default 256); more get 508. */
   readonly maxPermissions?: number;
   /**
@@ -187,7 +200,8 @@ export interface TurnServerOptions {
    * than the sender. Past the burst, `requestsPerSecondPerSource`; the rest
    * are dropped without an answer and counted as `rateLimited`. A client
    * holding an allocation proved its credentials: its requests are not
-   * counted here. Byte-stream clients count against the source they were
+   * counted here, but against a budget of its own (50 at once, then 50 a
+   * second, over UDP). Byte-stream clients count against the source they were
    * given (`TurnClient.source`), none when not given. A positive integer, or
    * `Infinity` for no limit.
    */
@@ -239,8 +253,8 @@ export interface TurnDrops {
    * Requests dropped unanswered: from a source beyond its
    * `requestBurstPerSource`, then `requestsPerSecondPerSource` (500, then
    * 100 a second, by default; clients holding an allocation are not
-   * counted there), or from a byte-stream client beyond 50 a second
-   * (bursts of 50). A TURN client makes a handful; a flood of 20-byte
+   * counted there), or from a byte-stream client, or a UDP client holding
+   * an allocation, beyond 50 a second (bursts of 50). A TURN client makes a handful; a flood of 20-byte
    * Binding requests cost the server a thousand times what it cost the
    * sender, and over UDP its answers may go to a spoofed address.
    */
@@ -302,6 +316,8 @@ interface Allocation {
   /** The IPv4 peer of the last Data indication, and its XOR-PEER-ADDRESS (the same for any transaction id). */
   dataPeer: number | string | undefined;
   dataPeerXor: Uint8Array;
+  /** The client's request budget over UDP (a stream's is its connection's). */
+  readonly budget: RequestBudget;
 }
 
 const DEFAULT_LIFETIME = 600;
@@ -423,6 +439,9 @@ export class TurnServer {
   #peers: DestinationPolicy;
   #userQuota: number;
   #totalQuota: number;
+  #sourceQuota: number;
+  /** Allocates in progress (waiting for their relay socket), by source. */
+  #pendingFrom = new Map<string, number>();
   #maxPermissions: number;
   #maxChannels: number;
   #maxLifetime: number;
@@ -503,6 +522,7 @@ export class TurnServer {
     });
     this.#userQuota = options.userQuota ?? 1000;
     this.#totalQuota = options.totalQuota ?? 5000;
+    this.#sourceQuota = checkLimit("sourceQuota", options.sourceQuota, 100);
     this.#maxPermissions = options.maxPermissions ?? 256;
     this.#maxChannels = options.maxChannels ?? 64;
     this.#maxLifetime = options.maxLifetime ?? 3600;
@@ -598,13 +618,36 @@ export class TurnServer {
     }
     const rates = this.#sourceRates;
     if (rates === undefined) return true;
-    // A client holding an allocation proved its credentials from there; a
-    // flood from its source does not keep it from refreshing.
+    // A client holding an allocation proved its credentials from there: it
+    // takes from a budget of its own (see #admitHolderRequest), not its
+    // source's, so a flood from its source does not keep it from refreshing.
     const allocation = this.#allocations.get(client.key);
     if (allocation !== undefined && allocation.expires > now) return true;
     // A stream given no source (its peer unknown) has its own budget only.
     const source = client.stream === true ? client.source : this.#sourceOf(client);
     if (source === undefined || rates.take(source, now)) return true;
+    this.#drops.rateLimited++;
+    return false;
+  }
+
+  /**
+   * Whether a well-formed request of `client` is answered, when it holds an
+   * allocation over UDP (a stream's connection has a budget already): 50
+   * at once, then 50 a second, of its own; counted as `rateLimited` when
+   * not. Its flood of signed requests (each a MAC checked and one made:
+   * Refresh, CreatePermission, ChannelBind), or of Binding requests sent as
+   * from its 5-tuple (answered there), is bounded, not answered without end.
+   * Taken once the request parsed: garbage costs a failed parse only.
+   */
+  #admitHolderRequest(client: TurnClient): boolean {
+    if (client.stream === true) return true;
+    const allocation = this.#allocations.get(client.key);
+    if (allocation === undefined) return true;
+    if (
+      takeRequestToken(allocation.budget, this.#now(), STREAM_REQUEST_BURST, STREAM_REQUESTS_PER_MS)
+    ) {
+      return true;
+    }
     this.#drops.rateLimited++;
     return false;
   }
@@ -622,7 +665,9 @@ export class TurnServer {
     }
     if (!isStunMessage(packet)) {
       if (!isRfc3489Binding(packet)) this.#drops.malformed++;
-      else if (this.#admitRequest(client)) this.#answerRfc3489(client, packet);
+      else if (this.#admitRequest(client) && this.#admitHolderRequest(client)) {
+        this.#answerRfc3489(client, packet);
+      }
       return;
     }
     // The class bits of the message type (C1 is 0x0100, C0 0x0010): 00 is a request.
@@ -641,7 +686,7 @@ export class TurnServer {
       return;
     }
     if (message.class === StunClass.Request) {
-      this.#onRequest(client, message);
+      if (this.#admitHolderRequest(client)) this.#onRequest(client, message);
     } else if (message.class === StunClass.Indication && message.method === StunMethod.Binding) {
       // A keepalive (RFC 8489 section 3; ICE agents and coturn's clients
       // send them): nothing to answer, nothing dropped, as coturn.
@@ -805,6 +850,16 @@ export class TurnServer {
       if (victim === undefined) return 508;
     }
     return victim;
+  }
+
+  /**
+   * Whether `source` would hold more than `sourceQuota` with `slots` more:
+   * its allocations, reservations and Allocates in progress counted.
+   */
+  #sourceFull(source: string, slots: number): boolean {
+    const held = this.#bySource.count(source) + (this.#reservedFrom.get(source)?.length ?? 0) +
+      (this.#pendingFrom.get(source) ?? 0);
+    return held + slots > this.#sourceQuota;
   }
 
   #allocationOf(key: string | number): Allocation | undefined {
@@ -1069,6 +1124,13 @@ export class TurnServer {
     const source = this.#sourceOf(client);
     const reserveNext = evenPort !== undefined && (evenPort[0]! & 0x80) !== 0;
     const slots = reserveNext ? 2 : 1;
+    // A token's reservation, of this source, is counted already: turning
+    // it into an allocation takes nothing more.
+    const tokenOf = token ? this.#reservations.get(hexOf(token)) : undefined;
+    if (this.#sourceFull(source, tokenOf?.source === source ? 0 : slots)) {
+      this.#error(client, request, 486, key);
+      return;
+    }
     let victim = this.#room(source, username, token ? undefined : this.#pending.size, slots);
     if (typeof victim === "number") {
       this.#error(client, request, victim, key);
@@ -1087,6 +1149,7 @@ export class TurnServer {
       sockets = [reservation.socket];
     } else {
       this.#pending.set(client.key, tid);
+      this.#pendingFrom.set(source, (this.#pendingFrom.get(source) ?? 0) + 1);
       // While the relay opens, no other Allocate picks the same allocation to delete.
       const claim = victim;
       if (claim !== undefined) this.#claimed.add(claim);
@@ -1123,6 +1186,9 @@ export class TurnServer {
         return;
       } finally {
         if (claim !== undefined) this.#claimed.delete(claim);
+        const opening = this.#pendingFrom.get(source)! - 1;
+        if (opening === 0) this.#pendingFrom.delete(source);
+        else this.#pendingFrom.set(source, opening);
       }
       if (this.#pending.get(client.key) !== tid || this.#closed) {
         for (const s of sockets) s.close();
@@ -1131,7 +1197,7 @@ export class TurnServer {
       this.#pending.delete(client.key);
       // Allocates that were pending beside this one may have filled either
       // quota since: decide again, from here to the end without a wait.
-      victim = this.#room(source, username, 0, slots);
+      victim = this.#sourceFull(source, slots) ? 486 : this.#room(source, username, 0, slots);
       if (typeof victim === "number") {
         for (const s of sockets) s.close();
         this.#error(client, request, victim, key);
@@ -1155,6 +1221,7 @@ export class TurnServer {
       sendPeer: undefined,
       dataPeer: undefined,
       dataPeerXor: new Uint8Array(0),
+      budget: { tokens: STREAM_REQUEST_BURST, at: this.#now() },
     };
     relay.onPacket = (data, peer) => {
       try {
