@@ -8,7 +8,7 @@ import dgram from "node:dgram";
 import { ok, strictEqual } from "node:assert";
 import type { StunAddress } from "../udp/stun/_message.ts";
 import { StunMethod } from "../udp/stun/_constants.ts";
-import { startTurnCli } from "./turn_util.ts";
+import { freshLoopback, startTurnCli, udpStunClient } from "./turn_util.ts";
 import { MAIN } from "./ipc_util.ts";
 import { guarded } from "./_util.ts";
 import { errorCode, Queue, StunTestClient } from "./turn_test_client.ts";
@@ -348,5 +348,93 @@ Deno.test("turn CLI refuses a user given twice with different passwords (one wou
     strictEqual((await child.status).code, 0);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("turn CLI --source-quota caps the allocations one address holds: the next gets 486, another address is served", async () => {
+  const { child, port } = await startTurnCli([
+    ...["--listen", "127.0.0.1:0", "--user", "u:p", "--realm", "pt.test", "--source-quota", "2"],
+  ]);
+  try {
+    const source = freshLoopback();
+    // Three sockets (three 5-tuples) of one address: two allocations, then 486.
+    const codes: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      await using c = await udpStunClient(port, source);
+      codes.push(errorCode(await c.client.allocate()));
+      // The allocation stays when the socket closes (nothing tells the server).
+    }
+    strictEqual(codes.join(","), "0,0,486");
+    await using other = await udpStunClient(port, freshLoopback());
+    strictEqual(errorCode(await other.client.allocate()), 0);
+  } finally {
+    child.kill("SIGTERM");
+    strictEqual((await child.status).code, 0);
+  }
+});
+
+Deno.test("turn CLI --request-burst-per-source and --requests-per-second-per-source limit the requests of an address without an allocation", async () => {
+  const { child, port } = await startTurnCli([
+    ...["--listen", "127.0.0.1:0", "--user", "u:p", "--realm", "pt.test"],
+    ...["--request-burst-per-source", "3", "--requests-per-second-per-source", "0.001"],
+  ]);
+  try {
+    await using limited = await udpStunClient(port, freshLoopback());
+    for (let i = 0; i < 3; i++) {
+      strictEqual(
+        errorCode(await limited.client.request(StunMethod.Binding, [], { auth: false })),
+        0,
+      );
+    }
+    // The fourth is dropped: another address's two round trips come back,
+    // and nothing more reaches this one.
+    limited.client.wire.send(limited.client.build(StunMethod.Binding, [], { auth: false }));
+    await using other = await udpStunClient(port, freshLoopback());
+    for (let i = 0; i < 2; i++) {
+      strictEqual(
+        errorCode(await other.client.request(StunMethod.Binding, [], { auth: false })),
+        0,
+      );
+    }
+    strictEqual(limited.client.wire.inbox.size, 0);
+  } finally {
+    child.kill("SIGTERM");
+    strictEqual((await child.status).code, 0);
+  }
+});
+
+Deno.test("turn CLI refuses a bad limit as a usage error naming the flag and what it takes; --help lists the limits", async () => {
+  for (
+    const [flag, value, expected] of [
+      ["--source-quota", "-1", "a whole number (0: no limit)"],
+      ["--source-quota", "ten", "a whole number (0: no limit)"],
+      ["--source-quota", "1.5", "a whole number (0: no limit)"],
+      ["--request-burst-per-source", "", "a whole number (0: no limit)"],
+      ["--requests-per-second-per-source", "1e3", "a number (0: no limit)"],
+      ["--max-request-sources", "0", "a whole number from 1 to 1048576"],
+      ["--max-request-sources", "2000000", "a whole number from 1 to 1048576"],
+    ]
+  ) {
+    const { code, stderr } = await turnCliRun(["--user", "u:p", `${flag}=${value}`]);
+    strictEqual(code, 64, `${flag}=${value}`);
+    ok(
+      stderr.startsWith(
+        `ptkit: error: Invalid ${flag} ${JSON.stringify(value)}: expected ${expected}\n`,
+      ),
+      stderr,
+    );
+  }
+  const help = await new Deno.Command(MAIN, { args: ["turn", "--help"], stdin: "null" }).output();
+  strictEqual(help.code, 0);
+  const text = new TextDecoder().decode(help.stdout);
+  for (
+    const flag of [
+      "--source-quota N",
+      "--request-burst-per-source N",
+      "--requests-per-second-per-source N",
+      "--max-request-sources N",
+    ]
+  ) {
+    ok(text.includes(flag), flag);
   }
 });

@@ -12,13 +12,57 @@ import { readValueFile, UsageError, valueLines } from "./_value_file.ts";
 import { realmProblem, usernameProblem } from "../../udp/turn/_credential_limits.ts";
 
 const USAGE =
-  "Usage: main.ts turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM [--allow-loopback-peers]";
+  "Usage: main.ts turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM [--allow-loopback-peers] [--source-quota N] [--request-burst-per-source N] [--requests-per-second-per-source N] [--max-request-sources N]";
+
+/**
+ * The most sources `--max-request-sources` may track: each takes some 100
+ * bytes, so at most about 100 MB.
+ */
+const MAX_REQUEST_SOURCES = 1_048_576;
+
+/** The limit flags: the server option each sets, and what it takes. */
+const LIMIT_FLAGS = {
+  "source-quota": { option: "sourceQuota", decimal: false, zeroIsNone: true },
+  "request-burst-per-source": {
+    option: "requestBurstPerSource",
+    decimal: false,
+    zeroIsNone: true,
+  },
+  "requests-per-second-per-source": {
+    option: "requestsPerSecondPerSource",
+    decimal: true,
+    zeroIsNone: true,
+  },
+  "max-request-sources": { option: "maxRequestSources", decimal: false, zeroIsNone: false },
+} as const;
+
+/**
+ * The value of a limit flag: a whole number (a decimal one where `decimal`),
+ * 0 as no limit (`Infinity`) where `zeroIsNone`; or why not, naming the flag.
+ */
+function limitValue(
+  flag: keyof typeof LIMIT_FLAGS,
+  value: string,
+): number | { problem: string } {
+  const { decimal, zeroIsNone } = LIMIT_FLAGS[flag];
+  const n = Number(value);
+  const form = decimal ? /^[0-9]+(\.[0-9]+)?$/ : /^[0-9]+$/;
+  const most = flag === "max-request-sources" ? MAX_REQUEST_SOURCES : Number.MAX_SAFE_INTEGER;
+  if (!form.test(value) || n > most || (n === 0 && !zeroIsNone)) {
+    const what = decimal ? "a number" : "a whole number";
+    const range = zeroIsNone ? `${what} (0: no limit)` : `${what} from 1 to ${most}`;
+    return { problem: `Invalid --${flag} ${JSON.stringify(value)}: expected ${range}` };
+  }
+  return n === 0 ? Infinity : n;
+}
 
 /** coturn's long-term key in place of a password: `0x` and 32 hex digits (MD5). */
 const COTURN_KEY = /^0x[0-9a-fA-F]{32}$/;
 
 const HELP = `Usage: main.ts turn --listen HOST:PORT --user USER:PASSWORD [--user ...] --realm REALM
-                    [--allow-loopback-peers]
+                    [--allow-loopback-peers] [--source-quota N]
+                    [--request-burst-per-source N]
+                    [--requests-per-second-per-source N] [--max-request-sources N]
 
 A TURN server (RFC 8656) over UDP, with long-term credentials, until SIGINT or
 SIGTERM. Loopback, private, link-local and multicast peers are refused (403).
@@ -31,6 +75,18 @@ SIGTERM. Loopback, private, link-local and multicast peers are refused (403).
                             turnadmin -k prints it for this realm)
   --realm REALM             the realm
   --allow-loopback-peers    also relay to loopback peers
+  --source-quota N          allocations one source (an IPv4 address, an IPv6
+                            /64) holds at once, its port reservations counted;
+                            more get 486 (default 100; 0: no limit)
+  --request-burst-per-source N
+                            requests a source whose client holds no allocation
+                            may make at once (default 500; 0: no limit)
+  --requests-per-second-per-source N
+                            and a second after that burst (default 100; a
+                            decimal number; 0: no limit); the rest are dropped
+  --max-request-sources N   sources whose request rate is tracked (default
+                            16384, at most ${MAX_REQUEST_SOURCES}); past it, the half
+                            that asked least recently start again
   --help                    print this help
 
 Example:
@@ -42,13 +98,22 @@ const SPECS: Record<string, Spec> = {
   user: { value: "USER:PASSWORD", help: "a user (repeatable; @FILE: one a line)" },
   realm: { value: "REALM", help: "the realm" },
   "allow-loopback-peers": { help: "also relay to loopback peers" },
+  "source-quota": { value: "N", help: "allocations one source holds at once" },
+  "request-burst-per-source": { value: "N", help: "requests a source may make at once" },
+  "requests-per-second-per-source": {
+    value: "N",
+    help: "requests a source may make a second after its burst",
+  },
+  "max-request-sources": { value: "N", help: "sources whose request rate is tracked" },
   help: { help: "print this help" },
 };
 
 /**
  * The `turn` command: a standalone TURN server on UDP until SIGINT or SIGTERM.
  *
- * `turn --listen 127.0.0.1:3478 --user u:p --realm r [--allow-loopback-peers]`
+ * `turn --listen 127.0.0.1:3478 --user u:p --realm r [--allow-loopback-peers]
+ * [--source-quota N] [--request-burst-per-source N]
+ * [--requests-per-second-per-source N] [--max-request-sources N]`
  * (a leading "turn" argument is skipped). Prints `turn: listening on HOST:PORT` to stderr.
  *
  * @param args Command-line arguments after the program name.
@@ -75,6 +140,14 @@ export async function runTurnCommand(args: string[]): Promise<number> {
   const { listen, realm } = parsed;
   let allowLoopbackPeers = false;
   if (parsed["allow-loopback-peers"] !== undefined) allowLoopbackPeers = true;
+  const limits: Record<string, number> = {};
+  for (const flag of Object.keys(LIMIT_FLAGS) as (keyof typeof LIMIT_FLAGS)[]) {
+    const value = parsed[flag];
+    if (value === undefined) continue;
+    const limit = limitValue(flag, value);
+    if (typeof limit !== "number") return fail(limit.problem);
+    limits[LIMIT_FLAGS[flag].option] = limit;
+  }
   const users: Record<string, string> = {};
   const given = all.user ?? [];
   for (const [position, value] of given.entries()) {
@@ -181,7 +254,7 @@ export async function runTurnCommand(args: string[]): Promise<number> {
   }
   let turn;
   try {
-    turn = await serveTurnUdp({ ...address, realm, users, keys, allowLoopbackPeers });
+    turn = await serveTurnUdp({ ...address, realm, users, keys, allowLoopbackPeers, ...limits });
   } catch (error) {
     // The operator's own address, not a client's: it is named.
     Deno.stderr.writeSync(
