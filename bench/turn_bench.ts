@@ -120,7 +120,9 @@ async function startServer(name: "ptkit" | "coturn"): Promise<[Deno.ChildProcess
       ...["run", "--unstable-net", "--allow-ffi", "--allow-net", "--allow-read", "--allow-env"],
       new URL("../ipc/cli/_turn.ts", import.meta.url).pathname,
       ...["--listen", `127.0.0.1:${port}`, "--user", "u:p", "--realm", "pt.test"],
-      "--allow-loopback-peers",
+      // Every uclient client comes from 127.0.0.1, and -m 100 with -y holds
+      // over 100 allocations (its probes' too): no per-source cap, as coturn has none.
+      ...["--allow-loopback-peers", "--source-quota", "0"],
     ])
     : spawn("turnserver", [
       ...["-n", "--lt-cred-mech", "--user=u:p", "--realm=pt.test", "--allow-loopback-peers"],
