@@ -301,6 +301,176 @@ interface Pending {
 }
 
 /**
+ * An {@linkcode UdpSocket.open} option, internal (not exported by
+ * `@ptkit/ptkit/udp`): with FFI, the socket waits for datagrams through
+ * the process's one epoll instance, every datagram taken by `recvmmsg`
+ * into the shared arena, instead of through a Deno receive of its own,
+ * which holds a 64 KiB buffer (resident: ~58 KB of the ~76 KB a socket
+ * cost) for as long as the socket is open. For sockets held by the
+ * thousand, mostly idle: a TURN server's relayed sockets. The first
+ * {@linkcode OWN_RECEIVERS} receive on their own all the same (faster);
+ * without FFI the option changes nothing.
+ */
+export const SHARED_WAIT: unique symbol = Symbol("ptkit.udp.sharedWait");
+
+const EPOLL_CTL_ADD = 1;
+const EPOLL_CTL_DEL = 2;
+const EPOLLIN = 0x001;
+const EFD_NONBLOCK = 0o4000;
+const EFD_CLOEXEC = 0o2000000;
+const EPOLL_CLOEXEC = 0o2000000;
+const EINTR = 4;
+/** Events one epoll_wait call takes at most. */
+const WAIT_EVENTS = 256;
+/**
+ * Sockets asking for the shared wait that receive on their own all the
+ * same, the first ones: a datagram woken through the shared wait takes a
+ * hop to Deno's blocking pool and back (30% more CPU under
+ * turnutils_uclient's echo load, 20 allocations), so it is for sockets
+ * held by the hundred: 128 of them hold at most 8 MiB of receive buffers.
+ */
+const OWN_RECEIVERS = 128;
+/**
+ * Turns of the event loop with nothing ready before the shared wait goes
+ * back to the blocking pool: datagrams a few microseconds apart are taken
+ * without a hop there and back each; a quiet process hops once.
+ */
+const IDLE_POLLS = 16;
+
+const epollSymbols = {
+  epoll_create1: { parameters: ["i32"], result: "i32" },
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  // On a thread of Deno's blocking pool: the event loop goes on meanwhile.
+  epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32", nonblocking: true },
+  // The same call on the event loop's thread, with a timeout of 0: what is
+  // ready now, without a hop to the blocking pool and back.
+  epoll_pwait: { parameters: ["i32", "buffer", "i32", "i32", "pointer"], result: "i32" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  close: { parameters: ["i32"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+/**
+ * One epoll instance for the process's shared-wait sockets (see
+ * {@linkcode SHARED_WAIT}), level-triggered: one epoll_wait call at a time
+ * waits for them all, on a thread of Deno's blocking pool, and each socket
+ * that has datagrams queued drains them. An eventfd wakes the wait when the
+ * last socket goes, so that nothing is left pending (the loop ends, and
+ * starts again with the next socket).
+ */
+class SharedWait {
+  #lib: Deno.DynamicLibrary<typeof epollSymbols>["symbols"];
+  #epfd: number;
+  #wake: number;
+  /** struct epoll_event: packed (12 bytes) on x86-64, 16 elsewhere. */
+  #eventSize = Deno.build.arch === "x86_64" ? 12 : 16;
+  #events: Uint8Array;
+  #view: DataView;
+  #control: Uint8Array;
+  #controlView: DataView;
+  #word = new BigUint64Array(1);
+  #sockets = new Map<number, () => void>();
+  #loop: Promise<void> | undefined;
+
+  private constructor(lib: Deno.DynamicLibrary<typeof epollSymbols>["symbols"]) {
+    this.#lib = lib;
+    this.#events = new Uint8Array(WAIT_EVENTS * this.#eventSize);
+    this.#view = new DataView(this.#events.buffer);
+    this.#control = new Uint8Array(this.#eventSize);
+    this.#controlView = new DataView(this.#control.buffer);
+    this.#epfd = lib.epoll_create1(EPOLL_CLOEXEC);
+    this.#wake = this.#epfd < 0 ? -1 : lib.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (this.#wake < 0 || !this.#ctl(EPOLL_CTL_ADD, this.#wake)) {
+      throw new Error("Cannot set up the shared UDP wait");
+    }
+  }
+
+  static #instance: SharedWait | null | undefined;
+
+  /** The process's one instance, or null when it cannot be had. */
+  static get(): SharedWait | null {
+    if (SharedWait.#instance !== undefined) return SharedWait.#instance;
+    try {
+      SharedWait.#instance = new SharedWait(Deno.dlopen("libc.so.6", epollSymbols).symbols);
+    } catch {
+      SharedWait.#instance = null;
+    }
+    return SharedWait.#instance;
+  }
+
+  #ctl(op: number, fd: number): boolean {
+    this.#controlView.setUint32(0, EPOLLIN, true);
+    this.#controlView.setInt32(4, fd, true);
+    return this.#lib.epoll_ctl(this.#epfd, op, fd, this.#control) === 0;
+  }
+
+  /**
+   * Wait for datagrams on `fd`: `readable` is called when some are queued
+   * (again, while some are).
+   *
+   * @returns Whether it was added (else the caller receives on its own).
+   */
+  add(fd: number, readable: () => void): boolean {
+    if (!this.#ctl(EPOLL_CTL_ADD, fd)) return false;
+    this.#sockets.set(fd, readable);
+    this.#loop ??= this.#run();
+    return true;
+  }
+
+  /**
+   * Stop waiting for `fd` (before it is closed: the number may be reused).
+   *
+   * @returns Resolves once the wait has ended, when it was the last.
+   */
+  remove(fd: number): Promise<void> {
+    if (!this.#sockets.delete(fd)) return Promise.resolve();
+    this.#ctl(EPOLL_CTL_DEL, fd);
+    if (this.#sockets.size > 0 || this.#loop === undefined) return Promise.resolve();
+    this.#word[0] = 1n;
+    this.#lib.write(this.#wake, new Uint8Array(this.#word.buffer), 8n);
+    return this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    try {
+      while (this.#sockets.size > 0) {
+        let n = await this.#lib.epoll_wait(this.#epfd, this.#events, WAIT_EVENTS, -1);
+        // While datagrams keep coming, the next are looked for on this
+        // thread (timers and other I/O first: one turn of the event loop),
+        // and the blocking pool waits only once they stop (see IDLE_POLLS).
+        for (let idle = 0; idle < IDLE_POLLS;) {
+          idle = n === 0 ? idle + 1 : 0;
+          if (n < 0) {
+            const errno = new Int32Array(
+              Deno.UnsafePointerView.getArrayBuffer(this.#lib.__errno_location()!, 4),
+            )[0];
+            if (errno !== EINTR) throw new Error(`epoll_wait failed (errno ${errno})`);
+          }
+          for (let i = 0; i < n; i++) {
+            const fd = this.#view.getInt32(i * this.#eventSize + 4, true);
+            if (fd === this.#wake) {
+              this.#lib.read(this.#wake, new Uint8Array(this.#word.buffer), 8n);
+              continue;
+            }
+            // A socket removed meanwhile is skipped.
+            this.#sockets.get(fd)?.();
+          }
+          if (this.#sockets.size === 0) break;
+          await new Promise((resolve) => setImmediate(resolve));
+          n = this.#lib.epoll_pwait(this.#epfd, this.#events, WAIT_EVENTS, 0, null);
+        }
+      }
+    } finally {
+      this.#loop = undefined;
+      // Sockets added after the loop saw none left start it again.
+      if (this.#sockets.size > 0) this.#loop = this.#run();
+    }
+  }
+}
+
+/**
  * A UDP socket: ptkit's one UDP layer, under the transparent-UDP and STUN
  * pools and the TURN server.
  *
@@ -348,6 +518,12 @@ export class UdpSocket implements AsyncDisposable {
   #peer: Endpoint | undefined;
   #libc: Libc | null;
   #fd = -1;
+  /** The shared wait this socket's datagrams come through, if any (see SHARED_WAIT). */
+  #shared: SharedWait | undefined;
+  /** Asked for the shared wait, and counted among the OWN_RECEIVERS instead. */
+  #ownReceiver = false;
+  /** Sockets that asked for the shared wait and receive on their own. */
+  static #ownReceivers = 0;
   #bufferSize: number | undefined;
   #closed = false;
   #receiving: Promise<void>;
@@ -454,6 +630,7 @@ export class UdpSocket implements AsyncDisposable {
     peer: Endpoint | undefined,
     bufferSize: number,
     sendQueueBytes: number,
+    sharedWait = false,
   ) {
     this.#conn = conn;
     this.#peer = peer;
@@ -471,7 +648,24 @@ export class UdpSocket implements AsyncDisposable {
       }
     }
     if (this.#fd >= 0 && !isWildcard(local)) UdpSocket.#locals.set(this.#addr.key, this);
-    this.#receiving = this.#receive();
+    // The first OWN_RECEIVERS such sockets receive on their own (the
+    // fastest path); past them, through the shared wait.
+    const shared = sharedWait && this.#fd >= 0 && UdpSocket.#ownReceivers >= OWN_RECEIVERS
+      ? SharedWait.get()
+      : null;
+    if (shared !== null && shared.add(this.#fd, () => this.#readable())) {
+      this.#shared = shared;
+      this.#receiving = Promise.resolve();
+    } else {
+      if (sharedWait) this.#ownReceiver = true;
+      if (sharedWait) UdpSocket.#ownReceivers++;
+      this.#receiving = this.#receive();
+    }
+  }
+
+  /** Datagrams are queued for a shared-wait socket: take them (at most DRAIN_BATCHES batches). */
+  #readable(): void {
+    if (!this.#closed) this.#drain();
   }
 
   /**
@@ -522,7 +716,8 @@ export class UdpSocket implements AsyncDisposable {
       );
     }
     const conn = listenOn({ hostname, port }, () => listen({ transport: "udp", hostname, port }));
-    return new UdpSocket(conn, peer, bufferSize, sendQueueBytes);
+    const sharedWait = (options as { [SHARED_WAIT]?: boolean })[SHARED_WAIT] === true;
+    return new UdpSocket(conn, peer, bufferSize, sendQueueBytes, sharedWait);
   }
 
   /**
@@ -1050,6 +1245,9 @@ export class UdpSocket implements AsyncDisposable {
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
+      // Out of the shared wait before the descriptor is closed (its number may be reused).
+      if (this.#shared !== undefined) this.#receiving = this.#shared.remove(this.#fd);
+      if (this.#ownReceiver) UdpSocket.#ownReceivers--;
       this.#fd = -1;
       if (UdpSocket.#locals.get(this.#addr.key) === this) UdpSocket.#locals.delete(this.#addr.key);
       try {

@@ -2,7 +2,7 @@
 
 import { formatIp, parseIp, parseIpv6 } from "../../net/_ip_address.ts";
 import { openLibc } from "../../net/_libc.ts";
-import { RECEIVE_HEADROOM, UdpSocket } from "../udp_socket.ts";
+import { RECEIVE_HEADROOM, SHARED_WAIT, UdpSocket } from "../udp_socket.ts";
 import type { TurnRelayFactory, TurnRelayRequest, TurnRelaySocket } from "./_turn_server.ts";
 
 /** Options of {@linkcode createUdpRelayFactory}. */
@@ -211,7 +211,10 @@ async function relaySocket(
   port: number,
   advertised: string | undefined,
 ): Promise<TurnRelaySocket> {
-  const socket = await UdpSocket.open({ hostname: host, port });
+  // One shared wait for all relayed sockets (with FFI): no 64 KiB receive
+  // buffer each, as they are held by the thousand, mostly idle.
+  const options = { hostname: host, port, [SHARED_WAIT]: true };
+  const socket = await UdpSocket.open(options);
   const { family, hostname } = socket.addr;
   const relay: TurnRelaySocket = {
     address: { family, address: advertised ?? hostname, port: socket.addr.port },
