@@ -2023,3 +2023,27 @@ Deno.test("TurnServer over UDP answers a client holding an allocation 50 request
   strictEqual(errorCode(await c.authed(StunMethod.Refresh)), 0);
   server.close();
 });
+
+Deno.test("TurnServer's sourceQuota leaves byte-stream clients to the connection limits: 150 stream clients of one source each get an allocation", async () => {
+  // Behind a front server that reports no client address (webtunnel behind
+  // nginx, say) every stream client of -mode STUN -target turn has one
+  // source: a cap of 100 allocations would have been one of 100 clients
+  // for the whole bridge. Each holds one connection, and the listener
+  // limits those per source (maxConnectionsPerSource).
+  const relay = new FakeRelay();
+  const server = new TurnServer({ realm: "pt.test", users: { u: "p" }, relay });
+  for (let i = 0; i < 150; i++) {
+    const inbox = new Queue<Uint8Array>();
+    const client: TurnClient = {
+      key: `stream:${i}`,
+      address: { family: 4, address: "0.0.0.0", port: 0 },
+      source: "127.0.0.1",
+      stream: true,
+      send: (p) => inbox.push(p.slice()),
+    };
+    const c = new StunTestClient({ inbox, send: (bytes) => server.handle(client, bytes) });
+    strictEqual(errorCode(await c.allocate()), 0, `client ${i}`);
+  }
+  strictEqual(server.stats().allocations, 150);
+  server.close();
+});

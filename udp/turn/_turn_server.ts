@@ -170,7 +170,12 @@ export interface TurnServerOptions {
    * (Allocation Quota Reached, RFC 8656 section 7.2), whatever the user, and
    * never evict another's. Without it one address could hold the whole
    * `totalQuota`: its relay sockets, descriptors and memory. A positive
-   * integer, or `Infinity` for no limit.
+   * integer, or `Infinity` for no limit. Clients over a byte stream are not
+   * capped here: each holds one allocation on one connection, and the
+   * connections of a source are limited where they are accepted
+   * (`maxConnectionsPerSource`, its least recently active one making room),
+   * behind a front server that reports no client address all of them
+   * from one.
    */
   readonly sourceQuota?: number;
   /** Permissions per allocation (default 256); more get 508. */
@@ -854,9 +859,11 @@ export class TurnServer {
 
   /**
    * Whether `source` would hold more than `sourceQuota` with `slots` more:
-   * its allocations, reservations and Allocates in progress counted.
+   * its allocations, reservations and Allocates in progress counted. Never
+   * for a byte-stream client (see `sourceQuota`).
    */
-  #sourceFull(source: string, slots: number): boolean {
+  #sourceFull(client: TurnClient, source: string, slots: number): boolean {
+    if (client.stream === true) return false;
     const held = this.#bySource.count(source) + (this.#reservedFrom.get(source)?.length ?? 0) +
       (this.#pendingFrom.get(source) ?? 0);
     return held + slots > this.#sourceQuota;
@@ -1127,7 +1134,7 @@ export class TurnServer {
     // A token's reservation, of this source, is counted already: turning
     // it into an allocation takes nothing more.
     const tokenOf = token ? this.#reservations.get(hexOf(token)) : undefined;
-    if (this.#sourceFull(source, tokenOf?.source === source ? 0 : slots)) {
+    if (this.#sourceFull(client, source, tokenOf?.source === source ? 0 : slots)) {
       this.#error(client, request, 486, key);
       return;
     }
@@ -1197,7 +1204,9 @@ export class TurnServer {
       this.#pending.delete(client.key);
       // Allocates that were pending beside this one may have filled either
       // quota since: decide again, from here to the end without a wait.
-      victim = this.#sourceFull(source, slots) ? 486 : this.#room(source, username, 0, slots);
+      victim = this.#sourceFull(client, source, slots)
+        ? 486
+        : this.#room(source, username, 0, slots);
       if (typeof victim === "number") {
         for (const s of sockets) s.close();
         this.#error(client, request, victim, key);
