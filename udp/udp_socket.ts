@@ -364,8 +364,12 @@ class SharedWait {
   #lib: Deno.DynamicLibrary<typeof epollSymbols>["symbols"];
   #epfd: number;
   #wake: number;
-  /** struct epoll_event: packed (12 bytes) on x86-64, 16 elsewhere. */
+  /**
+   * struct epoll_event: packed on x86-64 (12 bytes, its data at 4); on
+   * aarch64 its 64-bit data is aligned (16 bytes, at 8).
+   */
   #eventSize = Deno.build.arch === "x86_64" ? 12 : 16;
+  #dataAt = Deno.build.arch === "x86_64" ? 4 : 8;
   #events: Uint8Array;
   #view: DataView;
   #control: Uint8Array;
@@ -402,7 +406,7 @@ class SharedWait {
 
   #ctl(op: number, fd: number): boolean {
     this.#controlView.setUint32(0, EPOLLIN, true);
-    this.#controlView.setInt32(4, fd, true);
+    this.#controlView.setInt32(this.#dataAt, fd, true);
     return this.#lib.epoll_ctl(this.#epfd, op, fd, this.#control) === 0;
   }
 
@@ -449,7 +453,7 @@ class SharedWait {
             if (errno !== EINTR) throw new Error(`epoll_wait failed (errno ${errno})`);
           }
           for (let i = 0; i < n; i++) {
-            const fd = this.#view.getInt32(i * this.#eventSize + 4, true);
+            const fd = this.#view.getInt32(i * this.#eventSize + this.#dataAt, true);
             if (fd === this.#wake) {
               this.#lib.read(this.#wake, new Uint8Array(this.#word.buffer), 8n);
               continue;
