@@ -5,11 +5,16 @@ import { freeUdpPort, startTurnCli, waitForUdp } from "./turn_util.ts";
 import { requireBinary } from "./ipc_util.ts";
 import { ok, strictEqual } from "node:assert";
 
-async function startServer(port: number, user = "u:p"): Promise<Deno.ChildProcess> {
+async function startServer(
+  port: number,
+  user = "u:p",
+  extra: string[] = [],
+): Promise<Deno.ChildProcess> {
   // Exactly the issue's spelling, exec'd by path: main.ts turn --listen ...
   const { child, port: listening } = await startTurnCli([
     ...["--listen", `127.0.0.1:${port}`, "--user", user, "--realm", "pt.test"],
     "--allow-loopback-peers",
+    ...extra,
   ]);
   strictEqual(listening, port);
   return child;
@@ -197,5 +202,26 @@ Deno.test("turn CLI --user takes coturn's key form (USER:0x<hex>, as turnadmin -
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("turn CLI --source-quota: coturn's turnutils_uclient, all of whose clients come from one address, gets 486 Allocation Quota Reached past it, and runs through under a quota that holds them", async () => {
+  requireBinary("turnutils_uclient", "coturn");
+  for (const [quota, refused] of [["3", true], ["20", false]] as const) {
+    const port = await freeUdpPort();
+    const server = await startServer(port, "u:p", ["--source-quota", quota]);
+    try {
+      // Four clients talking to each other (-y): four allocations, and its
+      // load-balancing probe's.
+      const { code, output } = await uclient([
+        ...["-y", "-c", "-n", "10", "-m", "4", "-l", "100", "-u", "u", "-w", "p"],
+        ...["-p", String(port), "127.0.0.1"],
+      ]);
+      strictEqual(output.includes("error 486 (Allocation Quota Reached)"), refused, output);
+      strictEqual(code === 0, !refused, `exit ${code}: ${output}`);
+    } finally {
+      server.kill("SIGTERM");
+      strictEqual((await server.status).code, 0);
+    }
   }
 });
