@@ -9,25 +9,41 @@ export interface RequestBudget {
 }
 
 /**
- * Refill `budget` for the time since it was last counted, then take one token.
- * A clock stepped back gives nothing and takes nothing.
+ * What a request of `size` bytes costs in tokens: one, and one more per
+ * KiB. A signed 64 KiB request (its MAC, its parse) cost the server
+ * 0.36-0.73 ms where a small one cost 15-20 us.
+ *
+ * @param size The request's length in bytes.
+ * @returns Its cost.
+ */
+export function requestCost(size: number): number {
+  return 1 + (size >> 10);
+}
+
+/**
+ * Refill `budget` for the time since it was last counted, then take `cost`
+ * tokens (at most `burst`: a request costing more than a burst takes a
+ * whole one). A clock stepped back gives nothing and takes nothing.
  *
  * @param budget The bucket, changed in place.
  * @param now The time in ms.
  * @param burst The most tokens it holds.
  * @param perMs Tokens added per ms.
- * @returns Whether a token was taken.
+ * @param cost Tokens the request costs (see {@linkcode requestCost}).
+ * @returns Whether they were taken.
  */
 export function takeRequestToken(
   budget: RequestBudget,
   now: number,
   burst: number,
   perMs: number,
+  cost = 1,
 ): boolean {
   budget.tokens = Math.min(burst, budget.tokens + Math.max(0, now - budget.at) * perMs);
   budget.at = now;
-  if (budget.tokens < 1) return false;
-  budget.tokens--;
+  const take = Math.min(cost, burst);
+  if (budget.tokens < take) return false;
+  budget.tokens -= take;
   return true;
 }
 
@@ -67,13 +83,14 @@ export class SourceRequestRates {
   }
 
   /**
-   * Take a token for one request of `source`.
+   * Take the tokens of one request of `source`.
    *
    * @param source The source.
    * @param now The time in ms.
+   * @param cost Tokens the request costs (see {@linkcode requestCost}).
    * @returns Whether the request may be answered.
    */
-  take(source: string, now: number): boolean {
+  take(source: string, now: number, cost = 1): boolean {
     let budget = this.#newer.get(source);
     if (budget === undefined) {
       budget = this.#older.get(source);
@@ -85,6 +102,6 @@ export class SourceRequestRates {
       }
       this.#newer.set(source, budget);
     }
-    return takeRequestToken(budget, now, this.#burst, this.#perMs);
+    return takeRequestToken(budget, now, this.#burst, this.#perMs, cost);
   }
 }

@@ -30,7 +30,12 @@ import { acceptErrorKind, retryWhileExhausted } from "../../net/_accept_loop.ts"
 import { SourceShare } from "../../net/_source_share.ts";
 import { systemClock } from "../_clock.ts";
 import { realmProblem, usernameProblem } from "./_credential_limits.ts";
-import { type RequestBudget, SourceRequestRates, takeRequestToken } from "./_request_rate.ts";
+import {
+  type RequestBudget,
+  requestCost,
+  SourceRequestRates,
+  takeRequestToken,
+} from "./_request_rate.ts";
 
 /**
  * Requests a byte-stream client, or a UDP client holding an allocation, may
@@ -38,6 +43,14 @@ import { type RequestBudget, SourceRequestRates, takeRequestToken } from "./_req
  */
 const STREAM_REQUEST_BURST = 50;
 const STREAM_REQUESTS_PER_MS = 50 / 1000;
+/**
+ * Requests the allocations of one source may make together, in a burst
+ * and per millisecond after it: 50 a second each from 100 allocations
+ * (sourceQuota) of 64 KiB requests was 3.5 s of CPU a second from one
+ * address.
+ */
+const HOLDERS_REQUEST_BURST = 500;
+const HOLDERS_REQUESTS_PER_MS = 250 / 1000;
 
 /** One TURN client as a front end sees it: a 5-tuple (or a stream) and a way to answer. */
 export interface TurnClient {
@@ -259,7 +272,9 @@ export interface TurnDrops {
    * `requestBurstPerSource`, then `requestsPerSecondPerSource` (500, then
    * 100 a second, by default; clients holding an allocation are not
    * counted there), or from a byte-stream client, or a UDP client holding
-   * an allocation, beyond 50 a second (bursts of 50). A TURN client makes a handful; a flood of 20-byte
+   * an allocation, beyond 50 a second (bursts of 50), or from the
+   * allocations of one source together beyond 250 a second (bursts of
+   * 500); each budget counts a request as one, and one more per KiB. A TURN client makes a handful; a flood of 20-byte
    * Binding requests cost the server a thousand times what it cost the
    * sender, and over UDP its answers may go to a spoofed address.
    */
@@ -487,6 +502,8 @@ export class TurnServer {
   #requestBudgets = new WeakMap<TurnClient, RequestBudget>();
   /** Sources' request budgets; undefined with no per-source limit. */
   #sourceRates: SourceRequestRates | undefined;
+  /** The request budgets of sources' allocations together; undefined with no per-source limit. */
+  #holderRates: SourceRequestRates | undefined;
   #toPeers = 0;
   #toClients = 0;
   #allocationsTotal = 0;
@@ -549,6 +566,11 @@ export class TurnServer {
     );
     if (burst !== Infinity && rate !== Infinity) {
       this.#sourceRates = new SourceRequestRates(burst, rate, sources);
+      this.#holderRates = new SourceRequestRates(
+        HOLDERS_REQUEST_BURST,
+        HOLDERS_REQUESTS_PER_MS * 1000,
+        sources,
+      );
     }
     if (options.metrics !== undefined) {
       this.#stopCounting = countTurnServer(metricsCore(options.metrics), () => this.stats());
@@ -602,22 +624,24 @@ export class TurnServer {
     }
   }
 
-  #takeRequestToken(client: TurnClient, now: number): boolean {
+  #takeRequestToken(client: TurnClient, now: number, cost: number): boolean {
     let budget = this.#requestBudgets.get(client);
     if (budget === undefined) {
       this.#requestBudgets.set(client, budget = { tokens: STREAM_REQUEST_BURST, at: now });
     }
-    return takeRequestToken(budget, now, STREAM_REQUEST_BURST, STREAM_REQUESTS_PER_MS);
+    return takeRequestToken(budget, now, STREAM_REQUEST_BURST, STREAM_REQUESTS_PER_MS, cost);
   }
 
   /**
    * Whether a request of `client` is answered (a byte-stream connection's
    * budget, then its source's); counted as `rateLimited` when not. Taken
-   * before the request is parsed: a flood costs a look-up each.
+   * before the request is parsed: a flood costs a look-up each. A request
+   * costs one token and one more per KiB ({@linkcode requestCost}).
    */
-  #admitRequest(client: TurnClient): boolean {
+  #admitRequest(client: TurnClient, size: number): boolean {
     const now = this.#now();
-    if (client.stream === true && !this.#takeRequestToken(client, now)) {
+    const cost = requestCost(size);
+    if (client.stream === true && !this.#takeRequestToken(client, now, cost)) {
       this.#drops.rateLimited++;
       return false;
     }
@@ -630,29 +654,37 @@ export class TurnServer {
     if (allocation !== undefined && allocation.expires > now) return true;
     // A stream given no source (its peer unknown) has its own budget only.
     const source = client.stream === true ? client.source : this.#sourceOf(client);
-    if (source === undefined || rates.take(source, now)) return true;
+    if (source === undefined || rates.take(source, now, cost)) return true;
     this.#drops.rateLimited++;
     return false;
   }
 
   /**
    * Whether a well-formed request of `client` is answered, when it holds an
-   * allocation over UDP (a stream's connection has a budget already): 50
-   * at once, then 50 a second, of its own; counted as `rateLimited` when
-   * not. Its flood of signed requests (each a MAC checked and one made:
-   * Refresh, CreatePermission, ChannelBind), or of Binding requests sent as
-   * from its 5-tuple (answered there), is bounded, not answered without end.
-   * Taken once the request parsed: garbage costs a failed parse only.
+   * allocation: over UDP 50 at once, then 50 a second, of its own (a
+   * stream's connection has that budget already), and 500 at once, then
+   * 250 a second, for all the allocations of its source together; each
+   * request costs one token and one more per KiB. Counted as `rateLimited`
+   * when not. Its flood of signed requests (each a MAC checked and one
+   * made: Refresh, CreatePermission, ChannelBind), or of Binding requests
+   * sent as from its 5-tuple (answered there), is bounded, not answered
+   * without end, and so are a source's many allocations together. Taken
+   * once the request parsed: garbage costs a failed parse only.
    */
-  #admitHolderRequest(client: TurnClient): boolean {
-    if (client.stream === true) return true;
+  #admitHolderRequest(client: TurnClient, size: number): boolean {
     const allocation = this.#allocations.get(client.key);
-    if (allocation === undefined) return true;
+    const now = this.#now();
+    if (allocation === undefined || allocation.expires <= now) return true;
+    const cost = requestCost(size);
     if (
-      takeRequestToken(allocation.budget, this.#now(), STREAM_REQUEST_BURST, STREAM_REQUESTS_PER_MS)
+      client.stream !== true &&
+      !takeRequestToken(allocation.budget, now, STREAM_REQUEST_BURST, STREAM_REQUESTS_PER_MS, cost)
     ) {
-      return true;
+      this.#drops.rateLimited++;
+      return false;
     }
+    const source = client.stream === true ? client.source : this.#sourceOf(client);
+    if (source === undefined || this.#holderRates?.take(source, now, cost) !== false) return true;
     this.#drops.rateLimited++;
     return false;
   }
@@ -670,13 +702,19 @@ export class TurnServer {
     }
     if (!isStunMessage(packet)) {
       if (!isRfc3489Binding(packet)) this.#drops.malformed++;
-      else if (this.#admitRequest(client) && this.#admitHolderRequest(client)) {
+      else if (
+        this.#admitRequest(client, packet.length) &&
+        this.#admitHolderRequest(client, packet.length)
+      ) {
         this.#answerRfc3489(client, packet);
       }
       return;
     }
     // The class bits of the message type (C1 is 0x0100, C0 0x0010): 00 is a request.
-    if ((packet[0]! & 0x01) === 0 && (packet[1]! & 0x10) === 0 && !this.#admitRequest(client)) {
+    if (
+      (packet[0]! & 0x01) === 0 && (packet[1]! & 0x10) === 0 &&
+      !this.#admitRequest(client, packet.length)
+    ) {
       return;
     }
     let message: StunMessage;
@@ -691,7 +729,7 @@ export class TurnServer {
       return;
     }
     if (message.class === StunClass.Request) {
-      if (this.#admitHolderRequest(client)) this.#onRequest(client, message);
+      if (this.#admitHolderRequest(client, packet.length)) this.#onRequest(client, message);
     } else if (message.class === StunClass.Indication && message.method === StunMethod.Binding) {
       // A keepalive (RFC 8489 section 3; ICE agents and coturn's clients
       // send them): nothing to answer, nothing dropped, as coturn.
