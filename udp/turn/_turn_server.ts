@@ -245,7 +245,7 @@ export interface TurnDrops {
   /**
    * Neither STUN nor ChannelData, unparsable, a bad FINGERPRINT, a class the
    * server does not take, or a Send indication with a comprehension-required
-   * attribute it does not know. Binding indications (keepalives) are
+   * attribute it does not know or with more than 32 attributes. Binding indications (keepalives) are
    * ignored, not counted; an RFC 3489 Binding request (no magic cookie) is
    * answered, not counted.
    */
@@ -390,6 +390,31 @@ const KNOWN_REQUIRED: ReadonlyMap<number, ReadonlySet<number>> = (() => {
 function isRfc3489Binding(packet: Uint8Array): boolean {
   return packet.length >= 20 && packet[0] === 0 && packet[1] === 1 &&
     ((packet[2]! << 8) | packet[3]!) === packet.length - 20 && packet.length % 4 === 0;
+}
+
+/**
+ * Attributes a Send indication may carry: XOR-PEER-ADDRESS, DATA,
+ * DONT-FRAGMENT, FINGERPRINT and room for optional ones. Each is parsed
+ * and looked over for every datagram relayed this way: a 60 KB indication
+ * of 5000 attributes cost the server 543 us, one of 64,000 bytes of DATA
+ * 101 us.
+ */
+const MAX_SEND_ATTRIBUTES = 32;
+
+/**
+ * Whether the STUN message `packet` (its length checked) has more than
+ * `limit` attributes, counted by their headers alone.
+ */
+function attributesOver(packet: Uint8Array, limit: number): boolean {
+  let count = 0;
+  for (
+    let at = 20;
+    at + 4 <= packet.length;
+    at += 4 + ((((packet[at + 2]! << 8) | packet[at + 3]!) + 3) & ~3)
+  ) {
+    if (++count > limit) return true;
+  }
+  return false;
 }
 
 /**
@@ -715,6 +740,14 @@ export class TurnServer {
       (packet[0]! & 0x01) === 0 && (packet[1]! & 0x10) === 0 &&
       !this.#admitRequest(client, packet.length)
     ) {
+      return;
+    }
+    // A Send indication (0x0016) of more attributes than any client sends
+    // is dropped before it is parsed.
+    if (
+      packet[0] === 0x00 && packet[1] === 0x16 && attributesOver(packet, MAX_SEND_ATTRIBUTES)
+    ) {
+      this.#drops.malformed++;
       return;
     }
     let message: StunMessage;
