@@ -15,7 +15,7 @@ const rss = () =>
   Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync("/proc/self/status"))![1]) * 1024;
 const factory = createUdpRelayFactory({ ipv4: "127.0.0.1" });
 // The first 200 before: the first 128 receive on their own, as the
-// fastest path (udp_socket.ts, OWN_RECEIVERS), and what every socket shares
+// fastest path (udp_socket.ts, OWN_FIRST), and what every socket shares
 // (the libc bindings, the receive arena, the wait) is made by then.
 const first = 200;
 const sockets: TurnRelaySocket[] = [];
@@ -42,8 +42,7 @@ for (const socket of sockets) {
 const peer = dgram.createSocket("udp4");
 await new Promise<void>((resolve) => peer.bind(0, "127.0.0.1", resolve));
 for (const [i, socket] of sockets.entries()) {
-  // One of the first (own receive) and one of the rest (shared wait) get
-  // the largest datagram.
+  // The first and the last get the largest datagram.
   const size = i === 0 || i === n - 1 ? 65_507 : 100;
   await new Promise<void>((resolve, reject) =>
     peer.send(

@@ -6,6 +6,7 @@
 import dgram from "node:dgram";
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { serveTurnUdp } from "../udp/turn/_udp_server.ts";
+import { createUdpRelayFactory } from "../udp/turn/_udp_relay.ts";
 import { UdpSocket } from "../udp/udp_socket.ts";
 import { encodeChannelData } from "../udp/stun/_channel_data.ts";
 import { StunAttr, StunMethod } from "../udp/stun/_constants.ts";
@@ -21,7 +22,7 @@ async function udpClient(hostname: string, turn: { port: number }) {
   return { socket, inbox, client };
 }
 
-Deno.test("Relayed sockets past the first 128 hold no receive buffer of their own: 800 more take under 32 KB of resident memory each, and all still receive datagrams up to 65,507 bytes whole", async () => {
+Deno.test("Idle relayed sockets past the first 128 hold no receive buffer of their own: 800 more take under 32 KB of resident memory each, and all still receive datagrams up to 65,507 bytes whole", async () => {
   // 72,871-76,411 bytes each before (Deno's receive held a 64 KiB buffer
   // per socket, resident), ~14,500 after: with FFI they wait through one
   // shared epoll and drain into the shared arena.
@@ -45,7 +46,7 @@ Deno.test("Relayed sockets past the first 128 hold no receive buffer of their ow
 
 Deno.test("A TURN allocation past the first 128 relayed sockets relays both ways through the shared wait, and its wait ends with the last socket", async () => {
   // 130 allocations of one client each (sourceQuota lifted: all from
-  // 127.0.0.1); the last is relayed through the shared wait.
+  // 127.0.0.1); the last is relayed through the shared wait (it is not busy).
   const turn = await serveTurnUdp({
     hostname: "127.0.0.1",
     port: 0,
@@ -92,5 +93,50 @@ Deno.test("A TURN allocation past the first 128 relayed sockets relays both ways
     // Every relayed socket closes with the server; the shared wait's last
     // call returns then (the test's op sanitizer finds nothing pending).
     await turn.close();
+  }
+});
+
+Deno.test("A busy relayed socket leaves the shared wait for a receive of its own without losing a datagram, 65,507 bytes whole after", async () => {
+  const factory = createUdpRelayFactory({ ipv4: "127.0.0.1" });
+  // The first 128 receive on their own from the start (udp_socket.ts, OWN_FIRST).
+  const first = [];
+  for (let i = 0; i < 128; i++) {
+    first.push(...await factory.open({ family: 4, evenPort: false, reserveNext: false }));
+  }
+  const [relay] = await factory.open({ family: 4, evenPort: false, reserveNext: false });
+  const sizes: number[] = [];
+  let wanted = Promise.withResolvers<void>();
+  let until = 0;
+  relay!.onPacket = (data) => {
+    sizes.push(data.length);
+    if (sizes.length === until) wanted.resolve();
+  };
+  const peer = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => peer.bind(0, "127.0.0.1", resolve));
+  try {
+    // 600 in rounds of 50, each round waited for: it leaves the shared wait
+    // after 256 (udp_socket.ts, PROMOTE_AFTER), in the middle of a round.
+    for (let round = 0; round < 12; round++) {
+      until += 50;
+      wanted = Promise.withResolvers<void>();
+      for (let i = 0; i < 50; i++) {
+        peer.send(new Uint8Array(1 + (round * 50 + i) % 1000), relay!.address.port, "127.0.0.1");
+      }
+      await wanted.promise;
+    }
+    // (node:dgram's sends of one tick may leave in any order: none is lost.)
+    deepStrictEqual(
+      sizes.toSorted((a, b) => a - b),
+      Array.from({ length: 600 }, (_, i) => 1 + i % 1000).toSorted((a, b) => a - b),
+    );
+    until += 1;
+    wanted = Promise.withResolvers<void>();
+    peer.send(new Uint8Array(65_507), relay!.address.port, "127.0.0.1");
+    await wanted.promise;
+    strictEqual(sizes.at(-1), 65_507);
+  } finally {
+    peer.close();
+    relay!.close();
+    for (const socket of first) socket.close();
   }
 });

@@ -308,7 +308,9 @@ interface Pending {
  * which holds a 64 KiB buffer (resident: ~58 KB of the ~76 KB a socket
  * cost) for as long as the socket is open. For sockets held by the
  * thousand, mostly idle: a TURN server's relayed sockets. The first
- * {@linkcode OWN_RECEIVERS} receive on their own all the same (faster);
+ * {@linkcode OWN_FIRST} receive on their own all the same, and a socket
+ * that has received {@linkcode PROMOTE_AFTER} datagrams goes on receiving
+ * on its own (faster), up to {@linkcode OWN_RECEIVERS} such sockets in all;
  * without FFI the option changes nothing.
  */
 export const SHARED_WAIT: unique symbol = Symbol("ptkit.udp.sharedWait");
@@ -323,13 +325,24 @@ const EINTR = 4;
 /** Events one epoll_wait call takes at most. */
 const WAIT_EVENTS = 256;
 /**
- * Sockets asking for the shared wait that receive on their own all the
- * same, the first ones: a datagram woken through the shared wait takes a
- * hop to Deno's blocking pool and back (30% more CPU under
- * turnutils_uclient's echo load, 20 allocations), so it is for sockets
- * held by the hundred: 128 of them hold at most 8 MiB of receive buffers.
+ * Shared-wait sockets that receive on their own instead, once busy (see
+ * {@linkcode PROMOTE_AFTER}): a datagram woken through the shared wait
+ * takes a hop to Deno's blocking pool and back (4.5-5.5 us of CPU per
+ * datagram on its own, 8-10 us shared, at 8,000 a second; 30% more CPU
+ * under turnutils_uclient's echo load), so the busy ones go the fast way,
+ * the idle ones hold no buffer. 512 of them hold at most 32 MiB of receive
+ * buffers, whatever peers send.
  */
-const OWN_RECEIVERS = 128;
+const OWN_RECEIVERS = 512;
+/** Datagrams a shared-wait socket receives before it receives on its own (when there is room). */
+const PROMOTE_AFTER = 256;
+/**
+ * Shared-wait sockets that receive on their own from the start, the first
+ * ones (among the OWN_RECEIVERS): a server with a few allocations never
+ * takes the hop (turnutils_uclient's echo load, 20 allocations: 0.56-0.64
+ * CPU seconds a run this way, 0.85-1.03 starting shared and promoted).
+ */
+const OWN_FIRST = 128;
 /**
  * Turns of the event loop with nothing ready before the shared wait goes
  * back to the blocking pool: datagrams a few microseconds apart are taken
@@ -524,9 +537,9 @@ export class UdpSocket implements AsyncDisposable {
   #fd = -1;
   /** The shared wait this socket's datagrams come through, if any (see SHARED_WAIT). */
   #shared: SharedWait | undefined;
-  /** Asked for the shared wait, and counted among the OWN_RECEIVERS instead. */
+  /** Among the first (OWN_FIRST) or left the shared wait (busy): counted among the OWN_RECEIVERS. */
   #ownReceiver = false;
-  /** Sockets that asked for the shared wait and receive on their own. */
+  /** Shared-wait sockets that receive on their own. */
   static #ownReceivers = 0;
   #bufferSize: number | undefined;
   #closed = false;
@@ -652,9 +665,9 @@ export class UdpSocket implements AsyncDisposable {
       }
     }
     if (this.#fd >= 0 && !isWildcard(local)) UdpSocket.#locals.set(this.#addr.key, this);
-    // The first OWN_RECEIVERS such sockets receive on their own (the
-    // fastest path); past them, through the shared wait.
-    const shared = sharedWait && this.#fd >= 0 && UdpSocket.#ownReceivers >= OWN_RECEIVERS
+    // The first OWN_FIRST such sockets receive on their own (the fastest
+    // path); past them, through the shared wait until busy.
+    const shared = sharedWait && this.#fd >= 0 && UdpSocket.#ownReceivers >= OWN_FIRST
       ? SharedWait.get()
       : null;
     if (shared !== null && shared.add(this.#fd, () => this.#readable())) {
@@ -667,9 +680,25 @@ export class UdpSocket implements AsyncDisposable {
     }
   }
 
-  /** Datagrams are queued for a shared-wait socket: take them (at most DRAIN_BATCHES batches). */
+  /**
+   * Datagrams are queued for a shared-wait socket: take them (at most
+   * DRAIN_BATCHES batches). Once it has received PROMOTE_AFTER, it
+   * receives on its own, when fewer than OWN_RECEIVERS do: nothing queued
+   * is lost, the kernel keeps it for the receive.
+   */
   #readable(): void {
-    if (!this.#closed) this.#drain();
+    if (this.#closed) return;
+    this.#drain();
+    if (
+      !this.#closed && this.#shared !== undefined && this.#received >= PROMOTE_AFTER &&
+      UdpSocket.#ownReceivers < OWN_RECEIVERS
+    ) {
+      this.#shared.remove(this.#fd);
+      this.#shared = undefined;
+      this.#ownReceiver = true;
+      UdpSocket.#ownReceivers++;
+      this.#receiving = this.#receive();
+    }
   }
 
   /**
