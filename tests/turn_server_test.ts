@@ -1909,26 +1909,28 @@ Deno.test("TurnServer refuses a realm of 128 characters or a user name of 509 by
   new TurnServer({ realm: "é".repeat(127), users: { ["x".repeat(508)]: "p" }, relay }).close();
 });
 
-Deno.test("TurnServer caps the allocations one source holds (sourceQuota, default 100): more get 486, and another source is served without evicting anyone", async () => {
-  const { server, relay, connect } = rig();
-  // One address, many ports (a 5-tuple each), one user: 100 allocations,
+Deno.test("TurnServer caps the allocations one source holds (sourceQuota, default 500): more get 486, and another source is served without evicting anyone", async () => {
+  // Two requests an Allocate (the first gets 401) from one address: past
+  // the request burst of a source without allocations on this still clock.
+  const { server, relay, connect } = rig({ requestBurstPerSource: Infinity });
+  // One address, many ports (a 5-tuple each), one user: 500 allocations,
   // then 486 (RFC 8656 section 7.2: Allocation Quota Reached), no relay
   // socket opened for them.
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 500; i++) {
     strictEqual(errorCode(await connect(`h${i}`, "u", "p", "192.0.2.1").allocate()), 0, `${i}`);
   }
-  for (let i = 100; i < 110; i++) {
+  for (let i = 500; i < 510; i++) {
     strictEqual(errorCode(await connect(`h${i}`, "u", "p", "192.0.2.1").allocate()), 486);
   }
   // Another user from the same source: the cap is the source's.
   strictEqual(errorCode(await connect("hv", "v", "q", "192.0.2.1").allocate()), 486);
-  strictEqual(relay.sockets.length, 100);
+  strictEqual(relay.sockets.length, 500);
   // Another source gets one, and nobody was evicted to make room for it.
   strictEqual(errorCode(await connect("other", "u", "p", "198.51.100.7").allocate()), 0);
-  deepStrictEqual([server.stats().allocations, server.stats().allocationsEvicted], [101, 0]);
+  deepStrictEqual([server.stats().allocations, server.stats().allocationsEvicted], [501, 0]);
   // Once one of the source's allocations goes, it may make one more.
   server.disconnect("h0");
-  strictEqual(errorCode(await connect("h110", "u", "p", "192.0.2.1").allocate()), 0);
+  strictEqual(errorCode(await connect("h510", "u", "p", "192.0.2.1").allocate()), 0);
   server.close();
 });
 

@@ -77,7 +77,7 @@ SIGTERM. Loopback, private, link-local and multicast peers are refused (403).
   --allow-loopback-peers    also relay to loopback peers
   --source-quota N          allocations one source (an IPv4 address, an IPv6
                             /64) holds at once, its port reservations counted;
-                            more get 486 (default 100; 0: no limit)
+                            more get 486 (default 500; 0: no limit)
   --request-burst-per-source N
                             requests a source whose client holds no allocation
                             may make at once (default 500; 0: no limit)

@@ -46,8 +46,7 @@ const STREAM_REQUESTS_PER_MS = 50 / 1000;
 /**
  * Requests the allocations of one source may make together, in a burst
  * and per millisecond after it: 50 a second each from 100 allocations
- * (sourceQuota) of 64 KiB requests was 3.5 s of CPU a second from one
- * address.
+ * of 64 KiB requests was 3.5 s of CPU a second from one address.
  */
 const HOLDERS_REQUEST_BURST = 500;
 const HOLDERS_REQUESTS_PER_MS = 250 / 1000;
@@ -179,7 +178,9 @@ export interface TurnServerOptions {
   /**
    * Allocations one source (an IPv4 address, an IPv6 /64; see
    * `TurnClient.source`) holds at once, its port reservations and the
-   * Allocates it has in progress counted too (default 100); more get 486
+   * Allocates it has in progress counted too (default 500: coturn's
+   * `turnutils_uclient -y -m 100` load, all from one address, holds about
+   * 200); more get 486
    * (Allocation Quota Reached, RFC 8656 section 7.2), whatever the user, and
    * never evict another's. Without it one address could hold the whole
    * `totalQuota`: its relay sockets, descriptors and memory. A positive
@@ -569,7 +570,7 @@ export class TurnServer {
     });
     this.#userQuota = options.userQuota ?? 1000;
     this.#totalQuota = options.totalQuota ?? 5000;
-    this.#sourceQuota = checkLimit("sourceQuota", options.sourceQuota, 100);
+    this.#sourceQuota = checkLimit("sourceQuota", options.sourceQuota, 500);
     this.#maxPermissions = options.maxPermissions ?? 256;
     this.#maxChannels = options.maxChannels ?? 64;
     this.#maxLifetime = options.maxLifetime ?? 3600;
