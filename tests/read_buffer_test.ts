@@ -35,6 +35,24 @@ function scriptedConn(fractions: number[]): { conn: NetConn; sizes: number[]; en
   return { conn, sizes, end };
 }
 
+/**
+ * The others ended: a new socket's reads grow to 256 KiB again. Then `busy`
+ * and it end, and `source` (reading `busy`) with them.
+ */
+async function readsFullAgain(
+  busy: ReturnType<typeof scriptedConn>,
+  source: ReturnType<typeof connSource>,
+): Promise<void> {
+  const again = scriptedConn([1, 1, 1, 1, 1]);
+  const later = connSource(again.conn, 16 * 1024);
+  for (let i = 0; i < 5; i++) ok((await later.read())!.length > 0);
+  strictEqual(Math.max(...again.sizes), 256 * 1024);
+  busy.end();
+  again.end();
+  strictEqual(await source.read(), null);
+  strictEqual(await later.read(), null);
+}
+
 Deno.test("connSource: after a burst, the read that waits on an idle connection holds at most 16 KiB", async () => {
   // Full reads grow the buffer to 256 KiB; the burst ends with a read that
   // fills 60% of it (more than half: handed over as it is).
@@ -87,15 +105,7 @@ Deno.test("connSource: with many sockets open, reads share a 16 MiB budget, and 
   strictEqual(Math.max(...busy.sizes), 16 * 1024, "1001 sockets share 16 MiB: 16 KiB each");
   for (const { end } of open) end();
   for (const read of waiting) strictEqual(await read, null);
-  // The others ended: this socket's reads grow to 256 KiB again.
-  const again = scriptedConn([1, 1, 1, 1, 1]);
-  const later = connSource(again.conn, 16 * 1024);
-  for (let i = 0; i < 5; i++) ok((await later.read())!.length > 0);
-  strictEqual(Math.max(...again.sizes), 256 * 1024);
-  busy.end();
-  again.end();
-  strictEqual(await source.read(), null);
-  strictEqual(await later.read(), null);
+  await readsFullAgain(busy, source);
 });
 
 Deno.test("connSource: a cancelled or failed socket gives its share back", async () => {
@@ -167,14 +177,7 @@ Deno.test("connSource: chunks that readers hold count against an 8 MiB budget; r
     stalled[i]!.end();
     await next;
   }
-  const again = scriptedConn([1, 1, 1, 1, 1]);
-  const later = connSource(again.conn, 16 * 1024);
-  for (let i = 0; i < 5; i++) ok((await later.read())!.length > 0);
-  strictEqual(Math.max(...again.sizes), 256 * 1024);
-  busy.end();
-  again.end();
-  strictEqual(await source.read(), null);
-  strictEqual(await later.read(), null);
+  await readsFullAgain(busy, source);
 });
 
 Deno.test("connSink: a write the socket has not taken counts against the budget of what is held until it is taken", async () => {
@@ -197,12 +200,5 @@ Deno.test("connSink: a write the socket has not taken counts against the budget 
   ok(Math.max(...busy.sizes) <= 16 * 1024, `a busy socket read ${Math.max(...busy.sizes)} bytes`);
   for (const take of takes) take();
   await Promise.all(writes);
-  const again = scriptedConn([1, 1, 1, 1, 1]);
-  const later = connSource(again.conn, 16 * 1024);
-  for (let i = 0; i < 5; i++) ok((await later.read())!.length > 0);
-  strictEqual(Math.max(...again.sizes), 256 * 1024);
-  busy.end();
-  again.end();
-  strictEqual(await source.read(), null);
-  strictEqual(await later.read(), null);
+  await readsFullAgain(busy, source);
 });

@@ -53,6 +53,26 @@ async function handshake(
 const REQUEST = [5, 1, 0, 1, 198, 51, 100, 7, 0, 80];
 const json = (n: number) => new TextEncoder().encode(JSON.stringify({ k: "x".repeat(n - 8) }));
 
+/**
+ * A SOCKS5 client through the front end at `port`: no authentication, then
+ * REQUEST; resolves with the socket once `replyLength` bytes of the reply
+ * came (a domain-name reply is longer than an IPv4 one).
+ */
+async function socksConnect(
+  port: number,
+  replyLength: number,
+): Promise<{ client: Deno.TcpConn; reply: Uint8Array }> {
+  const client = await Deno.connect({ hostname: "127.0.0.1", port });
+  const reply = new Uint8Array(16);
+  await client.write(new Uint8Array([5, 1, 0]));
+  let got = 0;
+  while (got < 2) got += (await client.read(reply.subarray(got)))!;
+  await client.write(new Uint8Array(REQUEST));
+  got = 0;
+  while (got < replyLength) got += (await client.read(reply.subarray(got)))!;
+  return { client, reply };
+}
+
 Deno.test("socksHandshake refuses length-prefixed JSON settings over maxSettingsBytes (reply 0x10) and takes what fits", async () => {
   for (const [size, refused] of [[100, false], [101, true]] as const) {
     const body = json(size);
@@ -164,15 +184,9 @@ Deno.test("SocksServer hands the application's first write on whole, not its fir
       }),
   });
   try {
-    using client = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
-    const reply = new Uint8Array(16);
-    await client.write(new Uint8Array([5, 1, 0]));
-    let got = 0;
-    while (got < 2) got += (await client.read(reply.subarray(got)))!;
-    await client.write(new Uint8Array(REQUEST));
-    got = 0;
-    while (got < 10) got += (await client.read(reply.subarray(got)))!;
-    strictEqual(reply[1], 0);
+    const opened = await socksConnect(server.addr.port, 10);
+    using client = opened.client;
+    strictEqual(opened.reply[1], 0);
     await client.write(new Uint8Array(1000).fill(0x16));
     await guarded(all, "the relay to hand on the 1000 bytes");
     deepStrictEqual(chunks, [1000]);
@@ -243,14 +257,7 @@ Deno.test("SocksServer closes each client socket once: no Deno BadResource throw
   });
   try {
     for (let i = 0; i < 3; i++) {
-      const client = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
-      const reply = new Uint8Array(16);
-      await client.write(new Uint8Array([5, 1, 0]));
-      let got = 0;
-      while (got < 2) got += (await client.read(reply.subarray(got)))!;
-      await client.write(new Uint8Array(REQUEST));
-      got = 0;
-      while (got < 11) got += (await client.read(reply.subarray(got)))!;
+      const { client, reply } = await socksConnect(server.addr.port, 11);
       strictEqual(reply[1], 0);
       strictEqual(reply[10], 7);
       client.close();
