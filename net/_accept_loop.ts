@@ -422,8 +422,14 @@ export async function retryWhileExhausted<T>(
 // captured) cost every relayed connection about as much CPU as its close.
 const closedQuietly = new WeakSet<object>();
 
-/** Close a connection or listener that may be closed already. */
+/**
+ * Close a connection or listener that may be closed already. Anything else
+ * (what a dialer returned instead of a connection: `undefined`, a number) is
+ * let be, as before closes were remembered: a WeakSet takes no such value.
+ */
 export function closeQuietly(resource: { close(): void }): void {
+  const kind = typeof resource;
+  if (resource === null || (kind !== "object" && kind !== "function")) return;
   if (closedQuietly.has(resource)) return;
   closedQuietly.add(resource);
   try {
